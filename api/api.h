@@ -1,0 +1,51 @@
+/*
+ * api/api.h - the HTTP API process (farm-api) and the token helper the CLI
+ * shares with it. This cut serves the operations routes of API.md:
+ * /healthz, /readyz (Redis and Postgres both answer) and /metrics.
+ */
+#ifndef API_H
+#define API_H
+
+#include <uv.h>
+
+#include "core.h"
+
+typedef struct api api_t;
+typedef void (*api_stopped_cb)(api_t *api, void *data);
+
+/* Returns a new api bound to nothing yet; `cfg` is borrowed and must outlive it. */
+api_t *api_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err);
+
+/* Connects to Redis and Postgres (in the background) and listens. */
+int api_start(api_t *api, gf_err_t *err);
+
+/* The port listened on. */
+int api_port(const api_t *api);
+
+/*
+ * Graceful stop: stop accepting, finish in-flight requests, end streams,
+ * close the Redis and Postgres clients; `cb` runs when every handle is closed.
+ */
+void api_stop(api_t *api, api_stopped_cb cb, void *data);
+
+/* Frees a stopped api; NULL is a no-op. */
+void api_free(api_t *api);
+
+/* The claims of a bearer token (API.md, Authentication). */
+typedef struct {
+    const char *sub;  /* user UUID, required */
+    const char *role; /* "user" or "admin"; NULL: user */
+    const char *plan; /* NULL: free */
+    long ttl_s;       /* exp = now + ttl_s */
+} api_claims_t;
+
+/*
+ * Issues an HS256 JWT signed with `secret`. Returns a new string (free with
+ * free()) or NULL with `err` (empty secret, missing or malformed sub).
+ */
+char *api_token_issue(const char *secret, const api_claims_t *claims, gf_err_t *err);
+
+/* Whether `s` is a lowercase UUID string (API.md: IDs are lowercase UUIDs). */
+int api_is_uuid(const char *s);
+
+#endif

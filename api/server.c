@@ -1,0 +1,199 @@
+/*
+ * api/server.c - the api process: its HTTP server, its Redis and Postgres
+ * clients, the operations routes, and the order of a graceful stop
+ * (HTTP first, so in-flight requests can still reach Redis and Postgres).
+ */
+#include "api.h"
+#include "queue.h"
+#include "store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct api {
+    uv_loop_t *loop;
+    const gf_config_t *cfg;
+    gf_metrics_t *metrics;
+    gf_httpd_t *httpd;
+    queue_t *queue;
+    store_t *store;
+    int closes_pending;
+    api_stopped_cb stopped_cb;
+    void *stopped_data;
+};
+
+/* One /readyz request waiting on both dependencies. */
+typedef struct {
+    gf_http_req_t *req;
+    int pending;
+    int redis, postgres;
+} readyz_t;
+
+static const char *dep_state(int status)
+{
+    switch (status) {
+    case 0:
+        return "ok";
+    case GF_ETIMEDOUT:
+        return "timeout";
+    default:
+        return "unavailable";
+    }
+}
+
+static void readyz_answer(readyz_t *rz)
+{
+    if (--rz->pending > 0)
+        return;
+    char body[512];
+    if (rz->redis == 0 && rz->postgres == 0) {
+        snprintf(body, sizeof(body), "{\"status\":\"ready\",\"redis\":\"ok\",\"postgres\":\"ok\"}");
+        gf_http_respond(rz->req, 200, "application/json; charset=utf-8", body, strlen(body));
+    } else {
+        const char *which = rz->redis && rz->postgres ? "redis and postgres"
+                            : rz->redis               ? "redis"
+                                                      : "postgres";
+        snprintf(body, sizeof(body),
+                 "{\"error\":{\"code\":\"unavailable\",\"message\":\"%s not answering\","
+                 "\"field\":null},\"status\":\"unavailable\",\"redis\":\"%s\",\"postgres\":\"%s\"}",
+                 which, dep_state(rz->redis), dep_state(rz->postgres));
+        gf_http_respond(rz->req, 503, "application/json; charset=utf-8", body, strlen(body));
+    }
+    free(rz);
+}
+
+static void on_redis_ping(queue_t *q, int status, void *data)
+{
+    readyz_t *rz = data;
+    (void)q;
+    rz->redis = status;
+    readyz_answer(rz);
+}
+
+static void on_pg_ping(store_t *st, int status, void *data)
+{
+    readyz_t *rz = data;
+    (void)st;
+    rz->postgres = status;
+    readyz_answer(rz);
+}
+
+static void on_readyz(gf_http_req_t *req, void *data)
+{
+    api_t *api = data;
+    uint64_t timeout = (uint64_t)api->cfg->readyz_timeout_ms;
+    readyz_t *rz = gf_xcalloc(1, sizeof(*rz));
+    rz->req = req;
+    /* Hold one count ourselves: a ping may answer before its call returns. */
+    rz->pending = 3;
+    int rc = queue_ping(api->queue, timeout, on_redis_ping, rz);
+    if (rc < 0) {
+        rz->redis = rc;
+        rz->pending--;
+    }
+    rc = store_ping(api->store, timeout, on_pg_ping, rz);
+    if (rc < 0) {
+        rz->postgres = rc;
+        rz->pending--;
+    }
+    readyz_answer(rz);
+}
+
+api_t *api_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)
+{
+    api_t *api = gf_xcalloc(1, sizeof(*api));
+    api->loop = loop;
+    api->cfg = cfg;
+    api->metrics = gf_metrics_new();
+    gf_httpd_opts_t o;
+    gf_proc_httpd_opts(&o, cfg, "api", api->metrics);
+    o.host = cfg->api_host;
+    o.port = (int)cfg->api_port;
+    o.reuseport = 1;
+    api->httpd = gf_httpd_new(loop, &o, err);
+    if (api->httpd == NULL)
+        goto fail;
+    gf_proc_add_ops_routes(api->httpd, api->metrics);
+    gf_httpd_route(api->httpd, "GET", "/readyz", 0, on_readyz, api);
+    return api;
+fail:
+    api_free(api);
+    return NULL;
+}
+
+int api_start(api_t *api, gf_err_t *err)
+{
+    api->queue = queue_new(api->loop, api->cfg, err);
+    if (api->queue == NULL)
+        return err ? err->code : GF_EINVAL;
+    api->store = store_new(api->loop, api->cfg, err);
+    if (api->store == NULL)
+        return err ? err->code : GF_EINVAL;
+    int rc = gf_httpd_listen(api->httpd, err);
+    if (rc < 0)
+        return rc;
+    GF_LOG(GF_LOG_INFO, &(gf_log_ctx){.component = "api"}, "listening on http://%s:%d",
+           api->cfg->api_host, gf_httpd_port(api->httpd));
+    return 0;
+}
+
+int api_port(const api_t *api)
+{
+    return gf_httpd_port(api->httpd);
+}
+
+static void api_maybe_stopped(api_t *api)
+{
+    if (--api->closes_pending > 0)
+        return;
+    if (api->stopped_cb)
+        api->stopped_cb(api, api->stopped_data);
+}
+
+static void on_queue_closed(queue_t *q, void *data)
+{
+    (void)q;
+    api_t *api = data;
+    api->queue = NULL;
+    api_maybe_stopped(api);
+}
+
+static void on_store_closed(void *data)
+{
+    api_t *api = data;
+    api->store = NULL;
+    api_maybe_stopped(api);
+}
+
+static void on_httpd_stopped(gf_httpd_t *h, void *data)
+{
+    (void)h;
+    api_t *api = data;
+    api->closes_pending = 1;
+    if (api->queue) {
+        api->closes_pending++;
+        queue_close(api->queue, on_queue_closed, api);
+    }
+    if (api->store) {
+        api->closes_pending++;
+        store_close(api->store, on_store_closed, api);
+    }
+    api_maybe_stopped(api);
+}
+
+void api_stop(api_t *api, api_stopped_cb cb, void *data)
+{
+    api->stopped_cb = cb;
+    api->stopped_data = data;
+    gf_httpd_stop(api->httpd, on_httpd_stopped, api);
+}
+
+void api_free(api_t *api)
+{
+    if (api == NULL)
+        return;
+    gf_httpd_free(api->httpd);
+    gf_metrics_free(api->metrics);
+    free(api);
+}

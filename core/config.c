@@ -1,0 +1,390 @@
+/*
+ * core/config.c - the configuration table and its loader.
+ *
+ * Invariant: every FARM_* setting the code reads is a row here, with its bounds;
+ * no module hard-codes a limit or calls getenv().
+ */
+#include "config.h"
+#include "log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { CFG_INT, CFG_STR, CFG_URL, CFG_ENUM } cfg_type;
+
+typedef struct {
+    const char *name;
+    cfg_type type;
+    size_t offset;
+    const char *def;    /* default, as it would be written in the environment */
+    long long min, max; /* CFG_INT bounds */
+    const char *accept; /* CFG_ENUM: "a|b|c"; CFG_URL: allowed schemes "redis" */
+    int secret;
+    const char *help;
+} cfg_row;
+
+#define OFF(f) offsetof(gf_config_t, f)
+#define KIB    1024LL
+#define MIB    (1024LL * 1024LL)
+
+static const cfg_row cfg_table[] = {
+    {"FARM_API_HOST", CFG_STR, OFF(api_host), "127.0.0.1", 0, 0, NULL, 0,
+     "address farm-api listens on"},
+    {"FARM_API_PORT", CFG_INT, OFF(api_port), "8080", 0, 65535, NULL, 0,
+     "port farm-api listens on (0: any free port)"},
+    {"FARM_READYZ_TIMEOUT_MS", CFG_INT, OFF(readyz_timeout_ms), "1000", 10, 60000, NULL, 0,
+     "how long /readyz waits for Redis and Postgres to answer"},
+    {"FARM_REDIS_URL", CFG_URL, OFF(redis_url), "redis://127.0.0.1:6379/0", 0, 0, "redis", 0,
+     "Redis holding the queue and event streams"},
+    {"FARM_REDIS_CONNECT_TIMEOUT_MS", CFG_INT, OFF(redis_connect_timeout_ms), "1000", 50, 60000,
+     NULL, 0, "a Redis connect that takes longer is abandoned and retried"},
+    {"FARM_DATABASE_URL", CFG_URL, OFF(database_url), "postgresql://farm@127.0.0.1:5432/farm", 0, 0,
+     "postgresql|postgres", 0, "Postgres holding users, generations and the ledger"},
+    {"FARM_MIGRATIONS_DIR", CFG_STR, OFF(migrations_dir), "migrations", 0, 0, NULL, 0,
+     "folder of NNNN_name.sql files applied by farm migrate"},
+    {"FARM_HTTP_MAX_HEADER_BYTES", CFG_INT, OFF(http_max_header_bytes), "16384", 1024, MIB, NULL, 0,
+     "request line plus headers; larger requests get 431"},
+    {"FARM_HTTP_MAX_BODY_BYTES", CFG_INT, OFF(http_max_body_bytes), "65536", 0, 64 * MIB, NULL, 0,
+     "request body limit for JSON routes; larger bodies get 413"},
+    {"FARM_HTTP_MAX_CONNECTIONS", CFG_INT, OFF(http_max_connections), "10000", 1, 1000000, NULL, 0,
+     "open connections per process; more are closed at accept"},
+    {"FARM_HTTP_IDLE_TIMEOUT_S", CFG_INT, OFF(http_idle_timeout_s), "60", 1, 3600, NULL, 0,
+     "a keep-alive connection with no request is closed after this"},
+    {"FARM_HTTP_HEADER_TIMEOUT_S", CFG_INT, OFF(http_header_timeout_s), "10", 1, 600, NULL, 0,
+     "time allowed for a request's headers (slowloris bound); then 408"},
+    {"FARM_HTTP_BODY_TIMEOUT_S", CFG_INT, OFF(http_body_timeout_s), "30", 1, 3600, NULL, 0,
+     "time allowed for a request's body; then 408"},
+    {"FARM_HTTP_STREAM_MAX_QUEUED_BYTES", CFG_INT, OFF(http_stream_max_queued_bytes), "1048576",
+     4 * KIB, 256 * MIB, NULL, 0,
+     "bytes queued to a streaming client that stopped reading before it is dropped"},
+    {"FARM_SHUTDOWN_S", CFG_INT, OFF(shutdown_s), "10", 0, 3600, NULL, 0,
+     "on SIGTERM, time allowed for in-flight requests before connections are cut"},
+    {"FARM_WORKER_METRICS_HOST", CFG_STR, OFF(worker_metrics_host), "127.0.0.1", 0, 0, NULL, 0,
+     "address of a worker's /healthz and /metrics"},
+    {"FARM_WORKER_METRICS_PORT", CFG_INT, OFF(worker_metrics_port), "9100", 0, 65535, NULL, 0,
+     "port of a worker's /healthz and /metrics (0: any free port)"},
+    {"FARM_JWT_SECRET", CFG_STR, OFF(jwt_secret), "", 0, 0, NULL, 1,
+     "HS256 secret of the API's bearer tokens"},
+    {"FARM_FILE_SECRET", CFG_STR, OFF(file_secret), "", 0, 0, NULL, 1,
+     "HMAC-SHA256 secret of signed file URLs (API.md, files)"},
+    {"FARM_WEBHOOK_SECRET", CFG_STR, OFF(webhook_secret), "", 0, 0, NULL, 1,
+     "HMAC-SHA256 secret of webhook signatures (API.md, webhooks)"},
+    {"FARM_LOG_LEVEL", CFG_ENUM, OFF(log_level), "info", 0, 0, "debug|info|warn|error", 0,
+     "lowest level logged"},
+};
+
+#define CFG_ROWS (sizeof(cfg_table) / sizeof(cfg_table[0]))
+
+static const char *env_lookup(char *const *envp, const char *name)
+{
+    size_t n = strlen(name);
+    for (; envp && *envp; envp++)
+        if (strncmp(*envp, name, n) == 0 && (*envp)[n] == '=')
+            return *envp + n + 1;
+    return NULL;
+}
+
+static const cfg_row *row_find(const char *name, size_t n)
+{
+    for (size_t i = 0; i < CFG_ROWS; i++)
+        if (strlen(cfg_table[i].name) == n && strncmp(cfg_table[i].name, name, n) == 0)
+            return &cfg_table[i];
+    return NULL;
+}
+
+static int enum_index(const char *choices, const char *v)
+{
+    size_t vn = strlen(v);
+    int idx = 0;
+    for (const char *p = choices; *p; idx++) {
+        const char *bar = strchr(p, '|');
+        size_t n = bar ? (size_t)(bar - p) : strlen(p);
+        if (n == vn && strncmp(p, v, n) == 0)
+            return idx;
+        p += n + (bar ? 1 : 0);
+    }
+    return -1;
+}
+
+static int scheme_allowed(const char *choices, const char *scheme)
+{
+    return scheme != NULL && enum_index(choices, scheme) >= 0;
+}
+
+static void url_free_parts(gf_url_t *u)
+{
+    GF_FREE(u->scheme);
+    GF_FREE(u->user);
+    GF_FREE(u->password);
+    GF_FREE(u->host);
+    GF_FREE(u->path);
+}
+
+void gf_url_dispose(gf_url_t *url)
+{
+    if (url != NULL)
+        url_free_parts(url);
+}
+
+int gf_url_parse(const char *s, gf_url_t *u, gf_err_t *err)
+{
+    memset(u, 0, sizeof(*u));
+    const char *sep = strstr(s, "://");
+    if (sep == NULL || sep == s)
+        return gf_err_set(err, GF_EINVAL, "config", "no scheme:// prefix");
+    for (const char *c = s; c < sep; c++)
+        if (!isalnum((unsigned char)*c) && *c != '+' && *c != '-' && *c != '.')
+            return gf_err_set(err, GF_EINVAL, "config", "bad character in the scheme");
+    u->scheme = gf_xstrndup(s, (size_t)(sep - s));
+    const char *auth = sep + 3;
+    const char *end = auth + strcspn(auth, "/?#");
+    const char *at = NULL;
+    for (const char *c = auth; c < end; c++)
+        if (*c == '@')
+            at = c; /* the last '@' ends the user info */
+    const char *host = auth;
+    if (at != NULL) {
+        const char *colon = memchr(auth, ':', (size_t)(at - auth));
+        if (colon != NULL) {
+            u->user = gf_xstrndup(auth, (size_t)(colon - auth));
+            u->password = gf_xstrndup(colon + 1, (size_t)(at - colon - 1));
+        } else {
+            u->user = gf_xstrndup(auth, (size_t)(at - auth));
+        }
+        host = at + 1;
+    }
+    const char *hend = end;
+    const char *pcolon = NULL;
+    if (*host == '[') { /* [ipv6]:port */
+        const char *rb = memchr(host, ']', (size_t)(end - host));
+        if (rb == NULL)
+            goto bad_host;
+        u->host = gf_xstrndup(host + 1, (size_t)(rb - host - 1));
+        pcolon = rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
+        if (rb + 1 < end && pcolon == NULL)
+            goto bad_host;
+    } else {
+        pcolon = memchr(host, ':', (size_t)(end - host));
+        hend = pcolon ? pcolon : end;
+        u->host = gf_xstrndup(host, (size_t)(hend - host));
+    }
+    if (u->host[0] == '\0')
+        goto bad_host;
+    for (const char *c = u->host; *c; c++)
+        if (isspace((unsigned char)*c) || *c == '@')
+            goto bad_host;
+    if (pcolon != NULL) {
+        const char *p = pcolon + 1;
+        long port = 0;
+        if (p == end)
+            goto bad_port;
+        for (; p < end; p++) {
+            if (!isdigit((unsigned char)*p))
+                goto bad_port;
+            port = port * 10 + (*p - '0');
+            if (port > 65535)
+                goto bad_port;
+        }
+        if (port == 0)
+            goto bad_port;
+        u->port = (int)port;
+    }
+    u->path = gf_xstrdup(end);
+    return 0;
+bad_host:
+    url_free_parts(u);
+    return gf_err_set(err, GF_EINVAL, "config", "missing or malformed host");
+bad_port:
+    url_free_parts(u);
+    return gf_err_set(err, GF_EINVAL, "config", "port is not a number in 1..65535");
+}
+
+/* Describes what a row accepts, for error messages and the README table. */
+static void row_accepts(const cfg_row *r, char *buf, size_t n)
+{
+    switch (r->type) {
+    case CFG_INT:
+        snprintf(buf, n, "an integer %lld..%lld", r->min, r->max);
+        break;
+    case CFG_ENUM:
+        snprintf(buf, n, "one of %s", r->accept);
+        break;
+    case CFG_URL:
+        snprintf(buf, n, "a URL %s://[user[:password]@]host[:port][/path]", r->accept);
+        break;
+    case CFG_STR:
+        snprintf(buf, n, "a string");
+        break;
+    }
+}
+
+static int row_set(gf_config_t *cfg, const cfg_row *r, const char *v, gf_err_t *err)
+{
+    char accepts[160];
+    char *field = (char *)cfg + r->offset;
+    const char *shown = r->secret ? "[secret]" : v;
+    gf_err_t why = {0};
+    row_accepts(r, accepts, sizeof(accepts));
+    switch (r->type) {
+    case CFG_INT: {
+        char *end;
+        errno = 0;
+        long long x = strtoll(v, &end, 10);
+        if (*v == '\0' || *end != '\0' || errno == ERANGE || isspace((unsigned char)*v))
+            return gf_err_set(err, GF_EINVAL, "config", "%s=%s: not an integer; accepted: %s",
+                              r->name, shown, accepts);
+        if (x < r->min || x > r->max)
+            return gf_err_set(err, GF_EINVAL, "config", "%s=%s: out of range; accepted: %s",
+                              r->name, shown, accepts);
+        *(long long *)field = x;
+        return 0;
+    }
+    case CFG_ENUM: {
+        int idx = enum_index(r->accept, v);
+        if (idx < 0)
+            return gf_err_set(err, GF_EINVAL, "config", "%s=%s: unknown value; accepted: %s",
+                              r->name, shown, accepts);
+        *(long long *)field = idx;
+        return 0;
+    }
+    case CFG_URL: {
+        gf_url_t u;
+        if (gf_url_parse(v, &u, &why) < 0) {
+            char *clean = gf_log_redact(v);
+            gf_err_set(err, GF_EINVAL, "config", "%s=%s: %s; accepted: %s", r->name,
+                       r->secret ? "[secret]" : clean, why.msg, accepts);
+            free(clean);
+            return GF_EINVAL;
+        }
+        int ok = scheme_allowed(r->accept, u.scheme);
+        gf_url_dispose(&u);
+        if (!ok) {
+            char *clean = gf_log_redact(v);
+            gf_err_set(err, GF_EINVAL, "config", "%s=%s: unsupported scheme; accepted: %s", r->name,
+                       r->secret ? "[secret]" : clean, accepts);
+            free(clean);
+            return GF_EINVAL;
+        }
+        __attribute__((fallthrough)); /* a valid URL is stored as a string */
+    }
+    case CFG_STR: {
+        char **s = (char **)field;
+        free(*s);
+        *s = gf_xstrdup(v);
+        if (r->secret)
+            gf_log_add_secret(v);
+        else if (r->type == CFG_URL) {
+            gf_url_t u;
+            if (gf_url_parse(v, &u, NULL) == 0 && u.password && u.password[0])
+                gf_log_add_secret(u.password);
+            gf_url_dispose(&u);
+        }
+        return 0;
+    }
+    }
+    return GF_EINVAL;
+}
+
+gf_config_t *gf_cfg_load(char *const *envp, gf_err_t *err)
+{
+    gf_config_t *cfg = gf_xcalloc(1, sizeof(*cfg));
+    for (size_t i = 0; i < CFG_ROWS; i++) {
+        const cfg_row *r = &cfg_table[i];
+        const char *v = env_lookup(envp, r->name);
+        if (row_set(cfg, r, v ? v : r->def, err) < 0) {
+            gf_cfg_free(cfg);
+            return NULL;
+        }
+    }
+    /* A misspelt variable would otherwise be ignored in silence. */
+    for (char *const *e = envp; e && *e; e++) {
+        if (strncmp(*e, "FARM_", 5) != 0 || strncmp(*e, "FARM_TEST_", 10) == 0)
+            continue;
+        size_t n = strcspn(*e, "=");
+        if (row_find(*e, n) == NULL)
+            GF_LOG(GF_LOG_WARN, &(gf_log_ctx){.component = "config"},
+                   "unknown variable %.*s is ignored", (int)n, *e);
+    }
+    return cfg;
+}
+
+void gf_cfg_free(gf_config_t *cfg)
+{
+    if (cfg == NULL)
+        return;
+    for (size_t i = 0; i < CFG_ROWS; i++) {
+        const cfg_row *r = &cfg_table[i];
+        if (r->type == CFG_STR || r->type == CFG_URL)
+            free(*(char **)((char *)cfg + r->offset));
+    }
+    free(cfg);
+}
+
+/* The value of a row as shown to people: secrets masked, URL passwords redacted. */
+static char *row_show(const gf_config_t *cfg, const cfg_row *r)
+{
+    const char *field = (const char *)cfg + r->offset;
+    char buf[64];
+    switch (r->type) {
+    case CFG_INT:
+        snprintf(buf, sizeof(buf), "%lld", *(const long long *)field);
+        return gf_xstrdup(buf);
+    case CFG_ENUM: {
+        long long idx = *(const long long *)field;
+        const char *p = r->accept;
+        for (long long k = 0; k < idx; k++)
+            p = strchr(p, '|') + 1;
+        return gf_xstrndup(p, strcspn(p, "|"));
+    }
+    case CFG_STR:
+    case CFG_URL: {
+        const char *s = *(char *const *)field;
+        if (r->secret)
+            return gf_xstrdup(s && *s ? "[set]" : "[unset]");
+        return gf_log_redact(s ? s : "");
+    }
+    }
+    return gf_xstrdup("");
+}
+
+void gf_cfg_print(const gf_config_t *cfg, FILE *out)
+{
+    for (size_t i = 0; i < CFG_ROWS; i++) {
+        char *v = row_show(cfg, &cfg_table[i]);
+        fprintf(out, "%s=%s\n", cfg_table[i].name, v);
+        free(v);
+    }
+}
+
+void gf_cfg_print_markdown(FILE *out)
+{
+    fprintf(out, "| variable | default | accepted | what it sets |\n|---|---|---|---|\n");
+    for (size_t i = 0; i < CFG_ROWS; i++) {
+        const cfg_row *r = &cfg_table[i];
+        char accepts[160];
+        row_accepts(r, accepts, sizeof(accepts));
+        /* A bare '|' would split the cell: "debug|info" is written "debug\|info". */
+        gf_buf_t cell = {0};
+        for (const char *p = accepts; *p; p++)
+            gf_buf_puts(&cell, *p == '|' ? "\\|" : (char[]){*p, '\0'});
+        fprintf(out, "| `%s` | %s%s%s | %s%s | %s |\n", r->name, r->def[0] ? "`" : "",
+                r->def[0] ? r->def : "(empty)", r->def[0] ? "`" : "", cell.p,
+                r->secret ? " (secret)" : "", r->help);
+        gf_buf_dispose(&cell);
+    }
+}
+
+void gf_cfg_log(const gf_config_t *cfg, const char *component)
+{
+    gf_buf_t b = {0};
+    for (size_t i = 0; i < CFG_ROWS; i++) {
+        char *v = row_show(cfg, &cfg_table[i]);
+        gf_buf_printf(&b, "%s%s=%s", i ? " " : "", cfg_table[i].name, v);
+        free(v);
+    }
+    GF_LOG(GF_LOG_INFO, &(gf_log_ctx){.component = component}, "configuration: %s", b.p);
+    gf_buf_dispose(&b);
+}

@@ -1,0 +1,80 @@
+/*
+ * core/config.h - typed configuration from FARM_* environment variables.
+ *
+ * Every setting is one row of the table in config.c (name, type, default,
+ * bounds, secret flag, help), as Redis does in config.c. The loader validates
+ * everything at start and fails naming the variable, the bad value (unless it
+ * is secret) and what is accepted. The result is immutable and passed around
+ * explicitly; nothing reads the environment after the load.
+ */
+#ifndef GF_CONFIG_H
+#define GF_CONFIG_H
+
+#include <stdio.h>
+
+#include "err.h"
+
+typedef struct gf_config {
+    /* api */
+    char *api_host;
+    long long api_port;
+    long long readyz_timeout_ms;
+    /* dependencies */
+    char *redis_url;
+    long long redis_connect_timeout_ms;
+    char *database_url;
+    char *migrations_dir;
+    /* core/http */
+    long long http_max_header_bytes;
+    long long http_max_body_bytes;
+    long long http_max_connections;
+    long long http_idle_timeout_s;
+    long long http_header_timeout_s;
+    long long http_body_timeout_s;
+    long long http_stream_max_queued_bytes;
+    long long shutdown_s;
+    /* worker */
+    char *worker_metrics_host;
+    long long worker_metrics_port;
+    /* auth */
+    char *jwt_secret;
+    char *file_secret;
+    char *webhook_secret;
+    /* logging */
+    long long log_level; /* a gf_log_level */
+} gf_config_t;
+
+/*
+ * Loads the configuration from `envp` (NULL-terminated "NAME=value" strings,
+ * usually `environ`). Returns a new config (free with gf_cfg_free()) or NULL
+ * with `err` holding one line: "FARM_X=value: reason; accepted: ...".
+ * Secret values are registered with the log's redactor.
+ */
+gf_config_t *gf_cfg_load(char *const *envp, gf_err_t *err);
+
+/* Frees a config; NULL is a no-op. */
+void gf_cfg_free(gf_config_t *cfg);
+
+/*
+ * Prints the effective configuration, one "NAME=value" line each, secrets
+ * shown as "[set]" or "[unset]" and URL passwords masked.
+ */
+void gf_cfg_print(const gf_config_t *cfg, FILE *out);
+
+/* Prints the table as Markdown (name, default, accepted, help) for the README. */
+void gf_cfg_print_markdown(FILE *out);
+
+/* Logs the effective configuration once, secrets redacted. */
+void gf_cfg_log(const gf_config_t *cfg, const char *component);
+
+/* The parts of a URL; every string is a new copy, free with gf_url_dispose(). */
+typedef struct {
+    char *scheme, *user, *password, *host, *path;
+    int port; /* 0 when absent */
+} gf_url_t;
+
+/* Parses "scheme://[user[:password]@]host[:port][/path]". GF_EINVAL when malformed. */
+int gf_url_parse(const char *s, gf_url_t *url, gf_err_t *err);
+void gf_url_dispose(gf_url_t *url);
+
+#endif

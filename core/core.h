@@ -1,0 +1,15 @@
+/*
+ * core/core.h - the toolbox every module includes: errors, logging,
+ * configuration, metrics and the HTTP server.
+ */
+#ifndef GF_CORE_H
+#define GF_CORE_H
+
+#include "err.h"
+#include "log.h"
+#include "config.h"
+#include "metrics.h"
+#include "httpd.h"
+#include "proc.h"
+
+#endif

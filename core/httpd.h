@@ -1,0 +1,154 @@
+/*
+ * core/httpd.h - a small HTTP/1.1 server on libuv and libhttp-parser, shared by
+ * farm-api, each worker's metrics port and the fake provider in tests.
+ *
+ * What it guarantees:
+ * - Requests on one connection are handled one at a time and answered in
+ *   order (pipelined requests wait, buffered, until the previous response has
+ *   been queued). Keep-alive follows HTTP/1.1 (and HTTP/1.0's opt-in).
+ * - Limits are enforced before a handler runs: header bytes (431), body bytes
+ *   (413, from Content-Length at once, or while a chunked body arrives), open
+ *   connections (closed at accept), and timeouts: idle keep-alive (closed),
+ *   headers (408: slowloris bound, counted from the request's first byte, not
+ *   reset by each byte), body (408). Garbage gets 400, HTTP/2+ request lines 505.
+ *   Every error answer uses the JSON error shape of API.md and closes.
+ * - Every response carries X-Request-Id: the request's own when it is sane
+ *   (1..128 of [A-Za-z0-9._:-]), else a generated UUID.
+ * - Streaming responses (SSE) are chunked; when more than the configured number
+ *   of bytes is queued to a client that stopped reading, the connection is
+ *   dropped (other clients are not slowed) and the handler is told.
+ * - gf_httpd_stop(): stop accepting, close idle connections, end streams, let
+ *   in-flight requests finish, cut what is left after the shutdown timeout.
+ *
+ * Threading: everything runs on the loop thread of the server.
+ *
+ * Request lifetime: a handler receives a gf_http_req_t and must finish it
+ * exactly once, with gf_http_respond*() or, after gf_http_stream_start(), with
+ * gf_http_stream_end(); it may do so later, from another callback. After that
+ * call the request is gone. If the client disconnects first, the request stays
+ * valid (responses are then discarded) until the handler finishes it; the
+ * on_close callback set with gf_http_req_on_close() tells it so.
+ */
+#ifndef GF_HTTPD_H
+#define GF_HTTPD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "err.h"
+#include "metrics.h"
+
+typedef struct gf_httpd gf_httpd_t;
+typedef struct gf_http_req gf_http_req_t;
+
+typedef void (*gf_http_handler_cb)(gf_http_req_t *req, void *data);
+/* The client went away (or the server is stopping) before the handler finished the request. */
+typedef void (*gf_http_close_cb)(gf_http_req_t *req, void *data);
+typedef void (*gf_httpd_stopped_cb)(gf_httpd_t *httpd, void *data);
+
+typedef struct {
+    const char *host; /* "127.0.0.1", "0.0.0.0", "::" */
+    int port;         /* 0: any free port, see gf_httpd_port() */
+    int reuseport;    /* SO_REUSEPORT, so several processes share the port */
+    const char *name; /* for logs and metrics: "api", "worker" */
+    size_t max_header_bytes;
+    size_t max_body_bytes; /* default for routes that do not set their own */
+    size_t max_connections;
+    uint64_t idle_timeout_ms;
+    uint64_t header_timeout_ms;
+    uint64_t body_timeout_ms;
+    size_t stream_max_queued_bytes;
+    uint64_t shutdown_timeout_ms;
+    gf_metrics_t *metrics; /* optional: request counts and latencies by route and status */
+} gf_httpd_opts_t;
+
+/* Fills `opts` with the defaults of core/config (16 KiB headers, 64 KiB body, ...). */
+void gf_httpd_opts_default(gf_httpd_opts_t *opts);
+
+/* Returns a new server bound to nothing yet, or NULL. Free with gf_httpd_free() after it stopped.
+ */
+gf_httpd_t *gf_httpd_new(uv_loop_t *loop, const gf_httpd_opts_t *opts, gf_err_t *err);
+
+/*
+ * Adds a route. `method` is "GET", "POST"... `pattern` is a path where a
+ * segment ":name" matches one segment ("/v1/generations/:id/events").
+ * `max_body` overrides the server's body limit for this route (0: keep it).
+ * Routes are tried in order; an unknown path gets 404, a known path with
+ * another method 405, both in the JSON error shape.
+ */
+int gf_httpd_route(gf_httpd_t *h, const char *method, const char *pattern, size_t max_body,
+                   gf_http_handler_cb cb, void *data);
+
+/* Binds and listens. Returns 0 or GF_EIO with the reason in `err`. */
+int gf_httpd_listen(gf_httpd_t *h, gf_err_t *err);
+
+/* The bound port (useful after listening on port 0). */
+int gf_httpd_port(const gf_httpd_t *h);
+
+/* Open connections and open streams, for gauges and tests. */
+size_t gf_httpd_connections(const gf_httpd_t *h);
+
+/*
+ * Graceful stop (see the file comment). `cb` runs once, on the loop, when
+ * every connection and the listener are closed. Calling it twice is a no-op.
+ */
+void gf_httpd_stop(gf_httpd_t *h, gf_httpd_stopped_cb cb, void *data);
+
+/* Frees a stopped server (or one that never listened). NULL is a no-op. */
+void gf_httpd_free(gf_httpd_t *h);
+
+/* --- the request ---------------------------------------------------------- */
+
+/* All strings are borrowed and valid until the request is finished. */
+const char *gf_http_req_method(const gf_http_req_t *r);
+const char *gf_http_req_path(const gf_http_req_t *r);  /* decoded path, no query */
+const char *gf_http_req_route(const gf_http_req_t *r); /* the matched pattern */
+const char *gf_http_req_id(const gf_http_req_t *r);    /* the X-Request-Id answered */
+/* A path parameter (":id" -> "id"), percent-decoded; NULL when absent. */
+const char *gf_http_req_param(const gf_http_req_t *r, const char *name);
+/* A query parameter, percent-decoded ('+' is a space); NULL when absent. */
+const char *gf_http_req_query(const gf_http_req_t *r, const char *name);
+/* A header by case-insensitive name (the first one); NULL when absent. */
+const char *gf_http_req_header(const gf_http_req_t *r, const char *name);
+const char *gf_http_req_body(const gf_http_req_t *r, size_t *len);
+/* The peer's address as text ("127.0.0.1"). */
+const char *gf_http_req_peer(const gf_http_req_t *r);
+/* Whether the client is still connected. */
+int gf_http_req_is_connected(const gf_http_req_t *r);
+
+/* Adds a response header (copied). Call before responding or starting a stream. */
+void gf_http_set_header(gf_http_req_t *r, const char *name, const char *value);
+
+/* Sends a whole response and finishes the request. `body` is copied. */
+void gf_http_respond(gf_http_req_t *r, int status, const char *content_type, const char *body,
+                     size_t len);
+
+/* Sends the JSON error shape of API.md: {"error":{"code","message","field"}}; `field` may be NULL.
+ */
+void gf_http_respond_error(gf_http_req_t *r, int status, const char *code, const char *message,
+                           const char *field);
+
+/* Starts a chunked streaming response (headers sent at once). */
+int gf_http_stream_start(gf_http_req_t *r, int status, const char *content_type);
+
+/*
+ * Queues bytes on a stream. Returns 0, or GF_ETOOBIG when the client has
+ * more than the cap queued (the connection is then dropped and on_close
+ * runs), or GF_ECANCELED when the client is already gone.
+ */
+int gf_http_stream_write(gf_http_req_t *r, const char *data, size_t len);
+
+/* Ends a stream and finishes the request. */
+void gf_http_stream_end(gf_http_req_t *r);
+
+/* Sets the callback that tells a pending handler or a stream that the client went away. */
+void gf_http_req_on_close(gf_http_req_t *r, gf_http_close_cb cb, void *data);
+
+/* Bytes queued to the client and not yet written (back-pressure signal). */
+size_t gf_http_req_queued_bytes(const gf_http_req_t *r);
+
+/* A random lowercase UUID v4 into `out` (37 bytes). */
+void gf_uuid4(char out[37]);
+
+#endif

@@ -1,0 +1,524 @@
+/*
+ * core/httpd_conn.c - one HTTP connection: reading, parsing with
+ * libhttp-parser, handing requests to handlers one at a time, writing,
+ * timeouts, back-pressure and closing.
+ *
+ * Invariants:
+ * - At most one request per connection is parsed or handled at a time; bytes
+ *   of pipelined requests wait in `in` and are parsed once the previous
+ *   response is queued, so answers leave in request order.
+ * - A connection is freed only from the close callback of its last handle;
+ *   write callbacks always run before it (libuv cancels pending writes first).
+ * - Parser callbacks never answer; they record why they refused a request and
+ *   the code after http_parser_execute() answers, so nothing re-enters the parser.
+ */
+#include "httpd_int.h"
+
+#include <ctype.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+typedef struct {
+    uv_write_t w;
+    httpd_conn_t *c;
+    char data[];
+} wreq_t;
+
+static void conn_process(httpd_conn_t *c);
+static void conn_fail(httpd_conn_t *c, int status, const char *code, const char *msg);
+
+static int conn_can_parse(const httpd_conn_t *c)
+{
+    return !c->closing && !c->close_after_write && c->state <= CONN_BODY;
+}
+
+/* The most bytes kept unparsed before reading pauses (pipelining back-pressure). */
+static size_t conn_in_cap(const httpd_conn_t *c)
+{
+    return c->h->opts.max_header_bytes + c->h->opts.max_body_bytes + HTTPD_READ_CHUNK;
+}
+
+/* --- writing ------------------------------------------------------------------ */
+
+static void on_write(uv_write_t *w, int status)
+{
+    wreq_t *wr = (wreq_t *)w;
+    httpd_conn_t *c = wr->c;
+    free(wr);
+    c->writes_pending--;
+    if (status < 0) {
+        httpd__conn_close(c, 1);
+        return;
+    }
+    if (c->close_after_write && c->writes_pending == 0)
+        httpd__conn_close(c, 1);
+}
+
+int httpd__conn_write(httpd_conn_t *c, const char *a, size_t alen, const char *b, size_t blen)
+{
+    if (c->closing)
+        return GF_ECANCELED;
+    wreq_t *wr = gf_xmalloc(sizeof(*wr) + alen + blen);
+    wr->c = c;
+    memcpy(wr->data, a, alen);
+    if (blen)
+        memcpy(wr->data + alen, b, blen);
+    uv_buf_t buf = uv_buf_init(wr->data, (unsigned int)(alen + blen));
+    int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
+    if (rc < 0) {
+        free(wr);
+        httpd__conn_close(c, 1);
+        return GF_EIO;
+    }
+    c->writes_pending++;
+    return 0;
+}
+
+/* --- timers --------------------------------------------------------------------- */
+
+static void on_timeout(uv_timer_t *t)
+{
+    httpd_conn_t *c = t->data;
+    switch (c->state) {
+    case CONN_IDLE:
+        httpd__conn_close(c, 1); /* an idle keep-alive connection: no answer owed */
+        break;
+    case CONN_HEADERS:
+    case CONN_BODY:
+        conn_fail(c, 408, "request_timeout", "the request did not arrive in time");
+        break;
+    case CONN_HANDLING:
+    case CONN_STREAMING:
+        break;
+    }
+}
+
+static void conn_timer(httpd_conn_t *c, uint64_t ms)
+{
+    if (c->closing)
+        return;
+    if (ms == 0)
+        uv_timer_stop(&c->timer);
+    else
+        uv_timer_start(&c->timer, on_timeout, ms, 0);
+}
+
+void httpd__req_done(httpd_conn_t *c, int keep)
+{
+    gf_http_req_t *r = c->req;
+    c->req = NULL;
+    httpd__req_free(r);
+    c->header_bytes = 0;
+    c->state = CONN_IDLE;
+    if (!keep) {
+        c->close_after_write = 1;
+        if (c->reading) {
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            c->reading = 0;
+        }
+        if (c->writes_pending == 0)
+            httpd__conn_close(c, 1);
+        return;
+    }
+    conn_timer(c, c->h->opts.idle_timeout_ms);
+    if (!c->in_dispatch)
+        conn_process(c);
+}
+
+/* Answers a request that cannot be handled (bad, too big, too slow) and closes. */
+static void conn_fail(httpd_conn_t *c, int status, const char *code, const char *msg)
+{
+    if (c->req == NULL)
+        c->req = httpd__req_new(c);
+    c->req->keep_alive = 0;
+    c->state = CONN_HANDLING;
+    conn_timer(c, 0);
+    gf_http_respond_error(c->req, status, code, msg, NULL);
+}
+
+/* --- parser callbacks ----------------------------------------------------------- */
+
+static int refuse(gf_http_req_t *r, int status, const char *code, const char *msg)
+{
+    r->error_status = status;
+    r->error_code = code;
+    r->error_msg = msg;
+    return -1;
+}
+
+static int count_header_bytes(httpd_conn_t *c, size_t n)
+{
+    c->header_bytes += n;
+    if (c->header_bytes > c->h->opts.max_header_bytes)
+        return refuse(c->req, 431, "headers_too_large",
+                      "the request line and headers exceed the limit");
+    return 0;
+}
+
+static int on_message_begin(http_parser *p)
+{
+    httpd_conn_t *c = p->data;
+    if (c->req == NULL)
+        c->req = httpd__req_new(c);
+    c->state = CONN_HEADERS;
+    c->header_bytes = 0;
+    /* The header timeout counts from the first byte, so a trickle cannot extend it. */
+    conn_timer(c, c->h->opts.header_timeout_ms);
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t n)
+{
+    httpd_conn_t *c = p->data;
+    if (count_header_bytes(c, n) < 0)
+        return -1;
+    gf_buf_append(&c->req->url, at, n);
+    return 0;
+}
+
+static void str_append(char **s, const char *at, size_t n)
+{
+    size_t old = *s ? strlen(*s) : 0;
+    *s = gf_xrealloc(*s, old + n + 1);
+    memcpy(*s + old, at, n);
+    (*s)[old + n] = '\0';
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t n)
+{
+    httpd_conn_t *c = p->data;
+    gf_http_req_t *r = c->req;
+    if (count_header_bytes(c, n) < 0)
+        return -1;
+    if (r->headers.n == 0 || r->header_last_was_value)
+        httpd__kv_add(&r->headers, "", 0, "", 0);
+    str_append(&r->headers.items[r->headers.n - 1].name, at, n);
+    r->header_last_was_value = 0;
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t n)
+{
+    httpd_conn_t *c = p->data;
+    gf_http_req_t *r = c->req;
+    if (count_header_bytes(c, n) < 0)
+        return -1;
+    str_append(&r->headers.items[r->headers.n - 1].value, at, n);
+    r->header_last_was_value = 1;
+    return 0;
+}
+
+static int split_url(gf_http_req_t *r)
+{
+    struct http_parser_url u;
+    http_parser_url_init(&u);
+    if (r->url.len == 0 || http_parser_parse_url(r->url.p, r->url.len, 0, &u) != 0)
+        return -1;
+    if (u.field_set & (1 << UF_PATH))
+        r->path =
+            httpd__pct_decode(r->url.p + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len, 0);
+    else
+        r->path = gf_xstrdup("/");
+    if (r->path == NULL || r->path[0] != '/')
+        return -1;
+    if (u.field_set & (1 << UF_QUERY))
+        r->query_raw =
+            gf_xstrndup(r->url.p + u.field_data[UF_QUERY].off, u.field_data[UF_QUERY].len);
+    return 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    httpd_conn_t *c = p->data;
+    gf_http_req_t *r = c->req;
+    r->http_minor = p->http_minor;
+    snprintf(r->method, sizeof(r->method), "%s", http_method_str((enum http_method)p->method));
+    if (p->http_major != 1)
+        return refuse(r, 505, "http_version_not_supported",
+                      "only HTTP/1.0 and HTTP/1.1 are served");
+    for (size_t i = 0; i < r->headers.n; i++)
+        for (char *s = r->headers.items[i].name; *s; s++)
+            *s = (char)tolower((unsigned char)*s);
+    if (split_url(r) < 0)
+        return refuse(r, 400, "invalid_request", "malformed request target");
+    int method_allowed;
+    r->route = httpd__route_match(c->h, r, &method_allowed);
+    r->method_not_allowed = !method_allowed;
+    if (r->route && r->route->max_body)
+        r->max_body = r->route->max_body;
+    if (p->content_length != ULLONG_MAX && p->content_length > r->max_body)
+        return refuse(r, 413, "payload_too_large", "the request body exceeds the limit");
+    const char *expect = gf_http_req_header(r, "expect");
+    if (expect && strcasecmp(expect, "100-continue") == 0 && r->http_minor >= 1)
+        httpd__conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25, NULL, 0);
+    c->state = CONN_BODY;
+    conn_timer(c, c->h->opts.body_timeout_ms);
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t n)
+{
+    httpd_conn_t *c = p->data;
+    gf_http_req_t *r = c->req;
+    if (r->body.len + n > r->max_body)
+        return refuse(r, 413, "payload_too_large", "the request body exceeds the limit");
+    gf_buf_append(&r->body, at, n);
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    /* Pause: the next pipelined request waits until this one is answered. */
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+static const http_parser_settings parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* --- dispatching ------------------------------------------------------------------ */
+
+static void conn_dispatch(httpd_conn_t *c)
+{
+    gf_http_req_t *r = c->req;
+    c->state = CONN_HANDLING;
+    conn_timer(c, 0);
+    r->keep_alive = http_should_keep_alive(&c->parser) && !c->parser.upgrade;
+    r->start_ns = uv_hrtime();
+    httpd__req_ensure_id(r);
+    c->in_dispatch = 1;
+    if (r->route != NULL)
+        r->route->cb(r, r->route->data);
+    else if (r->method_not_allowed)
+        gf_http_respond_error(r, 405, "method_not_allowed", "this method is not allowed here",
+                              NULL);
+    else
+        gf_http_respond_error(r, 404, "not_found", "no such route", NULL);
+    c->in_dispatch = 0;
+}
+
+static void conn_refuse(httpd_conn_t *c, enum http_errno e)
+{
+    gf_http_req_t *r = c->req;
+    if (r != NULL && r->error_status != 0) {
+        conn_fail(c, r->error_status, r->error_code, r->error_msg);
+        return;
+    }
+    if (e == HPE_HEADER_OVERFLOW)
+        conn_fail(c, 431, "headers_too_large", "the request line and headers exceed the limit");
+    else
+        conn_fail(c, 400, "invalid_request", "malformed HTTP request");
+}
+
+/* Feeds bytes to the parser; returns how many it consumed. */
+static size_t conn_parse(httpd_conn_t *c, const char *data, size_t len)
+{
+    size_t n = http_parser_execute(&c->parser, &parser_settings, data, len);
+    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+    if (e == HPE_PAUSED) {
+        http_parser_pause(&c->parser, 0);
+        conn_dispatch(c);
+        return n;
+    }
+    if (e != HPE_OK) {
+        conn_refuse(c, e);
+        return len; /* nothing after a broken request can be trusted */
+    }
+    return n;
+}
+
+static void in_append(httpd_conn_t *c, const char *data, size_t n)
+{
+    if (c->in_len + n > c->in_cap) {
+        size_t cap = c->in_cap ? c->in_cap : 4096;
+        while (cap < c->in_len + n)
+            cap *= 2;
+        c->in = gf_xrealloc(c->in, cap);
+        c->in_cap = cap;
+    }
+    memcpy(c->in + c->in_len, data, n);
+    c->in_len += n;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void conn_process(httpd_conn_t *c)
+{
+    while (conn_can_parse(c) && c->in_len > 0) {
+        size_t n = conn_parse(c, c->in, c->in_len);
+        memmove(c->in, c->in + n, c->in_len - n);
+        c->in_len -= n;
+    }
+    if (!c->reading && !c->closing && !c->close_after_write && !c->read_eof &&
+        c->in_len < conn_in_cap(c)) {
+        c->reading = 1;
+        uv_read_start((uv_stream_t *)&c->tcp, NULL, on_read);
+    }
+}
+
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    httpd_conn_t *c = handle->data;
+    (void)suggested;
+    /* One buffer per server: each read is consumed or copied before the next. */
+    *buf = uv_buf_init(c->h->readbuf, sizeof(c->h->readbuf));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    httpd_conn_t *c = s->data;
+    if (nread < 0) {
+        uv_read_stop(s);
+        c->reading = 0;
+        c->read_eof = 1;
+        /* A client may half-close after its request and still read the answer. */
+        if (nread == UV_EOF && c->state == CONN_HANDLING)
+            return;
+        httpd__conn_close(c, 1);
+        return;
+    }
+    if (c->close_after_write)
+        return; /* the connection is ending: input is ignored */
+    size_t off = 0, len = (size_t)nread;
+    if (c->in_len == 0) {
+        /* The common case: parse straight from the read buffer, keep only leftovers. */
+        while (off < len && conn_can_parse(c))
+            off += conn_parse(c, buf->base + off, len - off);
+    }
+    if (off < len && !c->closing && !c->close_after_write) {
+        in_append(c, buf->base + off, len - off);
+        conn_process(c);
+    }
+    if (c->reading && c->in_len >= conn_in_cap(c)) {
+        uv_read_stop(s);
+        c->reading = 0;
+    }
+}
+
+/* --- accepting and closing ------------------------------------------------------------ */
+
+static void on_handle_closed(uv_handle_t *handle)
+{
+    httpd_conn_t *c = handle->data;
+    if (--c->open_handles > 0)
+        return;
+    gf_httpd_t *h = c->h;
+    free(c->in);
+    free(c);
+    h->nconns--;
+    if (h->m_connections)
+        gf_metric_add(h->m_connections, -1);
+    httpd__conn_closed(h);
+}
+
+static void on_rejected_closed(uv_handle_t *handle)
+{
+    free(handle->data);
+}
+
+void httpd__conn_accept(gf_httpd_t *h)
+{
+    httpd_conn_t *c = gf_xcalloc(1, sizeof(*c));
+    c->h = h;
+    uv_tcp_init(h->loop, &c->tcp);
+    c->tcp.data = c;
+    if (uv_accept((uv_stream_t *)&h->listener, (uv_stream_t *)&c->tcp) < 0 || h->stopping ||
+        h->nconns >= h->opts.max_connections) {
+        if (h->m_rejected && !h->stopping)
+            gf_metric_inc(h->m_rejected);
+        uv_close((uv_handle_t *)&c->tcp, on_rejected_closed);
+        return;
+    }
+    uv_timer_init(h->loop, &c->timer);
+    c->timer.data = c;
+    c->open_handles = 2;
+    c->next = h->conns;
+    if (h->conns)
+        h->conns->prev = c;
+    h->conns = c;
+    h->nconns++;
+    if (h->m_connections)
+        gf_metric_add(h->m_connections, 1);
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    uv_tcp_nodelay(&c->tcp, 1);
+    struct sockaddr_storage ss;
+    int sl = sizeof(ss);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET6)
+            uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof(c->peer));
+        else
+            uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof(c->peer));
+    }
+    c->reading = 1;
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    conn_timer(c, h->opts.header_timeout_ms);
+}
+
+void httpd__conn_close(httpd_conn_t *c, int notify)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    gf_httpd_t *h = c->h;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        h->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    gf_http_req_t *r = c->req;
+    c->req = NULL;
+    if (r == NULL)
+        return;
+    r->conn = NULL;
+    if (c->state != CONN_HANDLING && c->state != CONN_STREAMING) {
+        httpd__req_free(r); /* still being parsed: no handler owns it */
+        return;
+    }
+    /* The handler owns the request; tell it, and it finishes the request when it can. */
+    if (notify && r->on_close)
+        r->on_close(r, r->on_close_data);
+}
+
+void httpd__conn_stop(httpd_conn_t *c)
+{
+    switch (c->state) {
+    case CONN_IDLE:
+        if (c->in_len == 0)
+            httpd__conn_close(c, 1);
+        break;
+    case CONN_STREAMING:
+        /* End the stream cleanly, tell its handler, close once the bytes are out. */
+        if (c->req && c->req->http_minor >= 1)
+            httpd__conn_write(c, "0\r\n\r\n", 5, NULL, 0);
+        c->close_after_write = 1;
+        if (c->writes_pending == 0) {
+            httpd__conn_close(c, 1);
+        } else if (c->req) {
+            gf_http_req_t *r = c->req;
+            c->req = NULL;
+            c->state = CONN_IDLE;
+            r->conn = NULL;
+            if (r->on_close)
+                r->on_close(r, r->on_close_data);
+        }
+        break;
+    case CONN_HEADERS:
+    case CONN_BODY:
+    case CONN_HANDLING:
+        break; /* answered with Connection: close, bounded by the timers and the stop timeout */
+    }
+}

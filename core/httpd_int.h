@@ -1,0 +1,133 @@
+/*
+ * core/httpd_int.h - what httpd.c (the server: listener, routes, stop) and
+ * httpd_conn.c (a connection: parsing, requests, responses) share.
+ */
+#ifndef GF_HTTPD_INT_H
+#define GF_HTTPD_INT_H
+
+#include <http_parser.h>
+
+#include "httpd.h"
+#include "log.h"
+
+#define HTTPD_MAX_SEGS   16
+#define HTTPD_READ_CHUNK 65536
+
+typedef struct httpd_route {
+    struct httpd_route *next;
+    char *method, *pattern;
+    char *segs[HTTPD_MAX_SEGS];
+    size_t nsegs;
+    size_t max_body;
+    gf_http_handler_cb cb;
+    void *data;
+} httpd_route_t;
+
+typedef enum {
+    CONN_IDLE,      /* between requests */
+    CONN_HEADERS,   /* a request line or headers are arriving */
+    CONN_BODY,      /* a body is arriving */
+    CONN_HANDLING,  /* a handler owns the request */
+    CONN_STREAMING, /* a handler is streaming the response */
+} conn_state;
+
+typedef struct httpd_conn httpd_conn_t;
+
+typedef struct {
+    char *name, *value;
+} httpd_kv_t;
+
+typedef struct {
+    httpd_kv_t *items;
+    size_t n, cap;
+} httpd_kvs_t;
+
+struct gf_http_req {
+    httpd_conn_t *conn; /* NULL once the client is gone */
+    gf_httpd_t *h;
+    const httpd_route_t *route;
+    int method_not_allowed;
+    char method[16];
+    gf_buf_t url;
+    char *path, *query_raw;
+    httpd_kvs_t headers, params, query;
+    int query_parsed;
+    int header_last_was_value;
+    size_t max_body;
+    gf_buf_t body;
+    gf_buf_t out_headers;
+    char id[129];
+    int http_minor;
+    int streaming; /* the status of a started stream, else 0 */
+    int keep_alive;
+    uint64_t start_ns;
+    /* Set by parser callbacks that refuse a request, answered by the connection. */
+    int error_status;
+    const char *error_code, *error_msg;
+    gf_http_close_cb on_close;
+    void *on_close_data;
+};
+
+struct httpd_conn {
+    httpd_conn_t *prev, *next;
+    gf_httpd_t *h;
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    int open_handles;
+    int closing;
+    int close_after_write;
+    int reading;
+    int read_eof;
+    int in_dispatch;
+    size_t writes_pending;
+    conn_state state;
+    http_parser parser;
+    gf_http_req_t *req;
+    size_t header_bytes;
+    char *in; /* bytes read and not yet parsed */
+    size_t in_len, in_cap;
+    char peer[64];
+};
+
+struct gf_httpd {
+    uv_loop_t *loop;
+    gf_httpd_opts_t opts;
+    char *host, *name;
+    uv_tcp_t listener;
+    int listening;
+    int port;
+    httpd_route_t *routes, *routes_last;
+    httpd_conn_t *conns;
+    size_t nconns, nstreams;
+    int stopping;
+    int stop_pending_closes;
+    uv_timer_t stop_timer;
+    gf_httpd_stopped_cb stop_cb;
+    void *stop_data;
+    char readbuf[HTTPD_READ_CHUNK];
+    gf_mfamily_t *m_requests, *m_duration;
+    gf_metric_t *m_connections, *m_streams, *m_rejected;
+};
+
+/* httpd.c */
+void httpd__kv_add(httpd_kvs_t *kv, const char *name, size_t nlen, const char *value, size_t vlen);
+void httpd__kv_dispose(httpd_kvs_t *kv);
+const httpd_route_t *httpd__route_match(gf_httpd_t *h, gf_http_req_t *r, int *method_allowed);
+void httpd__conn_closed(gf_httpd_t *h);
+void httpd__record(gf_httpd_t *h, const gf_http_req_t *r, int status);
+const char *httpd__status_text(int status);
+
+/* httpd_req.c */
+gf_http_req_t *httpd__req_new(httpd_conn_t *c);
+void httpd__req_free(gf_http_req_t *r);
+void httpd__req_ensure_id(gf_http_req_t *r);
+char *httpd__pct_decode(const char *s, size_t n, int plus_space);
+
+/* httpd_conn.c */
+int httpd__conn_write(httpd_conn_t *c, const char *a, size_t alen, const char *b, size_t blen);
+void httpd__req_done(httpd_conn_t *c, int keep);
+void httpd__conn_accept(gf_httpd_t *h);
+void httpd__conn_stop(httpd_conn_t *c);
+void httpd__conn_close(httpd_conn_t *c, int notify);
+
+#endif

@@ -1,0 +1,329 @@
+/*
+ * core/httpd_req.c - a request as handlers see it: its accessors, whole
+ * responses, streamed responses and the JSON error shape.
+ *
+ * Invariant: a request owned by a handler outlives its connection (it is
+ * detached, conn == NULL), so a late response is discarded harmlessly.
+ */
+#include "httpd_int.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const gf_log_ctx *conn_log(const httpd_conn_t *c, gf_log_ctx *ctx)
+{
+    memset(ctx, 0, sizeof(*ctx));
+    ctx->component = c->h->name;
+    ctx->request_id = c->req && c->req->id[0] ? c->req->id : NULL;
+    return ctx;
+}
+
+/* --- requests --------------------------------------------------------------- */
+
+gf_http_req_t *httpd__req_new(httpd_conn_t *c)
+{
+    gf_http_req_t *r = gf_xcalloc(1, sizeof(*r));
+    r->conn = c;
+    r->h = c->h;
+    r->max_body = c->h->opts.max_body_bytes;
+    r->keep_alive = 0;
+    return r;
+}
+
+void httpd__req_free(gf_http_req_t *r)
+{
+    if (r->streaming) {
+        r->h->nstreams--;
+        if (r->h->m_streams)
+            gf_metric_add(r->h->m_streams, -1);
+    }
+    gf_buf_dispose(&r->url);
+    gf_buf_dispose(&r->body);
+    gf_buf_dispose(&r->out_headers);
+    httpd__kv_dispose(&r->headers);
+    httpd__kv_dispose(&r->params);
+    httpd__kv_dispose(&r->query);
+    free(r->path);
+    free(r->query_raw);
+    free(r);
+}
+
+static int id_is_sane(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 128)
+        return 0;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && !strchr("._:-", *s))
+            return 0;
+    return 1;
+}
+
+void httpd__req_ensure_id(gf_http_req_t *r)
+{
+    if (r->id[0])
+        return;
+    const char *given = gf_http_req_header(r, "x-request-id");
+    if (given && id_is_sane(given))
+        snprintf(r->id, sizeof(r->id), "%s", given);
+    else
+        gf_uuid4(r->id);
+}
+
+/* Decodes %XX (and '+' when plus_space); returns NULL if the result would hold a NUL. */
+char *httpd__pct_decode(const char *s, size_t n, int plus_space)
+{
+    char *out = gf_xmalloc(n + 1), *o = out;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '%' && i + 2 < n && isxdigit((unsigned char)s[i + 1]) &&
+            isxdigit((unsigned char)s[i + 2])) {
+            char hex[3] = {s[i + 1], s[i + 2], 0};
+            *o = (char)strtol(hex, NULL, 16);
+            if (*o == '\0') {
+                free(out);
+                return NULL;
+            }
+            o++;
+            i += 2;
+        } else if (plus_space && s[i] == '+') {
+            *o++ = ' ';
+        } else {
+            *o++ = s[i];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* --- writing ---------------------------------------------------------------- */
+
+static void build_head(gf_buf_t *b, gf_http_req_t *r, int status, const char *ctype,
+                       long long content_length, int keep_alive)
+{
+    httpd__req_ensure_id(r);
+    gf_buf_printf(b, "HTTP/1.%d %d %s\r\n", r->http_minor ? 1 : 0, status,
+                  httpd__status_text(status));
+    if (ctype)
+        gf_buf_printf(b, "Content-Type: %s\r\n", ctype);
+    if (content_length >= 0)
+        gf_buf_printf(b, "Content-Length: %lld\r\n", content_length);
+    else if (r->http_minor >= 1)
+        gf_buf_puts(b, "Transfer-Encoding: chunked\r\n");
+    gf_buf_printf(b, "X-Request-Id: %s\r\n", r->id);
+    if (!keep_alive)
+        gf_buf_puts(b, "Connection: close\r\n");
+    else if (r->http_minor == 0)
+        gf_buf_puts(b, "Connection: keep-alive\r\n");
+    if (r->out_headers.len)
+        gf_buf_append(b, r->out_headers.p, r->out_headers.len);
+    gf_buf_puts(b, "\r\n");
+}
+
+static int req_keep_alive(const gf_http_req_t *r)
+{
+    const httpd_conn_t *c = r->conn;
+    return r->keep_alive && !c->h->stopping && !c->read_eof;
+}
+
+void gf_http_set_header(gf_http_req_t *r, const char *name, const char *value)
+{
+    if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
+        return; /* never let a value split the response */
+    gf_buf_printf(&r->out_headers, "%s: %s\r\n", name, value);
+}
+
+void gf_http_respond(gf_http_req_t *r, int status, const char *content_type, const char *body,
+                     size_t len)
+{
+    httpd__record(r->h, r, status);
+    httpd_conn_t *c = r->conn;
+    if (c == NULL) {
+        httpd__req_free(r);
+        return;
+    }
+    int keep = req_keep_alive(r);
+    gf_buf_t head = {0};
+    build_head(&head, r, status, content_type, (long long)len, keep);
+    int is_head = strcmp(r->method, "HEAD") == 0;
+    httpd__conn_write(c, head.p, head.len, is_head ? NULL : body, is_head ? 0 : len);
+    gf_buf_dispose(&head);
+    httpd__req_done(c, keep);
+}
+
+void gf_http_respond_error(gf_http_req_t *r, int status, const char *code, const char *message,
+                           const char *field)
+{
+    gf_buf_t b = {0};
+    gf_buf_puts(&b, "{\"error\":{\"code\":\"");
+    gf_buf_json_escape(&b, code);
+    gf_buf_puts(&b, "\",\"message\":\"");
+    gf_buf_json_escape(&b, message);
+    gf_buf_puts(&b, "\",\"field\":");
+    if (field) {
+        gf_buf_puts(&b, "\"");
+        gf_buf_json_escape(&b, field);
+        gf_buf_puts(&b, "\"}}");
+    } else {
+        gf_buf_puts(&b, "null}}");
+    }
+    gf_http_respond(r, status, "application/json; charset=utf-8", b.p, b.len);
+    gf_buf_dispose(&b);
+}
+
+int gf_http_stream_start(gf_http_req_t *r, int status, const char *content_type)
+{
+    httpd_conn_t *c = r->conn;
+    r->streaming = status;
+    r->h->nstreams++;
+    if (r->h->m_streams)
+        gf_metric_add(r->h->m_streams, 1);
+    if (c == NULL)
+        return GF_ECANCELED;
+    if (r->http_minor == 0)
+        r->keep_alive = 0; /* no chunked encoding: the end of the stream is the close */
+    gf_buf_t head = {0};
+    build_head(&head, r, status, content_type, -1, req_keep_alive(r));
+    c->state = CONN_STREAMING;
+    int rc = httpd__conn_write(c, head.p, head.len, NULL, 0);
+    gf_buf_dispose(&head);
+    return rc;
+}
+
+int gf_http_stream_write(gf_http_req_t *r, const char *data, size_t len)
+{
+    httpd_conn_t *c = r->conn;
+    if (c == NULL || c->closing)
+        return GF_ECANCELED;
+    if (len == 0)
+        return 0;
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) + len >
+        c->h->opts.stream_max_queued_bytes) {
+        gf_log_ctx ctx;
+        GF_LOG(GF_LOG_WARN, conn_log(c, &ctx),
+               "dropping a stream to %s: its client stopped reading (%zu bytes queued)", c->peer,
+               uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp));
+        httpd__conn_close(c, 0);
+        return GF_ETOOBIG;
+    }
+    if (r->http_minor == 0)
+        return httpd__conn_write(c, data, len, NULL, 0);
+    char size[24];
+    int n = snprintf(size, sizeof(size), "%zx\r\n", len);
+    gf_buf_t b = {0};
+    gf_buf_append(&b, size, (size_t)n);
+    gf_buf_append(&b, data, len);
+    gf_buf_puts(&b, "\r\n");
+    int rc = httpd__conn_write(c, b.p, b.len, NULL, 0);
+    gf_buf_dispose(&b);
+    return rc;
+}
+
+void gf_http_stream_end(gf_http_req_t *r)
+{
+    httpd__record(r->h, r, r->streaming ? r->streaming : 200);
+    httpd_conn_t *c = r->conn;
+    if (c == NULL) {
+        httpd__req_free(r);
+        return;
+    }
+    int keep = req_keep_alive(r);
+    if (r->http_minor >= 1)
+        httpd__conn_write(c, "0\r\n\r\n", 5, NULL, 0);
+    httpd__req_done(c, keep);
+}
+
+void gf_http_req_on_close(gf_http_req_t *r, gf_http_close_cb cb, void *data)
+{
+    r->on_close = cb;
+    r->on_close_data = data;
+}
+
+size_t gf_http_req_queued_bytes(const gf_http_req_t *r)
+{
+    return r->conn ? uv_stream_get_write_queue_size((const uv_stream_t *)&r->conn->tcp) : 0;
+}
+
+/* --- accessors ---------------------------------------------------------------- */
+
+const char *gf_http_req_method(const gf_http_req_t *r)
+{
+    return r->method;
+}
+
+const char *gf_http_req_path(const gf_http_req_t *r)
+{
+    return r->path ? r->path : "/";
+}
+
+const char *gf_http_req_route(const gf_http_req_t *r)
+{
+    return r->route ? r->route->pattern : NULL;
+}
+
+const char *gf_http_req_id(const gf_http_req_t *r)
+{
+    httpd__req_ensure_id((gf_http_req_t *)r);
+    return r->id;
+}
+
+static const char *kv_get(const httpd_kvs_t *kv, const char *name)
+{
+    for (size_t i = 0; i < kv->n; i++)
+        if (strcasecmp(kv->items[i].name, name) == 0)
+            return kv->items[i].value;
+    return NULL;
+}
+
+const char *gf_http_req_param(const gf_http_req_t *r, const char *name)
+{
+    return kv_get(&r->params, name);
+}
+
+const char *gf_http_req_header(const gf_http_req_t *r, const char *name)
+{
+    return kv_get(&r->headers, name);
+}
+
+const char *gf_http_req_query(const gf_http_req_t *r, const char *name)
+{
+    gf_http_req_t *w = (gf_http_req_t *)r;
+    if (!w->query_parsed && w->query_raw) {
+        w->query_parsed = 1;
+        for (const char *p = w->query_raw; *p;) {
+            size_t n = strcspn(p, "&");
+            const char *eq = memchr(p, '=', n);
+            size_t kn = eq ? (size_t)(eq - p) : n;
+            char *k = httpd__pct_decode(p, kn, 1);
+            char *v = eq ? httpd__pct_decode(eq + 1, n - kn - 1, 1) : gf_xstrdup("");
+            if (k && v && kn > 0)
+                httpd__kv_add(&w->query, k, strlen(k), v, strlen(v));
+            free(k);
+            free(v);
+            p += n + (p[n] == '&');
+        }
+    }
+    for (size_t i = 0; i < r->query.n; i++)
+        if (strcmp(r->query.items[i].name, name) == 0)
+            return r->query.items[i].value;
+    return NULL;
+}
+
+const char *gf_http_req_body(const gf_http_req_t *r, size_t *len)
+{
+    if (len)
+        *len = r->body.len;
+    return r->body.p ? r->body.p : "";
+}
+
+const char *gf_http_req_peer(const gf_http_req_t *r)
+{
+    return r->conn ? r->conn->peer : "";
+}
+
+int gf_http_req_is_connected(const gf_http_req_t *r)
+{
+    return r->conn != NULL && !r->conn->closing;
+}

@@ -1,0 +1,171 @@
+/*
+ * tests/integration/api_ops.c - farm-api as an operator sees it, as a real
+ * process against the fixture's real Redis and Postgres: /healthz, /readyz
+ * following each dependency down and back up, /metrics, a bad configuration
+ * refused at start, and a clean exit on SIGTERM.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "support.h"
+
+static char base[64];
+static pid_t api_pid;
+static char log_path[512];
+
+static int start_api(void **state)
+{
+    (void)state;
+    static char port_env[64];
+    int port = ts_free_port();
+    snprintf(port_env, sizeof(port_env), "FARM_API_PORT=%d", port);
+    snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
+    snprintf(log_path, sizeof(log_path), "%s/api.log", ts_env("FARM_TEST_TMPDIR"));
+    char *argv[] = {(char *)ts_env("FARM_TEST_API_BIN"), NULL};
+    char *extra[] = {port_env, "FARM_READYZ_TIMEOUT_MS=500", "FARM_REDIS_CONNECT_TIMEOUT_MS=300",
+                     NULL};
+    api_pid = ts_spawn(argv, extra, log_path);
+    char url[128];
+    snprintf(url, sizeof(url), "%s/healthz", base);
+    return ts_wait_http(url, 200, "ok", 20) ? 0 : -1;
+}
+
+static int stop_api(void **state)
+{
+    (void)state;
+    if (api_pid > 0)
+        ts_stop(api_pid, SIGKILL, 5);
+    return 0;
+}
+
+static void get(const char *path, ts_http_t *r)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%s%s", base, path);
+    *r = ts_http("GET", url, NULL, NULL, 0);
+}
+
+static int wait_ready(long status, const char *needle, double timeout_s)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "%s/readyz", base);
+    return ts_wait_http(url, status, needle, timeout_s);
+}
+
+static void test_healthz_answers_ok_with_a_request_id(void **state)
+{
+    (void)state;
+    ts_http_t r;
+    get("/healthz", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "ok");
+    assert_non_null(strcasestr(r.headers, "X-Request-Id: "));
+    ts_http_dispose(&r);
+}
+
+static void test_readyz_ready_when_both_answer(void **state)
+{
+    (void)state;
+    assert_true(wait_ready(200, "\"redis\":\"ok\",\"postgres\":\"ok\"", 20));
+}
+
+static void test_readyz_follows_redis_down_and_back(void **state)
+{
+    (void)state;
+    int port = atoi(ts_env("FARM_TEST_REDIS_PORT"));
+    assert_int_equal(ts_sh("redis-cli -p %d shutdown nosave >/dev/null 2>&1 || true", port), 0);
+    assert_true(wait_ready(503, "\"redis\":\"unavailable\",\"postgres\":\"ok\"", 10));
+    ts_http_t r;
+    get("/readyz", &r);
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.body, "\"code\":\"unavailable\""));
+    ts_http_dispose(&r);
+    assert_int_equal(ts_sh("redis-server '%s' >/dev/null", ts_env("FARM_TEST_REDIS_CONF")), 0);
+    assert_true(wait_ready(200, NULL, 20));
+}
+
+static void test_readyz_follows_postgres_down_and_back(void **state)
+{
+    (void)state;
+    assert_int_equal(ts_sh("sh -c \"$FARM_TEST_PG_STOP\" >/dev/null 2>&1"), 0);
+    assert_true(wait_ready(503, "\"postgres\":\"unavailable\"", 10));
+    assert_int_equal(ts_sh("sh -c \"$FARM_TEST_PG_START\" >/dev/null 2>&1"), 0);
+    assert_true(wait_ready(200, NULL, 20));
+}
+
+static void test_metrics_count_requests_by_route_and_status(void **state)
+{
+    (void)state;
+    ts_http_t r;
+    get("/nope", &r);
+    assert_int_equal(r.status, 404);
+    assert_non_null(strstr(r.body, "\"code\":\"not_found\""));
+    ts_http_dispose(&r);
+    get("/metrics", &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "# TYPE farm_http_requests_total counter"));
+    assert_non_null(strstr(
+        r.body, "farm_http_requests_total{route=\"/readyz\",method=\"GET\",status=\"503\"}"));
+    assert_non_null(strstr(
+        r.body, "farm_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1"));
+    assert_non_null(strstr(r.body, "farm_http_request_duration_seconds_bucket{route=\"/healthz\""));
+    ts_http_dispose(&r);
+}
+
+static void test_sigterm_exits_zero(void **state)
+{
+    (void)state;
+    int status = ts_stop(api_pid, SIGTERM, 15);
+    api_pid = 0;
+    assert_int_equal(status, 0);
+    /* Every line it logged is JSON: one object per line. */
+    FILE *f = fopen(log_path, "r");
+    assert_non_null(f);
+    char line[8192];
+    int lines = 0;
+    while (fgets(line, sizeof(line), f)) {
+        assert_true(line[0] == '{' && strstr(line, "\"ts\":") != NULL);
+        lines++;
+    }
+    fclose(f);
+    assert_true(lines > 0);
+}
+
+static void test_bad_config_stops_at_start_naming_the_variable(void **state)
+{
+    (void)state;
+    char out[512];
+    snprintf(out, sizeof(out), "%s/badcfg.log", ts_env("FARM_TEST_TMPDIR"));
+    char *argv[] = {(char *)ts_env("FARM_TEST_API_BIN"), NULL};
+    char *extra[] = {"FARM_HTTP_HEADER_TIMEOUT_S=soon", NULL};
+    pid_t pid = ts_spawn(argv, extra, out);
+    assert_int_equal(ts_stop(pid, 0, 10), 2);
+    FILE *f = fopen(out, "r");
+    assert_non_null(f);
+    char line[1024] = "";
+    assert_non_null(fgets(line, sizeof(line), f));
+    fclose(f);
+    assert_non_null(strstr(line, "FARM_HTTP_HEADER_TIMEOUT_S=soon"));
+    assert_non_null(strstr(line, "1..600"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_healthz_answers_ok_with_a_request_id),
+        cmocka_unit_test(test_readyz_ready_when_both_answer),
+        cmocka_unit_test(test_readyz_follows_redis_down_and_back),
+        cmocka_unit_test(test_readyz_follows_postgres_down_and_back),
+        cmocka_unit_test(test_metrics_count_requests_by_route_and_status),
+        cmocka_unit_test(test_sigterm_exits_zero),
+        cmocka_unit_test(test_bad_config_stops_at_start_naming_the_variable),
+    };
+    return cmocka_run_group_tests(tests, start_api, stop_api);
+}

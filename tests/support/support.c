@@ -1,0 +1,172 @@
+/*
+ * tests/support/support.c - see support.h.
+ */
+#include "support.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+double ts_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int ts_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) < 0) {
+        perror("ts_free_port");
+        abort();
+    }
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+const char *ts_env(const char *name)
+{
+    const char *v = getenv(name);
+    if (v == NULL || v[0] == '\0') {
+        fprintf(stderr, "this test needs %s (run it through ctest / tests/fixture/with-servers)\n",
+                name);
+        abort();
+    }
+    return v;
+}
+
+pid_t ts_spawn(char *const argv[], char *const extra[], const char *log_path)
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        abort();
+    }
+    if (pid > 0)
+        return pid;
+    for (char *const *e = extra; e && *e; e++)
+        putenv(*e);
+    if (log_path) {
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 2);
+            close(fd);
+        }
+    }
+    execve(argv[0], argv, environ);
+    perror(argv[0]);
+    _exit(127);
+}
+
+int ts_stop(pid_t pid, int sig, double timeout_s)
+{
+    int status;
+    if (sig)
+        kill(pid, sig);
+    double end = ts_now() + timeout_s;
+    while (ts_now() < end) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        usleep(10000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return -1;
+}
+
+int ts_sh(const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+typedef struct {
+    char *p;
+    size_t len;
+} grow_t;
+
+static size_t on_data(char *ptr, size_t size, size_t n, void *ud)
+{
+    grow_t *g = ud;
+    size_t add = size * n;
+    g->p = realloc(g->p, g->len + add + 1);
+    memcpy(g->p + g->len, ptr, add);
+    g->len += add;
+    g->p[g->len] = '\0';
+    return add;
+}
+
+ts_http_t ts_http(const char *method, const char *url, const char *const *headers, const char *body,
+                  size_t body_len)
+{
+    ts_http_t r = {0};
+    grow_t b = {0}, h = {0};
+    CURL *c = curl_easy_init();
+    struct curl_slist *hl = NULL;
+    for (const char *const *p = headers; p && *p; p++)
+        hl = curl_slist_append(hl, *p);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &h);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)body_len);
+    }
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    curl_slist_free_all(hl);
+    curl_easy_cleanup(c);
+    r.body = b.p ? b.p : strdup("");
+    r.body_len = b.len;
+    r.headers = h.p ? h.p : strdup("");
+    return r;
+}
+
+void ts_http_dispose(ts_http_t *r)
+{
+    free(r->body);
+    free(r->headers);
+    r->body = r->headers = NULL;
+}
+
+int ts_wait_http(const char *url, long status, const char *needle, double timeout_s)
+{
+    double end = ts_now() + timeout_s;
+    do {
+        ts_http_t r = ts_http("GET", url, NULL, NULL, 0);
+        int ok = r.status == status && (needle == NULL || strstr(r.body, needle) != NULL);
+        ts_http_dispose(&r);
+        if (ok)
+            return 1;
+        usleep(50000);
+    } while (ts_now() < end);
+    return 0;
+}

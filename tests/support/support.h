@@ -1,0 +1,51 @@
+/*
+ * tests/support/support.h - helpers for integration tests that drive real
+ * processes over real HTTP: free ports, spawning and stopping programs,
+ * blocking HTTP requests through libcurl, and waiting for a condition.
+ */
+#ifndef TEST_SUPPORT_H
+#define TEST_SUPPORT_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* An HTTP answer: status (0 when no answer), body and headers (NUL-terminated). */
+typedef struct {
+    long status;
+    char *body;
+    size_t body_len;
+    char *headers;
+} ts_http_t;
+
+/* A port free right now on 127.0.0.1. */
+int ts_free_port(void);
+
+/* An environment variable the fixture must provide; fails the test when missing. */
+const char *ts_env(const char *name);
+
+/*
+ * Starts `argv` with the current environment plus `extra` ("NAME=value",
+ * NULL-terminated, may be NULL); its stderr goes to `log_path` when not NULL.
+ */
+pid_t ts_spawn(char *const argv[], char *const extra[], const char *log_path);
+
+/* Sends `sig` and waits up to `timeout_s`; returns the exit status, 128+signal, or -1 on timeout
+ * (then SIGKILLs). */
+int ts_stop(pid_t pid, int sig, double timeout_s);
+
+/* Runs a shell command, returns its exit status. */
+int ts_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A blocking request; `body` may be NULL. `headers` is NULL-terminated "Name: value" or NULL. */
+ts_http_t ts_http(const char *method, const char *url, const char *const *headers, const char *body,
+                  size_t body_len);
+void ts_http_dispose(ts_http_t *r);
+
+/* Polls GET `url` until it answers `status` (and contains `needle` when not NULL) or `timeout_s`
+ * passes. */
+int ts_wait_http(const char *url, long status, const char *needle, double timeout_s);
+
+/* Monotonic seconds. */
+double ts_now(void);
+
+#endif
