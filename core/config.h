@@ -22,8 +22,30 @@ typedef struct gf_config {
     /* dependencies */
     char *redis_url;
     long long redis_connect_timeout_ms;
+    /* queue (queue/, docs/queue.md) */
+    char *queue_name;
+    char *queue_tiers;
+    long long queue_lease_s;
+    long long queue_max_reclaims;
+    long long queue_retry_base_ms;
+    long long queue_retry_cap_ms;
+    long long queue_max_attempts;
+    long long queue_dead_retention_s;
+    long long queue_dead_max;
+    long long queue_op_timeout_ms;
+    long long events_retention_s;
+    long long events_max_per_gen;
+    long long events_user_maxlen;
+    long long events_user_max_age_s;
     char *database_url;
     char *migrations_dir;
+    long long db_pool_size;
+    long long db_statement_timeout_ms;
+    long long db_call_timeout_ms;
+    /* credits */
+    long long welcome_credits;
+    long long cost_avatar;
+    long long cost_pose;
     /* core/http */
     long long http_max_header_bytes;
     long long http_max_body_bytes;

@@ -1,42 +1,56 @@
 /*
- * store/pg.c - one async Postgres connection on the loop.
+ * store/pg.c - the async pool: a few non-blocking libpq connections on the
+ * loop, each watched by a uv_poll on its socket.
  *
  * Invariants:
- * - `conn` is NULL (disconnected), connecting, or ready; a query is sent only
- *   when ready and idle, one at a time, from the FIFO `ops`.
- * - The socket is watched by a heap-allocated uv_poll_t that is closed and
- *   replaced whenever libpq's socket changes (reconnects), and freed in its close callback.
- * - A failed or timed-out connection fails every queued operation and is
- *   dropped; the next operation connects again, so a restart of Postgres costs
- *   the operations in flight at that moment and nothing else.
+ * - Requests wait in one FIFO and go to whichever connection is ready and
+ *   idle; a connection runs one statement at a time.
+ * - A connection is down, connecting (then preparing its statements), ready
+ *   or busy. A failed connect fails every request still waiting (fail fast
+ *   while Postgres is down); the next request connects again.
+ * - Every request has a timer: one still waiting fails with GF_ETIMEDOUT; one
+ *   on the wire fails the same way and its connection is dropped (libpq has
+ *   no async cancel worth a round trip here). Its callback runs once.
+ * - The store is freed only after every poll and timer handle has closed.
  */
-#include "store.h"
+#include "store_int.h"
 
-#include <libpq-fe.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { PG_DOWN, PG_CONNECTING, PG_READY, PG_BUSY } pg_state;
+typedef enum { PG_DOWN, PG_CONNECTING, PG_PREPARING, PG_READY, PG_BUSY } pg_state;
 
-typedef struct store_op {
-    struct store_op *next;
+typedef struct store_req store_req_t;
+
+typedef struct {
     store_t *st;
-    const char *sql;
-    uv_timer_t timer;
-    int sent;
-    int done;
-    store_ping_cb cb;
-    void *data;
-} store_op_t;
-
-struct store {
-    uv_loop_t *loop;
-    const gf_config_t *cfg;
     PGconn *conn;
     pg_state state;
     uv_poll_t *poll;
     int poll_fd;
-    store_op_t *ops, *ops_last;
+    store_req_t *cur;
+    int failed; /* the statement of `cur` failed: keep its first error */
+} pg_conn_t;
+
+struct store_req {
+    store_req_t *next;
+    store_t *st;
+    store_call_t *call; /* NULL: a ping */
+    store_call_cb cb;
+    store_ping_cb ping_cb;
+    void *data;
+    int ping_status;
+    uv_timer_t timer;
+    pg_conn_t *on;
+    int done;
+};
+
+struct store {
+    uv_loop_t *loop;
+    const gf_config_t *cfg;
+    pg_conn_t *conns;
+    int nconns;
+    store_req_t *head, *tail;
     int closing;
     int handles_open;
     int down_logged;
@@ -46,238 +60,328 @@ struct store {
 
 static const gf_log_ctx log_ctx = {.component = "store"};
 
-static void pg_watch(store_t *st, int events);
-static void pg_next(store_t *st);
+static void pool_dispatch(store_t *st);
 static void store_maybe_closed(store_t *st);
+static void conn_watch(pg_conn_t *pc, int events);
+
+/* --- requests ------------------------------------------------------------------ */
+
+static void on_req_timer_closed(uv_handle_t *h)
+{
+    store_req_t *rq = h->data;
+    store_t *st = rq->st;
+    free(rq);
+    st->handles_open--;
+    store_maybe_closed(st);
+}
+
+static void queue_remove(store_t *st, store_req_t *rq)
+{
+    store_req_t **pp = &st->head, *prev = NULL;
+    while (*pp && *pp != rq) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    if (*pp == NULL)
+        return;
+    *pp = rq->next;
+    if (st->tail == rq)
+        st->tail = prev;
+}
+
+/* Runs the callback once with `status` (calls also carry their own), then frees. */
+static void req_finish(store_req_t *rq, int status)
+{
+    if (rq->done)
+        return;
+    rq->done = 1;
+    store_t *st = rq->st;
+    queue_remove(st, rq);
+    if (rq->on) {
+        rq->on->cur = NULL;
+        rq->on = NULL;
+    }
+    uv_close((uv_handle_t *)&rq->timer, on_req_timer_closed);
+    if (rq->call) {
+        if (status < 0 && rq->call->status == 0)
+            rq->call->status = gf_err_set(&rq->call->err, status, "store", "%s",
+                                          status == GF_ETIMEDOUT ? "postgres did not answer in time"
+                                          : status == GF_ECANCELED ? "the store is closing"
+                                                                   : "postgres unavailable");
+        rq->cb(st, rq->call, rq->data);
+    } else {
+        rq->ping_cb(st, status, rq->data);
+    }
+}
+
+/* --- connections -------------------------------------------------------------------- */
 
 static void on_poll_closed(uv_handle_t *h)
 {
-    store_t *st = h->data;
+    pg_conn_t *pc = h->data;
+    store_t *st = pc->st; /* conns live as long as the store */
     free(h);
     st->handles_open--;
     store_maybe_closed(st);
 }
 
-static void pg_unwatch(store_t *st)
+static void conn_unwatch(pg_conn_t *pc)
 {
-    if (st->poll == NULL)
+    if (pc->poll == NULL)
         return;
-    uv_close((uv_handle_t *)st->poll, on_poll_closed);
-    st->poll = NULL;
+    uv_close((uv_handle_t *)pc->poll, on_poll_closed);
+    pc->poll = NULL;
 }
 
-static void on_op_timer_closed(uv_handle_t *h)
+/* Drops a connection: its request fails with `status`; waiting ones too if it never came up. */
+static void conn_drop(pg_conn_t *pc, int status, const char *why)
 {
-    store_op_t *op = h->data;
-    store_t *st = op->st;
-    free(op);
-    st->handles_open--;
-    store_maybe_closed(st);
-}
-
-/* Unlinks `op` (the head when it was sent), runs its callback once, frees it. */
-static void op_finish(store_op_t *op, int status)
-{
-    store_t *st = op->st;
-    store_op_t **pp = &st->ops;
-    while (*pp && *pp != op)
-        pp = &(*pp)->next;
-    if (*pp) {
-        *pp = op->next;
-        if (st->ops_last == op) {
-            st->ops_last = NULL;
-            for (store_op_t *o = st->ops; o; o = o->next)
-                st->ops_last = o;
-        }
-    }
-    op->done = 1;
-    uv_close((uv_handle_t *)&op->timer, on_op_timer_closed);
-    op->cb(st, status, op->data);
-}
-
-/* Drops the connection and fails what was waiting on it. */
-static void pg_drop(store_t *st, int status, const char *why)
-{
-    if (st->conn != NULL && !st->closing && !st->down_logged)
+    store_t *st = pc->st;
+    int was_up = pc->state == PG_READY || pc->state == PG_BUSY;
+    if (!st->closing && !st->down_logged)
         GF_LOG(GF_LOG_WARN, &log_ctx, "postgres unavailable: %s", why);
-    st->down_logged = st->conn != NULL || st->down_logged;
-    pg_unwatch(st);
-    if (st->conn) {
-        PQfinish(st->conn);
-        st->conn = NULL;
+    st->down_logged = 1;
+    conn_unwatch(pc);
+    if (pc->conn) {
+        PQfinish(pc->conn);
+        pc->conn = NULL;
     }
-    st->state = PG_DOWN;
-    while (st->ops)
-        op_finish(st->ops, status);
+    pc->state = PG_DOWN;
+    if (pc->cur)
+        req_finish(pc->cur, status);
+    if (!was_up) {
+        /* Postgres cannot be reached: fail fast instead of letting callers wait. */
+        while (st->head)
+            req_finish(st->head, status);
+    } else {
+        pool_dispatch(st); /* waiting requests go to another connection, or a new one */
+    }
 }
 
-static void pg_connect_step(store_t *st)
+static void conn_send(pg_conn_t *pc, store_req_t *rq)
 {
-    PostgresPollingStatusType ps = PQconnectPoll(st->conn);
-    switch (ps) {
+    int ok;
+    if (rq->call)
+        ok = PQsendQueryPrepared(pc->conn, store__stmt_name(rq->call->op), rq->call->nparams,
+                                 (const char *const *)rq->call->params, NULL, NULL, 0);
+    else
+        ok = PQsendQuery(pc->conn, "SELECT 1");
+    if (!ok) {
+        conn_drop(pc, GF_EUNAVAIL, "cannot send a statement");
+        return;
+    }
+    queue_remove(pc->st, rq);
+    rq->on = pc;
+    pc->cur = rq;
+    pc->failed = 0;
+    pc->state = PG_BUSY;
+    int rc = PQflush(pc->conn);
+    conn_watch(pc, rc == 1 ? UV_READABLE | UV_WRITABLE : UV_READABLE);
+}
+
+static void conn_ready(pg_conn_t *pc)
+{
+    pc->state = PG_READY;
+    conn_watch(pc, UV_READABLE);
+    pool_dispatch(pc->st);
+}
+
+static void conn_connect_step(pg_conn_t *pc)
+{
+    char why[200];
+    switch (PQconnectPoll(pc->conn)) {
     case PGRES_POLLING_READING:
-        pg_watch(st, UV_READABLE);
+        conn_watch(pc, UV_READABLE);
         return;
     case PGRES_POLLING_WRITING:
-        pg_watch(st, UV_WRITABLE);
+        conn_watch(pc, UV_WRITABLE);
         return;
     case PGRES_POLLING_OK:
-        st->state = PG_READY;
-        if (st->down_logged)
+        if (pc->st->down_logged)
             GF_LOG(GF_LOG_INFO, &log_ctx, "postgres is back");
-        st->down_logged = 0;
-        pg_watch(st, UV_READABLE);
-        pg_next(st);
+        pc->st->down_logged = 0;
+        /* Prepare every statement once per connection, in one simple-query batch. */
+        if (!PQsendQuery(pc->conn, store__prepare_sql())) {
+            conn_drop(pc, GF_EUNAVAIL, "cannot prepare statements");
+            return;
+        }
+        pc->state = PG_PREPARING;
+        conn_watch(pc, UV_READABLE);
         return;
     case PGRES_POLLING_FAILED:
-    default: {
-        /* libpq's message names host and port, never the password. */
-        char why[256];
-        snprintf(why, sizeof(why), "%s", PQerrorMessage(st->conn));
-        why[strcspn(why, "\n")] = '\0';
-        if (!st->down_logged)
-            GF_LOG(GF_LOG_WARN, &log_ctx, "cannot connect to postgres: %s", why);
-        st->down_logged = 1;
-        pg_drop(st, GF_EUNAVAIL, why);
+    default:
+        store__pg_message(why, sizeof(why), PQerrorMessage(pc->conn));
+        conn_drop(pc, GF_EUNAVAIL, why);
         return;
-    }
     }
 }
 
-static void pg_read_results(store_t *st)
+static void on_pg_notice(void *arg, const PGresult *res)
 {
-    if (!PQconsumeInput(st->conn)) {
-        pg_drop(st, GF_EUNAVAIL, "connection lost");
+    (void)arg;
+    char msg[200];
+    store__pg_message(msg, sizeof(msg), PQresultErrorMessage(res));
+    GF_LOG(GF_LOG_DEBUG, &log_ctx, "postgres says: %s", msg);
+}
+
+static void conn_connect(pg_conn_t *pc)
+{
+    pc->conn =
+        store__connect_start(pc->st->cfg->database_url, pc->st->cfg->db_statement_timeout_ms, 1);
+    if (pc->conn == NULL || PQstatus(pc->conn) == CONNECTION_BAD) {
+        conn_drop(pc, GF_EUNAVAIL, "cannot start a connection");
         return;
     }
-    if (st->state != PG_BUSY) {
-        /* Idle: readable means a notice or the server going away. */
+    PQsetNoticeReceiver(pc->conn, on_pg_notice, NULL);
+    PQsetnonblocking(pc->conn, 1);
+    pc->failed = 0;
+    pc->state = PG_CONNECTING;
+    conn_connect_step(pc);
+}
+
+/* Reads what arrived; completes the statement in flight when its results are all in. */
+static void conn_read(pg_conn_t *pc)
+{
+    if (!PQconsumeInput(pc->conn)) {
+        conn_drop(pc, GF_EUNAVAIL, "connection lost");
+        return;
+    }
+    if (pc->state == PG_READY) {
         PGnotify *n;
-        while ((n = PQnotifies(st->conn)) != NULL)
+        while ((n = PQnotifies(pc->conn)) != NULL)
             PQfreemem(n);
-        if (PQstatus(st->conn) == CONNECTION_BAD)
-            pg_drop(st, GF_EUNAVAIL, "connection closed by the server");
+        if (PQstatus(pc->conn) == CONNECTION_BAD)
+            conn_drop(pc, GF_EUNAVAIL, "connection closed by the server");
         return;
     }
-    int status = 0;
-    while (!PQisBusy(st->conn)) {
-        PGresult *res = PQgetResult(st->conn);
+    while (!PQisBusy(pc->conn)) {
+        PGresult *res = PQgetResult(pc->conn);
         if (res == NULL) {
-            st->state = PG_READY;
-            store_op_t *op = st->ops;
-            if (op && op->sent && !op->done)
-                op_finish(op, status);
-            pg_next(st);
+            if (pc->state == PG_PREPARING) {
+                if (pc->failed) {
+                    conn_drop(pc, GF_EUNAVAIL, "preparing statements failed (migrations applied?)");
+                    return;
+                }
+                conn_ready(pc);
+                return;
+            }
+            store_req_t *rq = pc->cur;
+            pc->state = PG_READY;
+            if (rq)
+                req_finish(rq, rq->ping_status);
+            pool_dispatch(pc->st);
             return;
         }
         ExecStatusType es = PQresultStatus(res);
-        if (es != PGRES_TUPLES_OK && es != PGRES_COMMAND_OK)
-            status = GF_EUNAVAIL;
+        store_req_t *rq = pc->cur;
+        if (pc->state == PG_PREPARING) {
+            if (es != PGRES_COMMAND_OK && !pc->failed) {
+                char msg[200];
+                store__pg_message(msg, sizeof(msg), PQresultErrorMessage(res));
+                GF_LOG(GF_LOG_ERROR, &log_ctx, "cannot prepare statements: %s", msg);
+                pc->failed = 1;
+            }
+        } else if (rq && !pc->failed) {
+            pc->failed = 1; /* only the first result of a statement counts */
+            if (rq->call)
+                store__parse(rq->call, res);
+            else
+                rq->ping_status = es == PGRES_TUPLES_OK ? 0 : GF_EUNAVAIL;
+        }
         PQclear(res);
     }
-    if (PQstatus(st->conn) == CONNECTION_BAD)
-        pg_drop(st, GF_EUNAVAIL, "connection lost");
+    if (PQstatus(pc->conn) == CONNECTION_BAD)
+        conn_drop(pc, GF_EUNAVAIL, "connection lost");
 }
 
 static void on_poll(uv_poll_t *p, int status, int events)
 {
-    store_t *st = p->data;
+    pg_conn_t *pc = p->data;
     if (status < 0) {
-        pg_drop(st, GF_EUNAVAIL, uv_strerror(status));
+        conn_drop(pc, GF_EUNAVAIL, uv_strerror(status));
         return;
     }
-    if (st->state == PG_CONNECTING) {
-        pg_connect_step(st);
+    if (pc->state == PG_CONNECTING) {
+        conn_connect_step(pc);
         return;
     }
     if (events & UV_WRITABLE) {
-        int rc = PQflush(st->conn);
+        int rc = PQflush(pc->conn);
         if (rc < 0) {
-            pg_drop(st, GF_EUNAVAIL, "send failed");
+            conn_drop(pc, GF_EUNAVAIL, "send failed");
             return;
         }
-        pg_watch(st, rc == 1 ? UV_READABLE | UV_WRITABLE : UV_READABLE);
+        conn_watch(pc, rc == 1 ? UV_READABLE | UV_WRITABLE : UV_READABLE);
     }
     if (events & UV_READABLE)
-        pg_read_results(st);
+        conn_read(pc);
 }
 
-static void pg_watch(store_t *st, int events)
+static void conn_watch(pg_conn_t *pc, int events)
 {
-    int fd = PQsocket(st->conn);
-    if (st->poll != NULL && st->poll_fd != fd)
-        pg_unwatch(st); /* libpq moved to another socket (next host or address) */
-    if (st->poll == NULL) {
-        st->poll = gf_xcalloc(1, sizeof(uv_poll_t));
-        if (uv_poll_init(st->loop, st->poll, fd) < 0) {
-            free(st->poll);
-            st->poll = NULL;
-            pg_drop(st, GF_EUNAVAIL, "cannot watch the socket");
+    store_t *st = pc->st;
+    int fd = PQsocket(pc->conn);
+    if (pc->poll != NULL && pc->poll_fd != fd)
+        conn_unwatch(pc); /* libpq moved to another socket (next address) */
+    if (pc->poll == NULL) {
+        pc->poll = gf_xcalloc(1, sizeof(uv_poll_t));
+        if (uv_poll_init(st->loop, pc->poll, fd) < 0) {
+            GF_FREE(pc->poll);
+            conn_drop(pc, GF_EUNAVAIL, "cannot watch the socket");
             return;
         }
-        st->poll->data = st;
-        st->poll_fd = fd;
+        pc->poll->data = pc;
+        pc->poll_fd = fd;
         st->handles_open++;
     }
-    uv_poll_start(st->poll, events, on_poll);
+    uv_poll_start(pc->poll, events, on_poll);
 }
 
-/* Server notices go to our log, not raw to stderr. */
-static void on_pg_notice(void *arg, const PGresult *res)
+/* Hands waiting requests to idle connections; opens one connection if none can take them. */
+static void pool_dispatch(store_t *st)
 {
-    (void)arg;
-    char msg[256];
-    snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
-    msg[strcspn(msg, "\n")] = '\0';
-    GF_LOG(GF_LOG_DEBUG, &log_ctx, "postgres says: %s", msg);
+    if (st->closing)
+        return;
+    for (int i = 0; i < st->nconns && st->head; i++)
+        if (st->conns[i].state == PG_READY)
+            conn_send(&st->conns[i], st->head);
+    if (st->head == NULL)
+        return;
+    for (int i = 0; i < st->nconns; i++)
+        if (st->conns[i].state == PG_CONNECTING || st->conns[i].state == PG_PREPARING)
+            return; /* one is on its way */
+    for (int i = 0; i < st->nconns; i++)
+        if (st->conns[i].state == PG_DOWN) {
+            conn_connect(&st->conns[i]);
+            return;
+        }
 }
 
-static void pg_connect(store_t *st)
+/* --- the pool --------------------------------------------------------------------------- */
+
+static void on_req_timeout(uv_timer_t *t)
 {
-    st->conn = PQconnectStart(st->cfg->database_url);
-    if (st->conn == NULL || PQstatus(st->conn) == CONNECTION_BAD) {
-        pg_drop(st, GF_EUNAVAIL, "cannot start a connection");
-        return;
-    }
-    PQsetNoticeReceiver(st->conn, on_pg_notice, NULL);
-    PQsetnonblocking(st->conn, 1);
-    st->state = PG_CONNECTING;
-    pg_connect_step(st);
+    store_req_t *rq = t->data;
+    pg_conn_t *on = rq->on;
+    req_finish(rq, GF_ETIMEDOUT);
+    if (on)
+        conn_drop(on, GF_EUNAVAIL, "a statement timed out");
 }
 
-/* Sends the next queued operation when the connection is idle; connects if needed. */
-static void pg_next(store_t *st)
+static int req_submit(store_t *st, store_req_t *rq, uint64_t timeout_ms)
 {
-    if (st->ops == NULL || st->closing)
-        return;
-    if (st->state == PG_DOWN) {
-        pg_connect(st);
-        return;
-    }
-    if (st->state != PG_READY)
-        return;
-    store_op_t *op = st->ops;
-    if (!PQsendQuery(st->conn, op->sql)) {
-        pg_drop(st, GF_EUNAVAIL, "cannot send the query");
-        return;
-    }
-    op->sent = 1;
-    st->state = PG_BUSY;
-    int rc = PQflush(st->conn);
-    pg_watch(st, rc == 1 ? UV_READABLE | UV_WRITABLE : UV_READABLE);
-}
-
-static void on_op_timeout(uv_timer_t *t)
-{
-    store_op_t *op = t->data;
-    store_t *st = op->st;
-    if (op->sent) {
-        /* The query is on the wire: drop the connection rather than wait on it. */
-        op_finish(op, GF_ETIMEDOUT);
-        pg_drop(st, GF_EUNAVAIL, "a query timed out");
-        return;
-    }
-    op_finish(op, GF_ETIMEDOUT);
+    rq->st = st;
+    uv_timer_init(st->loop, &rq->timer);
+    rq->timer.data = rq;
+    st->handles_open++;
+    uv_timer_start(&rq->timer, on_req_timeout, timeout_ms, 0);
+    if (st->tail)
+        st->tail->next = rq;
+    else
+        st->head = rq;
+    st->tail = rq;
+    pool_dispatch(st);
+    return 0;
 }
 
 store_t *store_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)
@@ -286,30 +390,34 @@ store_t *store_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)
     store_t *st = gf_xcalloc(1, sizeof(*st));
     st->loop = loop;
     st->cfg = cfg;
-    st->state = PG_DOWN;
+    st->nconns = (int)cfg->db_pool_size;
+    st->conns = gf_xcalloc((size_t)st->nconns, sizeof(pg_conn_t));
+    for (int i = 0; i < st->nconns; i++)
+        st->conns[i].st = st;
     return st;
+}
+
+int store_exec(store_t *st, store_call_t *call, store_call_cb cb, void *data)
+{
+    if (st->closing)
+        return GF_ECANCELED;
+    call->status = 0;
+    gf_err_clear(&call->err);
+    store_req_t *rq = gf_xcalloc(1, sizeof(*rq));
+    rq->call = call;
+    rq->cb = cb;
+    rq->data = data;
+    return req_submit(st, rq, (uint64_t)st->cfg->db_call_timeout_ms);
 }
 
 int store_ping(store_t *st, uint64_t timeout_ms, store_ping_cb cb, void *data)
 {
     if (st->closing)
         return GF_ECANCELED;
-    store_op_t *op = gf_xcalloc(1, sizeof(*op));
-    op->st = st;
-    op->sql = "SELECT 1";
-    op->cb = cb;
-    op->data = data;
-    uv_timer_init(st->loop, &op->timer);
-    op->timer.data = op;
-    st->handles_open++;
-    uv_timer_start(&op->timer, on_op_timeout, timeout_ms, 0);
-    if (st->ops_last)
-        st->ops_last->next = op;
-    else
-        st->ops = op;
-    st->ops_last = op;
-    pg_next(st);
-    return 0;
+    store_req_t *rq = gf_xcalloc(1, sizeof(*rq));
+    rq->ping_cb = cb;
+    rq->data = data;
+    return req_submit(st, rq, timeout_ms);
 }
 
 static void store_maybe_closed(store_t *st)
@@ -318,6 +426,7 @@ static void store_maybe_closed(store_t *st)
         return;
     store_closed_cb cb = st->closed_cb;
     void *data = st->closed_data;
+    free(st->conns);
     free(st);
     if (cb)
         cb(data);
@@ -330,8 +439,11 @@ void store_close(store_t *st, store_closed_cb cb, void *data)
     st->closing = 1;
     st->closed_cb = cb;
     st->closed_data = data;
-    st->handles_open++; /* hold the store while the drop below runs callbacks */
-    pg_drop(st, GF_ECANCELED, "closing");
+    st->handles_open++; /* hold the store while callbacks run below */
+    while (st->head)
+        req_finish(st->head, GF_ECANCELED);
+    for (int i = 0; i < st->nconns; i++)
+        conn_drop(&st->conns[i], GF_ECANCELED, "closing");
     st->handles_open--;
     store_maybe_closed(st);
 }

@@ -1,13 +1,27 @@
 /*
- * store/store.h - Postgres, the record of the farm (DESIGN.md). This first
- * cut holds the async connection used by the api and the worker (libpq in
- * non-blocking mode, driven by a uv_poll on its socket, reconnecting after
- * Postgres restarts), a ping for /readyz, and the blocking migrations runner
- * used by `farm migrate`. No other module sees a libpq type.
+ * store/store.h - Postgres, the record of the farm (DESIGN.md): users, the
+ * two-phase credit ledger (hold, capture, release), generations, and the
+ * migrations runner. docs/credits.md tells which call moves which number.
+ *
+ * Every credit operation is one SQL function (migrations/0002) run as one
+ * prepared statement: one round trip, one transaction, no read-then-write.
+ * A call is described by a store_call_t, built with one of the
+ * store_call_*() builders, and run either
+ *   - asynchronously on a libuv loop (store_t: a small pool of non-blocking
+ *     libpq connections driven by uv_poll, reconnecting after Postgres
+ *     restarts; a clear GF_EUNAVAIL while it is down), for the api and worker;
+ *   - or blocking (store_conn_t), for the CLI, tests and benchmarks.
+ * No other module sees a libpq type.
+ *
+ * Worker-side calls (start, provider request, image, finish) carry the
+ * queue's fencing token; a token older than the newest one recorded for the
+ * generation is refused with GF_ECONFLICT, so a worker that lost its lease
+ * can neither charge nor finish the generation.
  *
  * Async contract (libuv's rule): a call that returns an error never runs its
- * callback; a call that returns 0 runs it exactly once, on the loop thread,
- * with GF_ECANCELED when the store is closed first.
+ * callback; a call that returns 0 runs it exactly once, on the loop thread
+ * (GF_ECANCELED when the store is closed first). It may run before
+ * store_exec() returns when the failure is immediate.
  */
 #ifndef STORE_H
 #define STORE_H
@@ -18,34 +32,137 @@
 
 #include "core.h"
 
-typedef struct store store_t;
+#define STORE_MAX_PARAMS 12
 
+typedef enum {
+    STORE_OP_ACCEPT,
+    STORE_OP_START,
+    STORE_OP_PROVIDER_REQUEST,
+    STORE_OP_IMAGE,
+    STORE_OP_FINISH,
+    STORE_OP_CANCEL,
+    STORE_OP_EXPIRE,
+    STORE_OP_CREDIT,
+    STORE_OP_BALANCE,
+    STORE_OP_GENERATION,
+    STORE_OP_COUNT_
+} store_op_t;
+
+/*
+ * One call: its inputs (copied in by the builders) and its results. The
+ * caller owns it; it must stay valid until the callback of an async call.
+ * Free what it holds with store_call_dispose().
+ *
+ * Results by operation (status is 0 unless said otherwise):
+ *   ACCEPT      generation_id; available (after the hold). existing = 1 when an
+ *               idempotency key matched an earlier identical request.
+ *               GF_ECREDITS: available too low (available filled).
+ *               GF_ECONFLICT: same key, different body (generation_id: the first).
+ *   START       attempts. GF_ECONFLICT stale token; GF_ECANCELED finished; GF_ENOTFOUND.
+ *   PROVIDER_REQUEST  GF_ECONFLICT stale; GF_ECANCELED finished; GF_ENOTFOUND.
+ *   IMAGE       applied = 1 when this call settled the image, 0 when it was
+ *               settled before (idempotent). GF_ECONFLICT stale; GF_EINVAL bad index.
+ *   FINISH      gen_status (the status in force); applied = 0 when it was
+ *               already finished (the first finish wins). GF_ECONFLICT stale.
+ *   CANCEL      applied = 1 canceled now, 0 cancel requested from the worker.
+ *               GF_ECONFLICT not cancelable (finished); GF_ENOTFOUND (or not the owner's).
+ *   EXPIRE      applied = 1 when it expired it now.
+ *   CREDIT      GF_ECREDITS when an adjust would go below what is held.
+ *   BALANCE     balance, held (available = balance - held).
+ *   GENERATION  json: the generation as GET /v1/generations/{id} shows it
+ *               (outputs with their storage keys, not yet signed URLs).
+ *               GF_ENOTFOUND when absent or not the owner's.
+ */
+typedef struct {
+    store_op_t op;
+    char *params[STORE_MAX_PARAMS]; /* NULL is SQL NULL */
+    int nparams;
+    /* results */
+    int status;
+    gf_err_t err;
+    char generation_id[37];
+    char gen_status[16];
+    long long available, balance, held;
+    int existing, applied, attempts;
+    char *json;
+} store_call_t;
+
+/* What accept needs; strings are copied. */
+typedef struct {
+    const char *id;      /* new generation id (UUID) */
+    const char *user_id; /* UUID */
+    const char *plan;    /* NULL: free */
+    const char *kind;    /* "avatar" | "pose" */
+    int images;
+    long long unit_cost;
+    long long welcome_credits;
+    const char *params_json;     /* as accepted, seed filled in */
+    const char *metadata_json;   /* NULL: none */
+    long long deadline_unix_ms;  /* 0: none */
+    const char *idempotency_key; /* NULL: none */
+    const char *request_hash;    /* hash of the request body, with the key */
+} store_accept_t;
+
+void store_call_accept(store_call_t *c, const store_accept_t *a);
+void store_call_start(store_call_t *c, const char *gen_id, long long fence, const char *provider);
+void store_call_provider_request(store_call_t *c, const char *gen_id, long long fence, int index,
+                                 const char *request_id);
+/* error_json: the image's error ({"code","message","retryable"}) when it failed; else NULL. */
+void store_call_image(store_call_t *c, const char *gen_id, long long fence, int index,
+                      int succeeded, const char *error_json);
+/* status: "auto" (succeeded/partial/failed from the images), "canceled", "failed"... fence < 0:
+ * none. */
+void store_call_finish(store_call_t *c, const char *gen_id, long long fence, const char *status,
+                       const char *error_json);
+void store_call_cancel(store_call_t *c, const char *gen_id, const char *user_id);
+void store_call_expire(store_call_t *c, const char *gen_id);
+/* amount > 0 grants, < 0 adjusts down; the user is provisioned first if new. */
+void store_call_credit(store_call_t *c, const char *user_id, long long amount, const char *reason,
+                       long long welcome_credits);
+/* Provisions the user on first sight (welcome credits), then reads the account. */
+void store_call_balance(store_call_t *c, const char *user_id, long long welcome_credits);
+void store_call_generation(store_call_t *c, const char *gen_id, const char *user_id);
+
+/* Frees what the call holds (inputs and results); the struct can be built again. */
+void store_call_dispose(store_call_t *c);
+
+/* --- asynchronous: the pool on a libuv loop ------------------------------------ */
+
+typedef struct store store_t;
+typedef void (*store_call_cb)(store_t *st, store_call_t *call, void *data);
 typedef void (*store_ping_cb)(store_t *st, int status, void *data);
 typedef void (*store_closed_cb)(void *data);
 
-/*
- * Returns a new store for cfg->database_url; it connects on first use (and
- * again after the connection is lost). `cfg` is borrowed and must outlive it.
- */
+/* Returns a new pool for cfg->database_url (connections open on first use). `cfg` is borrowed. */
 store_t *store_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err);
 
-/*
- * Runs SELECT 1; `cb` gets 0, GF_EUNAVAIL (cannot connect, or the connection
- * broke) or GF_ETIMEDOUT (then the connection is dropped and made anew on next use).
- */
+/* Runs `call`; its status and results are in `call` when `cb` runs. */
+int store_exec(store_t *st, store_call_t *call, store_call_cb cb, void *data);
+
+/* Runs SELECT 1: 0, GF_EUNAVAIL or GF_ETIMEDOUT. */
 int store_ping(store_t *st, uint64_t timeout_ms, store_ping_cb cb, void *data);
 
-/* Fails pending operations with GF_ECANCELED, disconnects, frees; `cb` runs when all is closed. */
+/* Fails queued calls with GF_ECANCELED, waits for those on the wire, disconnects, frees. */
 void store_close(store_t *st, store_closed_cb cb, void *data);
 
+/* --- blocking -------------------------------------------------------------------- */
+
+typedef struct store_conn store_conn_t;
+
+/* Connects (blocking). NULL with `err` when Postgres cannot be reached. */
+store_conn_t *store_conn_new(const char *url, gf_err_t *err);
+void store_conn_free(store_conn_t *sc);
+
+/* Runs `call`, returns call->status. A broken connection is retried once after reconnecting. */
+int store_conn_exec(store_conn_t *sc, store_call_t *call);
+
 /*
- * Applies the migrations in `dir` (files NNNN_name.sql, in order of NNNN) to
- * the database at `url`, each in its own transaction, recording version, name
- * and a SHA-256 checksum in schema_migrations. A recorded migration whose file
- * changed is an error (GF_ECONFLICT) and nothing more is applied. Concurrent
- * runs serialize on an advisory lock. Blocking: for the CLI and tests.
- * Progress lines go to `out` (may be NULL). Returns the count applied, or < 0.
+ * Checks every ledger invariant (docs/credits.md); prints each violation to
+ * `out`. Returns the number of violations, or < 0 when it could not check.
  */
+int store_reconcile(store_conn_t *sc, FILE *out, gf_err_t *err);
+
+/* See migrate.c: applies migrations/NNNN_name.sql in order. Returns the count applied, or < 0. */
 int store_migrate(const char *url, const char *dir, FILE *out, gf_err_t *err);
 
 #endif

@@ -19,6 +19,24 @@
 #include "support.h"
 
 static char dir[512];
+static char url[512];
+
+/* The fixture's database holds the real migrations: these tests use their own. */
+static int make_database(void **state)
+{
+    (void)state;
+    PGconn *c = PQconnectdb(ts_env("FARM_DATABASE_URL"));
+    if (PQstatus(c) != CONNECTION_OK)
+        return -1;
+    PGresult *r = PQexec(c, "CREATE DATABASE migtest");
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    PQfinish(c);
+    snprintf(url, sizeof(url), "%s", ts_env("FARM_DATABASE_URL"));
+    char *slash = strrchr(url, '/');
+    snprintf(slash, sizeof(url) - (size_t)(slash - url), "/migtest");
+    return ok ? 0 : -1;
+}
 
 static void write_file(const char *name, const char *sql)
 {
@@ -32,7 +50,7 @@ static void write_file(const char *name, const char *sql)
 
 static char *scalar(const char *sql)
 {
-    PGconn *c = PQconnectdb(ts_env("FARM_DATABASE_URL"));
+    PGconn *c = PQconnectdb(url);
     assert_int_equal(PQstatus(c), CONNECTION_OK);
     PGresult *r = PQexec(c, sql);
     char *v = NULL;
@@ -45,7 +63,7 @@ static char *scalar(const char *sql)
 
 static int migrate(gf_err_t *err)
 {
-    return store_migrate(ts_env("FARM_DATABASE_URL"), dir, NULL, err);
+    return store_migrate(url, dir, NULL, err);
 }
 
 static void test_applies_in_order_then_nothing_twice(void **state)
@@ -137,10 +155,10 @@ static void test_concurrent_runs_apply_each_file_once(void **state)
 static void test_unreachable_database_is_a_clear_error(void **state)
 {
     (void)state;
-    char url[128];
-    snprintf(url, sizeof(url), "postgresql://farm:hunter22@127.0.0.1:%d/farm", ts_free_port());
+    char bad[128];
+    snprintf(bad, sizeof(bad), "postgresql://farm:hunter22@127.0.0.1:%d/farm", ts_free_port());
     gf_err_t err = {0};
-    assert_true(store_migrate(url, dir, NULL, &err) < 0);
+    assert_true(store_migrate(bad, dir, NULL, &err) < 0);
     assert_non_null(strstr(err.msg, "connecting to postgres"));
     assert_null(strstr(err.msg, "hunter22"));
 }
@@ -154,5 +172,5 @@ int main(void)
         cmocka_unit_test(test_concurrent_runs_apply_each_file_once),
         cmocka_unit_test(test_unreachable_database_is_a_clear_error),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, make_database, NULL);
 }

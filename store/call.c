@@ -1,0 +1,420 @@
+/*
+ * store/call.c - the operations: their SQL (calls to the functions of
+ * migrations/0002), the builders that copy their inputs, the translation of
+ * their `outcome` words into gf_status, and the blocking connection.
+ */
+#include "store_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const char *sql;
+} stmt_t;
+
+/* Index = store_op_t. Types are cast in SQL so PREPARE can infer them. */
+static const stmt_t stmts[STORE_OP_COUNT_] = {
+    [STORE_OP_ACCEPT] = {"SELECT outcome, generation_id, available FROM farm_accept_generation("
+                         "$1::uuid, $2::uuid, $3::text, $4::bigint, $5::text, $6::int, $7::bigint, "
+                         "$8::jsonb, $9::jsonb, to_timestamp($10::double precision / 1000), "
+                         "$11::text, $12::text)"},
+    [STORE_OP_START] = {"SELECT outcome, attempts FROM farm_start($1::uuid, $2::bigint, $3::text)"},
+    [STORE_OP_PROVIDER_REQUEST] = {"SELECT farm_record_provider_request($1::uuid, $2::bigint, "
+                                   "$3::int, $4::text)"},
+    [STORE_OP_IMAGE] = {"SELECT farm_image_settle($1::uuid, $2::bigint, $3::int, $4::boolean, "
+                        "$5::jsonb)"},
+    [STORE_OP_FINISH] = {"SELECT outcome, status FROM farm_finish($1::uuid, $2::bigint, $3::text, "
+                         "$4::jsonb)"},
+    [STORE_OP_CANCEL] = {"SELECT farm_cancel($1::uuid, $2::uuid)"},
+    [STORE_OP_EXPIRE] = {"SELECT farm_expire($1::uuid)"},
+    [STORE_OP_CREDIT] = {"SELECT farm_credit($1::uuid, NULL, $2::bigint, $3::bigint, $4::text)"},
+    [STORE_OP_BALANCE] = {"SELECT a.balance, a.held FROM (SELECT farm_user_ensure($1::uuid, NULL, "
+                          "$2::bigint)) e, credit_accounts a WHERE a.user_id = $1::uuid"},
+    [STORE_OP_GENERATION] =
+        {"SELECT jsonb_build_object('id', g.id, 'kind', g.kind, 'status', g.status, "
+         "'progress', g.progress, 'stage', g.stage, 'queue_position', NULL, 'images', g.images, "
+         "'images_done', g.images_done, 'images_failed', g.images_failed, 'params', g.params, "
+         "'cost', g.cost, 'charged', g.charged, 'released', g.released, 'attempts', g.attempts, "
+         "'provider', g.provider, 'error', g.error, 'failures', g.failures, "
+         "'metadata', g.metadata, "
+         "'created_at', to_char(g.created_at AT TIME ZONE 'UTC', "
+         "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
+         "'started_at', to_char(g.started_at AT TIME ZONE 'UTC', "
+         "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
+         "'finished_at', to_char(g.finished_at AT TIME ZONE 'UTC', "
+         "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
+         "'outputs', coalesce((SELECT jsonb_agg(jsonb_build_object('index', o.image_index, "
+         "'pose', o.pose, 'variant', o.variant, 'format', o.format, 'width', o.width, "
+         "'height', o.height, 'bytes', o.bytes, 'sha256', o.sha256, 'seed', o.seed, "
+         "'storage_key', o.storage_key) ORDER BY o.image_index, o.variant) "
+         "FROM generation_outputs o WHERE o.generation_id = g.id), '[]'::jsonb))::text "
+         "FROM generations g WHERE g.id = $1::uuid AND g.user_id = $2::uuid"},
+};
+
+static char prepare_batch[8192];
+static char stmt_names[STORE_OP_COUNT_][16];
+
+static void names_init(void)
+{
+    if (stmt_names[0][0])
+        return;
+    gf_buf_t b = {0};
+    for (int i = 0; i < STORE_OP_COUNT_; i++) {
+        snprintf(stmt_names[i], sizeof(stmt_names[i]), "farm_s%d", i);
+        gf_buf_printf(&b, "PREPARE %s AS %s;\n", stmt_names[i], stmts[i].sql);
+    }
+    snprintf(prepare_batch, sizeof(prepare_batch), "%s", b.p);
+    gf_buf_dispose(&b);
+}
+
+const char *store__prepare_sql(void)
+{
+    names_init();
+    return prepare_batch;
+}
+
+const char *store__stmt_name(store_op_t op)
+{
+    names_init();
+    return stmt_names[op];
+}
+
+void store__pg_message(char *buf, size_t n, const char *msg)
+{
+    snprintf(buf, n, "%s", msg ? msg : "");
+    buf[strcspn(buf, "\n")] = '\0';
+}
+
+PGconn *store__connect_start(const char *url, long long statement_timeout_ms, int async)
+{
+    char options[64];
+    snprintf(options, sizeof(options), "-c statement_timeout=%lld", statement_timeout_ms);
+    /* expand_dbname: the URL's own fields apply, then these options. */
+    const char *keys[] = {"dbname", "options", "connect_timeout", "application_name", NULL};
+    const char *vals[] = {url, options, "5", "genfarm", NULL};
+    return async ? PQconnectStartParams(keys, vals, 1) : PQconnectdbParams(keys, vals, 1);
+}
+
+/* --- builders ------------------------------------------------------------------ */
+
+static void call_init(store_call_t *c, store_op_t op, int nparams)
+{
+    memset(c, 0, sizeof(*c));
+    c->op = op;
+    c->nparams = nparams;
+}
+
+static void set_str(store_call_t *c, int i, const char *s)
+{
+    c->params[i] = s ? gf_xstrdup(s) : NULL;
+}
+
+static void set_int(store_call_t *c, int i, long long v)
+{
+    char buf[32];
+    snprintf(buf, sizeof(buf), "%lld", v);
+    c->params[i] = gf_xstrdup(buf);
+}
+
+void store_call_accept(store_call_t *c, const store_accept_t *a)
+{
+    call_init(c, STORE_OP_ACCEPT, 12);
+    set_str(c, 0, a->id);
+    set_str(c, 1, a->user_id);
+    set_str(c, 2, a->plan);
+    set_int(c, 3, a->welcome_credits);
+    set_str(c, 4, a->kind);
+    set_int(c, 5, a->images);
+    set_int(c, 6, a->unit_cost);
+    set_str(c, 7, a->params_json ? a->params_json : "{}");
+    set_str(c, 8, a->metadata_json);
+    if (a->deadline_unix_ms > 0)
+        set_int(c, 9, a->deadline_unix_ms);
+    set_str(c, 10, a->idempotency_key);
+    set_str(c, 11, a->idempotency_key ? a->request_hash : NULL);
+}
+
+void store_call_start(store_call_t *c, const char *gen_id, long long fence, const char *provider)
+{
+    call_init(c, STORE_OP_START, 3);
+    set_str(c, 0, gen_id);
+    set_int(c, 1, fence);
+    set_str(c, 2, provider);
+}
+
+void store_call_provider_request(store_call_t *c, const char *gen_id, long long fence, int index,
+                                 const char *request_id)
+{
+    call_init(c, STORE_OP_PROVIDER_REQUEST, 4);
+    set_str(c, 0, gen_id);
+    set_int(c, 1, fence);
+    set_int(c, 2, index);
+    set_str(c, 3, request_id);
+}
+
+void store_call_image(store_call_t *c, const char *gen_id, long long fence, int index,
+                      int succeeded, const char *error_json)
+{
+    call_init(c, STORE_OP_IMAGE, 5);
+    set_str(c, 0, gen_id);
+    set_int(c, 1, fence);
+    set_int(c, 2, index);
+    set_str(c, 3, succeeded ? "true" : "false");
+    set_str(c, 4, error_json);
+}
+
+void store_call_finish(store_call_t *c, const char *gen_id, long long fence, const char *status,
+                       const char *error_json)
+{
+    call_init(c, STORE_OP_FINISH, 4);
+    set_str(c, 0, gen_id);
+    if (fence >= 0)
+        set_int(c, 1, fence);
+    set_str(c, 2, status);
+    set_str(c, 3, error_json);
+}
+
+void store_call_cancel(store_call_t *c, const char *gen_id, const char *user_id)
+{
+    call_init(c, STORE_OP_CANCEL, 2);
+    set_str(c, 0, gen_id);
+    set_str(c, 1, user_id);
+}
+
+void store_call_expire(store_call_t *c, const char *gen_id)
+{
+    call_init(c, STORE_OP_EXPIRE, 1);
+    set_str(c, 0, gen_id);
+}
+
+void store_call_credit(store_call_t *c, const char *user_id, long long amount, const char *reason,
+                       long long welcome_credits)
+{
+    call_init(c, STORE_OP_CREDIT, 4);
+    set_str(c, 0, user_id);
+    set_int(c, 1, welcome_credits);
+    set_int(c, 2, amount);
+    set_str(c, 3, reason);
+}
+
+void store_call_balance(store_call_t *c, const char *user_id, long long welcome_credits)
+{
+    call_init(c, STORE_OP_BALANCE, 2);
+    set_str(c, 0, user_id);
+    set_int(c, 1, welcome_credits);
+}
+
+void store_call_generation(store_call_t *c, const char *gen_id, const char *user_id)
+{
+    call_init(c, STORE_OP_GENERATION, 2);
+    set_str(c, 0, gen_id);
+    set_str(c, 1, user_id);
+}
+
+void store_call_dispose(store_call_t *c)
+{
+    for (int i = 0; i < STORE_MAX_PARAMS; i++)
+        GF_FREE(c->params[i]);
+    GF_FREE(c->json);
+}
+
+/* --- results --------------------------------------------------------------------- */
+
+static int fail(store_call_t *c, int code, const char *fmt, const char *arg)
+{
+    c->status = gf_err_set(&c->err, code, "store", fmt, arg);
+    return c->status;
+}
+
+/* Maps the outcome words the worker-side functions share. */
+static int worker_outcome(store_call_t *c, const char *o)
+{
+    if (strcmp(o, "stale") == 0)
+        return fail(c, GF_ECONFLICT, "stale fencing token for generation %s", c->params[0]);
+    if (strcmp(o, "terminal") == 0)
+        return fail(c, GF_ECANCELED, "generation %s is already finished", c->params[0]);
+    if (strcmp(o, "not_found") == 0)
+        return fail(c, GF_ENOTFOUND, "no generation %s", c->params[0]);
+    if (strcmp(o, "invalid") == 0)
+        return fail(c, GF_EINVAL, "image index out of range for generation %s", c->params[0]);
+    return 0;
+}
+
+static void parse_row(store_call_t *c, PGresult *res)
+{
+    const char *v0 = PQgetvalue(res, 0, 0);
+    switch (c->op) {
+    case STORE_OP_ACCEPT:
+        snprintf(c->generation_id, sizeof(c->generation_id), "%s", PQgetvalue(res, 0, 1));
+        c->available = atoll(PQgetvalue(res, 0, 2));
+        if (strcmp(v0, "existing") == 0)
+            c->existing = 1;
+        else if (strcmp(v0, "conflict") == 0)
+            fail(c, GF_ECONFLICT, "idempotency key reused with another body (%s)", c->params[10]);
+        else if (strcmp(v0, "insufficient") == 0)
+            fail(c, GF_ECREDITS, "not enough credits for generation %s", c->params[0]);
+        return;
+    case STORE_OP_START:
+        c->attempts = atoi(PQgetvalue(res, 0, 1));
+        worker_outcome(c, v0);
+        return;
+    case STORE_OP_PROVIDER_REQUEST:
+        worker_outcome(c, v0);
+        return;
+    case STORE_OP_IMAGE:
+        c->applied = strcmp(v0, "settled") == 0;
+        if (strcmp(v0, "duplicate") != 0)
+            worker_outcome(c, v0);
+        return;
+    case STORE_OP_FINISH:
+        snprintf(c->gen_status, sizeof(c->gen_status), "%s", PQgetvalue(res, 0, 1));
+        c->applied = strcmp(v0, "finished") == 0;
+        if (strcmp(v0, "already") != 0)
+            worker_outcome(c, v0);
+        return;
+    case STORE_OP_CANCEL:
+        c->applied = strcmp(v0, "canceled") == 0;
+        if (strcmp(v0, "not_cancelable") == 0)
+            fail(c, GF_ECONFLICT, "generation %s is finished", c->params[0]);
+        else if (strcmp(v0, "not_found") == 0)
+            fail(c, GF_ENOTFOUND, "no generation %s for this user", c->params[0]);
+        return;
+    case STORE_OP_EXPIRE:
+        c->applied = strcmp(v0, "expired") == 0;
+        worker_outcome(c, v0);
+        return;
+    case STORE_OP_CREDIT:
+        if (strcmp(v0, "insufficient") == 0)
+            fail(c, GF_ECREDITS, "user %s would hold more than they have", c->params[0]);
+        return;
+    case STORE_OP_BALANCE:
+        c->balance = atoll(v0);
+        c->held = atoll(PQgetvalue(res, 0, 1));
+        return;
+    case STORE_OP_GENERATION:
+        c->json = gf_xstrdup(v0);
+        return;
+    case STORE_OP_COUNT_:
+        return;
+    }
+}
+
+void store__parse(store_call_t *c, PGresult *res)
+{
+    ExecStatusType es = PQresultStatus(res);
+    if (es != PGRES_TUPLES_OK) {
+        char msg[200];
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        store__pg_message(msg, sizeof(msg), PQresultErrorMessage(res));
+        /*
+         * GF409: a fencing token went stale during the call (migrations/0002).
+         * Class 22 (data) and 23 (constraints) are bad input; the rest is the database.
+         */
+        int code = state && strcmp(state, "GF409") == 0 ? GF_ECONFLICT
+                   : state && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0)
+                       ? GF_EINVAL
+                       : GF_EUNAVAIL;
+        c->status =
+            gf_err_setd(&c->err, code, "store", state ? strtol(state, NULL, 36) : 0, "%s", msg);
+        return;
+    }
+    if (PQntuples(res) == 0) {
+        if (c->op == STORE_OP_GENERATION)
+            fail(c, GF_ENOTFOUND, "no generation %s for this user", c->params[0]);
+        else
+            fail(c, GF_EUNAVAIL, "no row from %s", store__stmt_name(c->op));
+        return;
+    }
+    parse_row(c, res);
+}
+
+/* --- blocking connection ------------------------------------------------------------ */
+
+struct store_conn {
+    char *url;
+    PGconn *conn;
+};
+
+static int conn_open(store_conn_t *sc, gf_err_t *err)
+{
+    char msg[200];
+    sc->conn = store__connect_start(sc->url, 60000, 0);
+    if (PQstatus(sc->conn) != CONNECTION_OK)
+        goto fail;
+    PGresult *res = PQexec(sc->conn, store__prepare_sql());
+    int ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    PQclear(res);
+    if (ok)
+        return 0;
+fail:
+    store__pg_message(msg, sizeof(msg), PQerrorMessage(sc->conn));
+    PQfinish(sc->conn);
+    sc->conn = NULL;
+    return gf_err_set(err, GF_EUNAVAIL, "store", "postgres unavailable: %s", msg);
+}
+
+store_conn_t *store_conn_new(const char *url, gf_err_t *err)
+{
+    store_conn_t *sc = gf_xcalloc(1, sizeof(*sc));
+    sc->url = gf_xstrdup(url);
+    if (conn_open(sc, err) < 0) {
+        store_conn_free(sc);
+        return NULL;
+    }
+    return sc;
+}
+
+void store_conn_free(store_conn_t *sc)
+{
+    if (sc == NULL)
+        return;
+    if (sc->conn)
+        PQfinish(sc->conn);
+    free(sc->url);
+    free(sc);
+}
+
+int store_conn_exec(store_conn_t *sc, store_call_t *c)
+{
+    c->status = 0;
+    gf_err_clear(&c->err);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (sc->conn == NULL && conn_open(sc, &c->err) < 0)
+            return c->status = c->err.code;
+        PGresult *res = PQexecPrepared(sc->conn, store__stmt_name(c->op), c->nparams,
+                                       (const char *const *)c->params, NULL, NULL, 0);
+        if (PQstatus(sc->conn) == CONNECTION_BAD) {
+            /*
+             * The server went away, perhaps after committing. Every worker-side
+             * operation is idempotent, so those try once more on a new
+             * connection; accept and credit (not idempotent without a key) do not.
+             */
+            PQclear(res);
+            PQfinish(sc->conn);
+            sc->conn = NULL;
+            if (c->op == STORE_OP_ACCEPT || c->op == STORE_OP_CREDIT)
+                break;
+            continue;
+        }
+        store__parse(c, res);
+        PQclear(res);
+        return c->status;
+    }
+    return c->status = gf_err_set(&c->err, GF_EUNAVAIL, "store", "postgres connection lost");
+}
+
+int store_reconcile(store_conn_t *sc, FILE *out, gf_err_t *err)
+{
+    PGresult *res = PQexec(sc->conn, "SELECT problem FROM farm_reconcile()");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        char msg[200];
+        store__pg_message(msg, sizeof(msg), PQresultErrorMessage(res));
+        PQclear(res);
+        return gf_err_set(err, GF_EUNAVAIL, "store", "reconcile: %s", msg);
+    }
+    int n = PQntuples(res);
+    for (int i = 0; out && i < n; i++)
+        fprintf(out, "%s\n", PQgetvalue(res, i, 0));
+    PQclear(res);
+    return n;
+}
