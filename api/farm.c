@@ -5,13 +5,14 @@
  *   farm migrate               apply migrations/NNNN_*.sql to FARM_DATABASE_URL
  *   farm token --sub UUID [--role user|admin] [--plan NAME] [--ttl SECONDS]
  *   farm grant --user UUID --amount N [--reason TEXT]
- *   farm reconcile             check the ledger's invariants; exit 1 naming
- * each violation
+ *   farm reconcile             check the ledger's invariants; exit 1 naming each violation
+ *   farm dead-letter list [--max N] | retry ID|--all | purge ID|--all
  *
  * Exit status: 0 done, 1 the task failed, 2 bad usage or configuration.
  */
 #include "api.h"
 #include "store.h"
+#include "queue.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,173 +20,235 @@
 
 extern char **environ;
 
-static int usage(FILE *out) {
-  fprintf(
-      out,
-      "usage: farm <command> [options]\n"
-      "  config [--markdown]   print the effective configuration (secrets "
-      "masked)\n"
-      "  migrate               apply the migrations in FARM_MIGRATIONS_DIR\n"
-      "  token --sub UUID [--role user|admin] [--plan NAME] [--ttl SECONDS]\n"
-      "                        print a signed bearer token (FARM_JWT_SECRET)\n"
-      "  grant --user UUID --amount N [--reason TEXT]\n"
-      "                        grant (N > 0) or take back (N < 0) credits\n"
-      "  reconcile             check every ledger invariant\n");
-  return out == stdout ? 0 : 2;
+static int usage(FILE *out)
+{
+    fprintf(out, "usage: farm <command> [options]\n"
+                 "  config [--markdown]   print the effective configuration (secrets masked)\n"
+                 "  migrate               apply the migrations in FARM_MIGRATIONS_DIR\n"
+                 "  token --sub UUID [--role user|admin] [--plan NAME] [--ttl SECONDS]\n"
+                 "                        print a signed bearer token (FARM_JWT_SECRET)\n"
+                 "  grant --user UUID --amount N [--reason TEXT]\n"
+                 "                        grant (N > 0) or take back (N < 0) credits\n"
+                 "  reconcile             check every ledger invariant\n"
+                 "  dead-letter list [--max N] | retry ID|--all | purge ID|--all\n"
+                 "                        inspect, re-drive or drop dead-lettered jobs\n");
+    return out == stdout ? 0 : 2;
 }
 
-static gf_config_t *load_config(void) {
-  gf_err_t err = {0};
-  gf_log_min_level = GF_LOG_WARN;
-  gf_config_t *cfg = gf_cfg_load(environ, &err);
-  if (cfg == NULL) {
-    fprintf(stderr, "farm: configuration error: %s\n", err.msg);
-    exit(2);
-  }
-  return cfg;
-}
-
-static int cmd_config(int argc, char **argv) {
-  if (argc > 2 && strcmp(argv[2], "--markdown") == 0) {
-    gf_cfg_print_markdown(stdout);
-    return 0;
-  }
-  gf_config_t *cfg = load_config();
-  gf_cfg_print(cfg, stdout);
-  gf_cfg_free(cfg);
-  return 0;
-}
-
-static int cmd_migrate(void) {
-  gf_config_t *cfg = load_config();
-  gf_err_t err = {0};
-  int rc = store_migrate(cfg->database_url, cfg->migrations_dir, stdout, &err);
-  if (rc < 0)
-    fprintf(stderr, "farm migrate: %s\n", err.msg);
-  gf_cfg_free(cfg);
-  return rc < 0 ? 1 : 0;
-}
-
-static int cmd_token(int argc, char **argv) {
-  api_claims_t claims = {.ttl_s = 86400};
-  for (int i = 2; i < argc; i++) {
-    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (v == NULL)
-      return usage(stderr);
-    if (strcmp(argv[i], "--sub") == 0)
-      claims.sub = v;
-    else if (strcmp(argv[i], "--role") == 0)
-      claims.role = v;
-    else if (strcmp(argv[i], "--plan") == 0)
-      claims.plan = v;
-    else if (strcmp(argv[i], "--ttl") == 0) {
-      char *end;
-      claims.ttl_s = strtol(v, &end, 10);
-      if (*end != '\0' || claims.ttl_s <= 0)
-        return usage(stderr);
-    } else
-      return usage(stderr);
-    i++;
-  }
-  gf_config_t *cfg = load_config();
-  gf_err_t err = {0};
-  char *token = api_token_issue(cfg->jwt_secret, &claims, &err);
-  gf_cfg_free(cfg);
-  if (token == NULL) {
-    fprintf(stderr, "farm token: %s\n", err.msg);
-    return 2;
-  }
-  printf("%s\n", token);
-  free(token);
-  return 0;
-}
-
-static store_conn_t *connect_store(const gf_config_t *cfg) {
-  gf_err_t err = {0};
-  store_conn_t *sc = store_conn_new(cfg->database_url, &err);
-  if (sc == NULL)
-    fprintf(stderr, "farm: %s\n", err.msg);
-  return sc;
-}
-
-static int cmd_reconcile(void) {
-  gf_config_t *cfg = load_config();
-  store_conn_t *sc = connect_store(cfg);
-  int rc = 1;
-  if (sc != NULL) {
+static gf_config_t *load_config(void)
+{
     gf_err_t err = {0};
-    int n = store_reconcile(sc, stdout, &err);
-    if (n < 0)
-      fprintf(stderr, "farm reconcile: %s\n", err.msg);
-    else if (n > 0)
-      printf("reconcile: %d violation%s\n", n, n == 1 ? "" : "s");
-    else
-      printf("reconcile: ledger consistent (balances, holds and settlements "
-             "match)\n");
-    rc = n == 0 ? 0 : 1;
-  }
-  store_conn_free(sc);
-  gf_cfg_free(cfg);
-  return rc;
-}
-
-static int cmd_grant(int argc, char **argv) {
-  const char *user = NULL, *reason = "farm grant";
-  long long amount = 0;
-  for (int i = 2; i + 1 < argc; i += 2) {
-    if (strcmp(argv[i], "--user") == 0)
-      user = argv[i + 1];
-    else if (strcmp(argv[i], "--amount") == 0)
-      amount = strtoll(argv[i + 1], NULL, 10);
-    else if (strcmp(argv[i], "--reason") == 0)
-      reason = argv[i + 1];
-    else
-      return usage(stderr);
-  }
-  if (!api_is_uuid(user) || amount == 0 || (argc % 2) != 0)
-    return usage(stderr);
-  gf_config_t *cfg = load_config();
-  store_conn_t *sc = connect_store(cfg);
-  int rc = 1;
-  if (sc != NULL) {
-    store_call_t c;
-    store_call_credit(&c, user, amount, reason, cfg->welcome_credits);
-    if (store_conn_exec(sc, &c) < 0) {
-      fprintf(stderr, "farm grant: %s\n", c.err.msg);
-    } else {
-      store_call_dispose(&c);
-      store_call_balance(&c, user, cfg->welcome_credits);
-      if (store_conn_exec(sc, &c) == 0) {
-        printf("user %s: balance %lld, held %lld, available %lld\n", user,
-               c.balance, c.held, c.balance - c.held);
-        rc = 0;
-      }
+    gf_log_min_level = GF_LOG_WARN;
+    gf_config_t *cfg = gf_cfg_load(environ, &err);
+    if (cfg == NULL) {
+        fprintf(stderr, "farm: configuration error: %s\n", err.msg);
+        exit(2);
     }
-    store_call_dispose(&c);
-  }
-  store_conn_free(sc);
-  gf_cfg_free(cfg);
-  return rc;
+    return cfg;
 }
 
-int main(int argc, char **argv) {
-  int rc;
-  if (argc < 2)
-    return usage(stderr);
-  if (strcmp(argv[1], "config") == 0)
-    rc = cmd_config(argc, argv);
-  else if (strcmp(argv[1], "migrate") == 0)
-    rc = cmd_migrate();
-  else if (strcmp(argv[1], "token") == 0)
-    rc = cmd_token(argc, argv);
-  else if (strcmp(argv[1], "reconcile") == 0)
-    rc = cmd_reconcile();
-  else if (strcmp(argv[1], "grant") == 0)
-    rc = cmd_grant(argc, argv);
-  else if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0)
-    rc = usage(stdout);
-  else
-    rc = usage(stderr);
-  gf_log_clear_secrets();
-  return rc;
+static int cmd_config(int argc, char **argv)
+{
+    if (argc > 2 && strcmp(argv[2], "--markdown") == 0) {
+        gf_cfg_print_markdown(stdout);
+        return 0;
+    }
+    gf_config_t *cfg = load_config();
+    gf_cfg_print(cfg, stdout);
+    gf_cfg_free(cfg);
+    return 0;
+}
+
+static int cmd_migrate(void)
+{
+    gf_config_t *cfg = load_config();
+    gf_err_t err = {0};
+    int rc = store_migrate(cfg->database_url, cfg->migrations_dir, stdout, &err);
+    if (rc < 0)
+        fprintf(stderr, "farm migrate: %s\n", err.msg);
+    gf_cfg_free(cfg);
+    return rc < 0 ? 1 : 0;
+}
+
+static int cmd_token(int argc, char **argv)
+{
+    api_claims_t claims = {.ttl_s = 86400};
+    for (int i = 2; i < argc; i++) {
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (v == NULL)
+            return usage(stderr);
+        if (strcmp(argv[i], "--sub") == 0)
+            claims.sub = v;
+        else if (strcmp(argv[i], "--role") == 0)
+            claims.role = v;
+        else if (strcmp(argv[i], "--plan") == 0)
+            claims.plan = v;
+        else if (strcmp(argv[i], "--ttl") == 0) {
+            char *end;
+            claims.ttl_s = strtol(v, &end, 10);
+            if (*end != '\0' || claims.ttl_s <= 0)
+                return usage(stderr);
+        } else
+            return usage(stderr);
+        i++;
+    }
+    gf_config_t *cfg = load_config();
+    gf_err_t err = {0};
+    char *token = api_token_issue(cfg->jwt_secret, &claims, &err);
+    gf_cfg_free(cfg);
+    if (token == NULL) {
+        fprintf(stderr, "farm token: %s\n", err.msg);
+        return 2;
+    }
+    printf("%s\n", token);
+    free(token);
+    return 0;
+}
+
+static store_conn_t *connect_store(const gf_config_t *cfg)
+{
+    gf_err_t err = {0};
+    store_conn_t *sc = store_conn_new(cfg->database_url, &err);
+    if (sc == NULL)
+        fprintf(stderr, "farm: %s\n", err.msg);
+    return sc;
+}
+
+static int cmd_reconcile(void)
+{
+    gf_config_t *cfg = load_config();
+    store_conn_t *sc = connect_store(cfg);
+    int rc = 1;
+    if (sc != NULL) {
+        gf_err_t err = {0};
+        int n = store_reconcile(sc, stdout, &err);
+        if (n < 0)
+            fprintf(stderr, "farm reconcile: %s\n", err.msg);
+        else if (n > 0)
+            printf("reconcile: %d violation%s\n", n, n == 1 ? "" : "s");
+        else
+            printf("reconcile: ledger consistent (balances, holds and settlements match)\n");
+        rc = n == 0 ? 0 : 1;
+    }
+    store_conn_free(sc);
+    gf_cfg_free(cfg);
+    return rc;
+}
+
+static int cmd_grant(int argc, char **argv)
+{
+    const char *user = NULL, *reason = "farm grant";
+    long long amount = 0;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--user") == 0)
+            user = argv[i + 1];
+        else if (strcmp(argv[i], "--amount") == 0)
+            amount = strtoll(argv[i + 1], NULL, 10);
+        else if (strcmp(argv[i], "--reason") == 0)
+            reason = argv[i + 1];
+        else
+            return usage(stderr);
+    }
+    if (!api_is_uuid(user) || amount == 0 || (argc % 2) != 0)
+        return usage(stderr);
+    gf_config_t *cfg = load_config();
+    store_conn_t *sc = connect_store(cfg);
+    int rc = 1;
+    if (sc != NULL) {
+        store_call_t c;
+        store_call_credit(&c, user, amount, reason, cfg->welcome_credits);
+        if (store_conn_exec(sc, &c) < 0) {
+            fprintf(stderr, "farm grant: %s\n", c.err.msg);
+        } else {
+            store_call_dispose(&c);
+            store_call_balance(&c, user, cfg->welcome_credits);
+            if (store_conn_exec(sc, &c) == 0) {
+                printf("user %s: balance %lld, held %lld, available %lld\n", user, c.balance,
+                       c.held, c.balance - c.held);
+                rc = 0;
+            }
+        }
+        store_call_dispose(&c);
+    }
+    store_conn_free(sc);
+    gf_cfg_free(cfg);
+    return rc;
+}
+
+/*
+ * farm dead-letter: the queue's dead letters through the blocking client.
+ * A re-driven job is queued again in Redis only; its credits are the
+ * caller's business (the generation's hold was released when it failed).
+ */
+static int cmd_dead_letter(int argc, char **argv)
+{
+    const char *action = argc > 2 ? argv[2] : "";
+    const char *arg = argc > 3 ? argv[3] : NULL;
+    int max = 100;
+    if (strcmp(action, "list") == 0 && arg != NULL) {
+        if (strcmp(arg, "--max") != 0 || argc != 5 || (max = atoi(argv[4])) <= 0)
+            return usage(stderr);
+    } else if (strcmp(action, "retry") == 0 || strcmp(action, "purge") == 0) {
+        if (arg == NULL || argc != 4)
+            return usage(stderr);
+        if (strcmp(arg, "--all") == 0)
+            arg = "*";
+    } else if (strcmp(action, "list") != 0) {
+        return usage(stderr);
+    }
+    gf_config_t *cfg = load_config();
+    gf_err_t err = {0};
+    int rc = 0;
+    queue_sync_t *qs = queue_sync_new(cfg, &err);
+    if (qs == NULL) {
+        rc = -1;
+    } else if (strcmp(action, "list") == 0) {
+        queue_dead_list_t d;
+        rc = queue_sync_dead_list(qs, max, &d, &err);
+        for (size_t i = 0; rc == 0 && i < d.n; i++)
+            printf("%s\tuser=%s\ttier=%s\tattempts=%d\tdead_at_ms=%lld\t%s\n", d.items[i].gen_id,
+                   d.items[i].user_id, d.items[i].tier, d.items[i].attempts,
+                   (long long)d.items[i].dead_at_ms, d.items[i].reason);
+        if (rc == 0)
+            queue_dead_list_dispose(&d);
+    } else {
+        rc = strcmp(action, "retry") == 0 ? queue_sync_dead_retry(qs, arg, &err)
+                                          : queue_sync_dead_purge(qs, arg, &err);
+        if (rc >= 0)
+            printf("%s: %d job(s)\n", strcmp(action, "retry") == 0 ? "re-driven" : "purged", rc);
+        if (rc == 0 && strcmp(arg, "*") != 0) {
+            fprintf(stderr, "farm dead-letter: %s is not dead-lettered\n", arg);
+            rc = -1;
+        }
+    }
+    if (rc < 0 && err.msg[0])
+        fprintf(stderr, "farm dead-letter: %s\n", err.msg);
+    queue_sync_free(qs);
+    gf_cfg_free(cfg);
+    return rc < 0 ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    int rc;
+    if (argc < 2)
+        return usage(stderr);
+    if (strcmp(argv[1], "config") == 0)
+        rc = cmd_config(argc, argv);
+    else if (strcmp(argv[1], "migrate") == 0)
+        rc = cmd_migrate();
+    else if (strcmp(argv[1], "token") == 0)
+        rc = cmd_token(argc, argv);
+    else if (strcmp(argv[1], "reconcile") == 0)
+        rc = cmd_reconcile();
+    else if (strcmp(argv[1], "grant") == 0)
+        rc = cmd_grant(argc, argv);
+    else if (strcmp(argv[1], "dead-letter") == 0)
+        rc = cmd_dead_letter(argc, argv);
+    else if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0)
+        rc = usage(stdout);
+    else
+        rc = usage(stderr);
+    gf_log_clear_secrets();
+    return rc;
 }

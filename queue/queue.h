@@ -1,35 +1,179 @@
 /*
  * queue/queue.h - the Redis side of the farm: the job queue and the event
- * streams (DESIGN.md). This first cut holds the connection: an async hiredis
- * client on the caller's libuv loop that reconnects with backoff after Redis
- * restarts, and a PING for /readyz. No other module sees a hiredis type.
+ * streams (DESIGN.md; the key layout, the scripts and the state machine are in
+ * docs/queue.md). No other module sees a hiredis type.
  *
- * Async contract (libuv's rule): a call that returns an error never runs its
- * callback; a call that returns 0 runs it exactly once, on the loop thread,
- * with GF_ECANCELED when the queue is closed first.
+ * A job is a generation: its id (a UUID string), its user, its plan tier, an
+ * opaque payload JSON and an optional start deadline. Jobs are leased to
+ * workers with a fencing token that grows on every claim; heartbeat, finish
+ * and progress events must present the current token, so a worker whose lease
+ * was taken over can neither report nor charge the job.
+ *
+ * Two clients share the same scripts and semantics:
+ * - queue_t, asynchronous on the caller's libuv loop (the api, the worker). It
+ *   reconnects with backoff after Redis restarts and fails fast with
+ *   GF_EUNAVAIL while Redis is down.
+ *   Async contract (libuv's rule): a call that returns an error never runs its
+ *   callback; a call that returns 0 runs it exactly once, on the loop thread,
+ *   with GF_ECANCELED when the queue is closed first. Results passed to a
+ *   callback are borrowed and valid until it returns, unless said otherwise.
+ * - queue_sync_t, blocking (the CLI, tests, the benchmark). One connection,
+ *   not thread-safe; a call on a lost connection fails with GF_EUNAVAIL and
+ *   the next call connects again.
+ *
+ * Status codes: GF_EUNAVAIL Redis down or erroring, GF_ETIMEDOUT no answer in
+ * FARM_QUEUE_OP_TIMEOUT_MS (the operation may still have happened: every one
+ * is safe to repeat), GF_ECONFLICT a stale fencing token, GF_ENOTFOUND an
+ * unknown generation, GF_ETOOBIG the user's active cap (enqueue) or the
+ * per-generation event cap, GF_EINVAL bad input (unknown tier, bad id).
  */
 #ifndef QUEUE_H
 #define QUEUE_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
 #include "core.h"
 
 typedef struct queue queue_t;
+typedef struct queue_sync queue_sync_t;
+typedef struct queue_watch queue_watch_t;
+
+/* What enqueue takes. Every string is borrowed for the duration of the call. */
+typedef struct {
+    const char *gen_id;  /* UUID string; the job's identity (idempotency key) */
+    const char *user_id; /* fairness and the active cap are per user */
+    const char *tier;    /* a tier named in FARM_QUEUE_TIERS */
+    const char *payload; /* opaque JSON handed to the worker */
+    int64_t deadline_ms; /* unix ms by which it must start; 0: none */
+} queue_enqueue_req_t;
+
+/* How a leased job ends (queue_finish). */
+typedef enum {
+    QUEUE_DONE = 0,     /* succeeded: terminal 'done' */
+    QUEUE_RETRY = 1,    /* failed, may succeed later: backoff, or dead letter when exhausted */
+    QUEUE_FATAL = 2,    /* failed for good: dead letter */
+    QUEUE_CANCELED = 3, /* the holder stopped after seeing the cancel flag */
+} queue_outcome_t;
+
+/*
+ * The answer of the small operations; which fields are set depends on the
+ * call. `state` is the job's state after the call: queued, delayed, running,
+ * done, dead, canceled, canceling (a running job asked to stop), expired.
+ */
+typedef struct {
+    int created;         /* enqueue: 1 new job, 0 already known (nothing changed) */
+    char state[16];      /* enqueue, finish, cancel, position; on ECONFLICT the state seen */
+    int64_t position;    /* enqueue, position: jobs that start before it; -1 when not queued */
+    int cancel;          /* heartbeat: 1 once a cancel was requested */
+    int64_t lease_until; /* heartbeat: the new lease end, unix ms (Redis's clock) */
+    int64_t retry_in_ms; /* finish(QUEUE_RETRY) that was rescheduled: the backoff */
+    uint64_t event_id;   /* event_append: the new event's id */
+    int64_t limit;       /* enqueue refused with GF_ETOOBIG: the cap */
+} queue_result_t;
+
+/* A leased job. Strings are owned by the job: free with queue_job_dispose(). */
+typedef struct {
+    char *gen_id, *user_id, *tier, *payload;
+    uint64_t token;      /* fencing token: present it to heartbeat, finish, events */
+    int attempt;         /* 1 on the first start, counting reclaims and retries */
+    int64_t deadline_ms; /* 0: none */
+    int64_t lease_until; /* unix ms, Redis's clock */
+} queue_job_t;
+
+/* A job whose start deadline passed before any worker took it: release its credits. */
+typedef struct {
+    char *gen_id, *user_id;
+} queue_expired_t;
+
+/* What a claim returns; free with queue_claim_dispose(). A worker may steal strings (set NULL). */
+typedef struct {
+    queue_job_t *jobs;
+    size_t n_jobs;
+    queue_expired_t *expired;
+    size_t n_expired;
+} queue_claim_t;
+
+/*
+ * One event. For a generation's events `id` counts 1, 2, 3 … and `stream_id`
+ * is NULL; for a user's events `stream_id` is the opaque increasing position
+ * to resume after and `id` is the event's number within its generation.
+ */
+typedef struct {
+    uint64_t id;
+    char *stream_id;
+    char *gen_id;
+    char *type; /* queued, running, progress, retrying, requeued, done, failed, canceled, expired */
+    int64_t ts_ms;
+    char *data; /* JSON */
+} queue_event_t;
+
+typedef struct {
+    queue_event_t *ev;
+    size_t n;
+} queue_events_t;
+
+typedef struct {
+    char *name;
+    int64_t depth;
+} queue_tier_depth_t;
+
+typedef struct {
+    queue_tier_depth_t *tiers;
+    size_t n_tiers;
+    int64_t delayed, in_flight, dead, workers;
+    int64_t done_last_min, failed_last_min, done_this_min, failed_this_min;
+} queue_stats_t;
+
+typedef struct {
+    char *gen_id, *user_id, *tier, *reason;
+    int attempts;
+    int64_t dead_at_ms;
+} queue_dead_t;
+
+typedef struct {
+    queue_dead_t *items;
+    size_t n;
+} queue_dead_list_t;
+
+void queue_job_dispose(queue_job_t *job);
+void queue_claim_dispose(queue_claim_t *c);
+void queue_events_dispose(queue_events_t *e);
+void queue_stats_dispose(queue_stats_t *s);
+void queue_dead_list_dispose(queue_dead_list_t *d);
+
+/* Whether a state is final (done, dead, canceled, expired). */
+int queue_state_is_terminal(const char *state);
+
+/* ------------------------------------------------------------------------ */
+/* Asynchronous client                                                      */
+/* ------------------------------------------------------------------------ */
 
 typedef void (*queue_ping_cb)(queue_t *q, int status, void *data);
 typedef void (*queue_closed_cb)(queue_t *q, void *data);
+typedef void (*queue_result_cb)(queue_t *q, int status, const queue_result_t *res, void *data);
+/* `c` is NULL when status < 0; otherwise the callback owns it (queue_claim_dispose). */
+typedef void (*queue_claim_cb)(queue_t *q, int status, queue_claim_t *c, void *data);
+typedef void (*queue_events_cb)(queue_t *q, int status, const queue_events_t *e, void *data);
+typedef void (*queue_stats_cb)(queue_t *q, int status, const queue_stats_t *s, void *data);
+/*
+ * A watch's callback: new events in order (status 0), or a final status (< 0,
+ * `e` NULL) after which it never runs again (GF_ECANCELED on queue_close).
+ */
+typedef void (*queue_watch_cb)(queue_watch_t *w, int status, const queue_events_t *e, void *data);
+/* A running job of this process was asked to stop (pub/sub, fast path). */
+typedef void (*queue_cancel_cb)(queue_t *q, const char *gen_id, void *data);
 
 /*
  * Returns a new queue client for cfg->redis_url that connects in the
  * background (a Redis that is down is not an error here: operations fail with
- * GF_EUNAVAIL until it answers). NULL with `err` on a bad URL.
- * `cfg` is borrowed and must outlive the queue.
+ * GF_EUNAVAIL until it answers and the scripts are loaded). NULL with `err` on
+ * a bad URL or a bad FARM_QUEUE_TIERS. `cfg` is borrowed and must outlive the queue.
  */
 queue_t *queue_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err);
 
-/* Whether the connection is up right now. */
+/* Whether the connection is up and the scripts are loaded right now. */
 int queue_is_connected(const queue_t *q);
 
 /*
@@ -38,11 +182,106 @@ int queue_is_connected(const queue_t *q);
  */
 int queue_ping(queue_t *q, uint64_t timeout_ms, queue_ping_cb cb, void *data);
 
+/* Enqueues (idempotent by gen_id); res->created, state, position; GF_ETOOBIG over the cap. */
+int queue_enqueue(queue_t *q, const queue_enqueue_req_t *req, queue_result_cb cb, void *data);
+
+/* Leases up to `max` jobs to `worker_id` (borrowed). */
+int queue_claim(queue_t *q, const char *worker_id, int max, queue_claim_cb cb, void *data);
+
+/* Extends a lease; res->cancel tells whether to stop. GF_ECONFLICT: the lease is lost. */
+int queue_heartbeat(queue_t *q, const char *worker_id, const char *gen_id, uint64_t token,
+                    queue_result_cb cb, void *data);
+
 /*
- * Disconnects (pending operations finish with GF_ECANCELED or their reply),
- * stops reconnecting, and frees the queue; `cb` runs once everything is
- * closed. The queue must not be used after this call.
+ * Ends a lease with `outcome`; `detail` is the result JSON (QUEUE_DONE) or the
+ * reason (failures), may be NULL. res->state tells where the job went.
+ * GF_ECONFLICT: the token is stale; nothing changed and nothing may be charged.
+ */
+int queue_finish(queue_t *q, const char *gen_id, uint64_t token, queue_outcome_t outcome,
+                 const char *detail, queue_result_cb cb, void *data);
+
+/* Cancels: res->state 'canceled' (was queued/delayed), 'canceling' (running) or the final state. */
+int queue_cancel(queue_t *q, const char *gen_id, queue_result_cb cb, void *data);
+
+/* Appends an event (token 0: not fenced); res->event_id. */
+int queue_event_append(queue_t *q, const char *gen_id, uint64_t token, const char *type,
+                       const char *data_json, queue_result_cb cb, void *data);
+
+/* Reads up to `max` events of a generation with id > after_id. */
+int queue_events_read(queue_t *q, const char *gen_id, uint64_t after_id, int max,
+                      queue_events_cb cb, void *data);
+
+/* Reads up to `max` events of a user after `after` (a stream_id, or NULL/"" from the start). */
+int queue_user_events_read(queue_t *q, const char *user_id, const char *after, int max,
+                           queue_events_cb cb, void *data);
+
+/* The state and queue position of a generation. */
+int queue_position(queue_t *q, const char *gen_id, queue_result_cb cb, void *data);
+
+int queue_stats(queue_t *q, queue_stats_cb cb, void *data);
+
+/*
+ * Live wait. Delivers the events of a generation (or a user, with
+ * queue_watch_user) after `after`, then every new one as it is appended, in
+ * order and without gaps, until queue_watch_stop(). All watches of a process
+ * share one pub/sub connection; a notification only says "something new", and
+ * the events are then read from the durable list, so a notification lost in
+ * a reconnect loses nothing (every watch re-reads when the subscription comes
+ * back). Returns NULL with `err` (GF_EUNAVAIL while down: fail fast).
+ */
+queue_watch_t *queue_watch_gen(queue_t *q, const char *gen_id, uint64_t after_id, queue_watch_cb cb,
+                               void *data, gf_err_t *err);
+queue_watch_t *queue_watch_user(queue_t *q, const char *user_id, const char *after,
+                                queue_watch_cb cb, void *data, gf_err_t *err);
+
+/* Stops a watch: its callback never runs again. Safe inside the callback. */
+void queue_watch_stop(queue_watch_t *w);
+
+/*
+ * Registers the process's cancel listener (one; NULL unregisters). It runs
+ * for every cancel of a running job anywhere; the worker ignores ids it does
+ * not hold. The heartbeat answer remains the guarantee; this is the fast path.
+ */
+void queue_on_cancel(queue_t *q, queue_cancel_cb cb, void *data);
+
+/*
+ * Disconnects (pending operations finish with their reply or GF_ECANCELED,
+ * watches with GF_ECANCELED), stops reconnecting, and frees the queue; `cb`
+ * runs once everything is closed. The queue must not be used after this call.
  */
 void queue_close(queue_t *q, queue_closed_cb cb, void *data);
+
+/* ------------------------------------------------------------------------ */
+/* Blocking client: same operations, same statuses, results in out-params. */
+/* ------------------------------------------------------------------------ */
+
+/* Connects (FARM_REDIS_CONNECT_TIMEOUT_MS) and loads the scripts. NULL with `err`. */
+queue_sync_t *queue_sync_new(const gf_config_t *cfg, gf_err_t *err);
+void queue_sync_free(queue_sync_t *qs);
+
+int queue_sync_enqueue(queue_sync_t *qs, const queue_enqueue_req_t *req, queue_result_t *res,
+                       gf_err_t *err);
+/* `out` is filled (free with queue_claim_dispose) when the call returns 0. */
+int queue_sync_claim(queue_sync_t *qs, const char *worker_id, int max, queue_claim_t *out,
+                     gf_err_t *err);
+int queue_sync_heartbeat(queue_sync_t *qs, const char *worker_id, const char *gen_id,
+                         uint64_t token, queue_result_t *res, gf_err_t *err);
+int queue_sync_finish(queue_sync_t *qs, const char *gen_id, uint64_t token, queue_outcome_t outcome,
+                      const char *detail, queue_result_t *res, gf_err_t *err);
+int queue_sync_cancel(queue_sync_t *qs, const char *gen_id, queue_result_t *res, gf_err_t *err);
+int queue_sync_event_append(queue_sync_t *qs, const char *gen_id, uint64_t token, const char *type,
+                            const char *data_json, queue_result_t *res, gf_err_t *err);
+int queue_sync_events_read(queue_sync_t *qs, const char *gen_id, uint64_t after_id, int max,
+                           queue_events_t *out, gf_err_t *err);
+int queue_sync_user_events_read(queue_sync_t *qs, const char *user_id, const char *after, int max,
+                                queue_events_t *out, gf_err_t *err);
+int queue_sync_position(queue_sync_t *qs, const char *gen_id, queue_result_t *res, gf_err_t *err);
+int queue_sync_stats(queue_sync_t *qs, queue_stats_t *out, gf_err_t *err);
+
+/* Dead letters: newest first, up to `max`; re-drive or purge one id or "*" (all). */
+int queue_sync_dead_list(queue_sync_t *qs, int max, queue_dead_list_t *out, gf_err_t *err);
+/* Returns how many were re-driven / purged (>= 0) or a negative status. */
+int queue_sync_dead_retry(queue_sync_t *qs, const char *gen_id, gf_err_t *err);
+int queue_sync_dead_purge(queue_sync_t *qs, const char *gen_id, gf_err_t *err);
 
 #endif

@@ -1,0 +1,27 @@
+-- cancel: ARGV[B+1] generation id.
+-- A queued or delayed job ends at once ({1, 'canceled'}); a running one gets
+-- its cancel flag set and its holder is told on the events channel
+-- ({1, 'canceling'}; the holder also learns it from its next heartbeat and
+-- then finishes with outcome 'canceled'). {0, state} for a job already
+-- ended, {-2} for an unknown one.
+local g = ARGV[B + 1]
+local jk = jkey(g)
+local f = redis.call('HMGET', jk, 's', 'u', 't')
+if not f[1] then return {-2} end
+local s, u, tier = f[1], f[2], f[3]
+if s == 'queued' then
+    local qk = qkey(tier, u)
+    redis.call('ZREM', qk, g)
+    redis.call('HINCRBY', P .. 'depth', tier, -1)
+    if redis.call('EXISTS', qk) == 0 then redis.call('LREM', rkey(tier), 1, u) end
+elseif s == 'delayed' then
+    redis.call('ZREM', P .. 'delayed', g)
+elseif s == 'running' then
+    redis.call('HSET', jk, 'cx', 1)
+    redis.call('PUBLISH', P .. 'ev', 'c ' .. g)
+    return {1, 'canceling'}
+else
+    return {0, s}
+end
+terminal(g, u, 'canceled', '{}')
+return {1, 'canceled'}

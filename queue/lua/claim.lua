@@ -1,0 +1,105 @@
+-- claim: ARGV[B+1] how many jobs (N), [B+2] worker id.
+-- Returns {jobs, expired}: jobs is a list of {gen, user, tier, payload, token,
+-- attempt, deadline, lease_until}; expired lists {gen, user} of jobs whose
+-- start deadline passed (terminal now, their credits to be released).
+--
+-- Order of service: leases that expired (a crashed or stalled holder) are
+-- handed out again first, at once; then retries whose backoff is over go back
+-- into their user queues; then ready jobs, tier by smooth weighted round
+-- robin and user by round robin within the tier.
+local want, wid = tonumber(ARGV[B + 1]), ARGV[B + 2]
+local jobs, expired = {}, {}
+local lk = P .. 'leases'
+
+local function lease(g, f)
+    local jk = jkey(g)
+    f = f or redis.call('HMGET', jk, 'u', 't', 'p', 'dl', 'tok', 'att')
+    local tok, att = tonumber(f[5]) + 1, tonumber(f[6]) + 1
+    local until_ms = NOW + LEASE_MS
+    redis.call('HSET', jk, 's', 'running', 'w', wid, 'tok', tok, 'att', att)
+    redis.call('ZADD', lk, until_ms, g)
+    jobs[#jobs + 1] = {g, f[1], f[2], f[3], tok, att, tonumber(f[4]), until_ms}
+end
+
+-- 1. Expired leases.
+for _, g in ipairs(redis.call('ZRANGEBYSCORE', lk, '-inf', NOW, 'LIMIT', 0, want)) do
+    local jk = jkey(g)
+    local rc = redis.call('HINCRBY', jk, 'rc', 1)
+    if redis.call('HGET', jk, 'cx') == '1' then
+        -- Its holder died after a cancel: nothing left to run.
+        redis.call('ZREM', lk, g)
+        terminal(g, redis.call('HGET', jk, 'u'), 'canceled', '{}')
+    elseif rc > MAX_RECLAIMS then
+        redis.call('ZREM', lk, g)
+        dead_letter(g, redis.call('HGET', jk, 'u'),
+            'lease expired ' .. rc .. ' times without a heartbeat (poison job)')
+    else
+        lease(g)
+    end
+end
+
+-- 2. Retries whose backoff is over.
+local dk = P .. 'delayed'
+for _, g in ipairs(redis.call('ZRANGEBYSCORE', dk, '-inf', NOW, 'LIMIT', 0, 256)) do
+    redis.call('ZREM', dk, g)
+    local f = redis.call('HMGET', jkey(g), 'u', 't', 'q')
+    redis.call('HSET', jkey(g), 's', 'queued')
+    ready_push(g, f[1], f[2], f[3])
+end
+
+-- 3. Ready jobs. The weighted round robin state (nginx's smooth WRR) lives in
+-- one hash so every claimer continues the same sequence.
+if #jobs < want then
+    local wk = P .. 'wrr'
+    local cur, len, popped = {}, {}, {}
+    local saved = redis.call('HGETALL', wk)
+    for i = 1, #saved, 2 do cur[saved[i]] = tonumber(saved[i + 1]) end
+    for _, t in ipairs(TIERS) do
+        cur[t.name] = cur[t.name] or 0
+        len[t.name] = redis.call('LLEN', rkey(t.name))
+    end
+    while #jobs < want do
+        local best, total = nil, 0
+        for _, t in ipairs(TIERS) do
+            if len[t.name] > 0 then
+                cur[t.name] = cur[t.name] + t.weight
+                total = total + t.weight
+                if not best or cur[t.name] > cur[best] then best = t.name end
+            end
+        end
+        if not best then break end
+        cur[best] = cur[best] - total
+        local rk = rkey(best)
+        -- Serve the user at the head of the ring and send it to the back;
+        -- take it out only if that was its last ready job.
+        local u = redis.call('LMOVE', rk, rk, 'LEFT', 'RIGHT')
+        local qk = qkey(best, u)
+        local g = redis.call('ZPOPMIN', qk)[1]
+        if redis.call('EXISTS', qk) == 0 then
+            redis.call('RPOP', rk)
+            len[best] = len[best] - 1
+        end
+        popped[best] = (popped[best] or 0) + 1
+        local f = redis.call('HMGET', jkey(g), 'u', 't', 'p', 'dl', 'tok', 'att')
+        local dl = tonumber(f[4])
+        if dl > 0 and dl <= NOW and tonumber(f[6]) == 0 then
+            terminal(g, u, 'expired', cjson.encode({deadline_ms = dl}))
+            expired[#expired + 1] = {g, u}
+        else
+            lease(g, f)
+        end
+    end
+    for name, k in pairs(popped) do redis.call('HINCRBY', P .. 'depth', name, -k) end
+    local flat = {}
+    for k, v in pairs(cur) do
+        flat[#flat + 1] = k
+        flat[#flat + 1] = v
+    end
+    if #flat > 0 then redis.call('HSET', wk, unpack(flat)) end
+end
+
+redis.call('ZADD', P .. 'workers', NOW, wid)
+-- Dead letters past their retention leave the index here too (their job
+-- hashes expire by themselves), so the index never outgrows the retention.
+redis.call('ZREMRANGEBYSCORE', P .. 'dead', '-inf', NOW - DEAD_RETENTION_MS)
+return {jobs, expired}

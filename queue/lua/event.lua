@@ -1,0 +1,15 @@
+-- event: ARGV[B+1] generation id, [B+2] fencing token (0: not checked), [B+3] type,
+-- [B+4] data JSON.
+-- Appends an event and returns {0, id}; {-1, state} when a token is given and
+-- is not the current one (a stale worker cannot report progress) or when the
+-- job has ended; {-2} for an unknown job; {-3} when the generation already has
+-- EV_MAX events.
+local g, tok, typ, data = ARGV[B + 1], tonumber(ARGV[B + 2]), ARGV[B + 3], ARGV[B + 4]
+local f = redis.call('HMGET', jkey(g), 's', 'tok', 'u')
+if not f[1] then return {-2} end
+if tok > 0 and (f[1] ~= 'running' or tonumber(f[2]) ~= tok) then return {-1, f[1]} end
+-- Nothing follows a terminal event: readers stop there.
+local s = f[1]
+if s == 'done' or s == 'dead' or s == 'canceled' or s == 'expired' then return {-1, s} end
+if redis.call('LLEN', ekey(g)) >= EV_MAX then return {-3} end
+return {0, ev_append(g, f[3], typ, data, false)}

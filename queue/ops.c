@@ -1,0 +1,323 @@
+/*
+ * queue/ops.c - the async operations of queue_t: each is one command (a
+ * script via EVALSHA, or a plain read) with its own timeout timer.
+ *
+ * Invariants:
+ * - An operation's handler runs exactly once, from whichever of reply,
+ *   disconnect or timeout comes first; the op is freed when both the hiredis
+ *   callback and the timer close have happened (`refs`).
+ * - The op owns a copy of its arguments, because a NOSCRIPT answer (the
+ *   script cache was flushed) sends the same call again as EVAL. hiredis
+ *   allows new commands from a reply callback: they are only appended to its
+ *   output buffer, so this is not a re-entry into its read path.
+ */
+#include "queue_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const gf_log_ctx log_ctx = {.component = "queue"};
+
+static void op_unref(queue__op_t *op)
+{
+    if (--op->refs == 0) {
+        free(op->argv);
+        free(op);
+    }
+}
+
+static void on_op_timer_closed(uv_handle_t *h)
+{
+    op_unref(h->data);
+}
+
+static void op_finish(queue__op_t *op, int status, redisReply *r, gf_err_t *err)
+{
+    if (op->done)
+        return;
+    op->done = 1;
+    uv_close((uv_handle_t *)&op->timer, on_op_timer_closed);
+    op->handle(op, status, r, err);
+}
+
+static void on_op_timeout(uv_timer_t *t)
+{
+    queue__op_t *op = t->data;
+    queue_t *q = op->q;
+    gf_err_t err = {0};
+    gf_err_set(&err, GF_ETIMEDOUT, "queue", "redis did not answer within the timeout");
+    int drop = op->drop_on_timeout;
+    op_finish(op, GF_ETIMEDOUT, NULL, &err);
+    if (drop && q->cmd.ac != NULL && !q->closing) {
+        /* A connection that cannot answer a PING in time is not worth keeping. */
+        GF_LOG(GF_LOG_WARN, &log_ctx, "redis did not answer in time: reconnecting");
+        redisAsyncFree(q->cmd.ac);
+    }
+}
+
+static int op_issue(queue__op_t *op);
+
+static void on_op_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    queue__op_t *op = privdata;
+    redisReply *reply = r;
+    (void)ac;
+    if (!op->done && op->script != QS__COUNT && !op->retried && queue__reply_is_noscript(reply)) {
+        /* Not run: send the source. The cache is refilled at the next connect anyway. */
+        op->retried = 1;
+        op->argv[0] = "EVAL";
+        op->len[0] = 4;
+        op->argv[1] = op->q->conf.src[op->script];
+        op->len[1] = strlen(op->argv[1]);
+        if (op_issue(op) == 0)
+            return; /* the new callback now holds this reference */
+    }
+    gf_err_t err = {0};
+    int status = 0;
+    if (reply == NULL)
+        status = op->q->closing ? gf_err_set(&err, GF_ECANCELED, "queue", "queue closed")
+                                : gf_err_set(&err, GF_EUNAVAIL, "queue", "redis connection lost");
+    else
+        status = queue__reply_check(reply, &err);
+    op_finish(op, status, status < 0 ? NULL : reply, &err);
+    op_unref(op);
+}
+
+static int op_issue(queue__op_t *op)
+{
+    queue_t *q = op->q;
+    if (q->cmd.ac == NULL || !q->cmd.connected)
+        return GF_EUNAVAIL;
+    if (redisAsyncCommandArgv(q->cmd.ac, on_op_reply, op, op->argc, op->argv, op->len) != REDIS_OK)
+        return GF_EUNAVAIL;
+    return 0;
+}
+
+int queue__op_send(queue_t *q, queue__cmd_t *cmd, uint64_t timeout_ms, queue__op_handler handle,
+                   void *cb, void *data, queue__op_t **out)
+{
+    if (q->closing || !q->cmd.ready || q->cmd.ac == NULL)
+        return GF_EUNAVAIL;
+    /* One allocation: the op, then argv and lengths, then the argument bytes. */
+    size_t bytes = 0;
+    for (int i = 0; i < cmd->argc; i++)
+        bytes += cmd->len[i] + 1;
+    size_t head = sizeof(const char *) * (size_t)cmd->argc + sizeof(size_t) * (size_t)cmd->argc;
+    queue__op_t *op = gf_xcalloc(1, sizeof(*op));
+    char *blob = gf_xmalloc(head + bytes);
+    op->argv = (const char **)blob;
+    op->len = (size_t *)(blob + sizeof(const char *) * (size_t)cmd->argc);
+    char *p = blob + head;
+    for (int i = 0; i < cmd->argc; i++) {
+        memcpy(p, cmd->argv[i], cmd->len[i]);
+        p[cmd->len[i]] = '\0';
+        op->argv[i] = p;
+        op->len[i] = cmd->len[i];
+        p += cmd->len[i] + 1;
+    }
+    op->argc = cmd->argc;
+    op->script = cmd->script;
+    op->q = q;
+    op->handle = handle;
+    op->cb = cb;
+    op->data = data;
+    op->refs = 2;
+    if (op_issue(op) < 0) {
+        free(op->argv);
+        free(op);
+        return GF_EUNAVAIL;
+    }
+    uv_timer_init(q->loop, &op->timer);
+    op->timer.data = op;
+    uv_timer_start(&op->timer, on_op_timeout, timeout_ms, 0);
+    if (out)
+        *out = op;
+    return 0;
+}
+
+/* --- handlers ------------------------------------------------------------- */
+
+static void handle_ping(queue__op_t *op, int status, redisReply *r, gf_err_t *err)
+{
+    (void)r;
+    (void)err;
+    ((queue_ping_cb)op->cb)(op->q, status, op->data);
+}
+
+typedef int (*result_parser)(const redisReply *r, queue_result_t *res, gf_err_t *err);
+
+static void handle_result(queue__op_t *op, result_parser parse, int status, redisReply *r,
+                          gf_err_t *err)
+{
+    queue_result_t res = {0};
+    if (status == 0)
+        status = parse(r, &res, err);
+    ((queue_result_cb)op->cb)(op->q, status, &res, op->data);
+}
+
+#define RESULT_HANDLER(name, parser)                                                               \
+    static void name(queue__op_t *op, int status, redisReply *r, gf_err_t *err)                    \
+    {                                                                                              \
+        handle_result(op, parser, status, r, err);                                                 \
+    }
+
+RESULT_HANDLER(handle_enqueue, queue__parse_enqueue)
+RESULT_HANDLER(handle_heartbeat, queue__parse_heartbeat)
+RESULT_HANDLER(handle_finish, queue__parse_finish)
+RESULT_HANDLER(handle_cancel, queue__parse_cancel)
+RESULT_HANDLER(handle_event, queue__parse_event)
+RESULT_HANDLER(handle_position, queue__parse_position)
+
+static void handle_claim(queue__op_t *op, int status, redisReply *r, gf_err_t *err)
+{
+    queue_claim_t *c = NULL;
+    if (status == 0) {
+        c = gf_xcalloc(1, sizeof(*c));
+        status = queue__parse_claim(r, c, err);
+        if (status < 0)
+            GF_FREE(c);
+    }
+    ((queue_claim_cb)op->cb)(op->q, status, c, op->data);
+}
+
+static void handle_events(queue__op_t *op, int status, redisReply *r, gf_err_t *err)
+{
+    queue_events_t e = {0};
+    if (status == 0)
+        status = op->after_id == UINT64_MAX ? queue__parse_user_events(r, &e, err)
+                                            : queue__parse_gen_events(r, op->after_id, &e, err);
+    ((queue_events_cb)op->cb)(op->q, status, status == 0 ? &e : NULL, op->data);
+    queue_events_dispose(&e);
+}
+
+static void handle_stats(queue__op_t *op, int status, redisReply *r, gf_err_t *err)
+{
+    queue_stats_t s = {0};
+    if (status == 0)
+        status = queue__parse_stats(r, &s, err);
+    ((queue_stats_cb)op->cb)(op->q, status, status == 0 ? &s : NULL, op->data);
+    queue_stats_dispose(&s);
+}
+
+/* --- public operations ------------------------------------------------------ */
+
+static uint64_t op_timeout(const queue_t *q)
+{
+    return (uint64_t)q->conf.op_timeout_ms;
+}
+
+int queue_ping(queue_t *q, uint64_t timeout_ms, queue_ping_cb cb, void *data)
+{
+    queue__cmd_t cmd;
+    queue__op_t *op;
+    queue__cmd_plain(&cmd, "PING");
+    int rc = queue__op_send(q, &cmd, timeout_ms, handle_ping, (void *)cb, data, &op);
+    if (rc == 0)
+        op->drop_on_timeout = 1;
+    return rc;
+}
+
+int queue_enqueue(queue_t *q, const queue_enqueue_req_t *req, queue_result_cb cb, void *data)
+{
+    queue__cmd_t cmd;
+    if (queue__cmd_enqueue(&cmd, &q->conf, req, NULL) < 0)
+        return GF_EINVAL;
+    return queue__op_send(q, &cmd, op_timeout(q), handle_enqueue, (void *)cb, data, NULL);
+}
+
+int queue_claim(queue_t *q, const char *worker_id, int max, queue_claim_cb cb, void *data)
+{
+    if (max < 1 || worker_id == NULL)
+        return GF_EINVAL;
+    queue__cmd_t cmd;
+    queue__cmd_script(&cmd, &q->conf, QS_CLAIM, 0);
+    queue__cmd_int(&cmd, max);
+    queue__cmd_str(&cmd, worker_id);
+    return queue__op_send(q, &cmd, op_timeout(q), handle_claim, (void *)cb, data, NULL);
+}
+
+int queue_heartbeat(queue_t *q, const char *worker_id, const char *gen_id, uint64_t token,
+                    queue_result_cb cb, void *data)
+{
+    queue__cmd_t cmd;
+    queue__cmd_script(&cmd, &q->conf, QS_HEARTBEAT, 0);
+    queue__cmd_str(&cmd, gen_id);
+    queue__cmd_int(&cmd, (long long)token);
+    queue__cmd_str(&cmd, worker_id);
+    return queue__op_send(q, &cmd, op_timeout(q), handle_heartbeat, (void *)cb, data, NULL);
+}
+
+int queue_finish(queue_t *q, const char *gen_id, uint64_t token, queue_outcome_t outcome,
+                 const char *detail, queue_result_cb cb, void *data)
+{
+    queue__cmd_t cmd;
+    queue__cmd_script(&cmd, &q->conf, QS_FINISH, 0);
+    queue__cmd_str(&cmd, gen_id);
+    queue__cmd_int(&cmd, (long long)token);
+    queue__cmd_str(&cmd, queue__outcome_name(outcome));
+    queue__cmd_str(&cmd, detail ? detail : (outcome == QUEUE_DONE ? "{}" : "failed"));
+    queue__cmd_jitter(&cmd);
+    return queue__op_send(q, &cmd, op_timeout(q), handle_finish, (void *)cb, data, NULL);
+}
+
+int queue_cancel(queue_t *q, const char *gen_id, queue_result_cb cb, void *data)
+{
+    queue__cmd_t cmd;
+    queue__cmd_script(&cmd, &q->conf, QS_CANCEL, 0);
+    queue__cmd_str(&cmd, gen_id);
+    return queue__op_send(q, &cmd, op_timeout(q), handle_cancel, (void *)cb, data, NULL);
+}
+
+int queue_event_append(queue_t *q, const char *gen_id, uint64_t token, const char *type,
+                       const char *data_json, queue_result_cb cb, void *data)
+{
+    queue__cmd_t cmd;
+    queue__cmd_script(&cmd, &q->conf, QS_EVENT, 0);
+    queue__cmd_str(&cmd, gen_id);
+    queue__cmd_int(&cmd, (long long)token);
+    queue__cmd_str(&cmd, type);
+    queue__cmd_str(&cmd, data_json ? data_json : "{}");
+    return queue__op_send(q, &cmd, op_timeout(q), handle_event, (void *)cb, data, NULL);
+}
+
+int queue_events_read(queue_t *q, const char *gen_id, uint64_t after_id, int max,
+                      queue_events_cb cb, void *data)
+{
+    char key[256];
+    queue__cmd_t cmd;
+    queue__op_t *op;
+    queue__cmd_gen_events(&cmd, &q->conf, gen_id, after_id, max, key, sizeof(key));
+    int rc = queue__op_send(q, &cmd, op_timeout(q), handle_events, (void *)cb, data, &op);
+    if (rc == 0)
+        op->after_id = after_id;
+    return rc;
+}
+
+int queue_user_events_read(queue_t *q, const char *user_id, const char *after, int max,
+                           queue_events_cb cb, void *data)
+{
+    char key[256], start[64];
+    queue__cmd_t cmd;
+    queue__op_t *op;
+    queue__cmd_user_events(&cmd, &q->conf, user_id, after, max, key, sizeof(key), start,
+                           sizeof(start));
+    int rc = queue__op_send(q, &cmd, op_timeout(q), handle_events, (void *)cb, data, &op);
+    if (rc == 0)
+        op->after_id = UINT64_MAX; /* marks a user stream read */
+    return rc;
+}
+
+int queue_position(queue_t *q, const char *gen_id, queue_result_cb cb, void *data)
+{
+    queue__cmd_t cmd;
+    queue__cmd_script(&cmd, &q->conf, QS_POSITION, 0);
+    queue__cmd_str(&cmd, gen_id);
+    return queue__op_send(q, &cmd, op_timeout(q), handle_position, (void *)cb, data, NULL);
+}
+
+int queue_stats(queue_t *q, queue_stats_cb cb, void *data)
+{
+    queue__cmd_t cmd;
+    queue__cmd_script(&cmd, &q->conf, QS_STATS, 0);
+    return queue__op_send(q, &cmd, op_timeout(q), handle_stats, (void *)cb, data, NULL);
+}

@@ -1,0 +1,192 @@
+/*
+ * queue/queue_int.h - what the files of queue/ share and nobody else sees:
+ * the script table, the settings every script takes, command building, and
+ * the translation of hiredis replies into queue.h's types and gf_status.
+ */
+#ifndef QUEUE_INT_H
+#define QUEUE_INT_H
+
+#include "queue.h"
+
+#include <hiredis/hiredis.h>
+
+/* The scripts, in the order of queue_lua.c (generated from queue/lua/ by CMake). */
+typedef enum {
+    QS_ENQUEUE,
+    QS_CLAIM,
+    QS_HEARTBEAT,
+    QS_FINISH,
+    QS_CANCEL,
+    QS_EVENT,
+    QS_POSITION,
+    QS_STATS,
+    QS_DEAD,
+    QS__COUNT
+} queue__script;
+
+/* Each script's full source: common.lua followed by its own file. */
+extern const char *const queue__script_src[QS__COUNT];
+extern const char *const queue__script_name[QS__COUNT];
+
+#define QUEUE_TIERS_MAX 8
+/* EVALSHA sha 1 tag, then the operation's own arguments. */
+#define QUEUE_ARGV_MAX 16
+
+/*
+ * What every script call needs, computed once from the config: the hash tag,
+ * each script's text with the settings compiled in as constants (see
+ * queue/lua/common.lua), and the scripts' SHA1s once loaded.
+ */
+typedef struct {
+    char *tag; /* "{farm}" */
+    char *src[QS__COUNT];
+    char sha[QS__COUNT][41];
+    int have_sha;
+    int64_t op_timeout_ms;
+    int64_t connect_timeout_ms;
+} queue__conf_t;
+
+int queue__conf_init(queue__conf_t *c, const gf_config_t *cfg, gf_err_t *err);
+void queue__conf_dispose(queue__conf_t *c);
+
+/*
+ * A command as an argv. `use_eval` picks EVAL with the source instead of
+ * EVALSHA (after NOSCRIPT). Strings are borrowed from the caller.
+ */
+typedef struct {
+    int argc;
+    const char *argv[QUEUE_ARGV_MAX];
+    size_t len[QUEUE_ARGV_MAX];
+    char num[4][24]; /* storage for numeric arguments */
+    int nnum;
+    queue__script script; /* QS__COUNT for a plain command */
+} queue__cmd_t;
+
+void queue__cmd_script(queue__cmd_t *cmd, const queue__conf_t *c, queue__script s, int use_eval);
+void queue__cmd_plain(queue__cmd_t *cmd, const char *name);
+void queue__cmd_str(queue__cmd_t *cmd, const char *s);
+void queue__cmd_int(queue__cmd_t *cmd, long long v);
+
+/* Turns a random number into the jitter fraction argument of finish.lua. */
+void queue__cmd_jitter(queue__cmd_t *cmd);
+
+/* Whether a reply is the NOSCRIPT error (the script cache was emptied). */
+int queue__reply_is_noscript(const redisReply *r);
+
+/*
+ * Translates a missing or error reply: NULL -> GF_EUNAVAIL, an error reply ->
+ * GF_EINVAL ("EINVAL ..." from our scripts) or GF_EUNAVAIL (OOM, LOADING,
+ * BUSY, anything else). Returns 0 for any other reply.
+ */
+int queue__reply_check(const redisReply *r, gf_err_t *err);
+
+/* Parsers, one per operation; each returns 0 or a negative gf_status with `err`. */
+int queue__parse_enqueue(const redisReply *r, queue_result_t *res, gf_err_t *err);
+int queue__parse_claim(const redisReply *r, queue_claim_t *out, gf_err_t *err);
+int queue__parse_heartbeat(const redisReply *r, queue_result_t *res, gf_err_t *err);
+int queue__parse_finish(const redisReply *r, queue_result_t *res, gf_err_t *err);
+int queue__parse_cancel(const redisReply *r, queue_result_t *res, gf_err_t *err);
+int queue__parse_event(const redisReply *r, queue_result_t *res, gf_err_t *err);
+int queue__parse_position(const redisReply *r, queue_result_t *res, gf_err_t *err);
+int queue__parse_stats(const redisReply *r, queue_stats_t *out, gf_err_t *err);
+int queue__parse_gen_events(const redisReply *r, uint64_t after_id, queue_events_t *out,
+                            gf_err_t *err);
+int queue__parse_user_events(const redisReply *r, queue_events_t *out, gf_err_t *err);
+int queue__parse_dead_list(const redisReply *r, queue_dead_list_t *out, gf_err_t *err);
+int queue__parse_count(const redisReply *r, gf_err_t *err);
+
+/* Builds the command of each operation (shared by the two clients). */
+int queue__cmd_enqueue(queue__cmd_t *cmd, const queue__conf_t *c, const queue_enqueue_req_t *req,
+                       gf_err_t *err);
+void queue__cmd_gen_events(queue__cmd_t *cmd, const queue__conf_t *c, const char *gen_id,
+                           uint64_t after_id, int max, char *keybuf, size_t keylen);
+void queue__cmd_user_events(queue__cmd_t *cmd, const queue__conf_t *c, const char *user_id,
+                            const char *after, int max, char *keybuf, size_t keylen, char *startbuf,
+                            size_t startlen);
+
+/* The outcome word finish.lua takes. */
+const char *queue__outcome_name(queue_outcome_t o);
+
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* The async client's insides (redis.c: connections; ops.c; watch.c).        */
+/* ------------------------------------------------------------------------ */
+
+#include <hiredis/async.h>
+
+typedef struct queue__conn queue__conn_t;
+
+/*
+ * One async Redis connection that reconnects by itself. The command
+ * connection is `ready` once its scripts are loaded; the subscriber once its
+ * SUBSCRIBE is confirmed. Each (re)connection starts with AUTH, SELECT and
+ * the connection's own setup commands, queued before anything else.
+ */
+struct queue__conn {
+    queue_t *q;
+    const char *name; /* "commands" or "events" */
+    int subscriber;
+    redisAsyncContext *ac;
+    int connected; /* TCP up */
+    int ready;     /* setup answered: usable */
+    uv_timer_t reconnect;
+    uint64_t backoff_ms;
+    int down_logged;
+    int timer_open;
+    int setup_pending; /* setup replies still awaited */
+};
+
+#define QUEUE_WATCH_BUCKETS 1024
+
+struct queue {
+    uv_loop_t *loop;
+    const gf_config_t *cfg;
+    queue__conf_t conf;
+    gf_url_t url;
+    int db;
+    queue__conn_t cmd;
+    queue__conn_t sub;
+    int sub_started;
+    int closing;
+    queue_closed_cb closed_cb;
+    void *closed_data;
+    queue_watch_t *watches[QUEUE_WATCH_BUCKETS];
+    queue_cancel_cb cancel_cb;
+    void *cancel_data;
+    char channel[96];
+};
+
+/* redis.c */
+void queue__conn_init(queue_t *q, queue__conn_t *c, const char *name, int subscriber);
+void queue__conn_start(queue__conn_t *c);
+void queue__conn_close(queue__conn_t *c);
+int queue__conn_closed(const queue__conn_t *c);
+
+/* ops.c: sends a command with a timeout; `handle` runs exactly once (r NULL when status < 0). */
+typedef struct queue__op queue__op_t;
+typedef void (*queue__op_handler)(queue__op_t *op, int status, redisReply *r, gf_err_t *err);
+struct queue__op {
+    queue_t *q;
+    uv_timer_t timer;
+    int done;
+    int refs; /* the pending hiredis callback and the timer close */
+    int retried;
+    int drop_on_timeout;
+    queue__script script;
+    int argc;
+    const char **argv;
+    size_t *len;
+    queue__op_handler handle;
+    void *cb;
+    void *data;
+    uint64_t after_id; /* gen event reads */
+};
+int queue__op_send(queue_t *q, queue__cmd_t *cmd, uint64_t timeout_ms, queue__op_handler handle,
+                   void *cb, void *data, queue__op_t **out);
+
+/* watch.c: the pub/sub side. */
+void queue__sub_on_ready(queue_t *q);
+void queue__cmd_on_ready(queue_t *q);
+void queue__sub_on_message(queue_t *q, const char *msg, size_t len);
+void queue__watches_cancel_all(queue_t *q);

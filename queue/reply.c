@@ -1,0 +1,400 @@
+/*
+ * queue/reply.c - hiredis replies into queue.h's types, and Redis errors into
+ * gf_status: the one place that knows the shape of each script's answer
+ * (documented at the top of each file in queue/lua/).
+ *
+ * Invariant: a parser either fills its output completely (every string a new
+ * copy, as hiredis frees the reply when the callback returns) or leaves
+ * nothing allocated and returns a negative status.
+ */
+#include "queue_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define BAD_REPLY(err, what)                                                                       \
+    gf_err_set(err, GF_EUNAVAIL, "queue", "unexpected reply from redis to %s", what)
+
+int queue__reply_is_noscript(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0;
+}
+
+int queue__reply_check(const redisReply *r, gf_err_t *err)
+{
+    if (r == NULL)
+        return gf_err_set(err, GF_EUNAVAIL, "queue", "redis connection lost");
+    if (r->type != REDIS_REPLY_ERROR)
+        return 0;
+    /* Our scripts raise "EINVAL ..." for bad input; the script runner wraps it. */
+    if (strstr(r->str, "EINVAL ") != NULL)
+        return gf_err_set(err, GF_EINVAL, "queue", "%s", r->str);
+    return gf_err_set(err, GF_EUNAVAIL, "queue", "redis: %s", r->str);
+}
+
+static int is_arr(const redisReply *r, size_t min)
+{
+    return r && r->type == REDIS_REPLY_ARRAY && r->elements >= min;
+}
+
+static long long num(const redisReply *r)
+{
+    if (r == NULL)
+        return 0;
+    if (r->type == REDIS_REPLY_INTEGER)
+        return r->integer;
+    if (r->type == REDIS_REPLY_STRING)
+        return strtoll(r->str, NULL, 10);
+    return 0;
+}
+
+static char *dup_str(const redisReply *r)
+{
+    if (r && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS))
+        return gf_xstrndup(r->str, r->len);
+    return gf_xstrdup("");
+}
+
+static void copy_state(char *dst, const redisReply *r)
+{
+    dst[0] = '\0';
+    if (r && r->type == REDIS_REPLY_STRING) {
+        size_t n = r->len < 15 ? r->len : 15;
+        memcpy(dst, r->str, n);
+        dst[n] = '\0';
+    }
+}
+
+/* The {-1, state} and {-2} answers shared by the fenced scripts. */
+static int fenced(const redisReply *r, queue_result_t *res, const char *what, gf_err_t *err)
+{
+    long long code = num(r->element[0]);
+    if (code == -1) {
+        copy_state(res->state, r->elements > 1 ? r->element[1] : NULL);
+        return gf_err_set(err, GF_ECONFLICT, "queue",
+                          "%s: refused: the token is not the job's current lease (job %s)", what,
+                          res->state);
+    }
+    if (code == -2)
+        return gf_err_set(err, GF_ENOTFOUND, "queue", "%s: no such job", what);
+    return 0;
+}
+
+int queue__parse_enqueue(const redisReply *r, queue_result_t *res, gf_err_t *err)
+{
+    memset(res, 0, sizeof(*res));
+    if (!is_arr(r, 3))
+        return BAD_REPLY(err, "enqueue");
+    long long code = num(r->element[0]);
+    if (code == -1) {
+        res->limit = num(r->element[2]);
+        return gf_err_setd(err, GF_ETOOBIG, "queue", res->limit,
+                           "too many active generations (cap %lld)", (long long)res->limit);
+    }
+    res->created = code == 1;
+    copy_state(res->state, r->element[1]);
+    res->position = num(r->element[2]);
+    return 0;
+}
+
+static void job_fill(queue_job_t *j, const redisReply *e)
+{
+    j->gen_id = dup_str(e->element[0]);
+    j->user_id = dup_str(e->element[1]);
+    j->tier = dup_str(e->element[2]);
+    j->payload = dup_str(e->element[3]);
+    j->token = (uint64_t)num(e->element[4]);
+    j->attempt = (int)num(e->element[5]);
+    j->deadline_ms = num(e->element[6]);
+    j->lease_until = num(e->element[7]);
+}
+
+int queue__parse_claim(const redisReply *r, queue_claim_t *out, gf_err_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (!is_arr(r, 2) || r->element[0]->type != REDIS_REPLY_ARRAY ||
+        r->element[1]->type != REDIS_REPLY_ARRAY)
+        return BAD_REPLY(err, "claim");
+    const redisReply *jobs = r->element[0], *exp = r->element[1];
+    for (size_t i = 0; i < jobs->elements; i++)
+        if (!is_arr(jobs->element[i], 8))
+            return BAD_REPLY(err, "claim");
+    for (size_t i = 0; i < exp->elements; i++)
+        if (!is_arr(exp->element[i], 2))
+            return BAD_REPLY(err, "claim");
+    if (jobs->elements) {
+        out->jobs = gf_xcalloc(jobs->elements, sizeof(*out->jobs));
+        for (size_t i = 0; i < jobs->elements; i++)
+            job_fill(&out->jobs[i], jobs->element[i]);
+        out->n_jobs = jobs->elements;
+    }
+    if (exp->elements) {
+        out->expired = gf_xcalloc(exp->elements, sizeof(*out->expired));
+        for (size_t i = 0; i < exp->elements; i++) {
+            out->expired[i].gen_id = dup_str(exp->element[i]->element[0]);
+            out->expired[i].user_id = dup_str(exp->element[i]->element[1]);
+        }
+        out->n_expired = exp->elements;
+    }
+    return 0;
+}
+
+int queue__parse_heartbeat(const redisReply *r, queue_result_t *res, gf_err_t *err)
+{
+    memset(res, 0, sizeof(*res));
+    if (!is_arr(r, 1))
+        return BAD_REPLY(err, "heartbeat");
+    int rc = fenced(r, res, "heartbeat", err);
+    if (rc < 0)
+        return rc;
+    if (r->elements < 3)
+        return BAD_REPLY(err, "heartbeat");
+    res->cancel = num(r->element[1]) != 0;
+    res->lease_until = num(r->element[2]);
+    strcpy(res->state, "running");
+    return 0;
+}
+
+int queue__parse_finish(const redisReply *r, queue_result_t *res, gf_err_t *err)
+{
+    memset(res, 0, sizeof(*res));
+    if (!is_arr(r, 1))
+        return BAD_REPLY(err, "finish");
+    int rc = fenced(r, res, "finish", err);
+    if (rc < 0)
+        return rc;
+    if (r->elements < 3)
+        return BAD_REPLY(err, "finish");
+    copy_state(res->state, r->element[1]);
+    res->retry_in_ms = num(r->element[2]);
+    return 0;
+}
+
+int queue__parse_cancel(const redisReply *r, queue_result_t *res, gf_err_t *err)
+{
+    memset(res, 0, sizeof(*res));
+    if (!is_arr(r, 1))
+        return BAD_REPLY(err, "cancel");
+    if (num(r->element[0]) == -2)
+        return gf_err_set(err, GF_ENOTFOUND, "queue", "cancel: no such job");
+    if (r->elements < 2)
+        return BAD_REPLY(err, "cancel");
+    copy_state(res->state, r->element[1]);
+    return 0;
+}
+
+int queue__parse_event(const redisReply *r, queue_result_t *res, gf_err_t *err)
+{
+    memset(res, 0, sizeof(*res));
+    if (!is_arr(r, 1))
+        return BAD_REPLY(err, "event");
+    int rc = fenced(r, res, "event", err);
+    if (rc < 0)
+        return rc;
+    if (num(r->element[0]) == -3)
+        return gf_err_set(err, GF_ETOOBIG, "queue", "event: the generation has too many events");
+    if (r->elements < 2)
+        return BAD_REPLY(err, "event");
+    res->event_id = (uint64_t)num(r->element[1]);
+    return 0;
+}
+
+int queue__parse_position(const redisReply *r, queue_result_t *res, gf_err_t *err)
+{
+    memset(res, 0, sizeof(*res));
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY)
+        return BAD_REPLY(err, "position");
+    if (r->elements == 0)
+        return gf_err_set(err, GF_ENOTFOUND, "queue", "position: no such job");
+    if (r->elements < 2)
+        return BAD_REPLY(err, "position");
+    copy_state(res->state, r->element[0]);
+    res->position = num(r->element[1]);
+    return 0;
+}
+
+int queue__parse_stats(const redisReply *r, queue_stats_t *out, gf_err_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (!is_arr(r, 9) || r->element[0]->type != REDIS_REPLY_ARRAY)
+        return BAD_REPLY(err, "stats");
+    const redisReply *t = r->element[0];
+    out->n_tiers = t->elements / 2;
+    if (out->n_tiers)
+        out->tiers = gf_xcalloc(out->n_tiers, sizeof(*out->tiers));
+    for (size_t i = 0; i < out->n_tiers; i++) {
+        out->tiers[i].name = dup_str(t->element[2 * i]);
+        out->tiers[i].depth = num(t->element[2 * i + 1]);
+    }
+    out->delayed = num(r->element[1]);
+    out->in_flight = num(r->element[2]);
+    out->dead = num(r->element[3]);
+    out->workers = num(r->element[4]);
+    out->done_last_min = num(r->element[5]);
+    out->failed_last_min = num(r->element[6]);
+    out->done_this_min = num(r->element[7]);
+    out->failed_this_min = num(r->element[8]);
+    return 0;
+}
+
+/* A list entry is "type\nts\ndata" (common.lua, ev_append). */
+static void event_split(queue_event_t *ev, const char *s, size_t n)
+{
+    const char *nl1 = memchr(s, '\n', n);
+    const char *nl2 = nl1 ? memchr(nl1 + 1, '\n', n - (size_t)(nl1 + 1 - s)) : NULL;
+    if (nl1 == NULL || nl2 == NULL) {
+        ev->type = gf_xstrdup("unknown");
+        ev->data = gf_xstrndup(s, n);
+        return;
+    }
+    ev->type = gf_xstrndup(s, (size_t)(nl1 - s));
+    ev->ts_ms = strtoll(nl1 + 1, NULL, 10);
+    ev->data = gf_xstrndup(nl2 + 1, n - (size_t)(nl2 + 1 - s));
+}
+
+int queue__parse_gen_events(const redisReply *r, uint64_t after_id, queue_events_t *out,
+                            gf_err_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY)
+        return BAD_REPLY(err, "LRANGE");
+    if (r->elements == 0)
+        return 0;
+    out->ev = gf_xcalloc(r->elements, sizeof(*out->ev));
+    for (size_t i = 0; i < r->elements; i++) {
+        queue_event_t *ev = &out->ev[out->n++];
+        ev->id = after_id + i + 1;
+        const redisReply *e = r->element[i];
+        if (e->type == REDIS_REPLY_STRING)
+            event_split(ev, e->str, e->len);
+        else
+            event_split(ev, "", 0);
+    }
+    return 0;
+}
+
+static const redisReply *field(const redisReply *kv, const char *name)
+{
+    for (size_t i = 0; i + 1 < kv->elements; i += 2)
+        if (kv->element[i]->type == REDIS_REPLY_STRING && strcmp(kv->element[i]->str, name) == 0)
+            return kv->element[i + 1];
+    return NULL;
+}
+
+int queue__parse_user_events(const redisReply *r, queue_events_t *out, gf_err_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY)
+        return BAD_REPLY(err, "XRANGE");
+    for (size_t i = 0; i < r->elements; i++)
+        if (!is_arr(r->element[i], 2) || r->element[i]->element[1]->type != REDIS_REPLY_ARRAY)
+            return BAD_REPLY(err, "XRANGE");
+    if (r->elements == 0)
+        return 0;
+    out->ev = gf_xcalloc(r->elements, sizeof(*out->ev));
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i], *kv = e->element[1];
+        queue_event_t *ev = &out->ev[out->n++];
+        ev->stream_id = dup_str(e->element[0]);
+        ev->gen_id = dup_str(field(kv, "g"));
+        ev->id = (uint64_t)num(field(kv, "n"));
+        ev->type = dup_str(field(kv, "t"));
+        ev->ts_ms = num(field(kv, "ts"));
+        ev->data = dup_str(field(kv, "d"));
+    }
+    return 0;
+}
+
+int queue__parse_dead_list(const redisReply *r, queue_dead_list_t *out, gf_err_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY)
+        return BAD_REPLY(err, "dead list");
+    for (size_t i = 0; i < r->elements; i++)
+        if (!is_arr(r->element[i], 6))
+            return BAD_REPLY(err, "dead list");
+    if (r->elements == 0)
+        return 0;
+    out->items = gf_xcalloc(r->elements, sizeof(*out->items));
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        queue_dead_t *d = &out->items[out->n++];
+        d->gen_id = dup_str(e->element[0]);
+        d->user_id = dup_str(e->element[1]);
+        d->tier = dup_str(e->element[2]);
+        d->reason = dup_str(e->element[3]);
+        d->attempts = (int)num(e->element[4]);
+        d->dead_at_ms = num(e->element[5]);
+    }
+    return 0;
+}
+
+int queue__parse_count(const redisReply *r, gf_err_t *err)
+{
+    if (r == NULL || r->type != REDIS_REPLY_INTEGER)
+        return BAD_REPLY(err, "dead letter");
+    return (int)r->integer;
+}
+
+void queue_job_dispose(queue_job_t *j)
+{
+    if (j == NULL)
+        return;
+    GF_FREE(j->gen_id);
+    GF_FREE(j->user_id);
+    GF_FREE(j->tier);
+    GF_FREE(j->payload);
+}
+
+void queue_claim_dispose(queue_claim_t *c)
+{
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i < c->n_jobs; i++)
+        queue_job_dispose(&c->jobs[i]);
+    for (size_t i = 0; i < c->n_expired; i++) {
+        free(c->expired[i].gen_id);
+        free(c->expired[i].user_id);
+    }
+    GF_FREE(c->jobs);
+    GF_FREE(c->expired);
+    c->n_jobs = c->n_expired = 0;
+}
+
+void queue_events_dispose(queue_events_t *e)
+{
+    if (e == NULL)
+        return;
+    for (size_t i = 0; i < e->n; i++) {
+        free(e->ev[i].stream_id);
+        free(e->ev[i].gen_id);
+        free(e->ev[i].type);
+        free(e->ev[i].data);
+    }
+    GF_FREE(e->ev);
+    e->n = 0;
+}
+
+void queue_stats_dispose(queue_stats_t *s)
+{
+    if (s == NULL)
+        return;
+    for (size_t i = 0; i < s->n_tiers; i++)
+        free(s->tiers[i].name);
+    GF_FREE(s->tiers);
+    s->n_tiers = 0;
+}
+
+void queue_dead_list_dispose(queue_dead_list_t *d)
+{
+    if (d == NULL)
+        return;
+    for (size_t i = 0; i < d->n; i++) {
+        free(d->items[i].gen_id);
+        free(d->items[i].user_id);
+        free(d->items[i].tier);
+        free(d->items[i].reason);
+    }
+    GF_FREE(d->items);
+    d->n = 0;
+}

@@ -1,0 +1,224 @@
+/*
+ * queue/script.c - the calling side of the Lua scripts, shared by the async
+ * and the blocking client: the settings every script takes, building each
+ * operation's argv, and the choice between EVALSHA and EVAL.
+ *
+ * Invariant: a command is built from borrowed strings and handed to hiredis
+ * before the builder's caller returns (hiredis copies it into its output
+ * buffer), so nothing here owns memory except queue__conf_t.
+ */
+#include "queue_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Parses "name:weight:cap,..." into the Lua table constructor of TIERS. */
+static int tiers_parse(const char *spec, gf_buf_t *lua, gf_err_t *err)
+{
+    const char *p = spec;
+    int n = 0;
+    gf_buf_puts(lua, "local TIERS = {");
+    while (*p) {
+        char name[64];
+        long weight, cap;
+        int used = 0;
+        if (n == QUEUE_TIERS_MAX)
+            return gf_err_set(err, GF_EINVAL, "queue", "FARM_QUEUE_TIERS: at most %d tiers",
+                              QUEUE_TIERS_MAX);
+        /* The name class keeps the Lua string literal below safe. */
+        if (sscanf(p, "%63[A-Za-z0-9_-]:%ld:%ld%n", name, &weight, &cap, &used) != 3 ||
+            weight < 1 || weight > 1000 || cap < 1 || cap > 1000000)
+            return gf_err_set(
+                err, GF_EINVAL, "queue",
+                "FARM_QUEUE_TIERS=%s: expected name:weight(1-1000):cap(1-1000000),...", spec);
+        gf_buf_printf(lua, "%s{name = '%s', weight = %ld, cap = %ld}", n ? ", " : "", name, weight,
+                      cap);
+        n++;
+        p += used;
+        if (*p == ',')
+            p++;
+        else if (*p != '\0')
+            return gf_err_set(err, GF_EINVAL, "queue", "FARM_QUEUE_TIERS=%s: expected ','", spec);
+    }
+    if (n == 0)
+        return gf_err_set(err, GF_EINVAL, "queue", "FARM_QUEUE_TIERS is empty");
+    gf_buf_puts(lua, "}\n");
+    return 0;
+}
+
+int queue__conf_init(queue__conf_t *c, const gf_config_t *cfg, gf_err_t *err)
+{
+    memset(c, 0, sizeof(*c));
+    for (const char *p = cfg->queue_name; *p; p++)
+        if (*p == '{' || *p == '}' || *p == ' ' || *p == ':')
+            return gf_err_set(err, GF_EINVAL, "queue",
+                              "FARM_QUEUE_NAME must not contain braces, colons or spaces");
+    gf_buf_t pre = {0};
+    gf_buf_printf(&pre,
+                  "-- settings of this process (queue/script.c)\n"
+                  "local LEASE_MS, MAX_RECLAIMS, BASE_MS, CAP_MS, MAX_ATTEMPTS = "
+                  "%lld, %lld, %lld, %lld, %lld\n"
+                  "local RETENTION_MS, DEAD_RETENTION_MS, DEAD_MAX = %lld, %lld, %lld\n"
+                  "local EV_MAX, USER_MAXLEN, USER_AGE_MS = %lld, %lld, %lld\n",
+                  cfg->queue_lease_s * 1000, cfg->queue_max_reclaims, cfg->queue_retry_base_ms,
+                  cfg->queue_retry_cap_ms, cfg->queue_max_attempts, cfg->events_retention_s * 1000,
+                  cfg->queue_dead_retention_s * 1000, cfg->queue_dead_max, cfg->events_max_per_gen,
+                  cfg->events_user_maxlen, cfg->events_user_max_age_s * 1000);
+    if (tiers_parse(cfg->queue_tiers, &pre, err) < 0) {
+        gf_buf_dispose(&pre);
+        return GF_EINVAL;
+    }
+    for (int s = 0; s < QS__COUNT; s++) {
+        gf_buf_t src = {0};
+        gf_buf_append(&src, pre.p, pre.len);
+        gf_buf_puts(&src, queue__script_src[s]);
+        c->src[s] = src.p;
+    }
+    gf_buf_dispose(&pre);
+    gf_buf_t b = {0};
+    gf_buf_printf(&b, "{%s}", cfg->queue_name);
+    c->tag = b.p;
+    c->op_timeout_ms = cfg->queue_op_timeout_ms;
+    c->connect_timeout_ms = cfg->redis_connect_timeout_ms;
+    return 0;
+}
+
+void queue__conf_dispose(queue__conf_t *c)
+{
+    GF_FREE(c->tag);
+    for (int s = 0; s < QS__COUNT; s++)
+        GF_FREE(c->src[s]);
+}
+
+static void cmd_push(queue__cmd_t *cmd, const char *s, size_t n)
+{
+    /* The argument count is fixed by our own code, not by input. */
+    if (cmd->argc >= QUEUE_ARGV_MAX)
+        abort();
+    cmd->argv[cmd->argc] = s;
+    cmd->len[cmd->argc] = n;
+    cmd->argc++;
+}
+
+void queue__cmd_str(queue__cmd_t *cmd, const char *s)
+{
+    cmd_push(cmd, s ? s : "", s ? strlen(s) : 0);
+}
+
+void queue__cmd_int(queue__cmd_t *cmd, long long v)
+{
+    if (cmd->nnum >= 4)
+        abort();
+    char *buf = cmd->num[cmd->nnum++];
+    int n = snprintf(buf, sizeof(cmd->num[0]), "%lld", v);
+    cmd_push(cmd, buf, (size_t)n);
+}
+
+void queue__cmd_jitter(queue__cmd_t *cmd)
+{
+    if (cmd->nnum >= 4)
+        abort();
+    char *buf = cmd->num[cmd->nnum++];
+    /* Full jitter needs a uniform fraction, not a cryptographic one. */
+    int n = snprintf(buf, sizeof(cmd->num[0]), "%.6f", (double)rand() / ((double)RAND_MAX + 1.0));
+    cmd_push(cmd, buf, (size_t)n);
+}
+
+void queue__cmd_plain(queue__cmd_t *cmd, const char *name)
+{
+    memset(cmd, 0, sizeof(*cmd));
+    cmd->script = QS__COUNT;
+    queue__cmd_str(cmd, name);
+}
+
+void queue__cmd_script(queue__cmd_t *cmd, const queue__conf_t *c, queue__script s, int use_eval)
+{
+    memset(cmd, 0, sizeof(*cmd));
+    cmd->script = s;
+    if (use_eval || !c->have_sha) {
+        queue__cmd_str(cmd, "EVAL");
+        queue__cmd_str(cmd, c->src[s]);
+    } else {
+        queue__cmd_str(cmd, "EVALSHA");
+        cmd_push(cmd, c->sha[s], 40);
+    }
+    queue__cmd_str(cmd, "1");
+    queue__cmd_str(cmd, c->tag);
+}
+
+/* Ids become key names: keep them to what a UUID or a user id can hold. */
+static int id_ok(const char *s)
+{
+    if (s == NULL || *s == '\0' || strlen(s) > 128)
+        return 0;
+    for (; *s; s++)
+        if (*s <= ' ' || *s == '{' || *s == '}' || *s == 0x7f)
+            return 0;
+    return 1;
+}
+
+int queue__cmd_enqueue(queue__cmd_t *cmd, const queue__conf_t *c, const queue_enqueue_req_t *req,
+                       gf_err_t *err)
+{
+    if (!id_ok(req->gen_id) || !id_ok(req->user_id) || !id_ok(req->tier))
+        return gf_err_set(err, GF_EINVAL, "queue", "enqueue: a bad generation, user or tier id");
+    if (req->deadline_ms < 0)
+        return gf_err_set(err, GF_EINVAL, "queue", "enqueue: a negative deadline");
+    queue__cmd_script(cmd, c, QS_ENQUEUE, 0);
+    queue__cmd_str(cmd, req->gen_id);
+    queue__cmd_str(cmd, req->user_id);
+    queue__cmd_str(cmd, req->tier);
+    queue__cmd_str(cmd, req->payload ? req->payload : "{}");
+    queue__cmd_int(cmd, req->deadline_ms);
+    return 0;
+}
+
+void queue__cmd_gen_events(queue__cmd_t *cmd, const queue__conf_t *c, const char *gen_id,
+                           uint64_t after_id, int max, char *keybuf, size_t keylen)
+{
+    /* Event n sits at list index n-1, so "after id a" starts at index a. */
+    snprintf(keybuf, keylen, "%s:e:%s", c->tag, gen_id);
+    queue__cmd_plain(cmd, "LRANGE");
+    queue__cmd_str(cmd, keybuf);
+    queue__cmd_int(cmd, (long long)after_id);
+    queue__cmd_int(cmd, (long long)after_id + (max > 0 ? max : 100) - 1);
+}
+
+void queue__cmd_user_events(queue__cmd_t *cmd, const queue__conf_t *c, const char *user_id,
+                            const char *after, int max, char *keybuf, size_t keylen, char *startbuf,
+                            size_t startlen)
+{
+    snprintf(keybuf, keylen, "%s:ue:%s", c->tag, user_id);
+    if (after && *after)
+        snprintf(startbuf, startlen, "(%s", after);
+    else
+        snprintf(startbuf, startlen, "-");
+    queue__cmd_plain(cmd, "XRANGE");
+    queue__cmd_str(cmd, keybuf);
+    queue__cmd_str(cmd, startbuf);
+    queue__cmd_str(cmd, "+");
+    queue__cmd_str(cmd, "COUNT");
+    queue__cmd_int(cmd, max > 0 ? max : 100);
+}
+
+const char *queue__outcome_name(queue_outcome_t o)
+{
+    switch (o) {
+    case QUEUE_DONE:
+        return "done";
+    case QUEUE_RETRY:
+        return "retry";
+    case QUEUE_CANCELED:
+        return "canceled";
+    case QUEUE_FATAL:
+    default:
+        return "fatal";
+    }
+}
+
+int queue_state_is_terminal(const char *s)
+{
+    return s && (strcmp(s, "done") == 0 || strcmp(s, "dead") == 0 || strcmp(s, "canceled") == 0 ||
+                 strcmp(s, "expired") == 0);
+}

@@ -1,0 +1,345 @@
+/*
+ * queue/sync.c - the blocking client (queue_sync_t): one hiredis connection
+ * with connect and command timeouts, for the CLI, tests and the benchmark.
+ *
+ * Invariants: `c` is NULL or a connected context with the scripts loaded;
+ * a failed call drops it, and the next call connects again, so a Redis
+ * restart costs the caller one GF_EUNAVAIL, never a hang. A NOSCRIPT answer
+ * (Redis restarted or SCRIPT FLUSH) sends the same call again as EVAL, which
+ * is safe because NOSCRIPT means the script did not run.
+ */
+#include "queue_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+struct queue_sync {
+    queue__conf_t conf;
+    gf_url_t url;
+    int db;
+    redisContext *c;
+};
+
+static struct timeval tv_ms(int64_t ms)
+{
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    return tv;
+}
+
+static void drop(queue_sync_t *qs)
+{
+    if (qs->c)
+        redisFree(qs->c);
+    qs->c = NULL;
+}
+
+/* One command on the current connection; the reply is the caller's. */
+static redisReply *run(queue_sync_t *qs, const queue__cmd_t *cmd)
+{
+    redisReply *r = redisCommandArgv(qs->c, cmd->argc, (const char **)cmd->argv, cmd->len);
+    if (r == NULL)
+        drop(qs); /* the context is unusable after an I/O error or a timeout */
+    return r;
+}
+
+static int setup(queue_sync_t *qs, gf_err_t *err)
+{
+    queue__cmd_t cmd;
+    if (qs->url.password && qs->url.password[0]) {
+        queue__cmd_plain(&cmd, "AUTH");
+        queue__cmd_str(&cmd, qs->url.password);
+        redisReply *r = run(qs, &cmd);
+        int rc = queue__reply_check(r, err);
+        freeReplyObject(r);
+        if (rc < 0)
+            return rc;
+    }
+    if (qs->db > 0) {
+        queue__cmd_plain(&cmd, "SELECT");
+        queue__cmd_int(&cmd, qs->db);
+        redisReply *r = run(qs, &cmd);
+        int rc = queue__reply_check(r, err);
+        freeReplyObject(r);
+        if (rc < 0)
+            return rc;
+    }
+    for (int s = 0; s < QS__COUNT; s++) {
+        queue__cmd_plain(&cmd, "SCRIPT");
+        queue__cmd_str(&cmd, "LOAD");
+        queue__cmd_str(&cmd, qs->conf.src[s]);
+        redisReply *r = run(qs, &cmd);
+        int rc = queue__reply_check(r, err);
+        if (rc == 0 && (r->type != REDIS_REPLY_STRING || r->len != 40))
+            rc = gf_err_set(err, GF_EUNAVAIL, "queue", "SCRIPT LOAD %s: bad answer",
+                            queue__script_name[s]);
+        if (rc == 0)
+            memcpy(qs->conf.sha[s], r->str, 41);
+        freeReplyObject(r);
+        if (rc < 0)
+            return rc;
+    }
+    qs->conf.have_sha = 1;
+    return 0;
+}
+
+static int ensure(queue_sync_t *qs, gf_err_t *err)
+{
+    if (qs->c)
+        return 0;
+    struct timeval ct = tv_ms(qs->conf.connect_timeout_ms);
+    qs->c = redisConnectWithTimeout(qs->url.host, qs->url.port ? qs->url.port : 6379, ct);
+    if (qs->c == NULL || qs->c->err) {
+        int rc = gf_err_set(err, GF_EUNAVAIL, "queue", "cannot connect to redis at %s:%d: %s",
+                            qs->url.host, qs->url.port ? qs->url.port : 6379,
+                            qs->c ? qs->c->errstr : "out of memory");
+        drop(qs);
+        return rc;
+    }
+    if (redisSetTimeout(qs->c, tv_ms(qs->conf.op_timeout_ms)) != REDIS_OK) {
+        drop(qs);
+        return gf_err_set(err, GF_EUNAVAIL, "queue", "cannot set the redis timeout");
+    }
+    int rc = setup(qs, err);
+    if (rc < 0)
+        drop(qs);
+    return rc;
+}
+
+/*
+ * Runs `cmd` (built with EVALSHA for a script) and returns its reply, or NULL
+ * with `err` when the connection failed. Falls back to EVAL on NOSCRIPT.
+ */
+static redisReply *call(queue_sync_t *qs, queue__cmd_t *cmd, gf_err_t *err)
+{
+    if (ensure(qs, err) < 0)
+        return NULL;
+    redisReply *r = run(qs, cmd);
+    if (cmd->script != QS__COUNT && queue__reply_is_noscript(r)) {
+        freeReplyObject(r);
+        cmd->argv[0] = "EVAL";
+        cmd->len[0] = 4;
+        cmd->argv[1] = qs->conf.src[cmd->script];
+        cmd->len[1] = strlen(cmd->argv[1]);
+        r = run(qs, cmd);
+    }
+    if (r == NULL) {
+        gf_err_set(err, GF_EUNAVAIL, "queue", "redis connection lost");
+        return NULL;
+    }
+    return r;
+}
+
+queue_sync_t *queue_sync_new(const gf_config_t *cfg, gf_err_t *err)
+{
+    queue_sync_t *qs = gf_xcalloc(1, sizeof(*qs));
+    if (queue__conf_init(&qs->conf, cfg, err) < 0)
+        goto fail;
+    if (gf_url_parse(cfg->redis_url, &qs->url, err) < 0)
+        goto fail;
+    const char *path = qs->url.path;
+    if (path && path[0] == '/' && path[1] != '\0')
+        qs->db = atoi(path + 1);
+    if (ensure(qs, err) < 0)
+        goto fail;
+    return qs;
+fail:
+    queue_sync_free(qs);
+    return NULL;
+}
+
+void queue_sync_free(queue_sync_t *qs)
+{
+    if (qs == NULL)
+        return;
+    drop(qs);
+    gf_url_dispose(&qs->url);
+    queue__conf_dispose(&qs->conf);
+    free(qs);
+}
+
+typedef int (*result_parser)(const redisReply *r, queue_result_t *res, gf_err_t *err);
+
+static int call_result(queue_sync_t *qs, queue__cmd_t *cmd, result_parser parse,
+                       queue_result_t *res, gf_err_t *err)
+{
+    queue_result_t scratch;
+    if (res == NULL)
+        res = &scratch;
+    memset(res, 0, sizeof(*res));
+    redisReply *r = call(qs, cmd, err);
+    if (r == NULL)
+        return GF_EUNAVAIL;
+    int rc = queue__reply_check(r, err);
+    if (rc == 0)
+        rc = parse(r, res, err);
+    freeReplyObject(r);
+    return rc;
+}
+
+int queue_sync_enqueue(queue_sync_t *qs, const queue_enqueue_req_t *req, queue_result_t *res,
+                       gf_err_t *err)
+{
+    queue__cmd_t cmd;
+    if (queue__cmd_enqueue(&cmd, &qs->conf, req, err) < 0)
+        return GF_EINVAL;
+    return call_result(qs, &cmd, queue__parse_enqueue, res, err);
+}
+
+int queue_sync_claim(queue_sync_t *qs, const char *worker_id, int max, queue_claim_t *out,
+                     gf_err_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (max < 1)
+        return gf_err_set(err, GF_EINVAL, "queue", "claim: max must be at least 1");
+    queue__cmd_t cmd;
+    queue__cmd_script(&cmd, &qs->conf, QS_CLAIM, 0);
+    queue__cmd_int(&cmd, max);
+    queue__cmd_str(&cmd, worker_id);
+    redisReply *r = call(qs, &cmd, err);
+    if (r == NULL)
+        return GF_EUNAVAIL;
+    int rc = queue__reply_check(r, err);
+    if (rc == 0)
+        rc = queue__parse_claim(r, out, err);
+    freeReplyObject(r);
+    return rc;
+}
+
+int queue_sync_heartbeat(queue_sync_t *qs, const char *worker_id, const char *gen_id,
+                         uint64_t token, queue_result_t *res, gf_err_t *err)
+{
+    queue__cmd_t cmd;
+    queue__cmd_script(&cmd, &qs->conf, QS_HEARTBEAT, 0);
+    queue__cmd_str(&cmd, gen_id);
+    queue__cmd_int(&cmd, (long long)token);
+    queue__cmd_str(&cmd, worker_id);
+    return call_result(qs, &cmd, queue__parse_heartbeat, res, err);
+}
+
+int queue_sync_finish(queue_sync_t *qs, const char *gen_id, uint64_t token, queue_outcome_t outcome,
+                      const char *detail, queue_result_t *res, gf_err_t *err)
+{
+    queue__cmd_t cmd;
+    queue__cmd_script(&cmd, &qs->conf, QS_FINISH, 0);
+    queue__cmd_str(&cmd, gen_id);
+    queue__cmd_int(&cmd, (long long)token);
+    queue__cmd_str(&cmd, queue__outcome_name(outcome));
+    queue__cmd_str(&cmd, detail ? detail : (outcome == QUEUE_DONE ? "{}" : "failed"));
+    queue__cmd_jitter(&cmd);
+    return call_result(qs, &cmd, queue__parse_finish, res, err);
+}
+
+int queue_sync_cancel(queue_sync_t *qs, const char *gen_id, queue_result_t *res, gf_err_t *err)
+{
+    queue__cmd_t cmd;
+    queue__cmd_script(&cmd, &qs->conf, QS_CANCEL, 0);
+    queue__cmd_str(&cmd, gen_id);
+    return call_result(qs, &cmd, queue__parse_cancel, res, err);
+}
+
+int queue_sync_event_append(queue_sync_t *qs, const char *gen_id, uint64_t token, const char *type,
+                            const char *data_json, queue_result_t *res, gf_err_t *err)
+{
+    queue__cmd_t cmd;
+    queue__cmd_script(&cmd, &qs->conf, QS_EVENT, 0);
+    queue__cmd_str(&cmd, gen_id);
+    queue__cmd_int(&cmd, (long long)token);
+    queue__cmd_str(&cmd, type);
+    queue__cmd_str(&cmd, data_json ? data_json : "{}");
+    return call_result(qs, &cmd, queue__parse_event, res, err);
+}
+
+int queue_sync_position(queue_sync_t *qs, const char *gen_id, queue_result_t *res, gf_err_t *err)
+{
+    queue__cmd_t cmd;
+    queue__cmd_script(&cmd, &qs->conf, QS_POSITION, 0);
+    queue__cmd_str(&cmd, gen_id);
+    return call_result(qs, &cmd, queue__parse_position, res, err);
+}
+
+int queue_sync_events_read(queue_sync_t *qs, const char *gen_id, uint64_t after_id, int max,
+                           queue_events_t *out, gf_err_t *err)
+{
+    char key[256];
+    queue__cmd_t cmd;
+    memset(out, 0, sizeof(*out));
+    queue__cmd_gen_events(&cmd, &qs->conf, gen_id, after_id, max, key, sizeof(key));
+    redisReply *r = call(qs, &cmd, err);
+    if (r == NULL)
+        return GF_EUNAVAIL;
+    int rc = queue__reply_check(r, err);
+    if (rc == 0)
+        rc = queue__parse_gen_events(r, after_id, out, err);
+    freeReplyObject(r);
+    return rc;
+}
+
+int queue_sync_user_events_read(queue_sync_t *qs, const char *user_id, const char *after, int max,
+                                queue_events_t *out, gf_err_t *err)
+{
+    char key[256], start[64];
+    queue__cmd_t cmd;
+    memset(out, 0, sizeof(*out));
+    queue__cmd_user_events(&cmd, &qs->conf, user_id, after, max, key, sizeof(key), start,
+                           sizeof(start));
+    redisReply *r = call(qs, &cmd, err);
+    if (r == NULL)
+        return GF_EUNAVAIL;
+    int rc = queue__reply_check(r, err);
+    if (rc == 0)
+        rc = queue__parse_user_events(r, out, err);
+    freeReplyObject(r);
+    return rc;
+}
+
+int queue_sync_stats(queue_sync_t *qs, queue_stats_t *out, gf_err_t *err)
+{
+    queue__cmd_t cmd;
+    memset(out, 0, sizeof(*out));
+    queue__cmd_script(&cmd, &qs->conf, QS_STATS, 0);
+    redisReply *r = call(qs, &cmd, err);
+    if (r == NULL)
+        return GF_EUNAVAIL;
+    int rc = queue__reply_check(r, err);
+    if (rc == 0)
+        rc = queue__parse_stats(r, out, err);
+    freeReplyObject(r);
+    return rc;
+}
+
+static int dead_call(queue_sync_t *qs, const char *action, const char *arg, queue_dead_list_t *list,
+                     gf_err_t *err)
+{
+    queue__cmd_t cmd;
+    queue__cmd_script(&cmd, &qs->conf, QS_DEAD, 0);
+    queue__cmd_str(&cmd, action);
+    queue__cmd_str(&cmd, arg);
+    redisReply *r = call(qs, &cmd, err);
+    if (r == NULL)
+        return GF_EUNAVAIL;
+    int rc = queue__reply_check(r, err);
+    if (rc == 0)
+        rc = list ? queue__parse_dead_list(r, list, err) : queue__parse_count(r, err);
+    freeReplyObject(r);
+    return rc;
+}
+
+int queue_sync_dead_list(queue_sync_t *qs, int max, queue_dead_list_t *out, gf_err_t *err)
+{
+    char n[24];
+    memset(out, 0, sizeof(*out));
+    snprintf(n, sizeof(n), "%d", max > 0 ? max : 100);
+    return dead_call(qs, "list", n, out, err);
+}
+
+int queue_sync_dead_retry(queue_sync_t *qs, const char *gen_id, gf_err_t *err)
+{
+    return dead_call(qs, "retry", gen_id, NULL, err);
+}
+
+int queue_sync_dead_purge(queue_sync_t *qs, const char *gen_id, gf_err_t *err)
+{
+    return dead_call(qs, "purge", gen_id, NULL, err);
+}

@@ -1,0 +1,311 @@
+/*
+ * tests/integration/queue_async.c - the async client on a libuv loop against
+ * the fixture's real Redis: the lifecycle through callbacks, the live wait
+ * (one subscription, events in order without gaps), cancel of a running job
+ * seen within 2 s through pub/sub, failing fast while Redis is down, and
+ * reconnecting (watches resume) after it restarts. Each test closes the
+ * queue and checks that the loop closes empty.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "queue_util.h"
+#include "support.h"
+
+typedef struct {
+    uv_loop_t loop;
+    uv_timer_t tick;
+    gf_config_t *cfg;
+    queue_t *q;
+    queue_sync_t *qs;
+    int closed;
+    /* the last answer of a small operation */
+    int done, status;
+    queue_result_t res;
+    queue_claim_t *claim;
+    /* watch deliveries */
+    uint64_t seen_ids[64];
+    int n_seen;
+    char last_type[32];
+    int watch_final;
+    /* cancel fast path */
+    char canceled[64];
+    double canceled_at;
+} fx_t;
+
+static void on_tick(uv_timer_t *t)
+{
+    (void)t; /* keeps the loop turning so run_until can look at the clock */
+}
+
+/* Runs the loop until *flag is set or `timeout_s` passes; returns *flag. */
+static int run_until(fx_t *fx, const int *flag, double timeout_s)
+{
+    double end = ts_now() + timeout_s;
+    while (!*flag && ts_now() < end)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    return *flag;
+}
+
+static int connected_flag(fx_t *fx)
+{
+    double end = ts_now() + 10;
+    while (!queue_is_connected(fx->q) && ts_now() < end)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    return queue_is_connected(fx->q);
+}
+
+static int setup(void **state)
+{
+    static const char *const env[] = {"FARM_QUEUE_LEASE_S=5", "FARM_QUEUE_OP_TIMEOUT_MS=2000",
+                                      "FARM_REDIS_CONNECT_TIMEOUT_MS=300", NULL};
+    fx_t *fx = calloc(1, sizeof(*fx));
+    qt_flush();
+    assert_int_equal(uv_loop_init(&fx->loop), 0);
+    uv_timer_init(&fx->loop, &fx->tick);
+    uv_timer_start(&fx->tick, on_tick, 10, 10);
+    fx->cfg = qt_cfg(env);
+    gf_err_t err = {0};
+    fx->q = queue_new(&fx->loop, fx->cfg, &err);
+    assert_non_null(fx->q);
+    fx->qs = queue_sync_new(fx->cfg, &err);
+    assert_non_null(fx->qs);
+    assert_true(connected_flag(fx));
+    *state = fx;
+    return 0;
+}
+
+static void on_closed(queue_t *q, void *data)
+{
+    (void)q;
+    ((fx_t *)data)->closed = 1;
+}
+
+static int teardown(void **state)
+{
+    fx_t *fx = *state;
+    queue_close(fx->q, on_closed, fx);
+    assert_true(run_until(fx, &fx->closed, 10));
+    uv_close((uv_handle_t *)&fx->tick, NULL);
+    uv_run(&fx->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&fx->loop), 0);
+    queue_sync_free(fx->qs);
+    gf_cfg_free(fx->cfg);
+    free(fx);
+    return 0;
+}
+
+static void on_result(queue_t *q, int status, const queue_result_t *res, void *data)
+{
+    fx_t *fx = data;
+    (void)q;
+    fx->status = status;
+    fx->res = *res;
+    fx->done = 1;
+}
+
+static void on_claim(queue_t *q, int status, queue_claim_t *c, void *data)
+{
+    fx_t *fx = data;
+    (void)q;
+    fx->status = status;
+    fx->claim = c;
+    fx->done = 1;
+}
+
+/* Waits for the answer of the operation just started (rc is its return). */
+static int wait_op(fx_t *fx, int rc)
+{
+    assert_int_equal(rc, 0);
+    assert_true(run_until(fx, &fx->done, 10));
+    fx->done = 0;
+    return fx->status;
+}
+
+static void on_watch(queue_watch_t *w, int status, const queue_events_t *e, void *data)
+{
+    fx_t *fx = data;
+    (void)w;
+    if (status < 0) {
+        fx->watch_final = status;
+        return;
+    }
+    for (size_t i = 0; i < e->n && fx->n_seen < 64; i++) {
+        fx->seen_ids[fx->n_seen++] = e->ev[i].id;
+        snprintf(fx->last_type, sizeof(fx->last_type), "%s", e->ev[i].type);
+    }
+}
+
+static int seen_at_least(fx_t *fx, int n, double timeout_s)
+{
+    double end = ts_now() + timeout_s;
+    while (fx->n_seen < n && ts_now() < end)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    return fx->n_seen >= n;
+}
+
+static void test_async_lifecycle_with_live_wait(void **state)
+{
+    fx_t *fx = *state;
+    char gen[64];
+    qt_id(gen, sizeof(gen), "async");
+    queue_enqueue_req_t req = {.gen_id = gen, .user_id = "ua", .tier = "pro", .payload = "{}"};
+    assert_int_equal(wait_op(fx, queue_enqueue(fx->q, &req, on_result, fx)), 0);
+    assert_int_equal(fx->res.created, 1);
+
+    gf_err_t err = {0};
+    queue_watch_t *w = queue_watch_gen(fx->q, gen, 0, on_watch, fx, &err);
+    assert_non_null(w);
+    assert_true(seen_at_least(fx, 1, 5)); /* the 'queued' event that already existed */
+
+    assert_int_equal(wait_op(fx, queue_claim(fx->q, "wa", 8, on_claim, fx)), 0);
+    assert_int_equal(fx->claim->n_jobs, 1);
+    uint64_t tok = fx->claim->jobs[0].token;
+    queue_claim_dispose(fx->claim);
+    free(fx->claim);
+
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(
+            wait_op(fx, queue_event_append(fx->q, gen, tok, "progress", "{}", on_result, fx)), 0);
+    assert_int_equal(wait_op(fx, queue_heartbeat(fx->q, "wa", gen, tok, on_result, fx)), 0);
+    assert_int_equal(fx->res.cancel, 0);
+    assert_int_equal(wait_op(fx, queue_finish(fx->q, gen, tok, QUEUE_DONE, NULL, on_result, fx)),
+                     0);
+    assert_string_equal(fx->res.state, "done");
+    assert_int_equal(wait_op(fx, queue_finish(fx->q, gen, tok, QUEUE_DONE, NULL, on_result, fx)),
+                     GF_ECONFLICT);
+
+    /* queued, 10 progress, done: ids 1..12, in order, no gaps, no repeats. */
+    assert_true(seen_at_least(fx, 12, 5));
+    assert_int_equal(fx->n_seen, 12);
+    for (int i = 0; i < 12; i++)
+        assert_int_equal(fx->seen_ids[i], (uint64_t)i + 1);
+    assert_string_equal(fx->last_type, "done");
+    queue_watch_stop(w);
+}
+
+static void test_resumed_watch_starts_after_its_id(void **state)
+{
+    fx_t *fx = *state;
+    char gen[64];
+    qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "resume"), "ub", "pro");
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(queue_sync_event_append(fx->qs, gen, 0, "progress", "{}", NULL, NULL), 0);
+    gf_err_t err = {0};
+    queue_watch_t *w = queue_watch_gen(fx->q, gen, 3, on_watch, fx, &err); /* Last-Event-ID: 3 */
+    assert_true(seen_at_least(fx, 2, 5));
+    assert_int_equal(fx->seen_ids[0], 4);
+    assert_int_equal(fx->seen_ids[1], 5);
+    /* A user watch on the same process shares the subscription. */
+    queue_watch_t *uw = queue_watch_user(fx->q, "ub", NULL, on_watch, fx, &err);
+    assert_non_null(uw);
+    assert_true(seen_at_least(fx, 7, 5)); /* the user's five so far */
+    assert_int_equal(queue_sync_event_append(fx->qs, gen, 0, "progress", "{}", NULL, NULL), 0);
+    assert_true(seen_at_least(fx, 9, 5)); /* one more through each watch */
+    queue_watch_stop(w);
+    queue_watch_stop(uw);
+}
+
+static void on_cancel(queue_t *q, const char *gen_id, void *data)
+{
+    fx_t *fx = data;
+    (void)q;
+    snprintf(fx->canceled, sizeof(fx->canceled), "%s", gen_id);
+    fx->canceled_at = ts_now();
+}
+
+static void test_cancel_of_running_job_reaches_holder_within_2s(void **state)
+{
+    fx_t *fx = *state;
+    char gen[64];
+    qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "cancel"), "uc", "pro");
+    queue_on_cancel(fx->q, on_cancel, fx);
+    assert_int_equal(wait_op(fx, queue_claim(fx->q, "wc", 1, on_claim, fx)), 0);
+    assert_int_equal(fx->claim->n_jobs, 1);
+    uint64_t tok = fx->claim->jobs[0].token;
+    queue_claim_dispose(fx->claim);
+    free(fx->claim);
+    /* Let the subscription come up before the cancel (a real worker has it from the start). */
+    gf_err_t err = {0};
+    queue_watch_t *w = queue_watch_gen(fx->q, gen, 0, on_watch, fx, &err);
+    assert_true(seen_at_least(fx, 1, 5));
+    double t0 = ts_now();
+    queue_result_t res;
+    assert_int_equal(queue_sync_cancel(fx->qs, gen, &res, NULL), 0);
+    assert_string_equal(res.state, "canceling");
+    double end = t0 + 2.0;
+    while (fx->canceled[0] == '\0' && ts_now() < end)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_string_equal(fx->canceled, gen);
+    assert_true(fx->canceled_at - t0 <= 2.0);
+    /* The heartbeat answer says the same (the guarantee when pub/sub is down). */
+    assert_int_equal(wait_op(fx, queue_heartbeat(fx->q, "wc", gen, tok, on_result, fx)), 0);
+    assert_int_equal(fx->res.cancel, 1);
+    assert_int_equal(
+        wait_op(fx, queue_finish(fx->q, gen, tok, QUEUE_CANCELED, NULL, on_result, fx)), 0);
+    assert_string_equal(fx->res.state, "canceled");
+    queue_watch_stop(w);
+    queue_on_cancel(fx->q, NULL, NULL);
+}
+
+static void on_ping(queue_t *q, int status, void *data)
+{
+    (void)q;
+    fx_t *fx = data;
+    fx->status = status;
+    fx->done = 1;
+}
+
+static void test_fails_fast_while_down_and_reconnects(void **state)
+{
+    fx_t *fx = *state;
+    char gen[64];
+    qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "down"), "ud", "pro");
+    gf_err_t err = {0};
+    queue_watch_t *w = queue_watch_gen(fx->q, gen, 0, on_watch, fx, &err);
+    assert_true(seen_at_least(fx, 1, 5));
+
+    qt_redis_stop();
+    double end = ts_now() + 10;
+    while (queue_is_connected(fx->q) && ts_now() < end)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_false(queue_is_connected(fx->q));
+    queue_enqueue_req_t req = {.gen_id = "while-down", .user_id = "ud", .tier = "pro"};
+    double t0 = ts_now();
+    assert_int_equal(queue_enqueue(fx->q, &req, on_result, fx), GF_EUNAVAIL);
+    assert_int_equal(queue_claim(fx->q, "w", 1, on_claim, fx), GF_EUNAVAIL);
+    assert_int_equal(queue_ping(fx->q, 500, on_ping, fx), GF_EUNAVAIL);
+    assert_null(queue_watch_gen(fx->q, gen, 0, on_watch, fx, &err));
+    assert_int_equal(err.code, GF_EUNAVAIL);
+    assert_true(ts_now() - t0 < 1.0); /* no waiting on a dead server */
+
+    qt_redis_start();
+    assert_true(connected_flag(fx));
+    assert_int_equal(wait_op(fx, queue_ping(fx->q, 2000, on_ping, fx)), 0);
+    assert_int_equal(wait_op(fx, queue_enqueue(fx->q, &req, on_result, fx)), 0);
+    /* The watch picks up what was appended after the restart. */
+    assert_int_equal(queue_sync_event_append(fx->qs, gen, 0, "progress", "{}", NULL, NULL),
+                     GF_EUNAVAIL); /* its connection died with the server */
+    assert_int_equal(queue_sync_event_append(fx->qs, gen, 0, "progress", "{}", NULL, NULL), 0);
+    assert_true(seen_at_least(fx, 2, 10));
+    assert_int_equal(fx->seen_ids[1], 2);
+    queue_watch_stop(w);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_async_lifecycle_with_live_wait, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resumed_watch_starts_after_its_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_of_running_job_reaches_holder_within_2s, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_fails_fast_while_down_and_reconnects, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

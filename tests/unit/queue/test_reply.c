@@ -1,0 +1,175 @@
+/*
+ * tests/unit/queue/test_reply.c - queue/reply.c: each script's answer into
+ * queue.h's types, Redis errors into gf_status, and malformed answers
+ * refused without leaking. Replies are built by hand, no Redis needed.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "queue_int.h"
+
+static redisReply *r_int(long long v)
+{
+    redisReply *r = calloc(1, sizeof(*r));
+    r->type = REDIS_REPLY_INTEGER;
+    r->integer = v;
+    return r;
+}
+
+static redisReply *r_str_t(int type, const char *s)
+{
+    redisReply *r = calloc(1, sizeof(*r));
+    r->type = type;
+    r->str = strdup(s);
+    r->len = strlen(s);
+    return r;
+}
+
+static redisReply *r_str(const char *s)
+{
+    return r_str_t(REDIS_REPLY_STRING, s);
+}
+
+static redisReply *r_arr(size_t n, ...)
+{
+    redisReply *r = calloc(1, sizeof(*r));
+    r->type = REDIS_REPLY_ARRAY;
+    r->elements = n;
+    r->element = calloc(n ? n : 1, sizeof(redisReply *));
+    va_list ap;
+    va_start(ap, n);
+    for (size_t i = 0; i < n; i++)
+        r->element[i] = va_arg(ap, redisReply *);
+    va_end(ap);
+    return r;
+}
+
+static void test_errors_translate_to_statuses(void **state)
+{
+    (void)state;
+    gf_err_t err = {0};
+    assert_int_equal(queue__reply_check(NULL, &err), GF_EUNAVAIL);
+    redisReply *e = r_str_t(REDIS_REPLY_ERROR, "ERR user_script:1: EINVAL unknown tier x");
+    gf_err_clear(&err);
+    assert_int_equal(queue__reply_check(e, &err), GF_EINVAL);
+    freeReplyObject(e);
+    e = r_str_t(REDIS_REPLY_ERROR, "OOM command not allowed");
+    gf_err_clear(&err);
+    assert_int_equal(queue__reply_check(e, &err), GF_EUNAVAIL);
+    assert_non_null(strstr(err.msg, "OOM"));
+    freeReplyObject(e);
+    e = r_str_t(REDIS_REPLY_ERROR, "NOSCRIPT No matching script");
+    assert_true(queue__reply_is_noscript(e));
+    freeReplyObject(e);
+}
+
+static void test_enqueue_answers(void **state)
+{
+    (void)state;
+    queue_result_t res;
+    gf_err_t err = {0};
+    redisReply *r = r_arr(3, r_int(1), r_str("queued"), r_int(7));
+    assert_int_equal(queue__parse_enqueue(r, &res, &err), 0);
+    assert_int_equal(res.created, 1);
+    assert_string_equal(res.state, "queued");
+    assert_int_equal(res.position, 7);
+    freeReplyObject(r);
+    r = r_arr(3, r_int(-1), r_str("too_many_active"), r_int(3));
+    assert_int_equal(queue__parse_enqueue(r, &res, &err), GF_ETOOBIG);
+    assert_int_equal(res.limit, 3);
+    assert_int_equal(err.detail, 3);
+    freeReplyObject(r);
+    r = r_int(5);
+    assert_int_equal(queue__parse_enqueue(r, &res, NULL), GF_EUNAVAIL);
+    freeReplyObject(r);
+}
+
+static void test_fenced_answers(void **state)
+{
+    (void)state;
+    queue_result_t res;
+    redisReply *r = r_arr(2, r_int(-1), r_str("running"));
+    assert_int_equal(queue__parse_heartbeat(r, &res, NULL), GF_ECONFLICT);
+    assert_string_equal(res.state, "running");
+    assert_int_equal(queue__parse_finish(r, &res, NULL), GF_ECONFLICT);
+    freeReplyObject(r);
+    r = r_arr(1, r_int(-2));
+    assert_int_equal(queue__parse_finish(r, &res, NULL), GF_ENOTFOUND);
+    freeReplyObject(r);
+    r = r_arr(3, r_int(0), r_int(1), r_int(12345));
+    assert_int_equal(queue__parse_heartbeat(r, &res, NULL), 0);
+    assert_int_equal(res.cancel, 1);
+    assert_int_equal(res.lease_until, 12345);
+    freeReplyObject(r);
+    r = r_arr(1, r_int(-3));
+    assert_int_equal(queue__parse_event(r, &res, NULL), GF_ETOOBIG);
+    freeReplyObject(r);
+}
+
+static void test_claim_answer_and_malformed_claim(void **state)
+{
+    (void)state;
+    queue_claim_t c;
+    redisReply *job = r_arr(8, r_str("g1"), r_str("u1"), r_str("pro"), r_str("{}"), r_int(4),
+                            r_int(2), r_int(0), r_int(99));
+    redisReply *r = r_arr(2, r_arr(1, job), r_arr(1, r_arr(2, r_str("g2"), r_str("u2"))));
+    assert_int_equal(queue__parse_claim(r, &c, NULL), 0);
+    assert_int_equal(c.n_jobs, 1);
+    assert_string_equal(c.jobs[0].gen_id, "g1");
+    assert_int_equal(c.jobs[0].token, 4);
+    assert_int_equal(c.jobs[0].attempt, 2);
+    assert_int_equal(c.jobs[0].lease_until, 99);
+    assert_int_equal(c.n_expired, 1);
+    assert_string_equal(c.expired[0].user_id, "u2");
+    queue_claim_dispose(&c);
+    freeReplyObject(r);
+    /* A short job entry is refused and nothing is allocated. */
+    r = r_arr(2, r_arr(1, r_arr(2, r_str("g1"), r_str("u1"))), r_arr(0));
+    assert_int_equal(queue__parse_claim(r, &c, NULL), GF_EUNAVAIL);
+    assert_null(c.jobs);
+    freeReplyObject(r);
+}
+
+static void test_event_entries_split(void **state)
+{
+    (void)state;
+    queue_events_t e;
+    redisReply *r = r_arr(2, r_str("progress\n1700000000000\n{\"pct\":5}"), r_str("garbage"));
+    assert_int_equal(queue__parse_gen_events(r, 4, &e, NULL), 0);
+    assert_int_equal(e.n, 2);
+    assert_int_equal(e.ev[0].id, 5);
+    assert_string_equal(e.ev[0].type, "progress");
+    assert_int_equal(e.ev[0].ts_ms, 1700000000000LL);
+    assert_string_equal(e.ev[0].data, "{\"pct\":5}");
+    assert_int_equal(e.ev[1].id, 6);
+    assert_string_equal(e.ev[1].type, "unknown");
+    queue_events_dispose(&e);
+    freeReplyObject(r);
+    r = r_arr(1, r_arr(2, r_str("1-0"),
+                       r_arr(10, r_str("g"), r_str("gen"), r_str("n"), r_str("3"), r_str("t"),
+                             r_str("done"), r_str("ts"), r_str("9"), r_str("d"), r_str("{}"))));
+    assert_int_equal(queue__parse_user_events(r, &e, NULL), 0);
+    assert_int_equal(e.n, 1);
+    assert_string_equal(e.ev[0].stream_id, "1-0");
+    assert_string_equal(e.ev[0].gen_id, "gen");
+    assert_int_equal(e.ev[0].id, 3);
+    queue_events_dispose(&e);
+    freeReplyObject(r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_errors_translate_to_statuses),
+        cmocka_unit_test(test_enqueue_answers),
+        cmocka_unit_test(test_fenced_answers),
+        cmocka_unit_test(test_claim_answer_and_malformed_claim),
+        cmocka_unit_test(test_event_entries_split),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,113 @@
+/*
+ * tests/unit/queue/test_script.c - queue/script.c: FARM_QUEUE_TIERS and
+ * FARM_QUEUE_NAME validation, the settings compiled into the scripts, and the
+ * argv of a script call.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "queue_int.h"
+
+static gf_config_t *cfg_with(const char *tiers, const char *name)
+{
+    char t[256], n[128];
+    snprintf(t, sizeof(t), "FARM_QUEUE_TIERS=%s", tiers);
+    snprintf(n, sizeof(n), "FARM_QUEUE_NAME=%s", name);
+    char *env[] = {t, n, NULL};
+    gf_err_t err = {0};
+    gf_config_t *cfg = gf_cfg_load(env, &err);
+    assert_non_null(cfg);
+    return cfg;
+}
+
+static int conf_rc(const char *tiers, const char *name)
+{
+    gf_config_t *cfg = cfg_with(tiers, name);
+    queue__conf_t c;
+    gf_err_t err = {0};
+    int rc = queue__conf_init(&c, cfg, &err);
+    if (rc == 0)
+        queue__conf_dispose(&c);
+    gf_cfg_free(cfg);
+    return rc;
+}
+
+static void test_tiers_are_validated(void **state)
+{
+    (void)state;
+    assert_int_equal(conf_rc("pro:4:10,free:1:3", "farm"), 0);
+    assert_int_equal(conf_rc("solo:1:1", "farm"), 0);
+    assert_int_equal(conf_rc("pro:0:10", "farm"), GF_EINVAL);
+    assert_int_equal(conf_rc("pro:4", "farm"), GF_EINVAL);
+    assert_int_equal(conf_rc("pro:4:10;free:1:3", "farm"), GF_EINVAL);
+    assert_int_equal(conf_rc("a:1:1,b:1:1,c:1:1,d:1:1,e:1:1,f:1:1,g:1:1,h:1:1,i:1:1", "farm"),
+                     GF_EINVAL);
+    assert_int_equal(conf_rc("pro:4:10", "bad{name}"), GF_EINVAL);
+}
+
+static void test_script_argv_layout(void **state)
+{
+    (void)state;
+    gf_config_t *cfg = cfg_with("pro:4:10,free:1:3", "farm");
+    queue__conf_t c;
+    assert_int_equal(queue__conf_init(&c, cfg, NULL), 0);
+    queue__cmd_t cmd;
+    queue__cmd_script(&cmd, &c, QS_CANCEL, 0);
+    queue__cmd_str(&cmd, "gen-1");
+    /* No SHA yet: EVAL with this config's source, 1 key (the tag), then the op's own. */
+    assert_string_equal(cmd.argv[0], "EVAL");
+    assert_ptr_equal(cmd.argv[1], c.src[QS_CANCEL]);
+    assert_string_equal(cmd.argv[2], "1");
+    assert_string_equal(cmd.argv[3], "{farm}");
+    assert_string_equal(cmd.argv[4], "gen-1");
+    assert_int_equal(cmd.argc, 5);
+    /* The settings are compiled into the text, ahead of the script itself. */
+    assert_non_null(strstr(c.src[QS_CANCEL], "= 30000, 3, 1000, 60000, 5"));
+    assert_non_null(strstr(c.src[QS_CANCEL], "{name = 'pro', weight = 4, cap = 10}"));
+    assert_non_null(strstr(c.src[QS_CANCEL], queue__script_src[QS_CANCEL]));
+    memcpy(c.sha[QS_CANCEL], "0123456789012345678901234567890123456789", 41);
+    c.have_sha = 1;
+    queue__cmd_script(&cmd, &c, QS_CANCEL, 0);
+    assert_string_equal(cmd.argv[0], "EVALSHA");
+    assert_int_equal(cmd.len[1], 40);
+    queue__conf_dispose(&c);
+    gf_cfg_free(cfg);
+}
+
+static void test_enqueue_refuses_ids_that_would_break_keys(void **state)
+{
+    (void)state;
+    gf_config_t *cfg = cfg_with("pro:4:10", "farm");
+    queue__conf_t c;
+    assert_int_equal(queue__conf_init(&c, cfg, NULL), 0);
+    queue__cmd_t cmd;
+    queue_enqueue_req_t req = {.gen_id = "g 1", .user_id = "u", .tier = "pro"};
+    assert_int_equal(queue__cmd_enqueue(&cmd, &c, &req, NULL), GF_EINVAL);
+    req.gen_id = "g{1}";
+    assert_int_equal(queue__cmd_enqueue(&cmd, &c, &req, NULL), GF_EINVAL);
+    req.gen_id = "0b7e1c1e-8f7a-4c1e-9d0e-2f0c3f1a7b21";
+    req.deadline_ms = -1;
+    assert_int_equal(queue__cmd_enqueue(&cmd, &c, &req, NULL), GF_EINVAL);
+    req.deadline_ms = 0;
+    assert_int_equal(queue__cmd_enqueue(&cmd, &c, &req, NULL), 0);
+    assert_true(queue_state_is_terminal("dead"));
+    assert_false(queue_state_is_terminal("running"));
+    queue__conf_dispose(&c);
+    gf_cfg_free(cfg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tiers_are_validated),
+        cmocka_unit_test(test_script_argv_layout),
+        cmocka_unit_test(test_enqueue_refuses_ids_that_would_break_keys),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
