@@ -40,6 +40,9 @@ typedef struct gf_config {
     char *database_url;
     char *migrations_dir;
     long long db_pool_size;
+    long long sweep_interval_s;
+    long long sweep_stale_s;
+    long long sweep_batch;
     long long db_statement_timeout_ms;
     long long db_call_timeout_ms;
     /* credits */

@@ -49,6 +49,7 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
          "'storage_key', o.storage_key) ORDER BY o.image_index, o.variant) "
          "FROM generation_outputs o WHERE o.generation_id = g.id), '[]'::jsonb))::text "
          "FROM generations g WHERE g.id = $1::uuid AND g.user_id = $2::uuid"},
+    [STORE_OP_SWEEP] = {"SELECT farm_sweep($1::int, $2::int)"},
 };
 
 static char prepare_batch[8192];
@@ -211,6 +212,13 @@ void store_call_generation(store_call_t *c, const char *gen_id, const char *user
     set_str(c, 1, user_id);
 }
 
+void store_call_sweep(store_call_t *c, int stale_s, int limit)
+{
+    call_init(c, STORE_OP_SWEEP, 2);
+    set_int(c, 0, stale_s);
+    set_int(c, 1, limit);
+}
+
 void store_call_dispose(store_call_t *c)
 {
     for (int i = 0; i < STORE_MAX_PARAMS; i++)
@@ -292,6 +300,7 @@ static void parse_row(store_call_t *c, PGresult *res)
         c->held = atoll(PQgetvalue(res, 0, 1));
         return;
     case STORE_OP_GENERATION:
+    case STORE_OP_SWEEP:
         c->json = gf_xstrdup(v0);
         return;
     case STORE_OP_COUNT_:

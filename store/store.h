@@ -45,6 +45,7 @@ typedef enum {
     STORE_OP_CREDIT,
     STORE_OP_BALANCE,
     STORE_OP_GENERATION,
+    STORE_OP_SWEEP,
     STORE_OP_COUNT_
 } store_op_t;
 
@@ -72,6 +73,12 @@ typedef enum {
  *   GENERATION  json: the generation as GET /v1/generations/{id} shows it
  *               (outputs with their storage keys, not yet signed URLs).
  *               GF_ENOTFOUND when absent or not the owner's.
+ *   SWEEP       json: {"locked": false} when another sweeper holds the lock,
+ *               else {"locked": true, "expired": [{id, user_id}],
+ *               "candidates": [{id, user_id, plan, status, params, deadline_ms}]}:
+ *               queued generations past their deadline were expired (and
+ *               released); open ones untouched for stale_s are candidates the
+ *               queue should hold.
  */
 typedef struct {
     store_op_t op;
@@ -122,6 +129,7 @@ void store_call_credit(store_call_t *c, const char *user_id, long long amount, c
 /* Provisions the user on first sight (welcome credits), then reads the account. */
 void store_call_balance(store_call_t *c, const char *user_id, long long welcome_credits);
 void store_call_generation(store_call_t *c, const char *gen_id, const char *user_id);
+void store_call_sweep(store_call_t *c, int stale_s, int limit);
 
 /* Frees what the call holds (inputs and results); the struct can be built again. */
 void store_call_dispose(store_call_t *c);

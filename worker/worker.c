@@ -1,7 +1,12 @@
 /*
- * worker/worker.c - the worker process shell: metrics port and stop.
+ * worker/worker.c - the worker process: its metrics port, its Redis and
+ * Postgres clients, the sweeper, and the order of a graceful stop (HTTP,
+ * then the sweeper, then the clients it uses).
  */
 #include "worker.h"
+#include "queue.h"
+#include "store.h"
+#include "sweeper.h"
 
 #include <stdlib.h>
 
@@ -10,6 +15,10 @@ struct worker {
     const gf_config_t *cfg;
     gf_metrics_t *metrics;
     gf_httpd_t *httpd;
+    queue_t *queue;
+    store_t *store;
+    worker_sweeper_t *sweeper;
+    int closes_pending;
     worker_stopped_cb stopped_cb;
     void *stopped_data;
 };
@@ -37,22 +46,71 @@ worker_t *worker_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)
 
 int worker_start(worker_t *w, gf_err_t *err)
 {
+    w->queue = queue_new(w->loop, w->cfg, err);
+    if (w->queue == NULL)
+        return err ? err->code : GF_EINVAL;
+    w->store = store_new(w->loop, w->cfg, err);
+    if (w->store == NULL)
+        return err ? err->code : GF_EINVAL;
     int rc = gf_httpd_listen(w->httpd, err);
     if (rc < 0)
         return rc;
+    w->sweeper = worker_sweeper_new(w->loop, w->cfg, w->store, w->queue);
+    worker_sweeper_start(w->sweeper);
     GF_LOG(GF_LOG_INFO, &log_ctx, "metrics on http://%s:%d/metrics", w->cfg->worker_metrics_host,
            gf_httpd_port(w->httpd));
     GF_LOG(GF_LOG_WARN, &log_ctx,
-           "this build does not claim generations yet: job processing is not implemented");
+           "this build runs the sweeper but does not claim generations yet: job processing "
+           "is not implemented");
     return 0;
+}
+
+static void worker_maybe_stopped(worker_t *w)
+{
+    if (--w->closes_pending > 0)
+        return;
+    if (w->stopped_cb)
+        w->stopped_cb(w, w->stopped_data);
+}
+
+static void on_queue_closed(queue_t *q, void *data)
+{
+    (void)q;
+    worker_maybe_stopped(data);
+}
+
+static void on_store_closed(void *data)
+{
+    worker_maybe_stopped(data);
+}
+
+/* The sweeper uses the clients: close them only once it is gone. */
+static void on_sweeper_closed(void *data)
+{
+    worker_t *w = data;
+    w->sweeper = NULL;
+    if (w->queue) {
+        w->closes_pending++;
+        queue_close(w->queue, on_queue_closed, w);
+        w->queue = NULL;
+    }
+    if (w->store) {
+        w->closes_pending++;
+        store_close(w->store, on_store_closed, w);
+        w->store = NULL;
+    }
+    worker_maybe_stopped(w);
 }
 
 static void on_httpd_stopped(gf_httpd_t *h, void *data)
 {
     (void)h;
     worker_t *w = data;
-    if (w->stopped_cb)
-        w->stopped_cb(w, w->stopped_data);
+    w->closes_pending = 1;
+    if (w->sweeper)
+        worker_sweeper_close(w->sweeper, on_sweeper_closed, w);
+    else
+        on_sweeper_closed(w);
 }
 
 void worker_stop(worker_t *w, worker_stopped_cb cb, void *data)

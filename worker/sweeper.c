@@ -1,0 +1,209 @@
+/*
+ * worker/sweeper.c - the sweeper's tick: one store call (farm_sweep), then
+ * one queue call per generation it returned, then one store call per
+ * generation the queue had given up on.
+ *
+ * Invariant: at most one tick runs at a time in a process (the timer is
+ * re-armed only when a tick has finished); `pending` counts its calls in
+ * flight and the sweeper is freed only when it is zero and the timer closed.
+ */
+#include "sweeper.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct worker_sweeper {
+    uv_loop_t *loop;
+    const gf_config_t *cfg;
+    store_t *store;
+    queue_t *queue;
+    uv_timer_t timer;
+    store_call_t sweep;
+    int pending; /* calls of the current tick in flight */
+    int closing, timer_closed;
+    worker_sweeper_closed_cb closed_cb;
+    void *closed_data;
+};
+
+/* One candidate on its way through the queue and maybe back to the store. */
+typedef struct {
+    worker_sweeper_t *sw;
+    char gen_id[37];
+    store_call_t finish;
+} sweep_item_t;
+
+static void sweeper_tick(uv_timer_t *t);
+
+static void sweeper_maybe_closed(worker_sweeper_t *sw)
+{
+    if (!sw->closing || sw->pending > 0 || !sw->timer_closed)
+        return;
+    worker_sweeper_closed_cb cb = sw->closed_cb;
+    void *data = sw->closed_data;
+    free(sw);
+    if (cb)
+        cb(data);
+}
+
+/* A tick's call ended; when it was the last, arm the next tick. */
+static void sweeper_call_done(worker_sweeper_t *sw)
+{
+    if (--sw->pending > 0)
+        return;
+    if (sw->closing) {
+        sweeper_maybe_closed(sw);
+        return;
+    }
+    uv_timer_start(&sw->timer, sweeper_tick, (uint64_t)sw->cfg->sweep_interval_s * 1000, 0);
+}
+
+static void on_finished(store_t *st, store_call_t *call, void *data)
+{
+    (void)st;
+    sweep_item_t *it = data;
+    gf_log_ctx ctx = {.component = "sweeper", .generation_id = it->gen_id};
+    if (call->status < 0)
+        gf_log_err(GF_LOG_WARN, &ctx, &call->err);
+    else if (call->applied)
+        GF_LOG(GF_LOG_WARN, &ctx, "the queue had given up on it: finished as %s, credits released",
+               call->gen_status);
+    store_call_dispose(&it->finish);
+    worker_sweeper_t *sw = it->sw;
+    free(it);
+    sweeper_call_done(sw);
+}
+
+/* The Postgres status for a job the queue holds in a final state. */
+static const char *final_status(const char *queue_state)
+{
+    if (strcmp(queue_state, "canceled") == 0)
+        return "canceled";
+    if (strcmp(queue_state, "expired") == 0)
+        return "expired";
+    if (strcmp(queue_state, "done") == 0)
+        return "auto";
+    return "failed"; /* dead: retries exhausted, or a poison job */
+}
+
+static void on_enqueued(queue_t *q, int status, const queue_result_t *res, void *data)
+{
+    (void)q;
+    sweep_item_t *it = data;
+    worker_sweeper_t *sw = it->sw;
+    gf_log_ctx ctx = {.component = "sweeper", .generation_id = it->gen_id};
+    if (status == 0 && res->created) {
+        GF_LOG(GF_LOG_WARN, &ctx, "the queue had lost it: enqueued again");
+    } else if (status == 0 && queue_state_is_terminal(res->state) && !sw->closing) {
+        const char *st = final_status(res->state);
+        const char *err = strcmp(st, "failed") == 0
+                              ? "{\"code\":\"internal\",\"message\":\"the queue gave up on this "
+                                "generation\",\"retryable\":false}"
+                              : NULL;
+        store_call_finish(&it->finish, it->gen_id, -1, st, err);
+        if (store_exec(sw->store, &it->finish, on_finished, it) == 0)
+            return;
+        store_call_dispose(&it->finish);
+    } else if (status < 0 && status != GF_ECANCELED) {
+        GF_LOG(GF_LOG_WARN, &ctx, "cannot check it against the queue (%s): next tick",
+               gf_status_name(status));
+    }
+    free(it);
+    sweeper_call_done(sw);
+}
+
+static void sweep_candidate(worker_sweeper_t *sw, json_t *c)
+{
+    const char *id = json_string_value(json_object_get(c, "id"));
+    const char *user = json_string_value(json_object_get(c, "user_id"));
+    const char *plan = json_string_value(json_object_get(c, "plan"));
+    json_t *deadline = json_object_get(c, "deadline_ms");
+    if (id == NULL || user == NULL || plan == NULL)
+        return;
+    char *payload = json_dumps(json_object_get(c, "params"), JSON_COMPACT);
+    sweep_item_t *it = gf_xcalloc(1, sizeof(*it));
+    it->sw = sw;
+    snprintf(it->gen_id, sizeof(it->gen_id), "%s", id);
+    queue_enqueue_req_t req = {
+        .gen_id = id,
+        .user_id = user,
+        .tier = plan,
+        .payload = payload ? payload : "{}",
+        .deadline_ms = json_is_integer(deadline) ? (int64_t)json_integer_value(deadline) : 0};
+    sw->pending++;
+    if (queue_enqueue(sw->queue, &req, on_enqueued, it) < 0) {
+        sw->pending--;
+        free(it);
+    }
+    free(payload);
+}
+
+static void on_swept(store_t *st, store_call_t *call, void *data)
+{
+    (void)st;
+    worker_sweeper_t *sw = data;
+    if (call->status < 0) {
+        gf_log_ctx ctx = {.component = "sweeper", .action = "sweeping"};
+        gf_log_err(GF_LOG_WARN, &ctx, &call->err);
+    } else if (!sw->closing) {
+        json_t *root = json_loads(call->json, 0, NULL);
+        json_t *v;
+        size_t i;
+        json_array_foreach(json_object_get(root, "expired"), i, v)
+        {
+            gf_log_ctx ctx = {.component = "sweeper",
+                              .generation_id = json_string_value(json_object_get(v, "id"))};
+            GF_LOG(GF_LOG_INFO, &ctx, "expired before it started: credits released");
+        }
+        if (queue_is_connected(sw->queue))
+            json_array_foreach(json_object_get(root, "candidates"), i, v) sweep_candidate(sw, v);
+        json_decref(root);
+    }
+    store_call_dispose(&sw->sweep);
+    sweeper_call_done(sw);
+}
+
+static void sweeper_tick(uv_timer_t *t)
+{
+    worker_sweeper_t *sw = t->data;
+    store_call_sweep(&sw->sweep, (int)sw->cfg->sweep_stale_s, (int)sw->cfg->sweep_batch);
+    sw->pending = 1;
+    if (store_exec(sw->store, &sw->sweep, on_swept, sw) < 0) {
+        store_call_dispose(&sw->sweep);
+        sw->pending = 0;
+        uv_timer_start(&sw->timer, sweeper_tick, (uint64_t)sw->cfg->sweep_interval_s * 1000, 0);
+    }
+}
+
+worker_sweeper_t *worker_sweeper_new(uv_loop_t *loop, const gf_config_t *cfg, store_t *store,
+                                     queue_t *queue)
+{
+    worker_sweeper_t *sw = gf_xcalloc(1, sizeof(*sw));
+    sw->loop = loop;
+    sw->cfg = cfg;
+    sw->store = store;
+    sw->queue = queue;
+    uv_timer_init(loop, &sw->timer);
+    sw->timer.data = sw;
+    return sw;
+}
+
+void worker_sweeper_start(worker_sweeper_t *sw)
+{
+    uv_timer_start(&sw->timer, sweeper_tick, (uint64_t)sw->cfg->sweep_interval_s * 1000, 0);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    worker_sweeper_t *sw = h->data;
+    sw->timer_closed = 1;
+    sweeper_maybe_closed(sw);
+}
+
+void worker_sweeper_close(worker_sweeper_t *sw, worker_sweeper_closed_cb cb, void *data)
+{
+    sw->closing = 1;
+    sw->closed_cb = cb;
+    sw->closed_data = data;
+    uv_close((uv_handle_t *)&sw->timer, on_timer_closed);
+}

@@ -1,0 +1,32 @@
+/*
+ * worker/sweeper.h - keeps Redis (transport) in line with Postgres (the
+ * record), DESIGN.md: every FARM_SWEEP_INTERVAL_S one sweeper in the farm
+ * (an advisory lock in farm_sweep) expires queued generations past their
+ * deadline, enqueues again the open generations the queue lost (enqueue is
+ * idempotent, so one the queue still holds is untouched), and finishes in
+ * Postgres the ones the queue gave up on (dead-lettered: failed; canceled,
+ * expired), releasing their credits. No accepted generation stays held forever.
+ */
+#ifndef WORKER_SWEEPER_H
+#define WORKER_SWEEPER_H
+
+#include <uv.h>
+
+#include "core.h"
+#include "queue.h"
+#include "store.h"
+
+typedef struct worker_sweeper worker_sweeper_t;
+typedef void (*worker_sweeper_closed_cb)(void *data);
+
+/* Returns a new sweeper; `store` and `queue` are borrowed and must outlive it. */
+worker_sweeper_t *worker_sweeper_new(uv_loop_t *loop, const gf_config_t *cfg, store_t *store,
+                                     queue_t *queue);
+
+/* Starts ticking (the first tick after one interval). */
+void worker_sweeper_start(worker_sweeper_t *sw);
+
+/* Stops; `cb` runs once the tick in progress (if any) has ended and the timer is closed. */
+void worker_sweeper_close(worker_sweeper_t *sw, worker_sweeper_closed_cb cb, void *data);
+
+#endif
