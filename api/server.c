@@ -3,25 +3,11 @@
  * clients, the operations routes, and the order of a graceful stop
  * (HTTP first, so in-flight requests can still reach Redis and Postgres).
  */
-#include "api.h"
-#include "queue.h"
-#include "store.h"
+#include "api_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-struct api {
-    uv_loop_t *loop;
-    const gf_config_t *cfg;
-    gf_metrics_t *metrics;
-    gf_httpd_t *httpd;
-    queue_t *queue;
-    store_t *store;
-    int closes_pending;
-    api_stopped_cb stopped_cb;
-    void *stopped_data;
-};
 
 /* One /readyz request waiting on both dependencies. */
 typedef struct {
@@ -116,6 +102,9 @@ api_t *api_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)
         goto fail;
     gf_proc_add_ops_routes(api->httpd, api->metrics);
     gf_httpd_route(api->httpd, "GET", "/readyz", 0, on_readyz, api);
+    api__generations_routes(api);
+    api__credits_routes(api);
+    api__events_routes(api);
     return api;
 fail:
     api_free(api);
@@ -171,6 +160,7 @@ static void on_httpd_stopped(gf_httpd_t *h, void *data)
     (void)h;
     api_t *api = data;
     api->closes_pending = 1;
+    api__events_close_all(api); /* their watches go before the queue does */
     if (api->queue) {
         api->closes_pending++;
         queue_close(api->queue, on_queue_closed, api);

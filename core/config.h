@@ -19,6 +19,9 @@ typedef struct gf_config {
     char *api_host;
     long long api_port;
     long long readyz_timeout_ms;
+    long long sse_heartbeat_s;
+    long long sse_max_per_user;
+    long long file_url_ttl_s;
     /* dependencies */
     char *redis_url;
     long long redis_connect_timeout_ms;
@@ -43,12 +46,43 @@ typedef struct gf_config {
     long long sweep_interval_s;
     long long sweep_stale_s;
     long long sweep_batch;
+    /* providers (providers/, docs/providers.md) */
+    long long provider;          /* index in "auto|hf|fal|bfl|local|fake" */
+    char *provider_fallback;     /* "hf,fal,bfl,local" */
+    char *hf_base_url, *hf_model, *hf_token;
+    char *fal_base_url, *fal_model, *fal_key;
+    char *bfl_base_url, *bfl_model, *bfl_key;
+    char *fake_provider_url;
+    long long provider_concurrency;
+    long long provider_deadline_s;
+    long long provider_connect_timeout_ms;
+    long long provider_submit_timeout_s;
+    long long provider_sync_timeout_s;
+    long long provider_download_timeout_s;
+    long long provider_low_speed_time_s;
+    long long provider_loading_wait_cap_ms;
+    long long provider_backoff_base_ms;
+    long long provider_backoff_cap_ms;
+    long long provider_poll_min_ms;
+    long long provider_poll_max_ms;
+    long long provider_max_retries;
+    long long provider_breaker_failures;
+    long long provider_breaker_cooldown_s;
+    long long provider_breaker_credits_cooldown_s;
+    long long provider_max_image_bytes;
     long long db_statement_timeout_ms;
     long long db_call_timeout_ms;
     /* credits */
     long long welcome_credits;
     long long cost_avatar;
     long long cost_pose;
+    /* imaging (imaging/, docs/imaging.md) */
+    char *storage_dir;
+    char *presets_dir;
+    long long upload_max_bytes;
+    long long upload_max_pixels;
+    long long vips_concurrency;
+    long long vips_cache_mb;
     /* core/http */
     long long http_max_header_bytes;
     long long http_max_body_bytes;

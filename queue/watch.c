@@ -69,13 +69,13 @@ static void on_watch_read(queue_t *q, int status, const queue_events_t *e, void 
 {
     queue_watch_t *w = data;
     (void)q;
-    w->reading = 0;
     if (w->stopped) {
         watch_free(w);
         return;
     }
     if (status < 0) {
         /* Connection trouble: the reconnect re-reads every watch (queue__cmd_on_ready). */
+        w->reading = 0;
         return;
     }
     if (e->n > 0) {
@@ -85,12 +85,14 @@ static void on_watch_read(queue_t *q, int status, const queue_events_t *e, void 
         } else {
             w->after = e->ev[e->n - 1].id;
         }
+        /* `reading` stays set during the callback, so a stop inside it only marks the watch. */
         w->cb(w, 0, e, w->data);
-        if (w->stopped) { /* stopped from inside its callback */
+        if (w->stopped) {
             watch_free(w);
             return;
         }
     }
+    w->reading = 0;
     if (w->again || e->n == WATCH_BATCH) {
         w->again = 0;
         watch_read(w);

@@ -28,28 +28,13 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
     [STORE_OP_CANCEL] = {"SELECT farm_cancel($1::uuid, $2::uuid)"},
     [STORE_OP_EXPIRE] = {"SELECT farm_expire($1::uuid)"},
     [STORE_OP_CREDIT] = {"SELECT farm_credit($1::uuid, NULL, $2::bigint, $3::bigint, $4::text)"},
-    [STORE_OP_BALANCE] = {"SELECT a.balance, a.held FROM (SELECT farm_user_ensure($1::uuid, NULL, "
-                          "$2::bigint)) e, credit_accounts a WHERE a.user_id = $1::uuid"},
-    [STORE_OP_GENERATION] =
-        {"SELECT jsonb_build_object('id', g.id, 'kind', g.kind, 'status', g.status, "
-         "'progress', g.progress, 'stage', g.stage, 'queue_position', NULL, 'images', g.images, "
-         "'images_done', g.images_done, 'images_failed', g.images_failed, 'params', g.params, "
-         "'cost', g.cost, 'charged', g.charged, 'released', g.released, 'attempts', g.attempts, "
-         "'provider', g.provider, 'error', g.error, 'failures', g.failures, "
-         "'metadata', g.metadata, "
-         "'created_at', to_char(g.created_at AT TIME ZONE 'UTC', "
-         "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
-         "'started_at', to_char(g.started_at AT TIME ZONE 'UTC', "
-         "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
-         "'finished_at', to_char(g.finished_at AT TIME ZONE 'UTC', "
-         "'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
-         "'outputs', coalesce((SELECT jsonb_agg(jsonb_build_object('index', o.image_index, "
-         "'pose', o.pose, 'variant', o.variant, 'format', o.format, 'width', o.width, "
-         "'height', o.height, 'bytes', o.bytes, 'sha256', o.sha256, 'seed', o.seed, "
-         "'storage_key', o.storage_key) ORDER BY o.image_index, o.variant) "
-         "FROM generation_outputs o WHERE o.generation_id = g.id), '[]'::jsonb))::text "
-         "FROM generations g WHERE g.id = $1::uuid AND g.user_id = $2::uuid"},
+    [STORE_OP_BALANCE] = {"SELECT balance, held FROM farm_balance($1::uuid, $2::bigint)"},
+    [STORE_OP_GENERATION] = {"SELECT farm_generation_json(g)::text FROM generations g "
+                             "WHERE g.id = $1::uuid AND g.user_id = $2::uuid"},
     [STORE_OP_SWEEP] = {"SELECT farm_sweep($1::int, $2::int)"},
+    [STORE_OP_LIST] = {"SELECT farm_generations_page($1::uuid, $2::text, $3::text, $4::int, "
+                       "$5::bigint, $6::uuid)"},
+    [STORE_OP_LEDGER] = {"SELECT farm_ledger_page($1::uuid, $2::int, $3::bigint)"},
 };
 
 static char prepare_batch[8192];
@@ -219,6 +204,30 @@ void store_call_sweep(store_call_t *c, int stale_s, int limit)
     set_int(c, 1, limit);
 }
 
+/* A list cursor is "<microseconds>.<uuid>"; anything else leaves the params NULL. */
+void store_call_list(store_call_t *c, const char *user_id, const char *status, const char *kind,
+                     int limit, const char *cursor)
+{
+    call_init(c, STORE_OP_LIST, 6);
+    set_str(c, 0, user_id);
+    set_str(c, 1, status);
+    set_str(c, 2, kind);
+    set_int(c, 3, limit);
+    const char *dot = cursor ? strchr(cursor, '.') : NULL;
+    if (dot != NULL) {
+        c->params[4] = gf_xstrndup(cursor, (size_t)(dot - cursor));
+        set_str(c, 5, dot + 1);
+    }
+}
+
+void store_call_ledger(store_call_t *c, const char *user_id, int limit, const char *cursor)
+{
+    call_init(c, STORE_OP_LEDGER, 3);
+    set_str(c, 0, user_id);
+    set_int(c, 1, limit);
+    set_str(c, 2, cursor);
+}
+
 void store_call_dispose(store_call_t *c)
 {
     for (int i = 0; i < STORE_MAX_PARAMS; i++)
@@ -301,6 +310,8 @@ static void parse_row(store_call_t *c, PGresult *res)
         return;
     case STORE_OP_GENERATION:
     case STORE_OP_SWEEP:
+    case STORE_OP_LIST:
+    case STORE_OP_LEDGER:
         c->json = gf_xstrdup(v0);
         return;
     case STORE_OP_COUNT_:

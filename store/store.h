@@ -46,6 +46,8 @@ typedef enum {
     STORE_OP_BALANCE,
     STORE_OP_GENERATION,
     STORE_OP_SWEEP,
+    STORE_OP_LIST,
+    STORE_OP_LEDGER,
     STORE_OP_COUNT_
 } store_op_t;
 
@@ -79,6 +81,10 @@ typedef enum {
  *               queued generations past their deadline were expired (and
  *               released); open ones untouched for stale_s are candidates the
  *               queue should hold.
+ *   LIST        json: {"items": [generation...], "next_cursor": "..." | null}.
+ *               GF_EINVAL for a malformed cursor.
+ *   LEDGER      json: {"items": [{kind, amount, generation_id, image_index,
+ *               reason, created_at}], "next_cursor": "..." | null}.
  */
 typedef struct {
     store_op_t op;
@@ -130,6 +136,10 @@ void store_call_credit(store_call_t *c, const char *user_id, long long amount, c
 void store_call_balance(store_call_t *c, const char *user_id, long long welcome_credits);
 void store_call_generation(store_call_t *c, const char *gen_id, const char *user_id);
 void store_call_sweep(store_call_t *c, int stale_s, int limit);
+/* status, kind, cursor: NULL for none. The cursor is the opaque next_cursor of a page. */
+void store_call_list(store_call_t *c, const char *user_id, const char *status, const char *kind,
+                     int limit, const char *cursor);
+void store_call_ledger(store_call_t *c, const char *user_id, int limit, const char *cursor);
 
 /* Frees what the call holds (inputs and results); the struct can be built again. */
 void store_call_dispose(store_call_t *c);

@@ -1,0 +1,79 @@
+/*
+ * api/api_int.h - what the files of api/ share: the api's state, the caller
+ * (principal) of a request, JSON answers, the one table from gf_status to
+ * API.md's errors, and authentication.
+ */
+#ifndef API_INT_H
+#define API_INT_H
+
+#include <jansson.h>
+
+#include "api.h"
+#include "queue.h"
+#include "store.h"
+
+struct api {
+    uv_loop_t *loop;
+    const gf_config_t *cfg;
+    gf_metrics_t *metrics;
+    gf_httpd_t *httpd;
+    queue_t *queue;
+    store_t *store;
+    struct api_sse *streams; /* open event streams, for the per-user limit */
+    int closes_pending;
+    api_stopped_cb stopped_cb;
+    void *stopped_data;
+};
+
+/* The authenticated caller of a request. */
+typedef struct {
+    char sub[37];
+    char plan[33];
+    int admin;
+} api_principal_t;
+
+/*
+ * Authenticates `req` (Authorization: Bearer, or ?access_token= when
+ * `allow_query` - event routes only). Returns 0, or answers 401 itself and
+ * returns < 0 (the request is then finished).
+ */
+int api__auth(api_t *api, gf_http_req_t *req, api_principal_t *p, int allow_query);
+
+/* Verifies an HS256 token; fills `p`. GF_EINVAL with the reason in `err` (for logs only). */
+int api__token_verify(const char *secret, const char *token, api_principal_t *p, gf_err_t *err);
+
+/* Answers `body` (stolen: decref'd here) as JSON with the API's headers. */
+void api__json(gf_http_req_t *req, int status, json_t *body);
+
+/* Answers the error shape of API.md. */
+void api__error(gf_http_req_t *req, int status, const char *code, const char *message,
+                const char *field);
+
+/*
+ * Answers a failed call by its status through the one mapping table
+ * (GF_ENOTFOUND 404, GF_EUNAVAIL 503, ...). `err` goes to the log, never to
+ * the client; a 500 carries the request id.
+ */
+void api__fail(gf_http_req_t *req, int status, const gf_err_t *err);
+
+/* The queue tier of a plan: the plan when FARM_QUEUE_TIERS names it, else "free". */
+const char *api__tier(const gf_config_t *cfg, const char *plan);
+
+/* Adds the signed `url` of each output (dropping its storage key) of a generation object. */
+void api__sign_outputs(api_t *api, json_t *gen);
+
+/* RFC 3339 UTC now, with milliseconds, into `out` (32 bytes). */
+void api__now_rfc3339(char out[32]);
+
+/* Parses ?limit= (1..100, default 20 when NULL); -1 when malformed. */
+int api__parse_limit(const char *s);
+
+/* Route registration of each file. */
+void api__generations_routes(api_t *api);
+void api__credits_routes(api_t *api);
+void api__events_routes(api_t *api);
+
+/* Closes every open event stream (at shutdown, before the queue closes). */
+void api__events_close_all(api_t *api);
+
+#endif

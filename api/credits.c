@@ -1,0 +1,215 @@
+/*
+ * api/credits.c - GET /v1/credits, GET /v1/credits/ledger, and the admin
+ * routes: POST /v1/admin/credits and GET /v1/admin/stats.
+ */
+#include "api_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    api_t *api;
+    gf_http_req_t *req;
+    api_principal_t who;
+    store_call_t call;
+    char user[37];
+    int created; /* answer 201 (admin grant) instead of 200 */
+} credit_ctx_t;
+
+static credit_ctx_t *ctx_new(api_t *api, gf_http_req_t *req)
+{
+    credit_ctx_t *c = gf_xcalloc(1, sizeof(*c));
+    c->api = api;
+    c->req = req;
+    return c;
+}
+
+static void ctx_free(credit_ctx_t *c)
+{
+    store_call_dispose(&c->call);
+    free(c);
+}
+
+static void run(credit_ctx_t *c, store_call_cb cb)
+{
+    if (store_exec(c->api->store, &c->call, cb, c) < 0) {
+        api__fail(c->req, GF_EUNAVAIL, NULL);
+        ctx_free(c);
+    }
+}
+
+static void on_balance(store_t *st, store_call_t *call, void *data)
+{
+    (void)st;
+    credit_ctx_t *c = data;
+    if (call->status < 0) {
+        api__fail(c->req, call->status, &call->err);
+    } else {
+        json_t *body = json_pack("{s:I, s:I, s:I}", "balance", (json_int_t)call->balance, "held",
+                                 (json_int_t)call->held, "available",
+                                 (json_int_t)(call->balance - call->held));
+        if (c->created)
+            json_object_set_new(body, "user_id", json_string(c->user));
+        api__json(c->req, c->created ? 201 : 200, body);
+    }
+    ctx_free(c);
+}
+
+static void on_credits(gf_http_req_t *req, void *data)
+{
+    credit_ctx_t *c = ctx_new(data, req);
+    if (api__auth(c->api, req, &c->who, 0) < 0) {
+        ctx_free(c);
+        return;
+    }
+    store_call_balance(&c->call, c->who.sub, c->api->cfg->welcome_credits);
+    run(c, on_balance);
+}
+
+static void on_ledger_page(store_t *st, store_call_t *call, void *data)
+{
+    (void)st;
+    credit_ctx_t *c = data;
+    json_t *page = call->status == 0 ? json_loads(call->json, 0, NULL) : NULL;
+    if (page != NULL)
+        api__json(c->req, 200, page);
+    else if (call->status == GF_EINVAL)
+        api__error(c->req, 400, "invalid_request", "malformed cursor", "cursor");
+    else
+        api__fail(c->req, call->status ? call->status : GF_EUNAVAIL, &call->err);
+    ctx_free(c);
+}
+
+static void on_ledger(gf_http_req_t *req, void *data)
+{
+    credit_ctx_t *c = ctx_new(data, req);
+    if (api__auth(c->api, req, &c->who, 0) < 0) {
+        ctx_free(c);
+        return;
+    }
+    int limit = api__parse_limit(gf_http_req_query(req, "limit"));
+    const char *cursor = gf_http_req_query(req, "cursor");
+    if (limit < 0 || (cursor && (strlen(cursor) == 0 || strlen(cursor) > 19 ||
+                                 strspn(cursor, "0123456789") != strlen(cursor)))) {
+        api__error(req, 400, "invalid_request", "invalid query parameter",
+                   limit < 0 ? "limit" : "cursor");
+        ctx_free(c);
+        return;
+    }
+    store_call_ledger(&c->call, c->who.sub, limit, cursor);
+    run(c, on_ledger_page);
+}
+
+static void on_granted(store_t *st, store_call_t *call, void *data)
+{
+    credit_ctx_t *c = data;
+    if (call->status == GF_ECREDITS) {
+        api__error(c->req, 409, "insufficient_credits",
+                   "the adjustment would leave less than the credits held", "amount");
+        ctx_free(c);
+        return;
+    }
+    if (call->status < 0) {
+        api__fail(c->req, call->status, &call->err);
+        ctx_free(c);
+        return;
+    }
+    store_call_dispose(&c->call);
+    store_call_balance(&c->call, c->user, c->api->cfg->welcome_credits);
+    c->created = 1;
+    (void)st;
+    run(c, on_balance);
+}
+
+static int require_admin(credit_ctx_t *c)
+{
+    if (api__auth(c->api, c->req, &c->who, 0) < 0)
+        return -1;
+    if (!c->who.admin) {
+        api__error(c->req, 403, "forbidden", "this route needs the admin role", NULL);
+        return -1;
+    }
+    return 0;
+}
+
+static void on_admin_credits(gf_http_req_t *req, void *data)
+{
+    credit_ctx_t *c = ctx_new(data, req);
+    if (require_admin(c) < 0) {
+        ctx_free(c);
+        return;
+    }
+    size_t len;
+    const char *body = gf_http_req_body(req, &len);
+    json_t *root = json_loadb(body, len, 0, NULL);
+    json_t *user = json_object_get(root, "user_id"), *amount = json_object_get(root, "amount");
+    json_t *reason = json_object_get(root, "reason");
+    const char *field = root == NULL || !json_is_object(root)                            ? NULL
+                        : !json_is_string(user) || !api_is_uuid(json_string_value(user)) ? "user_id"
+                        : !json_is_integer(amount) || json_integer_value(amount) == 0 ||
+                                json_integer_value(amount) > 1000000000 ||
+                                json_integer_value(amount) < -1000000000
+                            ? "amount"
+                        : !json_is_string(reason) || json_string_length(reason) < 1 ||
+                                json_string_length(reason) > 500
+                            ? "reason"
+                            : "";
+    if (field == NULL || field[0] != '\0') {
+        api__error(req, 400, "invalid_request",
+                   field == NULL ? "the body must be a JSON object"
+                                 : "user_id (uuid), amount (non-zero integer) and reason are "
+                                   "required",
+                   field);
+        json_decref(root);
+        ctx_free(c);
+        return;
+    }
+    snprintf(c->user, sizeof(c->user), "%s", json_string_value(user));
+    store_call_credit(&c->call, c->user, json_integer_value(amount), json_string_value(reason),
+                      c->api->cfg->welcome_credits);
+    json_decref(root);
+    run(c, on_granted);
+}
+
+static void on_stats_ready(queue_t *q, int status, const queue_stats_t *s, void *data)
+{
+    (void)q;
+    credit_ctx_t *c = data;
+    if (status < 0) {
+        api__fail(c->req, status, NULL);
+        ctx_free(c);
+        return;
+    }
+    json_t *tiers = json_object();
+    for (size_t i = 0; i < s->n_tiers; i++)
+        json_object_set_new(tiers, s->tiers[i].name, json_integer(s->tiers[i].depth));
+    api__json(c->req, 200,
+              json_pack("{s:o, s:I, s:I, s:I, s:I, s:{s:I, s:I}}", "queued_by_tier", tiers,
+                        "in_flight", (json_int_t)s->in_flight, "delayed", (json_int_t)s->delayed,
+                        "dead_lettered", (json_int_t)s->dead, "live_workers",
+                        (json_int_t)s->workers, "last_minute", "completed",
+                        (json_int_t)s->done_last_min, "failed", (json_int_t)s->failed_last_min));
+    ctx_free(c);
+}
+
+static void on_admin_stats(gf_http_req_t *req, void *data)
+{
+    credit_ctx_t *c = ctx_new(data, req);
+    if (require_admin(c) < 0) {
+        ctx_free(c);
+        return;
+    }
+    int rc = queue_stats(c->api->queue, on_stats_ready, c);
+    if (rc < 0) {
+        api__fail(req, rc, NULL);
+        ctx_free(c);
+    }
+}
+
+void api__credits_routes(api_t *api)
+{
+    gf_httpd_route(api->httpd, "GET", "/v1/credits", 0, on_credits, api);
+    gf_httpd_route(api->httpd, "GET", "/v1/credits/ledger", 0, on_ledger, api);
+    gf_httpd_route(api->httpd, "POST", "/v1/admin/credits", 0, on_admin_credits, api);
+    gf_httpd_route(api->httpd, "GET", "/v1/admin/stats", 0, on_admin_stats, api);
+}

@@ -1,0 +1,405 @@
+/*
+ * api/events.c - progress over Server-Sent Events (API.md):
+ * GET /v1/generations/:id/events and GET /v1/events.
+ *
+ * A stream replays the events after Last-Event-ID from the queue, then
+ * follows live ones through a queue watch. Every watch of the process shares
+ * the queue's one subscription, and a watch delivers each event once and in
+ * order, so there is no gap and no duplicate at the seam between replay and
+ * live. A generation's stream ends after its terminal event, whose data is
+ * the generation as GET returns it (read from Postgres, the record).
+ *
+ * Lifetime: a stream lives until its request is finished and no store call
+ * of it is in flight; `finish` and `store_pending` decide together.
+ */
+#include "api_int.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct api_sse {
+    struct api_sse *next, *prev;
+    api_t *api;
+    gf_http_req_t *req;
+    api_principal_t who;
+    char gen_id[37]; /* empty for the user stream */
+    uint64_t after;
+    char *after_user;
+    uint64_t last_id; /* the last generation event written */
+    queue_watch_t *watch;
+    uv_timer_t ping;
+    int ping_open;
+    store_call_t call;
+    int store_pending;
+    int started, finished;
+    char terminal_name[16];
+    uint64_t terminal_id;
+    char finished_status[16]; /* the generation was already finished when the stream began */
+    int read_pending;         /* a replay read of a finished generation is in flight */
+} api_sse_t;
+
+static const char *const terminal_types[] = {"done",      "failed",  "canceled", "expired",
+                                             "succeeded", "partial", NULL};
+
+static int is_terminal(const char *type)
+{
+    for (int i = 0; terminal_types[i]; i++)
+        if (strcmp(type, terminal_types[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* The queue's words for states are not all API.md's event names. */
+static const char *event_name(const char *type)
+{
+    if (strcmp(type, "running") == 0)
+        return "started";
+    return type;
+}
+
+static void sse_free_maybe(api_sse_t *s);
+
+static void on_ping_closed(uv_handle_t *h)
+{
+    api_sse_t *s = h->data;
+    s->ping_open = 0;
+    sse_free_maybe(s);
+}
+
+/* Ends the stream (once): stops the watch and the heartbeat, finishes the request. */
+static void sse_finish(api_sse_t *s)
+{
+    if (s->finished)
+        return;
+    s->finished = 1;
+    if (s->watch) {
+        queue_watch_stop(s->watch);
+        s->watch = NULL;
+    }
+    if (s->ping_open && !uv_is_closing((uv_handle_t *)&s->ping))
+        uv_close((uv_handle_t *)&s->ping, on_ping_closed);
+    if (s->started)
+        gf_http_stream_end(s->req);
+    s->req = NULL;
+    sse_free_maybe(s);
+}
+
+static void sse_free_maybe(api_sse_t *s)
+{
+    if (!s->finished || s->store_pending || s->ping_open || s->read_pending)
+        return;
+    if (s->prev)
+        s->prev->next = s->next;
+    else if (s->api->streams == s)
+        s->api->streams = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    store_call_dispose(&s->call);
+    free(s->after_user);
+    free(s);
+}
+
+static void on_client_gone(gf_http_req_t *req, void *data)
+{
+    (void)req;
+    sse_finish(data);
+}
+
+/* Writes one event; a client that cannot keep up is dropped (the stream ends). */
+static int sse_write(api_sse_t *s, const char *id, const char *name, const char *data)
+{
+    gf_buf_t b = {0};
+    gf_buf_printf(&b, "id: %s\nevent: %s\ndata: %s\n\n", id, name, data);
+    int rc = gf_http_stream_write(s->req, b.p, b.len);
+    gf_buf_dispose(&b);
+    if (rc < 0)
+        sse_finish(s);
+    return rc;
+}
+
+static void on_ping(uv_timer_t *t)
+{
+    api_sse_t *s = t->data;
+    if (gf_http_stream_write(s->req, ": ping\n\n", 8) < 0)
+        sse_finish(s);
+}
+
+/* The data of an event: its own JSON object, or a small object naming the generation. */
+static char *event_data(const char *gen_id, const queue_event_t *ev)
+{
+    json_t *d = ev->data ? json_loads(ev->data, JSON_DECODE_ANY, NULL) : NULL;
+    if (!json_is_object(d)) {
+        json_decref(d);
+        d = json_pack("{s:s, s:s}", "id", gen_id, "status", event_name(ev->type));
+    } else if (json_object_get(d, "id") == NULL) {
+        json_object_set_new(d, "id", json_string(gen_id));
+    }
+    char *text = json_dumps(d, JSON_COMPACT);
+    json_decref(d);
+    return text;
+}
+
+static void on_terminal_generation(store_t *st, store_call_t *call, void *data)
+{
+    (void)st;
+    api_sse_t *s = data;
+    s->store_pending = 0;
+    json_t *gen = call->status == 0 ? json_loads(call->json, 0, NULL) : NULL;
+    if (!s->finished && gen != NULL) {
+        api__sign_outputs(s->api, gen);
+        const char *status = json_string_value(json_object_get(gen, "status"));
+        const char *name =
+            strcmp(s->terminal_name, "done") == 0 && status ? status : s->terminal_name;
+        char id[24], *text = json_dumps(gen, JSON_COMPACT);
+        snprintf(id, sizeof(id), "%" PRIu64, s->terminal_id);
+        sse_write(s, id, name, text ? text : "{}");
+        free(text);
+    }
+    json_decref(gen);
+    sse_finish(s);
+}
+
+/* The terminal event carries the whole generation: read it, then write and end. */
+static void sse_terminal(api_sse_t *s, const char *type, uint64_t id)
+{
+    if (s->watch) {
+        queue_watch_stop(s->watch);
+        s->watch = NULL;
+    }
+    snprintf(s->terminal_name, sizeof(s->terminal_name), "%s", type);
+    s->terminal_id = id;
+    store_call_dispose(&s->call);
+    store_call_generation(&s->call, s->gen_id, s->who.sub);
+    if (store_exec(s->api->store, &s->call, on_terminal_generation, s) == 0)
+        s->store_pending = 1;
+    else
+        sse_finish(s);
+}
+
+static void on_gen_events(queue_watch_t *w, int status, const queue_events_t *e, void *data)
+{
+    (void)w;
+    api_sse_t *s = data;
+    if (status < 0) {
+        s->watch = NULL; /* a watch that reports a final status is over */
+        sse_finish(s);
+        return;
+    }
+    for (size_t i = 0; i < e->n && !s->finished && s->watch; i++) {
+        const queue_event_t *ev = &e->ev[i];
+        if (ev->id <= s->last_id)
+            continue;
+        s->last_id = ev->id;
+        if (is_terminal(ev->type)) {
+            sse_terminal(s, ev->type, ev->id);
+            return;
+        }
+        char id[24];
+        snprintf(id, sizeof(id), "%" PRIu64, ev->id);
+        char *text = event_data(s->gen_id, ev);
+        int rc = sse_write(s, id, event_name(ev->type), text ? text : "{}");
+        free(text);
+        if (rc < 0)
+            return;
+    }
+}
+
+static void on_user_events(queue_watch_t *w, int status, const queue_events_t *e, void *data)
+{
+    (void)w;
+    api_sse_t *s = data;
+    if (status < 0) {
+        s->watch = NULL;
+        sse_finish(s);
+        return;
+    }
+    for (size_t i = 0; i < e->n && !s->finished; i++) {
+        const queue_event_t *ev = &e->ev[i];
+        char *text = event_data(ev->gen_id ? ev->gen_id : "", ev);
+        const char *name = strcmp(ev->type, "done") == 0 ? "succeeded" : event_name(ev->type);
+        int rc = sse_write(s, ev->stream_id ? ev->stream_id : "", name, text ? text : "{}");
+        free(text);
+        if (rc < 0)
+            return;
+    }
+}
+
+/*
+ * A finished generation: replay what the queue still has after the cursor,
+ * then the terminal event (the queue's own, or one made from Postgres when
+ * the queue's events have expired), and end.
+ */
+static void on_replay_read(queue_t *q, int status, const queue_events_t *e, void *data)
+{
+    (void)q;
+    api_sse_t *s = data;
+    s->read_pending = 0;
+    if (s->finished) {
+        sse_free_maybe(s);
+        return;
+    }
+    for (size_t i = 0; status == 0 && i < e->n; i++) {
+        const queue_event_t *ev = &e->ev[i];
+        if (ev->id <= s->last_id)
+            continue;
+        s->last_id = ev->id;
+        if (is_terminal(ev->type)) {
+            sse_terminal(s, ev->type, ev->id);
+            return;
+        }
+        char id[24];
+        snprintf(id, sizeof(id), "%" PRIu64, ev->id);
+        char *text = event_data(s->gen_id, ev);
+        int rc = sse_write(s, id, event_name(ev->type), text ? text : "{}");
+        free(text);
+        if (rc < 0)
+            return;
+    }
+    sse_terminal(s, s->finished_status, s->last_id + 1);
+}
+
+/* Sends the stream's headers and first bytes, then starts the watch and the heartbeat. */
+static void sse_begin(api_sse_t *s)
+{
+    gf_http_set_header(s->req, "Cache-Control", "no-cache");
+    gf_http_set_header(s->req, "X-Accel-Buffering", "no");
+    gf_http_set_header(s->req, "X-Content-Type-Options", "nosniff");
+    gf_http_req_on_close(s->req, on_client_gone, s);
+    s->started = 1;
+    if (gf_http_stream_start(s->req, 200, "text/event-stream; charset=utf-8") < 0 ||
+        gf_http_stream_write(s->req, "retry: 2000\n\n", 13) < 0) {
+        sse_finish(s);
+        return;
+    }
+    if (s->finished_status[0]) {
+        if (queue_events_read(s->api->queue, s->gen_id, s->after, 1000, on_replay_read, s) == 0)
+            s->read_pending = 1;
+        else
+            sse_terminal(s, s->finished_status, s->last_id + 1);
+        return;
+    }
+    gf_err_t err = {0};
+    s->watch =
+        s->gen_id[0]
+            ? queue_watch_gen(s->api->queue, s->gen_id, s->after, on_gen_events, s, &err)
+            : queue_watch_user(s->api->queue, s->who.sub, s->after_user, on_user_events, s, &err);
+    if (s->watch == NULL) {
+        /* Redis is down: end now; the client reconnects with Last-Event-ID and loses nothing. */
+        sse_finish(s);
+        return;
+    }
+    uv_timer_init(s->api->loop, &s->ping);
+    s->ping.data = s;
+    s->ping_open = 1;
+    uint64_t every = (uint64_t)s->api->cfg->sse_heartbeat_s * 1000;
+    uv_timer_start(&s->ping, on_ping, every, every);
+}
+
+static void on_owner_checked(store_t *st, store_call_t *call, void *data)
+{
+    (void)st;
+    api_sse_t *s = data;
+    s->store_pending = 0;
+    if (call->status < 0) {
+        api__fail(s->req, call->status, &call->err);
+        s->req = NULL;
+        s->finished = 1;
+        sse_free_maybe(s);
+        return;
+    }
+    json_t *gen = json_loads(call->json, 0, NULL);
+    const char *status = json_string_value(json_object_get(gen, "status"));
+    if (status && strcmp(status, "queued") != 0 && strcmp(status, "running") != 0)
+        snprintf(s->finished_status, sizeof(s->finished_status), "%s", status);
+    json_decref(gen);
+    sse_begin(s);
+}
+
+/* Authenticates, enforces the per-user limit, registers the stream; NULL when answered. */
+static api_sse_t *sse_new(api_t *api, gf_http_req_t *req)
+{
+    api_sse_t *s = gf_xcalloc(1, sizeof(*s));
+    s->api = api;
+    s->req = req;
+    if (api__auth(api, req, &s->who, 1) < 0) {
+        free(s);
+        return NULL;
+    }
+    long long open = 0;
+    for (api_sse_t *o = api->streams; o; o = o->next)
+        open += !o->finished && strcmp(o->who.sub, s->who.sub) == 0;
+    if (open >= api->cfg->sse_max_per_user) {
+        gf_http_set_header(req, "Retry-After", "5");
+        api__error(req, 429, "rate_limited", "too many open event streams for this user", NULL);
+        free(s);
+        return NULL;
+    }
+    s->next = api->streams;
+    if (api->streams)
+        api->streams->prev = s;
+    api->streams = s;
+    return s;
+}
+
+static void on_generation_stream(gf_http_req_t *req, void *data)
+{
+    api_t *api = data;
+    const char *id = gf_http_req_param(req, "id");
+    const char *last = gf_http_req_header(req, "last-event-id");
+    api_sse_t *s = sse_new(api, req);
+    if (s == NULL)
+        return;
+    char *end = NULL;
+    if (!api_is_uuid(id) ||
+        (last && (*last == '\0' || (s->after = strtoull(last, &end, 10), *end != '\0')))) {
+        if (!api_is_uuid(id))
+            api__error(req, 404, "not_found", "no such generation", NULL);
+        else
+            api__error(req, 400, "invalid_request", "Last-Event-ID must be an event number",
+                       "Last-Event-ID");
+        s->req = NULL;
+        s->finished = 1;
+        sse_free_maybe(s);
+        return;
+    }
+    snprintf(s->gen_id, sizeof(s->gen_id), "%s", id);
+    s->last_id = s->after;
+    /* Only its owner may follow a generation: 404 otherwise, as for GET. */
+    store_call_generation(&s->call, s->gen_id, s->who.sub);
+    if (store_exec(api->store, &s->call, on_owner_checked, s) == 0) {
+        s->store_pending = 1;
+        return;
+    }
+    api__fail(req, GF_EUNAVAIL, NULL);
+    s->req = NULL;
+    s->finished = 1;
+    sse_free_maybe(s);
+}
+
+static void on_user_stream(gf_http_req_t *req, void *data)
+{
+    api_sse_t *s = sse_new(data, req);
+    if (s == NULL)
+        return;
+    const char *last = gf_http_req_header(req, "last-event-id");
+    if (last && strlen(last) < 64)
+        s->after_user = gf_xstrdup(last);
+    sse_begin(s);
+}
+
+void api__events_close_all(api_t *api)
+{
+    for (api_sse_t *s = api->streams; s;) {
+        api_sse_t *next = s->next;
+        sse_finish(s);
+        s = next;
+    }
+}
+
+void api__events_routes(api_t *api)
+{
+    gf_httpd_route(api->httpd, "GET", "/v1/generations/:id/events", 0, on_generation_stream, api);
+    gf_httpd_route(api->httpd, "GET", "/v1/events", 0, on_user_stream, api);
+}

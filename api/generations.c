@@ -1,0 +1,432 @@
+/*
+ * api/generations.c - POST /v1/generations, GET one, the list, and cancel.
+ *
+ * The order of an accept: validate -> hold in Postgres (with the
+ * idempotency key) -> enqueue in Redis. When the enqueue fails after the
+ * hold committed, the answer is still 202: the generation is accepted, its
+ * credits are held, and the sweeper enqueues it (docs/api.md). When the
+ * queue refuses it (the user's active cap), the generation is finished as
+ * canceled, releasing the hold, and the answer is 429 too_many_active.
+ */
+#include "api_int.h"
+#include "validate.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+typedef struct {
+    api_t *api;
+    gf_http_req_t *req;
+    api_principal_t who;
+    store_call_t call;
+    api_gen_req_t g;
+    char gen_id[37];
+    char created_at[32];
+    json_t *gen;       /* a generation object being answered */
+    int answer_status; /* of the generation answer: 200, or 202 after a cancel */
+} gen_ctx_t;
+
+static gen_ctx_t *ctx_new(api_t *api, gf_http_req_t *req)
+{
+    gen_ctx_t *c = gf_xcalloc(1, sizeof(*c));
+    c->api = api;
+    c->req = req;
+    c->answer_status = 200;
+    return c;
+}
+
+static void ctx_free(gen_ctx_t *c)
+{
+    store_call_dispose(&c->call);
+    api_gen_req_dispose(&c->g);
+    json_decref(c->gen);
+    free(c);
+}
+
+static void sha256_hex(const char *data, size_t len, char out[65])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_Digest(data, len, md, &n, EVP_sha256(), NULL);
+    for (unsigned int i = 0; i < n && i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+/* The body of a 202 (and of the 200 of a repeated idempotent request). */
+static json_t *accepted_body(const char *id, const char *kind, const char *status, long long cost,
+                             long long images, json_t *position, const char *created_at)
+{
+    char events[128], url[96];
+    snprintf(events, sizeof(events), "/v1/generations/%s/events", id);
+    snprintf(url, sizeof(url), "/v1/generations/%s", id);
+    return json_pack("{s:s, s:s, s:s, s:I, s:I, s:o, s:s, s:s, s:s}", "id", id, "kind", kind,
+                     "status", status, "cost", (json_int_t)cost, "images", (json_int_t)images,
+                     "queue_position", position ? position : json_null(), "created_at", created_at,
+                     "events_url", events, "url", url);
+}
+
+/* --- POST /v1/generations ------------------------------------------------------ */
+
+static void on_released(store_t *st, store_call_t *call, void *data)
+{
+    (void)st;
+    gen_ctx_t *c = data;
+    if (call->status < 0)
+        gf_log_err(GF_LOG_ERROR, &(gf_log_ctx){.component = "api"}, &call->err);
+    gf_http_set_header(c->req, "Retry-After", "10");
+    api__error(c->req, 429, "too_many_active",
+               "too many queued and running generations; wait for one to finish", NULL);
+    ctx_free(c);
+}
+
+static void on_enqueued(queue_t *q, int status, const queue_result_t *res, void *data)
+{
+    (void)q;
+    gen_ctx_t *c = data;
+    gf_log_ctx ctx = {.component = "api",
+                      .request_id = gf_http_req_id(c->req),
+                      .generation_id = c->gen_id,
+                      .user_id = c->who.sub};
+    if (status == GF_ETOOBIG) {
+        store_call_dispose(&c->call);
+        store_call_finish(&c->call, c->gen_id, -1, "canceled",
+                          "{\"code\":\"too_many_active\",\"message\":\"refused by the active "
+                          "generations cap\",\"retryable\":true}");
+        if (store_exec(c->api->store, &c->call, on_released, c) == 0)
+            return;
+        api__fail(c->req, GF_EUNAVAIL, NULL);
+        ctx_free(c);
+        return;
+    }
+    json_t *position = NULL;
+    if (status == 0)
+        position = json_integer(res->position);
+    else
+        GF_LOG(GF_LOG_WARN, &ctx, "accepted but not enqueued (%s): the sweeper will enqueue it",
+               gf_status_name(status));
+    api__json(c->req, 202,
+              accepted_body(c->gen_id, c->g.is_pose ? "pose" : "avatar", "queued",
+                            (long long)c->g.images * c->g.unit_cost, c->g.images, position,
+                            c->created_at));
+    ctx_free(c);
+}
+
+static void on_existing(store_t *st, store_call_t *call, void *data)
+{
+    (void)st;
+    gen_ctx_t *c = data;
+    json_t *gen = call->status == 0 ? json_loads(call->json, 0, NULL) : NULL;
+    if (gen == NULL) {
+        api__fail(c->req, call->status ? call->status : GF_EUNAVAIL, &call->err);
+    } else {
+        json_t *body = accepted_body(c->gen_id, json_string_value(json_object_get(gen, "kind")),
+                                     json_string_value(json_object_get(gen, "status")),
+                                     json_integer_value(json_object_get(gen, "cost")),
+                                     json_integer_value(json_object_get(gen, "images")), NULL,
+                                     json_string_value(json_object_get(gen, "created_at")));
+        json_decref(gen);
+        api__json(c->req, 200, body);
+    }
+    ctx_free(c);
+}
+
+static void on_accepted(store_t *st, store_call_t *call, void *data)
+{
+    (void)st;
+    gen_ctx_t *c = data;
+    char msg[200];
+    long long cost = (long long)c->g.images * c->g.unit_cost;
+    switch (call->status) {
+    case 0:
+        break;
+    case GF_ECREDITS:
+        snprintf(msg, sizeof(msg), "this generation costs %lld credits; %lld available", cost,
+                 call->available);
+        api__error(c->req, 402, "insufficient_credits", msg, NULL);
+        ctx_free(c);
+        return;
+    case GF_ECONFLICT:
+        api__error(c->req, 409, "idempotency_conflict",
+                   "this Idempotency-Key was used with a different body", NULL);
+        ctx_free(c);
+        return;
+    default:
+        api__fail(c->req, call->status, &call->err);
+        ctx_free(c);
+        return;
+    }
+    snprintf(c->gen_id, sizeof(c->gen_id), "%s", call->generation_id);
+    if (call->existing) {
+        store_call_dispose(&c->call);
+        store_call_generation(&c->call, c->gen_id, c->who.sub);
+        if (store_exec(c->api->store, &c->call, on_existing, c) < 0) {
+            api__fail(c->req, GF_EUNAVAIL, NULL);
+            ctx_free(c);
+        }
+        return;
+    }
+    char *payload = json_dumps(c->g.params, JSON_COMPACT);
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    queue_enqueue_req_t req = {
+        .gen_id = c->gen_id,
+        .user_id = c->who.sub,
+        .tier = api__tier(c->api->cfg, c->who.plan),
+        .payload = payload,
+        .deadline_ms = c->g.deadline_s ? (int64_t)tv.tv_sec * 1000 + c->g.deadline_s * 1000 : 0};
+    int rc = queue_enqueue(c->api->queue, &req, on_enqueued, c);
+    free(payload);
+    if (rc < 0)
+        on_enqueued(c->api->queue, rc, NULL, c);
+}
+
+static void on_create(gf_http_req_t *req, void *data)
+{
+    api_t *api = data;
+    gen_ctx_t *c = ctx_new(api, req);
+    if (api__auth(api, req, &c->who, 0) < 0)
+        goto done;
+    const char *ctype = gf_http_req_header(req, "content-type");
+    if (ctype == NULL || strncasecmp(ctype, "application/json", 16) != 0) {
+        api__error(req, 415, "unsupported_media_type", "send application/json", NULL);
+        goto done;
+    }
+    size_t len;
+    const char *body = gf_http_req_body(req, &len);
+    json_error_t jerr;
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        api__error(req, 400, "invalid_request", "the body is not valid JSON", NULL);
+        goto done;
+    }
+    int rc = api_gen_validate(root, api->cfg, &c->g);
+    json_decref(root);
+    if (rc < 0) {
+        api__error(req, 400, "invalid_request", c->g.message, c->g.field[0] ? c->g.field : NULL);
+        goto done;
+    }
+    const char *key = gf_http_req_header(req, "idempotency-key");
+    if (key != NULL && (strlen(key) < 1 || strlen(key) > 128)) {
+        api__error(req, 400, "invalid_request", "Idempotency-Key must be 1..128 characters",
+                   "Idempotency-Key");
+        goto done;
+    }
+    char hash[65] = "";
+    sha256_hex(body, len, hash);
+    gf_uuid4(c->gen_id);
+    api__now_rfc3339(c->created_at);
+    char *params = json_dumps(c->g.params, JSON_COMPACT);
+    char *meta = c->g.metadata ? json_dumps(c->g.metadata, JSON_COMPACT) : NULL;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    store_accept_t a = {.id = c->gen_id,
+                        .user_id = c->who.sub,
+                        .plan = c->who.plan,
+                        .kind = c->g.is_pose ? "pose" : "avatar",
+                        .images = c->g.images,
+                        .unit_cost = c->g.unit_cost,
+                        .welcome_credits = api->cfg->welcome_credits,
+                        .params_json = params,
+                        .metadata_json = meta,
+                        .deadline_unix_ms =
+                            c->g.deadline_s ? (long long)tv.tv_sec * 1000 + c->g.deadline_s * 1000
+                                            : 0,
+                        .idempotency_key = key,
+                        .request_hash = hash};
+    store_call_accept(&c->call, &a);
+    free(params);
+    free(meta);
+    if (store_exec(api->store, &c->call, on_accepted, c) == 0)
+        return;
+    api__fail(req, GF_EUNAVAIL, NULL);
+done:
+    ctx_free(c);
+}
+
+/* --- GET /v1/generations/:id ----------------------------------------------------- */
+
+static void on_position(queue_t *q, int status, const queue_result_t *res, void *data)
+{
+    (void)q;
+    gen_ctx_t *c = data;
+    if (status == 0 && res->position >= 0)
+        json_object_set_new(c->gen, "queue_position", json_integer(res->position));
+    api__json(c->req, c->answer_status, json_incref(c->gen));
+    ctx_free(c);
+}
+
+static void on_generation(store_t *st, store_call_t *call, void *data)
+{
+    (void)st;
+    gen_ctx_t *c = data;
+    if (call->status < 0 || (c->gen = json_loads(call->json, 0, NULL)) == NULL) {
+        api__fail(c->req, call->status < 0 ? call->status : GF_EUNAVAIL, &call->err);
+        ctx_free(c);
+        return;
+    }
+    api__sign_outputs(c->api, c->gen);
+    const char *status = json_string_value(json_object_get(c->gen, "status"));
+    if (status && strcmp(status, "queued") == 0 &&
+        queue_position(c->api->queue, c->gen_id, on_position, c) == 0)
+        return;
+    api__json(c->req, c->answer_status, json_incref(c->gen));
+    ctx_free(c);
+}
+
+/* Reads the generation and answers it (200; 202 after a cancel). */
+static void answer_generation(gen_ctx_t *c)
+{
+    store_call_dispose(&c->call);
+    store_call_generation(&c->call, c->gen_id, c->who.sub);
+    if (store_exec(c->api->store, &c->call, on_generation, c) < 0) {
+        api__fail(c->req, GF_EUNAVAIL, NULL);
+        ctx_free(c);
+    }
+}
+
+/* Authenticates and checks the :id of the path; 0 or answered. */
+static int gen_start(gen_ctx_t *c)
+{
+    if (api__auth(c->api, c->req, &c->who, 0) < 0)
+        return -1;
+    const char *id = gf_http_req_param(c->req, "id");
+    if (!api_is_uuid(id)) {
+        api__error(c->req, 404, "not_found", "no such generation", NULL);
+        return -1;
+    }
+    snprintf(c->gen_id, sizeof(c->gen_id), "%s", id);
+    return 0;
+}
+
+static void on_get(gf_http_req_t *req, void *data)
+{
+    gen_ctx_t *c = ctx_new(data, req);
+    if (gen_start(c) < 0) {
+        ctx_free(c);
+        return;
+    }
+    answer_generation(c);
+}
+
+/* --- POST /v1/generations/:id/cancel ---------------------------------------------- */
+
+static void on_queue_canceled(queue_t *q, int status, const queue_result_t *res, void *data)
+{
+    (void)q;
+    (void)res;
+    (void)data;
+    if (status < 0 && status != GF_ECANCELED)
+        GF_LOG(GF_LOG_WARN, &(gf_log_ctx){.component = "api"},
+               "cancel not passed to the queue (%s): the worker sees it at its next start",
+               gf_status_name(status));
+}
+
+static void on_canceled(store_t *st, store_call_t *call, void *data)
+{
+    (void)st;
+    gen_ctx_t *c = data;
+    if (call->status == GF_ECONFLICT) {
+        api__error(c->req, 409, "not_cancelable", "the generation is already finished", NULL);
+        ctx_free(c);
+        return;
+    }
+    if (call->status < 0) {
+        api__fail(c->req, call->status, &call->err);
+        ctx_free(c);
+        return;
+    }
+    /* Postgres decided; the queue drops a queued job or flags a running one for its worker. */
+    queue_cancel(c->api->queue, c->gen_id, on_queue_canceled, NULL);
+    c->answer_status = 202;
+    answer_generation(c);
+}
+
+static void on_cancel(gf_http_req_t *req, void *data)
+{
+    gen_ctx_t *c = ctx_new(data, req);
+    if (gen_start(c) < 0) {
+        ctx_free(c);
+        return;
+    }
+    store_call_cancel(&c->call, c->gen_id, c->who.sub);
+    if (store_exec(c->api->store, &c->call, on_canceled, c) < 0) {
+        api__fail(req, GF_EUNAVAIL, NULL);
+        ctx_free(c);
+    }
+}
+
+/* --- GET /v1/generations ------------------------------------------------------------ */
+
+static void on_page(store_t *st, store_call_t *call, void *data)
+{
+    (void)st;
+    gen_ctx_t *c = data;
+    json_t *page = call->status == 0 ? json_loads(call->json, 0, NULL) : NULL;
+    if (page == NULL) {
+        if (call->status == GF_EINVAL)
+            api__error(c->req, 400, "invalid_request", "malformed cursor", "cursor");
+        else
+            api__fail(c->req, call->status ? call->status : GF_EUNAVAIL, &call->err);
+        ctx_free(c);
+        return;
+    }
+    size_t i;
+    json_t *item;
+    json_array_foreach(json_object_get(page, "items"), i, item) api__sign_outputs(c->api, item);
+    api__json(c->req, 200, page);
+    ctx_free(c);
+}
+
+/* Parses ?limit= (1..100, default 20); -1 when malformed. */
+int api__parse_limit(const char *s)
+{
+    if (s == NULL)
+        return 20;
+    char *end;
+    long v = strtol(s, &end, 10);
+    return *s && *end == '\0' && v >= 1 && v <= 100 ? (int)v : -1;
+}
+
+static void on_list(gf_http_req_t *req, void *data)
+{
+    gen_ctx_t *c = ctx_new(data, req);
+    if (api__auth(c->api, req, &c->who, 0) < 0) {
+        ctx_free(c);
+        return;
+    }
+    static const char *const statuses[] = {"queued", "running",  "succeeded", "partial",
+                                           "failed", "canceled", "expired",   NULL};
+    const char *status = gf_http_req_query(req, "status");
+    const char *kind = gf_http_req_query(req, "kind");
+    const char *cursor = gf_http_req_query(req, "cursor");
+    int limit = api__parse_limit(gf_http_req_query(req, "limit"));
+    int status_ok = status == NULL;
+    for (int i = 0; status && statuses[i]; i++)
+        status_ok |= strcmp(status, statuses[i]) == 0;
+    const char *bad = !status_ok                                                         ? "status"
+                      : kind && strcmp(kind, "avatar") != 0 && strcmp(kind, "pose") != 0 ? "kind"
+                      : limit < 0                                                        ? "limit"
+                      : cursor && (strlen(cursor) > 80 || !strchr(cursor, '.'))          ? "cursor"
+                                                                                         : NULL;
+    if (bad != NULL) {
+        api__error(req, 400, "invalid_request", "invalid query parameter", bad);
+        ctx_free(c);
+        return;
+    }
+    store_call_list(&c->call, c->who.sub, status, kind, limit, cursor);
+    if (store_exec(c->api->store, &c->call, on_page, c) < 0) {
+        api__fail(req, GF_EUNAVAIL, NULL);
+        ctx_free(c);
+    }
+}
+
+void api__generations_routes(api_t *api)
+{
+    gf_httpd_route(api->httpd, "POST", "/v1/generations", 0, on_create, api);
+    gf_httpd_route(api->httpd, "GET", "/v1/generations", 0, on_list, api);
+    gf_httpd_route(api->httpd, "GET", "/v1/generations/:id", 0, on_get, api);
+    gf_httpd_route(api->httpd, "POST", "/v1/generations/:id/cancel", 0, on_cancel, api);
+}

@@ -1,0 +1,207 @@
+/*
+ * api/respond.c - how the api answers: JSON with its headers, the error
+ * shape, the one table from gf_status to API.md's errors, authentication,
+ * and signed output URLs.
+ */
+#include "api_int.h"
+
+#include <errno.h>
+#include <jwt.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+
+static void security_headers(gf_http_req_t *req)
+{
+    gf_http_set_header(req, "X-Content-Type-Options", "nosniff");
+    gf_http_set_header(req, "Referrer-Policy", "no-referrer");
+    gf_http_set_header(req, "Cache-Control", "no-store");
+}
+
+void api__json(gf_http_req_t *req, int status, json_t *body)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    security_headers(req);
+    gf_http_respond(req, status, "application/json; charset=utf-8", text ? text : "{}",
+                    text ? strlen(text) : 2);
+    free(text);
+}
+
+void api__error(gf_http_req_t *req, int status, const char *code, const char *message,
+                const char *field)
+{
+    security_headers(req);
+    gf_http_respond_error(req, status, code, message, field);
+}
+
+/* The one table: a status of a failed call -> HTTP status, API.md code, message. */
+static const struct {
+    int status;
+    int http;
+    const char *code;
+    const char *message;
+} fail_table[] = {
+    {GF_EINVAL, 400, "invalid_request", "the request is not valid"},
+    {GF_ENOTFOUND, 404, "not_found", "no such resource"},
+    {GF_ECONFLICT, 409, "not_cancelable", "the generation is already finished"},
+    {GF_ECREDITS, 402, "insufficient_credits", "not enough credits"},
+    {GF_ETOOBIG, 413, "payload_too_large", "the request is too large"},
+    {GF_EUNAVAIL, 503, "unavailable", "a dependency is unavailable; nothing was charged"},
+    {GF_ETIMEDOUT, 503, "unavailable", "a dependency did not answer in time; retry"},
+    {GF_ECANCELED, 503, "unavailable", "the server is shutting down; retry"},
+};
+
+void api__fail(gf_http_req_t *req, int status, const gf_err_t *err)
+{
+    gf_log_ctx ctx = {.component = "api", .request_id = gf_http_req_id(req)};
+    for (size_t i = 0; i < sizeof(fail_table) / sizeof(fail_table[0]); i++) {
+        if (fail_table[i].status != status)
+            continue;
+        if (err && err->code && fail_table[i].http >= 500)
+            gf_log_err(GF_LOG_WARN, &ctx, err);
+        api__error(req, fail_table[i].http, fail_table[i].code, fail_table[i].message, NULL);
+        return;
+    }
+    if (err && err->code)
+        gf_log_err(GF_LOG_ERROR, &ctx, err);
+    char msg[200];
+    snprintf(msg, sizeof(msg), "internal error (request %s)", gf_http_req_id(req));
+    api__error(req, 500, "internal", msg, NULL);
+}
+
+int api__token_verify(const char *secret, const char *token, api_principal_t *p, gf_err_t *err)
+{
+    jwt_t *jwt = NULL;
+    int rc = GF_EINVAL;
+    memset(p, 0, sizeof(*p));
+    if (secret == NULL || secret[0] == '\0')
+        return gf_err_set(err, GF_EINVAL, "auth", "FARM_JWT_SECRET is not set");
+    if (jwt_decode(&jwt, token, (const unsigned char *)secret, (int)strlen(secret)) != 0 ||
+        jwt == NULL) {
+        gf_err_set(err, GF_EINVAL, "auth", "malformed token or bad signature");
+        goto out;
+    }
+    /* A key was given, so only an HMAC algorithm could verify; demand exactly HS256. */
+    if (jwt_get_alg(jwt) != JWT_ALG_HS256) {
+        gf_err_set(err, GF_EINVAL, "auth", "algorithm %s refused", jwt_alg_str(jwt_get_alg(jwt)));
+        goto out;
+    }
+    const char *sub = jwt_get_grant(jwt, "sub");
+    if (!api_is_uuid(sub)) {
+        gf_err_set(err, GF_EINVAL, "auth", "sub missing or not a lowercase UUID");
+        goto out;
+    }
+    errno = 0;
+    long exp = jwt_get_grant_int(jwt, "exp");
+    if (errno != 0) {
+        gf_err_set(err, GF_EINVAL, "auth", "exp missing");
+        goto out;
+    }
+    if (exp <= (long)time(NULL)) {
+        gf_err_set(err, GF_EINVAL, "auth", "token expired");
+        goto out;
+    }
+    const char *role = jwt_get_grant(jwt, "role");
+    if (role != NULL && strcmp(role, "user") != 0 && strcmp(role, "admin") != 0) {
+        gf_err_set(err, GF_EINVAL, "auth", "unknown role");
+        goto out;
+    }
+    const char *plan = jwt_get_grant(jwt, "plan");
+    if (plan == NULL)
+        plan = "free";
+    if (strlen(plan) == 0 || strlen(plan) >= sizeof(p->plan) ||
+        strspn(plan, "abcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(plan)) {
+        gf_err_set(err, GF_EINVAL, "auth", "malformed plan");
+        goto out;
+    }
+    snprintf(p->sub, sizeof(p->sub), "%s", sub);
+    snprintf(p->plan, sizeof(p->plan), "%s", plan);
+    p->admin = role != NULL && strcmp(role, "admin") == 0;
+    rc = 0;
+out:
+    jwt_free(jwt);
+    return rc;
+}
+
+int api__auth(api_t *api, gf_http_req_t *req, api_principal_t *p, int allow_query)
+{
+    const char *token = NULL;
+    const char *h = gf_http_req_header(req, "authorization");
+    if (h != NULL && strncasecmp(h, "Bearer ", 7) == 0)
+        token = h + 7;
+    else if (h == NULL && allow_query)
+        token = gf_http_req_query(req, "access_token");
+    gf_err_t err = {0};
+    if (token == NULL || token[0] == '\0') {
+        gf_err_set(&err, GF_EINVAL, "auth", "no bearer token");
+    } else if (api__token_verify(api->cfg->jwt_secret, token, p, &err) == 0) {
+        return 0;
+    }
+    gf_log_ctx ctx = {.component = "api", .request_id = gf_http_req_id(req)};
+    GF_LOG(GF_LOG_INFO, &ctx, "unauthorized: %s", err.msg);
+    gf_http_set_header(req, "WWW-Authenticate", "Bearer");
+    api__error(req, 401, "unauthorized", "a valid bearer token is required", NULL);
+    return GF_EINVAL;
+}
+
+const char *api__tier(const gf_config_t *cfg, const char *plan)
+{
+    size_t n = strlen(plan);
+    for (const char *t = cfg->queue_tiers; t && *t;) {
+        size_t len = strcspn(t, ":,");
+        if (len == n && strncmp(t, plan, n) == 0)
+            return plan;
+        t = strchr(t, ',');
+        t = t ? t + 1 : NULL;
+    }
+    return "free";
+}
+
+void api__now_rfc3339(char out[32])
+{
+    struct timeval tv;
+    struct tm tm;
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, 32 - n, ".%03ldZ", (long)(tv.tv_usec / 1000));
+}
+
+/* sig = hex(HMAC-SHA256(FARM_FILE_SECRET, "<key>\n<exp>")). */
+static void file_sig(const char *secret, const char *key, long exp, char out[65])
+{
+    char msg[1024];
+    int n = snprintf(msg, sizeof(msg), "%s\n%ld", key, exp);
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+    HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)msg, (size_t)n, mac,
+         &maclen);
+    for (unsigned int i = 0; i < maclen && i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", mac[i]);
+}
+
+void api__sign_outputs(api_t *api, json_t *gen)
+{
+    json_t *outputs = json_object_get(gen, "outputs");
+    size_t i;
+    json_t *o;
+    long exp = (long)time(NULL) + (long)api->cfg->file_url_ttl_s;
+    json_array_foreach(outputs, i, o)
+    {
+        const char *key = json_string_value(json_object_get(o, "storage_key"));
+        if (key != NULL) {
+            char sig[65] = "", url[1200];
+            file_sig(api->cfg->file_secret ? api->cfg->file_secret : "", key, exp, sig);
+            snprintf(url, sizeof(url), "/v1/files/%s?exp=%ld&sig=%s", key, exp, sig);
+            json_object_set_new(o, "url", json_string(url));
+        }
+        json_object_del(o, "storage_key");
+    }
+}
