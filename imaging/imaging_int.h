@@ -1,0 +1,44 @@
+/*
+ * imaging/imaging_int.h - helpers shared by the files of imaging/, never
+ * included by another module (it exposes libvips types).
+ */
+#ifndef IMG_IMAGING_INT_H
+#define IMG_IMAGING_INT_H
+
+#include <vips/vips.h>
+
+#include "imaging.h"
+
+#define IMG_DOMAIN "imaging"
+
+/*
+ * Records a libvips failure: `what` plus the text of vips' process-wide error
+ * buffer (context only: another thread may have added to it), then clears
+ * the buffer so the next failure starts clean. Returns `code`.
+ */
+int img__vips_fail(gf_err_t *err, gf_status code, img_reason reason, const char *what);
+
+/*
+ * Opens `data` lazily with the loader of `fmt` (never vips' own sniffing, so
+ * no other loader can be reached), failing on any decoder error once pixels
+ * are read. Only the header is parsed here. Returns a new image or NULL.
+ */
+VipsImage *img__load(const void *data, size_t len, img_format fmt, VipsAccess access);
+
+/*
+ * Converts to 8-bit sRGB (through an embedded ICC profile when present) with
+ * at most one alpha band kept. Returns a new image or NULL (vips error set).
+ */
+VipsImage *img__to_srgb(VipsImage *in);
+
+/*
+ * Encodes `in` as `fmt` at `quality` with all metadata stripped into `out`
+ * (bytes allocated with malloc). JPEG has no alpha: it is flattened on white.
+ * Returns 0 or -1 (vips error set).
+ */
+int img__encode(VipsImage *in, img_format fmt, int quality, img_buf *out);
+
+/* Drops EXIF, XMP and ICCP chunks from an encoded WebP in place. 0 or -1. */
+int img__webp_strip(img_buf *b);
+
+#endif

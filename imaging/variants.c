@@ -1,0 +1,160 @@
+/*
+ * imaging/variants.c - a provider image into the outputs of API.md: full,
+ * 512, 256, thumb and the requested export presets.
+ *
+ * The provider's bytes are decoded exactly once into an sRGB memory image,
+ * and every variant is cut from that copy: decoding per variant would double
+ * the cost of the most expensive step. The 256 is cut from the 512 (already
+ * a square attention crop, so it has the same framing at a quarter of the
+ * work). A provider image is trusted no more than an upload: it must be
+ * PNG/JPEG/WebP by its bytes, decode without error and have the size we
+ * asked for, or the whole image fails as invalid_output.
+ */
+#include "imaging_int.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define FULL_QUALITY  85
+#define THUMB_SIZE    128
+#define THUMB_QUALITY 80
+#define SIDE_MAX      16384 /* no provider returns more; bounds the decode */
+
+void img_variants_dispose(img_variants *v)
+{
+    if (v == NULL)
+        return;
+    for (size_t i = 0; i < v->count; i++)
+        img_buf_dispose(&v->items[i].data);
+    GF_FREE(v->items);
+    v->count = 0;
+}
+
+/* Encodes `im` as the next variant of `out`. */
+static int add_variant(img_variants *out, const char *name, VipsImage *im, img_format fmt,
+                       int quality, gf_err_t *err)
+{
+    img_variant *v = &out->items[out->count];
+
+    memset(v, 0, sizeof(*v));
+    snprintf(v->name, sizeof(v->name), "%s", name);
+    if (img__encode(im, fmt, quality, &v->data) != 0) {
+        char what[64];
+        snprintf(what, sizeof(what), "while encoding variant %s", name);
+        return img__vips_fail(err, GF_EIO, IMG_REASON_NONE, what);
+    }
+    v->format = fmt;
+    v->width = vips_image_get_width(im);
+    v->height = vips_image_get_height(im);
+    img_sha256_hex(v->data.data, v->data.len, v->sha256);
+    out->count++;
+    return 0;
+}
+
+/* Scales `in` to cover w x h and cuts that out where vips' attention
+ * heuristic (skin, saturation, edges) finds the subject. */
+static int cover_crop(VipsImage *in, int w, int h, VipsImage **out)
+{
+    return vips_thumbnail_image(in, out, w, "height", h, "crop", VIPS_INTERESTING_ATTENTION, "size",
+                                VIPS_SIZE_BOTH, NULL);
+}
+
+static int check_opts(const img_post_opts *o, gf_err_t *err)
+{
+    if (o->expect_width < 1 || o->expect_width > SIDE_MAX || o->expect_height < 1 ||
+        o->expect_height > SIDE_MAX)
+        return gf_err_set(err, GF_EINVAL, IMG_DOMAIN, "expected size %dx%d is out of range",
+                          o->expect_width, o->expect_height);
+    if (o->n_exports > 0 && o->exports == NULL)
+        return gf_err_set(err, GF_EINVAL, IMG_DOMAIN, "n_exports without exports");
+    for (size_t i = 0; i < o->n_exports; i++) {
+        const img_export_preset *e = o->exports[i];
+        if (e == NULL || e->width < 1 || e->width > SIDE_MAX || e->height < 1 ||
+            e->height > SIDE_MAX || e->format == IMG_FORMAT_NONE)
+            return gf_err_set(err, GF_EINVAL, IMG_DOMAIN, "export %zu is malformed", i);
+    }
+    return 0;
+}
+
+/* Decodes the provider image once into sRGB memory (*out, a new ref); the
+ * size is checked on the header, before the decode. */
+static int decode_checked(const void *data, size_t len, const img_post_opts *o, VipsImage **out,
+                          gf_err_t *err)
+{
+    img_format fmt = img_sniff(data, len);
+    VipsImage *hdr, *srgb;
+
+    if (fmt == IMG_FORMAT_NONE)
+        return gf_err_setd(err, GF_EPROVIDER, IMG_DOMAIN, IMG_REASON_INVALID_OUTPUT,
+                           "provider image is not PNG, JPEG or WebP (%zu bytes)", len);
+    hdr = img__load(data, len, fmt, VIPS_ACCESS_SEQUENTIAL);
+    if (hdr == NULL)
+        return img__vips_fail(err, GF_EPROVIDER, IMG_REASON_INVALID_OUTPUT,
+                              "while reading the provider image's header");
+    if (hdr->Xsize != o->expect_width || hdr->Ysize != o->expect_height) {
+        gf_err_setd(err, GF_EPROVIDER, IMG_DOMAIN, IMG_REASON_INVALID_OUTPUT,
+                    "provider image is %dx%d, asked for %dx%d", hdr->Xsize, hdr->Ysize,
+                    o->expect_width, o->expect_height);
+        g_object_unref(hdr);
+        return GF_EPROVIDER;
+    }
+    srgb = img__to_srgb(hdr);
+    g_object_unref(hdr);
+    *out = srgb ? vips_image_copy_memory(srgb) : NULL;
+    if (srgb != NULL)
+        g_object_unref(srgb);
+    if (*out == NULL)
+        return img__vips_fail(err, GF_EPROVIDER, IMG_REASON_INVALID_OUTPUT,
+                              "while decoding the provider image");
+    return 0;
+}
+
+int img_variants_make(const void *data, size_t len, const img_post_opts *o, img_variants *out,
+                      gf_err_t *err)
+{
+    VipsObject *ctx = NULL;
+    VipsImage **t;
+    VipsImage *mem;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    rc = check_opts(o, err);
+    if (rc < 0)
+        return rc;
+    rc = decode_checked(data, len, o, &mem, err);
+    if (rc < 0)
+        return rc;
+    ctx = VIPS_OBJECT(vips_image_new());
+    t = (VipsImage **)vips_object_local_array(ctx, 4 + (int)o->n_exports);
+    t[0] = mem;
+    out->items = gf_xcalloc(4 + o->n_exports, sizeof(img_variant));
+
+    rc = add_variant(out, "full", mem, IMG_FORMAT_WEBP, FULL_QUALITY, err);
+    if (rc < 0)
+        goto fail;
+    if (cover_crop(mem, 512, 512, &t[1]) != 0 || cover_crop(t[1], 256, 256, &t[2]) != 0 ||
+        vips_thumbnail_image(mem, &t[3], THUMB_SIZE, "height", THUMB_SIZE, NULL) != 0) {
+        rc = img__vips_fail(err, GF_EIO, IMG_REASON_NONE, "while resizing");
+        goto fail;
+    }
+    if ((rc = add_variant(out, "512", t[1], IMG_FORMAT_WEBP, FULL_QUALITY, err)) < 0 ||
+        (rc = add_variant(out, "256", t[2], IMG_FORMAT_WEBP, FULL_QUALITY, err)) < 0 ||
+        (rc = add_variant(out, "thumb", t[3], IMG_FORMAT_JPEG, THUMB_QUALITY, err)) < 0)
+        goto fail;
+    for (size_t i = 0; i < o->n_exports; i++) {
+        const img_export_preset *e = o->exports[i];
+        if (cover_crop(mem, e->width, e->height, &t[4 + i]) != 0) {
+            rc = img__vips_fail(err, GF_EIO, IMG_REASON_NONE, "while cropping an export");
+            goto fail;
+        }
+        rc = add_variant(out, e->name, t[4 + i], e->format, e->quality, err);
+        if (rc < 0)
+            goto fail;
+    }
+    g_object_unref(ctx);
+    return 0;
+fail:
+    img_variants_dispose(out);
+    g_object_unref(ctx);
+    return rc;
+}

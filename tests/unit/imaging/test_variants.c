@@ -1,0 +1,195 @@
+/*
+ * tests/unit/imaging/test_variants.c - imaging/variants.c: a provider image
+ * becomes full, 512, 256, thumb and export variants of the right size and
+ * format, each decodable, stripped and reported with its sha256; a provider
+ * image of the wrong size or that does not decode fails as invalid_output.
+ */
+#include "imaging_test.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const img_export_preset story = {"instagram_story", 1080, 1920, IMG_FORMAT_JPEG, 88};
+static const img_export_preset linkedin = {"linkedin_post", 1200, 627, IMG_FORMAT_JPEG, 88};
+static const img_export_preset print = {"print_4x6", 1800, 1200, IMG_FORMAT_PNG, 0};
+static const img_export_preset banner = {"banner_webp", 1500, 500, IMG_FORMAT_WEBP, 80};
+
+typedef struct {
+    const char *name;
+    img_format format;
+    int width, height;
+} expect_t;
+
+static void check_variants(const img_variants *v, const expect_t *want, size_t n)
+{
+    assert_int_equal(v->count, n);
+    for (size_t i = 0; i < n; i++) {
+        const img_variant *x = &v->items[i];
+        char hex[65];
+        assert_string_equal(x->name, want[i].name);
+        assert_int_equal(x->format, want[i].format);
+        assert_int_equal(img_sniff(x->data.data, x->data.len), want[i].format);
+        assert_int_equal(x->width, want[i].width);
+        assert_int_equal(x->height, want[i].height);
+        img_sha256_hex(x->data.data, x->data.len, hex);
+        assert_string_equal(hex, x->sha256);
+        VipsImage *im = imgt_decode(x->data.data, x->data.len);
+        assert_int_equal(im->Xsize, want[i].width);
+        assert_int_equal(im->Ysize, want[i].height);
+        assert_int_equal(im->BandFmt, VIPS_FORMAT_UCHAR);
+        assert_int_equal(vips_image_get_typeof(im, VIPS_META_EXIF_NAME), 0);
+        assert_int_equal(vips_image_get_typeof(im, VIPS_META_XMP_NAME), 0);
+        assert_int_equal(vips_image_get_typeof(im, VIPS_META_ICC_NAME), 0);
+        g_object_unref(im);
+    }
+}
+
+static void test_square_image_gives_every_variant(void **state)
+{
+    (void)state;
+    size_t n;
+    unsigned char *png = imgt_picture(1024, 1024, IMG_FORMAT_PNG, &n);
+    const img_export_preset *exports[] = {&story, &linkedin, &print, &banner};
+    img_post_opts o = {
+        .expect_width = 1024, .expect_height = 1024, .exports = exports, .n_exports = 4};
+    img_variants v;
+    gf_err_t err = {0};
+    assert_int_equal(img_variants_make(png, n, &o, &v, &err), 0);
+    const expect_t want[] = {
+        {"full", IMG_FORMAT_WEBP, 1024, 1024},
+        {"512", IMG_FORMAT_WEBP, 512, 512},
+        {"256", IMG_FORMAT_WEBP, 256, 256},
+        {"thumb", IMG_FORMAT_JPEG, 128, 128},
+        {"instagram_story", IMG_FORMAT_JPEG, 1080, 1920},
+        {"linkedin_post", IMG_FORMAT_JPEG, 1200, 627},
+        {"print_4x6", IMG_FORMAT_PNG, 1800, 1200},
+        {"banner_webp", IMG_FORMAT_WEBP, 1500, 500},
+    };
+    check_variants(&v, want, sizeof(want) / sizeof(want[0]));
+    img_variants_dispose(&v);
+    assert_null(v.items);
+    g_free(png);
+}
+
+/* A portrait provider image: the squares are cropped, the thumb is whole. */
+static void test_portrait_image_jpeg_input(void **state)
+{
+    (void)state;
+    size_t n;
+    unsigned char *jpg = imgt_picture(768, 1024, IMG_FORMAT_JPEG, &n);
+    img_post_opts o = {.expect_width = 768, .expect_height = 1024};
+    img_variants v;
+    gf_err_t err = {0};
+    assert_int_equal(img_variants_make(jpg, n, &o, &v, &err), 0);
+    const expect_t want[] = {
+        {"full", IMG_FORMAT_WEBP, 768, 1024},
+        {"512", IMG_FORMAT_WEBP, 512, 512},
+        {"256", IMG_FORMAT_WEBP, 256, 256},
+        {"thumb", IMG_FORMAT_JPEG, 96, 128},
+    };
+    check_variants(&v, want, 4);
+    img_variants_dispose(&v);
+    g_free(jpg);
+}
+
+/* The attention crop keeps the subject: the bright disc sits right of centre
+ * near the top, so a centred crop of a wide image would cut it away. */
+static void test_attention_crop_follows_the_subject(void **state)
+{
+    (void)state;
+    size_t n;
+    unsigned char *png = imgt_picture(1536, 512, IMG_FORMAT_PNG, &n);
+    img_post_opts o = {.expect_width = 1536, .expect_height = 512};
+    img_variants v;
+    gf_err_t err = {0};
+    assert_int_equal(img_variants_make(png, n, &o, &v, &err), 0);
+    VipsImage *sq = imgt_decode(v.items[1].data.data, v.items[1].data.len);
+    double max = 0;
+    assert_int_equal(vips_max(sq, &max, NULL), 0);
+    assert_true(max >= 240); /* the disc (250, 200, 40) is in the crop */
+    g_object_unref(sq);
+    img_variants_dispose(&v);
+    g_free(png);
+}
+
+static void test_alpha_input_flattened_for_jpeg(void **state)
+{
+    (void)state;
+    VipsImage *black = NULL, *rgba = NULL;
+    assert_int_equal(vips_black(&black, 256, 256, "bands", 4, NULL), 0);
+    assert_int_equal(vips_cast_uchar(black, &rgba, NULL), 0);
+    rgba->Type = VIPS_INTERPRETATION_sRGB;
+    size_t n;
+    unsigned char *png = imgt_encode(rgba, IMG_FORMAT_PNG, &n);
+    g_object_unref(black);
+    g_object_unref(rgba);
+    img_post_opts o = {.expect_width = 256, .expect_height = 256};
+    img_variants v;
+    gf_err_t err = {0};
+    assert_int_equal(img_variants_make(png, n, &o, &v, &err), 0);
+    VipsImage *thumb = imgt_decode(v.items[3].data.data, v.items[3].data.len);
+    unsigned char px[3];
+    imgt_pixel(thumb, 64, 64, px); /* transparent became white */
+    assert_true(px[0] > 245 && px[1] > 245 && px[2] > 245);
+    g_object_unref(thumb);
+    img_variants_dispose(&v);
+    g_free(png);
+}
+
+static void expect_invalid_output(const void *data, size_t len, int w, int h)
+{
+    img_post_opts o = {.expect_width = w, .expect_height = h};
+    img_variants v = {(img_variant *)1, 99};
+    gf_err_t err = {0};
+    assert_int_equal(img_variants_make(data, len, &o, &v, &err), GF_EPROVIDER);
+    assert_int_equal(img_err_reason(&err), IMG_REASON_INVALID_OUTPUT);
+    assert_null(v.items);
+    assert_int_equal(v.count, 0);
+    assert_int_equal(vips_error_buffer()[0], '\0');
+    img_variants_dispose(&v);
+}
+
+static void test_wrong_size_or_undecodable_is_invalid_output(void **state)
+{
+    (void)state;
+    size_t n;
+    unsigned char *png = imgt_picture(512, 512, IMG_FORMAT_PNG, &n);
+    expect_invalid_output(png, n, 1024, 1024);
+    expect_invalid_output(png, n, 512, 768);
+    expect_invalid_output(png, n / 2, 512, 512);              /* truncated */
+    expect_invalid_output(png, 30, 512, 512);                 /* header only */
+    expect_invalid_output("{\"error\":\"x\"}", 13, 512, 512); /* JSON, not an image */
+    expect_invalid_output("", 0, 512, 512);
+    g_free(png);
+}
+
+static void test_bad_options_refused(void **state)
+{
+    (void)state;
+    size_t n;
+    unsigned char *png = imgt_picture(64, 64, IMG_FORMAT_PNG, &n);
+    img_variants v;
+    gf_err_t err = {0};
+    img_post_opts none = {0};
+    assert_int_equal(img_variants_make(png, n, &none, &v, &err), GF_EINVAL);
+    const img_export_preset bad = {"bad", 0, 100, IMG_FORMAT_JPEG, 80};
+    const img_export_preset *exports[] = {&bad};
+    img_post_opts o = {.expect_width = 64, .expect_height = 64, .exports = exports, .n_exports = 1};
+    gf_err_clear(&err);
+    assert_int_equal(img_variants_make(png, n, &o, &v, &err), GF_EINVAL);
+    img_variants_dispose(&v);
+    g_free(png);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_square_image_gives_every_variant),
+        cmocka_unit_test(test_portrait_image_jpeg_input),
+        cmocka_unit_test(test_attention_crop_follows_the_subject),
+        cmocka_unit_test(test_alpha_input_flattened_for_jpeg),
+        cmocka_unit_test(test_wrong_size_or_undecodable_is_invalid_output),
+        cmocka_unit_test(test_bad_options_refused),
+    };
+    return cmocka_run_group_tests(tests, imgt_setup, imgt_teardown);
+}
