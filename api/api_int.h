@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "api.h"
+#include "imaging.h"
 #include "queue.h"
 #include "store.h"
 
@@ -20,6 +21,8 @@ struct api {
     queue_t *queue;
     store_t *store;
     struct api_sse *streams; /* open event streams, for the per-user limit */
+    img_presets_t *presets;
+    int imaging_up;
     int closes_pending;
     api_stopped_cb stopped_cb;
     void *stopped_data;
@@ -72,6 +75,8 @@ int api__parse_limit(const char *s);
 void api__generations_routes(api_t *api);
 void api__credits_routes(api_t *api);
 void api__events_routes(api_t *api);
+void api__files_routes(api_t *api);
+void api__cors_routes(api_t *api);
 
 /* Closes every open event stream (at shutdown, before the queue closes). */
 void api__events_close_all(api_t *api);

@@ -25,6 +25,9 @@ typedef struct {
     api_gen_req_t g;
     char gen_id[37];
     char created_at[32];
+    char idem_key[129];
+    int has_idem_key;
+    char hash[65];
     json_t *gen;       /* a generation object being answered */
     int answer_status; /* of the generation answer: 200, or 202 after a cancel */
 } gen_ctx_t;
@@ -183,6 +186,65 @@ static void on_accepted(store_t *st, store_call_t *call, void *data)
         on_enqueued(c->api->queue, rc, NULL, c);
 }
 
+/* Holds the credits (with the idempotency key) in Postgres. */
+static void gen_accept(gen_ctx_t *c)
+{
+    api_t *api = c->api;
+    gf_uuid4(c->gen_id);
+    api__now_rfc3339(c->created_at);
+    char *params = json_dumps(c->g.params, JSON_COMPACT);
+    char *meta = c->g.metadata ? json_dumps(c->g.metadata, JSON_COMPACT) : NULL;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    long long deadline = c->g.deadline_s ? (long long)tv.tv_sec * 1000 + c->g.deadline_s * 1000 : 0;
+    store_accept_t a = {.id = c->gen_id,
+                        .user_id = c->who.sub,
+                        .plan = c->who.plan,
+                        .kind = c->g.is_pose ? "pose" : "avatar",
+                        .images = c->g.images,
+                        .unit_cost = c->g.unit_cost,
+                        .welcome_credits = api->cfg->welcome_credits,
+                        .params_json = params,
+                        .metadata_json = meta,
+                        .deadline_unix_ms = deadline,
+                        .idempotency_key = c->has_idem_key ? c->idem_key : NULL,
+                        .request_hash = c->hash};
+    store_call_accept(&c->call, &a);
+    free(params);
+    free(meta);
+    if (store_exec(api->store, &c->call, on_accepted, c) == 0)
+        return;
+    api__fail(c->req, GF_EUNAVAIL, NULL);
+    ctx_free(c);
+}
+
+/*
+ * The rate limit comes first: a refused request costs nothing. While Redis
+ * is down there is no bucket to ask, and the request goes on (docs/api.md).
+ */
+static void on_ratelimited(queue_t *q, int status, const queue_result_t *res, void *data)
+{
+    (void)q;
+    gen_ctx_t *c = data;
+    char v[32];
+    if (status == 0) {
+        snprintf(v, sizeof(v), "%lld", c->api->cfg->rate_limit_burst);
+        gf_http_set_header(c->req, "RateLimit-Limit", v);
+        snprintf(v, sizeof(v), "%lld", (long long)res->position);
+        gf_http_set_header(c->req, "RateLimit-Remaining", v);
+        snprintf(v, sizeof(v), "%lld", (long long)(res->retry_in_ms + 999) / 1000);
+        gf_http_set_header(c->req, "RateLimit-Reset", v);
+        if (!res->created) {
+            gf_http_set_header(c->req, "Retry-After", v);
+            api__error(c->req, 429, "rate_limited",
+                       "too many generations requested; retry after the Retry-After seconds", NULL);
+            ctx_free(c);
+            return;
+        }
+    }
+    gen_accept(c);
+}
+
 static void on_create(gf_http_req_t *req, void *data)
 {
     api_t *api = data;
@@ -202,7 +264,7 @@ static void on_create(gf_http_req_t *req, void *data)
         api__error(req, 400, "invalid_request", "the body is not valid JSON", NULL);
         goto done;
     }
-    int rc = api_gen_validate(root, api->cfg, &c->g);
+    int rc = api_gen_validate(root, api->cfg, api->presets, &c->g);
     json_decref(root);
     if (rc < 0) {
         api__error(req, 400, "invalid_request", c->g.message, c->g.field[0] ? c->g.field : NULL);
@@ -214,34 +276,16 @@ static void on_create(gf_http_req_t *req, void *data)
                    "Idempotency-Key");
         goto done;
     }
-    char hash[65] = "";
-    sha256_hex(body, len, hash);
-    gf_uuid4(c->gen_id);
-    api__now_rfc3339(c->created_at);
-    char *params = json_dumps(c->g.params, JSON_COMPACT);
-    char *meta = c->g.metadata ? json_dumps(c->g.metadata, JSON_COMPACT) : NULL;
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    store_accept_t a = {.id = c->gen_id,
-                        .user_id = c->who.sub,
-                        .plan = c->who.plan,
-                        .kind = c->g.is_pose ? "pose" : "avatar",
-                        .images = c->g.images,
-                        .unit_cost = c->g.unit_cost,
-                        .welcome_credits = api->cfg->welcome_credits,
-                        .params_json = params,
-                        .metadata_json = meta,
-                        .deadline_unix_ms =
-                            c->g.deadline_s ? (long long)tv.tv_sec * 1000 + c->g.deadline_s * 1000
-                                            : 0,
-                        .idempotency_key = key,
-                        .request_hash = hash};
-    store_call_accept(&c->call, &a);
-    free(params);
-    free(meta);
-    if (store_exec(api->store, &c->call, on_accepted, c) == 0)
-        return;
-    api__fail(req, GF_EUNAVAIL, NULL);
+    if (key != NULL) {
+        snprintf(c->idem_key, sizeof(c->idem_key), "%s", key);
+        c->has_idem_key = 1;
+    }
+    sha256_hex(body, len, c->hash);
+    int rc2 = queue_ratelimit(api->queue, c->who.sub, (long)api->cfg->rate_limit_per_min,
+                              (long)api->cfg->rate_limit_burst, on_ratelimited, c);
+    if (rc2 < 0)
+        on_ratelimited(api->queue, rc2, NULL, c); /* Redis down: no limit to check */
+    return;
 done:
     ctx_free(c);
 }

@@ -1,10 +1,22 @@
 /*
- * api/main.c - farm-api: one libuv loop serving the HTTP API.
- * Exit status: 0 after a graceful stop, 1 when it cannot start, 2 on bad configuration.
+ * api/main.c - farm-api: one libuv loop per process serving the HTTP API.
+ *
+ * With FARM_API_PROCESSES > 1 (0: one per core) the first process forks that
+ * many children, each with its own loop on the same port (SO_REUSEPORT), and
+ * supervises them: SIGTERM and SIGINT are passed on, a child that dies on its
+ * own is started again, and the parent exits once every child has.
+ * Exit status: 0 after a graceful stop, 1 when it cannot start, 2 on bad
+ * configuration.
  */
 #include "api.h"
 
+#include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 static void on_stopped(api_t *api, void *data)
 {
@@ -18,9 +30,9 @@ static void on_signal(void *data)
     api_stop(data, on_stopped, NULL);
 }
 
-int main(void)
+/* One process: its loop, its api, until a signal stops it. */
+static int run_api(gf_config_t *cfg)
 {
-    gf_config_t *cfg = gf_proc_init("api");
     uv_loop_t *loop = uv_default_loop();
     gf_err_t err = {0};
     int status = 0;
@@ -41,6 +53,83 @@ int main(void)
         status = status ? status : 1;
     }
     api_free(api);
+    return status;
+}
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_parent_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+static pid_t spawn(gf_config_t *cfg)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        int status = run_api(cfg);
+        gf_cfg_free(cfg);
+        gf_log_clear_secrets();
+        _exit(status);
+    }
+    return pid;
+}
+
+/* The parent of several api processes: it forks, passes signals on, restarts crashes. */
+static int supervise(gf_config_t *cfg, int n)
+{
+    const gf_log_ctx ctx = {.component = "api"};
+    pid_t *kids = gf_xcalloc((size_t)n, sizeof(pid_t));
+    struct sigaction sa = {.sa_handler = on_parent_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    GF_LOG(GF_LOG_INFO, &ctx, "starting %d api processes on port %lld", n, cfg->api_port);
+    for (int i = 0; i < n; i++)
+        kids[i] = spawn(cfg);
+    int alive = n, status = 0, forwarded = 0;
+    while (alive > 0) {
+        if (stop_signal && !forwarded) {
+            forwarded = 1;
+            for (int i = 0; i < n; i++)
+                if (kids[i] > 0)
+                    kill(kids[i], stop_signal);
+        }
+        int ws;
+        pid_t pid = waitpid(-1, &ws, 0);
+        if (pid < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            if (kids[i] != pid)
+                continue;
+            int code = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+            if (!stop_signal && code != 2) {
+                GF_LOG(GF_LOG_ERROR, &ctx, "api process %d ended with %d: starting another",
+                       (int)pid, code);
+                sleep(1); /* a process that cannot start must not spin */
+                kids[i] = spawn(cfg);
+                break;
+            }
+            kids[i] = 0;
+            alive--;
+            if (code != 0)
+                status = code;
+        }
+    }
+    free(kids);
+    return status;
+}
+
+int main(void)
+{
+    gf_config_t *cfg = gf_proc_init("api");
+    int n = cfg->api_processes > 0 ? (int)cfg->api_processes : (int)uv_available_parallelism();
+    /* Several processes only share a port that is known before they bind. */
+    int status = n > 1 && cfg->api_port != 0 ? supervise(cfg, n) : run_api(cfg);
     gf_cfg_free(cfg);
     gf_log_clear_secrets();
     GF_LOG(GF_LOG_INFO, &(gf_log_ctx){.component = "api"}, "stopped");

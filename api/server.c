@@ -105,6 +105,8 @@ api_t *api_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)
     api__generations_routes(api);
     api__credits_routes(api);
     api__events_routes(api);
+    api__files_routes(api);
+    api__cors_routes(api);
     return api;
 fail:
     api_free(api);
@@ -113,6 +115,12 @@ fail:
 
 int api_start(api_t *api, gf_err_t *err)
 {
+    if (img_init(api->cfg, err) < 0)
+        return err ? err->code : GF_EUNAVAIL;
+    api->imaging_up = 1;
+    api->presets = img_presets_load(api->cfg->presets_dir, err);
+    if (api->presets == NULL)
+        return err ? err->code : GF_EINVAL;
     api->queue = queue_new(api->loop, api->cfg, err);
     if (api->queue == NULL)
         return err ? err->code : GF_EINVAL;
@@ -185,5 +193,8 @@ void api_free(api_t *api)
         return;
     gf_httpd_free(api->httpd);
     gf_metrics_free(api->metrics);
+    img_presets_free(api->presets);
+    if (api->imaging_up)
+        img_shutdown();
     free(api);
 }

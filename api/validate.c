@@ -9,13 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const export_names[] = {"instagram_story",
-                                           "instagram_feed",
-                                           "instagram_portrait",
-                                           "linkedin_post",
-                                           "twitter_post",
-                                           "print_4x6",
-                                           NULL};
 static const char *const provider_names[] = {"auto", "hf", "fal", "bfl", "local", "fake", NULL};
 static const char *const known_fields[] = {
     "kind",    "prompt",   "negative_prompt", "width",       "height",   "count",
@@ -112,7 +105,7 @@ static int check_identity(api_gen_req_t *g, json_t *body)
                NULL);
 }
 
-static int check_poses(api_gen_req_t *g, json_t *body)
+static int check_poses(api_gen_req_t *g, json_t *body, const img_presets_t *presets)
 {
     json_t *v = json_object_get(body, "poses");
     if (!g->is_pose) {
@@ -135,12 +128,14 @@ static int check_poses(api_gen_req_t *g, json_t *body)
         if (!ok)
             return bad(g, "poses", "each pose must be {\"preset\": name} or {\"upload_id\": uuid}",
                        NULL);
+        if (preset && !img_presets_pose_find(presets, json_string_value(preset)))
+            return bad(g, "poses", "unknown pose preset (see GET /v1/presets)", NULL);
     }
     g->nposes = (int)json_array_size(v);
     return 0;
 }
 
-static int check_exports(api_gen_req_t *g, json_t *body)
+static int check_exports(api_gen_req_t *g, json_t *body, const img_presets_t *presets)
 {
     json_t *v = json_object_get(body, "exports");
     if (v == NULL || json_is_null(v))
@@ -151,13 +146,13 @@ static int check_exports(api_gen_req_t *g, json_t *body)
     json_t *e;
     json_array_foreach(v, i, e)
     {
-        if (!json_is_string(e) || !in_list(export_names, json_string_value(e)))
+        if (!json_is_string(e) || !img_presets_export_find(presets, json_string_value(e)))
             return bad(g, "exports", "unknown export preset (see GET /v1/presets)", NULL);
     }
     return 0;
 }
 
-static int check_misc(api_gen_req_t *g, json_t *body)
+static int check_misc(api_gen_req_t *g, json_t *body, const img_presets_t *presets)
 {
     json_t *v = json_object_get(body, "guidance");
     if (v != NULL && !json_is_null(v) &&
@@ -165,9 +160,7 @@ static int check_misc(api_gen_req_t *g, json_t *body)
         return bad(g, "guidance", "guidance must be a number 0..20", NULL);
     v = json_object_get(body, "style");
     if (v != NULL && !json_is_null(v) &&
-        (!json_is_string(v) || json_string_length(v) < 1 || json_string_length(v) > 64 ||
-         strspn(json_string_value(v), "abcdefghijklmnopqrstuvwxyz0123456789-_") !=
-             json_string_length(v)))
+        (!json_is_string(v) || !img_presets_style_find(presets, json_string_value(v))))
         return bad(g, "style", "style must be a preset name (see GET /v1/presets)", NULL);
     v = json_object_get(body, "provider");
     if (v != NULL && !json_is_null(v) &&
@@ -189,7 +182,8 @@ static int check_misc(api_gen_req_t *g, json_t *body)
     return 0;
 }
 
-int api_gen_validate(json_t *body, const gf_config_t *cfg, api_gen_req_t *g)
+int api_gen_validate(json_t *body, const gf_config_t *cfg, const img_presets_t *presets,
+                     api_gen_req_t *g)
 {
     memset(g, 0, sizeof(*g));
     if (!json_is_object(body))
@@ -216,8 +210,8 @@ int api_gen_validate(json_t *body, const gf_config_t *cfg, api_gen_req_t *g)
         check_int(g, body, "seed", 0, 4294967295LL, &seed) < 0 ||
         check_int(g, body, "steps", 1, 50, &steps) < 0 ||
         check_int(g, body, "deadline_s", 1, 7 * 86400, &deadline) < 0 ||
-        check_identity(g, body) < 0 || check_poses(g, body) < 0 || check_exports(g, body) < 0 ||
-        check_misc(g, body) < 0)
+        check_identity(g, body) < 0 || check_poses(g, body, presets) < 0 ||
+        check_exports(g, body, presets) < 0 || check_misc(g, body, presets) < 0)
         return GF_EINVAL;
     g->images = (int)count * g->nposes;
     if (g->images > 40)

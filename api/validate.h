@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "api.h"
+#include "imaging.h"
 
 typedef struct {
     int is_pose;
@@ -21,8 +22,12 @@ typedef struct {
     char message[200];    /* on error: what is wrong, for the client */
 } api_gen_req_t;
 
-/* Checks `body` (borrowed). 0, or GF_EINVAL with field and message set. */
-int api_gen_validate(json_t *body, const gf_config_t *cfg, api_gen_req_t *g);
+/*
+ * Checks `body` (borrowed); styles, pose presets and exports are checked
+ * against `presets` (borrowed). 0, or GF_EINVAL with field and message set.
+ */
+int api_gen_validate(json_t *body, const gf_config_t *cfg, const img_presets_t *presets,
+                     api_gen_req_t *g);
 
 /* Frees what validation built. */
 void api_gen_req_dispose(api_gen_req_t *g);

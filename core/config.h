@@ -18,8 +18,12 @@ typedef struct gf_config {
     /* api */
     char *api_host;
     long long api_port;
+    long long api_processes;
     long long readyz_timeout_ms;
     long long sse_heartbeat_s;
+    long long rate_limit_per_min;
+    char *cors_origins;
+    long long rate_limit_burst;
     long long sse_max_per_user;
     long long file_url_ttl_s;
     /* dependencies */
@@ -94,6 +98,11 @@ typedef struct gf_config {
     long long shutdown_s;
     /* worker */
     char *worker_metrics_host;
+    long long worker_concurrency;
+    long long worker_images_parallel;
+    long long worker_image_attempts;
+    long long worker_drain_s;
+    long long worker_claim_poll_ms;
     long long worker_metrics_port;
     /* auth */
     char *jwt_secret;

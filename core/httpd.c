@@ -326,6 +326,12 @@ int gf_httpd_listen(gf_httpd_t *h, gf_err_t *err)
     return 0;
 }
 
+void gf_httpd_set_response_hook(gf_httpd_t *h, gf_httpd_response_hook hook, void *data)
+{
+    h->hook = hook;
+    h->hook_data = data;
+}
+
 int gf_httpd_port(const gf_httpd_t *h)
 {
     return h->port;

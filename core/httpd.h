@@ -80,6 +80,14 @@ gf_httpd_t *gf_httpd_new(uv_loop_t *loop, const gf_httpd_opts_t *opts, gf_err_t 
 int gf_httpd_route(gf_httpd_t *h, const char *method, const char *pattern, size_t max_body,
                    gf_http_handler_cb cb, void *data);
 
+/*
+ * Sets a hook that runs on every response just before its headers are
+ * written (errors of the server itself included), so the application can add
+ * headers to all of them (CORS, for instance) with gf_http_set_header().
+ */
+typedef void (*gf_httpd_response_hook)(gf_http_req_t *req, int status, void *data);
+void gf_httpd_set_response_hook(gf_httpd_t *h, gf_httpd_response_hook hook, void *data);
+
 /* Binds and listens. Returns 0 or GF_EIO with the reason in `err`. */
 int gf_httpd_listen(gf_httpd_t *h, gf_err_t *err);
 

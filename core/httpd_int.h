@@ -104,6 +104,8 @@ struct gf_httpd {
     uv_timer_t stop_timer;
     gf_httpd_stopped_cb stop_cb;
     void *stop_data;
+    gf_httpd_response_hook hook;
+    void *hook_data;
     char readbuf[HTTPD_READ_CHUNK];
     gf_mfamily_t *m_requests, *m_duration;
     gf_metric_t *m_connections, *m_streams, *m_rejected;

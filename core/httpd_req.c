@@ -104,6 +104,8 @@ static void build_head(gf_buf_t *b, gf_http_req_t *r, int status, const char *ct
                        long long content_length, int keep_alive)
 {
     httpd__req_ensure_id(r);
+    if (r->h->hook)
+        r->h->hook(r, status, r->h->hook_data);
     gf_buf_printf(b, "HTTP/1.%d %d %s\r\n", r->http_minor ? 1 : 0, status,
                   httpd__status_text(status));
     if (ctype)

@@ -167,6 +167,7 @@ RESULT_HANDLER(handle_finish, queue__parse_finish)
 RESULT_HANDLER(handle_cancel, queue__parse_cancel)
 RESULT_HANDLER(handle_event, queue__parse_event)
 RESULT_HANDLER(handle_position, queue__parse_position)
+RESULT_HANDLER(handle_ratelimit, queue__parse_ratelimit)
 
 static void handle_claim(queue__op_t *op, int status, redisReply *r, gf_err_t *err)
 {
@@ -313,6 +314,19 @@ int queue_position(queue_t *q, const char *gen_id, queue_result_cb cb, void *dat
     queue__cmd_script(&cmd, &q->conf, QS_POSITION, 0);
     queue__cmd_str(&cmd, gen_id);
     return queue__op_send(q, &cmd, op_timeout(q), handle_position, (void *)cb, data, NULL);
+}
+
+int queue_ratelimit(queue_t *q, const char *user_id, long per_minute, long burst,
+                    queue_result_cb cb, void *data)
+{
+    if (per_minute < 1 || burst < 1)
+        return GF_EINVAL;
+    queue__cmd_t cmd;
+    queue__cmd_script(&cmd, &q->conf, QS_RATELIMIT, 0);
+    queue__cmd_str(&cmd, user_id);
+    queue__cmd_int(&cmd, per_minute);
+    queue__cmd_int(&cmd, burst);
+    return queue__op_send(q, &cmd, op_timeout(q), handle_ratelimit, (void *)cb, data, NULL);
 }
 
 int queue_stats(queue_t *q, queue_stats_cb cb, void *data)

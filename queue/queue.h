@@ -221,6 +221,14 @@ int queue_position(queue_t *q, const char *gen_id, queue_result_cb cb, void *dat
 int queue_stats(queue_t *q, queue_stats_cb cb, void *data);
 
 /*
+ * Takes one token from the user's bucket (refilled at `per_minute`, holding
+ * at most `burst`). res->created: 1 allowed, 0 refused; res->position: tokens
+ * left; res->retry_in_ms: until the next token.
+ */
+int queue_ratelimit(queue_t *q, const char *user_id, long per_minute, long burst,
+                    queue_result_cb cb, void *data);
+
+/*
  * Live wait. Delivers the events of a generation (or a user, with
  * queue_watch_user) after `after`, then every new one as it is appended, in
  * order and without gaps, until queue_watch_stop(). All watches of a process

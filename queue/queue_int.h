@@ -21,6 +21,7 @@ typedef enum {
     QS_POSITION,
     QS_STATS,
     QS_DEAD,
+    QS_RATELIMIT,
     QS__COUNT
 } queue__script;
 
@@ -88,6 +89,7 @@ int queue__parse_finish(const redisReply *r, queue_result_t *res, gf_err_t *err)
 int queue__parse_cancel(const redisReply *r, queue_result_t *res, gf_err_t *err);
 int queue__parse_event(const redisReply *r, queue_result_t *res, gf_err_t *err);
 int queue__parse_position(const redisReply *r, queue_result_t *res, gf_err_t *err);
+int queue__parse_ratelimit(const redisReply *r, queue_result_t *res, gf_err_t *err);
 int queue__parse_stats(const redisReply *r, queue_stats_t *out, gf_err_t *err);
 int queue__parse_gen_events(const redisReply *r, uint64_t after_id, queue_events_t *out,
                             gf_err_t *err);

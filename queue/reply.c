@@ -213,6 +213,17 @@ int queue__parse_position(const redisReply *r, queue_result_t *res, gf_err_t *er
     return 0;
 }
 
+int queue__parse_ratelimit(const redisReply *r, queue_result_t *res, gf_err_t *err)
+{
+    memset(res, 0, sizeof(*res));
+    if (!is_arr(r, 3))
+        return BAD_REPLY(err, "ratelimit");
+    res->created = num(r->element[0]) == 1;
+    res->position = num(r->element[1]);
+    res->retry_in_ms = num(r->element[2]);
+    return 0;
+}
+
 int queue__parse_stats(const redisReply *r, queue_stats_t *out, gf_err_t *err)
 {
     memset(out, 0, sizeof(*out));

@@ -35,6 +35,9 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
     [STORE_OP_LIST] = {"SELECT farm_generations_page($1::uuid, $2::text, $3::text, $4::int, "
                        "$5::bigint, $6::uuid)"},
     [STORE_OP_LEDGER] = {"SELECT farm_ledger_page($1::uuid, $2::int, $3::bigint)"},
+    [STORE_OP_UPLOAD_ADD] = {"SELECT farm_upload_add($1::uuid, $2::uuid, $3::bigint, $4::text, "
+                             "$5::int, $6::int, $7::bigint, $8::text, $9::text)"},
+    [STORE_OP_IMAGE_DONE] = {"SELECT farm_image_done($1::uuid, $2::bigint, $3::int, $4::jsonb)"},
 };
 
 static char prepare_batch[8192];
@@ -228,6 +231,32 @@ void store_call_ledger(store_call_t *c, const char *user_id, int limit, const ch
     set_str(c, 2, cursor);
 }
 
+void store_call_image_done(store_call_t *c, const char *gen_id, long long fence, int index,
+                           const char *outputs_json)
+{
+    call_init(c, STORE_OP_IMAGE_DONE, 4);
+    set_str(c, 0, gen_id);
+    set_int(c, 1, fence);
+    set_int(c, 2, index);
+    set_str(c, 3, outputs_json);
+}
+
+void store_call_upload_add(store_call_t *c, const char *id, const char *user_id,
+                           long long welcome_credits, const char *format, int width, int height,
+                           long long bytes, const char *sha256, const char *key)
+{
+    call_init(c, STORE_OP_UPLOAD_ADD, 9);
+    set_str(c, 0, id);
+    set_str(c, 1, user_id);
+    set_int(c, 2, welcome_credits);
+    set_str(c, 3, format);
+    set_int(c, 4, width);
+    set_int(c, 5, height);
+    set_int(c, 6, bytes);
+    set_str(c, 7, sha256);
+    set_str(c, 8, key);
+}
+
 void store_call_dispose(store_call_t *c)
 {
     for (int i = 0; i < STORE_MAX_PARAMS; i++)
@@ -279,6 +308,7 @@ static void parse_row(store_call_t *c, PGresult *res)
         worker_outcome(c, v0);
         return;
     case STORE_OP_IMAGE:
+    case STORE_OP_IMAGE_DONE:
         c->applied = strcmp(v0, "settled") == 0;
         if (strcmp(v0, "duplicate") != 0)
             worker_outcome(c, v0);
@@ -299,6 +329,8 @@ static void parse_row(store_call_t *c, PGresult *res)
     case STORE_OP_EXPIRE:
         c->applied = strcmp(v0, "expired") == 0;
         worker_outcome(c, v0);
+        return;
+    case STORE_OP_UPLOAD_ADD:
         return;
     case STORE_OP_CREDIT:
         if (strcmp(v0, "insufficient") == 0)

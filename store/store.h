@@ -48,6 +48,8 @@ typedef enum {
     STORE_OP_SWEEP,
     STORE_OP_LIST,
     STORE_OP_LEDGER,
+    STORE_OP_IMAGE_DONE,
+    STORE_OP_UPLOAD_ADD,
     STORE_OP_COUNT_
 } store_op_t;
 
@@ -85,6 +87,8 @@ typedef enum {
  *               GF_EINVAL for a malformed cursor.
  *   LEDGER      json: {"items": [{kind, amount, generation_id, image_index,
  *               reason, created_at}], "next_cursor": "..." | null}.
+ *   IMAGE_DONE  records an image's outputs and captures its share in one
+ *               transaction; applied as for IMAGE.
  */
 typedef struct {
     store_op_t op;
@@ -140,6 +144,13 @@ void store_call_sweep(store_call_t *c, int stale_s, int limit);
 void store_call_list(store_call_t *c, const char *user_id, const char *status, const char *kind,
                      int limit, const char *cursor);
 void store_call_ledger(store_call_t *c, const char *user_id, int limit, const char *cursor);
+/* Records an upload whose normalized bytes are stored under `key`. */
+void store_call_upload_add(store_call_t *c, const char *id, const char *user_id,
+                           long long welcome_credits, const char *format, int width, int height,
+                           long long bytes, const char *sha256, const char *key);
+/* outputs_json: [{variant, format, width, height, bytes, sha256, storage_key, pose, seed}]. */
+void store_call_image_done(store_call_t *c, const char *gen_id, long long fence, int index,
+                           const char *outputs_json);
 
 /* Frees what the call holds (inputs and results); the struct can be built again. */
 void store_call_dispose(store_call_t *c);

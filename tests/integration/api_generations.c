@@ -45,8 +45,14 @@ static int setup(void **state)
     char log_path[512];
     snprintf(log_path, sizeof(log_path), "%s/api.log", ts_env("FARM_TEST_TMPDIR"));
     char *argv[] = {(char *)ts_env("FARM_TEST_API_BIN"), NULL};
-    char *extra[] = {port_env, "FARM_JWT_SECRET=" SECRET, "FARM_FILE_SECRET=file-secret-x",
-                     "FARM_SSE_HEARTBEAT_S=1", NULL};
+    char *extra[] = {port_env,
+                     "FARM_JWT_SECRET=" SECRET,
+                     "FARM_FILE_SECRET=file-secret-x",
+                     "FARM_SSE_HEARTBEAT_S=1",
+                     "FARM_RATE_LIMIT_BURST=100",
+                     "FARM_RATE_LIMIT_PER_MIN=60",
+                     "FARM_CORS_ORIGINS=https://app.example",
+                     NULL};
     api_pid = ts_spawn(argv, extra, log_path);
     char url[128];
     snprintf(url, sizeof(url), "%s/readyz", base);
@@ -294,6 +300,51 @@ static void test_active_cap_is_429_and_releases(void **state)
     assert_non_null(strcasestr(r.headers, "Retry-After:"));
     expect_error(&r, 429, "too_many_active", NULL);
     assert_int_equal(credits_field(t, "held"), 30);
+    free(t);
+}
+
+static void test_rate_limit_is_429_with_retry_after(void **state)
+{
+    (void)state;
+    char *t = token(NULL, "pro", NULL, NULL);
+    int before = 0;
+    ts_http_t r = {0};
+    for (int i = 0; i < 150; i++) {
+        r = call("POST", "/v1/generations", t, AVATAR, NULL);
+        if (r.status == 429)
+            break;
+        assert_true(r.status == 202 || r.status == 402);
+        assert_non_null(strcasestr(r.headers, "RateLimit-Remaining: "));
+        ts_http_dispose(&r);
+        before++;
+    }
+    /* A burst of 100, plus what refilled at one a second while the loop ran. */
+    assert_true(before >= 100 && before <= 110);
+    assert_non_null(strcasestr(r.headers, "Retry-After: "));
+    assert_non_null(strcasestr(r.headers, "RateLimit-Remaining: 0"));
+    expect_error(&r, 429, "rate_limited", NULL);
+    free(t);
+}
+
+static void test_cors_for_configured_origins_only(void **state)
+{
+    (void)state;
+    char *t = token(NULL, "pro", NULL, NULL);
+    ts_http_t r = call("OPTIONS", "/v1/generations", NULL, NULL, "Origin: https://app.example");
+    assert_int_equal(r.status, 204);
+    assert_non_null(strcasestr(r.headers, "Access-Control-Allow-Origin: https://app.example"));
+    assert_non_null(strcasestr(r.headers, "Access-Control-Allow-Headers: Authorization"));
+    ts_http_dispose(&r);
+    r = call("GET", "/v1/credits", t, NULL, "Origin: https://app.example");
+    assert_int_equal(r.status, 200);
+    assert_non_null(strcasestr(r.headers, "Access-Control-Allow-Origin: https://app.example"));
+    assert_non_null(strcasestr(r.headers, "X-Content-Type-Options: nosniff"));
+    assert_non_null(strcasestr(r.headers, "Cache-Control: no-store"));
+    ts_http_dispose(&r);
+    r = call("GET", "/v1/credits", t, NULL, "Origin: https://evil.example");
+    assert_int_equal(r.status, 200);
+    assert_null(strcasestr(r.headers, "Access-Control-Allow-Origin"));
+    ts_http_dispose(&r);
     free(t);
 }
 
@@ -557,6 +608,8 @@ int main(void)
         cmocka_unit_test(test_parallel_posts_never_overdraw),
         cmocka_unit_test(test_idempotency_key),
         cmocka_unit_test(test_active_cap_is_429_and_releases),
+        cmocka_unit_test(test_rate_limit_is_429_with_retry_after),
+        cmocka_unit_test(test_cors_for_configured_origins_only),
         cmocka_unit_test(test_owner_only_and_cancel_releases),
         cmocka_unit_test(test_list_pages_with_a_cursor),
         cmocka_unit_test(test_admin_credits),

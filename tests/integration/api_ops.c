@@ -156,6 +156,28 @@ static void test_bad_config_stops_at_start_naming_the_variable(void **state)
     assert_non_null(strstr(line, "1..600"));
 }
 
+static void test_several_processes_share_the_port_and_stop_together(void **state)
+{
+    (void)state;
+    static char port_env[64];
+    int port = ts_free_port();
+    snprintf(port_env, sizeof(port_env), "FARM_API_PORT=%d", port);
+    char out[512];
+    snprintf(out, sizeof(out), "%s/multi.log", ts_env("FARM_TEST_TMPDIR"));
+    char *argv[] = {(char *)ts_env("FARM_TEST_API_BIN"), NULL};
+    char *extra[] = {port_env, "FARM_API_PROCESSES=2", NULL};
+    pid_t pid = ts_spawn(argv, extra, out);
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/healthz", port);
+    assert_true(ts_wait_http(url, 200, "ok", 20));
+    /* Two children serve the port; the parent only supervises. */
+    assert_int_equal(ts_sh("test \"$(pgrep -c -P %d)\" -eq 2", (int)pid), 0);
+    for (int i = 0; i < 20; i++)
+        assert_true(ts_wait_http(url, 200, "ok", 5));
+    assert_int_equal(ts_stop(pid, SIGTERM, 20), 0);
+    assert_int_equal(ts_sh("! pgrep -P %d >/dev/null", (int)pid), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -166,6 +188,7 @@ int main(void)
         cmocka_unit_test(test_metrics_count_requests_by_route_and_status),
         cmocka_unit_test(test_sigterm_exits_zero),
         cmocka_unit_test(test_bad_config_stops_at_start_naming_the_variable),
+        cmocka_unit_test(test_several_processes_share_the_port_and_stop_together),
     };
     return cmocka_run_group_tests(tests, start_api, stop_api);
 }

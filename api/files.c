@@ -1,0 +1,347 @@
+/*
+ * api/files.c - POST /v1/uploads, GET /v1/files/..., GET /v1/presets and
+ * the pose maps of the presets.
+ *
+ * Decoding, re-encoding, rendering and file I/O run on the libuv thread
+ * pool, never on the loop; the after-work callbacks answer. Signed file URLs
+ * are checked in constant time; keys are resolved by imaging, which refuses
+ * anything but the layout it writes, so no path leaves the storage root.
+ */
+#include "api_int.h"
+
+#include <fcntl.h>
+#include <strings.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Work handed to the thread pool, and what it hands back. */
+typedef struct {
+    uv_work_t work;
+    api_t *api;
+    gf_http_req_t *req;
+    api_principal_t who;
+    /* upload */
+    unsigned char *in;
+    size_t in_len;
+    char id[37];
+    char key[IMG_KEY_MAX];
+    img_info info;
+    /* file or pose map */
+    char path[1024];
+    img_buf out;
+    img_format fmt;
+    long max_age;
+    char etag[80];
+    const img_pose_preset *pose;
+    gf_err_t err;
+    store_call_t call;
+} file_job_t;
+
+static void job_free(file_job_t *f)
+{
+    free(f->in);
+    img_buf_dispose(&f->out);
+    store_call_dispose(&f->call);
+    free(f);
+}
+
+static int queue_work(file_job_t *f, uv_work_cb work, uv_after_work_cb after)
+{
+    f->work.data = f;
+    return uv_queue_work(f->api->loop, &f->work, work, after);
+}
+
+/* --- uploads ------------------------------------------------------------------------ */
+
+static void on_upload_recorded(store_t *st, store_call_t *call, void *data)
+{
+    (void)st;
+    file_job_t *f = data;
+    if (call->status < 0) {
+        api__fail(f->req, call->status, &call->err);
+    } else {
+        api__json(f->req, 201,
+                  json_pack("{s:s, s:s, s:i, s:i, s:I}", "id", f->id, "format",
+                            img_format_name(f->info.format), "width", f->info.width, "height",
+                            f->info.height, "bytes", (json_int_t)f->info.bytes));
+    }
+    job_free(f);
+}
+
+static void upload_work(uv_work_t *w)
+{
+    file_job_t *f = w->data;
+    img_limits lim = img_limits_from_config(f->api->cfg);
+    if (img_upload_normalize(f->in, f->in_len, &lim, &f->out, &f->info, &f->err) < 0)
+        return;
+    if (img_storage_upload_key(f->who.sub, f->id, f->info.format, f->key, &f->err) < 0)
+        return;
+    img_storage_write(f->api->cfg->storage_dir, f->key, f->out.data, f->out.len, &f->err);
+}
+
+static void upload_done(uv_work_t *w, int status)
+{
+    file_job_t *f = w->data;
+    if (status < 0) {
+        api__fail(f->req, GF_ECANCELED, NULL);
+        job_free(f);
+        return;
+    }
+    if (f->err.code != 0) {
+        switch (img_err_reason(&f->err)) {
+        case IMG_REASON_UNSUPPORTED:
+            api__error(f->req, 415, "unsupported_media_type",
+                       "the upload is not a PNG, JPEG or WebP image", NULL);
+            break;
+        case IMG_REASON_TOO_MANY_BYTES:
+            api__error(f->req, 413, "payload_too_large", "the upload is too large", NULL);
+            break;
+        case IMG_REASON_TOO_MANY_PIXELS:
+            api__error(f->req, 422, "invalid_image", "the image has too many pixels", NULL);
+            break;
+        case IMG_REASON_UNDECODABLE:
+            api__error(f->req, 422, "invalid_image", "the image does not decode", NULL);
+            break;
+        default:
+            api__fail(f->req, f->err.code, &f->err);
+        }
+        job_free(f);
+        return;
+    }
+    store_call_upload_add(&f->call, f->id, f->who.sub, f->api->cfg->welcome_credits,
+                          img_format_name(f->info.format), f->info.width, f->info.height,
+                          (long long)f->info.bytes, f->info.sha256, f->key);
+    if (store_exec(f->api->store, &f->call, on_upload_recorded, f) < 0) {
+        api__fail(f->req, GF_EUNAVAIL, NULL);
+        job_free(f);
+    }
+}
+
+static void on_upload(gf_http_req_t *req, void *data)
+{
+    api_t *api = data;
+    file_job_t *f = gf_xcalloc(1, sizeof(*f));
+    f->api = api;
+    f->req = req;
+    if (api__auth(api, req, &f->who, 0) < 0)
+        goto done;
+    const char *ctype = gf_http_req_header(req, "content-type");
+    if (ctype == NULL ||
+        (strcasecmp(ctype, "image/png") != 0 && strcasecmp(ctype, "image/jpeg") != 0 &&
+         strcasecmp(ctype, "image/webp") != 0)) {
+        api__error(req, 415, "unsupported_media_type",
+                   "send the image as image/png, image/jpeg or image/webp", NULL);
+        goto done;
+    }
+    const char *body = gf_http_req_body(req, &f->in_len);
+    if (f->in_len == 0) {
+        api__error(req, 422, "invalid_image", "the upload is empty", NULL);
+        goto done;
+    }
+    f->in = gf_xmalloc(f->in_len);
+    memcpy(f->in, body, f->in_len);
+    gf_uuid4(f->id);
+    if (queue_work(f, upload_work, upload_done) == 0)
+        return;
+    api__fail(req, GF_EUNAVAIL, NULL);
+done:
+    job_free(f);
+}
+
+/* --- files ------------------------------------------------------------------------------ */
+
+/* hex(HMAC-SHA256(FARM_FILE_SECRET, "<key>\n<exp>")), as api__sign_outputs makes it. */
+static void file_sig(const char *secret, const char *key, long exp, char out[65])
+{
+    char msg[1024];
+    int n = snprintf(msg, sizeof(msg), "%s\n%ld", key, exp);
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+    HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)msg, (size_t)n, mac,
+         &maclen);
+    for (unsigned int i = 0; i < maclen && i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", mac[i]);
+}
+
+static void file_read_work(uv_work_t *w)
+{
+    file_job_t *f = w->data;
+    if (img_storage_resolve(f->api->cfg->storage_dir, f->key, f->path, sizeof(f->path), &f->fmt,
+                            &f->err) < 0)
+        return;
+    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0 || st.st_size > (off_t)(256 << 20)) {
+        gf_err_set(&f->err, GF_ENOTFOUND, "api", "cannot read the file");
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    f->out.data = gf_xmalloc((size_t)st.st_size + 1);
+    size_t got = 0;
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, f->out.data + got, (size_t)st.st_size - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    f->out.len = got;
+    snprintf(f->etag, sizeof(f->etag), "\"%llx-%llx\"", (unsigned long long)st.st_size,
+             (unsigned long long)st.st_mtim.tv_sec * 1000000000ULL + st.st_mtim.tv_nsec);
+}
+
+static void file_read_done(uv_work_t *w, int status)
+{
+    file_job_t *f = w->data;
+    if (status < 0 || f->err.code != 0 || f->out.len == 0) {
+        api__error(f->req, 404, "not_found", "no such file", NULL);
+        job_free(f);
+        return;
+    }
+    char cache[64];
+    snprintf(cache, sizeof(cache), "private, max-age=%ld", f->max_age > 0 ? f->max_age : 0);
+    gf_http_set_header(f->req, "Cache-Control", cache);
+    gf_http_set_header(f->req, "ETag", f->etag);
+    gf_http_set_header(f->req, "X-Content-Type-Options", "nosniff");
+    const char *inm = gf_http_req_header(f->req, "if-none-match");
+    if (inm && strcmp(inm, f->etag) == 0)
+        gf_http_respond(f->req, 304, NULL, "", 0);
+    else
+        gf_http_respond(f->req, 200, img_format_mime(f->fmt), (const char *)f->out.data,
+                        f->out.len);
+    job_free(f);
+}
+
+/* A file is served to a valid signature, or to its owner's token; anything else is 404. */
+static void on_file(gf_http_req_t *req, void *data)
+{
+    api_t *api = data;
+    file_job_t *f = gf_xcalloc(1, sizeof(*f));
+    f->api = api;
+    f->req = req;
+    const char *a = gf_http_req_param(req, "a"), *b = gf_http_req_param(req, "b");
+    const char *c = gf_http_req_param(req, "c");
+    snprintf(f->key, sizeof(f->key), "%s/%s/%s", a, b, c);
+    const char *exp_s = gf_http_req_query(req, "exp"), *sig = gf_http_req_query(req, "sig");
+    long exp = exp_s ? strtol(exp_s, NULL, 10) : 0;
+    int allowed = 0;
+    if (sig && exp > (long)time(NULL) && strlen(sig) == 64 && api->cfg->file_secret &&
+        api->cfg->file_secret[0]) {
+        char want[65] = "";
+        file_sig(api->cfg->file_secret, f->key, exp, want);
+        allowed = CRYPTO_memcmp(want, sig, 64) == 0;
+        f->max_age = exp - (long)time(NULL);
+    }
+    if (!allowed && gf_http_req_header(req, "authorization")) {
+        api_principal_t who;
+        gf_err_t err = {0};
+        const char *h = gf_http_req_header(req, "authorization");
+        if (strncasecmp(h, "Bearer ", 7) == 0 &&
+            api__token_verify(api->cfg->jwt_secret, h + 7, &who, &err) == 0)
+            allowed = strcmp(who.sub, a) == 0; /* keys start with their owner's id */
+    }
+    if (!allowed) {
+        api__error(req, 404, "not_found", "no such file", NULL);
+        job_free(f);
+        return;
+    }
+    if (queue_work(f, file_read_work, file_read_done) < 0) {
+        api__fail(req, GF_EUNAVAIL, NULL);
+        job_free(f);
+    }
+}
+
+/* --- presets ------------------------------------------------------------------------------- */
+
+static void on_presets(gf_http_req_t *req, void *data)
+{
+    api_t *api = data;
+    json_t *styles = json_array(), *poses = json_array(), *exports = json_array();
+    for (size_t i = 0; api->presets && i < img_presets_style_count(api->presets); i++) {
+        const img_style_preset *s = img_presets_style(api->presets, i);
+        json_array_append_new(styles, json_pack("{s:s, s:s, s:s}", "name", s->name, "description",
+                                                s->description ? s->description : "",
+                                                "prompt_suffix", s->prompt_suffix));
+    }
+    for (size_t i = 0; api->presets && i < img_presets_pose_count(api->presets); i++) {
+        const img_pose_preset *p = img_presets_pose(api->presets, i);
+        json_t *kp = json_array();
+        for (int k = 0; k < IMG_POSE_KEYPOINTS; k++)
+            json_array_append_new(kp, json_pack("[f, f, f]", p->keypoints[k].x, p->keypoints[k].y,
+                                                p->keypoints[k].confidence));
+        char url[160];
+        snprintf(url, sizeof(url), "/v1/presets/poses/%s.png", p->name);
+        json_array_append_new(poses, json_pack("{s:s, s:s, s:s, s:o, s:s}", "name", p->name,
+                                               "category", p->category, "description",
+                                               p->description ? p->description : "", "keypoints",
+                                               kp, "map_url", url));
+    }
+    for (size_t i = 0; api->presets && i < img_presets_export_count(api->presets); i++) {
+        const img_export_preset *e = img_presets_export(api->presets, i);
+        json_array_append_new(exports,
+                              json_pack("{s:s, s:i, s:i, s:s}", "name", e->name, "width", e->width,
+                                        "height", e->height, "format", img_format_name(e->format)));
+    }
+    api__json(req, 200,
+              json_pack("{s:o, s:o, s:o}", "styles", styles, "poses", poses, "exports", exports));
+}
+
+static void pose_map_work(uv_work_t *w)
+{
+    file_job_t *f = w->data;
+    img_pose_render(f->pose->keypoints, 512, 512, &f->out, &f->err);
+}
+
+static void pose_map_done(uv_work_t *w, int status)
+{
+    file_job_t *f = w->data;
+    if (status < 0 || f->err.code != 0) {
+        api__fail(f->req, GF_EIO, &f->err);
+    } else {
+        gf_http_set_header(f->req, "Cache-Control", "public, max-age=86400");
+        gf_http_respond(f->req, 200, "image/png", (const char *)f->out.data, f->out.len);
+    }
+    job_free(f);
+}
+
+static void on_pose_map(gf_http_req_t *req, void *data)
+{
+    api_t *api = data;
+    const char *file = gf_http_req_param(req, "file");
+    size_t n = strlen(file);
+    char name[80];
+    const img_pose_preset *p = NULL;
+    if (n > 4 && n < sizeof(name) && strcmp(file + n - 4, ".png") == 0 && api->presets) {
+        snprintf(name, sizeof(name), "%.*s", (int)(n - 4), file);
+        p = img_presets_pose_find(api->presets, name);
+    }
+    if (p == NULL) {
+        api__error(req, 404, "not_found", "no such pose preset", NULL);
+        return;
+    }
+    file_job_t *f = gf_xcalloc(1, sizeof(*f));
+    f->api = api;
+    f->req = req;
+    f->pose = p;
+    if (queue_work(f, pose_map_work, pose_map_done) < 0) {
+        api__fail(req, GF_EUNAVAIL, NULL);
+        job_free(f);
+    }
+}
+
+void api__files_routes(api_t *api)
+{
+    gf_httpd_route(api->httpd, "POST", "/v1/uploads", (size_t)api->cfg->upload_max_bytes, on_upload,
+                   api);
+    gf_httpd_route(api->httpd, "GET", "/v1/files/:a/:b/:c", 0, on_file, api);
+    gf_httpd_route(api->httpd, "GET", "/v1/presets", 0, on_presets, api);
+    gf_httpd_route(api->httpd, "GET", "/v1/presets/poses/:file", 0, on_pose_map, api);
+}
