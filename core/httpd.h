@@ -142,8 +142,9 @@ int gf_http_stream_start(gf_http_req_t *r, int status, const char *content_type)
 
 /*
  * Queues bytes on a stream. Returns 0, or GF_ETOOBIG when the client has
- * more than the cap queued (the connection is then dropped and on_close
- * runs), or GF_ECANCELED when the client is already gone.
+ * more than the cap queued (the connection is then dropped; on_close does not
+ * run, since the caller learns it here), or GF_ECANCELED when the client is
+ * already gone. Either way the caller finishes with gf_http_stream_end().
  */
 int gf_http_stream_write(gf_http_req_t *r, const char *data, size_t len);
 

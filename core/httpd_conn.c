@@ -69,8 +69,13 @@ int httpd__conn_write(httpd_conn_t *c, const char *a, size_t alen, const char *b
     uv_buf_t buf = uv_buf_init(wr->data, (unsigned int)(alen + blen));
     int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
     if (rc < 0) {
+        /*
+         * The socket is unusable. Closing here would pull the request from
+         * under a response in progress; mark the connection instead, and
+         * httpd__req_done() closes it once the request is finished.
+         */
         free(wr);
-        httpd__conn_close(c, 1);
+        c->close_after_write = 1;
         return GF_EIO;
     }
     c->writes_pending++;
@@ -113,7 +118,7 @@ void httpd__req_done(httpd_conn_t *c, int keep)
     httpd__req_free(r);
     c->header_bytes = 0;
     c->state = CONN_IDLE;
-    if (!keep) {
+    if (!keep || c->close_after_write) {
         c->close_after_write = 1;
         if (c->reading) {
             uv_read_stop((uv_stream_t *)&c->tcp);
