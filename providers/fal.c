@@ -1,0 +1,281 @@
+/*
+ * providers/fal.c - the fal.ai queue protocol (providers.md section 3).
+ *
+ * submit: POST {base}/{model} -> {request_id, status_url, response_url, cancel_url}
+ * status: GET status_url -> 202 IN_QUEUE / IN_PROGRESS, 200 COMPLETED
+ * result: GET response_url -> {"images":[{"url"}], "has_nsfw_concepts":[...]}
+ *         (a failed job still reaches COMPLETED; its result is a 422/5xx)
+ * image:  GET images[0].url at once (short-lived)
+ * cancel: PUT cancel_url
+ *
+ * The returned URLs are used exactly as given: the endpoint subpath ("/dev")
+ * is not in them, so rebuilding them from the submit URL would be wrong. The
+ * resume token is the three URLs joined by single spaces.
+ */
+#include "provider_int.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void fal_post(provider_call_t *c);
+static void fal_poll(provider_call_t *c);
+static void fal_result(provider_call_t *c);
+
+static int fal_init(provider_adapter_t *a, gf_err_t *err)
+{
+    if (a->token[0] == '\0')
+        return gf_err_set(err, GF_EINVAL, "provider", "fal needs FARM_FAL_KEY");
+    return 0;
+}
+
+static void fal_headers(const provider_call_t *c, char *auth, size_t n, const char *h[4])
+{
+    snprintf(auth, n, "Authorization: Key %s", c->a->token);
+    h[0] = auth;
+    h[1] = "Accept: application/json";
+    h[2] = "Content-Type: application/json";
+    h[3] = NULL;
+}
+
+static char *fal_body(const provider_call_t *c)
+{
+    const provider_req_t *q = &c->req;
+    json_t *root = json_object();
+    json_object_set_new(root, "prompt", json_string(q->prompt));
+    json_t *size = json_object();
+    json_object_set_new(size, "width", json_integer(q->width));
+    json_object_set_new(size, "height", json_integer(q->height));
+    json_object_set_new(root, "image_size", size);
+    if (q->steps > 0)
+        json_object_set_new(root, "num_inference_steps", json_integer(q->steps));
+    if (q->guidance >= 0)
+        json_object_set_new(root, "guidance_scale", json_real(q->guidance));
+    if (q->seed >= 0)
+        json_object_set_new(root, "seed", json_integer(q->seed));
+    json_object_set_new(root, "num_images", json_integer(1));
+    json_object_set_new(root, "enable_safety_checker", json_true());
+    json_object_set_new(root, "output_format", json_string("png"));
+    const unsigned char *ref = q->pose_image ? q->pose_image : q->identity_image;
+    size_t ref_len = q->pose_image ? q->pose_len : q->identity_len;
+    if (ref) {
+        char *b64 = provider__base64(ref, ref_len);
+        const char *mime = provider__sniff_image(ref, ref_len);
+        gf_buf_t b = {0};
+        gf_buf_printf(&b, "data:%s;base64,%s", mime ? mime : "image/png", b64);
+        json_object_set_new(root, "image_url", json_string(b.p));
+        gf_buf_dispose(&b);
+        free(b64);
+    }
+    char *s = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    return s;
+}
+
+static char *text_of(provider_http_resp_t *r)
+{
+    char *t = provider__json_error_text(r->body, r->len);
+    char *safe = gf_xmalloc(160);
+    if (t == NULL && r->curl_code)
+        provider__sanitize(safe, 160, r->curl_msg, strlen(r->curl_msg));
+    else
+        provider__sanitize(safe, 160, t ? t : "", t ? strlen(t) : 0);
+    free(t);
+    return safe;
+}
+
+static void fail_with(provider_call_t *c, provider_http_resp_t *r, provider_fault f,
+                      const char *what)
+{
+    char *t = text_of(r);
+    provider__call_fail(c, f, r->status, "%s: HTTP %ld: %s", what, r->status, t);
+    free(t);
+}
+
+static void fal_submitted(provider_http_resp_t *r, void *data)
+{
+    provider_call_t *c = data;
+    c->xfer = NULL;
+    c->last_status = r->status;
+    provider_fault f = provider__classify(r->curl_code, r->status, r->body, r->len);
+    if (f != PROVIDER_F_NONE) {
+        if (!provider__call_retry_post(c, r, f, fal_post))
+            fail_with(c, r, f, "submit");
+        return;
+    }
+    json_t *root = json_loadb(r->body, r->len, 0, NULL);
+    const char *id = json_string_value(json_object_get(root, "request_id"));
+    const char *st = json_string_value(json_object_get(root, "status_url"));
+    const char *rs = json_string_value(json_object_get(root, "response_url"));
+    const char *cn = json_string_value(json_object_get(root, "cancel_url"));
+    if (!id || !st || !rs) {
+        json_decref(root);
+        provider__call_fail(c, PROVIDER_F_PROTOCOL, r->status,
+                            "submit answered without request_id/status_url/response_url");
+        return;
+    }
+    c->status_url = gf_xstrdup(st);
+    c->result_url = gf_xstrdup(rs);
+    c->cancel_url = cn ? gf_xstrdup(cn) : NULL;
+    gf_buf_t tok = {0};
+    gf_buf_printf(&tok, "%s %s %s", st, rs, cn ? cn : "-");
+    char safe_id[128];
+    provider__sanitize(safe_id, sizeof(safe_id), id, strlen(id));
+    json_decref(root);
+    provider__call_accepted(c, safe_id, tok.p);
+    gf_buf_dispose(&tok);
+    provider__call_progress(c, 0, "queued");
+    provider__call_poll_later(c, NULL, fal_poll);
+}
+
+static void fal_post(provider_call_t *c)
+{
+    char url[1024], auth[512];
+    const char *h[4];
+    snprintf(url, sizeof(url), "%s/%s", c->a->base_url, c->a->model);
+    fal_headers(c, auth, sizeof(auth), h);
+    char *body = fal_body(c);
+    provider_http_req_t req = {
+        .method = "POST", .url = url, .headers = h, .body = body, .body_len = strlen(body)};
+    provider__http_defaults(c, &req, (uint64_t)c->p->cfg->provider_submit_timeout_s * 1000);
+    c->submits++;
+    provider__call_http(c, &req, fal_submitted);
+    free(body);
+}
+
+static void fal_status(provider_http_resp_t *r, void *data)
+{
+    provider_call_t *c = data;
+    c->xfer = NULL;
+    c->last_status = r->status;
+    provider_fault f = provider__classify(r->curl_code, r->status, r->body, r->len);
+    json_t *root =
+        f == PROVIDER_F_NONE || r->status == 404 ? json_loadb(r->body, r->len, 0, NULL) : NULL;
+    const char *st = json_string_value(json_object_get(root, "status"));
+    if (r->status == 404 || (st && strcmp(st, "NOT_FOUND") == 0)) {
+        json_decref(root);
+        provider__call_fail(c, PROVIDER_F_LOST_JOB, r->status, "fal does not know the request");
+        return;
+    }
+    if (f != PROVIDER_F_NONE || st == NULL) {
+        json_decref(root);
+        if (f == PROVIDER_F_NONE)
+            f = PROVIDER_F_PROTOCOL;
+        if (!provider__call_retry_get(c, r, f, fal_poll))
+            fail_with(c, r, f, "status");
+        return;
+    }
+    c->get_failures = 0;
+    if (strcmp(st, "COMPLETED") == 0) {
+        json_decref(root);
+        provider__call_progress(c, 1, "completed");
+        fal_result(c);
+        return;
+    }
+    provider__call_progress(c, strcmp(st, "IN_QUEUE") == 0 ? 0 : 0.5,
+                            strcmp(st, "IN_QUEUE") == 0 ? "queued" : "running");
+    json_decref(root);
+    provider__call_poll_later(c, r, fal_poll);
+}
+
+static void fal_poll(provider_call_t *c)
+{
+    char auth[512];
+    const char *h[4];
+    fal_headers(c, auth, sizeof(auth), h);
+    h[2] = NULL;
+    provider_http_req_t req = {.method = "GET", .url = c->status_url, .headers = h};
+    provider__http_defaults(c, &req, (uint64_t)c->p->cfg->provider_submit_timeout_s * 1000);
+    provider__call_http(c, &req, fal_status);
+}
+
+static void fal_result_done(provider_http_resp_t *r, void *data)
+{
+    provider_call_t *c = data;
+    c->xfer = NULL;
+    c->last_status = r->status;
+    provider_fault f = provider__classify(r->curl_code, r->status, r->body, r->len);
+    if (f != PROVIDER_F_NONE) {
+        const char *retryable = provider__http_header(r, "x-fal-retryable");
+        const char *etype = provider__http_header(r, "x-fal-error-type");
+        if (etype && strstr(etype, "content_policy")) {
+            fail_with(c, r, PROVIDER_F_MODERATION_INPUT, "result");
+            return;
+        }
+        /* The app's own failure: X-Fal-Retryable says whether running it again may help. */
+        if (f == PROVIDER_F_BAD_INPUT && retryable && strcmp(retryable, "true") == 0)
+            f = PROVIDER_F_SERVER;
+        if (f != PROVIDER_F_BAD_INPUT && provider__call_retry_get(c, r, f, fal_result))
+            return;
+        fail_with(c, r, f, "result");
+        return;
+    }
+    json_t *root = json_loadb(r->body, r->len, 0, NULL);
+    json_t *img = json_array_get(json_object_get(root, "images"), 0);
+    const char *url = json_string_value(json_object_get(img, "url"));
+    int nsfw = json_is_true(json_array_get(json_object_get(root, "has_nsfw_concepts"), 0));
+    if (nsfw) {
+        json_decref(root);
+        provider__call_fail(c, PROVIDER_F_MODERATION_OUTPUT, r->status,
+                            "fal flagged the output (has_nsfw_concepts)");
+        return;
+    }
+    if (url == NULL) {
+        json_decref(root);
+        provider__call_fail(c, PROVIDER_F_PROTOCOL, r->status, "the result has no images[0].url");
+        return;
+    }
+    c->image_url = gf_xstrdup(url);
+    json_decref(root);
+    c->get_failures = 0;
+    provider__fetch_image(c);
+}
+
+static void fal_result(provider_call_t *c)
+{
+    char auth[512];
+    const char *h[4];
+    fal_headers(c, auth, sizeof(auth), h);
+    h[2] = NULL;
+    provider_http_req_t req = {.method = "GET", .url = c->result_url, .headers = h};
+    provider__http_defaults(c, &req, (uint64_t)c->p->cfg->provider_submit_timeout_s * 1000);
+    provider__call_http(c, &req, fal_result_done);
+}
+
+static void fal_submit(provider_call_t *c)
+{
+    if (c->req.resume == NULL) {
+        fal_post(c);
+        return;
+    }
+    char st[1024], rs[1024], cn[1024];
+    if (sscanf(c->req.resume, "%1023s %1023s %1023s", st, rs, cn) != 3) {
+        provider__call_fail(c, PROVIDER_F_PROTOCOL, 0, "a fal resume token is three URLs");
+        return;
+    }
+    c->status_url = gf_xstrdup(st);
+    c->result_url = gf_xstrdup(rs);
+    c->cancel_url = strcmp(cn, "-") == 0 ? NULL : gf_xstrdup(cn);
+    fal_poll(c);
+}
+
+static void fal_cancel(provider_call_t *c)
+{
+    if (c->cancel_url == NULL)
+        return;
+    char auth[512];
+    const char *h[4];
+    fal_headers(c, auth, sizeof(auth), h);
+    provider_http_req_t req = {.method = "PUT", .url = c->cancel_url, .headers = h};
+    provider__http_defaults(c, &req, (uint64_t)c->p->cfg->provider_submit_timeout_s * 1000);
+    /* Fire and forget: the call ends now; the cancel outlives it on the engine. */
+    provider__http_start(provider__call_engine(c), &req, NULL, NULL);
+}
+
+const provider_ops provider_fal_ops = {
+    .name = "fal",
+    .init = fal_init,
+    .submit = fal_submit,
+    .cancel = fal_cancel,
+    .free = NULL,
+};

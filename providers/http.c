@@ -1,0 +1,414 @@
+/*
+ * providers/http.c - the one curl multi handle of a process, driven by libuv.
+ *
+ * Wired as curl's docs/examples/multi-uv.c: curl tells us which sockets to
+ * watch (CURLMOPT_SOCKETFUNCTION -> a uv_poll_t per socket) and when to wake
+ * (CURLMOPT_TIMERFUNCTION -> one uv_timer_t); libuv tells curl what happened
+ * with curl_multi_socket_action(). Finished transfers are collected after each
+ * action and their callbacks run outside of any curl callback, so a callback
+ * may start or abort transfers freely.
+ *
+ * Invariants: every easy handle in the multi is a provider_xfer_t (its
+ * CURLOPT_PRIVATE); an easy handle is removed from the multi before
+ * curl_easy_cleanup(); the engine is freed only from the last close callback.
+ */
+#include "provider_int.h"
+
+#include <curl/curl.h>
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct provider_http {
+    uv_loop_t *loop;
+    CURLM *multi;
+    uv_timer_t timer;
+    int closing, pending_closes;
+    void (*closed_cb)(void *data);
+    void *closed_data;
+    provider_xfer_t *xfers; /* live transfers */
+    struct poll_ctx *polls; /* watched sockets */
+};
+
+struct provider_xfer {
+    provider_http_t *h;
+    provider_xfer_t *prev, *next;
+    CURL *easy;
+    struct curl_slist *req_headers;
+    char *body_out;
+    provider_http_resp_t resp;
+    size_t cap, max_bytes;
+    int header_reset;
+    provider_http_done_cb cb;
+    void *data;
+};
+
+typedef struct poll_ctx {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    provider_http_t *h;
+    struct poll_ctx *prev, *next;
+} poll_ctx_t;
+
+static void check_multi_info(provider_http_t *h);
+
+/* --- libcurl -> libuv ------------------------------------------------------------ */
+
+static void maybe_free(provider_http_t *h);
+
+static void on_poll_closed(uv_handle_t *handle)
+{
+    poll_ctx_t *pc = handle->data;
+    provider_http_t *h = pc->h;
+    free(pc);
+    h->pending_closes--;
+    if (h->closing)
+        maybe_free(h);
+}
+
+static void poll_close(poll_ctx_t *pc)
+{
+    provider_http_t *h = pc->h;
+    if (pc->prev)
+        pc->prev->next = pc->next;
+    else
+        h->polls = pc->next;
+    if (pc->next)
+        pc->next->prev = pc->prev;
+    uv_poll_stop(&pc->poll);
+    uv_close((uv_handle_t *)&pc->poll, on_poll_closed);
+}
+
+static void on_poll(uv_poll_t *poll, int status, int events)
+{
+    poll_ctx_t *pc = poll->data;
+    int flags = 0;
+    if (status < 0)
+        flags = CURL_CSELECT_ERR;
+    if (events & UV_READABLE)
+        flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE)
+        flags |= CURL_CSELECT_OUT;
+    int running;
+    curl_multi_socket_action(pc->h->multi, pc->fd, flags, &running);
+    check_multi_info(pc->h);
+}
+
+static int on_socket(CURL *easy, curl_socket_t s, int action, void *userp, void *socketp)
+{
+    (void)easy;
+    provider_http_t *h = userp;
+    poll_ctx_t *pc = socketp;
+    if (action == CURL_POLL_REMOVE) {
+        if (pc != NULL) {
+            poll_close(pc);
+            curl_multi_assign(h->multi, s, NULL);
+        }
+        return 0;
+    }
+    if (pc == NULL) {
+        pc = gf_xcalloc(1, sizeof(*pc));
+        pc->fd = s;
+        pc->h = h;
+        if (uv_poll_init_socket(h->loop, &pc->poll, s) < 0) {
+            free(pc);
+            return -1;
+        }
+        pc->poll.data = pc;
+        h->pending_closes++;
+        pc->next = h->polls;
+        if (h->polls)
+            h->polls->prev = pc;
+        h->polls = pc;
+        curl_multi_assign(h->multi, s, pc);
+    }
+    int events = 0;
+    if (action == CURL_POLL_IN || action == CURL_POLL_INOUT)
+        events |= UV_READABLE;
+    if (action == CURL_POLL_OUT || action == CURL_POLL_INOUT)
+        events |= UV_WRITABLE;
+    uv_poll_start(&pc->poll, events, on_poll);
+    return 0;
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    provider_http_t *h = t->data;
+    int running;
+    curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_multi_info(h);
+}
+
+static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
+{
+    (void)multi;
+    provider_http_t *h = userp;
+    if (timeout_ms < 0) {
+        uv_timer_stop(&h->timer);
+        return 0;
+    }
+    /* A 0 ms timeout is run from the loop, not from inside curl (multi-uv.c's 1 ms trick). */
+    uv_timer_start(&h->timer, on_timeout, timeout_ms == 0 ? 1 : (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+/* --- body and headers --------------------------------------------------------------- */
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userp)
+{
+    provider_xfer_t *x = userp;
+    size_t n = size * nmemb;
+    if (x->resp.len + n > x->max_bytes) {
+        x->resp.too_big = 1;
+        return 0; /* CURLE_WRITE_ERROR */
+    }
+    if (x->resp.len + n + 1 > x->cap) {
+        size_t cap = x->cap ? x->cap : 16384;
+        while (cap < x->resp.len + n + 1)
+            cap *= 2;
+        x->resp.body = gf_xrealloc(x->resp.body, cap);
+        x->cap = cap;
+    }
+    memcpy(x->resp.body + x->resp.len, ptr, n);
+    x->resp.len += n;
+    x->resp.body[x->resp.len] = '\0';
+    return n;
+}
+
+static void headers_clear(provider_http_resp_t *r)
+{
+    for (size_t i = 0; i < r->nheaders; i++)
+        free(r->headers[i]);
+    GF_FREE(r->headers);
+    r->nheaders = 0;
+}
+
+static size_t on_header(char *ptr, size_t size, size_t nitems, void *userp)
+{
+    provider_xfer_t *x = userp;
+    size_t n = size * nitems;
+    if (n >= 5 && strncmp(ptr, "HTTP/", 5) == 0) {
+        headers_clear(&x->resp); /* a new response (after 100 or a redirect): keep the last */
+        return n;
+    }
+    const char *colon = memchr(ptr, ':', n);
+    if (colon == NULL || x->resp.nheaders >= 64)
+        return n;
+    size_t len = n;
+    while (len > 0 && (ptr[len - 1] == '\r' || ptr[len - 1] == '\n'))
+        len--;
+    char *line = gf_xstrndup(ptr, len);
+    for (char *c = line; *c && *c != ':'; c++)
+        *c = (char)tolower((unsigned char)*c);
+    x->resp.headers = gf_xrealloc(x->resp.headers, (x->resp.nheaders + 1) * sizeof(char *));
+    x->resp.headers[x->resp.nheaders++] = line;
+    return n;
+}
+
+const char *provider__http_header(const provider_http_resp_t *r, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < r->nheaders; i++) {
+        const char *h = r->headers[i];
+        if (strncasecmp(h, name, n) == 0 && h[n] == ':') {
+            const char *v = h + n + 1;
+            while (*v == ' ' || *v == '\t')
+                v++;
+            return v;
+        }
+    }
+    return NULL;
+}
+
+char *provider__http_take_body(provider_http_resp_t *r, size_t *len)
+{
+    char *b = r->body;
+    *len = r->len;
+    r->body = NULL;
+    r->len = 0;
+    return b;
+}
+
+int provider__http_not_sent(int code)
+{
+    return code == CURLE_COULDNT_RESOLVE_HOST || code == CURLE_COULDNT_RESOLVE_PROXY ||
+           code == CURLE_COULDNT_CONNECT || code == CURLE_SSL_CONNECT_ERROR;
+}
+
+int provider__http_timed_out(int code)
+{
+    return code == CURLE_OPERATION_TIMEDOUT;
+}
+
+int provider__http_partial(int code)
+{
+    return code == CURLE_PARTIAL_FILE || code == CURLE_RECV_ERROR || code == CURLE_GOT_NOTHING ||
+           code == CURLE_SEND_ERROR;
+}
+
+/* --- transfers ------------------------------------------------------------------- */
+
+static void xfer_free(provider_xfer_t *x)
+{
+    provider_http_t *h = x->h;
+    if (x->prev)
+        x->prev->next = x->next;
+    else
+        h->xfers = x->next;
+    if (x->next)
+        x->next->prev = x->prev;
+    curl_multi_remove_handle(h->multi, x->easy);
+    curl_easy_cleanup(x->easy);
+    curl_slist_free_all(x->req_headers);
+    free(x->body_out);
+    free(x->resp.body);
+    headers_clear(&x->resp);
+    free(x);
+}
+
+static void check_multi_info(provider_http_t *h)
+{
+    CURLMsg *msg;
+    int pending;
+    while ((msg = curl_multi_info_read(h->multi, &pending)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        provider_xfer_t *x = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+        x->resp.curl_code = (int)msg->data.result;
+        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->resp.status);
+        if (x->resp.curl_code != CURLE_OK && x->resp.curl_msg[0] == '\0')
+            snprintf(x->resp.curl_msg, sizeof(x->resp.curl_msg), "%s",
+                     curl_easy_strerror(msg->data.result));
+        /* Detach from the multi before the callback, so it may start new transfers. */
+        curl_multi_remove_handle(h->multi, x->easy);
+        if (x->cb)
+            x->cb(&x->resp, x->data);
+        xfer_free(x);
+    }
+}
+
+provider_xfer_t *provider__http_start(provider_http_t *h, const provider_http_req_t *req,
+                                      provider_http_done_cb cb, void *data)
+{
+    provider_xfer_t *x = gf_xcalloc(1, sizeof(*x));
+    x->h = h;
+    x->cb = cb;
+    x->data = data;
+    x->max_bytes = req->max_bytes ? req->max_bytes : 64 * 1024 * 1024;
+    x->easy = curl_easy_init();
+    if (x->easy == NULL) {
+        fprintf(stderr, "curl_easy_init failed\n");
+        abort(); /* only on memory exhaustion */
+    }
+    CURL *e = x->easy;
+    curl_easy_setopt(e, CURLOPT_URL, req->url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->resp.curl_msg);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_FAILONERROR, 0L);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)req->connect_timeout_ms);
+    if (req->low_speed_time_s > 0) {
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, req->low_speed_time_s);
+    }
+    for (const char *const *hd = req->headers; hd && *hd; hd++)
+        x->req_headers = curl_slist_append(x->req_headers, *hd);
+    /* No "Expect: 100-continue" round trip on POSTs with bodies. */
+    x->req_headers = curl_slist_append(x->req_headers, "Expect:");
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->req_headers);
+    if (strcmp(req->method, "GET") != 0) {
+        x->body_out = gf_xmalloc(req->body_len + 1);
+        if (req->body_len)
+            memcpy(x->body_out, req->body, req->body_len);
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, req->method);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->body_out);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+    }
+    x->next = h->xfers;
+    if (h->xfers)
+        h->xfers->prev = x;
+    h->xfers = x;
+    curl_multi_add_handle(h->multi, e);
+    return x;
+}
+
+void provider__http_abort(provider_xfer_t *x)
+{
+    if (x != NULL)
+        xfer_free(x);
+}
+
+provider_http_t *provider__http_new(uv_loop_t *loop, gf_err_t *err)
+{
+    static int global_done;
+    if (!global_done) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+            gf_err_set(err, GF_EIO, "provider", "curl_global_init failed");
+            return NULL;
+        }
+        global_done = 1;
+    }
+    provider_http_t *h = gf_xcalloc(1, sizeof(*h));
+    h->loop = loop;
+    h->multi = curl_multi_init();
+    if (h->multi == NULL) {
+        free(h);
+        gf_err_set(err, GF_ENOMEM, "provider", "curl_multi_init failed");
+        return NULL;
+    }
+    uv_timer_init(loop, &h->timer);
+    h->timer.data = h;
+    h->pending_closes = 1; /* the timer */
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+    /* Keep a few connections per host open; hundreds of calls share them. */
+    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, 1024L);
+    return h;
+}
+
+static void maybe_free(provider_http_t *h)
+{
+    if (h->pending_closes > 0)
+        return;
+    void (*cb)(void *) = h->closed_cb;
+    void *data = h->closed_data;
+    free(h);
+    if (cb)
+        cb(data);
+}
+
+static void on_timer_closed(uv_handle_t *handle)
+{
+    provider_http_t *h = handle->data;
+    h->pending_closes--;
+    maybe_free(h);
+}
+
+void provider__http_close(provider_http_t *h, void (*cb)(void *data), void *data)
+{
+    if (h->closing)
+        return;
+    h->closing = 1;
+    h->closed_cb = cb;
+    h->closed_data = data;
+    while (h->xfers)
+        xfer_free(h->xfers);
+    /* Sockets curl still watches (kept-alive connections) are closed here. */
+    curl_multi_cleanup(h->multi);
+    h->multi = NULL;
+    /* Sockets the cleanup did not report removed are closed here. */
+    while (h->polls)
+        poll_close(h->polls);
+    uv_close((uv_handle_t *)&h->timer, on_timer_closed);
+}

@@ -1,0 +1,279 @@
+/*
+ * providers/provider_int.h - what the files of providers/ share: the ops table
+ * every adapter exports, the call record adapters drive, the HTTP engine of
+ * http.c and the pure policy helpers of fault.c and breaker.c.
+ *
+ * Invariants:
+ * - Only http.c touches libcurl's multi handle; adapters start transfers with
+ *   provider__http_start() and get one callback per transfer.
+ * - An adapter ends every call it starts with exactly one of
+ *   provider__call_succeed() or provider__call_fail(); provider.c then runs
+ *   the user's `done` (or moves the call to the next adapter of `auto`).
+ * - Adapters never call a user callback directly.
+ */
+#ifndef PROVIDER_INT_H
+#define PROVIDER_INT_H
+
+#include "provider.h"
+
+#include <stdint.h>
+
+/* --- the HTTP engine (http.c) --------------------------------------------------- */
+
+typedef struct provider_http provider_http_t;
+typedef struct provider_xfer provider_xfer_t;
+
+/* A request; every pointer is borrowed and copied by provider__http_start(). */
+typedef struct {
+    const char *method; /* "GET", "POST", "PUT" */
+    const char *url;
+    const char *const *headers; /* NULL-terminated "Name: value" */
+    const char *body;
+    size_t body_len;
+    uint64_t timeout_ms;         /* total time of the transfer */
+    uint64_t connect_timeout_ms; /* CURLOPT_CONNECTTIMEOUT_MS */
+    long low_speed_time_s;       /* abort below 1 byte/s over this long */
+    size_t max_bytes;            /* a longer body fails with too_big */
+} provider_http_req_t;
+
+/* A finished transfer; owned by the engine, valid until the callback returns. */
+typedef struct {
+    int curl_code; /* a CURLcode, 0 when the exchange completed */
+    char curl_msg[256];
+    long status; /* 0 when no response arrived */
+    char *body;  /* NUL-terminated (the NUL is not counted in len) */
+    size_t len;
+    int too_big;
+    char **headers; /* "name: value" of the last response, lower-case names */
+    size_t nheaders;
+} provider_http_resp_t;
+
+typedef void (*provider_http_done_cb)(provider_http_resp_t *resp, void *data);
+
+provider_http_t *provider__http_new(uv_loop_t *loop, gf_err_t *err);
+/* Starts a transfer; `cb` (NULL: fire and forget) runs once, from the loop. Never fails. */
+provider_xfer_t *provider__http_start(provider_http_t *h, const provider_http_req_t *req,
+                                      provider_http_done_cb cb, void *data);
+/* Aborts a transfer; its callback never runs. */
+void provider__http_abort(provider_xfer_t *x);
+/* Aborts every transfer, closes the handles; `cb` runs once all are closed. */
+void provider__http_close(provider_http_t *h, void (*cb)(void *data), void *data);
+/* A response header by case-insensitive name, or NULL. Borrowed. */
+const char *provider__http_header(const provider_http_resp_t *r, const char *name);
+/* Takes the body out of the response (the caller frees it). */
+char *provider__http_take_body(provider_http_resp_t *r, size_t *len);
+/* Whether the CURLcode means the connection never got to send the request. */
+int provider__http_not_sent(int curl_code);
+/* Whether the CURLcode is a timeout (operation or low-speed). */
+int provider__http_timed_out(int curl_code);
+/* Whether the CURLcode means a partial body (truncated, reset mid-body). */
+int provider__http_partial(int curl_code);
+
+/* --- policy (fault.c) ---------------------------------------------------------- */
+
+typedef struct {
+    const char *name;
+    provider_error_code code;
+    gf_status status;
+    int retryable; /* the job may be run again */
+    int failover;  /* auto may try the next provider */
+    int breaker;   /* counts as a failure of the provider's health */
+} provider_fault_info_t;
+
+const provider_fault_info_t *provider__fault_info(provider_fault f);
+/*
+ * Classifies a finished exchange that is not a success: the curl code first,
+ * then the HTTP status. `body` may carry HF's `estimated_time` (a 503 then is
+ * MODEL_LOADING). Returns PROVIDER_F_NONE for a 2xx with no transport error.
+ */
+provider_fault provider__classify(int curl_code, long status, const char *body, size_t len);
+/* Exponential backoff for attempt 1, 2...: base*2^(n-1) capped, then ±25% from `rnd`. */
+uint64_t provider__backoff_ms(int attempt, uint64_t base_ms, uint64_t cap_ms, uint32_t rnd);
+/*
+ * The wait a 429/503 asks for, in ms: Retry-After (delta-seconds or an
+ * HTTP-date), the RateLimit header's t=, or an x-ratelimit-reset epoch;
+ * -1 when none is usable. `now` is the wall clock in seconds.
+ */
+int64_t provider__retry_after_ms(const char *retry_after, const char *ratelimit,
+                                 const char *reset_epoch, int64_t now);
+/* The next poll interval: ×1.5, at most `max_ms`. */
+uint64_t provider__poll_next_ms(uint64_t cur_ms, uint64_t max_ms);
+/* "image/png", "image/jpeg", "image/webp" from the magic bytes, or NULL. */
+const char *provider__sniff_image(const unsigned char *b, size_t n);
+/* Whether a body looks like JSON (first non-space byte is '{' or '['). */
+int provider__looks_json(const char *b, size_t n);
+/* The error text of a JSON body (error, detail, message; detail[0].msg), or NULL. New string. */
+char *provider__json_error_text(const char *body, size_t len);
+/* HF's estimated_time in seconds from a 503 body, or < 0. */
+double provider__hf_estimated_time(const char *body, size_t len);
+/* Copies at most n-1 bytes of `s` keeping only printable ASCII (log-safe). */
+void provider__sanitize(char *dst, size_t n, const char *s, size_t len);
+
+/* --- circuit breaker (breaker.c) -------------------------------------------------- */
+
+typedef enum { BREAKER_CLOSED, BREAKER_OPEN, BREAKER_HALF_OPEN } provider_breaker_state_t;
+
+typedef struct {
+    provider_breaker_state_t state;
+    int failures;           /* consecutive */
+    int threshold;          /* failures that open it */
+    uint64_t cooldown_ms;   /* how long it stays open */
+    uint64_t open_until_ms; /* monotonic ms */
+    int probe_out;          /* half-open: the one probe is in flight */
+} provider_breaker_t;
+
+void provider__breaker_init(provider_breaker_t *b, int threshold, uint64_t cooldown_ms);
+/* Whether a call may go now; in half-open it lets exactly one probe through. */
+int provider__breaker_allow(provider_breaker_t *b, uint64_t now_ms);
+void provider__breaker_success(provider_breaker_t *b);
+/* Records a failure; `cooldown_ms` 0 uses the breaker's own (402 passes a long one). */
+void provider__breaker_failure(provider_breaker_t *b, uint64_t now_ms, uint64_t cooldown_ms);
+/* Releases a probe that ended without a verdict (canceled, caller's bad input). */
+void provider__breaker_release(provider_breaker_t *b);
+const char *provider__breaker_name(const provider_breaker_t *b, uint64_t now_ms);
+
+/* --- adapters ------------------------------------------------------------------- */
+
+typedef struct provider_adapter provider_adapter_t;
+
+typedef struct provider_ops {
+    const char *name;
+    /* Checks the configuration (token present...); GF_EINVAL when unusable. */
+    int (*init)(provider_adapter_t *a, gf_err_t *err);
+    /* Starts the protocol of `c` (or resumes it from c->req.resume). */
+    void (*submit)(provider_call_t *c);
+    /* Tells the provider a submitted job is abandoned (may be NULL). Fire and forget. */
+    void (*cancel)(provider_call_t *c);
+    /* Frees what init allocated in a->priv (may be NULL). */
+    void (*free)(provider_adapter_t *a);
+} provider_ops;
+
+extern const provider_ops provider_hf_ops;
+extern const provider_ops provider_fal_ops;
+extern const provider_ops provider_bfl_ops;
+extern const provider_ops provider_local_ops;
+
+struct provider_adapter {
+    const provider_ops *ops;
+    provider_t *p;
+    const gf_config_t *cfg;
+    const char *name;
+    char *base_url, *model, *token; /* copies; token is a secret */
+    provider_breaker_t breaker;
+    int max_inflight, inflight;
+    provider_call_t *wait_head, *wait_tail; /* calls waiting for a slot */
+    void *priv;
+};
+
+#define CHAIN_MAX 8
+
+/* The provider object (provider.c owns it). */
+struct provider {
+    uv_loop_t *loop;
+    const gf_config_t *cfg;
+    provider_http_t *http;
+    provider_adapter_t *chain[CHAIN_MAX];
+    int nchain;
+    char chain_names[64];
+    provider_call_t *calls;
+    size_t ncalls;
+    int closing;
+    provider_closed_cb closed_cb;
+    void *closed_data;
+};
+
+/* The per-call record. provider.c owns it; adapters use the protocol fields. */
+struct provider_call {
+    provider_t *p;
+    provider_adapter_t *a;
+    int chain_pos;
+    provider_call_t *prev, *next; /* every live call of p */
+    provider_call_t *wait_next;   /* the adapter's slot queue */
+    int state;
+    int canceled, busy, has_slot, probing;
+    /* the request (deep copies) */
+    provider_req_t req;
+    char *prompt, *negative, *resume, *resume_provider, *log_id;
+    unsigned char *identity, *pose;
+    provider_cbs_t cbs;
+    uint64_t deadline_at; /* uv_now() ms */
+    uv_timer_t timer;
+    void (*on_timer)(provider_call_t *c);
+    provider_xfer_t *xfer;
+    /* protocol state, reset when auto moves to the next adapter */
+    int phase;
+    int submits, get_failures, waits;
+    int wait_for_model;
+    uint64_t poll_ms;
+    char *status_url, *result_url, *cancel_url, *image_url;
+    char request_id[128];
+    long last_status;
+    /* outcome */
+    unsigned char *img;
+    size_t img_len;
+    provider_image_t image;
+    provider_error_t perr;
+    int status;
+};
+
+/* --- helpers adapters use (provider.c, fetch.c) ----------------------------------- */
+
+/* Starts a transfer for `c` bounded by its deadline; sets c->xfer. */
+void provider__call_http(provider_call_t *c, provider_http_req_t *req, provider_http_done_cb cb);
+/* Runs `cb` after `ms`; fails the call with DEADLINE when that passes the deadline. */
+void provider__call_wait(provider_call_t *c, uint64_t ms, void (*cb)(provider_call_t *c));
+/* Ends the call with an image (takes ownership of `img`, a malloc'd buffer). */
+void provider__call_succeed(provider_call_t *c, unsigned char *img, size_t len);
+/* Ends the call with a typed failure; the message is printf-style and log-safe. */
+void provider__call_fail(provider_call_t *c, provider_fault f, long http_status, const char *fmt,
+                         ...) __attribute__((format(printf, 4, 5)));
+/* Tells the caller the provider's request id and resume token as soon as known. */
+void provider__call_accepted(provider_call_t *c, const char *request_id, const char *resume);
+void provider__call_progress(provider_call_t *c, double progress, const char *stage);
+/* Remaining ms before the deadline (0 when past). */
+uint64_t provider__call_remaining(const provider_call_t *c);
+/* The call's HTTP engine, for fire-and-forget requests (a remote cancel). */
+provider_http_t *provider__call_engine(provider_call_t *c);
+/* The loop the provider runs on. */
+uv_loop_t *provider__call_loop(provider_call_t *c);
+/* A jitter source for backoff (xorshift on the loop thread). */
+uint32_t provider__rand(void);
+/* Fills the phase timeouts of `req` from the configuration. */
+void provider__http_defaults(const provider_call_t *c, provider_http_req_t *req, uint64_t phase_ms);
+/*
+ * Handles a failed GET of a poll/result/download (retry with backoff up to
+ * FARM_PROVIDER_MAX_RETRIES consecutive failures, honouring Retry-After).
+ * Returns 1 when a retry of `again` was scheduled, 0 when the caller must fail.
+ */
+int provider__call_retry_get(provider_call_t *c, provider_http_resp_t *r, provider_fault f,
+                             void (*again)(provider_call_t *c));
+/* The wait before retry `attempt`: the response's Retry-After/RateLimit hint, else backoff. */
+uint64_t provider__retry_wait(provider_call_t *c, provider_http_resp_t *r, int attempt);
+/*
+ * Handles a failed submit POST: retried while no job can have been created
+ * (429, 503, connect failure) up to FARM_PROVIDER_MAX_RETRIES; once at most
+ * otherwise (5xx, a reset after sending: a duplicate bill is possible).
+ * Counts c->submits. Returns 1 when `again` was scheduled.
+ */
+int provider__call_retry_post(provider_call_t *c, provider_http_resp_t *r, provider_fault f,
+                              void (*again)(provider_call_t *c));
+/*
+ * Schedules the next poll: the first from the provider's hint (Retry-After of
+ * `r`, at least FARM_PROVIDER_POLL_MIN_MS), then x1.5 up to
+ * FARM_PROVIDER_POLL_MAX_MS; the deadline bounds it.
+ */
+void provider__call_poll_later(provider_call_t *c, provider_http_resp_t *r,
+                               void (*poll)(provider_call_t *c));
+/*
+ * Downloads c->image_url (plain GET, no credentials) and ends the call: the
+ * image on a 2xx with a complete body and image magic bytes, URL_EXPIRED on
+ * 403/404/410, retries on 5xx, network errors and bad bodies.
+ */
+void provider__fetch_image(provider_call_t *c);
+/* Handles a response that should be an image (2xx): succeed, or fail with the right fault. */
+void provider__accept_image(provider_call_t *c, provider_http_resp_t *r);
+/* A JSON string of the request's prompt fields etc. is built by each adapter. */
+/* Base64 of `b` (new string). */
+char *provider__base64(const unsigned char *b, size_t n);
+
+#endif

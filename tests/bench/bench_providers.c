@@ -1,0 +1,118 @@
+/*
+ * tests/bench/bench_providers.c - the load generator of `scripts/bench providers`.
+ *
+ * Usage: bench_providers FAKE_URL CALLS INFLIGHT DELAY_MS
+ * Sends CALLS calls through the hf adapter (one provider, one multi handle) to
+ * a farm-fake-provider answering after DELAY_MS, keeping INFLIGHT in flight,
+ * and prints one line: "<calls/s> <added p50 ms> <added p99 ms> <rss MiB> <failures>"
+ * where added = a call's total time minus DELAY_MS.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "provider.h"
+
+static provider_t *prov;
+static int total, inflight_max, started, finished, failures;
+static double *lat;
+static uint64_t *t0;
+
+static void start_one(void);
+
+static void on_done(provider_call_t *call, int status, void *data)
+{
+    (void)call;
+    size_t i = (size_t)(uintptr_t)data;
+    lat[i] = (double)(uv_hrtime() - t0[i]) / 1e6;
+    if (status < 0)
+        failures++;
+    finished++;
+    if (started < total)
+        start_one();
+}
+
+static void start_one(void)
+{
+    size_t i = (size_t)started++;
+    char prompt[64];
+    snprintf(prompt, sizeof(prompt), "bench %zu", i);
+    provider_req_t q = {.prompt = prompt,
+                        .width = 64,
+                        .height = 64,
+                        .seed = (int64_t)i,
+                        .steps = 4,
+                        .guidance = -1};
+    provider_cbs_t cbs = {.done = on_done, .data = (void *)(uintptr_t)i};
+    t0[i] = uv_hrtime();
+    gf_err_t err = {0};
+    if (provider_submit(prov, &q, &cbs, NULL, &err) < 0) {
+        fprintf(stderr, "submit: %s\n", err.msg);
+        exit(1);
+    }
+}
+
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static long rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = 0;
+    while (f && fgets(line, sizeof(line), f))
+        if (strncmp(line, "VmHWM:", 6) == 0)
+            v = atol(line + 6);
+    if (f)
+        fclose(f);
+    return v;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 5) {
+        fprintf(stderr, "usage: bench_providers FAKE_URL CALLS INFLIGHT DELAY_MS\n");
+        return 2;
+    }
+    total = atoi(argv[2]);
+    inflight_max = atoi(argv[3]);
+    double delay = atof(argv[4]);
+    char base[256], conc[64];
+    snprintf(base, sizeof(base), "FARM_HF_BASE_URL=%s/hf", argv[1]);
+    snprintf(conc, sizeof(conc), "FARM_PROVIDER_CONCURRENCY=%d", inflight_max);
+    char *env[] = {base, conc, "FARM_HF_TOKEN=hf_bench", "FARM_PROVIDER=hf", "FARM_LOG_LEVEL=warn",
+                   NULL};
+    gf_err_t err = {0};
+    gf_config_t *cfg = gf_cfg_load(env, &err);
+    if (cfg == NULL) {
+        fprintf(stderr, "config: %s\n", err.msg);
+        return 1;
+    }
+    gf_log_min_level = (int)cfg->log_level;
+    uv_loop_t *loop = uv_default_loop();
+    prov = provider_new(loop, cfg, NULL, &err);
+    if (prov == NULL) {
+        fprintf(stderr, "provider: %s\n", err.msg);
+        return 1;
+    }
+    lat = calloc((size_t)total, sizeof(double));
+    t0 = calloc((size_t)total, sizeof(uint64_t));
+    uint64_t begin = uv_hrtime();
+    for (int i = 0; i < inflight_max && started < total; i++)
+        start_one();
+    while (finished < total)
+        uv_run(loop, UV_RUN_ONCE);
+    double secs = (double)(uv_hrtime() - begin) / 1e9;
+    qsort(lat, (size_t)total, sizeof(double), cmp);
+    double p50 = lat[total / 2] - delay, p99 = lat[(size_t)(total * 0.99)] - delay;
+    printf("%.0f %.1f %.1f %.1f %d\n", total / secs, p50, p99, rss_kib() / 1024.0, failures);
+    provider_close(prov, NULL, NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+    gf_cfg_free(cfg);
+    free(lat);
+    free(t0);
+    return failures ? 1 : 0;
+}

@@ -1,0 +1,112 @@
+/*
+ * tests/fake/fake.h - farm-fake-provider: a loopback stand-in for the Hugging
+ * Face router, the fal queue and Black Forest Labs (providers.md section 6),
+ * built on core/httpd. What its files share.
+ *
+ * Faults come from three places, checked in this order for each request:
+ * the `X-Fake-Fault: mode[,mode]` header (kept with the job it creates),
+ * the script (`POST /__fake/faults`, a FIFO per endpoint), and prompt markers
+ * `[[mode[:arg][@endpoint][*times]]]`. A mode without `@endpoint` applies at
+ * its natural endpoint (model_loading at hf.submit, content_moderated at
+ * bfl.poll, expired_url at cdn, ...); without `*times` a marker always applies.
+ *
+ * Endpoints (names used by the script, markers and the log): hf.submit,
+ * hf.legacy, hf.hub, bfl.submit, bfl.poll, bfl.poll_global, fal.submit,
+ * fal.status, fal.result, fal.cancel, fal.stream, cdn.
+ */
+#ifndef FAKE_H
+#define FAKE_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "core.h"
+
+typedef struct fake_script {
+    struct fake_script *next;
+    char match[32], mode[32], arg[32];
+    int times;
+} fake_script_t;
+
+typedef struct fake_counter {
+    struct fake_counter *next;
+    char *key;
+    int used;
+} fake_counter_t;
+
+typedef struct fake_job {
+    struct fake_job *next;
+    char id[40];
+    char provider[8];
+    char app[160]; /* fal: "owner/app" (the subpath dropped) */
+    char *prompt;
+    char *faults; /* X-Fake-Fault of the submit, "" when none */
+    int64_t seed;
+    int width, height;
+    int polls;
+    int canceled;
+    int64_t done_at; /* virtual epoch seconds when Ready/COMPLETED was first answered */
+} fake_job_t;
+
+typedef struct fake_delay fake_delay_t;
+
+typedef struct {
+    uv_loop_t *loop;
+    gf_httpd_t *httpd;
+    char base[128];
+    int latency_ms;
+    int polls;       /* polls before a job is done */
+    int retry_after; /* BFL poll hint, seconds */
+    int cdn_ttl_s;
+    int64_t clock_offset;
+    fake_script_t *script;
+    fake_counter_t *counters;
+    fake_job_t *jobs;
+    json_t *log;    /* array of request records */
+    json_t *counts; /* endpoint -> requests */
+    json_t *bodies; /* body hash -> submits */
+    fake_delay_t *delays;
+    unsigned long seq;
+} fake_t;
+
+/* A mode in force for one request. */
+typedef struct {
+    char mode[32];
+    char arg[32];
+} fake_fault_t;
+
+/* fake.c */
+int64_t fake_now(const fake_t *f);
+/*
+ * Finds the fault for `endpoint` of `provider`: header, script, then markers
+ * of `prompt` (and the job's stored header faults). Returns 1 and fills `out`.
+ */
+int fake_fault(fake_t *f, gf_http_req_t *r, const char *provider, const char *endpoint,
+               const char *prompt, const fake_job_t *job, fake_fault_t *out);
+/* Records a request in the log; returns the record (borrowed) to add fields. */
+json_t *fake_log(fake_t *f, gf_http_req_t *r, const char *endpoint, const char *job_id);
+fake_job_t *fake_job_new(fake_t *f, const char *provider);
+fake_job_t *fake_job_find(fake_t *f, const char *id);
+/* Runs `fn(f, r, arg)` after `ms` (0: at once); the fake finishes `r` at shutdown if pending. */
+void fake_later(fake_t *f, gf_http_req_t *r, uint64_t ms,
+                void (*fn)(fake_t *f, gf_http_req_t *r, void *arg), void *arg);
+/* Sends raw bytes and closes the connection (reset, truncated, chunked_abort). */
+void fake_raw_close(gf_http_req_t *r, const char *bytes, size_t n);
+/* Sends raw bytes and keeps the connection hanging until the client gives up. */
+void fake_raw_stall(fake_t *f, gf_http_req_t *r, const char *bytes, size_t n);
+void fake_json(gf_http_req_t *r, int status, json_t *body); /* steals body */
+/* The generic fault answers (status codes, reset, slow_headers...). 1 when answered. */
+int fake_generic(fake_t *f, gf_http_req_t *r, const char *provider, const fake_fault_t *ft);
+
+/* fake_png.c */
+/* A deterministic PNG of w x h (stored deflate, CRC32, Adler-32). New buffer. */
+unsigned char *fake_png(int w, int h, uint64_t seed, size_t *len);
+uint64_t fake_hash(const char *s, size_t n);
+/* Answers an image with the image faults of `ft` applied (corrupt, truncated...). */
+void fake_send_image(fake_t *f, gf_http_req_t *r, int w, int h, uint64_t seed,
+                     const char *content_type, const fake_fault_t *ft);
+
+/* fake_routes.c */
+void fake_routes(fake_t *f);
+
+#endif

@@ -1,0 +1,156 @@
+/*
+ * tests/unit/providers/test_fault.c - the pure policy of providers/: the fault
+ * table (providers.md section 5), classification, backoff, Retry-After, poll
+ * cadence, magic bytes, error bodies, and the breaker state machine.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "provider_int.h"
+
+static void test_classify_maps_statuses_to_fault_rows(void **state)
+{
+    (void)state;
+    const char *loading = "{\"error\":\"Model X is currently loading\",\"estimated_time\":20.0}";
+    assert_int_equal(provider__classify(0, 200, "", 0), PROVIDER_F_NONE);
+    assert_int_equal(provider__classify(0, 503, loading, strlen(loading)),
+                     PROVIDER_F_MODEL_LOADING);
+    assert_int_equal(provider__classify(0, 503, "{}", 2), PROVIDER_F_SERVER);
+    assert_int_equal(provider__classify(0, 429, "", 0), PROVIDER_F_RATE_LIMIT);
+    assert_int_equal(provider__classify(0, 402, "", 0), PROVIDER_F_CREDITS);
+    assert_int_equal(provider__classify(0, 401, "", 0), PROVIDER_F_AUTH);
+    assert_int_equal(provider__classify(0, 403, "", 0), PROVIDER_F_AUTH);
+    assert_int_equal(provider__classify(0, 400, "", 0), PROVIDER_F_BAD_INPUT);
+    assert_int_equal(provider__classify(0, 422, "", 0), PROVIDER_F_BAD_INPUT);
+    assert_int_equal(provider__classify(0, 404, "", 0), PROVIDER_F_MODEL_UNAVAILABLE);
+    assert_int_equal(provider__classify(0, 410, "", 0), PROVIDER_F_MODEL_UNAVAILABLE);
+    assert_int_equal(provider__classify(0, 502, "<h1>", 4), PROVIDER_F_SERVER);
+    assert_int_equal(provider__classify(7 /* COULDNT_CONNECT */, 0, NULL, 0), PROVIDER_F_NETWORK);
+    assert_int_equal(provider__classify(28 /* TIMEDOUT */, 0, NULL, 0), PROVIDER_F_STALLED);
+    assert_int_equal(provider__classify(18 /* PARTIAL_FILE */, 200, NULL, 0), PROVIDER_F_BAD_BODY);
+}
+
+static void test_fault_table_retry_and_failover_decisions(void **state)
+{
+    (void)state;
+    const provider_fault_info_t *i;
+    i = provider__fault_info(PROVIDER_F_CREDITS);
+    assert_false(i->retryable);
+    assert_true(i->failover);
+    i = provider__fault_info(PROVIDER_F_BAD_INPUT);
+    assert_false(i->retryable);
+    assert_false(i->failover);
+    assert_false(i->breaker);
+    i = provider__fault_info(PROVIDER_F_MODERATION_INPUT);
+    assert_int_equal(i->code, PROVIDER_E_CONTENT_REJECTED);
+    assert_false(i->retryable);
+    i = provider__fault_info(PROVIDER_F_MODERATION_OUTPUT);
+    assert_true(i->retryable);
+    i = provider__fault_info(PROVIDER_F_BAD_BODY);
+    assert_int_equal(i->code, PROVIDER_E_INVALID_OUTPUT);
+    i = provider__fault_info(PROVIDER_F_STALLED);
+    assert_int_equal(i->code, PROVIDER_E_TIMEOUT);
+    assert_string_equal(provider_error_code_name(PROVIDER_E_TIMEOUT), "provider_timeout");
+    for (int f = 0; f < PROVIDER_F_COUNT; f++)
+        assert_non_null(provider__fault_info((provider_fault)f)->name);
+}
+
+static void test_backoff_doubles_caps_and_jitters_25_percent(void **state)
+{
+    (void)state;
+    assert_int_equal(provider__backoff_ms(1, 1000, 60000, 0), 750);
+    assert_int_equal(provider__backoff_ms(1, 1000, 60000, 0x80000000u), 1000);
+    assert_int_equal(provider__backoff_ms(3, 1000, 60000, 0x80000000u), 4000);
+    assert_int_equal(provider__backoff_ms(20, 1000, 60000, 0x80000000u), 60000);
+    assert_true(provider__backoff_ms(20, 1000, 60000, 0xFFFFFFFFu) <= 75000);
+}
+
+static void test_retry_after_forms(void **state)
+{
+    (void)state;
+    assert_int_equal(provider__retry_after_ms("7", NULL, NULL, 0), 7000);
+    assert_int_equal(provider__retry_after_ms(NULL, "\"api\";r=0;t=55", NULL, 0), 55000);
+    assert_int_equal(provider__retry_after_ms(NULL, "\"api\";r=5;t=55", NULL, 0), -1);
+    assert_int_equal(provider__retry_after_ms(NULL, NULL, "1000", 990), 10000);
+    assert_int_equal(provider__retry_after_ms("Thu, 01 Jan 1970 00:00:30 GMT", NULL, NULL, 10),
+                     20000);
+    assert_int_equal(provider__retry_after_ms("soon", NULL, NULL, 0), -1);
+}
+
+static void test_poll_cadence_grows_to_max(void **state)
+{
+    (void)state;
+    assert_int_equal(provider__poll_next_ms(500, 5000), 750);
+    assert_int_equal(provider__poll_next_ms(4000, 5000), 5000);
+    assert_int_equal(provider__poll_next_ms(5000, 5000), 5000);
+}
+
+static void test_sniff_and_error_bodies(void **state)
+{
+    (void)state;
+    assert_string_equal(provider__sniff_image((const unsigned char *)"\xFF\xD8\xFF\xE0", 4),
+                        "image/jpeg");
+    assert_string_equal(provider__sniff_image((const unsigned char *)"\x89PNG\r\n\x1a\n", 8),
+                        "image/png");
+    assert_string_equal(provider__sniff_image((const unsigned char *)"RIFF1234WEBPVP8 ", 16),
+                        "image/webp");
+    assert_null(provider__sniff_image((const unsigned char *)"{\"error\":1}", 11));
+    const char *fastapi = "{\"detail\":[{\"loc\":[\"body\",\"width\"],\"msg\":\"too big\"}]}";
+    char *t = provider__json_error_text(fastapi, strlen(fastapi));
+    assert_string_equal(t, "width: too big");
+    free(t);
+    t = provider__json_error_text("{\"error\":\"bad\"}", 15);
+    assert_string_equal(t, "bad");
+    free(t);
+    assert_null(provider__json_error_text("<h1>504</h1>", 12));
+    char *b = provider__base64((const unsigned char *)"hello", 5);
+    assert_string_equal(b, "aGVsbG8=");
+    free(b);
+}
+
+static void test_breaker_state_machine(void **state)
+{
+    (void)state;
+    provider_breaker_t b;
+    provider__breaker_init(&b, 3, 1000);
+    assert_true(provider__breaker_allow(&b, 0));
+    provider__breaker_failure(&b, 0, 0);
+    provider__breaker_failure(&b, 0, 0);
+    assert_string_equal(provider__breaker_name(&b, 0), "closed");
+    provider__breaker_success(&b); /* consecutive failures only */
+    for (int i = 0; i < 3; i++)
+        provider__breaker_failure(&b, 100, 0);
+    assert_string_equal(provider__breaker_name(&b, 100), "open");
+    assert_false(provider__breaker_allow(&b, 500));
+    assert_true(provider__breaker_allow(&b, 1100)); /* the one probe */
+    assert_false(provider__breaker_allow(&b, 1100));
+    provider__breaker_failure(&b, 1200, 0);
+    assert_string_equal(provider__breaker_name(&b, 1300), "open");
+    assert_true(provider__breaker_allow(&b, 2300));
+    provider__breaker_release(&b); /* a probe with no verdict lets the next one probe */
+    assert_true(provider__breaker_allow(&b, 2300));
+    provider__breaker_success(&b);
+    assert_string_equal(provider__breaker_name(&b, 2300), "closed");
+    /* A long cool-down (402) opens at once. */
+    provider__breaker_failure(&b, 3000, 60000);
+    assert_false(provider__breaker_allow(&b, 30000));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_classify_maps_statuses_to_fault_rows),
+        cmocka_unit_test(test_fault_table_retry_and_failover_decisions),
+        cmocka_unit_test(test_backoff_doubles_caps_and_jitters_25_percent),
+        cmocka_unit_test(test_retry_after_forms),
+        cmocka_unit_test(test_poll_cadence_grows_to_max),
+        cmocka_unit_test(test_sniff_and_error_bodies),
+        cmocka_unit_test(test_breaker_state_machine),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
