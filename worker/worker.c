@@ -4,7 +4,10 @@
  * then the sweeper, then the clients it uses).
  */
 #include "worker.h"
+#include "imaging.h"
+#include "provider.h"
 #include "queue.h"
+#include "runner.h"
 #include "store.h"
 #include "sweeper.h"
 
@@ -18,6 +21,10 @@ struct worker {
     queue_t *queue;
     store_t *store;
     worker_sweeper_t *sweeper;
+    provider_t *provider;
+    img_presets_t *presets;
+    worker_runner_t *runner;
+    int imaging_up;
     int closes_pending;
     worker_stopped_cb stopped_cb;
     void *stopped_data;
@@ -52,16 +59,26 @@ int worker_start(worker_t *w, gf_err_t *err)
     w->store = store_new(w->loop, w->cfg, err);
     if (w->store == NULL)
         return err ? err->code : GF_EINVAL;
-    int rc = gf_httpd_listen(w->httpd, err);
+    int rc = img_init(w->cfg, err);
+    if (rc < 0)
+        return rc;
+    w->imaging_up = 1;
+    w->presets = img_presets_load(w->cfg->presets_dir, err);
+    if (w->presets == NULL)
+        return err ? err->code : GF_EINVAL;
+    w->provider = provider_new(w->loop, w->cfg, NULL, err);
+    if (w->provider == NULL)
+        return err ? err->code : GF_EINVAL;
+    rc = gf_httpd_listen(w->httpd, err);
     if (rc < 0)
         return rc;
     w->sweeper = worker_sweeper_new(w->loop, w->cfg, w->store, w->queue);
     worker_sweeper_start(w->sweeper);
+    w->runner =
+        worker_runner_new(w->loop, w->cfg, w->queue, w->store, w->provider, w->presets, w->metrics);
+    worker_runner_start(w->runner);
     GF_LOG(GF_LOG_INFO, &log_ctx, "metrics on http://%s:%d/metrics", w->cfg->worker_metrics_host,
            gf_httpd_port(w->httpd));
-    GF_LOG(GF_LOG_WARN, &log_ctx,
-           "this build runs the sweeper but does not claim generations yet: job processing "
-           "is not implemented");
     return 0;
 }
 
@@ -84,11 +101,22 @@ static void on_store_closed(void *data)
     worker_maybe_stopped(data);
 }
 
-/* The sweeper uses the clients: close them only once it is gone. */
+static void on_provider_closed(provider_t *p, void *data)
+{
+    (void)p;
+    worker_maybe_stopped(data);
+}
+
+/* The sweeper and the jobs use the clients: close them only once both are gone. */
 static void on_sweeper_closed(void *data)
 {
     worker_t *w = data;
     w->sweeper = NULL;
+    if (w->provider) {
+        w->closes_pending++;
+        provider_close(w->provider, on_provider_closed, w);
+        w->provider = NULL;
+    }
     if (w->queue) {
         w->closes_pending++;
         queue_close(w->queue, on_queue_closed, w);
@@ -102,15 +130,26 @@ static void on_sweeper_closed(void *data)
     worker_maybe_stopped(w);
 }
 
+static void on_runner_drained(void *data)
+{
+    worker_t *w = data;
+    w->runner = NULL;
+    if (w->sweeper)
+        worker_sweeper_close(w->sweeper, on_sweeper_closed, w);
+    else
+        on_sweeper_closed(w);
+}
+
+/* SIGTERM: the metrics port goes first, then the jobs drain, then the rest closes. */
 static void on_httpd_stopped(gf_httpd_t *h, void *data)
 {
     (void)h;
     worker_t *w = data;
     w->closes_pending = 1;
-    if (w->sweeper)
-        worker_sweeper_close(w->sweeper, on_sweeper_closed, w);
+    if (w->runner)
+        worker_runner_drain(w->runner, on_runner_drained, w);
     else
-        on_sweeper_closed(w);
+        on_runner_drained(w);
 }
 
 void worker_stop(worker_t *w, worker_stopped_cb cb, void *data)
@@ -126,5 +165,8 @@ void worker_free(worker_t *w)
         return;
     gf_httpd_free(w->httpd);
     gf_metrics_free(w->metrics);
+    img_presets_free(w->presets);
+    if (w->imaging_up)
+        img_shutdown();
     free(w);
 }

@@ -42,7 +42,7 @@ static int setup(void **state)
     snprintf(log_path, sizeof(log_path), "%s/worker.log", ts_env("FARM_TEST_TMPDIR"));
     char *argv[] = {(char *)ts_env("FARM_TEST_WORKER_BIN"), NULL};
     char *extra[] = {"FARM_SWEEP_INTERVAL_S=1", "FARM_SWEEP_STALE_S=1",
-                     "FARM_WORKER_METRICS_PORT=0", NULL};
+                     "FARM_WORKER_METRICS_PORT=0", "FARM_WORKER_CONCURRENCY=0", NULL};
     worker_pid = ts_spawn(argv, extra, log_path);
     return 0;
 }

@@ -1,0 +1,248 @@
+/*
+ * tests/integration/api_files.c - uploads, signed file URLs and presets over
+ * real HTTP against a real farm-api (and a real farm-worker for the files of
+ * a finished generation).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vips/vips.h>
+
+#include "api.h"
+#include "support.h"
+
+#define SECRET "files-jwt-secret-0123456789"
+
+static char base[64];
+static pid_t api_pid, worker_pid;
+static char *tok, *other;
+
+static int setup(void **state)
+{
+    (void)state;
+    if (VIPS_INIT("api_files"))
+        return -1;
+    static char port_env[64], storage_env[600];
+    int port = ts_free_port();
+    snprintf(port_env, sizeof(port_env), "FARM_API_PORT=%d", port);
+    snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
+    snprintf(storage_env, sizeof(storage_env), "FARM_STORAGE_DIR=%s/storage",
+             ts_env("FARM_TEST_TMPDIR"));
+    char *extra[] = {port_env,
+                     storage_env,
+                     "FARM_JWT_SECRET=" SECRET,
+                     "FARM_FILE_SECRET=file-secret-files",
+                     "FARM_UPLOAD_MAX_BYTES=200000",
+                     "FARM_UPLOAD_MAX_PIXELS=1000000",
+                     "FARM_WORKER_METRICS_PORT=0",
+                     "FARM_PROVIDER=local",
+                     NULL};
+    char log_path[600];
+    char *api_argv[] = {(char *)ts_env("FARM_TEST_API_BIN"), NULL};
+    char *worker_argv[] = {(char *)ts_env("FARM_TEST_WORKER_BIN"), NULL};
+    snprintf(log_path, sizeof(log_path), "%s/api.log", ts_env("FARM_TEST_TMPDIR"));
+    api_pid = ts_spawn(api_argv, extra, log_path);
+    snprintf(log_path, sizeof(log_path), "%s/worker.log", ts_env("FARM_TEST_TMPDIR"));
+    worker_pid = ts_spawn(worker_argv, extra, log_path);
+    char a[37], b[37];
+    gf_uuid4(a);
+    gf_uuid4(b);
+    api_claims_t ca = {.sub = a, .plan = "pro", .ttl_s = 3600};
+    api_claims_t cb = {.sub = b, .plan = "pro", .ttl_s = 3600};
+    tok = api_token_issue(SECRET, &ca, NULL);
+    other = api_token_issue(SECRET, &cb, NULL);
+    char url[128];
+    snprintf(url, sizeof(url), "%s/readyz", base);
+    return ts_wait_http(url, 200, NULL, 20) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    int bad = ts_stop(api_pid, SIGTERM, 15) != 0;
+    bad |= ts_stop(worker_pid, SIGTERM, 40) != 0;
+    free(tok);
+    free(other);
+    vips_shutdown();
+    return bad ? -1 : 0;
+}
+
+static ts_http_t post_image(const char *ctype, const void *data, size_t len, const char *t)
+{
+    char url[128], auth[1024], ct[64];
+    snprintf(url, sizeof(url), "%s/v1/uploads", base);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", t);
+    snprintf(ct, sizeof(ct), "Content-Type: %s", ctype);
+    const char *h[] = {auth, ct, NULL};
+    return ts_http("POST", url, h, data, len);
+}
+
+/* An image made with libvips: a gradient of w x h saved as `suffix` (".png", ".jpg[Q=90]"). */
+static void *make_image(int w, int h, const char *suffix, int orientation, size_t *len)
+{
+    VipsImage *img = NULL, *u8 = NULL;
+    void *buf = NULL;
+    /* orientation < 0: all black, which compresses to almost nothing (a pixel bomb). */
+    assert_int_equal(orientation < 0 ? vips_black(&img, w, h, NULL) : vips_xyz(&img, w, h, NULL),
+                     0);
+    assert_int_equal(vips_cast_uchar(img, &u8, NULL), 0);
+    if (orientation > 0)
+        vips_image_set_int(u8, "orientation", orientation);
+    assert_int_equal(vips_image_write_to_buffer(u8, suffix, &buf, len, NULL), 0);
+    g_object_unref(img);
+    g_object_unref(u8);
+    return buf;
+}
+
+static void expect(ts_http_t *r, long status, const char *needle)
+{
+    if (r->status != status || (needle && !strstr(r->body, needle)))
+        fprintf(stderr, "got %ld: %s\n", r->status, r->body);
+    assert_int_equal(r->status, status);
+    if (needle)
+        assert_non_null(strstr(r->body, needle));
+    ts_http_dispose(r);
+}
+
+static void test_uploads_are_checked_by_their_bytes(void **state)
+{
+    (void)state;
+    size_t len;
+    void *png = make_image(64, 48, ".png", 0, &len);
+    ts_http_t r = post_image("image/png", png, len, tok);
+    expect(&r, 201, "\"format\":\"png\",\"width\":64,\"height\":48");
+    /* Truncated: the same PNG cut in half. */
+    r = post_image("image/png", png, len / 2, tok);
+    expect(&r, 422, "\"code\":\"invalid_image\"");
+    /* A PNG declared as JPEG is judged by its bytes: accepted as what it is. */
+    r = post_image("image/jpeg", png, len, tok);
+    expect(&r, 201, "\"format\":\"png\"");
+    g_free(png);
+    /* EXIF orientation 6 (rotate 90): a 40x20 JPEG is stored as 20x40. */
+    void *jpg = make_image(40, 20, ".jpg[Q=90]", 6, &len);
+    r = post_image("image/jpeg", jpg, len, tok);
+    expect(&r, 201, "\"format\":\"jpeg\",\"width\":20,\"height\":40");
+    g_free(jpg);
+    const char *text = "this is not an image at all, only text bytes";
+    r = post_image("image/png", text, strlen(text), tok);
+    expect(&r, 415, "\"code\":\"unsupported_media_type\"");
+    r = post_image("text/plain", text, strlen(text), tok);
+    expect(&r, 415, "\"code\":\"unsupported_media_type\"");
+    /* A pixel bomb: a few KB declaring 4 MP, over FARM_UPLOAD_MAX_PIXELS (1 MP here). */
+    void *bomb = make_image(2000, 2000, ".png", -1, &len);
+    assert_true(len < 200000);
+    r = post_image("image/png", bomb, len, tok);
+    expect(&r, 422, "\"code\":\"invalid_image\"");
+    g_free(bomb);
+    /* Over FARM_UPLOAD_MAX_BYTES (200 KB here). */
+    char *huge = calloc(1, 300000);
+    r = post_image("image/png", huge, 300000, tok);
+    expect(&r, 413, "\"code\":\"payload_too_large\"");
+    free(huge);
+}
+
+static void test_presets_are_served(void **state)
+{
+    (void)state;
+    char url[256];
+    snprintf(url, sizeof(url), "%s/v1/presets", base);
+    char auth[1024];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
+    const char *h[] = {auth, NULL};
+    ts_http_t r = ts_http("GET", url, h, NULL, 0);
+    assert_int_equal(r.status, 200);
+    json_t *p = json_loads(r.body, 0, NULL);
+    ts_http_dispose(&r);
+    assert_true(json_array_size(json_object_get(p, "poses")) >= 20);
+    json_t *pose = json_array_get(json_object_get(p, "poses"), 0);
+    assert_int_equal(json_array_size(json_object_get(pose, "keypoints")), 18);
+    assert_non_null(
+        json_object_get(json_array_get(json_object_get(p, "styles"), 0), "prompt_suffix"));
+    snprintf(url, sizeof(url), "%s%s", base, json_string_value(json_object_get(pose, "map_url")));
+    json_decref(p);
+    r = ts_http("GET", url, h, NULL, 0);
+    assert_int_equal(r.status, 200);
+    assert_true(r.body_len > 8 && memcmp(r.body, "\x89PNG", 4) == 0);
+    ts_http_dispose(&r);
+}
+
+static void test_signed_urls_work_and_nothing_else_does(void **state)
+{
+    (void)state;
+    char url[1024], auth[1024];
+    snprintf(url, sizeof(url), "%s/v1/generations", base);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
+    const char *h[] = {auth, "Content-Type: application/json", NULL};
+    const char *body = "{\"kind\":\"avatar\",\"prompt\":\"a fox\",\"width\":256,\"height\":256}";
+    ts_http_t r = ts_http("POST", url, h, body, strlen(body));
+    assert_int_equal(r.status, 202);
+    json_t *created = json_loads(r.body, 0, NULL);
+    ts_http_dispose(&r);
+    snprintf(url, sizeof(url), "%s%s", base,
+             json_string_value(json_object_get(created, "events_url")));
+    r = ts_http("GET", url, h, NULL, 0); /* ends after the terminal event */
+    assert_non_null(strstr(r.body, "event: succeeded"));
+    ts_http_dispose(&r);
+    snprintf(url, sizeof(url), "%s%s", base, json_string_value(json_object_get(created, "url")));
+    json_decref(created);
+    r = ts_http("GET", url, h, NULL, 0);
+    json_t *gen = json_loads(r.body, 0, NULL);
+    ts_http_dispose(&r);
+    const char *file = json_string_value(
+        json_object_get(json_array_get(json_object_get(gen, "outputs"), 0), "url"));
+    assert_non_null(file);
+    /* Signed: loads with no header at all, as an <img> tag would. */
+    snprintf(url, sizeof(url), "%s%s", base, file);
+    r = ts_http("GET", url, NULL, NULL, 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strcasestr(r.headers, "Content-Type: image/webp"));
+    assert_non_null(strcasestr(r.headers, "ETag: "));
+    assert_non_null(strcasestr(r.headers, "Cache-Control: private, max-age="));
+    ts_http_dispose(&r);
+    /* Tampered signature: 404. */
+    char bad[1024];
+    snprintf(bad, sizeof(bad), "%s", url);
+    char *sig = strstr(bad, "sig=") + 4;
+    sig[0] = sig[0] == 'a' ? 'b' : 'a';
+    r = ts_http("GET", bad, NULL, NULL, 0);
+    expect(&r, 404, "not_found");
+    /* Expired: 404. */
+    snprintf(bad, sizeof(bad), "%s", url);
+    char *exp = strstr(bad, "exp=") + 4;
+    memcpy(exp, "1000000", 7);
+    r = ts_http("GET", bad, NULL, NULL, 0);
+    expect(&r, 404, "not_found");
+    /* Without a signature: the owner's token works, another user's does not. */
+    snprintf(bad, sizeof(bad), "%s", url);
+    *strchr(bad, '?') = '\0';
+    r = ts_http("GET", bad, h, NULL, 0);
+    assert_int_equal(r.status, 200);
+    ts_http_dispose(&r);
+    char other_auth[1024];
+    snprintf(other_auth, sizeof(other_auth), "Authorization: Bearer %s", other);
+    const char *h2[] = {other_auth, NULL};
+    r = ts_http("GET", bad, h2, NULL, 0);
+    expect(&r, 404, "not_found");
+    /* A path that leaves the storage root is never served. */
+    snprintf(bad, sizeof(bad), "%s/v1/files/..%%2F..%%2Fetc/passwd/x?exp=9999999999&sig=0", base);
+    r = ts_http("GET", bad, h, NULL, 0);
+    expect(&r, 404, "not_found");
+    json_decref(gen);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_uploads_are_checked_by_their_bytes),
+        cmocka_unit_test(test_presets_are_served),
+        cmocka_unit_test(test_signed_urls_work_and_nothing_else_does),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

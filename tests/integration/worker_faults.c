@@ -1,0 +1,215 @@
+/*
+ * tests/integration/worker_faults.c - the worker when things go wrong, with
+ * a real farm-api, real farm-workers and the fake provider (slow on purpose)
+ * over real HTTP: a running generation is canceled promptly, keeping nothing
+ * it did not finish; a worker killed with -9 in the middle of 20 generations
+ * loses none of them and charges each exactly once.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "support.h"
+
+#define SECRET     "faults-jwt-secret-0123456789"
+#define LATENCY_MS 4000
+
+static char base[64];
+static char fake_env[128], port_env[64], storage_env[600];
+static pid_t api_pid, fake_pid, worker_pid;
+static char *tok;
+static char user[37];
+
+static pid_t start_worker(const char *name)
+{
+    char log_path[600];
+    snprintf(log_path, sizeof(log_path), "%s/%s.log", ts_env("FARM_TEST_TMPDIR"), name);
+    char *argv[] = {(char *)ts_env("FARM_TEST_WORKER_BIN"), NULL};
+    char *extra[] = {fake_env,
+                     storage_env,
+                     "FARM_PROVIDER=fake",
+                     "FARM_WORKER_METRICS_PORT=0",
+                     "FARM_QUEUE_LEASE_S=2",
+                     "FARM_QUEUE_TIERS=pro:4:100,free:1:3",
+                     NULL};
+    return ts_spawn(argv, extra, log_path);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    char port_file[600], log_path[600];
+    snprintf(port_file, sizeof(port_file), "%s/fake.port", ts_env("FARM_TEST_TMPDIR"));
+    snprintf(log_path, sizeof(log_path), "%s/fake.log", ts_env("FARM_TEST_TMPDIR"));
+    char latency[32];
+    snprintf(latency, sizeof(latency), "%d", LATENCY_MS);
+    char *fake_argv[] = {(char *)ts_env("FARM_TEST_FAKE_BIN"),
+                         "--port-file",
+                         port_file,
+                         "--latency-ms",
+                         latency,
+                         NULL};
+    fake_pid = ts_spawn(fake_argv, NULL, log_path);
+    int fake_port = 0;
+    for (int i = 0; i < 200 && fake_port == 0; i++) {
+        FILE *f = fopen(port_file, "r");
+        if (f) {
+            if (fscanf(f, "%d", &fake_port) != 1)
+                fake_port = 0;
+            fclose(f);
+        }
+        usleep(50000);
+    }
+    if (fake_port == 0)
+        return -1;
+    snprintf(fake_env, sizeof(fake_env), "FARM_FAKE_PROVIDER_URL=http://127.0.0.1:%d", fake_port);
+    int port = ts_free_port();
+    snprintf(port_env, sizeof(port_env), "FARM_API_PORT=%d", port);
+    snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
+    snprintf(storage_env, sizeof(storage_env), "FARM_STORAGE_DIR=%s/storage",
+             ts_env("FARM_TEST_TMPDIR"));
+    snprintf(log_path, sizeof(log_path), "%s/api.log", ts_env("FARM_TEST_TMPDIR"));
+    char *api_argv[] = {(char *)ts_env("FARM_TEST_API_BIN"), NULL};
+    char *api_extra[] = {port_env,
+                         "FARM_JWT_SECRET=" SECRET,
+                         "FARM_QUEUE_LEASE_S=2",
+                         "FARM_QUEUE_TIERS=pro:4:100,free:1:3",
+                         "FARM_RATE_LIMIT_BURST=100",
+                         NULL};
+    api_pid = ts_spawn(api_argv, api_extra, log_path);
+    worker_pid = start_worker("worker1");
+    gf_uuid4(user);
+    api_claims_t c = {.sub = user, .plan = "pro", .ttl_s = 3600};
+    tok = api_token_issue(SECRET, &c, NULL);
+    char url[128];
+    snprintf(url, sizeof(url), "%s/readyz", base);
+    if (!ts_wait_http(url, 200, NULL, 20))
+        return -1;
+    return ts_sh("'%s' grant --user %s --amount 10000 --reason faults >/dev/null",
+                 ts_env("FARM_TEST_CLI"), user) == 0
+               ? 0
+               : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    int bad = 0;
+    if (worker_pid > 0)
+        bad |= ts_stop(worker_pid, SIGTERM, 40) != 0;
+    bad |= ts_stop(api_pid, SIGTERM, 15) != 0;
+    ts_stop(fake_pid, SIGTERM, 10);
+    free(tok);
+    return bad ? -1 : 0;
+}
+
+static ts_http_t api(const char *method, const char *path, const char *body)
+{
+    char url[256], auth[1024];
+    snprintf(url, sizeof(url), "%s%s", base, path);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
+    const char *h[] = {auth, "Content-Type: application/json", NULL};
+    return ts_http(method, url, h, body, body ? strlen(body) : 0);
+}
+
+static void create(const char *body, char id[37])
+{
+    ts_http_t r = api("POST", "/v1/generations", body);
+    assert_int_equal(r.status, 202);
+    json_t *j = json_loads(r.body, 0, NULL);
+    snprintf(id, 37, "%s", json_string_value(json_object_get(j, "id")));
+    json_decref(j);
+    ts_http_dispose(&r);
+}
+
+/* Polls GET until the generation's status is one of `want` ("a|b"); returns it, or NULL. */
+static json_t *wait_status(const char *id, const char *want, double timeout_s)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/generations/%s", id);
+    double end = ts_now() + timeout_s;
+    do {
+        ts_http_t r = api("GET", path, NULL);
+        json_t *g = json_loads(r.body, 0, NULL);
+        ts_http_dispose(&r);
+        const char *st = json_string_value(json_object_get(g, "status"));
+        if (st) {
+            char pattern[64];
+            snprintf(pattern, sizeof(pattern), "|%s|", want);
+            char needle[32];
+            snprintf(needle, sizeof(needle), "|%s|", st);
+            if (strstr(pattern, needle))
+                return g;
+        }
+        json_decref(g);
+        usleep(50000);
+    } while (ts_now() < end);
+    return NULL;
+}
+
+static void test_running_generation_is_canceled_promptly(void **state)
+{
+    (void)state;
+    char id[37], path[128];
+    create("{\"kind\":\"avatar\",\"prompt\":\"slow fox\",\"count\":2,\"width\":256,\"height\":256}",
+           id);
+    json_t *g = wait_status(id, "running", 15);
+    assert_non_null(g);
+    json_decref(g);
+    snprintf(path, sizeof(path), "/v1/generations/%s/cancel", id);
+    double asked = ts_now();
+    ts_http_t r = api("POST", path, NULL);
+    assert_int_equal(r.status, 202);
+    ts_http_dispose(&r);
+    /* The provider takes LATENCY_MS per image: ending well before proves the abort. */
+    g = wait_status(id, "canceled", 15);
+    assert_non_null(g);
+    assert_true(ts_now() - asked < LATENCY_MS / 1000.0 - 1.0);
+    assert_int_equal(json_integer_value(json_object_get(g, "charged")), 0);
+    assert_int_equal(json_integer_value(json_object_get(g, "released")), 20);
+    json_decref(g);
+}
+
+static void test_kill_9_loses_nothing_and_charges_once(void **state)
+{
+    (void)state;
+    enum { N = 20 };
+    char ids[N][37];
+    for (int i = 0; i < N; i++)
+        create("{\"kind\":\"avatar\",\"prompt\":\"a fox\",\"width\":256,\"height\":256}", ids[i]);
+    /* Once the first worker holds them all, it dies without a word. */
+    json_t *g = wait_status(ids[N - 1], "running", 15);
+    assert_non_null(g);
+    json_decref(g);
+    assert_int_equal(ts_stop(worker_pid, SIGKILL, 5), 128 + SIGKILL);
+    worker_pid = start_worker("worker2");
+    for (int i = 0; i < N; i++) {
+        g = wait_status(ids[i], "succeeded|partial|failed", 60);
+        assert_non_null(g);
+        assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
+        assert_int_equal(json_integer_value(json_object_get(g, "charged")), 10);
+        assert_true(json_integer_value(json_object_get(g, "attempts")) >= 2);
+        json_decref(g);
+    }
+    char out[600];
+    snprintf(out, sizeof(out), "%s/reconcile.out", ts_env("FARM_TEST_TMPDIR"));
+    assert_int_equal(ts_sh("'%s' reconcile > '%s' 2>&1", ts_env("FARM_TEST_CLI"), out), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_running_generation_is_canceled_promptly),
+        cmocka_unit_test(test_kill_9_loses_nothing_and_charges_once),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,94 @@
+/*
+ * worker/job.h - one generation in a worker (internal to worker/).
+ *
+ * A job owns everything allocated for it and is freed in one place once no
+ * callback of it is pending (`pending` counts store, queue, provider and
+ * thread-pool work in flight) and it has ended: finished, lost or handed back.
+ */
+#ifndef WORKER_JOB_H
+#define WORKER_JOB_H
+
+#include <jansson.h>
+
+#include "runner.h"
+
+typedef struct job job_t;
+
+typedef enum {
+    IMAGE_PENDING,
+    IMAGE_CALLING,    /* the provider call is in flight */
+    IMAGE_PROCESSING, /* post-processing and storage on the thread pool */
+    IMAGE_STORING,    /* outputs and capture in Postgres */
+    IMAGE_SETTLED,
+} image_state;
+
+typedef struct {
+    job_t *job;
+    int index, pose;
+    int attempts;
+    int64_t seed;
+    image_state state;
+    provider_call_t *call;
+    uv_work_t work;
+    unsigned char *bytes; /* the provider's image, for the thread pool */
+    size_t len;
+    char *outputs_json; /* made on the thread pool */
+    gf_err_t work_err;
+} job_image_t;
+
+struct job {
+    job_t *next, *prev;
+    worker_runner_t *r;
+    queue_job_t qj;
+    json_t *params;
+    char *prompt; /* with the style's suffix */
+    int count, nposes, images;
+    int width, height;
+    const img_export_preset **exports;
+    size_t nexports;
+    job_image_t *imgs;
+    int running, settled;
+    int pending;
+    int started, canceling, lost, ending, ended, handed_back;
+    uint64_t started_ns;
+};
+
+/* The runner's side that jobs use. */
+struct worker_runner {
+    uv_loop_t *loop;
+    const gf_config_t *cfg;
+    queue_t *queue;
+    store_t *store;
+    provider_t *provider;
+    const img_presets_t *presets;
+    char worker_id[80];
+    job_t *jobs;
+    size_t njobs;
+    int claiming, draining;
+    uv_timer_t claim_timer, heartbeat_timer, drain_timer;
+    int timers_open;
+    worker_runner_stopped_cb stopped_cb;
+    void *stopped_data;
+    gf_mfamily_t *m_outcomes, *m_stage;
+    gf_metric_t *m_inflight, *m_claimed, *m_heartbeat_failures;
+};
+
+/* Ends one pending callback of the job; frees it when it has ended and none is left. */
+void job_unref(job_t *j);
+
+/* Takes ownership of `qj`'s strings; starts the job. */
+void job_start(worker_runner_t *r, queue_job_t *qj);
+
+/* The queue asked to cancel (heartbeat answer or pub/sub). */
+void job_cancel(job_t *j);
+
+/* The lease is gone: abort everything, write nothing. */
+void job_lose(job_t *j);
+
+/* Drain timeout: abort and give the job back to the queue at once. */
+void job_hand_back(job_t *j);
+
+/* Called by a job when it is gone (the runner unlinks it and may claim again). */
+void worker_runner__job_gone(worker_runner_t *r, job_t *j);
+
+#endif

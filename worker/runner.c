@@ -1,0 +1,255 @@
+/*
+ * worker/runner.c - the claim loop, the heartbeats, cancel routing and the
+ * drain of farm-worker. The jobs themselves are in job.c.
+ *
+ * Invariants: at most one claim is in flight; claims ask for no more than
+ * FARM_WORKER_CONCURRENCY minus what runs; a heartbeat goes to every job at
+ * least every min(lease / 3, 1.5 s), so a cancel reaches its job within 2 s
+ * even when the pub/sub message is lost.
+ */
+#include "job.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const gf_log_ctx log_ctx = {.component = "worker"};
+
+static void runner_claim(worker_runner_t *r);
+static void runner_maybe_stopped(worker_runner_t *r);
+
+static void on_claim_timer(uv_timer_t *t)
+{
+    runner_claim(t->data);
+}
+
+static void schedule_claim(worker_runner_t *r, uint64_t ms)
+{
+    if (!r->draining)
+        uv_timer_start(&r->claim_timer, on_claim_timer, ms, 0);
+}
+
+static void on_expired_released(store_t *st, store_call_t *call, void *data)
+{
+    (void)st;
+    (void)data;
+    if (call->status < 0)
+        gf_log_err(GF_LOG_WARN, &log_ctx, &call->err);
+    store_call_dispose(call);
+    free(call);
+}
+
+static void on_claimed(queue_t *q, int status, queue_claim_t *c, void *data)
+{
+    (void)q;
+    worker_runner_t *r = data;
+    r->claiming = 0;
+    if (status < 0) {
+        schedule_claim(r, (uint64_t)r->cfg->worker_claim_poll_ms * 5);
+        runner_maybe_stopped(r);
+        return;
+    }
+    /* Jobs whose start deadline passed were not leased: release their credits. */
+    for (size_t i = 0; i < c->n_expired; i++) {
+        store_call_t *call = gf_xcalloc(1, sizeof(*call));
+        store_call_expire(call, c->expired[i].gen_id);
+        if (store_exec(r->store, call, on_expired_released, NULL) < 0) {
+            store_call_dispose(call);
+            free(call);
+        }
+    }
+    size_t got = c->n_jobs;
+    for (size_t i = 0; i < c->n_jobs; i++) {
+        if (r->m_claimed)
+            gf_metric_inc(r->m_claimed);
+        job_start(r, &c->jobs[i]);
+    }
+    queue_claim_dispose(c);
+    free(c);
+    if (r->draining) {
+        /* Claimed while a drain began: they start and finish like the others. */
+        runner_maybe_stopped(r);
+        return;
+    }
+    if (got > 0 && r->njobs < (size_t)r->cfg->worker_concurrency)
+        runner_claim(r);
+    else
+        schedule_claim(r, (uint64_t)r->cfg->worker_claim_poll_ms);
+}
+
+static void runner_claim(worker_runner_t *r)
+{
+    if (r->claiming || r->draining)
+        return;
+    long want = (long)r->cfg->worker_concurrency - (long)r->njobs;
+    if (want <= 0) {
+        schedule_claim(r, (uint64_t)r->cfg->worker_claim_poll_ms);
+        return;
+    }
+    if (want > 64)
+        want = 64; /* one claim script stays short */
+    r->claiming = 1;
+    if (queue_claim(r->queue, r->worker_id, (int)want, on_claimed, r) < 0) {
+        r->claiming = 0;
+        schedule_claim(r, (uint64_t)r->cfg->worker_claim_poll_ms * 5);
+    }
+}
+
+static void on_heartbeat(queue_t *q, int status, const queue_result_t *res, void *data)
+{
+    (void)q;
+    job_t *j = data;
+    if (status == GF_ECONFLICT || status == GF_ENOTFOUND) {
+        if (j->r->m_heartbeat_failures)
+            gf_metric_inc(j->r->m_heartbeat_failures);
+        job_lose(j);
+    } else if (status == 0 && res->cancel) {
+        job_cancel(j);
+    }
+    job_unref(j);
+}
+
+static void on_heartbeat_timer(uv_timer_t *t)
+{
+    worker_runner_t *r = t->data;
+    for (job_t *j = r->jobs; j; j = j->next) {
+        if (j->ended || j->lost || j->handed_back)
+            continue;
+        j->pending++;
+        if (queue_heartbeat(r->queue, r->worker_id, j->qj.gen_id, j->qj.token, on_heartbeat, j) < 0)
+            j->pending--;
+    }
+    if (r->m_inflight)
+        gf_metric_set(r->m_inflight, (double)r->njobs);
+}
+
+static void on_cancel_message(queue_t *q, const char *gen_id, void *data)
+{
+    (void)q;
+    worker_runner_t *r = data;
+    for (job_t *j = r->jobs; j; j = j->next)
+        if (strcmp(j->qj.gen_id, gen_id) == 0)
+            job_cancel(j);
+}
+
+worker_runner_t *worker_runner_new(uv_loop_t *loop, const gf_config_t *cfg, queue_t *queue,
+                                   store_t *store, provider_t *provider,
+                                   const img_presets_t *presets, gf_metrics_t *metrics)
+{
+    worker_runner_t *r = gf_xcalloc(1, sizeof(*r));
+    r->loop = loop;
+    r->cfg = cfg;
+    r->queue = queue;
+    r->store = store;
+    r->provider = provider;
+    r->presets = presets;
+    char host[64] = "host";
+    gethostname(host, sizeof(host) - 1);
+    char rnd[37];
+    gf_uuid4(rnd);
+    snprintf(r->worker_id, sizeof(r->worker_id), "%s-%d-%.8s", host, (int)getpid(), rnd);
+    uv_timer_init(loop, &r->claim_timer);
+    uv_timer_init(loop, &r->heartbeat_timer);
+    uv_timer_init(loop, &r->drain_timer);
+    r->claim_timer.data = r->heartbeat_timer.data = r->drain_timer.data = r;
+    r->timers_open = 3;
+    if (metrics) {
+        r->m_outcomes = gf_metrics_counter(metrics, "farm_worker_generations_total",
+                                           "generations finished, by status", "status");
+        r->m_inflight = gf_metric_with(
+            gf_metrics_gauge(metrics, "farm_worker_inflight", "generations running", NULL), NULL,
+            NULL, NULL);
+        r->m_claimed = gf_metric_with(
+            gf_metrics_counter(metrics, "farm_worker_claimed_total", "jobs claimed", NULL), NULL,
+            NULL, NULL);
+        r->m_heartbeat_failures =
+            gf_metric_with(gf_metrics_counter(metrics, "farm_worker_heartbeat_failures_total",
+                                              "heartbeats refused (a lease was lost)", NULL),
+                           NULL, NULL, NULL);
+    }
+    return r;
+}
+
+void worker_runner_start(worker_runner_t *r)
+{
+    queue_on_cancel(r->queue, on_cancel_message, r);
+    uint64_t every = (uint64_t)r->cfg->queue_lease_s * 1000 / 3;
+    if (every > 1500)
+        every = 1500;
+    uv_timer_start(&r->heartbeat_timer, on_heartbeat_timer, every, every);
+    if (r->cfg->worker_concurrency == 0) {
+        GF_LOG(GF_LOG_INFO, &log_ctx, "FARM_WORKER_CONCURRENCY=0: claiming nothing");
+        return;
+    }
+    GF_LOG(GF_LOG_INFO, &log_ctx, "worker %s claiming up to %lld generations (provider %s)",
+           r->worker_id, r->cfg->worker_concurrency, provider_chain(r->provider));
+    runner_claim(r);
+}
+
+size_t worker_runner_inflight(const worker_runner_t *r)
+{
+    return r->njobs;
+}
+
+void worker_runner__job_gone(worker_runner_t *r, job_t *j)
+{
+    if (j->prev)
+        j->prev->next = j->next;
+    else if (r->jobs == j)
+        r->jobs = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    j->next = j->prev = NULL;
+    r->njobs--;
+    if (r->draining)
+        runner_maybe_stopped(r);
+    else if (!r->claiming)
+        runner_claim(r);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    worker_runner_t *r = h->data;
+    if (--r->timers_open > 0)
+        return;
+    worker_runner_stopped_cb cb = r->stopped_cb;
+    void *data = r->stopped_data;
+    free(r);
+    if (cb)
+        cb(data);
+}
+
+static void runner_maybe_stopped(worker_runner_t *r)
+{
+    if (!r->draining || r->njobs > 0 || r->claiming || r->timers_open < 3 ||
+        uv_is_closing((uv_handle_t *)&r->claim_timer))
+        return;
+    queue_on_cancel(r->queue, NULL, NULL);
+    uv_close((uv_handle_t *)&r->claim_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&r->heartbeat_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&r->drain_timer, on_timer_closed);
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+    worker_runner_t *r = t->data;
+    GF_LOG(GF_LOG_WARN, &log_ctx, "drain timeout: handing %zu generations back to the queue",
+           r->njobs);
+    for (job_t *j = r->jobs; j;) {
+        job_t *next = j->next;
+        job_hand_back(j);
+        j = next;
+    }
+}
+
+void worker_runner_drain(worker_runner_t *r, worker_runner_stopped_cb cb, void *data)
+{
+    r->draining = 1;
+    r->stopped_cb = cb;
+    r->stopped_data = data;
+    uv_timer_stop(&r->claim_timer);
+    GF_LOG(GF_LOG_INFO, &log_ctx, "draining: %zu generations running", r->njobs);
+    uv_timer_start(&r->drain_timer, on_drain_timeout, (uint64_t)r->cfg->worker_drain_s * 1000, 0);
+    runner_maybe_stopped(r);
+}
