@@ -41,6 +41,7 @@ static void job_free(job_t *j)
     queue_job_dispose(&j->qj);
     json_decref(j->params);
     free(j->prompt);
+    free(j->last_error);
     free(j->exports);
     for (int i = 0; j->imgs && i < j->images; i++) {
         free(j->imgs[i].bytes);
@@ -164,7 +165,9 @@ static void job_finish(job_t *j, const char *status)
         return;
     j->ending = 1;
     job_op_t *op = op_new(j, NULL);
-    store_call_finish(&op->call, j->qj.gen_id, (long long)j->qj.token, status, NULL);
+    /* A generation with no image delivered carries its last image's error. */
+    const char *error = j->delivered == 0 && strcmp(status, "canceled") != 0 ? j->last_error : NULL;
+    store_call_finish(&op->call, j->qj.gen_id, (long long)j->qj.token, status, error);
     op_exec(op, on_finished);
 }
 
@@ -234,9 +237,12 @@ static void on_image_recorded(store_t *st, store_call_t *call, void *data)
     } else if (call->status < 0) {
         job_hand_back(j);
     } else if (call->op == STORE_OP_IMAGE_DONE) {
+        j->delivered++;
         json_t *outputs = json_loads(img->outputs_json, 0, NULL);
         image_settled(img, json_pack("{s:o}", "outputs", outputs ? outputs : json_array()));
     } else {
+        free(j->last_error);
+        j->last_error = gf_xstrdup(call->params[4]);
         json_t *err = json_loads(call->params[4], 0, NULL);
         image_settled(img, json_pack("{s:o}", "error", err ? err : json_null()));
     }

@@ -47,7 +47,8 @@ struct job {
     const img_export_preset **exports;
     size_t nexports;
     job_image_t *imgs;
-    int running, settled;
+    int running, settled, delivered;
+    char *last_error; /* the error JSON of the last image that failed for good */
     int pending;
     int started, canceling, lost, ending, ended, handed_back;
     uint64_t started_ns;

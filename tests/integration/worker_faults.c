@@ -205,10 +205,102 @@ static void test_kill_9_loses_nothing_and_charges_once(void **state)
     assert_int_equal(ts_sh("'%s' reconcile > '%s' 2>&1", ts_env("FARM_TEST_CLI"), out), 0);
 }
 
+static void test_partial_success_charges_only_finished_images(void **state)
+{
+    (void)state;
+    char id[37];
+    /* The first provider call is refused as bad input (not retryable); the second works. */
+    create("{\"kind\":\"avatar\",\"prompt\":\"a fox [[validation_400*1]]\",\"count\":2,"
+           "\"width\":256,\"height\":256}",
+           id);
+    json_t *g = wait_status(id, "succeeded|partial|failed", 30);
+    assert_non_null(g);
+    assert_string_equal(json_string_value(json_object_get(g, "status")), "partial");
+    assert_int_equal(json_integer_value(json_object_get(g, "charged")), 10);
+    assert_int_equal(json_integer_value(json_object_get(g, "released")), 10);
+    assert_int_equal(json_integer_value(json_object_get(g, "images_done")), 1);
+    json_t *f = json_array_get(json_object_get(g, "failures"), 0);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(f, "error"), "code")),
+                        "provider_error");
+    assert_true(json_is_false(json_object_get(json_object_get(f, "error"), "retryable")));
+    /* Only the delivered image has outputs. */
+    size_t i;
+    json_t *o;
+    json_array_foreach(json_object_get(g, "outputs"), i, o)
+    {
+        assert_int_equal(json_integer_value(json_object_get(o, "index")),
+                         json_integer_value(json_object_get(
+                             json_array_get(json_object_get(g, "outputs"), 0), "index")));
+    }
+    json_decref(g);
+}
+
+static void test_every_image_failing_fails_with_its_error(void **state)
+{
+    (void)state;
+    char id[37];
+    create("{\"kind\":\"avatar\",\"prompt\":\"a fox [[validation_422]]\",\"width\":256,"
+           "\"height\":256}",
+           id);
+    json_t *g = wait_status(id, "succeeded|partial|failed", 30);
+    assert_non_null(g);
+    assert_string_equal(json_string_value(json_object_get(g, "status")), "failed");
+    assert_int_equal(json_integer_value(json_object_get(g, "charged")), 0);
+    assert_int_equal(json_integer_value(json_object_get(g, "released")), 10);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(g, "error"), "code")),
+                        "provider_error");
+    json_decref(g);
+}
+
+static void test_deadline_passed_before_start_expires(void **state)
+{
+    (void)state;
+    char id[37];
+    /* Nobody can start it in time: the only worker is paused past the deadline. */
+    kill(worker_pid, SIGSTOP);
+    create("{\"kind\":\"avatar\",\"prompt\":\"late fox\",\"deadline_s\":1,\"width\":256,"
+           "\"height\":256}",
+           id);
+    sleep(2);
+    kill(worker_pid, SIGCONT);
+    json_t *g = wait_status(id, "expired", 30);
+    assert_non_null(g);
+    assert_int_equal(json_integer_value(json_object_get(g, "charged")), 0);
+    assert_int_equal(json_integer_value(json_object_get(g, "released")), 10);
+    json_decref(g);
+}
+
+static void test_sigterm_drains_running_generations(void **state)
+{
+    (void)state;
+    char a[37], b[37];
+    create("{\"kind\":\"avatar\",\"prompt\":\"fox a\",\"width\":256,\"height\":256}", a);
+    create("{\"kind\":\"avatar\",\"prompt\":\"fox b\",\"width\":256,\"height\":256}", b);
+    json_t *g = wait_status(b, "running", 15);
+    assert_non_null(g);
+    json_decref(g);
+    g = wait_status(a, "running", 15);
+    assert_non_null(g);
+    json_decref(g);
+    /* Running generations finish within FARM_WORKER_DRAIN_S, then the worker exits 0. */
+    assert_int_equal(ts_stop(worker_pid, SIGTERM, 40), 0);
+    worker_pid = 0;
+    for (int i = 0; i < 2; i++) {
+        g = wait_status(i ? b : a, "succeeded", 5);
+        assert_non_null(g);
+        json_decref(g);
+    }
+    worker_pid = start_worker("worker3");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_running_generation_is_canceled_promptly),
+        cmocka_unit_test(test_partial_success_charges_only_finished_images),
+        cmocka_unit_test(test_every_image_failing_fails_with_its_error),
+        cmocka_unit_test(test_deadline_passed_before_start_expires),
+        cmocka_unit_test(test_sigterm_drains_running_generations),
         cmocka_unit_test(test_kill_9_loses_nothing_and_charges_once),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
