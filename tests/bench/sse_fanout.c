@@ -1,0 +1,288 @@
+/*
+ * tests/bench/sse_fanout.c - many SSE clients on one generation, and the
+ * worker's part that feeds them. Used by tests/integration/api_sse.c (1,000
+ * clients) and `scripts/bench sse` (10,000).
+ *
+ *   sse_fanout API_URL TOKEN CLIENTS API_PID
+ *
+ * With FARM_REDIS_URL / FARM_DATABASE_URL of the farm in the environment it:
+ * creates a generation (POST), opens CLIENTS event streams on it from one
+ * libuv loop (raw HTTP/1.1, ?access_token=), measures the api's RSS before and
+ * after, claims the job as a worker would, publishes one progress event whose
+ * data carries the send time, finishes the generation (Postgres, then the
+ * queue), and waits until every client has its terminal event. Prints one line:
+ *   clients <C> connected <K> progress <P> terminal <T> rss_per_stream <B> p50_ms <a> p99_ms <b>
+ * Exit status 0 when every client got the progress and the terminal event.
+ */
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <uv.h>
+
+#include "queue.h"
+#include "store.h"
+
+extern char **environ;
+
+typedef struct {
+    uv_tcp_t tcp;
+    uv_connect_t connect;
+    uv_write_t write;
+    char tail[512]; /* the unfinished last line */
+    size_t tail_len;
+    int connected, progress, terminal, closed;
+} client_t;
+
+static client_t *clients;
+static int nclients, nconnected, nprogress, nterminal, nclosed;
+static double *latencies;
+static int nlat;
+static char request[4096];
+static struct sockaddr_in addr;
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    (void)h;
+    nclosed++;
+}
+
+static void client_close(client_t *c)
+{
+    if (c->closed)
+        return;
+    c->closed = 1;
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
+{
+    (void)h;
+    static char slab[65536];
+    (void)size;
+    *buf = uv_buf_init(slab, sizeof(slab));
+}
+
+/* Looks at one complete line of the stream. */
+static void on_line(client_t *c, const char *line, size_t n)
+{
+    if (n > 6 && strncmp(line, "data: ", 6) == 0 && !c->progress) {
+        const char *t = memmem(line, n, "\"t_ms\":", 7);
+        if (t) {
+            c->progress = 1;
+            nprogress++;
+            latencies[nlat++] = now_ms() - strtod(t + 7, NULL);
+        }
+    }
+    if (n >= 16 && strncmp(line, "event: succeeded", 16) == 0 && !c->terminal) {
+        c->terminal = 1;
+        nterminal++;
+    }
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    client_t *c = s->data;
+    if (nread < 0) {
+        client_close(c);
+        return;
+    }
+    for (ssize_t i = 0; i < nread; i++) {
+        char ch = buf->base[i];
+        if (ch == '\n') {
+            on_line(c, c->tail, c->tail_len);
+            c->tail_len = 0;
+        } else if (c->tail_len < sizeof(c->tail) - 1) {
+            c->tail[c->tail_len++] = ch;
+        }
+    }
+}
+
+static void on_written(uv_write_t *w, int status)
+{
+    client_t *c = w->data;
+    if (status < 0)
+        client_close(c);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+    client_t *c = req->data;
+    if (status < 0) {
+        client_close(c);
+        return;
+    }
+    c->connected = 1;
+    nconnected++;
+    uv_buf_t b = uv_buf_init(request, (unsigned int)strlen(request));
+    c->write.data = c;
+    uv_write(&c->write, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+    gf_buf_t *b = ud;
+    gf_buf_append(b, p, size * n);
+    return size * n;
+}
+
+static long rss_kb(long pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%ld/status", pid);
+    FILE *f = fopen(path, "r");
+    long kb = 0;
+    while (f && fgets(line, sizeof(line), f))
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kb = atol(line + 6);
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+static void run_until(uv_loop_t *loop, int *counter, int want, double timeout_s)
+{
+    double end = now_ms() + timeout_s * 1000;
+    while (*counter < want && now_ms() < end)
+        uv_run(loop, UV_RUN_NOWAIT), uv_sleep(1);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 5) {
+        fprintf(stderr, "usage: sse_fanout API_URL TOKEN CLIENTS API_PID\n");
+        return 2;
+    }
+    const char *api = argv[1], *token = argv[2];
+    nclients = atoi(argv[3]);
+    long api_pid = atol(argv[4]);
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    gf_err_t err = {0};
+    gf_config_t *cfg = gf_cfg_load(environ, &err);
+    queue_sync_t *qs = cfg ? queue_sync_new(cfg, &err) : NULL;
+    store_conn_t *sc = cfg ? store_conn_new(cfg->database_url, &err) : NULL;
+    if (qs == NULL || sc == NULL) {
+        fprintf(stderr, "sse_fanout: %s\n", err.msg);
+        return 2;
+    }
+    /* The generation. */
+    char url[512], auth[2048];
+    snprintf(url, sizeof(url), "%s/v1/generations", api);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+    CURL *e = curl_easy_init();
+    struct curl_slist *h = curl_slist_append(NULL, auth);
+    h = curl_slist_append(h, "Content-Type: application/json");
+    gf_buf_t body = {0};
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, "{\"kind\":\"avatar\",\"prompt\":\"fan-out\"}");
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &body);
+    CURLcode cc = curl_easy_perform(e);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(e);
+    json_t *created = cc == CURLE_OK ? json_loads(body.p ? body.p : "", 0, NULL) : NULL;
+    const char *gen = json_string_value(json_object_get(created, "id"));
+    if (gen == NULL) {
+        fprintf(stderr, "sse_fanout: POST failed: %s\n", body.p ? body.p : "");
+        return 2;
+    }
+    char gen_id[37];
+    snprintf(gen_id, sizeof(gen_id), "%s", gen);
+    json_decref(created);
+    gf_buf_dispose(&body);
+    /* The clients. */
+    char host[64] = "127.0.0.1";
+    int port = 80;
+    sscanf(api, "http://%63[^:]:%d", host, &port);
+    uv_ip4_addr(host, port, &addr);
+    snprintf(request, sizeof(request),
+             "GET /v1/generations/%s/events?access_token=%s HTTP/1.1\r\nHost: %s\r\n"
+             "Accept: text/event-stream\r\n\r\n",
+             gen_id, token, host);
+    clients = calloc((size_t)nclients, sizeof(client_t));
+    latencies = calloc((size_t)nclients, sizeof(double));
+    uv_loop_t *loop = uv_default_loop();
+    long rss_before = rss_kb(api_pid);
+    for (int i = 0; i < nclients; i++) {
+        client_t *c = &clients[i];
+        uv_tcp_init(loop, &c->tcp);
+        c->tcp.data = c;
+        c->connect.data = c;
+        if (uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&addr, on_connect) < 0)
+            client_close(c);
+        if (i % 200 == 199)
+            uv_run(loop, UV_RUN_NOWAIT); /* let the api accept as we go */
+    }
+    run_until(loop, &nconnected, nclients, 60);
+    uv_sleep(1000);
+    for (int i = 0; i < 50; i++)
+        uv_run(loop, UV_RUN_NOWAIT), uv_sleep(20); /* the 'queued' replay reaches everyone */
+    long rss_after = rss_kb(api_pid);
+    /* The worker's part. */
+    uint64_t token_q = 0;
+    for (int round = 0; round < 100 && token_q == 0; round++) {
+        queue_claim_t claim = {0};
+        if (queue_sync_claim(qs, "sse-fanout", 16, &claim, &err) == 0) {
+            for (size_t i = 0; i < claim.n_jobs; i++)
+                if (strcmp(claim.jobs[i].gen_id, gen_id) == 0)
+                    token_q = claim.jobs[i].token;
+            queue_claim_dispose(&claim);
+        }
+    }
+    store_call_t call;
+    store_call_start(&call, gen_id, (long long)token_q, "fanout");
+    store_conn_exec(sc, &call);
+    store_call_dispose(&call);
+    char data[128];
+    snprintf(data, sizeof(data), "{\"status\":\"running\",\"progress\":50,\"t_ms\":%.3f}",
+             now_ms());
+    queue_result_t qr;
+    queue_sync_event_append(qs, gen_id, token_q, "progress", data, &qr, &err);
+    run_until(loop, &nprogress, nconnected, 60);
+    store_call_image(&call, gen_id, (long long)token_q, 0, 1, NULL);
+    store_conn_exec(sc, &call);
+    store_call_dispose(&call);
+    store_call_finish(&call, gen_id, (long long)token_q, "auto", NULL);
+    store_conn_exec(sc, &call);
+    store_call_dispose(&call);
+    queue_sync_finish(qs, gen_id, token_q, QUEUE_DONE, "{}", &qr, &err);
+    run_until(loop, &nterminal, nconnected, 60);
+    qsort(latencies, (size_t)nlat, sizeof(double), cmp_double);
+    double p50 = nlat ? latencies[nlat / 2] : -1, p99 = nlat ? latencies[(nlat * 99) / 100] : -1;
+    long per = nconnected ? (rss_after - rss_before) * 1024 / nconnected : 0;
+    printf("clients %d connected %d progress %d terminal %d rss_per_stream %ld p50_ms %.2f p99_ms "
+           "%.2f\n",
+           nclients, nconnected, nprogress, nterminal, per, p50, p99);
+    for (int i = 0; i < nclients; i++)
+        client_close(&clients[i]);
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_loop_close(loop);
+    free(clients);
+    free(latencies);
+    queue_sync_free(qs);
+    store_conn_free(sc);
+    gf_cfg_free(cfg);
+    gf_log_clear_secrets();
+    return nprogress == nclients && nterminal == nclients ? 0 : 1;
+}
