@@ -171,11 +171,19 @@ provider_t *provider_new(uv_loop_t *loop, const gf_config_t *cfg, const char *na
     if (strcmp(name, "auto") == 0) {
         rc = chain_auto(p, err);
     } else if (strcmp(name, "fake") == 0) {
-        rc = chain_add(p, "hf", 1, err);
-        if (rc == 0)
-            rc = chain_add(p, "fal", 1, err);
-        if (rc == 0)
-            rc = chain_add(p, "bfl", 1, err);
+        /* FARM_PROVIDER_FALLBACK's remote adapters, in its order, all on the fake. */
+        rc = 0;
+        for (const char *f = cfg->provider_fallback; rc == 0 && f && *f;) {
+            size_t n = strcspn(f, ",");
+            char one[16];
+            snprintf(one, sizeof(one), "%.*s", (int)(n < sizeof(one) ? n : 0), f);
+            if (strcmp(one, "hf") == 0 || strcmp(one, "fal") == 0 || strcmp(one, "bfl") == 0)
+                rc = chain_add(p, one, 1, err);
+            f += n + (f[n] == ',');
+        }
+        if (rc == 0 && p->nchain == 0)
+            rc = gf_err_set(err, GF_EINVAL, "provider",
+                            "FARM_PROVIDER=fake needs hf, fal or bfl in FARM_PROVIDER_FALLBACK");
     } else {
         rc = chain_add(p, name, 0, err);
     }

@@ -35,6 +35,7 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
     [STORE_OP_LIST] = {"SELECT farm_generations_page($1::uuid, $2::text, $3::text, $4::int, "
                        "$5::bigint, $6::uuid)"},
     [STORE_OP_LEDGER] = {"SELECT farm_ledger_page($1::uuid, $2::int, $3::bigint)"},
+    [STORE_OP_RESUME] = {"SELECT farm_worker_resume($1::uuid)"},
     [STORE_OP_UPLOAD_ADD] = {"SELECT farm_upload_add($1::uuid, $2::uuid, $3::bigint, $4::text, "
                              "$5::int, $6::int, $7::bigint, $8::text, $9::text)"},
     [STORE_OP_IMAGE_DONE] = {"SELECT farm_image_done($1::uuid, $2::bigint, $3::int, $4::jsonb)"},
@@ -241,6 +242,12 @@ void store_call_image_done(store_call_t *c, const char *gen_id, long long fence,
     set_str(c, 3, outputs_json);
 }
 
+void store_call_resume(store_call_t *c, const char *gen_id)
+{
+    call_init(c, STORE_OP_RESUME, 1);
+    set_str(c, 0, gen_id);
+}
+
 void store_call_upload_add(store_call_t *c, const char *id, const char *user_id,
                            long long welcome_credits, const char *format, int width, int height,
                            long long bytes, const char *sha256, const char *key)
@@ -339,6 +346,13 @@ static void parse_row(store_call_t *c, PGresult *res)
     case STORE_OP_BALANCE:
         c->balance = atoll(v0);
         c->held = atoll(PQgetvalue(res, 0, 1));
+        return;
+    case STORE_OP_RESUME:
+        if (PQgetisnull(res, 0, 0)) {
+            fail(c, GF_ENOTFOUND, "no generation %s", c->params[0]);
+            return;
+        }
+        c->json = gf_xstrdup(v0);
         return;
     case STORE_OP_GENERATION:
     case STORE_OP_SWEEP:

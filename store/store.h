@@ -50,6 +50,7 @@ typedef enum {
     STORE_OP_LEDGER,
     STORE_OP_IMAGE_DONE,
     STORE_OP_UPLOAD_ADD,
+    STORE_OP_RESUME,
     STORE_OP_COUNT_
 } store_op_t;
 
@@ -87,6 +88,9 @@ typedef enum {
  *               GF_EINVAL for a malformed cursor.
  *   LEDGER      json: {"items": [{kind, amount, generation_id, image_index,
  *               reason, created_at}], "next_cursor": "..." | null}.
+ *   RESUME      json: {"settled": [image index...], "provider_requests":
+ *               {"<index>": "<token>"}}: what a worker taking a generation over
+ *               skips and resumes. GF_ENOTFOUND when absent.
  *   IMAGE_DONE  records an image's outputs and captures its share in one
  *               transaction; applied as for IMAGE.
  */
@@ -144,6 +148,7 @@ void store_call_sweep(store_call_t *c, int stale_s, int limit);
 void store_call_list(store_call_t *c, const char *user_id, const char *status, const char *kind,
                      int limit, const char *cursor);
 void store_call_ledger(store_call_t *c, const char *user_id, int limit, const char *cursor);
+void store_call_resume(store_call_t *c, const char *gen_id);
 /* Records an upload whose normalized bytes are stored under `key`. */
 void store_call_upload_add(store_call_t *c, const char *id, const char *user_id,
                            long long welcome_credits, const char *format, int width, int height,

@@ -46,6 +46,7 @@ static void job_free(job_t *j)
     for (int i = 0; j->imgs && i < j->images; i++) {
         free(j->imgs[i].bytes);
         free(j->imgs[i].outputs_json);
+        free(j->imgs[i].resume);
     }
     free(j->imgs);
     free(j);
@@ -64,6 +65,17 @@ void job_unref(job_t *j)
 {
     j->pending--;
     job_check_end(j);
+}
+
+/* Ends the image's current stage in the stage histogram and starts the next. */
+static void stage_done(job_image_t *img, const char *stage)
+{
+    uint64_t now = uv_hrtime();
+    worker_runner_t *r = img->job->r;
+    if (r->m_stage && img->t_stage)
+        gf_metric_observe(gf_metric_with(r->m_stage, stage, NULL, NULL),
+                          (double)(now - img->t_stage) / 1e9);
+    img->t_stage = now;
 }
 
 static int job_gone(const job_t *j)
@@ -237,6 +249,7 @@ static void on_image_recorded(store_t *st, store_call_t *call, void *data)
     } else if (call->status < 0) {
         job_hand_back(j);
     } else if (call->op == STORE_OP_IMAGE_DONE) {
+        stage_done(img, "storing");
         j->delivered++;
         json_t *outputs = json_loads(img->outputs_json, 0, NULL);
         image_settled(img, json_pack("{s:o}", "outputs", outputs ? outputs : json_array()));
@@ -304,6 +317,7 @@ static void on_work_done(uv_work_t *w, int status)
     job_t *j = img->job;
     j->pending--;
     GF_FREE(img->bytes);
+    stage_done(img, "postprocessing");
     if (job_gone(j)) {
         job_check_end(j);
         return;
@@ -371,6 +385,15 @@ static void on_provider_done(provider_call_t *call, int status, void *data)
     job_t *j = img->job;
     img->call = NULL;
     j->pending--;
+    if (j->r->m_provider) {
+        const provider_image_t *ok = status == 0 ? provider_call_image(call) : NULL;
+        const provider_error_t *bad = status < 0 ? provider_call_error(call) : NULL;
+        const char *who = ok ? ok->provider : bad && bad->provider[0] ? bad->provider : "none";
+        const char *outcome = ok ? "ok" : bad ? provider_error_code_name(bad->code) : "error";
+        gf_metric_observe(gf_metric_with(j->r->m_provider, who, outcome, NULL),
+                          (double)(uv_hrtime() - img->t_stage) / 1e9);
+    }
+    stage_done(img, "generating");
     if (job_gone(j)) {
         job_check_end(j);
         return;
@@ -419,6 +442,7 @@ static void image_start(job_image_t *img)
     job_t *j = img->job;
     img->attempts++;
     img->state = IMAGE_CALLING;
+    img->t_stage = uv_hrtime();
     j->running++;
     provider_req_t req = {.prompt = j->prompt,
                           .width = j->width,
@@ -441,6 +465,20 @@ static void image_start(job_image_t *img)
     if (preset && img_pose_render(preset->keypoints, j->width, j->height, &pose_map, &err) == 0) {
         req.pose_image = pose_map.data;
         req.pose_len = pose_map.len;
+    }
+    /* A request an earlier attempt submitted is resumed, not paid for twice. */
+    char resume_provider[16] = "";
+    if (img->resume && img->attempts == 1) {
+        const char *colon = strchr(img->resume, ':');
+        if (colon && (size_t)(colon - img->resume) < sizeof(resume_provider)) {
+            snprintf(resume_provider, sizeof(resume_provider), "%.*s", (int)(colon - img->resume),
+                     img->resume);
+            req.resume = colon + 1;
+            req.resume_provider = resume_provider;
+            gf_log_ctx ctx = job_log(j, "resuming a provider request");
+            GF_LOG(GF_LOG_INFO, &ctx, "image %d: resuming the %s request of an earlier attempt",
+                   img->index, resume_provider);
+        }
     }
     provider_cbs_t cbs = {
         .done = on_provider_done, .accepted = on_accepted, .progress = on_progress, .data = img};
@@ -530,18 +568,22 @@ static void on_resume_info(store_t *st, store_call_t *call, void *data)
     } else if (gen == NULL) {
         job_hand_back(j);
     } else {
-        const char *lists[] = {"outputs", "failures"};
-        for (int l = 0; l < 2; l++) {
-            size_t i;
-            json_t *item;
-            json_array_foreach(json_object_get(gen, lists[l]), i, item)
-            {
-                json_int_t k = json_integer_value(json_object_get(item, "index"));
-                if (k >= 0 && k < j->images && j->imgs[k].state != IMAGE_SETTLED) {
-                    j->imgs[k].state = IMAGE_SETTLED;
-                    j->settled++;
-                }
+        size_t i;
+        json_t *item;
+        json_array_foreach(json_object_get(gen, "settled"), i, item)
+        {
+            json_int_t k = json_integer_value(item);
+            if (k >= 0 && k < j->images && j->imgs[k].state != IMAGE_SETTLED) {
+                j->imgs[k].state = IMAGE_SETTLED;
+                j->settled++;
             }
+        }
+        const char *key;
+        json_object_foreach(json_object_get(gen, "provider_requests"), key, item)
+        {
+            int k = atoi(key);
+            if (k >= 0 && k < j->images && json_is_string(item))
+                j->imgs[k].resume = gf_xstrdup(json_string_value(item));
         }
         j->started = 1;
         job_event(j, "started",
@@ -585,7 +627,7 @@ static void on_started(store_t *st, store_call_t *call, void *data)
         op_exec(fin, on_finished);
     } else {
         job_op_t *info = op_new(j, NULL);
-        store_call_generation(&info->call, j->qj.gen_id, j->qj.user_id);
+        store_call_resume(&info->call, j->qj.gen_id);
         op_exec(info, on_resume_info);
     }
     op_free(op);

@@ -33,6 +33,8 @@ typedef struct {
     unsigned char *bytes; /* the provider's image, for the thread pool */
     size_t len;
     char *outputs_json; /* made on the thread pool */
+    char *resume;       /* "provider:token" an earlier attempt persisted, or NULL */
+    uint64_t t_stage;   /* when the current stage began (uv_hrtime) */
     gf_err_t work_err;
 } job_image_t;
 
@@ -70,7 +72,7 @@ struct worker_runner {
     int timers_open;
     worker_runner_stopped_cb stopped_cb;
     void *stopped_data;
-    gf_mfamily_t *m_outcomes, *m_stage;
+    gf_mfamily_t *m_outcomes, *m_stage, *m_provider;
     gf_metric_t *m_inflight, *m_claimed, *m_heartbeat_failures;
 };
 

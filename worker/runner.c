@@ -157,6 +157,14 @@ worker_runner_t *worker_runner_new(uv_loop_t *loop, const gf_config_t *cfg, queu
     if (metrics) {
         r->m_outcomes = gf_metrics_counter(metrics, "farm_worker_generations_total",
                                            "generations finished, by status", "status");
+        r->m_stage = gf_metrics_histogram(
+            metrics, "farm_worker_stage_duration_seconds",
+            "time per image in each stage: generating (provider), postprocessing (libvips on "
+            "the thread pool, queueing included), storing (outputs and capture)",
+            "stage", gf_metrics_latency_buckets, gf_metrics_latency_nbuckets);
+        r->m_provider = gf_metrics_histogram(
+            metrics, "farm_worker_provider_call_seconds", "provider calls, by provider and outcome",
+            "provider,outcome", gf_metrics_latency_buckets, gf_metrics_latency_nbuckets);
         r->m_inflight = gf_metric_with(
             gf_metrics_gauge(metrics, "farm_worker_inflight", "generations running", NULL), NULL,
             NULL, NULL);

@@ -29,7 +29,8 @@ static pid_t api_pid, fake_pid, worker_pid;
 static char *tok;
 static char user[37];
 
-static pid_t start_worker(const char *name)
+/* A worker on the fake provider; `fallback` orders its adapters (NULL: hf first). */
+static pid_t start_worker_with(const char *name, const char *fallback)
 {
     char log_path[600];
     snprintf(log_path, sizeof(log_path), "%s/%s.log", ts_env("FARM_TEST_TMPDIR"), name);
@@ -40,8 +41,14 @@ static pid_t start_worker(const char *name)
                      "FARM_WORKER_METRICS_PORT=0",
                      "FARM_QUEUE_LEASE_S=2",
                      "FARM_QUEUE_TIERS=pro:4:100,free:1:3",
+                     (char *)(fallback ? fallback : "FARM_PROVIDER_FALLBACK=hf,fal,bfl"),
                      NULL};
     return ts_spawn(argv, extra, log_path);
+}
+
+static pid_t start_worker(const char *name)
+{
+    return start_worker_with(name, NULL);
 }
 
 static int setup(void **state)
@@ -293,6 +300,59 @@ static void test_sigterm_drains_running_generations(void **state)
     worker_pid = start_worker("worker3");
 }
 
+/* The fake's count of requests to `endpoint` ("bfl.submit"). */
+static long fake_count(const char *endpoint)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%s/__fake/log", strchr(fake_env, '=') + 1);
+    ts_http_t r = ts_http("GET", url, NULL, NULL, 0);
+    json_t *log = json_loads(r.body, 0, NULL);
+    ts_http_dispose(&r);
+    long n = (long)json_integer_value(json_object_get(json_object_get(log, "counts"), endpoint));
+    json_decref(log);
+    return n;
+}
+
+static void test_kill_9_resumes_persisted_requests_instead_of_paying_again(void **state)
+{
+    (void)state;
+    enum { N = 5 };
+    /* Workers that use BFL (submit, then poll): its request is persisted before the wait. */
+    ts_stop(worker_pid, SIGKILL, 10); /* idle: nothing of it to hand back */
+    worker_pid = start_worker_with("worker-bfl-1", "FARM_PROVIDER_FALLBACK=bfl");
+    char url[256];
+    snprintf(url, sizeof(url), "%s/__fake/reset", strchr(fake_env, '=') + 1);
+    ts_http_t r = ts_http("POST", url, NULL, "{}", 2);
+    ts_http_dispose(&r);
+    char ids[N][37];
+    for (int i = 0; i < N; i++)
+        create("{\"kind\":\"avatar\",\"prompt\":\"a bfl fox\",\"width\":256,\"height\":256}",
+               ids[i]);
+    /* Wait until every provider request is persisted, then kill the worker. */
+    int persisted = 0;
+    for (int t = 0; t < 200 && !persisted; t++) {
+        persisted = ts_sh("test \"$(psql -At \"$FARM_DATABASE_URL\" -c \"SELECT count(*) FROM "
+                          "generations WHERE status = 'running' AND provider_requests <> "
+                          "'{}'::jsonb\")\" -ge %d",
+                          N) == 0;
+        if (!persisted)
+            usleep(50000);
+    }
+    assert_true(persisted);
+    assert_int_equal(fake_count("bfl.submit"), N);
+    assert_int_equal(ts_stop(worker_pid, SIGKILL, 5), 128 + SIGKILL);
+    worker_pid = start_worker_with("worker-bfl-2", "FARM_PROVIDER_FALLBACK=bfl");
+    for (int i = 0; i < N; i++) {
+        json_t *g = wait_status(ids[i], "succeeded|partial|failed", 60);
+        assert_non_null(g);
+        assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
+        assert_int_equal(json_integer_value(json_object_get(g, "charged")), 10);
+        json_decref(g);
+    }
+    /* The second worker polled the persisted requests: no second submission. */
+    assert_int_equal(fake_count("bfl.submit"), N);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -301,6 +361,7 @@ int main(void)
         cmocka_unit_test(test_every_image_failing_fails_with_its_error),
         cmocka_unit_test(test_deadline_passed_before_start_expires),
         cmocka_unit_test(test_sigterm_drains_running_generations),
+        cmocka_unit_test(test_kill_9_resumes_persisted_requests_instead_of_paying_again),
         cmocka_unit_test(test_kill_9_loses_nothing_and_charges_once),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
