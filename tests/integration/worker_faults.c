@@ -40,7 +40,9 @@ static pid_t start_worker_with(const char *name, const char *fallback)
                      "FARM_PROVIDER=fake",
                      "FARM_WORKER_METRICS_PORT=0",
                      "FARM_QUEUE_LEASE_S=2",
-                     "FARM_QUEUE_TIERS=pro:4:100,free:1:3",
+                     "FARM_QUEUE_TIERS=pro:4:1000,free:1:3",
+                     "FARM_SWEEP_INTERVAL_S=1",
+                     "FARM_SWEEP_STALE_S=3",
                      (char *)(fallback ? fallback : "FARM_PROVIDER_FALLBACK=hf,fal,bfl"),
                      NULL};
     return ts_spawn(argv, extra, log_path);
@@ -89,8 +91,8 @@ static int setup(void **state)
     char *api_extra[] = {port_env,
                          "FARM_JWT_SECRET=" SECRET,
                          "FARM_QUEUE_LEASE_S=2",
-                         "FARM_QUEUE_TIERS=pro:4:100,free:1:3",
-                         "FARM_RATE_LIMIT_BURST=100",
+                         "FARM_QUEUE_TIERS=pro:4:1000,free:1:3",
+                         "FARM_RATE_LIMIT_BURST=1000",
                          NULL};
     api_pid = ts_spawn(api_argv, api_extra, log_path);
     worker_pid = start_worker("worker1");
@@ -353,6 +355,63 @@ static void test_kill_9_resumes_persisted_requests_instead_of_paying_again(void 
     assert_int_equal(fake_count("bfl.submit"), N);
 }
 
+static void test_paused_worker_loses_its_lease_and_charges_nothing(void **state)
+{
+    (void)state;
+    char id[37];
+    create("{\"kind\":\"avatar\",\"prompt\":\"paused fox\",\"width\":256,\"height\":256}", id);
+    json_t *g = wait_status(id, "running", 15);
+    assert_non_null(g);
+    json_decref(g);
+    /* Paused past its 2 s lease while the provider works; another worker takes over. */
+    pid_t paused = worker_pid;
+    kill(paused, SIGSTOP);
+    worker_pid = start_worker("worker-after-pause");
+    g = wait_status(id, "succeeded|partial|failed", 30);
+    kill(paused, SIGCONT);
+    assert_non_null(g);
+    assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
+    json_decref(g);
+    /* The paused worker wakes up with a stale token: its late result is refused. */
+    sleep(LATENCY_MS / 1000 + 1);
+    g = wait_status(id, "succeeded", 5);
+    assert_non_null(g);
+    assert_int_equal(json_integer_value(json_object_get(g, "charged")), 10);
+    assert_int_equal(json_integer_value(json_object_get(g, "images_done")), 1);
+    json_decref(g);
+    char out[600];
+    snprintf(out, sizeof(out), "%s/reconcile-pause.out", ts_env("FARM_TEST_TMPDIR"));
+    assert_int_equal(ts_sh("'%s' reconcile > '%s' 2>&1", ts_env("FARM_TEST_CLI"), out), 0);
+    assert_int_equal(ts_stop(paused, SIGTERM, 40), 0); /* and it never crashed */
+}
+
+static void test_redis_restart_mid_run_loses_nothing(void **state)
+{
+    (void)state;
+    enum { N = 200 };
+    static char ids[N][37];
+    pid_t second = start_worker("worker-second");
+    for (int i = 0; i < N; i++)
+        create("{\"kind\":\"avatar\",\"prompt\":\"many foxes\",\"width\":256,"
+               "\"height\":256}",
+               ids[i]);
+    /* Redis goes away with generations queued and running, and comes back from its AOF. */
+    int port = atoi(ts_env("FARM_TEST_REDIS_PORT"));
+    assert_int_equal(ts_sh("redis-cli -p %d shutdown >/dev/null 2>&1 || true", port), 0);
+    sleep(2);
+    assert_int_equal(ts_sh("redis-server '%s' >/dev/null", ts_env("FARM_TEST_REDIS_CONF")), 0);
+    for (int i = 0; i < N; i++) {
+        json_t *g = wait_status(ids[i], "succeeded|partial|failed|canceled|expired", 120);
+        assert_non_null(g);
+        assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
+        json_decref(g);
+    }
+    char out[600];
+    snprintf(out, sizeof(out), "%s/reconcile-redis.out", ts_env("FARM_TEST_TMPDIR"));
+    assert_int_equal(ts_sh("'%s' reconcile > '%s' 2>&1", ts_env("FARM_TEST_CLI"), out), 0);
+    assert_int_equal(ts_stop(second, SIGTERM, 60), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -362,6 +421,8 @@ int main(void)
         cmocka_unit_test(test_deadline_passed_before_start_expires),
         cmocka_unit_test(test_sigterm_drains_running_generations),
         cmocka_unit_test(test_kill_9_resumes_persisted_requests_instead_of_paying_again),
+        cmocka_unit_test(test_paused_worker_loses_its_lease_and_charges_nothing),
+        cmocka_unit_test(test_redis_restart_mid_run_loses_nothing),
         cmocka_unit_test(test_kill_9_loses_nothing_and_charges_once),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
