@@ -144,7 +144,7 @@ static void create(const char *body, char id[37])
 static json_t *wait_status(const char *id, const char *want, double timeout_s)
 {
     char path[128];
-    snprintf(path, sizeof(path), "/v1/generations/%s", id);
+    snprintf(path, sizeof(path), "/v1/generations/%.36s", id);
     double end = ts_now() + timeout_s;
     do {
         ts_http_t r = api("GET", path, NULL);
