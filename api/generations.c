@@ -218,6 +218,57 @@ static void gen_accept(gen_ctx_t *c)
     ctx_free(c);
 }
 
+static void on_refs_checked(store_t *st, store_call_t *call, void *data)
+{
+    (void)st;
+    gen_ctx_t *c = data;
+    if (call->status == GF_ENOTFOUND) {
+        api__error(c->req, 404, "not_found", "no such upload or generation output for this user",
+                   call->gen_status);
+        ctx_free(c);
+        return;
+    }
+    if (call->status < 0) {
+        api__fail(c->req, call->status, &call->err);
+        ctx_free(c);
+        return;
+    }
+    store_call_dispose(&c->call);
+    gen_accept(c);
+}
+
+/* Files a generation refers to must be the caller's own (API.md: 404 otherwise). */
+static void check_refs(gen_ctx_t *c)
+{
+    json_t *p = c->g.params;
+    json_t *identity = json_object_get(p, "identity");
+    const char *up = json_string_value(json_object_get(identity, "upload_id"));
+    const char *gen = json_string_value(json_object_get(identity, "generation_id"));
+    gf_buf_t poses = {0};
+    size_t i;
+    json_t *pose;
+    json_array_foreach(json_object_get(p, "poses"), i, pose)
+    {
+        const char *id = json_string_value(json_object_get(pose, "upload_id"));
+        if (id)
+            gf_buf_printf(&poses, "%s%s", poses.len ? "," : "{", id);
+    }
+    if (poses.len)
+        gf_buf_puts(&poses, "}");
+    if (up == NULL && gen == NULL && poses.len == 0) {
+        gen_accept(c);
+        return;
+    }
+    store_call_refs(&c->call, c->who.sub, up, gen,
+                    (int)json_integer_value(json_object_get(identity, "index")),
+                    poses.len ? poses.p : NULL);
+    gf_buf_dispose(&poses);
+    if (store_exec(c->api->store, &c->call, on_refs_checked, c) < 0) {
+        api__fail(c->req, GF_EUNAVAIL, NULL);
+        ctx_free(c);
+    }
+}
+
 /*
  * The rate limit comes first: a refused request costs nothing. While Redis
  * is down there is no bucket to ask, and the request goes on (docs/api.md).
@@ -242,7 +293,7 @@ static void on_ratelimited(queue_t *q, int status, const queue_result_t *res, vo
             return;
         }
     }
-    gen_accept(c);
+    check_refs(c);
 }
 
 static void on_create(gf_http_req_t *req, void *data)

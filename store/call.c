@@ -36,6 +36,7 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
                        "$5::bigint, $6::uuid)"},
     [STORE_OP_LEDGER] = {"SELECT farm_ledger_page($1::uuid, $2::int, $3::bigint)"},
     [STORE_OP_RESUME] = {"SELECT farm_worker_resume($1::uuid)"},
+    [STORE_OP_REFS] = {"SELECT farm_refs_check($1::uuid, $2::uuid, $3::uuid, $4::int, $5::uuid[])"},
     [STORE_OP_UPLOAD_ADD] = {"SELECT farm_upload_add($1::uuid, $2::uuid, $3::bigint, $4::text, "
                              "$5::int, $6::int, $7::bigint, $8::text, $9::text)"},
     [STORE_OP_IMAGE_DONE] = {"SELECT farm_image_done($1::uuid, $2::bigint, $3::int, $4::jsonb)"},
@@ -248,6 +249,18 @@ void store_call_resume(store_call_t *c, const char *gen_id)
     set_str(c, 0, gen_id);
 }
 
+void store_call_refs(store_call_t *c, const char *user_id, const char *identity_upload,
+                     const char *identity_gen, int identity_index, const char *pose_uploads)
+{
+    call_init(c, STORE_OP_REFS, 5);
+    set_str(c, 0, user_id);
+    set_str(c, 1, identity_upload);
+    set_str(c, 2, identity_gen);
+    if (identity_gen)
+        set_int(c, 3, identity_index);
+    set_str(c, 4, pose_uploads);
+}
+
 void store_call_upload_add(store_call_t *c, const char *id, const char *user_id,
                            long long welcome_credits, const char *format, int width, int height,
                            long long bytes, const char *sha256, const char *key)
@@ -338,6 +351,11 @@ static void parse_row(store_call_t *c, PGresult *res)
         worker_outcome(c, v0);
         return;
     case STORE_OP_UPLOAD_ADD:
+        return;
+    case STORE_OP_REFS:
+        snprintf(c->gen_status, sizeof(c->gen_status), "%s", v0);
+        if (strcmp(v0, "ok") != 0)
+            fail(c, GF_ENOTFOUND, "a reference is not the user's (%s)", v0);
         return;
     case STORE_OP_CREDIT:
         if (strcmp(v0, "insufficient") == 0)

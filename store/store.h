@@ -51,6 +51,7 @@ typedef enum {
     STORE_OP_IMAGE_DONE,
     STORE_OP_UPLOAD_ADD,
     STORE_OP_RESUME,
+    STORE_OP_REFS,
     STORE_OP_COUNT_
 } store_op_t;
 
@@ -91,6 +92,8 @@ typedef enum {
  *   RESUME      json: {"settled": [image index...], "provider_requests":
  *               {"<index>": "<token>"}}: what a worker taking a generation over
  *               skips and resumes. GF_ENOTFOUND when absent.
+ *   REFS        GF_ENOTFOUND when a reference is not the user's (or does not
+ *               exist); gen_status then names it: "identity" or "poses".
  *   IMAGE_DONE  records an image's outputs and captures its share in one
  *               transaction; applied as for IMAGE.
  */
@@ -149,6 +152,12 @@ void store_call_list(store_call_t *c, const char *user_id, const char *status, c
                      int limit, const char *cursor);
 void store_call_ledger(store_call_t *c, const char *user_id, int limit, const char *cursor);
 void store_call_resume(store_call_t *c, const char *gen_id);
+/*
+ * Checks that a request's references are the user's. Any may be NULL;
+ * pose_uploads is a Postgres array literal ("{uuid,uuid}").
+ */
+void store_call_refs(store_call_t *c, const char *user_id, const char *identity_upload,
+                     const char *identity_gen, int identity_index, const char *pose_uploads);
 /* Records an upload whose normalized bytes are stored under `key`. */
 void store_call_upload_add(store_call_t *c, const char *id, const char *user_id,
                            long long welcome_credits, const char *format, int width, int height,

@@ -42,6 +42,14 @@ static void job_free(job_t *j)
     json_decref(j->params);
     free(j->prompt);
     free(j->last_error);
+    free(j->identity_key);
+    img_buf_dispose(&j->identity);
+    for (int i = 0; j->pose_keys && i < j->nposes; i++) {
+        free(j->pose_keys[i]);
+        img_buf_dispose(&j->pose_maps[i]);
+    }
+    free(j->pose_keys);
+    free(j->pose_maps);
     free(j->exports);
     for (int i = 0; j->imgs && i < j->images; i++) {
         free(j->imgs[i].bytes);
@@ -255,6 +263,14 @@ static void on_image_recorded(store_t *st, store_call_t *call, void *data)
         image_settled(img, json_pack("{s:o}", "outputs", outputs ? outputs : json_array()));
     } else {
         free(j->last_error);
+        free(j->identity_key);
+        img_buf_dispose(&j->identity);
+        for (int i = 0; j->pose_keys && i < j->nposes; i++) {
+            free(j->pose_keys[i]);
+            img_buf_dispose(&j->pose_maps[i]);
+        }
+        free(j->pose_keys);
+        free(j->pose_maps);
         j->last_error = gf_xstrdup(call->params[4]);
         json_t *err = json_loads(call->params[4], 0, NULL);
         image_settled(img, json_pack("{s:o}", "error", err ? err : json_null()));
@@ -465,6 +481,13 @@ static void image_start(job_image_t *img)
     if (preset && img_pose_render(preset->keypoints, j->width, j->height, &pose_map, &err) == 0) {
         req.pose_image = pose_map.data;
         req.pose_len = pose_map.len;
+    } else if (j->pose_maps && j->pose_maps[img->pose].len) {
+        req.pose_image = j->pose_maps[img->pose].data; /* an uploaded pose map */
+        req.pose_len = j->pose_maps[img->pose].len;
+    }
+    if (j->identity.len) {
+        req.identity_image = j->identity.data;
+        req.identity_len = j->identity.len;
     }
     /* A request an earlier attempt submitted is resumed, not paid for twice. */
     char resume_provider[16] = "";
@@ -556,6 +579,58 @@ static int job_parse(job_t *j)
     return 0;
 }
 
+/* Reads one stored file; an empty buffer when it cannot (logged by the caller). */
+static void read_stored(const char *root, const char *key, img_buf *out)
+{
+    char path[1024];
+    gf_err_t err = {0};
+    if (key == NULL || img_storage_resolve(root, key, path, sizeof(path), NULL, &err) < 0)
+        return;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return;
+    gf_buf_t b = {0};
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        gf_buf_append(&b, chunk, n);
+    fclose(f);
+    out->data = (unsigned char *)b.p;
+    out->len = b.len;
+}
+
+/* Thread pool: the identity image and uploaded pose maps. */
+static void on_refs_work(uv_work_t *w)
+{
+    job_t *j = w->data;
+    read_stored(j->r->cfg->storage_dir, j->identity_key, &j->identity);
+    for (int i = 0; j->pose_keys && i < j->nposes; i++)
+        read_stored(j->r->cfg->storage_dir, j->pose_keys[i], &j->pose_maps[i]);
+}
+
+static void job_begin(job_t *j)
+{
+    j->started = 1;
+    job_event(j, "started",
+              json_pack("{s:s, s:s, s:i}", "status", "running", "stage", "starting", "progress",
+                        j->settled * 100 / j->images));
+    job_pump(j);
+}
+
+static void on_refs_done(uv_work_t *w, int status)
+{
+    job_t *j = w->data;
+    j->pending--;
+    if (!job_gone(j)) {
+        if (status < 0 || (j->identity_key && j->identity.len == 0)) {
+            gf_log_ctx ctx = job_log(j, "reading referenced files");
+            GF_LOG(GF_LOG_WARN, &ctx, "a referenced file is missing: generating without it");
+        }
+        job_begin(j);
+    }
+    job_check_end(j);
+}
+
 /* A worker that takes over skips what an earlier attempt settled. */
 static void on_resume_info(store_t *st, store_call_t *call, void *data)
 {
@@ -585,11 +660,33 @@ static void on_resume_info(store_t *st, store_call_t *call, void *data)
             if (k >= 0 && k < j->images && json_is_string(item))
                 j->imgs[k].resume = gf_xstrdup(json_string_value(item));
         }
-        j->started = 1;
-        job_event(j, "started",
-                  json_pack("{s:s, s:s, s:i}", "status", "running", "stage", "starting", "progress",
-                            j->settled * 100 / j->images));
-        job_pump(j);
+        const char *ident = json_string_value(json_object_get(gen, "identity_key"));
+        j->identity_key = ident ? gf_xstrdup(ident) : NULL;
+        json_t *pose_keys = json_object_get(gen, "pose_keys");
+        int any_pose = 0;
+        json_object_foreach(pose_keys, key, item)
+        {
+            int k = atoi(key);
+            if (k < 0 || k >= j->nposes || !json_is_string(item))
+                continue;
+            if (j->pose_keys == NULL) {
+                j->pose_keys = gf_xcalloc((size_t)j->nposes, sizeof(char *));
+                j->pose_maps = gf_xcalloc((size_t)j->nposes, sizeof(img_buf));
+            }
+            j->pose_keys[k] = gf_xstrdup(json_string_value(item));
+            any_pose = 1;
+        }
+        if (j->identity_key || any_pose) {
+            j->refs_work.data = j;
+            j->pending++;
+            if (uv_queue_work(j->r->loop, &j->refs_work, on_refs_work, on_refs_done) < 0)
+                on_refs_done(&j->refs_work, UV_ECANCELED);
+            json_decref(gen);
+            op_free(op);
+            job_check_end(j);
+            return;
+        }
+        job_begin(j);
     }
     json_decref(gen);
     op_free(op);

@@ -51,6 +51,12 @@ struct job {
     job_image_t *imgs;
     int running, settled, delivered;
     char *last_error; /* the error JSON of the last image that failed for good */
+    /* Files the generation refers to: storage keys, then their bytes (thread pool). */
+    char *identity_key;
+    char **pose_keys; /* by pose index; NULL where the pose is a preset */
+    img_buf identity;
+    img_buf *pose_maps;
+    uv_work_t refs_work;
     int pending;
     int started, canceling, lost, ending, ended, handed_back;
     uint64_t started_ns;

@@ -237,12 +237,87 @@ static void test_signed_urls_work_and_nothing_else_does(void **state)
     json_decref(gen);
 }
 
+/* POSTs a generation as `t`; returns the status and fills `id` on 202. */
+static long post_generation(const char *t, const char *body, char id[37], char *resp, size_t n)
+{
+    char url[256], auth[1024];
+    snprintf(url, sizeof(url), "%s/v1/generations", base);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", t);
+    const char *h[] = {auth, "Content-Type: application/json", NULL};
+    ts_http_t r = ts_http("POST", url, h, body, strlen(body));
+    long status = r.status;
+    snprintf(resp, n, "%s", r.body);
+    const char *p = strstr(r.body, "\"id\":\"");
+    if (p && id)
+        snprintf(id, 37, "%s", p + 6);
+    ts_http_dispose(&r);
+    return status;
+}
+
+/* Follows a generation's events to its end; returns the terminal event's name line. */
+static int ends_succeeded(const char *t, const char *id)
+{
+    char url[256], auth[1024];
+    snprintf(url, sizeof(url), "%s/v1/generations/%s/events", base, id);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", t);
+    const char *h[] = {auth, NULL};
+    ts_http_t r = ts_http("GET", url, h, NULL, 0);
+    int ok = strstr(r.body, "event: succeeded") != NULL;
+    ts_http_dispose(&r);
+    return ok;
+}
+
+static void test_references_must_be_the_callers_own(void **state)
+{
+    (void)state;
+    size_t len;
+    void *png = make_image(64, 64, ".png", 0, &len);
+    ts_http_t r = post_image("image/png", png, len, tok);
+    g_free(png);
+    assert_int_equal(r.status, 201);
+    char upload[37];
+    snprintf(upload, sizeof(upload), "%s", strstr(r.body, "\"id\":\"") + 6);
+    ts_http_dispose(&r);
+    char body[512], resp[4096], gen[37], gen2[37];
+    /* The owner's upload as identity and as a pose map: accepted and generated. */
+    snprintf(body, sizeof(body),
+             "{\"kind\":\"avatar\",\"prompt\":\"me\",\"width\":256,\"height\":256,"
+             "\"identity\":{\"upload_id\":\"%s\"}}",
+             upload);
+    assert_int_equal(post_generation(tok, body, gen, resp, sizeof(resp)), 202);
+    assert_true(ends_succeeded(tok, gen));
+    snprintf(body, sizeof(body),
+             "{\"kind\":\"pose\",\"prompt\":\"me\",\"width\":256,\"height\":256,"
+             "\"poses\":[{\"upload_id\":\"%s\"}]}",
+             upload);
+    assert_int_equal(post_generation(tok, body, gen2, resp, sizeof(resp)), 202);
+    assert_true(ends_succeeded(tok, gen2));
+    /* Another user cannot use them: 404, as if they did not exist. */
+    snprintf(body, sizeof(body),
+             "{\"kind\":\"avatar\",\"prompt\":\"not me\",\"identity\":{\"upload_id\":\"%s\"}}",
+             upload);
+    assert_int_equal(post_generation(other, body, NULL, resp, sizeof(resp)), 404);
+    assert_non_null(strstr(resp, "\"field\":\"identity\""));
+    snprintf(body, sizeof(body),
+             "{\"kind\":\"avatar\",\"prompt\":\"not me\",\"identity\":{\"generation_id\":"
+             "\"%s\",\"index\":0}}",
+             gen);
+    assert_int_equal(post_generation(other, body, NULL, resp, sizeof(resp)), 404);
+    assert_int_equal(post_generation(tok, body, NULL, resp, sizeof(resp)), 202);
+    snprintf(body, sizeof(body),
+             "{\"kind\":\"pose\",\"prompt\":\"not me\",\"poses\":[{\"upload_id\":\"%s\"}]}",
+             upload);
+    assert_int_equal(post_generation(other, body, NULL, resp, sizeof(resp)), 404);
+    assert_non_null(strstr(resp, "\"field\":\"poses\""));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_uploads_are_checked_by_their_bytes),
         cmocka_unit_test(test_presets_are_served),
         cmocka_unit_test(test_signed_urls_work_and_nothing_else_does),
+        cmocka_unit_test(test_references_must_be_the_callers_own),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
