@@ -178,6 +178,33 @@ static void sse_terminal(api_sse_t *s, const char *type, uint64_t id)
         sse_finish(s);
 }
 
+/*
+ * Writes a generation's events past the last one written, in order; the
+ * terminal one goes through sse_terminal(). Returns 0 when all were written,
+ * 1 when the terminal event was reached, < 0 when the client is gone.
+ */
+static int write_gen_events(api_sse_t *s, const queue_events_t *e)
+{
+    for (size_t i = 0; i < e->n && !s->finished; i++) {
+        const queue_event_t *ev = &e->ev[i];
+        if (ev->id <= s->last_id)
+            continue;
+        s->last_id = ev->id;
+        if (is_terminal(ev->type)) {
+            sse_terminal(s, ev->type, ev->id);
+            return 1;
+        }
+        char id[24];
+        snprintf(id, sizeof(id), "%" PRIu64, ev->id);
+        char *text = event_data(s->gen_id, ev);
+        int rc = sse_write(s, id, event_name(ev->type), text ? text : "{}");
+        free(text);
+        if (rc < 0)
+            return rc;
+    }
+    return s->finished ? -1 : 0;
+}
+
 static void on_gen_events(queue_watch_t *w, int status, const queue_events_t *e, void *data)
 {
     (void)w;
@@ -187,23 +214,7 @@ static void on_gen_events(queue_watch_t *w, int status, const queue_events_t *e,
         sse_finish(s);
         return;
     }
-    for (size_t i = 0; i < e->n && !s->finished && s->watch; i++) {
-        const queue_event_t *ev = &e->ev[i];
-        if (ev->id <= s->last_id)
-            continue;
-        s->last_id = ev->id;
-        if (is_terminal(ev->type)) {
-            sse_terminal(s, ev->type, ev->id);
-            return;
-        }
-        char id[24];
-        snprintf(id, sizeof(id), "%" PRIu64, ev->id);
-        char *text = event_data(s->gen_id, ev);
-        int rc = sse_write(s, id, event_name(ev->type), text ? text : "{}");
-        free(text);
-        if (rc < 0)
-            return;
-    }
+    write_gen_events(s, e);
 }
 
 static void on_user_events(queue_watch_t *w, int status, const queue_events_t *e, void *data)
@@ -240,23 +251,8 @@ static void on_replay_read(queue_t *q, int status, const queue_events_t *e, void
         sse_free_maybe(s);
         return;
     }
-    for (size_t i = 0; status == 0 && i < e->n; i++) {
-        const queue_event_t *ev = &e->ev[i];
-        if (ev->id <= s->last_id)
-            continue;
-        s->last_id = ev->id;
-        if (is_terminal(ev->type)) {
-            sse_terminal(s, ev->type, ev->id);
-            return;
-        }
-        char id[24];
-        snprintf(id, sizeof(id), "%" PRIu64, ev->id);
-        char *text = event_data(s->gen_id, ev);
-        int rc = sse_write(s, id, event_name(ev->type), text ? text : "{}");
-        free(text);
-        if (rc < 0)
-            return;
-    }
+    if (status == 0 && write_gen_events(s, e) != 0)
+        return; /* the terminal event came from the queue, or the client is gone */
     sse_terminal(s, s->finished_status, s->last_id + 1);
 }
 
