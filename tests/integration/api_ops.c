@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api.h"
 #include "support.h"
 
 static char base[64];
@@ -30,7 +31,7 @@ static int start_api(void **state)
     snprintf(log_path, sizeof(log_path), "%s/api.log", ts_env("FARM_TEST_TMPDIR"));
     char *argv[] = {(char *)ts_env("FARM_TEST_API_BIN"), NULL};
     char *extra[] = {port_env, "FARM_READYZ_TIMEOUT_MS=500", "FARM_REDIS_CONNECT_TIMEOUT_MS=300",
-                     NULL};
+                     "FARM_JWT_SECRET=ops-secret-0123456789", NULL};
     api_pid = ts_spawn(argv, extra, log_path);
     char url[128];
     snprintf(url, sizeof(url), "%s/healthz", base);
@@ -91,11 +92,30 @@ static void test_readyz_follows_redis_down_and_back(void **state)
     assert_true(wait_ready(200, NULL, 20));
 }
 
+/* A generation asked for while Postgres is down: 503, nothing held. */
+static void expect_post_unavailable(void)
+{
+    char user[37], url[128], auth[1024];
+    gf_uuid4(user);
+    api_claims_t c = {.sub = user, .plan = "pro", .ttl_s = 600};
+    char *tok = api_token_issue("ops-secret-0123456789", &c, NULL);
+    snprintf(url, sizeof(url), "%s/v1/generations", base);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
+    const char *h[] = {auth, "Content-Type: application/json", NULL};
+    const char *body = "{\"kind\":\"avatar\",\"prompt\":\"a fox\"}";
+    ts_http_t r = ts_http("POST", url, h, body, strlen(body));
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.body, "\"code\":\"unavailable\""));
+    ts_http_dispose(&r);
+    free(tok);
+}
+
 static void test_readyz_follows_postgres_down_and_back(void **state)
 {
     (void)state;
     assert_int_equal(ts_sh("sh -c \"$FARM_TEST_PG_STOP\" >/dev/null 2>&1"), 0);
     assert_true(wait_ready(503, "\"postgres\":\"unavailable\"", 10));
+    expect_post_unavailable();
     assert_int_equal(ts_sh("sh -c \"$FARM_TEST_PG_START\" >/dev/null 2>&1"), 0);
     assert_true(wait_ready(200, NULL, 20));
 }

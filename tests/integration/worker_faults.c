@@ -29,8 +29,12 @@ static pid_t api_pid, fake_pid, worker_pid;
 static char *tok;
 static char user[37];
 
-/* A worker on the fake provider; `fallback` orders its adapters (NULL: hf first). */
-static pid_t start_worker_with(const char *name, const char *fallback)
+/*
+ * A worker on the fake provider; `fallback` orders its adapters (NULL: hf
+ * first); `more` is one more setting or NULL.
+ */
+static pid_t start_worker_more(const char *name, const char *fallback, const char *more,
+                               const char *more2)
 {
     char log_path[600];
     snprintf(log_path, sizeof(log_path), "%s/%s.log", ts_env("FARM_TEST_TMPDIR"), name);
@@ -44,8 +48,15 @@ static pid_t start_worker_with(const char *name, const char *fallback)
                      "FARM_SWEEP_INTERVAL_S=1",
                      "FARM_SWEEP_STALE_S=3",
                      (char *)(fallback ? fallback : "FARM_PROVIDER_FALLBACK=hf,fal,bfl"),
+                     (char *)more,
+                     (char *)more2,
                      NULL};
     return ts_spawn(argv, extra, log_path);
+}
+
+static pid_t start_worker_with(const char *name, const char *fallback)
+{
+    return start_worker_more(name, fallback, NULL, NULL);
 }
 
 static pid_t start_worker(const char *name)
@@ -355,6 +366,77 @@ static void test_kill_9_resumes_persisted_requests_instead_of_paying_again(void 
     assert_int_equal(fake_count("bfl.submit"), N);
 }
 
+static void fake_config(const char *json)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%s/__fake/config", strchr(fake_env, '=') + 1);
+    ts_http_t r = ts_http("POST", url, NULL, json, strlen(json));
+    assert_int_equal(r.status, 200);
+    ts_http_dispose(&r);
+}
+
+/* Each provider fault, on every adapter of the chain, ends as API.md documents it. */
+static void test_every_fault_mode_ends_in_its_documented_error(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *marker, *code;
+        int retryable;
+    } rows[] = {
+        {"credits_402", "provider_error", 0},    {"auth_401", "provider_error", 0},
+        {"validation_422", "provider_error", 0}, {"server_500", "provider_error", 1},
+        {"json_on_200", "provider_error", 1},    {"corrupt_image", "invalid_output", 1},
+        {"truncated", "invalid_output", 1},
+    };
+    enum { N = sizeof(rows) / sizeof(rows[0]) };
+    char ids[N][37];
+    /*
+     * One adapter, and a breaker that stays closed: this checks the mapping of
+     * each fault, not the breaker (an open one fails fast as provider_error).
+     */
+    ts_stop(worker_pid, SIGKILL, 10); /* idle */
+    worker_pid = start_worker_more("worker-faults", "FARM_PROVIDER_FALLBACK=hf",
+                                   "FARM_PROVIDER_BREAKER_FAILURES=1000",
+                                   "FARM_PROVIDER_BREAKER_CREDITS_COOLDOWN_S=0");
+    fake_config("{\"latency_ms\":0}");
+    for (int i = 0; i < N; i++) {
+        char body[256];
+        snprintf(body, sizeof(body),
+                 "{\"kind\":\"avatar\",\"prompt\":\"fox [[%s]]\",\"width\":256,\"height\":256}",
+                 rows[i].marker);
+        create(body, ids[i]);
+    }
+    json_t *got[N];
+    for (int i = 0; i < N; i++)
+        got[i] = wait_status(ids[i], "succeeded|partial|failed", 60);
+    /* The fake goes back to its latency before anything can fail. */
+    char latency[64];
+    snprintf(latency, sizeof(latency), "{\"latency_ms\":%d}", LATENCY_MS);
+    fake_config(latency);
+    ts_stop(worker_pid, SIGTERM, 40);
+    worker_pid = start_worker("worker-after-faults");
+    for (int i = 0; i < N; i++) {
+        json_t *g = got[i], *err = json_object_get(g, "error");
+        fprintf(stderr, "%s: %s %s retryable=%d charged=%lld released=%lld\n", rows[i].marker,
+                json_string_value(json_object_get(g, "status")),
+                json_string_value(json_object_get(err, "code")),
+                json_is_true(json_object_get(err, "retryable")),
+                (long long)json_integer_value(json_object_get(g, "charged")),
+                (long long)json_integer_value(json_object_get(g, "released")));
+    }
+    for (int i = 0; i < N; i++) {
+        json_t *g = got[i], *err = json_object_get(g, "error");
+        assert_non_null(g);
+        assert_string_equal(json_string_value(json_object_get(g, "status")), "failed");
+        assert_string_equal(json_string_value(json_object_get(err, "code")), rows[i].code);
+        assert_int_equal(json_is_true(json_object_get(err, "retryable")), rows[i].retryable);
+        assert_int_equal(json_integer_value(json_object_get(g, "charged")), 0);
+        assert_int_equal(json_integer_value(json_object_get(g, "released")), 10);
+    }
+    for (int i = 0; i < N; i++)
+        json_decref(got[i]);
+}
+
 static void test_paused_worker_loses_its_lease_and_charges_nothing(void **state)
 {
     (void)state;
@@ -418,6 +500,7 @@ int main(void)
         cmocka_unit_test(test_running_generation_is_canceled_promptly),
         cmocka_unit_test(test_partial_success_charges_only_finished_images),
         cmocka_unit_test(test_every_image_failing_fails_with_its_error),
+        cmocka_unit_test(test_every_fault_mode_ends_in_its_documented_error),
         cmocka_unit_test(test_deadline_passed_before_start_expires),
         cmocka_unit_test(test_sigterm_drains_running_generations),
         cmocka_unit_test(test_kill_9_resumes_persisted_requests_instead_of_paying_again),
