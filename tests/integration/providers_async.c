@@ -17,29 +17,9 @@
 #include "providers_util.h"
 #include "support.h"
 
-static pt_fake_t fake;
-static uv_loop_t loop;
-
-static int setup(void **state)
-{
-    (void)state;
-    pt_fake_start(&fake, NULL);
-    return uv_loop_init(&loop);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    pt_fake_stop(&fake);
-    return uv_loop_close(&loop) == 0 ? 0 : -1;
-}
-
 static int reset(void **state)
 {
-    (void)state;
-    pt_fake_post(&fake, "reset", "{}");
-    pt_fake_post(&fake, "config", "{\"cdn_ttl_s\":600,\"polls\":2}");
-    return 0;
+    return pt_suite_reset(state, "{\"cdn_ttl_s\":600,\"polls\":2}");
 }
 
 static const char *const no_breaker[] = {"FARM_PROVIDER_BREAKER_FAILURES=1000", NULL};
@@ -266,5 +246,5 @@ int main(void)
         cmocka_unit_test_setup(test_resume_polls_without_a_second_submit, reset),
         cmocka_unit_test_setup(test_fal_unknown_request_is_a_lost_job, reset),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, pt_suite_setup, pt_suite_teardown);
 }

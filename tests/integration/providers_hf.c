@@ -16,29 +16,9 @@
 #include "providers_util.h"
 #include "support.h"
 
-static pt_fake_t fake;
-static uv_loop_t loop;
-
-static int setup(void **state)
-{
-    (void)state;
-    pt_fake_start(&fake, NULL);
-    return uv_loop_init(&loop);
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    pt_fake_stop(&fake);
-    return uv_loop_close(&loop) == 0 ? 0 : -1;
-}
-
 static int reset(void **state)
 {
-    (void)state;
-    pt_fake_post(&fake, "reset", "{}");
-    pt_fake_post(&fake, "config", "{\"latency_ms\":0}");
-    return 0;
+    return pt_suite_reset(state, "{\"latency_ms\":0}");
 }
 
 static void test_hf_success_returns_png_of_requested_size(void **state)
@@ -266,5 +246,5 @@ int main(void)
         cmocka_unit_test_setup(test_hf_stalled_body_is_a_provider_timeout, reset),
         cmocka_unit_test_setup(test_hf_cancel_mid_flight_aborts_the_transfer, reset),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, pt_suite_setup, pt_suite_teardown);
 }

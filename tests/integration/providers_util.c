@@ -246,3 +246,28 @@ void pt_png_size(const unsigned char *b, size_t n, int *w, int *h)
     *w = (int)((unsigned)b[16] << 24 | (unsigned)b[17] << 16 | (unsigned)b[18] << 8 | b[19]);
     *h = (int)((unsigned)b[20] << 24 | (unsigned)b[21] << 16 | (unsigned)b[22] << 8 | b[23]);
 }
+
+pt_fake_t fake;
+uv_loop_t loop;
+
+int pt_suite_setup(void **state)
+{
+    (void)state;
+    pt_fake_start(&fake, NULL);
+    return uv_loop_init(&loop);
+}
+
+int pt_suite_teardown(void **state)
+{
+    (void)state;
+    pt_fake_stop(&fake);
+    return uv_loop_close(&loop) == 0 ? 0 : -1;
+}
+
+int pt_suite_reset(void **state, const char *config_json)
+{
+    (void)state;
+    pt_fake_post(&fake, "reset", "{}");
+    pt_fake_post(&fake, "config", config_json);
+    return 0;
+}

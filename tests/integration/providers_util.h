@@ -60,4 +60,15 @@ void pt_close(uv_loop_t *loop, provider_t *p, gf_config_t *cfg);
 /* Width and height of a PNG (from IHDR); 0 when not a PNG. */
 void pt_png_size(const unsigned char *b, size_t n, int *w, int *h);
 
+/*
+ * The suite of a providers test: one fake provider and one loop shared by
+ * its tests (defined in providers_util.c).
+ */
+extern pt_fake_t fake;
+extern uv_loop_t loop;
+int pt_suite_setup(void **state);
+int pt_suite_teardown(void **state);
+/* Before each test: the fake forgets its log and jobs and takes `config_json`. */
+int pt_suite_reset(void **state, const char *config_json);
+
 #endif
