@@ -97,6 +97,34 @@ void job_lose(job_t *j);
 /* Drain timeout: abort and give the job back to the queue at once. */
 void job_hand_back(job_t *j);
 
+/* --- shared by job.c and job_image.c ------------------------------------------- */
+
+/* A store call made for a job (and maybe one of its images). */
+typedef struct {
+    job_t *job;
+    job_image_t *img;
+    store_call_t call;
+} job_op_t;
+
+gf_log_ctx job__log(const job_t *j, const char *action);
+/* Whether the job lost its lease or was handed back: then it writes nothing more. */
+int job__gone(const job_t *j);
+/* Frees the job once it has ended and nothing of it is in flight. */
+void job__check_end(job_t *j);
+/* A store call owned by the job (counted in `pending`); free it in its callback. */
+job_op_t *job__op_new(job_t *j, job_image_t *img);
+/* Runs `op`'s call; on a refused submit the callback runs anyway, with the status. */
+void job__op_exec(job_op_t *op, store_call_cb cb);
+void job__op_free(job_op_t *op);
+/* Appends an event (data stolen; the generation id is added). */
+void job__event(job_t *j, const char *type, json_t *data);
+/* Starts what may start, and finishes the generation when nothing is left. */
+void job__pump(job_t *j);
+/* Ends the image's current stage in the stage histogram and starts the next. */
+void job__stage_done(job_image_t *img, const char *stage);
+/* Starts (or restarts) an image's provider call. */
+void job__image_start(job_image_t *img);
+
 /* Called by a job when it is gone (the runner unlinks it and may claim again). */
 void worker_runner__job_gone(worker_runner_t *r, job_t *j);
 

@@ -1,0 +1,295 @@
+/*
+ * worker/job_image.c - one image of a generation: the provider call
+ * (resumed when an earlier attempt persisted its request), post-processing
+ * and storage on the thread pool, then its outputs and its capture in one
+ * transaction, or its release when it fails for good.
+ */
+#include "job.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void image_settled(job_image_t *img, json_t *event)
+{
+    job_t *j = img->job;
+    img->state = IMAGE_SETTLED;
+    j->running--;
+    j->settled++;
+    json_object_set_new(event, "index", json_integer(img->index));
+    json_object_set_new(event, "pose", json_integer(img->pose));
+    json_object_set_new(event, "status", json_string("running"));
+    json_object_set_new(event, "progress", json_integer(j->settled * 100 / j->images));
+    job__event(j, "image", event);
+    job__pump(j);
+}
+
+static void on_image_recorded(store_t *st, store_call_t *call, void *data)
+{
+    (void)st;
+    job_op_t *op = data;
+    job_t *j = op->job;
+    job_image_t *img = op->img;
+    j->pending--;
+    if (job__gone(j)) {
+    } else if (call->status == GF_ECONFLICT) {
+        job_lose(j);
+    } else if (call->status < 0) {
+        job_hand_back(j);
+    } else if (call->op == STORE_OP_IMAGE_DONE) {
+        job__stage_done(img, "storing");
+        j->delivered++;
+        json_t *outputs = json_loads(img->outputs_json, 0, NULL);
+        image_settled(img, json_pack("{s:o}", "outputs", outputs ? outputs : json_array()));
+    } else {
+        free(j->last_error);
+        free(j->identity_key);
+        img_buf_dispose(&j->identity);
+        for (int i = 0; j->pose_keys && i < j->nposes; i++) {
+            free(j->pose_keys[i]);
+            img_buf_dispose(&j->pose_maps[i]);
+        }
+        free(j->pose_keys);
+        free(j->pose_maps);
+        j->last_error = gf_xstrdup(call->params[4]);
+        json_t *err = json_loads(call->params[4], 0, NULL);
+        image_settled(img, json_pack("{s:o}", "error", err ? err : json_null()));
+    }
+    job__op_free(op);
+    job__check_end(j);
+}
+
+/* Releases an image for good: its error is recorded and its share given back. */
+static void image_fail(job_image_t *img, const char *code, const char *msg, int retryable)
+{
+    job_t *j = img->job;
+    json_t *e = json_pack("{s:s, s:s, s:b}", "code", code, "message", msg, "retryable", retryable);
+    char *text = json_dumps(e, JSON_COMPACT);
+    json_decref(e);
+    img->state = IMAGE_STORING;
+    job_op_t *op = job__op_new(j, img);
+    store_call_image(&op->call, j->qj.gen_id, (long long)j->qj.token, img->index, 0, text);
+    free(text);
+    job__op_exec(op, on_image_recorded);
+}
+
+/* Thread pool: variants, storage, and the outputs' JSON. Touches only `img`'s own data. */
+static void on_work(uv_work_t *w)
+{
+    job_image_t *img = w->data;
+    job_t *j = img->job;
+    img_post_opts o = {.expect_width = j->width,
+                       .expect_height = j->height,
+                       .exports = j->exports,
+                       .n_exports = j->nexports};
+    img_variants v = {0};
+    if (img_variants_make(img->bytes, img->len, &o, &v, &img->work_err) < 0)
+        return;
+    json_t *outputs = json_array();
+    for (size_t i = 0; i < v.count; i++) {
+        const img_variant *var = &v.items[i];
+        char key[IMG_KEY_MAX];
+        if (img_storage_key(j->qj.user_id, j->qj.gen_id, img->index, var->name, var->format, key,
+                            &img->work_err) < 0 ||
+            img_storage_write(j->r->cfg->storage_dir, key, var->data.data, var->data.len,
+                              &img->work_err) < 0)
+            break;
+        json_array_append_new(
+            outputs, json_pack("{s:i, s:i, s:s, s:s, s:i, s:i, s:I, s:s, s:s, s:I}", "index",
+                               img->index, "pose", img->pose, "variant", var->name, "format",
+                               img_format_name(var->format), "width", var->width, "height",
+                               var->height, "bytes", (json_int_t)var->data.len, "sha256",
+                               var->sha256, "storage_key", key, "seed", (json_int_t)img->seed));
+    }
+    if (img->work_err.code == 0)
+        img->outputs_json = json_dumps(outputs, JSON_COMPACT);
+    json_decref(outputs);
+    img_variants_dispose(&v);
+}
+
+static void on_work_done(uv_work_t *w, int status)
+{
+    job_image_t *img = w->data;
+    job_t *j = img->job;
+    j->pending--;
+    GF_FREE(img->bytes);
+    job__stage_done(img, "postprocessing");
+    if (job__gone(j)) {
+        job__check_end(j);
+        return;
+    }
+    if (status < 0 || img->work_err.code != 0 || img->outputs_json == NULL) {
+        gf_log_ctx ctx = job__log(j, "post-processing");
+        gf_log_err(GF_LOG_WARN, &ctx, &img->work_err);
+        int bad = img_err_reason(&img->work_err) == IMG_REASON_INVALID_OUTPUT;
+        image_fail(img, bad ? "invalid_output" : "internal",
+                   bad ? "the provider's image is not usable" : "post-processing failed", 0);
+        return;
+    }
+    img->state = IMAGE_STORING;
+    job_op_t *op = job__op_new(j, img);
+    store_call_image_done(&op->call, j->qj.gen_id, (long long)j->qj.token, img->index,
+                          img->outputs_json);
+    job__op_exec(op, on_image_recorded);
+}
+
+static void on_request_recorded(store_t *st, store_call_t *call, void *data)
+{
+    (void)st;
+    job_op_t *op = data;
+    job_t *j = op->job;
+    j->pending--;
+    if (call->status == GF_ECONFLICT)
+        job_lose(j);
+    job__op_free(op);
+    job__check_end(j);
+}
+
+static void on_accepted(provider_call_t *call, const char *provider, const char *request_id,
+                        const char *resume, void *data)
+{
+    (void)call;
+    (void)request_id;
+    job_image_t *img = data;
+    job_t *j = img->job;
+    if (job__gone(j) || resume == NULL)
+        return;
+    /* Persist before waiting on it, so a worker that takes over resumes, not resubmits. */
+    char token[600];
+    snprintf(token, sizeof(token), "%s:%s", provider, resume);
+    job_op_t *op = job__op_new(j, img);
+    store_call_provider_request(&op->call, j->qj.gen_id, (long long)j->qj.token, img->index, token);
+    job__op_exec(op, on_request_recorded);
+}
+
+static void on_progress(provider_call_t *call, double progress, const char *stage, void *data)
+{
+    (void)call;
+    (void)progress;
+    job_image_t *img = data;
+    job_t *j = img->job;
+    if (job__gone(j) || stage == NULL || strcmp(stage, "running") != 0 || img->attempts > 1)
+        return;
+    job__event(j, "progress",
+               json_pack("{s:s, s:s, s:i}", "status", "running", "stage", "generating", "progress",
+                         j->settled * 100 / j->images));
+}
+
+static void on_provider_done(provider_call_t *call, int status, void *data)
+{
+    job_image_t *img = data;
+    job_t *j = img->job;
+    img->call = NULL;
+    j->pending--;
+    if (j->r->m_provider) {
+        const provider_image_t *ok = status == 0 ? provider_call_image(call) : NULL;
+        const provider_error_t *bad = status < 0 ? provider_call_error(call) : NULL;
+        const char *who = ok ? ok->provider : bad && bad->provider[0] ? bad->provider : "none";
+        const char *outcome = ok ? "ok" : bad ? provider_error_code_name(bad->code) : "error";
+        gf_metric_observe(gf_metric_with(j->r->m_provider, who, outcome, NULL),
+                          (double)(uv_hrtime() - img->t_stage) / 1e9);
+    }
+    job__stage_done(img, "generating");
+    if (job__gone(j)) {
+        job__check_end(j);
+        return;
+    }
+    if (status == 0) {
+        const provider_image_t *im = provider_call_image(call);
+        img->bytes = gf_xmalloc(im->len);
+        memcpy(img->bytes, im->bytes, im->len);
+        img->len = im->len;
+        img->state = IMAGE_PROCESSING;
+        img->work.data = img;
+        j->pending++;
+        if (uv_queue_work(j->r->loop, &img->work, on_work, on_work_done) < 0)
+            on_work_done(&img->work, UV_ECANCELED);
+        return;
+    }
+    if (j->canceling) {
+        img->state = IMAGE_PENDING; /* released by the canceled finish */
+        j->running--;
+        job__pump(j);
+        return;
+    }
+    const provider_error_t *e = provider_call_error(call);
+    gf_log_ctx ctx = job__log(j, "calling provider");
+    ctx.provider = e ? e->provider : NULL;
+    ctx.attempt = img->attempts;
+    if (e)
+        gf_log_err(GF_LOG_WARN, &ctx, &e->err);
+    if (e && e->retryable && img->attempts < j->r->cfg->worker_image_attempts) {
+        if (e->new_seed)
+            img->seed = (img->seed + 7919) & 0xffffffff;
+        j->running--;
+        job__image_start(img);
+        return;
+    }
+    const char *code = e ? provider_error_code_name(e->code) : "provider_error";
+    image_fail(img, code,
+               e && e->code == PROVIDER_E_CONTENT_REJECTED
+                   ? "the provider refused this content"
+                   : "the provider could not make this image",
+               e ? e->retryable : 0);
+}
+
+void job__image_start(job_image_t *img)
+{
+    job_t *j = img->job;
+    img->attempts++;
+    img->state = IMAGE_CALLING;
+    img->t_stage = uv_hrtime();
+    j->running++;
+    provider_req_t req = {.prompt = j->prompt,
+                          .width = j->width,
+                          .height = j->height,
+                          .seed = img->seed,
+                          .log_id = j->qj.gen_id};
+    json_t *p = j->params;
+    req.negative_prompt = json_string_value(json_object_get(p, "negative_prompt"));
+    req.steps = (int)json_integer_value(json_object_get(p, "steps"));
+    req.guidance = json_is_number(json_object_get(p, "guidance"))
+                       ? json_number_value(json_object_get(p, "guidance"))
+                       : -1;
+    img_buf pose_map = {0};
+    json_t *pose = json_array_get(json_object_get(p, "poses"), (size_t)img->pose);
+    const img_pose_preset *preset =
+        j->r->presets ? img_presets_pose_find(j->r->presets,
+                                              json_string_value(json_object_get(pose, "preset")))
+                      : NULL;
+    gf_err_t err = {0};
+    if (preset && img_pose_render(preset->keypoints, j->width, j->height, &pose_map, &err) == 0) {
+        req.pose_image = pose_map.data;
+        req.pose_len = pose_map.len;
+    } else if (j->pose_maps && j->pose_maps[img->pose].len) {
+        req.pose_image = j->pose_maps[img->pose].data; /* an uploaded pose map */
+        req.pose_len = j->pose_maps[img->pose].len;
+    }
+    if (j->identity.len) {
+        req.identity_image = j->identity.data;
+        req.identity_len = j->identity.len;
+    }
+    /* A request an earlier attempt submitted is resumed, not paid for twice. */
+    char resume_provider[16] = "";
+    if (img->resume && img->attempts == 1) {
+        const char *colon = strchr(img->resume, ':');
+        if (colon && (size_t)(colon - img->resume) < sizeof(resume_provider)) {
+            snprintf(resume_provider, sizeof(resume_provider), "%.*s", (int)(colon - img->resume),
+                     img->resume);
+            req.resume = colon + 1;
+            req.resume_provider = resume_provider;
+            gf_log_ctx ctx = job__log(j, "resuming a provider request");
+            GF_LOG(GF_LOG_INFO, &ctx, "image %d: resuming the %s request of an earlier attempt",
+                   img->index, resume_provider);
+        }
+    }
+    provider_cbs_t cbs = {
+        .done = on_provider_done, .accepted = on_accepted, .progress = on_progress, .data = img};
+    j->pending++;
+    int rc = provider_submit(j->r->provider, &req, &cbs, &img->call, &err);
+    img_buf_dispose(&pose_map);
+    if (rc < 0) {
+        j->pending--;
+        image_fail(img, "internal", "the provider call could not start", 0);
+    }
+}
