@@ -59,8 +59,6 @@ void api__error(gf_http_req_t *req, int status, const char *code, const char *me
  */
 void api__fail(gf_http_req_t *req, int status, const gf_err_t *err);
 
-/* The queue tier of a plan: the plan when FARM_QUEUE_TIERS names it, else "free". */
-const char *api__tier(const gf_config_t *cfg, const char *plan);
 
 /* Adds the signed `url` of each output (dropping its storage key) of a generation object. */
 void api__sign_outputs(api_t *api, json_t *gen);

@@ -177,7 +177,7 @@ static void on_accepted(store_t *st, store_call_t *call, void *data)
     queue_enqueue_req_t req = {
         .gen_id = c->gen_id,
         .user_id = c->who.sub,
-        .tier = api__tier(c->api->cfg, c->who.plan),
+        .tier = queue_tier_of(c->api->cfg, c->who.plan),
         .payload = payload,
         .deadline_ms = c->g.deadline_s ? (int64_t)tv.tv_sec * 1000 + c->g.deadline_s * 1000 : 0};
     int rc = queue_enqueue(c->api->queue, &req, on_enqueued, c);

@@ -151,19 +151,6 @@ int api__auth(api_t *api, gf_http_req_t *req, api_principal_t *p, int allow_quer
     return GF_EINVAL;
 }
 
-const char *api__tier(const gf_config_t *cfg, const char *plan)
-{
-    size_t n = strlen(plan);
-    for (const char *t = cfg->queue_tiers; t && *t;) {
-        size_t len = strcspn(t, ":,");
-        if (len == n && strncmp(t, plan, n) == 0)
-            return plan;
-        t = strchr(t, ',');
-        t = t ? t + 1 : NULL;
-    }
-    return "free";
-}
-
 void api__now_rfc3339(char out[32])
 {
     struct timeval tv;

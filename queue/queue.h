@@ -143,6 +143,13 @@ void queue_events_dispose(queue_events_t *e);
 void queue_stats_dispose(queue_stats_t *s);
 void queue_dead_list_dispose(queue_dead_list_t *d);
 
+/*
+ * The tier of a plan: the plan itself when FARM_QUEUE_TIERS names it, else
+ * "free" (a plan the queue does not know must not make a job unqueueable).
+ * Returns `plan` or a static string.
+ */
+const char *queue_tier_of(const gf_config_t *cfg, const char *plan);
+
 /* Whether a state is final (done, dead, canceled, expired). */
 int queue_state_is_terminal(const char *state);
 

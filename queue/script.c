@@ -222,3 +222,16 @@ int queue_state_is_terminal(const char *s)
     return s && (strcmp(s, "done") == 0 || strcmp(s, "dead") == 0 || strcmp(s, "canceled") == 0 ||
                  strcmp(s, "expired") == 0);
 }
+
+const char *queue_tier_of(const gf_config_t *cfg, const char *plan)
+{
+    size_t n = plan ? strlen(plan) : 0;
+    for (const char *t = cfg->queue_tiers; n && t && *t;) {
+        size_t len = strcspn(t, ":,");
+        if (len == n && strncmp(t, plan, n) == 0)
+            return plan;
+        t = strchr(t, ',');
+        t = t ? t + 1 : NULL;
+    }
+    return "free";
+}

@@ -127,7 +127,7 @@ static void sweep_candidate(worker_sweeper_t *sw, json_t *c)
     queue_enqueue_req_t req = {
         .gen_id = id,
         .user_id = user,
-        .tier = plan,
+        .tier = queue_tier_of(sw->cfg, plan),
         .payload = payload ? payload : "{}",
         .deadline_ms = json_is_integer(deadline) ? (int64_t)json_integer_value(deadline) : 0};
     sw->pending++;

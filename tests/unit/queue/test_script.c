@@ -102,10 +102,24 @@ static void test_enqueue_refuses_ids_that_would_break_keys(void **state)
     gf_cfg_free(cfg);
 }
 
+static void test_unknown_plans_fall_back_to_the_free_tier(void **state)
+{
+    (void)state;
+    gf_config_t *cfg = cfg_with("pro:4:10,free:1:3", "farm");
+    assert_string_equal(queue_tier_of(cfg, "pro"), "pro");
+    assert_string_equal(queue_tier_of(cfg, "free"), "free");
+    assert_string_equal(queue_tier_of(cfg, "enterprise"), "free");
+    assert_string_equal(queue_tier_of(cfg, "pr"), "free"); /* a prefix is not a tier */
+    assert_string_equal(queue_tier_of(cfg, "pro:4"), "free");
+    assert_string_equal(queue_tier_of(cfg, NULL), "free");
+    gf_cfg_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiers_are_validated),
+        cmocka_unit_test(test_unknown_plans_fall_back_to_the_free_tier),
         cmocka_unit_test(test_script_argv_layout),
         cmocka_unit_test(test_enqueue_refuses_ids_that_would_break_keys),
     };
