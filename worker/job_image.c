@@ -43,14 +43,6 @@ static void on_image_recorded(store_t *st, store_call_t *call, void *data)
         image_settled(img, json_pack("{s:o}", "outputs", outputs ? outputs : json_array()));
     } else {
         free(j->last_error);
-        free(j->identity_key);
-        img_buf_dispose(&j->identity);
-        for (int i = 0; j->pose_keys && i < j->nposes; i++) {
-            free(j->pose_keys[i]);
-            img_buf_dispose(&j->pose_maps[i]);
-        }
-        free(j->pose_keys);
-        free(j->pose_maps);
         j->last_error = gf_xstrdup(call->params[4]);
         json_t *err = json_loads(call->params[4], 0, NULL);
         image_settled(img, json_pack("{s:o}", "error", err ? err : json_null()));

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <vips/vips.h>
 
 #include "api.h"
 #include "support.h"
@@ -67,6 +68,8 @@ static pid_t start_worker(const char *name)
 static int setup(void **state)
 {
     (void)state;
+    if (VIPS_INIT("worker_faults"))
+        return -1;
     char port_file[600], log_path[600];
     snprintf(port_file, sizeof(port_file), "%s/fake.port", ts_env("FARM_TEST_TMPDIR"));
     snprintf(log_path, sizeof(log_path), "%s/fake.log", ts_env("FARM_TEST_TMPDIR"));
@@ -129,6 +132,7 @@ static int teardown(void **state)
     bad |= ts_stop(api_pid, SIGTERM, 15) != 0;
     ts_stop(fake_pid, SIGTERM, 10);
     free(tok);
+    vips_shutdown();
     return bad ? -1 : 0;
 }
 
@@ -252,6 +256,46 @@ static void test_partial_success_charges_only_finished_images(void **state)
                          json_integer_value(json_object_get(
                              json_array_get(json_object_get(g, "outputs"), 0), "index")));
     }
+    json_decref(g);
+}
+
+/* A generation that refers to an upload, where one image fails: the worker survives it. */
+static void test_failed_image_of_a_generation_with_an_identity(void **state)
+{
+    (void)state;
+    VipsImage *img = NULL, *u8 = NULL;
+    void *png = NULL;
+    size_t len = 0;
+    assert_int_equal(vips_xyz(&img, 64, 64, NULL), 0);
+    assert_int_equal(vips_cast_uchar(img, &u8, NULL), 0);
+    assert_int_equal(vips_image_write_to_buffer(u8, ".png", &png, &len, NULL), 0);
+    g_object_unref(img);
+    g_object_unref(u8);
+    char url[256], auth[1024];
+    snprintf(url, sizeof(url), "%s/v1/uploads", base);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
+    const char *h[] = {auth, "Content-Type: image/png", NULL};
+    ts_http_t r = ts_http("POST", url, h, png, len);
+    g_free(png);
+    assert_int_equal(r.status, 201);
+    char upload[37];
+    snprintf(upload, sizeof(upload), "%s", strstr(r.body, "\"id\":\"") + 6);
+    ts_http_dispose(&r);
+    char body[512], id[37];
+    snprintf(body, sizeof(body),
+             "{\"kind\":\"avatar\",\"prompt\":\"me [[validation_400*1]]\",\"count\":2,"
+             "\"width\":256,\"height\":256,\"identity\":{\"upload_id\":\"%s\"}}",
+             upload);
+    create(body, id);
+    json_t *g = wait_status(id, "succeeded|partial|failed", 30);
+    assert_non_null(g);
+    assert_string_equal(json_string_value(json_object_get(g, "status")), "partial");
+    assert_int_equal(json_integer_value(json_object_get(g, "charged")), 10);
+    json_decref(g);
+    /* The worker that ran it is still alive and well: the next generation runs too. */
+    create("{\"kind\":\"avatar\",\"prompt\":\"after\",\"width\":256,\"height\":256}", id);
+    g = wait_status(id, "succeeded", 30);
+    assert_non_null(g);
     json_decref(g);
 }
 
@@ -499,6 +543,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_running_generation_is_canceled_promptly),
         cmocka_unit_test(test_partial_success_charges_only_finished_images),
+        cmocka_unit_test(test_failed_image_of_a_generation_with_an_identity),
         cmocka_unit_test(test_every_image_failing_fails_with_its_error),
         cmocka_unit_test(test_every_fault_mode_ends_in_its_documented_error),
         cmocka_unit_test(test_deadline_passed_before_start_expires),
