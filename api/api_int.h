@@ -59,6 +59,11 @@ void api__error(gf_http_req_t *req, int status, const char *code, const char *me
  */
 void api__fail(gf_http_req_t *req, int status, const gf_err_t *err);
 
+/*
+ * The signature of a file URL: hex(HMAC-SHA256(FARM_FILE_SECRET, "<key>\n<exp>")).
+ * Made by api__sign_outputs and checked (in constant time) by GET /v1/files.
+ */
+void api__file_sig(const char *secret, const char *key, long exp, char out[65]);
 
 /* Adds the signed `url` of each output (dropping its storage key) of a generation object. */
 void api__sign_outputs(api_t *api, json_t *gen);

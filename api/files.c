@@ -12,8 +12,6 @@
 #include <fcntl.h>
 #include <strings.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,19 +155,6 @@ done:
 
 /* --- files ------------------------------------------------------------------------------ */
 
-/* hex(HMAC-SHA256(FARM_FILE_SECRET, "<key>\n<exp>")), as api__sign_outputs makes it. */
-static void file_sig(const char *secret, const char *key, long exp, char out[65])
-{
-    char msg[1024];
-    int n = snprintf(msg, sizeof(msg), "%s\n%ld", key, exp);
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int maclen = 0;
-    HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)msg, (size_t)n, mac,
-         &maclen);
-    for (unsigned int i = 0; i < maclen && i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", mac[i]);
-}
-
 static void file_read_work(uv_work_t *w)
 {
     file_job_t *f = w->data;
@@ -236,7 +221,7 @@ static void on_file(gf_http_req_t *req, void *data)
     if (sig && exp > (long)time(NULL) && strlen(sig) == 64 && api->cfg->file_secret &&
         api->cfg->file_secret[0]) {
         char want[65] = "";
-        file_sig(api->cfg->file_secret, f->key, exp, want);
+        api__file_sig(api->cfg->file_secret, f->key, exp, want);
         allowed = CRYPTO_memcmp(want, sig, 64) == 0;
         f->max_age = exp - (long)time(NULL);
     }

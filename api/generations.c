@@ -11,7 +11,6 @@
 #include "api_int.h"
 #include "validate.h"
 
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,15 +46,6 @@ static void ctx_free(gen_ctx_t *c)
     api_gen_req_dispose(&c->g);
     json_decref(c->gen);
     free(c);
-}
-
-static void sha256_hex(const char *data, size_t len, char out[65])
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_Digest(data, len, md, &n, EVP_sha256(), NULL);
-    for (unsigned int i = 0; i < n && i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
 /* The body of a 202 (and of the 200 of a repeated idempotent request). */
@@ -331,7 +321,7 @@ static void on_create(gf_http_req_t *req, void *data)
         snprintf(c->idem_key, sizeof(c->idem_key), "%s", key);
         c->has_idem_key = 1;
     }
-    sha256_hex(body, len, c->hash);
+    img_sha256_hex(body, len, c->hash);
     int rc2 = queue_ratelimit(api->queue, c->who.sub, (long)api->cfg->rate_limit_per_min,
                               (long)api->cfg->rate_limit_burst, on_ratelimited, c);
     if (rc2 < 0)

@@ -161,8 +161,7 @@ void api__now_rfc3339(char out[32])
     snprintf(out + n, 32 - n, ".%03ldZ", (long)(tv.tv_usec / 1000));
 }
 
-/* sig = hex(HMAC-SHA256(FARM_FILE_SECRET, "<key>\n<exp>")). */
-static void file_sig(const char *secret, const char *key, long exp, char out[65])
+void api__file_sig(const char *secret, const char *key, long exp, char out[65])
 {
     char msg[1024];
     int n = snprintf(msg, sizeof(msg), "%s\n%ld", key, exp);
@@ -185,7 +184,7 @@ void api__sign_outputs(api_t *api, json_t *gen)
         const char *key = json_string_value(json_object_get(o, "storage_key"));
         if (key != NULL) {
             char sig[65] = "", url[1200];
-            file_sig(api->cfg->file_secret ? api->cfg->file_secret : "", key, exp, sig);
+            api__file_sig(api->cfg->file_secret ? api->cfg->file_secret : "", key, exp, sig);
             snprintf(url, sizeof(url), "/v1/files/%s?exp=%ld&sig=%s", key, exp, sig);
             json_object_set_new(o, "url", json_string(url));
         }
