@@ -18,6 +18,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "core_test.h"
 
 #define JWT_SECRET  "jwt-s3cret-Value-42"
 #define DB_PASSWORD "hunter2-Pass-99"
@@ -50,18 +51,6 @@ static char *print_to_string(const gf_config_t *cfg)
     gf_cfg_print(cfg, f);
     assert_int_equal(fclose(f), 0);
     return out;
-}
-
-/* Reads what was written into a pipe's read end (non-blocking after the writer closed). */
-static char *drain_pipe(int fd)
-{
-    gf_buf_t b = {0};
-    char tmp[4096];
-    ssize_t n;
-    while ((n = read(fd, tmp, sizeof(tmp))) > 0)
-        gf_buf_append(&b, tmp, (size_t)n);
-    gf_buf_puts(&b, "");
-    return b.p;
 }
 
 static void test_defaults_apply_with_an_empty_environment(void **state)
@@ -296,7 +285,7 @@ static void test_loaded_secrets_are_masked_in_log_lines(void **state)
     gf_cfg_log(cfg, "test");
     gf_log_set_fd(2);
     close(fds[1]);
-    char *logged = drain_pipe(fds[0]);
+    char *logged = ct_drain(fds[0]);
     close(fds[0]);
     assert_non_null(strstr(logged, "configuration: "));
     assert_non_null(strstr(logged, "FARM_JWT_SECRET=[set]"));
@@ -316,7 +305,7 @@ static void test_unknown_farm_variable_is_warned_not_fatal(void **state)
     gf_config_t *cfg = gf_cfg_load(envp, NULL);
     gf_log_set_fd(2);
     close(fds[1]);
-    char *logged = drain_pipe(fds[0]);
+    char *logged = ct_drain(fds[0]);
     close(fds[0]);
     assert_non_null(cfg);
     assert_int_equal(cfg->api_port, 8080);

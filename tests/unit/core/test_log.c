@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "log.h"
+#include "core_test.h"
 
 #define TS   "2024-01-02T03:04:05.678Z"
 #define FFFD "\xef\xbf\xbd" /* U+FFFD REPLACEMENT CHARACTER in UTF-8 */
@@ -249,18 +250,6 @@ static int counted(int v)
     return v;
 }
 
-/* Reads everything written to a pipe whose write end is closed; free with free(). */
-static char *drain(int fd)
-{
-    gf_buf_t b = {0};
-    char tmp[4096];
-    ssize_t n;
-    while ((n = read(fd, tmp, sizeof(tmp))) > 0)
-        gf_buf_append(&b, tmp, (size_t)n);
-    gf_buf_puts(&b, "");
-    return b.p;
-}
-
 static void test_log_skips_lower_levels_without_evaluating_arguments(void **state)
 {
     (void)state;
@@ -277,7 +266,7 @@ static void test_log_skips_lower_levels_without_evaluating_arguments(void **stat
     assert_int_equal(evaluations, 1);
     gf_log_set_fd(2);
     close(fds[1]);
-    char *out = drain(fds[0]);
+    char *out = ct_drain(fds[0]);
     close(fds[0]);
     json_t *root = assert_json_line(out); /* exactly one line */
     assert_string_equal(json_string_value(json_object_get(root, "msg")), "claim failed 3 times");
@@ -303,7 +292,7 @@ static void test_long_messages_are_written_whole(void **state)
     GF_LOG(GF_LOG_ERROR, NULL, "%s|%d", big, 42);
     gf_log_set_fd(2);
     close(fds[1]);
-    char *out = drain(fds[0]);
+    char *out = ct_drain(fds[0]);
     close(fds[0]);
     json_t *root = assert_json_line(out);
     const char *msg = json_string_value(json_object_get(root, "msg"));
@@ -326,7 +315,7 @@ static void test_error_records_read_with_their_action(void **state)
     gf_log_err(GF_LOG_DEBUG, NULL, &err); /* below the default level: nothing */
     gf_log_set_fd(2);
     close(fds[1]);
-    char *out = drain(fds[0]);
+    char *out = ct_drain(fds[0]);
     close(fds[0]);
     char *second = strchr(out, '\n');
     assert_non_null(second);
