@@ -145,6 +145,19 @@ static ts_http_t api(const char *method, const char *path, const char *body)
     return ts_http(method, url, h, body, body ? strlen(body) : 0);
 }
 
+/* On a failure, the processes' own words are what explains it: print their logs' tails. */
+static void dump_logs(void)
+{
+    ts_sh("for f in \"$FARM_TEST_TMPDIR\"/*.log; do echo \"== $f\"; tail -n 15 \"$f\"; done >&2");
+}
+
+#define assert_found(g)                                                                            \
+    do {                                                                                           \
+        if ((g) == NULL)                                                                           \
+            dump_logs();                                                                           \
+        assert_non_null(g);                                                                        \
+    } while (0)
+
 static void create(const char *body, char id[37])
 {
     ts_http_t r = api("POST", "/v1/generations", body);
@@ -187,7 +200,7 @@ static void test_running_generation_is_canceled_promptly(void **state)
     create("{\"kind\":\"avatar\",\"prompt\":\"slow fox\",\"count\":2,\"width\":256,\"height\":256}",
            id);
     json_t *g = wait_status(id, "running", 15);
-    assert_non_null(g);
+    assert_found(g);
     json_decref(g);
     snprintf(path, sizeof(path), "/v1/generations/%s/cancel", id);
     double asked = ts_now();
@@ -196,7 +209,7 @@ static void test_running_generation_is_canceled_promptly(void **state)
     ts_http_dispose(&r);
     /* The provider takes LATENCY_MS per image: ending well before proves the abort. */
     g = wait_status(id, "canceled", 15);
-    assert_non_null(g);
+    assert_found(g);
     assert_true(ts_now() - asked < LATENCY_MS / 1000.0 - 1.0);
     assert_int_equal(json_integer_value(json_object_get(g, "charged")), 0);
     assert_int_equal(json_integer_value(json_object_get(g, "released")), 20);
@@ -212,13 +225,13 @@ static void test_kill_9_loses_nothing_and_charges_once(void **state)
         create("{\"kind\":\"avatar\",\"prompt\":\"a fox\",\"width\":256,\"height\":256}", ids[i]);
     /* Once the first worker holds them all, it dies without a word. */
     json_t *g = wait_status(ids[N - 1], "running", 15);
-    assert_non_null(g);
+    assert_found(g);
     json_decref(g);
     assert_int_equal(ts_stop(worker_pid, SIGKILL, 5), 128 + SIGKILL);
     worker_pid = start_worker("worker2");
     for (int i = 0; i < N; i++) {
         g = wait_status(ids[i], "succeeded|partial|failed", 60);
-        assert_non_null(g);
+        assert_found(g);
         assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
         assert_int_equal(json_integer_value(json_object_get(g, "charged")), 10);
         assert_true(json_integer_value(json_object_get(g, "attempts")) >= 2);
@@ -238,7 +251,7 @@ static void test_partial_success_charges_only_finished_images(void **state)
            "\"width\":256,\"height\":256}",
            id);
     json_t *g = wait_status(id, "succeeded|partial|failed", 30);
-    assert_non_null(g);
+    assert_found(g);
     assert_string_equal(json_string_value(json_object_get(g, "status")), "partial");
     assert_int_equal(json_integer_value(json_object_get(g, "charged")), 10);
     assert_int_equal(json_integer_value(json_object_get(g, "released")), 10);
@@ -288,14 +301,14 @@ static void test_failed_image_of_a_generation_with_an_identity(void **state)
              upload);
     create(body, id);
     json_t *g = wait_status(id, "succeeded|partial|failed", 30);
-    assert_non_null(g);
+    assert_found(g);
     assert_string_equal(json_string_value(json_object_get(g, "status")), "partial");
     assert_int_equal(json_integer_value(json_object_get(g, "charged")), 10);
     json_decref(g);
     /* The worker that ran it is still alive and well: the next generation runs too. */
     create("{\"kind\":\"avatar\",\"prompt\":\"after\",\"width\":256,\"height\":256}", id);
     g = wait_status(id, "succeeded", 30);
-    assert_non_null(g);
+    assert_found(g);
     json_decref(g);
 }
 
@@ -307,7 +320,7 @@ static void test_every_image_failing_fails_with_its_error(void **state)
            "\"height\":256}",
            id);
     json_t *g = wait_status(id, "succeeded|partial|failed", 30);
-    assert_non_null(g);
+    assert_found(g);
     assert_string_equal(json_string_value(json_object_get(g, "status")), "failed");
     assert_int_equal(json_integer_value(json_object_get(g, "charged")), 0);
     assert_int_equal(json_integer_value(json_object_get(g, "released")), 10);
@@ -328,7 +341,7 @@ static void test_deadline_passed_before_start_expires(void **state)
     sleep(2);
     kill(worker_pid, SIGCONT);
     json_t *g = wait_status(id, "expired", 30);
-    assert_non_null(g);
+    assert_found(g);
     assert_int_equal(json_integer_value(json_object_get(g, "charged")), 0);
     assert_int_equal(json_integer_value(json_object_get(g, "released")), 10);
     json_decref(g);
@@ -341,17 +354,17 @@ static void test_sigterm_drains_running_generations(void **state)
     create("{\"kind\":\"avatar\",\"prompt\":\"fox a\",\"width\":256,\"height\":256}", a);
     create("{\"kind\":\"avatar\",\"prompt\":\"fox b\",\"width\":256,\"height\":256}", b);
     json_t *g = wait_status(b, "running", 15);
-    assert_non_null(g);
+    assert_found(g);
     json_decref(g);
     g = wait_status(a, "running", 15);
-    assert_non_null(g);
+    assert_found(g);
     json_decref(g);
     /* Running generations finish within FARM_WORKER_DRAIN_S, then the worker exits 0. */
     assert_int_equal(ts_stop(worker_pid, SIGTERM, 40), 0);
     worker_pid = 0;
     for (int i = 0; i < 2; i++) {
         g = wait_status(i ? b : a, "succeeded", 5);
-        assert_non_null(g);
+        assert_found(g);
         json_decref(g);
     }
     worker_pid = start_worker("worker3");
@@ -401,7 +414,7 @@ static void test_kill_9_resumes_persisted_requests_instead_of_paying_again(void 
     worker_pid = start_worker_with("worker-bfl-2", "FARM_PROVIDER_FALLBACK=bfl");
     for (int i = 0; i < N; i++) {
         json_t *g = wait_status(ids[i], "succeeded|partial|failed", 60);
-        assert_non_null(g);
+        assert_found(g);
         assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
         assert_int_equal(json_integer_value(json_object_get(g, "charged")), 10);
         json_decref(g);
@@ -470,7 +483,7 @@ static void test_every_fault_mode_ends_in_its_documented_error(void **state)
     }
     for (int i = 0; i < N; i++) {
         json_t *g = got[i], *err = json_object_get(g, "error");
-        assert_non_null(g);
+        assert_found(g);
         assert_string_equal(json_string_value(json_object_get(g, "status")), "failed");
         assert_string_equal(json_string_value(json_object_get(err, "code")), rows[i].code);
         assert_int_equal(json_is_true(json_object_get(err, "retryable")), rows[i].retryable);
@@ -487,7 +500,7 @@ static void test_paused_worker_loses_its_lease_and_charges_nothing(void **state)
     char id[37];
     create("{\"kind\":\"avatar\",\"prompt\":\"paused fox\",\"width\":256,\"height\":256}", id);
     json_t *g = wait_status(id, "running", 15);
-    assert_non_null(g);
+    assert_found(g);
     json_decref(g);
     /* Paused past its 2 s lease while the provider works; another worker takes over. */
     pid_t paused = worker_pid;
@@ -495,13 +508,13 @@ static void test_paused_worker_loses_its_lease_and_charges_nothing(void **state)
     worker_pid = start_worker("worker-after-pause");
     g = wait_status(id, "succeeded|partial|failed", 30);
     kill(paused, SIGCONT);
-    assert_non_null(g);
+    assert_found(g);
     assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
     json_decref(g);
     /* The paused worker wakes up with a stale token: its late result is refused. */
     sleep(LATENCY_MS / 1000 + 1);
     g = wait_status(id, "succeeded", 5);
-    assert_non_null(g);
+    assert_found(g);
     assert_int_equal(json_integer_value(json_object_get(g, "charged")), 10);
     assert_int_equal(json_integer_value(json_object_get(g, "images_done")), 1);
     json_decref(g);
@@ -528,7 +541,7 @@ static void test_redis_restart_mid_run_loses_nothing(void **state)
     assert_int_equal(ts_sh("redis-server '%s' >/dev/null", ts_env("FARM_TEST_REDIS_CONF")), 0);
     for (int i = 0; i < N; i++) {
         json_t *g = wait_status(ids[i], "succeeded|partial|failed|canceled|expired", 120);
-        assert_non_null(g);
+        assert_found(g);
         assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
         json_decref(g);
     }
