@@ -46,10 +46,15 @@ static void on_op_timeout(uv_timer_t *t)
     queue_t *q = op->q;
     gf_err_t err = {0};
     gf_err_set(&err, GF_ETIMEDOUT, "queue", "redis did not answer within the timeout");
-    int drop = op->drop_on_timeout;
     op_finish(op, GF_ETIMEDOUT, NULL, &err);
-    if (drop && q->cmd.ac != NULL && !q->closing) {
-        /* A connection that cannot answer a PING in time is not worth keeping. */
+    /*
+     * A connection that cannot answer in time is not worth keeping, whatever
+     * the command: hiredis 0.14's libuv adapter drops poll errors, so after a
+     * Redis restart a context can stay "connected" while nothing it sends is
+     * ever answered. Dropping it fails what waits on it (EUNAVAIL, which every
+     * caller retries) and reconnects.
+     */
+    if (q->cmd.ac != NULL && q->cmd.connected && !q->closing) {
         GF_LOG(GF_LOG_WARN, &log_ctx, "redis did not answer in time: reconnecting");
         redisAsyncFree(q->cmd.ac);
     }
@@ -210,12 +215,8 @@ static uint64_t op_timeout(const queue_t *q)
 int queue_ping(queue_t *q, uint64_t timeout_ms, queue_ping_cb cb, void *data)
 {
     queue__cmd_t cmd;
-    queue__op_t *op;
     queue__cmd_plain(&cmd, "PING");
-    int rc = queue__op_send(q, &cmd, timeout_ms, handle_ping, (void *)cb, data, &op);
-    if (rc == 0)
-        op->drop_on_timeout = 1;
-    return rc;
+    return queue__op_send(q, &cmd, timeout_ms, handle_ping, (void *)cb, data, NULL);
 }
 
 int queue_enqueue(queue_t *q, const queue_enqueue_req_t *req, queue_result_cb cb, void *data)

@@ -174,7 +174,6 @@ struct queue__op {
     int done;
     int refs; /* the pending hiredis callback and the timer close */
     int retried;
-    int drop_on_timeout;
     queue__script script;
     int argc;
     const char **argv;
