@@ -103,6 +103,7 @@ static int setup(void **state)
     snprintf(log_path, sizeof(log_path), "%s/api.log", ts_env("FARM_TEST_TMPDIR"));
     char *api_argv[] = {(char *)ts_env("FARM_TEST_API_BIN"), NULL};
     char *api_extra[] = {port_env,
+                         storage_env, /* uploads land where the workers read them */
                          "FARM_JWT_SECRET=" SECRET,
                          "FARM_QUEUE_LEASE_S=2",
                          "FARM_QUEUE_TIERS=pro:4:1000,free:1:3",
