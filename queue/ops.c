@@ -1,15 +1,17 @@
 /*
  * queue/ops.c - the async operations of queue_t: each is one command (a
- * script via EVALSHA, or a plain read) with its own timeout timer.
+ * function of the queue's library via FCALL, or a plain read) with its own
+ * timeout timer.
  *
  * Invariants:
  * - An operation's handler runs exactly once, from whichever of reply,
  *   disconnect or timeout comes first; the op is freed when both the hiredis
  *   callback and the timer close have happened (`refs`).
- * - The op owns a copy of its arguments, because a NOSCRIPT answer (the
- *   script cache was flushed) sends the same call again as EVAL. hiredis
- *   allows new commands from a reply callback: they are only appended to its
- *   output buffer, so this is not a re-entry into its read path.
+ * - The op owns a copy of its arguments, because a "function not found"
+ *   answer (FUNCTION FLUSH, or a Redis that lost its data) loads the library
+ *   and sends the same call again. hiredis allows new commands from a reply
+ *   callback: they are only appended to its output buffer, so this is not a
+ *   re-entry into its read path.
  */
 #include "queue_int.h"
 
@@ -67,13 +69,10 @@ static void on_op_reply(redisAsyncContext *ac, void *r, void *privdata)
     queue__op_t *op = privdata;
     redisReply *reply = r;
     (void)ac;
-    if (!op->done && op->script != QS__COUNT && !op->retried && queue__reply_is_noscript(reply)) {
-        /* Not run: send the source. The cache is refilled at the next connect anyway. */
+    if (!op->done && op->script != QS__COUNT && !op->retried && queue__reply_needs_load(reply)) {
+        /* Not run: load the library, then the same call again, in that order. */
         op->retried = 1;
-        op->argv[0] = "EVAL";
-        op->len[0] = 4;
-        op->argv[1] = op->q->conf.src[op->script];
-        op->len[1] = strlen(op->argv[1]);
+        redisAsyncCommand(op->q->cmd.ac, NULL, NULL, "FUNCTION LOAD %s", op->q->conf.lib);
         if (op_issue(op) == 0)
             return; /* the new callback now holds this reference */
     }
@@ -232,7 +231,7 @@ int queue_claim(queue_t *q, const char *worker_id, int max, queue_claim_cb cb, v
     if (max < 1 || worker_id == NULL)
         return GF_EINVAL;
     queue__cmd_t cmd;
-    queue__cmd_script(&cmd, &q->conf, QS_CLAIM, 0);
+    queue__cmd_script(&cmd, &q->conf, QS_CLAIM);
     queue__cmd_int(&cmd, max);
     queue__cmd_str(&cmd, worker_id);
     return queue__op_send(q, &cmd, op_timeout(q), handle_claim, (void *)cb, data, NULL);
@@ -242,7 +241,7 @@ int queue_heartbeat(queue_t *q, const char *worker_id, const char *gen_id, uint6
                     queue_result_cb cb, void *data)
 {
     queue__cmd_t cmd;
-    queue__cmd_script(&cmd, &q->conf, QS_HEARTBEAT, 0);
+    queue__cmd_script(&cmd, &q->conf, QS_HEARTBEAT);
     queue__cmd_str(&cmd, gen_id);
     queue__cmd_int(&cmd, (long long)token);
     queue__cmd_str(&cmd, worker_id);
@@ -253,7 +252,7 @@ int queue_finish(queue_t *q, const char *gen_id, uint64_t token, queue_outcome_t
                  const char *detail, queue_result_cb cb, void *data)
 {
     queue__cmd_t cmd;
-    queue__cmd_script(&cmd, &q->conf, QS_FINISH, 0);
+    queue__cmd_script(&cmd, &q->conf, QS_FINISH);
     queue__cmd_str(&cmd, gen_id);
     queue__cmd_int(&cmd, (long long)token);
     queue__cmd_str(&cmd, queue__outcome_name(outcome));
@@ -265,7 +264,7 @@ int queue_finish(queue_t *q, const char *gen_id, uint64_t token, queue_outcome_t
 int queue_cancel(queue_t *q, const char *gen_id, queue_result_cb cb, void *data)
 {
     queue__cmd_t cmd;
-    queue__cmd_script(&cmd, &q->conf, QS_CANCEL, 0);
+    queue__cmd_script(&cmd, &q->conf, QS_CANCEL);
     queue__cmd_str(&cmd, gen_id);
     return queue__op_send(q, &cmd, op_timeout(q), handle_cancel, (void *)cb, data, NULL);
 }
@@ -274,7 +273,7 @@ int queue_event_append(queue_t *q, const char *gen_id, uint64_t token, const cha
                        const char *data_json, queue_result_cb cb, void *data)
 {
     queue__cmd_t cmd;
-    queue__cmd_script(&cmd, &q->conf, QS_EVENT, 0);
+    queue__cmd_script(&cmd, &q->conf, QS_EVENT);
     queue__cmd_str(&cmd, gen_id);
     queue__cmd_int(&cmd, (long long)token);
     queue__cmd_str(&cmd, type);
@@ -312,7 +311,7 @@ int queue_user_events_read(queue_t *q, const char *user_id, const char *after, i
 int queue_position(queue_t *q, const char *gen_id, queue_result_cb cb, void *data)
 {
     queue__cmd_t cmd;
-    queue__cmd_script(&cmd, &q->conf, QS_POSITION, 0);
+    queue__cmd_script(&cmd, &q->conf, QS_POSITION);
     queue__cmd_str(&cmd, gen_id);
     return queue__op_send(q, &cmd, op_timeout(q), handle_position, (void *)cb, data, NULL);
 }
@@ -323,7 +322,7 @@ int queue_ratelimit(queue_t *q, const char *user_id, long per_minute, long burst
     if (per_minute < 1 || burst < 1)
         return GF_EINVAL;
     queue__cmd_t cmd;
-    queue__cmd_script(&cmd, &q->conf, QS_RATELIMIT, 0);
+    queue__cmd_script(&cmd, &q->conf, QS_RATELIMIT);
     queue__cmd_str(&cmd, user_id);
     queue__cmd_int(&cmd, per_minute);
     queue__cmd_int(&cmd, burst);
@@ -333,6 +332,6 @@ int queue_ratelimit(queue_t *q, const char *user_id, long per_minute, long burst
 int queue_stats(queue_t *q, queue_stats_cb cb, void *data)
 {
     queue__cmd_t cmd;
-    queue__cmd_script(&cmd, &q->conf, QS_STATS, 0);
+    queue__cmd_script(&cmd, &q->conf, QS_STATS);
     return queue__op_send(q, &cmd, op_timeout(q), handle_stats, (void *)cb, data, NULL);
 }

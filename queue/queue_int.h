@@ -10,7 +10,7 @@
 
 #include <hiredis/hiredis.h>
 
-/* The scripts, in the order of queue_lua.c (generated from queue/lua/ by CMake). */
+/* The operations, in the order of queue_lua.c (generated from queue/lua/ by CMake). */
 typedef enum {
     QS_ENQUEUE,
     QS_CLAIM,
@@ -18,6 +18,7 @@ typedef enum {
     QS_FINISH,
     QS_CANCEL,
     QS_EVENT,
+    QS_EVENTS,
     QS_POSITION,
     QS_STATS,
     QS_DEAD,
@@ -25,24 +26,25 @@ typedef enum {
     QS__COUNT
 } queue__script;
 
-/* Each script's full source: common.lua followed by its own file. */
-extern const char *const queue__script_src[QS__COUNT];
+/* The library's shared part (common.lua), each operation's body and name. */
+extern const char queue__lua_common[];
+extern const char *const queue__lua_body[QS__COUNT];
 extern const char *const queue__script_name[QS__COUNT];
 
 #define QUEUE_TIERS_MAX 8
-/* EVALSHA sha 1 tag, then the operation's own arguments. */
+/* FCALL name 1 tag, then the operation's own arguments. */
 #define QUEUE_ARGV_MAX 16
 
 /*
- * What every script call needs, computed once from the config: the hash tag,
- * each script's text with the settings compiled in as constants (see
- * queue/lua/common.lua), and the scripts' SHA1s once loaded.
+ * What every call needs, computed once from the config: the hash tag, the
+ * function library with the settings compiled in as constants (see
+ * queue/lua/common.lua), and each operation's function name in it.
  */
 typedef struct {
     char *tag; /* "{farm}" */
-    char *src[QS__COUNT];
-    char sha[QS__COUNT][41];
-    int have_sha;
+    char *lib; /* the library's text, for FUNCTION LOAD */
+    char lib_name[32];
+    char fname[QS__COUNT][48];
     int64_t op_timeout_ms;
     int64_t connect_timeout_ms;
 } queue__conf_t;
@@ -50,10 +52,7 @@ typedef struct {
 int queue__conf_init(queue__conf_t *c, const gf_config_t *cfg, gf_err_t *err);
 void queue__conf_dispose(queue__conf_t *c);
 
-/*
- * A command as an argv. `use_eval` picks EVAL with the source instead of
- * EVALSHA (after NOSCRIPT). Strings are borrowed from the caller.
- */
+/* A command as an argv. Strings are borrowed from the caller. */
 typedef struct {
     int argc;
     const char *argv[QUEUE_ARGV_MAX];
@@ -63,7 +62,7 @@ typedef struct {
     queue__script script; /* QS__COUNT for a plain command */
 } queue__cmd_t;
 
-void queue__cmd_script(queue__cmd_t *cmd, const queue__conf_t *c, queue__script s, int use_eval);
+void queue__cmd_script(queue__cmd_t *cmd, const queue__conf_t *c, queue__script s);
 void queue__cmd_plain(queue__cmd_t *cmd, const char *name);
 void queue__cmd_str(queue__cmd_t *cmd, const char *s);
 void queue__cmd_int(queue__cmd_t *cmd, long long v);
@@ -71,8 +70,15 @@ void queue__cmd_int(queue__cmd_t *cmd, long long v);
 /* Turns a random number into the jitter fraction argument of finish.lua. */
 void queue__cmd_jitter(queue__cmd_t *cmd);
 
-/* Whether a reply is the NOSCRIPT error (the script cache was emptied). */
-int queue__reply_is_noscript(const redisReply *r);
+/*
+ * Whether a reply says our function is missing (FUNCTION FLUSH, or a Redis
+ * that lost its data): nothing ran, so loading the library and calling again
+ * is safe.
+ */
+int queue__reply_needs_load(const redisReply *r);
+
+/* Whether a FUNCTION LOAD answer means the library is there (new or already loaded). */
+int queue__reply_loaded(const redisReply *r);
 
 /*
  * Translates a missing or error reply: NULL -> GF_EUNAVAIL, an error reply ->

@@ -12,9 +12,9 @@
  *   reset) without telling hiredis, so a connect is bounded by our own timer
  *   and a PING that times out drops the connection; neither can hang forever.
  * - `ready` is set only when the setup commands queued at connect have all
- *   answered (scripts loaded; SUBSCRIBE confirmed), so an operation never
- *   reaches a Redis that lacks our scripts except after a SCRIPT FLUSH, which
- *   ops.c handles (NOSCRIPT -> EVAL).
+ *   answered (function library loaded; SUBSCRIBE confirmed), so an operation
+ *   never reaches a Redis that lacks our library except after a FUNCTION
+ *   FLUSH, which ops.c handles (load, then the same call again).
  */
 #include "queue_int.h"
 
@@ -137,22 +137,19 @@ static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
     setup_done(c);
 }
 
-static void on_script_loaded(redisAsyncContext *ac, void *r, void *privdata)
+static void on_library_loaded(redisAsyncContext *ac, void *r, void *privdata)
 {
     queue__conn_t *c = ac->data;
     redisReply *reply = r;
-    int s = (int)(intptr_t)privdata;
+    (void)privdata;
     if (reply == NULL)
         return;
-    if (reply->type != REDIS_REPLY_STRING || reply->len != 40) {
-        GF_LOG(GF_LOG_ERROR, &log_ctx, "redis refused SCRIPT LOAD %s: %s", queue__script_name[s],
+    if (!queue__reply_loaded(reply)) {
+        GF_LOG(GF_LOG_ERROR, &log_ctx, "redis refused FUNCTION LOAD: %s",
                reply->type == REDIS_REPLY_ERROR ? reply->str : "bad answer");
         conn_drop(c);
         return;
     }
-    memcpy(c->q->conf.sha[s], reply->str, 41);
-    if (s == QS__COUNT - 1)
-        c->q->conf.have_sha = 1;
     setup_done(c);
 }
 
@@ -192,12 +189,9 @@ static void conn_setup(queue__conn_t *c)
         c->setup_pending++;
         redisAsyncCommand(ac, on_setup_reply, "SELECT", "SELECT %d", q->db);
     }
-    /* Loading on every connect covers a Redis that restarted with an empty cache. */
-    for (int s = 0; s < QS__COUNT; s++) {
-        c->setup_pending++;
-        redisAsyncCommand(ac, on_script_loaded, (void *)(intptr_t)s, "SCRIPT LOAD %s",
-                          c->q->conf.src[s]);
-    }
+    /* Loading on every connect covers a Redis that lost its data (and a first start). */
+    c->setup_pending++;
+    redisAsyncCommand(ac, on_library_loaded, NULL, "FUNCTION LOAD %s", c->q->conf.lib);
 }
 
 static void conn_connect(queue__conn_t *c)

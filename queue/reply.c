@@ -15,9 +15,19 @@
 #define BAD_REPLY(err, what)                                                                       \
     gf_err_set(err, GF_EUNAVAIL, "queue", "unexpected reply from redis to %s", what)
 
-int queue__reply_is_noscript(const redisReply *r)
+int queue__reply_needs_load(const redisReply *r)
 {
-    return r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0;
+    return r && r->type == REDIS_REPLY_ERROR && strstr(r->str, "Function not found") != NULL;
+}
+
+int queue__reply_loaded(const redisReply *r)
+{
+    if (r == NULL)
+        return 0;
+    if (r->type == REDIS_REPLY_STRING)
+        return 1;
+    /* Another process with the same code and settings loaded it first. */
+    return r->type == REDIS_REPLY_ERROR && strstr(r->str, "already exists") != NULL;
 }
 
 int queue__reply_check(const redisReply *r, gf_err_t *err)
@@ -248,7 +258,7 @@ int queue__parse_stats(const redisReply *r, queue_stats_t *out, gf_err_t *err)
     return 0;
 }
 
-/* A list entry is "type\nts\ndata" (common.lua, ev_append). */
+/* An event is "type\nts\ndata" (common.lua, ev_append). */
 static void event_split(queue_event_t *ev, const char *s, size_t n)
 {
     const char *nl1 = memchr(s, '\n', n);
@@ -268,7 +278,7 @@ int queue__parse_gen_events(const redisReply *r, uint64_t after_id, queue_events
 {
     memset(out, 0, sizeof(*out));
     if (r == NULL || r->type != REDIS_REPLY_ARRAY)
-        return BAD_REPLY(err, "LRANGE");
+        return BAD_REPLY(err, "events");
     if (r->elements == 0)
         return 0;
     out->ev = gf_xcalloc(r->elements, sizeof(*out->ev));

@@ -1,7 +1,7 @@
 /*
- * queue/script.c - the calling side of the Lua scripts, shared by the async
- * and the blocking client: the settings every script takes, building each
- * operation's argv, and the choice between EVALSHA and EVAL.
+ * queue/script.c - the calling side of the Lua functions, shared by the async
+ * and the blocking client: the function library with this process's settings
+ * compiled in, and building each operation's argv.
  *
  * Invariant: a command is built from borrowed strings and handed to hiredis
  * before the builder's caller returns (hiredis copies it into its output
@@ -13,11 +13,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Parses "name:weight:cap,..." into the Lua table constructor of TIERS. */
+/*
+ * Parses "name:weight:cap,..." into the Lua tables TIERS (in order), TIER (by
+ * name) and TIER_NAMES. They are literals because a library's load-time code
+ * may not call even ipairs (Redis runs it with no standard library).
+ */
 static int tiers_parse(const char *spec, gf_buf_t *lua, gf_err_t *err)
 {
     const char *p = spec;
     int n = 0;
+    char names[QUEUE_TIERS_MAX][64];
     gf_buf_puts(lua, "local TIERS = {");
     while (*p) {
         char name[64];
@@ -26,7 +31,7 @@ static int tiers_parse(const char *spec, gf_buf_t *lua, gf_err_t *err)
         if (n == QUEUE_TIERS_MAX)
             return gf_err_set(err, GF_EINVAL, "queue", "FARM_QUEUE_TIERS: at most %d tiers",
                               QUEUE_TIERS_MAX);
-        /* The name class keeps the Lua string literal below safe. */
+        /* The name class keeps the Lua string literals below safe. */
         if (sscanf(p, "%63[A-Za-z0-9_-]:%ld:%ld%n", name, &weight, &cap, &used) != 3 ||
             weight < 1 || weight > 1000 || cap < 1 || cap > 1000000)
             return gf_err_set(
@@ -34,6 +39,7 @@ static int tiers_parse(const char *spec, gf_buf_t *lua, gf_err_t *err)
                 "FARM_QUEUE_TIERS=%s: expected name:weight(1-1000):cap(1-1000000),...", spec);
         gf_buf_printf(lua, "%s{name = '%s', weight = %ld, cap = %ld}", n ? ", " : "", name, weight,
                       cap);
+        memcpy(names[n], name, sizeof(name));
         n++;
         p += used;
         if (*p == ',')
@@ -43,8 +49,21 @@ static int tiers_parse(const char *spec, gf_buf_t *lua, gf_err_t *err)
     }
     if (n == 0)
         return gf_err_set(err, GF_EINVAL, "queue", "FARM_QUEUE_TIERS is empty");
+    gf_buf_puts(lua, "}\nlocal TIER = {");
+    for (int i = 0; i < n; i++)
+        gf_buf_printf(lua, "%s['%s'] = TIERS[%d]", i ? ", " : "", names[i], i + 1);
+    gf_buf_puts(lua, "}\nlocal TIER_NAMES = {");
+    for (int i = 0; i < n; i++)
+        gf_buf_printf(lua, "%s'%s'", i ? ", " : "", names[i]);
     gf_buf_puts(lua, "}\n");
     return 0;
+}
+
+static uint64_t fnv1a(const char *p, size_t n, uint64_t h)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)p[i]) * 1099511628211ULL;
+    return h;
 }
 
 int queue__conf_init(queue__conf_t *c, const gf_config_t *cfg, gf_err_t *err)
@@ -60,21 +79,39 @@ int queue__conf_init(queue__conf_t *c, const gf_config_t *cfg, gf_err_t *err)
                   "local LEASE_MS, MAX_RECLAIMS, BASE_MS, CAP_MS, MAX_ATTEMPTS = "
                   "%lld, %lld, %lld, %lld, %lld\n"
                   "local RETENTION_MS, DEAD_RETENTION_MS, DEAD_MAX = %lld, %lld, %lld\n"
-                  "local EV_MAX, USER_MAXLEN, USER_AGE_MS = %lld, %lld, %lld\n",
+                  "local EV_MAX, USER_MAXLEN, USER_AGE_MS = %lld, %lld, %lld\n"
+                  "local RETENTION_MS_S, DEAD_RETENTION_MS_S = '%lld', '%lld'\n"
+                  "local USER_MAXLEN_S, USER_AGE_MS_S = '%lld', '%lld'\n",
                   cfg->queue_lease_s * 1000, cfg->queue_max_reclaims, cfg->queue_retry_base_ms,
                   cfg->queue_retry_cap_ms, cfg->queue_max_attempts, cfg->events_retention_s * 1000,
                   cfg->queue_dead_retention_s * 1000, cfg->queue_dead_max, cfg->events_max_per_gen,
+                  cfg->events_user_maxlen, cfg->events_user_max_age_s * 1000,
+                  cfg->events_retention_s * 1000, cfg->queue_dead_retention_s * 1000,
                   cfg->events_user_maxlen, cfg->events_user_max_age_s * 1000);
     if (tiers_parse(cfg->queue_tiers, &pre, err) < 0) {
         gf_buf_dispose(&pre);
         return GF_EINVAL;
     }
-    for (int s = 0; s < QS__COUNT; s++) {
-        gf_buf_t src = {0};
-        gf_buf_append(&src, pre.p, pre.len);
-        gf_buf_puts(&src, queue__script_src[s]);
-        c->src[s] = src.p;
-    }
+    gf_buf_puts(&pre, queue__lua_common);
+    /*
+     * The library is named after its code and settings, so processes that
+     * agree share one library and any difference makes another, side by side.
+     */
+    uint64_t h = fnv1a(pre.p, pre.len, 1469598103934665603ULL);
+    for (int s = 0; s < QS__COUNT; s++)
+        h = fnv1a(queue__lua_body[s], strlen(queue__lua_body[s]), h);
+    snprintf(c->lib_name, sizeof(c->lib_name), "farm_%016llx", (unsigned long long)h);
+    gf_buf_t lib = {0};
+    gf_buf_printf(&lib, "#!lua name=%s\n", c->lib_name);
+    gf_buf_append(&lib, pre.p, pre.len);
+    for (int s = 0; s < QS__COUNT; s++)
+        gf_buf_printf(&lib,
+                      "\nredis.register_function('%s_%s', function(KEYS, ARGV)\n"
+                      "begin(KEYS)\n%s\nend)\n",
+                      c->lib_name, queue__script_name[s], queue__lua_body[s]);
+    c->lib = lib.p;
+    for (int s = 0; s < QS__COUNT; s++)
+        snprintf(c->fname[s], sizeof(c->fname[s]), "%s_%s", c->lib_name, queue__script_name[s]);
     gf_buf_dispose(&pre);
     gf_buf_t b = {0};
     gf_buf_printf(&b, "{%s}", cfg->queue_name);
@@ -87,8 +124,7 @@ int queue__conf_init(queue__conf_t *c, const gf_config_t *cfg, gf_err_t *err)
 void queue__conf_dispose(queue__conf_t *c)
 {
     GF_FREE(c->tag);
-    for (int s = 0; s < QS__COUNT; s++)
-        GF_FREE(c->src[s]);
+    GF_FREE(c->lib);
 }
 
 static void cmd_push(queue__cmd_t *cmd, const char *s, size_t n)
@@ -132,17 +168,12 @@ void queue__cmd_plain(queue__cmd_t *cmd, const char *name)
     queue__cmd_str(cmd, name);
 }
 
-void queue__cmd_script(queue__cmd_t *cmd, const queue__conf_t *c, queue__script s, int use_eval)
+void queue__cmd_script(queue__cmd_t *cmd, const queue__conf_t *c, queue__script s)
 {
     memset(cmd, 0, sizeof(*cmd));
     cmd->script = s;
-    if (use_eval || !c->have_sha) {
-        queue__cmd_str(cmd, "EVAL");
-        queue__cmd_str(cmd, c->src[s]);
-    } else {
-        queue__cmd_str(cmd, "EVALSHA");
-        cmd_push(cmd, c->sha[s], 40);
-    }
+    queue__cmd_str(cmd, "FCALL");
+    queue__cmd_str(cmd, c->fname[s]);
     queue__cmd_str(cmd, "1");
     queue__cmd_str(cmd, c->tag);
 }
@@ -165,7 +196,7 @@ int queue__cmd_enqueue(queue__cmd_t *cmd, const queue__conf_t *c, const queue_en
         return gf_err_set(err, GF_EINVAL, "queue", "enqueue: a bad generation, user or tier id");
     if (req->deadline_ms < 0)
         return gf_err_set(err, GF_EINVAL, "queue", "enqueue: a negative deadline");
-    queue__cmd_script(cmd, c, QS_ENQUEUE, 0);
+    queue__cmd_script(cmd, c, QS_ENQUEUE);
     queue__cmd_str(cmd, req->gen_id);
     queue__cmd_str(cmd, req->user_id);
     queue__cmd_str(cmd, req->tier);
@@ -177,12 +208,12 @@ int queue__cmd_enqueue(queue__cmd_t *cmd, const queue__conf_t *c, const queue_en
 void queue__cmd_gen_events(queue__cmd_t *cmd, const queue__conf_t *c, const char *gen_id,
                            uint64_t after_id, int max, char *keybuf, size_t keylen)
 {
-    /* Event n sits at list index n-1, so "after id a" starts at index a. */
-    snprintf(keybuf, keylen, "%s:e:%s", c->tag, gen_id);
-    queue__cmd_plain(cmd, "LRANGE");
-    queue__cmd_str(cmd, keybuf);
+    (void)keybuf;
+    (void)keylen;
+    queue__cmd_script(cmd, c, QS_EVENTS);
+    queue__cmd_str(cmd, gen_id);
     queue__cmd_int(cmd, (long long)after_id);
-    queue__cmd_int(cmd, (long long)after_id + (max > 0 ? max : 100) - 1);
+    queue__cmd_int(cmd, max > 0 ? max : 100);
 }
 
 void queue__cmd_user_events(queue__cmd_t *cmd, const queue__conf_t *c, const char *user_id,

@@ -2,11 +2,11 @@
  * queue/sync.c - the blocking client (queue_sync_t): one hiredis connection
  * with connect and command timeouts, for the CLI, tests and the benchmark.
  *
- * Invariants: `c` is NULL or a connected context with the scripts loaded;
+ * Invariants: `c` is NULL or a connected context with the library loaded;
  * a failed call drops it, and the next call connects again, so a Redis
- * restart costs the caller one GF_EUNAVAIL, never a hang. A NOSCRIPT answer
- * (Redis restarted or SCRIPT FLUSH) sends the same call again as EVAL, which
- * is safe because NOSCRIPT means the script did not run.
+ * restart costs the caller one GF_EUNAVAIL, never a hang. A "function not
+ * found" answer (FUNCTION FLUSH, or a Redis that lost its data) loads the
+ * library and sends the same call again, which is safe because nothing ran.
  */
 #include "queue_int.h"
 
@@ -44,6 +44,24 @@ static redisReply *run(queue_sync_t *qs, const queue__cmd_t *cmd)
     return r;
 }
 
+/* Loads the function library (already there is fine). */
+static int load(queue_sync_t *qs, gf_err_t *err)
+{
+    queue__cmd_t cmd;
+    queue__cmd_plain(&cmd, "FUNCTION");
+    queue__cmd_str(&cmd, "LOAD");
+    queue__cmd_str(&cmd, qs->conf.lib);
+    redisReply *r = run(qs, &cmd);
+    int rc = 0;
+    if (r == NULL)
+        rc = gf_err_set(err, GF_EUNAVAIL, "queue", "redis connection lost");
+    else if (!queue__reply_loaded(r))
+        rc = gf_err_set(err, GF_EUNAVAIL, "queue", "redis refused FUNCTION LOAD: %s",
+                        r->type == REDIS_REPLY_ERROR ? r->str : "bad answer");
+    freeReplyObject(r);
+    return rc;
+}
+
 static int setup(queue_sync_t *qs, gf_err_t *err)
 {
     queue__cmd_t cmd;
@@ -65,23 +83,7 @@ static int setup(queue_sync_t *qs, gf_err_t *err)
         if (rc < 0)
             return rc;
     }
-    for (int s = 0; s < QS__COUNT; s++) {
-        queue__cmd_plain(&cmd, "SCRIPT");
-        queue__cmd_str(&cmd, "LOAD");
-        queue__cmd_str(&cmd, qs->conf.src[s]);
-        redisReply *r = run(qs, &cmd);
-        int rc = queue__reply_check(r, err);
-        if (rc == 0 && (r->type != REDIS_REPLY_STRING || r->len != 40))
-            rc = gf_err_set(err, GF_EUNAVAIL, "queue", "SCRIPT LOAD %s: bad answer",
-                            queue__script_name[s]);
-        if (rc == 0)
-            memcpy(qs->conf.sha[s], r->str, 41);
-        freeReplyObject(r);
-        if (rc < 0)
-            return rc;
-    }
-    qs->conf.have_sha = 1;
-    return 0;
+    return load(qs, err);
 }
 
 static int ensure(queue_sync_t *qs, gf_err_t *err)
@@ -108,20 +110,18 @@ static int ensure(queue_sync_t *qs, gf_err_t *err)
 }
 
 /*
- * Runs `cmd` (built with EVALSHA for a script) and returns its reply, or NULL
- * with `err` when the connection failed. Falls back to EVAL on NOSCRIPT.
+ * Runs `cmd` and returns its reply, or NULL with `err` when the connection
+ * failed. Loads the library again when Redis has lost it.
  */
 static redisReply *call(queue_sync_t *qs, queue__cmd_t *cmd, gf_err_t *err)
 {
     if (ensure(qs, err) < 0)
         return NULL;
     redisReply *r = run(qs, cmd);
-    if (cmd->script != QS__COUNT && queue__reply_is_noscript(r)) {
+    if (cmd->script != QS__COUNT && queue__reply_needs_load(r)) {
         freeReplyObject(r);
-        cmd->argv[0] = "EVAL";
-        cmd->len[0] = 4;
-        cmd->argv[1] = qs->conf.src[cmd->script];
-        cmd->len[1] = strlen(cmd->argv[1]);
+        if (load(qs, err) < 0)
+            return NULL;
         r = run(qs, cmd);
     }
     if (r == NULL) {
@@ -194,7 +194,7 @@ int queue_sync_claim(queue_sync_t *qs, const char *worker_id, int max, queue_cla
     if (max < 1)
         return gf_err_set(err, GF_EINVAL, "queue", "claim: max must be at least 1");
     queue__cmd_t cmd;
-    queue__cmd_script(&cmd, &qs->conf, QS_CLAIM, 0);
+    queue__cmd_script(&cmd, &qs->conf, QS_CLAIM);
     queue__cmd_int(&cmd, max);
     queue__cmd_str(&cmd, worker_id);
     redisReply *r = call(qs, &cmd, err);
@@ -211,7 +211,7 @@ int queue_sync_heartbeat(queue_sync_t *qs, const char *worker_id, const char *ge
                          uint64_t token, queue_result_t *res, gf_err_t *err)
 {
     queue__cmd_t cmd;
-    queue__cmd_script(&cmd, &qs->conf, QS_HEARTBEAT, 0);
+    queue__cmd_script(&cmd, &qs->conf, QS_HEARTBEAT);
     queue__cmd_str(&cmd, gen_id);
     queue__cmd_int(&cmd, (long long)token);
     queue__cmd_str(&cmd, worker_id);
@@ -222,7 +222,7 @@ int queue_sync_finish(queue_sync_t *qs, const char *gen_id, uint64_t token, queu
                       const char *detail, queue_result_t *res, gf_err_t *err)
 {
     queue__cmd_t cmd;
-    queue__cmd_script(&cmd, &qs->conf, QS_FINISH, 0);
+    queue__cmd_script(&cmd, &qs->conf, QS_FINISH);
     queue__cmd_str(&cmd, gen_id);
     queue__cmd_int(&cmd, (long long)token);
     queue__cmd_str(&cmd, queue__outcome_name(outcome));
@@ -234,7 +234,7 @@ int queue_sync_finish(queue_sync_t *qs, const char *gen_id, uint64_t token, queu
 int queue_sync_cancel(queue_sync_t *qs, const char *gen_id, queue_result_t *res, gf_err_t *err)
 {
     queue__cmd_t cmd;
-    queue__cmd_script(&cmd, &qs->conf, QS_CANCEL, 0);
+    queue__cmd_script(&cmd, &qs->conf, QS_CANCEL);
     queue__cmd_str(&cmd, gen_id);
     return call_result(qs, &cmd, queue__parse_cancel, res, err);
 }
@@ -243,7 +243,7 @@ int queue_sync_event_append(queue_sync_t *qs, const char *gen_id, uint64_t token
                             const char *data_json, queue_result_t *res, gf_err_t *err)
 {
     queue__cmd_t cmd;
-    queue__cmd_script(&cmd, &qs->conf, QS_EVENT, 0);
+    queue__cmd_script(&cmd, &qs->conf, QS_EVENT);
     queue__cmd_str(&cmd, gen_id);
     queue__cmd_int(&cmd, (long long)token);
     queue__cmd_str(&cmd, type);
@@ -254,7 +254,7 @@ int queue_sync_event_append(queue_sync_t *qs, const char *gen_id, uint64_t token
 int queue_sync_position(queue_sync_t *qs, const char *gen_id, queue_result_t *res, gf_err_t *err)
 {
     queue__cmd_t cmd;
-    queue__cmd_script(&cmd, &qs->conf, QS_POSITION, 0);
+    queue__cmd_script(&cmd, &qs->conf, QS_POSITION);
     queue__cmd_str(&cmd, gen_id);
     return call_result(qs, &cmd, queue__parse_position, res, err);
 }
@@ -298,7 +298,7 @@ int queue_sync_stats(queue_sync_t *qs, queue_stats_t *out, gf_err_t *err)
 {
     queue__cmd_t cmd;
     memset(out, 0, sizeof(*out));
-    queue__cmd_script(&cmd, &qs->conf, QS_STATS, 0);
+    queue__cmd_script(&cmd, &qs->conf, QS_STATS);
     redisReply *r = call(qs, &cmd, err);
     if (r == NULL)
         return GF_EUNAVAIL;
@@ -313,7 +313,7 @@ static int dead_call(queue_sync_t *qs, const char *action, const char *arg, queu
                      gf_err_t *err)
 {
     queue__cmd_t cmd;
-    queue__cmd_script(&cmd, &qs->conf, QS_DEAD, 0);
+    queue__cmd_script(&cmd, &qs->conf, QS_DEAD);
     queue__cmd_str(&cmd, action);
     queue__cmd_str(&cmd, arg);
     redisReply *r = call(qs, &cmd, err);

@@ -6,22 +6,22 @@
 -- ended, {-2} for an unknown one.
 local g = ARGV[B + 1]
 local jk = jkey(g)
-local f = redis.call('HMGET', jk, 's', 'u', 't')
+local f = redis.call('HMGET', jk, 's', 'u', 't', 'n')
 if not f[1] then return {-2} end
 local s, u, tier = f[1], f[2], f[3]
 if s == 'queued' then
     local qk = qkey(tier, u)
-    redis.call('ZREM', qk, g)
+    redis.call('LREM', qk, 1, g)
     redis.call('HINCRBY', P .. 'depth', tier, -1)
     if redis.call('EXISTS', qk) == 0 then redis.call('LREM', rkey(tier), 1, u) end
 elseif s == 'delayed' then
     redis.call('ZREM', P .. 'delayed', g)
 elseif s == 'running' then
-    redis.call('HSET', jk, 'cx', 1)
+    redis.call('HSET', jk, 'cx', '1')
     redis.call('PUBLISH', P .. 'ev', 'c ' .. g)
     return {1, 'canceling'}
 else
     return {0, s}
 end
-terminal(g, u, 'canceled', '{}')
+terminal(g, u, tonumber(f[4]), 'canceled', '{}')
 return {1, 'canceled'}

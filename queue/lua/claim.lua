@@ -5,46 +5,48 @@
 --
 -- Order of service: leases that expired (a crashed or stalled holder) are
 -- handed out again first, at once; then retries whose backoff is over go back
--- into their user queues; then ready jobs, tier by smooth weighted round
--- robin and user by round robin within the tier.
+-- to the front of their user queues; then ready jobs, tier by smooth weighted
+-- round robin and user by round robin within the tier.
 local want, wid = tonumber(ARGV[B + 1]), ARGV[B + 2]
 local jobs, expired = {}, {}
 local lk = P .. 'leases'
+local until_ms = NOW + LEASE_MS
+local until_s = tostring(until_ms)
 
+-- Leases job g (its fields f: u, t, p, dl, tok, att) to this worker.
 local function lease(g, f)
-    local jk = jkey(g)
-    f = f or redis.call('HMGET', jk, 'u', 't', 'p', 'dl', 'tok', 'att')
     local tok, att = tonumber(f[5]) + 1, tonumber(f[6]) + 1
-    local until_ms = NOW + LEASE_MS
-    redis.call('HSET', jk, 's', 'running', 'w', wid, 'tok', tok, 'att', att)
-    redis.call('ZADD', lk, until_ms, g)
+    redis.call('HSET', jkey(g), 's', 'running', 'w', wid, 'tok', tostring(tok), 'att', tostring(att))
+    redis.call('ZADD', lk, until_s, g)
     jobs[#jobs + 1] = {g, f[1], f[2], f[3], tok, att, tonumber(f[4]), until_ms}
 end
 
 -- 1. Expired leases.
-for _, g in ipairs(redis.call('ZRANGEBYSCORE', lk, '-inf', NOW, 'LIMIT', 0, want)) do
+for _, g in ipairs(redis.call('ZRANGEBYSCORE', lk, '-inf', NOWS, 'LIMIT', 0, want)) do
     local jk = jkey(g)
     local rc = redis.call('HINCRBY', jk, 'rc', 1)
-    if redis.call('HGET', jk, 'cx') == '1' then
+    local f = redis.call('HMGET', jk, 'u', 't', 'p', 'dl', 'tok', 'att', 'cx', 'n')
+    if f[7] == '1' then
         -- Its holder died after a cancel: nothing left to run.
         redis.call('ZREM', lk, g)
-        terminal(g, redis.call('HGET', jk, 'u'), 'canceled', '{}')
+        terminal(g, f[1], tonumber(f[8]), 'canceled', '{}')
     elseif rc > MAX_RECLAIMS then
         redis.call('ZREM', lk, g)
-        dead_letter(g, redis.call('HGET', jk, 'u'),
+        dead_letter(g, f[1], tonumber(f[8]),
             'lease expired ' .. rc .. ' times without a heartbeat (poison job)')
     else
-        lease(g)
+        lease(g, f)
     end
 end
 
 -- 2. Retries whose backoff is over.
 local dk = P .. 'delayed'
-for _, g in ipairs(redis.call('ZRANGEBYSCORE', dk, '-inf', NOW, 'LIMIT', 0, 256)) do
+for _, g in ipairs(redis.call('ZRANGEBYSCORE', dk, '-inf', NOWS, 'LIMIT', 0, 256)) do
     redis.call('ZREM', dk, g)
-    local f = redis.call('HMGET', jkey(g), 'u', 't', 'q')
-    redis.call('HSET', jkey(g), 's', 'queued')
-    ready_push(g, f[1], f[2], f[3])
+    local jk = jkey(g)
+    local f = redis.call('HMGET', jk, 'u', 't')
+    redis.call('HSET', jk, 's', 'queued')
+    ready_push(g, f[1], f[2], true)
 end
 
 -- 3. Ready jobs. The weighted round robin state (nginx's smooth WRR) lives in
@@ -52,10 +54,9 @@ end
 if #jobs < want then
     local wk = P .. 'wrr'
     local cur, len, popped = {}, {}, {}
-    local saved = redis.call('HGETALL', wk)
-    for i = 1, #saved, 2 do cur[saved[i]] = tonumber(saved[i + 1]) end
-    for _, t in ipairs(TIERS) do
-        cur[t.name] = cur[t.name] or 0
+    local saved = redis.call('HMGET', wk, unpack(TIER_NAMES))
+    for i, t in ipairs(TIERS) do
+        cur[t.name] = tonumber(saved[i]) or 0
         len[t.name] = redis.call('LLEN', rkey(t.name))
     end
     while #jobs < want do
@@ -74,16 +75,16 @@ if #jobs < want then
         -- take it out only if that was its last ready job.
         local u = redis.call('LMOVE', rk, rk, 'LEFT', 'RIGHT')
         local qk = qkey(best, u)
-        local g = redis.call('ZPOPMIN', qk)[1]
+        local g = redis.call('LPOP', qk)
         if redis.call('EXISTS', qk) == 0 then
             redis.call('RPOP', rk)
             len[best] = len[best] - 1
         end
         popped[best] = (popped[best] or 0) + 1
-        local f = redis.call('HMGET', jkey(g), 'u', 't', 'p', 'dl', 'tok', 'att')
+        local f = redis.call('HMGET', jkey(g), 'u', 't', 'p', 'dl', 'tok', 'att', 'n')
         local dl = tonumber(f[4])
-        if dl > 0 and dl <= NOW and tonumber(f[6]) == 0 then
-            terminal(g, u, 'expired', cjson.encode({deadline_ms = dl}))
+        if dl > 0 and dl <= NOW and f[6] == '0' then
+            terminal(g, u, tonumber(f[7]), 'expired', cjson.encode({deadline_ms = dl}))
             expired[#expired + 1] = {g, u}
         else
             lease(g, f)
@@ -93,13 +94,13 @@ if #jobs < want then
     local flat = {}
     for k, v in pairs(cur) do
         flat[#flat + 1] = k
-        flat[#flat + 1] = v
+        flat[#flat + 1] = tostring(v)
     end
-    if #flat > 0 then redis.call('HSET', wk, unpack(flat)) end
+    redis.call('HSET', wk, unpack(flat))
 end
 
-redis.call('ZADD', P .. 'workers', NOW, wid)
+redis.call('ZADD', P .. 'workers', NOWS, wid)
 -- Dead letters past their retention leave the index here too (their job
 -- hashes expire by themselves), so the index never outgrows the retention.
-redis.call('ZREMRANGEBYSCORE', P .. 'dead', '-inf', NOW - DEAD_RETENTION_MS)
+redis.call('ZREMRANGEBYSCORE', P .. 'dead', '-inf', tostring(NOW - DEAD_RETENTION_MS))
 return {jobs, expired}

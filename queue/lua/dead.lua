@@ -1,13 +1,13 @@
 -- dead: ARGV[B+1] action ('list' | 'retry' | 'purge'), [B+2] generation id or
 -- '*' for all (retry, purge) / the maximum count (list).
 -- list  returns {{gen, user, tier, reason, attempts, dead_at_ms}, ...}, newest first.
--- retry re-drives dead jobs into their user queues with fresh attempt and
+-- retry re-drives dead jobs to the front of their user queues with fresh attempt and
 --       reclaim counts (the cap is not checked: an operator decided) and
 --       returns how many; their events continue after a 'requeued' event.
 -- purge deletes dead jobs and their events; returns how many.
 local action, arg = ARGV[B + 1], ARGV[B + 2]
 local dk = P .. 'dead'
-redis.call('ZREMRANGEBYSCORE', dk, '-inf', NOW - DEAD_RETENTION_MS)
+redis.call('ZREMRANGEBYSCORE', dk, '-inf', tostring(NOW - DEAD_RETENTION_MS))
 if action == 'list' then
     local out = {}
     for _, g in ipairs(redis.call('ZREVRANGE', dk, 0, tonumber(arg) - 1)) do
@@ -22,17 +22,16 @@ local n = 0
 for _, g in ipairs(ids) do
     if redis.call('ZREM', dk, g) == 1 then
         local jk = jkey(g)
-        local f = redis.call('HMGET', jk, 's', 'u', 't', 'q')
+        local f = redis.call('HMGET', jk, 's', 'u', 't', 'n')
         if action == 'purge' then
-            redis.call('DEL', jk, ekey(g))
+            redis.call('DEL', jk)
             n = n + 1
         elseif f[1] == 'dead' then
-            redis.call('HSET', jk, 's', 'queued', 'att', 0, 'rc', 0, 'cx', 0)
             redis.call('PERSIST', jk)
-            redis.call('PERSIST', ekey(g))
             redis.call('SADD', akey(f[2]), g)
-            ready_push(g, f[2], f[3], f[4])
-            ev_append(g, f[2], 'requeued', '{}', false)
+            ready_push(g, f[2], f[3], true)
+            ev_append(g, f[2], tonumber(f[4]) + 1, 'requeued', '{}', false,
+                's', 'queued', 'att', '0', 'rc', '0', 'cx', '0')
             n = n + 1
         end
     end

@@ -4,12 +4,13 @@
 -- is not the current one (a stale worker cannot report progress) or when the
 -- job has ended; {-2} for an unknown job; {-3} when the generation already has
 -- EV_MAX events.
-local g, tok, typ, data = ARGV[B + 1], tonumber(ARGV[B + 2]), ARGV[B + 3], ARGV[B + 4]
-local f = redis.call('HMGET', jkey(g), 's', 'tok', 'u')
+local g, tok, typ, data = ARGV[B + 1], ARGV[B + 2], ARGV[B + 3], ARGV[B + 4]
+local f = redis.call('HMGET', jkey(g), 's', 'tok', 'u', 'n')
 if not f[1] then return {-2} end
-if tok > 0 and (f[1] ~= 'running' or tonumber(f[2]) ~= tok) then return {-1, f[1]} end
+if tok ~= '0' and (f[1] ~= 'running' or f[2] ~= tok) then return {-1, f[1]} end
 -- Nothing follows a terminal event: readers stop there.
 local s = f[1]
 if s == 'done' or s == 'dead' or s == 'canceled' or s == 'expired' then return {-1, s} end
-if redis.call('LLEN', ekey(g)) >= EV_MAX then return {-3} end
-return {0, ev_append(g, f[3], typ, data, false)}
+local n = tonumber(f[4])
+if n >= EV_MAX then return {-3} end
+return {0, ev_append(g, f[3], n + 1, typ, data, false)}

@@ -3,14 +3,13 @@
 -- the token is the job's current one and the job is running; {-1, state}
 -- when it is not (another worker holds a newer lease, or the job ended);
 -- {-2} when the job is unknown.
-local g, tok, wid = ARGV[B + 1], tonumber(ARGV[B + 2]), ARGV[B + 3]
-local jk = jkey(g)
-local f = redis.call('HMGET', jk, 's', 'tok', 'cx')
+local g, tok, wid = ARGV[B + 1], ARGV[B + 2], ARGV[B + 3]
+local f = redis.call('HMGET', jkey(g), 's', 'tok', 'cx')
 if not f[1] then return {-2} end
-if f[1] ~= 'running' or tonumber(f[2]) ~= tok then return {-1, f[1]} end
+if f[1] ~= 'running' or f[2] ~= tok then return {-1, f[1]} end
 local until_ms = NOW + LEASE_MS
-redis.call('ZADD', P .. 'leases', until_ms, g)
-redis.call('ZADD', P .. 'workers', NOW, wid)
+redis.call('ZADD', P .. 'leases', tostring(until_ms), g)
+redis.call('ZADD', P .. 'workers', NOWS, wid)
 -- Workers that stopped heartbeating ten leases ago are forgotten.
-redis.call('ZREMRANGEBYSCORE', P .. 'workers', '-inf', NOW - 10 * LEASE_MS)
+redis.call('ZREMRANGEBYSCORE', P .. 'workers', '-inf', tostring(NOW - 10 * LEASE_MS))
 return {0, f[3] == '1' and 1 or 0, until_ms}

@@ -19,7 +19,7 @@ local wait = 0
 if tokens < 1 then
     wait = math.ceil((1 - tokens) * 60000 / rate)
 end
-redis.call('HSET', key, 't', tostring(tokens), 'ts', NOW)
+redis.call('HSET', key, 't', tostring(tokens), 'ts', NOWS)
 -- The bucket is full again after burst / rate minutes: then it may as well not exist.
 redis.call('PEXPIRE', key, math.ceil(burst * 60000 / rate) + 1000)
 return {allowed, math.floor(tokens), wait}

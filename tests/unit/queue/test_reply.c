@@ -63,8 +63,19 @@ static void test_errors_translate_to_statuses(void **state)
     assert_int_equal(queue__reply_check(e, &err), GF_EUNAVAIL);
     assert_non_null(strstr(err.msg, "OOM"));
     freeReplyObject(e);
-    e = r_str_t(REDIS_REPLY_ERROR, "NOSCRIPT No matching script");
-    assert_true(queue__reply_is_noscript(e));
+    e = r_str_t(REDIS_REPLY_ERROR, "ERR Function not found");
+    assert_true(queue__reply_needs_load(e));
+    assert_false(queue__reply_loaded(e));
+    freeReplyObject(e);
+    e = r_str_t(REDIS_REPLY_ERROR, "ERR Library 'farm_0123' already exists");
+    assert_true(queue__reply_loaded(e));
+    assert_false(queue__reply_needs_load(e));
+    freeReplyObject(e);
+    e = r_str_t(REDIS_REPLY_STRING, "farm_0123");
+    assert_true(queue__reply_loaded(e));
+    freeReplyObject(e);
+    e = r_str_t(REDIS_REPLY_ERROR, "ERR Error compiling function: user_function:1: syntax error");
+    assert_false(queue__reply_loaded(e));
     freeReplyObject(e);
 }
 

@@ -1,7 +1,7 @@
 /*
  * tests/unit/queue/test_script.c - queue/script.c: FARM_QUEUE_TIERS and
- * FARM_QUEUE_NAME validation, the settings compiled into the scripts, and the
- * argv of a script call.
+ * FARM_QUEUE_NAME validation, the function library with the settings compiled
+ * in, and the argv of a call.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -58,24 +58,34 @@ static void test_script_argv_layout(void **state)
     queue__conf_t c;
     assert_int_equal(queue__conf_init(&c, cfg, NULL), 0);
     queue__cmd_t cmd;
-    queue__cmd_script(&cmd, &c, QS_CANCEL, 0);
+    queue__cmd_script(&cmd, &c, QS_CANCEL);
     queue__cmd_str(&cmd, "gen-1");
-    /* No SHA yet: EVAL with this config's source, 1 key (the tag), then the op's own. */
-    assert_string_equal(cmd.argv[0], "EVAL");
-    assert_ptr_equal(cmd.argv[1], c.src[QS_CANCEL]);
+    /* FCALL this library's function, 1 key (the tag), then the op's own arguments. */
+    assert_string_equal(cmd.argv[0], "FCALL");
+    assert_string_equal(cmd.argv[1], c.fname[QS_CANCEL]);
     assert_string_equal(cmd.argv[2], "1");
     assert_string_equal(cmd.argv[3], "{farm}");
     assert_string_equal(cmd.argv[4], "gen-1");
     assert_int_equal(cmd.argc, 5);
-    /* The settings are compiled into the text, ahead of the script itself. */
-    assert_non_null(strstr(c.src[QS_CANCEL], "= 30000, 3, 1000, 60000, 5"));
-    assert_non_null(strstr(c.src[QS_CANCEL], "{name = 'pro', weight = 4, cap = 10}"));
-    assert_non_null(strstr(c.src[QS_CANCEL], queue__script_src[QS_CANCEL]));
-    memcpy(c.sha[QS_CANCEL], "0123456789012345678901234567890123456789", 41);
-    c.have_sha = 1;
-    queue__cmd_script(&cmd, &c, QS_CANCEL, 0);
-    assert_string_equal(cmd.argv[0], "EVALSHA");
-    assert_int_equal(cmd.len[1], 40);
+    /* The library is named for its text and registers every operation under that name. */
+    assert_int_equal(strncmp(c.lib, "#!lua name=", 11), 0);
+    assert_int_equal(strncmp(c.lib + 11, c.lib_name, strlen(c.lib_name)), 0);
+    char reg[128];
+    snprintf(reg, sizeof(reg), "redis.register_function('%s_cancel',", c.lib_name);
+    assert_non_null(strstr(c.lib, reg));
+    assert_non_null(strstr(c.lib, queue__lua_body[QS_CANCEL]));
+    assert_non_null(strstr(c.lib, queue__lua_common));
+    /* The settings are compiled into the text. */
+    assert_non_null(strstr(c.lib, "= 30000, 3, 1000, 60000, 5"));
+    assert_non_null(strstr(c.lib, "{name = 'pro', weight = 4, cap = 10}"));
+    /* Other settings are another library, with other function names. */
+    gf_config_t *cfg2 = cfg_with("pro:4:11,free:1:3", "farm");
+    queue__conf_t c2;
+    assert_int_equal(queue__conf_init(&c2, cfg2, NULL), 0);
+    assert_string_not_equal(c.lib_name, c2.lib_name);
+    assert_string_not_equal(c.fname[QS_CANCEL], c2.fname[QS_CANCEL]);
+    queue__conf_dispose(&c2);
+    gf_cfg_free(cfg2);
     queue__conf_dispose(&c);
     gf_cfg_free(cfg);
 }

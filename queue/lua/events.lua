@@ -1,0 +1,12 @@
+-- events: ARGV[B+1] generation id, [B+2] after id, [B+3] max.
+-- Returns up to max events of the generation with ids after+1, after+2, …,
+-- each as "type\nts\ndata" (the job hash's fields '1', '2', …); {} when
+-- there are none (or the generation is unknown).
+local g, after, max = ARGV[B + 1], tonumber(ARGV[B + 2]), tonumber(ARGV[B + 3])
+local jk = jkey(g)
+local n = tonumber(redis.call('HGET', jk, 'n')) or 0
+local last = math.min(n, after + max)
+if last <= after then return {} end
+local ids = {}
+for i = after + 1, last do ids[#ids + 1] = tostring(i) end
+return redis.call('HMGET', jk, unpack(ids))
