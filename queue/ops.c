@@ -97,30 +97,31 @@ static int op_issue(queue__op_t *op)
     return 0;
 }
 
-int queue__op_send(queue_t *q, queue__cmd_t *cmd, uint64_t timeout_ms, queue__op_handler handle,
-                   void *cb, void *data, queue__op_t **out)
+int queue__op_send_argv(queue_t *q, queue__script script, int argc, const char **argv,
+                        const size_t *len, uint64_t timeout_ms, queue__op_handler handle, void *cb,
+                        void *data, queue__op_t **out)
 {
     if (q->closing || !q->cmd.ready || q->cmd.ac == NULL)
         return GF_EUNAVAIL;
-    /* One allocation: the op, then argv and lengths, then the argument bytes. */
+    /* One allocation for argv and lengths, then the argument bytes. */
     size_t bytes = 0;
-    for (int i = 0; i < cmd->argc; i++)
-        bytes += cmd->len[i] + 1;
-    size_t head = sizeof(const char *) * (size_t)cmd->argc + sizeof(size_t) * (size_t)cmd->argc;
+    for (int i = 0; i < argc; i++)
+        bytes += len[i] + 1;
+    size_t head = sizeof(const char *) * (size_t)argc + sizeof(size_t) * (size_t)argc;
     queue__op_t *op = gf_xcalloc(1, sizeof(*op));
     char *blob = gf_xmalloc(head + bytes);
     op->argv = (const char **)blob;
-    op->len = (size_t *)(blob + sizeof(const char *) * (size_t)cmd->argc);
+    op->len = (size_t *)(blob + sizeof(const char *) * (size_t)argc);
     char *p = blob + head;
-    for (int i = 0; i < cmd->argc; i++) {
-        memcpy(p, cmd->argv[i], cmd->len[i]);
-        p[cmd->len[i]] = '\0';
+    for (int i = 0; i < argc; i++) {
+        memcpy(p, argv[i], len[i]);
+        p[len[i]] = '\0';
         op->argv[i] = p;
-        op->len[i] = cmd->len[i];
-        p += cmd->len[i] + 1;
+        op->len[i] = len[i];
+        p += len[i] + 1;
     }
-    op->argc = cmd->argc;
-    op->script = cmd->script;
+    op->argc = argc;
+    op->script = script;
     op->q = q;
     op->handle = handle;
     op->cb = cb;
@@ -137,6 +138,13 @@ int queue__op_send(queue_t *q, queue__cmd_t *cmd, uint64_t timeout_ms, queue__op
     if (out)
         *out = op;
     return 0;
+}
+
+int queue__op_send(queue_t *q, queue__cmd_t *cmd, uint64_t timeout_ms, queue__op_handler handle,
+                   void *cb, void *data, queue__op_t **out)
+{
+    return queue__op_send_argv(q, cmd->script, cmd->argc, cmd->argv, cmd->len, timeout_ms, handle,
+                               cb, data, out);
 }
 
 /* --- handlers ------------------------------------------------------------- */
@@ -165,9 +173,7 @@ static void handle_result(queue__op_t *op, result_parser parse, int status, redi
         handle_result(op, parser, status, r, err);                                                 \
     }
 
-RESULT_HANDLER(handle_enqueue, queue__parse_enqueue)
 RESULT_HANDLER(handle_heartbeat, queue__parse_heartbeat)
-RESULT_HANDLER(handle_finish, queue__parse_finish)
 RESULT_HANDLER(handle_cancel, queue__parse_cancel)
 RESULT_HANDLER(handle_event, queue__parse_event)
 RESULT_HANDLER(handle_position, queue__parse_position)
@@ -223,7 +229,7 @@ int queue_enqueue(queue_t *q, const queue_enqueue_req_t *req, queue_result_cb cb
     queue__cmd_t cmd;
     if (queue__cmd_enqueue(&cmd, &q->conf, req, NULL) < 0)
         return GF_EINVAL;
-    return queue__op_send(q, &cmd, op_timeout(q), handle_enqueue, (void *)cb, data, NULL);
+    return queue__batch_add(q, QUEUE_BATCH_ENQUEUE, &cmd, cb, data);
 }
 
 int queue_claim(queue_t *q, const char *worker_id, int max, queue_claim_cb cb, void *data)
@@ -252,13 +258,8 @@ int queue_finish(queue_t *q, const char *gen_id, uint64_t token, queue_outcome_t
                  const char *detail, queue_result_cb cb, void *data)
 {
     queue__cmd_t cmd;
-    queue__cmd_script(&cmd, &q->conf, QS_FINISH);
-    queue__cmd_str(&cmd, gen_id);
-    queue__cmd_int(&cmd, (long long)token);
-    queue__cmd_str(&cmd, queue__outcome_name(outcome));
-    queue__cmd_str(&cmd, detail ? detail : (outcome == QUEUE_DONE ? "{}" : "failed"));
-    queue__cmd_jitter(&cmd);
-    return queue__op_send(q, &cmd, op_timeout(q), handle_finish, (void *)cb, data, NULL);
+    queue__cmd_finish(&cmd, &q->conf, gen_id, token, outcome, detail);
+    return queue__batch_add(q, QUEUE_BATCH_FINISH, &cmd, cb, data);
 }
 
 int queue_cancel(queue_t *q, const char *gen_id, queue_result_cb cb, void *data)

@@ -34,6 +34,7 @@ extern const char *const queue__script_name[QS__COUNT];
 #define QUEUE_TIERS_MAX 8
 /* FCALL name 1 tag, then the operation's own arguments. */
 #define QUEUE_ARGV_MAX 16
+#define QUEUE_CMD_HEAD 4
 
 /*
  * What every call needs, computed once from the config: the hash tag, the
@@ -106,6 +107,8 @@ int queue__parse_count(const redisReply *r, gf_err_t *err);
 /* Builds the command of each operation (shared by the two clients). */
 int queue__cmd_enqueue(queue__cmd_t *cmd, const queue__conf_t *c, const queue_enqueue_req_t *req,
                        gf_err_t *err);
+void queue__cmd_finish(queue__cmd_t *cmd, const queue__conf_t *c, const char *gen_id,
+                       uint64_t token, queue_outcome_t outcome, const char *detail);
 void queue__cmd_gen_events(queue__cmd_t *cmd, const queue__conf_t *c, const char *gen_id,
                            uint64_t after_id, int max, char *keybuf, size_t keylen);
 void queue__cmd_user_events(queue__cmd_t *cmd, const queue__conf_t *c, const char *user_id,
@@ -147,6 +150,23 @@ struct queue__conn {
 
 #define QUEUE_WATCH_BUCKETS 1024
 
+/* batch.c: the enqueues or finishes of one loop iteration, sent as one call. */
+#define QUEUE_BATCH_MAX   64 /* calls per FCALL */
+#define QUEUE_BATCH_ARITY 5  /* arguments per call (enqueue and finish both take 5) */
+typedef int (*queue__result_parser)(const redisReply *r, queue_result_t *res, gf_err_t *err);
+typedef struct {
+    queue__script script;
+    queue__result_parser parse;
+    int n;
+    struct {
+        queue_result_cb cb;
+        void *data;
+    } items[QUEUE_BATCH_MAX];
+    size_t off[QUEUE_BATCH_MAX * QUEUE_BATCH_ARITY], len[QUEUE_BATCH_MAX * QUEUE_BATCH_ARITY];
+    gf_buf_t args; /* the arguments' bytes, each NUL-terminated, at off[] */
+} queue__batch_t;
+enum { QUEUE_BATCH_ENQUEUE, QUEUE_BATCH_FINISH, QUEUE_BATCH__COUNT };
+
 struct queue {
     uv_loop_t *loop;
     const gf_config_t *cfg;
@@ -163,6 +183,9 @@ struct queue {
     queue_cancel_cb cancel_cb;
     void *cancel_data;
     char channel[96];
+    queue__batch_t batch[QUEUE_BATCH__COUNT];
+    uv_prepare_t flusher; /* sends the batches when the loop iteration ends */
+    int flusher_closed;
 };
 
 /* redis.c */
@@ -170,6 +193,16 @@ void queue__conn_init(queue_t *q, queue__conn_t *c, const char *name, int subscr
 void queue__conn_start(queue__conn_t *c);
 void queue__conn_close(queue__conn_t *c);
 int queue__conn_closed(const queue__conn_t *c);
+/* Frees the queue once everything it owns is closed (after queue_close). */
+void queue__maybe_closed(queue_t *q);
+
+/* batch.c */
+void queue__batch_init(queue_t *q);
+/* Adds one call (the operation's arguments of `cmd`, after its head); 0 or GF_EUNAVAIL. */
+int queue__batch_add(queue_t *q, int which, const queue__cmd_t *cmd, queue_result_cb cb,
+                     void *data);
+/* Fails what is not sent yet with GF_ECANCELED and closes the flusher. */
+void queue__batch_close(queue_t *q);
 
 /* ops.c: sends a command with a timeout; `handle` runs exactly once (r NULL when status < 0). */
 typedef struct queue__op queue__op_t;
@@ -191,6 +224,9 @@ struct queue__op {
 };
 int queue__op_send(queue_t *q, queue__cmd_t *cmd, uint64_t timeout_ms, queue__op_handler handle,
                    void *cb, void *data, queue__op_t **out);
+int queue__op_send_argv(queue_t *q, queue__script script, int argc, const char **argv,
+                        const size_t *len, uint64_t timeout_ms, queue__op_handler handle, void *cb,
+                        void *data, queue__op_t **out);
 
 /* watch.c: the pub/sub side. */
 void queue__sub_on_ready(queue_t *q);

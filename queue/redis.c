@@ -30,7 +30,6 @@
 static const gf_log_ctx log_ctx = {.component = "queue"};
 
 static void conn_connect(queue__conn_t *c);
-static void queue_maybe_closed(queue_t *q);
 
 static int port_of(const queue_t *q)
 {
@@ -86,7 +85,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
         c->down_logged = 1;
         c->ac = NULL; /* hiredis frees the context after this callback */
         schedule_reconnect(c);
-        queue_maybe_closed(c->q);
+        queue__maybe_closed(c->q);
         return;
     }
     uv_timer_stop(&c->reconnect);
@@ -109,7 +108,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
                status == REDIS_OK ? "" : ": ", status == REDIS_OK ? "" : ac->errstr);
         schedule_reconnect(c);
     }
-    queue_maybe_closed(c->q);
+    queue__maybe_closed(c->q);
 }
 
 static void setup_done(queue__conn_t *c)
@@ -246,7 +245,7 @@ static void on_reconnect_closed(uv_handle_t *h)
 {
     queue__conn_t *c = h->data;
     c->timer_open = 0;
-    queue_maybe_closed(c->q);
+    queue__maybe_closed(c->q);
 }
 
 void queue__conn_close(queue__conn_t *c)
@@ -293,6 +292,7 @@ queue_t *queue_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)
     snprintf(q->channel, sizeof(q->channel), "%s:ev", q->conf.tag);
     queue__conn_init(q, &q->cmd, "commands", 0);
     queue__conn_init(q, &q->sub, "events", 1);
+    queue__batch_init(q);
     queue__conn_start(&q->cmd);
     return q;
 }
@@ -302,9 +302,10 @@ int queue_is_connected(const queue_t *q)
     return q->cmd.ready;
 }
 
-static void queue_maybe_closed(queue_t *q)
+void queue__maybe_closed(queue_t *q)
 {
-    if (!q->closing || !queue__conn_closed(&q->cmd) || !queue__conn_closed(&q->sub))
+    if (!q->closing || !q->flusher_closed || !queue__conn_closed(&q->cmd) ||
+        !queue__conn_closed(&q->sub))
         return;
     queue_closed_cb cb = q->closed_cb;
     void *data = q->closed_data;
@@ -323,7 +324,8 @@ void queue_close(queue_t *q, queue_closed_cb cb, void *data)
     q->closed_cb = cb;
     q->closed_data = data;
     queue__watches_cancel_all(q);
+    queue__batch_close(q);
     queue__conn_close(&q->cmd);
     queue__conn_close(&q->sub);
-    queue_maybe_closed(q);
+    queue__maybe_closed(q);
 }

@@ -93,9 +93,13 @@ static int fenced(const redisReply *r, queue_result_t *res, const char *what, gf
 int queue__parse_enqueue(const redisReply *r, queue_result_t *res, gf_err_t *err)
 {
     memset(res, 0, sizeof(*res));
-    if (!is_arr(r, 3))
+    if (!is_arr(r, 2))
         return BAD_REPLY(err, "enqueue");
     long long code = num(r->element[0]);
+    if (code == -9 && r->element[1]->type == REDIS_REPLY_STRING) /* {-9, 'EINVAL …'} */
+        return gf_err_set(err, GF_EINVAL, "queue", "%s", r->element[1]->str);
+    if (r->elements < 3)
+        return BAD_REPLY(err, "enqueue");
     if (code == -1) {
         res->limit = num(r->element[2]);
         return gf_err_setd(err, GF_ETOOBIG, "queue", res->limit,

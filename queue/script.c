@@ -104,11 +104,16 @@ int queue__conf_init(queue__conf_t *c, const gf_config_t *cfg, gf_err_t *err)
     gf_buf_t lib = {0};
     gf_buf_printf(&lib, "#!lua name=%s\n", c->lib_name);
     gf_buf_append(&lib, pre.p, pre.len);
+    /* Each operation is a function made once, at load; the registered entry
+     * point adds what every call does first (begin) and last (done). */
     for (int s = 0; s < QS__COUNT; s++)
-        gf_buf_printf(&lib,
-                      "\nredis.register_function('%s_%s', function(KEYS, ARGV)\n"
-                      "begin(KEYS)\n%s\nend)\n",
-                      c->lib_name, queue__script_name[s], queue__lua_body[s]);
+        gf_buf_printf(
+            &lib,
+            "\nlocal function op_%s(ARGV)\n%s\nend\n"
+            "redis.register_function('%s_%s', function(KEYS, ARGV)\n"
+            "    begin(KEYS)\n    local r = op_%s(ARGV)\n    done()\n    return r\nend)\n",
+            queue__script_name[s], queue__lua_body[s], c->lib_name, queue__script_name[s],
+            queue__script_name[s]);
     c->lib = lib.p;
     for (int s = 0; s < QS__COUNT; s++)
         snprintf(c->fname[s], sizeof(c->fname[s]), "%s_%s", c->lib_name, queue__script_name[s]);
@@ -203,6 +208,17 @@ int queue__cmd_enqueue(queue__cmd_t *cmd, const queue__conf_t *c, const queue_en
     queue__cmd_str(cmd, req->payload ? req->payload : "{}");
     queue__cmd_int(cmd, req->deadline_ms);
     return 0;
+}
+
+void queue__cmd_finish(queue__cmd_t *cmd, const queue__conf_t *c, const char *gen_id,
+                       uint64_t token, queue_outcome_t outcome, const char *detail)
+{
+    queue__cmd_script(cmd, c, QS_FINISH);
+    queue__cmd_str(cmd, gen_id);
+    queue__cmd_int(cmd, (long long)token);
+    queue__cmd_str(cmd, queue__outcome_name(outcome));
+    queue__cmd_str(cmd, detail ? detail : (outcome == QUEUE_DONE ? "{}" : "failed"));
+    queue__cmd_jitter(cmd);
 }
 
 void queue__cmd_gen_events(queue__cmd_t *cmd, const queue__conf_t *c, const char *gen_id,

@@ -178,13 +178,29 @@ static int call_result(queue_sync_t *qs, queue__cmd_t *cmd, result_parser parse,
     return rc;
 }
 
+/* enqueue and finish answer a list, one answer per call; this client sends one. */
+static const redisReply *first(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_ARRAY && r->elements == 1 ? r->element[0] : NULL;
+}
+
+static int parse_first_enqueue(const redisReply *r, queue_result_t *res, gf_err_t *err)
+{
+    return queue__parse_enqueue(first(r), res, err);
+}
+
+static int parse_first_finish(const redisReply *r, queue_result_t *res, gf_err_t *err)
+{
+    return queue__parse_finish(first(r), res, err);
+}
+
 int queue_sync_enqueue(queue_sync_t *qs, const queue_enqueue_req_t *req, queue_result_t *res,
                        gf_err_t *err)
 {
     queue__cmd_t cmd;
     if (queue__cmd_enqueue(&cmd, &qs->conf, req, err) < 0)
         return GF_EINVAL;
-    return call_result(qs, &cmd, queue__parse_enqueue, res, err);
+    return call_result(qs, &cmd, parse_first_enqueue, res, err);
 }
 
 int queue_sync_claim(queue_sync_t *qs, const char *worker_id, int max, queue_claim_t *out,
@@ -222,13 +238,8 @@ int queue_sync_finish(queue_sync_t *qs, const char *gen_id, uint64_t token, queu
                       const char *detail, queue_result_t *res, gf_err_t *err)
 {
     queue__cmd_t cmd;
-    queue__cmd_script(&cmd, &qs->conf, QS_FINISH);
-    queue__cmd_str(&cmd, gen_id);
-    queue__cmd_int(&cmd, (long long)token);
-    queue__cmd_str(&cmd, queue__outcome_name(outcome));
-    queue__cmd_str(&cmd, detail ? detail : (outcome == QUEUE_DONE ? "{}" : "failed"));
-    queue__cmd_jitter(&cmd);
-    return call_result(qs, &cmd, queue__parse_finish, res, err);
+    queue__cmd_finish(&cmd, &qs->conf, gen_id, token, outcome, detail);
+    return call_result(qs, &cmd, parse_first_finish, res, err);
 }
 
 int queue_sync_cancel(queue_sync_t *qs, const char *gen_id, queue_result_t *res, gf_err_t *err)

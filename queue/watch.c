@@ -201,7 +201,8 @@ static void notify(queue_t *q, int is_user, const char *key, uint64_t n)
             watch_read(w);
 }
 
-void queue__sub_on_message(queue_t *q, const char *msg, size_t len)
+/* One notification: "e <gen> <n> <user> <stream id>" or "c <gen>". */
+static void on_line(queue_t *q, const char *msg, size_t len)
 {
     char buf[512], gen[160], user[160], sid[64];
     unsigned long long n = 0;
@@ -214,6 +215,20 @@ void queue__sub_on_message(queue_t *q, const char *msg, size_t len)
         notify(q, 1, user, 0);
     } else if (sscanf(buf, "c %159s", gen) == 1 && q->cancel_cb) {
         q->cancel_cb(q, gen, q->cancel_data);
+    }
+}
+
+/* A message holds one notification per line: a call's events go out together. */
+void queue__sub_on_message(queue_t *q, const char *msg, size_t len)
+{
+    while (len > 0) {
+        const char *nl = memchr(msg, '\n', len);
+        size_t n = nl ? (size_t)(nl - msg) : len;
+        on_line(q, msg, n);
+        if (nl == NULL)
+            break;
+        len -= n + 1;
+        msg = nl + 1;
     }
 }
 

@@ -18,7 +18,7 @@ elseif s == 'delayed' then
     redis.call('ZREM', P .. 'delayed', g)
 elseif s == 'running' then
     redis.call('HSET', jk, 'cx', '1')
-    redis.call('PUBLISH', P .. 'ev', 'c ' .. g)
+    PUBS[#PUBS + 1] = 'c ' .. g
     return {1, 'canceling'}
 else
     return {0, s}

@@ -8,16 +8,18 @@
 -- to the front of their user queues; then ready jobs, tier by smooth weighted
 -- round robin and user by round robin within the tier.
 local want, wid = tonumber(ARGV[B + 1]), ARGV[B + 2]
-local jobs, expired = {}, {}
+local jobs, expired, leases = {}, {}, {}
 local lk = P .. 'leases'
 local until_ms = NOW + LEASE_MS
 local until_s = tostring(until_ms)
 
--- Leases job g (its fields f: u, t, p, dl, tok, att) to this worker.
+-- Leases job g (its fields f: u, t, p, dl, tok, att) to this worker; the
+-- lease itself goes into the leases zset with the others at the end.
 local function lease(g, f)
-    local tok, att = tonumber(f[5]) + 1, tonumber(f[6]) + 1
+    local tok, att = (tonumber(f[5]) or 0) + 1, (tonumber(f[6]) or 0) + 1
     redis.call('HSET', jkey(g), 's', 'running', 'w', wid, 'tok', tostring(tok), 'att', tostring(att))
-    redis.call('ZADD', lk, until_s, g)
+    leases[#leases + 1] = until_s
+    leases[#leases + 1] = g
     jobs[#jobs + 1] = {g, f[1], f[2], f[3], tok, att, tonumber(f[4]), until_ms}
 end
 
@@ -46,7 +48,7 @@ for _, g in ipairs(redis.call('ZRANGEBYSCORE', dk, '-inf', NOWS, 'LIMIT', 0, 256
     local jk = jkey(g)
     local f = redis.call('HMGET', jk, 'u', 't')
     redis.call('HSET', jk, 's', 'queued')
-    ready_push(g, f[1], f[2], true)
+    ready_again(g, f[1], f[2])
 end
 
 -- 3. Ready jobs. The weighted round robin state (nginx's smooth WRR) lives in
@@ -83,7 +85,7 @@ if #jobs < want then
         popped[best] = (popped[best] or 0) + 1
         local f = redis.call('HMGET', jkey(g), 'u', 't', 'p', 'dl', 'tok', 'att', 'n')
         local dl = tonumber(f[4])
-        if dl > 0 and dl <= NOW and f[6] == '0' then
+        if dl > 0 and dl <= NOW and (tonumber(f[6]) or 0) == 0 then
             terminal(g, u, tonumber(f[7]), 'expired', cjson.encode({deadline_ms = dl}))
             expired[#expired + 1] = {g, u}
         else
@@ -99,6 +101,9 @@ if #jobs < want then
     redis.call('HSET', wk, unpack(flat))
 end
 
+for i = 1, #leases, 512 do
+    redis.call('ZADD', lk, unpack(leases, i, math.min(i + 511, #leases)))
+end
 redis.call('ZADD', P .. 'workers', NOWS, wid)
 -- Dead letters past their retention leave the index here too (their job
 -- hashes expire by themselves), so the index never outgrows the retention.

@@ -11,8 +11,10 @@
 --   (load-time code may only define things: Redis runs it without even the
 --   standard library, so the settings come as literals)
 --   this file
---   each operation's file as    redis.register_function('<lib>_<op>',
---                                   function(KEYS, ARGV) begin(KEYS) ... end)
+--   each operation's file as    local function op_<op>(ARGV) ... end
+--   and its entry point          redis.register_function('<lib>_<op>',
+--                                   function(KEYS, ARGV) begin(KEYS)
+--                                   local r = op_<op>(ARGV) done() return r end)
 --
 -- Everything here runs once, when the library is loaded; a call only runs its
 -- operation's body. A process's settings are part of the text, so a different
@@ -28,7 +30,11 @@
 -- turns every number argument of redis.call into text with sprintf, which
 -- cost Redis more than some of the commands themselves.
 local B = 0
-local P, NOW, NOWS -- set by begin() at the start of every call
+-- Set by begin() at the start of every call: the key prefix, the time, and
+-- what the call sends once at its end (done()): the event notifications,
+-- joined into one PUBLISH, and the per-minute outcome counts; and the users
+-- whose event stream's expiry this call already moved.
+local P, NOW, NOWS, PUBS, DONE, FAILED, TOUCHED
 
 local function begin(keys)
     P = keys[1] .. ':'
@@ -36,19 +42,34 @@ local function begin(keys)
     -- Milliseconds: seconds, then the first three digits of the microseconds.
     NOWS = t[1] .. string.sub(tostring(1000000 + tonumber(t[2])), 2, 4)
     NOW = tonumber(NOWS)
+    PUBS, DONE, FAILED, TOUCHED = {}, 0, 0, {}
+end
+
+-- Per-minute outcome counters live in one hash, so the number of keys stays
+-- fixed; fields older than an hour are dropped as new minutes start.
+local function stat_add(kind, k)
+    local m = math.floor(NOW / 60000)
+    if redis.call('HINCRBY', P .. 'stats', kind .. ':' .. m, k) == k then
+        redis.call('HDEL', P .. 'stats', kind .. ':' .. (m - 61))
+    end
+end
+
+local function done()
+    if #PUBS > 0 then redis.call('PUBLISH', P .. 'ev', table.concat(PUBS, '\n')) end
+    if DONE > 0 then stat_add('d', DONE) end
+    if FAILED > 0 then stat_add('f', FAILED) end
 end
 
 local function jkey(g) return P .. 'j:' .. g end       -- job hash (and its events)
 local function ukey(u) return P .. 'ue:' .. u end      -- user events (stream)
-local function akey(u) return P .. 'a:' .. u end       -- user's active generations (set)
 local function rkey(t) return P .. 't:' .. t .. ':ring' end          -- users with ready jobs
 local function qkey(t, u) return P .. 't:' .. t .. ':u:' .. u end    -- user's ready jobs (list)
 
 -- Appends event `n` (the job's event count + 1, which the caller read) to the
 -- job hash - field 'n' is the count, field '<n>' the event - in the same HSET
 -- as the caller's own fields (`...`), then to the user's capped stream, and
--- tells the subscribers. A terminal event restarts the user stream's idle
--- expiry; the caller sets the job hash's own expiry.
+-- queues the notification for done(). A terminal event restarts the user
+-- stream's idle expiry; the caller sets the job hash's own expiry.
 local function ev_append(g, u, n, typ, data, terminal, ...)
     local ns = tostring(n)
     redis.call('HSET', jkey(g), 'n', ns, ns, typ .. '\n' .. NOWS .. '\n' .. data, ...)
@@ -63,28 +84,29 @@ local function ev_append(g, u, n, typ, data, terminal, ...)
         sid = redis.call('XADD', uk, 'MAXLEN', '~', USER_MAXLEN_S, '*',
             'g', g, 'n', ns, 't', typ, 'ts', NOWS, 'd', data)
     end
-    if terminal then redis.call('PEXPIRE', uk, USER_AGE_MS_S) end
-    redis.call('PUBLISH', P .. 'ev', 'e ' .. g .. ' ' .. ns .. ' ' .. u .. ' ' .. sid)
+    if terminal and not TOUCHED[u] then
+        redis.call('PEXPIRE', uk, USER_AGE_MS_S)
+        TOUCHED[u] = true
+    end
+    PUBS[#PUBS + 1] = 'e ' .. g .. ' ' .. ns .. ' ' .. u .. ' ' .. sid
     return n
 end
 
--- Per-minute outcome counters live in one hash, so the number of keys stays
--- fixed; fields older than an hour are dropped as new minutes start.
-local function stat_bump(kind)
-    local m = math.floor(NOW / 60000)
-    if redis.call('HINCRBY', P .. 'stats', kind .. ':' .. m, 1) == 1 then
-        redis.call('HDEL', P .. 'stats', kind .. ':' .. (m - 61))
-    end
+-- The user's count of active (queued, delayed, running) generations, in one
+-- hash for all users; a user with none has no field.
+local function active_add(u, k)
+    local n = redis.call('HINCRBY', P .. 'act', u, k)
+    if n <= 0 then redis.call('HDEL', P .. 'act', u) end
+    return n
 end
 
--- Makes a generation ready: at the back of its user's queue, or at the front
--- (a retry, a re-drive: it was the user's oldest), and the user into the
--- tier's ring when the user had nothing ready. Returns the user's count.
-local function ready_push(g, u, tier, front)
-    local qk = qkey(tier, u)
-    local n = redis.call(front and 'LPUSH' or 'RPUSH', qk, g)
-    if n == 1 then redis.call('RPUSH', rkey(tier), u) end
-    return n, redis.call('HINCRBY', P .. 'depth', tier, 1)
+-- Makes a generation ready again (a retry, a re-drive): at the front of its
+-- user's queue, as it was the user's oldest, and the user into the tier's
+-- ring when the user had nothing ready. (enqueue does the same for new jobs,
+-- at the back.)
+local function ready_again(g, u, tier)
+    if redis.call('LPUSH', qkey(tier, u), g) == 1 then redis.call('RPUSH', rkey(tier), u) end
+    redis.call('HINCRBY', P .. 'depth', tier, 1)
 end
 
 -- Ready jobs per tier, kept by every push and pop (the 'depth' hash).
@@ -108,24 +130,12 @@ local function other_tiers(tier, ahead, d)
     return total
 end
 
--- The position of a job just pushed as its user's `mine`-th (0-based) ready
--- job, in O(1): each other user of the tier takes at most mine+1 turns first.
--- Exact for a user's first job (the usual case); an upper bound otherwise.
--- `depth` is the tier's depth including this job. position() (position.lua)
--- gives the exact count in O(users).
-local function position_fast(tier, mine, depth)
-    local others = redis.call('LLEN', rkey(tier)) - 1
-    local ahead = mine + math.min(depth - mine - 1, (mine + 1) * others)
-    if #TIERS == 1 then return ahead end
-    return other_tiers(tier, ahead, depths())
-end
-
 -- Ends a job for good (done, canceled, expired) whose event count is `n`: no
 -- longer active for its user's cap, kept RETENTION_MS so a repeated enqueue
 -- still reports it and its events can be read.
 local function terminal(g, u, n, state, data)
     local jk = jkey(g)
-    redis.call('SREM', akey(u), g)
+    active_add(u, -1)
     ev_append(g, u, n + 1, state, data, true, 's', state, 'fin', NOWS)
     redis.call('PEXPIRE', jk, RETENTION_MS_S)
 end
@@ -135,7 +145,7 @@ end
 local function dead_letter(g, u, n, reason)
     local jk = jkey(g)
     local dk = P .. 'dead'
-    redis.call('SREM', akey(u), g)
+    active_add(u, -1)
     ev_append(g, u, n + 1, 'failed', cjson.encode({reason = reason, dead_letter = true}), true,
         's', 'dead', 'r', reason, 'fin', NOWS)
     redis.call('PEXPIRE', jk, DEAD_RETENTION_MS_S)
@@ -148,7 +158,7 @@ local function dead_letter(g, u, n, reason)
             if popped[i] ~= g then redis.call('DEL', jkey(popped[i])) end
         end
     end
-    stat_bump('f')
+    FAILED = FAILED + 1
 end
 
 -- Jobs that will start before a ready job, in O(users of its tier + its

@@ -12,7 +12,7 @@ if action == 'list' then
     local out = {}
     for _, g in ipairs(redis.call('ZREVRANGE', dk, 0, tonumber(arg) - 1)) do
         local f = redis.call('HMGET', jkey(g), 'u', 't', 'r', 'att', 'fin')
-        if f[1] then out[#out + 1] = {g, f[1], f[2], f[3] or '', tonumber(f[4]), tonumber(f[5])} end
+        if f[1] then out[#out + 1] = {g, f[1], f[2], f[3] or '', tonumber(f[4]) or 0, tonumber(f[5]) or 0} end
     end
     return out
 end
@@ -28,8 +28,8 @@ for _, g in ipairs(ids) do
             n = n + 1
         elseif f[1] == 'dead' then
             redis.call('PERSIST', jk)
-            redis.call('SADD', akey(f[2]), g)
-            ready_push(g, f[2], f[3], true)
+            active_add(f[2], 1)
+            ready_again(g, f[2], f[3])
             ev_append(g, f[2], tonumber(f[4]) + 1, 'requeued', '{}', false,
                 's', 'queued', 'att', '0', 'rc', '0', 'cx', '0')
             n = n + 1

@@ -1,23 +1,49 @@
--- enqueue: ARGV[B+1] generation id, [B+2] user id, [B+3] tier, [B+4] payload,
--- [B+5] start deadline (unix ms, 0 for none).
--- Returns {1, 'queued', position} for a new job (position_fast: O(1)),
--- {0, state, position} when the generation is already known (idempotent:
--- nothing changes; the exact position), {-1, 'too_many_active', cap} when
--- the user already has `cap` active generations, or an error for a bad tier.
-local g, u, tier, payload, dl = ARGV[B + 1], ARGV[B + 2], ARGV[B + 3], ARGV[B + 4], ARGV[B + 5]
-local jk = jkey(g)
-local old = redis.call('HMGET', jk, 's', 'u', 't')
-if old[1] then
-    local pos = -1
-    if old[1] == 'queued' then pos = position(g, old[2], old[3]) end
-    return {0, old[1], pos}
+-- enqueue: ARGV is one or more jobs of 5 arguments each: generation id, user
+-- id, tier, payload, start deadline (unix ms, 0 for none). The async client
+-- sends the enqueues of one loop iteration together.
+-- Returns one answer per job, in order: {1, 'queued', position} for a new
+-- job (O(1)), {0, state, position} when the generation is
+-- already known (idempotent: nothing changes; the exact position),
+-- {-1, 'too_many_active', cap} when the user already has `cap` active
+-- generations, {-9, 'EINVAL …'} for an unknown tier.
+--
+-- The tiers' depths and ring lengths are read once per call and kept here as
+-- the jobs go in; the depths are written back once at the end.
+local out, d, ring, added = {}, nil, {}, {}
+for i = 0, #ARGV / 5 - 1 do
+    local a = B + i * 5
+    local g, u, tier, payload, dl = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
+    local jk = jkey(g)
+    local old = redis.call('HMGET', jk, 's', 'u', 't')
+    local t = TIER[tier]
+    if old[1] then
+        local pos = -1
+        if old[1] == 'queued' then pos = position(g, old[2], old[3]) end
+        out[i + 1] = {0, old[1], pos}
+    elseif not t then
+        out[i + 1] = {-9, 'EINVAL unknown tier ' .. tier}
+    elseif active_add(u, 1) > t.cap then
+        active_add(u, -1)
+        out[i + 1] = {-1, 'too_many_active', t.cap}
+    else
+        d = d or depths()
+        local rk = rkey(tier)
+        ring[tier] = ring[tier] or redis.call('LLEN', rk)
+        local mine = redis.call('RPUSH', qkey(tier, u), g) - 1
+        if mine == 0 then
+            redis.call('RPUSH', rk, u)
+            ring[tier] = ring[tier] + 1
+        end
+        d[tier] = d[tier] + 1
+        added[tier] = (added[tier] or 0) + 1
+        ev_append(g, u, 1, 'queued', '{}', false, 'u', u, 't', tier, 'p', payload,
+            's', 'queued', 'dl', dl, 'ct', NOWS)
+        -- Each other user in the ring takes at most mine+1 turns first: exact
+        -- for a user's first queued job (the usual case), an upper bound
+        -- otherwise; other tiers by their weight share.
+        local ahead = mine + math.min(d[tier] - mine - 1, (mine + 1) * (ring[tier] - 1))
+        out[i + 1] = {1, 'queued', other_tiers(tier, ahead, d)}
+    end
 end
-local t = TIER[tier]
-if not t then return redis.error_reply('EINVAL unknown tier ' .. tier) end
-local ak = akey(u)
-if redis.call('SCARD', ak) >= t.cap then return {-1, 'too_many_active', t.cap} end
-redis.call('SADD', ak, g)
-local mine, depth = ready_push(g, u, tier, false)
-ev_append(g, u, 1, 'queued', '{}', false, 'u', u, 't', tier, 'p', payload, 's', 'queued',
-    'tok', '0', 'att', '0', 'rc', '0', 'dl', dl, 'ct', NOWS)
-return {1, 'queued', position_fast(tier, mine - 1, depth)}
+for tier, k in pairs(added) do redis.call('HINCRBY', P .. 'depth', tier, k) end
+return out

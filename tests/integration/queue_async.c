@@ -3,8 +3,10 @@
  * the fixture's real Redis: the lifecycle through callbacks, the live wait
  * (one subscription, events in order without gaps), cancel of a running job
  * seen within 2 s through pub/sub, failing fast while Redis is down, and
- * reconnecting (watches resume) after it restarts. Each test closes the
- * queue and checks that the loop closes empty.
+ * reconnecting (watches resume) after it restarts, many calls of one loop
+ * iteration sent as one batch with their own answers, and a library lost to
+ * FUNCTION FLUSH loaded again. Each test closes the queue and checks that the
+ * loop closes empty.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -298,6 +300,118 @@ static void test_fails_fast_while_down_and_reconnects(void **state)
     queue_watch_stop(w);
 }
 
+/* Answers of many calls made in one loop iteration (they go to Redis as one batch). */
+typedef struct {
+    int n, status[80];
+    queue_result_t res[80];
+} many_t;
+
+static void on_many(queue_t *q, int status, const queue_result_t *res, void *data)
+{
+    many_t *m = data;
+    (void)q;
+    int i = m->n++;
+    m->status[i] = status;
+    m->res[i] = *res;
+}
+
+static long long fcalls(void)
+{
+    return qt_redis_stat("fcall");
+}
+
+static void test_calls_of_one_iteration_each_get_their_own_answer(void **state)
+{
+    fx_t *fx = *state;
+    /* 70 enqueues in one iteration (more than one batch holds): 66 for 66 users, a
+     * repeat of the first, one with an unknown tier, and the free tier's cap (3)
+     * exceeded by a user's 4th. Each answer must be its own call's, in order. */
+    static char gens[70][64];
+    char users[70][32];
+    many_t *m = calloc(1, sizeof(*m));
+    long long before = fcalls();
+    for (int i = 0; i < 70; i++) {
+        qt_id(gens[i], sizeof(gens[i]), "many");
+        snprintf(users[i], sizeof(users[i]), "many-u%d", i);
+    }
+    snprintf(gens[66], sizeof(gens[66]), "%s", gens[0]);
+    for (int i = 67; i < 70; i++)
+        snprintf(users[i], sizeof(users[i]), "many-capped");
+    for (int i = 0; i < 70; i++) {
+        queue_enqueue_req_t req = {.gen_id = gens[i],
+                                   .user_id = users[i],
+                                   .tier = i == 66 ? "pro" : "free",
+                                   .payload = "{}"};
+        if (i == 65)
+            req.tier = "gold";
+        assert_int_equal(queue_enqueue(fx->q, &req, on_many, m), 0);
+    }
+    /* The capped user's 4th job, in the same iteration. */
+    char extra[64];
+    queue_enqueue_req_t req = {
+        .gen_id = qt_id(extra, sizeof(extra), "many"), .user_id = "many-capped", .tier = "free"};
+    assert_int_equal(queue_enqueue(fx->q, &req, on_many, m), 0);
+    double end = ts_now() + 10;
+    while (m->n < 71 && ts_now() < end)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(m->n, 71);
+    for (int i = 0; i < 65; i++) {
+        assert_int_equal(m->status[i], 0);
+        assert_int_equal(m->res[i].created, 1);
+        assert_string_equal(m->res[i].state, "queued");
+    }
+    assert_int_equal(m->status[65], GF_EINVAL); /* unknown tier */
+    assert_int_equal(m->status[66], 0);         /* the repeat: known, nothing changed */
+    assert_int_equal(m->res[66].created, 0);
+    assert_string_equal(m->res[66].state, "queued");
+    for (int i = 67; i < 70; i++)
+        assert_int_equal(m->status[i], 0);
+    assert_int_equal(m->status[70], GF_ETOOBIG);
+    assert_int_equal(m->res[70].limit, 3);
+    /* 71 calls, 2 batches (64 + 7), not 71 commands. */
+    assert_int_equal(fcalls() - before, 2);
+
+    /* Finishes batch the same way, each with its own fencing check. */
+    queue_claim_t c;
+    gf_err_t err = {0};
+    assert_int_equal(queue_sync_claim(fx->qs, "wm", 80, &c, &err), 0);
+    assert_int_equal(c.n_jobs, 68);
+    memset(m, 0, sizeof(*m));
+    for (size_t i = 0; i < c.n_jobs; i++)
+        assert_int_equal(queue_finish(fx->q, c.jobs[i].gen_id, c.jobs[i].token + (i == 5),
+                                      QUEUE_DONE, NULL, on_many, m),
+                         0);
+    end = ts_now() + 10;
+    while (m->n < (int)c.n_jobs && ts_now() < end)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(m->n, (int)c.n_jobs);
+    for (size_t i = 0; i < c.n_jobs; i++) {
+        assert_int_equal(m->status[i], i == 5 ? GF_ECONFLICT : 0);
+        assert_string_equal(m->res[i].state, i == 5 ? "running" : "done");
+    }
+    queue_claim_dispose(&c);
+    free(m);
+}
+
+static void test_a_flushed_function_library_is_loaded_again(void **state)
+{
+    fx_t *fx = *state;
+    char gen[64];
+    qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "flush"), "uf", "pro");
+    /* An operator's FUNCTION FLUSH: both clients load the library again and the
+     * call that found it missing still runs, once. */
+    assert_int_equal(qt_redis_ok("FUNCTION FLUSH"), 1);
+    queue_result_t res;
+    gf_err_t err = {0};
+    assert_int_equal(queue_sync_position(fx->qs, gen, &res, &err), 0);
+    assert_string_equal(res.state, "queued");
+    assert_int_equal(qt_redis_ok("FUNCTION FLUSH"), 1);
+    assert_int_equal(wait_op(fx, queue_cancel(fx->q, gen, on_result, fx)), 0);
+    assert_string_equal(fx->res.state, "canceled");
+    assert_int_equal(queue_sync_position(fx->qs, gen, &res, &err), 0);
+    assert_string_equal(res.state, "canceled");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -306,6 +420,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel_of_running_job_reaches_holder_within_2s, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_fails_fast_while_down_and_reconnects, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_calls_of_one_iteration_each_get_their_own_answer,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_flushed_function_library_is_loaded_again, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

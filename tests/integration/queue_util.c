@@ -66,6 +66,38 @@ long long qt_redis_int(const char *cmd)
     return v;
 }
 
+int qt_redis_ok(const char *cmd)
+{
+    redisContext *c = raw();
+    if (c == NULL)
+        return 0;
+    redisReply *r = redisCommand(c, cmd);
+    int ok = r && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0;
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return ok;
+}
+
+long long qt_redis_stat(const char *command)
+{
+    redisContext *c = raw();
+    if (c == NULL)
+        return -1;
+    redisReply *r = redisCommand(c, "INFO commandstats");
+    long long v = -1;
+    char key[64];
+    snprintf(key, sizeof(key), "cmdstat_%s:calls=", command);
+    if (r && r->type == REDIS_REPLY_STRING) {
+        const char *p = strstr(r->str, key);
+        v = p ? strtoll(p + strlen(key), NULL, 10) : 0;
+    }
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return v;
+}
+
 void qt_flush(void)
 {
     redisContext *c = raw();

@@ -25,6 +25,12 @@ const char *qt_id(char *buf, size_t n, const char *prefix);
 /* A raw integer command against the fixture's Redis (DBSIZE...); -1 on error. */
 long long qt_redis_int(const char *cmd);
 
+/* A raw command that answers +OK (FUNCTION FLUSH...); 1 if it did. */
+int qt_redis_ok(const char *cmd);
+
+/* How many times Redis ran `command` (INFO commandstats), 0 if never, -1 on error. */
+long long qt_redis_stat(const char *command);
+
 /* Restarts the fixture's Redis (shutdown, start from its config, wait for PING). */
 void qt_redis_restart(void);
 

@@ -1,0 +1,152 @@
+/*
+ * queue/batch.c - the async client's enqueues and finishes made during one
+ * loop iteration go to Redis together, as one FCALL with one answer per call,
+ * when the iteration ends (a uv_prepare handle runs just before the loop
+ * waits for I/O). An api accepting many requests at once, or a worker ending
+ * many jobs, then costs Redis one call's fixed price per iteration instead of
+ * per job; a lone call goes out in the same iteration as before, so nothing
+ * waits for company.
+ *
+ * Invariants:
+ * - Every call added runs its callback exactly once: with its own answer,
+ *   with the batch's failure (connection lost, timeout), or with
+ *   GF_ECANCELED when the queue closes before the batch is sent.
+ * - A batch is moved out of the queue before any callback runs, so a callback
+ *   may add calls (they start the next batch) or close the queue.
+ */
+#include "queue_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* A batch on its way: the callbacks, in the order of the answers. */
+typedef struct {
+    queue__result_parser parse;
+    int n;
+    struct {
+        queue_result_cb cb;
+        void *data;
+    } items[QUEUE_BATCH_MAX];
+} sent_t;
+
+static sent_t *take(queue__batch_t *b)
+{
+    sent_t *s = gf_xmalloc(sizeof(*s));
+    s->parse = b->parse;
+    s->n = b->n;
+    memcpy(s->items, b->items, sizeof(b->items[0]) * (size_t)b->n);
+    b->n = 0;
+    b->args.len = 0;
+    return s;
+}
+
+static void fail_all(queue_t *q, sent_t *s, int status)
+{
+    for (int i = 0; i < s->n; i++) {
+        queue_result_t res = {0};
+        s->items[i].cb(q, status, &res, s->items[i].data);
+    }
+    free(s);
+}
+
+static void handle_batch(queue__op_t *op, int status, redisReply *r, gf_err_t *err)
+{
+    sent_t *s = op->data;
+    if (status == 0 && (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)s->n))
+        status = gf_err_set(err, GF_EUNAVAIL, "queue", "unexpected reply from redis to a batch");
+    if (status < 0) {
+        fail_all(op->q, s, status);
+        return;
+    }
+    for (int i = 0; i < s->n; i++) {
+        queue_result_t res = {0};
+        gf_err_t e = {0};
+        int st = s->parse(r->element[i], &res, &e);
+        s->items[i].cb(op->q, st, &res, s->items[i].data);
+    }
+    free(s);
+}
+
+static void flush(queue_t *q, queue__batch_t *b)
+{
+    if (b->n == 0)
+        return;
+    const char *argv[QUEUE_CMD_HEAD + QUEUE_BATCH_MAX * QUEUE_BATCH_ARITY];
+    size_t len[QUEUE_CMD_HEAD + QUEUE_BATCH_MAX * QUEUE_BATCH_ARITY];
+    queue__cmd_t head;
+    queue__cmd_script(&head, &q->conf, b->script);
+    for (int i = 0; i < QUEUE_CMD_HEAD; i++) {
+        argv[i] = head.argv[i];
+        len[i] = head.len[i];
+    }
+    int argc = QUEUE_CMD_HEAD + b->n * QUEUE_BATCH_ARITY;
+    for (int i = QUEUE_CMD_HEAD; i < argc; i++) {
+        argv[i] = b->args.p + b->off[i - QUEUE_CMD_HEAD];
+        len[i] = b->len[i - QUEUE_CMD_HEAD];
+    }
+    queue__script script = b->script;
+    sent_t *s = take(b);
+    /* The arguments are copied by op_send before take() could be reused. */
+    if (queue__op_send_argv(q, script, argc, argv, len, (uint64_t)q->conf.op_timeout_ms,
+                            handle_batch, NULL, s, NULL) < 0)
+        fail_all(q, s, q->closing ? GF_ECANCELED : GF_EUNAVAIL);
+}
+
+static void on_flush(uv_prepare_t *h)
+{
+    queue_t *q = h->data;
+    uv_prepare_stop(h);
+    for (int i = 0; i < QUEUE_BATCH__COUNT; i++)
+        flush(q, &q->batch[i]);
+}
+
+void queue__batch_init(queue_t *q)
+{
+    q->batch[QUEUE_BATCH_ENQUEUE].script = QS_ENQUEUE;
+    q->batch[QUEUE_BATCH_ENQUEUE].parse = queue__parse_enqueue;
+    q->batch[QUEUE_BATCH_FINISH].script = QS_FINISH;
+    q->batch[QUEUE_BATCH_FINISH].parse = queue__parse_finish;
+    uv_prepare_init(q->loop, &q->flusher);
+    q->flusher.data = q;
+    uv_unref((uv_handle_t *)&q->flusher);
+}
+
+int queue__batch_add(queue_t *q, int which, const queue__cmd_t *cmd, queue_result_cb cb, void *data)
+{
+    if (q->closing || !q->cmd.ready || q->cmd.ac == NULL)
+        return GF_EUNAVAIL;
+    queue__batch_t *b = &q->batch[which];
+    int base = b->n * QUEUE_BATCH_ARITY;
+    for (int i = 0; i < QUEUE_BATCH_ARITY; i++) {
+        const int a = QUEUE_CMD_HEAD + i;
+        b->off[base + i] = b->args.len;
+        b->len[base + i] = cmd->len[a];
+        gf_buf_append(&b->args, cmd->argv[a], cmd->len[a]);
+        gf_buf_append(&b->args, "", 1);
+    }
+    b->items[b->n].cb = cb;
+    b->items[b->n].data = data;
+    b->n++;
+    if (b->n == QUEUE_BATCH_MAX)
+        flush(q, b);
+    else if (!uv_is_active((uv_handle_t *)&q->flusher))
+        uv_prepare_start(&q->flusher, on_flush);
+    return 0;
+}
+
+static void on_flusher_closed(uv_handle_t *h)
+{
+    queue_t *q = h->data;
+    q->flusher_closed = 1;
+    for (int i = 0; i < QUEUE_BATCH__COUNT; i++)
+        gf_buf_dispose(&q->batch[i].args);
+    queue__maybe_closed(q);
+}
+
+void queue__batch_close(queue_t *q)
+{
+    for (int i = 0; i < QUEUE_BATCH__COUNT; i++)
+        if (q->batch[i].n > 0)
+            fail_all(q, take(&q->batch[i]), GF_ECANCELED);
+    uv_close((uv_handle_t *)&q->flusher, on_flusher_closed);
+}
