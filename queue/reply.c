@@ -324,7 +324,8 @@ int queue__parse_user_events(const redisReply *r, queue_events_t *out, gf_err_t 
         ev->gen_id = dup_str(field(kv, "g"));
         ev->id = (uint64_t)num(field(kv, "n"));
         ev->type = dup_str(field(kv, "t"));
-        ev->ts_ms = num(field(kv, "ts"));
+        /* A stream id is "<unix ms>-<seq>": the entry's time. */
+        ev->ts_ms = strtoll(ev->stream_id, NULL, 10);
         ev->data = dup_str(field(kv, "d"));
     }
     return 0;

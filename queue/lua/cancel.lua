@@ -6,9 +6,10 @@
 -- ended, {-2} for an unknown one.
 local g = ARGV[B + 1]
 local jk = jkey(g)
-local f = redis.call('HMGET', jk, 's', 'u', 't', 'n')
+local f = redis.call('HMGET', jk, 's', 'd', 'n')
 if not f[1] then return {-2} end
-local s, u, tier = f[1], f[2], f[3]
+local s = f[1]
+local u, tier = job_unpack(f[2])
 if s == 'queued' then
     local qk = qkey(tier, u)
     redis.call('LREM', qk, 1, g)
@@ -23,5 +24,5 @@ elseif s == 'running' then
 else
     return {0, s}
 end
-terminal(g, u, tonumber(f[4]), 'canceled', '{}')
+terminal(g, u, tonumber(f[3]), 'canceled', '{}')
 return {1, 'canceled'}

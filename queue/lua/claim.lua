@@ -13,31 +13,33 @@ local lk = P .. 'leases'
 local until_ms = NOW + LEASE_MS
 local until_s = tostring(until_ms)
 
--- Leases job g (its fields f: u, t, p, dl, tok, att) to this worker; the
--- lease itself goes into the leases zset with the others at the end.
-local function lease(g, f)
-    local tok, att = (tonumber(f[5]) or 0) + 1, (tonumber(f[6]) or 0) + 1
+-- Leases job g (its 'd' field unpacked, its token and attempts so far) to
+-- this worker; the lease itself goes into the leases zset with the others at
+-- the end.
+local function lease(g, u, tier, dl, payload, tok, att)
+    tok, att = (tonumber(tok) or 0) + 1, (tonumber(att) or 0) + 1
     redis.call('HSET', jkey(g), 's', 'running', 'w', wid, 'tok', tostring(tok), 'att', tostring(att))
     leases[#leases + 1] = until_s
     leases[#leases + 1] = g
-    jobs[#jobs + 1] = {g, f[1], f[2], f[3], tok, att, tonumber(f[4]), until_ms}
+    jobs[#jobs + 1] = {g, u, tier, payload, tok, att, dl, until_ms}
 end
 
 -- 1. Expired leases.
 for _, g in ipairs(redis.call('ZRANGEBYSCORE', lk, '-inf', NOWS, 'LIMIT', 0, want)) do
     local jk = jkey(g)
     local rc = redis.call('HINCRBY', jk, 'rc', 1)
-    local f = redis.call('HMGET', jk, 'u', 't', 'p', 'dl', 'tok', 'att', 'cx', 'n')
-    if f[7] == '1' then
+    local f = redis.call('HMGET', jk, 'd', 'tok', 'att', 'cx', 'n')
+    local u, tier, dl, payload = job_unpack(f[1])
+    if f[4] == '1' then
         -- Its holder died after a cancel: nothing left to run.
         redis.call('ZREM', lk, g)
-        terminal(g, f[1], tonumber(f[8]), 'canceled', '{}')
+        terminal(g, u, tonumber(f[5]), 'canceled', '{}')
     elseif rc > MAX_RECLAIMS then
         redis.call('ZREM', lk, g)
-        dead_letter(g, f[1], tonumber(f[8]),
+        dead_letter(g, u, tonumber(f[5]),
             'lease expired ' .. rc .. ' times without a heartbeat (poison job)')
     else
-        lease(g, f)
+        lease(g, u, tier, dl, payload, f[2], f[3])
     end
 end
 
@@ -46,9 +48,9 @@ local dk = P .. 'delayed'
 for _, g in ipairs(redis.call('ZRANGEBYSCORE', dk, '-inf', NOWS, 'LIMIT', 0, 256)) do
     redis.call('ZREM', dk, g)
     local jk = jkey(g)
-    local f = redis.call('HMGET', jk, 'u', 't')
+    local u, tier = job_unpack(redis.call('HGET', jk, 'd'))
     redis.call('HSET', jk, 's', 'queued')
-    ready_again(g, f[1], f[2])
+    ready_again(g, u, tier)
 end
 
 -- 3. Ready jobs. The weighted round robin state (nginx's smooth WRR) lives in
@@ -83,13 +85,13 @@ if #jobs < want then
             len[best] = len[best] - 1
         end
         popped[best] = (popped[best] or 0) + 1
-        local f = redis.call('HMGET', jkey(g), 'u', 't', 'p', 'dl', 'tok', 'att', 'n')
-        local dl = tonumber(f[4])
-        if dl > 0 and dl <= NOW and (tonumber(f[6]) or 0) == 0 then
-            terminal(g, u, tonumber(f[7]), 'expired', cjson.encode({deadline_ms = dl}))
+        local f = redis.call('HMGET', jkey(g), 'd', 'tok', 'att', 'n')
+        local _, tier, dl, payload = job_unpack(f[1])
+        if dl > 0 and dl <= NOW and (tonumber(f[3]) or 0) == 0 then
+            terminal(g, u, tonumber(f[4]), 'expired', cjson.encode({deadline_ms = dl}))
             expired[#expired + 1] = {g, u}
         else
-            lease(g, f)
+            lease(g, u, tier, dl, payload, f[2], f[3])
         end
     end
     for name, k in pairs(popped) do redis.call('HINCRBY', P .. 'depth', name, -k) end

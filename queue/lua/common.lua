@@ -65,6 +65,27 @@ local function ukey(u) return P .. 'ue:' .. u end      -- user events (stream)
 local function rkey(t) return P .. 't:' .. t .. ':ring' end          -- users with ready jobs
 local function qkey(t, u) return P .. 't:' .. t .. ':u:' .. u end    -- user's ready jobs (list)
 
+-- A job's fixed data is one field, 'd': user, tier, start deadline, creation
+-- time and payload, one per line (ids and numbers hold no newline; the
+-- payload comes last, so it may). One field instead of five: fewer arguments
+-- for Redis to copy, store and write to the AOF per job.
+local function job_pack(u, tier, dl, payload)
+    return u .. '\n' .. tier .. '\n' .. dl .. '\n' .. NOWS .. '\n' .. payload
+end
+
+-- Returns user, tier, deadline (a number) and payload of a 'd' field.
+local function job_unpack(d)
+    local a = string.find(d, '\n', 1, true)
+    local b = string.find(d, '\n', a + 1, true)
+    local c = string.find(d, '\n', b + 1, true)
+    local e = string.find(d, '\n', c + 1, true)
+    return string.sub(d, 1, a - 1), string.sub(d, a + 1, b - 1),
+        tonumber(string.sub(d, b + 1, c - 1)), string.sub(d, e + 1)
+end
+
+-- Just the user of a 'd' field.
+local function job_user(d) return string.sub(d, 1, string.find(d, '\n', 1, true) - 1) end
+
 -- Appends event `n` (the job's event count + 1, which the caller read) to the
 -- job hash - field 'n' is the count, field '<n>' the event - in the same HSET
 -- as the caller's own fields (`...`), then to the user's capped stream, and
@@ -79,10 +100,10 @@ local function ev_append(g, u, n, typ, data, terminal, ...)
     local sid
     if n == 1 then
         sid = redis.call('XADD', uk, 'MINID', '~', tostring(NOW - USER_AGE_MS), '*',
-            'g', g, 'n', ns, 't', typ, 'ts', NOWS, 'd', data)
+            'g', g, 'n', ns, 't', typ, 'd', data)
     else
         sid = redis.call('XADD', uk, 'MAXLEN', '~', USER_MAXLEN_S, '*',
-            'g', g, 'n', ns, 't', typ, 'ts', NOWS, 'd', data)
+            'g', g, 'n', ns, 't', typ, 'd', data)
     end
     if terminal and not TOUCHED[u] then
         redis.call('PEXPIRE', uk, USER_AGE_MS_S)
@@ -92,11 +113,13 @@ local function ev_append(g, u, n, typ, data, terminal, ...)
     return n
 end
 
--- The user's count of active (queued, delayed, running) generations, in one
--- hash for all users; a user with none has no field.
+-- The user's count of active (queued, delayed, running) generations; a user
+-- with none has no key. (One key per user, not one hash for all: a small
+-- hash is a list that Redis searches field by field.)
 local function active_add(u, k)
-    local n = redis.call('HINCRBY', P .. 'act', u, k)
-    if n <= 0 then redis.call('HDEL', P .. 'act', u) end
+    local ak = P .. 'a:' .. u
+    local n = redis.call('INCRBY', ak, k)
+    if n <= 0 then redis.call('DEL', ak) end
     return n
 end
 

@@ -11,8 +11,11 @@ redis.call('ZREMRANGEBYSCORE', dk, '-inf', tostring(NOW - DEAD_RETENTION_MS))
 if action == 'list' then
     local out = {}
     for _, g in ipairs(redis.call('ZREVRANGE', dk, 0, tonumber(arg) - 1)) do
-        local f = redis.call('HMGET', jkey(g), 'u', 't', 'r', 'att', 'fin')
-        if f[1] then out[#out + 1] = {g, f[1], f[2], f[3] or '', tonumber(f[4]) or 0, tonumber(f[5]) or 0} end
+        local f = redis.call('HMGET', jkey(g), 'd', 'r', 'att', 'fin')
+        if f[1] then
+            local u, tier = job_unpack(f[1])
+            out[#out + 1] = {g, u, tier, f[2] or '', tonumber(f[3]) or 0, tonumber(f[4]) or 0}
+        end
     end
     return out
 end
@@ -22,15 +25,16 @@ local n = 0
 for _, g in ipairs(ids) do
     if redis.call('ZREM', dk, g) == 1 then
         local jk = jkey(g)
-        local f = redis.call('HMGET', jk, 's', 'u', 't', 'n')
+        local f = redis.call('HMGET', jk, 's', 'd', 'n')
         if action == 'purge' then
             redis.call('DEL', jk)
             n = n + 1
         elseif f[1] == 'dead' then
+            local u, tier = job_unpack(f[2])
             redis.call('PERSIST', jk)
-            active_add(f[2], 1)
-            ready_again(g, f[2], f[3])
-            ev_append(g, f[2], tonumber(f[4]) + 1, 'requeued', '{}', false,
+            active_add(u, 1)
+            ready_again(g, u, tier)
+            ev_append(g, u, tonumber(f[3]) + 1, 'requeued', '{}', false,
                 's', 'queued', 'att', '0', 'rc', '0', 'cx', '0')
             n = n + 1
         end

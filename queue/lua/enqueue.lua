@@ -14,11 +14,11 @@ for i = 0, #ARGV / 5 - 1 do
     local a = B + i * 5
     local g, u, tier, payload, dl = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
     local jk = jkey(g)
-    local old = redis.call('HMGET', jk, 's', 'u', 't')
+    local old = redis.call('HMGET', jk, 's', 'd')
     local t = TIER[tier]
     if old[1] then
         local pos = -1
-        if old[1] == 'queued' then pos = position(g, old[2], old[3]) end
+        if old[1] == 'queued' then pos = position(g, job_unpack(old[2])) end
         out[i + 1] = {0, old[1], pos}
     elseif not t then
         out[i + 1] = {-9, 'EINVAL unknown tier ' .. tier}
@@ -36,8 +36,8 @@ for i = 0, #ARGV / 5 - 1 do
         end
         d[tier] = d[tier] + 1
         added[tier] = (added[tier] or 0) + 1
-        ev_append(g, u, 1, 'queued', '{}', false, 'u', u, 't', tier, 'p', payload,
-            's', 'queued', 'dl', dl, 'ct', NOWS)
+        ev_append(g, u, 1, 'queued', '{}', false, 's', 'queued',
+            'd', job_pack(u, tier, dl, payload))
         -- Each other user in the ring takes at most mine+1 turns first: exact
         -- for a user's first queued job (the usual case), an upper bound
         -- otherwise; other tiers by their weight share.

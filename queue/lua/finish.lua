@@ -12,13 +12,13 @@ for i = 0, #ARGV / 5 - 1 do
     local a = B + i * 5
     local g, tok, outcome, reason = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
     local jk = jkey(g)
-    local f = redis.call('HMGET', jk, 's', 'tok', 'u', 'att', 'n')
+    local f = redis.call('HMGET', jk, 's', 'tok', 'd', 'att', 'n')
     if not f[1] then
         out[i + 1] = {-2}
     elseif f[1] ~= 'running' or f[2] ~= tok then
         out[i + 1] = {-1, f[1]}
     else
-        local u, att, n = f[3], tonumber(f[4]), tonumber(f[5])
+        local u, att, n = job_user(f[3]), tonumber(f[4]), tonumber(f[5])
         ended[#ended + 1] = g
         if outcome == 'done' then
             terminal(g, u, n, 'done', reason)

@@ -161,14 +161,17 @@ static void test_event_entries_split(void **state)
     assert_string_equal(e.ev[1].type, "unknown");
     queue_events_dispose(&e);
     freeReplyObject(r);
-    r = r_arr(1, r_arr(2, r_str("1-0"),
-                       r_arr(10, r_str("g"), r_str("gen"), r_str("n"), r_str("3"), r_str("t"),
-                             r_str("done"), r_str("ts"), r_str("9"), r_str("d"), r_str("{}"))));
+    r = r_arr(1, r_arr(2, r_str("1700000000123-4"),
+                       r_arr(8, r_str("g"), r_str("gen"), r_str("n"), r_str("3"), r_str("t"),
+                             r_str("done"), r_str("d"), r_str("{}"))));
     assert_int_equal(queue__parse_user_events(r, &e, NULL), 0);
     assert_int_equal(e.n, 1);
-    assert_string_equal(e.ev[0].stream_id, "1-0");
+    assert_string_equal(e.ev[0].stream_id, "1700000000123-4");
     assert_string_equal(e.ev[0].gen_id, "gen");
     assert_int_equal(e.ev[0].id, 3);
+    assert_string_equal(e.ev[0].type, "done");
+    assert_string_equal(e.ev[0].data, "{}");
+    assert_int_equal(e.ev[0].ts_ms, 1700000000123LL); /* the stream id's time */
     queue_events_dispose(&e);
     freeReplyObject(r);
 }
