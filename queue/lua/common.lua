@@ -5,7 +5,8 @@
 --   the settings, as constants:  LEASE_MS, MAX_RECLAIMS, BASE_MS, CAP_MS,
 --                                MAX_ATTEMPTS, RETENTION_MS, DEAD_RETENTION_MS,
 --                                DEAD_MAX, EV_MAX, USER_MAXLEN, USER_AGE_MS (and
---                                *_S: the same as strings, for redis.call),
+--                                *_S: some as strings, for redis.call;
+--                                USER_AGE_MS2_S is twice USER_AGE_MS),
 --                                TIERS = {{name =, weight =, cap =}, ...} in
 --                                order, TIER by name, TIER_NAMES
 --   (load-time code may only define things: Redis runs it without even the
@@ -105,9 +106,13 @@ local function ev_append(g, u, n, typ, data, terminal, ...)
         sid = redis.call('XADD', uk, 'MAXLEN', '~', USER_MAXLEN_S, '*',
             'g', g, 'n', ns, 't', typ, 'd', data)
     end
+    -- The stream outlives the user's last terminal event by at least
+    -- USER_AGE_MS and at most twice that: its expiry is pushed out (a write,
+    -- and an AOF entry) only when less than USER_AGE_MS is left, which an
+    -- active user's stream needs once per USER_AGE_MS, not once per job.
     if terminal and not TOUCHED[u] then
-        redis.call('PEXPIRE', uk, USER_AGE_MS_S)
         TOUCHED[u] = true
+        if redis.call('PTTL', uk) < USER_AGE_MS then redis.call('PEXPIRE', uk, USER_AGE_MS2_S) end
     end
     PUBS[#PUBS + 1] = 'e ' .. g .. ' ' .. ns .. ' ' .. u .. ' ' .. sid
     return n
