@@ -176,6 +176,7 @@ struct queue {
     queue__conn_t cmd;
     queue__conn_t sub;
     int sub_started;
+    int sub_events, sub_cancel; /* the channels wanted: "{q}:ev", "{q}:cx" */
     int closing;
     queue_closed_cb closed_cb;
     void *closed_data;
@@ -183,6 +184,7 @@ struct queue {
     queue_cancel_cb cancel_cb;
     void *cancel_data;
     char channel[96];
+    char cx_channel[96];
     queue__batch_t batch[QUEUE_BATCH__COUNT];
     uv_prepare_t flusher; /* sends the batches when the loop iteration ends */
     int flusher_closed;
@@ -195,6 +197,8 @@ void queue__conn_close(queue__conn_t *c);
 int queue__conn_closed(const queue__conn_t *c);
 /* Frees the queue once everything it owns is closed (after queue_close). */
 void queue__maybe_closed(queue_t *q);
+/* Subscribes to the events (0) or cancel (1) channel from now on (once). */
+void queue__sub_want(queue_t *q, int cancel);
 
 /* batch.c */
 void queue__batch_init(queue_t *q);

@@ -111,9 +111,17 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     queue__maybe_closed(c->q);
 }
 
+/*
+ * One setup reply is in. A SUBSCRIBE sent later on a ready connection (a
+ * channel needed only now) comes here too, with nothing pending: the
+ * subscriber is "ready" again, so every watch re-reads what was published
+ * before the subscription took.
+ */
 static void setup_done(queue__conn_t *c)
 {
-    if (--c->setup_pending > 0 || c->ac == NULL)
+    if (c->setup_pending > 0)
+        c->setup_pending--;
+    if (c->setup_pending > 0 || c->ac == NULL)
         return;
     c->ready = 1;
     if (c->subscriber)
@@ -169,6 +177,27 @@ static void on_sub_message(redisAsyncContext *ac, void *r, void *privdata)
         queue__sub_on_message(c->q, reply->element[2]->str, reply->element[2]->len);
 }
 
+static void sub_subscribe(queue__conn_t *c, const char *channel)
+{
+    if (!c->ready)
+        c->setup_pending++;
+    redisAsyncCommand(c->ac, on_sub_message, NULL, "SUBSCRIBE %s", channel);
+}
+
+void queue__sub_want(queue_t *q, int cancel)
+{
+    int *flag = cancel ? &q->sub_cancel : &q->sub_events;
+    if (*flag || q->closing)
+        return;
+    *flag = 1;
+    if (!q->sub_started) {
+        q->sub_started = 1;
+        queue__conn_start(&q->sub); /* conn_setup subscribes to what is wanted */
+    } else if (q->sub.ac != NULL) {
+        sub_subscribe(&q->sub, cancel ? q->cx_channel : q->channel);
+    } /* else it is reconnecting, and conn_setup will */
+}
+
 static void conn_setup(queue__conn_t *c)
 {
     redisAsyncContext *ac = c->ac;
@@ -180,8 +209,10 @@ static void conn_setup(queue__conn_t *c)
         redisAsyncCommand(ac, on_setup_reply, "AUTH", "AUTH %s", q->url.password);
     }
     if (c->subscriber) {
-        c->setup_pending++;
-        redisAsyncCommand(ac, on_sub_message, NULL, "SUBSCRIBE %s", q->channel);
+        if (q->sub_events)
+            sub_subscribe(c, q->channel);
+        if (q->sub_cancel)
+            sub_subscribe(c, q->cx_channel);
         return;
     }
     if (q->db > 0) {
@@ -290,6 +321,7 @@ queue_t *queue_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)
         q->db = (int)db;
     }
     snprintf(q->channel, sizeof(q->channel), "%s:ev", q->conf.tag);
+    snprintf(q->cx_channel, sizeof(q->cx_channel), "%s:cx", q->conf.tag);
     queue__conn_init(q, &q->cmd, "commands", 0);
     queue__conn_init(q, &q->sub, "events", 1);
     queue__batch_init(q);

@@ -2,8 +2,11 @@
  * queue/watch.c - live waits on event streams, fanned out from one pub/sub
  * subscription per process, and the cancel fast path.
  *
- * Every event script PUBLISHes "e <gen> <n> <user> <stream id>" on the
- * queue's one channel ("{farm}:ev"), and cancel.lua "c <gen>". A message
+ * Every function that appends events PUBLISHes "e <gen> <n> <user> <stream
+ * id>" lines on the queue's events channel ("{farm}:ev"), and cancel "c <gen>"
+ * on its cancel channel ("{farm}:cx"). The subscriber takes only the channels
+ * this process needs: a worker, which listens for cancels, does not receive
+ * every event of the farm, and an api, which only watches, no cancels. A message
  * only says "something new": the watch then reads the durable list or stream
  * after its own cursor, so delivery is in order and gap-free whatever
  * happens to the messages. A watch re-reads whenever the subscriber or the
@@ -124,10 +127,7 @@ static queue_watch_t *watch_new(queue_t *q, int is_user, const char *key, uint64
         gf_err_set(err, GF_EINVAL, "queue", "watch: a bad id");
         return NULL;
     }
-    if (!q->sub_started) {
-        q->sub_started = 1;
-        queue__conn_start(&q->sub);
-    }
+    queue__sub_want(q, 0);
     queue_watch_t *w = gf_xcalloc(1, sizeof(*w));
     w->q = q;
     w->is_user = is_user;
@@ -170,10 +170,8 @@ void queue_on_cancel(queue_t *q, queue_cancel_cb cb, void *data)
 {
     q->cancel_cb = cb;
     q->cancel_data = data;
-    if (cb && !q->sub_started && !q->closing) {
-        q->sub_started = 1;
-        queue__conn_start(&q->sub);
-    }
+    if (cb)
+        queue__sub_want(q, 1);
 }
 
 static void read_all(queue_t *q)

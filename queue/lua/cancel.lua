@@ -1,6 +1,6 @@
 -- cancel: ARGV[B+1] generation id.
 -- A queued or delayed job ends at once ({1, 'canceled'}); a running one gets
--- its cancel flag set and its holder is told on the events channel
+-- its cancel flag set and its holder is told on the cancel channel
 -- ({1, 'canceling'}; the holder also learns it from its next heartbeat and
 -- then finishes with outcome 'canceled'). {0, state} for a job already
 -- ended, {-2} for an unknown one.
@@ -19,7 +19,7 @@ elseif s == 'delayed' then
     redis.call('ZREM', P .. 'delayed', g)
 elseif s == 'running' then
     redis.call('HSET', jk, 'cx', '1')
-    PUBS[#PUBS + 1] = 'c ' .. g
+    redis.call('PUBLISH', P .. 'cx', 'c ' .. g)
     return {1, 'canceling'}
 else
     return {0, s}

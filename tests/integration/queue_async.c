@@ -300,6 +300,40 @@ static void test_fails_fast_while_down_and_reconnects(void **state)
     queue_watch_stop(w);
 }
 
+/* Runs the loop until `channel` has `n` subscribers (PUBSUB NUMSUB) or 5 s pass. */
+static long long numsub_reaches(fx_t *fx, const char *channel, long long n)
+{
+    double end = ts_now() + 5;
+    long long v;
+    while ((v = qt_redis_numsub(channel)) != n && ts_now() < end)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    return v;
+}
+
+static void test_channels_are_subscribed_as_needed(void **state)
+{
+    fx_t *fx = *state;
+    /* A worker listens for cancels only: it must not receive the farm's events. */
+    queue_on_cancel(fx->q, on_cancel, fx);
+    assert_int_equal(numsub_reaches(fx, "{farm}:cx", 1), 1);
+    assert_int_equal(qt_redis_numsub("{farm}:ev"), 0);
+    /* A watch added later subscribes to the events too, on the same connection,
+     * and sees events appended after it started. */
+    char gen[64];
+    qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "chan"), "uch", "pro");
+    gf_err_t err = {0};
+    queue_watch_t *w = queue_watch_gen(fx->q, gen, 0, on_watch, fx, &err);
+    assert_non_null(w);
+    assert_int_equal(numsub_reaches(fx, "{farm}:ev", 1), 1);
+    assert_int_equal(qt_redis_numsub("{farm}:cx"), 1);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(queue_sync_event_append(fx->qs, gen, 0, "progress", "{}", NULL, NULL), 0);
+    assert_true(seen_at_least(fx, 4, 5));
+    assert_int_equal(fx->n_seen, 4);
+    queue_watch_stop(w);
+    queue_on_cancel(fx->q, NULL, NULL);
+}
+
 /* Answers of many calls made in one loop iteration (they go to Redis as one batch). */
 typedef struct {
     int n, status[80];
@@ -424,6 +458,7 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_flushed_function_library_is_loaded_again, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_channels_are_subscribed_as_needed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

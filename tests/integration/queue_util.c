@@ -98,6 +98,22 @@ long long qt_redis_stat(const char *command)
     return v;
 }
 
+long long qt_redis_numsub(const char *channel)
+{
+    redisContext *c = raw();
+    if (c == NULL)
+        return -1;
+    redisReply *r = redisCommand(c, "PUBSUB NUMSUB %s", channel);
+    long long v = -1;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[1]->type == REDIS_REPLY_INTEGER)
+        v = r->element[1]->integer;
+    if (r)
+        freeReplyObject(r);
+    redisFree(c);
+    return v;
+}
+
 void qt_flush(void)
 {
     redisContext *c = raw();

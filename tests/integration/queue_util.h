@@ -31,6 +31,9 @@ int qt_redis_ok(const char *cmd);
 /* How many times Redis ran `command` (INFO commandstats), 0 if never, -1 on error. */
 long long qt_redis_stat(const char *command);
 
+/* Subscribers of a pub/sub channel (PUBSUB NUMSUB), -1 on error. */
+long long qt_redis_numsub(const char *channel);
+
 /* Restarts the fixture's Redis (shutdown, start from its config, wait for PING). */
 void qt_redis_restart(void);
 
