@@ -185,6 +185,10 @@ struct queue {
     void *cancel_data;
     char channel[96];
     char cx_channel[96];
+    char probe_channel[128]; /* this process's own: the subscriber's liveness probe */
+    uv_timer_t probe;
+    uint64_t probe_sent_ms; /* when the outstanding probe went out; 0: none */
+    int probe_closed;
     queue__batch_t batch[QUEUE_BATCH__COUNT];
     uv_prepare_t flusher; /* sends the batches when the loop iteration ends */
     int flusher_closed;

@@ -23,9 +23,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define RECONNECT_MIN_MS 100
 #define RECONNECT_MAX_MS 5000
+#define QUEUE_PROBE_MS   3000
 
 static const gf_log_ctx log_ctx = {.component = "queue"};
 
@@ -160,7 +162,7 @@ static void on_library_loaded(redisAsyncContext *ac, void *r, void *privdata)
     setup_done(c);
 }
 
-/* The subscriber's one callback: the SUBSCRIBE confirmation, then every message. */
+/* The subscriber's one callback: the SUBSCRIBE confirmations, then every message. */
 static void on_sub_message(redisAsyncContext *ac, void *r, void *privdata)
 {
     queue__conn_t *c = ac->data;
@@ -168,13 +170,68 @@ static void on_sub_message(redisAsyncContext *ac, void *r, void *privdata)
     (void)privdata;
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
         return;
-    const redisReply *kind = reply->element[0];
-    if (kind->type != REDIS_REPLY_STRING)
+    const redisReply *kind = reply->element[0], *chan = reply->element[1];
+    if (kind->type != REDIS_REPLY_STRING || chan->type != REDIS_REPLY_STRING)
         return;
     if (strcmp(kind->str, "subscribe") == 0)
         setup_done(c);
-    else if (strcmp(kind->str, "message") == 0 && reply->element[2]->type == REDIS_REPLY_STRING)
+    else if (strcmp(kind->str, "message") != 0 || reply->element[2]->type != REDIS_REPLY_STRING)
+        return;
+    else if (strcmp(chan->str, c->q->probe_channel) == 0)
+        c->q->probe_sent_ms = 0; /* the probe came back: the subscription works */
+    else
         queue__sub_on_message(c->q, reply->element[2]->str, reply->element[2]->len);
+}
+
+/*
+ * The subscriber's liveness probe. A subscriber only reads, so a connection
+ * that died without a word (hiredis 0.14's libuv adapter drops poll errors)
+ * would leave every watch waiting forever. Every QUEUE_PROBE_MS the command
+ * connection publishes on this process's own probe channel; the subscriber
+ * is dropped, and so reconnected with every watch re-read, when Redis says
+ * nobody is subscribed to it or the message is not back within the
+ * operation timeout.
+ */
+static void sub_deaf(queue_t *q, const char *why)
+{
+    GF_LOG(GF_LOG_WARN, &log_ctx, "the event subscription %s: reconnecting it", why);
+    q->probe_sent_ms = 0;
+    conn_drop(&q->sub);
+}
+
+static void on_probe_published(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply *reply = r;
+    (void)ac;
+    if (reply == NULL)
+        return; /* the command connection went away (or the queue is closing) */
+    queue_t *q = privdata;
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer == 0 && q->probe_sent_ms &&
+        q->sub.ready && !q->closing)
+        sub_deaf(q, "is not subscribed any more");
+}
+
+static void on_probe_tick(uv_timer_t *t)
+{
+    queue_t *q = t->data;
+    if (q->closing || !q->sub.ready || !q->cmd.ready || q->cmd.ac == NULL) {
+        q->probe_sent_ms = 0;
+        return;
+    }
+    uint64_t now = uv_now(q->loop);
+    if (q->probe_sent_ms == 0) {
+        q->probe_sent_ms = now;
+        redisAsyncCommand(q->cmd.ac, on_probe_published, q, "PUBLISH %s p", q->probe_channel);
+    } else if (now - q->probe_sent_ms >= (uint64_t)q->conf.op_timeout_ms) {
+        sub_deaf(q, "stopped delivering");
+    }
+}
+
+static void on_probe_closed(uv_handle_t *h)
+{
+    queue_t *q = h->data;
+    q->probe_closed = 1;
+    queue__maybe_closed(q);
 }
 
 static void sub_subscribe(queue__conn_t *c, const char *channel)
@@ -209,6 +266,7 @@ static void conn_setup(queue__conn_t *c)
         redisAsyncCommand(ac, on_setup_reply, "AUTH", "AUTH %s", q->url.password);
     }
     if (c->subscriber) {
+        sub_subscribe(c, q->probe_channel);
         if (q->sub_events)
             sub_subscribe(c, q->channel);
         if (q->sub_cancel)
@@ -322,6 +380,13 @@ queue_t *queue_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)
     }
     snprintf(q->channel, sizeof(q->channel), "%s:ev", q->conf.tag);
     snprintf(q->cx_channel, sizeof(q->cx_channel), "%s:cx", q->conf.tag);
+    static unsigned probes;
+    snprintf(q->probe_channel, sizeof(q->probe_channel), "%s:probe:%ld-%u-%u", q->conf.tag,
+             (long)getpid(), ++probes, (unsigned)rand());
+    uv_timer_init(loop, &q->probe);
+    q->probe.data = q;
+    uv_timer_start(&q->probe, on_probe_tick, QUEUE_PROBE_MS, QUEUE_PROBE_MS);
+    uv_unref((uv_handle_t *)&q->probe);
     queue__conn_init(q, &q->cmd, "commands", 0);
     queue__conn_init(q, &q->sub, "events", 1);
     queue__batch_init(q);
@@ -336,7 +401,7 @@ int queue_is_connected(const queue_t *q)
 
 void queue__maybe_closed(queue_t *q)
 {
-    if (!q->closing || !q->flusher_closed || !queue__conn_closed(&q->cmd) ||
+    if (!q->closing || !q->flusher_closed || !q->probe_closed || !queue__conn_closed(&q->cmd) ||
         !queue__conn_closed(&q->sub))
         return;
     queue_closed_cb cb = q->closed_cb;
@@ -357,6 +422,7 @@ void queue_close(queue_t *q, queue_closed_cb cb, void *data)
     q->closed_data = data;
     queue__watches_cancel_all(q);
     queue__batch_close(q);
+    uv_close((uv_handle_t *)&q->probe, on_probe_closed);
     queue__conn_close(&q->cmd);
     queue__conn_close(&q->sub);
     queue__maybe_closed(q);

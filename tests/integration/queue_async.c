@@ -4,9 +4,10 @@
  * (one subscription, events in order without gaps), cancel of a running job
  * seen within 2 s through pub/sub, failing fast while Redis is down, and
  * reconnecting (watches resume) after it restarts, many calls of one loop
- * iteration sent as one batch with their own answers, and a library lost to
- * FUNCTION FLUSH loaded again. Each test closes the queue and checks that the
- * loop closes empty.
+ * iteration sent as one batch with their own answers, a library lost to
+ * FUNCTION FLUSH loaded again, channels subscribed only as needed, and a
+ * subscriber connection that died silently found by the probe and replaced. Each test closes the
+ * queue and checks that the loop closes empty.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "qt_proxy.h"
 #include "queue_util.h"
 #include "support.h"
 
@@ -39,6 +41,11 @@ typedef struct {
     /* cancel fast path */
     char canceled[64];
     double canceled_at;
+    /* a second queue (through a proxy) that a test may leave behind when it fails */
+    queue_t *q2;
+    qt_proxy_t *px;
+    gf_config_t *cfg2;
+    int closed2;
 } fx_t;
 
 static void on_tick(uv_timer_t *t)
@@ -89,11 +96,24 @@ static void on_closed(queue_t *q, void *data)
     ((fx_t *)data)->closed = 1;
 }
 
+static void on_closed2(queue_t *q, void *data)
+{
+    (void)q;
+    ((fx_t *)data)->closed2 = 1;
+}
+
 static int teardown(void **state)
 {
     fx_t *fx = *state;
     queue_close(fx->q, on_closed, fx);
     assert_true(run_until(fx, &fx->closed, 10));
+    if (fx->q2) {
+        queue_close(fx->q2, on_closed2, fx);
+        assert_true(run_until(fx, &fx->closed2, 10));
+    }
+    if (fx->px)
+        qt_proxy_stop(fx->px);
+    gf_cfg_free(fx->cfg2);
     uv_close((uv_handle_t *)&fx->tick, NULL);
     uv_run(&fx->loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&fx->loop), 0);
@@ -334,6 +354,54 @@ static void test_channels_are_subscribed_as_needed(void **state)
     queue_on_cancel(fx->q, NULL, NULL);
 }
 
+static void test_a_deaf_subscription_is_found_and_replaced(void **state)
+{
+    fx_t *fx = *state;
+    /* A queue that reaches Redis through a proxy which can silence one connection. */
+    qt_proxy_t *px = fx->px = qt_proxy_start(atoi(ts_env("FARM_TEST_REDIS_PORT")));
+    assert_non_null(px);
+    char url[96];
+    snprintf(url, sizeof(url), "FARM_REDIS_URL=redis://127.0.0.1:%d/0", qt_proxy_port(px));
+    const char *const env[] = {url, "FARM_QUEUE_OP_TIMEOUT_MS=1000",
+                               "FARM_REDIS_CONNECT_TIMEOUT_MS=300", NULL};
+    fx->cfg2 = qt_cfg(env);
+    gf_err_t err = {0};
+    queue_t *q = fx->q2 = queue_new(&fx->loop, fx->cfg2, &err);
+    assert_non_null(q);
+    double end = ts_now() + 5;
+    while (!queue_is_connected(q) && ts_now() < end)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_true(queue_is_connected(q));
+    assert_int_equal(qt_proxy_accepted(px), 1); /* the command connection */
+
+    char gen[64];
+    qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "deaf"), "udf", "pro");
+    queue_watch_t *w = queue_watch_gen(q, gen, 0, on_watch, fx, &err);
+    assert_non_null(w);
+    assert_true(seen_at_least(fx, 1, 5));
+    assert_int_equal(numsub_reaches(fx, "{farm}:ev", 1), 1);
+    /* An event through the live subscription, and a moment for the loop, so the
+     * subscriber has surely taken its confirmations. */
+    assert_int_equal(queue_sync_event_append(fx->qs, gen, 0, "progress", "{}", NULL, NULL), 0);
+    assert_true(seen_at_least(fx, 2, 5));
+    double pause = ts_now() + 0.2;
+    while (ts_now() < pause)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(qt_proxy_accepted(px), 2); /* commands, then the subscriber */
+
+    /* The subscriber's connection dies without a word; an event comes. Without
+     * the probe the watch would wait forever; with it, the subscriber is
+     * replaced (a third connection) and the watch re-reads. */
+    qt_proxy_deafen(px, 1);
+    assert_int_equal(queue_sync_event_append(fx->qs, gen, 0, "progress", "{}", NULL, NULL), 0);
+    assert_true(seen_at_least(fx, 3, 15));
+    assert_int_equal(fx->n_seen, 3);
+    assert_int_equal(fx->seen_ids[2], 3);
+    assert_true(qt_proxy_accepted(px) >= 3);
+
+    queue_watch_stop(w); /* teardown closes the queue and stops the proxy */
+}
+
 /* Answers of many calls made in one loop iteration (they go to Redis as one batch). */
 typedef struct {
     int n, status[80];
@@ -459,6 +527,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_flushed_function_library_is_loaded_again, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_channels_are_subscribed_as_needed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_deaf_subscription_is_found_and_replaced, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
