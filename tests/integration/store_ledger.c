@@ -3,7 +3,8 @@
  * real Postgres: holds never overdraw under concurrency, settlements happen
  * once, stale fencing tokens are refused, idempotency keys, cancel and
  * expiry release, a random workload reconciles, a corrupted row is named,
- * and a Postgres restart is a clear error followed by recovery.
+ * a Postgres restart is a clear error followed by recovery, and the
+ * constraints refuse hand-written rows that break a rule.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -76,6 +77,110 @@ static int run(store_call_t *call)
 {
     int rc = store_conn_exec(sc, call);
     return rc;
+}
+
+/* --- constraints ------------------------------------------------------------------- */
+
+/* Asserts that Postgres refuses `sql` with a constraint violation (SQLSTATE class 23). */
+static void refused(PGconn *pg, const char *sql)
+{
+    PGresult *r = PQexec(pg, sql);
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    if (PQresultStatus(r) != PGRES_FATAL_ERROR || state == NULL || strncmp(state, "23", 2) != 0)
+        fail_msg("not refused by a constraint (%s): %s", state ? state : "no error", sql);
+    PQclear(r);
+}
+
+/*
+ * Every rule docs/credits.md lists as a constraint refuses a hand-written row
+ * that breaks it, whatever the functions do.
+ */
+static void test_constraints_refuse_bad_rows(void **state)
+{
+    (void)state;
+    char user[37], gen[37], sql[512];
+    new_id(user);
+    new_id(gen);
+    assert_int_equal(accept_on(sc, gen, user, 2, 5, NULL, NULL, 100), 0);
+    store_call_t c;
+    store_call_start(&c, gen, 1, "local");
+    assert_int_equal(run(&c), 0);
+    store_call_dispose(&c);
+    store_call_image(&c, gen, 1, 0, 1, NULL);
+    assert_int_equal(run(&c), 0);
+    store_call_dispose(&c);
+    PGconn *pg = PQconnectdb(ts_env("FARM_DATABASE_URL"));
+    assert_int_equal(PQstatus(pg), CONNECTION_OK);
+    /* A legal change goes through (so the refusals below are the constraints'). */
+    snprintf(sql, sizeof(sql), "UPDATE generations SET progress = 50 WHERE id = '%s'", gen);
+    PGresult *r = PQexec(pg, sql);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+
+    /* Generation 2 images x 5, running, image 0 captured. */
+    const char *bad_gens[] = {
+        "status = 'bogus'",
+        "kind = 'video'",
+        "stage = 'waiting'",
+        "progress = 101",
+        "images = 41, cost = 205",
+        "images = 0, cost = 0",
+        "unit_cost = -1, cost = -2",
+        "cost = 11",
+        "charged = -5, released = 10",
+        "released = -1",
+        "released = 10",
+        "images_done = 2, images_failed = 1",
+        "images_failed = -1",
+        "status = 'succeeded'",
+    };
+    for (size_t i = 0; i < sizeof(bad_gens) / sizeof(bad_gens[0]); i++) {
+        snprintf(sql, sizeof(sql), "UPDATE generations SET %s WHERE id = '%s'", bad_gens[i], gen);
+        refused(pg, sql);
+    }
+    /* Ledger entries: kind, amount, for the generation or not, image index (-1: none). */
+    const struct {
+        const char *kind;
+        int amount, with_gen, image;
+    } bad_entries[] = {
+        {"bogus", 1, 0, -1},
+        {"grant", -1, 0, -1},
+        {"grant", 1, 1, -1},
+        {"grant", 1, 0, 0},
+        {"adjust", -1, 1, -1},
+        {"hold", 10, 0, -1},
+        {"hold", 10, 1, 0},
+        {"capture", 5, 1, -1},
+        {"capture", 5, 0, 1},
+        {"release", -5, 1, 1},
+        /* a second hold of the generation, a second settlement of image 0 */
+        {"hold", 10, 1, -1},
+        {"release", 5, 1, 0},
+        {"capture", 5, 1, 0},
+    };
+    for (size_t i = 0; i < sizeof(bad_entries) / sizeof(bad_entries[0]); i++) {
+        char gen_lit[40] = "NULL", image_lit[16] = "NULL";
+        if (bad_entries[i].with_gen)
+            snprintf(gen_lit, sizeof(gen_lit), "'%s'", gen);
+        if (bad_entries[i].image >= 0)
+            snprintf(image_lit, sizeof(image_lit), "%d", bad_entries[i].image);
+        snprintf(sql, sizeof(sql),
+                 "INSERT INTO credit_ledger (user_id, kind, amount, generation_id, image_index) "
+                 "VALUES ('%s', '%s', %d, %s, %s)",
+                 user, bad_entries[i].kind, bad_entries[i].amount, gen_lit, image_lit);
+        refused(pg, sql);
+    }
+    const char *bad_accounts[] = {
+        "balance = -1, held = 0",
+        "held = -1",
+        "held = balance + 1",
+    };
+    for (size_t i = 0; i < sizeof(bad_accounts) / sizeof(bad_accounts[0]); i++) {
+        snprintf(sql, sizeof(sql), "UPDATE credit_accounts SET %s WHERE user_id = '%s'",
+                 bad_accounts[i], user);
+        refused(pg, sql);
+    }
+    PQfinish(pg);
 }
 
 /* --- concurrency ------------------------------------------------------------------- */
@@ -518,6 +623,7 @@ int main(void)
         cmocka_unit_test(test_random_workload_reconciles),
         cmocka_unit_test(test_postgres_restart_is_a_clear_error_then_recovers),
         cmocka_unit_test(test_corrupted_row_is_named_by_reconcile),
+        cmocka_unit_test(test_constraints_refuse_bad_rows),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
