@@ -402,6 +402,50 @@ static void test_stale_fencing_token_is_refused(void **state)
     store_call_dispose(&c);
 }
 
+/* What a settlement answers when it settles nothing, in the order of precedence. */
+static void test_settlement_refusals(void **state)
+{
+    (void)state;
+    char user[37], gen[37], unknown[37];
+    new_id(user);
+    new_id(gen);
+    new_id(unknown);
+    assert_int_equal(accept_on(sc, gen, user, 2, 10, NULL, NULL, 100), 0);
+    store_call_t c;
+    store_call_start(&c, gen, 2, "local");
+    assert_int_equal(run(&c), 0);
+    store_call_dispose(&c);
+    store_call_image(&c, unknown, 2, 0, 1, NULL);
+    assert_int_equal(run(&c), GF_ENOTFOUND);
+    store_call_dispose(&c);
+    store_call_image(&c, gen, 2, 2, 1, NULL);
+    assert_int_equal(run(&c), GF_EINVAL);
+    store_call_dispose(&c);
+    store_call_image(&c, gen, 2, -1, 0, NULL);
+    assert_int_equal(run(&c), GF_EINVAL);
+    store_call_dispose(&c);
+    /* A stale token is refused before the index is looked at. */
+    store_call_image(&c, gen, 1, 5, 1, NULL);
+    assert_int_equal(run(&c), GF_ECONFLICT);
+    store_call_dispose(&c);
+    store_call_image(&c, gen, 2, 0, 1, NULL);
+    assert_int_equal(run(&c), 0);
+    assert_int_equal(c.applied, 1);
+    store_call_dispose(&c);
+    /* A settled image: stale for the old token, a no-op for the current one. */
+    store_call_image(&c, gen, 1, 0, 1, NULL);
+    assert_int_equal(run(&c), GF_ECONFLICT);
+    store_call_dispose(&c);
+    store_call_image(&c, gen, 2, 0, 0, NULL);
+    assert_int_equal(run(&c), 0);
+    assert_int_equal(c.applied, 0);
+    store_call_dispose(&c);
+    long long bal, held;
+    balance(user, &bal, &held);
+    assert_int_equal(bal, 90);
+    assert_int_equal(held, 10);
+}
+
 static void test_idempotency_key_returns_the_first_generation(void **state)
 {
     (void)state;
@@ -618,6 +662,7 @@ int main(void)
         cmocka_unit_test(test_async_pool_accepts_never_overdraw),
         cmocka_unit_test(test_settlements_happen_once),
         cmocka_unit_test(test_stale_fencing_token_is_refused),
+        cmocka_unit_test(test_settlement_refusals),
         cmocka_unit_test(test_idempotency_key_returns_the_first_generation),
         cmocka_unit_test(test_cancel_and_expiry_release_everything),
         cmocka_unit_test(test_random_workload_reconciles),
