@@ -70,6 +70,8 @@ void api__sign_outputs(api_t *api, json_t *gen);
 
 /* RFC 3339 UTC now, with milliseconds, into `out` (32 bytes). */
 void api__now_rfc3339(char out[32]);
+/* A unix time in milliseconds as RFC 3339 UTC with milliseconds. */
+void api__ms_rfc3339(int64_t unix_ms, char out[32]);
 
 /* Parses ?limit= (1..100, default 20 when NULL); -1 when malformed. */
 int api__parse_limit(const char *s);

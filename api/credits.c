@@ -183,11 +183,19 @@ static void on_stats_ready(queue_t *q, int status, const queue_stats_t *s, void 
     json_t *tiers = json_object();
     for (size_t i = 0; i < s->n_tiers; i++)
         json_object_set_new(tiers, s->tiers[i].name, json_integer(s->tiers[i].depth));
+    json_t *workers = json_array();
+    for (size_t i = 0; i < s->n_live; i++) {
+        char seen[32];
+        api__ms_rfc3339(s->live[i].last_seen_ms, seen);
+        json_array_append_new(workers,
+                              json_pack("{s:s, s:I, s:s}", "id", s->live[i].id, "in_flight",
+                                        (json_int_t)s->live[i].in_flight, "last_heartbeat", seen));
+    }
     api__json(c->req, 200,
-              json_pack("{s:o, s:I, s:I, s:I, s:I, s:{s:I, s:I}}", "queued_by_tier", tiers,
+              json_pack("{s:o, s:I, s:I, s:I, s:I, s:o, s:{s:I, s:I}}", "queued_by_tier", tiers,
                         "in_flight", (json_int_t)s->in_flight, "delayed", (json_int_t)s->delayed,
                         "dead_lettered", (json_int_t)s->dead, "live_workers",
-                        (json_int_t)s->workers, "last_minute", "completed",
+                        (json_int_t)s->workers, "workers", workers, "last_minute", "completed",
                         (json_int_t)s->done_last_min, "failed", (json_int_t)s->failed_last_min));
     ctx_free(c);
 }

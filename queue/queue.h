@@ -119,11 +119,20 @@ typedef struct {
     int64_t depth;
 } queue_tier_depth_t;
 
+/* A live worker: its id, when it last claimed or heartbeat, and how many jobs it holds. */
+typedef struct {
+    char *id;
+    int64_t last_seen_ms; /* unix ms, Redis's clock */
+    int64_t in_flight;
+} queue_worker_t;
+
 typedef struct {
     queue_tier_depth_t *tiers;
     size_t n_tiers;
     int64_t delayed, in_flight, dead, workers;
     int64_t done_last_min, failed_last_min, done_this_min, failed_this_min;
+    queue_worker_t *live; /* the `workers` live workers, most recently seen last */
+    size_t n_live;
 } queue_stats_t;
 
 typedef struct {

@@ -259,6 +259,16 @@ int queue__parse_stats(const redisReply *r, queue_stats_t *out, gf_err_t *err)
     out->failed_last_min = num(r->element[6]);
     out->done_this_min = num(r->element[7]);
     out->failed_this_min = num(r->element[8]);
+    const redisReply *live = r->elements > 9 ? r->element[9] : NULL;
+    if (live && live->type == REDIS_REPLY_ARRAY && live->elements >= 3) {
+        out->n_live = live->elements / 3;
+        out->live = gf_xcalloc(out->n_live, sizeof(*out->live));
+        for (size_t i = 0; i < out->n_live; i++) {
+            out->live[i].id = dup_str(live->element[3 * i]);
+            out->live[i].last_seen_ms = num(live->element[3 * i + 1]);
+            out->live[i].in_flight = num(live->element[3 * i + 2]);
+        }
+    }
     return 0;
 }
 
@@ -409,6 +419,10 @@ void queue_stats_dispose(queue_stats_t *s)
         free(s->tiers[i].name);
     GF_FREE(s->tiers);
     s->n_tiers = 0;
+    for (size_t i = 0; i < s->n_live; i++)
+        free(s->live[i].id);
+    GF_FREE(s->live);
+    s->n_live = 0;
 }
 
 void queue_dead_list_dispose(queue_dead_list_t *d)

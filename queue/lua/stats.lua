@@ -1,8 +1,10 @@
 -- stats: no arguments of its own.
 -- Returns {tiers, delayed, in_flight, dead, workers, done_last_minute,
--- failed_last_minute, done_this_minute, failed_this_minute} where tiers is
--- {name, depth, ...}; O(tiers). Workers are those that claimed or
--- heartbeat within two lease periods.
+-- failed_last_minute, done_this_minute, failed_this_minute, live} where tiers
+-- is {name, depth, ...} and live is {worker id, last claim or heartbeat (unix
+-- ms), jobs it holds, ...}. Workers are live when they claimed or heartbeat
+-- within two lease periods. O(tiers + workers + jobs in flight): meant for
+-- an operator's occasional look, not for a tight loop.
 local tiers = {}
 local d = depths()
 for _, t in ipairs(TIERS) do
@@ -12,7 +14,20 @@ end
 local m = math.floor(NOW / 60000)
 local sk = P .. 'stats'
 local c = redis.call('HMGET', sk, 'd:' .. (m - 1), 'f:' .. (m - 1), 'd:' .. m, 'f:' .. m)
+-- Who holds what: the worker of each running job.
+local held = {}
+for _, g in ipairs(redis.call('ZRANGE', P .. 'leases', 0, -1)) do
+    local w = redis.call('HGET', jkey(g), 'w')
+    if w then held[w] = (held[w] or 0) + 1 end
+end
+local live = {}
+local ws = redis.call('ZRANGEBYSCORE', P .. 'workers', tostring(NOW - 2 * LEASE_MS), '+inf', 'WITHSCORES')
+for i = 1, #ws, 2 do
+    live[#live + 1] = ws[i]
+    live[#live + 1] = tonumber(ws[i + 1])
+    live[#live + 1] = held[ws[i]] or 0
+end
 return {tiers, redis.call('ZCARD', P .. 'delayed'), redis.call('ZCARD', P .. 'leases'),
     redis.call('ZCARD', P .. 'dead'),
     redis.call('ZCOUNT', P .. 'workers', NOW - 2 * LEASE_MS, '+inf'),
-    tonumber(c[1]) or 0, tonumber(c[2]) or 0, tonumber(c[3]) or 0, tonumber(c[4]) or 0}
+    tonumber(c[1]) or 0, tonumber(c[2]) or 0, tonumber(c[3]) or 0, tonumber(c[4]) or 0, live}

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <curl/curl.h>
+#include <jansson.h>
 #include <jwt.h>
 #include <pthread.h>
 #include <signal.h>
@@ -445,6 +446,53 @@ static void test_admin_credits(void **state)
     free(admin);
 }
 
+static void test_admin_stats_lists_live_workers(void **state)
+{
+    (void)state;
+    char *t = token(NULL, "pro", NULL, NULL);
+    char *admin = token(NULL, "pro", "admin", NULL);
+    ts_http_t r = call("GET", "/v1/admin/stats", t, NULL, NULL);
+    expect_error(&r, 403, "forbidden", NULL);
+    /* A worker that holds one job shows with its count and its last heartbeat. */
+    r = call("POST", "/v1/generations", t, "{\"kind\":\"avatar\",\"prompt\":\"stats\"}", NULL);
+    assert_int_equal(r.status, 202);
+    ts_http_dispose(&r);
+    queue_claim_t claim;
+    gf_err_t err = {0};
+    assert_int_equal(queue_sync_claim(qs, "stats-worker", 1, &claim, &err), 0);
+    assert_int_equal(claim.n_jobs, 1);
+    r = call("GET", "/v1/admin/stats", admin, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    json_t *body = json_loads(r.body, 0, NULL);
+    assert_non_null(body);
+    assert_true(json_integer_value(json_object_get(body, "in_flight")) >= 1);
+    json_t *workers = json_object_get(body, "workers"), *w;
+    size_t i;
+    int found = 0;
+    json_array_foreach(workers, i, w)
+    {
+        if (strcmp(json_string_value(json_object_get(w, "id")), "stats-worker") != 0)
+            continue;
+        found = 1;
+        assert_int_equal(json_integer_value(json_object_get(w, "in_flight")), 1);
+        const char *seen = json_string_value(json_object_get(w, "last_heartbeat"));
+        assert_non_null(seen);
+        assert_int_equal(strlen(seen), 24); /* 2026-11-22T06:30:00.123Z */
+        assert_int_equal(seen[23], 'Z');
+    }
+    assert_true(found);
+    assert_int_equal(json_integer_value(json_object_get(body, "live_workers")),
+                     (json_int_t)json_array_size(workers));
+    json_decref(body);
+    ts_http_dispose(&r);
+    assert_int_equal(queue_sync_finish(qs, claim.jobs[0].gen_id, claim.jobs[0].token, QUEUE_FATAL,
+                                       "test over", NULL, &err),
+                     0);
+    queue_claim_dispose(&claim);
+    free(t);
+    free(admin);
+}
+
 /* --- events ------------------------------------------------------------------------------ */
 
 typedef struct {
@@ -613,6 +661,7 @@ int main(void)
         cmocka_unit_test(test_owner_only_and_cancel_releases),
         cmocka_unit_test(test_list_pages_with_a_cursor),
         cmocka_unit_test(test_admin_credits),
+        cmocka_unit_test(test_admin_stats_lists_live_workers),
         cmocka_unit_test(test_events_replay_and_resume_without_gaps),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);

@@ -93,6 +93,13 @@ static void test_enqueue_claim_complete(void **state)
 
     assert_int_equal(queue_sync_heartbeat(fx->qs, "w1", gen, j->token, &res, &err), 0);
     assert_int_equal(res.cancel, 0);
+    queue_stats_t held;
+    assert_int_equal(queue_sync_stats(fx->qs, &held, &err), 0);
+    assert_int_equal(held.in_flight, 1);
+    assert_int_equal(held.n_live, 1);
+    assert_string_equal(held.live[0].id, "w1");
+    assert_int_equal(held.live[0].in_flight, 1); /* w1 holds the job */
+    queue_stats_dispose(&held);
     assert_int_equal(
         queue_sync_finish(fx->qs, gen, j->token, QUEUE_DONE, "{\"images\":1}", &res, &err), 0);
     assert_string_equal(res.state, "done");
@@ -119,6 +126,10 @@ static void test_enqueue_claim_complete(void **state)
     assert_int_equal(st.in_flight, 0);
     assert_int_equal(st.done_this_min + st.done_last_min, 1);
     assert_int_equal(st.workers, 1);
+    assert_int_equal(st.n_live, 1);
+    assert_string_equal(st.live[0].id, "w1");
+    assert_int_equal(st.live[0].in_flight, 0);
+    assert_true(st.live[0].last_seen_ms > 1700000000000LL);
     assert_int_equal(st.n_tiers, 2);
     queue_stats_dispose(&st);
 }
