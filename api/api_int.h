@@ -13,6 +13,8 @@
 #include "queue.h"
 #include "store.h"
 
+#define API_SSE_USER_BUCKETS 1024
+
 struct api {
     uv_loop_t *loop;
     const gf_config_t *cfg;
@@ -20,7 +22,9 @@ struct api {
     gf_httpd_t *httpd;
     queue_t *queue;
     store_t *store;
-    struct api_sse *streams; /* open event streams, for the per-user limit */
+    struct api_sse *streams; /* open event streams (closed all at stop) */
+    /* Open streams per user, for FARM_SSE_MAX_PER_USER: a chained hash by user id. */
+    struct api_sse_user *sse_users[API_SSE_USER_BUCKETS];
     img_presets_t *presets;
     int imaging_up;
     int closes_pending;

@@ -61,6 +61,44 @@ static const char *event_name(const char *type)
 
 static void sse_free_maybe(api_sse_t *s);
 
+/* One user's count of open streams (a node exists only while it is above 0). */
+typedef struct api_sse_user {
+    struct api_sse_user *next;
+    char sub[37];
+    long long open;
+} api_sse_user_t;
+
+static api_sse_user_t **user_slot(api_t *api, const char *sub)
+{
+    unsigned h = 2166136261u; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)sub; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    api_sse_user_t **pp = &api->sse_users[h % API_SSE_USER_BUCKETS];
+    while (*pp && strcmp((*pp)->sub, sub) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+/* Adds `d` (+1 or -1) to the user's open streams; returns the count before. */
+static long long user_open_add(api_t *api, const char *sub, int d)
+{
+    api_sse_user_t **pp = user_slot(api, sub);
+    if (*pp == NULL) {
+        if (d < 0)
+            return 0;
+        *pp = gf_xcalloc(1, sizeof(**pp));
+        snprintf((*pp)->sub, sizeof((*pp)->sub), "%s", sub);
+    }
+    long long before = (*pp)->open;
+    (*pp)->open += d;
+    if ((*pp)->open <= 0) {
+        api_sse_user_t *dead = *pp;
+        *pp = dead->next;
+        free(dead);
+    }
+    return before;
+}
+
 static void on_ping_closed(uv_handle_t *h)
 {
     api_sse_t *s = h->data;
@@ -96,6 +134,7 @@ static void sse_free_maybe(api_sse_t *s)
         s->api->streams = s->next;
     if (s->next)
         s->next->prev = s->prev;
+    user_open_add(s->api, s->who.sub, -1);
     store_call_dispose(&s->call);
     free(s->after_user);
     free(s);
@@ -323,10 +362,9 @@ static api_sse_t *sse_new(api_t *api, gf_http_req_t *req)
         free(s);
         return NULL;
     }
-    long long open = 0;
-    for (api_sse_t *o = api->streams; o; o = o->next)
-        open += !o->finished && strcmp(o->who.sub, s->who.sub) == 0;
-    if (open >= api->cfg->sse_max_per_user) {
+    /* O(1): a count per user, not a walk over every open stream. */
+    if (user_open_add(api, s->who.sub, +1) >= api->cfg->sse_max_per_user) {
+        user_open_add(api, s->who.sub, -1);
         gf_http_set_header(req, "Retry-After", "5");
         api__error(req, 429, "rate_limited", "too many open event streams for this user", NULL);
         free(s);

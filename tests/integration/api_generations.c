@@ -12,12 +12,16 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <jwt.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -495,6 +499,66 @@ static void test_admin_stats_lists_live_workers(void **state)
 
 /* --- events ------------------------------------------------------------------------------ */
 
+/* Opens GET /v1/events on a raw socket; returns the fd and the response's status (0 if none). */
+static int sse_open_raw(const char *tok, int *status)
+{
+    int port = atoi(strrchr(base, ':') + 1);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    char req[2300];
+    int n = snprintf(req, sizeof(req),
+                     "GET /v1/events HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n\r\n", tok);
+    assert_int_equal(write(fd, req, (size_t)n), n);
+    char buf[64] = {0};
+    size_t got = 0;
+    double end = ts_now() + 5;
+    while (got < 12 && ts_now() < end) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (poll(&pf, 1, 100) == 1) {
+            ssize_t r = read(fd, buf + got, sizeof(buf) - 1 - got);
+            if (r <= 0)
+                break;
+            got += (size_t)r;
+        }
+    }
+    *status = got >= 12 ? atoi(buf + 9) : 0; /* "HTTP/1.1 200" */
+    return fd;
+}
+
+static void test_event_streams_are_limited_per_user(void **state)
+{
+    (void)state;
+    /* FARM_SSE_MAX_PER_USER is 20 (the default): the 21st is refused, another
+     * user is not, and a closed stream frees its place. */
+    char *t = token(NULL, "pro", NULL, NULL), *other = token(NULL, "pro", NULL, NULL);
+    int fds[20], st;
+    for (int i = 0; i < 20; i++) {
+        fds[i] = sse_open_raw(t, &st);
+        assert_int_equal(st, 200);
+    }
+    int fd = sse_open_raw(t, &st);
+    assert_int_equal(st, 429);
+    close(fd);
+    fd = sse_open_raw(other, &st);
+    assert_int_equal(st, 200);
+    close(fd);
+    close(fds[0]);
+    double end = ts_now() + 5;
+    do {
+        fd = sse_open_raw(t, &st);
+        if (st != 200)
+            close(fd);
+    } while (st != 200 && ts_now() < end);
+    assert_int_equal(st, 200);
+    close(fd);
+    for (int i = 1; i < 20; i++)
+        close(fds[i]);
+    free(t);
+    free(other);
+}
+
 typedef struct {
     char url[512];
     char auth[2048];
@@ -662,6 +726,7 @@ int main(void)
         cmocka_unit_test(test_list_pages_with_a_cursor),
         cmocka_unit_test(test_admin_credits),
         cmocka_unit_test(test_admin_stats_lists_live_workers),
+        cmocka_unit_test(test_event_streams_are_limited_per_user),
         cmocka_unit_test(test_events_replay_and_resume_without_gaps),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
