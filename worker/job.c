@@ -327,7 +327,7 @@ static void on_refs_done(uv_work_t *w, int status)
     if (!job__gone(j)) {
         if (status < 0 || (j->identity_key && j->identity.len == 0)) {
             gf_log_ctx ctx = job__log(j, "reading referenced files");
-            GF_LOG(GF_LOG_WARN, &ctx, "a referenced file is missing: generating without it");
+            GF_LOG(GF_LOG_WARN, &ctx, "a referenced file is missing: its images fail, released");
         }
         job_begin(j);
     }

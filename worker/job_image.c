@@ -261,6 +261,19 @@ void job__image_start(job_image_t *img)
         req.identity_image = j->identity.data;
         req.identity_len = j->identity.len;
     }
+    /* An image asked for with a person or a pose map that cannot be read is not
+     * generated without it (and paid for): it fails, and its credits go back. */
+    const char *lost = j->identity_key && j->identity.len == 0 ? "the identity image"
+                       : j->pose_keys && j->pose_keys[img->pose] && req.pose_image == NULL
+                           ? "the uploaded pose map"
+                           : NULL;
+    if (lost) {
+        img_buf_dispose(&pose_map);
+        char msg[160];
+        snprintf(msg, sizeof(msg), "%s could not be read from storage; upload it again", lost);
+        image_fail(img, "internal", msg, 0);
+        return;
+    }
     /* A request an earlier attempt submitted is resumed, not paid for twice. */
     char resume_provider[16] = "";
     if (img->resume && img->attempts == 1) {

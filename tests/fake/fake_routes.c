@@ -43,7 +43,7 @@ static void send_image_later(fake_t *f, gf_http_req_t *r, void *arg)
 static void on_hf(gf_http_req_t *r, void *data)
 {
     fake_t *f = data;
-    fake_log(f, r, "hf.submit", NULL);
+    json_t *entry = fake_log(f, r, "hf.submit", NULL);
     if (!has_prefix(gf_http_req_header(r, "authorization"), "Bearer hf_")) {
         fake_json(r, 401,
                   json_pack("{s:s}", "error", "Invalid credentials in Authorization header"));
@@ -62,6 +62,10 @@ static void on_hf(gf_http_req_t *r, void *data)
         fake_json(r, 400, json_pack("{s:s}", "error", "inputs and parameters.width/height needed"));
         return;
     }
+    /* Image to image: the reference (base64 in `inputs`) goes into the log, so
+     * tests can check which image the farm sent. */
+    if (ts != NULL && json_is_string(json_object_get(root, "inputs")))
+        json_object_set(entry, "ref_b64", json_object_get(root, "inputs"));
     int64_t seed = json_integer_value(json_object_get(params, "seed"));
     fake_fault_t ft;
     fake_fault(f, r, "hf", "hf.submit", prompt, NULL, &ft);

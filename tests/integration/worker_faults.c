@@ -273,14 +273,13 @@ static void test_partial_success_charges_only_finished_images(void **state)
     json_decref(g);
 }
 
-/* A generation that refers to an upload, where one image fails: the worker survives it. */
-static void test_failed_image_of_a_generation_with_an_identity(void **state)
+/* Uploads a w x h PNG as the test user; its id into `upload`. */
+static void upload_png(int w, int h, char upload[37])
 {
-    (void)state;
     VipsImage *img = NULL, *u8 = NULL;
     void *png = NULL;
     size_t len = 0;
-    assert_int_equal(vips_xyz(&img, 64, 64, NULL), 0);
+    assert_int_equal(vips_xyz(&img, w, h, NULL), 0);
     assert_int_equal(vips_cast_uchar(img, &u8, NULL), 0);
     assert_int_equal(vips_image_write_to_buffer(u8, ".png", &png, &len, NULL), 0);
     g_object_unref(img);
@@ -288,13 +287,20 @@ static void test_failed_image_of_a_generation_with_an_identity(void **state)
     char url[256], auth[1024];
     snprintf(url, sizeof(url), "%s/v1/uploads", base);
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
-    const char *h[] = {auth, "Content-Type: image/png", NULL};
-    ts_http_t r = ts_http("POST", url, h, png, len);
+    const char *hd[] = {auth, "Content-Type: image/png", NULL};
+    ts_http_t r = ts_http("POST", url, hd, png, len);
     g_free(png);
     assert_int_equal(r.status, 201);
-    char upload[37];
-    snprintf(upload, sizeof(upload), "%s", strstr(r.body, "\"id\":\"") + 6);
+    snprintf(upload, 37, "%s", strstr(r.body, "\"id\":\"") + 6);
     ts_http_dispose(&r);
+}
+
+/* A generation that refers to an upload, where one image fails: the worker survives it. */
+static void test_failed_image_of_a_generation_with_an_identity(void **state)
+{
+    (void)state;
+    char upload[37];
+    upload_png(64, 64, upload);
     char body[512], id[37];
     snprintf(body, sizeof(body),
              "{\"kind\":\"avatar\",\"prompt\":\"me [[validation_400*1]]\",\"count\":2,"
@@ -311,6 +317,93 @@ static void test_failed_image_of_a_generation_with_an_identity(void **state)
     g = wait_status(id, "succeeded", 30);
     assert_found(g);
     json_decref(g);
+}
+
+/* The fake's log entries for `endpoint` (hf.submit...), oldest first. */
+static json_t *fake_requests(const char *endpoint)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%s/__fake/log", strchr(fake_env, '=') + 1);
+    ts_http_t r = ts_http("GET", url, NULL, NULL, 0);
+    json_t *log = json_loads(r.body, 0, NULL);
+    ts_http_dispose(&r);
+    json_t *out = json_array(), *e;
+    size_t i;
+    json_array_foreach(json_object_get(log, "requests"), i, e)
+    {
+        if (strcmp(json_string_value(json_object_get(e, "endpoint")), endpoint) == 0)
+            json_array_append(out, e);
+    }
+    json_decref(log);
+    return out;
+}
+
+/* The person the user asked to keep is what the provider gets: the uploaded
+ * identity's pixels go out with the request, not a text-only prompt (the bug
+ * of the system this farm replaces). */
+static void test_the_identity_image_reaches_the_provider(void **state)
+{
+    (void)state;
+    char upload[37], body[512], id[37];
+    upload_png(72, 40, upload); /* a size no preset or output has */
+    json_t *earlier = fake_requests("hf.submit");
+    size_t before = json_array_size(earlier);
+    json_decref(earlier);
+    snprintf(body, sizeof(body),
+             "{\"kind\":\"avatar\",\"prompt\":\"keep me\",\"width\":256,\"height\":256,"
+             "\"identity\":{\"upload_id\":\"%s\"}}",
+             upload);
+    create(body, id);
+    json_t *g = wait_status(id, "succeeded|partial|failed", 30);
+    assert_found(g);
+    assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
+    json_decref(g);
+    json_t *reqs = fake_requests("hf.submit");
+    assert_true(json_array_size(reqs) > before);
+    const char *b64 = json_string_value(
+        json_object_get(json_array_get(reqs, json_array_size(reqs) - 1), "ref_b64"));
+    assert_non_null(b64);
+    gsize n = 0;
+    guchar *bytes = g_base64_decode(b64, &n);
+    VipsImage *ref = vips_image_new_from_buffer(bytes, n, "", NULL);
+    assert_non_null(ref);
+    assert_int_equal(vips_image_get_width(ref), 72);
+    assert_int_equal(vips_image_get_height(ref), 40);
+    g_object_unref(ref);
+    g_free(bytes);
+    json_decref(reqs);
+}
+
+/* An identity whose stored file is gone: the images fail with a clear error and
+ * everything is released; no provider is paid for an avatar without the person. */
+static void test_a_lost_identity_fails_and_charges_nothing(void **state)
+{
+    (void)state;
+    char upload[37], body[512], id[37];
+    upload_png(48, 48, upload);
+    assert_int_equal(
+        ts_sh("find '%s/storage' -name '*%s*' -type f -delete", ts_env("FARM_TEST_TMPDIR"), upload),
+        0);
+    json_t *earlier = fake_requests("hf.submit");
+    size_t before = json_array_size(earlier);
+    json_decref(earlier);
+    snprintf(body, sizeof(body),
+             "{\"kind\":\"avatar\",\"prompt\":\"lost me\",\"count\":2,\"width\":256,"
+             "\"height\":256,\"identity\":{\"upload_id\":\"%s\"}}",
+             upload);
+    create(body, id);
+    json_t *g = wait_status(id, "succeeded|partial|failed", 30);
+    assert_found(g);
+    assert_string_equal(json_string_value(json_object_get(g, "status")), "failed");
+    assert_int_equal(json_integer_value(json_object_get(g, "charged")), 0);
+    assert_int_equal(json_integer_value(json_object_get(g, "released")), 20); /* 2 x 10 */
+    json_t *err = json_object_get(g, "error");
+    assert_string_equal(json_string_value(json_object_get(err, "code")), "internal");
+    assert_non_null(strstr(json_string_value(json_object_get(err, "message")), "identity"));
+    json_decref(g);
+    json_t *reqs = fake_requests("hf.submit");
+    assert_int_equal(json_array_size(reqs), before); /* nothing was sent to the provider */
+    json_decref(reqs);
 }
 
 static void test_every_image_failing_fails_with_its_error(void **state)
@@ -558,6 +651,8 @@ int main(void)
         cmocka_unit_test(test_running_generation_is_canceled_promptly),
         cmocka_unit_test(test_partial_success_charges_only_finished_images),
         cmocka_unit_test(test_failed_image_of_a_generation_with_an_identity),
+        cmocka_unit_test(test_the_identity_image_reaches_the_provider),
+        cmocka_unit_test(test_a_lost_identity_fails_and_charges_nothing),
         cmocka_unit_test(test_every_image_failing_fails_with_its_error),
         cmocka_unit_test(test_every_fault_mode_ends_in_its_documented_error),
         cmocka_unit_test(test_deadline_passed_before_start_expires),
