@@ -11,8 +11,14 @@
  * - Every call added runs its callback exactly once: with its own answer,
  *   with the batch's failure (connection lost, timeout), or with
  *   GF_ECANCELED when the queue closes before the batch is sent.
+ * - No callback ever runs inside queue_enqueue, queue_finish or queue_close:
+ *   a batch that cannot be sent (a full one is sent at once, from inside the
+ *   64th call) waits in `fails` for the flusher's next run. A caller may
+ *   free what its callback would touch only after the callback, so running
+ *   one inside the call would pull that out from under it.
  * - A batch is moved out of the queue before any callback runs, so a callback
  *   may add calls (they start the next batch) or close the queue.
+ * - The flusher holds a reference on the loop while anything waits for it.
  */
 #include "queue_int.h"
 
@@ -20,7 +26,8 @@
 #include <string.h>
 
 /* A batch on its way: the callbacks, in the order of the answers. */
-typedef struct {
+typedef struct queue__sent {
+    struct queue__sent *next; /* in q->fails */
     queue__result_parser parse;
     int n;
     struct {
@@ -32,6 +39,7 @@ typedef struct {
 static sent_t *take(queue__batch_t *b)
 {
     sent_t *s = gf_xmalloc(sizeof(*s));
+    s->next = NULL;
     s->parse = b->parse;
     s->n = b->n;
     memcpy(s->items, b->items, sizeof(b->items[0]) * (size_t)b->n);
@@ -47,6 +55,15 @@ static void fail_all(queue_t *q, sent_t *s, int status)
         s->items[i].cb(q, status, &res, s->items[i].data);
     }
     free(s);
+}
+
+static void on_flusher_closed(uv_handle_t *h)
+{
+    queue_t *q = h->data;
+    q->flusher_closed = 1;
+    for (int i = 0; i < QUEUE_BATCH__COUNT; i++)
+        gf_buf_dispose(&q->batch[i].args);
+    queue__maybe_closed(q);
 }
 
 static void handle_batch(queue__op_t *op, int status, redisReply *r, gf_err_t *err)
@@ -65,6 +82,17 @@ static void handle_batch(queue__op_t *op, int status, redisReply *r, gf_err_t *e
         s->items[i].cb(op->q, st, &res, s->items[i].data);
     }
     free(s);
+}
+
+static void on_flush(uv_prepare_t *h);
+
+/* Makes the flusher run at the end of this loop iteration (and keep the loop alive till then). */
+static void flusher_arm(queue_t *q)
+{
+    if (uv_is_closing((uv_handle_t *)&q->flusher) || uv_is_active((uv_handle_t *)&q->flusher))
+        return;
+    uv_ref((uv_handle_t *)&q->flusher);
+    uv_prepare_start(&q->flusher, on_flush);
 }
 
 static void flush(queue_t *q, queue__batch_t *b)
@@ -86,18 +114,35 @@ static void flush(queue_t *q, queue__batch_t *b)
     }
     queue__script script = b->script;
     sent_t *s = take(b);
-    /* The arguments are copied by op_send before take() could be reused. */
+    /* op_send copies the arguments before take()'s buffer can be reused. */
     if (queue__op_send_argv(q, script, argc, argv, len, (uint64_t)q->conf.op_timeout_ms,
-                            handle_batch, NULL, s, NULL) < 0)
-        fail_all(q, s, q->closing ? GF_ECANCELED : GF_EUNAVAIL);
+                            handle_batch, NULL, s, NULL) < 0) {
+        s->next = q->fails; /* failed at the flusher's next run, never inside a call */
+        q->fails = s;
+        flusher_arm(q);
+    }
 }
 
 static void on_flush(uv_prepare_t *h)
 {
     queue_t *q = h->data;
-    uv_prepare_stop(h);
     for (int i = 0; i < QUEUE_BATCH__COUNT; i++)
         flush(q, &q->batch[i]);
+    /* Callbacks may add calls or fail more: take the list each time round. */
+    while (q->fails) {
+        sent_t *s = q->fails;
+        q->fails = s->next;
+        fail_all(q, s, q->closing ? GF_ECANCELED : GF_EUNAVAIL);
+    }
+    int waiting = 0;
+    for (int i = 0; i < QUEUE_BATCH__COUNT; i++)
+        waiting |= q->batch[i].n > 0;
+    if (waiting)
+        return; /* a callback added calls: run again at the next iteration's end */
+    uv_prepare_stop(h);
+    uv_unref((uv_handle_t *)h);
+    if (q->closing && !uv_is_closing((uv_handle_t *)h))
+        uv_close((uv_handle_t *)h, on_flusher_closed);
 }
 
 void queue__batch_init(queue_t *q)
@@ -129,24 +174,23 @@ int queue__batch_add(queue_t *q, int which, const queue__cmd_t *cmd, queue_resul
     b->n++;
     if (b->n == QUEUE_BATCH_MAX)
         flush(q, b);
-    else if (!uv_is_active((uv_handle_t *)&q->flusher))
-        uv_prepare_start(&q->flusher, on_flush);
+    else
+        flusher_arm(q);
     return 0;
-}
-
-static void on_flusher_closed(uv_handle_t *h)
-{
-    queue_t *q = h->data;
-    q->flusher_closed = 1;
-    for (int i = 0; i < QUEUE_BATCH__COUNT; i++)
-        gf_buf_dispose(&q->batch[i].args);
-    queue__maybe_closed(q);
 }
 
 void queue__batch_close(queue_t *q)
 {
+    /* What was never sent fails with GF_ECANCELED at the flusher's last run,
+     * after which it closes; with nothing waiting it closes now. */
     for (int i = 0; i < QUEUE_BATCH__COUNT; i++)
-        if (q->batch[i].n > 0)
-            fail_all(q, take(&q->batch[i]), GF_ECANCELED);
-    uv_close((uv_handle_t *)&q->flusher, on_flusher_closed);
+        if (q->batch[i].n > 0) {
+            sent_t *s = take(&q->batch[i]);
+            s->next = q->fails;
+            q->fails = s;
+        }
+    if (q->fails)
+        flusher_arm(q); /* on_flush fails them, then closes the flusher */
+    else if (!uv_is_closing((uv_handle_t *)&q->flusher))
+        uv_close((uv_handle_t *)&q->flusher, on_flusher_closed);
 }

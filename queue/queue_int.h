@@ -190,7 +190,8 @@ struct queue {
     uint64_t probe_sent_ms; /* when the outstanding probe went out; 0: none */
     int probe_closed;
     queue__batch_t batch[QUEUE_BATCH__COUNT];
-    uv_prepare_t flusher; /* sends the batches when the loop iteration ends */
+    uv_prepare_t flusher;      /* sends the batches when the loop iteration ends */
+    struct queue__sent *fails; /* batches that could not be sent, failed by the flusher */
     int flusher_closed;
 };
 

@@ -402,6 +402,62 @@ static void test_a_deaf_subscription_is_found_and_replaced(void **state)
     queue_watch_stop(w); /* teardown closes the queue and stops the proxy */
 }
 
+/* Calls made from a callback that runs while the connection is being torn down. */
+typedef struct {
+    fx_t *fx;
+    int in_call;    /* set while this test is inside queue_enqueue */
+    int ran_inside; /* callbacks that ran inside a call: must stay 0 */
+    int accepted, answered, unavailable;
+} flood_t;
+
+static void on_flood_answer(queue_t *q, int status, const queue_result_t *res, void *data)
+{
+    (void)q;
+    (void)res;
+    flood_t *f = data;
+    f->ran_inside += f->in_call;
+    f->answered++;
+    f->unavailable += status == GF_EUNAVAIL;
+}
+
+static void on_ping_flood(queue_t *q, int status, void *data)
+{
+    flood_t *f = data;
+    f->fx->status = status;
+    f->fx->done = 1;
+    /* 70 enqueues: the 64th fills a batch, which is sent at once and cannot be. */
+    for (int i = 0; i < 70; i++) {
+        char gen[64];
+        queue_enqueue_req_t req = {.gen_id = qt_id(gen, sizeof(gen), "flood"),
+                                   .user_id = "uflood",
+                                   .tier = "pro",
+                                   .payload = "{}"};
+        f->in_call = 1;
+        f->accepted += queue_enqueue(q, &req, on_flood_answer, f) == 0;
+        f->in_call = 0;
+    }
+}
+
+static void test_no_callback_runs_inside_a_call(void **state)
+{
+    fx_t *fx = *state;
+    flood_t f = {.fx = fx};
+    /* Redis goes away; the loop has not seen it yet, so a PING is still taken,
+     * and its failure is delivered while hiredis tears the connection down. */
+    qt_redis_stop();
+    assert_int_equal(queue_ping(fx->q, 2000, on_ping_flood, &f), 0);
+    double end = ts_now() + 10;
+    while ((!fx->done || f.answered < f.accepted) && ts_now() < end)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_true(fx->done);
+    assert_true(fx->status < 0);
+    assert_int_equal(f.answered, f.accepted);
+    assert_int_equal(f.unavailable, f.accepted);
+    assert_int_equal(f.ran_inside, 0);
+    qt_redis_start();
+    assert_true(connected_flag(fx));
+}
+
 /* Answers of many calls made in one loop iteration (they go to Redis as one batch). */
 typedef struct {
     int n, status[80];
@@ -527,6 +583,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_flushed_function_library_is_loaded_again, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_channels_are_subscribed_as_needed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_callback_runs_inside_a_call, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_deaf_subscription_is_found_and_replaced, setup,
                                         teardown),
     };
