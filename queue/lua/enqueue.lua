@@ -5,7 +5,8 @@
 -- job (O(1)), {0, state, position} when the generation is
 -- already known (idempotent: nothing changes; the exact position),
 -- {-1, 'too_many_active', cap} when the user already has `cap` active
--- generations, {-9, 'EINVAL …'} for an unknown tier.
+-- generations, {-9, 'EINVAL …'} for an unknown tier. A new job's event 1 is
+-- 'queued' with {"status":"queued","queue_position":N}.
 --
 -- The tiers' depths and ring lengths are read once per call and kept here as
 -- the jobs go in; the depths are written back once at the end.
@@ -36,13 +37,15 @@ for i = 0, #ARGV / 5 - 1 do
         end
         d[tier] = d[tier] + 1
         added[tier] = (added[tier] or 0) + 1
-        ev_append(g, u, 1, 'queued', '{}', false, 's', 'queued',
-            'd', job_pack(u, tier, dl, payload))
         -- Each other user in the ring takes at most mine+1 turns first: exact
         -- for a user's first queued job (the usual case), an upper bound
         -- otherwise; other tiers by their weight share.
         local ahead = mine + math.min(d[tier] - mine - 1, (mine + 1) * (ring[tier] - 1))
-        out[i + 1] = {1, 'queued', other_tiers(tier, ahead, d)}
+        local pos = other_tiers(tier, ahead, d)
+        -- API.md: the 'queued' event carries the queue position.
+        ev_append(g, u, 1, 'queued', '{"status":"queued","queue_position":' .. pos .. '}', false,
+            's', 'queued', 'd', job_pack(u, tier, dl, payload))
+        out[i + 1] = {1, 'queued', pos}
     end
 end
 for tier, k in pairs(added) do redis.call('HINCRBY', P .. 'depth', tier, k) end

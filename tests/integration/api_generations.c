@@ -646,6 +646,8 @@ static void test_events_replay_and_resume_without_gaps(void **state)
     pthread_create(&th, NULL, sse_run, &c1);
     assert_true(wait_for(&c1, "id: 1\nevent: queued\n", 10));
     assert_true(sse_has(&c1, "retry: 2000\n"));
+    /* API.md: the queued event carries the queue position. */
+    assert_true(wait_for(&c1, "\"queue_position\":", 5));
 
     /* The worker's part: claim the job, start it, publish. */
     queue_claim_t claim = {0};
