@@ -38,7 +38,17 @@ typedef struct api_sse {
     uint64_t terminal_id;
     char finished_status[16]; /* the generation was already finished when the stream began */
     int read_pending;         /* a replay read of a finished generation is in flight */
+    /* The user stream's events not written yet: they wait behind a terminal
+     * event while its generation is read (it is written whole, in order). */
+    struct user_ev *pend_head, *pend_tail;
+    int user_fetching;
 } api_sse_t;
+
+/* A user-stream event, owned (a watch's events are borrowed only during its callback). */
+typedef struct user_ev {
+    struct user_ev *next;
+    char *sid, *gen, *type, *data;
+} user_ev_t;
 
 static const char *const terminal_types[] = {"done",      "failed",  "canceled", "expired",
                                              "succeeded", "partial", NULL};
@@ -135,6 +145,15 @@ static void sse_free_maybe(api_sse_t *s)
     if (s->next)
         s->next->prev = s->prev;
     user_open_add(s->api, s->who.sub, -1);
+    while (s->pend_head) {
+        user_ev_t *e = s->pend_head;
+        s->pend_head = e->next;
+        free(e->sid);
+        free(e->gen);
+        free(e->type);
+        free(e->data);
+        free(e);
+    }
     store_call_dispose(&s->call);
     free(s->after_user);
     free(s);
@@ -256,6 +275,76 @@ static void on_gen_events(queue_watch_t *w, int status, const queue_events_t *e,
     write_gen_events(s, e);
 }
 
+static void user_pump(api_sse_t *s);
+
+/* Writes the user-stream event at the head and drops it; `gen` is its generation, read
+ * for a terminal event (NULL: write what the queue said). */
+static int user_write_head(api_sse_t *s, json_t *gen)
+{
+    user_ev_t *e = s->pend_head;
+    s->pend_head = e->next;
+    if (s->pend_head == NULL)
+        s->pend_tail = NULL;
+    int rc;
+    if (gen != NULL) {
+        /* API.md: a terminal event's data is the whole generation, as GET returns it;
+         * the queue's 'done' is the generation's own final status. */
+        api__sign_outputs(s->api, gen);
+        const char *status = json_string_value(json_object_get(gen, "status"));
+        const char *name = strcmp(e->type, "done") == 0 && status ? status : e->type;
+        char *text = json_dumps(gen, JSON_COMPACT);
+        rc = sse_write(s, e->sid, name, text ? text : "{}");
+        free(text);
+    } else {
+        queue_event_t ev = {.type = e->type, .data = e->data};
+        char *text = event_data(e->gen, &ev);
+        const char *name = strcmp(e->type, "done") == 0 ? "succeeded" : event_name(e->type);
+        rc = sse_write(s, e->sid, name, text ? text : "{}");
+        free(text);
+    }
+    free(e->sid);
+    free(e->gen);
+    free(e->type);
+    free(e->data);
+    free(e);
+    return rc;
+}
+
+static void on_user_terminal(store_t *st, store_call_t *call, void *data)
+{
+    (void)st;
+    api_sse_t *s = data;
+    s->store_pending = 0;
+    s->user_fetching = 0;
+    if (!s->finished && s->pend_head) {
+        json_t *gen = call->status == 0 ? json_loads(call->json, 0, NULL) : NULL;
+        int rc = user_write_head(s, gen); /* without the generation: what the queue said */
+        json_decref(gen);
+        if (rc == 0)
+            user_pump(s);
+    }
+    sse_free_maybe(s);
+}
+
+/* Writes the waiting events in order until one needs its generation read. */
+static void user_pump(api_sse_t *s)
+{
+    while (!s->finished && !s->user_fetching && s->pend_head) {
+        user_ev_t *e = s->pend_head;
+        if (is_terminal(e->type)) {
+            store_call_dispose(&s->call);
+            store_call_generation(&s->call, e->gen, s->who.sub);
+            if (store_exec(s->api->store, &s->call, on_user_terminal, s) == 0) {
+                s->store_pending = 1;
+                s->user_fetching = 1;
+                return;
+            }
+        }
+        if (user_write_head(s, NULL) < 0)
+            return;
+    }
+}
+
 static void on_user_events(queue_watch_t *w, int status, const queue_events_t *e, void *data)
 {
     (void)w;
@@ -265,15 +354,20 @@ static void on_user_events(queue_watch_t *w, int status, const queue_events_t *e
         sse_finish(s);
         return;
     }
-    for (size_t i = 0; i < e->n && !s->finished; i++) {
+    for (size_t i = 0; i < e->n; i++) {
         const queue_event_t *ev = &e->ev[i];
-        char *text = event_data(ev->gen_id ? ev->gen_id : "", ev);
-        const char *name = strcmp(ev->type, "done") == 0 ? "succeeded" : event_name(ev->type);
-        int rc = sse_write(s, ev->stream_id ? ev->stream_id : "", name, text ? text : "{}");
-        free(text);
-        if (rc < 0)
-            return;
+        user_ev_t *u = gf_xcalloc(1, sizeof(*u));
+        u->sid = gf_xstrdup(ev->stream_id ? ev->stream_id : "");
+        u->gen = gf_xstrdup(ev->gen_id ? ev->gen_id : "");
+        u->type = gf_xstrdup(ev->type ? ev->type : "unknown");
+        u->data = ev->data ? gf_xstrdup(ev->data) : NULL;
+        if (s->pend_tail)
+            s->pend_tail->next = u;
+        else
+            s->pend_head = u;
+        s->pend_tail = u;
     }
+    user_pump(s);
 }
 
 /*

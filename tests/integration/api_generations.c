@@ -713,6 +713,60 @@ static void test_events_replay_and_resume_without_gaps(void **state)
     free(t);
 }
 
+/* /v1/events: a generation that failed ends with event 'failed' and its whole record. */
+static void test_user_stream_ends_each_generation_with_its_own_status(void **state)
+{
+    (void)state;
+    char *t = token(NULL, "pro", NULL, NULL);
+    ts_http_t r = call("POST", "/v1/generations", t, AVATAR, NULL);
+    assert_int_equal(r.status, 202);
+    char id[37];
+    id_of(&r, id);
+    ts_http_dispose(&r);
+    /* A worker's part: claim, start, its only image fails, finish. */
+    queue_claim_t claim = {0};
+    gf_err_t err = {0};
+    uint64_t tok = 0;
+    for (int round = 0; round < 20 && tok == 0; round++) {
+        assert_int_equal(queue_sync_claim(qs, "test-worker", 16, &claim, &err), 0);
+        for (size_t i = 0; i < claim.n_jobs; i++)
+            if (strcmp(claim.jobs[i].gen_id, id) == 0)
+                tok = claim.jobs[i].token;
+        queue_claim_dispose(&claim);
+    }
+    assert_true(tok > 0);
+    store_call_t c;
+    store_call_start(&c, id, (long long)tok, "local");
+    assert_int_equal(store_conn_exec(sc, &c), 0);
+    store_call_dispose(&c);
+    store_call_image(&c, id, (long long)tok, 0, 0,
+                     "{\"code\":\"provider_error\",\"message\":\"no\",\"retryable\":false}");
+    assert_int_equal(store_conn_exec(sc, &c), 0);
+    store_call_dispose(&c);
+    store_call_finish(&c, id, (long long)tok, "auto", NULL);
+    assert_int_equal(store_conn_exec(sc, &c), 0);
+    store_call_dispose(&c);
+    queue_result_t qr = {0};
+    assert_int_equal(queue_sync_finish(qs, id, tok, QUEUE_DONE, "{}", &qr, &err), 0);
+
+    sse_client_t u = {.mu = PTHREAD_MUTEX_INITIALIZER, .timeout_s = 5};
+    snprintf(u.url, sizeof(u.url), "%s/v1/events", base);
+    snprintf(u.auth, sizeof(u.auth), "Authorization: Bearer %s", t);
+    pthread_t th;
+    pthread_create(&th, NULL, sse_run, &u);
+    assert_true(wait_for(&u, "event: failed\ndata: {", 5));
+    pthread_join(th, NULL);
+    assert_int_equal(u.status, 200);
+    assert_null(strstr(u.got.p, "event: succeeded")); /* the queue's 'done' is not a success */
+    const char *term = strstr(u.got.p, "event: failed\ndata: ");
+    assert_non_null(term);
+    assert_non_null(strstr(term, "\"status\":\"failed\""));
+    assert_non_null(strstr(term, "\"released\":10"));
+    assert_non_null(strstr(term, id));
+    gf_buf_dispose(&u.got);
+    free(t);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -730,6 +784,7 @@ int main(void)
         cmocka_unit_test(test_admin_stats_lists_live_workers),
         cmocka_unit_test(test_event_streams_are_limited_per_user),
         cmocka_unit_test(test_events_replay_and_resume_without_gaps),
+        cmocka_unit_test(test_user_stream_ends_each_generation_with_its_own_status),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     curl_global_cleanup();
