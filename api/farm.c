@@ -7,6 +7,7 @@
  *   farm grant --user UUID --amount N [--reason TEXT]
  *   farm reconcile             check the ledger's invariants; exit 1 naming each violation
  *   farm dead-letter list [--max N] | retry ID|--all | purge ID|--all
+ *   farm queue-libraries [--prune]
  *
  * Exit status: 0 done, 1 the task failed, 2 bad usage or configuration.
  */
@@ -31,7 +32,10 @@ static int usage(FILE *out)
                  "                        grant (N > 0) or take back (N < 0) credits\n"
                  "  reconcile             check every ledger invariant\n"
                  "  dead-letter list [--max N] | retry ID|--all | purge ID|--all\n"
-                 "                        inspect, re-drive or drop dead-lettered jobs\n");
+                 "                        inspect, re-drive or drop dead-lettered jobs\n"
+                 "  queue-libraries [--prune]\n"
+                 "                        list (or delete) the queue's Redis function libraries\n"
+                 "                        of other code versions or settings\n");
     return out == stdout ? 0 : 2;
 }
 
@@ -228,6 +232,34 @@ static int cmd_dead_letter(int argc, char **argv)
     return rc < 0 ? 1 : 0;
 }
 
+/* farm queue-libraries [--prune]: the queue's function libraries of other versions. */
+static int cmd_queue_libraries(int argc, char **argv)
+{
+    int drop = argc == 3 && strcmp(argv[2], "--prune") == 0;
+    if (argc > 3 || (argc == 3 && !drop))
+        return usage(stderr);
+    gf_config_t *cfg = load_config();
+    gf_err_t err = {0};
+    char **names = NULL;
+    int rc = -1;
+    queue_sync_t *qs = queue_sync_new(cfg, &err);
+    if (qs != NULL)
+        rc = queue_sync_old_libraries(qs, drop, &names, &err);
+    if (rc >= 0) {
+        printf("current\t%s\n", queue_sync_library(qs));
+        for (int i = 0; i < rc; i++) {
+            printf("%s\t%s\n", drop ? "deleted" : "old", names[i]);
+            free(names[i]);
+        }
+        free(names);
+    } else {
+        fprintf(stderr, "farm queue-libraries: %s\n", err.msg);
+    }
+    queue_sync_free(qs);
+    gf_cfg_free(cfg);
+    return rc < 0 ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     int rc;
@@ -245,6 +277,8 @@ int main(int argc, char **argv)
         rc = cmd_grant(argc, argv);
     else if (strcmp(argv[1], "dead-letter") == 0)
         rc = cmd_dead_letter(argc, argv);
+    else if (strcmp(argv[1], "queue-libraries") == 0)
+        rc = cmd_queue_libraries(argc, argv);
     else if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0)
         rc = usage(stdout);
     else

@@ -308,4 +308,15 @@ int queue_sync_dead_list(queue_sync_t *qs, int max, queue_dead_list_t *out, gf_e
 int queue_sync_dead_retry(queue_sync_t *qs, const char *gen_id, gf_err_t *err);
 int queue_sync_dead_purge(queue_sync_t *qs, const char *gen_id, gf_err_t *err);
 
+/* This process's function library ("farm_<hash>", docs/queue.md). */
+const char *queue_sync_library(const queue_sync_t *qs);
+
+/*
+ * The queue's other function libraries in Redis (other code versions or
+ * settings); with `drop`, deletes them. A process still using one loads it
+ * again on its next call, so this is safe while the farm runs. Returns how
+ * many and `names` (NULL-terminated; free each and the array), or < 0.
+ */
+int queue_sync_old_libraries(queue_sync_t *qs, int drop, char ***names, gf_err_t *err);
+
 #endif

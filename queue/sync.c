@@ -354,3 +354,56 @@ int queue_sync_dead_purge(queue_sync_t *qs, const char *gen_id, gf_err_t *err)
 {
     return dead_call(qs, "purge", gen_id, NULL, err);
 }
+
+const char *queue_sync_library(const queue_sync_t *qs)
+{
+    return qs->conf.lib_name;
+}
+
+int queue_sync_old_libraries(queue_sync_t *qs, int drop, char ***names, gf_err_t *err)
+{
+    *names = NULL;
+    queue__cmd_t cmd;
+    queue__cmd_plain(&cmd, "FUNCTION");
+    queue__cmd_str(&cmd, "LIST");
+    queue__cmd_str(&cmd, "LIBRARYNAME");
+    queue__cmd_str(&cmd, "farm_*");
+    redisReply *r = call(qs, &cmd, err);
+    if (r == NULL)
+        return GF_EUNAVAIL;
+    int rc = queue__reply_check(r, err);
+    if (rc == 0 && r->type != REDIS_REPLY_ARRAY)
+        rc = gf_err_set(err, GF_EUNAVAIL, "queue", "unexpected reply from redis to FUNCTION LIST");
+    size_t n = 0;
+    char **out = gf_xcalloc(rc == 0 ? r->elements + 1 : 1, sizeof(char *));
+    /* Each library is a flat map: library_name, engine, functions, ... */
+    for (size_t i = 0; rc == 0 && i < r->elements; i++) {
+        const redisReply *lib = r->element[i];
+        for (size_t k = 0; lib->type == REDIS_REPLY_ARRAY && k + 1 < lib->elements; k += 2) {
+            const redisReply *key = lib->element[k], *val = lib->element[k + 1];
+            if (key->type == REDIS_REPLY_STRING && strcmp(key->str, "library_name") == 0 &&
+                val->type == REDIS_REPLY_STRING && strcmp(val->str, qs->conf.lib_name) != 0)
+                out[n++] = gf_xstrndup(val->str, val->len);
+        }
+    }
+    freeReplyObject(r);
+    for (size_t i = 0; rc == 0 && drop && i < n; i++) {
+        queue__cmd_plain(&cmd, "FUNCTION");
+        queue__cmd_str(&cmd, "DELETE");
+        queue__cmd_str(&cmd, out[i]);
+        redisReply *d = call(qs, &cmd, err);
+        if (d == NULL)
+            rc = GF_EUNAVAIL;
+        else if (d->type == REDIS_REPLY_ERROR && strstr(d->str, "not exist") == NULL)
+            rc = queue__reply_check(d, err); /* already gone (another prune) is fine */
+        freeReplyObject(d);
+    }
+    if (rc < 0) {
+        for (size_t i = 0; i < n; i++)
+            free(out[i]);
+        free(out);
+        return rc;
+    }
+    *names = out;
+    return (int)n;
+}

@@ -513,6 +513,58 @@ static void test_cli_dead_letter_list_retry_purge(void **state)
     assert_int_equal(farm_cli(out, sizeof(out), "dead-letter frobnicate"), 2);
 }
 
+static int has_name(char **names, const char *want)
+{
+    for (size_t i = 0; names && names[i]; i++)
+        if (strcmp(names[i], want) == 0)
+            return 1;
+    return 0;
+}
+
+static void free_names(char **names)
+{
+    for (size_t i = 0; names && names[i]; i++)
+        free(names[i]);
+    free(names);
+}
+
+static void test_old_function_libraries_are_listed_and_pruned(void **state)
+{
+    fx_t *fx = *state;
+    /* Another configuration (a new cap) is another library, loaded by its first call. */
+    static const char *const other_env[] = {"FARM_QUEUE_TIERS=pro:4:11,free:1:3", NULL};
+    gf_config_t *cfg2 = qt_cfg(other_env);
+    gf_err_t err = {0};
+    queue_sync_t *qs2 = queue_sync_new(cfg2, &err);
+    assert_non_null(qs2);
+    char gen[64];
+    qt_enqueue(qs2, qt_id(gen, sizeof(gen), "lib"), "ulib", "pro");
+    const char *mine = queue_sync_library(fx->qs), *theirs = queue_sync_library(qs2);
+    assert_string_not_equal(mine, theirs);
+
+    char **names = NULL;
+    assert_true(queue_sync_old_libraries(fx->qs, 0, &names, &err) >= 1);
+    assert_true(has_name(names, theirs));
+    assert_false(has_name(names, mine));
+    free_names(names);
+    assert_true(queue_sync_old_libraries(fx->qs, 1, &names, &err) >= 1); /* prune */
+    assert_true(has_name(names, theirs));
+    free_names(names);
+    assert_int_equal(queue_sync_old_libraries(fx->qs, 0, &names, &err), 0);
+    free_names(names);
+    /* The process whose library went loads it again on its next call. */
+    queue_result_t res;
+    assert_int_equal(queue_sync_position(qs2, gen, &res, &err), 0);
+    assert_string_equal(res.state, "queued");
+    queue_sync_free(qs2);
+    gf_cfg_free(cfg2);
+
+    char out[4096];
+    assert_int_equal(farm_cli(out, sizeof(out), "queue-libraries"), 0);
+    assert_non_null(strstr(out, "current\tfarm_"));
+    assert_int_equal(farm_cli(out, sizeof(out), "queue-libraries --bogus"), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -534,6 +586,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_events_are_numbered_and_resumable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_position_counts_turns_across_users, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_dead_letter_list_retry_purge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_old_function_libraries_are_listed_and_pruned, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
