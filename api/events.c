@@ -199,6 +199,21 @@ static char *event_data(const char *gen_id, const queue_event_t *ev)
     return text;
 }
 
+/*
+ * Writes a terminal event with the whole generation (API.md), read from
+ * Postgres; the queue's own word 'done' becomes the generation's final status.
+ */
+static int write_terminal(api_sse_t *s, const char *id, const char *queue_type, json_t *gen)
+{
+    api__sign_outputs(s->api, gen);
+    const char *status = json_string_value(json_object_get(gen, "status"));
+    const char *name = strcmp(queue_type, "done") == 0 && status ? status : queue_type;
+    char *text = json_dumps(gen, JSON_COMPACT);
+    int rc = sse_write(s, id, name, text ? text : "{}");
+    free(text);
+    return rc;
+}
+
 static void on_terminal_generation(store_t *st, store_call_t *call, void *data)
 {
     (void)st;
@@ -206,14 +221,9 @@ static void on_terminal_generation(store_t *st, store_call_t *call, void *data)
     s->store_pending = 0;
     json_t *gen = call->status == 0 ? json_loads(call->json, 0, NULL) : NULL;
     if (!s->finished && gen != NULL) {
-        api__sign_outputs(s->api, gen);
-        const char *status = json_string_value(json_object_get(gen, "status"));
-        const char *name =
-            strcmp(s->terminal_name, "done") == 0 && status ? status : s->terminal_name;
-        char id[24], *text = json_dumps(gen, JSON_COMPACT);
+        char id[24];
         snprintf(id, sizeof(id), "%" PRIu64, s->terminal_id);
-        sse_write(s, id, name, text ? text : "{}");
-        free(text);
+        write_terminal(s, id, s->terminal_name, gen);
     }
     json_decref(gen);
     sse_finish(s);
@@ -287,14 +297,7 @@ static int user_write_head(api_sse_t *s, json_t *gen)
         s->pend_tail = NULL;
     int rc;
     if (gen != NULL) {
-        /* API.md: a terminal event's data is the whole generation, as GET returns it;
-         * the queue's 'done' is the generation's own final status. */
-        api__sign_outputs(s->api, gen);
-        const char *status = json_string_value(json_object_get(gen, "status"));
-        const char *name = strcmp(e->type, "done") == 0 && status ? status : e->type;
-        char *text = json_dumps(gen, JSON_COMPACT);
-        rc = sse_write(s, e->sid, name, text ? text : "{}");
-        free(text);
+        rc = write_terminal(s, e->sid, e->type, gen);
     } else {
         queue_event_t ev = {.type = e->type, .data = e->data};
         char *text = event_data(e->gen, &ev);

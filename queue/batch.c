@@ -30,10 +30,7 @@ typedef struct queue__sent {
     struct queue__sent *next; /* in q->fails */
     queue__result_parser parse;
     int n;
-    struct {
-        queue_result_cb cb;
-        void *data;
-    } items[QUEUE_BATCH_MAX];
+    queue__batch_item_t items[QUEUE_BATCH_MAX];
 } sent_t;
 
 static sent_t *take(queue__batch_t *b)

@@ -285,10 +285,9 @@ int queue_event_append(queue_t *q, const char *gen_id, uint64_t token, const cha
 int queue_events_read(queue_t *q, const char *gen_id, uint64_t after_id, int max,
                       queue_events_cb cb, void *data)
 {
-    char key[256];
     queue__cmd_t cmd;
     queue__op_t *op;
-    queue__cmd_gen_events(&cmd, &q->conf, gen_id, after_id, max, key, sizeof(key));
+    queue__cmd_gen_events(&cmd, &q->conf, gen_id, after_id, max);
     int rc = queue__op_send(q, &cmd, op_timeout(q), handle_events, (void *)cb, data, &op);
     if (rc == 0)
         op->after_id = after_id;

@@ -110,7 +110,7 @@ int queue__cmd_enqueue(queue__cmd_t *cmd, const queue__conf_t *c, const queue_en
 void queue__cmd_finish(queue__cmd_t *cmd, const queue__conf_t *c, const char *gen_id,
                        uint64_t token, queue_outcome_t outcome, const char *detail);
 void queue__cmd_gen_events(queue__cmd_t *cmd, const queue__conf_t *c, const char *gen_id,
-                           uint64_t after_id, int max, char *keybuf, size_t keylen);
+                           uint64_t after_id, int max);
 void queue__cmd_user_events(queue__cmd_t *cmd, const queue__conf_t *c, const char *user_id,
                             const char *after, int max, char *keybuf, size_t keylen, char *startbuf,
                             size_t startlen);
@@ -154,14 +154,17 @@ struct queue__conn {
 #define QUEUE_BATCH_MAX   64 /* calls per FCALL */
 #define QUEUE_BATCH_ARITY 5  /* arguments per call (enqueue and finish both take 5) */
 typedef int (*queue__result_parser)(const redisReply *r, queue_result_t *res, gf_err_t *err);
+/* One call waiting in a batch: whom to tell. */
+typedef struct {
+    queue_result_cb cb;
+    void *data;
+} queue__batch_item_t;
+
 typedef struct {
     queue__script script;
     queue__result_parser parse;
     int n;
-    struct {
-        queue_result_cb cb;
-        void *data;
-    } items[QUEUE_BATCH_MAX];
+    queue__batch_item_t items[QUEUE_BATCH_MAX];
     size_t off[QUEUE_BATCH_MAX * QUEUE_BATCH_ARITY], len[QUEUE_BATCH_MAX * QUEUE_BATCH_ARITY];
     gf_buf_t args; /* the arguments' bytes, each NUL-terminated, at off[] */
 } queue__batch_t;

@@ -222,10 +222,8 @@ void queue__cmd_finish(queue__cmd_t *cmd, const queue__conf_t *c, const char *ge
 }
 
 void queue__cmd_gen_events(queue__cmd_t *cmd, const queue__conf_t *c, const char *gen_id,
-                           uint64_t after_id, int max, char *keybuf, size_t keylen)
+                           uint64_t after_id, int max)
 {
-    (void)keybuf;
-    (void)keylen;
     queue__cmd_script(cmd, c, QS_EVENTS);
     queue__cmd_str(cmd, gen_id);
     queue__cmd_int(cmd, (long long)after_id);

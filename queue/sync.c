@@ -273,10 +273,9 @@ int queue_sync_position(queue_sync_t *qs, const char *gen_id, queue_result_t *re
 int queue_sync_events_read(queue_sync_t *qs, const char *gen_id, uint64_t after_id, int max,
                            queue_events_t *out, gf_err_t *err)
 {
-    char key[256];
     queue__cmd_t cmd;
     memset(out, 0, sizeof(*out));
-    queue__cmd_gen_events(&cmd, &qs->conf, gen_id, after_id, max, key, sizeof(key));
+    queue__cmd_gen_events(&cmd, &qs->conf, gen_id, after_id, max);
     redisReply *r = call(qs, &cmd, err);
     if (r == NULL)
         return GF_EUNAVAIL;

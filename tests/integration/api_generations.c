@@ -628,6 +628,23 @@ static size_t count_of(const char *hay, const char *needle)
     return n;
 }
 
+/* Plays the worker: claims until generation `id` comes up; its fencing token. */
+static uint64_t claim_token(const char *id)
+{
+    queue_claim_t claim = {0};
+    gf_err_t err = {0};
+    uint64_t tok = 0;
+    for (int round = 0; round < 20 && tok == 0; round++) {
+        assert_int_equal(queue_sync_claim(qs, "test-worker", 16, &claim, &err), 0);
+        for (size_t i = 0; i < claim.n_jobs; i++)
+            if (strcmp(claim.jobs[i].gen_id, id) == 0)
+                tok = claim.jobs[i].token;
+        queue_claim_dispose(&claim);
+    }
+    assert_true(tok > 0);
+    return tok;
+}
+
 static void test_events_replay_and_resume_without_gaps(void **state)
 {
     (void)state;
@@ -650,17 +667,8 @@ static void test_events_replay_and_resume_without_gaps(void **state)
     assert_true(wait_for(&c1, "\"queue_position\":", 5));
 
     /* The worker's part: claim the job, start it, publish. */
-    queue_claim_t claim = {0};
     gf_err_t err = {0};
-    uint64_t tok = 0;
-    for (int round = 0; round < 20 && tok == 0; round++) {
-        assert_int_equal(queue_sync_claim(qs, "test-worker", 16, &claim, &err), 0);
-        for (size_t i = 0; i < claim.n_jobs; i++)
-            if (strcmp(claim.jobs[i].gen_id, id) == 0)
-                tok = claim.jobs[i].token;
-        queue_claim_dispose(&claim);
-    }
-    assert_true(tok > 0);
+    uint64_t tok = claim_token(id);
     store_call_t sc_call;
     store_call_start(&sc_call, id, (long long)tok, "local");
     assert_int_equal(store_conn_exec(sc, &sc_call), 0);
@@ -724,17 +732,8 @@ static void test_user_stream_ends_each_generation_with_its_own_status(void **sta
     id_of(&r, id);
     ts_http_dispose(&r);
     /* A worker's part: claim, start, its only image fails, finish. */
-    queue_claim_t claim = {0};
     gf_err_t err = {0};
-    uint64_t tok = 0;
-    for (int round = 0; round < 20 && tok == 0; round++) {
-        assert_int_equal(queue_sync_claim(qs, "test-worker", 16, &claim, &err), 0);
-        for (size_t i = 0; i < claim.n_jobs; i++)
-            if (strcmp(claim.jobs[i].gen_id, id) == 0)
-                tok = claim.jobs[i].token;
-        queue_claim_dispose(&claim);
-    }
-    assert_true(tok > 0);
+    uint64_t tok = claim_token(id);
     store_call_t c;
     store_call_start(&c, id, (long long)tok, "local");
     assert_int_equal(store_conn_exec(sc, &c), 0);

@@ -53,38 +53,36 @@ static redisContext *raw(void)
     return c;
 }
 
-long long qt_redis_int(const char *cmd)
+/* One command on a fresh connection to the fixture's Redis; NULL when it cannot be sent. */
+static redisReply *raw_command(const char *fmt, const char *arg)
 {
     redisContext *c = raw();
     if (c == NULL)
-        return -1;
-    redisReply *r = redisCommand(c, cmd);
-    long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
-    if (r)
-        freeReplyObject(r);
+        return NULL;
+    redisReply *r = redisCommand(c, fmt, arg);
     redisFree(c);
+    return r;
+}
+
+long long qt_redis_int(const char *cmd)
+{
+    redisReply *r = raw_command(cmd, NULL); /* cmd is its own format: split on spaces */
+    long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
     return v;
 }
 
 int qt_redis_ok(const char *cmd)
 {
-    redisContext *c = raw();
-    if (c == NULL)
-        return 0;
-    redisReply *r = redisCommand(c, cmd);
+    redisReply *r = raw_command(cmd, NULL); /* cmd is its own format: split on spaces */
     int ok = r && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0;
-    if (r)
-        freeReplyObject(r);
-    redisFree(c);
+    freeReplyObject(r);
     return ok;
 }
 
 long long qt_redis_stat(const char *command)
 {
-    redisContext *c = raw();
-    if (c == NULL)
-        return -1;
-    redisReply *r = redisCommand(c, "INFO commandstats");
+    redisReply *r = raw_command("INFO commandstats", NULL);
     long long v = -1;
     char key[64];
     snprintf(key, sizeof(key), "cmdstat_%s:calls=", command);
@@ -92,25 +90,18 @@ long long qt_redis_stat(const char *command)
         const char *p = strstr(r->str, key);
         v = p ? strtoll(p + strlen(key), NULL, 10) : 0;
     }
-    if (r)
-        freeReplyObject(r);
-    redisFree(c);
+    freeReplyObject(r);
     return v;
 }
 
 long long qt_redis_numsub(const char *channel)
 {
-    redisContext *c = raw();
-    if (c == NULL)
-        return -1;
-    redisReply *r = redisCommand(c, "PUBSUB NUMSUB %s", channel);
+    redisReply *r = raw_command("PUBSUB NUMSUB %s", channel);
     long long v = -1;
     if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
         r->element[1]->type == REDIS_REPLY_INTEGER)
         v = r->element[1]->integer;
-    if (r)
-        freeReplyObject(r);
-    redisFree(c);
+    freeReplyObject(r);
     return v;
 }
 

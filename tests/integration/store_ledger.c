@@ -79,6 +79,18 @@ static int run(store_call_t *call)
     return rc;
 }
 
+/* Settles image `index` (ok: captured, else released); the call's status, and whether it applied.
+ */
+static int settle(const char *gen, long long fence, int index, int ok, int *applied)
+{
+    store_call_t c;
+    store_call_image(&c, gen, fence, index, ok, NULL);
+    int rc = run(&c);
+    *applied = c.applied;
+    store_call_dispose(&c);
+    return rc;
+}
+
 /* --- constraints ------------------------------------------------------------------- */
 
 /* Asserts that Postgres refuses `sql` with a constraint violation (SQLSTATE class 23). */
@@ -415,31 +427,18 @@ static void test_settlement_refusals(void **state)
     store_call_start(&c, gen, 2, "local");
     assert_int_equal(run(&c), 0);
     store_call_dispose(&c);
-    store_call_image(&c, unknown, 2, 0, 1, NULL);
-    assert_int_equal(run(&c), GF_ENOTFOUND);
-    store_call_dispose(&c);
-    store_call_image(&c, gen, 2, 2, 1, NULL);
-    assert_int_equal(run(&c), GF_EINVAL);
-    store_call_dispose(&c);
-    store_call_image(&c, gen, 2, -1, 0, NULL);
-    assert_int_equal(run(&c), GF_EINVAL);
-    store_call_dispose(&c);
+    int applied = -1;
+    assert_int_equal(settle(unknown, 2, 0, 1, &applied), GF_ENOTFOUND);
+    assert_int_equal(settle(gen, 2, 2, 1, &applied), GF_EINVAL);
+    assert_int_equal(settle(gen, 2, -1, 0, &applied), GF_EINVAL);
     /* A stale token is refused before the index is looked at. */
-    store_call_image(&c, gen, 1, 5, 1, NULL);
-    assert_int_equal(run(&c), GF_ECONFLICT);
-    store_call_dispose(&c);
-    store_call_image(&c, gen, 2, 0, 1, NULL);
-    assert_int_equal(run(&c), 0);
-    assert_int_equal(c.applied, 1);
-    store_call_dispose(&c);
+    assert_int_equal(settle(gen, 1, 5, 1, &applied), GF_ECONFLICT);
+    assert_int_equal(settle(gen, 2, 0, 1, &applied), 0);
+    assert_int_equal(applied, 1);
     /* A settled image: stale for the old token, a no-op for the current one. */
-    store_call_image(&c, gen, 1, 0, 1, NULL);
-    assert_int_equal(run(&c), GF_ECONFLICT);
-    store_call_dispose(&c);
-    store_call_image(&c, gen, 2, 0, 0, NULL);
-    assert_int_equal(run(&c), 0);
-    assert_int_equal(c.applied, 0);
-    store_call_dispose(&c);
+    assert_int_equal(settle(gen, 1, 0, 1, &applied), GF_ECONFLICT);
+    assert_int_equal(settle(gen, 2, 0, 0, &applied), 0);
+    assert_int_equal(applied, 0);
     long long bal, held;
     balance(user, &bal, &held);
     assert_int_equal(bal, 90);
