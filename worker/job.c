@@ -128,14 +128,13 @@ static void on_queue_finished(queue_t *q, int status, const queue_result_t *res,
     (void)q;
     (void)res;
     job_t *j = data;
-    j->pending--;
     if (status < 0 && status != GF_ECONFLICT) {
         gf_log_ctx ctx = job__log(j, "finishing in the queue");
         GF_LOG(GF_LOG_WARN, &ctx, "queue finish failed (%s): the lease will expire",
                gf_status_name(status));
     }
     j->ended = 1;
-    job__check_end(j);
+    job_unref(j);
 }
 
 static void queue_end(job_t *j, queue_outcome_t outcome, const char *detail)
@@ -151,7 +150,6 @@ static void on_finished(store_t *st, store_call_t *call, void *data)
     (void)st;
     job_op_t *op = data;
     job_t *j = op->job;
-    j->pending--;
     if (call->status == GF_ECONFLICT) {
         job_lose(j);
     } else if (call->status < 0) {
@@ -165,7 +163,7 @@ static void on_finished(store_t *st, store_call_t *call, void *data)
         queue_end(j, strcmp(call->gen_status, "canceled") == 0 ? QUEUE_CANCELED : QUEUE_DONE, "{}");
     }
     job__op_free(op);
-    job__check_end(j);
+    job_unref(j);
 }
 
 static void job_finish(job_t *j, const char *status)
@@ -323,7 +321,6 @@ static void job_begin(job_t *j)
 static void on_refs_done(uv_work_t *w, int status)
 {
     job_t *j = w->data;
-    j->pending--;
     if (!job__gone(j)) {
         if (status < 0 || (j->identity_key && j->identity.len == 0)) {
             gf_log_ctx ctx = job__log(j, "reading referenced files");
@@ -331,7 +328,7 @@ static void on_refs_done(uv_work_t *w, int status)
         }
         job_begin(j);
     }
-    job__check_end(j);
+    job_unref(j);
 }
 
 /* A worker that takes over skips what an earlier attempt settled. */
@@ -340,7 +337,6 @@ static void on_resume_info(store_t *st, store_call_t *call, void *data)
     (void)st;
     job_op_t *op = data;
     job_t *j = op->job;
-    j->pending--;
     json_t *gen = call->status == 0 ? json_loads(call->json, 0, NULL) : NULL;
     if (job__gone(j)) {
     } else if (gen == NULL) {
@@ -386,14 +382,14 @@ static void on_resume_info(store_t *st, store_call_t *call, void *data)
                 on_refs_done(&j->refs_work, UV_ECANCELED);
             json_decref(gen);
             job__op_free(op);
-            job__check_end(j);
+            job_unref(j);
             return;
         }
         job_begin(j);
     }
     json_decref(gen);
     job__op_free(op);
-    job__check_end(j);
+    job_unref(j);
 }
 
 static void on_started(store_t *st, store_call_t *call, void *data)
@@ -401,7 +397,6 @@ static void on_started(store_t *st, store_call_t *call, void *data)
     (void)st;
     job_op_t *op = data;
     job_t *j = op->job;
-    j->pending--;
     gf_log_ctx ctx = job__log(j, "starting");
     if (job__gone(j)) {
     } else if (call->status == GF_ECONFLICT) {
@@ -431,7 +426,7 @@ static void on_started(store_t *st, store_call_t *call, void *data)
         job__op_exec(info, on_resume_info);
     }
     job__op_free(op);
-    job__check_end(j);
+    job_unref(j);
 }
 
 void job_start(worker_runner_t *r, queue_job_t *qj)

@@ -4,6 +4,10 @@
  * A job owns everything allocated for it and is freed in one place once no
  * callback of it is pending (`pending` counts store, queue, provider and
  * thread-pool work in flight) and it has ended: finished, lost or handed back.
+ * A callback keeps its count until it returns (job_unref is its last call):
+ * what it calls may end the job, and a store or queue call that fails at once
+ * runs its own callback inside, so a count given back earlier let the job be
+ * freed under the callback still using it.
  */
 #ifndef WORKER_JOB_H
 #define WORKER_JOB_H

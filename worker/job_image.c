@@ -30,7 +30,6 @@ static void on_image_recorded(store_t *st, store_call_t *call, void *data)
     job_op_t *op = data;
     job_t *j = op->job;
     job_image_t *img = op->img;
-    j->pending--;
     if (job__gone(j)) {
     } else if (call->status == GF_ECONFLICT) {
         job_lose(j);
@@ -48,7 +47,7 @@ static void on_image_recorded(store_t *st, store_call_t *call, void *data)
         image_settled(img, json_pack("{s:o}", "error", err ? err : json_null()));
     }
     job__op_free(op);
-    job__check_end(j);
+    job_unref(j);
 }
 
 /* Releases an image for good: its error is recorded and its share given back. */
@@ -103,26 +102,23 @@ static void on_work_done(uv_work_t *w, int status)
 {
     job_image_t *img = w->data;
     job_t *j = img->job;
-    j->pending--;
     GF_FREE(img->bytes);
     job__stage_done(img, "postprocessing");
     if (job__gone(j)) {
-        job__check_end(j);
-        return;
-    }
-    if (status < 0 || img->work_err.code != 0 || img->outputs_json == NULL) {
+    } else if (status < 0 || img->work_err.code != 0 || img->outputs_json == NULL) {
         gf_log_ctx ctx = job__log(j, "post-processing");
         gf_log_err(GF_LOG_WARN, &ctx, &img->work_err);
         int bad = img_err_reason(&img->work_err) == IMG_REASON_INVALID_OUTPUT;
         image_fail(img, bad ? "invalid_output" : "internal",
                    bad ? "the provider's image is not usable" : "post-processing failed", 0);
-        return;
+    } else {
+        img->state = IMAGE_STORING;
+        job_op_t *op = job__op_new(j, img);
+        store_call_image_done(&op->call, j->qj.gen_id, (long long)j->qj.token, img->index,
+                              img->outputs_json);
+        job__op_exec(op, on_image_recorded);
     }
-    img->state = IMAGE_STORING;
-    job_op_t *op = job__op_new(j, img);
-    store_call_image_done(&op->call, j->qj.gen_id, (long long)j->qj.token, img->index,
-                          img->outputs_json);
-    job__op_exec(op, on_image_recorded);
+    job_unref(j);
 }
 
 static void on_request_recorded(store_t *st, store_call_t *call, void *data)
@@ -130,11 +126,10 @@ static void on_request_recorded(store_t *st, store_call_t *call, void *data)
     (void)st;
     job_op_t *op = data;
     job_t *j = op->job;
-    j->pending--;
     if (call->status == GF_ECONFLICT)
         job_lose(j);
     job__op_free(op);
-    job__check_end(j);
+    job_unref(j);
 }
 
 static void on_accepted(provider_call_t *call, const char *provider, const char *request_id,
@@ -167,12 +162,10 @@ static void on_progress(provider_call_t *call, double progress, const char *stag
                          j->settled * 100 / j->images));
 }
 
-static void on_provider_done(provider_call_t *call, int status, void *data)
+/* What the end of an image's provider call means for it (the caller holds the job). */
+static void provider_done(job_image_t *img, provider_call_t *call, int status)
 {
-    job_image_t *img = data;
     job_t *j = img->job;
-    img->call = NULL;
-    j->pending--;
     if (j->r->m_provider) {
         const provider_image_t *ok = status == 0 ? provider_call_image(call) : NULL;
         const provider_error_t *bad = status < 0 ? provider_call_error(call) : NULL;
@@ -182,10 +175,8 @@ static void on_provider_done(provider_call_t *call, int status, void *data)
                           (double)(uv_hrtime() - img->t_stage) / 1e9);
     }
     job__stage_done(img, "generating");
-    if (job__gone(j)) {
-        job__check_end(j);
+    if (job__gone(j))
         return;
-    }
     if (status == 0) {
         const provider_image_t *im = provider_call_image(call);
         img->bytes = gf_xmalloc(im->len);
@@ -223,6 +214,15 @@ static void on_provider_done(provider_call_t *call, int status, void *data)
                    ? "the provider refused this content"
                    : "the provider could not make this image",
                e ? e->retryable : 0);
+}
+
+static void on_provider_done(provider_call_t *call, int status, void *data)
+{
+    job_image_t *img = data;
+    job_t *j = img->job;
+    img->call = NULL;
+    provider_done(img, call, status);
+    job_unref(j);
 }
 
 void job__image_start(job_image_t *img)
