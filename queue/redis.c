@@ -5,12 +5,18 @@
  * Invariants (per connection):
  * - At most one hiredis context exists; `ac` is NULL whenever it is gone
  *   (hiredis frees it after the connect-failure or disconnect callback).
- * - While not connected, the one timer `reconnect` is armed: either as the
- *   connect timeout of an attempt in progress, or as the backoff (100 ms
- *   doubling to 5 s, with jitter) before the next attempt.
+ * - While not ready, the one timer `reconnect` is armed: as the connect
+ *   timeout of an attempt in progress, as the setup timeout of a connection
+ *   whose setup commands have not all answered yet, or as the backoff (100 ms
+ *   doubling to 5 s, with jitter) before the next attempt. The backoff starts
+ *   again from 100 ms only once a connection is ready.
  * - hiredis 0.14's libuv adapter drops poll errors (a refused connect, a
- *   reset) without telling hiredis, so a connect is bounded by our own timer
- *   and a PING that times out drops the connection; neither can hang forever.
+ *   reset) without telling hiredis, so a connect and the setup after it are
+ *   bounded by our own timer, and an operation that times out drops the
+ *   connection; none of them can hang forever. (A connect that lands while
+ *   Redis shuts down can be accepted by the kernel and then never answered.
+ *   Without the setup timeout such a connection stayed "connected" and never
+ *   ready, and every operation failed fast, without a timeout to notice.)
  * - `ready` is set only when the setup commands queued at connect have all
  *   answered (function library loaded; SUBSCRIBE confirmed), so an operation
  *   never reaches a Redis that lacks our library except after a FUNCTION
@@ -90,9 +96,9 @@ static void on_connect(const redisAsyncContext *ac, int status)
         queue__maybe_closed(c->q);
         return;
     }
-    uv_timer_stop(&c->reconnect);
     c->connected = 1;
-    c->backoff_ms = RECONNECT_MIN_MS;
+    /* The setup commands must answer within the operation timeout (see above). */
+    uv_timer_start(&c->reconnect, on_connect_timeout, (uint64_t)c->q->conf.op_timeout_ms, 0);
     if (c->down_logged || !c->subscriber)
         GF_LOG(GF_LOG_INFO, &log_ctx, "connected to redis at %s:%d (%s)", c->q->url.host,
                port_of(c->q), c->name);
@@ -125,6 +131,8 @@ static void setup_done(queue__conn_t *c)
         c->setup_pending--;
     if (c->setup_pending > 0 || c->ac == NULL)
         return;
+    uv_timer_stop(&c->reconnect);
+    c->backoff_ms = RECONNECT_MIN_MS;
     c->ready = 1;
     if (c->subscriber)
         queue__sub_on_ready(c->q);

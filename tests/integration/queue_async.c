@@ -402,6 +402,43 @@ static void test_a_deaf_subscription_is_found_and_replaced(void **state)
     queue_watch_stop(w); /* teardown closes the queue and stops the proxy */
 }
 
+/*
+ * A connection the kernel accepted but that never answers its setup (a connect
+ * that lands while Redis shuts down): without a setup timeout the queue stayed
+ * "connected", never ready, and failed every call fast, for ever.
+ */
+static void test_a_connection_that_never_answers_its_setup_is_replaced(void **state)
+{
+    fx_t *fx = *state;
+    qt_proxy_t *px = fx->px = qt_proxy_start(atoi(ts_env("FARM_TEST_REDIS_PORT")));
+    assert_non_null(px);
+    qt_proxy_deafen(px, 0); /* the first connection: open, and silent */
+    char url[96];
+    snprintf(url, sizeof(url), "FARM_REDIS_URL=redis://127.0.0.1:%d/0", qt_proxy_port(px));
+    const char *const env[] = {url, "FARM_QUEUE_OP_TIMEOUT_MS=500", NULL};
+    fx->cfg2 = qt_cfg(env);
+    gf_err_t err = {0};
+    queue_t *q = fx->q2 = queue_new(&fx->loop, fx->cfg2, &err);
+    assert_non_null(q);
+    double end = ts_now() + 10;
+    while (!queue_is_connected(q) && ts_now() < end)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_true(queue_is_connected(q));
+    assert_int_equal(qt_proxy_accepted(px), 2); /* the silent one, then its replacement */
+
+    /* And it works: a job enqueued through it can be claimed. */
+    char gen[64];
+    qt_id(gen, sizeof(gen), "setup");
+    queue_enqueue_req_t req = {.gen_id = gen, .user_id = "ust", .tier = "pro", .payload = "{}"};
+    assert_int_equal(wait_op(fx, queue_enqueue(q, &req, on_result, fx)), 0);
+    assert_int_equal(fx->res.created, 1);
+    assert_int_equal(wait_op(fx, queue_claim(q, "wst", 8, on_claim, fx)), 0);
+    assert_int_equal(fx->claim->n_jobs, 1);
+    assert_string_equal(fx->claim->jobs[0].gen_id, gen);
+    queue_claim_dispose(fx->claim);
+    free(fx->claim);
+}
+
 /* Calls made from a callback that runs while the connection is being torn down. */
 typedef struct {
     fx_t *fx;
@@ -584,6 +621,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_channels_are_subscribed_as_needed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_callback_runs_inside_a_call, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_connection_that_never_answers_its_setup_is_replaced,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_deaf_subscription_is_found_and_replaced, setup,
                                         teardown),
     };
