@@ -11,6 +11,7 @@
 #include "imaging_int.h"
 
 #include <openssl/evp.h>
+#include <vips/vector.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -129,6 +130,13 @@ int img_init(const gf_config_t *cfg, gf_err_t *err)
      * with them (and with the loop's file-system work) for the same cores.
      */
     vips_concurrency_set((int)cfg->vips_concurrency);
+    /*
+     * No run-time generated SIMD code (orc): with orc 0.4.33 (Debian 12) a
+     * worker crashed in orc_code_free while a pool thread tore down a resize
+     * pipeline and others ran theirs. The C paths give the same pixels; and
+     * no code is written into executable memory at run time.
+     */
+    vips_vector_set_enabled(FALSE);
     /*
      * The operation cache pays off when the same image is processed again;
      * a farm sees each image once, so by default it only holds memory.
