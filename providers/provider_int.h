@@ -7,7 +7,7 @@
  * - Only http.c touches libcurl's multi handle; adapters start transfers with
  *   provider__http_start() and get one callback per transfer.
  * - An adapter ends every call it starts with exactly one of
- *   provider__call_succeed() or provider__call_fail(); provider.c then runs
+ *   provider__call_succeed() or provider__call_fail(); call.c then runs
  *   the user's `done` (or moves the call to the next adapter of `auto`).
  * - Adapters never call a user callback directly.
  */
@@ -182,7 +182,7 @@ struct provider {
     void *closed_data;
 };
 
-/* The per-call record. provider.c owns it; adapters use the protocol fields. */
+/* The per-call record. call.c owns it; adapters use the protocol fields. */
 struct provider_call {
     provider_t *p;
     provider_adapter_t *a;
@@ -216,7 +216,10 @@ struct provider_call {
     int status;
 };
 
-/* --- helpers adapters use (provider.c, fetch.c) ----------------------------------- */
+/* Closes the shared HTTP engine, then frees the provider (call.c, when its last call is gone). */
+void provider__close_http(provider_t *p);
+
+/* --- helpers adapters use (call.c, fetch.c) ---------------------------------------- */
 
 /* Starts a transfer for `c` bounded by its deadline; sets c->xfer. */
 void provider__call_http(provider_call_t *c, provider_http_req_t *req, provider_http_done_cb cb);
