@@ -77,16 +77,18 @@ typedef struct {
 
 /* fake.c */
 int64_t fake_now(const fake_t *f);
+/* Records a request in the log; returns the record (borrowed) to add fields. */
+json_t *fake_log(fake_t *f, gf_http_req_t *r, const char *endpoint, const char *job_id);
+fake_job_t *fake_job_new(fake_t *f, const char *provider);
+fake_job_t *fake_job_find(fake_t *f, const char *id);
+
+/* fake_answers.c */
 /*
  * Finds the fault for `endpoint` of `provider`: header, script, then markers
  * of `prompt` (and the job's stored header faults). Returns 1 and fills `out`.
  */
 int fake_fault(fake_t *f, gf_http_req_t *r, const char *provider, const char *endpoint,
                const char *prompt, const fake_job_t *job, fake_fault_t *out);
-/* Records a request in the log; returns the record (borrowed) to add fields. */
-json_t *fake_log(fake_t *f, gf_http_req_t *r, const char *endpoint, const char *job_id);
-fake_job_t *fake_job_new(fake_t *f, const char *provider);
-fake_job_t *fake_job_find(fake_t *f, const char *id);
 /* Runs `fn(f, r, arg)` after `ms` (0: at once); the fake finishes `r` at shutdown if pending. */
 void fake_later(fake_t *f, gf_http_req_t *r, uint64_t ms,
                 void (*fn)(fake_t *f, gf_http_req_t *r, void *arg), void *arg);
@@ -97,6 +99,8 @@ void fake_raw_stall(fake_t *f, gf_http_req_t *r, const char *bytes, size_t n);
 void fake_json(gf_http_req_t *r, int status, json_t *body); /* steals body */
 /* The generic fault answers (status codes, reset, slow_headers...). 1 when answered. */
 int fake_generic(fake_t *f, gf_http_req_t *r, const char *provider, const fake_fault_t *ft);
+/* Ends every pending delayed or stalled answer with a 503 (at shutdown). */
+void fake_answers_end(fake_t *f);
 
 /* fake_png.c */
 /* A deterministic PNG of w x h (stored deflate, CRC32, Adler-32). New buffer. */
