@@ -201,12 +201,18 @@ int gf_http_stream_write(gf_http_req_t *r, const char *data, size_t len)
         return GF_ECANCELED;
     if (len == 0)
         return 0;
-    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) + len >
-        c->h->opts.stream_max_queued_bytes) {
+    /*
+     * A client that stopped reading is dropped when what waits for it, plus
+     * this, passes the cap. A write onto an empty queue always goes: the
+     * client is keeping up, and an event larger than the cap (a terminal
+     * event carries a whole generation) could otherwise never be sent.
+     */
+    size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    if (queued > 0 && queued + len > c->h->opts.stream_max_queued_bytes) {
         gf_log_ctx ctx;
         GF_LOG(GF_LOG_WARN, conn_log(c, &ctx),
                "dropping a stream to %s: its client stopped reading (%zu bytes queued)", c->peer,
-               uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp));
+               queued);
         httpd__conn_close(c, 0);
         return GF_ETOOBIG;
     }

@@ -186,6 +186,30 @@ static void test_slowloris_gets_408_while_others_are_served(void **state)
     rawc_close(&c);
 }
 
+/* One event larger than the cap still reaches a client that reads. */
+static void test_an_event_larger_than_the_cap_reaches_a_reading_client(void **state)
+{
+    (void)state;
+    gf_httpd_opts_t o = srv_opts();
+    o.stream_max_queued_bytes = 4096;
+    S = srv_start(&o, 0);
+    srv_stats_t *st = srv_stats(S);
+    rawc_t c;
+    assert_int_equal(rawc_connect(&c, srv_port(S), 0), 0);
+    assert_int_equal(
+        rawc_sends(&c, "GET /stream?size=65536&every=50&burst=1 HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    http_resp_t r;
+    assert_int_equal(rawc_head(&c, &r, WAIT_MS), 0);
+    assert_int_equal(r.status, 200);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(rawc_chunk(&c, &r, WAIT_MS), 65536);
+    assert_int_equal(atomic_load(&st->stream_toobig), 0);
+    resp_dispose(&r);
+    rawc_close(&c);
+    WAIT_UNTIL(atomic_load(&st->streams_open) == 0, WAIT_MS);
+    assert_int_equal(atomic_load(&st->streams_open), 0);
+}
+
 static void test_stalled_stream_is_dropped_while_others_are_served(void **state)
 {
     (void)state;
@@ -261,6 +285,8 @@ int main(void)
         cmocka_unit_test_teardown(test_http2_request_line_gets_505, teardown),
         cmocka_unit_test_teardown(test_slowloris_gets_408_while_others_are_served, teardown),
         cmocka_unit_test_teardown(test_stalled_stream_is_dropped_while_others_are_served, teardown),
+        cmocka_unit_test_teardown(test_an_event_larger_than_the_cap_reaches_a_reading_client,
+                                  teardown),
         cmocka_unit_test_teardown(test_connections_over_the_limit_are_closed_at_accept, teardown),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
