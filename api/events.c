@@ -218,15 +218,20 @@ static void on_terminal_generation(store_t *st, store_call_t *call, void *data)
 {
     (void)st;
     api_sse_t *s = data;
-    s->store_pending = 0;
     json_t *gen = call->status == 0 ? json_loads(call->json, 0, NULL) : NULL;
+    /* store_pending stays set while writing: a failed write finishes the stream
+     * but must not free it under us. */
     if (!s->finished && gen != NULL) {
         char id[24];
         snprintf(id, sizeof(id), "%" PRIu64, s->terminal_id);
         write_terminal(s, id, s->terminal_name, gen);
     }
     json_decref(gen);
-    sse_finish(s);
+    s->store_pending = 0;
+    if (s->finished)
+        sse_free_maybe(s);
+    else
+        sse_finish(s);
 }
 
 /* The terminal event carries the whole generation: read it, then write and end. */
@@ -436,9 +441,7 @@ static void on_owner_checked(store_t *st, store_call_t *call, void *data)
     s->store_pending = 0;
     if (call->status < 0) {
         api__fail(s->req, call->status, &call->err);
-        s->req = NULL;
-        s->finished = 1;
-        sse_free_maybe(s);
+        sse_finish(s); /* answered: not started, so nothing else to end */
         return;
     }
     json_t *gen = json_loads(call->json, 0, NULL);
@@ -474,6 +477,30 @@ static api_sse_t *sse_new(api_t *api, gf_http_req_t *req)
     return s;
 }
 
+/*
+ * Last-Event-ID of a generation stream: plain decimal digits, at most 15 of
+ * them (ids count from 1 and stay far below; 15 digits are exact in the
+ * queue's Lua numbers). No sign, space or overflow, unlike strtoull.
+ */
+static int parse_gen_event_id(const char *s, uint64_t *out)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 15 || strspn(s, "0123456789") != n)
+        return -1;
+    *out = strtoull(s, NULL, 10);
+    return 0;
+}
+
+/* Last-Event-ID of the user stream: a Redis stream id "<ms>-<seq>", as we send them. */
+static int user_event_id_ok(const char *s)
+{
+    size_t a = strspn(s, "0123456789");
+    if (a == 0 || a > 20 || s[a] != '-')
+        return 0;
+    size_t b = strspn(s + a + 1, "0123456789");
+    return b > 0 && b <= 20 && s[a + 1 + b] == '\0';
+}
+
 static void on_generation_stream(gf_http_req_t *req, void *data)
 {
     api_t *api = data;
@@ -482,17 +509,13 @@ static void on_generation_stream(gf_http_req_t *req, void *data)
     api_sse_t *s = sse_new(api, req);
     if (s == NULL)
         return;
-    char *end = NULL;
-    if (!api_is_uuid(id) ||
-        (last && (*last == '\0' || (s->after = strtoull(last, &end, 10), *end != '\0')))) {
+    if (!api_is_uuid(id) || (last && parse_gen_event_id(last, &s->after) < 0)) {
         if (!api_is_uuid(id))
             api__error(req, 404, "not_found", "no such generation", NULL);
         else
             api__error(req, 400, "invalid_request", "Last-Event-ID must be an event number",
                        "Last-Event-ID");
-        s->req = NULL;
-        s->finished = 1;
-        sse_free_maybe(s);
+        sse_finish(s); /* answered: not started, so nothing else to end */
         return;
     }
     snprintf(s->gen_id, sizeof(s->gen_id), "%s", id);
@@ -504,9 +527,7 @@ static void on_generation_stream(gf_http_req_t *req, void *data)
         return;
     }
     api__fail(req, GF_EUNAVAIL, NULL);
-    s->req = NULL;
-    s->finished = 1;
-    sse_free_maybe(s);
+    sse_finish(s); /* answered: not started, so nothing else to end */
 }
 
 static void on_user_stream(gf_http_req_t *req, void *data)
@@ -515,7 +536,14 @@ static void on_user_stream(gf_http_req_t *req, void *data)
     if (s == NULL)
         return;
     const char *last = gf_http_req_header(req, "last-event-id");
-    if (last && strlen(last) < 64)
+    if (last && !user_event_id_ok(last)) {
+        /* A cursor Redis refuses would leave the watch failing silently forever. */
+        api__error(req, 400, "invalid_request", "Last-Event-ID must be an event id of this stream",
+                   "Last-Event-ID");
+        sse_finish(s); /* answered: not started, so nothing else to end */
+        return;
+    }
+    if (last)
         s->after_user = gf_xstrdup(last);
     sse_begin(s);
 }

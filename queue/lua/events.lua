@@ -3,6 +3,11 @@
 -- each as "type\nts\ndata" (the job hash's fields '1', '2', …); {} when
 -- there are none (or the generation is unknown).
 local g, after, max = ARGV[B + 1], tonumber(ARGV[B + 2]), tonumber(ARGV[B + 3])
+-- Only whole ids in 0..2^53: beyond, Lua's doubles cannot count up by one and
+-- the loop below would never end (Redis busy for good).
+if not after or after < 0 or after ~= math.floor(after) or after > 9007199254740991 then
+    return {}
+end
 local jk = jkey(g)
 local n = tonumber(redis.call('HGET', jk, 'n')) or 0
 local last = math.min(n, after + max)
