@@ -381,7 +381,11 @@ static void on_user_events(queue_watch_t *w, int status, const queue_events_t *e
 /*
  * A finished generation: replay what the queue still has after the cursor,
  * then the terminal event (the queue's own, or one made from Postgres when
- * the queue's events have expired), and end.
+ * the queue's events have expired), and end. The read starts at the cursor
+ * itself: when that event is the terminal one, the client has seen
+ * everything, and the stream ends with nothing new. (An EventSource
+ * reconnects after every end; a terminal event made up again at cursor + 1
+ * would come back every 2 s, under a new id each time.)
  */
 static void on_replay_read(queue_t *q, int status, const queue_events_t *e, void *data)
 {
@@ -390,6 +394,11 @@ static void on_replay_read(queue_t *q, int status, const queue_events_t *e, void
     s->read_pending = 0;
     if (s->finished) {
         sse_free_maybe(s);
+        return;
+    }
+    if (status == 0 && s->after > 0 && e->n > 0 && e->ev[0].id == s->after &&
+        is_terminal(e->ev[0].type)) {
+        sse_finish(s);
         return;
     }
     if (status == 0 && write_gen_events(s, e) != 0)
@@ -411,7 +420,8 @@ static void sse_begin(api_sse_t *s)
         return;
     }
     if (s->finished_status[0]) {
-        if (queue_events_read(s->api->queue, s->gen_id, s->after, 1000, on_replay_read, s) == 0)
+        uint64_t from = s->after > 0 ? s->after - 1 : 0; /* the cursor's own event too */
+        if (queue_events_read(s->api->queue, s->gen_id, from, 1000, on_replay_read, s) == 0)
             s->read_pending = 1;
         else
             sse_terminal(s, s->finished_status, s->last_id + 1);

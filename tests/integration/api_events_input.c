@@ -151,11 +151,54 @@ static void test_a_terminal_event_larger_than_the_cap_is_delivered(void **state)
     ts_http_dispose(&r);
 }
 
+/*
+ * A client that saw the terminal event and reconnects with its id (an
+ * EventSource does, 2 s after every end) gets nothing more: it used to get
+ * the terminal event again under a new id, every time.
+ */
+static void test_resuming_after_the_terminal_event_gets_nothing_more(void **state)
+{
+    (void)state;
+    char id[37], path[128], header[64];
+    create("{\"kind\":\"avatar\",\"prompt\":\"a fox\"}", id);
+    snprintf(path, sizeof(path), "/v1/generations/%s/cancel", id);
+    ts_http_t r = call("POST", path, NULL, NULL);
+    assert_int_equal(r.status, 202);
+    ts_http_dispose(&r);
+    snprintf(path, sizeof(path), "/v1/generations/%s/events", id);
+    r = call("GET", path, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    const char *term = strstr(r.body, "\nevent: canceled\n");
+    assert_non_null(term);
+    const char *idline = term;
+    while (idline > r.body && strncmp(idline, "id: ", 4) != 0)
+        idline--;
+    long last = strtol(idline + 4, NULL, 10);
+    assert_true(last >= 2);
+    ts_http_dispose(&r);
+
+    snprintf(header, sizeof(header), "Last-Event-ID: %ld", last);
+    r = call("GET", path, NULL, header);
+    assert_int_equal(r.status, 200);
+    assert_null(strstr(r.body, "event: "));
+    ts_http_dispose(&r);
+    /* One before it: the terminal event once, under its own id. */
+    snprintf(header, sizeof(header), "Last-Event-ID: %ld", last - 1);
+    r = call("GET", path, NULL, header);
+    assert_int_equal(r.status, 200);
+    char want[64];
+    snprintf(want, sizeof(want), "id: %ld\nevent: canceled\n", last);
+    assert_non_null(strstr(r.body, want));
+    assert_null(strstr(strstr(r.body, want) + strlen(want), "event: "));
+    ts_http_dispose(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_foreign_last_event_id_is_400_and_redis_stays_free),
         cmocka_unit_test(test_a_terminal_event_larger_than_the_cap_is_delivered),
+        cmocka_unit_test(test_resuming_after_the_terminal_event_gets_nothing_more),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
