@@ -99,6 +99,37 @@ static void test_oversized_content_length_gets_413_before_the_body(void **state)
     assert_refused(S, req, strlen(req), 413, "payload_too_large");
 }
 
+/*
+ * A client that sends its whole oversized body without waiting for an answer
+ * (no Expect: 100-continue, as browsers upload) still gets to read the 413,
+ * sent as soon as Content-Length is known, although the server never reads
+ * the body and closes.
+ */
+static void test_413_reaches_a_client_still_sending_its_body(void **state)
+{
+    (void)state;
+    S = srv_start(NULL, 0);
+    enum { BODY = 8 << 20, PIECE = 64 << 10 };
+    for (int round = 0; round < 3; round++) {
+        rawc_t c;
+        assert_int_equal(rawc_connect(&c, srv_port(S), 0), 0);
+        char head[128];
+        snprintf(head, sizeof(head), "POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n",
+                 BODY);
+        assert_int_equal(rawc_sends(&c, head), 0);
+        static char piece[PIECE];
+        memset(piece, 'b', sizeof(piece));
+        for (int sent = 0; sent < BODY; sent += PIECE)
+            if (rawc_send(&c, piece, sizeof(piece)) < 0)
+                break; /* the server may stop reading in the end: that is fine */
+        http_resp_t r;
+        assert_int_equal(rawc_response(&c, &r, WAIT_MS), 0);
+        assert_int_equal(r.status, 413);
+        resp_dispose(&r);
+        rawc_close(&c);
+    }
+}
+
 static void test_oversized_chunked_body_gets_413(void **state)
 {
     (void)state;
@@ -282,6 +313,7 @@ int main(void)
         cmocka_unit_test_teardown(test_huge_headers_get_431, teardown),
         cmocka_unit_test_teardown(test_oversized_content_length_gets_413_before_the_body, teardown),
         cmocka_unit_test_teardown(test_oversized_chunked_body_gets_413, teardown),
+        cmocka_unit_test_teardown(test_413_reaches_a_client_still_sending_its_body, teardown),
         cmocka_unit_test_teardown(test_http2_request_line_gets_505, teardown),
         cmocka_unit_test_teardown(test_slowloris_gets_408_while_others_are_served, teardown),
         cmocka_unit_test_teardown(test_stalled_stream_is_dropped_while_others_are_served, teardown),
