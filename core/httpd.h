@@ -137,7 +137,11 @@ void gf_http_respond(gf_http_req_t *r, int status, const char *content_type, con
 void gf_http_respond_error(gf_http_req_t *r, int status, const char *code, const char *message,
                            const char *field);
 
-/* Starts a chunked streaming response (headers sent at once). */
+/*
+ * Starts a chunked streaming response (headers sent at once). A HEAD request
+ * gets the headers only: the call then returns GF_ECANCELED, as for a client
+ * that is gone, and the caller ends the stream.
+ */
 int gf_http_stream_start(gf_http_req_t *r, int status, const char *content_type);
 
 /*

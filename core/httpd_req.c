@@ -100,6 +100,12 @@ char *httpd__pct_decode(const char *s, size_t n, int plus_space)
 
 /* --- writing ---------------------------------------------------------------- */
 
+/* A HEAD request is answered with the head of what GET would send, and no body. */
+static int is_head(const gf_http_req_t *r)
+{
+    return strcmp(r->method, "HEAD") == 0;
+}
+
 static void build_head(gf_buf_t *b, gf_http_req_t *r, int status, const char *ctype,
                        long long content_length, int keep_alive)
 {
@@ -149,8 +155,8 @@ void gf_http_respond(gf_http_req_t *r, int status, const char *content_type, con
     int keep = req_keep_alive(r);
     gf_buf_t head = {0};
     build_head(&head, r, status, content_type, (long long)len, keep);
-    int is_head = strcmp(r->method, "HEAD") == 0;
-    httpd__conn_write(c, head.p, head.len, is_head ? NULL : body, is_head ? 0 : len);
+    int head_only = is_head(r);
+    httpd__conn_write(c, head.p, head.len, head_only ? NULL : body, head_only ? 0 : len);
     gf_buf_dispose(&head);
     httpd__req_done(c, keep);
 }
@@ -191,13 +197,15 @@ int gf_http_stream_start(gf_http_req_t *r, int status, const char *content_type)
     c->state = CONN_STREAMING;
     int rc = httpd__conn_write(c, head.p, head.len, NULL, 0);
     gf_buf_dispose(&head);
+    if (rc == 0 && is_head(r))
+        return GF_ECANCELED; /* the head was the whole answer */
     return rc;
 }
 
 int gf_http_stream_write(gf_http_req_t *r, const char *data, size_t len)
 {
     httpd_conn_t *c = r->conn;
-    if (c == NULL || c->closing)
+    if (c == NULL || c->closing || is_head(r))
         return GF_ECANCELED;
     if (len == 0)
         return 0;
@@ -238,7 +246,7 @@ void gf_http_stream_end(gf_http_req_t *r)
         return;
     }
     int keep = req_keep_alive(r);
-    if (r->http_minor >= 1)
+    if (r->http_minor >= 1 && !is_head(r))
         httpd__conn_write(c, "0\r\n\r\n", 5, NULL, 0);
     httpd__req_done(c, keep);
 }

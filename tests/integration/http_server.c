@@ -236,6 +236,21 @@ static void test_head_is_answered_by_the_get_route_without_a_body(void **state)
     assert_string_equal(get.body.p, "id=2\nq=-\nh=-\nmethod=GET\npath=/echo/2\nroute=/echo/:id\n");
     resp_dispose(&get);
     rawc_close(&c);
+
+    /* The same for a stream: its head, and the stream ends there (no chunk, no last chunk). */
+    assert_int_equal(rawc_connect(&c, srv_port(S), 0), 0);
+    assert_int_equal(rawc_sends(&c, "HEAD /stream?every=10 HTTP/1.1\r\nHost: t\r\n\r\n"
+                                    "GET /echo/3 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+                     0);
+    assert_int_equal(rawc_head(&c, &head, WAIT_MS), 0);
+    assert_int_equal(head.status, 200);
+    assert_string_equal(resp_header(&head, "Content-Type"), "text/event-stream");
+    resp_dispose(&head);
+    assert_int_equal(rawc_response(&c, &get, WAIT_MS), 0);
+    assert_int_equal(get.status, 200);
+    assert_string_equal(get.body.p, "id=3\nq=-\nh=-\nmethod=GET\npath=/echo/3\nroute=/echo/:id\n");
+    resp_dispose(&get);
+    rawc_close(&c);
 }
 
 static void test_requests_are_counted_by_route_method_and_status(void **state)
