@@ -293,7 +293,9 @@ static void on_create(gf_http_req_t *req, void *data)
     if (api__auth(api, req, &c->who, 0) < 0)
         goto done;
     const char *ctype = gf_http_req_header(req, "content-type");
-    if (ctype == NULL || strncasecmp(ctype, "application/json", 16) != 0) {
+    /* application/json, alone or with parameters (charset): not a longer type that starts so. */
+    if (ctype == NULL || strncasecmp(ctype, "application/json", 16) != 0 ||
+        (ctype[16] != '\0' && ctype[16] != ';' && ctype[16] != ' ' && ctype[16] != '\t')) {
         api__error(req, 415, "unsupported_media_type", "send application/json", NULL);
         goto done;
     }
@@ -312,9 +314,14 @@ static void on_create(gf_http_req_t *req, void *data)
         goto done;
     }
     const char *key = gf_http_req_header(req, "idempotency-key");
-    if (key != NULL && (strlen(key) < 1 || strlen(key) > 128)) {
-        api__error(req, 400, "invalid_request", "Idempotency-Key must be 1..128 characters",
-                   "Idempotency-Key");
+    /* Printable ASCII, as the header's draft standard has it (and Postgres can store it). */
+    size_t klen = key ? strlen(key) : 0;
+    int printable = 1;
+    for (size_t i = 0; i < klen; i++)
+        printable &= key[i] >= 0x20 && key[i] <= 0x7e;
+    if (key != NULL && (klen < 1 || klen > 128 || !printable)) {
+        api__error(req, 400, "invalid_request",
+                   "Idempotency-Key must be 1..128 printable ASCII characters", "Idempotency-Key");
         goto done;
     }
     if (key != NULL) {

@@ -211,6 +211,12 @@ static void test_bad_requests_name_their_field(void **state)
     expect_error(&r, 400, "invalid_request", NULL);
     r = call("POST", "/v1/generations", t, AVATAR, "Content-Type: text/plain");
     expect_error(&r, 415, "unsupported_media_type", NULL);
+    r = call("POST", "/v1/generations", t, AVATAR, "Content-Type: application/jsonx");
+    expect_error(&r, 415, "unsupported_media_type", NULL);
+    r = call("POST", "/v1/generations", t, AVATAR, "Idempotency-Key: caf\xc3\xa9");
+    expect_error(&r, 400, "invalid_request", "Idempotency-Key");
+    r = call("POST", "/v1/generations", t, AVATAR, "Idempotency-Key: a\tb");
+    expect_error(&r, 400, "invalid_request", "Idempotency-Key");
     size_t big = 70 * 1024;
     char *huge = malloc(big + 64);
     snprintf(huge, big + 64, "{\"kind\":\"avatar\",\"prompt\":\"%0*d\"}", (int)big, 0);
@@ -223,6 +229,10 @@ static void test_bad_requests_name_their_field(void **state)
     expect_error(&r, 405, "method_not_allowed", NULL);
     /* Nothing above was charged. */
     assert_int_equal(credits_field(t, "held"), 0);
+    /* A media type with parameters is still JSON. */
+    r = call("POST", "/v1/generations", t, AVATAR, "Content-Type: application/json; charset=utf-8");
+    assert_int_equal(r.status, 202);
+    ts_http_dispose(&r);
     free(t);
 }
 
