@@ -72,8 +72,10 @@ const char *store__stmt_name(store_op_t op)
 
 void store__pg_message(char *buf, size_t n, const char *msg)
 {
-    snprintf(buf, n, "%s", msg ? msg : "");
-    buf[strcspn(buf, "\n")] = '\0';
+    /* The first line that says something (libpq's next lines are hints and context). */
+    const char *p = msg ? msg + strspn(msg, " \t\r\n") : "";
+    snprintf(buf, n, "%s", *p ? p : "libpq gave no detail");
+    buf[strcspn(buf, "\r\n")] = '\0';
 }
 
 PGconn *store__connect_start(const char *url, long long statement_timeout_ms, int async)

@@ -18,7 +18,7 @@ const char *store__stmt_name(store_op_t op);
 /* Reads a result into `call` (status, err and results). */
 void store__parse(store_call_t *call, PGresult *res);
 
-/* A one-line libpq error message without the trailing newline. */
+/* libpq's error message as one line: its first line that is not empty. */
 void store__pg_message(char *buf, size_t n, const char *msg);
 
 /* The connection string options every connection sets (statement timeout). */
