@@ -196,9 +196,11 @@ static int on_header_field(http_parser *p, const char *at, size_t n)
 {
     httpd_conn_t *c = p->data;
     gf_http_req_t *r = c->req;
-    if (count_header_bytes(c, n) < 0)
+    int starts = r->headers.n == 0 || r->header_last_was_value;
+    /* A new header also costs its ": " and CRLF, so many tiny ones count as they weigh. */
+    if (count_header_bytes(c, n + (starts ? 4 : 0)) < 0)
         return -1;
-    if (r->headers.n == 0 || r->header_last_was_value)
+    if (starts)
         httpd__kv_add(&r->headers, "", 0, "", 0);
     str_append(&r->headers.items[r->headers.n - 1].name, at, n);
     r->header_last_was_value = 0;
