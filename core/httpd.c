@@ -154,10 +154,11 @@ static int route_matches(const httpd_route_t *rt, const char *path, httpd_kvs_t 
             goto no;
         }
         p += n;
-        if (*p == '/')
-            p++;
-        else if (i + 1 < rt->nsegs)
+        if (i + 1 == rt->nsegs)
+            break; /* a trailing slash is left over, and does not match */
+        if (*p != '/')
             goto no; /* the path is shorter than the pattern */
+        p++;
     }
     if (*p == '\0' && (rt->nsegs > 0 || path[1] == '\0'))
         return 1;

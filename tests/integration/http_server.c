@@ -66,6 +66,8 @@ static void test_unknown_path_is_404_and_wrong_method_405_in_json(void **state)
     cresp_dispose(&r);
     assert_int_equal(curl_get(S, "/echo/1/extra", NULL, &r), 404);
     cresp_dispose(&r);
+    assert_int_equal(curl_get(S, "/echo/1/", NULL, &r), 404); /* one path, one resource */
+    cresp_dispose(&r);
 
     CURL *e = curl_easy_init();
     curl_setup(e, S, "/echo/1", &r, NULL);
