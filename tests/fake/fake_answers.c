@@ -168,17 +168,22 @@ void fake_json(gf_http_req_t *r, int status, json_t *body)
     free(s);
 }
 
+static void delay_unlink(fake_delay_t *d)
+{
+    fake_t *f = d->f;
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        f->delays = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+}
+
 static void on_raw_closed(gf_http_req_t *r, void *data)
 {
     fake_delay_t *d = data;
     if (d) { /* a stall: forget the delay record */
-        fake_t *f = d->f;
-        if (d->prev)
-            d->prev->next = d->next;
-        else
-            f->delays = d->next;
-        if (d->next)
-            d->next->prev = d->prev;
+        delay_unlink(d);
         uv_close((uv_handle_t *)&d->timer, on_delay_closed);
     }
     gf_http_respond(r, 500, "text/plain", "", 0); /* the client is gone: frees `r` */
@@ -218,17 +223,6 @@ void fake_raw_stall(fake_t *f, gf_http_req_t *r, const char *bytes, size_t n)
     f->delays = d;
     gf_http_req_on_close(r, on_raw_closed, d);
     httpd__conn_write(c, bytes, n, NULL, 0);
-}
-
-static void delay_unlink(fake_delay_t *d)
-{
-    fake_t *f = d->f;
-    if (d->prev)
-        d->prev->next = d->next;
-    else
-        f->delays = d->next;
-    if (d->next)
-        d->next->prev = d->prev;
 }
 
 static void on_delay(uv_timer_t *t)

@@ -76,6 +76,17 @@ static void create(const char *body, char id[37])
     ts_http_dispose(&r);
 }
 
+/* A generation that is finished already: created, then canceled while queued. */
+static void create_canceled(const char *body, char id[37])
+{
+    create(body, id);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/generations/%s/cancel", id);
+    ts_http_t r = call("POST", path, NULL, NULL);
+    assert_int_equal(r.status, 202);
+    ts_http_dispose(&r);
+}
+
 static void test_a_foreign_last_event_id_is_400_and_redis_stays_free(void **state)
 {
     (void)state;
@@ -129,14 +140,10 @@ static void test_a_terminal_event_larger_than_the_cap_is_delivered(void **state)
              "{\"kind\":\"avatar\",\"prompt\":\"%s\",\"negative_prompt\":\"%.1000s\","
              "\"metadata\":{\"m\":\"%s\"}}",
              prompt, prompt, meta);
-    create(body, id);
-    snprintf(path, sizeof(path), "/v1/generations/%s/cancel", id);
-    ts_http_t r = call("POST", path, NULL, NULL);
-    assert_int_equal(r.status, 202);
-    ts_http_dispose(&r);
+    create_canceled(body, id);
     /* The replay of a finished generation: its events, then the terminal one (over the cap). */
     snprintf(path, sizeof(path), "/v1/generations/%s/events", id);
-    r = call("GET", path, NULL, NULL);
+    ts_http_t r = call("GET", path, NULL, NULL);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body, "event: queued\n"));
     const char *term = strstr(r.body, "event: canceled\ndata: {");
@@ -160,13 +167,9 @@ static void test_resuming_after_the_terminal_event_gets_nothing_more(void **stat
 {
     (void)state;
     char id[37], path[128], header[64];
-    create("{\"kind\":\"avatar\",\"prompt\":\"a fox\"}", id);
-    snprintf(path, sizeof(path), "/v1/generations/%s/cancel", id);
-    ts_http_t r = call("POST", path, NULL, NULL);
-    assert_int_equal(r.status, 202);
-    ts_http_dispose(&r);
+    create_canceled("{\"kind\":\"avatar\",\"prompt\":\"a fox\"}", id);
     snprintf(path, sizeof(path), "/v1/generations/%s/events", id);
-    r = call("GET", path, NULL, NULL);
+    ts_http_t r = call("GET", path, NULL, NULL);
     assert_int_equal(r.status, 200);
     const char *term = strstr(r.body, "\nevent: canceled\n");
     assert_non_null(term);
