@@ -245,10 +245,13 @@ static void sse_terminal(api_sse_t *s, const char *type, uint64_t id)
     s->terminal_id = id;
     store_call_dispose(&s->call);
     store_call_generation(&s->call, s->gen_id, s->who.sub);
-    if (store_exec(s->api->store, &s->call, on_terminal_generation, s) == 0)
-        s->store_pending = 1;
-    else
+    /* Held before the call: a store that fails at once runs the callback inside
+     * store_exec, which may end and free the stream; do not touch it after. */
+    s->store_pending = 1;
+    if (store_exec(s->api->store, &s->call, on_terminal_generation, s) < 0) {
+        s->store_pending = 0;
         sse_finish(s);
+    }
 }
 
 /*
@@ -342,11 +345,13 @@ static void user_pump(api_sse_t *s)
         if (is_terminal(e->type)) {
             store_call_dispose(&s->call);
             store_call_generation(&s->call, e->gen, s->who.sub);
-            if (store_exec(s->api->store, &s->call, on_user_terminal, s) == 0) {
-                s->store_pending = 1;
-                s->user_fetching = 1;
+            /* Set before the call, whose callback may run inside it (see sse_terminal). */
+            s->store_pending = 1;
+            s->user_fetching = 1;
+            if (store_exec(s->api->store, &s->call, on_user_terminal, s) == 0)
                 return;
-            }
+            s->store_pending = 0;
+            s->user_fetching = 0;
         }
         if (user_write_head(s, NULL) < 0)
             return;
@@ -421,10 +426,11 @@ static void sse_begin(api_sse_t *s)
     }
     if (s->finished_status[0]) {
         uint64_t from = s->after > 0 ? s->after - 1 : 0; /* the cursor's own event too */
-        if (queue_events_read(s->api->queue, s->gen_id, from, 1000, on_replay_read, s) == 0)
-            s->read_pending = 1;
-        else
+        s->read_pending = 1;                             /* before the call, as for store_pending */
+        if (queue_events_read(s->api->queue, s->gen_id, from, 1000, on_replay_read, s) < 0) {
+            s->read_pending = 0;
             sse_terminal(s, s->finished_status, s->last_id + 1);
+        }
         return;
     }
     gf_err_t err = {0};
@@ -532,10 +538,12 @@ static void on_generation_stream(gf_http_req_t *req, void *data)
     s->last_id = s->after;
     /* Only its owner may follow a generation: 404 otherwise, as for GET. */
     store_call_generation(&s->call, s->gen_id, s->who.sub);
-    if (store_exec(api->store, &s->call, on_owner_checked, s) == 0) {
-        s->store_pending = 1;
+    /* Set before the call: with Postgres down on_owner_checked runs inside
+     * store_exec, answers and frees the stream. */
+    s->store_pending = 1;
+    if (store_exec(api->store, &s->call, on_owner_checked, s) == 0)
         return;
-    }
+    s->store_pending = 0;
     api__fail(req, GF_EUNAVAIL, NULL);
     sse_finish(s); /* answered: not started, so nothing else to end */
 }
@@ -562,7 +570,12 @@ void api__events_close_all(api_t *api)
 {
     for (api_sse_t *s = api->streams; s;) {
         api_sse_t *next = s->next;
-        sse_finish(s);
+        /* A stream not started yet is still a request waiting on its owner
+         * check: on_owner_checked answers it (the store's close fails the
+         * check). Finishing it here dropped s->req unanswered, and the
+         * callback then answered NULL. */
+        if (s->started)
+            sse_finish(s);
         s = next;
     }
 }
