@@ -225,10 +225,15 @@ void job__pump(job_t *j)
             job_finish(j, "canceled");
         return;
     }
-    for (int i = 0; i < j->images && j->running < j->r->cfg->worker_images_parallel; i++)
+    /* A start can fail at once and hand the job back (image_fail -> store down):
+     * then no further image may start, nor the generation finish. */
+    for (int i = 0; i < j->images && j->running < j->r->cfg->worker_images_parallel; i++) {
+        if (job__gone(j) || j->ending)
+            return;
         if (j->imgs[i].state == IMAGE_PENDING)
             job__image_start(&j->imgs[i]);
-    if (j->settled == j->images)
+    }
+    if (!job__gone(j) && j->settled == j->images)
         job_finish(j, "auto");
 }
 
