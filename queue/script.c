@@ -104,16 +104,24 @@ int queue__conf_init(queue__conf_t *c, const gf_config_t *cfg, gf_err_t *err)
     gf_buf_t lib = {0};
     gf_buf_printf(&lib, "#!lua name=%s\n", c->lib_name);
     gf_buf_append(&lib, pre.p, pre.len);
-    /* Each operation is a function made once, at load; the registered entry
-     * point adds what every call does first (begin) and last (done). */
-    for (int s = 0; s < QS__COUNT; s++)
+    /*
+     * Each operation is a function made once, at load; the registered entry
+     * point adds what every call does first (begin) and last (done). The
+     * reads are flagged no-writes: Redis then runs them even when it refuses
+     * writes (maxmemory reached), so a watch or a position never goes blind
+     * while the data is there to read.
+     */
+    for (int s = 0; s < QS__COUNT; s++) {
+        int ro = s == QS_EVENTS || s == QS_POSITION || s == QS_STATS;
         gf_buf_printf(
             &lib,
             "\nlocal function op_%s(ARGV)\n%s\nend\n"
-            "redis.register_function('%s_%s', function(KEYS, ARGV)\n"
-            "    begin(KEYS)\n    local r = op_%s(ARGV)\n    done()\n    return r\nend)\n",
+            "redis.register_function{function_name = '%s_%s',\n"
+            "    callback = function(KEYS, ARGV)\n"
+            "    begin(KEYS)\n    local r = op_%s(ARGV)\n    done()\n    return r\nend%s}\n",
             queue__script_name[s], queue__lua_body[s], c->lib_name, queue__script_name[s],
-            queue__script_name[s]);
+            queue__script_name[s], ro ? ",\n    flags = {'no-writes'}" : "");
+    }
     c->lib = lib.p;
     for (int s = 0; s < QS__COUNT; s++)
         snprintf(c->fname[s], sizeof(c->fname[s]), "%s_%s", c->lib_name, queue__script_name[s]);

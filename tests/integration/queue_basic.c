@@ -447,6 +447,26 @@ static void test_events_are_numbered_and_resumable(void **state)
     assert_int_equal(ev.n, 3);
     assert_int_equal(ev.ev[0].id, 4);
     queue_events_dispose(&ev);
+
+    /* A Redis that refuses writes (maxmemory reached) still serves the reads. */
+    assert_true(qt_redis_ok("CONFIG SET maxmemory 1"));
+    char gen2[64];
+    queue_enqueue_req_t req = {.gen_id = qt_id(gen2, sizeof(gen2), "ev"),
+                               .user_id = "evuser",
+                               .tier = "pro",
+                               .payload = "{}"};
+    queue_result_t r2;
+    gf_err_t err = {0};
+    int refused = queue_sync_enqueue(fx->qs, &req, &r2, &err);
+    assert_int_equal(queue_sync_events_read(fx->qs, gen, 3, 100, &ev, NULL), 0);
+    assert_int_equal(ev.n, 3);
+    queue_events_dispose(&ev);
+    queue_stats_t st;
+    int stats_rc = queue_sync_stats(fx->qs, &st, NULL);
+    assert_true(qt_redis_ok("CONFIG SET maxmemory 0"));
+    assert_true(refused < 0); /* the write was refused: the limit was in force */
+    assert_int_equal(stats_rc, 0);
+    queue_stats_dispose(&st);
 }
 
 static void test_position_counts_turns_across_users(void **state)

@@ -71,8 +71,17 @@ static void test_script_argv_layout(void **state)
     assert_int_equal(strncmp(c.lib, "#!lua name=", 11), 0);
     assert_int_equal(strncmp(c.lib + 11, c.lib_name, strlen(c.lib_name)), 0);
     char reg[128];
-    snprintf(reg, sizeof(reg), "redis.register_function('%s_cancel',", c.lib_name);
-    assert_non_null(strstr(c.lib, reg));
+    snprintf(reg, sizeof(reg), "redis.register_function{function_name = '%s_cancel',", c.lib_name);
+    const char *at = strstr(c.lib, reg);
+    assert_non_null(at);
+    /* A write is not flagged no-writes; the reads are. */
+    const char *end = strstr(at, "end}");
+    assert_non_null(end);
+    assert_int_equal(strncmp(end, "end}\n", 5), 0);
+    snprintf(reg, sizeof(reg), "redis.register_function{function_name = '%s_events',", c.lib_name);
+    at = strstr(c.lib, reg);
+    assert_non_null(at);
+    assert_non_null(strstr(at, "flags = {'no-writes'}}"));
     assert_non_null(strstr(c.lib, queue__lua_body[QS_CANCEL]));
     assert_non_null(strstr(c.lib, queue__lua_common));
     /* The settings are compiled into the text. */
