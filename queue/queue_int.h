@@ -243,5 +243,7 @@ int queue__op_send_argv(queue_t *q, queue__script script, int argc, const char *
 /* watch.c: the pub/sub side. */
 void queue__sub_on_ready(queue_t *q);
 void queue__cmd_on_ready(queue_t *q);
+/* Reads again the watches whose last read failed (called every probe tick). */
+void queue__watches_retry(queue_t *q);
 void queue__sub_on_message(queue_t *q, const char *msg, size_t len);
 void queue__watches_cancel_all(queue_t *q);

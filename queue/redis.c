@@ -226,6 +226,7 @@ static void on_probe_tick(uv_timer_t *t)
         q->probe_sent_ms = 0;
         return;
     }
+    queue__watches_retry(q);
     uint64_t now = uv_now(q->loop);
     if (q->probe_sent_ms == 0) {
         q->probe_sent_ms = now;

@@ -39,6 +39,7 @@ struct queue_watch {
     int reading;
     int again;
     int stopped;
+    int failed; /* its last read failed: the next probe tick reads again */
 };
 
 static unsigned bucket_of(const char *key)
@@ -77,10 +78,16 @@ static void on_watch_read(queue_t *q, int status, const queue_events_t *e, void 
         return;
     }
     if (status < 0) {
-        /* Connection trouble: the reconnect re-reads every watch (queue__cmd_on_ready). */
+        /*
+         * A lost connection re-reads every watch when it is back
+         * (queue__cmd_on_ready); an error answer on a connection that stays
+         * up (a busy Redis, say) is read again at the next probe tick.
+         */
         w->reading = 0;
+        w->failed = 1;
         return;
     }
+    w->failed = 0;
     if (e->n > 0) {
         if (w->is_user) {
             free(w->after_sid);
@@ -189,6 +196,16 @@ void queue__sub_on_ready(queue_t *q)
 void queue__cmd_on_ready(queue_t *q)
 {
     read_all(q);
+}
+
+void queue__watches_retry(queue_t *q)
+{
+    for (int b = 0; b < QUEUE_WATCH_BUCKETS; b++)
+        for (queue_watch_t *w = q->watches[b]; w; w = w->next)
+            if (w->failed && !w->stopped) {
+                w->failed = 0;
+                watch_read(w);
+            }
 }
 
 /* Wakes the watches of `key` of one kind; `n` > 0 skips generation watches already past it. */
