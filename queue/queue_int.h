@@ -80,6 +80,13 @@ int queue__reply_needs_load(const redisReply *r);
 
 /* Whether a FUNCTION LOAD answer means the library is there (new or already loaded). */
 int queue__reply_loaded(const redisReply *r);
+/*
+ * Whether an answer is Redis's OOM refusal (maxmemory reached): FUNCTION LOAD
+ * is refused then even when the library is there, which a FUNCTION LIST
+ * LIBRARYNAME answer tells (queue__reply_lists_library).
+ */
+int queue__reply_is_oom(const redisReply *r);
+int queue__reply_lists_library(const redisReply *r);
 
 /*
  * Translates a missing or error reply: NULL -> GF_EUNAVAIL, an error reply ->

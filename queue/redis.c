@@ -154,6 +154,22 @@ static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
     setup_done(c);
 }
 
+static void on_library_listed(redisAsyncContext *ac, void *r, void *privdata)
+{
+    queue__conn_t *c = ac->data;
+    (void)privdata;
+    if (r == NULL)
+        return;
+    if (!queue__reply_lists_library(r)) {
+        GF_LOG(GF_LOG_ERROR, &log_ctx,
+               "redis refused FUNCTION LOAD: out of memory (maxmemory), and the library is not "
+               "there");
+        conn_drop(c);
+        return;
+    }
+    setup_done(c);
+}
+
 static void on_library_loaded(redisAsyncContext *ac, void *r, void *privdata)
 {
     queue__conn_t *c = ac->data;
@@ -161,6 +177,12 @@ static void on_library_loaded(redisAsyncContext *ac, void *r, void *privdata)
     (void)privdata;
     if (reply == NULL)
         return;
+    if (queue__reply_is_oom(reply)) {
+        /* A full Redis refuses the load, not the reads: ready if the library is there. */
+        redisAsyncCommand(ac, on_library_listed, NULL, "FUNCTION LIST LIBRARYNAME %s",
+                          c->q->conf.lib_name);
+        return;
+    }
     if (!queue__reply_loaded(reply)) {
         GF_LOG(GF_LOG_ERROR, &log_ctx, "redis refused FUNCTION LOAD: %s",
                reply->type == REDIS_REPLY_ERROR ? reply->str : "bad answer");

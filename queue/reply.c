@@ -30,6 +30,16 @@ int queue__reply_loaded(const redisReply *r)
     return r->type == REDIS_REPLY_ERROR && strstr(r->str, "already exists") != NULL;
 }
 
+int queue__reply_is_oom(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "OOM", 3) == 0;
+}
+
+int queue__reply_lists_library(const redisReply *r)
+{
+    return r && r->type == REDIS_REPLY_ARRAY && r->elements > 0;
+}
+
 int queue__reply_check(const redisReply *r, gf_err_t *err)
 {
     if (r == NULL)

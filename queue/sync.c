@@ -52,6 +52,21 @@ static int load(queue_sync_t *qs, gf_err_t *err)
     queue__cmd_str(&cmd, "LOAD");
     queue__cmd_str(&cmd, qs->conf.lib);
     redisReply *r = run(qs, &cmd);
+    if (queue__reply_is_oom(r)) {
+        /* A full Redis refuses the load, not the reads: is the library there? */
+        freeReplyObject(r);
+        queue__cmd_plain(&cmd, "FUNCTION");
+        queue__cmd_str(&cmd, "LIST");
+        queue__cmd_str(&cmd, "LIBRARYNAME");
+        queue__cmd_str(&cmd, qs->conf.lib_name);
+        redisReply *l = run(qs, &cmd);
+        int there = queue__reply_lists_library(l);
+        freeReplyObject(l);
+        if (there)
+            return 0;
+        return gf_err_set(err, GF_EUNAVAIL, "queue",
+                          "redis refused FUNCTION LOAD: out of memory (maxmemory)");
+    }
     int rc = 0;
     if (r == NULL)
         rc = gf_err_set(err, GF_EUNAVAIL, "queue", "redis connection lost");

@@ -439,6 +439,39 @@ static void test_a_connection_that_never_answers_its_setup_is_replaced(void **st
     free(fx->claim);
 }
 
+static void on_events(queue_t *q, int status, const queue_events_t *e, void *data)
+{
+    (void)q;
+    fx_t *fx = data;
+    fx->status = status;
+    if (status == 0)
+        fx->n_seen += (int)e->n;
+    fx->done = 1;
+}
+
+/* A process that connects to a full Redis (maxmemory reached) still gets ready to read. */
+static void test_a_full_redis_still_lets_a_new_process_read(void **state)
+{
+    fx_t *fx = *state;
+    char gen[64];
+    qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "full"), "ufull", "pro");
+    assert_true(qt_redis_ok("CONFIG SET maxmemory 1"));
+    gf_err_t err = {0};
+    queue_t *q = fx->q2 = queue_new(&fx->loop, fx->cfg, &err);
+    double end = ts_now() + 5;
+    while (q && !queue_is_connected(q) && ts_now() < end)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    int ready = q && queue_is_connected(q);
+    int rc = ready ? queue_events_read(q, gen, 0, 10, on_events, fx) : -1;
+    if (rc == 0)
+        run_until(fx, &fx->done, 5);
+    assert_true(qt_redis_ok("CONFIG SET maxmemory 0"));
+    assert_true(ready);
+    assert_int_equal(rc, 0);
+    assert_int_equal(fx->status, 0);
+    assert_int_equal(fx->n_seen, 1); /* its 'queued' event */
+}
+
 /* Calls made from a callback that runs while the connection is being torn down. */
 typedef struct {
     fx_t *fx;
@@ -623,6 +656,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_callback_runs_inside_a_call, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_connection_that_never_answers_its_setup_is_replaced,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_full_redis_still_lets_a_new_process_read, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_a_deaf_subscription_is_found_and_replaced, setup,
                                         teardown),
     };

@@ -463,10 +463,20 @@ static void test_events_are_numbered_and_resumable(void **state)
     queue_events_dispose(&ev);
     queue_stats_t st;
     int stats_rc = queue_sync_stats(fx->qs, &st, NULL);
+    /* And a process that connects now (FUNCTION LOAD is refused too) finds its library there. */
+    gf_err_t late_err = {0};
+    queue_sync_t *late = queue_sync_new(fx->cfg, &late_err);
+    int late_rc = late ? queue_sync_events_read(late, gen, 3, 100, &ev, NULL) : -1;
     assert_true(qt_redis_ok("CONFIG SET maxmemory 0"));
     assert_true(refused < 0); /* the write was refused: the limit was in force */
     assert_int_equal(stats_rc, 0);
     queue_stats_dispose(&st);
+    if (late == NULL)
+        fail_msg("queue_sync_new at maxmemory: %s", late_err.msg);
+    assert_int_equal(late_rc, 0);
+    assert_int_equal(ev.n, 3);
+    queue_events_dispose(&ev);
+    queue_sync_free(late);
 }
 
 static void test_position_counts_turns_across_users(void **state)
