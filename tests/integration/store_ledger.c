@@ -635,6 +635,42 @@ static void test_corrupted_row_is_named_by_reconcile(void **state)
     assert_non_null(strstr(text, needle));
 }
 
+/* Rows naming a user or a generation that does not exist are named too (no foreign keys: 0014). */
+static void test_dangling_ledger_rows_are_named_by_reconcile(void **state)
+{
+    (void)state;
+    PGconn *c = PQconnectdb(ts_env("FARM_DATABASE_URL"));
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PGresult *r =
+        PQexec(c, "INSERT INTO credit_ledger (user_id, kind, amount, generation_id, image_index) "
+                  "SELECT user_id, 'release', 1, gen_random_uuid(), 0 FROM credit_accounts LIMIT 1 "
+                  "RETURNING id, generation_id");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    char want_gen[160], want_user[160];
+    snprintf(want_gen, sizeof(want_gen),
+             "ledger row %s: release for generation %s, which does not exist", PQgetvalue(r, 0, 0),
+             PQgetvalue(r, 0, 1));
+    PQclear(r);
+    r = PQexec(c, "INSERT INTO credit_ledger (user_id, kind, amount, reason) "
+                  "VALUES (gen_random_uuid(), 'grant', 5, 'hand') RETURNING id, user_id");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    snprintf(want_user, sizeof(want_user), "ledger row %s: grant for user %s, who does not exist",
+             PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
+    PQclear(r);
+    PQfinish(c);
+    char out[256];
+    snprintf(out, sizeof(out), "%s/reconcile-dangling.out", ts_env("FARM_TEST_TMPDIR"));
+    assert_int_equal(ts_sh("'%s' reconcile > '%s' 2>&1", ts_env("FARM_TEST_CLI"), out), 1);
+    FILE *f = fopen(out, "r");
+    assert_non_null(f);
+    static char text[65536];
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    assert_non_null(strstr(text, want_gen));
+    assert_non_null(strstr(text, want_user));
+}
+
 static void test_postgres_restart_is_a_clear_error_then_recovers(void **state)
 {
     (void)state;
@@ -667,6 +703,7 @@ int main(void)
         cmocka_unit_test(test_random_workload_reconciles),
         cmocka_unit_test(test_postgres_restart_is_a_clear_error_then_recovers),
         cmocka_unit_test(test_corrupted_row_is_named_by_reconcile),
+        cmocka_unit_test(test_dangling_ledger_rows_are_named_by_reconcile),
         cmocka_unit_test(test_constraints_refuse_bad_rows),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
