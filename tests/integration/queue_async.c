@@ -472,6 +472,46 @@ static void test_a_full_redis_still_lets_a_new_process_read(void **state)
     assert_int_equal(fx->n_seen, 1); /* its 'queued' event */
 }
 
+/*
+ * A watch whose read gets an error answer, on a connection that stays up,
+ * reads again at the next probe tick (every 3 s). The error: this queue's
+ * library is gone and Redis refuses to load it again (an ACL without
+ * FUNCTION), while a process with other settings, and so its own library,
+ * appends an event and notifies.
+ */
+static void test_a_watch_read_that_failed_is_read_again(void **state)
+{
+    fx_t *fx = *state;
+    char gen[64];
+    qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "retry"), "uretry", "pro");
+    gf_err_t err = {0};
+    queue_watch_t *w = queue_watch_gen(fx->q, gen, 0, on_watch, fx, &err);
+    assert_non_null(w);
+    assert_true(seen_at_least(fx, 1, 5));
+    static const char *const other[] = {"FARM_QUEUE_TIERS=pro:4:11,free:1:3", NULL};
+    fx->cfg2 = qt_cfg(other);
+    queue_sync_t *qs2 = queue_sync_new(fx->cfg2, &err);
+    assert_non_null(qs2);
+    assert_int_equal(qt_redis_ok("FUNCTION FLUSH"), 1);
+    queue_stats_t st;
+    assert_int_equal(queue_sync_stats(qs2, &st, &err), 0); /* qs2 loads its own again */
+    queue_stats_dispose(&st);
+    assert_int_equal(qt_redis_ok("ACL SETUSER default -function"), 1);
+    int appended = queue_sync_event_append(qs2, gen, 0, "progress", "{}", NULL, &err);
+    double pause = ts_now() + 1;
+    while (ts_now() < pause)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    int seen_while_refused = fx->n_seen;
+    assert_int_equal(qt_redis_ok("ACL SETUSER default +function"), 1);
+    int seen_after = seen_at_least(fx, 2, 6);
+    queue_watch_stop(w);
+    queue_sync_free(qs2);
+    assert_int_equal(appended, 0);
+    assert_int_equal(seen_while_refused, 1); /* the read failed */
+    assert_true(seen_after);                 /* and was made again, unprompted */
+    assert_int_equal(fx->seen_ids[1], 2);
+}
+
 /* Calls made from a callback that runs while the connection is being torn down. */
 typedef struct {
     fx_t *fx;
@@ -657,6 +697,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_connection_that_never_answers_its_setup_is_replaced,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_full_redis_still_lets_a_new_process_read, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_a_watch_read_that_failed_is_read_again, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_deaf_subscription_is_found_and_replaced, setup,
                                         teardown),
