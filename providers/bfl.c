@@ -91,6 +91,12 @@ static void bfl_submitted(provider_http_resp_t *r, void *data)
                             "submit answered without id/polling_url");
         return;
     }
+    if (!provider__url_allowed(c->a->base_url, url, 1)) {
+        json_decref(root);
+        provider__call_fail(c, PROVIDER_F_PROTOCOL, r->status,
+                            "submit answered a polling_url off the provider's hosts");
+        return;
+    }
     c->status_url = gf_xstrdup(url);
     char safe_id[128];
     provider__sanitize(safe_id, sizeof(safe_id), id, strlen(id));
@@ -110,6 +116,7 @@ static void bfl_post(provider_call_t *c)
     provider_http_req_t req = {
         .method = "POST", .url = url, .headers = h, .body = body, .body_len = strlen(body)};
     provider__http_defaults(c, &req, (uint64_t)c->p->cfg->provider_submit_timeout_s * 1000);
+    req.max_bytes = PROVIDER_JSON_MAX_BYTES;
     c->submits++;
     provider__call_http(c, &req, bfl_submitted);
     free(body);
@@ -187,12 +194,18 @@ static void bfl_poll(provider_call_t *c)
     const char *h[] = {key, "Accept: application/json", NULL};
     provider_http_req_t req = {.method = "GET", .url = c->status_url, .headers = h};
     provider__http_defaults(c, &req, (uint64_t)c->p->cfg->provider_submit_timeout_s * 1000);
+    req.max_bytes = PROVIDER_JSON_MAX_BYTES;
     provider__call_http(c, &req, bfl_polled);
 }
 
 static void bfl_submit(provider_call_t *c)
 {
     if (c->req.resume) {
+        if (!provider__url_allowed(c->a->base_url, c->req.resume, 1)) {
+            provider__call_fail(c, PROVIDER_F_PROTOCOL, 0,
+                                "the resume URL is off the provider's hosts");
+            return;
+        }
         c->status_url = gf_xstrdup(c->req.resume);
         bfl_poll(c);
         return;

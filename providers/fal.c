@@ -114,6 +114,15 @@ static void fal_submitted(provider_http_resp_t *r, void *data)
                             "submit answered without request_id/status_url/response_url");
         return;
     }
+    const char *base = c->a->base_url;
+    if (!provider__url_allowed(base, st, 1) || !provider__url_allowed(base, rs, 1) ||
+        (cn && !provider__url_allowed(base, cn, 1)) || strpbrk(st, " \t") || strpbrk(rs, " \t") ||
+        (cn && strpbrk(cn, " \t"))) {
+        json_decref(root);
+        provider__call_fail(c, PROVIDER_F_PROTOCOL, r->status,
+                            "submit answered URLs off the provider's hosts");
+        return;
+    }
     c->status_url = gf_xstrdup(st);
     c->result_url = gf_xstrdup(rs);
     c->cancel_url = cn ? gf_xstrdup(cn) : NULL;
@@ -138,6 +147,7 @@ static void fal_post(provider_call_t *c)
     provider_http_req_t req = {
         .method = "POST", .url = url, .headers = h, .body = body, .body_len = strlen(body)};
     provider__http_defaults(c, &req, (uint64_t)c->p->cfg->provider_submit_timeout_s * 1000);
+    req.max_bytes = PROVIDER_JSON_MAX_BYTES;
     c->submits++;
     provider__call_http(c, &req, fal_submitted);
     free(body);
@@ -186,6 +196,7 @@ static void fal_poll(provider_call_t *c)
     h[2] = NULL;
     provider_http_req_t req = {.method = "GET", .url = c->status_url, .headers = h};
     provider__http_defaults(c, &req, (uint64_t)c->p->cfg->provider_submit_timeout_s * 1000);
+    req.max_bytes = PROVIDER_JSON_MAX_BYTES;
     provider__call_http(c, &req, fal_status);
 }
 
@@ -239,6 +250,7 @@ static void fal_result(provider_call_t *c)
     h[2] = NULL;
     provider_http_req_t req = {.method = "GET", .url = c->result_url, .headers = h};
     provider__http_defaults(c, &req, (uint64_t)c->p->cfg->provider_submit_timeout_s * 1000);
+    req.max_bytes = PROVIDER_JSON_MAX_BYTES;
     provider__call_http(c, &req, fal_result_done);
 }
 
@@ -251,6 +263,13 @@ static void fal_submit(provider_call_t *c)
     char st[1024], rs[1024], cn[1024];
     if (sscanf(c->req.resume, "%1023s %1023s %1023s", st, rs, cn) != 3) {
         provider__call_fail(c, PROVIDER_F_PROTOCOL, 0, "a fal resume token is three URLs");
+        return;
+    }
+    const char *base = c->a->base_url;
+    if (!provider__url_allowed(base, st, 1) || !provider__url_allowed(base, rs, 1) ||
+        (strcmp(cn, "-") != 0 && !provider__url_allowed(base, cn, 1))) {
+        provider__call_fail(c, PROVIDER_F_PROTOCOL, 0,
+                            "a fal resume URL is off the provider's hosts");
         return;
     }
     c->status_url = gf_xstrdup(st);

@@ -152,7 +152,10 @@ static int64_t parse_delta(const char *s)
     double v = strtod(s, &end);
     while (*end == ' ')
         end++;
-    return *end == '\0' || *end == ';' || *end == ',' ? (int64_t)(v * 1000.0) : -1;
+    if (*end != '\0' && *end != ';' && *end != ',')
+        return -1;
+    /* A day is more than any deadline; also keeps the cast defined (inf, 1e30). */
+    return v > 86400.0 ? (int64_t)86400000 : (int64_t)(v * 1000.0);
 }
 
 int64_t provider__retry_after_ms(const char *retry_after, const char *ratelimit,
@@ -166,7 +169,7 @@ int64_t provider__retry_after_ms(const char *retry_after, const char *ratelimit,
         const char *end = strptime(retry_after, "%a, %d %b %Y %H:%M:%S GMT", &tm);
         if (end != NULL) {
             int64_t at = (int64_t)timegm(&tm);
-            return at > now ? (at - now) * 1000 : 0;
+            return at <= now ? 0 : at - now > 86400 ? (int64_t)86400000 : (at - now) * 1000;
         }
     }
     if (ratelimit && *ratelimit) {
@@ -182,7 +185,7 @@ int64_t provider__retry_after_ms(const char *retry_after, const char *ratelimit,
     if (reset_epoch && *reset_epoch) {
         int64_t at = atoll(reset_epoch);
         if (at > 0)
-            return at > now ? (at - now) * 1000 : 0;
+            return at <= now ? 0 : at - now > 86400 ? (int64_t)86400000 : (at - now) * 1000;
     }
     return -1;
 }
@@ -218,7 +221,7 @@ int provider__looks_json(const char *b, size_t n)
 
 char *provider__json_error_text(const char *body, size_t len)
 {
-    if (body == NULL || !provider__looks_json(body, len))
+    if (body == NULL || len > PROVIDER_JSON_MAX_BYTES || !provider__looks_json(body, len))
         return NULL;
     json_t *root = json_loadb(body, len, 0, NULL);
     if (root == NULL)
@@ -248,7 +251,7 @@ char *provider__json_error_text(const char *body, size_t len)
 
 double provider__hf_estimated_time(const char *body, size_t len)
 {
-    if (body == NULL || !provider__looks_json(body, len))
+    if (body == NULL || len > PROVIDER_JSON_MAX_BYTES || !provider__looks_json(body, len))
         return -1;
     json_t *root = json_loadb(body, len, 0, NULL);
     json_t *v = json_object_get(root, "estimated_time");

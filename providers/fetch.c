@@ -122,6 +122,11 @@ void provider__fetch_image(provider_call_t *c)
         provider__call_fail(c, PROVIDER_F_PROTOCOL, 0, "data: URLs are not requested");
         return;
     }
+    if (!provider__url_allowed(c->a->base_url, c->image_url, 0)) {
+        provider__call_fail(c, PROVIDER_F_PROTOCOL, 0,
+                            "the result URL is not https (or http like the base URL)");
+        return;
+    }
     static const char *const headers[] = {"Accept: image/*", NULL};
     provider_http_req_t req = {.method = "GET", .url = c->image_url, .headers = headers};
     provider__http_defaults(c, &req, (uint64_t)cfg->provider_download_timeout_s * 1000);

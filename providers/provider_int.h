@@ -62,6 +62,19 @@ void provider__http_close(provider_http_t *h, void (*cb)(void *data), void *data
 const char *provider__http_header(const provider_http_resp_t *r, const char *name);
 /* Takes the body out of the response (the caller frees it). */
 char *provider__http_take_body(provider_http_resp_t *r, size_t *len);
+/*
+ * Whether a URL taken from a provider's reply may be used. Always: http(s),
+ * and https unless `base` itself is http (a local fake). With `creds` (the
+ * request carries the adapter's token) also: the port of `base`, and the host
+ * of `base` or a host under its parent domain (api.us1.bfl.ai for api.bfl.ai);
+ * an IP-literal or single-label base host must match exactly.
+ */
+int provider__url_allowed(const char *base, const char *url, int creds);
+/*
+ * The body limit of JSON exchanges (submit, poll, result, errors): jansson
+ * needs about 75 times its input in memory, and these replies are a few kB.
+ */
+#define PROVIDER_JSON_MAX_BYTES ((size_t)256 * 1024)
 /* Whether the CURLcode means the connection never got to send the request. */
 int provider__http_not_sent(int curl_code);
 /* Whether the CURLcode is a timeout (operation or low-speed). */

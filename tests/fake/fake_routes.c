@@ -139,11 +139,14 @@ static void on_bfl_submit(gf_http_req_t *r, void *data)
         return;
     }
     fake_fault_t ft;
-    if (fake_fault(f, r, "bfl", "bfl.submit", prompt, NULL, &ft) &&
-        fake_generic(f, r, "bfl", &ft)) {
+    int hit = fake_fault(f, r, "bfl", "bfl.submit", prompt, NULL, &ft);
+    if (hit && fake_generic(f, r, "bfl", &ft)) {
         json_decref(root);
         return;
     }
+    /* polling_elsewhere: a polling URL on a host that is not the provider's (the key must not go).
+     */
+    int elsewhere = hit && strcmp(ft.mode, "polling_elsewhere") == 0;
     fake_job_t *j = fake_job_new(f, "bfl");
     j->prompt = gf_xstrdup(prompt);
     j->faults = gf_xstrdup(
@@ -154,7 +157,11 @@ static void on_bfl_submit(gf_http_req_t *r, void *data)
     json_decref(root);
     json_object_set_new(e, "job", json_string(j->id));
     gf_buf_t url = {0};
-    gf_buf_printf(&url, "%s/bfl-region/v1/get_result?id=%s", f->base, j->id);
+    const char *port = strrchr(f->base, ':');
+    if (elsewhere && port)
+        gf_buf_printf(&url, "http://127.0.0.2%s/bfl-region/v1/get_result?id=%s", port, j->id);
+    else
+        gf_buf_printf(&url, "%s/bfl-region/v1/get_result?id=%s", f->base, j->id);
     fake_json(r, 200, json_pack("{s:s,s:s}", "id", j->id, "polling_url", url.p));
     gf_buf_dispose(&url);
 }

@@ -104,6 +104,20 @@ static void test_async_fault_rows_map_to_typed_errors(void **state)
     }
 }
 
+/* A polling URL off the provider's hosts is refused before the key goes anywhere. */
+static void test_bfl_polling_url_elsewhere_gets_no_key(void **state)
+{
+    (void)state;
+    pt_fake_post(&fake, "reset", "{}");
+    pt_result_t r = {0};
+    run1("bfl", "a fox [[polling_elsewhere]]", 0, &r);
+    assert_true(r.status < 0);
+    assert_int_equal(r.err.fault, PROVIDER_F_PROTOCOL);
+    assert_int_equal(pt_fake_count(&fake, "bfl.submit"), 1);
+    assert_int_equal(pt_fake_count(&fake, "bfl.poll"), 0);
+    pt_result_dispose(&r);
+}
+
 static void test_bfl_expired_url_is_not_polled_again(void **state)
 {
     (void)state;
@@ -238,6 +252,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_bfl_success_follows_the_regional_polling_url, reset),
         cmocka_unit_test_setup(test_async_fault_rows_map_to_typed_errors, reset),
+        cmocka_unit_test_setup(test_bfl_polling_url_elsewhere_gets_no_key, reset),
         cmocka_unit_test_setup(test_bfl_expired_url_is_not_polled_again, reset),
         cmocka_unit_test_setup(test_transient_poll_and_cdn_faults_are_retried, reset),
         cmocka_unit_test_setup(test_pending_forever_hits_the_deadline, reset),

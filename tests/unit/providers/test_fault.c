@@ -80,6 +80,12 @@ static void test_retry_after_forms(void **state)
     assert_int_equal(provider__retry_after_ms("Thu, 01 Jan 1970 00:00:30 GMT", NULL, NULL, 10),
                      20000);
     assert_int_equal(provider__retry_after_ms("soon", NULL, NULL, 0), -1);
+    /* Absurd hints are a day at most (and never an overflow: UBSan checks). */
+    assert_int_equal(provider__retry_after_ms("1e400", NULL, NULL, 0), 86400000);
+    assert_int_equal(provider__retry_after_ms("99999999999999999999", NULL, NULL, 0), 86400000);
+    assert_int_equal(provider__retry_after_ms(NULL, NULL, "9223372036854775807", 10), 86400000);
+    assert_int_equal(provider__retry_after_ms("Fri, 31 Dec 9999 23:59:59 GMT", NULL, NULL, 10),
+                     86400000);
 }
 
 static void test_poll_cadence_grows_to_max(void **state)
@@ -141,6 +147,35 @@ static void test_breaker_state_machine(void **state)
     assert_false(provider__breaker_allow(&b, 30000));
 }
 
+/* URLs from a reply: where the adapter's key may go, and where an image may be fetched. */
+static void test_reply_urls_stay_on_the_providers_hosts(void **state)
+{
+    (void)state;
+    const char *bfl = "https://api.bfl.ai", *fal = "https://queue.fal.run/fal-ai/flux/dev";
+    /* With the key: the base host, or a host under its parent domain, same scheme and port. */
+    assert_true(provider__url_allowed(bfl, "https://api.bfl.ai/v1/get_result?id=1", 1));
+    assert_true(provider__url_allowed(bfl, "https://api.us1.bfl.ai/v1/get_result?id=1", 1));
+    assert_true(provider__url_allowed(fal, "https://queue.fal.run/fal-ai/flux/requests/r1", 1));
+    assert_false(provider__url_allowed(bfl, "https://evil.example/v1/get_result", 1));
+    assert_false(provider__url_allowed(bfl, "https://bfl.ai.evil.example/x", 1));
+    assert_false(provider__url_allowed(bfl, "https://notbfl.ai/x", 1));
+    assert_false(provider__url_allowed(bfl, "http://api.us1.bfl.ai/x", 1));   /* a downgrade */
+    assert_false(provider__url_allowed(bfl, "https://api.bfl.ai:8443/x", 1)); /* another port */
+    assert_false(provider__url_allowed(bfl, "http://169.254.169.254/latest/meta-data/", 1));
+    assert_false(provider__url_allowed(bfl, "file:///etc/passwd", 1));
+    assert_false(provider__url_allowed(bfl, "not a url", 1));
+    /* A local fake (an IP literal over http): that host and port exactly. */
+    const char *fake = "http://127.0.0.1:8090/bfl";
+    assert_true(provider__url_allowed(fake, "http://127.0.0.1:8090/bfl-region/v1/get_result", 1));
+    assert_false(provider__url_allowed(fake, "http://127.0.0.2:8090/steal", 1));
+    assert_false(provider__url_allowed(fake, "http://127.0.0.1:8091/steal", 1));
+    /* Without the key (an image download): https anywhere, http only from an http base. */
+    assert_true(provider__url_allowed(bfl, "https://delivery.cdn.example/sample.jpeg", 0));
+    assert_false(provider__url_allowed(bfl, "http://delivery.cdn.example/sample.jpeg", 0));
+    assert_true(provider__url_allowed(fake, "http://127.0.0.1:8090/cdn/x.png", 0));
+    assert_false(provider__url_allowed(bfl, "ftp://cdn.example/x.png", 0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -151,6 +186,7 @@ int main(void)
         cmocka_unit_test(test_poll_cadence_grows_to_max),
         cmocka_unit_test(test_sniff_and_error_bodies),
         cmocka_unit_test(test_breaker_state_machine),
+        cmocka_unit_test(test_reply_urls_stay_on_the_providers_hosts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
