@@ -82,7 +82,7 @@ static void bfl_submitted(provider_http_resp_t *r, void *data)
             fail_with(c, r, f, "submit");
         return;
     }
-    json_t *root = json_loadb(r->body, r->len, 0, NULL);
+    json_t *root = provider__json_load(r->body, r->len);
     const char *id = json_string_value(json_object_get(root, "id"));
     const char *url = json_string_value(json_object_get(root, "polling_url"));
     if (id == NULL || url == NULL) {
@@ -164,7 +164,7 @@ static void bfl_polled(provider_http_resp_t *r, void *data)
     c->last_status = r->status;
     provider_fault f = provider__classify(r->curl_code, r->status, r->body, r->len);
     /* The body first: a 422 (or a 404) may still carry a task object. */
-    json_t *root = r->curl_code == 0 ? json_loadb(r->body, r->len, 0, NULL) : NULL;
+    json_t *root = r->curl_code == 0 ? provider__json_load(r->body, r->len) : NULL;
     const char *st = json_string_value(json_object_get(root, "status"));
     if (st && (r->status < 500) && bfl_task(c, r, root, st)) {
         if (r->status < 300)

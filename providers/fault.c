@@ -142,6 +142,9 @@ uint64_t provider__backoff_ms(int attempt, uint64_t base_ms, uint64_t cap_ms, ui
     return (uint64_t)((double)d * j);
 }
 
+/* A provider's wait hint counts for a day at most: more than any deadline. */
+#define HINT_MAX_S ((int64_t)86400)
+
 static int64_t parse_delta(const char *s)
 {
     while (*s == ' ')
@@ -154,8 +157,14 @@ static int64_t parse_delta(const char *s)
         end++;
     if (*end != '\0' && *end != ';' && *end != ',')
         return -1;
-    /* A day is more than any deadline; also keeps the cast defined (inf, 1e30). */
-    return v > 86400.0 ? (int64_t)86400000 : (int64_t)(v * 1000.0);
+    /* The cap also keeps the cast defined (inf, 1e30). */
+    return v > (double)HINT_MAX_S ? HINT_MAX_S * 1000 : (int64_t)(v * 1000.0);
+}
+
+/* Milliseconds from `now` until the epoch second `at`: 0 when past, HINT_MAX_S at most. */
+static int64_t ms_until(int64_t at, int64_t now)
+{
+    return at <= now ? 0 : at - now > HINT_MAX_S ? HINT_MAX_S * 1000 : (at - now) * 1000;
 }
 
 int64_t provider__retry_after_ms(const char *retry_after, const char *ratelimit,
@@ -169,7 +178,7 @@ int64_t provider__retry_after_ms(const char *retry_after, const char *ratelimit,
         const char *end = strptime(retry_after, "%a, %d %b %Y %H:%M:%S GMT", &tm);
         if (end != NULL) {
             int64_t at = (int64_t)timegm(&tm);
-            return at <= now ? 0 : at - now > 86400 ? (int64_t)86400000 : (at - now) * 1000;
+            return ms_until(at, now);
         }
     }
     if (ratelimit && *ratelimit) {
@@ -185,7 +194,7 @@ int64_t provider__retry_after_ms(const char *retry_after, const char *ratelimit,
     if (reset_epoch && *reset_epoch) {
         int64_t at = atoll(reset_epoch);
         if (at > 0)
-            return at <= now ? 0 : at - now > 86400 ? (int64_t)86400000 : (at - now) * 1000;
+            return ms_until(at, now);
     }
     return -1;
 }
@@ -219,11 +228,16 @@ int provider__looks_json(const char *b, size_t n)
     return 0;
 }
 
+json_t *provider__json_load(const char *body, size_t len)
+{
+    return body && len <= PROVIDER_JSON_MAX_BYTES ? json_loadb(body, len, 0, NULL) : NULL;
+}
+
 char *provider__json_error_text(const char *body, size_t len)
 {
-    if (body == NULL || len > PROVIDER_JSON_MAX_BYTES || !provider__looks_json(body, len))
+    if (body == NULL || !provider__looks_json(body, len))
         return NULL;
-    json_t *root = json_loadb(body, len, 0, NULL);
+    json_t *root = provider__json_load(body, len);
     if (root == NULL)
         return NULL;
     char *out = NULL;
@@ -251,9 +265,9 @@ char *provider__json_error_text(const char *body, size_t len)
 
 double provider__hf_estimated_time(const char *body, size_t len)
 {
-    if (body == NULL || len > PROVIDER_JSON_MAX_BYTES || !provider__looks_json(body, len))
+    if (body == NULL || !provider__looks_json(body, len))
         return -1;
-    json_t *root = json_loadb(body, len, 0, NULL);
+    json_t *root = provider__json_load(body, len);
     json_t *v = json_object_get(root, "estimated_time");
     double t = json_is_number(v) ? json_number_value(v) : -1;
     json_decref(root);

@@ -68,7 +68,7 @@ static char *hf_body(const provider_call_t *c)
 /* The JSON success shapes some backends answer with. Returns 1 when handled. */
 static int hf_json_success(provider_call_t *c, provider_http_resp_t *r)
 {
-    json_t *root = r->len <= PROVIDER_JSON_MAX_BYTES ? json_loadb(r->body, r->len, 0, NULL) : NULL;
+    json_t *root = provider__json_load(r->body, r->len);
     if (root == NULL)
         return 0;
     int handled = 0;

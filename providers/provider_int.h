@@ -16,6 +16,7 @@
 
 #include "provider.h"
 
+#include <jansson.h>
 #include <stdint.h>
 
 /* --- the HTTP engine (http.c) --------------------------------------------------- */
@@ -75,6 +76,8 @@ int provider__url_allowed(const char *base, const char *url, int creds);
  * needs about 75 times its input in memory, and these replies are a few kB.
  */
 #define PROVIDER_JSON_MAX_BYTES ((size_t)256 * 1024)
+/* A provider's JSON reply, parsed; NULL when it is not JSON or larger than the limit above. */
+json_t *provider__json_load(const char *body, size_t len);
 /* Whether the CURLcode means the connection never got to send the request. */
 int provider__http_not_sent(int curl_code);
 /* Whether the CURLcode is a timeout (operation or low-speed). */

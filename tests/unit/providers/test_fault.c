@@ -164,6 +164,9 @@ static void test_reply_urls_stay_on_the_providers_hosts(void **state)
     assert_false(provider__url_allowed(bfl, "http://169.254.169.254/latest/meta-data/", 1));
     assert_false(provider__url_allowed(bfl, "file:///etc/passwd", 1));
     assert_false(provider__url_allowed(bfl, "not a url", 1));
+    /* No space or tab (a fal resume token is space-separated URLs). */
+    assert_false(provider__url_allowed(fal, "https://queue.fal.run/a b", 1));
+    assert_false(provider__url_allowed(fal, "https://queue.fal.run/a\tb", 1));
     /* A local fake (an IP literal over http): that host and port exactly. */
     const char *fake = "http://127.0.0.1:8090/bfl";
     assert_true(provider__url_allowed(fake, "http://127.0.0.1:8090/bfl-region/v1/get_result", 1));
