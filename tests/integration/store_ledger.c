@@ -635,7 +635,8 @@ static void test_corrupted_row_is_named_by_reconcile(void **state)
     assert_non_null(strstr(text, needle));
 }
 
-/* Rows naming a user or a generation that does not exist are named too (no foreign keys: 0014). */
+/* Rows naming a user or a generation that does not exist are named too (no foreign keys: 0014,
+ * 0015). */
 static void test_dangling_ledger_rows_are_named_by_reconcile(void **state)
 {
     (void)state;
@@ -657,6 +658,16 @@ static void test_dangling_ledger_rows_are_named_by_reconcile(void **state)
     snprintf(want_user, sizeof(want_user), "ledger row %s: grant for user %s, who does not exist",
              PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
     PQclear(r);
+    /* A generation of nobody (without a hold, which is named as well). */
+    r = PQexec(c,
+               "INSERT INTO generations (id, user_id, kind, plan, params, images, unit_cost, cost) "
+               "VALUES (gen_random_uuid(), gen_random_uuid(), 'avatar', 'free', '{}', 1, 0, 0) "
+               "RETURNING id, user_id");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    char want_owner[160];
+    snprintf(want_owner, sizeof(want_owner), "generation %s: user %s does not exist",
+             PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
+    PQclear(r);
     PQfinish(c);
     char out[256];
     snprintf(out, sizeof(out), "%s/reconcile-dangling.out", ts_env("FARM_TEST_TMPDIR"));
@@ -669,6 +680,7 @@ static void test_dangling_ledger_rows_are_named_by_reconcile(void **state)
     fclose(f);
     assert_non_null(strstr(text, want_gen));
     assert_non_null(strstr(text, want_user));
+    assert_non_null(strstr(text, want_owner));
 }
 
 static void test_postgres_restart_is_a_clear_error_then_recovers(void **state)
