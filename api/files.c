@@ -58,12 +58,30 @@ static int queue_work(file_job_t *f, uv_work_cb work, uv_after_work_cb after)
 
 /* --- uploads ------------------------------------------------------------------------ */
 
+/* A stored upload whose record failed goes: its id was never given out. */
+static void upload_remove_work(uv_work_t *w)
+{
+    file_job_t *f = w->data;
+    gf_err_t err = {0};
+    if (img_storage_remove(f->api->cfg->storage_dir, f->key, &err) < 0)
+        gf_log_err(GF_LOG_WARN, &(gf_log_ctx){.component = "api", .user_id = f->who.sub}, &err);
+}
+
+static void upload_remove_done(uv_work_t *w, int status)
+{
+    (void)status;
+    job_free(w->data);
+}
+
 static void on_upload_recorded(store_t *st, store_call_t *call, void *data)
 {
     (void)st;
     file_job_t *f = data;
     if (call->status < 0) {
         api__fail(f->req, call->status, &call->err);
+        f->req = NULL;
+        if (queue_work(f, upload_remove_work, upload_remove_done) == 0)
+            return;
     } else {
         api__json(f->req, 201,
                   json_pack("{s:s, s:s, s:i, s:i, s:I}", "id", f->id, "format",
@@ -118,7 +136,9 @@ static void upload_done(uv_work_t *w, int status)
                           (long long)f->info.bytes, f->info.sha256, f->key);
     if (store_exec(f->api->store, &f->call, on_upload_recorded, f) < 0) {
         api__fail(f->req, GF_EUNAVAIL, NULL);
-        job_free(f);
+        f->req = NULL;
+        if (queue_work(f, upload_remove_work, upload_remove_done) != 0)
+            job_free(f);
     }
 }
 

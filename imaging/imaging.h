@@ -299,4 +299,11 @@ int img_storage_write(const char *root, const char *key, const void *data, size_
 int img_storage_resolve(const char *root, const char *key, char *path, size_t size, img_format *fmt,
                         gf_err_t *err);
 
+/*
+ * Removes the file of a key that img_storage_write() wrote, when what it
+ * was written for could not be recorded. A missing file is not an error.
+ * Errors: GF_EINVAL (bad key), GF_EIO with errno in `detail`.
+ */
+int img_storage_remove(const char *root, const char *key, gf_err_t *err);
+
 #endif

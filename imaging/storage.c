@@ -239,3 +239,16 @@ int img_storage_resolve(const char *root, const char *key, char *path, size_t si
         *fmt = f;
     return 0;
 }
+
+int img_storage_remove(const char *root, const char *key, gf_err_t *err)
+{
+    char path[PATH_MAX];
+    img_format f;
+    gf_err_t e = {0};
+
+    if (img_storage_resolve(root, key, path, sizeof(path), &f, &e) < 0)
+        return e.code == GF_ENOTFOUND ? 0 : gf_err_set(err, e.code, IMG_DOMAIN, "%s", e.msg);
+    if (unlink(path) != 0 && errno != ENOENT)
+        return gf_err_setd(err, GF_EIO, IMG_DOMAIN, errno, "cannot remove %s", key);
+    return 0;
+}

@@ -8,11 +8,13 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <vips/vips.h>
 
 #include "api.h"
@@ -311,6 +313,55 @@ static void test_references_must_be_the_callers_own(void **state)
     assert_non_null(strstr(resp, "\"field\":\"poses\""));
 }
 
+/* Files in `dir` (0 when it does not exist). */
+static int count_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* Postgres down: the upload is answered 503 and its stored file goes (its id was never given). */
+static void test_an_upload_that_cannot_be_recorded_leaves_no_file(void **state)
+{
+    (void)state;
+    char user[37], dir[700];
+    gf_uuid4(user);
+    api_claims_t c = {.sub = user, .plan = "pro", .ttl_s = 3600};
+    char *t = api_token_issue(SECRET, &c, NULL);
+    size_t len;
+    void *png = make_image(32, 32, ".png", 0, &len);
+    snprintf(dir, sizeof(dir), "%s/storage/%s/uploads", ts_env("FARM_TEST_TMPDIR"), user);
+    assert_int_equal(ts_sh("sh -c \"$FARM_TEST_PG_STOP\" >/dev/null 2>&1"), 0);
+    ts_http_t r = post_image("image/png", png, len, t);
+    long status = r.status;
+    ts_http_dispose(&r);
+    /* The file is removed on the thread pool after the answer. */
+    int files = count_files(dir);
+    for (int i = 0; i < 50 && files > 0; i++) {
+        usleep(100 * 1000);
+        files = count_files(dir);
+    }
+    assert_int_equal(ts_sh("sh -c \"$FARM_TEST_PG_START\" >/dev/null 2>&1"), 0);
+    assert_int_equal(status, 503);
+    assert_int_equal(files, 0);
+    /* And with Postgres back, the same upload is stored and recorded. */
+    char url[128];
+    snprintf(url, sizeof(url), "%s/readyz", base);
+    assert_true(ts_wait_http(url, 200, NULL, 20));
+    r = post_image("image/png", png, len, t);
+    expect(&r, 201, "\"format\":\"png\"");
+    assert_int_equal(count_files(dir), 1);
+    g_free(png);
+    free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -318,6 +369,7 @@ int main(void)
         cmocka_unit_test(test_presets_are_served),
         cmocka_unit_test(test_signed_urls_work_and_nothing_else_does),
         cmocka_unit_test(test_references_must_be_the_callers_own),
+        cmocka_unit_test(test_an_upload_that_cannot_be_recorded_leaves_no_file),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

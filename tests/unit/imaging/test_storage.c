@@ -195,6 +195,22 @@ static void *reader(void *arg)
     return (void *)(bad == 0 && seen > 0 ? 0 : 1L);
 }
 
+/* A removed file is gone; removing it again, or a key never written, is fine; a bad key is not. */
+static void test_remove(void **state)
+{
+    (void)state;
+    char key[IMG_KEY_MAX], path[PATH_MAX];
+    gf_err_t err = {0};
+    assert_int_equal(img_storage_upload_key(USER, UPL, IMG_FORMAT_PNG, key, &err), 0);
+    assert_int_equal(img_storage_write(root, key, "png", 3, &err), 0);
+    assert_int_equal(img_storage_resolve(root, key, path, sizeof(path), NULL, &err), 0);
+    assert_int_equal(img_storage_remove(root, key, &err), 0);
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(img_storage_resolve(root, key, path, sizeof(path), NULL, &err), GF_ENOTFOUND);
+    assert_int_equal(img_storage_remove(root, key, &err), 0);
+    assert_int_equal(img_storage_remove(root, "../etc/passwd", &err), GF_EINVAL);
+}
+
 static void test_writes_are_atomic_for_readers(void **state)
 {
     (void)state;
@@ -227,6 +243,7 @@ int main(void)
         cmocka_unit_test(test_write_then_resolve),
         cmocka_unit_test(test_traversal_and_odd_keys_refused),
         cmocka_unit_test(test_missing_file_and_symlink_out_are_not_found),
+        cmocka_unit_test(test_remove),
         cmocka_unit_test(test_writes_are_atomic_for_readers),
     };
     return cmocka_run_group_tests(tests, make_root, remove_root);
