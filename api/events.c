@@ -14,6 +14,7 @@
  */
 #include "api_int.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -507,14 +508,37 @@ static int parse_gen_event_id(const char *s, uint64_t *out)
     return 0;
 }
 
-/* Last-Event-ID of the user stream: a Redis stream id "<ms>-<seq>", as we send them. */
+/* How far a user stream cursor's time may be ahead of our clock (clock skew between hosts). */
+#define USER_CURSOR_AHEAD_MS (10 * 60 * 1000ULL)
+
+/* One part of a stream id: 1-20 digits that fit 64 bits (Redis refuses more). */
+static const char *stream_id_part(const char *s, unsigned long long *v)
+{
+    size_t n = strspn(s, "0123456789");
+    if (n == 0 || n > 20)
+        return NULL;
+    char *end;
+    errno = 0;
+    *v = strtoull(s, &end, 10);
+    return errno == 0 && end == s + n ? end : NULL;
+}
+
+/*
+ * Last-Event-ID of the user stream: a Redis stream id "<ms>-<seq>", as we
+ * send them. Redis refuses a part past 64 bits, and a cursor from the
+ * future hides every event until that time: either left the stream open
+ * and silent.
+ */
 static int user_event_id_ok(const char *s)
 {
-    size_t a = strspn(s, "0123456789");
-    if (a == 0 || a > 20 || s[a] != '-')
+    unsigned long long ms, seq;
+    const char *p = stream_id_part(s, &ms);
+    if (p == NULL || *p != '-' || (p = stream_id_part(p + 1, &seq)) == NULL || *p != '\0')
         return 0;
-    size_t b = strspn(s + a + 1, "0123456789");
-    return b > 0 && b <= 20 && s[a + 1 + b] == '\0';
+    uv_timeval64_t now;
+    if (uv_gettimeofday(&now) != 0)
+        return 1;
+    return ms <= (unsigned long long)now.tv_sec * 1000ULL + USER_CURSOR_AHEAD_MS;
 }
 
 static void on_generation_stream(gf_http_req_t *req, void *data)

@@ -362,7 +362,11 @@ static void test_a_foreign_last_event_id_is_400_and_redis_stays_free(void **stat
         ts_http_dispose(&r);
     }
     /* A Redis stream refuses these as a cursor: the stream used to stay open and silent. */
-    static const char *const user_ids[] = {"garbage", "-", "1-1-1", "5", "1-", "-1"};
+    static const char *const user_ids[] = {
+        "garbage", "-", "1-1-1", "5", "1-", "-1", "18446744073709551616-0",
+        "1-18446744073709551616", "+1-0", "1- 0",
+        /* From the future (year 2286): it would hide every event until then. */
+        "9999999999999-0"};
     for (size_t i = 0; i < sizeof(user_ids) / sizeof(user_ids[0]); i++) {
         snprintf(header, sizeof(header), "Last-Event-ID: %s", user_ids[i]);
         ts_http_t r = au_call("GET", "/v1/events", user_tok, NULL, header);
