@@ -20,8 +20,9 @@ typedef struct {
     cfg_type type;
     size_t offset;
     const char *def;    /* default, as it would be written in the environment */
-    long long min, max; /* CFG_INT bounds */
-    const char *accept; /* CFG_ENUM: "a|b|c"; CFG_URL: allowed schemes "redis" */
+    long long min, max; /* CFG_INT bounds; CFG_STR, CFG_URL: max = longest length (0: any) */
+    const char *accept; /* CFG_ENUM: "a|b|c"; CFG_URL: allowed schemes "redis";
+                           CFG_STR: a character class of str_in_class(), or NULL */
     int secret;
     const char *help;
 } cfg_row;
@@ -31,7 +32,7 @@ typedef struct {
 #define MIB    (1024LL * 1024LL)
 
 static const cfg_row cfg_table[] = {
-    {"FARM_API_HOST", CFG_STR, OFF(api_host), "127.0.0.1", 0, 0, NULL, 0,
+    {"FARM_API_HOST", CFG_STR, OFF(api_host), "127.0.0.1", 0, 253, "host", 0,
      "address farm-api listens on"},
     {"FARM_API_PORT", CFG_INT, OFF(api_port), "8080", 0, 65535, NULL, 0,
      "port farm-api listens on (0: any free port)"},
@@ -51,14 +52,15 @@ static const cfg_row cfg_table[] = {
      "farm-api processes sharing the port (SO_REUSEPORT); 0: one per core"},
     {"FARM_READYZ_TIMEOUT_MS", CFG_INT, OFF(readyz_timeout_ms), "1000", 10, 60000, NULL, 0,
      "how long /readyz waits for Redis and Postgres to answer"},
-    {"FARM_REDIS_URL", CFG_URL, OFF(redis_url), "redis://127.0.0.1:6379/0", 0, 0, "redis", 0,
+    {"FARM_REDIS_URL", CFG_URL, OFF(redis_url), "redis://127.0.0.1:6379/0", 0, 2048, "redis", 0,
      "Redis holding the queue and event streams"},
     {"FARM_REDIS_CONNECT_TIMEOUT_MS", CFG_INT, OFF(redis_connect_timeout_ms), "1000", 50, 60000,
      NULL, 0, "a Redis connect that takes longer is abandoned and retried"},
-    {"FARM_QUEUE_NAME", CFG_STR, OFF(queue_name), "farm", 0, 0, NULL, 0,
+    {"FARM_QUEUE_NAME", CFG_STR, OFF(queue_name), "farm", 0, 64, "name", 0,
      "the queue's Redis hash tag: every key is {NAME}:... (one Cluster slot)"},
     {"FARM_QUEUE_TIERS", CFG_STR, OFF(queue_tiers), "pro:4:10,free:1:3", 0, 0, NULL, 0,
-     "plan tiers as name:weight:active_cap,...; weights share claims, caps bound queued+running"},
+     "plan tiers as name:weight:active_cap,...; weights share claims, caps bound queued+running; "
+     "a plan not listed goes to free, or to the last tier without one"},
     {"FARM_QUEUE_LEASE_S", CFG_INT, OFF(queue_lease_s), "30", 1, 3600, NULL, 0,
      "a claimed job not heartbeat for this long is handed to another worker"},
     {"FARM_QUEUE_MAX_RECLAIMS", CFG_INT, OFF(queue_max_reclaims), "3", 0, 1000, NULL, 0,
@@ -83,8 +85,8 @@ static const cfg_row cfg_table[] = {
      "events kept per user stream (approximate trim)"},
     {"FARM_EVENTS_USER_MAX_AGE_S", CFG_INT, OFF(events_user_max_age_s), "86400", 1, 2592000, NULL,
      0, "user stream events older than this are trimmed; an idle stream expires"},
-    {"FARM_DATABASE_URL", CFG_URL, OFF(database_url), "postgresql://farm@127.0.0.1:5432/farm", 0, 0,
-     "postgresql|postgres", 0, "Postgres holding users, generations and the ledger"},
+    {"FARM_DATABASE_URL", CFG_URL, OFF(database_url), "postgresql://farm@127.0.0.1:5432/farm", 0,
+     2048, "postgresql|postgres", 0, "Postgres holding users, generations and the ledger"},
     {"FARM_MIGRATIONS_DIR", CFG_STR, OFF(migrations_dir), "migrations", 0, 0, NULL, 0,
      "folder of NNNN_name.sql files applied by farm migrate"},
     {"FARM_DB_POOL_SIZE", CFG_INT, OFF(db_pool_size), "4", 1, 64, NULL, 0,
@@ -99,23 +101,24 @@ static const cfg_row cfg_table[] = {
      "image provider; auto tries FARM_PROVIDER_FALLBACK (local alone when no token is set)"},
     {"FARM_PROVIDER_FALLBACK", CFG_STR, OFF(provider_fallback), "hf,fal,bfl,local", 0, 0, NULL, 0,
      "auto's ordered providers; those without a token are left out"},
-    {"FARM_HF_BASE_URL", CFG_URL, OFF(hf_base_url), "https://router.huggingface.co/hf-inference",
-     0, 0, "http|https", 0, "Hugging Face router base; requests go to {base}/models/{model}"},
-    {"FARM_HF_MODEL", CFG_STR, OFF(hf_model), "black-forest-labs/FLUX.1-dev", 0, 0, NULL, 0,
+    {"FARM_HF_BASE_URL", CFG_URL, OFF(hf_base_url), "https://router.huggingface.co/hf-inference", 0,
+     512, "http|https", 0, "Hugging Face router base; requests go to {base}/models/{model}"},
+    {"FARM_HF_MODEL", CFG_STR, OFF(hf_model), "black-forest-labs/FLUX.1-dev", 0, 200, "path", 0,
      "Hugging Face model id"},
-    {"FARM_HF_TOKEN", CFG_STR, OFF(hf_token), "", 0, 0, NULL, 1,
+    {"FARM_HF_TOKEN", CFG_STR, OFF(hf_token), "", 0, 400, "token", 1,
      "Hugging Face token (hf_...) with Inference Providers permission"},
-    {"FARM_FAL_BASE_URL", CFG_URL, OFF(fal_base_url), "https://queue.fal.run", 0, 0, "http|https",
+    {"FARM_FAL_BASE_URL", CFG_URL, OFF(fal_base_url), "https://queue.fal.run", 0, 512, "http|https",
      0, "fal queue base; submit goes to {base}/{model}"},
-    {"FARM_FAL_MODEL", CFG_STR, OFF(fal_model), "fal-ai/flux/dev", 0, 0, NULL, 0,
+    {"FARM_FAL_MODEL", CFG_STR, OFF(fal_model), "fal-ai/flux/dev", 0, 200, "path", 0,
      "fal app path"},
-    {"FARM_FAL_KEY", CFG_STR, OFF(fal_key), "", 0, 0, NULL, 1, "fal key (Authorization: Key ...)"},
-    {"FARM_BFL_BASE_URL", CFG_URL, OFF(bfl_base_url), "https://api.bfl.ai", 0, 0, "http|https", 0,
+    {"FARM_FAL_KEY", CFG_STR, OFF(fal_key), "", 0, 400, "token", 1,
+     "fal key (Authorization: Key ...)"},
+    {"FARM_BFL_BASE_URL", CFG_URL, OFF(bfl_base_url), "https://api.bfl.ai", 0, 512, "http|https", 0,
      "Black Forest Labs API base; submit goes to {base}/v1/{model}"},
-    {"FARM_BFL_MODEL", CFG_STR, OFF(bfl_model), "flux-dev", 0, 0, NULL, 0,
+    {"FARM_BFL_MODEL", CFG_STR, OFF(bfl_model), "flux-dev", 0, 200, "path", 0,
      "BFL endpoint name (flux-dev, flux-kontext-pro...)"},
-    {"FARM_BFL_KEY", CFG_STR, OFF(bfl_key), "", 0, 0, NULL, 1, "BFL key (x-key header)"},
-    {"FARM_FAKE_PROVIDER_URL", CFG_URL, OFF(fake_provider_url), "http://127.0.0.1:8090", 0, 0,
+    {"FARM_BFL_KEY", CFG_STR, OFF(bfl_key), "", 0, 400, "token", 1, "BFL key (x-key header)"},
+    {"FARM_FAKE_PROVIDER_URL", CFG_URL, OFF(fake_provider_url), "http://127.0.0.1:8090", 0, 512,
      "http", 0, "farm-fake-provider's address, used by FARM_PROVIDER=fake"},
     {"FARM_PROVIDER_CONCURRENCY", CFG_INT, OFF(provider_concurrency), "32", 1, 100000, NULL, 0,
      "calls in flight per provider (a semaphore); more wait for a slot"},
@@ -123,14 +126,14 @@ static const cfg_row cfg_table[] = {
      "a provider call (polls and retries included) fails after this"},
     {"FARM_PROVIDER_CONNECT_TIMEOUT_MS", CFG_INT, OFF(provider_connect_timeout_ms), "10000", 10,
      600000, NULL, 0, "TCP+TLS connect timeout of provider requests"},
-    {"FARM_PROVIDER_SUBMIT_TIMEOUT_S", CFG_INT, OFF(provider_submit_timeout_s), "30", 1, 3600,
-     NULL, 0, "time allowed for a submit, status or cancel request"},
-    {"FARM_PROVIDER_SYNC_TIMEOUT_S", CFG_INT, OFF(provider_sync_timeout_s), "300", 1, 3600, NULL,
-     0, "time allowed for a synchronous generation request (HF)"},
+    {"FARM_PROVIDER_SUBMIT_TIMEOUT_S", CFG_INT, OFF(provider_submit_timeout_s), "30", 1, 3600, NULL,
+     0, "time allowed for a submit, status or cancel request"},
+    {"FARM_PROVIDER_SYNC_TIMEOUT_S", CFG_INT, OFF(provider_sync_timeout_s), "300", 1, 3600, NULL, 0,
+     "time allowed for a synchronous generation request (HF)"},
     {"FARM_PROVIDER_DOWNLOAD_TIMEOUT_S", CFG_INT, OFF(provider_download_timeout_s), "60", 1, 3600,
      NULL, 0, "time allowed for a result image download"},
-    {"FARM_PROVIDER_LOW_SPEED_TIME_S", CFG_INT, OFF(provider_low_speed_time_s), "30", 1, 3600,
-     NULL, 0, "a transfer under 1 byte/s for this long is aborted"},
+    {"FARM_PROVIDER_LOW_SPEED_TIME_S", CFG_INT, OFF(provider_low_speed_time_s), "30", 1, 3600, NULL,
+     0, "a transfer under 1 byte/s for this long is aborted"},
     {"FARM_PROVIDER_LOADING_WAIT_CAP_MS", CFG_INT, OFF(provider_loading_wait_cap_ms), "30000", 0,
      3600000, NULL, 0, "HF model loading: wait min(estimated_time, this) plus jitter, then resend"},
     {"FARM_PROVIDER_BACKOFF_BASE_MS", CFG_INT, OFF(provider_backoff_base_ms), "1000", 1, 600000,
@@ -143,13 +146,12 @@ static const cfg_row cfg_table[] = {
      "poll interval grows x1.5 up to this"},
     {"FARM_PROVIDER_MAX_RETRIES", CFG_INT, OFF(provider_max_retries), "5", 0, 100, NULL, 0,
      "consecutive failed polls/downloads before a call fails"},
-    {"FARM_PROVIDER_BREAKER_FAILURES", CFG_INT, OFF(provider_breaker_failures), "5", 1, 1000,
-     NULL, 0, "consecutive failures that open a provider's circuit breaker"},
-    {"FARM_PROVIDER_BREAKER_COOLDOWN_S", CFG_INT, OFF(provider_breaker_cooldown_s), "30", 0,
-     86400, NULL, 0, "an open breaker lets one probe through after this"},
-    {"FARM_PROVIDER_BREAKER_CREDITS_COOLDOWN_S", CFG_INT,
-     OFF(provider_breaker_credits_cooldown_s), "1800", 0, 604800, NULL, 0,
-     "breaker cool-down after a 402 (credits exhausted)"},
+    {"FARM_PROVIDER_BREAKER_FAILURES", CFG_INT, OFF(provider_breaker_failures), "5", 1, 1000, NULL,
+     0, "consecutive failures that open a provider's circuit breaker"},
+    {"FARM_PROVIDER_BREAKER_COOLDOWN_S", CFG_INT, OFF(provider_breaker_cooldown_s), "30", 0, 86400,
+     NULL, 0, "an open breaker lets one probe through after this"},
+    {"FARM_PROVIDER_BREAKER_CREDITS_COOLDOWN_S", CFG_INT, OFF(provider_breaker_credits_cooldown_s),
+     "1800", 0, 604800, NULL, 0, "breaker cool-down after a 402 (credits exhausted)"},
     {"FARM_PROVIDER_MAX_IMAGE_BYTES", CFG_INT, OFF(provider_max_image_bytes), "33554432", KIB,
      1024 * MIB, NULL, 0, "largest provider reply accepted"},
     {"FARM_DB_STATEMENT_TIMEOUT_MS", CFG_INT, OFF(db_statement_timeout_ms), "5000", 100, 600000,
@@ -176,7 +178,7 @@ static const cfg_row cfg_table[] = {
      "libvips operation cache; 0 disables it (a farm rarely sees the same image twice)"},
     {"FARM_HTTP_MAX_HEADER_BYTES", CFG_INT, OFF(http_max_header_bytes), "16384", 1024, MIB, NULL, 0,
      "request line plus headers; larger requests get 431"},
-    {"FARM_HTTP_MAX_BODY_BYTES", CFG_INT, OFF(http_max_body_bytes), "65536", 0, 64 * MIB, NULL, 0,
+    {"FARM_HTTP_MAX_BODY_BYTES", CFG_INT, OFF(http_max_body_bytes), "65536", KIB, 64 * MIB, NULL, 0,
      "request body limit for JSON routes; larger bodies get 413"},
     {"FARM_HTTP_MAX_CONNECTIONS", CFG_INT, OFF(http_max_connections), "10000", 1, 1000000, NULL, 0,
      "open connections per process; more are closed at accept"},
@@ -201,7 +203,7 @@ static const cfg_row cfg_table[] = {
      "on SIGTERM, time for running generations to finish before they are handed back"},
     {"FARM_WORKER_CLAIM_POLL_MS", CFG_INT, OFF(worker_claim_poll_ms), "200", 10, 60000, NULL, 0,
      "how often an idle worker asks the queue for work"},
-    {"FARM_WORKER_METRICS_HOST", CFG_STR, OFF(worker_metrics_host), "127.0.0.1", 0, 0, NULL, 0,
+    {"FARM_WORKER_METRICS_HOST", CFG_STR, OFF(worker_metrics_host), "127.0.0.1", 0, 253, "host", 0,
      "address of a worker's /healthz and /metrics"},
     {"FARM_WORKER_METRICS_PORT", CFG_INT, OFF(worker_metrics_port), "9100", 0, 65535, NULL, 0,
      "port of a worker's /healthz and /metrics (0: any free port)"},
@@ -258,6 +260,7 @@ static void url_free_parts(gf_url_t *u)
     GF_FREE(u->scheme);
     GF_FREE(u->user);
     GF_FREE(u->password);
+    GF_FREE(u->password_raw);
     GF_FREE(u->host);
     GF_FREE(u->path);
 }
@@ -266,6 +269,39 @@ void gf_url_dispose(gf_url_t *url)
 {
     if (url != NULL)
         url_free_parts(url);
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* A new copy of s[0..n) with %XX decoded; NULL when an escape is bad or decodes to NUL. */
+static char *url_decode(const char *s, size_t n)
+{
+    char *out = gf_xmalloc(n + 1), *o = out;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '%') {
+            *o++ = s[i];
+            continue;
+        }
+        int a = i + 2 < n ? hex_value(s[i + 1]) : -1;
+        int b = i + 2 < n ? hex_value(s[i + 2]) : -1;
+        if (a < 0 || b < 0 || (a == 0 && b == 0)) {
+            free(out);
+            return NULL;
+        }
+        *o++ = (char)(a * 16 + b);
+        i += 2;
+    }
+    *o = '\0';
+    return out;
 }
 
 int gf_url_parse(const char *s, gf_url_t *u, gf_err_t *err)
@@ -280,18 +316,26 @@ int gf_url_parse(const char *s, gf_url_t *u, gf_err_t *err)
     u->scheme = gf_xstrndup(s, (size_t)(sep - s));
     const char *auth = sep + 3;
     const char *end = auth + strcspn(auth, "/?#");
-    const char *at = NULL;
-    for (const char *c = auth; c < end; c++)
-        if (*c == '@')
-            at = c; /* the last '@' ends the user info */
+    const char *at = memchr(auth, '@', (size_t)(end - auth));
     const char *host = auth;
     if (at != NULL) {
+        /* Readers disagree on which '@' ends a user info holding another
+         * (libpq takes the first), so there may be one only. */
+        if (memchr(at + 1, '@', (size_t)(end - at - 1)) != NULL) {
+            url_free_parts(u);
+            return gf_err_set(err, GF_EINVAL, "config",
+                              "more than one '@' (write one in a user or password as %%40)");
+        }
         const char *colon = memchr(auth, ':', (size_t)(at - auth));
+        const char *uend = colon ? colon : at;
+        u->user = url_decode(auth, (size_t)(uend - auth));
         if (colon != NULL) {
-            u->user = gf_xstrndup(auth, (size_t)(colon - auth));
-            u->password = gf_xstrndup(colon + 1, (size_t)(at - colon - 1));
-        } else {
-            u->user = gf_xstrndup(auth, (size_t)(at - auth));
+            u->password = url_decode(colon + 1, (size_t)(at - colon - 1));
+            u->password_raw = gf_xstrndup(colon + 1, (size_t)(at - colon - 1));
+        }
+        if (u->user == NULL || (colon != NULL && u->password == NULL)) {
+            url_free_parts(u);
+            return gf_err_set(err, GF_EINVAL, "config", "a bad %%-escape in the user or password");
         }
         host = at + 1;
     }
@@ -341,6 +385,39 @@ bad_port:
     return gf_err_set(err, GF_EINVAL, "config", "port is not a number in 1..65535");
 }
 
+/*
+ * Character classes of string rows (a value that is not empty must match):
+ *   name   [A-Za-z0-9_.-]          (it becomes part of Redis keys and channels)
+ *   host   [A-Za-z0-9_.:%-]        (a name or an address, IPv6 included)
+ *   path   [A-Za-z0-9_.:/-], no "..", no leading '/'   (a model, in a URL path)
+ *   token  printable ASCII, no space (it goes into an HTTP header)
+ */
+static int str_in_class(const char *cls, const char *v)
+{
+    const char *extra = strcmp(cls, "name") == 0   ? "_.-"
+                        : strcmp(cls, "host") == 0 ? "_.:%-"
+                        : strcmp(cls, "path") == 0 ? "_.:/-"
+                                                   : NULL;
+    if (*v == '\0')
+        return 1;
+    for (const unsigned char *c = (const unsigned char *)v; *c; c++) {
+        if (extra == NULL ? (*c <= 0x20 || *c >= 0x7f) : !(isalnum(*c) || strchr(extra, *c)))
+            return 0;
+    }
+    return strcmp(cls, "path") != 0 || (v[0] != '/' && strstr(v, "..") == NULL);
+}
+
+static const char *str_class_help(const char *cls)
+{
+    if (strcmp(cls, "name") == 0)
+        return "only letters, digits, '_', '.' and '-'";
+    if (strcmp(cls, "host") == 0)
+        return "only letters, digits, '_', '.', ':', '%' and '-' (a host name or an address)";
+    if (strcmp(cls, "path") == 0)
+        return "only letters, digits, '_', '.', ':', '/' and '-', no \"..\" and no leading '/'";
+    return "printable ASCII without spaces";
+}
+
 /* Describes what a row accepts, for error messages and the README table. */
 static void row_accepts(const cfg_row *r, char *buf, size_t n)
 {
@@ -355,18 +432,57 @@ static void row_accepts(const cfg_row *r, char *buf, size_t n)
         snprintf(buf, n, "a URL %s://[user[:password]@]host[:port][/path]", r->accept);
         break;
     case CFG_STR:
-        snprintf(buf, n, "a string");
+        if (r->accept != NULL && r->max > 0)
+            snprintf(buf, n, "a string of %s, at most %lld", str_class_help(r->accept), r->max);
+        else
+            snprintf(buf, n, "a string");
         break;
     }
 }
 
+/* Control characters (a newline from a secret file, say) go into headers and log lines. */
+static int has_control(const char *v)
+{
+    for (const unsigned char *c = (const unsigned char *)v; *c; c++)
+        if (*c < 0x20 || *c == 0x7f)
+            return 1;
+    return 0;
+}
+
+static int row_store(gf_config_t *cfg, const cfg_row *r, const char *v, const char *shown,
+                     gf_err_t *err);
+
 static int row_set(gf_config_t *cfg, const cfg_row *r, const char *v, gf_err_t *err)
 {
-    char accepts[160];
+    /* A URL with an '@' is not echoed when it is refused: in a malformed one,
+     * where the password ends is anyone's guess. */
+    char *clean = r->type == CFG_URL && strchr(v, '@') == NULL ? gf_log_redact(v) : NULL;
+    const char *shown = r->secret            ? "[secret]"
+                        : r->type != CFG_URL ? v
+                        : clean              ? clean
+                                             : "[redacted]";
+    int rc = row_store(cfg, r, v, shown, err);
+    free(clean);
+    return rc;
+}
+
+static int row_store(gf_config_t *cfg, const cfg_row *r, const char *v, const char *shown,
+                     gf_err_t *err)
+{
+    char accepts[256];
     char *field = (char *)cfg + r->offset;
-    const char *shown = r->secret ? "[secret]" : v;
     gf_err_t why = {0};
     row_accepts(r, accepts, sizeof(accepts));
+    if (has_control(v))
+        return gf_err_set(err, GF_EINVAL, "config",
+                          "%s: contains a control character (a trailing newline?); accepted: %s",
+                          r->name, accepts);
+    if ((r->type == CFG_STR || r->type == CFG_URL) && r->max > 0 && (long long)strlen(v) > r->max)
+        return gf_err_set(err, GF_EINVAL, "config", "%s: longer than %lld characters", r->name,
+                          r->max);
+    if (r->type == CFG_STR && r->accept != NULL && !str_in_class(r->accept, v))
+        return gf_err_set(err, GF_EINVAL, "config", "%s=%s: %s", r->name, shown,
+                          str_class_help(r->accept));
     switch (r->type) {
     case CFG_INT: {
         char *end;
@@ -391,22 +507,14 @@ static int row_set(gf_config_t *cfg, const cfg_row *r, const char *v, gf_err_t *
     }
     case CFG_URL: {
         gf_url_t u;
-        if (gf_url_parse(v, &u, &why) < 0) {
-            char *clean = gf_log_redact(v);
-            gf_err_set(err, GF_EINVAL, "config", "%s=%s: %s; accepted: %s", r->name,
-                       r->secret ? "[secret]" : clean, why.msg, accepts);
-            free(clean);
-            return GF_EINVAL;
-        }
+        if (gf_url_parse(v, &u, &why) < 0)
+            return gf_err_set(err, GF_EINVAL, "config", "%s=%s: %s; accepted: %s", r->name, shown,
+                              why.msg, accepts);
         int ok = scheme_allowed(r->accept, u.scheme);
         gf_url_dispose(&u);
-        if (!ok) {
-            char *clean = gf_log_redact(v);
-            gf_err_set(err, GF_EINVAL, "config", "%s=%s: unsupported scheme; accepted: %s", r->name,
-                       r->secret ? "[secret]" : clean, accepts);
-            free(clean);
-            return GF_EINVAL;
-        }
+        if (!ok)
+            return gf_err_set(err, GF_EINVAL, "config", "%s=%s: unsupported scheme; accepted: %s",
+                              r->name, shown, accepts);
         __attribute__((fallthrough)); /* a valid URL is stored as a string */
     }
     case CFG_STR: {
@@ -417,14 +525,122 @@ static int row_set(gf_config_t *cfg, const cfg_row *r, const char *v, gf_err_t *
             gf_log_add_secret(v);
         else if (r->type == CFG_URL) {
             gf_url_t u;
-            if (gf_url_parse(v, &u, NULL) == 0 && u.password && u.password[0])
-                gf_log_add_secret(u.password);
+            if (gf_url_parse(v, &u, NULL) == 0 && u.password && u.password[0]) {
+                gf_log_add_secret(u.password);     /* as sent to Redis's AUTH */
+                gf_log_add_secret(u.password_raw); /* as written in the URL */
+            }
             gf_url_dispose(&u);
         }
         return 0;
     }
     }
     return GF_EINVAL;
+}
+
+/* Reads 1-7 digits at *p into *out when within [min, max]; no sign, space or exponent. */
+static int strict_number(const char **p, long long min, long long max, long long *out)
+{
+    size_t n = strspn(*p, "0123456789");
+    if (n == 0 || n > 7)
+        return 0;
+    long long v = 0;
+    for (size_t i = 0; i < n; i++)
+        v = v * 10 + ((*p)[i] - '0');
+    *p += n;
+    *out = v;
+    return v >= min && v <= max;
+}
+
+/* FARM_QUEUE_TIERS: "name:weight:cap,..." exactly: no spaces, signs, empty items or repeats. */
+static int parse_tiers(gf_config_t *cfg, gf_err_t *err)
+{
+    static const char name_chars[] =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-";
+    const char *p = cfg->queue_tiers;
+    cfg->n_tiers = 0;
+    for (;;) {
+        size_t n = strspn(p, name_chars);
+        if (n == 0 || n > GF_TIER_NAME_MAX || p[n] != ':')
+            break;
+        if (cfg->n_tiers == GF_TIERS_MAX)
+            return gf_err_set(err, GF_EINVAL, "config", "FARM_QUEUE_TIERS: at most %d tiers",
+                              GF_TIERS_MAX);
+        struct gf_tier *t = &cfg->tiers[cfg->n_tiers];
+        memcpy(t->name, p, n);
+        t->name[n] = '\0';
+        for (int i = 0; i < cfg->n_tiers; i++)
+            if (strcmp(cfg->tiers[i].name, t->name) == 0)
+                return gf_err_set(err, GF_EINVAL, "config",
+                                  "FARM_QUEUE_TIERS: tier %s is named twice", t->name);
+        p += n + 1;
+        if (!strict_number(&p, 1, 1000, &t->weight) || *p != ':')
+            break;
+        p++;
+        if (!strict_number(&p, 1, 1000000, &t->cap))
+            break;
+        cfg->n_tiers++;
+        if (*p == '\0')
+            return 0;
+        if (*p != ',')
+            break;
+        p++;
+    }
+    return gf_err_set(err, GF_EINVAL, "config",
+                      "FARM_QUEUE_TIERS=%s: expected name:weight:cap,... (a name of letters, "
+                      "digits, '_' and '-', up to %d; a weight 1-1000; a cap 1-1000000)",
+                      cfg->queue_tiers, GF_TIER_NAME_MAX);
+}
+
+/* FARM_REDIS_URL's path: none, "/" or "/N" with N a database 0-15. */
+static int parse_redis_db(gf_config_t *cfg, gf_err_t *err)
+{
+    gf_url_t u;
+    if (gf_url_parse(cfg->redis_url, &u, err) < 0)
+        return GF_EINVAL;
+    const char *p = u.path + (u.path[0] == '/');
+    long long db = 0;
+    int ok = u.path[0] == '\0' ||
+             (u.path[0] == '/' && (*p == '\0' || (strict_number(&p, 0, 15, &db) && *p == '\0')));
+    gf_url_dispose(&u);
+    if (!ok)
+        return gf_err_set(
+            err, GF_EINVAL, "config",
+            "FARM_REDIS_URL: the path must be /N, a database number 0-15, and nothing after it");
+    cfg->redis_db = (int)db;
+    return 0;
+}
+
+/* FARM_PROVIDER_FALLBACK: known providers, comma-separated, each once. */
+static int check_fallback(const gf_config_t *cfg, gf_err_t *err)
+{
+    static const char *const known[] = {"hf", "fal", "bfl", "local"};
+    int seen[4] = {0};
+    const char *p = cfg->provider_fallback;
+    for (;;) {
+        size_t n = strcspn(p, ",");
+        int k = -1;
+        for (int i = 0; i < 4; i++)
+            if (strlen(known[i]) == n && strncmp(p, known[i], n) == 0)
+                k = i;
+        if (k < 0 || seen[k]++)
+            return gf_err_set(err, GF_EINVAL, "config",
+                              "FARM_PROVIDER_FALLBACK=%s: expected some of hf,fal,bfl,local, "
+                              "comma-separated, each once",
+                              cfg->provider_fallback);
+        if (p[n] == '\0')
+            return 0;
+        p += n + 1;
+    }
+}
+
+/* Checks the structured values and derives their parsed forms. */
+static int cfg_derive(gf_config_t *cfg, gf_err_t *err)
+{
+    if (cfg->queue_name[0] == '\0')
+        return gf_err_set(err, GF_EINVAL, "config", "FARM_QUEUE_NAME: must not be empty");
+    if (parse_tiers(cfg, err) < 0 || parse_redis_db(cfg, err) < 0 || check_fallback(cfg, err) < 0)
+        return GF_EINVAL;
+    return 0;
 }
 
 gf_config_t *gf_cfg_load(char *const *envp, gf_err_t *err)
@@ -437,6 +653,10 @@ gf_config_t *gf_cfg_load(char *const *envp, gf_err_t *err)
             gf_cfg_free(cfg);
             return NULL;
         }
+    }
+    if (cfg_derive(cfg, err) < 0) {
+        gf_cfg_free(cfg);
+        return NULL;
     }
     /* A misspelt variable would otherwise be ignored in silence. */
     for (char *const *e = envp; e && *e; e++) {
@@ -503,7 +723,7 @@ void gf_cfg_print_markdown(FILE *out)
     fprintf(out, "| variable | default | accepted | what it sets |\n|---|---|---|---|\n");
     for (size_t i = 0; i < CFG_ROWS; i++) {
         const cfg_row *r = &cfg_table[i];
-        char accepts[160];
+        char accepts[256];
         row_accepts(r, accepts, sizeof(accepts));
         /* A bare '|' would split the cell: "debug|info" is written "debug\|info". */
         gf_buf_t cell = {0};

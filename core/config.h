@@ -14,6 +14,10 @@
 
 #include "err.h"
 
+#define GF_TIERS_MAX      8
+#define GF_TIER_NAME_MAX  32
+#define GF_QUEUE_NAME_MAX 64
+
 typedef struct gf_config {
     /* api */
     char *api_host;
@@ -51,8 +55,8 @@ typedef struct gf_config {
     long long sweep_stale_s;
     long long sweep_batch;
     /* providers (providers/, docs/providers.md) */
-    long long provider;          /* index in "auto|hf|fal|bfl|local|fake" */
-    char *provider_fallback;     /* "hf,fal,bfl,local" */
+    long long provider;      /* index in "auto|hf|fal|bfl|local|fake" */
+    char *provider_fallback; /* "hf,fal,bfl,local" */
     char *hf_base_url, *hf_model, *hf_token;
     char *fal_base_url, *fal_model, *fal_key;
     char *bfl_base_url, *bfl_model, *bfl_key;
@@ -110,6 +114,13 @@ typedef struct gf_config {
     char *webhook_secret;
     /* logging */
     long long log_level; /* a gf_log_level */
+    /* Derived by the loader from the rows above (already validated). */
+    struct gf_tier {
+        char name[GF_TIER_NAME_MAX + 1];
+        long long weight, cap;
+    } tiers[GF_TIERS_MAX]; /* FARM_QUEUE_TIERS, in order */
+    int n_tiers;
+    int redis_db; /* FARM_REDIS_URL's /N */
 } gf_config_t;
 
 /*
@@ -138,10 +149,15 @@ void gf_cfg_log(const gf_config_t *cfg, const char *component);
 /* The parts of a URL; every string is a new copy, free with gf_url_dispose(). */
 typedef struct {
     char *scheme, *user, *password, *host, *path;
-    int port; /* 0 when absent */
+    char *password_raw; /* the password as written, %-escapes and all */
+    int port;           /* 0 when absent */
 } gf_url_t;
 
-/* Parses "scheme://[user[:password]@]host[:port][/path]". GF_EINVAL when malformed. */
+/*
+ * Parses "scheme://[user[:password]@]host[:port][/path]". The user and the
+ * password are %-decoded; an '@' in them must be written %40 (as libpq reads
+ * it too). GF_EINVAL when malformed.
+ */
 int gf_url_parse(const char *s, gf_url_t *url, gf_err_t *err);
 void gf_url_dispose(gf_url_t *url);
 

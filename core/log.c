@@ -214,11 +214,13 @@ static char *redact_patterns(const char *in)
         }
         if (strncmp(s, "://", 3) == 0) {
             /* scheme://user:password@host -> scheme://user:[redacted]@host */
-            const char *at = s + 3;
-            while (*at && *at != '@' && *at != '/' && *at != ' ' && *at != '"')
-                at++;
-            const char *colon = memchr(s + 3, ':', (size_t)(at - (s + 3)));
-            if (*at == '@' && colon != NULL) {
+            /* The last '@' of the authority: a password may hold one unescaped. */
+            const char *at = NULL;
+            for (const char *c = s + 3; *c && !strchr("/?# \"", *c); c++)
+                if (*c == '@')
+                    at = c;
+            const char *colon = at ? memchr(s + 3, ':', (size_t)(at - (s + 3))) : NULL;
+            if (colon != NULL) {
                 gf_buf_append(&b, s, (size_t)(colon + 1 - s));
                 gf_buf_puts(&b, "[redacted]");
                 s = at;
@@ -244,7 +246,9 @@ static char *redact_patterns(const char *in)
 
 char *gf_log_redact(const char *in)
 {
-    char *out = redact_patterns(in);
+    /* The registered secrets first: a pattern could mask only part of one,
+     * and what is left would no longer match it. */
+    char *out = gf_xstrdup(in);
     for (int i = 0; i < log_nsecrets; i++) {
         const char *sec = log_secrets[i];
         size_t n = strlen(sec);
@@ -261,7 +265,9 @@ char *gf_log_redact(const char *in)
         free(out);
         out = b.p;
     }
-    return out;
+    char *masked = redact_patterns(out);
+    free(out);
+    return masked;
 }
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};

@@ -154,8 +154,8 @@ void queue_dead_list_dispose(queue_dead_list_t *d);
 
 /*
  * The tier of a plan: the plan itself when FARM_QUEUE_TIERS names it, else
- * "free" (a plan the queue does not know must not make a job unqueueable).
- * Returns `plan` or a static string.
+ * "free" when that is a tier, else the last tier (a plan the queue does not
+ * know must not make a job unqueueable). Returns a name held by `cfg`.
  */
 const char *queue_tier_of(const gf_config_t *cfg, const char *plan);
 

@@ -396,19 +396,7 @@ queue_t *queue_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)
         free(q);
         return NULL;
     }
-    const char *path = q->url.path;
-    if (path[0] == '/' && path[1] != '\0') {
-        char *end;
-        long db = strtol(path + 1, &end, 10);
-        if (*end != '\0' || db < 0 || db > 15) {
-            gf_url_dispose(&q->url);
-            queue__conf_dispose(&q->conf);
-            free(q);
-            gf_err_set(err, GF_EINVAL, "queue", "FARM_REDIS_URL: the path must be a db number");
-            return NULL;
-        }
-        q->db = (int)db;
-    }
+    q->db = cfg->redis_db;
     snprintf(q->channel, sizeof(q->channel), "%s:ev", q->conf.tag);
     snprintf(q->cx_channel, sizeof(q->cx_channel), "%s:cx", q->conf.tag);
     static unsigned probes;

@@ -14,49 +14,25 @@
 #include <string.h>
 
 /*
- * Parses "name:weight:cap,..." into the Lua tables TIERS (in order), TIER (by
- * name) and TIER_NAMES. They are literals because a library's load-time code
- * may not call even ipairs (Redis runs it with no standard library).
+ * The tiers (FARM_QUEUE_TIERS, checked by the config loader: names of
+ * [A-Za-z0-9_-] only, which keeps the Lua string literals safe) as the Lua
+ * tables TIERS (in order), TIER (by name) and TIER_NAMES. They are literals
+ * because a library's load-time code may not call even ipairs (Redis runs it
+ * with no standard library).
  */
-static int tiers_parse(const char *spec, gf_buf_t *lua, gf_err_t *err)
+static void tiers_lua(const gf_config_t *cfg, gf_buf_t *lua)
 {
-    const char *p = spec;
-    int n = 0;
-    char names[QUEUE_TIERS_MAX][64];
     gf_buf_puts(lua, "local TIERS = {");
-    while (*p) {
-        char name[64];
-        long weight, cap;
-        int used = 0;
-        if (n == QUEUE_TIERS_MAX)
-            return gf_err_set(err, GF_EINVAL, "queue", "FARM_QUEUE_TIERS: at most %d tiers",
-                              QUEUE_TIERS_MAX);
-        /* The name class keeps the Lua string literals below safe. */
-        if (sscanf(p, "%63[A-Za-z0-9_-]:%ld:%ld%n", name, &weight, &cap, &used) != 3 ||
-            weight < 1 || weight > 1000 || cap < 1 || cap > 1000000)
-            return gf_err_set(
-                err, GF_EINVAL, "queue",
-                "FARM_QUEUE_TIERS=%s: expected name:weight(1-1000):cap(1-1000000),...", spec);
-        gf_buf_printf(lua, "%s{name = '%s', weight = %ld, cap = %ld}", n ? ", " : "", name, weight,
-                      cap);
-        memcpy(names[n], name, sizeof(name));
-        n++;
-        p += used;
-        if (*p == ',')
-            p++;
-        else if (*p != '\0')
-            return gf_err_set(err, GF_EINVAL, "queue", "FARM_QUEUE_TIERS=%s: expected ','", spec);
-    }
-    if (n == 0)
-        return gf_err_set(err, GF_EINVAL, "queue", "FARM_QUEUE_TIERS is empty");
+    for (int i = 0; i < cfg->n_tiers; i++)
+        gf_buf_printf(lua, "%s{name = '%s', weight = %lld, cap = %lld}", i ? ", " : "",
+                      cfg->tiers[i].name, cfg->tiers[i].weight, cfg->tiers[i].cap);
     gf_buf_puts(lua, "}\nlocal TIER = {");
-    for (int i = 0; i < n; i++)
-        gf_buf_printf(lua, "%s['%s'] = TIERS[%d]", i ? ", " : "", names[i], i + 1);
+    for (int i = 0; i < cfg->n_tiers; i++)
+        gf_buf_printf(lua, "%s['%s'] = TIERS[%d]", i ? ", " : "", cfg->tiers[i].name, i + 1);
     gf_buf_puts(lua, "}\nlocal TIER_NAMES = {");
-    for (int i = 0; i < n; i++)
-        gf_buf_printf(lua, "%s'%s'", i ? ", " : "", names[i]);
+    for (int i = 0; i < cfg->n_tiers; i++)
+        gf_buf_printf(lua, "%s'%s'", i ? ", " : "", cfg->tiers[i].name);
     gf_buf_puts(lua, "}\n");
-    return 0;
 }
 
 static uint64_t fnv1a(const char *p, size_t n, uint64_t h)
@@ -69,10 +45,7 @@ static uint64_t fnv1a(const char *p, size_t n, uint64_t h)
 int queue__conf_init(queue__conf_t *c, const gf_config_t *cfg, gf_err_t *err)
 {
     memset(c, 0, sizeof(*c));
-    for (const char *p = cfg->queue_name; *p; p++)
-        if (*p == '{' || *p == '}' || *p == ' ' || *p == ':')
-            return gf_err_set(err, GF_EINVAL, "queue",
-                              "FARM_QUEUE_NAME must not contain braces, colons or spaces");
+    (void)err; /* the config loader checked the name and the tiers */
     gf_buf_t pre = {0};
     gf_buf_printf(&pre,
                   "-- settings of this process (queue/script.c)\n"
@@ -88,10 +61,7 @@ int queue__conf_init(queue__conf_t *c, const gf_config_t *cfg, gf_err_t *err)
                   cfg->events_user_maxlen, cfg->events_user_max_age_s * 1000,
                   cfg->events_retention_s * 1000, cfg->queue_dead_retention_s * 1000,
                   cfg->events_user_maxlen, cfg->events_user_max_age_s * 2000);
-    if (tiers_parse(cfg->queue_tiers, &pre, err) < 0) {
-        gf_buf_dispose(&pre);
-        return GF_EINVAL;
-    }
+    tiers_lua(cfg, &pre);
     gf_buf_puts(&pre, queue__lua_common);
     /*
      * The library is named after its code and settings, so processes that
@@ -278,13 +248,12 @@ int queue_state_is_terminal(const char *s)
 
 const char *queue_tier_of(const gf_config_t *cfg, const char *plan)
 {
-    size_t n = plan ? strlen(plan) : 0;
-    for (const char *t = cfg->queue_tiers; n && t && *t;) {
-        size_t len = strcspn(t, ":,");
-        if (len == n && strncmp(t, plan, n) == 0)
-            return plan;
-        t = strchr(t, ',');
-        t = t ? t + 1 : NULL;
+    const char *fallback = cfg->tiers[cfg->n_tiers - 1].name;
+    for (int i = 0; i < cfg->n_tiers; i++) {
+        if (plan != NULL && strcmp(cfg->tiers[i].name, plan) == 0)
+            return cfg->tiers[i].name;
+        if (strcmp(cfg->tiers[i].name, "free") == 0)
+            fallback = cfg->tiers[i].name;
     }
-    return "free";
+    return fallback;
 }

@@ -153,9 +153,7 @@ queue_sync_t *queue_sync_new(const gf_config_t *cfg, gf_err_t *err)
         goto fail;
     if (gf_url_parse(cfg->redis_url, &qs->url, err) < 0)
         goto fail;
-    const char *path = qs->url.path;
-    if (path && path[0] == '/' && path[1] != '\0')
-        qs->db = atoi(path + 1);
+    qs->db = cfg->redis_db;
     if (ensure(qs, err) < 0)
         goto fail;
     return qs;

@@ -183,6 +183,25 @@ static void test_url_passwords_are_masked(void **state)
     assert_redacted("redis://:s3cret@cache:6379/0", "redis://:[redacted]@cache:6379/0");
     assert_redacted("postgres://farm@db/farm", "postgres://farm@db/farm"); /* no password */
     assert_redacted("see http://host:8080/path@x", "see http://host:8080/path@x");
+    /* An unescaped '@' in the password: the mask runs to the last '@' of the authority. */
+    assert_redacted("postgresql://farm:p@ssw0rdtail@127.0.0.1:1/x",
+                    "postgresql://farm:[redacted]@127.0.0.1:1/x");
+}
+
+/* A registered secret is masked before the patterns, which could cut it so it no longer matched. */
+static void test_registered_secrets_go_before_patterns(void **state)
+{
+    (void)state;
+    gf_log_add_secret("p@ssw0rdtail");
+    char *out = gf_log_redact("FARM_DATABASE_URL=postgresql://farm:p@ssw0rdtail@db/farm refused");
+    assert_null(strstr(out, "ssw0rd"));
+    free(out);
+    gf_log_add_secret("pa/ss@word");
+    out = gf_log_redact("postgresql://farm:pa/ss@word@db/farm");
+    assert_null(strstr(out, "ss@word"));
+    assert_null(strstr(out, "pa/ss"));
+    free(out);
+    gf_log_clear_secrets();
 }
 
 static void test_secret_query_values_are_masked(void **state)
@@ -359,6 +378,7 @@ int main(void)
         cmocka_unit_test_teardown(test_bearer_tokens_are_masked, teardown),
         cmocka_unit_test_teardown(test_jwts_are_masked, teardown),
         cmocka_unit_test_teardown(test_url_passwords_are_masked, teardown),
+        cmocka_unit_test_teardown(test_registered_secrets_go_before_patterns, teardown),
         cmocka_unit_test_teardown(test_secret_query_values_are_masked, teardown),
         cmocka_unit_test_teardown(test_registered_secrets_are_masked_everywhere, teardown),
         cmocka_unit_test_teardown(test_lines_mask_every_kind_of_secret, teardown),

@@ -1,7 +1,8 @@
 /*
- * tests/unit/queue/test_script.c - queue/script.c: FARM_QUEUE_TIERS and
- * FARM_QUEUE_NAME validation, the function library with the settings compiled
- * in, and the argv of a call.
+ * tests/unit/queue/test_script.c - queue/script.c: the tiers of plans, the
+ * function library with the settings compiled in, and the argv of a call.
+ * (FARM_QUEUE_TIERS and FARM_QUEUE_NAME are checked by the config loader:
+ * tests/unit/core/test_config.c.)
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -24,31 +25,6 @@ static gf_config_t *cfg_with(const char *tiers, const char *name)
     gf_config_t *cfg = gf_cfg_load(env, &err);
     assert_non_null(cfg);
     return cfg;
-}
-
-static int conf_rc(const char *tiers, const char *name)
-{
-    gf_config_t *cfg = cfg_with(tiers, name);
-    queue__conf_t c;
-    gf_err_t err = {0};
-    int rc = queue__conf_init(&c, cfg, &err);
-    if (rc == 0)
-        queue__conf_dispose(&c);
-    gf_cfg_free(cfg);
-    return rc;
-}
-
-static void test_tiers_are_validated(void **state)
-{
-    (void)state;
-    assert_int_equal(conf_rc("pro:4:10,free:1:3", "farm"), 0);
-    assert_int_equal(conf_rc("solo:1:1", "farm"), 0);
-    assert_int_equal(conf_rc("pro:0:10", "farm"), GF_EINVAL);
-    assert_int_equal(conf_rc("pro:4", "farm"), GF_EINVAL);
-    assert_int_equal(conf_rc("pro:4:10;free:1:3", "farm"), GF_EINVAL);
-    assert_int_equal(conf_rc("a:1:1,b:1:1,c:1:1,d:1:1,e:1:1,f:1:1,g:1:1,h:1:1,i:1:1", "farm"),
-                     GF_EINVAL);
-    assert_int_equal(conf_rc("pro:4:10", "bad{name}"), GF_EINVAL);
 }
 
 static void test_script_argv_layout(void **state)
@@ -132,12 +108,17 @@ static void test_unknown_plans_fall_back_to_the_free_tier(void **state)
     assert_string_equal(queue_tier_of(cfg, "pro:4"), "free");
     assert_string_equal(queue_tier_of(cfg, NULL), "free");
     gf_cfg_free(cfg);
+    /* Without a free tier, the last one: a job must never be left without a tier. */
+    cfg = cfg_with("gold:4:10,silver:1:3", "farm");
+    assert_string_equal(queue_tier_of(cfg, "gold"), "gold");
+    assert_string_equal(queue_tier_of(cfg, "free"), "silver");
+    assert_string_equal(queue_tier_of(cfg, NULL), "silver");
+    gf_cfg_free(cfg);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tiers_are_validated),
         cmocka_unit_test(test_unknown_plans_fall_back_to_the_free_tier),
         cmocka_unit_test(test_script_argv_layout),
         cmocka_unit_test(test_enqueue_refuses_ids_that_would_break_keys),
