@@ -32,11 +32,13 @@ void api_stop(api_t *api, api_stopped_cb cb, void *data);
 void api_free(api_t *api);
 
 /* The claims of a bearer token (API.md, Authentication). */
+#define API_TOKEN_TTL_MAX_S (366L * 86400)
+
 typedef struct {
     const char *sub;  /* user UUID, required */
     const char *role; /* "user" or "admin"; NULL: user */
     const char *plan; /* NULL: free */
-    long ttl_s;       /* exp = now + ttl_s */
+    long ttl_s;       /* exp = now + ttl_s; 1 .. API_TOKEN_TTL_MAX_S */
 } api_claims_t;
 
 /*

@@ -36,6 +36,10 @@ char *api_token_issue(const char *secret, const api_claims_t *c, gf_err_t *err)
         gf_err_set(err, GF_EINVAL, "api", "sub must be a lowercase UUID");
         return NULL;
     }
+    if (c->ttl_s <= 0 || c->ttl_s > API_TOKEN_TTL_MAX_S) {
+        gf_err_set(err, GF_EINVAL, "api", "a token lives 1 s to 366 days");
+        return NULL;
+    }
     const char *role = c->role ? c->role : "user";
     if (strcmp(role, "user") != 0 && strcmp(role, "admin") != 0) {
         gf_err_set(err, GF_EINVAL, "api", "role must be user or admin");

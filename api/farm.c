@@ -15,6 +15,7 @@
 #include "store.h"
 #include "queue.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,25 @@ static int usage(FILE *out)
     return out == stdout ? 0 : 2;
 }
 
+/*
+ * An option's value as an integer in [min, max]: digits, with a leading '-'
+ * only where min < 0; no space, '+', exponent or trailing text. Else a
+ * message naming the option, and -1.
+ */
+static int option_ll(const char *opt, const char *v, long long min, long long max, long long *out)
+{
+    const char *d = v + (*v == '-' && min < 0);
+    char *end;
+    errno = 0;
+    long long x = *d >= '0' && *d <= '9' ? strtoll(v, &end, 10) : 0;
+    if (*d < '0' || *d > '9' || errno != 0 || *end != '\0' || x < min || x > max) {
+        fprintf(stderr, "farm: %s %s: expected an integer %lld..%lld\n", opt, v, min, max);
+        return -1;
+    }
+    *out = x;
+    return 0;
+}
+
 static gf_config_t *load_config(void)
 {
     gf_err_t err = {0};
@@ -53,7 +73,9 @@ static gf_config_t *load_config(void)
 
 static int cmd_config(int argc, char **argv)
 {
-    if (argc > 2 && strcmp(argv[2], "--markdown") == 0) {
+    if (argc > 3 || (argc == 3 && strcmp(argv[2], "--markdown") != 0))
+        return usage(stderr);
+    if (argc == 3) {
         gf_cfg_print_markdown(stdout);
         return 0;
     }
@@ -88,10 +110,10 @@ static int cmd_token(int argc, char **argv)
         else if (strcmp(argv[i], "--plan") == 0)
             claims.plan = v;
         else if (strcmp(argv[i], "--ttl") == 0) {
-            char *end;
-            claims.ttl_s = strtol(v, &end, 10);
-            if (*end != '\0' || claims.ttl_s <= 0)
-                return usage(stderr);
+            long long ttl;
+            if (option_ll("--ttl", v, 1, API_TOKEN_TTL_MAX_S, &ttl) < 0)
+                return 2;
+            claims.ttl_s = (long)ttl;
         } else
             return usage(stderr);
         i++;
@@ -146,9 +168,10 @@ static int cmd_grant(int argc, char **argv)
     for (int i = 2; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--user") == 0)
             user = argv[i + 1];
-        else if (strcmp(argv[i], "--amount") == 0)
-            amount = strtoll(argv[i + 1], NULL, 10);
-        else if (strcmp(argv[i], "--reason") == 0)
+        else if (strcmp(argv[i], "--amount") == 0) {
+            if (option_ll("--amount", argv[i + 1], -1000000000, 1000000000, &amount) < 0)
+                return 2;
+        } else if (strcmp(argv[i], "--reason") == 0)
             reason = argv[i + 1];
         else
             return usage(stderr);
@@ -188,12 +211,15 @@ static int cmd_dead_letter(int argc, char **argv)
 {
     const char *action = argc > 2 ? argv[2] : "";
     const char *arg = argc > 3 ? argv[3] : NULL;
-    int max = 100;
+    long long max = 100;
     if (strcmp(action, "list") == 0 && arg != NULL) {
-        if (strcmp(arg, "--max") != 0 || argc != 5 || (max = atoi(argv[4])) <= 0)
+        if (strcmp(arg, "--max") != 0 || argc != 5)
             return usage(stderr);
+        if (option_ll("--max", argv[4], 1, 10000, &max) < 0)
+            return 2;
     } else if (strcmp(action, "retry") == 0 || strcmp(action, "purge") == 0) {
-        if (arg == NULL || argc != 4)
+        /* Every job is --all, never an id that happens to be the queue's own wildcard. */
+        if (arg == NULL || argc != 4 || arg[0] == '\0' || strcmp(arg, "*") == 0)
             return usage(stderr);
         if (strcmp(arg, "--all") == 0)
             arg = "*";
@@ -208,7 +234,7 @@ static int cmd_dead_letter(int argc, char **argv)
         rc = -1;
     } else if (strcmp(action, "list") == 0) {
         queue_dead_list_t d;
-        rc = queue_sync_dead_list(qs, max, &d, &err);
+        rc = queue_sync_dead_list(qs, (int)max, &d, &err);
         for (size_t i = 0; rc == 0 && i < d.n; i++)
             printf("%s\tuser=%s\ttier=%s\tattempts=%d\tdead_at_ms=%lld\t%s\n", d.items[i].gen_id,
                    d.items[i].user_id, d.items[i].tier, d.items[i].attempts,
@@ -268,11 +294,11 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "config") == 0)
         rc = cmd_config(argc, argv);
     else if (strcmp(argv[1], "migrate") == 0)
-        rc = cmd_migrate();
+        rc = argc == 2 ? cmd_migrate() : usage(stderr);
     else if (strcmp(argv[1], "token") == 0)
         rc = cmd_token(argc, argv);
     else if (strcmp(argv[1], "reconcile") == 0)
-        rc = cmd_reconcile();
+        rc = argc == 2 ? cmd_reconcile() : usage(stderr);
     else if (strcmp(argv[1], "grant") == 0)
         rc = cmd_grant(argc, argv);
     else if (strcmp(argv[1], "dead-letter") == 0)

@@ -536,6 +536,17 @@ static void test_cli_dead_letter_list_retry_purge(void **state)
     assert_int_equal(
         queue_sync_finish(fx->qs, gen, c.jobs[0].token, QUEUE_FATAL, "again", NULL, NULL), 0);
     queue_claim_dispose(&c);
+    /* Sloppy arguments are refused before anything is touched: the job is still there. */
+    static const char *const sloppy[] = {"dead-letter purge '*'",
+                                         "dead-letter retry '*'",
+                                         "dead-letter purge ''",
+                                         "dead-letter list --max 10x",
+                                         "dead-letter list --max 4294967297",
+                                         "dead-letter list --max 0"};
+    for (size_t i = 0; i < sizeof(sloppy) / sizeof(sloppy[0]); i++)
+        assert_int_equal(farm_cli(out, sizeof(out), sloppy[i]), 2);
+    assert_int_equal(farm_cli(out, sizeof(out), "dead-letter list --max 10"), 0);
+    assert_non_null(strstr(out, gen));
     assert_int_equal(farm_cli(out, sizeof(out), "dead-letter purge --all"), 0);
     assert_non_null(strstr(out, "purged: 1"));
     assert_int_equal(farm_cli(out, sizeof(out), "dead-letter list"), 0);

@@ -683,6 +683,39 @@ static void test_dangling_ledger_rows_are_named_by_reconcile(void **state)
     assert_non_null(strstr(text, want_owner));
 }
 
+/* farm grant and farm token refuse sloppy numbers (exit 2) and change nothing. */
+static void test_cli_refuses_sloppy_numbers(void **state)
+{
+    (void)state;
+    char user[37];
+    new_id(user);
+    const char *cli = ts_env("FARM_TEST_CLI");
+    assert_int_equal(ts_sh("'%s' grant --user %s --amount 5 >/dev/null", cli, user), 0);
+    long long bal0, held0;
+    balance(user, &bal0, &held0);
+    static const char *const amounts[] = {"10abc",       "1e3", "99999999999999999999",
+                                          "' 5'",        "+5",  "1000000001",
+                                          "-1000000001", "''",  "0"};
+    for (size_t i = 0; i < sizeof(amounts) / sizeof(amounts[0]); i++) {
+        int st = ts_sh("'%s' grant --user %s --amount %s >/dev/null 2>&1", cli, user, amounts[i]);
+        if (st != 2)
+            fprintf(stderr, "grant --amount %s: exit %d\n", amounts[i], st);
+        assert_int_equal(st, 2);
+    }
+    long long bal1, held1;
+    balance(user, &bal1, &held1);
+    assert_int_equal(bal1, bal0);
+    static const char *const ttls[] = {
+        "99999999999999999999", "9223372036854775807", "' 5'", "0", "-1", "31708801"};
+    for (size_t i = 0; i < sizeof(ttls) / sizeof(ttls[0]); i++)
+        assert_int_equal(ts_sh("'%s' token --sub %s --ttl %s >/dev/null 2>&1", cli, user, ttls[i]),
+                         2);
+    assert_int_equal(ts_sh("FARM_JWT_SECRET=0123456789abcdef '%s' token --sub %s --ttl 31536000 "
+                           ">/dev/null",
+                           cli, user),
+                     0);
+}
+
 static void test_postgres_restart_is_a_clear_error_then_recovers(void **state)
 {
     (void)state;
@@ -716,6 +749,7 @@ int main(void)
         cmocka_unit_test(test_postgres_restart_is_a_clear_error_then_recovers),
         cmocka_unit_test(test_corrupted_row_is_named_by_reconcile),
         cmocka_unit_test(test_dangling_ledger_rows_are_named_by_reconcile),
+        cmocka_unit_test(test_cli_refuses_sloppy_numbers),
         cmocka_unit_test(test_constraints_refuse_bad_rows),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
