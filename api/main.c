@@ -124,9 +124,22 @@ static int supervise(gf_config_t *cfg, int n)
     return status;
 }
 
+/* The shortest secret accepted: a guessable one signs tokens and file URLs for anyone. */
+#define API_SECRET_MIN 16
+
 int main(void)
 {
     gf_config_t *cfg = gf_proc_init("api");
+    /* Without them farm-api would start and answer 401 to every request, or
+     * hand out file URLs that nothing can verify. */
+    if (strlen(cfg->jwt_secret) < API_SECRET_MIN || strlen(cfg->file_secret) < API_SECRET_MIN) {
+        GF_LOG(GF_LOG_ERROR, &(gf_log_ctx){.component = "api"},
+               "configuration error: FARM_JWT_SECRET and FARM_FILE_SECRET must be set, %d "
+               "characters at least",
+               API_SECRET_MIN);
+        gf_cfg_free(cfg);
+        return 2;
+    }
     int n = cfg->api_processes > 0 ? (int)cfg->api_processes : (int)uv_available_parallelism();
     /* Several processes only share a port that is known before they bind. */
     int status = n > 1 && cfg->api_port != 0 ? supervise(cfg, n) : run_api(cfg);

@@ -40,7 +40,7 @@ static int setup(void **state)
     char *extra[] = {port_env,
                      storage_env,
                      "FARM_JWT_SECRET=" SECRET,
-                     "FARM_FILE_SECRET=file-secret-files",
+                     "FARM_FILE_SECRET=file-secret-files-0123456789",
                      "FARM_UPLOAD_MAX_BYTES=200000",
                      "FARM_UPLOAD_MAX_PIXELS=1000000",
                      "FARM_WORKER_METRICS_PORT=0",

@@ -36,7 +36,7 @@ static store_conn_t *sc;
 static int setup(void **state)
 {
     (void)state;
-    static const char *const extra[] = {"FARM_FILE_SECRET=file-secret-x",
+    static const char *const extra[] = {"FARM_FILE_SECRET=file-secret-x-0123456789",
                                         "FARM_RATE_LIMIT_BURST=100", "FARM_RATE_LIMIT_PER_MIN=60",
                                         "FARM_CORS_ORIGINS=https://app.example", NULL};
     api_pid = au_api_start(extra);

@@ -30,8 +30,12 @@ static int start_api(void **state)
     snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
     snprintf(log_path, sizeof(log_path), "%s/api.log", ts_env("FARM_TEST_TMPDIR"));
     char *argv[] = {(char *)ts_env("FARM_TEST_API_BIN"), NULL};
-    char *extra[] = {port_env, "FARM_READYZ_TIMEOUT_MS=500", "FARM_REDIS_CONNECT_TIMEOUT_MS=300",
-                     "FARM_JWT_SECRET=ops-secret-0123456789", NULL};
+    char *extra[] = {port_env,
+                     "FARM_READYZ_TIMEOUT_MS=500",
+                     "FARM_REDIS_CONNECT_TIMEOUT_MS=300",
+                     "FARM_JWT_SECRET=ops-secret-0123456789",
+                     "FARM_FILE_SECRET=ops-file-secret-0123456789",
+                     NULL};
     api_pid = ts_spawn(argv, extra, log_path);
     char url[128];
     snprintf(url, sizeof(url), "%s/healthz", base);
@@ -174,6 +178,29 @@ static void test_bad_config_stops_at_start_naming_the_variable(void **state)
     fclose(f);
     assert_non_null(strstr(line, "FARM_HTTP_HEADER_TIMEOUT_S=soon"));
     assert_non_null(strstr(line, "1..600"));
+    /* Refused at start too, not by each api process in turn (its supervisor restarted a
+     * process that failed with anything but 2, once a second, for ever): a malformed tier
+     * list, and the secrets left unset. */
+    static const char *const cases[][3] = {
+        {"FARM_QUEUE_TIERS=pro:4", "FARM_API_PROCESSES=2", "FARM_QUEUE_TIERS"},
+        {"FARM_JWT_SECRET=ops-secret-0123456789", "FARM_FILE_SECRET=", "FARM_FILE_SECRET"},
+        {"FARM_JWT_SECRET=short", "FARM_FILE_SECRET=ops-file-secret-0123456789",
+         "FARM_JWT_SECRET"}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *env[] = {(char *)cases[i][0], (char *)cases[i][1], NULL};
+        snprintf(out, sizeof(out), "%s/badcfg-%zu.log", ts_env("FARM_TEST_TMPDIR"), i);
+        pid = ts_spawn(argv, env, out);
+        assert_int_equal(ts_stop(pid, 0, 10), 2);
+        f = fopen(out, "r");
+        assert_non_null(f);
+        char all[4096];
+        size_t n = fread(all, 1, sizeof(all) - 1, f);
+        all[n] = '\0';
+        fclose(f);
+        if (strstr(all, cases[i][2]) == NULL)
+            fprintf(stderr, "%s", all);
+        assert_non_null(strstr(all, cases[i][2]));
+    }
 }
 
 static void test_several_processes_share_the_port_and_stop_together(void **state)
@@ -185,7 +212,8 @@ static void test_several_processes_share_the_port_and_stop_together(void **state
     char out[512];
     snprintf(out, sizeof(out), "%s/multi.log", ts_env("FARM_TEST_TMPDIR"));
     char *argv[] = {(char *)ts_env("FARM_TEST_API_BIN"), NULL};
-    char *extra[] = {port_env, "FARM_API_PROCESSES=2", NULL};
+    char *extra[] = {port_env, "FARM_API_PROCESSES=2", "FARM_JWT_SECRET=ops-secret-0123456789",
+                     "FARM_FILE_SECRET=ops-file-secret-0123456789", NULL};
     pid_t pid = ts_spawn(argv, extra, out);
     char url[128];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/healthz", port);

@@ -29,8 +29,12 @@ static void test_thousand_streams_all_get_the_terminal_event(void **state)
     snprintf(log_path, sizeof(log_path), "%s/api.log", ts_env("FARM_TEST_TMPDIR"));
     snprintf(out, sizeof(out), "%s/fanout.out", ts_env("FARM_TEST_TMPDIR"));
     char *argv[] = {(char *)ts_env("FARM_TEST_API_BIN"), NULL};
-    char *extra[] = {port_env, "FARM_JWT_SECRET=" SECRET, "FARM_SSE_MAX_PER_USER=100000",
-                     "FARM_LOG_LEVEL=warn", NULL};
+    char *extra[] = {port_env,
+                     "FARM_JWT_SECRET=" SECRET,
+                     "FARM_FILE_SECRET=sse-file-secret-0123456789",
+                     "FARM_SSE_MAX_PER_USER=100000",
+                     "FARM_LOG_LEVEL=warn",
+                     NULL};
     pid_t api = ts_spawn(argv, extra, log_path);
     char url[128];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/readyz", port);

@@ -40,7 +40,7 @@ static int setup(void **state)
     char *extra[] = {port_env,
                      storage_env,
                      "FARM_JWT_SECRET=" SECRET,
-                     "FARM_FILE_SECRET=file-secret-e2e",
+                     "FARM_FILE_SECRET=file-secret-e2e-0123456789",
                      "FARM_WORKER_METRICS_PORT=0",
                      "FARM_PROVIDER=local",
                      NULL};

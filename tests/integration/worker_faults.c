@@ -105,6 +105,7 @@ static int setup(void **state)
     char *api_extra[] = {port_env,
                          storage_env, /* uploads land where the workers read them */
                          "FARM_JWT_SECRET=" SECRET,
+                         "FARM_FILE_SECRET=faults-file-secret-0123456789",
                          "FARM_QUEUE_LEASE_S=2",
                          "FARM_QUEUE_TIERS=pro:4:1000,free:1:3",
                          "FARM_RATE_LIMIT_BURST=1000",
