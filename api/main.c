@@ -39,7 +39,8 @@ static int run_api(gf_config_t *cfg)
     api_t *api = api_new(loop, cfg, &err);
     if (api == NULL || api_start(api, &err) < 0) {
         gf_log_err(GF_LOG_ERROR, &(gf_log_ctx){.component = "api", .action = "starting"}, &err);
-        status = 1;
+        /* A bad setting is 2: the supervisor does not start it again. */
+        status = err.code == GF_EINVAL ? 2 : 1;
         if (api)
             api_stop(api, on_stopped, NULL);
     } else {

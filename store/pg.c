@@ -229,7 +229,11 @@ static void conn_connect(pg_conn_t *pc)
     pc->conn =
         store__connect_start(pc->st->cfg->database_url, pc->st->cfg->db_statement_timeout_ms, 1);
     if (pc->conn == NULL || PQstatus(pc->conn) == CONNECTION_BAD) {
-        conn_drop(pc, GF_EUNAVAIL, "cannot start a connection");
+        char why[240], m[200] = "out of memory";
+        if (pc->conn != NULL)
+            store__pg_message(m, sizeof(m), PQerrorMessage(pc->conn));
+        snprintf(why, sizeof(why), "cannot start a connection: %s", m);
+        conn_drop(pc, GF_EUNAVAIL, why);
         return;
     }
     PQsetNoticeReceiver(pc->conn, on_pg_notice, NULL);
@@ -384,9 +388,42 @@ static int req_submit(store_t *st, store_req_t *rq, uint64_t timeout_ms)
     return 0;
 }
 
+/*
+ * What libpq would refuse in FARM_DATABASE_URL only when connecting: an
+ * unknown option, or a bad sslmode. Refused at start instead of by every
+ * connection attempt for ever.
+ */
+static int url_check(const char *url, gf_err_t *err)
+{
+    static const char *const sslmodes[] = {"disable", "allow",     "prefer",
+                                           "require", "verify-ca", "verify-full"};
+    char *msg = NULL, why[200];
+    PQconninfoOption *opts = PQconninfoParse(url, &msg);
+    if (opts == NULL) {
+        store__pg_message(why, sizeof(why), msg);
+        PQfreemem(msg);
+        return gf_err_set(err, GF_EINVAL, "store", "FARM_DATABASE_URL: %s", why);
+    }
+    int ok = 1;
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (strcmp(o->keyword, "sslmode") != 0 || o->val == NULL)
+            continue;
+        ok = 0;
+        for (size_t i = 0; i < sizeof(sslmodes) / sizeof(sslmodes[0]); i++)
+            ok |= strcmp(o->val, sslmodes[i]) == 0;
+    }
+    PQconninfoFree(opts);
+    if (!ok)
+        return gf_err_set(err, GF_EINVAL, "store",
+                          "FARM_DATABASE_URL: sslmode must be one of disable, allow, prefer, "
+                          "require, verify-ca, verify-full");
+    return 0;
+}
+
 store_t *store_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)
 {
-    (void)err; /* the URL was validated by the config loader */
+    if (url_check(cfg->database_url, err) < 0)
+        return NULL;
     store_t *st = gf_xcalloc(1, sizeof(*st));
     st->loop = loop;
     st->cfg = cfg;

@@ -181,13 +181,20 @@ static void test_bad_config_stops_at_start_naming_the_variable(void **state)
     /* Refused at start too, not by each api process in turn (its supervisor restarted a
      * process that failed with anything but 2, once a second, for ever): a malformed tier
      * list, and the secrets left unset. */
-    static const char *const cases[][3] = {
-        {"FARM_QUEUE_TIERS=pro:4", "FARM_API_PROCESSES=2", "FARM_QUEUE_TIERS"},
-        {"FARM_JWT_SECRET=ops-secret-0123456789", "FARM_FILE_SECRET=", "FARM_FILE_SECRET"},
-        {"FARM_JWT_SECRET=short", "FARM_FILE_SECRET=ops-file-secret-0123456789",
-         "FARM_JWT_SECRET"}};
+#define OPS_SECRETS                                                                                \
+    "FARM_JWT_SECRET=ops-secret-0123456789", "FARM_FILE_SECRET=ops-file-secret-0123456789"
+    static const char *const cases[][4] = {
+        {"FARM_QUEUE_TIERS=pro:4", "FARM_API_PROCESSES=2", NULL, "FARM_QUEUE_TIERS"},
+        {"FARM_JWT_SECRET=ops-secret-0123456789", "FARM_FILE_SECRET=", NULL, "FARM_FILE_SECRET"},
+        {"FARM_JWT_SECRET=short", "FARM_FILE_SECRET=ops-file-secret-0123456789", NULL,
+         "FARM_JWT_SECRET"},
+        /* libpq refuses these only when it connects: every connection failed, for ever. */
+        {OPS_SECRETS, "FARM_DATABASE_URL=postgresql://farm@127.0.0.1:1/farm?sslmode=bogus",
+         "sslmode must be one of"},
+        {OPS_SECRETS, "FARM_DATABASE_URL=postgresql://farm@127.0.0.1:1/farm?colour=red",
+         "FARM_DATABASE_URL: invalid URI query parameter"}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char *env[] = {(char *)cases[i][0], (char *)cases[i][1], NULL};
+        char *env[] = {(char *)cases[i][0], (char *)cases[i][1], (char *)cases[i][2], NULL};
         snprintf(out, sizeof(out), "%s/badcfg-%zu.log", ts_env("FARM_TEST_TMPDIR"), i);
         pid = ts_spawn(argv, env, out);
         assert_int_equal(ts_stop(pid, 0, 10), 2);
@@ -197,9 +204,9 @@ static void test_bad_config_stops_at_start_naming_the_variable(void **state)
         size_t n = fread(all, 1, sizeof(all) - 1, f);
         all[n] = '\0';
         fclose(f);
-        if (strstr(all, cases[i][2]) == NULL)
+        if (strstr(all, cases[i][3]) == NULL)
             fprintf(stderr, "%s", all);
-        assert_non_null(strstr(all, cases[i][2]));
+        assert_non_null(strstr(all, cases[i][3]));
     }
 }
 
