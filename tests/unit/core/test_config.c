@@ -344,6 +344,31 @@ static gf_config_t *load_one(const char *var, gf_err_t *err)
     return gf_cfg_load(envp, err);
 }
 
+/* Each of `n` single-variable environments is refused with a message holding `needle`. */
+static void all_refused(const char *const *vars, size_t n, const char *needle)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *envp[] = {(char *)vars[i], NULL};
+        gf_err_t err = load_refused(envp);
+        if (strstr(err.msg, needle) == NULL)
+            fprintf(stderr, "%s: %s\n", vars[i], err.msg);
+        assert_non_null(strstr(err.msg, needle));
+    }
+}
+
+/* A single-variable environment is accepted. */
+static void accepted(const char *var)
+{
+    gf_err_t err = {0};
+    gf_config_t *cfg = load_one(var, &err);
+    if (cfg == NULL)
+        fprintf(stderr, "%s: %s\n", var, err.msg);
+    assert_non_null(cfg);
+    gf_cfg_free(cfg);
+}
+
+#define ALL_REFUSED(vars, needle) all_refused((vars), sizeof(vars) / sizeof((vars)[0]), (needle))
+
 static void test_tiers_are_parsed_exactly(void **state)
 {
     (void)state;
@@ -371,11 +396,7 @@ static void test_tiers_are_parsed_exactly(void **state)
         "FARM_QUEUE_TIERS=abcdefghijklmnopqrstuvwxyz0123456:1:1", /* 33 characters */
         "FARM_QUEUE_TIERS=p'r:1:1",
     };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        char *envp[] = {(char *)bad[i], NULL};
-        err = load_refused(envp);
-        assert_non_null(strstr(err.msg, "FARM_QUEUE_TIERS"));
-    }
+    ALL_REFUSED(bad, "FARM_QUEUE_TIERS");
     /* A tier named twice would get the second's cap and both weights. */
     char *dup[] = {"FARM_QUEUE_TIERS=pro:4:10,pro:1:1", NULL};
     err = load_refused(dup);
@@ -385,21 +406,13 @@ static void test_tiers_are_parsed_exactly(void **state)
 static void test_queue_name_is_a_plain_name(void **state)
 {
     (void)state;
-    gf_err_t err = {0};
-    gf_config_t *cfg = load_one("FARM_QUEUE_NAME=farm.prod-1_a", &err);
-    assert_non_null(cfg);
-    gf_cfg_free(cfg);
-    static const char
-        *const
-            bad[] = {"FARM_QUEUE_NAME=", "FARM_QUEUE_NAME=bad{name}", "FARM_QUEUE_NAME=a:b",
-                     "FARM_QUEUE_NAME=a b",
-                     "FARM_QUEUE_NAME="
-                     "qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq" /* 65 */};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        char *envp[] = {(char *)bad[i], NULL};
-        err = load_refused(envp);
-        assert_non_null(strstr(err.msg, "FARM_QUEUE_NAME"));
-    }
+    accepted("FARM_QUEUE_NAME=farm.prod-1_a");
+    static const char *const bad[] = {
+        "FARM_QUEUE_NAME=", "FARM_QUEUE_NAME=bad{name}", "FARM_QUEUE_NAME=a:b",
+        "FARM_QUEUE_NAME=a b",
+        "FARM_QUEUE_NAME="
+        "qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq" /* 65 */};
+    ALL_REFUSED(bad, "FARM_QUEUE_NAME");
 }
 
 static void test_redis_database_is_0_to_15(void **state)
@@ -423,28 +436,17 @@ static void test_redis_database_is_0_to_15(void **state)
         "FARM_REDIS_URL=redis://h/abc", "FARM_REDIS_URL=redis://h/-1",
         "FARM_REDIS_URL=redis://h/3x",  "FARM_REDIS_URL=redis://h/1?x",
         "FARM_REDIS_URL=redis://h/16",  "FARM_REDIS_URL=redis://h/99999999999"};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        char *envp[] = {(char *)bad[i], NULL};
-        gf_err_t err = load_refused(envp);
-        assert_non_null(strstr(err.msg, "database number"));
-    }
+    ALL_REFUSED(bad, "database number");
 }
 
 static void test_provider_fallback_names_known_providers_once(void **state)
 {
     (void)state;
-    gf_err_t err = {0};
-    gf_config_t *cfg = load_one("FARM_PROVIDER_FALLBACK=bfl,local", &err);
-    assert_non_null(cfg);
-    gf_cfg_free(cfg);
+    accepted("FARM_PROVIDER_FALLBACK=bfl,local");
     static const char *const bad[] = {
         "FARM_PROVIDER_FALLBACK=hf,fool", "FARM_PROVIDER_FALLBACK=hf, fal",
         "FARM_PROVIDER_FALLBACK=hf,hf", "FARM_PROVIDER_FALLBACK=", "FARM_PROVIDER_FALLBACK=hf,"};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        char *envp[] = {(char *)bad[i], NULL};
-        err = load_refused(envp);
-        assert_non_null(strstr(err.msg, "FARM_PROVIDER_FALLBACK"));
-    }
+    ALL_REFUSED(bad, "FARM_PROVIDER_FALLBACK");
 }
 
 /* A newline in a token went into the provider's request headers (a header injection). */
@@ -470,10 +472,7 @@ static void test_strings_are_refused_with_control_characters_or_outside_their_cl
         assert_null(strstr(err.msg, "abcd1234"));
         assert_null(strstr(err.msg, "with space"));
     }
-    gf_err_t err = {0};
-    gf_config_t *cfg = load_one("FARM_HF_MODEL=black-forest-labs/FLUX.1-dev", &err);
-    assert_non_null(cfg);
-    gf_cfg_free(cfg);
+    accepted("FARM_HF_MODEL=black-forest-labs/FLUX.1-dev");
     char *body[] = {"FARM_HTTP_MAX_BODY_BYTES=0", NULL};
     load_refused(body);
 }
