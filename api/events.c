@@ -185,8 +185,12 @@ static void on_ping(uv_timer_t *t)
         sse_finish(s);
 }
 
-/* The data of an event: its own JSON object, or a small object naming the generation. */
-static char *event_data(const char *gen_id, const queue_event_t *ev)
+/*
+ * The data of an event: its own JSON object, or a small object naming the
+ * generation. An `image` event's outputs get their signed `url` (and lose
+ * the storage key), as in GET.
+ */
+static char *event_data(api_t *api, const char *gen_id, const queue_event_t *ev)
 {
     json_t *d = ev->data ? json_loads(ev->data, JSON_DECODE_ANY, NULL) : NULL;
     if (!json_is_object(d)) {
@@ -195,6 +199,7 @@ static char *event_data(const char *gen_id, const queue_event_t *ev)
     } else if (json_object_get(d, "id") == NULL) {
         json_object_set_new(d, "id", json_string(gen_id));
     }
+    api__sign_outputs(api, d);
     char *text = json_dumps(d, JSON_COMPACT);
     json_decref(d);
     return text;
@@ -273,7 +278,7 @@ static int write_gen_events(api_sse_t *s, const queue_events_t *e)
         }
         char id[24];
         snprintf(id, sizeof(id), "%" PRIu64, ev->id);
-        char *text = event_data(s->gen_id, ev);
+        char *text = event_data(s->api, s->gen_id, ev);
         int rc = sse_write(s, id, event_name(ev->type), text ? text : "{}");
         free(text);
         if (rc < 0)
@@ -309,7 +314,7 @@ static int user_write_head(api_sse_t *s, json_t *gen)
         rc = write_terminal(s, e->sid, e->type, gen);
     } else {
         queue_event_t ev = {.type = e->type, .data = e->data};
-        char *text = event_data(e->gen, &ev);
+        char *text = event_data(s->api, e->gen, &ev);
         const char *name = strcmp(e->type, "done") == 0 ? "succeeded" : event_name(e->type);
         rc = sse_write(s, e->sid, name, text ? text : "{}");
         free(text);

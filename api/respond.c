@@ -184,7 +184,11 @@ void api__sign_outputs(api_t *api, json_t *gen)
     json_t *outputs = json_object_get(gen, "outputs");
     size_t i;
     json_t *o;
-    long exp = (long)time(NULL) + (long)api->cfg->file_url_ttl_s;
+    /* Valid for the TTL and up to a quarter more: exp moves in quarter steps,
+     * so a page that polls gets the same URL (and the browser's cached image)
+     * for a quarter of the TTL instead of a new URL every time. */
+    long ttl = (long)api->cfg->file_url_ttl_s, step = ttl / 4 > 0 ? ttl / 4 : 1;
+    long exp = ((long)time(NULL) + ttl) / step * step + step;
     json_array_foreach(outputs, i, o)
     {
         const char *key = json_string_value(json_object_get(o, "storage_key"));

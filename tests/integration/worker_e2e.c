@@ -148,6 +148,32 @@ static void check_outputs(json_t *gen, size_t want)
     }
 }
 
+/* An `image` event's outputs carry their signed url, as GET's do, and no storage key. */
+static void check_image_event(const char *events)
+{
+    const char *at = strstr(events, "event: image\ndata: ");
+    assert_non_null(at);
+    at += strlen("event: image\ndata: ");
+    json_t *ev = json_loadb(at, strcspn(at, "\n"), 0, NULL);
+    assert_non_null(ev);
+    json_t *outputs = json_object_get(ev, "outputs"), *o;
+    assert_true(json_array_size(outputs) > 0);
+    size_t i;
+    json_array_foreach(outputs, i, o)
+    {
+        assert_null(json_object_get(o, "storage_key"));
+        const char *url = json_string_value(json_object_get(o, "url"));
+        assert_non_null(url);
+        char full[1400];
+        snprintf(full, sizeof(full), "%s%s", base, url);
+        ts_http_t r = ts_http("GET", full, NULL, NULL, 0);
+        assert_int_equal(r.status, 200);
+        assert_int_equal((long long)r.body_len, json_integer_value(json_object_get(o, "bytes")));
+        ts_http_dispose(&r);
+    }
+    json_decref(ev);
+}
+
 static void test_avatar_from_post_to_succeeded(void **state)
 {
     (void)state;
@@ -159,11 +185,25 @@ static void test_avatar_from_post_to_succeeded(void **state)
     assert_non_null(strstr(events, "event: queued\n"));
     assert_non_null(strstr(events, "event: started\n"));
     assert_non_null(strstr(events, "event: image\n"));
+    check_image_event(events);
     assert_non_null(strstr(events, "event: succeeded\n"));
     assert_string_equal(json_string_value(json_object_get(gen, "status")), "succeeded");
     assert_int_equal(json_integer_value(json_object_get(gen, "charged")), 20);
     assert_int_equal(json_integer_value(json_object_get(gen, "released")), 0);
     check_outputs(gen, 2 * 5); /* full, 512, 256, thumb, instagram_story per image */
+    /* Two GETs in a row give the same signed URLs: a polling page keeps its cached images. */
+    char url[256], auth[1024];
+    snprintf(url, sizeof(url), "%s/v1/generations/%s", base,
+             json_string_value(json_object_get(gen, "id")));
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
+    const char *h[] = {auth, NULL};
+    ts_http_t a = ts_http("GET", url, h, NULL, 0), b = ts_http("GET", url, h, NULL, 0);
+    assert_int_equal(a.status, 200);
+    assert_int_equal(b.status, 200);
+    assert_non_null(strstr(a.body, "sig="));
+    assert_string_equal(a.body, b.body);
+    ts_http_dispose(&a);
+    ts_http_dispose(&b);
     json_decref(gen);
 }
 
