@@ -72,6 +72,9 @@ void api__file_sig(const char *secret, const char *key, long exp, char out[65]);
 /* Adds the signed `url` of each output (dropping its storage key) of a generation object. */
 void api__sign_outputs(api_t *api, json_t *gen);
 
+/* True when the request's body is declared application/json; else answers 415. */
+int api__body_is_json(gf_http_req_t *req);
+
 /* RFC 3339 UTC now, with milliseconds, into `out` (32 bytes). */
 void api__now_rfc3339(char out[32]);
 /* A unix time in milliseconds as RFC 3339 UTC with milliseconds. */

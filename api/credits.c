@@ -4,6 +4,7 @@
  */
 #include "api_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +15,9 @@ typedef struct {
     store_call_t call;
     char user[37];
     int created; /* answer 201 (admin grant) instead of 200 */
+    /* ledger: the page size, whether a cursor was given, whether an empty
+     * first page was read (then the user is provisioned and it is read again) */
+    int limit, cursor, first_page_read;
 } credit_ctx_t;
 
 static credit_ctx_t *ctx_new(api_t *api, gf_http_req_t *req)
@@ -66,11 +70,48 @@ static void on_credits(gf_http_req_t *req, void *data)
     run(c, on_balance);
 }
 
+static void on_ledger_page(store_t *st, store_call_t *call, void *data);
+
+/* The user is provisioned now (the welcome grant): read the first page again. */
+static void on_ledger_provisioned(store_t *st, store_call_t *call, void *data)
+{
+    (void)st;
+    credit_ctx_t *c = data;
+    if (call->status < 0) {
+        api__fail(c->req, call->status, &call->err);
+        ctx_free(c);
+        return;
+    }
+    store_call_dispose(&c->call);
+    store_call_ledger(&c->call, c->who.sub, c->limit, NULL);
+    run(c, on_ledger_page);
+}
+
 static void on_ledger_page(store_t *st, store_call_t *call, void *data)
 {
     (void)st;
     credit_ctx_t *c = data;
     json_t *page = call->status == 0 ? json_loads(call->json, 0, NULL) : NULL;
+    json_t *items = json_object_get(page, "items"), *item;
+    /* A user seen first here is provisioned first, as by every other route:
+     * the ledger then starts with the welcome grant. */
+    if (page != NULL && json_array_size(items) == 0 && !c->first_page_read && !c->cursor) {
+        json_decref(page);
+        c->first_page_read = 1;
+        store_call_dispose(&c->call);
+        store_call_balance(&c->call, c->who.sub, c->api->cfg->welcome_credits);
+        run(c, on_ledger_provisioned);
+        return;
+    }
+    /* API.md's kinds are grant, hold, capture and release: an operator's
+     * adjustment is a grant, of a negative amount when it takes back. */
+    size_t i;
+    json_array_foreach(items, i, item)
+    {
+        const char *kind = json_string_value(json_object_get(item, "kind"));
+        if (kind != NULL && strcmp(kind, "adjust") == 0)
+            json_object_set_new(item, "kind", json_string("grant"));
+    }
     if (page != NULL)
         api__json(c->req, 200, page);
     else if (call->status == GF_EINVAL)
@@ -96,6 +137,8 @@ static void on_ledger(gf_http_req_t *req, void *data)
         ctx_free(c);
         return;
     }
+    c->limit = limit;
+    c->cursor = cursor != NULL;
     store_call_ledger(&c->call, c->who.sub, limit, cursor);
     run(c, on_ledger_page);
 }
@@ -104,7 +147,7 @@ static void on_granted(store_t *st, store_call_t *call, void *data)
 {
     credit_ctx_t *c = data;
     if (call->status == GF_ECREDITS) {
-        api__error(c->req, 409, "insufficient_credits",
+        api__error(c->req, 402, "insufficient_credits",
                    "the adjustment would leave less than the credits held", "amount");
         ctx_free(c);
         return;
@@ -139,11 +182,33 @@ static void on_admin_credits(gf_http_req_t *req, void *data)
         ctx_free(c);
         return;
     }
+    if (!api__body_is_json(req)) {
+        ctx_free(c);
+        return;
+    }
     size_t len;
     const char *body = gf_http_req_body(req, &len);
-    json_t *root = json_loadb(body, len, 0, NULL);
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
     json_t *user = json_object_get(root, "user_id"), *amount = json_object_get(root, "amount");
     json_t *reason = json_object_get(root, "reason");
+    /* A field we do not know is named, as for POST /v1/generations: a typo
+     * must not pass as a grant without it. */
+    const char *key, *unknown = NULL;
+    json_t *v;
+    json_object_foreach(root, key, v)
+    {
+        if (unknown == NULL && strcmp(key, "user_id") != 0 && strcmp(key, "amount") != 0 &&
+            strcmp(key, "reason") != 0)
+            unknown = key;
+    }
+    if (unknown != NULL) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "unknown field %.100s", unknown);
+        api__error(req, 400, "invalid_request", msg, unknown);
+        json_decref(root);
+        ctx_free(c);
+        return;
+    }
     const char *field = root == NULL || !json_is_object(root)                            ? NULL
                         : !json_is_string(user) || !api_is_uuid(json_string_value(user)) ? "user_id"
                         : !json_is_integer(amount) || json_integer_value(amount) == 0 ||

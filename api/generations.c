@@ -292,13 +292,8 @@ static void on_create(gf_http_req_t *req, void *data)
     gen_ctx_t *c = ctx_new(api, req);
     if (api__auth(api, req, &c->who, 0) < 0)
         goto done;
-    const char *ctype = gf_http_req_header(req, "content-type");
-    /* application/json, alone or with parameters (charset): not a longer type that starts so. */
-    if (ctype == NULL || strncasecmp(ctype, "application/json", 16) != 0 ||
-        (ctype[16] != '\0' && ctype[16] != ';' && ctype[16] != ' ' && ctype[16] != '\t')) {
-        api__error(req, 415, "unsupported_media_type", "send application/json", NULL);
+    if (!api__body_is_json(req))
         goto done;
-    }
     size_t len;
     const char *body = gf_http_req_body(req, &len);
     json_error_t jerr;

@@ -201,3 +201,15 @@ void api__sign_outputs(api_t *api, json_t *gen)
         json_object_del(o, "storage_key");
     }
 }
+
+int api__body_is_json(gf_http_req_t *req)
+{
+    const char *ctype = gf_http_req_header(req, "content-type");
+    /* application/json, alone or with parameters (charset): not a longer type that starts so. */
+    if (ctype == NULL || strncasecmp(ctype, "application/json", 16) != 0 ||
+        (ctype[16] != '\0' && ctype[16] != ';' && ctype[16] != ' ' && ctype[16] != '\t')) {
+        api__error(req, 415, "unsupported_media_type", "send application/json", NULL);
+        return 0;
+    }
+    return 1;
+}

@@ -400,8 +400,41 @@ static void test_admin_credits(void **state)
     assert_int_equal(credits_field(t, "balance"), 600);
     r = au_call("POST", "/v1/admin/credits", admin, "{\"user_id\":\"x\",\"amount\":5}", NULL);
     expect_error(&r, 400, "invalid_request", "user_id");
+    /* As for POST /v1/generations: JSON only, and a field we do not know is named. */
+    r = au_call("POST", "/v1/admin/credits", admin, body, "Content-Type: text/plain");
+    expect_error(&r, 415, "unsupported_media_type", NULL);
+    snprintf(body, sizeof(body), "{\"user_id\":\"%s\",\"amount\":5,\"reason\":\"x\",\"amuont\":7}",
+             user);
+    r = au_call("POST", "/v1/admin/credits", admin, body, NULL);
+    expect_error(&r, 400, "invalid_request", "amuont");
+    /* Taking back more than is free is 402, as API.md lists insufficient_credits. */
+    snprintf(body, sizeof(body), "{\"user_id\":\"%s\",\"amount\":-100000,\"reason\":\"x\"}", user);
+    r = au_call("POST", "/v1/admin/credits", admin, body, NULL);
+    expect_error(&r, 402, "insufficient_credits", "amount");
+    /* A take-back is in the ledger as a grant of a negative amount (API.md's four kinds). */
+    snprintf(body, sizeof(body), "{\"user_id\":\"%s\",\"amount\":-50,\"reason\":\"x\"}", user);
+    r = au_call("POST", "/v1/admin/credits", admin, body, NULL);
+    assert_int_equal(r.status, 201);
+    ts_http_dispose(&r);
+    r = au_call("GET", "/v1/credits/ledger?limit=1", t, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"kind\":\"grant\""));
+    assert_non_null(strstr(r.body, "\"amount\":-50"));
+    ts_http_dispose(&r);
     free(t);
     free(admin);
+}
+
+/* A user whose first request is the ledger sees the welcome grant in it. */
+static void test_ledger_of_a_new_user_starts_with_the_welcome_grant(void **state)
+{
+    (void)state;
+    char *t = au_token(NULL, "pro", NULL, NULL);
+    ts_http_t r = au_call("GET", "/v1/credits/ledger", t, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"kind\":\"grant\""));
+    ts_http_dispose(&r);
+    free(t);
 }
 
 static void test_admin_stats_lists_live_workers(void **state)
@@ -465,6 +498,7 @@ int main(void)
         cmocka_unit_test(test_owner_only_and_cancel_releases),
         cmocka_unit_test(test_list_pages_with_a_cursor),
         cmocka_unit_test(test_admin_credits),
+        cmocka_unit_test(test_ledger_of_a_new_user_starts_with_the_welcome_grant),
         cmocka_unit_test(test_admin_stats_lists_live_workers),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
