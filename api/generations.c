@@ -85,9 +85,7 @@ static void on_enqueued(queue_t *q, int status, const queue_result_t *res, void 
                       .user_id = c->who.sub};
     if (status == GF_ETOOBIG) {
         store_call_dispose(&c->call);
-        store_call_finish(&c->call, c->gen_id, -1, "canceled",
-                          "{\"code\":\"too_many_active\",\"message\":\"refused by the active "
-                          "generations cap\",\"retryable\":true}");
+        store_call_refuse(&c->call, c->gen_id, c->who.sub, c->has_idem_key ? c->idem_key : NULL);
         if (store_exec(c->api->store, &c->call, on_released, c) == 0)
             return;
         api__fail(c->req, GF_EUNAVAIL, NULL);

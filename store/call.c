@@ -40,6 +40,7 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
     [STORE_OP_UPLOAD_ADD] = {"SELECT farm_upload_add($1::uuid, $2::uuid, $3::bigint, $4::text, "
                              "$5::int, $6::int, $7::bigint, $8::text, $9::text)"},
     [STORE_OP_IMAGE_DONE] = {"SELECT farm_image_done($1::uuid, $2::bigint, $3::int, $4::jsonb)"},
+    [STORE_OP_REFUSE] = {"SELECT farm_refuse($1::uuid, $2::uuid, $3::text)"},
 };
 
 static char prepare_batch[8192];
@@ -165,6 +166,15 @@ void store_call_finish(store_call_t *c, const char *gen_id, long long fence, con
         set_int(c, 1, fence);
     set_str(c, 2, status);
     set_str(c, 3, error_json);
+}
+
+void store_call_refuse(store_call_t *c, const char *gen_id, const char *user_id,
+                       const char *idem_key)
+{
+    call_init(c, STORE_OP_REFUSE, 3);
+    set_str(c, 0, gen_id);
+    set_str(c, 1, user_id);
+    set_str(c, 2, idem_key);
 }
 
 void store_call_cancel(store_call_t *c, const char *gen_id, const char *user_id)
@@ -353,6 +363,9 @@ static void parse_row(store_call_t *c, PGresult *res)
         worker_outcome(c, v0);
         return;
     case STORE_OP_UPLOAD_ADD:
+        return;
+    case STORE_OP_REFUSE:
+        snprintf(c->gen_status, sizeof(c->gen_status), "%s", v0);
         return;
     case STORE_OP_REFS:
         snprintf(c->gen_status, sizeof(c->gen_status), "%s", v0);

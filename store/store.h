@@ -52,6 +52,7 @@ typedef enum {
     STORE_OP_UPLOAD_ADD,
     STORE_OP_RESUME,
     STORE_OP_REFS,
+    STORE_OP_REFUSE,
     STORE_OP_COUNT_
 } store_op_t;
 
@@ -139,6 +140,10 @@ void store_call_image(store_call_t *c, const char *gen_id, long long fence, int 
 void store_call_finish(store_call_t *c, const char *gen_id, long long fence, const char *status,
                        const char *error_json);
 void store_call_cancel(store_call_t *c, const char *gen_id, const char *user_id);
+/* A generation the queue refused (the active cap): canceled, its credits released, and its
+ * idempotency key (NULL: none) freed for a retry. gen_status: the status in force. */
+void store_call_refuse(store_call_t *c, const char *gen_id, const char *user_id,
+                       const char *idem_key);
 void store_call_expire(store_call_t *c, const char *gen_id);
 /* amount > 0 grants, < 0 adjusts down; the user is provisioned first if new. */
 void store_call_credit(store_call_t *c, const char *user_id, long long amount, const char *reason,

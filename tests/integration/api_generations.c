@@ -250,14 +250,34 @@ static void test_active_cap_is_429_and_releases(void **state)
 {
     (void)state;
     char *t = au_token(NULL, "free", NULL, NULL); /* tier free: 3 active at most */
+    char first[37];
     for (int i = 0; i < 3; i++) {
         ts_http_t r = au_call("POST", "/v1/generations", t, AVATAR, NULL);
         assert_int_equal(r.status, 202);
+        if (i == 0)
+            au_id_of(&r, first);
         ts_http_dispose(&r);
     }
     ts_http_t r = au_call("POST", "/v1/generations", t, AVATAR, NULL);
     assert_non_null(strcasestr(r.headers, "Retry-After:"));
     expect_error(&r, 429, "too_many_active", NULL);
+    assert_int_equal(credits_field(t, "held"), 30);
+    /* Refused with an Idempotency-Key, then retried with it once there is room: a new
+     * attempt, not a replay of the refusal (the key used to stay bound to it for 24 h). */
+    r = au_call("POST", "/v1/generations", t, AVATAR, "Idempotency-Key: cap-retry-1");
+    expect_error(&r, 429, "too_many_active", NULL);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/generations/%s/cancel", first);
+    r = au_call("POST", path, t, NULL, NULL);
+    assert_int_equal(r.status, 202);
+    ts_http_dispose(&r);
+    r = au_call("POST", "/v1/generations", t, AVATAR, "Idempotency-Key: cap-retry-1");
+    assert_int_equal(r.status, 202);
+    assert_non_null(strstr(r.body, "\"status\":\"queued\""));
+    ts_http_dispose(&r);
+    r = au_call("POST", "/v1/generations", t, AVATAR, "Idempotency-Key: cap-retry-1");
+    assert_int_equal(r.status, 200); /* and from now on the key replays that one */
+    ts_http_dispose(&r);
     assert_int_equal(credits_field(t, "held"), 30);
     free(t);
 }
