@@ -115,6 +115,15 @@ int provider_submit(provider_t *p, const provider_req_t *req, const provider_cbs
     if (req->width < 64 || req->width > 2048 || req->height < 64 || req->height > 2048)
         return gf_err_set(err, GF_EINVAL, "provider", "size %dx%d is outside 64..2048", req->width,
                           req->height);
+    if (req->only_provider && strcmp(req->only_provider, "auto") != 0) {
+        int found = 0;
+        for (int i = 0; i < p->nchain; i++)
+            found |= strcmp(p->chain[i]->name, req->only_provider) == 0;
+        if (!found)
+            return gf_err_set(err, GF_EINVAL, "provider",
+                              "provider %.20s is not configured here (the chain is %s)",
+                              req->only_provider, p->chain_names);
+    }
     provider_call_t *c = gf_xcalloc(1, sizeof(*c));
     c->p = p;
     c->req = *req;
@@ -122,6 +131,8 @@ int provider_submit(provider_t *p, const provider_req_t *req, const provider_cbs
     c->negative = dup_or_null(req->negative_prompt);
     c->resume = dup_or_null(req->resume);
     c->resume_provider = dup_or_null(req->resume_provider);
+    if (req->only_provider && strcmp(req->only_provider, "auto") != 0)
+        c->only = gf_xstrdup(req->only_provider);
     c->log_id = dup_or_null(req->log_id);
     c->identity = dup_bytes(req->identity_image, req->identity_len);
     c->pose = dup_bytes(req->pose_image, req->pose_len);
@@ -129,6 +140,7 @@ int provider_submit(provider_t *p, const provider_req_t *req, const provider_cbs
     c->req.negative_prompt = c->negative;
     c->req.resume = c->resume;
     c->req.resume_provider = c->resume_provider;
+    c->req.only_provider = c->only;
     c->req.log_id = c->log_id;
     c->req.identity_image = c->identity;
     c->req.identity_len = c->identity ? req->identity_len : 0;
@@ -161,6 +173,8 @@ static provider_adapter_t *next_adapter(provider_call_t *c, int *pos)
     for (int i = c->chain_pos + 1; i < p->nchain; i++) {
         provider_adapter_t *a = p->chain[i];
         if (c->resume && c->resume_provider && strcmp(a->name, c->resume_provider) != 0)
+            continue;
+        if (c->only && strcmp(a->name, c->only) != 0)
             continue;
         if (!provider__breaker_allow(&a->breaker, now))
             continue;
@@ -317,6 +331,7 @@ static void on_call_closed(uv_handle_t *h)
     free(c->negative);
     free(c->resume);
     free(c->resume_provider);
+    free(c->only);
     free(c->log_id);
     free(c->identity);
     free(c->pose);

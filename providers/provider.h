@@ -98,6 +98,9 @@ typedef struct {
      * provider named with it) instead of submitting again. NULL: submit. */
     const char *resume;
     const char *resume_provider;
+    /* The request's own "provider": that adapter of the chain only, no fallback to
+     * the others. NULL or "auto": the chain in order. */
+    const char *only_provider;
     uint64_t deadline_ms; /* 0: FARM_PROVIDER_DEADLINE_S */
     const char *log_id;   /* optional generation/job id for log lines (borrowed) */
 } provider_req_t;

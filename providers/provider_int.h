@@ -210,6 +210,7 @@ struct provider_call {
     /* the request (deep copies) */
     provider_req_t req;
     char *prompt, *negative, *resume, *resume_provider, *log_id;
+    char *only; /* the request's own provider, or NULL: the chain */
     unsigned char *identity, *pose;
     provider_cbs_t cbs;
     uint64_t deadline_at; /* uv_now() ms */

@@ -447,6 +447,12 @@ void job_start(worker_runner_t *r, queue_job_t *qj)
     r->jobs = j;
     r->njobs++;
     job_op_t *op = job__op_new(j, NULL);
-    store_call_start(&op->call, j->qj.gen_id, (long long)j->qj.token, provider_chain(r->provider));
+    /* The provider of record: the one the request named (the only one it
+     * will use), else the chain it may use, in order. */
+    json_t *params = json_loads(j->qj.payload ? j->qj.payload : "", 0, NULL);
+    const char *named = json_string_value(json_object_get(params, "provider"));
+    store_call_start(&op->call, j->qj.gen_id, (long long)j->qj.token,
+                     named && strcmp(named, "auto") != 0 ? named : provider_chain(r->provider));
+    json_decref(params);
     job__op_exec(op, on_started);
 }

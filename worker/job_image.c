@@ -239,6 +239,7 @@ void job__image_start(job_image_t *img)
                           .log_id = j->qj.gen_id};
     json_t *p = j->params;
     req.negative_prompt = json_string_value(json_object_get(p, "negative_prompt"));
+    req.only_provider = json_string_value(json_object_get(p, "provider"));
     req.steps = (int)json_integer_value(json_object_get(p, "steps"));
     req.guidance = json_is_number(json_object_get(p, "guidance"))
                        ? json_number_value(json_object_get(p, "guidance"))

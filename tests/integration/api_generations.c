@@ -144,6 +144,10 @@ static void test_bad_requests_name_their_field(void **state)
         {"{\"kind\":\"avatar\",\"prompt\":\"x\",\"exports\":[\"poster\"]}", "exports"},
         {"{\"kind\":\"pose\",\"prompt\":\"x\"}", "poses"},
         {"{\"kind\":\"avatar\",\"prompt\":\"x\",\"colour\":1}", "colour"},
+        /* This api has no provider token: auto and local only (it was accepted, and run
+         * on whatever provider the worker had). */
+        {"{\"kind\":\"avatar\",\"prompt\":\"x\",\"provider\":\"hf\"}", "provider"},
+        {"{\"kind\":\"avatar\",\"prompt\":\"x\",\"provider\":\"fake\"}", "provider"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         ts_http_t r = au_call("POST", "/v1/generations", t, cases[i].body, NULL);

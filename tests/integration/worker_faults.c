@@ -19,6 +19,7 @@
 #include <vips/vips.h>
 
 #include "api.h"
+#include "store.h"
 #include "support.h"
 
 #define SECRET     "faults-jwt-secret-0123456789"
@@ -102,14 +103,12 @@ static int setup(void **state)
              ts_env("FARM_TEST_TMPDIR"));
     snprintf(log_path, sizeof(log_path), "%s/api.log", ts_env("FARM_TEST_TMPDIR"));
     char *api_argv[] = {(char *)ts_env("FARM_TEST_API_BIN"), NULL};
-    char *api_extra[] = {port_env,
-                         storage_env, /* uploads land where the workers read them */
+    char *api_extra[] = {port_env, storage_env, /* uploads land where the workers read them */
                          "FARM_JWT_SECRET=" SECRET,
-                         "FARM_FILE_SECRET=faults-file-secret-0123456789",
-                         "FARM_QUEUE_LEASE_S=2",
-                         "FARM_QUEUE_TIERS=pro:4:1000,free:1:3",
-                         "FARM_RATE_LIMIT_BURST=1000",
-                         NULL};
+                         "FARM_FILE_SECRET=faults-file-secret-0123456789", "FARM_QUEUE_LEASE_S=2",
+                         "FARM_QUEUE_TIERS=pro:4:1000,free:1:3", "FARM_RATE_LIMIT_BURST=1000",
+                         /* configured as the workers are: it checks a request's provider */
+                         "FARM_PROVIDER=fake", "FARM_PROVIDER_FALLBACK=hf,fal,bfl", NULL};
     api_pid = ts_spawn(api_argv, api_extra, log_path);
     worker_pid = start_worker("worker1");
     gf_uuid4(user);
@@ -431,6 +430,30 @@ static void test_every_image_failing_fails_with_its_error(void **state)
     json_decref(g);
 }
 
+/* A request that names a provider of the chain gets that one, not the chain's first. */
+static void test_a_named_provider_is_the_one_used(void **state)
+{
+    (void)state;
+    char id[37];
+    create("{\"kind\":\"avatar\",\"prompt\":\"named\",\"width\":256,\"height\":256,"
+           "\"provider\":\"bfl\"}",
+           id);
+    json_t *g = wait_status(id, "succeeded", 30);
+    assert_found(g);
+    assert_string_equal(json_string_value(json_object_get(g, "provider")), "bfl");
+    json_decref(g);
+    /* BFL is asynchronous: the worker persisted the request it polled, under bfl's name
+     * (with the chain alone, hf would have answered first and persisted nothing). */
+    store_conn_t *sc = store_conn_new(ts_env("FARM_DATABASE_URL"), NULL);
+    assert_non_null(sc);
+    store_call_t c;
+    store_call_resume(&c, id);
+    assert_int_equal(store_conn_exec(sc, &c), 0);
+    assert_non_null(strstr(c.json, "\"bfl:"));
+    store_call_dispose(&c);
+    store_conn_free(sc);
+}
+
 static void test_deadline_passed_before_start_expires(void **state)
 {
     (void)state;
@@ -650,6 +673,7 @@ int main(void)
         cmocka_unit_test(test_a_lost_identity_fails_and_charges_nothing),
         cmocka_unit_test(test_every_image_failing_fails_with_its_error),
         cmocka_unit_test(test_every_fault_mode_ends_in_its_documented_error),
+        cmocka_unit_test(test_a_named_provider_is_the_one_used),
         cmocka_unit_test(test_deadline_passed_before_start_expires),
         cmocka_unit_test(test_sigterm_drains_running_generations),
         cmocka_unit_test(test_kill_9_resumes_persisted_requests_instead_of_paying_again),
