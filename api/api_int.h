@@ -69,6 +69,13 @@ void api__fail(gf_http_req_t *req, int status, const gf_err_t *err);
  */
 void api__file_sig(const char *secret, const char *key, long exp, char out[65]);
 
+/* `prefix` `key` ?exp=&sig= (a new JSON string): exp in quarter-TTL steps (FARM_FILE_URL_TTL_S). */
+json_t *api__signed_url(api_t *api, const char *prefix, const char *key);
+
+/* True when the request's exp and sig sign `key` and exp has not passed (then the seconds left
+ * go to `seconds_left`, when not NULL). Constant-time. */
+int api__signature_ok(api_t *api, gf_http_req_t *req, const char *key, long *seconds_left);
+
 /* Adds the signed `url` of each output (dropping its storage key) of a generation object. */
 void api__sign_outputs(api_t *api, json_t *gen);
 

@@ -56,6 +56,9 @@ static int queue_work(file_job_t *f, uv_work_cb work, uv_after_work_cb after)
     return uv_queue_work(f->api->loop, &f->work, work, after);
 }
 
+/* Where pose maps are served; their signed URLs sign the file name (e.g. "standing-wave.png"). */
+#define POSE_MAP_PREFIX "/v1/presets/poses/"
+
 /* --- uploads ------------------------------------------------------------------------ */
 
 /* A stored upload whose record failed goes: its id was never given out. */
@@ -235,16 +238,7 @@ static void on_file(gf_http_req_t *req, void *data)
     const char *a = gf_http_req_param(req, "a"), *b = gf_http_req_param(req, "b");
     const char *c = gf_http_req_param(req, "c");
     snprintf(f->key, sizeof(f->key), "%s/%s/%s", a, b, c);
-    const char *exp_s = gf_http_req_query(req, "exp"), *sig = gf_http_req_query(req, "sig");
-    long exp = exp_s ? strtol(exp_s, NULL, 10) : 0;
-    int allowed = 0;
-    if (sig && exp > (long)time(NULL) && strlen(sig) == 64 && api->cfg->file_secret &&
-        api->cfg->file_secret[0]) {
-        char want[65] = "";
-        api__file_sig(api->cfg->file_secret, f->key, exp, want);
-        allowed = CRYPTO_memcmp(want, sig, 64) == 0;
-        f->max_age = exp - (long)time(NULL);
-    }
+    int allowed = api__signature_ok(api, req, f->key, &f->max_age);
     if (!allowed && gf_http_req_header(req, "authorization")) {
         api_principal_t who;
         gf_err_t err = {0};
@@ -269,6 +263,9 @@ static void on_file(gf_http_req_t *req, void *data)
 static void on_presets(gf_http_req_t *req, void *data)
 {
     api_t *api = data;
+    api_principal_t who;
+    if (api__auth(api, req, &who, 0) < 0)
+        return;
     json_t *styles = json_array(), *poses = json_array(), *exports = json_array();
     for (size_t i = 0; api->presets && i < img_presets_style_count(api->presets); i++) {
         const img_style_preset *s = img_presets_style(api->presets, i);
@@ -282,12 +279,13 @@ static void on_presets(gf_http_req_t *req, void *data)
         for (int k = 0; k < IMG_POSE_KEYPOINTS; k++)
             json_array_append_new(kp, json_pack("[f, f, f]", p->keypoints[k].x, p->keypoints[k].y,
                                                 p->keypoints[k].confidence));
-        char url[160];
-        snprintf(url, sizeof(url), "/v1/presets/poses/%s.png", p->name);
-        json_array_append_new(poses, json_pack("{s:s, s:s, s:s, s:o, s:s}", "name", p->name,
-                                               "category", p->category, "description",
-                                               p->description ? p->description : "", "keypoints",
-                                               kp, "map_url", url));
+        /* Signed as output URLs are, so an <img> (no header) can show it. */
+        char key[160];
+        snprintf(key, sizeof(key), "%s.png", p->name);
+        json_array_append_new(
+            poses, json_pack("{s:s, s:s, s:s, s:o, s:o}", "name", p->name, "category", p->category,
+                             "description", p->description ? p->description : "", "keypoints", kp,
+                             "map_url", api__signed_url(api, POSE_MAP_PREFIX, key)));
     }
     for (size_t i = 0; api->presets && i < img_presets_export_count(api->presets); i++) {
         const img_export_preset *e = img_presets_export(api->presets, i);
@@ -317,10 +315,18 @@ static void pose_map_done(uv_work_t *w, int status)
     job_free(f);
 }
 
+/* A pose map is served to a valid signature (its map_url) or to any valid token. */
 static void on_pose_map(gf_http_req_t *req, void *data)
 {
     api_t *api = data;
     const char *file = gf_http_req_param(req, "file");
+    char key[160];
+    snprintf(key, sizeof(key), "%s", file);
+    if (!api__signature_ok(api, req, key, NULL)) {
+        api_principal_t who;
+        if (api__auth(api, req, &who, 0) < 0)
+            return;
+    }
     size_t n = strlen(file);
     char name[80];
     const img_pose_preset *p = NULL;

@@ -179,25 +179,43 @@ void api__file_sig(const char *secret, const char *key, long exp, char out[65])
         snprintf(out + 2 * i, 3, "%02x", mac[i]);
 }
 
-void api__sign_outputs(api_t *api, json_t *gen)
+json_t *api__signed_url(api_t *api, const char *prefix, const char *key)
 {
-    json_t *outputs = json_object_get(gen, "outputs");
-    size_t i;
-    json_t *o;
     /* Valid for the TTL and up to a quarter more: exp moves in quarter steps,
      * so a page that polls gets the same URL (and the browser's cached image)
      * for a quarter of the TTL instead of a new URL every time. */
     long ttl = (long)api->cfg->file_url_ttl_s, step = ttl / 4 > 0 ? ttl / 4 : 1;
     long exp = ((long)time(NULL) + ttl) / step * step + step;
+    char sig[65] = "", url[1200];
+    api__file_sig(api->cfg->file_secret ? api->cfg->file_secret : "", key, exp, sig);
+    snprintf(url, sizeof(url), "%s%s?exp=%ld&sig=%s", prefix, key, exp, sig);
+    return json_string(url);
+}
+
+int api__signature_ok(api_t *api, gf_http_req_t *req, const char *key, long *seconds_left)
+{
+    const char *exp_s = gf_http_req_query(req, "exp"), *sig = gf_http_req_query(req, "sig");
+    long exp = exp_s ? strtol(exp_s, NULL, 10) : 0;
+    if (sig == NULL || exp <= (long)time(NULL) || strlen(sig) != 64 || !api->cfg->file_secret ||
+        !api->cfg->file_secret[0])
+        return 0;
+    char want[65] = "";
+    api__file_sig(api->cfg->file_secret, key, exp, want);
+    if (seconds_left)
+        *seconds_left = exp - (long)time(NULL);
+    return CRYPTO_memcmp(want, sig, 64) == 0;
+}
+
+void api__sign_outputs(api_t *api, json_t *gen)
+{
+    json_t *outputs = json_object_get(gen, "outputs");
+    size_t i;
+    json_t *o;
     json_array_foreach(outputs, i, o)
     {
         const char *key = json_string_value(json_object_get(o, "storage_key"));
-        if (key != NULL) {
-            char sig[65] = "", url[1200];
-            api__file_sig(api->cfg->file_secret ? api->cfg->file_secret : "", key, exp, sig);
-            snprintf(url, sizeof(url), "/v1/files/%s?exp=%ld&sig=%s", key, exp, sig);
-            json_object_set_new(o, "url", json_string(url));
-        }
+        if (key != NULL)
+            json_object_set_new(o, "url", api__signed_url(api, "/v1/files/", key));
         json_object_del(o, "storage_key");
     }
 }

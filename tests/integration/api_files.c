@@ -167,11 +167,31 @@ static void test_presets_are_served(void **state)
     assert_int_equal(json_array_size(json_object_get(pose, "keypoints")), 18);
     assert_non_null(
         json_object_get(json_array_get(json_object_get(p, "styles"), 0), "prompt_suffix"));
+    char name[80];
+    snprintf(name, sizeof(name), "%s", json_string_value(json_object_get(pose, "name")));
     snprintf(url, sizeof(url), "%s%s", base, json_string_value(json_object_get(pose, "map_url")));
     json_decref(p);
-    r = ts_http("GET", url, h, NULL, 0);
+    /* The map_url is signed: an <img>, which sends no header, can show it. */
+    r = ts_http("GET", url, NULL, NULL, 0);
     assert_int_equal(r.status, 200);
     assert_true(r.body_len > 8 && memcmp(r.body, "\x89PNG", 4) == 0);
+    ts_http_dispose(&r);
+    /* Unsigned, it takes a token, as every /v1 route (API.md); so does the list. */
+    snprintf(url, sizeof(url), "%s/v1/presets/poses/%s.png", base, name);
+    r = ts_http("GET", url, NULL, NULL, 0);
+    assert_int_equal(r.status, 401);
+    ts_http_dispose(&r);
+    r = ts_http("GET", url, h, NULL, 0);
+    assert_int_equal(r.status, 200);
+    ts_http_dispose(&r);
+    snprintf(url, sizeof(url), "%s/v1/presets/poses/%s.png?exp=99999999999&sig=%064d", base, name,
+             0);
+    r = ts_http("GET", url, NULL, NULL, 0);
+    assert_int_equal(r.status, 401);
+    ts_http_dispose(&r);
+    snprintf(url, sizeof(url), "%s/v1/presets", base);
+    r = ts_http("GET", url, NULL, NULL, 0);
+    assert_int_equal(r.status, 401);
     ts_http_dispose(&r);
 }
 
