@@ -79,6 +79,10 @@ int api__signature_ok(api_t *api, gf_http_req_t *req, const char *key, long *sec
 /* Adds the signed `url` of each output (dropping its storage key) of a generation object. */
 void api__sign_outputs(api_t *api, json_t *gen);
 
+/* A query parameter of a list route; an empty one is absent (API.md writes the routes as
+ * `?status=&kind=&limit=&cursor=`, and clients send unset filters so). */
+const char *api__query(gf_http_req_t *req, const char *name);
+
 /* True when the request's body is declared application/json; else answers 415. */
 int api__body_is_json(gf_http_req_t *req);
 

@@ -128,10 +128,10 @@ static void on_ledger(gf_http_req_t *req, void *data)
         ctx_free(c);
         return;
     }
-    int limit = api__parse_limit(gf_http_req_query(req, "limit"));
-    const char *cursor = gf_http_req_query(req, "cursor");
-    if (limit < 0 || (cursor && (strlen(cursor) == 0 || strlen(cursor) > 19 ||
-                                 strspn(cursor, "0123456789") != strlen(cursor)))) {
+    int limit = api__parse_limit(api__query(req, "limit"));
+    const char *cursor = api__query(req, "cursor");
+    if (limit < 0 ||
+        (cursor && (strlen(cursor) > 19 || strspn(cursor, "0123456789") != strlen(cursor)))) {
         api__error(req, 400, "invalid_request", "invalid query parameter",
                    limit < 0 ? "limit" : "cursor");
         ctx_free(c);

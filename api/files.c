@@ -153,10 +153,12 @@ static void on_upload(gf_http_req_t *req, void *data)
     f->req = req;
     if (api__auth(api, req, &f->who, 0) < 0)
         goto done;
+    /* The media type without its parameters ("image/png; charset=x" is image/png). */
     const char *ctype = gf_http_req_header(req, "content-type");
-    if (ctype == NULL ||
-        (strcasecmp(ctype, "image/png") != 0 && strcasecmp(ctype, "image/jpeg") != 0 &&
-         strcasecmp(ctype, "image/webp") != 0)) {
+    size_t tlen = ctype ? strcspn(ctype, "; \t") : 0;
+    if (ctype == NULL || !((tlen == 9 && strncasecmp(ctype, "image/png", 9) == 0) ||
+                           (tlen == 10 && (strncasecmp(ctype, "image/jpeg", 10) == 0 ||
+                                           strncasecmp(ctype, "image/webp", 10) == 0)))) {
         api__error(req, 415, "unsupported_media_type",
                    "send the image as image/png, image/jpeg or image/webp", NULL);
         goto done;
@@ -206,6 +208,29 @@ static void file_read_work(uv_work_t *w)
              (unsigned long long)st.st_mtim.tv_sec * 1000000000ULL + st.st_mtim.tv_nsec);
 }
 
+/*
+ * If-None-Match against our ETag (RFC 9110 13.1.2): "*", or a comma-separated
+ * list of tags, weak (W/"...") or strong, compared weakly.
+ */
+static int etag_matches(const char *inm, const char *etag)
+{
+    size_t n = strlen(etag);
+    for (const char *p = inm; p && *p;) {
+        p += strspn(p, " \t,");
+        if (*p == '*')
+            return 1;
+        if (strncmp(p, "W/", 2) == 0)
+            p += 2;
+        size_t len = strcspn(p, ",");
+        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        if (len == n && strncmp(p, etag, n) == 0)
+            return 1;
+        p += strcspn(p, ",");
+    }
+    return 0;
+}
+
 static void file_read_done(uv_work_t *w, int status)
 {
     file_job_t *f = w->data;
@@ -219,8 +244,7 @@ static void file_read_done(uv_work_t *w, int status)
     gf_http_set_header(f->req, "Cache-Control", cache);
     gf_http_set_header(f->req, "ETag", f->etag);
     gf_http_set_header(f->req, "X-Content-Type-Options", "nosniff");
-    const char *inm = gf_http_req_header(f->req, "if-none-match");
-    if (inm && strcmp(inm, f->etag) == 0)
+    if (etag_matches(gf_http_req_header(f->req, "if-none-match"), f->etag))
         gf_http_respond(f->req, 304, NULL, "", 0);
     else
         gf_http_respond(f->req, 200, img_format_mime(f->fmt), (const char *)f->out.data,

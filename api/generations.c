@@ -484,10 +484,10 @@ static void on_list(gf_http_req_t *req, void *data)
     }
     static const char *const statuses[] = {"queued", "running",  "succeeded", "partial",
                                            "failed", "canceled", "expired",   NULL};
-    const char *status = gf_http_req_query(req, "status");
-    const char *kind = gf_http_req_query(req, "kind");
-    const char *cursor = gf_http_req_query(req, "cursor");
-    int limit = api__parse_limit(gf_http_req_query(req, "limit"));
+    const char *status = api__query(req, "status");
+    const char *kind = api__query(req, "kind");
+    const char *cursor = api__query(req, "cursor");
+    int limit = api__parse_limit(api__query(req, "limit"));
     int status_ok = status == NULL;
     for (int i = 0; status && statuses[i]; i++)
         status_ok |= strcmp(status, statuses[i]) == 0;

@@ -231,3 +231,9 @@ int api__body_is_json(gf_http_req_t *req)
     }
     return 1;
 }
+
+const char *api__query(gf_http_req_t *req, const char *name)
+{
+    const char *v = gf_http_req_query(req, name);
+    return v && *v ? v : NULL;
+}

@@ -123,6 +123,11 @@ static void test_uploads_are_checked_by_their_bytes(void **state)
     /* Truncated: the same PNG cut in half. */
     r = post_image("image/png", png, len / 2, tok);
     expect(&r, 422, "\"code\":\"invalid_image\"");
+    /* The media type's parameters do not matter. */
+    r = post_image("image/png; foo=bar", png, len, tok);
+    expect(&r, 201, "\"format\":\"png\"");
+    r = post_image("image/pngx", png, len, tok);
+    expect(&r, 415, "\"code\":\"unsupported_media_type\"");
     /* A PNG declared as JPEG is judged by its bytes: accepted as what it is. */
     r = post_image("image/jpeg", png, len, tok);
     expect(&r, 201, "\"format\":\"png\"");
@@ -225,8 +230,27 @@ static void test_signed_urls_work_and_nothing_else_does(void **state)
     r = ts_http("GET", url, NULL, NULL, 0);
     assert_int_equal(r.status, 200);
     assert_non_null(strcasestr(r.headers, "Content-Type: image/webp"));
-    assert_non_null(strcasestr(r.headers, "ETag: "));
+    const char *et = strcasestr(r.headers, "ETag: ");
+    assert_non_null(et);
+    char etag[128];
+    snprintf(etag, sizeof(etag), "%.*s", (int)strcspn(et + 6, "\r\n"), et + 6);
     assert_non_null(strcasestr(r.headers, "Cache-Control: private, max-age="));
+    ts_http_dispose(&r);
+    /* A cached copy is revalidated: the tag alone, weak, in a list, or "*". */
+    char inm[4][300];
+    snprintf(inm[0], sizeof(inm[0]), "If-None-Match: %s", etag);
+    snprintf(inm[1], sizeof(inm[1]), "If-None-Match: W/%s", etag);
+    snprintf(inm[2], sizeof(inm[2]), "If-None-Match: \"other\", %s", etag);
+    snprintf(inm[3], sizeof(inm[3]), "If-None-Match: *");
+    for (int i = 0; i < 4; i++) {
+        const char *hh[] = {inm[i], NULL};
+        r = ts_http("GET", url, hh, NULL, 0);
+        assert_int_equal(r.status, 304);
+        ts_http_dispose(&r);
+    }
+    const char *stale[] = {"If-None-Match: \"other\"", NULL};
+    r = ts_http("GET", url, stale, NULL, 0);
+    assert_int_equal(r.status, 200);
     ts_http_dispose(&r);
     /* Tampered signature: 404. */
     char bad[1024];

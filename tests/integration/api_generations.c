@@ -400,6 +400,14 @@ static void test_list_pages_with_a_cursor(void **state)
     ts_http_dispose(&r);
     r = au_call("GET", "/v1/generations?status=bogus", t, NULL, NULL);
     expect_error(&r, 400, "invalid_request", "status");
+    /* API.md writes the route as ?status=&kind=&limit=&cursor=: empty values are absent. */
+    r = au_call("GET", "/v1/generations?status=&kind=&limit=&cursor=", t, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"items\":[{"));
+    ts_http_dispose(&r);
+    r = au_call("GET", "/v1/credits/ledger?limit=&cursor=", t, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    ts_http_dispose(&r);
     r = au_call("GET", "/v1/credits/ledger?limit=2", t, NULL, NULL);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body, "\"kind\":\"hold\""));
