@@ -182,6 +182,10 @@ const httpd_route_t *httpd__route_match(gf_httpd_t *h, gf_http_req_t *r, int *me
             (strcmp(r->method, "HEAD") == 0 && strcmp(rt->method, "GET") == 0))
             return rt;
         path_known = 1;
+        /* The Allow header of a 405 (RFC 9110 15.5.6); GET brings HEAD. */
+        size_t n = strlen(r->allow);
+        snprintf(r->allow + n, sizeof(r->allow) - n, "%s%s%s", n ? ", " : "", rt->method,
+                 strcmp(rt->method, "GET") == 0 ? ", HEAD" : "");
         /* Forget this route's params: another route may match with its own. */
         while (r->params.n > 0) {
             r->params.n--;

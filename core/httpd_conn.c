@@ -306,10 +306,11 @@ static void conn_dispatch(httpd_conn_t *c)
     c->in_dispatch = 1;
     if (r->route != NULL)
         r->route->cb(r, r->route->data);
-    else if (r->method_not_allowed)
+    else if (r->method_not_allowed) {
+        gf_http_set_header(r, "Allow", r->allow);
         gf_http_respond_error(r, 405, "method_not_allowed", "this method is not allowed here",
                               NULL);
-    else
+    } else
         gf_http_respond_error(r, 404, "not_found", "no such route", NULL);
     c->in_dispatch = 0;
 }

@@ -47,6 +47,7 @@ struct gf_http_req {
     gf_httpd_t *h;
     const httpd_route_t *route;
     int method_not_allowed;
+    char allow[64]; /* the methods of the path when method_not_allowed: "GET, HEAD, POST" */
     char method[16];
     gf_buf_t url;
     char *path, *query_raw;

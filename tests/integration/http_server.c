@@ -75,6 +75,9 @@ static void test_unknown_path_is_404_and_wrong_method_405_in_json(void **state)
     curl_run(e, &r);
     assert_int_equal(r.status, 405);
     assert_json_error(r.body.p, r.body.len, "method_not_allowed");
+    /* It says what is allowed (RFC 9110): /echo/:id is a GET route, so HEAD too. */
+    assert_non_null(cresp_header(&r, "Allow", v, sizeof(v)));
+    assert_string_equal(v, "GET, HEAD");
     cresp_dispose(&r);
     curl_easy_cleanup(e);
 }
