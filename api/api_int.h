@@ -30,7 +30,15 @@ struct api {
     int closes_pending;
     api_stopped_cb stopped_cb;
     void *stopped_data;
+    /* api/gauges.c: the farm's state on /metrics, refreshed on a timer */
+    uv_timer_t gauges_timer;
+    store_call_t gauges_call;
+    int gauges_on, gauges_pending; /* pending: 1 queue stats, 2 credit totals */
 };
+
+/* api/gauges.c */
+void api__gauges_start(api_t *api);
+void api__gauges_stop(api_t *api);
 
 /* The authenticated caller of a request. */
 typedef struct {

@@ -41,6 +41,8 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
                              "$5::int, $6::int, $7::bigint, $8::text, $9::text)"},
     [STORE_OP_IMAGE_DONE] = {"SELECT farm_image_done($1::uuid, $2::bigint, $3::int, $4::jsonb)"},
     [STORE_OP_REFUSE] = {"SELECT farm_refuse($1::uuid, $2::uuid, $3::text)"},
+    [STORE_OP_TOTALS] = {"SELECT coalesce(sum(balance), 0)::bigint, coalesce(sum(held), 0)::bigint "
+                         "FROM credit_accounts"},
 };
 
 static char prepare_batch[8192];
@@ -175,6 +177,11 @@ void store_call_refuse(store_call_t *c, const char *gen_id, const char *user_id,
     set_str(c, 0, gen_id);
     set_str(c, 1, user_id);
     set_str(c, 2, idem_key);
+}
+
+void store_call_totals(store_call_t *c)
+{
+    call_init(c, STORE_OP_TOTALS, 0);
 }
 
 void store_call_cancel(store_call_t *c, const char *gen_id, const char *user_id)
@@ -377,6 +384,7 @@ static void parse_row(store_call_t *c, PGresult *res)
             fail(c, GF_ECREDITS, "user %s would hold more than they have", c->params[0]);
         return;
     case STORE_OP_BALANCE:
+    case STORE_OP_TOTALS:
         c->balance = atoll(v0);
         c->held = atoll(PQgetvalue(res, 0, 1));
         return;

@@ -53,6 +53,7 @@ typedef enum {
     STORE_OP_RESUME,
     STORE_OP_REFS,
     STORE_OP_REFUSE,
+    STORE_OP_TOTALS,
     STORE_OP_COUNT_
 } store_op_t;
 
@@ -144,6 +145,8 @@ void store_call_cancel(store_call_t *c, const char *gen_id, const char *user_id)
  * idempotency key (NULL: none) freed for a retry. gen_status: the status in force. */
 void store_call_refuse(store_call_t *c, const char *gen_id, const char *user_id,
                        const char *idem_key);
+/* The farm's credit totals for /metrics: balance and held summed over every account. */
+void store_call_totals(store_call_t *c);
 void store_call_expire(store_call_t *c, const char *gen_id);
 /* amount > 0 grants, < 0 adjusts down; the user is provisioned first if new. */
 void store_call_credit(store_call_t *c, const char *user_id, long long amount, const char *reason,

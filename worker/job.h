@@ -82,7 +82,7 @@ struct worker_runner {
     int timers_open;
     worker_runner_stopped_cb stopped_cb;
     void *stopped_data;
-    gf_mfamily_t *m_outcomes, *m_stage, *m_provider;
+    gf_mfamily_t *m_outcomes, *m_stage, *m_provider, *m_images;
     gf_metric_t *m_inflight, *m_claimed, *m_heartbeat_failures;
 };
 

@@ -30,6 +30,9 @@ static void on_image_recorded(store_t *st, store_call_t *call, void *data)
     job_op_t *op = data;
     job_t *j = op->job;
     job_image_t *img = op->img;
+    if (call->status == 0 && call->applied && j->r->m_images)
+        gf_metric_inc(gf_metric_with(
+            j->r->m_images, call->op == STORE_OP_IMAGE_DONE ? "captured" : "released", NULL, NULL));
     if (job__gone(j)) {
     } else if (call->status == GF_ECONFLICT) {
         job_lose(j);

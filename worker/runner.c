@@ -165,6 +165,10 @@ worker_runner_t *worker_runner_new(uv_loop_t *loop, const gf_config_t *cfg, queu
         r->m_provider = gf_metrics_histogram(
             metrics, "farm_worker_provider_call_seconds", "provider calls, by provider and outcome",
             "provider,outcome", gf_metrics_latency_buckets, gf_metrics_latency_nbuckets);
+        r->m_images = gf_metrics_counter(metrics, "farm_worker_images_total",
+                                         "images settled by this worker: captured (its credits "
+                                         "charged) or released (given back)",
+                                         "outcome");
         r->m_inflight = gf_metric_with(
             gf_metrics_gauge(metrics, "farm_worker_inflight", "generations running", NULL), NULL,
             NULL, NULL);

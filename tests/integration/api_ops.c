@@ -143,6 +143,39 @@ static void test_metrics_count_requests_by_route_and_status(void **state)
     ts_http_dispose(&r);
 }
 
+/* The farm's state (API.md: queue depth by priority, in-flight jobs, credits held) is on
+ * /metrics too, read from the queue and Postgres every 10 s. */
+static void test_metrics_show_the_queue_and_the_credits(void **state)
+{
+    (void)state;
+    char user[37], url[128], auth[1024];
+    gf_uuid4(user);
+    api_claims_t c = {.sub = user, .plan = "pro", .ttl_s = 600};
+    char *tok = api_token_issue("ops-secret-0123456789", &c, NULL);
+    snprintf(url, sizeof(url), "%s/v1/generations", base);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
+    const char *h[] = {auth, "Content-Type: application/json", NULL};
+    const char *body = "{\"kind\":\"avatar\",\"prompt\":\"a fox\",\"count\":2}";
+    ts_http_t r = ts_http("POST", url, h, body, strlen(body));
+    assert_int_equal(r.status, 202);
+    ts_http_dispose(&r);
+    free(tok);
+    /* No worker runs here: the job stays queued and its 2 x 10 credits held. */
+    int seen = 0;
+    for (double end = ts_now() + 25; !seen && ts_now() < end; usleep(200 * 1000)) {
+        get("/metrics", &r);
+        seen = strstr(r.body, "farm_queue_depth{tier=\"pro\"} 1\n") != NULL &&
+               strstr(r.body, "farm_credits_held 20\n") != NULL &&
+               strstr(r.body, "farm_queue_in_flight 0\n") != NULL &&
+               strstr(r.body, "farm_gauges_stale{source=\"queue\"} 0\n") != NULL &&
+               strstr(r.body, "farm_gauges_stale{source=\"postgres\"} 0\n") != NULL;
+        if (!seen && ts_now() >= end)
+            fprintf(stderr, "%s", r.body);
+        ts_http_dispose(&r);
+    }
+    assert_true(seen);
+}
+
 static void test_sigterm_exits_zero(void **state)
 {
     (void)state;
@@ -241,6 +274,7 @@ int main(void)
         cmocka_unit_test(test_readyz_follows_redis_down_and_back),
         cmocka_unit_test(test_readyz_follows_postgres_down_and_back),
         cmocka_unit_test(test_metrics_count_requests_by_route_and_status),
+        cmocka_unit_test(test_metrics_show_the_queue_and_the_credits),
         cmocka_unit_test(test_sigterm_exits_zero),
         cmocka_unit_test(test_bad_config_stops_at_start_naming_the_variable),
         cmocka_unit_test(test_several_processes_share_the_port_and_stop_together),

@@ -24,6 +24,8 @@
 #define SECRET "e2e-jwt-secret-0123456789"
 
 static char base[64], storage[512];
+static int metrics_port[2];
+static char metrics_env[2][64];
 static pid_t api_pid, workers[2];
 static char *tok;
 
@@ -50,7 +52,11 @@ static int setup(void **state)
     api_pid = ts_spawn(api_argv, extra, log_path);
     for (int i = 0; i < 2; i++) {
         snprintf(log_path, sizeof(log_path), "%s/worker%d.log", ts_env("FARM_TEST_TMPDIR"), i);
-        workers[i] = ts_spawn(worker_argv, extra, log_path);
+        metrics_port[i] = ts_free_port();
+        snprintf(metrics_env[i], sizeof(metrics_env[i]), "FARM_WORKER_METRICS_PORT=%d",
+                 metrics_port[i]);
+        char *wextra[] = {port_env, storage_env, "FARM_PROVIDER=local", metrics_env[i], NULL};
+        workers[i] = ts_spawn(worker_argv, wextra, log_path);
     }
     char user[37];
     gf_uuid4(user);
@@ -222,6 +228,34 @@ static void test_pose_two_poses_times_two(void **state)
     json_decref(gen);
 }
 
+/* The value of a series on a worker's /metrics (0 when absent). */
+static double worker_metric(int i, const char *series)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", metrics_port[i]);
+    ts_http_t r = ts_http("GET", url, NULL, NULL, 0);
+    assert_int_equal(r.status, 200);
+    const char *at = strstr(r.body, series);
+    double v = at ? strtod(at + strlen(series), NULL) : 0;
+    ts_http_dispose(&r);
+    return v;
+}
+
+/* The workers count what they settled: 2 avatars and 4 pose images, all captured. */
+static void test_workers_count_generations_and_images(void **state)
+{
+    (void)state;
+    double captured = 0, released = 0, succeeded = 0;
+    for (int i = 0; i < 2; i++) {
+        captured += worker_metric(i, "farm_worker_images_total{outcome=\"captured\"} ");
+        released += worker_metric(i, "farm_worker_images_total{outcome=\"released\"} ");
+        succeeded += worker_metric(i, "farm_worker_generations_total{status=\"succeeded\"} ");
+    }
+    assert_int_equal((int)captured, 6);
+    assert_int_equal((int)released, 0);
+    assert_int_equal((int)succeeded, 2);
+}
+
 static void test_ledger_reconciles(void **state)
 {
     (void)state;
@@ -235,6 +269,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_avatar_from_post_to_succeeded),
         cmocka_unit_test(test_pose_two_poses_times_two),
+        cmocka_unit_test(test_workers_count_generations_and_images),
         cmocka_unit_test(test_ledger_reconciles),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
