@@ -10,6 +10,7 @@
 #include "api_int.h"
 
 #include <fcntl.h>
+#include <math.h>
 #include <strings.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
@@ -284,6 +285,13 @@ static void on_file(gf_http_req_t *req, void *data)
 
 /* --- presets ------------------------------------------------------------------------------- */
 
+/* A keypoint coordinate as the preset file wrote it: stored as a float, 0.135
+ * came back as 0.13500000536441803; four decimals are what the files hold. */
+static double kp_round(float v)
+{
+    return round((double)v * 10000.0) / 10000.0;
+}
+
 static void on_presets(gf_http_req_t *req, void *data)
 {
     api_t *api = data;
@@ -301,8 +309,9 @@ static void on_presets(gf_http_req_t *req, void *data)
         const img_pose_preset *p = img_presets_pose(api->presets, i);
         json_t *kp = json_array();
         for (int k = 0; k < IMG_POSE_KEYPOINTS; k++)
-            json_array_append_new(kp, json_pack("[f, f, f]", p->keypoints[k].x, p->keypoints[k].y,
-                                                p->keypoints[k].confidence));
+            json_array_append_new(kp, json_pack("[f, f, f]", kp_round(p->keypoints[k].x),
+                                                kp_round(p->keypoints[k].y),
+                                                kp_round(p->keypoints[k].confidence)));
         /* Signed as output URLs are, so an <img> (no header) can show it. */
         char key[160];
         snprintf(key, sizeof(key), "%s.png", p->name);

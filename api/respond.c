@@ -26,7 +26,9 @@ static void security_headers(gf_http_req_t *req)
 
 void api__json(gf_http_req_t *req, int status, json_t *body)
 {
-    char *text = json_dumps(body, JSON_COMPACT);
+    /* 15 significant digits: every double we send reads as written (0.135, not
+     * 0.13500000000000001). */
+    char *text = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15));
     json_decref(body);
     security_headers(req);
     gf_http_respond(req, status, "application/json; charset=utf-8", text ? text : "{}",

@@ -165,6 +165,9 @@ static void test_presets_are_served(void **state)
     const char *h[] = {auth, NULL};
     ts_http_t r = ts_http("GET", url, h, NULL, 0);
     assert_int_equal(r.status, 200);
+    /* Keypoints read as the preset files write them: 0.135, not 0.13500000536441803. */
+    assert_non_null(strstr(r.body, "[0.5,0.135,1.0]"));
+    assert_null(strstr(r.body, "0000000"));
     json_t *p = json_loads(r.body, 0, NULL);
     ts_http_dispose(&r);
     assert_true(json_array_size(json_object_get(p, "poses")) >= 20);
