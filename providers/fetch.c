@@ -10,6 +10,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 void provider__accept_image(provider_call_t *c, provider_http_resp_t *r)
@@ -128,7 +129,13 @@ void provider__fetch_image(provider_call_t *c)
         return;
     }
     static const char *const headers[] = {"Accept: image/*", NULL};
-    provider_http_req_t req = {.method = "GET", .url = c->image_url, .headers = headers};
+    /* With a real (https) provider the result lives on its CDN: a reply that
+     * names a private address (cloud metadata, the farm's own services) is
+     * not fetched. A local http fake serves its own images. */
+    provider_http_req_t req = {.method = "GET",
+                               .url = c->image_url,
+                               .headers = headers,
+                               .public_only = strncasecmp(c->a->base_url, "https://", 8) == 0};
     provider__http_defaults(c, &req, (uint64_t)cfg->provider_download_timeout_s * 1000);
     provider__call_http(c, &req, on_download);
 }

@@ -14,10 +14,14 @@
  */
 #include "provider_int.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <ctype.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 struct provider_http {
     uv_loop_t *loop;
@@ -41,6 +45,7 @@ struct provider_xfer {
     int header_reset;
     provider_http_done_cb cb;
     void *data;
+    char refused[96]; /* set by open_public: why a public_only transfer did not connect */
 };
 
 typedef struct poll_ctx {
@@ -244,6 +249,54 @@ static int host_is_literal(const char *h)
     return strspn(h, "0123456789.") == strlen(h);
 }
 
+static int v4_is_public(uint32_t a)
+{
+    return !((a >> 24) == 0 ||                   /* 0.0.0.0/8 */
+             (a >> 24) == 10 ||                  /* 10/8 */
+             (a >> 24) == 127 ||                 /* loopback */
+             (a & 0xFFC00000u) == 0x64400000u || /* 100.64/10, CGNAT */
+             (a >> 16) == 0xA9FEu ||             /* 169.254/16, link-local */
+             (a & 0xFFF00000u) == 0xAC100000u || /* 172.16/12 */
+             (a & 0xFFFFFF00u) == 0xC0000000u || /* 192.0.0.0/24 */
+             (a >> 16) == 0xC0A8u ||             /* 192.168/16 */
+             (a & 0xFFFE0000u) == 0xC6120000u || /* 198.18/15 */
+             (a >> 28) >= 0xEu);                 /* multicast, reserved, broadcast */
+}
+
+int provider__addr_is_public(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return v4_is_public(ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr));
+    if (sa->sa_family != AF_INET6)
+        return 0;
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    const uint8_t *b = a->s6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(a) || IN6_IS_ADDR_V4COMPAT(a))
+        return v4_is_public((uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 |
+                            b[15]);
+    return !(IN6_IS_ADDR_UNSPECIFIED(a) || IN6_IS_ADDR_LOOPBACK(a) || IN6_IS_ADDR_LINKLOCAL(a) ||
+             IN6_IS_ADDR_SITELOCAL(a) || IN6_IS_ADDR_MULTICAST(a) ||
+             (b[0] & 0xFE) == 0xFC); /* fc00::/7, unique local */
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION of a public_only transfer: no socket to a private address. */
+static curl_socket_t open_public(void *data, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+    provider_xfer_t *x = data;
+    (void)purpose;
+    if (!provider__addr_is_public(&addr->addr)) {
+        char ip[INET6_ADDRSTRLEN] = "?";
+        const void *raw = addr->family == AF_INET6
+                              ? (const void *)&((struct sockaddr_in6 *)&addr->addr)->sin6_addr
+                              : (const void *)&((struct sockaddr_in *)&addr->addr)->sin_addr;
+        inet_ntop(addr->family, raw, ip, sizeof(ip));
+        snprintf(x->refused, sizeof(x->refused), "refused to connect to %s: not a public address",
+                 ip);
+        return CURL_SOCKET_BAD;
+    }
+    return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+}
+
 int provider__url_allowed(const char *base, const char *url, int creds)
 {
     if (base == NULL || url == NULL)
@@ -335,7 +388,9 @@ static void check_multi_info(provider_http_t *h)
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
         x->resp.curl_code = (int)msg->data.result;
         curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->resp.status);
-        if (x->resp.curl_code != CURLE_OK && x->resp.curl_msg[0] == '\0')
+        if (x->resp.curl_code != CURLE_OK && x->refused[0])
+            snprintf(x->resp.curl_msg, sizeof(x->resp.curl_msg), "%s", x->refused);
+        else if (x->resp.curl_code != CURLE_OK && x->resp.curl_msg[0] == '\0')
             snprintf(x->resp.curl_msg, sizeof(x->resp.curl_msg), "%s",
                      curl_easy_strerror(msg->data.result));
         /* Detach from the multi before the callback, so it may start new transfers. */
@@ -371,6 +426,10 @@ provider_xfer_t *provider__http_start(provider_http_t *h, const provider_http_re
     curl_easy_setopt(e, CURLOPT_FAILONERROR, 0L);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (req->public_only) {
+        curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_public);
+        curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x);
+    }
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)req->connect_timeout_ms);

@@ -16,6 +16,8 @@
 
 #include "provider.h"
 
+#include <sys/socket.h>
+
 #include <jansson.h>
 #include <stdint.h>
 
@@ -35,6 +37,9 @@ typedef struct {
     uint64_t connect_timeout_ms; /* CURLOPT_CONNECTTIMEOUT_MS */
     long low_speed_time_s;       /* abort below 1 byte/s over this long */
     size_t max_bytes;            /* a longer body fails with too_big */
+    /* Connect only to public addresses, checked on the address actually
+     * dialed (after DNS, so a rebinding name cannot get round it). */
+    int public_only;
 } provider_http_req_t;
 
 /* A finished transfer; owned by the engine, valid until the callback returns. */
@@ -71,6 +76,13 @@ char *provider__http_take_body(provider_http_resp_t *r, size_t *len);
  * an IP-literal or single-label base host must match exactly.
  */
 int provider__url_allowed(const char *base, const char *url, int creds);
+/*
+ * Whether a download may connect to this address: not loopback, private
+ * (10/8, 172.16/12, 192.168/16, fc00::/7), link-local (169.254/16, where
+ * clouds answer metadata requests, fe80::/10), CGNAT, unspecified,
+ * multicast, reserved, or an IPv4-mapped one of those.
+ */
+int provider__addr_is_public(const struct sockaddr *sa);
 /*
  * The body limit of JSON exchanges (submit, poll, result, errors): jansson
  * needs about 75 times its input in memory, and these replies are a few kB.

@@ -11,6 +11,9 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include "provider_int.h"
 
 static void test_classify_maps_statuses_to_fault_rows(void **state)
@@ -179,6 +182,72 @@ static void test_reply_urls_stay_on_the_providers_hosts(void **state)
     assert_false(provider__url_allowed(bfl, "ftp://cdn.example/x.png", 0));
 }
 
+/* Where a download may connect: public addresses only (with a real, https provider). */
+static int v4(const char *ip)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    assert_int_equal(inet_pton(AF_INET, ip, &a.sin_addr), 1);
+    return provider__addr_is_public((struct sockaddr *)&a);
+}
+
+static int v6(const char *ip)
+{
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6};
+    assert_int_equal(inet_pton(AF_INET6, ip, &a.sin6_addr), 1);
+    return provider__addr_is_public((struct sockaddr *)&a);
+}
+
+static void test_downloads_reach_public_addresses_only(void **state)
+{
+    (void)state;
+    static const char *const private4[] = {
+        "127.0.0.1",  "10.1.2.3", "172.16.0.1", "172.31.255.255",  "192.168.1.1", "169.254.169.254",
+        "100.64.0.1", "0.0.0.0",  "224.0.0.1",  "255.255.255.255", "198.18.0.1",  "192.0.0.8"};
+    for (size_t i = 0; i < sizeof(private4) / sizeof(private4[0]); i++)
+        assert_false(v4(private4[i]));
+    static const char *const public4[] = {"8.8.8.8",     "1.1.1.1",     "172.32.0.1",
+                                          "100.128.0.1", "169.253.1.1", "203.0.114.1"};
+    for (size_t i = 0; i < sizeof(public4) / sizeof(public4[0]); i++)
+        assert_true(v4(public4[i]));
+    static const char *const private6[] = {
+        "::1",          "::",      "fe80::1",          "fc00::1",
+        "fd12:3456::1", "ff02::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254",
+        "fec0::1"};
+    for (size_t i = 0; i < sizeof(private6) / sizeof(private6[0]); i++)
+        assert_false(v6(private6[i]));
+    assert_true(v6("2606:4700:4700::1111"));
+    assert_true(v6("::ffff:8.8.8.8"));
+}
+
+static void on_refused(provider_http_resp_t *r, void *data)
+{
+    *(char **)data = strdup(r->curl_code ? r->curl_msg : "connected");
+}
+
+/* A public_only transfer to a private address never connects, and says why. */
+static void test_a_public_only_transfer_refuses_a_private_address(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    provider_http_t *h = provider__http_new(&loop, NULL);
+    assert_non_null(h);
+    char *msg = NULL;
+    provider_http_req_t req = {.method = "GET",
+                               .url = "http://127.0.0.1:9/secret",
+                               .timeout_ms = 5000,
+                               .connect_timeout_ms = 5000,
+                               .public_only = 1};
+    provider__http_start(h, &req, on_refused, &msg);
+    while (msg == NULL)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_non_null(strstr(msg, "refused to connect to 127.0.0.1: not a public address"));
+    free(msg);
+    provider__http_close(h, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -190,6 +259,8 @@ int main(void)
         cmocka_unit_test(test_sniff_and_error_bodies),
         cmocka_unit_test(test_breaker_state_machine),
         cmocka_unit_test(test_reply_urls_stay_on_the_providers_hosts),
+        cmocka_unit_test(test_downloads_reach_public_addresses_only),
+        cmocka_unit_test(test_a_public_only_transfer_refuses_a_private_address),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
