@@ -543,7 +543,8 @@ static int user_event_id_ok(const char *s)
     uv_timeval64_t now;
     if (uv_gettimeofday(&now) != 0)
         return 1;
-    return ms <= (unsigned long long)now.tv_sec * 1000ULL + USER_CURSOR_AHEAD_MS;
+    return ms <= (unsigned long long)now.tv_sec * 1000ULL + (unsigned long long)now.tv_usec / 1000 +
+                     USER_CURSOR_AHEAD_MS;
 }
 
 static void on_generation_stream(gf_http_req_t *req, void *data)

@@ -218,8 +218,8 @@ static int etag_matches(const char *inm, const char *etag)
     size_t n = strlen(etag);
     for (const char *p = inm; p && *p;) {
         p += strspn(p, " \t,");
-        if (*p == '*')
-            return 1;
+        if (*p == '*') /* only as the whole value */
+            return p == inm + strspn(inm, " \t") && p[1 + strspn(p + 1, " \t")] == '\0';
         if (strncmp(p, "W/", 2) == 0)
             p += 2;
         size_t len = strcspn(p, ",");

@@ -283,7 +283,8 @@ static int hex_value(char c)
     return -1;
 }
 
-/* A new copy of s[0..n) with %XX decoded; NULL when an escape is bad or decodes to NUL. */
+/* A new copy of s[0..n) with %XX decoded; NULL when an escape is bad or decodes to a
+ * control character (the raw value's are refused too). */
 static char *url_decode(const char *s, size_t n)
 {
     char *out = gf_xmalloc(n + 1), *o = out;
@@ -294,7 +295,7 @@ static char *url_decode(const char *s, size_t n)
         }
         int a = i + 2 < n ? hex_value(s[i + 1]) : -1;
         int b = i + 2 < n ? hex_value(s[i + 2]) : -1;
-        if (a < 0 || b < 0 || (a == 0 && b == 0)) {
+        if (a < 0 || b < 0 || a * 16 + b < 0x20 || a * 16 + b == 0x7f) {
             free(out);
             return NULL;
         }

@@ -244,11 +244,9 @@ static char *redact_patterns(const char *in)
     return b.p;
 }
 
-char *gf_log_redact(const char *in)
+/* Replaces every registered secret in `out` (freed) by [redacted]; returns the new text. */
+static char *redact_secrets(char *out)
 {
-    /* The registered secrets first: a pattern could mask only part of one,
-     * and what is left would no longer match it. */
-    char *out = gf_xstrdup(in);
     for (int i = 0; i < log_nsecrets; i++) {
         const char *sec = log_secrets[i];
         size_t n = strlen(sec);
@@ -265,9 +263,18 @@ char *gf_log_redact(const char *in)
         free(out);
         out = b.p;
     }
+    return out;
+}
+
+char *gf_log_redact(const char *in)
+{
+    /* The registered secrets first: a pattern could mask only part of one,
+     * and what is left would no longer match it. And again after: a pattern
+     * that drops a value can join what was around it into a secret. */
+    char *out = redact_secrets(gf_xstrdup(in));
     char *masked = redact_patterns(out);
     free(out);
-    return masked;
+    return redact_secrets(masked);
 }
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};

@@ -292,9 +292,14 @@ static void conn_setup(queue__conn_t *c)
     queue_t *q = c->q;
     c->setup_pending = 0;
     /* Commands queued now go out, in order, as soon as the connection is up. */
+    /* AUTH [user] password: with a user, Redis 6's ACL user (else "default"). */
     if (q->url.password && q->url.password[0]) {
         c->setup_pending++;
-        redisAsyncCommand(ac, on_setup_reply, "AUTH", "AUTH %s", q->url.password);
+        if (q->url.user && q->url.user[0])
+            redisAsyncCommand(ac, on_setup_reply, "AUTH", "AUTH %s %s", q->url.user,
+                              q->url.password);
+        else
+            redisAsyncCommand(ac, on_setup_reply, "AUTH", "AUTH %s", q->url.password);
     }
     if (c->subscriber) {
         sub_subscribe(c, q->probe_channel);

@@ -82,6 +82,8 @@ static int setup(queue_sync_t *qs, gf_err_t *err)
     queue__cmd_t cmd;
     if (qs->url.password && qs->url.password[0]) {
         queue__cmd_plain(&cmd, "AUTH");
+        if (qs->url.user && qs->url.user[0])
+            queue__cmd_str(&cmd, qs->url.user); /* Redis 6's ACL user */
         queue__cmd_str(&cmd, qs->url.password);
         redisReply *r = run(qs, &cmd);
         int rc = queue__reply_check(r, err);

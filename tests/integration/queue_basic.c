@@ -606,6 +606,35 @@ static void test_old_function_libraries_are_listed_and_pruned(void **state)
     assert_int_equal(farm_cli(out, sizeof(out), "queue-libraries --bogus"), 2);
 }
 
+/* A Redis ACL user with a %-escaped password: both clients log in as that user. */
+static void test_a_redis_acl_user_logs_in(void **state)
+{
+    (void)state;
+    assert_int_equal(qt_redis_ok("ACL SETUSER farmq on >p@ss:w0rd ~* &* +@all"), 1);
+    char url[160], bad[160];
+    snprintf(url, sizeof(url), "FARM_REDIS_URL=redis://farmq:p%%40ss%%3aw0rd@127.0.0.1:%s/0",
+             ts_env("FARM_TEST_REDIS_PORT"));
+    snprintf(bad, sizeof(bad), "FARM_REDIS_URL=redis://farmq:wrong@127.0.0.1:%s/0",
+             ts_env("FARM_TEST_REDIS_PORT"));
+    const char *ok_env[] = {url, NULL}, *bad_env[] = {bad, NULL};
+    gf_config_t *cfg = qt_cfg(ok_env);
+    gf_err_t err = {0};
+    queue_sync_t *qs = queue_sync_new(cfg, &err);
+    if (qs == NULL)
+        fail_msg("queue_sync_new as farmq: %s", err.msg);
+    queue_stats_t st;
+    assert_int_equal(queue_sync_stats(qs, &st, NULL), 0);
+    queue_stats_dispose(&st);
+    queue_sync_free(qs);
+    gf_cfg_free(cfg);
+    cfg = qt_cfg(bad_env);
+    qs = queue_sync_new(cfg, &err);
+    assert_null(qs);
+    assert_null(strstr(err.msg, "wrong"));
+    gf_cfg_free(cfg);
+    assert_int_equal(qt_redis_int("ACL DELUSER farmq"), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -627,6 +656,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_events_are_numbered_and_resumable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_position_counts_turns_across_users, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_dead_letter_list_retry_purge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_redis_acl_user_logs_in, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_function_libraries_are_listed_and_pruned, setup,
                                         teardown),
     };

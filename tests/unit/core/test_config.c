@@ -507,7 +507,9 @@ static void test_url_with_user_password_host_port_path(void **state)
     assert_string_equal(u.path, "");
     gf_url_dispose(&u);
     static const char *const bad_escapes[] = {"redis://u:p%4@h", "redis://u:p%@h",
-                                              "redis://u:p%zz@h", "redis://u%00:p@h"};
+                                              "redis://u:p%zz@h", "redis://u%00:p@h",
+                                              /* an escaped control character is one too */
+                                              "redis://:pw%0d%0aQUIT@h", "redis://u%7f:p@h"};
     for (size_t i = 0; i < sizeof(bad_escapes) / sizeof(bad_escapes[0]); i++)
         assert_int_equal(gf_url_parse(bad_escapes[i], &u, NULL), GF_EINVAL);
 }

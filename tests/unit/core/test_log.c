@@ -196,6 +196,11 @@ static void test_registered_secrets_go_before_patterns(void **state)
     char *out = gf_log_redact("FARM_DATABASE_URL=postgresql://farm:p@ssw0rdtail@db/farm refused");
     assert_null(strstr(out, "ssw0rd"));
     free(out);
+    /* A pattern that drops a value must not join what surrounds it into a secret. */
+    gf_log_add_secret("key=&x");
+    out = gf_log_redact("key=:&x");
+    assert_null(strstr(out, "key=&x"));
+    free(out);
     gf_log_add_secret("pa/ss@word");
     out = gf_log_redact("postgresql://farm:pa/ss@word@db/farm");
     assert_null(strstr(out, "ss@word"));
