@@ -96,8 +96,8 @@ static void test_readyz_follows_redis_down_and_back(void **state)
     assert_true(wait_ready(200, NULL, 20));
 }
 
-/* A generation asked for while Postgres is down: 503, nothing held. */
-static void expect_post_unavailable(void)
+/* POST /v1/generations with `body` as a new pro user. */
+static ts_http_t post_generation(const char *body)
 {
     char user[37], url[128], auth[1024];
     gf_uuid4(user);
@@ -106,12 +106,18 @@ static void expect_post_unavailable(void)
     snprintf(url, sizeof(url), "%s/v1/generations", base);
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
     const char *h[] = {auth, "Content-Type: application/json", NULL};
-    const char *body = "{\"kind\":\"avatar\",\"prompt\":\"a fox\"}";
     ts_http_t r = ts_http("POST", url, h, body, strlen(body));
+    free(tok);
+    return r;
+}
+
+/* A generation asked for while Postgres is down: 503, nothing held. */
+static void expect_post_unavailable(void)
+{
+    ts_http_t r = post_generation("{\"kind\":\"avatar\",\"prompt\":\"a fox\"}");
     assert_int_equal(r.status, 503);
     assert_non_null(strstr(r.body, "\"code\":\"unavailable\""));
     ts_http_dispose(&r);
-    free(tok);
 }
 
 static void test_readyz_follows_postgres_down_and_back(void **state)
@@ -148,18 +154,9 @@ static void test_metrics_count_requests_by_route_and_status(void **state)
 static void test_metrics_show_the_queue_and_the_credits(void **state)
 {
     (void)state;
-    char user[37], url[128], auth[1024];
-    gf_uuid4(user);
-    api_claims_t c = {.sub = user, .plan = "pro", .ttl_s = 600};
-    char *tok = api_token_issue("ops-secret-0123456789", &c, NULL);
-    snprintf(url, sizeof(url), "%s/v1/generations", base);
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
-    const char *h[] = {auth, "Content-Type: application/json", NULL};
-    const char *body = "{\"kind\":\"avatar\",\"prompt\":\"a fox\",\"count\":2}";
-    ts_http_t r = ts_http("POST", url, h, body, strlen(body));
+    ts_http_t r = post_generation("{\"kind\":\"avatar\",\"prompt\":\"a fox\",\"count\":2}");
     assert_int_equal(r.status, 202);
     ts_http_dispose(&r);
-    free(tok);
     /* No worker runs here: the job stays queued and its 2 x 10 credits held. */
     int seen = 0;
     for (double end = ts_now() + 25; !seen && ts_now() < end; usleep(200 * 1000)) {
