@@ -91,6 +91,9 @@ void api__sign_outputs(api_t *api, json_t *gen);
  * `?status=&kind=&limit=&cursor=`, and clients send unset filters so). */
 const char *api__query(gf_http_req_t *req, const char *name);
 
+/* api__json with jansson's dump `flags` (JSON_COMPACT, and a real precision). */
+void api__json_flags(gf_http_req_t *req, int status, json_t *body, size_t flags);
+
 /* True when the request's body is declared application/json; else answers 415. */
 int api__body_is_json(gf_http_req_t *req);
 

@@ -84,7 +84,10 @@ static void on_upload_recorded(store_t *st, store_call_t *call, void *data)
     if (call->status < 0) {
         api__fail(f->req, call->status, &call->err);
         f->req = NULL;
-        if (queue_work(f, upload_remove_work, upload_remove_done) == 0)
+        /* Not after a timeout: the INSERT may still commit, and a row must not
+         * name a file that is gone (an orphan file is the lesser harm). */
+        if (call->status != GF_ETIMEDOUT &&
+            queue_work(f, upload_remove_work, upload_remove_done) == 0)
             return;
     } else {
         api__json(f->req, 201,
@@ -326,8 +329,13 @@ static void on_presets(gf_http_req_t *req, void *data)
                               json_pack("{s:s, s:i, s:i, s:s}", "name", e->name, "width", e->width,
                                         "height", e->height, "format", img_format_name(e->format)));
     }
-    api__json(req, 200,
-              json_pack("{s:o, s:o, s:o}", "styles", styles, "poses", poses, "exports", exports));
+    /* 15 significant digits: a keypoint reads as the file writes it (0.135, not
+     * 0.13500000000000001). Only here: elsewhere, data the user sent goes back
+     * with every digit it had. */
+    api__json_flags(
+        req, 200,
+        json_pack("{s:o, s:o, s:o}", "styles", styles, "poses", poses, "exports", exports),
+        JSON_COMPACT | JSON_REAL_PRECISION(15));
 }
 
 static void pose_map_work(uv_work_t *w)

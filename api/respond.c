@@ -26,9 +26,12 @@ static void security_headers(gf_http_req_t *req)
 
 void api__json(gf_http_req_t *req, int status, json_t *body)
 {
-    /* 15 significant digits: every double we send reads as written (0.135, not
-     * 0.13500000000000001). */
-    char *text = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    api__json_flags(req, status, body, JSON_COMPACT);
+}
+
+void api__json_flags(gf_http_req_t *req, int status, json_t *body, size_t flags)
+{
+    char *text = json_dumps(body, flags);
     json_decref(body);
     security_headers(req);
     gf_http_respond(req, status, "application/json; charset=utf-8", text ? text : "{}",
@@ -197,15 +200,21 @@ json_t *api__signed_url(api_t *api, const char *prefix, const char *key)
 int api__signature_ok(api_t *api, gf_http_req_t *req, const char *key, long *seconds_left)
 {
     const char *exp_s = gf_http_req_query(req, "exp"), *sig = gf_http_req_query(req, "sig");
-    long exp = exp_s ? strtol(exp_s, NULL, 10) : 0;
+    /* exp: 1 to 18 digits, nothing else (strtol would clamp a longer one). */
+    size_t n = exp_s ? strlen(exp_s) : 0;
+    if (n == 0 || n > 18 || strspn(exp_s, "0123456789") != n)
+        return 0;
+    long exp = strtol(exp_s, NULL, 10);
     if (sig == NULL || exp <= (long)time(NULL) || strlen(sig) != 64 || !api->cfg->file_secret ||
         !api->cfg->file_secret[0])
         return 0;
     char want[65] = "";
     api__file_sig(api->cfg->file_secret, key, exp, want);
+    if (CRYPTO_memcmp(want, sig, 64) != 0)
+        return 0;
     if (seconds_left)
         *seconds_left = exp - (long)time(NULL);
-    return CRYPTO_memcmp(want, sig, 64) == 0;
+    return 1;
 }
 
 void api__sign_outputs(api_t *api, json_t *gen)

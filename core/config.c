@@ -2,7 +2,7 @@
  * core/config.c - the configuration table and its loader.
  *
  * Invariant: every FARM_* setting the code reads is a row here, with its bounds;
- * no module hard-codes a limit or calls getenv() for one. (providers/fetch.c
+ * no module hard-codes a limit or calls getenv() for one. (providers/http.c
  * looks whether libcurl's own proxy variables are set.)
  */
 #include "config.h"

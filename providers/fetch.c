@@ -93,6 +93,12 @@ static void on_download(provider_http_resp_t *r, void *data)
                             c->p->cfg->provider_max_image_bytes);
         return;
     }
+    /* A private address is the reply's doing, not the network's: no retry, no
+     * other provider (that would pay for the image again). */
+    if (r->refused) {
+        provider__call_fail(c, PROVIDER_F_PROTOCOL, 0, "downloading the result: %s", r->curl_msg);
+        return;
+    }
     provider_fault f = provider__classify(r->curl_code, r->status, r->body, r->len);
     if (f == PROVIDER_F_NONE) {
         const char *mime = provider__sniff_image((const unsigned char *)r->body, r->len);
@@ -112,24 +118,6 @@ static void on_download(provider_http_resp_t *r, void *data)
         return;
     provider__call_fail(c, f, r->status, "downloading the result failed: %s",
                         r->curl_code ? r->curl_msg : "bad status");
-}
-
-/*
- * Whether libcurl will go through a proxy (it reads these itself). The
- * address a transfer then dials is the proxy's, often a private one, so the
- * public-address check would refuse every download: behind a proxy, the
- * proxy is where egress is controlled. (Not FARM_ settings: libcurl's own.)
- */
-static int proxy_in_env(void)
-{
-    static const char *const names[] = {"https_proxy", "HTTPS_PROXY", "http_proxy",
-                                        "all_proxy",   "ALL_PROXY",   NULL};
-    for (int i = 0; names[i]; i++) {
-        const char *v = getenv(names[i]);
-        if (v != NULL && *v != '\0')
-            return 1;
-    }
-    return 0;
 }
 
 void provider__fetch_image(provider_call_t *c)
@@ -153,8 +141,7 @@ void provider__fetch_image(provider_call_t *c)
     provider_http_req_t req = {.method = "GET",
                                .url = c->image_url,
                                .headers = headers,
-                               .public_only = strncasecmp(c->a->base_url, "https://", 8) == 0 &&
-                                              !proxy_in_env()};
+                               .public_only = strncasecmp(c->a->base_url, "https://", 8) == 0};
     provider__http_defaults(c, &req, (uint64_t)cfg->provider_download_timeout_s * 1000);
     provider__call_http(c, &req, on_download);
 }

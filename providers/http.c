@@ -271,12 +271,34 @@ int provider__addr_is_public(const struct sockaddr *sa)
         return 0;
     const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
     const uint8_t *b = a->s6_addr;
-    if (IN6_IS_ADDR_V4MAPPED(a) || IN6_IS_ADDR_V4COMPAT(a))
+    /* Forms that carry an IPv4 address: mapped, compatible, NAT64 (64:ff9b::/96, a
+     * gateway dials the v4 address) and 6to4 (2002:AABB:CCDD::/48). */
+    static const uint8_t nat64[12] = {0x00, 0x64, 0xff, 0x9b};
+    if (IN6_IS_ADDR_V4MAPPED(a) || IN6_IS_ADDR_V4COMPAT(a) || memcmp(b, nat64, 12) == 0)
         return v4_is_public((uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 |
                             b[15]);
+    if (b[0] == 0x20 && b[1] == 0x02)
+        return v4_is_public((uint32_t)b[2] << 24 | (uint32_t)b[3] << 16 | (uint32_t)b[4] << 8 |
+                            b[5]);
     return !(IN6_IS_ADDR_UNSPECIFIED(a) || IN6_IS_ADDR_LOOPBACK(a) || IN6_IS_ADDR_LINKLOCAL(a) ||
              IN6_IS_ADDR_SITELOCAL(a) || IN6_IS_ADDR_MULTICAST(a) ||
              (b[0] & 0xFE) == 0xFC); /* fc00::/7, unique local */
+}
+
+/*
+ * Whether libcurl sends https through a proxy: it reads these itself (not
+ * FARM_ settings). http_proxy does not count: libcurl never uses it for https.
+ */
+static int https_proxy_in_env(void)
+{
+    static const char *const names[] = {"https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+                                        NULL};
+    for (int i = 0; names[i]; i++) {
+        const char *v = getenv(names[i]);
+        if (v != NULL && *v != '\0')
+            return 1;
+    }
+    return 0;
 }
 
 /* CURLOPT_OPENSOCKETFUNCTION of a public_only transfer: no socket to a private address. */
@@ -388,9 +410,10 @@ static void check_multi_info(provider_http_t *h)
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
         x->resp.curl_code = (int)msg->data.result;
         curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->resp.status);
-        if (x->resp.curl_code != CURLE_OK && x->refused[0])
+        if (x->resp.curl_code == CURLE_COULDNT_CONNECT && x->refused[0]) {
             snprintf(x->resp.curl_msg, sizeof(x->resp.curl_msg), "%s", x->refused);
-        else if (x->resp.curl_code != CURLE_OK && x->resp.curl_msg[0] == '\0')
+            x->resp.refused = 1;
+        } else if (x->resp.curl_code != CURLE_OK && x->resp.curl_msg[0] == '\0')
             snprintf(x->resp.curl_msg, sizeof(x->resp.curl_msg), "%s",
                      curl_easy_strerror(msg->data.result));
         /* Detach from the multi before the callback, so it may start new transfers. */
@@ -426,7 +449,9 @@ provider_xfer_t *provider__http_start(provider_http_t *h, const provider_http_re
     curl_easy_setopt(e, CURLOPT_FAILONERROR, 0L);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    if (req->public_only) {
+    if (req->public_only && https_proxy_in_env()) {
+        curl_easy_setopt(e, CURLOPT_NOPROXY, "");
+    } else if (req->public_only) {
         curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_public);
         curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x);
     }

@@ -38,7 +38,10 @@ typedef struct {
     long low_speed_time_s;       /* abort below 1 byte/s over this long */
     size_t max_bytes;            /* a longer body fails with too_big */
     /* Connect only to public addresses, checked on the address actually
-     * dialed (after DNS, so a rebinding name cannot get round it). */
+     * dialed (after DNS, so a rebinding name cannot get round it). Behind an
+     * https proxy (https_proxy or all_proxy, which libcurl follows) the proxy
+     * is dialed instead: then every such transfer goes through it (no_proxy
+     * is not honoured) and egress is the proxy's to control. */
     int public_only;
 } provider_http_req_t;
 
@@ -50,6 +53,7 @@ typedef struct {
     char *body;  /* NUL-terminated (the NUL is not counted in len) */
     size_t len;
     int too_big;
+    int refused;    /* a public_only transfer found only private addresses (curl_msg says which) */
     char **headers; /* "name: value" of the last response, lower-case names */
     size_t nheaders;
 } provider_http_resp_t;

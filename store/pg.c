@@ -393,10 +393,24 @@ static int req_submit(store_t *st, store_req_t *rq, uint64_t timeout_ms)
  * unknown option, or a bad sslmode. Refused at start instead of by every
  * connection attempt for ever.
  */
+/* The options of libpq 15 whose value it checks only when it connects: "name=a|b|c". */
+static const char *const enum_options[] = {
+    "sslmode=disable|allow|prefer|require|verify-ca|verify-full",
+    "gssencmode=disable|prefer|require", "channel_binding=disable|prefer|require",
+    "target_session_attrs=any|read-write|read-only|primary|standby|prefer-standby", NULL};
+
+/* Whether `value` is one of the '|'-separated `choices`. */
+static int one_of(const char *choices, const char *value)
+{
+    size_t n = strlen(value);
+    for (const char *p = choices; *p; p += strcspn(p, "|") + (p[strcspn(p, "|")] == '|'))
+        if (strcspn(p, "|") == n && strncmp(p, value, n) == 0)
+            return 1;
+    return 0;
+}
+
 static int url_check(const char *url, gf_err_t *err)
 {
-    static const char *const sslmodes[] = {"disable", "allow",     "prefer",
-                                           "require", "verify-ca", "verify-full"};
     char *msg = NULL, why[200];
     PQconninfoOption *opts = PQconninfoParse(url, &msg);
     if (opts == NULL) {
@@ -404,19 +418,20 @@ static int url_check(const char *url, gf_err_t *err)
         PQfreemem(msg);
         return gf_err_set(err, GF_EINVAL, "store", "FARM_DATABASE_URL: %s", why);
     }
-    int ok = 1;
-    for (PQconninfoOption *o = opts; o->keyword; o++) {
-        if (strcmp(o->keyword, "sslmode") != 0 || o->val == NULL)
-            continue;
-        ok = 0;
-        for (size_t i = 0; i < sizeof(sslmodes) / sizeof(sslmodes[0]); i++)
-            ok |= strcmp(o->val, sslmodes[i]) == 0;
+    const char *bad = NULL;
+    for (PQconninfoOption *o = opts; o->keyword && bad == NULL; o++) {
+        size_t k = strlen(o->keyword);
+        for (int i = 0; o->val != NULL && enum_options[i]; i++)
+            if (strncmp(enum_options[i], o->keyword, k) == 0 && enum_options[i][k] == '=' &&
+                !one_of(enum_options[i] + k + 1, o->val))
+                bad = enum_options[i];
     }
     PQconninfoFree(opts);
-    if (!ok)
-        return gf_err_set(err, GF_EINVAL, "store",
-                          "FARM_DATABASE_URL: sslmode must be one of disable, allow, prefer, "
-                          "require, verify-ca, verify-full");
+    if (bad != NULL) {
+        size_t k = strcspn(bad, "=");
+        return gf_err_set(err, GF_EINVAL, "store", "FARM_DATABASE_URL: %.*s must be one of %s",
+                          (int)k, bad, bad + k + 1);
+    }
     return 0;
 }
 

@@ -457,6 +457,31 @@ static void test_admin_credits(void **state)
     free(admin);
 }
 
+/* metadata comes back as sent, every digit of its numbers included. */
+static void test_metadata_comes_back_as_sent(void **state)
+{
+    (void)state;
+    char *t = au_token(NULL, "pro", NULL, NULL), id[37], path[128];
+    ts_http_t r =
+        au_call("POST", "/v1/generations", t,
+                "{\"kind\":\"avatar\",\"prompt\":\"m\",\"metadata\":{\"t\":1712345678.123456,"
+                "\"p\":0.30000000000000004,\"s\":\"x\"}}",
+                NULL);
+    assert_int_equal(r.status, 202);
+    au_id_of(&r, id);
+    ts_http_dispose(&r);
+    snprintf(path, sizeof(path), "/v1/generations/%s", id);
+    r = au_call("GET", path, t, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    json_t *g = json_loads(r.body, 0, NULL);
+    ts_http_dispose(&r);
+    json_t *m = json_object_get(g, "metadata");
+    assert_true(json_real_value(json_object_get(m, "t")) == 1712345678.123456);
+    assert_true(json_real_value(json_object_get(m, "p")) == 0.30000000000000004);
+    json_decref(g);
+    free(t);
+}
+
 /* A user whose first request is the ledger sees the welcome grant in it. */
 static void test_ledger_of_a_new_user_starts_with_the_welcome_grant(void **state)
 {
@@ -531,6 +556,7 @@ int main(void)
         cmocka_unit_test(test_list_pages_with_a_cursor),
         cmocka_unit_test(test_admin_credits),
         cmocka_unit_test(test_ledger_of_a_new_user_starts_with_the_welcome_grant),
+        cmocka_unit_test(test_metadata_comes_back_as_sent),
         cmocka_unit_test(test_admin_stats_lists_live_workers),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);

@@ -221,6 +221,9 @@ static void test_bad_config_stops_at_start_naming_the_variable(void **state)
         /* libpq refuses these only when it connects: every connection failed, for ever. */
         {OPS_SECRETS, "FARM_DATABASE_URL=postgresql://farm@127.0.0.1:1/farm?sslmode=bogus",
          "sslmode must be one of"},
+        {OPS_SECRETS,
+         "FARM_DATABASE_URL=postgresql://farm@127.0.0.1:1/farm?target_session_attrs=bogus",
+         "target_session_attrs must be one of"},
         {OPS_SECRETS, "FARM_DATABASE_URL=postgresql://farm@127.0.0.1:1/farm?colour=red",
          "FARM_DATABASE_URL: invalid URI query parameter"}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
