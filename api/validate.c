@@ -9,35 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/*
- * Whether a worker configured as this api is has the provider `name` in its
- * chain (providers/provider.c builds the chain the same way): a FARM_PROVIDER
- * named alone; in auto, FARM_PROVIDER_FALLBACK's providers that have a token,
- * or local when none has one; with the fake, the remote ones of the list.
- */
-static int provider_configured(const gf_config_t *cfg, const char *name)
-{
-    static const char *const modes[] = {"auto", "hf", "fal", "bfl", "local", "fake"};
-    const char *mode = cfg->provider >= 0 && cfg->provider < 6 ? modes[cfg->provider] : "auto";
-    if (strcmp(name, "auto") == 0)
-        return 1;
-    if (strcmp(mode, "auto") != 0 && strcmp(mode, "fake") != 0)
-        return strcmp(name, mode) == 0;
-    int hf = cfg->hf_token[0] != '\0', fal = cfg->fal_key[0] != '\0', bfl = cfg->bfl_key[0] != '\0';
-    if (strcmp(mode, "auto") == 0 && !hf && !fal && !bfl)
-        return strcmp(name, "local") == 0;
-    size_t n = strlen(name);
-    int listed = 0;
-    for (const char *f = cfg->provider_fallback; *f;
-         f += strcspn(f, ",") + (f[strcspn(f, ",")] != 0))
-        listed |= strcspn(f, ",") == n && strncmp(f, name, n) == 0;
-    if (!listed)
-        return 0;
-    if (strcmp(mode, "fake") == 0)
-        return strcmp(name, "local") != 0;
-    return strcmp(name, "local") == 0 || (strcmp(name, "hf") == 0 && hf) ||
-           (strcmp(name, "fal") == 0 && fal) || (strcmp(name, "bfl") == 0 && bfl);
-}
 static const char *const known_fields[] = {
     "kind",    "prompt",   "negative_prompt", "width",       "height",   "count",
     "seed",    "steps",    "guidance",        "style",       "identity", "poses",
@@ -194,7 +165,8 @@ static int check_misc(api_gen_req_t *g, json_t *body, const img_presets_t *prese
     v = json_object_get(body, "provider");
     if (v != NULL && !json_is_null(v) &&
         (!json_is_string(v) || json_string_length(v) > 16 ||
-         !provider_configured(cfg, json_string_value(v))))
+         (strcmp(json_string_value(v), "auto") != 0 &&
+          !gf_cfg_provider_in_chain(cfg, gf_cfg_provider_mode(cfg), json_string_value(v)))))
         return bad(g, "provider", "provider must be auto or a configured provider", NULL);
     v = json_object_get(body, "webhook_url");
     if (v != NULL && !json_is_null(v) &&

@@ -82,15 +82,6 @@ static provider_adapter_t *adapter_new(provider_t *p, const char *name, int fake
     return a;
 }
 
-static int has_token(const gf_config_t *cfg, const char *name)
-{
-    const char *t = strcmp(name, "hf") == 0    ? cfg->hf_token
-                    : strcmp(name, "fal") == 0 ? cfg->fal_key
-                    : strcmp(name, "bfl") == 0 ? cfg->bfl_key
-                                               : "local";
-    return t && *t;
-}
-
 static int chain_add(provider_t *p, const char *name, int fake, gf_err_t *err)
 {
     for (int i = 0; i < p->nchain; i++)
@@ -109,68 +100,45 @@ static int chain_add(provider_t *p, const char *name, int fake, gf_err_t *err)
     return 0;
 }
 
-/* Builds auto's chain from FARM_PROVIDER_FALLBACK, leaving out adapters with no token. */
-static int chain_auto(provider_t *p, gf_err_t *err)
+/*
+ * Builds the chain of `mode` (gf_cfg_provider_in_chain says which provider is
+ * in it): FARM_PROVIDER_FALLBACK's order, then local (auto without a token).
+ */
+static int chain_build(provider_t *p, const char *mode, gf_err_t *err)
 {
-    const char *list = p->cfg->provider_fallback ? p->cfg->provider_fallback : "";
-    int any_token = has_token(p->cfg, "hf") || has_token(p->cfg, "fal") || has_token(p->cfg, "bfl");
+    const gf_config_t *cfg = p->cfg;
+    int fake = strcmp(mode, "fake") == 0, listed = fake || strcmp(mode, "auto") == 0;
     gf_log_ctx ctx = {.component = "provider"};
-    if (!any_token) {
+    if (!listed)
+        return chain_add(p, mode, 0, err);
+    if (!fake && !cfg->hf_token[0] && !cfg->fal_key[0] && !cfg->bfl_key[0]) {
         GF_LOG(GF_LOG_WARN, &ctx,
                "no provider token is configured (FARM_HF_TOKEN, FARM_FAL_KEY, FARM_BFL_KEY): "
                "using the local offline renderer, whose images say \"local preview\"");
         return chain_add(p, "local", 0, err);
     }
-    for (const char *s = list; *s;) {
-        size_t n = strcspn(s, ", ");
-        if (n > 0) {
-            char name[16];
-            snprintf(name, sizeof(name), "%.*s", (int)n, s);
-            if (ops_by_name(name) == NULL)
-                return gf_err_set(err, GF_EINVAL, "provider",
-                                  "FARM_PROVIDER_FALLBACK names unknown provider '%s'", name);
-            if (has_token(p->cfg, name) && chain_add(p, name, 0, err) < 0)
-                return GF_EINVAL;
-        }
-        s += n;
-        while (*s == ',' || *s == ' ')
-            s++;
+    for (const char *f = cfg->provider_fallback; *f;
+         f += strcspn(f, ",") + (f[strcspn(f, ",")] != 0)) {
+        char name[16];
+        snprintf(name, sizeof(name), "%.*s", (int)strcspn(f, ","), f);
+        if (gf_cfg_provider_in_chain(cfg, mode, name) && chain_add(p, name, fake, err) < 0)
+            return GF_EINVAL;
     }
     if (p->nchain == 0)
         return gf_err_set(err, GF_EINVAL, "provider",
-                          "FARM_PROVIDER_FALLBACK lists no provider that has a token");
-    GF_LOG(GF_LOG_INFO, &ctx, "provider auto: trying %s in this order", p->chain_names);
+                          fake ? "FARM_PROVIDER=fake needs hf, fal or bfl in FARM_PROVIDER_FALLBACK"
+                               : "FARM_PROVIDER_FALLBACK lists no provider that has a token");
+    if (!fake)
+        GF_LOG(GF_LOG_INFO, &ctx, "provider auto: trying %s in this order", p->chain_names);
     return 0;
 }
 
 provider_t *provider_new(uv_loop_t *loop, const gf_config_t *cfg, const char *name, gf_err_t *err)
 {
-    static const char *names[] = {"auto", "hf", "fal", "bfl", "local", "fake"};
-    if (name == NULL)
-        name = cfg->provider >= 0 && cfg->provider < 6 ? names[cfg->provider] : "auto";
     provider_t *p = gf_xcalloc(1, sizeof(*p));
     p->loop = loop;
     p->cfg = cfg;
-    int rc;
-    if (strcmp(name, "auto") == 0) {
-        rc = chain_auto(p, err);
-    } else if (strcmp(name, "fake") == 0) {
-        /* FARM_PROVIDER_FALLBACK's remote adapters, in its order, all on the fake. */
-        rc = 0;
-        for (const char *f = cfg->provider_fallback; rc == 0 && f && *f;) {
-            size_t n = strcspn(f, ",");
-            char one[16];
-            snprintf(one, sizeof(one), "%.*s", (int)(n < sizeof(one) ? n : 0), f);
-            if (strcmp(one, "hf") == 0 || strcmp(one, "fal") == 0 || strcmp(one, "bfl") == 0)
-                rc = chain_add(p, one, 1, err);
-            f += n + (f[n] == ',');
-        }
-        if (rc == 0 && p->nchain == 0)
-            rc = gf_err_set(err, GF_EINVAL, "provider",
-                            "FARM_PROVIDER=fake needs hf, fal or bfl in FARM_PROVIDER_FALLBACK");
-    } else {
-        rc = chain_add(p, name, 0, err);
-    }
+    int rc = chain_build(p, name ? name : gf_cfg_provider_mode(cfg), err);
     if (rc == 0) {
         p->http = provider__http_new(loop, err);
         rc = p->http ? 0 : GF_EIO;
