@@ -242,8 +242,7 @@ void job__pump(job_t *j)
 /* Reads the accepted parameters into the job; GF_EINVAL when they cannot be run. */
 static int job_parse(job_t *j)
 {
-    j->params = json_loads(j->qj.payload ? j->qj.payload : "", 0, NULL);
-    json_t *p = j->params;
+    json_t *p = j->params; /* loaded by job_start */
     const char *kind = json_string_value(json_object_get(p, "kind"));
     const char *prompt = json_string_value(json_object_get(p, "prompt"));
     if (!json_is_object(p) || kind == NULL || prompt == NULL)
@@ -448,11 +447,11 @@ void job_start(worker_runner_t *r, queue_job_t *qj)
     r->njobs++;
     job_op_t *op = job__op_new(j, NULL);
     /* The provider of record: the one the request named (the only one it
-     * will use), else the chain it may use, in order. */
-    json_t *params = json_loads(j->qj.payload ? j->qj.payload : "", 0, NULL);
-    const char *named = json_string_value(json_object_get(params, "provider"));
+     * will use), else the chain it may use, in order. (Unreadable parameters
+     * are refused once the start is recorded: job_parse.) */
+    j->params = json_loads(j->qj.payload ? j->qj.payload : "", 0, NULL);
+    const char *named = json_string_value(json_object_get(j->params, "provider"));
     store_call_start(&op->call, j->qj.gen_id, (long long)j->qj.token,
                      named && strcmp(named, "auto") != 0 ? named : provider_chain(r->provider));
-    json_decref(params);
     job__op_exec(op, on_started);
 }
