@@ -104,7 +104,7 @@ static void flush(queue_t *q, queue__batch_t *b)
         argv[i] = head.argv[i];
         len[i] = head.len[i];
     }
-    int argc = QUEUE_CMD_HEAD + b->n * QUEUE_BATCH_ARITY;
+    int argc = QUEUE_CMD_HEAD + b->n * b->arity;
     for (int i = QUEUE_CMD_HEAD; i < argc; i++) {
         argv[i] = b->args.p + b->off[i - QUEUE_CMD_HEAD];
         len[i] = b->len[i - QUEUE_CMD_HEAD];
@@ -146,8 +146,10 @@ void queue__batch_init(queue_t *q)
 {
     q->batch[QUEUE_BATCH_ENQUEUE].script = QS_ENQUEUE;
     q->batch[QUEUE_BATCH_ENQUEUE].parse = queue__parse_enqueue;
+    q->batch[QUEUE_BATCH_ENQUEUE].arity = 4;
     q->batch[QUEUE_BATCH_FINISH].script = QS_FINISH;
     q->batch[QUEUE_BATCH_FINISH].parse = queue__parse_finish;
+    q->batch[QUEUE_BATCH_FINISH].arity = 5;
     uv_prepare_init(q->loop, &q->flusher);
     q->flusher.data = q;
     uv_unref((uv_handle_t *)&q->flusher);
@@ -158,8 +160,11 @@ int queue__batch_add(queue_t *q, int which, const queue__cmd_t *cmd, queue_resul
     if (q->closing || !q->cmd.ready || q->cmd.ac == NULL)
         return GF_EUNAVAIL;
     queue__batch_t *b = &q->batch[which];
-    int base = b->n * QUEUE_BATCH_ARITY;
-    for (int i = 0; i < QUEUE_BATCH_ARITY; i++) {
+    /* The command is the function's head and then this call's arguments. */
+    if (cmd->argc != QUEUE_CMD_HEAD + b->arity)
+        abort();
+    int base = b->n * b->arity;
+    for (int i = 0; i < b->arity; i++) {
         const int a = QUEUE_CMD_HEAD + i;
         b->off[base + i] = b->args.len;
         b->len[base + i] = cmd->len[a];

@@ -227,9 +227,12 @@ int queue_ping(queue_t *q, uint64_t timeout_ms, queue_ping_cb cb, void *data)
 int queue_enqueue(queue_t *q, const queue_enqueue_req_t *req, queue_result_cb cb, void *data)
 {
     queue__cmd_t cmd;
-    if (queue__cmd_enqueue(&cmd, &q->conf, req, NULL) < 0)
-        return GF_EINVAL;
-    return queue__batch_add(q, QUEUE_BATCH_ENQUEUE, &cmd, cb, data);
+    gf_buf_t d = {0};
+    int rc = GF_EINVAL;
+    if (queue__cmd_enqueue(&cmd, &q->conf, req, &d, NULL) == 0)
+        rc = queue__batch_add(q, QUEUE_BATCH_ENQUEUE, &cmd, cb, data); /* copies the arguments */
+    gf_buf_dispose(&d);
+    return rc;
 }
 
 int queue_claim(queue_t *q, const char *worker_id, int max, queue_claim_cb cb, void *data)

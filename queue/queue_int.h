@@ -111,9 +111,13 @@ int queue__parse_user_events(const redisReply *r, queue_events_t *out, gf_err_t 
 int queue__parse_dead_list(const redisReply *r, queue_dead_list_t *out, gf_err_t *err);
 int queue__parse_count(const redisReply *r, gf_err_t *err);
 
-/* Builds the command of each operation (shared by the two clients). */
+/*
+ * Builds the command of each operation (shared by the two clients). An
+ * enqueue's job data is one argument packed into `d`, which must outlive the
+ * command's sending; the caller disposes of it.
+ */
 int queue__cmd_enqueue(queue__cmd_t *cmd, const queue__conf_t *c, const queue_enqueue_req_t *req,
-                       gf_err_t *err);
+                       gf_buf_t *d, gf_err_t *err);
 void queue__cmd_finish(queue__cmd_t *cmd, const queue__conf_t *c, const char *gen_id,
                        uint64_t token, queue_outcome_t outcome, const char *detail);
 void queue__cmd_gen_events(queue__cmd_t *cmd, const queue__conf_t *c, const char *gen_id,
@@ -159,7 +163,7 @@ struct queue__conn {
 
 /* batch.c: the enqueues or finishes of one loop iteration, sent as one call. */
 #define QUEUE_BATCH_MAX   64 /* calls per FCALL */
-#define QUEUE_BATCH_ARITY 5  /* arguments per call (enqueue and finish both take 5) */
+#define QUEUE_BATCH_ARITY 5  /* the most arguments per call (enqueue takes 4, finish 5) */
 typedef int (*queue__result_parser)(const redisReply *r, queue_result_t *res, gf_err_t *err);
 /* One call waiting in a batch: whom to tell. */
 typedef struct {
@@ -170,6 +174,7 @@ typedef struct {
 typedef struct {
     queue__script script;
     queue__result_parser parse;
+    int arity; /* arguments per call */
     int n;
     queue__batch_item_t items[QUEUE_BATCH_MAX];
     size_t off[QUEUE_BATCH_MAX * QUEUE_BATCH_ARITY], len[QUEUE_BATCH_MAX * QUEUE_BATCH_ARITY];

@@ -121,36 +121,70 @@ int queue__parse_enqueue(const redisReply *r, queue_result_t *res, gf_err_t *err
     return 0;
 }
 
-static void job_fill(queue_job_t *j, const redisReply *e)
+/*
+ * One claimed job from the claim's flat list (gen, d, token, attempt): `d` is
+ * the job's fixed data as the queue stores it, "user\ntier\ndeadline\npayload"
+ * (queue__cmd_enqueue packs it), which is split here rather than in Redis. 0,
+ * or -1 when the entries are not that shape.
+ */
+static int job_fill(queue_job_t *j, const redisReply *const *e, long long lease_until)
 {
-    j->gen_id = dup_str(e->element[0]);
-    j->user_id = dup_str(e->element[1]);
-    j->tier = dup_str(e->element[2]);
-    j->payload = dup_str(e->element[3]);
-    j->token = (uint64_t)num(e->element[4]);
-    j->attempt = (int)num(e->element[5]);
-    j->deadline_ms = num(e->element[6]);
-    j->lease_until = num(e->element[7]);
+    if (e[0]->type != REDIS_REPLY_STRING || e[1]->type != REDIS_REPLY_STRING ||
+        e[2]->type != REDIS_REPLY_INTEGER || e[3]->type != REDIS_REPLY_INTEGER)
+        return -1;
+    const char *d = e[1]->str, *end = d + e[1]->len, *nl[3];
+    const char *p = d;
+    for (int i = 0; i < 3; i++) {
+        nl[i] = memchr(p, '\n', (size_t)(end - p));
+        if (nl[i] == NULL)
+            return -1;
+        p = nl[i] + 1;
+    }
+    if (nl[0] == d || nl[1] == nl[0] + 1)
+        return -1; /* no user or no tier */
+    long long dl = 0;
+    for (p = nl[1] + 1; p < nl[2]; p++) {
+        if (*p < '0' || *p > '9' || dl > (INT64_MAX - 9) / 10)
+            return -1;
+        dl = dl * 10 + (*p - '0');
+    }
+    if (p == nl[1] + 1)
+        return -1; /* an empty deadline */
+    j->gen_id = dup_str(e[0]);
+    j->user_id = gf_xstrndup(d, (size_t)(nl[0] - d));
+    j->tier = gf_xstrndup(nl[0] + 1, (size_t)(nl[1] - nl[0] - 1));
+    j->payload = gf_xstrndup(nl[2] + 1, (size_t)(end - nl[2] - 1));
+    j->token = (uint64_t)e[2]->integer;
+    j->attempt = (int)e[3]->integer;
+    j->deadline_ms = dl;
+    j->lease_until = lease_until;
+    return 0;
 }
 
 int queue__parse_claim(const redisReply *r, queue_claim_t *out, gf_err_t *err)
 {
     memset(out, 0, sizeof(*out));
-    if (!is_arr(r, 2) || r->element[0]->type != REDIS_REPLY_ARRAY ||
-        r->element[1]->type != REDIS_REPLY_ARRAY)
+    if (!is_arr(r, 3) || r->element[0]->type != REDIS_REPLY_ARRAY ||
+        r->element[1]->type != REDIS_REPLY_ARRAY || r->element[2]->type != REDIS_REPLY_INTEGER)
         return BAD_REPLY(err, "claim");
     const redisReply *jobs = r->element[0], *exp = r->element[1];
-    for (size_t i = 0; i < jobs->elements; i++)
-        if (!is_arr(jobs->element[i], 8))
-            return BAD_REPLY(err, "claim");
+    if (jobs->elements % 4 != 0)
+        return BAD_REPLY(err, "claim");
     for (size_t i = 0; i < exp->elements; i++)
         if (!is_arr(exp->element[i], 2))
             return BAD_REPLY(err, "claim");
-    if (jobs->elements) {
-        out->jobs = gf_xcalloc(jobs->elements, sizeof(*out->jobs));
-        for (size_t i = 0; i < jobs->elements; i++)
-            job_fill(&out->jobs[i], jobs->element[i]);
-        out->n_jobs = jobs->elements;
+    size_t n = jobs->elements / 4;
+    if (n) {
+        out->jobs = gf_xcalloc(n, sizeof(*out->jobs));
+        for (size_t i = 0; i < n; i++) {
+            if (job_fill(&out->jobs[i], (const redisReply *const *)jobs->element + 4 * i,
+                         r->element[2]->integer) < 0) {
+                out->n_jobs = i;
+                queue_claim_dispose(out);
+                return BAD_REPLY(err, "claim");
+            }
+        }
+        out->n_jobs = n;
     }
     if (exp->elements) {
         out->expired = gf_xcalloc(exp->elements, sizeof(*out->expired));

@@ -173,18 +173,26 @@ static int id_ok(const char *s)
 }
 
 int queue__cmd_enqueue(queue__cmd_t *cmd, const queue__conf_t *c, const queue_enqueue_req_t *req,
-                       gf_err_t *err)
+                       gf_buf_t *d, gf_err_t *err)
 {
     if (!id_ok(req->gen_id) || !id_ok(req->user_id) || !id_ok(req->tier))
         return gf_err_set(err, GF_EINVAL, "queue", "enqueue: a bad generation, user or tier id");
     if (req->deadline_ms < 0)
         return gf_err_set(err, GF_EINVAL, "queue", "enqueue: a negative deadline");
+    /*
+     * The job's fixed data as the queue stores it (field 'd', common.lua):
+     * packed here, so the payload passes through Redis's Lua once. Lua hashes
+     * every byte of every string it makes, so each copy made there costs in
+     * proportion to the payload.
+     */
+    d->len = 0;
+    gf_buf_printf(d, "%s\n%s\n%lld\n", req->user_id, req->tier, (long long)req->deadline_ms);
+    gf_buf_puts(d, req->payload ? req->payload : "{}");
     queue__cmd_script(cmd, c, QS_ENQUEUE);
     queue__cmd_str(cmd, req->gen_id);
     queue__cmd_str(cmd, req->user_id);
     queue__cmd_str(cmd, req->tier);
-    queue__cmd_str(cmd, req->payload ? req->payload : "{}");
-    queue__cmd_int(cmd, req->deadline_ms);
+    cmd_push(cmd, d->p, d->len);
     return 0;
 }
 

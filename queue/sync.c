@@ -213,9 +213,12 @@ int queue_sync_enqueue(queue_sync_t *qs, const queue_enqueue_req_t *req, queue_r
                        gf_err_t *err)
 {
     queue__cmd_t cmd;
-    if (queue__cmd_enqueue(&cmd, &qs->conf, req, err) < 0)
-        return GF_EINVAL;
-    return call_result(qs, &cmd, parse_first_enqueue, res, err);
+    gf_buf_t d = {0};
+    int rc = GF_EINVAL;
+    if (queue__cmd_enqueue(&cmd, &qs->conf, req, &d, err) == 0)
+        rc = call_result(qs, &cmd, parse_first_enqueue, res, err);
+    gf_buf_dispose(&d);
+    return rc;
 }
 
 int queue_sync_claim(queue_sync_t *qs, const char *worker_id, int max, queue_claim_t *out,

@@ -6,10 +6,9 @@
 -- ended, {-2} for an unknown one.
 local g = ARGV[B + 1]
 local jk = jkey(g)
-local f = redis.call('HMGET', jk, 's', 'd', 'n')
+local f = redis.call('HMGET', jk, 's', 'u', 'n', 't')
 if not f[1] then return {-2} end
-local s = f[1]
-local u, tier = job_unpack(f[2])
+local s, u, tier = f[1], f[2], f[4]
 if s == 'queued' then
     local qk = qkey(tier, u)
     redis.call('LREM', qk, 1, g)
@@ -24,5 +23,5 @@ elseif s == 'running' then
 else
     return {0, s}
 end
-terminal(g, u, tonumber(f[3]), 'canceled', '{}')
+terminal(g, jk, u, tonumber(f[3]), 'canceled', '{}')
 return {1, 'canceled'}

@@ -1,45 +1,55 @@
 -- claim: ARGV[B+1] how many jobs (N), [B+2] worker id.
--- Returns {jobs, expired}: jobs is a list of {gen, user, tier, payload, token,
--- attempt, deadline, lease_until}; expired lists {gen, user} of jobs whose
--- start deadline passed (terminal now, their credits to be released).
+-- Returns {jobs, expired, lease_until}: jobs is flat, four entries per job:
+-- gen, its 'd' field as stored (user, tier, deadline and payload, one per
+-- line: the client splits it, which Redis then need not do),
+-- token, attempt; expired lists {gen, user} of jobs whose start deadline
+-- passed (terminal now, their credits to be released); lease_until (unix ms)
+-- is every lease's end.
 --
 -- Order of service: leases that expired (a crashed or stalled holder) are
 -- handed out again first, at once; then retries whose backoff is over go back
 -- to the front of their user queues; then ready jobs, tier by smooth weighted
 -- round robin and user by round robin within the tier.
 local want, wid = tonumber(ARGV[B + 1]), ARGV[B + 2]
-local jobs, expired, leases = {}, {}, {}
+-- The leases start with a sentinel (score +inf, so no claim ever sees it as
+-- expired; its name has spaces, which no generation id has). Longer than
+-- 64 bytes, it keeps the sorted set out of Redis's listpack encoding, where
+-- every ZADD and ZREM scans all the leases: with a hundred jobs in flight
+-- that was the most expensive command of a claim.
+local jobs, expired, leases = {}, {}, {'inf', LEASES_SENTINEL}
+local got = 0 -- jobs leased (#jobs / 4)
 local lk = P .. 'leases'
 local until_ms = NOW + LEASE_MS
 local until_s = tostring(until_ms)
 
--- Leases job g (its 'd' field unpacked, its token and attempts so far) to
--- this worker; the lease itself goes into the leases zset with the others at
--- the end.
-local function lease(g, u, tier, dl, payload, tok, att)
+-- Leases job g (its hash, 'd' field, token and attempts so far) to this
+-- worker; the lease itself goes into the leases zset with the others at the
+-- end.
+local function lease(g, jk, d, tok, att)
     tok, att = (tonumber(tok) or 0) + 1, (tonumber(att) or 0) + 1
-    redis.call('HSET', jkey(g), 's', 'running', 'w', wid, 'tok', tostring(tok), 'att', tostring(att))
-    leases[#leases + 1] = until_s
-    leases[#leases + 1] = g
-    jobs[#jobs + 1] = {g, u, tier, payload, tok, att, dl, until_ms}
+    redis.call('HSET', jk, 's', 'running', 'w', wid, 'tok', num(tok), 'att', num(att))
+    local k = #leases
+    leases[k + 1], leases[k + 2] = until_s, g
+    k = got * 4
+    jobs[k + 1], jobs[k + 2], jobs[k + 3], jobs[k + 4] = g, d, tok, att
+    got = got + 1
 end
 
 -- 1. Expired leases.
 for _, g in ipairs(redis.call('ZRANGEBYSCORE', lk, '-inf', NOWS, 'LIMIT', 0, want)) do
     local jk = jkey(g)
     local rc = redis.call('HINCRBY', jk, 'rc', 1)
-    local f = redis.call('HMGET', jk, 'd', 'tok', 'att', 'cx', 'n')
-    local u, tier, dl, payload = job_unpack(f[1])
+    local f = redis.call('HMGET', jk, 'd', 'tok', 'att', 'cx', 'n', 'u')
     if f[4] == '1' then
         -- Its holder died after a cancel: nothing left to run.
         redis.call('ZREM', lk, g)
-        terminal(g, u, tonumber(f[5]), 'canceled', '{}')
+        terminal(g, jk, f[6], tonumber(f[5]), 'canceled', '{}')
     elseif rc > MAX_RECLAIMS then
         redis.call('ZREM', lk, g)
-        dead_letter(g, u, tonumber(f[5]),
+        dead_letter(g, jk, f[6], tonumber(f[5]),
             'lease expired ' .. rc .. ' times without a heartbeat (poison job)')
     else
-        lease(g, u, tier, dl, payload, f[2], f[3])
+        lease(g, jk, f[1], f[2], f[3])
     end
 end
 
@@ -48,14 +58,14 @@ local dk = P .. 'delayed'
 for _, g in ipairs(redis.call('ZRANGEBYSCORE', dk, '-inf', NOWS, 'LIMIT', 0, 256)) do
     redis.call('ZREM', dk, g)
     local jk = jkey(g)
-    local u, tier = job_unpack(redis.call('HGET', jk, 'd'))
+    local f = redis.call('HMGET', jk, 'u', 't')
     redis.call('HSET', jk, 's', 'queued')
-    ready_again(g, u, tier)
+    ready_again(g, f[1], f[2])
 end
 
 -- 3. Ready jobs. The weighted round robin state (nginx's smooth WRR) lives in
 -- one hash so every claimer continues the same sequence.
-if #jobs < want then
+if got < want then
     local wk = P .. 'wrr'
     local cur, len, popped = {}, {}, {}
     local saved = redis.call('HMGET', wk, unpack(TIER_NAMES))
@@ -63,7 +73,7 @@ if #jobs < want then
         cur[t.name] = tonumber(saved[i]) or 0
         len[t.name] = redis.call('LLEN', rkey(t.name))
     end
-    while #jobs < want do
+    while got < want do
         local best, total = nil, 0
         for _, t in ipairs(TIERS) do
             if len[t.name] > 0 then
@@ -85,13 +95,14 @@ if #jobs < want then
             len[best] = len[best] - 1
         end
         popped[best] = (popped[best] or 0) + 1
-        local f = redis.call('HMGET', jkey(g), 'd', 'tok', 'att', 'n')
-        local _, tier, dl, payload = job_unpack(f[1])
+        local jk = jkey(g)
+        local f = redis.call('HMGET', jk, 'd', 'tok', 'att', 'n')
+        local dl = job_deadline(f[1])
         if dl > 0 and dl <= NOW and (tonumber(f[3]) or 0) == 0 then
-            terminal(g, u, tonumber(f[4]), 'expired', cjson.encode({deadline_ms = dl}))
+            terminal(g, jk, u, tonumber(f[4]), 'expired', cjson.encode({deadline_ms = dl}))
             expired[#expired + 1] = {g, u}
         else
-            lease(g, u, tier, dl, payload, f[2], f[3])
+            lease(g, jk, f[1], f[2], f[3])
         end
     end
     for name, k in pairs(popped) do redis.call('HINCRBY', P .. 'depth', name, -k) end
@@ -103,11 +114,13 @@ if #jobs < want then
     redis.call('HSET', wk, unpack(flat))
 end
 
-for i = 1, #leases, 512 do
-    redis.call('ZADD', lk, unpack(leases, i, math.min(i + 511, #leases)))
+if #leases > 2 then
+    for i = 1, #leases, 512 do
+        redis.call('ZADD', lk, unpack(leases, i, math.min(i + 511, #leases)))
+    end
 end
 redis.call('ZADD', P .. 'workers', NOWS, wid)
 -- Dead letters past their retention leave the index here too (their job
 -- hashes expire by themselves), so the index never outgrows the retention.
 redis.call('ZREMRANGEBYSCORE', P .. 'dead', '-inf', tostring(NOW - DEAD_RETENTION_MS))
-return {jobs, expired}
+return {jobs, expired, until_ms}

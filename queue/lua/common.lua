@@ -35,7 +35,20 @@ local B = 0
 -- what the call sends once at its end (done()): the event notifications,
 -- joined into one PUBLISH, and the per-minute outcome counts; and the users
 -- whose event stream's expiry this call already moved.
-local P, NOW, NOWS, PUBS, DONE, FAILED, TOUCHED
+local P, NOW, NOWS, PUBS, DONE, FAILED, TOUCHED, MINID_S
+
+-- Small whole numbers (event numbers, tokens, attempts, positions) as text,
+-- each formatted once per library load: tostring and '..' format a number
+-- with sprintf, which costs more than a Redis command inside a function.
+local NUMS = {}
+local function num(n)
+    local s = NUMS[n]
+    if not s then
+        s = tostring(n)
+        if n >= 0 and n < 4096 then NUMS[n] = s end
+    end
+    return s
+end
 
 local function begin(keys)
     P = keys[1] .. ':'
@@ -43,7 +56,7 @@ local function begin(keys)
     -- Milliseconds: seconds, then the first three digits of the microseconds.
     NOWS = t[1] .. string.sub(tostring(1000000 + tonumber(t[2])), 2, 4)
     NOW = tonumber(NOWS)
-    PUBS, DONE, FAILED, TOUCHED = {}, 0, 0, {}
+    PUBS, DONE, FAILED, TOUCHED, MINID_S = {}, 0, 0, {}, nil
 end
 
 -- Per-minute outcome counters live in one hash, so the number of keys stays
@@ -61,46 +74,45 @@ local function done()
     if FAILED > 0 then stat_add('f', FAILED) end
 end
 
+-- A member of the leases set that is not a job (claim.lua says why).
+local LEASES_SENTINEL = 'not a job: keeps this sorted set a skiplist, never a listpack (claim.lua)'
+
 local function jkey(g) return P .. 'j:' .. g end       -- job hash (and its events)
 local function ukey(u) return P .. 'ue:' .. u end      -- user events (stream)
 local function rkey(t) return P .. 't:' .. t .. ':ring' end          -- users with ready jobs
 local function qkey(t, u) return P .. 't:' .. t .. ':u:' .. u end    -- user's ready jobs (list)
 
--- A job's fixed data is one field, 'd': user, tier, start deadline, creation
--- time and payload, one per line (ids and numbers hold no newline; the
--- payload comes last, so it may). One field instead of five: fewer arguments
--- for Redis to copy, store and write to the AOF per job.
-local function job_pack(u, tier, dl, payload)
-    return u .. '\n' .. tier .. '\n' .. dl .. '\n' .. NOWS .. '\n' .. payload
-end
+-- A job's fixed data is one field, 'd': user, tier, start deadline and
+-- payload, one per line (ids and numbers hold no newline; the payload comes
+-- last, so it may). The client packs it (queue/script.c) and the claim hands
+-- it back as it is: the payload is never copied into a Lua string of its
+-- own, which would cost Redis a pass over every byte (Redis's Lua hashes the
+-- whole of each new string). User and tier are also fields of their own, 'u'
+-- and 't', for every other call.
 
--- Returns user, tier, deadline (a number) and payload of a 'd' field.
-local function job_unpack(d)
-    local a = string.find(d, '\n', 1, true)
-    local b = string.find(d, '\n', a + 1, true)
-    local c = string.find(d, '\n', b + 1, true)
-    local e = string.find(d, '\n', c + 1, true)
-    return string.sub(d, 1, a - 1), string.sub(d, a + 1, b - 1),
-        tonumber(string.sub(d, b + 1, c - 1)), string.sub(d, e + 1)
+-- Just the start deadline of a 'd' field, as a number; without making a
+-- string when it is 0 (none), the usual case.
+local function job_deadline(d)
+    local b = string.find(d, '\n', string.find(d, '\n', 1, true) + 1, true)
+    if string.byte(d, b + 1) == 48 then return 0 end -- '0': no deadline
+    return tonumber(string.sub(d, b + 1, string.find(d, '\n', b + 1, true) - 1))
 end
-
--- Just the user of a 'd' field.
-local function job_user(d) return string.sub(d, 1, string.find(d, '\n', 1, true) - 1) end
 
 -- Appends event `n` (the job's event count + 1, which the caller read) to the
--- job hash - field 'n' is the count, field '<n>' the event - in the same HSET
+-- job hash `jk` - field 'n' is the count, field '<n>' the event - in the same HSET
 -- as the caller's own fields (`...`), then to the user's capped stream, and
 -- queues the notification for done(). A terminal event restarts the user
 -- stream's idle expiry; the caller sets the job hash's own expiry.
-local function ev_append(g, u, n, typ, data, terminal, ...)
-    local ns = tostring(n)
-    redis.call('HSET', jkey(g), 'n', ns, ns, typ .. '\n' .. NOWS .. '\n' .. data, ...)
+local function ev_append(g, jk, u, n, typ, data, terminal, ...)
+    local ns = num(n)
+    redis.call('HSET', jk, 'n', ns, ns, typ .. '\n' .. NOWS .. '\n' .. data, ...)
     local uk = ukey(u)
     -- Length bound on every append; the age bound (MINID) on each
     -- generation's first, which is enough to keep it and saves an XTRIM.
     local sid
     if n == 1 then
-        sid = redis.call('XADD', uk, 'MINID', '~', tostring(NOW - USER_AGE_MS), '*',
+        MINID_S = MINID_S or tostring(NOW - USER_AGE_MS)
+        sid = redis.call('XADD', uk, 'MINID', '~', MINID_S, '*',
             'g', g, 'n', ns, 't', typ, 'd', data)
     else
         sid = redis.call('XADD', uk, 'MAXLEN', '~', USER_MAXLEN_S, '*',
@@ -120,7 +132,7 @@ end
 
 -- The user's count of active (queued, delayed, running) generations; a user
 -- with none has no key. (One key per user, not one hash for all: a small
--- hash is a list that Redis searches field by field.)
+-- hash is a list that Redis searches field by field.) `k` is text: '1', '-1'.
 local function active_add(u, k)
     local ak = P .. 'a:' .. u
     local n = redis.call('INCRBY', ak, k)
@@ -158,23 +170,22 @@ local function other_tiers(tier, ahead, d)
     return total
 end
 
--- Ends a job for good (done, canceled, expired) whose event count is `n`: no
--- longer active for its user's cap, kept RETENTION_MS so a repeated enqueue
--- still reports it and its events can be read.
-local function terminal(g, u, n, state, data)
-    local jk = jkey(g)
-    active_add(u, -1)
-    ev_append(g, u, n + 1, state, data, true, 's', state, 'fin', NOWS)
+-- Ends a job for good (done, canceled, expired) whose hash is `jk` and event
+-- count `n`: no longer active for its user's cap, kept RETENTION_MS so a
+-- repeated enqueue still reports it and its events can be read.
+local function terminal(g, jk, u, n, state, data)
+    active_add(u, '-1')
+    ev_append(g, jk, u, n + 1, state, data, true, 's', state, 'fin', NOWS)
     redis.call('PEXPIRE', jk, RETENTION_MS_S)
 end
 
--- Dead-letters a job whose event count is `n`: listable and re-drivable for
--- DEAD_RETENTION_MS, at most DEAD_MAX of them (the oldest go first).
-local function dead_letter(g, u, n, reason)
-    local jk = jkey(g)
+-- Dead-letters a job whose hash is `jk` and event count `n`: listable and
+-- re-drivable for DEAD_RETENTION_MS, at most DEAD_MAX of them (the oldest go
+-- first).
+local function dead_letter(g, jk, u, n, reason)
     local dk = P .. 'dead'
-    active_add(u, -1)
-    ev_append(g, u, n + 1, 'failed', cjson.encode({reason = reason, dead_letter = true}), true,
+    active_add(u, '-1')
+    ev_append(g, jk, u, n + 1, 'failed', cjson.encode({reason = reason, dead_letter = true}), true,
         's', 'dead', 'r', reason, 'fin', NOWS)
     redis.call('PEXPIRE', jk, DEAD_RETENTION_MS_S)
     redis.call('ZADD', dk, NOWS, g)

@@ -11,10 +11,9 @@ redis.call('ZREMRANGEBYSCORE', dk, '-inf', tostring(NOW - DEAD_RETENTION_MS))
 if action == 'list' then
     local out = {}
     for _, g in ipairs(redis.call('ZREVRANGE', dk, 0, tonumber(arg) - 1)) do
-        local f = redis.call('HMGET', jkey(g), 'd', 'r', 'att', 'fin')
+        local f = redis.call('HMGET', jkey(g), 'u', 'r', 'att', 'fin', 't')
         if f[1] then
-            local u, tier = job_unpack(f[1])
-            out[#out + 1] = {g, u, tier, f[2] or '', tonumber(f[3]) or 0, tonumber(f[4]) or 0}
+            out[#out + 1] = {g, f[1], f[5], f[2] or '', tonumber(f[3]) or 0, tonumber(f[4]) or 0}
         end
     end
     return out
@@ -25,16 +24,16 @@ local n = 0
 for _, g in ipairs(ids) do
     if redis.call('ZREM', dk, g) == 1 then
         local jk = jkey(g)
-        local f = redis.call('HMGET', jk, 's', 'd', 'n')
+        local f = redis.call('HMGET', jk, 's', 'u', 'n', 't')
         if action == 'purge' then
             redis.call('DEL', jk)
             n = n + 1
         elseif f[1] == 'dead' then
-            local u, tier = job_unpack(f[2])
+            local u, tier = f[2], f[4]
             redis.call('PERSIST', jk)
-            active_add(u, 1)
+            active_add(u, '1')
             ready_again(g, u, tier)
-            ev_append(g, u, tonumber(f[3]) + 1, 'requeued', '{}', false,
+            ev_append(g, jk, u, tonumber(f[3]) + 1, 'requeued', '{}', false,
                 's', 'queued', 'att', '0', 'rc', '0', 'cx', '0')
             n = n + 1
         end

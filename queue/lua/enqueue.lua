@@ -1,6 +1,7 @@
--- enqueue: ARGV is one or more jobs of 5 arguments each: generation id, user
--- id, tier, payload, start deadline (unix ms, 0 for none). The async client
--- sends the enqueues of one loop iteration together.
+-- enqueue: ARGV is one or more jobs of 4 arguments each: generation id, user
+-- id, tier, and the job's 'd' field (user, tier, start deadline in unix ms or
+-- 0 for none, payload; see common.lua). The async client sends the enqueues
+-- of one loop iteration together.
 -- Returns one answer per job, in order: {1, 'queued', position} for a new
 -- job (O(1)), {0, state, position} when the generation is
 -- already known (idempotent: nothing changes; the exact position),
@@ -11,20 +12,20 @@
 -- The tiers' depths and ring lengths are read once per call and kept here as
 -- the jobs go in; the depths are written back once at the end.
 local out, d, ring, added = {}, nil, {}, {}
-for i = 0, #ARGV / 5 - 1 do
-    local a = B + i * 5
-    local g, u, tier, payload, dl = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
+for i = 0, #ARGV / 4 - 1 do
+    local a = B + i * 4
+    local g, u, tier, jd = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
     local jk = jkey(g)
-    local old = redis.call('HMGET', jk, 's', 'd')
+    local old = redis.call('HMGET', jk, 's', 'u', 't')
     local t = TIER[tier]
     if old[1] then
         local pos = -1
-        if old[1] == 'queued' then pos = position(g, job_unpack(old[2])) end
+        if old[1] == 'queued' then pos = position(g, old[2], old[3]) end
         out[i + 1] = {0, old[1], pos}
     elseif not t then
         out[i + 1] = {-9, 'EINVAL unknown tier ' .. tier}
-    elseif active_add(u, 1) > t.cap then
-        active_add(u, -1)
+    elseif active_add(u, '1') > t.cap then
+        active_add(u, '-1')
         out[i + 1] = {-1, 'too_many_active', t.cap}
     else
         d = d or depths()
@@ -43,8 +44,8 @@ for i = 0, #ARGV / 5 - 1 do
         local ahead = mine + math.min(d[tier] - mine - 1, (mine + 1) * (ring[tier] - 1))
         local pos = other_tiers(tier, ahead, d)
         -- API.md: the 'queued' event carries the queue position.
-        ev_append(g, u, 1, 'queued', '{"status":"queued","queue_position":' .. pos .. '}', false,
-            's', 'queued', 'd', job_pack(u, tier, dl, payload))
+        ev_append(g, jk, u, 1, 'queued', '{"status":"queued","queue_position":' .. num(pos) .. '}', false,
+            's', 'queued', 'u', u, 't', tier, 'd', jd)
         out[i + 1] = {1, 'queued', pos}
     end
 end

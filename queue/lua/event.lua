@@ -5,7 +5,8 @@
 -- job has ended; {-2} for an unknown job; {-3} when the generation already has
 -- EV_MAX events.
 local g, tok, typ, data = ARGV[B + 1], ARGV[B + 2], ARGV[B + 3], ARGV[B + 4]
-local f = redis.call('HMGET', jkey(g), 's', 'tok', 'd', 'n')
+local jk = jkey(g)
+local f = redis.call('HMGET', jk, 's', 'tok', 'u', 'n')
 if not f[1] then return {-2} end
 if tok ~= '0' and (f[1] ~= 'running' or f[2] ~= tok) then return {-1, f[1]} end
 -- Nothing follows a terminal event: readers stop there.
@@ -13,4 +14,4 @@ local s = f[1]
 if s == 'done' or s == 'dead' or s == 'canceled' or s == 'expired' then return {-1, s} end
 local n = tonumber(f[4])
 if n >= EV_MAX then return {-3} end
-return {0, ev_append(g, job_user(f[3]), n + 1, typ, data, false)}
+return {0, ev_append(g, jk, f[3], n + 1, typ, data, false)}

@@ -12,32 +12,32 @@ for i = 0, #ARGV / 5 - 1 do
     local a = B + i * 5
     local g, tok, outcome, reason = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
     local jk = jkey(g)
-    local f = redis.call('HMGET', jk, 's', 'tok', 'd', 'att', 'n')
+    local f = redis.call('HMGET', jk, 's', 'tok', 'u', 'att', 'n')
     if not f[1] then
         out[i + 1] = {-2}
     elseif f[1] ~= 'running' or f[2] ~= tok then
         out[i + 1] = {-1, f[1]}
     else
-        local u, att, n = job_user(f[3]), tonumber(f[4]), tonumber(f[5])
+        local u, att, n = f[3], tonumber(f[4]), tonumber(f[5])
         ended[#ended + 1] = g
         if outcome == 'done' then
-            terminal(g, u, n, 'done', reason)
+            terminal(g, jk, u, n, 'done', reason)
             DONE = DONE + 1
             out[i + 1] = {0, 'done', 0}
         elseif outcome == 'canceled' then
-            terminal(g, u, n, 'canceled', '{}')
+            terminal(g, jk, u, n, 'canceled', '{}')
             out[i + 1] = {0, 'canceled', 0}
         elseif outcome == 'retry' and att < MAX_ATTEMPTS then
             -- Exponential backoff with full jitter: uniform in [0, min(cap, base * 2^(n-1))).
             local d = math.floor(tonumber(ARGV[a + 5]) * math.min(CAP_MS, BASE_MS * 2 ^ (att - 1)))
             redis.call('ZADD', P .. 'delayed', NOW + d, g)
-            ev_append(g, u, n + 1, 'retrying',
+            ev_append(g, jk, u, n + 1, 'retrying',
                 cjson.encode({reason = reason, attempt = att, in_ms = d}), false,
                 's', 'delayed', 'r', reason)
             out[i + 1] = {0, 'delayed', d}
         else
             if outcome == 'retry' then reason = reason .. ' (after ' .. att .. ' attempts)' end
-            dead_letter(g, u, n, reason)
+            dead_letter(g, jk, u, n, reason)
             out[i + 1] = {0, 'dead', 0}
         end
     end

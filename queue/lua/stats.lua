@@ -16,7 +16,7 @@ local sk = P .. 'stats'
 local c = redis.call('HMGET', sk, 'd:' .. (m - 1), 'f:' .. (m - 1), 'd:' .. m, 'f:' .. m)
 -- Who holds what: the worker of each running job.
 local held = {}
-for _, g in ipairs(redis.call('ZRANGE', P .. 'leases', 0, -1)) do
+for _, g in ipairs(redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', '(inf')) do
     local w = redis.call('HGET', jkey(g), 'w')
     if w then held[w] = (held[w] or 0) + 1 end
 end
@@ -27,7 +27,7 @@ for i = 1, #ws, 2 do
     live[#live + 1] = tonumber(ws[i + 1])
     live[#live + 1] = held[ws[i]] or 0
 end
-return {tiers, redis.call('ZCARD', P .. 'delayed'), redis.call('ZCARD', P .. 'leases'),
+return {tiers, redis.call('ZCARD', P .. 'delayed'), redis.call('ZCOUNT', P .. 'leases', '-inf', '(inf'),
     redis.call('ZCARD', P .. 'dead'),
     redis.call('ZCOUNT', P .. 'workers', NOW - 2 * LEASE_MS, '+inf'),
     tonumber(c[1]) or 0, tonumber(c[2]) or 0, tonumber(c[3]) or 0, tonumber(c[4]) or 0, live}

@@ -134,6 +134,7 @@ typedef struct {
     uv_loop_t loop;
     uv_timer_t timer;
     queue_t *q;
+    const char *payload;
     long n, sent, acked;
     int in_flight, failed;
 } enqueuer_t;
@@ -163,7 +164,7 @@ static void enqueue_more(enqueuer_t *e)
         queue_enqueue_req_t req = {.gen_id = gen,
                                    .user_id = user,
                                    .tier = e->sent % 5 ? "free" : "pro",
-                                   .payload = "{\"prompt\":\"a benchmark\"}"};
+                                   .payload = e->payload};
         if (queue_enqueue(e->q, &req, on_enqueued, e) < 0) {
             e->failed = 1;
             break;
@@ -184,6 +185,23 @@ static void on_enqueue_start(uv_timer_t *t)
         uv_timer_stop(t);
         enqueue_more(e);
     }
+}
+
+/* The jobs' payload: a short prompt, or a prompt padded to about `bytes`. */
+static char *payload_make(const char *bytes)
+{
+    long n = bytes ? atol(bytes) : 0;
+    if (n < 32)
+        return strdup("{\"prompt\":\"a benchmark\"}");
+    if (n > 1 << 20)
+        n = 1 << 20;
+    char *p = malloc((size_t)n + 1);
+    if (p == NULL)
+        abort();
+    int k = snprintf(p, (size_t)n + 1, "{\"prompt\":\"");
+    memset(p + k, 'a', (size_t)(n - k - 2));
+    strcpy(p + n - 2, "\"}");
+    return p;
 }
 
 int main(int argc, char **argv)
@@ -209,7 +227,10 @@ int main(int argc, char **argv)
         if (pids[i] == 0)
             _exit(claimer_main(cfg, marker, i));
     }
-    enqueuer_t e = {.n = atol(argv[1])};
+    /* BENCH_QUEUE_PAYLOAD_BYTES: a payload of about that size (a real prompt
+     * with its parameters is a few hundred bytes to a few kilobytes). */
+    char *payload = payload_make(getenv("BENCH_QUEUE_PAYLOAD_BYTES"));
+    enqueuer_t e = {.n = atol(argv[1]), .payload = payload};
     uv_loop_init(&e.loop);
     e.q = queue_new(&e.loop, cfg, &err);
     if (e.q == NULL) {
@@ -233,5 +254,6 @@ int main(int argc, char **argv)
     double dt = now_s() - t0;
     printf("%ld %.3f\n", e.n, dt);
     gf_cfg_free(cfg);
+    free(payload);
     return rc;
 }

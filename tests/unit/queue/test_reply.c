@@ -126,23 +126,50 @@ static void test_claim_answer_and_malformed_claim(void **state)
 {
     (void)state;
     queue_claim_t c;
-    redisReply *job = r_arr(8, r_str("g1"), r_str("u1"), r_str("pro"), r_str("{}"), r_int(4),
-                            r_int(2), r_int(0), r_int(99));
-    redisReply *r = r_arr(2, r_arr(1, job), r_arr(1, r_arr(2, r_str("g2"), r_str("u2"))));
+    /* Jobs are flat, four entries each; 'd' is "user\ntier\ndeadline\npayload". */
+    redisReply *r =
+        r_arr(3,
+              r_arr(8, r_str("g1"), r_str("u1\npro\n0\n{}"), r_int(4), r_int(2), r_str("g3"),
+                    r_str("u3\nfree\n1700000000123\n{\"p\":\"two\nlines\"}"), r_int(1), r_int(1)),
+              r_arr(1, r_arr(2, r_str("g2"), r_str("u2"))), r_int(99));
     assert_int_equal(queue__parse_claim(r, &c, NULL), 0);
-    assert_int_equal(c.n_jobs, 1);
+    assert_int_equal(c.n_jobs, 2);
     assert_string_equal(c.jobs[0].gen_id, "g1");
+    assert_string_equal(c.jobs[0].user_id, "u1");
+    assert_string_equal(c.jobs[0].tier, "pro");
+    assert_string_equal(c.jobs[0].payload, "{}");
+    assert_int_equal(c.jobs[0].deadline_ms, 0);
     assert_int_equal(c.jobs[0].token, 4);
     assert_int_equal(c.jobs[0].attempt, 2);
     assert_int_equal(c.jobs[0].lease_until, 99);
+    assert_string_equal(c.jobs[1].user_id, "u3");
+    assert_string_equal(c.jobs[1].tier, "free");
+    assert_int_equal(c.jobs[1].deadline_ms, 1700000000123LL);
+    assert_string_equal(c.jobs[1].payload, "{\"p\":\"two\nlines\"}");
+    assert_int_equal(c.jobs[1].lease_until, 99);
     assert_int_equal(c.n_expired, 1);
     assert_string_equal(c.expired[0].user_id, "u2");
     queue_claim_dispose(&c);
     freeReplyObject(r);
-    /* A short job entry is refused and nothing is allocated. */
-    r = r_arr(2, r_arr(1, r_arr(2, r_str("g1"), r_str("u1"))), r_arr(0));
+    /* Malformed jobs are refused and leave nothing allocated (ASan checks). */
+    const char *bad_d[] = {"u1\npro\n{}", "u1\npro\n12x\n{}", "\npro\n0\n{}",
+                           "u1\n\n0\n{}", "u1\npro\n\n{}",    "u1\npro\n99999999999999999999\n{}"};
+    for (size_t i = 0; i < sizeof(bad_d) / sizeof(bad_d[0]); i++) {
+        r = r_arr(3,
+                  r_arr(8, r_str("g0"), r_str("u0\npro\n0\nok"), r_int(1), r_int(1), r_str("g1"),
+                        r_str(bad_d[i]), r_int(1), r_int(1)),
+                  r_arr(0), r_int(99));
+        assert_int_equal(queue__parse_claim(r, &c, NULL), GF_EUNAVAIL);
+        assert_null(c.jobs);
+        assert_int_equal(c.n_jobs, 0);
+        freeReplyObject(r);
+    }
+    /* A list that is not four entries per job, or no lease end. */
+    r = r_arr(3, r_arr(2, r_str("g1"), r_str("u1\npro\n0\n{}")), r_arr(0), r_int(99));
     assert_int_equal(queue__parse_claim(r, &c, NULL), GF_EUNAVAIL);
-    assert_null(c.jobs);
+    freeReplyObject(r);
+    r = r_arr(2, r_arr(0), r_arr(0));
+    assert_int_equal(queue__parse_claim(r, &c, NULL), GF_EUNAVAIL);
     freeReplyObject(r);
 }
 

@@ -82,15 +82,27 @@ static void test_enqueue_refuses_ids_that_would_break_keys(void **state)
     queue__conf_t c;
     assert_int_equal(queue__conf_init(&c, cfg, NULL), 0);
     queue__cmd_t cmd;
+    gf_buf_t d = {0};
     queue_enqueue_req_t req = {.gen_id = "g 1", .user_id = "u", .tier = "pro"};
-    assert_int_equal(queue__cmd_enqueue(&cmd, &c, &req, NULL), GF_EINVAL);
+    assert_int_equal(queue__cmd_enqueue(&cmd, &c, &req, &d, NULL), GF_EINVAL);
     req.gen_id = "g{1}";
-    assert_int_equal(queue__cmd_enqueue(&cmd, &c, &req, NULL), GF_EINVAL);
+    assert_int_equal(queue__cmd_enqueue(&cmd, &c, &req, &d, NULL), GF_EINVAL);
     req.gen_id = "0b7e1c1e-8f7a-4c1e-9d0e-2f0c3f1a7b21";
     req.deadline_ms = -1;
-    assert_int_equal(queue__cmd_enqueue(&cmd, &c, &req, NULL), GF_EINVAL);
+    assert_int_equal(queue__cmd_enqueue(&cmd, &c, &req, &d, NULL), GF_EINVAL);
     req.deadline_ms = 0;
-    assert_int_equal(queue__cmd_enqueue(&cmd, &c, &req, NULL), 0);
+    assert_int_equal(queue__cmd_enqueue(&cmd, &c, &req, &d, NULL), 0);
+    /* Arguments: id, user, tier, and the job's data packed as the queue stores it. */
+    assert_int_equal(cmd.argc, QUEUE_CMD_HEAD + 4);
+    assert_string_equal(cmd.argv[QUEUE_CMD_HEAD + 1], "u");
+    assert_memory_equal(cmd.argv[QUEUE_CMD_HEAD + 3], "u\npro\n0\n{}", 10);
+    assert_int_equal(cmd.len[QUEUE_CMD_HEAD + 3], 10);
+    req.deadline_ms = 1700000000123LL;
+    req.payload = "{\"prompt\":\"a\nb\"}";
+    assert_int_equal(queue__cmd_enqueue(&cmd, &c, &req, &d, NULL), 0);
+    assert_string_equal(cmd.argv[QUEUE_CMD_HEAD + 3],
+                        "u\npro\n1700000000123\n{\"prompt\":\"a\nb\"}");
+    gf_buf_dispose(&d);
     assert_true(queue_state_is_terminal("dead"));
     assert_false(queue_state_is_terminal("running"));
     queue__conf_dispose(&c);
