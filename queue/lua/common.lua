@@ -35,18 +35,28 @@ local B = 0
 -- what the call sends once at its end (done()): the event notifications,
 -- joined into one PUBLISH, and the per-minute outcome counts; and the users
 -- whose event stream's expiry this call already moved.
-local P, NOW, NOWS, PUBS, DONE, FAILED, TOUCHED, MINID_S
+local P, NOW, NOWS, PUBS, NPUBS, DONE, FAILED, TOUCHED, MINID_S
 
--- Small whole numbers (event numbers, tokens, attempts, positions) as text,
--- each formatted once per library load: tostring and '..' format a number
--- with sprintf, which costs more than a Redis command inside a function.
-local NUMS = {}
+-- Whole numbers (event numbers, tokens, attempts, queue positions) as text.
+-- tostring and '..' format a number with sprintf("%.14g"), which costs more
+-- than a Redis command inside a function; so small ones are formatted once
+-- per library load, and bigger ones are joined from three-digit groups.
+local NUMS, DIGITS3 = {}, {}
 local function num(n)
     local s = NUMS[n]
-    if not s then
+    if s then return s end
+    if n >= 1000 and n < 1e15 and n % 1 == 0 then
+        local r = n % 1000
+        local g = DIGITS3[r]
+        if not g then
+            g = string.sub(tostring(1000 + r), 2)
+            DIGITS3[r] = g
+        end
+        s = num((n - r) / 1000) .. g
+    else
         s = tostring(n)
-        if n >= 0 and n < 4096 then NUMS[n] = s end
     end
+    if n >= 0 and n < 4096 then NUMS[n] = s end
     return s
 end
 
@@ -56,7 +66,7 @@ local function begin(keys)
     -- Milliseconds: seconds, then the first three digits of the microseconds.
     NOWS = t[1] .. string.sub(tostring(1000000 + tonumber(t[2])), 2, 4)
     NOW = tonumber(NOWS)
-    PUBS, DONE, FAILED, TOUCHED, MINID_S = {}, 0, 0, {}, nil
+    PUBS, NPUBS, DONE, FAILED, TOUCHED, MINID_S = {}, 0, 0, 0, {}, nil
 end
 
 -- Per-minute outcome counters live in one hash, so the number of keys stays
@@ -69,7 +79,7 @@ local function stat_add(kind, k)
 end
 
 local function done()
-    if #PUBS > 0 then redis.call('PUBLISH', P .. 'ev', table.concat(PUBS, '\n')) end
+    if NPUBS > 0 then redis.call('PUBLISH', P .. 'ev', table.concat(PUBS)) end
     if DONE > 0 then stat_add('d', DONE) end
     if FAILED > 0 then stat_add('f', FAILED) end
 end
@@ -126,7 +136,11 @@ local function ev_append(g, jk, u, n, typ, data, terminal, ...)
         TOUCHED[u] = true
         if redis.call('PTTL', uk) < USER_AGE_MS then redis.call('PEXPIRE', uk, USER_AGE_MS2_S) end
     end
-    PUBS[#PUBS + 1] = 'e ' .. g .. ' ' .. ns .. ' ' .. u .. ' ' .. sid
+    -- The line's parts, joined with the others' once, in done().
+    local k = NPUBS
+    PUBS[k + 1], PUBS[k + 2], PUBS[k + 3], PUBS[k + 4] = k > 0 and '\ne ' or 'e ', g, ' ', ns
+    PUBS[k + 5], PUBS[k + 6], PUBS[k + 7], PUBS[k + 8] = ' ', u, ' ', sid
+    NPUBS = k + 8
     return n
 end
 
@@ -162,9 +176,13 @@ end
 local function other_tiers(tier, ahead, d)
     local w = TIER[tier].weight
     local total = ahead
-    for _, o in ipairs(TIERS) do
+    for i = 1, #TIERS do
+        local o = TIERS[i]
         if o.name ~= tier then
-            total = total + math.min(d[o.name], math.floor((ahead + 1) * o.weight / w))
+            local share = (ahead + 1) * o.weight / w
+            share = share - share % 1
+            local depth = d[o.name]
+            total = total + (depth < share and depth or share)
         end
     end
     return total

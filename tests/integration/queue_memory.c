@@ -45,7 +45,18 @@ static void run_jobs(queue_sync_t *qs, int n)
     char gen[64], user[32];
     for (int i = 0; i < n; i++) {
         snprintf(user, sizeof(user), "mem-user-%d", i % 100);
-        qt_enqueue(qs, qt_id(gen, sizeof(gen), "mem"), user, i % 5 ? "free" : "pro");
+        int64_t pos = qt_enqueue(qs, qt_id(gen, sizeof(gen), "mem"), user, i % 5 ? "free" : "pro");
+        if (i % 997 == 0 || (pos >= 1000 && pos % 1000 < 10)) {
+            /* The 'queued' event says the same position, in full (the queue
+             * writes numbers of four digits and more in groups of three). */
+            queue_events_t ev;
+            char want[64];
+            assert_int_equal(queue_sync_events_read(qs, gen, 0, 1, &ev, NULL), 0);
+            assert_int_equal(ev.n, 1);
+            snprintf(want, sizeof(want), "\"queue_position\":%lld}", (long long)pos);
+            assert_non_null(strstr(ev.ev[0].data, want));
+            queue_events_dispose(&ev);
+        }
     }
     int finished = 0;
     double end = ts_now() + 120;
