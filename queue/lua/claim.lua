@@ -66,35 +66,41 @@ end
 -- 3. Ready jobs. The weighted round robin state (nginx's smooth WRR) lives in
 -- one hash so every claimer continues the same sequence.
 if got < want then
+    -- Per tier, by its index in TIERS: the WRR weight, the ring's length,
+    -- jobs taken; the ring's key and the prefix of its users' queue keys.
     local wk = P .. 'wrr'
-    local cur, len, popped = {}, {}, {}
+    local nt = #TIERS
+    local cur, len, popped, rks, qps = {}, {}, {}, {}, {}
     local saved = redis.call('HMGET', wk, unpack(TIER_NAMES))
-    for i, t in ipairs(TIERS) do
-        cur[t.name] = tonumber(saved[i]) or 0
-        len[t.name] = redis.call('LLEN', rkey(t.name))
+    for i = 1, nt do
+        local name = TIERS[i].name
+        cur[i], popped[i] = tonumber(saved[i]) or 0, 0
+        rks[i], qps[i] = rkey(name), qkey(name, '')
+        len[i] = redis.call('LLEN', rks[i])
     end
     while got < want do
         local best, total = nil, 0
-        for _, t in ipairs(TIERS) do
-            if len[t.name] > 0 then
-                cur[t.name] = cur[t.name] + t.weight
-                total = total + t.weight
-                if not best or cur[t.name] > cur[best] then best = t.name end
+        for i = 1, nt do
+            if len[i] > 0 then
+                local w = TIERS[i].weight
+                cur[i] = cur[i] + w
+                total = total + w
+                if not best or cur[i] > cur[best] then best = i end
             end
         end
         if not best then break end
         cur[best] = cur[best] - total
-        local rk = rkey(best)
+        local rk = rks[best]
         -- Serve the user at the head of the ring and send it to the back;
         -- take it out only if that was its last ready job.
         local u = redis.call('LMOVE', rk, rk, 'LEFT', 'RIGHT')
-        local qk = qkey(best, u)
+        local qk = qps[best] .. u
         local g = redis.call('LPOP', qk)
         if redis.call('EXISTS', qk) == 0 then
             redis.call('RPOP', rk)
             len[best] = len[best] - 1
         end
-        popped[best] = (popped[best] or 0) + 1
+        popped[best] = popped[best] + 1
         local jk = jkey(g)
         local f = redis.call('HMGET', jk, 'd', 'tok', 'att', 'n')
         local dl = job_deadline(f[1])
@@ -105,11 +111,11 @@ if got < want then
             lease(g, jk, f[1], f[2], f[3])
         end
     end
-    for name, k in pairs(popped) do redis.call('HINCRBY', P .. 'depth', name, -k) end
     local flat = {}
-    for k, v in pairs(cur) do
-        flat[#flat + 1] = k
-        flat[#flat + 1] = tostring(v)
+    for i = 1, nt do
+        local name = TIERS[i].name
+        if popped[i] > 0 then redis.call('HINCRBY', P .. 'depth', name, -popped[i]) end
+        flat[2 * i - 1], flat[2 * i] = name, tostring(cur[i])
     end
     redis.call('HSET', wk, unpack(flat))
 end

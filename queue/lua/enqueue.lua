@@ -16,9 +16,10 @@ for i = 0, #ARGV / 4 - 1 do
     local a = B + i * 4
     local g, u, tier, jd = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
     local jk = jkey(g)
-    local old = redis.call('HMGET', jk, 's', 'u', 't')
     local t = TIER[tier]
-    if old[1] then
+    -- EXISTS first: a new job, the usual case, then costs no reply table.
+    if redis.call('EXISTS', jk) == 1 then
+        local old = redis.call('HMGET', jk, 's', 'u', 't')
         local pos = -1
         if old[1] == 'queued' then pos = position(g, old[2], old[3]) end
         out[i + 1] = {0, old[1], pos}
