@@ -84,6 +84,9 @@ local function done()
     if FAILED > 0 then stat_add('f', FAILED) end
 end
 
+-- finish's answers for a lease that ended done, canceled or dead.
+local R_DONE, R_CANCELED, R_DEAD = {0, 'done', 0}, {0, 'canceled', 0}, {0, 'dead', 0}
+
 -- A member of the leases set that is not a job (claim.lua says why).
 local LEASES_SENTINEL = 'not a job: keeps this sorted set a skiplist, never a listpack (claim.lua)'
 
@@ -193,7 +196,7 @@ end
 -- repeated enqueue still reports it and its events can be read.
 local function terminal(g, jk, u, n, state, data)
     active_add(u, '-1')
-    ev_append(g, jk, u, n + 1, state, data, true, 's', state, 'fin', NOWS)
+    ev_append(g, jk, u, n + 1, state, data, true, 's', state)
     redis.call('PEXPIRE', jk, RETENTION_MS_S)
 end
 

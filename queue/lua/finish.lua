@@ -7,6 +7,8 @@
 -- chosen); {-1, state} when the token is not the current one (the caller lost
 -- its lease: it must not report or charge anything); {-2} when the job is
 -- unknown.
+-- The usual answers are the same tables each time: Redis turns every
+-- element of `out` into its reply, so one table may stand in many places.
 local out, ended = {}, {}
 for i = 0, #ARGV / 5 - 1 do
     local a = B + i * 5
@@ -23,10 +25,10 @@ for i = 0, #ARGV / 5 - 1 do
         if outcome == 'done' then
             terminal(g, jk, u, n, 'done', reason)
             DONE = DONE + 1
-            out[i + 1] = {0, 'done', 0}
+            out[i + 1] = R_DONE
         elseif outcome == 'canceled' then
             terminal(g, jk, u, n, 'canceled', '{}')
-            out[i + 1] = {0, 'canceled', 0}
+            out[i + 1] = R_CANCELED
         elseif outcome == 'retry' and att < MAX_ATTEMPTS then
             -- Exponential backoff with full jitter: uniform in [0, min(cap, base * 2^(n-1))).
             local d = math.floor(tonumber(ARGV[a + 5]) * math.min(CAP_MS, BASE_MS * 2 ^ (att - 1)))
@@ -38,7 +40,7 @@ for i = 0, #ARGV / 5 - 1 do
         else
             if outcome == 'retry' then reason = reason .. ' (after ' .. att .. ' attempts)' end
             dead_letter(g, jk, u, n, reason)
-            out[i + 1] = {0, 'dead', 0}
+            out[i + 1] = R_DEAD
         end
     end
 end
