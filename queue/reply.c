@@ -123,18 +123,18 @@ int queue__parse_enqueue(const redisReply *r, queue_result_t *res, gf_err_t *err
 
 /*
  * One claimed job from the claim's flat list (gen, d, token, attempt): `d` is
- * the job's fixed data as the queue stores it, "user\ntier\ndeadline\npayload"
- * (queue__cmd_enqueue packs it), which is split here rather than in Redis. 0,
- * or -1 when the entries are not that shape.
+ * the job's fixed data as the queue stores it, "user\ntier\ndeadline\n
+ * created\npayload" (queue__cmd_enqueue packs it), which is split here
+ * rather than in Redis. 0, or -1 when the entries are not that shape.
  */
 static int job_fill(queue_job_t *j, const redisReply *const *e, long long lease_until)
 {
     if (e[0]->type != REDIS_REPLY_STRING || e[1]->type != REDIS_REPLY_STRING ||
         e[2]->type != REDIS_REPLY_INTEGER || e[3]->type != REDIS_REPLY_INTEGER)
         return -1;
-    const char *d = e[1]->str, *end = d + e[1]->len, *nl[3];
+    const char *d = e[1]->str, *end = d + e[1]->len, *nl[4];
     const char *p = d;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         nl[i] = memchr(p, '\n', (size_t)(end - p));
         if (nl[i] == NULL)
             return -1;
@@ -153,7 +153,7 @@ static int job_fill(queue_job_t *j, const redisReply *const *e, long long lease_
     j->gen_id = dup_str(e[0]);
     j->user_id = gf_xstrndup(d, (size_t)(nl[0] - d));
     j->tier = gf_xstrndup(nl[0] + 1, (size_t)(nl[1] - nl[0] - 1));
-    j->payload = gf_xstrndup(nl[2] + 1, (size_t)(end - nl[2] - 1));
+    j->payload = gf_xstrndup(nl[3] + 1, (size_t)(end - nl[3] - 1));
     j->token = (uint64_t)e[2]->integer;
     j->attempt = (int)e[3]->integer;
     j->deadline_ms = dl;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /*
  * The tiers (FARM_QUEUE_TIERS, checked by the config loader: names of
@@ -181,12 +182,16 @@ int queue__cmd_enqueue(queue__cmd_t *cmd, const queue__conf_t *c, const queue_en
         return gf_err_set(err, GF_EINVAL, "queue", "enqueue: a negative deadline");
     /*
      * The job's fixed data as the queue stores it (field 'd', common.lua):
-     * packed here, so the payload passes through Redis's Lua once. Lua hashes
-     * every byte of every string it makes, so each copy made there costs in
-     * proportion to the payload.
+     * user, tier, start deadline, creation time and payload, packed here so
+     * the payload passes through Redis's Lua once (Lua hashes every byte of
+     * every string it makes, so each copy made there costs in proportion to
+     * the payload). The creation time, this clock's, is informational.
      */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
     d->len = 0;
-    gf_buf_printf(d, "%s\n%s\n%lld\n", req->user_id, req->tier, (long long)req->deadline_ms);
+    gf_buf_printf(d, "%s\n%s\n%lld\n%lld\n", req->user_id, req->tier, (long long)req->deadline_ms,
+                  (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000);
     gf_buf_puts(d, req->payload ? req->payload : "{}");
     queue__cmd_script(cmd, c, QS_ENQUEUE);
     queue__cmd_str(cmd, req->gen_id);

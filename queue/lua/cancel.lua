@@ -8,7 +8,8 @@ local g = ARGV[B + 1]
 local jk = jkey(g)
 local f = redis.call('HMGET', jk, 's', 'u', 'n', 't')
 if not f[1] then return {-2} end
-local s, u, tier = f[1], f[2], f[4]
+local s = f[1]
+local u, tier = job_ut(jk, f[2], f[4])
 if s == 'queued' then
     local qk = qkey(tier, u)
     redis.call('LREM', qk, 1, g)

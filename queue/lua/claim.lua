@@ -1,7 +1,7 @@
 -- claim: ARGV[B+1] how many jobs (N), [B+2] worker id.
 -- Returns {jobs, expired, lease_until}: jobs is flat, four entries per job:
--- gen, its 'd' field as stored (user, tier, deadline and payload, one per
--- line: the client splits it, which Redis then need not do),
+-- gen, its 'd' field as stored (user, tier, deadline, creation time and
+-- payload, one per line: the client splits it, which Redis then need not do),
 -- token, attempt; expired lists {gen, user} of jobs whose start deadline
 -- passed (terminal now, their credits to be released); lease_until (unix ms)
 -- is every lease's end.
@@ -43,10 +43,10 @@ for _, g in ipairs(redis.call('ZRANGEBYSCORE', lk, '-inf', NOWS, 'LIMIT', 0, wan
     if f[4] == '1' then
         -- Its holder died after a cancel: nothing left to run.
         redis.call('ZREM', lk, g)
-        terminal(g, jk, f[6], tonumber(f[5]), 'canceled', '{}')
+        terminal(g, jk, f[6] or (job_ut(jk)), tonumber(f[5]), 'canceled', '{}')
     elseif rc > MAX_RECLAIMS then
         redis.call('ZREM', lk, g)
-        dead_letter(g, jk, f[6], tonumber(f[5]),
+        dead_letter(g, jk, f[6] or (job_ut(jk)), tonumber(f[5]),
             'lease expired ' .. rc .. ' times without a heartbeat (poison job)')
     else
         lease(g, jk, f[1], f[2], f[3])
@@ -60,7 +60,7 @@ for _, g in ipairs(redis.call('ZRANGEBYSCORE', dk, '-inf', NOWS, 'LIMIT', 0, 256
     local jk = jkey(g)
     local f = redis.call('HMGET', jk, 'u', 't')
     redis.call('HSET', jk, 's', 'queued')
-    ready_again(g, f[1], f[2])
+    ready_again(g, job_ut(jk, f[1], f[2]))
 end
 
 -- 3. Ready jobs. The weighted round robin state (nginx's smooth WRR) lives in

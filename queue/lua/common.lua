@@ -95,13 +95,26 @@ local function ukey(u) return P .. 'ue:' .. u end      -- user events (stream)
 local function rkey(t) return P .. 't:' .. t .. ':ring' end          -- users with ready jobs
 local function qkey(t, u) return P .. 't:' .. t .. ':u:' .. u end    -- user's ready jobs (list)
 
--- A job's fixed data is one field, 'd': user, tier, start deadline and
+-- A job's fixed data is one field, 'd': user, tier, start deadline,
+-- creation time (the enqueuing client's clock; nothing reads it) and
 -- payload, one per line (ids and numbers hold no newline; the payload comes
 -- last, so it may). The client packs it (queue/script.c) and the claim hands
 -- it back as it is: the payload is never copied into a Lua string of its
 -- own, which would cost Redis a pass over every byte (Redis's Lua hashes the
 -- whole of each new string). User and tier are also fields of their own, 'u'
 -- and 't', for every other call.
+
+-- User and tier of the job `jk` from its fields `u` and `t`, read by the
+-- caller; for a job enqueued by an earlier version, which had them in 'd'
+-- only, from 'd' (job_ut(jk) then, for the user alone). Versions side by
+-- side share the jobs during a rolling deploy.
+local function job_ut(jk, u, t)
+    if u and t then return u, t end
+    local d = redis.call('HGET', jk, 'd')
+    local a = string.find(d, '\n', 1, true)
+    local b = string.find(d, '\n', a + 1, true)
+    return string.sub(d, 1, a - 1), string.sub(d, a + 1, b - 1)
+end
 
 -- Just the start deadline of a 'd' field, as a number; without making a
 -- string when it is 0 (none), the usual case.

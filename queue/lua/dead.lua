@@ -11,9 +11,11 @@ redis.call('ZREMRANGEBYSCORE', dk, '-inf', tostring(NOW - DEAD_RETENTION_MS))
 if action == 'list' then
     local out = {}
     for _, g in ipairs(redis.call('ZREVRANGE', dk, 0, tonumber(arg) - 1)) do
-        local f = redis.call('HMGET', jkey(g), 'u', 'r', 'att', 'fin', 't')
+        local jk = jkey(g)
+        local f = redis.call('HMGET', jk, 's', 'r', 'att', 'fin', 'u', 't')
         if f[1] then
-            out[#out + 1] = {g, f[1], f[5], f[2] or '', tonumber(f[3]) or 0, tonumber(f[4]) or 0}
+            local u, tier = job_ut(jk, f[5], f[6])
+            out[#out + 1] = {g, u, tier, f[2] or '', tonumber(f[3]) or 0, tonumber(f[4]) or 0}
         end
     end
     return out
@@ -29,7 +31,7 @@ for _, g in ipairs(ids) do
             redis.call('DEL', jk)
             n = n + 1
         elseif f[1] == 'dead' then
-            local u, tier = f[2], f[4]
+            local u, tier = job_ut(jk, f[2], f[4])
             redis.call('PERSIST', jk)
             active_add(u, '1')
             ready_again(g, u, tier)

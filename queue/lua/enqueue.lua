@@ -1,6 +1,6 @@
 -- enqueue: ARGV is one or more jobs of 4 arguments each: generation id, user
 -- id, tier, and the job's 'd' field (user, tier, start deadline in unix ms or
--- 0 for none, payload; see common.lua). The async client sends the enqueues
+-- 0 for none, creation time, payload; see common.lua). The async client sends the enqueues
 -- of one loop iteration together.
 -- Returns one answer per job, in order: {1, 'queued', position} for a new
 -- job (O(1)), {0, state, position} when the generation is
@@ -21,7 +21,7 @@ for i = 0, #ARGV / 4 - 1 do
     if redis.call('EXISTS', jk) == 1 then
         local old = redis.call('HMGET', jk, 's', 'u', 't')
         local pos = -1
-        if old[1] == 'queued' then pos = position(g, old[2], old[3]) end
+        if old[1] == 'queued' then pos = position(g, job_ut(jk, old[2], old[3])) end
         out[i + 1] = {0, old[1], pos}
     elseif not t then
         out[i + 1] = {-9, 'EINVAL unknown tier ' .. tier}

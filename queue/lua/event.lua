@@ -14,4 +14,4 @@ local s = f[1]
 if s == 'done' or s == 'dead' or s == 'canceled' or s == 'expired' then return {-1, s} end
 local n = tonumber(f[4])
 if n >= EV_MAX then return {-3} end
-return {0, ev_append(g, jk, f[3], n + 1, typ, data, false)}
+return {0, ev_append(g, jk, f[3] or (job_ut(jk)), n + 1, typ, data, false)}

@@ -20,7 +20,7 @@ for i = 0, #ARGV / 5 - 1 do
     elseif f[1] ~= 'running' or f[2] ~= tok then
         out[i + 1] = {-1, f[1]}
     else
-        local u, att, n = f[3], tonumber(f[4]), tonumber(f[5])
+        local u, att, n = f[3] or (job_ut(jk)), tonumber(f[4]), tonumber(f[5])
         ended[#ended + 1] = g
         if outcome == 'done' then
             terminal(g, jk, u, n, 'done', reason)

@@ -479,6 +479,112 @@ static void test_events_are_numbered_and_resumable(void **state)
     queue_sync_free(late);
 }
 
+/* An integer command on one key, e.g. "LLEN", "{farm}:t:pro:ring". */
+static long long redis_int_key(const char *cmd, const char *key)
+{
+    char buf[256];
+    snprintf(buf, sizeof(buf), "%s %s", cmd, key);
+    return qt_redis_int(buf);
+}
+
+/*
+ * Jobs written by the previous version of the queue's functions: no 'u' and
+ * 't' fields, user and tier in 'd' only. During a rolling deploy both
+ * versions share the jobs, so this version must run them to the end.
+ */
+static void old_job(const char *tag, const char *gen, const char *state, int ready)
+{
+    char jk[128], qk[128], rk[128], ak[128];
+    snprintf(jk, sizeof(jk), "%s:j:%s", tag, gen);
+    snprintf(qk, sizeof(qk), "%s:t:pro:u:old-user", tag);
+    snprintf(rk, sizeof(rk), "%s:t:pro:ring", tag);
+    snprintf(ak, sizeof(ak), "%s:a:old-user", tag);
+    const char *hset[] = {
+        "HSET", jk,
+        "s",    state,
+        "d",    "old-user\npro\n0\n1700000000000\n{\"prompt\":\"from before\"}",
+        "n",    "1",
+        "1",    "queued\n1700000000000\n{\"status\":\"queued\",\"queue_position\":0}",
+        NULL};
+    assert_true(qt_redis_argv(hset));
+    if (ready) {
+        const char *push[] = {"RPUSH", qk, gen, NULL};
+        const char *depth[] = {"HINCRBY", NULL, "pro", "1", NULL};
+        char dk[128];
+        snprintf(dk, sizeof(dk), "%s:depth", tag);
+        depth[1] = dk;
+        assert_true(qt_redis_argv(push));
+        assert_true(qt_redis_argv(depth));
+        if (redis_int_key("LLEN", rk) == 0) {
+            const char *ring[] = {"RPUSH", rk, "old-user", NULL};
+            assert_true(qt_redis_argv(ring));
+        }
+    }
+    const char *active[] = {"INCRBY", ak, "1", NULL};
+    assert_true(qt_redis_argv(active));
+}
+
+static void test_jobs_from_the_previous_version_still_run(void **state)
+{
+    fx_t *fx = *state;
+    char tag[80], a[64], b[64], dead[64], ak[128];
+    snprintf(tag, sizeof(tag), "{%s}", fx->cfg->queue_name);
+    snprintf(ak, sizeof(ak), "%s:a:old-user", tag);
+    old_job(tag, qt_id(a, sizeof(a), "old"), "queued", 1);
+    old_job(tag, qt_id(b, sizeof(b), "old"), "queued", 1);
+    queue_result_t res;
+    assert_int_equal(queue_sync_position(fx->qs, b, &res, NULL), 0);
+    assert_int_equal(res.position, 1);
+    /* A repeated enqueue reports it as it is. */
+    queue_enqueue_req_t req = {.gen_id = b, .user_id = "old-user", .tier = "pro"};
+    assert_int_equal(queue_sync_enqueue(fx->qs, &req, &res, NULL), 0);
+    assert_false(res.created);
+    assert_int_equal(res.position, 1);
+
+    queue_claim_t c;
+    assert_int_equal(queue_sync_claim(fx->qs, "w", 1, &c, NULL), 0);
+    assert_int_equal(c.n_jobs, 1);
+    assert_string_equal(c.jobs[0].gen_id, a);
+    assert_string_equal(c.jobs[0].user_id, "old-user");
+    assert_string_equal(c.jobs[0].tier, "pro");
+    assert_string_equal(c.jobs[0].payload, "{\"prompt\":\"from before\"}");
+    assert_int_equal(c.jobs[0].deadline_ms, 0);
+    assert_int_equal(
+        queue_sync_event_append(fx->qs, a, c.jobs[0].token, "progress", "{}", &res, NULL), 0);
+    assert_int_equal(queue_sync_finish(fx->qs, a, c.jobs[0].token, QUEUE_DONE, NULL, &res, NULL),
+                     0);
+    assert_string_equal(res.state, "done");
+    queue_claim_dispose(&c);
+    /* Its events went to its user's stream; the active count went down. */
+    queue_events_t ev;
+    assert_int_equal(queue_sync_user_events_read(fx->qs, "old-user", "0", 10, &ev, NULL), 0);
+    assert_int_equal(ev.n, 2); /* progress, done (the old 'queued' was written by hand) */
+    queue_events_dispose(&ev);
+    assert_int_equal(redis_int_key("EXISTS", ak), 1);
+    char incr0[160];
+    snprintf(incr0, sizeof(incr0), "INCRBY %s 0", ak);
+    assert_int_equal(qt_redis_int(incr0), 1); /* b is still active */
+
+    assert_int_equal(queue_sync_cancel(fx->qs, b, &res, NULL), 0);
+    assert_string_equal(res.state, "canceled");
+    assert_int_equal(redis_int_key("EXISTS", ak), 0);
+
+    /* A dead letter of the old version lists with its user and tier. */
+    old_job(tag, qt_id(dead, sizeof(dead), "old"), "dead", 0);
+    const char *zadd[] = {"ZADD", NULL, "9999999999999", dead, NULL};
+    char dk[128];
+    snprintf(dk, sizeof(dk), "%s:dead", tag);
+    zadd[1] = dk;
+    assert_true(qt_redis_argv(zadd));
+    queue_dead_list_t dl;
+    assert_int_equal(queue_sync_dead_list(fx->qs, 10, &dl, NULL), 0);
+    assert_int_equal(dl.n, 1);
+    assert_string_equal(dl.items[0].gen_id, dead);
+    assert_string_equal(dl.items[0].user_id, "old-user");
+    assert_string_equal(dl.items[0].tier, "pro");
+    queue_dead_list_dispose(&dl);
+}
+
 static void test_position_counts_turns_across_users(void **state)
 {
     fx_t *fx = *state;
@@ -655,6 +761,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_events_are_numbered_and_resumable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_position_counts_turns_across_users, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_jobs_from_the_previous_version_still_run, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_cli_dead_letter_list_retry_purge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_redis_acl_user_logs_in, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_function_libraries_are_listed_and_pruned, setup,

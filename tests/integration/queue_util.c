@@ -80,6 +80,21 @@ int qt_redis_ok(const char *cmd)
     return ok;
 }
 
+int qt_redis_argv(const char *const *argv)
+{
+    int argc = 0;
+    while (argv[argc])
+        argc++;
+    redisContext *c = raw();
+    if (c == NULL)
+        return 0;
+    redisReply *r = redisCommandArgv(c, argc, (const char **)argv, NULL);
+    int ok = r != NULL && r->type != REDIS_REPLY_ERROR;
+    freeReplyObject(r);
+    redisFree(c);
+    return ok;
+}
+
 long long qt_redis_stat(const char *command)
 {
     redisReply *r = raw_command("INFO commandstats", NULL);

@@ -28,6 +28,9 @@ long long qt_redis_int(const char *cmd);
 /* A raw command that answers +OK (FUNCTION FLUSH...); 1 if it did. */
 int qt_redis_ok(const char *cmd);
 
+/* A raw command given as its arguments (NULL-terminated); 1 unless Redis answered an error. */
+int qt_redis_argv(const char *const *argv);
+
 /* How many times Redis ran `command` (INFO commandstats), 0 if never, -1 on error. */
 long long qt_redis_stat(const char *command);
 

@@ -126,11 +126,12 @@ static void test_claim_answer_and_malformed_claim(void **state)
 {
     (void)state;
     queue_claim_t c;
-    /* Jobs are flat, four entries each; 'd' is "user\ntier\ndeadline\npayload". */
+    /* Jobs are flat, four entries each; 'd' is "user\ntier\ndeadline\ncreated\npayload". */
     redisReply *r =
         r_arr(3,
-              r_arr(8, r_str("g1"), r_str("u1\npro\n0\n{}"), r_int(4), r_int(2), r_str("g3"),
-                    r_str("u3\nfree\n1700000000123\n{\"p\":\"two\nlines\"}"), r_int(1), r_int(1)),
+              r_arr(8, r_str("g1"), r_str("u1\npro\n0\n5\n{}"), r_int(4), r_int(2), r_str("g3"),
+                    r_str("u3\nfree\n1700000000123\n1700000000000\n{\"p\":\"two\nlines\"}"),
+                    r_int(1), r_int(1)),
               r_arr(1, r_arr(2, r_str("g2"), r_str("u2"))), r_int(99));
     assert_int_equal(queue__parse_claim(r, &c, NULL), 0);
     assert_int_equal(c.n_jobs, 2);
@@ -152,11 +153,12 @@ static void test_claim_answer_and_malformed_claim(void **state)
     queue_claim_dispose(&c);
     freeReplyObject(r);
     /* Malformed jobs are refused and leave nothing allocated (ASan checks). */
-    const char *bad_d[] = {"u1\npro\n{}", "u1\npro\n12x\n{}", "\npro\n0\n{}",
-                           "u1\n\n0\n{}", "u1\npro\n\n{}",    "u1\npro\n99999999999999999999\n{}"};
+    const char *bad_d[] = {"u1\npro\n0\n{}",   "u1\npro\n12x\n1\n{}",
+                           "\npro\n0\n1\n{}",  "u1\n\n0\n1\n{}",
+                           "u1\npro\n\n1\n{}", "u1\npro\n99999999999999999999\n1\n{}"};
     for (size_t i = 0; i < sizeof(bad_d) / sizeof(bad_d[0]); i++) {
         r = r_arr(3,
-                  r_arr(8, r_str("g0"), r_str("u0\npro\n0\nok"), r_int(1), r_int(1), r_str("g1"),
+                  r_arr(8, r_str("g0"), r_str("u0\npro\n0\n1\nok"), r_int(1), r_int(1), r_str("g1"),
                         r_str(bad_d[i]), r_int(1), r_int(1)),
                   r_arr(0), r_int(99));
         assert_int_equal(queue__parse_claim(r, &c, NULL), GF_EUNAVAIL);
@@ -165,7 +167,7 @@ static void test_claim_answer_and_malformed_claim(void **state)
         freeReplyObject(r);
     }
     /* A list that is not four entries per job, or no lease end. */
-    r = r_arr(3, r_arr(2, r_str("g1"), r_str("u1\npro\n0\n{}")), r_arr(0), r_int(99));
+    r = r_arr(3, r_arr(2, r_str("g1"), r_str("u1\npro\n0\n5\n{}")), r_arr(0), r_int(99));
     assert_int_equal(queue__parse_claim(r, &c, NULL), GF_EUNAVAIL);
     freeReplyObject(r);
     r = r_arr(2, r_arr(0), r_arr(0));

@@ -92,16 +92,25 @@ static void test_enqueue_refuses_ids_that_would_break_keys(void **state)
     assert_int_equal(queue__cmd_enqueue(&cmd, &c, &req, &d, NULL), GF_EINVAL);
     req.deadline_ms = 0;
     assert_int_equal(queue__cmd_enqueue(&cmd, &c, &req, &d, NULL), 0);
-    /* Arguments: id, user, tier, and the job's data packed as the queue stores it. */
+    /* Arguments: id, user, tier, and the job's data packed as the queue stores
+     * it: user, tier, deadline, creation time (now, this clock), payload. */
     assert_int_equal(cmd.argc, QUEUE_CMD_HEAD + 4);
     assert_string_equal(cmd.argv[QUEUE_CMD_HEAD + 1], "u");
-    assert_memory_equal(cmd.argv[QUEUE_CMD_HEAD + 3], "u\npro\n0\n{}", 10);
-    assert_int_equal(cmd.len[QUEUE_CMD_HEAD + 3], 10);
+    const char *jd = cmd.argv[QUEUE_CMD_HEAD + 3];
+    assert_int_equal(strncmp(jd, "u\npro\n0\n", 8), 0);
+    char *end = NULL;
+    long long created = strtoll(jd + 8, &end, 10);
+    assert_true(created > 1700000000000LL && created < 4102444800000LL);
+    assert_string_equal(end, "\n{}");
+    assert_int_equal(cmd.len[QUEUE_CMD_HEAD + 3], strlen(jd));
     req.deadline_ms = 1700000000123LL;
     req.payload = "{\"prompt\":\"a\nb\"}";
     assert_int_equal(queue__cmd_enqueue(&cmd, &c, &req, &d, NULL), 0);
-    assert_string_equal(cmd.argv[QUEUE_CMD_HEAD + 3],
-                        "u\npro\n1700000000123\n{\"prompt\":\"a\nb\"}");
+    jd = cmd.argv[QUEUE_CMD_HEAD + 3];
+    assert_int_equal(strncmp(jd, "u\npro\n1700000000123\n", 20), 0);
+    end = strchr(jd + 20, '\n');
+    assert_non_null(end);
+    assert_string_equal(end, "\n{\"prompt\":\"a\nb\"}");
     gf_buf_dispose(&d);
     assert_true(queue_state_is_terminal("dead"));
     assert_false(queue_state_is_terminal("running"));
