@@ -177,14 +177,23 @@ int queue__parse_claim(const redisReply *r, queue_claim_t *out, gf_err_t *err)
     if (n) {
         out->jobs = gf_xcalloc(n, sizeof(*out->jobs));
         for (size_t i = 0; i < n; i++) {
-            if (job_fill(&out->jobs[i], (const redisReply *const *)jobs->element + 4 * i,
-                         r->element[2]->integer) < 0) {
-                out->n_jobs = i;
-                queue_claim_dispose(out);
-                return BAD_REPLY(err, "claim");
+            const redisReply *const *e = (const redisReply *const *)jobs->element + 4 * i;
+            if (job_fill(&out->jobs[out->n_jobs], e, r->element[2]->integer) == 0) {
+                out->n_jobs++;
+                continue;
             }
+            /*
+             * Leased but not handed out: one job whose data this client
+             * cannot read must not fail the others claimed with it. Its
+             * lease runs out, and after FARM_QUEUE_MAX_RECLAIMS it is
+             * dead-lettered as poison, where the operator sees it.
+             */
+            gf_log_ctx ctx = {.component = "queue",
+                              .generation_id = e[0]->type == REDIS_REPLY_STRING ? e[0]->str : NULL};
+            GF_LOG(GF_LOG_WARN, &ctx,
+                   "claim: a job's data is not user, tier, deadline, created, "
+                   "payload; not run (it will be dead-lettered)");
         }
-        out->n_jobs = n;
     }
     if (exp->elements) {
         out->expired = gf_xcalloc(exp->elements, sizeof(*out->expired));

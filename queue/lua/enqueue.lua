@@ -44,7 +44,8 @@ for i = 0, #ARGV / 4 - 1 do
         -- otherwise; other tiers by their weight share.
         local ahead = mine + math.min(d[tier] - mine - 1, (mine + 1) * (ring[tier] - 1))
         local pos = other_tiers(tier, ahead, d)
-        -- API.md: the 'queued' event carries the queue position.
+        -- API.md: the 'queued' event carries the queue position. (jd begins
+        -- with the same u and tier: queue/script.c packs all three.)
         ev_append(g, jk, u, 1, 'queued', '{"status":"queued","queue_position":' .. num(pos) .. '}', false,
             's', 'queued', 'u', u, 't', tier, 'd', jd)
         out[i + 1] = {1, 'queued', pos}
