@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <vips/vips.h>
 
@@ -238,6 +239,11 @@ static void test_signed_urls_work_and_nothing_else_does(void **state)
     char etag[128];
     snprintf(etag, sizeof(etag), "%.*s", (int)strcspn(et + 6, "\r\n"), et + 6);
     assert_non_null(strcasestr(r.headers, "Cache-Control: private, max-age="));
+    /* Cached for as long as the URL is valid, and no longer. */
+    long max_age = strtol(strcasestr(r.headers, "max-age=") + 8, NULL, 10);
+    long url_exp = strtol(strstr(url, "exp=") + 4, NULL, 10);
+    assert_true(max_age > 0);
+    assert_true(max_age <= url_exp - (long)time(NULL) + 1);
     ts_http_dispose(&r);
     /* A cached copy is revalidated: the tag alone, weak, in a list, or "*". */
     char inm[4][300];
