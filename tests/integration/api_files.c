@@ -419,6 +419,74 @@ static void test_an_upload_that_cannot_be_recorded_leaves_no_file(void **state)
     free(t);
 }
 
+/*
+ * A record that does not answer in time: 503, but the stored file stays. The
+ * INSERT may still commit after the answer, and a row must never name a file
+ * that is gone (an orphan file is the lesser harm).
+ */
+static void test_an_upload_whose_record_times_out_keeps_its_file(void **state)
+{
+    (void)state;
+    char user[37], dir[700], port_env[64], storage_env[600], url[128], log_path[600];
+    gf_uuid4(user);
+    api_claims_t c = {.sub = user, .plan = "pro", .ttl_s = 3600};
+    char *t = api_token_issue(SECRET, &c, NULL);
+    size_t len;
+    void *png = make_image(32, 32, ".png", 0, &len);
+    snprintf(dir, sizeof(dir), "%s/storage/%s/uploads", ts_env("FARM_TEST_TMPDIR"), user);
+    /* An api of its own whose Postgres calls give up after 300 ms. */
+    int port = ts_free_port();
+    snprintf(port_env, sizeof(port_env), "FARM_API_PORT=%d", port);
+    snprintf(storage_env, sizeof(storage_env), "FARM_STORAGE_DIR=%s/storage",
+             ts_env("FARM_TEST_TMPDIR"));
+    char *extra[] = {port_env,
+                     storage_env,
+                     "FARM_JWT_SECRET=" SECRET,
+                     "FARM_FILE_SECRET=file-secret-files-0123456789",
+                     "FARM_DB_CALL_TIMEOUT_MS=300",
+                     "FARM_PROVIDER=local",
+                     NULL};
+    char *api_argv[] = {(char *)ts_env("FARM_TEST_API_BIN"), NULL};
+    snprintf(log_path, sizeof(log_path), "%s/api-timeout.log", ts_env("FARM_TEST_TMPDIR"));
+    pid_t api2 = ts_spawn(api_argv, extra, log_path);
+    char saved[64];
+    snprintf(saved, sizeof(saved), "%s", base);
+    snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
+    snprintf(url, sizeof(url), "%s/readyz", base);
+    assert_true(ts_wait_http(url, 200, NULL, 20));
+    /* The user exists first, so only the upload's INSERT waits. */
+    snprintf(url, sizeof(url), "%s/v1/credits", base);
+    char auth[1024];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", t);
+    const char *h[] = {auth, NULL};
+    ts_http_t r = ts_http("GET", url, h, NULL, 0);
+    assert_int_equal(r.status, 200);
+    ts_http_dispose(&r);
+    /* Another session holds the uploads table for 3 s. */
+    assert_int_equal(ts_sh("psql -X -q \"$FARM_DATABASE_URL\" -c 'BEGIN' "
+                           "-c 'LOCK TABLE uploads IN ACCESS EXCLUSIVE MODE' "
+                           "-c 'SELECT pg_sleep(3)' -c 'COMMIT' >/dev/null 2>&1 &"),
+                     0);
+    assert_int_equal(
+        ts_sh("for i in $(seq 100); do [ \"$(psql -XAt \"$FARM_DATABASE_URL\" -c "
+              "\"SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+              "WHERE c.relname = 'uploads' AND l.mode = 'AccessExclusiveLock' AND "
+              "l.granted\")\" = 1 ] && exit 0; sleep 0.05; done; exit 1"),
+        0);
+    r = post_image("image/png", png, len, t);
+    long status = r.status;
+    ts_http_dispose(&r);
+    assert_int_equal(status, 503);
+    assert_int_equal(count_files(dir), 1);
+    /* After the lock: still there, whether or not the row was written. */
+    sleep(4);
+    assert_int_equal(count_files(dir), 1);
+    snprintf(base, sizeof(base), "%s", saved);
+    assert_int_equal(ts_stop(api2, SIGTERM, 15), 0);
+    g_free(png);
+    free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -427,6 +495,7 @@ int main(void)
         cmocka_unit_test(test_signed_urls_work_and_nothing_else_does),
         cmocka_unit_test(test_references_must_be_the_callers_own),
         cmocka_unit_test(test_an_upload_that_cannot_be_recorded_leaves_no_file),
+        cmocka_unit_test(test_an_upload_whose_record_times_out_keeps_its_file),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
