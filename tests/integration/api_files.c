@@ -27,15 +27,15 @@ static char base[64];
 static pid_t api_pid, worker_pid;
 static char *tok, *other;
 
-static int setup(void **state)
+/*
+ * Starts the binary named by the environment variable `bin_env` with this
+ * file's settings, its api on `port`, and `setting` ("NAME=value") on top if
+ * not NULL; its log goes to `log_name` in the test's directory.
+ */
+static pid_t spawn(const char *bin_env, int port, const char *setting, const char *log_name)
 {
-    (void)state;
-    if (VIPS_INIT("api_files"))
-        return -1;
-    static char port_env[64], storage_env[600];
-    int port = ts_free_port();
+    char port_env[64], storage_env[600], log_path[600];
     snprintf(port_env, sizeof(port_env), "FARM_API_PORT=%d", port);
-    snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
     snprintf(storage_env, sizeof(storage_env), "FARM_STORAGE_DIR=%s/storage",
              ts_env("FARM_TEST_TMPDIR"));
     char *extra[] = {port_env,
@@ -46,14 +46,22 @@ static int setup(void **state)
                      "FARM_UPLOAD_MAX_PIXELS=1000000",
                      "FARM_WORKER_METRICS_PORT=0",
                      "FARM_PROVIDER=local",
+                     (char *)setting,
                      NULL};
-    char log_path[600];
-    char *api_argv[] = {(char *)ts_env("FARM_TEST_API_BIN"), NULL};
-    char *worker_argv[] = {(char *)ts_env("FARM_TEST_WORKER_BIN"), NULL};
-    snprintf(log_path, sizeof(log_path), "%s/api.log", ts_env("FARM_TEST_TMPDIR"));
-    api_pid = ts_spawn(api_argv, extra, log_path);
-    snprintf(log_path, sizeof(log_path), "%s/worker.log", ts_env("FARM_TEST_TMPDIR"));
-    worker_pid = ts_spawn(worker_argv, extra, log_path);
+    char *argv[] = {(char *)ts_env(bin_env), NULL};
+    snprintf(log_path, sizeof(log_path), "%s/%s", ts_env("FARM_TEST_TMPDIR"), log_name);
+    return ts_spawn(argv, extra, log_path);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    if (VIPS_INIT("api_files"))
+        return -1;
+    int port = ts_free_port();
+    snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
+    api_pid = spawn("FARM_TEST_API_BIN", port, NULL, "api.log");
+    worker_pid = spawn("FARM_TEST_WORKER_BIN", port, NULL, "worker.log");
     char a[37], b[37];
     gf_uuid4(a);
     gf_uuid4(b);
@@ -384,17 +392,38 @@ static int count_files(const char *dir)
     return n;
 }
 
+/* A new user with a token, a small PNG to upload, and where its uploads go. */
+typedef struct {
+    char user[37], dir[700];
+    char *token;
+    void *png;
+    size_t len;
+} new_uploader_t;
+
+static void new_uploader(new_uploader_t *u)
+{
+    gf_uuid4(u->user);
+    api_claims_t c = {.sub = u->user, .plan = "pro", .ttl_s = 3600};
+    u->token = api_token_issue(SECRET, &c, NULL);
+    u->png = make_image(32, 32, ".png", 0, &u->len);
+    snprintf(u->dir, sizeof(u->dir), "%s/storage/%s/uploads", ts_env("FARM_TEST_TMPDIR"), u->user);
+}
+
+static void new_uploader_dispose(new_uploader_t *u)
+{
+    g_free(u->png);
+    free(u->token);
+}
+
 /* Postgres down: the upload is answered 503 and its stored file goes (its id was never given). */
 static void test_an_upload_that_cannot_be_recorded_leaves_no_file(void **state)
 {
     (void)state;
-    char user[37], dir[700];
-    gf_uuid4(user);
-    api_claims_t c = {.sub = user, .plan = "pro", .ttl_s = 3600};
-    char *t = api_token_issue(SECRET, &c, NULL);
-    size_t len;
-    void *png = make_image(32, 32, ".png", 0, &len);
-    snprintf(dir, sizeof(dir), "%s/storage/%s/uploads", ts_env("FARM_TEST_TMPDIR"), user);
+    new_uploader_t u;
+    new_uploader(&u);
+    const char *t = u.token, *dir = u.dir;
+    void *png = u.png;
+    size_t len = u.len;
     assert_int_equal(ts_sh("sh -c \"$FARM_TEST_PG_STOP\" >/dev/null 2>&1"), 0);
     ts_http_t r = post_image("image/png", png, len, t);
     long status = r.status;
@@ -415,8 +444,7 @@ static void test_an_upload_that_cannot_be_recorded_leaves_no_file(void **state)
     r = post_image("image/png", png, len, t);
     expect(&r, 201, "\"format\":\"png\"");
     assert_int_equal(count_files(dir), 1);
-    g_free(png);
-    free(t);
+    new_uploader_dispose(&u);
 }
 
 /*
@@ -427,28 +455,13 @@ static void test_an_upload_that_cannot_be_recorded_leaves_no_file(void **state)
 static void test_an_upload_whose_record_times_out_keeps_its_file(void **state)
 {
     (void)state;
-    char user[37], dir[700], port_env[64], storage_env[600], url[128], log_path[600];
-    gf_uuid4(user);
-    api_claims_t c = {.sub = user, .plan = "pro", .ttl_s = 3600};
-    char *t = api_token_issue(SECRET, &c, NULL);
-    size_t len;
-    void *png = make_image(32, 32, ".png", 0, &len);
-    snprintf(dir, sizeof(dir), "%s/storage/%s/uploads", ts_env("FARM_TEST_TMPDIR"), user);
+    new_uploader_t u;
+    new_uploader(&u);
+    const char *t = u.token, *dir = u.dir;
+    char url[128];
     /* An api of its own whose Postgres calls give up after 300 ms. */
     int port = ts_free_port();
-    snprintf(port_env, sizeof(port_env), "FARM_API_PORT=%d", port);
-    snprintf(storage_env, sizeof(storage_env), "FARM_STORAGE_DIR=%s/storage",
-             ts_env("FARM_TEST_TMPDIR"));
-    char *extra[] = {port_env,
-                     storage_env,
-                     "FARM_JWT_SECRET=" SECRET,
-                     "FARM_FILE_SECRET=file-secret-files-0123456789",
-                     "FARM_DB_CALL_TIMEOUT_MS=300",
-                     "FARM_PROVIDER=local",
-                     NULL};
-    char *api_argv[] = {(char *)ts_env("FARM_TEST_API_BIN"), NULL};
-    snprintf(log_path, sizeof(log_path), "%s/api-timeout.log", ts_env("FARM_TEST_TMPDIR"));
-    pid_t api2 = ts_spawn(api_argv, extra, log_path);
+    pid_t api2 = spawn("FARM_TEST_API_BIN", port, "FARM_DB_CALL_TIMEOUT_MS=300", "api-timeout.log");
     char saved[64];
     snprintf(saved, sizeof(saved), "%s", base);
     snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
@@ -473,7 +486,7 @@ static void test_an_upload_whose_record_times_out_keeps_its_file(void **state)
               "WHERE c.relname = 'uploads' AND l.mode = 'AccessExclusiveLock' AND "
               "l.granted\")\" = 1 ] && exit 0; sleep 0.05; done; exit 1"),
         0);
-    r = post_image("image/png", png, len, t);
+    r = post_image("image/png", u.png, u.len, t);
     long status = r.status;
     ts_http_dispose(&r);
     assert_int_equal(status, 503);
@@ -483,8 +496,7 @@ static void test_an_upload_whose_record_times_out_keeps_its_file(void **state)
     assert_int_equal(count_files(dir), 1);
     snprintf(base, sizeof(base), "%s", saved);
     assert_int_equal(ts_stop(api2, SIGTERM, 15), 0);
-    g_free(png);
-    free(t);
+    new_uploader_dispose(&u);
 }
 
 int main(void)
