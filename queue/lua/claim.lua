@@ -40,7 +40,13 @@ for _, g in ipairs(redis.call('ZRANGEBYSCORE', lk, '-inf', NOWS, 'LIMIT', 0, wan
     local jk = jkey(g)
     local rc = redis.call('HINCRBY', jk, 'rc', 1)
     local f = redis.call('HMGET', jk, 'd', 'tok', 'att', 'cx', 'n', 'u')
-    if f[4] == '1' then
+    if not f[1] then
+        -- No job behind the lease (its hash was deleted by hand): drop the
+        -- lease and the hash HINCRBY just made, rather than answer with a
+        -- hole in the list.
+        redis.call('ZREM', lk, g)
+        redis.call('DEL', jk)
+    elseif f[4] == '1' then
         -- Its holder died after a cancel: nothing left to run.
         redis.call('ZREM', lk, g)
         terminal(g, jk, f[6] or (job_ut(jk)), tonumber(f[5]), 'canceled', '{}')
@@ -103,8 +109,10 @@ if got < want then
         popped[best] = popped[best] + 1
         local jk = jkey(g)
         local f = redis.call('HMGET', jk, 'd', 'tok', 'att', 'n')
-        local dl = job_deadline(f[1])
-        if dl > 0 and dl <= NOW and (tonumber(f[3]) or 0) == 0 then
+        local dl = f[1] and job_deadline(f[1])
+        if not dl then
+            -- Queued, but its hash is gone (deleted by hand): nothing to run.
+        elseif dl > 0 and dl <= NOW and (tonumber(f[3]) or 0) == 0 then
             terminal(g, jk, u, tonumber(f[4]), 'expired', cjson.encode({deadline_ms = dl}))
             expired[#expired + 1] = {g, u}
         else

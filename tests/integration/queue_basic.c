@@ -585,6 +585,36 @@ static void test_jobs_from_the_previous_version_still_run(void **state)
     queue_dead_list_dispose(&dl);
 }
 
+/* A job hash deleted by hand (an operator's redis-cli) does not break claims. */
+static void test_a_job_deleted_by_hand_is_skipped(void **state)
+{
+    fx_t *fx = *state;
+    char tag[80], gone[64], leased[64], next[64], key[160];
+    snprintf(tag, sizeof(tag), "{%s}", fx->cfg->queue_name);
+    qt_enqueue(fx->qs, qt_id(leased, sizeof(leased), "byhand"), "hand-user", "pro");
+    queue_claim_t c;
+    assert_int_equal(queue_sync_claim(fx->qs, "w", 1, &c, NULL), 0);
+    assert_int_equal(c.n_jobs, 1);
+    queue_claim_dispose(&c);
+    qt_enqueue(fx->qs, qt_id(gone, sizeof(gone), "byhand"), "hand-user", "pro");
+    qt_enqueue(fx->qs, qt_id(next, sizeof(next), "byhand"), "hand-user", "pro");
+    for (int i = 0; i < 2; i++) {
+        snprintf(key, sizeof(key), "DEL %s:j:%s", tag, i == 0 ? leased : gone);
+        assert_int_equal(qt_redis_int(key), 1);
+    }
+    qt_sleep_ms(1200); /* the lease (1 s) runs out */
+    assert_int_equal(queue_sync_claim(fx->qs, "w", 4, &c, NULL), 0);
+    assert_int_equal(c.n_jobs, 1);
+    assert_string_equal(c.jobs[0].gen_id, next);
+    queue_claim_dispose(&c);
+    snprintf(key, sizeof(key), "ZRANK %s:leases %s", tag, next);
+    assert_true(qt_redis_int(key) >= 0); /* a lease is found this way... */
+    snprintf(key, sizeof(key), "ZRANK %s:leases %s", tag, leased);
+    assert_int_equal(qt_redis_int(key), -1); /* ...and the orphan's is gone (nil) */
+    snprintf(key, sizeof(key), "EXISTS %s:j:%s", tag, leased);
+    assert_int_equal(qt_redis_int(key), 0); /* with nothing left behind */
+}
+
 static void test_position_counts_turns_across_users(void **state)
 {
     fx_t *fx = *state;
@@ -763,6 +793,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_position_counts_turns_across_users, setup, teardown),
         cmocka_unit_test_setup_teardown(test_jobs_from_the_previous_version_still_run, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_a_job_deleted_by_hand_is_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cli_dead_letter_list_retry_purge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_redis_acl_user_logs_in, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_function_libraries_are_listed_and_pruned, setup,
