@@ -77,6 +77,28 @@ if got < want then
     local wk = P .. 'wrr'
     local nt = #TIERS
     local cur, len, popped, rks, qps = {}, {}, {}, {}, {}
+    -- The rings are read once per claim and turned here, then written back
+    -- with at most two commands each, instead of an LMOVE per job: ring[i]
+    -- holds tier i's ring from its head, users to serve from index head[i];
+    -- users served that still have jobs are appended, drained ones are not.
+    -- whole[i]: the copy is the whole ring (else its first fetched[i] users).
+    local ring, head, whole, fetched = {}, {}, {}, {}
+    local function ring_write(i)
+        local r, rk = ring[i], rks[i]
+        local from = fetched[i] + 1 -- the users appended
+        if head[i] > fetched[i] + 1 then
+            -- Served round the whole ring and beyond (whole[i]): the copy
+            -- from head on is the ring.
+            redis.call('DEL', rk)
+            from = head[i]
+        elseif head[i] > 1 then
+            redis.call('LTRIM', rk, head[i] - 1, -1)
+        end
+        for k = from, #r, 512 do -- (unpack has a stack limit)
+            redis.call('RPUSH', rk, unpack(r, k, math.min(k + 511, #r)))
+        end
+        ring[i] = nil
+    end
     local saved = redis.call('HMGET', wk, unpack(TIER_NAMES))
     for i = 1, nt do
         local name = TIERS[i].name
@@ -96,14 +118,23 @@ if got < want then
         end
         if not best then break end
         cur[best] = cur[best] - total
-        local rk = rks[best]
         -- Serve the user at the head of the ring and send it to the back;
-        -- take it out only if that was its last ready job.
-        local u = redis.call('LMOVE', rk, rk, 'LEFT', 'RIGHT')
+        -- take it out only if that was its last ready job. (A partial copy
+        -- used up, by picks that found expired jobs, is written back and
+        -- read again.)
+        if ring[best] and not whole[best] and head[best] > fetched[best] then ring_write(best) end
+        local r = ring[best]
+        if not r then
+            r = redis.call('LRANGE', rks[best], 0, want - got - 1)
+            ring[best], head[best], whole[best], fetched[best] = r, 1, #r >= len[best], #r
+        end
+        local u = r[head[best]]
+        head[best] = head[best] + 1
         local qk = qps[best] .. u
         local g = redis.call('LPOP', qk)
-        if redis.call('EXISTS', qk) == 0 then
-            redis.call('RPOP', rk)
+        if redis.call('EXISTS', qk) == 1 then
+            r[#r + 1] = u
+        else
             len[best] = len[best] - 1
         end
         popped[best] = popped[best] + 1
@@ -121,6 +152,7 @@ if got < want then
     end
     local flat = {}
     for i = 1, nt do
+        if ring[i] then ring_write(i) end
         local name = TIERS[i].name
         if popped[i] > 0 then redis.call('HINCRBY', P .. 'depth', name, -popped[i]) end
         flat[2 * i - 1], flat[2 * i] = name, tostring(cur[i])

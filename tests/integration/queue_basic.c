@@ -383,6 +383,43 @@ static void test_cancel_running_is_seen_by_the_next_heartbeat(void **state)
     queue_claim_dispose(&c);
 }
 
+/*
+ * Jobs found expired take turns too: five users each have an expired job and
+ * then a live one; a claim of two goes round the ring through all five
+ * expired jobs (more picks than it asked for jobs) and serves the users in
+ * ring order all the same.
+ */
+static void test_expired_jobs_keep_the_ring_in_order(void **state)
+{
+    fx_t *fx = *state;
+    char user[5][16], late[5][64], live[5][64];
+    queue_result_t res;
+    for (int i = 0; i < 5; i++) {
+        snprintf(user[i], sizeof(user[i]), "ring-u%d", i);
+        queue_enqueue_req_t req = {.gen_id = qt_id(late[i], sizeof(late[i]), "late"),
+                                   .user_id = user[i],
+                                   .tier = "pro",
+                                   .deadline_ms = 1};
+        assert_int_equal(queue_sync_enqueue(fx->qs, &req, &res, NULL), 0);
+    }
+    for (int i = 0; i < 5; i++)
+        qt_enqueue(fx->qs, qt_id(live[i], sizeof(live[i]), "live"), user[i], "pro");
+    queue_claim_t c;
+    assert_int_equal(queue_sync_claim(fx->qs, "w", 2, &c, NULL), 0);
+    assert_int_equal(c.n_expired, 5);
+    for (int i = 0; i < 5; i++)
+        assert_string_equal(c.expired[i].gen_id, late[i]);
+    assert_int_equal(c.n_jobs, 2);
+    assert_string_equal(c.jobs[0].gen_id, live[0]);
+    assert_string_equal(c.jobs[1].gen_id, live[1]);
+    queue_claim_dispose(&c);
+    assert_int_equal(queue_sync_claim(fx->qs, "w", 10, &c, NULL), 0);
+    assert_int_equal(c.n_jobs, 3);
+    for (int i = 0; i < 3; i++)
+        assert_string_equal(c.jobs[i].gen_id, live[i + 2]);
+    queue_claim_dispose(&c);
+}
+
 static void test_deadline_passed_is_expired_not_handed_out(void **state)
 {
     fx_t *fx = *state;
@@ -787,6 +824,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel_queued_removes_it, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel_running_is_seen_by_the_next_heartbeat, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_expired_jobs_keep_the_ring_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deadline_passed_is_expired_not_handed_out, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_events_are_numbered_and_resumable, setup, teardown),
