@@ -132,17 +132,19 @@ if got < want then
         head[best] = head[best] + 1
         local qk = qps[best] .. u
         local g = redis.call('LPOP', qk)
-        if redis.call('EXISTS', qk) == 1 then
+        if g and redis.call('EXISTS', qk) == 1 then
             r[#r + 1] = u
         else
             len[best] = len[best] - 1
         end
-        popped[best] = popped[best] + 1
-        local jk = jkey(g)
-        local f = redis.call('HMGET', jk, 'd', 'tok', 'att', 'n')
-        local dl = f[1] and job_deadline(f[1])
+        if g then popped[best] = popped[best] + 1 end
+        local jk = g and jkey(g)
+        local f = g and redis.call('HMGET', jk, 'd', 'tok', 'att', 'n')
+        local dl = g and f[1] and job_deadline(f[1])
         if not dl then
-            -- Queued, but its hash is gone (deleted by hand): nothing to run.
+            -- A user in the ring without a queue (its key deleted by hand;
+            -- it leaves the ring above), or a queued job whose hash is gone
+            -- (deleted by hand): nothing to run.
         elseif dl > 0 and dl <= NOW and (tonumber(f[3]) or 0) == 0 then
             terminal(g, jk, u, tonumber(f[4]), 'expired', cjson.encode({deadline_ms = dl}))
             expired[#expired + 1] = {g, u}

@@ -639,6 +639,11 @@ static void test_a_job_deleted_by_hand_is_skipped(void **state)
         snprintf(key, sizeof(key), "DEL %s:j:%s", tag, i == 0 ? leased : gone);
         assert_int_equal(qt_redis_int(key), 1);
     }
+    /* And a user ahead in the ring whose whole queue was deleted. */
+    char lost[64];
+    qt_enqueue(fx->qs, qt_id(lost, sizeof(lost), "byhand"), "hand-lost", "pro");
+    snprintf(key, sizeof(key), "DEL %s:t:pro:u:hand-lost", tag);
+    assert_int_equal(qt_redis_int(key), 1);
     qt_sleep_ms(1200); /* the lease (1 s) runs out */
     assert_int_equal(queue_sync_claim(fx->qs, "w", 4, &c, NULL), 0);
     assert_int_equal(c.n_jobs, 1);
@@ -650,6 +655,8 @@ static void test_a_job_deleted_by_hand_is_skipped(void **state)
     assert_int_equal(qt_redis_int(key), -1); /* ...and the orphan's is gone (nil) */
     snprintf(key, sizeof(key), "EXISTS %s:j:%s", tag, leased);
     assert_int_equal(qt_redis_int(key), 0); /* with nothing left behind */
+    snprintf(key, sizeof(key), "LPOS %s:t:pro:ring hand-lost", tag);
+    assert_int_equal(qt_redis_int(key), -1); /* the user without a queue left the ring */
 }
 
 static void test_position_counts_turns_across_users(void **state)
