@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -182,4 +183,16 @@ int64_t qt_enqueue(queue_sync_t *qs, const char *gen, const char *user, const ch
     if (rc < 0)
         fail_msg("enqueue %s: %s", gen, err.msg);
     return res.position;
+}
+
+int qt_farm_cli(char *out, size_t n, const char *args)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "'%s' %s 2>&1", ts_env("FARM_TEST_CLI"), args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t got = fread(out, 1, n - 1, p);
+    out[got] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

@@ -51,4 +51,7 @@ int64_t qt_enqueue(queue_sync_t *qs, const char *gen, const char *user, const ch
 
 void qt_sleep_ms(int ms);
 
+/* Runs the farm CLI (FARM_TEST_CLI) with `args`; its exit status, and its output in `out`. */
+int qt_farm_cli(char *out, size_t n, const char *args);
+
 #endif
