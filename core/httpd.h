@@ -161,7 +161,4 @@ void gf_http_req_on_close(gf_http_req_t *r, gf_http_close_cb cb, void *data);
 /* Bytes queued to the client and not yet written (back-pressure signal). */
 size_t gf_http_req_queued_bytes(const gf_http_req_t *r);
 
-/* A random lowercase UUID v4 into `out` (37 bytes). */
-void gf_uuid4(char out[37]);
-
 #endif
