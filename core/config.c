@@ -625,23 +625,3 @@ const char *gf_cfg_provider_mode(const gf_config_t *cfg)
     static const char *const modes[] = {"auto", "hf", "fal", "bfl", "local", "fake"};
     return cfg->provider >= 0 && cfg->provider < 6 ? modes[cfg->provider] : "auto";
 }
-
-int gf_cfg_provider_in_chain(const gf_config_t *cfg, const char *mode, const char *name)
-{
-    if (strcmp(mode, "auto") != 0 && strcmp(mode, "fake") != 0)
-        return strcmp(name, mode) == 0;
-    int hf = cfg->hf_token[0] != '\0', fal = cfg->fal_key[0] != '\0', bfl = cfg->bfl_key[0] != '\0';
-    if (strcmp(mode, "auto") == 0 && !hf && !fal && !bfl)
-        return strcmp(name, "local") == 0;
-    size_t n = strlen(name);
-    int listed = 0;
-    for (const char *f = cfg->provider_fallback; *f;
-         f += strcspn(f, ",") + (f[strcspn(f, ",")] != 0))
-        listed |= strcspn(f, ",") == n && strncmp(f, name, n) == 0;
-    if (!listed)
-        return 0;
-    if (strcmp(mode, "fake") == 0)
-        return strcmp(name, "local") != 0;
-    return strcmp(name, "local") == 0 || (strcmp(name, "hf") == 0 && hf) ||
-           (strcmp(name, "fal") == 0 && fal) || (strcmp(name, "bfl") == 0 && bfl);
-}

@@ -149,14 +149,4 @@ void gf_cfg_log(const gf_config_t *cfg, const char *component);
 /* FARM_PROVIDER's value: "auto", "hf", "fal", "bfl", "local" or "fake". */
 const char *gf_cfg_provider_mode(const gf_config_t *cfg);
 
-/*
- * Whether provider `name` is in the chain a worker builds when FARM_PROVIDER
- * is `mode`: a provider named alone; in auto, those of FARM_PROVIDER_FALLBACK
- * that have a token (local needs none), or local alone when none of hf, fal,
- * bfl has one; with the fake, the remote ones of that list. One rule for the
- * worker's chain (providers/provider.c) and the api's check of a request's
- * "provider" (api/validate.c).
- */
-int gf_cfg_provider_in_chain(const gf_config_t *cfg, const char *mode, const char *name);
-
 #endif

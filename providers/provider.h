@@ -154,6 +154,16 @@ provider_t *provider_new(uv_loop_t *loop, const gf_config_t *cfg, const char *na
 const char *provider_chain(const provider_t *p);
 
 /*
+ * Whether adapter `name` is in the chain provider_new() builds for `mode`
+ * (NULL: cfg's FARM_PROVIDER): the adapter named alone; for auto, those of
+ * FARM_PROVIDER_FALLBACK that have a token (local needs none), or local alone
+ * when none of hf, fal, bfl has one; for fake, the remote ones of that list.
+ * The api checks a request's "provider" with it, so it accepts exactly what
+ * a worker with the same configuration can call. Pure: no provider needed.
+ */
+int provider_chain_has(const gf_config_t *cfg, const char *mode, const char *name);
+
+/*
  * Starts a call. Returns 0 (then `cbs->done` runs exactly once, later) or,
  * with `err` and no callback ever, GF_EINVAL for a bad request, GF_ECANCELED
  * when the provider is closing. `*out` (may be NULL) receives the call, valid
