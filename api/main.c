@@ -1,6 +1,6 @@
 /*
  * api/main.c - farm-api: one libuv loop per process serving the HTTP API, run
- * by the process shell of core/proc.h (exit statuses there: 0 after a
+ * by the process shell of core/include/proc.h (exit statuses there: 0 after a
  * graceful stop, 1 when it cannot start, 2 on bad configuration).
  *
  * With FARM_API_PROCESSES > 1 (0: one per core) the first process forks that

@@ -1,5 +1,5 @@
 /*
- * worker/main.c - farm-worker, run by the process shell of core/proc.h (exit
+ * worker/main.c - farm-worker, run by the process shell of core/include/proc.h (exit
  * statuses there: 0 after a graceful stop, 1 when it cannot start, 2 on bad
  * configuration).
  */

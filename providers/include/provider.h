@@ -1,5 +1,5 @@
 /*
- * providers/provider.h - one interface for every image-generation provider.
+ * providers/include/provider.h - one interface for every image-generation provider.
  *
  * A provider_t is what a process creates once from its configuration: one curl
  * multi handle driven by the process's libuv loop (providers/http.c), one or

@@ -1,5 +1,5 @@
 /*
- * core/url.h - URLs of the configuration, split into their parts.
+ * core/include/url.h - URLs of the configuration, split into their parts.
  */
 #ifndef GF_URL_H
 #define GF_URL_H

@@ -1,5 +1,5 @@
 /*
- * core/clock.h - the wall clock as genfarm writes it: Unix milliseconds (the
+ * core/include/clock.h - the wall clock as genfarm writes it: Unix milliseconds (the
  * unit of deadlines and Redis stream ids) and RFC 3339 UTC timestamps with
  * milliseconds (log lines, API timestamps). Durations use uv_now() or
  * uv_hrtime(), never this clock.

@@ -1,5 +1,5 @@
 /*
- * core/ids.h - the ids genfarm makes and checks: random lowercase UUID v4
+ * core/include/ids.h - the ids genfarm makes and checks: random lowercase UUID v4
  * strings (generations, uploads, request ids, worker ids).
  */
 #ifndef GF_IDS_H

@@ -1,5 +1,5 @@
 /*
- * core/config.h - typed configuration from FARM_* environment variables.
+ * core/include/config.h - typed configuration from FARM_* environment variables.
  *
  * Every setting is one row of the table in config.c (name, type, default,
  * bounds, secret flag, help), as Redis does in config.c. The loader validates

@@ -1,5 +1,5 @@
 /*
- * core/core.h - the toolbox every module includes: errors, logging,
+ * core/include/core.h - the toolbox every module includes: errors, logging,
  * configuration, ids, the wall clock, URLs, metrics, the HTTP server and the
  * process shell.
  */

@@ -1,5 +1,5 @@
 /*
- * core/httpd.h - a small HTTP/1.1 server on libuv and libhttp-parser, shared by
+ * core/include/httpd.h - a small HTTP/1.1 server on libuv and libhttp-parser, shared by
  * farm-api, each worker's metrics port and the fake provider in tests.
  *
  * What it guarantees:

@@ -1,5 +1,5 @@
 /*
- * core/proc.h - the process shell of farm-api and farm-worker: load and
+ * core/include/proc.h - the process shell of farm-api and farm-worker: load and
  * validate the configuration, set the log level, raise the open-files limit,
  * ignore SIGPIPE, create and start the process's service on the default
  * loop, turn SIGTERM/SIGINT into one graceful stop, run the loop until every
