@@ -10,18 +10,7 @@
 
 int api_is_uuid(const char *s)
 {
-    if (s == NULL || strlen(s) != 36)
-        return 0;
-    for (int i = 0; i < 36; i++) {
-        char c = s[i];
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (c != '-')
-                return 0;
-        } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
-            return 0;
-        }
-    }
-    return 1;
+    return gf_uuid_is_valid(s);
 }
 
 char *api_token_issue(const char *secret, const api_claims_t *c, gf_err_t *err)

@@ -4,6 +4,7 @@
  * first problem found is answered, naming its field.
  */
 #include "validate.h"
+#include "provider.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,7 +167,7 @@ static int check_misc(api_gen_req_t *g, json_t *body, const img_presets_t *prese
     if (v != NULL && !json_is_null(v) &&
         (!json_is_string(v) || json_string_length(v) > 16 ||
          (strcmp(json_string_value(v), "auto") != 0 &&
-          !gf_cfg_provider_in_chain(cfg, gf_cfg_provider_mode(cfg), json_string_value(v)))))
+          !provider_chain_has(cfg, NULL, json_string_value(v)))))
         return bad(g, "provider", "provider must be auto or a configured provider", NULL);
     v = json_object_get(body, "webhook_url");
     if (v != NULL && !json_is_null(v) &&

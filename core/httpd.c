@@ -406,18 +406,3 @@ void gf_httpd_stop(gf_httpd_t *h, gf_httpd_stopped_cb cb, void *data)
     }
     httpd__conn_closed(h); /* no connections at all: done once the handles close */
 }
-
-void gf_uuid4(char out[37])
-{
-    unsigned char b[16];
-    if (uv_random(NULL, NULL, b, sizeof(b), 0, NULL) != 0) {
-        /* uv_random reads getrandom(2); it does not fail on Linux >= 3.17. */
-        for (size_t i = 0; i < sizeof(b); i++)
-            b[i] = (unsigned char)(uv_hrtime() >> (i % 8));
-    }
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-             b[14], b[15]);
-}

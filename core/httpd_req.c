@@ -6,6 +6,7 @@
  * detached, conn == NULL), so a late response is discarded harmlessly.
  */
 #include "httpd_int.h"
+#include "ids.h"
 
 #include <ctype.h>
 #include <stdio.h>

@@ -5,13 +5,13 @@
  * processes that share a terminal or a file never interleave mid-line.
  */
 #include "log.h"
+#include "clock.h"
 
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 int gf_log_min_level = GF_LOG_INFO;
@@ -311,14 +311,9 @@ static void add_field(gf_buf_t *b, const char *key, const char *value)
 char *gf_log_format(gf_log_level level, const gf_log_ctx *ctx, const char *ts, const char *msg)
 {
     gf_buf_t b = {0};
-    char now[40];
+    char now[32];
     if (ts == NULL) {
-        struct timespec tv;
-        struct tm tm;
-        clock_gettime(CLOCK_REALTIME, &tv);
-        gmtime_r(&tv.tv_sec, &tm);
-        size_t n = strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%S", &tm);
-        snprintf(now + n, sizeof(now) - n, ".%03ldZ", tv.tv_nsec / 1000000);
+        gf_clock_rfc3339(gf_clock_unix_ms(), now);
         ts = now;
     }
     gf_buf_printf(&b, "{\"ts\":\"%s\",\"level\":\"%s\"", ts, gf_log_level_name(level));

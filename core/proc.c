@@ -1,5 +1,10 @@
 /*
- * core/proc.c - process start and stop shared by farm-api and farm-worker.
+ * core/proc.c - the process shell shared by farm-api and farm-worker (see
+ * proc.h), and the operations routes both serve.
+ *
+ * The signal handles are process-wide (one service per process): they are
+ * unref'd so they never keep the loop alive, and closed once the service has
+ * stopped, or when the loop ran out before that.
  */
 #include "proc.h"
 #include "log.h"
@@ -9,13 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 extern char **environ;
 
 static uv_signal_t sig_term, sig_int;
 static int sig_started, sig_seen;
-static gf_proc_stop_cb stop_cb;
-static void *stop_data;
+static const gf_proc_service_t *sig_svc;
+static void *sig_target;
 
 gf_config_t *gf_proc_init(const char *component)
 {
@@ -24,7 +30,7 @@ gf_config_t *gf_proc_init(const char *component)
     gf_config_t *cfg = gf_cfg_load(environ, &err);
     if (cfg == NULL) {
         fprintf(stderr, "%s: configuration error: %s\n", component, err.msg);
-        exit(2);
+        exit(GF_EXIT_CONFIG);
     }
     gf_log_min_level = (int)cfg->log_level;
     /* Each connection and stream holds a descriptor: take all the kernel allows. */
@@ -44,16 +50,17 @@ static void on_signal(uv_signal_t *s, int signum)
     (void)s;
     if (sig_seen++) {
         GF_LOG(GF_LOG_WARN, NULL, "second signal %d: exiting now", signum);
-        _exit(1);
+        _exit(GF_EXIT_FAILURE);
     }
     GF_LOG(GF_LOG_INFO, NULL, "signal %d: stopping gracefully", signum);
-    stop_cb(stop_data);
+    sig_svc->stop(sig_target);
 }
 
-void gf_proc_signals_start(uv_loop_t *loop, gf_proc_stop_cb cb, void *data)
+/* The first SIGTERM or SIGINT stops `target` gracefully. */
+static void signals_start(uv_loop_t *loop, const gf_proc_service_t *svc, void *target)
 {
-    stop_cb = cb;
-    stop_data = data;
+    sig_svc = svc;
+    sig_target = target;
     uv_signal_init(loop, &sig_term);
     uv_signal_init(loop, &sig_int);
     uv_signal_start(&sig_term, on_signal, SIGTERM);
@@ -63,13 +70,59 @@ void gf_proc_signals_start(uv_loop_t *loop, gf_proc_stop_cb cb, void *data)
     sig_started = 1;
 }
 
-void gf_proc_signals_close(void)
+void gf_proc_stopped(void)
 {
     if (!sig_started)
         return;
     sig_started = 0;
     uv_close((uv_handle_t *)&sig_term, NULL);
     uv_close((uv_handle_t *)&sig_int, NULL);
+}
+
+int gf_proc_serve(const gf_proc_service_t *svc, const gf_config_t *cfg)
+{
+    const gf_log_ctx ctx = {.component = svc->component};
+    uv_loop_t *loop = uv_default_loop();
+    gf_err_t err = {0};
+    int status = GF_EXIT_OK;
+    void *s = svc->create(loop, cfg, &err);
+    if (s == NULL || svc->start(s, &err) < 0) {
+        gf_log_err(GF_LOG_ERROR, &(gf_log_ctx){.component = svc->component, .action = "starting"},
+                   &err);
+        /* A bad setting is 2: a supervisor does not start it again. */
+        status = err.code == GF_EINVAL ? GF_EXIT_CONFIG : GF_EXIT_FAILURE;
+        if (s)
+            svc->stop(s);
+    } else {
+        signals_start(loop, svc, s);
+    }
+    uv_run(loop, UV_RUN_DEFAULT);
+    gf_proc_stopped();
+    uv_run(loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(loop) != 0) {
+        GF_LOG(GF_LOG_ERROR, &ctx, "handles left open at exit");
+        status = status ? status : GF_EXIT_FAILURE;
+    }
+    if (s)
+        svc->free(s);
+    return status;
+}
+
+int gf_proc_main(const gf_proc_service_t *svc)
+{
+    const gf_log_ctx ctx = {.component = svc->component};
+    gf_config_t *cfg = gf_proc_init(svc->component);
+    gf_err_t err = {0};
+    if (svc->check && svc->check(cfg, &err) < 0) {
+        GF_LOG(GF_LOG_ERROR, &ctx, "configuration error: %s", err.msg);
+        gf_cfg_free(cfg);
+        return GF_EXIT_CONFIG;
+    }
+    int status = svc->run ? svc->run(svc, cfg) : gf_proc_serve(svc, cfg);
+    gf_cfg_free(cfg);
+    gf_log_clear_secrets();
+    GF_LOG(GF_LOG_INFO, &ctx, "stopped");
+    return status;
 }
 
 static void on_healthz(gf_http_req_t *r, void *data)

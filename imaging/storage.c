@@ -31,21 +31,7 @@
 
 int img_id_is_valid(const char *s)
 {
-    static const int dash[] = {8, 13, 18, 23};
-    size_t d = 0;
-
-    if (s == NULL || strlen(s) != 36)
-        return 0;
-    for (size_t i = 0; i < 36; i++) {
-        if (d < 4 && (int)i == dash[d]) {
-            if (s[i] != '-')
-                return 0;
-            d++;
-        } else if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
-            return 0;
-        }
-    }
-    return 1;
+    return gf_uuid_is_valid(s);
 }
 
 static int variant_ok(const char *s)

@@ -354,9 +354,12 @@ static void call_finish(provider_call_t *c)
         provider__http_abort(c->xfer);
         c->xfer = NULL;
     }
+    static const gf_err_t ok = {.code = GF_OK, .domain = "provider"};
+    provider_result_t res = {.image = c->status == 0 && c->img ? &c->image : NULL,
+                             .error = c->status < 0 ? &c->perr : NULL};
     if (c->status < 0)
         log_failure(c);
-    c->cbs.done(c, c->status, c->cbs.data);
+    c->cbs.done(c, c->status < 0 ? &c->perr.err : &ok, &res, c->cbs.data);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -454,16 +457,6 @@ void provider__call_progress(provider_call_t *c, double progress, const char *st
 {
     if (c->cbs.progress)
         c->cbs.progress(c, progress, stage, c->cbs.data);
-}
-
-const provider_image_t *provider_call_image(const provider_call_t *call)
-{
-    return call->status == 0 && call->img ? &call->image : NULL;
-}
-
-const provider_error_t *provider_call_error(const provider_call_t *call)
-{
-    return call->status < 0 ? &call->perr : NULL;
 }
 
 static void cancel_now(provider_call_t *c)

@@ -84,11 +84,6 @@ static provider_adapter_t *adapter_new(provider_t *p, const char *name, int fake
 
 static int chain_add(provider_t *p, const char *name, int fake, gf_err_t *err)
 {
-    for (int i = 0; i < p->nchain; i++)
-        if (strcmp(p->chain[i]->name, name) == 0)
-            return 0; /* listed twice: once is enough */
-    if (p->nchain == CHAIN_MAX)
-        return gf_err_set(err, GF_EINVAL, "provider", "more than %d providers", CHAIN_MAX);
     provider_adapter_t *a = adapter_new(p, name, fake, err);
     if (a == NULL)
         return GF_EINVAL;
@@ -100,35 +95,21 @@ static int chain_add(provider_t *p, const char *name, int fake, gf_err_t *err)
     return 0;
 }
 
-/*
- * Builds the chain of `mode` (gf_cfg_provider_in_chain says which provider is
- * in it): FARM_PROVIDER_FALLBACK's order, then local (auto without a token).
- */
+/* Builds the adapters of the chain of `mode` (chain.c says which, in which order). */
 static int chain_build(provider_t *p, const char *mode, gf_err_t *err)
 {
-    const gf_config_t *cfg = p->cfg;
-    int fake = strcmp(mode, "fake") == 0, listed = fake || strcmp(mode, "auto") == 0;
+    provider_chain_plan_t plan;
     gf_log_ctx ctx = {.component = "provider"};
-    if (!listed)
-        return chain_add(p, mode, 0, err);
-    if (!fake && !cfg->hf_token[0] && !cfg->fal_key[0] && !cfg->bfl_key[0]) {
+    if (provider__chain_plan(p->cfg, mode, &plan, err) < 0)
+        return GF_EINVAL;
+    if (plan.local_alone)
         GF_LOG(GF_LOG_WARN, &ctx,
                "no provider token is configured (FARM_HF_TOKEN, FARM_FAL_KEY, FARM_BFL_KEY): "
                "using the local offline renderer, whose images say \"local preview\"");
-        return chain_add(p, "local", 0, err);
-    }
-    for (const char *f = cfg->provider_fallback; *f;
-         f += strcspn(f, ",") + (f[strcspn(f, ",")] != 0)) {
-        char name[16];
-        snprintf(name, sizeof(name), "%.*s", (int)strcspn(f, ","), f);
-        if (gf_cfg_provider_in_chain(cfg, mode, name) && chain_add(p, name, fake, err) < 0)
+    for (int i = 0; i < plan.n; i++)
+        if (chain_add(p, plan.names[i], plan.fake, err) < 0)
             return GF_EINVAL;
-    }
-    if (p->nchain == 0)
-        return gf_err_set(err, GF_EINVAL, "provider",
-                          fake ? "FARM_PROVIDER=fake needs hf, fal or bfl in FARM_PROVIDER_FALLBACK"
-                               : "FARM_PROVIDER_FALLBACK lists no provider that has a token");
-    if (!fake)
+    if (strcmp(mode, "auto") == 0 && !plan.local_alone)
         GF_LOG(GF_LOG_INFO, &ctx, "provider auto: trying %s in this order", p->chain_names);
     return 0;
 }

@@ -1,7 +1,7 @@
 /*
  * providers/provider_int.h - what the files of providers/ share: the ops table
  * every adapter exports, the call record adapters drive, the HTTP engine of
- * http.c and the pure policy helpers of fault.c and breaker.c.
+ * http.c and the pure policy helpers of fault.c, breaker.c and chain.c.
  *
  * Invariants:
  * - Only http.c touches libcurl's multi handle; adapters start transfers with
@@ -198,6 +198,24 @@ struct provider_adapter {
 };
 
 #define CHAIN_MAX 8
+
+/* --- the chain (chain.c) ------------------------------------------------------------ */
+
+/* The adapters a chain holds, in the order they are tried. */
+typedef struct {
+    char names[CHAIN_MAX][16];
+    int n;
+    int fake;        /* FARM_PROVIDER=fake: the remote adapters point at the fake server */
+    int local_alone; /* auto with no remote token: local alone (the caller warns) */
+} provider_chain_plan_t;
+
+/*
+ * The chain of `mode` ("auto", "fake" or one adapter's name): that adapter
+ * alone; else FARM_PROVIDER_FALLBACK's order, each name that
+ * provider_chain_has() keeps, once. GF_EINVAL when that leaves none.
+ */
+int provider__chain_plan(const gf_config_t *cfg, const char *mode, provider_chain_plan_t *plan,
+                         gf_err_t *err);
 
 /* The provider object (provider.c owns it). */
 struct provider {

@@ -166,12 +166,12 @@ static void on_progress(provider_call_t *call, double progress, const char *stag
 }
 
 /* What the end of an image's provider call means for it (the caller holds the job). */
-static void provider_done(job_image_t *img, provider_call_t *call, int status)
+static void provider_done(job_image_t *img, const gf_err_t *err, const provider_result_t *res)
 {
     job_t *j = img->job;
     if (j->r->m_provider) {
-        const provider_image_t *ok = status == 0 ? provider_call_image(call) : NULL;
-        const provider_error_t *bad = status < 0 ? provider_call_error(call) : NULL;
+        const provider_image_t *ok = res->image;
+        const provider_error_t *bad = res->error;
         const char *who = ok ? ok->provider : bad && bad->provider[0] ? bad->provider : "none";
         const char *outcome = ok ? "ok" : bad ? provider_error_code_name(bad->code) : "error";
         gf_metric_observe(gf_metric_with(j->r->m_provider, who, outcome, NULL),
@@ -180,8 +180,8 @@ static void provider_done(job_image_t *img, provider_call_t *call, int status)
     job__stage_done(img, "generating");
     if (job__gone(j))
         return;
-    if (status == 0) {
-        const provider_image_t *im = provider_call_image(call);
+    if (err->code == GF_OK) {
+        const provider_image_t *im = res->image;
         img->bytes = gf_xmalloc(im->len);
         memcpy(img->bytes, im->bytes, im->len);
         img->len = im->len;
@@ -198,7 +198,7 @@ static void provider_done(job_image_t *img, provider_call_t *call, int status)
         job__pump(j);
         return;
     }
-    const provider_error_t *e = provider_call_error(call);
+    const provider_error_t *e = res->error;
     gf_log_ctx ctx = job__log(j, "calling provider");
     ctx.provider = e ? e->provider : NULL;
     ctx.attempt = img->attempts;
@@ -219,12 +219,14 @@ static void provider_done(job_image_t *img, provider_call_t *call, int status)
                e ? e->retryable : 0);
 }
 
-static void on_provider_done(provider_call_t *call, int status, void *data)
+static void on_provider_done(provider_call_t *call, const gf_err_t *err,
+                             const provider_result_t *res, void *data)
 {
+    (void)call;
     job_image_t *img = data;
     job_t *j = img->job;
     img->call = NULL;
-    provider_done(img, call, status);
+    provider_done(img, err, res);
     job_unref(j);
 }
 
@@ -294,11 +296,11 @@ void job__image_start(job_image_t *img)
     }
     provider_cbs_t cbs = {
         .done = on_provider_done, .accepted = on_accepted, .progress = on_progress, .data = img};
-    j->pending++;
     int rc = provider_submit(j->r->provider, &req, &cbs, &img->call, &err);
     img_buf_dispose(&pose_map);
     if (rc < 0) {
-        j->pending--;
         image_fail(img, "internal", "the provider call could not start", 0);
+        return;
     }
+    j->pending++;
 }

@@ -1,43 +1,43 @@
 /*
- * worker/main.c - farm-worker. Exit status: 0 after a graceful stop, 1 when it
- * cannot start, 2 on bad configuration.
+ * worker/main.c - farm-worker, run by the process shell of core/include/proc.h (exit
+ * statuses there: 0 after a graceful stop, 1 when it cannot start, 2 on bad
+ * configuration).
  */
 #include "worker.h"
+
+static void *worker_create(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)
+{
+    return worker_new(loop, cfg, err);
+}
+
+static int worker_begin(void *w, gf_err_t *err)
+{
+    return worker_start(w, err);
+}
 
 static void on_stopped(worker_t *w, void *data)
 {
     (void)w;
     (void)data;
-    gf_proc_signals_close();
+    gf_proc_stopped();
 }
 
-static void on_signal(void *data)
+static void worker_halt(void *w)
 {
-    worker_stop(data, on_stopped, NULL);
+    worker_stop(w, on_stopped, NULL);
+}
+
+static void worker_release(void *w)
+{
+    worker_free(w);
 }
 
 int main(void)
 {
-    gf_config_t *cfg = gf_proc_init("worker");
-    uv_loop_t *loop = uv_default_loop();
-    gf_err_t err = {0};
-    int status = 0;
-    worker_t *w = worker_new(loop, cfg, &err);
-    if (w == NULL || worker_start(w, &err) < 0) {
-        gf_log_err(GF_LOG_ERROR, &(gf_log_ctx){.component = "worker", .action = "starting"}, &err);
-        status = 1;
-        if (w)
-            worker_stop(w, on_stopped, NULL);
-    } else {
-        gf_proc_signals_start(loop, on_signal, w);
-    }
-    uv_run(loop, UV_RUN_DEFAULT);
-    gf_proc_signals_close();
-    uv_run(loop, UV_RUN_DEFAULT);
-    if (uv_loop_close(loop) != 0)
-        status = status ? status : 1;
-    worker_free(w);
-    gf_cfg_free(cfg);
-    gf_log_clear_secrets();
-    return status;
+    static const gf_proc_service_t worker_service = {.component = "worker",
+                                                     .create = worker_create,
+                                                     .start = worker_begin,
+                                                     .stop = worker_halt,
+                                                     .free = worker_release};
+    return gf_proc_main(&worker_service);
 }

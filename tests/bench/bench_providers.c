@@ -20,12 +20,14 @@ static uint64_t *t0;
 
 static void start_one(void);
 
-static void on_done(provider_call_t *call, int status, void *data)
+static void on_done(provider_call_t *call, const gf_err_t *err, const provider_result_t *res,
+                    void *data)
 {
     (void)call;
+    (void)res;
     size_t i = (size_t)(uintptr_t)data;
     lat[i] = (double)(uv_hrtime() - t0[i]) / 1e6;
-    if (status < 0)
+    if (err->code < 0)
         failures++;
     finished++;
     if (started < total)

@@ -234,6 +234,33 @@ static void test_hf_cancel_mid_flight_aborts_the_transfer(void **state)
     pt_close(&loop, p, cfg);
 }
 
+/* The async contract: no callback inside submit or cancel; a refused submit never calls back. */
+static void test_hf_callbacks_never_run_inside_submit_or_cancel(void **state)
+{
+    (void)state;
+    gf_config_t *cfg = pt_config(&fake, "hf", NULL);
+    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
+    pt_result_t r = {0};
+    provider_req_t q = pt_req("a quick cat", 64, 64);
+    pt_submit(p, &q, &r);
+    assert_int_equal(r.done, 0);
+    provider_cancel(r.call);
+    assert_int_equal(r.done, 0);
+    assert_int_equal(r.progress_calls, 0);
+    while (!r.done)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(r.status, GF_ECANCELED);
+    pt_result_t refused = {0};
+    gf_err_t err = {0};
+    q = pt_req("a tiny cat", 8, 8);
+    assert_int_equal(pt_try_submit(p, &q, &refused, &err), GF_EINVAL);
+    assert_int_equal(err.code, GF_EINVAL);
+    pt_spin(&loop, 50);
+    assert_int_equal(refused.done, 0);
+    pt_result_dispose(&r);
+    pt_close(&loop, p, cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -245,6 +272,7 @@ int main(void)
         cmocka_unit_test_setup(test_hf_rate_limit_is_retried_then_succeeds, reset),
         cmocka_unit_test_setup(test_hf_stalled_body_is_a_provider_timeout, reset),
         cmocka_unit_test_setup(test_hf_cancel_mid_flight_aborts_the_transfer, reset),
+        cmocka_unit_test_setup(test_hf_callbacks_never_run_inside_submit_or_cancel, reset),
     };
     return cmocka_run_group_tests(tests, pt_suite_setup, pt_suite_teardown);
 }

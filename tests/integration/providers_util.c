@@ -139,15 +139,17 @@ provider_req_t pt_req(const char *prompt, int w, int h)
         .prompt = prompt, .width = w, .height = h, .seed = 42, .steps = 4, .guidance = -1};
 }
 
-static void on_done(provider_call_t *call, int status, void *data)
+static void on_done(provider_call_t *call, const gf_err_t *err, const provider_result_t *res,
+                    void *data)
 {
+    (void)call;
     pt_result_t *r = data;
     r->done++;
-    r->status = status;
+    r->status = err->code;
     r->done_at = ts_now();
     r->call = NULL;
-    const provider_image_t *img = provider_call_image(call);
-    const provider_error_t *e = provider_call_error(call);
+    const provider_image_t *img = res->image;
+    const provider_error_t *e = res->error;
     if (img) {
         r->img = malloc(img->len);
         memcpy(r->img, img->bytes, img->len);
@@ -180,12 +182,17 @@ static void on_progress(provider_call_t *call, double p, const char *stage, void
     ((pt_result_t *)data)->progress_calls++;
 }
 
-void pt_submit(provider_t *p, const provider_req_t *req, pt_result_t *res)
+int pt_try_submit(provider_t *p, const provider_req_t *req, pt_result_t *res, gf_err_t *err)
 {
     provider_cbs_t cbs = {
         .done = on_done, .accepted = on_accepted, .progress = on_progress, .data = res};
+    return provider_submit(p, req, &cbs, &res->call, err);
+}
+
+void pt_submit(provider_t *p, const provider_req_t *req, pt_result_t *res)
+{
     gf_err_t err = {0};
-    int rc = provider_submit(p, req, &cbs, &res->call, &err);
+    int rc = pt_try_submit(p, req, res, &err);
     if (rc != 0)
         fail_msg("provider_submit: %s", err.msg);
 }

@@ -52,6 +52,8 @@ provider_req_t pt_req(const char *prompt, int w, int h);
 void pt_run(uv_loop_t *loop, provider_t *p, const provider_req_t *req, pt_result_t *res);
 /* Submits without running the loop (for concurrent calls). */
 void pt_submit(provider_t *p, const provider_req_t *req, pt_result_t *res);
+/* provider_submit() with the callbacks that fill `res`; its return value. */
+int pt_try_submit(provider_t *p, const provider_req_t *req, pt_result_t *res, gf_err_t *err);
 /* Runs the loop for `ms` (other handles may keep running). */
 void pt_spin(uv_loop_t *loop, uint64_t ms);
 void pt_result_dispose(pt_result_t *r);

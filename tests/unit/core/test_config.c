@@ -18,6 +18,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "url.h"
 #include "core_test.h"
 
 #define JWT_SECRET  "jwt-s3cret-Value-42"

@@ -1,5 +1,5 @@
 /*
- * core/log.h - JSON-lines logging on stderr.
+ * core/include/log.h - JSON-lines logging on stderr.
  *
  * One JSON object per line: ts, level, component, msg, and the ids in scope
  * (request_id, generation_id, worker_id, user_id, job_id, provider, attempt,

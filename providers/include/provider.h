@@ -1,5 +1,5 @@
 /*
- * providers/provider.h - one interface for every image-generation provider.
+ * providers/include/provider.h - one interface for every image-generation provider.
  *
  * A provider_t is what a process creates once from its configuration: one curl
  * multi handle driven by the process's libuv loop (providers/http.c), one or
@@ -8,16 +8,18 @@
  * FARM_PROVIDER=auto, an ordered fallback list. Hundreds of calls can be in
  * flight at once on one loop; no call owns a thread.
  *
- * Contract of a call (libuv's and hiredis's rules):
- * - provider_submit() returning an error means `done` never runs.
- * - Returning 0 means `done` runs exactly once, on the loop, later (never
- *   inside provider_submit()), with 0 and an image, or a negative gf_status
- *   and a typed provider_error_t; cancel and shutdown arrive as GF_ECANCELED.
+ * Contract of a call (the one async contract of store/, queue/ and providers/):
+ * - provider_submit() returning an error means no callback of the call ever
+ *   runs; the error is in its `err`.
+ * - Returning 0 means `done` runs exactly once, on the loop, on a later loop
+ *   turn (never inside provider_submit() or provider_cancel()), with
+ *   err->code GF_OK and an image, or a negative err->code and a typed
+ *   provider_error_t; cancel and shutdown arrive as GF_ECANCELED.
  * - `accepted` runs as soon as an async provider (fal, bfl) returns its
  *   request id, before the image exists, so the caller can persist the resume
  *   token and, after a crash, resume polling with provider_req_t.resume
- *   instead of paying for a second generation.
- * - Accessors on the call are valid only inside the callbacks.
+ *   instead of paying for a second generation. Neither it nor `progress`
+ *   runs inside provider_submit() or provider_cancel().
  *
  * Threading: every function runs on the loop thread given to provider_new().
  * Secrets (tokens, signed URLs) never reach a log line or an error message.
@@ -114,7 +116,15 @@ typedef struct {
     const char *request_id;
 } provider_image_t;
 
-typedef void (*provider_done_cb)(provider_call_t *call, int status, void *data);
+/* What a call ended with; borrowed, valid until `done` returns. */
+typedef struct {
+    const provider_image_t *image; /* err->code GF_OK: the image; otherwise NULL */
+    const provider_error_t *error; /* err->code < 0: the typed failure (its `err` is *err) */
+} provider_result_t;
+
+/* `err` is never NULL: err->code is GF_OK on success, else the failure's status. */
+typedef void (*provider_done_cb)(provider_call_t *call, const gf_err_t *err,
+                                 const provider_result_t *res, void *data);
 /* `request_id` and `resume` are borrowed; persist `resume` with `provider`. */
 typedef void (*provider_accepted_cb)(provider_call_t *call, const char *provider,
                                      const char *request_id, const char *resume, void *data);
@@ -144,24 +154,31 @@ provider_t *provider_new(uv_loop_t *loop, const gf_config_t *cfg, const char *na
 const char *provider_chain(const provider_t *p);
 
 /*
- * Starts a call. Returns 0 (then `cbs->done` runs exactly once) or GF_EINVAL
- * for a bad request, GF_ECANCELED when the provider is closing. `*out` (may be
- * NULL) receives the call, valid until `done` returns, for provider_cancel().
+ * Whether adapter `name` is in the chain provider_new() builds for `mode`
+ * (NULL: cfg's FARM_PROVIDER): the adapter named alone; for auto, those of
+ * FARM_PROVIDER_FALLBACK that have a token (local needs none), or local alone
+ * when none of hf, fal, bfl has one; for fake, the remote ones of that list.
+ * The api checks a request's "provider" with it, so it accepts exactly what
+ * a worker with the same configuration can call. Pure: no provider needed.
+ */
+int provider_chain_has(const gf_config_t *cfg, const char *mode, const char *name);
+
+/*
+ * Starts a call. Returns 0 (then `cbs->done` runs exactly once, later) or,
+ * with `err` and no callback ever, GF_EINVAL for a bad request, GF_ECANCELED
+ * when the provider is closing. `*out` (may be NULL) receives the call, valid
+ * until `done` returns, for provider_cancel().
  */
 int provider_submit(provider_t *p, const provider_req_t *req, const provider_cbs_t *cbs,
                     provider_call_t **out, gf_err_t *err);
 
 /*
  * Cancels a call: the transfer in flight is aborted, the provider is told where
- * its protocol allows it (fal PUT cancel_url), and `done` runs soon with
- * GF_ECANCELED. A no-op once `done` has run or when it is already canceled.
+ * its protocol allows it (fal PUT cancel_url), and `done` runs on a later loop
+ * turn with GF_ECANCELED. A no-op once `done` has run or when it is already
+ * canceled.
  */
 void provider_cancel(provider_call_t *call);
-
-/* Inside `done`: the image (status 0) or NULL. */
-const provider_image_t *provider_call_image(const provider_call_t *call);
-/* Inside `done`: the typed error (status < 0) or NULL. */
-const provider_error_t *provider_call_error(const provider_call_t *call);
 
 /* Calls in flight (waiting for a slot included), for gauges and tests. */
 size_t provider_inflight(const provider_t *p);

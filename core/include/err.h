@@ -1,5 +1,5 @@
 /*
- * core/err.h - the one error discipline of genfarm.
+ * core/include/err.h - the one error discipline of genfarm.
  *
  * A fallible function returns 0 or a negative gf_status and fills an optional
  * gf_err_t. The code that detects an error writes the message; callers pass the

@@ -1,5 +1,5 @@
 /*
- * core/metrics.h - counters, gauges and histograms with labels, rendered in
+ * core/include/metrics.h - counters, gauges and histograms with labels, rendered in
  * the Prometheus text exposition format (version 0.0.4).
  *
  * A registry belongs to one process and is touched from its loop thread only

@@ -1,5 +1,5 @@
 /*
- * core/config.h - typed configuration from FARM_* environment variables.
+ * core/include/config.h - typed configuration from FARM_* environment variables.
  *
  * Every setting is one row of the table in config.c (name, type, default,
  * bounds, secret flag, help), as Redis does in config.c. The loader validates
@@ -148,30 +148,5 @@ void gf_cfg_log(const gf_config_t *cfg, const char *component);
 
 /* FARM_PROVIDER's value: "auto", "hf", "fal", "bfl", "local" or "fake". */
 const char *gf_cfg_provider_mode(const gf_config_t *cfg);
-
-/*
- * Whether provider `name` is in the chain a worker builds when FARM_PROVIDER
- * is `mode`: a provider named alone; in auto, those of FARM_PROVIDER_FALLBACK
- * that have a token (local needs none), or local alone when none of hf, fal,
- * bfl has one; with the fake, the remote ones of that list. One rule for the
- * worker's chain (providers/provider.c) and the api's check of a request's
- * "provider" (api/validate.c).
- */
-int gf_cfg_provider_in_chain(const gf_config_t *cfg, const char *mode, const char *name);
-
-/* The parts of a URL; every string is a new copy, free with gf_url_dispose(). */
-typedef struct {
-    char *scheme, *user, *password, *host, *path;
-    char *password_raw; /* the password as written, %-escapes and all */
-    int port;           /* 0 when absent */
-} gf_url_t;
-
-/*
- * Parses "scheme://[user[:password]@]host[:port][/path]". The user and the
- * password are %-decoded; an '@' in them must be written %40 (as libpq reads
- * it too). GF_EINVAL when malformed.
- */
-int gf_url_parse(const char *s, gf_url_t *url, gf_err_t *err);
-void gf_url_dispose(gf_url_t *url);
 
 #endif

@@ -1,7 +1,7 @@
 /*
- * api/api.h - the HTTP API process (farm-api) and the token helper the CLI
- * shares with it. This cut serves the operations routes of API.md:
- * /healthz, /readyz (Redis and Postgres both answer) and /metrics.
+ * api/include/api.h - the HTTP API of farm-api (the routes of API.md, with
+ * its Redis and Postgres clients) and the token helpers the CLI shares with
+ * it. api/main.c runs it in the process shell of core/include/proc.h.
  */
 #ifndef API_H
 #define API_H

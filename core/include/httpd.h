@@ -1,5 +1,5 @@
 /*
- * core/httpd.h - a small HTTP/1.1 server on libuv and libhttp-parser, shared by
+ * core/include/httpd.h - a small HTTP/1.1 server on libuv and libhttp-parser, shared by
  * farm-api, each worker's metrics port and the fake provider in tests.
  *
  * What it guarantees:
@@ -160,8 +160,5 @@ void gf_http_req_on_close(gf_http_req_t *r, gf_http_close_cb cb, void *data);
 
 /* Bytes queued to the client and not yet written (back-pressure signal). */
 size_t gf_http_req_queued_bytes(const gf_http_req_t *r);
-
-/* A random lowercase UUID v4 into `out` (37 bytes). */
-void gf_uuid4(char out[37]);
 
 #endif

@@ -1,8 +1,8 @@
 /*
- * worker/worker.h - the worker process (farm-worker). This cut runs the
- * process shell ops scale out: configuration, its /healthz and /metrics port,
- * and a graceful stop. Claiming and running generations is not built yet
- * (the worker issue); the process says so at start.
+ * worker/include/worker.h - the worker of farm-worker: its clients (Redis,
+ * Postgres, providers, imaging), the job runner and the sweeper, and its
+ * /healthz and /metrics port. worker/main.c runs it in the process shell of
+ * core/include/proc.h; worker_stop() drains the jobs, then closes everything.
  */
 #ifndef WORKER_H
 #define WORKER_H

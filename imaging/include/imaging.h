@@ -1,5 +1,5 @@
 /*
- * imaging/imaging.h - the libvips pipelines of genfarm (docs/imaging.md).
+ * imaging/include/imaging.h - the libvips pipelines of genfarm (docs/imaging.md).
  *
  * Upload validation, post-processing a provider image into the variants of
  * API.md, pose-map rendering, the preset data files and the storage layout.
@@ -10,7 +10,7 @@
  * no event loop, no globals besides libvips' own (whose error buffer is
  * process-wide: its text lands in `err->msg` as context only, and is cleared).
  *
- * Errors follow core/err.h with domain "imaging". Input errors carry an
+ * Errors follow core/include/err.h with domain "imaging". Input errors carry an
  * img_reason in `err->detail` so the API can pick its status without parsing
  * messages (see img_err_reason()). No type of libvips, OpenSSL or jansson
  * appears here.
