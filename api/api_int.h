@@ -87,6 +87,11 @@ int api__signature_ok(api_t *api, gf_http_req_t *req, const char *key, long *sec
 /* Adds the signed `url` of each output (dropping its storage key) of a generation object. */
 void api__sign_outputs(api_t *api, json_t *gen);
 
+/* api/store_json.c: the store's results as the API's JSON (new objects; storage keys unsigned). */
+json_t *api__generation_json(const store_generation_t *g);
+json_t *api__generation_page_json(const store_list_result_t *l);
+json_t *api__ledger_page_json(const store_ledger_result_t *l);
+
 /* A query parameter of a list route; an empty one is absent (API.md writes the routes as
  * `?status=&kind=&limit=&cursor=`, and clients send unset filters so). */
 const char *api__query(gf_http_req_t *req, const char *name);

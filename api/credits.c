@@ -42,16 +42,17 @@ static void run(credit_ctx_t *c, store_call_cb cb)
     }
 }
 
-static void on_balance(store_t *st, store_call_t *call, void *data)
+static void on_balance(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
     credit_ctx_t *c = data;
-    if (call->status < 0) {
-        api__fail(c->req, call->status, &call->err);
+    if (err->code < 0) {
+        api__fail(c->req, err->code, err);
     } else {
-        json_t *body = json_pack("{s:I, s:I, s:I}", "balance", (json_int_t)call->balance, "held",
-                                 (json_int_t)call->held, "available",
-                                 (json_int_t)(call->balance - call->held));
+        const store_balance_result_t *b = &call->res.balance;
+        json_t *body =
+            json_pack("{s:I, s:I, s:I}", "balance", (json_int_t)b->balance, "held",
+                      (json_int_t)b->held, "available", (json_int_t)(b->balance - b->held));
         if (c->created)
             json_object_set_new(body, "user_id", json_string(c->user));
         api__json(c->req, c->created ? 201 : 200, body);
@@ -70,15 +71,16 @@ static void on_credits(gf_http_req_t *req, void *data)
     run(c, on_balance);
 }
 
-static void on_ledger_page(store_t *st, store_call_t *call, void *data);
+static void on_ledger_page(store_t *st, const gf_err_t *err, store_call_t *call, void *data);
 
 /* The user is provisioned now (the welcome grant): read the first page again. */
-static void on_ledger_provisioned(store_t *st, store_call_t *call, void *data)
+static void on_ledger_provisioned(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
+    (void)call;
     credit_ctx_t *c = data;
-    if (call->status < 0) {
-        api__fail(c->req, call->status, &call->err);
+    if (err->code < 0) {
+        api__fail(c->req, err->code, err);
         ctx_free(c);
         return;
     }
@@ -87,16 +89,21 @@ static void on_ledger_provisioned(store_t *st, store_call_t *call, void *data)
     run(c, on_ledger_page);
 }
 
-static void on_ledger_page(store_t *st, store_call_t *call, void *data)
+static void on_ledger_page(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
     credit_ctx_t *c = data;
-    json_t *page = call->status == 0 ? json_loads(call->json, 0, NULL) : NULL;
-    json_t *items = json_object_get(page, "items"), *item;
+    if (err->code < 0) {
+        if (err->code == GF_EINVAL)
+            api__error(c->req, 400, "invalid_request", "malformed cursor", "cursor");
+        else
+            api__fail(c->req, err->code, err);
+        ctx_free(c);
+        return;
+    }
     /* A user seen first here is provisioned first, as by every other route:
      * the ledger then starts with the welcome grant. */
-    if (page != NULL && json_array_size(items) == 0 && !c->first_page_read && !c->cursor) {
-        json_decref(page);
+    if (call->res.ledger.n == 0 && !c->first_page_read && !c->cursor) {
         c->first_page_read = 1;
         store_call_dispose(&c->call);
         store_call_balance(&c->call, c->who.sub, c->api->cfg->welcome_credits);
@@ -105,19 +112,15 @@ static void on_ledger_page(store_t *st, store_call_t *call, void *data)
     }
     /* API.md's kinds are grant, hold, capture and release: an operator's
      * adjustment is a grant, of a negative amount when it takes back. */
+    json_t *page = api__ledger_page_json(&call->res.ledger), *item;
     size_t i;
-    json_array_foreach(items, i, item)
+    json_array_foreach(json_object_get(page, "items"), i, item)
     {
         const char *kind = json_string_value(json_object_get(item, "kind"));
         if (kind != NULL && strcmp(kind, "adjust") == 0)
             json_object_set_new(item, "kind", json_string("grant"));
     }
-    if (page != NULL)
-        api__json(c->req, 200, page);
-    else if (call->status == GF_EINVAL)
-        api__error(c->req, 400, "invalid_request", "malformed cursor", "cursor");
-    else
-        api__fail(c->req, call->status ? call->status : GF_EUNAVAIL, &call->err);
+    api__json(c->req, 200, page);
     ctx_free(c);
 }
 
@@ -143,17 +146,18 @@ static void on_ledger(gf_http_req_t *req, void *data)
     run(c, on_ledger_page);
 }
 
-static void on_granted(store_t *st, store_call_t *call, void *data)
+static void on_granted(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
+    (void)call;
     credit_ctx_t *c = data;
-    if (call->status == GF_ECREDITS) {
+    if (err->code == GF_ECREDITS) {
         api__error(c->req, 402, "insufficient_credits",
                    "the adjustment would leave less than the credits held", "amount");
         ctx_free(c);
         return;
     }
-    if (call->status < 0) {
-        api__fail(c->req, call->status, &call->err);
+    if (err->code < 0) {
+        api__fail(c->req, err->code, err);
         ctx_free(c);
         return;
     }

@@ -220,11 +220,11 @@ static int write_terminal(api_sse_t *s, const char *id, const char *queue_type, 
     return rc;
 }
 
-static void on_terminal_generation(store_t *st, store_call_t *call, void *data)
+static void on_terminal_generation(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
     api_sse_t *s = data;
-    json_t *gen = call->status == 0 ? json_loads(call->json, 0, NULL) : NULL;
+    json_t *gen = err->code == 0 ? api__generation_json(&call->res.generation) : NULL;
     /* store_pending stays set while writing: a failed write finishes the stream
      * but must not free it under us. */
     if (!s->finished && gen != NULL) {
@@ -251,13 +251,11 @@ static void sse_terminal(api_sse_t *s, const char *type, uint64_t id)
     s->terminal_id = id;
     store_call_dispose(&s->call);
     store_call_generation(&s->call, s->gen_id, s->who.sub);
-    /* Held before the call: a store that fails at once runs the callback inside
-     * store_exec, which may end and free the stream; do not touch it after. */
-    s->store_pending = 1;
     if (store_exec(s->api->store, &s->call, on_terminal_generation, s) < 0) {
-        s->store_pending = 0;
         sse_finish(s);
+        return;
     }
+    s->store_pending = 1;
 }
 
 /*
@@ -327,14 +325,14 @@ static int user_write_head(api_sse_t *s, json_t *gen)
     return rc;
 }
 
-static void on_user_terminal(store_t *st, store_call_t *call, void *data)
+static void on_user_terminal(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
     api_sse_t *s = data;
     s->store_pending = 0;
     s->user_fetching = 0;
     if (!s->finished && s->pend_head) {
-        json_t *gen = call->status == 0 ? json_loads(call->json, 0, NULL) : NULL;
+        json_t *gen = err->code == 0 ? api__generation_json(&call->res.generation) : NULL;
         int rc = user_write_head(s, gen); /* without the generation: what the queue said */
         json_decref(gen);
         if (rc == 0)
@@ -351,13 +349,11 @@ static void user_pump(api_sse_t *s)
         if (is_terminal(e->type)) {
             store_call_dispose(&s->call);
             store_call_generation(&s->call, e->gen, s->who.sub);
-            /* Set before the call, whose callback may run inside it (see sse_terminal). */
-            s->store_pending = 1;
-            s->user_fetching = 1;
-            if (store_exec(s->api->store, &s->call, on_user_terminal, s) == 0)
+            if (store_exec(s->api->store, &s->call, on_user_terminal, s) == 0) {
+                s->store_pending = 1;
+                s->user_fetching = 1;
                 return;
-            s->store_pending = 0;
-            s->user_fetching = 0;
+            }
         }
         if (user_write_head(s, NULL) < 0)
             return;
@@ -456,21 +452,19 @@ static void sse_begin(api_sse_t *s)
     uv_timer_start(&s->ping, on_ping, every, every);
 }
 
-static void on_owner_checked(store_t *st, store_call_t *call, void *data)
+static void on_owner_checked(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
     api_sse_t *s = data;
     s->store_pending = 0;
-    if (call->status < 0) {
-        api__fail(s->req, call->status, &call->err);
+    if (err->code < 0) {
+        api__fail(s->req, err->code, err);
         sse_finish(s); /* answered: not started, so nothing else to end */
         return;
     }
-    json_t *gen = json_loads(call->json, 0, NULL);
-    const char *status = json_string_value(json_object_get(gen, "status"));
-    if (status && strcmp(status, "queued") != 0 && strcmp(status, "running") != 0)
+    const char *status = call->res.generation.status;
+    if (strcmp(status, "queued") != 0 && strcmp(status, "running") != 0)
         snprintf(s->finished_status, sizeof(s->finished_status), "%s", status);
-    json_decref(gen);
     sse_begin(s);
 }
 
@@ -568,12 +562,10 @@ static void on_generation_stream(gf_http_req_t *req, void *data)
     s->last_id = s->after;
     /* Only its owner may follow a generation: 404 otherwise, as for GET. */
     store_call_generation(&s->call, s->gen_id, s->who.sub);
-    /* Set before the call: with Postgres down on_owner_checked runs inside
-     * store_exec, answers and frees the stream. */
-    s->store_pending = 1;
-    if (store_exec(api->store, &s->call, on_owner_checked, s) == 0)
+    if (store_exec(api->store, &s->call, on_owner_checked, s) == 0) {
+        s->store_pending = 1;
         return;
-    s->store_pending = 0;
+    }
     api__fail(req, GF_EUNAVAIL, NULL);
     sse_finish(s); /* answered: not started, so nothing else to end */
 }

@@ -190,8 +190,9 @@ static int cmd_grant(int argc, char **argv)
             store_call_dispose(&c);
             store_call_balance(&c, user, cfg->welcome_credits);
             if (store_conn_exec(sc, &c) == 0) {
-                printf("user %s: balance %lld, held %lld, available %lld\n", user, c.balance,
-                       c.held, c.balance - c.held);
+                const store_balance_result_t *b = &c.res.balance;
+                printf("user %s: balance %lld, held %lld, available %lld\n", user, b->balance,
+                       b->held, b->balance - b->held);
                 rc = 0;
             }
         }

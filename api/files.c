@@ -77,17 +77,17 @@ static void upload_remove_done(uv_work_t *w, int status)
     job_free(w->data);
 }
 
-static void on_upload_recorded(store_t *st, store_call_t *call, void *data)
+static void on_upload_recorded(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
+    (void)call;
     file_job_t *f = data;
-    if (call->status < 0) {
-        api__fail(f->req, call->status, &call->err);
+    if (err->code < 0) {
+        api__fail(f->req, err->code, err);
         f->req = NULL;
         /* Not after a timeout: the INSERT may still commit, and a row must not
          * name a file that is gone (an orphan file is the lesser harm). */
-        if (call->status != GF_ETIMEDOUT &&
-            queue_work(f, upload_remove_work, upload_remove_done) == 0)
+        if (err->code != GF_ETIMEDOUT && queue_work(f, upload_remove_work, upload_remove_done) == 0)
             return;
     } else {
         api__json(f->req, 201,

@@ -50,17 +50,17 @@ static void on_stats(queue_t *q, int status, const queue_stats_t *st, void *data
                NULL, (double)st->failed_last_min);
 }
 
-static void on_totals(store_t *s, store_call_t *call, void *data)
+static void on_totals(store_t *s, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)s;
     api_t *api = data;
     api->gauges_pending &= ~2;
-    stale(api, "postgres", call->status < 0);
-    if (call->status == 0) {
+    stale(api, "postgres", err->code < 0);
+    if (err->code == 0) {
         gauges_set(api, "farm_credits_held", "credits held for open generations, all accounts",
-                   NULL, NULL, (double)call->held);
+                   NULL, NULL, (double)call->res.balance.held);
         gauges_set(api, "farm_credits_balance", "credits in all accounts (held included)", NULL,
-                   NULL, (double)call->balance);
+                   NULL, (double)call->res.balance.balance);
     }
     store_call_dispose(call);
 }

@@ -63,12 +63,13 @@ static json_t *accepted_body(const char *id, const char *kind, const char *statu
 
 /* --- POST /v1/generations ------------------------------------------------------ */
 
-static void on_released(store_t *st, store_call_t *call, void *data)
+static void on_released(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
+    (void)call;
     gen_ctx_t *c = data;
-    if (call->status < 0)
-        gf_log_err(GF_LOG_ERROR, &(gf_log_ctx){.component = "api"}, &call->err);
+    if (err->code < 0)
+        gf_log_err(GF_LOG_ERROR, &(gf_log_ctx){.component = "api"}, err);
     gf_http_set_header(c->req, "Retry-After", "10");
     api__error(c->req, 429, "too_many_active",
                "too many queued and running generations; wait for one to finish", NULL);
@@ -105,37 +106,33 @@ static void on_enqueued(queue_t *q, int status, const queue_result_t *res, void 
     ctx_free(c);
 }
 
-static void on_existing(store_t *st, store_call_t *call, void *data)
+static void on_existing(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
     gen_ctx_t *c = data;
-    json_t *gen = call->status == 0 ? json_loads(call->json, 0, NULL) : NULL;
-    if (gen == NULL) {
-        api__fail(c->req, call->status ? call->status : GF_EUNAVAIL, &call->err);
+    if (err->code < 0) {
+        api__fail(c->req, err->code, err);
     } else {
-        json_t *body = accepted_body(c->gen_id, json_string_value(json_object_get(gen, "kind")),
-                                     json_string_value(json_object_get(gen, "status")),
-                                     json_integer_value(json_object_get(gen, "cost")),
-                                     json_integer_value(json_object_get(gen, "images")), NULL,
-                                     json_string_value(json_object_get(gen, "created_at")));
-        json_decref(gen);
-        api__json(c->req, 200, body);
+        const store_generation_t *g = &call->res.generation;
+        api__json(
+            c->req, 200,
+            accepted_body(c->gen_id, g->kind, g->status, g->cost, g->images, NULL, g->created_at));
     }
     ctx_free(c);
 }
 
-static void on_accepted(store_t *st, store_call_t *call, void *data)
+static void on_accepted(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
     gen_ctx_t *c = data;
     char msg[200];
     long long cost = (long long)c->g.images * c->g.unit_cost;
-    switch (call->status) {
+    switch (err->code) {
     case 0:
         break;
     case GF_ECREDITS:
         snprintf(msg, sizeof(msg), "this generation costs %lld credits; %lld available", cost,
-                 call->available);
+                 call->res.accept.available);
         api__error(c->req, 402, "insufficient_credits", msg, NULL);
         ctx_free(c);
         return;
@@ -145,12 +142,12 @@ static void on_accepted(store_t *st, store_call_t *call, void *data)
         ctx_free(c);
         return;
     default:
-        api__fail(c->req, call->status, &call->err);
+        api__fail(c->req, err->code, err);
         ctx_free(c);
         return;
     }
-    snprintf(c->gen_id, sizeof(c->gen_id), "%s", call->generation_id);
-    if (call->existing) {
+    snprintf(c->gen_id, sizeof(c->gen_id), "%s", call->res.accept.generation_id);
+    if (call->res.accept.existing) {
         store_call_dispose(&c->call);
         store_call_generation(&c->call, c->gen_id, c->who.sub);
         if (store_exec(c->api->store, &c->call, on_existing, c) < 0) {
@@ -206,18 +203,18 @@ static void gen_accept(gen_ctx_t *c)
     ctx_free(c);
 }
 
-static void on_refs_checked(store_t *st, store_call_t *call, void *data)
+static void on_refs_checked(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
     gen_ctx_t *c = data;
-    if (call->status == GF_ENOTFOUND) {
+    if (err->code == GF_ENOTFOUND) {
         api__error(c->req, 404, "not_found", "no such upload or generation output for this user",
-                   call->gen_status);
+                   call->res.refs.missing);
         ctx_free(c);
         return;
     }
-    if (call->status < 0) {
-        api__fail(c->req, call->status, &call->err);
+    if (err->code < 0) {
+        api__fail(c->req, err->code, err);
         ctx_free(c);
         return;
     }
@@ -343,15 +340,16 @@ static void on_position(queue_t *q, int status, const queue_result_t *res, void 
     ctx_free(c);
 }
 
-static void on_generation(store_t *st, store_call_t *call, void *data)
+static void on_generation(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
     gen_ctx_t *c = data;
-    if (call->status < 0 || (c->gen = json_loads(call->json, 0, NULL)) == NULL) {
-        api__fail(c->req, call->status < 0 ? call->status : GF_EUNAVAIL, &call->err);
+    if (err->code < 0) {
+        api__fail(c->req, err->code, err);
         ctx_free(c);
         return;
     }
+    c->gen = api__generation_json(&call->res.generation);
     api__sign_outputs(c->api, c->gen);
     const char *status = json_string_value(json_object_get(c->gen, "status"));
     if (status && strcmp(status, "queued") == 0 &&
@@ -409,17 +407,18 @@ static void on_queue_canceled(queue_t *q, int status, const queue_result_t *res,
                gf_status_name(status));
 }
 
-static void on_canceled(store_t *st, store_call_t *call, void *data)
+static void on_canceled(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
+    (void)call;
     gen_ctx_t *c = data;
-    if (call->status == GF_ECONFLICT) {
+    if (err->code == GF_ECONFLICT) {
         api__error(c->req, 409, "not_cancelable", "the generation is already finished", NULL);
         ctx_free(c);
         return;
     }
-    if (call->status < 0) {
-        api__fail(c->req, call->status, &call->err);
+    if (err->code < 0) {
+        api__fail(c->req, err->code, err);
         ctx_free(c);
         return;
     }
@@ -445,19 +444,19 @@ static void on_cancel(gf_http_req_t *req, void *data)
 
 /* --- GET /v1/generations ------------------------------------------------------------ */
 
-static void on_page(store_t *st, store_call_t *call, void *data)
+static void on_page(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
     gen_ctx_t *c = data;
-    json_t *page = call->status == 0 ? json_loads(call->json, 0, NULL) : NULL;
-    if (page == NULL) {
-        if (call->status == GF_EINVAL)
+    if (err->code < 0) {
+        if (err->code == GF_EINVAL)
             api__error(c->req, 400, "invalid_request", "malformed cursor", "cursor");
         else
-            api__fail(c->req, call->status ? call->status : GF_EUNAVAIL, &call->err);
+            api__fail(c->req, err->code, err);
         ctx_free(c);
         return;
     }
+    json_t *page = api__generation_page_json(&call->res.list);
     size_t i;
     json_t *item;
     json_array_foreach(json_object_get(page, "items"), i, item) api__sign_outputs(c->api, item);

@@ -57,11 +57,11 @@ static void on_redis_ping(queue_t *q, int status, void *data)
     readyz_answer(rz);
 }
 
-static void on_pg_ping(store_t *st, int status, void *data)
+static void on_pg_ping(store_t *st, const gf_err_t *err, void *data)
 {
     readyz_t *rz = data;
     (void)st;
-    rz->postgres = status;
+    rz->postgres = err->code;
     readyz_answer(rz);
 }
 
@@ -71,7 +71,8 @@ static void on_readyz(gf_http_req_t *req, void *data)
     uint64_t timeout = (uint64_t)api->cfg->readyz_timeout_ms;
     readyz_t *rz = gf_xcalloc(1, sizeof(*rz));
     rz->req = req;
-    /* Hold one count ourselves: a ping may answer before its call returns. */
+    /* One count per ping and one held here, given back last: a ping refused at
+     * once gives its count back below, and the answer goes out exactly once. */
     rz->pending = 3;
     int rc = queue_ping(api->queue, timeout, on_redis_ping, rz);
     if (rc < 0) {

@@ -1,7 +1,7 @@
 /*
  * store/call.c - the operations: their SQL (calls to the functions of
- * migrations/0002), the builders that copy their inputs, the translation of
- * their `outcome` words into gf_status, and the blocking connection.
+ * migrations/0002), the builders that copy their inputs, and the blocking
+ * connection. Their results are read in result.c.
  */
 #include "store_int.h"
 
@@ -96,20 +96,20 @@ PGconn *store__connect_start(const char *url, long long statement_timeout_ms, in
 static void call_init(store_call_t *c, store_op_t op, int nparams)
 {
     memset(c, 0, sizeof(*c));
-    c->op = op;
-    c->nparams = nparams;
+    c->_op = op;
+    c->_nparams = nparams;
 }
 
 static void set_str(store_call_t *c, int i, const char *s)
 {
-    c->params[i] = s ? gf_xstrdup(s) : NULL;
+    c->_params[i] = s ? gf_xstrdup(s) : NULL;
 }
 
 static void set_int(store_call_t *c, int i, long long v)
 {
     char buf[32];
     snprintf(buf, sizeof(buf), "%lld", v);
-    c->params[i] = gf_xstrdup(buf);
+    c->_params[i] = gf_xstrdup(buf);
 }
 
 void store_call_accept(store_call_t *c, const store_accept_t *a)
@@ -239,7 +239,7 @@ void store_call_list(store_call_t *c, const char *user_id, const char *status, c
     set_int(c, 3, limit);
     const char *dot = cursor ? strchr(cursor, '.') : NULL;
     if (dot != NULL) {
-        c->params[4] = gf_xstrndup(cursor, (size_t)(dot - cursor));
+        c->_params[4] = gf_xstrndup(cursor, (size_t)(dot - cursor));
         set_str(c, 5, dot + 1);
     }
 }
@@ -299,112 +299,11 @@ void store_call_upload_add(store_call_t *c, const char *id, const char *user_id,
 void store_call_dispose(store_call_t *c)
 {
     for (int i = 0; i < STORE_MAX_PARAMS; i++)
-        GF_FREE(c->params[i]);
-    GF_FREE(c->json);
+        GF_FREE(c->_params[i]);
+    store__result_dispose(c);
 }
 
-/* --- results --------------------------------------------------------------------- */
-
-static int fail(store_call_t *c, int code, const char *fmt, const char *arg)
-{
-    c->status = gf_err_set(&c->err, code, "store", fmt, arg);
-    return c->status;
-}
-
-/* Maps the outcome words the worker-side functions share. */
-static int worker_outcome(store_call_t *c, const char *o)
-{
-    if (strcmp(o, "stale") == 0)
-        return fail(c, GF_ECONFLICT, "stale fencing token for generation %s", c->params[0]);
-    if (strcmp(o, "terminal") == 0)
-        return fail(c, GF_ECANCELED, "generation %s is already finished", c->params[0]);
-    if (strcmp(o, "not_found") == 0)
-        return fail(c, GF_ENOTFOUND, "no generation %s", c->params[0]);
-    if (strcmp(o, "invalid") == 0)
-        return fail(c, GF_EINVAL, "image index out of range for generation %s", c->params[0]);
-    return 0;
-}
-
-static void parse_row(store_call_t *c, PGresult *res)
-{
-    const char *v0 = PQgetvalue(res, 0, 0);
-    switch (c->op) {
-    case STORE_OP_ACCEPT:
-        snprintf(c->generation_id, sizeof(c->generation_id), "%s", PQgetvalue(res, 0, 1));
-        c->available = atoll(PQgetvalue(res, 0, 2));
-        if (strcmp(v0, "existing") == 0)
-            c->existing = 1;
-        else if (strcmp(v0, "conflict") == 0)
-            fail(c, GF_ECONFLICT, "idempotency key reused with another body (%s)", c->params[10]);
-        else if (strcmp(v0, "insufficient") == 0)
-            fail(c, GF_ECREDITS, "not enough credits for generation %s", c->params[0]);
-        return;
-    case STORE_OP_START:
-        c->attempts = atoi(PQgetvalue(res, 0, 1));
-        worker_outcome(c, v0);
-        return;
-    case STORE_OP_PROVIDER_REQUEST:
-        worker_outcome(c, v0);
-        return;
-    case STORE_OP_IMAGE:
-    case STORE_OP_IMAGE_DONE:
-        c->applied = strcmp(v0, "settled") == 0;
-        if (strcmp(v0, "duplicate") != 0)
-            worker_outcome(c, v0);
-        return;
-    case STORE_OP_FINISH:
-        snprintf(c->gen_status, sizeof(c->gen_status), "%s", PQgetvalue(res, 0, 1));
-        c->applied = strcmp(v0, "finished") == 0;
-        if (strcmp(v0, "already") != 0)
-            worker_outcome(c, v0);
-        return;
-    case STORE_OP_CANCEL:
-        c->applied = strcmp(v0, "canceled") == 0;
-        if (strcmp(v0, "not_cancelable") == 0)
-            fail(c, GF_ECONFLICT, "generation %s is finished", c->params[0]);
-        else if (strcmp(v0, "not_found") == 0)
-            fail(c, GF_ENOTFOUND, "no generation %s for this user", c->params[0]);
-        return;
-    case STORE_OP_EXPIRE:
-        c->applied = strcmp(v0, "expired") == 0;
-        worker_outcome(c, v0);
-        return;
-    case STORE_OP_UPLOAD_ADD:
-        return;
-    case STORE_OP_REFUSE:
-        snprintf(c->gen_status, sizeof(c->gen_status), "%s", v0);
-        return;
-    case STORE_OP_REFS:
-        snprintf(c->gen_status, sizeof(c->gen_status), "%s", v0);
-        if (strcmp(v0, "ok") != 0)
-            fail(c, GF_ENOTFOUND, "a reference is not the user's (%s)", v0);
-        return;
-    case STORE_OP_CREDIT:
-        if (strcmp(v0, "insufficient") == 0)
-            fail(c, GF_ECREDITS, "user %s would hold more than they have", c->params[0]);
-        return;
-    case STORE_OP_BALANCE:
-    case STORE_OP_TOTALS:
-        c->balance = atoll(v0);
-        c->held = atoll(PQgetvalue(res, 0, 1));
-        return;
-    case STORE_OP_RESUME:
-        if (PQgetisnull(res, 0, 0)) {
-            fail(c, GF_ENOTFOUND, "no generation %s", c->params[0]);
-            return;
-        }
-        c->json = gf_xstrdup(v0);
-        return;
-    case STORE_OP_GENERATION:
-    case STORE_OP_SWEEP:
-    case STORE_OP_LIST:
-    case STORE_OP_LEDGER:
-        c->json = gf_xstrdup(v0);
-        return;
-    case STORE_OP_COUNT_:
-        return;
-    }
-}
+/* --- results (read in result.c) ------------------------------------------------ */
 
 void store__parse(store_call_t *c, PGresult *res)
 {
@@ -413,26 +312,18 @@ void store__parse(store_call_t *c, PGresult *res)
         char msg[200];
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         store__pg_message(msg, sizeof(msg), PQresultErrorMessage(res));
-        /*
-         * GF409: a fencing token went stale during the call (migrations/0002).
-         * Class 22 (data) and 23 (constraints) are bad input; the rest is the database.
-         */
-        int code = state && strcmp(state, "GF409") == 0 ? GF_ECONFLICT
-                   : state && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0)
-                       ? GF_EINVAL
-                       : GF_EUNAVAIL;
-        c->status =
-            gf_err_setd(&c->err, code, "store", state ? strtol(state, NULL, 36) : 0, "%s", msg);
+        gf_err_setd(&c->err, store__sqlstate_code(state), "store",
+                    state ? strtol(state, NULL, 36) : 0, "%s", msg);
         return;
     }
     if (PQntuples(res) == 0) {
-        if (c->op == STORE_OP_GENERATION)
-            fail(c, GF_ENOTFOUND, "no generation %s for this user", c->params[0]);
-        else
-            fail(c, GF_EUNAVAIL, "no row from %s", store__stmt_name(c->op));
+        store__parse_row(c, NULL);
         return;
     }
-    parse_row(c, res);
+    store_row_t row = {{NULL}};
+    for (int i = 0; i < PQnfields(res) && i < STORE_ROW_MAX; i++)
+        row.v[i] = PQgetisnull(res, 0, i) ? NULL : PQgetvalue(res, 0, i);
+    store__parse_row(c, &row);
 }
 
 /* --- blocking connection ------------------------------------------------------------ */
@@ -483,13 +374,13 @@ void store_conn_free(store_conn_t *sc)
 
 int store_conn_exec(store_conn_t *sc, store_call_t *c)
 {
-    c->status = 0;
+    store__result_dispose(c);
     gf_err_clear(&c->err);
     for (int attempt = 0; attempt < 2; attempt++) {
         if (sc->conn == NULL && conn_open(sc, &c->err) < 0)
-            return c->status = c->err.code;
-        PGresult *res = PQexecPrepared(sc->conn, store__stmt_name(c->op), c->nparams,
-                                       (const char *const *)c->params, NULL, NULL, 0);
+            return c->err.code;
+        PGresult *res = PQexecPrepared(sc->conn, store__stmt_name(c->_op), c->_nparams,
+                                       (const char *const *)c->_params, NULL, NULL, 0);
         if (PQstatus(sc->conn) == CONNECTION_BAD) {
             /*
              * The server went away, perhaps after committing. Every worker-side
@@ -499,15 +390,15 @@ int store_conn_exec(store_conn_t *sc, store_call_t *c)
             PQclear(res);
             PQfinish(sc->conn);
             sc->conn = NULL;
-            if (c->op == STORE_OP_ACCEPT || c->op == STORE_OP_CREDIT)
+            if (c->_op == STORE_OP_ACCEPT || c->_op == STORE_OP_CREDIT)
                 break;
             continue;
         }
         store__parse(c, res);
         PQclear(res);
-        return c->status;
+        return c->err.code;
     }
-    return c->status = gf_err_set(&c->err, GF_EUNAVAIL, "store", "postgres connection lost");
+    return gf_err_set(&c->err, GF_EUNAVAIL, "store", "postgres connection lost");
 }
 
 int store_reconcile(store_conn_t *sc, FILE *out, gf_err_t *err)

@@ -11,7 +11,11 @@
  * - Every request has a timer: one still waiting fails with GF_ETIMEDOUT; one
  *   on the wire fails the same way and its connection is dropped (libpq has
  *   no async cancel worth a round trip here). Its callback runs once.
- * - The store is freed only after every poll and timer handle has closed.
+ * - No callback runs inside store_exec() or store_ping(): a request that
+ *   ends while one of them runs (a connect that fails at once fails every
+ *   waiting request) waits on the `done` list, which an idle handle delivers
+ *   on the next loop turn.
+ * - The store is freed only after every poll, timer and idle handle has closed.
  */
 #include "store_int.h"
 
@@ -43,6 +47,7 @@ struct store_req {
     uv_timer_t timer;
     pg_conn_t *on;
     int done;
+    int status; /* of a request waiting on the done list */
 };
 
 struct store {
@@ -52,6 +57,9 @@ struct store {
     int nconns;
     store_req_t *head, *tail;
     int closing;
+    int submitting; /* inside store_exec/store_ping: completions wait for `idle` */
+    uv_idle_t idle; /* delivers the `done` list */
+    store_req_t *done_head, *done_tail;
     int handles_open;
     int down_logged;
     store_closed_cb closed_cb;
@@ -61,6 +69,7 @@ struct store {
 static const gf_log_ctx log_ctx = {.component = "store"};
 
 static void pool_dispatch(store_t *st);
+static void on_idle(uv_idle_t *h);
 static void store_maybe_closed(store_t *st);
 static void conn_watch(pg_conn_t *pc, int events);
 
@@ -89,7 +98,30 @@ static void queue_remove(store_t *st, store_req_t *rq)
         st->tail = prev;
 }
 
-/* Runs the callback once with `status` (calls also carry their own), then frees. */
+/* The message of a request that failed on the pool's side (not in its SQL). */
+static const char *why_failed(int status)
+{
+    return status == GF_ETIMEDOUT   ? "postgres did not answer in time"
+           : status == GF_ECANCELED ? "the store is closing"
+                                    : "postgres unavailable";
+}
+
+/* Runs the callback with `status` (calls also carry their own), then frees the request. */
+static void req_deliver(store_req_t *rq, int status)
+{
+    store_t *st = rq->st;
+    uv_close((uv_handle_t *)&rq->timer, on_req_timer_closed);
+    if (rq->call) {
+        rq->cb(st, &rq->call->err, rq->call, rq->data);
+    } else {
+        gf_err_t err = {0};
+        if (status < 0)
+            gf_err_set(&err, status, "store", "%s", why_failed(status));
+        rq->ping_cb(st, &err, rq->data);
+    }
+}
+
+/* Ends a request once with `status`: now, or on the next loop turn when inside a submit. */
 static void req_finish(store_req_t *rq, int status)
 {
     if (rq->done)
@@ -101,16 +133,34 @@ static void req_finish(store_req_t *rq, int status)
         rq->on->cur = NULL;
         rq->on = NULL;
     }
-    uv_close((uv_handle_t *)&rq->timer, on_req_timer_closed);
-    if (rq->call) {
-        if (status < 0 && rq->call->status == 0)
-            rq->call->status = gf_err_set(&rq->call->err, status, "store", "%s",
-                                          status == GF_ETIMEDOUT ? "postgres did not answer in time"
-                                          : status == GF_ECANCELED ? "the store is closing"
-                                                                   : "postgres unavailable");
-        rq->cb(st, rq->call, rq->data);
-    } else {
-        rq->ping_cb(st, status, rq->data);
+    if (rq->call && status < 0)
+        gf_err_set(&rq->call->err, status, "store", "%s", why_failed(status)); /* first wins */
+    if (!st->submitting) {
+        req_deliver(rq, status);
+        return;
+    }
+    uv_timer_stop(&rq->timer);
+    rq->status = status;
+    rq->next = NULL;
+    if (st->done_tail)
+        st->done_tail->next = rq;
+    else
+        st->done_head = rq;
+    st->done_tail = rq;
+    uv_idle_start(&st->idle, on_idle);
+}
+
+/* Delivers what ended inside a submit; what ends while delivering waits for the next turn. */
+static void on_idle(uv_idle_t *h)
+{
+    store_t *st = h->data;
+    store_req_t *rq = st->done_head;
+    st->done_head = st->done_tail = NULL;
+    uv_idle_stop(h);
+    while (rq) {
+        store_req_t *next = rq->next;
+        req_deliver(rq, rq->status);
+        rq = next;
     }
 }
 
@@ -162,8 +212,8 @@ static void conn_send(pg_conn_t *pc, store_req_t *rq)
 {
     int ok;
     if (rq->call)
-        ok = PQsendQueryPrepared(pc->conn, store__stmt_name(rq->call->op), rq->call->nparams,
-                                 (const char *const *)rq->call->params, NULL, NULL, 0);
+        ok = PQsendQueryPrepared(pc->conn, store__stmt_name(rq->call->_op), rq->call->_nparams,
+                                 (const char *const *)rq->call->_params, NULL, NULL, 0);
     else
         ok = PQsendQuery(pc->conn, "SELECT 1");
     if (!ok) {
@@ -384,7 +434,9 @@ static int req_submit(store_t *st, store_req_t *rq, uint64_t timeout_ms)
     else
         st->head = rq;
     st->tail = rq;
+    st->submitting++;
     pool_dispatch(st);
+    st->submitting--;
     return 0;
 }
 
@@ -446,15 +498,18 @@ store_t *store_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)
     st->conns = gf_xcalloc((size_t)st->nconns, sizeof(pg_conn_t));
     for (int i = 0; i < st->nconns; i++)
         st->conns[i].st = st;
+    uv_idle_init(loop, &st->idle);
+    st->idle.data = st;
+    st->handles_open++;
     return st;
 }
 
 int store_exec(store_t *st, store_call_t *call, store_call_cb cb, void *data)
 {
-    if (st->closing)
-        return GF_ECANCELED;
-    call->status = 0;
+    store__result_dispose(call);
     gf_err_clear(&call->err);
+    if (st->closing)
+        return gf_err_set(&call->err, GF_ECANCELED, "store", "the store is closing");
     store_req_t *rq = gf_xcalloc(1, sizeof(*rq));
     rq->call = call;
     rq->cb = cb;
@@ -470,6 +525,13 @@ int store_ping(store_t *st, uint64_t timeout_ms, store_ping_cb cb, void *data)
     rq->ping_cb = cb;
     rq->data = data;
     return req_submit(st, rq, timeout_ms);
+}
+
+static void on_idle_closed(uv_handle_t *h)
+{
+    store_t *st = h->data;
+    st->handles_open--;
+    store_maybe_closed(st);
 }
 
 static void store_maybe_closed(store_t *st)
@@ -496,6 +558,8 @@ void store_close(store_t *st, store_closed_cb cb, void *data)
         req_finish(st->head, GF_ECANCELED);
     for (int i = 0; i < st->nconns; i++)
         conn_drop(&st->conns[i], GF_ECANCELED, "closing");
+    on_idle(&st->idle); /* what ended inside a submit is delivered now, not after the close */
+    uv_close((uv_handle_t *)&st->idle, on_idle_closed);
     st->handles_open--;
     store_maybe_closed(st);
 }

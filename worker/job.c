@@ -89,18 +89,27 @@ job_op_t *job__op_new(job_t *j, job_image_t *img)
     return op;
 }
 
-/* Runs `op`'s call; on a refused submit the callback runs anyway, with the status. */
+/*
+ * Runs `op`'s call. The store refuses a call only while it closes, and it is
+ * closed after the jobs have ended; should it happen, the job is handed back
+ * here (its callback never runs) and the op is freed.
+ */
 void job__op_exec(job_op_t *op, store_call_cb cb)
 {
-    if (store_exec(op->job->r->store, &op->call, cb, op) < 0) {
-        op->call.status = GF_EUNAVAIL;
-        cb(op->job->r->store, &op->call, op);
-    }
+    job_t *j = op->job;
+    if (store_exec(j->r->store, &op->call, cb, op) == 0)
+        return;
+    gf_log_ctx ctx = job__log(j, "calling postgres");
+    gf_log_err(GF_LOG_WARN, &ctx, &op->call.err);
+    job__op_free(op);
+    job_hand_back(j);
+    job_unref(j);
 }
 
 void job__op_free(job_op_t *op)
 {
     store_call_dispose(&op->call);
+    free(op->error_json);
     free(op);
 }
 
@@ -145,22 +154,23 @@ static void queue_end(job_t *j, queue_outcome_t outcome, const char *detail)
         on_queue_finished(j->r->queue, GF_EUNAVAIL, NULL, j);
 }
 
-static void on_finished(store_t *st, store_call_t *call, void *data)
+static void on_finished(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
     job_op_t *op = data;
     job_t *j = op->job;
-    if (call->status == GF_ECONFLICT) {
+    const char *status = call->res.finish.status;
+    if (err->code == GF_ECONFLICT) {
         job_lose(j);
-    } else if (call->status < 0) {
+    } else if (err->code < 0) {
         job_hand_back(j);
     } else {
         if (j->r->m_outcomes)
-            gf_metric_inc(gf_metric_with(j->r->m_outcomes, call->gen_status, NULL, NULL));
+            gf_metric_inc(gf_metric_with(j->r->m_outcomes, status, NULL, NULL));
         gf_log_ctx ctx = job__log(j, NULL);
-        GF_LOG(GF_LOG_INFO, &ctx, "finished: %s (%d images, %.0f ms)", call->gen_status, j->images,
+        GF_LOG(GF_LOG_INFO, &ctx, "finished: %s (%d images, %.0f ms)", status, j->images,
                (double)(uv_hrtime() - j->started_ns) / 1e6);
-        queue_end(j, strcmp(call->gen_status, "canceled") == 0 ? QUEUE_CANCELED : QUEUE_DONE, "{}");
+        queue_end(j, strcmp(status, "canceled") == 0 ? QUEUE_CANCELED : QUEUE_DONE, "{}");
     }
     job__op_free(op);
     job_unref(j);
@@ -336,47 +346,39 @@ static void on_refs_done(uv_work_t *w, int status)
 }
 
 /* A worker that takes over skips what an earlier attempt settled. */
-static void on_resume_info(store_t *st, store_call_t *call, void *data)
+static void on_resume_info(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
     job_op_t *op = data;
     job_t *j = op->job;
-    json_t *gen = call->status == 0 ? json_loads(call->json, 0, NULL) : NULL;
+    const store_resume_result_t *res = &call->res.resume;
     if (job__gone(j)) {
-    } else if (gen == NULL) {
+    } else if (err->code < 0) {
         job_hand_back(j);
     } else {
-        size_t i;
-        json_t *item;
-        json_array_foreach(json_object_get(gen, "settled"), i, item)
-        {
-            json_int_t k = json_integer_value(item);
+        for (size_t i = 0; i < res->n_settled; i++) {
+            int k = res->settled[i];
             if (k >= 0 && k < j->images && j->imgs[k].state != IMAGE_SETTLED) {
                 j->imgs[k].state = IMAGE_SETTLED;
                 j->settled++;
             }
         }
-        const char *key;
-        json_object_foreach(json_object_get(gen, "provider_requests"), key, item)
-        {
-            int k = atoi(key);
-            if (k >= 0 && k < j->images && json_is_string(item))
-                j->imgs[k].resume = gf_xstrdup(json_string_value(item));
+        for (size_t i = 0; i < res->n_requests; i++) {
+            int k = res->requests[i].index;
+            if (k >= 0 && k < j->images)
+                j->imgs[k].resume = gf_xstrdup(res->requests[i].token);
         }
-        const char *ident = json_string_value(json_object_get(gen, "identity_key"));
-        j->identity_key = ident ? gf_xstrdup(ident) : NULL;
-        json_t *pose_keys = json_object_get(gen, "pose_keys");
+        j->identity_key = res->identity_key ? gf_xstrdup(res->identity_key) : NULL;
         int any_pose = 0;
-        json_object_foreach(pose_keys, key, item)
-        {
-            int k = atoi(key);
-            if (k < 0 || k >= j->nposes || !json_is_string(item))
+        for (size_t i = 0; i < res->n_pose_keys; i++) {
+            int k = res->pose_keys[i].pose;
+            if (k < 0 || k >= j->nposes)
                 continue;
             if (j->pose_keys == NULL) {
                 j->pose_keys = gf_xcalloc((size_t)j->nposes, sizeof(char *));
                 j->pose_maps = gf_xcalloc((size_t)j->nposes, sizeof(img_buf));
             }
-            j->pose_keys[k] = gf_xstrdup(json_string_value(item));
+            j->pose_keys[k] = gf_xstrdup(res->pose_keys[i].storage_key);
             any_pose = 1;
         }
         if (j->identity_key || any_pose) {
@@ -384,37 +386,36 @@ static void on_resume_info(store_t *st, store_call_t *call, void *data)
             j->pending++;
             if (uv_queue_work(j->r->loop, &j->refs_work, on_refs_work, on_refs_done) < 0)
                 on_refs_done(&j->refs_work, UV_ECANCELED);
-            json_decref(gen);
             job__op_free(op);
             job_unref(j);
             return;
         }
         job_begin(j);
     }
-    json_decref(gen);
     job__op_free(op);
     job_unref(j);
 }
 
-static void on_started(store_t *st, store_call_t *call, void *data)
+static void on_started(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
+    (void)call;
     job_op_t *op = data;
     job_t *j = op->job;
     gf_log_ctx ctx = job__log(j, "starting");
     if (job__gone(j)) {
-    } else if (call->status == GF_ECONFLICT) {
+    } else if (err->code == GF_ECONFLICT) {
         job_lose(j);
-    } else if (call->status == GF_ECANCELED) {
+    } else if (err->code == GF_ECANCELED) {
         /* Postgres already finished it (canceled or expired while queued). */
         j->ending = 1;
         queue_end(j, QUEUE_CANCELED, "finished in postgres before it started");
-    } else if (call->status == GF_ENOTFOUND) {
+    } else if (err->code == GF_ENOTFOUND) {
         GF_LOG(GF_LOG_ERROR, &ctx, "no such generation in postgres: dead-lettering");
         j->ending = 1;
         queue_end(j, QUEUE_FATAL, "no such generation in postgres");
-    } else if (call->status < 0) {
-        gf_log_err(GF_LOG_WARN, &ctx, &call->err);
+    } else if (err->code < 0) {
+        gf_log_err(GF_LOG_WARN, &ctx, err);
         job_hand_back(j);
     } else if (job_parse(j) < 0) {
         GF_LOG(GF_LOG_ERROR, &ctx, "its parameters cannot be run: failing it");

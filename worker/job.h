@@ -5,9 +5,8 @@
  * callback of it is pending (`pending` counts store, queue, provider and
  * thread-pool work in flight) and it has ended: finished, lost or handed back.
  * A callback keeps its count until it returns (job_unref is its last call):
- * what it calls may end the job, and a store or queue call that fails at once
- * runs its own callback inside, so a count given back earlier let the job be
- * freed under the callback still using it.
+ * what it calls may end the job (a hand-back, a lost lease), so a count given
+ * back earlier let the job be freed under the callback still using it.
  */
 #ifndef WORKER_JOB_H
 #define WORKER_JOB_H
@@ -108,6 +107,7 @@ typedef struct {
     job_t *job;
     job_image_t *img;
     store_call_t call;
+    char *error_json; /* an image's release: the error it records (owned) */
 } job_op_t;
 
 gf_log_ctx job__log(const job_t *j, const char *action);
@@ -117,7 +117,8 @@ int job__gone(const job_t *j);
 void job__check_end(job_t *j);
 /* A store call owned by the job (counted in `pending`); free it in its callback. */
 job_op_t *job__op_new(job_t *j, job_image_t *img);
-/* Runs `op`'s call; on a refused submit the callback runs anyway, with the status. */
+/* Runs `op`'s call; a call the store refuses (it is closing) hands the job back and frees `op`
+ * without running `cb`. */
 void job__op_exec(job_op_t *op, store_call_cb cb);
 void job__op_free(job_op_t *op);
 /* Appends an event (data stolen; the generation id is added). */

@@ -24,30 +24,32 @@ static void image_settled(job_image_t *img, json_t *event)
     job__pump(j);
 }
 
-static void on_image_recorded(store_t *st, store_call_t *call, void *data)
+/* The image's outputs and capture (farm_image_done), or its release with op->error_json. */
+static void on_image_recorded(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
     job_op_t *op = data;
     job_t *j = op->job;
     job_image_t *img = op->img;
-    if (call->status == 0 && call->applied && j->r->m_images)
-        gf_metric_inc(gf_metric_with(
-            j->r->m_images, call->op == STORE_OP_IMAGE_DONE ? "captured" : "released", NULL, NULL));
+    int captured = op->error_json == NULL;
+    if (err->code == 0 && call->res.image.applied && j->r->m_images)
+        gf_metric_inc(
+            gf_metric_with(j->r->m_images, captured ? "captured" : "released", NULL, NULL));
     if (job__gone(j)) {
-    } else if (call->status == GF_ECONFLICT) {
+    } else if (err->code == GF_ECONFLICT) {
         job_lose(j);
-    } else if (call->status < 0) {
+    } else if (err->code < 0) {
         job_hand_back(j);
-    } else if (call->op == STORE_OP_IMAGE_DONE) {
+    } else if (captured) {
         job__stage_done(img, "storing");
         j->delivered++;
         json_t *outputs = json_loads(img->outputs_json, 0, NULL);
         image_settled(img, json_pack("{s:o}", "outputs", outputs ? outputs : json_array()));
     } else {
         free(j->last_error);
-        j->last_error = gf_xstrdup(call->params[4]);
-        json_t *err = json_loads(call->params[4], 0, NULL);
-        image_settled(img, json_pack("{s:o}", "error", err ? err : json_null()));
+        j->last_error = gf_xstrdup(op->error_json);
+        json_t *e = json_loads(op->error_json, 0, NULL);
+        image_settled(img, json_pack("{s:o}", "error", e ? e : json_null()));
     }
     job__op_free(op);
     job_unref(j);
@@ -58,12 +60,12 @@ static void image_fail(job_image_t *img, const char *code, const char *msg, int 
 {
     job_t *j = img->job;
     json_t *e = json_pack("{s:s, s:s, s:b}", "code", code, "message", msg, "retryable", retryable);
-    char *text = json_dumps(e, JSON_COMPACT);
-    json_decref(e);
     img->state = IMAGE_STORING;
     job_op_t *op = job__op_new(j, img);
-    store_call_image(&op->call, j->qj.gen_id, (long long)j->qj.token, img->index, 0, text);
-    free(text);
+    op->error_json = json_dumps(e, JSON_COMPACT);
+    json_decref(e);
+    store_call_image(&op->call, j->qj.gen_id, (long long)j->qj.token, img->index, 0,
+                     op->error_json);
     job__op_exec(op, on_image_recorded);
 }
 
@@ -124,12 +126,13 @@ static void on_work_done(uv_work_t *w, int status)
     job_unref(j);
 }
 
-static void on_request_recorded(store_t *st, store_call_t *call, void *data)
+static void on_request_recorded(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
+    (void)call;
     job_op_t *op = data;
     job_t *j = op->job;
-    if (call->status == GF_ECONFLICT)
+    if (err->code == GF_ECONFLICT)
         job_lose(j);
     job__op_free(op);
     job_unref(j);

@@ -30,12 +30,12 @@ static void schedule_claim(worker_runner_t *r, uint64_t ms)
         uv_timer_start(&r->claim_timer, on_claim_timer, ms, 0);
 }
 
-static void on_expired_released(store_t *st, store_call_t *call, void *data)
+static void on_expired_released(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
     (void)data;
-    if (call->status < 0)
-        gf_log_err(GF_LOG_WARN, &log_ctx, &call->err);
+    if (err->code < 0)
+        gf_log_err(GF_LOG_WARN, &log_ctx, err);
     store_call_dispose(call);
     free(call);
 }

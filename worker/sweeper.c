@@ -9,7 +9,6 @@
  */
 #include "sweeper.h"
 
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,16 +57,16 @@ static void sweeper_call_done(worker_sweeper_t *sw)
     uv_timer_start(&sw->timer, sweeper_tick, (uint64_t)sw->cfg->sweep_interval_s * 1000, 0);
 }
 
-static void on_finished(store_t *st, store_call_t *call, void *data)
+static void on_finished(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
     sweep_item_t *it = data;
     gf_log_ctx ctx = {.component = "sweeper", .generation_id = it->gen_id};
-    if (call->status < 0)
-        gf_log_err(GF_LOG_WARN, &ctx, &call->err);
-    else if (call->applied)
+    if (err->code < 0)
+        gf_log_err(GF_LOG_WARN, &ctx, err);
+    else if (call->res.finish.applied)
         GF_LOG(GF_LOG_WARN, &ctx, "the queue had given up on it: finished as %s, credits released",
-               call->gen_status);
+               call->res.finish.status);
     store_call_dispose(&it->finish);
     worker_sweeper_t *sw = it->sw;
     free(it);
@@ -112,52 +111,39 @@ static void on_enqueued(queue_t *q, int status, const queue_result_t *res, void 
     sweeper_call_done(sw);
 }
 
-static void sweep_candidate(worker_sweeper_t *sw, json_t *c)
+static void sweep_candidate(worker_sweeper_t *sw, const store_sweep_candidate_t *c)
 {
-    const char *id = json_string_value(json_object_get(c, "id"));
-    const char *user = json_string_value(json_object_get(c, "user_id"));
-    const char *plan = json_string_value(json_object_get(c, "plan"));
-    json_t *deadline = json_object_get(c, "deadline_ms");
-    if (id == NULL || user == NULL || plan == NULL)
-        return;
-    char *payload = json_dumps(json_object_get(c, "params"), JSON_COMPACT);
     sweep_item_t *it = gf_xcalloc(1, sizeof(*it));
     it->sw = sw;
-    snprintf(it->gen_id, sizeof(it->gen_id), "%s", id);
-    queue_enqueue_req_t req = {
-        .gen_id = id,
-        .user_id = user,
-        .tier = queue_tier_of(sw->cfg, plan),
-        .payload = payload ? payload : "{}",
-        .deadline_ms = json_is_integer(deadline) ? (int64_t)json_integer_value(deadline) : 0};
+    snprintf(it->gen_id, sizeof(it->gen_id), "%s", c->id);
+    queue_enqueue_req_t req = {.gen_id = c->id,
+                               .user_id = c->user_id,
+                               .tier = queue_tier_of(sw->cfg, c->plan),
+                               .payload = c->params,
+                               .deadline_ms = c->deadline_ms};
     sw->pending++;
     if (queue_enqueue(sw->queue, &req, on_enqueued, it) < 0) {
         sw->pending--;
         free(it);
     }
-    free(payload);
 }
 
-static void on_swept(store_t *st, store_call_t *call, void *data)
+static void on_swept(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
     worker_sweeper_t *sw = data;
-    if (call->status < 0) {
+    const store_sweep_result_t *res = &call->res.sweep;
+    if (err->code < 0) {
         gf_log_ctx ctx = {.component = "sweeper", .action = "sweeping"};
-        gf_log_err(GF_LOG_WARN, &ctx, &call->err);
+        gf_log_err(GF_LOG_WARN, &ctx, err);
     } else if (!sw->closing) {
-        json_t *root = json_loads(call->json, 0, NULL);
-        json_t *v;
-        size_t i;
-        json_array_foreach(json_object_get(root, "expired"), i, v)
-        {
-            gf_log_ctx ctx = {.component = "sweeper",
-                              .generation_id = json_string_value(json_object_get(v, "id"))};
+        for (size_t i = 0; i < res->n_expired; i++) {
+            gf_log_ctx ctx = {.component = "sweeper", .generation_id = res->expired[i].id};
             GF_LOG(GF_LOG_INFO, &ctx, "expired before it started: credits released");
         }
         if (queue_is_connected(sw->queue))
-            json_array_foreach(json_object_get(root, "candidates"), i, v) sweep_candidate(sw, v);
-        json_decref(root);
+            for (size_t i = 0; i < res->n_candidates; i++)
+                sweep_candidate(sw, &res->candidates[i]);
     }
     store_call_dispose(&sw->sweep);
     sweeper_call_done(sw);

@@ -68,8 +68,8 @@ static void balance(const char *user, long long *bal, long long *held)
     store_call_t call;
     store_call_balance(&call, user, 100);
     assert_int_equal(store_conn_exec(sc, &call), 0);
-    *bal = call.balance;
-    *held = call.held;
+    *bal = call.res.balance.balance;
+    *held = call.res.balance.held;
     store_call_dispose(&call);
 }
 
@@ -86,7 +86,7 @@ static int settle(const char *gen, long long fence, int index, int ok, int *appl
     store_call_t c;
     store_call_image(&c, gen, fence, index, ok, NULL);
     int rc = run(&c);
-    *applied = c.applied;
+    *applied = c.res.image.applied;
     store_call_dispose(&c);
     return rc;
 }
@@ -256,14 +256,15 @@ typedef struct {
     store_call_t calls[200];
 } async_race_t;
 
-static void on_async_accept(store_t *st, store_call_t *call, void *data)
+static void on_async_accept(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
+    (void)call;
     async_race_t *ar = data;
     ar->done++;
-    if (call->status == 0)
+    if (err->code == 0)
         ar->accepted++;
-    else if (call->status == GF_ECREDITS)
+    else if (err->code == GF_ECREDITS)
         ar->refused++;
     else
         ar->other++;
@@ -332,28 +333,28 @@ static void test_settlements_happen_once(void **state)
     store_call_t c;
     store_call_start(&c, gen, 1, "local");
     assert_int_equal(run(&c), 0);
-    assert_int_equal(c.attempts, 1);
+    assert_int_equal(c.res.start.attempts, 1);
     store_call_dispose(&c);
     for (int rep = 0; rep < 2; rep++) {
         store_call_image(&c, gen, 1, 0, 1, NULL);
         assert_int_equal(run(&c), 0);
-        assert_int_equal(c.applied, rep == 0);
+        assert_int_equal(c.res.image.applied, rep == 0);
         store_call_dispose(&c);
         store_call_image(&c, gen, 1, 1, 0, "{\"code\":\"provider_error\"}");
         assert_int_equal(run(&c), 0);
-        assert_int_equal(c.applied, rep == 0);
+        assert_int_equal(c.res.image.applied, rep == 0);
         store_call_dispose(&c);
         /* An image already captured cannot be released, nor the other way round. */
         store_call_image(&c, gen, 1, 0, 0, NULL);
         assert_int_equal(run(&c), 0);
-        assert_int_equal(c.applied, 0);
+        assert_int_equal(c.res.image.applied, 0);
         store_call_dispose(&c);
     }
     for (int rep = 0; rep < 2; rep++) {
         store_call_finish(&c, gen, 1, "auto", NULL);
         assert_int_equal(run(&c), 0);
-        assert_string_equal(c.gen_status, "partial");
-        assert_int_equal(c.applied, rep == 0);
+        assert_string_equal(c.res.finish.status, "partial");
+        assert_int_equal(c.res.finish.applied, rep == 0);
         store_call_dispose(&c);
     }
     long long bal, held;
@@ -362,9 +363,9 @@ static void test_settlements_happen_once(void **state)
     assert_int_equal(held, 0);
     store_call_generation(&c, gen, user);
     assert_int_equal(run(&c), 0);
-    assert_non_null(strstr(c.json, "\"charged\": 10"));
-    assert_non_null(strstr(c.json, "\"released\": 20"));
-    assert_non_null(strstr(c.json, "\"status\": \"partial\""));
+    assert_int_equal(c.res.generation.charged, 10);
+    assert_int_equal(c.res.generation.released, 20);
+    assert_string_equal(c.res.generation.status, "partial");
     store_call_dispose(&c);
     /* Another user's generation does not exist for them. */
     store_call_generation(&c, gen, gen);
@@ -386,7 +387,7 @@ static void test_stale_fencing_token_is_refused(void **state)
     /* The lease expired and another worker claimed the job with token 2. */
     store_call_start(&c, gen, 2, "local");
     assert_int_equal(run(&c), 0);
-    assert_int_equal(c.attempts, 2);
+    assert_int_equal(c.res.start.attempts, 2);
     store_call_dispose(&c);
     store_call_image(&c, gen, 1, 0, 1, NULL);
     assert_int_equal(run(&c), GF_ECONFLICT);
@@ -406,7 +407,7 @@ static void test_stale_fencing_token_is_refused(void **state)
     store_call_dispose(&c);
     store_call_finish(&c, gen, 2, "auto", NULL);
     assert_int_equal(run(&c), 0);
-    assert_string_equal(c.gen_status, "partial");
+    assert_string_equal(c.res.finish.status, "partial");
     store_call_dispose(&c);
     /* A late start after the finish is refused: the generation is over. */
     store_call_start(&c, gen, 3, "local");
@@ -465,8 +466,8 @@ static void test_idempotency_key_returns_the_first_generation(void **state)
                         .request_hash = "hash-a"};
     store_call_accept(&c, &a);
     assert_int_equal(run(&c), 0);
-    assert_int_equal(c.existing, 1);
-    assert_string_equal(c.generation_id, g1);
+    assert_int_equal(c.res.accept.existing, 1);
+    assert_string_equal(c.res.accept.generation_id, g1);
     store_call_dispose(&c);
     a.request_hash = "hash-b";
     store_call_accept(&c, &a);
@@ -499,7 +500,7 @@ static void test_cancel_and_expiry_release_everything(void **state)
     store_call_dispose(&c);
     store_call_cancel(&c, q, user);
     assert_int_equal(run(&c), 0);
-    assert_int_equal(c.applied, 1);
+    assert_int_equal(c.res.cancel.applied, 1);
     store_call_dispose(&c);
     store_call_cancel(&c, q, user);
     assert_int_equal(run(&c), GF_ECONFLICT);
@@ -509,14 +510,14 @@ static void test_cancel_and_expiry_release_everything(void **state)
     store_call_dispose(&c);
     store_call_cancel(&c, r, user);
     assert_int_equal(run(&c), 0);
-    assert_int_equal(c.applied, 0); /* the worker finishes it */
+    assert_int_equal(c.res.cancel.applied, 0); /* the worker finishes it */
     store_call_dispose(&c);
     store_call_image(&c, r, 1, 0, 1, NULL);
     assert_int_equal(run(&c), 0);
     store_call_dispose(&c);
     store_call_finish(&c, r, 1, "canceled", NULL);
     assert_int_equal(run(&c), 0);
-    assert_string_equal(c.gen_status, "canceled");
+    assert_string_equal(c.res.finish.status, "canceled");
     store_call_dispose(&c);
     /* Expiry: only once the deadline has passed. */
     store_accept_t a = {.id = e,
@@ -531,7 +532,7 @@ static void test_cancel_and_expiry_release_everything(void **state)
     store_call_dispose(&c);
     store_call_expire(&c, e);
     assert_int_equal(run(&c), 0);
-    assert_int_equal(c.applied, 1);
+    assert_int_equal(c.res.expire.applied, 1);
     store_call_dispose(&c);
     long long bal, held;
     balance(user, &bal, &held);

@@ -1,0 +1,368 @@
+/*
+ * store/store.h - Postgres, the record of the farm (DESIGN.md): users, the
+ * two-phase credit ledger (hold, capture, release), generations, and the
+ * migrations runner. docs/credits.md tells which call moves which number.
+ *
+ * Every credit operation is one SQL function (migrations/0002) run as one
+ * prepared statement: one round trip, one transaction, no read-then-write.
+ * A call is described by a store_call_t, built with one of the
+ * store_call_*() builders, and run either
+ *   - asynchronously on a libuv loop (store_t: a small pool of non-blocking
+ *     libpq connections driven by uv_poll, reconnecting after Postgres
+ *     restarts; a clear GF_EUNAVAIL while it is down), for the api and worker;
+ *   - or blocking (store_conn_t), for the CLI, tests and benchmarks.
+ * No other module sees a libpq (or jansson) type.
+ *
+ * Worker-side calls (start, provider request, image, finish) carry the
+ * queue's fencing token; a token older than the newest one recorded for the
+ * generation is refused with GF_ECONFLICT, so a worker that lost its lease
+ * can neither charge nor finish the generation.
+ *
+ * Async contract (the one of queue/ and providers/ too): a call that
+ * returns an error never runs its callback; a call that returns 0 runs it
+ * exactly once, on the loop thread, and never inside the call that started
+ * it: a failure known at once (Postgres cannot be reached) is delivered on a
+ * later loop turn. GF_ECANCELED when the store is closed first. The callback
+ * gets the call's gf_err_t (err->code GF_OK on success).
+ *
+ * Results are typed: each operation has its result struct (store_*_result_t
+ * below), read from the SQL function's row (or its JSON) once, here; callers
+ * never parse the store's JSON nor read their parameters back.
+ */
+#ifndef STORE_H
+#define STORE_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <uv.h>
+
+#include "core.h"
+
+#define STORE_MAX_PARAMS 12
+
+typedef enum {
+    STORE_OP_ACCEPT,
+    STORE_OP_START,
+    STORE_OP_PROVIDER_REQUEST,
+    STORE_OP_IMAGE,
+    STORE_OP_FINISH,
+    STORE_OP_CANCEL,
+    STORE_OP_EXPIRE,
+    STORE_OP_CREDIT,
+    STORE_OP_BALANCE,
+    STORE_OP_GENERATION,
+    STORE_OP_SWEEP,
+    STORE_OP_LIST,
+    STORE_OP_LEDGER,
+    STORE_OP_IMAGE_DONE,
+    STORE_OP_UPLOAD_ADD,
+    STORE_OP_RESUME,
+    STORE_OP_REFS,
+    STORE_OP_REFUSE,
+    STORE_OP_TOTALS,
+    STORE_OP_COUNT_
+} store_op_t;
+
+/* --- results: one struct per operation, read from Postgres once, inside store/ ---- */
+
+typedef struct {
+    char generation_id[37]; /* the new one, or the first one (existing, or GF_ECONFLICT) */
+    long long available;    /* after the hold; what was available on GF_ECREDITS */
+    int existing;           /* 1: an idempotency key matched an earlier identical request */
+} store_accept_result_t;
+
+typedef struct {
+    int attempts; /* this start included */
+} store_start_result_t;
+
+/* IMAGE and IMAGE_DONE: applied = 1 when this call settled the image, 0 when it was
+ * settled before (the call is idempotent). */
+typedef struct {
+    int applied;
+} store_image_result_t;
+
+typedef struct {
+    char status[16]; /* the generation's status in force */
+    int applied;     /* 0: it was already finished (the first finish wins) */
+} store_finish_result_t;
+
+typedef struct {
+    int applied; /* 1: canceled now; 0: cancel requested from the worker that runs it */
+} store_cancel_result_t;
+
+typedef struct {
+    int applied; /* 1: this call expired it */
+} store_expire_result_t;
+
+/* BALANCE (one account) and TOTALS (summed over every account). */
+typedef struct {
+    long long balance, held; /* available = balance - held */
+} store_balance_result_t;
+
+typedef struct {
+    char missing[16]; /* "ok", or the reference that is not the user's: "identity", "poses" */
+} store_refs_result_t;
+
+typedef struct {
+    char status[16]; /* the generation's status in force */
+} store_refuse_result_t;
+
+/* One recorded output of an image (farm_image_done). Strings are owned by the result. */
+typedef struct {
+    int index, pose;
+    char *variant, *format, *sha256, *storage_key;
+    int width, height;
+    long long bytes;
+    long long seed;
+    int has_seed; /* 0: the seed is SQL NULL */
+} store_output_t;
+
+/*
+ * A generation as GET /v1/generations/{id} shows it (outputs with their
+ * storage keys, not yet signed URLs). NULL strings are SQL NULL. params,
+ * metadata, error and failures are the user's or the worker's own JSON,
+ * kept as compact JSON text.
+ */
+typedef struct {
+    char id[37];
+    char *kind, *status, *stage; /* stage: NULL when none */
+    int progress;
+    int images, images_done, images_failed, attempts;
+    long long cost, charged, released;
+    char *provider;
+    char *params, *metadata, *error, *failures;  /* JSON text; metadata and error may be NULL */
+    char *created_at, *started_at, *finished_at; /* RFC 3339; the last two may be NULL */
+    store_output_t *outputs;
+    size_t n_outputs;
+} store_generation_t;
+
+/* LIST: a page of a user's generations, newest first. */
+typedef struct {
+    store_generation_t *items;
+    size_t n;
+    char *next_cursor; /* NULL on the last page */
+} store_list_result_t;
+
+/* One ledger entry, as the store records it ("adjust" included). */
+typedef struct {
+    char *kind;
+    long long amount;
+    char *generation_id; /* NULL: not tied to a generation */
+    int image_index;     /* -1: none */
+    char *reason;        /* NULL: none */
+    char *created_at;
+} store_ledger_entry_t;
+
+/* LEDGER: a page of a user's ledger, newest first. */
+typedef struct {
+    store_ledger_entry_t *items;
+    size_t n;
+    char *next_cursor; /* NULL on the last page */
+} store_ledger_result_t;
+
+typedef struct {
+    char id[37], user_id[37];
+} store_sweep_expired_t;
+
+/* An open generation untouched for stale_s: the queue should hold it. */
+typedef struct {
+    char id[37], user_id[37];
+    char *plan, *status;
+    char *params;          /* JSON text, as accepted */
+    long long deadline_ms; /* unix ms; 0: none */
+} store_sweep_candidate_t;
+
+/* SWEEP: locked = 0 when another sweeper holds the lock (then nothing else is filled).
+ * Queued generations past their deadline were expired (and released). */
+typedef struct {
+    int locked;
+    store_sweep_expired_t *expired;
+    size_t n_expired;
+    store_sweep_candidate_t *candidates;
+    size_t n_candidates;
+} store_sweep_result_t;
+
+typedef struct {
+    int index;
+    char *token; /* "<provider>:<request>" as the worker persisted it */
+} store_provider_request_t;
+
+typedef struct {
+    int pose;
+    char *storage_key;
+} store_pose_key_t;
+
+/* RESUME: what a worker taking a generation over skips, resumes and reads. */
+typedef struct {
+    int *settled; /* image indexes captured or released */
+    size_t n_settled;
+    store_provider_request_t *requests;
+    size_t n_requests;
+    char *identity_key;          /* the identity image's storage key; NULL: none */
+    store_pose_key_t *pose_keys; /* uploaded pose maps by pose index */
+    size_t n_pose_keys;
+} store_resume_result_t;
+
+/*
+ * One call: its inputs (copied in by the builders; private to store/, hence
+ * the underscores) and its results. The caller owns it; it must stay valid
+ * until the callback of an async call. Free what it holds with
+ * store_call_dispose().
+ *
+ * err.code is the call's status: GF_OK, or (besides GF_EUNAVAIL,
+ * GF_ETIMEDOUT, GF_ECANCELED and GF_EINVAL for bad input, which any call may
+ * give) by operation:
+ *   ACCEPT      GF_ECREDITS: available too low (res.accept.available filled).
+ *               GF_ECONFLICT: same key, different body (generation_id: the first).
+ *   START       GF_ECONFLICT stale token; GF_ECANCELED finished; GF_ENOTFOUND.
+ *   PROVIDER_REQUEST  GF_ECONFLICT stale; GF_ECANCELED finished; GF_ENOTFOUND.
+ *   IMAGE, IMAGE_DONE GF_ECONFLICT stale; GF_EINVAL bad index.
+ *   FINISH      GF_ECONFLICT stale.
+ *   CANCEL      GF_ECONFLICT not cancelable (finished); GF_ENOTFOUND (or not the owner's).
+ *   CREDIT      GF_ECREDITS when an adjust would go below what is held.
+ *   GENERATION  GF_ENOTFOUND when absent or not the owner's.
+ *   LIST, LEDGER GF_EINVAL for a malformed cursor.
+ *   RESUME      GF_ENOTFOUND when absent.
+ *   REFS        GF_ENOTFOUND when a reference is not the user's (or does not
+ *               exist); res.refs.missing then names it.
+ * The result of the call's operation is the member of `res` named after it
+ * (res.accept, res.generation, ...); PROVIDER_REQUEST, CREDIT and UPLOAD_ADD
+ * have none. A result is filled only as said above or when err.code is GF_OK.
+ */
+typedef struct {
+    store_op_t _op;
+    char *_params[STORE_MAX_PARAMS]; /* NULL is SQL NULL */
+    int _nparams;
+    gf_err_t err;
+    union {
+        store_accept_result_t accept;
+        store_start_result_t start;
+        store_image_result_t image; /* IMAGE and IMAGE_DONE */
+        store_finish_result_t finish;
+        store_cancel_result_t cancel;
+        store_expire_result_t expire;
+        store_balance_result_t balance; /* BALANCE and TOTALS */
+        store_generation_t generation;
+        store_sweep_result_t sweep;
+        store_list_result_t list;
+        store_ledger_result_t ledger;
+        store_resume_result_t resume;
+        store_refs_result_t refs;
+        store_refuse_result_t refuse;
+    } res;
+} store_call_t;
+
+/* What accept needs; strings are copied. */
+typedef struct {
+    const char *id;      /* new generation id (UUID) */
+    const char *user_id; /* UUID */
+    const char *plan;    /* NULL: free */
+    const char *kind;    /* "avatar" | "pose" */
+    int images;
+    long long unit_cost;
+    long long welcome_credits;
+    const char *params_json;     /* as accepted, seed filled in */
+    const char *metadata_json;   /* NULL: none */
+    long long deadline_unix_ms;  /* 0: none */
+    const char *idempotency_key; /* NULL: none */
+    const char *request_hash;    /* hash of the request body, with the key */
+} store_accept_t;
+
+void store_call_accept(store_call_t *c, const store_accept_t *a);
+void store_call_start(store_call_t *c, const char *gen_id, long long fence, const char *provider);
+void store_call_provider_request(store_call_t *c, const char *gen_id, long long fence, int index,
+                                 const char *request_id);
+/* error_json: the image's error ({"code","message","retryable"}) when it failed; else NULL. */
+void store_call_image(store_call_t *c, const char *gen_id, long long fence, int index,
+                      int succeeded, const char *error_json);
+/* status: "auto" (succeeded/partial/failed from the images), "canceled", "failed"... fence < 0:
+ * none. */
+void store_call_finish(store_call_t *c, const char *gen_id, long long fence, const char *status,
+                       const char *error_json);
+void store_call_cancel(store_call_t *c, const char *gen_id, const char *user_id);
+/* A generation the queue refused (the active cap): canceled, its credits released, and its
+ * idempotency key (NULL: none) freed for a retry. res.refuse.status: the status in force. */
+void store_call_refuse(store_call_t *c, const char *gen_id, const char *user_id,
+                       const char *idem_key);
+/* The farm's credit totals for /metrics: balance and held summed over every account. */
+void store_call_totals(store_call_t *c);
+void store_call_expire(store_call_t *c, const char *gen_id);
+/* amount > 0 grants, < 0 adjusts down; the user is provisioned first if new. */
+void store_call_credit(store_call_t *c, const char *user_id, long long amount, const char *reason,
+                       long long welcome_credits);
+/* Provisions the user on first sight (welcome credits), then reads the account. */
+void store_call_balance(store_call_t *c, const char *user_id, long long welcome_credits);
+void store_call_generation(store_call_t *c, const char *gen_id, const char *user_id);
+void store_call_sweep(store_call_t *c, int stale_s, int limit);
+/* status, kind, cursor: NULL for none. The cursor is the opaque next_cursor of a page. */
+void store_call_list(store_call_t *c, const char *user_id, const char *status, const char *kind,
+                     int limit, const char *cursor);
+void store_call_ledger(store_call_t *c, const char *user_id, int limit, const char *cursor);
+void store_call_resume(store_call_t *c, const char *gen_id);
+/*
+ * Checks that a request's references are the user's. Any may be NULL;
+ * pose_uploads is a Postgres array literal ("{uuid,uuid}").
+ */
+void store_call_refs(store_call_t *c, const char *user_id, const char *identity_upload,
+                     const char *identity_gen, int identity_index, const char *pose_uploads);
+/* Records an upload whose normalized bytes are stored under `key`. */
+void store_call_upload_add(store_call_t *c, const char *id, const char *user_id,
+                           long long welcome_credits, const char *format, int width, int height,
+                           long long bytes, const char *sha256, const char *key);
+/* outputs_json: [{variant, format, width, height, bytes, sha256, storage_key, pose, seed}]. */
+void store_call_image_done(store_call_t *c, const char *gen_id, long long fence, int index,
+                           const char *outputs_json);
+
+/* Frees what the call holds (inputs and results); the struct can be built again. */
+void store_call_dispose(store_call_t *c);
+
+/* --- asynchronous: the pool on a libuv loop ------------------------------------ */
+
+typedef struct store store_t;
+/* `err` is &call->err (never NULL); the results are in call->res. */
+typedef void (*store_call_cb)(store_t *st, const gf_err_t *err, store_call_t *call, void *data);
+/* err->code: GF_OK, GF_EUNAVAIL, GF_ETIMEDOUT or GF_ECANCELED. */
+typedef void (*store_ping_cb)(store_t *st, const gf_err_t *err, void *data);
+typedef void (*store_closed_cb)(void *data);
+
+/* Returns a new pool for cfg->database_url (connections open on first use). `cfg` is borrowed. */
+store_t *store_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err);
+
+/*
+ * Runs `call`; its status and results are in `call` when `cb` runs (on a
+ * later loop turn). Returns 0, or GF_ECANCELED when the store is closing
+ * (call->err says so, and `cb` never runs).
+ */
+int store_exec(store_t *st, store_call_t *call, store_call_cb cb, void *data);
+
+/* Runs SELECT 1, under the same contract as store_exec(). */
+int store_ping(store_t *st, uint64_t timeout_ms, store_ping_cb cb, void *data);
+
+/*
+ * Fails queued calls with GF_ECANCELED (their callbacks run inside this
+ * call, as do those of calls whose failure was waiting for the next loop
+ * turn), waits for those on the wire, disconnects, frees.
+ */
+void store_close(store_t *st, store_closed_cb cb, void *data);
+
+/* --- blocking -------------------------------------------------------------------- */
+
+typedef struct store_conn store_conn_t;
+
+/* Connects (blocking). NULL with `err` when Postgres cannot be reached. */
+store_conn_t *store_conn_new(const char *url, gf_err_t *err);
+void store_conn_free(store_conn_t *sc);
+
+/* Runs `call`, returns call->err.code. A broken connection is retried once after reconnecting. */
+int store_conn_exec(store_conn_t *sc, store_call_t *call);
+
+/*
+ * Checks every ledger invariant (docs/credits.md); prints each violation to
+ * `out`. Returns the number of violations, or < 0 when it could not check.
+ */
+int store_reconcile(store_conn_t *sc, FILE *out, gf_err_t *err);
+
+/* See migrate.c: applies migrations/NNNN_name.sql in order. Returns the count applied, or < 0. */
+int store_migrate(const char *url, const char *dir, FILE *out, gf_err_t *err);
+
+#endif

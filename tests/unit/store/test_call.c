@@ -1,0 +1,172 @@
+/*
+ * tests/unit/store/test_call.c - store/call.c: the builders copy their
+ * inputs into the parameters of the operation's prepared statement (SQL
+ * NULL where an input is absent), and the PREPARE batch names every
+ * operation. No Postgres needed.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_int.h"
+
+#define GEN "11111111-1111-1111-1111-111111111111"
+#define USR "22222222-2222-2222-2222-222222222222"
+
+static void test_accept_copies_and_defaults(void **state)
+{
+    (void)state;
+    store_call_t c;
+    char *id = strdup(GEN); /* copied: the builder's caller may free its inputs at once */
+    store_accept_t a = {.id = id,
+                        .user_id = USR,
+                        .kind = "pose",
+                        .images = 4,
+                        .unit_cost = 25,
+                        .welcome_credits = 100,
+                        .request_hash = "h"};
+    store_call_accept(&c, &a);
+    free(id);
+    assert_int_equal(c._op, STORE_OP_ACCEPT);
+    assert_int_equal(c._nparams, 12);
+    assert_string_equal(c._params[0], GEN);
+    assert_string_equal(c._params[1], USR);
+    assert_null(c._params[2]); /* plan: NULL is free */
+    assert_string_equal(c._params[3], "100");
+    assert_string_equal(c._params[4], "pose");
+    assert_string_equal(c._params[5], "4");
+    assert_string_equal(c._params[6], "25");
+    assert_string_equal(c._params[7], "{}"); /* no params given */
+    assert_null(c._params[8]);               /* no metadata */
+    assert_null(c._params[9]);               /* no deadline */
+    assert_null(c._params[10]);              /* no idempotency key... */
+    assert_null(c._params[11]);              /* ...so no request hash either */
+    assert_int_equal(c.err.code, 0);
+    store_call_dispose(&c);
+
+    a.id = GEN;
+    a.idempotency_key = "key-1";
+    a.deadline_unix_ms = 1700000000123LL;
+    a.params_json = "{\"prompt\":\"x\"}";
+    store_call_accept(&c, &a);
+    assert_string_equal(c._params[7], "{\"prompt\":\"x\"}");
+    assert_string_equal(c._params[9], "1700000000123");
+    assert_string_equal(c._params[10], "key-1");
+    assert_string_equal(c._params[11], "h");
+    store_call_dispose(&c);
+}
+
+static void test_worker_builders(void **state)
+{
+    (void)state;
+    store_call_t c;
+    store_call_finish(&c, GEN, -1, "failed", "{\"code\":\"internal\"}");
+    assert_int_equal(c._op, STORE_OP_FINISH);
+    assert_null(c._params[1]); /* fence < 0: none (the sweeper) */
+    assert_string_equal(c._params[2], "failed");
+    assert_string_equal(c._params[3], "{\"code\":\"internal\"}");
+    store_call_dispose(&c);
+
+    store_call_image(&c, GEN, 9, 3, 0, NULL);
+    assert_string_equal(c._params[1], "9");
+    assert_string_equal(c._params[2], "3");
+    assert_string_equal(c._params[3], "false");
+    assert_null(c._params[4]);
+    store_call_dispose(&c);
+
+    store_call_provider_request(&c, GEN, 9, 3, "bfl:req");
+    assert_int_equal(c._nparams, 4);
+    assert_string_equal(c._params[3], "bfl:req");
+    store_call_dispose(&c);
+
+    store_call_totals(&c);
+    assert_int_equal(c._nparams, 0);
+    store_call_dispose(&c);
+}
+
+static void test_list_cursor_splits(void **state)
+{
+    (void)state;
+    store_call_t c;
+    store_call_list(&c, USR, "queued", NULL, 20, "1700000000000000." GEN);
+    assert_int_equal(c._nparams, 6);
+    assert_string_equal(c._params[1], "queued");
+    assert_null(c._params[2]);
+    assert_string_equal(c._params[3], "20");
+    assert_string_equal(c._params[4], "1700000000000000");
+    assert_string_equal(c._params[5], GEN);
+    store_call_dispose(&c);
+
+    store_call_list(&c, USR, NULL, "pose", 5, "no-dot");
+    assert_null(c._params[4]); /* not a cursor: the first page */
+    assert_null(c._params[5]);
+    store_call_dispose(&c);
+
+    store_call_ledger(&c, USR, 10, "41");
+    assert_string_equal(c._params[2], "41");
+    store_call_dispose(&c);
+}
+
+static void test_refs_index_only_with_a_generation(void **state)
+{
+    (void)state;
+    store_call_t c;
+    store_call_refs(&c, USR, GEN, NULL, 2, NULL);
+    assert_string_equal(c._params[1], GEN);
+    assert_null(c._params[2]);
+    assert_null(c._params[3]);
+    assert_null(c._params[4]);
+    store_call_dispose(&c);
+    store_call_refs(&c, USR, NULL, GEN, 2, "{" GEN "}");
+    assert_string_equal(c._params[3], "2");
+    assert_string_equal(c._params[4], "{" GEN "}");
+    store_call_dispose(&c);
+}
+
+static void test_dispose_frees_results_and_allows_a_rebuild(void **state)
+{
+    (void)state;
+    store_call_t c;
+    store_call_resume(&c, GEN);
+    store_row_t row = {{"{\"settled\": [1], \"pose_keys\": {}, \"identity_key\": \"k\", "
+                        "\"provider_requests\": {\"1\": \"hf:1\"}}"}};
+    store__parse_row(&c, &row);
+    assert_int_equal(c.err.code, 0);
+    store_call_dispose(&c); /* LSan: results and parameters gone */
+    assert_null(c._params[0]);
+    assert_null(c.res.resume.identity_key);
+    store_call_dispose(&c); /* twice is harmless */
+    store_call_upload_add(&c, GEN, USR, 100, "png", 64, 32, 999, "ab", "u/k.png");
+    assert_int_equal(c._nparams, 9);
+    assert_string_equal(c._params[8], "u/k.png");
+    store_call_dispose(&c);
+}
+
+static void test_prepare_batch_names_every_operation(void **state)
+{
+    (void)state;
+    const char *sql = store__prepare_sql();
+    for (int op = 0; op < STORE_OP_COUNT_; op++) {
+        char needle[40];
+        snprintf(needle, sizeof(needle), "PREPARE %s AS ", store__stmt_name((store_op_t)op));
+        assert_non_null(strstr(sql, needle));
+    }
+    assert_string_equal(store__stmt_name(STORE_OP_ACCEPT), "farm_s0");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_accept_copies_and_defaults),
+        cmocka_unit_test(test_worker_builders),
+        cmocka_unit_test(test_list_cursor_splits),
+        cmocka_unit_test(test_refs_index_only_with_a_generation),
+        cmocka_unit_test(test_dispose_frees_results_and_allows_a_rebuild),
+        cmocka_unit_test(test_prepare_batch_names_every_operation),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
