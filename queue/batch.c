@@ -20,7 +20,7 @@
  *   may add calls (they start the next batch) or close the queue.
  * - The flusher holds a reference on the loop while anything waits for it.
  */
-#include "queue_int.h"
+#include "async.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -13,7 +13,7 @@
  *   callback: they are only appended to its output buffer, so this is not a
  *   re-entry into its read path.
  */
-#include "queue_int.h"
+#include "async.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -156,9 +156,7 @@ static void handle_ping(queue__op_t *op, int status, redisReply *r, gf_err_t *er
     ((queue_ping_cb)op->cb)(op->q, status, op->data);
 }
 
-typedef int (*result_parser)(const redisReply *r, queue_result_t *res, gf_err_t *err);
-
-static void handle_result(queue__op_t *op, result_parser parse, int status, redisReply *r,
+static void handle_result(queue__op_t *op, queue__result_parser parse, int status, redisReply *r,
                           gf_err_t *err)
 {
     queue_result_t res = {0};

@@ -22,7 +22,7 @@
  *   never reaches a Redis that lacks our library except after a FUNCTION
  *   FLUSH, which ops.c handles (load, then the same call again).
  */
-#include "queue_int.h"
+#include "async.h"
 
 #include <hiredis/adapters/libuv.h>
 #include <stdint.h>

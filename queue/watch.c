@@ -19,7 +19,7 @@
  * - At most one read per watch is in flight; a notification that arrives
  *   meanwhile sets `again`, and the read is repeated when it returns.
  */
-#include "queue_int.h"
+#include "async.h"
 
 #include <stdio.h>
 #include <stdlib.h>

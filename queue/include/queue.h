@@ -1,5 +1,5 @@
 /*
- * queue/queue.h - the Redis side of the farm: the job queue and the event
+ * queue/include/queue.h - the Redis side of the farm: the job queue and the event
  * streams (DESIGN.md; the key layout, the scripts and the state machine are in
  * docs/queue.md). No other module sees a hiredis type.
  *
