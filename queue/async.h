@@ -2,6 +2,14 @@
  * queue/async.h - the insides of the async client (queue_t), internal to
  * queue/: its Redis connections (redis.c), its operations (ops.c), the
  * batches of one loop iteration (batch.c) and the watches (watch.c).
+ *
+ * How queue.h's async contract is kept: an operation that cannot be sent
+ * fails at once with its status and never runs its callback; one that was
+ * sent runs it from a hiredis reply callback or a timer; and anything that
+ * fails without reaching Redis after the call returned (a batch that cannot
+ * be sent, a close) is delivered by the flusher, a uv_prepare handle that
+ * runs at the end of the loop iteration. So no callback runs inside a
+ * queue_* call.
  */
 #ifndef QUEUE_ASYNC_H
 #define QUEUE_ASYNC_H
@@ -98,12 +106,21 @@ void queue__batch_init(queue_t *q);
 /* Adds one call (the operation's arguments of `cmd`, after its head); 0 or GF_EUNAVAIL. */
 int queue__batch_add(queue_t *q, int which, const queue__cmd_t *cmd, queue_result_cb cb,
                      void *data);
-/* Fails what is not sent yet with GF_ECANCELED and closes the flusher. */
+/*
+ * queue_close: the flusher runs once more, at the end of this iteration: it
+ * fails what was not sent yet with GF_ECANCELED, ends the watches
+ * (queue__watches_cancel_all), and closes.
+ */
 void queue__batch_close(queue_t *q);
 
-/* ops.c: sends a command with a timeout; `handle` runs exactly once (r NULL when status < 0). */
+/*
+ * ops.c: sends a command with a timeout; `handle` runs exactly once, never
+ * inside queue__op_send, with `err` (err->code 0 or the failure) and the
+ * reply (NULL when err->code < 0). The handler may add to `err` (a parser's
+ * failure) before passing it on.
+ */
 typedef struct queue__op queue__op_t;
-typedef void (*queue__op_handler)(queue__op_t *op, int status, redisReply *r, gf_err_t *err);
+typedef void (*queue__op_handler)(queue__op_t *op, gf_err_t *err, redisReply *r);
 struct queue__op {
     queue_t *q;
     uv_timer_t timer;
@@ -131,6 +148,10 @@ void queue__cmd_on_ready(queue_t *q);
 /* Reads again the watches whose last read failed (called every probe tick). */
 void queue__watches_retry(queue_t *q);
 void queue__sub_on_message(queue_t *q, const char *msg, size_t len);
+/*
+ * The flusher's last run, after queue_close: every watch not stopped gets its
+ * final GF_ECANCELED (from queue_close on, a watch delivers no more events).
+ */
 void queue__watches_cancel_all(queue_t *q);
 
 #endif

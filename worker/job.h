@@ -5,8 +5,8 @@
  * callback of it is pending (`pending` counts store, queue, provider and
  * thread-pool work in flight) and it has ended: finished, lost or handed back.
  * A callback keeps its count until it returns (job_unref is its last call):
- * what it calls may end the job, and a store or queue call that fails at once
- * runs its own callback inside, so a count given back earlier let the job be
+ * what it calls may end the job, and a store call that fails at once runs
+ * its own callback inside, so a count given back earlier let the job be
  * freed under the callback still using it.
  */
 #ifndef WORKER_JOB_H
