@@ -240,12 +240,12 @@ static void on_admin_credits(gf_http_req_t *req, void *data)
     run(c, on_granted);
 }
 
-static void on_stats_ready(queue_t *q, int status, const queue_stats_t *s, void *data)
+static void on_stats_ready(queue_t *q, const gf_err_t *err, const queue_stats_t *s, void *data)
 {
     (void)q;
     credit_ctx_t *c = data;
-    if (status < 0) {
-        api__fail(c->req, status, NULL);
+    if (err->code < 0) {
+        api__fail(c->req, err->code, err);
         ctx_free(c);
         return;
     }

@@ -285,11 +285,12 @@ static int write_gen_events(api_sse_t *s, const queue_events_t *e)
     return s->finished ? -1 : 0;
 }
 
-static void on_gen_events(queue_watch_t *w, int status, const queue_events_t *e, void *data)
+static void on_gen_events(queue_watch_t *w, const gf_err_t *err, const queue_events_t *e,
+                          void *data)
 {
     (void)w;
     api_sse_t *s = data;
-    if (status < 0) {
+    if (err->code < 0) {
         s->watch = NULL; /* a watch that reports a final status is over */
         sse_finish(s);
         return;
@@ -360,11 +361,12 @@ static void user_pump(api_sse_t *s)
     }
 }
 
-static void on_user_events(queue_watch_t *w, int status, const queue_events_t *e, void *data)
+static void on_user_events(queue_watch_t *w, const gf_err_t *err, const queue_events_t *e,
+                           void *data)
 {
     (void)w;
     api_sse_t *s = data;
-    if (status < 0) {
+    if (err->code < 0) {
         s->watch = NULL;
         sse_finish(s);
         return;
@@ -394,7 +396,7 @@ static void on_user_events(queue_watch_t *w, int status, const queue_events_t *e
  * reconnects after every end; a terminal event made up again at cursor + 1
  * would come back every 2 s, under a new id each time.)
  */
-static void on_replay_read(queue_t *q, int status, const queue_events_t *e, void *data)
+static void on_replay_read(queue_t *q, const gf_err_t *err, const queue_events_t *e, void *data)
 {
     (void)q;
     api_sse_t *s = data;
@@ -403,12 +405,12 @@ static void on_replay_read(queue_t *q, int status, const queue_events_t *e, void
         sse_free_maybe(s);
         return;
     }
-    if (status == 0 && s->after > 0 && e->n > 0 && e->ev[0].id == s->after &&
+    if (err->code == GF_OK && s->after > 0 && e->n > 0 && e->ev[0].id == s->after &&
         is_terminal(e->ev[0].type)) {
         sse_finish(s);
         return;
     }
-    if (status == 0 && write_gen_events(s, e) != 0)
+    if (err->code == GF_OK && write_gen_events(s, e) != 0)
         return; /* the terminal event came from the queue, or the client is gone */
     sse_terminal(s, s->finished_status, s->last_id + 1);
 }
@@ -428,11 +430,10 @@ static void sse_begin(api_sse_t *s)
     }
     if (s->finished_status[0]) {
         uint64_t from = s->after > 0 ? s->after - 1 : 0; /* the cursor's own event too */
-        s->read_pending = 1;                             /* before the call, as for store_pending */
-        if (queue_events_read(s->api->queue, s->gen_id, from, 1000, on_replay_read, s) < 0) {
-            s->read_pending = 0;
+        if (queue_events_read(s->api->queue, s->gen_id, from, 1000, on_replay_read, s) == 0)
+            s->read_pending = 1;
+        else
             sse_terminal(s, s->finished_status, s->last_id + 1);
-        }
         return;
     }
     gf_err_t err = {0};

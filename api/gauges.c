@@ -25,13 +25,13 @@ static void stale(api_t *api, const char *source, int yes)
                source, yes);
 }
 
-static void on_stats(queue_t *q, int status, const queue_stats_t *st, void *data)
+static void on_stats(queue_t *q, const gf_err_t *err, const queue_stats_t *st, void *data)
 {
     (void)q;
     api_t *api = data;
     api->gauges_pending &= ~1;
-    stale(api, "queue", status < 0);
-    if (status < 0)
+    stale(api, "queue", err->code < 0);
+    if (err->code < 0)
         return;
     for (size_t i = 0; i < st->n_tiers; i++)
         gauges_set(api, "farm_queue_depth", "jobs ready to run, by tier", "tier", st->tiers[i].name,
@@ -69,11 +69,10 @@ static void on_tick(uv_timer_t *t)
 {
     api_t *api = t->data;
     if (!(api->gauges_pending & 1) && api->queue != NULL) {
-        api->gauges_pending |= 1;
-        if (queue_stats(api->queue, on_stats, api) < 0) {
-            api->gauges_pending &= ~1;
+        if (queue_stats(api->queue, on_stats, api) == 0)
+            api->gauges_pending |= 1;
+        else
             stale(api, "queue", 1);
-        }
     }
     if (!(api->gauges_pending & 2) && api->store != NULL) {
         api->gauges_pending |= 2;

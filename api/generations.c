@@ -76,15 +76,13 @@ static void on_released(store_t *st, const gf_err_t *err, store_call_t *call, vo
     ctx_free(c);
 }
 
-static void on_enqueued(queue_t *q, int status, const queue_result_t *res, void *data)
+static void answer_accepted(gen_ctx_t *c, int status, const queue_result_t *res);
+
+static void on_enqueued(queue_t *q, const gf_err_t *err, const queue_result_t *res, void *data)
 {
     (void)q;
     gen_ctx_t *c = data;
-    gf_log_ctx ctx = {.component = "api",
-                      .request_id = gf_http_req_id(c->req),
-                      .generation_id = c->gen_id,
-                      .user_id = c->who.sub};
-    if (status == GF_ETOOBIG) {
+    if (err->code == GF_ETOOBIG) {
         store_call_dispose(&c->call);
         store_call_refuse(&c->call, c->gen_id, c->who.sub, c->has_idem_key ? c->idem_key : NULL);
         if (store_exec(c->api->store, &c->call, on_released, c) == 0)
@@ -93,6 +91,19 @@ static void on_enqueued(queue_t *q, int status, const queue_result_t *res, void 
         ctx_free(c);
         return;
     }
+    answer_accepted(c, err->code, res);
+}
+
+/*
+ * The 202 of a committed hold: with its queue position when the enqueue
+ * succeeded (`status` 0), without when it failed: the sweeper enqueues it.
+ */
+static void answer_accepted(gen_ctx_t *c, int status, const queue_result_t *res)
+{
+    gf_log_ctx ctx = {.component = "api",
+                      .request_id = gf_http_req_id(c->req),
+                      .generation_id = c->gen_id,
+                      .user_id = c->who.sub};
     json_t *position = NULL;
     if (status == 0)
         position = json_integer(res->position);
@@ -168,7 +179,7 @@ static void on_accepted(store_t *st, const gf_err_t *err, store_call_t *call, vo
     int rc = queue_enqueue(c->api->queue, &req, on_enqueued, c);
     free(payload);
     if (rc < 0)
-        on_enqueued(c->api->queue, rc, NULL, c);
+        answer_accepted(c, rc, NULL);
 }
 
 /* Holds the credits (with the idempotency key) in Postgres. */
@@ -258,12 +269,12 @@ static void check_refs(gen_ctx_t *c)
  * The rate limit comes first: a refused request costs nothing. While Redis
  * is down there is no bucket to ask, and the request goes on (docs/api.md).
  */
-static void on_ratelimited(queue_t *q, int status, const queue_result_t *res, void *data)
+static void on_ratelimited(queue_t *q, const gf_err_t *err, const queue_result_t *res, void *data)
 {
     (void)q;
     gen_ctx_t *c = data;
     char v[32];
-    if (status == 0) {
+    if (err->code == GF_OK) {
         snprintf(v, sizeof(v), "%lld", c->api->cfg->rate_limit_burst);
         gf_http_set_header(c->req, "RateLimit-Limit", v);
         snprintf(v, sizeof(v), "%lld", (long long)res->position);
@@ -319,10 +330,9 @@ static void on_create(gf_http_req_t *req, void *data)
         c->has_idem_key = 1;
     }
     img_sha256_hex(body, len, c->hash);
-    int rc2 = queue_ratelimit(api->queue, c->who.sub, (long)api->cfg->rate_limit_per_min,
-                              (long)api->cfg->rate_limit_burst, on_ratelimited, c);
-    if (rc2 < 0)
-        on_ratelimited(api->queue, rc2, NULL, c); /* Redis down: no limit to check */
+    if (queue_ratelimit(api->queue, c->who.sub, (long)api->cfg->rate_limit_per_min,
+                        (long)api->cfg->rate_limit_burst, on_ratelimited, c) < 0)
+        check_refs(c); /* Redis down: no limit to check */
     return;
 done:
     ctx_free(c);
@@ -330,11 +340,11 @@ done:
 
 /* --- GET /v1/generations/:id ----------------------------------------------------- */
 
-static void on_position(queue_t *q, int status, const queue_result_t *res, void *data)
+static void on_position(queue_t *q, const gf_err_t *err, const queue_result_t *res, void *data)
 {
     (void)q;
     gen_ctx_t *c = data;
-    if (status == 0 && res->position >= 0)
+    if (err->code == GF_OK && res->position >= 0)
         json_object_set_new(c->gen, "queue_position", json_integer(res->position));
     api__json(c->req, c->answer_status, json_incref(c->gen));
     ctx_free(c);
@@ -396,15 +406,22 @@ static void on_get(gf_http_req_t *req, void *data)
 
 /* --- POST /v1/generations/:id/cancel ---------------------------------------------- */
 
-static void on_queue_canceled(queue_t *q, int status, const queue_result_t *res, void *data)
+/* A cancel the queue did not take: the worker sees it in Postgres at its next start. */
+static void log_cancel_not_passed(int status)
+{
+    GF_LOG(GF_LOG_WARN, &(gf_log_ctx){.component = "api"},
+           "cancel not passed to the queue (%s): the worker sees it at its next start",
+           gf_status_name(status));
+}
+
+static void on_queue_canceled(queue_t *q, const gf_err_t *err, const queue_result_t *res,
+                              void *data)
 {
     (void)q;
     (void)res;
     (void)data;
-    if (status < 0 && status != GF_ECANCELED)
-        GF_LOG(GF_LOG_WARN, &(gf_log_ctx){.component = "api"},
-               "cancel not passed to the queue (%s): the worker sees it at its next start",
-               gf_status_name(status));
+    if (err->code < 0 && err->code != GF_ECANCELED)
+        log_cancel_not_passed(err->code);
 }
 
 static void on_canceled(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
@@ -423,7 +440,9 @@ static void on_canceled(store_t *st, const gf_err_t *err, store_call_t *call, vo
         return;
     }
     /* Postgres decided; the queue drops a queued job or flags a running one for its worker. */
-    queue_cancel(c->api->queue, c->gen_id, on_queue_canceled, NULL);
+    int rc = queue_cancel(c->api->queue, c->gen_id, on_queue_canceled, NULL);
+    if (rc < 0)
+        log_cancel_not_passed(rc);
     c->answer_status = 202;
     answer_generation(c);
 }

@@ -49,11 +49,11 @@ static void readyz_answer(readyz_t *rz)
     free(rz);
 }
 
-static void on_redis_ping(queue_t *q, int status, void *data)
+static void on_redis_ping(queue_t *q, const gf_err_t *err, void *data)
 {
     readyz_t *rz = data;
     (void)q;
-    rz->redis = status;
+    rz->redis = err->code;
     readyz_answer(rz);
 }
 

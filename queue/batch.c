@@ -13,14 +13,13 @@
  *   GF_ECANCELED when the queue closes before the batch is sent.
  * - No callback ever runs inside queue_enqueue, queue_finish or queue_close:
  *   a batch that cannot be sent (a full one is sent at once, from inside the
- *   64th call) waits in `fails` for the flusher's next run. A caller may
- *   free what its callback would touch only after the callback, so running
- *   one inside the call would pull that out from under it.
+ *   64th call) waits in `fails` for the flusher's next run, and the watches'
+ *   GF_ECANCELED of a close waits for its last run (queue.h's contract).
  * - A batch is moved out of the queue before any callback runs, so a callback
  *   may add calls (they start the next batch) or close the queue.
  * - The flusher holds a reference on the loop while anything waits for it.
  */
-#include "queue_int.h"
+#include "async.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -45,11 +44,12 @@ static sent_t *take(queue__batch_t *b)
     return s;
 }
 
-static void fail_all(queue_t *q, sent_t *s, int status)
+/* Gives every call of `s` the batch's failure `err`, then frees it. */
+static void fail_all(queue_t *q, sent_t *s, const gf_err_t *err)
 {
     for (int i = 0; i < s->n; i++) {
         queue_result_t res = {0};
-        s->items[i].cb(q, status, &res, s->items[i].data);
+        s->items[i].cb(q, err, &res, s->items[i].data);
     }
     free(s);
 }
@@ -63,20 +63,20 @@ static void on_flusher_closed(uv_handle_t *h)
     queue__maybe_closed(q);
 }
 
-static void handle_batch(queue__op_t *op, int status, redisReply *r, gf_err_t *err)
+static void handle_batch(queue__op_t *op, gf_err_t *err, redisReply *r)
 {
     sent_t *s = op->data;
-    if (status == 0 && (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)s->n))
-        status = gf_err_set(err, GF_EUNAVAIL, "queue", "unexpected reply from redis to a batch");
-    if (status < 0) {
-        fail_all(op->q, s, status);
+    if (err->code == GF_OK && (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)s->n))
+        gf_err_set(err, GF_EUNAVAIL, "queue", "unexpected reply from redis to a batch");
+    if (err->code < 0) {
+        fail_all(op->q, s, err);
         return;
     }
     for (int i = 0; i < s->n; i++) {
         queue_result_t res = {0};
         gf_err_t e = {0};
-        int st = s->parse(r->element[i], &res, &e);
-        s->items[i].cb(op->q, st, &res, s->items[i].data);
+        s->parse(r->element[i], &res, &e); /* its status is in `e` (reply.h) */
+        s->items[i].cb(op->q, &e, &res, s->items[i].data);
     }
     free(s);
 }
@@ -129,8 +129,16 @@ static void on_flush(uv_prepare_t *h)
     while (q->fails) {
         sent_t *s = q->fails;
         q->fails = s->next;
-        fail_all(q, s, q->closing ? GF_ECANCELED : GF_EUNAVAIL);
+        gf_err_t err = {0};
+        if (q->closing)
+            gf_err_set(&err, GF_ECANCELED, "queue", "queue closed before the call was sent");
+        else
+            gf_err_set(&err, GF_EUNAVAIL, "queue",
+                       "redis connection lost before the call was sent");
+        fail_all(q, s, &err);
     }
+    if (q->closing)
+        queue__watches_cancel_all(q); /* their final GF_ECANCELED, after queue_close returned */
     int waiting = 0;
     for (int i = 0; i < QUEUE_BATCH__COUNT; i++)
         waiting |= q->batch[i].n > 0;
@@ -184,15 +192,12 @@ int queue__batch_add(queue_t *q, int which, const queue__cmd_t *cmd, queue_resul
 void queue__batch_close(queue_t *q)
 {
     /* What was never sent fails with GF_ECANCELED at the flusher's last run,
-     * after which it closes; with nothing waiting it closes now. */
+     * which also ends the watches and then closes the flusher. */
     for (int i = 0; i < QUEUE_BATCH__COUNT; i++)
         if (q->batch[i].n > 0) {
             sent_t *s = take(&q->batch[i]);
             s->next = q->fails;
             q->fails = s;
         }
-    if (q->fails)
-        flusher_arm(q); /* on_flush fails them, then closes the flusher */
-    else if (!uv_is_closing((uv_handle_t *)&q->flusher))
-        uv_close((uv_handle_t *)&q->flusher, on_flusher_closed);
+    flusher_arm(q);
 }

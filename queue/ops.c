@@ -13,7 +13,7 @@
  *   callback: they are only appended to its output buffer, so this is not a
  *   re-entry into its read path.
  */
-#include "queue_int.h"
+#include "async.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -33,13 +33,13 @@ static void on_op_timer_closed(uv_handle_t *h)
     op_unref(h->data);
 }
 
-static void op_finish(queue__op_t *op, int status, redisReply *r, gf_err_t *err)
+static void op_finish(queue__op_t *op, gf_err_t *err, redisReply *r)
 {
     if (op->done)
         return;
     op->done = 1;
     uv_close((uv_handle_t *)&op->timer, on_op_timer_closed);
-    op->handle(op, status, r, err);
+    op->handle(op, err, r);
 }
 
 static void on_op_timeout(uv_timer_t *t)
@@ -48,7 +48,7 @@ static void on_op_timeout(uv_timer_t *t)
     queue_t *q = op->q;
     gf_err_t err = {0};
     gf_err_set(&err, GF_ETIMEDOUT, "queue", "redis did not answer within the timeout");
-    op_finish(op, GF_ETIMEDOUT, NULL, &err);
+    op_finish(op, &err, NULL);
     /*
      * A connection that cannot answer in time is not worth keeping, whatever
      * the command: hiredis 0.14's libuv adapter drops poll errors, so after a
@@ -77,13 +77,11 @@ static void on_op_reply(redisAsyncContext *ac, void *r, void *privdata)
             return; /* the new callback now holds this reference */
     }
     gf_err_t err = {0};
-    int status = 0;
-    if (reply == NULL)
-        status = op->q->closing ? gf_err_set(&err, GF_ECANCELED, "queue", "queue closed")
-                                : gf_err_set(&err, GF_EUNAVAIL, "queue", "redis connection lost");
+    if (reply == NULL && op->q->closing)
+        gf_err_set(&err, GF_ECANCELED, "queue", "queue closed");
     else
-        status = queue__reply_check(reply, &err);
-    op_finish(op, status, status < 0 ? NULL : reply, &err);
+        queue__reply_check(reply, &err); /* NULL: the connection was lost */
+    op_finish(op, &err, err.code < 0 ? NULL : reply);
     op_unref(op);
 }
 
@@ -147,30 +145,26 @@ int queue__op_send(queue_t *q, queue__cmd_t *cmd, uint64_t timeout_ms, queue__op
                                cb, data, out);
 }
 
-/* --- handlers ------------------------------------------------------------- */
+/* --- handlers: a reply into the caller's callback ------------------------------- */
 
-static void handle_ping(queue__op_t *op, int status, redisReply *r, gf_err_t *err)
+static void handle_ping(queue__op_t *op, gf_err_t *err, redisReply *r)
 {
     (void)r;
-    (void)err;
-    ((queue_ping_cb)op->cb)(op->q, status, op->data);
+    ((queue_ping_cb)op->cb)(op->q, err, op->data);
 }
 
-typedef int (*result_parser)(const redisReply *r, queue_result_t *res, gf_err_t *err);
-
-static void handle_result(queue__op_t *op, result_parser parse, int status, redisReply *r,
-                          gf_err_t *err)
+static void handle_result(queue__op_t *op, queue__result_parser parse, gf_err_t *err, redisReply *r)
 {
     queue_result_t res = {0};
-    if (status == 0)
-        status = parse(r, &res, err);
-    ((queue_result_cb)op->cb)(op->q, status, &res, op->data);
+    if (err->code == GF_OK)
+        parse(r, &res, err);
+    ((queue_result_cb)op->cb)(op->q, err, &res, op->data);
 }
 
 #define RESULT_HANDLER(name, parser)                                                               \
-    static void name(queue__op_t *op, int status, redisReply *r, gf_err_t *err)                    \
+    static void name(queue__op_t *op, gf_err_t *err, redisReply *r)                                \
     {                                                                                              \
-        handle_result(op, parser, status, r, err);                                                 \
+        handle_result(op, parser, err, r);                                                         \
     }
 
 RESULT_HANDLER(handle_heartbeat, queue__parse_heartbeat)
@@ -179,34 +173,36 @@ RESULT_HANDLER(handle_event, queue__parse_event)
 RESULT_HANDLER(handle_position, queue__parse_position)
 RESULT_HANDLER(handle_ratelimit, queue__parse_ratelimit)
 
-static void handle_claim(queue__op_t *op, int status, redisReply *r, gf_err_t *err)
+static void handle_claim(queue__op_t *op, gf_err_t *err, redisReply *r)
 {
     queue_claim_t *c = NULL;
-    if (status == 0) {
+    if (err->code == GF_OK) {
         c = gf_xcalloc(1, sizeof(*c));
-        status = queue__parse_claim(r, c, err);
-        if (status < 0)
+        if (queue__parse_claim(r, c, err) < 0)
             GF_FREE(c);
     }
-    ((queue_claim_cb)op->cb)(op->q, status, c, op->data);
+    ((queue_claim_cb)op->cb)(op->q, err, c, op->data);
 }
 
-static void handle_events(queue__op_t *op, int status, redisReply *r, gf_err_t *err)
+static void handle_events(queue__op_t *op, gf_err_t *err, redisReply *r)
 {
     queue_events_t e = {0};
-    if (status == 0)
-        status = op->after_id == UINT64_MAX ? queue__parse_user_events(r, &e, err)
-                                            : queue__parse_gen_events(r, op->after_id, &e, err);
-    ((queue_events_cb)op->cb)(op->q, status, status == 0 ? &e : NULL, op->data);
+    if (err->code == GF_OK) {
+        if (op->after_id == UINT64_MAX)
+            queue__parse_user_events(r, &e, err);
+        else
+            queue__parse_gen_events(r, op->after_id, &e, err);
+    }
+    ((queue_events_cb)op->cb)(op->q, err, err->code == GF_OK ? &e : NULL, op->data);
     queue_events_dispose(&e);
 }
 
-static void handle_stats(queue__op_t *op, int status, redisReply *r, gf_err_t *err)
+static void handle_stats(queue__op_t *op, gf_err_t *err, redisReply *r)
 {
     queue_stats_t s = {0};
-    if (status == 0)
-        status = queue__parse_stats(r, &s, err);
-    ((queue_stats_cb)op->cb)(op->q, status, status == 0 ? &s : NULL, op->data);
+    if (err->code == GF_OK)
+        queue__parse_stats(r, &s, err);
+    ((queue_stats_cb)op->cb)(op->q, err, err->code == GF_OK ? &s : NULL, op->data);
     queue_stats_dispose(&s);
 }
 

@@ -22,7 +22,7 @@
  *   never reaches a Redis that lacks our library except after a FUNCTION
  *   FLUSH, which ops.c handles (load, then the same call again).
  */
-#include "queue_int.h"
+#include "async.h"
 
 #include <hiredis/adapters/libuv.h>
 #include <stdint.h>
@@ -444,8 +444,7 @@ void queue_close(queue_t *q, queue_closed_cb cb, void *data)
     q->closing = 1;
     q->closed_cb = cb;
     q->closed_data = data;
-    queue__watches_cancel_all(q);
-    queue__batch_close(q);
+    queue__batch_close(q); /* its last run fails what waits and ends the watches */
     uv_close((uv_handle_t *)&q->probe, on_probe_closed);
     queue__conn_close(&q->cmd);
     queue__conn_close(&q->sub);

@@ -7,7 +7,7 @@
  * copy, as hiredis frees the reply when the callback returns) or leaves
  * nothing allocated and returns a negative status.
  */
-#include "queue_int.h"
+#include "reply.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -7,7 +7,7 @@
  * before the builder's caller returns (hiredis copies it into its output
  * buffer), so nothing here owns memory except queue__conf_t.
  */
-#include "queue_int.h"
+#include "script.h"
 
 #include <stdio.h>
 #include <stdlib.h>

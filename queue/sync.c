@@ -8,7 +8,8 @@
  * found" answer (FUNCTION FLUSH, or a Redis that lost its data) loads the
  * library and sends the same call again, which is safe because nothing ran.
  */
-#include "queue_int.h"
+#include "reply.h"
+#include "script.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -18,8 +18,11 @@
  *   the close), and freed when it is stopped and no read is in flight.
  * - At most one read per watch is in flight; a notification that arrives
  *   meanwhile sets `again`, and the read is repeated when it returns.
+ * - From queue_close on, a watch delivers no events: its last word is the
+ *   GF_ECANCELED of the flusher's last run (queue__watches_cancel_all), so
+ *   not inside queue_close.
  */
-#include "queue_int.h"
+#include "async.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,15 +72,18 @@ static void watch_free(queue_watch_t *w)
 
 static void watch_read(queue_watch_t *w);
 
-static void on_watch_read(queue_t *q, int status, const queue_events_t *e, void *data)
+static void on_watch_read(queue_t *q, const gf_err_t *err, const queue_events_t *e, void *data)
 {
     queue_watch_t *w = data;
-    (void)q;
     if (w->stopped) {
         watch_free(w);
         return;
     }
-    if (status < 0) {
+    if (q->closing) {
+        w->reading = 0; /* queue__watches_cancel_all ends it */
+        return;
+    }
+    if (err->code < 0) {
         /*
          * A lost connection re-reads every watch when it is back
          * (queue__cmd_on_ready); an error answer on a connection that stays
@@ -96,7 +102,7 @@ static void on_watch_read(queue_t *q, int status, const queue_events_t *e, void 
             w->after = e->ev[e->n - 1].id;
         }
         /* `reading` stays set during the callback, so a stop inside it only marks the watch. */
-        w->cb(w, 0, e, w->data);
+        w->cb(w, err, e, w->data);
         if (w->stopped) {
             watch_free(w);
             return;
@@ -249,13 +255,15 @@ void queue__sub_on_message(queue_t *q, const char *msg, size_t len)
 
 void queue__watches_cancel_all(queue_t *q)
 {
+    gf_err_t err = {0};
+    gf_err_set(&err, GF_ECANCELED, "queue", "queue closed");
     for (int b = 0; b < QUEUE_WATCH_BUCKETS; b++) {
         queue_watch_t *w;
         while ((w = q->watches[b]) != NULL) {
             q->watches[b] = w->next;
             w->next = NULL;
             w->stopped = 1;
-            w->cb(w, GF_ECANCELED, NULL, w->data);
+            w->cb(w, &err, NULL, w->data);
             if (!w->reading)
                 watch_free(w);
         }

@@ -113,12 +113,13 @@ void job__op_free(job_op_t *op)
     free(op);
 }
 
-static void on_event_appended(queue_t *q, int status, const queue_result_t *res, void *data)
+static void on_event_appended(queue_t *q, const gf_err_t *err, const queue_result_t *res,
+                              void *data)
 {
     (void)q;
     (void)res;
     (void)data;
-    (void)status; /* events are best effort: the generation's record is in Postgres */
+    (void)err; /* events are best effort: the generation's record is in Postgres */
 }
 
 void job__event(job_t *j, const char *type, json_t *data)
@@ -126,32 +127,45 @@ void job__event(job_t *j, const char *type, json_t *data)
     json_object_set_new(data, "id", json_string(j->qj.gen_id));
     char *text = json_dumps(data, JSON_COMPACT);
     json_decref(data);
-    queue_event_append(j->r->queue, j->qj.gen_id, j->qj.token, type, text, on_event_appended, NULL);
+    /* Best effort, as above: a refused append is dropped like a failed one. */
+    (void)queue_event_append(j->r->queue, j->qj.gen_id, j->qj.token, type, text, on_event_appended,
+                             NULL);
     free(text);
 }
 
 /* --- ending ----------------------------------------------------------------------- */
 
-static void on_queue_finished(queue_t *q, int status, const queue_result_t *res, void *data)
+/* The job's lease is over for this worker, whatever the queue answered: it has ended. */
+static void queue_ended(job_t *j, int status)
 {
-    (void)q;
-    (void)res;
-    job_t *j = data;
     if (status < 0 && status != GF_ECONFLICT) {
         gf_log_ctx ctx = job__log(j, "finishing in the queue");
         GF_LOG(GF_LOG_WARN, &ctx, "queue finish failed (%s): the lease will expire",
                gf_status_name(status));
     }
     j->ended = 1;
+}
+
+static void on_queue_finished(queue_t *q, const gf_err_t *err, const queue_result_t *res,
+                              void *data)
+{
+    (void)q;
+    (void)res;
+    job_t *j = data;
+    queue_ended(j, err->code);
     job_unref(j);
 }
 
 static void queue_end(job_t *j, queue_outcome_t outcome, const char *detail)
 {
-    j->pending++;
-    if (queue_finish(j->r->queue, j->qj.gen_id, j->qj.token, outcome, detail, on_queue_finished,
-                     j) < 0)
-        on_queue_finished(j->r->queue, GF_EUNAVAIL, NULL, j);
+    int rc =
+        queue_finish(j->r->queue, j->qj.gen_id, j->qj.token, outcome, detail, on_queue_finished, j);
+    if (rc == 0) {
+        j->pending++;
+        return;
+    }
+    queue_ended(j, rc);
+    job__check_end(j);
 }
 
 static void on_finished(store_t *st, const gf_err_t *err, store_call_t *call, void *data)

@@ -40,12 +40,12 @@ static void on_expired_released(store_t *st, const gf_err_t *err, store_call_t *
     free(call);
 }
 
-static void on_claimed(queue_t *q, int status, queue_claim_t *c, void *data)
+static void on_claimed(queue_t *q, const gf_err_t *err, queue_claim_t *c, void *data)
 {
     (void)q;
     worker_runner_t *r = data;
     r->claiming = 0;
-    if (status < 0) {
+    if (err->code < 0) {
         schedule_claim(r, (uint64_t)r->cfg->worker_claim_poll_ms * 5);
         runner_maybe_stopped(r);
         return;
@@ -89,22 +89,21 @@ static void runner_claim(worker_runner_t *r)
     }
     if (want > 64)
         want = 64; /* one claim script stays short */
-    r->claiming = 1;
-    if (queue_claim(r->queue, r->worker_id, (int)want, on_claimed, r) < 0) {
-        r->claiming = 0;
+    if (queue_claim(r->queue, r->worker_id, (int)want, on_claimed, r) == 0)
+        r->claiming = 1;
+    else
         schedule_claim(r, (uint64_t)r->cfg->worker_claim_poll_ms * 5);
-    }
 }
 
-static void on_heartbeat(queue_t *q, int status, const queue_result_t *res, void *data)
+static void on_heartbeat(queue_t *q, const gf_err_t *err, const queue_result_t *res, void *data)
 {
     (void)q;
     job_t *j = data;
-    if (status == GF_ECONFLICT || status == GF_ENOTFOUND) {
+    if (err->code == GF_ECONFLICT || err->code == GF_ENOTFOUND) {
         if (j->r->m_heartbeat_failures)
             gf_metric_inc(j->r->m_heartbeat_failures);
         job_lose(j);
-    } else if (status == 0 && res->cancel) {
+    } else if (err->code == GF_OK && res->cancel) {
         job_cancel(j);
     }
     job_unref(j);
@@ -116,9 +115,9 @@ static void on_heartbeat_timer(uv_timer_t *t)
     for (job_t *j = r->jobs; j; j = j->next) {
         if (j->ended || j->lost || j->handed_back)
             continue;
-        j->pending++;
         if (queue_heartbeat(r->queue, r->worker_id, j->qj.gen_id, j->qj.token, on_heartbeat, j) < 0)
-            j->pending--;
+            continue; /* Redis is down: the next tick tries again */
+        j->pending++;
     }
     if (r->m_inflight)
         gf_metric_set(r->m_inflight, (double)r->njobs);

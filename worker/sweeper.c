@@ -85,12 +85,13 @@ static const char *final_status(const char *queue_state)
     return "failed"; /* dead: retries exhausted, or a poison job */
 }
 
-static void on_enqueued(queue_t *q, int status, const queue_result_t *res, void *data)
+static void on_enqueued(queue_t *q, const gf_err_t *qerr, const queue_result_t *res, void *data)
 {
     (void)q;
     sweep_item_t *it = data;
     worker_sweeper_t *sw = it->sw;
     gf_log_ctx ctx = {.component = "sweeper", .generation_id = it->gen_id};
+    int status = qerr->code;
     if (status == 0 && res->created) {
         GF_LOG(GF_LOG_WARN, &ctx, "the queue had lost it: enqueued again");
     } else if (status == 0 && queue_state_is_terminal(res->state) && !sw->closing) {
@@ -121,11 +122,10 @@ static void sweep_candidate(worker_sweeper_t *sw, const store_sweep_candidate_t 
                                .tier = queue_tier_of(sw->cfg, c->plan),
                                .payload = c->params,
                                .deadline_ms = c->deadline_ms};
-    sw->pending++;
-    if (queue_enqueue(sw->queue, &req, on_enqueued, it) < 0) {
-        sw->pending--;
+    if (queue_enqueue(sw->queue, &req, on_enqueued, it) == 0)
+        sw->pending++;
+    else
         free(it);
-    }
 }
 
 static void on_swept(store_t *st, const gf_err_t *err, store_call_t *call, void *data)

@@ -6,8 +6,9 @@
  * reconnecting (watches resume) after it restarts, many calls of one loop
  * iteration sent as one batch with their own answers, a library lost to
  * FUNCTION FLUSH loaded again, channels subscribed only as needed, and a
- * subscriber connection that died silently found by the probe and replaced. Each test closes the
- * queue and checks that the loop closes empty.
+ * subscriber connection that died silently found by the probe and replaced, the error
+ * record every answer carries, and a close that ends its watches after it returned. Each
+ * test closes the queue and checks that the loop closes empty.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -31,6 +32,7 @@ typedef struct {
     int closed;
     /* the last answer of a small operation */
     int done, status;
+    gf_err_t err; /* its error record */
     queue_result_t res;
     queue_claim_t *claim;
     /* watch deliveries */
@@ -123,20 +125,22 @@ static int teardown(void **state)
     return 0;
 }
 
-static void on_result(queue_t *q, int status, const queue_result_t *res, void *data)
+static void on_result(queue_t *q, const gf_err_t *err, const queue_result_t *res, void *data)
 {
     fx_t *fx = data;
     (void)q;
-    fx->status = status;
+    fx->status = err->code;
+    fx->err = *err;
     fx->res = *res;
     fx->done = 1;
 }
 
-static void on_claim(queue_t *q, int status, queue_claim_t *c, void *data)
+static void on_claim(queue_t *q, const gf_err_t *err, queue_claim_t *c, void *data)
 {
     fx_t *fx = data;
     (void)q;
-    fx->status = status;
+    fx->status = err->code;
+    fx->err = *err;
     fx->claim = c;
     fx->done = 1;
 }
@@ -150,12 +154,12 @@ static int wait_op(fx_t *fx, int rc)
     return fx->status;
 }
 
-static void on_watch(queue_watch_t *w, int status, const queue_events_t *e, void *data)
+static void on_watch(queue_watch_t *w, const gf_err_t *err, const queue_events_t *e, void *data)
 {
     fx_t *fx = data;
     (void)w;
-    if (status < 0) {
-        fx->watch_final = status;
+    if (err->code < 0) {
+        fx->watch_final = err->code;
         return;
     }
     for (size_t i = 0; i < e->n && fx->n_seen < 64; i++) {
@@ -276,11 +280,11 @@ static void test_cancel_of_running_job_reaches_holder_within_2s(void **state)
     queue_on_cancel(fx->q, NULL, NULL);
 }
 
-static void on_ping(queue_t *q, int status, void *data)
+static void on_ping(queue_t *q, const gf_err_t *err, void *data)
 {
     (void)q;
     fx_t *fx = data;
-    fx->status = status;
+    fx->status = err->code;
     fx->done = 1;
 }
 
@@ -439,12 +443,12 @@ static void test_a_connection_that_never_answers_its_setup_is_replaced(void **st
     free(fx->claim);
 }
 
-static void on_events(queue_t *q, int status, const queue_events_t *e, void *data)
+static void on_events(queue_t *q, const gf_err_t *err, const queue_events_t *e, void *data)
 {
     (void)q;
     fx_t *fx = data;
-    fx->status = status;
-    if (status == 0)
+    fx->status = err->code;
+    if (err->code == 0)
         fx->n_seen += (int)e->n;
     fx->done = 1;
 }
@@ -520,20 +524,20 @@ typedef struct {
     int accepted, answered, unavailable;
 } flood_t;
 
-static void on_flood_answer(queue_t *q, int status, const queue_result_t *res, void *data)
+static void on_flood_answer(queue_t *q, const gf_err_t *err, const queue_result_t *res, void *data)
 {
     (void)q;
     (void)res;
     flood_t *f = data;
     f->ran_inside += f->in_call;
     f->answered++;
-    f->unavailable += status == GF_EUNAVAIL;
+    f->unavailable += err->code == GF_EUNAVAIL;
 }
 
-static void on_ping_flood(queue_t *q, int status, void *data)
+static void on_ping_flood(queue_t *q, const gf_err_t *err, void *data)
 {
     flood_t *f = data;
-    f->fx->status = status;
+    f->fx->status = err->code;
     f->fx->done = 1;
     /* 70 enqueues: the 64th fills a batch, which is sent at once and cannot be. */
     for (int i = 0; i < 70; i++) {
@@ -574,12 +578,12 @@ typedef struct {
     queue_result_t res[80];
 } many_t;
 
-static void on_many(queue_t *q, int status, const queue_result_t *res, void *data)
+static void on_many(queue_t *q, const gf_err_t *err, const queue_result_t *res, void *data)
 {
     many_t *m = data;
     (void)q;
     int i = m->n++;
-    m->status[i] = status;
+    m->status[i] = err->code;
     m->res[i] = *res;
 }
 
@@ -680,6 +684,78 @@ static void test_a_flushed_function_library_is_loaded_again(void **state)
     assert_string_equal(res.state, "canceled");
 }
 
+/* Every answer carries its error record: the status, the module, and what happened. */
+static void test_an_answer_carries_its_error_record(void **state)
+{
+    fx_t *fx = *state;
+    char gen[64];
+    qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "errrec"), "uer", "pro");
+    assert_int_equal(wait_op(fx, queue_claim(fx->q, "wer", 1, on_claim, fx)), 0);
+    assert_int_equal(fx->err.code, GF_OK);
+    assert_int_equal(fx->claim->n_jobs, 1);
+    uint64_t tok = fx->claim->jobs[0].token;
+    queue_claim_dispose(fx->claim);
+    free(fx->claim);
+    /* A single call and a batched one, both refused for a stale token. */
+    assert_int_equal(wait_op(fx, queue_heartbeat(fx->q, "wer", gen, tok + 1, on_result, fx)),
+                     GF_ECONFLICT);
+    assert_int_equal(fx->err.code, GF_ECONFLICT);
+    assert_string_equal(fx->err.domain, "queue");
+    assert_non_null(strstr(fx->err.msg, "token"));
+    assert_int_equal(
+        wait_op(fx, queue_finish(fx->q, gen, tok + 1, QUEUE_DONE, NULL, on_result, fx)),
+        GF_ECONFLICT);
+    assert_int_equal(fx->err.code, GF_ECONFLICT);
+    assert_non_null(strstr(fx->err.msg, "token"));
+    assert_int_equal(wait_op(fx, queue_finish(fx->q, gen, tok, QUEUE_DONE, NULL, on_result, fx)),
+                     0);
+    assert_int_equal(fx->err.code, GF_OK);
+}
+
+/* A watch's final answer to a close, and whether it came inside queue_close. */
+typedef struct {
+    int in_close;
+    int ran_inside;
+    gf_err_t final;
+} closing_watch_t;
+
+static void on_watch_closing(queue_watch_t *w, const gf_err_t *err, const queue_events_t *e,
+                             void *data)
+{
+    closing_watch_t *cw = data;
+    (void)w;
+    (void)e;
+    if (err->code < 0) {
+        cw->ran_inside += cw->in_close;
+        cw->final = *err;
+    }
+}
+
+static void test_a_close_ends_its_watches_after_it_returned(void **state)
+{
+    fx_t *fx = *state;
+    gf_err_t err = {0};
+    queue_t *q = fx->q2 = queue_new(&fx->loop, fx->cfg, &err);
+    assert_non_null(q);
+    double end = ts_now() + 5;
+    while (!queue_is_connected(q) && ts_now() < end)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_true(queue_is_connected(q));
+    char gen[64];
+    qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "closew"), "ucw", "pro");
+    closing_watch_t cw = {0};
+    assert_non_null(queue_watch_gen(q, gen, 0, on_watch_closing, &cw, &err));
+    cw.in_close = 1;
+    queue_close(q, on_closed2, fx);
+    cw.in_close = 0;
+    fx->q2 = NULL;                          /* closed: teardown must not close it again */
+    assert_int_equal(cw.final.code, GF_OK); /* nothing yet */
+    assert_true(run_until(fx, &fx->closed2, 10));
+    assert_int_equal(cw.ran_inside, 0);
+    assert_int_equal(cw.final.code, GF_ECANCELED);
+    assert_string_equal(cw.final.domain, "queue");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -701,6 +777,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_watch_read_that_failed_is_read_again, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_deaf_subscription_is_found_and_replaced, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_an_answer_carries_its_error_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_close_ends_its_watches_after_it_returned, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

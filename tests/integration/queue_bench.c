@@ -49,12 +49,12 @@ typedef struct {
 
 static void claimer_next(claimer_t *c);
 
-static void on_completed(queue_t *q, int status, const queue_result_t *res, void *data)
+static void on_completed(queue_t *q, const gf_err_t *err, const queue_result_t *res, void *data)
 {
     claimer_t *c = data;
     (void)q;
     (void)res;
-    if (status < 0)
+    if (err->code < 0)
         c->failed = 1;
     c->held--;
     c->done++;
@@ -66,11 +66,11 @@ static void on_retry_timer(uv_timer_t *t)
     claimer_next(t->data);
 }
 
-static void on_claimed(queue_t *q, int status, queue_claim_t *cl, void *data)
+static void on_claimed(queue_t *q, const gf_err_t *err, queue_claim_t *cl, void *data)
 {
     claimer_t *c = data;
     c->claiming = 0;
-    if (status < 0) {
+    if (err->code < 0) {
         c->failed = 1;
         return;
     }
@@ -141,13 +141,13 @@ typedef struct {
 
 static void enqueue_more(enqueuer_t *e);
 
-static void on_enqueued(queue_t *q, int status, const queue_result_t *res, void *data)
+static void on_enqueued(queue_t *q, const gf_err_t *err, const queue_result_t *res, void *data)
 {
     enqueuer_t *e = data;
     (void)q;
     (void)res;
-    if (status < 0) {
-        fprintf(stderr, "queue_bench: enqueue failed: %s\n", gf_status_name(status));
+    if (err->code < 0) {
+        fprintf(stderr, "queue_bench: enqueue failed: %s\n", gf_status_name(err->code));
         e->failed = 1;
     }
     e->in_flight--;

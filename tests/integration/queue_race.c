@@ -37,13 +37,13 @@ struct child {
 
 static void slot_claim(slot_t *s);
 
-static void on_finished(queue_t *q, int status, const queue_result_t *res, void *data)
+static void on_finished(queue_t *q, const gf_err_t *err, const queue_result_t *res, void *data)
 {
     slot_t *s = data;
     (void)q;
     (void)res;
-    if (status < 0) {
-        fprintf(s->ch->out, "ERROR finish %s %d\n", s->gen, status);
+    if (err->code < 0) {
+        fprintf(s->ch->out, "ERROR finish %s %d\n", s->gen, err->code);
         s->ch->failed = 1;
     } else {
         fprintf(s->ch->out, "done %s\n", s->gen);
@@ -51,11 +51,11 @@ static void on_finished(queue_t *q, int status, const queue_result_t *res, void 
     slot_claim(s);
 }
 
-static void on_claimed(queue_t *q, int status, queue_claim_t *c, void *data)
+static void on_claimed(queue_t *q, const gf_err_t *err, queue_claim_t *c, void *data)
 {
     slot_t *s = data;
-    if (status < 0 || c->n_jobs == 0) {
-        if (status < 0)
+    if (err->code < 0 || c->n_jobs == 0) {
+        if (err->code < 0)
             s->ch->failed = 1;
         if (c) {
             queue_claim_dispose(c);

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "queue_int.h"
+#include "reply.h"
 
 static redisReply *r_int(long long v)
 {

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "queue_int.h"
+#include "script.h"
 
 static gf_config_t *cfg_with(const char *tiers, const char *name)
 {

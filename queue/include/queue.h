@@ -1,5 +1,5 @@
 /*
- * queue/queue.h - the Redis side of the farm: the job queue and the event
+ * queue/include/queue.h - the Redis side of the farm: the job queue and the event
  * streams (DESIGN.md; the key layout, the scripts and the state machine are in
  * docs/queue.md). No other module sees a hiredis type.
  *
@@ -13,10 +13,14 @@
  * - queue_t, asynchronous on the caller's libuv loop (the api, the worker). It
  *   reconnects with backoff after Redis restarts and fails fast with
  *   GF_EUNAVAIL while Redis is down.
- *   Async contract (libuv's rule): a call that returns an error never runs its
- *   callback; a call that returns 0 runs it exactly once, on the loop thread,
- *   with GF_ECANCELED when the queue is closed first. Results passed to a
- *   callback are borrowed and valid until it returns, unless said otherwise.
+ *   Async contract (the same for every module of the farm): a call that fails
+ *   at once returns its negative status and never runs its callback; a call
+ *   that returns 0 runs it exactly once, on the loop thread, and never inside
+ *   that call (nor inside queue_close), with GF_ECANCELED when the queue is
+ *   closed first. Every callback gets `const gf_err_t *err`, never NULL:
+ *   err->code is the status (GF_OK on success) and err->msg says why, for
+ *   the logs. `err` and the results passed to a callback are borrowed and
+ *   valid until it returns, unless said otherwise.
  * - queue_sync_t, blocking (the CLI, tests, the benchmark). One connection,
  *   not thread-safe; a call on a lost connection fails with GF_EUNAVAIL and
  *   the next call connects again.
@@ -166,18 +170,28 @@ int queue_state_is_terminal(const char *state);
 /* Asynchronous client                                                      */
 /* ------------------------------------------------------------------------ */
 
-typedef void (*queue_ping_cb)(queue_t *q, int status, void *data);
+typedef void (*queue_ping_cb)(queue_t *q, const gf_err_t *err, void *data);
+/* Runs once the queue is freed: `q` is NULL. */
 typedef void (*queue_closed_cb)(queue_t *q, void *data);
-typedef void (*queue_result_cb)(queue_t *q, int status, const queue_result_t *res, void *data);
-/* `c` is NULL when status < 0; otherwise the callback owns it (queue_claim_dispose). */
-typedef void (*queue_claim_cb)(queue_t *q, int status, queue_claim_t *c, void *data);
-typedef void (*queue_events_cb)(queue_t *q, int status, const queue_events_t *e, void *data);
-typedef void (*queue_stats_cb)(queue_t *q, int status, const queue_stats_t *s, void *data);
 /*
- * A watch's callback: new events in order (status 0), or a final status (< 0,
- * `e` NULL) after which it never runs again (GF_ECANCELED on queue_close).
+ * `res` is never NULL; on failure only the fields a status names are
+ * meaningful (state on GF_ECONFLICT, limit on GF_ETOOBIG).
  */
-typedef void (*queue_watch_cb)(queue_watch_t *w, int status, const queue_events_t *e, void *data);
+typedef void (*queue_result_cb)(queue_t *q, const gf_err_t *err, const queue_result_t *res,
+                                void *data);
+/* `c` is NULL when err->code < 0; otherwise the callback owns it (queue_claim_dispose). */
+typedef void (*queue_claim_cb)(queue_t *q, const gf_err_t *err, queue_claim_t *c, void *data);
+/* `e` and `s` are NULL when err->code < 0. */
+typedef void (*queue_events_cb)(queue_t *q, const gf_err_t *err, const queue_events_t *e,
+                                void *data);
+typedef void (*queue_stats_cb)(queue_t *q, const gf_err_t *err, const queue_stats_t *s, void *data);
+/*
+ * A watch's callback: new events in order (err->code GF_OK), or a final
+ * failure (err->code < 0, `e` NULL) after which it never runs again
+ * (GF_ECANCELED after queue_close, on a later loop turn).
+ */
+typedef void (*queue_watch_cb)(queue_watch_t *w, const gf_err_t *err, const queue_events_t *e,
+                               void *data);
 /* A running job of this process was asked to stop (pub/sub, fast path). */
 typedef void (*queue_cancel_cb)(queue_t *q, const char *gen_id, void *data);
 
@@ -193,8 +207,9 @@ queue_t *queue_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err);
 int queue_is_connected(const queue_t *q);
 
 /*
- * PINGs Redis; `cb` gets 0, GF_EUNAVAIL (connection lost) or GF_ETIMEDOUT.
- * Returns GF_EUNAVAIL at once (no callback) while disconnected: fail fast.
+ * PINGs Redis; `cb` gets GF_OK, GF_EUNAVAIL (connection lost) or
+ * GF_ETIMEDOUT. Returns GF_EUNAVAIL at once (no callback) while
+ * disconnected: fail fast.
  */
 int queue_ping(queue_t *q, uint64_t timeout_ms, queue_ping_cb cb, void *data);
 
@@ -270,8 +285,10 @@ void queue_on_cancel(queue_t *q, queue_cancel_cb cb, void *data);
 
 /*
  * Disconnects (pending operations finish with their reply or GF_ECANCELED,
- * watches with GF_ECANCELED), stops reconnecting, and frees the queue; `cb`
- * runs once everything is closed. The queue must not be used after this call.
+ * watches not stopped with GF_ECANCELED; none of them inside this call),
+ * stops reconnecting, and frees the queue; `cb` runs once everything is
+ * closed. The queue must not be used after this call, except to stop a
+ * watch whose final callback has not run yet.
  */
 void queue_close(queue_t *q, queue_closed_cb cb, void *data);
 
