@@ -215,5 +215,7 @@ int store_reconcile(store_conn_t *sc, FILE *out, gf_err_t *err);
 
 /* See migrate.c: applies migrations/NNNN_name.sql in order. Returns the count applied, or < 0. */
 int store_migrate(const char *url, const char *dir, FILE *out, gf_err_t *err);
+/* Then the live SQL in dir/../store/sql (migrate.c). Returns the count applied, or < 0. */
+int store_migrate_sql(const char *url, const char *dir, FILE *out, gf_err_t *err);
 
 #endif
