@@ -2,7 +2,7 @@
  * api/farm.c - the `farm` command line: operator tasks that run once and exit.
  *
  *   farm config [--markdown]   the effective configuration, secrets masked
- *   farm migrate               apply migrations/NNNN_*.sql to FARM_DATABASE_URL
+ *   farm migrate               apply migrations/NNNN_*.sql, then store/sql/, to FARM_DATABASE_URL
  *   farm token --sub UUID [--role user|admin] [--plan NAME] [--ttl SECONDS]
  *   farm grant --user UUID --amount N [--reason TEXT]
  *   farm reconcile             check the ledger's invariants; exit 1 naming each violation
@@ -26,7 +26,7 @@ static int usage(FILE *out)
 {
     fprintf(out, "usage: farm <command> [options]\n"
                  "  config [--markdown]   print the effective configuration (secrets masked)\n"
-                 "  migrate               apply the migrations in FARM_MIGRATIONS_DIR\n"
+                 "  migrate               apply FARM_MIGRATIONS_DIR, then store/sql beside it\n"
                  "  token --sub UUID [--role user|admin] [--plan NAME] [--ttl SECONDS]\n"
                  "                        print a signed bearer token (FARM_JWT_SECRET)\n"
                  "  grant --user UUID --amount N [--reason TEXT]\n"
@@ -90,6 +90,8 @@ static int cmd_migrate(void)
     gf_config_t *cfg = load_config();
     gf_err_t err = {0};
     int rc = store_migrate(cfg->database_url, cfg->migrations_dir, stdout, &err);
+    if (rc >= 0)
+        rc = store_migrate_sql(cfg->database_url, cfg->migrations_dir, stdout, &err);
     if (rc < 0)
         fprintf(stderr, "farm migrate: %s\n", err.msg);
     gf_cfg_free(cfg);

@@ -90,7 +90,7 @@ static const cfg_row cfg_table[] = {
     {"FARM_DATABASE_URL", CFG_URL, OFF(database_url), "postgresql://farm@127.0.0.1:5432/farm", 0,
      2048, "postgresql|postgres", 0, "Postgres holding users, generations and the ledger"},
     {"FARM_MIGRATIONS_DIR", CFG_STR, OFF(migrations_dir), "migrations", 0, 0, NULL, 0,
-     "folder of NNNN_name.sql files applied by farm migrate"},
+     "folder of NNNN_name.sql files applied by farm migrate, then the functions in ../store/sql"},
     {"FARM_DB_POOL_SIZE", CFG_INT, OFF(db_pool_size), "4", 1, 64, NULL, 0,
      "Postgres connections per process"},
     {"FARM_SWEEP_INTERVAL_S", CFG_INT, OFF(sweep_interval_s), "10", 1, 3600, NULL, 0,

@@ -1,6 +1,6 @@
 /*
  * store/call.c - the operations: their SQL (calls to the functions of
- * migrations/0002), the builders that copy their inputs, and the blocking
+ * store/sql/), the builders that copy their inputs, and the blocking
  * connection. Their results are read in result.c.
  */
 #include "store_int.h"

@@ -1,11 +1,20 @@
 /*
- * store/migrate.c - the migrations runner behind `farm migrate`.
+ * store/migrate.c - the migrations runner behind `farm migrate`: the
+ * numbered migrations (schema changes), then the live SQL (store/sql/).
  *
  * Invariants:
- * - Files apply in order of their number, each in its own transaction
+ * - Numbered files apply in order of their number, each in its own transaction
  *   together with its row in schema_migrations, so a failed file leaves no trace.
- * - An applied file is never re-run; if its text changed (SHA-256 computed
- *   by Postgres), the run stops with an error before applying anything else.
+ * - An applied numbered file is never re-run; if its text changed (SHA-256
+ *   computed by Postgres), the run stops with an error before applying anything else.
+ * - The live SQL is the folder store/sql beside the migrations folder
+ *   (<migrations>/../store/sql): one function per file, CREATE OR REPLACE,
+ *   applied in the order its file ORDER lists. A file is applied again when
+ *   its text changed or when a numbered migration was applied since it last
+ *   was (a schema change may have dropped what it made): schema_sql keeps
+ *   each file's checksum and the count of migrations then. All the files a run
+ *   applies go in one transaction with their rows in schema_sql, so the
+ *   functions move from one version to the next at once or not at all.
  * - Two runs at once serialize on a session advisory lock.
  */
 #include "store.h"
@@ -122,6 +131,19 @@ static char *read_file(const char *dir, const char *name, gf_err_t *err)
     return b.p;
 }
 
+/* Connects, quiets the NOTICEs of IF NOT EXISTS (errors still come back as
+ * results) and takes the runners' lock. *conn is set even on failure. */
+static int migrate_connect(const char *url, PGconn **conn, gf_err_t *err)
+{
+    *conn = PQconnectdb(url);
+    if (PQstatus(*conn) != CONNECTION_OK)
+        return pg_fail(err, *conn, NULL, "connecting to postgres");
+    int rc = exec_ok(*conn, "SET client_min_messages = warning", err, "SET");
+    if (rc < 0)
+        return rc;
+    return exec_ok(*conn, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", err, "locking");
+}
+
 /* Applies or checks one file; returns 1 if applied, 0 if already there, < 0 on error. */
 static int migrate_one(PGconn *conn, const char *dir, const mig_file_t *f, FILE *out, gf_err_t *err)
 {
@@ -198,15 +220,7 @@ int store_migrate(const char *url, const char *dir, FILE *out, gf_err_t *err)
     PGconn *conn = NULL;
     if (rc < 0)
         goto done;
-    conn = PQconnectdb(url);
-    if (PQstatus(conn) != CONNECTION_OK) {
-        rc = pg_fail(err, conn, NULL, "connecting to postgres");
-        goto done;
-    }
-    /* Quiet the NOTICEs of IF NOT EXISTS; errors still come back as results. */
-    if ((rc = exec_ok(conn, "SET client_min_messages = warning", err, "SET")) < 0)
-        goto done;
-    if ((rc = exec_ok(conn, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", err, "locking")) < 0)
+    if ((rc = migrate_connect(url, &conn, err)) < 0)
         goto done;
     rc = exec_ok(conn,
                  "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -227,4 +241,230 @@ done:
         free(files[i].name);
     free(files);
     return rc < 0 ? rc : applied;
+}
+
+/* --- the live SQL (store/sql) ----------------------------------------------- */
+
+/* The files of store/sql in the order of its ORDER, each with its text and SHA-256. */
+typedef struct {
+    char *name;
+    char *text;
+    char checksum[65];
+    int due; /* 1 when this run applies it */
+} sql_file_t;
+
+typedef struct {
+    sql_file_t *files;
+    size_t n;
+} sql_set_t;
+
+static void sql_set_dispose(sql_set_t *set)
+{
+    for (size_t i = 0; i < set->n; i++) {
+        free(set->files[i].name);
+        free(set->files[i].text);
+    }
+    free(set->files);
+}
+
+static int sql_set_find(const sql_set_t *set, const char *name)
+{
+    for (size_t i = 0; i < set->n; i++)
+        if (strcmp(set->files[i].name, name) == 0)
+            return 1;
+    return 0;
+}
+
+/* Reads ORDER and each file it lists ('#' starts a comment). */
+static int sql_set_read_order(const char *dir, sql_set_t *set, gf_err_t *err)
+{
+    char *order = read_file(dir, "ORDER", err);
+    if (order == NULL)
+        return err ? err->code : GF_EIO;
+    regex_t re;
+    regcomp(&re, "^[a-z0-9_]+\\.sql$", REG_EXTENDED | REG_NOSUB);
+    int rc = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(order, "\n", &save); line && rc == 0;
+         line = strtok_r(NULL, "\n", &save)) {
+        line[strcspn(line, "#")] = '\0';
+        line += strspn(line, " \t");
+        line[strcspn(line, " \t\r")] = '\0';
+        if (*line == '\0')
+            continue;
+        if (regexec(&re, line, 0, NULL, 0) != 0)
+            rc = gf_err_set(err, GF_EINVAL, "store", "%s/ORDER: '%s' is not named name.sql", dir,
+                            line);
+        else if (sql_set_find(set, line))
+            rc = gf_err_set(err, GF_EINVAL, "store", "%s/ORDER lists %s twice", dir, line);
+        else if (set->n == MIGRATE_MAX_FILES)
+            rc = gf_err_set(err, GF_ETOOBIG, "store", "%s/ORDER lists more than %d files", dir,
+                            MIGRATE_MAX_FILES);
+        if (rc < 0)
+            break;
+        char *text = read_file(dir, line, err);
+        if (text == NULL) {
+            rc = err ? err->code : GF_EIO;
+            break;
+        }
+        set->files = gf_xrealloc(set->files, (set->n + 1) * sizeof(*set->files));
+        set->files[set->n++] = (sql_file_t){.name = gf_xstrdup(line), .text = text};
+    }
+    regfree(&re);
+    free(order);
+    return rc;
+}
+
+/* Reads the set; a .sql file of the folder that ORDER does not list is an error. */
+static int sql_set_read(const char *dir, sql_set_t *set, gf_err_t *err)
+{
+    int rc = sql_set_read_order(dir, set, err);
+    if (rc < 0)
+        return rc;
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return gf_err_set(err, GF_EINVAL, "store", "cannot open %s: %s", dir, strerror(errno));
+    struct dirent *de;
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        if (len > 4 && strcmp(de->d_name + len - 4, ".sql") == 0 && !sql_set_find(set, de->d_name))
+            rc = gf_err_set(err, GF_EINVAL, "store", "%s/%s is not listed in %s/ORDER", dir,
+                            de->d_name, dir);
+    }
+    closedir(d);
+    return rc;
+}
+
+/*
+ * Marks the files to apply: those never applied, changed since, or applied
+ * before a numbered migration that came after them. Fills `migrations` with
+ * how many numbered migrations the database has.
+ */
+static int sql_set_plan(PGconn *conn, sql_set_t *set, char *migrations, size_t size, gf_err_t *err)
+{
+    PGresult *res = PQexec(conn, "SELECT count(*) FROM schema_migrations");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return pg_fail(err, conn, res, "reading schema_migrations");
+    snprintf(migrations, size, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    for (size_t i = 0; i < set->n; i++) {
+        sql_file_t *f = &set->files[i];
+        const char *params[2] = {f->name, f->text};
+        res = PQexecParams(conn,
+                           "SELECT s.checksum, s.migrations::text, "
+                           "encode(sha256(convert_to($2::text, 'UTF8')), 'hex') "
+                           "FROM (SELECT 1) one LEFT JOIN schema_sql s ON s.name = $1",
+                           2, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK)
+            return pg_fail(err, conn, res, "reading schema_sql");
+        snprintf(f->checksum, sizeof(f->checksum), "%s", PQgetvalue(res, 0, 2));
+        f->due = PQgetisnull(res, 0, 0) || strcmp(PQgetvalue(res, 0, 0), f->checksum) != 0 ||
+                 strcmp(PQgetvalue(res, 0, 1), migrations) != 0;
+        PQclear(res);
+    }
+    return 0;
+}
+
+/* Records an applied file with its checksum and the migrations count. */
+static int sql_record(PGconn *conn, const sql_file_t *f, const char *migrations, gf_err_t *err)
+{
+    const char *params[3] = {f->name, f->checksum, migrations};
+    PGresult *res = PQexecParams(conn,
+                                 "INSERT INTO schema_sql (name, checksum, migrations) "
+                                 "VALUES ($1, $2, $3::int) ON CONFLICT (name) DO UPDATE SET "
+                                 "checksum = excluded.checksum, migrations = excluded.migrations, "
+                                 "applied_at = now()",
+                                 3, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        return pg_fail(err, conn, res, "recording the live SQL");
+    PQclear(res);
+    return 0;
+}
+
+/* Forgets the files ORDER no longer lists. */
+static int sql_forget_unlisted(PGconn *conn, const sql_set_t *set, gf_err_t *err)
+{
+    /* The names match [a-z0-9_.]+, so they go in an array literal unquoted. */
+    gf_buf_t names = {0};
+    gf_buf_puts(&names, "{");
+    for (size_t i = 0; i < set->n; i++) {
+        gf_buf_puts(&names, i ? "," : "");
+        gf_buf_puts(&names, set->files[i].name);
+    }
+    gf_buf_puts(&names, "}");
+    const char *params[1] = {names.p};
+    PGresult *res = PQexecParams(conn, "DELETE FROM schema_sql WHERE name <> ALL ($1::text[])", 1,
+                                 NULL, params, NULL, NULL, 0);
+    gf_buf_dispose(&names);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        return pg_fail(err, conn, res, "recording the live SQL");
+    PQclear(res);
+    return 0;
+}
+
+/* Applies the due files in one transaction; returns how many, or < 0. */
+static int sql_set_apply(PGconn *conn, const sql_set_t *set, const char *migrations, gf_err_t *err)
+{
+    int applied = 0;
+    for (size_t i = 0; i < set->n; i++)
+        applied += set->files[i].due;
+    if (applied == 0)
+        return 0;
+    int rc = exec_ok(conn, "BEGIN", err, "BEGIN");
+    for (size_t i = 0; rc == 0 && i < set->n; i++) {
+        const sql_file_t *f = &set->files[i];
+        if (!f->due)
+            continue;
+        PGresult *res = PQexec(conn, f->text);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
+            char what[300];
+            snprintf(what, sizeof(what), "applying store/sql/%s", f->name);
+            rc = pg_fail(err, conn, res, what);
+            break;
+        }
+        PQclear(res);
+        rc = sql_record(conn, f, migrations, err);
+    }
+    if (rc == 0)
+        rc = sql_forget_unlisted(conn, set, err);
+    if (rc == 0)
+        rc = exec_ok(conn, "COMMIT", err, "COMMIT");
+    else
+        exec_ok(conn, "ROLLBACK", NULL, "ROLLBACK");
+    return rc < 0 ? rc : applied;
+}
+
+int store_migrate_sql(const char *url, const char *dir, FILE *out, gf_err_t *err)
+{
+    char sql_dir[4096];
+    snprintf(sql_dir, sizeof(sql_dir), "%s/../store/sql", dir);
+    sql_set_t set = {0};
+    PGconn *conn = NULL;
+    char migrations[32];
+    int rc = sql_set_read(sql_dir, &set, err);
+    if (rc < 0)
+        goto done;
+    if ((rc = migrate_connect(url, &conn, err)) < 0)
+        goto done;
+    rc = exec_ok(conn,
+                 "CREATE TABLE IF NOT EXISTS schema_sql ("
+                 " name text PRIMARY KEY, checksum text NOT NULL, migrations int NOT NULL,"
+                 " applied_at timestamptz NOT NULL DEFAULT now())",
+                 err, "creating schema_sql");
+    if (rc == 0)
+        rc = sql_set_plan(conn, &set, migrations, sizeof(migrations), err);
+    if (rc == 0)
+        rc = sql_set_apply(conn, &set, migrations, err);
+    exec_ok(conn, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")", NULL, "unlocking");
+    if (rc >= 0 && out) {
+        for (size_t i = 0; rc > 0 && i < set.n; i++)
+            if (set.files[i].due)
+                fprintf(out, "applied store/sql/%s\n", set.files[i].name);
+        fprintf(out, "store/sql: %d applied, %zu in total\n", rc, set.n);
+    }
+done:
+    if (conn)
+        PQfinish(conn);
+    sql_set_dispose(&set);
+    return rc;
 }

@@ -3,7 +3,7 @@
  * two-phase credit ledger (hold, capture, release), generations, and the
  * migrations runner. docs/credits.md tells which call moves which number.
  *
- * Every credit operation is one SQL function (migrations/0002) run as one
+ * Every credit operation is one SQL function (store/sql/farm_*.sql) run as one
  * prepared statement: one round trip, one transaction, no read-then-write.
  * A call is described by a store_call_t, built with one of the
  * store_call_*() builders, and run either
@@ -364,5 +364,7 @@ int store_reconcile(store_conn_t *sc, FILE *out, gf_err_t *err);
 
 /* See migrate.c: applies migrations/NNNN_name.sql in order. Returns the count applied, or < 0. */
 int store_migrate(const char *url, const char *dir, FILE *out, gf_err_t *err);
+/* Then the live SQL in dir/../store/sql (migrate.c). Returns the count applied, or < 0. */
+int store_migrate_sql(const char *url, const char *dir, FILE *out, gf_err_t *err);
 
 #endif

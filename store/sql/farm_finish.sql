@@ -1,0 +1,31 @@
+-- Sets the terminal status once, releasing what is not settled. 'auto'
+-- derives succeeded / partial / failed from the images. A second finish
+-- changes nothing and answers the first status.
+-- finished | already | stale | not_found, with the status in force
+CREATE OR REPLACE FUNCTION farm_finish(p_id uuid, p_fence bigint, p_status text, p_error jsonb,
+                                       OUT outcome text, OUT status text)
+LANGUAGE plpgsql AS $$
+DECLARE
+    g generations;
+    v_released bigint;
+    v_status text := p_status;
+BEGIN
+    SELECT * INTO g FROM generations WHERE id = p_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN outcome := 'not_found'; RETURN; END IF;
+    IF g.status NOT IN ('queued', 'running') THEN outcome := 'already'; status := g.status; RETURN; END IF;
+    IF p_fence IS NOT NULL AND p_fence < g.fence THEN outcome := 'stale'; status := g.status; RETURN; END IF;
+    v_released := farm__release_rest(g);
+    IF v_status = 'auto' THEN
+        v_status := CASE WHEN g.images_done = g.images THEN 'succeeded'
+                         WHEN g.images_done = 0 THEN 'failed'
+                         ELSE 'partial' END;
+    END IF;
+    UPDATE generations SET status = v_status, stage = NULL,
+            progress = CASE WHEN v_status IN ('succeeded', 'partial') THEN 100 ELSE progress END,
+            released = released + v_released,
+            images_failed = images - images_done,
+            error = coalesce(p_error, error), finished_at = now(), updated_at = now()
+        WHERE id = p_id;
+    outcome := 'finished';
+    status := v_status;
+END $$;

@@ -1,0 +1,21 @@
+-- The one JSON shape of a generation: GET /v1/generations/{id} and the list
+-- share it.
+CREATE OR REPLACE FUNCTION farm_generation_json(g generations) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'id', g.id, 'kind', g.kind, 'status', g.status, 'progress', g.progress,
+        'stage', g.stage, 'queue_position', NULL, 'images', g.images,
+        'images_done', g.images_done, 'images_failed', g.images_failed,
+        'params', g.params, 'cost', g.cost, 'charged', g.charged, 'released', g.released,
+        'attempts', g.attempts, 'provider', g.provider, 'error', g.error,
+        'failures', g.failures, 'metadata', g.metadata,
+        'created_at', farm_ts(g.created_at), 'started_at', farm_ts(g.started_at),
+        'finished_at', farm_ts(g.finished_at),
+        'outputs', coalesce((
+            SELECT jsonb_agg(jsonb_build_object(
+                'index', o.image_index, 'pose', o.pose, 'variant', o.variant,
+                'format', o.format, 'width', o.width, 'height', o.height, 'bytes', o.bytes,
+                'sha256', o.sha256, 'seed', o.seed, 'storage_key', o.storage_key)
+                ORDER BY o.image_index, o.variant)
+            FROM generation_outputs o WHERE o.generation_id = g.id), '[]'::jsonb))
+$$;

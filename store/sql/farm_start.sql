@@ -1,0 +1,20 @@
+-- A worker starts a generation, or takes it over: running, stage starting,
+-- one attempt more when its fencing token is newer than the last one seen.
+-- Worker calls carry the queue's fencing token; an older token is refused.
+-- started | stale | terminal | not_found
+CREATE OR REPLACE FUNCTION farm_start(p_id uuid, p_fence bigint, p_provider text, OUT outcome text, OUT attempts int)
+LANGUAGE plpgsql AS $$
+DECLARE
+    g generations;
+BEGIN
+    SELECT * INTO g FROM generations WHERE id = p_id FOR NO KEY UPDATE;
+    IF NOT FOUND THEN outcome := 'not_found'; RETURN; END IF;
+    IF g.status NOT IN ('queued', 'running') THEN outcome := 'terminal'; attempts := g.attempts; RETURN; END IF;
+    IF p_fence < g.fence THEN outcome := 'stale'; attempts := g.attempts; RETURN; END IF;
+    UPDATE generations SET status = 'running', stage = 'starting',
+            started_at = coalesce(started_at, now()),
+            attempts = CASE WHEN p_fence > g.fence THEN g.attempts + 1 ELSE g.attempts END,
+            fence = p_fence, provider = coalesce(p_provider, provider), updated_at = now()
+        WHERE id = p_id RETURNING generations.attempts INTO attempts;
+    outcome := 'started';
+END $$;
