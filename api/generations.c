@@ -99,9 +99,9 @@ static void on_enqueued(queue_t *q, int status, const queue_result_t *res, void 
         GF_LOG(GF_LOG_WARN, &ctx, "accepted but not enqueued (%s): the sweeper will enqueue it",
                gf_status_name(status));
     api__json(c->req, 202,
-              accepted_body(c->gen_id, c->g.is_pose ? "pose" : "avatar", "queued",
-                            (long long)c->g.images * c->g.unit_cost, c->g.images, position,
-                            c->created_at));
+              accepted_body(c->gen_id, c->g.params.kind == IMG_KIND_POSE ? "pose" : "avatar",
+                            "queued", (long long)c->g.params.images * c->g.unit_cost,
+                            c->g.params.images, position, c->created_at));
     ctx_free(c);
 }
 
@@ -129,7 +129,7 @@ static void on_accepted(store_t *st, store_call_t *call, void *data)
     (void)st;
     gen_ctx_t *c = data;
     char msg[200];
-    long long cost = (long long)c->g.images * c->g.unit_cost;
+    long long cost = (long long)c->g.params.images * c->g.unit_cost;
     switch (call->status) {
     case 0:
         break;
@@ -159,17 +159,16 @@ static void on_accepted(store_t *st, store_call_t *call, void *data)
         }
         return;
     }
-    char *payload = json_dumps(c->g.params, JSON_COMPACT);
     struct timeval tv;
     gettimeofday(&tv, NULL);
     queue_enqueue_req_t req = {
         .gen_id = c->gen_id,
         .user_id = c->who.sub,
         .tier = queue_tier_of(c->api->cfg, c->who.plan),
-        .payload = payload,
-        .deadline_ms = c->g.deadline_s ? (int64_t)tv.tv_sec * 1000 + c->g.deadline_s * 1000 : 0};
+        .payload = c->g.payload,
+        .deadline_ms =
+            c->g.params.deadline_s ? (int64_t)tv.tv_sec * 1000 + c->g.params.deadline_s * 1000 : 0};
     int rc = queue_enqueue(c->api->queue, &req, on_enqueued, c);
-    free(payload);
     if (rc < 0)
         on_enqueued(c->api->queue, rc, NULL, c);
 }
@@ -180,26 +179,23 @@ static void gen_accept(gen_ctx_t *c)
     api_t *api = c->api;
     gf_uuid4(c->gen_id);
     api__now_rfc3339(c->created_at);
-    char *params = json_dumps(c->g.params, JSON_COMPACT);
-    char *meta = c->g.metadata ? json_dumps(c->g.metadata, JSON_COMPACT) : NULL;
     struct timeval tv;
     gettimeofday(&tv, NULL);
-    long long deadline = c->g.deadline_s ? (long long)tv.tv_sec * 1000 + c->g.deadline_s * 1000 : 0;
+    long long deadline =
+        c->g.params.deadline_s ? (long long)tv.tv_sec * 1000 + c->g.params.deadline_s * 1000 : 0;
     store_accept_t a = {.id = c->gen_id,
                         .user_id = c->who.sub,
                         .plan = c->who.plan,
-                        .kind = c->g.is_pose ? "pose" : "avatar",
-                        .images = c->g.images,
+                        .kind = c->g.params.kind == IMG_KIND_POSE ? "pose" : "avatar",
+                        .images = c->g.params.images,
                         .unit_cost = c->g.unit_cost,
                         .welcome_credits = api->cfg->welcome_credits,
-                        .params_json = params,
-                        .metadata_json = meta,
+                        .params_json = c->g.payload,
+                        .metadata_json = c->g.params.metadata,
                         .deadline_unix_ms = deadline,
                         .idempotency_key = c->has_idem_key ? c->idem_key : NULL,
                         .request_hash = c->hash};
     store_call_accept(&c->call, &a);
-    free(params);
-    free(meta);
     if (store_exec(api->store, &c->call, on_accepted, c) == 0)
         return;
     api__fail(c->req, GF_EUNAVAIL, NULL);
@@ -228,28 +224,20 @@ static void on_refs_checked(store_t *st, store_call_t *call, void *data)
 /* Files a generation refers to must be the caller's own (API.md: 404 otherwise). */
 static void check_refs(gen_ctx_t *c)
 {
-    json_t *p = c->g.params;
-    json_t *identity = json_object_get(p, "identity");
-    const char *up = json_string_value(json_object_get(identity, "upload_id"));
-    const char *gen = json_string_value(json_object_get(identity, "generation_id"));
+    const img_params *p = &c->g.params;
+    const char *up = p->identity_upload[0] ? p->identity_upload : NULL;
+    const char *gen = p->identity_generation[0] ? p->identity_generation : NULL;
     gf_buf_t poses = {0};
-    size_t i;
-    json_t *pose;
-    json_array_foreach(json_object_get(p, "poses"), i, pose)
-    {
-        const char *id = json_string_value(json_object_get(pose, "upload_id"));
-        if (id)
-            gf_buf_printf(&poses, "%s%s", poses.len ? "," : "{", id);
-    }
+    for (int i = 0; i < p->nposes; i++)
+        if (p->poses[i].upload_id[0])
+            gf_buf_printf(&poses, "%s%s", poses.len ? "," : "{", p->poses[i].upload_id);
     if (poses.len)
         gf_buf_puts(&poses, "}");
     if (up == NULL && gen == NULL && poses.len == 0) {
         gen_accept(c);
         return;
     }
-    store_call_refs(&c->call, c->who.sub, up, gen,
-                    (int)json_integer_value(json_object_get(identity, "index")),
-                    poses.len ? poses.p : NULL);
+    store_call_refs(&c->call, c->who.sub, up, gen, p->identity_index, poses.len ? poses.p : NULL);
     gf_buf_dispose(&poses);
     if (store_exec(c->api->store, &c->call, on_refs_checked, c) < 0) {
         api__fail(c->req, GF_EUNAVAIL, NULL);
@@ -294,15 +282,7 @@ static void on_create(gf_http_req_t *req, void *data)
         goto done;
     size_t len;
     const char *body = gf_http_req_body(req, &len);
-    json_error_t jerr;
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (root == NULL) {
-        api__error(req, 400, "invalid_request", "the body is not valid JSON", NULL);
-        goto done;
-    }
-    int rc = api_gen_validate(root, api->cfg, api->presets, &c->g);
-    json_decref(root);
-    if (rc < 0) {
+    if (api_gen_validate(body, len, api->cfg, api->presets, &c->g) < 0) {
         api__error(req, 400, "invalid_request", c->g.message, c->g.field[0] ? c->g.field : NULL);
         goto done;
     }

@@ -28,7 +28,7 @@ gf_log_ctx job__log(const job_t *j, const char *action)
 static void job_free(job_t *j)
 {
     queue_job_dispose(&j->qj);
-    json_decref(j->params);
+    img_params_dispose(&j->params);
     free(j->prompt);
     free(j->last_error);
     free(j->identity_key);
@@ -39,7 +39,6 @@ static void job_free(job_t *j)
     }
     free(j->pose_keys);
     free(j->pose_maps);
-    free(j->exports);
     for (int i = 0; j->imgs && i < j->images; i++) {
         free(j->imgs[i].bytes);
         free(j->imgs[i].outputs_json);
@@ -239,41 +238,26 @@ void job__pump(job_t *j)
 
 /* --- starting ------------------------------------------------------------------------ */
 
-/* Reads the accepted parameters into the job; GF_EINVAL when they cannot be run. */
+/* Sets the job up from its parameters (parsed by job_start); GF_EINVAL when they cannot be run. */
 static int job_parse(job_t *j)
 {
-    json_t *p = j->params; /* loaded by job_start */
-    const char *kind = json_string_value(json_object_get(p, "kind"));
-    const char *prompt = json_string_value(json_object_get(p, "prompt"));
-    if (!json_is_object(p) || kind == NULL || prompt == NULL)
+    const img_params *p = &j->params;
+    if (!j->params_ok)
         return GF_EINVAL;
-    j->count = (int)json_integer_value(json_object_get(p, "count"));
-    j->width = (int)json_integer_value(json_object_get(p, "width"));
-    j->height = (int)json_integer_value(json_object_get(p, "height"));
-    j->nposes = strcmp(kind, "pose") == 0 ? (int)json_array_size(json_object_get(p, "poses")) : 1;
-    j->images = j->count * j->nposes;
-    if (j->count < 1 || j->nposes < 1 || j->images > 40 || j->width < 64 || j->height < 64)
-        return GF_EINVAL;
-    const char *style = json_string_value(json_object_get(p, "style"));
-    const img_style_preset *sp =
-        style && j->r->presets ? img_presets_style_find(j->r->presets, style) : NULL;
+    j->count = p->count;
+    j->width = p->width;
+    j->height = p->height;
+    j->nposes = p->kind == IMG_KIND_POSE ? p->nposes : 1;
+    j->images = p->images;
     gf_buf_t b = {0};
-    gf_buf_puts(&b, prompt);
-    if (sp && sp->prompt_suffix && sp->prompt_suffix[0])
-        gf_buf_printf(&b, ", %s", sp->prompt_suffix);
+    gf_buf_puts(&b, p->prompt);
+    if (p->style_def && p->style_def->prompt_suffix && p->style_def->prompt_suffix[0])
+        gf_buf_printf(&b, ", %s", p->style_def->prompt_suffix);
     j->prompt = b.p;
-    json_t *exports = json_object_get(p, "exports");
-    j->exports = gf_xcalloc(json_array_size(exports) + 1, sizeof(*j->exports));
-    size_t i;
-    json_t *e;
-    json_array_foreach(exports, i, e)
-    {
-        const img_export_preset *ep =
-            j->r->presets ? img_presets_export_find(j->r->presets, json_string_value(e)) : NULL;
-        if (ep)
-            j->exports[j->nexports++] = ep;
-    }
-    int64_t seed = json_integer_value(json_object_get(p, "seed"));
+    /* An export this worker has not loaded (another version's) is left out. */
+    j->exports = p->export_defs;
+    j->nexports = (size_t)p->n_export_defs;
+    int64_t seed = p->seed < 0 ? 0 : p->seed;
     j->imgs = gf_xcalloc((size_t)j->images, sizeof(job_image_t));
     for (int k = 0; k < j->images; k++) {
         j->imgs[k].job = j;
@@ -449,8 +433,10 @@ void job_start(worker_runner_t *r, queue_job_t *qj)
     /* The provider of record: the one the request named (the only one it
      * will use), else the chain it may use, in order. (Unreadable parameters
      * are refused once the start is recorded: job_parse.) */
-    j->params = json_loads(j->qj.payload ? j->qj.payload : "", 0, NULL);
-    const char *named = json_string_value(json_object_get(j->params, "provider"));
+    const char *payload = j->qj.payload ? j->qj.payload : "";
+    img_params_opts o = {.mode = IMG_PARAMS_PAYLOAD, .presets = r->presets};
+    j->params_ok = img_params_parse(payload, strlen(payload), &o, &j->params, NULL) == 0;
+    const char *named = j->params_ok ? j->params.provider : NULL;
     store_call_start(&op->call, j->qj.gen_id, (long long)j->qj.token,
                      named && strcmp(named, "auto") != 0 ? named : provider_chain(r->provider));
     job__op_exec(op, on_started);

@@ -46,11 +46,12 @@ struct job {
     job_t *next, *prev;
     worker_runner_t *r;
     queue_job_t qj;
-    json_t *params;
-    char *prompt; /* with the style's suffix */
+    img_params params; /* the payload's */
+    int params_ok;     /* the payload parsed; job_parse fails the generation otherwise */
+    char *prompt;      /* with the style's suffix */
     int count, nposes, images;
     int width, height;
-    const img_export_preset **exports;
+    const img_export_preset **exports; /* params.export_defs */
     size_t nexports;
     job_image_t *imgs;
     int running, settled, delivered;

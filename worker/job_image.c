@@ -240,19 +240,13 @@ void job__image_start(job_image_t *img)
                           .height = j->height,
                           .seed = img->seed,
                           .log_id = j->qj.gen_id};
-    json_t *p = j->params;
-    req.negative_prompt = json_string_value(json_object_get(p, "negative_prompt"));
-    req.only_provider = json_string_value(json_object_get(p, "provider"));
-    req.steps = (int)json_integer_value(json_object_get(p, "steps"));
-    req.guidance = json_is_number(json_object_get(p, "guidance"))
-                       ? json_number_value(json_object_get(p, "guidance"))
-                       : -1;
+    const img_params *p = &j->params;
+    req.negative_prompt = p->negative_prompt;
+    req.only_provider = p->provider;
+    req.steps = p->steps;
+    req.guidance = p->guidance; /* -1: not given */
     img_buf pose_map = {0};
-    json_t *pose = json_array_get(json_object_get(p, "poses"), (size_t)img->pose);
-    const img_pose_preset *preset =
-        j->r->presets ? img_presets_pose_find(j->r->presets,
-                                              json_string_value(json_object_get(pose, "preset")))
-                      : NULL;
+    const img_pose_preset *preset = img->pose < p->nposes ? p->poses[img->pose].def : NULL;
     gf_err_t err = {0};
     if (preset && img_pose_render(preset->keypoints, j->width, j->height, &pose_map, &err) == 0) {
         req.pose_image = pose_map.data;
