@@ -313,12 +313,20 @@ done:
 
 /* --- GET /v1/generations/:id ----------------------------------------------------- */
 
+/*
+ * The queue knows what Postgres does not: a queued generation's position, and
+ * a running one's latest stage (the worker publishes each in an event).
+ */
 static void on_position(queue_t *q, int status, const queue_result_t *res, void *data)
 {
     (void)q;
     gen_ctx_t *c = data;
+    int running =
+        gf_gen_status_parse(json_string_value(json_object_get(c->gen, "status"))) == GF_GEN_RUNNING;
     if (status == 0 && res->position >= 0)
         json_object_set_new(c->gen, "queue_position", json_integer(res->position));
+    if (status == 0 && running && gf_stage_parse(res->stage) >= 0)
+        json_object_set_new(c->gen, "stage", json_string(res->stage));
     api__json(c->req, c->answer_status, json_incref(c->gen));
     ctx_free(c);
 }
@@ -333,8 +341,8 @@ static void on_generation(store_t *st, store_call_t *call, void *data)
         return;
     }
     api__sign_outputs(c->api, c->gen);
-    const char *status = json_string_value(json_object_get(c->gen, "status"));
-    if (status && strcmp(status, "queued") == 0 &&
+    int status = gf_gen_status_parse(json_string_value(json_object_get(c->gen, "status")));
+    if ((status == GF_GEN_QUEUED || status == GF_GEN_RUNNING) &&
         queue_position(c->api->queue, c->gen_id, on_position, c) == 0)
         return;
     api__json(c->req, c->answer_status, json_incref(c->gen));
@@ -462,15 +470,11 @@ static void on_list(gf_http_req_t *req, void *data)
         ctx_free(c);
         return;
     }
-    static const char *const statuses[] = {"queued", "running",  "succeeded", "partial",
-                                           "failed", "canceled", "expired",   NULL};
     const char *status = api__query(req, "status");
     const char *kind = api__query(req, "kind");
     const char *cursor = api__query(req, "cursor");
     int limit = api__parse_limit(api__query(req, "limit"));
-    int status_ok = status == NULL;
-    for (int i = 0; status && statuses[i]; i++)
-        status_ok |= strcmp(status, statuses[i]) == 0;
+    int status_ok = status == NULL || gf_gen_status_parse(status) >= 0;
     const char *bad = !status_ok                                                         ? "status"
                       : kind && strcmp(kind, "avatar") != 0 && strcmp(kind, "pose") != 0 ? "kind"
                       : limit < 0                                                        ? "limit"

@@ -1,6 +1,6 @@
 /*
  * core/core.h - the toolbox every module includes: errors, logging,
- * configuration, metrics and the HTTP server.
+ * configuration, metrics, the HTTP server and the vocabulary of a generation.
  */
 #ifndef GF_CORE_H
 #define GF_CORE_H
@@ -11,5 +11,6 @@
 #include "metrics.h"
 #include "httpd.h"
 #include "proc.h"
+#include "vocab.h"
 
 #endif

@@ -64,12 +64,12 @@ void job_unref(job_t *j)
 }
 
 /* Ends the image's current stage in the stage histogram and starts the next. */
-void job__stage_done(job_image_t *img, const char *stage)
+void job__stage_done(job_image_t *img, gf_stage stage)
 {
     uint64_t now = uv_hrtime();
     worker_runner_t *r = img->job->r;
     if (r->m_stage && img->t_stage)
-        gf_metric_observe(gf_metric_with(r->m_stage, stage, NULL, NULL),
+        gf_metric_observe(gf_metric_with(r->m_stage, gf_stage_name(stage), NULL, NULL),
                           (double)(now - img->t_stage) / 1e9);
     img->t_stage = now;
 }
@@ -297,12 +297,24 @@ static void on_refs_work(uv_work_t *w)
         read_stored(j->r->cfg->storage_dir, j->pose_keys[i], &j->pose_maps[i]);
 }
 
+/*
+ * The generation's stage is the one the latest step of any of its images
+ * began: `started` says starting, a `progress` event each change after that.
+ */
+void job__stage(job_t *j, gf_stage s)
+{
+    if (j->stage == (int)s || job__gone(j))
+        return;
+    j->stage = (int)s;
+    job__event(j, gf_event_name(s == GF_STAGE_STARTING ? GF_EV_STARTED : GF_EV_PROGRESS),
+               json_pack("{s:s, s:s, s:i}", "status", gf_gen_status_name(GF_GEN_RUNNING), "stage",
+                         gf_stage_name(s), "progress", j->settled * 100 / j->images));
+}
+
 static void job_begin(job_t *j)
 {
     j->started = 1;
-    job__event(j, "started",
-               json_pack("{s:s, s:s, s:i}", "status", "running", "stage", "starting", "progress",
-                         j->settled * 100 / j->images));
+    job__stage(j, GF_STAGE_STARTING);
     job__pump(j);
 }
 
@@ -430,6 +442,7 @@ void job_start(worker_runner_t *r, queue_job_t *qj)
     r->jobs = j;
     r->njobs++;
     job_op_t *op = job__op_new(j, NULL);
+    j->stage = -1;
     /* The provider of record: the one the request named (the only one it
      * will use), else the chain it may use, in order. (Unreadable parameters
      * are refused once the start is recorded: job_parse.) */
