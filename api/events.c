@@ -51,23 +51,10 @@ typedef struct user_ev {
     char *sid, *gen, *type, *data;
 } user_ev_t;
 
-static const char *const terminal_types[] = {"done",      "failed",  "canceled", "expired",
-                                             "succeeded", "partial", NULL};
-
+/* Whether an event of this type ends its generation's stream (core/vocab.h). */
 static int is_terminal(const char *type)
 {
-    for (int i = 0; terminal_types[i]; i++)
-        if (strcmp(type, terminal_types[i]) == 0)
-            return 1;
-    return 0;
-}
-
-/* The queue's words for states are not all API.md's event names. */
-static const char *event_name(const char *type)
-{
-    if (strcmp(type, "running") == 0)
-        return "started";
-    return type;
+    return gf_event_is_terminal(gf_event_parse(type));
 }
 
 static void sse_free_maybe(api_sse_t *s);
@@ -195,7 +182,7 @@ static char *event_data(api_t *api, const char *gen_id, const queue_event_t *ev)
     json_t *d = ev->data ? json_loads(ev->data, JSON_DECODE_ANY, NULL) : NULL;
     if (!json_is_object(d)) {
         json_decref(d);
-        d = json_pack("{s:s, s:s}", "id", gen_id, "status", event_name(ev->type));
+        d = json_pack("{s:s, s:s}", "id", gen_id, "status", ev->type);
     } else if (json_object_get(d, "id") == NULL) {
         json_object_set_new(d, "id", json_string(gen_id));
     }
@@ -213,7 +200,7 @@ static int write_terminal(api_sse_t *s, const char *id, const char *queue_type, 
 {
     api__sign_outputs(s->api, gen);
     const char *status = json_string_value(json_object_get(gen, "status"));
-    const char *name = strcmp(queue_type, "done") == 0 && status ? status : queue_type;
+    const char *name = gf_event_parse(queue_type) == GF_EV_DONE && status ? status : queue_type;
     char *text = json_dumps(gen, JSON_COMPACT);
     int rc = sse_write(s, id, name, text ? text : "{}");
     free(text);
@@ -277,7 +264,7 @@ static int write_gen_events(api_sse_t *s, const queue_events_t *e)
         char id[24];
         snprintf(id, sizeof(id), "%" PRIu64, ev->id);
         char *text = event_data(s->api, s->gen_id, ev);
-        int rc = sse_write(s, id, event_name(ev->type), text ? text : "{}");
+        int rc = sse_write(s, id, ev->type, text ? text : "{}");
         free(text);
         if (rc < 0)
             return rc;
@@ -314,7 +301,8 @@ static int user_write_head(api_sse_t *s, json_t *gen)
     } else {
         queue_event_t ev = {.type = e->type, .data = e->data};
         char *text = event_data(s->api, e->gen, &ev);
-        const char *name = strcmp(e->type, "done") == 0 ? "succeeded" : event_name(e->type);
+        const char *name =
+            gf_event_parse(e->type) == GF_EV_DONE ? gf_gen_status_name(GF_GEN_SUCCEEDED) : e->type;
         rc = sse_write(s, e->sid, name, text ? text : "{}");
         free(text);
     }
@@ -464,7 +452,8 @@ static void on_owner_checked(store_t *st, const gf_err_t *err, store_call_t *cal
         return;
     }
     const char *status = call->res.generation.status;
-    if (strcmp(status, "queued") != 0 && strcmp(status, "running") != 0)
+    int gs = gf_gen_status_parse(status);
+    if (gs != GF_GEN_QUEUED && gs != GF_GEN_RUNNING)
         snprintf(s->finished_status, sizeof(s->finished_status), "%s", status);
     sse_begin(s);
 }

@@ -111,9 +111,9 @@ static void answer_accepted(gen_ctx_t *c, int status, const queue_result_t *res)
         GF_LOG(GF_LOG_WARN, &ctx, "accepted but not enqueued (%s): the sweeper will enqueue it",
                gf_status_name(status));
     api__json(c->req, 202,
-              accepted_body(c->gen_id, c->g.is_pose ? "pose" : "avatar", "queued",
-                            (long long)c->g.images * c->g.unit_cost, c->g.images, position,
-                            c->created_at));
+              accepted_body(c->gen_id, c->g.params.kind == IMG_KIND_POSE ? "pose" : "avatar",
+                            "queued", (long long)c->g.params.images * c->g.unit_cost,
+                            c->g.params.images, position, c->created_at));
     ctx_free(c);
 }
 
@@ -137,7 +137,7 @@ static void on_accepted(store_t *st, const gf_err_t *err, store_call_t *call, vo
     (void)st;
     gen_ctx_t *c = data;
     char msg[200];
-    long long cost = (long long)c->g.images * c->g.unit_cost;
+    long long cost = (long long)c->g.params.images * c->g.unit_cost;
     switch (err->code) {
     case 0:
         break;
@@ -167,17 +167,16 @@ static void on_accepted(store_t *st, const gf_err_t *err, store_call_t *call, vo
         }
         return;
     }
-    char *payload = json_dumps(c->g.params, JSON_COMPACT);
     struct timeval tv;
     gettimeofday(&tv, NULL);
     queue_enqueue_req_t req = {
         .gen_id = c->gen_id,
         .user_id = c->who.sub,
         .tier = queue_tier_of(c->api->cfg, c->who.plan),
-        .payload = payload,
-        .deadline_ms = c->g.deadline_s ? (int64_t)tv.tv_sec * 1000 + c->g.deadline_s * 1000 : 0};
+        .payload = c->g.payload,
+        .deadline_ms =
+            c->g.params.deadline_s ? (int64_t)tv.tv_sec * 1000 + c->g.params.deadline_s * 1000 : 0};
     int rc = queue_enqueue(c->api->queue, &req, on_enqueued, c);
-    free(payload);
     if (rc < 0)
         answer_accepted(c, rc, NULL);
 }
@@ -188,26 +187,23 @@ static void gen_accept(gen_ctx_t *c)
     api_t *api = c->api;
     gf_uuid4(c->gen_id);
     api__now_rfc3339(c->created_at);
-    char *params = json_dumps(c->g.params, JSON_COMPACT);
-    char *meta = c->g.metadata ? json_dumps(c->g.metadata, JSON_COMPACT) : NULL;
     struct timeval tv;
     gettimeofday(&tv, NULL);
-    long long deadline = c->g.deadline_s ? (long long)tv.tv_sec * 1000 + c->g.deadline_s * 1000 : 0;
+    long long deadline =
+        c->g.params.deadline_s ? (long long)tv.tv_sec * 1000 + c->g.params.deadline_s * 1000 : 0;
     store_accept_t a = {.id = c->gen_id,
                         .user_id = c->who.sub,
                         .plan = c->who.plan,
-                        .kind = c->g.is_pose ? "pose" : "avatar",
-                        .images = c->g.images,
+                        .kind = c->g.params.kind == IMG_KIND_POSE ? "pose" : "avatar",
+                        .images = c->g.params.images,
                         .unit_cost = c->g.unit_cost,
                         .welcome_credits = api->cfg->welcome_credits,
-                        .params_json = params,
-                        .metadata_json = meta,
+                        .params_json = c->g.payload,
+                        .metadata_json = c->g.params.metadata,
                         .deadline_unix_ms = deadline,
                         .idempotency_key = c->has_idem_key ? c->idem_key : NULL,
                         .request_hash = c->hash};
     store_call_accept(&c->call, &a);
-    free(params);
-    free(meta);
     if (store_exec(api->store, &c->call, on_accepted, c) == 0)
         return;
     api__fail(c->req, GF_EUNAVAIL, NULL);
@@ -236,28 +232,20 @@ static void on_refs_checked(store_t *st, const gf_err_t *err, store_call_t *call
 /* Files a generation refers to must be the caller's own (API.md: 404 otherwise). */
 static void check_refs(gen_ctx_t *c)
 {
-    json_t *p = c->g.params;
-    json_t *identity = json_object_get(p, "identity");
-    const char *up = json_string_value(json_object_get(identity, "upload_id"));
-    const char *gen = json_string_value(json_object_get(identity, "generation_id"));
+    const img_params *p = &c->g.params;
+    const char *up = p->identity_upload[0] ? p->identity_upload : NULL;
+    const char *gen = p->identity_generation[0] ? p->identity_generation : NULL;
     gf_buf_t poses = {0};
-    size_t i;
-    json_t *pose;
-    json_array_foreach(json_object_get(p, "poses"), i, pose)
-    {
-        const char *id = json_string_value(json_object_get(pose, "upload_id"));
-        if (id)
-            gf_buf_printf(&poses, "%s%s", poses.len ? "," : "{", id);
-    }
+    for (int i = 0; i < p->nposes; i++)
+        if (p->poses[i].upload_id[0])
+            gf_buf_printf(&poses, "%s%s", poses.len ? "," : "{", p->poses[i].upload_id);
     if (poses.len)
         gf_buf_puts(&poses, "}");
     if (up == NULL && gen == NULL && poses.len == 0) {
         gen_accept(c);
         return;
     }
-    store_call_refs(&c->call, c->who.sub, up, gen,
-                    (int)json_integer_value(json_object_get(identity, "index")),
-                    poses.len ? poses.p : NULL);
+    store_call_refs(&c->call, c->who.sub, up, gen, p->identity_index, poses.len ? poses.p : NULL);
     gf_buf_dispose(&poses);
     if (store_exec(c->api->store, &c->call, on_refs_checked, c) < 0) {
         api__fail(c->req, GF_EUNAVAIL, NULL);
@@ -302,15 +290,7 @@ static void on_create(gf_http_req_t *req, void *data)
         goto done;
     size_t len;
     const char *body = gf_http_req_body(req, &len);
-    json_error_t jerr;
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (root == NULL) {
-        api__error(req, 400, "invalid_request", "the body is not valid JSON", NULL);
-        goto done;
-    }
-    int rc = api_gen_validate(root, api->cfg, api->presets, &c->g);
-    json_decref(root);
-    if (rc < 0) {
+    if (api_gen_validate(body, len, api->cfg, api->presets, &c->g) < 0) {
         api__error(req, 400, "invalid_request", c->g.message, c->g.field[0] ? c->g.field : NULL);
         goto done;
     }
@@ -340,12 +320,20 @@ done:
 
 /* --- GET /v1/generations/:id ----------------------------------------------------- */
 
+/*
+ * The queue knows what Postgres does not: a queued generation's position, and
+ * a running one's latest stage (the worker publishes each in an event).
+ */
 static void on_position(queue_t *q, const gf_err_t *err, const queue_result_t *res, void *data)
 {
     (void)q;
     gen_ctx_t *c = data;
+    int running =
+        gf_gen_status_parse(json_string_value(json_object_get(c->gen, "status"))) == GF_GEN_RUNNING;
     if (err->code == GF_OK && res->position >= 0)
         json_object_set_new(c->gen, "queue_position", json_integer(res->position));
+    if (err->code == GF_OK && running && gf_stage_parse(res->stage) >= 0)
+        json_object_set_new(c->gen, "stage", json_string(res->stage));
     api__json(c->req, c->answer_status, json_incref(c->gen));
     ctx_free(c);
 }
@@ -361,8 +349,8 @@ static void on_generation(store_t *st, const gf_err_t *err, store_call_t *call, 
     }
     c->gen = api__generation_json(&call->res.generation);
     api__sign_outputs(c->api, c->gen);
-    const char *status = json_string_value(json_object_get(c->gen, "status"));
-    if (status && strcmp(status, "queued") == 0 &&
+    int status = gf_gen_status_parse(json_string_value(json_object_get(c->gen, "status")));
+    if ((status == GF_GEN_QUEUED || status == GF_GEN_RUNNING) &&
         queue_position(c->api->queue, c->gen_id, on_position, c) == 0)
         return;
     api__json(c->req, c->answer_status, json_incref(c->gen));
@@ -500,15 +488,11 @@ static void on_list(gf_http_req_t *req, void *data)
         ctx_free(c);
         return;
     }
-    static const char *const statuses[] = {"queued", "running",  "succeeded", "partial",
-                                           "failed", "canceled", "expired",   NULL};
     const char *status = api__query(req, "status");
     const char *kind = api__query(req, "kind");
     const char *cursor = api__query(req, "cursor");
     int limit = api__parse_limit(api__query(req, "limit"));
-    int status_ok = status == NULL;
-    for (int i = 0; status && statuses[i]; i++)
-        status_ok |= strcmp(status, statuses[i]) == 0;
+    int status_ok = status == NULL || gf_gen_status_parse(status) >= 0;
     const char *bad = !status_ok                                                         ? "status"
                       : kind && strcmp(kind, "avatar") != 0 && strcmp(kind, "pose") != 0 ? "kind"
                       : limit < 0                                                        ? "limit"

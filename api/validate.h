@@ -1,33 +1,31 @@
 /*
- * api/validate.h - validation of POST /v1/generations bodies (pure logic,
- * unit-tested on its own).
+ * api/validate.h - the body of POST /v1/generations made into the
+ * parameters as accepted (pure logic, unit-tested on its own). The checks
+ * and their limits are imaging's generation parameters (imaging.h), the
+ * same the worker reads the payload with; this adds what only a request
+ * has: the providers this farm configured, the random seed, the cost.
  */
 #ifndef API_VALIDATE_H
 #define API_VALIDATE_H
-
-#include <jansson.h>
 
 #include "api.h"
 #include "imaging.h"
 
 typedef struct {
-    int is_pose;
-    int nposes;
-    int images;
+    img_params params; /* as accepted, seed filled in */
+    char *payload;     /* params as JSON: the queue's payload and Postgres' `params`; owned */
     long long unit_cost;
-    long long deadline_s; /* 0: none */
-    json_t *params;       /* as accepted, seed filled in; owned */
-    json_t *metadata;     /* owned, may be NULL */
-    char field[64];       /* on error: the offending field */
-    char message[200];    /* on error: what is wrong, for the client */
+    char field[64];    /* on error: the offending field ("" for the body itself) */
+    char message[200]; /* on error: what is wrong, for the client */
 } api_gen_req_t;
 
 /*
- * Checks `body` (borrowed); styles, pose presets and exports are checked
- * against `presets` (borrowed). 0, or GF_EINVAL with field and message set.
+ * Checks `len` bytes of request body against API.md; styles, pose presets
+ * and exports against `presets` (borrowed). 0, or GF_EINVAL with field and
+ * message set. Dispose of `g` either way.
  */
-int api_gen_validate(json_t *body, const gf_config_t *cfg, const img_presets_t *presets,
-                     api_gen_req_t *g);
+int api_gen_validate(const char *body, size_t len, const gf_config_t *cfg,
+                     const img_presets_t *presets, api_gen_req_t *g);
 
 /* Frees what validation built. */
 void api_gen_req_dispose(api_gen_req_t *g);

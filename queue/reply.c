@@ -277,6 +277,8 @@ int queue__parse_position(const redisReply *r, queue_result_t *res, gf_err_t *er
         return BAD_REPLY(err, "position");
     copy_state(res->state, r->element[0]);
     res->position = num(r->element[1]);
+    if (r->elements > 2) /* the stage, from a library that reports it */
+        copy_state(res->stage, r->element[2]);
     return 0;
 }
 

@@ -255,8 +255,7 @@ const char *queue__outcome_name(queue_outcome_t o)
 
 int queue_state_is_terminal(const char *s)
 {
-    return s && (strcmp(s, "done") == 0 || strcmp(s, "dead") == 0 || strcmp(s, "canceled") == 0 ||
-                 strcmp(s, "expired") == 0);
+    return gf_queue_state_is_final(gf_queue_state_parse(s));
 }
 
 const char *queue_tier_of(const gf_config_t *cfg, const char *plan)

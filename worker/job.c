@@ -28,7 +28,7 @@ gf_log_ctx job__log(const job_t *j, const char *action)
 static void job_free(job_t *j)
 {
     queue_job_dispose(&j->qj);
-    json_decref(j->params);
+    img_params_dispose(&j->params);
     free(j->prompt);
     free(j->last_error);
     free(j->identity_key);
@@ -39,7 +39,6 @@ static void job_free(job_t *j)
     }
     free(j->pose_keys);
     free(j->pose_maps);
-    free(j->exports);
     for (int i = 0; j->imgs && i < j->images; i++) {
         free(j->imgs[i].bytes);
         free(j->imgs[i].outputs_json);
@@ -65,12 +64,12 @@ void job_unref(job_t *j)
 }
 
 /* Ends the image's current stage in the stage histogram and starts the next. */
-void job__stage_done(job_image_t *img, const char *stage)
+void job__stage_done(job_image_t *img, gf_stage stage)
 {
     uint64_t now = uv_hrtime();
     worker_runner_t *r = img->job->r;
     if (r->m_stage && img->t_stage)
-        gf_metric_observe(gf_metric_with(r->m_stage, stage, NULL, NULL),
+        gf_metric_observe(gf_metric_with(r->m_stage, gf_stage_name(stage), NULL, NULL),
                           (double)(now - img->t_stage) / 1e9);
     img->t_stage = now;
 }
@@ -263,41 +262,26 @@ void job__pump(job_t *j)
 
 /* --- starting ------------------------------------------------------------------------ */
 
-/* Reads the accepted parameters into the job; GF_EINVAL when they cannot be run. */
+/* Sets the job up from its parameters (parsed by job_start); GF_EINVAL when they cannot be run. */
 static int job_parse(job_t *j)
 {
-    json_t *p = j->params; /* loaded by job_start */
-    const char *kind = json_string_value(json_object_get(p, "kind"));
-    const char *prompt = json_string_value(json_object_get(p, "prompt"));
-    if (!json_is_object(p) || kind == NULL || prompt == NULL)
+    const img_params *p = &j->params;
+    if (!j->params_ok)
         return GF_EINVAL;
-    j->count = (int)json_integer_value(json_object_get(p, "count"));
-    j->width = (int)json_integer_value(json_object_get(p, "width"));
-    j->height = (int)json_integer_value(json_object_get(p, "height"));
-    j->nposes = strcmp(kind, "pose") == 0 ? (int)json_array_size(json_object_get(p, "poses")) : 1;
-    j->images = j->count * j->nposes;
-    if (j->count < 1 || j->nposes < 1 || j->images > 40 || j->width < 64 || j->height < 64)
-        return GF_EINVAL;
-    const char *style = json_string_value(json_object_get(p, "style"));
-    const img_style_preset *sp =
-        style && j->r->presets ? img_presets_style_find(j->r->presets, style) : NULL;
+    j->count = p->count;
+    j->width = p->width;
+    j->height = p->height;
+    j->nposes = p->kind == IMG_KIND_POSE ? p->nposes : 1;
+    j->images = p->images;
     gf_buf_t b = {0};
-    gf_buf_puts(&b, prompt);
-    if (sp && sp->prompt_suffix && sp->prompt_suffix[0])
-        gf_buf_printf(&b, ", %s", sp->prompt_suffix);
+    gf_buf_puts(&b, p->prompt);
+    if (p->style_def && p->style_def->prompt_suffix && p->style_def->prompt_suffix[0])
+        gf_buf_printf(&b, ", %s", p->style_def->prompt_suffix);
     j->prompt = b.p;
-    json_t *exports = json_object_get(p, "exports");
-    j->exports = gf_xcalloc(json_array_size(exports) + 1, sizeof(*j->exports));
-    size_t i;
-    json_t *e;
-    json_array_foreach(exports, i, e)
-    {
-        const img_export_preset *ep =
-            j->r->presets ? img_presets_export_find(j->r->presets, json_string_value(e)) : NULL;
-        if (ep)
-            j->exports[j->nexports++] = ep;
-    }
-    int64_t seed = json_integer_value(json_object_get(p, "seed"));
+    /* An export this worker has not loaded (another version's) is left out. */
+    j->exports = p->export_defs;
+    j->nexports = (size_t)p->n_export_defs;
+    int64_t seed = p->seed < 0 ? 0 : p->seed;
     j->imgs = gf_xcalloc((size_t)j->images, sizeof(job_image_t));
     for (int k = 0; k < j->images; k++) {
         j->imgs[k].job = j;
@@ -337,12 +321,24 @@ static void on_refs_work(uv_work_t *w)
         read_stored(j->r->cfg->storage_dir, j->pose_keys[i], &j->pose_maps[i]);
 }
 
+/*
+ * The generation's stage is the one the latest step of any of its images
+ * began: `started` says starting, a `progress` event each change after that.
+ */
+void job__stage(job_t *j, gf_stage s)
+{
+    if (j->stage == (int)s || job__gone(j))
+        return;
+    j->stage = (int)s;
+    job__event(j, gf_event_name(s == GF_STAGE_STARTING ? GF_EV_STARTED : GF_EV_PROGRESS),
+               json_pack("{s:s, s:s, s:i}", "status", gf_gen_status_name(GF_GEN_RUNNING), "stage",
+                         gf_stage_name(s), "progress", j->settled * 100 / j->images));
+}
+
 static void job_begin(job_t *j)
 {
     j->started = 1;
-    job__event(j, "started",
-               json_pack("{s:s, s:s, s:i}", "status", "running", "stage", "starting", "progress",
-                         j->settled * 100 / j->images));
+    job__stage(j, GF_STAGE_STARTING);
     job__pump(j);
 }
 
@@ -461,11 +457,14 @@ void job_start(worker_runner_t *r, queue_job_t *qj)
     r->jobs = j;
     r->njobs++;
     job_op_t *op = job__op_new(j, NULL);
+    j->stage = -1;
     /* The provider of record: the one the request named (the only one it
      * will use), else the chain it may use, in order. (Unreadable parameters
      * are refused once the start is recorded: job_parse.) */
-    j->params = json_loads(j->qj.payload ? j->qj.payload : "", 0, NULL);
-    const char *named = json_string_value(json_object_get(j->params, "provider"));
+    const char *payload = j->qj.payload ? j->qj.payload : "";
+    img_params_opts o = {.mode = IMG_PARAMS_PAYLOAD, .presets = r->presets};
+    j->params_ok = img_params_parse(payload, strlen(payload), &o, &j->params, NULL) == 0;
+    const char *named = j->params_ok ? j->params.provider : NULL;
     store_call_start(&op->call, j->qj.gen_id, (long long)j->qj.token,
                      named && strcmp(named, "auto") != 0 ? named : provider_chain(r->provider));
     job__op_exec(op, on_started);

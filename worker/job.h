@@ -45,11 +45,12 @@ struct job {
     job_t *next, *prev;
     worker_runner_t *r;
     queue_job_t qj;
-    json_t *params;
-    char *prompt; /* with the style's suffix */
+    img_params params; /* the payload's */
+    int params_ok;     /* the payload parsed; job_parse fails the generation otherwise */
+    char *prompt;      /* with the style's suffix */
     int count, nposes, images;
     int width, height;
-    const img_export_preset **exports;
+    const img_export_preset **exports; /* params.export_defs */
     size_t nexports;
     job_image_t *imgs;
     int running, settled, delivered;
@@ -62,6 +63,7 @@ struct job {
     uv_work_t refs_work;
     int pending;
     int started, canceling, lost, ending, ended, handed_back;
+    int stage; /* the gf_stage last published, -1 before the first */
     uint64_t started_ns;
 };
 
@@ -126,7 +128,9 @@ void job__event(job_t *j, const char *type, json_t *data);
 /* Starts what may start, and finishes the generation when nothing is left. */
 void job__pump(job_t *j);
 /* Ends the image's current stage in the stage histogram and starts the next. */
-void job__stage_done(job_image_t *img, const char *stage);
+void job__stage_done(job_image_t *img, gf_stage stage);
+/* An image began stage `s`: the generation's stage (API.md) is published when it changes. */
+void job__stage(job_t *j, gf_stage s);
 /* Starts (or restarts) an image's provider call. */
 void job__image_start(job_image_t *img);
 

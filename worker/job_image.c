@@ -18,9 +18,9 @@ static void image_settled(job_image_t *img, json_t *event)
     j->settled++;
     json_object_set_new(event, "index", json_integer(img->index));
     json_object_set_new(event, "pose", json_integer(img->pose));
-    json_object_set_new(event, "status", json_string("running"));
+    json_object_set_new(event, "status", json_string(gf_gen_status_name(GF_GEN_RUNNING)));
     json_object_set_new(event, "progress", json_integer(j->settled * 100 / j->images));
-    job__event(j, "image", event);
+    job__event(j, gf_event_name(GF_EV_IMAGE), event);
     job__pump(j);
 }
 
@@ -41,7 +41,7 @@ static void on_image_recorded(store_t *st, const gf_err_t *err, store_call_t *ca
     } else if (err->code < 0) {
         job_hand_back(j);
     } else if (captured) {
-        job__stage_done(img, "storing");
+        job__stage_done(img, GF_STAGE_STORING);
         j->delivered++;
         json_t *outputs = json_loads(img->outputs_json, 0, NULL);
         image_settled(img, json_pack("{s:o}", "outputs", outputs ? outputs : json_array()));
@@ -108,7 +108,7 @@ static void on_work_done(uv_work_t *w, int status)
     job_image_t *img = w->data;
     job_t *j = img->job;
     GF_FREE(img->bytes);
-    job__stage_done(img, "postprocessing");
+    job__stage_done(img, GF_STAGE_POSTPROCESSING);
     if (job__gone(j)) {
     } else if (status < 0 || img->work_err.code != 0 || img->outputs_json == NULL) {
         gf_log_ctx ctx = job__log(j, "post-processing");
@@ -118,6 +118,7 @@ static void on_work_done(uv_work_t *w, int status)
                    bad ? "the provider's image is not usable" : "post-processing failed", 0);
     } else {
         img->state = IMAGE_STORING;
+        job__stage(j, GF_STAGE_STORING);
         job_op_t *op = job__op_new(j, img);
         store_call_image_done(&op->call, j->qj.gen_id, (long long)j->qj.token, img->index,
                               img->outputs_json);
@@ -155,19 +156,6 @@ static void on_accepted(provider_call_t *call, const char *provider, const char 
     job__op_exec(op, on_request_recorded);
 }
 
-static void on_progress(provider_call_t *call, double progress, const char *stage, void *data)
-{
-    (void)call;
-    (void)progress;
-    job_image_t *img = data;
-    job_t *j = img->job;
-    if (job__gone(j) || stage == NULL || strcmp(stage, "running") != 0 || img->attempts > 1)
-        return;
-    job__event(j, "progress",
-               json_pack("{s:s, s:s, s:i}", "status", "running", "stage", "generating", "progress",
-                         j->settled * 100 / j->images));
-}
-
 /* What the end of an image's provider call means for it (the caller holds the job). */
 static void provider_done(job_image_t *img, const gf_err_t *err, const provider_result_t *res)
 {
@@ -180,7 +168,7 @@ static void provider_done(job_image_t *img, const gf_err_t *err, const provider_
         gf_metric_observe(gf_metric_with(j->r->m_provider, who, outcome, NULL),
                           (double)(uv_hrtime() - img->t_stage) / 1e9);
     }
-    job__stage_done(img, "generating");
+    job__stage_done(img, GF_STAGE_GENERATING);
     if (job__gone(j))
         return;
     if (err->code == GF_OK) {
@@ -189,6 +177,7 @@ static void provider_done(job_image_t *img, const gf_err_t *err, const provider_
         memcpy(img->bytes, im->bytes, im->len);
         img->len = im->len;
         img->state = IMAGE_PROCESSING;
+        job__stage(j, GF_STAGE_POSTPROCESSING);
         img->work.data = img;
         j->pending++;
         if (uv_queue_work(j->r->loop, &img->work, on_work, on_work_done) < 0)
@@ -245,19 +234,13 @@ void job__image_start(job_image_t *img)
                           .height = j->height,
                           .seed = img->seed,
                           .log_id = j->qj.gen_id};
-    json_t *p = j->params;
-    req.negative_prompt = json_string_value(json_object_get(p, "negative_prompt"));
-    req.only_provider = json_string_value(json_object_get(p, "provider"));
-    req.steps = (int)json_integer_value(json_object_get(p, "steps"));
-    req.guidance = json_is_number(json_object_get(p, "guidance"))
-                       ? json_number_value(json_object_get(p, "guidance"))
-                       : -1;
+    const img_params *p = &j->params;
+    req.negative_prompt = p->negative_prompt;
+    req.only_provider = p->provider;
+    req.steps = p->steps;
+    req.guidance = p->guidance; /* -1: not given */
     img_buf pose_map = {0};
-    json_t *pose = json_array_get(json_object_get(p, "poses"), (size_t)img->pose);
-    const img_pose_preset *preset =
-        j->r->presets ? img_presets_pose_find(j->r->presets,
-                                              json_string_value(json_object_get(pose, "preset")))
-                      : NULL;
+    const img_pose_preset *preset = img->pose < p->nposes ? p->poses[img->pose].def : NULL;
     gf_err_t err = {0};
     if (preset && img_pose_render(preset->keypoints, j->width, j->height, &pose_map, &err) == 0) {
         req.pose_image = pose_map.data;
@@ -297,8 +280,7 @@ void job__image_start(job_image_t *img)
                    img->index, resume_provider);
         }
     }
-    provider_cbs_t cbs = {
-        .done = on_provider_done, .accepted = on_accepted, .progress = on_progress, .data = img};
+    provider_cbs_t cbs = {.done = on_provider_done, .accepted = on_accepted, .data = img};
     int rc = provider_submit(j->r->provider, &req, &cbs, &img->call, &err);
     img_buf_dispose(&pose_map);
     if (rc < 0) {
@@ -306,4 +288,5 @@ void job__image_start(job_image_t *img)
         return;
     }
     j->pending++;
+    job__stage(j, GF_STAGE_GENERATING);
 }

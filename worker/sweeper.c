@@ -73,16 +73,18 @@ static void on_finished(store_t *st, const gf_err_t *err, store_call_t *call, vo
     sweeper_call_done(sw);
 }
 
-/* The Postgres status for a job the queue holds in a final state. */
+/*
+ * The status to finish a generation with whose job the queue holds in a
+ * final state: Postgres's "auto" (decided by its images) for done, failed for
+ * dead (retries exhausted, or a poison job).
+ */
 static const char *final_status(const char *queue_state)
 {
-    if (strcmp(queue_state, "canceled") == 0)
-        return "canceled";
-    if (strcmp(queue_state, "expired") == 0)
-        return "expired";
-    if (strcmp(queue_state, "done") == 0)
+    int qs = gf_queue_state_parse(queue_state);
+    if (qs == GF_QS_DONE)
         return "auto";
-    return "failed"; /* dead: retries exhausted, or a poison job */
+    int st = gf_queue_state_final_status(qs);
+    return gf_gen_status_name(st < 0 ? GF_GEN_FAILED : (gf_gen_status)st);
 }
 
 static void on_enqueued(queue_t *q, const gf_err_t *qerr, const queue_result_t *res, void *data)
@@ -96,7 +98,7 @@ static void on_enqueued(queue_t *q, const gf_err_t *qerr, const queue_result_t *
         GF_LOG(GF_LOG_WARN, &ctx, "the queue had lost it: enqueued again");
     } else if (status == 0 && queue_state_is_terminal(res->state) && !sw->closing) {
         const char *st = final_status(res->state);
-        const char *err = strcmp(st, "failed") == 0
+        const char *err = strcmp(st, gf_gen_status_name(GF_GEN_FAILED)) == 0
                               ? "{\"code\":\"internal\",\"message\":\"the queue gave up on this "
                                 "generation\",\"retryable\":false}"
                               : NULL;

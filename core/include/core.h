@@ -1,7 +1,7 @@
 /*
  * core/include/core.h - the toolbox every module includes: errors, logging,
  * configuration, ids, the wall clock, URLs, metrics, the HTTP server and the
- * process shell.
+ * process shell, and the vocabulary of a generation (statuses, stages, events).
  */
 #ifndef GF_CORE_H
 #define GF_CORE_H
@@ -15,5 +15,6 @@
 #include "metrics.h"
 #include "httpd.h"
 #include "proc.h"
+#include "vocab.h"
 
 #endif

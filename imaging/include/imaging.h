@@ -2,7 +2,8 @@
  * imaging/include/imaging.h - the libvips pipelines of genfarm (docs/imaging.md).
  *
  * Upload validation, post-processing a provider image into the variants of
- * API.md, pose-map rendering, the preset data files and the storage layout.
+ * API.md, pose-map rendering, the preset data files, the parameters of a
+ * generation (which name them) and the storage layout.
  *
  * Threading: after img_init(), every function here except img_init() and
  * img_shutdown() is safe to call from any thread, in particular from a
@@ -186,6 +187,120 @@ const img_export_preset *img_presets_export(const img_presets_t *p, size_t i);
 const img_pose_preset *img_presets_pose_find(const img_presets_t *p, const char *name);
 const img_style_preset *img_presets_style_find(const img_presets_t *p, const char *name);
 const img_export_preset *img_presets_export_find(const img_presets_t *p, const char *name);
+
+/* ---- generation parameters (API.md POST /v1/generations; params.c) ---------- */
+
+/*
+ * The limits of API.md, in one place: the api checks a request body against
+ * them and the worker the queue's payload, with the same parser.
+ */
+#define IMG_PARAMS_PROMPT_MAX      2000 /* characters */
+#define IMG_PARAMS_NEGATIVE_MAX    1000 /* characters */
+#define IMG_PARAMS_SIZE_MIN        256
+#define IMG_PARAMS_SIZE_MAX        1536
+#define IMG_PARAMS_SIZE_STEP       16 /* width and height are multiples of it */
+#define IMG_PARAMS_SIZE_DEFAULT    1024
+#define IMG_PARAMS_COUNT_MAX       4 /* images per pose */
+#define IMG_PARAMS_SEED_MAX        4294967295LL
+#define IMG_PARAMS_STEPS_MAX       50
+#define IMG_PARAMS_STEPS_DEFAULT   28
+#define IMG_PARAMS_GUIDANCE_MAX    20
+#define IMG_PARAMS_POSES_MAX       20
+#define IMG_PARAMS_PRESET_NAME_MAX 64 /* bytes */
+#define IMG_PARAMS_EXPORTS_MAX     16
+#define IMG_PARAMS_IMAGES_MAX      40 /* count x poses; an identity's index is below it */
+#define IMG_PARAMS_DEADLINE_MAX_S  (7 * 86400)
+#define IMG_PARAMS_PROVIDER_MAX    16   /* bytes */
+#define IMG_PARAMS_WEBHOOK_URL_MAX 2048 /* bytes */
+#define IMG_PARAMS_METADATA_MAX    2048 /* bytes of its compact JSON */
+
+typedef enum {
+    IMG_KIND_AVATAR,
+    IMG_KIND_POSE,
+} img_kind;
+
+/* One pose of a pose generation: a preset or an uploaded pose map. */
+typedef struct {
+    char preset[IMG_PARAMS_PRESET_NAME_MAX + 1]; /* the preset's name; "" for an upload */
+    char upload_id[37];                          /* "" for a preset */
+    const img_pose_preset *def; /* the preset; NULL for an upload or a preset not loaded */
+} img_params_pose;
+
+/*
+ * A generation's parameters as accepted. Strings and arrays are owned (free
+ * with img_params_dispose()); presets are borrowed from the img_presets_t the
+ * parse was given.
+ */
+typedef struct {
+    img_kind kind;
+    char *prompt;
+    char *negative_prompt; /* NULL when not given */
+    int width, height, count, steps;
+    int64_t seed;                      /* -1 when not given (a request's: the api draws one) */
+    double guidance;                   /* -1 when not given */
+    int guidance_is_int;               /* given as an integer (echoed as one) */
+    char *style;                       /* NULL when not given */
+    const img_style_preset *style_def; /* NULL when not given or not loaded */
+    char identity_upload[37];          /* identity {"upload_id"}, or "" */
+    char identity_generation[37];      /* identity {"generation_id", "index"}, or "" */
+    int identity_index;
+    img_params_pose *poses; /* kind pose only */
+    int nposes;             /* 0 for an avatar */
+    char **exports;         /* the export names as given */
+    int nexports;
+    const img_export_preset **export_defs; /* the loaded ones among them, in order */
+    int n_export_defs;
+    char *provider;     /* "auto" when not given; NULL when given as null */
+    int64_t deadline_s; /* 0: none */
+    char *webhook_url;  /* a request's only (not in the payload); NULL when not given */
+    char *metadata;     /* a request's only: its compact JSON object; NULL when not given */
+    int images;         /* count x poses (count for an avatar) */
+    unsigned nulls;     /* optional fields given as null, echoed in the payload (params.c) */
+} img_params;
+
+typedef enum {
+    /* A POST body (API.md): an unknown field or preset, or a provider that
+     * `provider_ok` refuses, is an error. */
+    IMG_PARAMS_REQUEST,
+    /* A queue payload, made by img_params_payload() of this or an earlier
+     * version: unknown fields are ignored and presets this process has not
+     * loaded are left unresolved; every limit still holds. */
+    IMG_PARAMS_PAYLOAD,
+} img_params_mode;
+
+typedef struct {
+    img_params_mode mode;
+    const img_presets_t *presets; /* borrowed; NULL: no preset is known */
+    /* Requests: whether a request may name `provider` (never "auto"); NULL: any. */
+    int (*provider_ok)(const char *provider, void *data);
+    void *provider_data;
+} img_params_opts;
+
+/* Why a parse failed: the field (API.md's error `field`; "" for the body itself) and a message
+ * for the client. */
+typedef struct {
+    char field[64];
+    char message[200];
+} img_params_err;
+
+/*
+ * Parses and checks a generation's parameters from `len` bytes of JSON, field
+ * by field in API.md's order; the first problem found is the one reported.
+ * Fills `out` (img_params_dispose() it, also on error) with the defaults of
+ * API.md for what is absent. 0, or GF_EINVAL with `e` (may be NULL) set.
+ */
+int img_params_parse(const char *json, size_t len, const img_params_opts *o, img_params *out,
+                     img_params_err *e);
+
+/*
+ * The parameters as the queue's payload and Postgres' `params` (GET's
+ * `params`): the accepted fields with their defaults filled in, without
+ * `webhook_url` and `metadata`. Returns a new string (free()).
+ */
+char *img_params_payload(const img_params *p);
+
+/* Frees what a parse allocated and zeroes `p`; a zeroed `p` is a no-op. */
+void img_params_dispose(img_params *p);
 
 /* ---- variants of a provider image (API.md outputs) ------------------------- */
 

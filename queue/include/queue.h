@@ -69,6 +69,7 @@ typedef enum {
 typedef struct {
     int created;         /* enqueue: 1 new job, 0 already known (nothing changed) */
     char state[16];      /* enqueue, finish, cancel, position; on ECONFLICT the state seen */
+    char stage[16];      /* position of a running job: its stage (core/vocab.h), or "" */
     int64_t position;    /* enqueue, position: jobs that start before it; -1 when not queued */
     int cancel;          /* heartbeat: 1 once a cancel was requested */
     int64_t lease_until; /* heartbeat: the new lease end, unix ms (Redis's clock) */
@@ -246,7 +247,7 @@ int queue_events_read(queue_t *q, const char *gen_id, uint64_t after_id, int max
 int queue_user_events_read(queue_t *q, const char *user_id, const char *after, int max,
                            queue_events_cb cb, void *data);
 
-/* The state and queue position of a generation. */
+/* The state and queue position of a generation, and a running one's stage. */
 int queue_position(queue_t *q, const char *gen_id, queue_result_cb cb, void *data);
 
 int queue_stats(queue_t *q, queue_stats_cb cb, void *data);

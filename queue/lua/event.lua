@@ -4,6 +4,9 @@
 -- is not the current one (a stale worker cannot report progress) or when the
 -- job has ended; {-2} for an unknown job; {-3} when the generation already has
 -- EV_MAX events.
+-- A 'started' or 'progress' event names the stage the generation entered
+-- (core/vocab.h); it is kept in the job's field 'sg' too, where position
+-- reads it for GET.
 local g, tok, typ, data = ARGV[B + 1], ARGV[B + 2], ARGV[B + 3], ARGV[B + 4]
 local jk = jkey(g)
 local f = redis.call('HMGET', jk, 's', 'tok', 'u', 'n')
@@ -14,4 +17,7 @@ local s = f[1]
 if s == 'done' or s == 'dead' or s == 'canceled' or s == 'expired' then return {-1, s} end
 local n = tonumber(f[4])
 if n >= EV_MAX then return {-3} end
-return {0, ev_append(g, jk, f[3] or (job_ut(jk)), n + 1, typ, data, false)}
+local u = f[3] or (job_ut(jk))
+local sg = (typ == 'started' or typ == 'progress') and string.match(data, '"stage":"(%l+)"')
+if sg then return {0, ev_append(g, jk, u, n + 1, typ, data, false, 'sg', sg)} end
+return {0, ev_append(g, jk, u, n + 1, typ, data, false)}
