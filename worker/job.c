@@ -3,13 +3,14 @@
  * takeover resumes), the pump that runs its images (job_image.c), and its
  * end: finish, cancel, lost lease, hand-back.
  *
- * Every write carries the lease's fencing token, so a worker that lost its
- * lease is refused by Postgres and by the queue; when that happens the job
- * only aborts (job_lose) and writes nothing more. An image is charged in the
+ * The job's course is one state machine (worker_int.h): every event goes
+ * through job__advance(). Every write carries the lease's fencing token, so
+ * a worker that lost its lease is refused by Postgres and by the queue; when
+ * that happens the job only aborts (JOB_LOST) and writes nothing more. An image is charged in the
  * same transaction that records its outputs (farm_image_done), and released
  * when it fails for good or the generation ends without it.
  */
-#include "job.h"
+#include "worker_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,9 +34,11 @@ static void job_free(job_t *j)
     free(j->last_error);
     free(j->identity_key);
     img_buf_dispose(&j->identity);
-    for (int i = 0; j->pose_keys && i < j->nposes; i++) {
-        free(j->pose_keys[i]);
-        img_buf_dispose(&j->pose_maps[i]);
+    for (int i = 0; i < j->nposes; i++) {
+        if (j->pose_keys)
+            free(j->pose_keys[i]);
+        if (j->pose_maps)
+            img_buf_dispose(&j->pose_maps[i]);
     }
     free(j->pose_keys);
     free(j->pose_maps);
@@ -48,10 +51,20 @@ static void job_free(job_t *j)
     free(j);
 }
 
+static int job_has_ended(const job_t *j)
+{
+    return j->state == JOB_ENDED || j->state == JOB_LOST;
+}
+
+int job_is_live(const job_t *j)
+{
+    return j->state < JOB_HANDING_BACK;
+}
+
 /* Frees the job once it has ended and nothing of it is in flight. */
 void job__check_end(job_t *j)
 {
-    if (!j->ended || j->pending > 0)
+    if (!job_has_ended(j) || j->pending > 0)
         return;
     worker_runner__job_gone(j->r, j);
     job_free(j);
@@ -72,11 +85,6 @@ void job__stage_done(job_image_t *img, gf_stage stage)
         gf_metric_observe(gf_metric_with(r->m_stage, gf_stage_name(stage), NULL, NULL),
                           (double)(now - img->t_stage) / 1e9);
     img->t_stage = now;
-}
-
-int job__gone(const job_t *j)
-{
-    return j->lost || j->handed_back;
 }
 
 job_op_t *job__op_new(job_t *j, job_image_t *img)
@@ -101,7 +109,7 @@ void job__op_exec(job_op_t *op, store_call_cb cb)
     gf_log_ctx ctx = job__log(j, "calling postgres");
     gf_log_err(GF_LOG_WARN, &ctx, &op->call.err);
     job__op_free(op);
-    job_hand_back(j);
+    job__advance(j, JOB_EV_STORE_FAILED, NULL);
     job_unref(j);
 }
 
@@ -132,17 +140,17 @@ void job__event(job_t *j, const char *type, json_t *data)
     free(text);
 }
 
-/* --- ending ----------------------------------------------------------------------- */
+/* --- the state machine ------------------------------------------------------------ */
 
-/* The job's lease is over for this worker, whatever the queue answered: it has ended. */
-static void queue_ended(job_t *j, int status)
+/* The queue's answer to a close or a hand-back: failed or not, the job has ended here. */
+static void queue_answered(job_t *j, int status)
 {
     if (status < 0 && status != GF_ECONFLICT) {
         gf_log_ctx ctx = job__log(j, "finishing in the queue");
         GF_LOG(GF_LOG_WARN, &ctx, "queue finish failed (%s): the lease will expire",
                gf_status_name(status));
     }
-    j->ended = 1;
+    job__advance(j, JOB_EV_QUEUE_ANSWERED, NULL);
 }
 
 static void on_queue_finished(queue_t *q, const gf_err_t *err, const queue_result_t *res,
@@ -151,20 +159,20 @@ static void on_queue_finished(queue_t *q, const gf_err_t *err, const queue_resul
     (void)q;
     (void)res;
     job_t *j = data;
-    queue_ended(j, err->code);
+    queue_answered(j, err->code);
     job_unref(j);
 }
 
-static void queue_end(job_t *j, queue_outcome_t outcome, const char *detail)
+/* Enters CLOSING or HANDING_BACK: tells the queue how the lease ends. */
+static void queue_end(job_t *j, job_state_t state, queue_outcome_t outcome, const char *detail)
 {
+    j->state = state;
     int rc =
         queue_finish(j->r->queue, j->qj.gen_id, j->qj.token, outcome, detail, on_queue_finished, j);
-    if (rc == 0) {
+    if (rc == 0)
         j->pending++;
-        return;
-    }
-    queue_ended(j, rc);
-    job__check_end(j);
+    else
+        queue_answered(j, rc);
 }
 
 static void on_finished(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
@@ -172,31 +180,21 @@ static void on_finished(store_t *st, const gf_err_t *err, store_call_t *call, vo
     (void)st;
     job_op_t *op = data;
     job_t *j = op->job;
-    const char *status = call->res.finish.status;
-    if (err->code == GF_ECONFLICT) {
-        job_lose(j);
-    } else if (err->code < 0) {
-        job_hand_back(j);
-    } else {
-        if (j->r->m_outcomes)
-            gf_metric_inc(gf_metric_with(j->r->m_outcomes, status, NULL, NULL));
-        gf_log_ctx ctx = job__log(j, NULL);
-        GF_LOG(GF_LOG_INFO, &ctx, "finished: %s (%d images, %.0f ms)", status, j->images,
-               (double)(uv_hrtime() - j->started_ns) / 1e6);
-        queue_end(j, strcmp(status, "canceled") == 0 ? QUEUE_CANCELED : QUEUE_DONE, "{}");
-    }
+    if (err->code == GF_ECONFLICT)
+        job__advance(j, JOB_EV_LEASE_LOST, NULL);
+    else if (err->code < 0)
+        job__advance(j, JOB_EV_STORE_FAILED, NULL);
+    else
+        job__advance(j, JOB_EV_FINISHED, &(job_event_arg_t){.status = call->res.finish.status});
     job__op_free(op);
     job_unref(j);
 }
 
-static void job_finish(job_t *j, const char *status)
+/* Enters FINISHING: records the generation's end in Postgres. */
+static void job_finish(job_t *j, const char *status, const char *error)
 {
-    if (j->ending)
-        return;
-    j->ending = 1;
+    j->state = JOB_FINISHING;
     job_op_t *op = job__op_new(j, NULL);
-    /* A generation with no image delivered carries its last image's error. */
-    const char *error = j->delivered == 0 && strcmp(status, "canceled") != 0 ? j->last_error : NULL;
     store_call_finish(&op->call, j->qj.gen_id, (long long)j->qj.token, status, error);
     job__op_exec(op, on_finished);
 }
@@ -208,56 +206,103 @@ static void cancel_calls(job_t *j)
             provider_cancel(j->imgs[i].call);
 }
 
-void job_lose(job_t *j)
+/* RUNNING and CANCELING: starts what may start, and finishes when nothing is left. */
+static void job_pump(job_t *j)
 {
-    if (job__gone(j))
-        return;
-    gf_log_ctx ctx = job__log(j, NULL);
-    GF_LOG(GF_LOG_WARN, &ctx, "lease lost: aborting without writing anything");
-    j->lost = 1;
-    j->ended = 1;
-    cancel_calls(j);
-    job__check_end(j);
-}
-
-void job_hand_back(job_t *j)
-{
-    if (job__gone(j))
-        return;
-    j->handed_back = 1;
-    cancel_calls(j);
-    queue_end(j, QUEUE_RETRY, "handed back by a worker that is stopping or lost postgres");
-}
-
-void job_cancel(job_t *j)
-{
-    if (j->canceling || job__gone(j) || j->ending)
-        return;
-    j->canceling = 1;
-    cancel_calls(j);
-    job__pump(j);
-}
-
-/* Starts what may start, and finishes the generation when nothing is left. */
-void job__pump(job_t *j)
-{
-    if (j->ending || job__gone(j) || !j->started)
-        return;
-    if (j->canceling) {
+    if (j->state == JOB_CANCELING) {
         if (j->running == 0)
-            job_finish(j, "canceled");
+            job_finish(j, gf_gen_status_name(GF_GEN_CANCELED), NULL);
         return;
     }
-    /* A start can fail at once and hand the job back (image_fail -> store down):
+    if (j->state != JOB_RUNNING)
+        return;
+    /* A start can end the job at once (image_fail -> the store refuses: a hand-back):
      * then no further image may start, nor the generation finish. */
     for (int i = 0; i < j->images && j->running < j->r->cfg->worker_images_parallel; i++) {
-        if (job__gone(j) || j->ending)
+        if (j->state != JOB_RUNNING)
             return;
         if (j->imgs[i].state == IMAGE_PENDING)
             job__image_start(&j->imgs[i]);
     }
-    if (!job__gone(j) && j->settled == j->images)
-        job_finish(j, "auto");
+    if (j->state == JOB_RUNNING && j->settled == j->images) {
+        /* "auto": succeeded, partial or failed, from its images (farm_finish). A generation
+         * with no image delivered carries its last image's error. */
+        job_finish(j, "auto", j->delivered == 0 ? j->last_error : NULL);
+    }
+}
+
+static void job_finished(job_t *j, const char *status)
+{
+    if (j->r->m_outcomes)
+        gf_metric_inc(gf_metric_with(j->r->m_outcomes, status, NULL, NULL));
+    gf_log_ctx ctx = job__log(j, NULL);
+    GF_LOG(GF_LOG_INFO, &ctx, "finished: %s (%d images, %.0f ms)", status, j->images,
+           (double)(uv_hrtime() - j->started_ns) / 1e6);
+    queue_end(j, JOB_CLOSING,
+              gf_gen_status_parse(status) == GF_GEN_CANCELED ? QUEUE_CANCELED : QUEUE_DONE, "{}");
+}
+
+void job__advance(job_t *j, job_event_t ev, const job_event_arg_t *arg)
+{
+    job_state_t s = j->state;
+    switch (ev) {
+    case JOB_EV_READY:
+        if (s != JOB_STARTING)
+            return;
+        j->state = j->cancel_asked ? JOB_CANCELING : JOB_RUNNING;
+        job__stage(j, GF_STAGE_STARTING);
+        job_pump(j);
+        return;
+    case JOB_EV_PUMP:
+        job_pump(j);
+        return;
+    case JOB_EV_CANCEL:
+        if (s == JOB_STARTING) {
+            j->cancel_asked = 1; /* nothing runs yet: it cancels once ready */
+        } else if (s == JOB_RUNNING) {
+            j->state = JOB_CANCELING;
+            cancel_calls(j);
+            job_pump(j);
+        }
+        return;
+    case JOB_EV_UNRUNNABLE:
+        if (s == JOB_STARTING)
+            job_finish(j, gf_gen_status_name(GF_GEN_FAILED),
+                       "{\"code\":\"internal\",\"message\":\"unreadable parameters\","
+                       "\"retryable\":false}");
+        return;
+    case JOB_EV_FINISHED:
+        if (s == JOB_FINISHING)
+            job_finished(j, arg->status);
+        return;
+    case JOB_EV_CLOSE:
+        if (s == JOB_STARTING)
+            queue_end(j, JOB_CLOSING, arg->outcome, arg->detail);
+        return;
+    case JOB_EV_QUEUE_ANSWERED:
+        if (s == JOB_CLOSING || s == JOB_HANDING_BACK)
+            j->state = JOB_ENDED;
+        job__check_end(j);
+        return;
+    case JOB_EV_STORE_FAILED:
+    case JOB_EV_DRAIN_TIMEOUT:
+        /* A drain waits for a finish already on its way to Postgres; a failed one hands back. */
+        if (s > JOB_FINISHING || (ev == JOB_EV_DRAIN_TIMEOUT && s == JOB_FINISHING))
+            return;
+        cancel_calls(j);
+        queue_end(j, JOB_HANDING_BACK, QUEUE_RETRY,
+                  "handed back by a worker that is stopping or lost postgres");
+        return;
+    case JOB_EV_LEASE_LOST:
+        if (s == JOB_HANDING_BACK || job_has_ended(j))
+            return;
+        gf_log_ctx ctx = job__log(j, NULL);
+        GF_LOG(GF_LOG_WARN, &ctx, "lease lost: aborting without writing anything");
+        j->state = JOB_LOST;
+        cancel_calls(j);
+        job__check_end(j);
+        return;
+    }
 }
 
 /* --- starting ------------------------------------------------------------------------ */
@@ -281,6 +326,8 @@ static int job_parse(job_t *j)
     /* An export this worker has not loaded (another version's) is left out. */
     j->exports = p->export_defs;
     j->nexports = (size_t)p->n_export_defs;
+    /* Pose maps are made on the thread pool at start (on_refs_work), one per pose. */
+    j->pose_maps = gf_xcalloc((size_t)j->nposes, sizeof(img_buf));
     int64_t seed = p->seed < 0 ? 0 : p->seed;
     j->imgs = gf_xcalloc((size_t)j->images, sizeof(job_image_t));
     for (int k = 0; k < j->images; k++) {
@@ -312,13 +359,30 @@ static void read_stored(const char *root, const char *key, img_buf *out)
     out->len = b.len;
 }
 
-/* Thread pool: the identity image and uploaded pose maps. */
+/* The preset a pose names, when this worker has it; NULL for an uploaded pose map. */
+static const img_pose_preset *pose_preset(const job_t *j, int k)
+{
+    return j->params.kind == IMG_KIND_POSE && j->params.poses ? j->params.poses[k].def : NULL;
+}
+
+/*
+ * Thread pool: the identity image, and one pose map per pose: drawn from its
+ * preset, else read from its upload. Touches only the job's reference fields,
+ * which nothing on the loop reads until on_refs_done.
+ */
 static void on_refs_work(uv_work_t *w)
 {
     job_t *j = w->data;
     read_stored(j->r->cfg->storage_dir, j->identity_key, &j->identity);
-    for (int i = 0; j->pose_keys && i < j->nposes; i++)
-        read_stored(j->r->cfg->storage_dir, j->pose_keys[i], &j->pose_maps[i]);
+    for (int i = 0; i < j->nposes; i++) {
+        gf_err_t err = {0};
+        const img_pose_preset *preset = pose_preset(j, i);
+        if (preset &&
+            img_pose_render(preset->keypoints, j->width, j->height, &j->pose_maps[i], &err) == 0)
+            continue;
+        if (j->pose_keys)
+            read_stored(j->r->cfg->storage_dir, j->pose_keys[i], &j->pose_maps[i]);
+    }
 }
 
 /*
@@ -327,7 +391,7 @@ static void on_refs_work(uv_work_t *w)
  */
 void job__stage(job_t *j, gf_stage s)
 {
-    if (j->stage == (int)s || job__gone(j))
+    if (j->stage == (int)s || !job_is_live(j))
         return;
     j->stage = (int)s;
     job__event(j, gf_event_name(s == GF_STAGE_STARTING ? GF_EV_STARTED : GF_EV_PROGRESS),
@@ -335,24 +399,48 @@ void job__stage(job_t *j, gf_stage s)
                          gf_stage_name(s), "progress", j->settled * 100 / j->images));
 }
 
-static void job_begin(job_t *j)
-{
-    j->started = 1;
-    job__stage(j, GF_STAGE_STARTING);
-    job__pump(j);
-}
-
 static void on_refs_done(uv_work_t *w, int status)
 {
     job_t *j = w->data;
-    if (!job__gone(j)) {
+    if (j->state == JOB_STARTING) {
         if (status < 0 || (j->identity_key && j->identity.len == 0)) {
             gf_log_ctx ctx = job__log(j, "reading referenced files");
             GF_LOG(GF_LOG_WARN, &ctx, "a referenced file is missing: its images fail, released");
         }
-        job_begin(j);
+        job__advance(j, JOB_EV_READY, NULL);
     }
     job_unref(j);
+}
+
+/* Takes what an earlier attempt left (settled images, provider requests, references). */
+static int job_resume(job_t *j, const store_resume_result_t *res)
+{
+    for (size_t i = 0; i < res->n_settled; i++) {
+        int k = res->settled[i];
+        if (k >= 0 && k < j->images && j->imgs[k].state != IMAGE_SETTLED) {
+            j->imgs[k].state = IMAGE_SETTLED;
+            j->settled++;
+        }
+    }
+    for (size_t i = 0; i < res->n_requests; i++) {
+        int k = res->requests[i].index;
+        if (k >= 0 && k < j->images)
+            j->imgs[k].resume = gf_xstrdup(res->requests[i].token);
+    }
+    j->identity_key = res->identity_key ? gf_xstrdup(res->identity_key) : NULL;
+    int refs = j->identity_key != NULL;
+    for (size_t i = 0; i < res->n_pose_keys; i++) {
+        int k = res->pose_keys[i].pose;
+        if (k < 0 || k >= j->nposes)
+            continue;
+        if (j->pose_keys == NULL)
+            j->pose_keys = gf_xcalloc((size_t)j->nposes, sizeof(char *));
+        j->pose_keys[k] = gf_xstrdup(res->pose_keys[i].storage_key);
+        refs = 1;
+    }
+    for (int k = 0; k < j->nposes; k++)
+        refs |= pose_preset(j, k) != NULL;
+    return refs;
 }
 
 /* A worker that takes over skips what an earlier attempt settled. */
@@ -361,46 +449,21 @@ static void on_resume_info(store_t *st, const gf_err_t *err, store_call_t *call,
     (void)st;
     job_op_t *op = data;
     job_t *j = op->job;
-    const store_resume_result_t *res = &call->res.resume;
-    if (job__gone(j)) {
+    if (j->state != JOB_STARTING) {
     } else if (err->code < 0) {
-        job_hand_back(j);
-    } else {
-        for (size_t i = 0; i < res->n_settled; i++) {
-            int k = res->settled[i];
-            if (k >= 0 && k < j->images && j->imgs[k].state != IMAGE_SETTLED) {
-                j->imgs[k].state = IMAGE_SETTLED;
-                j->settled++;
-            }
-        }
-        for (size_t i = 0; i < res->n_requests; i++) {
-            int k = res->requests[i].index;
-            if (k >= 0 && k < j->images)
-                j->imgs[k].resume = gf_xstrdup(res->requests[i].token);
-        }
-        j->identity_key = res->identity_key ? gf_xstrdup(res->identity_key) : NULL;
-        int any_pose = 0;
-        for (size_t i = 0; i < res->n_pose_keys; i++) {
-            int k = res->pose_keys[i].pose;
-            if (k < 0 || k >= j->nposes)
-                continue;
-            if (j->pose_keys == NULL) {
-                j->pose_keys = gf_xcalloc((size_t)j->nposes, sizeof(char *));
-                j->pose_maps = gf_xcalloc((size_t)j->nposes, sizeof(img_buf));
-            }
-            j->pose_keys[k] = gf_xstrdup(res->pose_keys[i].storage_key);
-            any_pose = 1;
-        }
-        if (j->identity_key || any_pose) {
-            j->refs_work.data = j;
+        job__advance(j, JOB_EV_STORE_FAILED, NULL);
+    } else if (job_resume(j, &call->res.resume)) {
+        j->refs_work.data = j;
+        if (uv_queue_work(j->r->loop, &j->refs_work, on_refs_work, on_refs_done) == 0) {
             j->pending++;
-            if (uv_queue_work(j->r->loop, &j->refs_work, on_refs_work, on_refs_done) < 0)
-                on_refs_done(&j->refs_work, UV_ECANCELED);
-            job__op_free(op);
-            job_unref(j);
-            return;
+        } else {
+            gf_log_ctx ctx = job__log(j, "reading referenced files");
+            GF_LOG(GF_LOG_WARN, &ctx,
+                   "the thread pool refused the work: its images fail, released");
+            job__advance(j, JOB_EV_READY, NULL);
         }
-        job_begin(j);
+    } else {
+        job__advance(j, JOB_EV_READY, NULL);
     }
     job__op_free(op);
     job_unref(j);
@@ -413,28 +476,25 @@ static void on_started(store_t *st, const gf_err_t *err, store_call_t *call, voi
     job_op_t *op = data;
     job_t *j = op->job;
     gf_log_ctx ctx = job__log(j, "starting");
-    if (job__gone(j)) {
+    if (j->state != JOB_STARTING) {
     } else if (err->code == GF_ECONFLICT) {
-        job_lose(j);
+        job__advance(j, JOB_EV_LEASE_LOST, NULL);
     } else if (err->code == GF_ECANCELED) {
         /* Postgres already finished it (canceled or expired while queued). */
-        j->ending = 1;
-        queue_end(j, QUEUE_CANCELED, "finished in postgres before it started");
+        job__advance(j, JOB_EV_CLOSE,
+                     &(job_event_arg_t){.outcome = QUEUE_CANCELED,
+                                        .detail = "finished in postgres before it started"});
     } else if (err->code == GF_ENOTFOUND) {
         GF_LOG(GF_LOG_ERROR, &ctx, "no such generation in postgres: dead-lettering");
-        j->ending = 1;
-        queue_end(j, QUEUE_FATAL, "no such generation in postgres");
+        job__advance(
+            j, JOB_EV_CLOSE,
+            &(job_event_arg_t){.outcome = QUEUE_FATAL, .detail = "no such generation in postgres"});
     } else if (err->code < 0) {
         gf_log_err(GF_LOG_WARN, &ctx, err);
-        job_hand_back(j);
+        job__advance(j, JOB_EV_STORE_FAILED, NULL);
     } else if (job_parse(j) < 0) {
         GF_LOG(GF_LOG_ERROR, &ctx, "its parameters cannot be run: failing it");
-        j->ending = 1;
-        job_op_t *fin = job__op_new(j, NULL);
-        store_call_finish(&fin->call, j->qj.gen_id, (long long)j->qj.token, "failed",
-                          "{\"code\":\"internal\",\"message\":\"unreadable parameters\","
-                          "\"retryable\":false}");
-        job__op_exec(fin, on_finished);
+        job__advance(j, JOB_EV_UNRUNNABLE, NULL);
     } else {
         job_op_t *info = job__op_new(j, NULL);
         store_call_resume(&info->call, j->qj.gen_id);
@@ -450,14 +510,15 @@ void job_start(worker_runner_t *r, queue_job_t *qj)
     j->r = r;
     j->qj = *qj;
     memset(qj, 0, sizeof(*qj)); /* the job owns the strings now */
+    j->state = JOB_STARTING;
     j->started_ns = uv_hrtime();
     j->next = r->jobs;
     if (r->jobs)
         r->jobs->prev = j;
     r->jobs = j;
     r->njobs++;
-    job_op_t *op = job__op_new(j, NULL);
     j->stage = -1;
+    job_op_t *op = job__op_new(j, NULL);
     /* The provider of record: the one the request named (the only one it
      * will use), else the chain it may use, in order. (Unreadable parameters
      * are refused once the start is recorded: job_parse.) */

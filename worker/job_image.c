@@ -4,7 +4,7 @@
  * and storage on the thread pool, then its outputs and its capture in one
  * transaction, or its release when it fails for good.
  */
-#include "job.h"
+#include "worker_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +21,7 @@ static void image_settled(job_image_t *img, json_t *event)
     json_object_set_new(event, "status", json_string(gf_gen_status_name(GF_GEN_RUNNING)));
     json_object_set_new(event, "progress", json_integer(j->settled * 100 / j->images));
     job__event(j, gf_event_name(GF_EV_IMAGE), event);
-    job__pump(j);
+    job__advance(j, JOB_EV_PUMP, NULL);
 }
 
 /* The image's outputs and capture (farm_image_done), or its release with op->error_json. */
@@ -35,11 +35,11 @@ static void on_image_recorded(store_t *st, const gf_err_t *err, store_call_t *ca
     if (err->code == 0 && call->res.image.applied && j->r->m_images)
         gf_metric_inc(
             gf_metric_with(j->r->m_images, captured ? "captured" : "released", NULL, NULL));
-    if (job__gone(j)) {
+    if (!job_is_live(j)) {
     } else if (err->code == GF_ECONFLICT) {
-        job_lose(j);
+        job__advance(j, JOB_EV_LEASE_LOST, NULL);
     } else if (err->code < 0) {
-        job_hand_back(j);
+        job__advance(j, JOB_EV_STORE_FAILED, NULL);
     } else if (captured) {
         job__stage_done(img, GF_STAGE_STORING);
         j->delivered++;
@@ -109,7 +109,7 @@ static void on_work_done(uv_work_t *w, int status)
     job_t *j = img->job;
     GF_FREE(img->bytes);
     job__stage_done(img, GF_STAGE_POSTPROCESSING);
-    if (job__gone(j)) {
+    if (!job_is_live(j)) {
     } else if (status < 0 || img->work_err.code != 0 || img->outputs_json == NULL) {
         gf_log_ctx ctx = job__log(j, "post-processing");
         gf_log_err(GF_LOG_WARN, &ctx, &img->work_err);
@@ -134,7 +134,7 @@ static void on_request_recorded(store_t *st, const gf_err_t *err, store_call_t *
     job_op_t *op = data;
     job_t *j = op->job;
     if (err->code == GF_ECONFLICT)
-        job_lose(j);
+        job__advance(j, JOB_EV_LEASE_LOST, NULL);
     job__op_free(op);
     job_unref(j);
 }
@@ -146,7 +146,7 @@ static void on_accepted(provider_call_t *call, const char *provider, const char 
     (void)request_id;
     job_image_t *img = data;
     job_t *j = img->job;
-    if (job__gone(j) || resume == NULL)
+    if (!job_is_live(j) || resume == NULL)
         return;
     /* Persist before waiting on it, so a worker that takes over resumes, not resubmits. */
     char token[600];
@@ -169,7 +169,7 @@ static void provider_done(job_image_t *img, const gf_err_t *err, const provider_
                           (double)(uv_hrtime() - img->t_stage) / 1e9);
     }
     job__stage_done(img, GF_STAGE_GENERATING);
-    if (job__gone(j))
+    if (!job_is_live(j))
         return;
     if (err->code == GF_OK) {
         const provider_image_t *im = res->image;
@@ -184,10 +184,10 @@ static void provider_done(job_image_t *img, const gf_err_t *err, const provider_
             on_work_done(&img->work, UV_ECANCELED);
         return;
     }
-    if (j->canceling) {
+    if (j->state == JOB_CANCELING) {
         img->state = IMAGE_PENDING; /* released by the canceled finish */
         j->running--;
-        job__pump(j);
+        job__advance(j, JOB_EV_PUMP, NULL);
         return;
     }
     const provider_error_t *e = res->error;
@@ -239,14 +239,9 @@ void job__image_start(job_image_t *img)
     req.only_provider = p->provider;
     req.steps = p->steps;
     req.guidance = p->guidance; /* -1: not given */
-    img_buf pose_map = {0};
-    const img_pose_preset *preset = img->pose < p->nposes ? p->poses[img->pose].def : NULL;
-    gf_err_t err = {0};
-    if (preset && img_pose_render(preset->keypoints, j->width, j->height, &pose_map, &err) == 0) {
-        req.pose_image = pose_map.data;
-        req.pose_len = pose_map.len;
-    } else if (j->pose_maps && j->pose_maps[img->pose].len) {
-        req.pose_image = j->pose_maps[img->pose].data; /* an uploaded pose map */
+    /* The pose map was drawn (or read) on the thread pool when the job started. */
+    if (j->pose_maps && j->pose_maps[img->pose].len) {
+        req.pose_image = j->pose_maps[img->pose].data;
         req.pose_len = j->pose_maps[img->pose].len;
     }
     if (j->identity.len) {
@@ -260,7 +255,6 @@ void job__image_start(job_image_t *img)
                            ? "the uploaded pose map"
                            : NULL;
     if (lost) {
-        img_buf_dispose(&pose_map);
         char msg[160];
         snprintf(msg, sizeof(msg), "%s could not be read from storage; upload it again", lost);
         image_fail(img, "internal", msg, 0);
@@ -281,8 +275,8 @@ void job__image_start(job_image_t *img)
         }
     }
     provider_cbs_t cbs = {.done = on_provider_done, .accepted = on_accepted, .data = img};
+    gf_err_t err = {0};
     int rc = provider_submit(j->r->provider, &req, &cbs, &img->call, &err);
-    img_buf_dispose(&pose_map);
     if (rc < 0) {
         image_fail(img, "internal", "the provider call could not start", 0);
         return;

@@ -7,7 +7,7 @@
  * least every min(lease / 3, 1.5 s), so a cancel reaches its job within 2 s
  * even when the pub/sub message is lost.
  */
-#include "job.h"
+#include "worker_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,9 +102,9 @@ static void on_heartbeat(queue_t *q, const gf_err_t *err, const queue_result_t *
     if (err->code == GF_ECONFLICT || err->code == GF_ENOTFOUND) {
         if (j->r->m_heartbeat_failures)
             gf_metric_inc(j->r->m_heartbeat_failures);
-        job_lose(j);
+        job__advance(j, JOB_EV_LEASE_LOST, NULL);
     } else if (err->code == GF_OK && res->cancel) {
-        job_cancel(j);
+        job__advance(j, JOB_EV_CANCEL, NULL);
     }
     job_unref(j);
 }
@@ -113,7 +113,7 @@ static void on_heartbeat_timer(uv_timer_t *t)
 {
     worker_runner_t *r = t->data;
     for (job_t *j = r->jobs; j; j = j->next) {
-        if (j->ended || j->lost || j->handed_back)
+        if (!job_is_live(j))
             continue;
         if (queue_heartbeat(r->queue, r->worker_id, j->qj.gen_id, j->qj.token, on_heartbeat, j) < 0)
             continue; /* Redis is down: the next tick tries again */
@@ -129,7 +129,7 @@ static void on_cancel_message(queue_t *q, const char *gen_id, void *data)
     worker_runner_t *r = data;
     for (job_t *j = r->jobs; j; j = j->next)
         if (strcmp(j->qj.gen_id, gen_id) == 0)
-            job_cancel(j);
+            job__advance(j, JOB_EV_CANCEL, NULL);
 }
 
 worker_runner_t *worker_runner_new(uv_loop_t *loop, const gf_config_t *cfg, queue_t *queue,
@@ -249,7 +249,7 @@ static void on_drain_timeout(uv_timer_t *t)
            r->njobs);
     for (job_t *j = r->jobs; j;) {
         job_t *next = j->next;
-        job_hand_back(j);
+        job__advance(j, JOB_EV_DRAIN_TIMEOUT, NULL);
         j = next;
     }
 }

@@ -7,7 +7,7 @@
 #include "imaging.h"
 #include "provider.h"
 #include "queue.h"
-#include "runner.h"
+#include "worker_int.h"
 #include "store.h"
 #include "sweeper.h"
 
