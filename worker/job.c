@@ -163,10 +163,9 @@ static void on_queue_finished(queue_t *q, const gf_err_t *err, const queue_resul
     job_unref(j);
 }
 
-/* Enters CLOSING or HANDING_BACK: tells the queue how the lease ends. */
-static void queue_end(job_t *j, job_state_t state, queue_outcome_t outcome, const char *detail)
+/* CLOSING and HANDING_BACK: tells the queue how the lease ends. */
+static void queue_end(job_t *j, queue_outcome_t outcome, const char *detail)
 {
-    j->state = state;
     int rc =
         queue_finish(j->r->queue, j->qj.gen_id, j->qj.token, outcome, detail, on_queue_finished, j);
     if (rc == 0)
@@ -190,10 +189,9 @@ static void on_finished(store_t *st, const gf_err_t *err, store_call_t *call, vo
     job_unref(j);
 }
 
-/* Enters FINISHING: records the generation's end in Postgres. */
+/* FINISHING: records the generation's end in Postgres. */
 static void job_finish(job_t *j, const char *status, const char *error)
 {
-    j->state = JOB_FINISHING;
     job_op_t *op = job__op_new(j, NULL);
     store_call_finish(&op->call, j->qj.gen_id, (long long)j->qj.token, status, error);
     job__op_exec(op, on_finished);
@@ -206,103 +204,98 @@ static void cancel_calls(job_t *j)
             provider_cancel(j->imgs[i].call);
 }
 
-/* RUNNING and CANCELING: starts what may start, and finishes when nothing is left. */
-static void job_pump(job_t *j)
+/* RUNNING: starts pending images, FARM_WORKER_IMAGES_PARALLEL at a time. */
+static void start_images(job_t *j)
 {
-    if (j->state == JOB_CANCELING) {
-        if (j->running == 0)
-            job_finish(j, gf_gen_status_name(GF_GEN_CANCELED), NULL);
-        return;
-    }
-    if (j->state != JOB_RUNNING)
-        return;
     /* A start can end the job at once (image_fail -> the store refuses: a hand-back):
-     * then no further image may start, nor the generation finish. */
+     * then no further image may start. */
     for (int i = 0; i < j->images && j->running < j->r->cfg->worker_images_parallel; i++) {
         if (j->state != JOB_RUNNING)
             return;
         if (j->imgs[i].state == IMAGE_PENDING)
             job__image_start(&j->imgs[i]);
     }
-    if (j->state == JOB_RUNNING && j->settled == j->images) {
-        /* "auto": succeeded, partial or failed, from its images (farm_finish). A generation
-         * with no image delivered carries its last image's error. */
-        job_finish(j, "auto", j->delivered == 0 ? j->last_error : NULL);
-    }
 }
 
-static void job_finished(job_t *j, const char *status)
+/* What entering the job's new state (left `from` on `ev`) does. */
+static void job_enter(job_t *j, job_state_t from, job_event_t ev, const job_event_arg_t *arg)
 {
-    if (j->r->m_outcomes)
-        gf_metric_inc(gf_metric_with(j->r->m_outcomes, status, NULL, NULL));
-    gf_log_ctx ctx = job__log(j, NULL);
-    GF_LOG(GF_LOG_INFO, &ctx, "finished: %s (%d images, %.0f ms)", status, j->images,
-           (double)(uv_hrtime() - j->started_ns) / 1e6);
-    queue_end(j, JOB_CLOSING,
-              gf_gen_status_parse(status) == GF_GEN_CANCELED ? QUEUE_CANCELED : QUEUE_DONE, "{}");
+    switch (j->state) {
+    case JOB_RUNNING:
+        job__stage(j, GF_STAGE_STARTING);
+        job__advance(j, JOB_EV_PUMP, NULL);
+        return;
+    case JOB_CANCELING:
+        if (from == JOB_STARTING)
+            job__stage(j, GF_STAGE_STARTING);
+        cancel_calls(j);
+        job__advance(j, JOB_EV_PUMP, NULL);
+        return;
+    case JOB_FINISHING:
+        if (ev == JOB_EV_UNRUNNABLE)
+            job_finish(j, gf_gen_status_name(GF_GEN_FAILED),
+                       "{\"code\":\"internal\",\"message\":\"unreadable parameters\","
+                       "\"retryable\":false}");
+        else if (from == JOB_CANCELING)
+            job_finish(j, gf_gen_status_name(GF_GEN_CANCELED), NULL);
+        else /* "auto": succeeded, partial or failed, from its images (farm_finish). A
+              * generation with no image delivered carries its last image's error. */
+            job_finish(j, "auto", j->delivered == 0 ? j->last_error : NULL);
+        return;
+    case JOB_CLOSING:
+        if (ev == JOB_EV_CLOSE) {
+            queue_end(j, arg->outcome, arg->detail);
+        } else {
+            if (j->r->m_outcomes)
+                gf_metric_inc(gf_metric_with(j->r->m_outcomes, arg->status, NULL, NULL));
+            gf_log_ctx ctx = job__log(j, NULL);
+            GF_LOG(GF_LOG_INFO, &ctx, "finished: %s (%d images, %.0f ms)", arg->status, j->images,
+                   (double)(uv_hrtime() - j->started_ns) / 1e6);
+            queue_end(j,
+                      gf_gen_status_parse(arg->status) == GF_GEN_CANCELED ? QUEUE_CANCELED
+                                                                          : QUEUE_DONE,
+                      "{}");
+        }
+        return;
+    case JOB_HANDING_BACK:
+        cancel_calls(j);
+        queue_end(j, QUEUE_RETRY, "handed back by a worker that is stopping or lost postgres");
+        return;
+    case JOB_LOST: {
+        gf_log_ctx ctx = job__log(j, NULL);
+        GF_LOG(GF_LOG_WARN, &ctx, "lease lost while %s: aborting without writing anything",
+               job__state_name(from));
+        cancel_calls(j);
+        job__check_end(j);
+        return;
+    }
+    case JOB_ENDED:
+        job__check_end(j);
+        return;
+    case JOB_STARTING:
+        return; /* only ever the first state */
+    }
 }
 
 void job__advance(job_t *j, job_event_t ev, const job_event_arg_t *arg)
 {
-    job_state_t s = j->state;
-    switch (ev) {
-    case JOB_EV_READY:
-        if (s != JOB_STARTING)
-            return;
-        j->state = j->cancel_asked ? JOB_CANCELING : JOB_RUNNING;
-        job__stage(j, GF_STAGE_STARTING);
-        job_pump(j);
-        return;
-    case JOB_EV_PUMP:
-        job_pump(j);
-        return;
-    case JOB_EV_CANCEL:
-        if (s == JOB_STARTING) {
-            j->cancel_asked = 1; /* nothing runs yet: it cancels once ready */
-        } else if (s == JOB_RUNNING) {
-            j->state = JOB_CANCELING;
-            cancel_calls(j);
-            job_pump(j);
-        }
-        return;
-    case JOB_EV_UNRUNNABLE:
-        if (s == JOB_STARTING)
-            job_finish(j, gf_gen_status_name(GF_GEN_FAILED),
-                       "{\"code\":\"internal\",\"message\":\"unreadable parameters\","
-                       "\"retryable\":false}");
-        return;
-    case JOB_EV_FINISHED:
-        if (s == JOB_FINISHING)
-            job_finished(j, arg->status);
-        return;
-    case JOB_EV_CLOSE:
-        if (s == JOB_STARTING)
-            queue_end(j, JOB_CLOSING, arg->outcome, arg->detail);
-        return;
-    case JOB_EV_QUEUE_ANSWERED:
-        if (s == JOB_CLOSING || s == JOB_HANDING_BACK)
-            j->state = JOB_ENDED;
-        job__check_end(j);
-        return;
-    case JOB_EV_STORE_FAILED:
-    case JOB_EV_DRAIN_TIMEOUT:
-        /* A drain waits for a finish already on its way to Postgres; a failed one hands back. */
-        if (s > JOB_FINISHING || (ev == JOB_EV_DRAIN_TIMEOUT && s == JOB_FINISHING))
-            return;
-        cancel_calls(j);
-        queue_end(j, JOB_HANDING_BACK, QUEUE_RETRY,
-                  "handed back by a worker that is stopping or lost postgres");
-        return;
-    case JOB_EV_LEASE_LOST:
-        if (s == JOB_HANDING_BACK || job_has_ended(j))
-            return;
-        gf_log_ctx ctx = job__log(j, NULL);
-        GF_LOG(GF_LOG_WARN, &ctx, "lease lost: aborting without writing anything");
-        j->state = JOB_LOST;
-        cancel_calls(j);
-        job__check_end(j);
-        return;
+    if (ev == JOB_EV_CANCEL && j->state == JOB_STARTING)
+        j->cancel_asked = 1; /* nothing runs yet: it cancels once ready */
+    if (ev == JOB_EV_PUMP && j->state == JOB_RUNNING) {
+        start_images(j);
+        if (j->state != JOB_RUNNING)
+            return; /* a start ended it */
     }
+    job_facts_t f = {.cancel_asked = j->cancel_asked,
+                     .running = j->running,
+                     .settled = j->settled,
+                     .images = j->images};
+    job_state_t from = j->state;
+    job_state_t to = job__next(from, ev, &f);
+    if (to == from)
+        return;
+    j->state = to;
+    job_enter(j, from, ev, arg);
 }
 
 /* --- starting ------------------------------------------------------------------------ */

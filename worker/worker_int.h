@@ -87,6 +87,21 @@ typedef enum {
     JOB_EV_LEASE_LOST,     /* a fenced write or a heartbeat was refused */
 } job_event_t;
 
+/* What the transition table needs to know besides the state and the event. */
+typedef struct {
+    int cancel_asked;             /* a cancel came while STARTING */
+    int running, settled, images; /* images in flight, settled, in all */
+} job_facts_t;
+
+/*
+ * The transition table (job_state.c, pure): the state a job in `s` moves to
+ * on `ev`; `s` itself when the state does not take the event.
+ */
+job_state_t job__next(job_state_t s, job_event_t ev, const job_facts_t *f);
+
+/* A state's name, for logs. */
+const char *job__state_name(job_state_t s);
+
 /* What an event carries, where it carries anything. */
 typedef struct {
     const char *status;      /* JOB_EV_FINISHED */
