@@ -1,5 +1,5 @@
 /*
- * tests/integration/queue_bench.c - the load generator of `scripts/bench
+ * tests/bench/queue_bench.c - the load generator of `scripts/bench
  * queue` (not a test): N jobs through enqueue -> claim -> complete.
  *
  *   queue_bench N DIR
