@@ -1,6 +1,6 @@
 /*
  * tests/bench/sse_fanout.c - many SSE clients on one generation, and the
- * worker's part that feeds them. Used by tests/integration/api_sse.c (1,000
+ * worker's part that feeds them. Used by tests/integration/api/sse.c (1,000
  * clients) and `scripts/bench sse` (10,000).
  *
  *   sse_fanout API_URL TOKEN CLIENTS API_PID

@@ -1,0 +1,509 @@
+/*
+ * tests/integration/api/events.c - the event routes (API.md "Progress over
+ * Server-Sent Events") as a client sees them, against a real farm-api
+ * process: the per-user stream limit, replay and resume without gaps, the
+ * user stream's terminal events, a Last-Event-ID that is not ours (a 400
+ * that costs Redis nothing: one such id used to keep Redis busy for good), a
+ * terminal event larger than a stream's send-queue cap (the api runs with
+ * the smallest cap, 4096 bytes), resuming after the terminal event, and the
+ * streams while Postgres is down. The test plays the worker's part through
+ * the queue and store APIs.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <curl/curl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "api_harness.h"
+#include "queue.h"
+#include "store.h"
+#include "support.h"
+
+static pid_t api_pid;
+static gf_config_t *cfg;
+static queue_sync_t *qs;
+static store_conn_t *sc;
+static char *user_tok; /* one user for the tests that need no other */
+
+static const char *AVATAR = "{\"kind\":\"avatar\",\"prompt\":\"a watercolor fox\"}";
+
+static int setup(void **state)
+{
+    (void)state;
+    static const char *const extra[] = {"FARM_SSE_HEARTBEAT_S=1", "FARM_RATE_LIMIT_BURST=1000",
+                                        "FARM_HTTP_STREAM_MAX_QUEUED_BYTES=4096", NULL};
+    api_pid = au_api_start(extra);
+    gf_err_t err = {0};
+    cfg = gf_cfg_load(environ, &err);
+    qs = cfg ? queue_sync_new(cfg, &err) : NULL;
+    sc = cfg ? store_conn_new(cfg->database_url, &err) : NULL;
+    user_tok = au_token(NULL, "pro", NULL, NULL);
+    return api_pid > 0 && qs && sc ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    free(user_tok);
+    queue_sync_free(qs);
+    store_conn_free(sc);
+    gf_cfg_free(cfg);
+    /* It exits 0: no sanitizer report, no crash along the way. */
+    return api_pid > 0 && ts_stop(api_pid, SIGTERM, 10) == 0 ? 0 : -1;
+}
+
+/* Opens GET /v1/events on a raw socket; returns the fd and the response's status (0 if none). */
+static int sse_open_raw(const char *tok, int *status)
+{
+    int port = atoi(strrchr(au_base, ':') + 1);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    char req[2300];
+    int n = snprintf(req, sizeof(req),
+                     "GET /v1/events HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n\r\n", tok);
+    assert_int_equal(write(fd, req, (size_t)n), n);
+    char buf[64] = {0};
+    size_t got = 0;
+    double end = ts_now() + 5;
+    while (got < 12 && ts_now() < end) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (poll(&pf, 1, 100) == 1) {
+            ssize_t r = read(fd, buf + got, sizeof(buf) - 1 - got);
+            if (r <= 0)
+                break;
+            got += (size_t)r;
+        }
+    }
+    *status = got >= 12 ? atoi(buf + 9) : 0; /* "HTTP/1.1 200" */
+    return fd;
+}
+
+static void test_event_streams_are_limited_per_user(void **state)
+{
+    (void)state;
+    /* FARM_SSE_MAX_PER_USER is 20 (the default): the 21st is refused, another
+     * user is not, and a closed stream frees its place. */
+    char *t = au_token(NULL, "pro", NULL, NULL), *other = au_token(NULL, "pro", NULL, NULL);
+    int fds[20], st;
+    for (int i = 0; i < 20; i++) {
+        fds[i] = sse_open_raw(t, &st);
+        assert_int_equal(st, 200);
+    }
+    int fd = sse_open_raw(t, &st);
+    assert_int_equal(st, 429);
+    close(fd);
+    fd = sse_open_raw(other, &st);
+    assert_int_equal(st, 200);
+    close(fd);
+    close(fds[0]);
+    double end = ts_now() + 5;
+    do {
+        fd = sse_open_raw(t, &st);
+        if (st != 200)
+            close(fd);
+    } while (st != 200 && ts_now() < end);
+    assert_int_equal(st, 200);
+    close(fd);
+    for (int i = 1; i < 20; i++)
+        close(fds[i]);
+    free(t);
+    free(other);
+}
+
+typedef struct {
+    char url[512];
+    char auth[2048];
+    const char *last_event_id;
+    gf_buf_t got;
+    pthread_mutex_t mu;
+    long status;
+    double timeout_s;
+} sse_client_t;
+
+static size_t on_sse(char *p, size_t size, size_t n, void *ud)
+{
+    sse_client_t *c = ud;
+    pthread_mutex_lock(&c->mu);
+    gf_buf_append(&c->got, p, size * n);
+    pthread_mutex_unlock(&c->mu);
+    return size * n;
+}
+
+static void *sse_run(void *arg)
+{
+    sse_client_t *c = arg;
+    CURL *e = curl_easy_init();
+    struct curl_slist *h = curl_slist_append(NULL, c->auth);
+    char last[64];
+    if (c->last_event_id) {
+        snprintf(last, sizeof(last), "Last-Event-ID: %s", c->last_event_id);
+        h = curl_slist_append(h, last);
+    }
+    curl_easy_setopt(e, CURLOPT_URL, c->url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_sse);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(c->timeout_s * 1000));
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_perform(e);
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &c->status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(e);
+    return NULL;
+}
+
+static int sse_has(sse_client_t *c, const char *needle)
+{
+    pthread_mutex_lock(&c->mu);
+    int ok = c->got.p && strstr(c->got.p, needle) != NULL;
+    pthread_mutex_unlock(&c->mu);
+    return ok;
+}
+
+static int wait_for(sse_client_t *c, const char *needle, double timeout_s)
+{
+    double end = ts_now() + timeout_s;
+    while (ts_now() < end) {
+        if (sse_has(c, needle))
+            return 1;
+        usleep(20000);
+    }
+    return 0;
+}
+
+static size_t count_of(const char *hay, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = hay; p && (p = strstr(p, needle)); p++)
+        n++;
+    return n;
+}
+
+/* Creates a generation for the user of `tok`; its id in `id`. */
+static void create(const char *tok, const char *body, char id[37])
+{
+    ts_http_t r = au_call("POST", "/v1/generations", tok, body, NULL);
+    assert_int_equal(r.status, 202);
+    au_id_of(&r, id);
+    ts_http_dispose(&r);
+}
+
+/* Plays the worker: claims until generation `id` comes up; its fencing token. */
+static uint64_t claim_token(const char *id)
+{
+    queue_claim_t claim = {0};
+    gf_err_t err = {0};
+    uint64_t tok = 0;
+    for (int round = 0; round < 20 && tok == 0; round++) {
+        assert_int_equal(queue_sync_claim(qs, "test-worker", 16, &claim, &err), 0);
+        for (size_t i = 0; i < claim.n_jobs; i++)
+            if (strcmp(claim.jobs[i].gen_id, id) == 0)
+                tok = claim.jobs[i].token;
+        queue_claim_dispose(&claim);
+    }
+    assert_true(tok > 0);
+    return tok;
+}
+
+static void test_events_replay_and_resume_without_gaps(void **state)
+{
+    (void)state;
+    char *t = au_token(NULL, "pro", NULL, NULL), id[37];
+    create(t, AVATAR, id);
+
+    /* c1 follows the generation and "disconnects" (its timeout) after event 2. */
+    sse_client_t c1 = {.mu = PTHREAD_MUTEX_INITIALIZER, .timeout_s = 4};
+    snprintf(c1.url, sizeof(c1.url), "%s/v1/generations/%s/events?access_token=%s", au_base, id, t);
+    snprintf(c1.auth, sizeof(c1.auth), "X-Client: 1");
+    pthread_t th;
+    pthread_create(&th, NULL, sse_run, &c1);
+    assert_true(wait_for(&c1, "id: 1\nevent: queued\n", 10));
+    assert_true(sse_has(&c1, "retry: 2000\n"));
+    /* API.md: the queued event carries the queue position. */
+    assert_true(wait_for(&c1, "\"queue_position\":", 5));
+
+    /* The worker's part: claim the job, start it, publish. */
+    gf_err_t err = {0};
+    uint64_t tok = claim_token(id);
+    store_call_t sc_call;
+    store_call_start(&sc_call, id, (long long)tok, "local");
+    assert_int_equal(store_conn_exec(sc, &sc_call), 0);
+    store_call_dispose(&sc_call);
+    queue_result_t qr = {0};
+    assert_int_equal(queue_sync_event_append(qs, id, tok, "started", NULL, &qr, &err), 0);
+    assert_true(wait_for(&c1, "id: 2\nevent: started\n", 10));
+    pthread_join(th, NULL);
+
+    /* Events 3 and 4 are published while nobody listens. */
+    const char *progress = "{\"status\":\"running\",\"stage\":\"generating\",\"progress\":40}";
+    assert_int_equal(queue_sync_event_append(qs, id, tok, "progress", progress, &qr, &err), 0);
+    assert_int_equal(queue_sync_event_append(qs, id, tok, "progress", progress, &qr, &err), 0);
+
+    /* c2 resumes after 2: it gets 3 and 4 once, then the live terminal event, then the end. */
+    sse_client_t c2 = {.mu = PTHREAD_MUTEX_INITIALIZER, .timeout_s = 30, .last_event_id = "2"};
+    snprintf(c2.url, sizeof(c2.url), "%s/v1/generations/%s/events", au_base, id);
+    snprintf(c2.auth, sizeof(c2.auth), "Authorization: Bearer %s", t);
+    pthread_create(&th, NULL, sse_run, &c2);
+    assert_true(wait_for(&c2, "id: 4\nevent: progress\n", 10));
+    store_call_image(&sc_call, id, (long long)tok, 0, 1, NULL);
+    assert_int_equal(store_conn_exec(sc, &sc_call), 0);
+    store_call_dispose(&sc_call);
+    store_call_finish(&sc_call, id, (long long)tok, "auto", NULL);
+    assert_int_equal(store_conn_exec(sc, &sc_call), 0);
+    store_call_dispose(&sc_call);
+    assert_int_equal(queue_sync_finish(qs, id, tok, QUEUE_DONE, "{}", &qr, &err), 0);
+    double started = ts_now();
+    pthread_join(th, NULL);
+    assert_true(ts_now() - started < 15); /* the stream ended by itself */
+    assert_int_equal(c2.status, 200);
+    assert_null(strstr(c2.got.p, "id: 1\n"));
+    assert_null(strstr(c2.got.p, "id: 2\n"));
+    assert_int_equal(count_of(c2.got.p, "id: 3\n"), 1);
+    assert_int_equal(count_of(c2.got.p, "id: 4\n"), 1);
+    assert_non_null(strstr(c2.got.p, "event: succeeded\ndata: {"));
+    assert_non_null(strstr(c2.got.p, "\"charged\":10"));
+    assert_null(strstr(c1.got.p, "id: 3\n"));
+
+    /* A finished generation replays everything and ends. */
+    sse_client_t c3 = {.mu = PTHREAD_MUTEX_INITIALIZER, .timeout_s = 30};
+    snprintf(c3.url, sizeof(c3.url), "%s/v1/generations/%s/events?access_token=%s", au_base, id, t);
+    snprintf(c3.auth, sizeof(c3.auth), "X-Client: 3");
+    sse_run(&c3);
+    assert_int_equal(count_of(c3.got.p, "\nevent: "), 5);
+    assert_non_null(strstr(c3.got.p, "event: succeeded\n"));
+    gf_buf_dispose(&c1.got);
+    gf_buf_dispose(&c2.got);
+    gf_buf_dispose(&c3.got);
+    free(t);
+}
+
+/* /v1/events: a generation that failed ends with event 'failed' and its whole record. */
+static void test_user_stream_ends_each_generation_with_its_own_status(void **state)
+{
+    (void)state;
+    char *t = au_token(NULL, "pro", NULL, NULL), id[37];
+    create(t, AVATAR, id);
+    /* A worker's part: claim, start, its only image fails, finish. */
+    gf_err_t err = {0};
+    uint64_t tok = claim_token(id);
+    store_call_t c;
+    store_call_start(&c, id, (long long)tok, "local");
+    assert_int_equal(store_conn_exec(sc, &c), 0);
+    store_call_dispose(&c);
+    store_call_image(&c, id, (long long)tok, 0, 0,
+                     "{\"code\":\"provider_error\",\"message\":\"no\",\"retryable\":false}");
+    assert_int_equal(store_conn_exec(sc, &c), 0);
+    store_call_dispose(&c);
+    store_call_finish(&c, id, (long long)tok, "auto", NULL);
+    assert_int_equal(store_conn_exec(sc, &c), 0);
+    store_call_dispose(&c);
+    queue_result_t qr = {0};
+    assert_int_equal(queue_sync_finish(qs, id, tok, QUEUE_DONE, "{}", &qr, &err), 0);
+
+    sse_client_t u = {.mu = PTHREAD_MUTEX_INITIALIZER, .timeout_s = 5};
+    snprintf(u.url, sizeof(u.url), "%s/v1/events", au_base);
+    snprintf(u.auth, sizeof(u.auth), "Authorization: Bearer %s", t);
+    pthread_t th;
+    pthread_create(&th, NULL, sse_run, &u);
+    assert_true(wait_for(&u, "event: failed\ndata: {", 5));
+    pthread_join(th, NULL);
+    assert_int_equal(u.status, 200);
+    assert_null(strstr(u.got.p, "event: succeeded")); /* the queue's 'done' is not a success */
+    const char *term = strstr(u.got.p, "event: failed\ndata: ");
+    assert_non_null(term);
+    assert_non_null(strstr(term, "\"status\":\"failed\""));
+    assert_non_null(strstr(term, "\"released\":10"));
+    assert_non_null(strstr(term, id));
+    gf_buf_dispose(&u.got);
+    free(t);
+}
+
+/* A generation that is finished already: created, then canceled while queued. */
+static void create_canceled(const char *body, char id[37])
+{
+    create(user_tok, body, id);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/generations/%s/cancel", id);
+    ts_http_t r = au_call("POST", path, user_tok, NULL, NULL);
+    assert_int_equal(r.status, 202);
+    ts_http_dispose(&r);
+}
+
+static void test_a_foreign_last_event_id_is_400_and_redis_stays_free(void **state)
+{
+    (void)state;
+    char id[37], path[128], header[128];
+    create(user_tok, "{\"kind\":\"avatar\",\"prompt\":\"a fox\"}", id);
+    snprintf(path, sizeof(path), "/v1/generations/%s/events", id);
+    /* 18428729675200069632 became -2^54 in Lua, where after + 1 == after: an endless loop. */
+    static const char *const gen_ids[] = {
+        "18428729675200069632", "18446744073709551615", "-1", "+5", "1e3", "9999999999999999"};
+    for (size_t i = 0; i < sizeof(gen_ids) / sizeof(gen_ids[0]); i++) {
+        snprintf(header, sizeof(header), "Last-Event-ID: %s", gen_ids[i]);
+        ts_http_t r = au_call("GET", path, user_tok, NULL, header);
+        if (r.status != 400)
+            fprintf(stderr, "Last-Event-ID '%s': %ld\n", gen_ids[i], r.status);
+        assert_int_equal(r.status, 400);
+        assert_non_null(strstr(r.body, "\"field\":\"Last-Event-ID\""));
+        ts_http_dispose(&r);
+    }
+    /* A Redis stream refuses these as a cursor: the stream used to stay open and silent. */
+    static const char *const user_ids[] = {
+        "garbage", "-", "1-1-1", "5", "1-", "-1", "18446744073709551616-0",
+        "1-18446744073709551616", "+1-0", "1- 0",
+        /* From the future (year 2286): it would hide every event until then. */
+        "9999999999999-0"};
+    for (size_t i = 0; i < sizeof(user_ids) / sizeof(user_ids[0]); i++) {
+        snprintf(header, sizeof(header), "Last-Event-ID: %s", user_ids[i]);
+        ts_http_t r = au_call("GET", "/v1/events", user_tok, NULL, header);
+        if (r.status != 400)
+            fprintf(stderr, "/v1/events Last-Event-ID '%s': %ld\n", user_ids[i], r.status);
+        assert_int_equal(r.status, 400);
+        ts_http_dispose(&r);
+    }
+    /* Redis still answers at once, and a new generation is queued (it has a position). */
+    char url[128];
+    snprintf(url, sizeof(url), "%s/readyz", au_base);
+    assert_true(ts_wait_http(url, 200, NULL, 2));
+    ts_http_t r = au_call("POST", "/v1/generations", user_tok,
+                          "{\"kind\":\"avatar\",\"prompt\":\"a cat\"}", NULL);
+    assert_int_equal(r.status, 202);
+    assert_null(strstr(r.body, "\"queue_position\":null"));
+    assert_non_null(strstr(r.body, "\"queue_position\":"));
+    ts_http_dispose(&r);
+}
+
+static void test_a_terminal_event_larger_than_the_cap_is_delivered(void **state)
+{
+    (void)state;
+    /* A generation whose record (the terminal event's data) is over 4 KiB. */
+    char body[8192], prompt[2001], meta[2001], id[37], path[128];
+    memset(prompt, 'p', 2000);
+    prompt[2000] = '\0';
+    memset(meta, 'm', 2000);
+    meta[2000] = '\0';
+    snprintf(body, sizeof(body),
+             "{\"kind\":\"avatar\",\"prompt\":\"%s\",\"negative_prompt\":\"%.1000s\","
+             "\"metadata\":{\"m\":\"%s\"}}",
+             prompt, prompt, meta);
+    create_canceled(body, id);
+    /* The replay of a finished generation: its events, then the terminal one (over the cap). */
+    snprintf(path, sizeof(path), "/v1/generations/%s/events", id);
+    ts_http_t r = au_call("GET", path, user_tok, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "event: queued\n"));
+    const char *term = strstr(r.body, "event: canceled\ndata: {");
+    assert_non_null(term);
+    assert_non_null(strstr(term, meta)); /* the whole record */
+    ts_http_dispose(&r);
+    /* The process is fine and keeps serving (teardown checks it exits 0). */
+    snprintf(path, sizeof(path), "/v1/generations/%s", id);
+    r = au_call("GET", path, user_tok, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"status\":\"canceled\""));
+    ts_http_dispose(&r);
+}
+
+/*
+ * A client that saw the terminal event and reconnects with its id (an
+ * EventSource does, 2 s after every end) gets nothing more: it used to get
+ * the terminal event again under a new id, every time.
+ */
+static void test_resuming_after_the_terminal_event_gets_nothing_more(void **state)
+{
+    (void)state;
+    char id[37], path[128], header[64];
+    create_canceled("{\"kind\":\"avatar\",\"prompt\":\"a fox\"}", id);
+    snprintf(path, sizeof(path), "/v1/generations/%s/events", id);
+    ts_http_t r = au_call("GET", path, user_tok, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    const char *term = strstr(r.body, "\nevent: canceled\n");
+    assert_non_null(term);
+    const char *idline = term;
+    while (idline > r.body && strncmp(idline, "id: ", 4) != 0)
+        idline--;
+    long last = strtol(idline + 4, NULL, 10);
+    assert_true(last >= 2);
+    ts_http_dispose(&r);
+
+    snprintf(header, sizeof(header), "Last-Event-ID: %ld", last);
+    r = au_call("GET", path, user_tok, NULL, header);
+    assert_int_equal(r.status, 200);
+    assert_null(strstr(r.body, "event: "));
+    ts_http_dispose(&r);
+    /* One before it: the terminal event once, under its own id. */
+    snprintf(header, sizeof(header), "Last-Event-ID: %ld", last - 1);
+    r = au_call("GET", path, user_tok, NULL, header);
+    assert_int_equal(r.status, 200);
+    char want[64];
+    snprintf(want, sizeof(want), "id: %ld\nevent: canceled\n", last);
+    assert_non_null(strstr(r.body, want));
+    assert_null(strstr(strstr(r.body, want) + strlen(want), "event: "));
+    ts_http_dispose(&r);
+}
+
+/*
+ * With Postgres down, a generation stream's owner check fails inside the
+ * store call itself: the stream was answered 503 and freed there, and the
+ * caller then wrote into it (ASan: heap-use-after-free; the second such
+ * request crashed the api). Found by a review of the callback paths.
+ */
+static void test_event_streams_while_postgres_is_down_are_503(void **state)
+{
+    (void)state;
+    char id[37], path[128];
+    create_canceled("{\"kind\":\"avatar\",\"prompt\":\"a fox\"}", id);
+    snprintf(path, sizeof(path), "/v1/generations/%s/events", id);
+    assert_int_equal(ts_sh("sh -c \"$FARM_TEST_PG_STOP\" >/dev/null 2>&1"), 0);
+    for (int i = 0; i < 3; i++) {
+        ts_http_t r = au_call("GET", path, user_tok, NULL, NULL);
+        assert_int_equal(r.status, 503);
+        ts_http_dispose(&r);
+    }
+    assert_int_equal(ts_sh("sh -c \"$FARM_TEST_PG_START\" >/dev/null 2>&1"), 0);
+    /* Back: the same stream replays and ends with the terminal event. */
+    double end = ts_now() + 20;
+    long status = 0;
+    while (status != 200 && ts_now() < end) {
+        ts_http_t r = au_call("GET", path, user_tok, NULL, NULL);
+        status = r.status;
+        if (status == 200)
+            assert_non_null(strstr(r.body, "event: canceled\n"));
+        ts_http_dispose(&r);
+        if (status != 200)
+            usleep(200000);
+    }
+    assert_int_equal(status, 200);
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_event_streams_are_limited_per_user),
+        cmocka_unit_test(test_events_replay_and_resume_without_gaps),
+        cmocka_unit_test(test_user_stream_ends_each_generation_with_its_own_status),
+        cmocka_unit_test(test_a_foreign_last_event_id_is_400_and_redis_stays_free),
+        cmocka_unit_test(test_a_terminal_event_larger_than_the_cap_is_delivered),
+        cmocka_unit_test(test_resuming_after_the_terminal_event_gets_nothing_more),
+        cmocka_unit_test(
+            test_event_streams_while_postgres_is_down_are_503), /* last: stops Postgres */
+    };
+    int rc = cmocka_run_group_tests(tests, setup, teardown);
+    curl_global_cleanup();
+    return rc;
+}

@@ -1,0 +1,513 @@
+/*
+ * tests/integration/api/files.c - uploads, signed file URLs and presets over
+ * real HTTP against a real farm-api (and a real farm-worker for the files of
+ * a finished generation).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <vips/vips.h>
+
+#include "api.h"
+#include "support.h"
+
+#define SECRET "files-jwt-secret-0123456789"
+
+static char base[64];
+static pid_t api_pid, worker_pid;
+static char *tok, *other;
+
+/*
+ * Starts the binary named by the environment variable `bin_env` with this
+ * file's settings, its api on `port`, and `setting` ("NAME=value") on top if
+ * not NULL; its log goes to `log_name` in the test's directory.
+ */
+static pid_t spawn(const char *bin_env, int port, const char *setting, const char *log_name)
+{
+    char port_env[64], storage_env[600], log_path[600];
+    snprintf(port_env, sizeof(port_env), "FARM_API_PORT=%d", port);
+    snprintf(storage_env, sizeof(storage_env), "FARM_STORAGE_DIR=%s/storage",
+             ts_env("FARM_TEST_TMPDIR"));
+    char *extra[] = {port_env,
+                     storage_env,
+                     "FARM_JWT_SECRET=" SECRET,
+                     "FARM_FILE_SECRET=file-secret-files-0123456789",
+                     "FARM_UPLOAD_MAX_BYTES=200000",
+                     "FARM_UPLOAD_MAX_PIXELS=1000000",
+                     "FARM_WORKER_METRICS_PORT=0",
+                     "FARM_PROVIDER=local",
+                     (char *)setting,
+                     NULL};
+    char *argv[] = {(char *)ts_env(bin_env), NULL};
+    snprintf(log_path, sizeof(log_path), "%s/%s", ts_env("FARM_TEST_TMPDIR"), log_name);
+    return ts_spawn(argv, extra, log_path);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    if (VIPS_INIT("api_files"))
+        return -1;
+    int port = ts_free_port();
+    snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
+    api_pid = spawn("FARM_TEST_API_BIN", port, NULL, "api.log");
+    worker_pid = spawn("FARM_TEST_WORKER_BIN", port, NULL, "worker.log");
+    char a[37], b[37];
+    gf_uuid4(a);
+    gf_uuid4(b);
+    api_claims_t ca = {.sub = a, .plan = "pro", .ttl_s = 3600};
+    api_claims_t cb = {.sub = b, .plan = "pro", .ttl_s = 3600};
+    tok = api_token_issue(SECRET, &ca, NULL);
+    other = api_token_issue(SECRET, &cb, NULL);
+    char url[128];
+    snprintf(url, sizeof(url), "%s/readyz", base);
+    return ts_wait_http(url, 200, NULL, 20) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    int bad = ts_stop(api_pid, SIGTERM, 15) != 0;
+    bad |= ts_stop(worker_pid, SIGTERM, 40) != 0;
+    free(tok);
+    free(other);
+    vips_shutdown();
+    return bad ? -1 : 0;
+}
+
+static ts_http_t post_image(const char *ctype, const void *data, size_t len, const char *t)
+{
+    char url[128], auth[1024], ct[64];
+    snprintf(url, sizeof(url), "%s/v1/uploads", base);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", t);
+    snprintf(ct, sizeof(ct), "Content-Type: %s", ctype);
+    const char *h[] = {auth, ct, NULL};
+    return ts_http("POST", url, h, data, len);
+}
+
+/* An image made with libvips: a gradient of w x h saved as `suffix` (".png", ".jpg[Q=90]"). */
+static void *make_image(int w, int h, const char *suffix, int orientation, size_t *len)
+{
+    VipsImage *img = NULL, *u8 = NULL;
+    void *buf = NULL;
+    /* orientation < 0: all black, which compresses to almost nothing (a pixel bomb). */
+    assert_int_equal(orientation < 0 ? vips_black(&img, w, h, NULL) : vips_xyz(&img, w, h, NULL),
+                     0);
+    assert_int_equal(vips_cast_uchar(img, &u8, NULL), 0);
+    if (orientation > 0)
+        vips_image_set_int(u8, "orientation", orientation);
+    assert_int_equal(vips_image_write_to_buffer(u8, suffix, &buf, len, NULL), 0);
+    g_object_unref(img);
+    g_object_unref(u8);
+    return buf;
+}
+
+static void expect(ts_http_t *r, long status, const char *needle)
+{
+    if (r->status != status || (needle && !strstr(r->body, needle)))
+        fprintf(stderr, "got %ld: %s\n", r->status, r->body);
+    assert_int_equal(r->status, status);
+    if (needle)
+        assert_non_null(strstr(r->body, needle));
+    ts_http_dispose(r);
+}
+
+static void test_uploads_are_checked_by_their_bytes(void **state)
+{
+    (void)state;
+    size_t len;
+    void *png = make_image(64, 48, ".png", 0, &len);
+    ts_http_t r = post_image("image/png", png, len, tok);
+    expect(&r, 201, "\"format\":\"png\",\"width\":64,\"height\":48");
+    /* Truncated: the same PNG cut in half. */
+    r = post_image("image/png", png, len / 2, tok);
+    expect(&r, 422, "\"code\":\"invalid_image\"");
+    /* The media type's parameters do not matter. */
+    r = post_image("image/png; foo=bar", png, len, tok);
+    expect(&r, 201, "\"format\":\"png\"");
+    r = post_image("image/pngx", png, len, tok);
+    expect(&r, 415, "\"code\":\"unsupported_media_type\"");
+    /* A PNG declared as JPEG is judged by its bytes: accepted as what it is. */
+    r = post_image("image/jpeg", png, len, tok);
+    expect(&r, 201, "\"format\":\"png\"");
+    g_free(png);
+    /* EXIF orientation 6 (rotate 90): a 40x20 JPEG is stored as 20x40. */
+    void *jpg = make_image(40, 20, ".jpg[Q=90]", 6, &len);
+    r = post_image("image/jpeg", jpg, len, tok);
+    expect(&r, 201, "\"format\":\"jpeg\",\"width\":20,\"height\":40");
+    g_free(jpg);
+    const char *text = "this is not an image at all, only text bytes";
+    r = post_image("image/png", text, strlen(text), tok);
+    expect(&r, 415, "\"code\":\"unsupported_media_type\"");
+    r = post_image("text/plain", text, strlen(text), tok);
+    expect(&r, 415, "\"code\":\"unsupported_media_type\"");
+    /* A pixel bomb: a few KB declaring 4 MP, over FARM_UPLOAD_MAX_PIXELS (1 MP here). */
+    void *bomb = make_image(2000, 2000, ".png", -1, &len);
+    assert_true(len < 200000);
+    r = post_image("image/png", bomb, len, tok);
+    expect(&r, 422, "\"code\":\"invalid_image\"");
+    g_free(bomb);
+    /* Over FARM_UPLOAD_MAX_BYTES (200 KB here). */
+    char *huge = calloc(1, 300000);
+    r = post_image("image/png", huge, 300000, tok);
+    expect(&r, 413, "\"code\":\"payload_too_large\"");
+    free(huge);
+}
+
+static void test_presets_are_served(void **state)
+{
+    (void)state;
+    char url[256];
+    snprintf(url, sizeof(url), "%s/v1/presets", base);
+    char auth[1024];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
+    const char *h[] = {auth, NULL};
+    ts_http_t r = ts_http("GET", url, h, NULL, 0);
+    assert_int_equal(r.status, 200);
+    /* Keypoints read as the preset files write them: 0.135, not 0.13500000536441803. */
+    assert_non_null(strstr(r.body, "[0.5,0.135,1.0]"));
+    assert_null(strstr(r.body, "0000000"));
+    json_t *p = json_loads(r.body, 0, NULL);
+    ts_http_dispose(&r);
+    assert_true(json_array_size(json_object_get(p, "poses")) >= 20);
+    json_t *pose = json_array_get(json_object_get(p, "poses"), 0);
+    assert_int_equal(json_array_size(json_object_get(pose, "keypoints")), 18);
+    assert_non_null(
+        json_object_get(json_array_get(json_object_get(p, "styles"), 0), "prompt_suffix"));
+    char name[80];
+    snprintf(name, sizeof(name), "%s", json_string_value(json_object_get(pose, "name")));
+    snprintf(url, sizeof(url), "%s%s", base, json_string_value(json_object_get(pose, "map_url")));
+    json_decref(p);
+    /* The map_url is signed: an <img>, which sends no header, can show it. */
+    r = ts_http("GET", url, NULL, NULL, 0);
+    assert_int_equal(r.status, 200);
+    assert_true(r.body_len > 8 && memcmp(r.body, "\x89PNG", 4) == 0);
+    ts_http_dispose(&r);
+    /* Unsigned, it takes a token, as every /v1 route (API.md); so does the list. */
+    snprintf(url, sizeof(url), "%s/v1/presets/poses/%s.png", base, name);
+    r = ts_http("GET", url, NULL, NULL, 0);
+    assert_int_equal(r.status, 401);
+    ts_http_dispose(&r);
+    r = ts_http("GET", url, h, NULL, 0);
+    assert_int_equal(r.status, 200);
+    ts_http_dispose(&r);
+    snprintf(url, sizeof(url), "%s/v1/presets/poses/%s.png?exp=99999999999&sig=%064d", base, name,
+             0);
+    r = ts_http("GET", url, NULL, NULL, 0);
+    assert_int_equal(r.status, 401);
+    ts_http_dispose(&r);
+    snprintf(url, sizeof(url), "%s/v1/presets", base);
+    r = ts_http("GET", url, NULL, NULL, 0);
+    assert_int_equal(r.status, 401);
+    ts_http_dispose(&r);
+}
+
+static void test_signed_urls_work_and_nothing_else_does(void **state)
+{
+    (void)state;
+    char url[1024], auth[1024];
+    snprintf(url, sizeof(url), "%s/v1/generations", base);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
+    const char *h[] = {auth, "Content-Type: application/json", NULL};
+    const char *body = "{\"kind\":\"avatar\",\"prompt\":\"a fox\",\"width\":256,\"height\":256}";
+    ts_http_t r = ts_http("POST", url, h, body, strlen(body));
+    assert_int_equal(r.status, 202);
+    json_t *created = json_loads(r.body, 0, NULL);
+    ts_http_dispose(&r);
+    snprintf(url, sizeof(url), "%s%s", base,
+             json_string_value(json_object_get(created, "events_url")));
+    r = ts_http("GET", url, h, NULL, 0); /* ends after the terminal event */
+    assert_non_null(strstr(r.body, "event: succeeded"));
+    ts_http_dispose(&r);
+    snprintf(url, sizeof(url), "%s%s", base, json_string_value(json_object_get(created, "url")));
+    json_decref(created);
+    r = ts_http("GET", url, h, NULL, 0);
+    json_t *gen = json_loads(r.body, 0, NULL);
+    ts_http_dispose(&r);
+    const char *file = json_string_value(
+        json_object_get(json_array_get(json_object_get(gen, "outputs"), 0), "url"));
+    assert_non_null(file);
+    /* Signed: loads with no header at all, as an <img> tag would. */
+    snprintf(url, sizeof(url), "%s%s", base, file);
+    r = ts_http("GET", url, NULL, NULL, 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strcasestr(r.headers, "Content-Type: image/webp"));
+    const char *et = strcasestr(r.headers, "ETag: ");
+    assert_non_null(et);
+    char etag[128];
+    snprintf(etag, sizeof(etag), "%.*s", (int)strcspn(et + 6, "\r\n"), et + 6);
+    assert_non_null(strcasestr(r.headers, "Cache-Control: private, max-age="));
+    /* Cached for as long as the URL is valid, and no longer. */
+    long max_age = strtol(strcasestr(r.headers, "max-age=") + 8, NULL, 10);
+    long url_exp = strtol(strstr(url, "exp=") + 4, NULL, 10);
+    assert_true(max_age > 0);
+    assert_true(max_age <= url_exp - (long)time(NULL) + 1);
+    ts_http_dispose(&r);
+    /* A cached copy is revalidated: the tag alone, weak, in a list, or "*". */
+    char inm[4][300];
+    snprintf(inm[0], sizeof(inm[0]), "If-None-Match: %s", etag);
+    snprintf(inm[1], sizeof(inm[1]), "If-None-Match: W/%s", etag);
+    snprintf(inm[2], sizeof(inm[2]), "If-None-Match: \"other\", %s", etag);
+    snprintf(inm[3], sizeof(inm[3]), "If-None-Match: *");
+    for (int i = 0; i < 4; i++) {
+        const char *hh[] = {inm[i], NULL};
+        r = ts_http("GET", url, hh, NULL, 0);
+        assert_int_equal(r.status, 304);
+        ts_http_dispose(&r);
+    }
+    static const char *const stale[] = {"If-None-Match: \"other\"", "If-None-Match: **",
+                                        "If-None-Match: \"x\", *zzz"};
+    for (size_t i = 0; i < sizeof(stale) / sizeof(stale[0]); i++) {
+        const char *hh[] = {stale[i], NULL};
+        r = ts_http("GET", url, hh, NULL, 0);
+        assert_int_equal(r.status, 200);
+        ts_http_dispose(&r);
+    }
+    /* Tampered signature: 404. */
+    char bad[1024];
+    snprintf(bad, sizeof(bad), "%s", url);
+    char *sig = strstr(bad, "sig=") + 4;
+    sig[0] = sig[0] == 'a' ? 'b' : 'a';
+    r = ts_http("GET", bad, NULL, NULL, 0);
+    expect(&r, 404, "not_found");
+    /* Expired: 404. */
+    snprintf(bad, sizeof(bad), "%s", url);
+    char *exp = strstr(bad, "exp=") + 4;
+    memcpy(exp, "1000000", 7);
+    r = ts_http("GET", bad, NULL, NULL, 0);
+    expect(&r, 404, "not_found");
+    /* Without a signature: the owner's token works, another user's does not. */
+    snprintf(bad, sizeof(bad), "%s", url);
+    *strchr(bad, '?') = '\0';
+    r = ts_http("GET", bad, h, NULL, 0);
+    assert_int_equal(r.status, 200);
+    ts_http_dispose(&r);
+    char other_auth[1024];
+    snprintf(other_auth, sizeof(other_auth), "Authorization: Bearer %s", other);
+    const char *h2[] = {other_auth, NULL};
+    r = ts_http("GET", bad, h2, NULL, 0);
+    expect(&r, 404, "not_found");
+    /* A path that leaves the storage root is never served. */
+    snprintf(bad, sizeof(bad), "%s/v1/files/..%%2F..%%2Fetc/passwd/x?exp=9999999999&sig=0", base);
+    r = ts_http("GET", bad, h, NULL, 0);
+    expect(&r, 404, "not_found");
+    json_decref(gen);
+}
+
+/* POSTs a generation as `t`; returns the status and fills `id` on 202. */
+static long post_generation(const char *t, const char *body, char id[37], char *resp, size_t n)
+{
+    char url[256], auth[1024];
+    snprintf(url, sizeof(url), "%s/v1/generations", base);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", t);
+    const char *h[] = {auth, "Content-Type: application/json", NULL};
+    ts_http_t r = ts_http("POST", url, h, body, strlen(body));
+    long status = r.status;
+    snprintf(resp, n, "%s", r.body);
+    const char *p = strstr(r.body, "\"id\":\"");
+    if (p && id)
+        snprintf(id, 37, "%s", p + 6);
+    ts_http_dispose(&r);
+    return status;
+}
+
+/* Follows a generation's events to its end; returns the terminal event's name line. */
+static int ends_succeeded(const char *t, const char *id)
+{
+    char url[256], auth[1024];
+    snprintf(url, sizeof(url), "%s/v1/generations/%s/events", base, id);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", t);
+    const char *h[] = {auth, NULL};
+    ts_http_t r = ts_http("GET", url, h, NULL, 0);
+    int ok = strstr(r.body, "event: succeeded") != NULL;
+    ts_http_dispose(&r);
+    return ok;
+}
+
+static void test_references_must_be_the_callers_own(void **state)
+{
+    (void)state;
+    size_t len;
+    void *png = make_image(64, 64, ".png", 0, &len);
+    ts_http_t r = post_image("image/png", png, len, tok);
+    g_free(png);
+    assert_int_equal(r.status, 201);
+    char upload[37];
+    snprintf(upload, sizeof(upload), "%s", strstr(r.body, "\"id\":\"") + 6);
+    ts_http_dispose(&r);
+    char body[512], resp[4096], gen[37], gen2[37];
+    /* The owner's upload as identity and as a pose map: accepted and generated. */
+    snprintf(body, sizeof(body),
+             "{\"kind\":\"avatar\",\"prompt\":\"me\",\"width\":256,\"height\":256,"
+             "\"identity\":{\"upload_id\":\"%s\"}}",
+             upload);
+    assert_int_equal(post_generation(tok, body, gen, resp, sizeof(resp)), 202);
+    assert_true(ends_succeeded(tok, gen));
+    snprintf(body, sizeof(body),
+             "{\"kind\":\"pose\",\"prompt\":\"me\",\"width\":256,\"height\":256,"
+             "\"poses\":[{\"upload_id\":\"%s\"}]}",
+             upload);
+    assert_int_equal(post_generation(tok, body, gen2, resp, sizeof(resp)), 202);
+    assert_true(ends_succeeded(tok, gen2));
+    /* Another user cannot use them: 404, as if they did not exist. */
+    snprintf(body, sizeof(body),
+             "{\"kind\":\"avatar\",\"prompt\":\"not me\",\"identity\":{\"upload_id\":\"%s\"}}",
+             upload);
+    assert_int_equal(post_generation(other, body, NULL, resp, sizeof(resp)), 404);
+    assert_non_null(strstr(resp, "\"field\":\"identity\""));
+    snprintf(body, sizeof(body),
+             "{\"kind\":\"avatar\",\"prompt\":\"not me\",\"identity\":{\"generation_id\":"
+             "\"%s\",\"index\":0}}",
+             gen);
+    assert_int_equal(post_generation(other, body, NULL, resp, sizeof(resp)), 404);
+    assert_int_equal(post_generation(tok, body, NULL, resp, sizeof(resp)), 202);
+    snprintf(body, sizeof(body),
+             "{\"kind\":\"pose\",\"prompt\":\"not me\",\"poses\":[{\"upload_id\":\"%s\"}]}",
+             upload);
+    assert_int_equal(post_generation(other, body, NULL, resp, sizeof(resp)), 404);
+    assert_non_null(strstr(resp, "\"field\":\"poses\""));
+}
+
+/* Files in `dir` (0 when it does not exist). */
+static int count_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* A new user with a token, a small PNG to upload, and where its uploads go. */
+typedef struct {
+    char user[37], dir[700];
+    char *token;
+    void *png;
+    size_t len;
+} new_uploader_t;
+
+static void new_uploader(new_uploader_t *u)
+{
+    gf_uuid4(u->user);
+    api_claims_t c = {.sub = u->user, .plan = "pro", .ttl_s = 3600};
+    u->token = api_token_issue(SECRET, &c, NULL);
+    u->png = make_image(32, 32, ".png", 0, &u->len);
+    snprintf(u->dir, sizeof(u->dir), "%s/storage/%s/uploads", ts_env("FARM_TEST_TMPDIR"), u->user);
+}
+
+static void new_uploader_dispose(new_uploader_t *u)
+{
+    g_free(u->png);
+    free(u->token);
+}
+
+/* Postgres down: the upload is answered 503 and its stored file goes (its id was never given). */
+static void test_an_upload_that_cannot_be_recorded_leaves_no_file(void **state)
+{
+    (void)state;
+    new_uploader_t u;
+    new_uploader(&u);
+    const char *t = u.token, *dir = u.dir;
+    void *png = u.png;
+    size_t len = u.len;
+    assert_int_equal(ts_sh("sh -c \"$FARM_TEST_PG_STOP\" >/dev/null 2>&1"), 0);
+    ts_http_t r = post_image("image/png", png, len, t);
+    long status = r.status;
+    ts_http_dispose(&r);
+    /* The file is removed on the thread pool after the answer. */
+    int files = count_files(dir);
+    for (int i = 0; i < 50 && files > 0; i++) {
+        usleep(100 * 1000);
+        files = count_files(dir);
+    }
+    assert_int_equal(ts_sh("sh -c \"$FARM_TEST_PG_START\" >/dev/null 2>&1"), 0);
+    assert_int_equal(status, 503);
+    assert_int_equal(files, 0);
+    /* And with Postgres back, the same upload is stored and recorded. */
+    char url[128];
+    snprintf(url, sizeof(url), "%s/readyz", base);
+    assert_true(ts_wait_http(url, 200, NULL, 20));
+    r = post_image("image/png", png, len, t);
+    expect(&r, 201, "\"format\":\"png\"");
+    assert_int_equal(count_files(dir), 1);
+    new_uploader_dispose(&u);
+}
+
+/*
+ * A record that does not answer in time: 503, but the stored file stays. The
+ * INSERT may still commit after the answer, and a row must never name a file
+ * that is gone (an orphan file is the lesser harm).
+ */
+static void test_an_upload_whose_record_times_out_keeps_its_file(void **state)
+{
+    (void)state;
+    new_uploader_t u;
+    new_uploader(&u);
+    const char *t = u.token, *dir = u.dir;
+    char url[128];
+    /* An api of its own whose Postgres calls give up after 300 ms. */
+    int port = ts_free_port();
+    pid_t api2 = spawn("FARM_TEST_API_BIN", port, "FARM_DB_CALL_TIMEOUT_MS=300", "api-timeout.log");
+    char saved[64];
+    snprintf(saved, sizeof(saved), "%s", base);
+    snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
+    snprintf(url, sizeof(url), "%s/readyz", base);
+    assert_true(ts_wait_http(url, 200, NULL, 20));
+    /* The user exists first, so only the upload's INSERT waits. */
+    snprintf(url, sizeof(url), "%s/v1/credits", base);
+    char auth[1024];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", t);
+    const char *h[] = {auth, NULL};
+    ts_http_t r = ts_http("GET", url, h, NULL, 0);
+    assert_int_equal(r.status, 200);
+    ts_http_dispose(&r);
+    /* Another session holds the uploads table for 3 s. */
+    assert_int_equal(ts_sh("psql -X -q \"$FARM_DATABASE_URL\" -c 'BEGIN' "
+                           "-c 'LOCK TABLE uploads IN ACCESS EXCLUSIVE MODE' "
+                           "-c 'SELECT pg_sleep(3)' -c 'COMMIT' >/dev/null 2>&1 &"),
+                     0);
+    assert_int_equal(
+        ts_sh("for i in $(seq 100); do [ \"$(psql -XAt \"$FARM_DATABASE_URL\" -c "
+              "\"SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+              "WHERE c.relname = 'uploads' AND l.mode = 'AccessExclusiveLock' AND "
+              "l.granted\")\" = 1 ] && exit 0; sleep 0.05; done; exit 1"),
+        0);
+    r = post_image("image/png", u.png, u.len, t);
+    long status = r.status;
+    ts_http_dispose(&r);
+    assert_int_equal(status, 503);
+    assert_int_equal(count_files(dir), 1);
+    /* After the lock: still there, whether or not the row was written. */
+    sleep(4);
+    assert_int_equal(count_files(dir), 1);
+    snprintf(base, sizeof(base), "%s", saved);
+    assert_int_equal(ts_stop(api2, SIGTERM, 15), 0);
+    new_uploader_dispose(&u);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_uploads_are_checked_by_their_bytes),
+        cmocka_unit_test(test_presets_are_served),
+        cmocka_unit_test(test_signed_urls_work_and_nothing_else_does),
+        cmocka_unit_test(test_references_must_be_the_callers_own),
+        cmocka_unit_test(test_an_upload_that_cannot_be_recorded_leaves_no_file),
+        cmocka_unit_test(test_an_upload_whose_record_times_out_keeps_its_file),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

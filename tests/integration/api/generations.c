@@ -1,0 +1,565 @@
+/*
+ * tests/integration/api/generations.c - the generation API as a frontend
+ * sees it: a real farm-api process over real HTTP with the fixture's Redis
+ * and Postgres. The test plays the worker's part through the queue and
+ * store APIs where a flow needs one. The event routes are in events.c.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <jwt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "queue.h"
+#include "store.h"
+#include "api_harness.h"
+#include "support.h"
+
+extern char **environ;
+
+static pid_t api_pid;
+static gf_config_t *cfg;
+static queue_sync_t *qs;
+static store_conn_t *sc;
+
+static int setup(void **state)
+{
+    (void)state;
+    static const char *const extra[] = {"FARM_FILE_SECRET=file-secret-x-0123456789",
+                                        "FARM_RATE_LIMIT_BURST=100", "FARM_RATE_LIMIT_PER_MIN=60",
+                                        "FARM_CORS_ORIGINS=https://app.example", NULL};
+    api_pid = au_api_start(extra);
+    gf_err_t err = {0};
+    cfg = gf_cfg_load(environ, &err);
+    qs = cfg ? queue_sync_new(cfg, &err) : NULL;
+    sc = cfg ? store_conn_new(cfg->database_url, &err) : NULL;
+    return api_pid > 0 && qs && sc ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (api_pid > 0)
+        ts_stop(api_pid, SIGTERM, 10);
+    queue_sync_free(qs);
+    store_conn_free(sc);
+    gf_cfg_free(cfg);
+    gf_log_clear_secrets();
+    return 0;
+}
+
+static void expect_error(ts_http_t *r, long status, const char *code, const char *field)
+{
+    if (r->status != status)
+        fprintf(stderr, "got %ld: %s\n", r->status, r->body);
+    assert_int_equal(r->status, status);
+    char needle[128];
+    snprintf(needle, sizeof(needle), "\"code\":\"%s\"", code);
+    assert_non_null(strstr(r->body, needle));
+    if (field) {
+        snprintf(needle, sizeof(needle), "\"field\":\"%s\"", field);
+        assert_non_null(strstr(r->body, needle));
+    }
+    ts_http_dispose(r);
+}
+
+static long long credits_field(const char *tok, const char *field)
+{
+    ts_http_t r = au_call("GET", "/v1/credits", tok, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    char needle[32];
+    snprintf(needle, sizeof(needle), "\"%s\":", field);
+    const char *p = strstr(r.body, needle);
+    assert_non_null(p);
+    long long v = atoll(p + strlen(needle));
+    ts_http_dispose(&r);
+    return v;
+}
+
+static const char *AVATAR = "{\"kind\":\"avatar\",\"prompt\":\"a watercolor fox\"}";
+
+/* --- authentication ---------------------------------------------------------------- */
+
+static char *craft(const char *alg_none_sub, long exp, int with_sub, const char *key)
+{
+    jwt_t *j = NULL;
+    jwt_new(&j);
+    if (with_sub)
+        jwt_add_grant(j, "sub", alg_none_sub);
+    jwt_add_grant_int(j, "exp", exp);
+    if (key)
+        jwt_set_alg(j, JWT_ALG_HS256, (const unsigned char *)key, (int)strlen(key));
+    char *t = jwt_encode_str(j);
+    jwt_free(j);
+    return t;
+}
+
+static void test_bad_tokens_are_401(void **state)
+{
+    (void)state;
+    char user[37];
+    gf_uuid4(user);
+    long later = (long)time(NULL) + 3600;
+    char *none = craft(user, later, 1, NULL);           /* alg none */
+    char *wrong = craft(user, later, 1, "another-key"); /* bad signature */
+    char *expired = craft(user, (long)time(NULL) - 10, 1, AU_SECRET);
+    char *nosub = craft(user, later, 0, AU_SECRET);
+    const char *cases[] = {NULL, "garbage.token.here", none, wrong, expired, nosub};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        ts_http_t r = au_call("GET", "/v1/credits", cases[i], NULL, NULL);
+        expect_error(&r, 401, "unauthorized", NULL);
+    }
+    free(none);
+    free(wrong);
+    free(expired);
+    free(nosub);
+}
+
+/* --- validation and errors ----------------------------------------------------------- */
+
+static void test_bad_requests_name_their_field(void **state)
+{
+    (void)state;
+    char *t = au_token(NULL, "pro", NULL, NULL);
+    struct {
+        const char *body, *field;
+    } cases[] = {
+        {"{\"kind\":\"avatar\"}", "prompt"},
+        {"{\"kind\":\"portrait\",\"prompt\":\"x\"}", "kind"},
+        {"{\"kind\":\"avatar\",\"prompt\":\"x\",\"width\":1000}", "width"},
+        {"{\"kind\":\"avatar\",\"prompt\":\"x\",\"count\":5}", "count"},
+        {"{\"kind\":\"avatar\",\"prompt\":\"x\",\"seed\":-1}", "seed"},
+        {"{\"kind\":\"avatar\",\"prompt\":\"x\",\"guidance\":25}", "guidance"},
+        {"{\"kind\":\"avatar\",\"prompt\":\"x\",\"exports\":[\"poster\"]}", "exports"},
+        {"{\"kind\":\"pose\",\"prompt\":\"x\"}", "poses"},
+        {"{\"kind\":\"avatar\",\"prompt\":\"x\",\"colour\":1}", "colour"},
+        /* This api has no provider token: auto and local only (it was accepted, and run
+         * on whatever provider the worker had). */
+        {"{\"kind\":\"avatar\",\"prompt\":\"x\",\"provider\":\"hf\"}", "provider"},
+        {"{\"kind\":\"avatar\",\"prompt\":\"x\",\"provider\":\"fake\"}", "provider"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        ts_http_t r = au_call("POST", "/v1/generations", t, cases[i].body, NULL);
+        expect_error(&r, 400, "invalid_request", cases[i].field);
+    }
+    ts_http_t r = au_call("POST", "/v1/generations", t, "{not json", NULL);
+    expect_error(&r, 400, "invalid_request", NULL);
+    r = au_call("POST", "/v1/generations", t, AVATAR, "Content-Type: text/plain");
+    expect_error(&r, 415, "unsupported_media_type", NULL);
+    r = au_call("POST", "/v1/generations", t, AVATAR, "Content-Type: application/jsonx");
+    expect_error(&r, 415, "unsupported_media_type", NULL);
+    r = au_call("POST", "/v1/generations", t, AVATAR, "Idempotency-Key: caf\xc3\xa9");
+    expect_error(&r, 400, "invalid_request", "Idempotency-Key");
+    r = au_call("POST", "/v1/generations", t, AVATAR, "Idempotency-Key: a\tb");
+    expect_error(&r, 400, "invalid_request", "Idempotency-Key");
+    size_t big = 70 * 1024;
+    char *huge = malloc(big + 64);
+    snprintf(huge, big + 64, "{\"kind\":\"avatar\",\"prompt\":\"%0*d\"}", (int)big, 0);
+    r = au_call("POST", "/v1/generations", t, huge, NULL);
+    expect_error(&r, 413, "payload_too_large", NULL);
+    free(huge);
+    r = au_call("GET", "/v1/nothing-here", t, NULL, NULL);
+    expect_error(&r, 404, "not_found", NULL);
+    r = au_call("DELETE", "/v1/credits", t, NULL, NULL);
+    expect_error(&r, 405, "method_not_allowed", NULL);
+    /* Nothing above was charged. */
+    assert_int_equal(credits_field(t, "held"), 0);
+    /* A media type with parameters is still JSON. */
+    r = au_call("POST", "/v1/generations", t, AVATAR,
+                "Content-Type: application/json; charset=utf-8");
+    assert_int_equal(r.status, 202);
+    ts_http_dispose(&r);
+    free(t);
+}
+
+/* --- accept: credits, idempotency, caps ---------------------------------------------------- */
+
+typedef struct {
+    const char *tok;
+    int accepted, refused, other;
+    pthread_mutex_t *mu;
+} post_race_t;
+
+static void *post_worker(void *arg)
+{
+    post_race_t *p = arg;
+    for (int i = 0; i < 5; i++) {
+        ts_http_t r = au_call("POST", "/v1/generations", p->tok, AVATAR, NULL);
+        pthread_mutex_lock(p->mu);
+        if (r.status == 202)
+            p->accepted++;
+        else if (r.status == 402)
+            p->refused++;
+        else
+            p->other++;
+        pthread_mutex_unlock(p->mu);
+        ts_http_dispose(&r);
+    }
+    return NULL;
+}
+
+static void test_parallel_posts_never_overdraw(void **state)
+{
+    (void)state;
+    char *t = au_token(NULL, "pro", NULL, NULL);
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    post_race_t p = {.tok = t, .mu = &mu};
+    pthread_t th[10];
+    for (int i = 0; i < 10; i++)
+        pthread_create(&th[i], NULL, post_worker, &p);
+    for (int i = 0; i < 10; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(p.other, 0);
+    assert_int_equal(p.accepted, 10);
+    assert_int_equal(p.refused, 40);
+    assert_int_equal(credits_field(t, "held"), 100);
+    assert_int_equal(credits_field(t, "available"), 0);
+    free(t);
+}
+
+static void test_idempotency_key(void **state)
+{
+    (void)state;
+    char *t = au_token(NULL, "pro", NULL, NULL);
+    ts_http_t a = au_call("POST", "/v1/generations", t, AVATAR, "Idempotency-Key: order-1");
+    assert_int_equal(a.status, 202);
+    ts_http_t b = au_call("POST", "/v1/generations", t, AVATAR, "Idempotency-Key: order-1");
+    assert_int_equal(b.status, 200);
+    char ida[37], idb[37];
+    au_id_of(&a, ida);
+    au_id_of(&b, idb);
+    assert_string_equal(ida, idb);
+    ts_http_dispose(&a);
+    ts_http_dispose(&b);
+    assert_int_equal(credits_field(t, "held"), 10);
+    ts_http_t c =
+        au_call("POST", "/v1/generations", t, "{\"kind\":\"avatar\",\"prompt\":\"another\"}",
+                "Idempotency-Key: order-1");
+    expect_error(&c, 409, "idempotency_conflict", NULL);
+    free(t);
+}
+
+static void test_active_cap_is_429_and_releases(void **state)
+{
+    (void)state;
+    char *t = au_token(NULL, "free", NULL, NULL); /* tier free: 3 active at most */
+    char first[37];
+    for (int i = 0; i < 3; i++) {
+        ts_http_t r = au_call("POST", "/v1/generations", t, AVATAR, NULL);
+        assert_int_equal(r.status, 202);
+        if (i == 0)
+            au_id_of(&r, first);
+        ts_http_dispose(&r);
+    }
+    ts_http_t r = au_call("POST", "/v1/generations", t, AVATAR, NULL);
+    assert_non_null(strcasestr(r.headers, "Retry-After:"));
+    expect_error(&r, 429, "too_many_active", NULL);
+    assert_int_equal(credits_field(t, "held"), 30);
+    /* Refused with an Idempotency-Key, then retried with it once there is room: a new
+     * attempt, not a replay of the refusal (the key used to stay bound to it for 24 h). */
+    r = au_call("POST", "/v1/generations", t, AVATAR, "Idempotency-Key: cap-retry-1");
+    expect_error(&r, 429, "too_many_active", NULL);
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/generations/%s/cancel", first);
+    r = au_call("POST", path, t, NULL, NULL);
+    assert_int_equal(r.status, 202);
+    ts_http_dispose(&r);
+    r = au_call("POST", "/v1/generations", t, AVATAR, "Idempotency-Key: cap-retry-1");
+    assert_int_equal(r.status, 202);
+    assert_non_null(strstr(r.body, "\"status\":\"queued\""));
+    ts_http_dispose(&r);
+    r = au_call("POST", "/v1/generations", t, AVATAR, "Idempotency-Key: cap-retry-1");
+    assert_int_equal(r.status, 200); /* and from now on the key replays that one */
+    ts_http_dispose(&r);
+    assert_int_equal(credits_field(t, "held"), 30);
+    free(t);
+}
+
+static void test_rate_limit_is_429_with_retry_after(void **state)
+{
+    (void)state;
+    char *t = au_token(NULL, "pro", NULL, NULL);
+    int before = 0;
+    ts_http_t r = {0};
+    for (int i = 0; i < 150; i++) {
+        r = au_call("POST", "/v1/generations", t, AVATAR, NULL);
+        if (r.status == 429)
+            break;
+        assert_true(r.status == 202 || r.status == 402);
+        assert_non_null(strcasestr(r.headers, "RateLimit-Remaining: "));
+        ts_http_dispose(&r);
+        before++;
+    }
+    /* A burst of 100, plus what refilled at one a second while the loop ran. */
+    assert_true(before >= 100 && before <= 110);
+    assert_non_null(strcasestr(r.headers, "Retry-After: "));
+    assert_non_null(strcasestr(r.headers, "RateLimit-Remaining: 0"));
+    expect_error(&r, 429, "rate_limited", NULL);
+    free(t);
+}
+
+static void test_cors_for_configured_origins_only(void **state)
+{
+    (void)state;
+    char *t = au_token(NULL, "pro", NULL, NULL);
+    ts_http_t r = au_call("OPTIONS", "/v1/generations", NULL, NULL, "Origin: https://app.example");
+    assert_int_equal(r.status, 204);
+    assert_non_null(strcasestr(r.headers, "Access-Control-Allow-Origin: https://app.example"));
+    assert_non_null(strcasestr(r.headers, "Access-Control-Allow-Headers: Authorization"));
+    ts_http_dispose(&r);
+    r = au_call("GET", "/v1/credits", t, NULL, "Origin: https://app.example");
+    assert_int_equal(r.status, 200);
+    assert_non_null(strcasestr(r.headers, "Access-Control-Allow-Origin: https://app.example"));
+    assert_non_null(strcasestr(r.headers, "X-Content-Type-Options: nosniff"));
+    assert_non_null(strcasestr(r.headers, "Cache-Control: no-store"));
+    ts_http_dispose(&r);
+    r = au_call("GET", "/v1/credits", t, NULL, "Origin: https://evil.example");
+    assert_int_equal(r.status, 200);
+    assert_null(strcasestr(r.headers, "Access-Control-Allow-Origin"));
+    ts_http_dispose(&r);
+    free(t);
+}
+
+/* --- reads, ownership, cancel ----------------------------------------------------------- */
+
+static void test_owner_only_and_cancel_releases(void **state)
+{
+    (void)state;
+    char *a = au_token(NULL, "pro", NULL, NULL), *b = au_token(NULL, "pro", NULL, NULL);
+    ts_http_t r = au_call("POST", "/v1/generations", a, AVATAR, NULL);
+    assert_int_equal(r.status, 202);
+    assert_non_null(strstr(r.body, "\"queue_position\":"));
+    char id[37], path[128];
+    au_id_of(&r, id);
+    ts_http_dispose(&r);
+    snprintf(path, sizeof(path), "/v1/generations/%s", id);
+    r = au_call("GET", path, b, NULL, NULL);
+    expect_error(&r, 404, "not_found", NULL);
+    snprintf(path, sizeof(path), "/v1/generations/%s/events", id);
+    r = au_call("GET", path, b, NULL, NULL);
+    expect_error(&r, 404, "not_found", NULL);
+    snprintf(path, sizeof(path), "/v1/generations/%s/cancel", id);
+    r = au_call("POST", path, b, NULL, NULL);
+    expect_error(&r, 404, "not_found", NULL);
+    snprintf(path, sizeof(path), "/v1/generations/%s", id);
+    r = au_call("GET", path, a, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"status\":\"queued\""));
+    assert_non_null(strstr(r.body, "\"seed\":"));
+    ts_http_dispose(&r);
+    assert_int_equal(credits_field(a, "held"), 10);
+    snprintf(path, sizeof(path), "/v1/generations/%s/cancel", id);
+    r = au_call("POST", path, a, NULL, NULL);
+    assert_int_equal(r.status, 202);
+    assert_non_null(strstr(r.body, "\"status\":\"canceled\""));
+    ts_http_dispose(&r);
+    assert_int_equal(credits_field(a, "held"), 0);
+    assert_int_equal(credits_field(a, "balance"), 100);
+    r = au_call("POST", path, a, NULL, NULL);
+    expect_error(&r, 409, "not_cancelable", NULL);
+    free(a);
+    free(b);
+}
+
+static void test_list_pages_with_a_cursor(void **state)
+{
+    (void)state;
+    char *t = au_token(NULL, "pro", NULL, NULL);
+    for (int i = 0; i < 3; i++) {
+        ts_http_t r = au_call("POST", "/v1/generations", t, AVATAR, NULL);
+        assert_int_equal(r.status, 202);
+        ts_http_dispose(&r);
+    }
+    ts_http_t r = au_call("GET", "/v1/generations?limit=2", t, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    const char *cur = strstr(r.body, "\"next_cursor\":\"");
+    assert_non_null(cur);
+    char path[256], cursor[100];
+    snprintf(cursor, sizeof(cursor), "%s", cur + 15);
+    *strchr(cursor, '"') = '\0';
+    ts_http_dispose(&r);
+    snprintf(path, sizeof(path), "/v1/generations?limit=2&cursor=%s", cursor);
+    r = au_call("GET", path, t, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"next_cursor\":null"));
+    int items = 0;
+    for (const char *p = strstr(r.body, "\"prompt\""); p; p = strstr(p + 1, "\"prompt\""))
+        items++;
+    assert_int_equal(items, 1);
+    ts_http_dispose(&r);
+    r = au_call("GET", "/v1/generations?status=bogus", t, NULL, NULL);
+    expect_error(&r, 400, "invalid_request", "status");
+    /* API.md writes the route as ?status=&kind=&limit=&cursor=: empty values are absent. */
+    r = au_call("GET", "/v1/generations?status=&kind=&limit=&cursor=", t, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"items\":[{"));
+    ts_http_dispose(&r);
+    r = au_call("GET", "/v1/credits/ledger?limit=&cursor=", t, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    ts_http_dispose(&r);
+    r = au_call("GET", "/v1/credits/ledger?limit=2", t, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"kind\":\"hold\""));
+    ts_http_dispose(&r);
+    free(t);
+}
+
+static void test_admin_credits(void **state)
+{
+    (void)state;
+    char user[37];
+    char *t = au_token(NULL, "pro", NULL, user);
+    char *admin = au_token(NULL, "pro", "admin", NULL);
+    char body[256];
+    snprintf(body, sizeof(body), "{\"user_id\":\"%s\",\"amount\":500,\"reason\":\"support\"}",
+             user);
+    ts_http_t r = au_call("POST", "/v1/admin/credits", t, body, NULL);
+    expect_error(&r, 403, "forbidden", NULL);
+    r = au_call("POST", "/v1/admin/credits", admin, body, NULL);
+    assert_int_equal(r.status, 201);
+    ts_http_dispose(&r);
+    assert_int_equal(credits_field(t, "balance"), 600);
+    r = au_call("POST", "/v1/admin/credits", admin, "{\"user_id\":\"x\",\"amount\":5}", NULL);
+    expect_error(&r, 400, "invalid_request", "user_id");
+    /* As for POST /v1/generations: JSON only, and a field we do not know is named. */
+    r = au_call("POST", "/v1/admin/credits", admin, body, "Content-Type: text/plain");
+    expect_error(&r, 415, "unsupported_media_type", NULL);
+    snprintf(body, sizeof(body), "{\"user_id\":\"%s\",\"amount\":5,\"reason\":\"x\",\"amuont\":7}",
+             user);
+    r = au_call("POST", "/v1/admin/credits", admin, body, NULL);
+    expect_error(&r, 400, "invalid_request", "amuont");
+    /* Taking back more than is free is 402, as API.md lists insufficient_credits. */
+    snprintf(body, sizeof(body), "{\"user_id\":\"%s\",\"amount\":-100000,\"reason\":\"x\"}", user);
+    r = au_call("POST", "/v1/admin/credits", admin, body, NULL);
+    expect_error(&r, 402, "insufficient_credits", "amount");
+    /* A take-back is in the ledger as a grant of a negative amount (API.md's four kinds). */
+    snprintf(body, sizeof(body), "{\"user_id\":\"%s\",\"amount\":-50,\"reason\":\"x\"}", user);
+    r = au_call("POST", "/v1/admin/credits", admin, body, NULL);
+    assert_int_equal(r.status, 201);
+    ts_http_dispose(&r);
+    r = au_call("GET", "/v1/credits/ledger?limit=1", t, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"kind\":\"grant\""));
+    assert_non_null(strstr(r.body, "\"amount\":-50"));
+    ts_http_dispose(&r);
+    free(t);
+    free(admin);
+}
+
+/* metadata comes back as sent, every digit of its numbers included. */
+static void test_metadata_comes_back_as_sent(void **state)
+{
+    (void)state;
+    char *t = au_token(NULL, "pro", NULL, NULL), id[37], path[128];
+    ts_http_t r =
+        au_call("POST", "/v1/generations", t,
+                "{\"kind\":\"avatar\",\"prompt\":\"m\",\"metadata\":{\"t\":1712345678.123456,"
+                "\"p\":0.30000000000000004,\"s\":\"x\"}}",
+                NULL);
+    assert_int_equal(r.status, 202);
+    au_id_of(&r, id);
+    ts_http_dispose(&r);
+    snprintf(path, sizeof(path), "/v1/generations/%s", id);
+    r = au_call("GET", path, t, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    json_t *g = json_loads(r.body, 0, NULL);
+    ts_http_dispose(&r);
+    json_t *m = json_object_get(g, "metadata");
+    assert_true(json_real_value(json_object_get(m, "t")) == 1712345678.123456);
+    assert_true(json_real_value(json_object_get(m, "p")) == 0.30000000000000004);
+    json_decref(g);
+    free(t);
+}
+
+/* A user whose first request is the ledger sees the welcome grant in it. */
+static void test_ledger_of_a_new_user_starts_with_the_welcome_grant(void **state)
+{
+    (void)state;
+    char *t = au_token(NULL, "pro", NULL, NULL);
+    ts_http_t r = au_call("GET", "/v1/credits/ledger", t, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"kind\":\"grant\""));
+    ts_http_dispose(&r);
+    free(t);
+}
+
+static void test_admin_stats_lists_live_workers(void **state)
+{
+    (void)state;
+    char *t = au_token(NULL, "pro", NULL, NULL);
+    char *admin = au_token(NULL, "pro", "admin", NULL);
+    ts_http_t r = au_call("GET", "/v1/admin/stats", t, NULL, NULL);
+    expect_error(&r, 403, "forbidden", NULL);
+    /* A worker that holds one job shows with its count and its last heartbeat. */
+    r = au_call("POST", "/v1/generations", t, "{\"kind\":\"avatar\",\"prompt\":\"stats\"}", NULL);
+    assert_int_equal(r.status, 202);
+    ts_http_dispose(&r);
+    queue_claim_t claim;
+    gf_err_t err = {0};
+    assert_int_equal(queue_sync_claim(qs, "stats-worker", 1, &claim, &err), 0);
+    assert_int_equal(claim.n_jobs, 1);
+    r = au_call("GET", "/v1/admin/stats", admin, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    json_t *body = json_loads(r.body, 0, NULL);
+    assert_non_null(body);
+    assert_true(json_integer_value(json_object_get(body, "in_flight")) >= 1);
+    json_t *workers = json_object_get(body, "workers"), *w;
+    size_t i;
+    int found = 0;
+    json_array_foreach(workers, i, w)
+    {
+        if (strcmp(json_string_value(json_object_get(w, "id")), "stats-worker") != 0)
+            continue;
+        found = 1;
+        assert_int_equal(json_integer_value(json_object_get(w, "in_flight")), 1);
+        const char *seen = json_string_value(json_object_get(w, "last_heartbeat"));
+        assert_non_null(seen);
+        assert_int_equal(strlen(seen), 24); /* 2026-11-22T06:30:00.123Z */
+        assert_int_equal(seen[23], 'Z');
+    }
+    assert_true(found);
+    assert_int_equal(json_integer_value(json_object_get(body, "live_workers")),
+                     (json_int_t)json_array_size(workers));
+    json_decref(body);
+    ts_http_dispose(&r);
+    assert_int_equal(queue_sync_finish(qs, claim.jobs[0].gen_id, claim.jobs[0].token, QUEUE_FATAL,
+                                       "test over", NULL, &err),
+                     0);
+    queue_claim_dispose(&claim);
+    free(t);
+    free(admin);
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_tokens_are_401),
+        cmocka_unit_test(test_bad_requests_name_their_field),
+        cmocka_unit_test(test_parallel_posts_never_overdraw),
+        cmocka_unit_test(test_idempotency_key),
+        cmocka_unit_test(test_active_cap_is_429_and_releases),
+        cmocka_unit_test(test_rate_limit_is_429_with_retry_after),
+        cmocka_unit_test(test_cors_for_configured_origins_only),
+        cmocka_unit_test(test_owner_only_and_cancel_releases),
+        cmocka_unit_test(test_list_pages_with_a_cursor),
+        cmocka_unit_test(test_admin_credits),
+        cmocka_unit_test(test_ledger_of_a_new_user_starts_with_the_welcome_grant),
+        cmocka_unit_test(test_metadata_comes_back_as_sent),
+        cmocka_unit_test(test_admin_stats_lists_live_workers),
+    };
+    int rc = cmocka_run_group_tests(tests, setup, teardown);
+    curl_global_cleanup();
+    return rc;
+}

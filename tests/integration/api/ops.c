@@ -1,0 +1,283 @@
+/*
+ * tests/integration/api/ops.c - farm-api as an operator sees it, as a real
+ * process against the fixture's real Redis and Postgres: /healthz, /readyz
+ * following each dependency down and back up, /metrics, a bad configuration
+ * refused at start, and a clean exit on SIGTERM.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "support.h"
+
+static char base[64];
+static pid_t api_pid;
+static char log_path[512];
+
+static int start_api(void **state)
+{
+    (void)state;
+    static char port_env[64];
+    int port = ts_free_port();
+    snprintf(port_env, sizeof(port_env), "FARM_API_PORT=%d", port);
+    snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
+    snprintf(log_path, sizeof(log_path), "%s/api.log", ts_env("FARM_TEST_TMPDIR"));
+    char *argv[] = {(char *)ts_env("FARM_TEST_API_BIN"), NULL};
+    char *extra[] = {port_env,
+                     "FARM_READYZ_TIMEOUT_MS=500",
+                     "FARM_REDIS_CONNECT_TIMEOUT_MS=300",
+                     "FARM_JWT_SECRET=ops-secret-0123456789",
+                     "FARM_FILE_SECRET=ops-file-secret-0123456789",
+                     NULL};
+    api_pid = ts_spawn(argv, extra, log_path);
+    char url[128];
+    snprintf(url, sizeof(url), "%s/healthz", base);
+    return ts_wait_http(url, 200, "ok", 20) ? 0 : -1;
+}
+
+static int stop_api(void **state)
+{
+    (void)state;
+    if (api_pid > 0)
+        ts_stop(api_pid, SIGKILL, 5);
+    return 0;
+}
+
+static void get(const char *path, ts_http_t *r)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%s%s", base, path);
+    *r = ts_http("GET", url, NULL, NULL, 0);
+}
+
+static int wait_ready(long status, const char *needle, double timeout_s)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "%s/readyz", base);
+    return ts_wait_http(url, status, needle, timeout_s);
+}
+
+static void test_healthz_answers_ok_with_a_request_id(void **state)
+{
+    (void)state;
+    ts_http_t r;
+    get("/healthz", &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "ok");
+    assert_non_null(strcasestr(r.headers, "X-Request-Id: "));
+    ts_http_dispose(&r);
+}
+
+static void test_readyz_ready_when_both_answer(void **state)
+{
+    (void)state;
+    assert_true(wait_ready(200, "\"redis\":\"ok\",\"postgres\":\"ok\"", 20));
+}
+
+static void test_readyz_follows_redis_down_and_back(void **state)
+{
+    (void)state;
+    int port = atoi(ts_env("FARM_TEST_REDIS_PORT"));
+    assert_int_equal(ts_sh("redis-cli -p %d shutdown nosave >/dev/null 2>&1 || true", port), 0);
+    assert_true(wait_ready(503, "\"redis\":\"unavailable\",\"postgres\":\"ok\"", 10));
+    ts_http_t r;
+    get("/readyz", &r);
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.body, "\"code\":\"unavailable\""));
+    ts_http_dispose(&r);
+    assert_int_equal(ts_sh("redis-server '%s' >/dev/null", ts_env("FARM_TEST_REDIS_CONF")), 0);
+    assert_true(wait_ready(200, NULL, 20));
+}
+
+/* POST /v1/generations with `body` as a new pro user. */
+static ts_http_t post_generation(const char *body)
+{
+    char user[37], url[128], auth[1024];
+    gf_uuid4(user);
+    api_claims_t c = {.sub = user, .plan = "pro", .ttl_s = 600};
+    char *tok = api_token_issue("ops-secret-0123456789", &c, NULL);
+    snprintf(url, sizeof(url), "%s/v1/generations", base);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
+    const char *h[] = {auth, "Content-Type: application/json", NULL};
+    ts_http_t r = ts_http("POST", url, h, body, strlen(body));
+    free(tok);
+    return r;
+}
+
+/* A generation asked for while Postgres is down: 503, nothing held. */
+static void expect_post_unavailable(void)
+{
+    ts_http_t r = post_generation("{\"kind\":\"avatar\",\"prompt\":\"a fox\"}");
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.body, "\"code\":\"unavailable\""));
+    ts_http_dispose(&r);
+}
+
+static void test_readyz_follows_postgres_down_and_back(void **state)
+{
+    (void)state;
+    assert_int_equal(ts_sh("sh -c \"$FARM_TEST_PG_STOP\" >/dev/null 2>&1"), 0);
+    assert_true(wait_ready(503, "\"postgres\":\"unavailable\"", 10));
+    expect_post_unavailable();
+    assert_int_equal(ts_sh("sh -c \"$FARM_TEST_PG_START\" >/dev/null 2>&1"), 0);
+    assert_true(wait_ready(200, NULL, 20));
+}
+
+static void test_metrics_count_requests_by_route_and_status(void **state)
+{
+    (void)state;
+    ts_http_t r;
+    get("/nope", &r);
+    assert_int_equal(r.status, 404);
+    assert_non_null(strstr(r.body, "\"code\":\"not_found\""));
+    ts_http_dispose(&r);
+    get("/metrics", &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "# TYPE farm_http_requests_total counter"));
+    assert_non_null(strstr(
+        r.body, "farm_http_requests_total{route=\"/readyz\",method=\"GET\",status=\"503\"}"));
+    assert_non_null(strstr(
+        r.body, "farm_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1"));
+    assert_non_null(strstr(r.body, "farm_http_request_duration_seconds_bucket{route=\"/healthz\""));
+    ts_http_dispose(&r);
+}
+
+/* The farm's state (API.md: queue depth by priority, in-flight jobs, credits held) is on
+ * /metrics too, read from the queue and Postgres every 10 s. */
+static void test_metrics_show_the_queue_and_the_credits(void **state)
+{
+    (void)state;
+    ts_http_t r = post_generation("{\"kind\":\"avatar\",\"prompt\":\"a fox\",\"count\":2}");
+    assert_int_equal(r.status, 202);
+    ts_http_dispose(&r);
+    /* No worker runs here: the job stays queued and its 2 x 10 credits held. */
+    int seen = 0;
+    for (double end = ts_now() + 25; !seen && ts_now() < end; usleep(200 * 1000)) {
+        get("/metrics", &r);
+        seen = strstr(r.body, "farm_queue_depth{tier=\"pro\"} 1\n") != NULL &&
+               strstr(r.body, "farm_credits_held 20\n") != NULL &&
+               strstr(r.body, "farm_queue_in_flight 0\n") != NULL &&
+               strstr(r.body, "farm_gauges_stale{source=\"queue\"} 0\n") != NULL &&
+               strstr(r.body, "farm_gauges_stale{source=\"postgres\"} 0\n") != NULL;
+        if (!seen && ts_now() >= end)
+            fprintf(stderr, "%s", r.body);
+        ts_http_dispose(&r);
+    }
+    assert_true(seen);
+}
+
+static void test_sigterm_exits_zero(void **state)
+{
+    (void)state;
+    int status = ts_stop(api_pid, SIGTERM, 15);
+    api_pid = 0;
+    assert_int_equal(status, 0);
+    /* Every line it logged is JSON: one object per line. */
+    FILE *f = fopen(log_path, "r");
+    assert_non_null(f);
+    char line[8192];
+    int lines = 0;
+    while (fgets(line, sizeof(line), f)) {
+        assert_true(line[0] == '{' && strstr(line, "\"ts\":") != NULL);
+        lines++;
+    }
+    fclose(f);
+    assert_true(lines > 0);
+}
+
+static void test_bad_config_stops_at_start_naming_the_variable(void **state)
+{
+    (void)state;
+    char out[512];
+    snprintf(out, sizeof(out), "%s/badcfg.log", ts_env("FARM_TEST_TMPDIR"));
+    char *argv[] = {(char *)ts_env("FARM_TEST_API_BIN"), NULL};
+    char *extra[] = {"FARM_HTTP_HEADER_TIMEOUT_S=soon", NULL};
+    pid_t pid = ts_spawn(argv, extra, out);
+    assert_int_equal(ts_stop(pid, 0, 10), 2);
+    FILE *f = fopen(out, "r");
+    assert_non_null(f);
+    char line[1024] = "";
+    assert_non_null(fgets(line, sizeof(line), f));
+    fclose(f);
+    assert_non_null(strstr(line, "FARM_HTTP_HEADER_TIMEOUT_S=soon"));
+    assert_non_null(strstr(line, "1..600"));
+    /* Refused at start too, not by each api process in turn (its supervisor restarted a
+     * process that failed with anything but 2, once a second, for ever): a malformed tier
+     * list, and the secrets left unset. */
+#define OPS_SECRETS                                                                                \
+    "FARM_JWT_SECRET=ops-secret-0123456789", "FARM_FILE_SECRET=ops-file-secret-0123456789"
+    static const char *const cases[][4] = {
+        {"FARM_QUEUE_TIERS=pro:4", "FARM_API_PROCESSES=2", NULL, "FARM_QUEUE_TIERS"},
+        {"FARM_JWT_SECRET=ops-secret-0123456789", "FARM_FILE_SECRET=", NULL, "FARM_FILE_SECRET"},
+        {"FARM_JWT_SECRET=short", "FARM_FILE_SECRET=ops-file-secret-0123456789", NULL,
+         "FARM_JWT_SECRET"},
+        /* libpq refuses these only when it connects: every connection failed, for ever. */
+        {OPS_SECRETS, "FARM_DATABASE_URL=postgresql://farm@127.0.0.1:1/farm?sslmode=bogus",
+         "sslmode must be one of"},
+        {OPS_SECRETS,
+         "FARM_DATABASE_URL=postgresql://farm@127.0.0.1:1/farm?target_session_attrs=bogus",
+         "target_session_attrs must be one of"},
+        {OPS_SECRETS, "FARM_DATABASE_URL=postgresql://farm@127.0.0.1:1/farm?colour=red",
+         "FARM_DATABASE_URL: invalid URI query parameter"}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *env[] = {(char *)cases[i][0], (char *)cases[i][1], (char *)cases[i][2], NULL};
+        snprintf(out, sizeof(out), "%s/badcfg-%zu.log", ts_env("FARM_TEST_TMPDIR"), i);
+        pid = ts_spawn(argv, env, out);
+        assert_int_equal(ts_stop(pid, 0, 10), 2);
+        f = fopen(out, "r");
+        assert_non_null(f);
+        char all[4096];
+        size_t n = fread(all, 1, sizeof(all) - 1, f);
+        all[n] = '\0';
+        fclose(f);
+        if (strstr(all, cases[i][3]) == NULL)
+            fprintf(stderr, "%s", all);
+        assert_non_null(strstr(all, cases[i][3]));
+    }
+}
+
+static void test_several_processes_share_the_port_and_stop_together(void **state)
+{
+    (void)state;
+    static char port_env[64];
+    int port = ts_free_port();
+    snprintf(port_env, sizeof(port_env), "FARM_API_PORT=%d", port);
+    char out[512];
+    snprintf(out, sizeof(out), "%s/multi.log", ts_env("FARM_TEST_TMPDIR"));
+    char *argv[] = {(char *)ts_env("FARM_TEST_API_BIN"), NULL};
+    char *extra[] = {port_env, "FARM_API_PROCESSES=2", "FARM_JWT_SECRET=ops-secret-0123456789",
+                     "FARM_FILE_SECRET=ops-file-secret-0123456789", NULL};
+    pid_t pid = ts_spawn(argv, extra, out);
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/healthz", port);
+    assert_true(ts_wait_http(url, 200, "ok", 20));
+    /* Two children serve the port; the parent only supervises. */
+    assert_int_equal(ts_sh("test \"$(pgrep -c -P %d)\" -eq 2", (int)pid), 0);
+    for (int i = 0; i < 20; i++)
+        assert_true(ts_wait_http(url, 200, "ok", 5));
+    assert_int_equal(ts_stop(pid, SIGTERM, 20), 0);
+    assert_int_equal(ts_sh("! pgrep -P %d >/dev/null", (int)pid), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_healthz_answers_ok_with_a_request_id),
+        cmocka_unit_test(test_readyz_ready_when_both_answer),
+        cmocka_unit_test(test_readyz_follows_redis_down_and_back),
+        cmocka_unit_test(test_readyz_follows_postgres_down_and_back),
+        cmocka_unit_test(test_metrics_count_requests_by_route_and_status),
+        cmocka_unit_test(test_metrics_show_the_queue_and_the_credits),
+        cmocka_unit_test(test_sigterm_exits_zero),
+        cmocka_unit_test(test_bad_config_stops_at_start_naming_the_variable),
+        cmocka_unit_test(test_several_processes_share_the_port_and_stop_together),
+    };
+    return cmocka_run_group_tests(tests, start_api, stop_api);
+}

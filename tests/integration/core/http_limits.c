@@ -1,0 +1,333 @@
+/*
+ * tests/integration/core/http_limits.c - core/httpd's bounds, enforced before any
+ * handler runs, over real loopback sockets: garbage (400), headers (431),
+ * bodies by Content-Length and chunked (413), HTTP/2 request lines (505),
+ * slowloris (408), a streaming client that stops reading (dropped) and the
+ * connection cap. Every refusal is the JSON error shape and closes, and
+ * other clients are served while a bad one is being dealt with.
+ *
+ * Timing: waits are bounded generously (seconds) and only ever assert an
+ * upper bound on something that should happen, or a lower bound that a
+ * timer guarantees, so a loaded 2-core machine cannot make them flake.
+ */
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "http_harness.h"
+
+static srv_t *S; /* the current test's server; teardown stops it */
+
+static int teardown(void **state)
+{
+    (void)state;
+    return srv_finish(&S);
+}
+
+static void test_garbage_gets_400_json_and_close(void **state)
+{
+    (void)state;
+    S = srv_start(NULL, 0);
+    static const char garbage[] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http\r\n\r\n";
+    assert_refused(S, garbage, sizeof(garbage) - 1, 400, "invalid_request");
+    const char *no_colon = "GET /echo/1 HTTP/1.1\r\nHost t\r\n\r\n";
+    assert_refused(S, no_colon, strlen(no_colon), 400, "invalid_request");
+    /* The server is still fine for others. */
+    cresp_t r;
+    assert_int_equal(curl_get(S, "/healthz", NULL, &r), 200);
+    cresp_dispose(&r);
+}
+
+static void test_huge_headers_get_431(void **state)
+{
+    (void)state;
+    gf_httpd_opts_t o = srv_opts();
+    o.max_header_bytes = 4096;
+    S = srv_start(&o, 0);
+    gf_buf_t req = {0};
+    gf_buf_puts(&req, "GET /echo/1 HTTP/1.1\r\nHost: t\r\nX-Big: ");
+    for (int i = 0; i < 6000; i++)
+        gf_buf_puts(&req, "a");
+    gf_buf_puts(&req, "\r\n\r\n");
+    assert_refused(S, req.p, req.len, 431, "headers_too_large");
+    gf_buf_dispose(&req);
+
+    /* Many small headers count too, with their framing: 1,000 x "X: y" is 6 kB on the wire. */
+    gf_buf_puts(&req, "GET /echo/1 HTTP/1.1\r\nHost: t\r\n");
+    for (int i = 0; i < 1000; i++)
+        gf_buf_printf(&req, "X-H%d: v\r\n", i);
+    gf_buf_puts(&req, "\r\n");
+    assert_refused(S, req.p, req.len, 431, "headers_too_large");
+    gf_buf_dispose(&req);
+    gf_buf_puts(&req, "GET /echo/1 HTTP/1.1\r\nHost: t\r\n");
+    for (int i = 0; i < 1000; i++)
+        gf_buf_puts(&req, "X: y\r\n");
+    gf_buf_puts(&req, "\r\n");
+    assert_refused(S, req.p, req.len, 431, "headers_too_large");
+    gf_buf_dispose(&req);
+
+    /* Just under the limit is fine. */
+    gf_buf_puts(&req, "GET /echo/1 HTTP/1.1\r\nHost: t\r\nX-Big: ");
+    for (int i = 0; i < 3000; i++)
+        gf_buf_puts(&req, "a");
+    gf_buf_puts(&req, "\r\nConnection: close\r\n\r\n");
+    rawc_t c;
+    assert_int_equal(rawc_connect(&c, srv_port(S), 0), 0);
+    assert_int_equal(rawc_send(&c, req.p, req.len), 0);
+    http_resp_t r;
+    assert_int_equal(rawc_response(&c, &r, WAIT_MS), 0);
+    assert_int_equal(r.status, 200);
+    resp_dispose(&r);
+    rawc_close(&c);
+    gf_buf_dispose(&req);
+}
+
+static void test_oversized_content_length_gets_413_before_the_body(void **state)
+{
+    (void)state;
+    S = srv_start(NULL, 0);
+    /* Only the head is sent: the refusal must come from Content-Length alone. */
+    const char *req = "POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: 1025\r\n\r\n";
+    assert_refused(S, req, strlen(req), 413, "payload_too_large");
+
+    /* The server-wide default applies to routes without their own limit. */
+    gf_httpd_opts_t o = srv_opts();
+    o.max_body_bytes = 10;
+    srv_shutdown(S);
+    S = srv_start(&o, 0);
+    req = "GET /echo/1 HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\n";
+    assert_refused(S, req, strlen(req), 413, "payload_too_large");
+}
+
+/*
+ * A client that sends its whole oversized body without waiting for an answer
+ * (no Expect: 100-continue, as browsers upload) still gets to read the 413,
+ * sent as soon as Content-Length is known, although the server never reads
+ * the body and closes.
+ */
+static void test_413_reaches_a_client_still_sending_its_body(void **state)
+{
+    (void)state;
+    S = srv_start(NULL, 0);
+    enum { BODY = 8 << 20, PIECE = 64 << 10 };
+    for (int round = 0; round < 3; round++) {
+        rawc_t c;
+        assert_int_equal(rawc_connect(&c, srv_port(S), 0), 0);
+        char head[128];
+        snprintf(head, sizeof(head), "POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n",
+                 BODY);
+        assert_int_equal(rawc_sends(&c, head), 0);
+        static char piece[PIECE];
+        memset(piece, 'b', sizeof(piece));
+        for (int sent = 0; sent < BODY; sent += PIECE)
+            if (rawc_send(&c, piece, sizeof(piece)) < 0)
+                break; /* the server may stop reading in the end: that is fine */
+        http_resp_t r;
+        assert_int_equal(rawc_response(&c, &r, WAIT_MS), 0);
+        assert_int_equal(r.status, 413);
+        resp_dispose(&r);
+        rawc_close(&c);
+    }
+}
+
+static void test_oversized_chunked_body_gets_413(void **state)
+{
+    (void)state;
+    S = srv_start(NULL, 0);
+    gf_buf_t req = {0};
+    gf_buf_puts(&req, "POST /body HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for (int i = 0; i < 3; i++) { /* 3 x 400 bytes: over the route's 1024 */
+        gf_buf_puts(&req, "190\r\n");
+        for (int k = 0; k < 400; k++)
+            gf_buf_puts(&req, "b");
+        gf_buf_puts(&req, "\r\n");
+    }
+    gf_buf_puts(&req, "0\r\n\r\n");
+    assert_refused(S, req.p, req.len, 413, "payload_too_large");
+    gf_buf_dispose(&req);
+
+    /* A chunked body under the limit is reassembled. */
+    rawc_t c;
+    assert_int_equal(rawc_connect(&c, srv_port(S), 0), 0);
+    assert_int_equal(rawc_sends(&c,
+                                "POST /body HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+                                "\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
+                     0);
+    http_resp_t r;
+    assert_int_equal(rawc_response(&c, &r, WAIT_MS), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body.len, 11);
+    assert_memory_equal(r.body.p, "hello world", 11);
+    resp_dispose(&r);
+    rawc_close(&c);
+}
+
+static void test_http2_request_line_gets_505(void **state)
+{
+    (void)state;
+    S = srv_start(NULL, 0);
+    const char *req = "GET / HTTP/2.0\r\nHost: t\r\n\r\n";
+    assert_refused(S, req, strlen(req), 505, "http_version_not_supported");
+}
+
+static void test_slowloris_gets_408_while_others_are_served(void **state)
+{
+    (void)state;
+    gf_httpd_opts_t o = srv_opts();
+    o.header_timeout_ms = 1000;
+    S = srv_start(&o, 0);
+    rawc_t c;
+    long long t0 = now_ms();
+    assert_int_equal(rawc_connect(&c, srv_port(S), 0), 0);
+    /*
+     * The request line and a header name at once, then a header value one byte
+     * every 200 ms: each byte reaches the parser, so a timeout that restarted
+     * on every byte would never fire.
+     */
+    assert_int_equal(rawc_sends(&c, "GET /echo/1 HTTP/1.1\r\nHost: t\r\nX-Pad: "), 0);
+    int served = 0, answered = 0;
+    for (int i = 0; i < 40 && now_ms() - t0 < 8000; i++) {
+        if (rawc_send(&c, "a", 1) < 0) {
+            answered = 1; /* closed under us: read what it said */
+            break;
+        }
+        cresp_t r;
+        assert_int_equal(curl_get(S, "/healthz", NULL, &r), 200); /* others are served meanwhile */
+        cresp_dispose(&r);
+        served++;
+        struct pollfd p = {.fd = c.fd, .events = POLLIN};
+        if (poll(&p, 1, 200) > 0) {
+            answered = 1;
+            break;
+        }
+    }
+    long long elapsed = now_ms() - t0;
+    assert_true(answered);
+    assert_true(served >= 1);
+    http_resp_t r;
+    if (rawc_response(&c, &r, WAIT_MS) == 0) {
+        assert_int_equal(r.status, 408);
+        assert_json_error(r.body.p, r.body.len, "request_timeout");
+        resp_dispose(&r);
+    }
+    assert_true(rawc_wait_eof(&c, WAIT_MS));
+    /* Counted from the first byte and not reset by each one: well before the head was done. */
+    assert_true(elapsed < 8000);
+    assert_true(elapsed >= 900); /* and not before the timeout */
+    rawc_close(&c);
+}
+
+/* One event larger than the cap still reaches a client that reads. */
+static void test_an_event_larger_than_the_cap_reaches_a_reading_client(void **state)
+{
+    (void)state;
+    gf_httpd_opts_t o = srv_opts();
+    o.stream_max_queued_bytes = 4096;
+    S = srv_start(&o, 0);
+    srv_stats_t *st = srv_stats(S);
+    rawc_t c;
+    assert_int_equal(rawc_connect(&c, srv_port(S), 0), 0);
+    assert_int_equal(
+        rawc_sends(&c, "GET /stream?size=65536&every=50&burst=1 HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    http_resp_t r;
+    assert_int_equal(rawc_head(&c, &r, WAIT_MS), 0);
+    assert_int_equal(r.status, 200);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(rawc_chunk(&c, &r, WAIT_MS), 65536);
+    assert_int_equal(atomic_load(&st->stream_toobig), 0);
+    resp_dispose(&r);
+    rawc_close(&c);
+    WAIT_UNTIL(atomic_load(&st->streams_open) == 0, WAIT_MS);
+    assert_int_equal(atomic_load(&st->streams_open), 0);
+}
+
+static void test_stalled_stream_is_dropped_while_others_are_served(void **state)
+{
+    (void)state;
+    gf_httpd_opts_t o = srv_opts();
+    o.stream_max_queued_bytes = 64 * 1024;
+    S = srv_start(&o, 0);
+    srv_stats_t *st = srv_stats(S);
+    rawc_t c;
+    assert_int_equal(rawc_connect(&c, srv_port(S), 4096), 0);
+    assert_int_equal(
+        rawc_sends(&c, "GET /stream?size=16384&every=1&burst=4 HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    http_resp_t r;
+    assert_int_equal(rawc_head(&c, &r, WAIT_MS), 0);
+    assert_int_equal(r.status, 200);
+    assert_true(r.chunked);
+    assert_string_equal(resp_header(&r, "Content-Type"), "text/event-stream");
+    resp_dispose(&r);
+    /* Stop reading. The server fills the socket, then its queue, then gives up. */
+    int served = 0;
+    long long end = now_ms() + 30000;
+    while (atomic_load(&st->stream_toobig) == 0 && now_ms() < end) {
+        cresp_t cr;
+        assert_int_equal(curl_get(S, "/echo/9", NULL, &cr), 200);
+        cresp_dispose(&cr);
+        served++;
+        sleep_ms(20);
+    }
+    assert_int_equal(atomic_load(&st->stream_toobig), 1);
+    assert_true(served >= 1);
+    WAIT_UNTIL(atomic_load(&st->streams_open) == 0, WAIT_MS);
+    assert_int_equal(atomic_load(&st->streams_open), 0);
+    WAIT_UNTIL(srv_connections(S) == 0, WAIT_MS);
+    assert_int_equal(srv_connections(S), 0);
+    /* The dropped client reads what was sent and then finds the connection closed. */
+    assert_true(rawc_wait_eof(&c, 30000));
+    rawc_close(&c);
+    cresp_t cr;
+    assert_int_equal(curl_get(S, "/echo/10", NULL, &cr), 200);
+    cresp_dispose(&cr);
+}
+
+static void test_connections_over_the_limit_are_closed_at_accept(void **state)
+{
+    (void)state;
+    gf_httpd_opts_t o = srv_opts();
+    o.max_connections = 2;
+    S = srv_start(&o, 0);
+    rawc_t a, b, c;
+    assert_int_equal(rawc_connect(&a, srv_port(S), 0), 0);
+    assert_int_equal(rawc_connect(&b, srv_port(S), 0), 0);
+    WAIT_UNTIL(srv_connections(S) == 2, WAIT_MS);
+    assert_int_equal(srv_connections(S), 2);
+    assert_int_equal(rawc_connect(&c, srv_port(S), 0), 0);
+    assert_true(rawc_wait_eof(&c, WAIT_MS));
+    rawc_close(&c);
+    assert_int_equal(rawc_sends(&a, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    http_resp_t r;
+    assert_int_equal(rawc_response(&a, &r, WAIT_MS), 0);
+    assert_int_equal(r.status, 200);
+    resp_dispose(&r);
+    rawc_close(&a);
+    rawc_close(&b);
+}
+
+int main(void)
+{
+    http_test_init();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_garbage_gets_400_json_and_close, teardown),
+        cmocka_unit_test_teardown(test_huge_headers_get_431, teardown),
+        cmocka_unit_test_teardown(test_oversized_content_length_gets_413_before_the_body, teardown),
+        cmocka_unit_test_teardown(test_oversized_chunked_body_gets_413, teardown),
+        cmocka_unit_test_teardown(test_413_reaches_a_client_still_sending_its_body, teardown),
+        cmocka_unit_test_teardown(test_http2_request_line_gets_505, teardown),
+        cmocka_unit_test_teardown(test_slowloris_gets_408_while_others_are_served, teardown),
+        cmocka_unit_test_teardown(test_stalled_stream_is_dropped_while_others_are_served, teardown),
+        cmocka_unit_test_teardown(test_an_event_larger_than_the_cap_reaches_a_reading_client,
+                                  teardown),
+        cmocka_unit_test_teardown(test_connections_over_the_limit_are_closed_at_accept, teardown),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    http_test_cleanup();
+    return failed;
+}

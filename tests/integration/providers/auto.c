@@ -1,0 +1,234 @@
+/*
+ * tests/integration/providers/auto.c - auto's fallback, the circuit breaker
+ * (opens, fails fast, one probe, recovers), the local renderer, and 300
+ * concurrent calls through one multi handle.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "providers_util.h"
+#include "support.h"
+
+static int reset(void **state)
+{
+    return pt_suite_reset(state, "{\"latency_ms\":0}");
+}
+
+static void test_auto_falls_back_to_the_next_provider(void **state)
+{
+    (void)state;
+    gf_config_t *cfg = pt_config(
+        &fake, "auto", (const char *const[]){"FARM_PROVIDER_FALLBACK=hf,bfl,local", NULL});
+    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
+    assert_string_equal(provider_chain(p), "hf,bfl,local");
+    pt_result_t r = {0};
+    provider_req_t q = pt_req("a fox [[credits_402@hf.submit]]", 64, 64);
+    pt_run(&loop, p, &q, &r);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.provider, "bfl");
+    assert_int_equal(pt_fake_count(&fake, "hf.submit"), 1);
+    assert_int_equal(pt_fake_count(&fake, "bfl.submit"), 1);
+    /* A 402 opens hf's breaker for the long credits cool-down. */
+    assert_string_equal(provider_breaker_state(p, "hf"), "open");
+    pt_result_dispose(&r);
+    /* The caller's bad input does not fail over. */
+    pt_fake_post(&fake, "reset", "{}");
+    r = (pt_result_t){0};
+    q = pt_req("a fox [[validation_422@bfl.submit]]", 64, 64);
+    pt_run(&loop, p, &q, &r);
+    assert_int_equal(r.err.fault, PROVIDER_F_BAD_INPUT);
+    assert_int_equal(pt_fake_count(&fake, "hf.submit"), 0); /* skipped: breaker open */
+    pt_result_dispose(&r);
+    pt_close(&loop, p, cfg);
+}
+
+static void test_breaker_opens_fails_fast_and_recovers_after_probe(void **state)
+{
+    (void)state;
+    gf_config_t *cfg = pt_config(&fake, "hf",
+                                 (const char *const[]){"FARM_PROVIDER_BREAKER_FAILURES=3",
+                                                       "FARM_PROVIDER_BREAKER_COOLDOWN_S=1", NULL});
+    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
+    for (int i = 0; i < 3; i++) {
+        assert_string_equal(provider_breaker_state(p, "hf"), "closed");
+        pt_result_t r = {0};
+        provider_req_t q = pt_req("a fox [[server_500]]", 64, 64);
+        pt_run(&loop, p, &q, &r);
+        assert_int_equal(r.err.fault, PROVIDER_F_SERVER);
+        pt_result_dispose(&r);
+    }
+    assert_string_equal(provider_breaker_state(p, "hf"), "open");
+    long posts = pt_fake_count(&fake, "hf.submit");
+    pt_result_t r = {0};
+    provider_req_t q = pt_req("a healthy fox", 64, 64);
+    pt_run(&loop, p, &q, &r);
+    assert_int_equal(r.err.fault, PROVIDER_F_BREAKER_OPEN);
+    assert_int_equal(r.err.retryable, 1);
+    assert_int_equal(pt_fake_count(&fake, "hf.submit"), posts); /* failed fast */
+    pt_result_dispose(&r);
+    pt_spin(&loop, 1100);
+    assert_string_equal(provider_breaker_state(p, "hf"), "half_open");
+    /* The probe fails: open again. */
+    r = (pt_result_t){0};
+    q = pt_req("a fox [[server_500]]", 64, 64);
+    pt_run(&loop, p, &q, &r);
+    assert_int_equal(r.err.fault, PROVIDER_F_SERVER);
+    assert_string_equal(provider_breaker_state(p, "hf"), "open");
+    pt_result_dispose(&r);
+    pt_spin(&loop, 1100);
+    r = (pt_result_t){0};
+    q = pt_req("a healthy fox", 64, 64);
+    pt_run(&loop, p, &q, &r);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(provider_breaker_state(p, "hf"), "closed");
+    pt_result_dispose(&r);
+    pt_close(&loop, p, cfg);
+}
+
+static void test_auto_without_tokens_is_local(void **state)
+{
+    (void)state;
+    gf_config_t *cfg =
+        pt_config(NULL, "auto",
+                  (const char *const[]){"FARM_HF_TOKEN=", "FARM_FAL_KEY=", "FARM_BFL_KEY=", NULL});
+    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
+    assert_non_null(p);
+    assert_string_equal(provider_chain(p), "local");
+    pt_close(&loop, p, cfg);
+}
+
+static void render(provider_t *p, const char *prompt, int64_t seed, int w, int h, pt_result_t *r)
+{
+    provider_req_t q = pt_req(prompt, w, h);
+    q.seed = seed;
+    pt_run(&loop, p, &q, r);
+    assert_int_equal(r->status, 0);
+    int rw, rh;
+    pt_png_size(r->img, r->len, &rw, &rh);
+    assert_int_equal(rw, w);
+    assert_int_equal(rh, h);
+}
+
+static void test_local_renders_deterministic_distinct_images(void **state)
+{
+    (void)state;
+    gf_config_t *cfg = pt_config(NULL, "local", NULL);
+    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
+    pt_result_t a = {0}, b = {0}, c = {0}, d = {0};
+    render(p, "a castle", 1, 320, 200, &a);
+    render(p, "a castle", 1, 320, 200, &b);
+    render(p, "a castle", 2, 320, 200, &c);
+    render(p, "a dragon", 1, 320, 200, &d);
+    assert_string_equal(a.provider, "local");
+    assert_true(a.len == b.len && memcmp(a.img, b.img, a.len) == 0);
+    assert_true(a.len != c.len || memcmp(a.img, c.img, a.len) != 0);
+    assert_true(a.len != d.len || memcmp(a.img, d.img, a.len) != 0);
+    pt_result_dispose(&a);
+    pt_result_dispose(&b);
+    pt_result_dispose(&c);
+    pt_result_dispose(&d);
+    pt_close(&loop, p, cfg);
+}
+
+static void test_300_concurrent_calls_through_one_multi(void **state)
+{
+    (void)state;
+    enum { N = 300 };
+    gf_config_t *cfg =
+        pt_config(&fake, "hf", (const char *const[]){"FARM_PROVIDER_CONCURRENCY=1000", NULL});
+    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
+    pt_fake_post(&fake, "config", "{\"latency_ms\":500}");
+    pt_result_t *r = calloc(N, sizeof(*r));
+    char prompt[64];
+    for (int i = 0; i < N; i++) {
+        snprintf(prompt, sizeof(prompt), "fox number %d", i);
+        provider_req_t q = pt_req(prompt, 64, 64);
+        pt_submit(p, &q, &r[i]);
+    }
+    assert_int_equal(provider_inflight(p), N);
+    int done = 0;
+    double until = ts_now() + 90;
+    while (done < N && ts_now() < until) {
+        uv_run(&loop, UV_RUN_ONCE);
+        done = 0;
+        for (int i = 0; i < N; i++)
+            done += r[i].done;
+    }
+    assert_int_equal(done, N);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(r[i].status, 0);
+        pt_result_dispose(&r[i]);
+    }
+    free(r);
+    assert_int_equal(pt_fake_count(&fake, "hf.submit"), N);
+    pt_close(&loop, p, cfg);
+}
+
+static void test_concurrency_limit_queues_calls(void **state)
+{
+    (void)state;
+    enum { N = 12 };
+    gf_config_t *cfg =
+        pt_config(&fake, "hf", (const char *const[]){"FARM_PROVIDER_CONCURRENCY=4", NULL});
+    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
+    pt_fake_post(&fake, "config", "{\"latency_ms\":300}");
+    pt_result_t r[N] = {0};
+    for (int i = 0; i < N; i++) {
+        provider_req_t q = pt_req("a queued fox", 64, 64);
+        pt_submit(p, &q, &r[i]);
+    }
+    pt_spin(&loop, 150);
+    assert_int_equal(pt_fake_count(&fake, "hf.submit"), 4);
+    /* Cancel one that waits for a slot: it ends without reaching the fake. */
+    provider_cancel(r[N - 1].call);
+    int done = 0;
+    while (done < N) {
+        uv_run(&loop, UV_RUN_ONCE);
+        done = 0;
+        for (int i = 0; i < N; i++)
+            done += r[i].done;
+    }
+    for (int i = 0; i < N - 1; i++)
+        assert_int_equal(r[i].status, 0);
+    assert_int_equal(r[N - 1].status, GF_ECANCELED);
+    assert_int_equal(pt_fake_count(&fake, "hf.submit"), N - 1);
+    for (int i = 0; i < N; i++)
+        pt_result_dispose(&r[i]);
+    pt_close(&loop, p, cfg);
+}
+
+static void test_close_cancels_calls_in_flight(void **state)
+{
+    (void)state;
+    gf_config_t *cfg = pt_config(&fake, "hf", NULL);
+    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
+    pt_fake_post(&fake, "config", "{\"latency_ms\":5000}");
+    pt_result_t r = {0};
+    provider_req_t q = pt_req("a fox at shutdown", 64, 64);
+    pt_submit(p, &q, &r);
+    pt_spin(&loop, 100);
+    pt_close(&loop, p, cfg);
+    assert_int_equal(r.done, 1);
+    assert_int_equal(r.status, GF_ECANCELED);
+    pt_result_dispose(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_auto_falls_back_to_the_next_provider, reset),
+        cmocka_unit_test_setup(test_breaker_opens_fails_fast_and_recovers_after_probe, reset),
+        cmocka_unit_test_setup(test_auto_without_tokens_is_local, reset),
+        cmocka_unit_test_setup(test_local_renders_deterministic_distinct_images, reset),
+        cmocka_unit_test_setup(test_300_concurrent_calls_through_one_multi, reset),
+        cmocka_unit_test_setup(test_concurrency_limit_queues_calls, reset),
+        cmocka_unit_test_setup(test_close_cancels_calls_in_flight, reset),
+    };
+    return cmocka_run_group_tests(tests, pt_suite_setup, pt_suite_teardown);
+}

@@ -1,0 +1,634 @@
+/*
+ * tests/integration/queue/basic.c - the job lifecycle through the blocking
+ * client against the fixture's real Redis: enqueue, claim, heartbeat,
+ * finish; idempotency; the active cap; leases and fencing; poison jobs;
+ * retries; dead letters; cancel; deadlines; events; queue position.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+
+#include "queue_util.h"
+#include "support.h"
+
+typedef struct {
+    gf_config_t *cfg;
+    queue_sync_t *qs;
+} fx_t;
+
+static const char *const short_times[] = {
+    "FARM_QUEUE_LEASE_S=1",         "FARM_QUEUE_MAX_RECLAIMS=1",
+    "FARM_QUEUE_RETRY_BASE_MS=200", "FARM_QUEUE_RETRY_CAP_MS=400",
+    "FARM_QUEUE_MAX_ATTEMPTS=3",    "FARM_QUEUE_TIERS=pro:4:10,free:1:3",
+    "FARM_EVENTS_RETENTION_S=60",   NULL};
+
+static int setup(void **state)
+{
+    fx_t *fx = calloc(1, sizeof(*fx));
+    qt_flush();
+    fx->cfg = qt_cfg(short_times);
+    gf_err_t err = {0};
+    fx->qs = queue_sync_new(fx->cfg, &err);
+    if (fx->qs == NULL)
+        fail_msg("queue_sync_new: %s", err.msg);
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx_t *fx = *state;
+    queue_sync_free(fx->qs);
+    gf_cfg_free(fx->cfg);
+    free(fx);
+    return 0;
+}
+
+static int64_t now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* Claims exactly one job (fails the test otherwise); dispose with queue_claim_dispose. */
+static void claim_one(queue_sync_t *qs, const char *worker, queue_claim_t *c)
+{
+    gf_err_t err = {0};
+    assert_int_equal(queue_sync_claim(qs, worker, 10, c, &err), 0);
+    assert_int_equal(c->n_jobs, 1);
+}
+
+static void test_enqueue_claim_complete(void **state)
+{
+    fx_t *fx = *state;
+    char gen[64];
+    qt_id(gen, sizeof(gen), "gen");
+    queue_enqueue_req_t req = {
+        .gen_id = gen, .user_id = "u1", .tier = "pro", .payload = "{\"prompt\":\"a cat\"}"};
+    queue_result_t res;
+    gf_err_t err = {0};
+    assert_int_equal(queue_sync_enqueue(fx->qs, &req, &res, &err), 0);
+    assert_int_equal(res.created, 1);
+    assert_string_equal(res.state, "queued");
+    assert_int_equal(res.position, 0);
+
+    queue_claim_t c;
+    claim_one(fx->qs, "w1", &c);
+    queue_job_t *j = &c.jobs[0];
+    assert_string_equal(j->gen_id, gen);
+    assert_string_equal(j->user_id, "u1");
+    assert_string_equal(j->tier, "pro");
+    assert_string_equal(j->payload, "{\"prompt\":\"a cat\"}");
+    assert_int_equal(j->token, 1);
+    assert_int_equal(j->attempt, 1);
+    assert_true(j->lease_until > now_ms());
+
+    assert_int_equal(queue_sync_heartbeat(fx->qs, "w1", gen, j->token, &res, &err), 0);
+    assert_int_equal(res.cancel, 0);
+    queue_stats_t held;
+    assert_int_equal(queue_sync_stats(fx->qs, &held, &err), 0);
+    assert_int_equal(held.in_flight, 1);
+    assert_int_equal(held.n_live, 1);
+    assert_string_equal(held.live[0].id, "w1");
+    assert_int_equal(held.live[0].in_flight, 1); /* w1 holds the job */
+    queue_stats_dispose(&held);
+    assert_int_equal(
+        queue_sync_finish(fx->qs, gen, j->token, QUEUE_DONE, "{\"images\":1}", &res, &err), 0);
+    assert_string_equal(res.state, "done");
+    queue_claim_dispose(&c);
+
+    /* Nothing left; a second finish is refused (the job is no longer running). */
+    assert_int_equal(queue_sync_claim(fx->qs, "w1", 10, &c, &err), 0);
+    assert_int_equal(c.n_jobs, 0);
+    queue_claim_dispose(&c);
+    assert_int_equal(queue_sync_finish(fx->qs, gen, 1, QUEUE_DONE, NULL, &res, NULL), GF_ECONFLICT);
+
+    queue_events_t ev;
+    assert_int_equal(queue_sync_events_read(fx->qs, gen, 0, 100, &ev, &err), 0);
+    assert_int_equal(ev.n, 2);
+    assert_int_equal(ev.ev[0].id, 1);
+    assert_string_equal(ev.ev[0].type, "queued");
+    assert_int_equal(ev.ev[1].id, 2);
+    assert_string_equal(ev.ev[1].type, "done");
+    assert_string_equal(ev.ev[1].data, "{\"images\":1}");
+    queue_events_dispose(&ev);
+
+    queue_stats_t st;
+    assert_int_equal(queue_sync_stats(fx->qs, &st, &err), 0);
+    assert_int_equal(st.in_flight, 0);
+    assert_int_equal(st.done_this_min + st.done_last_min, 1);
+    assert_int_equal(st.workers, 1);
+    assert_int_equal(st.n_live, 1);
+    assert_string_equal(st.live[0].id, "w1");
+    assert_int_equal(st.live[0].in_flight, 0);
+    assert_true(st.live[0].last_seen_ms > 1700000000000LL);
+    assert_int_equal(st.n_tiers, 2);
+    queue_stats_dispose(&st);
+}
+
+static void test_enqueue_is_idempotent(void **state)
+{
+    fx_t *fx = *state;
+    char gen[64];
+    qt_id(gen, sizeof(gen), "gen");
+    queue_enqueue_req_t req = {.gen_id = gen, .user_id = "u1", .tier = "free", .payload = "{}"};
+    queue_result_t res;
+    assert_int_equal(queue_sync_enqueue(fx->qs, &req, &res, NULL), 0);
+    assert_int_equal(res.created, 1);
+    assert_int_equal(queue_sync_enqueue(fx->qs, &req, &res, NULL), 0);
+    assert_int_equal(res.created, 0);
+    assert_string_equal(res.state, "queued");
+    queue_claim_t c;
+    assert_int_equal(queue_sync_claim(fx->qs, "w", 10, &c, NULL), 0);
+    assert_int_equal(c.n_jobs, 1);
+    /* Known while running, too: still a no-op that reports the job. */
+    assert_int_equal(queue_sync_enqueue(fx->qs, &req, &res, NULL), 0);
+    assert_int_equal(res.created, 0);
+    assert_string_equal(res.state, "running");
+    queue_claim_dispose(&c);
+}
+
+static void test_active_cap_refuses_at_enqueue(void **state)
+{
+    fx_t *fx = *state;
+    char gens[4][64];
+    for (int i = 0; i < 3; i++)
+        qt_enqueue(fx->qs, qt_id(gens[i], sizeof(gens[i]), "cap"), "capped", "free");
+    queue_enqueue_req_t req = {
+        .gen_id = qt_id(gens[3], sizeof(gens[3]), "cap"), .user_id = "capped", .tier = "free"};
+    queue_result_t res;
+    gf_err_t err = {0};
+    assert_int_equal(queue_sync_enqueue(fx->qs, &req, &res, &err), GF_ETOOBIG);
+    assert_int_equal(res.limit, 3);
+    /* Another user is not affected; a finished job frees a slot. */
+    req.user_id = "other";
+    assert_int_equal(queue_sync_enqueue(fx->qs, &req, &res, NULL), 0);
+    queue_result_t cres;
+    assert_int_equal(queue_sync_cancel(fx->qs, gens[0], &cres, NULL), 0);
+    req.user_id = "capped";
+    req.gen_id = "cap-after-cancel";
+    assert_int_equal(queue_sync_enqueue(fx->qs, &req, &res, NULL), 0);
+    /* A bad tier is the caller's error. */
+    req.tier = "platinum";
+    req.gen_id = "bad-tier";
+    assert_int_equal(queue_sync_enqueue(fx->qs, &req, &res, NULL), GF_EINVAL);
+}
+
+static void test_expired_lease_is_reclaimed_and_old_holder_fenced(void **state)
+{
+    fx_t *fx = *state;
+    char gen[64];
+    qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "lease"), "u1", "pro");
+    queue_claim_t a, b;
+    double t0 = ts_now();
+    claim_one(fx->qs, "w1", &a);
+    /* Before expiry nobody else gets it (checked only if this box was not stalled a lease long). */
+    gf_err_t err = {0};
+    assert_int_equal(queue_sync_claim(fx->qs, "w2", 10, &b, &err), 0);
+    if (ts_now() - t0 < 0.8)
+        assert_int_equal(b.n_jobs, 0);
+    queue_claim_dispose(&b);
+    qt_sleep_ms(1300);
+    claim_one(fx->qs, "w2", &b);
+    assert_string_equal(b.jobs[0].gen_id, gen);
+    assert_true(b.jobs[0].token > a.jobs[0].token);
+    assert_true(b.jobs[0].attempt >= 2);
+
+    queue_result_t res;
+    assert_int_equal(queue_sync_heartbeat(fx->qs, "w1", gen, a.jobs[0].token, &res, NULL),
+                     GF_ECONFLICT);
+    assert_int_equal(queue_sync_finish(fx->qs, gen, a.jobs[0].token, QUEUE_DONE, NULL, &res, NULL),
+                     GF_ECONFLICT);
+    assert_int_equal(
+        queue_sync_event_append(fx->qs, gen, a.jobs[0].token, "progress", "{}", &res, NULL),
+        GF_ECONFLICT);
+    assert_int_equal(queue_sync_heartbeat(fx->qs, "w2", gen, b.jobs[0].token, &res, NULL), 0);
+    assert_int_equal(queue_sync_finish(fx->qs, gen, b.jobs[0].token, QUEUE_DONE, NULL, &res, NULL),
+                     0);
+    assert_int_equal(queue_sync_heartbeat(fx->qs, "w1", "no-such-gen", 1, &res, NULL),
+                     GF_ENOTFOUND);
+    queue_claim_dispose(&a);
+    queue_claim_dispose(&b);
+}
+
+static void test_poison_job_is_dead_lettered_after_max_reclaims(void **state)
+{
+    fx_t *fx = *state;
+    char gen[64];
+    qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "poison"), "u1", "pro");
+    queue_claim_t c;
+    claim_one(fx->qs, "w1", &c); /* start */
+    queue_claim_dispose(&c);
+    qt_sleep_ms(1200);
+    claim_one(fx->qs, "w2", &c); /* reclaim 1 (the limit) */
+    queue_claim_dispose(&c);
+    qt_sleep_ms(1200);
+    assert_int_equal(queue_sync_claim(fx->qs, "w3", 10, &c, NULL), 0); /* reclaim 2: poison */
+    assert_int_equal(c.n_jobs, 0);
+    queue_claim_dispose(&c);
+    queue_dead_list_t d;
+    assert_int_equal(queue_sync_dead_list(fx->qs, 10, &d, NULL), 0);
+    assert_int_equal(d.n, 1);
+    assert_string_equal(d.items[0].gen_id, gen);
+    assert_non_null(strstr(d.items[0].reason, "poison"));
+    queue_dead_list_dispose(&d);
+    queue_events_t ev;
+    assert_int_equal(queue_sync_events_read(fx->qs, gen, 0, 10, &ev, NULL), 0);
+    assert_string_equal(ev.ev[ev.n - 1].type, "failed");
+    queue_events_dispose(&ev);
+}
+
+static void test_retry_backoff_is_within_bounds(void **state)
+{
+    fx_t *fx = *state;
+    enum { N = 40 };
+    char gens[N][64], user[32];
+    int attempts[N] = {0};
+    for (int i = 0; i < N; i++) {
+        snprintf(user, sizeof(user), "retrier-%d", i);
+        qt_enqueue(fx->qs, qt_id(gens[i], sizeof(gens[i]), "retry"), user, "pro");
+    }
+    /* Base 200 ms, cap 400 ms, 3 attempts: backoff in [0,200), then [0,400), then dead. */
+    int dead = 0;
+    int64_t min_seen = 1000000, max_seen = -1;
+    double deadline = ts_now() + 10;
+    while (dead < N && ts_now() < deadline) {
+        queue_claim_t c;
+        assert_int_equal(queue_sync_claim(fx->qs, "w", N, &c, NULL), 0);
+        for (size_t k = 0; k < c.n_jobs; k++) {
+            queue_job_t *j = &c.jobs[k];
+            int i = 0;
+            while (i < N && strcmp(gens[i], j->gen_id) != 0)
+                i++;
+            assert_true(i < N);
+            assert_int_equal(j->attempt, ++attempts[i]);
+            queue_result_t res;
+            assert_int_equal(queue_sync_finish(fx->qs, j->gen_id, j->token, QUEUE_RETRY,
+                                               "provider 503", &res, NULL),
+                             0);
+            if (j->attempt == 3) {
+                assert_string_equal(res.state, "dead");
+                dead++;
+                continue;
+            }
+            assert_string_equal(res.state, "delayed");
+            int64_t bound = j->attempt == 1 ? 200 : 400;
+            assert_true(res.retry_in_ms >= 0 && res.retry_in_ms < bound);
+            max_seen = res.retry_in_ms > max_seen ? res.retry_in_ms : max_seen;
+            min_seen = res.retry_in_ms < min_seen ? res.retry_in_ms : min_seen;
+        }
+        queue_claim_dispose(&c);
+        qt_sleep_ms(20);
+    }
+    assert_int_equal(dead, N);
+    assert_true(max_seen > min_seen); /* jittered, not one fixed delay */
+    queue_dead_list_t d;
+    assert_int_equal(queue_sync_dead_list(fx->qs, 100, &d, NULL), 0);
+    assert_int_equal(d.n, N);
+    assert_non_null(strstr(d.items[0].reason, "after 3 attempts"));
+    queue_dead_list_dispose(&d);
+}
+
+static void test_fatal_failure_dead_letters_and_redrive_works(void **state)
+{
+    fx_t *fx = *state;
+    char gen[64];
+    qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "fatal"), "u1", "pro");
+    queue_claim_t c;
+    claim_one(fx->qs, "w1", &c);
+    queue_result_t res;
+    assert_int_equal(queue_sync_finish(fx->qs, gen, c.jobs[0].token, QUEUE_FATAL,
+                                       "prompt refused by the provider", &res, NULL),
+                     0);
+    assert_string_equal(res.state, "dead");
+    queue_claim_dispose(&c);
+
+    queue_dead_list_t d;
+    assert_int_equal(queue_sync_dead_list(fx->qs, 10, &d, NULL), 0);
+    assert_int_equal(d.n, 1);
+    assert_string_equal(d.items[0].reason, "prompt refused by the provider");
+    queue_dead_list_dispose(&d);
+
+    assert_int_equal(queue_sync_dead_retry(fx->qs, gen, NULL), 1);
+    claim_one(fx->qs, "w2", &c);
+    assert_string_equal(c.jobs[0].gen_id, gen);
+    assert_int_equal(c.jobs[0].attempt, 1);
+    assert_int_equal(c.jobs[0].token, 2);
+    assert_int_equal(queue_sync_finish(fx->qs, gen, c.jobs[0].token, QUEUE_DONE, NULL, &res, NULL),
+                     0);
+    queue_claim_dispose(&c);
+
+    /* Purge: a second dead job disappears with its events. */
+    char gen2[64];
+    qt_enqueue(fx->qs, qt_id(gen2, sizeof(gen2), "fatal"), "u1", "pro");
+    claim_one(fx->qs, "w1", &c);
+    assert_int_equal(
+        queue_sync_finish(fx->qs, gen2, c.jobs[0].token, QUEUE_FATAL, "nope", &res, NULL), 0);
+    queue_claim_dispose(&c);
+    assert_int_equal(queue_sync_dead_purge(fx->qs, "*", NULL), 1);
+    assert_int_equal(queue_sync_dead_list(fx->qs, 10, &d, NULL), 0);
+    assert_int_equal(d.n, 0);
+    queue_dead_list_dispose(&d);
+    assert_int_equal(queue_sync_position(fx->qs, gen2, &res, NULL), GF_ENOTFOUND);
+}
+
+static void test_cancel_queued_removes_it(void **state)
+{
+    fx_t *fx = *state;
+    char gen[64], other[64];
+    qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "cq"), "u1", "pro");
+    qt_enqueue(fx->qs, qt_id(other, sizeof(other), "cq"), "u2", "pro");
+    queue_result_t res;
+    assert_int_equal(queue_sync_cancel(fx->qs, gen, &res, NULL), 0);
+    assert_string_equal(res.state, "canceled");
+    queue_claim_t c;
+    claim_one(fx->qs, "w", &c);
+    assert_string_equal(c.jobs[0].gen_id, other);
+    queue_claim_dispose(&c);
+    assert_int_equal(queue_sync_cancel(fx->qs, gen, &res, NULL), 0);
+    assert_string_equal(res.state, "canceled"); /* already final: a no-op */
+    queue_events_t ev;
+    assert_int_equal(queue_sync_events_read(fx->qs, gen, 1, 10, &ev, NULL), 0);
+    assert_int_equal(ev.n, 1);
+    assert_int_equal(ev.ev[0].id, 2);
+    assert_string_equal(ev.ev[0].type, "canceled");
+    queue_events_dispose(&ev);
+}
+
+static void test_cancel_running_is_seen_by_the_next_heartbeat(void **state)
+{
+    fx_t *fx = *state;
+    char gen[64];
+    qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "cr"), "u1", "pro");
+    queue_claim_t c;
+    claim_one(fx->qs, "w", &c);
+    queue_result_t res;
+    assert_int_equal(queue_sync_heartbeat(fx->qs, "w", gen, c.jobs[0].token, &res, NULL), 0);
+    assert_int_equal(res.cancel, 0);
+    assert_int_equal(queue_sync_cancel(fx->qs, gen, &res, NULL), 0);
+    assert_string_equal(res.state, "canceling");
+    assert_int_equal(queue_sync_heartbeat(fx->qs, "w", gen, c.jobs[0].token, &res, NULL), 0);
+    assert_int_equal(res.cancel, 1);
+    assert_int_equal(
+        queue_sync_finish(fx->qs, gen, c.jobs[0].token, QUEUE_CANCELED, NULL, &res, NULL), 0);
+    assert_string_equal(res.state, "canceled");
+    queue_claim_dispose(&c);
+}
+
+/*
+ * Jobs found expired take turns too: five users each have an expired job and
+ * then a live one; a claim of two goes round the ring through all five
+ * expired jobs (more picks than it asked for jobs) and serves the users in
+ * ring order all the same.
+ */
+static void test_expired_jobs_keep_the_ring_in_order(void **state)
+{
+    fx_t *fx = *state;
+    char user[5][16], late[5][64], live[5][64];
+    queue_result_t res;
+    for (int i = 0; i < 5; i++) {
+        snprintf(user[i], sizeof(user[i]), "ring-u%d", i);
+        queue_enqueue_req_t req = {.gen_id = qt_id(late[i], sizeof(late[i]), "late"),
+                                   .user_id = user[i],
+                                   .tier = "pro",
+                                   .deadline_ms = 1};
+        assert_int_equal(queue_sync_enqueue(fx->qs, &req, &res, NULL), 0);
+    }
+    for (int i = 0; i < 5; i++)
+        qt_enqueue(fx->qs, qt_id(live[i], sizeof(live[i]), "live"), user[i], "pro");
+    queue_claim_t c;
+    assert_int_equal(queue_sync_claim(fx->qs, "w", 2, &c, NULL), 0);
+    assert_int_equal(c.n_expired, 5);
+    for (int i = 0; i < 5; i++)
+        assert_string_equal(c.expired[i].gen_id, late[i]);
+    assert_int_equal(c.n_jobs, 2);
+    assert_string_equal(c.jobs[0].gen_id, live[0]);
+    assert_string_equal(c.jobs[1].gen_id, live[1]);
+    queue_claim_dispose(&c);
+    assert_int_equal(queue_sync_claim(fx->qs, "w", 10, &c, NULL), 0);
+    assert_int_equal(c.n_jobs, 3);
+    for (int i = 0; i < 3; i++)
+        assert_string_equal(c.jobs[i].gen_id, live[i + 2]);
+    queue_claim_dispose(&c);
+}
+
+static void test_deadline_passed_is_expired_not_handed_out(void **state)
+{
+    fx_t *fx = *state;
+    char late[64], fine[64];
+    queue_enqueue_req_t req = {.gen_id = qt_id(late, sizeof(late), "dl"),
+                               .user_id = "u1",
+                               .tier = "pro",
+                               .deadline_ms = now_ms() + 200};
+    assert_int_equal(queue_sync_enqueue(fx->qs, &req, NULL, NULL), 0);
+    req.gen_id = qt_id(fine, sizeof(fine), "dl");
+    req.deadline_ms = now_ms() + 600000;
+    assert_int_equal(queue_sync_enqueue(fx->qs, &req, NULL, NULL), 0);
+    qt_sleep_ms(400);
+    queue_claim_t c;
+    assert_int_equal(queue_sync_claim(fx->qs, "w", 10, &c, NULL), 0);
+    assert_int_equal(c.n_jobs, 1);
+    assert_string_equal(c.jobs[0].gen_id, fine);
+    assert_int_equal(c.n_expired, 1);
+    assert_string_equal(c.expired[0].gen_id, late);
+    assert_string_equal(c.expired[0].user_id, "u1");
+    queue_claim_dispose(&c);
+    queue_result_t res;
+    assert_int_equal(queue_sync_position(fx->qs, late, &res, NULL), 0);
+    assert_string_equal(res.state, "expired");
+}
+
+static void test_events_are_numbered_and_resumable(void **state)
+{
+    fx_t *fx = *state;
+    char gen[64];
+    qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "ev"), "evuser", "pro");
+    queue_claim_t c;
+    claim_one(fx->qs, "w", &c);
+    queue_result_t res;
+    for (int i = 0; i < 5; i++) {
+        char data[32];
+        snprintf(data, sizeof(data), "{\"pct\":%d}", (i + 1) * 20);
+        assert_int_equal(
+            queue_sync_event_append(fx->qs, gen, c.jobs[0].token, "progress", data, &res, NULL), 0);
+        assert_int_equal(res.event_id, (uint64_t)i + 2);
+    }
+    queue_claim_dispose(&c);
+    queue_events_t ev;
+    assert_int_equal(queue_sync_events_read(fx->qs, gen, 3, 100, &ev, NULL), 0);
+    assert_int_equal(ev.n, 3);
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(ev.ev[i].id, 4 + i);
+        assert_string_equal(ev.ev[i].type, "progress");
+    }
+    assert_string_equal(ev.ev[2].data, "{\"pct\":100}");
+    queue_events_dispose(&ev);
+
+    /* The user's stream: all six, then resumption after the third. */
+    assert_int_equal(queue_sync_user_events_read(fx->qs, "evuser", NULL, 100, &ev, NULL), 0);
+    assert_int_equal(ev.n, 6);
+    char after[64];
+    snprintf(after, sizeof(after), "%s", ev.ev[2].stream_id);
+    assert_string_equal(ev.ev[2].gen_id, gen);
+    assert_int_equal(ev.ev[2].id, 3);
+    queue_events_dispose(&ev);
+    assert_int_equal(queue_sync_user_events_read(fx->qs, "evuser", after, 100, &ev, NULL), 0);
+    assert_int_equal(ev.n, 3);
+    assert_int_equal(ev.ev[0].id, 4);
+    queue_events_dispose(&ev);
+
+    /* A Redis that refuses writes (maxmemory reached) still serves the reads. */
+    assert_true(qt_redis_ok("CONFIG SET maxmemory 1"));
+    char gen2[64];
+    queue_enqueue_req_t req = {.gen_id = qt_id(gen2, sizeof(gen2), "ev"),
+                               .user_id = "evuser",
+                               .tier = "pro",
+                               .payload = "{}"};
+    queue_result_t r2;
+    gf_err_t err = {0};
+    int refused = queue_sync_enqueue(fx->qs, &req, &r2, &err);
+    assert_int_equal(queue_sync_events_read(fx->qs, gen, 3, 100, &ev, NULL), 0);
+    assert_int_equal(ev.n, 3);
+    queue_events_dispose(&ev);
+    queue_stats_t st;
+    int stats_rc = queue_sync_stats(fx->qs, &st, NULL);
+    /* And a process that connects now (FUNCTION LOAD is refused too) finds its library there. */
+    gf_err_t late_err = {0};
+    queue_sync_t *late = queue_sync_new(fx->cfg, &late_err);
+    int late_rc = late ? queue_sync_events_read(late, gen, 3, 100, &ev, NULL) : -1;
+    assert_true(qt_redis_ok("CONFIG SET maxmemory 0"));
+    assert_true(refused < 0); /* the write was refused: the limit was in force */
+    assert_int_equal(stats_rc, 0);
+    queue_stats_dispose(&st);
+    if (late == NULL)
+        fail_msg("queue_sync_new at maxmemory: %s", late_err.msg);
+    assert_int_equal(late_rc, 0);
+    assert_int_equal(ev.n, 3);
+    queue_events_dispose(&ev);
+    queue_sync_free(late);
+}
+
+static void test_position_counts_turns_across_users(void **state)
+{
+    fx_t *fx = *state;
+    char a[3][64], b[64];
+    for (int i = 0; i < 3; i++)
+        qt_enqueue(fx->qs, qt_id(a[i], sizeof(a[i]), "pos"), "alice", "pro");
+    assert_int_equal(qt_enqueue(fx->qs, qt_id(b, sizeof(b), "pos"), "bob", "pro"), 1);
+    queue_result_t res;
+    assert_int_equal(queue_sync_position(fx->qs, a[0], &res, NULL), 0);
+    assert_int_equal(res.position, 0);
+    assert_int_equal(queue_sync_position(fx->qs, a[2], &res, NULL), 0);
+    assert_int_equal(res.position, 3); /* a0, b, a1 */
+    /* The prediction holds: the order of claims is a0, b, a1, a2. */
+    queue_claim_t c;
+    assert_int_equal(queue_sync_claim(fx->qs, "w", 4, &c, NULL), 0);
+    assert_int_equal(c.n_jobs, 4);
+    assert_string_equal(c.jobs[0].gen_id, a[0]);
+    assert_string_equal(c.jobs[1].gen_id, b);
+    assert_string_equal(c.jobs[2].gen_id, a[1]);
+    assert_string_equal(c.jobs[3].gen_id, a[2]);
+    queue_claim_dispose(&c);
+}
+
+static void test_cli_dead_letter_list_retry_purge(void **state)
+{
+    fx_t *fx = *state;
+    char gen[64], out[4096], args[128];
+    qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "cli"), "u1", "pro");
+    queue_claim_t c;
+    claim_one(fx->qs, "w", &c);
+    assert_int_equal(
+        queue_sync_finish(fx->qs, gen, c.jobs[0].token, QUEUE_FATAL, "bad input", NULL, NULL), 0);
+    queue_claim_dispose(&c);
+    assert_int_equal(qt_farm_cli(out, sizeof(out), "dead-letter list"), 0);
+    assert_non_null(strstr(out, gen));
+    assert_non_null(strstr(out, "bad input"));
+    snprintf(args, sizeof(args), "dead-letter retry %s", gen);
+    assert_int_equal(qt_farm_cli(out, sizeof(out), args), 0);
+    assert_int_equal(qt_farm_cli(out, sizeof(out), args), 1); /* no longer dead */
+    claim_one(fx->qs, "w", &c);
+    assert_string_equal(c.jobs[0].gen_id, gen);
+    assert_int_equal(
+        queue_sync_finish(fx->qs, gen, c.jobs[0].token, QUEUE_FATAL, "again", NULL, NULL), 0);
+    queue_claim_dispose(&c);
+    /* Sloppy arguments are refused before anything is touched: the job is still there. */
+    static const char *const sloppy[] = {"dead-letter purge '*'",
+                                         "dead-letter retry '*'",
+                                         "dead-letter purge ''",
+                                         "dead-letter list --max 10x",
+                                         "dead-letter list --max 4294967297",
+                                         "dead-letter list --max 0"};
+    for (size_t i = 0; i < sizeof(sloppy) / sizeof(sloppy[0]); i++)
+        assert_int_equal(qt_farm_cli(out, sizeof(out), sloppy[i]), 2);
+    assert_int_equal(qt_farm_cli(out, sizeof(out), "dead-letter list --max 10"), 0);
+    assert_non_null(strstr(out, gen));
+    assert_int_equal(qt_farm_cli(out, sizeof(out), "dead-letter purge --all"), 0);
+    assert_non_null(strstr(out, "purged: 1"));
+    assert_int_equal(qt_farm_cli(out, sizeof(out), "dead-letter list"), 0);
+    assert_null(strstr(out, gen));
+    assert_int_equal(qt_farm_cli(out, sizeof(out), "dead-letter frobnicate"), 2);
+}
+
+static void test_a_redis_acl_user_logs_in(void **state)
+{
+    (void)state;
+    assert_int_equal(qt_redis_ok("ACL SETUSER farmq on >p@ss:w0rd ~* &* +@all"), 1);
+    char url[160], bad[160];
+    snprintf(url, sizeof(url), "FARM_REDIS_URL=redis://farmq:p%%40ss%%3aw0rd@127.0.0.1:%s/0",
+             ts_env("FARM_TEST_REDIS_PORT"));
+    snprintf(bad, sizeof(bad), "FARM_REDIS_URL=redis://farmq:wrong@127.0.0.1:%s/0",
+             ts_env("FARM_TEST_REDIS_PORT"));
+    const char *ok_env[] = {url, NULL}, *bad_env[] = {bad, NULL};
+    gf_config_t *cfg = qt_cfg(ok_env);
+    gf_err_t err = {0};
+    queue_sync_t *qs = queue_sync_new(cfg, &err);
+    if (qs == NULL)
+        fail_msg("queue_sync_new as farmq: %s", err.msg);
+    queue_stats_t st;
+    assert_int_equal(queue_sync_stats(qs, &st, NULL), 0);
+    queue_stats_dispose(&st);
+    queue_sync_free(qs);
+    gf_cfg_free(cfg);
+    cfg = qt_cfg(bad_env);
+    qs = queue_sync_new(cfg, &err);
+    assert_null(qs);
+    assert_null(strstr(err.msg, "wrong"));
+    gf_cfg_free(cfg);
+    assert_int_equal(qt_redis_int("ACL DELUSER farmq"), 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_enqueue_claim_complete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enqueue_is_idempotent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_active_cap_refuses_at_enqueue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expired_lease_is_reclaimed_and_old_holder_fenced,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_poison_job_is_dead_lettered_after_max_reclaims, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_retry_backoff_is_within_bounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fatal_failure_dead_letters_and_redrive_works, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_queued_removes_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_running_is_seen_by_the_next_heartbeat, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_expired_jobs_keep_the_ring_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deadline_passed_is_expired_not_handed_out, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_events_are_numbered_and_resumable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_position_counts_turns_across_users, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cli_dead_letter_list_retry_purge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_redis_acl_user_logs_in, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,138 @@
+/*
+ * tests/integration/queue/memory.c - memory stays bounded: after a run of
+ * 10,000 jobs (with progress events, retries and dead letters) and the
+ * retention time, Redis holds no more keys than before the run and about
+ * the same memory.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "queue_util.h"
+#include "support.h"
+
+static const char *const env[] = {"FARM_QUEUE_TIERS=pro:4:100000,free:1:100000",
+                                  "FARM_EVENTS_RETENTION_S=2",
+                                  "FARM_EVENTS_USER_MAX_AGE_S=2",
+                                  "FARM_QUEUE_DEAD_RETENTION_S=2",
+                                  "FARM_QUEUE_RETRY_BASE_MS=1",
+                                  "FARM_QUEUE_RETRY_CAP_MS=5",
+                                  NULL};
+
+static long long used_memory(void)
+{
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd),
+             "redis-cli -p %s info memory | sed -n 's/^used_memory:\\([0-9]*\\).*/\\1/p'",
+             ts_env("FARM_TEST_REDIS_PORT"));
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    long long v = -1;
+    assert_int_equal(fscanf(p, "%lld", &v), 1);
+    pclose(p);
+    return v;
+}
+
+/* Runs `n` jobs through the queue: 1 in 10 retried once, 1 in 100 dead-lettered. */
+static void run_jobs(queue_sync_t *qs, int n)
+{
+    char gen[64], user[32];
+    for (int i = 0; i < n; i++) {
+        snprintf(user, sizeof(user), "mem-user-%d", i % 100);
+        int64_t pos = qt_enqueue(qs, qt_id(gen, sizeof(gen), "mem"), user, i % 5 ? "free" : "pro");
+        if (i % 997 == 0 || (pos >= 1000 && pos % 1000 < 10)) {
+            /* The 'queued' event says the same position, in full (the queue
+             * writes numbers of four digits and more in groups of three). */
+            queue_events_t ev;
+            char want[64];
+            assert_int_equal(queue_sync_events_read(qs, gen, 0, 1, &ev, NULL), 0);
+            assert_int_equal(ev.n, 1);
+            snprintf(want, sizeof(want), "\"queue_position\":%lld}", (long long)pos);
+            assert_non_null(strstr(ev.ev[0].data, want));
+            queue_events_dispose(&ev);
+        }
+    }
+    int finished = 0;
+    double end = ts_now() + 120;
+    while (finished < n && ts_now() < end) {
+        queue_claim_t c;
+        assert_int_equal(queue_sync_claim(qs, "mem-worker", 64, &c, NULL), 0);
+        for (size_t i = 0; i < c.n_jobs; i++) {
+            queue_job_t *j = &c.jobs[i];
+            queue_result_t res;
+            assert_int_equal(queue_sync_event_append(qs, j->gen_id, j->token, "progress",
+                                                     "{\"pct\":50}", &res, NULL),
+                             0);
+            unsigned h = (unsigned)strlen(j->gen_id) + (unsigned)j->gen_id[strlen(j->gen_id) - 1];
+            queue_outcome_t o = QUEUE_DONE;
+            if (j->attempt == 1 && h % 10 == 0)
+                o = QUEUE_RETRY;
+            else if (h % 100 == 1)
+                o = QUEUE_FATAL;
+            assert_int_equal(queue_sync_finish(qs, j->gen_id, j->token, o, NULL, &res, NULL), 0);
+            if (o != QUEUE_RETRY)
+                finished++;
+        }
+        if (c.n_jobs == 0)
+            qt_sleep_ms(5);
+        queue_claim_dispose(&c);
+    }
+    assert_int_equal(finished, n);
+}
+
+static void test_memory_is_bounded_after_10000_jobs(void **state)
+{
+    (void)state;
+    qt_flush();
+    gf_config_t *cfg = qt_cfg(env);
+    queue_sync_t *qs = queue_sync_new(cfg, NULL);
+    assert_non_null(qs);
+
+    /* Warm up: the few fixed keys (sequence, WRR state, workers, stats) exist from now on. */
+    run_jobs(qs, 200);
+    qt_sleep_ms(2500);
+    queue_claim_t c;
+    assert_int_equal(queue_sync_claim(qs, "mem-worker", 1, &c, NULL),
+                     0); /* prunes the dead index */
+    queue_claim_dispose(&c);
+    double end = ts_now() + 30;
+    while (qt_redis_int("DBSIZE") > 5 && ts_now() < end)
+        qt_sleep_ms(100);
+    long long keys0 = qt_redis_int("DBSIZE");
+    long long mem0 = used_memory();
+    print_message("before: %lld keys, %lld bytes\n", keys0, mem0);
+
+    run_jobs(qs, 10000);
+    long long keys_peak = qt_redis_int("DBSIZE");
+    print_message("after the run: %lld keys, %lld bytes\n", keys_peak, used_memory());
+    assert_true(keys_peak > keys0);
+
+    qt_sleep_ms(2500); /* the retention */
+    assert_int_equal(queue_sync_claim(qs, "mem-worker", 1, &c, NULL), 0);
+    queue_claim_dispose(&c);
+    end = ts_now() + 60;
+    while (qt_redis_int("DBSIZE") > keys0 && ts_now() < end)
+        qt_sleep_ms(100);
+    long long keys1 = qt_redis_int("DBSIZE");
+    long long mem1 = used_memory();
+    print_message("after the retention: %lld keys, %lld bytes\n", keys1, mem1);
+    assert_true(keys1 <= keys0);
+    /* 10,000 leaked jobs would be megabytes; allow allocator noise. */
+    assert_true(mem1 < mem0 + 1024 * 1024);
+    queue_sync_free(qs);
+    gf_cfg_free(cfg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_memory_is_bounded_after_10000_jobs),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

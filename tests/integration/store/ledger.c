@@ -1,0 +1,757 @@
+/*
+ * tests/integration/store/ledger.c - the credit ledger against the fixture's
+ * real Postgres: holds never overdraw under concurrency, settlements happen
+ * once, stale fencing tokens are refused, idempotency keys, cancel and
+ * expiry release, a random workload reconciles, a corrupted row is named,
+ * a Postgres restart is a clear error followed by recovery, and the
+ * constraints refuse hand-written rows that break a rule.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store.h"
+#include "support.h"
+
+static store_conn_t *sc;
+
+static int setup(void **state)
+{
+    (void)state;
+    gf_err_t err = {0};
+    sc = store_conn_new(ts_env("FARM_DATABASE_URL"), &err);
+    if (sc == NULL)
+        fprintf(stderr, "%s\n", err.msg);
+    return sc ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    store_conn_free(sc);
+    return 0;
+}
+
+static void new_id(char out[37])
+{
+    gf_uuid4(out);
+}
+
+static int accept_on(store_conn_t *c, const char *gen, const char *user, int images, long long unit,
+                     const char *key, const char *hash, long long welcome)
+{
+    store_call_t call;
+    store_accept_t a = {.id = gen,
+                        .user_id = user,
+                        .kind = "avatar",
+                        .images = images,
+                        .unit_cost = unit,
+                        .welcome_credits = welcome,
+                        .params_json = "{\"prompt\":\"x\"}",
+                        .idempotency_key = key,
+                        .request_hash = hash};
+    store_call_accept(&call, &a);
+    int rc = store_conn_exec(c, &call);
+    store_call_dispose(&call);
+    return rc;
+}
+
+static void balance(const char *user, long long *bal, long long *held)
+{
+    store_call_t call;
+    store_call_balance(&call, user, 100);
+    assert_int_equal(store_conn_exec(sc, &call), 0);
+    *bal = call.res.balance.balance;
+    *held = call.res.balance.held;
+    store_call_dispose(&call);
+}
+
+static int run(store_call_t *call)
+{
+    int rc = store_conn_exec(sc, call);
+    return rc;
+}
+
+/* Settles image `index` (ok: captured, else released); the call's status, and whether it applied.
+ */
+static int settle(const char *gen, long long fence, int index, int ok, int *applied)
+{
+    store_call_t c;
+    store_call_image(&c, gen, fence, index, ok, NULL);
+    int rc = run(&c);
+    *applied = c.res.image.applied;
+    store_call_dispose(&c);
+    return rc;
+}
+
+/* --- constraints ------------------------------------------------------------------- */
+
+/* Asserts that Postgres refuses `sql` with a constraint violation (SQLSTATE class 23). */
+static void refused(PGconn *pg, const char *sql)
+{
+    PGresult *r = PQexec(pg, sql);
+    const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    if (PQresultStatus(r) != PGRES_FATAL_ERROR || state == NULL || strncmp(state, "23", 2) != 0)
+        fail_msg("not refused by a constraint (%s): %s", state ? state : "no error", sql);
+    PQclear(r);
+}
+
+/*
+ * Every rule docs/credits.md lists as a constraint refuses a hand-written row
+ * that breaks it, whatever the functions do.
+ */
+static void test_constraints_refuse_bad_rows(void **state)
+{
+    (void)state;
+    char user[37], gen[37], sql[512];
+    new_id(user);
+    new_id(gen);
+    assert_int_equal(accept_on(sc, gen, user, 2, 5, NULL, NULL, 100), 0);
+    store_call_t c;
+    store_call_start(&c, gen, 1, "local");
+    assert_int_equal(run(&c), 0);
+    store_call_dispose(&c);
+    store_call_image(&c, gen, 1, 0, 1, NULL);
+    assert_int_equal(run(&c), 0);
+    store_call_dispose(&c);
+    PGconn *pg = PQconnectdb(ts_env("FARM_DATABASE_URL"));
+    assert_int_equal(PQstatus(pg), CONNECTION_OK);
+    /* A legal change goes through (so the refusals below are the constraints'). */
+    snprintf(sql, sizeof(sql), "UPDATE generations SET progress = 50 WHERE id = '%s'", gen);
+    PGresult *r = PQexec(pg, sql);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+
+    /* Generation 2 images x 5, running, image 0 captured. */
+    const char *bad_gens[] = {
+        "status = 'bogus'",
+        "kind = 'video'",
+        "stage = 'waiting'",
+        "progress = 101",
+        "images = 41, cost = 205",
+        "images = 0, cost = 0",
+        "unit_cost = -1, cost = -2",
+        "cost = 11",
+        "charged = -5, released = 10",
+        "released = -1",
+        "released = 10",
+        "images_done = 2, images_failed = 1",
+        "images_failed = -1",
+        "status = 'succeeded'",
+    };
+    for (size_t i = 0; i < sizeof(bad_gens) / sizeof(bad_gens[0]); i++) {
+        snprintf(sql, sizeof(sql), "UPDATE generations SET %s WHERE id = '%s'", bad_gens[i], gen);
+        refused(pg, sql);
+    }
+    /* Ledger entries: kind, amount, for the generation or not, image index (-1: none). */
+    const struct {
+        const char *kind;
+        int amount, with_gen, image;
+    } bad_entries[] = {
+        {"bogus", 1, 0, -1},
+        {"grant", -1, 0, -1},
+        {"grant", 1, 1, -1},
+        {"grant", 1, 0, 0},
+        {"adjust", -1, 1, -1},
+        {"hold", 10, 0, -1},
+        {"hold", 10, 1, 0},
+        {"capture", 5, 1, -1},
+        {"capture", 5, 0, 1},
+        {"release", -5, 1, 1},
+        /* a second hold of the generation, a second settlement of image 0 */
+        {"hold", 10, 1, -1},
+        {"release", 5, 1, 0},
+        {"capture", 5, 1, 0},
+    };
+    for (size_t i = 0; i < sizeof(bad_entries) / sizeof(bad_entries[0]); i++) {
+        char gen_lit[40] = "NULL", image_lit[16] = "NULL";
+        if (bad_entries[i].with_gen)
+            snprintf(gen_lit, sizeof(gen_lit), "'%s'", gen);
+        if (bad_entries[i].image >= 0)
+            snprintf(image_lit, sizeof(image_lit), "%d", bad_entries[i].image);
+        snprintf(sql, sizeof(sql),
+                 "INSERT INTO credit_ledger (user_id, kind, amount, generation_id, image_index) "
+                 "VALUES ('%s', '%s', %d, %s, %s)",
+                 user, bad_entries[i].kind, bad_entries[i].amount, gen_lit, image_lit);
+        refused(pg, sql);
+    }
+    const char *bad_accounts[] = {
+        "balance = -1, held = 0",
+        "held = -1",
+        "held = balance + 1",
+    };
+    for (size_t i = 0; i < sizeof(bad_accounts) / sizeof(bad_accounts[0]); i++) {
+        snprintf(sql, sizeof(sql), "UPDATE credit_accounts SET %s WHERE user_id = '%s'",
+                 bad_accounts[i], user);
+        refused(pg, sql);
+    }
+    PQfinish(pg);
+}
+
+/* --- concurrency ------------------------------------------------------------------- */
+
+typedef struct {
+    const char *user;
+    int accepted, refused, other;
+} race_t;
+
+static void *race_worker(void *arg)
+{
+    race_t *r = arg;
+    gf_err_t err = {0};
+    store_conn_t *c = store_conn_new(ts_env("FARM_DATABASE_URL"), &err);
+    assert_non_null(c);
+    for (int i = 0; i < 25; i++) {
+        char gen[37];
+        new_id(gen);
+        int rc = accept_on(c, gen, r->user, 1, 10, NULL, NULL, 100);
+        if (rc == 0)
+            r->accepted++;
+        else if (rc == GF_ECREDITS)
+            r->refused++;
+        else
+            r->other++;
+    }
+    store_conn_free(c);
+    return NULL;
+}
+
+static void test_concurrent_accepts_never_overdraw(void **state)
+{
+    (void)state;
+    char user[37];
+    new_id(user);
+    pthread_t th[8];
+    race_t r[8];
+    for (int i = 0; i < 8; i++) {
+        r[i] = (race_t){.user = user};
+        pthread_create(&th[i], NULL, race_worker, &r[i]);
+    }
+    int accepted = 0, refused = 0, other = 0;
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        accepted += r[i].accepted;
+        refused += r[i].refused;
+        other += r[i].other;
+    }
+    assert_int_equal(other, 0);
+    assert_int_equal(accepted, 10);
+    assert_int_equal(refused, 190);
+    long long bal, held;
+    balance(user, &bal, &held);
+    assert_int_equal(bal, 100);
+    assert_int_equal(held, 100);
+}
+
+/* The same race through the async pool on a libuv loop. */
+typedef struct {
+    int done, accepted, refused, other;
+    store_call_t calls[200];
+} async_race_t;
+
+static void on_async_accept(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
+{
+    (void)st;
+    (void)call;
+    async_race_t *ar = data;
+    ar->done++;
+    if (err->code == 0)
+        ar->accepted++;
+    else if (err->code == GF_ECREDITS)
+        ar->refused++;
+    else
+        ar->other++;
+}
+
+static void on_closed(void *data)
+{
+    *(int *)data = 1;
+}
+
+static void test_async_pool_accepts_never_overdraw(void **state)
+{
+    (void)state;
+    char user[37];
+    new_id(user);
+    extern char **environ;
+    gf_err_t err = {0};
+    setenv("FARM_DB_POOL_SIZE", "8", 1);
+    gf_config_t *cfg = gf_cfg_load(environ, &err);
+    assert_non_null(cfg);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    store_t *st = store_new(&loop, cfg, &err);
+    async_race_t *ar = calloc(1, sizeof(*ar));
+    for (int i = 0; i < 200; i++) {
+        char gen[37];
+        new_id(gen);
+        store_accept_t a = {.id = gen,
+                            .user_id = user,
+                            .kind = "avatar",
+                            .images = 1,
+                            .unit_cost = 10,
+                            .welcome_credits = 100,
+                            .params_json = "{}"};
+        store_call_accept(&ar->calls[i], &a);
+        assert_int_equal(store_exec(st, &ar->calls[i], on_async_accept, ar), 0);
+    }
+    while (ar->done < 200)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_int_equal(ar->other, 0);
+    assert_int_equal(ar->accepted, 10);
+    assert_int_equal(ar->refused, 190);
+    int closed = 0;
+    store_close(st, on_closed, &closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_true(closed);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    for (int i = 0; i < 200; i++)
+        store_call_dispose(&ar->calls[i]);
+    free(ar);
+    gf_cfg_free(cfg);
+    long long bal, held;
+    balance(user, &bal, &held);
+    assert_int_equal(held, 100);
+}
+
+/* --- settlements ---------------------------------------------------------------------- */
+
+static void test_settlements_happen_once(void **state)
+{
+    (void)state;
+    char user[37], gen[37];
+    new_id(user);
+    new_id(gen);
+    assert_int_equal(accept_on(sc, gen, user, 3, 10, NULL, NULL, 100), 0);
+    store_call_t c;
+    store_call_start(&c, gen, 1, "local");
+    assert_int_equal(run(&c), 0);
+    assert_int_equal(c.res.start.attempts, 1);
+    store_call_dispose(&c);
+    for (int rep = 0; rep < 2; rep++) {
+        store_call_image(&c, gen, 1, 0, 1, NULL);
+        assert_int_equal(run(&c), 0);
+        assert_int_equal(c.res.image.applied, rep == 0);
+        store_call_dispose(&c);
+        store_call_image(&c, gen, 1, 1, 0, "{\"code\":\"provider_error\"}");
+        assert_int_equal(run(&c), 0);
+        assert_int_equal(c.res.image.applied, rep == 0);
+        store_call_dispose(&c);
+        /* An image already captured cannot be released, nor the other way round. */
+        store_call_image(&c, gen, 1, 0, 0, NULL);
+        assert_int_equal(run(&c), 0);
+        assert_int_equal(c.res.image.applied, 0);
+        store_call_dispose(&c);
+    }
+    for (int rep = 0; rep < 2; rep++) {
+        store_call_finish(&c, gen, 1, "auto", NULL);
+        assert_int_equal(run(&c), 0);
+        assert_string_equal(c.res.finish.status, "partial");
+        assert_int_equal(c.res.finish.applied, rep == 0);
+        store_call_dispose(&c);
+    }
+    long long bal, held;
+    balance(user, &bal, &held);
+    assert_int_equal(bal, 90);
+    assert_int_equal(held, 0);
+    store_call_generation(&c, gen, user);
+    assert_int_equal(run(&c), 0);
+    assert_int_equal(c.res.generation.charged, 10);
+    assert_int_equal(c.res.generation.released, 20);
+    assert_string_equal(c.res.generation.status, "partial");
+    store_call_dispose(&c);
+    /* Another user's generation does not exist for them. */
+    store_call_generation(&c, gen, gen);
+    assert_int_equal(run(&c), GF_ENOTFOUND);
+    store_call_dispose(&c);
+}
+
+static void test_stale_fencing_token_is_refused(void **state)
+{
+    (void)state;
+    char user[37], gen[37];
+    new_id(user);
+    new_id(gen);
+    assert_int_equal(accept_on(sc, gen, user, 2, 10, NULL, NULL, 100), 0);
+    store_call_t c;
+    store_call_start(&c, gen, 1, "local");
+    assert_int_equal(run(&c), 0);
+    store_call_dispose(&c);
+    /* The lease expired and another worker claimed the job with token 2. */
+    store_call_start(&c, gen, 2, "local");
+    assert_int_equal(run(&c), 0);
+    assert_int_equal(c.res.start.attempts, 2);
+    store_call_dispose(&c);
+    store_call_image(&c, gen, 1, 0, 1, NULL);
+    assert_int_equal(run(&c), GF_ECONFLICT);
+    store_call_dispose(&c);
+    store_call_provider_request(&c, gen, 1, 0, "req-1");
+    assert_int_equal(run(&c), GF_ECONFLICT);
+    store_call_dispose(&c);
+    store_call_finish(&c, gen, 1, "auto", NULL);
+    assert_int_equal(run(&c), GF_ECONFLICT);
+    store_call_dispose(&c);
+    long long bal, held;
+    balance(user, &bal, &held);
+    assert_int_equal(bal, 100);
+    assert_int_equal(held, 20);
+    store_call_image(&c, gen, 2, 0, 1, NULL);
+    assert_int_equal(run(&c), 0);
+    store_call_dispose(&c);
+    store_call_finish(&c, gen, 2, "auto", NULL);
+    assert_int_equal(run(&c), 0);
+    assert_string_equal(c.res.finish.status, "partial");
+    store_call_dispose(&c);
+    /* A late start after the finish is refused: the generation is over. */
+    store_call_start(&c, gen, 3, "local");
+    assert_int_equal(run(&c), GF_ECANCELED);
+    store_call_dispose(&c);
+}
+
+/* What a settlement answers when it settles nothing, in the order of precedence. */
+static void test_settlement_refusals(void **state)
+{
+    (void)state;
+    char user[37], gen[37], unknown[37];
+    new_id(user);
+    new_id(gen);
+    new_id(unknown);
+    assert_int_equal(accept_on(sc, gen, user, 2, 10, NULL, NULL, 100), 0);
+    store_call_t c;
+    store_call_start(&c, gen, 2, "local");
+    assert_int_equal(run(&c), 0);
+    store_call_dispose(&c);
+    int applied = -1;
+    assert_int_equal(settle(unknown, 2, 0, 1, &applied), GF_ENOTFOUND);
+    assert_int_equal(settle(gen, 2, 2, 1, &applied), GF_EINVAL);
+    assert_int_equal(settle(gen, 2, -1, 0, &applied), GF_EINVAL);
+    /* A stale token is refused before the index is looked at. */
+    assert_int_equal(settle(gen, 1, 5, 1, &applied), GF_ECONFLICT);
+    assert_int_equal(settle(gen, 2, 0, 1, &applied), 0);
+    assert_int_equal(applied, 1);
+    /* A settled image: stale for the old token, a no-op for the current one. */
+    assert_int_equal(settle(gen, 1, 0, 1, &applied), GF_ECONFLICT);
+    assert_int_equal(settle(gen, 2, 0, 0, &applied), 0);
+    assert_int_equal(applied, 0);
+    long long bal, held;
+    balance(user, &bal, &held);
+    assert_int_equal(bal, 90);
+    assert_int_equal(held, 10);
+}
+
+static void test_idempotency_key_returns_the_first_generation(void **state)
+{
+    (void)state;
+    char user[37], g1[37], g2[37], g3[37];
+    new_id(user);
+    new_id(g1);
+    new_id(g2);
+    new_id(g3);
+    assert_int_equal(accept_on(sc, g1, user, 1, 10, "key-1", "hash-a", 100), 0);
+    store_call_t c;
+    store_accept_t a = {.id = g2,
+                        .user_id = user,
+                        .kind = "avatar",
+                        .images = 1,
+                        .unit_cost = 10,
+                        .welcome_credits = 100,
+                        .idempotency_key = "key-1",
+                        .request_hash = "hash-a"};
+    store_call_accept(&c, &a);
+    assert_int_equal(run(&c), 0);
+    assert_int_equal(c.res.accept.existing, 1);
+    assert_string_equal(c.res.accept.generation_id, g1);
+    store_call_dispose(&c);
+    a.request_hash = "hash-b";
+    store_call_accept(&c, &a);
+    assert_int_equal(run(&c), GF_ECONFLICT);
+    store_call_dispose(&c);
+    long long bal, held;
+    balance(user, &bal, &held);
+    assert_int_equal(held, 10);
+    /* A refused request does not burn its key: after a grant the same key works. */
+    assert_int_equal(accept_on(sc, g3, user, 1, 500, "key-2", "h", 100), GF_ECREDITS);
+    store_call_credit(&c, user, 1000, "top-up", 100);
+    assert_int_equal(run(&c), 0);
+    store_call_dispose(&c);
+    assert_int_equal(accept_on(sc, g3, user, 1, 500, "key-2", "h", 100), 0);
+}
+
+static void test_cancel_and_expiry_release_everything(void **state)
+{
+    (void)state;
+    char user[37], q[37], r[37], e[37];
+    new_id(user);
+    new_id(q);
+    new_id(r);
+    new_id(e);
+    assert_int_equal(accept_on(sc, q, user, 2, 10, NULL, NULL, 100), 0);
+    assert_int_equal(accept_on(sc, r, user, 2, 10, NULL, NULL, 100), 0);
+    store_call_t c;
+    store_call_cancel(&c, q, r); /* not the owner: not found */
+    assert_int_equal(run(&c), GF_ENOTFOUND);
+    store_call_dispose(&c);
+    store_call_cancel(&c, q, user);
+    assert_int_equal(run(&c), 0);
+    assert_int_equal(c.res.cancel.applied, 1);
+    store_call_dispose(&c);
+    store_call_cancel(&c, q, user);
+    assert_int_equal(run(&c), GF_ECONFLICT);
+    store_call_dispose(&c);
+    store_call_start(&c, r, 1, "local");
+    assert_int_equal(run(&c), 0);
+    store_call_dispose(&c);
+    store_call_cancel(&c, r, user);
+    assert_int_equal(run(&c), 0);
+    assert_int_equal(c.res.cancel.applied, 0); /* the worker finishes it */
+    store_call_dispose(&c);
+    store_call_image(&c, r, 1, 0, 1, NULL);
+    assert_int_equal(run(&c), 0);
+    store_call_dispose(&c);
+    store_call_finish(&c, r, 1, "canceled", NULL);
+    assert_int_equal(run(&c), 0);
+    assert_string_equal(c.res.finish.status, "canceled");
+    store_call_dispose(&c);
+    /* Expiry: only once the deadline has passed. */
+    store_accept_t a = {.id = e,
+                        .user_id = user,
+                        .kind = "avatar",
+                        .images = 1,
+                        .unit_cost = 10,
+                        .welcome_credits = 100,
+                        .deadline_unix_ms = 1000};
+    store_call_accept(&c, &a);
+    assert_int_equal(run(&c), 0);
+    store_call_dispose(&c);
+    store_call_expire(&c, e);
+    assert_int_equal(run(&c), 0);
+    assert_int_equal(c.res.expire.applied, 1);
+    store_call_dispose(&c);
+    long long bal, held;
+    balance(user, &bal, &held);
+    assert_int_equal(bal, 90);
+    assert_int_equal(held, 0);
+}
+
+/* --- the random workload and reconcile ----------------------------------------------- */
+
+static void test_random_workload_reconciles(void **state)
+{
+    (void)state;
+    enum { USERS = 20, OPS = 5000 };
+    char users[USERS][37];
+    char gens[OPS][37];
+    int images[OPS];
+    int ngens = 0;
+    srand(42);
+    for (int i = 0; i < USERS; i++)
+        new_id(users[i]);
+    for (int op = 0; op < OPS; op++) {
+        int pick = rand() % 10;
+        store_call_t c;
+        if (pick < 3 || ngens == 0) {
+            new_id(gens[ngens]);
+            images[ngens] = 1 + rand() % 4;
+            int rc = accept_on(sc, gens[ngens], users[rand() % USERS], images[ngens], 10, NULL,
+                               NULL, 100);
+            assert_true(rc == 0 || rc == GF_ECREDITS);
+            if (rc == 0)
+                ngens++;
+            continue;
+        }
+        int g = rand() % ngens;
+        long long fence = 1 + rand() % 3;
+        switch (pick) {
+        case 3:
+            store_call_start(&c, gens[g], fence, "local");
+            break;
+        case 4:
+        case 5:
+        case 6:
+            store_call_image(&c, gens[g], fence, rand() % images[g], rand() % 3 != 0, NULL);
+            break;
+        case 7:
+            store_call_finish(&c, gens[g], fence, "auto", NULL);
+            break;
+        case 8:
+            store_call_cancel(&c, gens[g], users[rand() % USERS]);
+            break;
+        default:
+            store_call_expire(&c, gens[g]);
+            break;
+        }
+        int rc = run(&c);
+        assert_true(rc == 0 || rc == GF_ECONFLICT || rc == GF_ECANCELED || rc == GF_ENOTFOUND);
+        store_call_dispose(&c);
+    }
+    /* Finish every generation so terminal invariants are checked too. */
+    for (int g = 0; g < ngens; g++) {
+        store_call_t c;
+        store_call_finish(&c, gens[g], -1, "auto", NULL);
+        assert_int_equal(run(&c), 0);
+        store_call_dispose(&c);
+    }
+    gf_err_t err = {0};
+    assert_int_equal(store_reconcile(sc, stderr, &err), 0);
+}
+
+static void test_corrupted_row_is_named_by_reconcile(void **state)
+{
+    (void)state;
+    PGconn *c = PQconnectdb(ts_env("FARM_DATABASE_URL"));
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    /* The ledger refuses updates; a hand edit has to switch its triggers off. */
+    PGresult *r =
+        PQexec(c, "UPDATE credit_ledger SET amount = amount + 5 "
+                  "WHERE id = (SELECT min(id) FROM credit_ledger WHERE kind = 'capture')");
+    assert_int_equal(PQresultStatus(r), PGRES_FATAL_ERROR);
+    assert_non_null(strstr(PQresultErrorMessage(r), "append-only"));
+    PQclear(r);
+    r = PQexec(c, "SET session_replication_role = replica; "
+                  "UPDATE credit_ledger SET amount = amount + 5 "
+                  "WHERE id = (SELECT min(id) FROM credit_ledger WHERE kind = 'capture') "
+                  "RETURNING id");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    char needle[64];
+    snprintf(needle, sizeof(needle), "ledger row %s:", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    PQfinish(c);
+    char out[256];
+    snprintf(out, sizeof(out), "%s/reconcile.out", ts_env("FARM_TEST_TMPDIR"));
+    int status = ts_sh("'%s' reconcile > '%s' 2>&1", ts_env("FARM_TEST_CLI"), out);
+    assert_int_equal(status, 1);
+    FILE *f = fopen(out, "r");
+    assert_non_null(f);
+    char text[8192];
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    assert_non_null(strstr(text, needle));
+}
+
+/* Rows naming a user or a generation that does not exist are named too (no foreign keys: 0014,
+ * 0015). */
+static void test_dangling_ledger_rows_are_named_by_reconcile(void **state)
+{
+    (void)state;
+    PGconn *c = PQconnectdb(ts_env("FARM_DATABASE_URL"));
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PGresult *r =
+        PQexec(c, "INSERT INTO credit_ledger (user_id, kind, amount, generation_id, image_index) "
+                  "SELECT user_id, 'release', 1, gen_random_uuid(), 0 FROM credit_accounts LIMIT 1 "
+                  "RETURNING id, generation_id");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    char want_gen[160], want_user[160];
+    snprintf(want_gen, sizeof(want_gen),
+             "ledger row %s: release for generation %s, which does not exist", PQgetvalue(r, 0, 0),
+             PQgetvalue(r, 0, 1));
+    PQclear(r);
+    r = PQexec(c, "INSERT INTO credit_ledger (user_id, kind, amount, reason) "
+                  "VALUES (gen_random_uuid(), 'grant', 5, 'hand') RETURNING id, user_id");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    snprintf(want_user, sizeof(want_user), "ledger row %s: grant for user %s, who does not exist",
+             PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
+    PQclear(r);
+    /* A generation of nobody (without a hold, which is named as well). */
+    r = PQexec(c,
+               "INSERT INTO generations (id, user_id, kind, plan, params, images, unit_cost, cost) "
+               "VALUES (gen_random_uuid(), gen_random_uuid(), 'avatar', 'free', '{}', 1, 0, 0) "
+               "RETURNING id, user_id");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    char want_owner[160];
+    snprintf(want_owner, sizeof(want_owner), "generation %s: user %s does not exist",
+             PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
+    PQclear(r);
+    PQfinish(c);
+    char out[256];
+    snprintf(out, sizeof(out), "%s/reconcile-dangling.out", ts_env("FARM_TEST_TMPDIR"));
+    assert_int_equal(ts_sh("'%s' reconcile > '%s' 2>&1", ts_env("FARM_TEST_CLI"), out), 1);
+    FILE *f = fopen(out, "r");
+    assert_non_null(f);
+    static char text[65536];
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    assert_non_null(strstr(text, want_gen));
+    assert_non_null(strstr(text, want_user));
+    assert_non_null(strstr(text, want_owner));
+}
+
+/* farm grant and farm token refuse sloppy numbers (exit 2) and change nothing. */
+static void test_cli_refuses_sloppy_numbers(void **state)
+{
+    (void)state;
+    char user[37];
+    new_id(user);
+    const char *cli = ts_env("FARM_TEST_CLI");
+    assert_int_equal(ts_sh("'%s' grant --user %s --amount 5 >/dev/null", cli, user), 0);
+    long long bal0, held0;
+    balance(user, &bal0, &held0);
+    static const char *const amounts[] = {"10abc",       "1e3", "99999999999999999999",
+                                          "' 5'",        "+5",  "1000000001",
+                                          "-1000000001", "''",  "0"};
+    for (size_t i = 0; i < sizeof(amounts) / sizeof(amounts[0]); i++) {
+        int st = ts_sh("'%s' grant --user %s --amount %s >/dev/null 2>&1", cli, user, amounts[i]);
+        if (st != 2)
+            fprintf(stderr, "grant --amount %s: exit %d\n", amounts[i], st);
+        assert_int_equal(st, 2);
+    }
+    long long bal1, held1;
+    balance(user, &bal1, &held1);
+    assert_int_equal(bal1, bal0);
+    static const char *const ttls[] = {
+        "99999999999999999999", "9223372036854775807", "' 5'", "0", "-1", "31708801"};
+    for (size_t i = 0; i < sizeof(ttls) / sizeof(ttls[0]); i++)
+        assert_int_equal(ts_sh("'%s' token --sub %s --ttl %s >/dev/null 2>&1", cli, user, ttls[i]),
+                         2);
+    assert_int_equal(ts_sh("FARM_JWT_SECRET=0123456789abcdef '%s' token --sub %s --ttl 31536000 "
+                           ">/dev/null",
+                           cli, user),
+                     0);
+}
+
+static void test_postgres_restart_is_a_clear_error_then_recovers(void **state)
+{
+    (void)state;
+    char user[37], gen[37];
+    new_id(user);
+    assert_int_equal(ts_sh("sh -c \"$FARM_TEST_PG_STOP\" >/dev/null 2>&1"), 0);
+    store_call_t c;
+    store_call_balance(&c, user, 100);
+    assert_int_equal(run(&c), GF_EUNAVAIL);
+    assert_non_null(strstr(c.err.msg, "postgres"));
+    store_call_dispose(&c);
+    assert_int_equal(ts_sh("sh -c \"$FARM_TEST_PG_START\" >/dev/null 2>&1"), 0);
+    new_id(gen);
+    assert_int_equal(accept_on(sc, gen, user, 1, 10, NULL, NULL, 100), 0);
+    long long bal, held;
+    balance(user, &bal, &held);
+    assert_int_equal(held, 10);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_concurrent_accepts_never_overdraw),
+        cmocka_unit_test(test_async_pool_accepts_never_overdraw),
+        cmocka_unit_test(test_settlements_happen_once),
+        cmocka_unit_test(test_stale_fencing_token_is_refused),
+        cmocka_unit_test(test_settlement_refusals),
+        cmocka_unit_test(test_idempotency_key_returns_the_first_generation),
+        cmocka_unit_test(test_cancel_and_expiry_release_everything),
+        cmocka_unit_test(test_random_workload_reconciles),
+        cmocka_unit_test(test_postgres_restart_is_a_clear_error_then_recovers),
+        cmocka_unit_test(test_corrupted_row_is_named_by_reconcile),
+        cmocka_unit_test(test_dangling_ledger_rows_are_named_by_reconcile),
+        cmocka_unit_test(test_cli_refuses_sloppy_numbers),
+        cmocka_unit_test(test_constraints_refuse_bad_rows),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

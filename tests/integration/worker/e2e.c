@@ -1,0 +1,278 @@
+/*
+ * tests/integration/worker/e2e.c - the whole farm on the offline `local`
+ * provider: a real farm-api and two real farm-workers on the fixture's Redis
+ * and Postgres. A generation goes from POST to its terminal event; every
+ * output file decodes at its documented size; the ledger reconciles.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "imaging.h"
+#include "support.h"
+
+#define SECRET "e2e-jwt-secret-0123456789"
+
+static char base[64], storage[512];
+static int metrics_port[2];
+static char metrics_env[2][64];
+static pid_t api_pid, workers[2];
+static char *tok;
+
+static int setup(void **state)
+{
+    (void)state;
+    static char port_env[64], storage_env[600];
+    int port = ts_free_port();
+    snprintf(port_env, sizeof(port_env), "FARM_API_PORT=%d", port);
+    snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
+    snprintf(storage, sizeof(storage), "%s/storage", ts_env("FARM_TEST_TMPDIR"));
+    snprintf(storage_env, sizeof(storage_env), "FARM_STORAGE_DIR=%s", storage);
+    char log_path[600];
+    char *extra[] = {port_env,
+                     storage_env,
+                     "FARM_JWT_SECRET=" SECRET,
+                     "FARM_FILE_SECRET=file-secret-e2e-0123456789",
+                     "FARM_WORKER_METRICS_PORT=0",
+                     "FARM_PROVIDER=local",
+                     NULL};
+    char *api_argv[] = {(char *)ts_env("FARM_TEST_API_BIN"), NULL};
+    char *worker_argv[] = {(char *)ts_env("FARM_TEST_WORKER_BIN"), NULL};
+    snprintf(log_path, sizeof(log_path), "%s/api.log", ts_env("FARM_TEST_TMPDIR"));
+    api_pid = ts_spawn(api_argv, extra, log_path);
+    for (int i = 0; i < 2; i++) {
+        snprintf(log_path, sizeof(log_path), "%s/worker%d.log", ts_env("FARM_TEST_TMPDIR"), i);
+        metrics_port[i] = ts_free_port();
+        snprintf(metrics_env[i], sizeof(metrics_env[i]), "FARM_WORKER_METRICS_PORT=%d",
+                 metrics_port[i]);
+        char *wextra[] = {port_env, storage_env, "FARM_PROVIDER=local", metrics_env[i], NULL};
+        workers[i] = ts_spawn(worker_argv, wextra, log_path);
+    }
+    char user[37];
+    gf_uuid4(user);
+    api_claims_t c = {.sub = user, .plan = "pro", .ttl_s = 3600};
+    tok = api_token_issue(SECRET, &c, NULL);
+    char url[128];
+    snprintf(url, sizeof(url), "%s/readyz", base);
+    if (!tok || !ts_wait_http(url, 200, NULL, 20))
+        return -1;
+    /* Enough credits for every generation below (welcome credits: 100). */
+    return ts_sh("'%s' grant --user %s --amount 1000 --reason e2e >/dev/null",
+                 ts_env("FARM_TEST_CLI"), user) == 0
+               ? 0
+               : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    int bad = 0;
+    if (api_pid > 0)
+        bad |= ts_stop(api_pid, SIGTERM, 15) != 0;
+    for (int i = 0; i < 2; i++)
+        if (workers[i] > 0)
+            bad |= ts_stop(workers[i], SIGTERM, 40) != 0;
+    free(tok);
+    return bad ? -1 : 0; /* every process exits 0 on SIGTERM, sanitizers clean */
+}
+
+/* POSTs `body`, follows the events to the end; returns the terminal event's data. */
+static json_t *run_generation(const char *body, char *events_out, size_t events_size)
+{
+    char url[256], auth[1024];
+    snprintf(url, sizeof(url), "%s/v1/generations", base);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
+    const char *h[] = {auth, "Content-Type: application/json", NULL};
+    ts_http_t r = ts_http("POST", url, h, body, strlen(body));
+    assert_int_equal(r.status, 202);
+    json_t *created = json_loads(r.body, 0, NULL);
+    ts_http_dispose(&r);
+    snprintf(url, sizeof(url), "%s%s", base,
+             json_string_value(json_object_get(created, "events_url")));
+    json_decref(created);
+    const char *h2[] = {auth, NULL};
+    r = ts_http("GET", url, h2, NULL, 0); /* the stream ends after the terminal event */
+    assert_int_equal(r.status, 200);
+    snprintf(events_out, events_size, "%s", r.body);
+    /* The terminal event is the last one: its data line is the generation. */
+    const char *last = NULL;
+    for (const char *p = strstr(r.body, "\ndata: "); p; p = strstr(p + 1, "\ndata: "))
+        last = p + 7;
+    assert_non_null(last);
+    json_t *gen = json_loadb(last, strcspn(last, "\n"), 0, NULL);
+    ts_http_dispose(&r);
+    assert_non_null(gen);
+    return gen;
+}
+
+/* Every output: its file exists, decodes, and has the size and format it claims. */
+static void check_outputs(json_t *gen, size_t want)
+{
+    json_t *outputs = json_object_get(gen, "outputs");
+    assert_int_equal(json_array_size(outputs), want);
+    img_limits lim = {.max_bytes = 50u << 20, .max_pixels = 40000000};
+    size_t i;
+    json_t *o;
+    json_array_foreach(outputs, i, o)
+    {
+        const char *url = json_string_value(json_object_get(o, "url"));
+        assert_non_null(url);
+        assert_non_null(strstr(url, "sig="));
+        const char *key = url + strlen("/v1/files/");
+        char path[1200];
+        snprintf(path, sizeof(path), "%s/%.*s", storage, (int)strcspn(key, "?"), key);
+        FILE *f = fopen(path, "rb");
+        assert_non_null(f);
+        static unsigned char buf[8 << 20];
+        size_t n = fread(buf, 1, sizeof(buf), f);
+        fclose(f);
+        assert_int_equal(n, json_integer_value(json_object_get(o, "bytes")));
+        img_info info;
+        gf_err_t err = {0};
+        assert_int_equal(img_upload_probe(buf, n, &lim, &info, &err), 0);
+        assert_int_equal(info.width, json_integer_value(json_object_get(o, "width")));
+        assert_int_equal(info.height, json_integer_value(json_object_get(o, "height")));
+        assert_string_equal(img_format_name(info.format),
+                            json_string_value(json_object_get(o, "format")));
+        const char *variant = json_string_value(json_object_get(o, "variant"));
+        if (strcmp(variant, "thumb") == 0)
+            assert_int_equal(info.width, 128);
+        else if (strcmp(variant, "512") == 0)
+            assert_int_equal(info.width * 10000 + info.height, 512 * 10000 + 512);
+        else if (strcmp(variant, "instagram_story") == 0)
+            assert_int_equal(info.width * 10000 + info.height, 1080 * 10000 + 1920);
+    }
+}
+
+/* An `image` event's outputs carry their signed url, as GET's do, and no storage key. */
+static void check_image_event(const char *events)
+{
+    const char *at = strstr(events, "event: image\ndata: ");
+    assert_non_null(at);
+    at += strlen("event: image\ndata: ");
+    json_t *ev = json_loadb(at, strcspn(at, "\n"), 0, NULL);
+    assert_non_null(ev);
+    json_t *outputs = json_object_get(ev, "outputs"), *o;
+    assert_true(json_array_size(outputs) > 0);
+    size_t i;
+    json_array_foreach(outputs, i, o)
+    {
+        assert_null(json_object_get(o, "storage_key"));
+        const char *url = json_string_value(json_object_get(o, "url"));
+        assert_non_null(url);
+        char full[1400];
+        snprintf(full, sizeof(full), "%s%s", base, url);
+        ts_http_t r = ts_http("GET", full, NULL, NULL, 0);
+        assert_int_equal(r.status, 200);
+        assert_int_equal((long long)r.body_len, json_integer_value(json_object_get(o, "bytes")));
+        ts_http_dispose(&r);
+    }
+    json_decref(ev);
+}
+
+static void test_avatar_from_post_to_succeeded(void **state)
+{
+    (void)state;
+    static char events[1 << 20];
+    json_t *gen = run_generation("{\"kind\":\"avatar\",\"prompt\":\"a watercolor fox\","
+                                 "\"count\":2,\"width\":512,\"height\":512,"
+                                 "\"exports\":[\"instagram_story\"]}",
+                                 events, sizeof(events));
+    assert_non_null(strstr(events, "event: queued\n"));
+    assert_non_null(strstr(events, "event: started\n"));
+    assert_non_null(strstr(events, "event: image\n"));
+    check_image_event(events);
+    assert_non_null(strstr(events, "event: succeeded\n"));
+    assert_string_equal(json_string_value(json_object_get(gen, "status")), "succeeded");
+    assert_int_equal(json_integer_value(json_object_get(gen, "charged")), 20);
+    assert_int_equal(json_integer_value(json_object_get(gen, "released")), 0);
+    check_outputs(gen, 2 * 5); /* full, 512, 256, thumb, instagram_story per image */
+    /* Two GETs in a row give the same signed URLs: a polling page keeps its cached images. */
+    char url[256], auth[1024];
+    snprintf(url, sizeof(url), "%s/v1/generations/%s", base,
+             json_string_value(json_object_get(gen, "id")));
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
+    const char *h[] = {auth, NULL};
+    ts_http_t a = ts_http("GET", url, h, NULL, 0), b = ts_http("GET", url, h, NULL, 0);
+    assert_int_equal(a.status, 200);
+    assert_int_equal(b.status, 200);
+    assert_non_null(strstr(a.body, "sig="));
+    assert_string_equal(a.body, b.body);
+    ts_http_dispose(&a);
+    ts_http_dispose(&b);
+    json_decref(gen);
+}
+
+static void test_pose_two_poses_times_two(void **state)
+{
+    (void)state;
+    static char events[1 << 20];
+    json_t *gen = run_generation(
+        "{\"kind\":\"pose\",\"prompt\":\"a dancer\",\"count\":2,\"width\":256,\"height\":256,"
+        "\"poses\":[{\"preset\":\"standing-arms-crossed\"},{\"preset\":\"standing-wave\"}]}",
+        events, sizeof(events));
+    assert_string_equal(json_string_value(json_object_get(gen, "status")), "succeeded");
+    assert_int_equal(json_integer_value(json_object_get(gen, "images_done")), 4);
+    assert_int_equal(json_integer_value(json_object_get(gen, "charged")), 4 * 30);
+    check_outputs(gen, 4 * 4);
+    json_decref(gen);
+}
+
+/* The value of a series on a worker's /metrics (0 when absent). */
+static double worker_metric(int i, const char *series)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", metrics_port[i]);
+    ts_http_t r = ts_http("GET", url, NULL, NULL, 0);
+    assert_int_equal(r.status, 200);
+    const char *at = strstr(r.body, series);
+    double v = at ? strtod(at + strlen(series), NULL) : 0;
+    ts_http_dispose(&r);
+    return v;
+}
+
+/* The workers count what they settled: 2 avatars and 4 pose images, all captured. */
+static void test_workers_count_generations_and_images(void **state)
+{
+    (void)state;
+    double captured = 0, released = 0, succeeded = 0;
+    for (int i = 0; i < 2; i++) {
+        captured += worker_metric(i, "farm_worker_images_total{outcome=\"captured\"} ");
+        released += worker_metric(i, "farm_worker_images_total{outcome=\"released\"} ");
+        succeeded += worker_metric(i, "farm_worker_generations_total{status=\"succeeded\"} ");
+    }
+    assert_int_equal((int)captured, 6);
+    assert_int_equal((int)released, 0);
+    assert_int_equal((int)succeeded, 2);
+}
+
+static void test_ledger_reconciles(void **state)
+{
+    (void)state;
+    char out[600];
+    snprintf(out, sizeof(out), "%s/reconcile.out", ts_env("FARM_TEST_TMPDIR"));
+    assert_int_equal(ts_sh("'%s' reconcile > '%s' 2>&1", ts_env("FARM_TEST_CLI"), out), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_avatar_from_post_to_succeeded),
+        cmocka_unit_test(test_pose_two_poses_times_two),
+        cmocka_unit_test(test_workers_count_generations_and_images),
+        cmocka_unit_test(test_ledger_reconciles),
+    };
+    int rc = cmocka_run_group_tests(tests, setup, teardown);
+    img_shutdown();
+    return rc;
+}

@@ -1,0 +1,187 @@
+/*
+ * tests/integration/worker/sweeper.c - a real farm-worker's sweeper against
+ * the fixture's Redis and Postgres: a generation whose enqueue was lost is
+ * enqueued again, one past its deadline is expired and released, one the
+ * queue dead-lettered is failed and released; then SIGTERM exits 0.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "queue.h"
+#include "store.h"
+#include "support.h"
+
+extern char **environ;
+
+static store_conn_t *sc;
+static queue_sync_t *qs;
+static gf_config_t *cfg;
+static pid_t worker_pid;
+
+static int setup(void **state)
+{
+    (void)state;
+    gf_err_t err = {0};
+    cfg = gf_cfg_load(environ, &err);
+    sc = cfg ? store_conn_new(cfg->database_url, &err) : NULL;
+    qs = sc ? queue_sync_new(cfg, &err) : NULL;
+    if (qs == NULL) {
+        fprintf(stderr, "setup: %s\n", err.msg);
+        return -1;
+    }
+    char log_path[512];
+    snprintf(log_path, sizeof(log_path), "%s/worker.log", ts_env("FARM_TEST_TMPDIR"));
+    char *argv[] = {(char *)ts_env("FARM_TEST_WORKER_BIN"), NULL};
+    char *extra[] = {"FARM_SWEEP_INTERVAL_S=1", "FARM_SWEEP_STALE_S=1",
+                     "FARM_WORKER_METRICS_PORT=0", "FARM_WORKER_CONCURRENCY=0", NULL};
+    worker_pid = ts_spawn(argv, extra, log_path);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (worker_pid > 0)
+        ts_stop(worker_pid, SIGKILL, 5);
+    queue_sync_free(qs);
+    store_conn_free(sc);
+    gf_cfg_free(cfg);
+    gf_log_clear_secrets();
+    return 0;
+}
+
+static long long now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static void accept_gen(char gen[37], char user[37], long long deadline_ms)
+{
+    gf_uuid4(gen);
+    gf_uuid4(user);
+    store_call_t c;
+    store_accept_t a = {.id = gen,
+                        .user_id = user,
+                        .plan = "free",
+                        .kind = "avatar",
+                        .images = 2,
+                        .unit_cost = 10,
+                        .welcome_credits = 100,
+                        .params_json = "{\"prompt\":\"a red fox\"}",
+                        .deadline_unix_ms = deadline_ms};
+    store_call_accept(&c, &a);
+    assert_int_equal(store_conn_exec(sc, &c), 0);
+    store_call_dispose(&c);
+}
+
+/* Waits until the generation's status is `status`. */
+static int wait_status(const char *gen, const char *user, const char *status, double timeout_s)
+{
+    double end = ts_now() + timeout_s;
+    do {
+        store_call_t c;
+        store_call_generation(&c, gen, user);
+        int ok = store_conn_exec(sc, &c) == 0 && strcmp(c.res.generation.status, status) == 0;
+        store_call_dispose(&c);
+        if (ok)
+            return 1;
+        usleep(100000);
+    } while (ts_now() < end);
+    return 0;
+}
+
+static long long held(const char *user)
+{
+    store_call_t c;
+    store_call_balance(&c, user, 100);
+    assert_int_equal(store_conn_exec(sc, &c), 0);
+    long long h = c.res.balance.held;
+    store_call_dispose(&c);
+    return h;
+}
+
+static void test_lost_enqueue_is_enqueued_again(void **state)
+{
+    (void)state;
+    char gen[37], user[37];
+    accept_gen(gen, user, 0);
+    double end = ts_now() + 15;
+    char seen[16] = "";
+    do {
+        queue_result_t res = {0};
+        gf_err_t err = {0};
+        if (queue_sync_position(qs, gen, &res, &err) == 0)
+            snprintf(seen, sizeof(seen), "%s", res.state);
+        if (strcmp(seen, "queued") == 0)
+            break;
+        usleep(100000);
+    } while (ts_now() < end);
+    assert_string_equal(seen, "queued");
+}
+
+static void test_missed_deadline_is_expired_and_released(void **state)
+{
+    (void)state;
+    char gen[37], user[37];
+    accept_gen(gen, user, now_ms() - 1000);
+    assert_int_equal(held(user), 20);
+    assert_true(wait_status(gen, user, "expired", 15));
+    assert_int_equal(held(user), 0);
+}
+
+static void test_dead_lettered_job_is_failed_and_released(void **state)
+{
+    (void)state;
+    char gen[37], user[37];
+    accept_gen(gen, user, 0);
+    queue_enqueue_req_t req = {.gen_id = gen, .user_id = user, .tier = "free", .payload = "{}"};
+    queue_result_t res = {0};
+    gf_err_t err = {0};
+    assert_int_equal(queue_sync_enqueue(qs, &req, &res, &err), 0);
+    /* A worker takes it and gives up for good: the queue dead-letters it. */
+    int found = 0;
+    for (int round = 0; round < 50 && !found; round++) {
+        queue_claim_t claim = {0};
+        assert_int_equal(queue_sync_claim(qs, "test-worker", 8, &claim, &err), 0);
+        for (size_t i = 0; i < claim.n_jobs; i++) {
+            int mine = strcmp(claim.jobs[i].gen_id, gen) == 0;
+            found |= mine;
+            queue_result_t fr = {0};
+            queue_sync_finish(qs, claim.jobs[i].gen_id, claim.jobs[i].token,
+                              mine ? QUEUE_FATAL : QUEUE_DONE, "test: provider refused", &fr, &err);
+        }
+        queue_claim_dispose(&claim);
+    }
+    assert_true(found);
+    assert_true(wait_status(gen, user, "failed", 15));
+    assert_int_equal(held(user), 0);
+}
+
+static void test_sigterm_exits_zero(void **state)
+{
+    (void)state;
+    assert_int_equal(ts_stop(worker_pid, SIGTERM, 15), 0);
+    worker_pid = 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lost_enqueue_is_enqueued_again),
+        cmocka_unit_test(test_missed_deadline_is_expired_and_released),
+        cmocka_unit_test(test_dead_lettered_job_is_failed_and_released),
+        cmocka_unit_test(test_sigterm_exits_zero),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

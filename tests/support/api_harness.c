@@ -1,0 +1,71 @@
+/*
+ * tests/support/api_harness.c - see api_harness.h.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api.h"
+#include "api_harness.h"
+
+char au_base[64];
+
+pid_t au_api_start(const char *const *extra)
+{
+    static char port_env[64];
+    int port = ts_free_port();
+    snprintf(port_env, sizeof(port_env), "FARM_API_PORT=%d", port);
+    snprintf(au_base, sizeof(au_base), "http://127.0.0.1:%d", port);
+    char *env[32] = {port_env, "FARM_JWT_SECRET=" AU_SECRET,
+                     "FARM_FILE_SECRET=test-file-secret-0123456789"};
+    size_t n = 3;
+    for (size_t i = 0; extra && extra[i] && n + 1 < sizeof(env) / sizeof(env[0]); i++)
+        env[n++] = (char *)extra[i];
+    env[n] = NULL;
+    char log_path[600], url[128];
+    snprintf(log_path, sizeof(log_path), "%s/api.log", ts_env("FARM_TEST_TMPDIR"));
+    char *argv[] = {(char *)ts_env("FARM_TEST_API_BIN"), NULL};
+    pid_t pid = ts_spawn(argv, env, log_path);
+    snprintf(url, sizeof(url), "%s/readyz", au_base);
+    return pid > 0 && ts_wait_http(url, 200, NULL, 20) ? pid : -1;
+}
+
+char *au_token(const char *sub, const char *plan, const char *role, char user_out[37])
+{
+    char user[37];
+    if (sub == NULL)
+        gf_uuid4(user);
+    else
+        snprintf(user, sizeof(user), "%s", sub);
+    if (user_out)
+        memcpy(user_out, user, 37);
+    api_claims_t c = {.sub = user, .plan = plan, .role = role, .ttl_s = 3600};
+    char *t = api_token_issue(AU_SECRET, &c, NULL);
+    assert_non_null(t);
+    return t;
+}
+
+ts_http_t au_call(const char *method, const char *path, const char *tok, const char *body,
+                  const char *extra_header)
+{
+    char url[512], auth[2048];
+    snprintf(url, sizeof(url), "%s%s", au_base, path);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok ? tok : "");
+    int own_type = extra_header && strncasecmp(extra_header, "Content-Type:", 13) == 0;
+    const char *headers[] = {tok ? auth : "X-None: 1",
+                             own_type ? extra_header : "Content-Type: application/json",
+                             extra_header && !own_type ? extra_header : "X-None: 2", NULL};
+    return ts_http(method, url, headers, body, body ? strlen(body) : 0);
+}
+
+void au_id_of(const ts_http_t *r, char out[37])
+{
+    const char *p = strstr(r->body, "\"id\":\"");
+    assert_non_null(p);
+    snprintf(out, 37, "%s", p + 6);
+}

@@ -1,0 +1,39 @@
+/*
+ * tests/support/api_harness.h - what the api integration tests share: a
+ * real farm-api process on a free port with the tests' JWT secret, tokens
+ * for it, and requests to it.
+ */
+#ifndef API_HARNESS_H
+#define API_HARNESS_H
+
+#include <sys/types.h>
+
+#include "support.h"
+
+#define AU_SECRET "test-jwt-secret-0123456789"
+
+/* "http://127.0.0.1:<port>" of the api au_api_start() started. */
+extern char au_base[64];
+
+/*
+ * Starts farm-api (FARM_TEST_API_BIN) on a free port with AU_SECRET and the
+ * settings in `extra` ("NAME=value", NULL-terminated; may be NULL), its
+ * output in $FARM_TEST_TMPDIR/api.log, and waits until /readyz answers 200.
+ * Returns its pid, or -1 when it did not get ready within 20 s.
+ */
+pid_t au_api_start(const char *const *extra);
+
+/* A token for a new user (or `sub`), with `plan` and `role`; the user's id in `user_out`. */
+char *au_token(const char *sub, const char *plan, const char *role, char user_out[37]);
+
+/*
+ * A request with `tok` as the bearer (none when NULL), JSON as the body's type
+ * unless `extra_header` is a Content-Type, and `extra_header` (may be NULL).
+ */
+ts_http_t au_call(const char *method, const char *path, const char *tok, const char *body,
+                  const char *extra_header);
+
+/* The "id" of a 202/200 answer. */
+void au_id_of(const ts_http_t *r, char out[37]);
+
+#endif

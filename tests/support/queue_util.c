@@ -1,0 +1,198 @@
+/*
+ * tests/support/queue_util.c - see queue_util.h.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "queue_util.h"
+#include "support.h"
+
+extern char **environ;
+
+gf_config_t *qt_cfg(const char *const *overrides)
+{
+    size_t n = 0, m = 0;
+    while (overrides && overrides[n])
+        n++;
+    while (environ[m])
+        m++;
+    char **env = calloc(n + m + 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++)
+        env[i] = (char *)overrides[i];
+    size_t k = n;
+    /* The fixture's FARM_TEST_* variables are not config: keep them out. */
+    for (size_t i = 0; i < m; i++)
+        if (strncmp(environ[i], "FARM_TEST_", 10) != 0)
+            env[k++] = environ[i];
+    gf_err_t err = {0};
+    gf_config_t *cfg = gf_cfg_load(env, &err);
+    free(env);
+    if (cfg == NULL)
+        fail_msg("config: %s", err.msg);
+    return cfg;
+}
+
+static redisContext *raw(void)
+{
+    int port = atoi(ts_env("FARM_TEST_REDIS_PORT"));
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    if (c && c->err) {
+        redisFree(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* One command on a fresh connection to the fixture's Redis; NULL when it cannot be sent. */
+static redisReply *raw_command(const char *fmt, const char *arg)
+{
+    redisContext *c = raw();
+    if (c == NULL)
+        return NULL;
+    redisReply *r = redisCommand(c, fmt, arg);
+    redisFree(c);
+    return r;
+}
+
+long long qt_redis_int(const char *cmd)
+{
+    redisReply *r = raw_command(cmd, NULL); /* cmd is its own format: split on spaces */
+    long long v = r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    freeReplyObject(r);
+    return v;
+}
+
+int qt_redis_ok(const char *cmd)
+{
+    redisReply *r = raw_command(cmd, NULL); /* cmd is its own format: split on spaces */
+    int ok = r && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "OK") == 0;
+    freeReplyObject(r);
+    return ok;
+}
+
+int qt_redis_argv(const char *const *argv)
+{
+    int argc = 0;
+    while (argv[argc])
+        argc++;
+    redisContext *c = raw();
+    if (c == NULL)
+        return 0;
+    redisReply *r = redisCommandArgv(c, argc, (const char **)argv, NULL);
+    int ok = r != NULL && r->type != REDIS_REPLY_ERROR;
+    freeReplyObject(r);
+    redisFree(c);
+    return ok;
+}
+
+long long qt_redis_stat(const char *command)
+{
+    redisReply *r = raw_command("INFO commandstats", NULL);
+    long long v = -1;
+    char key[64];
+    snprintf(key, sizeof(key), "cmdstat_%s:calls=", command);
+    if (r && r->type == REDIS_REPLY_STRING) {
+        const char *p = strstr(r->str, key);
+        v = p ? strtoll(p + strlen(key), NULL, 10) : 0;
+    }
+    freeReplyObject(r);
+    return v;
+}
+
+long long qt_redis_numsub(const char *channel)
+{
+    redisReply *r = raw_command("PUBSUB NUMSUB %s", channel);
+    long long v = -1;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[1]->type == REDIS_REPLY_INTEGER)
+        v = r->element[1]->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+void qt_flush(void)
+{
+    redisContext *c = raw();
+    assert_non_null(c);
+    redisReply *r = redisCommand(c, "FLUSHALL");
+    assert_non_null(r);
+    freeReplyObject(r);
+    redisFree(c);
+}
+
+const char *qt_id(char *buf, size_t n, const char *prefix)
+{
+    static unsigned counter;
+    snprintf(buf, n, "%s-%u-%08x", prefix, ++counter, (unsigned)rand());
+    return buf;
+}
+
+void qt_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+void qt_redis_stop(void)
+{
+    const char *port = ts_env("FARM_TEST_REDIS_PORT");
+    (void)ts_sh("redis-cli -p %s shutdown >/dev/null 2>&1", port);
+    for (int i = 0; i < 100; i++) {
+        if (ts_sh("redis-cli -p %s ping >/dev/null 2>&1", port) != 0)
+            return;
+        qt_sleep_ms(100);
+    }
+    fail_msg("redis did not stop");
+}
+
+void qt_redis_start(void)
+{
+    const char *port = ts_env("FARM_TEST_REDIS_PORT");
+    assert_int_equal(ts_sh("redis-server '%s' >/dev/null", ts_env("FARM_TEST_REDIS_CONF")), 0);
+    for (int i = 0; i < 200; i++) {
+        if (ts_sh("redis-cli -p %s ping 2>/dev/null | grep -q PONG", port) == 0)
+            return;
+        qt_sleep_ms(50);
+    }
+    fail_msg("redis did not come back");
+}
+
+void qt_redis_restart(void)
+{
+    qt_redis_stop();
+    qt_redis_start();
+}
+
+int64_t qt_enqueue(queue_sync_t *qs, const char *gen, const char *user, const char *tier)
+{
+    queue_enqueue_req_t req = {.gen_id = gen, .user_id = user, .tier = tier, .payload = "{}"};
+    queue_result_t res;
+    gf_err_t err = {0};
+    int rc = queue_sync_enqueue(qs, &req, &res, &err);
+    if (rc < 0)
+        fail_msg("enqueue %s: %s", gen, err.msg);
+    return res.position;
+}
+
+int qt_farm_cli(char *out, size_t n, const char *args)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "'%s' %s 2>&1", ts_env("FARM_TEST_CLI"), args);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t got = fread(out, 1, n - 1, p);
+    out[got] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}

@@ -1,0 +1,57 @@
+/*
+ * tests/support/queue_util.h - helpers shared by the queue integration
+ * tests: a config with test overrides, a fresh database, unique ids, and
+ * raw Redis access for what the tests inspect (DBSIZE, key TTLs).
+ */
+#ifndef QUEUE_UTIL_H
+#define QUEUE_UTIL_H
+
+#include <stdint.h>
+
+#include "queue.h"
+
+/*
+ * A config from the environment with `overrides` ("NAME=value", NULL-
+ * terminated, may be NULL) taking precedence. Fails the test on error.
+ */
+gf_config_t *qt_cfg(const char *const *overrides);
+
+/* FLUSHALL on the fixture's Redis. */
+void qt_flush(void);
+
+/* A new id "<prefix>-<n>-<random>" in `buf`. */
+const char *qt_id(char *buf, size_t n, const char *prefix);
+
+/* A raw integer command against the fixture's Redis (DBSIZE...); -1 on error. */
+long long qt_redis_int(const char *cmd);
+
+/* A raw command that answers +OK (FUNCTION FLUSH...); 1 if it did. */
+int qt_redis_ok(const char *cmd);
+
+/* A raw command given as its arguments (NULL-terminated); 1 unless Redis answered an error. */
+int qt_redis_argv(const char *const *argv);
+
+/* How many times Redis ran `command` (INFO commandstats), 0 if never, -1 on error. */
+long long qt_redis_stat(const char *command);
+
+/* Subscribers of a pub/sub channel (PUBSUB NUMSUB), -1 on error. */
+long long qt_redis_numsub(const char *channel);
+
+/* Restarts the fixture's Redis (shutdown, start from its config, wait for PING). */
+void qt_redis_restart(void);
+
+/* Stops the fixture's Redis (SHUTDOWN, waits until it refuses connections). */
+void qt_redis_stop(void);
+
+/* Starts it again and waits until it answers PING. */
+void qt_redis_start(void);
+
+/* Enqueues with the sync client and asserts success; returns the position. */
+int64_t qt_enqueue(queue_sync_t *qs, const char *gen, const char *user, const char *tier);
+
+void qt_sleep_ms(int ms);
+
+/* Runs the farm CLI (FARM_TEST_CLI) with `args`; its exit status, and its output in `out`. */
+int qt_farm_cli(char *out, size_t n, const char *args);
+
+#endif
