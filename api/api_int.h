@@ -102,11 +102,6 @@ void api__json_flags(gf_http_req_t *req, int status, json_t *body, size_t flags)
 /* True when the request's body is declared application/json; else answers 415. */
 int api__body_is_json(gf_http_req_t *req);
 
-/* RFC 3339 UTC now, with milliseconds, into `out` (32 bytes). */
-void api__now_rfc3339(char out[32]);
-/* A unix time in milliseconds as RFC 3339 UTC with milliseconds. */
-void api__ms_rfc3339(int64_t unix_ms, char out[32]);
-
 /* Parses ?limit= (1..100, default 20 when NULL); -1 when malformed. */
 int api__parse_limit(const char *s);
 

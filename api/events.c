@@ -524,11 +524,7 @@ static int user_event_id_ok(const char *s)
     const char *p = stream_id_part(s, &ms);
     if (p == NULL || *p != '-' || (p = stream_id_part(p + 1, &seq)) == NULL || *p != '\0')
         return 0;
-    uv_timeval64_t now;
-    if (uv_gettimeofday(&now) != 0)
-        return 1;
-    return ms <= (unsigned long long)now.tv_sec * 1000ULL + (unsigned long long)now.tv_usec / 1000 +
-                     USER_CURSOR_AHEAD_MS;
+    return ms <= (unsigned long long)gf_clock_unix_ms() + USER_CURSOR_AHEAD_MS;
 }
 
 static void on_generation_stream(gf_http_req_t *req, void *data)

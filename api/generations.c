@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 typedef struct {
     api_t *api;
@@ -24,6 +23,7 @@ typedef struct {
     api_gen_req_t g;
     char gen_id[37];
     char created_at[32];
+    int64_t deadline_ms; /* the start deadline, Unix ms; 0: none */
     char idem_key[129];
     int has_idem_key;
     char hash[65];
@@ -167,15 +167,11 @@ static void on_accepted(store_t *st, const gf_err_t *err, store_call_t *call, vo
         }
         return;
     }
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    queue_enqueue_req_t req = {
-        .gen_id = c->gen_id,
-        .user_id = c->who.sub,
-        .tier = queue_tier_of(c->api->cfg, c->who.plan),
-        .payload = c->g.payload,
-        .deadline_ms =
-            c->g.params.deadline_s ? (int64_t)tv.tv_sec * 1000 + c->g.params.deadline_s * 1000 : 0};
+    queue_enqueue_req_t req = {.gen_id = c->gen_id,
+                               .user_id = c->who.sub,
+                               .tier = queue_tier_of(c->api->cfg, c->who.plan),
+                               .payload = c->g.payload,
+                               .deadline_ms = c->deadline_ms};
     int rc = queue_enqueue(c->api->queue, &req, on_enqueued, c);
     if (rc < 0)
         answer_accepted(c, rc, NULL);
@@ -186,11 +182,9 @@ static void gen_accept(gen_ctx_t *c)
 {
     api_t *api = c->api;
     gf_uuid4(c->gen_id);
-    api__now_rfc3339(c->created_at);
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    long long deadline =
-        c->g.params.deadline_s ? (long long)tv.tv_sec * 1000 + c->g.params.deadline_s * 1000 : 0;
+    int64_t now_ms = gf_clock_unix_ms();
+    gf_clock_rfc3339(now_ms, c->created_at);
+    c->deadline_ms = c->g.params.deadline_s ? now_ms + c->g.params.deadline_s * 1000 : 0;
     store_accept_t a = {.id = c->gen_id,
                         .user_id = c->who.sub,
                         .plan = c->who.plan,
@@ -200,7 +194,7 @@ static void gen_accept(gen_ctx_t *c)
                         .welcome_credits = api->cfg->welcome_credits,
                         .params_json = c->g.payload,
                         .metadata_json = c->g.params.metadata,
-                        .deadline_unix_ms = deadline,
+                        .deadline_unix_ms = c->deadline_ms,
                         .idempotency_key = c->has_idem_key ? c->idem_key : NULL,
                         .request_hash = c->hash};
     store_call_accept(&c->call, &a);
