@@ -209,6 +209,16 @@ void queue__cmd_finish(queue__cmd_t *cmd, const queue__conf_t *c, const char *ge
     queue__cmd_jitter(cmd);
 }
 
+void queue__cmd_event(queue__cmd_t *cmd, const queue__conf_t *c, const char *gen_id, uint64_t token,
+                      const char *type, const char *data_json)
+{
+    queue__cmd_script(cmd, c, QS_EVENT);
+    queue__cmd_str(cmd, gen_id);
+    queue__cmd_int(cmd, (long long)token);
+    queue__cmd_str(cmd, type);
+    queue__cmd_str(cmd, data_json ? data_json : "{}");
+}
+
 void queue__cmd_gen_events(queue__cmd_t *cmd, const queue__conf_t *c, const char *gen_id,
                            uint64_t after_id, int max)
 {
