@@ -71,6 +71,9 @@ void api__error(gf_http_req_t *req, int status, const char *code, const char *me
  */
 void api__fail(gf_http_req_t *req, int status, const gf_err_t *err);
 
+/* Answers a failed read of a list's page: GF_EINVAL is the client's malformed cursor. */
+void api__fail_page(gf_http_req_t *req, const gf_err_t *err);
+
 /*
  * The signature of a file URL: hex(HMAC-SHA256(FARM_FILE_SECRET, "<key>\n<exp>")).
  * Made by api__sign_outputs and checked (in constant time) by GET /v1/files.

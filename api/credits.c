@@ -94,10 +94,7 @@ static void on_ledger_page(store_t *st, const gf_err_t *err, store_call_t *call,
     (void)st;
     credit_ctx_t *c = data;
     if (err->code < 0) {
-        if (err->code == GF_EINVAL)
-            api__error(c->req, 400, "invalid_request", "malformed cursor", "cursor");
-        else
-            api__fail(c->req, err->code, err);
+        api__fail_page(c->req, err);
         ctx_free(c);
         return;
     }

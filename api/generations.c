@@ -48,6 +48,15 @@ static void ctx_free(gen_ctx_t *c)
     free(c);
 }
 
+/* Runs the context's store call; when it cannot be sent, answers 503 and frees the context. */
+static void run(gen_ctx_t *c, store_call_cb cb)
+{
+    if (store_exec(c->api->store, &c->call, cb, c) < 0) {
+        api__fail(c->req, GF_EUNAVAIL, NULL);
+        ctx_free(c);
+    }
+}
+
 /* The body of a 202 (and of the 200 of a repeated idempotent request). */
 static json_t *accepted_body(const char *id, const char *kind, const char *status, long long cost,
                              long long images, json_t *position, const char *created_at)
@@ -85,10 +94,7 @@ static void on_enqueued(queue_t *q, const gf_err_t *err, const queue_result_t *r
     if (err->code == GF_ETOOBIG) {
         store_call_dispose(&c->call);
         store_call_refuse(&c->call, c->gen_id, c->who.sub, c->has_idem_key ? c->idem_key : NULL);
-        if (store_exec(c->api->store, &c->call, on_released, c) == 0)
-            return;
-        api__fail(c->req, GF_EUNAVAIL, NULL);
-        ctx_free(c);
+        run(c, on_released);
         return;
     }
     answer_accepted(c, err->code, res);
@@ -161,10 +167,7 @@ static void on_accepted(store_t *st, const gf_err_t *err, store_call_t *call, vo
     if (call->res.accept.existing) {
         store_call_dispose(&c->call);
         store_call_generation(&c->call, c->gen_id, c->who.sub);
-        if (store_exec(c->api->store, &c->call, on_existing, c) < 0) {
-            api__fail(c->req, GF_EUNAVAIL, NULL);
-            ctx_free(c);
-        }
+        run(c, on_existing);
         return;
     }
     queue_enqueue_req_t req = {.gen_id = c->gen_id,
@@ -198,10 +201,7 @@ static void gen_accept(gen_ctx_t *c)
                         .idempotency_key = c->has_idem_key ? c->idem_key : NULL,
                         .request_hash = c->hash};
     store_call_accept(&c->call, &a);
-    if (store_exec(api->store, &c->call, on_accepted, c) == 0)
-        return;
-    api__fail(c->req, GF_EUNAVAIL, NULL);
-    ctx_free(c);
+    run(c, on_accepted);
 }
 
 static void on_refs_checked(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
@@ -241,10 +241,7 @@ static void check_refs(gen_ctx_t *c)
     }
     store_call_refs(&c->call, c->who.sub, up, gen, p->identity_index, poses.len ? poses.p : NULL);
     gf_buf_dispose(&poses);
-    if (store_exec(c->api->store, &c->call, on_refs_checked, c) < 0) {
-        api__fail(c->req, GF_EUNAVAIL, NULL);
-        ctx_free(c);
-    }
+    run(c, on_refs_checked);
 }
 
 /*
@@ -356,10 +353,7 @@ static void answer_generation(gen_ctx_t *c)
 {
     store_call_dispose(&c->call);
     store_call_generation(&c->call, c->gen_id, c->who.sub);
-    if (store_exec(c->api->store, &c->call, on_generation, c) < 0) {
-        api__fail(c->req, GF_EUNAVAIL, NULL);
-        ctx_free(c);
-    }
+    run(c, on_generation);
 }
 
 /* Authenticates and checks the :id of the path; 0 or answered. */
@@ -437,10 +431,7 @@ static void on_cancel(gf_http_req_t *req, void *data)
         return;
     }
     store_call_cancel(&c->call, c->gen_id, c->who.sub);
-    if (store_exec(c->api->store, &c->call, on_canceled, c) < 0) {
-        api__fail(req, GF_EUNAVAIL, NULL);
-        ctx_free(c);
-    }
+    run(c, on_canceled);
 }
 
 /* --- GET /v1/generations ------------------------------------------------------------ */
@@ -450,10 +441,7 @@ static void on_page(store_t *st, const gf_err_t *err, store_call_t *call, void *
     (void)st;
     gen_ctx_t *c = data;
     if (err->code < 0) {
-        if (err->code == GF_EINVAL)
-            api__error(c->req, 400, "invalid_request", "malformed cursor", "cursor");
-        else
-            api__fail(c->req, err->code, err);
+        api__fail_page(c->req, err);
         ctx_free(c);
         return;
     }
@@ -498,10 +486,7 @@ static void on_list(gf_http_req_t *req, void *data)
         return;
     }
     store_call_list(&c->call, c->who.sub, status, kind, limit, cursor);
-    if (store_exec(c->api->store, &c->call, on_page, c) < 0) {
-        api__fail(req, GF_EUNAVAIL, NULL);
-        ctx_free(c);
-    }
+    run(c, on_page);
 }
 
 void api__generations_routes(api_t *api)

@@ -80,6 +80,14 @@ void api__fail(gf_http_req_t *req, int status, const gf_err_t *err)
     api__error(req, 500, "internal", msg, NULL);
 }
 
+void api__fail_page(gf_http_req_t *req, const gf_err_t *err)
+{
+    if (err->code == GF_EINVAL)
+        api__error(req, 400, "invalid_request", "malformed cursor", "cursor");
+    else
+        api__fail(req, err->code, err);
+}
+
 int api__token_verify(const char *secret, const char *token, api_principal_t *p, gf_err_t *err)
 {
     jwt_t *jwt = NULL;
