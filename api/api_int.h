@@ -71,6 +71,9 @@ void api__error(gf_http_req_t *req, int status, const char *code, const char *me
  */
 void api__fail(gf_http_req_t *req, int status, const gf_err_t *err);
 
+/* Answers a failed read of a list's page: GF_EINVAL is the client's malformed cursor. */
+void api__fail_page(gf_http_req_t *req, const gf_err_t *err);
+
 /*
  * The signature of a file URL: hex(HMAC-SHA256(FARM_FILE_SECRET, "<key>\n<exp>")).
  * Made by api__sign_outputs and checked (in constant time) by GET /v1/files.
@@ -101,11 +104,6 @@ void api__json_flags(gf_http_req_t *req, int status, json_t *body, size_t flags)
 
 /* True when the request's body is declared application/json; else answers 415. */
 int api__body_is_json(gf_http_req_t *req);
-
-/* RFC 3339 UTC now, with milliseconds, into `out` (32 bytes). */
-void api__now_rfc3339(char out[32]);
-/* A unix time in milliseconds as RFC 3339 UTC with milliseconds. */
-void api__ms_rfc3339(int64_t unix_ms, char out[32]);
 
 /* Parses ?limit= (1..100, default 20 when NULL); -1 when malformed. */
 int api__parse_limit(const char *s);

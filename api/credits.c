@@ -94,10 +94,7 @@ static void on_ledger_page(store_t *st, const gf_err_t *err, store_call_t *call,
     (void)st;
     credit_ctx_t *c = data;
     if (err->code < 0) {
-        if (err->code == GF_EINVAL)
-            api__error(c->req, 400, "invalid_request", "malformed cursor", "cursor");
-        else
-            api__fail(c->req, err->code, err);
+        api__fail_page(c->req, err);
         ctx_free(c);
         return;
     }
@@ -255,7 +252,7 @@ static void on_stats_ready(queue_t *q, const gf_err_t *err, const queue_stats_t 
     json_t *workers = json_array();
     for (size_t i = 0; i < s->n_live; i++) {
         char seen[32];
-        api__ms_rfc3339(s->live[i].last_seen_ms, seen);
+        gf_clock_rfc3339(s->live[i].last_seen_ms, seen);
         json_array_append_new(workers,
                               json_pack("{s:s, s:I, s:s}", "id", s->live[i].id, "in_flight",
                                         (json_int_t)s->live[i].in_flight, "last_heartbeat", seen));

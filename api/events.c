@@ -9,8 +9,9 @@
  * live. A generation's stream ends after its terminal event, whose data is
  * the generation as GET returns it (read from Postgres, the record).
  *
- * Lifetime: a stream lives until its request is finished and no store call
- * of it is in flight; `finish` and `store_pending` decide together.
+ * Lifetime: a stream is freed once it is finished and nothing of it is in
+ * flight: no store call (`store_pending`), no replay read (`read_pending`),
+ * no heartbeat timer still closing (`ping_open`); sse_free_maybe() checks.
  */
 #include "api_int.h"
 
@@ -51,7 +52,7 @@ typedef struct user_ev {
     char *sid, *gen, *type, *data;
 } user_ev_t;
 
-/* Whether an event of this type ends its generation's stream (core/vocab.h). */
+/* Whether an event of this type ends its generation's stream (core/include/vocab.h). */
 static int is_terminal(const char *type)
 {
     return gf_event_is_terminal(gf_event_parse(type));
@@ -524,11 +525,7 @@ static int user_event_id_ok(const char *s)
     const char *p = stream_id_part(s, &ms);
     if (p == NULL || *p != '-' || (p = stream_id_part(p + 1, &seq)) == NULL || *p != '\0')
         return 0;
-    uv_timeval64_t now;
-    if (uv_gettimeofday(&now) != 0)
-        return 1;
-    return ms <= (unsigned long long)now.tv_sec * 1000ULL + (unsigned long long)now.tv_usec / 1000 +
-                     USER_CURSOR_AHEAD_MS;
+    return ms <= (unsigned long long)gf_clock_unix_ms() + USER_CURSOR_AHEAD_MS;
 }
 
 static void on_generation_stream(gf_http_req_t *req, void *data)

@@ -43,6 +43,14 @@ typedef struct {
     store_call_t call;
 } file_job_t;
 
+static file_job_t *job_new(api_t *api, gf_http_req_t *req)
+{
+    file_job_t *f = gf_xcalloc(1, sizeof(*f));
+    f->api = api;
+    f->req = req;
+    return f;
+}
+
 static void job_free(file_job_t *f)
 {
     free(f->in);
@@ -152,9 +160,7 @@ static void upload_done(uv_work_t *w, int status)
 static void on_upload(gf_http_req_t *req, void *data)
 {
     api_t *api = data;
-    file_job_t *f = gf_xcalloc(1, sizeof(*f));
-    f->api = api;
-    f->req = req;
+    file_job_t *f = job_new(api, req);
     if (api__auth(api, req, &f->who, 0) < 0)
         goto done;
     /* The media type without its parameters ("image/png; charset=x" is image/png). */
@@ -260,9 +266,7 @@ static void file_read_done(uv_work_t *w, int status)
 static void on_file(gf_http_req_t *req, void *data)
 {
     api_t *api = data;
-    file_job_t *f = gf_xcalloc(1, sizeof(*f));
-    f->api = api;
-    f->req = req;
+    file_job_t *f = job_new(api, req);
     const char *a = gf_http_req_param(req, "a"), *b = gf_http_req_param(req, "b");
     const char *c = gf_http_req_param(req, "c");
     snprintf(f->key, sizeof(f->key), "%s/%s/%s", a, b, c);
@@ -379,9 +383,7 @@ static void on_pose_map(gf_http_req_t *req, void *data)
         api__error(req, 404, "not_found", "no such pose preset", NULL);
         return;
     }
-    file_job_t *f = gf_xcalloc(1, sizeof(*f));
-    f->api = api;
-    f->req = req;
+    file_job_t *f = job_new(api, req);
     f->pose = p;
     if (queue_work(f, pose_map_work, pose_map_done) < 0) {
         api__fail(req, GF_EUNAVAIL, NULL);

@@ -75,10 +75,10 @@ static void on_tick(uv_timer_t *t)
             stale(api, "queue", 1);
     }
     if (!(api->gauges_pending & 2) && api->store != NULL) {
-        api->gauges_pending |= 2;
         store_call_totals(&api->gauges_call);
-        if (store_exec(api->store, &api->gauges_call, on_totals, api) < 0) {
-            api->gauges_pending &= ~2;
+        if (store_exec(api->store, &api->gauges_call, on_totals, api) == 0) {
+            api->gauges_pending |= 2;
+        } else {
             store_call_dispose(&api->gauges_call);
             stale(api, "postgres", 1);
         }

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 typedef struct {
     api_t *api;
@@ -24,6 +23,7 @@ typedef struct {
     api_gen_req_t g;
     char gen_id[37];
     char created_at[32];
+    int64_t deadline_ms; /* the start deadline, Unix ms; 0: none */
     char idem_key[129];
     int has_idem_key;
     char hash[65];
@@ -46,6 +46,15 @@ static void ctx_free(gen_ctx_t *c)
     api_gen_req_dispose(&c->g);
     json_decref(c->gen);
     free(c);
+}
+
+/* Runs the context's store call; when it cannot be sent, answers 503 and frees the context. */
+static void run(gen_ctx_t *c, store_call_cb cb)
+{
+    if (store_exec(c->api->store, &c->call, cb, c) < 0) {
+        api__fail(c->req, GF_EUNAVAIL, NULL);
+        ctx_free(c);
+    }
 }
 
 /* The body of a 202 (and of the 200 of a repeated idempotent request). */
@@ -85,10 +94,7 @@ static void on_enqueued(queue_t *q, const gf_err_t *err, const queue_result_t *r
     if (err->code == GF_ETOOBIG) {
         store_call_dispose(&c->call);
         store_call_refuse(&c->call, c->gen_id, c->who.sub, c->has_idem_key ? c->idem_key : NULL);
-        if (store_exec(c->api->store, &c->call, on_released, c) == 0)
-            return;
-        api__fail(c->req, GF_EUNAVAIL, NULL);
-        ctx_free(c);
+        run(c, on_released);
         return;
     }
     answer_accepted(c, err->code, res);
@@ -161,21 +167,14 @@ static void on_accepted(store_t *st, const gf_err_t *err, store_call_t *call, vo
     if (call->res.accept.existing) {
         store_call_dispose(&c->call);
         store_call_generation(&c->call, c->gen_id, c->who.sub);
-        if (store_exec(c->api->store, &c->call, on_existing, c) < 0) {
-            api__fail(c->req, GF_EUNAVAIL, NULL);
-            ctx_free(c);
-        }
+        run(c, on_existing);
         return;
     }
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    queue_enqueue_req_t req = {
-        .gen_id = c->gen_id,
-        .user_id = c->who.sub,
-        .tier = queue_tier_of(c->api->cfg, c->who.plan),
-        .payload = c->g.payload,
-        .deadline_ms =
-            c->g.params.deadline_s ? (int64_t)tv.tv_sec * 1000 + c->g.params.deadline_s * 1000 : 0};
+    queue_enqueue_req_t req = {.gen_id = c->gen_id,
+                               .user_id = c->who.sub,
+                               .tier = queue_tier_of(c->api->cfg, c->who.plan),
+                               .payload = c->g.payload,
+                               .deadline_ms = c->deadline_ms};
     int rc = queue_enqueue(c->api->queue, &req, on_enqueued, c);
     if (rc < 0)
         answer_accepted(c, rc, NULL);
@@ -186,11 +185,9 @@ static void gen_accept(gen_ctx_t *c)
 {
     api_t *api = c->api;
     gf_uuid4(c->gen_id);
-    api__now_rfc3339(c->created_at);
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    long long deadline =
-        c->g.params.deadline_s ? (long long)tv.tv_sec * 1000 + c->g.params.deadline_s * 1000 : 0;
+    int64_t now_ms = gf_clock_unix_ms();
+    gf_clock_rfc3339(now_ms, c->created_at);
+    c->deadline_ms = c->g.params.deadline_s ? now_ms + c->g.params.deadline_s * 1000 : 0;
     store_accept_t a = {.id = c->gen_id,
                         .user_id = c->who.sub,
                         .plan = c->who.plan,
@@ -200,14 +197,11 @@ static void gen_accept(gen_ctx_t *c)
                         .welcome_credits = api->cfg->welcome_credits,
                         .params_json = c->g.payload,
                         .metadata_json = c->g.params.metadata,
-                        .deadline_unix_ms = deadline,
+                        .deadline_unix_ms = c->deadline_ms,
                         .idempotency_key = c->has_idem_key ? c->idem_key : NULL,
                         .request_hash = c->hash};
     store_call_accept(&c->call, &a);
-    if (store_exec(api->store, &c->call, on_accepted, c) == 0)
-        return;
-    api__fail(c->req, GF_EUNAVAIL, NULL);
-    ctx_free(c);
+    run(c, on_accepted);
 }
 
 static void on_refs_checked(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
@@ -247,10 +241,7 @@ static void check_refs(gen_ctx_t *c)
     }
     store_call_refs(&c->call, c->who.sub, up, gen, p->identity_index, poses.len ? poses.p : NULL);
     gf_buf_dispose(&poses);
-    if (store_exec(c->api->store, &c->call, on_refs_checked, c) < 0) {
-        api__fail(c->req, GF_EUNAVAIL, NULL);
-        ctx_free(c);
-    }
+    run(c, on_refs_checked);
 }
 
 /*
@@ -362,10 +353,7 @@ static void answer_generation(gen_ctx_t *c)
 {
     store_call_dispose(&c->call);
     store_call_generation(&c->call, c->gen_id, c->who.sub);
-    if (store_exec(c->api->store, &c->call, on_generation, c) < 0) {
-        api__fail(c->req, GF_EUNAVAIL, NULL);
-        ctx_free(c);
-    }
+    run(c, on_generation);
 }
 
 /* Authenticates and checks the :id of the path; 0 or answered. */
@@ -443,10 +431,7 @@ static void on_cancel(gf_http_req_t *req, void *data)
         return;
     }
     store_call_cancel(&c->call, c->gen_id, c->who.sub);
-    if (store_exec(c->api->store, &c->call, on_canceled, c) < 0) {
-        api__fail(req, GF_EUNAVAIL, NULL);
-        ctx_free(c);
-    }
+    run(c, on_canceled);
 }
 
 /* --- GET /v1/generations ------------------------------------------------------------ */
@@ -456,10 +441,7 @@ static void on_page(store_t *st, const gf_err_t *err, store_call_t *call, void *
     (void)st;
     gen_ctx_t *c = data;
     if (err->code < 0) {
-        if (err->code == GF_EINVAL)
-            api__error(c->req, 400, "invalid_request", "malformed cursor", "cursor");
-        else
-            api__fail(c->req, err->code, err);
+        api__fail_page(c->req, err);
         ctx_free(c);
         return;
     }
@@ -504,10 +486,7 @@ static void on_list(gf_http_req_t *req, void *data)
         return;
     }
     store_call_list(&c->call, c->who.sub, status, kind, limit, cursor);
-    if (store_exec(c->api->store, &c->call, on_page, c) < 0) {
-        api__fail(req, GF_EUNAVAIL, NULL);
-        ctx_free(c);
-    }
+    run(c, on_page);
 }
 
 void api__generations_routes(api_t *api)

@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/time.h>
 #include <time.h>
 
 static void security_headers(gf_http_req_t *req)
@@ -79,6 +78,14 @@ void api__fail(gf_http_req_t *req, int status, const gf_err_t *err)
     char msg[200];
     snprintf(msg, sizeof(msg), "internal error (request %s)", gf_http_req_id(req));
     api__error(req, 500, "internal", msg, NULL);
+}
+
+void api__fail_page(gf_http_req_t *req, const gf_err_t *err)
+{
+    if (err->code == GF_EINVAL)
+        api__error(req, 400, "invalid_request", "malformed cursor", "cursor");
+    else
+        api__fail(req, err->code, err);
 }
 
 int api__token_verify(const char *secret, const char *token, api_principal_t *p, gf_err_t *err)
@@ -154,22 +161,6 @@ int api__auth(api_t *api, gf_http_req_t *req, api_principal_t *p, int allow_quer
     gf_http_set_header(req, "WWW-Authenticate", "Bearer");
     api__error(req, 401, "unauthorized", "a valid bearer token is required", NULL);
     return GF_EINVAL;
-}
-
-void api__ms_rfc3339(int64_t unix_ms, char out[32])
-{
-    time_t secs = (time_t)(unix_ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, 32 - n, ".%03dZ", (int)(unix_ms % 1000));
-}
-
-void api__now_rfc3339(char out[32])
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    api__ms_rfc3339((int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000, out);
 }
 
 void api__file_sig(const char *secret, const char *key, long exp, char out[65])

@@ -71,19 +71,19 @@ static void on_readyz(gf_http_req_t *req, void *data)
     uint64_t timeout = (uint64_t)api->cfg->readyz_timeout_ms;
     readyz_t *rz = gf_xcalloc(1, sizeof(*rz));
     rz->req = req;
-    /* One count per ping and one held here, given back last: a ping refused at
-     * once gives its count back below, and the answer goes out exactly once. */
-    rz->pending = 3;
+    /* One count per ping sent and one held here, given back last, so the
+     * answer goes out once, after the last of them. */
+    rz->pending = 1;
     int rc = queue_ping(api->queue, timeout, on_redis_ping, rz);
-    if (rc < 0) {
+    if (rc == 0)
+        rz->pending++;
+    else
         rz->redis = rc;
-        rz->pending--;
-    }
     rc = store_ping(api->store, timeout, on_pg_ping, rz);
-    if (rc < 0) {
+    if (rc == 0)
+        rz->pending++;
+    else
         rz->postgres = rc;
-        rz->pending--;
-    }
     readyz_answer(rz);
 }
 

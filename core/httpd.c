@@ -1,7 +1,7 @@
 /*
- * core/httpd.c - the server half of core/http: options, routes, the
- * listening socket (with SO_REUSEPORT), metrics and the graceful stop.
- * Connections and requests live in httpd_conn.c.
+ * core/httpd.c - the server of httpd.h: options, routes, the listening
+ * socket (with SO_REUSEPORT), metrics and the graceful stop. Connections
+ * live in httpd_conn.c, requests as handlers see them in httpd_req.c.
  */
 #include "httpd_int.h"
 

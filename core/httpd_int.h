@@ -1,6 +1,7 @@
 /*
- * core/httpd_int.h - what httpd.c (the server: listener, routes, stop) and
- * httpd_conn.c (a connection: parsing, requests, responses) share.
+ * core/httpd_int.h - what httpd.c (the server: listener, routes, stop),
+ * httpd_conn.c (a connection: reading, parsing, writing) and httpd_req.c (a
+ * request: accessors, responses, streams) share.
  */
 #ifndef GF_HTTPD_INT_H
 #define GF_HTTPD_INT_H

@@ -21,15 +21,21 @@ static int log_fd = 2;
 static char *log_secrets[LOG_SECRETS_MAX];
 static int log_nsecrets;
 
+/* Makes room for `n` more bytes and the NUL after them. */
+static void buf_grow(gf_buf_t *b, size_t n)
+{
+    if (b->len + n + 1 <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n + 1)
+        cap *= 2;
+    b->p = gf_xrealloc(b->p, cap);
+    b->cap = cap;
+}
+
 void gf_buf_append(gf_buf_t *b, const char *s, size_t n)
 {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        b->p = gf_xrealloc(b->p, cap);
-        b->cap = cap;
-    }
+    buf_grow(b, n);
     memcpy(b->p + b->len, s, n);
     b->len += n;
     b->p[b->len] = '\0';
@@ -40,25 +46,24 @@ void gf_buf_puts(gf_buf_t *b, const char *s)
     gf_buf_append(b, s, strlen(s));
 }
 
+/* Formats straight into the buffer: into the room it has, else again once it has grown. */
 void gf_buf_printf(gf_buf_t *b, const char *fmt, ...)
 {
-    char small[256];
-    va_list ap;
+    size_t room = b->cap - b->len;
+    va_list ap, again;
     va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof(small), fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n < sizeof(small)) {
-        gf_buf_append(b, small, (size_t)n);
-        return;
+    va_copy(again, ap);
+    int n = vsnprintf(room ? b->p + b->len : NULL, room, fmt, ap);
+    if (n >= 0 && (size_t)n >= room) {
+        buf_grow(b, (size_t)n);
+        vsnprintf(b->p + b->len, (size_t)n + 1, fmt, again);
     }
-    char *big = gf_xmalloc((size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(again);
     va_end(ap);
-    gf_buf_append(b, big, (size_t)n);
-    free(big);
+    if (n >= 0)
+        b->len += (size_t)n;
+    else if (room)
+        b->p[b->len] = '\0'; /* a failed format appends nothing */
 }
 
 void gf_buf_dispose(gf_buf_t *b)

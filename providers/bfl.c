@@ -58,19 +58,6 @@ static char *bfl_body(const provider_call_t *c)
     return s;
 }
 
-static void fail_with(provider_call_t *c, provider_http_resp_t *r, provider_fault f,
-                      const char *what)
-{
-    char *t = provider__json_error_text(r->body, r->len);
-    char safe[160];
-    if (t == NULL && r->curl_code)
-        provider__sanitize(safe, sizeof(safe), r->curl_msg, strlen(r->curl_msg));
-    else
-        provider__sanitize(safe, sizeof(safe), t ? t : "", t ? strlen(t) : 0);
-    free(t);
-    provider__call_fail(c, f, r->status, "%s: HTTP %ld: %s", what, r->status, safe);
-}
-
 static void bfl_submitted(provider_http_resp_t *r, void *data)
 {
     provider_call_t *c = data;
@@ -79,7 +66,7 @@ static void bfl_submitted(provider_http_resp_t *r, void *data)
     provider_fault f = provider__classify(r->curl_code, r->status, r->body, r->len);
     if (f != PROVIDER_F_NONE) {
         if (!provider__call_retry_post(c, r, f, bfl_post))
-            fail_with(c, r, f, "submit");
+            provider__call_fail_resp(c, r, f, "submit");
         return;
     }
     json_t *root = provider__json_load(r->body, r->len);
@@ -184,7 +171,7 @@ static void bfl_polled(provider_http_resp_t *r, void *data)
     if (f == PROVIDER_F_NONE)
         f = PROVIDER_F_PROTOCOL;
     if (!provider__call_retry_get(c, r, f, bfl_poll))
-        fail_with(c, r, f, "poll");
+        provider__call_fail_resp(c, r, f, "poll");
 }
 
 static void bfl_poll(provider_call_t *c)

@@ -72,26 +72,6 @@ static char *fal_body(const provider_call_t *c)
     return s;
 }
 
-static char *text_of(provider_http_resp_t *r)
-{
-    char *t = provider__json_error_text(r->body, r->len);
-    char *safe = gf_xmalloc(160);
-    if (t == NULL && r->curl_code)
-        provider__sanitize(safe, 160, r->curl_msg, strlen(r->curl_msg));
-    else
-        provider__sanitize(safe, 160, t ? t : "", t ? strlen(t) : 0);
-    free(t);
-    return safe;
-}
-
-static void fail_with(provider_call_t *c, provider_http_resp_t *r, provider_fault f,
-                      const char *what)
-{
-    char *t = text_of(r);
-    provider__call_fail(c, f, r->status, "%s: HTTP %ld: %s", what, r->status, t);
-    free(t);
-}
-
 static void fal_submitted(provider_http_resp_t *r, void *data)
 {
     provider_call_t *c = data;
@@ -100,7 +80,7 @@ static void fal_submitted(provider_http_resp_t *r, void *data)
     provider_fault f = provider__classify(r->curl_code, r->status, r->body, r->len);
     if (f != PROVIDER_F_NONE) {
         if (!provider__call_retry_post(c, r, f, fal_post))
-            fail_with(c, r, f, "submit");
+            provider__call_fail_resp(c, r, f, "submit");
         return;
     }
     json_t *root = provider__json_load(r->body, r->len);
@@ -172,7 +152,7 @@ static void fal_status(provider_http_resp_t *r, void *data)
         if (f == PROVIDER_F_NONE)
             f = PROVIDER_F_PROTOCOL;
         if (!provider__call_retry_get(c, r, f, fal_poll))
-            fail_with(c, r, f, "status");
+            provider__call_fail_resp(c, r, f, "status");
         return;
     }
     c->get_failures = 0;
@@ -188,16 +168,22 @@ static void fal_status(provider_http_resp_t *r, void *data)
     provider__call_poll_later(c, r, fal_poll);
 }
 
-static void fal_poll(provider_call_t *c)
+/* A GET of one of the URLs fal returned, answered with JSON. */
+static void fal_get(provider_call_t *c, const char *url, provider_http_done_cb done)
 {
     char auth[512];
     const char *h[4];
     fal_headers(c, auth, sizeof(auth), h);
     h[2] = NULL;
-    provider_http_req_t req = {.method = "GET", .url = c->status_url, .headers = h};
+    provider_http_req_t req = {.method = "GET", .url = url, .headers = h};
     provider__http_defaults(c, &req, (uint64_t)c->p->cfg->provider_submit_timeout_s * 1000);
     req.max_bytes = PROVIDER_JSON_MAX_BYTES;
-    provider__call_http(c, &req, fal_status);
+    provider__call_http(c, &req, done);
+}
+
+static void fal_poll(provider_call_t *c)
+{
+    fal_get(c, c->status_url, fal_status);
 }
 
 static void fal_result_done(provider_http_resp_t *r, void *data)
@@ -210,7 +196,7 @@ static void fal_result_done(provider_http_resp_t *r, void *data)
         const char *retryable = provider__http_header(r, "x-fal-retryable");
         const char *etype = provider__http_header(r, "x-fal-error-type");
         if (etype && strstr(etype, "content_policy")) {
-            fail_with(c, r, PROVIDER_F_MODERATION_INPUT, "result");
+            provider__call_fail_resp(c, r, PROVIDER_F_MODERATION_INPUT, "result");
             return;
         }
         /* The app's own failure: X-Fal-Retryable says whether running it again may help. */
@@ -218,7 +204,7 @@ static void fal_result_done(provider_http_resp_t *r, void *data)
             f = PROVIDER_F_SERVER;
         if (f != PROVIDER_F_BAD_INPUT && provider__call_retry_get(c, r, f, fal_result))
             return;
-        fail_with(c, r, f, "result");
+        provider__call_fail_resp(c, r, f, "result");
         return;
     }
     json_t *root = provider__json_load(r->body, r->len);
@@ -244,14 +230,7 @@ static void fal_result_done(provider_http_resp_t *r, void *data)
 
 static void fal_result(provider_call_t *c)
 {
-    char auth[512];
-    const char *h[4];
-    fal_headers(c, auth, sizeof(auth), h);
-    h[2] = NULL;
-    provider_http_req_t req = {.method = "GET", .url = c->result_url, .headers = h};
-    provider__http_defaults(c, &req, (uint64_t)c->p->cfg->provider_submit_timeout_s * 1000);
-    req.max_bytes = PROVIDER_JSON_MAX_BYTES;
-    provider__call_http(c, &req, fal_result_done);
+    fal_get(c, c->result_url, fal_result_done);
 }
 
 static void fal_submit(provider_call_t *c)

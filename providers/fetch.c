@@ -1,6 +1,7 @@
 /*
  * providers/fetch.c - the steps every adapter shares: accepting an image from
- * a response, downloading a result URL, and retrying a failed GET.
+ * a response, failing a call with what its response says, downloading a
+ * result URL, and retrying a failed GET.
  *
  * The acceptance rule of providers.md: an image only after a 2xx, the whole
  * body (libcurl finished with no error) and PNG/JPEG/WEBP magic bytes; the
@@ -34,6 +35,22 @@ void provider__accept_image(provider_call_t *c, provider_http_resp_t *r)
     provider__call_fail(c, PROVIDER_F_BAD_BODY, r->status,
                         "the %zu-byte body on %ld is not a PNG, JPEG or WEBP image", r->len,
                         r->status);
+}
+
+void provider__call_fail_resp(provider_call_t *c, provider_http_resp_t *r, provider_fault f,
+                              const char *what)
+{
+    char *text = provider__json_error_text(r->body, r->len);
+    char safe[160];
+    if (text == NULL && r->curl_code)
+        provider__sanitize(safe, sizeof(safe), r->curl_msg, strlen(r->curl_msg));
+    else
+        provider__sanitize(safe, sizeof(safe), text ? text : "", text ? strlen(text) : 0);
+    free(text);
+    if (what)
+        provider__call_fail(c, f, r->status, "%s: HTTP %ld: %s", what, r->status, safe);
+    else
+        provider__call_fail(c, f, r->status, "HTTP %ld: %s", r->status, safe);
 }
 
 /* How long a retry waits: the provider's hint, else exponential backoff. */

@@ -123,14 +123,7 @@ static void hf_done(provider_http_resp_t *r, void *data)
     }
     if (provider__call_retry_post(c, r, f, hf_send))
         return;
-    char *text = provider__json_error_text(r->body, r->len);
-    char safe[160];
-    if (text == NULL && r->curl_code)
-        provider__sanitize(safe, sizeof(safe), r->curl_msg, strlen(r->curl_msg));
-    else
-        provider__sanitize(safe, sizeof(safe), text ? text : "", text ? strlen(text) : 0);
-    free(text);
-    provider__call_fail(c, f, r->status, "HTTP %ld: %s", r->status, safe);
+    provider__call_fail_resp(c, r, f, NULL);
 }
 
 static void hf_send(provider_call_t *c)

@@ -304,6 +304,13 @@ int provider__call_retry_get(provider_call_t *c, provider_http_resp_t *r, provid
 /* The wait before retry `attempt`: the response's Retry-After/RateLimit hint, else backoff. */
 uint64_t provider__retry_wait(provider_call_t *c, provider_http_resp_t *r, int attempt);
 /*
+ * Fails the call with what its failed exchange says, log-safe:
+ * "<what>: HTTP <status>: <text>" ("HTTP <status>: <text>" when `what` is
+ * NULL), the text being the provider's JSON error, else curl's message.
+ */
+void provider__call_fail_resp(provider_call_t *c, provider_http_resp_t *r, provider_fault f,
+                              const char *what);
+/*
  * Handles a failed submit POST: retried while no job can have been created
  * (429, 503, connect failure) up to FARM_PROVIDER_MAX_RETRIES; once at most
  * otherwise (5xx, a reset after sending: a duplicate bill is possible).

@@ -273,11 +273,7 @@ int queue_event_append(queue_t *q, const char *gen_id, uint64_t token, const cha
                        const char *data_json, queue_result_cb cb, void *data)
 {
     queue__cmd_t cmd;
-    queue__cmd_script(&cmd, &q->conf, QS_EVENT);
-    queue__cmd_str(&cmd, gen_id);
-    queue__cmd_int(&cmd, (long long)token);
-    queue__cmd_str(&cmd, type);
-    queue__cmd_str(&cmd, data_json ? data_json : "{}");
+    queue__cmd_event(&cmd, &q->conf, gen_id, token, type, data_json);
     return queue__op_send(q, &cmd, op_timeout(q), handle_event, (void *)cb, data, NULL);
 }
 

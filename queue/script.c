@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /*
  * The tiers (FARM_QUEUE_TIERS, checked by the config loader: names of
@@ -187,11 +186,9 @@ int queue__cmd_enqueue(queue__cmd_t *cmd, const queue__conf_t *c, const queue_en
      * every string it makes, so each copy made there costs in proportion to
      * the payload). The creation time, this clock's, is informational.
      */
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
     d->len = 0;
     gf_buf_printf(d, "%s\n%s\n%lld\n%lld\n", req->user_id, req->tier, (long long)req->deadline_ms,
-                  (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000);
+                  (long long)gf_clock_unix_ms());
     gf_buf_puts(d, req->payload ? req->payload : "{}");
     queue__cmd_script(cmd, c, QS_ENQUEUE);
     queue__cmd_str(cmd, req->gen_id);
@@ -210,6 +207,16 @@ void queue__cmd_finish(queue__cmd_t *cmd, const queue__conf_t *c, const char *ge
     queue__cmd_str(cmd, queue__outcome_name(outcome));
     queue__cmd_str(cmd, detail ? detail : (outcome == QUEUE_DONE ? "{}" : "failed"));
     queue__cmd_jitter(cmd);
+}
+
+void queue__cmd_event(queue__cmd_t *cmd, const queue__conf_t *c, const char *gen_id, uint64_t token,
+                      const char *type, const char *data_json)
+{
+    queue__cmd_script(cmd, c, QS_EVENT);
+    queue__cmd_str(cmd, gen_id);
+    queue__cmd_int(cmd, (long long)token);
+    queue__cmd_str(cmd, type);
+    queue__cmd_str(cmd, data_json ? data_json : "{}");
 }
 
 void queue__cmd_gen_events(queue__cmd_t *cmd, const queue__conf_t *c, const char *gen_id,

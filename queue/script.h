@@ -78,6 +78,8 @@ int queue__cmd_enqueue(queue__cmd_t *cmd, const queue__conf_t *c, const queue_en
                        gf_buf_t *d, gf_err_t *err);
 void queue__cmd_finish(queue__cmd_t *cmd, const queue__conf_t *c, const char *gen_id,
                        uint64_t token, queue_outcome_t outcome, const char *detail);
+void queue__cmd_event(queue__cmd_t *cmd, const queue__conf_t *c, const char *gen_id, uint64_t token,
+                      const char *type, const char *data_json);
 void queue__cmd_gen_events(queue__cmd_t *cmd, const queue__conf_t *c, const char *gen_id,
                            uint64_t after_id, int max);
 void queue__cmd_user_events(queue__cmd_t *cmd, const queue__conf_t *c, const char *user_id,

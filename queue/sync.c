@@ -273,11 +273,7 @@ int queue_sync_event_append(queue_sync_t *qs, const char *gen_id, uint64_t token
                             const char *data_json, queue_result_t *res, gf_err_t *err)
 {
     queue__cmd_t cmd;
-    queue__cmd_script(&cmd, &qs->conf, QS_EVENT);
-    queue__cmd_str(&cmd, gen_id);
-    queue__cmd_int(&cmd, (long long)token);
-    queue__cmd_str(&cmd, type);
-    queue__cmd_str(&cmd, data_json ? data_json : "{}");
+    queue__cmd_event(&cmd, &qs->conf, gen_id, token, type, data_json);
     return call_result(qs, &cmd, queue__parse_event, res, err);
 }
 

@@ -540,7 +540,7 @@ void store__result_dispose(store_call_t *c)
 int store__sqlstate_code(const char *state)
 {
     /*
-     * GF409: a fencing token went stale during the call (migrations/0002).
+     * GF409: a fencing token went stale during the call (store/sql/farm_image_settle.sql).
      * Class 22 (data) and 23 (constraints) are bad input; the rest is the database.
      */
     if (state && strcmp(state, "GF409") == 0)

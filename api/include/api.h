@@ -13,10 +13,18 @@
 typedef struct api api_t;
 typedef void (*api_stopped_cb)(api_t *api, void *data);
 
-/* Returns a new api bound to nothing yet; `cfg` is borrowed and must outlive it. */
+/*
+ * Returns a new api with its routes, listening on nothing yet, or NULL with
+ * `err`; `cfg` is borrowed and must outlive it.
+ */
 api_t *api_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err);
 
-/* Connects to Redis and Postgres (in the background) and listens. */
+/*
+ * Starts libvips, loads the presets, creates the Redis and Postgres clients
+ * (they connect in the background), listens and starts the /metrics gauges.
+ * 0, or a negative status with `err` (GF_EINVAL: a bad setting); an api
+ * whose start failed is stopped and freed like one that started.
+ */
 int api_start(api_t *api, gf_err_t *err);
 
 /* The port listened on. */
@@ -43,7 +51,8 @@ typedef struct {
 
 /*
  * Issues an HS256 JWT signed with `secret`. Returns a new string (free with
- * free()) or NULL with `err` (empty secret, missing or malformed sub).
+ * free()) or NULL with `err` (an empty secret, a sub that is not a lowercase
+ * UUID, a ttl_s out of range, a role other than user or admin).
  */
 char *api_token_issue(const char *secret, const api_claims_t *claims, gf_err_t *err);
 

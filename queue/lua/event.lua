@@ -5,7 +5,7 @@
 -- job has ended; {-2} for an unknown job; {-3} when the generation already has
 -- EV_MAX events.
 -- A 'started' or 'progress' event names the stage the generation entered
--- (core/vocab.h); it is kept in the job's field 'sg' too, where position
+-- (core/include/vocab.h); it is kept in the job's field 'sg' too, where position
 -- reads it for GET.
 local g, tok, typ, data = ARGV[B + 1], ARGV[B + 2], ARGV[B + 3], ARGV[B + 4]
 local jk = jkey(g)

@@ -1,5 +1,5 @@
 /*
- * store/store.h - Postgres, the record of the farm (DESIGN.md): users, the
+ * store/include/store.h - Postgres, the record of the farm (DESIGN.md): users, the
  * two-phase credit ledger (hold, capture, release), generations, and the
  * migrations runner. docs/credits.md tells which call moves which number.
  *
@@ -13,8 +13,8 @@
  *   - or blocking (store_conn_t), for the CLI, tests and benchmarks.
  * No other module sees a libpq (or jansson) type.
  *
- * Worker-side calls (start, provider request, image, finish) carry the
- * queue's fencing token; a token older than the newest one recorded for the
+ * Worker-side calls (start, provider request, image, image done, finish)
+ * carry the queue's fencing token; a token older than the newest one recorded for the
  * generation is refused with GF_ECONFLICT, so a worker that lost its lease
  * can neither charge nor finish the generation.
  *
@@ -339,9 +339,10 @@ int store_exec(store_t *st, store_call_t *call, store_call_cb cb, void *data);
 int store_ping(store_t *st, uint64_t timeout_ms, store_ping_cb cb, void *data);
 
 /*
- * Fails queued calls with GF_ECANCELED (their callbacks run inside this
- * call, as do those of calls whose failure was waiting for the next loop
- * turn), waits for those on the wire, disconnects, frees.
+ * Fails every call, waiting or on the wire, with GF_ECANCELED (their
+ * callbacks run inside this call, as do those of calls whose failure was
+ * waiting for the next loop turn), disconnects, and frees the pool once its
+ * handles have closed; `cb` then runs, on a later loop turn.
  */
 void store_close(store_t *st, store_closed_cb cb, void *data);
 
