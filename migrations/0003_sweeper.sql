@@ -1,33 +1,10 @@
+-- Schema only since #13: this file's function definitions moved to
+-- store/sql/, applied by `farm migrate` after the numbered migrations.
+-- Databases that applied it as shipped are accepted by that version's
+-- checksum, listed in migrations/shipped.sha256.
+
 -- The sweeper's side in Postgres (docs/credits.md, "Nothing stays held").
 -- One call per tick: under a transaction advisory lock (so only one sweeper
 -- in the whole farm works at a time), expire what missed its deadline and
 -- list what the queue should hold, for the caller to enqueue again
 -- (idempotent in the queue) or, when the queue has given up on it, to fail.
-
-CREATE FUNCTION farm_sweep(p_stale_s int, p_limit int) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_expired jsonb;
-    v_candidates jsonb;
-BEGIN
-    IF NOT pg_try_advisory_xact_lock(7100202612) THEN
-        RETURN jsonb_build_object('locked', false)::text;
-    END IF;
-    SELECT coalesce(jsonb_agg(jsonb_build_object('id', e.id, 'user_id', e.user_id)), '[]')
-        INTO v_expired
-        FROM (SELECT g.id, g.user_id, farm_expire(g.id) AS outcome
-              FROM generations g
-              WHERE g.status = 'queued' AND g.deadline_at < now()
-              ORDER BY g.created_at LIMIT p_limit) e
-        WHERE e.outcome = 'expired';
-    -- Open generations untouched for a while: the queue should have them.
-    SELECT coalesce(jsonb_agg(jsonb_build_object(
-               'id', g.id, 'user_id', g.user_id, 'plan', g.plan, 'status', g.status,
-               'params', g.params,
-               'deadline_ms', (extract(epoch FROM g.deadline_at) * 1000)::bigint)), '[]')
-        INTO v_candidates
-        FROM (SELECT * FROM generations
-              WHERE status IN ('queued', 'running') AND updated_at < now() - make_interval(secs => p_stale_s)
-              ORDER BY created_at LIMIT p_limit) g;
-    RETURN jsonb_build_object('locked', true, 'expired', v_expired, 'candidates', v_candidates)::text;
-END $$;

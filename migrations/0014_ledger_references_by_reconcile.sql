@@ -1,3 +1,8 @@
+-- Schema only since #13: this file's function definitions moved to
+-- store/sql/, applied by `farm migrate` after the numbered migrations.
+-- Databases that applied it as shipped are accepted by that version's
+-- checksum, listed in migrations/shipped.sha256.
+
 -- The ledger's two foreign keys (user_id -> users, generation_id ->
 -- generations) go; `farm reconcile` checks the same two references instead.
 --
@@ -19,62 +24,3 @@
 -- generations.user_id and credit_accounts.user_id keep theirs.
 ALTER TABLE credit_ledger DROP CONSTRAINT credit_ledger_user_id_fkey;
 ALTER TABLE credit_ledger DROP CONSTRAINT credit_ledger_generation_id_fkey;
-
--- farm_reconcile: 0002's checks, and the two references.
-CREATE OR REPLACE FUNCTION farm_reconcile() RETURNS TABLE (problem text)
-LANGUAGE sql STABLE AS $$
-    WITH sums AS (
-        SELECT a.user_id, a.balance, a.held,
-               coalesce(sum(l.amount) FILTER (WHERE l.kind IN ('grant', 'adjust')), 0)
-                 - coalesce(sum(l.amount) FILTER (WHERE l.kind = 'capture'), 0) AS want_balance,
-               coalesce(sum(l.amount) FILTER (WHERE l.kind = 'hold'), 0)
-                 - coalesce(sum(l.amount) FILTER (WHERE l.kind IN ('capture', 'release')), 0) AS want_held
-        FROM credit_accounts a LEFT JOIN credit_ledger l ON l.user_id = a.user_id
-        GROUP BY a.user_id, a.balance, a.held)
-    SELECT format('account %s: balance %s, but grants + adjusts - captures = %s', user_id, balance, want_balance)
-        FROM sums WHERE balance <> want_balance
-    UNION ALL
-    SELECT format('account %s: held %s, but holds - captures - releases = %s', user_id, held, want_held)
-        FROM sums WHERE held <> want_held
-    UNION ALL
-    SELECT format('generation %s (%s): charged %s + released %s <> cost %s', id, status, charged, released, cost)
-        FROM generations WHERE status NOT IN ('queued', 'running') AND charged + released <> cost
-    UNION ALL
-    SELECT format('generation %s: charged %s, released %s, but its ledger says %s and %s',
-                  g.id, g.charged, g.released, coalesce(s.captured, 0), coalesce(s.released, 0))
-        FROM generations g LEFT JOIN (
-            SELECT generation_id,
-                   sum(amount) FILTER (WHERE kind = 'capture') AS captured,
-                   sum(amount) FILTER (WHERE kind = 'release') AS released
-            FROM credit_ledger WHERE generation_id IS NOT NULL GROUP BY generation_id) s
-          ON s.generation_id = g.id
-        WHERE g.charged <> coalesce(s.captured, 0) OR g.released <> coalesce(s.released, 0)
-    UNION ALL
-    SELECT format('ledger row %s: %s of %s for generation %s image %s, but the image costs %s',
-                  l.id, l.kind, l.amount, l.generation_id, l.image_index, g.unit_cost)
-        FROM credit_ledger l JOIN generations g ON g.id = l.generation_id
-        WHERE l.kind IN ('capture', 'release') AND l.amount <> g.unit_cost
-    UNION ALL
-    SELECT format('ledger row %s: hold of %s for generation %s, but it costs %s', l.id, l.amount, g.id, g.cost)
-        FROM credit_ledger l JOIN generations g ON g.id = l.generation_id
-        WHERE l.kind = 'hold' AND l.amount <> g.cost
-    UNION ALL
-    SELECT format('ledger row %s: %s for generation %s without a hold', l.id, l.kind, l.generation_id)
-        FROM credit_ledger l
-        WHERE l.kind IN ('capture', 'release')
-          AND NOT EXISTS (SELECT 1 FROM credit_ledger h WHERE h.kind = 'hold' AND h.generation_id = l.generation_id)
-    UNION ALL
-    SELECT format('generation %s has no hold', g.id)
-        FROM generations g
-        WHERE NOT EXISTS (SELECT 1 FROM credit_ledger h WHERE h.kind = 'hold' AND h.generation_id = g.id)
-    UNION ALL
-    SELECT format('ledger row %s: %s for user %s, who does not exist', l.id, l.kind, l.user_id)
-        FROM credit_ledger l
-        WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = l.user_id)
-    UNION ALL
-    SELECT format('ledger row %s: %s for generation %s, which does not exist', l.id, l.kind,
-                  l.generation_id)
-        FROM credit_ledger l
-        WHERE l.generation_id IS NOT NULL
-          AND NOT EXISTS (SELECT 1 FROM generations g WHERE g.id = l.generation_id)
-$$;

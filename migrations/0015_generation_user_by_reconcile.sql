@@ -1,3 +1,8 @@
+-- Schema only since #13: this file's function definitions moved to
+-- store/sql/, applied by `farm migrate` after the numbered migrations.
+-- Databases that applied it as shipped are accepted by that version's
+-- checksum, listed in migrations/shipped.sha256.
+
 -- The foreign key generations.user_id -> users goes, as the ledger's did in
 -- 0014; `farm reconcile` names a generation whose user does not exist.
 --
@@ -15,14 +20,3 @@
 -- generation_outputs, uploads and idempotency_keys keep theirs.
 ALTER TABLE generations DROP CONSTRAINT generations_user_id_fkey;
 
--- farm_reconcile: 0014's checks, and the generation's user.
-ALTER FUNCTION farm_reconcile() RENAME TO farm_reconcile_0014;
-
-CREATE FUNCTION farm_reconcile() RETURNS TABLE (problem text)
-LANGUAGE sql STABLE AS $$
-    SELECT problem FROM farm_reconcile_0014()
-    UNION ALL
-    SELECT format('generation %s: user %s does not exist', g.id, g.user_id)
-        FROM generations g
-        WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = g.user_id)
-$$;

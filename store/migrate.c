@@ -7,6 +7,9 @@
  *   together with its row in schema_migrations, so a failed file leaves no trace.
  * - An applied numbered file is never re-run; if its text changed (SHA-256
  *   computed by Postgres), the run stops with an error before applying anything else.
+ *   The one exception: the checksum a file had as shipped, before #13 moved the
+ *   function definitions of the early migrations to store/sql
+ *   (<migrations>/shipped.sha256).
  * - The live SQL is the folder store/sql beside the migrations folder
  *   (<migrations>/../store/sql): one function per file, CREATE OR REPLACE,
  *   applied in the order its file ORDER lists. A file is applied again when
@@ -131,6 +134,30 @@ static char *read_file(const char *dir, const char *name, gf_err_t *err)
     return b.p;
 }
 
+/*
+ * Whether `recorded` is the checksum `name` had as shipped, before its
+ * function definitions moved to store/sql/ (#13): dir/shipped.sha256 lists
+ * them in sha256sum's format. A database that applied the shipped file is
+ * as migrated as one that applied it as it is now: schema statements were
+ * kept byte for byte, and store/sql replaces the functions it defined.
+ */
+static int shipped_as(const char *dir, const char *name, const char *recorded)
+{
+    char path[4096], line[512];
+    snprintf(path, sizeof(path), "%s/shipped.sha256", dir);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    int found = 0;
+    while (!found && fgets(line, sizeof(line), f)) {
+        char sum[65], file[256];
+        if (line[0] != '#' && sscanf(line, "%64s %255s", sum, file) == 2)
+            found = strcmp(file, name) == 0 && strcmp(sum, recorded) == 0;
+    }
+    fclose(f);
+    return found;
+}
+
 /* Connects, quiets the NOTICEs of IF NOT EXISTS (errors still come back as
  * results) and takes the runners' lock. *conn is set even on failure. */
 static int migrate_connect(const char *url, PGconn **conn, gf_err_t *err)
@@ -168,7 +195,8 @@ static int migrate_one(PGconn *conn, const char *dir, const mig_file_t *f, FILE 
     int applied = !PQgetisnull(res, 0, 0);
     int rc = 0;
     if (applied && (strcmp(PQgetvalue(res, 0, 0), f->name) != 0 ||
-                    strcmp(PQgetvalue(res, 0, 1), checksum) != 0)) {
+                    (strcmp(PQgetvalue(res, 0, 1), checksum) != 0 &&
+                     !shipped_as(dir, f->name, PQgetvalue(res, 0, 1))))) {
         rc = gf_err_set(err, GF_ECONFLICT, "store",
                         "migration %s was changed after it was applied (recorded as %s, "
                         "checksum %.12s, now %.12s); write a new migration instead",
@@ -182,7 +210,9 @@ static int migrate_one(PGconn *conn, const char *dir, const mig_file_t *f, FILE 
     if ((rc = exec_ok(conn, "BEGIN", err, "BEGIN")) < 0)
         goto out;
     res = PQexec(conn, sql);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
+    /* EMPTY_QUERY: a file of comments only, whose statements moved to store/sql. */
+    if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK &&
+        PQresultStatus(res) != PGRES_EMPTY_QUERY) {
         char what[300];
         snprintf(what, sizeof(what), "applying %s", f->name);
         rc = pg_fail(err, conn, res, what);

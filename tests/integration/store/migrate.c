@@ -319,8 +319,12 @@ static void test_database_of_numbered_files_upgrades_to_store_sql(void **state)
     (void)state;
     snprintf(repo_migrations, sizeof(repo_migrations), "%s", ts_env("FARM_MIGRATIONS_DIR"));
     new_database("upgraded", upgraded_url, sizeof(upgraded_url));
-    /* The runner before store/sql applied the numbered files alone; those
-     * of then are 0001 to 0016 (store_migrate is that runner, unchanged). */
+    /* As the previous version left a database: the numbered files 0001 to
+     * 0016 applied and recorded with their checksums as shipped (#13 moved
+     * their function definitions to store/sql: migrations/shipped.sha256
+     * lists the shipped checksums), and the functions of then in place, among
+     * them farm_reconcile_0014 (0015 as shipped renamed the old
+     * farm_reconcile to it) and bodies older than store/sql's. */
     char old[600];
     snprintf(old, sizeof(old), "%s/old/migrations", ts_env("FARM_TEST_TMPDIR"));
     assert_int_equal(ts_sh("mkdir -p %s && cp %s/000*.sql %s/001[0-6]_*.sql %s", old,
@@ -328,6 +332,37 @@ static void test_database_of_numbered_files_upgrades_to_store_sql(void **state)
                      0);
     gf_err_t err = {0};
     assert_int_equal(store_migrate(upgraded_url, old, NULL, &err), 16);
+    free(scalar_in(upgraded_url,
+                   "CREATE FUNCTION farm_reconcile_0014() RETURNS TABLE (problem text) "
+                   "LANGUAGE sql STABLE AS $$ SELECT NULL::text WHERE false $$; "
+                   "CREATE FUNCTION farm_ts(t timestamptz) RETURNS text "
+                   "LANGUAGE sql IMMUTABLE AS $$ SELECT 'shipped' $$"));
+    char shipped_path[600], line[512];
+    snprintf(shipped_path, sizeof(shipped_path), "%s/shipped.sha256", repo_migrations);
+    FILE *shipped = fopen(shipped_path, "r");
+    assert_non_null(shipped);
+    int recorded = 0;
+    while (fgets(line, sizeof(line), shipped)) {
+        char sum[65], file[256], sql[600];
+        if (line[0] == '#' || sscanf(line, "%64s %255s", sum, file) != 2)
+            continue;
+        snprintf(sql, sizeof(sql),
+                 "UPDATE schema_migrations SET checksum = '%s' WHERE name = '%s' "
+                 "RETURNING version",
+                 sum, file);
+        char *v = scalar_in(upgraded_url, sql);
+        assert_non_null(v);
+        free(v);
+        recorded++;
+    }
+    fclose(shipped);
+    assert_true(recorded > 0);
+    /* A checksum neither shipped nor current is still a changed migration. */
+    free(scalar_in(upgraded_url, "UPDATE schema_migrations SET checksum = 'ab' || checksum "
+                                 "WHERE version = 2"));
+    assert_int_equal(store_migrate(upgraded_url, repo_migrations, NULL, &err), GF_ECONFLICT);
+    free(scalar_in(upgraded_url, "UPDATE schema_migrations SET checksum = substr(checksum, 3) "
+                                 "WHERE version = 2"));
     char *renamed = scalar_in(upgraded_url, "SELECT count(*) FROM pg_proc "
                                             "WHERE proname = 'farm_reconcile_0014'");
     assert_string_equal(renamed, "1");
