@@ -1,6 +1,6 @@
 /*
  * api/validate.h - the body of POST /v1/generations made into the
- * parameters as accepted (no loop, no I/O: testable on its own). The checks
+ * parameters as accepted (no loop, no I/O: tests/unit/api/test_validate.c). The checks
  * and their limits are imaging's generation parameters (imaging.h), the
  * same the worker reads the payload with; this adds what only a request
  * has: the providers this farm configured, the random seed, the cost.
