@@ -190,6 +190,9 @@ static const cfg_row cfg_table[] = {
      "time allowed for a request's headers (slowloris bound); then 408"},
     {"FARM_HTTP_BODY_TIMEOUT_S", CFG_INT, OFF(http_body_timeout_s), "30", 1, 3600, NULL, 0,
      "time allowed for a request's body; then 408"},
+    {"FARM_HTTP_LINGER_MS", CFG_INT, OFF(http_linger_ms), "2000", 0, 60000, NULL, 0,
+     "after an answer that closes the connection, input is read and dropped this long so the "
+     "client, still sending, reads the answer (lingering close); 0: close at once"},
     {"FARM_HTTP_STREAM_MAX_QUEUED_BYTES", CFG_INT, OFF(http_stream_max_queued_bytes), "1048576",
      4 * KIB, 256 * MIB, NULL, 0,
      "bytes queued to a streaming client that stopped reading before it is dropped"},

@@ -24,6 +24,7 @@ void gf_httpd_opts_default(gf_httpd_opts_t *o)
     o->idle_timeout_ms = 60000;
     o->header_timeout_ms = 10000;
     o->body_timeout_ms = 30000;
+    o->linger_ms = 2000;
     o->stream_max_queued_bytes = 1 << 20;
     o->shutdown_timeout_ms = 10000;
 }

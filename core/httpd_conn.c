@@ -28,6 +28,7 @@ typedef struct {
 } wreq_t;
 
 static void conn_process(httpd_conn_t *c);
+static void conn_end(httpd_conn_t *c);
 static void conn_fail(httpd_conn_t *c, int status, const char *code, const char *msg);
 
 static int conn_can_parse(const httpd_conn_t *c)
@@ -54,7 +55,7 @@ static void on_write(uv_write_t *w, int status)
         return;
     }
     if (c->close_after_write && c->writes_pending == 0)
-        httpd__conn_close(c, 1);
+        conn_end(c);
 }
 
 int httpd__conn_write(httpd_conn_t *c, const char *a, size_t alen, const char *b, size_t blen)
@@ -87,6 +88,10 @@ int httpd__conn_write(httpd_conn_t *c, const char *a, size_t alen, const char *b
 static void on_timeout(uv_timer_t *t)
 {
     httpd_conn_t *c = t->data;
+    if (c->lingering) {
+        httpd__conn_close(c, 1);
+        return;
+    }
     switch (c->state) {
     case CONN_IDLE:
         httpd__conn_close(c, 1); /* an idle keep-alive connection: no answer owed */
@@ -125,7 +130,7 @@ void httpd__req_done(httpd_conn_t *c, int keep)
             c->reading = 0;
         }
         if (c->writes_pending == 0)
-            httpd__conn_close(c, 1);
+            conn_end(c);
         return;
     }
     conn_timer(c, c->h->opts.idle_timeout_ms);
@@ -385,6 +390,11 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     httpd_conn_t *c = s->data;
+    if (c->lingering) {
+        if (nread < 0)
+            httpd__conn_close(c, 1); /* the client read the answer and closed, or reset */
+        return;                      /* input after the answer: dropped */
+    }
     if (nread < 0) {
         uv_read_stop(s);
         c->reading = 0;
@@ -414,6 +424,37 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 }
 
 /* --- accepting and closing ------------------------------------------------------------ */
+
+static void on_shutdown(uv_shutdown_t *req, int status)
+{
+    (void)req;
+    (void)status; /* a failed half-close ends with the close that follows */
+}
+
+/*
+ * The answer is out and the connection ends. A client may still be sending
+ * (a body refused at its headers, a request pipelined behind the last one):
+ * closing now, with its bytes unread, makes the kernel reset the
+ * connection, and the client loses the answer it has not read yet. So, as
+ * nginx's lingering close does, half-close (FIN after the answer), read and
+ * drop what still comes for at most linger_ms, and close at its EOF or then.
+ */
+static void conn_end(httpd_conn_t *c)
+{
+    if (c->closing || c->lingering)
+        return;
+    if (c->read_eof || c->h->opts.linger_ms == 0 || c->h->stopping ||
+        uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+        httpd__conn_close(c, 1);
+        return;
+    }
+    c->lingering = 1;
+    conn_timer(c, c->h->opts.linger_ms);
+    if (!c->reading) {
+        c->reading = 1;
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    }
+}
 
 static void on_handle_closed(uv_handle_t *handle)
 {
@@ -505,7 +546,7 @@ void httpd__conn_stop(httpd_conn_t *c)
 {
     switch (c->state) {
     case CONN_IDLE:
-        if (c->in_len == 0)
+        if (c->in_len == 0 || c->lingering)
             httpd__conn_close(c, 1);
         break;
     case CONN_STREAMING:

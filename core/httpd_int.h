@@ -80,6 +80,8 @@ struct httpd_conn {
     int close_after_write;
     int reading;
     int read_eof;
+    int lingering; /* answered and half-closed: input is dropped until EOF or the timer */
+    uv_shutdown_t shutdown;
     int in_dispatch;
     size_t writes_pending;
     conn_state state;

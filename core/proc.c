@@ -156,6 +156,7 @@ void gf_proc_httpd_opts(gf_httpd_opts_t *o, const gf_config_t *cfg, const char *
     o->idle_timeout_ms = (uint64_t)cfg->http_idle_timeout_s * 1000;
     o->header_timeout_ms = (uint64_t)cfg->http_header_timeout_s * 1000;
     o->body_timeout_ms = (uint64_t)cfg->http_body_timeout_s * 1000;
+    o->linger_ms = (uint64_t)cfg->http_linger_ms;
     o->stream_max_queued_bytes = (size_t)cfg->http_stream_max_queued_bytes;
     o->shutdown_timeout_ms = (uint64_t)cfg->shutdown_s * 1000;
 }

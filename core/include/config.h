@@ -98,6 +98,7 @@ typedef struct gf_config {
     long long http_idle_timeout_s;
     long long http_header_timeout_s;
     long long http_body_timeout_s;
+    long long http_linger_ms;
     long long http_stream_max_queued_bytes;
     long long shutdown_s;
     /* worker */

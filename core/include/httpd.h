@@ -58,6 +58,7 @@ typedef struct {
     uint64_t idle_timeout_ms;
     uint64_t header_timeout_ms;
     uint64_t body_timeout_ms;
+    uint64_t linger_ms; /* lingering close after a closing answer; 0: close at once */
     size_t stream_max_queued_bytes;
     uint64_t shutdown_timeout_ms;
     gf_metrics_t *metrics; /* optional: request counts and latencies by route and status */
