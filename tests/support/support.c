@@ -157,6 +157,39 @@ void ts_http_dispose(ts_http_t *r)
     r->body = r->headers = NULL;
 }
 
+int ts_wait_port_file(const char *port_file, double timeout_s)
+{
+    int port = 0;
+    double end = ts_now() + timeout_s;
+    do {
+        FILE *f = fopen(port_file, "r");
+        if (f) {
+            if (fscanf(f, "%d", &port) != 1)
+                port = 0;
+            fclose(f);
+        }
+        if (port > 0)
+            return port;
+        usleep(20000);
+    } while (ts_now() < end);
+    return 0;
+}
+
+pid_t ts_fake_start(const char *const *args, int *port)
+{
+    char port_file[600], log_path[600];
+    snprintf(port_file, sizeof(port_file), "%s/fake.port", ts_env("FARM_TEST_TMPDIR"));
+    snprintf(log_path, sizeof(log_path), "%s/fake.log", ts_env("FARM_TEST_TMPDIR"));
+    char *argv[32] = {(char *)ts_env("FARM_TEST_FAKE_BIN"), "--port-file", port_file};
+    size_t n = 3;
+    for (size_t i = 0; args && args[i] && n + 1 < sizeof(argv) / sizeof(argv[0]); i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    pid_t pid = ts_spawn(argv, NULL, log_path);
+    *port = pid > 0 ? ts_wait_port_file(port_file, 10) : 0;
+    return pid;
+}
+
 int ts_wait_http(const char *url, long status, const char *needle, double timeout_s)
 {
     double end = ts_now() + timeout_s;

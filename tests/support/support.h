@@ -1,7 +1,8 @@
 /*
  * tests/support/support.h - helpers for integration tests that drive real
- * processes over real HTTP: free ports, spawning and stopping programs,
- * blocking HTTP requests through libcurl, and waiting for a condition.
+ * processes over real HTTP: free ports, spawning and stopping programs
+ * (farm-fake-provider among them), blocking HTTP requests through libcurl,
+ * and waiting for a condition.
  */
 #ifndef TEST_SUPPORT_H
 #define TEST_SUPPORT_H
@@ -28,6 +29,20 @@ const char *ts_env(const char *name);
  * NULL-terminated, may be NULL); its stderr goes to `log_path` when not NULL.
  */
 pid_t ts_spawn(char *const argv[], char *const extra[], const char *log_path);
+
+/*
+ * Waits up to `timeout_s` for a spawned program to write its port to `port_file`
+ * (farm-fake-provider --port-file does once it listens); the port, or 0.
+ */
+int ts_wait_port_file(const char *port_file, double timeout_s);
+
+/*
+ * Starts farm-fake-provider (FARM_TEST_FAKE_BIN) with `args` after its own
+ * (NULL-terminated, may be NULL), its port file and fake.log in
+ * $FARM_TEST_TMPDIR, and waits up to 10 s for its port (in *port; 0 when it
+ * did not come). Returns its pid.
+ */
+pid_t ts_fake_start(const char *const *args, int *port);
 
 /* Sends `sig` and waits up to `timeout_s`; returns the exit status, 128+signal, or -1 on timeout
  * (then SIGKILLs). */
