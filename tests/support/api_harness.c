@@ -50,6 +50,12 @@ char *au_token(const char *sub, const char *plan, const char *role, char user_ou
     return t;
 }
 
+int au_grant(const char *user, long amount, const char *reason)
+{
+    return ts_sh("'%s' grant --user %s --amount %ld --reason %s >/dev/null",
+                 ts_env("FARM_TEST_CLI"), user, amount, reason);
+}
+
 ts_http_t au_call(const char *method, const char *path, const char *tok, const char *body,
                   const char *extra_header)
 {

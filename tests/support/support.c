@@ -175,18 +175,23 @@ int ts_wait_port_file(const char *port_file, double timeout_s)
     return 0;
 }
 
-pid_t ts_fake_start(const char *const *args, int *port)
+pid_t ts_fake_start(int latency_ms, char setting[128])
 {
-    char port_file[600], log_path[600];
+    char port_file[600], log_path[600], latency[32];
     snprintf(port_file, sizeof(port_file), "%s/fake.port", ts_env("FARM_TEST_TMPDIR"));
     snprintf(log_path, sizeof(log_path), "%s/fake.log", ts_env("FARM_TEST_TMPDIR"));
-    char *argv[32] = {(char *)ts_env("FARM_TEST_FAKE_BIN"), "--port-file", port_file};
-    size_t n = 3;
-    for (size_t i = 0; args && args[i] && n + 1 < sizeof(argv) / sizeof(argv[0]); i++)
-        argv[n++] = (char *)args[i];
-    argv[n] = NULL;
+    snprintf(latency, sizeof(latency), "%d", latency_ms);
+    char *argv[] = {(char *)ts_env("FARM_TEST_FAKE_BIN"),
+                    "--port-file",
+                    port_file,
+                    "--latency-ms",
+                    latency,
+                    NULL};
     pid_t pid = ts_spawn(argv, NULL, log_path);
-    *port = pid > 0 ? ts_wait_port_file(port_file, 10) : 0;
+    int port = pid > 0 ? ts_wait_port_file(port_file, 10) : 0;
+    setting[0] = '\0';
+    if (port > 0)
+        snprintf(setting, 128, "FARM_FAKE_PROVIDER_URL=http://127.0.0.1:%d", port);
     return pid;
 }
 

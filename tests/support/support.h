@@ -37,12 +37,13 @@ pid_t ts_spawn(char *const argv[], char *const extra[], const char *log_path);
 int ts_wait_port_file(const char *port_file, double timeout_s);
 
 /*
- * Starts farm-fake-provider (FARM_TEST_FAKE_BIN) with `args` after its own
- * (NULL-terminated, may be NULL), its port file and fake.log in
- * $FARM_TEST_TMPDIR, and waits up to 10 s for its port (in *port; 0 when it
- * did not come). Returns its pid.
+ * Starts farm-fake-provider (FARM_TEST_FAKE_BIN) answering after
+ * `latency_ms`, its port file and fake.log in $FARM_TEST_TMPDIR, and waits
+ * up to 10 s for its port. `setting` gets the setting that points a worker at
+ * it ("FARM_FAKE_PROVIDER_URL=http://127.0.0.1:<port>"; "" when it did not
+ * come up). Returns its pid.
  */
-pid_t ts_fake_start(const char *const *args, int *port);
+pid_t ts_fake_start(int latency_ms, char setting[128]);
 
 /* Sends `sig` and waits up to `timeout_s`; returns the exit status, 128+signal, or -1 on timeout
  * (then SIGKILLs). */

@@ -51,10 +51,7 @@ static int setup(void **state)
     if (api_pid < 0)
         return -1;
     /* Enough credits for every generation below (welcome credits: 100). */
-    return ts_sh("'%s' grant --user %s --amount 1000 --reason e2e >/dev/null",
-                 ts_env("FARM_TEST_CLI"), user) == 0
-               ? 0
-               : -1;
+    return au_grant(user, 1000, "e2e") == 0 ? 0 : -1;
 }
 
 static int teardown(void **state)

@@ -69,14 +69,9 @@ static int setup(void **state)
     (void)state;
     if (VIPS_INIT("worker_faults"))
         return -1;
-    char latency[32];
-    snprintf(latency, sizeof(latency), "%d", LATENCY_MS);
-    const char *fake_args[] = {"--latency-ms", latency, NULL};
-    int fake_port;
-    fake_pid = ts_fake_start(fake_args, &fake_port);
-    if (fake_port == 0)
+    fake_pid = ts_fake_start(LATENCY_MS, fake_env);
+    if (fake_env[0] == '\0')
         return -1;
-    snprintf(fake_env, sizeof(fake_env), "FARM_FAKE_PROVIDER_URL=http://127.0.0.1:%d", fake_port);
     snprintf(storage_env, sizeof(storage_env), "FARM_STORAGE_DIR=%s/storage",
              ts_env("FARM_TEST_TMPDIR"));
     const char *api_extra[] = {storage_env, /* uploads land where the workers read them */
@@ -89,10 +84,7 @@ static int setup(void **state)
     tok = au_token(NULL, "pro", NULL, user);
     if (api_pid < 0)
         return -1;
-    return ts_sh("'%s' grant --user %s --amount 10000 --reason faults >/dev/null",
-                 ts_env("FARM_TEST_CLI"), user) == 0
-               ? 0
-               : -1;
+    return au_grant(user, 10000, "faults") == 0 ? 0 : -1;
 }
 
 static int teardown(void **state)

@@ -29,14 +29,10 @@ static int setup(void **state)
 {
     (void)state;
     static char fake_env[128], storage_env[600];
-    char log_path[600], latency[32];
-    snprintf(latency, sizeof(latency), "%d", LATENCY_MS);
-    const char *fake_args[] = {"--latency-ms", latency, NULL};
-    int fake_port;
-    fake_pid = ts_fake_start(fake_args, &fake_port);
-    if (fake_port == 0)
+    char log_path[600];
+    fake_pid = ts_fake_start(LATENCY_MS, fake_env);
+    if (fake_env[0] == '\0')
         return -1;
-    snprintf(fake_env, sizeof(fake_env), "FARM_FAKE_PROVIDER_URL=http://127.0.0.1:%d", fake_port);
     snprintf(storage_env, sizeof(storage_env), "FARM_STORAGE_DIR=%s/storage",
              ts_env("FARM_TEST_TMPDIR"));
     const char *api_extra[] = {storage_env, "FARM_PROVIDER=fake", NULL};
