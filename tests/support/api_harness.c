@@ -75,3 +75,11 @@ void au_id_of(const ts_http_t *r, char out[37])
     assert_non_null(p);
     snprintf(out, 37, "%s", p + 6);
 }
+
+void au_create(const char *tok, const char *body, char id[37])
+{
+    ts_http_t r = au_call("POST", "/v1/generations", tok, body, NULL);
+    assert_int_equal(r.status, 202);
+    au_id_of(&r, id);
+    ts_http_dispose(&r);
+}

@@ -39,4 +39,7 @@ ts_http_t au_call(const char *method, const char *path, const char *tok, const c
 /* The "id" of a 202/200 answer. */
 void au_id_of(const ts_http_t *r, char out[37]);
 
+/* POSTs `body` to /v1/generations as `tok` and asserts it is accepted (202); its id in `id`. */
+void au_create(const char *tok, const char *body, char id[37]);
+
 #endif

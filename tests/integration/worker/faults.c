@@ -121,12 +121,7 @@ static void dump_logs(void)
 
 static void create(const char *body, char id[37])
 {
-    ts_http_t r = api("POST", "/v1/generations", body);
-    assert_int_equal(r.status, 202);
-    json_t *j = json_loads(r.body, 0, NULL);
-    snprintf(id, 37, "%s", json_string_value(json_object_get(j, "id")));
-    json_decref(j);
-    ts_http_dispose(&r);
+    au_create(tok, body, id);
 }
 
 /* Polls GET until the generation's status is one of `want` ("a|b"); returns it, or NULL. */
