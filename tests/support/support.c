@@ -157,6 +157,18 @@ void ts_http_dispose(ts_http_t *r)
     r->body = r->headers = NULL;
 }
 
+int ts_stop_farm(pid_t worker, pid_t api, pid_t fake)
+{
+    int bad = 0;
+    if (worker > 0)
+        bad |= ts_stop(worker, SIGTERM, 40) != 0;
+    if (api > 0)
+        bad |= ts_stop(api, SIGTERM, 15) != 0;
+    if (fake > 0)
+        ts_stop(fake, SIGTERM, 10);
+    return bad ? -1 : 0;
+}
+
 int ts_wait_port_file(const char *port_file, double timeout_s)
 {
     int port = 0;

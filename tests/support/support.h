@@ -49,6 +49,13 @@ pid_t ts_fake_start(int latency_ms, char setting[128]);
  * (then SIGKILLs). */
 int ts_stop(pid_t pid, int sig, double timeout_s);
 
+/*
+ * Stops what a worker test started, with SIGTERM, in this order: the worker
+ * (40 s), the api (15 s), the fake provider (10 s); a pid <= 0 is skipped.
+ * 0 when the worker and the api exited 0 (the fake's exit is not checked).
+ */
+int ts_stop_farm(pid_t worker, pid_t api, pid_t fake);
+
 /* Runs a shell command, returns its exit status. */
 int ts_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

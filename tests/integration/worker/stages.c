@@ -53,13 +53,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    int bad = 0;
-    if (worker_pid > 0)
-        bad |= ts_stop(worker_pid, SIGTERM, 40) != 0;
-    if (api_pid > 0)
-        bad |= ts_stop(api_pid, SIGTERM, 15) != 0;
-    if (fake_pid > 0)
-        ts_stop(fake_pid, SIGTERM, 10);
+    int bad = ts_stop_farm(worker_pid, api_pid, fake_pid);
     free(tok);
     return bad ? -1 : 0;
 }
