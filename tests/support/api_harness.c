@@ -50,6 +50,12 @@ char *au_token(const char *sub, const char *plan, const char *role, char user_ou
     return t;
 }
 
+int au_grant(const char *user, long amount, const char *reason)
+{
+    return ts_sh("'%s' grant --user %s --amount %ld --reason %s >/dev/null",
+                 ts_env("FARM_TEST_CLI"), user, amount, reason);
+}
+
 ts_http_t au_call(const char *method, const char *path, const char *tok, const char *body,
                   const char *extra_header)
 {
@@ -68,4 +74,12 @@ void au_id_of(const ts_http_t *r, char out[37])
     const char *p = strstr(r->body, "\"id\":\"");
     assert_non_null(p);
     snprintf(out, 37, "%s", p + 6);
+}
+
+void au_create(const char *tok, const char *body, char id[37])
+{
+    ts_http_t r = au_call("POST", "/v1/generations", tok, body, NULL);
+    assert_int_equal(r.status, 202);
+    au_id_of(&r, id);
+    ts_http_dispose(&r);
 }

@@ -1,7 +1,7 @@
 /*
  * tests/support/api_harness.h - what the api integration tests share: a
  * real farm-api process on a free port with the tests' JWT secret, tokens
- * for it, and requests to it.
+ * for it, credits granted through the farm CLI, and requests to it.
  */
 #ifndef API_HARNESS_H
 #define API_HARNESS_H
@@ -26,6 +26,9 @@ pid_t au_api_start(const char *const *extra);
 /* A token for a new user (or `sub`), with `plan` and `role`; the user's id in `user_out`. */
 char *au_token(const char *sub, const char *plan, const char *role, char user_out[37]);
 
+/* Grants `amount` credits to `user` with the farm CLI (FARM_TEST_CLI); its exit status. */
+int au_grant(const char *user, long amount, const char *reason);
+
 /*
  * A request with `tok` as the bearer (none when NULL), JSON as the body's type
  * unless `extra_header` is a Content-Type, and `extra_header` (may be NULL).
@@ -35,5 +38,8 @@ ts_http_t au_call(const char *method, const char *path, const char *tok, const c
 
 /* The "id" of a 202/200 answer. */
 void au_id_of(const ts_http_t *r, char out[37]);
+
+/* POSTs `body` to /v1/generations as `tok` and asserts it is accepted (202); its id in `id`. */
+void au_create(const char *tok, const char *body, char id[37]);
 
 #endif

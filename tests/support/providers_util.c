@@ -29,17 +29,7 @@ void pt_fake_start(pt_fake_t *f, const char *const *args)
     for (const char *const *a = args; a && *a && n < 30; a++)
         argv[n++] = *a;
     f->pid = ts_spawn((char *const *)argv, NULL, logfile);
-    double until = ts_now() + 20;
-    while (ts_now() < until) {
-        FILE *fp = fopen(portfile, "r");
-        if (fp) {
-            int ok = fscanf(fp, "%d", &f->port) == 1;
-            fclose(fp);
-            if (ok)
-                break;
-        }
-        usleep(20000);
-    }
+    f->port = ts_wait_port_file(portfile, 20);
     assert_true(f->port > 0);
     snprintf(f->base, sizeof(f->base), "http://127.0.0.1:%d", f->port);
 }

@@ -174,6 +174,34 @@ void qt_redis_restart(void)
     qt_redis_start();
 }
 
+static const char *const short_times[] = {
+    "FARM_QUEUE_LEASE_S=1",         "FARM_QUEUE_MAX_RECLAIMS=1",
+    "FARM_QUEUE_RETRY_BASE_MS=200", "FARM_QUEUE_RETRY_CAP_MS=400",
+    "FARM_QUEUE_MAX_ATTEMPTS=3",    "FARM_QUEUE_TIERS=pro:4:10,free:1:3",
+    "FARM_EVENTS_RETENTION_S=60",   NULL};
+
+int qt_sync_setup(void **state)
+{
+    qt_sync_fx_t *fx = calloc(1, sizeof(*fx));
+    qt_flush();
+    fx->cfg = qt_cfg(short_times);
+    gf_err_t err = {0};
+    fx->qs = queue_sync_new(fx->cfg, &err);
+    if (fx->qs == NULL)
+        fail_msg("queue_sync_new: %s", err.msg);
+    *state = fx;
+    return 0;
+}
+
+int qt_sync_teardown(void **state)
+{
+    qt_sync_fx_t *fx = *state;
+    queue_sync_free(fx->qs);
+    gf_cfg_free(fx->cfg);
+    free(fx);
+    return 0;
+}
+
 int64_t qt_enqueue(queue_sync_t *qs, const char *gen, const char *user, const char *tier)
 {
     queue_enqueue_req_t req = {.gen_id = gen, .user_id = user, .tier = tier, .payload = "{}"};

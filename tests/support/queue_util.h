@@ -1,7 +1,8 @@
 /*
  * tests/support/queue_util.h - helpers shared by the queue integration
- * tests: a config with test overrides, a fresh database, unique ids, and
- * raw Redis access for what the tests inspect (DBSIZE, key TTLs).
+ * tests: a config with test overrides, a fresh database, unique ids, raw
+ * Redis access for what the tests inspect (DBSIZE, key TTLs), and the
+ * fixture of the tests that drive the blocking client.
  */
 #ifndef QUEUE_UTIL_H
 #define QUEUE_UTIL_H
@@ -50,6 +51,20 @@ void qt_redis_start(void);
 int64_t qt_enqueue(queue_sync_t *qs, const char *gen, const char *user, const char *tier);
 
 void qt_sleep_ms(int ms);
+
+/*
+ * The fixture of the blocking-client tests (basic, foreign): before each test
+ * a flushed Redis and a sync client on short leases, retries and tiers
+ * (lease 1 s, one reclaim, retries 200-400 ms, 3 attempts, pro:4:10,free:1:3,
+ * events kept 60 s); in *state.
+ */
+typedef struct {
+    gf_config_t *cfg;
+    queue_sync_t *qs;
+} qt_sync_fx_t;
+
+int qt_sync_setup(void **state);
+int qt_sync_teardown(void **state);
 
 /* Runs the farm CLI (FARM_TEST_CLI) with `args`; its exit status, and its output in `out`. */
 int qt_farm_cli(char *out, size_t n, const char *args);

@@ -157,6 +157,56 @@ void ts_http_dispose(ts_http_t *r)
     r->body = r->headers = NULL;
 }
 
+int ts_stop_farm(pid_t worker, pid_t api, pid_t fake)
+{
+    int bad = 0;
+    if (worker > 0)
+        bad |= ts_stop(worker, SIGTERM, 40) != 0;
+    if (api > 0)
+        bad |= ts_stop(api, SIGTERM, 15) != 0;
+    if (fake > 0)
+        ts_stop(fake, SIGTERM, 10);
+    return bad ? -1 : 0;
+}
+
+int ts_wait_port_file(const char *port_file, double timeout_s)
+{
+    int port = 0;
+    double end = ts_now() + timeout_s;
+    do {
+        FILE *f = fopen(port_file, "r");
+        if (f) {
+            if (fscanf(f, "%d", &port) != 1)
+                port = 0;
+            fclose(f);
+        }
+        if (port > 0)
+            return port;
+        usleep(20000);
+    } while (ts_now() < end);
+    return 0;
+}
+
+pid_t ts_fake_start(int latency_ms, char setting[128])
+{
+    char port_file[600], log_path[600], latency[32];
+    snprintf(port_file, sizeof(port_file), "%s/fake.port", ts_env("FARM_TEST_TMPDIR"));
+    snprintf(log_path, sizeof(log_path), "%s/fake.log", ts_env("FARM_TEST_TMPDIR"));
+    snprintf(latency, sizeof(latency), "%d", latency_ms);
+    char *argv[] = {(char *)ts_env("FARM_TEST_FAKE_BIN"),
+                    "--port-file",
+                    port_file,
+                    "--latency-ms",
+                    latency,
+                    NULL};
+    pid_t pid = ts_spawn(argv, NULL, log_path);
+    int port = pid > 0 ? ts_wait_port_file(port_file, 10) : 0;
+    setting[0] = '\0';
+    if (port > 0)
+        snprintf(setting, 128, "FARM_FAKE_PROVIDER_URL=http://127.0.0.1:%d", port);
+    return pid;
+}
+
 int ts_wait_http(const char *url, long status, const char *needle, double timeout_s)
 {
     double end = ts_now() + timeout_s;

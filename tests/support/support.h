@@ -1,7 +1,8 @@
 /*
  * tests/support/support.h - helpers for integration tests that drive real
- * processes over real HTTP: free ports, spawning and stopping programs,
- * blocking HTTP requests through libcurl, and waiting for a condition.
+ * processes over real HTTP: free ports, spawning and stopping programs
+ * (farm-fake-provider among them), blocking HTTP requests through libcurl,
+ * and waiting for a condition.
  */
 #ifndef TEST_SUPPORT_H
 #define TEST_SUPPORT_H
@@ -29,9 +30,31 @@ const char *ts_env(const char *name);
  */
 pid_t ts_spawn(char *const argv[], char *const extra[], const char *log_path);
 
+/*
+ * Waits up to `timeout_s` for a spawned program to write its port to `port_file`
+ * (farm-fake-provider --port-file does once it listens); the port, or 0.
+ */
+int ts_wait_port_file(const char *port_file, double timeout_s);
+
+/*
+ * Starts farm-fake-provider (FARM_TEST_FAKE_BIN) answering after
+ * `latency_ms`, its port file and fake.log in $FARM_TEST_TMPDIR, and waits
+ * up to 10 s for its port. `setting` gets the setting that points a worker at
+ * it ("FARM_FAKE_PROVIDER_URL=http://127.0.0.1:<port>"; "" when it did not
+ * come up). Returns its pid.
+ */
+pid_t ts_fake_start(int latency_ms, char setting[128]);
+
 /* Sends `sig` and waits up to `timeout_s`; returns the exit status, 128+signal, or -1 on timeout
  * (then SIGKILLs). */
 int ts_stop(pid_t pid, int sig, double timeout_s);
+
+/*
+ * Stops what a worker test started, with SIGTERM, in this order: the worker
+ * (40 s), the api (15 s), the fake provider (10 s); a pid <= 0 is skipped.
+ * 0 when the worker and the api exited 0 (the fake's exit is not checked).
+ */
+int ts_stop_farm(pid_t worker, pid_t api, pid_t fake);
 
 /* Runs a shell command, returns its exit status. */
 int ts_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

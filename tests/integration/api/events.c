@@ -193,15 +193,6 @@ static size_t count_of(const char *hay, const char *needle)
     return n;
 }
 
-/* Creates a generation for the user of `tok`; its id in `id`. */
-static void create(const char *tok, const char *body, char id[37])
-{
-    ts_http_t r = au_call("POST", "/v1/generations", tok, body, NULL);
-    assert_int_equal(r.status, 202);
-    au_id_of(&r, id);
-    ts_http_dispose(&r);
-}
-
 /* Plays the worker: claims until generation `id` comes up; its fencing token. */
 static uint64_t claim_token(const char *id)
 {
@@ -223,7 +214,7 @@ static void test_events_replay_and_resume_without_gaps(void **state)
 {
     (void)state;
     char *t = au_token(NULL, "pro", NULL, NULL), id[37];
-    create(t, AVATAR, id);
+    au_create(t, AVATAR, id);
 
     /* c1 follows the generation and "disconnects" (its timeout) after event 2. */
     sse_client_t c1 = {.mu = PTHREAD_MUTEX_INITIALIZER, .timeout_s = 4};
@@ -296,7 +287,7 @@ static void test_user_stream_ends_each_generation_with_its_own_status(void **sta
 {
     (void)state;
     char *t = au_token(NULL, "pro", NULL, NULL), id[37];
-    create(t, AVATAR, id);
+    au_create(t, AVATAR, id);
     /* A worker's part: claim, start, its only image fails, finish. */
     gf_err_t err = {0};
     uint64_t tok = claim_token(id);
@@ -335,7 +326,7 @@ static void test_user_stream_ends_each_generation_with_its_own_status(void **sta
 /* A generation that is finished already: created, then canceled while queued. */
 static void create_canceled(const char *body, char id[37])
 {
-    create(user_tok, body, id);
+    au_create(user_tok, body, id);
     char path[128];
     snprintf(path, sizeof(path), "/v1/generations/%s/cancel", id);
     ts_http_t r = au_call("POST", path, user_tok, NULL, NULL);
@@ -347,7 +338,7 @@ static void test_a_foreign_last_event_id_is_400_and_redis_stays_free(void **stat
 {
     (void)state;
     char id[37], path[128], header[128];
-    create(user_tok, "{\"kind\":\"avatar\",\"prompt\":\"a fox\"}", id);
+    au_create(user_tok, "{\"kind\":\"avatar\",\"prompt\":\"a fox\"}", id);
     snprintf(path, sizeof(path), "/v1/generations/%s/events", id);
     /* 18428729675200069632 became -2^54 in Lua, where after + 1 == after: an endless loop. */
     static const char *const gen_ids[] = {

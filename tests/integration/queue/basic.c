@@ -18,38 +18,7 @@
 #include "queue_util.h"
 #include "support.h"
 
-typedef struct {
-    gf_config_t *cfg;
-    queue_sync_t *qs;
-} fx_t;
-
-static const char *const short_times[] = {
-    "FARM_QUEUE_LEASE_S=1",         "FARM_QUEUE_MAX_RECLAIMS=1",
-    "FARM_QUEUE_RETRY_BASE_MS=200", "FARM_QUEUE_RETRY_CAP_MS=400",
-    "FARM_QUEUE_MAX_ATTEMPTS=3",    "FARM_QUEUE_TIERS=pro:4:10,free:1:3",
-    "FARM_EVENTS_RETENTION_S=60",   NULL};
-
-static int setup(void **state)
-{
-    fx_t *fx = calloc(1, sizeof(*fx));
-    qt_flush();
-    fx->cfg = qt_cfg(short_times);
-    gf_err_t err = {0};
-    fx->qs = queue_sync_new(fx->cfg, &err);
-    if (fx->qs == NULL)
-        fail_msg("queue_sync_new: %s", err.msg);
-    *state = fx;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fx_t *fx = *state;
-    queue_sync_free(fx->qs);
-    gf_cfg_free(fx->cfg);
-    free(fx);
-    return 0;
-}
+typedef qt_sync_fx_t fx_t;
 
 static int64_t now_ms(void)
 {
@@ -609,26 +578,36 @@ static void test_a_redis_acl_user_logs_in(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_enqueue_claim_complete, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_enqueue_is_idempotent, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_active_cap_refuses_at_enqueue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enqueue_claim_complete, qt_sync_setup,
+                                        qt_sync_teardown),
+        cmocka_unit_test_setup_teardown(test_enqueue_is_idempotent, qt_sync_setup,
+                                        qt_sync_teardown),
+        cmocka_unit_test_setup_teardown(test_active_cap_refuses_at_enqueue, qt_sync_setup,
+                                        qt_sync_teardown),
         cmocka_unit_test_setup_teardown(test_expired_lease_is_reclaimed_and_old_holder_fenced,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_poison_job_is_dead_lettered_after_max_reclaims, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_retry_backoff_is_within_bounds, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fatal_failure_dead_letters_and_redrive_works, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_cancel_queued_removes_it, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cancel_running_is_seen_by_the_next_heartbeat, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_expired_jobs_keep_the_ring_in_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_deadline_passed_is_expired_not_handed_out, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_events_are_numbered_and_resumable, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_position_counts_turns_across_users, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cli_dead_letter_list_retry_purge, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_a_redis_acl_user_logs_in, setup, teardown),
+                                        qt_sync_setup, qt_sync_teardown),
+        cmocka_unit_test_setup_teardown(test_poison_job_is_dead_lettered_after_max_reclaims,
+                                        qt_sync_setup, qt_sync_teardown),
+        cmocka_unit_test_setup_teardown(test_retry_backoff_is_within_bounds, qt_sync_setup,
+                                        qt_sync_teardown),
+        cmocka_unit_test_setup_teardown(test_fatal_failure_dead_letters_and_redrive_works,
+                                        qt_sync_setup, qt_sync_teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_queued_removes_it, qt_sync_setup,
+                                        qt_sync_teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_running_is_seen_by_the_next_heartbeat,
+                                        qt_sync_setup, qt_sync_teardown),
+        cmocka_unit_test_setup_teardown(test_expired_jobs_keep_the_ring_in_order, qt_sync_setup,
+                                        qt_sync_teardown),
+        cmocka_unit_test_setup_teardown(test_deadline_passed_is_expired_not_handed_out,
+                                        qt_sync_setup, qt_sync_teardown),
+        cmocka_unit_test_setup_teardown(test_events_are_numbered_and_resumable, qt_sync_setup,
+                                        qt_sync_teardown),
+        cmocka_unit_test_setup_teardown(test_position_counts_turns_across_users, qt_sync_setup,
+                                        qt_sync_teardown),
+        cmocka_unit_test_setup_teardown(test_cli_dead_letter_list_retry_purge, qt_sync_setup,
+                                        qt_sync_teardown),
+        cmocka_unit_test_setup_teardown(test_a_redis_acl_user_logs_in, qt_sync_setup,
+                                        qt_sync_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

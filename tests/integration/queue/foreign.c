@@ -18,38 +18,7 @@
 #include "queue_util.h"
 #include "support.h"
 
-typedef struct {
-    gf_config_t *cfg;
-    queue_sync_t *qs;
-} fx_t;
-
-static const char *const short_times[] = {
-    "FARM_QUEUE_LEASE_S=1",         "FARM_QUEUE_MAX_RECLAIMS=1",
-    "FARM_QUEUE_RETRY_BASE_MS=200", "FARM_QUEUE_RETRY_CAP_MS=400",
-    "FARM_QUEUE_MAX_ATTEMPTS=3",    "FARM_QUEUE_TIERS=pro:4:10,free:1:3",
-    "FARM_EVENTS_RETENTION_S=60",   NULL};
-
-static int setup(void **state)
-{
-    fx_t *fx = calloc(1, sizeof(*fx));
-    qt_flush();
-    fx->cfg = qt_cfg(short_times);
-    gf_err_t err = {0};
-    fx->qs = queue_sync_new(fx->cfg, &err);
-    if (fx->qs == NULL)
-        fail_msg("queue_sync_new: %s", err.msg);
-    *state = fx;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fx_t *fx = *state;
-    queue_sync_free(fx->qs);
-    gf_cfg_free(fx->cfg);
-    free(fx);
-    return 0;
-}
+typedef qt_sync_fx_t fx_t;
 
 /* An integer command on one key, e.g. "LLEN", "{farm}:t:pro:ring". */
 static long long redis_int_key(const char *cmd, const char *key)
@@ -250,11 +219,12 @@ static void test_old_function_libraries_are_listed_and_pruned(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_jobs_from_the_previous_version_still_run, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_old_function_libraries_are_listed_and_pruned, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_a_job_deleted_by_hand_is_skipped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_jobs_from_the_previous_version_still_run,
+                                        qt_sync_setup, qt_sync_teardown),
+        cmocka_unit_test_setup_teardown(test_old_function_libraries_are_listed_and_pruned,
+                                        qt_sync_setup, qt_sync_teardown),
+        cmocka_unit_test_setup_teardown(test_a_job_deleted_by_hand_is_skipped, qt_sync_setup,
+                                        qt_sync_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -26,36 +26,51 @@
 static char dir[512];
 static char url[512];
 
+/* CREATE DATABASE `name` on the fixture's server; its URL in `out`. 0, or -1 when refused. */
+static int create_database(const char *name, char *out, size_t size)
+{
+    PGconn *c = PQconnectdb(ts_env("FARM_DATABASE_URL"));
+    if (PQstatus(c) != CONNECTION_OK) {
+        PQfinish(c);
+        return -1;
+    }
+    char sql[128];
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name);
+    PGresult *r = PQexec(c, sql);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    PQfinish(c);
+    snprintf(out, size, "%s", ts_env("FARM_DATABASE_URL"));
+    char *slash = strrchr(out, '/');
+    snprintf(slash, size - (size_t)(slash - out), "/%s", name);
+    return ok ? 0 : -1;
+}
+
 /* The fixture's database holds the real migrations: these tests use their own. */
 static int make_database(void **state)
 {
     (void)state;
-    PGconn *c = PQconnectdb(ts_env("FARM_DATABASE_URL"));
-    if (PQstatus(c) != CONNECTION_OK)
-        return -1;
-    PGresult *r = PQexec(c, "CREATE DATABASE migtest");
-    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    PQclear(r);
-    PQfinish(c);
-    snprintf(url, sizeof(url), "%s", ts_env("FARM_DATABASE_URL"));
-    char *slash = strrchr(url, '/');
-    snprintf(slash, sizeof(url) - (size_t)(slash - url), "/migtest");
-    return ok ? 0 : -1;
+    return create_database("migtest", url, sizeof(url));
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
 }
 
 static void write_file(const char *name, const char *sql)
 {
     char path[1024];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(sql, f);
-    fclose(f);
+    write_text(path, sql);
 }
 
-static char *scalar(const char *sql)
+static char *scalar_in(const char *db, const char *sql)
 {
-    PGconn *c = PQconnectdb(url);
+    PGconn *c = PQconnectdb(db);
     assert_int_equal(PQstatus(c), CONNECTION_OK);
     PGresult *r = PQexec(c, sql);
     char *v = NULL;
@@ -64,6 +79,11 @@ static char *scalar(const char *sql)
     PQclear(r);
     PQfinish(c);
     return v;
+}
+
+static char *scalar(const char *sql)
+{
+    return scalar_in(url, sql);
 }
 
 static int migrate(gf_err_t *err)
@@ -175,40 +195,24 @@ static char upgraded_url[512];    /* migrated by the numbered files first, then 
 static char fresh_url[512];       /* migrated by today's runner from the start */
 static char tree[512];            /* a copy of migrations/ and store/sql/ to edit */
 
-static void new_database(const char *name, char *out, size_t size)
-{
-    PGconn *c = PQconnectdb(ts_env("FARM_DATABASE_URL"));
-    assert_int_equal(PQstatus(c), CONNECTION_OK);
-    char sql[128];
-    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name);
-    PGresult *r = PQexec(c, sql);
-    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
-    PQclear(r);
-    PQfinish(c);
-    snprintf(out, size, "%s", ts_env("FARM_DATABASE_URL"));
-    char *slash = strrchr(out, '/');
-    snprintf(slash, size - (size_t)(slash - out), "/%s", name);
-}
-
-static char *scalar_in(const char *db, const char *sql)
-{
-    PGconn *c = PQconnectdb(db);
-    assert_int_equal(PQstatus(c), CONNECTION_OK);
-    PGresult *r = PQexec(c, sql);
-    char *v = NULL;
-    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0)
-        v = strdup(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    PQfinish(c);
-    return v;
-}
-
 #define FUNCTION_DEFS                                                                              \
     "SELECT string_agg(p.oid::regprocedure::text || E'\\n' || pg_get_functiondef(p.oid), E'\\n' "  \
     "ORDER BY p.oid::regprocedure::text) FROM pg_proc p "                                          \
     "WHERE p.pronamespace = 'public'::regnamespace"
 
 /* Every function of the database: its signature and its definition, one text. */
+static void new_database(const char *name, char *out, size_t size)
+{
+    assert_int_equal(create_database(name, out, size), 0);
+}
+
+static void write_tree_file(const char *name, const char *text)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/store/sql/%s", tree, name);
+    write_text(path, text);
+}
+
 static char *function_defs(const char *db)
 {
     char *defs = scalar_in(db, FUNCTION_DEFS);
@@ -398,16 +402,6 @@ static void test_fresh_database_has_the_functions_of_the_upgraded_one(void **sta
     assert_string_equal(fresh, upgraded);
     free(fresh);
     free(upgraded);
-}
-
-static void write_tree_file(const char *name, const char *text)
-{
-    char path[1024];
-    snprintf(path, sizeof(path), "%s/store/sql/%s", tree, name);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
 }
 
 #define FARM_TS_EDITED                                                                             \

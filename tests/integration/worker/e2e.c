@@ -17,13 +17,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "api.h"
+#include "api_harness.h"
 #include "imaging.h"
 #include "support.h"
 
-#define SECRET "e2e-jwt-secret-0123456789"
-
-static char base[64], storage[512];
+static char storage[512];
 static int metrics_port[2];
 static char metrics_env[2][64];
 static pid_t api_pid, workers[2];
@@ -33,23 +31,13 @@ static int setup(void **state)
 {
     (void)state;
     static char port_env[64], storage_env[600];
-    int port = ts_free_port();
-    snprintf(port_env, sizeof(port_env), "FARM_API_PORT=%d", port);
-    snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
     snprintf(storage, sizeof(storage), "%s/storage", ts_env("FARM_TEST_TMPDIR"));
     snprintf(storage_env, sizeof(storage_env), "FARM_STORAGE_DIR=%s", storage);
+    const char *extra[] = {storage_env, "FARM_WORKER_METRICS_PORT=0", "FARM_PROVIDER=local", NULL};
+    api_pid = au_api_start(extra);
+    snprintf(port_env, sizeof(port_env), "FARM_API_PORT=%s", strrchr(au_base, ':') + 1);
     char log_path[600];
-    char *extra[] = {port_env,
-                     storage_env,
-                     "FARM_JWT_SECRET=" SECRET,
-                     "FARM_FILE_SECRET=file-secret-e2e-0123456789",
-                     "FARM_WORKER_METRICS_PORT=0",
-                     "FARM_PROVIDER=local",
-                     NULL};
-    char *api_argv[] = {(char *)ts_env("FARM_TEST_API_BIN"), NULL};
     char *worker_argv[] = {(char *)ts_env("FARM_TEST_WORKER_BIN"), NULL};
-    snprintf(log_path, sizeof(log_path), "%s/api.log", ts_env("FARM_TEST_TMPDIR"));
-    api_pid = ts_spawn(api_argv, extra, log_path);
     for (int i = 0; i < 2; i++) {
         snprintf(log_path, sizeof(log_path), "%s/worker%d.log", ts_env("FARM_TEST_TMPDIR"), i);
         metrics_port[i] = ts_free_port();
@@ -59,18 +47,11 @@ static int setup(void **state)
         workers[i] = ts_spawn(worker_argv, wextra, log_path);
     }
     char user[37];
-    gf_uuid4(user);
-    api_claims_t c = {.sub = user, .plan = "pro", .ttl_s = 3600};
-    tok = api_token_issue(SECRET, &c, NULL);
-    char url[128];
-    snprintf(url, sizeof(url), "%s/readyz", base);
-    if (!tok || !ts_wait_http(url, 200, NULL, 20))
+    tok = au_token(NULL, "pro", NULL, user);
+    if (api_pid < 0)
         return -1;
     /* Enough credits for every generation below (welcome credits: 100). */
-    return ts_sh("'%s' grant --user %s --amount 1000 --reason e2e >/dev/null",
-                 ts_env("FARM_TEST_CLI"), user) == 0
-               ? 0
-               : -1;
+    return au_grant(user, 1000, "e2e") == 0 ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -89,15 +70,13 @@ static int teardown(void **state)
 /* POSTs `body`, follows the events to the end; returns the terminal event's data. */
 static json_t *run_generation(const char *body, char *events_out, size_t events_size)
 {
-    char url[256], auth[1024];
-    snprintf(url, sizeof(url), "%s/v1/generations", base);
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
-    const char *h[] = {auth, "Content-Type: application/json", NULL};
-    ts_http_t r = ts_http("POST", url, h, body, strlen(body));
+    ts_http_t r = au_call("POST", "/v1/generations", tok, body, NULL);
     assert_int_equal(r.status, 202);
+    char url[256], auth[1024];
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
     json_t *created = json_loads(r.body, 0, NULL);
     ts_http_dispose(&r);
-    snprintf(url, sizeof(url), "%s%s", base,
+    snprintf(url, sizeof(url), "%s%s", au_base,
              json_string_value(json_object_get(created, "events_url")));
     json_decref(created);
     const char *h2[] = {auth, NULL};
@@ -171,7 +150,7 @@ static void check_image_event(const char *events)
         const char *url = json_string_value(json_object_get(o, "url"));
         assert_non_null(url);
         char full[1400];
-        snprintf(full, sizeof(full), "%s%s", base, url);
+        snprintf(full, sizeof(full), "%s%s", au_base, url);
         ts_http_t r = ts_http("GET", full, NULL, NULL, 0);
         assert_int_equal(r.status, 200);
         assert_int_equal((long long)r.body_len, json_integer_value(json_object_get(o, "bytes")));
@@ -199,7 +178,7 @@ static void test_avatar_from_post_to_succeeded(void **state)
     check_outputs(gen, 2 * 5); /* full, 512, 256, thumb, instagram_story per image */
     /* Two GETs in a row give the same signed URLs: a polling page keeps its cached images. */
     char url[256], auth[1024];
-    snprintf(url, sizeof(url), "%s/v1/generations/%s", base,
+    snprintf(url, sizeof(url), "%s/v1/generations/%s", au_base,
              json_string_value(json_object_get(gen, "id")));
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
     const char *h[] = {auth, NULL};

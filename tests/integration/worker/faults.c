@@ -18,15 +18,13 @@
 #include <unistd.h>
 #include <vips/vips.h>
 
-#include "api.h"
+#include "api_harness.h"
 #include "store.h"
 #include "support.h"
 
-#define SECRET     "faults-jwt-secret-0123456789"
 #define LATENCY_MS 4000
 
-static char base[64];
-static char fake_env[128], port_env[64], storage_env[600];
+static char fake_env[128], storage_env[600];
 static pid_t api_pid, fake_pid, worker_pid;
 static char *tok;
 static char user[37];
@@ -71,67 +69,28 @@ static int setup(void **state)
     (void)state;
     if (VIPS_INIT("worker_faults"))
         return -1;
-    char port_file[600], log_path[600];
-    snprintf(port_file, sizeof(port_file), "%s/fake.port", ts_env("FARM_TEST_TMPDIR"));
-    snprintf(log_path, sizeof(log_path), "%s/fake.log", ts_env("FARM_TEST_TMPDIR"));
-    char latency[32];
-    snprintf(latency, sizeof(latency), "%d", LATENCY_MS);
-    char *fake_argv[] = {(char *)ts_env("FARM_TEST_FAKE_BIN"),
-                         "--port-file",
-                         port_file,
-                         "--latency-ms",
-                         latency,
-                         NULL};
-    fake_pid = ts_spawn(fake_argv, NULL, log_path);
-    int fake_port = 0;
-    for (int i = 0; i < 200 && fake_port == 0; i++) {
-        FILE *f = fopen(port_file, "r");
-        if (f) {
-            if (fscanf(f, "%d", &fake_port) != 1)
-                fake_port = 0;
-            fclose(f);
-        }
-        usleep(50000);
-    }
-    if (fake_port == 0)
+    fake_pid = ts_fake_start(LATENCY_MS, fake_env);
+    if (fake_env[0] == '\0')
         return -1;
-    snprintf(fake_env, sizeof(fake_env), "FARM_FAKE_PROVIDER_URL=http://127.0.0.1:%d", fake_port);
-    int port = ts_free_port();
-    snprintf(port_env, sizeof(port_env), "FARM_API_PORT=%d", port);
-    snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
     snprintf(storage_env, sizeof(storage_env), "FARM_STORAGE_DIR=%s/storage",
              ts_env("FARM_TEST_TMPDIR"));
-    snprintf(log_path, sizeof(log_path), "%s/api.log", ts_env("FARM_TEST_TMPDIR"));
-    char *api_argv[] = {(char *)ts_env("FARM_TEST_API_BIN"), NULL};
-    char *api_extra[] = {port_env, storage_env, /* uploads land where the workers read them */
-                         "FARM_JWT_SECRET=" SECRET,
-                         "FARM_FILE_SECRET=faults-file-secret-0123456789", "FARM_QUEUE_LEASE_S=2",
-                         "FARM_QUEUE_TIERS=pro:4:1000,free:1:3", "FARM_RATE_LIMIT_BURST=1000",
-                         /* configured as the workers are: it checks a request's provider */
-                         "FARM_PROVIDER=fake", "FARM_PROVIDER_FALLBACK=hf,fal,bfl", NULL};
-    api_pid = ts_spawn(api_argv, api_extra, log_path);
+    const char *api_extra[] = {storage_env, /* uploads land where the workers read them */
+                               "FARM_QUEUE_LEASE_S=2", "FARM_QUEUE_TIERS=pro:4:1000,free:1:3",
+                               "FARM_RATE_LIMIT_BURST=1000",
+                               /* configured as the workers are: it checks a request's provider */
+                               "FARM_PROVIDER=fake", "FARM_PROVIDER_FALLBACK=hf,fal,bfl", NULL};
+    api_pid = au_api_start(api_extra);
     worker_pid = start_worker("worker1");
-    gf_uuid4(user);
-    api_claims_t c = {.sub = user, .plan = "pro", .ttl_s = 3600};
-    tok = api_token_issue(SECRET, &c, NULL);
-    char url[128];
-    snprintf(url, sizeof(url), "%s/readyz", base);
-    if (!ts_wait_http(url, 200, NULL, 20))
+    tok = au_token(NULL, "pro", NULL, user);
+    if (api_pid < 0)
         return -1;
-    return ts_sh("'%s' grant --user %s --amount 10000 --reason faults >/dev/null",
-                 ts_env("FARM_TEST_CLI"), user) == 0
-               ? 0
-               : -1;
+    return au_grant(user, 10000, "faults") == 0 ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    int bad = 0;
-    if (worker_pid > 0)
-        bad |= ts_stop(worker_pid, SIGTERM, 40) != 0;
-    bad |= ts_stop(api_pid, SIGTERM, 15) != 0;
-    ts_stop(fake_pid, SIGTERM, 10);
+    int bad = ts_stop_farm(worker_pid, api_pid, fake_pid);
     free(tok);
     vips_shutdown();
     return bad ? -1 : 0;
@@ -139,11 +98,7 @@ static int teardown(void **state)
 
 static ts_http_t api(const char *method, const char *path, const char *body)
 {
-    char url[256], auth[1024];
-    snprintf(url, sizeof(url), "%s%s", base, path);
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
-    const char *h[] = {auth, "Content-Type: application/json", NULL};
-    return ts_http(method, url, h, body, body ? strlen(body) : 0);
+    return au_call(method, path, tok, body, NULL);
 }
 
 /* On a failure, the processes' own words are what explains it: print their logs' tails. */
@@ -161,12 +116,7 @@ static void dump_logs(void)
 
 static void create(const char *body, char id[37])
 {
-    ts_http_t r = api("POST", "/v1/generations", body);
-    assert_int_equal(r.status, 202);
-    json_t *j = json_loads(r.body, 0, NULL);
-    snprintf(id, 37, "%s", json_string_value(json_object_get(j, "id")));
-    json_decref(j);
-    ts_http_dispose(&r);
+    au_create(tok, body, id);
 }
 
 /* Polls GET until the generation's status is one of `want` ("a|b"); returns it, or NULL. */
@@ -285,7 +235,7 @@ static void upload_png(int w, int h, char upload[37])
     g_object_unref(img);
     g_object_unref(u8);
     char url[256], auth[1024];
-    snprintf(url, sizeof(url), "%s/v1/uploads", base);
+    snprintf(url, sizeof(url), "%s/v1/uploads", au_base);
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
     const char *hd[] = {auth, "Content-Type: image/png", NULL};
     ts_http_t r = ts_http("POST", url, hd, png, len);

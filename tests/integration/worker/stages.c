@@ -17,58 +17,26 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "api.h"
+#include "api_harness.h"
 #include "support.h"
 
-#define SECRET     "stages-jwt-secret-0123456789"
 #define LATENCY_MS 3000
 
-static char base[64];
 static pid_t api_pid, fake_pid, worker_pid;
 static char *tok;
 
 static int setup(void **state)
 {
     (void)state;
-    static char fake_env[128], port_env[64], storage_env[600];
-    char port_file[600], log_path[600], latency[32];
-    snprintf(port_file, sizeof(port_file), "%s/fake.port", ts_env("FARM_TEST_TMPDIR"));
-    snprintf(log_path, sizeof(log_path), "%s/fake.log", ts_env("FARM_TEST_TMPDIR"));
-    snprintf(latency, sizeof(latency), "%d", LATENCY_MS);
-    char *fake_argv[] = {(char *)ts_env("FARM_TEST_FAKE_BIN"),
-                         "--port-file",
-                         port_file,
-                         "--latency-ms",
-                         latency,
-                         NULL};
-    fake_pid = ts_spawn(fake_argv, NULL, log_path);
-    int fake_port = 0;
-    for (int i = 0; i < 200 && fake_port == 0; i++) {
-        FILE *f = fopen(port_file, "r");
-        if (f) {
-            if (fscanf(f, "%d", &fake_port) != 1)
-                fake_port = 0;
-            fclose(f);
-        }
-        usleep(50000);
-    }
-    if (fake_port == 0)
+    static char fake_env[128], storage_env[600];
+    char log_path[600];
+    fake_pid = ts_fake_start(LATENCY_MS, fake_env);
+    if (fake_env[0] == '\0')
         return -1;
-    snprintf(fake_env, sizeof(fake_env), "FARM_FAKE_PROVIDER_URL=http://127.0.0.1:%d", fake_port);
-    int port = ts_free_port();
-    snprintf(port_env, sizeof(port_env), "FARM_API_PORT=%d", port);
-    snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
     snprintf(storage_env, sizeof(storage_env), "FARM_STORAGE_DIR=%s/storage",
              ts_env("FARM_TEST_TMPDIR"));
-    snprintf(log_path, sizeof(log_path), "%s/api.log", ts_env("FARM_TEST_TMPDIR"));
-    char *api_argv[] = {(char *)ts_env("FARM_TEST_API_BIN"), NULL};
-    char *api_extra[] = {port_env,
-                         storage_env,
-                         "FARM_JWT_SECRET=" SECRET,
-                         "FARM_FILE_SECRET=stages-file-secret-0123456789",
-                         "FARM_PROVIDER=fake",
-                         NULL};
-    api_pid = ts_spawn(api_argv, api_extra, log_path);
+    const char *api_extra[] = {storage_env, "FARM_PROVIDER=fake", NULL};
+    api_pid = au_api_start(api_extra);
     snprintf(log_path, sizeof(log_path), "%s/worker.log", ts_env("FARM_TEST_TMPDIR"));
     char *worker_argv[] = {(char *)ts_env("FARM_TEST_WORKER_BIN"), NULL};
     char *worker_extra[] = {fake_env,
@@ -78,36 +46,21 @@ static int setup(void **state)
                             "FARM_WORKER_METRICS_PORT=0",
                             NULL};
     worker_pid = ts_spawn(worker_argv, worker_extra, log_path);
-    char user[37];
-    gf_uuid4(user);
-    api_claims_t c = {.sub = user, .plan = "pro", .ttl_s = 3600};
-    tok = api_token_issue(SECRET, &c, NULL);
-    char url[128];
-    snprintf(url, sizeof(url), "%s/readyz", base);
-    return tok && ts_wait_http(url, 200, NULL, 20) ? 0 : -1;
+    tok = au_token(NULL, "pro", NULL, NULL);
+    return api_pid > 0 ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    int bad = 0;
-    if (worker_pid > 0)
-        bad |= ts_stop(worker_pid, SIGTERM, 40) != 0;
-    if (api_pid > 0)
-        bad |= ts_stop(api_pid, SIGTERM, 15) != 0;
-    if (fake_pid > 0)
-        ts_stop(fake_pid, SIGTERM, 10);
+    int bad = ts_stop_farm(worker_pid, api_pid, fake_pid);
     free(tok);
     return bad ? -1 : 0;
 }
 
 static ts_http_t api(const char *method, const char *path, const char *body)
 {
-    char url[256], auth[1024];
-    snprintf(url, sizeof(url), "%s%s", base, path);
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
-    const char *h[] = {auth, "Content-Type: application/json", NULL};
-    return ts_http(method, url, h, body, body ? strlen(body) : 0);
+    return au_call(method, path, tok, body, NULL);
 }
 
 /* Where `needle` first occurs in `hay` at or after `from`; fails the test when it does not. */

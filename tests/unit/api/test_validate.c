@@ -17,8 +17,7 @@
 #include <jansson.h>
 
 #include "validate.h"
-
-static img_presets_t *presets;
+#include "presets_util.h"
 
 static gf_config_t *config(const char *provider, const char *fallback)
 {
@@ -33,24 +32,9 @@ static gf_config_t *config(const char *provider, const char *fallback)
     return cfg;
 }
 
-static int setup(void **state)
-{
-    (void)state;
-    const char *dir = getenv("FARM_TEST_PRESETS_DIR");
-    presets = img_presets_load(dir ? dir : "imaging/presets", NULL);
-    return presets ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    img_presets_free(presets);
-    return 0;
-}
-
 static int validate(const gf_config_t *cfg, const char *body, api_gen_req_t *g)
 {
-    return api_gen_validate(body, strlen(body), cfg, presets, g);
+    return api_gen_validate(body, strlen(body), cfg, pu_presets, g);
 }
 
 static void test_a_provider_outside_the_chain_is_refused(void **state)
@@ -104,7 +88,7 @@ static void test_the_unit_cost_is_the_kinds(void **state)
     assert_int_equal(g.unit_cost, 7);
     assert_int_equal(g.params.images, 3);
     api_gen_req_dispose(&g);
-    const img_pose_preset *pose = img_presets_pose(presets, 0);
+    const img_pose_preset *pose = img_presets_pose(pu_presets, 0);
     assert_non_null(pose);
     char body[256];
     snprintf(body, sizeof(body),
@@ -140,5 +124,5 @@ int main(void)
         cmocka_unit_test(test_the_unit_cost_is_the_kinds),
         cmocka_unit_test(test_a_refused_body_names_its_field_and_builds_nothing),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, pu_presets_setup, pu_presets_teardown);
 }

@@ -15,23 +15,7 @@
 #include <string.h>
 
 #include "imaging.h"
-
-static img_presets_t *presets;
-
-static int setup(void **state)
-{
-    (void)state;
-    const char *dir = getenv("FARM_TEST_PRESETS_DIR");
-    presets = img_presets_load(dir ? dir : "imaging/presets", NULL);
-    return presets ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    img_presets_free(presets);
-    return 0;
-}
+#include "presets_util.h"
 
 static int provider_ok(const char *name, void *data)
 {
@@ -41,7 +25,7 @@ static int provider_ok(const char *name, void *data)
 
 static int parse_as(img_params_mode mode, const char *json, img_params *p, img_params_err *e)
 {
-    img_params_opts o = {.mode = mode, .presets = presets, .provider_ok = provider_ok};
+    img_params_opts o = {.mode = mode, .presets = pu_presets, .provider_ok = provider_ok};
     return img_params_parse(json, strlen(json), &o, p, e);
 }
 
@@ -407,5 +391,5 @@ int main(void)
         cmocka_unit_test(test_nulls_are_echoed),
         cmocka_unit_test(test_payload_mode),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, pu_presets_setup, pu_presets_teardown);
 }
