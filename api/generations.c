@@ -282,7 +282,8 @@ static void on_create(gf_http_req_t *req, void *data)
     size_t len;
     const char *body = gf_http_req_body(req, &len);
     if (api_gen_validate(body, len, api->cfg, api->presets, &c->g) < 0) {
-        api__error(req, 400, "invalid_request", c->g.message, c->g.field[0] ? c->g.field : NULL);
+        api__error(req, 400, c->g.unsupported ? "unsupported" : "invalid_request", c->g.message,
+                   c->g.field[0] ? c->g.field : NULL);
         goto done;
     }
     const char *key = gf_http_req_header(req, "idempotency-key");

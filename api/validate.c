@@ -1,12 +1,15 @@
 /*
  * api/validate.c - the body of POST /v1/generations checked against API.md
  * (img_params_parse, whose first problem found is answered, naming its
- * field), then completed as accepted: the seed drawn when none was given,
+ * field), then checked against what the configured providers' models can
+ * take (provider_chain_can: 400 unsupported naming identity, poses, width
+ * or height), then completed as accepted: the seed drawn when none was given,
  * the unit cost of its kind, the payload text.
  */
 #include "validate.h"
 #include "provider.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +32,21 @@ int api_gen_validate(const char *body, size_t len, const gf_config_t *cfg,
     if (img_params_parse(body, len, &o, &g->params, &e) < 0) {
         memcpy(g->field, e.field, sizeof(g->field));
         memcpy(g->message, e.message, sizeof(g->message));
+        return GF_EINVAL;
+    }
+    /* What the request carries, against the models of the providers it may use. */
+    const img_params *p = &g->params;
+    provider_needs_t need = {.identity = p->identity_upload[0] || p->identity_generation[0],
+                             .pose = p->kind == IMG_KIND_POSE,
+                             .width = p->width,
+                             .height = p->height};
+    const char *field = NULL;
+    if (!provider_chain_can(cfg, NULL, p->provider, &need, &field)) {
+        g->unsupported = 1;
+        snprintf(g->field, sizeof(g->field), "%s", field);
+        snprintf(g->message, sizeof(g->message),
+                 "no configured provider has a model that can honour %s%s", field,
+                 strcmp(field, "identity") == 0 && need.pose ? " together with poses" : "");
         return GF_EINVAL;
     }
     if (g->params.seed < 0) {

@@ -17,12 +17,15 @@ typedef struct {
     long long unit_cost;
     char field[64];    /* on error: the offending field ("" for the body itself) */
     char message[200]; /* on error: what is wrong, for the client */
+    int unsupported;   /* on error: valid, but no configured provider can honour `field` */
 } api_gen_req_t;
 
 /*
  * Checks `len` bytes of request body against API.md; styles, pose presets
  * and exports against `presets` (borrowed). 0, or GF_EINVAL with field and
- * message set. Dispose of `g` either way.
+ * message set (and `unsupported` when the body is valid but no provider the
+ * request may use has a model that takes its identity, poses or size:
+ * API.md's 400 unsupported). Dispose of `g` either way.
  */
 int api_gen_validate(const char *body, size_t len, const gf_config_t *cfg,
                      const img_presets_t *presets, api_gen_req_t *g);

@@ -20,6 +20,7 @@ struct img_presets {
     size_t n_styles;
     img_export_preset *exports;
     size_t n_exports;
+    char *ref_prompts[3]; /* identity_and_pose, identity, pose */
 };
 
 #define NAME_MAX_LEN   (IMG_VARIANT_NAME_MAX - 1)
@@ -211,6 +212,45 @@ static int load_entries(const char *dir, const char *file, const char *key, size
     return rc;
 }
 
+/* styles.json's "reference_prompts": three templates, each with "{prompt}" once. */
+static int load_reference_prompts(const char *dir, img_presets_t *p, gf_err_t *err)
+{
+    static const char *const keys[3] = {"identity_and_pose", "identity", "pose"};
+    char path[4096];
+    json_error_t jerr;
+    snprintf(path, sizeof(path), "%s/styles.json", dir);
+    json_t *root = json_load_file(path, 0, &jerr);
+    json_t *o = json_object_get(root, "reference_prompts");
+    int rc = 0;
+    for (int i = 0; i < 3 && rc == 0; i++) {
+        const char *t = json_string_value(json_object_get(o, keys[i]));
+        const char *at = t ? strstr(t, "{prompt}") : NULL;
+        if (at == NULL || strstr(at + 1, "{prompt}") != NULL || strlen(t) > TEXT_MAX_LEN)
+            rc = gf_err_set(err, GF_EINVAL, IMG_DOMAIN,
+                            "%s: reference_prompts.%s must be a text with {prompt} once", path,
+                            keys[i]);
+        else
+            p->ref_prompts[i] = gf_xstrdup(t);
+    }
+    json_decref(root);
+    return rc;
+}
+
+char *img_presets_reference_prompt(const img_presets_t *p, int identity, int pose,
+                                   const char *prompt)
+{
+    const char *t = identity && pose ? p->ref_prompts[0]
+                    : identity       ? p->ref_prompts[1]
+                    : pose           ? p->ref_prompts[2]
+                                     : NULL;
+    if (t == NULL)
+        return gf_xstrdup(prompt);
+    const char *at = strstr(t, "{prompt}");
+    gf_buf_t b = {0};
+    gf_buf_printf(&b, "%.*s%s%s", (int)(at - t), t, prompt, at + strlen("{prompt}"));
+    return b.p;
+}
+
 img_presets_t *img_presets_load(const char *dir, gf_err_t *err)
 {
     img_presets_t *p = gf_xcalloc(1, sizeof(*p));
@@ -223,6 +263,8 @@ img_presets_t *img_presets_load(const char *dir, gf_err_t *err)
         rc = load_entries(dir, "styles.json", "styles", sizeof(*p->styles), parse_style, &styles,
                           &p->n_styles, err);
     p->styles = styles;
+    if (rc == 0)
+        rc = load_reference_prompts(dir, p, err);
     if (rc == 0)
         rc = load_entries(dir, "exports.json", "exports", sizeof(*p->exports), parse_export,
                           &exports, &p->n_exports, err);
@@ -253,6 +295,8 @@ void img_presets_free(img_presets_t *p)
         free((char *)p->exports[i].name);
     free(p->poses);
     free(p->styles);
+    for (int i = 0; i < 3; i++)
+        free(p->ref_prompts[i]);
     free(p->exports);
     free(p);
 }

@@ -27,6 +27,19 @@ static int bfl_init(provider_adapter_t *a, gf_err_t *err)
     return 0;
 }
 
+/* Sets reference `n` (1: input_image, 2: input_image_2...) to the base64 of `b`. */
+static void set_b64(json_t *root, int n, const unsigned char *b, size_t len)
+{
+    char key[32];
+    if (n == 1)
+        snprintf(key, sizeof(key), "input_image");
+    else
+        snprintf(key, sizeof(key), "input_image_%d", n);
+    char *b64 = provider__base64(b, len);
+    json_object_set_new(root, key, json_string(b64));
+    free(b64);
+}
+
 static char *bfl_body(const provider_call_t *c)
 {
     const provider_req_t *q = &c->req;
@@ -42,15 +55,19 @@ static char *bfl_body(const provider_call_t *c)
         json_object_set_new(root, "guidance", json_real(q->guidance));
     json_object_set_new(root, "output_format", json_string("png"));
     json_object_set_new(root, "safety_tolerance", json_integer(2));
-    if (q->identity_image) {
-        char *b64 = provider__base64(q->identity_image, q->identity_len);
-        json_object_set_new(root, "input_image", json_string(b64));
-        free(b64);
-    }
-    if (q->pose_image) {
+    /* References in order, the identity first (input_image, input_image_2 on
+     * FLUX.2; Kontext takes input_image alone); a pose map goes as
+     * control_image to a model that takes no reference (canny/depth). The
+     * chain only gives this adapter what its model takes (caps.c). */
+    const provider_caps_t *caps = provider__call_caps(c);
+    int nref = 0;
+    if (q->identity_image)
+        set_b64(root, ++nref, q->identity_image, q->identity_len);
+    if (q->pose_image && caps->refs > nref)
+        set_b64(root, ++nref, q->pose_image, q->pose_len);
+    else if (q->pose_image) {
         char *b64 = provider__base64(q->pose_image, q->pose_len);
-        json_object_set_new(root, q->identity_image ? "input_image_2" : "control_image",
-                            json_string(b64));
+        json_object_set_new(root, "control_image", json_string(b64));
         free(b64);
     }
     char *s = json_dumps(root, JSON_COMPACT);
@@ -96,7 +113,7 @@ static void bfl_submitted(provider_http_resp_t *r, void *data)
 static void bfl_post(provider_call_t *c)
 {
     char url[1024], key[512];
-    snprintf(url, sizeof(url), "%s/v1/%s", c->a->base_url, c->a->model);
+    snprintf(url, sizeof(url), "%s/v1/%s", c->a->base_url, provider__call_model(c));
     snprintf(key, sizeof(key), "x-key: %s", c->a->token);
     const char *h[] = {key, "Content-Type: application/json", "Accept: application/json", NULL};
     char *body = bfl_body(c);

@@ -124,6 +124,23 @@ int provider_submit(provider_t *p, const provider_req_t *req, const provider_cbs
                               "provider %.20s is not configured here (the chain is %s)",
                               req->only_provider, p->chain_names);
     }
+    provider_needs_t n = {.identity = req->identity_image != NULL,
+                          .pose = req->pose_image != NULL,
+                          .width = req->width,
+                          .height = req->height};
+    int fits = 0;
+    const char *field = "provider";
+    for (int i = 0; i < p->nchain && !fits; i++) {
+        provider_adapter_t *a = p->chain[i];
+        if (req->only_provider && strcmp(req->only_provider, "auto") != 0 &&
+            strcmp(a->name, req->only_provider) != 0)
+            continue;
+        fits = provider_caps_fit(n.identity || n.pose ? &a->pose_caps : &a->caps, &n, &field);
+    }
+    if (!fits)
+        return gf_err_set(err, GF_EINVAL, "provider",
+                          "no model of %s can take this call's %s (see FARM_<P>_POSE_MODEL)",
+                          req->only_provider ? req->only_provider : p->chain_names, field);
     provider_call_t *c = gf_xcalloc(1, sizeof(*c));
     c->p = p;
     c->req = *req;
@@ -165,6 +182,32 @@ int provider_submit(provider_t *p, const provider_req_t *req, const provider_cbs
     return 0;
 }
 
+const char *provider__call_model(const provider_call_t *c)
+{
+    return c->req.identity_image || c->req.pose_image ? c->a->pose_model : c->a->model;
+}
+
+const provider_caps_t *provider__call_caps(const provider_call_t *c)
+{
+    return c->req.identity_image || c->req.pose_image ? &c->a->pose_caps : &c->a->caps;
+}
+
+void provider__call_needs(const provider_call_t *c, provider_needs_t *n)
+{
+    *n = (provider_needs_t){.identity = c->req.identity_image != NULL,
+                            .pose = c->req.pose_image != NULL,
+                            .width = c->req.width,
+                            .height = c->req.height};
+}
+
+/* Whether adapter `a` can take everything the request of `c` carries. */
+static int adapter_fits(const provider_adapter_t *a, const provider_call_t *c)
+{
+    provider_needs_t n;
+    provider__call_needs(c, &n);
+    return provider_caps_fit(n.identity || n.pose ? &a->pose_caps : &a->caps, &n, NULL);
+}
+
 /* Picks the adapter to try after chain position `from`: a resume names its own. */
 static provider_adapter_t *next_adapter(provider_call_t *c, int *pos)
 {
@@ -176,6 +219,8 @@ static provider_adapter_t *next_adapter(provider_call_t *c, int *pos)
             continue;
         if (c->only && strcmp(a->name, c->only) != 0)
             continue;
+        if (!adapter_fits(a, c))
+            continue; /* its model cannot take what the call carries */
         if (!provider__breaker_allow(&a->breaker, now))
             continue;
         c->probing = a->breaker.state == BREAKER_HALF_OPEN;

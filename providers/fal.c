@@ -58,14 +58,16 @@ static char *fal_body(const provider_call_t *c)
     json_object_set_new(root, "output_format", json_string("png"));
     const unsigned char *ref = q->pose_image ? q->pose_image : q->identity_image;
     size_t ref_len = q->pose_image ? q->pose_len : q->identity_len;
-    if (ref) {
-        char *b64 = provider__base64(ref, ref_len);
-        const char *mime = provider__sniff_image(ref, ref_len);
-        gf_buf_t b = {0};
-        gf_buf_printf(&b, "data:%s;base64,%s", mime ? mime : "image/png", b64);
-        json_object_set_new(root, "image_url", json_string(b.p));
-        gf_buf_dispose(&b);
-        free(b64);
+    if (ref && provider__call_caps(c)->refs >= 2) {
+        /* FLUX.2 edit: every reference in image_urls[], the identity first. */
+        json_t *urls = json_array();
+        if (q->identity_image)
+            json_array_append_new(urls, provider__data_url(q->identity_image, q->identity_len));
+        if (q->pose_image)
+            json_array_append_new(urls, provider__data_url(q->pose_image, q->pose_len));
+        json_object_set_new(root, "image_urls", urls);
+    } else if (ref) {
+        json_object_set_new(root, "image_url", provider__data_url(ref, ref_len));
     }
     char *s = json_dumps(root, JSON_COMPACT);
     json_decref(root);
@@ -121,7 +123,7 @@ static void fal_post(provider_call_t *c)
 {
     char url[1024], auth[512];
     const char *h[4];
-    snprintf(url, sizeof(url), "%s/%s", c->a->base_url, c->a->model);
+    snprintf(url, sizeof(url), "%s/%s", c->a->base_url, provider__call_model(c));
     fal_headers(c, auth, sizeof(auth), h);
     char *body = fal_body(c);
     provider_http_req_t req = {

@@ -304,3 +304,15 @@ char *provider__base64(const unsigned char *b, size_t n)
     out[j] = '\0';
     return out;
 }
+
+json_t *provider__data_url(const unsigned char *b, size_t n)
+{
+    char *b64 = provider__base64(b, n);
+    const char *mime = provider__sniff_image(b, n);
+    gf_buf_t s = {0};
+    gf_buf_printf(&s, "data:%s;base64,%s", mime ? mime : "image/png", b64);
+    free(b64);
+    json_t *v = json_string(s.p);
+    gf_buf_dispose(&s);
+    return v;
+}

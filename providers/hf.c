@@ -5,7 +5,10 @@
  * POST {base}/models/{model} with {"inputs": prompt, "parameters": {...}}
  * (flat width/height); the answer is the image itself. With a reference image
  * the image-to-image form is sent: "inputs" is the base64 image and the prompt
- * moves into "parameters" with "target_size".
+ * moves into "parameters" with "target_size". A multi-reference model
+ * (FLUX.2, caps.c) keeps the prompt in "inputs" and takes every image as a
+ * data URL in "input_images", the identity first. Which model: FARM_HF_MODEL
+ * for a text-only call, FARM_HF_POSE_MODEL when it carries a reference.
  *
  * Faults: 503 with estimated_time -> wait min(estimated, cap) with jitter,
  * then resend with `x-wait-for-model: true` (never spin); 429 -> Retry-After /
@@ -37,7 +40,20 @@ static char *hf_body(const provider_call_t *c)
     json_t *root = json_object();
     const unsigned char *ref = q->pose_image ? q->pose_image : q->identity_image;
     size_t ref_len = q->pose_image ? q->pose_len : q->identity_len;
-    if (ref != NULL) {
+    if (ref != NULL && provider__call_caps(c)->refs >= 2) {
+        /* A multi-reference model (FLUX.2): the prompt stays in `inputs` and
+         * every image goes as a data URL in `input_images`, the identity first
+         * (the prompt template names it image 1, the pose image 2). */
+        json_t *imgs = json_array();
+        if (q->identity_image)
+            json_array_append_new(imgs, provider__data_url(q->identity_image, q->identity_len));
+        if (q->pose_image)
+            json_array_append_new(imgs, provider__data_url(q->pose_image, q->pose_len));
+        json_object_set_new(root, "inputs", json_string(q->prompt));
+        json_object_set_new(root, "input_images", imgs);
+        json_object_set_new(params, "width", json_integer(q->width));
+        json_object_set_new(params, "height", json_integer(q->height));
+    } else if (ref != NULL) {
         char *b64 = provider__base64(ref, ref_len);
         json_object_set_new(root, "inputs", json_string(b64));
         free(b64);
@@ -130,7 +146,7 @@ static void hf_send(provider_call_t *c)
 {
     provider_adapter_t *a = c->a;
     char url[1024], auth[512];
-    snprintf(url, sizeof(url), "%s/models/%s", a->base_url, a->model);
+    snprintf(url, sizeof(url), "%s/models/%s", a->base_url, provider__call_model(c));
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", a->token);
     const char *headers[] = {auth, "Content-Type: application/json", "Accept: image/png",
                              c->wait_for_model ? "x-wait-for-model: true" : NULL, NULL};

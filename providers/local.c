@@ -5,8 +5,13 @@
  * Deterministic (the same prompt, seed and size give the same bytes), the
  * requested size, visibly different for different prompts or seeds (colours,
  * gradient direction and discs come from a hash of both), and honest: it
- * writes "local preview" across the image. Rendering runs on the libuv
- * thread pool (uv_queue_work); the work touches only its own record.
+ * writes "local preview" across the image. What it does with references is
+ * as plain (caps.c says it takes both): a pose map is drawn over the
+ * picture (its non-black pixels), and an identity is inset, a quarter wide,
+ * in the bottom-right corner; it does not keep the person, it shows it got
+ * it. Rendering runs on the libuv thread pool (uv_queue_work); the work
+ * touches only its own record (the reference bytes are the call's, which
+ * outlives the work: the call cannot end while it is busy).
  */
 #include "provider_int.h"
 
@@ -21,6 +26,8 @@ typedef struct {
     char *prompt;
     int64_t seed;
     int width, height;
+    const unsigned char *pose, *identity; /* borrowed from the call */
+    size_t pose_len, identity_len;
     /* outputs */
     unsigned char *png;
     size_t png_len;
@@ -112,6 +119,65 @@ static void blend(unsigned char *px, const local_job_t *j, const unsigned char *
     }
 }
 
+/* `bytes` decoded and scaled to w x h (`force`: exactly, else to width w), as packed RGB. */
+static unsigned char *decode_rgb(const unsigned char *bytes, size_t len, int w, int h, int force,
+                                 int *ow, int *oh)
+{
+    VipsImage *t = NULL, *flat = NULL, *rgb = NULL;
+    unsigned char *out = NULL;
+    if (vips_thumbnail_buffer((void *)bytes, len, &t, w, "height", h, "size",
+                              force ? VIPS_SIZE_FORCE : VIPS_SIZE_BOTH, NULL) != 0)
+        goto done;
+    if (vips_image_hasalpha(t) ? vips_flatten(t, &flat, NULL) != 0 : vips_copy(t, &flat, NULL) != 0)
+        goto done;
+    if (vips_colourspace(flat, &rgb, VIPS_INTERPRETATION_sRGB, NULL) != 0)
+        goto done;
+    size_t n = 0;
+    void *mem = vips_image_write_to_memory(rgb, &n);
+    if (mem && rgb->Bands == 3 && n == (size_t)rgb->Xsize * (size_t)rgb->Ysize * 3) {
+        out = gf_xmalloc(n);
+        memcpy(out, mem, n);
+        *ow = rgb->Xsize;
+        *oh = rgb->Ysize;
+    }
+    g_free(mem);
+done:
+    if (rgb)
+        g_object_unref(rgb);
+    if (flat)
+        g_object_unref(flat);
+    if (t)
+        g_object_unref(t);
+    return out;
+}
+
+/* The references, drawn for what they are: the pose map over, the identity inset. 0 or -1. */
+static int draw_refs(unsigned char *px, const local_job_t *j)
+{
+    int w, h;
+    if (j->pose) {
+        unsigned char *pm = decode_rgb(j->pose, j->pose_len, j->width, j->height, 1, &w, &h);
+        if (pm == NULL)
+            return -1;
+        for (size_t i = 0; i < (size_t)w * (size_t)h; i++)
+            if (pm[3 * i] | pm[3 * i + 1] | pm[3 * i + 2])
+                memcpy(px + 3 * i, pm + 3 * i, 3);
+        free(pm);
+    }
+    if (j->identity) {
+        int side = j->width / 4 > 8 ? j->width / 4 : 8;
+        unsigned char *id = decode_rgb(j->identity, j->identity_len, side, side, 0, &w, &h);
+        if (id == NULL)
+            return -1;
+        int x0 = j->width - w - 4, y0 = j->height - h - 4;
+        for (int y = 0; y < h && x0 >= 0 && y0 >= 0; y++)
+            memcpy(px + ((size_t)(y0 + y) * (size_t)j->width + (size_t)x0) * 3,
+                   id + (size_t)y * (size_t)w * 3, (size_t)w * 3);
+        free(id);
+    }
+    return 0;
+}
+
 static void on_work(uv_work_t *w)
 {
     local_job_t *j = w->data;
@@ -129,6 +195,8 @@ static void on_work(uv_work_t *w)
     int x0 = (j->width - mw) / 2, y0 = (j->height - mh) / 2;
     blend(px, j, mask, mw, mh, x0 + 2, y0 + 2, (const unsigned char[]){0, 0, 0});
     blend(px, j, mask, mw, mh, x0, y0, (const unsigned char[]){255, 255, 255});
+    if (draw_refs(px, j) < 0)
+        goto fail;
     img = vips_image_new_from_memory(px, (size_t)j->width * (size_t)j->height * 3, j->width,
                                      j->height, 3, VIPS_FORMAT_UCHAR);
     if (img == NULL || vips_pngsave_buffer(img, &buf, &len, "compression", 1, NULL) != 0)
@@ -177,6 +245,10 @@ static void local_submit(provider_call_t *c)
     j->seed = c->req.seed;
     j->width = c->req.width;
     j->height = c->req.height;
+    j->pose = c->req.pose_image;
+    j->pose_len = c->req.pose_len;
+    j->identity = c->req.identity_image;
+    j->identity_len = c->req.identity_len;
     j->work.data = j;
     snprintf(c->request_id, sizeof(c->request_id), "local-%016llx",
              (unsigned long long)(fnv1a(j->prompt, 14695981039346656037ULL) ^ (uint64_t)j->seed));

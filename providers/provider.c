@@ -28,6 +28,7 @@ static void adapter_free(provider_adapter_t *a)
         a->ops->free(a);
     free(a->base_url);
     free(a->model);
+    free(a->pose_model);
     free(a->token);
     free(a);
 }
@@ -56,6 +57,9 @@ static void adapter_settings(provider_adapter_t *a, const gf_config_t *cfg, int 
     while (n > 0 && a->base_url[n - 1] == '/')
         a->base_url[--n] = '\0';
     a->model = gf_xstrdup(model ? model : "");
+    provider_caps(cfg, a->name, 0, &a->caps);
+    provider_caps(cfg, a->name, 1, &a->pose_caps);
+    a->pose_model = gf_xstrdup(a->pose_caps.model);
     a->token = gf_xstrdup(token ? token : "");
 }
 

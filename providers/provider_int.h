@@ -191,6 +191,8 @@ struct provider_adapter {
     const gf_config_t *cfg;
     const char *name;
     char *base_url, *model, *token; /* copies; token is a secret */
+    char *pose_model;               /* the model of calls that carry a reference image */
+    provider_caps_t caps, pose_caps; /* of model and pose_model (caps.model points into them) */
     provider_breaker_t breaker;
     int max_inflight, inflight;
     provider_call_t *wait_head, *wait_tail; /* calls waiting for a slot */
@@ -267,6 +269,13 @@ struct provider_call {
     int status;
 };
 
+/* The model call `c` uses on its adapter: the pose model when it carries a reference image. */
+const char *provider__call_model(const provider_call_t *c);
+/* What that model takes. */
+const provider_caps_t *provider__call_caps(const provider_call_t *c);
+/* What the request of `c` carries. */
+void provider__call_needs(const provider_call_t *c, provider_needs_t *n);
+
 /* Closes the shared HTTP engine, then frees the provider (call.c, when its last call is gone). */
 void provider__close_http(provider_t *p);
 
@@ -334,6 +343,8 @@ void provider__fetch_image(provider_call_t *c);
 /* Handles a response that should be an image (2xx): succeed, or fail with the right fault. */
 void provider__accept_image(provider_call_t *c, provider_http_resp_t *r);
 /* A JSON string of the request's prompt fields etc. is built by each adapter. */
+/* A JSON string "data:<mime>;base64,..." of image bytes `b` (new reference). */
+json_t *provider__data_url(const unsigned char *b, size_t n);
 /* Base64 of `b` (new string). */
 char *provider__base64(const unsigned char *b, size_t n);
 

@@ -315,7 +315,11 @@ static int job_parse(job_t *j)
     gf_buf_puts(&b, p->prompt);
     if (p->style_def && p->style_def->prompt_suffix && p->style_def->prompt_suffix[0])
         gf_buf_printf(&b, ", %s", p->style_def->prompt_suffix);
-    j->prompt = b.p;
+    /* With reference images the prompt names them (presets' reference_prompts). */
+    j->prompt = img_presets_reference_prompt(j->r->presets,
+                                             p->identity_upload[0] || p->identity_generation[0],
+                                             p->kind == IMG_KIND_POSE, b.p);
+    gf_buf_dispose(&b);
     /* An export this worker has not loaded (another version's) is left out. */
     j->exports = p->export_defs;
     j->nexports = (size_t)p->n_export_defs;

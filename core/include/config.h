@@ -57,9 +57,9 @@ typedef struct gf_config {
     /* providers (providers/, docs/providers.md) */
     long long provider;      /* index in "auto|hf|fal|bfl|local|fake" */
     char *provider_fallback; /* "hf,fal,bfl,local" */
-    char *hf_base_url, *hf_model, *hf_token;
-    char *fal_base_url, *fal_model, *fal_key;
-    char *bfl_base_url, *bfl_model, *bfl_key;
+    char *hf_base_url, *hf_model, *hf_pose_model, *hf_token;
+    char *fal_base_url, *fal_model, *fal_pose_model, *fal_key;
+    char *bfl_base_url, *bfl_model, *bfl_pose_model, *bfl_key;
     char *fake_provider_url;
     long long provider_concurrency;
     long long provider_deadline_s;

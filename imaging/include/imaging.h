@@ -186,6 +186,15 @@ const img_export_preset *img_presets_export(const img_presets_t *p, size_t i);
 /* Lookups by name (exact); NULL when there is none. Borrowed from `p`. */
 const img_pose_preset *img_presets_pose_find(const img_presets_t *p, const char *name);
 const img_style_preset *img_presets_style_find(const img_presets_t *p, const char *name);
+/*
+ * The prompt a provider gets for a call with an identity and/or a pose map:
+ * styles.json's reference_prompts template ("the person in image 1, in the
+ * pose of image 2: {prompt}"...) around `prompt` (the user's prompt with its
+ * style suffix), naming the images in the order the adapters send them
+ * (identity first). With neither, a copy of `prompt`. New string.
+ */
+char *img_presets_reference_prompt(const img_presets_t *p, int identity, int pose,
+                                   const char *prompt);
 const img_export_preset *img_presets_export_find(const img_presets_t *p, const char *name);
 
 /* ---- generation parameters (API.md POST /v1/generations; params.c) ---------- */

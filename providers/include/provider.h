@@ -163,9 +163,50 @@ const char *provider_chain(const provider_t *p);
  */
 int provider_chain_has(const gf_config_t *cfg, const char *mode, const char *name);
 
+/* What a model can condition on (caps.c). */
+typedef struct {
+    const char *model; /* the model id this is of; borrowed from the configuration */
+    int refs;          /* reference images it takes: 0 (text only), 1, or several */
+    int control;       /* takes a control image (a pose map as control) */
+    int max_side;      /* the largest width or height it takes */
+} provider_caps_t;
+
+/* What a request carries. */
+typedef struct {
+    int identity; /* a person to keep (a reference image) */
+    int pose;     /* a pose map (reference or control image) */
+    int width, height;
+} provider_needs_t;
+
+/*
+ * The capabilities of adapter `name` ("hf", "fal", "bfl", "local") with the
+ * model a call uses: FARM_<P>_POSE_MODEL when the call carries a reference
+ * image (`with_refs`), FARM_<P>_MODEL otherwise. Pure.
+ */
+void provider_caps(const gf_config_t *cfg, const char *name, int with_refs, provider_caps_t *out);
+
+/*
+ * Whether a model with `c` can take everything `n` carries: 1, or 0 with
+ * `*field` (may be NULL) the API.md field it cannot honour: "poses" (no
+ * reference nor control image), "identity" (not one reference more), "width"
+ * or "height" (above its largest side).
+ */
+int provider_caps_fit(const provider_caps_t *c, const provider_needs_t *n, const char **field);
+
+/*
+ * Whether some adapter of the chain of `mode` (NULL: FARM_PROVIDER), or the
+ * adapter `only` (NULL or "auto": any of them), can take `n`: 1, or 0 with
+ * `*field` the field to name in a 400 unsupported ("identity" when some
+ * adapter takes the pose but none the person with it). Pure: the api
+ * refuses with it what no worker of the same configuration could send.
+ */
+int provider_chain_can(const gf_config_t *cfg, const char *mode, const char *only,
+                       const provider_needs_t *n, const char **field);
+
 /*
  * Starts a call. Returns 0 (then `cbs->done` runs exactly once, later) or,
- * with `err` and no callback ever, GF_EINVAL for a bad request, GF_ECANCELED
+ * with `err` and no callback ever, GF_EINVAL for a bad request (one that no
+ * adapter of the chain, or of `only_provider`, can take), GF_ECANCELED
  * when the provider is closing. `*out` (may be NULL) receives the call, valid
  * until `done` returns, for provider_cancel().
  */

@@ -110,6 +110,16 @@ uint64_t fake_hash(const char *s, size_t n);
 void fake_send_image(fake_t *f, gf_http_req_t *r, int w, int h, uint64_t seed,
                      const char *content_type, const fake_fault_t *ft);
 
+/* fake_received.c */
+/*
+ * Records under entry["received"] the prompt and every image part of `body`
+ * found under `keys` (NULL-terminated; "parameters.x" reaches into an
+ * object; a value may be a string or an array of strings, base64 or a
+ * data: URL): {"prompt", "count", "images": [{"key", "bytes", "width",
+ * "height", "sha256"}]}, in the order of `keys`.
+ */
+void fake_received(json_t *entry, const char *prompt, json_t *body, const char *const *keys);
+
 /* fake_routes.c */
 void fake_routes(fake_t *f);
 

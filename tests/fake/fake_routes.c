@@ -62,10 +62,10 @@ static void on_hf(gf_http_req_t *r, void *data)
         fake_json(r, 400, json_pack("{s:s}", "error", "inputs and parameters.width/height needed"));
         return;
     }
-    /* Image to image: the reference (base64 in `inputs`) goes into the log, so
-     * tests can check which image the farm sent. */
-    if (ts != NULL && json_is_string(json_object_get(root, "inputs")))
-        json_object_set(entry, "ref_b64", json_object_get(root, "inputs"));
+    /* Image to image: the reference is the base64 `inputs`; a multi-reference
+     * model takes data URLs in `input_images`. */
+    static const char *const i2i_keys[] = {"inputs", "input_images", NULL};
+    fake_received(entry, prompt, root, ts != NULL ? i2i_keys : i2i_keys + 1);
     int64_t seed = json_integer_value(json_object_get(params, "seed"));
     fake_fault_t ft;
     fake_fault(f, r, "hf", "hf.submit", prompt, NULL, &ft);
@@ -138,6 +138,11 @@ static void on_bfl_submit(gf_http_req_t *r, void *data)
                             "field required", "type", "value_error.missing"));
         return;
     }
+    static const char *const bfl_keys[] = {
+        "input_image",   "input_image_2", "input_image_3", "input_image_4",  "input_image_5",
+        "input_image_6", "input_image_7", "input_image_8", "control_image", "image_prompt",
+        NULL};
+    fake_received(e, prompt, root, bfl_keys);
     fake_fault_t ft;
     int hit = fake_fault(f, r, "bfl", "bfl.submit", prompt, NULL, &ft);
     if (hit && fake_generic(f, r, "bfl", &ft)) {
@@ -291,6 +296,8 @@ static void on_fal_submit(gf_http_req_t *r, void *data)
                             "field required", "type", "missing"));
         return;
     }
+    static const char *const fal_keys[] = {"image_url", "image_urls", NULL};
+    fake_received(e, prompt, root, fal_keys);
     fake_fault_t ft;
     if (fake_fault(f, r, "fal", "fal.submit", prompt, NULL, &ft) &&
         fake_generic(f, r, "fal", &ft)) {

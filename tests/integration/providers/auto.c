@@ -219,6 +219,98 @@ static void test_close_cancels_calls_in_flight(void **state)
     pt_result_dispose(&r);
 }
 
+/* Two small PNGs to carry as references (the fake reads their headers). */
+static unsigned char *ref_png(int w, int h, size_t *len)
+{
+    /* The local provider's own output is a valid PNG of the asked size. */
+    gf_config_t *cfg = pt_config(&fake, "local", NULL);
+    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
+    pt_result_t r = {0};
+    provider_req_t q = pt_req("a reference", w, h);
+    pt_run(&loop, p, &q, &r);
+    assert_int_equal(r.status, 0);
+    unsigned char *b = r.img;
+    *len = r.len;
+    r.img = NULL;
+    pt_result_dispose(&r);
+    pt_close(&loop, p, cfg);
+    return b;
+}
+
+/* auto with hf (a text-only model for every call) first and fal (FLUX.2
+ * edit) second: a pose with an identity goes to fal, a plain avatar to hf,
+ * and nothing of the first reaches hf. */
+static void test_auto_routes_by_what_the_model_takes(void **state)
+{
+    (void)state;
+    size_t id_len, pose_len;
+    unsigned char *id = ref_png(96, 72, &id_len), *pose = ref_png(64, 64, &pose_len);
+    gf_config_t *cfg =
+        pt_config(&fake, "auto",
+                  (const char *const[]){"FARM_PROVIDER_FALLBACK=hf,fal",
+                                        "FARM_HF_MODEL=black-forest-labs/FLUX.1-dev",
+                                        "FARM_HF_POSE_MODEL=black-forest-labs/FLUX.1-dev",
+                                        "FARM_FAL_POSE_MODEL=fal-ai/flux-2/edit", NULL});
+    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
+    pt_result_t r = {0};
+    provider_req_t q = pt_req("this person, in this pose", 64, 64);
+    q.identity_image = id;
+    q.identity_len = id_len;
+    q.pose_image = pose;
+    q.pose_len = pose_len;
+    pt_run(&loop, p, &q, &r);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.provider, "fal");
+    assert_int_equal(pt_fake_count(&fake, "hf.submit"), 0);
+    assert_int_equal(pt_fake_count(&fake, "fal.submit"), 1);
+    pt_result_dispose(&r);
+    r = (pt_result_t){0};
+    q = pt_req("a plain avatar", 64, 64);
+    pt_run(&loop, p, &q, &r);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.provider, "hf");
+    pt_result_dispose(&r);
+    /* Asked of hf alone, the pose with an identity is refused at once, no callback. */
+    q = pt_req("this person, in this pose", 64, 64);
+    q.identity_image = id;
+    q.identity_len = id_len;
+    q.pose_image = pose;
+    q.pose_len = pose_len;
+    q.only_provider = "hf";
+    gf_err_t err = {0};
+    r = (pt_result_t){0};
+    assert_int_equal(pt_try_submit(p, &q, &r, &err), GF_EINVAL);
+    assert_non_null(strstr(err.msg, "poses"));
+    pt_spin(&loop, 50);
+    assert_int_equal(r.done, 0);
+    pt_close(&loop, p, cfg);
+    free(id);
+    free(pose);
+}
+
+/* What the chain can honour, as the api asks it before any hold. */
+static void test_chain_can_names_the_field_it_cannot_honour(void **state)
+{
+    (void)state;
+    gf_config_t *cfg =
+        pt_config(&fake, "fake",
+                  (const char *const[]){"FARM_PROVIDER_FALLBACK=hf,bfl",
+                                        "FARM_HF_POSE_MODEL=black-forest-labs/FLUX.1-Kontext-dev",
+                                        "FARM_BFL_POSE_MODEL=flux-dev", NULL});
+    const char *field = NULL;
+    provider_needs_t both = {.identity = 1, .pose = 1, .width = 1024, .height = 1024};
+    assert_int_equal(provider_chain_can(cfg, NULL, NULL, &both, &field), 0);
+    assert_string_equal(field, "identity"); /* Kontext takes the pose, not the person too */
+    provider_needs_t pose = {.pose = 1, .width = 1024, .height = 1024};
+    assert_int_equal(provider_chain_can(cfg, NULL, NULL, &pose, &field), 1);
+    assert_int_equal(provider_chain_can(cfg, NULL, "bfl", &pose, &field), 0);
+    assert_string_equal(field, "poses");
+    provider_needs_t big = {.width = 1536, .height = 1024};
+    assert_int_equal(provider_chain_can(cfg, NULL, "bfl", &big, &field), 0);
+    assert_string_equal(field, "width");
+    gf_cfg_free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -229,6 +321,8 @@ int main(void)
         cmocka_unit_test_setup(test_300_concurrent_calls_through_one_multi, reset),
         cmocka_unit_test_setup(test_concurrency_limit_queues_calls, reset),
         cmocka_unit_test_setup(test_close_cancels_calls_in_flight, reset),
+        cmocka_unit_test_setup(test_auto_routes_by_what_the_model_takes, reset),
+        cmocka_unit_test_setup(test_chain_can_names_the_field_it_cannot_honour, reset),
     };
     return cmocka_run_group_tests(tests, pt_suite_setup, pt_suite_teardown);
 }

@@ -82,6 +82,26 @@ static void test_repo_presets_are_well_formed(void **state)
     img_presets_free(p);
 }
 
+/* The shipped templates name the images in the order the adapters send them. */
+static void test_reference_prompt_names_the_images(void **state)
+{
+    (void)state;
+    gf_err_t err = {0};
+    img_presets_t *p = img_presets_load(presets_dir(), &err);
+    assert_non_null(p);
+    char *both = img_presets_reference_prompt(p, 1, 1, "a dancer, watercolor");
+    assert_string_equal(both,
+                        "the person in image 1, in the pose of image 2: a dancer, watercolor");
+    char *none = img_presets_reference_prompt(p, 0, 0, "a cat");
+    assert_string_equal(none, "a cat");
+    char *pose = img_presets_reference_prompt(p, 0, 1, "a cat");
+    assert_non_null(strstr(pose, "a cat, in the pose of"));
+    free(both);
+    free(none);
+    free(pose);
+    img_presets_free(p);
+}
+
 static void test_every_pose_renders(void **state)
 {
     (void)state;
@@ -140,7 +160,11 @@ static void remove_dir(char *dir)
         "," KP3 "," KP3 "," KP3 "," KP3 "," KP3
 #define POSE(name, kps)                                                                            \
     "{\"name\":\"" name "\",\"category\":\"c\",\"description\":\"d\",\"keypoints\":[" kps "]}"
-#define STYLES  "{\"styles\":[{\"name\":\"s\",\"description\":\"d\",\"prompt_suffix\":\"p\"}]}"
+#define REFS                                                                                       \
+    "\"reference_prompts\":{\"identity_and_pose\":\"1 2 {prompt}\",\"identity\":\"1 {prompt}\","   \
+    "\"pose\":\"{prompt} 2\"}"
+#define STYLES                                                                                     \
+    "{" REFS ",\"styles\":[{\"name\":\"s\",\"description\":\"d\",\"prompt_suffix\":\"p\"}]}"
 #define EXPORTS "{\"exports\":[{\"name\":\"e\",\"width\":100,\"height\":100,\"format\":\"png\"}]}"
 
 static void expect_refused(const char *poses, const char *styles, const char *exports,
@@ -170,6 +194,9 @@ static void test_malformed_files_refused(void **state)
     remove_dir(dir);
 
     expect_refused("{\"poses\":[" POSE("a", KP17) "]}", STYLES, EXPORTS, "need 18 keypoints");
+    expect_refused("{\"poses\":[" POSE("a", KP17 "," KP3) "]}",
+                   "{\"styles\":[{\"name\":\"s\",\"description\":\"d\",\"prompt_suffix\":\"p\"}]}",
+                   EXPORTS, "reference_prompts.identity_and_pose");
     expect_refused("{\"poses\":[" POSE("a", KP17 ",[1.5,0,1]") "]}", STYLES, EXPORTS,
                    "outside 0..1");
     expect_refused("{\"poses\":[" POSE("a", KP17 ",[0.5,0.5]") "]}", STYLES, EXPORTS,
@@ -214,6 +241,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_repo_presets_are_well_formed),
         cmocka_unit_test(test_every_pose_renders),
+        cmocka_unit_test(test_reference_prompt_names_the_images),
         cmocka_unit_test(test_malformed_files_refused),
         cmocka_unit_test(test_missing_dir_is_eio),
     };

@@ -1,0 +1,117 @@
+/*
+ * providers/caps.c - what each adapter's configured model can condition on
+ * (text only, one reference image, several, a control image) and the
+ * largest side it takes, and whether a request fits. Pure policy on the
+ * configuration, like chain.c: the api refuses a request no adapter of the
+ * chain can honour (400 unsupported) and the worker's `auto` skips the
+ * adapters that cannot take a call, both by this one rule.
+ *
+ * A call that carries a reference image (a pose map, an identity) goes to
+ * the adapter's FARM_<P>_POSE_MODEL, any other to FARM_<P>_MODEL. What a
+ * model takes is read from its id, by the families providers.md documents:
+ * FLUX.2 (several references: BFL input_image..input_image_8, fal edit
+ * image_urls[]), Kontext and fal image-to-image (one reference), BFL
+ * canny/depth and HF ControlNets (a control image), anything else text only.
+ * `local` draws the pose map into its preview and insets the identity, so it
+ * takes both (honestly: it does not keep the person).
+ */
+#include "provider_int.h"
+
+#include <ctype.h>
+#include <string.h>
+
+/* Whether `model` contains `word`, ignoring case. */
+static int has_word(const char *model, const char *word)
+{
+    size_t n = strlen(word);
+    for (const char *s = model; *s; s++) {
+        size_t i = 0;
+        while (i < n && s[i] && tolower((unsigned char)s[i]) == word[i])
+            i++;
+        if (i == n)
+            return 1;
+    }
+    return 0;
+}
+
+static void model_caps(const char *name, const char *model, provider_caps_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->model = model;
+    c->max_side = 2048;
+    if (strcmp(name, "local") == 0) {
+        c->refs = 2;
+        c->control = 1;
+        return;
+    }
+    if (strcmp(name, "bfl") == 0)
+        c->max_side = 1440; /* FLUX.1 on BFL: at most 1440 (FLUX.2: 4 MP) */
+    if (has_word(model, "flux.2") || has_word(model, "flux-2")) {
+        c->refs = strcmp(name, "bfl") == 0 ? 8 : 4;
+        c->max_side = 2048;
+    } else if (has_word(model, "kontext") || has_word(model, "image-to-image")) {
+        c->refs = 1;
+    } else if (has_word(model, "canny") || has_word(model, "depth") ||
+               has_word(model, "controlnet")) {
+        c->control = 1;
+    }
+}
+
+static const char *cfg_model(const gf_config_t *cfg, const char *name, int refs)
+{
+    if (strcmp(name, "hf") == 0)
+        return refs ? cfg->hf_pose_model : cfg->hf_model;
+    if (strcmp(name, "fal") == 0)
+        return refs ? cfg->fal_pose_model : cfg->fal_model;
+    if (strcmp(name, "bfl") == 0)
+        return refs ? cfg->bfl_pose_model : cfg->bfl_model;
+    return "local";
+}
+
+void provider_caps(const gf_config_t *cfg, const char *name, int with_refs, provider_caps_t *out)
+{
+    model_caps(name, cfg_model(cfg, name, with_refs), out);
+}
+
+int provider_caps_fit(const provider_caps_t *c, const provider_needs_t *n, const char **field)
+{
+    const char *why = NULL;
+    if (n->pose && c->refs < 1 && !c->control)
+        why = "poses";
+    else if (n->identity && c->refs < (n->pose ? 2 : 1))
+        why = "identity";
+    else if (n->width > c->max_side)
+        why = "width";
+    else if (n->height > c->max_side)
+        why = "height";
+    if (field)
+        *field = why;
+    return why == NULL;
+}
+
+int provider_chain_can(const gf_config_t *cfg, const char *mode, const char *only,
+                       const provider_needs_t *n, const char **field)
+{
+    static const char *const names[] = {"hf", "fal", "bfl", "local"};
+    /* The field named is the one the most capable adapter still misses:
+     * "identity" when some adapter takes the pose but not the person too. */
+    static const char *const order[] = {"height", "width", "identity", "poses"};
+    int best = -1;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (!provider_chain_has(cfg, mode, names[i]))
+            continue;
+        if (only && strcmp(only, "auto") != 0 && strcmp(only, names[i]) != 0)
+            continue;
+        provider_caps_t c;
+        provider_caps(cfg, names[i], n->identity || n->pose, &c);
+        const char *why;
+        if (provider_caps_fit(&c, n, &why))
+            return 1;
+        for (int k = 0; k < 4; k++)
+            if (strcmp(why, order[k]) == 0 && (best < 0 || k < best))
+                best = k;
+    }
+    if (field)
+        *field = best >= 0 ? order[best] : "provider";
+    return 0;
+}
