@@ -44,7 +44,9 @@ struct gf_proc_service {
      * Optional: runs the process in place of gf_proc_serve() and returns its
      * exit status (farm-api's supervisor of several processes, each of which
      * runs gf_proc_serve()). `cfg` stays the shell's; a forked child that
-     * ends with _exit() may free its copy first.
+     * ends with _exit() may free its copy first. It starts with SIGTERM and
+     * SIGINT blocked (so none kills a process half-started) and unblocks them
+     * once it has handlers; gf_proc_serve() does so itself.
      */
     int (*run)(const gf_proc_service_t *svc, gf_config_t *cfg);
 };

@@ -266,6 +266,32 @@ static void test_several_processes_share_the_port_and_stop_together(void **state
     assert_int_equal(ts_sh("! pgrep -P %d >/dev/null", (int)pid), 0);
 }
 
+/*
+ * SIGTERM while the children are still starting (the supervisor forwards it
+ * at once): each child stops gracefully once its handlers exist, instead of
+ * dying half-started with 143, and the parent exits 0.
+ */
+static void test_sigterm_while_starting_stops_gracefully(void **state)
+{
+    (void)state;
+    static char port_env[64];
+    char out[512];
+    snprintf(out, sizeof(out), "%s/early-term.log", ts_env("FARM_TEST_TMPDIR"));
+    char *argv[] = {(char *)ts_env("FARM_TEST_API_BIN"), NULL};
+    char *extra[] = {port_env, "FARM_API_PROCESSES=2", "FARM_JWT_SECRET=ops-secret-0123456789",
+                     "FARM_FILE_SECRET=ops-file-secret-0123456789", NULL};
+    for (int round = 0; round < 5; round++) {
+        snprintf(port_env, sizeof(port_env), "FARM_API_PORT=%d", ts_free_port());
+        pid_t pid = ts_spawn(argv, extra, out);
+        /* As soon as both children exist, before they serve. */
+        assert_int_equal(ts_sh("for i in $(seq 200); do [ \"$(pgrep -c -P %d)\" -eq 2 ] && exit 0; "
+                               "sleep 0.01; done; exit 1",
+                               (int)pid),
+                         0);
+        assert_int_equal(ts_stop(pid, SIGTERM, 20), 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -278,6 +304,7 @@ int main(void)
         cmocka_unit_test(test_sigterm_exits_zero),
         cmocka_unit_test(test_bad_config_stops_at_start_naming_the_variable),
         cmocka_unit_test(test_several_processes_share_the_port_and_stop_together),
+        cmocka_unit_test(test_sigterm_while_starting_stops_gracefully),
     };
     return cmocka_run_group_tests(tests, start_api, stop_api);
 }
