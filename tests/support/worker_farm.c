@@ -1,0 +1,184 @@
+/*
+ * tests/support/worker_farm.c - the farm the worker integration tests run
+ * against (worker_farm.h): the fake provider (slow on purpose), a real
+ * farm-api and a farm-worker over real HTTP, a funded pro user, and the
+ * calls those tests share: create, poll, upload, read the fake's log.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <vips/vips.h>
+
+#include "worker_farm.h"
+
+char wf_fake_env[128], wf_storage_env[600];
+pid_t wf_api_pid, wf_fake_pid, wf_worker_pid;
+char *wf_tok;
+char wf_user[37];
+
+/*
+ * A worker on the fake provider; `fallback` orders its adapters (NULL: hf
+ * first); `more` is one more setting or NULL.
+ */
+pid_t wf_start_worker_more(const char *name, const char *fallback, const char *more,
+                           const char *more2)
+{
+    char log_path[600];
+    snprintf(log_path, sizeof(log_path), "%s/%s.log", ts_env("FARM_TEST_TMPDIR"), name);
+    char *argv[] = {(char *)ts_env("FARM_TEST_WORKER_BIN"), NULL};
+    char *extra[] = {wf_fake_env,
+                     wf_storage_env,
+                     "FARM_PROVIDER=fake",
+                     "FARM_WORKER_METRICS_PORT=0",
+                     "FARM_QUEUE_LEASE_S=2",
+                     "FARM_QUEUE_TIERS=pro:4:1000,free:1:3",
+                     "FARM_SWEEP_INTERVAL_S=1",
+                     "FARM_SWEEP_STALE_S=3",
+                     (char *)(fallback ? fallback : "FARM_PROVIDER_FALLBACK=hf,fal,bfl"),
+                     (char *)more,
+                     (char *)more2,
+                     NULL};
+    return ts_spawn(argv, extra, log_path);
+}
+
+pid_t wf_start_worker_with(const char *name, const char *fallback)
+{
+    return wf_start_worker_more(name, fallback, NULL, NULL);
+}
+
+pid_t wf_start_worker(const char *name)
+{
+    return wf_start_worker_with(name, NULL);
+}
+
+int wf_setup(void **state)
+{
+    (void)state;
+    if (VIPS_INIT("worker_farm"))
+        return -1;
+    wf_fake_pid = ts_fake_start(WF_LATENCY_MS, wf_fake_env);
+    if (wf_fake_env[0] == '\0')
+        return -1;
+    snprintf(wf_storage_env, sizeof(wf_storage_env), "FARM_STORAGE_DIR=%s/storage",
+             ts_env("FARM_TEST_TMPDIR"));
+    const char *api_extra[] = {wf_storage_env, /* uploads land where the workers read them */
+                               "FARM_QUEUE_LEASE_S=2", "FARM_QUEUE_TIERS=pro:4:1000,free:1:3",
+                               "FARM_RATE_LIMIT_BURST=1000",
+                               /* configured as the workers are: it checks a request's provider */
+                               "FARM_PROVIDER=fake", "FARM_PROVIDER_FALLBACK=hf,fal,bfl", NULL};
+    wf_api_pid = au_api_start(api_extra);
+    wf_worker_pid = wf_start_worker("worker1");
+    wf_tok = au_token(NULL, "pro", NULL, wf_user);
+    if (wf_api_pid < 0)
+        return -1;
+    return au_grant(wf_user, 10000, "workers") == 0 ? 0 : -1;
+}
+
+int wf_teardown(void **state)
+{
+    (void)state;
+    int bad = ts_stop_farm(wf_worker_pid, wf_api_pid, wf_fake_pid);
+    free(wf_tok);
+    vips_shutdown();
+    return bad ? -1 : 0;
+}
+
+ts_http_t wf_api(const char *method, const char *path, const char *body)
+{
+    return au_call(method, path, wf_tok, body, NULL);
+}
+
+/* On a failure, the processes' own words are what explains it: print their logs' tails. */
+void wf_dump_logs(void)
+{
+    ts_sh("for f in \"$FARM_TEST_TMPDIR\"/*.log; do echo \"== $f\"; tail -n 15 \"$f\"; done >&2");
+}
+
+void wf_create(const char *body, char id[37])
+{
+    au_create(wf_tok, body, id);
+}
+
+/* Polls GET until the generation's status is one of `want` ("a|b"); returns it, or NULL. */
+json_t *wf_wait_status(const char *id, const char *want, double timeout_s)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/generations/%.36s", id);
+    double end = ts_now() + timeout_s;
+    do {
+        ts_http_t r = wf_api("GET", path, NULL);
+        json_t *g = json_loads(r.body, 0, NULL);
+        ts_http_dispose(&r);
+        const char *st = json_string_value(json_object_get(g, "status"));
+        if (st) {
+            char pattern[64];
+            snprintf(pattern, sizeof(pattern), "|%s|", want);
+            char needle[32];
+            snprintf(needle, sizeof(needle), "|%s|", st);
+            if (strstr(pattern, needle))
+                return g;
+        }
+        json_decref(g);
+        usleep(50000);
+    } while (ts_now() < end);
+    return NULL;
+}
+
+void wf_upload_png(int w, int h, char upload[37])
+{
+    VipsImage *img = NULL, *u8 = NULL;
+    void *png = NULL;
+    size_t len = 0;
+    assert_int_equal(vips_xyz(&img, w, h, NULL), 0);
+    assert_int_equal(vips_cast_uchar(img, &u8, NULL), 0);
+    assert_int_equal(vips_image_write_to_buffer(u8, ".png", &png, &len, NULL), 0);
+    g_object_unref(img);
+    g_object_unref(u8);
+    char url[256], auth[1024];
+    snprintf(url, sizeof(url), "%s/v1/uploads", au_base);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", wf_tok);
+    const char *hd[] = {auth, "Content-Type: image/png", NULL};
+    ts_http_t r = ts_http("POST", url, hd, png, len);
+    g_free(png);
+    assert_int_equal(r.status, 201);
+    snprintf(upload, 37, "%s", strstr(r.body, "\"id\":\"") + 6);
+    ts_http_dispose(&r);
+}
+
+/* The fake's count of requests to `endpoint` ("bfl.submit"). */
+long wf_fake_count(const char *endpoint)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%s/__fake/log", strchr(wf_fake_env, '=') + 1);
+    ts_http_t r = ts_http("GET", url, NULL, NULL, 0);
+    json_t *log = json_loads(r.body, 0, NULL);
+    ts_http_dispose(&r);
+    long n = (long)json_integer_value(json_object_get(json_object_get(log, "counts"), endpoint));
+    json_decref(log);
+    return n;
+}
+
+/* The fake's log entries for `endpoint` (hf.submit...), oldest first. */
+json_t *wf_fake_requests(const char *endpoint)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%s/__fake/log", strchr(wf_fake_env, '=') + 1);
+    ts_http_t r = ts_http("GET", url, NULL, NULL, 0);
+    json_t *log = json_loads(r.body, 0, NULL);
+    ts_http_dispose(&r);
+    json_t *out = json_array(), *e;
+    size_t i;
+    json_array_foreach(json_object_get(log, "requests"), i, e)
+    {
+        if (strcmp(json_string_value(json_object_get(e, "endpoint")), endpoint) == 0)
+            json_array_append(out, e);
+    }
+    json_decref(log);
+    return out;
+}
