@@ -76,11 +76,8 @@ static pid_t spawn(const gf_proc_service_t *svc, gf_config_t *cfg)
 {
     /* The child starts with SIGTERM and SIGINT blocked: one that comes before its
      * handlers exist waits for them (gf_proc_serve) instead of killing it (143). */
-    sigset_t stop_set, old;
-    sigemptyset(&stop_set);
-    sigaddset(&stop_set, SIGTERM);
-    sigaddset(&stop_set, SIGINT);
-    sigprocmask(SIG_BLOCK, &stop_set, &old);
+    sigset_t old;
+    gf_proc_stop_signals(SIG_BLOCK, &old);
     pid_t pid = fork();
     if (pid != 0)
         sigprocmask(SIG_SETMASK, &old, NULL);
@@ -104,11 +101,7 @@ static int supervise(const gf_proc_service_t *svc, gf_config_t *cfg, int n)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     /* gf_proc_main blocked them until a handler exists: these are the parent's. */
-    sigset_t stop_set;
-    sigemptyset(&stop_set);
-    sigaddset(&stop_set, SIGTERM);
-    sigaddset(&stop_set, SIGINT);
-    sigprocmask(SIG_UNBLOCK, &stop_set, NULL);
+    gf_proc_stop_signals(SIG_UNBLOCK, NULL);
     GF_LOG(GF_LOG_INFO, &ctx, "starting %d api processes on port %lld", n, cfg->api_port);
     for (int i = 0; i < n; i++)
         kids[i] = spawn(svc, cfg);

@@ -79,6 +79,15 @@ void gf_proc_stopped(void)
     uv_close((uv_handle_t *)&sig_int, NULL);
 }
 
+void gf_proc_stop_signals(int how, sigset_t *old)
+{
+    sigset_t stop_set;
+    sigemptyset(&stop_set);
+    sigaddset(&stop_set, SIGTERM);
+    sigaddset(&stop_set, SIGINT);
+    sigprocmask(how, &stop_set, old);
+}
+
 int gf_proc_serve(const gf_proc_service_t *svc, const gf_config_t *cfg)
 {
     const gf_log_ctx ctx = {.component = svc->component};
@@ -87,11 +96,7 @@ int gf_proc_serve(const gf_proc_service_t *svc, const gf_config_t *cfg)
     int status = GF_EXIT_OK;
     /* A stop signal that comes while the service starts waits for its handler
      * instead of killing the process half-started (exit 143): blocked until then. */
-    sigset_t stop_set;
-    sigemptyset(&stop_set);
-    sigaddset(&stop_set, SIGTERM);
-    sigaddset(&stop_set, SIGINT);
-    sigprocmask(SIG_BLOCK, &stop_set, NULL);
+    gf_proc_stop_signals(SIG_BLOCK, NULL);
     void *s = svc->create(loop, cfg, &err);
     if (s == NULL || svc->start(s, &err) < 0) {
         gf_log_err(GF_LOG_ERROR, &(gf_log_ctx){.component = svc->component, .action = "starting"},
@@ -102,7 +107,7 @@ int gf_proc_serve(const gf_proc_service_t *svc, const gf_config_t *cfg)
             svc->stop(s);
     } else {
         signals_start(loop, svc, s);
-        sigprocmask(SIG_UNBLOCK, &stop_set, NULL); /* a pending one is handled now */
+        gf_proc_stop_signals(SIG_UNBLOCK, NULL); /* a pending one is handled now */
     }
     uv_run(loop, UV_RUN_DEFAULT);
     gf_proc_stopped();
@@ -120,11 +125,7 @@ int gf_proc_main(const gf_proc_service_t *svc)
 {
     const gf_log_ctx ctx = {.component = svc->component};
     /* From the first instruction: a stop signal waits for gf_proc_serve's handlers. */
-    sigset_t stop_set;
-    sigemptyset(&stop_set);
-    sigaddset(&stop_set, SIGTERM);
-    sigaddset(&stop_set, SIGINT);
-    sigprocmask(SIG_BLOCK, &stop_set, NULL);
+    gf_proc_stop_signals(SIG_BLOCK, NULL);
     gf_config_t *cfg = gf_proc_init(svc->component);
     gf_err_t err = {0};
     if (svc->check && svc->check(cfg, &err) < 0) {

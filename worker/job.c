@@ -51,11 +51,6 @@ static void job_free(job_t *j)
     free(j);
 }
 
-static int job_has_ended(const job_t *j)
-{
-    return j->state == JOB_ENDED || j->state == JOB_LOST;
-}
-
 int job_is_live(const job_t *j)
 {
     return j->state < JOB_HANDING_BACK;
@@ -64,7 +59,7 @@ int job_is_live(const job_t *j)
 /* Frees the job once it has ended and nothing of it is in flight. */
 void job__check_end(job_t *j)
 {
-    if (!job_has_ended(j) || j->pending > 0)
+    if (!job__state_is_ended(j->state) || j->pending > 0)
         return;
     worker_runner__job_gone(j->r, j);
     job_free(j);
@@ -306,9 +301,6 @@ static int job_parse(job_t *j)
     const img_params *p = &j->params;
     if (!j->params_ok)
         return GF_EINVAL;
-    j->count = p->count;
-    j->width = p->width;
-    j->height = p->height;
     j->nposes = p->kind == IMG_KIND_POSE ? p->nposes : 1;
     j->images = p->images;
     gf_buf_t b = {0};
@@ -320,9 +312,6 @@ static int job_parse(job_t *j)
                                              p->identity_upload[0] || p->identity_generation[0],
                                              p->kind == IMG_KIND_POSE, b.p);
     gf_buf_dispose(&b);
-    /* An export this worker has not loaded (another version's) is left out. */
-    j->exports = p->export_defs;
-    j->nexports = (size_t)p->n_export_defs;
     /* Pose maps are made on the thread pool at start (on_refs_work), one per pose. */
     j->pose_maps = gf_xcalloc((size_t)j->nposes, sizeof(img_buf));
     int64_t seed = p->seed < 0 ? 0 : p->seed;
@@ -330,7 +319,7 @@ static int job_parse(job_t *j)
     for (int k = 0; k < j->images; k++) {
         j->imgs[k].job = j;
         j->imgs[k].index = k;
-        j->imgs[k].pose = k / j->count;
+        j->imgs[k].pose = k / p->count;
         j->imgs[k].seed = (seed + k) & 0xffffffff; /* API.md: image i uses seed + i */
     }
     return 0;
@@ -374,8 +363,8 @@ static void on_refs_work(uv_work_t *w)
     for (int i = 0; i < j->nposes; i++) {
         gf_err_t err = {0};
         const img_pose_preset *preset = pose_preset(j, i);
-        if (preset &&
-            img_pose_render(preset->keypoints, j->width, j->height, &j->pose_maps[i], &err) == 0)
+        if (preset && img_pose_render(preset->keypoints, j->params.width, j->params.height,
+                                      &j->pose_maps[i], &err) == 0)
             continue;
         if (j->pose_keys)
             read_stored(j->r->cfg->storage_dir, j->pose_keys[i], &j->pose_maps[i]);

@@ -74,10 +74,10 @@ static void on_work(uv_work_t *w)
 {
     job_image_t *img = w->data;
     job_t *j = img->job;
-    img_post_opts o = {.expect_width = j->width,
-                       .expect_height = j->height,
-                       .exports = j->exports,
-                       .n_exports = j->nexports};
+    img_post_opts o = {.expect_width = j->params.width,
+                       .expect_height = j->params.height,
+                       .exports = j->params.export_defs,
+                       .n_exports = (size_t)j->params.n_export_defs};
     img_variants v = {0};
     if (img_variants_make(img->bytes, img->len, &o, &v, &img->work_err) < 0)
         return;
@@ -230,8 +230,8 @@ void job__image_start(job_image_t *img)
     img->t_stage = uv_hrtime();
     j->running++;
     provider_req_t req = {.prompt = j->prompt,
-                          .width = j->width,
-                          .height = j->height,
+                          .width = j->params.width,
+                          .height = j->params.height,
                           .seed = img->seed,
                           .log_id = j->qj.gen_id};
     const img_params *p = &j->params;

@@ -7,7 +7,7 @@
  */
 #include "worker_int.h"
 
-static int is_ended(job_state_t s)
+int job__state_is_ended(job_state_t s)
 {
     return s == JOB_ENDED || s == JOB_LOST;
 }
@@ -42,7 +42,7 @@ job_state_t job__next(job_state_t s, job_event_t ev, const job_facts_t *f)
         /* A finish already on its way to Postgres (or an end to the queue) is waited for. */
         return s <= JOB_CANCELING ? JOB_HANDING_BACK : s;
     case JOB_EV_LEASE_LOST:
-        return s == JOB_HANDING_BACK || is_ended(s) ? s : JOB_LOST;
+        return s == JOB_HANDING_BACK || job__state_is_ended(s) ? s : JOB_LOST;
     }
     return s;
 }

@@ -99,6 +99,9 @@ typedef struct {
  */
 job_state_t job__next(job_state_t s, job_event_t ev, const job_facts_t *f);
 
+/* Whether a job in `s` has ended (ENDED or LOST): it writes nothing more. */
+int job__state_is_ended(job_state_t s);
+
 /* A state's name, for logs. */
 const char *job__state_name(job_state_t s);
 
@@ -137,13 +140,10 @@ struct job {
     job_t *next, *prev;
     worker_runner_t *r;
     queue_job_t qj;
-    img_params params; /* the payload's */
-    int params_ok;     /* the payload parsed; job_parse fails the generation otherwise */
-    char *prompt;      /* with the style's suffix */
-    int count, nposes, images;
-    int width, height;
-    const img_export_preset **exports; /* params.export_defs */
-    size_t nexports;
+    img_params params;  /* the payload's */
+    int params_ok;      /* the payload parsed; job_parse fails the generation otherwise */
+    char *prompt;       /* with the style's suffix */
+    int nposes, images; /* poses (1 for an avatar) and images it runs, from params */
     job_image_t *imgs;
     int running, settled, delivered;
     char *last_error; /* the error JSON of the last image that failed for good */

@@ -14,6 +14,7 @@
 #ifndef GF_PROC_H
 #define GF_PROC_H
 
+#include <signal.h>
 #include <uv.h>
 
 #include "config.h"
@@ -60,6 +61,10 @@ int gf_proc_main(const gf_proc_service_t *svc);
 
 /* Loads the config from the environment or exits(2) printing why. Logs it once. */
 gf_config_t *gf_proc_init(const char *component);
+
+/* Blocks (SIG_BLOCK) or unblocks (SIG_UNBLOCK) SIGTERM and SIGINT for the
+ * calling thread; the previous mask into `old` when not NULL. */
+void gf_proc_stop_signals(int how, sigset_t *old);
 
 /*
  * One process's service on the default loop: create and start it (a failure
