@@ -75,7 +75,7 @@ static char *bfl_body(const provider_call_t *c)
     return s;
 }
 
-static void bfl_submitted(provider_http_resp_t *r, void *data)
+static void bfl_submitted(net_resp_t *r, void *data)
 {
     provider_call_t *c = data;
     c->xfer = NULL;
@@ -117,7 +117,7 @@ static void bfl_post(provider_call_t *c)
     snprintf(key, sizeof(key), "x-key: %s", c->a->token);
     const char *h[] = {key, "Content-Type: application/json", "Accept: application/json", NULL};
     char *body = bfl_body(c);
-    provider_http_req_t req = {
+    net_req_t req = {
         .method = "POST", .url = url, .headers = h, .body = body, .body_len = strlen(body)};
     provider__http_defaults(c, &req, (uint64_t)c->p->cfg->provider_submit_timeout_s * 1000);
     req.max_bytes = PROVIDER_JSON_MAX_BYTES;
@@ -127,7 +127,7 @@ static void bfl_post(provider_call_t *c)
 }
 
 /* Acts on a task object's status. Returns 0 when `st` is not a known status. */
-static int bfl_task(provider_call_t *c, provider_http_resp_t *r, json_t *root, const char *st)
+static int bfl_task(provider_call_t *c, net_resp_t *r, json_t *root, const char *st)
 {
     if (strcmp(st, "Pending") == 0 || strcmp(st, "Processing") == 0 || strcmp(st, "Queued") == 0) {
         json_t *pr = json_object_get(root, "progress");
@@ -161,7 +161,7 @@ static int bfl_task(provider_call_t *c, provider_http_resp_t *r, json_t *root, c
     return 1;
 }
 
-static void bfl_polled(provider_http_resp_t *r, void *data)
+static void bfl_polled(net_resp_t *r, void *data)
 {
     provider_call_t *c = data;
     c->xfer = NULL;
@@ -196,7 +196,7 @@ static void bfl_poll(provider_call_t *c)
     char key[512];
     snprintf(key, sizeof(key), "x-key: %s", c->a->token);
     const char *h[] = {key, "Accept: application/json", NULL};
-    provider_http_req_t req = {.method = "GET", .url = c->status_url, .headers = h};
+    net_req_t req = {.method = "GET", .url = c->status_url, .headers = h};
     provider__http_defaults(c, &req, (uint64_t)c->p->cfg->provider_submit_timeout_s * 1000);
     req.max_bytes = PROVIDER_JSON_MAX_BYTES;
     provider__call_http(c, &req, bfl_polled);

@@ -285,7 +285,7 @@ void provider__call_wait(provider_call_t *c, uint64_t ms, void (*cb)(provider_ca
     uv_timer_start(&c->timer, on_call_timer, ms, 0);
 }
 
-void provider__http_defaults(const provider_call_t *c, provider_http_req_t *req, uint64_t phase_ms)
+void provider__http_defaults(const provider_call_t *c, net_req_t *req, uint64_t phase_ms)
 {
     const gf_config_t *cfg = c->p->cfg;
     req->timeout_ms = phase_ms;
@@ -294,7 +294,7 @@ void provider__http_defaults(const provider_call_t *c, provider_http_req_t *req,
     req->max_bytes = (size_t)cfg->provider_max_image_bytes;
 }
 
-void provider__call_http(provider_call_t *c, provider_http_req_t *req, provider_http_done_cb cb)
+void provider__call_http(provider_call_t *c, net_req_t *req, net_done_cb cb)
 {
     if (c->canceled)
         return; /* as in provider__call_wait */
@@ -307,10 +307,10 @@ void provider__call_http(provider_call_t *c, provider_http_req_t *req, provider_
         req->timeout_ms = left;
     if (req->connect_timeout_ms > req->timeout_ms)
         req->connect_timeout_ms = req->timeout_ms;
-    c->xfer = provider__http_start(c->p->http, req, cb, c);
+    c->xfer = net_start(c->p->http, req, cb, c);
 }
 
-provider_http_t *provider__call_engine(provider_call_t *c)
+net_t *provider__call_engine(provider_call_t *c)
 {
     return c->p->http;
 }
@@ -396,7 +396,7 @@ static void call_finish(provider_call_t *c)
     c->state = CALL_CLOSING;
     uv_timer_stop(&c->timer);
     if (c->xfer) {
-        provider__http_abort(c->xfer);
+        net_abort(c->xfer);
         c->xfer = NULL;
     }
     static const gf_err_t ok = {.code = GF_OK, .domain = "provider"};
@@ -515,7 +515,7 @@ void provider_cancel(provider_call_t *c)
         return;
     c->canceled = 1;
     if (c->xfer) {
-        provider__http_abort(c->xfer);
+        net_abort(c->xfer);
         c->xfer = NULL;
     }
     /* Tell the provider, where its protocol has a cancel (fal PUT cancel_url). */

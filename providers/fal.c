@@ -74,7 +74,7 @@ static char *fal_body(const provider_call_t *c)
     return s;
 }
 
-static void fal_submitted(provider_http_resp_t *r, void *data)
+static void fal_submitted(net_resp_t *r, void *data)
 {
     provider_call_t *c = data;
     c->xfer = NULL;
@@ -126,7 +126,7 @@ static void fal_post(provider_call_t *c)
     snprintf(url, sizeof(url), "%s/%s", c->a->base_url, provider__call_model(c));
     fal_headers(c, auth, sizeof(auth), h);
     char *body = fal_body(c);
-    provider_http_req_t req = {
+    net_req_t req = {
         .method = "POST", .url = url, .headers = h, .body = body, .body_len = strlen(body)};
     provider__http_defaults(c, &req, (uint64_t)c->p->cfg->provider_submit_timeout_s * 1000);
     req.max_bytes = PROVIDER_JSON_MAX_BYTES;
@@ -135,7 +135,7 @@ static void fal_post(provider_call_t *c)
     free(body);
 }
 
-static void fal_status(provider_http_resp_t *r, void *data)
+static void fal_status(net_resp_t *r, void *data)
 {
     provider_call_t *c = data;
     c->xfer = NULL;
@@ -171,13 +171,13 @@ static void fal_status(provider_http_resp_t *r, void *data)
 }
 
 /* A GET of one of the URLs fal returned, answered with JSON. */
-static void fal_get(provider_call_t *c, const char *url, provider_http_done_cb done)
+static void fal_get(provider_call_t *c, const char *url, net_done_cb done)
 {
     char auth[512];
     const char *h[4];
     fal_headers(c, auth, sizeof(auth), h);
     h[2] = NULL;
-    provider_http_req_t req = {.method = "GET", .url = url, .headers = h};
+    net_req_t req = {.method = "GET", .url = url, .headers = h};
     provider__http_defaults(c, &req, (uint64_t)c->p->cfg->provider_submit_timeout_s * 1000);
     req.max_bytes = PROVIDER_JSON_MAX_BYTES;
     provider__call_http(c, &req, done);
@@ -188,15 +188,15 @@ static void fal_poll(provider_call_t *c)
     fal_get(c, c->status_url, fal_status);
 }
 
-static void fal_result_done(provider_http_resp_t *r, void *data)
+static void fal_result_done(net_resp_t *r, void *data)
 {
     provider_call_t *c = data;
     c->xfer = NULL;
     c->last_status = r->status;
     provider_fault f = provider__classify(r->curl_code, r->status, r->body, r->len);
     if (f != PROVIDER_F_NONE) {
-        const char *retryable = provider__http_header(r, "x-fal-retryable");
-        const char *etype = provider__http_header(r, "x-fal-error-type");
+        const char *retryable = net_header(r, "x-fal-retryable");
+        const char *etype = net_header(r, "x-fal-error-type");
         if (etype && strstr(etype, "content_policy")) {
             provider__call_fail_resp(c, r, PROVIDER_F_MODERATION_INPUT, "result");
             return;
@@ -266,10 +266,10 @@ static void fal_cancel(provider_call_t *c)
     char auth[512];
     const char *h[4];
     fal_headers(c, auth, sizeof(auth), h);
-    provider_http_req_t req = {.method = "PUT", .url = c->cancel_url, .headers = h};
+    net_req_t req = {.method = "PUT", .url = c->cancel_url, .headers = h};
     provider__http_defaults(c, &req, (uint64_t)c->p->cfg->provider_submit_timeout_s * 1000);
     /* Fire and forget: the call ends now; the cancel outlives it on the engine. */
-    provider__http_start(provider__call_engine(c), &req, NULL, NULL);
+    net_start(provider__call_engine(c), &req, NULL, NULL);
 }
 
 const provider_ops provider_fal_ops = {

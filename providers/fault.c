@@ -91,12 +91,12 @@ const char *provider_error_code_name(provider_error_code code)
 provider_fault provider__classify(int curl_code, long status, const char *body, size_t len)
 {
     if (curl_code != 0 && status == 0) {
-        if (provider__http_timed_out(curl_code))
+        if (net_timed_out(curl_code))
             return PROVIDER_F_STALLED;
         return PROVIDER_F_NETWORK;
     }
     if (curl_code != 0) { /* a response started and did not complete */
-        if (provider__http_timed_out(curl_code))
+        if (net_timed_out(curl_code))
             return PROVIDER_F_STALLED;
         return PROVIDER_F_BAD_BODY;
     }

@@ -14,12 +14,12 @@
 #include <strings.h>
 #include <time.h>
 
-void provider__accept_image(provider_call_t *c, provider_http_resp_t *r)
+void provider__accept_image(provider_call_t *c, net_resp_t *r)
 {
     const char *mime = provider__sniff_image((const unsigned char *)r->body, r->len);
     if (mime != NULL) {
         size_t len;
-        char *b = provider__http_take_body(r, &len);
+        char *b = net_take_body(r, &len);
         provider__call_succeed(c, (unsigned char *)b, len);
         return;
     }
@@ -37,8 +37,7 @@ void provider__accept_image(provider_call_t *c, provider_http_resp_t *r)
                         r->status);
 }
 
-void provider__call_fail_resp(provider_call_t *c, provider_http_resp_t *r, provider_fault f,
-                              const char *what)
+void provider__call_fail_resp(provider_call_t *c, net_resp_t *r, provider_fault f, const char *what)
 {
     char *text = provider__json_error_text(r->body, r->len);
     char safe[160];
@@ -54,14 +53,13 @@ void provider__call_fail_resp(provider_call_t *c, provider_http_resp_t *r, provi
 }
 
 /* How long a retry waits: the provider's hint, else exponential backoff. */
-static uint64_t retry_wait_ms(provider_call_t *c, provider_http_resp_t *r, int attempt)
+static uint64_t retry_wait_ms(provider_call_t *c, net_resp_t *r, int attempt)
 {
     const gf_config_t *cfg = c->p->cfg;
     int64_t hint = -1;
     if (r != NULL)
-        hint = provider__retry_after_ms(
-            provider__http_header(r, "retry-after"), provider__http_header(r, "ratelimit"),
-            provider__http_header(r, "x-ratelimit-reset"), (int64_t)time(NULL));
+        hint = provider__retry_after_ms(net_header(r, "retry-after"), net_header(r, "ratelimit"),
+                                        net_header(r, "x-ratelimit-reset"), (int64_t)time(NULL));
     if (hint >= 0) {
         /* +-25% jitter on top, so a crowd told "1 s" does not come back at once. */
         uint64_t j = (uint64_t)hint / 4 + 1;
@@ -71,7 +69,7 @@ static uint64_t retry_wait_ms(provider_call_t *c, provider_http_resp_t *r, int a
                                 (uint64_t)cfg->provider_backoff_cap_ms, provider__rand());
 }
 
-int provider__call_retry_get(provider_call_t *c, provider_http_resp_t *r, provider_fault f,
+int provider__call_retry_get(provider_call_t *c, net_resp_t *r, provider_fault f,
                              void (*again)(provider_call_t *c))
 {
     switch (f) {
@@ -94,12 +92,12 @@ int provider__call_retry_get(provider_call_t *c, provider_http_resp_t *r, provid
     return 1;
 }
 
-uint64_t provider__retry_wait(provider_call_t *c, provider_http_resp_t *r, int attempt)
+uint64_t provider__retry_wait(provider_call_t *c, net_resp_t *r, int attempt)
 {
     return retry_wait_ms(c, r, attempt);
 }
 
-static void on_download(provider_http_resp_t *r, void *data)
+static void on_download(net_resp_t *r, void *data)
 {
     provider_call_t *c = data;
     c->xfer = NULL;
@@ -155,20 +153,20 @@ void provider__fetch_image(provider_call_t *c)
     /* With a real (https) provider the result lives on its CDN: a reply that
      * names a private address (cloud metadata, the farm's own services) is
      * not fetched. A local http fake serves its own images. */
-    provider_http_req_t req = {.method = "GET",
-                               .url = c->image_url,
-                               .headers = headers,
-                               .public_only = strncasecmp(c->a->base_url, "https://", 8) == 0};
+    net_req_t req = {.method = "GET",
+                     .url = c->image_url,
+                     .headers = headers,
+                     .public_only = strncasecmp(c->a->base_url, "https://", 8) == 0};
     provider__http_defaults(c, &req, (uint64_t)cfg->provider_download_timeout_s * 1000);
     provider__call_http(c, &req, on_download);
 }
 
-int provider__call_retry_post(provider_call_t *c, provider_http_resp_t *r, provider_fault f,
+int provider__call_retry_post(provider_call_t *c, net_resp_t *r, provider_fault f,
                               void (*again)(provider_call_t *c))
 {
     long max = c->p->cfg->provider_max_retries;
     int no_job = f == PROVIDER_F_RATE_LIMIT || (f == PROVIDER_F_SERVER && r->status == 503) ||
-                 (f == PROVIDER_F_NETWORK && provider__http_not_sent(r->curl_code));
+                 (f == PROVIDER_F_NETWORK && net_not_sent(r->curl_code));
     int maybe_job = f == PROVIDER_F_SERVER || f == PROVIDER_F_NETWORK || f == PROVIDER_F_STALLED ||
                     f == PROVIDER_F_BAD_BODY;
     if (no_job ? c->submits > max : !(maybe_job && c->submits < 2))
@@ -180,14 +178,13 @@ int provider__call_retry_post(provider_call_t *c, provider_http_resp_t *r, provi
     return 1;
 }
 
-void provider__call_poll_later(provider_call_t *c, provider_http_resp_t *r,
-                               void (*poll)(provider_call_t *c))
+void provider__call_poll_later(provider_call_t *c, net_resp_t *r, void (*poll)(provider_call_t *c))
 {
     const gf_config_t *cfg = c->p->cfg;
     uint64_t min = (uint64_t)cfg->provider_poll_min_ms, max = (uint64_t)cfg->provider_poll_max_ms;
     if (c->poll_ms == 0) {
-        int64_t hint = r ? provider__retry_after_ms(provider__http_header(r, "retry-after"), NULL,
-                                                    NULL, (int64_t)time(NULL))
+        int64_t hint = r ? provider__retry_after_ms(net_header(r, "retry-after"), NULL, NULL,
+                                                    (int64_t)time(NULL))
                          : -1;
         c->poll_ms = hint > (int64_t)min ? (uint64_t)hint : min;
         if (c->poll_ms > max)

@@ -82,7 +82,7 @@ static char *hf_body(const provider_call_t *c)
 }
 
 /* The JSON success shapes some backends answer with. Returns 1 when handled. */
-static int hf_json_success(provider_call_t *c, provider_http_resp_t *r)
+static int hf_json_success(provider_call_t *c, net_resp_t *r)
 {
     json_t *root = provider__json_load(r->body, r->len);
     if (root == NULL)
@@ -98,12 +98,12 @@ static int hf_json_success(provider_call_t *c, provider_http_resp_t *r)
     return handled;
 }
 
-static void hf_done(provider_http_resp_t *r, void *data)
+static void hf_done(net_resp_t *r, void *data)
 {
     provider_call_t *c = data;
     c->xfer = NULL;
     c->last_status = r->status;
-    const char *rid = provider__http_header(r, "x-request-id");
+    const char *rid = net_header(r, "x-request-id");
     if (rid)
         provider__sanitize(c->request_id, sizeof(c->request_id), rid, strlen(rid));
     if (r->too_big) {
@@ -151,7 +151,7 @@ static void hf_send(provider_call_t *c)
     const char *headers[] = {auth, "Content-Type: application/json", "Accept: image/png",
                              c->wait_for_model ? "x-wait-for-model: true" : NULL, NULL};
     char *body = hf_body(c);
-    provider_http_req_t req = {
+    net_req_t req = {
         .method = "POST", .url = url, .headers = headers, .body = body, .body_len = strlen(body)};
     provider__http_defaults(c, &req, (uint64_t)c->p->cfg->provider_sync_timeout_s * 1000);
     c->submits++;

@@ -125,7 +125,7 @@ provider_t *provider_new(uv_loop_t *loop, const gf_config_t *cfg, const char *na
     p->cfg = cfg;
     int rc = chain_build(p, name ? name : gf_cfg_provider_mode(cfg), err);
     if (rc == 0) {
-        p->http = provider__http_new(loop, err);
+        p->http = net_new(loop, err);
         rc = p->http ? 0 : GF_EIO;
     }
     if (rc < 0) {
@@ -171,7 +171,7 @@ static void on_http_closed(void *data)
 
 void provider__close_http(provider_t *p)
 {
-    provider__http_close(p->http, on_http_closed, p);
+    net_close(p->http, on_http_closed, p);
 }
 
 void provider_close(provider_t *p, provider_closed_cb cb, void *data)

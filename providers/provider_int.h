@@ -1,11 +1,11 @@
 /*
  * providers/provider_int.h - what the files of providers/ share: the ops table
- * every adapter exports, the call record adapters drive, the HTTP engine of
- * http.c and the pure policy helpers of fault.c, breaker.c and chain.c.
+ * every adapter exports, the call record adapters drive, and the pure policy
+ * helpers of fault.c, breaker.c and chain.c.
  *
  * Invariants:
- * - Only http.c touches libcurl's multi handle; adapters start transfers with
- *   provider__http_start() and get one callback per transfer.
+ * - Adapters reach the network only through net/ (the process's curl multi
+ *   handle): they start transfers with net_start() and get one callback each.
  * - An adapter ends every call it starts with exactly one of
  *   provider__call_succeed() or provider__call_fail(); call.c then runs
  *   the user's `done` (or moves the call to the next adapter of `auto`).
@@ -14,6 +14,7 @@
 #ifndef PROVIDER_INT_H
 #define PROVIDER_INT_H
 
+#include "net.h"
 #include "provider.h"
 
 #include <sys/socket.h>
@@ -21,57 +22,8 @@
 #include <jansson.h>
 #include <stdint.h>
 
-/* --- the HTTP engine (http.c) --------------------------------------------------- */
+/* --- URLs and JSON replies (url.c, call.c) ---------------------------------- */
 
-typedef struct provider_http provider_http_t;
-typedef struct provider_xfer provider_xfer_t;
-
-/* A request; every pointer is borrowed and copied by provider__http_start(). */
-typedef struct {
-    const char *method; /* "GET", "POST", "PUT" */
-    const char *url;
-    const char *const *headers; /* NULL-terminated "Name: value" */
-    const char *body;
-    size_t body_len;
-    uint64_t timeout_ms;         /* total time of the transfer */
-    uint64_t connect_timeout_ms; /* CURLOPT_CONNECTTIMEOUT_MS */
-    long low_speed_time_s;       /* abort below 1 byte/s over this long */
-    size_t max_bytes;            /* a longer body fails with too_big */
-    /* Connect only to public addresses, checked on the address actually
-     * dialed (after DNS, so a rebinding name cannot get round it). Behind an
-     * https proxy (https_proxy or all_proxy, which libcurl follows) the proxy
-     * is dialed instead: then every such transfer goes through it (no_proxy
-     * is not honoured) and egress is the proxy's to control. */
-    int public_only;
-} provider_http_req_t;
-
-/* A finished transfer; owned by the engine, valid until the callback returns. */
-typedef struct {
-    int curl_code; /* a CURLcode, 0 when the exchange completed */
-    char curl_msg[256];
-    long status; /* 0 when no response arrived */
-    char *body;  /* NUL-terminated (the NUL is not counted in len) */
-    size_t len;
-    int too_big;
-    int refused;    /* a public_only transfer found only private addresses (curl_msg says which) */
-    char **headers; /* "name: value" of the last response, lower-case names */
-    size_t nheaders;
-} provider_http_resp_t;
-
-typedef void (*provider_http_done_cb)(provider_http_resp_t *resp, void *data);
-
-provider_http_t *provider__http_new(uv_loop_t *loop, gf_err_t *err);
-/* Starts a transfer; `cb` (NULL: fire and forget) runs once, from the loop. Never fails. */
-provider_xfer_t *provider__http_start(provider_http_t *h, const provider_http_req_t *req,
-                                      provider_http_done_cb cb, void *data);
-/* Aborts a transfer; its callback never runs. */
-void provider__http_abort(provider_xfer_t *x);
-/* Aborts every transfer, closes the handles; `cb` runs once all are closed. */
-void provider__http_close(provider_http_t *h, void (*cb)(void *data), void *data);
-/* A response header by case-insensitive name, or NULL. Borrowed. */
-const char *provider__http_header(const provider_http_resp_t *r, const char *name);
-/* Takes the body out of the response (the caller frees it). */
-char *provider__http_take_body(provider_http_resp_t *r, size_t *len);
 /*
  * Whether a URL taken from a provider's reply may be used. Always: http(s),
  * and https unless `base` itself is http (a local fake). With `creds` (the
@@ -81,25 +33,12 @@ char *provider__http_take_body(provider_http_resp_t *r, size_t *len);
  */
 int provider__url_allowed(const char *base, const char *url, int creds);
 /*
- * Whether a download may connect to this address: not loopback, private
- * (10/8, 172.16/12, 192.168/16, fc00::/7), link-local (169.254/16, where
- * clouds answer metadata requests, fe80::/10), CGNAT, unspecified,
- * multicast, reserved, or an IPv4-mapped one of those.
- */
-int provider__addr_is_public(const struct sockaddr *sa);
-/*
  * The body limit of JSON exchanges (submit, poll, result, errors): jansson
  * needs about 75 times its input in memory, and these replies are a few kB.
  */
 #define PROVIDER_JSON_MAX_BYTES ((size_t)256 * 1024)
 /* A provider's JSON reply, parsed; NULL when it is not JSON or larger than the limit above. */
 json_t *provider__json_load(const char *body, size_t len);
-/* Whether the CURLcode means the connection never got to send the request. */
-int provider__http_not_sent(int curl_code);
-/* Whether the CURLcode is a timeout (operation or low-speed). */
-int provider__http_timed_out(int curl_code);
-/* Whether the CURLcode means a partial body (truncated, reset mid-body). */
-int provider__http_partial(int curl_code);
 
 /* --- policy (fault.c) ---------------------------------------------------------- */
 
@@ -190,8 +129,8 @@ struct provider_adapter {
     provider_t *p;
     const gf_config_t *cfg;
     const char *name;
-    char *base_url, *model, *token; /* copies; token is a secret */
-    char *pose_model;               /* the model of calls that carry a reference image */
+    char *base_url, *model, *token;  /* copies; token is a secret */
+    char *pose_model;                /* the model of calls that carry a reference image */
     provider_caps_t caps, pose_caps; /* of model and pose_model (caps.model points into them) */
     provider_breaker_t breaker;
     int max_inflight, inflight;
@@ -223,7 +162,7 @@ int provider__chain_plan(const gf_config_t *cfg, const char *mode, provider_chai
 struct provider {
     uv_loop_t *loop;
     const gf_config_t *cfg;
-    provider_http_t *http;
+    net_t *http;
     provider_adapter_t *chain[CHAIN_MAX];
     int nchain;
     char chain_names[64];
@@ -252,7 +191,7 @@ struct provider_call {
     uint64_t deadline_at; /* uv_now() ms */
     uv_timer_t timer;
     void (*on_timer)(provider_call_t *c);
-    provider_xfer_t *xfer;
+    net_xfer_t *xfer;
     /* protocol state, reset when auto moves to the next adapter */
     int phase;
     int submits, get_failures, waits;
@@ -282,7 +221,7 @@ void provider__close_http(provider_t *p);
 /* --- helpers adapters use (call.c, fetch.c) ---------------------------------------- */
 
 /* Starts a transfer for `c` bounded by its deadline; sets c->xfer. */
-void provider__call_http(provider_call_t *c, provider_http_req_t *req, provider_http_done_cb cb);
+void provider__call_http(provider_call_t *c, net_req_t *req, net_done_cb cb);
 /* Runs `cb` after `ms`; fails the call with DEADLINE when that passes the deadline. */
 void provider__call_wait(provider_call_t *c, uint64_t ms, void (*cb)(provider_call_t *c));
 /* Ends the call with an image (takes ownership of `img`, a malloc'd buffer). */
@@ -296,28 +235,28 @@ void provider__call_progress(provider_call_t *c, double progress, const char *st
 /* Remaining ms before the deadline (0 when past). */
 uint64_t provider__call_remaining(const provider_call_t *c);
 /* The call's HTTP engine, for fire-and-forget requests (a remote cancel). */
-provider_http_t *provider__call_engine(provider_call_t *c);
+net_t *provider__call_engine(provider_call_t *c);
 /* The loop the provider runs on. */
 uv_loop_t *provider__call_loop(provider_call_t *c);
 /* A jitter source for backoff (xorshift on the loop thread). */
 uint32_t provider__rand(void);
 /* Fills the phase timeouts of `req` from the configuration. */
-void provider__http_defaults(const provider_call_t *c, provider_http_req_t *req, uint64_t phase_ms);
+void provider__http_defaults(const provider_call_t *c, net_req_t *req, uint64_t phase_ms);
 /*
  * Handles a failed GET of a poll/result/download (retry with backoff up to
  * FARM_PROVIDER_MAX_RETRIES consecutive failures, honouring Retry-After).
  * Returns 1 when a retry of `again` was scheduled, 0 when the caller must fail.
  */
-int provider__call_retry_get(provider_call_t *c, provider_http_resp_t *r, provider_fault f,
+int provider__call_retry_get(provider_call_t *c, net_resp_t *r, provider_fault f,
                              void (*again)(provider_call_t *c));
 /* The wait before retry `attempt`: the response's Retry-After/RateLimit hint, else backoff. */
-uint64_t provider__retry_wait(provider_call_t *c, provider_http_resp_t *r, int attempt);
+uint64_t provider__retry_wait(provider_call_t *c, net_resp_t *r, int attempt);
 /*
  * Fails the call with what its failed exchange says, log-safe:
  * "<what>: HTTP <status>: <text>" ("HTTP <status>: <text>" when `what` is
  * NULL), the text being the provider's JSON error, else curl's message.
  */
-void provider__call_fail_resp(provider_call_t *c, provider_http_resp_t *r, provider_fault f,
+void provider__call_fail_resp(provider_call_t *c, net_resp_t *r, provider_fault f,
                               const char *what);
 /*
  * Handles a failed submit POST: retried while no job can have been created
@@ -325,15 +264,14 @@ void provider__call_fail_resp(provider_call_t *c, provider_http_resp_t *r, provi
  * otherwise (5xx, a reset after sending: a duplicate bill is possible).
  * Counts c->submits. Returns 1 when `again` was scheduled.
  */
-int provider__call_retry_post(provider_call_t *c, provider_http_resp_t *r, provider_fault f,
+int provider__call_retry_post(provider_call_t *c, net_resp_t *r, provider_fault f,
                               void (*again)(provider_call_t *c));
 /*
  * Schedules the next poll: the first from the provider's hint (Retry-After of
  * `r`, at least FARM_PROVIDER_POLL_MIN_MS), then x1.5 up to
  * FARM_PROVIDER_POLL_MAX_MS; the deadline bounds it.
  */
-void provider__call_poll_later(provider_call_t *c, provider_http_resp_t *r,
-                               void (*poll)(provider_call_t *c));
+void provider__call_poll_later(provider_call_t *c, net_resp_t *r, void (*poll)(provider_call_t *c));
 /*
  * Downloads c->image_url (plain GET, no credentials) and ends the call: the
  * image on a 2xx with a complete body and image magic bytes, URL_EXPIRED on
@@ -341,7 +279,7 @@ void provider__call_poll_later(provider_call_t *c, provider_http_resp_t *r,
  */
 void provider__fetch_image(provider_call_t *c);
 /* Handles a response that should be an image (2xx): succeed, or fail with the right fault. */
-void provider__accept_image(provider_call_t *c, provider_http_resp_t *r);
+void provider__accept_image(provider_call_t *c, net_resp_t *r);
 /* A JSON string of the request's prompt fields etc. is built by each adapter. */
 /* A JSON string "data:<mime>;base64,..." of image bytes `b` (new reference). */
 json_t *provider__data_url(const unsigned char *b, size_t n);

@@ -2,7 +2,7 @@
  * providers/include/provider.h - one interface for every image-generation provider.
  *
  * A provider_t is what a process creates once from its configuration: one curl
- * multi handle driven by the process's libuv loop (providers/http.c), one or
+ * multi handle driven by the process's libuv loop (net/net.c), one or
  * more adapters behind the `provider_ops` table (hf, fal, bfl, local), each
  * with its own concurrency limit (a semaphore) and circuit breaker, and, for
  * FARM_PROVIDER=auto, an ordered fallback list. Hundreds of calls can be in

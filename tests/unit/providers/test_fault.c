@@ -187,14 +187,14 @@ static int v4(const char *ip)
 {
     struct sockaddr_in a = {.sin_family = AF_INET};
     assert_int_equal(inet_pton(AF_INET, ip, &a.sin_addr), 1);
-    return provider__addr_is_public((struct sockaddr *)&a);
+    return net_addr_is_public((struct sockaddr *)&a);
 }
 
 static int v6(const char *ip)
 {
     struct sockaddr_in6 a = {.sin6_family = AF_INET6};
     assert_int_equal(inet_pton(AF_INET6, ip, &a.sin6_addr), 1);
-    return provider__addr_is_public((struct sockaddr *)&a);
+    return net_addr_is_public((struct sockaddr *)&a);
 }
 
 static void test_downloads_reach_public_addresses_only(void **state)
@@ -222,7 +222,7 @@ static void test_downloads_reach_public_addresses_only(void **state)
     assert_true(v6("2002:0808:0808::1"));
 }
 
-static void on_refused(provider_http_resp_t *r, void *data)
+static void on_refused(net_resp_t *r, void *data)
 {
     *(char **)data = strdup(r->refused ? r->curl_msg : "not flagged as refused");
 }
@@ -233,20 +233,20 @@ static void test_a_public_only_transfer_refuses_a_private_address(void **state)
     (void)state;
     uv_loop_t loop;
     uv_loop_init(&loop);
-    provider_http_t *h = provider__http_new(&loop, NULL);
+    net_t *h = net_new(&loop, NULL);
     assert_non_null(h);
     char *msg = NULL;
-    provider_http_req_t req = {.method = "GET",
-                               .url = "http://127.0.0.1:9/secret",
-                               .timeout_ms = 5000,
-                               .connect_timeout_ms = 5000,
-                               .public_only = 1};
-    provider__http_start(h, &req, on_refused, &msg);
+    net_req_t req = {.method = "GET",
+                     .url = "http://127.0.0.1:9/secret",
+                     .timeout_ms = 5000,
+                     .connect_timeout_ms = 5000,
+                     .public_only = 1};
+    net_start(h, &req, on_refused, &msg);
     while (msg == NULL)
         uv_run(&loop, UV_RUN_ONCE);
     assert_non_null(strstr(msg, "refused to connect to 127.0.0.1: not a public address"));
     free(msg);
-    provider__http_close(h, NULL, NULL);
+    net_close(h, NULL, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
 }

@@ -1,5 +1,5 @@
 /*
- * providers/http.c - the one curl multi handle of a process, driven by libuv.
+ * net/net.c - a curl multi handle driven by libuv (see net.h).
  *
  * Wired as curl's docs/examples/multi-uv.c: curl tells us which sockets to
  * watch (CURLMOPT_SOCKETFUNCTION -> a uv_poll_t per socket) and when to wake
@@ -8,11 +8,11 @@
  * action and their callbacks run outside of any curl callback, so a callback
  * may start or abort transfers freely.
  *
- * Invariants: every easy handle in the multi is a provider_xfer_t (its
+ * Invariants: every easy handle in the multi is a net_xfer_t (its
  * CURLOPT_PRIVATE); an easy handle is removed from the multi before
  * curl_easy_cleanup(); the engine is freed only from the last close callback.
  */
-#include "provider_int.h"
+#include "net.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
@@ -23,27 +23,27 @@
 #include <string.h>
 #include <sys/socket.h>
 
-struct provider_http {
+struct net {
     uv_loop_t *loop;
     CURLM *multi;
     uv_timer_t timer;
     int closing, pending_closes;
     void (*closed_cb)(void *data);
     void *closed_data;
-    provider_xfer_t *xfers; /* live transfers */
+    net_xfer_t *xfers;      /* live transfers */
     struct poll_ctx *polls; /* watched sockets */
 };
 
-struct provider_xfer {
-    provider_http_t *h;
-    provider_xfer_t *prev, *next;
+struct net_xfer {
+    net_t *h;
+    net_xfer_t *prev, *next;
     CURL *easy;
     struct curl_slist *req_headers;
     char *body_out;
-    provider_http_resp_t resp;
+    net_resp_t resp;
     size_t cap, max_bytes;
     int header_reset;
-    provider_http_done_cb cb;
+    net_done_cb cb;
     void *data;
     char refused[96]; /* set by open_public: why a public_only transfer did not connect */
 };
@@ -51,20 +51,20 @@ struct provider_xfer {
 typedef struct poll_ctx {
     uv_poll_t poll;
     curl_socket_t fd;
-    provider_http_t *h;
+    net_t *h;
     struct poll_ctx *prev, *next;
 } poll_ctx_t;
 
-static void check_multi_info(provider_http_t *h);
+static void check_multi_info(net_t *h);
 
 /* --- libcurl -> libuv ------------------------------------------------------------ */
 
-static void maybe_free(provider_http_t *h);
+static void maybe_free(net_t *h);
 
 static void on_poll_closed(uv_handle_t *handle)
 {
     poll_ctx_t *pc = handle->data;
-    provider_http_t *h = pc->h;
+    net_t *h = pc->h;
     free(pc);
     h->pending_closes--;
     if (h->closing)
@@ -73,7 +73,7 @@ static void on_poll_closed(uv_handle_t *handle)
 
 static void poll_close(poll_ctx_t *pc)
 {
-    provider_http_t *h = pc->h;
+    net_t *h = pc->h;
     if (pc->prev)
         pc->prev->next = pc->next;
     else
@@ -102,7 +102,7 @@ static void on_poll(uv_poll_t *poll, int status, int events)
 static int on_socket(CURL *easy, curl_socket_t s, int action, void *userp, void *socketp)
 {
     (void)easy;
-    provider_http_t *h = userp;
+    net_t *h = userp;
     poll_ctx_t *pc = socketp;
     if (action == CURL_POLL_REMOVE) {
         if (pc != NULL) {
@@ -138,7 +138,7 @@ static int on_socket(CURL *easy, curl_socket_t s, int action, void *userp, void 
 
 static void on_timeout(uv_timer_t *t)
 {
-    provider_http_t *h = t->data;
+    net_t *h = t->data;
     int running;
     curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     check_multi_info(h);
@@ -147,7 +147,7 @@ static void on_timeout(uv_timer_t *t)
 static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 {
     (void)multi;
-    provider_http_t *h = userp;
+    net_t *h = userp;
     if (timeout_ms < 0) {
         uv_timer_stop(&h->timer);
         return 0;
@@ -161,7 +161,7 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userp)
 {
-    provider_xfer_t *x = userp;
+    net_xfer_t *x = userp;
     size_t n = size * nmemb;
     if (x->resp.len + n > x->max_bytes) {
         x->resp.too_big = 1;
@@ -180,7 +180,7 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
-static void headers_clear(provider_http_resp_t *r)
+static void headers_clear(net_resp_t *r)
 {
     for (size_t i = 0; i < r->nheaders; i++)
         free(r->headers[i]);
@@ -190,7 +190,7 @@ static void headers_clear(provider_http_resp_t *r)
 
 static size_t on_header(char *ptr, size_t size, size_t nitems, void *userp)
 {
-    provider_xfer_t *x = userp;
+    net_xfer_t *x = userp;
     size_t n = size * nitems;
     if (n >= 5 && strncmp(ptr, "HTTP/", 5) == 0) {
         headers_clear(&x->resp); /* a new response (after 100 or a redirect): keep the last */
@@ -210,7 +210,7 @@ static size_t on_header(char *ptr, size_t size, size_t nitems, void *userp)
     return n;
 }
 
-const char *provider__http_header(const provider_http_resp_t *r, const char *name)
+const char *net_header(const net_resp_t *r, const char *name)
 {
     size_t n = strlen(name);
     for (size_t i = 0; i < r->nheaders; i++) {
@@ -225,28 +225,13 @@ const char *provider__http_header(const provider_http_resp_t *r, const char *nam
     return NULL;
 }
 
-char *provider__http_take_body(provider_http_resp_t *r, size_t *len)
+char *net_take_body(net_resp_t *r, size_t *len)
 {
     char *b = r->body;
     *len = r->len;
     r->body = NULL;
     r->len = 0;
     return b;
-}
-
-static char *url_part(CURLU *u, CURLUPart what)
-{
-    char *v = NULL;
-    return curl_url_get(u, what, &v, what == CURLUPART_PORT ? CURLU_DEFAULT_PORT : 0) == CURLUE_OK
-               ? v
-               : NULL;
-}
-
-static int host_is_literal(const char *h)
-{
-    if (strchr(h, ':') || h[0] == '[' || strchr(h, '.') == NULL)
-        return 1; /* IPv6, or a single label (localhost) */
-    return strspn(h, "0123456789.") == strlen(h);
 }
 
 static int v4_is_public(uint32_t a)
@@ -263,7 +248,7 @@ static int v4_is_public(uint32_t a)
              (a >> 28) >= 0xEu);                 /* multicast, reserved, broadcast */
 }
 
-int provider__addr_is_public(const struct sockaddr *sa)
+int net_addr_is_public(const struct sockaddr *sa)
 {
     if (sa->sa_family == AF_INET)
         return v4_is_public(ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr));
@@ -304,9 +289,9 @@ static int https_proxy_in_env(void)
 /* CURLOPT_OPENSOCKETFUNCTION of a public_only transfer: no socket to a private address. */
 static curl_socket_t open_public(void *data, curlsocktype purpose, struct curl_sockaddr *addr)
 {
-    provider_xfer_t *x = data;
+    net_xfer_t *x = data;
     (void)purpose;
-    if (!provider__addr_is_public(&addr->addr)) {
+    if (!net_addr_is_public(&addr->addr)) {
         char ip[INET6_ADDRSTRLEN] = "?";
         const void *raw = addr->family == AF_INET6
                               ? (const void *)&((struct sockaddr_in6 *)&addr->addr)->sin6_addr
@@ -319,61 +304,18 @@ static curl_socket_t open_public(void *data, curlsocktype purpose, struct curl_s
     return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
 }
 
-int provider__url_allowed(const char *base, const char *url, int creds)
-{
-    if (base == NULL || url == NULL)
-        return 0;
-    CURLU *b = curl_url(), *u = curl_url();
-    int ok = 0;
-    char *bs = NULL, *bh = NULL, *bp = NULL, *us = NULL, *uh = NULL, *up = NULL;
-    if (curl_url_set(b, CURLUPART_URL, base, 0) != CURLUE_OK ||
-        curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
-        goto out;
-    bs = url_part(b, CURLUPART_SCHEME), bh = url_part(b, CURLUPART_HOST);
-    bp = url_part(b, CURLUPART_PORT);
-    us = url_part(u, CURLUPART_SCHEME), uh = url_part(u, CURLUPART_HOST);
-    up = url_part(u, CURLUPART_PORT);
-    if (!bs || !bh || !bp || !us || !uh || !up)
-        goto out;
-    if (strcasecmp(us, "https") != 0 &&
-        !(strcasecmp(us, "http") == 0 && strcasecmp(bs, "http") == 0))
-        goto out;
-    if (!creds) {
-        ok = 1;
-        goto out;
-    }
-    if (strcasecmp(us, bs) != 0 || strcmp(up, bp) != 0)
-        goto out;
-    if (strcasecmp(uh, bh) == 0) {
-        ok = 1;
-        goto out;
-    }
-    if (host_is_literal(bh))
-        goto out;
-    const char *parent = strchr(bh, '.') + 1; /* api.bfl.ai -> bfl.ai */
-    if (strchr(parent, '.') == NULL)
-        parent = bh; /* bfl.ai itself: its subdomains */
-    size_t hl = strlen(uh), pl = strlen(parent);
-    ok = hl > pl + 1 && uh[hl - pl - 1] == '.' && strcasecmp(uh + hl - pl, parent) == 0;
-out:
-    curl_free(bs), curl_free(bh), curl_free(bp), curl_free(us), curl_free(uh), curl_free(up);
-    curl_url_cleanup(b);
-    curl_url_cleanup(u);
-    return ok;
-}
-
-int provider__http_not_sent(int code)
+int net_not_sent(int code)
 {
     return code == CURLE_COULDNT_RESOLVE_HOST || code == CURLE_COULDNT_RESOLVE_PROXY ||
            code == CURLE_COULDNT_CONNECT || code == CURLE_SSL_CONNECT_ERROR;
 }
 
-int provider__http_timed_out(int code)
+int net_timed_out(int code)
 {
     return code == CURLE_OPERATION_TIMEDOUT;
 }
 
-int provider__http_partial(int code)
+int net_partial(int code)
 {
     return code == CURLE_PARTIAL_FILE || code == CURLE_RECV_ERROR || code == CURLE_GOT_NOTHING ||
            code == CURLE_SEND_ERROR;
@@ -381,9 +323,9 @@ int provider__http_partial(int code)
 
 /* --- transfers ------------------------------------------------------------------- */
 
-static void xfer_free(provider_xfer_t *x)
+static void xfer_free(net_xfer_t *x)
 {
-    provider_http_t *h = x->h;
+    net_t *h = x->h;
     if (x->prev)
         x->prev->next = x->next;
     else
@@ -399,14 +341,14 @@ static void xfer_free(provider_xfer_t *x)
     free(x);
 }
 
-static void check_multi_info(provider_http_t *h)
+static void check_multi_info(net_t *h)
 {
     CURLMsg *msg;
     int pending;
     while ((msg = curl_multi_info_read(h->multi, &pending)) != NULL) {
         if (msg->msg != CURLMSG_DONE)
             continue;
-        provider_xfer_t *x = NULL;
+        net_xfer_t *x = NULL;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
         x->resp.curl_code = (int)msg->data.result;
         curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->resp.status);
@@ -424,10 +366,9 @@ static void check_multi_info(provider_http_t *h)
     }
 }
 
-provider_xfer_t *provider__http_start(provider_http_t *h, const provider_http_req_t *req,
-                                      provider_http_done_cb cb, void *data)
+net_xfer_t *net_start(net_t *h, const net_req_t *req, net_done_cb cb, void *data)
 {
-    provider_xfer_t *x = gf_xcalloc(1, sizeof(*x));
+    net_xfer_t *x = gf_xcalloc(1, sizeof(*x));
     x->h = h;
     x->cb = cb;
     x->data = data;
@@ -483,28 +424,28 @@ provider_xfer_t *provider__http_start(provider_http_t *h, const provider_http_re
     return x;
 }
 
-void provider__http_abort(provider_xfer_t *x)
+void net_abort(net_xfer_t *x)
 {
     if (x != NULL)
         xfer_free(x);
 }
 
-provider_http_t *provider__http_new(uv_loop_t *loop, gf_err_t *err)
+net_t *net_new(uv_loop_t *loop, gf_err_t *err)
 {
     static int global_done;
     if (!global_done) {
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-            gf_err_set(err, GF_EIO, "provider", "curl_global_init failed");
+            gf_err_set(err, GF_EIO, "net", "curl_global_init failed");
             return NULL;
         }
         global_done = 1;
     }
-    provider_http_t *h = gf_xcalloc(1, sizeof(*h));
+    net_t *h = gf_xcalloc(1, sizeof(*h));
     h->loop = loop;
     h->multi = curl_multi_init();
     if (h->multi == NULL) {
         free(h);
-        gf_err_set(err, GF_ENOMEM, "provider", "curl_multi_init failed");
+        gf_err_set(err, GF_ENOMEM, "net", "curl_multi_init failed");
         return NULL;
     }
     uv_timer_init(loop, &h->timer);
@@ -519,7 +460,7 @@ provider_http_t *provider__http_new(uv_loop_t *loop, gf_err_t *err)
     return h;
 }
 
-static void maybe_free(provider_http_t *h)
+static void maybe_free(net_t *h)
 {
     if (h->pending_closes > 0)
         return;
@@ -532,12 +473,12 @@ static void maybe_free(provider_http_t *h)
 
 static void on_timer_closed(uv_handle_t *handle)
 {
-    provider_http_t *h = handle->data;
+    net_t *h = handle->data;
     h->pending_closes--;
     maybe_free(h);
 }
 
-void provider__http_close(provider_http_t *h, void (*cb)(void *data), void *data)
+void net_close(net_t *h, void (*cb)(void *data), void *data)
 {
     if (h->closing)
         return;

@@ -1,0 +1,85 @@
+/*
+ * net.h - outbound HTTP on the process's loop: one libcurl multi handle per
+ * engine, driven by libuv, used by providers/, storage/ and webhook delivery.
+ *
+ * A transfer holds its request and response bodies in memory, bounded by
+ * `max_bytes`; it never follows redirects; `public_only` refuses, at connect
+ * time, every address that is not public (see net_addr_is_public()).
+ *
+ * Contract: net_start() never fails and never runs its callback before it
+ * returns; the callback runs once, from the loop, outside of any curl
+ * callback, so it may start or abort transfers; net_abort() means the
+ * callback never runs.
+ */
+#ifndef NET_H
+#define NET_H
+
+#include "core.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+typedef struct net net_t;
+typedef struct net_xfer net_xfer_t;
+
+/* A request; every pointer is borrowed and copied by net_start(). */
+typedef struct {
+    const char *method; /* "GET", "POST", "PUT" */
+    const char *url;
+    const char *const *headers; /* NULL-terminated "Name: value" */
+    const char *body;
+    size_t body_len;
+    uint64_t timeout_ms;         /* total time of the transfer */
+    uint64_t connect_timeout_ms; /* CURLOPT_CONNECTTIMEOUT_MS */
+    long low_speed_time_s;       /* abort below 1 byte/s over this long */
+    size_t max_bytes;            /* a longer body fails with too_big */
+    /* Connect only to public addresses, checked on the address actually
+     * dialed (after DNS, so a rebinding name cannot get round it). Behind an
+     * https proxy (https_proxy or all_proxy, which libcurl follows) the proxy
+     * is dialed instead: then every such transfer goes through it (no_proxy
+     * is not honoured) and egress is the proxy's to control. */
+    int public_only;
+} net_req_t;
+
+/* A finished transfer; owned by the engine, valid until the callback returns. */
+typedef struct {
+    int curl_code; /* a CURLcode, 0 when the exchange completed */
+    char curl_msg[256];
+    long status; /* 0 when no response arrived */
+    char *body;  /* NUL-terminated (the NUL is not counted in len) */
+    size_t len;
+    int too_big;
+    int refused;    /* a public_only transfer found only private addresses (curl_msg says which) */
+    char **headers; /* "name: value" of the last response, lower-case names */
+    size_t nheaders;
+} net_resp_t;
+
+typedef void (*net_done_cb)(net_resp_t *resp, void *data);
+
+net_t *net_new(uv_loop_t *loop, gf_err_t *err);
+/* Starts a transfer; `cb` (NULL: fire and forget) runs once, from the loop. Never fails. */
+net_xfer_t *net_start(net_t *h, const net_req_t *req, net_done_cb cb, void *data);
+/* Aborts a transfer; its callback never runs. */
+void net_abort(net_xfer_t *x);
+/* Aborts every transfer, closes the handles; `cb` runs once all are closed. */
+void net_close(net_t *h, void (*cb)(void *data), void *data);
+/* A response header by case-insensitive name, or NULL. Borrowed. */
+const char *net_header(const net_resp_t *r, const char *name);
+/* Takes the body out of the response (the caller frees it). */
+char *net_take_body(net_resp_t *r, size_t *len);
+/*
+ * Whether a download may connect to this address: not loopback, private
+ * (10/8, 172.16/12, 192.168/16, fc00::/7), link-local (169.254/16, where
+ * clouds answer metadata requests, fe80::/10), CGNAT, unspecified,
+ * multicast, reserved, or an IPv4-mapped one of those.
+ */
+int net_addr_is_public(const struct sockaddr *sa);
+/* Whether the CURLcode means the connection never got to send the request. */
+int net_not_sent(int curl_code);
+/* Whether the CURLcode is a timeout (operation or low-speed). */
+int net_timed_out(int curl_code);
+/* Whether the CURLcode means a partial body (truncated, reset mid-body). */
+int net_partial(int curl_code);
+
+#endif
