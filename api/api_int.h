@@ -34,6 +34,8 @@ struct api {
     uv_timer_t gauges_timer;
     store_call_t gauges_call;
     int gauges_on, gauges_pending; /* pending: 1 queue stats, 2 credit totals */
+    /* api/gate.c: uploads admitted and not yet finished, and their announced bytes */
+    size_t upload_inflight, upload_inflight_bytes;
 };
 
 /* api/gauges.c */
@@ -53,6 +55,11 @@ typedef struct {
  * returns < 0 (the request is then finished).
  */
 int api__auth(api_t *api, gf_http_req_t *req, api_principal_t *p, int allow_query);
+
+/* api/gate.c: decides each request at its headers (httpd's check hook). */
+void api__gate_install(api_t *api);
+/* The caller the gate authenticated for this request, or NULL. */
+const api_principal_t *api__gate_principal(const gf_http_req_t *req);
 
 /* Verifies an HS256 token; fills `p`. GF_EINVAL with the reason in `err` (for logs only). */
 int api__token_verify(const char *secret, const char *token, api_principal_t *p, gf_err_t *err);

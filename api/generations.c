@@ -244,33 +244,6 @@ static void check_refs(gen_ctx_t *c)
     run(c, on_refs_checked);
 }
 
-/*
- * The rate limit comes first: a refused request costs nothing. While Redis
- * is down there is no bucket to ask, and the request goes on (docs/api.md).
- */
-static void on_ratelimited(queue_t *q, const gf_err_t *err, const queue_result_t *res, void *data)
-{
-    (void)q;
-    gen_ctx_t *c = data;
-    char v[32];
-    if (err->code == GF_OK) {
-        snprintf(v, sizeof(v), "%lld", c->api->cfg->rate_limit_burst);
-        gf_http_set_header(c->req, "RateLimit-Limit", v);
-        snprintf(v, sizeof(v), "%lld", (long long)res->position);
-        gf_http_set_header(c->req, "RateLimit-Remaining", v);
-        snprintf(v, sizeof(v), "%lld", (long long)(res->retry_in_ms + 999) / 1000);
-        gf_http_set_header(c->req, "RateLimit-Reset", v);
-        if (!res->created) {
-            gf_http_set_header(c->req, "Retry-After", v);
-            api__error(c->req, 429, "rate_limited",
-                       "too many generations requested; retry after the Retry-After seconds", NULL);
-            ctx_free(c);
-            return;
-        }
-    }
-    check_refs(c);
-}
-
 static void on_create(gf_http_req_t *req, void *data)
 {
     api_t *api = data;
@@ -302,9 +275,7 @@ static void on_create(gf_http_req_t *req, void *data)
         c->has_idem_key = 1;
     }
     img_sha256_hex(body, len, c->hash);
-    if (queue_ratelimit(api->queue, c->who.sub, (long)api->cfg->rate_limit_per_min,
-                        (long)api->cfg->rate_limit_burst, on_ratelimited, c) < 0)
-        check_refs(c); /* Redis down: no limit to check */
+    check_refs(c); /* the rate limit was taken at the headers (api/gate.c) */
     return;
 done:
     ctx_free(c);

@@ -44,6 +44,16 @@ static const cfg_row cfg_table[] = {
      "generations a user may create per minute, on average"},
     {"FARM_RATE_LIMIT_BURST", CFG_INT, OFF(rate_limit_burst), "20", 1, 1000000, NULL, 0,
      "generations a user may create at once before the per-minute rate applies"},
+    {"FARM_RATE_LIMITS", CFG_STR, OFF(rate_limits), "uploads=30/10,reads=1200/200,anonymous=60/30",
+     0, 2048, NULL, 0,
+     "token buckets per user and action, [plan.]action=per_min/burst comma-separated; actions: "
+     "generations (else FARM_RATE_LIMIT_PER_MIN/BURST), uploads, reads, anonymous (per IP, "
+     "requests without a valid token); an action not listed is not limited"},
+    {"FARM_UPLOAD_MAX_INFLIGHT_BYTES", CFG_INT, OFF(upload_max_inflight_bytes), "268435456", MIB,
+     64LL * 1024 * MIB, NULL, 0,
+     "upload bodies a process holds or decodes at once, by their Content-Length; more get 503"},
+    {"FARM_UPLOAD_MAX_INFLIGHT", CFG_INT, OFF(upload_max_inflight), "64", 1, 100000, NULL, 0,
+     "uploads a process receives or decodes at once (bounds the queue of decodes); more get 503"},
     {"FARM_SSE_HEARTBEAT_S", CFG_INT, OFF(sse_heartbeat_s), "15", 1, 3600, NULL, 0,
      "an idle event stream gets a `: ping` comment this often"},
     {"FARM_SSE_MAX_PER_USER", CFG_INT, OFF(sse_max_per_user), "20", 1, 100000, NULL, 0,
@@ -202,6 +212,16 @@ static const cfg_row cfg_table[] = {
     {"FARM_HTTP_LINGER_MS", CFG_INT, OFF(http_linger_ms), "2000", 0, 60000, NULL, 0,
      "after an answer that closes the connection, input is read and dropped this long so the "
      "client, still sending, reads the answer (lingering close); 0: close at once"},
+    {"FARM_HTTP_LINGER_MAX_BYTES", CFG_INT, OFF(http_linger_max_bytes), "16777216", 0, 1024 * MIB,
+     NULL, 0,
+     "and at most this many bytes are dropped while lingering; then the connection closes"},
+    {"FARM_HTTP_MAX_QUEUED_BYTES", CFG_INT, OFF(http_max_queued_bytes), "262144", 4 * KIB,
+     256 * MIB, NULL, 0,
+     "answers queued to one client that does not read them before its next request waits "
+     "(pipelining back-pressure)"},
+    {"FARM_HTTP_MAX_QUEUED_TOTAL_BYTES", CFG_INT, OFF(http_max_queued_total_bytes), "67108864",
+     64 * KIB, 64LL * 1024 * MIB, NULL, 0,
+     "answers queued over all connections of a process before only idle clients are served"},
     {"FARM_HTTP_STREAM_MAX_QUEUED_BYTES", CFG_INT, OFF(http_stream_max_queued_bytes), "1048576",
      4 * KIB, 256 * MIB, NULL, 0,
      "bytes queued to a streaming client that stopped reading before it is dropped"},
@@ -517,12 +537,89 @@ static int check_fallback(const gf_config_t *cfg, gf_err_t *err)
     }
 }
 
+const char *const gf_rl_action_names[GF_RL_N] = {"generations", "uploads", "reads", "anonymous"};
+
+/* FARM_RATE_LIMITS: "[plan.]action=per_min/burst,..."; each plan a tier, each pair once. */
+static int parse_rate_limits(gf_config_t *cfg, gf_err_t *err)
+{
+    const char *p = cfg->rate_limits;
+    cfg->n_rl = 0;
+    while (*p != '\0') {
+        if (cfg->n_rl == GF_RATE_LIMITS_MAX)
+            return gf_err_set(err, GF_EINVAL, "config", "FARM_RATE_LIMITS: at most %d entries",
+                              GF_RATE_LIMITS_MAX);
+        struct gf_rate_limit *rl = &cfg->rl[cfg->n_rl];
+        memset(rl, 0, sizeof(*rl));
+        size_t n = strcspn(p, ".=,");
+        if (p[n] == '.') {
+            int known = 0;
+            for (int i = 0; i < cfg->n_tiers; i++)
+                known |= strlen(cfg->tiers[i].name) == n && strncmp(cfg->tiers[i].name, p, n) == 0;
+            if (!known)
+                return gf_err_set(err, GF_EINVAL, "config",
+                                  "FARM_RATE_LIMITS: plan %.*s is not a tier of FARM_QUEUE_TIERS",
+                                  (int)n, p);
+            memcpy(rl->plan, p, n);
+            p += n + 1;
+            n = strcspn(p, "=,");
+        }
+        rl->action = -1;
+        for (int a = 0; a < GF_RL_N; a++)
+            if (strlen(gf_rl_action_names[a]) == n && strncmp(gf_rl_action_names[a], p, n) == 0)
+                rl->action = a;
+        p += n;
+        if (rl->action < 0 || *p++ != '=' || !strict_number(&p, 1, 1000000, &rl->per_min) ||
+            *p++ != '/' || !strict_number(&p, 1, 1000000, &rl->burst) || (*p != ',' && *p != '\0'))
+            return gf_err_set(err, GF_EINVAL, "config",
+                              "FARM_RATE_LIMITS=%s: expected [plan.]action=per_min/burst,... with "
+                              "actions generations, uploads, reads, anonymous and numbers "
+                              "1-1000000",
+                              cfg->rate_limits);
+        for (int i = 0; i < cfg->n_rl; i++)
+            if (cfg->rl[i].action == rl->action && strcmp(cfg->rl[i].plan, rl->plan) == 0)
+                return gf_err_set(err, GF_EINVAL, "config",
+                                  "FARM_RATE_LIMITS: %s%s%s is named twice", rl->plan,
+                                  rl->plan[0] ? "." : "", gf_rl_action_names[rl->action]);
+        cfg->n_rl++;
+        if (*p == ',')
+            p++;
+    }
+    return 0;
+}
+
+int gf_cfg_rate_limit(const gf_config_t *cfg, const char *plan, gf_rl_action action,
+                      long long *per_min, long long *burst)
+{
+    const struct gf_rate_limit *any = NULL;
+    for (int i = 0; i < cfg->n_rl; i++) {
+        const struct gf_rate_limit *rl = &cfg->rl[i];
+        if (rl->action != (int)action)
+            continue;
+        if (plan != NULL && rl->plan[0] && strcmp(rl->plan, plan) == 0) {
+            *per_min = rl->per_min, *burst = rl->burst;
+            return 1;
+        }
+        if (rl->plan[0] == '\0' && any == NULL)
+            any = rl;
+    }
+    if (any != NULL) {
+        *per_min = any->per_min, *burst = any->burst;
+        return 1;
+    }
+    if (action == GF_RL_GENERATIONS) {
+        *per_min = cfg->rate_limit_per_min, *burst = cfg->rate_limit_burst;
+        return 1;
+    }
+    return 0;
+}
+
 /* Checks the structured values and derives their parsed forms. */
 static int cfg_derive(gf_config_t *cfg, gf_err_t *err)
 {
     if (cfg->queue_name[0] == '\0')
         return gf_err_set(err, GF_EINVAL, "config", "FARM_QUEUE_NAME: must not be empty");
-    if (parse_tiers(cfg, err) < 0 || parse_redis_db(cfg, err) < 0 || check_fallback(cfg, err) < 0)
+    if (parse_tiers(cfg, err) < 0 || parse_redis_db(cfg, err) < 0 || check_fallback(cfg, err) < 0 ||
+        parse_rate_limits(cfg, err) < 0)
         return GF_EINVAL;
     return 0;
 }

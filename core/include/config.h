@@ -14,9 +14,10 @@
 
 #include "err.h"
 
-#define GF_TIERS_MAX      8
-#define GF_TIER_NAME_MAX  32
-#define GF_QUEUE_NAME_MAX 64
+#define GF_TIERS_MAX       8
+#define GF_TIER_NAME_MAX   32
+#define GF_QUEUE_NAME_MAX  64
+#define GF_RATE_LIMITS_MAX 32
 
 typedef struct gf_config {
     /* api */
@@ -28,6 +29,9 @@ typedef struct gf_config {
     long long rate_limit_per_min;
     char *cors_origins;
     long long rate_limit_burst;
+    char *rate_limits; /* FARM_RATE_LIMITS, parsed into rl[] */
+    long long upload_max_inflight_bytes;
+    long long upload_max_inflight;
     long long sse_max_per_user;
     long long file_url_ttl_s;
     /* dependencies */
@@ -100,6 +104,9 @@ typedef struct gf_config {
     long long http_body_timeout_s;
     long long http_linger_ms;
     long long http_stream_max_queued_bytes;
+    long long http_linger_max_bytes;
+    long long http_max_queued_bytes;
+    long long http_max_queued_total_bytes;
     long long shutdown_s;
     /* worker */
     char *worker_metrics_host;
@@ -122,7 +129,32 @@ typedef struct gf_config {
     } tiers[GF_TIERS_MAX]; /* FARM_QUEUE_TIERS, in order */
     int n_tiers;
     int redis_db; /* FARM_REDIS_URL's /N */
+    struct gf_rate_limit {
+        char plan[GF_TIER_NAME_MAX + 1]; /* "" for every plan */
+        int action;                      /* a gf_rl_action */
+        long long per_min, burst;
+    } rl[GF_RATE_LIMITS_MAX]; /* FARM_RATE_LIMITS, in order */
+    int n_rl;
 } gf_config_t;
+
+/* What a rate limit counts (FARM_RATE_LIMITS); names in gf_rl_action_names. */
+typedef enum {
+    GF_RL_GENERATIONS,
+    GF_RL_UPLOADS,
+    GF_RL_READS,
+    GF_RL_ANONYMOUS,
+    GF_RL_N
+} gf_rl_action;
+extern const char *const gf_rl_action_names[GF_RL_N];
+
+/*
+ * The bucket of `plan` for `action`: the first FARM_RATE_LIMITS entry naming
+ * the plan, else the one for every plan; generations fall back to
+ * FARM_RATE_LIMIT_PER_MIN / FARM_RATE_LIMIT_BURST. Returns 0 when the action
+ * is not limited.
+ */
+int gf_cfg_rate_limit(const gf_config_t *cfg, const char *plan, gf_rl_action action,
+                      long long *per_min, long long *burst);
 
 /*
  * Loads the configuration from `envp` (NULL-terminated "NAME=value" strings,
