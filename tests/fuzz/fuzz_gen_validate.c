@@ -5,7 +5,7 @@
  * and `local` alone. The input is the body as a client sends it.
  *
  * What must hold, else abort:
- * - a refusal names a field (API.md's error) and leaves no payload;
+ * - a refusal carries a message for the client and leaves no payload;
  * - an accepted body's payload is what the worker reads back: imaging's
  *   parse in payload mode accepts it, and its own payload is the same text.
  */

@@ -15,8 +15,10 @@
  * their own limits, a streamed answer (SSE), an answer given later from a
  * timer (as handlers that wait for Postgres or Redis do), a large download.
  *
- * What must hold, else abort: whatever the server writes is HTTP/1.x
- * responses, each with an X-Request-Id.
+ * What must hold, else abort: what the server writes first (after an
+ * interim 100 Continue) is an HTTP/1.x response whose head carries an
+ * X-Request-Id. Later responses on the connection are not split out and
+ * checked: only the sanitizers and the leak check watch them.
  */
 #include <stdint.h>
 #include <stdio.h>

@@ -7,7 +7,7 @@
  * in milliseconds; the header checks the limit guards are the same.
  *
  * What must hold, else abort: an accepted upload's output is an image of the
- * format and size `info` reports, and normalizing that output again accepts
+ * format and byte length `info` reports, and normalizing that output again accepts
  * it with the same dimensions (what is stored can be read back).
  */
 #include <stdint.h>
