@@ -54,7 +54,8 @@ static json_t *rep_input(const provider_call_t *c)
     json_t *in = json_object();
     json_object_set_new(in, "prompt", json_string(q->prompt));
     /* The farm needs the exact size (it checks the output): a custom aspect
-     * ratio with width and height, as FLUX 1.1 pro and FLUX.2 take it. */
+     * ratio with width and height, FLUX 1.1 pro's form on Replicate (that
+     * every model takes it is unverified, docs/providers.md). */
     json_object_set_new(in, "aspect_ratio", json_string("custom"));
     json_object_set_new(in, "width", json_integer(q->width));
     json_object_set_new(in, "height", json_integer(q->height));
