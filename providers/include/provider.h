@@ -216,9 +216,9 @@ int provider_submit(provider_t *p, const provider_req_t *req, const provider_cbs
 
 /*
  * Cancels a call: the transfer in flight is aborted, the provider is told where
- * its protocol allows it (fal PUT cancel_url), and `done` runs on a later loop
- * turn with GF_ECANCELED. A no-op once `done` has run or when it is already
- * canceled.
+ * its protocol allows it (fal PUT cancel_url, Replicate POST urls.cancel), and
+ * `done` runs on a later loop turn with GF_ECANCELED. A no-op once `done` has
+ * run or when it is already canceled.
  */
 void provider_cancel(provider_call_t *call);
 

@@ -236,15 +236,22 @@ static void test_removed_output_is_an_expired_result(void **state)
 static void test_pending_forever_hits_the_deadline_and_cancels(void **state)
 {
     (void)state;
+    gf_config_t *cfg = pt_config(&fake, "replicate", no_breaker);
+    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
     pt_result_t r = {0};
-    run1("a stuck owl [[sync_timeout]] [[pending_forever]]", 1500, &r);
+    provider_req_t q = pt_req("a stuck owl [[sync_timeout]] [[pending_forever]]", 64, 64);
+    q.deadline_ms = 3000;
+    pt_run(&loop, p, &q, &r);
     assert_int_equal(r.err.code, PROVIDER_E_TIMEOUT);
     assert_int_equal(r.err.fault, PROVIDER_F_DEADLINE);
+    assert_true(pt_fake_count(&fake, "replicate.poll") >= 1);
+    /* The POST cancel outlives the call on the engine (closing it would abort it). */
     double until = ts_now() + 10;
     while (pt_fake_count(&fake, "replicate.cancel") < 1 && ts_now() < until)
         pt_spin(&loop, 50);
     assert_int_equal(pt_fake_count(&fake, "replicate.cancel"), 1);
     pt_result_dispose(&r);
+    pt_close(&loop, p, cfg);
 }
 
 /* GET of a prediction URL straight from the fake (the state it holds). */
