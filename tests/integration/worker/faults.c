@@ -443,8 +443,9 @@ int main(void)
         cmocka_unit_test(test_a_named_provider_is_the_one_used),
         cmocka_unit_test(test_deadline_passed_before_start_expires),
         cmocka_unit_test(test_sigterm_drains_running_generations),
-        cmocka_unit_test(test_kill_9_resumes_persisted_requests_instead_of_paying_again),
+        /* Replicate's first: the BFL test leaves the BFL-only worker the tests after it use. */
         cmocka_unit_test(test_kill_9_resumes_replicate_predictions_without_a_second_one),
+        cmocka_unit_test(test_kill_9_resumes_persisted_requests_instead_of_paying_again),
         cmocka_unit_test(test_paused_worker_loses_its_lease_and_charges_nothing),
         cmocka_unit_test(test_redis_restart_mid_run_loses_nothing),
         cmocka_unit_test(test_kill_9_loses_nothing_and_charges_once),
