@@ -109,10 +109,10 @@ static const cfg_row cfg_table[] = {
      "an open generation untouched this long is checked against the queue"},
     {"FARM_SWEEP_BATCH", CFG_INT, OFF(sweep_batch), "100", 1, 10000, NULL, 0,
      "generations the sweeper handles per tick"},
-    {"FARM_PROVIDER", CFG_ENUM, OFF(provider), "auto", 0, 0, "auto|hf|fal|bfl|local|fake", 0,
-     "image provider; auto tries FARM_PROVIDER_FALLBACK (local alone when no token is set)"},
-    {"FARM_PROVIDER_FALLBACK", CFG_STR, OFF(provider_fallback), "hf,fal,bfl,local", 0, 0, NULL, 0,
-     "auto's ordered providers; those without a token are left out"},
+    {"FARM_PROVIDER", CFG_ENUM, OFF(provider), "auto", 0, 0, "auto|hf|fal|bfl|local|fake|replicate",
+     0, "image provider; auto tries FARM_PROVIDER_FALLBACK (local alone when no token is set)"},
+    {"FARM_PROVIDER_FALLBACK", CFG_STR, OFF(provider_fallback), "hf,fal,bfl,replicate,local", 0, 0,
+     NULL, 0, "auto's ordered providers; those without a token are left out"},
     {"FARM_HF_BASE_URL", CFG_URL, OFF(hf_base_url), "https://router.huggingface.co/hf-inference", 0,
      512, "http|https", 0, "Hugging Face router base; requests go to {base}/models/{model}"},
     {"FARM_HF_MODEL", CFG_STR, OFF(hf_model), "black-forest-labs/FLUX.1-dev", 0, 200, "path", 0,
@@ -249,6 +249,20 @@ static const cfg_row cfg_table[] = {
      "HMAC-SHA256 secret of webhook signatures (API.md, webhooks)"},
     {"FARM_LOG_LEVEL", CFG_ENUM, OFF(log_level), "info", 0, 0, "debug|info|warn|error", 0,
      "lowest level logged"},
+    /* providers: Replicate (providers/replicate.c, docs/providers.md) */
+    {"FARM_REPLICATE_BASE_URL", CFG_URL, OFF(replicate_base_url), "https://api.replicate.com", 0,
+     512, "http|https", 0,
+     "Replicate API base; submit goes to {base}/v1/models/{model}/predictions"},
+    {"FARM_REPLICATE_MODEL", CFG_STR, OFF(replicate_model), "black-forest-labs/flux-schnell", 0,
+     200, "path", 0, "Replicate model of text-only calls (owner/name, or owner/name:version)"},
+    {"FARM_REPLICATE_POSE_MODEL", CFG_STR, OFF(replicate_pose_model),
+     "black-forest-labs/flux-2-dev", 0, 200, "path", 0,
+     "Replicate model of calls with reference images (FLUX.2: input_images[]; Kontext: "
+     "input_image)"},
+    {"FARM_REPLICATE_TOKEN", CFG_STR, OFF(replicate_token), "", 0, 400, "token", 1,
+     "Replicate API token (Authorization: Bearer ...)"},
+    {"FARM_REPLICATE_WAIT_S", CFG_INT, OFF(replicate_wait_s), "60", 1, 60, NULL, 0,
+     "Prefer: wait=N on a Replicate submit: it answers within N s, done or not (then polled)"},
 };
 
 #define CFG_ROWS (sizeof(cfg_table) / sizeof(cfg_table[0]))
@@ -517,20 +531,21 @@ static int parse_redis_db(gf_config_t *cfg, gf_err_t *err)
 /* FARM_PROVIDER_FALLBACK: known providers, comma-separated, each once. */
 static int check_fallback(const gf_config_t *cfg, gf_err_t *err)
 {
-    static const char *const known[] = {"hf", "fal", "bfl", "local"};
-    int seen[4] = {0};
+    static const char *const known[] = {"hf", "fal", "bfl", "local", "replicate"};
+    int seen[5] = {0};
     const char *p = cfg->provider_fallback;
     for (;;) {
         size_t n = strcspn(p, ",");
         int k = -1;
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < 5; i++)
             if (strlen(known[i]) == n && strncmp(p, known[i], n) == 0)
                 k = i;
         if (k < 0 || seen[k]++)
-            return gf_err_set(err, GF_EINVAL, "config",
-                              "FARM_PROVIDER_FALLBACK=%s: expected some of hf,fal,bfl,local, "
-                              "comma-separated, each once",
-                              cfg->provider_fallback);
+            return gf_err_set(
+                err, GF_EINVAL, "config",
+                "FARM_PROVIDER_FALLBACK=%s: expected some of hf,fal,bfl,replicate,local, "
+                "comma-separated, each once",
+                cfg->provider_fallback);
         if (p[n] == '\0')
             return 0;
         p += n + 1;
@@ -731,6 +746,6 @@ void gf_cfg_log(const gf_config_t *cfg, const char *component)
 
 const char *gf_cfg_provider_mode(const gf_config_t *cfg)
 {
-    static const char *const modes[] = {"auto", "hf", "fal", "bfl", "local", "fake"};
-    return cfg->provider >= 0 && cfg->provider < 6 ? modes[cfg->provider] : "auto";
+    static const char *const modes[] = {"auto", "hf", "fal", "bfl", "local", "fake", "replicate"};
+    return cfg->provider >= 0 && cfg->provider < 7 ? modes[cfg->provider] : "auto";
 }

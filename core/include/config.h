@@ -59,11 +59,13 @@ typedef struct gf_config {
     long long sweep_stale_s;
     long long sweep_batch;
     /* providers (providers/, docs/providers.md) */
-    long long provider;      /* index in "auto|hf|fal|bfl|local|fake" */
-    char *provider_fallback; /* "hf,fal,bfl,local" */
+    long long provider;      /* index in "auto|hf|fal|bfl|local|fake|replicate" */
+    char *provider_fallback; /* "hf,fal,bfl,replicate,local" */
     char *hf_base_url, *hf_model, *hf_pose_model, *hf_token;
     char *fal_base_url, *fal_model, *fal_pose_model, *fal_key;
     char *bfl_base_url, *bfl_model, *bfl_pose_model, *bfl_key;
+    char *replicate_base_url, *replicate_model, *replicate_pose_model, *replicate_token;
+    long long replicate_wait_s;
     char *fake_provider_url;
     long long provider_concurrency;
     long long provider_deadline_s;
