@@ -229,6 +229,9 @@ static const cfg_row cfg_table[] = {
      "HMAC-SHA256 secret of webhook signatures (API.md, webhooks)"},
     {"FARM_LOG_LEVEL", CFG_ENUM, OFF(log_level), "info", 0, 0, "debug|info|warn|error", 0,
      "lowest level logged"},
+    /* frontend kit (api/web.c) */
+    {"FARM_DEMO", CFG_INT, OFF(demo), "0", 0, 1, NULL, 0,
+     "1: farm-api serves the demo page (web/) at / with a strict Content-Security-Policy"},
 };
 
 #define CFG_ROWS (sizeof(cfg_table) / sizeof(cfg_table[0]))
