@@ -5,7 +5,7 @@
 #   cmake -P embed.cmake OUT.c URL FILE [URL FILE ...]
 #
 # OUT.c defines api__assets[] (see api_int.h): one entry per pair, in
-# order, its Content-Type from the file's extension (.json .html .js .css),
+# order, its Content-Type from the file's extension (.json .html .js .css .svg),
 # with a NUL after its bytes (not counted in `len`).
 set(args)
 math(EXPR last "${CMAKE_ARGC} - 1")
@@ -38,6 +38,8 @@ while(args)
     set(type "text/javascript; charset=utf-8")
   elseif(ext STREQUAL ".css")
     set(type "text/css; charset=utf-8")
+  elseif(ext STREQUAL ".svg")
+    set(type "image/svg+xml")
   else()
     message(FATAL_ERROR "embed.cmake: no Content-Type known for ${file}")
   endif()
