@@ -1,7 +1,8 @@
 // The demo page in a real browser (ctest frontend_browser, under
 // tests/frontend/with-farm): playwright-core drives Debian's Chromium,
 // headless, on a live farm with the local provider. Screenshots go to
-// $FARM_TEST_ARTIFACTS (build/test/frontend-artifacts); any console error
+// $FARM_TEST_ARTIFACTS (build/test/frontend-artifacts, with timings.txt:
+// click to first image, one line per run); any console error
 // or uncaught exception of the page fails the test it happens in.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
