@@ -121,6 +121,17 @@ void api__credits_routes(api_t *api);
 void api__events_routes(api_t *api);
 void api__files_routes(api_t *api);
 void api__cors_routes(api_t *api);
+/* api/web.c: GET /v1/openapi.json, and the demo page when FARM_DEMO=1. */
+void api__web_routes(api_t *api);
+
+/* A file built into farm-api (api/embed.cmake writes the table, ended by a NULL url). */
+typedef struct {
+    const char *url;  /* the path it is served at */
+    const char *type; /* its Content-Type */
+    const unsigned char *data;
+    size_t len;
+} api_asset_t;
+extern const api_asset_t api__assets[];
 
 /* Closes every open event stream (at shutdown, before the queue closes). */
 void api__events_close_all(api_t *api);

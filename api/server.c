@@ -109,6 +109,7 @@ api_t *api_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)
     api__files_routes(api);
     api__cors_routes(api);
     api__gate_install(api);
+    api__web_routes(api);
     return api;
 fail:
     api_free(api);

@@ -263,6 +263,9 @@ static const cfg_row cfg_table[] = {
      "Replicate API token (Authorization: Bearer ...)"},
     {"FARM_REPLICATE_WAIT_S", CFG_INT, OFF(replicate_wait_s), "60", 1, 60, NULL, 0,
      "Prefer: wait=N on a Replicate submit: it answers within N s, done or not (then polled)"},
+    /* frontend kit (api/web.c) */
+    {"FARM_DEMO", CFG_INT, OFF(demo), "0", 0, 1, NULL, 0,
+     "1: farm-api serves the demo page (web/) at / with a strict Content-Security-Policy"},
 };
 
 #define CFG_ROWS (sizeof(cfg_table) / sizeof(cfg_table[0]))

@@ -124,6 +124,8 @@ typedef struct gf_config {
     char *webhook_secret;
     /* logging */
     long long log_level; /* a gf_log_level */
+    /* frontend kit */
+    long long demo; /* FARM_DEMO: serve web/ at / */
     /* Derived by the loader from the rows above (already validated). */
     struct gf_tier {
         char name[GF_TIER_NAME_MAX + 1];
