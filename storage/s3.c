@@ -6,7 +6,7 @@
  *
  * Every PUT carries the SHA-256 of its body three ways: signed as
  * x-amz-content-sha256, as x-amz-checksum-sha256 (S3 stores and checks it),
- * and Content-MD5 (which S3 and s3rver check too), so a body damaged on the
+ * and Content-MD5 (which S3 checks), so a body damaged on the
  * way is refused rather than stored. A PUT is all or nothing on the
  * service's side: no reader sees a partial object.
  */
@@ -174,8 +174,9 @@ static void send_op(s3_t *b, storage_op_t *op)
         .headers = lines,
         .body = op->kind == OP_PUT ? (const char *)op->body : NULL,
         .body_len = op->kind == OP_PUT ? op->len : 0,
-        .timeout_ms = (uint64_t)b->cfg->storage_timeout_ms,
-        .connect_timeout_ms = (uint64_t)b->cfg->storage_timeout_ms,
+        .timeout_ms = op->timeout_ms ? op->timeout_ms : (uint64_t)b->cfg->storage_timeout_ms,
+        .connect_timeout_ms =
+            op->timeout_ms ? op->timeout_ms : (uint64_t)b->cfg->storage_timeout_ms,
         .max_bytes = (size_t)b->cfg->storage_max_object_bytes,
         .public_only = 0, /* the operator's endpoint, often on a private network */
     };
@@ -236,7 +237,7 @@ static void on_xfer(net_resp_t *resp, void *data)
         gf_err_setd(&op->err, st, STORAGE_DOMAIN, resp->status, "%s %s: %s (HTTP %ld)",
                     method_of(op->kind), op->key ? op->key : b->cfg->s3_bucket, code, resp->status);
     }
-    if (retry && op->attempts < b->cfg->storage_attempts) {
+    if (retry && op->kind != OP_CHECK && op->attempts < b->cfg->storage_attempts) {
         GF_LOG(GF_LOG_INFO, &(gf_log_ctx){.component = STORAGE_DOMAIN}, "retrying: %s",
                op->err.msg);
         uint64_t base = (uint64_t)b->cfg->storage_backoff_ms << (op->attempts - 1);

@@ -282,7 +282,7 @@ int storage_delete(storage_t *s, const char *key, storage_done_cb cb, void *cb_d
     return 0;
 }
 
-int storage_check(storage_t *s, storage_done_cb cb, void *cb_data)
+int storage_check(storage_t *s, uint64_t timeout_ms, storage_done_cb cb, void *cb_data)
 {
     storage_op_t *op;
     if (cb == NULL)
@@ -290,6 +290,7 @@ int storage_check(storage_t *s, storage_done_cb cb, void *cb_data)
     int rc = op_start(s, OP_CHECK, NULL, cb, NULL, cb_data, &op);
     if (rc < 0)
         return rc;
+    op->timeout_ms = timeout_ms;
     s->be->start(s->b, op);
     return 0;
 }

@@ -29,6 +29,7 @@ struct storage_op {
     gf_err_t err;
     storage_object_t obj;
     uint64_t t0;
+    uint64_t timeout_ms; /* OP_CHECK's; 0: FARM_STORAGE_TIMEOUT_MS */
     storage_op_t *prev, *next;
     void *b; /* the backend */
     /* local */

@@ -26,6 +26,7 @@
 #include "core.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct storage storage_t;
 
@@ -64,8 +65,11 @@ int storage_put(storage_t *s, const char *key, const void *data, size_t len,
 int storage_get(storage_t *s, const char *key, storage_get_cb cb, void *cb_data);
 /* Deletes the object of `key`; one that is already gone is a success. */
 int storage_delete(storage_t *s, const char *key, storage_done_cb cb, void *cb_data);
-/* Readiness: the bucket answers and accepts our signature (local: the root is a directory). */
-int storage_check(storage_t *s, storage_done_cb cb, void *cb_data);
+/*
+ * Readiness: the bucket answers within `timeout_ms` and accepts our signature
+ * (one try, no retry; local: the root is a writable directory).
+ */
+int storage_check(storage_t *s, uint64_t timeout_ms, storage_done_cb cb, void *cb_data);
 
 /* Takes the data out of an object (the caller frees it). */
 unsigned char *storage_object_take(storage_object_t *obj, size_t *len);
