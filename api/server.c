@@ -160,6 +160,8 @@ int api_start(api_t *api, gf_err_t *err)
     api->store = store_new(api->loop, api->cfg, err);
     if (api->store == NULL)
         return err ? err->code : GF_EINVAL;
+    if (storage_start_check(api->cfg, err) < 0)
+        return err ? err->code : GF_EINVAL;
     api->storage = storage_new(api->loop, api->cfg, api->metrics, err);
     if (api->storage == NULL)
         return err ? err->code : GF_EINVAL;

@@ -346,3 +346,51 @@ void storage_close(storage_t *s, void (*cb)(void *data), void *data)
     s->be->close(s->b, on_backend_closed, s);
     uv_close((uv_handle_t *)&s->tick, on_tick_closed);
 }
+
+typedef struct {
+    int done;
+    gf_err_t err;
+} start_check_t;
+
+static void on_start_checked(storage_t *s, const gf_err_t *err, void *data)
+{
+    (void)s;
+    start_check_t *c = data;
+    c->err = *err;
+    c->done = 1;
+}
+
+static void on_start_closed(void *data)
+{
+    *(int *)data = 1;
+}
+
+int storage_start_check(const gf_config_t *cfg, gf_err_t *err)
+{
+    if (cfg->storage != 1)
+        return 0;
+    uv_loop_t loop;
+    if (uv_loop_init(&loop) != 0)
+        return gf_err_set(err, GF_EIO, STORAGE_DOMAIN, "uv_loop_init failed");
+    start_check_t c = {0};
+    int closed = 0, rc = 0;
+    storage_t *s = storage_new(&loop, cfg, NULL, err);
+    if (s == NULL) {
+        uv_loop_close(&loop);
+        return GF_EINVAL;
+    }
+    if (storage_check(s, (uint64_t)cfg->storage_timeout_ms, on_start_checked, &c) == 0)
+        while (!c.done)
+            uv_run(&loop, UV_RUN_ONCE);
+    storage_close(s, on_start_closed, &closed);
+    while (!closed)
+        uv_run(&loop, UV_RUN_ONCE);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    uv_loop_close(&loop);
+    if (c.err.code == GF_ENOTFOUND)
+        rc = gf_err_set(err, GF_EINVAL, "config", "FARM_S3_BUCKET=%s: no such bucket at %s",
+                        cfg->s3_bucket, cfg->s3_endpoint);
+    else if (c.err.code != 0)
+        gf_log_err(GF_LOG_WARN, &(gf_log_ctx){.component = STORAGE_DOMAIN}, &c.err);
+    return rc;
+}

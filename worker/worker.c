@@ -68,6 +68,8 @@ int worker_start(worker_t *w, gf_err_t *err)
     w->presets = img_presets_load(w->cfg->presets_dir, err);
     if (w->presets == NULL)
         return err ? err->code : GF_EINVAL;
+    if (storage_start_check(w->cfg, err) < 0)
+        return err ? err->code : GF_EINVAL;
     w->storage = storage_new(w->loop, w->cfg, w->metrics, err);
     if (w->storage == NULL)
         return err ? err->code : GF_EINVAL;

@@ -52,6 +52,14 @@ typedef void (*storage_get_cb)(storage_t *s, const gf_err_t *err, storage_object
  */
 storage_t *storage_new(uv_loop_t *loop, const gf_config_t *cfg, gf_metrics_t *metrics,
                        gf_err_t *err);
+/*
+ * At a process's start, blocking (on a private loop): with s3, one HEAD of
+ * the bucket; GF_EINVAL (a bad setting) naming FARM_S3_BUCKET when it does not exist.
+ * Any other answer (a refused signature, the service down) is logged and
+ * left to the requests and /readyz to report. Local: 0.
+ */
+int storage_start_check(const gf_config_t *cfg, gf_err_t *err);
+
 /* Cancels what is in flight (GF_ECANCELED), then frees; `cb` runs once, from the loop. */
 void storage_close(storage_t *s, void (*cb)(void *data), void *data);
 
