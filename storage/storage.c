@@ -17,7 +17,8 @@ struct storage {
     storage_op_t *ops; /* in flight, callbacks not yet run */
     int nops;          /* allocated (a finished s3 op still closes its timer) */
     int closing;
-    int pending_closes;
+    int be_open;        /* the backend is closed once no op is left (thread-pool work uses it) */
+    int pending_closes; /* the tick and the backend */
     void (*closed_cb)(void *data);
     void *closed_data;
     uv_timer_t tick; /* never started: its close makes storage_close() asynchronous */
@@ -121,6 +122,7 @@ storage_t *storage_new(uv_loop_t *loop, const gf_config_t *cfg, gf_metrics_t *me
         free(s);
         return NULL;
     }
+    s->be_open = 1;
     uv_timer_init(loop, &s->tick);
     s->tick.data = s;
     if (metrics) {
@@ -139,9 +141,18 @@ const char *storage_backend(const storage_t *s)
     return s->be->name;
 }
 
+static void on_backend_closed(void *data);
+
 static void maybe_closed(storage_t *s)
 {
-    if (!s->closing || s->nops > 0 || s->pending_closes > 0)
+    if (!s->closing || s->nops > 0)
+        return;
+    if (s->be_open) {
+        s->be_open = 0;
+        s->be->close(s->b, on_backend_closed, s);
+        return;
+    }
+    if (s->pending_closes > 0)
         return;
     void (*cb)(void *) = s->closed_cb;
     void *data = s->closed_data;
@@ -334,7 +345,8 @@ void storage_close(storage_t *s, void (*cb)(void *data), void *data)
     s->closed_cb = cb;
     s->closed_data = data;
     s->pending_closes = 2; /* the tick and the backend */
-    /* What can be stopped is delivered canceled now; thread-pool work when it returns. */
+    /* What can be stopped is delivered canceled now; thread-pool work when it
+     * returns, and only then is the backend it uses closed (maybe_closed). */
     if (!s->be->threaded) {
         while (s->ops) {
             storage_op_t *op = s->ops;
@@ -343,8 +355,8 @@ void storage_close(storage_t *s, void (*cb)(void *data), void *data)
             storage__finish(op);
         }
     }
-    s->be->close(s->b, on_backend_closed, s);
     uv_close((uv_handle_t *)&s->tick, on_tick_closed);
+    maybe_closed(s);
 }
 
 typedef struct {

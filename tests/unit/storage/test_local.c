@@ -181,12 +181,39 @@ static void test_bad_keys_and_no_urls(void **state)
     assert_int_equal(err.code, GF_EINVAL);
 }
 
+/* Closing while a put runs on the thread pool: it is delivered canceled once
+ * it returns, and the backend is freed only after that. */
+static void test_close_while_a_put_runs(void **state)
+{
+    (void)state;
+    gf_err_t err = {0};
+    storage_t *s = storage_new(&loop, cfg, NULL, &err);
+    assert_non_null(s);
+    result_t r = {.in_call = 1};
+    assert_int_equal(storage_put(s, KEY, "data", 4, NULL, on_done, &r), 0);
+    r.in_call = 0;
+    int was_closed = 0;
+    closed = 0;
+    storage_close(s, on_closed, NULL);
+    assert_int_equal(closed, 0);
+    while (!closed) {
+        uv_run(&loop, UV_RUN_ONCE);
+        if (closed)
+            was_closed = r.done; /* the put's callback came before the close's */
+    }
+    assert_int_equal(r.done, 1);
+    assert_int_equal(r.err.code, GF_ECANCELED);
+    assert_int_equal(was_closed, 1);
+    closed = 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_symlink_out_of_the_root_is_not_followed),
         cmocka_unit_test(test_bad_keys_and_no_urls),
+        cmocka_unit_test(test_close_while_a_put_runs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
