@@ -4,11 +4,11 @@
  * path-style or virtual-hosted, retried with backoff on 5xx, 429, timeouts
  * and broken connections.
  *
- * Every PUT carries the SHA-256 of its body three ways: signed as
- * x-amz-content-sha256, as x-amz-checksum-sha256 (S3 stores and checks it),
- * and Content-MD5 (which S3 checks), so a body damaged on the
- * way is refused rather than stored. A PUT is all or nothing on the
- * service's side: no reader sees a partial object.
+ * Every PUT carries its body's SHA-256, signed (x-amz-content-sha256) and as
+ * x-amz-checksum-sha256 (S3 stores and checks it), and its MD5 (Content-MD5,
+ * which S3 checks too), so a body damaged on the way is refused rather than
+ * stored. A PUT is all or nothing on the service's side: no reader sees a
+ * partial object.
  */
 #include "sigv4.h"
 #include "storage_int.h"

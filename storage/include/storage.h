@@ -15,9 +15,10 @@
  * returns 0 runs its callback exactly once, on the loop, never inside the
  * call; storage_close() delivers GF_ECANCELED to what is still in flight.
  * Every completion carries a `const gf_err_t *`: GF_ENOTFOUND (no such
- * object), GF_EUNAVAIL (the service is down or answered 5xx/429 after every
- * retry), GF_ETIMEDOUT, GF_EINVAL (a request it refused: a bad signature, a
- * missing bucket; `err->detail` is the HTTP status), GF_ETOOBIG, GF_EIO.
+ * object, or bucket), GF_EUNAVAIL (the service is down or answered 5xx/429
+ * after every retry), GF_ETIMEDOUT, GF_EINVAL (a request the service
+ * refused, a bad signature say; `err->detail` is the HTTP status),
+ * GF_ETOOBIG, GF_EIO.
  * Calls are made on the loop's thread.
  */
 #ifndef STORAGE_H
@@ -45,16 +46,18 @@ typedef void (*storage_get_cb)(storage_t *s, const gf_err_t *err, storage_object
  * The backend FARM_STORAGE names, its settings checked together: with s3,
  * FARM_S3_ENDPOINT (http or https, no path), FARM_S3_BUCKET,
  * FARM_S3_ACCESS_KEY_ID and FARM_S3_SECRET_ACCESS_KEY are required;
- * virtual-hosted addressing needs a host name; an FARM_S3_* value set while
- * FARM_STORAGE=local is refused (it would be ignored). GF_EINVAL with `err`
- * naming the variable. `metrics` (may be NULL) gets
+ * virtual-hosted addressing needs a host name; a prefix ends with '/';
+ * FARM_S3_ENDPOINT, _BUCKET, _PREFIX, the keys or FARM_S3_SERVE=proxy set
+ * while FARM_STORAGE=local are refused (they would be ignored). GF_EINVAL
+ * with `err` naming the variable. `metrics` (may be NULL) gets
  * farm_storage_requests_total{op,outcome} and farm_storage_request_seconds{op}.
  */
 storage_t *storage_new(uv_loop_t *loop, const gf_config_t *cfg, gf_metrics_t *metrics,
                        gf_err_t *err);
 /*
  * At a process's start, blocking (on a private loop): with s3, one HEAD of
- * the bucket; GF_EINVAL (a bad setting) naming FARM_S3_BUCKET when it does not exist.
+ * the bucket; GF_EINVAL (a bad setting) naming FARM_S3_BUCKET when it does
+ * not exist.
  * Any other answer (a refused signature, the service down) is logged and
  * left to the requests and /readyz to report. Local: 0.
  */
