@@ -11,6 +11,7 @@
 #include "api.h"
 #include "imaging.h"
 #include "queue.h"
+#include "storage.h"
 #include "store.h"
 
 #define API_SSE_USER_BUCKETS 1024
@@ -22,6 +23,7 @@ struct api {
     gf_httpd_t *httpd;
     queue_t *queue;
     store_t *store;
+    storage_t *storage;
     struct api_sse *streams; /* open event streams (closed all at stop) */
     /* Open streams per user, for FARM_SSE_MAX_PER_USER: a chained hash by user id. */
     struct api_sse_user *sse_users[API_SSE_USER_BUCKETS];

@@ -266,6 +266,33 @@ static const cfg_row cfg_table[] = {
     /* frontend kit (api/web.c) */
     {"FARM_DEMO", CFG_INT, OFF(demo), "0", 0, 1, NULL, 0,
      "1: farm-api serves the demo page (web/) at / with a strict Content-Security-Policy"},
+    /* storage (storage/, docs/storage.md) */
+    {"FARM_STORAGE", CFG_ENUM, OFF(storage), "local", 0, 0, "local|s3", 0,
+     "where images live: local (FARM_STORAGE_DIR) or s3 (FARM_S3_*, any S3-compatible service)"},
+    {"FARM_S3_ENDPOINT", CFG_STR, OFF(s3_endpoint), "", 0, 512, "token", 0,
+     "S3 endpoint, scheme://host[:port] (https://s3.eu-west-1.amazonaws.com); required with s3"},
+    {"FARM_S3_REGION", CFG_STR, OFF(s3_region), "us-east-1", 0, 64, "name", 0,
+     "region the requests are signed for (SigV4)"},
+    {"FARM_S3_BUCKET", CFG_STR, OFF(s3_bucket), "", 0, 63, "name", 0,
+     "bucket holding the images; required with s3"},
+    {"FARM_S3_PREFIX", CFG_STR, OFF(s3_prefix), "", 0, 200, "path", 0,
+     "put before every key (\"farm/\" gives farm/{user}/{generation}/...); empty: none"},
+    {"FARM_S3_ACCESS_KEY_ID", CFG_STR, OFF(s3_access_key_id), "", 0, 128, "token", 0,
+     "access key id of the requests' signature; required with s3"},
+    {"FARM_S3_SECRET_ACCESS_KEY", CFG_STR, OFF(s3_secret_access_key), "", 0, 128, NULL, 1,
+     "secret access key of the requests' signature; required with s3"},
+    {"FARM_S3_PATH_STYLE", CFG_INT, OFF(s3_path_style), "1", 0, 1, NULL, 0,
+     "1: {endpoint}/{bucket}/{key}; 0: virtual-hosted {bucket}.{endpoint host}/{key}"},
+    {"FARM_S3_SERVE", CFG_ENUM, OFF(s3_serve), "redirect", 0, 0, "redirect|proxy", 0,
+     "GET /v1/files with s3: redirect (302 to a presigned GET) or proxy (the api streams it)"},
+    {"FARM_STORAGE_TIMEOUT_MS", CFG_INT, OFF(storage_timeout_ms), "30000", 100, 600000, NULL, 0,
+     "one storage request (connect, send, answer) longer than this fails and is retried"},
+    {"FARM_STORAGE_ATTEMPTS", CFG_INT, OFF(storage_attempts), "4", 1, 20, NULL, 0,
+     "tries of one storage request on 5xx, 429, timeouts and broken connections"},
+    {"FARM_STORAGE_BACKOFF_MS", CFG_INT, OFF(storage_backoff_ms), "200", 1, 60000, NULL, 0,
+     "first storage retry backoff (doubles each retry, +-25% jitter)"},
+    {"FARM_STORAGE_MAX_OBJECT_BYTES", CFG_INT, OFF(storage_max_object_bytes), "67108864", KIB,
+     1024 * MIB, NULL, 0, "largest object read back from storage"},
 };
 
 #define CFG_ROWS (sizeof(cfg_table) / sizeof(cfg_table[0]))

@@ -408,7 +408,11 @@ net_xfer_t *net_start(net_t *h, const net_req_t *req, net_done_cb cb, void *data
     /* No "Expect: 100-continue" round trip on POSTs with bodies. */
     x->req_headers = curl_slist_append(x->req_headers, "Expect:");
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->req_headers);
-    if (strcmp(req->method, "GET") != 0) {
+    if (strcmp(req->method, "HEAD") == 0) {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    } else if (strcmp(req->method, "DELETE") == 0 && req->body_len == 0) {
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "DELETE");
+    } else if (strcmp(req->method, "GET") != 0) {
         x->body_out = gf_xmalloc(req->body_len + 1);
         if (req->body_len)
             memcpy(x->body_out, req->body, req->body_len);

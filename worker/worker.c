@@ -7,6 +7,7 @@
 #include "imaging.h"
 #include "provider.h"
 #include "queue.h"
+#include "storage.h"
 #include "worker_int.h"
 #include "store.h"
 #include "sweeper.h"
@@ -20,6 +21,7 @@ struct worker {
     gf_httpd_t *httpd;
     queue_t *queue;
     store_t *store;
+    storage_t *storage;
     worker_sweeper_t *sweeper;
     provider_t *provider;
     img_presets_t *presets;
@@ -66,6 +68,11 @@ int worker_start(worker_t *w, gf_err_t *err)
     w->presets = img_presets_load(w->cfg->presets_dir, err);
     if (w->presets == NULL)
         return err ? err->code : GF_EINVAL;
+    if (storage_start_check(w->cfg, err) < 0)
+        return err ? err->code : GF_EINVAL;
+    w->storage = storage_new(w->loop, w->cfg, w->metrics, err);
+    if (w->storage == NULL)
+        return err ? err->code : GF_EINVAL;
     w->provider = provider_new(w->loop, w->cfg, NULL, err);
     if (w->provider == NULL)
         return err ? err->code : GF_EINVAL;
@@ -74,8 +81,8 @@ int worker_start(worker_t *w, gf_err_t *err)
         return rc;
     w->sweeper = worker_sweeper_new(w->loop, w->cfg, w->store, w->queue);
     worker_sweeper_start(w->sweeper);
-    w->runner =
-        worker_runner_new(w->loop, w->cfg, w->queue, w->store, w->provider, w->presets, w->metrics);
+    w->runner = worker_runner_new(w->loop, w->cfg, w->queue, w->store, w->storage, w->provider,
+                                  w->presets, w->metrics);
     worker_runner_start(w->runner);
     GF_LOG(GF_LOG_INFO, &log_ctx, "metrics on http://%s:%d/metrics", w->cfg->worker_metrics_host,
            gf_httpd_port(w->httpd));
@@ -97,6 +104,11 @@ static void on_queue_closed(queue_t *q, void *data)
 }
 
 static void on_store_closed(void *data)
+{
+    worker_maybe_stopped(data);
+}
+
+static void on_storage_closed(void *data)
 {
     worker_maybe_stopped(data);
 }
@@ -126,6 +138,11 @@ static void on_sweeper_closed(void *data)
         w->closes_pending++;
         store_close(w->store, on_store_closed, w);
         w->store = NULL;
+    }
+    if (w->storage) {
+        w->closes_pending++;
+        storage_close(w->storage, on_storage_closed, w);
+        w->storage = NULL;
     }
     worker_maybe_stopped(w);
 }

@@ -126,6 +126,15 @@ typedef struct gf_config {
     long long log_level; /* a gf_log_level */
     /* frontend kit */
     long long demo; /* FARM_DEMO: serve web/ at / */
+    /* storage (storage/, docs/storage.md) */
+    long long storage; /* 0 local, 1 s3 */
+    char *s3_endpoint, *s3_region, *s3_bucket, *s3_prefix, *s3_access_key_id, *s3_secret_access_key;
+    long long s3_path_style;
+    long long s3_serve; /* 0 redirect, 1 proxy */
+    long long storage_timeout_ms;
+    long long storage_attempts;
+    long long storage_backoff_ms;
+    long long storage_max_object_bytes;
     /* Derived by the loader from the rows above (already validated). */
     struct gf_tier {
         char name[GF_TIER_NAME_MAX + 1];

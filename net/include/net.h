@@ -25,7 +25,7 @@ typedef struct net_xfer net_xfer_t;
 
 /* A request; every pointer is borrowed and copied by net_start(). */
 typedef struct {
-    const char *method; /* "GET", "POST", "PUT" */
+    const char *method; /* "GET", "POST", "PUT"; "DELETE"; "HEAD" (no body is read) */
     const char *url;
     const char *const *headers; /* NULL-terminated "Name: value" */
     const char *body;
