@@ -181,6 +181,9 @@ static void on_accepted(store_t *st, const gf_err_t *err, store_call_t *call, vo
 }
 
 /* Holds the credits (with the idempotency key) in Postgres. */
+/* webhook_events (IMG_WEBHOOK_* bits) as a Postgres array literal. */
+static const char *const webhook_events[4] = {NULL, "{started}", "{image}", "{started,image}"};
+
 static void gen_accept(gen_ctx_t *c)
 {
     api_t *api = c->api;
@@ -199,7 +202,9 @@ static void gen_accept(gen_ctx_t *c)
                         .metadata_json = c->g.params.metadata,
                         .deadline_unix_ms = c->deadline_ms,
                         .idempotency_key = c->has_idem_key ? c->idem_key : NULL,
-                        .request_hash = c->hash};
+                        .request_hash = c->hash,
+                        .webhook_url = c->g.params.webhook_url,
+                        .webhook_events = webhook_events[c->g.params.webhook_events & 3]};
     store_call_accept(&c->call, &a);
     run(c, on_accepted);
 }

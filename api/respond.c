@@ -203,14 +203,7 @@ int api__auth(api_t *api, gf_http_req_t *req, api_principal_t *p, int allow_quer
 
 void api__file_sig(const char *secret, const char *key, long exp, char out[65])
 {
-    char msg[1024];
-    int n = snprintf(msg, sizeof(msg), "%s\n%ld", key, exp);
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int maclen = 0;
-    HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)msg, (size_t)n, mac,
-         &maclen);
-    for (unsigned int i = 0; i < maclen && i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", mac[i]);
+    img_file_sig(secret, key, exp, out);
 }
 
 json_t *api__signed_url(api_t *api, const char *prefix, const char *key)

@@ -293,6 +293,23 @@ static const cfg_row cfg_table[] = {
      "first storage retry backoff (doubles each retry, +-25% jitter)"},
     {"FARM_STORAGE_MAX_OBJECT_BYTES", CFG_INT, OFF(storage_max_object_bytes), "67108864", KIB,
      1024 * MIB, NULL, 0, "largest object read back from storage"},
+    /* webhooks (webhooks/, docs/webhooks.md) */
+    {"FARM_WEBHOOK_ALLOW_PRIVATE", CFG_INT, OFF(webhook_allow_private), "0", 0, 1, NULL, 0,
+     "1: webhooks may go to loopback, private and link-local addresses, and over http:// (test "
+     "receivers only)"},
+    {"FARM_WEBHOOK_CONCURRENCY", CFG_INT, OFF(webhook_concurrency), "64", 0, 5000, NULL, 0,
+     "webhook deliveries one worker process has claimed at once (0: it delivers none)"},
+    {"FARM_WEBHOOK_PER_HOST", CFG_INT, OFF(webhook_per_host), "8", 1, 5000, NULL, 0,
+     "webhook requests in flight to one destination host, per worker process"},
+    {"FARM_WEBHOOK_TIMEOUT_S", CFG_INT, OFF(webhook_timeout_s), "15", 1, 60, NULL, 0,
+     "a webhook request unanswered this long is a failed attempt (retried)"},
+    {"FARM_WEBHOOK_LEASE_S", CFG_INT, OFF(webhook_lease_s), "60", 10, 3600, NULL, 0,
+     "a claimed delivery is another worker's to send after this long; more than "
+     "FARM_WEBHOOK_TIMEOUT_S + 5"},
+    {"FARM_WEBHOOK_POLL_MS", CFG_INT, OFF(webhook_poll_ms), "50", 10, 60000, NULL, 0,
+     "how often a worker looks for due webhook deliveries"},
+    {"FARM_WEBHOOK_MAX_RESPONSE_BYTES", CFG_INT, OFF(webhook_max_response_bytes), "65536", 1024,
+     16 * MIB, NULL, 0, "a receiver's answer body is read up to this size, then cut"},
 };
 
 #define CFG_ROWS (sizeof(cfg_table) / sizeof(cfg_table[0]))

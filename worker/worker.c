@@ -11,6 +11,7 @@
 #include "worker_int.h"
 #include "store.h"
 #include "sweeper.h"
+#include "webhooks.h"
 
 #include <stdlib.h>
 
@@ -26,6 +27,7 @@ struct worker {
     provider_t *provider;
     img_presets_t *presets;
     worker_runner_t *runner;
+    webhook_deliverer_t *webhooks;
     int imaging_up;
     int closes_pending;
     worker_stopped_cb stopped_cb;
@@ -79,6 +81,11 @@ int worker_start(worker_t *w, gf_err_t *err)
     rc = gf_httpd_listen(w->httpd, err);
     if (rc < 0)
         return rc;
+    /* Webhooks go out of every worker, FARM_WORKER_CONCURRENCY=0 included. */
+    w->webhooks = webhook_deliverer_new(w->loop, w->cfg, w->store, w->metrics, err);
+    if (w->webhooks == NULL)
+        return err ? err->code : GF_EINVAL;
+    webhook_deliverer_start(w->webhooks);
     w->sweeper = worker_sweeper_new(w->loop, w->cfg, w->store, w->queue);
     worker_sweeper_start(w->sweeper);
     w->runner = worker_runner_new(w->loop, w->cfg, w->queue, w->store, w->storage, w->provider,
@@ -147,11 +154,24 @@ static void on_sweeper_closed(void *data)
     worker_maybe_stopped(w);
 }
 
+static void on_webhooks_closed(void *data)
+{
+    worker_t *w = data;
+    w->webhooks = NULL;
+    if (w->sweeper)
+        worker_sweeper_close(w->sweeper, on_sweeper_closed, w);
+    else
+        on_sweeper_closed(w);
+}
+
+/* The jobs have drained: the deliveries in flight end, then the sweeper, then the clients. */
 static void on_runner_drained(void *data)
 {
     worker_t *w = data;
     w->runner = NULL;
-    if (w->sweeper)
+    if (w->webhooks)
+        webhook_deliverer_close(w->webhooks, on_webhooks_closed, w);
+    else if (w->sweeper)
         worker_sweeper_close(w->sweeper, on_sweeper_closed, w);
     else
         on_sweeper_closed(w);

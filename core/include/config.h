@@ -135,6 +135,14 @@ typedef struct gf_config {
     long long storage_attempts;
     long long storage_backoff_ms;
     long long storage_max_object_bytes;
+    /* webhooks (webhooks/, docs/webhooks.md) */
+    long long webhook_allow_private;
+    long long webhook_concurrency;
+    long long webhook_per_host;
+    long long webhook_timeout_s;
+    long long webhook_lease_s;
+    long long webhook_poll_ms;
+    long long webhook_max_response_bytes;
     /* Derived by the loader from the rows above (already validated). */
     struct gf_tier {
         char name[GF_TIER_NAME_MAX + 1];
