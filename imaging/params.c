@@ -209,6 +209,10 @@ static int check_exports(parse_t *c)
                 : NULL;
         if (!json_is_string(e) || (def == NULL && is_request(c)))
             return bad(c, "exports", "unknown export preset (see GET /v1/presets)", NULL);
+        /* API.md: a repeated export is refused (it would be rendered and stored twice). */
+        for (int k = 0; is_request(c) && k < p->nexports; k++)
+            if (strcmp(p->exports[k], json_string_value(e)) == 0)
+                return bad(c, "exports", "an export preset is named twice", NULL);
         p->exports[p->nexports++] = gf_xstrdup(json_string_value(e));
         if (def)
             p->export_defs[p->n_export_defs++] = def;
