@@ -53,6 +53,14 @@ typedef struct user_ev {
 } user_ev_t;
 
 /* Whether an event of this type ends its generation's stream (core/include/vocab.h). */
+/*
+ * The id of a terminal event made from Postgres once the queue's events of a
+ * finished generation are gone: the largest id a generation stream accepts
+ * (15 digits), the same on every reconnect, so a client that has it gets
+ * nothing more instead of a new terminal event under a new id each time.
+ */
+#define SSE_MADE_TERMINAL_ID 999999999999999ULL
+
 static int is_terminal(const char *type)
 {
     return gf_event_is_terminal(gf_event_parse(type));
@@ -381,9 +389,10 @@ static void on_user_events(queue_watch_t *w, const gf_err_t *err, const queue_ev
  * then the terminal event (the queue's own, or one made from Postgres when
  * the queue's events have expired), and end. The read starts at the cursor
  * itself: when that event is the terminal one, the client has seen
- * everything, and the stream ends with nothing new. (An EventSource
- * reconnects after every end; a terminal event made up again at cursor + 1
- * would come back every 2 s, under a new id each time.)
+ * everything, and the stream ends with nothing new. A terminal event made
+ * from Postgres always has SSE_MADE_TERMINAL_ID. (An EventSource reconnects
+ * after every end; one made up at cursor + 1 would come back every 2 s,
+ * under a new id each time.)
  */
 static void on_replay_read(queue_t *q, const gf_err_t *err, const queue_events_t *e, void *data)
 {
@@ -394,14 +403,15 @@ static void on_replay_read(queue_t *q, const gf_err_t *err, const queue_events_t
         sse_free_maybe(s);
         return;
     }
-    if (err->code == GF_OK && s->after > 0 && e->n > 0 && e->ev[0].id == s->after &&
-        is_terminal(e->ev[0].type)) {
-        sse_finish(s);
+    if ((err->code == GF_OK && s->after > 0 && e->n > 0 && e->ev[0].id == s->after &&
+         is_terminal(e->ev[0].type)) ||
+        s->after >= SSE_MADE_TERMINAL_ID) {
+        sse_finish(s); /* the client has the terminal event already */
         return;
     }
     if (err->code == GF_OK && write_gen_events(s, e) != 0)
         return; /* the terminal event came from the queue, or the client is gone */
-    sse_terminal(s, s->finished_status, s->last_id + 1);
+    sse_terminal(s, s->finished_status, SSE_MADE_TERMINAL_ID);
 }
 
 /* Sends the stream's headers and first bytes, then starts the watch and the heartbeat. */
@@ -421,8 +431,10 @@ static void sse_begin(api_sse_t *s)
         uint64_t from = s->after > 0 ? s->after - 1 : 0; /* the cursor's own event too */
         if (queue_events_read(s->api->queue, s->gen_id, from, 1000, on_replay_read, s) == 0)
             s->read_pending = 1;
+        else if (s->after >= SSE_MADE_TERMINAL_ID)
+            sse_finish(s);
         else
-            sse_terminal(s, s->finished_status, s->last_id + 1);
+            sse_terminal(s, s->finished_status, SSE_MADE_TERMINAL_ID);
         return;
     }
     gf_err_t err = {0};

@@ -448,6 +448,48 @@ static void test_resuming_after_the_terminal_event_gets_nothing_more(void **stat
 }
 
 /*
+ * Once the queue's events of a finished generation are gone (expired), the
+ * terminal event is made from Postgres: the same id on every reconnect, and a
+ * client that has it gets nothing more (it used to get a new terminal event
+ * under cursor + 1 on each reconnect, for ever).
+ */
+static void test_a_terminal_event_made_after_expiry_is_not_made_again(void **state)
+{
+    (void)state;
+    char id[37], path[128], header[64];
+    create_canceled("{\"kind\":\"avatar\",\"prompt\":\"a hare\"}", id);
+    /* what the retention window does to a finished job: its hash and events go */
+    assert_int_equal(ts_sh("k=$(redis-cli -u \"$FARM_REDIS_URL\" --scan --pattern '*j:%s'); "
+                           "[ -n \"$k\" ] && redis-cli -u \"$FARM_REDIS_URL\" DEL $k >/dev/null",
+                           id),
+                     0);
+    snprintf(path, sizeof(path), "/v1/generations/%s/events", id);
+    char first[32] = "";
+    for (int round = 0; round < 3; round++) {
+        ts_http_t r = au_call("GET", path, user_tok, NULL, round ? header : NULL);
+        assert_int_equal(r.status, 200);
+        const char *term = strstr(r.body, "\nevent: canceled\n");
+        if (round == 0) {
+            assert_non_null(term);
+            const char *idline = term;
+            while (idline > r.body && strncmp(idline, "id: ", 4) != 0)
+                idline--;
+            snprintf(first, sizeof(first), "%.*s", (int)strcspn(idline + 4, "\n"), idline + 4);
+            snprintf(header, sizeof(header), "Last-Event-ID: %s", first);
+        } else {
+            assert_null(strstr(r.body, "event: ")); /* nothing new, and the stream ended */
+        }
+        ts_http_dispose(&r);
+    }
+    /* From before it: the same terminal event under the same id. */
+    ts_http_t r = au_call("GET", path, user_tok, NULL, "Last-Event-ID: 1");
+    char want[64];
+    snprintf(want, sizeof(want), "id: %s\nevent: canceled\n", first);
+    assert_non_null(strstr(r.body, want));
+    ts_http_dispose(&r);
+}
+
+/*
  * With Postgres down, a generation stream's owner check fails inside the
  * store call itself: the stream was answered 503 and freed there, and the
  * caller then wrote into it (ASan: heap-use-after-free; the second such
@@ -491,6 +533,7 @@ int main(void)
         cmocka_unit_test(test_a_foreign_last_event_id_is_400_and_redis_stays_free),
         cmocka_unit_test(test_a_terminal_event_larger_than_the_cap_is_delivered),
         cmocka_unit_test(test_resuming_after_the_terminal_event_gets_nothing_more),
+        cmocka_unit_test(test_a_terminal_event_made_after_expiry_is_not_made_again),
         cmocka_unit_test(
             test_event_streams_while_postgres_is_down_are_503), /* last: stops Postgres */
     };
