@@ -233,7 +233,8 @@ static void test_bad_config_stops_at_start_naming_the_variable(void **state)
         assert_int_equal(ts_stop(pid, 0, 10), 2);
         f = fopen(out, "r");
         assert_non_null(f);
-        char all[4096];
+        /* the whole log: the configuration line alone is longer than 4 KiB */
+        static char all[65536];
         size_t n = fread(all, 1, sizeof(all) - 1, f);
         all[n] = '\0';
         fclose(f);
