@@ -34,6 +34,7 @@ struct api {
     uv_timer_t gauges_timer;
     store_call_t gauges_call;
     int gauges_on, gauges_pending; /* pending: 1 queue stats, 2 credit totals */
+    gf_metric_t *m_credits_held;   /* farm_credits_held_total: credits held by this process */
 };
 
 /* api/gauges.c */

@@ -170,7 +170,17 @@ static void test_metrics_show_the_queue_and_the_credits(void **state)
             fprintf(stderr, "%s", r.body);
         ts_http_dispose(&r);
     }
-    assert_true(seen);
+    assert_true(seen); /* This process held the 20 credits, sent statements to Postgres (each timed
+                        * from its wait for a connection) and the enqueue to Redis. */
+    get("/metrics", &r);
+    assert_non_null(strstr(r.body, "\nfarm_credits_held_total 20\n"));
+    assert_non_null(strstr(r.body, "\nfarm_redis_command_seconds_count{op=\"enqueue\"} 1\n"));
+    const char *waits = strstr(r.body, "\nfarm_pg_pool_wait_seconds_count ");
+    assert_non_null(waits);
+    assert_true(strtod(waits + strlen("\nfarm_pg_pool_wait_seconds_count "), NULL) >= 2);
+    assert_non_null(strstr(r.body, "\nfarm_pg_pool_connections "));
+    assert_non_null(strstr(r.body, "\nfarm_pg_pool_waiting 0\n"));
+    ts_http_dispose(&r);
 }
 
 static void test_sigterm_exits_zero(void **state)
