@@ -185,6 +185,12 @@ worker_runner_t *worker_runner_new(uv_loop_t *loop, const gf_config_t *cfg, queu
             metrics, "farm_generation_duration_seconds",
             "time from a generation's enqueue (at acceptance) to its finish, by kind", "kind",
             gen_buckets, ngen);
+        gf_metric_set(gf_metric_with(gf_metrics_gauge(metrics, "farm_worker_concurrency",
+                                                      "generations this worker may run at once "
+                                                      "(FARM_WORKER_CONCURRENCY)",
+                                                      NULL),
+                                     NULL, NULL, NULL),
+                      (double)cfg->worker_concurrency);
         r->m_inflight = gf_metric_with(
             gf_metrics_gauge(metrics, "farm_worker_inflight", "generations running", NULL), NULL,
             NULL, NULL);

@@ -286,6 +286,7 @@ static void test_workers_time_postgres_and_redis(void **state)
 {
     (void)state;
     assert_true(worker_metric(0, "\nfarm_pg_pool_connections ") >= 1);
+    assert_int_equal((int)worker_metric(1, "\nfarm_worker_concurrency "), 64); /* the default */
     const char *pg = "farm_pg_pool_wait_seconds_count ";
     const char *fin = "farm_redis_command_seconds_count{op=\"finish\"} ";
     const char *claim = "farm_redis_command_seconds_count{op=\"claim\"} ";
