@@ -145,7 +145,10 @@ static void test_metrics_count_requests_by_route_and_status(void **state)
         r.body, "farm_http_requests_total{route=\"/readyz\",method=\"GET\",status=\"503\"}"));
     assert_non_null(strstr(
         r.body, "farm_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1"));
-    assert_non_null(strstr(r.body, "farm_http_request_duration_seconds_bucket{route=\"/healthz\""));
+    assert_non_null(strstr(r.body, "farm_http_request_duration_seconds_bucket{route=\"/"
+                                   "healthz\",method=\"GET\",class=\"2xx\""));
+    assert_non_null(strstr(r.body, "farm_http_request_duration_seconds_count{route=\"/readyz\","
+                                   "method=\"GET\",class=\"5xx\"} "));
     ts_http_dispose(&r);
 }
 
