@@ -38,6 +38,7 @@ struct api {
     int gauges_on, gauges_pending; /* pending: 1 queue stats, 2 credit totals */
     /* api/gate.c: uploads admitted and not yet finished, and their announced bytes */
     size_t upload_inflight, upload_inflight_bytes;
+    gf_metric_t *m_credits_held; /* farm_credits_held_total: credits held by this process */
 };
 
 /* api/gauges.c */

@@ -110,6 +110,7 @@ static void answer_accepted(gen_ctx_t *c, int status, const queue_result_t *res)
                       .request_id = gf_http_req_id(c->req),
                       .generation_id = c->gen_id,
                       .user_id = c->who.sub};
+    gf_metric_add(c->api->m_credits_held, (double)c->g.params.images * c->g.unit_cost);
     json_t *position = NULL;
     if (status == 0)
         position = json_integer(res->position);

@@ -127,6 +127,10 @@ api_t *api_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)
     api->loop = loop;
     api->cfg = cfg;
     api->metrics = gf_metrics_new();
+    api->m_credits_held = gf_metric_with(
+        gf_metrics_counter(api->metrics, "farm_credits_held_total",
+                           "credits held by generations this process accepted", NULL),
+        NULL, NULL, NULL);
     gf_httpd_opts_t o;
     gf_proc_httpd_opts(&o, cfg, "api", api->metrics);
     o.host = cfg->api_host;
@@ -169,6 +173,8 @@ int api_start(api_t *api, gf_err_t *err)
     api->storage = storage_new(api->loop, api->cfg, api->metrics, err);
     if (api->storage == NULL)
         return err ? err->code : GF_EINVAL;
+    store_metrics(api->store, api->metrics);
+    queue_metrics(api->queue, api->metrics);
     int rc = gf_httpd_listen(api->httpd, err);
     if (rc < 0)
         return rc;

@@ -50,10 +50,11 @@ gf_httpd_t *gf_httpd_new(uv_loop_t *loop, const gf_httpd_opts_t *opts, gf_err_t 
         h->m_requests = gf_metrics_counter(m, "farm_http_requests_total",
                                            "HTTP requests answered, by route, method and status",
                                            "route,method,status");
-        h->m_duration =
-            gf_metrics_histogram(m, "farm_http_request_duration_seconds",
-                                 "time from a request's last byte to its response, by route",
-                                 "route", gf_metrics_latency_buckets, gf_metrics_latency_nbuckets);
+        h->m_duration = gf_metrics_histogram(
+            m, "farm_http_request_duration_seconds",
+            "time from a request's last byte to its response, by route, "
+            "method and status class (2xx..5xx)",
+            "route,method,class", gf_metrics_latency_buckets, gf_metrics_latency_nbuckets);
         h->m_connections = gf_metric_with(
             gf_metrics_gauge(m, "farm_http_connections", "open HTTP connections", NULL), NULL, NULL,
             NULL);
@@ -215,8 +216,10 @@ void httpd__record(gf_httpd_t *h, const gf_http_req_t *r, int status)
     snprintf(code, sizeof(code), "%d", status);
     const char *route = r->route ? r->route->pattern : "unmatched";
     gf_metric_inc(gf_metric_with(h->m_requests, route, r->method[0] ? r->method : "-", code));
+    char cls[8];
+    snprintf(cls, sizeof(cls), "%dxx", status / 100 % 10);
     if (r->start_ns != 0)
-        gf_metric_observe(gf_metric_with(h->m_duration, route, NULL, NULL),
+        gf_metric_observe(gf_metric_with(h->m_duration, route, r->method[0] ? r->method : "-", cls),
                           (double)(uv_hrtime() - r->start_ns) / 1e9);
 }
 

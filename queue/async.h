@@ -89,6 +89,9 @@ struct queue {
     uv_prepare_t flusher;      /* sends the batches when the loop iteration ends */
     struct queue__sent *fails; /* batches that could not be sent, failed by the flusher */
     int flusher_closed;
+    /* queue_metrics(): farm_redis_command_seconds by operation; NULL until then. */
+    gf_mfamily_t *m_cmd;
+    gf_metric_t *m_cmd_script[QS__COUNT];
 };
 
 /* redis.c */
@@ -135,6 +138,7 @@ struct queue__op {
     void *cb;
     void *data;
     uint64_t after_id; /* gen event reads */
+    uint64_t sent_ns;  /* uv_hrtime() when first sent: its latency (queue_metrics) */
 };
 int queue__op_send(queue_t *q, queue__cmd_t *cmd, uint64_t timeout_ms, queue__op_handler handle,
                    void *cb, void *data, queue__op_t **out);

@@ -33,11 +33,25 @@ static void on_op_timer_closed(uv_handle_t *h)
     op_unref(h->data);
 }
 
+/* The series of an operation's latency: its function, or the plain command it is. */
+static gf_metric_t *op_series(const queue__op_t *op)
+{
+    queue_t *q = op->q;
+    if (op->script < QS__COUNT)
+        return q->m_cmd_script[op->script];
+    const char *name = op->argc > 0 && strcmp(op->argv[0], "PING") == 0     ? "ping"
+                       : op->argc > 0 && strcmp(op->argv[0], "XRANGE") == 0 ? "xrange"
+                                                                            : "other";
+    return gf_metric_with(q->m_cmd, name, NULL, NULL);
+}
+
 static void op_finish(queue__op_t *op, gf_err_t *err, redisReply *r)
 {
     if (op->done)
         return;
     op->done = 1;
+    if (op->q->m_cmd)
+        gf_metric_observe(op_series(op), (double)(uv_hrtime() - op->sent_ns) / 1e9);
     uv_close((uv_handle_t *)&op->timer, on_op_timer_closed);
     op->handle(op, err, r);
 }
@@ -125,6 +139,7 @@ int queue__op_send_argv(queue_t *q, queue__script script, int argc, const char *
     op->cb = cb;
     op->data = data;
     op->refs = 2;
+    op->sent_ns = uv_hrtime();
     if (op_issue(op) < 0) {
         free(op->argv);
         free(op);
@@ -143,6 +158,16 @@ int queue__op_send(queue_t *q, queue__cmd_t *cmd, uint64_t timeout_ms, queue__op
 {
     return queue__op_send_argv(q, cmd->script, cmd->argc, cmd->argv, cmd->len, timeout_ms, handle,
                                cb, data, out);
+}
+
+void queue_metrics(queue_t *q, gf_metrics_t *m)
+{
+    q->m_cmd = gf_metrics_histogram(
+        m, "farm_redis_command_seconds",
+        "time from sending a queue operation to Redis to its answer (or timeout), by operation",
+        "op", gf_metrics_latency_buckets, gf_metrics_latency_nbuckets);
+    for (int s = 0; s < QS__COUNT; s++)
+        q->m_cmd_script[s] = gf_metric_with(q->m_cmd, queue__script_name[s], NULL, NULL);
 }
 
 /* --- handlers: a reply into the caller's callback ------------------------------- */

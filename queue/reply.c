@@ -150,6 +150,12 @@ static int job_fill(queue_job_t *j, const redisReply *const *e, long long lease_
     }
     if (p == nl[1] + 1)
         return -1; /* an empty deadline */
+    /* The creation time is informational (metrics): one that does not read is 0. */
+    long long created = 0;
+    for (p = nl[2] + 1; p < nl[3] && *p >= '0' && *p <= '9' && created <= (INT64_MAX - 9) / 10; p++)
+        created = created * 10 + (*p - '0');
+    if (p != nl[3])
+        created = 0;
     j->gen_id = dup_str(e[0]);
     j->user_id = gf_xstrndup(d, (size_t)(nl[0] - d));
     j->tier = gf_xstrndup(nl[0] + 1, (size_t)(nl[1] - nl[0] - 1));
@@ -157,6 +163,7 @@ static int job_fill(queue_job_t *j, const redisReply *const *e, long long lease_
     j->token = (uint64_t)e[2]->integer;
     j->attempt = (int)e[3]->integer;
     j->deadline_ms = dl;
+    j->created_ms = created;
     j->lease_until = lease_until;
     return 0;
 }

@@ -57,7 +57,8 @@ struct store_req {
     pg_conn_t *on;
     int backstop; /* on the wire when its timer fired: now waiting for Postgres' verdict */
     int done;
-    int status; /* of a request waiting on the done list */
+    int status;            /* of a request waiting on the done list */
+    uint64_t submitted_ns; /* uv_hrtime() at submit: its wait for a connection */
 };
 
 struct store {
@@ -74,6 +75,9 @@ struct store {
     int down_logged;
     store_closed_cb closed_cb;
     void *closed_data;
+    /* store_metrics(): NULL until then. nwaiting counts the requests on head..tail. */
+    size_t nwaiting;
+    gf_metric_t *m_in_use, *m_waiting, *m_wait;
 };
 
 static const gf_log_ctx log_ctx = {.component = "store"};
@@ -94,6 +98,18 @@ static void on_req_timer_closed(uv_handle_t *h)
     store_maybe_closed(st);
 }
 
+/* Sets the pool's gauges (store_metrics) from its state. */
+static void pool_gauges(store_t *st)
+{
+    if (st->m_in_use == NULL)
+        return;
+    int in_use = 0;
+    for (int i = 0; i < st->nconns; i++)
+        in_use += st->conns[i].cur != NULL;
+    gf_metric_set(st->m_in_use, in_use);
+    gf_metric_set(st->m_waiting, (double)st->nwaiting);
+}
+
 static void queue_remove(store_t *st, store_req_t *rq)
 {
     store_req_t **pp = &st->head, *prev = NULL;
@@ -106,6 +122,8 @@ static void queue_remove(store_t *st, store_req_t *rq)
     *pp = rq->next;
     if (st->tail == rq)
         st->tail = prev;
+    st->nwaiting--;
+    pool_gauges(st);
 }
 
 /* The message of a request that failed on the pool's side (not in its SQL). */
@@ -142,6 +160,7 @@ static void req_finish(store_req_t *rq, int status)
     if (rq->on) {
         rq->on->cur = NULL;
         rq->on = NULL;
+        pool_gauges(st);
     }
     if (rq->call && status < 0)
         gf_err_set(&rq->call->err, status, "store", "%s", why_failed(status)); /* first wins */
@@ -233,6 +252,10 @@ static void conn_send(pg_conn_t *pc, store_req_t *rq)
     queue_remove(pc->st, rq);
     rq->on = pc;
     pc->cur = rq;
+    if (pc->st->m_wait) {
+        gf_metric_observe(pc->st->m_wait, (double)(uv_hrtime() - rq->submitted_ns) / 1e9);
+        pool_gauges(pc->st);
+    }
     pc->failed = 0;
     pc->state = PG_BUSY;
     int rc = PQflush(pc->conn);
@@ -451,6 +474,9 @@ static int req_submit(store_t *st, store_req_t *rq, uint64_t timeout_ms)
     else
         st->head = rq;
     st->tail = rq;
+    st->nwaiting++;
+    rq->submitted_ns = uv_hrtime();
+    pool_gauges(st);
     st->submitting++;
     pool_dispatch(st);
     st->submitting--;
@@ -519,6 +545,29 @@ store_t *store_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)
     st->idle.data = st;
     st->handles_open++;
     return st;
+}
+
+void store_metrics(store_t *st, gf_metrics_t *m)
+{
+    gf_metric_set(gf_metric_with(gf_metrics_gauge(m, "farm_pg_pool_connections",
+                                                  "connections the Postgres pool may open "
+                                                  "(FARM_DB_POOL_SIZE)",
+                                                  NULL),
+                                 NULL, NULL, NULL),
+                  st->nconns);
+    st->m_in_use = gf_metric_with(
+        gf_metrics_gauge(m, "farm_pg_pool_in_use", "pool connections running a statement", NULL),
+        NULL, NULL, NULL);
+    st->m_waiting =
+        gf_metric_with(gf_metrics_gauge(m, "farm_pg_pool_waiting",
+                                        "statements waiting for a free connection", NULL),
+                       NULL, NULL, NULL);
+    st->m_wait = gf_metric_with(
+        gf_metrics_histogram(m, "farm_pg_pool_wait_seconds",
+                             "time a statement waited for a connection before it was sent", NULL,
+                             gf_metrics_latency_buckets, gf_metrics_latency_nbuckets),
+        NULL, NULL, NULL);
+    pool_gauges(st);
 }
 
 int store_exec(store_t *st, store_call_t *call, store_call_cb cb, void *data)

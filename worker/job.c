@@ -214,6 +214,60 @@ static void start_images(job_t *j)
     }
 }
 
+/* The kind label of the job's metrics: bounded to the kinds, "unknown" if unreadable. */
+static const char *job_kind(const job_t *j)
+{
+    if (!j->params_ok)
+        return "unknown";
+    return j->params.kind == IMG_KIND_POSE ? "pose" : "avatar";
+}
+
+/* Seconds since the job was enqueued (its creation time, unix ms), or -1 when unknown. */
+static double job_age_s(const job_t *j)
+{
+    if (j->qj.created_ms <= 0)
+        return -1;
+    int64_t d = gf_clock_unix_ms() - j->qj.created_ms;
+    return d < 0 ? 0 : (double)d / 1000.0; /* another host's clock may be ahead */
+}
+
+/* Whether `c` reads as an error code (API.md's are short snake_case words): the label
+ * stays bounded even if an error JSON were to carry something else. */
+static int code_ok(const char *c)
+{
+    size_t n = 0;
+    for (; c[n]; n++)
+        if (n >= 31 || !((c[n] >= 'a' && c[n] <= 'z') || c[n] == '_'))
+            return 0;
+    return n > 0;
+}
+
+/* Counts a finish in `status` by kind, status and code: the error's code (the worker's
+ * own error JSON, API.md's vocabulary) when it failed or partly failed, "none"
+ * otherwise; and observes the generation's age. */
+static void job_count_finish(job_t *j, const char *status)
+{
+    worker_runner_t *r = j->r;
+    if (r->m_gen_outcomes == NULL)
+        return;
+    int st = gf_gen_status_parse(status);
+    char code[32] = "none";
+    if (!j->params_ok) {
+        snprintf(code, sizeof(code), "internal");
+    } else if ((st == GF_GEN_FAILED || st == GF_GEN_PARTIAL) && j->last_error != NULL) {
+        json_t *e = json_loads(j->last_error, 0, NULL);
+        const char *c = json_string_value(json_object_get(e, "code"));
+        snprintf(code, sizeof(code), "%s", c && code_ok(c) ? c : "unknown");
+        json_decref(e);
+    } else if (st == GF_GEN_FAILED || st == GF_GEN_PARTIAL) {
+        snprintf(code, sizeof(code), "unknown");
+    }
+    gf_metric_inc(gf_metric_with(r->m_gen_outcomes, job_kind(j), status, code));
+    double age = job_age_s(j);
+    if (age >= 0)
+        gf_metric_observe(gf_metric_with(r->m_gen_duration, job_kind(j), NULL, NULL), age);
+}
+
 /* What entering the job's new state (left `from` on `ev`) does. */
 static void job_enter(job_t *j, job_state_t from, job_event_t ev, const job_event_arg_t *arg)
 {
@@ -245,6 +299,7 @@ static void job_enter(job_t *j, job_state_t from, job_event_t ev, const job_even
         } else {
             if (j->r->m_outcomes)
                 gf_metric_inc(gf_metric_with(j->r->m_outcomes, arg->status, NULL, NULL));
+            job_count_finish(j, arg->status);
             gf_log_ctx ctx = job__log(j, NULL);
             GF_LOG(GF_LOG_INFO, &ctx, "finished: %s (%d images, %.0f ms)", arg->status, j->images,
                    (double)(uv_hrtime() - j->started_ns) / 1e6);
@@ -557,6 +612,10 @@ void job_start(worker_runner_t *r, queue_job_t *qj)
     const char *payload = j->qj.payload ? j->qj.payload : "";
     img_params_opts o = {.mode = IMG_PARAMS_PAYLOAD, .presets = r->presets};
     j->params_ok = img_params_parse(payload, strlen(payload), &o, &j->params, NULL) == 0;
+    /* Queue wait: to the first start only (a retry's wait is its backoff). */
+    double age = job_age_s(j);
+    if (r->m_queue_wait && j->qj.attempt == 1 && age >= 0)
+        gf_metric_observe(gf_metric_with(r->m_queue_wait, job_kind(j), NULL, NULL), age);
     const char *named = j->params_ok ? j->params.provider : NULL;
     store_call_start(&op->call, j->qj.gen_id, (long long)j->qj.token,
                      named && strcmp(named, "auto") != 0 ? named : provider_chain(r->provider));

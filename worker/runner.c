@@ -169,6 +169,29 @@ worker_runner_t *worker_runner_new(uv_loop_t *loop, const gf_config_t *cfg, queu
                                          "images settled by this worker: captured (its credits "
                                          "charged) or released (given back)",
                                          "outcome");
+        /* Generations, from their acceptance (the enqueue's clock) to now: minutes long. */
+        static const double gen_buckets[] = {0.1, 0.25, 0.5, 1,   2.5, 5,    10,  20,
+                                             30,  60,   120, 300, 600, 1200, 3600};
+        const size_t ngen = sizeof(gen_buckets) / sizeof(gen_buckets[0]);
+        r->m_gen_outcomes = gf_metrics_counter(
+            metrics, "farm_generation_outcomes_total",
+            "generations finished by this worker, by kind, status and error code (\"none\" "
+            "when nothing failed)",
+            "kind,status,code");
+        r->m_queue_wait =
+            gf_metrics_histogram(metrics, "farm_generation_queue_wait_seconds",
+                                 "time from a generation's enqueue to its first start, by kind",
+                                 "kind", gen_buckets, ngen);
+        r->m_gen_duration = gf_metrics_histogram(
+            metrics, "farm_generation_duration_seconds",
+            "time from a generation's enqueue (at acceptance) to its finish, by kind", "kind",
+            gen_buckets, ngen);
+        gf_metric_set(gf_metric_with(gf_metrics_gauge(metrics, "farm_worker_concurrency",
+                                                      "generations this worker may run at once "
+                                                      "(FARM_WORKER_CONCURRENCY)",
+                                                      NULL),
+                                     NULL, NULL, NULL),
+                      (double)cfg->worker_concurrency);
         r->m_inflight = gf_metric_with(
             gf_metrics_gauge(metrics, "farm_worker_inflight", "generations running", NULL), NULL,
             NULL, NULL);

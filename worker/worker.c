@@ -63,6 +63,8 @@ int worker_start(worker_t *w, gf_err_t *err)
     w->store = store_new(w->loop, w->cfg, err);
     if (w->store == NULL)
         return err ? err->code : GF_EINVAL;
+    store_metrics(w->store, w->metrics);
+    queue_metrics(w->queue, w->metrics);
     int rc = img_init(w->cfg, err);
     if (rc < 0)
         return rc;

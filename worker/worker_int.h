@@ -185,6 +185,7 @@ struct worker_runner {
     worker_runner_stopped_cb stopped_cb;
     void *stopped_data;
     gf_mfamily_t *m_outcomes, *m_stage, *m_provider, *m_images;
+    gf_mfamily_t *m_gen_outcomes, *m_queue_wait, *m_gen_duration; /* by kind (job.c) */
     gf_metric_t *m_inflight, *m_claimed, *m_heartbeat_failures;
 };
 

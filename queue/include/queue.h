@@ -85,6 +85,7 @@ typedef struct {
     int attempt;         /* 1 on the first start, counting reclaims and retries */
     int64_t deadline_ms; /* 0: none */
     int64_t lease_until; /* unix ms, Redis's clock */
+    int64_t created_ms;  /* unix ms the enqueuer's clock gave at enqueue; 0: unknown */
 } queue_job_t;
 
 /* A job whose start deadline passed before any worker took it: release its credits. */
@@ -283,6 +284,14 @@ void queue_watch_stop(queue_watch_t *w);
  * not hold. The heartbeat answer remains the guarantee; this is the fast path.
  */
 void queue_on_cancel(queue_t *q, queue_cancel_cb cb, void *data);
+
+/*
+ * Exports the latency of the async operations on `m` (borrowed; it must
+ * outlive the queue) as farm_redis_command_seconds{op}: op is the queue
+ * function's name (claim, enqueue, ...) or ping, xrange. Call once, after
+ * queue_new(). A batch of enqueues or finishes, sent as one call, counts once.
+ */
+void queue_metrics(queue_t *q, gf_metrics_t *m);
 
 /*
  * Disconnects (pending operations finish with their reply or GF_ECANCELED,

@@ -400,6 +400,13 @@ store_t *store_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err);
  */
 int store_exec(store_t *st, store_call_t *call, store_call_cb cb, void *data);
 
+/*
+ * Exports the pool on `m` (borrowed; it must outlive the store): connections
+ * (its size), in use, waiting, and the time statements wait for a connection
+ * (farm_pg_pool_*). Call once, after store_new().
+ */
+void store_metrics(store_t *st, gf_metrics_t *m);
+
 /* Runs SELECT 1, under the same contract as store_exec(). */
 int store_ping(store_t *st, uint64_t timeout_ms, store_ping_cb cb, void *data);
 

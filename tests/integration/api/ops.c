@@ -145,7 +145,10 @@ static void test_metrics_count_requests_by_route_and_status(void **state)
         r.body, "farm_http_requests_total{route=\"/readyz\",method=\"GET\",status=\"503\"}"));
     assert_non_null(strstr(
         r.body, "farm_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1"));
-    assert_non_null(strstr(r.body, "farm_http_request_duration_seconds_bucket{route=\"/healthz\""));
+    assert_non_null(strstr(r.body, "farm_http_request_duration_seconds_bucket{route=\"/"
+                                   "healthz\",method=\"GET\",class=\"2xx\""));
+    assert_non_null(strstr(r.body, "farm_http_request_duration_seconds_count{route=\"/readyz\","
+                                   "method=\"GET\",class=\"5xx\"} "));
     ts_http_dispose(&r);
 }
 
@@ -170,7 +173,68 @@ static void test_metrics_show_the_queue_and_the_credits(void **state)
             fprintf(stderr, "%s", r.body);
         ts_http_dispose(&r);
     }
-    assert_true(seen);
+    assert_true(seen); /* This process held the 20 credits, sent statements to Postgres (each timed
+                        * from its wait for a connection) and the enqueue to Redis. */
+    get("/metrics", &r);
+    assert_non_null(strstr(r.body, "\nfarm_credits_held_total 20\n"));
+    assert_non_null(strstr(r.body, "\nfarm_redis_command_seconds_count{op=\"enqueue\"} 1\n"));
+    const char *waits = strstr(r.body, "\nfarm_pg_pool_wait_seconds_count ");
+    assert_non_null(waits);
+    assert_true(strtod(waits + strlen("\nfarm_pg_pool_wait_seconds_count "), NULL) >= 2);
+    assert_non_null(strstr(r.body, "\nfarm_pg_pool_connections "));
+    assert_non_null(strstr(r.body, "\nfarm_pg_pool_waiting 0\n"));
+    ts_http_dispose(&r);
+}
+
+/* Runs `farm <args>` (env before it), its output squeezed (runs of spaces to one) into
+ * `out`; returns its exit status. */
+static int farm_cli(const char *env, const char *args, char *out, size_t cap)
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%s/farm-stats.out", ts_env("FARM_TEST_TMPDIR"));
+    int rc = ts_sh("%s '%s' %s > '%s' 2>&1", env, ts_env("FARM_TEST_CLI"), args, path);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = 0;
+    for (int ch, sp = 0; (ch = fgetc(f)) != EOF && n + 1 < cap;) {
+        if (ch == ' ' && sp)
+            continue;
+        sp = ch == ' ';
+        out[n++] = (char)ch;
+    }
+    out[n] = '\0';
+    fclose(f);
+    return rc;
+}
+
+/* `farm stats` shows the state the test before left: one avatar of 2 images queued in
+ * the pro tier (the test user's plan), nothing else, no worker, 20 credits held. */
+static void test_farm_stats_shows_the_farm(void **state)
+{
+    (void)state;
+    static char out[1 << 16];
+    assert_int_equal(farm_cli("", "stats", out, sizeof(out)), 0);
+    const char *want[] = {" ready pro 1\n",    " delayed (backoff) 0\n",   " in flight 0\n",
+                          " dead letters 0\n", " failed, last minute 0\n", "WORKERS 0\n",
+                          "CREDITS HELD 20\n"};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        if (strstr(out, want[i]) == NULL)
+            fail_msg("farm stats lacks \"%s\" in:\n%s", want[i], out);
+    /* Redis unreachable: the queue is shown unavailable (not as zeros), exit 1. */
+    assert_int_equal(
+        farm_cli("FARM_REDIS_URL=redis://127.0.0.1:1 FARM_REDIS_CONNECT_TIMEOUT_MS=300", "stats",
+                 out, sizeof(out)),
+        1);
+    assert_non_null(strstr(out, "queue unavailable"));
+    assert_null(strstr(out, "ready pro"));
+    assert_non_null(strstr(out, "CREDITS HELD 20\n"));
+    /* --watch redraws until interrupted, then exits 0. */
+    assert_int_equal(
+        farm_cli("timeout --preserve-status -s INT 6", "stats --watch 1", out, sizeof(out)), 0);
+    const char *at = strstr(out, "CREDITS HELD 20\n");
+    assert_non_null(at);
+    assert_non_null(strstr(at + 1, "CREDITS HELD 20\n"));
+    assert_int_equal(farm_cli("", "stats --watch 0", out, sizeof(out)), 2);
 }
 
 static void test_sigterm_exits_zero(void **state)
@@ -302,6 +366,7 @@ int main(void)
         cmocka_unit_test(test_readyz_follows_postgres_down_and_back),
         cmocka_unit_test(test_metrics_count_requests_by_route_and_status),
         cmocka_unit_test(test_metrics_show_the_queue_and_the_credits),
+        cmocka_unit_test(test_farm_stats_shows_the_farm),
         cmocka_unit_test(test_sigterm_exits_zero),
         cmocka_unit_test(test_bad_config_stops_at_start_naming_the_variable),
         cmocka_unit_test(test_several_processes_share_the_port_and_stop_together),

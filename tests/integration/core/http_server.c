@@ -283,7 +283,10 @@ static void test_requests_are_counted_by_route_method_and_status(void **state)
         "\nfarm_http_requests_total{route=\"/echo/:id\",method=\"GET\",status=\"200\"} 2\n",
         "\nfarm_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1\n",
         "\n# TYPE farm_http_request_duration_seconds histogram\n",
-        "\nfarm_http_request_duration_seconds_count{route=\"/echo/:id\"} 2\n",
+        "\nfarm_http_request_duration_seconds_count{route=\"/echo/:id\",method=\"GET\","
+        "class=\"2xx\"} 2\n",
+        "\nfarm_http_request_duration_seconds_count{route=\"unmatched\",method=\"GET\","
+        "class=\"4xx\"} 1\n",
         "\nfarm_http_connections 0\n",
         "\nfarm_http_streams 0\n",
     };

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <unistd.h>
 
 #include "api_harness.h"
 #include "imaging.h"
@@ -235,6 +236,87 @@ static void test_workers_count_generations_and_images(void **state)
     assert_int_equal((int)succeeded, 2);
 }
 
+/* By kind: one avatar and one pose generation finished, each waited in the queue
+ * and took some time from its acceptance to its finish (at least its queue wait). */
+static void test_workers_time_generations_by_kind(void **state)
+{
+    (void)state;
+    const char *kinds[] = {"avatar", "pose"};
+    for (int k = 0; k < 2; k++) {
+        char series[160];
+        double outcomes = 0, failed = 0, waits = 0, wait_s = 0, runs = 0, run_s = 0;
+        for (int i = 0; i < 2; i++) {
+#define KIND_SERIES(fmt) (snprintf(series, sizeof(series), fmt, kinds[k]), series)
+            outcomes += worker_metric(
+                i, KIND_SERIES("farm_generation_outcomes_total{kind=\"%s\",status=\"succeeded\","
+                               "code=\"none\"} "));
+            failed += worker_metric(
+                i, KIND_SERIES("farm_generation_outcomes_total{kind=\"%s\",status=\"failed\""));
+            waits += worker_metric(
+                i, KIND_SERIES("farm_generation_queue_wait_seconds_count{kind=\"%s\"} "));
+            wait_s += worker_metric(
+                i, KIND_SERIES("farm_generation_queue_wait_seconds_sum{kind=\"%s\"} "));
+            runs += worker_metric(
+                i, KIND_SERIES("farm_generation_duration_seconds_count{kind=\"%s\"} "));
+            run_s +=
+                worker_metric(i, KIND_SERIES("farm_generation_duration_seconds_sum{kind=\"%s\"} "));
+#undef KIND_SERIES
+        }
+        assert_int_equal((int)outcomes, 1);
+        assert_int_equal((int)failed, 0);
+        assert_int_equal((int)waits, 1);
+        assert_int_equal((int)runs, 1);
+        assert_true(wait_s >= 0);
+        assert_true(run_s > 0);
+        assert_true(run_s >= wait_s);
+        assert_true(run_s < 600); /* seconds, not milliseconds */
+    }
+}
+
+/* A series summed over both workers. */
+static double workers_metric(const char *series)
+{
+    return worker_metric(0, series) + worker_metric(1, series);
+}
+
+/* The pool's and Redis's timings move with the work: one more generation means more
+ * statements sent (each waited for a connection, if only a little) and more claims,
+ * heartbeats or finishes answered by Redis; the pool's size is FARM_DB_POOL_SIZE. */
+static void test_workers_time_postgres_and_redis(void **state)
+{
+    (void)state;
+    assert_true(worker_metric(0, "\nfarm_pg_pool_connections ") >= 1);
+    assert_int_equal((int)worker_metric(1, "\nfarm_worker_concurrency "), 64); /* the default */
+    const char *pg = "farm_pg_pool_wait_seconds_count ";
+    const char *fin = "farm_redis_command_seconds_count{op=\"finish\"} ";
+    const char *claim = "farm_redis_command_seconds_count{op=\"claim\"} ";
+    double pg0 = workers_metric(pg), fin0 = workers_metric(fin), claim0 = workers_metric(claim);
+    double avatars0 = workers_metric(
+        "farm_generation_outcomes_total{kind=\"avatar\",status=\"succeeded\",code=\"none\"} ");
+    assert_true(pg0 > 0);
+    assert_true(fin0 >= 1);
+    static char events[1 << 20];
+    json_t *gen = run_generation(
+        "{\"kind\":\"avatar\",\"prompt\":\"a fox again\",\"width\":256,\"height\":256}", events,
+        sizeof(events));
+    assert_string_equal(json_string_value(json_object_get(gen, "status")), "succeeded");
+    json_decref(gen);
+    /* The finish reaches Redis after Postgres recorded it: wait for the count to move. */
+    double fin1 = fin0;
+    for (int i = 0; i < 100 && fin1 == fin0; i++) {
+        fin1 = workers_metric(fin);
+        if (fin1 == fin0)
+            usleep(50 * 1000);
+    }
+    assert_true(fin1 > fin0);
+    assert_true(workers_metric(pg) >= pg0 + 3); /* start, images, finish at least */
+    assert_true(workers_metric(claim) > claim0);
+    assert_int_equal((int)(workers_metric("farm_generation_outcomes_total{kind=\"avatar\","
+                                          "status=\"succeeded\",code=\"none\"} ") -
+                           avatars0),
+                     1);
+}
+
 static void test_ledger_reconciles(void **state)
 {
     (void)state;
@@ -249,6 +331,8 @@ int main(void)
         cmocka_unit_test(test_avatar_from_post_to_succeeded),
         cmocka_unit_test(test_pose_two_poses_times_two),
         cmocka_unit_test(test_workers_count_generations_and_images),
+        cmocka_unit_test(test_workers_time_generations_by_kind),
+        cmocka_unit_test(test_workers_time_postgres_and_redis),
         cmocka_unit_test(test_ledger_reconciles),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);

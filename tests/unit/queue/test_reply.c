@@ -143,11 +143,13 @@ static void test_claim_answer_and_malformed_claim(void **state)
     assert_int_equal(c.jobs[0].token, 4);
     assert_int_equal(c.jobs[0].attempt, 2);
     assert_int_equal(c.jobs[0].lease_until, 99);
+    assert_int_equal(c.jobs[0].created_ms, 5);
     assert_string_equal(c.jobs[1].user_id, "u3");
     assert_string_equal(c.jobs[1].tier, "free");
     assert_int_equal(c.jobs[1].deadline_ms, 1700000000123LL);
     assert_string_equal(c.jobs[1].payload, "{\"p\":\"two\nlines\"}");
     assert_int_equal(c.jobs[1].lease_until, 99);
+    assert_int_equal(c.jobs[1].created_ms, 1700000000000LL);
     assert_int_equal(c.n_expired, 1);
     assert_string_equal(c.expired[0].user_id, "u2");
     queue_claim_dispose(&c);
