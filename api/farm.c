@@ -8,8 +8,8 @@
  *   farm reconcile             check the ledger's invariants; exit 1 naming each violation
  *   farm dead-letter list [--max N] | retry ID|--all | purge ID|--all
  *   farm queue-libraries [--prune]
- *   farm webhooks list [--failed] [--generation ID] | retry ID|--failed
  *   farm stats [--watch [SECONDS]]  the farm at a glance, from Redis and Postgres
+ *   farm webhooks list [--failed] [--generation ID] | retry ID|--failed
  *
  * Exit status: 0 done, 1 the task failed, 2 bad usage or configuration.
  */
@@ -298,6 +298,97 @@ static int cmd_queue_libraries(int argc, char **argv)
     return rc < 0 ? 1 : 0;
 }
 
+/*
+ * One table of the farm's state: the queue's stats (one Redis call) and the credits held
+ * (one Postgres call). Either source that cannot be read is shown as unavailable, not as
+ * zeros. Returns 0 when both were read.
+ */
+static int stats_print(queue_sync_t *qs, store_conn_t *sc)
+{
+    gf_err_t err = {0};
+    queue_stats_t st;
+    int rc = 0;
+    int64_t now = gf_clock_unix_ms();
+    if (qs == NULL || queue_sync_stats(qs, &st, &err) < 0) {
+        printf("queue        unavailable: %s\n", qs ? err.msg : "no connection to Redis");
+        rc = 1;
+    } else {
+        printf("%-24s %12s\n", "QUEUE", "JOBS");
+        for (size_t i = 0; i < st.n_tiers; i++)
+            printf("  ready %-16s %12lld\n", st.tiers[i].name, (long long)st.tiers[i].depth);
+        printf("  %-22s %12lld\n", "delayed (backoff)", (long long)st.delayed);
+        printf("  %-22s %12lld\n", "in flight", (long long)st.in_flight);
+        printf("  %-22s %12lld\n", "dead letters", (long long)st.dead);
+        printf("  %-22s %12lld\n", "completed, last minute", (long long)st.done_last_min);
+        printf("  %-22s %12lld\n", "failed, last minute", (long long)st.failed_last_min);
+        printf("%-24s %12lld\n", "WORKERS", (long long)st.workers);
+        for (size_t i = 0; i < st.n_live; i++) {
+            const queue_worker_t *w = &st.live[i];
+            double ago = (double)(now - w->last_seen_ms) / 1000.0;
+            printf("  %-40s %4lld running, seen %.1f s ago\n", w->id, (long long)w->in_flight,
+                   ago < 0 ? 0 : ago);
+        }
+        queue_stats_dispose(&st);
+    }
+    store_call_t c;
+    store_call_totals(&c);
+    if (sc == NULL || store_conn_exec(sc, &c) < 0)
+        printf("credits      unavailable: %s\n", sc ? c.err.msg : "no connection to Postgres");
+    else
+        printf("%-24s %12lld\n", "CREDITS HELD", c.res.balance.held);
+    if (sc == NULL || c.err.code < 0)
+        rc = 1;
+    store_call_dispose(&c);
+    return rc;
+}
+
+static volatile sig_atomic_t stats_stop;
+
+static void on_stats_signal(int sig)
+{
+    (void)sig;
+    stats_stop = 1;
+}
+
+/* farm stats [--watch [SECONDS]]: once, or redrawn until SIGINT/SIGTERM (then exit 0). */
+static int cmd_stats(int argc, char **argv)
+{
+    long long every = 0;
+    if (argc >= 3) {
+        if (strcmp(argv[2], "--watch") != 0 || argc > 4)
+            return usage(stderr);
+        every = 2;
+        if (argc == 4 && option_ll("--watch", argv[3], 1, 3600, &every) < 0)
+            return 2;
+    }
+    gf_config_t *cfg = load_config();
+    gf_err_t err = {0};
+    queue_sync_t *qs = queue_sync_new(cfg, &err);
+    if (qs == NULL)
+        fprintf(stderr, "farm stats: %s\n", err.msg);
+    store_conn_t *sc = connect_store(cfg);
+    int rc;
+    if (every == 0) {
+        rc = stats_print(qs, sc);
+    } else {
+        struct sigaction sa = {.sa_handler = on_stats_signal};
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        while (!stats_stop) {
+            printf("\033[H\033[2J"); /* home, clear the screen */
+            stats_print(qs, sc);
+            fflush(stdout);
+            for (long long t = 0; t < every * 10 && !stats_stop; t++)
+                usleep(100 * 1000);
+        }
+        rc = 0;
+    }
+    queue_sync_free(qs);
+    store_conn_free(sc);
+    gf_cfg_free(cfg);
+    return rc;
+}
+
 static void print_webhook(const store_webhook_t *w)
 {
     printf("%s gen=%s event=%s status=%s attempts=%d", w->id, w->generation_id, w->event, w->status,
@@ -365,124 +456,38 @@ static int cmd_webhooks(int argc, char **argv)
         }
         store_call_dispose(&c);
     }
-    /*
-     * One table of the farm's state: the queue's stats (one Redis call) and the credits held
-     * (one Postgres call). Either source that cannot be read is shown as unavailable, not as
-     * zeros. Returns 0 when both were read.
-     */
-    static int stats_print(queue_sync_t * qs, store_conn_t * sc)
-    {
-        gf_err_t err = {0};
-        queue_stats_t st;
-        int rc = 0;
-        int64_t now = gf_clock_unix_ms();
-        if (qs == NULL || queue_sync_stats(qs, &st, &err) < 0) {
-            printf("queue        unavailable: %s\n", qs ? err.msg : "no connection to Redis");
-            rc = 1;
-        } else {
-            printf("%-24s %12s\n", "QUEUE", "JOBS");
-            for (size_t i = 0; i < st.n_tiers; i++)
-                printf("  ready %-16s %12lld\n", st.tiers[i].name, (long long)st.tiers[i].depth);
-            printf("  %-22s %12lld\n", "delayed (backoff)", (long long)st.delayed);
-            printf("  %-22s %12lld\n", "in flight", (long long)st.in_flight);
-            printf("  %-22s %12lld\n", "dead letters", (long long)st.dead);
-            printf("  %-22s %12lld\n", "completed, last minute", (long long)st.done_last_min);
-            printf("  %-22s %12lld\n", "failed, last minute", (long long)st.failed_last_min);
-            printf("%-24s %12lld\n", "WORKERS", (long long)st.workers);
-            for (size_t i = 0; i < st.n_live; i++) {
-                const queue_worker_t *w = &st.live[i];
-                double ago = (double)(now - w->last_seen_ms) / 1000.0;
-                printf("  %-40s %4lld running, seen %.1f s ago\n", w->id, (long long)w->in_flight,
-                       ago < 0 ? 0 : ago);
-            }
-            queue_stats_dispose(&st);
-        }
-        store_call_t c;
-        store_call_totals(&c);
-        if (sc == NULL || store_conn_exec(sc, &c) < 0)
-            printf("credits      unavailable: %s\n", sc ? c.err.msg : "no connection to Postgres");
-        else
-            printf("%-24s %12lld\n", "CREDITS HELD", c.res.balance.held);
-        if (sc == NULL || c.err.code < 0)
-            rc = 1;
-        store_call_dispose(&c);
-        return rc;
-    }
+    store_conn_free(sc);
+    gf_cfg_free(cfg);
+    return rc;
+}
 
-    static volatile sig_atomic_t stats_stop;
-
-    static void on_stats_signal(int sig)
-    {
-        (void)sig;
-        stats_stop = 1;
-    }
-
-    /* farm stats [--watch [SECONDS]]: once, or redrawn until SIGINT/SIGTERM (then exit 0). */
-    static int cmd_stats(int argc, char **argv)
-    {
-        long long every = 0;
-        if (argc >= 3) {
-            if (strcmp(argv[2], "--watch") != 0 || argc > 4)
-                return usage(stderr);
-            every = 2;
-            if (argc == 4 && option_ll("--watch", argv[3], 1, 3600, &every) < 0)
-                return 2;
-        }
-        gf_config_t *cfg = load_config();
-        gf_err_t err = {0};
-        queue_sync_t *qs = queue_sync_new(cfg, &err);
-        if (qs == NULL)
-            fprintf(stderr, "farm stats: %s\n", err.msg);
-        store_conn_t *sc = connect_store(cfg);
-        int rc;
-        if (every == 0) {
-            rc = stats_print(qs, sc);
-        } else {
-            struct sigaction sa = {.sa_handler = on_stats_signal};
-            sigaction(SIGINT, &sa, NULL);
-            sigaction(SIGTERM, &sa, NULL);
-            while (!stats_stop) {
-                printf("\033[H\033[2J"); /* home, clear the screen */
-                stats_print(qs, sc);
-                fflush(stdout);
-                for (long long t = 0; t < every * 10 && !stats_stop; t++)
-                    usleep(100 * 1000);
-            }
-            rc = 0;
-        }
-        queue_sync_free(qs);
-        store_conn_free(sc);
-        gf_cfg_free(cfg);
-        return rc;
-    }
-
-    int main(int argc, char **argv)
-    {
-        int rc;
-        if (argc < 2)
-            return usage(stderr);
-        if (strcmp(argv[1], "config") == 0)
-            rc = cmd_config(argc, argv);
-        else if (strcmp(argv[1], "migrate") == 0)
-            rc = argc == 2 ? cmd_migrate() : usage(stderr);
-        else if (strcmp(argv[1], "token") == 0)
-            rc = cmd_token(argc, argv);
-        else if (strcmp(argv[1], "reconcile") == 0)
-            rc = argc == 2 ? cmd_reconcile() : usage(stderr);
-        else if (strcmp(argv[1], "grant") == 0)
-            rc = cmd_grant(argc, argv);
-        else if (strcmp(argv[1], "dead-letter") == 0)
-            rc = cmd_dead_letter(argc, argv);
-        else if (strcmp(argv[1], "queue-libraries") == 0)
-            rc = cmd_queue_libraries(argc, argv);
-        else if (strcmp(argv[1], "webhooks") == 0)
-            rc = cmd_webhooks(argc, argv);
-        else if (strcmp(argv[1], "stats") == 0)
-            rc = cmd_stats(argc, argv);
-        else if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0)
-            rc = usage(stdout);
-        else
-            rc = usage(stderr);
-        gf_log_clear_secrets();
-        return rc;
-    }
+int main(int argc, char **argv)
+{
+    int rc;
+    if (argc < 2)
+        return usage(stderr);
+    if (strcmp(argv[1], "config") == 0)
+        rc = cmd_config(argc, argv);
+    else if (strcmp(argv[1], "migrate") == 0)
+        rc = argc == 2 ? cmd_migrate() : usage(stderr);
+    else if (strcmp(argv[1], "token") == 0)
+        rc = cmd_token(argc, argv);
+    else if (strcmp(argv[1], "reconcile") == 0)
+        rc = argc == 2 ? cmd_reconcile() : usage(stderr);
+    else if (strcmp(argv[1], "grant") == 0)
+        rc = cmd_grant(argc, argv);
+    else if (strcmp(argv[1], "dead-letter") == 0)
+        rc = cmd_dead_letter(argc, argv);
+    else if (strcmp(argv[1], "queue-libraries") == 0)
+        rc = cmd_queue_libraries(argc, argv);
+    else if (strcmp(argv[1], "stats") == 0)
+        rc = cmd_stats(argc, argv);
+    else if (strcmp(argv[1], "webhooks") == 0)
+        rc = cmd_webhooks(argc, argv);
+    else if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0)
+        rc = usage(stdout);
+    else
+        rc = usage(stderr);
+    gf_log_clear_secrets();
+    return rc;
+}
