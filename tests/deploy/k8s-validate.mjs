@@ -27,6 +27,13 @@ import * as keda from "@kubernetes-models/keda";
 
 const src = process.argv[2];
 if (!src) throw new Error("usage: k8s-validate.mjs SOURCE_DIR");
+// kustomize: Debian has no kustomize package; kubectl carries it.
+try {
+  execFileSync("kubectl", ["version", "--client"], { stdio: "ignore" });
+} catch {
+  console.error("FAIL: kubectl not found: it renders the overlays (kubectl kustomize); install kubectl");
+  process.exit(1);
+}
 
 let failures = 0;
 function check(cond, what) {

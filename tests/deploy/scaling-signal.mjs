@@ -23,6 +23,13 @@ import net from "node:net";
 import { parseAllDocuments } from "yaml";
 
 const src = process.argv[2];
+// kustomize: Debian has no kustomize package; kubectl carries it.
+try {
+  execFileSync("kubectl", ["version", "--client"], { stdio: "ignore" });
+} catch {
+  console.error("FAIL: kubectl not found: it renders the overlays (kubectl kustomize); install kubectl");
+  process.exit(1);
+}
 const env = process.env;
 const tmp = env.FARM_TEST_TMPDIR || mkdtempSync(join(tmpdir(), "genfarm-scaling-"));
 const children = [];
