@@ -6,7 +6,8 @@
 // what matters to the farm:
 //   - the objects each overlay must have are there, and every reference
 //     (envFrom, scaleTargetRef, Service/PDB selectors) lands on an object;
-//   - every FARM_* key of a ConfigMap or Secret is a row of core/config.c;
+//   - every FARM_* key of a ConfigMap or Secret is a row of core/config.c,
+//     and `farm config` accepts their values;
 //   - every probe of a farm container names a declared port, that port is
 //     the one the ConfigMap gives the process, and the path answers 200 on a
 //     real farm-api / farm-worker started here (with the fixture's Redis and
@@ -223,6 +224,17 @@ for (const overlay of ["dev", "prod"]) {
     }
   }
   const setting = (k) => Number(conf[k] ?? farmVars.get(k));
+  // The values too: `farm config` loads the overlay's ConfigMap and Secret
+  // as a pod's envFrom would, and refuses a bad one naming it.
+  const secret = get(objs, "Secret", "genfarm-secrets");
+  const podEnv = { ...conf };
+  for (const [k, v] of Object.entries(secret.data || {})) podEnv[k] = Buffer.from(String(v).replace(/\s/g, ""), "base64").toString();
+  try {
+    execFileSync(process.env.FARM_TEST_CLI, ["config"], { env: { PATH: process.env.PATH, ...podEnv }, stdio: ["ignore", "ignore", "pipe"] });
+    console.log(`${overlay}: farm config accepts the ConfigMap and Secret`);
+  } catch (e) {
+    check(false, `${overlay}: farm config refuses the ConfigMap and Secret: ${e.stderr}`);
+  }
   const names = new Set(objs.map((o) => `${o.kind}/${o.metadata.name}`));
   for (const o of objs) {
     const spec = podSpecOf(o);
