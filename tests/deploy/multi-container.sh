@@ -6,7 +6,8 @@
 # (tests/deploy/servers.Containerfile), then on one private podman network,
 # with no volume shared by any two containers:
 #   redis, postgres, s3 (s3rver), farm migrate, one farm-api (published on a
-#   loopback port for this script), three farm-workers, FARM_STORAGE=s3;
+#   loopback port for this script), three farm-workers, FARM_STORAGE=s3,
+#   leases of 5 s;
 #   200 avatar generations are created; when a third of them have finished,
 #   a worker container is killed (SIGKILL) and another one started;
 #   every generation must succeed, every output must download through the
@@ -141,6 +142,7 @@ FARM_S3_SERVE=proxy
 FARM_PROVIDER=local
 FARM_API_PROCESSES=1
 FARM_WORKER_CONCURRENCY=16
+FARM_QUEUE_LEASE_S=5
 FARM_QUEUE_TIERS=pro:4:1000,free:1:1000
 FARM_RATE_LIMIT_PER_MIN=100000
 FARM_RATE_LIMIT_BURST=100000
@@ -175,6 +177,7 @@ for k in 1 2 3; do wait_worker "$k"; done
 say "api ready on $api, three workers healthy"
 
 token=$(farm_run farm token --sub 00000000-0000-4000-8000-0000000000c1 --plan pro --ttl 3600)
+admin=$(farm_run farm token --sub 00000000-0000-4000-8000-0000000000ad --role admin --ttl 3600)
 driver=("node" "$src/tests/deploy/mc-driver.mjs" "$api" "$token" "$tmp/ids")
 
 # --- the generations, a worker killed and replaced mid-run ------------------------------
@@ -183,10 +186,15 @@ start_s=$(date +%s.%N)
 "${driver[@]}" create "$n_gen"
 say "$n_gen generations created"
 "${driver[@]}" wait-done $((n_gen / 3))
+# The jobs worker-2 holds (its queue id starts with its container's host
+# name) go back to the queue when their 5 s lease runs out.
+host2=$("${podman[@]}" inspect --format '{{.Config.Hostname}}' "$(cname worker-2)")
+held2=$(curl -s -H "Authorization: Bearer $admin" "$api/v1/admin/stats" |
+    node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const w=JSON.parse(s).workers.find(w=>w.id.startsWith(process.argv[1]+"-"));console.log(w?w.in_flight:0)})' "$host2")
 "${podman[@]}" kill -s KILL "$(cname worker-2)" >/dev/null
 start_worker 4
 wait_worker 4
-say "worker-2 killed (SIGKILL) after $((n_gen / 3)) finished; worker-4 started"
+say "worker-2 killed (SIGKILL) holding $held2 jobs, after $((n_gen / 3)) finished; worker-4 started"
 "${driver[@]}" wait-done "$n_gen"
 end_s=$(date +%s.%N)
 "${podman[@]}" stats --no-stream --format '{{.Name}} mem {{.MemUsage}} cpu {{.CPUPerc}}' \
