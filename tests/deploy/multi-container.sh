@@ -189,12 +189,12 @@ say "$n_gen generations created"
 # The jobs worker-2 holds (its queue id starts with its container's host
 # name) go back to the queue when their 5 s lease runs out.
 host2=$("${podman[@]}" inspect --format '{{.Config.Hostname}}' "$(cname worker-2)")
-held2=$(curl -s -H "Authorization: Bearer $admin" "$api/v1/admin/stats" |
-    node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const w=JSON.parse(s).workers.find(w=>w.id.startsWith(process.argv[1]+"-"));console.log(w?w.in_flight:0)})' "$host2")
+stats=$(curl -s -H "Authorization: Bearer $admin" "$api/v1/admin/stats")
+held2=$(node -e 'const s=JSON.parse(process.argv[1]);const w=s.workers.find(w=>w.id.startsWith(process.argv[2]+"-"));console.log(w?w.in_flight:0, "of", s.in_flight, "running,", Object.values(s.queued_by_tier).reduce((a,b)=>a+b,0), "queued")' "$stats" "$host2")
 "${podman[@]}" kill -s KILL "$(cname worker-2)" >/dev/null
 start_worker 4
 wait_worker 4
-say "worker-2 killed (SIGKILL) holding $held2 jobs, after $((n_gen / 3)) finished; worker-4 started"
+say "worker-2 killed (SIGKILL) holding $held2, after $((n_gen / 3)) finished; worker-4 started"
 "${driver[@]}" wait-done "$n_gen"
 end_s=$(date +%s.%N)
 "${podman[@]}" stats --no-stream --format '{{.Name}} mem {{.MemUsage}} cpu {{.CPUPerc}}' \
