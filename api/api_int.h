@@ -11,6 +11,7 @@
 #include "api.h"
 #include "imaging.h"
 #include "queue.h"
+#include "storage.h"
 #include "store.h"
 
 #define API_SSE_USER_BUCKETS 1024
@@ -22,6 +23,7 @@ struct api {
     gf_httpd_t *httpd;
     queue_t *queue;
     store_t *store;
+    storage_t *storage;
     struct api_sse *streams; /* open event streams (closed all at stop) */
     /* Open streams per user, for FARM_SSE_MAX_PER_USER: a chained hash by user id. */
     struct api_sse_user *sse_users[API_SSE_USER_BUCKETS];
@@ -34,6 +36,8 @@ struct api {
     uv_timer_t gauges_timer;
     store_call_t gauges_call;
     int gauges_on, gauges_pending; /* pending: 1 queue stats, 2 credit totals */
+    /* api/gate.c: uploads admitted and not yet finished, and their announced bytes */
+    size_t upload_inflight, upload_inflight_bytes;
 };
 
 /* api/gauges.c */
@@ -53,6 +57,11 @@ typedef struct {
  * returns < 0 (the request is then finished).
  */
 int api__auth(api_t *api, gf_http_req_t *req, api_principal_t *p, int allow_query);
+
+/* api/gate.c: decides each request at its headers (httpd's check hook). */
+void api__gate_install(api_t *api);
+/* The caller the gate authenticated for this request, or NULL. */
+const api_principal_t *api__gate_principal(const gf_http_req_t *req);
 
 /* Verifies an HS256 token; fills `p`. GF_EINVAL with the reason in `err` (for logs only). */
 int api__token_verify(const char *secret, const char *token, api_principal_t *p, gf_err_t *err);
@@ -114,6 +123,17 @@ void api__credits_routes(api_t *api);
 void api__events_routes(api_t *api);
 void api__files_routes(api_t *api);
 void api__cors_routes(api_t *api);
+/* api/web.c: GET /v1/openapi.json, and the demo page when FARM_DEMO=1. */
+void api__web_routes(api_t *api);
+
+/* A file built into farm-api (api/embed.cmake writes the table, ended by a NULL url). */
+typedef struct {
+    const char *url;  /* the path it is served at */
+    const char *type; /* its Content-Type */
+    const unsigned char *data;
+    size_t len;
+} api_asset_t;
+extern const api_asset_t api__assets[];
 
 /* Closes every open event stream (at shutdown, before the queue closes). */
 void api__events_close_all(api_t *api);

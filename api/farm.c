@@ -8,6 +8,7 @@
  *   farm reconcile             check the ledger's invariants; exit 1 naming each violation
  *   farm dead-letter list [--max N] | retry ID|--all | purge ID|--all
  *   farm queue-libraries [--prune]
+ *   farm webhooks list [--failed] [--generation ID] | retry ID|--failed
  *
  * Exit status: 0 done, 1 the task failed, 2 bad usage or configuration.
  */
@@ -36,7 +37,9 @@ static int usage(FILE *out)
                  "                        inspect, re-drive or drop dead-lettered jobs\n"
                  "  queue-libraries [--prune]\n"
                  "                        list (or delete) the queue's Redis function libraries\n"
-                 "                        of other code versions or settings\n");
+                 "                        of other code versions or settings\n"
+                 "  webhooks list [--failed] [--generation ID] | retry ID|--failed\n"
+                 "                        webhook deliveries (newest 100); put failed ones back\n");
     return out == stdout ? 0 : 2;
 }
 
@@ -289,6 +292,78 @@ static int cmd_queue_libraries(int argc, char **argv)
     return rc < 0 ? 1 : 0;
 }
 
+static void print_webhook(const store_webhook_t *w)
+{
+    printf("%s gen=%s event=%s status=%s attempts=%d", w->id, w->generation_id, w->event, w->status,
+           w->attempts);
+    if (w->last_status_code > 0)
+        printf(" last_status=%d", w->last_status_code);
+    printf(" created=%s", w->created_at);
+    if (w->next_attempt_at)
+        printf(" next=%s", w->next_attempt_at);
+    if (w->delivered_at)
+        printf(" delivered=%s", w->delivered_at);
+    /* The URL's host and path only: a query may carry the receiver's token. */
+    printf(" url=%.*s", (int)strcspn(w->url, "?#"), w->url);
+    if (w->last_error)
+        printf(" error=\"%s\"", w->last_error);
+    printf("\n");
+}
+
+/* farm webhooks: the outbox for on-call (docs/operations.md, a receiver is down for a day). */
+static int cmd_webhooks(int argc, char **argv)
+{
+    const char *action = argc > 2 ? argv[2] : "";
+    int failed = 0;
+    const char *gen = NULL, *id = NULL;
+    if (strcmp(action, "list") == 0) {
+        for (int i = 3; i < argc; i++) {
+            if (strcmp(argv[i], "--failed") == 0)
+                failed = 1;
+            else if (strcmp(argv[i], "--generation") == 0 && i + 1 < argc &&
+                     api_is_uuid(argv[i + 1]))
+                gen = argv[++i];
+            else
+                return usage(stderr);
+        }
+    } else if (strcmp(action, "retry") == 0 && argc == 4) {
+        if (strcmp(argv[3], "--failed") != 0 && !api_is_uuid(argv[3]))
+            return usage(stderr);
+        id = strcmp(argv[3], "--failed") == 0 ? NULL : argv[3];
+    } else {
+        return usage(stderr);
+    }
+    gf_config_t *cfg = load_config();
+    store_conn_t *sc = connect_store(cfg);
+    int rc = 1;
+    if (sc != NULL) {
+        store_call_t c;
+        if (strcmp(action, "list") == 0)
+            store_call_webhook_list(&c, failed, gen, 100);
+        else
+            store_call_webhook_retry(&c, id);
+        if (store_conn_exec(sc, &c) < 0) {
+            fprintf(stderr, "farm webhooks %s: %s\n", action, c.err.msg);
+        } else if (strcmp(action, "list") == 0) {
+            for (size_t i = 0; i < c.res.webhook_list.n; i++)
+                print_webhook(&c.res.webhook_list.items[i]);
+            printf("%zu deliver%s\n", c.res.webhook_list.n,
+                   c.res.webhook_list.n == 1 ? "y" : "ies");
+            rc = 0;
+        } else {
+            printf("%zu failed deliver%s pending again\n", c.res.webhook_list.n,
+                   c.res.webhook_list.n == 1 ? "y" : "ies");
+            rc = id != NULL && c.res.webhook_list.n == 0 ? 1 : 0;
+            if (rc)
+                fprintf(stderr, "farm webhooks retry: no failed delivery %s\n", id);
+        }
+        store_call_dispose(&c);
+    }
+    store_conn_free(sc);
+    gf_cfg_free(cfg);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     int rc;
@@ -308,6 +383,8 @@ int main(int argc, char **argv)
         rc = cmd_dead_letter(argc, argv);
     else if (strcmp(argv[1], "queue-libraries") == 0)
         rc = cmd_queue_libraries(argc, argv);
+    else if (strcmp(argv[1], "webhooks") == 0)
+        rc = cmd_webhooks(argc, argv);
     else if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0)
         rc = usage(stdout);
     else

@@ -2,23 +2,21 @@
  * api/files.c - POST /v1/uploads, GET /v1/files/..., GET /v1/presets and
  * the pose maps of the presets.
  *
- * Decoding, re-encoding, rendering and file I/O run on the libuv thread
- * pool, never on the loop; the after-work callbacks answer. Signed file URLs
- * are checked in constant time; keys are resolved by imaging, which refuses
- * anything but the layout it writes, so no path leaves the storage root.
+ * Decoding, re-encoding and rendering run on the libuv thread pool, never on
+ * the loop; files are read and written through storage/ (docs/storage.md).
+ * Signed file URLs are checked in constant time; with FARM_STORAGE=s3 and
+ * FARM_S3_SERVE=redirect a valid one answers 302 to a presigned GET that
+ * expires when it does, else the api serves the object with its ETag.
  */
 #include "api_int.h"
 
-#include <fcntl.h>
 #include <math.h>
 #include <strings.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 /* Work handed to the thread pool, and what it hands back. */
 typedef struct {
@@ -33,11 +31,9 @@ typedef struct {
     char key[IMG_KEY_MAX];
     img_info info;
     /* file or pose map */
-    char path[1024];
     img_buf out;
     img_format fmt;
     long max_age;
-    char etag[80];
     const img_pose_preset *pose;
     gf_err_t err;
     store_call_t call;
@@ -71,18 +67,20 @@ static int queue_work(file_job_t *f, uv_work_cb work, uv_after_work_cb after)
 /* --- uploads ------------------------------------------------------------------------ */
 
 /* A stored upload whose record failed goes: its id was never given out. */
-static void upload_remove_work(uv_work_t *w)
+static void on_upload_removed(storage_t *st, const gf_err_t *err, void *data)
 {
-    file_job_t *f = w->data;
-    gf_err_t err = {0};
-    if (img_storage_remove(f->api->cfg->storage_dir, f->key, &err) < 0)
-        gf_log_err(GF_LOG_WARN, &(gf_log_ctx){.component = "api", .user_id = f->who.sub}, &err);
+    (void)st;
+    file_job_t *f = data;
+    if (err->code < 0)
+        gf_log_err(GF_LOG_WARN, &(gf_log_ctx){.component = "api", .user_id = f->who.sub}, err);
+    job_free(f);
 }
 
-static void upload_remove_done(uv_work_t *w, int status)
+/* Removes the upload's object, then frees `f`. */
+static void upload_remove(file_job_t *f)
 {
-    (void)status;
-    job_free(w->data);
+    if (storage_delete(f->api->storage, f->key, on_upload_removed, f) < 0)
+        job_free(f);
 }
 
 static void on_upload_recorded(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
@@ -95,8 +93,10 @@ static void on_upload_recorded(store_t *st, const gf_err_t *err, store_call_t *c
         f->req = NULL;
         /* Not after a timeout: the INSERT may still commit, and a row must not
          * name a file that is gone (an orphan file is the lesser harm). */
-        if (err->code != GF_ETIMEDOUT && queue_work(f, upload_remove_work, upload_remove_done) == 0)
+        if (err->code != GF_ETIMEDOUT) {
+            upload_remove(f);
             return;
+        }
     } else {
         api__json(f->req, 201,
                   json_pack("{s:s, s:s, s:i, s:i, s:I}", "id", f->id, "format",
@@ -112,9 +112,28 @@ static void upload_work(uv_work_t *w)
     img_limits lim = img_limits_from_config(f->api->cfg);
     if (img_upload_normalize(f->in, f->in_len, &lim, &f->out, &f->info, &f->err) < 0)
         return;
-    if (img_storage_upload_key(f->who.sub, f->id, f->info.format, f->key, &f->err) < 0)
+    img_storage_upload_key(f->who.sub, f->id, f->info.format, f->key, &f->err);
+}
+
+/* The normalized upload is in storage: record it (the id is given out only then). */
+static void on_upload_stored(storage_t *st, const gf_err_t *err, void *data)
+{
+    (void)st;
+    file_job_t *f = data;
+    if (err->code < 0) {
+        gf_log_err(GF_LOG_WARN, &(gf_log_ctx){.component = "api", .user_id = f->who.sub}, err);
+        api__fail(f->req, err->code == GF_ETIMEDOUT ? GF_ETIMEDOUT : GF_EUNAVAIL, NULL);
+        job_free(f);
         return;
-    img_storage_write(f->api->cfg->storage_dir, f->key, f->out.data, f->out.len, &f->err);
+    }
+    store_call_upload_add(&f->call, f->id, f->who.sub, f->api->cfg->welcome_credits,
+                          img_format_name(f->info.format), f->info.width, f->info.height,
+                          (long long)f->info.bytes, f->info.sha256, f->key);
+    if (store_exec(f->api->store, &f->call, on_upload_recorded, f) < 0) {
+        api__fail(f->req, GF_EUNAVAIL, NULL);
+        f->req = NULL;
+        upload_remove(f);
+    }
 }
 
 static void upload_done(uv_work_t *w, int status)
@@ -146,14 +165,11 @@ static void upload_done(uv_work_t *w, int status)
         job_free(f);
         return;
     }
-    store_call_upload_add(&f->call, f->id, f->who.sub, f->api->cfg->welcome_credits,
-                          img_format_name(f->info.format), f->info.width, f->info.height,
-                          (long long)f->info.bytes, f->info.sha256, f->key);
-    if (store_exec(f->api->store, &f->call, on_upload_recorded, f) < 0) {
-        api__fail(f->req, GF_EUNAVAIL, NULL);
-        f->req = NULL;
-        if (queue_work(f, upload_remove_work, upload_remove_done) != 0)
-            job_free(f);
+    int rc = storage_put(f->api->storage, f->key, f->out.data, f->out.len,
+                         img_format_mime(f->info.format), on_upload_stored, f);
+    if (rc < 0) {
+        api__fail(f->req, rc, NULL);
+        job_free(f);
     }
 }
 
@@ -190,34 +206,6 @@ done:
 
 /* --- files ------------------------------------------------------------------------------ */
 
-static void file_read_work(uv_work_t *w)
-{
-    file_job_t *f = w->data;
-    if (img_storage_resolve(f->api->cfg->storage_dir, f->key, f->path, sizeof(f->path), &f->fmt,
-                            &f->err) < 0)
-        return;
-    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0 || st.st_size > (off_t)(256 << 20)) {
-        gf_err_set(&f->err, GF_ENOTFOUND, "api", "cannot read the file");
-        if (fd >= 0)
-            close(fd);
-        return;
-    }
-    f->out.data = gf_xmalloc((size_t)st.st_size + 1);
-    size_t got = 0;
-    while (got < (size_t)st.st_size) {
-        ssize_t n = read(fd, f->out.data + got, (size_t)st.st_size - got);
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
-    close(fd);
-    f->out.len = got;
-    snprintf(f->etag, sizeof(f->etag), "\"%llx-%llx\"", (unsigned long long)st.st_size,
-             (unsigned long long)st.st_mtim.tv_sec * 1000000000ULL + st.st_mtim.tv_nsec);
-}
-
 /*
  * If-None-Match against our ETag (RFC 9110 13.1.2): "*", or a comma-separated
  * list of tags, weak (W/"...") or strong, compared weakly.
@@ -241,25 +229,44 @@ static int etag_matches(const char *inm, const char *etag)
     return 0;
 }
 
-static void file_read_done(uv_work_t *w, int status)
+/* The object read back from storage (proxy mode, local storage, or a token's request). */
+static void on_file_read(storage_t *st, const gf_err_t *err, storage_object_t *obj, void *data)
 {
-    file_job_t *f = w->data;
-    if (status < 0 || f->err.code != 0 || f->out.len == 0) {
+    (void)st;
+    file_job_t *f = data;
+    if (err->code == GF_ENOTFOUND || (err->code == 0 && obj->len == 0)) {
         api__error(f->req, 404, "not_found", "no such file", NULL);
+        job_free(f);
+        return;
+    }
+    if (err->code < 0) {
+        gf_log_err(GF_LOG_WARN, &(gf_log_ctx){.component = "api"}, err);
+        api__fail(f->req, err->code == GF_ETIMEDOUT ? GF_ETIMEDOUT : GF_EUNAVAIL, NULL);
         job_free(f);
         return;
     }
     char cache[64];
     snprintf(cache, sizeof(cache), "private, max-age=%ld", f->max_age > 0 ? f->max_age : 0);
     gf_http_set_header(f->req, "Cache-Control", cache);
-    gf_http_set_header(f->req, "ETag", f->etag);
+    if (obj->etag[0])
+        gf_http_set_header(f->req, "ETag", obj->etag);
     gf_http_set_header(f->req, "X-Content-Type-Options", "nosniff");
-    if (etag_matches(gf_http_req_header(f->req, "if-none-match"), f->etag))
+    if (obj->etag[0] && etag_matches(gf_http_req_header(f->req, "if-none-match"), obj->etag))
         gf_http_respond(f->req, 304, NULL, "", 0);
     else
-        gf_http_respond(f->req, 200, img_format_mime(f->fmt), (const char *)f->out.data,
-                        f->out.len);
+        gf_http_respond(f->req, 200, img_format_mime(f->fmt), (const char *)obj->data, obj->len);
     job_free(f);
+}
+
+/* The format of a key's extension (the layout writes only these). */
+static img_format key_format(const char *key)
+{
+    const char *dot = strrchr(key, '.');
+    static const img_format all[] = {IMG_FORMAT_PNG, IMG_FORMAT_JPEG, IMG_FORMAT_WEBP};
+    for (size_t i = 0; dot && i < sizeof(all) / sizeof(all[0]); i++)
+        if (strcmp(dot + 1, img_format_ext(all[i])) == 0)
+            return all[i];
+    return IMG_FORMAT_NONE;
 }
 
 /* A file is served to a valid signature, or to its owner's token; anything else is 404. */
@@ -270,7 +277,8 @@ static void on_file(gf_http_req_t *req, void *data)
     const char *a = gf_http_req_param(req, "a"), *b = gf_http_req_param(req, "b");
     const char *c = gf_http_req_param(req, "c");
     snprintf(f->key, sizeof(f->key), "%s/%s/%s", a, b, c);
-    int allowed = api__signature_ok(api, req, f->key, &f->max_age);
+    int signed_ok = api__signature_ok(api, req, f->key, &f->max_age);
+    int allowed = signed_ok;
     if (!allowed && gf_http_req_header(req, "authorization")) {
         api_principal_t who;
         gf_err_t err = {0};
@@ -284,8 +292,36 @@ static void on_file(gf_http_req_t *req, void *data)
         job_free(f);
         return;
     }
-    if (queue_work(f, file_read_work, file_read_done) < 0) {
-        api__fail(req, GF_EUNAVAIL, NULL);
+    f->fmt = key_format(f->key);
+    if (f->fmt == IMG_FORMAT_NONE) {
+        api__error(req, 404, "not_found", "no such file", NULL);
+        job_free(f);
+        return;
+    }
+    /* A signed URL with FARM_S3_SERVE=redirect: to the object itself, for no
+     * longer than the signed URL is valid. A token's request is served here
+     * (a client that follows a redirect may carry its Authorization along,
+     * which a presigned URL refuses). */
+    if (signed_ok && api->cfg->storage == 1 && api->cfg->s3_serve == 0) {
+        gf_err_t err = {0};
+        char *url = storage_read_url(api->storage, f->key, time(NULL) + f->max_age, &err);
+        if (url == NULL) {
+            api__fail(req, GF_EUNAVAIL, &err);
+        } else {
+            gf_http_set_header(req, "Location", url);
+            gf_http_set_header(req, "Cache-Control", "no-store");
+            gf_http_respond(req, 302, NULL, "", 0);
+            free(url);
+        }
+        job_free(f);
+        return;
+    }
+    int rc = storage_get(api->storage, f->key, on_file_read, f);
+    if (rc < 0) {
+        if (rc == GF_EINVAL)
+            api__error(req, 404, "not_found", "no such file", NULL);
+        else
+            api__fail(req, rc, NULL);
         job_free(f);
     }
 }

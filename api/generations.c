@@ -181,6 +181,9 @@ static void on_accepted(store_t *st, const gf_err_t *err, store_call_t *call, vo
 }
 
 /* Holds the credits (with the idempotency key) in Postgres. */
+/* webhook_events (IMG_WEBHOOK_* bits) as a Postgres array literal. */
+static const char *const webhook_events[4] = {NULL, "{started}", "{image}", "{started,image}"};
+
 static void gen_accept(gen_ctx_t *c)
 {
     api_t *api = c->api;
@@ -199,7 +202,9 @@ static void gen_accept(gen_ctx_t *c)
                         .metadata_json = c->g.params.metadata,
                         .deadline_unix_ms = c->deadline_ms,
                         .idempotency_key = c->has_idem_key ? c->idem_key : NULL,
-                        .request_hash = c->hash};
+                        .request_hash = c->hash,
+                        .webhook_url = c->g.params.webhook_url,
+                        .webhook_events = webhook_events[c->g.params.webhook_events & 3]};
     store_call_accept(&c->call, &a);
     run(c, on_accepted);
 }
@@ -244,33 +249,6 @@ static void check_refs(gen_ctx_t *c)
     run(c, on_refs_checked);
 }
 
-/*
- * The rate limit comes first: a refused request costs nothing. While Redis
- * is down there is no bucket to ask, and the request goes on (docs/api.md).
- */
-static void on_ratelimited(queue_t *q, const gf_err_t *err, const queue_result_t *res, void *data)
-{
-    (void)q;
-    gen_ctx_t *c = data;
-    char v[32];
-    if (err->code == GF_OK) {
-        snprintf(v, sizeof(v), "%lld", c->api->cfg->rate_limit_burst);
-        gf_http_set_header(c->req, "RateLimit-Limit", v);
-        snprintf(v, sizeof(v), "%lld", (long long)res->position);
-        gf_http_set_header(c->req, "RateLimit-Remaining", v);
-        snprintf(v, sizeof(v), "%lld", (long long)(res->retry_in_ms + 999) / 1000);
-        gf_http_set_header(c->req, "RateLimit-Reset", v);
-        if (!res->created) {
-            gf_http_set_header(c->req, "Retry-After", v);
-            api__error(c->req, 429, "rate_limited",
-                       "too many generations requested; retry after the Retry-After seconds", NULL);
-            ctx_free(c);
-            return;
-        }
-    }
-    check_refs(c);
-}
-
 static void on_create(gf_http_req_t *req, void *data)
 {
     api_t *api = data;
@@ -302,9 +280,7 @@ static void on_create(gf_http_req_t *req, void *data)
         c->has_idem_key = 1;
     }
     img_sha256_hex(body, len, c->hash);
-    if (queue_ratelimit(api->queue, c->who.sub, (long)api->cfg->rate_limit_per_min,
-                        (long)api->cfg->rate_limit_burst, on_ratelimited, c) < 0)
-        check_refs(c); /* Redis down: no limit to check */
+    check_refs(c); /* the rate limit was taken at the headers (api/gate.c) */
     return;
 done:
     ctx_free(c);

@@ -9,11 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* One /readyz request waiting on both dependencies. */
+/* One /readyz request waiting on its dependencies. */
 typedef struct {
     gf_http_req_t *req;
     int pending;
-    int redis, postgres;
+    int redis, postgres, storage;
+    long storage_status; /* the HTTP status S3 refused with, 0 otherwise */
 } readyz_t;
 
 static const char *dep_state(int status)
@@ -23,6 +24,9 @@ static const char *dep_state(int status)
         return "ok";
     case GF_ETIMEDOUT:
         return "timeout";
+    case GF_EINVAL:
+    case GF_ENOTFOUND:
+        return "refused";
     default:
         return "unavailable";
     }
@@ -33,20 +37,45 @@ static void readyz_answer(readyz_t *rz)
     if (--rz->pending > 0)
         return;
     char body[512];
+    /* API.md: ready when Redis and Postgres answer; storage is reported, not required. */
     if (rz->redis == 0 && rz->postgres == 0) {
-        snprintf(body, sizeof(body), "{\"status\":\"ready\",\"redis\":\"ok\",\"postgres\":\"ok\"}");
+        snprintf(body, sizeof(body),
+                 "{\"status\":\"ready\",\"redis\":\"ok\",\"postgres\":\"ok\","
+                 "\"storage\":\"%s\"}",
+                 dep_state(rz->storage));
         gf_http_respond(rz->req, 200, "application/json; charset=utf-8", body, strlen(body));
     } else {
-        const char *which = rz->redis && rz->postgres ? "redis and postgres"
-                            : rz->redis               ? "redis"
-                                                      : "postgres";
+        gf_buf_t which = {0};
+        if (rz->redis)
+            gf_buf_puts(&which, "redis");
+        if (rz->postgres)
+            gf_buf_printf(&which, "%spostgres", which.len ? " and " : "");
+        if (rz->storage)
+            gf_buf_printf(&which, "%sstorage", which.len ? " and " : "");
+        const char *how =
+            rz->storage && dep_state(rz->storage)[0] == 'r' && !rz->redis && !rz->postgres
+                ? "refusing our requests"
+                : "not answering";
         snprintf(body, sizeof(body),
-                 "{\"error\":{\"code\":\"unavailable\",\"message\":\"%s not answering\","
-                 "\"field\":null},\"status\":\"unavailable\",\"redis\":\"%s\",\"postgres\":\"%s\"}",
-                 which, dep_state(rz->redis), dep_state(rz->postgres));
+                 "{\"error\":{\"code\":\"unavailable\",\"message\":\"%s %s\","
+                 "\"field\":null},\"status\":\"unavailable\",\"redis\":\"%s\","
+                 "\"postgres\":\"%s\",\"storage\":\"%s\"}",
+                 which.p, how, dep_state(rz->redis), dep_state(rz->postgres),
+                 dep_state(rz->storage));
+        gf_buf_dispose(&which);
         gf_http_respond(rz->req, 503, "application/json; charset=utf-8", body, strlen(body));
     }
     free(rz);
+}
+
+static void on_storage_checked(storage_t *st, const gf_err_t *err, void *data)
+{
+    readyz_t *rz = data;
+    (void)st;
+    rz->storage = err->code;
+    if (err->code < 0)
+        gf_log_err(GF_LOG_WARN, &(gf_log_ctx){.component = "api"}, err);
+    readyz_answer(rz);
 }
 
 static void on_redis_ping(queue_t *q, const gf_err_t *err, void *data)
@@ -84,6 +113,11 @@ static void on_readyz(gf_http_req_t *req, void *data)
         rz->pending++;
     else
         rz->postgres = rc;
+    rc = storage_check(api->storage, timeout, on_storage_checked, rz);
+    if (rc == 0)
+        rz->pending++;
+    else
+        rz->storage = rc;
     readyz_answer(rz);
 }
 
@@ -108,6 +142,8 @@ api_t *api_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)
     api__events_routes(api);
     api__files_routes(api);
     api__cors_routes(api);
+    api__gate_install(api);
+    api__web_routes(api);
     return api;
 fail:
     api_free(api);
@@ -127,6 +163,11 @@ int api_start(api_t *api, gf_err_t *err)
         return err ? err->code : GF_EINVAL;
     api->store = store_new(api->loop, api->cfg, err);
     if (api->store == NULL)
+        return err ? err->code : GF_EINVAL;
+    if (storage_start_check(api->cfg, err) < 0)
+        return err ? err->code : GF_EINVAL;
+    api->storage = storage_new(api->loop, api->cfg, api->metrics, err);
+    if (api->storage == NULL)
         return err ? err->code : GF_EINVAL;
     int rc = gf_httpd_listen(api->httpd, err);
     if (rc < 0)
@@ -165,6 +206,13 @@ static void on_store_closed(void *data)
     api_maybe_stopped(api);
 }
 
+static void on_storage_closed(void *data)
+{
+    api_t *api = data;
+    api->storage = NULL;
+    api_maybe_stopped(api);
+}
+
 static void on_httpd_stopped(gf_httpd_t *h, void *data)
 {
     (void)h;
@@ -179,6 +227,10 @@ static void on_httpd_stopped(gf_httpd_t *h, void *data)
     if (api->store) {
         api->closes_pending++;
         store_close(api->store, on_store_closed, api);
+    }
+    if (api->storage) {
+        api->closes_pending++;
+        storage_close(api->storage, on_storage_closed, api);
     }
     api_maybe_stopped(api);
 }

@@ -55,6 +55,7 @@ json_t *api__generation_json(const store_generation_t *g)
     for (size_t i = 0; i < g->n_outputs; i++)
         json_array_append_new(outputs, output_json(&g->outputs[i]));
     json_object_set_new(j, "outputs", outputs);
+    json_object_set_new(j, "webhook", embedded(g->webhook));
     json_object_set_new(j, "attempts", json_integer(g->attempts));
     json_object_set_new(j, "failures", embedded(g->failures));
     json_object_set_new(j, "metadata", embedded(g->metadata));

@@ -7,6 +7,7 @@
  * the unit cost of its kind, the payload text.
  */
 #include "validate.h"
+#include "net.h"
 #include "provider.h"
 
 #include <stdio.h>
@@ -20,6 +21,30 @@ static int provider_ok(const char *name, void *data)
     return provider_chain_has(cfg, NULL, name);
 }
 
+/*
+ * A webhook_url is refused where that is knowable now (docs/webhooks.md):
+ * when this farm cannot sign webhooks, or when the URL's host is written as
+ * a loopback, private or link-local address. A name is checked by the worker
+ * on the address it connects to.
+ */
+static int check_webhook(const char *url, const gf_config_t *cfg, api_gen_req_t *g)
+{
+    char reason[128];
+    snprintf(g->field, sizeof(g->field), "webhook_url");
+    if (cfg->webhook_secret == NULL || cfg->webhook_secret[0] == '\0') {
+        snprintf(g->message, sizeof(g->message),
+                 "webhook_url cannot be honoured: this farm has no webhook secret configured");
+        return GF_EINVAL;
+    }
+    int allow = (int)cfg->webhook_allow_private;
+    if (net_url_check(url, allow, allow, NULL, 0, reason, sizeof(reason)) < 0) {
+        snprintf(g->message, sizeof(g->message), "webhook_url %s", reason);
+        return GF_EINVAL;
+    }
+    g->field[0] = '\0';
+    return 0;
+}
+
 int api_gen_validate(const char *body, size_t len, const gf_config_t *cfg,
                      const img_presets_t *presets, api_gen_req_t *g)
 {
@@ -27,7 +52,8 @@ int api_gen_validate(const char *body, size_t len, const gf_config_t *cfg,
     img_params_opts o = {.mode = IMG_PARAMS_REQUEST,
                          .presets = presets,
                          .provider_ok = provider_ok,
-                         .provider_data = (void *)cfg};
+                         .provider_data = (void *)cfg,
+                         .webhook_allow_http = (int)cfg->webhook_allow_private};
     img_params_err e;
     if (img_params_parse(body, len, &o, &g->params, &e) < 0) {
         memcpy(g->field, e.field, sizeof(g->field));
@@ -36,6 +62,8 @@ int api_gen_validate(const char *body, size_t len, const gf_config_t *cfg,
     }
     /* What the request carries, against the models of the providers it may use. */
     const img_params *p = &g->params;
+    if (p->webhook_url && check_webhook(p->webhook_url, cfg, g) < 0)
+        return GF_EINVAL;
     provider_needs_t need = {.identity = p->identity_upload[0] || p->identity_generation[0],
                              .pose = p->kind == IMG_KIND_POSE,
                              .width = p->width,

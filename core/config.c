@@ -44,6 +44,16 @@ static const cfg_row cfg_table[] = {
      "generations a user may create per minute, on average"},
     {"FARM_RATE_LIMIT_BURST", CFG_INT, OFF(rate_limit_burst), "20", 1, 1000000, NULL, 0,
      "generations a user may create at once before the per-minute rate applies"},
+    {"FARM_RATE_LIMITS", CFG_STR, OFF(rate_limits), "uploads=30/10,reads=1200/200,anonymous=60/30",
+     0, 2048, NULL, 0,
+     "token buckets per user and action, [plan.]action=per_min/burst comma-separated; actions: "
+     "generations (else FARM_RATE_LIMIT_PER_MIN/BURST), uploads, reads, anonymous (per IP, "
+     "requests without a valid token); an action not listed is not limited"},
+    {"FARM_UPLOAD_MAX_INFLIGHT_BYTES", CFG_INT, OFF(upload_max_inflight_bytes), "268435456", MIB,
+     64LL * 1024 * MIB, NULL, 0,
+     "upload bodies a process holds or decodes at once, by their Content-Length; more get 503"},
+    {"FARM_UPLOAD_MAX_INFLIGHT", CFG_INT, OFF(upload_max_inflight), "64", 1, 100000, NULL, 0,
+     "uploads a process receives or decodes at once (bounds the queue of decodes); more get 503"},
     {"FARM_SSE_HEARTBEAT_S", CFG_INT, OFF(sse_heartbeat_s), "15", 1, 3600, NULL, 0,
      "an idle event stream gets a `: ping` comment this often"},
     {"FARM_SSE_MAX_PER_USER", CFG_INT, OFF(sse_max_per_user), "20", 1, 100000, NULL, 0,
@@ -99,10 +109,10 @@ static const cfg_row cfg_table[] = {
      "an open generation untouched this long is checked against the queue"},
     {"FARM_SWEEP_BATCH", CFG_INT, OFF(sweep_batch), "100", 1, 10000, NULL, 0,
      "generations the sweeper handles per tick"},
-    {"FARM_PROVIDER", CFG_ENUM, OFF(provider), "auto", 0, 0, "auto|hf|fal|bfl|local|fake", 0,
-     "image provider; auto tries FARM_PROVIDER_FALLBACK (local alone when no token is set)"},
-    {"FARM_PROVIDER_FALLBACK", CFG_STR, OFF(provider_fallback), "hf,fal,bfl,local", 0, 0, NULL, 0,
-     "auto's ordered providers; those without a token are left out"},
+    {"FARM_PROVIDER", CFG_ENUM, OFF(provider), "auto", 0, 0, "auto|hf|fal|bfl|local|fake|replicate",
+     0, "image provider; auto tries FARM_PROVIDER_FALLBACK (local alone when no token is set)"},
+    {"FARM_PROVIDER_FALLBACK", CFG_STR, OFF(provider_fallback), "hf,fal,bfl,replicate,local", 0, 0,
+     NULL, 0, "auto's ordered providers; those without a token are left out"},
     {"FARM_HF_BASE_URL", CFG_URL, OFF(hf_base_url), "https://router.huggingface.co/hf-inference", 0,
      512, "http|https", 0, "Hugging Face router base; requests go to {base}/models/{model}"},
     {"FARM_HF_MODEL", CFG_STR, OFF(hf_model), "black-forest-labs/FLUX.1-dev", 0, 200, "path", 0,
@@ -202,6 +212,16 @@ static const cfg_row cfg_table[] = {
     {"FARM_HTTP_LINGER_MS", CFG_INT, OFF(http_linger_ms), "2000", 0, 60000, NULL, 0,
      "after an answer that closes the connection, input is read and dropped this long so the "
      "client, still sending, reads the answer (lingering close); 0: close at once"},
+    {"FARM_HTTP_LINGER_MAX_BYTES", CFG_INT, OFF(http_linger_max_bytes), "16777216", 0, 1024 * MIB,
+     NULL, 0,
+     "and at most this many bytes are dropped while lingering; then the connection closes"},
+    {"FARM_HTTP_MAX_QUEUED_BYTES", CFG_INT, OFF(http_max_queued_bytes), "262144", 4 * KIB,
+     256 * MIB, NULL, 0,
+     "answers queued to one client that does not read them before its next request waits "
+     "(pipelining back-pressure)"},
+    {"FARM_HTTP_MAX_QUEUED_TOTAL_BYTES", CFG_INT, OFF(http_max_queued_total_bytes), "67108864",
+     64 * KIB, 64LL * 1024 * MIB, NULL, 0,
+     "answers queued over all connections of a process before only idle clients are served"},
     {"FARM_HTTP_STREAM_MAX_QUEUED_BYTES", CFG_INT, OFF(http_stream_max_queued_bytes), "1048576",
      4 * KIB, 256 * MIB, NULL, 0,
      "bytes queued to a streaming client that stopped reading before it is dropped"},
@@ -229,6 +249,67 @@ static const cfg_row cfg_table[] = {
      "HMAC-SHA256 secret of webhook signatures (API.md, webhooks)"},
     {"FARM_LOG_LEVEL", CFG_ENUM, OFF(log_level), "info", 0, 0, "debug|info|warn|error", 0,
      "lowest level logged"},
+    /* providers: Replicate (providers/replicate.c, docs/providers.md) */
+    {"FARM_REPLICATE_BASE_URL", CFG_URL, OFF(replicate_base_url), "https://api.replicate.com", 0,
+     512, "http|https", 0,
+     "Replicate API base; submit goes to {base}/v1/models/{model}/predictions"},
+    {"FARM_REPLICATE_MODEL", CFG_STR, OFF(replicate_model), "black-forest-labs/flux-schnell", 0,
+     200, "path", 0, "Replicate model of text-only calls (owner/name, or owner/name:version)"},
+    {"FARM_REPLICATE_POSE_MODEL", CFG_STR, OFF(replicate_pose_model),
+     "black-forest-labs/flux-2-dev", 0, 200, "path", 0,
+     "Replicate model of calls with reference images (FLUX.2: input_images[]; Kontext: "
+     "input_image)"},
+    {"FARM_REPLICATE_TOKEN", CFG_STR, OFF(replicate_token), "", 0, 400, "token", 1,
+     "Replicate API token (Authorization: Bearer ...)"},
+    {"FARM_REPLICATE_WAIT_S", CFG_INT, OFF(replicate_wait_s), "60", 1, 60, NULL, 0,
+     "Prefer: wait=N on a Replicate submit: it answers within N s, done or not (then polled)"},
+    /* frontend kit (api/web.c) */
+    {"FARM_DEMO", CFG_INT, OFF(demo), "0", 0, 1, NULL, 0,
+     "1: farm-api serves the demo page (web/) at / with a strict Content-Security-Policy"},
+    /* storage (storage/, docs/storage.md) */
+    {"FARM_STORAGE", CFG_ENUM, OFF(storage), "local", 0, 0, "local|s3", 0,
+     "where images live: local (FARM_STORAGE_DIR) or s3 (FARM_S3_*, any S3-compatible service)"},
+    {"FARM_S3_ENDPOINT", CFG_STR, OFF(s3_endpoint), "", 0, 512, "token", 0,
+     "S3 endpoint, scheme://host[:port] (https://s3.eu-west-1.amazonaws.com); required with s3"},
+    {"FARM_S3_REGION", CFG_STR, OFF(s3_region), "us-east-1", 0, 64, "name", 0,
+     "region the requests are signed for (SigV4)"},
+    {"FARM_S3_BUCKET", CFG_STR, OFF(s3_bucket), "", 0, 63, "name", 0,
+     "bucket holding the images; required with s3"},
+    {"FARM_S3_PREFIX", CFG_STR, OFF(s3_prefix), "", 0, 200, "path", 0,
+     "put before every key (\"farm/\" gives farm/{user}/{generation}/...); empty: none"},
+    {"FARM_S3_ACCESS_KEY_ID", CFG_STR, OFF(s3_access_key_id), "", 0, 128, "token", 0,
+     "access key id of the requests' signature; required with s3"},
+    {"FARM_S3_SECRET_ACCESS_KEY", CFG_STR, OFF(s3_secret_access_key), "", 0, 128, NULL, 1,
+     "secret access key of the requests' signature; required with s3"},
+    {"FARM_S3_PATH_STYLE", CFG_INT, OFF(s3_path_style), "1", 0, 1, NULL, 0,
+     "1: {endpoint}/{bucket}/{key}; 0: virtual-hosted {bucket}.{endpoint host}/{key}"},
+    {"FARM_S3_SERVE", CFG_ENUM, OFF(s3_serve), "redirect", 0, 0, "redirect|proxy", 0,
+     "GET /v1/files with s3: redirect (302 to a presigned GET) or proxy (the api streams it)"},
+    {"FARM_STORAGE_TIMEOUT_MS", CFG_INT, OFF(storage_timeout_ms), "30000", 100, 600000, NULL, 0,
+     "one storage request (connect, send, answer) longer than this fails and is retried"},
+    {"FARM_STORAGE_ATTEMPTS", CFG_INT, OFF(storage_attempts), "4", 1, 20, NULL, 0,
+     "tries of one storage request on 5xx, 429, timeouts and broken connections"},
+    {"FARM_STORAGE_BACKOFF_MS", CFG_INT, OFF(storage_backoff_ms), "200", 1, 60000, NULL, 0,
+     "first storage retry backoff (doubles each retry, +-25% jitter)"},
+    {"FARM_STORAGE_MAX_OBJECT_BYTES", CFG_INT, OFF(storage_max_object_bytes), "67108864", KIB,
+     1024 * MIB, NULL, 0, "largest object read back from storage"},
+    /* webhooks (webhooks/, docs/webhooks.md) */
+    {"FARM_WEBHOOK_ALLOW_PRIVATE", CFG_INT, OFF(webhook_allow_private), "0", 0, 1, NULL, 0,
+     "1: webhooks may go to loopback, private and link-local addresses, and over http:// (test "
+     "receivers only)"},
+    {"FARM_WEBHOOK_CONCURRENCY", CFG_INT, OFF(webhook_concurrency), "64", 0, 5000, NULL, 0,
+     "webhook deliveries one worker process has claimed at once (0: it delivers none)"},
+    {"FARM_WEBHOOK_PER_HOST", CFG_INT, OFF(webhook_per_host), "8", 1, 5000, NULL, 0,
+     "webhook requests in flight to one destination host, per worker process"},
+    {"FARM_WEBHOOK_TIMEOUT_S", CFG_INT, OFF(webhook_timeout_s), "15", 1, 60, NULL, 0,
+     "a webhook request unanswered this long is a failed attempt (retried)"},
+    {"FARM_WEBHOOK_LEASE_S", CFG_INT, OFF(webhook_lease_s), "60", 10, 3600, NULL, 0,
+     "a claimed delivery is another worker's to send after this long; more than "
+     "FARM_WEBHOOK_TIMEOUT_S + 5"},
+    {"FARM_WEBHOOK_POLL_MS", CFG_INT, OFF(webhook_poll_ms), "50", 10, 60000, NULL, 0,
+     "how often a worker looks for due webhook deliveries"},
+    {"FARM_WEBHOOK_MAX_RESPONSE_BYTES", CFG_INT, OFF(webhook_max_response_bytes), "65536", 1024,
+     16 * MIB, NULL, 0, "a receiver's answer body is read up to this size, then cut"},
 };
 
 #define CFG_ROWS (sizeof(cfg_table) / sizeof(cfg_table[0]))
@@ -497,24 +578,101 @@ static int parse_redis_db(gf_config_t *cfg, gf_err_t *err)
 /* FARM_PROVIDER_FALLBACK: known providers, comma-separated, each once. */
 static int check_fallback(const gf_config_t *cfg, gf_err_t *err)
 {
-    static const char *const known[] = {"hf", "fal", "bfl", "local"};
-    int seen[4] = {0};
+    static const char *const known[] = {"hf", "fal", "bfl", "local", "replicate"};
+    int seen[5] = {0};
     const char *p = cfg->provider_fallback;
     for (;;) {
         size_t n = strcspn(p, ",");
         int k = -1;
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < 5; i++)
             if (strlen(known[i]) == n && strncmp(p, known[i], n) == 0)
                 k = i;
         if (k < 0 || seen[k]++)
-            return gf_err_set(err, GF_EINVAL, "config",
-                              "FARM_PROVIDER_FALLBACK=%s: expected some of hf,fal,bfl,local, "
-                              "comma-separated, each once",
-                              cfg->provider_fallback);
+            return gf_err_set(
+                err, GF_EINVAL, "config",
+                "FARM_PROVIDER_FALLBACK=%s: expected some of hf,fal,bfl,replicate,local, "
+                "comma-separated, each once",
+                cfg->provider_fallback);
         if (p[n] == '\0')
             return 0;
         p += n + 1;
     }
+}
+
+const char *const gf_rl_action_names[GF_RL_N] = {"generations", "uploads", "reads", "anonymous"};
+
+/* FARM_RATE_LIMITS: "[plan.]action=per_min/burst,..."; each plan a tier, each pair once. */
+static int parse_rate_limits(gf_config_t *cfg, gf_err_t *err)
+{
+    const char *p = cfg->rate_limits;
+    cfg->n_rl = 0;
+    while (*p != '\0') {
+        if (cfg->n_rl == GF_RATE_LIMITS_MAX)
+            return gf_err_set(err, GF_EINVAL, "config", "FARM_RATE_LIMITS: at most %d entries",
+                              GF_RATE_LIMITS_MAX);
+        struct gf_rate_limit *rl = &cfg->rl[cfg->n_rl];
+        memset(rl, 0, sizeof(*rl));
+        size_t n = strcspn(p, ".=,");
+        if (p[n] == '.') {
+            int known = 0;
+            for (int i = 0; i < cfg->n_tiers; i++)
+                known |= strlen(cfg->tiers[i].name) == n && strncmp(cfg->tiers[i].name, p, n) == 0;
+            if (!known)
+                return gf_err_set(err, GF_EINVAL, "config",
+                                  "FARM_RATE_LIMITS: plan %.*s is not a tier of FARM_QUEUE_TIERS",
+                                  (int)n, p);
+            memcpy(rl->plan, p, n);
+            p += n + 1;
+            n = strcspn(p, "=,");
+        }
+        rl->action = -1;
+        for (int a = 0; a < GF_RL_N; a++)
+            if (strlen(gf_rl_action_names[a]) == n && strncmp(gf_rl_action_names[a], p, n) == 0)
+                rl->action = a;
+        p += n;
+        if (rl->action < 0 || *p++ != '=' || !strict_number(&p, 1, 1000000, &rl->per_min) ||
+            *p++ != '/' || !strict_number(&p, 1, 1000000, &rl->burst) || (*p != ',' && *p != '\0'))
+            return gf_err_set(err, GF_EINVAL, "config",
+                              "FARM_RATE_LIMITS=%s: expected [plan.]action=per_min/burst,... with "
+                              "actions generations, uploads, reads, anonymous and numbers "
+                              "1-1000000",
+                              cfg->rate_limits);
+        for (int i = 0; i < cfg->n_rl; i++)
+            if (cfg->rl[i].action == rl->action && strcmp(cfg->rl[i].plan, rl->plan) == 0)
+                return gf_err_set(err, GF_EINVAL, "config",
+                                  "FARM_RATE_LIMITS: %s%s%s is named twice", rl->plan,
+                                  rl->plan[0] ? "." : "", gf_rl_action_names[rl->action]);
+        cfg->n_rl++;
+        if (*p == ',')
+            p++;
+    }
+    return 0;
+}
+
+int gf_cfg_rate_limit(const gf_config_t *cfg, const char *plan, gf_rl_action action,
+                      long long *per_min, long long *burst)
+{
+    const struct gf_rate_limit *any = NULL;
+    for (int i = 0; i < cfg->n_rl; i++) {
+        const struct gf_rate_limit *rl = &cfg->rl[i];
+        if (rl->action != (int)action)
+            continue;
+        if (plan != NULL && rl->plan[0] && strcmp(rl->plan, plan) == 0) {
+            *per_min = rl->per_min, *burst = rl->burst;
+            return 1;
+        }
+        if (rl->plan[0] == '\0' && any == NULL)
+            any = rl;
+    }
+    if (any != NULL) {
+        *per_min = any->per_min, *burst = any->burst;
+        return 1;
+    }
+    if (action == GF_RL_GENERATIONS) {
+        *per_min = cfg->rate_limit_per_min, *burst = cfg->rate_limit_burst;
+        return 1;
+    }
+    return 0;
 }
 
 /* Checks the structured values and derives their parsed forms. */
@@ -522,7 +680,8 @@ static int cfg_derive(gf_config_t *cfg, gf_err_t *err)
 {
     if (cfg->queue_name[0] == '\0')
         return gf_err_set(err, GF_EINVAL, "config", "FARM_QUEUE_NAME: must not be empty");
-    if (parse_tiers(cfg, err) < 0 || parse_redis_db(cfg, err) < 0 || check_fallback(cfg, err) < 0)
+    if (parse_tiers(cfg, err) < 0 || parse_redis_db(cfg, err) < 0 || check_fallback(cfg, err) < 0 ||
+        parse_rate_limits(cfg, err) < 0)
         return GF_EINVAL;
     return 0;
 }
@@ -634,6 +793,6 @@ void gf_cfg_log(const gf_config_t *cfg, const char *component)
 
 const char *gf_cfg_provider_mode(const gf_config_t *cfg)
 {
-    static const char *const modes[] = {"auto", "hf", "fal", "bfl", "local", "fake"};
-    return cfg->provider >= 0 && cfg->provider < 6 ? modes[cfg->provider] : "auto";
+    static const char *const modes[] = {"auto", "hf", "fal", "bfl", "local", "fake", "replicate"};
+    return cfg->provider >= 0 && cfg->provider < 7 ? modes[cfg->provider] : "auto";
 }

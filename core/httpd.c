@@ -25,6 +25,9 @@ void gf_httpd_opts_default(gf_httpd_opts_t *o)
     o->header_timeout_ms = 10000;
     o->body_timeout_ms = 30000;
     o->linger_ms = 2000;
+    o->linger_max_bytes = 16 << 20;
+    o->max_queued_bytes = 256 << 10;
+    o->max_queued_total = 64 << 20;
     o->stream_max_queued_bytes = 1 << 20;
     o->shutdown_timeout_ms = 10000;
 }
@@ -63,6 +66,12 @@ gf_httpd_t *gf_httpd_new(uv_loop_t *loop, const gf_httpd_opts_t *opts, gf_err_t 
             NULL, NULL, NULL);
     }
     return h;
+}
+
+void gf_httpd_set_check(gf_httpd_t *h, gf_httpd_check_cb cb, void *data)
+{
+    h->check = cb;
+    h->check_data = data;
 }
 
 static void route_free(httpd_route_t *rt)

@@ -11,6 +11,11 @@
  *   write callbacks always run before it (libuv cancels pending writes first).
  * - Parser callbacks never answer; they record why they refused a request and
  *   the code after http_parser_execute() answers, so nothing re-enters the parser.
+ *   The check hook, too, runs after the parser returned (paused at the end of
+ *   the headers); a request in CONN_CHECKING has had none of its body parsed.
+ * - out_bytes is what this connection's pending writes hold; no new request is
+ *   parsed while it is over the bound (conn_output_ok), and each completed
+ *   write lets held connections go on.
  */
 #include "httpd_int.h"
 
@@ -24,16 +29,68 @@
 typedef struct {
     uv_write_t w;
     httpd_conn_t *c;
+    size_t len;
     char data[];
 } wreq_t;
 
 static void conn_process(httpd_conn_t *c);
 static void conn_end(httpd_conn_t *c);
+static void on_timeout(uv_timer_t *t);
+static void conn_timer(httpd_conn_t *c, uint64_t ms);
 static void conn_fail(httpd_conn_t *c, int status, const char *code, const char *msg);
 
-static int conn_can_parse(const httpd_conn_t *c)
+/*
+ * Whether the answers already queued to this client leave room for another
+ * request: over max_queued_bytes the next request waits, so a client that
+ * pipelines and never reads holds a bounded amount of memory; over
+ * max_queued_total, only connections with nothing queued go on.
+ */
+static int conn_output_ok(httpd_conn_t *c)
 {
-    return !c->closing && !c->close_after_write && c->state <= CONN_BODY;
+    const gf_httpd_opts_t *o = &c->h->opts;
+    if (c->out_bytes == 0)
+        return 1;
+    if (c->out_bytes >= o->max_queued_bytes) {
+        c->out_held = 1;
+        return 0;
+    }
+    if (c->h->out_total >= o->max_queued_total) {
+        c->out_held = 1;
+        c->h->out_blocked = 1;
+        return 0;
+    }
+    return 1;
+}
+
+/*
+ * Whether another pipelined request may start in this loop turn: after
+ * HTTPD_TURN_REQUESTS the connection yields, and its timer resumes it on a
+ * later turn, so one client's pipeline never starves the others.
+ */
+static int conn_turn_ok(httpd_conn_t *c)
+{
+    if (c->resume_pending)
+        return 0;
+    uint64_t now = uv_now(c->h->loop);
+    if (c->turn_ms != now) {
+        c->turn_ms = now;
+        c->turn_requests = 0;
+    }
+    if (c->turn_requests < HTTPD_TURN_REQUESTS)
+        return 1;
+    c->resume_pending = 1;
+    /* 1 ms, not 0: libuv runs a 0 ms timer started by a timer in the same pass,
+     * so the connections would resume each other and the loop never poll. */
+    uv_timer_start(&c->timer, on_timeout, 1, 0);
+    return 0;
+}
+
+static int conn_can_parse(httpd_conn_t *c)
+{
+    if (c->closing || c->close_after_write || c->state > CONN_BODY)
+        return 0;
+    /* a request begun is read on */
+    return c->state != CONN_IDLE || (conn_output_ok(c) && conn_turn_ok(c));
 }
 
 /* The most bytes kept unparsed before reading pauses (pipelining back-pressure). */
@@ -48,14 +105,30 @@ static void on_write(uv_write_t *w, int status)
 {
     wreq_t *wr = (wreq_t *)w;
     httpd_conn_t *c = wr->c;
+    gf_httpd_t *h = c->h;
+    c->out_bytes -= wr->len;
+    h->out_total -= wr->len;
     free(wr);
     c->writes_pending--;
     if (status < 0) {
         httpd__conn_close(c, 1);
-        return;
-    }
-    if (c->close_after_write && c->writes_pending == 0)
+    } else if (c->close_after_write && c->writes_pending == 0) {
         conn_end(c);
+    } else if (c->out_held && c->state == CONN_IDLE && !c->closing &&
+               c->out_bytes < h->opts.max_queued_bytes) {
+        c->out_held = 0;
+        conn_process(c); /* requests held back by this client's output may go on */
+    }
+    if (h->out_blocked && h->out_total < h->opts.max_queued_total) {
+        h->out_blocked = 0;
+        for (httpd_conn_t *o = h->conns, *next; o != NULL; o = next) {
+            next = o->next;
+            if (o->out_held && o->state == CONN_IDLE && !o->close_after_write) {
+                o->out_held = 0;
+                conn_process(o);
+            }
+        }
+    }
 }
 
 int httpd__conn_write(httpd_conn_t *c, const char *a, size_t alen, const char *b, size_t blen)
@@ -64,6 +137,7 @@ int httpd__conn_write(httpd_conn_t *c, const char *a, size_t alen, const char *b
         return GF_ECANCELED;
     wreq_t *wr = gf_xmalloc(sizeof(*wr) + alen + blen);
     wr->c = c;
+    wr->len = alen + blen;
     memcpy(wr->data, a, alen);
     if (blen)
         memcpy(wr->data + alen, b, blen);
@@ -80,6 +154,8 @@ int httpd__conn_write(httpd_conn_t *c, const char *a, size_t alen, const char *b
         return GF_EIO;
     }
     c->writes_pending++;
+    c->out_bytes += wr->len;
+    c->h->out_total += wr->len;
     return 0;
 }
 
@@ -92,6 +168,15 @@ static void on_timeout(uv_timer_t *t)
         httpd__conn_close(c, 1);
         return;
     }
+    if (c->resume_pending) {
+        /* A new turn for a pipelining client (conn_turn_ok). */
+        c->resume_pending = 0;
+        c->turn_requests = 0;
+        c->turn_ms = uv_now(c->h->loop);
+        conn_timer(c, c->h->opts.idle_timeout_ms);
+        conn_process(c);
+        return;
+    }
     switch (c->state) {
     case CONN_IDLE:
         httpd__conn_close(c, 1); /* an idle keep-alive connection: no answer owed */
@@ -100,6 +185,7 @@ static void on_timeout(uv_timer_t *t)
     case CONN_BODY:
         conn_fail(c, 408, "request_timeout", "the request did not arrive in time");
         break;
+    case CONN_CHECKING:
     case CONN_HANDLING:
     case CONN_STREAMING:
         break;
@@ -242,6 +328,24 @@ static int split_url(gf_http_req_t *r)
     return 0;
 }
 
+/* Whether the request announced a body (chunked, or a Content-Length above 0). */
+static int req_has_body(const http_parser *p)
+{
+    return (p->flags & F_CHUNKED) || (p->content_length != ULLONG_MAX && p->content_length > 0);
+}
+
+/* The headers are accepted: the body may come (100 Continue when asked for). */
+static void conn_body_begin(httpd_conn_t *c)
+{
+    gf_http_req_t *r = c->req;
+    const char *expect = gf_http_req_header(r, "expect");
+    if (r->refuse_status == 0 && expect && strcasecmp(expect, "100-continue") == 0 &&
+        r->http_minor >= 1)
+        httpd__conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25, NULL, 0);
+    c->state = CONN_BODY;
+    conn_timer(c, c->h->opts.body_timeout_ms);
+}
+
 static int on_headers_complete(http_parser *p)
 {
     httpd_conn_t *c = p->data;
@@ -261,13 +365,20 @@ static int on_headers_complete(http_parser *p)
     r->method_not_allowed = !method_allowed;
     if (r->route && r->route->max_body)
         r->max_body = r->route->max_body;
+    /* A body for no route is refused unread (404 and 405 without one keep the connection). */
+    if (r->route == NULL && req_has_body(p))
+        return r->method_not_allowed
+                   ? refuse(r, 405, "method_not_allowed", "this method is not allowed here")
+                   : refuse(r, 404, "not_found", "no such route");
     if (p->content_length != ULLONG_MAX && p->content_length > r->max_body)
         return refuse(r, 413, "payload_too_large", "the request body exceeds the limit");
-    const char *expect = gf_http_req_header(r, "expect");
-    if (expect && strcasecmp(expect, "100-continue") == 0 && r->http_minor >= 1)
-        httpd__conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25, NULL, 0);
-    c->state = CONN_BODY;
-    conn_timer(c, c->h->opts.body_timeout_ms);
+    if (r->route != NULL && c->h->check != NULL) {
+        /* conn_parse() runs the check once the parser has returned. */
+        c->state = CONN_CHECKING;
+        http_parser_pause(p, 1);
+        return 0;
+    }
+    conn_body_begin(c);
     return 0;
 }
 
@@ -308,8 +419,11 @@ static void conn_dispatch(httpd_conn_t *c)
     r->keep_alive = http_should_keep_alive(&c->parser) && !c->parser.upgrade;
     r->start_ns = uv_hrtime();
     httpd__req_ensure_id(r);
+    c->turn_requests++;
     c->in_dispatch = 1;
-    if (r->route != NULL)
+    if (r->refuse_status != 0)
+        gf_http_respond_error(r, r->refuse_status, r->refuse_code, r->refuse_msg, r->refuse_field);
+    else if (r->route != NULL)
         r->route->cb(r, r->route->data);
     else if (r->method_not_allowed) {
         gf_http_set_header(r, "Allow", r->allow);
@@ -323,6 +437,8 @@ static void conn_dispatch(httpd_conn_t *c)
 static void conn_refuse(httpd_conn_t *c, enum http_errno e)
 {
     gf_http_req_t *r = c->req;
+    if (r != NULL && r->error_status == 405)
+        gf_http_set_header(r, "Allow", r->allow);
     if (r != NULL && r->error_status != 0) {
         conn_fail(c, r->error_status, r->error_code, r->error_msg);
         return;
@@ -333,12 +449,51 @@ static void conn_refuse(httpd_conn_t *c, enum http_errno e)
         conn_fail(c, 400, "invalid_request", "malformed HTTP request");
 }
 
+/* Runs the server's check hook on a request whose headers are complete. */
+static void conn_check(httpd_conn_t *c)
+{
+    gf_http_req_t *r = c->req;
+    conn_timer(c, 0);
+    r->start_ns = uv_hrtime();
+    httpd__req_ensure_id(r);
+    c->in_dispatch = 1; /* an answer or a proceed from inside the hook must not re-enter parsing */
+    c->h->check(r, c->h->check_data);
+    c->in_dispatch = 0;
+    /* No body byte is read while the hook decides (conn_process resumes reading). */
+    if (c->state == CONN_CHECKING && c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+}
+
+void httpd__conn_checked(httpd_conn_t *c)
+{
+    gf_http_req_t *r = c->req;
+    if (r->refuse_status != 0 && req_has_body(&c->parser)) {
+        /* Refused before its body: answer now, never read the body, end with a lingering close. */
+        r->keep_alive = 0;
+        c->state = CONN_HANDLING;
+        http_parser_pause(&c->parser, 0);
+        gf_http_respond_error(r, r->refuse_status, r->refuse_code, r->refuse_msg, r->refuse_field);
+        return;
+    }
+    /* Accepted (or refused with no body to wait for: answered at dispatch, keep-alive kept). */
+    http_parser_pause(&c->parser, 0);
+    conn_body_begin(c);
+    if (!c->in_dispatch)
+        conn_process(c);
+}
+
 /* Feeds bytes to the parser; returns how many it consumed. */
 static size_t conn_parse(httpd_conn_t *c, const char *data, size_t len)
 {
     size_t n = http_parser_execute(&c->parser, &parser_settings, data, len);
     enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
     if (e == HPE_PAUSED) {
+        if (c->state == CONN_CHECKING) {
+            conn_check(c);
+            return n;
+        }
         http_parser_pause(&c->parser, 0);
         conn_dispatch(c);
         return n;
@@ -364,6 +519,7 @@ static void in_append(httpd_conn_t *c, const char *data, size_t n)
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf);
 
 static void conn_process(httpd_conn_t *c)
 {
@@ -373,9 +529,9 @@ static void conn_process(httpd_conn_t *c)
         c->in_len -= n;
     }
     if (!c->reading && !c->closing && !c->close_after_write && !c->read_eof &&
-        c->in_len < conn_in_cap(c)) {
+        c->state != CONN_CHECKING && c->in_len < conn_in_cap(c)) {
         c->reading = 1;
-        uv_read_start((uv_stream_t *)&c->tcp, NULL, on_read);
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     }
 }
 
@@ -393,6 +549,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (c->lingering) {
         if (nread < 0)
             httpd__conn_close(c, 1); /* the client read the answer and closed, or reset */
+        else if ((c->linger_bytes += (size_t)nread) > c->h->opts.linger_max_bytes)
+            httpd__conn_close(c, 1); /* enough dropped: the bound holds even for a fast sender */
         return;                      /* input after the answer: dropped */
     }
     if (nread < 0) {
@@ -533,7 +691,7 @@ void httpd__conn_close(httpd_conn_t *c, int notify)
     if (r == NULL)
         return;
     r->conn = NULL;
-    if (c->state != CONN_HANDLING && c->state != CONN_STREAMING) {
+    if (c->state != CONN_CHECKING && c->state != CONN_HANDLING && c->state != CONN_STREAMING) {
         httpd__req_free(r); /* still being parsed: no handler owns it */
         return;
     }
@@ -567,6 +725,7 @@ void httpd__conn_stop(httpd_conn_t *c)
         break;
     case CONN_HEADERS:
     case CONN_BODY:
+    case CONN_CHECKING:
     case CONN_HANDLING:
         break; /* answered with Connection: close, bounded by the timers and the stop timeout */
     }

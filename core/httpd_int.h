@@ -13,6 +13,8 @@
 
 #define HTTPD_MAX_SEGS   16
 #define HTTPD_READ_CHUNK 65536
+/* Pipelined requests one connection may have handled per loop turn before the others go. */
+#define HTTPD_TURN_REQUESTS 4
 
 typedef struct httpd_route {
     struct httpd_route *next;
@@ -28,6 +30,7 @@ typedef enum {
     CONN_IDLE,      /* between requests */
     CONN_HEADERS,   /* a request line or headers are arriving */
     CONN_BODY,      /* a body is arriving */
+    CONN_CHECKING,  /* headers complete: the check hook decides; no body byte is parsed */
     CONN_HANDLING,  /* a handler owns the request */
     CONN_STREAMING, /* a handler is streaming the response */
 } conn_state;
@@ -66,6 +69,11 @@ struct gf_http_req {
     /* Set by parser callbacks that refuse a request, answered by the connection. */
     int error_status;
     const char *error_code, *error_msg;
+    /* Set by gf_http_req_refuse() (copies), answered when the request is dispatched. */
+    int refuse_status;
+    char *refuse_code, *refuse_msg, *refuse_field;
+    void *user;
+    void (*user_free)(void *user);
     gf_http_close_cb on_close;
     void *on_close_data;
 };
@@ -80,7 +88,13 @@ struct httpd_conn {
     int close_after_write;
     int reading;
     int read_eof;
-    int lingering; /* answered and half-closed: input is dropped until EOF or the timer */
+    int lingering;       /* answered and half-closed: input is dropped until EOF or the timer */
+    size_t linger_bytes; /* dropped so far while lingering */
+    size_t out_bytes;    /* bytes of writes not yet completed (this connection's output memory) */
+    uint64_t turn_ms;    /* the loop time of the turn turn_requests counts in */
+    unsigned turn_requests;
+    int resume_pending; /* its turn's budget is spent: the timer resumes it on the next turn */
+    int out_held;       /* a request waits for this client to take its answers (out_bytes) */
     uv_shutdown_t shutdown;
     int in_dispatch;
     size_t writes_pending;
@@ -103,6 +117,10 @@ struct gf_httpd {
     httpd_route_t *routes, *routes_last;
     httpd_conn_t *conns;
     size_t nconns, nstreams;
+    size_t out_total; /* out_bytes of every connection */
+    int out_blocked;  /* a connection waits for out_total to fall under the bound */
+    gf_httpd_check_cb check;
+    void *check_data;
     int stopping;
     int stop_pending_closes;
     uv_timer_t stop_timer;
@@ -135,5 +153,6 @@ void httpd__req_done(httpd_conn_t *c, int keep);
 void httpd__conn_accept(gf_httpd_t *h);
 void httpd__conn_stop(httpd_conn_t *c);
 void httpd__conn_close(httpd_conn_t *c, int notify);
+void httpd__conn_checked(httpd_conn_t *c);
 
 #endif

@@ -49,7 +49,44 @@ void httpd__req_free(gf_http_req_t *r)
     httpd__kv_dispose(&r->query);
     free(r->path);
     free(r->query_raw);
+    free(r->refuse_code);
+    free(r->refuse_msg);
+    free(r->refuse_field);
+    if (r->user_free)
+        r->user_free(r->user);
     free(r);
+}
+
+void gf_http_req_set_user(gf_http_req_t *r, void *user, void (*free_fn)(void *user))
+{
+    if (r->user_free)
+        r->user_free(r->user);
+    r->user = user;
+    r->user_free = free_fn;
+}
+
+void *gf_http_req_user(const gf_http_req_t *r)
+{
+    return r->user;
+}
+
+void gf_http_req_proceed(gf_http_req_t *r)
+{
+    if (r->conn == NULL) {
+        httpd__req_free(r); /* the client left while the check ran */
+        return;
+    }
+    httpd__conn_checked(r->conn);
+}
+
+void gf_http_req_refuse(gf_http_req_t *r, int status, const char *code, const char *message,
+                        const char *field)
+{
+    r->refuse_status = status;
+    r->refuse_code = gf_xstrdup(code);
+    r->refuse_msg = gf_xstrdup(message);
+    r->refuse_field = field ? gf_xstrdup(field) : NULL;
+    gf_http_req_proceed(r);
 }
 
 static int id_is_sane(const char *s)

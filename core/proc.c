@@ -173,5 +173,8 @@ void gf_proc_httpd_opts(gf_httpd_opts_t *o, const gf_config_t *cfg, const char *
     o->body_timeout_ms = (uint64_t)cfg->http_body_timeout_s * 1000;
     o->linger_ms = (uint64_t)cfg->http_linger_ms;
     o->stream_max_queued_bytes = (size_t)cfg->http_stream_max_queued_bytes;
+    o->linger_max_bytes = (size_t)cfg->http_linger_max_bytes;
+    o->max_queued_bytes = (size_t)cfg->http_max_queued_bytes;
+    o->max_queued_total = (size_t)cfg->http_max_queued_total_bytes;
     o->shutdown_timeout_ms = (uint64_t)cfg->shutdown_s * 1000;
 }

@@ -30,14 +30,15 @@ typedef enum {
     F_PROVIDER,
     F_DEADLINE_S,
     F_WEBHOOK_URL,
+    F_WEBHOOK_EVENTS,
     F_METADATA,
     F_COUNT_OF_FIELDS
 } field;
 
 static const char *const field_names[F_COUNT_OF_FIELDS] = {
-    "kind",    "prompt",   "negative_prompt", "width",       "height",   "count",
-    "seed",    "steps",    "guidance",        "style",       "identity", "poses",
-    "exports", "provider", "deadline_s",      "webhook_url", "metadata"};
+    "kind",    "prompt",   "negative_prompt", "width",       "height",         "count",
+    "seed",    "steps",    "guidance",        "style",       "identity",       "poses",
+    "exports", "provider", "deadline_s",      "webhook_url", "webhook_events", "metadata"};
 
 /* One parse: its input, options, output and error. */
 typedef struct {
@@ -249,11 +250,37 @@ static int check_misc(parse_t *c)
     if (!is_request(c))
         return 0; /* what follows is not part of a payload */
     v = get(c, F_WEBHOOK_URL);
-    if (v != NULL && (!json_is_string(v) || strncmp(json_string_value(v), "https://", 8) != 0 ||
-                      json_string_length(v) > IMG_PARAMS_WEBHOOK_URL_MAX))
+    if (v != NULL &&
+        (!json_is_string(v) ||
+         (strncmp(json_string_value(v), "https://", 8) != 0 &&
+          !(c->o->webhook_allow_http && strncmp(json_string_value(v), "http://", 7) == 0)) ||
+         json_string_length(v) > IMG_PARAMS_WEBHOOK_URL_MAX))
         return bad(c, "webhook_url", "webhook_url must be an https URL", NULL);
     if (v != NULL)
         p->webhook_url = gf_xstrdup(json_string_value(v));
+    v = get(c, F_WEBHOOK_EVENTS);
+    if (v != NULL) {
+        static const char *const events[] = {"started", "image"};
+        size_t i;
+        json_t *e;
+        if (!json_is_array(v))
+            return bad(c, "webhook_events",
+                       "webhook_events must be a list of \"started\", \"image\"", NULL);
+        json_array_foreach(v, i, e)
+        {
+            unsigned bit = 0;
+            for (unsigned k = 0; k < 2 && json_is_string(e); k++)
+                if (strcmp(json_string_value(e), events[k]) == 0)
+                    bit = IMG_WEBHOOK_STARTED << k;
+            if (bit == 0 || (p->webhook_events & bit))
+                return bad(c, "webhook_events",
+                           "webhook_events must be a list of \"started\", \"image\", each once",
+                           NULL);
+            p->webhook_events |= bit;
+        }
+        if (p->webhook_events && p->webhook_url == NULL)
+            return bad(c, "webhook_events", "webhook_events needs a webhook_url", NULL);
+    }
     v = get(c, F_METADATA);
     if (v != NULL) {
         char *text = json_is_object(v) ? json_dumps(v, JSON_COMPACT) : NULL;

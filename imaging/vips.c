@@ -11,6 +11,7 @@
 #include "imaging_int.h"
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <vips/vector.h>
 #include <stdio.h>
 #include <string.h>
@@ -370,4 +371,19 @@ int img__encode(VipsImage *in, img_format fmt, int quality, img_buf *out)
         return -1;
     }
     return 0;
+}
+
+void img_file_sig(const char *secret, const char *key, long exp, char out[65])
+{
+    char msg[1024];
+    int n = snprintf(msg, sizeof(msg), "%s\n%ld", key, exp);
+    if (n < 0 || n >= (int)sizeof(msg))
+        n = (int)strlen(msg); /* keys are far shorter (img_storage_key) */
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+    HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)msg, (size_t)n, mac,
+         &maclen);
+    out[0] = '\0';
+    for (unsigned int i = 0; i < maclen && i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", mac[i]);
 }

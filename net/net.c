@@ -304,6 +304,62 @@ static curl_socket_t open_public(void *data, curlsocktype purpose, struct curl_s
     return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
 }
 
+int net_url_check(const char *url, int allow_http, int allow_private, char *host, size_t host_len,
+                  char *reason, size_t reason_len)
+{
+    int rc = GF_EINVAL;
+    char *scheme = NULL, *h = NULL;
+    CURLU *u = curl_url();
+    if (u == NULL) {
+        fprintf(stderr, "curl_url failed\n");
+        abort(); /* only on memory exhaustion */
+    }
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &h, 0) != CURLUE_OK || h[0] == '\0') {
+        snprintf(reason, reason_len, "not a URL with a host");
+        goto done;
+    }
+    if (strcmp(scheme, "https") != 0 && !(allow_http && strcmp(scheme, "http") == 0)) {
+        snprintf(reason, reason_len, "%s", allow_http ? "must be http or https" : "must be https");
+        goto done;
+    }
+    /* An address literal: IPv6 comes in brackets (a zone id after '%' is refused by inet_pton). */
+    size_t n = strlen(h);
+    int v6 = h[0] == '[' && n > 2 && h[n - 1] == ']';
+    if (v6) {
+        memmove(h, h + 1, n - 2);
+        h[n - 2] = '\0';
+    }
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    int literal = 0;
+    if (v6 && inet_pton(AF_INET6, h, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        literal = 1;
+    } else if (!v6 && inet_pton(AF_INET, h, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        literal = 1;
+    } else if (v6) {
+        snprintf(reason, reason_len, "not a valid IPv6 address");
+        goto done;
+    }
+    if (literal && !allow_private && !net_addr_is_public((struct sockaddr *)&ss)) {
+        snprintf(reason, reason_len, "must not point at a loopback, private or link-local address");
+        goto done;
+    }
+    if (host != NULL)
+        snprintf(host, host_len, "%s", h);
+    rc = 0;
+done:
+    curl_free(scheme);
+    curl_free(h);
+    curl_url_cleanup(u);
+    return rc;
+}
+
 int net_not_sent(int code)
 {
     return code == CURLE_COULDNT_RESOLVE_HOST || code == CURLE_COULDNT_RESOLVE_PROXY ||
@@ -408,7 +464,11 @@ net_xfer_t *net_start(net_t *h, const net_req_t *req, net_done_cb cb, void *data
     /* No "Expect: 100-continue" round trip on POSTs with bodies. */
     x->req_headers = curl_slist_append(x->req_headers, "Expect:");
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->req_headers);
-    if (strcmp(req->method, "GET") != 0) {
+    if (strcmp(req->method, "HEAD") == 0) {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    } else if (strcmp(req->method, "DELETE") == 0 && req->body_len == 0) {
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "DELETE");
+    } else if (strcmp(req->method, "GET") != 0) {
         x->body_out = gf_xmalloc(req->body_len + 1);
         if (req->body_len)
             memcpy(x->body_out, req->body, req->body_len);

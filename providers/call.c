@@ -518,7 +518,7 @@ void provider_cancel(provider_call_t *c)
         net_abort(c->xfer);
         c->xfer = NULL;
     }
-    /* Tell the provider, where its protocol has a cancel (fal PUT cancel_url). */
+    /* Tell the provider, where its protocol has a cancel (fal PUT, Replicate POST). */
     if (c->state == CALL_RUNNING && c->a && c->a->ops->cancel)
         c->a->ops->cancel(c);
     if (c->busy)

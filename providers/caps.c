@@ -10,7 +10,8 @@
  * the adapter's FARM_<P>_POSE_MODEL, any other to FARM_<P>_MODEL. What a
  * model takes is read from its id, by the families providers.md documents:
  * FLUX.2 (several references: BFL input_image..input_image_8, fal edit
- * image_urls[]), Kontext and fal image-to-image (one reference), BFL
+ * image_urls[], Replicate input_images[]), Kontext and fal image-to-image
+ * (one reference), BFL
  * canny/depth and HF ControlNets (a control image), anything else text only.
  * `local` draws the pose map into its preview and insets the identity, so it
  * takes both (honestly: it does not keep the person).
@@ -65,6 +66,8 @@ static const char *cfg_model(const gf_config_t *cfg, const char *name, int refs)
         return refs ? cfg->fal_pose_model : cfg->fal_model;
     if (strcmp(name, "bfl") == 0)
         return refs ? cfg->bfl_pose_model : cfg->bfl_model;
+    if (strcmp(name, "replicate") == 0)
+        return refs ? cfg->replicate_pose_model : cfg->replicate_model;
     return "local";
 }
 
@@ -92,7 +95,7 @@ int provider_caps_fit(const provider_caps_t *c, const provider_needs_t *n, const
 int provider_chain_can(const gf_config_t *cfg, const char *mode, const char *only,
                        const provider_needs_t *n, const char **field)
 {
-    static const char *const names[] = {"hf", "fal", "bfl", "local"};
+    static const char *const names[] = {"hf", "fal", "bfl", "replicate", "local"};
     /* The field named is the one the most capable adapter still misses:
      * "identity" when some adapter takes the pose but not the person too. */
     static const char *const order[] = {"height", "width", "identity", "poses"};

@@ -24,7 +24,7 @@ static int listed(const char *list, const char *name)
 
 static int no_remote_token(const gf_config_t *cfg)
 {
-    return !cfg->hf_token[0] && !cfg->fal_key[0] && !cfg->bfl_key[0];
+    return !cfg->hf_token[0] && !cfg->fal_key[0] && !cfg->bfl_key[0] && !cfg->replicate_token[0];
 }
 
 int provider_chain_has(const gf_config_t *cfg, const char *mode, const char *name)
@@ -41,7 +41,8 @@ int provider_chain_has(const gf_config_t *cfg, const char *mode, const char *nam
         return strcmp(name, "local") != 0;
     return strcmp(name, "local") == 0 || (strcmp(name, "hf") == 0 && cfg->hf_token[0]) ||
            (strcmp(name, "fal") == 0 && cfg->fal_key[0]) ||
-           (strcmp(name, "bfl") == 0 && cfg->bfl_key[0]);
+           (strcmp(name, "bfl") == 0 && cfg->bfl_key[0]) ||
+           (strcmp(name, "replicate") == 0 && cfg->replicate_token[0]);
 }
 
 int provider__chain_plan(const gf_config_t *cfg, const char *mode, provider_chain_plan_t *plan,
@@ -73,8 +74,8 @@ int provider__chain_plan(const gf_config_t *cfg, const char *mode, provider_chai
     }
     if (plan->n == 0)
         return gf_err_set(err, GF_EINVAL, "provider",
-                          plan->fake
-                              ? "FARM_PROVIDER=fake needs hf, fal or bfl in FARM_PROVIDER_FALLBACK"
-                              : "FARM_PROVIDER_FALLBACK lists no provider that has a token");
+                          plan->fake ? "FARM_PROVIDER=fake needs hf, fal, bfl or replicate in "
+                                       "FARM_PROVIDER_FALLBACK"
+                                     : "FARM_PROVIDER_FALLBACK lists no provider that has a token");
     return 0;
 }

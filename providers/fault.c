@@ -11,6 +11,7 @@
 
 #include <ctype.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -233,6 +234,19 @@ json_t *provider__json_load(const char *body, size_t len)
     return body && len <= PROVIDER_JSON_MAX_BYTES ? json_loadb(body, len, 0, NULL) : NULL;
 }
 
+json_t *provider__json_load_inline(const char *body, size_t len)
+{
+    if (body == NULL)
+        return NULL;
+    if (len <= PROVIDER_JSON_MAX_BYTES)
+        return provider__json_load(body, len);
+    /* Every value costs a separator or a bracket: few of them, few values. */
+    size_t marks = 0;
+    for (size_t i = 0; i < len; i++)
+        marks += body[i] == ',' || body[i] == ':' || body[i] == '[' || body[i] == '{';
+    return marks <= 64 ? json_loadb(body, len, 0, NULL) : NULL;
+}
+
 char *provider__json_error_text(const char *body, size_t len)
 {
     if (body == NULL || !provider__looks_json(body, len))
@@ -315,4 +329,25 @@ json_t *provider__data_url(const unsigned char *b, size_t n)
     json_t *v = json_string(s.p);
     gf_buf_dispose(&s);
     return v;
+}
+
+unsigned char *provider__base64_decode(const char *s, size_t n, size_t max, size_t *len)
+{
+    if (n / 4 * 3 > max + 3 || n > (size_t)INT32_MAX)
+        return NULL;
+    EVP_ENCODE_CTX *ctx = EVP_ENCODE_CTX_new();
+    if (ctx == NULL)
+        return NULL;
+    unsigned char *out = gf_xmalloc(n / 4 * 3 + 4);
+    int a = 0, b = 0;
+    EVP_DecodeInit(ctx);
+    int ok = EVP_DecodeUpdate(ctx, out, &a, (const unsigned char *)s, (int)n) >= 0 &&
+             EVP_DecodeFinal(ctx, out + a, &b) == 1;
+    EVP_ENCODE_CTX_free(ctx);
+    if (!ok || (size_t)(a + b) > max || a + b == 0) {
+        free(out);
+        return NULL;
+    }
+    *len = (size_t)(a + b);
+    return out;
 }

@@ -12,9 +12,10 @@
  *
  * Faults: 503 with estimated_time -> wait min(estimated, cap) with jitter,
  * then resend with `x-wait-for-model: true` (never spin); 429 -> Retry-After /
- * RateLimit, else backoff; JSON on a 200 is an error unless it is the
- * {"output":["url"]} success shape (then the URL is downloaded); the
- * {"data":[{"b64_json"}]} shape is not decoded yet and counts as an error.
+ * RateLimit, else backoff; JSON on a 200 is an error unless it is one of
+ * the success shapes some backends answer with: {"output":["url"]} (the URL
+ * is downloaded) or {"data":[{"b64_json": base64}]} (the image inline,
+ * decoded and checked like any other).
  */
 #include "provider_int.h"
 
@@ -84,15 +85,28 @@ static char *hf_body(const provider_call_t *c)
 /* The JSON success shapes some backends answer with. Returns 1 when handled. */
 static int hf_json_success(provider_call_t *c, net_resp_t *r)
 {
-    json_t *root = provider__json_load(r->body, r->len);
+    json_t *root = provider__json_load_inline(r->body, r->len);
     if (root == NULL)
         return 0;
-    int handled = 0;
+    int handled = 1;
     const char *url = json_string_value(json_array_get(json_object_get(root, "output"), 0));
+    json_t *b64 = json_object_get(json_array_get(json_object_get(root, "data"), 0), "b64_json");
     if (url && strncmp(url, "http", 4) == 0) {
         c->image_url = gf_xstrdup(url);
         provider__fetch_image(c);
-        handled = 1;
+    } else if (json_is_string(b64)) {
+        size_t len = 0;
+        unsigned char *img =
+            provider__base64_decode(json_string_value(b64), json_string_length(b64),
+                                    (size_t)c->p->cfg->provider_max_image_bytes, &len);
+        if (img == NULL)
+            provider__call_fail(c, PROVIDER_F_BAD_BODY, r->status,
+                                "data[0].b64_json is not base64 of at most %lld bytes",
+                                c->p->cfg->provider_max_image_bytes);
+        else
+            provider__call_succeed(c, img, len); /* checks the magic bytes */
+    } else {
+        handled = 0;
     }
     json_decref(root);
     return handled;

@@ -13,7 +13,7 @@
 static const provider_ops *ops_by_name(const char *name)
 {
     static const provider_ops *all[] = {&provider_hf_ops, &provider_fal_ops, &provider_bfl_ops,
-                                        &provider_local_ops};
+                                        &provider_replicate_ops, &provider_local_ops};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
         if (strcmp(all[i]->name, name) == 0)
             return all[i];
@@ -50,6 +50,10 @@ static void adapter_settings(provider_adapter_t *a, const gf_config_t *cfg, int 
         base = cfg->bfl_base_url, model = cfg->bfl_model, token = cfg->bfl_key;
         if (fake)
             gf_buf_printf(&b, "%s/bfl", cfg->fake_provider_url), token = "bfl_fake";
+    } else if (strcmp(a->name, "replicate") == 0) {
+        base = cfg->replicate_base_url, model = cfg->replicate_model, token = cfg->replicate_token;
+        if (fake)
+            gf_buf_printf(&b, "%s/replicate", cfg->fake_provider_url), token = "r8_fake";
     }
     a->base_url = b.p ? b.p : gf_xstrdup(base ? base : "");
     /* A trailing slash would double in "{base}/models/...". */
@@ -108,7 +112,8 @@ static int chain_build(provider_t *p, const char *mode, gf_err_t *err)
         return GF_EINVAL;
     if (plan.local_alone)
         GF_LOG(GF_LOG_WARN, &ctx,
-               "no provider token is configured (FARM_HF_TOKEN, FARM_FAL_KEY, FARM_BFL_KEY): "
+               "no provider token is configured (FARM_HF_TOKEN, FARM_FAL_KEY, FARM_BFL_KEY, "
+               "FARM_REPLICATE_TOKEN): "
                "using the local offline renderer, whose images say \"local preview\"");
     for (int i = 0; i < plan.n; i++)
         if (chain_add(p, plan.names[i], plan.fake, err) < 0)

@@ -122,6 +122,7 @@ typedef struct provider_ops {
 extern const provider_ops provider_hf_ops;
 extern const provider_ops provider_fal_ops;
 extern const provider_ops provider_bfl_ops;
+extern const provider_ops provider_replicate_ops;
 extern const provider_ops provider_local_ops;
 
 struct provider_adapter {
@@ -285,5 +286,18 @@ void provider__accept_image(provider_call_t *c, net_resp_t *r);
 json_t *provider__data_url(const unsigned char *b, size_t n);
 /* Base64 of `b` (new string). */
 char *provider__base64(const unsigned char *b, size_t n);
+/*
+ * The bytes of base64 text `s` (OpenSSL's decoder; line breaks allowed),
+ * NULL when it is not base64 or decodes to more than `max` bytes. New
+ * buffer, its length in `*len`.
+ */
+unsigned char *provider__base64_decode(const char *s, size_t n, size_t max, size_t *len);
+/*
+ * A JSON reply that may carry an image inline (HF's {"data":[{"b64_json"}]}):
+ * like provider__json_load() up to its limit; above it, only a body with
+ * at most a few dozen values (one long string, jansson's memory about the
+ * body's size), so a reply of many small values cannot take 75 times its size.
+ */
+json_t *provider__json_load_inline(const char *body, size_t len);
 
 #endif

@@ -17,7 +17,7 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
     [STORE_OP_ACCEPT] = {"SELECT outcome, generation_id, available FROM farm_accept_generation("
                          "$1::uuid, $2::uuid, $3::text, $4::bigint, $5::text, $6::int, $7::bigint, "
                          "$8::jsonb, $9::jsonb, to_timestamp($10::double precision / 1000), "
-                         "$11::text, $12::text)"},
+                         "$11::text, $12::text, $13::text, $14::text[])"},
     [STORE_OP_START] = {"SELECT outcome, attempts FROM farm_start($1::uuid, $2::bigint, $3::text)"},
     [STORE_OP_PROVIDER_REQUEST] = {"SELECT farm_record_provider_request($1::uuid, $2::bigint, "
                                    "$3::int, $4::text)"},
@@ -43,9 +43,14 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
     [STORE_OP_REFUSE] = {"SELECT farm_refuse($1::uuid, $2::uuid, $3::text)"},
     [STORE_OP_TOTALS] = {"SELECT coalesce(sum(balance), 0)::bigint, coalesce(sum(held), 0)::bigint "
                          "FROM credit_accounts"},
+    [STORE_OP_WEBHOOK_CLAIM] = {"SELECT farm_webhook_claim($1::int, $2::int)::text"},
+    [STORE_OP_WEBHOOK_RESULT] = {"SELECT outcome, lag_s FROM farm_webhook_result($1::uuid, "
+                                 "$2::bigint, $3::text, $4::int, $5::text, $6::bigint)"},
+    [STORE_OP_WEBHOOK_RETRY] = {"SELECT farm_webhook_retry($1::uuid)"},
+    [STORE_OP_WEBHOOK_LIST] = {"SELECT farm_webhooks_list($1::boolean, $2::uuid, $3::int)::text"},
 };
 
-static char prepare_batch[8192];
+static char prepare_batch[16384];
 static char stmt_names[STORE_OP_COUNT_][16];
 
 static void names_init(void)
@@ -114,7 +119,7 @@ static void set_int(store_call_t *c, int i, long long v)
 
 void store_call_accept(store_call_t *c, const store_accept_t *a)
 {
-    call_init(c, STORE_OP_ACCEPT, 12);
+    call_init(c, STORE_OP_ACCEPT, 14);
     set_str(c, 0, a->id);
     set_str(c, 1, a->user_id);
     set_str(c, 2, a->plan);
@@ -128,6 +133,43 @@ void store_call_accept(store_call_t *c, const store_accept_t *a)
         set_int(c, 9, a->deadline_unix_ms);
     set_str(c, 10, a->idempotency_key);
     set_str(c, 11, a->idempotency_key ? a->request_hash : NULL);
+    set_str(c, 12, a->webhook_url);
+    set_str(c, 13, a->webhook_events);
+}
+
+void store_call_webhook_claim(store_call_t *c, int limit, int lease_s)
+{
+    call_init(c, STORE_OP_WEBHOOK_CLAIM, 2);
+    set_int(c, 0, limit);
+    set_int(c, 1, lease_s);
+}
+
+void store_call_webhook_result(store_call_t *c, const char *id, long long lease_token,
+                               const char *outcome, int status_code, const char *error,
+                               long long next_ms)
+{
+    call_init(c, STORE_OP_WEBHOOK_RESULT, 6);
+    set_str(c, 0, id);
+    set_int(c, 1, lease_token);
+    set_str(c, 2, outcome);
+    if (status_code > 0)
+        set_int(c, 3, status_code);
+    set_str(c, 4, error);
+    set_int(c, 5, next_ms);
+}
+
+void store_call_webhook_retry(store_call_t *c, const char *id)
+{
+    call_init(c, STORE_OP_WEBHOOK_RETRY, 1);
+    set_str(c, 0, id);
+}
+
+void store_call_webhook_list(store_call_t *c, int failed_only, const char *gen_id, int limit)
+{
+    call_init(c, STORE_OP_WEBHOOK_LIST, 3);
+    set_str(c, 0, failed_only ? "true" : "false");
+    set_str(c, 1, gen_id);
+    set_int(c, 2, limit);
 }
 
 void store_call_start(store_call_t *c, const char *gen_id, long long fence, const char *provider)

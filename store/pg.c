@@ -8,9 +8,14 @@
  * - A connection is down, connecting (then preparing its statements), ready
  *   or busy. A failed connect fails every request still waiting (fail fast
  *   while Postgres is down); the next request connects again.
- * - Every request has a timer: one still waiting fails with GF_ETIMEDOUT; one
- *   on the wire fails the same way and its connection is dropped (libpq has
- *   no async cancel worth a round trip here). Its callback runs once.
+ * - Every request has a timer: one still waiting for a connection fails with
+ *   GF_ETIMEDOUT (nothing was sent, so nothing happened). One already on the
+ *   wire is not abandoned: Postgres' own statement_timeout (set on every
+ *   connection) decides, and its outcome is the request's, so a caller never
+ *   answers "nothing happened" for a statement that may still commit. Only
+ *   when Postgres says nothing past that timeout (a dead peer) does a backstop
+ *   fail it with GF_ETIMEDOUT and drop the connection: the outcome is then
+ *   unknown. Either way the callback runs once.
  * - No callback runs inside store_exec() or store_ping(): a request that
  *   ends while one of them runs (a connect that fails at once fails every
  *   waiting request) waits on the `done` list, which an idle handle delivers
@@ -21,6 +26,10 @@
 
 #include <stdlib.h>
 #include <string.h>
+
+/* How long past statement_timeout a statement on the wire may go unanswered before it is dropped.
+ */
+#define STORE_BACKSTOP_MS 5000
 
 typedef enum { PG_DOWN, PG_CONNECTING, PG_PREPARING, PG_READY, PG_BUSY } pg_state;
 
@@ -46,6 +55,7 @@ struct store_req {
     int ping_status;
     uv_timer_t timer;
     pg_conn_t *on;
+    int backstop; /* on the wire when its timer fired: now waiting for Postgres' verdict */
     int done;
     int status; /* of a request waiting on the done list */
 };
@@ -417,6 +427,13 @@ static void on_req_timeout(uv_timer_t *t)
 {
     store_req_t *rq = t->data;
     pg_conn_t *on = rq->on;
+    if (on != NULL && !rq->backstop) {
+        /* Sent: the statement may commit yet. Wait for Postgres' statement_timeout. */
+        rq->backstop = 1;
+        uv_timer_start(&rq->timer, on_req_timeout,
+                       (uint64_t)rq->st->cfg->db_statement_timeout_ms + STORE_BACKSTOP_MS, 0);
+        return;
+    }
     req_finish(rq, GF_ETIMEDOUT);
     if (on)
         conn_drop(on, GF_EUNAVAIL, "a statement timed out");

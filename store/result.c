@@ -164,6 +164,7 @@ static void generation_dispose(store_generation_t *g)
     free(g->created_at);
     free(g->started_at);
     free(g->finished_at);
+    free(g->webhook);
     for (size_t i = 0; i < g->n_outputs; i++)
         output_dispose(&g->outputs[i]);
     free(g->outputs);
@@ -213,6 +214,9 @@ static void read_generation(rd_t *r, json_t *o, store_generation_t *g)
     g->created_at = rd_str(r, o, "created_at", 0);
     g->started_at = rd_str(r, o, "started_at", 1);
     g->finished_at = rd_str(r, o, "finished_at", 1);
+    /* Optional in the shape (farm_generation_json has it since migrations/0018): absent is null. */
+    json_t *wh = json_object_get(o, "webhook");
+    g->webhook = wh && !json_is_null(wh) ? json_dumps(wh, JSON_COMPACT) : NULL;
     void *items;
     json_t *a = rd_array(r, o, "outputs", sizeof(store_output_t), &items, &g->n_outputs);
     g->outputs = items;
@@ -338,6 +342,52 @@ static void read_resume(rd_t *r, json_t *o, store_resume_result_t *s)
     }
 }
 
+/* farm_webhook_claim (store/sql/farm_webhook_claim.sql). */
+static void read_webhook_claim(rd_t *r, json_t *o, store_webhook_claim_result_t *w)
+{
+    w->now_ms = rd_int(r, o, "now_ms", NULL);
+    void *items;
+    json_t *a = rd_array(r, o, "items", sizeof(store_webhook_claimed_t), &items, &w->n);
+    w->items = items;
+    for (size_t i = 0; a && i < w->n && !r->bad; i++) {
+        json_t *e = json_array_get(a, i);
+        store_webhook_claimed_t *d = &w->items[i];
+        rd_word(r, e, "id", d->id, sizeof(d->id));
+        rd_word(r, e, "generation_id", d->generation_id, sizeof(d->generation_id));
+        d->url = rd_str(r, e, "url", 0);
+        d->event = rd_str(r, e, "event", 0);
+        d->data = rd_json(r, e, "data", 0);
+        d->attempts = (int)rd_int(r, e, "attempts", NULL);
+        d->lease_token = rd_int(r, e, "lease_token", NULL);
+        d->created_ms = rd_int(r, e, "created_ms", NULL);
+        int null_first;
+        d->first_attempt_ms = rd_int(r, e, "first_attempt_ms", &null_first);
+    }
+}
+
+/* farm_webhooks_list (store/sql/farm_webhooks_list.sql): a bare array. */
+static void read_webhook_list(rd_t *r, json_t *a, store_webhook_list_result_t *l)
+{
+    l->n = json_array_size(a);
+    l->items = l->n ? gf_xcalloc(l->n, sizeof(*l->items)) : NULL;
+    for (size_t i = 0; i < l->n && !r->bad; i++) {
+        json_t *e = json_array_get(a, i);
+        store_webhook_t *w = &l->items[i];
+        int null_code;
+        rd_word(r, e, "id", w->id, sizeof(w->id));
+        rd_word(r, e, "generation_id", w->generation_id, sizeof(w->generation_id));
+        w->event = rd_str(r, e, "event", 0);
+        w->url = rd_str(r, e, "url", 0);
+        w->status = rd_str(r, e, "status", 0);
+        w->attempts = (int)rd_int(r, e, "attempts", NULL);
+        w->last_status_code = (int)rd_int(r, e, "last_status_code", &null_code);
+        w->last_error = rd_str(r, e, "last_error", 1);
+        w->created_at = rd_str(r, e, "created_at", 0);
+        w->next_attempt_at = rd_str(r, e, "next_attempt_at", 1);
+        w->delivered_at = rd_str(r, e, "delivered_at", 1);
+    }
+}
+
 /* The function whose JSON an operation reads (for error messages). */
 static const char *json_source(store_op_t op)
 {
@@ -352,6 +402,10 @@ static const char *json_source(store_op_t op)
         return "farm_sweep";
     case STORE_OP_RESUME:
         return "farm_worker_resume";
+    case STORE_OP_WEBHOOK_CLAIM:
+        return "farm_webhook_claim";
+    case STORE_OP_WEBHOOK_LIST:
+        return "farm_webhooks_list";
     default:
         return "store";
     }
@@ -369,8 +423,15 @@ static void parse_json(store_call_t *c, const char *text)
         return;
     }
     rd_t r = {0};
-    if (!json_is_object(root))
+    if (c->_op == STORE_OP_WEBHOOK_LIST) {
+        if (json_is_array(root))
+            read_webhook_list(&r, root, &c->res.webhook_list);
+        else
+            r.bad = "(not an array)";
+    } else if (!json_is_object(root))
         r.bad = "(not an object)";
+    else if (c->_op == STORE_OP_WEBHOOK_CLAIM)
+        read_webhook_claim(&r, root, &c->res.webhook_claim);
     else if (c->_op == STORE_OP_GENERATION)
         read_generation(&r, root, &c->res.generation);
     else if (c->_op == STORE_OP_LIST)
@@ -482,7 +543,16 @@ void store__parse_row(store_call_t *c, const store_row_t *row)
     case STORE_OP_SWEEP:
     case STORE_OP_LIST:
     case STORE_OP_LEDGER:
+    case STORE_OP_WEBHOOK_CLAIM:
+    case STORE_OP_WEBHOOK_LIST:
         parse_json(c, row->v[0]);
+        return;
+    case STORE_OP_WEBHOOK_RESULT:
+        c->res.webhook_result.recorded = strcmp(v0, "recorded") == 0;
+        c->res.webhook_result.lag_s = row->v[1] ? atof(row->v[1]) : -1;
+        return;
+    case STORE_OP_WEBHOOK_RETRY:
+        c->res.webhook_list.n = (size_t)atol(v0);
         return;
     case STORE_OP_COUNT_:
         return;
@@ -520,6 +590,27 @@ void store__result_dispose(store_call_t *c)
         }
         free(c->res.sweep.candidates);
         free(c->res.sweep.expired);
+        break;
+    case STORE_OP_WEBHOOK_CLAIM:
+        for (size_t i = 0; i < c->res.webhook_claim.n; i++) {
+            free(c->res.webhook_claim.items[i].url);
+            free(c->res.webhook_claim.items[i].event);
+            free(c->res.webhook_claim.items[i].data);
+        }
+        free(c->res.webhook_claim.items);
+        break;
+    case STORE_OP_WEBHOOK_LIST:
+        for (size_t i = 0; i < c->res.webhook_list.n; i++) {
+            store_webhook_t *w = &c->res.webhook_list.items[i];
+            free(w->event);
+            free(w->url);
+            free(w->status);
+            free(w->last_error);
+            free(w->created_at);
+            free(w->next_attempt_at);
+            free(w->delivered_at);
+        }
+        free(c->res.webhook_list.items);
         break;
     case STORE_OP_RESUME:
         free(c->res.resume.settled);

@@ -45,6 +45,8 @@ static void job_free(job_t *j)
     for (int i = 0; j->imgs && i < j->images; i++) {
         free(j->imgs[i].bytes);
         free(j->imgs[i].outputs_json);
+        img_variants_dispose(&j->imgs[i].vars);
+        free(j->imgs[i].keys);
         free(j->imgs[i].resume);
     }
     free(j->imgs);
@@ -325,26 +327,6 @@ static int job_parse(job_t *j)
     return 0;
 }
 
-/* Reads one stored file; an empty buffer when it cannot (logged by the caller). */
-static void read_stored(const char *root, const char *key, img_buf *out)
-{
-    char path[1024];
-    gf_err_t err = {0};
-    if (key == NULL || img_storage_resolve(root, key, path, sizeof(path), NULL, &err) < 0)
-        return;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return;
-    gf_buf_t b = {0};
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        gf_buf_append(&b, chunk, n);
-    fclose(f);
-    out->data = (unsigned char *)b.p;
-    out->len = b.len;
-}
-
 /* The preset a pose names, when this worker has it; NULL for an uploaded pose map. */
 static const img_pose_preset *pose_preset(const job_t *j, int k)
 {
@@ -352,22 +334,19 @@ static const img_pose_preset *pose_preset(const job_t *j, int k)
 }
 
 /*
- * Thread pool: the identity image, and one pose map per pose: drawn from its
- * preset, else read from its upload. Touches only the job's reference fields,
- * which nothing on the loop reads until on_refs_done.
+ * Thread pool: one pose map per pose drawn from its preset (uploaded ones
+ * were read from storage before). Touches only the job's pose maps, which
+ * nothing on the loop reads until on_refs_done.
  */
 static void on_refs_work(uv_work_t *w)
 {
     job_t *j = w->data;
-    read_stored(j->r->cfg->storage_dir, j->identity_key, &j->identity);
     for (int i = 0; i < j->nposes; i++) {
         gf_err_t err = {0};
         const img_pose_preset *preset = pose_preset(j, i);
-        if (preset && img_pose_render(preset->keypoints, j->params.width, j->params.height,
-                                      &j->pose_maps[i], &err) == 0)
-            continue;
-        if (j->pose_keys)
-            read_stored(j->r->cfg->storage_dir, j->pose_keys[i], &j->pose_maps[i]);
+        if (preset && j->pose_maps[i].len == 0)
+            img_pose_render(preset->keypoints, j->params.width, j->params.height, &j->pose_maps[i],
+                            &err);
     }
 }
 
@@ -429,6 +408,81 @@ static int job_resume(job_t *j, const store_resume_result_t *res)
     return refs;
 }
 
+/* Draws the preset pose maps on the thread pool; READY when done. */
+static void refs_render(job_t *j)
+{
+    j->refs_work.data = j;
+    if (uv_queue_work(j->r->loop, &j->refs_work, on_refs_work, on_refs_done) == 0) {
+        j->pending++;
+    } else {
+        gf_log_ctx ctx = job__log(j, "reading referenced files");
+        GF_LOG(GF_LOG_WARN, &ctx, "the thread pool refused the work: its images fail, released");
+        job__advance(j, JOB_EV_READY, NULL);
+    }
+}
+
+/* One referenced file read from storage into its buffer. */
+typedef struct {
+    job_t *job;
+    img_buf *dst;
+} ref_read_t;
+
+static void on_ref_read(storage_t *st, const gf_err_t *err, storage_object_t *obj, void *data)
+{
+    (void)st;
+    ref_read_t *rr = data;
+    job_t *j = rr->job;
+    if (err->code == 0) {
+        rr->dst->data = storage_object_take(obj, &rr->dst->len);
+    } else if (err->code != GF_ENOTFOUND && j->refs_err.code == 0) {
+        j->refs_err = *err;
+    }
+    free(rr);
+    if (--j->refs_reading == 0 && j->state == JOB_STARTING) {
+        if (j->refs_err.code != 0) {
+            /* Storage is down or refusing: another attempt may find it back. */
+            gf_log_ctx ctx = job__log(j, "reading referenced files");
+            gf_log_err(GF_LOG_WARN, &ctx, &j->refs_err);
+            job__advance(j, JOB_EV_STORE_FAILED, NULL);
+        } else {
+            refs_render(j);
+        }
+    }
+    job_unref(j);
+}
+
+static void ref_read(job_t *j, const char *key, img_buf *dst)
+{
+    ref_read_t *rr = gf_xcalloc(1, sizeof(*rr));
+    rr->job = j;
+    rr->dst = dst;
+    /* Counted before the call: a sibling's callback must not see zero too early. */
+    j->refs_reading++;
+    j->pending++;
+    if (storage_get(j->r->storage, key, on_ref_read, rr) < 0) {
+        /* A key storage refuses is no file: the images that need it fail. */
+        j->refs_reading--;
+        j->pending--;
+        free(rr);
+    }
+}
+
+/* Reads the identity and the uploaded pose maps from storage, then draws the presets. */
+static void refs_load(job_t *j)
+{
+    j->refs_reading = 1; /* held until every read is started */
+    j->pending++;
+    if (j->identity_key)
+        ref_read(j, j->identity_key, &j->identity);
+    for (int i = 0; j->pose_keys && i < j->nposes; i++)
+        if (j->pose_keys[i] && pose_preset(j, i) == NULL)
+            ref_read(j, j->pose_keys[i], &j->pose_maps[i]);
+    j->refs_reading--;
+    j->pending--;
+    if (j->refs_reading == 0)
+        refs_render(j);
+}
+
 /* A worker that takes over skips what an earlier attempt settled. */
 static void on_resume_info(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
@@ -439,15 +493,7 @@ static void on_resume_info(store_t *st, const gf_err_t *err, store_call_t *call,
     } else if (err->code < 0) {
         job__advance(j, JOB_EV_STORE_FAILED, NULL);
     } else if (job_resume(j, &call->res.resume)) {
-        j->refs_work.data = j;
-        if (uv_queue_work(j->r->loop, &j->refs_work, on_refs_work, on_refs_done) == 0) {
-            j->pending++;
-        } else {
-            gf_log_ctx ctx = job__log(j, "reading referenced files");
-            GF_LOG(GF_LOG_WARN, &ctx,
-                   "the thread pool refused the work: its images fail, released");
-            job__advance(j, JOB_EV_READY, NULL);
-        }
+        refs_load(j);
     } else {
         job__advance(j, JOB_EV_READY, NULL);
     }

@@ -1,8 +1,9 @@
 /*
  * worker/job_image.c - one image of a generation: the provider call
  * (resumed when an earlier attempt persisted its request), post-processing
- * and storage on the thread pool, then its outputs and its capture in one
- * transaction, or its release when it fails for good.
+ * on the thread pool, its outputs put in storage, then recorded with its
+ * capture in one transaction, or its release when it fails for good (an
+ * image whose outputs could not all be stored is released).
  */
 #include "worker_int.h"
 
@@ -69,7 +70,7 @@ static void image_fail(job_image_t *img, const char *code, const char *msg, int 
     job__op_exec(op, on_image_recorded);
 }
 
-/* Thread pool: variants, storage, and the outputs' JSON. Touches only `img`'s own data. */
+/* Thread pool: variants, their keys and the outputs' JSON. Touches only `img`'s own data. */
 static void on_work(uv_work_t *w)
 {
     job_image_t *img = w->data;
@@ -78,17 +79,16 @@ static void on_work(uv_work_t *w)
                        .expect_height = j->params.height,
                        .exports = j->params.export_defs,
                        .n_exports = (size_t)j->params.n_export_defs};
-    img_variants v = {0};
-    if (img_variants_make(img->bytes, img->len, &o, &v, &img->work_err) < 0)
+    img_variants *v = &img->vars;
+    if (img_variants_make(img->bytes, img->len, &o, v, &img->work_err) < 0)
         return;
+    img->keys = gf_xcalloc(v->count ? v->count : 1, sizeof(*img->keys));
     json_t *outputs = json_array();
-    for (size_t i = 0; i < v.count; i++) {
-        const img_variant *var = &v.items[i];
-        char key[IMG_KEY_MAX];
+    for (size_t i = 0; i < v->count; i++) {
+        const img_variant *var = &v->items[i];
+        char *key = img->keys[i];
         if (img_storage_key(j->qj.user_id, j->qj.gen_id, img->index, var->name, var->format, key,
-                            &img->work_err) < 0 ||
-            img_storage_write(j->r->cfg->storage_dir, key, var->data.data, var->data.len,
-                              &img->work_err) < 0)
+                            &img->work_err) < 0)
             break;
         json_array_append_new(
             outputs, json_pack("{s:i, s:i, s:s, s:s, s:i, s:i, s:I, s:s, s:s, s:I}", "index",
@@ -100,7 +100,63 @@ static void on_work(uv_work_t *w)
     if (img->work_err.code == 0)
         img->outputs_json = json_dumps(outputs, JSON_COMPACT);
     json_decref(outputs);
-    img_variants_dispose(&v);
+}
+
+/* Every output is stored: record them with the capture; else release the image. */
+static void outputs_stored(job_image_t *img)
+{
+    job_t *j = img->job;
+    img_variants_dispose(&img->vars);
+    GF_FREE(img->keys);
+    if (!job_is_live(j))
+        return;
+    if (img->put_err.code != 0) {
+        /* Never charged for what cannot be fetched: the outputs are not recorded. */
+        gf_log_ctx ctx = job__log(j, "storing outputs");
+        gf_log_err(GF_LOG_WARN, &ctx, &img->put_err);
+        image_fail(img, "internal", "the outputs could not be stored", 1);
+        return;
+    }
+    img->state = IMAGE_STORING;
+    job_op_t *op = job__op_new(j, img);
+    store_call_image_done(&op->call, j->qj.gen_id, (long long)j->qj.token, img->index,
+                          img->outputs_json);
+    job__op_exec(op, on_image_recorded);
+}
+
+static void on_output_stored(storage_t *st, const gf_err_t *err, void *data)
+{
+    (void)st;
+    job_image_t *img = data;
+    job_t *j = img->job;
+    if (err->code != 0 && img->put_err.code == 0)
+        img->put_err = *err;
+    if (--img->puts_pending == 0)
+        outputs_stored(img);
+    job_unref(j);
+}
+
+/* Puts every variant in storage at once; outputs_stored() after the last. */
+static void outputs_put(job_image_t *img)
+{
+    job_t *j = img->job;
+    img->puts_pending = 1; /* held until every put is started */
+    for (size_t i = 0; i < img->vars.count; i++) {
+        const img_variant *var = &img->vars.items[i];
+        img->puts_pending++;
+        j->pending++;
+        int rc = storage_put(j->r->storage, img->keys[i], var->data.data, var->data.len,
+                             img_format_mime(var->format), on_output_stored, img);
+        if (rc < 0) {
+            img->puts_pending--;
+            j->pending--;
+            if (img->put_err.code == 0)
+                gf_err_set(&img->put_err, rc, "storage", "storage refused the put of %s",
+                           img->keys[i]);
+        }
+    }
+    if (--img->puts_pending == 0)
+        outputs_stored(img);
 }
 
 static void on_work_done(uv_work_t *w, int status)
@@ -110,19 +166,17 @@ static void on_work_done(uv_work_t *w, int status)
     GF_FREE(img->bytes);
     job__stage_done(img, GF_STAGE_POSTPROCESSING);
     if (!job_is_live(j)) {
+        img_variants_dispose(&img->vars);
     } else if (status < 0 || img->work_err.code != 0 || img->outputs_json == NULL) {
+        img_variants_dispose(&img->vars);
         gf_log_ctx ctx = job__log(j, "post-processing");
         gf_log_err(GF_LOG_WARN, &ctx, &img->work_err);
         int bad = img_err_reason(&img->work_err) == IMG_REASON_INVALID_OUTPUT;
         image_fail(img, bad ? "invalid_output" : "internal",
                    bad ? "the provider's image is not usable" : "post-processing failed", 0);
     } else {
-        img->state = IMAGE_STORING;
         job__stage(j, GF_STAGE_STORING);
-        job_op_t *op = job__op_new(j, img);
-        store_call_image_done(&op->call, j->qj.gen_id, (long long)j->qj.token, img->index,
-                              img->outputs_json);
-        job__op_exec(op, on_image_recorded);
+        outputs_put(img);
     }
     job_unref(j);
 }

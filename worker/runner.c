@@ -133,7 +133,7 @@ static void on_cancel_message(queue_t *q, const char *gen_id, void *data)
 }
 
 worker_runner_t *worker_runner_new(uv_loop_t *loop, const gf_config_t *cfg, queue_t *queue,
-                                   store_t *store, provider_t *provider,
+                                   store_t *store, storage_t *storage, provider_t *provider,
                                    const img_presets_t *presets, gf_metrics_t *metrics)
 {
     worker_runner_t *r = gf_xcalloc(1, sizeof(*r));
@@ -141,6 +141,7 @@ worker_runner_t *worker_runner_new(uv_loop_t *loop, const gf_config_t *cfg, queu
     r->cfg = cfg;
     r->queue = queue;
     r->store = store;
+    r->storage = storage;
     r->provider = provider;
     r->presets = presets;
     char host[64] = "host";

@@ -7,9 +7,11 @@
 #include "imaging.h"
 #include "provider.h"
 #include "queue.h"
+#include "storage.h"
 #include "worker_int.h"
 #include "store.h"
 #include "sweeper.h"
+#include "webhooks.h"
 
 #include <stdlib.h>
 
@@ -20,10 +22,12 @@ struct worker {
     gf_httpd_t *httpd;
     queue_t *queue;
     store_t *store;
+    storage_t *storage;
     worker_sweeper_t *sweeper;
     provider_t *provider;
     img_presets_t *presets;
     worker_runner_t *runner;
+    webhook_deliverer_t *webhooks;
     int imaging_up;
     int closes_pending;
     worker_stopped_cb stopped_cb;
@@ -66,16 +70,26 @@ int worker_start(worker_t *w, gf_err_t *err)
     w->presets = img_presets_load(w->cfg->presets_dir, err);
     if (w->presets == NULL)
         return err ? err->code : GF_EINVAL;
+    if (storage_start_check(w->cfg, err) < 0)
+        return err ? err->code : GF_EINVAL;
+    w->storage = storage_new(w->loop, w->cfg, w->metrics, err);
+    if (w->storage == NULL)
+        return err ? err->code : GF_EINVAL;
     w->provider = provider_new(w->loop, w->cfg, NULL, err);
     if (w->provider == NULL)
         return err ? err->code : GF_EINVAL;
     rc = gf_httpd_listen(w->httpd, err);
     if (rc < 0)
         return rc;
+    /* Webhooks go out of every worker, FARM_WORKER_CONCURRENCY=0 included. */
+    w->webhooks = webhook_deliverer_new(w->loop, w->cfg, w->store, w->metrics, err);
+    if (w->webhooks == NULL)
+        return err ? err->code : GF_EINVAL;
+    webhook_deliverer_start(w->webhooks);
     w->sweeper = worker_sweeper_new(w->loop, w->cfg, w->store, w->queue);
     worker_sweeper_start(w->sweeper);
-    w->runner =
-        worker_runner_new(w->loop, w->cfg, w->queue, w->store, w->provider, w->presets, w->metrics);
+    w->runner = worker_runner_new(w->loop, w->cfg, w->queue, w->store, w->storage, w->provider,
+                                  w->presets, w->metrics);
     worker_runner_start(w->runner);
     GF_LOG(GF_LOG_INFO, &log_ctx, "metrics on http://%s:%d/metrics", w->cfg->worker_metrics_host,
            gf_httpd_port(w->httpd));
@@ -97,6 +111,11 @@ static void on_queue_closed(queue_t *q, void *data)
 }
 
 static void on_store_closed(void *data)
+{
+    worker_maybe_stopped(data);
+}
+
+static void on_storage_closed(void *data)
 {
     worker_maybe_stopped(data);
 }
@@ -127,14 +146,32 @@ static void on_sweeper_closed(void *data)
         store_close(w->store, on_store_closed, w);
         w->store = NULL;
     }
+    if (w->storage) {
+        w->closes_pending++;
+        storage_close(w->storage, on_storage_closed, w);
+        w->storage = NULL;
+    }
     worker_maybe_stopped(w);
 }
 
+static void on_webhooks_closed(void *data)
+{
+    worker_t *w = data;
+    w->webhooks = NULL;
+    if (w->sweeper)
+        worker_sweeper_close(w->sweeper, on_sweeper_closed, w);
+    else
+        on_sweeper_closed(w);
+}
+
+/* The jobs have drained: the deliveries in flight end, then the sweeper, then the clients. */
 static void on_runner_drained(void *data)
 {
     worker_t *w = data;
     w->runner = NULL;
-    if (w->sweeper)
+    if (w->webhooks)
+        webhook_deliverer_close(w->webhooks, on_webhooks_closed, w);
+    else if (w->sweeper)
         worker_sweeper_close(w->sweeper, on_sweeper_closed, w);
     else
         on_sweeper_closed(w);

@@ -36,6 +36,7 @@
 #include "imaging.h"
 #include "provider.h"
 #include "queue.h"
+#include "storage.h"
 #include "store.h"
 
 typedef struct worker_runner worker_runner_t;
@@ -43,7 +44,7 @@ typedef void (*worker_runner_stopped_cb)(void *data);
 
 /* Everything is borrowed and must outlive the runner. */
 worker_runner_t *worker_runner_new(uv_loop_t *loop, const gf_config_t *cfg, queue_t *queue,
-                                   store_t *store, provider_t *provider,
+                                   store_t *store, storage_t *storage, provider_t *provider,
                                    const img_presets_t *presets, gf_metrics_t *metrics);
 
 /* Starts claiming. */
@@ -115,7 +116,7 @@ typedef struct {
 typedef enum {
     IMAGE_PENDING,
     IMAGE_CALLING,    /* the provider call is in flight */
-    IMAGE_PROCESSING, /* post-processing and storage on the thread pool */
+    IMAGE_PROCESSING, /* post-processing on the thread pool, then its outputs put in storage */
     IMAGE_STORING,    /* outputs and capture in Postgres */
     IMAGE_SETTLED,
 } image_state;
@@ -130,9 +131,13 @@ typedef struct {
     uv_work_t work;
     unsigned char *bytes; /* the provider's image, for the thread pool */
     size_t len;
-    char *outputs_json; /* made on the thread pool */
-    char *resume;       /* "provider:token" an earlier attempt persisted, or NULL */
-    uint64_t t_stage;   /* when the current stage began (uv_hrtime) */
+    char *outputs_json;        /* made on the thread pool */
+    img_variants vars;         /* made on the thread pool, put in storage from the loop */
+    char (*keys)[IMG_KEY_MAX]; /* the storage key of each of `vars` */
+    int puts_pending;          /* puts of `vars` in flight */
+    gf_err_t put_err;          /* the first put that failed for good */
+    char *resume;              /* "provider:token" an earlier attempt persisted, or NULL */
+    uint64_t t_stage;          /* when the current stage began (uv_hrtime) */
     gf_err_t work_err;
 } job_image_t;
 
@@ -152,6 +157,8 @@ struct job {
     char **pose_keys; /* by pose index; NULL where the pose is a preset */
     img_buf identity;
     img_buf *pose_maps; /* by pose index: rendered from a preset or read from an upload */
+    int refs_reading;   /* storage reads of the references in flight */
+    gf_err_t refs_err;  /* the first of them that failed other than not-found */
     uv_work_t refs_work;
     job_state_t state;
     int cancel_asked; /* a cancel came while STARTING: it cancels once ready */
@@ -166,6 +173,7 @@ struct worker_runner {
     const gf_config_t *cfg;
     queue_t *queue;
     store_t *store;
+    storage_t *storage;
     provider_t *provider;
     const img_presets_t *presets;
     char worker_id[80];

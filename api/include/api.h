@@ -41,6 +41,8 @@ void api_free(api_t *api);
 
 /* The claims of a bearer token (API.md, Authentication). */
 #define API_TOKEN_TTL_MAX_S (366L * 86400)
+/* Clock skew allowed between the token's issuer and farm-api for nbf and iat. */
+#define API_TOKEN_SKEW_S 60L
 
 typedef struct {
     const char *sub;  /* user UUID, required */

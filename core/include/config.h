@@ -14,9 +14,10 @@
 
 #include "err.h"
 
-#define GF_TIERS_MAX      8
-#define GF_TIER_NAME_MAX  32
-#define GF_QUEUE_NAME_MAX 64
+#define GF_TIERS_MAX       8
+#define GF_TIER_NAME_MAX   32
+#define GF_QUEUE_NAME_MAX  64
+#define GF_RATE_LIMITS_MAX 32
 
 typedef struct gf_config {
     /* api */
@@ -28,6 +29,9 @@ typedef struct gf_config {
     long long rate_limit_per_min;
     char *cors_origins;
     long long rate_limit_burst;
+    char *rate_limits; /* FARM_RATE_LIMITS, parsed into rl[] */
+    long long upload_max_inflight_bytes;
+    long long upload_max_inflight;
     long long sse_max_per_user;
     long long file_url_ttl_s;
     /* dependencies */
@@ -55,11 +59,13 @@ typedef struct gf_config {
     long long sweep_stale_s;
     long long sweep_batch;
     /* providers (providers/, docs/providers.md) */
-    long long provider;      /* index in "auto|hf|fal|bfl|local|fake" */
-    char *provider_fallback; /* "hf,fal,bfl,local" */
+    long long provider;      /* index in "auto|hf|fal|bfl|local|fake|replicate" */
+    char *provider_fallback; /* "hf,fal,bfl,replicate,local" */
     char *hf_base_url, *hf_model, *hf_pose_model, *hf_token;
     char *fal_base_url, *fal_model, *fal_pose_model, *fal_key;
     char *bfl_base_url, *bfl_model, *bfl_pose_model, *bfl_key;
+    char *replicate_base_url, *replicate_model, *replicate_pose_model, *replicate_token;
+    long long replicate_wait_s;
     char *fake_provider_url;
     long long provider_concurrency;
     long long provider_deadline_s;
@@ -100,6 +106,9 @@ typedef struct gf_config {
     long long http_body_timeout_s;
     long long http_linger_ms;
     long long http_stream_max_queued_bytes;
+    long long http_linger_max_bytes;
+    long long http_max_queued_bytes;
+    long long http_max_queued_total_bytes;
     long long shutdown_s;
     /* worker */
     char *worker_metrics_host;
@@ -115,6 +124,25 @@ typedef struct gf_config {
     char *webhook_secret;
     /* logging */
     long long log_level; /* a gf_log_level */
+    /* frontend kit */
+    long long demo; /* FARM_DEMO: serve web/ at / */
+    /* storage (storage/, docs/storage.md) */
+    long long storage; /* 0 local, 1 s3 */
+    char *s3_endpoint, *s3_region, *s3_bucket, *s3_prefix, *s3_access_key_id, *s3_secret_access_key;
+    long long s3_path_style;
+    long long s3_serve; /* 0 redirect, 1 proxy */
+    long long storage_timeout_ms;
+    long long storage_attempts;
+    long long storage_backoff_ms;
+    long long storage_max_object_bytes;
+    /* webhooks (webhooks/, docs/webhooks.md) */
+    long long webhook_allow_private;
+    long long webhook_concurrency;
+    long long webhook_per_host;
+    long long webhook_timeout_s;
+    long long webhook_lease_s;
+    long long webhook_poll_ms;
+    long long webhook_max_response_bytes;
     /* Derived by the loader from the rows above (already validated). */
     struct gf_tier {
         char name[GF_TIER_NAME_MAX + 1];
@@ -122,7 +150,32 @@ typedef struct gf_config {
     } tiers[GF_TIERS_MAX]; /* FARM_QUEUE_TIERS, in order */
     int n_tiers;
     int redis_db; /* FARM_REDIS_URL's /N */
+    struct gf_rate_limit {
+        char plan[GF_TIER_NAME_MAX + 1]; /* "" for every plan */
+        int action;                      /* a gf_rl_action */
+        long long per_min, burst;
+    } rl[GF_RATE_LIMITS_MAX]; /* FARM_RATE_LIMITS, in order */
+    int n_rl;
 } gf_config_t;
+
+/* What a rate limit counts (FARM_RATE_LIMITS); names in gf_rl_action_names. */
+typedef enum {
+    GF_RL_GENERATIONS,
+    GF_RL_UPLOADS,
+    GF_RL_READS,
+    GF_RL_ANONYMOUS,
+    GF_RL_N
+} gf_rl_action;
+extern const char *const gf_rl_action_names[GF_RL_N];
+
+/*
+ * The bucket of `plan` for `action`: the first FARM_RATE_LIMITS entry naming
+ * the plan, else the one for every plan; generations fall back to
+ * FARM_RATE_LIMIT_PER_MIN / FARM_RATE_LIMIT_BURST. Returns 0 when the action
+ * is not limited.
+ */
+int gf_cfg_rate_limit(const gf_config_t *cfg, const char *plan, gf_rl_action action,
+                      long long *per_min, long long *burst);
 
 /*
  * Loads the configuration from `envp` (NULL-terminated "NAME=value" strings,

@@ -14,6 +14,15 @@
  *   Every error answer uses the JSON error shape of API.md and closes.
  * - Every response carries X-Request-Id: the request's own when it is sane
  *   (1..128 of [A-Za-z0-9._:-]), else a generated UUID.
+ * - Output is bounded: a connection with more than max_queued_bytes of answers
+ *   not yet taken by its client (a pipelining client that never reads) has its
+ *   next request left unparsed, and reading stops once its input buffer is
+ *   full, until the client drains; past max_queued_total over all connections,
+ *   only connections with nothing queued are served.
+ * - An optional check hook decides each routed request when its headers are
+ *   complete, before any body byte is read (authentication, rate limits,
+ *   capacity): a refusal is answered at once, and a request with a body then
+ *   ends with a lingering close, its body never buffered.
  * - Streaming responses (SSE) are chunked; when more than the configured number
  *   of bytes is queued to a client that stopped reading, the connection is
  *   dropped (other clients are not slowed) and the handler is told.
@@ -58,7 +67,10 @@ typedef struct {
     uint64_t idle_timeout_ms;
     uint64_t header_timeout_ms;
     uint64_t body_timeout_ms;
-    uint64_t linger_ms; /* lingering close after a closing answer; 0: close at once */
+    uint64_t linger_ms;      /* lingering close after a closing answer; 0: close at once */
+    size_t linger_max_bytes; /* and at most this many bytes dropped while lingering */
+    size_t max_queued_bytes; /* answers queued to one client before its next request waits */
+    size_t max_queued_total; /* the same over all connections of the server */
     size_t stream_max_queued_bytes;
     uint64_t shutdown_timeout_ms;
     gf_metrics_t *metrics; /* optional: request counts and latencies by route and status */
@@ -88,6 +100,34 @@ int gf_httpd_route(gf_httpd_t *h, const char *method, const char *pattern, size_
  */
 typedef void (*gf_httpd_response_hook)(gf_http_req_t *req, int status, void *data);
 void gf_httpd_set_response_hook(gf_httpd_t *h, gf_httpd_response_hook hook, void *data);
+
+/*
+ * Sets the check hook: it runs for every request that matched a route, when
+ * its headers are complete and before any byte of its body is read, and
+ * must end, then or later, with exactly one of gf_http_req_proceed() or
+ * gf_http_req_refuse(). Until then the request's body waits unread (bounded
+ * by the connection's input buffer). If the client goes away meanwhile the
+ * request stays valid and on_close (when set) runs; the hook still ends it.
+ * The hook may attach data for the handler with gf_http_req_set_user().
+ */
+typedef void (*gf_httpd_check_cb)(gf_http_req_t *req, void *data);
+void gf_httpd_set_check(gf_httpd_t *h, gf_httpd_check_cb cb, void *data);
+
+/* The check passed: the body is read and the route's handler runs. */
+void gf_http_req_proceed(gf_http_req_t *req);
+
+/*
+ * The check failed: the request is answered with the JSON error shape (and
+ * the headers set on it so far, e.g. Retry-After) without its body being
+ * read; a request that announced a body ends the connection with a
+ * lingering close. Strings are copied; `field` may be NULL.
+ */
+void gf_http_req_refuse(gf_http_req_t *req, int status, const char *code, const char *message,
+                        const char *field);
+
+/* Data the check hook hands to the handler, freed with `free_fn` with the request. */
+void gf_http_req_set_user(gf_http_req_t *req, void *user, void (*free_fn)(void *user));
+void *gf_http_req_user(const gf_http_req_t *req);
 
 /* Binds and listens. Returns 0 or GF_EIO with the reason in `err`. */
 int gf_httpd_listen(gf_httpd_t *h, gf_err_t *err);

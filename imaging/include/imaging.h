@@ -89,6 +89,13 @@ void img_buf_dispose(img_buf *b);
 /* Lower-case hex SHA-256 of `len` bytes into `hex` (65 bytes with the NUL). */
 void img_sha256_hex(const void *data, size_t len, char hex[65]);
 
+/*
+ * The signature of a file URL (API.md, files): lower-case hex HMAC-SHA256
+ * under `secret` of "<key>\n<exp>", `exp` in unix seconds. The api signs
+ * and checks with it; the webhook deliverer signs the outputs it sends.
+ */
+void img_file_sig(const char *secret, const char *key, long exp, char out[65]);
+
 /* ---- uploads (API.md POST /v1/uploads) ------------------------------------- */
 
 typedef struct {
@@ -223,6 +230,10 @@ const img_export_preset *img_presets_export_find(const img_presets_t *p, const c
 #define IMG_PARAMS_WEBHOOK_URL_MAX 2048 /* bytes */
 #define IMG_PARAMS_METADATA_MAX    2048 /* bytes of its compact JSON */
 
+/* webhook_events (API.md): the events POSTed besides the terminal one. */
+#define IMG_WEBHOOK_STARTED 1u
+#define IMG_WEBHOOK_IMAGE   2u
+
 typedef enum {
     IMG_KIND_AVATAR,
     IMG_KIND_POSE,
@@ -259,12 +270,13 @@ typedef struct {
     int nexports;
     const img_export_preset **export_defs; /* the loaded ones among them, in order */
     int n_export_defs;
-    char *provider;     /* "auto" when not given; NULL when given as null */
-    int64_t deadline_s; /* 0: none */
-    char *webhook_url;  /* a request's only (not in the payload); NULL when not given */
-    char *metadata;     /* a request's only: its compact JSON object; NULL when not given */
-    int images;         /* count x poses (count for an avatar) */
-    unsigned nulls;     /* optional fields given as null, echoed in the payload (params.c) */
+    char *provider;          /* "auto" when not given; NULL when given as null */
+    int64_t deadline_s;      /* 0: none */
+    char *webhook_url;       /* a request's only (not in the payload); NULL when not given */
+    unsigned webhook_events; /* a request's only: IMG_WEBHOOK_* bits of webhook_events */
+    char *metadata;          /* a request's only: its compact JSON object; NULL when not given */
+    int images;              /* count x poses (count for an avatar) */
+    unsigned nulls;          /* optional fields given as null, echoed in the payload (params.c) */
 } img_params;
 
 typedef enum {
@@ -283,6 +295,7 @@ typedef struct {
     /* Requests: whether a request may name `provider` (never "auto"); NULL: any. */
     int (*provider_ok)(const char *provider, void *data);
     void *provider_data;
+    int webhook_allow_http; /* requests: webhook_url may be http:// (FARM_WEBHOOK_ALLOW_PRIVATE) */
 } img_params_opts;
 
 /* Why a parse failed: the field (API.md's error `field`; "" for the body itself) and a message
@@ -304,7 +317,7 @@ int img_params_parse(const char *json, size_t len, const img_params_opts *o, img
 /*
  * The parameters as the queue's payload and Postgres' `params` (GET's
  * `params`): the accepted fields with their defaults filled in, without
- * `webhook_url` and `metadata`. Returns a new string (free()).
+ * `webhook_url`, `webhook_events` and `metadata`. Returns a new string (free()).
  */
 char *img_params_payload(const img_params *p);
 

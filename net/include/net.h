@@ -25,7 +25,7 @@ typedef struct net_xfer net_xfer_t;
 
 /* A request; every pointer is borrowed and copied by net_start(). */
 typedef struct {
-    const char *method; /* "GET", "POST", "PUT" */
+    const char *method; /* "GET", "POST", "PUT"; "DELETE"; "HEAD" (no body is read) */
     const char *url;
     const char *const *headers; /* NULL-terminated "Name: value" */
     const char *body;
@@ -75,6 +75,17 @@ char *net_take_body(net_resp_t *r, size_t *len);
  * multicast, reserved, or an IPv4-mapped one of those.
  */
 int net_addr_is_public(const struct sockaddr *sa);
+/*
+ * Checks a URL before anything is sent to it (webhooks): libcurl's own
+ * parser reads it; its scheme must be https (or http when `allow_http`), it
+ * must have a host, and a host written as an address (IPv4, IPv6, an
+ * IPv4-mapped IPv6) must be public by net_addr_is_public() unless
+ * `allow_private`. A name is not resolved here: public_only checks the
+ * address it resolves to at connect time. Writes the host (no brackets)
+ * into `host` (may be NULL). 0, or GF_EINVAL with `reason` (for a client).
+ */
+int net_url_check(const char *url, int allow_http, int allow_private, char *host, size_t host_len,
+                  char *reason, size_t reason_len);
 /* Whether the CURLcode means the connection never got to send the request. */
 int net_not_sent(int curl_code);
 /* Whether the CURLcode is a timeout (operation or low-speed). */

@@ -3,7 +3,8 @@
  *
  * A provider_t is what a process creates once from its configuration: one curl
  * multi handle driven by the process's libuv loop (net/net.c), one or
- * more adapters behind the `provider_ops` table (hf, fal, bfl, local), each
+ * more adapters behind the `provider_ops` table (hf, fal, bfl, replicate,
+ * local), each
  * with its own concurrency limit (a semaphore) and circuit breaker, and, for
  * FARM_PROVIDER=auto, an ordered fallback list. Hundreds of calls can be in
  * flight at once on one loop; no call owns a thread.
@@ -15,7 +16,7 @@
  *   turn (never inside provider_submit() or provider_cancel()), with
  *   err->code GF_OK and an image, or a negative err->code and a typed
  *   provider_error_t; cancel and shutdown arrive as GF_ECANCELED.
- * - `accepted` runs as soon as an async provider (fal, bfl) returns its
+ * - `accepted` runs as soon as an async provider (fal, bfl, replicate) returns its
  *   request id, before the image exists, so the caller can persist the resume
  *   token and, after a crash, resume polling with provider_req_t.resume
  *   instead of paying for a second generation. Neither it nor `progress`
@@ -79,7 +80,7 @@ typedef struct {
     int retryable;        /* the worker may run the job again (a new submit) */
     int new_seed;         /* ...and should change the seed first (output moderation) */
     long http_status;     /* the last HTTP status seen, 0 when none */
-    char provider[16];    /* "hf", "fal", "bfl", "local" */
+    char provider[16];    /* "hf", "fal", "bfl", "replicate", "local" */
     char request_id[128]; /* the provider's request/task id, "" when unknown */
     gf_err_t err;         /* coarse status + a log message (no secrets) */
 } provider_error_t;
@@ -141,10 +142,10 @@ typedef struct {
 } provider_cbs_t;
 
 /*
- * Creates the provider chosen by `name` ("auto", "hf", "fal", "bfl", "local",
+ * Creates the provider chosen by `name` ("auto", "hf", "fal", "bfl", "replicate", "local",
  * "fake"; NULL: cfg's FARM_PROVIDER). "auto" tries FARM_PROVIDER_FALLBACK in
  * order, leaving out adapters with no token; with no token at all it is
- * `local`, and it logs so. "fake" is auto over hf, fal and bfl pointed at
+ * `local`, and it logs so. "fake" is auto over hf, fal, bfl and replicate pointed at
  * FARM_FAKE_PROVIDER_URL. `cfg` is borrowed and must outlive the provider.
  * Returns a new provider (close with provider_close()) or NULL with `err`.
  */
@@ -157,7 +158,7 @@ const char *provider_chain(const provider_t *p);
  * Whether adapter `name` is in the chain provider_new() builds for `mode`
  * (NULL: cfg's FARM_PROVIDER): the adapter named alone; for auto, those of
  * FARM_PROVIDER_FALLBACK that have a token (local needs none), or local alone
- * when none of hf, fal, bfl has one; for fake, the remote ones of that list.
+ * when none of hf, fal, bfl, replicate has one; for fake, the remote ones of that list.
  * The api checks a request's "provider" with it, so it accepts exactly what
  * a worker with the same configuration can call. Pure: no provider needed.
  */
@@ -179,7 +180,7 @@ typedef struct {
 } provider_needs_t;
 
 /*
- * The capabilities of adapter `name` ("hf", "fal", "bfl", "local") with the
+ * The capabilities of adapter `name` ("hf", "fal", "bfl", "replicate", "local") with the
  * model a call uses: FARM_<P>_POSE_MODEL when the call carries a reference
  * image (`with_refs`), FARM_<P>_MODEL otherwise. Pure.
  */
@@ -215,9 +216,9 @@ int provider_submit(provider_t *p, const provider_req_t *req, const provider_cbs
 
 /*
  * Cancels a call: the transfer in flight is aborted, the provider is told where
- * its protocol allows it (fal PUT cancel_url), and `done` runs on a later loop
- * turn with GF_ECANCELED. A no-op once `done` has run or when it is already
- * canceled.
+ * its protocol allows it (fal PUT cancel_url, Replicate POST urls.cancel), and
+ * `done` runs on a later loop turn with GF_ECANCELED. A no-op once `done` has
+ * run or when it is already canceled.
  */
 void provider_cancel(provider_call_t *call);
 

@@ -26,7 +26,7 @@ bench_api_in_fixture() {
     local tmp=$FARM_TEST_TMPDIR api_port i user tok
     bench_clear_test_env
     export FARM_JWT_SECRET=bench-secret-0123456789 FARM_FILE_SECRET=bench-file-secret-0123456789 FARM_RATE_LIMIT_BURST=1000000 \
-        FARM_RATE_LIMIT_PER_MIN=1000000 FARM_QUEUE_TIERS=pro:4:1000000,free:1:3 \
+        FARM_RATE_LIMIT_PER_MIN=1000000 FARM_RATE_LIMITS=reads=1000000/1000000 FARM_QUEUE_TIERS=pro:4:1000000,free:1:3 \
         FARM_API_PROCESSES=1 FARM_LOG_LEVEL=${FARM_LOG_LEVEL:-warn}
     api_pid=''
     trap '[[ -n $api_pid ]] && gf_stop_pid "$api_pid" TERM 10; true' EXIT

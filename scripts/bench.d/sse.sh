@@ -27,7 +27,7 @@ bench_sse_in_fixture() {
     local tmp=$FARM_TEST_TMPDIR n=${BENCH_SSE_STREAMS:-10000} api_port tok out
     bench_clear_test_env
     ulimit -n "$(ulimit -Hn)"
-    export FARM_JWT_SECRET=bench-secret-0123456789 FARM_FILE_SECRET=bench-file-secret-0123456789 FARM_SSE_MAX_PER_USER=100000 \
+    export FARM_JWT_SECRET=bench-secret-0123456789 FARM_FILE_SECRET=bench-file-secret-0123456789 FARM_SSE_MAX_PER_USER=100000 FARM_RATE_LIMITS=reads=1000000/1000000 \
         FARM_HTTP_MAX_CONNECTIONS=100000 FARM_API_PROCESSES=1 FARM_LOG_LEVEL=${FARM_LOG_LEVEL:-warn}
     api_pid=''
     trap '[[ -n $api_pid ]] && gf_stop_pid "$api_pid" TERM 20; true' EXIT

@@ -38,7 +38,7 @@
 
 #include "core.h"
 
-#define STORE_MAX_PARAMS 12
+#define STORE_MAX_PARAMS 14
 
 typedef enum {
     STORE_OP_ACCEPT,
@@ -60,6 +60,10 @@ typedef enum {
     STORE_OP_REFS,
     STORE_OP_REFUSE,
     STORE_OP_TOTALS,
+    STORE_OP_WEBHOOK_CLAIM,
+    STORE_OP_WEBHOOK_RESULT,
+    STORE_OP_WEBHOOK_RETRY,
+    STORE_OP_WEBHOOK_LIST,
     STORE_OP_COUNT_
 } store_op_t;
 
@@ -132,6 +136,7 @@ typedef struct {
     char *provider;
     char *params, *metadata, *error, *failures;  /* JSON text; metadata and error may be NULL */
     char *created_at, *started_at, *finished_at; /* RFC 3339; the last two may be NULL */
+    char *webhook; /* GET's `webhook` object as JSON text; NULL without a webhook_url */
     store_output_t *outputs;
     size_t n_outputs;
 } store_generation_t;
@@ -203,6 +208,44 @@ typedef struct {
     size_t n_pose_keys;
 } store_resume_result_t;
 
+/* One claimed webhook delivery (farm_webhook_claim). Strings are owned by the result. */
+typedef struct {
+    char id[37], generation_id[37]; /* id: the `webhook-id` */
+    char *url, *event;              /* event: the body's "type" */
+    char *data;                     /* the event's data, JSON text (outputs with storage keys) */
+    int attempts;                   /* made before this claim */
+    long long lease_token;
+    long long created_ms;       /* when the event happened, unix ms */
+    long long first_attempt_ms; /* 0: never attempted (or put back by `farm webhooks retry`) */
+} store_webhook_claimed_t;
+
+/* WEBHOOK_CLAIM: the due deliveries now leased to the caller, and the database's clock. */
+typedef struct {
+    store_webhook_claimed_t *items;
+    size_t n;
+    long long now_ms;
+} store_webhook_claim_result_t;
+
+/* WEBHOOK_RESULT: recorded = 0 when the lease token was stale (nothing changed). */
+typedef struct {
+    int recorded;
+    double lag_s; /* terminal status to delivery; < 0 unless a terminal event was delivered */
+} store_webhook_result_t;
+
+/* One delivery as `farm webhooks list` shows it. NULL strings are SQL NULL. */
+typedef struct {
+    char id[37], generation_id[37];
+    char *event, *url, *status, *last_error, *created_at, *next_attempt_at, *delivered_at;
+    int attempts;
+    int last_status_code; /* 0: none */
+} store_webhook_t;
+
+/* WEBHOOK_LIST (newest first) and WEBHOOK_RETRY (n: how many were put back; no items). */
+typedef struct {
+    store_webhook_t *items;
+    size_t n;
+} store_webhook_list_result_t;
+
 /*
  * One call: its inputs (copied in by the builders; private to store/, hence
  * the underscores) and its results. The caller owns it; it must stay valid
@@ -225,6 +268,7 @@ typedef struct {
  *   RESUME      GF_ENOTFOUND when absent.
  *   REFS        GF_ENOTFOUND when a reference is not the user's (or does not
  *               exist); res.refs.missing then names it.
+ *   WEBHOOK_RESULT  res.webhook_result.recorded = 0 for a stale lease token.
  * The result of the call's operation is the member of `res` named after it
  * (res.accept, res.generation, ...); PROVIDER_REQUEST, CREDIT and UPLOAD_ADD
  * have none. A result is filled only as said above or when err.code is GF_OK.
@@ -249,6 +293,9 @@ typedef struct {
         store_resume_result_t resume;
         store_refs_result_t refs;
         store_refuse_result_t refuse;
+        store_webhook_claim_result_t webhook_claim;
+        store_webhook_result_t webhook_result;
+        store_webhook_list_result_t webhook_list; /* WEBHOOK_LIST and WEBHOOK_RETRY */
     } res;
 } store_call_t;
 
@@ -266,6 +313,8 @@ typedef struct {
     long long deadline_unix_ms;  /* 0: none */
     const char *idempotency_key; /* NULL: none */
     const char *request_hash;    /* hash of the request body, with the key */
+    const char *webhook_url;     /* NULL: none */
+    const char *webhook_events;  /* a Postgres array literal ("{started,image}"); NULL: none */
 } store_accept_t;
 
 void store_call_accept(store_call_t *c, const store_accept_t *a);
@@ -312,6 +361,22 @@ void store_call_upload_add(store_call_t *c, const char *id, const char *user_id,
 /* outputs_json: [{variant, format, width, height, bytes, sha256, storage_key, pose, seed}]. */
 void store_call_image_done(store_call_t *c, const char *gen_id, long long fence, int index,
                            const char *outputs_json);
+
+/*
+ * Webhook deliveries (docs/webhooks.md). CLAIM leases at most `limit` due
+ * deliveries for `lease_s`. RESULT records one attempt under the claim's
+ * token: `outcome` "delivered", "failed", "retry" (due again in `next_ms`)
+ * or "release" (not sent; due again at once, no attempt counted);
+ * `status_code` 0: no answer; `error` NULL: none. RETRY puts a failed
+ * delivery (`id`; NULL: every failed one) back to pending. LIST: newest
+ * first, `failed_only`, one generation's (`gen_id`; NULL: all), at most `limit`.
+ */
+void store_call_webhook_claim(store_call_t *c, int limit, int lease_s);
+void store_call_webhook_result(store_call_t *c, const char *id, long long lease_token,
+                               const char *outcome, int status_code, const char *error,
+                               long long next_ms);
+void store_call_webhook_retry(store_call_t *c, const char *id);
+void store_call_webhook_list(store_call_t *c, int failed_only, const char *gen_id, int limit);
 
 /* Frees what the call holds (inputs and results); the struct can be built again. */
 void store_call_dispose(store_call_t *c);

@@ -11,7 +11,7 @@
 CREATE OR REPLACE FUNCTION farm_accept_generation(
     p_id uuid, p_user uuid, p_plan text, p_welcome bigint, p_kind text, p_images int,
     p_unit_cost bigint, p_params jsonb, p_metadata jsonb, p_deadline_at timestamptz,
-    p_idem_key text, p_idem_hash text,
+    p_idem_key text, p_idem_hash text, p_webhook_url text, p_webhook_events text[],
     OUT outcome text, OUT generation_id uuid, OUT available bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -70,9 +70,11 @@ BEGIN
         RETURN;
     END IF;
     WITH g AS (
-        INSERT INTO generations (id, user_id, kind, plan, params, metadata, images, unit_cost, cost, deadline_at)
+        INSERT INTO generations (id, user_id, kind, plan, params, metadata, images, unit_cost, cost,
+                                 deadline_at, webhook_url, webhook_events)
             VALUES (p_id, p_user, p_kind, coalesce(p_plan, 'free'), p_params, p_metadata, p_images,
-                    p_unit_cost, v_cost, p_deadline_at)
+                    p_unit_cost, v_cost, p_deadline_at, p_webhook_url,
+                    coalesce(p_webhook_events, '{}'))
             RETURNING id)
     INSERT INTO credit_ledger (user_id, kind, amount, generation_id)
         SELECT p_user, 'hold', v_cost, g.id FROM g;

@@ -1,6 +1,7 @@
 -- Sets the terminal status once, releasing what is not settled. 'auto'
 -- derives succeeded / partial / failed from the images. A second finish
--- changes nothing and answers the first status.
+-- changes nothing and answers the first status. With a webhook_url, the
+-- terminal event's delivery is recorded in the same transaction.
 -- finished | already | stale | not_found, with the status in force
 CREATE OR REPLACE FUNCTION farm_finish(p_id uuid, p_fence bigint, p_status text, p_error jsonb,
                                        OUT outcome text, OUT status text)
@@ -26,6 +27,8 @@ BEGIN
             images_failed = images - images_done,
             error = coalesce(p_error, error), finished_at = now(), updated_at = now()
         WHERE id = p_id;
+    -- The terminal event's webhook, in this transaction (migrations/0018).
+    PERFORM farm__webhook_add(p_id, g.webhook_url, g.webhook_events, 'terminal', 0, v_status, NULL);
     outcome := 'finished';
     status := v_status;
 END $$;

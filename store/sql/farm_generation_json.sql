@@ -8,7 +8,7 @@ LANGUAGE sql STABLE AS $$
         'images_done', g.images_done, 'images_failed', g.images_failed,
         'params', g.params, 'cost', g.cost, 'charged', g.charged, 'released', g.released,
         'attempts', g.attempts, 'provider', g.provider, 'error', g.error,
-        'failures', g.failures, 'metadata', g.metadata,
+        'failures', g.failures, 'metadata', g.metadata, 'webhook', farm_webhook_json(g),
         'created_at', farm_ts(g.created_at), 'started_at', farm_ts(g.started_at),
         'finished_at', farm_ts(g.finished_at),
         'outputs', coalesce((

@@ -7,6 +7,8 @@ CREATE OR REPLACE FUNCTION farm_image_done(p_id uuid, p_fence bigint, p_index in
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     v_outcome text;
+    v_url text;
+    v_events text[];
 BEGIN
     v_outcome := farm_image_settle(p_id, p_fence, p_index, true, NULL);
     IF v_outcome NOT IN ('settled', 'duplicate') THEN
@@ -21,6 +23,20 @@ BEGIN
         ON CONFLICT (generation_id, image_index, variant) DO NOTHING;
     UPDATE generations SET progress = ((images_done + images_failed) * 100) / images,
             stage = 'storing', updated_at = now()
-        WHERE id = p_id AND status = 'running';
+        WHERE id = p_id AND status = 'running'
+        RETURNING webhook_url, webhook_events INTO v_url, v_events;
+    IF v_outcome = 'settled' AND v_url IS NOT NULL AND 'image' = ANY (v_events) THEN
+        -- The `image` webhook: the image's outputs (their storage keys; the
+        -- deliverer signs their URLs as GET does).
+        PERFORM farm__webhook_add(p_id, v_url, v_events, 'image', p_index, 'image',
+            jsonb_build_object('id', p_id, 'index', p_index, 'status', 'running',
+                'outputs', coalesce((SELECT jsonb_agg(jsonb_build_object(
+                    'index', o.image_index, 'pose', o.pose, 'variant', o.variant,
+                    'format', o.format, 'width', o.width, 'height', o.height, 'bytes', o.bytes,
+                    'sha256', o.sha256, 'seed', o.seed, 'storage_key', o.storage_key)
+                    ORDER BY o.variant)
+                    FROM generation_outputs o
+                    WHERE o.generation_id = p_id AND o.image_index = p_index), '[]'::jsonb)));
+    END IF;
     RETURN v_outcome;
 END $$;

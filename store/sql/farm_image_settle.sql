@@ -15,6 +15,8 @@ DECLARE
     g record;
     v_user uuid;
     v_unit bigint;
+    v_url text;
+    v_events text[];
 BEGIN
     INSERT INTO credit_ledger (user_id, kind, amount, generation_id, image_index)
         SELECT x.user_id, CASE WHEN p_succeeded THEN 'capture' ELSE 'release' END, x.unit_cost,
@@ -39,10 +41,17 @@ BEGIN
                 failures = failures || jsonb_build_array(
                     jsonb_build_object('index', p_index, 'error', coalesce(p_error, 'null'::jsonb))),
                 updated_at = now()
-            WHERE id = p_id AND fence <= p_fence;
+            WHERE id = p_id AND fence <= p_fence
+            RETURNING webhook_url, webhook_events INTO v_url, v_events;
     END IF;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'stale fencing token' USING ERRCODE = 'GF409';
+    END IF;
+    IF NOT p_succeeded THEN
+        -- A failed image's `image` webhook; a captured one's is farm_image_done's.
+        PERFORM farm__webhook_add(p_id, v_url, v_events, 'image', p_index, 'image',
+            jsonb_build_object('id', p_id, 'index', p_index, 'status', 'running',
+                               'error', coalesce(p_error, 'null'::jsonb)));
     END IF;
     UPDATE credit_accounts SET balance = balance - CASE WHEN p_succeeded THEN v_unit ELSE 0 END,
             held = held - v_unit, updated_at = now()

@@ -15,6 +15,8 @@ BEGIN
         DELETE FROM idempotency_keys k
             WHERE k.user_id = p_user AND k.key = p_key AND k.generation_id = p_id;
     END IF;
+    -- The client was answered 429 for it: no webhook for a generation it never had.
+    UPDATE generations SET webhook_url = NULL WHERE id = p_id AND status = 'queued';
     SELECT f.status INTO v_status FROM farm_finish(p_id, NULL, 'canceled',
         '{"code":"too_many_active","message":"refused by the active generations cap","retryable":true}') f;
     RETURN v_status;

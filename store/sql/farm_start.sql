@@ -1,6 +1,7 @@
 -- A worker starts a generation, or takes it over: running, stage starting,
 -- one attempt more when its fencing token is newer than the last one seen.
 -- Worker calls carry the queue's fencing token; an older token is refused.
+-- The `started` webhook (when asked for) is recorded once, on the first start.
 -- started | stale | terminal | not_found
 CREATE OR REPLACE FUNCTION farm_start(p_id uuid, p_fence bigint, p_provider text, OUT outcome text, OUT attempts int)
 LANGUAGE plpgsql AS $$
@@ -16,5 +17,7 @@ BEGIN
             attempts = CASE WHEN p_fence > g.fence THEN g.attempts + 1 ELSE g.attempts END,
             fence = p_fence, provider = coalesce(p_provider, provider), updated_at = now()
         WHERE id = p_id RETURNING generations.attempts INTO attempts;
+    PERFORM farm__webhook_add(p_id, g.webhook_url, g.webhook_events, 'started', 0, 'started',
+                              jsonb_build_object('id', p_id, 'status', 'running', 'stage', 'starting'));
     outcome := 'started';
 END $$;

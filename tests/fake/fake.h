@@ -1,6 +1,7 @@
 /*
  * tests/fake/fake.h - farm-fake-provider: a loopback stand-in for the Hugging
- * Face router, the fal queue and Black Forest Labs (providers.md section 6),
+ * Face router, the fal queue, Black Forest Labs and Replicate's predictions
+ * (providers.md section 6),
  * built on core/httpd. What its files share.
  *
  * Faults come from three places, checked in this order for each request:
@@ -12,7 +13,8 @@
  *
  * Endpoints (names used by the script, markers and the log): hf.submit,
  * hf.legacy, hf.hub, bfl.submit, bfl.poll, bfl.poll_global, fal.submit,
- * fal.status, fal.result, fal.cancel, fal.stream, cdn.
+ * fal.status, fal.result, fal.cancel, fal.stream, replicate.submit,
+ * replicate.poll, replicate.cancel, cdn.
  */
 #ifndef FAKE_H
 #define FAKE_H
@@ -37,8 +39,8 @@ typedef struct fake_counter {
 typedef struct fake_job {
     struct fake_job *next;
     char id[40];
-    char provider[8];
-    char app[160]; /* fal: "owner/app" (the subpath dropped) */
+    char provider[16];
+    char app[160]; /* fal: "owner/app" (the subpath dropped); replicate: the model or version */
     char *prompt;
     char *faults; /* X-Fake-Fault of the submit, "" when none */
     int64_t seed;
@@ -46,6 +48,10 @@ typedef struct fake_job {
     int polls;
     int canceled;
     int64_t done_at; /* virtual epoch seconds when Ready/COMPLETED was first answered */
+    /* replicate */
+    int64_t cancel_after_at; /* virtual epoch seconds of Cancel-After, 0: none */
+    int finished;            /* the model is done (a sync wait covered it, or enough polls) */
+    char outcome[32];        /* a submit fault that decides how the prediction ends */
 } fake_job_t;
 
 typedef struct fake_delay fake_delay_t;
@@ -122,5 +128,9 @@ void fake_received(json_t *entry, const char *prompt, json_t *body, const char *
 
 /* fake_routes.c */
 void fake_routes(fake_t *f);
+/* fake_replicate.c: the Replicate routes (fake_routes() adds them). */
+void fake_replicate_routes(fake_t *f);
+/* The problem+json answers of Replicate's error statuses; 1 when `ft` is one. */
+int fake_replicate_problem(gf_http_req_t *r, const fake_fault_t *ft);
 
 #endif

@@ -266,6 +266,8 @@ int fake_generic(fake_t *f, gf_http_req_t *r, const char *provider, const fake_f
 {
     const char *m = ft->mode;
     int hf = strcmp(provider, "hf") == 0, bfl = strcmp(provider, "bfl") == 0;
+    if (strcmp(provider, "replicate") == 0 && fake_replicate_problem(r, ft))
+        return 1;
     const char *key = hf ? "error" : "detail";
     if (strcmp(m, "rate_limit") == 0) {
         gf_http_set_header(r, "Retry-After", ft->arg[0] ? ft->arg : "1");

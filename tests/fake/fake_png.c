@@ -2,10 +2,12 @@
  * tests/fake/fake_png.c - images with no codec: a PNG of the exact requested
  * size from stored (uncompressed) deflate blocks, CRC32 and Adler-32, plus the
  * image faults (corrupt magic, truncated, stalled, chunked abort, JSON on 200,
- * a mismatched Content-Type).
+ * a mismatched Content-Type, the image inline as HF's {"data":[{"b64_json"}]},
+ * whose `b64_json:garbage` is not base64).
  */
 #include "fake.h"
 
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -129,6 +131,17 @@ void fake_send_image(fake_t *f, gf_http_req_t *r, int w, int h, uint64_t seed,
     }
     size_t len;
     unsigned char *png = fake_png(w, h, seed, &len);
+    if (strcmp(mode, "b64_json") == 0) {
+        /* HF's JSON success shape: the image inline, base64 (OpenSSL's encoder). */
+        char *b64 = malloc(4 * ((len + 2) / 3) + 1);
+        EVP_EncodeBlock((unsigned char *)b64, png, (int)len);
+        if (strcmp(ft->arg, "garbage") == 0)
+            memcpy(b64, "!!!!", 4); /* not base64 */
+        fake_json(r, 200, json_pack("{s:[{s:s}]}", "data", "b64_json", b64));
+        free(b64);
+        free(png);
+        return;
+    }
     if (strcmp(mode, "corrupt_image") == 0)
         memcpy(png, "GARBAGE!", 8);
     if (strcmp(mode, "truncated") == 0 || strcmp(mode, "stall_body") == 0 ||

@@ -138,10 +138,17 @@ static void on_bfl_submit(gf_http_req_t *r, void *data)
                             "field required", "type", "value_error.missing"));
         return;
     }
-    static const char *const bfl_keys[] = {
-        "input_image",   "input_image_2", "input_image_3", "input_image_4",  "input_image_5",
-        "input_image_6", "input_image_7", "input_image_8", "control_image", "image_prompt",
-        NULL};
+    static const char *const bfl_keys[] = {"input_image",
+                                           "input_image_2",
+                                           "input_image_3",
+                                           "input_image_4",
+                                           "input_image_5",
+                                           "input_image_6",
+                                           "input_image_7",
+                                           "input_image_8",
+                                           "control_image",
+                                           "image_prompt",
+                                           NULL};
     fake_received(e, prompt, root, bfl_keys);
     fake_fault_t ft;
     int hit = fake_fault(f, r, "bfl", "bfl.submit", prompt, NULL, &ft);
@@ -445,4 +452,5 @@ void fake_routes(fake_t *f)
     gf_httpd_route(h, "GET", "/fal/:owner/:app/requests/:id", 0, on_fal_result, f);
     gf_httpd_route(h, "POST", "/fal/:owner/:app/:sub", big, on_fal_submit, f);
     gf_httpd_route(h, "POST", "/fal/:owner/:app", big, on_fal_submit, f);
+    fake_replicate_routes(f);
 }

@@ -77,20 +77,24 @@ void pt_fake_post(const pt_fake_t *f, const char *what, const char *json)
 
 gf_config_t *pt_config(const pt_fake_t *f, const char *provider, const char *const *extra)
 {
-    char hf[128], fal[128], bfl[128], fake[128], prov[64];
+    char hf[128], fal[128], bfl[128], rep[128], fake[128], prov[64];
     snprintf(hf, sizeof(hf), "FARM_HF_BASE_URL=%s/hf", f ? f->base : "http://127.0.0.1:9");
     snprintf(fal, sizeof(fal), "FARM_FAL_BASE_URL=%s/fal", f ? f->base : "http://127.0.0.1:9");
     snprintf(bfl, sizeof(bfl), "FARM_BFL_BASE_URL=%s/bfl", f ? f->base : "http://127.0.0.1:9");
+    snprintf(rep, sizeof(rep), "FARM_REPLICATE_BASE_URL=%s/replicate",
+             f ? f->base : "http://127.0.0.1:9");
     snprintf(fake, sizeof(fake), "FARM_FAKE_PROVIDER_URL=%s", f ? f->base : "http://127.0.0.1:9");
     snprintf(prov, sizeof(prov), "FARM_PROVIDER=%s", provider);
     const char *env[64] = {hf,
                            fal,
                            bfl,
+                           rep,
                            fake,
                            prov,
                            "FARM_HF_TOKEN=hf_test_token_123",
                            "FARM_FAL_KEY=fal_test_key_123",
                            "FARM_BFL_KEY=bfl_test_key_123",
+                           "FARM_REPLICATE_TOKEN=r8_test_token_123",
                            "FARM_LOG_LEVEL=error",
                            "FARM_PROVIDER_BACKOFF_BASE_MS=20",
                            "FARM_PROVIDER_BACKOFF_CAP_MS=200",
@@ -104,7 +108,7 @@ gf_config_t *pt_config(const pt_fake_t *f, const char *provider, const char *con
                            "FARM_PROVIDER_DOWNLOAD_TIMEOUT_S=10",
                            "FARM_PROVIDER_LOW_SPEED_TIME_S=2",
                            "FARM_PROVIDER_CONNECT_TIMEOUT_MS=2000"};
-    int n = 21;
+    int n = 23;
     for (const char *const *e = extra; e && *e && n < 62; e++) {
         /* An override replaces an earlier row of the same name. */
         size_t k = strcspn(*e, "=");

@@ -40,7 +40,7 @@ pid_t wf_start_worker_more(const char *name, const char *fallback, const char *m
                      "FARM_QUEUE_TIERS=pro:4:1000,free:1:3",
                      "FARM_SWEEP_INTERVAL_S=1",
                      "FARM_SWEEP_STALE_S=3",
-                     (char *)(fallback ? fallback : "FARM_PROVIDER_FALLBACK=hf,fal,bfl"),
+                     (char *)(fallback ? fallback : "FARM_PROVIDER_FALLBACK=hf,fal,bfl,replicate"),
                      (char *)more,
                      (char *)more2,
                      NULL};
@@ -71,7 +71,8 @@ int wf_setup(void **state)
                                "FARM_QUEUE_LEASE_S=2", "FARM_QUEUE_TIERS=pro:4:1000,free:1:3",
                                "FARM_RATE_LIMIT_BURST=1000",
                                /* configured as the workers are: it checks a request's provider */
-                               "FARM_PROVIDER=fake", "FARM_PROVIDER_FALLBACK=hf,fal,bfl", NULL};
+                               "FARM_PROVIDER=fake", "FARM_PROVIDER_FALLBACK=hf,fal,bfl,replicate",
+                               NULL};
     wf_api_pid = au_api_start(api_extra);
     wf_worker_pid = wf_start_worker("worker1");
     wf_tok = au_token(NULL, "pro", NULL, wf_user);

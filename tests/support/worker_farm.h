@@ -2,7 +2,7 @@
  * tests/support/worker_farm.h - the farm the worker integration tests
  * (tests/integration/worker/faults.c, references.c) run against: the fake
  * provider answering after WF_LATENCY_MS, a farm-api and one farm-worker
- * (both on the fake, fallback hf,fal,bfl, 2 s leases, storage in the
+ * (both on the fake, fallback hf,fal,bfl,replicate, 2 s leases, storage in the
  * test's temp dir), and a pro user with 10,000 credits. Use wf_setup and
  * wf_teardown as the cmocka group fixture.
  */

@@ -32,7 +32,16 @@ static char *tok, *other;
  * file's settings, its api on `port`, and `setting` ("NAME=value") on top if
  * not NULL; its log goes to `log_name` in the test's directory.
  */
+static pid_t spawn2(const char *bin_env, int port, const char *setting, const char *setting2,
+                    const char *log_name);
+
 static pid_t spawn(const char *bin_env, int port, const char *setting, const char *log_name)
+{
+    return spawn2(bin_env, port, setting, NULL, log_name);
+}
+
+static pid_t spawn2(const char *bin_env, int port, const char *setting, const char *setting2,
+                    const char *log_name)
 {
     char port_env[64], storage_env[600], log_path[600];
     snprintf(port_env, sizeof(port_env), "FARM_API_PORT=%d", port);
@@ -47,6 +56,7 @@ static pid_t spawn(const char *bin_env, int port, const char *setting, const cha
                      "FARM_WORKER_METRICS_PORT=0",
                      "FARM_PROVIDER=local",
                      (char *)setting,
+                     (char *)setting2,
                      NULL};
     char *argv[] = {(char *)ts_env(bin_env), NULL};
     snprintf(log_path, sizeof(log_path), "%s/%s", ts_env("FARM_TEST_TMPDIR"), log_name);
@@ -452,17 +462,28 @@ static void test_an_upload_that_cannot_be_recorded_leaves_no_file(void **state)
  * INSERT may still commit after the answer, and a row must never name a file
  * that is gone (an orphan file is the lesser harm).
  */
-static void test_an_upload_whose_record_times_out_keeps_its_file(void **state)
+/* Rows of `user` in uploads. */
+static int count_upload_rows(const char *user)
 {
-    (void)state;
-    new_uploader_t u;
-    new_uploader(&u);
-    const char *t = u.token, *dir = u.dir;
-    char url[128];
-    /* An api of its own whose Postgres calls give up after 300 ms. */
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "exit $(psql -XAt \"$FARM_DATABASE_URL\" -c \"SELECT count(*) FROM uploads WHERE "
+             "user_id = '%s'\")",
+             user);
+    return ts_sh("%s", cmd);
+}
+
+/*
+ * An upload whose INSERT waits on a lock held `lock_s` seconds, on an api of
+ * its own whose calls give up waiting for a connection after 300 ms and
+ * whose statements Postgres cancels after `statement_ms`. Returns the answer.
+ */
+static long upload_behind_a_lock(const new_uploader_t *u, const char *statement_ms, int lock_s)
+{
+    char url[128], saved[64];
     int port = ts_free_port();
-    pid_t api2 = spawn("FARM_TEST_API_BIN", port, "FARM_DB_CALL_TIMEOUT_MS=300", "api-timeout.log");
-    char saved[64];
+    pid_t api2 = spawn2("FARM_TEST_API_BIN", port, "FARM_DB_CALL_TIMEOUT_MS=300", statement_ms,
+                        "api-timeout.log");
     snprintf(saved, sizeof(saved), "%s", base);
     snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
     snprintf(url, sizeof(url), "%s/readyz", base);
@@ -470,15 +491,16 @@ static void test_an_upload_whose_record_times_out_keeps_its_file(void **state)
     /* The user exists first, so only the upload's INSERT waits. */
     snprintf(url, sizeof(url), "%s/v1/credits", base);
     char auth[1024];
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", t);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", u->token);
     const char *h[] = {auth, NULL};
     ts_http_t r = ts_http("GET", url, h, NULL, 0);
     assert_int_equal(r.status, 200);
     ts_http_dispose(&r);
-    /* Another session holds the uploads table for 3 s. */
+    /* Another session holds the uploads table. */
     assert_int_equal(ts_sh("psql -X -q \"$FARM_DATABASE_URL\" -c 'BEGIN' "
                            "-c 'LOCK TABLE uploads IN ACCESS EXCLUSIVE MODE' "
-                           "-c 'SELECT pg_sleep(3)' -c 'COMMIT' >/dev/null 2>&1 &"),
+                           "-c 'SELECT pg_sleep(%d)' -c 'COMMIT' >/dev/null 2>&1 &",
+                           lock_s),
                      0);
     assert_int_equal(
         ts_sh("for i in $(seq 100); do [ \"$(psql -XAt \"$FARM_DATABASE_URL\" -c "
@@ -486,16 +508,43 @@ static void test_an_upload_whose_record_times_out_keeps_its_file(void **state)
               "WHERE c.relname = 'uploads' AND l.mode = 'AccessExclusiveLock' AND "
               "l.granted\")\" = 1 ] && exit 0; sleep 0.05; done; exit 1"),
         0);
-    r = post_image("image/png", u.png, u.len, t);
+    r = post_image("image/png", u->png, u->len, u->token);
     long status = r.status;
     ts_http_dispose(&r);
-    assert_int_equal(status, 503);
-    assert_int_equal(count_files(dir), 1);
-    /* After the lock: still there, whether or not the row was written. */
-    sleep(4);
-    assert_int_equal(count_files(dir), 1);
+    sleep((unsigned)lock_s + 1); /* the lock is gone, and whatever was on its way has landed */
     snprintf(base, sizeof(base), "%s", saved);
     assert_int_equal(ts_stop(api2, SIGTERM, 15), 0);
+    return status;
+}
+
+/*
+ * A statement already sent is not abandoned when the call's own timer runs
+ * out: Postgres decides. Here the lock goes before Postgres' statement
+ * timeout, so the upload is recorded and answered 201 - never a 503 for an
+ * upload that exists.
+ */
+static void test_an_upload_whose_record_waits_is_recorded(void **state)
+{
+    (void)state;
+    new_uploader_t u;
+    new_uploader(&u);
+    long status = upload_behind_a_lock(&u, "FARM_DB_STATEMENT_TIMEOUT_MS=5000", 2);
+    assert_int_equal(status, 201);
+    assert_int_equal(count_files(u.dir), 1);
+    assert_int_equal(count_upload_rows(u.user), 1);
+    new_uploader_dispose(&u);
+}
+
+/* Past Postgres' statement timeout the INSERT is rolled back: 503, and no row and no file. */
+static void test_an_upload_past_the_statement_timeout_leaves_nothing(void **state)
+{
+    (void)state;
+    new_uploader_t u;
+    new_uploader(&u);
+    long status = upload_behind_a_lock(&u, "FARM_DB_STATEMENT_TIMEOUT_MS=1000", 3);
+    assert_int_equal(status, 503);
+    assert_int_equal(count_upload_rows(u.user), 0);
+    assert_int_equal(count_files(u.dir), 0);
     new_uploader_dispose(&u);
 }
 
@@ -507,7 +556,8 @@ int main(void)
         cmocka_unit_test(test_signed_urls_work_and_nothing_else_does),
         cmocka_unit_test(test_references_must_be_the_callers_own),
         cmocka_unit_test(test_an_upload_that_cannot_be_recorded_leaves_no_file),
-        cmocka_unit_test(test_an_upload_whose_record_times_out_keeps_its_file),
+        cmocka_unit_test(test_an_upload_whose_record_waits_is_recorded),
+        cmocka_unit_test(test_an_upload_past_the_statement_timeout_leaves_nothing),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

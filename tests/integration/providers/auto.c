@@ -96,7 +96,8 @@ static void test_auto_without_tokens_is_local(void **state)
     (void)state;
     gf_config_t *cfg =
         pt_config(NULL, "auto",
-                  (const char *const[]){"FARM_HF_TOKEN=", "FARM_FAL_KEY=", "FARM_BFL_KEY=", NULL});
+                  (const char *const[]){"FARM_HF_TOKEN=", "FARM_FAL_KEY=", "FARM_BFL_KEY=",
+                                        "FARM_REPLICATE_TOKEN=", NULL});
     provider_t *p = provider_new(&loop, cfg, NULL, NULL);
     assert_non_null(p);
     assert_string_equal(provider_chain(p), "local");

@@ -128,6 +128,46 @@ static void test_hf_content_type_mismatch_is_sniffed(void **state)
     pt_close(&loop, p, cfg);
 }
 
+/*
+ * HF's {"data":[{"b64_json": ...}]} answer is an image: decoded, the same PNG
+ * the fake draws for the prompt (its bytes are a deterministic function of
+ * prompt, seed and size), at a size whose base64 is far above the 256 KiB of
+ * an ordinary JSON reply.
+ */
+static void test_hf_b64_json_reply_is_the_image(void **state)
+{
+    (void)state;
+    gf_config_t *cfg = pt_config(&fake, "hf", NULL);
+    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
+    pt_result_t inline_r = {0}, raw_r = {0};
+    provider_req_t q = pt_req("a cat in base64", 1024, 768);
+    pt_fake_post(&fake, "faults", "[{\"match\":\"hf.submit\",\"mode\":\"b64_json\"}]");
+    pt_run(&loop, p, &q, &inline_r);
+    assert_int_equal(inline_r.status, 0);
+    assert_string_equal(inline_r.mime, "image/png");
+    int w, h;
+    pt_png_size(inline_r.img, inline_r.len, &w, &h);
+    assert_int_equal(w, 1024);
+    assert_int_equal(h, 768);
+    assert_true(inline_r.len > 256 * 1024);
+    pt_run(&loop, p, &q, &raw_r); /* the same call answered with the raw bytes */
+    assert_int_equal(raw_r.status, 0);
+    assert_int_equal(raw_r.len, inline_r.len);
+    assert_memory_equal(raw_r.img, inline_r.img, raw_r.len);
+    assert_int_equal(pt_fake_count(&fake, "hf.submit"), 2);
+    pt_result_dispose(&inline_r);
+    pt_result_dispose(&raw_r);
+    /* b64_json that is not base64 is a bad body, not an image. */
+    pt_fake_post(&fake, "reset", "{}");
+    pt_result_t bad = {0};
+    q = pt_req("a cat [[b64_json:garbage]]", 64, 64);
+    pt_run(&loop, p, &q, &bad);
+    assert_int_equal(bad.err.fault, PROVIDER_F_BAD_BODY);
+    assert_int_equal(bad.err.code, PROVIDER_E_INVALID_OUTPUT);
+    pt_result_dispose(&bad);
+    pt_close(&loop, p, cfg);
+}
+
 static void test_hf_model_loading_waits_then_resends_with_wait_header(void **state)
 {
     (void)state;
@@ -267,6 +307,7 @@ int main(void)
         cmocka_unit_test_setup(test_hf_success_returns_png_of_requested_size, reset),
         cmocka_unit_test_setup(test_hf_fault_rows_map_to_typed_errors, reset),
         cmocka_unit_test_setup(test_hf_content_type_mismatch_is_sniffed, reset),
+        cmocka_unit_test_setup(test_hf_b64_json_reply_is_the_image, reset),
         cmocka_unit_test_setup(test_hf_model_loading_waits_then_resends_with_wait_header, reset),
         cmocka_unit_test_setup(test_hf_model_loading_past_deadline_is_a_timeout, reset),
         cmocka_unit_test_setup(test_hf_rate_limit_is_retried_then_succeeds, reset),

@@ -3,7 +3,8 @@
  * a real farm-api, real farm-workers and the fake provider (slow on purpose)
  * over real HTTP: a running generation is canceled promptly, keeping nothing
  * it did not finish; a worker killed with -9 in the middle of 20 generations
- * loses none of them and charges each exactly once.
+ * loses none of them and charges each exactly once; one killed while its
+ * BFL tasks or Replicate predictions run resumes them without paying twice.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -210,6 +211,15 @@ static void test_sigterm_drains_running_generations(void **state)
     wf_worker_pid = wf_start_worker("worker3");
 }
 
+static void fake_config(const char *json)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%s/__fake/config", strchr(wf_fake_env, '=') + 1);
+    ts_http_t r = ts_http("POST", url, NULL, json, strlen(json));
+    assert_int_equal(r.status, 200);
+    ts_http_dispose(&r);
+}
+
 static void test_kill_9_resumes_persisted_requests_instead_of_paying_again(void **state)
 {
     (void)state;
@@ -250,13 +260,57 @@ static void test_kill_9_resumes_persisted_requests_instead_of_paying_again(void 
     assert_int_equal(wf_fake_count("bfl.submit"), N);
 }
 
-static void fake_config(const char *json)
+/*
+ * Replicate: a worker killed with -9 while its predictions run (past the
+ * `Prefer: wait`, polled through urls.get) hands them to the next worker,
+ * which polls the persisted predictions to their images: no second
+ * prediction, each charged once.
+ */
+static void test_kill_9_resumes_replicate_predictions_without_a_second_one(void **state)
 {
+    (void)state;
+    enum { N = 5 };
+    ts_stop(wf_worker_pid, SIGKILL, 10); /* idle: nothing of it to hand back */
+    wf_worker_pid = wf_start_worker_with("worker-rep-1", "FARM_PROVIDER_FALLBACK=replicate");
     char url[256];
-    snprintf(url, sizeof(url), "%s/__fake/config", strchr(wf_fake_env, '=') + 1);
-    ts_http_t r = ts_http("POST", url, NULL, json, strlen(json));
-    assert_int_equal(r.status, 200);
+    snprintf(url, sizeof(url), "%s/__fake/reset", strchr(wf_fake_env, '=') + 1);
+    ts_http_t r = ts_http("POST", url, NULL, "{}", 2);
     ts_http_dispose(&r);
+    fake_config("{\"polls\":6}"); /* predictions that run for a few seconds of polls */
+    char ids[N][37];
+    for (int i = 0; i < N; i++)
+        wf_create("{\"kind\":\"avatar\",\"prompt\":\"a replicate fox [[sync_timeout]]\","
+                  "\"width\":256,\"height\":256}",
+                  ids[i]);
+    int persisted = 0;
+    for (int t = 0; t < 200 && !persisted; t++) {
+        persisted = ts_sh("test \"$(psql -At \"$FARM_DATABASE_URL\" -c \"SELECT count(*) FROM "
+                          "generations WHERE status = 'running' AND provider_requests::text LIKE "
+                          "'%%replicate:%%'\")\" -ge %d",
+                          N) == 0;
+        if (!persisted)
+            usleep(50000);
+    }
+    assert_true(persisted);
+    assert_int_equal(wf_fake_count("replicate.submit"), N);
+    assert_int_equal(ts_stop(wf_worker_pid, SIGKILL, 5), 128 + SIGKILL);
+    long polls_at_kill = wf_fake_count("replicate.poll");
+    wf_worker_pid = wf_start_worker_with("worker-rep-2", "FARM_PROVIDER_FALLBACK=replicate");
+    for (int i = 0; i < N; i++) {
+        json_t *g = wf_wait_status(ids[i], "succeeded|partial|failed", 60);
+        wf_assert_found(g);
+        assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
+        assert_string_equal(json_string_value(json_object_get(g, "provider")), "replicate");
+        assert_int_equal(json_integer_value(json_object_get(g, "charged")), 10);
+        json_decref(g);
+    }
+    fake_config("{\"polls\":2}");
+    /* The second worker polled the persisted predictions: none made twice, none canceled. */
+    assert_int_equal(wf_fake_count("replicate.submit"), N);
+    assert_true(wf_fake_count("replicate.poll") > polls_at_kill);
+    assert_int_equal(wf_fake_count("replicate.cancel"), 0);
+    ts_stop(wf_worker_pid, SIGTERM, 40);
+    wf_worker_pid = wf_start_worker("worker-after-rep");
 }
 
 /* Each provider fault, on every adapter of the chain, ends as API.md documents it. */
@@ -389,6 +443,8 @@ int main(void)
         cmocka_unit_test(test_a_named_provider_is_the_one_used),
         cmocka_unit_test(test_deadline_passed_before_start_expires),
         cmocka_unit_test(test_sigterm_drains_running_generations),
+        /* Replicate's first: the BFL test leaves the BFL-only worker the tests after it use. */
+        cmocka_unit_test(test_kill_9_resumes_replicate_predictions_without_a_second_one),
         cmocka_unit_test(test_kill_9_resumes_persisted_requests_instead_of_paying_again),
         cmocka_unit_test(test_paused_worker_loses_its_lease_and_charges_nothing),
         cmocka_unit_test(test_redis_restart_mid_run_loses_nothing),

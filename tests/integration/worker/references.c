@@ -2,10 +2,11 @@
  * tests/integration/worker/references.c - what reaches the provider, on the
  * farm of worker_farm.h: the uploaded person's pixels go out with the
  * request; a pose generation with an identity and two presets reaches hf,
- * fal and bfl with the identity as image 1 and each pose's map as image 2
+ * fal, bfl and replicate with the identity as image 1 and each pose's map as image 2
  * (sha256 against what the farm draws) and the style in the prompt; a
  * request no configured provider can honour is refused before any hold; an
- * identity whose file is gone fails and charges nothing.
+ * identity whose file is gone fails and charges nothing; HF's b64_json
+ * answer comes back as the generation's image.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -152,6 +153,45 @@ static void test_pose_with_identity_reaches_bfl(void **state)
     pose_reaches("bfl");
 }
 
+static void test_pose_with_identity_reaches_replicate(void **state)
+{
+    (void)state;
+    pose_reaches("replicate");
+}
+
+/*
+ * HF answering {"data":[{"b64_json"}]} (here above the 256 KiB of an ordinary
+ * JSON reply): the generation succeeds with that image.
+ */
+static void test_hf_b64_json_answer_is_the_generations_image(void **state)
+{
+    (void)state;
+    char id[37];
+    long before = wf_fake_count("hf.submit");
+    wf_create("{\"kind\":\"avatar\",\"prompt\":\"an inline fox [[b64_json]]\",\"width\":320,"
+              "\"height\":256,\"provider\":\"hf\"}",
+              id);
+    json_t *g = wf_wait_status(id, "succeeded|partial|failed", 30);
+    wf_assert_found(g);
+    assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
+    assert_string_equal(json_string_value(json_object_get(g, "provider")), "hf");
+    assert_int_equal(json_integer_value(json_object_get(g, "attempts")), 1);
+    int full = 0;
+    size_t i;
+    json_t *o;
+    json_array_foreach(json_object_get(g, "outputs"), i, o)
+    {
+        if (strcmp(json_string_value(json_object_get(o, "variant")), "full") != 0)
+            continue;
+        full++;
+        assert_int_equal(json_integer_value(json_object_get(o, "width")), 320);
+        assert_int_equal(json_integer_value(json_object_get(o, "height")), 256);
+    }
+    assert_int_equal(full, 1);
+    json_decref(g);
+    assert_int_equal(wf_fake_count("hf.submit"), before + 1); /* one answer, taken */
+}
+
 /* The credits and generation count of the test user, as GET answers them. */
 static void user_state(const char *at, long long *available, size_t *gens)
 {
@@ -268,6 +308,8 @@ int main(void)
         cmocka_unit_test(test_pose_with_identity_reaches_hf),
         cmocka_unit_test(test_pose_with_identity_reaches_fal),
         cmocka_unit_test(test_pose_with_identity_reaches_bfl),
+        cmocka_unit_test(test_pose_with_identity_reaches_replicate),
+        cmocka_unit_test(test_hf_b64_json_answer_is_the_generations_image),
         cmocka_unit_test(test_unsupported_is_refused_before_any_hold),
     };
     return cmocka_run_group_tests(tests, wf_setup, wf_teardown);

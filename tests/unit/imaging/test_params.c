@@ -274,6 +274,21 @@ static void test_webhook_and_metadata(void **state)
     img_params_dispose(&p);
     bad_request("webhook_url", "{" AVATAR ",\"webhook_url\":\"https://%s\"}", rep("w", 2041));
     bad_request("webhook_url", "{" AVATAR ",\"webhook_url\":\"http://example.com\"}");
+    /* webhook_events: started and image, each once, with a webhook_url. */
+    ok_request(&p, "{" AVATAR ",\"webhook_url\":\"https://h/\",\"webhook_events\":[\"image\","
+                   "\"started\"]}");
+    assert_int_equal(p.webhook_events, IMG_WEBHOOK_STARTED | IMG_WEBHOOK_IMAGE);
+    img_params_dispose(&p);
+    ok_request(&p, "{" AVATAR ",\"webhook_url\":\"https://h/\",\"webhook_events\":[]}");
+    assert_int_equal(p.webhook_events, 0);
+    img_params_dispose(&p);
+    bad_request("webhook_events",
+                "{" AVATAR ",\"webhook_url\":\"https://h/\",\"webhook_events\":[\"progress\"]}");
+    bad_request("webhook_events", "{" AVATAR ",\"webhook_url\":\"https://h/\",\"webhook_events\":"
+                                  "[\"image\",\"image\"]}");
+    bad_request("webhook_events",
+                "{" AVATAR ",\"webhook_url\":\"https://h/\",\"webhook_events\":\"image\"}");
+    bad_request("webhook_events", "{" AVATAR ",\"webhook_events\":[\"started\"]}");
     /* {"k":"…"} compact: 8 bytes around the value. */
     ok_request(&p, "{" AVATAR ",\"metadata\":{\"k\":\"%s\"}}", rep("m", 2040));
     assert_int_equal(strlen(p.metadata), IMG_PARAMS_METADATA_MAX);

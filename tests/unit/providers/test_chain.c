@@ -108,6 +108,39 @@ static void test_a_named_provider_is_alone(void **state)
     gf_cfg_free(cfg);
 }
 
+/* Replicate is a provider like the others: in the chain with its token, its models' caps. */
+static void test_replicate_joins_the_chain_with_its_token(void **state)
+{
+    (void)state;
+    gf_config_t *cfg = config((const char *const[]){"FARM_REPLICATE_TOKEN=r8_x", NULL});
+    provider_chain_plan_t plan;
+    char names[64];
+    assert_int_equal(plan_names(cfg, "auto", names, sizeof(names), &plan), 0);
+    assert_string_equal(names, "replicate,local"); /* the default list, those with a token */
+    assert_true(provider_chain_has(cfg, NULL, "replicate"));
+    provider_caps_t text, pose;
+    provider_caps(cfg, "replicate", 0, &text);
+    provider_caps(cfg, "replicate", 1, &pose);
+    assert_string_equal(text.model, "black-forest-labs/flux-schnell");
+    assert_int_equal(text.refs, 0);
+    assert_string_equal(pose.model, "black-forest-labs/flux-2-dev");
+    assert_true(pose.refs >= 2);
+    provider_needs_t both = {.identity = 1, .pose = 1, .width = 1024, .height = 1024};
+    const char *field = NULL;
+    assert_int_equal(provider_chain_can(cfg, NULL, "replicate", &both, &field), 1);
+    gf_cfg_free(cfg);
+    /* Kontext takes one reference: the pose, but not the person too. */
+    cfg = config((const char *const[]){
+        "FARM_REPLICATE_TOKEN=r8_x", "FARM_PROVIDER=replicate",
+        "FARM_REPLICATE_POSE_MODEL=black-forest-labs/flux-kontext-dev", NULL});
+    assert_int_equal(provider_chain_can(cfg, NULL, NULL, &both, &field), 0);
+    assert_string_equal(field, "identity");
+    gf_cfg_free(cfg);
+    /* A list naming an unknown provider is refused. */
+    gf_err_t err = {0};
+    assert_null(gf_cfg_load((char *const[]){"FARM_PROVIDER_FALLBACK=hf,replicat", NULL}, &err));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -116,6 +149,7 @@ int main(void)
         cmocka_unit_test(test_auto_with_tokens_none_listed_is_refused),
         cmocka_unit_test(test_fake_takes_the_remote_ones_of_the_list),
         cmocka_unit_test(test_a_named_provider_is_alone),
+        cmocka_unit_test(test_replicate_joins_the_chain_with_its_token),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

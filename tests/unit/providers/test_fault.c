@@ -122,6 +122,56 @@ static void test_sniff_and_error_bodies(void **state)
     free(b);
 }
 
+/* Base64 from HF's b64_json: decoded by OpenSSL, refused when it is not base64 or too big. */
+static void test_base64_decode_bounds_and_refuses(void **state)
+{
+    (void)state;
+    unsigned char bytes[1000];
+    for (size_t i = 0; i < sizeof(bytes); i++)
+        bytes[i] = (unsigned char)(i * 7 + 3);
+    char *b = provider__base64(bytes, sizeof(bytes));
+    size_t n = 0;
+    unsigned char *d = provider__base64_decode(b, strlen(b), sizeof(bytes), &n);
+    assert_non_null(d);
+    assert_int_equal(n, sizeof(bytes));
+    assert_memory_equal(d, bytes, n);
+    free(d);
+    assert_null(provider__base64_decode(b, strlen(b), sizeof(bytes) - 1, &n)); /* above max */
+    b[10] = '!';
+    assert_null(provider__base64_decode(b, strlen(b), sizeof(bytes), &n));
+    free(b);
+    assert_null(provider__base64_decode("", 0, 100, &n));
+}
+
+/* Above 256 KiB a JSON reply is parsed only when it holds few values (one long string). */
+static void test_inline_json_above_the_limit_needs_few_values(void **state)
+{
+    (void)state;
+    size_t big = PROVIDER_JSON_MAX_BYTES + 1000;
+    char *s = malloc(big + 64);
+    int k = snprintf(s, 64, "{\"data\":[{\"b64_json\":\"");
+    memset(s + k, 'A', big);
+    strcpy(s + k + big, "\"}]}");
+    json_t *root = provider__json_load_inline(s, strlen(s));
+    assert_non_null(root);
+    assert_int_equal(json_string_length(json_object_get(
+                         json_array_get(json_object_get(root, "data"), 0), "b64_json")),
+                     big);
+    json_decref(root);
+    assert_null(provider__json_load(s, strlen(s))); /* the ordinary limit */
+    /* The same size in small values: refused before jansson sees it. */
+    size_t o = 0;
+    s[o++] = '[';
+    while (o + 4 < big) {
+        s[o++] = '0';
+        s[o++] = ',';
+    }
+    s[o++] = '0';
+    s[o++] = ']';
+    assert_null(provider__json_load_inline(s, o));
+    free(s);
+}
+
 static void test_breaker_state_machine(void **state)
 {
     (void)state;
@@ -260,6 +310,8 @@ int main(void)
         cmocka_unit_test(test_retry_after_forms),
         cmocka_unit_test(test_poll_cadence_grows_to_max),
         cmocka_unit_test(test_sniff_and_error_bodies),
+        cmocka_unit_test(test_base64_decode_bounds_and_refuses),
+        cmocka_unit_test(test_inline_json_above_the_limit_needs_few_values),
         cmocka_unit_test(test_breaker_state_machine),
         cmocka_unit_test(test_reply_urls_stay_on_the_providers_hosts),
         cmocka_unit_test(test_downloads_reach_public_addresses_only),

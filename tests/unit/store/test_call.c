@@ -32,7 +32,7 @@ static void test_accept_copies_and_defaults(void **state)
     store_call_accept(&c, &a);
     free(id);
     assert_int_equal(c._op, STORE_OP_ACCEPT);
-    assert_int_equal(c._nparams, 12);
+    assert_int_equal(c._nparams, 14);
     assert_string_equal(c._params[0], GEN);
     assert_string_equal(c._params[1], USR);
     assert_null(c._params[2]); /* plan: NULL is free */
@@ -45,6 +45,8 @@ static void test_accept_copies_and_defaults(void **state)
     assert_null(c._params[9]);               /* no deadline */
     assert_null(c._params[10]);              /* no idempotency key... */
     assert_null(c._params[11]);              /* ...so no request hash either */
+    assert_null(c._params[12]);              /* no webhook_url */
+    assert_null(c._params[13]);              /* no webhook_events */
     assert_int_equal(c.err.code, 0);
     store_call_dispose(&c);
 
@@ -57,6 +59,13 @@ static void test_accept_copies_and_defaults(void **state)
     assert_string_equal(c._params[9], "1700000000123");
     assert_string_equal(c._params[10], "key-1");
     assert_string_equal(c._params[11], "h");
+    store_call_dispose(&c);
+
+    a.webhook_url = "https://example.com/hook";
+    a.webhook_events = "{started,image}";
+    store_call_accept(&c, &a);
+    assert_string_equal(c._params[12], "https://example.com/hook");
+    assert_string_equal(c._params[13], "{started,image}");
     store_call_dispose(&c);
 }
 

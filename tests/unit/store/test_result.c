@@ -245,6 +245,67 @@ static void test_generation_read_whole(void **state)
     assert_int_equal(g->outputs[0].has_seed, 1);
     assert_int_equal(g->outputs[0].seed, 8);
     assert_int_equal(g->outputs[1].has_seed, 0);
+    assert_null(g->webhook); /* absent: no webhook_url */
+    store_call_dispose(&c);
+}
+
+/* farm_webhook_claim's JSON, farm_webhook_result's row and farm_webhooks_list's array. */
+static void test_webhook_results(void **state)
+{
+    (void)state;
+    store_call_t c;
+    store_call_webhook_claim(&c, 8, 60);
+    assert_int_equal(
+        parse(&c, "{\"items\": [{\"id\": \"" GEN "\", \"url\": \"https://h/x\", \"data\": "
+                  "{\"id\": \"g\", \"outputs\": []}, \"event\": \"succeeded\", \"attempts\": 2, "
+                  "\"created_ms\": 1700000000000, \"lease_token\": 41, \"generation_id\": \"" USR
+                  "\", \"first_attempt_ms\": null}], \"now_ms\": 1700000000500}"),
+        0);
+    assert_int_equal(c.res.webhook_claim.n, 1);
+    assert_int_equal(c.res.webhook_claim.now_ms, 1700000000500LL);
+    store_webhook_claimed_t *w = &c.res.webhook_claim.items[0];
+    assert_string_equal(w->id, GEN);
+    assert_string_equal(w->generation_id, USR);
+    assert_string_equal(w->url, "https://h/x");
+    assert_string_equal(w->event, "succeeded");
+    assert_string_equal(w->data, "{\"id\":\"g\",\"outputs\":[]}");
+    assert_int_equal(w->attempts, 2);
+    assert_int_equal(w->lease_token, 41);
+    assert_int_equal(w->created_ms, 1700000000000LL);
+    assert_int_equal(w->first_attempt_ms, 0);
+    store_call_dispose(&c);
+
+    /* A shape that does not match leaves nothing (LSan checks). */
+    store_call_webhook_claim(&c, 8, 60);
+    assert_int_equal(parse(&c, "{\"items\": [{\"id\": 3}], \"now_ms\": 1}"), GF_EUNAVAIL);
+    assert_non_null(strstr(c.err.msg, "farm_webhook_claim"));
+    store_call_dispose(&c);
+
+    store_call_webhook_result(&c, GEN, 41, "delivered", 200, NULL, 0);
+    assert_string_equal(c._params[3], "200");
+    assert_null(c._params[4]);
+    assert_int_equal(parse3(&c, "recorded", "0.125", NULL), 0);
+    assert_int_equal(c.res.webhook_result.recorded, 1);
+    assert_true(c.res.webhook_result.lag_s > 0.12 && c.res.webhook_result.lag_s < 0.13);
+    store_call_dispose(&c);
+    store_call_webhook_result(&c, GEN, 40, "retry", 0, "timeout", 5000);
+    assert_null(c._params[3]); /* no answer: NULL status */
+    assert_int_equal(parse3(&c, "stale", NULL, NULL), 0);
+    assert_int_equal(c.res.webhook_result.recorded, 0);
+    assert_true(c.res.webhook_result.lag_s < 0);
+    store_call_dispose(&c);
+
+    store_call_webhook_list(&c, 1, NULL, 50);
+    assert_int_equal(parse(&c, "[{\"id\": \"" GEN "\", \"url\": \"https://h/x\", \"event\": "
+                               "\"failed\", \"status\": \"failed\", \"attempts\": 8, "
+                               "\"last_error\": \"410\", \"created_at\": \"t\", \"delivered_at\": "
+                               "null, \"generation_id\": \"" USR "\", \"next_attempt_at\": null, "
+                               "\"last_status_code\": 410}]"),
+                     0);
+    assert_int_equal(c.res.webhook_list.n, 1);
+    assert_string_equal(c.res.webhook_list.items[0].status, "failed");
+    assert_int_equal(c.res.webhook_list.items[0].last_status_code, 410);
+    assert_null(c.res.webhook_list.items[0].delivered_at);
     store_call_dispose(&c);
 }
 
@@ -472,6 +533,7 @@ int main(void)
         cmocka_unit_test(test_api_outcomes),
         cmocka_unit_test(test_no_row),
         cmocka_unit_test(test_generation_read_whole),
+        cmocka_unit_test(test_webhook_results),
         cmocka_unit_test(test_generation_malformed_refused),
         cmocka_unit_test(test_list_page),
         cmocka_unit_test(test_ledger_page),

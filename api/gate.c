@@ -1,0 +1,273 @@
+/*
+ * api/gate.c - what farm-api decides when a request's headers are complete,
+ * before any byte of its body is read (httpd's check hook): authentication,
+ * the Content-Type, the rate limit of the caller's plan for the route's
+ * action (or of the client's address when it has no valid token), and the
+ * process's room for upload bodies. A refusal is answered at once; a
+ * request that announced a body then ends with a lingering close, so the
+ * client still reads the answer and the body is never buffered (API.md,
+ * errors).
+ *
+ * The principal found here travels to the handler with the request
+ * (gf_http_req_set_user), so api__auth() does not verify the token twice.
+ * Routes not in the table below pass untouched and do their own checks.
+ */
+#include "api_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+typedef enum { GATE_PUBLIC, GATE_USER, GATE_USER_QUERY } gate_auth;
+typedef enum { GATE_CT_NONE, GATE_CT_JSON, GATE_CT_IMAGE } gate_ctype;
+
+typedef struct {
+    const char *method, *pattern;
+    gate_auth auth;
+    int action; /* a gf_rl_action, or -1: not limited */
+    gate_ctype ctype;
+} gate_rule_t;
+
+static const gate_rule_t gate_rules[] = {
+    {"POST", "/v1/generations", GATE_USER, GF_RL_GENERATIONS, GATE_CT_JSON},
+    {"GET", "/v1/generations", GATE_USER, GF_RL_READS, GATE_CT_NONE},
+    {"GET", "/v1/generations/:id", GATE_USER, GF_RL_READS, GATE_CT_NONE},
+    {"DELETE", "/v1/generations/:id", GATE_USER, GF_RL_READS, GATE_CT_NONE},
+    {"POST", "/v1/generations/:id/cancel", GATE_USER, GF_RL_READS, GATE_CT_NONE},
+    {"GET", "/v1/generations/:id/events", GATE_USER_QUERY, GF_RL_READS, GATE_CT_NONE},
+    {"GET", "/v1/events", GATE_USER_QUERY, GF_RL_READS, GATE_CT_NONE},
+    {"GET", "/v1/credits", GATE_USER, GF_RL_READS, GATE_CT_NONE},
+    {"GET", "/v1/credits/ledger", GATE_USER, GF_RL_READS, GATE_CT_NONE},
+    {"POST", "/v1/uploads", GATE_USER, GF_RL_UPLOADS, GATE_CT_IMAGE},
+    {"GET", "/v1/uploads", GATE_USER, GF_RL_READS, GATE_CT_NONE},
+    {"DELETE", "/v1/uploads/:id", GATE_USER, GF_RL_READS, GATE_CT_NONE},
+    {"POST", "/v1/admin/credits", GATE_USER, -1, GATE_CT_JSON},
+    {"GET", "/v1/admin/stats", GATE_USER, -1, GATE_CT_NONE},
+};
+
+/* What the gate hands the handler: the caller, and the upload bytes it holds room for. */
+typedef struct {
+    api_t *api;
+    api_principal_t who;
+    size_t upload_reserved;
+    int upload_counted;
+} gate_user_t;
+
+/* One check in flight (while Redis answers the rate limit). */
+typedef struct {
+    api_t *api;
+    gf_http_req_t *req;
+    const gate_rule_t *rule;
+    gate_user_t *user; /* NULL: no valid token (the anonymous bucket was asked) */
+    char why[256];     /* the 401's reason, for the log */
+} gate_check_t;
+
+static const gate_rule_t *rule_find(const gf_http_req_t *req)
+{
+    const char *method = gf_http_req_method(req), *route = gf_http_req_route(req);
+    if (route == NULL)
+        return NULL;
+    if (strcmp(method, "HEAD") == 0)
+        method = "GET";
+    for (size_t i = 0; i < sizeof(gate_rules) / sizeof(gate_rules[0]); i++)
+        if (strcmp(gate_rules[i].method, method) == 0 && strcmp(gate_rules[i].pattern, route) == 0)
+            return &gate_rules[i];
+    return NULL;
+}
+
+static void user_free(void *p)
+{
+    gate_user_t *u = p;
+    api_t *api = u->api;
+    api->upload_inflight_bytes -= u->upload_reserved;
+    api->upload_inflight -= u->upload_counted;
+    free(u);
+}
+
+const api_principal_t *api__gate_principal(const gf_http_req_t *req)
+{
+    const gate_user_t *u = gf_http_req_user(req);
+    return u ? &u->who : NULL;
+}
+
+/* The media type without its parameters, compared case-insensitively. */
+static int ctype_is(const char *ctype, const char *want)
+{
+    size_t n = strcspn(ctype, "; \t");
+    return n == strlen(want) && strncasecmp(ctype, want, n) == 0;
+}
+
+static int ctype_ok(const gf_http_req_t *req, gate_ctype want)
+{
+    const char *ct = gf_http_req_header(req, "content-type");
+    switch (want) {
+    case GATE_CT_NONE:
+        return 1;
+    case GATE_CT_JSON:
+        return ct != NULL && ctype_is(ct, "application/json");
+    case GATE_CT_IMAGE:
+        return ct != NULL && (ctype_is(ct, "image/png") || ctype_is(ct, "image/jpeg") ||
+                              ctype_is(ct, "image/webp"));
+    }
+    return 0;
+}
+
+/* The body an upload announces: its Content-Length, or the limit when chunked. */
+static size_t announced_bytes(const api_t *api, const gf_http_req_t *req)
+{
+    const char *cl = gf_http_req_header(req, "content-length");
+    if (cl == NULL)
+        return (size_t)api->cfg->upload_max_bytes;
+    return (size_t)strtoull(cl, NULL, 10); /* the parser already checked it and the limit */
+}
+
+static void check_free(gate_check_t *g)
+{
+    if (g->user)
+        free(g->user);
+    free(g);
+}
+
+/* Lets the request through, handing the caller to its handler. */
+static void gate_pass(gate_check_t *g)
+{
+    gf_http_req_t *req = g->req;
+    if (g->user != NULL) {
+        gf_http_req_set_user(req, g->user, user_free);
+        g->user = NULL;
+    }
+    free(g);
+    gf_http_req_proceed(req);
+}
+
+static void gate_refuse(gate_check_t *g, int status, const char *code, const char *message)
+{
+    gf_http_req_t *req = g->req;
+    check_free(g);
+    gf_http_req_refuse(req, status, code, message, NULL);
+}
+
+/* Room for an upload's body and decode: refused with 503 when the process is full. */
+static void gate_upload(gate_check_t *g)
+{
+    api_t *api = g->api;
+    size_t need = announced_bytes(api, g->req);
+    if (api->upload_inflight >= (size_t)api->cfg->upload_max_inflight ||
+        api->upload_inflight_bytes + need > (size_t)api->cfg->upload_max_inflight_bytes) {
+        gf_http_set_header(g->req, "Retry-After", "1");
+        gate_refuse(g, 503, "unavailable",
+                    "this server is receiving as many uploads as it can; retry shortly");
+        return;
+    }
+    api->upload_inflight_bytes += need;
+    api->upload_inflight++;
+    g->user->api = api;
+    g->user->upload_reserved = need;
+    g->user->upload_counted = 1;
+    gate_pass(g);
+}
+
+static void gate_decide(gate_check_t *g)
+{
+    if (g->user == NULL) {
+        gf_log_ctx ctx = {.component = "api", .request_id = gf_http_req_id(g->req)};
+        GF_LOG(GF_LOG_INFO, &ctx, "unauthorized: %s", g->why);
+        gf_http_set_header(g->req, "WWW-Authenticate", "Bearer");
+        gate_refuse(g, 401, "unauthorized", "a valid bearer token is required");
+    } else if (!ctype_ok(g->req, g->rule->ctype)) {
+        gate_refuse(g, 415, "unsupported_media_type",
+                    g->rule->ctype == GATE_CT_JSON
+                        ? "send application/json"
+                        : "send the image as image/png, image/jpeg or image/webp");
+    } else if (g->rule->action == GF_RL_UPLOADS) {
+        gate_upload(g);
+    } else {
+        gate_pass(g);
+    }
+}
+
+static void on_limited(queue_t *q, const gf_err_t *err, const queue_result_t *res, void *data)
+{
+    (void)q;
+    gate_check_t *g = data;
+    if (err->code == GF_OK) {
+        char v[32];
+        long long per_min = 0, burst = 0;
+        int action = g->user ? g->rule->action : GF_RL_ANONYMOUS;
+        gf_cfg_rate_limit(g->api->cfg, g->user ? g->user->who.plan : NULL, action, &per_min,
+                          &burst);
+        snprintf(v, sizeof(v), "%lld", burst);
+        gf_http_set_header(g->req, "RateLimit-Limit", v);
+        snprintf(v, sizeof(v), "%lld", (long long)res->position);
+        gf_http_set_header(g->req, "RateLimit-Remaining", v);
+        snprintf(v, sizeof(v), "%lld", (long long)(res->retry_in_ms + 999) / 1000);
+        gf_http_set_header(g->req, "RateLimit-Reset", v);
+        if (!res->created) {
+            gf_http_set_header(g->req, "Retry-After", v);
+            char msg[160];
+            snprintf(msg, sizeof(msg), "too many %s requests; retry after the Retry-After seconds",
+                     g->user ? gf_rl_action_names[action] : "unauthenticated");
+            gate_refuse(g, 429, "rate_limited", msg);
+            return;
+        }
+    }
+    gate_decide(g); /* Redis down: no bucket to ask, and the request goes on (docs/api.md) */
+}
+
+/* Asks the caller's bucket (or the client address's when there is no caller). */
+static void gate_limit(gate_check_t *g)
+{
+    api_t *api = g->api;
+    long long per_min, burst;
+    char key[128];
+    int action = g->user ? g->rule->action : GF_RL_ANONYMOUS;
+    if (action < 0 || !gf_cfg_rate_limit(api->cfg, g->user ? g->user->who.plan : NULL, action,
+                                         &per_min, &burst)) {
+        gate_decide(g);
+        return;
+    }
+    if (g->user)
+        snprintf(key, sizeof(key), "%s:%s", g->user->who.sub, gf_rl_action_names[action]);
+    else
+        snprintf(key, sizeof(key), "ip:%s", gf_http_req_peer(g->req));
+    if (queue_ratelimit(api->queue, key, (long)per_min, (long)burst, on_limited, g) < 0)
+        gate_decide(g);
+}
+
+static void on_check(gf_http_req_t *req, void *data)
+{
+    api_t *api = data;
+    const gate_rule_t *rule = rule_find(req);
+    if (rule == NULL || rule->auth == GATE_PUBLIC) {
+        gf_http_req_proceed(req);
+        return;
+    }
+    gate_check_t *g = gf_xcalloc(1, sizeof(*g));
+    g->api = api;
+    g->req = req;
+    g->rule = rule;
+    const char *token = NULL, *h = gf_http_req_header(req, "authorization");
+    if (h != NULL && strncasecmp(h, "Bearer ", 7) == 0)
+        token = h + 7;
+    else if (h == NULL && rule->auth == GATE_USER_QUERY)
+        token = gf_http_req_query(req, "access_token");
+    gate_user_t *u = gf_xcalloc(1, sizeof(*u));
+    u->api = api;
+    gf_err_t err = {0};
+    if (token == NULL || token[0] == '\0') {
+        snprintf(g->why, sizeof(g->why), "no bearer token");
+        free(u);
+    } else if (api__token_verify(api->cfg->jwt_secret, token, &u->who, &err) < 0) {
+        snprintf(g->why, sizeof(g->why), "%s", err.msg);
+        free(u);
+    } else {
+        g->user = u;
+    }
+    gate_limit(g);
+}
+
+void api__gate_install(api_t *api)
+{
+    gf_httpd_set_check(api->httpd, on_check, api);
+}

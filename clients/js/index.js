@@ -1,0 +1,327 @@
+// clients/js/index.js - a client of the genfarm generation API (API.md).
+//
+// Dependency-free: fetch for requests, and event streams read from the
+// response body (not EventSource, which cannot send the Authorization
+// header), so it runs the same in browsers and in Node >= 20.
+//
+//   import { Client, ApiError } from '@genfarm/client';
+//   const farm = new Client({ baseUrl: 'http://127.0.0.1:8080', token });
+//   const g = await farm.createGeneration({ kind: 'avatar', prompt: 'a red-haired astronaut' });
+//   for await (const ev of farm.watch(g.id)) console.log(ev.type, ev.data);
+//
+// Every failed call rejects with an ApiError. Types: index.d.ts.
+
+/** The events that end a generation (and its stream). */
+export const TERMINAL_EVENTS = Object.freeze(['succeeded', 'partial', 'failed', 'canceled', 'expired']);
+
+/**
+ * The one error of this client: an answer of the API that is not a success
+ * (its status and API.md's error code, message and field), or a request that
+ * got no answer at all (status 0, code "network_error").
+ */
+export class ApiError extends Error {
+  /**
+   * @param {{status: number, code: string, message: string, field?: string|null,
+   *          retryAfter?: number|null, requestId?: string|null}} e
+   */
+  constructor({ status, code, message, field = null, retryAfter = null, requestId = null }) {
+    super(message);
+    this.name = 'ApiError';
+    /** HTTP status; 0 when no answer came. */
+    this.status = status;
+    /** API.md's machine code: "insufficient_credits", "rate_limited", ... */
+    this.code = code;
+    /** The field, header or query parameter at fault, or null. */
+    this.field = field;
+    /** Seconds to wait before retrying (the Retry-After header), or null. */
+    this.retryAfter = retryAfter;
+    /** The X-Request-Id of the answer, for support. */
+    this.requestId = requestId;
+  }
+}
+
+/** A random UUID v4 (crypto.getRandomValues exists in browsers and Node alike). */
+function uuid4() {
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+/** The image type of `bytes` by their signature, as the farm checks it; null if none. */
+function sniffImageType(bytes) {
+  const b = bytes;
+  if (b.length >= 8 && b[0] === 0x89 && b[1] === 0x50 && b[2] === 0x4e && b[3] === 0x47) return 'image/png';
+  if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'image/jpeg';
+  if (b.length >= 12 && String.fromCharCode(...b.subarray(0, 4)) === 'RIFF' &&
+      String.fromCharCode(...b.subarray(8, 12)) === 'WEBP') return 'image/webp';
+  return null;
+}
+
+/** True when event id `a` comes after `b`: numbers (a generation's stream) or "<ms>-<seq>" (the user's). */
+function idAfter(a, b) {
+  const num = /^\d+$/;
+  if (num.test(a) && num.test(b)) return BigInt(a) > BigInt(b);
+  const pair = /^(\d+)-(\d+)$/;
+  const pa = pair.exec(a);
+  const pb = pair.exec(b);
+  if (pa && pb) {
+    const ma = BigInt(pa[1]);
+    const mb = BigInt(pb[1]);
+    return ma > mb || (ma === mb && BigInt(pa[2]) > BigInt(pb[2]));
+  }
+  return a !== b;
+}
+
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    function onAbort() {
+      clearTimeout(t);
+      reject(signal.reason);
+    }
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/**
+ * Reads a text/event-stream body: yields {id, event, data} per event and
+ * {retry} for a retry: line; comments (": ping") are skipped.
+ */
+async function* parseEventStream(body) {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buf = '';
+  let id = null;
+  let event = '';
+  let data = [];
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buf += decoder.decode(value, { stream: true });
+      let nl;
+      while ((nl = buf.search(/\r\n|\r|\n/)) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + (buf.startsWith('\r\n', nl) ? 2 : 1));
+        if (line === '') {
+          if (data.length) yield { id, event: event || 'message', data: data.join('\n') };
+          event = '';
+          data = [];
+          continue;
+        }
+        if (line[0] === ':') continue;
+        const colon = line.indexOf(':');
+        const field = colon < 0 ? line : line.slice(0, colon);
+        let value = colon < 0 ? '' : line.slice(colon + 1);
+        if (value[0] === ' ') value = value.slice(1);
+        if (field === 'id') id = value;
+        else if (field === 'event') event = value;
+        else if (field === 'data') data.push(value);
+        else if (field === 'retry' && /^\d+$/.test(value)) yield { retry: Number(value) };
+      }
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+}
+
+export class Client {
+  /**
+   * @param {{baseUrl?: string, token?: string, fetch?: typeof fetch,
+   *          reconnectDelayMs?: number}} options
+   *   baseUrl: the farm's origin ("" in a page the farm serves); token: the
+   *   bearer JWT; reconnectDelayMs: the wait before an event stream
+   *   reconnects until the server says otherwise (retry:).
+   */
+  constructor({ baseUrl = '', token, fetch: fetchFn, reconnectDelayMs = 2000 } = {}) {
+    this.baseUrl = baseUrl.replace(/\/+$/, '');
+    this.token = token;
+    this.reconnectDelayMs = reconnectDelayMs;
+    this._fetch = fetchFn ?? ((...a) => globalThis.fetch(...a));
+  }
+
+  _headers(extra) {
+    const h = { ...extra };
+    if (this.token) h.Authorization = `Bearer ${this.token}`;
+    return h;
+  }
+
+  async _error(res) {
+    let body = null;
+    try {
+      body = await res.json();
+    } catch {
+      // not the API's error shape (a proxy's page, say): described below
+    }
+    const e = body?.error ?? {};
+    const ra = res.headers.get('retry-after');
+    return new ApiError({
+      status: res.status,
+      code: typeof e.code === 'string' ? e.code : `http_${res.status}`,
+      message: typeof e.message === 'string' ? e.message : `HTTP ${res.status} ${res.statusText}`,
+      field: e.field ?? null,
+      retryAfter: ra !== null && /^\d+$/.test(ra) ? Number(ra) : null,
+      requestId: res.headers.get('x-request-id'),
+    });
+  }
+
+  async _send(method, path, { body, type, headers, signal } = {}) {
+    const h = this._headers(headers);
+    if (body !== undefined) h['Content-Type'] = type ?? 'application/json';
+    const payload = body === undefined || type ? body : JSON.stringify(body);
+    let res;
+    try {
+      res = await this._fetch(this.baseUrl + path, { method, headers: h, body: payload, signal });
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      throw new ApiError({ status: 0, code: 'network_error', message: String(err?.message ?? err) });
+    }
+    if (!res.ok) throw await this._error(res);
+    return res;
+  }
+
+  async _json(method, path, opts) {
+    const res = await this._send(method, path, opts);
+    if (res.status === 204) return null;
+    return res.json();
+  }
+
+  _query(params) {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(params ?? {})) if (v !== undefined && v !== null) q.set(k, String(v));
+    const s = q.toString();
+    return s ? `?${s}` : '';
+  }
+
+  /**
+   * POST /v1/generations. The Idempotency-Key is made here when not given,
+   * so a retry of this call (same key) never holds credits twice.
+   */
+  createGeneration(params, { idempotencyKey = uuid4(), signal } = {}) {
+    return this._json('POST', '/v1/generations', { body: params, headers: { 'Idempotency-Key': idempotencyKey }, signal });
+  }
+
+  getGeneration(id, { signal } = {}) {
+    return this._json('GET', `/v1/generations/${encodeURIComponent(id)}`, { signal });
+  }
+
+  /** GET /v1/generations: {items, next_cursor}, newest first. */
+  list({ status, kind, limit, cursor, signal } = {}) {
+    return this._json('GET', `/v1/generations${this._query({ status, kind, limit, cursor })}`, { signal });
+  }
+
+  cancel(id, { signal } = {}) {
+    return this._json('POST', `/v1/generations/${encodeURIComponent(id)}/cancel`, { signal });
+  }
+
+  /** DELETE /v1/generations/{id} (finished generations only): resolves to null. */
+  remove(id, { signal } = {}) {
+    return this._json('DELETE', `/v1/generations/${encodeURIComponent(id)}`, { signal });
+  }
+
+  /**
+   * POST /v1/uploads of a File or Blob (its type is sent), or of bytes
+   * (Uint8Array, ArrayBuffer), whose type is read from their signature
+   * unless `type` says it.
+   */
+  async upload(fileOrBytes, { type, signal } = {}) {
+    let body = fileOrBytes;
+    let t = type;
+    if (typeof Blob !== 'undefined' && fileOrBytes instanceof Blob) {
+      t ??= fileOrBytes.type || sniffImageType(new Uint8Array(await fileOrBytes.slice(0, 16).arrayBuffer()));
+    } else {
+      body = fileOrBytes instanceof ArrayBuffer ? new Uint8Array(fileOrBytes) : fileOrBytes;
+      if (!(body instanceof Uint8Array)) throw new TypeError('upload: expected a File, Blob, Uint8Array or ArrayBuffer');
+      t ??= sniffImageType(body);
+    }
+    if (!t) throw new TypeError('upload: not a PNG, JPEG or WebP image, and no type given');
+    return this._json('POST', '/v1/uploads', { body, type: t, signal });
+  }
+
+  credits({ signal } = {}) {
+    return this._json('GET', '/v1/credits', { signal });
+  }
+
+  /** GET /v1/credits/ledger: {items, next_cursor}, newest first. */
+  ledger({ limit, cursor, signal } = {}) {
+    return this._json('GET', `/v1/credits/ledger${this._query({ limit, cursor })}`, { signal });
+  }
+
+  presets({ signal } = {}) {
+    return this._json('GET', '/v1/presets', { signal });
+  }
+
+  /**
+   * A generation's events, as {id, type, data}, from the first (or after
+   * `lastEventId`), ending after the terminal event. A dropped connection is
+   * resumed with Last-Event-ID; no event is yielded twice.
+   */
+  watch(id, { lastEventId, signal } = {}) {
+    return this._stream(`/v1/generations/${encodeURIComponent(id)}/events`, { lastEventId, signal, ends: true });
+  }
+
+  /** Every event of every generation of the caller; never ends by itself (break or abort). */
+  watchAll({ lastEventId, signal } = {}) {
+    return this._stream('/v1/events', { lastEventId, signal, ends: false });
+  }
+
+  async *_stream(path, { lastEventId, signal, ends }) {
+    let last = lastEventId ?? null;
+    let delay = this.reconnectDelayMs;
+    const ctl = new AbortController();
+    const onAbort = () => ctl.abort(signal.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (signal?.aborted) ctl.abort(signal.reason);
+    try {
+      for (;;) {
+        let res = null;
+        try {
+          res = await this._fetch(this.baseUrl + path, {
+            headers: this._headers({ Accept: 'text/event-stream', ...(last !== null ? { 'Last-Event-ID': last } : {}) }),
+            signal: ctl.signal,
+          });
+        } catch (err) {
+          if (ctl.signal.aborted) throw err;
+        }
+        if (res && !res.ok) {
+          const err = await this._error(res);
+          // Only an unavailable farm is waited for; anything else is the caller's to see.
+          if (res.status !== 503) throw err;
+          if (err.retryAfter !== null) delay = Math.max(delay, err.retryAfter * 1000);
+        } else if (res) {
+          try {
+            for await (const ev of parseEventStream(res.body)) {
+              if (ev.retry !== undefined) {
+                delay = ev.retry;
+                continue;
+              }
+              if (ev.id !== null && last !== null && !idAfter(ev.id, last)) continue;
+              if (ev.id !== null) last = ev.id;
+              let data;
+              try {
+                data = JSON.parse(ev.data);
+              } catch {
+                data = ev.data;
+              }
+              yield { id: ev.id, type: ev.event, data };
+              if (ends && TERMINAL_EVENTS.includes(ev.event)) return;
+            }
+          } catch (err) {
+            if (ctl.signal.aborted) throw err;
+            // the connection dropped: resume below
+          }
+        }
+        await sleep(delay, ctl.signal);
+      }
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      ctl.abort();
+    }
+  }
+}

@@ -1,0 +1,198 @@
+// clients/js against a live farm (ctest frontend_client, under
+// tests/frontend/with-farm): every call, a watch across a connection cut
+// mid-stream, and the API's errors as ApiError.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { Client, ApiError, TERMINAL_EVENTS } from '../index.js';
+import { apiUrl, newUser, rateBurst } from '../../../tests/frontend/lib/farm.mjs';
+
+const rejectsWith = async (promise, status, code) => {
+  await assert.rejects(promise, (err) => {
+    assert.ok(err instanceof ApiError, `not an ApiError: ${err}`);
+    assert.equal(err.status, status, `${err.code}: ${err.message}`);
+    assert.equal(err.code, code);
+    return true;
+  });
+};
+
+// A TCP proxy in front of the api whose connections can all be cut at once;
+// it keeps every request's head so a test can see the reconnects.
+function startProxy(target) {
+  const { hostname, port } = new URL(target);
+  const sockets = new Set();
+  const heads = [];
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(port), hostname);
+    sockets.add(client).add(upstream);
+    let head = '';
+    client.on('data', (d) => {
+      if (head.length < 4096) {
+        head += d.toString('latin1');
+        if (head.includes('\r\n\r\n')) heads.push(head.slice(0, head.indexOf('\r\n\r\n')));
+      }
+    });
+    client.pipe(upstream).pipe(client);
+    const drop = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', drop).on('close', drop);
+    upstream.on('error', drop).on('close', drop);
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => {
+      resolve({
+        url: `http://127.0.0.1:${server.address().port}`,
+        heads,
+        cut() {
+          for (const s of sockets) s.destroy();
+          sockets.clear();
+        },
+        close: () => new Promise((r) => server.close(r)),
+      });
+    });
+  });
+}
+
+async function posePng(farm) {
+  const presets = await farm.presets();
+  const res = await fetch(apiUrl + presets.poses[0].map_url);
+  assert.equal(res.status, 200);
+  return new Uint8Array(await res.arrayBuffer());
+}
+
+test('every call of the client against the farm', async () => {
+  const user = newUser();
+  const farm = new Client({ baseUrl: `${apiUrl}/`, token: user.token });
+
+  assert.deepEqual(await farm.credits(), { balance: 100, held: 0, available: 100 });
+  const presets = await farm.presets();
+  assert.ok(presets.styles.length > 0 && presets.poses.length > 0);
+
+  const png = await posePng(farm);
+  const up = await farm.upload(png);
+  assert.equal(up.format, 'png');
+  const upBlob = await farm.upload(new Blob([png], { type: 'image/png' }));
+  assert.notEqual(upBlob.id, up.id);
+  await assert.rejects(farm.upload(new TextEncoder().encode('not an image')), TypeError);
+
+  const params = { kind: 'avatar', prompt: 'a watercolor portrait of a red-haired astronaut', style: presets.styles[0].name, seed: 5 };
+  const g = await farm.createGeneration(params);
+  assert.equal(g.status, 'queued');
+  assert.equal(g.cost, 10);
+  // The same key is the same generation, held once; the key the client made was a fresh one.
+  const key = 'client-test-key';
+  const first = await farm.createGeneration({ ...params, seed: 6 }, { idempotencyKey: key });
+  const again = await farm.createGeneration({ ...params, seed: 6 }, { idempotencyKey: key });
+  assert.equal(again.id, first.id);
+  assert.notEqual(first.id, g.id);
+
+  const events = [];
+  for await (const ev of farm.watch(g.id)) events.push(ev);
+  const ids = events.map((e) => Number(e.id));
+  assert.deepEqual(ids, ids.map((_, i) => i + 1), 'ids count up from 1, each once');
+  assert.equal(events.at(-1).type, 'succeeded');
+  assert.equal(events.at(-1).data.id, g.id);
+  assert.ok(events.some((e) => e.type === 'image' && e.data.outputs?.length));
+
+  // Resuming after an id yields only what came after it.
+  const tail = [];
+  for await (const ev of farm.watch(g.id, { lastEventId: String(ids.at(-3)) })) tail.push(ev.id);
+  assert.deepEqual(tail, ids.slice(-2).map(String));
+
+  const got = await farm.getGeneration(g.id);
+  assert.equal(got.status, 'succeeded');
+  assert.ok(got.outputs.every((o) => o.url));
+
+  const page = await farm.list({ limit: 2 });
+  assert.equal(page.items.length, 2);
+  const older = await farm.list({ limit: 2, cursor: page.next_cursor, kind: 'avatar' });
+  assert.ok(!older.items.some((i) => page.items.some((p) => p.id === i.id)));
+  assert.ok((await farm.list({ status: 'succeeded' })).items.some((i) => i.id === g.id));
+
+  // A long one, canceled.
+  const long = await farm.createGeneration({ ...params, count: 4 });
+  const canceled = await farm.cancel(long.id);
+  assert.equal(canceled.id, long.id);
+  let end;
+  for await (const ev of farm.watch(long.id)) end = ev;
+  assert.equal(end.type, 'canceled');
+  await rejectsWith(farm.cancel(g.id), 409, 'not_cancelable');
+
+  const ledger = await farm.ledger({ limit: 100 });
+  const kinds = ledger.items.map((e) => `${e.kind}:${e.generation_id ?? ''}`);
+  assert.ok(kinds.includes(`hold:${g.id}`) && kinds.includes(`capture:${g.id}`));
+  assert.ok(kinds.includes(`release:${long.id}`));
+  assert.equal(ledger.items.filter((e) => e.kind === 'hold' && e.generation_id === first.id).length, 1);
+  const firstEntry = await farm.ledger({ limit: 1 });
+  assert.equal(firstEntry.items.length, 1);
+
+  // The user stream replays this user's events; break ends it.
+  const seen = new Set();
+  for await (const ev of farm.watchAll()) {
+    assert.ok(!seen.has(ev.id));
+    seen.add(ev.id);
+    if (TERMINAL_EVENTS.includes(ev.type) && ev.data.id === long.id) break;
+  }
+  assert.ok(seen.size >= events.length);
+});
+
+test('watch across a connection cut mid-stream yields each event once', async () => {
+  const user = newUser();
+  const proxy = await startProxy(apiUrl);
+  try {
+    const farm = new Client({ baseUrl: proxy.url, token: user.token, reconnectDelayMs: 100 });
+    const g = await farm.createGeneration({ kind: 'avatar', prompt: 'a portrait', count: 4 });
+    const events = [];
+    let cuts = 0;
+    for await (const ev of farm.watch(g.id)) {
+      events.push(ev);
+      if (ev.type === 'image' && cuts === 0) {
+        cuts++;
+        proxy.cut();
+      }
+    }
+    assert.equal(cuts, 1, 'the stream was cut while the generation ran');
+    const ids = events.map((e) => Number(e.id));
+    assert.deepEqual(ids, ids.map((_, i) => i + 1), `every event once, in order: ${ids}`);
+    assert.equal(events.at(-1).type, 'succeeded');
+    assert.equal(events.filter((e) => e.type === 'image').length, 4);
+    const streams = proxy.heads.filter((h) => h.includes('/events'));
+    assert.ok(streams.length >= 2, 'the client reconnected');
+    assert.ok(streams.slice(1).every((h) => /\r\nLast-Event-ID: \d+/i.test(h)), 'and resumed by Last-Event-ID');
+  } finally {
+    proxy.cut();
+    await proxy.close();
+  }
+});
+
+test('a 402 and a 429 surface as ApiError with their codes', async () => {
+  const bob = newUser();
+  const farm = new Client({ baseUrl: apiUrl, token: bob.token });
+  await rejectsWith(farm.createGeneration({ kind: 'pose', prompt: 'p', count: 4, poses: [{ preset: 'standing-arms-crossed' }] }), 402, 'insufficient_credits');
+  // More at once than the burst allows (one request each could be outpaced by the refill).
+  const settled = await Promise.allSettled(Array.from({ length: rateBurst + 8 }, () =>
+    farm.createGeneration({ kind: 'avatar', prompt: 'p', deadline_s: 1, count: 1 })));
+  const err = settled.find((s) => s.status === 'rejected' && s.reason?.status === 429)?.reason;
+  assert.ok(err, `no 429 among ${settled.map((s) => s.reason?.status ?? 202)}`);
+  assert.ok(err instanceof ApiError);
+  assert.equal(err.status, 429);
+  assert.equal(err.code, 'rate_limited');
+  assert.ok(err.retryAfter >= 1, `retryAfter ${err.retryAfter}`);
+  assert.ok(err.requestId);
+});
+
+test('other errors: their status, code and field', async () => {
+  const user = newUser();
+  const farm = new Client({ baseUrl: apiUrl, token: user.token });
+  await assert.rejects(farm.createGeneration({ kind: 'avatar', prompt: 'p', width: 1000 }), (e) =>
+    e instanceof ApiError && e.status === 400 && e.code === 'invalid_request' && e.field === 'width');
+  await rejectsWith(farm.getGeneration('00000000-0000-4000-8000-00000000beef'), 404, 'not_found');
+  await rejectsWith(new Client({ baseUrl: apiUrl, token: 'nope' }).credits(), 401, 'unauthorized');
+  const it = new Client({ baseUrl: apiUrl, token: 'nope' }).watch('00000000-0000-4000-8000-00000000beef');
+  await rejectsWith(it.next(), 401, 'unauthorized');
+  await rejectsWith(new Client({ baseUrl: 'http://127.0.0.1:1', token: 'x' }).credits(), 0, 'network_error');
+});

@@ -1,0 +1,95 @@
+/*
+ * storage/include/storage.h - where image files live (docs/storage.md): one
+ * interface, put, get, delete and a signed read URL, over two backends:
+ * `local` (a directory, FARM_STORAGE_DIR) and `s3` (any S3-compatible
+ * service, FARM_S3_*, over net/ with SigV4).
+ *
+ * Keys are the layout imaging builds (img_storage_key(),
+ * img_storage_upload_key()): "{user}/{generation}/{index}-{variant}.{ext}"
+ * and "{user}/uploads/{upload}.{ext}". The same key always names the same
+ * object, so a retried put overwrites it; a reader never sees a partial
+ * object (local: temp file and rename; s3: one PUT, checked by its SHA-256).
+ *
+ * The async contract of docs/architecture.md: a call that fails at once
+ * returns its negative gf_status and never runs its callback; a call that
+ * returns 0 runs its callback exactly once, on the loop, never inside the
+ * call; storage_close() delivers GF_ECANCELED to what is still in flight.
+ * Every completion carries a `const gf_err_t *`: GF_ENOTFOUND (no such
+ * object, or bucket), GF_EUNAVAIL (the service is down or answered 5xx/429
+ * after every retry), GF_ETIMEDOUT, GF_EINVAL (a request the service
+ * refused, a bad signature say; `err->detail` is the HTTP status),
+ * GF_ETOOBIG, GF_EIO.
+ * Calls are made on the loop's thread.
+ */
+#ifndef STORAGE_H
+#define STORAGE_H
+
+#include "core.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct storage storage_t;
+
+/* An object read back; valid until the callback returns unless taken. */
+typedef struct {
+    unsigned char *data;
+    size_t len;
+    char etag[80]; /* a strong HTTP entity tag, quotes included */
+} storage_object_t;
+
+typedef void (*storage_done_cb)(storage_t *s, const gf_err_t *err, void *data);
+typedef void (*storage_get_cb)(storage_t *s, const gf_err_t *err, storage_object_t *obj,
+                               void *data);
+
+/*
+ * The backend FARM_STORAGE names, its settings checked together: with s3,
+ * FARM_S3_ENDPOINT (http or https, no path), FARM_S3_BUCKET,
+ * FARM_S3_ACCESS_KEY_ID and FARM_S3_SECRET_ACCESS_KEY are required;
+ * virtual-hosted addressing needs a host name; a prefix ends with '/';
+ * FARM_S3_ENDPOINT, _BUCKET, _PREFIX, the keys or FARM_S3_SERVE=proxy set
+ * while FARM_STORAGE=local are refused (they would be ignored). GF_EINVAL
+ * with `err` naming the variable. `metrics` (may be NULL) gets
+ * farm_storage_requests_total{op,outcome} and farm_storage_request_seconds{op}.
+ */
+storage_t *storage_new(uv_loop_t *loop, const gf_config_t *cfg, gf_metrics_t *metrics,
+                       gf_err_t *err);
+/*
+ * At a process's start, blocking (on a private loop): with s3, one HEAD of
+ * the bucket; GF_EINVAL (a bad setting) naming FARM_S3_BUCKET when it does
+ * not exist.
+ * Any other answer (a refused signature, the service down) is logged and
+ * left to the requests and /readyz to report. Local: 0.
+ */
+int storage_start_check(const gf_config_t *cfg, gf_err_t *err);
+
+/* Cancels what is in flight (GF_ECANCELED), then frees; `cb` runs once, from the loop. */
+void storage_close(storage_t *s, void (*cb)(void *data), void *data);
+
+/* "local" or "s3". */
+const char *storage_backend(const storage_t *s);
+
+/* Stores a copy of `len` bytes under `key`, replacing what was there. */
+int storage_put(storage_t *s, const char *key, const void *data, size_t len,
+                const char *content_type, storage_done_cb cb, void *cb_data);
+/* Reads the object of `key` (at most FARM_STORAGE_MAX_OBJECT_BYTES). */
+int storage_get(storage_t *s, const char *key, storage_get_cb cb, void *cb_data);
+/* Deletes the object of `key`; one that is already gone is a success. */
+int storage_delete(storage_t *s, const char *key, storage_done_cb cb, void *cb_data);
+/*
+ * Readiness: the bucket answers within `timeout_ms` and accepts our signature
+ * (one try, no retry; local: the root is a writable directory).
+ */
+int storage_check(storage_t *s, uint64_t timeout_ms, storage_done_cb cb, void *cb_data);
+
+/* Takes the data out of an object (the caller frees it). */
+unsigned char *storage_object_take(storage_object_t *obj, size_t *len);
+
+/*
+ * A URL anyone may GET the object of `key` with until `expires_unix_s` (a
+ * presigned S3 GET, 1 s to 7 days ahead). New string, or NULL with GF_EINVAL
+ * when the backend has no such URLs (local) or the time is out of range.
+ */
+char *storage_read_url(storage_t *s, const char *key, long long expires_unix_s, gf_err_t *err);
+
+#endif

@@ -1,0 +1,270 @@
+/*
+ * storage/local.c - the `local` backend: objects are files under
+ * FARM_STORAGE_DIR, at the path their key names. File I/O runs on the libuv
+ * thread pool; the after-work callback delivers.
+ *
+ * Invariants:
+ * - A reader never sees a partial file: a put writes a temp file in the
+ *   target directory (a unique name per writer), fsyncs it, renames it over
+ *   the final name and fsyncs the directory.
+ * - Keys are checked by storage__key_ok() (no "..", no hidden names), and a
+ *   read resolves only to a regular file whose real path lies under the
+ *   real root, so no symlink leads out of it.
+ */
+#include "storage_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DIR_MODE  0750
+#define FILE_MODE 0640
+
+typedef struct {
+    storage_t *s;
+    char *root;
+    size_t max_bytes;
+} local_t;
+
+static void *local_open(storage_t *s, const gf_config_t *cfg, gf_err_t *err)
+{
+    if (cfg->storage_dir == NULL || cfg->storage_dir[0] == '\0') {
+        gf_err_set(err, GF_EINVAL, "config", "FARM_STORAGE_DIR: required with FARM_STORAGE=local");
+        return NULL;
+    }
+    local_t *l = gf_xcalloc(1, sizeof(*l));
+    l->s = s;
+    l->root = gf_xstrdup(cfg->storage_dir);
+    l->max_bytes = (size_t)cfg->storage_max_object_bytes;
+    return l;
+}
+
+/* mkdir -p of `path` (modified in place, restored). */
+static int make_dirs(char *path, gf_err_t *err)
+{
+    for (char *p = path + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        int rc = mkdir(path, DIR_MODE);
+        int e = errno;
+        *p = c;
+        if (rc != 0 && e != EEXIST)
+            return gf_err_setd(err, GF_EIO, STORAGE_DOMAIN, e, "mkdir %s: %s", path, strerror(e));
+        if (c == '\0')
+            return 0;
+    }
+}
+
+static int write_all(int fd, const unsigned char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+static void do_put(local_t *l, storage_op_t *op)
+{
+    char path[PATH_MAX], dir[PATH_MAX], tmp[PATH_MAX];
+    gf_err_t *err = &op->err;
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", l->root, op->key) >= sizeof(path)) {
+        gf_err_set(err, GF_EINVAL, STORAGE_DOMAIN, "storage path too long");
+        return;
+    }
+    const char *slash = strrchr(path, '/');
+    snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+    if (make_dirs(dir, err) < 0)
+        return;
+    /* A temp name per writer: two workers racing on one key never share it. */
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s/.%s.tmp.XXXXXX", dir, slash + 1) >= sizeof(tmp)) {
+        gf_err_set(err, GF_EINVAL, STORAGE_DOMAIN, "storage path too long");
+        return;
+    }
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) {
+        gf_err_setd(err, GF_EIO, STORAGE_DOMAIN, errno, "mkstemp in %s: %s", dir, strerror(errno));
+        return;
+    }
+    if (fchmod(fd, FILE_MODE) != 0 || write_all(fd, op->body, op->len) != 0 || fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        gf_err_setd(err, GF_EIO, STORAGE_DOMAIN, e, "writing %s: %s", tmp, strerror(e));
+        return;
+    }
+    if (close(fd) != 0 || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        gf_err_setd(err, GF_EIO, STORAGE_DOMAIN, e, "renaming to %s: %s", path, strerror(e));
+        return;
+    }
+    if (sync_dir(dir) != 0)
+        gf_err_setd(err, GF_EIO, STORAGE_DOMAIN, errno, "fsync %s: %s", dir, strerror(errno));
+}
+
+/* The real path of `key`'s file, when it is a regular file under the real root. */
+static int resolve(local_t *l, const char *key, char real[PATH_MAX], gf_err_t *err)
+{
+    char joined[PATH_MAX], real_root[PATH_MAX];
+    struct stat st;
+    if ((size_t)snprintf(joined, sizeof(joined), "%s/%s", l->root, key) >= sizeof(joined))
+        return gf_err_set(err, GF_EINVAL, STORAGE_DOMAIN, "storage path too long");
+    if (realpath(l->root, real_root) == NULL || realpath(joined, real) == NULL)
+        return gf_err_setd(err, GF_ENOTFOUND, STORAGE_DOMAIN, errno, "no object %s", key);
+    size_t rn = strlen(real_root);
+    if (strncmp(real, real_root, rn) != 0 || real[rn] != '/' || stat(real, &st) != 0 ||
+        !S_ISREG(st.st_mode))
+        return gf_err_set(err, GF_ENOTFOUND, STORAGE_DOMAIN, "%s is not a file under the root",
+                          key);
+    return 0;
+}
+
+static void do_get(local_t *l, storage_op_t *op)
+{
+    char real[PATH_MAX];
+    struct stat st;
+    if (resolve(l, op->key, real, &op->err) < 0)
+        return;
+    int fd = open(real, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        gf_err_setd(&op->err, GF_ENOTFOUND, STORAGE_DOMAIN, errno, "cannot open %s", op->key);
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    if ((size_t)st.st_size > l->max_bytes) {
+        close(fd);
+        gf_err_set(&op->err, GF_ETOOBIG, STORAGE_DOMAIN, "%s is larger than %zu bytes", op->key,
+                   l->max_bytes);
+        return;
+    }
+    op->obj.data = gf_xmalloc((size_t)st.st_size + 1);
+    size_t got = 0;
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, op->obj.data + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    if (got != (size_t)st.st_size) {
+        gf_err_set(&op->err, GF_EIO, STORAGE_DOMAIN, "short read of %s", op->key);
+        return;
+    }
+    op->obj.len = got;
+    /* Size and modification time: a file replaced by a put gets a new tag. */
+    snprintf(op->obj.etag, sizeof(op->obj.etag), "\"%llx-%llx\"", (unsigned long long)st.st_size,
+             (unsigned long long)st.st_mtim.tv_sec * 1000000000ULL +
+                 (unsigned long long)st.st_mtim.tv_nsec);
+}
+
+static void do_delete(local_t *l, storage_op_t *op)
+{
+    char real[PATH_MAX];
+    gf_err_t e = {0};
+    if (resolve(l, op->key, real, &e) < 0) {
+        if (e.code != GF_ENOTFOUND)
+            gf_err_set(&op->err, e.code, STORAGE_DOMAIN, "%s", e.msg);
+        return;
+    }
+    if (unlink(real) != 0 && errno != ENOENT)
+        gf_err_setd(&op->err, GF_EIO, STORAGE_DOMAIN, errno, "cannot remove %s: %s", op->key,
+                    strerror(errno));
+}
+
+static void do_check(local_t *l, storage_op_t *op)
+{
+    char dir[PATH_MAX];
+    struct stat st;
+    snprintf(dir, sizeof(dir), "%s", l->root);
+    if (make_dirs(dir, &op->err) < 0)
+        return;
+    if (stat(l->root, &st) != 0 || !S_ISDIR(st.st_mode) || access(l->root, W_OK) != 0)
+        gf_err_setd(&op->err, GF_EIO, STORAGE_DOMAIN, errno, "%s is not a writable directory",
+                    l->root);
+}
+
+static void on_work(uv_work_t *w)
+{
+    storage_op_t *op = w->data;
+    local_t *l = op->b;
+    switch (op->kind) {
+    case OP_PUT:
+        do_put(l, op);
+        break;
+    case OP_GET:
+        do_get(l, op);
+        break;
+    case OP_DELETE:
+        do_delete(l, op);
+        break;
+    case OP_CHECK:
+        do_check(l, op);
+        break;
+    }
+}
+
+static void on_work_done(uv_work_t *w, int status)
+{
+    storage_op_t *op = w->data;
+    if (status < 0)
+        gf_err_set(&op->err, GF_ECANCELED, STORAGE_DOMAIN, "canceled");
+    storage__finish(op);
+}
+
+static void local_start(void *b, storage_op_t *op)
+{
+    op->b = b;
+    op->work.data = op;
+    /* uv_queue_work() refuses only a NULL work callback. */
+    (void)uv_queue_work(storage__loop(((local_t *)b)->s), &op->work, on_work, on_work_done);
+}
+
+static void local_cancel(void *b, storage_op_t *op)
+{
+    (void)b;
+    (void)op;
+}
+
+static void local_close(void *b, void (*cb)(void *data), void *data)
+{
+    local_t *l = b;
+    free(l->root);
+    free(l);
+    cb(data);
+}
+
+const storage_backend_t storage__local = {
+    .name = "local",
+    .open = local_open,
+    .start = local_start,
+    .cancel = local_cancel,
+    .read_url = NULL,
+    .close = local_close,
+    .threaded = 1,
+};

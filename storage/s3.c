@@ -1,0 +1,332 @@
+/*
+ * storage/s3.c - the `s3` backend: one HTTP request per operation over
+ * net/ (curl multi on the process's loop), signed with SigV4 (sigv4.c),
+ * path-style or virtual-hosted, retried with backoff on 5xx, 429, timeouts
+ * and broken connections.
+ *
+ * Every PUT carries its body's SHA-256, signed (x-amz-content-sha256) and as
+ * x-amz-checksum-sha256 (S3 stores and checks it), and its MD5 (Content-MD5,
+ * which S3 checks too), so a body damaged on the way is refused rather than
+ * stored. A PUT is all or nothing on the service's side: no reader sees a
+ * partial object.
+ */
+#include "sigv4.h"
+#include "storage_int.h"
+
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_EXPIRES_S  604800 /* SigV4's longest presigned validity, 7 days */
+#define MAX_BACKOFF_MS 10000
+
+typedef struct {
+    storage_t *s;
+    const gf_config_t *cfg;
+    net_t *net;
+    sigv4_creds creds;
+    char *scheme;
+    char *host; /* the Host header: host[:port], with the bucket in front when virtual-hosted */
+    int path_style;
+    uint64_t rng;
+} s3_t;
+
+static int is_address(const char *host)
+{
+    return host[0] == '[' || strspn(host, "0123456789.") == strlen(host);
+}
+
+static void *s3_open(storage_t *s, const gf_config_t *cfg, gf_err_t *err)
+{
+    gf_url_t u;
+    gf_err_t why = {0};
+    if (gf_url_parse(cfg->s3_endpoint, &u, &why) < 0) {
+        gf_err_set(err, GF_EINVAL, "config", "FARM_S3_ENDPOINT=%s: %s", cfg->s3_endpoint, why.msg);
+        return NULL;
+    }
+    const char *bad = NULL;
+    if (strcmp(u.scheme, "http") != 0 && strcmp(u.scheme, "https") != 0)
+        bad = "the scheme must be http or https";
+    else if (u.user || u.password)
+        bad = "credentials go in FARM_S3_ACCESS_KEY_ID and FARM_S3_SECRET_ACCESS_KEY";
+    else if (u.path[0] != '\0' && strcmp(u.path, "/") != 0)
+        bad = "no path: scheme://host[:port]";
+    else if (!cfg->s3_path_style && is_address(u.host))
+        bad = "virtual-hosted addressing (FARM_S3_PATH_STYLE=0) needs a host name";
+    if (bad) {
+        gf_err_set(err, GF_EINVAL, "config", "FARM_S3_ENDPOINT=%s: %s", cfg->s3_endpoint, bad);
+        gf_url_dispose(&u);
+        return NULL;
+    }
+    net_t *net = net_new(storage__loop(s), err);
+    if (net == NULL) {
+        gf_url_dispose(&u);
+        return NULL;
+    }
+    s3_t *b = gf_xcalloc(1, sizeof(*b));
+    b->s = s;
+    b->cfg = cfg;
+    b->net = net;
+    b->creds =
+        (sigv4_creds){cfg->s3_access_key_id, cfg->s3_secret_access_key, cfg->s3_region, "s3"};
+    b->scheme = gf_xstrdup(u.scheme);
+    b->path_style = (int)cfg->s3_path_style;
+    gf_buf_t h = {0};
+    if (!b->path_style)
+        gf_buf_printf(&h, "%s.", cfg->s3_bucket);
+    gf_buf_puts(&h, u.host);
+    if (u.port)
+        gf_buf_printf(&h, ":%d", u.port);
+    b->host = h.p;
+    b->rng = uv_hrtime() | 1;
+    gf_url_dispose(&u);
+    return b;
+}
+
+/* The path of a key (or of the bucket, for NULL), unencoded. */
+static char *path_of(const s3_t *b, const char *key)
+{
+    gf_buf_t p = {0};
+    if (b->path_style)
+        gf_buf_printf(&p, "/%s", b->cfg->s3_bucket);
+    if (key)
+        gf_buf_printf(&p, "/%s%s", b->cfg->s3_prefix, key);
+    else if (!b->path_style)
+        gf_buf_puts(&p, "/");
+    return p.p;
+}
+
+static char *url_of(const s3_t *b, const char *path)
+{
+    gf_buf_t u = {0};
+    gf_buf_printf(&u, "%s://%s", b->scheme, b->host);
+    sigv4_uri_encode(&u, path, 1);
+    return u.p;
+}
+
+static void base64(const unsigned char *d, size_t n, char *out)
+{
+    EVP_EncodeBlock((unsigned char *)out, d, (int)n);
+}
+
+static void on_xfer(net_resp_t *resp, void *data);
+
+static const char *method_of(storage_op_kind k)
+{
+    switch (k) {
+    case OP_PUT:
+        return "PUT";
+    case OP_GET:
+        return "GET";
+    case OP_DELETE:
+        return "DELETE";
+    case OP_CHECK:
+        return "HEAD";
+    }
+    return "GET";
+}
+
+static void send_op(s3_t *b, storage_op_t *op)
+{
+    const char *method = method_of(op->kind);
+    char amz_date[17], sha_hex[65] = SIGV4_EMPTY_SHA256, sha_b64[48], md5_b64[32];
+    sigv4_amz_date(gf_clock_unix_ms() / 1000, amz_date);
+    sigv4_kv h[8];
+    size_t nh = 0;
+    h[nh++] = (sigv4_kv){"host", b->host};
+    h[nh++] = (sigv4_kv){"x-amz-date", amz_date};
+    if (op->kind == OP_PUT) {
+        unsigned char sha[32], md5[16];
+        unsigned int mlen = 0;
+        SHA256(op->body, op->len, sha);
+        static const char digits[] = "0123456789abcdef";
+        for (int i = 0; i < 32; i++) {
+            sha_hex[2 * i] = digits[sha[i] >> 4];
+            sha_hex[2 * i + 1] = digits[sha[i] & 15];
+        }
+        sha_hex[64] = '\0';
+        EVP_Digest(op->body, op->len, md5, &mlen, EVP_md5(), NULL);
+        base64(sha, 32, sha_b64);
+        base64(md5, 16, md5_b64);
+        h[nh++] = (sigv4_kv){"content-type", op->ctype};
+        h[nh++] = (sigv4_kv){"content-md5", md5_b64};
+        h[nh++] = (sigv4_kv){"x-amz-checksum-sha256", sha_b64};
+    }
+    h[nh++] = (sigv4_kv){"x-amz-content-sha256", sha_hex};
+    char *path = path_of(b, op->key);
+    char *url = url_of(b, path);
+    char *auth = sigv4_authorization(&b->creds, amz_date, method, path, NULL, 0, h, nh, sha_hex);
+    const char *lines[12];
+    gf_buf_t hb[10] = {{0}};
+    size_t nl = 0;
+    for (size_t i = 0; i < nh; i++) {
+        gf_buf_printf(&hb[i], "%s: %s", h[i].name, h[i].value);
+        lines[nl++] = hb[i].p;
+    }
+    gf_buf_printf(&hb[nh], "Authorization: %s", auth);
+    lines[nl++] = hb[nh].p;
+    lines[nl] = NULL;
+    net_req_t req = {
+        .method = method,
+        .url = url,
+        .headers = lines,
+        .body = op->kind == OP_PUT ? (const char *)op->body : NULL,
+        .body_len = op->kind == OP_PUT ? op->len : 0,
+        .timeout_ms = op->timeout_ms ? op->timeout_ms : (uint64_t)b->cfg->storage_timeout_ms,
+        .connect_timeout_ms =
+            op->timeout_ms ? op->timeout_ms : (uint64_t)b->cfg->storage_timeout_ms,
+        .max_bytes = (size_t)b->cfg->storage_max_object_bytes,
+        .public_only = 0, /* the operator's endpoint, often on a private network */
+    };
+    op->attempts++;
+    op->xfer = net_start(b->net, &req, on_xfer, op);
+    for (size_t i = 0; i <= nh; i++)
+        gf_buf_dispose(&hb[i]);
+    free(auth);
+    free(url);
+    free(path);
+}
+
+static void on_backoff(uv_timer_t *t)
+{
+    storage_op_t *op = t->data;
+    send_op(op->b, op);
+}
+
+/* The <Code> of an S3 error document, for the log ("SignatureDoesNotMatch"). */
+static void s3_code(const net_resp_t *r, char *out, size_t n)
+{
+    const char *p = r->body ? strstr(r->body, "<Code>") : NULL;
+    const char *e = p ? strstr(p, "</Code>") : NULL;
+    if (p && e && (size_t)(e - p - 6) < n)
+        snprintf(out, n, "%.*s", (int)(e - p - 6), p + 6);
+    else
+        snprintf(out, n, "HTTP %ld", r->status);
+}
+
+static void on_xfer(net_resp_t *resp, void *data)
+{
+    storage_op_t *op = data;
+    s3_t *b = op->b;
+    int retry = 0;
+    op->xfer = NULL;
+    gf_err_clear(&op->err);
+    if (resp->too_big) {
+        gf_err_set(&op->err, GF_ETOOBIG, STORAGE_DOMAIN, "%s is larger than %lld bytes", op->key,
+                   b->cfg->storage_max_object_bytes);
+    } else if (resp->curl_code != 0) {
+        retry = 1;
+        gf_err_setd(&op->err, net_timed_out(resp->curl_code) ? GF_ETIMEDOUT : GF_EUNAVAIL,
+                    STORAGE_DOMAIN, resp->curl_code, "%s %s: %s", method_of(op->kind),
+                    op->key ? op->key : "bucket", resp->curl_msg);
+    } else if (resp->status >= 200 && resp->status < 300) {
+        if (op->kind == OP_GET) {
+            const char *etag = net_header(resp, "etag");
+            op->obj.data = (unsigned char *)net_take_body(resp, &op->obj.len);
+            snprintf(op->obj.etag, sizeof(op->obj.etag), "%s", etag ? etag : "");
+        }
+    } else if (resp->status == 404 && op->kind == OP_DELETE) {
+        /* already gone */
+    } else {
+        char code[64];
+        s3_code(resp, code, sizeof(code));
+        retry = resp->status >= 500 || resp->status == 429;
+        gf_status st = retry ? GF_EUNAVAIL : resp->status == 404 ? GF_ENOTFOUND : GF_EINVAL;
+        gf_err_setd(&op->err, st, STORAGE_DOMAIN, resp->status, "%s %s: %s (HTTP %ld)",
+                    method_of(op->kind), op->key ? op->key : b->cfg->s3_bucket, code, resp->status);
+    }
+    if (retry && op->kind != OP_CHECK && op->attempts < b->cfg->storage_attempts) {
+        GF_LOG(GF_LOG_INFO, &(gf_log_ctx){.component = STORAGE_DOMAIN}, "retrying: %s",
+               op->err.msg);
+        uint64_t base = (uint64_t)b->cfg->storage_backoff_ms << (op->attempts - 1);
+        if (base > MAX_BACKOFF_MS)
+            base = MAX_BACKOFF_MS;
+        b->rng ^= b->rng << 13;
+        b->rng ^= b->rng >> 7;
+        b->rng ^= b->rng << 17;
+        uint64_t wait = base * 3 / 4 + (base ? b->rng % (base / 2 + 1) : 0);
+        if (!op->timer_init) {
+            uv_timer_init(storage__loop(b->s), &op->timer);
+            op->timer_init = 1;
+        }
+        op->timer.data = op;
+        uv_timer_start(&op->timer, on_backoff, wait, 0);
+        return;
+    }
+    storage__finish(op);
+}
+
+static void s3_start(void *bp, storage_op_t *op)
+{
+    op->b = bp;
+    send_op(bp, op);
+}
+
+static void s3_cancel(void *bp, storage_op_t *op)
+{
+    (void)bp;
+    if (op->xfer)
+        net_abort(op->xfer);
+    op->xfer = NULL;
+    if (op->timer_init)
+        uv_timer_stop(&op->timer);
+}
+
+static char *s3_read_url(void *bp, const char *key, long long expires_unix_s, gf_err_t *err)
+{
+    s3_t *b = bp;
+    long long now = gf_clock_unix_ms() / 1000;
+    long long ttl = expires_unix_s - now;
+    if (ttl < 1)
+        return gf_err_set(err, GF_EINVAL, STORAGE_DOMAIN, "the URL would be expired"), NULL;
+    if (ttl > MAX_EXPIRES_S)
+        ttl = MAX_EXPIRES_S;
+    char amz_date[17];
+    sigv4_amz_date(now, amz_date);
+    char *path = path_of(b, key);
+    char *q = sigv4_presign_query(&b->creds, amz_date, (long)ttl, "GET", path, b->host);
+    char *url = url_of(b, path);
+    gf_buf_t out = {0};
+    gf_buf_printf(&out, "%s?%s", url, q);
+    free(q);
+    free(url);
+    free(path);
+    return out.p;
+}
+
+typedef struct {
+    s3_t *b;
+    void (*cb)(void *data);
+    void *data;
+} s3_closing_t;
+
+static void on_net_closed(void *data)
+{
+    s3_closing_t *c = data;
+    free(c->b->scheme);
+    free(c->b->host);
+    free(c->b);
+    c->cb(c->data);
+    free(c);
+}
+
+static void s3_close(void *bp, void (*cb)(void *data), void *data)
+{
+    s3_closing_t *c = gf_xcalloc(1, sizeof(*c));
+    c->b = bp;
+    c->cb = cb;
+    c->data = data;
+    net_close(c->b->net, on_net_closed, c);
+}
+
+const storage_backend_t storage__s3 = {
+    .name = "s3",
+    .open = s3_open,
+    .start = s3_start,
+    .cancel = s3_cancel,
+    .read_url = s3_read_url,
+    .close = s3_close,
+    .threaded = 0,
+};

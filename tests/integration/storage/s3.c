@@ -1,0 +1,528 @@
+/*
+ * storage_s3: storage/ against a real S3 server (s3rver, which checks every
+ * SigV4 signature and presigned URL) that the fixture starts, and against a
+ * second client, the AWS SDK for JavaScript (tests/s3/interop.js): what the
+ * farm stores, the SDK reads back byte for byte, and what the SDK stores, the
+ * farm reads. Also: presigned URLs fetched by libcurl, virtual-hosted
+ * addressing, a wrong secret, a missing bucket, s3rver down during a PUT,
+ * the async contract, and the configuration refused at start.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <openssl/sha.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include "core.h"
+#include "storage.h"
+#include "support.h"
+
+extern char **environ;
+
+#define USER "0b7c0f4e-8a52-4a49-9d4e-3b1a5c6d7e8f"
+#define GEN  "5f0e4a2b-1c3d-4e5f-8a9b-0c1d2e3f4a5b"
+
+static char endpoint_env[200], vhost_env[200];
+
+/* A config from the environment (FARM_TEST_* left out) plus `overrides` first. */
+static gf_config_t *cfg_with(const char *const *overrides, gf_err_t *err)
+{
+    size_t n = 0, m = 0;
+    while (overrides && overrides[n])
+        n++;
+    while (environ[m])
+        m++;
+    char **env = calloc(n + m + 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++)
+        env[i] = (char *)overrides[i];
+    size_t k = n;
+    for (size_t i = 0; i < m; i++)
+        if (strncmp(environ[i], "FARM_TEST_", 10) != 0 && strncmp(environ[i], "FARM_S3_", 8) != 0 &&
+            strncmp(environ[i], "FARM_STORAGE", 12) != 0)
+            env[k++] = environ[i];
+    gf_config_t *cfg = gf_cfg_load(env, err);
+    free(env);
+    return cfg;
+}
+
+static gf_config_t *s3_cfg(const char *secret, const char *bucket, int vhost)
+{
+    static char secret_env[100], bucket_env[100];
+    snprintf(secret_env, sizeof(secret_env), "FARM_S3_SECRET_ACCESS_KEY=%s", secret);
+    snprintf(bucket_env, sizeof(bucket_env), "FARM_S3_BUCKET=%s", bucket);
+    const char *o[] = {"FARM_STORAGE=s3",
+                       vhost ? vhost_env : endpoint_env,
+                       bucket_env,
+                       "FARM_S3_ACCESS_KEY_ID=S3RVER",
+                       secret_env,
+                       vhost ? "FARM_S3_PATH_STYLE=0" : "FARM_S3_PATH_STYLE=1",
+                       "FARM_S3_PREFIX=t/",
+                       "FARM_STORAGE_ATTEMPTS=8",
+                       "FARM_STORAGE_BACKOFF_MS=100",
+                       "FARM_STORAGE_TIMEOUT_MS=5000",
+                       NULL};
+    gf_err_t err = {0};
+    gf_config_t *cfg = cfg_with(o, &err);
+    if (cfg == NULL)
+        fail_msg("config: %s", err.msg);
+    return cfg;
+}
+
+/* --- one call run to its end -------------------------------------------------- */
+
+typedef struct {
+    int done, in_call;
+    gf_err_t err;
+    unsigned char *data;
+    size_t len;
+    char etag[80];
+} result_t;
+
+static void on_done(storage_t *s, const gf_err_t *err, void *data)
+{
+    (void)s;
+    result_t *r = data;
+    assert_false(r->in_call); /* never inside the call that started it */
+    r->err = *err;
+    r->done++;
+}
+
+static void on_got(storage_t *s, const gf_err_t *err, storage_object_t *obj, void *data)
+{
+    (void)s;
+    result_t *r = data;
+    assert_false(r->in_call);
+    r->err = *err;
+    r->done++;
+    if (err->code == 0) {
+        r->data = storage_object_take(obj, &r->len);
+        snprintf(r->etag, sizeof(r->etag), "%s", obj->etag);
+    } else {
+        assert_null(obj);
+    }
+}
+
+static void run(uv_loop_t *loop, result_t *r)
+{
+    while (!r->done)
+        uv_run(loop, UV_RUN_ONCE);
+    assert_int_equal(r->done, 1);
+}
+
+static result_t put(storage_t *s, uv_loop_t *loop, const char *key, const void *d, size_t n)
+{
+    result_t r = {.in_call = 1};
+    assert_int_equal(storage_put(s, key, d, n, "image/png", on_done, &r), 0);
+    r.in_call = 0;
+    run(loop, &r);
+    return r;
+}
+
+static result_t get(storage_t *s, uv_loop_t *loop, const char *key)
+{
+    result_t r = {.in_call = 1};
+    assert_int_equal(storage_get(s, key, on_got, &r), 0);
+    r.in_call = 0;
+    run(loop, &r);
+    return r;
+}
+
+static result_t del(storage_t *s, uv_loop_t *loop, const char *key)
+{
+    result_t r = {.in_call = 1};
+    assert_int_equal(storage_delete(s, key, on_done, &r), 0);
+    r.in_call = 0;
+    run(loop, &r);
+    return r;
+}
+
+static result_t check(storage_t *s, uv_loop_t *loop)
+{
+    result_t r = {.in_call = 1};
+    assert_int_equal(storage_check(s, 2000, on_done, &r), 0);
+    r.in_call = 0;
+    run(loop, &r);
+    return r;
+}
+
+static int closed;
+static void on_closed(void *data)
+{
+    (void)data;
+    closed = 1;
+}
+
+static void close_all(storage_t *s, uv_loop_t *loop, gf_config_t *cfg)
+{
+    closed = 0;
+    storage_close(s, on_closed, NULL);
+    assert_int_equal(closed, 0);
+    while (!closed)
+        uv_run(loop, UV_RUN_ONCE);
+    uv_run(loop, UV_RUN_NOWAIT);
+    gf_cfg_free(cfg);
+}
+
+static storage_t *open_s3(uv_loop_t *loop, gf_config_t *cfg)
+{
+    gf_err_t err = {0};
+    storage_t *s = storage_new(loop, cfg, NULL, &err);
+    if (s == NULL)
+        fail_msg("storage_new: %s", err.msg);
+    assert_string_equal(storage_backend(s), "s3");
+    return s;
+}
+
+static void sha_hex(const void *d, size_t n, char out[65])
+{
+    unsigned char md[32];
+    SHA256(d, n, md);
+    for (int i = 0; i < 32; i++)
+        sprintf(out + 2 * i, "%02x", md[i]);
+}
+
+/* A body of `n` bytes that differs from any other the tests use. */
+static unsigned char *body_of(size_t n, unsigned seed)
+{
+    unsigned char *b = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        b[i] = (unsigned char)((i * 131u + seed * 7u) ^ (i >> 8));
+    return b;
+}
+
+static int interop(const char *op, const char *key, const char *arg)
+{
+    return ts_sh("cd '%s/tests/s3' && FARM_S3_ENDPOINT='%s' FARM_S3_BUCKET=farm FARM_S3_PREFIX=t/ "
+                 "FARM_S3_ACCESS_KEY_ID=S3RVER FARM_S3_SECRET_ACCESS_KEY=S3RVER "
+                 "node interop.js %s '%s' '%s' >&2",
+                 ts_env("FARM_TEST_SOURCE_DIR"), ts_env("FARM_TEST_S3_ENDPOINT"), op, key,
+                 arg ? arg : "");
+}
+
+/* --- tests ------------------------------------------------------------------- */
+
+static void test_put_get_delete_and_the_sdk_agrees(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    gf_config_t *cfg = s3_cfg("S3RVER", "farm", 0);
+    storage_t *s = open_s3(&loop, cfg);
+    const char *key = USER "/" GEN "/0-full.png";
+    size_t n = 300 * 1024;
+    unsigned char *b = body_of(n, 1);
+    result_t r = put(s, &loop, key, b, n);
+    assert_int_equal(r.err.code, 0);
+    /* The SDK reads exactly these bytes (under the prefix). */
+    char hex[65];
+    sha_hex(b, n, hex);
+    assert_int_equal(interop("get", key, hex), 0);
+    r = get(s, &loop, key);
+    assert_int_equal(r.err.code, 0);
+    assert_int_equal(r.len, n);
+    assert_memory_equal(r.data, b, n);
+    assert_true(r.etag[0] == '"');
+    free(r.data);
+    /* A retried put overwrites the same object. */
+    unsigned char *b2 = body_of(n / 2, 2);
+    assert_int_equal(put(s, &loop, key, b2, n / 2).err.code, 0);
+    r = get(s, &loop, key);
+    assert_int_equal(r.len, n / 2);
+    assert_memory_equal(r.data, b2, n / 2);
+    free(r.data);
+    /* Delete: gone for us and for the SDK; deleting again is no error. */
+    assert_int_equal(del(s, &loop, key).err.code, 0);
+    assert_int_equal(get(s, &loop, key).err.code, GF_ENOTFOUND);
+    assert_int_equal(interop("absent", key, NULL), 0);
+    assert_int_equal(del(s, &loop, key).err.code, 0);
+    assert_int_equal(check(s, &loop).err.code, 0);
+    free(b);
+    free(b2);
+    close_all(s, &loop, cfg);
+    uv_loop_close(&loop);
+}
+
+static void test_the_farm_reads_what_the_sdk_stored(void **state)
+{
+    (void)state;
+    char path[600];
+    snprintf(path, sizeof(path), "%s/sdk-body", ts_env("FARM_TEST_TMPDIR"));
+    size_t n = 70000;
+    unsigned char *b = body_of(n, 3);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    fclose(f);
+    const char *key = USER "/uploads/" GEN ".webp";
+    assert_int_equal(interop("put", key, path), 0);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    gf_config_t *cfg = s3_cfg("S3RVER", "farm", 0);
+    storage_t *s = open_s3(&loop, cfg);
+    result_t r = get(s, &loop, key);
+    assert_int_equal(r.err.code, 0);
+    assert_int_equal(r.len, n);
+    assert_memory_equal(r.data, b, n);
+    free(r.data);
+    free(b);
+    close_all(s, &loop, cfg);
+    uv_loop_close(&loop);
+}
+
+static void test_presigned_urls_open_the_object_until_they_expire(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    gf_config_t *cfg = s3_cfg("S3RVER", "farm", 0);
+    storage_t *s = open_s3(&loop, cfg);
+    const char *key = USER "/" GEN "/1-thumb.jpg";
+    unsigned char *b = body_of(5000, 4);
+    assert_int_equal(put(s, &loop, key, b, 5000).err.code, 0);
+    gf_err_t err = {0};
+    long long now = gf_clock_unix_ms() / 1000;
+    char *url = storage_read_url(s, key, now + 60, &err);
+    assert_non_null(url);
+    assert_non_null(strstr(url, "X-Amz-Expires=60&"));
+    ts_http_t h = ts_http("GET", url, NULL, NULL, 0);
+    assert_int_equal(h.status, 200);
+    assert_int_equal(h.body_len, 5000);
+    assert_memory_equal(h.body, b, 5000);
+    ts_http_dispose(&h);
+    /* One character of the signature changed: refused. */
+    char *sig = strstr(url, "X-Amz-Signature=") + 16;
+    *sig = *sig == '0' ? '1' : '0';
+    h = ts_http("GET", url, NULL, NULL, 0);
+    assert_int_equal(h.status, 403);
+    ts_http_dispose(&h);
+    free(url);
+    /* An URL that would already be expired is not made; one of 1 s stops working. */
+    assert_null(storage_read_url(s, key, now - 1, &err));
+    assert_int_equal(err.code, GF_EINVAL);
+    url = storage_read_url(s, key, now + 1, &err);
+    assert_non_null(url);
+    sleep(3);
+    h = ts_http("GET", url, NULL, NULL, 0);
+    assert_int_equal(h.status, 403);
+    ts_http_dispose(&h);
+    free(url);
+    free(b);
+    close_all(s, &loop, cfg);
+    uv_loop_close(&loop);
+}
+
+static void test_virtual_hosted_addressing(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    gf_config_t *cfg = s3_cfg("S3RVER", "farm", 1);
+    storage_t *s = open_s3(&loop, cfg);
+    const char *key = USER "/" GEN "/2-full.webp";
+    unsigned char *b = body_of(4096, 5);
+    assert_int_equal(put(s, &loop, key, b, 4096).err.code, 0);
+    /* Path-style reads (the SDK's) find it in the same bucket. */
+    char hex[65];
+    sha_hex(b, 4096, hex);
+    assert_int_equal(interop("get", key, hex), 0);
+    result_t r = get(s, &loop, key);
+    assert_int_equal(r.err.code, 0);
+    assert_memory_equal(r.data, b, 4096);
+    free(r.data);
+    gf_err_t err = {0};
+    char *url = storage_read_url(s, key, gf_clock_unix_ms() / 1000 + 30, &err);
+    assert_non_null(strstr(url, "://farm.s3.localhost:"));
+    ts_http_t h = ts_http("GET", url, NULL, NULL, 0);
+    assert_int_equal(h.status, 200);
+    ts_http_dispose(&h);
+    free(url);
+    free(b);
+    close_all(s, &loop, cfg);
+    uv_loop_close(&loop);
+}
+
+static void test_a_wrong_secret_is_refused_and_named(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    gf_config_t *cfg = s3_cfg("not-the-secret", "farm", 0);
+    storage_t *s = open_s3(&loop, cfg);
+    result_t r = put(s, &loop, USER "/" GEN "/0-full.png", "x", 1);
+    assert_int_equal(r.err.code, GF_EINVAL);
+    assert_int_equal(r.err.detail, 403);
+    assert_non_null(strstr(r.err.msg, "SignatureDoesNotMatch"));
+    assert_null(strstr(r.err.msg, "not-the-secret"));
+    r = check(s, &loop);
+    assert_int_equal(r.err.code, GF_EINVAL);
+    close_all(s, &loop, cfg);
+    uv_loop_close(&loop);
+}
+
+static void test_a_missing_bucket_fails_the_check(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    gf_config_t *cfg = s3_cfg("S3RVER", "no-such-bucket", 0);
+    storage_t *s = open_s3(&loop, cfg);
+    result_t r = check(s, &loop);
+    assert_int_equal(r.err.code, GF_ENOTFOUND);
+    assert_int_equal(r.err.detail, 404);
+    close_all(s, &loop, cfg);
+    uv_loop_close(&loop);
+}
+
+static void *restart_later(void *arg)
+{
+    (void)arg;
+    usleep(400 * 1000);
+    ts_sh("sh -c \"$FARM_TEST_S3_START\"");
+    return NULL;
+}
+
+/* s3rver down when the PUT starts: retried with backoff, delivered once it is back. */
+static void test_a_put_outlives_the_server_going_down(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    gf_config_t *cfg = s3_cfg("S3RVER", "farm", 0);
+    storage_t *s = open_s3(&loop, cfg);
+    assert_int_equal(ts_sh("sh -c \"$FARM_TEST_S3_STOP\""), 0);
+    pthread_t t;
+    pthread_create(&t, NULL, restart_later, NULL);
+    const char *key = USER "/" GEN "/3-full.png";
+    unsigned char *b = body_of(20000, 6);
+    result_t r = put(s, &loop, key, b, 20000);
+    pthread_join(t, NULL);
+    assert_int_equal(r.err.code, 0);
+    r = get(s, &loop, key);
+    assert_int_equal(r.err.code, 0);
+    assert_memory_equal(r.data, b, 20000);
+    free(r.data);
+    /* Down for good: the error comes after the last attempt, not before. */
+    assert_int_equal(ts_sh("sh -c \"$FARM_TEST_S3_STOP\""), 0);
+    double t0 = ts_now();
+    r = put(s, &loop, key, b, 20000);
+    assert_int_equal(r.err.code, GF_EUNAVAIL);
+    assert_true(ts_now() - t0 > 0.1 * (1 + 2 + 4 + 8) * 0.7);
+    assert_int_equal(ts_sh("sh -c \"$FARM_TEST_S3_START\""), 0);
+    free(b);
+    close_all(s, &loop, cfg);
+    uv_loop_close(&loop);
+}
+
+static void test_close_cancels_what_is_in_flight(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    gf_config_t *cfg = s3_cfg("S3RVER", "farm", 0);
+    storage_t *s = open_s3(&loop, cfg);
+    result_t r = {.in_call = 1};
+    assert_int_equal(storage_get(s, USER "/" GEN "/0-full.png", on_got, &r), 0);
+    r.in_call = 0;
+    closed = 0;
+    storage_close(s, on_closed, NULL);
+    assert_int_equal(r.done, 1);
+    assert_int_equal(r.err.code, GF_ECANCELED);
+    while (!closed)
+        uv_run(&loop, UV_RUN_ONCE);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    gf_cfg_free(cfg);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* Keys outside the layout's alphabet are refused at the call, the callback never runs. */
+static void test_bad_keys_fail_at_once(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    gf_config_t *cfg = s3_cfg("S3RVER", "farm", 0);
+    storage_t *s = open_s3(&loop, cfg);
+    result_t r = {0};
+    const char *bad[] = {"../etc/passwd", "a//b", "/abs", "a/.hidden", "A/b", "a b", ""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(storage_put(s, bad[i], "x", 1, NULL, on_done, &r), GF_EINVAL);
+        assert_int_equal(storage_get(s, bad[i], on_got, &r), GF_EINVAL);
+        assert_int_equal(storage_delete(s, bad[i], on_done, &r), GF_EINVAL);
+    }
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(r.done, 0);
+    close_all(s, &loop, cfg);
+    uv_loop_close(&loop);
+}
+
+static void refused(const char *const *o, const char *names)
+{
+    gf_err_t err = {0};
+    gf_config_t *cfg = cfg_with(o, &err);
+    assert_non_null(cfg);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    storage_t *s = storage_new(&loop, cfg, NULL, &err);
+    assert_null(s);
+    assert_int_equal(err.code, GF_EINVAL);
+    if (strstr(err.msg, names) == NULL)
+        fail_msg("expected %s in: %s", names, err.msg);
+    gf_cfg_free(cfg);
+    uv_loop_close(&loop);
+}
+
+static void test_bad_combinations_are_refused_naming_the_variable(void **state)
+{
+    (void)state;
+    refused((const char *[]){"FARM_STORAGE=s3", endpoint_env, "FARM_S3_ACCESS_KEY_ID=a",
+                             "FARM_S3_SECRET_ACCESS_KEY=b", NULL},
+            "FARM_S3_BUCKET");
+    refused((const char *[]){"FARM_STORAGE=s3", "FARM_S3_BUCKET=farm", "FARM_S3_ACCESS_KEY_ID=a",
+                             "FARM_S3_SECRET_ACCESS_KEY=b", NULL},
+            "FARM_S3_ENDPOINT");
+    refused((const char *[]){"FARM_STORAGE=s3", endpoint_env, "FARM_S3_BUCKET=farm",
+                             "FARM_S3_SECRET_ACCESS_KEY=b", NULL},
+            "FARM_S3_ACCESS_KEY_ID");
+    refused((const char *[]){"FARM_STORAGE=local", "FARM_S3_BUCKET=farm", NULL}, "FARM_S3_BUCKET");
+    refused((const char *[]){"FARM_STORAGE=local", "FARM_S3_SERVE=proxy", NULL}, "FARM_S3_SERVE");
+    refused((const char *[]){"FARM_STORAGE=s3", "FARM_S3_ENDPOINT=http://127.0.0.1:1/bucket",
+                             "FARM_S3_BUCKET=farm", "FARM_S3_ACCESS_KEY_ID=a",
+                             "FARM_S3_SECRET_ACCESS_KEY=b", NULL},
+            "FARM_S3_ENDPOINT");
+    refused((const char *[]){"FARM_STORAGE=s3", endpoint_env, "FARM_S3_BUCKET=farm",
+                             "FARM_S3_ACCESS_KEY_ID=a", "FARM_S3_SECRET_ACCESS_KEY=b",
+                             "FARM_S3_PATH_STYLE=0", NULL},
+            "FARM_S3_PATH_STYLE=0");
+    refused((const char *[]){"FARM_STORAGE=s3", endpoint_env, "FARM_S3_BUCKET=farm",
+                             "FARM_S3_ACCESS_KEY_ID=a", "FARM_S3_SECRET_ACCESS_KEY=b",
+                             "FARM_S3_PREFIX=farm", NULL},
+            "FARM_S3_PREFIX");
+}
+
+int main(void)
+{
+    snprintf(endpoint_env, sizeof(endpoint_env), "FARM_S3_ENDPOINT=%s",
+             ts_env("FARM_TEST_S3_ENDPOINT"));
+    snprintf(vhost_env, sizeof(vhost_env), "FARM_S3_ENDPOINT=http://s3.localhost:%s",
+             ts_env("FARM_TEST_S3_PORT"));
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_put_get_delete_and_the_sdk_agrees),
+        cmocka_unit_test(test_the_farm_reads_what_the_sdk_stored),
+        cmocka_unit_test(test_presigned_urls_open_the_object_until_they_expire),
+        cmocka_unit_test(test_virtual_hosted_addressing),
+        cmocka_unit_test(test_a_wrong_secret_is_refused_and_named),
+        cmocka_unit_test(test_a_missing_bucket_fails_the_check),
+        cmocka_unit_test(test_a_put_outlives_the_server_going_down),
+        cmocka_unit_test(test_close_cancels_what_is_in_flight),
+        cmocka_unit_test(test_bad_keys_fail_at_once),
+        cmocka_unit_test(test_bad_combinations_are_refused_naming_the_variable),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

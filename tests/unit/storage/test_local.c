@@ -1,0 +1,219 @@
+/*
+ * unit_storage_local: the `local` backend through storage.h on a temp
+ * directory: put, get, delete, check; a retried put replaces the object and
+ * its ETag; no temp file is left; a symlink out of the root is not followed;
+ * the async contract (never inside the call, GF_ECANCELED after close).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "storage.h"
+
+#define KEY "0b7c0f4e-8a52-4a49-9d4e-3b1a5c6d7e8f/5f0e4a2b-1c3d-4e5f-8a9b-0c1d2e3f4a5b/0-full.webp"
+
+static char root[256], root_env[300];
+static uv_loop_t loop;
+static gf_config_t *cfg;
+static storage_t *st;
+
+typedef struct {
+    int done, in_call;
+    gf_err_t err;
+    unsigned char *data;
+    size_t len;
+    char etag[80];
+} result_t;
+
+static void on_done(storage_t *s, const gf_err_t *err, void *data)
+{
+    (void)s;
+    result_t *r = data;
+    assert_false(r->in_call);
+    r->err = *err;
+    r->done++;
+}
+
+static void on_got(storage_t *s, const gf_err_t *err, storage_object_t *obj, void *data)
+{
+    (void)s;
+    result_t *r = data;
+    assert_false(r->in_call);
+    r->err = *err;
+    r->done++;
+    if (err->code == 0) {
+        r->data = storage_object_take(obj, &r->len);
+        snprintf(r->etag, sizeof(r->etag), "%s", obj->etag);
+    }
+}
+
+static void run(result_t *r)
+{
+    r->in_call = 0;
+    while (!r->done)
+        uv_run(&loop, UV_RUN_ONCE);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(root, sizeof(root), "/tmp/genfarm-storage-local.XXXXXX");
+    if (mkdtemp(root) == NULL)
+        return -1;
+    snprintf(root_env, sizeof(root_env), "FARM_STORAGE_DIR=%s/objects", root);
+    char *env[] = {root_env, NULL};
+    gf_err_t err = {0};
+    cfg = gf_cfg_load(env, &err);
+    uv_loop_init(&loop);
+    st = storage_new(&loop, cfg, NULL, &err);
+    return st ? 0 : -1;
+}
+
+static int closed;
+static void on_closed(void *data)
+{
+    (void)data;
+    closed = 1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    storage_close(st, on_closed, NULL);
+    while (!closed)
+        uv_run(&loop, UV_RUN_ONCE);
+    uv_loop_close(&loop);
+    gf_cfg_free(cfg);
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static result_t put(const char *key, const char *s)
+{
+    result_t r = {.in_call = 1};
+    assert_int_equal(storage_put(st, key, s, strlen(s), "image/webp", on_done, &r), 0);
+    run(&r);
+    return r;
+}
+
+static result_t get(const char *key)
+{
+    result_t r = {.in_call = 1};
+    assert_int_equal(storage_get(st, key, on_got, &r), 0);
+    run(&r);
+    return r;
+}
+
+static void test_round_trip(void **state)
+{
+    (void)state;
+    assert_string_equal(storage_backend(st), "local");
+    result_t c = {.in_call = 1};
+    assert_int_equal(storage_check(st, 1000, on_done, &c), 0);
+    run(&c);
+    assert_int_equal(c.err.code, 0);
+    assert_int_equal(put(KEY, "first").err.code, 0);
+    result_t a = get(KEY);
+    assert_int_equal(a.err.code, 0);
+    assert_int_equal(a.len, 5);
+    assert_memory_equal(a.data, "first", 5);
+    usleep(10 * 1000);
+    assert_int_equal(put(KEY, "second!").err.code, 0); /* a retried put replaces it */
+    result_t b = get(KEY);
+    assert_int_equal(b.len, 7);
+    assert_memory_equal(b.data, "second!", 7);
+    assert_string_not_equal(a.etag, b.etag);
+    free(a.data);
+    free(b.data);
+    /* Only the object in its directory: no temp file left behind. */
+    char dir[600];
+    snprintf(dir, sizeof(dir), "%s/objects/%.*s", root, (int)(strrchr(KEY, '/') - KEY), KEY);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    assert_int_equal(n, 1);
+    result_t del = {.in_call = 1};
+    assert_int_equal(storage_delete(st, KEY, on_done, &del), 0);
+    run(&del);
+    assert_int_equal(del.err.code, 0);
+    assert_int_equal(get(KEY).err.code, GF_ENOTFOUND);
+    result_t again = {.in_call = 1};
+    assert_int_equal(storage_delete(st, KEY, on_done, &again), 0);
+    run(&again);
+    assert_int_equal(again.err.code, 0);
+}
+
+static void test_symlink_out_of_the_root_is_not_followed(void **state)
+{
+    (void)state;
+    char dir[600], link[700];
+    snprintf(dir, sizeof(dir), "%s/objects/u", root);
+    mkdir(dir, 0750);
+    snprintf(link, sizeof(link), "%s/x.png", dir);
+    assert_int_equal(symlink("/etc/hostname", link), 0);
+    assert_int_equal(get("u/x.png").err.code, GF_ENOTFOUND);
+}
+
+static void test_bad_keys_and_no_urls(void **state)
+{
+    (void)state;
+    result_t r = {0};
+    assert_int_equal(storage_get(st, "../etc/passwd", on_got, &r), GF_EINVAL);
+    assert_int_equal(storage_put(st, "a/../b", "x", 1, NULL, on_done, &r), GF_EINVAL);
+    assert_int_equal(storage_delete(st, "/etc/passwd", on_done, &r), GF_EINVAL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(r.done, 0);
+    gf_err_t err = {0};
+    assert_null(storage_read_url(st, KEY, 4000000000LL, &err));
+    assert_int_equal(err.code, GF_EINVAL);
+}
+
+/* Closing while a put runs on the thread pool: it is delivered canceled once
+ * it returns, and the backend is freed only after that. */
+static void test_close_while_a_put_runs(void **state)
+{
+    (void)state;
+    gf_err_t err = {0};
+    storage_t *s = storage_new(&loop, cfg, NULL, &err);
+    assert_non_null(s);
+    result_t r = {.in_call = 1};
+    assert_int_equal(storage_put(s, KEY, "data", 4, NULL, on_done, &r), 0);
+    r.in_call = 0;
+    int was_closed = 0;
+    closed = 0;
+    storage_close(s, on_closed, NULL);
+    assert_int_equal(closed, 0);
+    while (!closed) {
+        uv_run(&loop, UV_RUN_ONCE);
+        if (closed)
+            was_closed = r.done; /* the put's callback came before the close's */
+    }
+    assert_int_equal(r.done, 1);
+    assert_int_equal(r.err.code, GF_ECANCELED);
+    assert_int_equal(was_closed, 1);
+    closed = 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_symlink_out_of_the_root_is_not_followed),
+        cmocka_unit_test(test_bad_keys_and_no_urls),
+        cmocka_unit_test(test_close_while_a_put_runs),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,442 @@
+/*
+ * webhooks/deliver.c - the deliverer of a worker process: it claims due
+ * deliveries (farm_webhook_claim, a lease token each), sends each as one
+ * POST over net/, and records the attempt under that token
+ * (farm_webhook_result), so an attempt is recorded once and a worker whose
+ * lease ran out records nothing.
+ *
+ * Invariants:
+ * - `held` counts deliveries claimed and not yet recorded (waiting, in
+ *   flight, being recorded); a claim asks for at most concurrency - held.
+ * - A delivery is sent only while its lease still covers the whole request
+ *   (claimed less than lease - timeout - 5 s ago); one that waited longer
+ *   behind its host's bound is released unsent, so no other worker can be
+ *   sending the same attempt.
+ * - Requests in flight to one host never exceed FARM_WEBHOOK_PER_HOST.
+ * - The deliverer is freed only when nothing is held, no store call is in
+ *   flight and its handles (timer, net) are closed.
+ */
+#include "webhooks.h"
+#include "net.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define LEASE_MARGIN_MS 5000
+
+typedef struct item item_t;
+
+typedef struct host {
+    struct host *next;
+    int inflight;
+    char name[256];
+} host_t;
+
+struct webhook_deliverer {
+    uv_loop_t *loop;
+    const gf_config_t *cfg;
+    store_t *store;
+    net_t *net;
+    unsigned char key[WEBHOOK_KEY_MAX];
+    size_t key_len;
+    int enabled; /* a secret and a concurrency: it claims */
+    uv_timer_t timer;
+    store_call_t claim;
+    int claiming;
+    long long claim_limit; /* what the claim in flight asked for */
+    int held, calls, handles_open;
+    item_t *waiting, *waiting_tail; /* claimed, not yet sent, oldest first */
+    host_t *hosts;
+    int closing;
+    void (*closed_cb)(void *data);
+    void *closed_data;
+    gf_mfamily_t *m_outcomes;
+    gf_metric_t *m_lag;
+};
+
+struct item {
+    webhook_deliverer_t *d;
+    item_t *next;
+    store_webhook_claimed_t w; /* its strings are owned by the item */
+    host_t *host;
+    uint64_t claimed_at;       /* uv_now */
+    long long clock_offset_ms; /* the database's clock minus ours, at the claim */
+    net_xfer_t *xfer;
+    store_call_t result;
+    const char *outcome; /* what is being recorded */
+};
+
+static const gf_log_ctx log_ctx = {.component = "webhooks"};
+
+static void pump(webhook_deliverer_t *d);
+static void claim(webhook_deliverer_t *d);
+
+/* --- lifetime ---------------------------------------------------------------------- */
+
+static void maybe_free(webhook_deliverer_t *d)
+{
+    if (!d->closing || d->held > 0 || d->calls > 0 || d->claiming || d->handles_open > 0)
+        return;
+    for (host_t *h = d->hosts, *next; h; h = next) {
+        next = h->next;
+        free(h);
+    }
+    void (*cb)(void *) = d->closed_cb;
+    void *data = d->closed_data;
+    free(d);
+    if (cb)
+        cb(data);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    webhook_deliverer_t *d = h->data;
+    d->handles_open--;
+    maybe_free(d);
+}
+
+static void on_net_closed(void *data)
+{
+    webhook_deliverer_t *d = data;
+    d->handles_open--;
+    maybe_free(d);
+}
+
+/* Once nothing is held: close the timer and the net engine. */
+static void maybe_close_handles(webhook_deliverer_t *d)
+{
+    if (!d->closing || d->held > 0 || d->claiming)
+        return;
+    if (d->net) {
+        net_close(d->net, on_net_closed, d);
+        d->net = NULL;
+    }
+    if (!uv_is_closing((uv_handle_t *)&d->timer))
+        uv_close((uv_handle_t *)&d->timer, on_handle_closed);
+    maybe_free(d);
+}
+
+static void item_free(item_t *it)
+{
+    webhook_deliverer_t *d = it->d;
+    free(it->w.url);
+    free(it->w.event);
+    free(it->w.data);
+    store_call_dispose(&it->result);
+    free(it);
+    d->held--;
+}
+
+/* --- recording an attempt ------------------------------------------------------------ */
+
+static void on_recorded(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
+{
+    (void)st;
+    item_t *it = data;
+    webhook_deliverer_t *d = it->d;
+    d->calls--;
+    gf_log_ctx ctx = log_ctx;
+    ctx.generation_id = it->w.generation_id;
+    ctx.action = "recording a webhook attempt";
+    if (err->code < 0)
+        gf_log_err(GF_LOG_WARN, &ctx, err); /* its lease runs out: it is claimed again */
+    else if (!call->res.webhook_result.recorded)
+        GF_LOG(GF_LOG_INFO, &ctx, "delivery %s: lease lost, attempt not recorded", it->w.id);
+    else if (call->res.webhook_result.lag_s >= 0 && d->m_lag)
+        gf_metric_observe(d->m_lag, call->res.webhook_result.lag_s);
+    item_free(it);
+    if (d->closing)
+        maybe_close_handles(d);
+    else
+        pump(d);
+    maybe_free(d);
+}
+
+/* Records `outcome` for the item under its lease token; the item is freed once recorded. */
+static void record(item_t *it, const char *outcome, int status, const char *error,
+                   long long next_ms)
+{
+    webhook_deliverer_t *d = it->d;
+    it->outcome = outcome;
+    if (d->m_outcomes && strcmp(outcome, "release") != 0)
+        gf_metric_inc(gf_metric_with(
+            d->m_outcomes, strcmp(outcome, "retry") == 0 ? "retried" : outcome, NULL, NULL));
+    store_call_webhook_result(&it->result, it->w.id, it->w.lease_token, outcome, status, error,
+                              next_ms);
+    if (store_exec(d->store, &it->result, on_recorded, it) == 0) {
+        d->calls++;
+        return;
+    }
+    gf_log_ctx ctx = log_ctx;
+    ctx.generation_id = it->w.generation_id;
+    ctx.action = "recording a webhook attempt";
+    gf_log_err(GF_LOG_WARN, &ctx, &it->result.err);
+    item_free(it);
+    maybe_close_handles(d);
+}
+
+/* --- one request ----------------------------------------------------------------------- */
+
+static void on_response(net_resp_t *resp, void *data)
+{
+    item_t *it = data;
+    it->xfer = NULL;
+    it->host->inflight--;
+    webhook_attempt_t a = {
+        .attempts = it->w.attempts + 1,
+        .now_ms = gf_clock_unix_ms() + it->clock_offset_ms,
+        .status = resp->status,
+        .timed_out = net_timed_out(resp->curl_code),
+        .refused = resp->refused,
+        .retry_after = net_header(resp, "retry-after"),
+        .error = resp->curl_msg,
+    };
+    a.first_attempt_ms = it->w.first_attempt_ms > 0 ? it->w.first_attempt_ms : a.now_ms;
+    webhook_decision_t dec;
+    webhook_decide(&a, &dec);
+    gf_log_ctx ctx = log_ctx;
+    ctx.generation_id = it->w.generation_id;
+    ctx.attempt = a.attempts;
+    if (dec.verdict != WEBHOOK_DELIVERED)
+        GF_LOG(dec.verdict == WEBHOOK_FAILED ? GF_LOG_WARN : GF_LOG_INFO, &ctx,
+               "webhook %s (%s) %s: %s", it->w.id, it->w.event,
+               dec.verdict == WEBHOOK_FAILED ? "failed" : "to be retried", dec.reason);
+    record(it,
+           dec.verdict == WEBHOOK_DELIVERED ? "delivered"
+           : dec.verdict == WEBHOOK_RETRY   ? "retry"
+                                            : "failed",
+           (int)resp->status, dec.verdict == WEBHOOK_DELIVERED ? NULL : dec.reason, dec.next_ms);
+}
+
+static void send_item(item_t *it)
+{
+    webhook_deliverer_t *d = it->d;
+    const gf_config_t *cfg = d->cfg;
+    long long now_ms = gf_clock_unix_ms() + it->clock_offset_ms;
+    char *body = webhook_body(it->w.event, it->w.created_ms, it->w.data, cfg->file_secret,
+                              cfg->file_url_ttl_s, now_ms);
+    if (body == NULL) {
+        record(it, "failed", 0, "its data is not JSON", 0);
+        return;
+    }
+    long long ts = now_ms / 1000;
+    char sig[128], h_id[64], h_ts[48], h_sig[160];
+    webhook_sign(d->key, d->key_len, it->w.id, ts, body, strlen(body), sig, sizeof(sig));
+    snprintf(h_id, sizeof(h_id), "webhook-id: %s", it->w.id);
+    snprintf(h_ts, sizeof(h_ts), "webhook-timestamp: %lld", ts);
+    snprintf(h_sig, sizeof(h_sig), "webhook-signature: %s", sig);
+    const char *headers[] = {"Content-Type: application/json",
+                             "User-Agent: genfarm-webhooks/1 (+https://github.com/genfarm)",
+                             h_id,
+                             h_ts,
+                             h_sig,
+                             NULL};
+    net_req_t req = {.method = "POST",
+                     .url = it->w.url,
+                     .headers = headers,
+                     .body = body,
+                     .body_len = strlen(body),
+                     .timeout_ms = (uint64_t)cfg->webhook_timeout_s * 1000,
+                     .connect_timeout_ms = (uint64_t)cfg->webhook_timeout_s * 1000,
+                     .max_bytes = (size_t)cfg->webhook_max_response_bytes,
+                     .public_only = !cfg->webhook_allow_private};
+    it->host->inflight++;
+    it->xfer = net_start(d->net, &req, on_response, it);
+    free(body);
+}
+
+/* Starts what its host's bound allows, oldest first; releases what waited too long. */
+static void pump(webhook_deliverer_t *d)
+{
+    uint64_t now = uv_now(d->loop);
+    uint64_t send_by = (uint64_t)d->cfg->webhook_lease_s * 1000 -
+                       (uint64_t)d->cfg->webhook_timeout_s * 1000 - LEASE_MARGIN_MS;
+    item_t **pp = &d->waiting, *prev = NULL;
+    while (*pp) {
+        item_t *it = *pp;
+        int stale = now - it->claimed_at > send_by;
+        if (!d->closing && !stale && it->host->inflight >= d->cfg->webhook_per_host) {
+            prev = it;
+            pp = &it->next;
+            continue;
+        }
+        *pp = it->next;
+        if (d->waiting_tail == it)
+            d->waiting_tail = prev;
+        it->next = NULL;
+        if (d->closing || stale)
+            record(it, "release", 0, NULL, 0);
+        else
+            send_item(it);
+    }
+}
+
+/* --- claims -------------------------------------------------------------------------- */
+
+static host_t *host_get(webhook_deliverer_t *d, const char *name)
+{
+    for (host_t *h = d->hosts; h; h = h->next)
+        if (strcmp(h->name, name) == 0)
+            return h;
+    host_t *h = gf_xcalloc(1, sizeof(*h));
+    snprintf(h->name, sizeof(h->name), "%s", name);
+    h->next = d->hosts;
+    d->hosts = h;
+    return h;
+}
+
+/* Hosts with nothing in flight are forgotten after each claim: the list stays bounded. */
+static void hosts_trim(webhook_deliverer_t *d)
+{
+    host_t **pp = &d->hosts;
+    while (*pp) {
+        host_t *h = *pp;
+        int used = h->inflight > 0;
+        for (item_t *it = d->waiting; it && !used; it = it->next)
+            used = it->host == h;
+        if (used) {
+            pp = &h->next;
+        } else {
+            *pp = h->next;
+            free(h);
+        }
+    }
+}
+
+static void on_claimed(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
+{
+    (void)st;
+    webhook_deliverer_t *d = data;
+    d->claiming = 0;
+    if (err->code < 0) {
+        if (!d->closing) {
+            gf_log_ctx ctx = log_ctx;
+            ctx.action = "claiming webhook deliveries";
+            gf_log_err(GF_LOG_WARN, &ctx, err);
+        }
+        store_call_dispose(call);
+        maybe_close_handles(d);
+        return;
+    }
+    store_webhook_claim_result_t *r = &call->res.webhook_claim;
+    long long offset = r->now_ms - gf_clock_unix_ms();
+    int allow = (int)d->cfg->webhook_allow_private;
+    hosts_trim(d);
+    for (size_t i = 0; i < r->n; i++) {
+        item_t *it = gf_xcalloc(1, sizeof(*it));
+        it->d = d;
+        it->w = r->items[i];
+        memset(&r->items[i], 0, sizeof(r->items[i])); /* the item owns its strings now */
+        it->claimed_at = uv_now(d->loop);
+        it->clock_offset_ms = offset;
+        d->held++;
+        char host[256], reason[128];
+        if (net_url_check(it->w.url, allow, allow, host, sizeof(host), reason, sizeof(reason)) <
+            0) {
+            char why[160];
+            snprintf(why, sizeof(why), "webhook_url %s: never sent", reason);
+            record(it, "failed", 0, why, 0);
+            continue;
+        }
+        it->host = host_get(d, host);
+        if (d->waiting_tail)
+            d->waiting_tail->next = it;
+        else
+            d->waiting = it;
+        d->waiting_tail = it;
+    }
+    int full = (long long)r->n == d->claim_limit;
+    store_call_dispose(call);
+    pump(d);
+    if (d->closing)
+        maybe_close_handles(d);
+    else if (full)
+        claim(d); /* more may be due: no need to wait for the timer */
+}
+
+static void claim(webhook_deliverer_t *d)
+{
+    long long room = d->cfg->webhook_concurrency - d->held;
+    if (d->closing || d->claiming || room <= 0)
+        return;
+    d->claim_limit = room;
+    store_call_webhook_claim(&d->claim, (int)room, (int)d->cfg->webhook_lease_s);
+    if (store_exec(d->store, &d->claim, on_claimed, d) == 0) {
+        d->claiming = 1;
+        return;
+    }
+    store_call_dispose(&d->claim);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    webhook_deliverer_t *d = t->data;
+    pump(d); /* a delivery waiting behind its host may have gone stale */
+    claim(d);
+}
+
+/* --- public ---------------------------------------------------------------------------- */
+
+webhook_deliverer_t *webhook_deliverer_new(uv_loop_t *loop, const gf_config_t *cfg, store_t *store,
+                                           gf_metrics_t *metrics, gf_err_t *err)
+{
+    webhook_deliverer_t *d = gf_xcalloc(1, sizeof(*d));
+    d->loop = loop;
+    d->cfg = cfg;
+    d->store = store;
+    int has_secret = cfg->webhook_secret && cfg->webhook_secret[0];
+    if (has_secret && webhook_key_decode(cfg->webhook_secret, d->key, &d->key_len, err) < 0)
+        goto fail;
+    if (cfg->webhook_lease_s * 1000 <= cfg->webhook_timeout_s * 1000 + LEASE_MARGIN_MS) {
+        gf_err_set(err, GF_EINVAL, "webhooks",
+                   "FARM_WEBHOOK_LEASE_S=%lld must exceed FARM_WEBHOOK_TIMEOUT_S=%lld by more "
+                   "than 5 s",
+                   cfg->webhook_lease_s, cfg->webhook_timeout_s);
+        goto fail;
+    }
+    d->net = net_new(loop, err);
+    if (d->net == NULL)
+        goto fail;
+    d->handles_open = 1;
+    uv_timer_init(loop, &d->timer);
+    d->timer.data = d;
+    d->handles_open++;
+    d->enabled = has_secret && cfg->webhook_concurrency > 0;
+    if (metrics) {
+        d->m_outcomes = gf_metrics_counter(
+            metrics, "farm_webhook_deliveries_total",
+            "webhook attempts by outcome: delivered (2xx), retried (scheduled again), failed "
+            "(for good: 410, a refused address, 24 h of retries)",
+            "outcome");
+        static const double lag_buckets[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5,  1,     2.5,  5,
+                                             10,   30,    60,   300, 1800, 7200, 36000, 86400};
+        d->m_lag = gf_metric_with(
+            gf_metrics_histogram(metrics, "farm_webhook_delivery_lag_seconds",
+                                 "from a generation's terminal status to its webhook's delivery",
+                                 NULL, lag_buckets, sizeof(lag_buckets) / sizeof(lag_buckets[0])),
+            NULL, NULL, NULL);
+    }
+    if (!d->enabled)
+        GF_LOG(GF_LOG_INFO, &log_ctx, "this process delivers no webhooks (%s)",
+               has_secret ? "FARM_WEBHOOK_CONCURRENCY=0" : "no FARM_WEBHOOK_SECRET");
+    return d;
+fail:
+    free(d);
+    return NULL;
+}
+
+void webhook_deliverer_start(webhook_deliverer_t *d)
+{
+    if (d->enabled)
+        uv_timer_start(&d->timer, on_tick, 0, (uint64_t)d->cfg->webhook_poll_ms);
+}
+
+void webhook_deliverer_close(webhook_deliverer_t *d, void (*cb)(void *data), void *data)
+{
+    d->closing = 1;
+    d->closed_cb = cb;
+    d->closed_data = data;
+    uv_timer_stop(&d->timer);
+    pump(d); /* releases what waits; what is in flight ends and is recorded */
+    maybe_close_handles(d);
+}
