@@ -213,8 +213,7 @@ static const cfg_row cfg_table[] = {
      "after an answer that closes the connection, input is read and dropped this long so the "
      "client, still sending, reads the answer (lingering close); 0: close at once"},
     {"FARM_HTTP_LINGER_MAX_BYTES", CFG_INT, OFF(http_linger_max_bytes), "16777216", 0, 1024 * MIB,
-     NULL, 0,
-     "and at most this many bytes are dropped while lingering; then the connection closes"},
+     NULL, 0, "bytes read and dropped in a lingering close before the connection closes anyway"},
     {"FARM_HTTP_MAX_QUEUED_BYTES", CFG_INT, OFF(http_max_queued_bytes), "262144", 4 * KIB,
      256 * MIB, NULL, 0,
      "answers queued to one client that does not read them before its next request waits "
