@@ -82,11 +82,10 @@ static double get(int *fd, const char *path)
     char req[2048], buf[65536];
     int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: bench\r\n\r\n", path);
     double t0 = now_s();
+    size_t len = 0, head = 0;
+    long want = -1;
     if (send(*fd, req, (size_t)n, MSG_NOSIGNAL) != n)
         goto fail;
-    size_t len = 0;
-    long want = -1;
-    size_t head = 0;
     for (;;) {
         ssize_t r = recv(*fd, buf + len, sizeof(buf) - 1 - len, 0);
         if (r <= 0)
