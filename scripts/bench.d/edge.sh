@@ -27,7 +27,7 @@ bench_edge() {
 
 # Runs inside tests/fixture/with-servers (bench_with_servers).
 bench_edge_in_fixture() {
-    local tmp=$FARM_TEST_TMPDIR api_port file out
+    local tmp=$FARM_TEST_TMPDIR api_port file out tok
     bench_clear_test_env
     ulimit -n "$(ulimit -Hn)"
     export FARM_JWT_SECRET=bench-secret-0123456789 FARM_FILE_SECRET=bench-file-secret-0123456789 \
@@ -39,8 +39,9 @@ bench_edge_in_fixture() {
     api_pid=$!
     gf_wait_http "http://127.0.0.1:$api_port/readyz" 200 20 "$api_pid" ||
         gf_die "farm-api did not become ready: $(tail -n 20 "$tmp/api.log")"
-    # A signed file URL of the api: the first pose map of the presets.
-    file=$(curl -fsS "http://127.0.0.1:$api_port/v1/presets" | node -e '
+    # A signed file URL of the api: the first pose map of the presets (a user's view).
+    tok=$("$bin/farm" token --sub 00000000-0000-4000-8000-0000000000e1 --ttl 3600)
+    file=$(curl -fsS -H "Authorization: Bearer $tok" "http://127.0.0.1:$api_port/v1/presets" | node -e '
         let s = ""; process.stdin.on("data", d => s += d).on("end", () => {
             const u = new URL(JSON.parse(s).poses[0].map_url, "http://x");
             console.log(u.pathname + u.search);
