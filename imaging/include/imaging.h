@@ -388,14 +388,14 @@ void img_pose_joint_color(int i, unsigned char rgb[3]);
 void img_pose_limb_joints(int i, int *a, int *b);
 #define IMG_POSE_LIMBS 17
 
-/* ---- storage (FARM_STORAGE_DIR) ---------------------------------------------- */
+/* ---- storage keys ------------------------------------------------------------ */
 
 /*
- * Files live at {root}/{user}/{generation}/{index}-{variant}.{ext} and
- * {root}/{user}/uploads/{upload}.{ext}. Every name is built from validated
- * parts - ids must be lower-case UUIDs, the variant [a-z0-9_]{1,31}, the
- * index 0..999 - never from a user's string. The part below the root is the
- * file's `key`, which signed file URLs carry.
+ * Images are stored (by storage/) under the keys
+ * {user}/{generation}/{index}-{variant}.{ext} and {user}/uploads/{upload}.{ext}.
+ * Every key is built from validated parts - ids must be lower-case UUIDs, the
+ * variant [a-z0-9_]{1,31}, the index 0..999 - never from a user's string.
+ * Signed file URLs carry the key.
  */
 #define IMG_KEY_MAX 160
 
@@ -411,36 +411,5 @@ int img_storage_key(const char *user_id, const char *gen_id, int index, const ch
 /* The key of an upload: {user}/uploads/{upload}.{ext}. */
 int img_storage_upload_key(const char *user_id, const char *upload_id, img_format fmt,
                            char key[IMG_KEY_MAX], gf_err_t *err);
-
-/*
- * Writes `len` bytes to {root}/{key} atomically: a unique temp file in the
- * same directory, written, fsync'd, renamed over the final name, and the
- * directory fsync'd - a reader sees the old file or the whole new one, never
- * a part, and a retried job rewrites the same name. Missing directories are
- * made (mode 0750). `key` must be one that img_storage_key() or
- * img_storage_upload_key() built. Errors: GF_EINVAL (bad key), GF_EIO with
- * errno in `detail`.
- */
-int img_storage_write(const char *root, const char *key, const void *data, size_t len,
-                      gf_err_t *err);
-
-/*
- * Resolves a key (from a signed URL) to the path of an existing regular file
- * for serving, into `path` (`size` bytes). The key must match the grammar
- * above exactly, so no "..", no absolute path, no extra component can pass;
- * the resolved real path must also lie under the real root (a symlink out is
- * refused). Sets `*fmt` from the extension when not NULL.
- * Errors: GF_EINVAL (bad key), GF_ENOTFOUND (no such file, or outside the
- * root), GF_ETOOBIG (`size` too small).
- */
-int img_storage_resolve(const char *root, const char *key, char *path, size_t size, img_format *fmt,
-                        gf_err_t *err);
-
-/*
- * Removes the file of a key that img_storage_write() wrote, when what it
- * was written for could not be recorded. A missing file is not an error.
- * Errors: GF_EINVAL (bad key), GF_EIO with errno in `detail`.
- */
-int img_storage_remove(const char *root, const char *key, gf_err_t *err);
 
 #endif

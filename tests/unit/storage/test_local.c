@@ -2,7 +2,8 @@
  * unit_storage_local: the `local` backend through storage.h on a temp
  * directory: put, get, delete, check; a retried put replaces the object and
  * its ETag; no temp file is left; a symlink out of the root is not followed;
- * the async contract (never inside the call, GF_ECANCELED after close).
+ * keys that could leave the root are refused; a reader never sees a partial
+ * object; the async contract (never inside the call, GF_ECANCELED after close).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,8 @@
 
 #include <cmocka.h>
 #include <dirent.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -181,6 +184,84 @@ static void test_bad_keys_and_no_urls(void **state)
     assert_int_equal(err.code, GF_EINVAL);
 }
 
+/* Keys that could name a file outside the root, or a hidden or temp file,
+ * are refused by every operation before anything runs. */
+static void test_traversal_and_odd_keys_refused(void **state)
+{
+    (void)state;
+    static const char *bad[] = {
+        "../etc/passwd",
+        "/etc/passwd",
+        "u/../../etc/passwd",
+        "u/g/0-full.webp/..",
+        "u/./0-full.webp",
+        "u//0-full.webp",
+        "u/g/0-full.webp ",
+        "u/g/.0-full.webp.tmp.abcdef",
+        "U/g/0-full.webp",
+        "u/g/0-full.webp\n",
+        "",
+        NULL,
+    };
+    result_t r = {0};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (storage_get(st, bad[i], on_got, &r) != GF_EINVAL)
+            fail_msg("get accepted '%s'", bad[i] ? bad[i] : "(null)");
+        if (storage_put(st, bad[i], "x", 1, NULL, on_done, &r) != GF_EINVAL)
+            fail_msg("put accepted '%s'", bad[i] ? bad[i] : "(null)");
+        if (storage_delete(st, bad[i], on_done, &r) != GF_EINVAL)
+            fail_msg("delete accepted '%s'", bad[i] ? bad[i] : "(null)");
+    }
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(r.done, 0);
+}
+
+/* A reader racing puts that keep replacing an object with 256 KiB of 'a' or
+ * of 'b' only ever reads one whole version from the file. */
+#define BIG (256 * 1024)
+static atomic_int stop;
+
+static void *reader(void *arg)
+{
+    const char *path = arg;
+    unsigned char *buf = malloc(BIG + 1);
+    long bad = 0, seen = 0;
+    while (!atomic_load(&stop)) {
+        FILE *f = fopen(path, "rb");
+        if (f == NULL)
+            continue;
+        size_t n = fread(buf, 1, BIG + 1, f);
+        fclose(f);
+        seen++;
+        if (n != BIG || (buf[0] != 'a' && buf[0] != 'b') || memchr(buf, buf[0] ^ 3, n) != NULL)
+            bad++;
+    }
+    free(buf);
+    return (void *)(bad == 0 && seen > 0 ? 0 : 1L);
+}
+
+static void test_puts_are_atomic_for_readers(void **state)
+{
+    (void)state;
+    char *a = malloc(BIG + 1), *b = malloc(BIG + 1), path[600];
+    memset(a, 'a', BIG);
+    memset(b, 'b', BIG);
+    a[BIG] = b[BIG] = '\0';
+    assert_int_equal(put(KEY, a).err.code, 0);
+    snprintf(path, sizeof(path), "%s/objects/%s", root, KEY);
+    pthread_t t;
+    atomic_store(&stop, 0);
+    assert_int_equal(pthread_create(&t, NULL, reader, path), 0);
+    for (int i = 0; i < 40; i++)
+        assert_int_equal(put(KEY, i % 2 ? a : b).err.code, 0);
+    atomic_store(&stop, 1);
+    void *res;
+    pthread_join(t, &res);
+    assert_null(res);
+    free(a);
+    free(b);
+}
+
 /* Closing while a put runs on the thread pool: it is delivered canceled once
  * it returns, and the backend is freed only after that. */
 static void test_close_while_a_put_runs(void **state)
@@ -213,6 +294,8 @@ int main(void)
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_symlink_out_of_the_root_is_not_followed),
         cmocka_unit_test(test_bad_keys_and_no_urls),
+        cmocka_unit_test(test_traversal_and_odd_keys_refused),
+        cmocka_unit_test(test_puts_are_atomic_for_readers),
         cmocka_unit_test(test_close_while_a_put_runs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
