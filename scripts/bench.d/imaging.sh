@@ -5,12 +5,15 @@
 # 1024x1024 PNG made here with `vips`, from one thread and from one thread
 # per core (bench_imaging, vips concurrency 1 per pipeline as in the
 # worker), then vipsthumbnail making the 512 attention-cropped WebP from the
-# same file (one process, 20 files per run, vips' default threads). Each of
-# the three runs for BENCH_DURATION (10s). Prints one line:
+# same file (one process, 20 files per run, vips' default threads), and
+# sharp (tests/sharp/variants.mjs: the npm package Lumiku used, on its own
+# bundled libvips) making our four variants at our settings from one
+# thread. Each of the four runs for BENCH_DURATION (10s). Prints one line:
 #
-#   imaging: <N> img/s (1 thread), <M> img/s (all) | vipsthumbnail <K> img/s
+#   imaging: <N> img/s (1 thread), <M> img/s (all) | sharp <S> img/s (1 thread), ours <R>x | vipsthumbnail <K> img/s
 #
-# (N, M, K with 1 decimal.) Knobs: BENCH_DURATION, FARM_BIN_DIR.
+# (N, M, S, K with 1 decimal; R = N / S, the goal of issue #22 is R >= 1.0.)
+# Knobs: BENCH_DURATION, FARM_BIN_DIR.
 #
 # scripts/bench sources this file in a subshell of its own and runs
 # bench_imaging; sourcing it defines functions and starts nothing.
@@ -33,9 +36,9 @@ imaging_png() {
 }
 
 bench_imaging() {
-    bench_prepare vips vipsthumbnail
+    bench_prepare vips vipsthumbnail node
     [[ -x $bin/bench_imaging ]] || gf_die "$bin/bench_imaging is missing"
-    local secs=${BENCH_DURATION:-10s} cores tmp one all t0 t1 n=0 batch=20 i
+    local secs=${BENCH_DURATION:-10s} cores tmp one all sharp t0 t1 n=0 batch=20 i
     secs=${secs%s}
     cores=$(nproc)
     tmp=$(mktemp -d "${TMPDIR:-/tmp}/bench-imaging.XXXXXX")
@@ -46,6 +49,11 @@ bench_imaging() {
 
     gf_info "bench_imaging: 1 thread, ${secs}s"
     one=$("$bin/bench_imaging" "$tmp/in.png" 1 "$secs") || gf_die "bench_imaging failed"
+    gf_info "sharp, 1 thread, ${secs}s"
+    [[ -d $root/tests/sharp/node_modules/sharp ]] ||
+        gf_die "tests/sharp/node_modules is missing: run scripts/install-deps"
+    sharp=$(cd "$root/tests/sharp" && UV_THREADPOOL_SIZE=1 node variants.mjs "$tmp/in.png" "$secs") ||
+        gf_die "sharp failed (it needs Node >= 20.9)"
     gf_info "bench_imaging: $cores threads, ${secs}s"
     all=$("$bin/bench_imaging" "$tmp/in.png" "$cores" "$secs") || gf_die "bench_imaging failed"
 
@@ -62,9 +70,9 @@ bench_imaging() {
         t1=$(date +%s.%N)
         awk -v a="$t0" -v b="$t1" -v s="$secs" 'BEGIN { exit !(b - a >= s) }' && break
     done
-    awk -v one="$one" -v all="$all" -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN {
-        split(one, o, " "); split(all, m, " ")
-        printf "imaging: %.1f img/s (1 thread), %.1f img/s (all) | vipsthumbnail %.1f img/s\n",
-            o[1] / o[2], m[1] / m[2], n / (b - a)
+    awk -v one="$one" -v all="$all" -v sharp="$sharp" -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN {
+        split(one, o, " "); split(all, m, " "); split(sharp, s, " ")
+        printf "imaging: %.1f img/s (1 thread), %.1f img/s (all) | sharp %.1f img/s (1 thread), ours %.2fx | vipsthumbnail %.1f img/s\n",
+            o[1] / o[2], m[1] / m[2], s[1] / s[2], (o[1] / o[2]) / (s[1] / s[2]), n / (b - a)
     }'
 }
