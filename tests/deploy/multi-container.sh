@@ -186,16 +186,23 @@ driver=("node" "$src/tests/deploy/mc-driver.mjs" "$api" "$token" "$tmp/ids")
 start_s=$(date +%s.%N)
 "${driver[@]}" create "$n_gen"
 say "$n_gen generations created"
-"${driver[@]}" wait-done $((n_gen / 3))
 # The jobs worker-2 holds (its queue id starts with its container's host
-# name) go back to the queue when their 5 s lease runs out.
+# name) go back to the queue when their 5 s lease runs out. It is killed
+# as soon as it holds some (it claims right after the POSTs), so the kill
+# always has something to take away.
 host2=$("${podman[@]}" inspect --format '{{.Config.Hostname}}' "$(cname worker-2)")
-stats=$(curl -s -H "Authorization: Bearer $admin" "$api/v1/admin/stats")
-held2=$(node -e 'const s=JSON.parse(process.argv[1]);const w=s.workers.find(w=>w.id.startsWith(process.argv[2]+"-"));console.log(w?w.in_flight:0, "of", s.in_flight, "running,", Object.values(s.queued_by_tier).reduce((a,b)=>a+b,0), "queued")' "$stats" "$host2")
+held2=
+for ((i = 0; i < 300; i++)); do
+    stats=$(curl -s -H "Authorization: Bearer $admin" "$api/v1/admin/stats")
+    held2=$(node -e 'const s=JSON.parse(process.argv[1]);const w=s.workers.find(w=>w.id.startsWith(process.argv[2]+"-"));const n=w?w.in_flight:0;if(n>0)console.log(n, "of", s.in_flight, "running,", Object.values(s.queued_by_tier).reduce((a,b)=>a+b,0), "queued")' "$stats" "$host2")
+    [[ -n $held2 ]] && break
+    sleep 0.1
+done
+[[ -n $held2 ]] || fail "worker-2 never held a job to be killed with; last stats: $stats"
 "${podman[@]}" kill -s KILL "$(cname worker-2)" >/dev/null
 start_worker 4
 wait_worker 4
-say "worker-2 killed (SIGKILL) holding $held2, after $((n_gen / 3)) finished; worker-4 started"
+say "worker-2 killed (SIGKILL) holding $held2; worker-4 started"
 "${driver[@]}" wait-done "$n_gen"
 end_s=$(date +%s.%N)
 "${podman[@]}" stats --no-stream --format '{{.Name}} mem {{.MemUsage}} cpu {{.CPUPerc}}' \
