@@ -1,6 +1,7 @@
 // tests/deploy/mc-driver.mjs API TOKEN IDS_FILE MODE N : the client side of
 // tests/deploy/multi-container.sh, against a farm-api container.
-//   create N     POST N avatar generations (256x256, one image), ids to IDS_FILE
+//   create N     POST N avatar generations (256x256, one image), ids to IDS_FILE;
+//                a 503 is retried after Retry-After with the same Idempotency-Key
 //   wait-done N  wait (10 min at most) until N of them have ended
 //   check N      all N succeeded; every output downloads through the api,
 //                with the advertised size and sha256, as a real image
@@ -32,19 +33,33 @@ async function getGen(id) {
 const ended = new Set(["succeeded", "partial", "failed", "canceled", "expired"]);
 
 if (mode === "create") {
+  // As a client should: a 503 (nothing was charged) is retried after its
+  // Retry-After with the same Idempotency-Key, so a retry never holds twice.
   const ids = [];
+  let retried = 0;
   await pool([...Array(n).keys()], 8, async (i) => {
-    const r = await fetch(`${api}/v1/generations`, {
-      method: "POST",
-      headers: { ...auth, "Content-Type": "application/json" },
-      body: JSON.stringify({ kind: "avatar", prompt: `multi-container run ${i}`, width: 256, height: 256 }),
-      signal: AbortSignal.timeout(10000),
-    });
-    const body = await r.text();
-    if (r.status !== 202) fail(`POST /v1/generations: ${r.status} ${body}`);
-    ids.push(JSON.parse(body).id);
+    const key = `mc-${process.pid}-${i}`;
+    for (let attempt = 1; ; attempt++) {
+      const r = await fetch(`${api}/v1/generations`, {
+        method: "POST",
+        headers: { ...auth, "Content-Type": "application/json", "Idempotency-Key": key },
+        body: JSON.stringify({ kind: "avatar", prompt: `multi-container run ${i}`, width: 256, height: 256 }),
+        signal: AbortSignal.timeout(10000),
+      });
+      const body = await r.text();
+      if (r.status === 503 && attempt < 10) {
+        retried++;
+        await sleep(1000 * Math.min(Number(r.headers.get("retry-after")) || 1, 5));
+        continue;
+      }
+      if (r.status !== 202) fail(`POST /v1/generations: ${r.status} ${body}`);
+      ids.push(JSON.parse(body).id);
+      break;
+    }
   });
+  if (new Set(ids).size !== n) fail(`${new Set(ids).size} distinct ids for ${n} generations`);
   writeFileSync(idsFile, ids.join("\n") + "\n");
+  if (retried) console.log(`${retried} POSTs answered 503 and were retried`);
 } else if (mode === "wait-done") {
   const ids = readFileSync(idsFile, "utf8").trim().split("\n");
   const done = new Set();
