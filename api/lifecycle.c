@@ -6,9 +6,10 @@
  * (farm_generation_delete, farm_upload_delete): from then on the generation
  * or upload is gone for its user, and its objects are listed in
  * storage_deletions. The api then deletes the objects it may delete at once
- * through storage/ and answers 204 once they have been tried; what storage
- * refused, and what an open generation still reads, the sweeper deletes
- * later. A delete that fails halfway never leaves a generation half-visible.
+ * through storage/ and answers 204 once they have been tried, or after
+ * DELETE_ANSWER_WAIT_MS while storage is slow (the deletes go on); what
+ * storage refused, and what an open generation still reads, the sweeper
+ * deletes later. A delete that fails halfway never leaves a generation half-visible.
  *
  * deleted() is the one place where a delete has succeeded.
  */
@@ -17,13 +18,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* How long a DELETE waits for its objects' deletes before it answers anyway. */
+#define DELETE_ANSWER_WAIT_MS 5000
+
 typedef struct {
     api_t *api;
-    gf_http_req_t *req;
+    gf_http_req_t *req; /* NULL once answered */
     api_principal_t who;
     char id[37];
     const char *what; /* "generation" | "upload" */
     store_call_t call;
+    uv_timer_t timer; /* DELETE_ANSWER_WAIT_MS, while the objects are deleted */
+    int timer_init;
 } del_ctx_t;
 
 static del_ctx_t *ctx_new(api_t *api, gf_http_req_t *req, const char *what)
@@ -41,10 +47,33 @@ static void ctx_free(del_ctx_t *c)
     free(c);
 }
 
+static void on_timer_closed(uv_handle_t *h)
+{
+    ctx_free(h->data);
+}
+
+/* Answers 204 unless that was done, then frees the context (once its timer is closed). */
 static void answer_deleted(del_ctx_t *c)
 {
+    if (c->req)
+        gf_http_respond(c->req, 204, NULL, "", 0);
+    c->req = NULL;
+    if (c->timer_init)
+        uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+    else
+        ctx_free(c);
+}
+
+/* Storage is slow: the delete is committed, so answer now; the deletes go on. */
+static void on_wait_over(uv_timer_t *t)
+{
+    del_ctx_t *c = t->data;
+    gf_log_ctx ctx = {
+        .component = "api", .request_id = gf_http_req_id(c->req), .user_id = c->who.sub};
+    GF_LOG(GF_LOG_WARN, &ctx, "%s %s: objects still being deleted after %d ms; answered", c->what,
+           c->id, DELETE_ANSWER_WAIT_MS);
     gf_http_respond(c->req, 204, NULL, "", 0);
-    ctx_free(c);
+    c->req = NULL;
 }
 
 static void on_reported(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
@@ -66,7 +95,7 @@ static void on_objects_deleted(storage_t *s, const gf_err_t *err, const char *co
     del_ctx_t *c = data;
     if (err->code < 0) {
         gf_log_ctx ctx = {.component = "api",
-                          .request_id = gf_http_req_id(c->req),
+                          .request_id = c->req ? gf_http_req_id(c->req) : NULL,
                           .user_id = c->who.sub,
                           .action = "deleting objects (the sweeper retries)"};
         gf_log_err(GF_LOG_WARN, &ctx, err);
@@ -97,11 +126,16 @@ static void deleted(del_ctx_t *c)
     }
     int rc = storage_delete_keys(c->api->storage, (const char *const *)k->keys, k->n,
                                  on_objects_deleted, c);
-    if (rc < 0) {
-        GF_LOG(GF_LOG_WARN, &ctx, "cannot delete the objects now (%s): the sweeper will",
-               gf_status_name(rc));
-        answer_deleted(c);
+    if (rc == 0) {
+        uv_timer_init(c->api->loop, &c->timer);
+        c->timer.data = c;
+        c->timer_init = 1;
+        uv_timer_start(&c->timer, on_wait_over, DELETE_ANSWER_WAIT_MS, 0);
+        return;
     }
+    GF_LOG(GF_LOG_WARN, &ctx, "cannot delete the objects now (%s): the sweeper will",
+           gf_status_name(rc));
+    answer_deleted(c);
 }
 
 static void on_marked(store_t *st, const gf_err_t *err, store_call_t *call, void *data)

@@ -13,7 +13,8 @@
  * - S3 stopped mid-delete (worker_lifecycle_s3 only: the local backend
  *   cannot be made to fail a delete when the tests run as root): still 204
  *   and hidden at once, the objects wait in storage_deletions, the sweeper
- *   tries, fails, and deletes them once S3 is back;
+ *   tries, fails, and deletes them once S3 is back; S3 hanging: the DELETE
+ *   answers 204 after its wait, the objects go once S3 answers;
  * - GET /v1/uploads newest first with created_at and a cursor; DELETE
  *   /v1/uploads/{id}: 204, no longer listed nor referable (404), its object
  *   gone; another user's: 404;
@@ -671,6 +672,33 @@ static void test_old_idempotency_keys_are_purged(void **state)
     json_decref(g);
 }
 
+/* S3 hangs (its process stopped, connections accepted and never answered) mid-delete:
+ * the DELETE still answers 204 within its wait, not after the storage timeouts (30 s a
+ * try), and the objects go once S3 answers again. */
+static void test_storage_hanging_mid_delete(void **state)
+{
+    (void)state;
+    char id[37], path[128], keys[8][300];
+    json_t *g = generation(1, "", id);
+    json_t *outputs = json_object_get(g, "outputs");
+    size_t n = json_array_size(outputs);
+    for (size_t i = 0; i < n && i < 8; i++)
+        output_key(json_array_get(outputs, i), keys[i]);
+    assert_int_equal(ts_sh("kill -STOP $(cat \"$FARM_TEST_TMPDIR/s3.pid\")"), 0);
+    snprintf(path, sizeof(path), "/v1/generations/%s", id);
+    double t0 = ts_now();
+    long st = api_status("DELETE", path, tok);
+    double waited = ts_now() - t0;
+    assert_int_equal(ts_sh("kill -CONT $(cat \"$FARM_TEST_TMPDIR/s3.pid\")"), 0);
+    assert_int_equal(st, 204);
+    assert_true(waited < 20); /* the api's wait (5 s), far below 2 tries x 30 s */
+    assert_int_equal(api_status("GET", path, tok), 404);
+    assert_or_logs(pg_wait(PENDING_OF, id, 0, 90));
+    for (size_t i = 0; i < n && i < 8; i++)
+        assert_true(object_absent(keys[i]));
+    json_decref(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -680,12 +708,14 @@ int main(void)
         cmocka_unit_test(test_an_upload_deleted_under_a_queued_generation),
         cmocka_unit_test(test_retention_deletes_old_outputs_and_uploads),
         cmocka_unit_test(test_old_idempotency_keys_are_purged),
-        cmocka_unit_test(test_storage_failing_mid_delete), /* last: S3 only */
+        /* the last two: S3 only */
+        cmocka_unit_test(test_storage_failing_mid_delete),
+        cmocka_unit_test(test_storage_hanging_mid_delete),
     };
     const char *endpoint = getenv("FARM_TEST_S3_ENDPOINT");
     size_t n = sizeof(tests) / sizeof(tests[0]);
     /* The storage fault is S3's (stopped); the local backend has none a root test can make. */
     if (endpoint == NULL || endpoint[0] == '\0')
-        n--;
+        n -= 2;
     return _cmocka_run_group_tests("worker_lifecycle", tests, n, setup, teardown);
 }
