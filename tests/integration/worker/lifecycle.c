@@ -18,8 +18,9 @@
  * - GET /v1/uploads newest first with created_at and a cursor; DELETE
  *   /v1/uploads/{id}: 204, no longer listed nor referable (404), its object
  *   gone; another user's: 404;
- * - an upload deleted while a generation that uses it is queued: the
- *   object stays until that generation has finished (succeeded, its
+ * - an upload deleted while a generation that uses it is queued, and a
+ *   generation deleted while a queued one takes its output as identity:
+ *   the object stays until that generation has finished (succeeded, its
  *   identity read), then the sweeper deletes it;
  * - retention: outputs and uploads whose times are moved back two days in
  *   Postgres are deleted by the sweeper, at most 3 a tick, outputs then
@@ -572,6 +573,48 @@ static void test_an_upload_deleted_under_a_queued_generation(void **state)
     json_decref(g);
 }
 
+/* The same for a deleted generation whose output a queued generation takes as identity. */
+static void test_a_generation_deleted_under_a_queued_generation(void **state)
+{
+    (void)state;
+    char src[37], busy[37], id[37], path[128], body[600], key[300];
+    json_t *g = generation(1, "", src);
+    json_t *full = NULL, *o;
+    size_t i;
+    json_array_foreach(json_object_get(g, "outputs"), i,
+                       o) if (strcmp(json_string_value(json_object_get(o, "variant")), "full") == 0)
+        full = o;
+    assert_non_null(full);
+    output_key(full, key);
+    char sha[65];
+    snprintf(sha, sizeof(sha), "%s", json_string_value(json_object_get(full, "sha256")));
+    json_decref(g);
+    au_create(tok,
+              "{\"kind\":\"avatar\",\"prompt\":\"busy\",\"count\":3,\"width\":256,"
+              "\"height\":256}",
+              busy);
+    json_t *b = wait_status(busy, "running", 30);
+    assert_non_null(b);
+    json_decref(b);
+    snprintf(body, sizeof(body),
+             "{\"kind\":\"avatar\",\"prompt\":\"keep me\",\"width\":256,\"height\":256,"
+             "\"identity\":{\"generation_id\":\"%s\",\"index\":0}}",
+             src);
+    au_create(tok, body, id);
+    snprintf(path, sizeof(path), "/v1/generations/%s", src);
+    assert_int_equal(api_status("DELETE", path, tok), 204);
+    assert_int_equal(api_status("GET", path, tok), 404);
+    assert_true(object_present(key, sha)); /* the queued one reads it when it starts */
+    g = wait_status(id, "succeeded|partial|failed", 60);
+    assert_or_logs(g != NULL);
+    assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
+    json_decref(g);
+    assert_or_logs(pg_wait(PENDING_OF, src, 0, 30));
+    assert_true(object_absent(key));
+    g = wait_status(busy, "succeeded|partial|failed", 60);
+    json_decref(g);
+}
+
 /* The sum of N over the worker log's "retention: N outputs" lines; each N must be <= 3. */
 static long retention_logged(const char *what)
 {
@@ -706,6 +749,7 @@ int main(void)
         cmocka_unit_test(test_delete_is_refused_while_running_and_for_others),
         cmocka_unit_test(test_uploads_listed_newest_first_and_deleted),
         cmocka_unit_test(test_an_upload_deleted_under_a_queued_generation),
+        cmocka_unit_test(test_a_generation_deleted_under_a_queued_generation),
         cmocka_unit_test(test_retention_deletes_old_outputs_and_uploads),
         cmocka_unit_test(test_old_idempotency_keys_are_purged),
         /* the last two: S3 only */
