@@ -97,7 +97,8 @@ json_t *api__signed_url(api_t *api, const char *prefix, const char *key);
  * go to `seconds_left`, when not NULL). Constant-time. */
 int api__signature_ok(api_t *api, gf_http_req_t *req, const char *key, long *seconds_left);
 
-/* Adds the signed `url` of each output (dropping its storage key) of a generation object. */
+/* Adds the signed `url` of each output (dropping its storage key) of a generation object;
+ * an output without a key (deleted) gets url null. */
 void api__sign_outputs(api_t *api, json_t *gen);
 
 /* api/store_json.c: the store's results as the API's JSON (new objects; storage keys unsigned). */
@@ -124,6 +125,8 @@ void api__credits_routes(api_t *api);
 void api__events_routes(api_t *api);
 void api__files_routes(api_t *api);
 void api__cors_routes(api_t *api);
+/* api/lifecycle.c: DELETE of generations and uploads, the list of uploads. */
+void api__lifecycle_routes(api_t *api);
 /* api/web.c: GET /v1/openapi.json, and the demo page when FARM_DEMO=1. */
 void api__web_routes(api_t *api);
 

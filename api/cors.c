@@ -47,7 +47,7 @@ static void on_preflight(gf_http_req_t *req, void *data)
 {
     api_t *api = data;
     if (origin_allowed(api->cfg->cors_origins, gf_http_req_header(req, "origin"))) {
-        gf_http_set_header(req, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+        gf_http_set_header(req, "Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
         gf_http_set_header(req, "Access-Control-Allow-Headers",
                            "Authorization, Content-Type, Idempotency-Key, Last-Event-ID, "
                            "X-Request-Id");
@@ -66,6 +66,7 @@ void api__cors_routes(api_t *api)
                                            "/v1/credits",
                                            "/v1/credits/ledger",
                                            "/v1/uploads",
+                                           "/v1/uploads/:id",
                                            "/v1/files/:a/:b/:c",
                                            "/v1/presets",
                                            "/v1/presets/poses/:file",

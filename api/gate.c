@@ -40,6 +40,10 @@ static const gate_rule_t gate_rules[] = {
     {"GET", "/v1/credits", GATE_USER, GF_RL_READS, GATE_CT_NONE},
     {"GET", "/v1/credits/ledger", GATE_USER, GF_RL_READS, GATE_CT_NONE},
     {"POST", "/v1/uploads", GATE_USER, GF_RL_UPLOADS, GATE_CT_IMAGE},
+    /* lifecycle (api/lifecycle.c) */
+    {"DELETE", "/v1/generations/:id", GATE_USER, GF_RL_GENERATIONS, GATE_CT_NONE},
+    {"GET", "/v1/uploads", GATE_USER, GF_RL_READS, GATE_CT_NONE},
+    {"DELETE", "/v1/uploads/:id", GATE_USER, GF_RL_UPLOADS, GATE_CT_NONE},
     {"POST", "/v1/admin/credits", GATE_USER, -1, GATE_CT_JSON},
     {"GET", "/v1/admin/stats", GATE_USER, -1, GATE_CT_NONE},
 };
@@ -178,8 +182,8 @@ static void gate_decide(gate_check_t *g)
                     g->rule->ctype == GATE_CT_JSON
                         ? "send application/json"
                         : "send the image as image/png, image/jpeg or image/webp");
-    } else if (g->rule->action == GF_RL_UPLOADS) {
-        gate_upload(g);
+    } else if (g->rule->action == GF_RL_UPLOADS && g->rule->ctype == GATE_CT_IMAGE) {
+        gate_upload(g); /* an upload's body: not DELETE /v1/uploads/:id */
     } else {
         gate_pass(g);
     }

@@ -247,8 +247,7 @@ void api__sign_outputs(api_t *api, json_t *gen)
     json_array_foreach(outputs, i, o)
     {
         const char *key = json_string_value(json_object_get(o, "storage_key"));
-        if (key != NULL)
-            json_object_set_new(o, "url", api__signed_url(api, "/v1/files/", key));
+        json_object_set_new(o, "url", key ? api__signed_url(api, "/v1/files/", key) : json_null());
         json_object_del(o, "storage_key");
     }
 }

@@ -145,6 +145,7 @@ api_t *api_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)
     api__credits_routes(api);
     api__events_routes(api);
     api__files_routes(api);
+    api__lifecycle_routes(api);
     api__cors_routes(api);
     api__gate_install(api);
     api__web_routes(api);

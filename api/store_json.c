@@ -34,6 +34,8 @@ static json_t *output_json(const store_output_t *o)
     json_object_set_new(j, "format", str_or_null(o->format));
     json_object_set_new(j, "height", json_integer(o->height));
     json_object_set_new(j, "sha256", str_or_null(o->sha256));
+    if (o->deleted) /* API.md: a deleted output keeps its entry, url null */
+        json_object_set_new(j, "deleted", json_true());
     json_object_set_new(j, "variant", str_or_null(o->variant));
     json_object_set_new(j, "storage_key", str_or_null(o->storage_key));
     return j;

@@ -309,6 +309,12 @@ static const cfg_row cfg_table[] = {
      "how often a worker looks for due webhook deliveries"},
     {"FARM_WEBHOOK_MAX_RESPONSE_BYTES", CFG_INT, OFF(webhook_max_response_bytes), "65536", 1024,
      16 * MIB, NULL, 0, "a receiver's answer body is read up to this size, then cut"},
+    /* lifecycle: retention enforced by the sweeper (worker/sweeper.c, docs/storage.md) */
+    {"FARM_OUTPUT_RETENTION_DAYS", CFG_INT, OFF(output_retention_days), "0", 0, 36500, NULL, 0,
+     "outputs older than this many days are deleted by the sweeper and shown with url null, "
+     "deleted true (0: kept)"},
+    {"FARM_UPLOAD_RETENTION_DAYS", CFG_INT, OFF(upload_retention_days), "0", 0, 36500, NULL, 0,
+     "uploads older than this many days are deleted by the sweeper (0: kept)"},
 };
 
 #define CFG_ROWS (sizeof(cfg_table) / sizeof(cfg_table[0]))

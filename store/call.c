@@ -29,8 +29,9 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
     [STORE_OP_EXPIRE] = {"SELECT farm_expire($1::uuid)"},
     [STORE_OP_CREDIT] = {"SELECT farm_credit($1::uuid, NULL, $2::bigint, $3::bigint, $4::text)"},
     [STORE_OP_BALANCE] = {"SELECT balance, held FROM farm_balance($1::uuid, $2::bigint)"},
-    [STORE_OP_GENERATION] = {"SELECT farm_generation_json(g)::text FROM generations g "
-                             "WHERE g.id = $1::uuid AND g.user_id = $2::uuid"},
+    [STORE_OP_GENERATION] =
+        {"SELECT farm_generation_json(g)::text FROM generations g "
+         "WHERE g.id = $1::uuid AND g.user_id = $2::uuid AND g.deleted_at IS NULL"},
     [STORE_OP_SWEEP] = {"SELECT farm_sweep($1::int, $2::int)"},
     [STORE_OP_LIST] = {"SELECT farm_generations_page($1::uuid, $2::text, $3::text, $4::int, "
                        "$5::bigint, $6::uuid)"},
@@ -48,6 +49,11 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
                                  "$2::bigint, $3::text, $4::int, $5::text, $6::bigint)"},
     [STORE_OP_WEBHOOK_RETRY] = {"SELECT farm_webhook_retry($1::uuid)"},
     [STORE_OP_WEBHOOK_LIST] = {"SELECT farm_webhooks_list($1::boolean, $2::uuid, $3::int)::text"},
+    [STORE_OP_GENERATION_DELETE] = {"SELECT farm_generation_delete($1::uuid, $2::uuid)"},
+    [STORE_OP_UPLOAD_DELETE] = {"SELECT farm_upload_delete($1::uuid, $2::uuid)"},
+    [STORE_OP_UPLOADS] = {"SELECT farm_uploads_page($1::uuid, $2::int, $3::bigint, $4::uuid)"},
+    [STORE_OP_LIFECYCLE] = {"SELECT farm_lifecycle($1::int, $2::int, $3::int)"},
+    [STORE_OP_STORAGE_DELETED] = {"SELECT farm_storage_deleted($1::text[])"},
 };
 
 static char prepare_batch[16384];
@@ -336,6 +342,54 @@ void store_call_upload_add(store_call_t *c, const char *id, const char *user_id,
     set_int(c, 6, bytes);
     set_str(c, 7, sha256);
     set_str(c, 8, key);
+}
+
+void store_call_generation_delete(store_call_t *c, const char *gen_id, const char *user_id)
+{
+    call_init(c, STORE_OP_GENERATION_DELETE, 2);
+    set_str(c, 0, gen_id);
+    set_str(c, 1, user_id);
+}
+
+void store_call_upload_delete(store_call_t *c, const char *upload_id, const char *user_id)
+{
+    call_init(c, STORE_OP_UPLOAD_DELETE, 2);
+    set_str(c, 0, upload_id);
+    set_str(c, 1, user_id);
+}
+
+/* The cursor as for store_call_list: "<microseconds>.<uuid>". */
+void store_call_uploads(store_call_t *c, const char *user_id, int limit, const char *cursor)
+{
+    call_init(c, STORE_OP_UPLOADS, 4);
+    set_str(c, 0, user_id);
+    set_int(c, 1, limit);
+    const char *dot = cursor ? strchr(cursor, '.') : NULL;
+    if (dot != NULL) {
+        c->_params[2] = gf_xstrndup(cursor, (size_t)(dot - cursor));
+        set_str(c, 3, dot + 1);
+    }
+}
+
+void store_call_lifecycle(store_call_t *c, int limit, int output_days, int upload_days)
+{
+    call_init(c, STORE_OP_LIFECYCLE, 3);
+    set_int(c, 0, limit);
+    set_int(c, 1, output_days);
+    set_int(c, 2, upload_days);
+}
+
+/* The keys as a Postgres array literal, each quoted (keys never hold '"' nor '\\'). */
+void store_call_storage_deleted(store_call_t *c, const char *const *keys, size_t n)
+{
+    call_init(c, STORE_OP_STORAGE_DELETED, 1);
+    gf_buf_t b = {0};
+    gf_buf_puts(&b, "{");
+    for (size_t i = 0; i < n; i++)
+        gf_buf_printf(&b, "%s\"%s\"", i ? "," : "", keys[i]);
+    gf_buf_puts(&b, "}");
+    c->_params[0] = gf_xstrdup(b.p);
+    gf_buf_dispose(&b);
 }
 
 void store_call_dispose(store_call_t *c)

@@ -184,7 +184,10 @@ static void read_output(rd_t *r, json_t *o, store_output_t *out)
     out->sha256 = rd_str(r, o, "sha256", 0);
     out->seed = rd_int(r, o, "seed", &null_seed);
     out->has_seed = !null_seed;
-    out->storage_key = rd_str(r, o, "storage_key", 0);
+    /* Optional in the shape (since migrations/0019): a deleted output has no key. */
+    json_t *deleted = json_object_get(o, "deleted");
+    out->deleted = json_is_true(deleted);
+    out->storage_key = rd_str(r, o, "storage_key", out->deleted);
 }
 
 /* farm_generation_json (migrations/0004). */
@@ -293,6 +296,45 @@ static void read_sweep(rd_t *r, json_t *o, store_sweep_result_t *s)
         c->params = rd_json(r, e, "params", 0);
         c->deadline_ms = rd_int(r, e, "deadline_ms", &null_deadline);
     }
+}
+
+/* farm_generation_delete, farm_upload_delete and farm_lifecycle (migrations/0019). */
+static void read_keys(rd_t *r, json_t *o, store_keys_result_t *k)
+{
+    void *items;
+    json_t *a = rd_array(r, o, "keys", sizeof(char *), &items, &k->n);
+    k->keys = items;
+    for (size_t i = 0; a && i < k->n && !r->bad; i++) {
+        json_t *e = json_array_get(a, i);
+        if (!json_is_string(e))
+            r->bad = "keys";
+        else
+            k->keys[i] = gf_xstrdup(json_string_value(e));
+    }
+    if (json_object_get(o, "outputs_expired") == NULL)
+        return;
+    k->outputs_expired = rd_int(r, o, "outputs_expired", NULL);
+    k->uploads_expired = rd_int(r, o, "uploads_expired", NULL);
+    k->idempotency_purged = rd_int(r, o, "idempotency_purged", NULL);
+}
+
+/* farm_uploads_page (migrations/0019). */
+static void read_uploads(rd_t *r, json_t *o, store_uploads_result_t *l)
+{
+    void *items;
+    json_t *a = rd_array(r, o, "items", sizeof(store_upload_t), &items, &l->n);
+    l->items = items;
+    for (size_t i = 0; a && i < l->n && !r->bad; i++) {
+        json_t *e = json_array_get(a, i);
+        store_upload_t *u = &l->items[i];
+        rd_word(r, e, "id", u->id, sizeof(u->id));
+        rd_word(r, e, "format", u->format, sizeof(u->format));
+        u->width = (int)rd_int(r, e, "width", NULL);
+        u->height = (int)rd_int(r, e, "height", NULL);
+        u->bytes = rd_int(r, e, "bytes", NULL);
+        u->created_at = rd_str(r, e, "created_at", 0);
+    }
+    l->next_cursor = rd_str(r, o, "next_cursor", 1);
 }
 
 /* farm_worker_resume (migrations/0008). */
@@ -406,6 +448,14 @@ static const char *json_source(store_op_t op)
         return "farm_webhook_claim";
     case STORE_OP_WEBHOOK_LIST:
         return "farm_webhooks_list";
+    case STORE_OP_GENERATION_DELETE:
+        return "farm_generation_delete";
+    case STORE_OP_UPLOAD_DELETE:
+        return "farm_upload_delete";
+    case STORE_OP_UPLOADS:
+        return "farm_uploads_page";
+    case STORE_OP_LIFECYCLE:
+        return "farm_lifecycle";
     default:
         return "store";
     }
@@ -440,8 +490,19 @@ static void parse_json(store_call_t *c, const char *text)
         read_ledger(&r, root, &c->res.ledger);
     else if (c->_op == STORE_OP_SWEEP)
         read_sweep(&r, root, &c->res.sweep);
+    else if (c->_op == STORE_OP_UPLOADS)
+        read_uploads(&r, root, &c->res.uploads);
+    else if (c->_op == STORE_OP_GENERATION_DELETE || c->_op == STORE_OP_UPLOAD_DELETE ||
+             c->_op == STORE_OP_LIFECYCLE)
+        read_keys(&r, root, &c->res.keys);
     else
         read_resume(&r, root, &c->res.resume);
+    /* A delete's outcome (farm_generation_delete, farm_upload_delete). */
+    const char *outcome = json_string_value(json_object_get(root, "outcome"));
+    if (r.bad == NULL && outcome != NULL && strcmp(outcome, "not_found") == 0)
+        fail(c, GF_ENOTFOUND, "nothing %s to delete for this user", c->_params[0]);
+    else if (r.bad == NULL && outcome != NULL && strcmp(outcome, "not_deletable") == 0)
+        fail(c, GF_ECONFLICT, "generation %s is still queued or running", c->_params[0]);
     json_decref(root);
     if (r.bad) {
         store__result_dispose(c);
@@ -545,7 +606,13 @@ void store__parse_row(store_call_t *c, const store_row_t *row)
     case STORE_OP_LEDGER:
     case STORE_OP_WEBHOOK_CLAIM:
     case STORE_OP_WEBHOOK_LIST:
+    case STORE_OP_GENERATION_DELETE:
+    case STORE_OP_UPLOAD_DELETE:
+    case STORE_OP_UPLOADS:
+    case STORE_OP_LIFECYCLE:
         parse_json(c, row->v[0]);
+        return;
+    case STORE_OP_STORAGE_DELETED:
         return;
     case STORE_OP_WEBHOOK_RESULT:
         c->res.webhook_result.recorded = strcmp(v0, "recorded") == 0;
@@ -611,6 +678,19 @@ void store__result_dispose(store_call_t *c)
             free(w->delivered_at);
         }
         free(c->res.webhook_list.items);
+        break;
+    case STORE_OP_GENERATION_DELETE:
+    case STORE_OP_UPLOAD_DELETE:
+    case STORE_OP_LIFECYCLE:
+        for (size_t i = 0; i < c->res.keys.n; i++)
+            free(c->res.keys.keys[i]);
+        free(c->res.keys.keys);
+        break;
+    case STORE_OP_UPLOADS:
+        for (size_t i = 0; i < c->res.uploads.n; i++)
+            free(c->res.uploads.items[i].created_at);
+        free(c->res.uploads.items);
+        free(c->res.uploads.next_cursor);
         break;
     case STORE_OP_RESUME:
         free(c->res.resume.settled);

@@ -1,7 +1,11 @@
 /*
  * worker/sweeper.c - the sweeper's tick: one store call (farm_sweep), then
  * one queue call per generation it returned, then one store call per
- * generation the queue had given up on.
+ * generation the queue had given up on; beside it, the lifecycle step
+ * (docs/storage.md, "Lifecycle"): one store call (farm_lifecycle:
+ * retention, the idempotency keys' purge, a batch of objects due for
+ * deletion), the batch's deletes through storage/, and one store call that
+ * reports the objects deleted.
  *
  * Invariant: at most one tick runs at a time in a process (the timer is
  * re-armed only when a tick has finished); `pending` counts its calls in
@@ -17,9 +21,11 @@ struct worker_sweeper {
     const gf_config_t *cfg;
     store_t *store;
     queue_t *queue;
+    storage_t *storage;
     uv_timer_t timer;
     store_call_t sweep;
-    int pending; /* calls of the current tick in flight */
+    store_call_t life; /* the lifecycle step's calls, one after the other */
+    int pending;       /* calls of the current tick in flight */
     int closing, timer_closed;
     worker_sweeper_closed_cb closed_cb;
     void *closed_data;
@@ -151,26 +157,94 @@ static void on_swept(store_t *st, const gf_err_t *err, store_call_t *call, void 
     sweeper_call_done(sw);
 }
 
+/* --- the lifecycle step ------------------------------------------------------------- */
+
+static void on_life_reported(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
+{
+    (void)st;
+    (void)call;
+    worker_sweeper_t *sw = data;
+    if (err->code < 0) /* the rows stay: their (gone) objects are deleted again later */
+        gf_log_err(GF_LOG_WARN, &(gf_log_ctx){.component = "sweeper", .action = "lifecycle"}, err);
+    store_call_dispose(&sw->life);
+    sweeper_call_done(sw);
+}
+
+static void on_life_deleted(storage_t *s, const gf_err_t *err, const char *const *deleted,
+                            size_t n_deleted, void *data)
+{
+    (void)s;
+    worker_sweeper_t *sw = data;
+    gf_log_ctx ctx = {.component = "sweeper", .action = "deleting objects"};
+    size_t n = sw->life.res.keys.n;
+    if (err->code < 0)
+        GF_LOG(GF_LOG_WARN, &ctx, "%zu of %zu objects not deleted (%s: %s): retried later",
+               n - n_deleted, n, gf_status_name(err->code), err->msg);
+    else
+        GF_LOG(GF_LOG_INFO, &ctx, "%zu objects deleted", n_deleted);
+    store_call_dispose(&sw->life);
+    if (n_deleted > 0 && !sw->closing) {
+        store_call_storage_deleted(&sw->life, deleted, n_deleted);
+        if (store_exec(sw->store, &sw->life, on_life_reported, sw) == 0)
+            return;
+        store_call_dispose(&sw->life);
+    }
+    sweeper_call_done(sw);
+}
+
+static void on_lifecycle(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
+{
+    (void)st;
+    worker_sweeper_t *sw = data;
+    const store_keys_result_t *k = &call->res.keys;
+    gf_log_ctx ctx = {.component = "sweeper", .action = "lifecycle"};
+    if (err->code < 0) {
+        gf_log_err(GF_LOG_WARN, &ctx, err);
+    } else {
+        if (k->outputs_expired > 0 || k->uploads_expired > 0)
+            GF_LOG(GF_LOG_INFO, &ctx,
+                   "retention: %lld outputs and %lld uploads past their days marked deleted",
+                   k->outputs_expired, k->uploads_expired);
+        if (k->idempotency_purged > 0)
+            GF_LOG(GF_LOG_INFO, &ctx, "%lld idempotency keys older than 24 h purged",
+                   k->idempotency_purged);
+        /* Claimed keys not tried now (closing) are due again after their backoff. */
+        if (k->n > 0 && !sw->closing &&
+            storage_delete_keys(sw->storage, (const char *const *)k->keys, k->n, on_life_deleted,
+                                sw) == 0)
+            return;
+    }
+    store_call_dispose(&sw->life);
+    sweeper_call_done(sw);
+}
+
 static void sweeper_tick(uv_timer_t *t)
 {
     worker_sweeper_t *sw = t->data;
+    sw->pending = 1; /* the tick itself, until both its calls are sent */
     store_call_sweep(&sw->sweep, (int)sw->cfg->sweep_stale_s, (int)sw->cfg->sweep_batch);
-    sw->pending = 1;
-    if (store_exec(sw->store, &sw->sweep, on_swept, sw) < 0) {
+    if (store_exec(sw->store, &sw->sweep, on_swept, sw) == 0)
+        sw->pending++;
+    else
         store_call_dispose(&sw->sweep);
-        sw->pending = 0;
-        uv_timer_start(&sw->timer, sweeper_tick, (uint64_t)sw->cfg->sweep_interval_s * 1000, 0);
-    }
+    store_call_lifecycle(&sw->life, (int)sw->cfg->sweep_batch, (int)sw->cfg->output_retention_days,
+                         (int)sw->cfg->upload_retention_days);
+    if (store_exec(sw->store, &sw->life, on_lifecycle, sw) == 0)
+        sw->pending++;
+    else
+        store_call_dispose(&sw->life);
+    sweeper_call_done(sw);
 }
 
 worker_sweeper_t *worker_sweeper_new(uv_loop_t *loop, const gf_config_t *cfg, store_t *store,
-                                     queue_t *queue)
+                                     queue_t *queue, storage_t *storage)
 {
     worker_sweeper_t *sw = gf_xcalloc(1, sizeof(*sw));
     sw->loop = loop;
     sw->cfg = cfg;
     sw->store = store;
     sw->queue = queue;
+    sw->storage = storage;
     uv_timer_init(loop, &sw->timer);
     sw->timer.data = sw;
     return sw;

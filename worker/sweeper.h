@@ -6,6 +6,10 @@
  * idempotent, so one the queue still holds is untouched), and finishes in
  * Postgres the ones the queue gave up on (dead-lettered: failed; canceled,
  * expired), releasing their credits. No accepted generation stays held forever.
+ * Each tick also runs the lifecycle step (docs/storage.md, "Lifecycle"):
+ * retention (FARM_OUTPUT_RETENTION_DAYS, FARM_UPLOAD_RETENTION_DAYS), the
+ * purge of idempotency keys older than 24 h, and the deletion of a batch of
+ * objects due (FARM_SWEEP_BATCH), retried with a backoff when storage fails.
  */
 #ifndef WORKER_SWEEPER_H
 #define WORKER_SWEEPER_H
@@ -14,14 +18,15 @@
 
 #include "core.h"
 #include "queue.h"
+#include "storage.h"
 #include "store.h"
 
 typedef struct worker_sweeper worker_sweeper_t;
 typedef void (*worker_sweeper_closed_cb)(void *data);
 
-/* Returns a new sweeper; `store` and `queue` are borrowed and must outlive it. */
+/* Returns a new sweeper; `store`, `queue` and `storage` are borrowed and must outlive it. */
 worker_sweeper_t *worker_sweeper_new(uv_loop_t *loop, const gf_config_t *cfg, store_t *store,
-                                     queue_t *queue);
+                                     queue_t *queue, storage_t *storage);
 
 /* Starts ticking (the first tick after one interval). */
 void worker_sweeper_start(worker_sweeper_t *sw);

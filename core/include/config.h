@@ -143,6 +143,9 @@ typedef struct gf_config {
     long long webhook_lease_s;
     long long webhook_poll_ms;
     long long webhook_max_response_bytes;
+    /* lifecycle (docs/storage.md, "Lifecycle") */
+    long long output_retention_days;
+    long long upload_retention_days;
     /* Derived by the loader from the rows above (already validated). */
     struct gf_tier {
         char name[GF_TIER_NAME_MAX + 1];

@@ -77,6 +77,20 @@ int storage_get(storage_t *s, const char *key, storage_get_cb cb, void *cb_data)
 /* Deletes the object of `key`; one that is already gone is a success. */
 int storage_delete(storage_t *s, const char *key, storage_done_cb cb, void *cb_data);
 /*
+ * The result of storage_delete_keys(): `deleted` (valid during the call)
+ * holds the keys whose objects are gone (already gone included); `err` is
+ * the first failure among the others, GF_OK when there was none.
+ */
+typedef void (*storage_batch_cb)(storage_t *s, const gf_err_t *err, const char *const *deleted,
+                                 size_t n_deleted, void *data);
+/*
+ * Deletes the objects of `n` keys (n > 0; copied), a few at a time; `cb`
+ * runs once when each has been tried. Fails at once (no callback) only when
+ * no delete could be started.
+ */
+int storage_delete_keys(storage_t *s, const char *const *keys, size_t n, storage_batch_cb cb,
+                        void *cb_data);
+/*
  * Readiness: the bucket answers within `timeout_ms` and accepts our signature
  * (one try, no retry; local: the root is a writable directory).
  */

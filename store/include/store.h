@@ -64,6 +64,12 @@ typedef enum {
     STORE_OP_WEBHOOK_RESULT,
     STORE_OP_WEBHOOK_RETRY,
     STORE_OP_WEBHOOK_LIST,
+    /* lifecycle (docs/storage.md) */
+    STORE_OP_GENERATION_DELETE,
+    STORE_OP_UPLOAD_DELETE,
+    STORE_OP_UPLOADS,
+    STORE_OP_LIFECYCLE,
+    STORE_OP_STORAGE_DELETED,
     STORE_OP_COUNT_
 } store_op_t;
 
@@ -119,6 +125,7 @@ typedef struct {
     long long bytes;
     long long seed;
     int has_seed; /* 0: the seed is SQL NULL */
+    int deleted;  /* 1: its object was deleted (storage_key is then NULL) */
 } store_output_t;
 
 /*
@@ -247,6 +254,34 @@ typedef struct {
 } store_webhook_list_result_t;
 
 /*
+ * GENERATION_DELETE, UPLOAD_DELETE and LIFECYCLE: storage keys whose objects
+ * the caller deletes now, then reports with store_call_storage_deleted().
+ * LIFECYCLE also counts what retention marked and the idempotency keys it
+ * purged. Strings are owned by the result.
+ */
+typedef struct {
+    char **keys;
+    size_t n;
+    long long outputs_expired, uploads_expired, idempotency_purged; /* LIFECYCLE only */
+} store_keys_result_t;
+
+/* One live upload as GET /v1/uploads shows it. */
+typedef struct {
+    char id[37];
+    char format[8];
+    int width, height;
+    long long bytes;
+    char *created_at;
+} store_upload_t;
+
+/* UPLOADS: a page of a user's live uploads, newest first. */
+typedef struct {
+    store_upload_t *items;
+    size_t n;
+    char *next_cursor; /* NULL on the last page */
+} store_uploads_result_t;
+
+/*
  * One call: its inputs (copied in by the builders; private to store/, hence
  * the underscores) and its results. The caller owns it; it must stay valid
  * until the callback of an async call. Free what it holds with
@@ -269,6 +304,10 @@ typedef struct {
  *   REFS        GF_ENOTFOUND when a reference is not the user's (or does not
  *               exist); res.refs.missing then names it.
  *   WEBHOOK_RESULT  res.webhook_result.recorded = 0 for a stale lease token.
+ *   GENERATION_DELETE GF_ENOTFOUND (absent, another user's, or deleted);
+ *               GF_ECONFLICT while queued or running (not deletable).
+ *   UPLOAD_DELETE GF_ENOTFOUND (absent, another user's, or deleted).
+ *   UPLOADS     GF_EINVAL for a malformed cursor.
  * The result of the call's operation is the member of `res` named after it
  * (res.accept, res.generation, ...); PROVIDER_REQUEST, CREDIT and UPLOAD_ADD
  * have none. A result is filled only as said above or when err.code is GF_OK.
@@ -296,6 +335,8 @@ typedef struct {
         store_webhook_claim_result_t webhook_claim;
         store_webhook_result_t webhook_result;
         store_webhook_list_result_t webhook_list; /* WEBHOOK_LIST and WEBHOOK_RETRY */
+        store_keys_result_t keys;                 /* GENERATION_DELETE, UPLOAD_DELETE, LIFECYCLE */
+        store_uploads_result_t uploads;
     } res;
 } store_call_t;
 
@@ -377,6 +418,23 @@ void store_call_webhook_result(store_call_t *c, const char *id, long long lease_
                                long long next_ms);
 void store_call_webhook_retry(store_call_t *c, const char *id);
 void store_call_webhook_list(store_call_t *c, int failed_only, const char *gen_id, int limit);
+
+/*
+ * Lifecycle (docs/storage.md, "Lifecycle"). GENERATION_DELETE hides a
+ * finished generation of the user and marks its outputs deleted;
+ * UPLOAD_DELETE deletes an upload of the user; both list the objects in
+ * storage_deletions and give the keys the caller may delete at once.
+ * UPLOADS: a page of the user's live uploads (cursor: a page's next_cursor,
+ * NULL: the first). LIFECYCLE (the sweeper): retention with
+ * `output_days`, `upload_days` (0: keep), the idempotency keys older than
+ * 24 h purged, and at most `limit` due keys claimed, each step bounded by
+ * `limit`. STORAGE_DELETED: the objects of `keys` are gone from storage.
+ */
+void store_call_generation_delete(store_call_t *c, const char *gen_id, const char *user_id);
+void store_call_upload_delete(store_call_t *c, const char *upload_id, const char *user_id);
+void store_call_uploads(store_call_t *c, const char *user_id, int limit, const char *cursor);
+void store_call_lifecycle(store_call_t *c, int limit, int output_days, int upload_days);
+void store_call_storage_deleted(store_call_t *c, const char *const *keys, size_t n);
 
 /* Frees what the call holds (inputs and results); the struct can be built again. */
 void store_call_dispose(store_call_t *c);

@@ -6,7 +6,8 @@ LANGUAGE plpgsql AS $$
 DECLARE
     g generations;
 BEGIN
-    SELECT * INTO g FROM generations WHERE id = p_id AND user_id = p_user FOR UPDATE;
+    SELECT * INTO g FROM generations WHERE id = p_id AND user_id = p_user AND deleted_at IS NULL
+        FOR UPDATE;
     IF NOT FOUND THEN RETURN 'not_found'; END IF;
     IF g.status = 'queued' THEN
         PERFORM farm_finish(p_id, NULL, 'canceled', NULL);

@@ -1,5 +1,6 @@
 -- The one JSON shape of a generation: GET /v1/generations/{id} and the list
--- share it.
+-- share it. An output whose object was deleted (retention; migrations/0019)
+-- has no storage key and says `deleted`.
 CREATE OR REPLACE FUNCTION farm_generation_json(g generations) RETURNS jsonb
 LANGUAGE sql STABLE AS $$
     SELECT jsonb_build_object(
@@ -15,7 +16,9 @@ LANGUAGE sql STABLE AS $$
             SELECT jsonb_agg(jsonb_build_object(
                 'index', o.image_index, 'pose', o.pose, 'variant', o.variant,
                 'format', o.format, 'width', o.width, 'height', o.height, 'bytes', o.bytes,
-                'sha256', o.sha256, 'seed', o.seed, 'storage_key', o.storage_key)
+                'sha256', o.sha256, 'seed', o.seed,
+                'storage_key', CASE WHEN o.deleted_at IS NULL THEN o.storage_key END,
+                'deleted', o.deleted_at IS NOT NULL)
                 ORDER BY o.image_index, o.variant)
             FROM generation_outputs o WHERE o.generation_id = g.id), '[]'::jsonb))
 $$;

@@ -7,7 +7,7 @@ RETURNS text LANGUAGE sql STABLE AS $$
         SELECT g AS gen, g.created_at, g.id,
                (extract(epoch FROM g.created_at) * 1000000)::bigint AS us
         FROM generations g
-        WHERE g.user_id = p_user
+        WHERE g.user_id = p_user AND g.deleted_at IS NULL
           AND (p_status IS NULL OR g.status = p_status)
           AND (p_kind IS NULL OR g.kind = p_kind)
           AND (p_cursor_us IS NULL

@@ -108,6 +108,15 @@ test('generations: create, repeat, conflict, read, list, follow, cancel', async 
   const img = await check('GET', '/v1/files/{a}/{b}/{c}', file, { tok: null });
   assert.ok((await img.arrayBuffer()).byteLength > 0);
   await check('GET', '/v1/files/{a}/{b}/{c}', file.replace(/sig=[0-9a-f]/, 'sig=x'), { tok: null });
+
+  // Delete: running is 409, finished is 204 and then 404.
+  const busy = await check('POST', '/v1/generations', '/v1/generations', { body: { ...body, count: 4, seed: 2 } });
+  const refused = await check('DELETE', '/v1/generations/{id}', busy.url);
+  assert.equal(refused.error.code, 'not_deletable');
+  await followChecked(busy.id);
+  assert.equal(await check('DELETE', '/v1/generations/{id}', busy.url), null);
+  await check('DELETE', '/v1/generations/{id}', busy.url);
+  await check('DELETE', '/v1/generations/{id}', busy.url, { tok: null });
 });
 
 test('the user event stream', async () => {
@@ -140,6 +149,13 @@ test('presets, pose maps, uploads', async () => {
   await check('POST', '/v1/uploads', '/v1/uploads', { body: new TextEncoder().encode('not an image'), type: 'image/png' });
   await check('POST', '/v1/uploads', '/v1/uploads', { body: png, type: 'image/gif' });
   await check('POST', '/v1/uploads', '/v1/uploads', { body: png, type: 'image/png', tok: null });
+
+  const list = await check('GET', '/v1/uploads', '/v1/uploads?limit=1');
+  assert.equal(list.items[0].id, up.id);
+  await check('GET', '/v1/uploads', '/v1/uploads?limit=0');
+  assert.equal(await check('DELETE', '/v1/uploads/{id}', `/v1/uploads/${up.id}`), null);
+  await check('DELETE', '/v1/uploads/{id}', `/v1/uploads/${up.id}`);
+  await check('GET', '/v1/uploads', '/v1/uploads', { tok: null });
 });
 
 test('credits, ledger, admin routes', async () => {

@@ -185,6 +185,29 @@ test('a 402 and a 429 surface as ApiError with their codes', async () => {
   assert.ok(err.requestId);
 });
 
+test('remove(): a finished generation is gone (404, not listed, its file too); its ledger stays', async () => {
+  const user = newUser();
+  const farm = new Client({ baseUrl: apiUrl, token: user.token });
+  // Four full-size images: still queued or running when the delete arrives.
+  const g = await farm.createGeneration({ kind: 'avatar', prompt: 'to be removed', count: 4, seed: 11 });
+  await rejectsWith(farm.remove(g.id), 409, 'not_deletable');
+  let end;
+  for await (const ev of farm.watch(g.id)) end = ev;
+  assert.equal(end.type, 'succeeded');
+  const done = await farm.getGeneration(g.id);
+  const file = apiUrl + done.outputs[0].url;
+  assert.equal((await fetch(file)).status, 200);
+
+  assert.equal(await farm.remove(g.id), null);
+  await rejectsWith(farm.getGeneration(g.id), 404, 'not_found');
+  assert.ok(!(await farm.list({ limit: 100 })).items.some((i) => i.id === g.id));
+  assert.equal((await fetch(file)).status, 404, 'the signed URL of a deleted output serves nothing');
+  await rejectsWith(farm.remove(g.id), 404, 'not_found');
+  await rejectsWith(new Client({ baseUrl: apiUrl, token: newUser().token }).remove(g.id), 404, 'not_found');
+  const ledger = await farm.ledger({ limit: 100 });
+  assert.equal(ledger.items.filter((e) => e.generation_id === g.id && e.kind === 'capture').length, 4);
+});
+
 test('other errors: their status, code and field', async () => {
   const user = newUser();
   const farm = new Client({ baseUrl: apiUrl, token: user.token });

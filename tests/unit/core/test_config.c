@@ -172,6 +172,33 @@ static void test_non_integer_is_refused(void **state)
     }
 }
 
+/* Lifecycle: retention in days, 0 (the default) keeps; anything else than 0..36500 names the
+ * variable. */
+static void test_retention_days_default_to_keep_and_are_checked(void **state)
+{
+    (void)state;
+    char *none[] = {NULL};
+    gf_config_t *cfg = gf_cfg_load(none, NULL);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->output_retention_days, 0);
+    assert_int_equal(cfg->upload_retention_days, 0);
+    gf_cfg_free(cfg);
+    char *set[] = {"FARM_OUTPUT_RETENTION_DAYS=30", "FARM_UPLOAD_RETENTION_DAYS=7", NULL};
+    cfg = gf_cfg_load(set, NULL);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->output_retention_days, 30);
+    assert_int_equal(cfg->upload_retention_days, 7);
+    gf_cfg_free(cfg);
+    char *neg[] = {"FARM_OUTPUT_RETENTION_DAYS=-1", NULL};
+    gf_err_t err = load_refused(neg);
+    assert_string_equal(err.msg, "FARM_OUTPUT_RETENTION_DAYS=-1: out of range; accepted: an "
+                                 "integer 0..36500");
+    char *word[] = {"FARM_UPLOAD_RETENTION_DAYS=week", NULL};
+    err = load_refused(word);
+    assert_string_equal(err.msg, "FARM_UPLOAD_RETENTION_DAYS=week: not an integer; accepted: an "
+                                 "integer 0..36500");
+}
+
 static void test_unknown_log_level_is_refused(void **state)
 {
     (void)state;
@@ -636,6 +663,7 @@ int main(void)
         cmocka_unit_test(test_redis_database_is_0_to_15),
         cmocka_unit_test(test_provider_fallback_names_known_providers_once),
         cmocka_unit_test(test_strings_are_refused_with_control_characters_or_outside_their_class),
+        cmocka_unit_test(test_retention_days_default_to_keep_and_are_checked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -524,6 +524,77 @@ static void test_resume(void **state)
     }
 }
 
+/* The lifecycle's results (migrations/0019): keys, outcomes, a deleted output, uploads. */
+static void test_lifecycle_results(void **state)
+{
+    (void)state;
+    store_call_t c;
+    store_call_generation_delete(&c, GEN, USR);
+    assert_int_equal(parse(&c, "{\"outcome\": \"deleted\", \"keys\": [\"u/g/0-full.webp\", "
+                               "\"u/g/0-thumb.jpg\"]}"),
+                     GF_OK);
+    assert_int_equal(c.res.keys.n, 2);
+    assert_string_equal(c.res.keys.keys[1], "u/g/0-thumb.jpg");
+    store_call_dispose(&c);
+    store_call_generation_delete(&c, GEN, USR);
+    assert_int_equal(parse(&c, "{\"outcome\": \"not_deletable\", \"keys\": []}"), GF_ECONFLICT);
+    store_call_dispose(&c);
+    store_call_upload_delete(&c, GEN, USR);
+    assert_int_equal(parse(&c, "{\"outcome\": \"not_found\", \"keys\": []}"), GF_ENOTFOUND);
+    store_call_dispose(&c);
+    store_call_upload_delete(&c, GEN, USR);
+    assert_int_equal(parse(&c, "{\"outcome\": \"deleted\", \"keys\": [7]}"), GF_EUNAVAIL);
+    assert_int_equal(c.res.keys.n, 0); /* a bad shape leaves nothing */
+    store_call_dispose(&c);
+
+    store_call_lifecycle(&c, 3, 30, 7);
+    assert_int_equal(parse(&c, "{\"keys\": [\"k\"], \"outputs_expired\": 3, "
+                               "\"uploads_expired\": 1, \"idempotency_purged\": 2}"),
+                     GF_OK);
+    assert_int_equal(c.res.keys.n, 1);
+    assert_int_equal(c.res.keys.outputs_expired, 3);
+    assert_int_equal(c.res.keys.uploads_expired, 1);
+    assert_int_equal(c.res.keys.idempotency_purged, 2);
+    store_call_dispose(&c);
+
+    store_call_uploads(&c, USR, 2, "1700000000000000." GEN);
+    assert_string_equal(c._params[2], "1700000000000000");
+    assert_string_equal(c._params[3], GEN);
+    assert_int_equal(parse(&c, "{\"items\": [{\"id\": \"" GEN "\", \"bytes\": 10, "
+                               "\"width\": 3, \"format\": \"png\", \"height\": 4, "
+                               "\"created_at\": \"2024-01-02T03:04:05.678Z\"}], "
+                               "\"next_cursor\": null}"),
+                     GF_OK);
+    assert_int_equal(c.res.uploads.n, 1);
+    assert_string_equal(c.res.uploads.items[0].format, "png");
+    assert_int_equal(c.res.uploads.items[0].height, 4);
+    assert_null(c.res.uploads.next_cursor);
+    store_call_dispose(&c);
+
+    /* A deleted output: no storage key, `deleted`; a live one must have its key. */
+    store_call_generation(&c, GEN, USR);
+    const char *deleted = "{\"id\": \"" GEN "\", \"cost\": 10, \"kind\": \"avatar\", "
+                          "\"error\": null, \"stage\": null, \"images\": 1, \"params\": {}, "
+                          "\"status\": \"succeeded\", \"charged\": 10, \"outputs\": "
+                          "[{\"pose\": 0, \"seed\": 1, \"bytes\": 5, \"index\": 0, \"width\": "
+                          "64, \"format\": \"webp\", \"height\": 64, \"sha256\": \"cd\", "
+                          "\"deleted\": true, \"variant\": \"full\", \"storage_key\": null}], "
+                          "\"attempts\": 1, \"failures\": [], \"metadata\": null, "
+                          "\"progress\": 100, \"provider\": null, \"released\": 0, "
+                          "\"created_at\": \"x\", \"started_at\": null, \"finished_at\": null, "
+                          "\"images_done\": 1, \"images_failed\": 0}";
+    assert_int_equal(parse(&c, deleted), GF_OK);
+    assert_int_equal(c.res.generation.n_outputs, 1);
+    assert_true(c.res.generation.outputs[0].deleted);
+    assert_null(c.res.generation.outputs[0].storage_key);
+    store_call_dispose(&c);
+
+    const char *keys[] = {"u/g/0-full.webp", "u/uploads/x.png"};
+    store_call_storage_deleted(&c, keys, 2);
+    assert_string_equal(c._params[0], "{\"u/g/0-full.webp\",\"u/uploads/x.png\"}");
+    store_call_dispose(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -539,6 +610,7 @@ int main(void)
         cmocka_unit_test(test_ledger_page),
         cmocka_unit_test(test_sweep),
         cmocka_unit_test(test_resume),
+        cmocka_unit_test(test_lifecycle_results),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,262 @@
+/*
+ * api/lifecycle.c - DELETE /v1/generations/{id}, GET /v1/uploads and
+ * DELETE /v1/uploads/{id} (API.md; docs/storage.md, "Lifecycle").
+ *
+ * A delete is decided in Postgres first, in one transaction
+ * (farm_generation_delete, farm_upload_delete): from then on the generation
+ * or upload is gone for its user, and its objects are listed in
+ * storage_deletions. The api then deletes the objects it may delete at once
+ * through storage/ and answers 204 once they have been tried, or after
+ * DELETE_ANSWER_WAIT_MS while storage is slow (the deletes go on); what
+ * storage refused, and what an open generation still reads, the sweeper
+ * deletes later. A delete that fails halfway never leaves a generation half-visible.
+ *
+ * deleted() is the one place where a delete has succeeded.
+ */
+#include "api_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* How long a DELETE waits for its objects' deletes before it answers anyway. */
+#define DELETE_ANSWER_WAIT_MS 5000
+
+typedef struct {
+    api_t *api;
+    gf_http_req_t *req; /* NULL once answered */
+    api_principal_t who;
+    char id[37];
+    const char *what; /* "generation" | "upload" */
+    store_call_t call;
+    uv_timer_t timer; /* DELETE_ANSWER_WAIT_MS, while the objects are deleted */
+    int timer_init;
+} del_ctx_t;
+
+static del_ctx_t *ctx_new(api_t *api, gf_http_req_t *req, const char *what)
+{
+    del_ctx_t *c = gf_xcalloc(1, sizeof(*c));
+    c->api = api;
+    c->req = req;
+    c->what = what;
+    return c;
+}
+
+static void ctx_free(del_ctx_t *c)
+{
+    store_call_dispose(&c->call);
+    free(c);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    ctx_free(h->data);
+}
+
+/* Answers 204 unless that was done, then frees the context (once its timer is closed). */
+static void answer_deleted(del_ctx_t *c)
+{
+    if (c->req)
+        gf_http_respond(c->req, 204, NULL, "", 0);
+    c->req = NULL;
+    if (c->timer_init)
+        uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+    else
+        ctx_free(c);
+}
+
+/* Storage is slow: the delete is committed, so answer now; the deletes go on. */
+static void on_wait_over(uv_timer_t *t)
+{
+    del_ctx_t *c = t->data;
+    gf_log_ctx ctx = {
+        .component = "api", .request_id = gf_http_req_id(c->req), .user_id = c->who.sub};
+    GF_LOG(GF_LOG_WARN, &ctx, "%s %s: objects still being deleted after %d ms; answered", c->what,
+           c->id, DELETE_ANSWER_WAIT_MS);
+    gf_http_respond(c->req, 204, NULL, "", 0);
+    c->req = NULL;
+}
+
+static void on_reported(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
+{
+    (void)st;
+    (void)call;
+    del_ctx_t *c = data;
+    if (err->code < 0) /* the rows stay: the sweeper deletes their (gone) objects again */
+        gf_log_err(GF_LOG_WARN, &(gf_log_ctx){.component = "api", .user_id = c->who.sub}, err);
+    answer_deleted(c);
+}
+
+/* The objects were tried: those deleted leave storage_deletions; the others wait for the
+ * sweeper. */
+static void on_objects_deleted(storage_t *s, const gf_err_t *err, const char *const *deleted,
+                               size_t n_deleted, void *data)
+{
+    (void)s;
+    del_ctx_t *c = data;
+    if (err->code < 0) {
+        gf_log_ctx ctx = {.component = "api",
+                          .request_id = c->req ? gf_http_req_id(c->req) : NULL,
+                          .user_id = c->who.sub,
+                          .action = "deleting objects (the sweeper retries)"};
+        gf_log_err(GF_LOG_WARN, &ctx, err);
+    }
+    store_call_dispose(&c->call);
+    if (n_deleted == 0) {
+        answer_deleted(c);
+        return;
+    }
+    store_call_storage_deleted(&c->call, deleted, n_deleted);
+    if (store_exec(c->api->store, &c->call, on_reported, c) < 0)
+        answer_deleted(c);
+}
+
+/* The delete is committed in Postgres: the one place a delete succeeds. */
+static void deleted(del_ctx_t *c)
+{
+    const store_keys_result_t *k = &c->call.res.keys;
+    gf_log_ctx ctx = {.component = "api",
+                      .request_id = gf_http_req_id(c->req),
+                      .user_id = c->who.sub,
+                      .generation_id = strcmp(c->what, "generation") == 0 ? c->id : NULL};
+    GF_LOG(GF_LOG_INFO, &ctx, "%s %s deleted by its owner: %zu object(s) to delete now", c->what,
+           c->id, k->n);
+    if (k->n == 0) {
+        answer_deleted(c);
+        return;
+    }
+    int rc = storage_delete_keys(c->api->storage, (const char *const *)k->keys, k->n,
+                                 on_objects_deleted, c);
+    if (rc == 0) {
+        uv_timer_init(c->api->loop, &c->timer);
+        c->timer.data = c;
+        c->timer_init = 1;
+        uv_timer_start(&c->timer, on_wait_over, DELETE_ANSWER_WAIT_MS, 0);
+        return;
+    }
+    GF_LOG(GF_LOG_WARN, &ctx, "cannot delete the objects now (%s): the sweeper will",
+           gf_status_name(rc));
+    answer_deleted(c);
+}
+
+static void on_marked(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
+{
+    (void)st;
+    (void)call;
+    del_ctx_t *c = data;
+    char msg[64];
+    switch (err->code) {
+    case GF_OK:
+        deleted(c);
+        return;
+    case GF_ENOTFOUND:
+        snprintf(msg, sizeof(msg), "no such %s", c->what);
+        api__error(c->req, 404, "not_found", msg, NULL);
+        break;
+    case GF_ECONFLICT:
+        api__error(c->req, 409, "not_deletable",
+                   "the generation is still queued or running; cancel it first", NULL);
+        break;
+    default:
+        api__fail(c->req, err->code, err);
+    }
+    ctx_free(c);
+}
+
+/* Authenticates and checks the :id; 0, or answered (and freed). */
+static int del_start(del_ctx_t *c)
+{
+    if (api__auth(c->api, c->req, &c->who, 0) < 0)
+        goto fail;
+    const char *id = gf_http_req_param(c->req, "id");
+    if (!api_is_uuid(id)) {
+        char msg[64];
+        snprintf(msg, sizeof(msg), "no such %s", c->what);
+        api__error(c->req, 404, "not_found", msg, NULL);
+        goto fail;
+    }
+    snprintf(c->id, sizeof(c->id), "%s", id);
+    return 0;
+fail:
+    ctx_free(c);
+    return -1;
+}
+
+static void run(del_ctx_t *c, store_call_cb cb)
+{
+    if (store_exec(c->api->store, &c->call, cb, c) < 0) {
+        api__fail(c->req, GF_EUNAVAIL, NULL);
+        ctx_free(c);
+    }
+}
+
+static void on_delete_generation(gf_http_req_t *req, void *data)
+{
+    del_ctx_t *c = ctx_new(data, req, "generation");
+    if (del_start(c) < 0)
+        return;
+    store_call_generation_delete(&c->call, c->id, c->who.sub);
+    run(c, on_marked);
+}
+
+static void on_delete_upload(gf_http_req_t *req, void *data)
+{
+    del_ctx_t *c = ctx_new(data, req, "upload");
+    if (del_start(c) < 0)
+        return;
+    store_call_upload_delete(&c->call, c->id, c->who.sub);
+    run(c, on_marked);
+}
+
+/* --- GET /v1/uploads ----------------------------------------------------------------- */
+
+static void on_uploads_page(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
+{
+    (void)st;
+    del_ctx_t *c = data;
+    if (err->code < 0) {
+        api__fail_page(c->req, err);
+        ctx_free(c);
+        return;
+    }
+    const store_uploads_result_t *l = &call->res.uploads;
+    json_t *items = json_array();
+    for (size_t i = 0; i < l->n; i++) {
+        const store_upload_t *u = &l->items[i];
+        json_array_append_new(items,
+                              json_pack("{s:s, s:s, s:i, s:i, s:I, s:s}", "id", u->id, "format",
+                                        u->format, "width", u->width, "height", u->height, "bytes",
+                                        (json_int_t)u->bytes, "created_at", u->created_at));
+    }
+    api__json(c->req, 200,
+              json_pack("{s:o, s:o}", "items", items, "next_cursor",
+                        l->next_cursor ? json_string(l->next_cursor) : json_null()));
+    ctx_free(c);
+}
+
+static void on_list_uploads(gf_http_req_t *req, void *data)
+{
+    del_ctx_t *c = ctx_new(data, req, "upload");
+    if (api__auth(c->api, req, &c->who, 0) < 0) {
+        ctx_free(c);
+        return;
+    }
+    const char *cursor = api__query(req, "cursor");
+    int limit = api__parse_limit(api__query(req, "limit"));
+    const char *bad = limit < 0                                                 ? "limit"
+                      : cursor && (strlen(cursor) > 80 || !strchr(cursor, '.')) ? "cursor"
+                                                                                : NULL;
+    if (bad != NULL) {
+        api__error(req, 400, "invalid_request", "invalid query parameter", bad);
+        ctx_free(c);
+        return;
+    }
+    store_call_uploads(&c->call, c->who.sub, limit, cursor);
+    run(c, on_uploads_page);
+}
+
+void api__lifecycle_routes(api_t *api)
+{
+    gf_httpd_route(api->httpd, "DELETE", "/v1/generations/:id", 0, on_delete_generation, api);
+    gf_httpd_route(api->httpd, "GET", "/v1/uploads", 0, on_list_uploads, api);
+    gf_httpd_route(api->httpd, "DELETE", "/v1/uploads/:id", 0, on_delete_upload, api);
+}
