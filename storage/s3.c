@@ -205,7 +205,7 @@ static void on_backoff(uv_timer_t *t)
     send_op(op->b, op);
 }
 
-/* The <Code> of an S3 error document, for the log ("SignatureDoesNotMatch"). */
+/* The <Code> of an S3 error document, for the log ("SignatureDoesNotMatch"); "" without one. */
 static void s3_code(const net_resp_t *r, char *out, size_t n)
 {
     const char *p = r->body ? strstr(r->body, "<Code>") : NULL;
@@ -213,7 +213,7 @@ static void s3_code(const net_resp_t *r, char *out, size_t n)
     if (p && e && (size_t)(e - p - 6) < n)
         snprintf(out, n, "%.*s", (int)(e - p - 6), p + 6);
     else
-        snprintf(out, n, "HTTP %ld", r->status);
+        out[0] = '\0';
 }
 
 /* Whether a GET's body is the one stored (when the object carries our checksum). */
@@ -227,6 +227,21 @@ static int body_matches(const net_resp_t *r)
     SHA256((const unsigned char *)(r->body ? r->body : ""), r->len, sha);
     sha256_hex(sha, hex);
     return strcasecmp(want, hex) == 0;
+}
+
+/* What an S3 error code (or, without one, the status) asks of the operator, or "". */
+static const char *hint_of(const char *code, long status)
+{
+    if (code[0] == '\0' && status == 403) /* a HEAD's answer carries no document */
+        return ": access refused, check FARM_S3_ACCESS_KEY_ID, FARM_S3_SECRET_ACCESS_KEY and "
+               "the bucket's policy";
+    if (strcmp(code, "SignatureDoesNotMatch") == 0)
+        return ": the service refused our signature, check FARM_S3_SECRET_ACCESS_KEY";
+    if (strcmp(code, "InvalidAccessKeyId") == 0)
+        return ": the service does not know FARM_S3_ACCESS_KEY_ID";
+    if (strcmp(code, "RequestTimeTooSkewed") == 0)
+        return ": this machine's clock is too far from the service's";
+    return "";
 }
 
 static void on_xfer(net_resp_t *resp, void *data)
@@ -264,8 +279,10 @@ static void on_xfer(net_resp_t *resp, void *data)
         s3_code(resp, code, sizeof(code));
         retry = resp->status >= 500 || resp->status == 429;
         gf_status st = retry ? GF_EUNAVAIL : resp->status == 404 ? GF_ENOTFOUND : GF_EINVAL;
-        gf_err_setd(&op->err, st, STORAGE_DOMAIN, resp->status, "%s %s: %s (HTTP %ld)",
-                    method_of(op->kind), op->key ? op->key : b->cfg->s3_bucket, code, resp->status);
+        gf_err_setd(&op->err, st, STORAGE_DOMAIN, resp->status, "%s %s: %s%sHTTP %ld%s%s",
+                    method_of(op->kind), op->key ? op->key : b->cfg->s3_bucket, code,
+                    code[0] ? " (" : "", resp->status, code[0] ? ")" : "",
+                    hint_of(code, resp->status));
     }
     if (retry && op->kind != OP_CHECK && op->attempts < b->cfg->storage_attempts) {
         GF_LOG(GF_LOG_INFO, &(gf_log_ctx){.component = STORAGE_DOMAIN}, "retrying: %s",

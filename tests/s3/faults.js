@@ -16,8 +16,9 @@
 //       dropped; a GET's answer is passed on with its Content-Length removed
 //       and only half its body, properly framed (chunked, then the
 //       connection closed): a truncation only a checksum can tell.
-//   GET /_faults -> {"rules": [...left], "log": [{"method", "path", "action"}]}
-//     one log entry per proxied request (action "pass" when no rule applied);
+//   GET /_faults -> {"rules": [...left], "log": [{"method", "path", "action", "ms"}]}
+//     one log entry per proxied request, in arrival order (action "pass" when
+//     no rule applied, "status 503" and so on; ms: when it arrived, Date.now());
 //   DELETE /_faults clears the rules and the log.
 // Prints "ready" once it listens; SIGTERM closes it.
 'use strict';
@@ -88,7 +89,7 @@ const server = http.createServer((req, res) => {
     if (req.url === '/_faults' || req.url.startsWith('/_faults?')) return control(req, res, body);
     const rule = takeRule(req);
     const action = rule ? rule.action : 'pass';
-    log.push({ method: req.method, path: req.url.split('?')[0], action: rule && rule.action === 'status' ? `status ${rule.status}` : action });
+    log.push({ method: req.method, path: req.url.split('?')[0], action: rule && rule.action === 'status' ? `status ${rule.status}` : action, ms: Date.now() });
     if (action === 'status') {
       const xml = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${CODES[rule.status]}</Code><Message>injected by the fault proxy</Message></Error>`;
       res.writeHead(rule.status, { 'Content-Type': 'application/xml', 'Content-Length': Buffer.byteLength(xml) });

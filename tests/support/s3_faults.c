@@ -61,6 +61,11 @@ static json_t *state(void)
 
 int s3f_seen(const char *method, const char *match, const char *action)
 {
+    return s3f_times(method, match, action, NULL, 0);
+}
+
+int s3f_times(const char *method, const char *match, const char *action, double *out, int max)
+{
     json_t *j = state();
     if (j == NULL)
         return -1;
@@ -73,8 +78,11 @@ int s3f_seen(const char *method, const char *match, const char *action)
         const char *p = json_string_value(json_object_get(e, "path"));
         const char *a = json_string_value(json_object_get(e, "action"));
         if (m && p && a && strcmp(m, method) == 0 && (!match || strstr(p, match)) &&
-            (!action || strcmp(a, action) == 0))
+            (!action || strcmp(a, action) == 0)) {
+            if (n < max)
+                out[n] = json_number_value(json_object_get(e, "ms")) / 1000.0;
             n++;
+        }
     }
     json_decref(j);
     return n;

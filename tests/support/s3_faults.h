@@ -27,6 +27,12 @@ int s3f_add(const char *method, const char *match, int count, const char *action
  */
 int s3f_seen(const char *method, const char *match, const char *action);
 
+/*
+ * When the proxy saw the requests s3f_seen() would count, in seconds of its
+ * clock, in arrival order: up to `max` into `out`; how many, or -1.
+ */
+int s3f_times(const char *method, const char *match, const char *action, double *out, int max);
+
 /* How many rules still wait for their requests; -1 when the proxy did not answer. */
 int s3f_rules_left(void);
 

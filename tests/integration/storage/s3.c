@@ -386,9 +386,13 @@ static void test_a_wrong_secret_is_refused_and_named(void **state)
     assert_int_equal(r.err.code, GF_EINVAL);
     assert_int_equal(r.err.detail, 403);
     assert_non_null(strstr(r.err.msg, "SignatureDoesNotMatch"));
+    assert_non_null(strstr(r.err.msg, "check FARM_S3_SECRET_ACCESS_KEY"));
     assert_null(strstr(r.err.msg, "not-the-secret"));
     r = check(s, &loop);
     assert_int_equal(r.err.code, GF_EINVAL);
+    /* a HEAD's 403 carries no S3 code: the variables to check are named all the same */
+    assert_non_null(strstr(r.err.msg, "HTTP 403: access refused, check FARM_S3_ACCESS_KEY_ID"));
+    assert_null(strstr(r.err.msg, "not-the-secret"));
     close_all(s, &loop, cfg);
     uv_loop_close(&loop);
 }
