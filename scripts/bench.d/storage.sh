@@ -39,6 +39,7 @@
 storage_run() {
     local out rc=0
     out=$(mktemp "${TMPDIR:-/tmp}/genfarm-bench-storage-time.XXXXXXXX")
+    # shellcheck disable=SC2016  # the inner bash expands $0 and $@
     env "$@" FARM_PRESETS_DIR="$root/imaging/presets" FARM_LOG_LEVEL=warn \
         bash -c 'TIMEFORMAT="%U %S"; { time "$@" 2>&3; } 3>&2 2>"$0"' "$out" \
         "$bin/bench_storage" "${BENCH_STORAGE_IMAGES:-200}" 8 || rc=$?
