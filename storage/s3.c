@@ -8,7 +8,10 @@
  * x-amz-checksum-sha256 (S3 stores and checks it), and its MD5 (Content-MD5,
  * which S3 checks too), so a body damaged on the way is refused rather than
  * stored. A PUT is all or nothing on the service's side: no reader sees a
- * partial object.
+ * partial object. The SHA-256 is also stored with the object, as user
+ * metadata (x-amz-meta-sha256, which every S3 returns on GET), and a GET
+ * whose body does not match it (cut short by something on the way yet
+ * framed as whole) is retried like a broken connection, never delivered.
  */
 #include "sigv4.h"
 #include "storage_int.h"
@@ -18,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define MAX_EXPIRES_S  604800 /* SigV4's longest presigned validity, 7 days */
 #define MAX_BACKOFF_MS 10000
@@ -113,6 +117,16 @@ static void base64(const unsigned char *d, size_t n, char *out)
 
 static void on_xfer(net_resp_t *resp, void *data);
 
+static void sha256_hex(const unsigned char sha[32], char out[65])
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = digits[sha[i] >> 4];
+        out[2 * i + 1] = digits[sha[i] & 15];
+    }
+    out[64] = '\0';
+}
+
 static const char *method_of(storage_op_kind k)
 {
     switch (k) {
@@ -133,7 +147,7 @@ static void send_op(s3_t *b, storage_op_t *op)
     const char *method = method_of(op->kind);
     char amz_date[17], sha_hex[65] = SIGV4_EMPTY_SHA256, sha_b64[48], md5_b64[32];
     sigv4_amz_date(gf_clock_unix_ms() / 1000, amz_date);
-    sigv4_kv h[8];
+    sigv4_kv h[9];
     size_t nh = 0;
     h[nh++] = (sigv4_kv){"host", b->host};
     h[nh++] = (sigv4_kv){"x-amz-date", amz_date};
@@ -141,18 +155,14 @@ static void send_op(s3_t *b, storage_op_t *op)
         unsigned char sha[32], md5[16];
         unsigned int mlen = 0;
         SHA256(op->body, op->len, sha);
-        static const char digits[] = "0123456789abcdef";
-        for (int i = 0; i < 32; i++) {
-            sha_hex[2 * i] = digits[sha[i] >> 4];
-            sha_hex[2 * i + 1] = digits[sha[i] & 15];
-        }
-        sha_hex[64] = '\0';
+        sha256_hex(sha, sha_hex);
         EVP_Digest(op->body, op->len, md5, &mlen, EVP_md5(), NULL);
         base64(sha, 32, sha_b64);
         base64(md5, 16, md5_b64);
         h[nh++] = (sigv4_kv){"content-type", op->ctype};
         h[nh++] = (sigv4_kv){"content-md5", md5_b64};
         h[nh++] = (sigv4_kv){"x-amz-checksum-sha256", sha_b64};
+        h[nh++] = (sigv4_kv){"x-amz-meta-sha256", sha_hex};
     }
     h[nh++] = (sigv4_kv){"x-amz-content-sha256", sha_hex};
     char *path = path_of(b, op->key);
@@ -195,7 +205,7 @@ static void on_backoff(uv_timer_t *t)
     send_op(op->b, op);
 }
 
-/* The <Code> of an S3 error document, for the log ("SignatureDoesNotMatch"). */
+/* The <Code> of an S3 error document, for the log ("SignatureDoesNotMatch"); "" without one. */
 static void s3_code(const net_resp_t *r, char *out, size_t n)
 {
     const char *p = r->body ? strstr(r->body, "<Code>") : NULL;
@@ -203,7 +213,35 @@ static void s3_code(const net_resp_t *r, char *out, size_t n)
     if (p && e && (size_t)(e - p - 6) < n)
         snprintf(out, n, "%.*s", (int)(e - p - 6), p + 6);
     else
-        snprintf(out, n, "HTTP %ld", r->status);
+        out[0] = '\0';
+}
+
+/* Whether a GET's body is the one stored (when the object carries our checksum). */
+static int body_matches(const net_resp_t *r)
+{
+    const char *want = net_header(r, "x-amz-meta-sha256");
+    if (want == NULL)
+        return 1; /* written by another client: the transport's framing is all we have */
+    unsigned char sha[32];
+    char hex[65];
+    SHA256((const unsigned char *)(r->body ? r->body : ""), r->len, sha);
+    sha256_hex(sha, hex);
+    return strcasecmp(want, hex) == 0;
+}
+
+/* What an S3 error code (or, without one, the status) asks of the operator, or "". */
+static const char *hint_of(const char *code, long status)
+{
+    if (code[0] == '\0' && status == 403) /* a HEAD's answer carries no document */
+        return ": access refused, check FARM_S3_ACCESS_KEY_ID, FARM_S3_SECRET_ACCESS_KEY and "
+               "the bucket's policy";
+    if (strcmp(code, "SignatureDoesNotMatch") == 0)
+        return ": the service refused our signature, check FARM_S3_SECRET_ACCESS_KEY";
+    if (strcmp(code, "InvalidAccessKeyId") == 0)
+        return ": the service does not know FARM_S3_ACCESS_KEY_ID";
+    if (strcmp(code, "RequestTimeTooSkewed") == 0)
+        return ": this machine's clock is too far from the service's";
+    return "";
 }
 
 static void on_xfer(net_resp_t *resp, void *data)
@@ -221,6 +259,13 @@ static void on_xfer(net_resp_t *resp, void *data)
         gf_err_setd(&op->err, net_timed_out(resp->curl_code) ? GF_ETIMEDOUT : GF_EUNAVAIL,
                     STORAGE_DOMAIN, resp->curl_code, "%s %s: %s", method_of(op->kind),
                     op->key ? op->key : "bucket", resp->curl_msg);
+    } else if (resp->status >= 200 && resp->status < 300 && op->kind == OP_GET &&
+               !body_matches(resp)) {
+        retry = 1;
+        gf_err_set(&op->err, GF_EIO, STORAGE_DOMAIN,
+                   "GET %s: %zu bytes that do not match the object's x-amz-meta-sha256 (cut "
+                   "short or damaged on the way)",
+                   op->key, resp->len);
     } else if (resp->status >= 200 && resp->status < 300) {
         if (op->kind == OP_GET) {
             const char *etag = net_header(resp, "etag");
@@ -234,8 +279,10 @@ static void on_xfer(net_resp_t *resp, void *data)
         s3_code(resp, code, sizeof(code));
         retry = resp->status >= 500 || resp->status == 429;
         gf_status st = retry ? GF_EUNAVAIL : resp->status == 404 ? GF_ENOTFOUND : GF_EINVAL;
-        gf_err_setd(&op->err, st, STORAGE_DOMAIN, resp->status, "%s %s: %s (HTTP %ld)",
-                    method_of(op->kind), op->key ? op->key : b->cfg->s3_bucket, code, resp->status);
+        gf_err_setd(&op->err, st, STORAGE_DOMAIN, resp->status, "%s %s: %s%sHTTP %ld%s%s",
+                    method_of(op->kind), op->key ? op->key : b->cfg->s3_bucket, code,
+                    code[0] ? " (" : "", resp->status, code[0] ? ")" : "",
+                    hint_of(code, resp->status));
     }
     if (retry && op->kind != OP_CHECK && op->attempts < b->cfg->storage_attempts) {
         GF_LOG(GF_LOG_INFO, &(gf_log_ctx){.component = STORAGE_DOMAIN}, "retrying: %s",

@@ -12,7 +12,12 @@
  * - S3 down while a worker stores: retried, then delivered; down for good:
  *   the image is released, nothing charged, no output listed;
  * - a wrong secret: /readyz names storage, an upload fails with 503 and the
- *   log says the signature was refused; a missing bucket stops the start.
+ *   log says the signature was refused; a missing bucket stops the start;
+ * - through the fixture's fault proxy (tests/s3/faults.js): PUTs answered
+ *   500, 503, 429, stalled past the timeout or cut mid-body are retried with
+ *   backoff and the generation is delivered, charged once; faults that
+ *   outlast the retries release the image (credits and ledger say so, no
+ *   output listed); the api never serves a file whose GET came back cut.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -34,6 +39,7 @@
 #include <vips/vips.h>
 
 #include "api_harness.h"
+#include "s3_faults.h"
 #include "support.h"
 
 static char common[6][300];
@@ -392,19 +398,19 @@ static void test_a_wrong_secret_is_reported(void **state)
     (void)one;
     snprintf(au_base, sizeof(au_base), "%s", save);
     assert_int_equal(ts_stop(p, SIGTERM, 15), 0);
-    assert_int_equal(ts_sh("grep -q SignatureDoesNotMatch '%s/api-wrong-secret.log'",
+    /* the first request's error names the cause and the variable, never the secret */
+    assert_int_equal(ts_sh("grep -q 'SignatureDoesNotMatch (HTTP 403): the service refused our "
+                           "signature, check FARM_S3_SECRET_ACCESS_KEY' "
+                           "'%s/api-wrong-secret.log'",
                            ts_env("FARM_TEST_TMPDIR")),
                      0);
     assert_int_equal(
         ts_sh("grep -q wrong-secret '%s/api-wrong-secret.log'", ts_env("FARM_TEST_TMPDIR")), 1);
 }
 
-static void test_a_missing_bucket_stops_the_start(void **state)
+/* Waits for `p` to exit at start with status 2, its log naming FARM_S3_BUCKET. */
+static void stopped_at_start(pid_t p, const char *name)
 {
-    (void)state;
-    char base[64];
-    const char *more[] = {"FARM_S3_BUCKET=no-such-bucket", NULL};
-    pid_t p = start_api("api-no-bucket", base, more);
     int status = 0;
     double end = ts_now() + 30;
     pid_t got = 0;
@@ -413,10 +419,189 @@ static void test_a_missing_bucket_stops_the_start(void **state)
     assert_int_equal(got, p);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 2);
-    assert_int_equal(ts_sh("grep -q 'FARM_S3_BUCKET=no-such-bucket: no such bucket' "
-                           "'%s/api-no-bucket.log'",
-                           ts_env("FARM_TEST_TMPDIR")),
+    assert_int_equal(ts_sh("grep -q 'FARM_S3_BUCKET=no-such-bucket: no such bucket' '%s/%s.log'",
+                           ts_env("FARM_TEST_TMPDIR"), name),
                      0);
+}
+
+static void test_a_missing_bucket_stops_the_start(void **state)
+{
+    (void)state;
+    char base[64];
+    const char *more[] = {"FARM_S3_BUCKET=no-such-bucket", NULL};
+    stopped_at_start(start_api("api-no-bucket", base, more), "api-no-bucket");
+    stopped_at_start(start_in(ts_env("FARM_TEST_WORKER_BIN"), "worker-no-bucket", more),
+                     "worker-no-bucket");
+}
+
+/* --- faults, through the fault proxy ------------------------------------------- */
+
+static char faults_endpoint_env[200];
+
+/* A worker on the fault proxy (the others stopped): 4 tries of at most 1.5 s each. */
+static void start_faulty_worker(void)
+{
+    for (int i = 0; i < 2; i++) {
+        if (workers[i] > 0)
+            assert_int_equal(ts_stop(workers[i], SIGTERM, 40), 0);
+        workers[i] = 0;
+    }
+    snprintf(faults_endpoint_env, sizeof(faults_endpoint_env), "FARM_S3_ENDPOINT=%s",
+             ts_env("FARM_TEST_S3_FAULTS_ENDPOINT"));
+    const char *more[] = {faults_endpoint_env, "FARM_STORAGE_ATTEMPTS=4",
+                          "FARM_STORAGE_TIMEOUT_MS=1500", NULL};
+    workers[0] = start_in(ts_env("FARM_TEST_WORKER_BIN"), "worker-faults", more);
+}
+
+/* A field of GET /v1/credits. */
+static long long credits(const char *field)
+{
+    ts_http_t r = au_call("GET", "/v1/credits", tok, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    json_t *j = json_loads(r.body, 0, NULL);
+    ts_http_dispose(&r);
+    assert_non_null(j);
+    long long v = json_integer_value(json_object_get(j, field));
+    json_decref(j);
+    return v;
+}
+
+/* The sum of the caller's ledger entries of `kind` for generation `id`. */
+static long long ledger_sum(const char *id, const char *kind)
+{
+    ts_http_t r = au_call("GET", "/v1/credits/ledger?limit=100", tok, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    json_t *j = json_loads(r.body, 0, NULL);
+    ts_http_dispose(&r);
+    assert_non_null(j);
+    long long sum = 0;
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(j, "items"), i, e)
+    {
+        const char *g = json_string_value(json_object_get(e, "generation_id"));
+        const char *k = json_string_value(json_object_get(e, "kind"));
+        if (g && k && strcmp(g, id) == 0 && strcmp(k, kind) == 0)
+            sum += json_integer_value(json_object_get(e, "amount"));
+    }
+    json_decref(j);
+    return sum;
+}
+
+/* Each variant's PUTs refused, stalled or cut, once or twice: retried, delivered. */
+static void test_faults_during_puts_are_retried_then_delivered(void **state)
+{
+    (void)state;
+    start_faulty_worker();
+    assert_int_equal(s3f_clear(), 0);
+    assert_int_equal(s3f_add("PUT", "/0-full.", 1, "status", 500, 0), 0);
+    assert_int_equal(s3f_add("PUT", "/0-full.", 1, "status", 503, 0), 0);
+    assert_int_equal(s3f_add("PUT", "/0-512.", 1, "stall", 0, 6000), 0);
+    assert_int_equal(s3f_add("PUT", "/0-256.", 1, "cut", 0, 0), 0);
+    assert_int_equal(s3f_add("PUT", "/0-thumb.", 1, "status", 429, 0), 0);
+    assert_int_equal(s3f_add("PUT", "/0-thumb.", 1, "status", 503, 0), 0);
+    long long balance = credits("balance");
+    char id[37];
+    au_create(tok,
+              "{\"kind\":\"avatar\",\"prompt\":\"a heron\",\"count\":1,\"width\":256,"
+              "\"height\":256}",
+              id);
+    json_t *g = wait_done(id, 120);
+    assert_non_null(g);
+    assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
+    assert_int_equal(json_integer_value(json_object_get(g, "charged")), 10);
+    assert_int_equal(json_array_size(json_object_get(g, "outputs")), 4);
+    check_outputs(g); /* the cut one included: whole, decodes */
+    json_decref(g);
+    /* Every fault was met, and each variant stored by its last try. */
+    assert_int_equal(s3f_rules_left(), 0);
+    const char *variants[] = {"/0-full.", "/0-512.", "/0-256.", "/0-thumb."};
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(s3f_seen("PUT", variants[i], "pass"), 1);
+    assert_int_equal(s3f_seen("PUT", "/0-512.", "stall"), 1);
+    assert_int_equal(s3f_seen("PUT", "/0-256.", "cut"), 1);
+    /* with backoff: 200 ms then 400 ms (FARM_STORAGE_BACKOFF_MS=200), at least 3/4 of each */
+    double t[3];
+    assert_int_equal(s3f_times("PUT", "/0-full.", NULL, t, 3), 3);
+    assert_true(t[1] - t[0] >= 0.15);
+    assert_true(t[2] - t[1] >= 0.30);
+    /* the stalled try ended by the 1.5 s timeout, well before the stall would */
+    assert_int_equal(s3f_times("PUT", "/0-512.", NULL, t, 3), 2);
+    assert_true(t[1] - t[0] >= 1.5 && t[1] - t[0] < 6.0);
+    /* charged once */
+    assert_int_equal(credits("balance"), balance - 10);
+    assert_int_equal(credits("held"), 0);
+    assert_int_equal(ledger_sum(id, "capture"), 10);
+    assert_int_equal(ledger_sum(id, "release"), 0);
+    assert_int_equal(ts_sh("'%s' reconcile >&2", ts_env("FARM_TEST_CLI")), 0);
+}
+
+/* One image's PUTs refused past the last try: that image released, never charged. */
+static void test_outputs_that_cannot_be_stored_are_released(void **state)
+{
+    (void)state;
+    assert_true(workers[0] > 0);
+    assert_int_equal(s3f_clear(), 0);
+    assert_int_equal(s3f_add("PUT", "/1-full.", 4, "status", 503, 0), 0);
+    long long balance = credits("balance");
+    char id[37];
+    au_create(tok,
+              "{\"kind\":\"avatar\",\"prompt\":\"two herons\",\"count\":2,\"width\":256,"
+              "\"height\":256}",
+              id);
+    json_t *g = wait_done(id, 120);
+    assert_non_null(g);
+    assert_string_equal(json_string_value(json_object_get(g, "status")), "partial");
+    assert_int_equal(json_integer_value(json_object_get(g, "charged")), 10);
+    assert_int_equal(json_integer_value(json_object_get(g, "released")), 10);
+    assert_int_equal(json_integer_value(json_object_get(g, "images_failed")), 1);
+    /* the stored image's four variants, and nothing of the other */
+    json_t *outputs = json_object_get(g, "outputs"), *o;
+    size_t i;
+    assert_int_equal(json_array_size(outputs), 4);
+    json_array_foreach(outputs, i, o)
+        assert_int_equal(json_integer_value(json_object_get(o, "index")), 0);
+    check_outputs(g);
+    json_decref(g);
+    assert_int_equal(s3f_seen("PUT", "/1-full.", "status 503"), 4);
+    assert_int_equal(s3f_rules_left(), 0);
+    /* the ledger: 20 held, 10 captured, 10 released; the balance down by 10 only */
+    assert_int_equal(ledger_sum(id, "hold"), 20);
+    assert_int_equal(ledger_sum(id, "capture"), 10);
+    assert_int_equal(ledger_sum(id, "release"), 10);
+    assert_int_equal(credits("balance"), balance - 10);
+    assert_int_equal(credits("held"), 0);
+    assert_int_equal(ts_sh("'%s' reconcile >&2", ts_env("FARM_TEST_CLI")), 0);
+}
+
+/* FARM_S3_SERVE=proxy on the fault proxy: a GET cut short is never served truncated. */
+static void test_the_api_never_serves_a_cut_file(void **state)
+{
+    (void)state;
+    assert_true(last_output_url[0]);
+    char base[64], full[1600], ready[128];
+    const char *more[] = {faults_endpoint_env, "FARM_S3_SERVE=proxy", NULL};
+    pid_t p = start_api("api-faults", base, more);
+    snprintf(ready, sizeof(ready), "%s/readyz", base);
+    assert_true(ts_wait_http(ready, 200, "\"storage\":\"ok\"", 30));
+    assert_int_equal(s3f_clear(), 0);
+    snprintf(full, sizeof(full), "%s%s", base, last_output_url);
+    /* cut once: the api reads it again and serves it whole */
+    assert_int_equal(s3f_add("GET", "/0-", 1, "cut", 0, 0), 0);
+    ts_http_t r = ts_http("GET", full, NULL, NULL, 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal((long long)r.body_len, last_output_bytes);
+    ts_http_dispose(&r);
+    assert_int_equal(s3f_seen("GET", "/0-", "cut"), 1);
+    assert_int_equal(s3f_seen("GET", "/0-", "pass"), 1);
+    /* cut on every try: an error, not the half */
+    assert_int_equal(s3f_add("GET", "/0-", 4, "cut", 0, 0), 0);
+    r = ts_http("GET", full, NULL, NULL, 0);
+    assert_int_equal(r.status, 503);
+    assert_null(strstr(r.headers, "image/"));
+    ts_http_dispose(&r);
+    assert_int_equal(s3f_rules_left(), 0);
+    assert_int_equal(ts_stop(p, SIGTERM, 15), 0);
 }
 
 int main(void)
@@ -428,6 +613,9 @@ int main(void)
         cmocka_unit_test(test_a_wrong_secret_is_reported),
         cmocka_unit_test(test_a_missing_bucket_stops_the_start),
         cmocka_unit_test(test_s3_down_for_good_releases),
+        cmocka_unit_test(test_faults_during_puts_are_retried_then_delivered),
+        cmocka_unit_test(test_outputs_that_cannot_be_stored_are_released),
+        cmocka_unit_test(test_the_api_never_serves_a_cut_file),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

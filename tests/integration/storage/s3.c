@@ -5,7 +5,10 @@
  * farm stores, the SDK reads back byte for byte, and what the SDK stores, the
  * farm reads. Also: presigned URLs fetched by libcurl, virtual-hosted
  * addressing, a wrong secret, a missing bucket, s3rver down during a PUT,
- * the async contract, and the configuration refused at start.
+ * the async contract, and the configuration refused at start. Through the
+ * fixture's fault proxy (tests/s3/faults.js): 500/503/429 and stalled PUTs
+ * retried with backoff then delivered, a PUT cut mid-body never leaving part
+ * of an object, a GET cut short never delivered.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +24,7 @@
 #include <unistd.h>
 
 #include "core.h"
+#include "s3_faults.h"
 #include "storage.h"
 #include "support.h"
 
@@ -29,7 +33,7 @@ extern char **environ;
 #define USER "0b7c0f4e-8a52-4a49-9d4e-3b1a5c6d7e8f"
 #define GEN  "5f0e4a2b-1c3d-4e5f-8a9b-0c1d2e3f4a5b"
 
-static char endpoint_env[200], vhost_env[200];
+static char endpoint_env[200], vhost_env[200], faults_env[200];
 
 /* A config from the environment (FARM_TEST_* left out) plus `overrides` first. */
 static gf_config_t *cfg_with(const char *const *overrides, gf_err_t *err)
@@ -67,6 +71,29 @@ static gf_config_t *s3_cfg(const char *secret, const char *bucket, int vhost)
                        "FARM_STORAGE_ATTEMPTS=8",
                        "FARM_STORAGE_BACKOFF_MS=100",
                        "FARM_STORAGE_TIMEOUT_MS=5000",
+                       NULL};
+    gf_err_t err = {0};
+    gf_config_t *cfg = cfg_with(o, &err);
+    if (cfg == NULL)
+        fail_msg("config: %s", err.msg);
+    return cfg;
+}
+
+/* Through the fault proxy: `attempts` tries of at most `timeout_ms` each, 100 ms backoff. */
+static gf_config_t *faults_cfg(int attempts, int timeout_ms)
+{
+    static char attempts_env[64], timeout_env[64];
+    snprintf(attempts_env, sizeof(attempts_env), "FARM_STORAGE_ATTEMPTS=%d", attempts);
+    snprintf(timeout_env, sizeof(timeout_env), "FARM_STORAGE_TIMEOUT_MS=%d", timeout_ms);
+    const char *o[] = {"FARM_STORAGE=s3",
+                       faults_env,
+                       "FARM_S3_BUCKET=farm",
+                       "FARM_S3_ACCESS_KEY_ID=S3RVER",
+                       "FARM_S3_SECRET_ACCESS_KEY=S3RVER",
+                       "FARM_S3_PREFIX=t/",
+                       attempts_env,
+                       "FARM_STORAGE_BACKOFF_MS=100",
+                       timeout_env,
                        NULL};
     gf_err_t err = {0};
     gf_config_t *cfg = cfg_with(o, &err);
@@ -359,9 +386,13 @@ static void test_a_wrong_secret_is_refused_and_named(void **state)
     assert_int_equal(r.err.code, GF_EINVAL);
     assert_int_equal(r.err.detail, 403);
     assert_non_null(strstr(r.err.msg, "SignatureDoesNotMatch"));
+    assert_non_null(strstr(r.err.msg, "check FARM_S3_SECRET_ACCESS_KEY"));
     assert_null(strstr(r.err.msg, "not-the-secret"));
     r = check(s, &loop);
     assert_int_equal(r.err.code, GF_EINVAL);
+    /* a HEAD's 403 carries no S3 code: the variables to check are named all the same */
+    assert_non_null(strstr(r.err.msg, "HTTP 403: access refused, check FARM_S3_ACCESS_KEY_ID"));
+    assert_null(strstr(r.err.msg, "not-the-secret"));
     close_all(s, &loop, cfg);
     uv_loop_close(&loop);
 }
@@ -506,12 +537,164 @@ static void test_bad_combinations_are_refused_naming_the_variable(void **state)
             "FARM_S3_PREFIX");
 }
 
+/* --- faults, through the fault proxy -------------------------------------------- */
+
+/* 500, 503 and 429 answers to a PUT: retried with a growing backoff, then stored whole. */
+static void test_5xx_and_429_on_a_put_are_retried_with_backoff(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    gf_config_t *cfg = faults_cfg(4, 5000);
+    storage_t *s = open_s3(&loop, cfg);
+    assert_int_equal(s3f_clear(), 0);
+    const char *key = USER "/" GEN "/4-full.webp";
+    assert_int_equal(s3f_add("PUT", "/4-full.webp", 1, "status", 500, 0), 0);
+    assert_int_equal(s3f_add("PUT", "/4-full.webp", 1, "status", 503, 0), 0);
+    assert_int_equal(s3f_add("PUT", "/4-full.webp", 1, "status", 429, 0), 0);
+    unsigned char *b = body_of(150000, 11);
+    double t0 = ts_now();
+    result_t r = put(s, &loop, key, b, 150000);
+    double took = ts_now() - t0;
+    assert_int_equal(r.err.code, 0);
+    /* three refused tries, then the fourth stored it */
+    assert_int_equal(s3f_seen("PUT", "/4-full.webp", "status 500"), 1);
+    assert_int_equal(s3f_seen("PUT", "/4-full.webp", "status 503"), 1);
+    assert_int_equal(s3f_seen("PUT", "/4-full.webp", "status 429"), 1);
+    assert_int_equal(s3f_seen("PUT", "/4-full.webp", "pass"), 1);
+    assert_int_equal(s3f_rules_left(), 0);
+    /* backoffs of 100, 200 and 400 ms, each at least 3/4 of that */
+    assert_true(took >= 0.75 * (0.1 + 0.2 + 0.4));
+    char hex[65];
+    sha_hex(b, 150000, hex);
+    assert_int_equal(interop("get", key, hex), 0);
+    /* Faults that outlast the tries: the last error, after the last try. */
+    assert_int_equal(s3f_add("PUT", "/4-full.webp", 4, "status", 503, 0), 0);
+    r = put(s, &loop, key, b, 150000);
+    assert_int_equal(r.err.code, GF_EUNAVAIL);
+    assert_int_equal(r.err.detail, 503);
+    assert_non_null(strstr(r.err.msg, "SlowDown"));
+    assert_int_equal(s3f_seen("PUT", "/4-full.webp", "status 503"), 5);
+    assert_int_equal(s3f_rules_left(), 0);
+    free(b);
+    close_all(s, &loop, cfg);
+    uv_loop_close(&loop);
+}
+
+/* A PUT that gets no answer: timed out, tried again, stored. */
+static void test_a_stalled_put_times_out_and_is_retried(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    gf_config_t *cfg = faults_cfg(3, 1000);
+    storage_t *s = open_s3(&loop, cfg);
+    assert_int_equal(s3f_clear(), 0);
+    const char *key = USER "/" GEN "/5-512.webp";
+    assert_int_equal(s3f_add("PUT", "/5-512.webp", 1, "stall", 0, 8000), 0);
+    unsigned char *b = body_of(60000, 12);
+    double t0 = ts_now();
+    result_t r = put(s, &loop, key, b, 60000);
+    double took = ts_now() - t0;
+    assert_int_equal(r.err.code, 0);
+    assert_true(took >= 1.0 && took < 8.0); /* the timeout, not the stall, ended the first try */
+    assert_int_equal(s3f_seen("PUT", "/5-512.webp", "stall"), 1);
+    assert_int_equal(s3f_seen("PUT", "/5-512.webp", "pass"), 1);
+    r = get(s, &loop, key);
+    assert_int_equal(r.err.code, 0);
+    assert_int_equal(r.len, 60000);
+    assert_memory_equal(r.data, b, 60000);
+    free(r.data);
+    /* Stalled every time: GF_ETIMEDOUT after the last try. */
+    assert_int_equal(s3f_add("PUT", "/5-512.webp", 3, "stall", 0, 8000), 0);
+    r = put(s, &loop, key, b, 60000);
+    assert_int_equal(r.err.code, GF_ETIMEDOUT);
+    assert_int_equal(s3f_rules_left(), 0);
+    free(b);
+    close_all(s, &loop, cfg);
+    uv_loop_close(&loop);
+}
+
+/* A PUT cut mid-body: nothing of it is ever readable; retried, the whole object. */
+static void test_a_put_cut_midway_never_leaves_part_of_an_object(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    gf_config_t *cfg = faults_cfg(3, 5000);
+    storage_t *s = open_s3(&loop, cfg);
+    assert_int_equal(s3f_clear(), 0);
+    unsigned char *b = body_of(300000, 13);
+    char hex[65];
+    sha_hex(b, 300000, hex);
+    /* Cut on every try: the put fails, and no reader finds anything under the key. */
+    const char *lost = USER "/" GEN "/6-256.webp";
+    assert_int_equal(s3f_add("PUT", "/6-256.webp", 3, "cut", 0, 0), 0);
+    result_t r = put(s, &loop, lost, b, 300000);
+    assert_int_equal(r.err.code, GF_EUNAVAIL);
+    assert_int_equal(s3f_seen("PUT", "/6-256.webp", "cut"), 3);
+    r = get(s, &loop, lost);
+    assert_int_equal(r.err.code, GF_ENOTFOUND);
+    assert_int_equal(interop("absent", lost, NULL), 0);
+    /* Cut once: the retry stores the whole body, as both clients read it. */
+    const char *key = USER "/" GEN "/7-256.webp";
+    assert_int_equal(s3f_add("PUT", "/7-256.webp", 1, "cut", 0, 0), 0);
+    r = put(s, &loop, key, b, 300000);
+    assert_int_equal(r.err.code, 0);
+    assert_int_equal(s3f_seen("PUT", "/7-256.webp", "cut"), 1);
+    assert_int_equal(s3f_seen("PUT", "/7-256.webp", "pass"), 1);
+    r = get(s, &loop, key);
+    assert_int_equal(r.err.code, 0);
+    assert_int_equal(r.len, 300000);
+    assert_memory_equal(r.data, b, 300000);
+    free(r.data);
+    assert_int_equal(interop("get", key, hex), 0);
+    free(b);
+    close_all(s, &loop, cfg);
+    uv_loop_close(&loop);
+}
+
+/* A GET whose body arrives cut short yet framed as whole: never delivered. */
+static void test_a_get_cut_short_is_never_delivered(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    gf_config_t *cfg = faults_cfg(3, 5000);
+    storage_t *s = open_s3(&loop, cfg);
+    assert_int_equal(s3f_clear(), 0);
+    const char *key = USER "/" GEN "/8-thumb.jpg";
+    unsigned char *b = body_of(80000, 14);
+    result_t r = put(s, &loop, key, b, 80000);
+    assert_int_equal(r.err.code, 0);
+    /* cut once: the retry reads it whole */
+    assert_int_equal(s3f_add("GET", "/8-thumb.jpg", 1, "cut", 0, 0), 0);
+    r = get(s, &loop, key);
+    assert_int_equal(r.err.code, 0);
+    assert_int_equal(r.len, 80000);
+    assert_memory_equal(r.data, b, 80000);
+    free(r.data);
+    assert_int_equal(s3f_seen("GET", "/8-thumb.jpg", "cut"), 1);
+    assert_int_equal(s3f_seen("GET", "/8-thumb.jpg", "pass"), 1);
+    /* cut every time: an error, no bytes */
+    assert_int_equal(s3f_add("GET", "/8-thumb.jpg", 3, "cut", 0, 0), 0);
+    r = get(s, &loop, key);
+    assert_int_equal(r.err.code, GF_EIO);
+    assert_null(r.data);
+    assert_int_equal(s3f_seen("GET", "/8-thumb.jpg", "cut"), 4);
+    free(b);
+    close_all(s, &loop, cfg);
+    uv_loop_close(&loop);
+}
+
 int main(void)
 {
     snprintf(endpoint_env, sizeof(endpoint_env), "FARM_S3_ENDPOINT=%s",
              ts_env("FARM_TEST_S3_ENDPOINT"));
     snprintf(vhost_env, sizeof(vhost_env), "FARM_S3_ENDPOINT=http://s3.localhost:%s",
              ts_env("FARM_TEST_S3_PORT"));
+    snprintf(faults_env, sizeof(faults_env), "FARM_S3_ENDPOINT=%s",
+             ts_env("FARM_TEST_S3_FAULTS_ENDPOINT"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_put_get_delete_and_the_sdk_agrees),
         cmocka_unit_test(test_the_farm_reads_what_the_sdk_stored),
@@ -523,6 +706,10 @@ int main(void)
         cmocka_unit_test(test_close_cancels_what_is_in_flight),
         cmocka_unit_test(test_bad_keys_fail_at_once),
         cmocka_unit_test(test_bad_combinations_are_refused_naming_the_variable),
+        cmocka_unit_test(test_5xx_and_429_on_a_put_are_retried_with_backoff),
+        cmocka_unit_test(test_a_stalled_put_times_out_and_is_retried),
+        cmocka_unit_test(test_a_put_cut_midway_never_leaves_part_of_an_object),
+        cmocka_unit_test(test_a_get_cut_short_is_never_delivered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
