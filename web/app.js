@@ -310,18 +310,33 @@ function paint(c) {
   }
 }
 
+// A generation this page has not shown (made in another tab, or before a
+// reload): read it whole, once. The user stream also replays the events of
+// a generation deleted since; that one is 404 and stays unshown.
+const reading = new Set();
+async function readFresh(id) {
+  if (reading.has(id)) return;
+  reading.add(id);
+  try {
+    render(await farm.getGeneration(id));
+  } catch (err) {
+    if (err.status !== 404) throw err;
+  } finally {
+    reading.delete(id);
+  }
+}
+
 function onEvent(ev) {
   const id = ev.data?.id;
   if (!id) return;
+  const c = cards.get(id);
+  if (!c?.gen) {
+    act(() => readFresh(id));
+    return;
+  }
   if (TERMINAL_EVENTS.includes(ev.type)) {
     render(ev.data);
     refreshAccountSoon();
-    return;
-  }
-  const c = cards.get(id);
-  if (!c?.gen) {
-    // A generation made elsewhere (another tab): read it whole.
-    act(async () => render(await farm.getGeneration(id)));
     return;
   }
   if (TERMINAL_EVENTS.includes(c.gen.status)) return; // a replay of an older event

@@ -174,6 +174,30 @@ test('a pose generation from the pose picker', async (t) => {
   assert.deepEqual(errors, []);
 });
 
+test('delete a finished generation: its card and its files are gone', async (t) => {
+  const { page, errors } = await openPage(t);
+  const user = newUser();
+  await signIn(page, user.token);
+  const id = await generate(page);
+  await waitStatus(page, id, 'succeeded');
+  await waitImages(page, id, 1);
+  const src = await page.locator(`.generation[data-id="${id}"] img.output`).first().getAttribute('src');
+  await page.click(`.generation[data-id="${id}"] .delete`);
+  await page.locator(`.generation[data-id="${id}"]`).waitFor({ state: 'detached' });
+  const auth = { Authorization: `Bearer ${user.token}` };
+  assert.equal((await fetch(`${apiUrl}/v1/generations/${id}`, { headers: auth })).status, 404);
+  assert.equal((await fetch(new URL(src, apiUrl))).status, 404, 'its signed file URL no longer serves');
+  // The user stream still replays the deleted generation's events: the page
+  // asks for it (404) and shows nothing.
+  const replayed = page.waitForResponse((r) => r.url().endsWith(`/v1/generations/${id}`) && r.status() === 404);
+  await page.reload();
+  await page.locator('#app').waitFor({ state: 'visible' });
+  await replayed;
+  assert.equal(await page.locator(`.generation[data-id="${id}"]`).count(), 0, 'not back after a reload');
+  await shot(page, 'deleted');
+  assert.deepEqual(errors.filter((e) => !(/status of 404/.test(e) && e.includes(id))), []);
+});
+
 test('a reload in the middle of a generation resumes it', async (t) => {
   const { page, errors } = await openPage(t);
   await signIn(page, newUser().token);
