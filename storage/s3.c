@@ -195,12 +195,13 @@ static void on_backoff(uv_timer_t *t)
     send_op(op->b, op);
 }
 
-/* The <Code> of an S3 error document, for the log ("SignatureDoesNotMatch"). */
+/* The <Code> of an S3 error document, for the log ("SignatureDoesNotMatch"); else the
+ * status (an empty <Code> names nothing). */
 static void s3_code(const net_resp_t *r, char *out, size_t n)
 {
     const char *p = r->body ? strstr(r->body, "<Code>") : NULL;
     const char *e = p ? strstr(p, "</Code>") : NULL;
-    if (p && e && (size_t)(e - p - 6) < n)
+    if (p && e && e > p + 6 && (size_t)(e - p - 6) < n)
         snprintf(out, n, "%.*s", (int)(e - p - 6), p + 6);
     else
         snprintf(out, n, "HTTP %ld", r->status);
