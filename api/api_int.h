@@ -64,6 +64,17 @@ void api__gate_install(api_t *api);
 /* The caller the gate authenticated for this request, or NULL. */
 const api_principal_t *api__gate_principal(const gf_http_req_t *req);
 
+/*
+ * Answers 429 rate_limited for an upload over the caller's quota (`over`:
+ * "count" or "bytes"; docs/api.md), naming it, with Retry-After: the quota
+ * frees when the user deletes an upload, not with time, so the value says
+ * when to look again. `at_headers`: refused before the body
+ * (gf_http_req_refuse), else answered by the handler.
+ */
+#define API_QUOTA_RETRY_AFTER_S "60"
+void api__quota_refuse(api_t *api, gf_http_req_t *req, const char *plan, const char *over,
+                       int at_headers);
+
 /* Verifies an HS256 token; fills `p`. GF_EINVAL with the reason in `err` (for logs only). */
 int api__token_verify(const char *secret, const char *token, api_principal_t *p, gf_err_t *err);
 

@@ -263,8 +263,20 @@ static int write_gen_events(api_sse_t *s, const queue_events_t *e)
 {
     for (size_t i = 0; i < e->n && !s->finished; i++) {
         const queue_event_t *ev = &e->ev[i];
-        if (ev->id <= s->last_id)
+        if (ev->id <= s->last_id) {
+            /* The terminal event at or before a client's Last-Event-ID: at
+             * it, the client has everything; before it (a cursor past the
+             * end), the client gets it once, under its own id. Either way
+             * the stream ends rather than wait for an event that never comes. */
+            if (is_terminal(ev->type) && ev->id <= s->after) {
+                if (ev->id == s->after)
+                    sse_finish(s);
+                else
+                    sse_terminal(s, ev->type, ev->id);
+                return 1;
+            }
             continue;
+        }
         s->last_id = ev->id;
         if (is_terminal(ev->type)) {
             sse_terminal(s, ev->type, ev->id);
@@ -438,10 +450,12 @@ static void sse_begin(api_sse_t *s)
         return;
     }
     gf_err_t err = {0};
-    s->watch =
-        s->gen_id[0]
-            ? queue_watch_gen(s->api->queue, s->gen_id, s->after, on_gen_events, s, &err)
-            : queue_watch_user(s->api->queue, s->who.sub, s->after_user, on_user_events, s, &err);
+    /* A generation's watch starts at its first event, whatever the cursor: the
+     * events up to the cursor are skipped (write_gen_events), but a terminal
+     * event among them must still end the stream. */
+    s->watch = s->gen_id[0] ? queue_watch_gen(s->api->queue, s->gen_id, 0, on_gen_events, s, &err)
+                            : queue_watch_user(s->api->queue, s->who.sub, s->after_user,
+                                               on_user_events, s, &err);
     if (s->watch == NULL) {
         /* Redis is down: end now; the client reconnects with Last-Event-ID and loses nothing. */
         sse_finish(s);

@@ -88,6 +88,12 @@ static void on_upload_recorded(store_t *st, const gf_err_t *err, store_call_t *c
     (void)st;
     (void)call;
     file_job_t *f = data;
+    if (err->code == GF_ETOOBIG) { /* over the quota: nothing was recorded */
+        api__quota_refuse(f->api, f->req, f->who.plan, f->call.res.upload.over, 0);
+        f->req = NULL;
+        upload_remove(f);
+        return;
+    }
     if (err->code < 0) {
         api__fail(f->req, err->code, err);
         f->req = NULL;
@@ -126,9 +132,11 @@ static void on_upload_stored(storage_t *st, const gf_err_t *err, void *data)
         job_free(f);
         return;
     }
+    long long max_count, max_bytes;
+    gf_cfg_upload_quota(f->api->cfg, f->who.plan, &max_count, &max_bytes);
     store_call_upload_add(&f->call, f->id, f->who.sub, f->api->cfg->welcome_credits,
                           img_format_name(f->info.format), f->info.width, f->info.height,
-                          (long long)f->info.bytes, f->info.sha256, f->key);
+                          (long long)f->info.bytes, f->info.sha256, f->key, max_count, max_bytes);
     if (store_exec(f->api->store, &f->call, on_upload_recorded, f) < 0) {
         api__fail(f->req, GF_EUNAVAIL, NULL);
         f->req = NULL;

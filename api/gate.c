@@ -2,8 +2,9 @@
  * api/gate.c - what farm-api decides when a request's headers are complete,
  * before any byte of its body is read (httpd's check hook): authentication,
  * the Content-Type, the rate limit of the caller's plan for the route's
- * action (or of the client's address when it has no valid token), and the
- * process's room for upload bodies. A refusal is answered at once; a
+ * action (or of the client's address when it has no valid token), the
+ * caller's upload quota (asked of Postgres) and the process's room for
+ * upload bodies. A refusal is answered at once; a
  * request that announced a body then ends with a lingering close, so the
  * client still reads the answer and the body is never buffered (API.md,
  * errors).
@@ -63,6 +64,7 @@ typedef struct {
     const gate_rule_t *rule;
     gate_user_t *user; /* NULL: no valid token (the anonymous bucket was asked) */
     char why[256];     /* the 401's reason, for the log */
+    store_call_t call; /* the upload quota's usage */
 } gate_check_t;
 
 static const gate_rule_t *rule_find(const gf_http_req_t *req)
@@ -128,6 +130,7 @@ static void check_free(gate_check_t *g)
 {
     if (g->user)
         free(g->user);
+    store_call_dispose(&g->call);
     free(g);
 }
 
@@ -139,7 +142,7 @@ static void gate_pass(gate_check_t *g)
         gf_http_req_set_user(req, g->user, user_free);
         g->user = NULL;
     }
-    free(g);
+    check_free(g);
     gf_http_req_proceed(req);
 }
 
@@ -170,6 +173,85 @@ static void gate_upload(gate_check_t *g)
     gate_pass(g);
 }
 
+void api__quota_refuse(api_t *api, gf_http_req_t *req, const char *plan, const char *over,
+                       int at_headers)
+{
+    long long count, bytes;
+    gf_cfg_upload_quota(api->cfg, plan, &count, &bytes);
+    char msg[200];
+    if (strcmp(over, "count") == 0)
+        snprintf(msg, sizeof(msg),
+                 "the upload quota (count) is full: at most %lld uploads per user; delete one "
+                 "to upload another",
+                 count);
+    else
+        snprintf(msg, sizeof(msg),
+                 "the upload quota (bytes) would be passed: at most %lld bytes of uploads per "
+                 "user; delete some to upload this one",
+                 bytes);
+    gf_http_set_header(req, "Retry-After", API_QUOTA_RETRY_AFTER_S);
+    if (at_headers)
+        gf_http_req_refuse(req, 429, "rate_limited", msg, NULL);
+    else
+        api__error(req, 429, "rate_limited", msg, NULL);
+}
+
+/* The Content-Length an upload announces; 0 when chunked (it cannot be told yet). */
+static long long content_length(const gf_http_req_t *req)
+{
+    const char *cl = gf_http_req_header(req, "content-length");
+    return cl ? strtoll(cl, NULL, 10) : 0;
+}
+
+static void on_usage(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
+{
+    (void)st;
+    (void)call;
+    gate_check_t *g = data;
+    if (err->code < 0) {
+        /* The upload could not be recorded either: refused before its body. */
+        gf_log_err(GF_LOG_WARN,
+                   &(gf_log_ctx){.component = "api", .request_id = gf_http_req_id(g->req)}, err);
+        gf_http_set_header(g->req, "Retry-After", "1");
+        gate_refuse(g, 503, "unavailable", "the upload cannot be recorded now; retry shortly");
+        return;
+    }
+    long long count, bytes;
+    gf_cfg_upload_quota(g->api->cfg, g->user->who.plan, &count, &bytes);
+    const store_upload_result_t *u = &g->call.res.upload;
+    const char *over = NULL;
+    if (count > 0 && u->uploads >= count)
+        over = "count";
+    else if (bytes > 0 && u->bytes + content_length(g->req) > bytes)
+        over = "bytes";
+    if (over != NULL) {
+        gf_http_req_t *req = g->req;
+        api_t *api = g->api;
+        char plan[sizeof(g->user->who.plan)];
+        memcpy(plan, g->user->who.plan, sizeof(plan));
+        check_free(g);
+        api__quota_refuse(api, req, plan, over, 1);
+        return;
+    }
+    gate_upload(g);
+}
+
+/* The caller's upload quota, from the uploads it keeps: refused at once when full. */
+static void gate_quota(gate_check_t *g)
+{
+    long long count, bytes;
+    gf_cfg_upload_quota(g->api->cfg, g->user->who.plan, &count, &bytes);
+    if (count == 0 && bytes == 0) {
+        gate_upload(g);
+        return;
+    }
+    store_call_upload_usage(&g->call, g->user->who.sub);
+    if (store_exec(g->api->store, &g->call, on_usage, g) < 0) {
+        gf_http_set_header(g->req, "Retry-After", "1");
+        gate_refuse(g, 503, "unavailable", "the server is shutting down; retry");
+    }
+}
+
 static void gate_decide(gate_check_t *g)
 {
     if (g->user == NULL) {
@@ -183,7 +265,7 @@ static void gate_decide(gate_check_t *g)
                         ? "send application/json"
                         : "send the image as image/png, image/jpeg or image/webp");
     } else if (g->rule->action == GF_RL_UPLOADS && g->rule->ctype == GATE_CT_IMAGE) {
-        gate_upload(g); /* an upload's body: not DELETE /v1/uploads/:id */
+        gate_quota(g); /* an upload's body (not DELETE /v1/uploads/:id): quota, then capacity */
     } else {
         gate_pass(g);
     }

@@ -315,6 +315,11 @@ static const cfg_row cfg_table[] = {
      "deleted true (0: kept)"},
     {"FARM_UPLOAD_RETENTION_DAYS", CFG_INT, OFF(upload_retention_days), "0", 0, 36500, NULL, 0,
      "uploads older than this many days are deleted by the sweeper (0: kept)"},
+    /* edge: upload quotas per user (api/gate.c, api/files.c, docs/api.md) */
+    {"FARM_UPLOAD_QUOTAS", CFG_STR, OFF(upload_quotas), "count=500,bytes=1073741824", 0, 2048, NULL,
+     0,
+     "uploads a user keeps, [plan.]count=N and [plan.]bytes=N comma-separated; a plan without "
+     "its own entry has the one for every plan; 0 or an axis not listed: no quota on it"},
 };
 
 #define CFG_ROWS (sizeof(cfg_table) / sizeof(cfg_table[0]))
@@ -680,13 +685,94 @@ int gf_cfg_rate_limit(const gf_config_t *cfg, const char *plan, gf_rl_action act
     return 0;
 }
 
+/* A whole number of at most 15 digits (a quota in bytes may be terabytes). */
+static int quota_number(const char **p, long long *out)
+{
+    size_t n = strspn(*p, "0123456789");
+    if (n == 0 || n > 15)
+        return 0;
+    long long v = 0;
+    for (size_t i = 0; i < n; i++)
+        v = v * 10 + ((*p)[i] - '0');
+    *p += n;
+    *out = v;
+    return 1;
+}
+
+/* FARM_UPLOAD_QUOTAS: "[plan.]count=N,[plan.]bytes=N,..."; each plan a tier, each pair once. */
+static int parse_upload_quotas(gf_config_t *cfg, gf_err_t *err)
+{
+    const char *p = cfg->upload_quotas;
+    cfg->n_uq = 0;
+    while (*p != '\0') {
+        if (cfg->n_uq == GF_UPLOAD_QUOTAS_MAX)
+            return gf_err_set(err, GF_EINVAL, "config", "FARM_UPLOAD_QUOTAS: at most %d entries",
+                              GF_UPLOAD_QUOTAS_MAX);
+        struct gf_upload_quota *q = &cfg->uq[cfg->n_uq];
+        memset(q, 0, sizeof(*q));
+        size_t n = strcspn(p, ".=,");
+        if (p[n] == '.') {
+            int known = 0;
+            for (int i = 0; i < cfg->n_tiers; i++)
+                known |= strlen(cfg->tiers[i].name) == n && strncmp(cfg->tiers[i].name, p, n) == 0;
+            if (!known)
+                return gf_err_set(err, GF_EINVAL, "config",
+                                  "FARM_UPLOAD_QUOTAS: plan %.*s is not a tier of FARM_QUEUE_TIERS",
+                                  (int)n, p);
+            memcpy(q->plan, p, n);
+            p += n + 1;
+            n = strcspn(p, "=,");
+        }
+        int axis = n == 5 && strncmp(p, "count", 5) == 0   ? 0
+                   : n == 5 && strncmp(p, "bytes", 5) == 0 ? 1
+                                                           : -1;
+        p += n;
+        if (axis < 0 || *p++ != '=' || !quota_number(&p, &q->max) || (*p != ',' && *p != '\0'))
+            return gf_err_set(err, GF_EINVAL, "config",
+                              "FARM_UPLOAD_QUOTAS=%s: expected [plan.]count=N and "
+                              "[plan.]bytes=N, comma-separated, N a whole number (0: no quota)",
+                              cfg->upload_quotas);
+        q->bytes = axis;
+        for (int i = 0; i < cfg->n_uq; i++)
+            if (cfg->uq[i].bytes == q->bytes && strcmp(cfg->uq[i].plan, q->plan) == 0)
+                return gf_err_set(err, GF_EINVAL, "config",
+                                  "FARM_UPLOAD_QUOTAS: %s%s%s is named twice", q->plan,
+                                  q->plan[0] ? "." : "", axis ? "bytes" : "count");
+        cfg->n_uq++;
+        if (*p == ',' && *++p == '\0')
+            return gf_err_set(err, GF_EINVAL, "config",
+                              "FARM_UPLOAD_QUOTAS=%s: an entry after the last comma is missing",
+                              cfg->upload_quotas);
+    }
+    return 0;
+}
+
+void gf_cfg_upload_quota(const gf_config_t *cfg, const char *plan, long long *count,
+                         long long *bytes)
+{
+    for (int axis = 0; axis < 2; axis++) {
+        const struct gf_upload_quota *mine = NULL, *any = NULL;
+        for (int i = 0; i < cfg->n_uq; i++) {
+            const struct gf_upload_quota *q = &cfg->uq[i];
+            if (q->bytes != axis)
+                continue;
+            if (q->plan[0] == '\0')
+                any = q;
+            else if (plan != NULL && strcmp(q->plan, plan) == 0)
+                mine = q;
+        }
+        long long v = mine ? mine->max : any ? any->max : 0;
+        *(axis ? bytes : count) = v;
+    }
+}
+
 /* Checks the structured values and derives their parsed forms. */
 static int cfg_derive(gf_config_t *cfg, gf_err_t *err)
 {
     if (cfg->queue_name[0] == '\0')
         return gf_err_set(err, GF_EINVAL, "config", "FARM_QUEUE_NAME: must not be empty");
     if (parse_tiers(cfg, err) < 0 || parse_redis_db(cfg, err) < 0 || check_fallback(cfg, err) < 0 ||
-        parse_rate_limits(cfg, err) < 0)
+        parse_rate_limits(cfg, err) < 0 || parse_upload_quotas(cfg, err) < 0)
         return GF_EINVAL;
     return 0;
 }

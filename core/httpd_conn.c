@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 typedef struct {
     uv_write_t w;
@@ -535,23 +536,56 @@ static void conn_process(httpd_conn_t *c)
     }
 }
 
+/* What a lingering connection reads into the buffer; linger_drop() drops the rest. */
+#define LINGER_READ_BYTES 512
+
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
     httpd_conn_t *c = handle->data;
     (void)suggested;
     /* One buffer per server: each read is consumed or copied before the next. */
-    *buf = uv_buf_init(c->h->readbuf, sizeof(c->h->readbuf));
+    *buf = uv_buf_init(c->h->readbuf, c->lingering ? LINGER_READ_BYTES : sizeof(c->h->readbuf));
+}
+
+/*
+ * Drops what a lingering connection has queued without copying it: with
+ * MSG_TRUNC, Linux frees a TCP socket's unread bytes in the kernel. Hundreds
+ * of clients still sending refused 10 MiB bodies then cost the loop a few
+ * syscalls each, not a copy of every byte, and other clients are not kept
+ * waiting behind that (scripts/bench edge). Closes at the client's EOF, or
+ * once more than linger_max_bytes were dropped.
+ */
+static void linger_drop(httpd_conn_t *c)
+{
+    size_t max = c->h->opts.linger_max_bytes;
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) {
+        while (c->linger_bytes <= max) {
+            ssize_t r = recv(fd, NULL, max - c->linger_bytes + 1, MSG_TRUNC | MSG_DONTWAIT);
+            if (r == 0) {
+                httpd__conn_close(c, 1); /* the client read the answer and closed */
+                return;
+            }
+            if (r < 0)
+                break; /* nothing more now; an error shows at libuv's next read */
+            c->linger_bytes += (size_t)r;
+        }
+    }
+    if (c->linger_bytes > max)
+        httpd__conn_close(c, 1); /* enough dropped: the bound holds even for a fast sender */
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     httpd_conn_t *c = s->data;
-    if (c->lingering) {
-        if (nread < 0)
+    if (c->lingering) { /* input after the answer: dropped */
+        if (nread < 0) {
             httpd__conn_close(c, 1); /* the client read the answer and closed, or reset */
-        else if ((c->linger_bytes += (size_t)nread) > c->h->opts.linger_max_bytes)
-            httpd__conn_close(c, 1); /* enough dropped: the bound holds even for a fast sender */
-        return;                      /* input after the answer: dropped */
+            return;
+        }
+        c->linger_bytes += (size_t)nread;
+        linger_drop(c);
+        return;
     }
     if (nread < 0) {
         uv_read_stop(s);

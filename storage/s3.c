@@ -205,15 +205,16 @@ static void on_backoff(uv_timer_t *t)
     send_op(op->b, op);
 }
 
-/* The <Code> of an S3 error document, for the log ("SignatureDoesNotMatch"); "" without one. */
+/* The <Code> of an S3 error document, for the log ("SignatureDoesNotMatch"); else the
+ * status (an empty <Code> names nothing). */
 static void s3_code(const net_resp_t *r, char *out, size_t n)
 {
     const char *p = r->body ? strstr(r->body, "<Code>") : NULL;
     const char *e = p ? strstr(p, "</Code>") : NULL;
-    if (p && e && (size_t)(e - p - 6) < n)
+    if (p && e && e > p + 6 && (size_t)(e - p - 6) < n)
         snprintf(out, n, "%.*s", (int)(e - p - 6), p + 6);
     else
-        out[0] = '\0';
+        snprintf(out, n, "HTTP %ld", r->status);
 }
 
 /* Whether a GET's body is the one stored (when the object carries our checksum). */
@@ -244,45 +245,60 @@ static const char *hint_of(const char *code, long status)
     return "";
 }
 
+int storage__s3_judge(const net_resp_t *r, storage_op_kind kind, int *retry, char *code, size_t n)
+{
+    *retry = 0;
+    code[0] = '\0';
+    if (r->too_big)
+        return GF_ETOOBIG;
+    if (r->curl_code != 0) {
+        *retry = 1;
+        return net_timed_out(r->curl_code) ? GF_ETIMEDOUT : GF_EUNAVAIL;
+    }
+    if (r->status >= 200 && r->status < 300)
+        return GF_OK;
+    if (r->status == 404 && kind == OP_DELETE)
+        return GF_OK; /* already gone */
+    s3_code(r, code, n);
+    *retry = r->status >= 500 || r->status == 429;
+    return *retry ? GF_EUNAVAIL : r->status == 404 ? GF_ENOTFOUND : GF_EINVAL;
+}
+
 static void on_xfer(net_resp_t *resp, void *data)
 {
     storage_op_t *op = data;
     s3_t *b = op->b;
-    int retry = 0;
+    int retry;
+    char code[64];
     op->xfer = NULL;
     gf_err_clear(&op->err);
-    if (resp->too_big) {
+    int st = storage__s3_judge(resp, op->kind, &retry, code, sizeof(code));
+    if (st == GF_ETOOBIG) {
         gf_err_set(&op->err, GF_ETOOBIG, STORAGE_DOMAIN, "%s is larger than %lld bytes", op->key,
                    b->cfg->storage_max_object_bytes);
     } else if (resp->curl_code != 0) {
-        retry = 1;
-        gf_err_setd(&op->err, net_timed_out(resp->curl_code) ? GF_ETIMEDOUT : GF_EUNAVAIL,
-                    STORAGE_DOMAIN, resp->curl_code, "%s %s: %s", method_of(op->kind),
+        gf_err_setd(&op->err, st, STORAGE_DOMAIN, resp->curl_code, "%s %s: %s", method_of(op->kind),
                     op->key ? op->key : "bucket", resp->curl_msg);
-    } else if (resp->status >= 200 && resp->status < 300 && op->kind == OP_GET &&
+    } else if (st == GF_OK && op->kind == OP_GET && resp->status >= 200 && resp->status < 300 &&
                !body_matches(resp)) {
         retry = 1;
         gf_err_set(&op->err, GF_EIO, STORAGE_DOMAIN,
                    "GET %s: %zu bytes that do not match the object's x-amz-meta-sha256 (cut "
                    "short or damaged on the way)",
                    op->key, resp->len);
-    } else if (resp->status >= 200 && resp->status < 300) {
-        if (op->kind == OP_GET) {
+    } else if (st == GF_OK) {
+        if (op->kind == OP_GET && resp->status >= 200 && resp->status < 300) {
             const char *etag = net_header(resp, "etag");
             op->obj.data = (unsigned char *)net_take_body(resp, &op->obj.len);
             snprintf(op->obj.etag, sizeof(op->obj.etag), "%s", etag ? etag : "");
         }
-    } else if (resp->status == 404 && op->kind == OP_DELETE) {
-        /* already gone */
     } else {
-        char code[64];
-        s3_code(resp, code, sizeof(code));
-        retry = resp->status >= 500 || resp->status == 429;
-        gf_status st = retry ? GF_EUNAVAIL : resp->status == 404 ? GF_ENOTFOUND : GF_EINVAL;
+        /* The judge names an error document's <Code>, else "HTTP <status>". */
+        const char *named = strncmp(code, "HTTP ", 5) == 0 ? "" : code;
         gf_err_setd(&op->err, st, STORAGE_DOMAIN, resp->status, "%s %s: %s%sHTTP %ld%s%s",
-                    method_of(op->kind), op->key ? op->key : b->cfg->s3_bucket, code,
-                    code[0] ? " (" : "", resp->status, code[0] ? ")" : "",
-                    hint_of(code, resp->status));
+                    method_of(op->kind), op->key ? op->key : b->cfg->s3_bucket, named,
+                    named[0] ? " (" : "", resp->status, named[0] ? ")" : "",
+                    hint_of(named, resp->status));
     }
     if (retry && op->kind != OP_CHECK && op->attempts < b->cfg->storage_attempts) {
         GF_LOG(GF_LOG_INFO, &(gf_log_ctx){.component = STORAGE_DOMAIN}, "retrying: %s",

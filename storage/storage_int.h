@@ -62,6 +62,18 @@ const gf_config_t *storage__cfg(storage_t *s);
 /* Delivers `op`'s result (op->err, op->obj) and frees it. From the loop only. */
 void storage__finish(storage_op_t *op);
 
+/*
+ * What an S3 reply to an operation of `kind` means, from the reply alone
+ * (storage/s3.c; pure, fuzzed by tests/fuzz/fuzz_s3_reply.c): GF_OK for a
+ * 2xx, and for a 404 to a DELETE (already gone); GF_ETOOBIG for a body over
+ * the bound; GF_ETIMEDOUT or GF_EUNAVAIL when no answer came; else
+ * GF_EUNAVAIL (5xx, 429), GF_ENOTFOUND (404) or GF_EINVAL. `retry`: whether
+ * another attempt may succeed (no answer, 5xx, 429). `code` (`n` bytes):
+ * an answered failure's S3 error <Code> ("SignatureDoesNotMatch"), else
+ * "HTTP <status>"; "" otherwise.
+ */
+int storage__s3_judge(const net_resp_t *r, storage_op_kind kind, int *retry, char *code, size_t n);
+
 /* Whether `key` is a relative path of [0-9a-z_.-] names, none empty or starting with '.'. */
 int storage__key_ok(const char *key);
 

@@ -39,7 +39,8 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
     [STORE_OP_RESUME] = {"SELECT farm_worker_resume($1::uuid)"},
     [STORE_OP_REFS] = {"SELECT farm_refs_check($1::uuid, $2::uuid, $3::uuid, $4::int, $5::uuid[])"},
     [STORE_OP_UPLOAD_ADD] = {"SELECT farm_upload_add($1::uuid, $2::uuid, $3::bigint, $4::text, "
-                             "$5::int, $6::int, $7::bigint, $8::text, $9::text)"},
+                             "$5::int, $6::int, $7::bigint, $8::text, $9::text, $10::bigint, "
+                             "$11::bigint)"},
     [STORE_OP_IMAGE_DONE] = {"SELECT farm_image_done($1::uuid, $2::bigint, $3::int, $4::jsonb)"},
     [STORE_OP_REFUSE] = {"SELECT farm_refuse($1::uuid, $2::uuid, $3::text)"},
     [STORE_OP_TOTALS] = {"SELECT coalesce(sum(balance), 0)::bigint, coalesce(sum(held), 0)::bigint "
@@ -54,6 +55,7 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
     [STORE_OP_UPLOADS] = {"SELECT farm_uploads_page($1::uuid, $2::int, $3::bigint, $4::uuid)"},
     [STORE_OP_LIFECYCLE] = {"SELECT farm_lifecycle($1::int, $2::int, $3::int)"},
     [STORE_OP_STORAGE_DELETED] = {"SELECT farm_storage_deleted($1::text[])"},
+    [STORE_OP_UPLOAD_USAGE] = {"SELECT uploads, bytes FROM farm_upload_usage($1::uuid)"},
 };
 
 static char prepare_batch[16384];
@@ -330,9 +332,10 @@ void store_call_refs(store_call_t *c, const char *user_id, const char *identity_
 
 void store_call_upload_add(store_call_t *c, const char *id, const char *user_id,
                            long long welcome_credits, const char *format, int width, int height,
-                           long long bytes, const char *sha256, const char *key)
+                           long long bytes, const char *sha256, const char *key,
+                           long long max_count, long long max_bytes)
 {
-    call_init(c, STORE_OP_UPLOAD_ADD, 9);
+    call_init(c, STORE_OP_UPLOAD_ADD, 11);
     set_str(c, 0, id);
     set_str(c, 1, user_id);
     set_int(c, 2, welcome_credits);
@@ -342,6 +345,14 @@ void store_call_upload_add(store_call_t *c, const char *id, const char *user_id,
     set_int(c, 6, bytes);
     set_str(c, 7, sha256);
     set_str(c, 8, key);
+    set_int(c, 9, max_count);
+    set_int(c, 10, max_bytes);
+}
+
+void store_call_upload_usage(store_call_t *c, const char *user_id)
+{
+    call_init(c, STORE_OP_UPLOAD_USAGE, 1);
+    set_str(c, 0, user_id);
 }
 
 void store_call_generation_delete(store_call_t *c, const char *gen_id, const char *user_id)

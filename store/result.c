@@ -575,6 +575,14 @@ void store__parse_row(store_call_t *c, const store_row_t *row)
         worker_outcome(c, v0);
         return;
     case STORE_OP_UPLOAD_ADD:
+        if (strncmp(v0, "over_", 5) == 0) {
+            word(c->res.upload.over, sizeof(c->res.upload.over), v0 + 5);
+            fail(c, GF_ETOOBIG, "the upload is over the user's quota of %s", v0 + 5);
+        }
+        return;
+    case STORE_OP_UPLOAD_USAGE:
+        c->res.upload.uploads = atoll(v0);
+        c->res.upload.bytes = atoll(col(row, 1));
         return;
     case STORE_OP_REFUSE:
         word(c->res.refuse.status, sizeof(c->res.refuse.status), v0);

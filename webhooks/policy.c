@@ -99,7 +99,7 @@ void webhook_decide(const webhook_attempt_t *a, webhook_decision_t *d)
     d->verdict = WEBHOOK_FAILED;
     if (a->refused) {
         snprintf(d->reason, sizeof(d->reason), "%s",
-                 a->error ? a->error : "refused: not a public address");
+                 a->error && a->error[0] ? a->error : "refused: not a public address");
         return;
     }
     if (a->status == 410) {

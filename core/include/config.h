@@ -19,6 +19,8 @@
 #define GF_QUEUE_NAME_MAX  64
 #define GF_RATE_LIMITS_MAX 32
 
+#define GF_UPLOAD_QUOTAS_MAX 32 /* FARM_UPLOAD_QUOTAS entries */
+
 typedef struct gf_config {
     /* api */
     char *api_host;
@@ -146,6 +148,8 @@ typedef struct gf_config {
     /* lifecycle (docs/storage.md, "Lifecycle") */
     long long output_retention_days;
     long long upload_retention_days;
+    /* edge: upload quotas (api/gate.c, api/files.c, docs/api.md) */
+    char *upload_quotas; /* FARM_UPLOAD_QUOTAS, parsed into uq[] */
     /* Derived by the loader from the rows above (already validated). */
     struct gf_tier {
         char name[GF_TIER_NAME_MAX + 1];
@@ -159,6 +163,12 @@ typedef struct gf_config {
         long long per_min, burst;
     } rl[GF_RATE_LIMITS_MAX]; /* FARM_RATE_LIMITS, in order */
     int n_rl;
+    struct gf_upload_quota {
+        char plan[GF_TIER_NAME_MAX + 1]; /* "" for every plan */
+        int bytes;                       /* 0: the count of uploads; 1: their bytes */
+        long long max;                   /* 0: no quota */
+    } uq[GF_UPLOAD_QUOTAS_MAX];          /* FARM_UPLOAD_QUOTAS, in order */
+    int n_uq;
 } gf_config_t;
 
 /* What a rate limit counts (FARM_RATE_LIMITS); names in gf_rl_action_names. */
@@ -179,6 +189,14 @@ extern const char *const gf_rl_action_names[GF_RL_N];
  */
 int gf_cfg_rate_limit(const gf_config_t *cfg, const char *plan, gf_rl_action action,
                       long long *per_min, long long *burst);
+
+/*
+ * The upload quota of `plan` (FARM_UPLOAD_QUOTAS): the most uploads a user
+ * keeps and their most bytes, each from the entry naming the plan, else the
+ * one for every plan; 0 when that axis has no quota.
+ */
+void gf_cfg_upload_quota(const gf_config_t *cfg, const char *plan, long long *count,
+                         long long *bytes);
 
 /*
  * Loads the configuration from `envp` (NULL-terminated "NAME=value" strings,

@@ -70,6 +70,7 @@ typedef enum {
     STORE_OP_UPLOADS,
     STORE_OP_LIFECYCLE,
     STORE_OP_STORAGE_DELETED,
+    STORE_OP_UPLOAD_USAGE,
     STORE_OP_COUNT_
 } store_op_t;
 
@@ -116,6 +117,13 @@ typedef struct {
 typedef struct {
     char status[16]; /* the generation's status in force */
 } store_refuse_result_t;
+
+/* UPLOAD_USAGE: what the user's uploads hold (farm_upload_usage); UPLOAD_ADD over a quota:
+ * over = "count" or "bytes". */
+typedef struct {
+    long long uploads, bytes;
+    char over[8];
+} store_upload_result_t;
 
 /* One recorded output of an image (farm_image_done). Strings are owned by the result. */
 typedef struct {
@@ -308,9 +316,11 @@ typedef struct {
  *               GF_ECONFLICT while queued or running (not deletable).
  *   UPLOAD_DELETE GF_ENOTFOUND (absent, another user's, or deleted).
  *   UPLOADS     GF_EINVAL for a malformed cursor.
+ *   UPLOAD_ADD  GF_ETOOBIG: over the user's quota (res.upload.over names it); nothing added.
  * The result of the call's operation is the member of `res` named after it
- * (res.accept, res.generation, ...); PROVIDER_REQUEST, CREDIT and UPLOAD_ADD
- * have none. A result is filled only as said above or when err.code is GF_OK.
+ * (res.accept, res.generation, ...; res.upload for UPLOAD_ADD and UPLOAD_USAGE);
+ * PROVIDER_REQUEST and CREDIT have none. A result is filled only as said above or when err.code is
+ * GF_OK.
  */
 typedef struct {
     store_op_t _op;
@@ -337,6 +347,7 @@ typedef struct {
         store_webhook_list_result_t webhook_list; /* WEBHOOK_LIST and WEBHOOK_RETRY */
         store_keys_result_t keys;                 /* GENERATION_DELETE, UPLOAD_DELETE, LIFECYCLE */
         store_uploads_result_t uploads;
+        store_upload_result_t upload;             /* UPLOAD_ADD and UPLOAD_USAGE */
     } res;
 } store_call_t;
 
@@ -395,10 +406,18 @@ void store_call_resume(store_call_t *c, const char *gen_id);
  */
 void store_call_refs(store_call_t *c, const char *user_id, const char *identity_upload,
                      const char *identity_gen, int identity_index, const char *pose_uploads);
-/* Records an upload whose normalized bytes are stored under `key`. */
+/*
+ * Records an upload whose normalized bytes are stored under `key`, unless the
+ * user would then hold more than `max_count` uploads or `max_bytes` bytes
+ * (0: no quota on that axis; docs/api.md). The check and the insert are one
+ * transaction under the user's row lock.
+ */
 void store_call_upload_add(store_call_t *c, const char *id, const char *user_id,
                            long long welcome_credits, const char *format, int width, int height,
-                           long long bytes, const char *sha256, const char *key);
+                           long long bytes, const char *sha256, const char *key,
+                           long long max_count, long long max_bytes);
+/* What the user's uploads hold against the quota: res.upload.uploads and .bytes. */
+void store_call_upload_usage(store_call_t *c, const char *user_id);
 /* outputs_json: [{variant, format, width, height, bytes, sha256, storage_key, pose, seed}]. */
 void store_call_image_done(store_call_t *c, const char *gen_id, long long fence, int index,
                            const char *outputs_json);

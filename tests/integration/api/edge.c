@@ -4,7 +4,8 @@
  * pipelining clients that never read, many unauthenticated 10 MiB uploads,
  * refusals that ordinary clients (Node's fetch) must be able to read, rate
  * limits per plan and action with their RateLimit-* headers, the process's
- * bound on uploads in flight, and bodies for no route. Memory is checked on
+ * bound on uploads in flight, the upload quota per user, and bodies for no
+ * route. Memory is checked on
  * the api's RSS (/proc/PID/status), the bound the issue sets: 64 MiB.
  */
 #include "api_harness.h"
@@ -25,6 +26,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <dirent.h>
+#include <vips/vips.h>
 
 #define MIB (1024L * 1024L)
 
@@ -330,6 +333,244 @@ static void test_a_body_for_no_route_is_not_read(void **state)
     close(fd);
 }
 
+/* --- the upload quota ------------------------------------------------------------------ */
+
+/* A PNG made with libvips: a gradient of w x h. */
+static void *make_png(int w, int h, size_t *len)
+{
+    VipsImage *img = NULL, *u8 = NULL;
+    void *buf = NULL;
+    assert_int_equal(vips_xyz(&img, w, h, NULL), 0);
+    assert_int_equal(vips_cast_uchar(img, &u8, NULL), 0);
+    assert_int_equal(vips_image_write_to_buffer(u8, ".png", &buf, len, NULL), 0);
+    g_object_unref(img);
+    g_object_unref(u8);
+    return buf;
+}
+
+static ts_http_t post_png(const char *tok, const void *png, size_t len)
+{
+    char url[128], auth[1024];
+    snprintf(url, sizeof(url), "%s/v1/uploads", au_base);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
+    const char *h[] = {auth, "Content-Type: image/png", NULL};
+    return ts_http("POST", url, h, png, len);
+}
+
+/* The uploads of `user` Postgres keeps. */
+static int upload_rows(const char *user)
+{
+    return ts_sh("exit $(psql -XAt \"$FARM_DATABASE_URL\" -c \"SELECT count(*) FROM uploads WHERE "
+                 "user_id = '%s'\")",
+                 user);
+}
+
+/* The files in the user's upload folder of the quota tests' storage; waits up to 5 s for
+ * `want` (a refused upload's file is removed after its answer). */
+static int upload_files(const char *user, int want)
+{
+    char dir[700];
+    snprintf(dir, sizeof(dir), "%s/quota-storage/%s/uploads", ts_env("FARM_TEST_TMPDIR"), user);
+    int n = -1;
+    for (int i = 0; i < 50 && n != want; i++) {
+        if (i > 0)
+            usleep(100 * 1000);
+        n = 0;
+        DIR *d = opendir(dir);
+        for (struct dirent *e; d && (e = readdir(d)) != NULL;)
+            n += e->d_name[0] != '.';
+        if (d)
+            closedir(d);
+    }
+    return n;
+}
+
+/* A farm-api with the quotas `quotas` (FARM_UPLOAD_QUOTAS=...), uploads not rate limited. */
+static void quota_api_start(const char *quotas)
+{
+    static char storage[700], q[256];
+    snprintf(storage, sizeof(storage), "FARM_STORAGE_DIR=%s/quota-storage",
+             ts_env("FARM_TEST_TMPDIR"));
+    snprintf(q, sizeof(q), "FARM_UPLOAD_QUOTAS=%s", quotas);
+    const char *const extra[] = {storage, q, "FARM_RATE_LIMITS=uploads=1000/1000", NULL};
+    api = au_api_start(extra);
+    assert_true(api > 0);
+}
+
+static void expect_quota_429(ts_http_t *r, const char *axis)
+{
+    char name[64];
+    snprintf(name, sizeof(name), "the upload quota (%s)", axis);
+    if (r->status != 429 || !strstr(r->body, name))
+        fprintf(stderr, "got %ld: %s\n", r->status, r->body);
+    assert_int_equal(r->status, 429);
+    assert_non_null(strstr(r->body, "\"code\":\"rate_limited\""));
+    assert_non_null(strstr(r->body, name));
+    assert_non_null(strstr(r->headers, "Retry-After: "));
+    assert_non_null(strstr(r->headers, "RateLimit-Limit: 1000"));
+    assert_non_null(strstr(r->headers, "RateLimit-Remaining: "));
+}
+
+static void test_upload_quota_by_count(void **state)
+{
+    (void)state;
+    quota_api_start("count=2,bytes=0");
+    size_t len;
+    void *png = make_png(32, 32, &len);
+    char user[37], other[37];
+    char *tok = au_token(NULL, "free", NULL, user), *tok2 = au_token(NULL, "free", NULL, other);
+    for (int i = 0; i < 2; i++) {
+        ts_http_t r = post_png(tok, png, len);
+        assert_int_equal(r.status, 201);
+        ts_http_dispose(&r);
+    }
+    /* the third is refused, naming the quota, and nothing of it is kept */
+    ts_http_t r = post_png(tok, png, len);
+    expect_quota_429(&r, "count");
+    assert_non_null(strstr(r.body, "at most 2 uploads per user"));
+    ts_http_dispose(&r);
+    assert_int_equal(upload_rows(user), 2);
+    assert_int_equal(upload_files(user, 2), 2);
+    /* another user has a quota of their own */
+    r = post_png(tok2, png, len);
+    assert_int_equal(r.status, 201);
+    ts_http_dispose(&r);
+    assert_int_equal(upload_rows(other), 1);
+    g_free(png);
+    free(tok);
+    free(tok2);
+}
+
+static void test_upload_quota_by_bytes_per_plan(void **state)
+{
+    (void)state;
+    size_t len;
+    void *png = make_png(64, 64, &len);
+    /* What it is stored as (re-encoded, it may be larger than sent), on an api without a
+     * bytes quota. */
+    quota_api_start("count=0,bytes=0");
+    char *probe = au_token(NULL, "pro", NULL, NULL);
+    ts_http_t p = post_png(probe, png, len);
+    assert_int_equal(p.status, 201);
+    long long stored = atoll(strstr(p.body, "\"bytes\":") + 8);
+    ts_http_dispose(&p);
+    free(probe);
+    ts_stop(api, SIGTERM, 20);
+    /* Room for three and a half of these; the count quota is lifted for pro (0). */
+    long long one = stored > (long long)len ? stored : (long long)len;
+    long long quota = one * 3 + one / 2;
+    char quotas[128];
+    snprintf(quotas, sizeof(quotas), "count=2,pro.count=0,bytes=%lld", quota);
+    quota_api_start(quotas);
+    char user[37], other[37];
+    char *tok = au_token(NULL, "pro", NULL, user), *tok2 = au_token(NULL, "pro", NULL, other);
+    long long kept = 0, last = 0;
+    int accepted = 0;
+    for (;;) {
+        ts_http_t r = post_png(tok, png, len);
+        if (r.status != 201) {
+            expect_quota_429(&r, "bytes");
+            char want[64];
+            snprintf(want, sizeof(want), "at most %lld bytes", quota);
+            assert_non_null(strstr(r.body, want));
+            ts_http_dispose(&r);
+            break;
+        }
+        const char *b = strstr(r.body, "\"bytes\":");
+        assert_non_null(b);
+        last = atoll(b + 8);
+        kept += last;
+        accepted++;
+        ts_http_dispose(&r);
+        assert_true(accepted <= 10);
+    }
+    print_message("bytes quota %lld: %d uploads of %zu bytes (%lld stored each) kept %lld\n", quota,
+                  accepted, len, last, kept);
+    /* more than the count quota of other plans, and refused only when this one would
+     * pass the quota: by its Content-Length at the headers, or its stored bytes at insert */
+    assert_int_equal(accepted, 3);
+    assert_true(kept <= quota);
+    assert_true(kept + (long long)len > quota || kept + last > quota);
+    assert_int_equal(upload_rows(user), accepted);
+    assert_int_equal(upload_files(user, accepted), accepted);
+    ts_http_t r = post_png(tok2, png, len);
+    assert_int_equal(r.status, 201);
+    ts_http_dispose(&r);
+    g_free(png);
+    free(tok);
+    free(tok2);
+}
+
+/*
+ * Uploads sent at once all pass the check at the headers (the user keeps
+ * none yet); the one at insert, under the user's lock, lets exactly the
+ * quota's count through.
+ */
+static void test_concurrent_uploads_cannot_share_the_last_place(void **state)
+{
+    (void)state;
+    quota_api_start("count=2,bytes=0");
+    enum { N = 8 };
+    size_t len;
+    void *png = make_png(256, 256, &len);
+    char user[37];
+    char *tok = au_token(NULL, NULL, NULL, user);
+    char head[1024];
+    int hn = snprintf(head, sizeof(head),
+                      "POST /v1/uploads HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer %s\r\n"
+                      "Content-Type: image/png\r\nContent-Length: %zu\r\n\r\n",
+                      tok, len);
+    char *req = malloc((size_t)hn + len);
+    memcpy(req, head, (size_t)hn);
+    memcpy(req + hn, png, len);
+    int fds[N];
+    for (int i = 0; i < N; i++)
+        fds[i] = dial();
+    for (int i = 0; i < N; i++) {
+        size_t off = 0, total = (size_t)hn + len;
+        double until = ts_now() + 5;
+        while (off < total && ts_now() < until) {
+            size_t w = write_some(fds[i], req + off, total - off);
+            off += w;
+            if (w == 0)
+                usleep(1000);
+        }
+        assert_int_equal(off, total);
+    }
+    int created = 0, over = 0;
+    char answer[8192];
+    for (int i = 0; i < N; i++) {
+        int st = read_status(fds[i], 20, answer, sizeof(answer));
+        created += st == 201;
+        over += st == 429 && strstr(answer, "the upload quota (count)") != NULL;
+        close(fds[i]);
+    }
+    print_message("%d uploads at once, quota 2: %d created, %d over the quota\n", N, created, over);
+    assert_int_equal(created, 2);
+    assert_int_equal(over, N - 2);
+    assert_int_equal(upload_rows(user), 2);
+    assert_int_equal(upload_files(user, 2), 2);
+    free(req);
+    g_free(png);
+    free(tok);
+}
+
+static void test_bad_quotas_stop_the_api(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {"count=-1", "count=2,count=3", "gold.count=1", "bytes=1G",
+                                      "files=2"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char log[700];
+        snprintf(log, sizeof(log), "%s/quota-bad.log", ts_env("FARM_TEST_TMPDIR"));
+        int rc = ts_sh("env FARM_UPLOAD_QUOTAS='%s' FARM_API_PORT=0 FARM_JWT_SECRET=" AU_SECRET
+                       " FARM_FILE_SECRET=x0123456789abcdef '%s' 2>'%s'; test $? -ne 0 && "
+                       "grep -q FARM_UPLOAD_QUOTAS '%s'",
+                       bad[i], ts_env("FARM_TEST_API_BIN"), log, log);
+        assert_int_equal(rc, 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -340,6 +581,14 @@ int main(void)
         cmocka_unit_test_teardown(test_rate_limits_per_plan_and_action, teardown),
         cmocka_unit_test_teardown(test_uploads_in_flight_are_bounded, teardown),
         cmocka_unit_test_teardown(test_a_body_for_no_route_is_not_read, teardown),
+        cmocka_unit_test_teardown(test_upload_quota_by_count, teardown),
+        cmocka_unit_test_teardown(test_upload_quota_by_bytes_per_plan, teardown),
+        cmocka_unit_test_teardown(test_concurrent_uploads_cannot_share_the_last_place, teardown),
+        cmocka_unit_test(test_bad_quotas_stop_the_api),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    if (VIPS_INIT("api_edge"))
+        return 1;
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    vips_shutdown();
+    return failed;
 }

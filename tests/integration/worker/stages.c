@@ -3,15 +3,22 @@
  * generation's stage (API.md): a real farm-api and farm-worker on the fake
  * provider, slow on purpose. GET says `generating` while the provider call
  * runs; the event stream says starting, generating, postprocessing and
- * storing, in that order, before the image and the terminal event.
+ * storing, in that order, before the image and the terminal event. A client
+ * that reconnects to the running generation with a Last-Event-ID at its
+ * latest event, one past it, or far past its end waits, gets each later
+ * event once and the stream ends at the terminal event.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,10 +139,149 @@ static void test_client_sees_every_stage(void **state)
     json_decref(g);
 }
 
+/* An event stream read over a raw socket: what came, and whether the server ended it. */
+typedef struct {
+    int fd;
+    char buf[65536];
+    size_t len;
+    int ended; /* the server closed the connection (or ended the chunked body) */
+} raw_sse_t;
+
+static void raw_open(raw_sse_t *c, const char *path, const char *last_event_id)
+{
+    memset(c, 0, sizeof(*c));
+    int port = atoi(strrchr(au_base, ':') + 1);
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(c->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    char req[2600], last[64] = "";
+    if (last_event_id)
+        snprintf(last, sizeof(last), "Last-Event-ID: %s\r\n", last_event_id);
+    int n = snprintf(req, sizeof(req),
+                     "GET %s HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n%s\r\n", path, tok,
+                     last);
+    assert_int_equal(write(c->fd, req, (size_t)n), n);
+}
+
+/* Reads what is there for up to `wait_s` (until the end, when it comes first). */
+static void raw_read(raw_sse_t *c, double wait_s)
+{
+    for (double end = ts_now() + wait_s; !c->ended && ts_now() < end;) {
+        struct pollfd pf = {.fd = c->fd, .events = POLLIN};
+        if (poll(&pf, 1, 50) != 1)
+            continue;
+        ssize_t r = read(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len);
+        if (r <= 0) {
+            c->ended = 1;
+            break;
+        }
+        c->len += (size_t)r;
+        c->buf[c->len] = '\0';
+        c->ended = strstr(c->buf, "\r\n0\r\n\r\n") != NULL; /* the last chunk */
+    }
+}
+
+/* The ids of the events in `buf`, in order; their count. */
+static int event_ids(const char *buf, long *ids, int max)
+{
+    int n = 0;
+    for (const char *p = strstr(buf, "\nid: "); p && n < max; p = strstr(p + 1, "\nid: "))
+        ids[n++] = strtol(p + 5, NULL, 10);
+    return n;
+}
+
+/*
+ * Money and state edge 3 (issue 21): a Last-Event-ID at the latest event of
+ * a running generation, one past it, or past its end. Each stream waits for
+ * what comes next, delivers every later event once, in order, and ends at the
+ * terminal event.
+ */
+static void test_resuming_a_running_generation_at_or_past_its_end_waits(void **state)
+{
+    (void)state;
+    ts_http_t r =
+        api("POST", "/v1/generations",
+            "{\"kind\":\"avatar\",\"prompt\":\"a resumed fox\",\"width\":256,\"height\":256}");
+    assert_int_equal(r.status, 202);
+    json_t *created = json_loads(r.body, 0, NULL);
+    ts_http_dispose(&r);
+    char path[128], events[160];
+    snprintf(path, sizeof(path), "/v1/generations/%s",
+             json_string_value(json_object_get(created, "id")));
+    snprintf(events, sizeof(events), "%s",
+             json_string_value(json_object_get(created, "events_url")));
+    json_decref(created);
+
+    /* The events so far, while the provider call runs (LATENCY_MS): the latest is `last`. */
+    raw_sse_t first;
+    raw_open(&first, events, NULL);
+    long ids[64];
+    int n = 0;
+    for (double end = ts_now() + 20; ts_now() < end;) {
+        raw_read(&first, 0.2);
+        n = event_ids(first.buf, ids, 64);
+        if (strstr(first.buf, "\"stage\":\"generating\""))
+            break;
+    }
+    assert_non_null(strstr(first.buf, "\"stage\":\"generating\""));
+    assert_false(first.ended);
+    close(first.fd);
+    long last = ids[n - 1];
+    /* At the latest event, one past it, and far past the end (more than it will ever have). */
+    char cursors[3][24];
+    snprintf(cursors[0], sizeof(cursors[0]), "%ld", last);
+    snprintf(cursors[1], sizeof(cursors[1]), "%ld", last + 1);
+    snprintf(cursors[2], sizeof(cursors[2]), "%ld", last + 1000);
+    raw_sse_t c[3];
+    for (int i = 0; i < 3; i++)
+        raw_open(&c[i], events, cursors[i]);
+    /* They wait: nothing new, no end, while the provider still works. */
+    for (int i = 0; i < 3; i++) {
+        raw_read(&c[i], 0.3);
+        assert_false(c[i].ended);
+        assert_null(strstr(c[i].buf, "\nid: "));
+    }
+    for (int i = 0; i < 3; i++)
+        raw_read(&c[i], 40);
+    r = api("GET", path, NULL);
+    assert_non_null(strstr(r.body, "\"status\":\"succeeded\""));
+    ts_http_dispose(&r);
+    for (int i = 0; i < 3; i++) {
+        if (!c[i].ended || !strstr(c[i].buf, "event: succeeded\n"))
+            fail_msg("Last-Event-ID %s did not end at the terminal event:\n%s", cursors[i],
+                     c[i].buf);
+        long got[64];
+        int k = event_ids(c[i].buf, got, 64);
+        assert_true(k >= 1);
+        /* every event once, in order; the last is the terminal one */
+        for (int j = 1; j < k; j++)
+            assert_true(got[j] > got[j - 1]);
+        const char *term = strstr(c[i].buf, "event: succeeded\n");
+        assert_null(strstr(term + 1, "\nid: "));
+        if (i < 2) {
+            long from = atol(cursors[i]);
+            /* exactly the events after the cursor, from the next one on */
+            assert_int_equal(got[0], from + 1);
+            assert_int_equal(got[k - 1] - got[0] + 1, k);
+            print_message("Last-Event-ID %s: events %ld..%ld, then the end\n", cursors[i], got[0],
+                          got[k - 1]);
+        } else {
+            /* past the end: only the terminal event, under its own id */
+            assert_int_equal(k, 1);
+            assert_true(got[0] > last && got[0] < last + 1000);
+            print_message("Last-Event-ID %s: the terminal event %ld, then the end\n", cursors[i],
+                          got[0]);
+        }
+        close(c[i].fd);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_client_sees_every_stage),
+        cmocka_unit_test(test_resuming_a_running_generation_at_or_past_its_end_waits),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -431,6 +431,49 @@ static void test_tiers_are_parsed_exactly(void **state)
     assert_non_null(strstr(err.msg, "tier pro is named twice"));
 }
 
+static void test_upload_quotas_per_plan(void **state)
+{
+    (void)state;
+    gf_err_t err = {0};
+    long long count, bytes;
+    /* the default: 500 uploads and 1 GiB for every plan */
+    gf_config_t *cfg = load_one("FARM_LOG_LEVEL=info", &err);
+    assert_non_null(cfg);
+    gf_cfg_upload_quota(cfg, "pro", &count, &bytes);
+    assert_int_equal(count, 500);
+    assert_int_equal(bytes, 1073741824LL);
+    gf_cfg_free(cfg);
+    cfg = load_one("FARM_UPLOAD_QUOTAS=count=20,bytes=1000,pro.count=0,pro.bytes=999999999999999",
+                   &err);
+    assert_non_null(cfg);
+    gf_cfg_upload_quota(cfg, "free", &count, &bytes);
+    assert_int_equal(count, 20);
+    assert_int_equal(bytes, 1000);
+    gf_cfg_upload_quota(cfg, "pro", &count, &bytes); /* 0 lifts the quota for the plan */
+    assert_int_equal(count, 0);
+    assert_int_equal(bytes, 999999999999999LL);
+    gf_cfg_free(cfg);
+    cfg = load_one("FARM_UPLOAD_QUOTAS=pro.count=3", &err); /* axes not listed: no quota */
+    assert_non_null(cfg);
+    gf_cfg_upload_quota(cfg, "free", &count, &bytes);
+    assert_int_equal(count, 0);
+    assert_int_equal(bytes, 0);
+    gf_cfg_upload_quota(cfg, "pro", &count, &bytes);
+    assert_int_equal(count, 3);
+    gf_cfg_free(cfg);
+    static const char *const bad[] = {
+        "FARM_UPLOAD_QUOTAS=count",           "FARM_UPLOAD_QUOTAS=count=",
+        "FARM_UPLOAD_QUOTAS=count=-1",        "FARM_UPLOAD_QUOTAS=bytes=1G",
+        "FARM_UPLOAD_QUOTAS=files=2",         "FARM_UPLOAD_QUOTAS=count=1,",
+        "FARM_UPLOAD_QUOTAS=gold.count=1",    "FARM_UPLOAD_QUOTAS=count=1000000000000000",
+        "FARM_UPLOAD_QUOTAS=count=1;bytes=1",
+    };
+    ALL_REFUSED(bad, "FARM_UPLOAD_QUOTAS");
+    char *dup[] = {"FARM_UPLOAD_QUOTAS=pro.bytes=1,pro.bytes=2", NULL};
+    err = load_refused(dup);
+    assert_non_null(strstr(err.msg, "pro.bytes is named twice"));
+}
+
 static void test_queue_name_is_a_plain_name(void **state)
 {
     (void)state;
@@ -652,6 +695,7 @@ int main(void)
         cmocka_unit_test_teardown(test_loaded_secrets_are_masked_in_log_lines, teardown),
         cmocka_unit_test_teardown(test_unknown_farm_variable_is_warned_not_fatal, teardown),
         cmocka_unit_test_teardown(test_markdown_lists_every_variable_with_its_range, teardown),
+        cmocka_unit_test(test_upload_quotas_per_plan),
         cmocka_unit_test(test_url_with_user_password_host_port_path),
         cmocka_unit_test(test_url_without_user_info),
         cmocka_unit_test(test_url_with_ipv6_host),

@@ -149,9 +149,28 @@ static void test_dispose_frees_results_and_allows_a_rebuild(void **state)
     assert_null(c._params[0]);
     assert_null(c.res.resume.identity_key);
     store_call_dispose(&c); /* twice is harmless */
-    store_call_upload_add(&c, GEN, USR, 100, "png", 64, 32, 999, "ab", "u/k.png");
-    assert_int_equal(c._nparams, 9);
+    store_call_upload_add(&c, GEN, USR, 100, "png", 64, 32, 999, "ab", "u/k.png", 20, 0);
+    assert_int_equal(c._nparams, 11);
     assert_string_equal(c._params[8], "u/k.png");
+    assert_string_equal(c._params[9], "20");
+    assert_string_equal(c._params[10], "0");
+    /* over a quota: GF_ETOOBIG naming it; else added */
+    store_row_t over = {{"over_bytes"}};
+    store__parse_row(&c, &over);
+    assert_int_equal(c.err.code, GF_ETOOBIG);
+    assert_string_equal(c.res.upload.over, "bytes");
+    store_call_dispose(&c);
+    store_call_upload_add(&c, GEN, USR, 100, "png", 64, 32, 999, "ab", "u/k.png", 20, 0);
+    store_row_t added = {{"added"}};
+    store__parse_row(&c, &added);
+    assert_int_equal(c.err.code, 0);
+    store_call_dispose(&c);
+    store_call_upload_usage(&c, USR);
+    store_row_t usage = {{"3", "4096"}};
+    store__parse_row(&c, &usage);
+    assert_int_equal(c.err.code, 0);
+    assert_int_equal(c.res.upload.uploads, 3);
+    assert_int_equal(c.res.upload.bytes, 4096);
     store_call_dispose(&c);
 }
 

@@ -147,6 +147,12 @@ static void test_verdicts(void **state)
     webhook_decide(&a, &d);
     assert_int_equal(d.verdict, WEBHOOK_FAILED);
     assert_non_null(strstr(d.reason, "127.0.0.1"));
+    /* Without the transport's text, the reason still says why (fuzz_webhook_reply found it
+     * empty). */
+    a.error = "";
+    webhook_decide(&a, &d);
+    assert_int_equal(d.verdict, WEBHOOK_FAILED);
+    assert_string_equal(d.reason, "refused: not a public address");
 }
 
 static void test_whole_schedule_spans_24_hours(void **state)
