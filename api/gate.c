@@ -42,6 +42,7 @@ static const gate_rule_t gate_rules[] = {
     {"POST", "/v1/uploads", GATE_USER, GF_RL_UPLOADS, GATE_CT_IMAGE},
     {"POST", "/v1/admin/credits", GATE_USER, -1, GATE_CT_JSON},
     {"GET", "/v1/admin/stats", GATE_USER, -1, GATE_CT_NONE},
+    {"GET", "/v1/admin/audit", GATE_USER, -1, GATE_CT_NONE},
 };
 
 /* What the gate hands the handler: the caller, and the upload bytes it holds room for. */

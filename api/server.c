@@ -143,6 +143,7 @@ api_t *api_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)
     gf_httpd_route(api->httpd, "GET", "/readyz", 0, on_readyz, api);
     api__generations_routes(api);
     api__credits_routes(api);
+    api__audit_routes(api);
     api__events_routes(api);
     api__files_routes(api);
     api__cors_routes(api);

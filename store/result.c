@@ -266,6 +266,30 @@ static void read_ledger(rd_t *r, json_t *o, store_ledger_result_t *l)
     l->next_cursor = rd_str(r, o, "next_cursor", 1);
 }
 
+/* farm_audit_page (store/sql/farm_audit_page.sql). */
+static void read_audit_page(rd_t *r, json_t *o, store_audit_result_t *l)
+{
+    void *items;
+    json_t *a = rd_array(r, o, "items", sizeof(store_audit_entry_t), &items, &l->n);
+    l->items = items;
+    for (size_t i = 0; a && i < l->n && !r->bad; i++) {
+        json_t *e = json_array_get(a, i);
+        store_audit_entry_t *ae = &l->items[i];
+        if (!json_is_object(e)) {
+            r->bad = "items";
+            break;
+        }
+        ae->id = rd_int(r, e, "id", NULL);
+        ae->actor = rd_str(r, e, "actor", 0);
+        ae->action = rd_str(r, e, "action", 0);
+        ae->target = rd_str(r, e, "target", 1);
+        ae->request_id = rd_str(r, e, "request_id", 1);
+        ae->detail = rd_json(r, e, "detail", 0);
+        ae->at = rd_str(r, e, "at", 0);
+    }
+    l->next_cursor = rd_str(r, o, "next_cursor", 1);
+}
+
 /* farm_sweep (migrations/0003). */
 static void read_sweep(rd_t *r, json_t *o, store_sweep_result_t *s)
 {
@@ -406,6 +430,8 @@ static const char *json_source(store_op_t op)
         return "farm_webhook_claim";
     case STORE_OP_WEBHOOK_LIST:
         return "farm_webhooks_list";
+    case STORE_OP_AUDIT_PAGE:
+        return "farm_audit_page";
     default:
         return "store";
     }
@@ -440,6 +466,8 @@ static void parse_json(store_call_t *c, const char *text)
         read_ledger(&r, root, &c->res.ledger);
     else if (c->_op == STORE_OP_SWEEP)
         read_sweep(&r, root, &c->res.sweep);
+    else if (c->_op == STORE_OP_AUDIT_PAGE)
+        read_audit_page(&r, root, &c->res.audit);
     else
         read_resume(&r, root, &c->res.resume);
     json_decref(root);
@@ -545,7 +573,11 @@ void store__parse_row(store_call_t *c, const store_row_t *row)
     case STORE_OP_LEDGER:
     case STORE_OP_WEBHOOK_CLAIM:
     case STORE_OP_WEBHOOK_LIST:
+    case STORE_OP_AUDIT_PAGE:
         parse_json(c, row->v[0]);
+        return;
+    case STORE_OP_AUDIT:
+        c->res.audit.id = atoll(v0);
         return;
     case STORE_OP_WEBHOOK_RESULT:
         c->res.webhook_result.recorded = strcmp(v0, "recorded") == 0;
@@ -611,6 +643,19 @@ void store__result_dispose(store_call_t *c)
             free(w->delivered_at);
         }
         free(c->res.webhook_list.items);
+        break;
+    case STORE_OP_AUDIT_PAGE:
+        for (size_t i = 0; i < c->res.audit.n; i++) {
+            store_audit_entry_t *e = &c->res.audit.items[i];
+            free(e->actor);
+            free(e->action);
+            free(e->target);
+            free(e->request_id);
+            free(e->detail);
+            free(e->at);
+        }
+        free(c->res.audit.items);
+        free(c->res.audit.next_cursor);
         break;
     case STORE_OP_RESUME:
         free(c->res.resume.settled);

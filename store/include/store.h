@@ -38,7 +38,9 @@
 
 #include "core.h"
 
-#define STORE_MAX_PARAMS 14
+/* The most parameters of an operation (accept's 14), and of an audited one (+5). */
+#define STORE_MAX_PARAMS   19
+#define STORE_AUDIT_PARAMS 5
 
 typedef enum {
     STORE_OP_ACCEPT,
@@ -64,6 +66,8 @@ typedef enum {
     STORE_OP_WEBHOOK_RESULT,
     STORE_OP_WEBHOOK_RETRY,
     STORE_OP_WEBHOOK_LIST,
+    STORE_OP_AUDIT,
+    STORE_OP_AUDIT_PAGE,
     STORE_OP_COUNT_
 } store_op_t;
 
@@ -246,6 +250,22 @@ typedef struct {
     size_t n;
 } store_webhook_list_result_t;
 
+/* One row of the audit trail (GET /v1/admin/audit). NULL strings are SQL NULL. */
+typedef struct {
+    long long id;
+    char *actor, *action, *target, *request_id;
+    char *detail; /* JSON text (an object) */
+    char *at;     /* RFC 3339 */
+} store_audit_entry_t;
+
+/* AUDIT_PAGE: a page of the audit trail, newest first. AUDIT: `id` of the row written. */
+typedef struct {
+    store_audit_entry_t *items;
+    size_t n;
+    char *next_cursor; /* NULL on the last page */
+    long long id;
+} store_audit_result_t;
+
 /*
  * One call: its inputs (copied in by the builders; private to store/, hence
  * the underscores) and its results. The caller owns it; it must stay valid
@@ -277,6 +297,7 @@ typedef struct {
     store_op_t _op;
     char *_params[STORE_MAX_PARAMS]; /* NULL is SQL NULL */
     int _nparams;
+    int _audited; /* store_call_set_audit: the last STORE_AUDIT_PARAMS params are the row's */
     gf_err_t err;
     union {
         store_accept_result_t accept;
@@ -296,6 +317,7 @@ typedef struct {
         store_webhook_claim_result_t webhook_claim;
         store_webhook_result_t webhook_result;
         store_webhook_list_result_t webhook_list; /* WEBHOOK_LIST and WEBHOOK_RETRY */
+        store_audit_result_t audit;               /* AUDIT and AUDIT_PAGE */
     } res;
 } store_call_t;
 
@@ -377,6 +399,40 @@ void store_call_webhook_result(store_call_t *c, const char *id, long long lease_
                                long long next_ms);
 void store_call_webhook_retry(store_call_t *c, const char *id);
 void store_call_webhook_list(store_call_t *c, int failed_only, const char *gen_id, int limit);
+
+/*
+ * The audit trail (migrations/0021_audit_log.sql, docs/operations.md "Audit
+ * trail"): who did what to what. Strings are copied; detail_json is a JSON
+ * object as text (NULL: {}); actor is the admin's JWT `sub` or "cli";
+ * action is "<object>.<verb>" in lower case ("credits.grant",
+ * "dead_letter.retry", "generation.delete"); target and request_id may be NULL.
+ */
+typedef struct {
+    const char *actor;
+    const char *action;
+    const char *target;
+    const char *request_id;
+    const char *detail_json;
+} store_audit_t;
+
+/*
+ * Makes an already built call (store_call_credit, ...) write its audit row
+ * in the call's own transaction: the row is committed exactly when the
+ * action is, and carries the action's answer in detail.result (its row as
+ * JSON, e.g. {"farm_credit": "granted"}; null when over 4 kB). A call whose
+ * SQL function raises writes no row. Call it after the builder and before
+ * store_exec / store_conn_exec; store_call_dispose frees what it copied.
+ * Any operation of at most STORE_MAX_PARAMS - STORE_AUDIT_PARAMS parameters
+ * (every one but ACCEPT) can be audited so.
+ */
+void store_call_set_audit(store_call_t *c, const store_audit_t *a);
+
+/* A row of its own, for an action outside Postgres (a dead-letter re-drive in
+ * Redis): res.audit.id is the new row's id. */
+void store_call_audit(store_call_t *c, const store_audit_t *a);
+
+/* A page of the trail, newest first (limit 1..100); cursor: a page's next_cursor, NULL first. */
+void store_call_audit_page(store_call_t *c, int limit, const char *cursor);
 
 /* Frees what the call holds (inputs and results); the struct can be built again. */
 void store_call_dispose(store_call_t *c);
