@@ -262,6 +262,7 @@ static void on_check(gf_http_req_t *req, void *data)
         free(u);
     } else {
         g->user = u;
+        gf_http_req_set_log_user(req, u->who.sub);
     }
     gate_limit(g);
 }

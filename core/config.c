@@ -309,6 +309,12 @@ static const cfg_row cfg_table[] = {
      "how often a worker looks for due webhook deliveries"},
     {"FARM_WEBHOOK_MAX_RESPONSE_BYTES", CFG_INT, OFF(webhook_max_response_bytes), "65536", 1024,
      16 * MIB, NULL, 0, "a receiver's answer body is read up to this size, then cut"},
+    /* operations (docs/operations.md): farm-api's access log */
+    {"FARM_ACCESS_LOG", CFG_ENUM, OFF(access_log), "on", 0, 0, "off|on", 0,
+     "farm-api logs one JSON line per request (method, route pattern, status, bytes, duration, "
+     "user, request id) at info; 5xx at warn"},
+    {"FARM_ACCESS_LOG_SAMPLE_PCT", CFG_INT, OFF(access_log_sample_pct), "100", 0, 100, NULL, 0,
+     "percent of the requests answered below 500 that the access log writes (5xx: every one)"},
 };
 
 #define CFG_ROWS (sizeof(cfg_table) / sizeof(cfg_table[0]))

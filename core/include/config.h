@@ -143,6 +143,9 @@ typedef struct gf_config {
     long long webhook_lease_s;
     long long webhook_poll_ms;
     long long webhook_max_response_bytes;
+    /* operations: farm-api's access log */
+    long long access_log; /* 0 off, 1 on */
+    long long access_log_sample_pct;
     /* Derived by the loader from the rows above (already validated). */
     struct gf_tier {
         char name[GF_TIER_NAME_MAX + 1];
