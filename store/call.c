@@ -42,8 +42,10 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
                              "$5::int, $6::int, $7::bigint, $8::text, $9::text)"},
     [STORE_OP_IMAGE_DONE] = {"SELECT farm_image_done($1::uuid, $2::bigint, $3::int, $4::jsonb)"},
     [STORE_OP_REFUSE] = {"SELECT farm_refuse($1::uuid, $2::uuid, $3::text)"},
-    [STORE_OP_TOTALS] = {"SELECT coalesce(sum(balance), 0)::bigint, coalesce(sum(held), 0)::bigint "
-                         "FROM credit_accounts"},
+    [STORE_OP_TOTALS] =
+        {"SELECT coalesce(sum(balance), 0)::bigint, coalesce(sum(held), 0)::bigint, "
+         "coalesce(sum(captured), 0)::bigint, coalesce(sum(released), 0)::bigint "
+         "FROM credit_accounts"},
     [STORE_OP_WEBHOOK_CLAIM] = {"SELECT farm_webhook_claim($1::int, $2::int)::text"},
     [STORE_OP_WEBHOOK_RESULT] = {"SELECT outcome, lag_s FROM farm_webhook_result($1::uuid, "
                                  "$2::bigint, $3::text, $4::int, $5::text, $6::bigint)"},
@@ -51,6 +53,7 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
     [STORE_OP_WEBHOOK_LIST] = {"SELECT farm_webhooks_list($1::boolean, $2::uuid, $3::int)::text"},
     [STORE_OP_AUDIT] = {"SELECT farm_audit($1::text, $2::text, $3::text, $4::text, $5::jsonb)"},
     [STORE_OP_AUDIT_PAGE] = {"SELECT farm_audit_page($1::int, $2::bigint)"},
+    [STORE_OP_RECONCILE_COUNT] = {"SELECT farm_reconcile_count()"},
 };
 
 /*
@@ -239,6 +242,11 @@ void store_call_audit_page(store_call_t *c, int limit, const char *cursor)
     call_init(c, STORE_OP_AUDIT_PAGE, 2);
     set_int(c, 0, limit);
     set_str(c, 1, cursor);
+}
+
+void store_call_reconcile_count(store_call_t *c)
+{
+    call_init(c, STORE_OP_RECONCILE_COUNT, 0);
 }
 
 void store_call_start(store_call_t *c, const char *gen_id, long long fence, const char *provider)

@@ -559,6 +559,8 @@ void store__parse_row(store_call_t *c, const store_row_t *row)
     case STORE_OP_TOTALS:
         c->res.balance.balance = atoll(v0);
         c->res.balance.held = atoll(col(row, 1));
+        c->res.balance.captured = atoll(col(row, 2));
+        c->res.balance.released = atoll(col(row, 3));
         return;
     case STORE_OP_RESUME:
         if (row->v[0] == NULL) {
@@ -578,6 +580,9 @@ void store__parse_row(store_call_t *c, const store_row_t *row)
         return;
     case STORE_OP_AUDIT:
         c->res.audit.id = atoll(v0);
+        return;
+    case STORE_OP_RECONCILE_COUNT:
+        c->res.reconcile.violations = atoll(v0);
         return;
     case STORE_OP_WEBHOOK_RESULT:
         c->res.webhook_result.recorded = strcmp(v0, "recorded") == 0;

@@ -6,6 +6,11 @@
  * idempotent, so one the queue still holds is untouched), and finishes in
  * Postgres the ones the queue gave up on (dead-lettered: failed; canceled,
  * expired), releasing their credits. No accepted generation stays held forever.
+ *
+ * Every FARM_RECONCILE_INTERVAL_S (the first after FARM_SWEEP_INTERVAL_S) it
+ * also counts `farm reconcile`'s violations, one worker of the farm at a
+ * time, into farm_reconcile_violations and
+ * farm_reconcile_last_run_timestamp_seconds on `metrics`.
  */
 #ifndef WORKER_SWEEPER_H
 #define WORKER_SWEEPER_H
@@ -19,14 +24,15 @@
 typedef struct worker_sweeper worker_sweeper_t;
 typedef void (*worker_sweeper_closed_cb)(void *data);
 
-/* Returns a new sweeper; `store` and `queue` are borrowed and must outlive it. */
+/* Returns a new sweeper; `store`, `queue` and `metrics` are borrowed and must outlive it. */
 worker_sweeper_t *worker_sweeper_new(uv_loop_t *loop, const gf_config_t *cfg, store_t *store,
-                                     queue_t *queue);
+                                     queue_t *queue, gf_metrics_t *metrics);
 
 /* Starts ticking (the first tick after one interval). */
 void worker_sweeper_start(worker_sweeper_t *sw);
 
-/* Stops; `cb` runs once the tick in progress (if any) has ended and the timer is closed. */
+/* Stops; `cb` runs once the tick and check in progress (if any) have ended and the timers are
+ * closed. */
 void worker_sweeper_close(worker_sweeper_t *sw, worker_sweeper_closed_cb cb, void *data);
 
 #endif

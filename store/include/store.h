@@ -68,6 +68,7 @@ typedef enum {
     STORE_OP_WEBHOOK_LIST,
     STORE_OP_AUDIT,
     STORE_OP_AUDIT_PAGE,
+    STORE_OP_RECONCILE_COUNT,
     STORE_OP_COUNT_
 } store_op_t;
 
@@ -104,7 +105,8 @@ typedef struct {
 
 /* BALANCE (one account) and TOTALS (summed over every account). */
 typedef struct {
-    long long balance, held; /* available = balance - held */
+    long long balance, held;      /* available = balance - held */
+    long long captured, released; /* TOTALS only: settled ever (migrations/0021) */
 } store_balance_result_t;
 
 typedef struct {
@@ -258,6 +260,11 @@ typedef struct {
     char *at;     /* RFC 3339 */
 } store_audit_entry_t;
 
+/* RECONCILE_COUNT: farm_reconcile's violations now; -1 when another process is checking. */
+typedef struct {
+    long long violations;
+} store_reconcile_result_t;
+
 /* AUDIT_PAGE: a page of the audit trail, newest first. AUDIT: `id` of the row written. */
 typedef struct {
     store_audit_entry_t *items;
@@ -318,6 +325,7 @@ typedef struct {
         store_webhook_result_t webhook_result;
         store_webhook_list_result_t webhook_list; /* WEBHOOK_LIST and WEBHOOK_RETRY */
         store_audit_result_t audit;               /* AUDIT and AUDIT_PAGE */
+        store_reconcile_result_t reconcile;
     } res;
 } store_call_t;
 
@@ -433,6 +441,9 @@ void store_call_audit(store_call_t *c, const store_audit_t *a);
 
 /* A page of the trail, newest first (limit 1..100); cursor: a page's next_cursor, NULL first. */
 void store_call_audit_page(store_call_t *c, int limit, const char *cursor);
+
+/* Counts farm_reconcile's violations (the whole ledger read), one process at a time. */
+void store_call_reconcile_count(store_call_t *c);
 
 /* Frees what the call holds (inputs and results); the struct can be built again. */
 void store_call_dispose(store_call_t *c);

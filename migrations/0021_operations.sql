@@ -1,4 +1,5 @@
--- The audit trail (docs/operations.md, "Audit trail"): who did what to what,
+-- Operations (issue 20). The audit trail (docs/operations.md, "Audit
+-- trail"): who did what to what,
 -- for the operations a person decides on (an admin's credit grant, a
 -- dead-letter re-drive or purge, a webhook retry, a deletion).
 --
@@ -30,3 +31,18 @@ CREATE TRIGGER audit_log_no_update_delete BEFORE UPDATE OR DELETE ON audit_log
     FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
 CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
     FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
+
+-- What each account has had captured and released, ever, kept with held
+-- by the two functions that settle (farm_image_settle, farm__release_rest),
+-- so the farm's totals (farm_credits_captured_total and
+-- farm_credits_released_total on the api's /metrics) are a sum over the
+-- accounts, like balance and held, not over the ledger.
+ALTER TABLE credit_accounts
+    ADD COLUMN captured bigint NOT NULL DEFAULT 0 CHECK (captured >= 0),
+    ADD COLUMN released bigint NOT NULL DEFAULT 0 CHECK (released >= 0);
+
+UPDATE credit_accounts a SET
+    captured = coalesce((SELECT sum(l.amount) FROM credit_ledger l
+                         WHERE l.user_id = a.user_id AND l.kind = 'capture'), 0),
+    released = coalesce((SELECT sum(l.amount) FROM credit_ledger l
+                         WHERE l.user_id = a.user_id AND l.kind = 'release'), 0);
