@@ -44,7 +44,9 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
     [STORE_OP_REFUSE] = {"SELECT farm_refuse($1::uuid, $2::uuid, $3::text)"},
     [STORE_OP_TOTALS] =
         {"SELECT coalesce(sum(balance), 0)::bigint, coalesce(sum(held), 0)::bigint, "
-         "coalesce(sum(captured), 0)::bigint, coalesce(sum(released), 0)::bigint "
+         "coalesce(sum(captured), 0)::bigint, coalesce(sum(released), 0)::bigint, "
+         "(SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::bigint "
+         "FROM generations WHERE status IN ('queued', 'running') AND status = 'queued') "
          "FROM credit_accounts"},
     [STORE_OP_WEBHOOK_CLAIM] = {"SELECT farm_webhook_claim($1::int, $2::int)::text"},
     [STORE_OP_WEBHOOK_RESULT] = {"SELECT outcome, lag_s FROM farm_webhook_result($1::uuid, "

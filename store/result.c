@@ -561,6 +561,7 @@ void store__parse_row(store_call_t *c, const store_row_t *row)
         c->res.balance.held = atoll(col(row, 1));
         c->res.balance.captured = atoll(col(row, 2));
         c->res.balance.released = atoll(col(row, 3));
+        c->res.balance.oldest_queued_s = atoll(col(row, 4));
         return;
     case STORE_OP_RESUME:
         if (row->v[0] == NULL) {

@@ -33,7 +33,7 @@ void store__parse(store_call_t *call, PGresult *res);
  * column i, NULL for SQL NULL. Only the columns the operation selects are
  * read (at most STORE_ROW_MAX).
  */
-#define STORE_ROW_MAX 4
+#define STORE_ROW_MAX 5
 typedef struct {
     const char *v[STORE_ROW_MAX];
 } store_row_t;

@@ -107,6 +107,7 @@ typedef struct {
 typedef struct {
     long long balance, held;      /* available = balance - held */
     long long captured, released; /* TOTALS only: settled ever (migrations/0021) */
+    long long oldest_queued_s;    /* TOTALS only: age of the oldest queued generation; 0 none */
 } store_balance_result_t;
 
 typedef struct {

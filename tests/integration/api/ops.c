@@ -259,8 +259,11 @@ static void test_metrics_count_credits_released(void **state)
     int seen = 0;
     for (double end = ts_now() + 25; !seen && ts_now() < end; usleep(200 * 1000)) {
         get("/metrics", &r);
+        /* The generation of the test before is still queued: it is the oldest, seconds old. */
+        const char *old = strstr(r.body, "\nfarm_generations_oldest_queued_seconds ");
         seen = strstr(r.body, "\nfarm_credits_released_total 0\n") != NULL &&
-               strstr(r.body, "\nfarm_credits_captured_total 0\n") != NULL;
+               strstr(r.body, "\nfarm_credits_captured_total 0\n") != NULL && old != NULL &&
+               strtod(old + strlen("\nfarm_generations_oldest_queued_seconds "), NULL) >= 1;
         ts_http_dispose(&r);
     }
     assert_true(seen);
