@@ -130,9 +130,19 @@ int api__body_is_json(gf_http_req_t *req);
 /* Parses ?limit= (1..100, default 20 when NULL); -1 when malformed. */
 int api__parse_limit(const char *s);
 
+/*
+ * api/audit.c: makes `call` (built, not yet run) write its audit row in its
+ * own transaction (store_call_set_audit): actor the caller's `sub`, the
+ * request's X-Request-Id, `action` ("credits.grant"), `target` (NULL:
+ * none) and `detail` (a JSON object, stolen; NULL: {}).
+ */
+void api__audit_set(store_call_t *call, gf_http_req_t *req, const api_principal_t *who,
+                    const char *action, const char *target, json_t *detail);
+
 /* Route registration of each file. */
 void api__generations_routes(api_t *api);
 void api__credits_routes(api_t *api);
+void api__audit_routes(api_t *api);
 void api__events_routes(api_t *api);
 void api__files_routes(api_t *api);
 void api__cors_routes(api_t *api);

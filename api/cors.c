@@ -72,6 +72,7 @@ void api__cors_routes(api_t *api)
                                            "/v1/presets/poses/:file",
                                            "/v1/admin/credits",
                                            "/v1/admin/stats",
+                                           "/v1/admin/audit",
                                            NULL};
     for (int i = 0; patterns[i]; i++)
         gf_httpd_route(api->httpd, "OPTIONS", patterns[i], 0, on_preflight, api);

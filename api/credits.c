@@ -233,6 +233,8 @@ static void on_admin_credits(gf_http_req_t *req, void *data)
     snprintf(c->user, sizeof(c->user), "%s", json_string_value(user));
     store_call_credit(&c->call, c->user, json_integer_value(amount), json_string_value(reason),
                       c->api->cfg->welcome_credits);
+    api__audit_set(&c->call, req, &c->who, "credits.grant", c->user,
+                   json_pack("{s:O, s:O}", "amount", amount, "reason", reason));
     json_decref(root);
     run(c, on_granted);
 }

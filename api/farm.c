@@ -17,6 +17,8 @@
 #include "store.h"
 #include "queue.h"
 
+#include <jansson.h>
+
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -151,6 +153,43 @@ static store_conn_t *connect_store(const gf_config_t *cfg)
     return sc;
 }
 
+/*
+ * The CLI's audit rows (docs/operations.md, "Audit trail"): actor "cli" and
+ * a request id made for the command. cli_audit_set makes a built call write
+ * its row in its own transaction.
+ */
+static void cli_audit_set(store_call_t *c, const char *action, const char *target,
+                          const char *detail_json)
+{
+    char req_id[37];
+    gf_uuid4(req_id);
+    store_call_set_audit(c, &(store_audit_t){.actor = "cli",
+                                             .action = action,
+                                             .target = target,
+                                             .request_id = req_id,
+                                             .detail_json = detail_json});
+}
+
+/* Writes a row of its own for an action already taken (dead letters, in Redis).
+ * Returns 0, or -1 having said why on stderr. */
+static int cli_audit_write(store_conn_t *sc, const char *action, const char *target,
+                           const char *detail_json)
+{
+    char req_id[37];
+    gf_uuid4(req_id);
+    store_call_t c;
+    store_call_audit(&c, &(store_audit_t){.actor = "cli",
+                                          .action = action,
+                                          .target = target,
+                                          .request_id = req_id,
+                                          .detail_json = detail_json});
+    int rc = store_conn_exec(sc, &c);
+    if (rc < 0)
+        fprintf(stderr, "farm: the audit row of %s was not written: %s\n", action, c.err.msg);
+    store_call_dispose(&c);
+    return rc < 0 ? -1 : 0;
+}
+
 static int cmd_reconcile(void)
 {
     gf_config_t *cfg = load_config();
@@ -195,6 +234,11 @@ static int cmd_grant(int argc, char **argv)
     if (sc != NULL) {
         store_call_t c;
         store_call_credit(&c, user, amount, reason, cfg->welcome_credits);
+        json_t *detail = json_pack("{s:I, s:s}", "amount", (json_int_t)amount, "reason", reason);
+        char *detail_text = json_dumps(detail, JSON_COMPACT);
+        cli_audit_set(&c, "credits.grant", user, detail_text);
+        free(detail_text);
+        json_decref(detail);
         if (store_conn_exec(sc, &c) < 0) {
             fprintf(stderr, "farm grant: %s\n", c.err.msg);
         } else {
@@ -241,7 +285,9 @@ static int cmd_dead_letter(int argc, char **argv)
     gf_config_t *cfg = load_config();
     gf_err_t err = {0};
     int rc = 0;
-    queue_sync_t *qs = queue_sync_new(cfg, &err);
+    /* A re-drive or purge is audited: without Postgres to record it, it is not done. */
+    store_conn_t *sc = strcmp(action, "list") != 0 ? connect_store(cfg) : NULL;
+    queue_sync_t *qs = strcmp(action, "list") == 0 || sc != NULL ? queue_sync_new(cfg, &err) : NULL;
     if (qs == NULL) {
         rc = -1;
     } else if (strcmp(action, "list") == 0) {
@@ -262,9 +308,17 @@ static int cmd_dead_letter(int argc, char **argv)
             fprintf(stderr, "farm dead-letter: %s is not dead-lettered\n", arg);
             rc = -1;
         }
+        if (rc >= 0) {
+            char detail[48];
+            snprintf(detail, sizeof(detail), "{\"jobs\": %d}", rc);
+            rc = cli_audit_write(
+                sc, strcmp(action, "retry") == 0 ? "dead_letter.retry" : "dead_letter.purge", arg,
+                detail);
+        }
     }
     if (rc < 0 && err.msg[0])
         fprintf(stderr, "farm dead-letter: %s\n", err.msg);
+    store_conn_free(sc);
     queue_sync_free(qs);
     gf_cfg_free(cfg);
     return rc < 0 ? 1 : 0;
@@ -437,8 +491,10 @@ static int cmd_webhooks(int argc, char **argv)
         store_call_t c;
         if (strcmp(action, "list") == 0)
             store_call_webhook_list(&c, failed, gen, 100);
-        else
+        else {
             store_call_webhook_retry(&c, id);
+            cli_audit_set(&c, "webhooks.retry", id ? id : "*", NULL);
+        }
         if (store_conn_exec(sc, &c) < 0) {
             fprintf(stderr, "farm webhooks %s: %s\n", action, c.err.msg);
         } else if (strcmp(action, "list") == 0) {

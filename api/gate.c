@@ -47,6 +47,7 @@ static const gate_rule_t gate_rules[] = {
     {"DELETE", "/v1/uploads/:id", GATE_USER, GF_RL_UPLOADS, GATE_CT_NONE},
     {"POST", "/v1/admin/credits", GATE_USER, -1, GATE_CT_JSON},
     {"GET", "/v1/admin/stats", GATE_USER, -1, GATE_CT_NONE},
+    {"GET", "/v1/admin/audit", GATE_USER, -1, GATE_CT_NONE},
 };
 
 /* What the gate hands the handler: the caller, and the upload bytes it holds room for. */
@@ -347,6 +348,7 @@ static void on_check(gf_http_req_t *req, void *data)
         free(u);
     } else {
         g->user = u;
+        gf_http_req_set_log_user(req, u->who.sub);
     }
     gate_limit(g);
 }

@@ -61,6 +61,21 @@ static void on_totals(store_t *s, const gf_err_t *err, store_call_t *call, void 
                    NULL, NULL, (double)call->res.balance.held);
         gauges_set(api, "farm_credits_balance", "credits in all accounts (held included)", NULL,
                    NULL, (double)call->res.balance.balance);
+        gauges_set(api, "farm_generations_oldest_queued_seconds",
+                   "age of the oldest generation still queued (0: none)", NULL, NULL,
+                   (double)call->res.balance.oldest_queued_s);
+        /* Counters of the farm: the accounts' running totals, which only grow. */
+        gf_metric_set(
+            gf_metric_with(gf_metrics_counter(api->metrics, "farm_credits_captured_total",
+                                              "credits captured (charged), all accounts", NULL),
+                           NULL, NULL, NULL),
+            (double)call->res.balance.captured);
+        gf_metric_set(gf_metric_with(gf_metrics_counter(api->metrics, "farm_credits_released_total",
+                                                        "credits released (held, then given back), "
+                                                        "all accounts",
+                                                        NULL),
+                                     NULL, NULL, NULL),
+                      (double)call->res.balance.released);
     }
     store_call_dispose(call);
 }

@@ -195,6 +195,7 @@ static void on_delete_generation(gf_http_req_t *req, void *data)
     if (del_start(c) < 0)
         return;
     store_call_generation_delete(&c->call, c->id, c->who.sub);
+    api__audit_set(&c->call, req, &c->who, "generation.delete", c->id, NULL);
     run(c, on_marked);
 }
 
@@ -204,6 +205,7 @@ static void on_delete_upload(gf_http_req_t *req, void *data)
     if (del_start(c) < 0)
         return;
     store_call_upload_delete(&c->call, c->id, c->who.sub);
+    api__audit_set(&c->call, req, &c->who, "upload.delete", c->id, NULL);
     run(c, on_marked);
 }
 

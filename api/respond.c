@@ -192,6 +192,7 @@ int api__auth(api_t *api, gf_http_req_t *req, api_principal_t *p, int allow_quer
     if (token == NULL || token[0] == '\0') {
         gf_err_set(&err, GF_EINVAL, "auth", "no bearer token");
     } else if (api__token_verify(api->cfg->jwt_secret, token, p, &err) == 0) {
+        gf_http_req_set_log_user(req, p->sub);
         return 0;
     }
     gf_log_ctx ctx = {.component = "api", .request_id = gf_http_req_id(req)};

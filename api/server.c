@@ -133,6 +133,8 @@ api_t *api_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)
         NULL, NULL, NULL);
     gf_httpd_opts_t o;
     gf_proc_httpd_opts(&o, cfg, "api", api->metrics);
+    o.access_log = cfg->access_log == 1;
+    o.access_sample_pct = (int)cfg->access_log_sample_pct;
     o.host = cfg->api_host;
     o.port = (int)cfg->api_port;
     o.reuseport = 1;
@@ -143,6 +145,7 @@ api_t *api_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)
     gf_httpd_route(api->httpd, "GET", "/readyz", 0, on_readyz, api);
     api__generations_routes(api);
     api__credits_routes(api);
+    api__audit_routes(api);
     api__events_routes(api);
     api__files_routes(api);
     api__lifecycle_routes(api);

@@ -320,6 +320,15 @@ static const cfg_row cfg_table[] = {
      0,
      "uploads a user keeps, [plan.]count=N and [plan.]bytes=N comma-separated; a plan without "
      "its own entry has the one for every plan; 0 or an axis not listed: no quota on it"},
+    /* operations (docs/operations.md): farm-api's access log */
+    {"FARM_ACCESS_LOG", CFG_ENUM, OFF(access_log), "on", 0, 0, "off|on", 0,
+     "farm-api logs one JSON line per request (method, route pattern, status, bytes, duration, "
+     "user, request id) at info; 5xx at warn"},
+    {"FARM_ACCESS_LOG_SAMPLE_PCT", CFG_INT, OFF(access_log_sample_pct), "100", 0, 100, NULL, 0,
+     "percent of the requests answered below 500 that the access log writes (5xx: every one)"},
+    {"FARM_RECONCILE_INTERVAL_S", CFG_INT, OFF(reconcile_interval_s), "900", 0, 86400, NULL, 0,
+     "how often the workers' sweeper runs `farm reconcile`'s check (one worker at a time) for "
+     "farm_reconcile_violations; 0: never"},
 };
 
 #define CFG_ROWS (sizeof(cfg_table) / sizeof(cfg_table[0]))

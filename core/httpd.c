@@ -208,13 +208,50 @@ const httpd_route_t *httpd__route_match(gf_httpd_t *h, gf_http_req_t *r, int *me
     return NULL;
 }
 
-void httpd__record(gf_httpd_t *h, const gf_http_req_t *r, int status)
+/* Whether this request's line is written: every 5xx, else a draw of access_sample_pct. */
+static int access_sampled(gf_httpd_t *h, int status)
 {
+    if (status >= 500 || h->opts.access_sample_pct >= 100)
+        return 1;
+    if (h->opts.access_sample_pct <= 0)
+        return 0;
+    if (h->sample_state == 0)
+        h->sample_state = uv_hrtime() | 1;
+    uint64_t x = h->sample_state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    h->sample_state = x;
+    return (int)(x % 100) < h->opts.access_sample_pct;
+}
+
+static void access_log(gf_httpd_t *h, const gf_http_req_t *r, int status, const char *route,
+                       unsigned long long bytes)
+{
+    gf_log_level level = status >= 500 ? GF_LOG_WARN : GF_LOG_INFO;
+    if (!h->opts.access_log || (int)level < gf_log_min_level || !access_sampled(h, status))
+        return;
+    gf_log_http_t http = {.method = r->method[0] ? r->method : "-",
+                          .route = route,
+                          .status = status,
+                          .bytes = bytes,
+                          .duration_ms =
+                              r->start_ns ? (double)(uv_hrtime() - r->start_ns) / 1e6 : 0};
+    gf_log_ctx ctx = {.component = h->name,
+                      .request_id = r->id[0] ? r->id : NULL,
+                      .user_id = r->log_user[0] ? r->log_user : NULL,
+                      .http = &http};
+    gf_log_write(level, &ctx, "request");
+}
+
+void httpd__record(gf_httpd_t *h, const gf_http_req_t *r, int status, unsigned long long bytes)
+{
+    const char *route = r->route ? r->route->pattern : "unmatched";
+    access_log(h, r, status, route, bytes);
     if (h->m_requests == NULL)
         return;
     char code[8];
     snprintf(code, sizeof(code), "%d", status);
-    const char *route = r->route ? r->route->pattern : "unmatched";
     gf_metric_inc(gf_metric_with(h->m_requests, route, r->method[0] ? r->method : "-", code));
     char cls[8];
     snprintf(cls, sizeof(cls), "%dxx", status / 100 % 10);

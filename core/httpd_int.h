@@ -74,6 +74,8 @@ struct gf_http_req {
     char *refuse_code, *refuse_msg, *refuse_field;
     void *user;
     void (*user_free)(void *user);
+    char log_user[65];       /* gf_http_req_set_log_user; "" none */
+    unsigned long long sent; /* body bytes of a stream written so far */
     gf_http_close_cb on_close;
     void *on_close_data;
 };
@@ -130,6 +132,7 @@ struct gf_httpd {
     void *hook_data;
     char readbuf[HTTPD_READ_CHUNK];
     gf_mfamily_t *m_requests, *m_duration;
+    uint64_t sample_state; /* the access log's sampling draws (xorshift64) */
     gf_metric_t *m_connections, *m_streams, *m_rejected;
 };
 
@@ -138,7 +141,8 @@ void httpd__kv_add(httpd_kvs_t *kv, const char *name, size_t nlen, const char *v
 void httpd__kv_dispose(httpd_kvs_t *kv);
 const httpd_route_t *httpd__route_match(gf_httpd_t *h, gf_http_req_t *r, int *method_allowed);
 void httpd__conn_closed(gf_httpd_t *h);
-void httpd__record(gf_httpd_t *h, const gf_http_req_t *r, int status);
+/* A finished request: its metrics, and its access-log line; `bytes` of body answered. */
+void httpd__record(gf_httpd_t *h, const gf_http_req_t *r, int status, unsigned long long bytes);
 const char *httpd__status_text(int status);
 
 /* httpd_req.c */

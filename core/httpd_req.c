@@ -65,6 +65,11 @@ void gf_http_req_set_user(gf_http_req_t *r, void *user, void (*free_fn)(void *us
     r->user_free = free_fn;
 }
 
+void gf_http_req_set_log_user(gf_http_req_t *r, const char *user)
+{
+    snprintf(r->log_user, sizeof(r->log_user), "%s", user ? user : "");
+}
+
 void *gf_http_req_user(const gf_http_req_t *r)
 {
     return r->user;
@@ -184,7 +189,8 @@ void gf_http_set_header(gf_http_req_t *r, const char *name, const char *value)
 void gf_http_respond(gf_http_req_t *r, int status, const char *content_type, const char *body,
                      size_t len)
 {
-    httpd__record(r->h, r, status);
+    httpd__req_ensure_id(r); /* the access log names it */
+    httpd__record(r->h, r, status, is_head(r) ? 0 : len);
     httpd_conn_t *c = r->conn;
     if (c == NULL) {
         httpd__req_free(r);
@@ -262,6 +268,7 @@ int gf_http_stream_write(gf_http_req_t *r, const char *data, size_t len)
         httpd__conn_close(c, 0);
         return GF_ETOOBIG;
     }
+    r->sent += len;
     if (r->http_minor == 0)
         return httpd__conn_write(c, data, len, NULL, 0);
     char size[24];
@@ -277,7 +284,7 @@ int gf_http_stream_write(gf_http_req_t *r, const char *data, size_t len)
 
 void gf_http_stream_end(gf_http_req_t *r)
 {
-    httpd__record(r->h, r, r->streaming ? r->streaming : 200);
+    httpd__record(r->h, r, r->streaming ? r->streaming : 200, r->sent);
     httpd_conn_t *c = r->conn;
     if (c == NULL) {
         httpd__req_free(r);

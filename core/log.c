@@ -336,6 +336,12 @@ char *gf_log_format(gf_log_level level, const gf_log_ctx *ctx, const char *ts, c
     add_field(&b, "provider", ctx->provider);
     if (ctx->attempt > 0)
         gf_buf_printf(&b, ",\"attempt\":%d", ctx->attempt);
+    if (ctx->http) {
+        add_field(&b, "method", ctx->http->method);
+        add_field(&b, "route", ctx->http->route);
+        gf_buf_printf(&b, ",\"status\":%d,\"bytes\":%llu,\"duration_ms\":%.3f", ctx->http->status,
+                      ctx->http->bytes, ctx->http->duration_ms);
+    }
     gf_buf_puts(&b, "}\n");
     return b.p;
 }

@@ -5,6 +5,7 @@
  */
 #include "store_int.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,8 +44,12 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
                              "$11::bigint)"},
     [STORE_OP_IMAGE_DONE] = {"SELECT farm_image_done($1::uuid, $2::bigint, $3::int, $4::jsonb)"},
     [STORE_OP_REFUSE] = {"SELECT farm_refuse($1::uuid, $2::uuid, $3::text)"},
-    [STORE_OP_TOTALS] = {"SELECT coalesce(sum(balance), 0)::bigint, coalesce(sum(held), 0)::bigint "
-                         "FROM credit_accounts"},
+    [STORE_OP_TOTALS] =
+        {"SELECT coalesce(sum(balance), 0)::bigint, coalesce(sum(held), 0)::bigint, "
+         "coalesce(sum(captured), 0)::bigint, coalesce(sum(released), 0)::bigint, "
+         "(SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::bigint "
+         "FROM generations WHERE status IN ('queued', 'running') AND status = 'queued') "
+         "FROM credit_accounts"},
     [STORE_OP_WEBHOOK_CLAIM] = {"SELECT farm_webhook_claim($1::int, $2::int)::text"},
     [STORE_OP_WEBHOOK_RESULT] = {"SELECT outcome, lag_s FROM farm_webhook_result($1::uuid, "
                                  "$2::bigint, $3::text, $4::int, $5::text, $6::bigint)"},
@@ -56,7 +61,38 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
     [STORE_OP_LIFECYCLE] = {"SELECT farm_lifecycle($1::int, $2::int, $3::int)"},
     [STORE_OP_STORAGE_DELETED] = {"SELECT farm_storage_deleted($1::text[])"},
     [STORE_OP_UPLOAD_USAGE] = {"SELECT uploads, bytes FROM farm_upload_usage($1::uuid)"},
+    [STORE_OP_AUDIT] = {"SELECT farm_audit($1::text, $2::text, $3::text, $4::text, $5::jsonb)"},
+    [STORE_OP_AUDIT_PAGE] = {"SELECT farm_audit_page($1::int, $2::bigint)"},
+    [STORE_OP_RECONCILE_COUNT] = {"SELECT farm_reconcile_count()"},
 };
+
+/*
+ * An operation run with its audit row (store_call_set_audit): the
+ * operation's statement as a materialized CTE and the row's INSERT reading
+ * it, in one statement, hence one transaction. The INSERT runs once the
+ * action has answered (it reads the action's row), and a raised error
+ * undoes both. Built once per operation; `first` is the audit's first
+ * parameter number (the operation's own count + 1).
+ */
+static char *audited_stmts[STORE_OP_COUNT_];
+
+const char *store__audited_sql(store_op_t op, int first)
+{
+    if (audited_stmts[op] == NULL) {
+        gf_buf_t b = {0};
+        gf_buf_printf(&b,
+                      "WITH act AS MATERIALIZED (%s), "
+                      "aud AS (INSERT INTO audit_log (actor, action, target, request_id, detail) "
+                      "SELECT $%d::text, $%d::text, $%d::text, $%d::text, "
+                      "coalesce($%d::jsonb, '{}') || jsonb_build_object('result', "
+                      "CASE WHEN octet_length(to_jsonb(act)::text) <= 4096 THEN to_jsonb(act) END) "
+                      "FROM act LIMIT 1) "
+                      "SELECT * FROM act",
+                      stmts[op].sql, first, first + 1, first + 2, first + 3, first + 4);
+        audited_stmts[op] = b.p;
+    }
+    return audited_stmts[op];
+}
 
 static char prepare_batch[16384];
 static char stmt_names[STORE_OP_COUNT_][16];
@@ -102,6 +138,15 @@ PGconn *store__connect_start(const char *url, long long statement_timeout_ms, in
     const char *keys[] = {"dbname", "options", "connect_timeout", "application_name", NULL};
     const char *vals[] = {url, options, "5", "genfarm", NULL};
     return async ? PQconnectStartParams(keys, vals, 1) : PQconnectdbParams(keys, vals, 1);
+}
+
+int store__send(PGconn *conn, const store_call_t *c)
+{
+    const char *const *params = (const char *const *)c->_params;
+    if (c->_audited)
+        return PQsendQueryParams(conn, store__audited_sql(c->_op, c->_nparams + 1),
+                                 c->_nparams + STORE_AUDIT_PARAMS, NULL, params, NULL, NULL, 0);
+    return PQsendQueryPrepared(conn, store__stmt_name(c->_op), c->_nparams, params, NULL, NULL, 0);
 }
 
 /* --- builders ------------------------------------------------------------------ */
@@ -178,6 +223,40 @@ void store_call_webhook_list(store_call_t *c, int failed_only, const char *gen_i
     set_str(c, 0, failed_only ? "true" : "false");
     set_str(c, 1, gen_id);
     set_int(c, 2, limit);
+}
+
+void store_call_set_audit(store_call_t *c, const store_audit_t *a)
+{
+    assert(!c->_audited && c->_nparams + STORE_AUDIT_PARAMS <= STORE_MAX_PARAMS);
+    int i = c->_nparams;
+    set_str(c, i, a->actor);
+    set_str(c, i + 1, a->action);
+    set_str(c, i + 2, a->target);
+    set_str(c, i + 3, a->request_id);
+    set_str(c, i + 4, a->detail_json);
+    c->_audited = 1;
+}
+
+void store_call_audit(store_call_t *c, const store_audit_t *a)
+{
+    call_init(c, STORE_OP_AUDIT, STORE_AUDIT_PARAMS);
+    set_str(c, 0, a->actor);
+    set_str(c, 1, a->action);
+    set_str(c, 2, a->target);
+    set_str(c, 3, a->request_id);
+    set_str(c, 4, a->detail_json);
+}
+
+void store_call_audit_page(store_call_t *c, int limit, const char *cursor)
+{
+    call_init(c, STORE_OP_AUDIT_PAGE, 2);
+    set_int(c, 0, limit);
+    set_str(c, 1, cursor);
+}
+
+void store_call_reconcile_count(store_call_t *c)
+{
+    call_init(c, STORE_OP_RECONCILE_COUNT, 0);
 }
 
 void store_call_start(store_call_t *c, const char *gen_id, long long fence, const char *provider)
@@ -486,8 +565,13 @@ int store_conn_exec(store_conn_t *sc, store_call_t *c)
     for (int attempt = 0; attempt < 2; attempt++) {
         if (sc->conn == NULL && conn_open(sc, &c->err) < 0)
             return c->err.code;
-        PGresult *res = PQexecPrepared(sc->conn, store__stmt_name(c->_op), c->_nparams,
-                                       (const char *const *)c->_params, NULL, NULL, 0);
+        const char *const *params = (const char *const *)c->_params;
+        PGresult *res =
+            c->_audited
+                ? PQexecParams(sc->conn, store__audited_sql(c->_op, c->_nparams + 1),
+                               c->_nparams + STORE_AUDIT_PARAMS, NULL, params, NULL, NULL, 0)
+                : PQexecPrepared(sc->conn, store__stmt_name(c->_op), c->_nparams, params, NULL,
+                                 NULL, 0);
         if (PQstatus(sc->conn) == CONNECTION_BAD) {
             /*
              * The server went away, perhaps after committing. Every worker-side

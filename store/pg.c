@@ -241,8 +241,7 @@ static void conn_send(pg_conn_t *pc, store_req_t *rq)
 {
     int ok;
     if (rq->call)
-        ok = PQsendQueryPrepared(pc->conn, store__stmt_name(rq->call->_op), rq->call->_nparams,
-                                 (const char *const *)rq->call->_params, NULL, NULL, 0);
+        ok = store__send(pc->conn, rq->call);
     else
         ok = PQsendQuery(pc->conn, "SELECT 1");
     if (!ok) {

@@ -269,6 +269,30 @@ static void read_ledger(rd_t *r, json_t *o, store_ledger_result_t *l)
     l->next_cursor = rd_str(r, o, "next_cursor", 1);
 }
 
+/* farm_audit_page (store/sql/farm_audit_page.sql). */
+static void read_audit_page(rd_t *r, json_t *o, store_audit_result_t *l)
+{
+    void *items;
+    json_t *a = rd_array(r, o, "items", sizeof(store_audit_entry_t), &items, &l->n);
+    l->items = items;
+    for (size_t i = 0; a && i < l->n && !r->bad; i++) {
+        json_t *e = json_array_get(a, i);
+        store_audit_entry_t *ae = &l->items[i];
+        if (!json_is_object(e)) {
+            r->bad = "items";
+            break;
+        }
+        ae->id = rd_int(r, e, "id", NULL);
+        ae->actor = rd_str(r, e, "actor", 0);
+        ae->action = rd_str(r, e, "action", 0);
+        ae->target = rd_str(r, e, "target", 1);
+        ae->request_id = rd_str(r, e, "request_id", 1);
+        ae->detail = rd_json(r, e, "detail", 0);
+        ae->at = rd_str(r, e, "at", 0);
+    }
+    l->next_cursor = rd_str(r, o, "next_cursor", 1);
+}
+
 /* farm_sweep (migrations/0003). */
 static void read_sweep(rd_t *r, json_t *o, store_sweep_result_t *s)
 {
@@ -456,6 +480,8 @@ static const char *json_source(store_op_t op)
         return "farm_uploads_page";
     case STORE_OP_LIFECYCLE:
         return "farm_lifecycle";
+    case STORE_OP_AUDIT_PAGE:
+        return "farm_audit_page";
     default:
         return "store";
     }
@@ -495,6 +521,8 @@ static void parse_json(store_call_t *c, const char *text)
     else if (c->_op == STORE_OP_GENERATION_DELETE || c->_op == STORE_OP_UPLOAD_DELETE ||
              c->_op == STORE_OP_LIFECYCLE)
         read_keys(&r, root, &c->res.keys);
+    else if (c->_op == STORE_OP_AUDIT_PAGE)
+        read_audit_page(&r, root, &c->res.audit);
     else
         read_resume(&r, root, &c->res.resume);
     /* A delete's outcome (farm_generation_delete, farm_upload_delete). */
@@ -600,6 +628,9 @@ void store__parse_row(store_call_t *c, const store_row_t *row)
     case STORE_OP_TOTALS:
         c->res.balance.balance = atoll(v0);
         c->res.balance.held = atoll(col(row, 1));
+        c->res.balance.captured = atoll(col(row, 2));
+        c->res.balance.released = atoll(col(row, 3));
+        c->res.balance.oldest_queued_s = atoll(col(row, 4));
         return;
     case STORE_OP_RESUME:
         if (row->v[0] == NULL) {
@@ -618,7 +649,14 @@ void store__parse_row(store_call_t *c, const store_row_t *row)
     case STORE_OP_UPLOAD_DELETE:
     case STORE_OP_UPLOADS:
     case STORE_OP_LIFECYCLE:
+    case STORE_OP_AUDIT_PAGE:
         parse_json(c, row->v[0]);
+        return;
+    case STORE_OP_AUDIT:
+        c->res.audit.id = atoll(v0);
+        return;
+    case STORE_OP_RECONCILE_COUNT:
+        c->res.reconcile.violations = atoll(v0);
         return;
     case STORE_OP_STORAGE_DELETED:
         return;
@@ -699,6 +737,19 @@ void store__result_dispose(store_call_t *c)
             free(c->res.uploads.items[i].created_at);
         free(c->res.uploads.items);
         free(c->res.uploads.next_cursor);
+        break;
+    case STORE_OP_AUDIT_PAGE:
+        for (size_t i = 0; i < c->res.audit.n; i++) {
+            store_audit_entry_t *e = &c->res.audit.items[i];
+            free(e->actor);
+            free(e->action);
+            free(e->target);
+            free(e->request_id);
+            free(e->detail);
+            free(e->at);
+        }
+        free(c->res.audit.items);
+        free(c->res.audit.next_cursor);
         break;
     case STORE_OP_RESUME:
         free(c->res.resume.settled);

@@ -16,6 +16,14 @@ const char *store__prepare_sql(void);
 /* The prepared statement name of an operation ("farm_s3"). */
 const char *store__stmt_name(store_op_t op);
 
+/* The statement of an operation run with its audit row (store_call_set_audit);
+ * `first` is the number of the audit's first parameter. */
+const char *store__audited_sql(store_op_t op, int first);
+
+/* Sends `call` on a non-blocking connection: its prepared statement, or its
+ * audited statement (unprepared). libpq's PQsend* result: 1 sent, 0 not. */
+int store__send(PGconn *conn, const store_call_t *call);
+
 /* Reads a result into `call` (err and res): the SQLSTATE of a failed
  * statement, else its first row through store__parse_row(). */
 void store__parse(store_call_t *call, PGresult *res);
@@ -25,7 +33,7 @@ void store__parse(store_call_t *call, PGresult *res);
  * column i, NULL for SQL NULL. Only the columns the operation selects are
  * read (at most STORE_ROW_MAX).
  */
-#define STORE_ROW_MAX 3
+#define STORE_ROW_MAX 5
 typedef struct {
     const char *v[STORE_ROW_MAX];
 } store_row_t;

@@ -109,6 +109,21 @@ static void on_heartbeat(queue_t *q, const gf_err_t *err, const queue_result_t *
     job_unref(j);
 }
 
+/* 1 for each adapter of the chain whose breaker is open now (half-open lets a probe: 0). */
+static void breaker_gauges(worker_runner_t *r)
+{
+    const char *chain = provider_chain(r->provider);
+    while (r->m_breaker_open && chain && *chain) {
+        size_t n = strcspn(chain, ",");
+        char name[32];
+        snprintf(name, sizeof(name), "%.*s", (int)n, chain);
+        const char *state = provider_breaker_state(r->provider, name);
+        gf_metric_set(gf_metric_with(r->m_breaker_open, name, NULL, NULL),
+                      state && strcmp(state, "open") == 0);
+        chain += n + (chain[n] == ',');
+    }
+}
+
 static void on_heartbeat_timer(uv_timer_t *t)
 {
     worker_runner_t *r = t->data;
@@ -121,6 +136,7 @@ static void on_heartbeat_timer(uv_timer_t *t)
     }
     if (r->m_inflight)
         gf_metric_set(r->m_inflight, (double)r->njobs);
+    breaker_gauges(r);
 }
 
 static void on_cancel_message(queue_t *q, const char *gen_id, void *data)
@@ -198,6 +214,10 @@ worker_runner_t *worker_runner_new(uv_loop_t *loop, const gf_config_t *cfg, queu
         r->m_claimed = gf_metric_with(
             gf_metrics_counter(metrics, "farm_worker_claimed_total", "jobs claimed", NULL), NULL,
             NULL, NULL);
+        r->m_breaker_open = gf_metrics_gauge(
+            metrics, "farm_provider_breaker_open",
+            "1 while the provider's circuit breaker is open (calls go elsewhere or fail)",
+            "provider");
         r->m_heartbeat_failures =
             gf_metric_with(gf_metrics_counter(metrics, "farm_worker_heartbeat_failures_total",
                                               "heartbeats refused (a lease was lost)", NULL),

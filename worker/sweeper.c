@@ -27,6 +27,11 @@ struct worker_sweeper {
     store_call_t life; /* the lifecycle step's calls, one after the other */
     int pending;       /* calls of the current tick in flight */
     int closing, timer_closed;
+    /* the reconcile check: its own timer and call, one at a time */
+    uv_timer_t rc_timer;
+    store_call_t rc_call;
+    int rc_pending, rc_timer_closed;
+    gf_metric_t *m_violations, *m_last_run;
     worker_sweeper_closed_cb closed_cb;
     void *closed_data;
 };
@@ -42,7 +47,8 @@ static void sweeper_tick(uv_timer_t *t);
 
 static void sweeper_maybe_closed(worker_sweeper_t *sw)
 {
-    if (!sw->closing || sw->pending > 0 || !sw->timer_closed)
+    if (!sw->closing || sw->pending > 0 || !sw->timer_closed || sw->rc_pending ||
+        !sw->rc_timer_closed)
         return;
     worker_sweeper_closed_cb cb = sw->closed_cb;
     void *data = sw->closed_data;
@@ -236,8 +242,52 @@ static void sweeper_tick(uv_timer_t *t)
     sweeper_call_done(sw);
 }
 
+/* --- the reconcile check ----------------------------------------------------------- */
+
+static void reconcile_tick(uv_timer_t *t);
+
+static void on_reconciled(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
+{
+    (void)st;
+    worker_sweeper_t *sw = data;
+    sw->rc_pending = 0;
+    long long n = call->res.reconcile.violations;
+    if (err->code < 0) {
+        gf_log_ctx ctx = {.component = "sweeper", .action = "checking the ledger"};
+        gf_log_err(GF_LOG_WARN, &ctx, err);
+    } else if (n >= 0) {
+        /* n < 0: another worker checked at this moment; its gauge says. */
+        gf_metric_set(sw->m_violations, (double)n);
+        gf_metric_set(sw->m_last_run, (double)gf_clock_unix_ms() / 1000);
+        if (n > 0) {
+            gf_log_ctx ctx = {.component = "sweeper"};
+            GF_LOG(GF_LOG_ERROR, &ctx,
+                   "the ledger has %lld violation(s) of its invariants: run farm reconcile", n);
+        }
+    }
+    store_call_dispose(&sw->rc_call);
+    if (sw->closing)
+        sweeper_maybe_closed(sw);
+    else
+        uv_timer_start(&sw->rc_timer, reconcile_tick,
+                       (uint64_t)sw->cfg->reconcile_interval_s * 1000, 0);
+}
+
+static void reconcile_tick(uv_timer_t *t)
+{
+    worker_sweeper_t *sw = t->data;
+    store_call_reconcile_count(&sw->rc_call);
+    if (store_exec(sw->store, &sw->rc_call, on_reconciled, sw) == 0) {
+        sw->rc_pending = 1;
+        return;
+    }
+    store_call_dispose(&sw->rc_call);
+    uv_timer_start(&sw->rc_timer, reconcile_tick, (uint64_t)sw->cfg->reconcile_interval_s * 1000,
+                   0);
+}
+
 worker_sweeper_t *worker_sweeper_new(uv_loop_t *loop, const gf_config_t *cfg, store_t *store,
-                                     queue_t *queue, storage_t *storage)
+                                     queue_t *queue, storage_t *storage, gf_metrics_t *metrics)
 {
     worker_sweeper_t *sw = gf_xcalloc(1, sizeof(*sw));
     sw->loop = loop;
@@ -247,18 +297,35 @@ worker_sweeper_t *worker_sweeper_new(uv_loop_t *loop, const gf_config_t *cfg, st
     sw->storage = storage;
     uv_timer_init(loop, &sw->timer);
     sw->timer.data = sw;
+    uv_timer_init(loop, &sw->rc_timer);
+    sw->rc_timer.data = sw;
+    sw->m_violations = gf_metric_with(
+        gf_metrics_gauge(metrics, "farm_reconcile_violations",
+                         "violations of the ledger's invariants at the last check (farm reconcile)",
+                         NULL),
+        NULL, NULL, NULL);
+    sw->m_last_run = gf_metric_with(
+        gf_metrics_gauge(metrics, "farm_reconcile_last_run_timestamp_seconds",
+                         "when this worker last checked the ledger (unix seconds; 0: never)", NULL),
+        NULL, NULL, NULL);
     return sw;
 }
 
 void worker_sweeper_start(worker_sweeper_t *sw)
 {
     uv_timer_start(&sw->timer, sweeper_tick, (uint64_t)sw->cfg->sweep_interval_s * 1000, 0);
+    if (sw->cfg->reconcile_interval_s > 0)
+        uv_timer_start(&sw->rc_timer, reconcile_tick, (uint64_t)sw->cfg->sweep_interval_s * 1000,
+                       0);
 }
 
 static void on_timer_closed(uv_handle_t *h)
 {
     worker_sweeper_t *sw = h->data;
-    sw->timer_closed = 1;
+    if (h == (uv_handle_t *)&sw->timer)
+        sw->timer_closed = 1;
+    else
+        sw->rc_timer_closed = 1;
     sweeper_maybe_closed(sw);
 }
 
@@ -268,4 +335,5 @@ void worker_sweeper_close(worker_sweeper_t *sw, worker_sweeper_closed_cb cb, voi
     sw->closed_cb = cb;
     sw->closed_data = data;
     uv_close((uv_handle_t *)&sw->timer, on_timer_closed);
+    uv_close((uv_handle_t *)&sw->rc_timer, on_timer_closed);
 }

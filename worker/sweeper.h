@@ -10,6 +10,11 @@
  * retention (FARM_OUTPUT_RETENTION_DAYS, FARM_UPLOAD_RETENTION_DAYS), the
  * purge of idempotency keys older than 24 h, and the deletion of a batch of
  * objects due (FARM_SWEEP_BATCH), retried with a backoff when storage fails.
+ *
+ * Every FARM_RECONCILE_INTERVAL_S (the first after FARM_SWEEP_INTERVAL_S) it
+ * also counts `farm reconcile`'s violations, one worker of the farm at a
+ * time, into farm_reconcile_violations and
+ * farm_reconcile_last_run_timestamp_seconds on `metrics`.
  */
 #ifndef WORKER_SWEEPER_H
 #define WORKER_SWEEPER_H
@@ -24,14 +29,16 @@
 typedef struct worker_sweeper worker_sweeper_t;
 typedef void (*worker_sweeper_closed_cb)(void *data);
 
-/* Returns a new sweeper; `store`, `queue` and `storage` are borrowed and must outlive it. */
+/* Returns a new sweeper; `store`, `queue`, `storage` and `metrics` are borrowed and must
+ * outlive it. */
 worker_sweeper_t *worker_sweeper_new(uv_loop_t *loop, const gf_config_t *cfg, store_t *store,
-                                     queue_t *queue, storage_t *storage);
+                                     queue_t *queue, storage_t *storage, gf_metrics_t *metrics);
 
 /* Starts ticking (the first tick after one interval). */
 void worker_sweeper_start(worker_sweeper_t *sw);
 
-/* Stops; `cb` runs once the tick in progress (if any) has ended and the timer is closed. */
+/* Stops; `cb` runs once the tick and check in progress (if any) have ended and the timers are
+ * closed. */
 void worker_sweeper_close(worker_sweeper_t *sw, worker_sweeper_closed_cb cb, void *data);
 
 #endif

@@ -88,7 +88,7 @@ int worker_start(worker_t *w, gf_err_t *err)
     if (w->webhooks == NULL)
         return err ? err->code : GF_EINVAL;
     webhook_deliverer_start(w->webhooks);
-    w->sweeper = worker_sweeper_new(w->loop, w->cfg, w->store, w->queue, w->storage);
+    w->sweeper = worker_sweeper_new(w->loop, w->cfg, w->store, w->queue, w->storage, w->metrics);
     worker_sweeper_start(w->sweeper);
     w->runner = worker_runner_new(w->loop, w->cfg, w->queue, w->store, w->storage, w->provider,
                                   w->presets, w->metrics);

@@ -187,6 +187,8 @@ struct worker_runner {
     gf_mfamily_t *m_outcomes, *m_stage, *m_provider, *m_images;
     gf_mfamily_t *m_gen_outcomes, *m_queue_wait, *m_gen_duration; /* by kind (job.c) */
     gf_metric_t *m_inflight, *m_claimed, *m_heartbeat_failures;
+    gf_mfamily_t
+        *m_breaker_open; /* farm_provider_breaker_open{provider}, set each heartbeat tick */
 };
 
 /* Ends one pending callback of the job; frees it when it has ended and none is left. */

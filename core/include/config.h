@@ -150,6 +150,10 @@ typedef struct gf_config {
     long long upload_retention_days;
     /* edge: upload quotas (api/gate.c, api/files.c, docs/api.md) */
     char *upload_quotas; /* FARM_UPLOAD_QUOTAS, parsed into uq[] */
+    /* operations: farm-api's access log */
+    long long access_log; /* 0 off, 1 on */
+    long long access_log_sample_pct;
+    long long reconcile_interval_s; /* the sweeper's reconcile check; 0 off */
     /* Derived by the loader from the rows above (already validated). */
     struct gf_tier {
         char name[GF_TIER_NAME_MAX + 1];

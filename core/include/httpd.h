@@ -74,6 +74,11 @@ typedef struct {
     size_t stream_max_queued_bytes;
     uint64_t shutdown_timeout_ms;
     gf_metrics_t *metrics; /* optional: request counts and latencies by route and status */
+    /* The access log: one JSON line per finished request (method, route pattern, status,
+     * body bytes, duration, user, request id) at info, 5xx at warn. Off by default; of the
+     * requests answered below 500, `access_sample_pct` percent are logged (5xx always). */
+    int access_log;
+    int access_sample_pct;
 } gf_httpd_opts_t;
 
 /* Fills `opts` with the defaults of core/config (16 KiB headers, 64 KiB body, ...). */
@@ -124,6 +129,9 @@ void gf_http_req_proceed(gf_http_req_t *req);
  */
 void gf_http_req_refuse(gf_http_req_t *req, int status, const char *code, const char *message,
                         const char *field);
+
+/* The caller's id for the access log (copied, at most 64 bytes); the last one set wins. */
+void gf_http_req_set_log_user(gf_http_req_t *req, const char *user);
 
 /* Data the check hook hands to the handler, freed with `free_fn` with the request. */
 void gf_http_req_set_user(gf_http_req_t *req, void *user, void (*free_fn)(void *user));

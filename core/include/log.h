@@ -22,6 +22,14 @@ typedef enum {
     GF_LOG_ERROR = 3,
 } gf_log_level;
 
+/* A request's access-log fields (core/httpd's access log); route is the pattern, never the path. */
+typedef struct {
+    const char *method, *route;
+    int status;
+    unsigned long long bytes; /* body bytes answered */
+    double duration_ms;
+} gf_log_http_t;
+
 /* The ids in scope for a line; every field is optional (NULL / 0). Borrowed. */
 typedef struct {
     const char *component;
@@ -33,6 +41,7 @@ typedef struct {
     const char *provider;
     const char *action; /* "calling provider": errors read "... while calling provider" */
     int attempt;
+    const gf_log_http_t *http; /* an access-log line: method, route, status, bytes, duration_ms */
 } gf_log_ctx;
 
 extern int gf_log_min_level;

@@ -38,7 +38,9 @@
 
 #include "core.h"
 
-#define STORE_MAX_PARAMS 14
+/* The most parameters of an operation (accept's 14), and of an audited one (+5). */
+#define STORE_MAX_PARAMS   19
+#define STORE_AUDIT_PARAMS 5
 
 typedef enum {
     STORE_OP_ACCEPT,
@@ -71,6 +73,9 @@ typedef enum {
     STORE_OP_LIFECYCLE,
     STORE_OP_STORAGE_DELETED,
     STORE_OP_UPLOAD_USAGE,
+    STORE_OP_AUDIT,
+    STORE_OP_AUDIT_PAGE,
+    STORE_OP_RECONCILE_COUNT,
     STORE_OP_COUNT_
 } store_op_t;
 
@@ -107,7 +112,9 @@ typedef struct {
 
 /* BALANCE (one account) and TOTALS (summed over every account). */
 typedef struct {
-    long long balance, held; /* available = balance - held */
+    long long balance, held;      /* available = balance - held */
+    long long captured, released; /* TOTALS only: settled ever (migrations/0021) */
+    long long oldest_queued_s;    /* TOTALS only: age of the oldest queued generation; 0 none */
 } store_balance_result_t;
 
 typedef struct {
@@ -261,6 +268,27 @@ typedef struct {
     size_t n;
 } store_webhook_list_result_t;
 
+/* One row of the audit trail (GET /v1/admin/audit). NULL strings are SQL NULL. */
+typedef struct {
+    long long id;
+    char *actor, *action, *target, *request_id;
+    char *detail; /* JSON text (an object) */
+    char *at;     /* RFC 3339 */
+} store_audit_entry_t;
+
+/* RECONCILE_COUNT: farm_reconcile's violations now; -1 when another process is checking. */
+typedef struct {
+    long long violations;
+} store_reconcile_result_t;
+
+/* AUDIT_PAGE: a page of the audit trail, newest first. AUDIT: `id` of the row written. */
+typedef struct {
+    store_audit_entry_t *items;
+    size_t n;
+    char *next_cursor; /* NULL on the last page */
+    long long id;
+} store_audit_result_t;
+
 /*
  * GENERATION_DELETE, UPLOAD_DELETE and LIFECYCLE: storage keys whose objects
  * the caller deletes now, then reports with store_call_storage_deleted().
@@ -326,6 +354,7 @@ typedef struct {
     store_op_t _op;
     char *_params[STORE_MAX_PARAMS]; /* NULL is SQL NULL */
     int _nparams;
+    int _audited; /* store_call_set_audit: the last STORE_AUDIT_PARAMS params are the row's */
     gf_err_t err;
     union {
         store_accept_result_t accept;
@@ -348,6 +377,8 @@ typedef struct {
         store_keys_result_t keys;                 /* GENERATION_DELETE, UPLOAD_DELETE, LIFECYCLE */
         store_uploads_result_t uploads;
         store_upload_result_t upload;             /* UPLOAD_ADD and UPLOAD_USAGE */
+        store_audit_result_t audit;               /* AUDIT and AUDIT_PAGE */
+        store_reconcile_result_t reconcile;
     } res;
 } store_call_t;
 
@@ -454,6 +485,43 @@ void store_call_upload_delete(store_call_t *c, const char *upload_id, const char
 void store_call_uploads(store_call_t *c, const char *user_id, int limit, const char *cursor);
 void store_call_lifecycle(store_call_t *c, int limit, int output_days, int upload_days);
 void store_call_storage_deleted(store_call_t *c, const char *const *keys, size_t n);
+
+/*
+ * The audit trail (migrations/0021_operations.sql, docs/operations.md "Audit
+ * trail"): who did what to what. Strings are copied; detail_json is a JSON
+ * object as text (NULL: {}); actor is the admin's JWT `sub` or "cli";
+ * action is "<object>.<verb>" in lower case ("credits.grant",
+ * "dead_letter.retry", "generation.delete"); target and request_id may be NULL.
+ */
+typedef struct {
+    const char *actor;
+    const char *action;
+    const char *target;
+    const char *request_id;
+    const char *detail_json;
+} store_audit_t;
+
+/*
+ * Makes an already built call (store_call_credit, ...) write its audit row
+ * in the call's own transaction: the row is committed exactly when the
+ * action is, and carries the action's answer in detail.result (its row as
+ * JSON, e.g. {"farm_credit": "granted"}; null when over 4 kB). A call whose
+ * SQL function raises writes no row. Call it after the builder and before
+ * store_exec / store_conn_exec; store_call_dispose frees what it copied.
+ * Any operation of at most STORE_MAX_PARAMS - STORE_AUDIT_PARAMS parameters
+ * (every one but ACCEPT) can be audited so.
+ */
+void store_call_set_audit(store_call_t *c, const store_audit_t *a);
+
+/* A row of its own, for an action outside Postgres (a dead-letter re-drive in
+ * Redis): res.audit.id is the new row's id. */
+void store_call_audit(store_call_t *c, const store_audit_t *a);
+
+/* A page of the trail, newest first (limit 1..100); cursor: a page's next_cursor, NULL first. */
+void store_call_audit_page(store_call_t *c, int limit, const char *cursor);
+
+/* Counts farm_reconcile's violations (the whole ledger read), one process at a time. */
+void store_call_reconcile_count(store_call_t *c);
 
 /* Frees what the call holds (inputs and results); the struct can be built again. */
 void store_call_dispose(store_call_t *c);

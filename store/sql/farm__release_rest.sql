@@ -13,7 +13,8 @@ BEGIN
         ON CONFLICT DO NOTHING;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     IF v_n > 0 THEN
-        UPDATE credit_accounts SET held = held - v_n * g.unit_cost, updated_at = now()
+        UPDATE credit_accounts SET held = held - v_n * g.unit_cost,
+                released = released + v_n * g.unit_cost, updated_at = now()
             WHERE user_id = g.user_id;
     END IF;
     RETURN v_n * g.unit_cost;

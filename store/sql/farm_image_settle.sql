@@ -54,7 +54,9 @@ BEGIN
                                'error', coalesce(p_error, 'null'::jsonb)));
     END IF;
     UPDATE credit_accounts SET balance = balance - CASE WHEN p_succeeded THEN v_unit ELSE 0 END,
-            held = held - v_unit, updated_at = now()
+            held = held - v_unit,
+            captured = captured + CASE WHEN p_succeeded THEN v_unit ELSE 0 END,
+            released = released + CASE WHEN p_succeeded THEN 0 ELSE v_unit END, updated_at = now()
         WHERE user_id = v_user;
     RETURN 'settled';
 END $$;

@@ -1,7 +1,8 @@
 -- Every violation of the ledger's invariants, one line each (`farm
 -- reconcile`, docs/credits.md): the accounts against their ledger, the
 -- generations against their cost and their ledger, each ledger row against
--- its generation, and the references no foreign key checks (0014, 0015).
+-- its generation, and the references no foreign key checks (0014, 0015);
+-- the accounts' running totals of captures and releases (0021).
 --
 -- 0015 kept 0014's checks under the name farm_reconcile_0014 and called it;
 -- they are all here now, and the old name goes in the same transaction.
@@ -10,18 +11,24 @@ DROP FUNCTION IF EXISTS farm_reconcile_0014();
 CREATE OR REPLACE FUNCTION farm_reconcile() RETURNS TABLE (problem text)
 LANGUAGE sql STABLE AS $$
     WITH sums AS (
-        SELECT a.user_id, a.balance, a.held,
+        SELECT a.user_id, a.balance, a.held, a.captured, a.released,
                coalesce(sum(l.amount) FILTER (WHERE l.kind IN ('grant', 'adjust')), 0)
                  - coalesce(sum(l.amount) FILTER (WHERE l.kind = 'capture'), 0) AS want_balance,
                coalesce(sum(l.amount) FILTER (WHERE l.kind = 'hold'), 0)
-                 - coalesce(sum(l.amount) FILTER (WHERE l.kind IN ('capture', 'release')), 0) AS want_held
+                 - coalesce(sum(l.amount) FILTER (WHERE l.kind IN ('capture', 'release')), 0) AS want_held,
+               coalesce(sum(l.amount) FILTER (WHERE l.kind = 'capture'), 0) AS want_captured,
+               coalesce(sum(l.amount) FILTER (WHERE l.kind = 'release'), 0) AS want_released
         FROM credit_accounts a LEFT JOIN credit_ledger l ON l.user_id = a.user_id
-        GROUP BY a.user_id, a.balance, a.held)
+        GROUP BY a.user_id, a.balance, a.held, a.captured, a.released)
     SELECT format('account %s: balance %s, but grants + adjusts - captures = %s', user_id, balance, want_balance)
         FROM sums WHERE balance <> want_balance
     UNION ALL
     SELECT format('account %s: held %s, but holds - captures - releases = %s', user_id, held, want_held)
         FROM sums WHERE held <> want_held
+    UNION ALL
+    SELECT format('account %s: captured %s, released %s, but its ledger says %s and %s (0021)',
+                  user_id, captured, released, want_captured, want_released)
+        FROM sums WHERE captured <> want_captured OR released <> want_released
     UNION ALL
     SELECT format('generation %s (%s): charged %s + released %s <> cost %s', id, status, charged, released, cost)
         FROM generations WHERE status NOT IN ('queued', 'running') AND charged + released <> cost

@@ -52,7 +52,7 @@ n_runbooks=$(grep -c '^ *runbook_url: *docs/operations.md#' "$rules")
 # (A name followed by "*" is prose about a prefix, not a metric.)
 for m in $(grep -v '^ *#' "$rules" | grep -oP 'farm_[a-z0-9_]+(?![a-z0-9_*])' | sort -u); do
     family=$(sed -E 's/_(bucket|sum|count)$//' <<<"$m")
-    grep -rqF "\"$family\"" "$root"/{api,core,queue,store,worker,providers} --include='*.c' ||
+    grep -rqF "\"$family\"" "$root"/{api,core,queue,store,worker,providers,webhooks,storage} --include='*.c' ||
         { echo "rules.sh: $m is not a metric the farm exports" >&2; fail=1; }
 done
 

@@ -237,6 +237,52 @@ static void test_farm_stats_shows_the_farm(void **state)
     assert_int_equal(farm_cli("", "stats --watch 0", out, sizeof(out)), 2);
 }
 
+/* The farm's settled credits are counters on /metrics: a queued generation canceled gives its
+ * 2 x 10 credits back, and farm_credits_released_total moves by 20 (nothing was captured). */
+static void test_metrics_count_credits_released(void **state)
+{
+    (void)state;
+    char user[37], url[160], auth[1024], id[37];
+    gf_uuid4(user);
+    api_claims_t c = {.sub = user, .plan = "pro", .ttl_s = 600};
+    char *tok = api_token_issue("ops-secret-0123456789", &c, NULL);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
+    const char *h[] = {auth, "Content-Type: application/json", NULL};
+    const char *body = "{\"kind\":\"avatar\",\"prompt\":\"a hare\",\"count\":2}";
+    snprintf(url, sizeof(url), "%s/v1/generations", base);
+    ts_http_t r = ts_http("POST", url, h, body, strlen(body));
+    assert_int_equal(r.status, 202);
+    const char *at = strstr(r.body, "\"id\":\"");
+    assert_non_null(at);
+    snprintf(id, sizeof(id), "%.36s", at + 6);
+    ts_http_dispose(&r);
+    int seen = 0;
+    for (double end = ts_now() + 25; !seen && ts_now() < end; usleep(200 * 1000)) {
+        get("/metrics", &r);
+        /* The generation of the test before is still queued: it is the oldest, seconds old. */
+        const char *old = strstr(r.body, "\nfarm_generations_oldest_queued_seconds ");
+        seen = strstr(r.body, "\nfarm_credits_released_total 0\n") != NULL &&
+               strstr(r.body, "\nfarm_credits_captured_total 0\n") != NULL && old != NULL &&
+               strtod(old + strlen("\nfarm_generations_oldest_queued_seconds "), NULL) >= 1;
+        ts_http_dispose(&r);
+    }
+    assert_true(seen);
+    snprintf(url, sizeof(url), "%s/v1/generations/%s/cancel", base, id);
+    r = ts_http("POST", url, h, NULL, 0);
+    assert_int_equal(r.status, 202);
+    ts_http_dispose(&r);
+    seen = 0;
+    for (double end = ts_now() + 25; !seen && ts_now() < end; usleep(200 * 1000)) {
+        get("/metrics", &r);
+        seen = strstr(r.body, "\n# TYPE farm_credits_released_total counter\n") != NULL &&
+               strstr(r.body, "\nfarm_credits_released_total 20\n") != NULL &&
+               strstr(r.body, "\nfarm_credits_captured_total 0\n") != NULL;
+        ts_http_dispose(&r);
+    }
+    assert_true(seen);
+    free(tok);
+}
+
 static void test_sigterm_exits_zero(void **state)
 {
     (void)state;
@@ -367,6 +413,7 @@ int main(void)
         cmocka_unit_test(test_metrics_count_requests_by_route_and_status),
         cmocka_unit_test(test_metrics_show_the_queue_and_the_credits),
         cmocka_unit_test(test_farm_stats_shows_the_farm),
+        cmocka_unit_test(test_metrics_count_credits_released),
         cmocka_unit_test(test_sigterm_exits_zero),
         cmocka_unit_test(test_bad_config_stops_at_start_naming_the_variable),
         cmocka_unit_test(test_several_processes_share_the_port_and_stop_together),

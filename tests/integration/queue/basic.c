@@ -523,6 +523,13 @@ static void test_cli_dead_letter_list_retry_purge(void **state)
     assert_non_null(strstr(out, "bad input"));
     snprintf(args, sizeof(args), "dead-letter retry %s", gen);
     assert_int_equal(qt_farm_cli(out, sizeof(out), args), 0);
+    /* Audited (docs/operations.md, "Audit trail"): actor cli, the job, how many. */
+    assert_int_equal(
+        ts_sh("test \"$(psql -X -At \"$FARM_DATABASE_URL\" -c \"SELECT actor || ' ' || "
+              "(detail->>'jobs') FROM audit_log WHERE action = 'dead_letter.retry' "
+              "AND target = '%s'\")\" = 'cli 1'",
+              gen),
+        0);
     assert_int_equal(qt_farm_cli(out, sizeof(out), args), 1); /* no longer dead */
     claim_one(fx->qs, "w", &c);
     assert_string_equal(c.jobs[0].gen_id, gen);
@@ -542,6 +549,14 @@ static void test_cli_dead_letter_list_retry_purge(void **state)
     assert_non_null(strstr(out, gen));
     assert_int_equal(qt_farm_cli(out, sizeof(out), "dead-letter purge --all"), 0);
     assert_non_null(strstr(out, "purged: 1"));
+    assert_int_equal(ts_sh("test \"$(psql -X -At \"$FARM_DATABASE_URL\" -c \"SELECT count(*) FROM "
+                           "audit_log WHERE action = 'dead_letter.purge' AND target = '*' AND "
+                           "actor = 'cli' AND detail->>'jobs' = '1'\")\" = 1"),
+                     0);
+    /* The retry of a job not dead-lettered (exit 1 above) wrote no row. */
+    assert_int_equal(ts_sh("test \"$(psql -X -At \"$FARM_DATABASE_URL\" -c \"SELECT count(*) FROM "
+                           "audit_log WHERE action = 'dead_letter.retry'\")\" = 1"),
+                     0);
     assert_int_equal(qt_farm_cli(out, sizeof(out), "dead-letter list"), 0);
     assert_null(strstr(out, gen));
     assert_int_equal(qt_farm_cli(out, sizeof(out), "dead-letter frobnicate"), 2);

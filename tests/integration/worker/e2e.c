@@ -44,7 +44,12 @@ static int setup(void **state)
         metrics_port[i] = ts_free_port();
         snprintf(metrics_env[i], sizeof(metrics_env[i]), "FARM_WORKER_METRICS_PORT=%d",
                  metrics_port[i]);
-        char *wextra[] = {port_env, storage_env, "FARM_PROVIDER=local", metrics_env[i], NULL};
+        char *wextra[] = {port_env,
+                          storage_env,
+                          "FARM_PROVIDER=local",
+                          metrics_env[i],
+                          "FARM_RECONCILE_INTERVAL_S=1",
+                          NULL};
         workers[i] = ts_spawn(worker_argv, wextra, log_path);
     }
     char user[37];
@@ -317,6 +322,84 @@ static void test_workers_time_postgres_and_redis(void **state)
                      1);
 }
 
+/* One number of a psql query. */
+static long long psql_num(const char *sql)
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%s/psql.out", ts_env("FARM_TEST_TMPDIR"));
+    assert_int_equal(ts_sh("psql -X -At \"$FARM_DATABASE_URL\" -c \"%s\" > '%s'", sql, path), 0);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    long long v = -1;
+    assert_int_equal(fscanf(f, "%lld", &v), 1);
+    fclose(f);
+    return v;
+}
+
+/* A series of the api's /metrics (-1 when absent). */
+static double api_metric(const char *series)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "%s/metrics", au_base);
+    ts_http_t r = ts_http("GET", url, NULL, NULL, 0);
+    assert_int_equal(r.status, 200);
+    const char *at = strstr(r.body, series);
+    double v = at ? strtod(at + strlen(series), NULL) : -1;
+    ts_http_dispose(&r);
+    return v;
+}
+
+/* The api counts the farm's captured credits (the accounts' running totals), equal to the
+ * ledger's captures; the workers show their breakers closed. */
+static void test_credits_captured_on_metrics(void **state)
+{
+    (void)state;
+    long long want = psql_num("SELECT coalesce(sum(amount), 0) FROM credit_ledger "
+                              "WHERE kind = 'capture'");
+    assert_true(want > 0);
+    double got = -1;
+    for (double end = ts_now() + 25; got != (double)want && ts_now() < end; usleep(200 * 1000))
+        got = api_metric("\nfarm_credits_captured_total ");
+    assert_true(got == (double)want);
+    assert_true(api_metric("\nfarm_credits_released_total ") == 0);
+    for (int i = 0; i < 2; i++) {
+        char url[128];
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", metrics_port[i]);
+        ts_http_t r = ts_http("GET", url, NULL, NULL, 0);
+        assert_non_null(strstr(r.body, "\nfarm_provider_breaker_open{provider=\"local\"} 0\n"));
+        ts_http_dispose(&r);
+    }
+}
+
+/* The workers' sweeper checks the ledger every FARM_RECONCILE_INTERVAL_S (1 s here): a hand
+ * edit shows as one violation, and its undoing brings the gauge back to 0. */
+static void test_sweeper_exports_reconcile_violations(void **state)
+{
+    (void)state;
+    const char *v = "\nfarm_reconcile_violations ";
+    const char *ran = "\nfarm_reconcile_last_run_timestamp_seconds ";
+    int ok = 0;
+    for (double end = ts_now() + 30; !ok && ts_now() < end; usleep(200 * 1000))
+        ok = worker_metric(0, ran) + worker_metric(1, ran) > 0 && workers_metric(v) == 0;
+    assert_true(ok);
+    const char *user = "(SELECT user_id FROM credit_accounts ORDER BY user_id LIMIT 1)";
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "UPDATE credit_accounts SET captured = captured + 1 WHERE user_id = %s", user);
+    assert_int_equal(ts_sh("psql -X -q \"$FARM_DATABASE_URL\" -c \"%s\"", sql), 0);
+    ok = 0;
+    for (double end = ts_now() + 30; !ok && ts_now() < end; usleep(200 * 1000))
+        ok = worker_metric(0, v) == 1 || worker_metric(1, v) == 1;
+    snprintf(sql, sizeof(sql),
+             "UPDATE credit_accounts SET captured = captured - 1 WHERE user_id = %s", user);
+    assert_int_equal(ts_sh("psql -X -q \"$FARM_DATABASE_URL\" -c \"%s\"", sql), 0);
+    assert_true(ok);
+    ok = 0;
+    for (double end = ts_now() + 30; !ok && ts_now() < end; usleep(200 * 1000))
+        ok = workers_metric(v) == 0;
+    assert_true(ok);
+}
+
 static void test_ledger_reconciles(void **state)
 {
     (void)state;
@@ -333,6 +416,8 @@ int main(void)
         cmocka_unit_test(test_workers_count_generations_and_images),
         cmocka_unit_test(test_workers_time_generations_by_kind),
         cmocka_unit_test(test_workers_time_postgres_and_redis),
+        cmocka_unit_test(test_credits_captured_on_metrics),
+        cmocka_unit_test(test_sweeper_exports_reconcile_violations),
         cmocka_unit_test(test_ledger_reconciles),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);

@@ -378,6 +378,12 @@ static void test_delete_a_finished_generation(void **state)
     assert_int_equal(r.status, 204);
     assert_int_equal(r.body_len, 0);
     ts_http_dispose(&r);
+    /* The audit trail names who deleted what, in the delete's transaction. */
+    assert_int_equal(pg_num("SELECT count(*) FROM audit_log WHERE action = 'generation.delete' "
+                            "AND target = $1 AND request_id IS NOT NULL AND actor = (SELECT "
+                            "user_id::text FROM generations WHERE id = $1::uuid)",
+                            id),
+                     1);
     for (size_t i = 0; i < n; i++)
         assert_true(object_absent(keys[i]));
     assert_int_equal(api_status("GET", path, tok), 404);
@@ -508,6 +514,10 @@ static void test_uploads_listed_newest_first_and_deleted(void **state)
     assert_int_equal(api_status("DELETE", path, tok), 404); /* another user's */
     assert_true(uploads_listed(t, ids[1]));
     assert_int_equal(api_status("DELETE", path, t), 204);
+    assert_int_equal(pg_num("SELECT count(*) FROM audit_log WHERE action = 'upload.delete' AND "
+                            "target = $1 AND detail->'result' IS NOT NULL",
+                            ids[1]),
+                     2); /* the other user's refused attempt, and the owner's delete */
     assert_true(object_absent(key));
     assert_false(uploads_listed(t, ids[1]));
     assert_true(uploads_listed(t, ids[0]));

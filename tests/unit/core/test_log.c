@@ -90,6 +90,25 @@ static void test_line_has_exact_fields_in_order(void **state)
     free(line);
 }
 
+/* An access-log line (core/httpd): the request's fields after the ids, numbers as numbers. */
+static void test_access_line_carries_the_request(void **state)
+{
+    (void)state;
+    gf_log_http_t http = {.method = "GET",
+                          .route = "/v1/generations/:id",
+                          .status = 404,
+                          .bytes = 97,
+                          .duration_ms = 1.25};
+    gf_log_ctx ctx = {.component = "api", .request_id = "r-1", .user_id = "u-4", .http = &http};
+    char *line = gf_log_format(GF_LOG_INFO, &ctx, TS, "request");
+    assert_string_equal(line, "{\"ts\":\"" TS "\",\"level\":\"info\",\"component\":\"api\","
+                              "\"msg\":\"request\",\"request_id\":\"r-1\",\"user_id\":\"u-4\","
+                              "\"method\":\"GET\",\"route\":\"/v1/generations/:id\",\"status\":404,"
+                              "\"bytes\":97,\"duration_ms\":1.250}\n");
+    json_decref(assert_json_line(line));
+    free(line);
+}
+
 static void test_absent_ids_are_left_out(void **state)
 {
     (void)state;
@@ -375,6 +394,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_line_has_exact_fields_in_order, teardown),
+        cmocka_unit_test_teardown(test_access_line_carries_the_request, teardown),
         cmocka_unit_test_teardown(test_absent_ids_are_left_out, teardown),
         cmocka_unit_test_teardown(test_quotes_backslashes_and_control_bytes_are_escaped, teardown),
         cmocka_unit_test_teardown(test_escaping_applies_to_context_fields, teardown),

@@ -1,0 +1,212 @@
+/*
+ * tests/integration/api/access_log.c - farm-api's access log
+ * (docs/operations.md, "Access log"): one JSON line per request with the
+ * route pattern (never the path with its ids), status, body bytes,
+ * duration, user and request id, read back from the api's own log and
+ * parsed with jansson; sampling leaves 2xx-4xx out but never a 5xx; off
+ * writes nothing.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <curl/curl.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api_harness.h"
+#include "core.h"
+
+static char log_path[600];
+
+/* Starts the api with `extra` on an empty log. */
+static pid_t start(const char *const *extra)
+{
+    snprintf(log_path, sizeof(log_path), "%s/api.log", ts_env("FARM_TEST_TMPDIR"));
+    assert_int_equal(ts_sh(": > '%s'", log_path), 0);
+    pid_t pid = au_api_start(extra);
+    assert_true(pid > 0);
+    return pid;
+}
+
+/* Stops the api and returns its access lines (msg "request"), parsed: a new array. */
+static json_t *stop_and_read(pid_t pid)
+{
+    assert_int_equal(ts_stop(pid, SIGTERM, 15), 0);
+    FILE *f = fopen(log_path, "r");
+    assert_non_null(f);
+    json_t *lines = json_array();
+    char buf[16384];
+    while (fgets(buf, sizeof(buf), f)) {
+        json_error_t jerr;
+        json_t *o = json_loads(buf, 0, &jerr);
+        if (o == NULL)
+            fail_msg("a log line that is not JSON (%s): %s", jerr.text, buf);
+        const char *msg = json_string_value(json_object_get(o, "msg"));
+        if (msg && strcmp(msg, "request") == 0)
+            json_array_append(lines, o);
+        json_decref(o);
+    }
+    fclose(f);
+    return lines;
+}
+
+/* The access line with this request id, or NULL. */
+static json_t *line_of(json_t *lines, const char *req_id)
+{
+    size_t i;
+    json_t *o;
+    json_array_foreach(lines, i, o)
+    {
+        const char *id = json_string_value(json_object_get(o, "request_id"));
+        if (id && strcmp(id, req_id) == 0)
+            return o;
+    }
+    return NULL;
+}
+
+static long long num(json_t *o, const char *k)
+{
+    json_t *v = json_object_get(o, k);
+    assert_true(json_is_integer(v));
+    return json_integer_value(v);
+}
+
+static const char *str(json_t *o, const char *k)
+{
+    const char *v = json_string_value(json_object_get(o, k));
+    assert_non_null(v);
+    return v;
+}
+
+static void test_one_line_per_request_with_its_route_pattern(void **state)
+{
+    (void)state;
+    pid_t pid = start(NULL);
+    char user[37], gen[37], path[96];
+    char *t = au_token(NULL, NULL, NULL, user);
+    gf_uuid4(gen);
+    snprintf(path, sizeof(path), "/v1/generations/%s", gen);
+    ts_http_t r404 = au_call("GET", path, t, NULL, "X-Request-Id: al-404");
+    assert_int_equal(r404.status, 404);
+    ts_http_t r200 = au_call("GET", "/v1/credits", t, NULL, "X-Request-Id: al-200");
+    assert_int_equal(r200.status, 200);
+    ts_http_t r401 = au_call("GET", "/v1/credits", NULL, NULL, "X-Request-Id: al-401");
+    assert_int_equal(r401.status, 401);
+    ts_http_t rnone = au_call("GET", "/v1/nothing/here", NULL, NULL, "X-Request-Id: al-none");
+    assert_int_equal(rnone.status, 404);
+    json_t *lines = stop_and_read(pid);
+
+    json_t *l = line_of(lines, "al-404");
+    assert_non_null(l);
+    assert_string_equal(str(l, "level"), "info");
+    assert_string_equal(str(l, "component"), "api");
+    assert_string_equal(str(l, "method"), "GET");
+    assert_string_equal(str(l, "route"), "/v1/generations/:id");
+    assert_int_equal(num(l, "status"), 404);
+    assert_int_equal(num(l, "bytes"), (long long)r404.body_len);
+    assert_string_equal(str(l, "user_id"), user);
+    json_t *d = json_object_get(l, "duration_ms");
+    assert_true(json_is_number(d) && json_number_value(d) >= 0 && json_number_value(d) < 60000);
+
+    l = line_of(lines, "al-200");
+    assert_non_null(l);
+    assert_string_equal(str(l, "route"), "/v1/credits");
+    assert_int_equal(num(l, "status"), 200);
+    assert_int_equal(num(l, "bytes"), (long long)r200.body_len);
+    assert_string_equal(str(l, "user_id"), user);
+
+    l = line_of(lines, "al-401"); /* no valid token: no user */
+    assert_non_null(l);
+    assert_int_equal(num(l, "status"), 401);
+    assert_null(json_object_get(l, "user_id"));
+
+    l = line_of(lines, "al-none"); /* a path no route knows is not echoed */
+    assert_non_null(l);
+    assert_string_equal(str(l, "route"), "unmatched");
+
+    /* The raw path with its id is on no access line. */
+    char *all = json_dumps(lines, 0);
+    assert_null(strstr(all, gen));
+    assert_null(strstr(all, "/v1/nothing/here"));
+    free(all);
+    json_decref(lines);
+    ts_http_dispose(&r404);
+    ts_http_dispose(&r200);
+    ts_http_dispose(&r401);
+    ts_http_dispose(&rnone);
+    free(t);
+}
+
+static void test_sampling_keeps_every_5xx(void **state)
+{
+    (void)state;
+    static const char *const none[] = {"FARM_ACCESS_LOG_SAMPLE_PCT=0", NULL};
+    pid_t pid = start(none);
+    char *t = au_token(NULL, NULL, NULL, NULL);
+    for (int i = 0; i < 10; i++) {
+        ts_http_t r = au_call("GET", "/v1/credits", t, NULL, NULL);
+        assert_int_equal(r.status, 200);
+        ts_http_dispose(&r);
+    }
+    /* Postgres away: GET /v1/credits is 503, and its line is written (at warn). */
+    assert_int_equal(ts_sh("sh -c \"$FARM_TEST_PG_STOP\" >/dev/null 2>&1"), 0);
+    ts_http_t r = au_call("GET", "/v1/credits", t, NULL, "X-Request-Id: al-503");
+    assert_int_equal(ts_sh("sh -c \"$FARM_TEST_PG_START\" >/dev/null 2>&1"), 0);
+    assert_int_equal(r.status, 503);
+    ts_http_dispose(&r);
+    json_t *lines = stop_and_read(pid);
+    assert_int_equal(json_array_size(lines), 1);
+    json_t *l = line_of(lines, "al-503");
+    assert_non_null(l);
+    assert_string_equal(str(l, "level"), "warn");
+    assert_int_equal(num(l, "status"), 503);
+    json_decref(lines);
+
+    /* Half: of 200 answers, about 100 lines (a binomial draw: 60..140 is > 8 sigma wide). */
+    static const char *const half[] = {"FARM_ACCESS_LOG_SAMPLE_PCT=50", NULL};
+    pid = start(half);
+    for (int i = 0; i < 200; i++) {
+        r = au_call("GET", "/v1/credits", t, NULL, "X-Request-Id: al-half");
+        assert_int_equal(r.status, 200);
+        ts_http_dispose(&r);
+    }
+    lines = stop_and_read(pid);
+    size_t i, n = 0;
+    json_t *o;
+    json_array_foreach(lines, i, o) n += strcmp(str(o, "request_id"), "al-half") == 0;
+    assert_true(n >= 60 && n <= 140);
+    json_decref(lines);
+    free(t);
+}
+
+static void test_off_writes_nothing(void **state)
+{
+    (void)state;
+    static const char *const off[] = {"FARM_ACCESS_LOG=off", NULL};
+    pid_t pid = start(off);
+    char *t = au_token(NULL, NULL, NULL, NULL);
+    ts_http_t r = au_call("GET", "/v1/credits", t, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    ts_http_dispose(&r);
+    json_t *lines = stop_and_read(pid);
+    assert_int_equal(json_array_size(lines), 0);
+    json_decref(lines);
+    free(t);
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_one_line_per_request_with_its_route_pattern),
+        cmocka_unit_test(test_sampling_keeps_every_5xx),
+        cmocka_unit_test(test_off_writes_nothing),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}
