@@ -485,6 +485,7 @@ void store__parse_row(store_call_t *c, const store_row_t *row)
         return;
     case STORE_OP_START:
         c->res.start.attempts = atoi(col(row, 1));
+        word(c->res.start.status, sizeof(c->res.start.status), col(row, 2));
         worker_outcome(c, v0);
         return;
     case STORE_OP_PROVIDER_REQUEST:

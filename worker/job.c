@@ -32,6 +32,7 @@ static void job_free(job_t *j)
     img_params_dispose(&j->params);
     free(j->prompt);
     free(j->last_error);
+    free(j->queue_detail);
     free(j->identity_key);
     img_buf_dispose(&j->identity);
     for (int i = 0; i < j->nposes; i++) {
@@ -139,14 +140,30 @@ void job__event(job_t *j, const char *type, json_t *data)
 
 /* --- the state machine ------------------------------------------------------------ */
 
-/* The queue's answer to a close or a hand-back: failed or not, the job has ended here. */
+/*
+ * The queue's answer to a close or a hand-back. A refusal (the lease went to
+ * another worker, or the job is gone) ends the job here; so does success. A
+ * queue that did not answer (Redis down, a timeout) is asked again on the
+ * runner's next tick, until it lands: a close that never reached Redis would
+ * leave the job to expire, and its next holder to end it again.
+ */
 static void queue_answered(job_t *j, int status)
 {
+    if (status < 0 && status != GF_ECONFLICT && status != GF_ENOTFOUND && !j->r->drain_over) {
+        if (!j->queue_retry) {
+            gf_log_ctx ctx = job__log(j, "finishing in the queue");
+            GF_LOG(GF_LOG_WARN, &ctx, "queue finish failed (%s): sending it again",
+                   gf_status_name(status));
+        }
+        j->queue_retry = 1;
+        return;
+    }
     if (status < 0 && status != GF_ECONFLICT) {
         gf_log_ctx ctx = job__log(j, "finishing in the queue");
         GF_LOG(GF_LOG_WARN, &ctx, "queue finish failed (%s): the lease will expire",
                gf_status_name(status));
     }
+    j->queue_retry = 0;
     job__advance(j, JOB_EV_QUEUE_ANSWERED, NULL);
 }
 
@@ -160,15 +177,33 @@ static void on_queue_finished(queue_t *q, const gf_err_t *err, const queue_resul
     job_unref(j);
 }
 
-/* CLOSING and HANDING_BACK: tells the queue how the lease ends. */
-static void queue_end(job_t *j, queue_outcome_t outcome, const char *detail)
+static void queue_send_end(job_t *j)
 {
-    int rc =
-        queue_finish(j->r->queue, j->qj.gen_id, j->qj.token, outcome, detail, on_queue_finished, j);
+    int rc = queue_finish(j->r->queue, j->qj.gen_id, j->qj.token, j->queue_outcome, j->queue_detail,
+                          on_queue_finished, j);
     if (rc == 0)
         j->pending++;
     else
         queue_answered(j, rc);
+}
+
+/* CLOSING and HANDING_BACK: tells the queue how the lease ends. */
+static void queue_end(job_t *j, queue_outcome_t outcome, const char *detail)
+{
+    j->queue_outcome = outcome;
+    free(j->queue_detail);
+    j->queue_detail = gf_xstrdup(detail);
+    queue_send_end(j);
+}
+
+void job_queue_retry(job_t *j)
+{
+    if (!j->queue_retry || (j->state != JOB_CLOSING && j->state != JOB_HANDING_BACK))
+        return;
+    j->queue_retry = 0;
+    j->pending++; /* held: an answer at once may end the job */
+    queue_send_end(j);
+    job_unref(j);
 }
 
 static void on_finished(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
@@ -559,7 +594,6 @@ static void on_resume_info(store_t *st, const gf_err_t *err, store_call_t *call,
 static void on_started(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
-    (void)call;
     job_op_t *op = data;
     job_t *j = op->job;
     gf_log_ctx ctx = job__log(j, "starting");
@@ -567,10 +601,17 @@ static void on_started(store_t *st, const gf_err_t *err, store_call_t *call, voi
     } else if (err->code == GF_ECONFLICT) {
         job__advance(j, JOB_EV_LEASE_LOST, NULL);
     } else if (err->code == GF_ECANCELED) {
-        /* Postgres already finished it (canceled or expired while queued). */
+        /* Postgres finished it already (canceled or expired while queued, or an earlier
+         * attempt finished it and its close did not reach the queue): the queue ends
+         * it with the status Postgres recorded, never another word. */
+        int st = gf_gen_status_parse(call->res.start.status);
+        GF_LOG(GF_LOG_INFO, &ctx, "already %s in postgres: closing it in the queue",
+               call->res.start.status);
         job__advance(j, JOB_EV_CLOSE,
-                     &(job_event_arg_t){.outcome = QUEUE_CANCELED,
-                                        .detail = "finished in postgres before it started"});
+                     &(job_event_arg_t){.outcome = st == GF_GEN_CANCELED || st == GF_GEN_EXPIRED
+                                                       ? QUEUE_CANCELED
+                                                       : QUEUE_DONE,
+                                        .detail = "{}"});
     } else if (err->code == GF_ENOTFOUND) {
         GF_LOG(GF_LOG_ERROR, &ctx, "no such generation in postgres: dead-lettering");
         job__advance(

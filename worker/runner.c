@@ -112,6 +112,10 @@ static void on_heartbeat(queue_t *q, const gf_err_t *err, const queue_result_t *
 static void on_heartbeat_timer(uv_timer_t *t)
 {
     worker_runner_t *r = t->data;
+    for (job_t *j = r->jobs, *next; j; j = next) {
+        next = j->next; /* a retried queue end may end (and free) the job */
+        job_queue_retry(j);
+    }
     for (job_t *j = r->jobs; j; j = j->next) {
         if (!job_is_live(j))
             continue;
@@ -271,9 +275,15 @@ static void on_drain_timeout(uv_timer_t *t)
     worker_runner_t *r = t->data;
     GF_LOG(GF_LOG_WARN, &log_ctx, "drain timeout: handing %zu generations back to the queue",
            r->njobs);
+    r->drain_over = 1; /* from now on a queue end that fails is given up: the lease expires */
     for (job_t *j = r->jobs; j;) {
         job_t *next = j->next;
         job__advance(j, JOB_EV_DRAIN_TIMEOUT, NULL);
+        j = next;
+    }
+    for (job_t *j = r->jobs; j;) {
+        job_t *next = j->next;
+        job_queue_retry(j);
         j = next;
     }
 }

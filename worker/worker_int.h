@@ -165,6 +165,11 @@ struct job {
     int pending;
     int stage; /* the gf_stage last published, -1 before the first */
     uint64_t started_ns;
+    /* CLOSING and HANDING_BACK: what the queue is told, kept to tell it again when
+     * Redis did not answer (`queue_retry`: the runner's next tick sends it again). */
+    queue_outcome_t queue_outcome;
+    char *queue_detail;
+    int queue_retry;
 };
 
 /* The runner's side that jobs use. */
@@ -180,6 +185,7 @@ struct worker_runner {
     job_t *jobs;
     size_t njobs;
     int claiming, draining;
+    int drain_over; /* the drain time is over: a queue end that fails is not retried */
     uv_timer_t claim_timer, heartbeat_timer, drain_timer;
     int timers_open;
     worker_runner_stopped_cb stopped_cb;
@@ -235,6 +241,13 @@ void job__stage_done(job_image_t *img, gf_stage stage);
 void job__stage(job_t *j, gf_stage s);
 /* Starts (or restarts) an image's provider call. */
 void job__image_start(job_image_t *img);
+
+/*
+ * Sends a job's queue end again (CLOSING, HANDING_BACK) when the last one
+ * failed because Redis did not answer; the runner calls it on every tick.
+ * A failure gives it up when the drain time is over.
+ */
+void job_queue_retry(job_t *j);
 
 /* Called by a job when it is gone (the runner unlinks it and may claim again). */
 void worker_runner__job_gone(worker_runner_t *r, job_t *j);

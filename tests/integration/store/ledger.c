@@ -409,9 +409,11 @@ static void test_stale_fencing_token_is_refused(void **state)
     assert_int_equal(run(&c), 0);
     assert_string_equal(c.res.finish.status, "partial");
     store_call_dispose(&c);
-    /* A late start after the finish is refused: the generation is over. */
+    /* A late start after the finish is refused: the generation is over, and the
+     * start says how it ended (the worker closes the queue's job with that). */
     store_call_start(&c, gen, 3, "local");
     assert_int_equal(run(&c), GF_ECANCELED);
+    assert_string_equal(c.res.start.status, "partial");
     store_call_dispose(&c);
 }
 
