@@ -309,6 +309,15 @@ static const cfg_row cfg_table[] = {
      "how often a worker looks for due webhook deliveries"},
     {"FARM_WEBHOOK_MAX_RESPONSE_BYTES", CFG_INT, OFF(webhook_max_response_bytes), "65536", 1024,
      16 * MIB, NULL, 0, "a receiver's answer body is read up to this size, then cut"},
+    /* faults (issue #17, docs/queue.md "finish"): a job handed back because Redis, Postgres or
+     * storage was unavailable, or its worker stopped, does not spend an attempt */
+    {"FARM_QUEUE_HANDBACK_CAP_MS", CFG_INT, OFF(queue_handback_cap_ms), "10000", 100, 3600000, NULL,
+     0,
+     "upper bound of one hand-back's wait: between half and all of min(cap, retry base * "
+     "2^(hand-backs-1))"},
+    {"FARM_QUEUE_HANDBACK_MAX", CFG_INT, OFF(queue_handback_max), "100", 1, 100000, NULL, 0,
+     "hand-backs of one job before it is dead-lettered (with the defaults, at least 8 minutes of "
+     "waiting)"},
 };
 
 #define CFG_ROWS (sizeof(cfg_table) / sizeof(cfg_table[0]))

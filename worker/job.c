@@ -346,7 +346,10 @@ static void job_enter(job_t *j, job_state_t from, job_event_t ev, const job_even
         return;
     case JOB_HANDING_BACK:
         cancel_calls(j);
-        queue_end(j, QUEUE_RETRY, "handed back by a worker that is stopping or lost postgres");
+        /* Not the job's fault: it waits for another worker without spending an attempt. */
+        queue_end(j, QUEUE_HANDBACK,
+                  "handed back by a worker that is stopping or could not reach postgres, redis "
+                  "or storage");
         return;
     case JOB_LOST: {
         gf_log_ctx ctx = job__log(j, NULL);

@@ -143,6 +143,9 @@ typedef struct gf_config {
     long long webhook_lease_s;
     long long webhook_poll_ms;
     long long webhook_max_response_bytes;
+    /* faults (issue #17: hand-backs that are not attempts) */
+    long long queue_handback_cap_ms;
+    long long queue_handback_max;
     /* Derived by the loader from the rows above (already validated). */
     struct gf_tier {
         char name[GF_TIER_NAME_MAX + 1];
