@@ -8,7 +8,9 @@
  *   back, the generation's stream and the user stream end with the status
  *   GET shows, and no dead letter exists;
  * - Postgres stopped for 25 s under running generations fails none of
- *   them: each succeeds once it is back, charged once, nothing left held.
+ *   them: each succeeds once it is back, charged once, nothing left held;
+ * - a generation accepted while Redis is down is enqueued by the api as soon
+ *   as Redis is back (seconds), not by the sweeper's pass (made an hour here).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +18,7 @@
 #include <cmocka.h>
 
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,7 +157,7 @@ static void test_finish_while_redis_is_down_is_told_as_postgres_recorded(void **
     snprintf(path, sizeof(path), "/v1/generations/%s/events", id);
     terminal_events(path, id, 10, got, sizeof(got));
     assert_string_equal(got, status_of(g));
-    terminal_events("/v1/events", id, 2, got, sizeof(got));
+    terminal_events("/v1/events", id, 5, got, sizeof(got));
     assert_string_equal(got, status_of(g));
     assert_int_equal(json_integer_value(json_object_get(g, "charged")), 10);
     json_decref(g);
@@ -212,11 +215,34 @@ static void test_postgres_outage_fails_no_generation(void **state)
     assert_int_equal(ts_sh("'%s' reconcile > '%s' 2>&1", ts_env("FARM_TEST_CLI"), out), 0);
 }
 
+static void test_accepted_while_redis_is_down_is_enqueued_when_it_returns(void **state)
+{
+    (void)state;
+    /* A worker whose sweeper would enqueue it only after an hour: only the api can. */
+    assert_int_equal(ts_stop(wf_worker_pid, SIGTERM, 40), 0);
+    wf_worker_pid = wf_start_worker_more("worker-nosweep", NULL, "FARM_SWEEP_STALE_S=3600", NULL);
+    redis_stop();
+    char id[37];
+    wf_create("{\"kind\":\"avatar\",\"prompt\":\"a fox\",\"width\":256,\"height\":256}", id);
+    sleep(2);
+    redis_start();
+    double back = ts_now();
+    json_t *g = wf_wait_status(id, "running|succeeded", 15);
+    wf_assert_found(g);
+    fprintf(stderr, "started %.1f s after redis came back\n", ts_now() - back);
+    json_decref(g);
+    g = wf_wait_status(id, "succeeded|partial|failed|canceled", 30);
+    wf_assert_found(g);
+    assert_string_equal(status_of(g), "succeeded");
+    json_decref(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_finish_while_redis_is_down_is_told_as_postgres_recorded),
         cmocka_unit_test(test_postgres_outage_fails_no_generation),
+        cmocka_unit_test(test_accepted_while_redis_is_down_is_enqueued_when_it_returns),
     };
     return cmocka_run_group_tests(tests, wf_setup, wf_teardown);
 }
