@@ -576,6 +576,47 @@ static void refs_load(job_t *j)
         refs_render(j);
 }
 
+static void on_stale_dropped(storage_t *st, const gf_err_t *err, void *data)
+{
+    (void)st;
+    (void)data;
+    (void)err; /* not there (the usual case), or storage is down: nothing more to do */
+}
+
+/* Earlier attempts looked at when a takeover drops their files (bounded work per start). */
+#define JOB_DROP_ATTEMPTS 16
+
+/*
+ * A takeover (token > 1) removes what earlier attempts may have written for
+ * the images not settled yet: once this attempt's start is recorded, the
+ * fence refuses their outputs, so their files can never be served (a worker
+ * killed between its puts and its record left them). Their names are known:
+ * each attempt's own (img_storage_attempt_key) for the variants the
+ * parameters make (img_variant_spec).
+ */
+static void drop_stale_attempts(job_t *j)
+{
+    if (j->qj.token <= 1)
+        return;
+    uint64_t from = j->qj.token > JOB_DROP_ATTEMPTS ? j->qj.token - JOB_DROP_ATTEMPTS : 1;
+    const img_export_preset *const *ex = j->params.export_defs;
+    size_t nex = (size_t)j->params.n_export_defs;
+    for (int k = 0; k < j->images; k++) {
+        if (j->imgs[k].state == IMAGE_SETTLED)
+            continue;
+        for (uint64_t a = from; a < j->qj.token; a++) {
+            const char *name;
+            img_format fmt;
+            for (size_t v = 0; img_variant_spec(ex, nex, v, &name, &fmt) == 0; v++) {
+                char key[IMG_KEY_MAX];
+                if (img_storage_attempt_key(j->qj.user_id, j->qj.gen_id, k, name, fmt, a, key,
+                                            NULL) == 0)
+                    (void)storage_delete(j->r->storage, key, on_stale_dropped, NULL);
+            }
+        }
+    }
+}
+
 /* A worker that takes over skips what an earlier attempt settled. */
 static void on_resume_info(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
@@ -585,10 +626,13 @@ static void on_resume_info(store_t *st, const gf_err_t *err, store_call_t *call,
     if (j->state != JOB_STARTING) {
     } else if (err->code < 0) {
         job__advance(j, JOB_EV_STORE_FAILED, NULL);
-    } else if (job_resume(j, &call->res.resume)) {
-        refs_load(j);
     } else {
-        job__advance(j, JOB_EV_READY, NULL);
+        int refs = job_resume(j, &call->res.resume);
+        drop_stale_attempts(j);
+        if (refs)
+            refs_load(j);
+        else
+            job__advance(j, JOB_EV_READY, NULL);
     }
     job__op_free(op);
     job_unref(j);

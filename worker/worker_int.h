@@ -133,7 +133,8 @@ typedef struct {
     size_t len;
     char *outputs_json;        /* made on the thread pool */
     img_variants vars;         /* made on the thread pool, put in storage from the loop */
-    char (*keys)[IMG_KEY_MAX]; /* the storage key of each of `vars` */
+    char (*keys)[IMG_KEY_MAX]; /* the storage key of each of `vars` (this attempt's names) */
+    size_t nkeys;              /* kept until the outputs are recorded, or their files dropped */
     int puts_pending;          /* puts of `vars` in flight */
     gf_err_t put_err;          /* the first put that failed for good */
     char *resume;              /* "provider:token" an earlier attempt persisted, or NULL */

@@ -78,6 +78,34 @@ static void test_keys_follow_the_layout(void **state)
     assert_int_equal(img_storage_key(USER, GEN, 0, "full", IMG_FORMAT_NONE, key, NULL), GF_EINVAL);
 }
 
+/* Each attempt writes names of its own (issue #17); the same attempt, the same name. */
+static void test_attempt_keys_are_per_attempt(void **state)
+{
+    (void)state;
+    char a1[IMG_KEY_MAX], a1b[IMG_KEY_MAX], a2[IMG_KEY_MAX], path[PATH_MAX];
+    gf_err_t err = {0};
+    assert_int_equal(img_storage_attempt_key(USER, GEN, 0, "full", IMG_FORMAT_WEBP, 1, a1, &err),
+                     0);
+    assert_string_equal(a1, USER "/" GEN "/0-full.a1.webp");
+    assert_int_equal(img_storage_attempt_key(USER, GEN, 0, "full", IMG_FORMAT_WEBP, 1, a1b, &err),
+                     0);
+    assert_string_equal(a1, a1b);
+    assert_int_equal(
+        img_storage_attempt_key(USER, GEN, 0, "full", IMG_FORMAT_WEBP, 12345678901ULL, a2, &err),
+        0);
+    assert_string_equal(a2, USER "/" GEN "/0-full.a12345678901.webp");
+    assert_int_equal(img_storage_attempt_key(USER, GEN, 0, "full", IMG_FORMAT_WEBP, 0, a2, NULL),
+                     GF_EINVAL);
+    /* Written and served like any key of the layout; a made-up attempt part is not one. */
+    assert_int_equal(img_storage_write(root, a1, "one", 3, &err), 0);
+    assert_int_equal(img_storage_resolve(root, a1, path, sizeof(path), NULL, &err), 0);
+    assert_int_equal(img_storage_write(root, USER "/" GEN "/0-full.a.webp", "x", 1, &err),
+                     GF_EINVAL);
+    assert_int_equal(img_storage_write(root, USER "/" GEN "/0-full.a01.webp", "x", 1, &err),
+                     GF_EINVAL);
+    assert_int_equal(unlink(path), 0); /* the directory is the next test's */
+}
+
 static size_t count_entries(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -240,6 +268,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ids_must_be_lowercase_uuids),
         cmocka_unit_test(test_keys_follow_the_layout),
+        cmocka_unit_test(test_attempt_keys_are_per_attempt),
         cmocka_unit_test(test_write_then_resolve),
         cmocka_unit_test(test_traversal_and_odd_keys_refused),
         cmocka_unit_test(test_missing_file_and_symlink_out_are_not_found),
