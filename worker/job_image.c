@@ -261,6 +261,8 @@ static void provider_done(job_image_t *img, const gf_err_t *err, const provider_
         const char *outcome = ok ? "ok" : bad ? provider_error_code_name(bad->code) : "error";
         gf_metric_observe(gf_metric_with(j->r->m_provider, who, outcome, NULL),
                           (double)(uv_hrtime() - img->t_stage) / 1e9);
+        gf_metric_inc(
+            gf_metric_with(j->r->m_provider_calls, who, img->resumed ? "true" : "false", NULL));
     }
     job__stage_done(img, GF_STAGE_GENERATING);
     if (!job_is_live(j))
@@ -356,6 +358,7 @@ void job__image_start(job_image_t *img)
     }
     /* A request an earlier attempt submitted is resumed, not paid for twice. */
     char resume_provider[16] = "";
+    img->resumed = 0;
     if (img->resume && img->attempts == 1) {
         const char *colon = strchr(img->resume, ':');
         if (colon && (size_t)(colon - img->resume) < sizeof(resume_provider)) {
@@ -363,6 +366,7 @@ void job__image_start(job_image_t *img)
                      img->resume);
             req.resume = colon + 1;
             req.resume_provider = resume_provider;
+            img->resumed = 1;
             gf_log_ctx ctx = job__log(j, "resuming a provider request");
             GF_LOG(GF_LOG_INFO, &ctx, "image %d: resuming the %s request of an earlier attempt",
                    img->index, resume_provider);

@@ -169,6 +169,13 @@ worker_runner_t *worker_runner_new(uv_loop_t *loop, const gf_config_t *cfg, queu
         r->m_provider = gf_metrics_histogram(
             metrics, "farm_worker_provider_call_seconds", "provider calls, by provider and outcome",
             "provider,outcome", gf_metrics_latency_buckets, gf_metrics_latency_nbuckets);
+        r->m_provider_calls = gf_metrics_counter(
+            metrics, "farm_worker_provider_calls_total",
+            "provider calls that ended, by provider and whether they resumed an earlier "
+            "attempt's request (resumed=\"false\": a new, paid request); divided by "
+            "farm_worker_images_total{outcome=\"captured\"}, the provider calls per delivered "
+            "image",
+            "provider,resumed");
         r->m_images = gf_metrics_counter(metrics, "farm_worker_images_total",
                                          "images settled by this worker: captured (its credits "
                                          "charged) or released (given back)",

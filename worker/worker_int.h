@@ -138,6 +138,7 @@ typedef struct {
     int puts_pending;          /* puts of `vars` in flight */
     gf_err_t put_err;          /* the first put that failed for good */
     char *resume;              /* "provider:token" an earlier attempt persisted, or NULL */
+    int resumed;               /* the call in flight resumes `resume` (no new request) */
     uint64_t t_stage;          /* when the current stage began (uv_hrtime) */
     gf_err_t work_err;
 } job_image_t;
@@ -192,6 +193,7 @@ struct worker_runner {
     worker_runner_stopped_cb stopped_cb;
     void *stopped_data;
     gf_mfamily_t *m_outcomes, *m_stage, *m_provider, *m_images;
+    gf_mfamily_t *m_provider_calls; /* by provider and resumed (job_image.c) */
     gf_mfamily_t *m_gen_outcomes, *m_queue_wait, *m_gen_duration; /* by kind (job.c) */
     gf_metric_t *m_inflight, *m_claimed, *m_heartbeat_failures;
 };
