@@ -39,7 +39,19 @@ struct api {
     /* api/gate.c: uploads admitted and not yet finished, and their announced bytes */
     size_t upload_inflight, upload_inflight_bytes;
     gf_metric_t *m_credits_held; /* farm_credits_held_total: credits held by this process */
+    /* api/requeue.c: accepted generations Redis could not take yet */
+    struct api_requeue *requeue_head;
+    size_t requeue_n, requeue_inflight;
+    uv_timer_t requeue_timer;
+    int requeue_on;
 };
+
+/* api/requeue.c: keeps an accepted generation the queue refused for want of Redis, and
+ * enqueues it as soon as the queue is connected again. */
+void api__requeue_add(api_t *api, const queue_enqueue_req_t *req);
+void api__requeue_start(api_t *api);
+/* Stops retrying; what is kept is left to the sweeper. */
+void api__requeue_stop(api_t *api);
 
 /* api/gauges.c */
 void api__gauges_start(api_t *api);

@@ -36,7 +36,6 @@ typedef struct api_sse {
     store_call_t call;
     int store_pending;
     int started, finished;
-    char terminal_name[16];
     uint64_t terminal_id;
     char finished_status[16]; /* the generation was already finished when the stream began */
     int read_pending;         /* a replay read of a finished generation is in flight */
@@ -202,20 +201,35 @@ static char *event_data(api_t *api, const char *gen_id, const queue_event_t *ev)
 }
 
 /*
- * Writes a terminal event with the whole generation (API.md), read from
- * Postgres; the queue's own word 'done' becomes the generation's final status.
+ * The status a terminal event is named after: the one Postgres recorded (the
+ * record GET reads), whatever the queue's word was ('done', 'canceled', a
+ * dead letter's 'failed'); NULL while Postgres has no final status yet (the
+ * queue ended the job first: the sweeper or a worker is about to finish it).
  */
-static int write_terminal(api_sse_t *s, const char *id, const char *queue_type, json_t *gen)
+static const char *final_status(json_t *gen)
+{
+    const char *status = json_string_value(json_object_get(gen, "status"));
+    int st = status ? gf_gen_status_parse(status) : -1;
+    return st >= 0 && gf_gen_status_is_final((gf_gen_status)st) ? status : NULL;
+}
+
+/* Writes a terminal event with the whole generation (API.md), named after its final status. */
+static int write_terminal(api_sse_t *s, const char *id, json_t *gen)
 {
     api__sign_outputs(s->api, gen);
-    const char *status = json_string_value(json_object_get(gen, "status"));
-    const char *name = gf_event_parse(queue_type) == GF_EV_DONE && status ? status : queue_type;
+    const char *name = final_status(gen);
     char *text = json_dumps(gen, JSON_COMPACT);
     int rc = sse_write(s, id, name, text ? text : "{}");
     free(text);
     return rc;
 }
 
+/*
+ * The generation read for its terminal event. Without a final status in
+ * Postgres (or without Postgres) nothing is written and the stream ends:
+ * the client reconnects with its Last-Event-ID and meets the same terminal
+ * event again, read again, so no client is ever told another status than GET's.
+ */
 static void on_terminal_generation(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
@@ -223,10 +237,10 @@ static void on_terminal_generation(store_t *st, const gf_err_t *err, store_call_
     json_t *gen = err->code == 0 ? api__generation_json(&call->res.generation) : NULL;
     /* store_pending stays set while writing: a failed write finishes the stream
      * but must not free it under us. */
-    if (!s->finished && gen != NULL) {
+    if (!s->finished && gen != NULL && final_status(gen) != NULL) {
         char id[24];
         snprintf(id, sizeof(id), "%" PRIu64, s->terminal_id);
-        write_terminal(s, id, s->terminal_name, gen);
+        write_terminal(s, id, gen);
     }
     json_decref(gen);
     s->store_pending = 0;
@@ -237,13 +251,12 @@ static void on_terminal_generation(store_t *st, const gf_err_t *err, store_call_
 }
 
 /* The terminal event carries the whole generation: read it, then write and end. */
-static void sse_terminal(api_sse_t *s, const char *type, uint64_t id)
+static void sse_terminal(api_sse_t *s, uint64_t id)
 {
     if (s->watch) {
         queue_watch_stop(s->watch);
         s->watch = NULL;
     }
-    snprintf(s->terminal_name, sizeof(s->terminal_name), "%s", type);
     s->terminal_id = id;
     store_call_dispose(&s->call);
     store_call_generation(&s->call, s->gen_id, s->who.sub);
@@ -272,14 +285,14 @@ static int write_gen_events(api_sse_t *s, const queue_events_t *e)
                 if (ev->id == s->after)
                     sse_finish(s);
                 else
-                    sse_terminal(s, ev->type, ev->id);
+                    sse_terminal(s, ev->id);
                 return 1;
             }
             continue;
         }
         s->last_id = ev->id;
         if (is_terminal(ev->type)) {
-            sse_terminal(s, ev->type, ev->id);
+            sse_terminal(s, ev->id);
             return 1;
         }
         char id[24];
@@ -309,7 +322,7 @@ static void on_gen_events(queue_watch_t *w, const gf_err_t *err, const queue_eve
 static void user_pump(api_sse_t *s);
 
 /* Writes the user-stream event at the head and drops it; `gen` is its generation, read
- * for a terminal event (NULL: write what the queue said). */
+ * for a terminal event (NULL for any other event: written as the queue has it). */
 static int user_write_head(api_sse_t *s, json_t *gen)
 {
     user_ev_t *e = s->pend_head;
@@ -318,13 +331,11 @@ static int user_write_head(api_sse_t *s, json_t *gen)
         s->pend_tail = NULL;
     int rc;
     if (gen != NULL) {
-        rc = write_terminal(s, e->sid, e->type, gen);
+        rc = write_terminal(s, e->sid, gen);
     } else {
         queue_event_t ev = {.type = e->type, .data = e->data};
         char *text = event_data(s->api, e->gen, &ev);
-        const char *name =
-            gf_event_parse(e->type) == GF_EV_DONE ? gf_gen_status_name(GF_GEN_SUCCEEDED) : e->type;
-        rc = sse_write(s, e->sid, name, text ? text : "{}");
+        rc = sse_write(s, e->sid, e->type, text ? text : "{}");
         free(text);
     }
     free(e->sid);
@@ -335,6 +346,12 @@ static int user_write_head(api_sse_t *s, json_t *gen)
     return rc;
 }
 
+/*
+ * A terminal event's generation, read: written under the status Postgres
+ * recorded. Without one (Postgres unreadable, or the queue ended the job
+ * before Postgres did) the stream ends before it: the client resumes from
+ * the last event it has and meets this one again (on_terminal_generation).
+ */
 static void on_user_terminal(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
@@ -343,10 +360,13 @@ static void on_user_terminal(store_t *st, const gf_err_t *err, store_call_t *cal
     s->user_fetching = 0;
     if (!s->finished && s->pend_head) {
         json_t *gen = err->code == 0 ? api__generation_json(&call->res.generation) : NULL;
-        int rc = user_write_head(s, gen); /* without the generation: what the queue said */
+        if (gen != NULL && final_status(gen) != NULL) {
+            if (user_write_head(s, gen) == 0)
+                user_pump(s);
+        } else {
+            sse_finish(s);
+        }
         json_decref(gen);
-        if (rc == 0)
-            user_pump(s);
     }
     sse_free_maybe(s);
 }
@@ -362,8 +382,10 @@ static void user_pump(api_sse_t *s)
             if (store_exec(s->api->store, &s->call, on_user_terminal, s) == 0) {
                 s->store_pending = 1;
                 s->user_fetching = 1;
-                return;
+            } else {
+                sse_finish(s); /* resumed from here when the client reconnects */
             }
+            return;
         }
         if (user_write_head(s, NULL) < 0)
             return;
@@ -423,7 +445,7 @@ static void on_replay_read(queue_t *q, const gf_err_t *err, const queue_events_t
     }
     if (err->code == GF_OK && write_gen_events(s, e) != 0)
         return; /* the terminal event came from the queue, or the client is gone */
-    sse_terminal(s, s->finished_status, SSE_MADE_TERMINAL_ID);
+    sse_terminal(s, SSE_MADE_TERMINAL_ID);
 }
 
 /* Sends the stream's headers and first bytes, then starts the watch and the heartbeat. */
@@ -446,7 +468,7 @@ static void sse_begin(api_sse_t *s)
         else if (s->after >= SSE_MADE_TERMINAL_ID)
             sse_finish(s);
         else
-            sse_terminal(s, s->finished_status, SSE_MADE_TERMINAL_ID);
+            sse_terminal(s, SSE_MADE_TERMINAL_ID);
         return;
     }
     gf_err_t err = {0};

@@ -100,9 +100,21 @@ static void on_enqueued(queue_t *q, const gf_err_t *err, const queue_result_t *r
     answer_accepted(c, err->code, res);
 }
 
+static queue_enqueue_req_t enqueue_req(const gen_ctx_t *c)
+{
+    queue_enqueue_req_t req = {.gen_id = c->gen_id,
+                               .user_id = c->who.sub,
+                               .tier = queue_tier_of(c->api->cfg, c->who.plan),
+                               .payload = c->g.payload,
+                               .deadline_ms = c->deadline_ms};
+    return req;
+}
+
 /*
  * The 202 of a committed hold: with its queue position when the enqueue
- * succeeded (`status` 0), without when it failed: the sweeper enqueues it.
+ * succeeded (`status` 0), without when it failed: then the api keeps it and
+ * enqueues it as soon as Redis answers (api/requeue.c; the sweeper covers an
+ * api that stops first).
  */
 static void answer_accepted(gen_ctx_t *c, int status, const queue_result_t *res)
 {
@@ -112,11 +124,13 @@ static void answer_accepted(gen_ctx_t *c, int status, const queue_result_t *res)
                       .user_id = c->who.sub};
     gf_metric_add(c->api->m_credits_held, (double)c->g.params.images * c->g.unit_cost);
     json_t *position = NULL;
-    if (status == 0)
+    if (status == 0) {
         position = json_integer(res->position);
-    else
-        GF_LOG(GF_LOG_WARN, &ctx, "accepted but not enqueued (%s): the sweeper will enqueue it",
-               gf_status_name(status));
+    } else {
+        GF_LOG(GF_LOG_WARN, &ctx, "accepted but not enqueued (%s)", gf_status_name(status));
+        queue_enqueue_req_t req = enqueue_req(c);
+        api__requeue_add(c->api, &req);
+    }
     api__json(c->req, 202,
               accepted_body(c->gen_id, c->g.params.kind == IMG_KIND_POSE ? "pose" : "avatar",
                             "queued", (long long)c->g.params.images * c->g.unit_cost,
@@ -171,11 +185,7 @@ static void on_accepted(store_t *st, const gf_err_t *err, store_call_t *call, vo
         run(c, on_existing);
         return;
     }
-    queue_enqueue_req_t req = {.gen_id = c->gen_id,
-                               .user_id = c->who.sub,
-                               .tier = queue_tier_of(c->api->cfg, c->who.plan),
-                               .payload = c->g.payload,
-                               .deadline_ms = c->deadline_ms};
+    queue_enqueue_req_t req = enqueue_req(c);
     int rc = queue_enqueue(c->api->queue, &req, on_enqueued, c);
     if (rc < 0)
         answer_accepted(c, rc, NULL);

@@ -185,6 +185,7 @@ int api_start(api_t *api, gf_err_t *err)
     GF_LOG(GF_LOG_INFO, &(gf_log_ctx){.component = "api"}, "listening on http://%s:%d",
            api->cfg->api_host, gf_httpd_port(api->httpd));
     api__gauges_start(api);
+    api__requeue_start(api);
     return 0;
 }
 
@@ -229,6 +230,7 @@ static void on_httpd_stopped(gf_httpd_t *h, void *data)
     api_t *api = data;
     api->closes_pending = 1;
     api__gauges_stop(api);
+    api__requeue_stop(api);
     api__events_close_all(api); /* their watches go before the queue does */
     if (api->queue) {
         api->closes_pending++;

@@ -329,6 +329,15 @@ static const cfg_row cfg_table[] = {
     {"FARM_RECONCILE_INTERVAL_S", CFG_INT, OFF(reconcile_interval_s), "900", 0, 86400, NULL, 0,
      "how often the workers' sweeper runs `farm reconcile`'s check (one worker at a time) for "
      "farm_reconcile_violations; 0: never"},
+    /* faults (issue #17, docs/queue.md "finish"): a job handed back because Redis, Postgres or
+     * storage was unavailable, or its worker stopped, does not spend an attempt */
+    {"FARM_QUEUE_HANDBACK_CAP_MS", CFG_INT, OFF(queue_handback_cap_ms), "10000", 100, 3600000, NULL,
+     0,
+     "upper bound of one hand-back's wait: between half and all of min(cap, retry base * "
+     "2^(hand-backs-1))"},
+    {"FARM_QUEUE_HANDBACK_MAX", CFG_INT, OFF(queue_handback_max), "100", 1, 100000, NULL, 0,
+     "hand-backs of one job before it is dead-lettered (with the defaults, at least 8 minutes of "
+     "waiting)"},
 };
 
 #define CFG_ROWS (sizeof(cfg_table) / sizeof(cfg_table[0]))

@@ -44,6 +44,19 @@ int img_storage_key(const char *user_id, const char *gen_id, int index, const ch
     return 0;
 }
 
+int img_storage_attempt_key(const char *user_id, const char *gen_id, int index, const char *variant,
+                            img_format fmt, uint64_t attempt, char key[IMG_KEY_MAX], gf_err_t *err)
+{
+    if (!img_id_is_valid(user_id) || !img_id_is_valid(gen_id))
+        return gf_err_set(err, GF_EINVAL, IMG_DOMAIN, "storage ids must be lower-case UUIDs");
+    if (index < 0 || index > INDEX_MAX || !variant_ok(variant) || fmt == IMG_FORMAT_NONE ||
+        attempt == 0)
+        return gf_err_set(err, GF_EINVAL, IMG_DOMAIN, "bad output index, variant or format");
+    snprintf(key, IMG_KEY_MAX, "%s/%s/%d-%s.a%llu.%s", user_id, gen_id, index, variant,
+             (unsigned long long)attempt, img_format_ext(fmt));
+    return 0;
+}
+
 int img_storage_upload_key(const char *user_id, const char *upload_id, img_format fmt,
                            char key[IMG_KEY_MAX], gf_err_t *err)
 {

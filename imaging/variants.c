@@ -109,6 +109,31 @@ static int decode_checked(const void *data, size_t len, const img_post_opts *o, 
     return 0;
 }
 
+/* The fixed variants img_variants_make() adds first, in its order. */
+static const struct {
+    const char *name;
+    img_format fmt;
+} fixed_variants[] = {{"full", IMG_FORMAT_WEBP},
+                      {"512", IMG_FORMAT_WEBP},
+                      {"256", IMG_FORMAT_WEBP},
+                      {"thumb", IMG_FORMAT_JPEG}};
+
+int img_variant_spec(const img_export_preset *const *exports, size_t n_exports, size_t i,
+                     const char **name, img_format *fmt)
+{
+    size_t nf = sizeof(fixed_variants) / sizeof(fixed_variants[0]);
+    if (i < nf) {
+        *name = fixed_variants[i].name;
+        *fmt = fixed_variants[i].fmt;
+        return 0;
+    }
+    if (i - nf >= n_exports)
+        return -1;
+    *name = exports[i - nf]->name;
+    *fmt = exports[i - nf]->format;
+    return 0;
+}
+
 int img_variants_make(const void *data, size_t len, const img_post_opts *o, img_variants *out,
                       gf_err_t *err)
 {
@@ -129,7 +154,7 @@ int img_variants_make(const void *data, size_t len, const img_post_opts *o, img_
     t[0] = mem;
     out->items = gf_xcalloc(4 + o->n_exports, sizeof(img_variant));
 
-    rc = add_variant(out, "full", mem, IMG_FORMAT_WEBP, FULL_QUALITY, err);
+    rc = add_variant(out, fixed_variants[0].name, mem, fixed_variants[0].fmt, FULL_QUALITY, err);
     if (rc < 0)
         goto fail;
     if (cover_crop(mem, 512, 512, &t[1]) != 0 || cover_crop(t[1], 256, 256, &t[2]) != 0 ||
@@ -137,9 +162,12 @@ int img_variants_make(const void *data, size_t len, const img_post_opts *o, img_
         rc = img__vips_fail(err, GF_EIO, IMG_REASON_NONE, "while resizing");
         goto fail;
     }
-    if ((rc = add_variant(out, "512", t[1], IMG_FORMAT_WEBP, FULL_QUALITY, err)) < 0 ||
-        (rc = add_variant(out, "256", t[2], IMG_FORMAT_WEBP, FULL_QUALITY, err)) < 0 ||
-        (rc = add_variant(out, "thumb", t[3], IMG_FORMAT_JPEG, THUMB_QUALITY, err)) < 0)
+    if ((rc = add_variant(out, fixed_variants[1].name, t[1], fixed_variants[1].fmt, FULL_QUALITY,
+                          err)) < 0 ||
+        (rc = add_variant(out, fixed_variants[2].name, t[2], fixed_variants[2].fmt, FULL_QUALITY,
+                          err)) < 0 ||
+        (rc = add_variant(out, fixed_variants[3].name, t[3], fixed_variants[3].fmt, THUMB_QUALITY,
+                          err)) < 0)
         goto fail;
     for (size_t i = 0; i < o->n_exports; i++) {
         const img_export_preset *e = o->exports[i];

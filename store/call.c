@@ -19,7 +19,9 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
                          "$1::uuid, $2::uuid, $3::text, $4::bigint, $5::text, $6::int, $7::bigint, "
                          "$8::jsonb, $9::jsonb, to_timestamp($10::double precision / 1000), "
                          "$11::text, $12::text, $13::text, $14::text[])"},
-    [STORE_OP_START] = {"SELECT outcome, attempts FROM farm_start($1::uuid, $2::bigint, $3::text)"},
+    /* The status read with the statement's snapshot: what a 'terminal' outcome found. */
+    [STORE_OP_START] = {"SELECT outcome, attempts, (SELECT status FROM generations WHERE id = "
+                        "$1::uuid) FROM farm_start($1::uuid, $2::bigint, $3::text)"},
     [STORE_OP_PROVIDER_REQUEST] = {"SELECT farm_record_provider_request($1::uuid, $2::bigint, "
                                    "$3::int, $4::text)"},
     [STORE_OP_IMAGE] = {"SELECT farm_image_settle($1::uuid, $2::bigint, $3::int, $4::boolean, "

@@ -31,6 +31,9 @@ static int worker_outcome(store_call_t *c, const char *o)
         return fail(c, GF_ECANCELED, "generation %s is already finished", c->_params[0]);
     if (strcmp(o, "not_found") == 0)
         return fail(c, GF_ENOTFOUND, "no generation %s", c->_params[0]);
+    if (strcmp(o, "released") == 0)
+        return fail(c, GF_ECONFLICT, "the image of generation %s was released or it ended",
+                    c->_params[0]);
     if (strcmp(o, "invalid") == 0)
         return fail(c, GF_EINVAL, "image index out of range for generation %s", c->_params[0]);
     return 0;
@@ -574,6 +577,7 @@ void store__parse_row(store_call_t *c, const store_row_t *row)
         return;
     case STORE_OP_START:
         c->res.start.attempts = atoi(col(row, 1));
+        word(c->res.start.status, sizeof(c->res.start.status), col(row, 2));
         worker_outcome(c, v0);
         return;
     case STORE_OP_PROVIDER_REQUEST:

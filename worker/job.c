@@ -32,6 +32,7 @@ static void job_free(job_t *j)
     img_params_dispose(&j->params);
     free(j->prompt);
     free(j->last_error);
+    free(j->queue_detail);
     free(j->identity_key);
     img_buf_dispose(&j->identity);
     for (int i = 0; i < j->nposes; i++) {
@@ -139,14 +140,30 @@ void job__event(job_t *j, const char *type, json_t *data)
 
 /* --- the state machine ------------------------------------------------------------ */
 
-/* The queue's answer to a close or a hand-back: failed or not, the job has ended here. */
+/*
+ * The queue's answer to a close or a hand-back. A refusal (the lease went to
+ * another worker, or the job is gone) ends the job here; so does success. A
+ * queue that did not answer (Redis down, a timeout) is asked again on the
+ * runner's next tick, until it lands: a close that never reached Redis would
+ * leave the job to expire, and its next holder to end it again.
+ */
 static void queue_answered(job_t *j, int status)
 {
+    if (status < 0 && status != GF_ECONFLICT && status != GF_ENOTFOUND && !j->r->drain_over) {
+        if (!j->queue_retry) {
+            gf_log_ctx ctx = job__log(j, "finishing in the queue");
+            GF_LOG(GF_LOG_WARN, &ctx, "queue finish failed (%s): sending it again",
+                   gf_status_name(status));
+        }
+        j->queue_retry = 1;
+        return;
+    }
     if (status < 0 && status != GF_ECONFLICT) {
         gf_log_ctx ctx = job__log(j, "finishing in the queue");
         GF_LOG(GF_LOG_WARN, &ctx, "queue finish failed (%s): the lease will expire",
                gf_status_name(status));
     }
+    j->queue_retry = 0;
     job__advance(j, JOB_EV_QUEUE_ANSWERED, NULL);
 }
 
@@ -160,15 +177,33 @@ static void on_queue_finished(queue_t *q, const gf_err_t *err, const queue_resul
     job_unref(j);
 }
 
-/* CLOSING and HANDING_BACK: tells the queue how the lease ends. */
-static void queue_end(job_t *j, queue_outcome_t outcome, const char *detail)
+static void queue_send_end(job_t *j)
 {
-    int rc =
-        queue_finish(j->r->queue, j->qj.gen_id, j->qj.token, outcome, detail, on_queue_finished, j);
+    int rc = queue_finish(j->r->queue, j->qj.gen_id, j->qj.token, j->queue_outcome, j->queue_detail,
+                          on_queue_finished, j);
     if (rc == 0)
         j->pending++;
     else
         queue_answered(j, rc);
+}
+
+/* CLOSING and HANDING_BACK: tells the queue how the lease ends. */
+static void queue_end(job_t *j, queue_outcome_t outcome, const char *detail)
+{
+    j->queue_outcome = outcome;
+    free(j->queue_detail);
+    j->queue_detail = gf_xstrdup(detail);
+    queue_send_end(j);
+}
+
+void job_queue_retry(job_t *j)
+{
+    if (!j->queue_retry || (j->state != JOB_CLOSING && j->state != JOB_HANDING_BACK))
+        return;
+    j->queue_retry = 0;
+    j->pending++; /* held: an answer at once may end the job */
+    queue_send_end(j);
+    job_unref(j);
 }
 
 static void on_finished(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
@@ -311,7 +346,10 @@ static void job_enter(job_t *j, job_state_t from, job_event_t ev, const job_even
         return;
     case JOB_HANDING_BACK:
         cancel_calls(j);
-        queue_end(j, QUEUE_RETRY, "handed back by a worker that is stopping or lost postgres");
+        /* Not the job's fault: it waits for another worker without spending an attempt. */
+        queue_end(j, QUEUE_HANDBACK,
+                  "handed back by a worker that is stopping or could not reach postgres, redis "
+                  "or storage");
         return;
     case JOB_LOST: {
         gf_log_ctx ctx = job__log(j, NULL);
@@ -538,6 +576,47 @@ static void refs_load(job_t *j)
         refs_render(j);
 }
 
+static void on_stale_dropped(storage_t *st, const gf_err_t *err, void *data)
+{
+    (void)st;
+    (void)data;
+    (void)err; /* not there (the usual case), or storage is down: nothing more to do */
+}
+
+/* Earlier attempts looked at when a takeover drops their files (bounded work per start). */
+#define JOB_DROP_ATTEMPTS 16
+
+/*
+ * A takeover (token > 1) removes what earlier attempts may have written for
+ * the images not settled yet: once this attempt's start is recorded, the
+ * fence refuses their outputs, so their files can never be served (a worker
+ * killed between its puts and its record left them). Their names are known:
+ * each attempt's own (img_storage_attempt_key) for the variants the
+ * parameters make (img_variant_spec).
+ */
+static void drop_stale_attempts(job_t *j)
+{
+    if (j->qj.token <= 1)
+        return;
+    uint64_t from = j->qj.token > JOB_DROP_ATTEMPTS ? j->qj.token - JOB_DROP_ATTEMPTS : 1;
+    const img_export_preset *const *ex = j->params.export_defs;
+    size_t nex = (size_t)j->params.n_export_defs;
+    for (int k = 0; k < j->images; k++) {
+        if (j->imgs[k].state == IMAGE_SETTLED)
+            continue;
+        for (uint64_t a = from; a < j->qj.token; a++) {
+            const char *name;
+            img_format fmt;
+            for (size_t v = 0; img_variant_spec(ex, nex, v, &name, &fmt) == 0; v++) {
+                char key[IMG_KEY_MAX];
+                if (img_storage_attempt_key(j->qj.user_id, j->qj.gen_id, k, name, fmt, a, key,
+                                            NULL) == 0)
+                    (void)storage_delete(j->r->storage, key, on_stale_dropped, NULL);
+            }
+        }
+    }
+}
+
 /* A worker that takes over skips what an earlier attempt settled. */
 static void on_resume_info(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
@@ -547,10 +626,13 @@ static void on_resume_info(store_t *st, const gf_err_t *err, store_call_t *call,
     if (j->state != JOB_STARTING) {
     } else if (err->code < 0) {
         job__advance(j, JOB_EV_STORE_FAILED, NULL);
-    } else if (job_resume(j, &call->res.resume)) {
-        refs_load(j);
     } else {
-        job__advance(j, JOB_EV_READY, NULL);
+        int refs = job_resume(j, &call->res.resume);
+        drop_stale_attempts(j);
+        if (refs)
+            refs_load(j);
+        else
+            job__advance(j, JOB_EV_READY, NULL);
     }
     job__op_free(op);
     job_unref(j);
@@ -559,7 +641,6 @@ static void on_resume_info(store_t *st, const gf_err_t *err, store_call_t *call,
 static void on_started(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
-    (void)call;
     job_op_t *op = data;
     job_t *j = op->job;
     gf_log_ctx ctx = job__log(j, "starting");
@@ -567,10 +648,17 @@ static void on_started(store_t *st, const gf_err_t *err, store_call_t *call, voi
     } else if (err->code == GF_ECONFLICT) {
         job__advance(j, JOB_EV_LEASE_LOST, NULL);
     } else if (err->code == GF_ECANCELED) {
-        /* Postgres already finished it (canceled or expired while queued). */
+        /* Postgres finished it already (canceled or expired while queued, or an earlier
+         * attempt finished it and its close did not reach the queue): the queue ends
+         * it with the status Postgres recorded, never another word. */
+        int st = gf_gen_status_parse(call->res.start.status);
+        GF_LOG(GF_LOG_INFO, &ctx, "already %s in postgres: closing it in the queue",
+               call->res.start.status);
         job__advance(j, JOB_EV_CLOSE,
-                     &(job_event_arg_t){.outcome = QUEUE_CANCELED,
-                                        .detail = "finished in postgres before it started"});
+                     &(job_event_arg_t){.outcome = st == GF_GEN_CANCELED || st == GF_GEN_EXPIRED
+                                                       ? QUEUE_CANCELED
+                                                       : QUEUE_DONE,
+                                        .detail = "{}"});
     } else if (err->code == GF_ENOTFOUND) {
         GF_LOG(GF_LOG_ERROR, &ctx, "no such generation in postgres: dead-lettering");
         job__advance(

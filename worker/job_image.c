@@ -11,6 +11,36 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void on_file_dropped(storage_t *st, const gf_err_t *err, void *data)
+{
+    (void)st;
+    (void)data;
+    if (err->code != 0 && err->code != GF_ENOTFOUND && err->code != GF_ECANCELED) {
+        gf_log_ctx ctx = {.component = "worker", .action = "dropping a stale attempt's file"};
+        gf_log_err(GF_LOG_WARN, &ctx, err);
+    }
+}
+
+/*
+ * This attempt's files of the image will never be outputs (its lease was
+ * lost, or Postgres refused them: stale, or the image released): removed, so
+ * nothing unreferenced stays in storage. Files whose record may have landed
+ * (a timeout) are kept.
+ */
+static void drop_files(job_image_t *img)
+{
+    job_t *j = img->job;
+    for (size_t i = 0; img->keys && i < img->nkeys; i++)
+        (void)storage_delete(j->r->storage, img->keys[i], on_file_dropped, NULL);
+    if (img->nkeys) {
+        gf_log_ctx ctx = job__log(j, "dropping a stale attempt's files");
+        GF_LOG(GF_LOG_INFO, &ctx, "image %d: %zu files of attempt %llu removed", img->index,
+               img->nkeys, (unsigned long long)j->qj.token);
+    }
+    GF_FREE(img->keys);
+    img->nkeys = 0;
+}
+
 static void image_settled(job_image_t *img, json_t *event)
 {
     job_t *j = img->job;
@@ -36,6 +66,10 @@ static void on_image_recorded(store_t *st, const gf_err_t *err, store_call_t *ca
     if (err->code == 0 && call->res.image.applied && j->r->m_images)
         gf_metric_inc(
             gf_metric_with(j->r->m_images, captured ? "captured" : "released", NULL, NULL));
+    if (err->code == GF_ECONFLICT && captured)
+        drop_files(img); /* never recorded: a newer attempt, or the image was released */
+    else if (err->code == 0)
+        GF_FREE(img->keys);
     if (!job_is_live(j)) {
     } else if (err->code == GF_ECONFLICT) {
         job__advance(j, JOB_EV_LEASE_LOST, NULL);
@@ -83,12 +117,14 @@ static void on_work(uv_work_t *w)
     if (img_variants_make(img->bytes, img->len, &o, v, &img->work_err) < 0)
         return;
     img->keys = gf_xcalloc(v->count ? v->count : 1, sizeof(*img->keys));
+    img->nkeys = v->count;
     json_t *outputs = json_array();
     for (size_t i = 0; i < v->count; i++) {
         const img_variant *var = &v->items[i];
         char *key = img->keys[i];
-        if (img_storage_key(j->qj.user_id, j->qj.gen_id, img->index, var->name, var->format, key,
-                            &img->work_err) < 0)
+        /* Names of this attempt's own: a stale attempt never overwrites what is served. */
+        if (img_storage_attempt_key(j->qj.user_id, j->qj.gen_id, img->index, var->name, var->format,
+                                    j->qj.token, key, &img->work_err) < 0)
             break;
         json_array_append_new(
             outputs, json_pack("{s:i, s:i, s:s, s:s, s:i, s:i, s:I, s:s, s:s, s:I}", "index",
@@ -107,10 +143,12 @@ static void outputs_stored(job_image_t *img)
 {
     job_t *j = img->job;
     img_variants_dispose(&img->vars);
-    GF_FREE(img->keys);
-    if (!job_is_live(j))
+    if (!job_is_live(j)) {
+        drop_files(img); /* the lease went while they were written */
         return;
+    }
     if (img->put_err.code != 0) {
+        drop_files(img);
         /* Never charged for what cannot be fetched: the outputs are not recorded. */
         gf_log_ctx ctx = job__log(j, "storing outputs");
         gf_log_err(GF_LOG_WARN, &ctx, &img->put_err);
@@ -166,7 +204,9 @@ static void on_work_done(uv_work_t *w, int status)
     GF_FREE(img->bytes);
     job__stage_done(img, GF_STAGE_POSTPROCESSING);
     if (!job_is_live(j)) {
-        img_variants_dispose(&img->vars);
+        img_variants_dispose(&img->vars); /* nothing written yet: nothing to drop */
+        GF_FREE(img->keys);
+        img->nkeys = 0;
     } else if (status < 0 || img->work_err.code != 0 || img->outputs_json == NULL) {
         img_variants_dispose(&img->vars);
         gf_log_ctx ctx = job__log(j, "post-processing");
@@ -221,6 +261,8 @@ static void provider_done(job_image_t *img, const gf_err_t *err, const provider_
         const char *outcome = ok ? "ok" : bad ? provider_error_code_name(bad->code) : "error";
         gf_metric_observe(gf_metric_with(j->r->m_provider, who, outcome, NULL),
                           (double)(uv_hrtime() - img->t_stage) / 1e9);
+        gf_metric_inc(
+            gf_metric_with(j->r->m_provider_calls, who, img->resumed ? "true" : "false", NULL));
     }
     job__stage_done(img, GF_STAGE_GENERATING);
     if (!job_is_live(j))
@@ -316,6 +358,7 @@ void job__image_start(job_image_t *img)
     }
     /* A request an earlier attempt submitted is resumed, not paid for twice. */
     char resume_provider[16] = "";
+    img->resumed = 0;
     if (img->resume && img->attempts == 1) {
         const char *colon = strchr(img->resume, ':');
         if (colon && (size_t)(colon - img->resume) < sizeof(resume_provider)) {
@@ -323,6 +366,7 @@ void job__image_start(job_image_t *img)
                      img->resume);
             req.resume = colon + 1;
             req.resume_provider = resume_provider;
+            img->resumed = 1;
             gf_log_ctx ctx = job__log(j, "resuming a provider request");
             GF_LOG(GF_LOG_INFO, &ctx, "image %d: resuming the %s request of an earlier attempt",
                    img->index, resume_provider);

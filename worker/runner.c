@@ -127,6 +127,10 @@ static void breaker_gauges(worker_runner_t *r)
 static void on_heartbeat_timer(uv_timer_t *t)
 {
     worker_runner_t *r = t->data;
+    for (job_t *j = r->jobs, *next; j; j = next) {
+        next = j->next; /* a retried queue end may end (and free) the job */
+        job_queue_retry(j);
+    }
     for (job_t *j = r->jobs; j; j = j->next) {
         if (!job_is_live(j))
             continue;
@@ -181,6 +185,13 @@ worker_runner_t *worker_runner_new(uv_loop_t *loop, const gf_config_t *cfg, queu
         r->m_provider = gf_metrics_histogram(
             metrics, "farm_worker_provider_call_seconds", "provider calls, by provider and outcome",
             "provider,outcome", gf_metrics_latency_buckets, gf_metrics_latency_nbuckets);
+        r->m_provider_calls = gf_metrics_counter(
+            metrics, "farm_worker_provider_calls_total",
+            "provider calls that ended, by provider and whether they resumed an earlier "
+            "attempt's request (resumed=\"false\": a new, paid request); divided by "
+            "farm_worker_images_total{outcome=\"captured\"}, the provider calls per delivered "
+            "image",
+            "provider,resumed");
         r->m_images = gf_metrics_counter(metrics, "farm_worker_images_total",
                                          "images settled by this worker: captured (its credits "
                                          "charged) or released (given back)",
@@ -291,9 +302,15 @@ static void on_drain_timeout(uv_timer_t *t)
     worker_runner_t *r = t->data;
     GF_LOG(GF_LOG_WARN, &log_ctx, "drain timeout: handing %zu generations back to the queue",
            r->njobs);
+    r->drain_over = 1; /* from now on a queue end that fails is given up: the lease expires */
     for (job_t *j = r->jobs; j;) {
         job_t *next = j->next;
         job__advance(j, JOB_EV_DRAIN_TIMEOUT, NULL);
+        j = next;
+    }
+    for (job_t *j = r->jobs; j;) {
+        job_t *next = j->next;
+        job_queue_retry(j);
         j = next;
     }
 }

@@ -133,10 +133,12 @@ typedef struct {
     size_t len;
     char *outputs_json;        /* made on the thread pool */
     img_variants vars;         /* made on the thread pool, put in storage from the loop */
-    char (*keys)[IMG_KEY_MAX]; /* the storage key of each of `vars` */
+    char (*keys)[IMG_KEY_MAX]; /* the storage key of each of `vars` (this attempt's names) */
+    size_t nkeys;              /* kept until the outputs are recorded, or their files dropped */
     int puts_pending;          /* puts of `vars` in flight */
     gf_err_t put_err;          /* the first put that failed for good */
     char *resume;              /* "provider:token" an earlier attempt persisted, or NULL */
+    int resumed;               /* the call in flight resumes `resume` (no new request) */
     uint64_t t_stage;          /* when the current stage began (uv_hrtime) */
     gf_err_t work_err;
 } job_image_t;
@@ -165,6 +167,11 @@ struct job {
     int pending;
     int stage; /* the gf_stage last published, -1 before the first */
     uint64_t started_ns;
+    /* CLOSING and HANDING_BACK: what the queue is told, kept to tell it again when
+     * Redis did not answer (`queue_retry`: the runner's next tick sends it again). */
+    queue_outcome_t queue_outcome;
+    char *queue_detail;
+    int queue_retry;
 };
 
 /* The runner's side that jobs use. */
@@ -180,11 +187,13 @@ struct worker_runner {
     job_t *jobs;
     size_t njobs;
     int claiming, draining;
+    int drain_over; /* the drain time is over: a queue end that fails is not retried */
     uv_timer_t claim_timer, heartbeat_timer, drain_timer;
     int timers_open;
     worker_runner_stopped_cb stopped_cb;
     void *stopped_data;
     gf_mfamily_t *m_outcomes, *m_stage, *m_provider, *m_images;
+    gf_mfamily_t *m_provider_calls; /* by provider and resumed (job_image.c) */
     gf_mfamily_t *m_gen_outcomes, *m_queue_wait, *m_gen_duration; /* by kind (job.c) */
     gf_metric_t *m_inflight, *m_claimed, *m_heartbeat_failures;
     gf_mfamily_t
@@ -237,6 +246,13 @@ void job__stage_done(job_image_t *img, gf_stage stage);
 void job__stage(job_t *j, gf_stage s);
 /* Starts (or restarts) an image's provider call. */
 void job__image_start(job_image_t *img);
+
+/*
+ * Sends a job's queue end again (CLOSING, HANDING_BACK) when the last one
+ * failed because Redis did not answer; the runner calls it on every tick.
+ * A failure gives it up when the drain time is over.
+ */
+void job_queue_retry(job_t *j);
 
 /* Called by a job when it is gone (the runner unlinks it and may claim again). */
 void worker_runner__job_gone(worker_runner_t *r, job_t *j);

@@ -154,6 +154,9 @@ typedef struct gf_config {
     long long access_log; /* 0 off, 1 on */
     long long access_log_sample_pct;
     long long reconcile_interval_s; /* the sweeper's reconcile check; 0 off */
+    /* faults (issue #17: hand-backs that are not attempts) */
+    long long queue_handback_cap_ms;
+    long long queue_handback_max;
     /* Derived by the loader from the rows above (already validated). */
     struct gf_tier {
         char name[GF_TIER_NAME_MAX + 1];

@@ -365,6 +365,14 @@ typedef struct {
 int img_variants_make(const void *data, size_t len, const img_post_opts *o, img_variants *out,
                       gf_err_t *err);
 
+/*
+ * The name and format of variant `i` that img_variants_make() makes with
+ * these exports, in its order, without making it (a takeover names the files
+ * an earlier attempt may have left); 0, or -1 past the last one.
+ */
+int img_variant_spec(const img_export_preset *const *exports, size_t n_exports, size_t i,
+                     const char **name, img_format *fmt);
+
 /* Frees every variant's bytes and the array, and zeroes `v`. */
 void img_variants_dispose(img_variants *v);
 
@@ -408,6 +416,16 @@ int img_id_is_valid(const char *s);
  */
 int img_storage_key(const char *user_id, const char *gen_id, int index, const char *variant,
                     img_format fmt, char key[IMG_KEY_MAX], gf_err_t *err);
+/*
+ * The key of an output written by one attempt (the queue's fencing token
+ * `attempt` > 0): {user}/{generation}/{index}-{variant}.a{attempt}.{ext}.
+ * Each attempt writes names of its own, so a stale attempt never overwrites
+ * the files the generation serves; the same attempt always builds the same
+ * key, so its retried put overwrites its own. Its files become outputs only
+ * through the fenced Postgres write (farm_image_done). (issue #17)
+ */
+int img_storage_attempt_key(const char *user_id, const char *gen_id, int index, const char *variant,
+                            img_format fmt, uint64_t attempt, char key[IMG_KEY_MAX], gf_err_t *err);
 /* The key of an upload: {user}/uploads/{upload}.{ext}. */
 int img_storage_upload_key(const char *user_id, const char *upload_id, img_format fmt,
                            char key[IMG_KEY_MAX], gf_err_t *err);

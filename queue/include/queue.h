@@ -59,6 +59,9 @@ typedef enum {
     QUEUE_RETRY = 1,    /* failed, may succeed later: backoff, or dead letter when exhausted */
     QUEUE_FATAL = 2,    /* failed for good: dead letter */
     QUEUE_CANCELED = 3, /* the holder stopped after seeing the cancel flag */
+    QUEUE_HANDBACK = 4, /* not the job's fault (Redis, Postgres or storage unavailable, the worker
+                         * stopping): backoff without spending an attempt; dead letter only after
+                         * FARM_QUEUE_HANDBACK_MAX of them */
 } queue_outcome_t;
 
 /*

@@ -36,7 +36,7 @@ for _, g in ipairs(ids) do
             active_add(u, '1')
             ready_again(g, u, tier)
             ev_append(g, jk, u, tonumber(f[3]) + 1, 'requeued', '{}', false,
-                's', 'queued', 'att', '0', 'rc', '0', 'cx', '0')
+                's', 'queued', 'att', '0', 'rc', '0', 'hb', '0', 'cx', '0')
             n = n + 1
         end
     end

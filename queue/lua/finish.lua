@@ -1,10 +1,15 @@
 -- finish: ARGV is one or more leases to end, 5 arguments each: generation id,
--- fencing token, outcome ('done' | 'retry' | 'fatal' | 'canceled'), reason /
+-- fencing token, outcome ('done' | 'retry' | 'fatal' | 'canceled' | 'handback'), reason /
 -- result JSON, a random fraction in [0, 1) for the backoff's full jitter. The
 -- async client sends the finishes of one loop iteration together.
 -- Returns one answer per lease, in order: {0, state, retry_in_ms}: state is
 -- 'done', 'canceled', 'dead' or 'delayed' (then retry_in_ms is the backoff
--- chosen); {-1, state} when the token is not the current one (the caller lost
+-- chosen); 'handback' is a retry that is not the job's fault (Redis, Postgres
+-- or storage unavailable, its worker stopping): the attempt is given back and
+-- the wait is between half and all of min(HANDBACK_CAP_MS, BASE_MS *
+-- 2^(hand-backs - 1)), so waits grow past an outage without ever spending the
+-- job's retry budget; only after HANDBACK_MAX hand-backs is it dead-lettered.
+-- {-1, state} when the token is not the current one (the caller lost
 -- its lease: it must not report or charge anything); {-2} when the job is
 -- unknown.
 -- The usual answers are the same tables each time: Redis turns every
@@ -29,6 +34,15 @@ for i = 0, #ARGV / 5 - 1 do
         elseif outcome == 'canceled' then
             terminal(g, jk, u, n, 'canceled', '{}')
             out[i + 1] = R_CANCELED
+        elseif outcome == 'handback' and redis.call('HINCRBY', jk, 'hb', 1) <= HANDBACK_MAX then
+            local hb = tonumber(redis.call('HGET', jk, 'hb'))
+            local w = math.min(HANDBACK_CAP_MS, BASE_MS * 2 ^ (hb - 1))
+            local d = math.floor(w / 2 + tonumber(ARGV[a + 5]) * w / 2)
+            redis.call('ZADD', P .. 'delayed', NOW + d, g)
+            ev_append(g, jk, u, n + 1, 'retrying',
+                cjson.encode({reason = reason, attempt = att, in_ms = d, handed_back = hb}), false,
+                's', 'delayed', 'r', reason, 'att', num(att - 1))
+            out[i + 1] = {0, 'delayed', d}
         elseif outcome == 'retry' and att < MAX_ATTEMPTS then
             -- Exponential backoff with full jitter: uniform in [0, min(cap, base * 2^(n-1))).
             local d = math.floor(tonumber(ARGV[a + 5]) * math.min(CAP_MS, BASE_MS * 2 ^ (att - 1)))
@@ -39,6 +53,9 @@ for i = 0, #ARGV / 5 - 1 do
             out[i + 1] = {0, 'delayed', d}
         else
             if outcome == 'retry' then reason = reason .. ' (after ' .. att .. ' attempts)' end
+            if outcome == 'handback' then
+                reason = reason .. ' (handed back ' .. HANDBACK_MAX .. ' times)'
+            end
             dead_letter(g, jk, u, n, reason)
             out[i + 1] = R_DEAD
         end

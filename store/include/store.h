@@ -88,7 +88,8 @@ typedef struct {
 } store_accept_result_t;
 
 typedef struct {
-    int attempts; /* this start included */
+    int attempts;    /* this start included */
+    char status[16]; /* GF_ECANCELED (finished already): the status Postgres recorded */
 } store_start_result_t;
 
 /* IMAGE and IMAGE_DONE: applied = 1 when this call settled the image, 0 when it was

@@ -1,7 +1,10 @@
 -- Sets the terminal status once, releasing what is not settled. 'auto'
 -- derives succeeded / partial / failed from the images. A second finish
 -- changes nothing and answers the first status. With a webhook_url, the
--- terminal event's delivery is recorded in the same transaction.
+-- terminal event's delivery is recorded in the same transaction. A finish
+-- without a fencing token (the sweeper's, an expiry) fences the generation:
+-- a worker still running it is refused from then on (stale), so nothing it
+-- does later is recorded.
 -- finished | already | stale | not_found, with the status in force
 CREATE OR REPLACE FUNCTION farm_finish(p_id uuid, p_fence bigint, p_status text, p_error jsonb,
                                        OUT outcome text, OUT status text)
@@ -25,7 +28,8 @@ BEGIN
             progress = CASE WHEN v_status IN ('succeeded', 'partial') THEN 100 ELSE progress END,
             released = released + v_released,
             images_failed = images - images_done,
-            error = coalesce(p_error, error), finished_at = now(), updated_at = now()
+            error = coalesce(p_error, error), finished_at = now(), updated_at = now(),
+            fence = CASE WHEN p_fence IS NULL THEN fence + 1 ELSE fence END
         WHERE id = p_id;
     -- The terminal event's webhook, in this transaction (migrations/0018).
     PERFORM farm__webhook_add(p_id, g.webhook_url, g.webhook_events, 'terminal', 0, v_status, NULL);

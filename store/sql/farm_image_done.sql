@@ -1,8 +1,11 @@
 -- A finished image in one call: its outputs recorded and its share captured
 -- in the same transaction, so an image is either delivered and charged or
 -- neither. Repeating the call changes nothing (outputs ON CONFLICT, the
--- settlement through its unique index).
--- settled | duplicate | stale | invalid | not_found
+-- settlement through its unique index). Outputs are recorded only for an
+-- image whose settlement is its capture, of a generation still open: an image
+-- whose credits were released, or a generation that ended (the sweeper's
+-- finish fences it), never gets files (issue #21, money edge 2).
+-- settled | duplicate | released | stale | invalid | not_found
 CREATE OR REPLACE FUNCTION farm_image_done(p_id uuid, p_fence bigint, p_index int, p_outputs jsonb)
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
@@ -13,6 +16,17 @@ BEGIN
     v_outcome := farm_image_settle(p_id, p_fence, p_index, true, NULL);
     IF v_outcome NOT IN ('settled', 'duplicate') THEN
         RETURN v_outcome;
+    END IF;
+    IF v_outcome = 'duplicate' AND (
+        NOT EXISTS (SELECT 1 FROM credit_ledger
+                    WHERE generation_id = p_id AND image_index = p_index AND kind = 'capture')
+        OR NOT EXISTS (SELECT 1 FROM generations
+                       WHERE id = p_id AND status IN ('queued', 'running'))) THEN
+        -- Released, or settled before the generation ended: nothing more is recorded
+        -- (a repeated call of a capture that landed finds its outputs there already).
+        RETURN CASE WHEN EXISTS (SELECT 1 FROM credit_ledger WHERE generation_id = p_id
+                                 AND image_index = p_index AND kind = 'capture')
+                    THEN 'duplicate' ELSE 'released' END;
     END IF;
     INSERT INTO generation_outputs (generation_id, image_index, pose, variant, format, width,
                                     height, bytes, sha256, storage_key, seed)

@@ -266,6 +266,50 @@ static void test_retry_backoff_is_within_bounds(void **state)
     queue_dead_list_dispose(&d);
 }
 
+/* A hand-back (issue #17) spends no attempt and waits [w/2, w), w = min(cap, base * 2^(hb-1));
+ * only past FARM_QUEUE_HANDBACK_MAX (4 here) is the job dead-lettered. */
+static void test_handback_spends_no_attempt(void **state)
+{
+    fx_t *fx = *state;
+    char gen[64];
+    qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "handback"), "handbacker", "pro");
+    for (int hb = 1; hb <= 5; hb++) {
+        queue_claim_t c;
+        double until = ts_now() + 5;
+        do {
+            assert_int_equal(queue_sync_claim(fx->qs, "w", 1, &c, NULL), 0);
+            if (c.n_jobs == 1)
+                break;
+            queue_claim_dispose(&c);
+            qt_sleep_ms(20);
+        } while (ts_now() < until);
+        assert_int_equal(c.n_jobs, 1);
+        assert_int_equal(c.jobs[0].attempt, 1); /* never spent */
+        queue_result_t res;
+        assert_int_equal(queue_sync_finish(fx->qs, gen, c.jobs[0].token, QUEUE_HANDBACK,
+                                           "postgres unavailable", &res, NULL),
+                         0);
+        queue_claim_dispose(&c);
+        if (hb == 5) {
+            assert_string_equal(res.state, "dead");
+            break;
+        }
+        assert_string_equal(res.state, "delayed");
+        int64_t w = hb == 1 ? 200 : 400;
+        assert_true(res.retry_in_ms >= w / 2 && res.retry_in_ms < w);
+    }
+    queue_dead_list_t d;
+    assert_int_equal(queue_sync_dead_list(fx->qs, 100, &d, NULL), 0);
+    int found = 0;
+    for (size_t i = 0; i < d.n; i++)
+        if (strcmp(d.items[i].gen_id, gen) == 0) {
+            found = 1;
+            assert_non_null(strstr(d.items[i].reason, "handed back 4 times"));
+        }
+    assert_true(found);
+    queue_dead_list_dispose(&d);
+}
+
 static void test_fatal_failure_dead_letters_and_redrive_works(void **state)
 {
     fx_t *fx = *state;
@@ -603,6 +647,8 @@ int main(void)
                                         qt_sync_setup, qt_sync_teardown),
         cmocka_unit_test_setup_teardown(test_poison_job_is_dead_lettered_after_max_reclaims,
                                         qt_sync_setup, qt_sync_teardown),
+        cmocka_unit_test_setup_teardown(test_handback_spends_no_attempt, qt_sync_setup,
+                                        qt_sync_teardown),
         cmocka_unit_test_setup_teardown(test_retry_backoff_is_within_bounds, qt_sync_setup,
                                         qt_sync_teardown),
         cmocka_unit_test_setup_teardown(test_fatal_failure_dead_letters_and_redrive_works,

@@ -409,10 +409,60 @@ static void test_stale_fencing_token_is_refused(void **state)
     assert_int_equal(run(&c), 0);
     assert_string_equal(c.res.finish.status, "partial");
     store_call_dispose(&c);
-    /* A late start after the finish is refused: the generation is over. */
+    /* A late start after the finish is refused: the generation is over, and the
+     * start says how it ended (the worker closes the queue's job with that). */
     store_call_start(&c, gen, 3, "local");
     assert_int_equal(run(&c), GF_ECANCELED);
+    assert_string_equal(c.res.start.status, "partial");
     store_call_dispose(&c);
+}
+
+/* The outputs a generation has, as GET reads them. */
+static size_t outputs_of(const char *gen, const char *user)
+{
+    store_call_t c;
+    store_call_generation(&c, gen, user);
+    assert_int_equal(run(&c), 0);
+    size_t n = c.res.generation.n_outputs;
+    store_call_dispose(&c);
+    return n;
+}
+
+static const char *const OUTPUT_JSON =
+    "[{\"index\":0,\"pose\":0,\"variant\":\"original\",\"format\":\"png\",\"width\":8,"
+    "\"height\":8,\"bytes\":10,\"sha256\":\"00\",\"storage_key\":\"k\",\"seed\":1}]";
+
+/* Issue #21, money edge 2: outputs only for a captured image of an open generation. */
+static void test_no_outputs_for_released_images_or_ended_generations(void **state)
+{
+    (void)state;
+    char user[37], gen[37];
+    new_id(user);
+    new_id(gen);
+    assert_int_equal(accept_on(sc, gen, user, 2, 10, NULL, NULL, 100), 0);
+    store_call_t c;
+    store_call_start(&c, gen, 1, "local");
+    assert_int_equal(run(&c), 0);
+    store_call_dispose(&c);
+    /* Image 0 was released (its provider failed); a late done of it records nothing. */
+    int applied;
+    assert_int_equal(settle(gen, 1, 0, 0, &applied), 0);
+    store_call_image_done(&c, gen, 1, 0, OUTPUT_JSON);
+    assert_int_equal(run(&c), GF_ECONFLICT);
+    store_call_dispose(&c);
+    assert_int_equal(outputs_of(gen, user), 0);
+    /* The sweeper fails the generation (no token): that fences the worker still on it. */
+    store_call_finish(&c, gen, -1, "failed", NULL);
+    assert_int_equal(run(&c), 0);
+    store_call_dispose(&c);
+    store_call_image_done(&c, gen, 1, 1, OUTPUT_JSON);
+    assert_int_equal(run(&c), GF_ECONFLICT);
+    store_call_dispose(&c);
+    assert_int_equal(outputs_of(gen, user), 0);
+    long long bal, held;
+    balance(user, &bal, &held);
+    assert_int_equal(bal, 100); /* nothing charged */
+    assert_int_equal(held, 0);
 }
 
 /* What a settlement answers when it settles nothing, in the order of precedence. */
@@ -743,6 +793,7 @@ int main(void)
         cmocka_unit_test(test_async_pool_accepts_never_overdraw),
         cmocka_unit_test(test_settlements_happen_once),
         cmocka_unit_test(test_stale_fencing_token_is_refused),
+        cmocka_unit_test(test_no_outputs_for_released_images_or_ended_generations),
         cmocka_unit_test(test_settlement_refusals),
         cmocka_unit_test(test_idempotency_key_returns_the_first_generation),
         cmocka_unit_test(test_cancel_and_expiry_release_everything),

@@ -46,11 +46,32 @@ static void test_keys_follow_the_layout(void **state)
     assert_int_equal(img_storage_key(USER, GEN, 0, "full", IMG_FORMAT_NONE, key, NULL), GF_EINVAL);
 }
 
+/* Each attempt writes names of its own (issue #17); the same attempt, the same name. */
+static void test_attempt_keys_are_per_attempt(void **state)
+{
+    (void)state;
+    char a1[IMG_KEY_MAX], a1b[IMG_KEY_MAX], a2[IMG_KEY_MAX];
+    gf_err_t err = {0};
+    assert_int_equal(img_storage_attempt_key(USER, GEN, 0, "full", IMG_FORMAT_WEBP, 1, a1, &err),
+                     0);
+    assert_string_equal(a1, USER "/" GEN "/0-full.a1.webp");
+    assert_int_equal(img_storage_attempt_key(USER, GEN, 0, "full", IMG_FORMAT_WEBP, 1, a1b, &err),
+                     0);
+    assert_string_equal(a1, a1b);
+    assert_int_equal(
+        img_storage_attempt_key(USER, GEN, 0, "full", IMG_FORMAT_WEBP, 12345678901ULL, a2, &err),
+        0);
+    assert_string_equal(a2, USER "/" GEN "/0-full.a12345678901.webp");
+    assert_int_equal(img_storage_attempt_key(USER, GEN, 0, "full", IMG_FORMAT_WEBP, 0, a2, NULL),
+                     GF_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ids_must_be_lowercase_uuids),
         cmocka_unit_test(test_keys_follow_the_layout),
+        cmocka_unit_test(test_attempt_keys_are_per_attempt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
