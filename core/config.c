@@ -629,6 +629,29 @@ static int check_fallback(const gf_config_t *cfg, gf_err_t *err)
 
 const char *const gf_rl_action_names[GF_RL_N] = {"generations", "uploads", "reads", "anonymous"};
 
+/*
+ * The "[plan.]" of an entry of `var` at *p, copied into `plan` when there is
+ * one (it must name a tier of FARM_QUEUE_TIERS); leaves *p at the entry's
+ * name and *n at its length.
+ */
+static int entry_plan(const gf_config_t *cfg, const char *var, const char **p, char *plan,
+                      size_t *n, gf_err_t *err)
+{
+    *n = strcspn(*p, ".=,");
+    if ((*p)[*n] != '.')
+        return 0;
+    int known = 0;
+    for (int i = 0; i < cfg->n_tiers; i++)
+        known |= strlen(cfg->tiers[i].name) == *n && strncmp(cfg->tiers[i].name, *p, *n) == 0;
+    if (!known)
+        return gf_err_set(err, GF_EINVAL, "config",
+                          "%s: plan %.*s is not a tier of FARM_QUEUE_TIERS", var, (int)*n, *p);
+    memcpy(plan, *p, *n);
+    *p += *n + 1;
+    *n = strcspn(*p, "=,");
+    return 0;
+}
+
 /* FARM_RATE_LIMITS: "[plan.]action=per_min/burst,..."; each plan a tier, each pair once. */
 static int parse_rate_limits(gf_config_t *cfg, gf_err_t *err)
 {
@@ -640,19 +663,10 @@ static int parse_rate_limits(gf_config_t *cfg, gf_err_t *err)
                               GF_RATE_LIMITS_MAX);
         struct gf_rate_limit *rl = &cfg->rl[cfg->n_rl];
         memset(rl, 0, sizeof(*rl));
-        size_t n = strcspn(p, ".=,");
-        if (p[n] == '.') {
-            int known = 0;
-            for (int i = 0; i < cfg->n_tiers; i++)
-                known |= strlen(cfg->tiers[i].name) == n && strncmp(cfg->tiers[i].name, p, n) == 0;
-            if (!known)
-                return gf_err_set(err, GF_EINVAL, "config",
-                                  "FARM_RATE_LIMITS: plan %.*s is not a tier of FARM_QUEUE_TIERS",
-                                  (int)n, p);
-            memcpy(rl->plan, p, n);
-            p += n + 1;
-            n = strcspn(p, "=,");
-        }
+        size_t n;
+        int rc = entry_plan(cfg, "FARM_RATE_LIMITS", &p, rl->plan, &n, err);
+        if (rc < 0)
+            return rc;
         rl->action = -1;
         for (int a = 0; a < GF_RL_N; a++)
             if (strlen(gf_rl_action_names[a]) == n && strncmp(gf_rl_action_names[a], p, n) == 0)
@@ -728,19 +742,10 @@ static int parse_upload_quotas(gf_config_t *cfg, gf_err_t *err)
                               GF_UPLOAD_QUOTAS_MAX);
         struct gf_upload_quota *q = &cfg->uq[cfg->n_uq];
         memset(q, 0, sizeof(*q));
-        size_t n = strcspn(p, ".=,");
-        if (p[n] == '.') {
-            int known = 0;
-            for (int i = 0; i < cfg->n_tiers; i++)
-                known |= strlen(cfg->tiers[i].name) == n && strncmp(cfg->tiers[i].name, p, n) == 0;
-            if (!known)
-                return gf_err_set(err, GF_EINVAL, "config",
-                                  "FARM_UPLOAD_QUOTAS: plan %.*s is not a tier of FARM_QUEUE_TIERS",
-                                  (int)n, p);
-            memcpy(q->plan, p, n);
-            p += n + 1;
-            n = strcspn(p, "=,");
-        }
+        size_t n;
+        int rc = entry_plan(cfg, "FARM_UPLOAD_QUOTAS", &p, q->plan, &n, err);
+        if (rc < 0)
+            return rc;
         int axis = n == 5 && strncmp(p, "count", 5) == 0   ? 0
                    : n == 5 && strncmp(p, "bytes", 5) == 0 ? 1
                                                            : -1;
