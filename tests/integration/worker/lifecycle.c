@@ -214,7 +214,8 @@ static int object_absent(const char *key)
         return interop("absent", key, NULL) == 0;
     char path[1200];
     struct stat st;
-    snprintf(path, sizeof(path), "%s/%s", storage_dir, key);
+    if (snprintf(path, sizeof(path), "%s/%s", storage_dir, key) >= (int)sizeof(path))
+        fail_msg("storage path too long: %s/%s", storage_dir, key);
     return stat(path, &st) != 0;
 }
 

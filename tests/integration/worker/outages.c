@@ -111,7 +111,7 @@ static void terminal_events(const char *path, const char *id, int seconds, char 
                                          "canceled",  "expired", "done"};
     while (fgets(line, sizeof(line), f)) {
         if (strncmp(line, "event: ", 7) == 0) {
-            snprintf(event, sizeof(event), "%s", line + 7);
+            snprintf(event, sizeof(event), "%.*s", (int)sizeof(event) - 1, line + 7);
             event[strcspn(event, "\r\n")] = '\0';
         } else if (strncmp(line, "data: ", 6) == 0 && strstr(line, id)) {
             for (size_t i = 0; i < sizeof(finals) / sizeof(finals[0]); i++)
