@@ -91,7 +91,8 @@ struct httpd_conn {
     int reading;
     int read_eof;
     int lingering;       /* answered and half-closed: input is dropped until EOF or the timer */
-    size_t linger_bytes; /* dropped so far while lingering */
+    int discarding;      /* refused before its body: input is dropped, never kept */
+    size_t linger_bytes; /* dropped so far while discarding or lingering */
     size_t out_bytes;    /* bytes of writes not yet completed (this connection's output memory) */
     uint64_t turn_ms;    /* the loop time of the turn turn_requests counts in */
     unsigned turn_requests;
