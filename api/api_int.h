@@ -28,6 +28,7 @@ struct api {
     /* Open streams per user, for FARM_SSE_MAX_PER_USER: a chained hash by user id. */
     struct api_sse_user *sse_users[API_SSE_USER_BUCKETS];
     img_presets_t *presets;
+    img_buf *pose_maps; /* api/files.c: each preset's map once rendered (data NULL until then) */
     int imaging_up;
     int closes_pending;
     api_stopped_cb stopped_cb;
@@ -157,6 +158,8 @@ void api__credits_routes(api_t *api);
 void api__audit_routes(api_t *api);
 void api__events_routes(api_t *api);
 void api__files_routes(api_t *api);
+/* Frees the pose maps api/files.c keeps (api_free). */
+void api__files_free(api_t *api);
 void api__cors_routes(api_t *api);
 /* api/lifecycle.c: DELETE of generations and uploads, the list of uploads. */
 void api__lifecycle_routes(api_t *api);

@@ -260,6 +260,7 @@ void api_free(api_t *api)
         return;
     gf_httpd_free(api->httpd);
     gf_metrics_free(api->metrics);
+    api__files_free(api);
     img_presets_free(api->presets);
     if (api->imaging_up)
         img_shutdown();
