@@ -15,6 +15,9 @@
 #define HTTPD_READ_CHUNK 65536
 /* Pipelined requests one connection may have handled per loop turn before the others go. */
 #define HTTPD_TURN_REQUESTS 4
+/* Connections accepted in one loop turn at most: a burst of hundreds is taken over several
+ * turns, so the requests of connections already open are not kept waiting behind it. */
+#define HTTPD_TURN_ACCEPTS 32
 
 typedef struct httpd_route {
     struct httpd_route *next;
@@ -116,6 +119,8 @@ struct gf_httpd {
     char *host, *name;
     uv_tcp_t listener;
     int listening;
+    uv_idle_t accept_idle; /* the next turn's accepts, once HTTPD_TURN_ACCEPTS were taken */
+    int turn_accepts;
     int port;
     httpd_route_t *routes, *routes_last;
     httpd_conn_t *conns;
