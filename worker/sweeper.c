@@ -328,8 +328,10 @@ static void on_left_listed(storage_t *s, const gf_err_t *err, const storage_entr
     (void)s;
     worker_sweeper_t *sw = data;
     if (err->code < 0) { /* the same page again next tick */
-        gf_log_err(GF_LOG_WARN,
-                   &(gf_log_ctx){.component = "sweeper", .action = "listing leftover files"}, err);
+        if (err->code != GF_ECANCELED)
+            gf_log_err(GF_LOG_WARN,
+                       &(gf_log_ctx){.component = "sweeper", .action = "listing leftover files"},
+                       err);
         sweeper_call_done(sw);
         return;
     }
