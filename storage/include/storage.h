@@ -1,6 +1,6 @@
 /*
  * storage/include/storage.h - where image files live (docs/storage.md): one
- * interface, put, get, delete and a signed read URL, over two backends:
+ * interface, put, get, delete, list and a signed read URL, over two backends:
  * `local` (a directory, FARM_STORAGE_DIR) and `s3` (any S3-compatible
  * service, FARM_S3_*, over net/ with SigV4).
  *
