@@ -338,6 +338,11 @@ static const cfg_row cfg_table[] = {
     {"FARM_QUEUE_HANDBACK_MAX", CFG_INT, OFF(queue_handback_max), "100", 1, 100000, NULL, 0,
      "hand-backs of one job before it is dead-lettered (with the defaults, at least 8 minutes of "
      "waiting)"},
+    /* faults (issue #17, docs/storage.md "Leftover files"): the sweeper's cleanup */
+    {"FARM_SWEEP_LEFTOVER_GRACE_S", CFG_INT, OFF(sweep_leftover_grace_s), "3600", 1, 604800, NULL,
+     0,
+     "age after which the sweeper deletes a put's leftover temporary file, or a file of a finished "
+     "generation that no output records (a stale attempt's); longer than any put"},
 };
 
 #define CFG_ROWS (sizeof(cfg_table) / sizeof(cfg_table[0]))

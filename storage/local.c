@@ -14,6 +14,7 @@
 #include "storage_int.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -209,6 +210,80 @@ static void do_check(local_t *l, storage_op_t *op)
                     l->root);
 }
 
+/* Names in byte order (alphasort would follow the locale). */
+static int by_name(const struct dirent **a, const struct dirent **b)
+{
+    return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+/* strcmp of `name` against the first `len` bytes of `part`. */
+static int cmp_part(const char *name, const char *part, size_t len)
+{
+    int r = strncmp(name, part, len);
+    return r != 0 ? r : name[len] != '\0';
+}
+
+/*
+ * Adds the regular files under the directory `rel` (relative to the root,
+ * `rl` bytes, "" for the root) to op's page, depth-first, names sorted;
+ * `after` (or NULL) is the rest of the cursor below this directory: what
+ * comes before it, and it, are skipped. Returns 1 once the page is full.
+ */
+static int walk(local_t *l, storage_op_t *op, char *rel, size_t rl, const char *after)
+{
+    char path[PATH_MAX];
+    struct dirent **names = NULL;
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", l->root, rel) >= sizeof(path))
+        return 0;
+    int n = scandir(path, &names, NULL, by_name);
+    if (n < 0) {
+        if (rl == 0 && errno != ENOENT) /* no root yet: nothing stored yet */
+            gf_err_setd(&op->err, GF_EIO, STORAGE_DOMAIN, errno, "cannot list %s: %s", l->root,
+                        strerror(errno));
+        return 0;
+    }
+    size_t part = after ? strcspn(after, "/") : 0;
+    const char *rest = after && after[part] == '/' ? after + part + 1 : NULL;
+    int full = 0;
+    for (int i = 0; i < n; i++) {
+        const char *name = names[i]->d_name;
+        int c = after ? cmp_part(name, after, part) : 1;
+        if (full || c < 0 || strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
+            (c == 0 && rest == NULL))
+            continue;
+        size_t nl = strlen(name);
+        struct stat st;
+        if (rl + nl + 2 >= STORAGE_KEY_MAX ||
+            (size_t)snprintf(path, sizeof(path), "%s/%s%s", l->root, rel, name) >= sizeof(path) ||
+            lstat(path, &st) != 0)
+            continue;
+        rel[rl] = '\0';
+        if (S_ISDIR(st.st_mode)) {
+            memcpy(rel + rl, name, nl);
+            rel[rl + nl] = '/';
+            rel[rl + nl + 1] = '\0';
+            full = walk(l, op, rel, rl + nl + 1, c == 0 ? rest : NULL);
+            rel[rl] = '\0';
+        } else if (S_ISREG(st.st_mode) && c > 0) {
+            memcpy(rel + rl, name, nl + 1);
+            storage__list_add(op, rel, (long long)st.st_mtim.tv_sec, (long long)st.st_size);
+            rel[rl] = '\0';
+            full = op->n_entries >= op->max;
+        }
+    }
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return full;
+}
+
+static void do_list(local_t *l, storage_op_t *op)
+{
+    char rel[STORAGE_KEY_MAX + 2] = "";
+    if (walk(l, op, rel, 0, op->cursor) && op->n_entries > 0)
+        op->next_cursor = gf_xstrdup(op->entries[op->n_entries - 1].key);
+}
+
 static void on_work(uv_work_t *w)
 {
     storage_op_t *op = w->data;
@@ -225,6 +300,9 @@ static void on_work(uv_work_t *w)
         break;
     case OP_CHECK:
         do_check(l, op);
+        break;
+    case OP_LIST:
+        do_list(l, op);
         break;
     }
 }

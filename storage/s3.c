@@ -22,9 +22,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define MAX_EXPIRES_S  604800 /* SigV4's longest presigned validity, 7 days */
 #define MAX_BACKOFF_MS 10000
+/* A ListObjectsV2 reply of `n` keys is at most this long (a <Contents> of one of
+ * our keys is well under 1 KiB). */
+#define LIST_REPLY_BYTES(n) ((size_t)(n)*2048 + 65536)
 
 typedef struct {
     storage_t *s;
@@ -138,6 +142,8 @@ static const char *method_of(storage_op_kind k)
         return "DELETE";
     case OP_CHECK:
         return "HEAD";
+    case OP_LIST:
+        return "GET";
     }
     return "GET";
 }
@@ -167,7 +173,30 @@ static void send_op(s3_t *b, storage_op_t *op)
     h[nh++] = (sigv4_kv){"x-amz-content-sha256", sha_hex};
     char *path = path_of(b, op->key);
     char *url = url_of(b, path);
-    char *auth = sigv4_authorization(&b->creds, amz_date, method, path, NULL, 0, h, nh, sha_hex);
+    /* ListObjectsV2: the query signed and sent alike */
+    char max_keys[24];
+    sigv4_kv q[4];
+    size_t nq = 0;
+    if (op->kind == OP_LIST) {
+        snprintf(max_keys, sizeof(max_keys), "%zu", op->max);
+        q[nq++] = (sigv4_kv){"list-type", "2"};
+        q[nq++] = (sigv4_kv){"max-keys", max_keys};
+        if (b->cfg->s3_prefix[0])
+            q[nq++] = (sigv4_kv){"prefix", b->cfg->s3_prefix};
+        if (op->cursor)
+            q[nq++] = (sigv4_kv){"continuation-token", op->cursor};
+        gf_buf_t u = {0};
+        gf_buf_puts(&u, url);
+        free(url);
+        for (size_t i = 0; i < nq; i++) {
+            gf_buf_puts(&u, i ? "&" : "?");
+            sigv4_uri_encode(&u, q[i].name, 0);
+            gf_buf_puts(&u, "=");
+            sigv4_uri_encode(&u, q[i].value, 0);
+        }
+        url = u.p;
+    }
+    char *auth = sigv4_authorization(&b->creds, amz_date, method, path, q, nq, h, nh, sha_hex);
     const char *lines[12];
     gf_buf_t hb[10] = {{0}};
     size_t nl = 0;
@@ -187,7 +216,8 @@ static void send_op(s3_t *b, storage_op_t *op)
         .timeout_ms = op->timeout_ms ? op->timeout_ms : (uint64_t)b->cfg->storage_timeout_ms,
         .connect_timeout_ms =
             op->timeout_ms ? op->timeout_ms : (uint64_t)b->cfg->storage_timeout_ms,
-        .max_bytes = (size_t)b->cfg->storage_max_object_bytes,
+        .max_bytes = op->kind == OP_LIST ? LIST_REPLY_BYTES(op->max)
+                                         : (size_t)b->cfg->storage_max_object_bytes,
         .public_only = 0, /* the operator's endpoint, often on a private network */
     };
     op->attempts++;
@@ -205,16 +235,93 @@ static void on_backoff(uv_timer_t *t)
     send_op(op->b, op);
 }
 
+/* The text of the first <tag>...</tag> in [p, end) (`len` bytes), or NULL. S3's documents
+ * are flat enough for this; a value holding an XML entity is the caller's to refuse. */
+static const char *xml_text(const char *p, const char *end, const char *tag, size_t *len)
+{
+    char open[40], close[40];
+    snprintf(open, sizeof(open), "<%s>", tag);
+    snprintf(close, sizeof(close), "</%s>", tag);
+    const char *a = p ? strstr(p, open) : NULL;
+    if (a == NULL || a >= end)
+        return NULL;
+    a += strlen(open);
+    const char *e = strstr(a, close);
+    if (e == NULL || e > end)
+        return NULL;
+    *len = (size_t)(e - a);
+    return a;
+}
+
 /* The <Code> of an S3 error document, for the log ("SignatureDoesNotMatch"); else the
  * status (an empty <Code> names nothing). */
 static void s3_code(const net_resp_t *r, char *out, size_t n)
 {
-    const char *p = r->body ? strstr(r->body, "<Code>") : NULL;
-    const char *e = p ? strstr(p, "</Code>") : NULL;
-    if (p && e && e > p + 6 && (size_t)(e - p - 6) < n)
-        snprintf(out, n, "%.*s", (int)(e - p - 6), p + 6);
+    size_t len = 0;
+    const char *c = r->body ? xml_text(r->body, r->body + r->len, "Code", &len) : NULL;
+    if (c && len > 0 && len < n)
+        snprintf(out, n, "%.*s", (int)len, c);
     else
         snprintf(out, n, "HTTP %ld", r->status);
+}
+
+/* "2026-12-05T12:00:00.000Z" (`len` bytes): Unix seconds, or -1. */
+static long long iso_time(const char *p, size_t len)
+{
+    char buf[40];
+    struct tm tm = {0};
+    if (len >= sizeof(buf))
+        return -1;
+    memcpy(buf, p, len);
+    buf[len] = '\0';
+    const char *rest = strptime(buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (rest == NULL || (*rest != '.' && *rest != 'Z'))
+        return -1;
+    return (long long)timegm(&tm);
+}
+
+/*
+ * A ListObjectsV2 reply into op's page: each <Contents>'s <Key> (the prefix
+ * taken off), <LastModified> and <Size>, and the <NextContinuationToken> when
+ * <IsTruncated> is true. GF_EIO when it is not such a document.
+ */
+static int read_listing(storage_op_t *op, const net_resp_t *r)
+{
+    const s3_t *b = op->b;
+    const char *p = r->body ? r->body : "", *end = p + r->len;
+    size_t len = 0, plen = strlen(b->cfg->s3_prefix);
+    if (strstr(p, "<ListBucketResult") == NULL)
+        return gf_err_set(&op->err, GF_EIO, STORAGE_DOMAIN, "list: not a ListBucketResult");
+    for (const char *c = p; (c = strstr(c, "<Contents>")) != NULL;) {
+        const char *ce = strstr(c, "</Contents>");
+        if (ce == NULL)
+            return gf_err_set(&op->err, GF_EIO, STORAGE_DOMAIN, "list: <Contents> not closed");
+        size_t klen = 0, tlen = 0, slen = 0;
+        const char *k = xml_text(c, ce, "Key", &klen);
+        const char *t = xml_text(c, ce, "LastModified", &tlen);
+        const char *sz = xml_text(c, ce, "Size", &slen);
+        long long when = t ? iso_time(t, tlen) : -1;
+        if (k == NULL || when < 0 || sz == NULL)
+            return gf_err_set(&op->err, GF_EIO, STORAGE_DOMAIN,
+                              "list: a <Contents> without Key, LastModified or Size");
+        /* Ours start with the prefix and hold no entity (storage__list_add skips the rest). */
+        if (klen > plen && klen < STORAGE_KEY_MAX + plen &&
+            strncmp(k, b->cfg->s3_prefix, plen) == 0) {
+            char key[STORAGE_KEY_MAX + 1];
+            snprintf(key, sizeof(key), "%.*s", (int)(klen - plen), k + plen);
+            storage__list_add(op, key, when, strtoll(sz, NULL, 10));
+        }
+        c = ce;
+    }
+    const char *tr = xml_text(p, end, "IsTruncated", &len);
+    if (tr && len == 4 && strncmp(tr, "true", 4) == 0) {
+        const char *tok = xml_text(p, end, "NextContinuationToken", &len);
+        if (tok == NULL || len == 0 || memchr(tok, '&', len) != NULL || len >= 4 * STORAGE_KEY_MAX)
+            return gf_err_set(&op->err, GF_EIO, STORAGE_DOMAIN,
+                              "list: truncated without a usable NextContinuationToken");
+        op->next_cursor = gf_xstrndup(tok, len);
+    }
+    return 0;
 }
 
 /* Whether a GET's body is the one stored (when the object carries our checksum). */
@@ -286,6 +393,8 @@ static void on_xfer(net_resp_t *resp, void *data)
                    "GET %s: %zu bytes that do not match the object's x-amz-meta-sha256 (cut "
                    "short or damaged on the way)",
                    op->key, resp->len);
+    } else if (st == GF_OK && op->kind == OP_LIST) {
+        read_listing(op, resp);
     } else if (st == GF_OK) {
         if (op->kind == OP_GET && resp->status >= 200 && resp->status < 300) {
             const char *etag = net_header(resp, "etag");

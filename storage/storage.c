@@ -25,7 +25,7 @@ struct storage {
     gf_mfamily_t *m_requests, *m_seconds;
 };
 
-static const char *const op_names[] = {"put", "get", "delete", "check"};
+static const char *const op_names[] = {"put", "get", "delete", "check", "list"};
 
 uv_loop_t *storage__loop(storage_t *s)
 {
@@ -37,6 +37,19 @@ const gf_config_t *storage__cfg(storage_t *s)
     return s->cfg;
 }
 
+/* Whether seg[0..len) is a name of [0-9a-z_.-], not empty, not starting with '.'. */
+static int name_ok(const char *seg, size_t len)
+{
+    if (len == 0 || seg[0] == '.')
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = seg[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.'))
+            return 0;
+    }
+    return 1;
+}
+
 int storage__key_ok(const char *key)
 {
     size_t n = key ? strlen(key) : 0;
@@ -44,18 +57,52 @@ int storage__key_ok(const char *key)
         return 0;
     for (const char *seg = key;;) {
         size_t len = strcspn(seg, "/");
-        if (len == 0 || seg[0] == '.')
+        if (!name_ok(seg, len))
             return 0;
-        for (size_t i = 0; i < len; i++) {
-            char c = seg[i];
-            if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
-                  c == '.'))
-                return 0;
-        }
         if (seg[len] == '\0')
             return 1;
         seg += len + 1;
     }
+}
+
+int storage__temp_key_ok(const char *key)
+{
+    size_t n = key ? strlen(key) : 0;
+    if (n == 0 || n >= STORAGE_KEY_MAX)
+        return 0;
+    const char *last = strrchr(key, '/');
+    last = last ? last + 1 : key;
+    for (const char *seg = key; seg < last;) {
+        size_t len = strcspn(seg, "/");
+        if (!name_ok(seg, len))
+            return 0;
+        seg += len + 1;
+    }
+    /* ".{name}.tmp.{suffix}", at the last ".tmp." (a name may hold one too) */
+    const char *tmp = NULL;
+    for (const char *t = last; (t = strstr(t, ".tmp.")) != NULL; t++)
+        tmp = t;
+    if (last[0] != '.' || tmp == NULL || tmp == last ||
+        !name_ok(last + 1, (size_t)(tmp - last - 1)))
+        return 0;
+    const char *suffix = tmp + 5;
+    if (*suffix == '\0')
+        return 0;
+    for (const char *c = suffix; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9')))
+            return 0;
+    return 1;
+}
+
+void storage__list_add(storage_op_t *op, const char *key, long long mtime_unix_s, long long size)
+{
+    if (op->entries == NULL)
+        op->entries = gf_xcalloc(op->max, sizeof(*op->entries));
+    int temp = !storage__key_ok(key);
+    if (op->n_entries >= op->max || (temp && !storage__temp_key_ok(key)))
+        return;
+    op->entries[op->n_entries++] = (storage_entry_t){
+        .key = gf_xstrdup(key), .mtime_unix_s = mtime_unix_s, .size = size, .temp = temp};
 }
 
 /* The settings of the other backend, when set, would be ignored: refused. */
@@ -168,6 +215,11 @@ static void op_free(storage_op_t *op)
     free(op->body);
     free(op->ctype);
     free(op->obj.data);
+    free(op->cursor);
+    for (size_t i = 0; i < op->n_entries; i++)
+        free((char *)op->entries[i].key);
+    free(op->entries);
+    free(op->next_cursor);
     free(op);
     s->nops--;
     maybe_closed(s);
@@ -217,6 +269,10 @@ void storage__finish(storage_op_t *op)
     }
     if (op->kind == OP_GET)
         op->got(s, &op->err, op->err.code == 0 ? &op->obj : NULL, op->data);
+    else if (op->kind == OP_LIST)
+        op->listed(s, &op->err, op->err.code == 0 ? op->entries : NULL,
+                   op->err.code == 0 ? op->n_entries : 0,
+                   op->err.code == 0 ? op->next_cursor : NULL, op->data);
     else
         op->done(s, &op->err, op->data);
     if (op->timer_init) {
@@ -232,7 +288,8 @@ static int op_start(storage_t *s, storage_op_kind kind, const char *key, storage
 {
     if (s->closing)
         return GF_ECANCELED;
-    if (kind != OP_CHECK && !storage__key_ok(key))
+    if (kind != OP_CHECK && kind != OP_LIST && !storage__key_ok(key) &&
+        !(kind == OP_DELETE && storage__temp_key_ok(key)))
         return GF_EINVAL;
     storage_op_t *op = gf_xcalloc(1, sizeof(*op));
     op->s = s;
@@ -302,6 +359,22 @@ int storage_check(storage_t *s, uint64_t timeout_ms, storage_done_cb cb, void *c
     if (rc < 0)
         return rc;
     op->timeout_ms = timeout_ms;
+    s->be->start(s->b, op);
+    return 0;
+}
+
+int storage_list(storage_t *s, const char *cursor, size_t max, storage_list_cb cb, void *cb_data)
+{
+    storage_op_t *op;
+    if (cb == NULL || max == 0 || max > STORAGE_LIST_MAX ||
+        (cursor && (cursor[0] == '\0' || strlen(cursor) >= 4 * STORAGE_KEY_MAX)))
+        return GF_EINVAL;
+    int rc = op_start(s, OP_LIST, NULL, NULL, NULL, cb_data, &op);
+    if (rc < 0)
+        return rc;
+    op->listed = cb;
+    op->cursor = cursor ? gf_xstrdup(cursor) : NULL;
+    op->max = max;
     s->be->start(s->b, op);
     return 0;
 }

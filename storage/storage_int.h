@@ -13,7 +13,10 @@
 #define STORAGE_DOMAIN  "storage"
 #define STORAGE_KEY_MAX 512
 
-typedef enum { OP_PUT, OP_GET, OP_DELETE, OP_CHECK } storage_op_kind;
+typedef enum { OP_PUT, OP_GET, OP_DELETE, OP_CHECK, OP_LIST } storage_op_kind;
+
+/* The most objects one listing page holds (S3's own bound). */
+#define STORAGE_LIST_MAX 1000
 
 typedef struct storage_op storage_op_t;
 struct storage_op {
@@ -25,9 +28,16 @@ struct storage_op {
     char *ctype;
     storage_done_cb done;
     storage_get_cb got;
+    storage_list_cb listed;
     void *data;
     gf_err_t err;
     storage_object_t obj;
+    /* OP_LIST: the page asked for (cursor NULL: the first) and the page read */
+    char *cursor;
+    size_t max;
+    storage_entry_t *entries; /* their keys owned */
+    size_t n_entries;
+    char *next_cursor; /* NULL: the last page */
     uint64_t t0;
     uint64_t timeout_ms; /* OP_CHECK's; 0: FARM_STORAGE_TIMEOUT_MS */
     storage_op_t *prev, *next;
@@ -76,5 +86,14 @@ int storage__s3_judge(const net_resp_t *r, storage_op_kind kind, int *retry, cha
 
 /* Whether `key` is a relative path of [0-9a-z_.-] names, none empty or starting with '.'. */
 int storage__key_ok(const char *key);
+/*
+ * Whether `key` names a put's temporary object: a key whose last name is
+ * ".{name}.tmp.{suffix}", `name` a valid name and `suffix` letters and digits
+ * (local.c's temp files; what a writer killed mid-put leaves).
+ */
+int storage__temp_key_ok(const char *key);
+/* Adds an object to op's listing page (the key copied), unless its key is neither
+ * storage__key_ok() nor storage__temp_key_ok(), or the page is full. */
+void storage__list_add(storage_op_t *op, const char *key, long long mtime_unix_s, long long size);
 
 #endif

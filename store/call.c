@@ -66,6 +66,7 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
     [STORE_OP_AUDIT] = {"SELECT farm_audit($1::text, $2::text, $3::text, $4::text, $5::jsonb)"},
     [STORE_OP_AUDIT_PAGE] = {"SELECT farm_audit_page($1::int, $2::bigint)"},
     [STORE_OP_RECONCILE_COUNT] = {"SELECT farm_reconcile_count()"},
+    [STORE_OP_UNREFERENCED] = {"SELECT farm_storage_unreferenced($1::text[])"},
 };
 
 /*
@@ -472,16 +473,26 @@ void store_call_lifecycle(store_call_t *c, int limit, int output_days, int uploa
 }
 
 /* The keys as a Postgres array literal, each quoted (keys never hold '"' nor '\\'). */
-void store_call_storage_deleted(store_call_t *c, const char *const *keys, size_t n)
+static char *keys_array(const char *const *keys, size_t n)
 {
-    call_init(c, STORE_OP_STORAGE_DELETED, 1);
     gf_buf_t b = {0};
     gf_buf_puts(&b, "{");
     for (size_t i = 0; i < n; i++)
         gf_buf_printf(&b, "%s\"%s\"", i ? "," : "", keys[i]);
     gf_buf_puts(&b, "}");
-    c->_params[0] = gf_xstrdup(b.p);
-    gf_buf_dispose(&b);
+    return b.p;
+}
+
+void store_call_unreferenced(store_call_t *c, const char *const *keys, size_t n)
+{
+    call_init(c, STORE_OP_UNREFERENCED, 1);
+    c->_params[0] = keys_array(keys, n);
+}
+
+void store_call_storage_deleted(store_call_t *c, const char *const *keys, size_t n)
+{
+    call_init(c, STORE_OP_STORAGE_DELETED, 1);
+    c->_params[0] = keys_array(keys, n);
 }
 
 void store_call_dispose(store_call_t *c)

@@ -484,6 +484,8 @@ static const char *json_source(store_op_t op)
         return "farm_uploads_page";
     case STORE_OP_LIFECYCLE:
         return "farm_lifecycle";
+    case STORE_OP_UNREFERENCED:
+        return "farm_storage_unreferenced";
     case STORE_OP_AUDIT_PAGE:
         return "farm_audit_page";
     default:
@@ -523,7 +525,7 @@ static void parse_json(store_call_t *c, const char *text)
     else if (c->_op == STORE_OP_UPLOADS)
         read_uploads(&r, root, &c->res.uploads);
     else if (c->_op == STORE_OP_GENERATION_DELETE || c->_op == STORE_OP_UPLOAD_DELETE ||
-             c->_op == STORE_OP_LIFECYCLE)
+             c->_op == STORE_OP_LIFECYCLE || c->_op == STORE_OP_UNREFERENCED)
         read_keys(&r, root, &c->res.keys);
     else if (c->_op == STORE_OP_AUDIT_PAGE)
         read_audit_page(&r, root, &c->res.audit);
@@ -654,6 +656,7 @@ void store__parse_row(store_call_t *c, const store_row_t *row)
     case STORE_OP_UPLOAD_DELETE:
     case STORE_OP_UPLOADS:
     case STORE_OP_LIFECYCLE:
+    case STORE_OP_UNREFERENCED:
     case STORE_OP_AUDIT_PAGE:
         parse_json(c, row->v[0]);
         return;
@@ -733,6 +736,7 @@ void store__result_dispose(store_call_t *c)
     case STORE_OP_GENERATION_DELETE:
     case STORE_OP_UPLOAD_DELETE:
     case STORE_OP_LIFECYCLE:
+    case STORE_OP_UNREFERENCED:
         for (size_t i = 0; i < c->res.keys.n; i++)
             free(c->res.keys.keys[i]);
         free(c->res.keys.keys);

@@ -5,7 +5,10 @@
  * (docs/storage.md, "Lifecycle"): one store call (farm_lifecycle:
  * retention, the idempotency keys' purge, a batch of objects due for
  * deletion), the batch's deletes through storage/, and one store call that
- * reports the objects deleted.
+ * reports the objects deleted; and the leftover files' step (docs/storage.md,
+ * "Leftover files"): one page of storage's listing (FARM_SWEEP_BATCH
+ * objects), one store call that names the page's stale attempt files, and
+ * the deletes of those and of old temporary files.
  *
  * Invariant: at most one tick runs at a time in a process (the timer is
  * re-armed only when a tick has finished); `pending` counts its calls in
@@ -32,6 +35,12 @@ struct worker_sweeper {
     store_call_t rc_call;
     int rc_pending, rc_timer_closed;
     gf_metric_t *m_violations, *m_last_run;
+    /* leftover files: a pass over storage's listing, a page a tick */
+    char *left_cursor; /* the next page's; NULL: from the start */
+    store_call_t left_call;
+    char **left_keys; /* due for deletion, the page's */
+    size_t n_left, cap_left;
+    gf_mfamily_t *m_swept;
     worker_sweeper_closed_cb closed_cb;
     void *closed_data;
 };
@@ -52,6 +61,7 @@ static void sweeper_maybe_closed(worker_sweeper_t *sw)
         return;
     worker_sweeper_closed_cb cb = sw->closed_cb;
     void *data = sw->closed_data;
+    free(sw->left_cursor);
     free(sw);
     if (cb)
         cb(data);
@@ -225,6 +235,134 @@ static void on_lifecycle(store_t *st, const gf_err_t *err, store_call_t *call, v
     sweeper_call_done(sw);
 }
 
+/* --- leftover files (docs/storage.md, "Leftover files") ---------------------------- */
+
+/* "{user}/{generation}/{index}-{variant}.a{attempt}.{ext}": an attempt's output file. */
+static int is_attempt_key(const char *key)
+{
+    const char *name = strrchr(key, '/');
+    if (name == NULL || name == key || strchr(key, '/') == name)
+        return 0;
+    if (strchr(strchr(key, '/') + 1, '/') != name)
+        return 0; /* three names exactly */
+    const char *p = name + 1;
+    size_t n = strspn(p, "0123456789");
+    if (n == 0 || p[n] != '-')
+        return 0;
+    p += n + 1;
+    n = strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789_");
+    if (n == 0 || strncmp(p + n, ".a", 2) != 0)
+        return 0;
+    p += n + 2;
+    n = strspn(p, "0123456789");
+    if (n == 0 || p[n] != '.')
+        return 0;
+    p += n + 1;
+    return p[0] != '\0' && strspn(p, "abcdefghijklmnopqrstuvwxyz") == strlen(p);
+}
+
+static void left_free_keys(worker_sweeper_t *sw)
+{
+    for (size_t i = 0; i < sw->n_left; i++)
+        free(sw->left_keys[i]);
+    free(sw->left_keys);
+    sw->left_keys = NULL;
+    sw->n_left = 0;
+}
+
+static void on_left_deleted(storage_t *s, const gf_err_t *err, const char *const *deleted,
+                            size_t n_deleted, void *data)
+{
+    (void)s;
+    worker_sweeper_t *sw = data;
+    gf_log_ctx ctx = {.component = "sweeper", .action = "deleting leftover files"};
+    size_t temp = 0;
+    for (size_t i = 0; i < n_deleted; i++) {
+        const char *name = strrchr(deleted[i], '/');
+        temp += (name ? name[1] : deleted[i][0]) == '.';
+    }
+    if (temp > 0)
+        gf_metric_add(gf_metric_with(sw->m_swept, "temp", NULL, NULL), (double)temp);
+    if (n_deleted > temp)
+        gf_metric_add(gf_metric_with(sw->m_swept, "attempt", NULL, NULL),
+                      (double)(n_deleted - temp));
+    if (err->code < 0)
+        GF_LOG(GF_LOG_WARN, &ctx, "%zu of %zu leftover files not deleted (%s: %s): next pass",
+               sw->n_left - n_deleted, sw->n_left, gf_status_name(err->code), err->msg);
+    else
+        GF_LOG(GF_LOG_INFO, &ctx,
+               "%zu leftover files deleted (%zu temporary, %zu of stale attempts)", n_deleted, temp,
+               n_deleted - temp);
+    left_free_keys(sw);
+    sweeper_call_done(sw);
+}
+
+/* Deletes the page's leftover files gathered in left_keys; ends the step when none. */
+static void left_delete(worker_sweeper_t *sw)
+{
+    if (sw->n_left > 0 && !sw->closing &&
+        storage_delete_keys(sw->storage, (const char *const *)sw->left_keys, sw->n_left,
+                            on_left_deleted, sw) == 0)
+        return;
+    left_free_keys(sw);
+    sweeper_call_done(sw);
+}
+
+static void on_left_unreferenced(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
+{
+    (void)st;
+    worker_sweeper_t *sw = data;
+    const store_keys_result_t *k = &call->res.keys;
+    if (err->code < 0)
+        gf_log_err(GF_LOG_WARN,
+                   &(gf_log_ctx){.component = "sweeper", .action = "checking leftover files"}, err);
+    else
+        for (size_t i = 0; i < k->n && sw->n_left < sw->cap_left; i++)
+            sw->left_keys[sw->n_left++] = gf_xstrdup(k->keys[i]);
+    store_call_dispose(&sw->left_call);
+    left_delete(sw);
+}
+
+static void on_left_listed(storage_t *s, const gf_err_t *err, const storage_entry_t *entries,
+                           size_t n, const char *next, void *data)
+{
+    (void)s;
+    worker_sweeper_t *sw = data;
+    if (err->code < 0) { /* the same page again next tick */
+        if (err->code != GF_ECANCELED)
+            gf_log_err(GF_LOG_WARN,
+                       &(gf_log_ctx){.component = "sweeper", .action = "listing leftover files"},
+                       err);
+        sweeper_call_done(sw);
+        return;
+    }
+    free(sw->left_cursor);
+    sw->left_cursor = next ? gf_xstrdup(next) : NULL; /* NULL: the next pass starts over */
+    long long old = gf_clock_unix_ms() / 1000 - sw->cfg->sweep_leftover_grace_s;
+    const char **ask = gf_xcalloc(n ? n : 1, sizeof(*ask));
+    size_t n_ask = 0;
+    sw->cap_left = n;
+    sw->left_keys = gf_xcalloc(n ? n : 1, sizeof(*sw->left_keys));
+    for (size_t i = 0; i < n; i++) {
+        if (entries[i].mtime_unix_s >= old)
+            continue; /* young: a put or an attempt may still be writing it */
+        if (entries[i].temp)
+            sw->left_keys[sw->n_left++] = gf_xstrdup(entries[i].key);
+        else if (is_attempt_key(entries[i].key))
+            ask[n_ask++] = entries[i].key;
+    }
+    if (n_ask > 0 && !sw->closing) {
+        store_call_unreferenced(&sw->left_call, ask, n_ask);
+        if (store_exec(sw->store, &sw->left_call, on_left_unreferenced, sw) == 0) {
+            free(ask);
+            return;
+        }
+        store_call_dispose(&sw->left_call);
+    }
+    free(ask);
+    left_delete(sw);
+}
+
 static void sweeper_tick(uv_timer_t *t)
 {
     worker_sweeper_t *sw = t->data;
@@ -240,6 +378,9 @@ static void sweeper_tick(uv_timer_t *t)
         sw->pending++;
     else
         store_call_dispose(&sw->life);
+    size_t page = sw->cfg->sweep_batch < 1000 ? (size_t)sw->cfg->sweep_batch : 1000;
+    if (storage_list(sw->storage, sw->left_cursor, page, on_left_listed, sw) == 0)
+        sw->pending++;
     sweeper_call_done(sw);
 }
 
@@ -309,6 +450,11 @@ worker_sweeper_t *worker_sweeper_new(uv_loop_t *loop, const gf_config_t *cfg, st
         gf_metrics_gauge(metrics, "farm_reconcile_last_run_timestamp_seconds",
                          "when this worker last checked the ledger (unix seconds; 0: never)", NULL),
         NULL, NULL, NULL);
+    sw->m_swept = gf_metrics_counter(metrics, "farm_sweeper_leftover_files_deleted_total",
+                                     "leftover files the sweeper deleted: temp (a put's temporary "
+                                     "file left by a dead writer) or attempt (a stale attempt's "
+                                     "file that no output records)",
+                                     "kind");
     return sw;
 }
 

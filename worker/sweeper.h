@@ -10,6 +10,12 @@
  * retention (FARM_OUTPUT_RETENTION_DAYS, FARM_UPLOAD_RETENTION_DAYS), the
  * purge of idempotency keys older than 24 h, and the deletion of a batch of
  * objects due (FARM_SWEEP_BATCH), retried with a backoff when storage fails.
+ * And each tick reads one page (FARM_SWEEP_BATCH objects) of storage's
+ * listing, going round it page after page, and deletes the leftover files
+ * older than FARM_SWEEP_LEFTOVER_GRACE_S on it (docs/storage.md, "Leftover
+ * files"): a put's temporary files, and the files of an attempt that no
+ * output records (farm_storage_unreferenced: never those of a queued or
+ * running generation), counted in farm_sweeper_leftover_files_deleted_total{kind}.
  *
  * Every FARM_RECONCILE_INTERVAL_S (the first after FARM_SWEEP_INTERVAL_S) it
  * also counts `farm reconcile`'s violations, one worker of the farm at a

@@ -157,6 +157,8 @@ typedef struct gf_config {
     /* faults (issue #17: hand-backs that are not attempts) */
     long long queue_handback_cap_ms;
     long long queue_handback_max;
+    /* faults (issue #17: the sweeper's cleanup of leftover files) */
+    long long sweep_leftover_grace_s;
     /* Derived by the loader from the rows above (already validated). */
     struct gf_tier {
         char name[GF_TIER_NAME_MAX + 1];

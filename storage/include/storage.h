@@ -1,6 +1,6 @@
 /*
  * storage/include/storage.h - where image files live (docs/storage.md): one
- * interface, put, get, delete and a signed read URL, over two backends:
+ * interface, put, get, delete, list and a signed read URL, over two backends:
  * `local` (a directory, FARM_STORAGE_DIR) and `s3` (any S3-compatible
  * service, FARM_S3_*, over net/ with SigV4).
  *
@@ -74,7 +74,8 @@ int storage_put(storage_t *s, const char *key, const void *data, size_t len,
                 const char *content_type, storage_done_cb cb, void *cb_data);
 /* Reads the object of `key` (at most FARM_STORAGE_MAX_OBJECT_BYTES). */
 int storage_get(storage_t *s, const char *key, storage_get_cb cb, void *cb_data);
-/* Deletes the object of `key`; one that is already gone is a success. */
+/* Deletes the object of `key` (or a temporary object storage_list() named); one that is
+ * already gone is a success. */
 int storage_delete(storage_t *s, const char *key, storage_done_cb cb, void *cb_data);
 /*
  * The result of storage_delete_keys(): `deleted` (valid during the call)
@@ -95,6 +96,31 @@ int storage_delete_keys(storage_t *s, const char *const *keys, size_t n, storage
  * (one try, no retry; local: the root is a writable directory).
  */
 int storage_check(storage_t *s, uint64_t timeout_ms, storage_done_cb cb, void *cb_data);
+
+/* One object of a listing page. */
+typedef struct {
+    const char *key;        /* relative to the root (after FARM_S3_PREFIX) */
+    long long mtime_unix_s; /* when it was last written */
+    long long size;         /* bytes */
+    int temp;               /* a put's temporary object, left by a writer that died mid-put */
+} storage_entry_t;
+
+/*
+ * A listing page: `entries` (valid during the call) in the backend's order;
+ * `next` the cursor of the page after it, NULL on the last page.
+ */
+typedef void (*storage_list_cb)(storage_t *s, const gf_err_t *err, const storage_entry_t *entries,
+                                size_t n, const char *next, void *data);
+/*
+ * Lists one page of at most `max` (1..1000) objects: from the start when
+ * `cursor` is NULL, else after the page that returned `cursor` as its
+ * `next`. Local: a depth-first walk of FARM_STORAGE_DIR (regular files,
+ * names sorted in each directory); s3: one ListObjectsV2 request (retried as
+ * the others). Objects whose key storage would refuse (another client's)
+ * are skipped, except a put's temporary objects (`temp`), which
+ * storage_delete() accepts.
+ */
+int storage_list(storage_t *s, const char *cursor, size_t max, storage_list_cb cb, void *cb_data);
 
 /* Takes the data out of an object (the caller frees it). */
 unsigned char *storage_object_take(storage_object_t *obj, size_t *len);

@@ -76,6 +76,8 @@ typedef enum {
     STORE_OP_AUDIT,
     STORE_OP_AUDIT_PAGE,
     STORE_OP_RECONCILE_COUNT,
+    /* leftover files (docs/storage.md, "Leftover files") */
+    STORE_OP_UNREFERENCED,
     STORE_OP_COUNT_
 } store_op_t;
 
@@ -376,7 +378,7 @@ typedef struct {
         store_webhook_claim_result_t webhook_claim;
         store_webhook_result_t webhook_result;
         store_webhook_list_result_t webhook_list; /* WEBHOOK_LIST and WEBHOOK_RETRY */
-        store_keys_result_t keys;                 /* GENERATION_DELETE, UPLOAD_DELETE, LIFECYCLE */
+        store_keys_result_t keys; /* GENERATION_DELETE, UPLOAD_DELETE, LIFECYCLE, UNREFERENCED */
         store_uploads_result_t uploads;
         store_upload_result_t upload; /* UPLOAD_ADD and UPLOAD_USAGE */
         store_audit_result_t audit;   /* AUDIT and AUDIT_PAGE */
@@ -487,6 +489,14 @@ void store_call_upload_delete(store_call_t *c, const char *upload_id, const char
 void store_call_uploads(store_call_t *c, const char *user_id, int limit, const char *cursor);
 void store_call_lifecycle(store_call_t *c, int limit, int output_days, int upload_days);
 void store_call_storage_deleted(store_call_t *c, const char *const *keys, size_t n);
+/*
+ * Of `n` storage keys ([0-9a-z_./-] only), those of a generation's files
+ * ("{user}/{generation}/...") that no output row records, that are not due
+ * for deletion already (storage_deletions), and whose generation is not
+ * queued or running (farm_storage_unreferenced): a stale attempt's files.
+ * Result: res.keys.
+ */
+void store_call_unreferenced(store_call_t *c, const char *const *keys, size_t n);
 
 /*
  * The audit trail (migrations/0021_operations.sql, docs/operations.md "Audit

@@ -185,7 +185,8 @@ static void test_bad_keys_and_no_urls(void **state)
 }
 
 /* Keys that could name a file outside the root, or a hidden or temp file,
- * are refused by every operation before anything runs. */
+ * are refused by every operation before anything runs (a temp name by get
+ * and put only). */
 static void test_traversal_and_odd_keys_refused(void **state)
 {
     (void)state;
@@ -209,7 +210,9 @@ static void test_traversal_and_odd_keys_refused(void **state)
             fail_msg("get accepted '%s'", bad[i] ? bad[i] : "(null)");
         if (storage_put(st, bad[i], "x", 1, NULL, on_done, &r) != GF_EINVAL)
             fail_msg("put accepted '%s'", bad[i] ? bad[i] : "(null)");
-        if (storage_delete(st, bad[i], on_done, &r) != GF_EINVAL)
+        /* A put's temp name is deletable: the sweeper removes leftovers storage_list() named. */
+        int temp = bad[i] && strcmp(bad[i], "u/g/.0-full.webp.tmp.abcdef") == 0;
+        if (!temp && storage_delete(st, bad[i], on_done, &r) != GF_EINVAL)
             fail_msg("delete accepted '%s'", bad[i] ? bad[i] : "(null)");
     }
     uv_run(&loop, UV_RUN_NOWAIT);
