@@ -97,7 +97,6 @@ struct httpd_conn {
     unsigned turn_requests;
     int resume_pending; /* its turn's budget is spent: the timer resumes it on the next turn */
     int out_held;       /* a request waits for this client to take its answers (out_bytes) */
-    uv_shutdown_t shutdown;
     int in_dispatch;
     size_t writes_pending;
     conn_state state;
@@ -151,8 +150,20 @@ void httpd__req_free(gf_http_req_t *r);
 void httpd__req_ensure_id(gf_http_req_t *r);
 char *httpd__pct_decode(const char *s, size_t n, int plus_space);
 
+/* A shared stream message (httpd.h): "<hex>\r\n<data>\r\n", the data at `off`. */
+struct gf_http_frame {
+    size_t refs;
+    size_t len;       /* of wire[] */
+    size_t off, dlen; /* the data within wire[] */
+    char wire[];
+};
+
 /* httpd_conn.c */
+/* Queues bytes to the client (copied: they are the caller's again on return). */
 int httpd__conn_write(httpd_conn_t *c, const char *a, size_t alen, const char *b, size_t blen);
+int httpd__conn_writev(httpd_conn_t *c, const uv_buf_t *bufs, unsigned n);
+/* Queues `len` bytes at `p` inside frame `f` (a reference is held while they wait). */
+int httpd__conn_write_frame(httpd_conn_t *c, gf_http_frame_t *f, const char *p, size_t len);
 void httpd__req_done(httpd_conn_t *c, int keep);
 void httpd__conn_accept(gf_httpd_t *h);
 void httpd__conn_stop(httpd_conn_t *c);
