@@ -596,6 +596,13 @@ static void conn_process(httpd_conn_t *c)
         memmove(c->in, c->in + n, c->in_len - n);
         c->in_len -= n;
     }
+    if (c->in_len == 0 && c->in != NULL) {
+        /* Emptied: a request whose bytes came in two reads (or behind
+         * another) no longer holds its buffer for the connection's life. */
+        free(c->in);
+        c->in = NULL;
+        c->in_cap = 0;
+    }
     if (!c->reading && !c->closing && !c->close_after_write && !c->read_eof &&
         c->state != CONN_CHECKING && c->in_len < conn_in_cap(c)) {
         c->reading = 1;
@@ -728,7 +735,7 @@ static void on_handle_closed(uv_handle_t *handle)
         return;
     gf_httpd_t *h = c->h;
     free(c->in);
-    free(c);
+    gf_slab_free(&h->conn_slab, c);
     h->nconns--;
     if (h->m_connections)
         gf_metric_add(h->m_connections, -1);
@@ -737,12 +744,13 @@ static void on_handle_closed(uv_handle_t *handle)
 
 static void on_rejected_closed(uv_handle_t *handle)
 {
-    free(handle->data);
+    httpd_conn_t *c = handle->data;
+    gf_slab_free(&c->h->conn_slab, c);
 }
 
 void httpd__conn_accept(gf_httpd_t *h)
 {
-    httpd_conn_t *c = gf_xcalloc(1, sizeof(*c));
+    httpd_conn_t *c = gf_slab_alloc(&h->conn_slab);
     c->h = h;
     uv_tcp_init(h->loop, &c->tcp);
     c->tcp.data = c;

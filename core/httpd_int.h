@@ -10,6 +10,7 @@
 
 #include "httpd.h"
 #include "log.h"
+#include "slab.h"
 
 #define HTTPD_MAX_SEGS   16
 #define HTTPD_READ_CHUNK 65536
@@ -51,7 +52,7 @@ struct gf_http_req {
     gf_httpd_t *h;
     const httpd_route_t *route;
     int method_not_allowed;
-    char allow[64]; /* the methods of the path when method_not_allowed: "GET, HEAD, POST" */
+    char *allow; /* the methods of the path when method_not_allowed: "GET, HEAD, POST" */
     char method[16];
     gf_buf_t url;
     char *path, *query_raw;
@@ -130,6 +131,8 @@ struct gf_httpd {
     gf_httpd_response_hook hook;
     void *hook_data;
     char readbuf[HTTPD_READ_CHUNK];
+    /* Connections and requests live in slabs: an open stream's stay packed (slab.h). */
+    gf_slab_t conn_slab, req_slab;
     gf_mfamily_t *m_requests, *m_duration;
     uint64_t sample_state; /* the access log's sampling draws (xorshift64) */
     gf_metric_t *m_connections, *m_streams, *m_rejected;

@@ -26,7 +26,7 @@ static const gf_log_ctx *conn_log(const httpd_conn_t *c, gf_log_ctx *ctx)
 
 gf_http_req_t *httpd__req_new(httpd_conn_t *c)
 {
-    gf_http_req_t *r = gf_xcalloc(1, sizeof(*r));
+    gf_http_req_t *r = gf_slab_alloc(&c->h->req_slab);
     r->conn = c;
     r->h = c->h;
     r->max_body = c->h->opts.max_body_bytes;
@@ -48,6 +48,8 @@ static void req_strip(gf_http_req_t *r)
     free(r->refuse_code);
     free(r->refuse_msg);
     free(r->refuse_field);
+    free(r->allow);
+    r->allow = NULL;
     r->path = r->query_raw = r->refuse_code = r->refuse_msg = r->refuse_field = NULL;
     r->query_parsed = 1; /* nothing left to parse */
 }
@@ -62,7 +64,7 @@ void httpd__req_free(gf_http_req_t *r)
     req_strip(r);
     if (r->user_free)
         r->user_free(r->user);
-    free(r);
+    gf_slab_free(&r->h->req_slab, r);
 }
 
 void gf_http_req_set_user(gf_http_req_t *r, void *user, void (*free_fn)(void *user))
