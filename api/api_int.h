@@ -10,6 +10,7 @@
 
 #include "api.h"
 #include "dueq.h"
+#include "slab.h"
 #include "imaging.h"
 #include "queue.h"
 #include "storage.h"
@@ -36,6 +37,9 @@ struct api {
     uv_timer_t sse_ping_timer;
     int sse_ping_on;
     gf_metric_t *m_sse_terminal_reads; /* farm_sse_terminal_reads_total */
+    uv_timer_t sse_trim_timer;         /* hands a burst of stream setups' freed memory back */
+    int sse_trim_on;
+    gf_slab_t sse_slab; /* the streams (slab.h) */
     img_presets_t *presets;
     int imaging_up;
     int closes_pending;

@@ -24,8 +24,9 @@
 #include "api_int.h"
 
 #include <errno.h>
-#include <stddef.h>
 #include <inttypes.h>
+#include <malloc.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,6 +195,36 @@ static void ping_start(api_sse_t *s)
         ping_arm(api); /* otherwise the timer is set for an earlier one already */
 }
 
+/* --- memory after a burst of setups --------------------------------------------------- */
+
+/* How long after a stream's start the heap's free memory goes back (at most once per period). */
+#define SSE_TRIM_AFTER_MS 500
+
+static void on_trim(uv_timer_t *t)
+{
+    (void)t;
+    malloc_trim(0);
+}
+
+/*
+ * Streams open in bursts (a gallery's page, every client of a restarted
+ * api reconnecting), and each setup uses for a moment several times what
+ * an open stream keeps (its request parsed, its token checked, its owner
+ * read). Those blocks are freed between the long-lived ones, so the heap
+ * keeps the burst's peak as resident memory. Half a second after a stream
+ * starts (once per half second while they keep starting), malloc_trim()
+ * gives the free pages back, and an idle api holds what its streams use.
+ */
+static void trim_soon(api_t *api)
+{
+    if (!api->sse_trim_on) {
+        uv_timer_init(api->loop, &api->sse_trim_timer);
+        api->sse_trim_on = 1;
+    }
+    if (!uv_is_active((uv_handle_t *)&api->sse_trim_timer))
+        uv_timer_start(&api->sse_trim_timer, on_trim, SSE_TRIM_AFTER_MS, 0);
+}
+
 /* --- a stream ------------------------------------------------------------------- */
 
 /* Ends the stream (once): leaves its hub, stops its watch and heartbeat, finishes the request. */
@@ -241,7 +272,7 @@ static void sse_free_maybe(api_sse_t *s)
     }
     json_decref(s->record);
     free(s->after_user);
-    free(s);
+    gf_slab_free(&s->api->sse_slab, s);
 }
 
 static void on_client_gone(gf_http_req_t *req, void *data)
@@ -584,6 +615,7 @@ static void on_catchup_read(queue_t *q, const gf_err_t *err, const queue_events_
     api_sse_t *s = data;
     s->read_pending = 0;
     s->catching_up = 0;
+    trim_soon(s->api); /* the last step of a setup */
     if (s->finished) {
         sse_free_maybe(s);
         return;
@@ -613,7 +645,7 @@ static int sse_read_from_cursor(api_sse_t *s, queue_events_cb cb)
  * A live generation's stream joins the generation's hub (made, with its
  * watch from the first event, by the first stream). A stream whose cursor
  * is behind what the hub has delivered, or that joins once the hub met the
- * terminal event, reads what it misses first.
+ * terminal event, reads what it misses first (the terminal event included).
  */
 static int hub_join(api_sse_t *s)
 {
@@ -640,7 +672,9 @@ static int hub_join(api_sse_t *s)
         hub->head->hprev = s;
     hub->head = s;
     hub->n++;
-    if (hub->term != TERM_NONE || hub->last > s->after) {
+    /* Without a watch the hub has met its terminal event (or its end): what
+     * comes is read, never delivered. */
+    if (hub->term != TERM_NONE || hub->watch == NULL || hub->last > s->after) {
         s->catching_up = 1;
         if (sse_read_from_cursor(s, on_catchup_read) < 0) {
             s->catching_up = 0;
@@ -820,6 +854,7 @@ static void sse_begin(api_sse_t *s)
         return;
     }
     ping_start(s);
+    trim_soon(s->api);
 }
 
 static void on_owner_checked(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
@@ -856,7 +891,7 @@ static api_sse_t *sse_new(api_t *api, gf_http_req_t *req)
         return NULL;
     }
     gf_http_req_set_user(req, NULL, NULL); /* the gate's caller, read: a stream keeps only its id */
-    api_sse_t *s = gf_xcalloc(1, sizeof(*s));
+    api_sse_t *s = gf_slab_alloc(&api->sse_slab);
     s->api = api;
     s->req = req;
     snprintf(s->sub, sizeof(s->sub), "%s", who.sub);
@@ -930,6 +965,13 @@ static void on_generation_stream(gf_http_req_t *req, void *data)
     }
     snprintf(s->gen_id, sizeof(s->gen_id), "%s", id);
     s->last_id = s->after;
+    /* Its live hub knows the owner already (its first stream's owner check
+     * read it, and it never changes): the stream joins without a read. */
+    sse_hub_t *hub = *hub_slot(api, s->gen_id);
+    if (hub != NULL && strcmp(hub->sub, s->sub) == 0) {
+        sse_begin(s);
+        return;
+    }
     /* Only its owner may follow a generation: 404 otherwise, as for GET. */
     store_call_t *call = sse_call(s);
     store_call_generation(call, s->gen_id, s->sub);
@@ -976,10 +1018,15 @@ void api__events_close_all(api_t *api)
         api->sse_ping_on = 0;
         uv_close((uv_handle_t *)&api->sse_ping_timer, NULL);
     }
+    if (api->sse_trim_on) {
+        api->sse_trim_on = 0;
+        uv_close((uv_handle_t *)&api->sse_trim_timer, NULL);
+    }
 }
 
 void api__events_routes(api_t *api)
 {
+    gf_slab_init(&api->sse_slab, sizeof(api_sse_t));
     api->m_sse_terminal_reads = gf_metric_with(
         gf_metrics_counter(api->metrics, "farm_sse_terminal_reads_total",
                            "reads of a generation from Postgres for SSE terminal events: one per "
