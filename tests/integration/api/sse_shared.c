@@ -7,6 +7,7 @@
  * the terminal event costs one Postgres read whatever the number of
  * listeners: farm_sse_terminal_reads_total on /metrics grows by one for a
  * generation with one listener and by one for a generation with forty.
+ * Another user's stream on the generation is a 404 all along.
  * The test plays the worker's part through the queue and store APIs.
  */
 #include <setjmp.h>
@@ -180,6 +181,14 @@ static long follow_one_generation(int n)
     for (int i = 0; i < n; i++)
         listener_open(&ls[i], tok, id);
     assert_true(read_until(ls, n, "id: 1\nevent: queued\n", 20));
+    /* Another user is still told there is no such generation while its owner's streams follow it.
+     */
+    char *other = au_token(NULL, "pro", NULL, NULL), path[128];
+    snprintf(path, sizeof(path), "/v1/generations/%s/events", id);
+    ts_http_t r = au_call("GET", path, other, NULL, NULL);
+    assert_int_equal(r.status, 404);
+    ts_http_dispose(&r);
+    free(other);
 
     gf_err_t err = {0};
     uint64_t qtok = claim_token(id);
