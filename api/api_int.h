@@ -39,6 +39,7 @@ struct api {
     gf_metric_t *m_sse_terminal_reads; /* farm_sse_terminal_reads_total */
     uv_timer_t sse_trim_timer;         /* hands a burst of stream setups' freed memory back */
     int sse_trim_on;
+    int sse_closed;     /* api__events_close_all ran: no timer is started again */
     gf_slab_t sse_slab; /* the streams (slab.h) */
     img_presets_t *presets;
     int imaging_up;

@@ -184,6 +184,8 @@ static void on_ping(uv_timer_t *t)
 static void ping_start(api_sse_t *s)
 {
     api_t *api = s->api;
+    if (api->sse_closed)
+        return; /* stopping: no timer is made again */
     if (!api->sse_ping_on) {
         uv_timer_init(api->loop, &api->sse_ping_timer);
         api->sse_ping_timer.data = api;
@@ -212,11 +214,14 @@ static void on_trim(uv_timer_t *t)
  * an open stream keeps (its request parsed, its token checked, its owner
  * read). Those blocks are freed between the long-lived ones, so the heap
  * keeps the burst's peak as resident memory. Half a second after a stream
- * starts (once per half second while they keep starting), malloc_trim()
- * gives the free pages back, and an idle api holds what its streams use.
+ * starts or catches up (once per half second while they keep coming),
+ * malloc_trim() gives the free pages back, and an idle api holds what its
+ * streams use (they are in a slab, off the heap's pages).
  */
 static void trim_soon(api_t *api)
 {
+    if (api->sse_closed)
+        return;
     if (!api->sse_trim_on) {
         uv_timer_init(api->loop, &api->sse_trim_timer);
         api->sse_trim_on = 1;
@@ -615,11 +620,11 @@ static void on_catchup_read(queue_t *q, const gf_err_t *err, const queue_events_
     api_sse_t *s = data;
     s->read_pending = 0;
     s->catching_up = 0;
-    trim_soon(s->api); /* the last step of a setup */
     if (s->finished) {
         sse_free_maybe(s);
         return;
     }
+    trim_soon(s->api); /* the last step of a setup */
     if (err->code < 0) {
         sse_finish(s); /* the client reconnects with Last-Event-ID and loses nothing */
         return;
@@ -1004,6 +1009,7 @@ static void on_user_stream(gf_http_req_t *req, void *data)
 
 void api__events_close_all(api_t *api)
 {
+    api->sse_closed = 1;
     for (api_sse_t *s = api->streams; s;) {
         api_sse_t *next = s->next;
         /* A stream not started yet is still a request waiting on its owner
