@@ -18,7 +18,8 @@
  *
  * Lifetime: a stream is freed once it is finished and nothing of it is in
  * flight: no store call (`store_pending`), no replay or catch-up read
- * (`read_pending`); sse_free_maybe() checks. A hub is freed once it has no
+ * (`read_pending`), no callback still using it (`in_callback`);
+ * sse_free_maybe() checks. A hub is freed once it has no
  * listener, is not delivering (`busy`) and has no store call in flight.
  */
 #include "api_int.h"
@@ -62,6 +63,7 @@ typedef struct api_sse {
     unsigned finished_gen : 1;      /* the generation was already finished when the stream began */
     unsigned catching_up : 1;       /* its own read of the events before the hub's is in flight */
     unsigned awaiting_terminal : 1; /* it reached the terminal event: its hub reads it */
+    unsigned in_callback : 1;       /* a callback still uses it: not freed until it returns */
 } api_sse_t;
 
 /* A hub's terminal event: not met yet, being read, ready to write, or none to give. */
@@ -261,7 +263,7 @@ static void user_ev_free(user_ev_t *e)
 
 static void sse_free_maybe(api_sse_t *s)
 {
-    if (!s->finished || s->store_pending || s->read_pending)
+    if (!s->finished || s->store_pending || s->read_pending || s->in_callback)
         return;
     if (s->prev)
         s->prev->next = s->next;
@@ -439,8 +441,8 @@ static void hub_leave(api_sse_t *s)
 static void hub_serve_terminal(sse_hub_t *hub, api_sse_t *s)
 {
     s->awaiting_terminal = 0;
-    if (hub->term == TERM_READY)
-        sse_write_frame(s, hub->term_frame);
+    if (hub->term == TERM_READY && sse_write_frame(s, hub->term_frame) < 0)
+        return; /* ended (and maybe freed) by the failed write */
     sse_finish(s);
 }
 
@@ -524,7 +526,8 @@ static void sse_terminal(api_sse_t *s, uint64_t id)
     if (s->record != NULL) {
         char text[24];
         snprintf(text, sizeof(text), "%" PRIu64, id);
-        write_terminal(s, text, s->record);
+        if (write_terminal(s, text, s->record) < 0)
+            return; /* ended (and maybe freed) by the failed write */
     }
     sse_finish(s);
 }
@@ -757,6 +760,7 @@ static void on_user_terminal(store_t *st, const gf_err_t *err, store_call_t *cal
     json_t *gen = err->code == 0 ? api__generation_json(&call->res.generation) : NULL;
     sse_call_done(s);
     s->user_fetching = 0;
+    s->in_callback = 1; /* a stream ended here is freed below, not under us */
     if (!s->finished && s->pend_head) {
         if (gen != NULL && final_status(gen) != NULL) {
             if (user_write_head(s, gen) == 0)
@@ -766,6 +770,7 @@ static void on_user_terminal(store_t *st, const gf_err_t *err, store_call_t *cal
         }
     }
     json_decref(gen);
+    s->in_callback = 0;
     sse_free_maybe(s);
 }
 
