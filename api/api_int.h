@@ -42,6 +42,7 @@ struct api {
     int sse_closed;     /* api__events_close_all ran: no timer is started again */
     gf_slab_t sse_slab; /* the streams (slab.h) */
     img_presets_t *presets;
+    img_buf *pose_maps; /* api/files.c: each preset's map once rendered (data NULL until then) */
     int imaging_up;
     int closes_pending;
     api_stopped_cb stopped_cb;
@@ -171,6 +172,8 @@ void api__credits_routes(api_t *api);
 void api__audit_routes(api_t *api);
 void api__events_routes(api_t *api);
 void api__files_routes(api_t *api);
+/* Frees the pose maps api/files.c keeps (api_free). */
+void api__files_free(api_t *api);
 void api__cors_routes(api_t *api);
 /* api/lifecycle.c: DELETE of generations and uploads, the list of uploads. */
 void api__lifecycle_routes(api_t *api);

@@ -386,6 +386,28 @@ static void on_presets(gf_http_req_t *req, void *data)
         JSON_COMPACT | JSON_REAL_PRECISION(15));
 }
 
+/*
+ * Pose maps are served from memory: each preset's map is rendered once, on
+ * the thread pool, at its first request (a render takes about 10 ms; the
+ * presets are fixed while the api runs, a few KiB each).
+ */
+static img_buf *pose_map_slot(api_t *api, const img_pose_preset *p)
+{
+    size_t n = img_presets_pose_count(api->presets);
+    if (api->pose_maps == NULL)
+        api->pose_maps = gf_xcalloc(n ? n : 1, sizeof(*api->pose_maps));
+    for (size_t i = 0; i < n; i++)
+        if (img_presets_pose(api->presets, i) == p)
+            return &api->pose_maps[i];
+    return NULL;
+}
+
+static void pose_map_respond(gf_http_req_t *req, const img_buf *map)
+{
+    gf_http_set_header(req, "Cache-Control", "public, max-age=86400");
+    gf_http_respond(req, 200, "image/png", (const char *)map->data, map->len);
+}
+
 static void pose_map_work(uv_work_t *w)
 {
     file_job_t *f = w->data;
@@ -397,10 +419,15 @@ static void pose_map_done(uv_work_t *w, int status)
     file_job_t *f = w->data;
     if (status < 0 || f->err.code != 0) {
         api__fail(f->req, GF_EIO, &f->err);
-    } else {
-        gf_http_set_header(f->req, "Cache-Control", "public, max-age=86400");
-        gf_http_respond(f->req, 200, "image/png", (const char *)f->out.data, f->out.len);
+        job_free(f);
+        return;
     }
+    img_buf *slot = pose_map_slot(f->api, f->pose);
+    if (slot != NULL && slot->data == NULL) { /* the first render kept; a concurrent one dropped */
+        *slot = f->out;
+        f->out = (img_buf){0};
+    }
+    pose_map_respond(f->req, slot != NULL && slot->data ? slot : &f->out);
     job_free(f);
 }
 
@@ -427,12 +454,26 @@ static void on_pose_map(gf_http_req_t *req, void *data)
         api__error(req, 404, "not_found", "no such pose preset", NULL);
         return;
     }
+    const img_buf *map = pose_map_slot(api, p);
+    if (map != NULL && map->data != NULL) {
+        pose_map_respond(req, map);
+        return;
+    }
     file_job_t *f = job_new(api, req);
     f->pose = p;
     if (queue_work(f, pose_map_work, pose_map_done) < 0) {
         api__fail(req, GF_EUNAVAIL, NULL);
         job_free(f);
     }
+}
+
+void api__files_free(api_t *api)
+{
+    size_t n = api->presets ? img_presets_pose_count(api->presets) : 0;
+    for (size_t i = 0; api->pose_maps && i < n; i++)
+        img_buf_dispose(&api->pose_maps[i]);
+    free(api->pose_maps);
+    api->pose_maps = NULL;
 }
 
 void api__files_routes(api_t *api)

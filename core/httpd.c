@@ -318,6 +318,15 @@ const char *httpd__status_text(int s)
     return "Unknown";
 }
 
+/* A new turn: the connection left waiting by on_connection first. */
+static void on_accept_turn(uv_idle_t *idle)
+{
+    gf_httpd_t *h = idle->data;
+    uv_idle_stop(idle);
+    h->turn_accepts = 1;
+    httpd__conn_accept(h);
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     gf_httpd_t *h = server->data;
@@ -326,6 +335,14 @@ static void on_connection(uv_stream_t *server, int status)
                uv_strerror(status));
         return;
     }
+    /* The count starts again at a deferral only: a server that is not in a burst defers
+     * one connection in HTTPD_TURN_ACCEPTS by one turn, which costs it nothing. */
+    if (h->turn_accepts >= HTTPD_TURN_ACCEPTS) {
+        /* Left for the next turn: libuv stops watching the listener until it is accepted. */
+        uv_idle_start(&h->accept_idle, on_accept_turn);
+        return;
+    }
+    h->turn_accepts++;
     httpd__conn_accept(h);
 }
 
@@ -370,12 +387,15 @@ int gf_httpd_listen(gf_httpd_t *h, gf_err_t *err)
         return fd;
     uv_tcp_init(h->loop, &h->listener);
     h->listener.data = h;
+    uv_idle_init(h->loop, &h->accept_idle);
+    h->accept_idle.data = h;
     h->listening = 1;
     int rc = uv_tcp_open(&h->listener, fd);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&h->listener, 1024, on_connection);
     if (rc < 0) {
         uv_close((uv_handle_t *)&h->listener, NULL);
+        uv_close((uv_handle_t *)&h->accept_idle, NULL);
         h->listening = 0;
         return gf_err_setd(err, GF_EIO, "http", rc, "cannot listen on %s:%d: %s", h->host,
                            h->opts.port, uv_strerror(rc));
@@ -453,8 +473,9 @@ void gf_httpd_stop(gf_httpd_t *h, gf_httpd_stopped_cb cb, void *data)
     uv_timer_start(&h->stop_timer, on_stop_timeout, h->opts.shutdown_timeout_ms, 0);
     if (h->listening) {
         h->listening = 0;
-        h->stop_pending_closes++;
+        h->stop_pending_closes += 2;
         uv_close((uv_handle_t *)&h->listener, on_stop_handle_closed);
+        uv_close((uv_handle_t *)&h->accept_idle, on_stop_handle_closed);
     }
     for (httpd_conn_t *c = h->conns; c;) {
         httpd_conn_t *next = c->next;

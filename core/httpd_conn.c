@@ -102,6 +102,14 @@ static size_t conn_in_cap(const httpd_conn_t *c)
     return c->h->opts.max_header_bytes + c->h->opts.max_body_bytes + HTTPD_READ_CHUNK;
 }
 
+/* Frees the bytes kept unparsed: the body of a request refused at its headers. */
+static void in_drop(httpd_conn_t *c)
+{
+    free(c->in);
+    c->in = NULL;
+    c->in_len = c->in_cap = 0;
+}
+
 /* --- writing ------------------------------------------------------------------ */
 
 static void on_write(uv_write_t *w, int status)
@@ -538,8 +546,11 @@ void httpd__conn_checked(httpd_conn_t *c)
 {
     gf_http_req_t *r = c->req;
     if (r->refuse_status != 0 && req_has_body(&c->parser)) {
-        /* Refused before its body: answer now, never read the body, end with a lingering close. */
+        /* Refused before its body: answer now, never keep the body, end with a lingering close. */
         r->keep_alive = 0;
+        c->discarding = 1;
+        if (!c->in_dispatch)
+            in_drop(c); /* else conn_process or on_read drops them after the hook */
         c->state = CONN_HANDLING;
         http_parser_pause(&c->parser, 0);
         gf_http_respond_error(r, r->refuse_status, r->refuse_code, r->refuse_msg, r->refuse_field);
@@ -596,13 +607,12 @@ static void conn_process(httpd_conn_t *c)
         memmove(c->in, c->in + n, c->in_len - n);
         c->in_len -= n;
     }
-    if (c->in_len == 0 && c->in != NULL) {
-        /* Emptied: a request whose bytes came in two reads (or behind
-         * another) no longer holds its buffer for the connection's life. */
-        free(c->in);
-        c->in = NULL;
-        c->in_cap = 0;
+    if (c->discarding) {
+        in_drop(c);
+        return;
     }
+    if (c->in_len == 0 && c->in != NULL)
+        in_drop(c); /* emptied: a request whose bytes came in two reads no longer holds it */
     if (!c->reading && !c->closing && !c->close_after_write && !c->read_eof &&
         c->state != CONN_CHECKING && c->in_len < conn_in_cap(c)) {
         c->reading = 1;
@@ -616,18 +626,41 @@ static void conn_process(httpd_conn_t *c)
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 {
     httpd_conn_t *c = handle->data;
+    gf_httpd_t *h = c->h;
     (void)suggested;
     /* One buffer per server: each read is consumed or copied before the next. */
-    *buf = uv_buf_init(c->h->readbuf, c->lingering ? LINGER_READ_BYTES : sizeof(c->h->readbuf));
+    size_t n = sizeof(h->readbuf);
+    if (c->lingering || c->discarding)
+        n = LINGER_READ_BYTES;
+    else if (c->state <= CONN_HEADERS && h->opts.max_header_bytes < n)
+        /* Until the check hook has decided, read no more than a request's headers: the
+         * body bytes that come with them wait in c->in, so this bounds what a request
+         * refused at its headers ever holds. */
+        n = h->opts.max_header_bytes;
+    *buf = uv_buf_init(h->readbuf, n);
+}
+
+/* The client's EOF (or reset) on a connection whose input is dropped. */
+static void linger_eof(httpd_conn_t *c)
+{
+    if (c->lingering) {
+        httpd__conn_close(c, 1); /* the client read the answer and closed, or reset */
+        return;
+    }
+    uv_read_stop((uv_stream_t *)&c->tcp); /* the answer is still going out: conn_end closes */
+    c->reading = 0;
+    c->read_eof = 1;
 }
 
 /*
- * Drops what a lingering connection has queued without copying it: with
- * MSG_TRUNC, Linux frees a TCP socket's unread bytes in the kernel. Hundreds
- * of clients still sending refused 10 MiB bodies then cost the loop a few
- * syscalls each, not a copy of every byte, and other clients are not kept
- * waiting behind that (scripts/bench edge). Closes at the client's EOF, or
- * once more than linger_max_bytes were dropped.
+ * Drops what a refused or lingering connection has queued without copying
+ * it: with MSG_TRUNC, Linux frees a TCP socket's unread bytes in the
+ * kernel. Hundreds of clients still sending refused 10 MiB bodies then cost
+ * the loop a few syscalls each, not a copy of every byte, and other clients
+ * are not kept waiting behind that (scripts/bench edge). Closes at the
+ * client's EOF once lingering (before, while the answer is still being
+ * written, the EOF only ends reading: conn_end closes), or once more than
+ * linger_max_bytes were dropped.
  */
 static void linger_drop(httpd_conn_t *c)
 {
@@ -637,7 +670,7 @@ static void linger_drop(httpd_conn_t *c)
         while (c->linger_bytes <= max) {
             ssize_t r = recv(fd, NULL, max - c->linger_bytes + 1, MSG_TRUNC | MSG_DONTWAIT);
             if (r == 0) {
-                httpd__conn_close(c, 1); /* the client read the answer and closed */
+                linger_eof(c);
                 return;
             }
             if (r < 0)
@@ -652,9 +685,9 @@ static void linger_drop(httpd_conn_t *c)
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     httpd_conn_t *c = s->data;
-    if (c->lingering) { /* input after the answer: dropped */
+    if (c->lingering || c->discarding) { /* input after a refusal or the answer: dropped */
         if (nread < 0) {
-            httpd__conn_close(c, 1); /* the client read the answer and closed, or reset */
+            linger_eof(c);
             return;
         }
         c->linger_bytes += (size_t)nread;
@@ -678,6 +711,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         /* The common case: parse straight from the read buffer, keep only leftovers. */
         while (off < len && conn_can_parse(c))
             off += conn_parse(c, buf->base + off, len - off);
+    }
+    if (off < len && c->discarding && !c->closing) {
+        c->linger_bytes += len - off; /* the body of a request refused at its headers */
+        linger_drop(c);
+        return;
     }
     if (off < len && !c->closing && !c->close_after_write) {
         in_append(c, buf->base + off, len - off);

@@ -16,6 +16,9 @@
 #define HTTPD_READ_CHUNK 65536
 /* Pipelined requests one connection may have handled per loop turn before the others go. */
 #define HTTPD_TURN_REQUESTS 4
+/* Connections accepted in one loop turn at most: a burst of hundreds is taken over several
+ * turns, so the requests of connections already open are not kept waiting behind it. */
+#define HTTPD_TURN_ACCEPTS 32
 
 typedef struct httpd_route {
     struct httpd_route *next;
@@ -92,7 +95,8 @@ struct httpd_conn {
     int reading;
     int read_eof;
     int lingering;       /* answered and half-closed: input is dropped until EOF or the timer */
-    size_t linger_bytes; /* dropped so far while lingering */
+    int discarding;      /* refused before its body: input is dropped, never kept */
+    size_t linger_bytes; /* dropped so far while discarding or lingering */
     size_t out_bytes;    /* bytes of writes not yet completed (this connection's output memory) */
     uint64_t turn_ms;    /* the loop time of the turn turn_requests counts in */
     unsigned turn_requests;
@@ -115,6 +119,8 @@ struct gf_httpd {
     char *host, *name;
     uv_tcp_t listener;
     int listening;
+    uv_idle_t accept_idle; /* the next turn's accepts, once HTTPD_TURN_ACCEPTS were taken */
+    int turn_accepts;
     int port;
     httpd_route_t *routes, *routes_last;
     httpd_conn_t *conns;

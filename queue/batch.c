@@ -154,7 +154,7 @@ void queue__batch_init(queue_t *q)
 {
     q->batch[QUEUE_BATCH_ENQUEUE].script = QS_ENQUEUE;
     q->batch[QUEUE_BATCH_ENQUEUE].parse = queue__parse_enqueue;
-    q->batch[QUEUE_BATCH_ENQUEUE].arity = 4;
+    q->batch[QUEUE_BATCH_ENQUEUE].arity = 5;
     q->batch[QUEUE_BATCH_FINISH].script = QS_FINISH;
     q->batch[QUEUE_BATCH_FINISH].parse = queue__parse_finish;
     q->batch[QUEUE_BATCH_FINISH].arity = 5;

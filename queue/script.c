@@ -197,6 +197,7 @@ int queue__cmd_enqueue(queue__cmd_t *cmd, const queue__conf_t *c, const queue_en
     queue__cmd_str(cmd, req->user_id);
     queue__cmd_str(cmd, req->tier);
     cmd_push(cmd, d->p, d->len);
+    queue__cmd_int(cmd, (long long)req->token_floor);
     return 0;
 }
 

@@ -322,6 +322,7 @@ static void read_sweep(rd_t *r, json_t *o, store_sweep_result_t *s)
         c->status = rd_str(r, e, "status", 0);
         c->params = rd_json(r, e, "params", 0);
         c->deadline_ms = rd_int(r, e, "deadline_ms", &null_deadline);
+        c->fence = rd_int(r, e, "fence", NULL);
     }
 }
 

@@ -135,7 +135,8 @@ static void sweep_candidate(worker_sweeper_t *sw, const store_sweep_candidate_t 
                                .user_id = c->user_id,
                                .tier = queue_tier_of(sw->cfg, c->plan),
                                .payload = c->params,
-                               .deadline_ms = c->deadline_ms};
+                               .deadline_ms = c->deadline_ms,
+                               .token_floor = c->fence > 0 ? (uint64_t)c->fence : 0};
     if (queue_enqueue(sw->queue, &req, on_enqueued, it) == 0)
         sw->pending++;
     else

@@ -51,6 +51,10 @@ typedef struct {
     const char *tier;    /* a tier named in FARM_QUEUE_TIERS */
     const char *payload; /* opaque JSON handed to the worker */
     int64_t deadline_ms; /* unix ms by which it must start; 0: none */
+    /* A job made anew leases its first attempt with a token above this: the fence
+     * Postgres holds for the generation, when the sweeper enqueues one the queue lost
+     * (a Redis restored empty), so the attempt is not refused as stale. 0: new. */
+    uint64_t token_floor;
 } queue_enqueue_req_t;
 
 /* How a leased job ends (queue_finish). */

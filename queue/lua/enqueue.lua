@@ -1,7 +1,9 @@
--- enqueue: ARGV is one or more jobs of 4 arguments each: generation id, user
--- id, tier, and the job's 'd' field (user, tier, start deadline in unix ms or
--- 0 for none, creation time, payload; see common.lua). The async client sends the enqueues
--- of one loop iteration together.
+-- enqueue: ARGV is one or more jobs of 5 arguments each: generation id, user
+-- id, tier, the job's 'd' field (user, tier, start deadline in unix ms or
+-- 0 for none, creation time, payload; see common.lua) and its token floor (a
+-- new job's first lease gets a token above it: the fence Postgres holds when
+-- the sweeper enqueues a job the queue lost; 0 for a new generation). The
+-- async client sends the enqueues of one loop iteration together.
 -- Returns one answer per job, in order: {1, 'queued', position} for a new
 -- job (O(1)), {0, state, position} when the generation is
 -- already known (idempotent: nothing changes; the exact position),
@@ -12,9 +14,9 @@
 -- The tiers' depths and ring lengths are read once per call and kept here as
 -- the jobs go in; the depths are written back once at the end.
 local out, d, ring, added = {}, nil, {}, {}
-for i = 0, #ARGV / 4 - 1 do
-    local a = B + i * 4
-    local g, u, tier, jd = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
+for i = 0, #ARGV / 5 - 1 do
+    local a = B + i * 5
+    local g, u, tier, jd, floor = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
     local jk = jkey(g)
     local t = TIER[tier]
     -- EXISTS first: a new job, the usual case, then costs no reply table.
@@ -48,6 +50,7 @@ for i = 0, #ARGV / 4 - 1 do
         -- with the same u and tier: queue/script.c packs all three.)
         ev_append(g, jk, u, 1, 'queued', '{"status":"queued","queue_position":' .. num(pos) .. '}', false,
             's', 'queued', 'u', u, 't', tier, 'd', jd)
+        if floor ~= '0' then redis.call('HSET', jk, 'tok', floor) end
         out[i + 1] = {1, 'queued', pos}
     end
 end

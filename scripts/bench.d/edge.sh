@@ -47,6 +47,8 @@ bench_edge_in_fixture() {
             console.log(u.pathname + u.search);
         })')
     [[ $file == /v1/* ]] || gf_die "no signed pose map URL in /v1/presets"
+    # The pose map is rendered once per api process, at its first GET: not during the load.
+    curl -fsS -o /dev/null "http://127.0.0.1:$api_port$file" || gf_die "the signed pose map did not load"
     gf_info "edge: pipelining for ${BENCH_EDGE_SECONDS:-30} s"
     out=$("$bin/edge_load" "$api_port" "$api_pid" pipeline "${BENCH_EDGE_SECONDS:-30}" "$file")
     edge_print edge_pipeline "$out"
@@ -55,6 +57,7 @@ bench_edge_in_fixture() {
     FARM_API_PORT=$api_port "$bin/farm-api" </dev/null >>"$tmp/api.log" 2>&1 &
     api_pid=$!
     gf_wait_http "http://127.0.0.1:$api_port/readyz" 200 20 "$api_pid" || gf_die "farm-api did not restart"
+    curl -fsS -o /dev/null "http://127.0.0.1:$api_port$file" || gf_die "the signed pose map did not load"
     gf_info "edge: ${BENCH_EDGE_UPLOADS:-500} unauthenticated 10 MiB uploads"
     out=$("$bin/edge_load" "$api_port" "$api_pid" uploads "${BENCH_EDGE_UPLOADS:-500}" "$file")
     edge_print edge_uploads "$out"

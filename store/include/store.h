@@ -198,6 +198,7 @@ typedef struct {
     char *plan, *status;
     char *params;          /* JSON text, as accepted */
     long long deadline_ms; /* unix ms; 0: none */
+    long long fence;       /* the last attempt's token Postgres recorded (0: none yet) */
 } store_sweep_candidate_t;
 
 /* SWEEP: locked = 0 when another sweeper holds the lock (then nothing else is filled).
@@ -377,8 +378,8 @@ typedef struct {
         store_webhook_list_result_t webhook_list; /* WEBHOOK_LIST and WEBHOOK_RETRY */
         store_keys_result_t keys;                 /* GENERATION_DELETE, UPLOAD_DELETE, LIFECYCLE */
         store_uploads_result_t uploads;
-        store_upload_result_t upload;             /* UPLOAD_ADD and UPLOAD_USAGE */
-        store_audit_result_t audit;               /* AUDIT and AUDIT_PAGE */
+        store_upload_result_t upload; /* UPLOAD_ADD and UPLOAD_USAGE */
+        store_audit_result_t audit;   /* AUDIT and AUDIT_PAGE */
         store_reconcile_result_t reconcile;
     } res;
 } store_call_t;

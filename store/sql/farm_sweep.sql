@@ -22,7 +22,7 @@ BEGIN
     -- Open generations untouched for a while: the queue should have them.
     SELECT coalesce(jsonb_agg(jsonb_build_object(
                'id', g.id, 'user_id', g.user_id, 'plan', g.plan, 'status', g.status,
-               'params', g.params,
+               'params', g.params, 'fence', g.fence,
                'deadline_ms', (extract(epoch FROM g.deadline_at) * 1000)::bigint)), '[]')
         INTO v_candidates
         FROM (SELECT * FROM generations

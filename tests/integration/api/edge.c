@@ -216,7 +216,10 @@ static void test_unauthenticated_uploads_are_refused_at_the_headers(void **state
                   N, refused, unauthorized, growth_mib);
     assert_int_equal(refused, N);
     assert_true(unauthorized > 0);
-    assert_true(growth_mib < 64);
+    /* What a connection holds while its headers are checked is at most a read of
+     * their size (16 KiB: 8 MiB for 500), and nothing once refused; keeping each
+     * 64 KiB first read grew this by 40 MiB. */
+    assert_true(growth_mib < 32);
 }
 
 static void test_fetch_reads_the_refusal_of_an_upload(void **state)

@@ -202,6 +202,16 @@ static void test_presets_are_served(void **state)
     r = ts_http("GET", url, NULL, NULL, 0);
     assert_int_equal(r.status, 200);
     assert_true(r.body_len > 8 && memcmp(r.body, "\x89PNG", 4) == 0);
+    size_t first_len = r.body_len;
+    char *first = malloc(first_len);
+    memcpy(first, r.body, first_len);
+    ts_http_dispose(&r);
+    /* Later requests get the same map (rendered once, then served from memory). */
+    r = ts_http("GET", url, NULL, NULL, 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, first_len);
+    assert_memory_equal(r.body, first, first_len);
+    free(first);
     ts_http_dispose(&r);
     /* Unsigned, it takes a token, as every /v1 route (API.md); so does the list. */
     snprintf(url, sizeof(url), "%s/v1/presets/poses/%s.png", base, name);

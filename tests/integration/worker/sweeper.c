@@ -2,7 +2,8 @@
  * tests/integration/worker/sweeper.c - a real farm-worker's sweeper against
  * the fixture's Redis and Postgres: a generation whose enqueue was lost is
  * enqueued again, one past its deadline is expired and released, one the
- * queue dead-lettered is failed and released; then SIGTERM exits 0.
+ * queue dead-lettered is failed and released, one the queue lost with its
+ * lease tokens resumes above Postgres's fence; then SIGTERM exits 0.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -168,6 +169,44 @@ static void test_dead_lettered_job_is_failed_and_released(void **state)
     assert_int_equal(held(user), 0);
 }
 
+/*
+ * Redis restored empty (no AOF) loses every job with its lease tokens: the
+ * sweeper enqueues a running generation again, and its next attempt must
+ * lease with a token above the fence Postgres holds; a token from 1 again
+ * is refused as stale at every start until the reclaims run out.
+ */
+static void test_job_the_queue_lost_resumes_above_the_fence(void **state)
+{
+    (void)state;
+    char gen[37], user[37];
+    accept_gen(gen, user, 0);
+    store_call_t c;
+    store_call_start(&c, gen, 5, "fake"); /* its fifth attempt started, then Redis lost all */
+    assert_int_equal(store_conn_exec(sc, &c), 0);
+    store_call_dispose(&c);
+    uint64_t token = 0;
+    gf_err_t err = {0};
+    for (double end = ts_now() + 20; token == 0 && ts_now() < end; usleep(100000)) {
+        queue_claim_t claim = {0};
+        assert_int_equal(queue_sync_claim(qs, "test-worker", 8, &claim, &err), 0);
+        for (size_t i = 0; i < claim.n_jobs; i++) {
+            if (strcmp(claim.jobs[i].gen_id, gen) == 0) {
+                token = claim.jobs[i].token;
+                continue;
+            }
+            queue_result_t fr = {0};
+            queue_sync_finish(qs, claim.jobs[i].gen_id, claim.jobs[i].token, QUEUE_DONE, NULL, &fr,
+                              &err);
+        }
+        queue_claim_dispose(&claim);
+    }
+    assert_true(token > 5);
+    store_call_start(&c, gen, (long long)token, "fake"); /* the attempt is not stale */
+    assert_int_equal(store_conn_exec(sc, &c), 0);
+    assert_int_equal(c.res.start.attempts, 2);
+    store_call_dispose(&c);
+}
+
 static void test_sigterm_exits_zero(void **state)
 {
     (void)state;
@@ -181,6 +220,7 @@ int main(void)
         cmocka_unit_test(test_lost_enqueue_is_enqueued_again),
         cmocka_unit_test(test_missed_deadline_is_expired_and_released),
         cmocka_unit_test(test_dead_lettered_job_is_failed_and_released),
+        cmocka_unit_test(test_job_the_queue_lost_resumes_above_the_fence),
         cmocka_unit_test(test_sigterm_exits_zero),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -92,9 +92,11 @@ static void test_enqueue_refuses_ids_that_would_break_keys(void **state)
     assert_int_equal(queue__cmd_enqueue(&cmd, &c, &req, &d, NULL), GF_EINVAL);
     req.deadline_ms = 0;
     assert_int_equal(queue__cmd_enqueue(&cmd, &c, &req, &d, NULL), 0);
-    /* Arguments: id, user, tier, and the job's data packed as the queue stores
-     * it: user, tier, deadline, creation time (now, this clock), payload. */
-    assert_int_equal(cmd.argc, QUEUE_CMD_HEAD + 4);
+    /* Arguments: id, user, tier, the job's data packed as the queue stores
+     * it (user, tier, deadline, creation time (now, this clock), payload), and
+     * the token floor (0: a new generation). */
+    assert_int_equal(cmd.argc, QUEUE_CMD_HEAD + 5);
+    assert_string_equal(cmd.argv[QUEUE_CMD_HEAD + 4], "0");
     assert_string_equal(cmd.argv[QUEUE_CMD_HEAD + 1], "u");
     const char *jd = cmd.argv[QUEUE_CMD_HEAD + 3];
     assert_int_equal(strncmp(jd, "u\npro\n0\n", 8), 0);
@@ -111,6 +113,9 @@ static void test_enqueue_refuses_ids_that_would_break_keys(void **state)
     end = strchr(jd + 20, '\n');
     assert_non_null(end);
     assert_string_equal(end, "\n{\"prompt\":\"a\nb\"}");
+    req.token_floor = 7; /* the sweeper's, for a job the queue lost: Postgres's fence */
+    assert_int_equal(queue__cmd_enqueue(&cmd, &c, &req, &d, NULL), 0);
+    assert_string_equal(cmd.argv[QUEUE_CMD_HEAD + 4], "7");
     gf_buf_dispose(&d);
     assert_true(queue_state_is_terminal("dead"));
     assert_false(queue_state_is_terminal("running"));

@@ -438,9 +438,9 @@ static void test_sweep(void **state)
         parse(&c, "{\"locked\": true, \"expired\": [{\"id\": \"" GEN "\", \"user_id\": \"" USR
                   "\"}], \"candidates\": [{\"id\": \"" GEN "\", \"plan\": \"pro\", \"params\": "
                   "{\"prompt\": \"a b\", \"count\": 1}, \"status\": \"queued\", \"user_id\": \"" USR
-                  "\", \"deadline_ms\": 1700000000000}, {\"id\": \"" GEN "\", \"plan\": "
-                  "\"free\", \"params\": {}, \"status\": \"running\", \"user_id\": \"" USR
-                  "\", \"deadline_ms\": null}]}"),
+                  "\", \"deadline_ms\": 1700000000000, \"fence\": 0}, {\"id\": \"" GEN
+                  "\", \"plan\": \"free\", \"params\": {}, \"status\": \"running\", "
+                  "\"user_id\": \"" USR "\", \"deadline_ms\": null, \"fence\": 3}]}"),
         0);
     const store_sweep_result_t *s = &c.res.sweep;
     assert_int_equal(s->locked, 1);
@@ -453,6 +453,8 @@ static void test_sweep(void **state)
     assert_string_equal(s->candidates[0].params, "{\"prompt\":\"a b\",\"count\":1}");
     assert_int_equal(s->candidates[0].deadline_ms, 1700000000000LL);
     assert_int_equal(s->candidates[1].deadline_ms, 0); /* none */
+    assert_int_equal(s->candidates[0].fence, 0);
+    assert_int_equal(s->candidates[1].fence, 3); /* the sweeper enqueues it above this */
     store_call_dispose(&c);
 
     store_call_sweep(&c, 60, 100);
