@@ -9,12 +9,15 @@
 #include <jansson.h>
 
 #include "api.h"
+#include "dueq.h"
+#include "slab.h"
 #include "imaging.h"
 #include "queue.h"
 #include "storage.h"
 #include "store.h"
 
 #define API_SSE_USER_BUCKETS 1024
+#define API_SSE_HUB_BUCKETS  1024
 
 struct api {
     uv_loop_t *loop;
@@ -27,6 +30,17 @@ struct api {
     struct api_sse *streams; /* open event streams (closed all at stop) */
     /* Open streams per user, for FARM_SSE_MAX_PER_USER: a chained hash by user id. */
     struct api_sse_user *sse_users[API_SSE_USER_BUCKETS];
+    /* api/events.c: the live generation streams, grouped by generation (one watch and one
+     * terminal read each), and every stream's heartbeat on one timer. */
+    struct sse_hub *sse_hubs[API_SSE_HUB_BUCKETS];
+    gf_dueq_t sse_pings;
+    uv_timer_t sse_ping_timer;
+    int sse_ping_on;
+    gf_metric_t *m_sse_terminal_reads; /* farm_sse_terminal_reads_total */
+    uv_timer_t sse_trim_timer;         /* hands a burst of stream setups' freed memory back */
+    int sse_trim_on;
+    int sse_closed;     /* api__events_close_all ran: no timer is started again */
+    gf_slab_t sse_slab; /* the streams (slab.h) */
     img_presets_t *presets;
     img_buf *pose_maps; /* api/files.c: each preset's map once rendered (data NULL until then) */
     int imaging_up;

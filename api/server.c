@@ -259,6 +259,7 @@ void api_free(api_t *api)
     if (api == NULL)
         return;
     gf_httpd_free(api->httpd);
+    gf_slab_dispose(&api->sse_slab); /* api/events.c's streams */
     gf_metrics_free(api->metrics);
     api__files_free(api);
     img_presets_free(api->presets);

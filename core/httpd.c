@@ -45,6 +45,8 @@ gf_httpd_t *gf_httpd_new(uv_loop_t *loop, const gf_httpd_opts_t *opts, gf_err_t 
     h->name = gf_xstrdup(opts->name ? opts->name : "http");
     h->opts.host = h->host;
     h->opts.name = h->name;
+    gf_slab_init(&h->conn_slab, sizeof(httpd_conn_t));
+    gf_slab_init(&h->req_slab, sizeof(gf_http_req_t));
     if (opts->metrics != NULL) {
         gf_metrics_t *m = opts->metrics;
         h->m_requests = gf_metrics_counter(m, "farm_http_requests_total",
@@ -96,6 +98,8 @@ void gf_httpd_free(gf_httpd_t *h)
     }
     free(h->host);
     free(h->name);
+    gf_slab_dispose(&h->conn_slab);
+    gf_slab_dispose(&h->req_slab);
     free(h);
 }
 
@@ -186,6 +190,7 @@ const httpd_route_t *httpd__route_match(gf_httpd_t *h, gf_http_req_t *r, int *me
 {
     *method_allowed = 1;
     int path_known = 0;
+    char allow[64] = "";
     for (const httpd_route_t *rt = h->routes; rt; rt = rt->next) {
         if (!route_matches(rt, r->path, &r->params))
             continue;
@@ -194,8 +199,8 @@ const httpd_route_t *httpd__route_match(gf_httpd_t *h, gf_http_req_t *r, int *me
             return rt;
         path_known = 1;
         /* The Allow header of a 405 (RFC 9110 15.5.6); GET brings HEAD. */
-        size_t n = strlen(r->allow);
-        snprintf(r->allow + n, sizeof(r->allow) - n, "%s%s%s", n ? ", " : "", rt->method,
+        size_t n = strlen(allow);
+        snprintf(allow + n, sizeof(allow) - n, "%s%s%s", n ? ", " : "", rt->method,
                  strcmp(rt->method, "GET") == 0 ? ", HEAD" : "");
         /* Forget this route's params: another route may match with its own. */
         while (r->params.n > 0) {
@@ -205,6 +210,8 @@ const httpd_route_t *httpd__route_match(gf_httpd_t *h, gf_http_req_t *r, int *me
         }
     }
     *method_allowed = !path_known;
+    if (path_known)
+        r->allow = gf_xstrdup(allow); /* kept only by the requests a 405 answers */
     return NULL;
 }
 

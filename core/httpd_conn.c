@@ -27,10 +27,12 @@
 #include <strings.h>
 #include <sys/socket.h>
 
+/* A write in flight: its bytes copied into data[], or held by a reference to a shared frame. */
 typedef struct {
     uv_write_t w;
     httpd_conn_t *c;
     size_t len;
+    gf_http_frame_t *frame; /* NULL: the bytes are in data[] */
     char data[];
 } wreq_t;
 
@@ -117,6 +119,7 @@ static void on_write(uv_write_t *w, int status)
     gf_httpd_t *h = c->h;
     c->out_bytes -= wr->len;
     h->out_total -= wr->len;
+    gf_http_frame_unref(wr->frame);
     free(wr);
     c->writes_pending--;
     if (status < 0) {
@@ -140,32 +143,96 @@ static void on_write(uv_write_t *w, int status)
     }
 }
 
-int httpd__conn_write(httpd_conn_t *c, const char *a, size_t alen, const char *b, size_t blen)
+/*
+ * Writes what it can at once when nothing is queued before it (the common
+ * case: one syscall, nothing allocated). Returns the bytes written, or < 0
+ * when the socket is unusable: closing here would pull the request from
+ * under a response in progress, so the connection is marked instead, and
+ * httpd__req_done() closes it once the request is finished.
+ */
+static ssize_t conn_try_write(httpd_conn_t *c, const uv_buf_t *bufs, unsigned n)
 {
-    if (c->closing)
-        return GF_ECANCELED;
-    wreq_t *wr = gf_xmalloc(sizeof(*wr) + alen + blen);
+    if (c->writes_pending > 0)
+        return 0; /* behind queued bytes: order first */
+    int rc = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+    if (rc >= 0)
+        return rc;
+    if (rc == UV_EAGAIN)
+        return 0;
+    c->close_after_write = 1;
+    return GF_EIO;
+}
+
+/* Queues `wr` (its len and bytes set); takes it. */
+static int conn_queue(httpd_conn_t *c, wreq_t *wr, char *base)
+{
     wr->c = c;
-    wr->len = alen + blen;
-    memcpy(wr->data, a, alen);
-    if (blen)
-        memcpy(wr->data + alen, b, blen);
-    uv_buf_t buf = uv_buf_init(wr->data, (unsigned int)(alen + blen));
-    int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
-    if (rc < 0) {
-        /*
-         * The socket is unusable. Closing here would pull the request from
-         * under a response in progress; mark the connection instead, and
-         * httpd__req_done() closes it once the request is finished.
-         */
+    uv_buf_t buf = uv_buf_init(base, (unsigned int)wr->len);
+    if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &buf, 1, on_write) < 0) {
+        gf_http_frame_unref(wr->frame);
         free(wr);
-        c->close_after_write = 1;
+        c->close_after_write = 1; /* as in conn_try_write */
         return GF_EIO;
     }
     c->writes_pending++;
     c->out_bytes += wr->len;
     c->h->out_total += wr->len;
     return 0;
+}
+
+int httpd__conn_writev(httpd_conn_t *c, const uv_buf_t *bufs, unsigned n)
+{
+    if (c->closing)
+        return GF_ECANCELED;
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++)
+        total += bufs[i].len;
+    ssize_t done = conn_try_write(c, bufs, n);
+    if (done < 0)
+        return (int)done;
+    if ((size_t)done == total)
+        return 0;
+    /* The rest is copied: the caller's bytes are its own once this returns. */
+    wreq_t *wr = gf_xmalloc(sizeof(*wr) + total - (size_t)done);
+    wr->len = total - (size_t)done;
+    wr->frame = NULL;
+    char *o = wr->data;
+    size_t skip = (size_t)done;
+    for (unsigned i = 0; i < n; i++) {
+        size_t l = bufs[i].len;
+        if (skip >= l) {
+            skip -= l;
+            continue;
+        }
+        memcpy(o, bufs[i].base + skip, l - skip);
+        o += l - skip;
+        skip = 0;
+    }
+    return conn_queue(c, wr, wr->data);
+}
+
+int httpd__conn_write(httpd_conn_t *c, const char *a, size_t alen, const char *b, size_t blen)
+{
+    uv_buf_t bufs[2] = {uv_buf_init((char *)a, (unsigned int)alen),
+                        uv_buf_init((char *)b, (unsigned int)blen)};
+    return httpd__conn_writev(c, bufs, blen ? 2 : 1);
+}
+
+int httpd__conn_write_frame(httpd_conn_t *c, gf_http_frame_t *f, const char *p, size_t len)
+{
+    if (c->closing)
+        return GF_ECANCELED;
+    uv_buf_t buf = uv_buf_init((char *)p, (unsigned int)len);
+    ssize_t done = conn_try_write(c, &buf, 1);
+    if (done < 0)
+        return (int)done;
+    if ((size_t)done == len)
+        return 0;
+    /* The rest stays in the frame: the write holds a reference, not a copy. */
+    wreq_t *wr = gf_xmalloc(sizeof(*wr));
+    wr->len = len - (size_t)done;
+    wr->frame = gf_http_frame_ref(f);
+    return conn_queue(c, wr, (char *)p + done);
 }
 
 /* --- timers --------------------------------------------------------------------- */
@@ -544,6 +611,8 @@ static void conn_process(httpd_conn_t *c)
         in_drop(c);
         return;
     }
+    if (c->in_len == 0 && c->in != NULL)
+        in_drop(c); /* emptied: a request whose bytes came in two reads no longer holds it */
     if (!c->reading && !c->closing && !c->close_after_write && !c->read_eof &&
         c->state != CONN_CHECKING && c->in_len < conn_in_cap(c)) {
         c->reading = 1;
@@ -662,8 +731,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
-    (void)req;
     (void)status; /* a failed half-close ends with the close that follows */
+    free(req);    /* runs before the connection's close callback, even when canceled */
 }
 
 /*
@@ -678,8 +747,14 @@ static void conn_end(httpd_conn_t *c)
 {
     if (c->closing || c->lingering)
         return;
-    if (c->read_eof || c->h->opts.linger_ms == 0 || c->h->stopping ||
-        uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+    if (c->read_eof || c->h->opts.linger_ms == 0 || c->h->stopping) {
+        httpd__conn_close(c, 1);
+        return;
+    }
+    /* Allocated here, not in every connection: only an ending one needs it. */
+    uv_shutdown_t *sd = gf_xmalloc(sizeof(*sd));
+    if (uv_shutdown(sd, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+        free(sd);
         httpd__conn_close(c, 1);
         return;
     }
@@ -698,7 +773,7 @@ static void on_handle_closed(uv_handle_t *handle)
         return;
     gf_httpd_t *h = c->h;
     free(c->in);
-    free(c);
+    gf_slab_free(&h->conn_slab, c);
     h->nconns--;
     if (h->m_connections)
         gf_metric_add(h->m_connections, -1);
@@ -707,12 +782,13 @@ static void on_handle_closed(uv_handle_t *handle)
 
 static void on_rejected_closed(uv_handle_t *handle)
 {
-    free(handle->data);
+    httpd_conn_t *c = handle->data;
+    gf_slab_free(&c->h->conn_slab, c);
 }
 
 void httpd__conn_accept(gf_httpd_t *h)
 {
-    httpd_conn_t *c = gf_xcalloc(1, sizeof(*c));
+    httpd_conn_t *c = gf_slab_alloc(&h->conn_slab);
     c->h = h;
     uv_tcp_init(h->loop, &c->tcp);
     c->tcp.data = c;

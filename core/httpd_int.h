@@ -10,6 +10,7 @@
 
 #include "httpd.h"
 #include "log.h"
+#include "slab.h"
 
 #define HTTPD_MAX_SEGS   16
 #define HTTPD_READ_CHUNK 65536
@@ -54,7 +55,7 @@ struct gf_http_req {
     gf_httpd_t *h;
     const httpd_route_t *route;
     int method_not_allowed;
-    char allow[64]; /* the methods of the path when method_not_allowed: "GET, HEAD, POST" */
+    char *allow; /* the methods of the path when method_not_allowed: "GET, HEAD, POST" */
     char method[16];
     gf_buf_t url;
     char *path, *query_raw;
@@ -101,7 +102,6 @@ struct httpd_conn {
     unsigned turn_requests;
     int resume_pending; /* its turn's budget is spent: the timer resumes it on the next turn */
     int out_held;       /* a request waits for this client to take its answers (out_bytes) */
-    uv_shutdown_t shutdown;
     int in_dispatch;
     size_t writes_pending;
     conn_state state;
@@ -137,6 +137,8 @@ struct gf_httpd {
     gf_httpd_response_hook hook;
     void *hook_data;
     char readbuf[HTTPD_READ_CHUNK];
+    /* Connections and requests live in slabs: an open stream's stay packed (slab.h). */
+    gf_slab_t conn_slab, req_slab;
     gf_mfamily_t *m_requests, *m_duration;
     uint64_t sample_state; /* the access log's sampling draws (xorshift64) */
     gf_metric_t *m_connections, *m_streams, *m_rejected;
@@ -157,8 +159,20 @@ void httpd__req_free(gf_http_req_t *r);
 void httpd__req_ensure_id(gf_http_req_t *r);
 char *httpd__pct_decode(const char *s, size_t n, int plus_space);
 
+/* A shared stream message (httpd.h): "<hex>\r\n<data>\r\n", the data at `off`. */
+struct gf_http_frame {
+    size_t refs;
+    size_t len;       /* of wire[] */
+    size_t off, dlen; /* the data within wire[] */
+    char wire[];
+};
+
 /* httpd_conn.c */
+/* Queues bytes to the client (copied: they are the caller's again on return). */
 int httpd__conn_write(httpd_conn_t *c, const char *a, size_t alen, const char *b, size_t blen);
+int httpd__conn_writev(httpd_conn_t *c, const uv_buf_t *bufs, unsigned n);
+/* Queues `len` bytes at `p` inside frame `f` (a reference is held while they wait). */
+int httpd__conn_write_frame(httpd_conn_t *c, gf_http_frame_t *f, const char *p, size_t len);
 void httpd__req_done(httpd_conn_t *c, int keep);
 void httpd__conn_accept(gf_httpd_t *h);
 void httpd__conn_stop(httpd_conn_t *c);

@@ -26,7 +26,7 @@ static const gf_log_ctx *conn_log(const httpd_conn_t *c, gf_log_ctx *ctx)
 
 gf_http_req_t *httpd__req_new(httpd_conn_t *c)
 {
-    gf_http_req_t *r = gf_xcalloc(1, sizeof(*r));
+    gf_http_req_t *r = gf_slab_alloc(&c->h->req_slab);
     r->conn = c;
     r->h = c->h;
     r->max_body = c->h->opts.max_body_bytes;
@@ -34,13 +34,9 @@ gf_http_req_t *httpd__req_new(httpd_conn_t *c)
     return r;
 }
 
-void httpd__req_free(gf_http_req_t *r)
+/* Frees what only reading the request needed (its answer has begun); accessors then read absent. */
+static void req_strip(gf_http_req_t *r)
 {
-    if (r->streaming) {
-        r->h->nstreams--;
-        if (r->h->m_streams)
-            gf_metric_add(r->h->m_streams, -1);
-    }
     gf_buf_dispose(&r->url);
     gf_buf_dispose(&r->body);
     gf_buf_dispose(&r->out_headers);
@@ -52,9 +48,23 @@ void httpd__req_free(gf_http_req_t *r)
     free(r->refuse_code);
     free(r->refuse_msg);
     free(r->refuse_field);
+    free(r->allow);
+    r->allow = NULL;
+    r->path = r->query_raw = r->refuse_code = r->refuse_msg = r->refuse_field = NULL;
+    r->query_parsed = 1; /* nothing left to parse */
+}
+
+void httpd__req_free(gf_http_req_t *r)
+{
+    if (r->streaming) {
+        r->h->nstreams--;
+        if (r->h->m_streams)
+            gf_metric_add(r->h->m_streams, -1);
+    }
+    req_strip(r);
     if (r->user_free)
         r->user_free(r->user);
-    free(r);
+    gf_slab_free(&r->h->req_slab, r);
 }
 
 void gf_http_req_set_user(gf_http_req_t *r, void *user, void (*free_fn)(void *user))
@@ -241,24 +251,24 @@ int gf_http_stream_start(gf_http_req_t *r, int status, const char *content_type)
     c->state = CONN_STREAMING;
     int rc = httpd__conn_write(c, head.p, head.len, NULL, 0);
     gf_buf_dispose(&head);
+    req_strip(r); /* an open stream keeps only what its answer needs */
     if (rc == 0 && is_head(r))
         return GF_ECANCELED; /* the head was the whole answer */
     return rc;
 }
 
-int gf_http_stream_write(gf_http_req_t *r, const char *data, size_t len)
+/*
+ * Whether `len` more bytes may be queued on the stream: 0, or the error
+ * gf_http_stream_write() answers. A client that stopped reading is dropped
+ * when what waits for it, plus this, passes the cap. A write onto an empty
+ * queue always goes: the client is keeping up, and an event larger than the
+ * cap (a terminal event carries a whole generation) could otherwise never be sent.
+ */
+static int stream_writable(gf_http_req_t *r, size_t len)
 {
     httpd_conn_t *c = r->conn;
     if (c == NULL || c->closing || is_head(r))
         return GF_ECANCELED;
-    if (len == 0)
-        return 0;
-    /*
-     * A client that stopped reading is dropped when what waits for it, plus
-     * this, passes the cap. A write onto an empty queue always goes: the
-     * client is keeping up, and an event larger than the cap (a terminal
-     * event carries a whole generation) could otherwise never be sent.
-     */
     size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
     if (queued > 0 && queued + len > c->h->opts.stream_max_queued_bytes) {
         gf_log_ctx ctx;
@@ -268,18 +278,78 @@ int gf_http_stream_write(gf_http_req_t *r, const char *data, size_t len)
         httpd__conn_close(c, 0);
         return GF_ETOOBIG;
     }
+    return 0;
+}
+
+int gf_http_stream_write(gf_http_req_t *r, const char *data, size_t len)
+{
+    if (len == 0)
+        return r->conn == NULL || r->conn->closing || is_head(r) ? GF_ECANCELED : 0;
+    int rc = stream_writable(r, len);
+    if (rc < 0)
+        return rc;
     r->sent += len;
     if (r->http_minor == 0)
-        return httpd__conn_write(c, data, len, NULL, 0);
+        return httpd__conn_write(r->conn, data, len, NULL, 0);
     char size[24];
     int n = snprintf(size, sizeof(size), "%zx\r\n", len);
-    gf_buf_t b = {0};
-    gf_buf_append(&b, size, (size_t)n);
-    gf_buf_append(&b, data, len);
-    gf_buf_puts(&b, "\r\n");
-    int rc = httpd__conn_write(c, b.p, b.len, NULL, 0);
-    gf_buf_dispose(&b);
-    return rc;
+    uv_buf_t bufs[3] = {uv_buf_init(size, (unsigned int)n),
+                        uv_buf_init((char *)data, (unsigned int)len), uv_buf_init("\r\n", 2)};
+    return httpd__conn_writev(r->conn, bufs, 3);
+}
+
+gf_http_frame_t *gf_http_frame_new(const char *data, size_t len)
+{
+    char size[24];
+    int n = snprintf(size, sizeof(size), "%zx\r\n", len);
+    gf_http_frame_t *f = gf_xmalloc(sizeof(*f) + (size_t)n + len + 2);
+    f->refs = 1;
+    f->off = (size_t)n;
+    f->dlen = len;
+    f->len = (size_t)n + len + 2;
+    memcpy(f->wire, size, (size_t)n);
+    if (len)
+        memcpy(f->wire + n, data, len);
+    memcpy(f->wire + n + len, "\r\n", 2);
+    return f;
+}
+
+gf_http_frame_t *gf_http_frame_ref(gf_http_frame_t *f)
+{
+    f->refs++;
+    return f;
+}
+
+void gf_http_frame_unref(gf_http_frame_t *f)
+{
+    if (f != NULL && --f->refs == 0)
+        free(f);
+}
+
+const char *gf_http_frame_wire(const gf_http_frame_t *f, size_t *len)
+{
+    *len = f->len;
+    return f->wire;
+}
+
+const char *gf_http_frame_data(const gf_http_frame_t *f, size_t *len)
+{
+    *len = f->dlen;
+    return f->wire + f->off;
+}
+
+int gf_http_stream_write_frame(gf_http_req_t *r, gf_http_frame_t *f)
+{
+    if (f->dlen == 0)
+        return gf_http_stream_write(r, NULL, 0);
+    int rc = stream_writable(r, f->dlen);
+    if (rc < 0)
+        return rc;
+    r->sent += f->dlen;
+    /* HTTP/1.0 has no chunks: the data alone, from inside the same frame. */
+    if (r->http_minor == 0)
+        return httpd__conn_write_frame(r->conn, f, f->wire + f->off, f->dlen);
+    return httpd__conn_write_frame(r->conn, f, f->wire, f->len);
 }
 
 void gf_http_stream_end(gf_http_req_t *r)

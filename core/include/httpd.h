@@ -25,7 +25,10 @@
  *   ends with a lingering close, its body never buffered.
  * - Streaming responses (SSE) are chunked; when more than the configured number
  *   of bytes is queued to a client that stopped reading, the connection is
- *   dropped (other clients are not slowed) and the handler is told.
+ *   dropped (other clients are not slowed) and the handler is told. A
+ *   started stream keeps only what its answer and its access-log line need:
+ *   the request's headers, path, parameters, query and body are freed by
+ *   gf_http_stream_start(), so an idle stream costs little memory.
  * - gf_httpd_stop(): stop accepting, close idle connections, end streams, let
  *   in-flight requests finish, cut what is left after the shutdown timeout.
  *
@@ -157,7 +160,11 @@ void gf_httpd_free(gf_httpd_t *h);
 
 /* --- the request ---------------------------------------------------------- */
 
-/* All strings are borrowed and valid until the request is finished. */
+/*
+ * All strings are borrowed and valid until the request is finished, except
+ * the path, parameters, query, headers and body, which are valid until
+ * gf_http_stream_start() (after it they read as absent).
+ */
 const char *gf_http_req_method(const gf_http_req_t *r);
 const char *gf_http_req_path(const gf_http_req_t *r);  /* decoded path, no query */
 const char *gf_http_req_route(const gf_http_req_t *r); /* the matched pattern */
@@ -200,6 +207,30 @@ int gf_http_stream_start(gf_http_req_t *r, int status, const char *content_type)
  * already gone. Either way the caller finishes with gf_http_stream_end().
  */
 int gf_http_stream_write(gf_http_req_t *r, const char *data, size_t len);
+
+/*
+ * A stream message shared by many streams (an SSE event sent to every
+ * listener of a generation): its bytes are made once, with the chunked
+ * framing around them, and counted by reference, so writing it to each
+ * stream copies nothing. gf_http_frame_new() returns it with one reference;
+ * each gf_http_frame_ref() takes another, each gf_http_frame_unref() drops
+ * one (NULL is a no-op) and the last frees it.
+ */
+typedef struct gf_http_frame gf_http_frame_t;
+gf_http_frame_t *gf_http_frame_new(const char *data, size_t len);
+gf_http_frame_t *gf_http_frame_ref(gf_http_frame_t *f);
+void gf_http_frame_unref(gf_http_frame_t *f);
+/* The frame's bytes as an HTTP/1.1 stream sends them ("<hex>\r\n<data>\r\n"), and its data. */
+const char *gf_http_frame_wire(const gf_http_frame_t *f, size_t *len);
+const char *gf_http_frame_data(const gf_http_frame_t *f, size_t *len);
+
+/*
+ * gf_http_stream_write() of a shared frame, with the same cap and the same
+ * answers. The bytes go straight to the socket when nothing else waits for
+ * it (one write, no allocation); what the socket does not take at once is
+ * queued holding a reference to the frame, not a copy.
+ */
+int gf_http_stream_write_frame(gf_http_req_t *r, gf_http_frame_t *f);
 
 /* Ends a stream and finishes the request. */
 void gf_http_stream_end(gf_http_req_t *r);

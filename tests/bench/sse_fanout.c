@@ -1,17 +1,25 @@
 /*
- * tests/bench/sse_fanout.c - many SSE clients on one generation, and the
- * worker's part that feeds them. Used by tests/integration/api/sse.c (1,000
- * clients) and `scripts/bench sse` (10,000).
+ * tests/bench/sse_fanout.c - many SSE clients on one generation (or on a
+ * few), and the worker's part that feeds them. Used by
+ * tests/integration/api/sse.c (1,000 clients) and `scripts/bench sse`
+ * (15,000 in groups of 1,000, 10,000 and 4,000).
  *
- *   sse_fanout API_URL TOKEN CLIENTS API_PID
+ *   sse_fanout API_URL TOKEN CLIENTS API_PID [GROUPS]
  *
- * With FARM_REDIS_URL / FARM_DATABASE_URL of the farm in the environment it:
- * creates a generation (POST), opens CLIENTS event streams on it from one
- * libuv loop (raw HTTP/1.1, ?access_token=), measures the api's RSS before and
- * after, claims the job as a worker would, publishes one progress event whose
- * data carries the send time, finishes the generation (Postgres, then the
- * queue), and waits until every client has its terminal event. Prints one line:
+ * GROUPS is a comma-separated list of group sizes adding up to CLIENTS
+ * ("1000,10000,4000"); each group follows a generation of its own (without
+ * it: one group of CLIENTS). With FARM_REDIS_URL / FARM_DATABASE_URL of the
+ * farm in the environment it: creates one generation per group (POST),
+ * opens the CLIENTS event streams from one libuv loop (raw HTTP/1.1,
+ * ?access_token=), measures the api's RSS before and after, claims the jobs
+ * as a worker would, then for each group in turn publishes one progress
+ * event whose data carries the send time and waits until the group has it
+ * (so one group's fan-out is measured alone), finishes every generation
+ * (Postgres, then the queue), and waits until every client has its
+ * terminal event. Prints one line:
  *   clients <C> connected <K> progress <P> terminal <T> rss_per_stream <B> p50_ms <a> p99_ms <b>
+ * (latencies over every client), followed, with GROUPS, by
+ * " group<N>_p50_ms <x> group<N>_p99_ms <y>" for each group of N clients.
  * Exit status 0 when every client got the progress and the terminal event.
  */
 #include <curl/curl.h>
@@ -28,20 +36,32 @@
 
 extern char **environ;
 
+#define MAX_GROUPS 8
+
 typedef struct {
     uv_tcp_t tcp;
     uv_connect_t connect;
     uv_write_t write;
     char tail[512]; /* the unfinished last line */
     size_t tail_len;
+    int group;
+    double latency; /* of its progress event, ms */
     int connected, progress, terminal, closed;
 } client_t;
 
+/* One group of clients on a generation of its own. */
+typedef struct {
+    int n, first; /* its clients: clients[first .. first + n) */
+    char gen_id[37];
+    char request[4096];
+    uint64_t token;
+    int progress; /* its clients that have their progress event */
+} group_t;
+
 static client_t *clients;
 static int nclients, nconnected, nprogress, nterminal, nclosed;
-static double *latencies;
-static int nlat;
-static char request[4096];
+static group_t groups[MAX_GROUPS];
+static int ngroups;
 static struct sockaddr_in addr;
 
 static double now_ms(void)
@@ -80,8 +100,9 @@ static void on_line(client_t *c, const char *line, size_t n)
         const char *t = memmem(line, n, "\"t_ms\":", 7);
         if (t) {
             c->progress = 1;
+            c->latency = now_ms() - strtod(t + 7, NULL);
             nprogress++;
-            latencies[nlat++] = now_ms() - strtod(t + 7, NULL);
+            groups[c->group].progress++;
         }
     }
     if (n >= 16 && strncmp(line, "event: succeeded", 16) == 0 && !c->terminal) {
@@ -124,7 +145,8 @@ static void on_connect(uv_connect_t *req, int status)
     }
     c->connected = 1;
     nconnected++;
-    uv_buf_t b = uv_buf_init(request, (unsigned int)strlen(request));
+    const char *request = groups[c->group].request;
+    uv_buf_t b = uv_buf_init((char *)request, (unsigned int)strlen(request));
     c->write.data = c;
     uv_write(&c->write, (uv_stream_t *)&c->tcp, &b, 1, on_written);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
@@ -164,31 +186,25 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-int main(int argc, char **argv)
+/* The p50 and p99 of the progress latencies of clients[first .. first + n) that have one. */
+static void percentiles(int first, int n, double *p50, double *p99)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: sse_fanout API_URL TOKEN CLIENTS API_PID\n");
-        return 2;
-    }
-    const char *api = argv[1], *token = argv[2];
-    nclients = atoi(argv[3]);
-    long api_pid = atol(argv[4]);
-    struct rlimit rl;
-    getrlimit(RLIMIT_NOFILE, &rl);
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-    gf_err_t err = {0};
-    gf_config_t *cfg = gf_cfg_load(environ, &err);
-    queue_sync_t *qs = cfg ? queue_sync_new(cfg, &err) : NULL;
-    store_conn_t *sc = cfg ? store_conn_new(cfg->database_url, &err) : NULL;
-    if (qs == NULL || sc == NULL) {
-        fprintf(stderr, "sse_fanout: %s\n", err.msg);
-        return 2;
-    }
-    /* The generation. */
-    char url[512], auth[2048];
+    double *lat = calloc((size_t)n + 1, sizeof(double));
+    int k = 0;
+    for (int i = first; i < first + n; i++)
+        if (clients[i].progress)
+            lat[k++] = clients[i].latency;
+    qsort(lat, (size_t)k, sizeof(double), cmp_double);
+    *p50 = k ? lat[k / 2] : -1;
+    *p99 = k ? lat[(k * 99) / 100] : -1;
+    free(lat);
+}
+
+/* POSTs a generation as `auth`; its id in `out`. 0, or -1 with the answer on stderr. */
+static int create_generation(const char *api, const char *auth, char out[37])
+{
+    char url[512];
     snprintf(url, sizeof(url), "%s/v1/generations", api);
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
     CURL *e = curl_easy_init();
     struct curl_slist *h = curl_slist_append(NULL, auth);
     h = curl_slist_append(h, "Content-Type: application/json");
@@ -203,27 +219,81 @@ int main(int argc, char **argv)
     curl_easy_cleanup(e);
     json_t *created = cc == CURLE_OK ? json_loads(body.p ? body.p : "", 0, NULL) : NULL;
     const char *gen = json_string_value(json_object_get(created, "id"));
-    if (gen == NULL) {
+    int rc = gen ? 0 : -1;
+    if (gen)
+        snprintf(out, 37, "%s", gen);
+    else
         fprintf(stderr, "sse_fanout: POST failed: %s\n", body.p ? body.p : "");
-        return 2;
-    }
-    char gen_id[37];
-    snprintf(gen_id, sizeof(gen_id), "%s", gen);
     json_decref(created);
     gf_buf_dispose(&body);
-    /* The clients. */
-    char host[64] = "127.0.0.1";
+    return rc;
+}
+
+/* Parses GROUPS ("1000,10000,4000"); 0 when they are 1..MAX_GROUPS sizes adding up to `total`. */
+static int parse_groups(const char *s, int total)
+{
+    int sum = 0;
+    for (ngroups = 0; *s && ngroups < MAX_GROUPS; ngroups++) {
+        char *end;
+        long n = strtol(s, &end, 10);
+        if (end == s || n <= 0 || (*end != ',' && *end != '\0'))
+            return -1;
+        groups[ngroups].first = sum;
+        groups[ngroups].n = (int)n;
+        sum += (int)n;
+        s = *end ? end + 1 : end;
+    }
+    return *s == '\0' && sum == total ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: sse_fanout API_URL TOKEN CLIENTS API_PID [GROUPS]\n");
+        return 2;
+    }
+    const char *api = argv[1], *token = argv[2];
+    nclients = atoi(argv[3]);
+    long api_pid = atol(argv[4]);
+    if (nclients <= 0 || parse_groups(argc == 6 ? argv[5] : argv[3], nclients) < 0) {
+        fprintf(stderr, "sse_fanout: GROUPS must be sizes adding up to CLIENTS\n");
+        return 2;
+    }
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    gf_err_t err = {0};
+    gf_config_t *cfg = gf_cfg_load(environ, &err);
+    queue_sync_t *qs = cfg ? queue_sync_new(cfg, &err) : NULL;
+    store_conn_t *sc = cfg ? store_conn_new(cfg->database_url, &err) : NULL;
+    if (qs == NULL || sc == NULL) {
+        fprintf(stderr, "sse_fanout: %s\n", err.msg);
+        return 2;
+    }
+    /* The generations, one per group. */
+    char auth[2048], host[64] = "127.0.0.1";
     int port = 80;
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
     sscanf(api, "http://%63[^:]:%d", host, &port);
+    for (int g = 0; g < ngroups; g++) {
+        char gen[37];
+        if (create_generation(api, auth, gen) < 0)
+            return 2;
+        snprintf(groups[g].gen_id, sizeof(groups[g].gen_id), "%s", gen);
+        snprintf(groups[g].request, sizeof(groups[g].request),
+                 "GET /v1/generations/%s/events?access_token=%s HTTP/1.1\r\nHost: %s\r\n"
+                 "Accept: text/event-stream\r\n\r\n",
+                 gen, token, host);
+    }
+    /* The clients. */
     uv_ip4_addr(host, port, &addr);
-    snprintf(request, sizeof(request),
-             "GET /v1/generations/%s/events?access_token=%s HTTP/1.1\r\nHost: %s\r\n"
-             "Accept: text/event-stream\r\n\r\n",
-             gen_id, token, host);
     clients = calloc((size_t)nclients, sizeof(client_t));
-    latencies = calloc((size_t)nclients, sizeof(double));
     uv_loop_t *loop = uv_default_loop();
     long rss_before = rss_kb(api_pid);
+    for (int g = 0; g < ngroups; g++)
+        for (int i = groups[g].first; i < groups[g].first + groups[g].n; i++)
+            clients[i].group = g;
     for (int i = 0; i < nclients; i++) {
         client_t *c = &clients[i];
         uv_tcp_init(loop, &c->tcp);
@@ -239,47 +309,68 @@ int main(int argc, char **argv)
     for (int i = 0; i < 50; i++)
         uv_run(loop, UV_RUN_NOWAIT), uv_sleep(20); /* the 'queued' replay reaches everyone */
     long rss_after = rss_kb(api_pid);
-    /* The worker's part. */
-    uint64_t token_q = 0;
-    for (int round = 0; round < 100 && token_q == 0; round++) {
+    /* The worker's part: claim every generation. */
+    int claimed = 0;
+    for (int round = 0; round < 100 && claimed < ngroups; round++) {
         queue_claim_t claim = {0};
         if (queue_sync_claim(qs, "sse-fanout", 16, &claim, &err) == 0) {
             for (size_t i = 0; i < claim.n_jobs; i++)
-                if (strcmp(claim.jobs[i].gen_id, gen_id) == 0)
-                    token_q = claim.jobs[i].token;
+                for (int g = 0; g < ngroups; g++)
+                    if (strcmp(claim.jobs[i].gen_id, groups[g].gen_id) == 0 &&
+                        groups[g].token == 0) {
+                        groups[g].token = claim.jobs[i].token;
+                        claimed++;
+                    }
             queue_claim_dispose(&claim);
         }
     }
     store_call_t call;
-    store_call_start(&call, gen_id, (long long)token_q, "fanout");
-    store_conn_exec(sc, &call);
-    store_call_dispose(&call);
-    char data[128];
-    snprintf(data, sizeof(data), "{\"status\":\"running\",\"progress\":50,\"t_ms\":%.3f}",
-             now_ms());
     queue_result_t qr;
-    queue_sync_event_append(qs, gen_id, token_q, "progress", data, &qr, &err);
-    run_until(loop, &nprogress, nconnected, 60);
-    store_call_image(&call, gen_id, (long long)token_q, 0, 1, NULL);
-    store_conn_exec(sc, &call);
-    store_call_dispose(&call);
-    store_call_finish(&call, gen_id, (long long)token_q, "auto", NULL);
-    store_conn_exec(sc, &call);
-    store_call_dispose(&call);
-    queue_sync_finish(qs, gen_id, token_q, QUEUE_DONE, "{}", &qr, &err);
+    for (int g = 0; g < ngroups; g++) {
+        group_t *gr = &groups[g];
+        store_call_start(&call, gr->gen_id, (long long)gr->token, "fanout");
+        store_conn_exec(sc, &call);
+        store_call_dispose(&call);
+    }
+    /* One group's fan-out at a time. */
+    for (int g = 0; g < ngroups; g++) {
+        group_t *gr = &groups[g];
+        int want = 0;
+        for (int i = gr->first; i < gr->first + gr->n; i++)
+            want += clients[i].connected;
+        char data[128];
+        snprintf(data, sizeof(data), "{\"status\":\"running\",\"progress\":50,\"t_ms\":%.3f}",
+                 now_ms());
+        queue_sync_event_append(qs, gr->gen_id, gr->token, "progress", data, &qr, &err);
+        run_until(loop, &gr->progress, want, 60);
+    }
+    for (int g = 0; g < ngroups; g++) {
+        group_t *gr = &groups[g];
+        store_call_image(&call, gr->gen_id, (long long)gr->token, 0, 1, NULL);
+        store_conn_exec(sc, &call);
+        store_call_dispose(&call);
+        store_call_finish(&call, gr->gen_id, (long long)gr->token, "auto", NULL);
+        store_conn_exec(sc, &call);
+        store_call_dispose(&call);
+        queue_sync_finish(qs, gr->gen_id, gr->token, QUEUE_DONE, "{}", &qr, &err);
+    }
     run_until(loop, &nterminal, nconnected, 60);
-    qsort(latencies, (size_t)nlat, sizeof(double), cmp_double);
-    double p50 = nlat ? latencies[nlat / 2] : -1, p99 = nlat ? latencies[(nlat * 99) / 100] : -1;
+    double p50, p99;
+    percentiles(0, nclients, &p50, &p99);
     long per = nconnected ? (rss_after - rss_before) * 1024 / nconnected : 0;
     printf("clients %d connected %d progress %d terminal %d rss_per_stream %ld p50_ms %.2f p99_ms "
-           "%.2f\n",
+           "%.2f",
            nclients, nconnected, nprogress, nterminal, per, p50, p99);
+    for (int g = 0; argc == 6 && g < ngroups; g++) {
+        percentiles(groups[g].first, groups[g].n, &p50, &p99);
+        printf(" group%d_p50_ms %.2f group%d_p99_ms %.2f", groups[g].n, p50, groups[g].n, p99);
+    }
+    printf("\n");
     for (int i = 0; i < nclients; i++)
         client_close(&clients[i]);
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
     free(clients);
-    free(latencies);
     queue_sync_free(qs);
     store_conn_free(sc);
     gf_cfg_free(cfg);
