@@ -338,6 +338,12 @@ static const cfg_row cfg_table[] = {
     {"FARM_QUEUE_HANDBACK_MAX", CFG_INT, OFF(queue_handback_max), "100", 1, 100000, NULL, 0,
      "hand-backs of one job before it is dead-lettered (with the defaults, at least 8 minutes of "
      "waiting)"},
+    /* claim (issue #22, docs/queue.md "Claiming by capacity"): how many generations a worker
+     * claims; FARM_WORKER_CONCURRENCY stays the ceiling */
+    {"FARM_WORKER_CLAIM", CFG_ENUM, OFF(worker_claim), "capacity", 0, 0, "capacity|ceiling", 0,
+     "capacity: a worker claims as many generations as its measured post-processing can "
+     "finish behind its provider calls (farm_worker_claim_limit); ceiling: always up to "
+     "FARM_WORKER_CONCURRENCY"},
 };
 
 #define CFG_ROWS (sizeof(cfg_table) / sizeof(cfg_table[0]))

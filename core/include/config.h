@@ -157,6 +157,8 @@ typedef struct gf_config {
     /* faults (issue #17: hand-backs that are not attempts) */
     long long queue_handback_cap_ms;
     long long queue_handback_max;
+    /* claim (issue #22): 0 by measured capacity, 1 up to FARM_WORKER_CONCURRENCY */
+    long long worker_claim;
     /* Derived by the loader from the rows above (already validated). */
     struct gf_tier {
         char name[GF_TIER_NAME_MAX + 1];
