@@ -156,7 +156,7 @@ static void post_measured(job_image_t *img)
     j->pool_wait_ns += wait;
     j->post_images++;
     claim_ctl_post(&j->r->ctl, (double)(img->t_pool_ended - img->t_pool_begun) / 1e9,
-                   (double)wait / 1e9, img->t_pool_ended);
+                   img->t_pool_ended);
 }
 
 /* Every output is stored: record them with the capture; else release the image. */
@@ -218,10 +218,14 @@ static void outputs_put(job_image_t *img)
         outputs_stored(img);
 }
 
+static void post_pump(worker_runner_t *r);
+
 static void on_work_done(uv_work_t *w, int status)
 {
     job_image_t *img = w->data;
     job_t *j = img->job;
+    worker_runner_t *r = j->r;
+    r->posting--;
     GF_FREE(img->bytes);
     job__stage_done(img, GF_STAGE_POSTPROCESSING);
     if (status == 0)
@@ -241,7 +245,39 @@ static void on_work_done(uv_work_t *w, int status)
         job__stage(j, GF_STAGE_STORING);
         outputs_put(img);
     }
-    job_unref(j);
+    job_unref(j); /* may free the job: `r` outlives it */
+    post_pump(r);
+}
+
+/* Starts waiting images on the pool while fewer than ctl.pool post-process. */
+static void post_pump(worker_runner_t *r)
+{
+    while (r->posting < r->ctl.pool && r->post_head) {
+        job_image_t *img = r->post_head;
+        r->post_head = img->post_next;
+        if (r->post_head == NULL)
+            r->post_tail = NULL;
+        img->post_next = NULL;
+        img->work.data = img;
+        r->posting++;
+        if (uv_queue_work(r->loop, &img->work, on_work, on_work_done) < 0)
+            on_work_done(&img->work, UV_ECANCELED);
+    }
+}
+
+/* Queues the image's post-processing (its job holds a count for it until on_work_done). */
+static void post_enqueue(job_image_t *img)
+{
+    worker_runner_t *r = img->job->r;
+    img->t_pool_queued = uv_hrtime();
+    img->t_pool_begun = img->t_pool_ended = 0;
+    img->post_next = NULL;
+    if (r->post_tail)
+        r->post_tail->post_next = img;
+    else
+        r->post_head = img;
+    r->post_tail = img;
+    post_pump(r);
 }
 
 static void on_request_recorded(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
@@ -297,12 +333,8 @@ static void provider_done(job_image_t *img, const gf_err_t *err, const provider_
         img->len = im->len;
         img->state = IMAGE_PROCESSING;
         job__stage(j, GF_STAGE_POSTPROCESSING);
-        img->work.data = img;
-        img->t_pool_queued = uv_hrtime();
-        img->t_pool_begun = img->t_pool_ended = 0;
         j->pending++;
-        if (uv_queue_work(j->r->loop, &img->work, on_work, on_work_done) < 0)
-            on_work_done(&img->work, UV_ECANCELED);
+        post_enqueue(img);
         return;
     }
     if (j->state == JOB_CANCELING) {

@@ -167,15 +167,21 @@ static void on_cancel_message(queue_t *q, const char *gen_id, void *data)
             job__advance(j, JOB_EV_CANCEL, NULL);
 }
 
-/* The libuv thread pool's width, read as libuv reads it (UV_THREADPOOL_SIZE, default 4, at
- * most 1024): the images post-processed at once. */
-static int pool_threads(void)
+/*
+ * Images post-processed at once: the libuv thread pool's width, read as libuv reads it
+ * (UV_THREADPOOL_SIZE, default 4, at most 1024), at most the cores this process may use
+ * (more images at once than cores only makes each slower).
+ */
+static int post_parallelism(void)
 {
     const char *v = getenv("UV_THREADPOOL_SIZE");
     long n = v ? strtol(v, NULL, 10) : 4;
     if (n <= 0)
         n = 1; /* libuv's reading of 0 (and of what is not a number) */
-    return n > 1024 ? 1024 : (int)n;
+    if (n > 1024)
+        n = 1024;
+    unsigned cores = uv_available_parallelism();
+    return cores >= 1 && (long)cores < n ? (int)cores : (int)n;
 }
 
 worker_runner_t *worker_runner_new(uv_loop_t *loop, const gf_config_t *cfg, queue_t *queue,
@@ -202,7 +208,7 @@ worker_runner_t *worker_runner_new(uv_loop_t *loop, const gf_config_t *cfg, queu
     r->timers_open = 3;
     claim_ctl_init(&r->ctl,
                    cfg->worker_concurrency > INT_MAX ? INT_MAX : (int)cfg->worker_concurrency,
-                   cfg->worker_claim == 0, pool_threads(),
+                   cfg->worker_claim == 0, post_parallelism(),
                    cfg->provider_concurrency > INT_MAX ? INT_MAX : (int)cfg->provider_concurrency);
     if (metrics) {
         r->m_outcomes = gf_metrics_counter(metrics, "farm_worker_generations_total",
@@ -310,7 +316,7 @@ static void hold_measured(worker_runner_t *r, const job_t *j)
     uint64_t wait = j->pool_wait_ns / (uint64_t)(par > 0 ? par : 1);
     uint64_t held = uv_hrtime() - j->started_ns;
     if (held > wait)
-        claim_ctl_job(&r->ctl, (double)(held - wait) / 1e9, j->post_images);
+        claim_ctl_job(&r->ctl, (double)(held - wait) / 1e9, j->post_images, uv_hrtime());
 }
 
 void worker_runner__job_gone(worker_runner_t *r, job_t *j)

@@ -122,7 +122,8 @@ typedef enum {
     IMAGE_SETTLED,
 } image_state;
 
-typedef struct {
+typedef struct job_image job_image_t;
+struct job_image {
     job_t *job;
     int index, pose;
     int attempts;
@@ -144,8 +145,9 @@ typedef struct {
     /* Post-processing on the pool (uv_hrtime): queued on the loop, begun and ended on its
      * thread (read on the loop once the work is done). The claim's controller's samples. */
     uint64_t t_pool_queued, t_pool_begun, t_pool_ended;
+    job_image_t *post_next; /* waiting for a post-processing slot (the runner's FIFO) */
     gf_err_t work_err;
-} job_image_t;
+};
 
 struct job {
     job_t *next, *prev;
@@ -194,7 +196,11 @@ struct worker_runner {
     size_t njobs;
     int claiming, draining;
     claim_ctl_t ctl; /* how many it may hold now (claim.h) */
-    int drain_over;  /* the drain time is over: a queue end that fails is not retried */
+    /* Images post-processed at once (ctl.pool: the thread pool's width, at most the cores);
+     * the others wait in this FIFO, and the pool's other threads stay free for storage. */
+    int posting;
+    job_image_t *post_head, *post_tail;
+    int drain_over; /* the drain time is over: a queue end that fails is not retried */
     uv_timer_t claim_timer, heartbeat_timer, drain_timer;
     int timers_open;
     worker_runner_stopped_cb stopped_cb;
