@@ -305,7 +305,7 @@ size_t worker_runner_inflight(const worker_runner_t *r)
 
 /*
  * A job that post-processed images is a sample of the hold: its claim to now, less the
- * time its images waited for a thread (summed, over the images it ran at once).
+ * time its images waited to be post-processed (summed, over the images it ran at once).
  */
 static void hold_measured(worker_runner_t *r, const job_t *j)
 {

@@ -142,8 +142,8 @@ struct job_image {
     char *resume;              /* "provider:token" an earlier attempt persisted, or NULL */
     int resumed;               /* the call in flight resumes `resume` (no new request) */
     uint64_t t_stage;          /* when the current stage began (uv_hrtime) */
-    /* Post-processing on the pool (uv_hrtime): queued on the loop, begun and ended on its
-     * thread (read on the loop once the work is done). The claim's controller's samples. */
+    /* Post-processing (uv_hrtime): queued in the runner's FIFO, begun and ended on its pool
+     * thread (read on the loop once the work is done). The claim controller's samples. */
     uint64_t t_pool_queued, t_pool_begun, t_pool_ended;
     job_image_t *post_next; /* waiting for a post-processing slot (the runner's FIFO) */
     gf_err_t work_err;
@@ -173,7 +173,7 @@ struct job {
     int pending;
     int stage;             /* the gf_stage last published, -1 before the first */
     uint64_t started_ns;   /* its claim (uv_hrtime) */
-    uint64_t pool_wait_ns; /* its images' waits for a thread of the pool, summed */
+    uint64_t pool_wait_ns; /* its images' waits to be post-processed (FIFO, pool), summed */
     int post_images;       /* its images post-processed */
     /* CLOSING and HANDING_BACK: what the queue is told, kept to tell it again when
      * Redis did not answer (`queue_retry`: the runner's next tick sends it again). */
