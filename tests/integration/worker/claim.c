@@ -122,7 +122,7 @@ static void queue_stats(long *free_depth, long *in_flight)
 static json_t *generation(const char *tok, const char *id)
 {
     char path[96];
-    snprintf(path, sizeof(path), "/v1/generations/%s", id);
+    snprintf(path, sizeof(path), "/v1/generations/%.36s", id);
     ts_http_t r = au_call("GET", path, tok, NULL, NULL);
     assert_int_equal(r.status, 200);
     json_t *g = json_loads(r.body, 0, NULL);
