@@ -343,6 +343,12 @@ static const cfg_row cfg_table[] = {
      0,
      "age after which the sweeper deletes a put's leftover temporary file, or a file of a finished "
      "generation that no output records (a stale attempt's); longer than any put"},
+    /* claim (issue #22, docs/queue.md "Claiming by capacity"): how many generations a worker
+     * claims; FARM_WORKER_CONCURRENCY stays the ceiling */
+    {"FARM_WORKER_CLAIM", CFG_ENUM, OFF(worker_claim), "capacity", 0, 0, "capacity|ceiling", 0,
+     "capacity: a worker claims as many generations as its measured post-processing can "
+     "finish behind its provider calls (farm_worker_claim_limit); ceiling: always up to "
+     "FARM_WORKER_CONCURRENCY"},
 };
 
 #define CFG_ROWS (sizeof(cfg_table) / sizeof(cfg_table[0]))

@@ -105,9 +105,8 @@ static void image_fail(job_image_t *img, const char *code, const char *msg, int 
 }
 
 /* Thread pool: variants, their keys and the outputs' JSON. Touches only `img`'s own data. */
-static void on_work(uv_work_t *w)
+static void post_process(job_image_t *img)
 {
-    job_image_t *img = w->data;
     job_t *j = img->job;
     img_post_opts o = {.expect_width = j->params.width,
                        .expect_height = j->params.height,
@@ -136,6 +135,28 @@ static void on_work(uv_work_t *w)
     if (img->work_err.code == 0)
         img->outputs_json = json_dumps(outputs, JSON_COMPACT);
     json_decref(outputs);
+}
+
+static void on_work(uv_work_t *w)
+{
+    job_image_t *img = w->data;
+    img->t_pool_begun = uv_hrtime();
+    post_process(img);
+    img->t_pool_ended = uv_hrtime();
+}
+
+/* What the claim's controller learns from an image post-processed (worker/claim.h). */
+static void post_measured(job_image_t *img)
+{
+    job_t *j = img->job;
+    if (img->t_pool_begun == 0 || img->t_pool_ended < img->t_pool_begun ||
+        img->t_pool_begun < img->t_pool_queued)
+        return;
+    uint64_t wait = img->t_pool_begun - img->t_pool_queued;
+    j->pool_wait_ns += wait;
+    j->post_images++;
+    claim_ctl_post(&j->r->ctl, (double)(img->t_pool_ended - img->t_pool_begun) / 1e9,
+                   img->t_pool_ended);
 }
 
 /* Every output is stored: record them with the capture; else release the image. */
@@ -197,12 +218,18 @@ static void outputs_put(job_image_t *img)
         outputs_stored(img);
 }
 
+static void post_pump(worker_runner_t *r);
+
 static void on_work_done(uv_work_t *w, int status)
 {
     job_image_t *img = w->data;
     job_t *j = img->job;
+    worker_runner_t *r = j->r;
+    r->posting--;
     GF_FREE(img->bytes);
     job__stage_done(img, GF_STAGE_POSTPROCESSING);
+    if (status == 0)
+        post_measured(img);
     if (!job_is_live(j)) {
         img_variants_dispose(&img->vars); /* nothing written yet: nothing to drop */
         GF_FREE(img->keys);
@@ -218,7 +245,39 @@ static void on_work_done(uv_work_t *w, int status)
         job__stage(j, GF_STAGE_STORING);
         outputs_put(img);
     }
-    job_unref(j);
+    job_unref(j); /* may free the job: `r` outlives it */
+    post_pump(r);
+}
+
+/* Starts waiting images on the pool while fewer than ctl.pool post-process. */
+static void post_pump(worker_runner_t *r)
+{
+    while (r->posting < r->ctl.pool && r->post_head) {
+        job_image_t *img = r->post_head;
+        r->post_head = img->post_next;
+        if (r->post_head == NULL)
+            r->post_tail = NULL;
+        img->post_next = NULL;
+        img->work.data = img;
+        r->posting++;
+        if (uv_queue_work(r->loop, &img->work, on_work, on_work_done) < 0)
+            on_work_done(&img->work, UV_ECANCELED);
+    }
+}
+
+/* Queues the image's post-processing (its job holds a count for it until on_work_done). */
+static void post_enqueue(job_image_t *img)
+{
+    worker_runner_t *r = img->job->r;
+    img->t_pool_queued = uv_hrtime();
+    img->t_pool_begun = img->t_pool_ended = 0;
+    img->post_next = NULL;
+    if (r->post_tail)
+        r->post_tail->post_next = img;
+    else
+        r->post_head = img;
+    r->post_tail = img;
+    post_pump(r);
 }
 
 static void on_request_recorded(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
@@ -274,10 +333,8 @@ static void provider_done(job_image_t *img, const gf_err_t *err, const provider_
         img->len = im->len;
         img->state = IMAGE_PROCESSING;
         job__stage(j, GF_STAGE_POSTPROCESSING);
-        img->work.data = img;
         j->pending++;
-        if (uv_queue_work(j->r->loop, &img->work, on_work, on_work_done) < 0)
-            on_work_done(&img->work, UV_ECANCELED);
+        post_enqueue(img);
         return;
     }
     if (j->state == JOB_CANCELING) {

@@ -3,12 +3,15 @@
  * drain of farm-worker. The jobs themselves are in job.c.
  *
  * Invariants: at most one claim is in flight; claims ask for no more than
- * FARM_WORKER_CONCURRENCY minus what runs; a heartbeat goes to every job at
+ * the claim limit minus what runs (claim.h: by measured capacity, within
+ * FARM_WORKER_CONCURRENCY; FARM_WORKER_CLAIM=ceiling: the ceiling itself),
+ * at the pace its token bucket allows; a heartbeat goes to every job at
  * least every min(lease / 3, 1.5 s), so a cancel reaches its job within 2 s
  * even when the pub/sub message is lost.
  */
 #include "worker_int.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +63,7 @@ static void on_claimed(queue_t *q, const gf_err_t *err, queue_claim_t *c, void *
         }
     }
     size_t got = c->n_jobs;
+    claim_ctl_took(&r->ctl, (int)got);
     for (size_t i = 0; i < c->n_jobs; i++) {
         if (r->m_claimed)
             gf_metric_inc(r->m_claimed);
@@ -72,19 +76,29 @@ static void on_claimed(queue_t *q, const gf_err_t *err, queue_claim_t *c, void *
         runner_maybe_stopped(r);
         return;
     }
-    if (got > 0 && r->njobs < (size_t)r->cfg->worker_concurrency)
-        runner_claim(r);
+    if (got > 0)
+        runner_claim(r); /* more may be ready: room and pace decide */
     else
         schedule_claim(r, (uint64_t)r->cfg->worker_claim_poll_ms);
+}
+
+static void claim_limit_gauge(worker_runner_t *r)
+{
+    if (r->m_claim_limit)
+        gf_metric_set(r->m_claim_limit, (double)claim_ctl_limit(&r->ctl));
 }
 
 static void runner_claim(worker_runner_t *r)
 {
     if (r->claiming || r->draining)
         return;
-    long want = (long)r->cfg->worker_concurrency - (long)r->njobs;
+    uint64_t poll = (uint64_t)r->cfg->worker_claim_poll_ms, retry = poll;
+    long want = claim_ctl_room(&r->ctl, r->njobs, uv_hrtime(), &retry);
+    claim_limit_gauge(r);
     if (want <= 0) {
-        schedule_claim(r, (uint64_t)r->cfg->worker_claim_poll_ms);
+        /* At the limit a job's end claims again (worker_runner__job_gone); out of tokens,
+         * the next one's time (the poll's time at most: the rate may change meanwhile). */
+        schedule_claim(r, retry < poll ? retry : poll);
         return;
     }
     if (want > 64)
@@ -140,6 +154,7 @@ static void on_heartbeat_timer(uv_timer_t *t)
     }
     if (r->m_inflight)
         gf_metric_set(r->m_inflight, (double)r->njobs);
+    claim_limit_gauge(r);
     breaker_gauges(r);
 }
 
@@ -150,6 +165,23 @@ static void on_cancel_message(queue_t *q, const char *gen_id, void *data)
     for (job_t *j = r->jobs; j; j = j->next)
         if (strcmp(j->qj.gen_id, gen_id) == 0)
             job__advance(j, JOB_EV_CANCEL, NULL);
+}
+
+/*
+ * Images post-processed at once: the libuv thread pool's width, read as libuv reads it
+ * (UV_THREADPOOL_SIZE, default 4, at most 1024), at most the cores this process may use
+ * (more images at once than cores only makes each slower).
+ */
+static int post_parallelism(void)
+{
+    const char *v = getenv("UV_THREADPOOL_SIZE");
+    long n = v ? strtol(v, NULL, 10) : 4;
+    if (n <= 0)
+        n = 1; /* libuv's reading of 0 (and of what is not a number) */
+    if (n > 1024)
+        n = 1024;
+    unsigned cores = uv_available_parallelism();
+    return cores >= 1 && (long)cores < n ? (int)cores : (int)n;
 }
 
 worker_runner_t *worker_runner_new(uv_loop_t *loop, const gf_config_t *cfg, queue_t *queue,
@@ -174,6 +206,10 @@ worker_runner_t *worker_runner_new(uv_loop_t *loop, const gf_config_t *cfg, queu
     uv_timer_init(loop, &r->drain_timer);
     r->claim_timer.data = r->heartbeat_timer.data = r->drain_timer.data = r;
     r->timers_open = 3;
+    claim_ctl_init(&r->ctl,
+                   cfg->worker_concurrency > INT_MAX ? INT_MAX : (int)cfg->worker_concurrency,
+                   cfg->worker_claim == 0, post_parallelism(),
+                   cfg->provider_concurrency > INT_MAX ? INT_MAX : (int)cfg->provider_concurrency);
     if (metrics) {
         r->m_outcomes = gf_metrics_counter(metrics, "farm_worker_generations_total",
                                            "generations finished, by status", "status");
@@ -219,6 +255,14 @@ worker_runner_t *worker_runner_new(uv_loop_t *loop, const gf_config_t *cfg, queu
                                                       NULL),
                                      NULL, NULL, NULL),
                       (double)cfg->worker_concurrency);
+        r->m_claim_limit = gf_metric_with(
+            gf_metrics_gauge(metrics, "farm_worker_claim_limit",
+                             "generations this worker may hold now: by its measured capacity "
+                             "(provider calls enough to keep post-processing busy), within "
+                             "FARM_WORKER_CONCURRENCY (docs/queue.md \"Claiming by capacity\")",
+                             NULL),
+            NULL, NULL, NULL);
+        gf_metric_set(r->m_claim_limit, (double)claim_ctl_limit(&r->ctl));
         r->m_inflight = gf_metric_with(
             gf_metrics_gauge(metrics, "farm_worker_inflight", "generations running", NULL), NULL,
             NULL, NULL);
@@ -248,8 +292,9 @@ void worker_runner_start(worker_runner_t *r)
         GF_LOG(GF_LOG_INFO, &log_ctx, "FARM_WORKER_CONCURRENCY=0: claiming nothing");
         return;
     }
-    GF_LOG(GF_LOG_INFO, &log_ctx, "worker %s claiming up to %lld generations (provider %s)",
-           r->worker_id, r->cfg->worker_concurrency, provider_chain(r->provider));
+    GF_LOG(GF_LOG_INFO, &log_ctx, "worker %s claiming %s, up to %lld generations (provider %s)",
+           r->worker_id, r->ctl.by_capacity ? "by measured capacity" : "to the ceiling",
+           r->cfg->worker_concurrency, provider_chain(r->provider));
     runner_claim(r);
 }
 
@@ -258,8 +303,25 @@ size_t worker_runner_inflight(const worker_runner_t *r)
     return r->njobs;
 }
 
+/*
+ * A job that post-processed images is a sample of the hold: its claim to now, less the
+ * time its images waited to be post-processed (summed, over the images it ran at once).
+ */
+static void hold_measured(worker_runner_t *r, const job_t *j)
+{
+    if (j->post_images == 0)
+        return;
+    long long par =
+        j->images < r->cfg->worker_images_parallel ? j->images : r->cfg->worker_images_parallel;
+    uint64_t wait = j->pool_wait_ns / (uint64_t)(par > 0 ? par : 1);
+    uint64_t held = uv_hrtime() - j->started_ns;
+    if (held > wait)
+        claim_ctl_job(&r->ctl, (double)(held - wait) / 1e9, j->post_images, uv_hrtime());
+}
+
 void worker_runner__job_gone(worker_runner_t *r, job_t *j)
 {
+    hold_measured(r, j);
     if (j->prev)
         j->prev->next = j->next;
     else if (r->jobs == j)

@@ -32,6 +32,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "claim.h"
 #include "core.h"
 #include "imaging.h"
 #include "provider.h"
@@ -121,7 +122,8 @@ typedef enum {
     IMAGE_SETTLED,
 } image_state;
 
-typedef struct {
+typedef struct job_image job_image_t;
+struct job_image {
     job_t *job;
     int index, pose;
     int attempts;
@@ -140,8 +142,12 @@ typedef struct {
     char *resume;              /* "provider:token" an earlier attempt persisted, or NULL */
     int resumed;               /* the call in flight resumes `resume` (no new request) */
     uint64_t t_stage;          /* when the current stage began (uv_hrtime) */
+    /* Post-processing (uv_hrtime): queued in the runner's FIFO, begun and ended on its pool
+     * thread (read on the loop once the work is done). The claim controller's samples. */
+    uint64_t t_pool_queued, t_pool_begun, t_pool_ended;
+    job_image_t *post_next; /* waiting for a post-processing slot (the runner's FIFO) */
     gf_err_t work_err;
-} job_image_t;
+};
 
 struct job {
     job_t *next, *prev;
@@ -165,8 +171,10 @@ struct job {
     job_state_t state;
     int cancel_asked; /* a cancel came while STARTING: it cancels once ready */
     int pending;
-    int stage; /* the gf_stage last published, -1 before the first */
-    uint64_t started_ns;
+    int stage;             /* the gf_stage last published, -1 before the first */
+    uint64_t started_ns;   /* its claim (uv_hrtime) */
+    uint64_t pool_wait_ns; /* its images' waits to be post-processed (FIFO, pool), summed */
+    int post_images;       /* its images post-processed */
     /* CLOSING and HANDING_BACK: what the queue is told, kept to tell it again when
      * Redis did not answer (`queue_retry`: the runner's next tick sends it again). */
     queue_outcome_t queue_outcome;
@@ -187,6 +195,11 @@ struct worker_runner {
     job_t *jobs;
     size_t njobs;
     int claiming, draining;
+    claim_ctl_t ctl; /* how many it may hold now (claim.h) */
+    /* Images post-processed at once (ctl.pool: the thread pool's width, at most the cores);
+     * the others wait in this FIFO, and the pool's other threads stay free for storage. */
+    int posting;
+    job_image_t *post_head, *post_tail;
     int drain_over; /* the drain time is over: a queue end that fails is not retried */
     uv_timer_t claim_timer, heartbeat_timer, drain_timer;
     int timers_open;
@@ -196,6 +209,7 @@ struct worker_runner {
     gf_mfamily_t *m_provider_calls; /* by provider and resumed (job_image.c) */
     gf_mfamily_t *m_gen_outcomes, *m_queue_wait, *m_gen_duration; /* by kind (job.c) */
     gf_metric_t *m_inflight, *m_claimed, *m_heartbeat_failures;
+    gf_metric_t *m_claim_limit; /* farm_worker_claim_limit */
     gf_mfamily_t
         *m_breaker_open; /* farm_provider_breaker_open{provider}, set each heartbeat tick */
 };

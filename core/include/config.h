@@ -159,6 +159,8 @@ typedef struct gf_config {
     long long queue_handback_max;
     /* faults (issue #17: the sweeper's cleanup of leftover files) */
     long long sweep_leftover_grace_s;
+    /* claim (issue #22): 0 by measured capacity, 1 up to FARM_WORKER_CONCURRENCY */
+    long long worker_claim;
     /* Derived by the loader from the rows above (already validated). */
     struct gf_tier {
         char name[GF_TIER_NAME_MAX + 1];

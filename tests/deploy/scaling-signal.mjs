@@ -250,10 +250,12 @@ async function keda(q) {
 // --- 5 running, 10 delayed, 500 queued ---------------------------------------------
 
 const running = await create(5);
-const holder = await startWorker(5);
+// Workers that hold a known count at once: up to their ceiling (not by measured capacity,
+// which starts at the thread pool's width until a generation has finished).
+const holder = await startWorker(5, { FARM_WORKER_CLAIM: "ceiling" });
 await waitFor("5 generations running", 60, statsAre({ ready: 0, in_flight: 5, delayed: 0 }));
 const delayed = await create(10);
-const leaver = await startWorker(10, { FARM_WORKER_DRAIN_S: "0" });
+const leaver = await startWorker(10, { FARM_WORKER_DRAIN_S: "0", FARM_WORKER_CLAIM: "ceiling" });
 await waitFor("15 generations running", 60, statsAre({ ready: 0, in_flight: 15, delayed: 0 }));
 await stop(leaver);
 await waitFor("10 handed back to delayed", 60, statsAre({ ready: 0, in_flight: 5, delayed: 10 }));

@@ -3,7 +3,8 @@
  * (tests/integration/worker/faults.c, references.c) run against: the fake
  * provider answering after WF_LATENCY_MS, a farm-api and one farm-worker
  * (both on the fake, fallback hf,fal,bfl,replicate, 2 s leases, storage in the
- * test's temp dir), and a pro user with 10,000 credits. Use wf_setup and
+ * test's temp dir; the worker claims up to its ceiling, FARM_WORKER_CLAIM=ceiling),
+ * and a pro user with 10,000 credits. Use wf_setup and
  * wf_teardown as the cmocka group fixture.
  */
 #ifndef WORKER_FARM_H
