@@ -20,12 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "local_fixture.h"
 #include "storage.h"
-
-static char root[256], root_env[300];
-static uv_loop_t loop;
-static gf_config_t *cfg;
-static storage_t *st;
 
 /* The objects of this test, in the order a listing gives (names sorted in each folder). */
 static const char *const stored[] = {
@@ -98,36 +94,13 @@ static void write_file(const char *key, const char *text)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(root, sizeof(root), "/tmp/genfarm-storage-list.XXXXXX");
-    if (mkdtemp(root) == NULL)
-        return -1;
-    snprintf(root_env, sizeof(root_env), "FARM_STORAGE_DIR=%s/objects", root);
-    char *env[] = {root_env, NULL};
-    gf_err_t err = {0};
-    cfg = gf_cfg_load(env, &err);
-    uv_loop_init(&loop);
-    st = storage_new(&loop, cfg, NULL, &err);
-    return st ? 0 : -1;
-}
-
-static int closed;
-static void on_closed(void *data)
-{
-    (void)data;
-    closed = 1;
+    return local_fixture_setup("list");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    storage_close(st, on_closed, NULL);
-    while (!closed)
-        uv_run(&loop, UV_RUN_ONCE);
-    uv_loop_close(&loop);
-    gf_cfg_free(cfg);
-    char cmd[400];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-    return system(cmd) == 0 ? 0 : -1;
+    return local_fixture_teardown();
 }
 
 static void test_nothing_stored_lists_nothing(void **state)

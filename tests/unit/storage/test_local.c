@@ -20,14 +20,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "local_fixture.h"
 #include "storage.h"
 
 #define KEY "0b7c0f4e-8a52-4a49-9d4e-3b1a5c6d7e8f/5f0e4a2b-1c3d-4e5f-8a9b-0c1d2e3f4a5b/0-full.webp"
-
-static char root[256], root_env[300];
-static uv_loop_t loop;
-static gf_config_t *cfg;
-static storage_t *st;
 
 typedef struct {
     int done, in_call;
@@ -69,36 +65,13 @@ static void run(result_t *r)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(root, sizeof(root), "/tmp/genfarm-storage-local.XXXXXX");
-    if (mkdtemp(root) == NULL)
-        return -1;
-    snprintf(root_env, sizeof(root_env), "FARM_STORAGE_DIR=%s/objects", root);
-    char *env[] = {root_env, NULL};
-    gf_err_t err = {0};
-    cfg = gf_cfg_load(env, &err);
-    uv_loop_init(&loop);
-    st = storage_new(&loop, cfg, NULL, &err);
-    return st ? 0 : -1;
-}
-
-static int closed;
-static void on_closed(void *data)
-{
-    (void)data;
-    closed = 1;
+    return local_fixture_setup("local");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    storage_close(st, on_closed, NULL);
-    while (!closed)
-        uv_run(&loop, UV_RUN_ONCE);
-    uv_loop_close(&loop);
-    gf_cfg_free(cfg);
-    char cmd[400];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
-    return system(cmd) == 0 ? 0 : -1;
+    return local_fixture_teardown();
 }
 
 static result_t put(const char *key, const char *s)
@@ -263,6 +236,13 @@ static void test_puts_are_atomic_for_readers(void **state)
     assert_null(res);
     free(a);
     free(b);
+}
+
+static int closed;
+static void on_closed(void *data)
+{
+    (void)data;
+    closed = 1;
 }
 
 /* Closing while a put runs on the thread pool: it is delivered canceled once
