@@ -55,6 +55,7 @@ for _, g in ipairs(redis.call('ZRANGEBYSCORE', lk, '-inf', NOWS, 'LIMIT', 0, wan
         dead_letter(g, jk, f[6] or (job_ut(jk)), tonumber(f[5]),
             'lease expired ' .. rc .. ' times without a heartbeat (poison job)')
     else
+        redis.call('HSET', jk, 'lx', f[2] or '0')
         lease(g, jk, f[1], f[2], f[3])
     end
 end

@@ -216,6 +216,17 @@ end
 -- Dead-letters a job whose hash is `jk` and event count `n`: listable and
 -- re-drivable for DEAD_RETENTION_MS, at most DEAD_MAX of them (the oldest go
 -- first).
+-- A holder that answers (heartbeat or finish) with the token whose lease
+-- expired was alive all along: stalled, paused or overloaded, not crashed by
+-- the job. That reclaim is taken back (`lx` is the token the last expiry took
+-- away), so only holders that never come back count toward poison.
+local function holder_back(jk, tok, lx)
+    if lx == tok then
+        redis.call('HINCRBY', jk, 'rc', -1)
+        redis.call('HDEL', jk, 'lx')
+    end
+end
+
 local function dead_letter(g, jk, u, n, reason)
     local dk = P .. 'dead'
     active_add(u, '-1')

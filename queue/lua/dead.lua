@@ -33,6 +33,7 @@ for _, g in ipairs(ids) do
         elseif f[1] == 'dead' then
             local u, tier = job_ut(jk, f[2], f[4])
             redis.call('PERSIST', jk)
+            redis.call('HDEL', jk, 'lx')
             active_add(u, '1')
             ready_again(g, u, tier)
             ev_append(g, jk, u, tonumber(f[3]) + 1, 'requeued', '{}', false,

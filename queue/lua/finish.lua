@@ -10,7 +10,8 @@
 -- 2^(hand-backs - 1)), so waits grow past an outage without ever spending the
 -- job's retry budget; only after HANDBACK_MAX hand-backs is it dead-lettered.
 -- {-1, state} when the token is not the current one (the caller lost
--- its lease: it must not report or charge anything); {-2} when the job is
+-- its lease: it must not report or charge anything; being alive, its lost
+-- lease no longer counts toward poison); {-2} when the job is
 -- unknown.
 -- The usual answers are the same tables each time: Redis turns every
 -- element of `out` into its reply, so one table may stand in many places.
@@ -19,10 +20,11 @@ for i = 0, #ARGV / 5 - 1 do
     local a = B + i * 5
     local g, tok, outcome, reason = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
     local jk = jkey(g)
-    local f = redis.call('HMGET', jk, 's', 'tok', 'u', 'att', 'n')
+    local f = redis.call('HMGET', jk, 's', 'tok', 'u', 'att', 'n', 'lx')
     if not f[1] then
         out[i + 1] = {-2}
     elseif f[1] ~= 'running' or f[2] ~= tok then
+        holder_back(jk, tok, f[6])
         out[i + 1] = {-1, f[1]}
     else
         local u, att, n = f[3] or (job_ut(jk)), tonumber(f[4]), tonumber(f[5])

@@ -215,6 +215,50 @@ static void test_poison_job_is_dead_lettered_after_max_reclaims(void **state)
     queue_events_dispose(&ev);
 }
 
+static void test_reclaim_from_a_holder_that_comes_back_is_not_poison(void **state)
+{
+    fx_t *fx = *state;
+    char gen[64];
+    qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "paused"), "u1", "pro");
+    queue_claim_t a, b, c;
+    queue_result_t res;
+    claim_one(fx->qs, "w1", &a); /* start */
+    qt_sleep_ms(1200);
+    claim_one(fx->qs, "w2", &b); /* reclaim 1 (the limit) */
+    /* w1 was only paused: it comes back and learns it lost the lease. */
+    assert_int_equal(queue_sync_heartbeat(fx->qs, "w1", gen, a.jobs[0].token, &res, NULL),
+                     GF_ECONFLICT);
+    qt_sleep_ms(1200);
+    /* w2 was paused too, and comes back with a finish. */
+    assert_int_equal(queue_sync_claim(fx->qs, "w3", 10, &c, NULL), 0);
+    assert_int_equal(c.n_jobs, 1); /* reclaim 2 counts once: w1 came back */
+    assert_string_equal(c.jobs[0].gen_id, gen);
+    assert_int_equal(queue_sync_finish(fx->qs, gen, b.jobs[0].token, QUEUE_DONE, NULL, &res, NULL),
+                     GF_ECONFLICT);
+    /* Coming back twice takes back one reclaim only. */
+    assert_int_equal(queue_sync_heartbeat(fx->qs, "w1", gen, a.jobs[0].token, &res, NULL),
+                     GF_ECONFLICT);
+    queue_claim_t d;
+    qt_sleep_ms(1200);
+    assert_int_equal(queue_sync_claim(fx->qs, "w4", 10, &d, NULL), 0);
+    assert_int_equal(d.n_jobs, 1); /* w2 came back too */
+    queue_claim_dispose(&d);
+    qt_sleep_ms(1200);
+    /* w4 never comes back: with w3 that makes two holders lost, past the limit. */
+    assert_int_equal(queue_sync_claim(fx->qs, "w5", 10, &d, NULL), 0);
+    assert_int_equal(d.n_jobs, 0);
+    queue_claim_dispose(&d);
+    queue_dead_list_t dl;
+    assert_int_equal(queue_sync_dead_list(fx->qs, 10, &dl, NULL), 0);
+    assert_int_equal(dl.n, 1);
+    assert_string_equal(dl.items[0].gen_id, gen);
+    assert_non_null(strstr(dl.items[0].reason, "poison"));
+    queue_dead_list_dispose(&dl);
+    queue_claim_dispose(&a);
+    queue_claim_dispose(&b);
+    queue_claim_dispose(&c);
+}
+
 static void test_retry_backoff_is_within_bounds(void **state)
 {
     fx_t *fx = *state;
@@ -646,6 +690,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_expired_lease_is_reclaimed_and_old_holder_fenced,
                                         qt_sync_setup, qt_sync_teardown),
         cmocka_unit_test_setup_teardown(test_poison_job_is_dead_lettered_after_max_reclaims,
+                                        qt_sync_setup, qt_sync_teardown),
+        cmocka_unit_test_setup_teardown(test_reclaim_from_a_holder_that_comes_back_is_not_poison,
                                         qt_sync_setup, qt_sync_teardown),
         cmocka_unit_test_setup_teardown(test_handback_spends_no_attempt, qt_sync_setup,
                                         qt_sync_teardown),
