@@ -51,10 +51,27 @@ static int add_variant(img_variants *out, const char *name, VipsImage *im, img_f
     return 0;
 }
 
+/* Adds a copy of the variant `from` (already in `out`) under `name`: the
+ * encoding of an image identical to its own at the same format and quality. */
+static void add_copy(img_variants *out, const char *name, size_t from)
+{
+    const img_variant *src = &out->items[from];
+    img_variant *v = &out->items[out->count];
+
+    *v = *src;
+    snprintf(v->name, sizeof(v->name), "%s", name);
+    v->data.data = g_memdup2(src->data.data, src->data.len);
+    out->count++;
+}
+
 /* Scales `in` to cover w x h and cuts that out where vips' attention
- * heuristic (skin, saturation, edges) finds the subject. */
+ * heuristic (skin, saturation, edges) finds the subject. When `in` already
+ * has the aspect of w x h nothing is cut, so the search is skipped: the
+ * pixels are the same as with it. */
 static int cover_crop(VipsImage *in, int w, int h, VipsImage **out)
 {
+    if ((long long)in->Xsize * h == (long long)in->Ysize * w)
+        return vips_thumbnail_image(in, out, w, "height", h, "size", VIPS_SIZE_BOTH, NULL);
     return vips_thumbnail_image(in, out, w, "height", h, "crop", VIPS_INTERESTING_ATTENTION, "size",
                                 VIPS_SIZE_BOTH, NULL);
 }
@@ -157,16 +174,25 @@ int img_variants_make(const void *data, size_t len, const img_post_opts *o, img_
     rc = add_variant(out, fixed_variants[0].name, mem, fixed_variants[0].fmt, FULL_QUALITY, err);
     if (rc < 0)
         goto fail;
-    if (cover_crop(mem, 512, 512, &t[1]) != 0 || cover_crop(t[1], 256, 256, &t[2]) != 0 ||
+    /* The 256's source: the provider image when square and no wider than the 512. */
+    int square = mem->Xsize == mem->Ysize;
+    int own_256 = square && mem->Xsize == 256;
+    VipsImage *src_256 = square && mem->Xsize <= 512 ? mem : NULL;
+    if (cover_crop(mem, 512, 512, &t[1]) != 0 ||
+        (!own_256 && cover_crop(src_256 ? src_256 : t[1], 256, 256, &t[2]) != 0) ||
         vips_thumbnail_image(mem, &t[3], THUMB_SIZE, "height", THUMB_SIZE, NULL) != 0) {
         rc = img__vips_fail(err, GF_EIO, IMG_REASON_NONE, "while resizing");
         goto fail;
     }
     if ((rc = add_variant(out, fixed_variants[1].name, t[1], fixed_variants[1].fmt, FULL_QUALITY,
-                          err)) < 0 ||
-        (rc = add_variant(out, fixed_variants[2].name, t[2], fixed_variants[2].fmt, FULL_QUALITY,
-                          err)) < 0 ||
-        (rc = add_variant(out, fixed_variants[3].name, t[3], fixed_variants[3].fmt, THUMB_QUALITY,
+                          err)) < 0)
+        goto fail;
+    if (own_256)
+        add_copy(out, fixed_variants[2].name, 0);
+    else if ((rc = add_variant(out, fixed_variants[2].name, t[2], fixed_variants[2].fmt,
+                               FULL_QUALITY, err)) < 0)
+        goto fail;
+    if ((rc = add_variant(out, fixed_variants[3].name, t[3], fixed_variants[3].fmt, THUMB_QUALITY,
                           err)) < 0)
         goto fail;
     for (size_t i = 0; i < o->n_exports; i++) {

@@ -617,6 +617,17 @@ static void drop_stale_attempts(job_t *j)
     }
 }
 
+/* Takes what an earlier attempt left, then reads and draws the references; READY after. */
+static void job_resumed(job_t *j, const store_resume_result_t *res)
+{
+    int refs = job_resume(j, res);
+    drop_stale_attempts(j);
+    if (refs)
+        refs_load(j);
+    else
+        job__advance(j, JOB_EV_READY, NULL);
+}
+
 /* A worker that takes over skips what an earlier attempt settled. */
 static void on_resume_info(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
@@ -627,15 +638,23 @@ static void on_resume_info(store_t *st, const gf_err_t *err, store_call_t *call,
     } else if (err->code < 0) {
         job__advance(j, JOB_EV_STORE_FAILED, NULL);
     } else {
-        int refs = job_resume(j, &call->res.resume);
-        drop_stale_attempts(j);
-        if (refs)
-            refs_load(j);
-        else
-            job__advance(j, JOB_EV_READY, NULL);
+        job_resumed(j, &call->res.resume);
     }
     job__op_free(op);
     job_unref(j);
+}
+
+/* Whether the parameters name a stored file (an identity, an uploaded pose map):
+ * only farm_worker_resume knows its storage key. */
+static int job_names_stored_files(const job_t *j)
+{
+    const img_params *p = &j->params;
+    if (p->identity_upload[0] || p->identity_generation[0])
+        return 1;
+    for (int k = 0; p->kind == IMG_KIND_POSE && p->poses && k < p->nposes; k++)
+        if (p->poses[k].upload_id[0])
+            return 1;
+    return 0;
 }
 
 static void on_started(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
@@ -670,6 +689,11 @@ static void on_started(store_t *st, const gf_err_t *err, store_call_t *call, voi
     } else if (job_parse(j) < 0) {
         GF_LOG(GF_LOG_ERROR, &ctx, "its parameters cannot be run: failing it");
         job__advance(j, JOB_EV_UNRUNNABLE, NULL);
+    } else if (call->res.start.attempts == 1 && !job_names_stored_files(j)) {
+        /* The first attempt, naming no stored file: no earlier attempt settled an
+         * image or persisted a provider request, and there is no key to look up,
+         * so farm_worker_resume would answer nothing (a round trip saved). */
+        job_resumed(j, &(store_resume_result_t){0});
     } else {
         job_op_t *info = job__op_new(j, NULL);
         store_call_resume(&info->call, j->qj.gen_id);

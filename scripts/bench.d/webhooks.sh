@@ -6,14 +6,21 @@
 # (tests/webhooks/receiver.js, which verifies every signature) on loopback
 # (FARM_WEBHOOK_ALLOW_PRIVATE=1). BENCH_WEBHOOKS_JOBS (2,000) 256x256 avatar
 # generations with a webhook_url are POSTed as fast as the api accepts them,
-# then every webhook is waited for (up to 600 s). Prints one line:
+# then every webhook is waited for (up to 600 s). Prints two lines:
 #
 #   webhooks: <g> generations/s, <d> deliveries/s, lag p50 <a> ms p99 <b> ms, <n> delivered, <x> distinct ids received
+#   webhooks cpu: <t> ms/generation: farm-api <a>, farm-workers <w>, postgres <p>, redis <r> | test servers: fake provider <f>, receiver <v>
 #
 # (generations/s over first accept .. last finish; deliveries/s over first
 # terminal status .. last delivery; lag = the delivery's delivered_at minus
 # the terminal status's commit (webhook_deliveries.created_at), both from
 # Postgres.) Goal (issue #15): p99 lag <= 250 ms at >= 100 generations/s.
+# The cpu line: user + system CPU time (/proc/PID/stat, a process's
+# threads and its live children included: every Postgres backend) from the
+# first POST to the last delivery, per generation accepted; <t> sums the
+# farm's four, the test servers' cost is apart. It carries over between
+# runs on a shared machine better than the rates do. On 2 cores, 100
+# generations/s needs <t> plus the test servers' at most 20 ms.
 # Knobs: BENCH_WEBHOOKS_JOBS, BENCH_WEBHOOKS_LATENCY_MS, FARM_LOG_LEVEL
 # (warn), FARM_BIN_DIR.
 #
@@ -28,6 +35,28 @@ bench_webhooks() {
     bench_with_servers --migrate "${BASH_SOURCE[0]}" bench_webhooks_in_fixture
 }
 
+# webhooks_cpu_ticks PID... : the CPU clock ticks (utime + stime) of each
+# PID and of its descendants, summed.
+webhooks_cpu_ticks() {
+    local p sum=0 t
+    for p in "$@"; do
+        t=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null) || continue
+        # shellcheck disable=SC2046  # one word per child PID
+        sum=$((sum + ${t:-0} + $(webhooks_cpu_ticks $(pgrep -P "$p" || true))))
+    done
+    echo "$sum"
+}
+
+# webhooks_cpu_each GROUP... : one line per GROUP (a word list of PIDs):
+# webhooks_cpu_ticks of its PIDs.
+webhooks_cpu_each() {
+    local g
+    for g in "$@"; do
+        # shellcheck disable=SC2086  # a group is split into its PIDs
+        webhooks_cpu_ticks $g
+    done
+}
+
 # webhooks_stop_all : stop every process in webhooks_pids, by PID.
 webhooks_stop_all() {
     local pid
@@ -38,6 +67,9 @@ webhooks_stop_all() {
 bench_webhooks_in_fixture() {
     local tmp=$FARM_TEST_TMPDIR n=${BENCH_WEBHOOKS_JOBS:-2000} i
     local secret=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+    local pg_pid redis_pid
+    pg_pid=$(gf_read_pidfile "$FARM_TEST_PG_DATA/postmaster.pid")
+    redis_pid=$(gf_read_pidfile "$tmp/redis.pid")
     bench_clear_test_env
     export FARM_JWT_SECRET=bench-secret-0123456789 FARM_FILE_SECRET=bench-file-secret-0123456789 \
         FARM_RATE_LIMIT_BURST=1000000 FARM_RATE_LIMIT_PER_MIN=1000000 \
@@ -51,9 +83,11 @@ bench_webhooks_in_fixture() {
     "$bin/farm-fake-provider" --port-file "$tmp/fake.port" \
         --latency-ms "${BENCH_WEBHOOKS_LATENCY_MS:-20}" >"$tmp/fake.out" 2>"$tmp/fake.log" &
     webhooks_pids+=($!)
+    local fake=$!
     WH_SECRET=$secret node "$root/tests/webhooks/receiver.js" "$tmp/receiver.port" \
         >"$tmp/receiver.log" 2>&1 &
     webhooks_pids+=($!)
+    local receiver=$!
     for ((i = 0; i < 100; i++)); do [[ -s $tmp/fake.port && -s $tmp/receiver.port ]] && break; sleep 0.1; done
     local fake_port receiver_port hook api_port
     fake_port=$(cat "$tmp/fake.port")
@@ -64,9 +98,11 @@ bench_webhooks_in_fixture() {
     FARM_API_PORT=$api_port "$bin/farm-api" </dev/null >"$tmp/api.log" 2>&1 &
     webhooks_pids+=($!)
     local api=$!
+    local workers=()
     for i in 1 2; do
         "$bin/farm-worker" </dev/null >"$tmp/worker$i.log" 2>&1 &
         webhooks_pids+=($!)
+        workers+=($!)
     done
     gf_wait_http "http://127.0.0.1:$api_port/readyz" 200 20 "$api" ||
         gf_die "farm-api did not become ready"
@@ -84,6 +120,9 @@ bench_webhooks_in_fixture() {
         done
     } >"$tmp/posts.cfg"
     gf_info "webhooks: POSTing $n generations"
+    # The CPU ticks of api, workers, postgres, redis, fake provider, receiver.
+    local -a cpu0 cpu1 cpu_of=("$api" "${workers[*]}" "$pg_pid" "$redis_pid" "$fake" "$receiver")
+    mapfile -t cpu0 < <(webhooks_cpu_each "${cpu_of[@]}")
     curl -s --no-progress-meter --parallel --parallel-max 32 -K "$tmp/posts.cfg" >"$tmp/codes.txt"
     local accepted left=1 t=0
     accepted=$(grep -c '^202$' "$tmp/codes.txt" || true)
@@ -95,6 +134,7 @@ bench_webhooks_in_fixture() {
         left=$(psql -At "$FARM_DATABASE_URL" -c "SELECT (SELECT count(*) FROM generations WHERE status IN ('queued','running')) + (SELECT count(*) FROM webhook_deliveries WHERE status = 'pending')")
     done
     ((left == 0)) || gf_warn "$left generations or webhooks still open after ${t}s"
+    mapfile -t cpu1 < <(webhooks_cpu_each "${cpu_of[@]}")
     local distinct
     distinct=$(curl -s "http://127.0.0.1:$receiver_port/received" |
         node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const r=JSON.parse(s);
@@ -115,4 +155,11 @@ bench_webhooks_in_fixture() {
     awk -v g="$gps" -v d="$dps" -v a="$p50" -v b="$p99" -v n="$delivered" -v x="$distinct" 'BEGIN {
         printf "webhooks: %.0f generations/s, %.0f deliveries/s, lag p50 %.0f ms p99 %.0f ms, %d delivered, %d distinct ids received\n",
             g, d, a, b, n, x }'
+    awk -v n="$accepted" -v hz="$(getconf CLK_TCK)" -v a="$((cpu1[0] - cpu0[0]))" \
+        -v w="$((cpu1[1] - cpu0[1]))" -v p="$((cpu1[2] - cpu0[2]))" -v r="$((cpu1[3] - cpu0[3]))" \
+        -v f="$((cpu1[4] - cpu0[4]))" -v v="$((cpu1[5] - cpu0[5]))" 'BEGIN {
+        if (n < 1) n = 1
+        k = 1000 / hz / n
+        printf "webhooks cpu: %.1f ms/generation: farm-api %.1f, farm-workers %.1f, postgres %.1f, redis %.1f | test servers: fake provider %.1f, receiver %.1f\n",
+            (a + w + p + r) * k, a * k, w * k, p * k, r * k, f * k, v * k }'
 }

@@ -93,9 +93,16 @@ unsigned char *fake_png(int w, int h, uint64_t seed, size_t *len)
         z[o++] = (unsigned char)(~n >> 8);
         memcpy(z + o, raw + i, n);
         o += n;
-        for (size_t k = 0; k < n; k++) {
-            a = (a + raw[i + k]) % 65521;
-            b = (b + a) % 65521;
+        /* Adler-32 with the modulo taken every 5552 bytes (zlib's NMAX: the
+         * most that cannot overflow 32 bits), not twice a byte. */
+        for (size_t k = 0; k < n;) {
+            size_t end = n - k > 5552 ? k + 5552 : n;
+            for (; k < end; k++) {
+                a += raw[i + k];
+                b += a;
+            }
+            a %= 65521;
+            b %= 65521;
         }
     }
     put32(z + o, (b << 16) | a);

@@ -92,6 +92,45 @@ static void test_portrait_image_jpeg_input(void **state)
     g_free(jpg);
 }
 
+/* The smallest size API.md allows: the 512 is an upscale, the 256 is the
+ * provider image itself, so its bytes are the full variant's. A 384 square
+ * gets its 256 by a resize of its own. */
+static void test_small_square_images(void **state)
+{
+    (void)state;
+    const expect_t want256[] = {
+        {"full", IMG_FORMAT_WEBP, 256, 256},
+        {"512", IMG_FORMAT_WEBP, 512, 512},
+        {"256", IMG_FORMAT_WEBP, 256, 256},
+        {"thumb", IMG_FORMAT_JPEG, 128, 128},
+    };
+    const expect_t want384[] = {
+        {"full", IMG_FORMAT_WEBP, 384, 384},
+        {"512", IMG_FORMAT_WEBP, 512, 512},
+        {"256", IMG_FORMAT_WEBP, 256, 256},
+        {"thumb", IMG_FORMAT_JPEG, 128, 128},
+    };
+    size_t n;
+    unsigned char *png = imgt_picture(256, 256, IMG_FORMAT_PNG, &n);
+    img_post_opts o = {.expect_width = 256, .expect_height = 256};
+    img_variants v;
+    gf_err_t err = {0};
+    assert_int_equal(img_variants_make(png, n, &o, &v, &err), 0);
+    check_variants(&v, want256, 4);
+    assert_int_equal(v.items[2].data.len, v.items[0].data.len);
+    assert_memory_equal(v.items[2].data.data, v.items[0].data.data, v.items[0].data.len);
+    assert_ptr_not_equal(v.items[2].data.data, v.items[0].data.data);
+    img_variants_dispose(&v);
+    g_free(png);
+
+    png = imgt_picture(384, 384, IMG_FORMAT_PNG, &n);
+    o.expect_width = o.expect_height = 384;
+    assert_int_equal(img_variants_make(png, n, &o, &v, &err), 0);
+    check_variants(&v, want384, 4);
+    img_variants_dispose(&v);
+    g_free(png);
+}
+
 /* The attention crop keeps the subject: the bright disc sits right of centre
  * near the top, so a centred crop of a wide image would cut it away. */
 static void test_attention_crop_follows_the_subject(void **state)
@@ -186,6 +225,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_square_image_gives_every_variant),
         cmocka_unit_test(test_portrait_image_jpeg_input),
+        cmocka_unit_test(test_small_square_images),
         cmocka_unit_test(test_attention_crop_follows_the_subject),
         cmocka_unit_test(test_alpha_input_flattened_for_jpeg),
         cmocka_unit_test(test_wrong_size_or_undecodable_is_invalid_output),
