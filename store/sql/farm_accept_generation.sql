@@ -48,18 +48,19 @@ BEGIN
         RETURNING a.balance - a.held INTO available;
     v_held := FOUND;
     IF NOT v_held THEN
-        SELECT a.balance - a.held INTO available FROM credit_accounts a WHERE a.user_id = p_user;
-        IF NOT FOUND THEN
-            -- First sight of this user: provision (welcome grant), then hold.
-            PERFORM farm_user_ensure(p_user, p_plan, p_welcome);
-            UPDATE credit_accounts a SET held = a.held + v_cost, updated_at = now()
-                WHERE a.user_id = p_user AND a.balance - a.held >= v_cost
-                RETURNING a.balance - a.held INTO available;
-            v_held := FOUND;
-            IF NOT v_held THEN
-                SELECT a.balance - a.held INTO available FROM credit_accounts a
-                    WHERE a.user_id = p_user;
-            END IF;
+        -- Short of credits, or no account in this statement's snapshot: first
+        -- sight of this user, or a first request of the same user provisioned
+        -- it meanwhile (a new statement sees it, and a provisioning still
+        -- running is waited for inside farm_user_ensure). Provision if need
+        -- be (welcome grant), then try the hold once more.
+        PERFORM farm_user_ensure(p_user, p_plan, p_welcome);
+        UPDATE credit_accounts a SET held = a.held + v_cost, updated_at = now()
+            WHERE a.user_id = p_user AND a.balance - a.held >= v_cost
+            RETURNING a.balance - a.held INTO available;
+        v_held := FOUND;
+        IF NOT v_held THEN
+            SELECT a.balance - a.held INTO available FROM credit_accounts a
+                WHERE a.user_id = p_user;
         END IF;
     END IF;
     IF NOT v_held THEN

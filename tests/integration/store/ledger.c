@@ -250,6 +250,74 @@ static void test_concurrent_accepts_never_overdraw(void **state)
     assert_int_equal(held, 100);
 }
 
+/*
+ * A new user's first requests at once: whichever provisions the account
+ * (welcome grant), none of the others may see "no account yet" and then the
+ * provisioned account and call it short of credits.
+ */
+enum { FIRST_THREADS = 8, FIRST_USERS = 40 };
+
+typedef struct {
+    pthread_barrier_t *start;
+    char (*users)[37];
+    int accepted, refused, other;
+} first_race_t;
+
+static void *first_worker(void *arg)
+{
+    first_race_t *r = arg;
+    gf_err_t err = {0};
+    store_conn_t *c = store_conn_new(ts_env("FARM_DATABASE_URL"), &err);
+    assert_non_null(c);
+    for (int u = 0; u < FIRST_USERS; u++) {
+        char gen[37];
+        new_id(gen);
+        pthread_barrier_wait(r->start);
+        int rc = accept_on(c, gen, r->users[u], 1, 10, NULL, NULL, 1000);
+        if (rc == 0)
+            r->accepted++;
+        else if (rc == GF_ECREDITS)
+            r->refused++;
+        else
+            r->other++;
+    }
+    store_conn_free(c);
+    return NULL;
+}
+
+static void test_new_users_first_accepts_at_once_all_pass(void **state)
+{
+    (void)state;
+    static char users[FIRST_USERS][37];
+    for (int u = 0; u < FIRST_USERS; u++)
+        new_id(users[u]);
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, FIRST_THREADS);
+    pthread_t th[FIRST_THREADS];
+    first_race_t r[FIRST_THREADS];
+    for (int i = 0; i < FIRST_THREADS; i++) {
+        r[i] = (first_race_t){.start = &start, .users = users};
+        pthread_create(&th[i], NULL, first_worker, &r[i]);
+    }
+    int accepted = 0, refused = 0, other = 0;
+    for (int i = 0; i < FIRST_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        accepted += r[i].accepted;
+        refused += r[i].refused;
+        other += r[i].other;
+    }
+    pthread_barrier_destroy(&start);
+    assert_int_equal(other, 0);
+    assert_int_equal(refused, 0);
+    assert_int_equal(accepted, FIRST_THREADS * FIRST_USERS);
+    for (int u = 0; u < FIRST_USERS; u++) {
+        long long bal, held;
+        balance(users[u], &bal, &held);
+        assert_int_equal(bal, 1000);
+        assert_int_equal(held, 10 * FIRST_THREADS);
+    }
+}
+
 /* The same race through the async pool on a libuv loop. */
 typedef struct {
     int done, accepted, refused, other;
@@ -790,6 +858,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_concurrent_accepts_never_overdraw),
+        cmocka_unit_test(test_new_users_first_accepts_at_once_all_pass),
         cmocka_unit_test(test_async_pool_accepts_never_overdraw),
         cmocka_unit_test(test_settlements_happen_once),
         cmocka_unit_test(test_stale_fencing_token_is_refused),
