@@ -102,8 +102,7 @@ start postgres "$ip_pg" --user postgres "$servers" sh -c '
     $b/initdb -D /tmp/pg -U farm --auth=trust -E UTF8 --locale=C >/dev/null
     echo "host all all 0.0.0.0/0 trust" >>/tmp/pg/pg_hba.conf
     exec $b/postgres -D /tmp/pg -c listen_addresses="*" -c unix_socket_directories=/tmp -c max_connections=200'
-start s3 "$ip_s3" "$servers" node /opt/s3/node_modules/s3rver/bin/s3rver.js \
-    --address 0.0.0.0 --port 4568 --directory /tmp/s3 --configure-bucket genfarm --silent
+start s3 "$ip_s3" "$servers" node --openssl-legacy-provider /opt/s3/plain.js 0.0.0.0 4568 /tmp/s3 genfarm
 
 wait_tcp() { # wait_tcp IP PORT WHAT
     local i

@@ -10,11 +10,13 @@
 //   Content-MD5 when they are sent.
 // Refusals are S3's error documents (403 SignatureDoesNotMatch, 400
 // BadDigest...). Virtual-hosted requests go to BUCKET.s3.localhost:PORT.
+// Folders a DELETE empties are kept (keep-folders.js).
 // Prints "ready" once it listens; SIGTERM closes it.
 'use strict';
 const crypto = require('crypto');
 const http = require('http');
 const S3rver = require('s3rver');
+const keepFolders = require('./keep-folders');
 const { SignatureV4 } = require('@smithy/signature-v4');
 
 const ACCOUNTS = { S3RVER: 'S3RVER' };
@@ -137,10 +139,10 @@ async function verify(req, body) {
 }
 
 async function main() {
-  const s3 = new S3rver({
+  const s3 = keepFolders(new S3rver({
     address: '127.0.0.1', port: 0, directory, silent: true, serviceEndpoint: 'localhost',
     configureBuckets: buckets.map((name) => ({ name, configs: [] })),
-  });
+  }));
   const inner = await s3.run();
   const gateway = http.createServer((req, res) => {
     const chunks = [];
