@@ -151,6 +151,11 @@ static void test_finish_while_redis_is_down_is_told_as_postgres_recorded(void **
     assert_string_equal(qs, "done");
     assert_int_equal(dead_letters(), 0);
 
+    /* The api reconnects to Redis after a backoff of up to 5 s; a user stream opened
+     * before that ends at once, for its client to reconnect (as an EventSource does). */
+    char url[128];
+    snprintf(url, sizeof(url), "%s/readyz", au_base);
+    assert_true(ts_wait_http(url, 200, NULL, 15));
     g = wf_wait_status(id, "succeeded|partial|failed|canceled", 5);
     wf_assert_found(g);
     char got[256], path[128];
