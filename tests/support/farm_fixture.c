@@ -120,14 +120,8 @@ double ff_worker_metric(const char *series)
 {
     char url[128];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", ff_metrics_port);
-    ts_http_t r = ts_http("GET", url, NULL, NULL, 0);
-    assert_int_equal(r.status, 200);
-    const char *at = strstr(r.body, series);
-    double v = at ? strtod(at + strlen(series), NULL) : 0;
-    ts_http_dispose(&r);
-    return v;
+    return au_metric(url, series, 0);
 }
-
 void ff_upload_png(const char *tok, int w, int h, char id[37])
 {
     VipsImage *img = NULL, *u8 = NULL;
