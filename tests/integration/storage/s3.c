@@ -28,34 +28,21 @@
 #include "storage.h"
 #include "support.h"
 
-extern char **environ;
-
 #define USER "0b7c0f4e-8a52-4a49-9d4e-3b1a5c6d7e8f"
 #define GEN  "5f0e4a2b-1c3d-4e5f-8a9b-0c1d2e3f4a5b"
 
 static char endpoint_env[200], vhost_env[200], faults_env[200];
 
-/* A config from the environment (FARM_TEST_* left out) plus `overrides` first. */
+/* A config from the environment (without FARM_TEST_*, FARM_S3_*, FARM_STORAGE*) plus
+ * `overrides` first. */
 static gf_config_t *cfg_with(const char *const *overrides, gf_err_t *err)
 {
-    size_t n = 0, m = 0;
-    while (overrides && overrides[n])
-        n++;
-    while (environ[m])
-        m++;
-    char **env = calloc(n + m + 1, sizeof(char *));
-    for (size_t i = 0; i < n; i++)
-        env[i] = (char *)overrides[i];
-    size_t k = n;
-    for (size_t i = 0; i < m; i++)
-        if (strncmp(environ[i], "FARM_TEST_", 10) != 0 && strncmp(environ[i], "FARM_S3_", 8) != 0 &&
-            strncmp(environ[i], "FARM_STORAGE", 12) != 0)
-            env[k++] = environ[i];
+    static const char *const drop[] = {"FARM_TEST_", "FARM_S3_", "FARM_STORAGE", NULL};
+    char **env = ts_environ_with(overrides, drop);
     gf_config_t *cfg = gf_cfg_load(env, err);
     free(env);
     return cfg;
 }
-
 static gf_config_t *s3_cfg(const char *secret, const char *bucket, int vhost)
 {
     static char secret_env[100], bucket_env[100];
