@@ -240,6 +240,16 @@ static int uploads_listed(const char *t, const char *id)
     return in_list("/v1/uploads?limit=100", t, id);
 }
 
+/* The storage keys of g's outputs, the first `most`, into `keys`; how many outputs g has. */
+static size_t output_keys(json_t *g, char (*keys)[300], size_t most)
+{
+    json_t *outputs = json_object_get(g, "outputs");
+    size_t n = json_array_size(outputs);
+    for (size_t i = 0; i < n && i < most; i++)
+        ff_output_key(json_array_get(outputs, i), keys[i]);
+    return n;
+}
+
 #define LEDGER_OF  "SELECT count(*) FROM credit_ledger WHERE generation_id = $1::uuid"
 #define PENDING_OF "SELECT count(*) FROM storage_deletions WHERE generation_id = $1::uuid"
 
@@ -332,11 +342,8 @@ static void test_storage_failing_mid_delete(void **state)
     (void)state;
     char id[37], path[128], keys[8][300];
     json_t *g = generation(1, "", id);
-    json_t *outputs = json_object_get(g, "outputs");
-    size_t n = json_array_size(outputs);
+    size_t n = output_keys(g, keys, 8);
     assert_true(n >= 4 && n <= 8);
-    for (size_t i = 0; i < n; i++)
-        ff_output_key(json_array_get(outputs, i), keys[i]);
     long long ledger = pg_num(LEDGER_OF, id);
     assert_int_equal(ts_sh("sh -c \"$FARM_TEST_S3_STOP\""), 0);
     snprintf(path, sizeof(path), "/v1/generations/%s", id);
@@ -537,11 +544,8 @@ static void test_retention_deletes_old_outputs_and_uploads(void **state)
     (void)state;
     char id[37], path[128], keys[8][300], upload[37], ukey[300], sha[65];
     json_t *g = generation(1, "", id);
-    json_t *outputs = json_object_get(g, "outputs");
-    size_t n = json_array_size(outputs);
+    size_t n = output_keys(g, keys, 8);
     assert_true(n >= 4 && n <= 8);
-    for (size_t i = 0; i < n; i++)
-        ff_output_key(json_array_get(outputs, i), keys[i]);
     json_decref(g);
     ff_upload_png(ff_tok, 33, 33, upload);
     upload_key(upload, ukey, sha);
@@ -564,7 +568,7 @@ static void test_retention_deletes_old_outputs_and_uploads(void **state)
     snprintf(path, sizeof(path), "/v1/generations/%s", id);
     g = api_json(path, ff_tok);
     assert_non_null(g);
-    outputs = json_object_get(g, "outputs");
+    json_t *outputs = json_object_get(g, "outputs");
     assert_int_equal(json_array_size(outputs), n); /* the entries stay */
     for (size_t i = 0; i < n; i++) {
         json_t *o = json_array_get(outputs, i);
@@ -622,10 +626,7 @@ static void test_storage_hanging_mid_delete(void **state)
     (void)state;
     char id[37], path[128], keys[8][300];
     json_t *g = generation(1, "", id);
-    json_t *outputs = json_object_get(g, "outputs");
-    size_t n = json_array_size(outputs);
-    for (size_t i = 0; i < n && i < 8; i++)
-        ff_output_key(json_array_get(outputs, i), keys[i]);
+    size_t n = output_keys(g, keys, 8);
     assert_int_equal(ts_sh("kill -STOP $(cat \"$FARM_TEST_TMPDIR/s3.pid\")"), 0);
     snprintf(path, sizeof(path), "/v1/generations/%s", id);
     double t0 = ts_now();
