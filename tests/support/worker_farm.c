@@ -130,6 +130,21 @@ json_t *wf_wait_status(const char *id, const char *want, double timeout_s)
     return NULL;
 }
 
+json_t *wf_identity_avatar(const char *prompt, int count, const char *upload)
+{
+    char body[512], images[32] = "", id[37];
+    if (count > 0)
+        snprintf(images, sizeof(images), "\"count\":%d,", count);
+    snprintf(body, sizeof(body),
+             "{\"kind\":\"avatar\",\"prompt\":\"%s\",%s\"width\":256,\"height\":256,"
+             "\"identity\":{\"upload_id\":\"%s\"}}",
+             prompt, images, upload);
+    wf_create(body, id);
+    json_t *g = wf_wait_status(id, "succeeded|partial|failed", 30);
+    wf_assert_found(g);
+    return g;
+}
+
 void wf_upload_png(int w, int h, char upload[37])
 {
     ff_upload_png(wf_tok, w, h, upload);

@@ -108,18 +108,12 @@ static void test_failed_image_of_a_generation_with_an_identity(void **state)
     (void)state;
     char upload[37];
     wf_upload_png(64, 64, upload);
-    char body[512], id[37];
-    snprintf(body, sizeof(body),
-             "{\"kind\":\"avatar\",\"prompt\":\"me [[validation_400*1]]\",\"count\":2,"
-             "\"width\":256,\"height\":256,\"identity\":{\"upload_id\":\"%s\"}}",
-             upload);
-    wf_create(body, id);
-    json_t *g = wf_wait_status(id, "succeeded|partial|failed", 30);
-    wf_assert_found(g);
+    json_t *g = wf_identity_avatar("me [[validation_400*1]]", 2, upload);
     assert_string_equal(json_string_value(json_object_get(g, "status")), "partial");
     assert_int_equal(json_integer_value(json_object_get(g, "charged")), 10);
     json_decref(g);
     /* The worker that ran it is still alive and well: the next generation runs too. */
+    char id[37];
     wf_create("{\"kind\":\"avatar\",\"prompt\":\"after\",\"width\":256,\"height\":256}", id);
     g = wf_wait_status(id, "succeeded", 30);
     wf_assert_found(g);
