@@ -30,8 +30,8 @@ struct api {
     struct api_sse *streams; /* open event streams (closed all at stop) */
     /* Open streams per user, for FARM_SSE_MAX_PER_USER: a chained hash by user id. */
     struct api_sse_user *sse_users[API_SSE_USER_BUCKETS];
-    /* api/events.c: the live generation streams, grouped by generation (one watch and one
-     * terminal read each), and every stream's heartbeat on one timer. */
+    /* api/sse_hub.c: the live generation streams, grouped by generation (one watch and one
+     * terminal read each); api/events.c: every stream's heartbeat on one timer. */
     struct sse_hub *sse_hubs[API_SSE_HUB_BUCKETS];
     gf_dueq_t sse_pings;
     uv_timer_t sse_ping_timer;

@@ -173,6 +173,19 @@ static void set_int(store_call_t *c, int i, long long v)
     c->_params[i] = gf_xstrdup(buf);
 }
 
+/*
+ * A call on one image of a running generation: $1 the generation, $2 the
+ * worker's fencing token, $3 the image's index.
+ */
+static void call_init_image(store_call_t *c, store_op_t op, int nparams, const char *gen_id,
+                            long long fence, int index)
+{
+    call_init(c, op, nparams);
+    set_str(c, 0, gen_id);
+    set_int(c, 1, fence);
+    set_int(c, 2, index);
+}
+
 void store_call_accept(store_call_t *c, const store_accept_t *a)
 {
     call_init(c, STORE_OP_ACCEPT, 14);
@@ -273,20 +286,14 @@ void store_call_start(store_call_t *c, const char *gen_id, long long fence, cons
 void store_call_provider_request(store_call_t *c, const char *gen_id, long long fence, int index,
                                  const char *request_id)
 {
-    call_init(c, STORE_OP_PROVIDER_REQUEST, 4);
-    set_str(c, 0, gen_id);
-    set_int(c, 1, fence);
-    set_int(c, 2, index);
+    call_init_image(c, STORE_OP_PROVIDER_REQUEST, 4, gen_id, fence, index);
     set_str(c, 3, request_id);
 }
 
 void store_call_image(store_call_t *c, const char *gen_id, long long fence, int index,
                       int succeeded, const char *error_json)
 {
-    call_init(c, STORE_OP_IMAGE, 5);
-    set_str(c, 0, gen_id);
-    set_int(c, 1, fence);
-    set_int(c, 2, index);
+    call_init_image(c, STORE_OP_IMAGE, 5, gen_id, fence, index);
     set_str(c, 3, succeeded ? "true" : "false");
     set_str(c, 4, error_json);
 }
@@ -387,10 +394,7 @@ void store_call_ledger(store_call_t *c, const char *user_id, int limit, const ch
 void store_call_image_done(store_call_t *c, const char *gen_id, long long fence, int index,
                            const char *outputs_json)
 {
-    call_init(c, STORE_OP_IMAGE_DONE, 4);
-    set_str(c, 0, gen_id);
-    set_int(c, 1, fence);
-    set_int(c, 2, index);
+    call_init_image(c, STORE_OP_IMAGE_DONE, 4, gen_id, fence, index);
     set_str(c, 3, outputs_json);
 }
 

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -82,4 +83,14 @@ void au_create(const char *tok, const char *body, char id[37])
     assert_int_equal(r.status, 202);
     au_id_of(&r, id);
     ts_http_dispose(&r);
+}
+
+double au_metric(const char *url, const char *series, double absent)
+{
+    ts_http_t r = ts_http("GET", url, NULL, NULL, 0);
+    assert_int_equal(r.status, 200);
+    const char *at = strstr(r.body, series);
+    double v = at ? strtod(at + strlen(series), NULL) : absent;
+    ts_http_dispose(&r);
+    return v;
 }

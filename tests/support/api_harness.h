@@ -42,4 +42,10 @@ void au_id_of(const ts_http_t *r, char out[37]);
 /* POSTs `body` to /v1/generations as `tok` and asserts it is accepted (202); its id in `id`. */
 void au_create(const char *tok, const char *body, char id[37]);
 
+/*
+ * GETs the /metrics page at `url`, which must answer 200: the value of
+ * `series` (its name, labels and the space after them), or `absent`.
+ */
+double au_metric(const char *url, const char *series, double absent);
+
 #endif

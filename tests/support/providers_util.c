@@ -265,6 +265,38 @@ int pt_suite_teardown(void **state)
     return uv_loop_close(&loop) == 0 ? 0 : -1;
 }
 
+void pt_run_resumed(provider_t *p, const char *prompt, const char *token, const char *provider,
+                    pt_result_t *r)
+{
+    *r = (pt_result_t){0};
+    provider_req_t q = pt_req(prompt, 64, 64);
+    q.resume = token;
+    q.resume_provider = provider;
+    pt_run(&loop, p, &q, r);
+}
+
+long pt_fake_wait_one(const char *endpoint)
+{
+    double until = ts_now() + 10;
+    while (pt_fake_count(&fake, endpoint) < 1 && ts_now() < until)
+        pt_spin(&loop, 50);
+    return pt_fake_count(&fake, endpoint);
+}
+
+void pt_cancel_mid_flight(const char *provider, const char *prompt, const char *endpoint,
+                          pt_result_t *r)
+{
+    gf_config_t *cfg = pt_config(&fake, provider, NULL);
+    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
+    *r = (pt_result_t){.cancel_on_accept = 1};
+    provider_req_t q = pt_req(prompt, 64, 64);
+    pt_run(&loop, p, &q, r);
+    assert_int_equal(r->status, GF_ECANCELED);
+    assert_int_equal(r->err.code, PROVIDER_E_CANCELED);
+    assert_int_equal(pt_fake_wait_one(endpoint), 1);
+    pt_close(&loop, p, cfg);
+}
+
 int pt_suite_reset(void **state, const char *config_json)
 {
     (void)state;

@@ -50,6 +50,12 @@ typedef struct {
 provider_req_t pt_req(const char *prompt, int w, int h);
 /* Submits and runs the loop until `done`. Asserts the submit is accepted. */
 void pt_run(uv_loop_t *loop, provider_t *p, const provider_req_t *req, pt_result_t *res);
+/*
+ * pt_run() of `prompt` (64 x 64) on the suite's loop as a resumed call:
+ * `token` and the provider that issued it. `r` is reset first.
+ */
+void pt_run_resumed(provider_t *p, const char *prompt, const char *token, const char *provider,
+                    pt_result_t *r);
 /* Submits without running the loop (for concurrent calls). */
 void pt_submit(provider_t *p, const provider_req_t *req, pt_result_t *res);
 /* provider_submit() with the callbacks that fill `res`; its return value. */
@@ -70,6 +76,23 @@ extern pt_fake_t fake;
 extern uv_loop_t loop;
 int pt_suite_setup(void **state);
 int pt_suite_teardown(void **state);
+/*
+ * Spins the suite's loop until the fake has seen a request on `endpoint`
+ * (a cancel that outlives its call on the engine) or 10 s passed; then the
+ * fake's count of them.
+ */
+long pt_fake_wait_one(const char *endpoint);
+
+/*
+ * Runs `prompt` (64 x 64) on `provider` against the suite's fake, canceled as
+ * soon as it is accepted: the call ends GF_ECANCELED (PROVIDER_E_CANCELED),
+ * and the provider's cancel request (`endpoint`, "fal.cancel"), which
+ * outlives the call on the engine, reaches the fake once within 10 s. The
+ * provider is closed; the result is in `r` (dispose of it).
+ */
+void pt_cancel_mid_flight(const char *provider, const char *prompt, const char *endpoint,
+                          pt_result_t *r);
+
 /* Before each test: the fake forgets its log and jobs and takes `config_json`. */
 int pt_suite_reset(void **state, const char *config_json);
 

@@ -17,23 +17,11 @@
 #include "queue_util.h"
 #include "support.h"
 
-extern char **environ;
-
 gf_config_t *qt_cfg(const char *const *overrides)
 {
-    size_t n = 0, m = 0;
-    while (overrides && overrides[n])
-        n++;
-    while (environ[m])
-        m++;
-    char **env = calloc(n + m + 1, sizeof(char *));
-    for (size_t i = 0; i < n; i++)
-        env[i] = (char *)overrides[i];
-    size_t k = n;
     /* The fixture's FARM_TEST_* variables are not config: keep them out. */
-    for (size_t i = 0; i < m; i++)
-        if (strncmp(environ[i], "FARM_TEST_", 10) != 0)
-            env[k++] = environ[i];
+    static const char *const drop[] = {"FARM_TEST_", NULL};
+    char **env = ts_environ_with(overrides, drop);
     gf_err_t err = {0};
     gf_config_t *cfg = gf_cfg_load(env, &err);
     free(env);
@@ -41,7 +29,6 @@ gf_config_t *qt_cfg(const char *const *overrides)
         fail_msg("config: %s", err.msg);
     return cfg;
 }
-
 static redisContext *raw(void)
 {
     int port = atoi(ts_env("FARM_TEST_REDIS_PORT"));

@@ -26,6 +26,27 @@ double ts_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+char **ts_environ_with(const char *const *overrides, const char *const *drop)
+{
+    size_t n = 0, m = 0;
+    while (overrides && overrides[n])
+        n++;
+    while (environ[m])
+        m++;
+    char **env = calloc(n + m + 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++)
+        env[i] = (char *)overrides[i];
+    size_t k = n;
+    for (size_t i = 0; i < m; i++) {
+        int keep = 1;
+        for (size_t d = 0; drop && drop[d]; d++)
+            keep &= strncmp(environ[i], drop[d], strlen(drop[d])) != 0;
+        if (keep)
+            env[k++] = environ[i];
+    }
+    return env;
+}
+
 int ts_free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);

@@ -68,6 +68,14 @@ void ts_http_dispose(ts_http_t *r);
  * passes. */
 int ts_wait_http(const char *url, long status, const char *needle, double timeout_s);
 
+/*
+ * An environment for gf_cfg_load(): `overrides` ("NAME=value",
+ * NULL-terminated, may be NULL) first, then this process's variables except
+ * those starting with one of `drop` (NULL-terminated prefixes, may be NULL).
+ * A new array of borrowed strings: free() the array only.
+ */
+char **ts_environ_with(const char *const *overrides, const char *const *drop);
+
 /* Monotonic seconds. */
 double ts_now(void);
 

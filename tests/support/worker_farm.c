@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <vips/vips.h>
 
+#include "farm_fixture.h"
 #include "worker_farm.h"
 
 char wf_fake_env[128], wf_storage_env[600];
@@ -129,25 +130,24 @@ json_t *wf_wait_status(const char *id, const char *want, double timeout_s)
     return NULL;
 }
 
+json_t *wf_identity_avatar(const char *prompt, int count, const char *upload)
+{
+    char body[512], images[32] = "", id[37];
+    if (count > 0)
+        snprintf(images, sizeof(images), "\"count\":%d,", count);
+    snprintf(body, sizeof(body),
+             "{\"kind\":\"avatar\",\"prompt\":\"%s\",%s\"width\":256,\"height\":256,"
+             "\"identity\":{\"upload_id\":\"%s\"}}",
+             prompt, images, upload);
+    wf_create(body, id);
+    json_t *g = wf_wait_status(id, "succeeded|partial|failed", 30);
+    wf_assert_found(g);
+    return g;
+}
+
 void wf_upload_png(int w, int h, char upload[37])
 {
-    VipsImage *img = NULL, *u8 = NULL;
-    void *png = NULL;
-    size_t len = 0;
-    assert_int_equal(vips_xyz(&img, w, h, NULL), 0);
-    assert_int_equal(vips_cast_uchar(img, &u8, NULL), 0);
-    assert_int_equal(vips_image_write_to_buffer(u8, ".png", &png, &len, NULL), 0);
-    g_object_unref(img);
-    g_object_unref(u8);
-    char url[256], auth[1024];
-    snprintf(url, sizeof(url), "%s/v1/uploads", au_base);
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", wf_tok);
-    const char *hd[] = {auth, "Content-Type: image/png", NULL};
-    ts_http_t r = ts_http("POST", url, hd, png, len);
-    g_free(png);
-    assert_int_equal(r.status, 201);
-    snprintf(upload, 37, "%s", strstr(r.body, "\"id\":\"") + 6);
-    ts_http_dispose(&r);
+    ff_upload_png(wf_tok, w, h, upload);
 }
 
 /* The fake's count of requests to `endpoint` ("bfl.submit"). */

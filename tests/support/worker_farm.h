@@ -48,6 +48,12 @@ void wf_dump_logs(void);
 
 /* POSTs a generation as the user (asserting 202); its id into `id`. */
 void wf_create(const char *body, char id[37]);
+/*
+ * POSTs a 256 x 256 avatar of `prompt` (`count` images; 0: the default) with
+ * the upload `upload` as its identity, and waits up to 30 s for it to end
+ * (succeeded, partial or failed; asserted); the generation (decref it).
+ */
+json_t *wf_identity_avatar(const char *prompt, int count, const char *upload);
 /* Polls GET until the status is one of `want` ("a|b"); the generation (decref it), or NULL. */
 json_t *wf_wait_status(const char *id, const char *want, double timeout_s);
 /* Uploads a w x h PNG gradient as the user; its upload id into `upload`. */

@@ -26,15 +26,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "api_harness.h"
-#include "queue.h"
-#include "store.h"
+#include "played_worker.h"
 #include "support.h"
 
-static pid_t api_pid;
-static gf_config_t *cfg;
-static queue_sync_t *qs;
-static store_conn_t *sc;
 static char *user_tok; /* one user for the tests that need no other */
 
 static const char *AVATAR = "{\"kind\":\"avatar\",\"prompt\":\"a watercolor fox\"}";
@@ -44,34 +38,22 @@ static int setup(void **state)
     (void)state;
     static const char *const extra[] = {"FARM_SSE_HEARTBEAT_S=1", "FARM_RATE_LIMIT_BURST=1000",
                                         "FARM_HTTP_STREAM_MAX_QUEUED_BYTES=4096", NULL};
-    api_pid = au_api_start(extra);
-    gf_err_t err = {0};
-    cfg = gf_cfg_load(environ, &err);
-    qs = cfg ? queue_sync_new(cfg, &err) : NULL;
-    sc = cfg ? store_conn_new(cfg->database_url, &err) : NULL;
+    int rc = pw_setup(extra);
     user_tok = au_token(NULL, "pro", NULL, NULL);
-    return api_pid > 0 && qs && sc ? 0 : -1;
+    return rc;
 }
 
 static int teardown(void **state)
 {
     (void)state;
     free(user_tok);
-    queue_sync_free(qs);
-    store_conn_free(sc);
-    gf_cfg_free(cfg);
-    /* It exits 0: no sanitizer report, no crash along the way. */
-    return api_pid > 0 && ts_stop(api_pid, SIGTERM, 10) == 0 ? 0 : -1;
+    return pw_teardown();
 }
 
 /* Opens GET /v1/events on a raw socket; returns the fd and the response's status (0 if none). */
 static int sse_open_raw(const char *tok, int *status)
 {
-    int port = atoi(strrchr(au_base, ':') + 1);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    int fd = pw_connect();
     char req[2300];
     int n = snprintf(req, sizeof(req),
                      "GET /v1/events HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer %s\r\n\r\n", tok);
@@ -185,31 +167,6 @@ static int wait_for(sse_client_t *c, const char *needle, double timeout_s)
     return 0;
 }
 
-static size_t count_of(const char *hay, const char *needle)
-{
-    size_t n = 0;
-    for (const char *p = hay; p && (p = strstr(p, needle)); p++)
-        n++;
-    return n;
-}
-
-/* Plays the worker: claims until generation `id` comes up; its fencing token. */
-static uint64_t claim_token(const char *id)
-{
-    queue_claim_t claim = {0};
-    gf_err_t err = {0};
-    uint64_t tok = 0;
-    for (int round = 0; round < 20 && tok == 0; round++) {
-        assert_int_equal(queue_sync_claim(qs, "test-worker", 16, &claim, &err), 0);
-        for (size_t i = 0; i < claim.n_jobs; i++)
-            if (strcmp(claim.jobs[i].gen_id, id) == 0)
-                tok = claim.jobs[i].token;
-        queue_claim_dispose(&claim);
-    }
-    assert_true(tok > 0);
-    return tok;
-}
-
 static void test_events_replay_and_resume_without_gaps(void **state)
 {
     (void)state;
@@ -229,20 +186,16 @@ static void test_events_replay_and_resume_without_gaps(void **state)
 
     /* The worker's part: claim the job, start it, publish. */
     gf_err_t err = {0};
-    uint64_t tok = claim_token(id);
-    store_call_t sc_call;
-    store_call_start(&sc_call, id, (long long)tok, "local");
-    assert_int_equal(store_conn_exec(sc, &sc_call), 0);
-    store_call_dispose(&sc_call);
+    uint64_t tok = pw_start(id);
     queue_result_t qr = {0};
-    assert_int_equal(queue_sync_event_append(qs, id, tok, "started", NULL, &qr, &err), 0);
+    assert_int_equal(queue_sync_event_append(pw_qs, id, tok, "started", NULL, &qr, &err), 0);
     assert_true(wait_for(&c1, "id: 2\nevent: started\n", 10));
     pthread_join(th, NULL);
 
     /* Events 3 and 4 are published while nobody listens. */
     const char *progress = "{\"status\":\"running\",\"stage\":\"generating\",\"progress\":40}";
-    assert_int_equal(queue_sync_event_append(qs, id, tok, "progress", progress, &qr, &err), 0);
-    assert_int_equal(queue_sync_event_append(qs, id, tok, "progress", progress, &qr, &err), 0);
+    assert_int_equal(queue_sync_event_append(pw_qs, id, tok, "progress", progress, &qr, &err), 0);
+    assert_int_equal(queue_sync_event_append(pw_qs, id, tok, "progress", progress, &qr, &err), 0);
 
     /* c2 resumes after 2: it gets 3 and 4 once, then the live terminal event, then the end. */
     sse_client_t c2 = {.mu = PTHREAD_MUTEX_INITIALIZER, .timeout_s = 30, .last_event_id = "2"};
@@ -250,21 +203,16 @@ static void test_events_replay_and_resume_without_gaps(void **state)
     snprintf(c2.auth, sizeof(c2.auth), "Authorization: Bearer %s", t);
     pthread_create(&th, NULL, sse_run, &c2);
     assert_true(wait_for(&c2, "id: 4\nevent: progress\n", 10));
-    store_call_image(&sc_call, id, (long long)tok, 0, 1, NULL);
-    assert_int_equal(store_conn_exec(sc, &sc_call), 0);
-    store_call_dispose(&sc_call);
-    store_call_finish(&sc_call, id, (long long)tok, "auto", NULL);
-    assert_int_equal(store_conn_exec(sc, &sc_call), 0);
-    store_call_dispose(&sc_call);
-    assert_int_equal(queue_sync_finish(qs, id, tok, QUEUE_DONE, "{}", &qr, &err), 0);
+    pw_settle_and_finish(id, tok, 1, NULL);
+    assert_int_equal(queue_sync_finish(pw_qs, id, tok, QUEUE_DONE, "{}", &qr, &err), 0);
     double started = ts_now();
     pthread_join(th, NULL);
     assert_true(ts_now() - started < 15); /* the stream ended by itself */
     assert_int_equal(c2.status, 200);
     assert_null(strstr(c2.got.p, "id: 1\n"));
     assert_null(strstr(c2.got.p, "id: 2\n"));
-    assert_int_equal(count_of(c2.got.p, "id: 3\n"), 1);
-    assert_int_equal(count_of(c2.got.p, "id: 4\n"), 1);
+    assert_int_equal(pw_count_of(c2.got.p, "id: 3\n"), 1);
+    assert_int_equal(pw_count_of(c2.got.p, "id: 4\n"), 1);
     assert_non_null(strstr(c2.got.p, "event: succeeded\ndata: {"));
     assert_non_null(strstr(c2.got.p, "\"charged\":10"));
     assert_null(strstr(c1.got.p, "id: 3\n"));
@@ -274,7 +222,7 @@ static void test_events_replay_and_resume_without_gaps(void **state)
     snprintf(c3.url, sizeof(c3.url), "%s/v1/generations/%s/events?access_token=%s", au_base, id, t);
     snprintf(c3.auth, sizeof(c3.auth), "X-Client: 3");
     sse_run(&c3);
-    assert_int_equal(count_of(c3.got.p, "\nevent: "), 5);
+    assert_int_equal(pw_count_of(c3.got.p, "\nevent: "), 5);
     assert_non_null(strstr(c3.got.p, "event: succeeded\n"));
     gf_buf_dispose(&c1.got);
     gf_buf_dispose(&c2.got);
@@ -290,20 +238,11 @@ static void test_user_stream_ends_each_generation_with_its_own_status(void **sta
     au_create(t, AVATAR, id);
     /* A worker's part: claim, start, its only image fails, finish. */
     gf_err_t err = {0};
-    uint64_t tok = claim_token(id);
-    store_call_t c;
-    store_call_start(&c, id, (long long)tok, "local");
-    assert_int_equal(store_conn_exec(sc, &c), 0);
-    store_call_dispose(&c);
-    store_call_image(&c, id, (long long)tok, 0, 0,
-                     "{\"code\":\"provider_error\",\"message\":\"no\",\"retryable\":false}");
-    assert_int_equal(store_conn_exec(sc, &c), 0);
-    store_call_dispose(&c);
-    store_call_finish(&c, id, (long long)tok, "auto", NULL);
-    assert_int_equal(store_conn_exec(sc, &c), 0);
-    store_call_dispose(&c);
+    uint64_t tok = pw_start(id);
+    pw_settle_and_finish(id, tok, 0,
+                         "{\"code\":\"provider_error\",\"message\":\"no\",\"retryable\":false}");
     queue_result_t qr = {0};
-    assert_int_equal(queue_sync_finish(qs, id, tok, QUEUE_DONE, "{}", &qr, &err), 0);
+    assert_int_equal(queue_sync_finish(pw_qs, id, tok, QUEUE_DONE, "{}", &qr, &err), 0);
 
     sse_client_t u = {.mu = PTHREAD_MUTEX_INITIALIZER, .timeout_s = 5};
     snprintf(u.url, sizeof(u.url), "%s/v1/events", au_base);

@@ -25,38 +25,22 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "api_harness.h"
-#include "queue.h"
-#include "store.h"
+#include "played_worker.h"
 #include "support.h"
 
 #define LISTENERS 40
-
-static pid_t api_pid;
-static gf_config_t *cfg;
-static queue_sync_t *qs;
-static store_conn_t *sc;
 
 static int setup(void **state)
 {
     (void)state;
     static const char *const extra[] = {"FARM_SSE_MAX_PER_USER=100", NULL};
-    api_pid = au_api_start(extra);
-    gf_err_t err = {0};
-    cfg = gf_cfg_load(environ, &err);
-    qs = cfg ? queue_sync_new(cfg, &err) : NULL;
-    sc = cfg ? store_conn_new(cfg->database_url, &err) : NULL;
-    return api_pid > 0 && qs && sc ? 0 : -1;
+    return pw_setup(extra);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    queue_sync_free(qs);
-    store_conn_free(sc);
-    gf_cfg_free(cfg);
-    /* It exits 0: no sanitizer report, no crash along the way. */
-    return api_pid > 0 && ts_stop(api_pid, SIGTERM, 10) == 0 ? 0 : -1;
+    return pw_teardown();
 }
 
 /* One listener: a raw socket and everything it has read. */
@@ -68,11 +52,7 @@ typedef struct {
 
 static void listener_open(listener_t *l, const char *tok, const char *gen)
 {
-    int port = atoi(strrchr(au_base, ':') + 1);
-    l->fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(l->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    l->fd = pw_connect();
     char req[2600];
     int n = snprintf(req, sizeof(req),
                      "GET /v1/generations/%s/events HTTP/1.1\r\nHost: t\r\n"
@@ -117,14 +97,6 @@ static int read_until(listener_t *ls, int n, const char *needle, double timeout_
     }
 }
 
-static size_t count_of(const char *hay, const char *needle)
-{
-    size_t n = 0;
-    for (const char *p = hay; p && (p = strstr(p, needle)); p++)
-        n++;
-    return n;
-}
-
 /* farm_sse_terminal_reads_total as /metrics shows it. */
 static long terminal_reads(void)
 {
@@ -135,23 +107,6 @@ static long terminal_reads(void)
     long v = strtol(line + strlen("\nfarm_sse_terminal_reads_total "), NULL, 10);
     ts_http_dispose(&r);
     return v;
-}
-
-/* Plays the worker: claims until generation `id` comes up; its fencing token. */
-static uint64_t claim_token(const char *id)
-{
-    queue_claim_t claim = {0};
-    gf_err_t err = {0};
-    uint64_t tok = 0;
-    for (int round = 0; round < 20 && tok == 0; round++) {
-        assert_int_equal(queue_sync_claim(qs, "test-worker", 16, &claim, &err), 0);
-        for (size_t i = 0; i < claim.n_jobs; i++)
-            if (strcmp(claim.jobs[i].gen_id, id) == 0)
-                tok = claim.jobs[i].token;
-        queue_claim_dispose(&claim);
-    }
-    assert_true(tok > 0);
-    return tok;
 }
 
 /* The data line of the terminal event `name` in a listener's stream (a new string). */
@@ -191,23 +146,14 @@ static long follow_one_generation(int n)
     free(other);
 
     gf_err_t err = {0};
-    uint64_t qtok = claim_token(id);
-    store_call_t c;
-    store_call_start(&c, id, (long long)qtok, "local");
-    assert_int_equal(store_conn_exec(sc, &c), 0);
-    store_call_dispose(&c);
+    uint64_t qtok = pw_start(id);
     queue_result_t qr = {0};
     const char *progress = "{\"status\":\"running\",\"stage\":\"generating\",\"progress\":40}";
-    assert_int_equal(queue_sync_event_append(qs, id, qtok, "progress", progress, &qr, &err), 0);
+    assert_int_equal(queue_sync_event_append(pw_qs, id, qtok, "progress", progress, &qr, &err), 0);
     assert_true(read_until(ls, n, "event: progress\n", 20));
-    store_call_image(&c, id, (long long)qtok, 0, 0,
-                     "{\"code\":\"provider_error\",\"message\":\"no\",\"retryable\":false}");
-    assert_int_equal(store_conn_exec(sc, &c), 0);
-    store_call_dispose(&c);
-    store_call_finish(&c, id, (long long)qtok, "auto", NULL);
-    assert_int_equal(store_conn_exec(sc, &c), 0);
-    store_call_dispose(&c);
-    assert_int_equal(queue_sync_finish(qs, id, qtok, QUEUE_DONE, "{}", &qr, &err), 0);
+    pw_settle_and_finish(id, qtok, 0,
+                         "{\"code\":\"provider_error\",\"message\":\"no\",\"retryable\":false}");
+    assert_int_equal(queue_sync_finish(pw_qs, id, qtok, QUEUE_DONE, "{}", &qr, &err), 0);
     /* Every stream ends by itself after its terminal event. */
     assert_true(read_until(ls, n, NULL, 20));
 
@@ -226,8 +172,8 @@ static long follow_one_generation(int n)
     for (int i = 0; i < n; i++) {
         const char *got = ls[i].got.p;
         assert_true(strncmp(got, "HTTP/1.1 200", 12) == 0);
-        assert_int_equal(count_of(got, "\nevent: progress\n"), 1);
-        assert_int_equal(count_of(got, "\nevent: failed\n"), 1);
+        assert_int_equal(pw_count_of(got, "\nevent: progress\n"), 1);
+        assert_int_equal(pw_count_of(got, "\nevent: failed\n"), 1);
         assert_null(strstr(got, "event: succeeded")); /* the queue's 'done' is not a success */
         /* The same terminal event, under the same id, for everyone. */
         assert_non_null(strstr(got, want));

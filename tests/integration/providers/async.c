@@ -183,20 +183,10 @@ static void test_fal_success_uses_urls_without_subpath(void **state)
 static void test_fal_cancel_mid_flight_sends_put_cancel(void **state)
 {
     (void)state;
-    gf_config_t *cfg = pt_config(&fake, "fal", NULL);
-    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
-    pt_result_t r = {.cancel_on_accept = 1};
-    provider_req_t q = pt_req("a fox to cancel [[pending_forever]]", 64, 64);
-    pt_run(&loop, p, &q, &r);
-    assert_int_equal(r.status, GF_ECANCELED);
-    assert_int_equal(r.err.code, PROVIDER_E_CANCELED);
-    /* The PUT outlives the call on the engine; wait for the fake to see it. */
-    double until = ts_now() + 10;
-    while (pt_fake_count(&fake, "fal.cancel") < 1 && ts_now() < until)
-        pt_spin(&loop, 50);
-    assert_int_equal(pt_fake_count(&fake, "fal.cancel"), 1);
+    pt_result_t r;
+    /* fal cancels with a PUT. */
+    pt_cancel_mid_flight("fal", "a fox to cancel [[pending_forever]]", "fal.cancel", &r);
     pt_result_dispose(&r);
-    pt_close(&loop, p, cfg);
 }
 
 static void test_resume_polls_without_a_second_submit(void **state)
@@ -236,11 +226,8 @@ static void test_fal_unknown_request_is_a_lost_job(void **state)
              "%s/fal/fal-ai/flux/requests/nope/status %s/fal/fal-ai/flux/"
              "requests/nope -",
              fake.base, fake.base);
-    pt_result_t r = {0};
-    provider_req_t q = pt_req("a lost fox", 64, 64);
-    q.resume = tok;
-    q.resume_provider = "fal";
-    pt_run(&loop, p, &q, &r);
+    pt_result_t r;
+    pt_run_resumed(p, "a lost fox", tok, "fal", &r);
     assert_int_equal(r.err.fault, PROVIDER_F_LOST_JOB);
     assert_int_equal(r.err.retryable, 1);
     pt_result_dispose(&r);

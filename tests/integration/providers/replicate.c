@@ -246,10 +246,7 @@ static void test_pending_forever_hits_the_deadline_and_cancels(void **state)
     assert_int_equal(r.err.fault, PROVIDER_F_DEADLINE);
     assert_true(pt_fake_count(&fake, "replicate.poll") >= 1);
     /* The POST cancel outlives the call on the engine (closing it would abort it). */
-    double until = ts_now() + 10;
-    while (pt_fake_count(&fake, "replicate.cancel") < 1 && ts_now() < until)
-        pt_spin(&loop, 50);
-    assert_int_equal(pt_fake_count(&fake, "replicate.cancel"), 1);
+    assert_int_equal(pt_fake_wait_one("replicate.cancel"), 1);
     pt_result_dispose(&r);
     pt_close(&loop, p, cfg);
 }
@@ -269,25 +266,16 @@ static json_t *fake_prediction(const char *get_url)
 static void test_cancel_mid_flight_cancels_the_prediction(void **state)
 {
     (void)state;
-    gf_config_t *cfg = pt_config(&fake, "replicate", NULL);
-    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
-    pt_result_t r = {.cancel_on_accept = 1};
-    provider_req_t q = pt_req("an owl to cancel [[sync_timeout]] [[pending_forever]]", 64, 64);
-    pt_run(&loop, p, &q, &r);
-    assert_int_equal(r.status, GF_ECANCELED);
-    assert_int_equal(r.err.code, PROVIDER_E_CANCELED);
-    /* The POST cancel outlives the call on the engine; wait for the fake to see it. */
-    double until = ts_now() + 10;
-    while (pt_fake_count(&fake, "replicate.cancel") < 1 && ts_now() < until)
-        pt_spin(&loop, 50);
-    assert_int_equal(pt_fake_count(&fake, "replicate.cancel"), 1);
+    pt_result_t r;
+    /* Replicate cancels with a POST to the prediction's cancel URL. */
+    pt_cancel_mid_flight("replicate", "an owl to cancel [[sync_timeout]] [[pending_forever]]",
+                         "replicate.cancel", &r);
     char get[512];
     assert_int_equal(sscanf(r.resume, "%511s", get), 1);
     json_t *pred = fake_prediction(get);
     assert_string_equal(json_string_value(json_object_get(pred, "status")), "canceled");
     json_decref(pred);
     pt_result_dispose(&r);
-    pt_close(&loop, p, cfg);
 }
 
 /*
@@ -317,11 +305,8 @@ static void test_resume_polls_without_a_second_prediction(void **state)
     json_decref(pred);
     gf_config_t *cfg = pt_config(&fake, "replicate", NULL);
     provider_t *p = provider_new(&loop, cfg, NULL, NULL);
-    pt_result_t r = {0};
-    provider_req_t q = pt_req("a resumed owl", 64, 64);
-    q.resume = tok;
-    q.resume_provider = "replicate";
-    pt_run(&loop, p, &q, &r);
+    pt_result_t r;
+    pt_run_resumed(p, "a resumed owl", tok, "replicate", &r);
     assert_int_equal(r.status, 0);
     assert_png(&r, 64, 64);
     assert_int_equal(pt_fake_count(&fake, "replicate.submit"), 1);
@@ -329,16 +314,13 @@ static void test_resume_polls_without_a_second_prediction(void **state)
     pt_result_dispose(&r);
     /* An unknown prediction is a lost job (resubmit at most once). */
     snprintf(tok, sizeof(tok), "%s/replicate/v1/predictions/nope -", fake.base);
-    r = (pt_result_t){0};
-    q.resume = tok;
-    pt_run(&loop, p, &q, &r);
+    pt_run_resumed(p, "a resumed owl", tok, "replicate", &r);
     assert_int_equal(r.err.fault, PROVIDER_F_LOST_JOB);
     assert_int_equal(r.err.retryable, 1);
     pt_result_dispose(&r);
     /* A token naming another host is refused before the key goes there. */
-    r = (pt_result_t){0};
-    q.resume = "http://127.0.0.2:9/replicate/v1/predictions/x -";
-    pt_run(&loop, p, &q, &r);
+    pt_run_resumed(p, "a resumed owl", "http://127.0.0.2:9/replicate/v1/predictions/x -",
+                   "replicate", &r);
     assert_int_equal(r.err.fault, PROVIDER_F_PROTOCOL);
     pt_result_dispose(&r);
     pt_close(&loop, p, cfg);

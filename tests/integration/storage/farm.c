@@ -39,6 +39,7 @@
 #include <vips/vips.h>
 
 #include "api_harness.h"
+#include "farm_fixture.h"
 #include "s3_faults.h"
 #include "support.h"
 
@@ -130,27 +131,6 @@ static int teardown(void **state)
     free(tok);
     vips_shutdown();
     return bad ? -1 : 0;
-}
-
-static void upload_png(int w, int h, char id[37])
-{
-    VipsImage *img = NULL, *u8 = NULL;
-    void *png = NULL;
-    size_t len = 0;
-    assert_int_equal(vips_xyz(&img, w, h, NULL), 0);
-    assert_int_equal(vips_cast_uchar(img, &u8, NULL), 0);
-    assert_int_equal(vips_image_write_to_buffer(u8, ".png", &png, &len, NULL), 0);
-    g_object_unref(img);
-    g_object_unref(u8);
-    char url[256], auth[1024];
-    snprintf(url, sizeof(url), "%s/v1/uploads", au_base);
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
-    const char *hd[] = {auth, "Content-Type: image/png", NULL};
-    ts_http_t r = ts_http("POST", url, hd, png, len);
-    g_free(png);
-    assert_int_equal(r.status, 201);
-    au_id_of(&r, id);
-    ts_http_dispose(&r);
 }
 
 static json_t *wait_done(const char *id, double timeout_s)
@@ -253,8 +233,8 @@ static void test_identity_and_pose_generations_on_s3(void **state)
 {
     (void)state;
     char identity[37], posemap[37], body[1024], id[37];
-    upload_png(96, 64, identity);
-    upload_png(256, 256, posemap);
+    ff_upload_png(tok, 96, 64, identity);
+    ff_upload_png(tok, 256, 256, posemap);
     snprintf(body, sizeof(body),
              "{\"kind\":\"avatar\",\"prompt\":\"a fox\",\"count\":2,\"width\":256,"
              "\"height\":256,\"identity\":{\"upload_id\":\"%s\"}}",

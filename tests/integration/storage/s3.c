@@ -28,34 +28,21 @@
 #include "storage.h"
 #include "support.h"
 
-extern char **environ;
-
 #define USER "0b7c0f4e-8a52-4a49-9d4e-3b1a5c6d7e8f"
 #define GEN  "5f0e4a2b-1c3d-4e5f-8a9b-0c1d2e3f4a5b"
 
 static char endpoint_env[200], vhost_env[200], faults_env[200];
 
-/* A config from the environment (FARM_TEST_* left out) plus `overrides` first. */
+/* A config from the environment (without FARM_TEST_*, FARM_S3_*, FARM_STORAGE*) plus
+ * `overrides` first. */
 static gf_config_t *cfg_with(const char *const *overrides, gf_err_t *err)
 {
-    size_t n = 0, m = 0;
-    while (overrides && overrides[n])
-        n++;
-    while (environ[m])
-        m++;
-    char **env = calloc(n + m + 1, sizeof(char *));
-    for (size_t i = 0; i < n; i++)
-        env[i] = (char *)overrides[i];
-    size_t k = n;
-    for (size_t i = 0; i < m; i++)
-        if (strncmp(environ[i], "FARM_TEST_", 10) != 0 && strncmp(environ[i], "FARM_S3_", 8) != 0 &&
-            strncmp(environ[i], "FARM_STORAGE", 12) != 0)
-            env[k++] = environ[i];
+    static const char *const drop[] = {"FARM_TEST_", "FARM_S3_", "FARM_STORAGE", NULL};
+    char **env = ts_environ_with(overrides, drop);
     gf_config_t *cfg = gf_cfg_load(env, err);
     free(env);
     return cfg;
 }
-
 static gf_config_t *s3_cfg(const char *secret, const char *bucket, int vhost)
 {
     static char secret_env[100], bucket_env[100];
@@ -136,66 +123,12 @@ static void on_got(storage_t *s, const gf_err_t *err, storage_object_t *obj, voi
     }
 }
 
-static void run(uv_loop_t *loop, result_t *r)
-{
-    while (!r->done)
-        uv_run(loop, UV_RUN_ONCE);
-    assert_int_equal(r->done, 1);
-}
-
-static result_t put(storage_t *s, uv_loop_t *loop, const char *key, const void *d, size_t n)
-{
-    result_t r = {.in_call = 1};
-    assert_int_equal(storage_put(s, key, d, n, "image/png", on_done, &r), 0);
-    r.in_call = 0;
-    run(loop, &r);
-    return r;
-}
-
-static result_t get(storage_t *s, uv_loop_t *loop, const char *key)
-{
-    result_t r = {.in_call = 1};
-    assert_int_equal(storage_get(s, key, on_got, &r), 0);
-    r.in_call = 0;
-    run(loop, &r);
-    return r;
-}
-
-static result_t del(storage_t *s, uv_loop_t *loop, const char *key)
-{
-    result_t r = {.in_call = 1};
-    assert_int_equal(storage_delete(s, key, on_done, &r), 0);
-    r.in_call = 0;
-    run(loop, &r);
-    return r;
-}
-
-static result_t check(storage_t *s, uv_loop_t *loop)
-{
-    result_t r = {.in_call = 1};
-    assert_int_equal(storage_check(s, 2000, on_done, &r), 0);
-    r.in_call = 0;
-    run(loop, &r);
-    return r;
-}
-
-static int closed;
-static void on_closed(void *data)
-{
-    (void)data;
-    closed = 1;
-}
-
-static void close_all(storage_t *s, uv_loop_t *loop, gf_config_t *cfg)
-{
-    closed = 0;
-    storage_close(s, on_closed, NULL);
-    assert_int_equal(closed, 0);
-    while (!closed)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_run(loop, UV_RUN_NOWAIT);
-    gf_cfg_free(cfg);
-}
+/* A loop and a storage_t on `cfg`, opened at the start of a test and closed at its end. */
+typedef struct {
+    uv_loop_t loop;
+    gf_config_t *cfg;
+    storage_t *s;
+} fx_t;
 
 static storage_t *open_s3(uv_loop_t *loop, gf_config_t *cfg)
 {
@@ -205,6 +138,90 @@ static storage_t *open_s3(uv_loop_t *loop, gf_config_t *cfg)
         fail_msg("storage_new: %s", err.msg);
     assert_string_equal(storage_backend(s), "s3");
     return s;
+}
+
+static void fx_open(fx_t *f, gf_config_t *cfg)
+{
+    uv_loop_init(&f->loop);
+    f->cfg = cfg;
+    f->s = open_s3(&f->loop, cfg);
+}
+
+/* Through the fault proxy (see faults_cfg), its rules and log cleared. */
+static void fx_open_faults(fx_t *f, int attempts, int timeout_ms)
+{
+    uv_loop_init(&f->loop);
+    f->cfg = faults_cfg(attempts, timeout_ms);
+    f->s = open_s3(&f->loop, f->cfg);
+    assert_int_equal(s3f_clear(), 0);
+}
+
+static int closed;
+static void on_closed(void *data)
+{
+    (void)data;
+    closed = 1;
+}
+
+/* Closes the storage (never inside storage_close), then the config and the loop. */
+static void fx_close(fx_t *f)
+{
+    closed = 0;
+    storage_close(f->s, on_closed, NULL);
+    assert_int_equal(closed, 0);
+    while (!closed)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    gf_cfg_free(f->cfg);
+    uv_loop_close(&f->loop);
+}
+
+/*
+ * The end of a call started with `r` as its callback's data: the start
+ * returned `rc` (must be 0), then the loop runs until the callback ran, once.
+ */
+static result_t finish(fx_t *f, result_t *r, int rc)
+{
+    assert_int_equal(rc, 0);
+    r->in_call = 0;
+    while (!r->done)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(r->done, 1);
+    return *r;
+}
+
+static result_t put(fx_t *f, const char *key, const void *d, size_t n)
+{
+    result_t r = {.in_call = 1};
+    return finish(f, &r, storage_put(f->s, key, d, n, "image/png", on_done, &r));
+}
+
+static result_t get(fx_t *f, const char *key)
+{
+    result_t r = {.in_call = 1};
+    return finish(f, &r, storage_get(f->s, key, on_got, &r));
+}
+
+static result_t del(fx_t *f, const char *key)
+{
+    result_t r = {.in_call = 1};
+    return finish(f, &r, storage_delete(f->s, key, on_done, &r));
+}
+
+static result_t check(fx_t *f)
+{
+    result_t r = {.in_call = 1};
+    return finish(f, &r, storage_check(f->s, 2000, on_done, &r));
+}
+
+/* `key` reads back without error as exactly the `n` bytes of `b`. */
+static void assert_reads_back(fx_t *f, const char *key, const unsigned char *b, size_t n)
+{
+    result_t r = get(f, key);
+    assert_int_equal(r.err.code, 0);
+    assert_int_equal(r.len, n);
+    assert_memory_equal(r.data, b, n);
+    free(r.data);
 }
 
 static void sha_hex(const void *d, size_t n, char out[65])
@@ -224,6 +241,14 @@ static unsigned char *body_of(size_t n, unsigned seed)
     return b;
 }
 
+/* A body of `n` bytes (body_of(n, seed)) that put stored under `key` without error. */
+static unsigned char *stored(fx_t *f, const char *key, size_t n, unsigned seed)
+{
+    unsigned char *b = body_of(n, seed);
+    assert_int_equal(put(f, key, b, n).err.code, 0);
+    return b;
+}
+
 static int interop(const char *op, const char *key, const char *arg)
 {
     return ts_sh("cd '%s/tests/s3' && FARM_S3_ENDPOINT='%s' FARM_S3_BUCKET=farm FARM_S3_PREFIX=t/ "
@@ -233,25 +258,27 @@ static int interop(const char *op, const char *key, const char *arg)
                  arg ? arg : "");
 }
 
+/* The SDK reads `key` (under the prefix) as exactly the `n` bytes of `b`. */
+static void assert_the_sdk_reads(const char *key, const void *b, size_t n)
+{
+    char hex[65];
+    sha_hex(b, n, hex);
+    assert_int_equal(interop("get", key, hex), 0);
+}
+
 /* --- tests ------------------------------------------------------------------- */
 
 static void test_put_get_delete_and_the_sdk_agrees(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    gf_config_t *cfg = s3_cfg("S3RVER", "farm", 0);
-    storage_t *s = open_s3(&loop, cfg);
+    fx_t f;
+    fx_open(&f, s3_cfg("S3RVER", "farm", 0));
     const char *key = USER "/" GEN "/0-full.png";
     size_t n = 300 * 1024;
-    unsigned char *b = body_of(n, 1);
-    result_t r = put(s, &loop, key, b, n);
-    assert_int_equal(r.err.code, 0);
+    unsigned char *b = stored(&f, key, n, 1);
     /* The SDK reads exactly these bytes (under the prefix). */
-    char hex[65];
-    sha_hex(b, n, hex);
-    assert_int_equal(interop("get", key, hex), 0);
-    r = get(s, &loop, key);
+    assert_the_sdk_reads(key, b, n);
+    result_t r = get(&f, key);
     assert_int_equal(r.err.code, 0);
     assert_int_equal(r.len, n);
     assert_memory_equal(r.data, b, n);
@@ -259,21 +286,20 @@ static void test_put_get_delete_and_the_sdk_agrees(void **state)
     free(r.data);
     /* A retried put overwrites the same object. */
     unsigned char *b2 = body_of(n / 2, 2);
-    assert_int_equal(put(s, &loop, key, b2, n / 2).err.code, 0);
-    r = get(s, &loop, key);
+    assert_int_equal(put(&f, key, b2, n / 2).err.code, 0);
+    r = get(&f, key);
     assert_int_equal(r.len, n / 2);
     assert_memory_equal(r.data, b2, n / 2);
     free(r.data);
     /* Delete: gone for us and for the SDK; deleting again is no error. */
-    assert_int_equal(del(s, &loop, key).err.code, 0);
-    assert_int_equal(get(s, &loop, key).err.code, GF_ENOTFOUND);
+    assert_int_equal(del(&f, key).err.code, 0);
+    assert_int_equal(get(&f, key).err.code, GF_ENOTFOUND);
     assert_int_equal(interop("absent", key, NULL), 0);
-    assert_int_equal(del(s, &loop, key).err.code, 0);
-    assert_int_equal(check(s, &loop).err.code, 0);
+    assert_int_equal(del(&f, key).err.code, 0);
+    assert_int_equal(check(&f).err.code, 0);
     free(b);
     free(b2);
-    close_all(s, &loop, cfg);
-    uv_loop_close(&loop);
+    fx_close(&f);
 }
 
 static void test_the_farm_reads_what_the_sdk_stored(void **state)
@@ -283,39 +309,29 @@ static void test_the_farm_reads_what_the_sdk_stored(void **state)
     snprintf(path, sizeof(path), "%s/sdk-body", ts_env("FARM_TEST_TMPDIR"));
     size_t n = 70000;
     unsigned char *b = body_of(n, 3);
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(b, 1, n, f), n);
-    fclose(f);
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(b, 1, n, fp), n);
+    fclose(fp);
     const char *key = USER "/uploads/" GEN ".webp";
     assert_int_equal(interop("put", key, path), 0);
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    gf_config_t *cfg = s3_cfg("S3RVER", "farm", 0);
-    storage_t *s = open_s3(&loop, cfg);
-    result_t r = get(s, &loop, key);
-    assert_int_equal(r.err.code, 0);
-    assert_int_equal(r.len, n);
-    assert_memory_equal(r.data, b, n);
-    free(r.data);
+    fx_t f;
+    fx_open(&f, s3_cfg("S3RVER", "farm", 0));
+    assert_reads_back(&f, key, b, n);
     free(b);
-    close_all(s, &loop, cfg);
-    uv_loop_close(&loop);
+    fx_close(&f);
 }
 
 static void test_presigned_urls_open_the_object_until_they_expire(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    gf_config_t *cfg = s3_cfg("S3RVER", "farm", 0);
-    storage_t *s = open_s3(&loop, cfg);
+    fx_t f;
+    fx_open(&f, s3_cfg("S3RVER", "farm", 0));
     const char *key = USER "/" GEN "/1-thumb.jpg";
-    unsigned char *b = body_of(5000, 4);
-    assert_int_equal(put(s, &loop, key, b, 5000).err.code, 0);
+    unsigned char *b = stored(&f, key, 5000, 4);
     gf_err_t err = {0};
     long long now = gf_clock_unix_ms() / 1000;
-    char *url = storage_read_url(s, key, now + 60, &err);
+    char *url = storage_read_url(f.s, key, now + 60, &err);
     assert_non_null(url);
     assert_non_null(strstr(url, "X-Amz-Expires=60&"));
     ts_http_t h = ts_http("GET", url, NULL, NULL, 0);
@@ -331,9 +347,9 @@ static void test_presigned_urls_open_the_object_until_they_expire(void **state)
     ts_http_dispose(&h);
     free(url);
     /* An URL that would already be expired is not made; one of 1 s stops working. */
-    assert_null(storage_read_url(s, key, now - 1, &err));
+    assert_null(storage_read_url(f.s, key, now - 1, &err));
     assert_int_equal(err.code, GF_EINVAL);
-    url = storage_read_url(s, key, now + 1, &err);
+    url = storage_read_url(f.s, key, now + 1, &err);
     assert_non_null(url);
     sleep(3);
     h = ts_http("GET", url, NULL, NULL, 0);
@@ -341,74 +357,61 @@ static void test_presigned_urls_open_the_object_until_they_expire(void **state)
     ts_http_dispose(&h);
     free(url);
     free(b);
-    close_all(s, &loop, cfg);
-    uv_loop_close(&loop);
+    fx_close(&f);
 }
 
 static void test_virtual_hosted_addressing(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    gf_config_t *cfg = s3_cfg("S3RVER", "farm", 1);
-    storage_t *s = open_s3(&loop, cfg);
+    fx_t f;
+    fx_open(&f, s3_cfg("S3RVER", "farm", 1));
     const char *key = USER "/" GEN "/2-full.webp";
-    unsigned char *b = body_of(4096, 5);
-    assert_int_equal(put(s, &loop, key, b, 4096).err.code, 0);
+    unsigned char *b = stored(&f, key, 4096, 5);
     /* Path-style reads (the SDK's) find it in the same bucket. */
-    char hex[65];
-    sha_hex(b, 4096, hex);
-    assert_int_equal(interop("get", key, hex), 0);
-    result_t r = get(s, &loop, key);
+    assert_the_sdk_reads(key, b, 4096);
+    result_t r = get(&f, key);
     assert_int_equal(r.err.code, 0);
     assert_memory_equal(r.data, b, 4096);
     free(r.data);
     gf_err_t err = {0};
-    char *url = storage_read_url(s, key, gf_clock_unix_ms() / 1000 + 30, &err);
+    char *url = storage_read_url(f.s, key, gf_clock_unix_ms() / 1000 + 30, &err);
     assert_non_null(strstr(url, "://farm.s3.localhost:"));
     ts_http_t h = ts_http("GET", url, NULL, NULL, 0);
     assert_int_equal(h.status, 200);
     ts_http_dispose(&h);
     free(url);
     free(b);
-    close_all(s, &loop, cfg);
-    uv_loop_close(&loop);
+    fx_close(&f);
 }
 
 static void test_a_wrong_secret_is_refused_and_named(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    gf_config_t *cfg = s3_cfg("not-the-secret", "farm", 0);
-    storage_t *s = open_s3(&loop, cfg);
-    result_t r = put(s, &loop, USER "/" GEN "/0-full.png", "x", 1);
+    fx_t f;
+    fx_open(&f, s3_cfg("not-the-secret", "farm", 0));
+    result_t r = put(&f, USER "/" GEN "/0-full.png", "x", 1);
     assert_int_equal(r.err.code, GF_EINVAL);
     assert_int_equal(r.err.detail, 403);
     assert_non_null(strstr(r.err.msg, "SignatureDoesNotMatch"));
     assert_non_null(strstr(r.err.msg, "check FARM_S3_SECRET_ACCESS_KEY"));
     assert_null(strstr(r.err.msg, "not-the-secret"));
-    r = check(s, &loop);
+    r = check(&f);
     assert_int_equal(r.err.code, GF_EINVAL);
     /* a HEAD's 403 carries no S3 code: the variables to check are named all the same */
     assert_non_null(strstr(r.err.msg, "HTTP 403: access refused, check FARM_S3_ACCESS_KEY_ID"));
     assert_null(strstr(r.err.msg, "not-the-secret"));
-    close_all(s, &loop, cfg);
-    uv_loop_close(&loop);
+    fx_close(&f);
 }
 
 static void test_a_missing_bucket_fails_the_check(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    gf_config_t *cfg = s3_cfg("S3RVER", "no-such-bucket", 0);
-    storage_t *s = open_s3(&loop, cfg);
-    result_t r = check(s, &loop);
+    fx_t f;
+    fx_open(&f, s3_cfg("S3RVER", "no-such-bucket", 0));
+    result_t r = check(&f);
     assert_int_equal(r.err.code, GF_ENOTFOUND);
     assert_int_equal(r.err.detail, 404);
-    close_all(s, &loop, cfg);
-    uv_loop_close(&loop);
+    fx_close(&f);
 }
 
 static void *restart_later(void *arg)
@@ -423,74 +426,66 @@ static void *restart_later(void *arg)
 static void test_a_put_outlives_the_server_going_down(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    gf_config_t *cfg = s3_cfg("S3RVER", "farm", 0);
-    storage_t *s = open_s3(&loop, cfg);
+    fx_t f;
+    fx_open(&f, s3_cfg("S3RVER", "farm", 0));
     assert_int_equal(ts_sh("sh -c \"$FARM_TEST_S3_STOP\""), 0);
     pthread_t t;
     pthread_create(&t, NULL, restart_later, NULL);
     const char *key = USER "/" GEN "/3-full.png";
     unsigned char *b = body_of(20000, 6);
-    result_t r = put(s, &loop, key, b, 20000);
+    result_t r = put(&f, key, b, 20000);
     pthread_join(t, NULL);
     assert_int_equal(r.err.code, 0);
-    r = get(s, &loop, key);
+    r = get(&f, key);
     assert_int_equal(r.err.code, 0);
     assert_memory_equal(r.data, b, 20000);
     free(r.data);
     /* Down for good: the error comes after the last attempt, not before. */
     assert_int_equal(ts_sh("sh -c \"$FARM_TEST_S3_STOP\""), 0);
     double t0 = ts_now();
-    r = put(s, &loop, key, b, 20000);
+    r = put(&f, key, b, 20000);
     assert_int_equal(r.err.code, GF_EUNAVAIL);
     assert_true(ts_now() - t0 > 0.1 * (1 + 2 + 4 + 8) * 0.7);
     assert_int_equal(ts_sh("sh -c \"$FARM_TEST_S3_START\""), 0);
     free(b);
-    close_all(s, &loop, cfg);
-    uv_loop_close(&loop);
+    fx_close(&f);
 }
 
 static void test_close_cancels_what_is_in_flight(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    gf_config_t *cfg = s3_cfg("S3RVER", "farm", 0);
-    storage_t *s = open_s3(&loop, cfg);
+    fx_t f;
+    fx_open(&f, s3_cfg("S3RVER", "farm", 0));
     result_t r = {.in_call = 1};
-    assert_int_equal(storage_get(s, USER "/" GEN "/0-full.png", on_got, &r), 0);
+    assert_int_equal(storage_get(f.s, USER "/" GEN "/0-full.png", on_got, &r), 0);
     r.in_call = 0;
     closed = 0;
-    storage_close(s, on_closed, NULL);
+    storage_close(f.s, on_closed, NULL);
     assert_int_equal(r.done, 1);
     assert_int_equal(r.err.code, GF_ECANCELED);
     while (!closed)
-        uv_run(&loop, UV_RUN_ONCE);
-    uv_run(&loop, UV_RUN_NOWAIT);
-    gf_cfg_free(cfg);
-    assert_int_equal(uv_loop_close(&loop), 0);
+        uv_run(&f.loop, UV_RUN_ONCE);
+    uv_run(&f.loop, UV_RUN_NOWAIT);
+    gf_cfg_free(f.cfg);
+    assert_int_equal(uv_loop_close(&f.loop), 0);
 }
 
 /* Keys outside the layout's alphabet are refused at the call, the callback never runs. */
 static void test_bad_keys_fail_at_once(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    gf_config_t *cfg = s3_cfg("S3RVER", "farm", 0);
-    storage_t *s = open_s3(&loop, cfg);
+    fx_t f;
+    fx_open(&f, s3_cfg("S3RVER", "farm", 0));
     result_t r = {0};
     const char *bad[] = {"../etc/passwd", "a//b", "/abs", "a/.hidden", "A/b", "a b", ""};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        assert_int_equal(storage_put(s, bad[i], "x", 1, NULL, on_done, &r), GF_EINVAL);
-        assert_int_equal(storage_get(s, bad[i], on_got, &r), GF_EINVAL);
-        assert_int_equal(storage_delete(s, bad[i], on_done, &r), GF_EINVAL);
+        assert_int_equal(storage_put(f.s, bad[i], "x", 1, NULL, on_done, &r), GF_EINVAL);
+        assert_int_equal(storage_get(f.s, bad[i], on_got, &r), GF_EINVAL);
+        assert_int_equal(storage_delete(f.s, bad[i], on_done, &r), GF_EINVAL);
     }
-    uv_run(&loop, UV_RUN_NOWAIT);
+    uv_run(&f.loop, UV_RUN_NOWAIT);
     assert_int_equal(r.done, 0);
-    close_all(s, &loop, cfg);
-    uv_loop_close(&loop);
+    fx_close(&f);
 }
 
 static void refused(const char *const *o, const char *names)
@@ -543,18 +538,15 @@ static void test_bad_combinations_are_refused_naming_the_variable(void **state)
 static void test_5xx_and_429_on_a_put_are_retried_with_backoff(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    gf_config_t *cfg = faults_cfg(4, 5000);
-    storage_t *s = open_s3(&loop, cfg);
-    assert_int_equal(s3f_clear(), 0);
+    fx_t f;
+    fx_open_faults(&f, 4, 5000);
     const char *key = USER "/" GEN "/4-full.webp";
     assert_int_equal(s3f_add("PUT", "/4-full.webp", 1, "status", 500, 0), 0);
     assert_int_equal(s3f_add("PUT", "/4-full.webp", 1, "status", 503, 0), 0);
     assert_int_equal(s3f_add("PUT", "/4-full.webp", 1, "status", 429, 0), 0);
     unsigned char *b = body_of(150000, 11);
     double t0 = ts_now();
-    result_t r = put(s, &loop, key, b, 150000);
+    result_t r = put(&f, key, b, 150000);
     double took = ts_now() - t0;
     assert_int_equal(r.err.code, 0);
     /* three refused tries, then the fourth stored it */
@@ -565,126 +557,95 @@ static void test_5xx_and_429_on_a_put_are_retried_with_backoff(void **state)
     assert_int_equal(s3f_rules_left(), 0);
     /* backoffs of 100, 200 and 400 ms, each at least 3/4 of that */
     assert_true(took >= 0.75 * (0.1 + 0.2 + 0.4));
-    char hex[65];
-    sha_hex(b, 150000, hex);
-    assert_int_equal(interop("get", key, hex), 0);
+    assert_the_sdk_reads(key, b, 150000);
     /* Faults that outlast the tries: the last error, after the last try. */
     assert_int_equal(s3f_add("PUT", "/4-full.webp", 4, "status", 503, 0), 0);
-    r = put(s, &loop, key, b, 150000);
+    r = put(&f, key, b, 150000);
     assert_int_equal(r.err.code, GF_EUNAVAIL);
     assert_int_equal(r.err.detail, 503);
     assert_non_null(strstr(r.err.msg, "SlowDown"));
     assert_int_equal(s3f_seen("PUT", "/4-full.webp", "status 503"), 5);
     assert_int_equal(s3f_rules_left(), 0);
     free(b);
-    close_all(s, &loop, cfg);
-    uv_loop_close(&loop);
+    fx_close(&f);
 }
 
 /* A PUT that gets no answer: timed out, tried again, stored. */
 static void test_a_stalled_put_times_out_and_is_retried(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    gf_config_t *cfg = faults_cfg(3, 1000);
-    storage_t *s = open_s3(&loop, cfg);
-    assert_int_equal(s3f_clear(), 0);
+    fx_t f;
+    fx_open_faults(&f, 3, 1000);
     const char *key = USER "/" GEN "/5-512.webp";
     assert_int_equal(s3f_add("PUT", "/5-512.webp", 1, "stall", 0, 8000), 0);
     unsigned char *b = body_of(60000, 12);
     double t0 = ts_now();
-    result_t r = put(s, &loop, key, b, 60000);
+    result_t r = put(&f, key, b, 60000);
     double took = ts_now() - t0;
     assert_int_equal(r.err.code, 0);
     assert_true(took >= 1.0 && took < 8.0); /* the timeout, not the stall, ended the first try */
     assert_int_equal(s3f_seen("PUT", "/5-512.webp", "stall"), 1);
     assert_int_equal(s3f_seen("PUT", "/5-512.webp", "pass"), 1);
-    r = get(s, &loop, key);
-    assert_int_equal(r.err.code, 0);
-    assert_int_equal(r.len, 60000);
-    assert_memory_equal(r.data, b, 60000);
-    free(r.data);
+    assert_reads_back(&f, key, b, 60000);
     /* Stalled every time: GF_ETIMEDOUT after the last try. */
     assert_int_equal(s3f_add("PUT", "/5-512.webp", 3, "stall", 0, 8000), 0);
-    r = put(s, &loop, key, b, 60000);
+    r = put(&f, key, b, 60000);
     assert_int_equal(r.err.code, GF_ETIMEDOUT);
     assert_int_equal(s3f_rules_left(), 0);
     free(b);
-    close_all(s, &loop, cfg);
-    uv_loop_close(&loop);
+    fx_close(&f);
 }
 
 /* A PUT cut mid-body: nothing of it is ever readable; retried, the whole object. */
 static void test_a_put_cut_midway_never_leaves_part_of_an_object(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    gf_config_t *cfg = faults_cfg(3, 5000);
-    storage_t *s = open_s3(&loop, cfg);
-    assert_int_equal(s3f_clear(), 0);
+    fx_t f;
+    fx_open_faults(&f, 3, 5000);
     unsigned char *b = body_of(300000, 13);
-    char hex[65];
-    sha_hex(b, 300000, hex);
     /* Cut on every try: the put fails, and no reader finds anything under the key. */
     const char *lost = USER "/" GEN "/6-256.webp";
     assert_int_equal(s3f_add("PUT", "/6-256.webp", 3, "cut", 0, 0), 0);
-    result_t r = put(s, &loop, lost, b, 300000);
+    result_t r = put(&f, lost, b, 300000);
     assert_int_equal(r.err.code, GF_EUNAVAIL);
     assert_int_equal(s3f_seen("PUT", "/6-256.webp", "cut"), 3);
-    r = get(s, &loop, lost);
+    r = get(&f, lost);
     assert_int_equal(r.err.code, GF_ENOTFOUND);
     assert_int_equal(interop("absent", lost, NULL), 0);
     /* Cut once: the retry stores the whole body, as both clients read it. */
     const char *key = USER "/" GEN "/7-256.webp";
     assert_int_equal(s3f_add("PUT", "/7-256.webp", 1, "cut", 0, 0), 0);
-    r = put(s, &loop, key, b, 300000);
+    r = put(&f, key, b, 300000);
     assert_int_equal(r.err.code, 0);
     assert_int_equal(s3f_seen("PUT", "/7-256.webp", "cut"), 1);
     assert_int_equal(s3f_seen("PUT", "/7-256.webp", "pass"), 1);
-    r = get(s, &loop, key);
-    assert_int_equal(r.err.code, 0);
-    assert_int_equal(r.len, 300000);
-    assert_memory_equal(r.data, b, 300000);
-    free(r.data);
-    assert_int_equal(interop("get", key, hex), 0);
+    assert_reads_back(&f, key, b, 300000);
+    assert_the_sdk_reads(key, b, 300000);
     free(b);
-    close_all(s, &loop, cfg);
-    uv_loop_close(&loop);
+    fx_close(&f);
 }
 
 /* A GET whose body arrives cut short yet framed as whole: never delivered. */
 static void test_a_get_cut_short_is_never_delivered(void **state)
 {
     (void)state;
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    gf_config_t *cfg = faults_cfg(3, 5000);
-    storage_t *s = open_s3(&loop, cfg);
-    assert_int_equal(s3f_clear(), 0);
+    fx_t f;
+    fx_open_faults(&f, 3, 5000);
     const char *key = USER "/" GEN "/8-thumb.jpg";
-    unsigned char *b = body_of(80000, 14);
-    result_t r = put(s, &loop, key, b, 80000);
-    assert_int_equal(r.err.code, 0);
+    unsigned char *b = stored(&f, key, 80000, 14);
     /* cut once: the retry reads it whole */
     assert_int_equal(s3f_add("GET", "/8-thumb.jpg", 1, "cut", 0, 0), 0);
-    r = get(s, &loop, key);
-    assert_int_equal(r.err.code, 0);
-    assert_int_equal(r.len, 80000);
-    assert_memory_equal(r.data, b, 80000);
-    free(r.data);
+    assert_reads_back(&f, key, b, 80000);
     assert_int_equal(s3f_seen("GET", "/8-thumb.jpg", "cut"), 1);
     assert_int_equal(s3f_seen("GET", "/8-thumb.jpg", "pass"), 1);
     /* cut every time: an error, no bytes */
     assert_int_equal(s3f_add("GET", "/8-thumb.jpg", 3, "cut", 0, 0), 0);
-    r = get(s, &loop, key);
+    result_t r = get(&f, key);
     assert_int_equal(r.err.code, GF_EIO);
     assert_null(r.data);
     assert_int_equal(s3f_seen("GET", "/8-thumb.jpg", "cut"), 4);
     free(b);
-    close_all(s, &loop, cfg);
-    uv_loop_close(&loop);
+    fx_close(&f);
 }
 
 int main(void)

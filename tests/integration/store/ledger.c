@@ -44,19 +44,36 @@ static void new_id(char out[37])
     gf_uuid4(out);
 }
 
+/* Fills each of the `n` char[37] buffers that follow with a new id. */
+static void new_ids(int n, ...)
+{
+    va_list ap;
+    va_start(ap, n);
+    for (int i = 0; i < n; i++)
+        new_id(va_arg(ap, char *));
+    va_end(ap);
+}
+
+/* An avatar generation of `images` x `unit` credits; a new user gets 100 credits. */
+static store_accept_t avatar(const char *gen, const char *user, int images, long long unit)
+{
+    return (store_accept_t){.id = gen,
+                            .user_id = user,
+                            .kind = "avatar",
+                            .images = images,
+                            .unit_cost = unit,
+                            .welcome_credits = 100};
+}
+
 static int accept_on(store_conn_t *c, const char *gen, const char *user, int images, long long unit,
                      const char *key, const char *hash, long long welcome)
 {
     store_call_t call;
-    store_accept_t a = {.id = gen,
-                        .user_id = user,
-                        .kind = "avatar",
-                        .images = images,
-                        .unit_cost = unit,
-                        .welcome_credits = welcome,
-                        .params_json = "{\"prompt\":\"x\"}",
-                        .idempotency_key = key,
-                        .request_hash = hash};
+    store_accept_t a = avatar(gen, user, images, unit);
+    a.welcome_credits = welcome;
+    a.params_json = "{\"prompt\":\"x\"}";
+    a.idempotency_key = key;
+    a.request_hash = hash;
     store_call_accept(&call, &a);
     int rc = store_conn_exec(c, &call);
     store_call_dispose(&call);
@@ -73,10 +90,78 @@ static void balance(const char *user, long long *bal, long long *held)
     store_call_dispose(&call);
 }
 
+/* `user`'s balance and held credits are `bal` and `held`. */
+static void assert_balance(const char *user, long long bal, long long held)
+{
+    long long b, h;
+    balance(user, &b, &h);
+    assert_int_equal(b, bal);
+    assert_int_equal(h, held);
+}
+
 static int run(store_call_t *call)
 {
     int rc = store_conn_exec(sc, call);
     return rc;
+}
+
+/* Runs `c`, then disposes of it; its status. */
+static int run_once(store_call_t *c)
+{
+    int rc = run(c);
+    store_call_dispose(c);
+    return rc;
+}
+
+/* Starts `gen` with fencing token `fence` on the local provider; the call's status. */
+static int start(const char *gen, long long fence)
+{
+    store_call_t c;
+    store_call_start(&c, gen, fence, "local");
+    return run_once(&c);
+}
+
+/*
+ * A new user and a new generation of theirs, accepted (`images` x `unit`,
+ * 100 welcome credits) and started with fencing token `fence`.
+ */
+static void started(char user[37], char gen[37], int images, long long unit, long long fence)
+{
+    new_id(user);
+    new_id(gen);
+    assert_int_equal(accept_on(sc, gen, user, images, unit, NULL, NULL, 100), 0);
+    assert_int_equal(start(gen, fence), 0);
+}
+
+/* Finishing `gen` as `how` with token `fence` succeeds and ends it `status`. */
+static void assert_finishes(const char *gen, long long fence, const char *how, const char *status)
+{
+    store_call_t c;
+    store_call_finish(&c, gen, fence, how, NULL);
+    assert_int_equal(run(&c), 0);
+    assert_string_equal(c.res.finish.status, status);
+    store_call_dispose(&c);
+}
+
+/* A connection of our own to the fixture's Postgres, for hand-written SQL. */
+static PGconn *pg_connect(void)
+{
+    PGconn *pg = PQconnectdb(ts_env("FARM_DATABASE_URL"));
+    assert_int_equal(PQstatus(pg), CONNECTION_OK);
+    return pg;
+}
+
+/* Runs `farm reconcile` into $FARM_TEST_TMPDIR/`name`: it exits 1; its output into `text`. */
+static void reconcile_fails(const char *name, char *text, size_t size)
+{
+    char out[256];
+    snprintf(out, sizeof(out), "%s/%s", ts_env("FARM_TEST_TMPDIR"), name);
+    assert_int_equal(ts_sh("'%s' reconcile > '%s' 2>&1", ts_env("FARM_TEST_CLI"), out), 1);
+    FILE *f = fopen(out, "r");
+    assert_non_null(f);
+    size_t n = fread(text, 1, size - 1, f);
+    text[n] = '\0';
+    fclose(f);
 }
 
 /* Settles image `index` (ok: captured, else released); the call's status, and whether it applied.
@@ -111,18 +196,11 @@ static void test_constraints_refuse_bad_rows(void **state)
 {
     (void)state;
     char user[37], gen[37], sql[512];
-    new_id(user);
-    new_id(gen);
-    assert_int_equal(accept_on(sc, gen, user, 2, 5, NULL, NULL, 100), 0);
+    started(user, gen, 2, 5, 1);
     store_call_t c;
-    store_call_start(&c, gen, 1, "local");
-    assert_int_equal(run(&c), 0);
-    store_call_dispose(&c);
     store_call_image(&c, gen, 1, 0, 1, NULL);
-    assert_int_equal(run(&c), 0);
-    store_call_dispose(&c);
-    PGconn *pg = PQconnectdb(ts_env("FARM_DATABASE_URL"));
-    assert_int_equal(PQstatus(pg), CONNECTION_OK);
+    assert_int_equal(run_once(&c), 0);
+    PGconn *pg = pg_connect();
     /* A legal change goes through (so the refusals below are the constraints'). */
     snprintf(sql, sizeof(sql), "UPDATE generations SET progress = 50 WHERE id = '%s'", gen);
     PGresult *r = PQexec(pg, sql);
@@ -244,10 +322,7 @@ static void test_concurrent_accepts_never_overdraw(void **state)
     assert_int_equal(other, 0);
     assert_int_equal(accepted, 10);
     assert_int_equal(refused, 190);
-    long long bal, held;
-    balance(user, &bal, &held);
-    assert_int_equal(bal, 100);
-    assert_int_equal(held, 100);
+    assert_balance(user, 100, 100);
 }
 
 /*
@@ -360,13 +435,8 @@ static void test_async_pool_accepts_never_overdraw(void **state)
     for (int i = 0; i < 200; i++) {
         char gen[37];
         new_id(gen);
-        store_accept_t a = {.id = gen,
-                            .user_id = user,
-                            .kind = "avatar",
-                            .images = 1,
-                            .unit_cost = 10,
-                            .welcome_credits = 100,
-                            .params_json = "{}"};
+        store_accept_t a = avatar(gen, user, 1, 10);
+        a.params_json = "{}";
         store_call_accept(&ar->calls[i], &a);
         assert_int_equal(store_exec(st, &ar->calls[i], on_async_accept, ar), 0);
     }
@@ -425,10 +495,7 @@ static void test_settlements_happen_once(void **state)
         assert_int_equal(c.res.finish.applied, rep == 0);
         store_call_dispose(&c);
     }
-    long long bal, held;
-    balance(user, &bal, &held);
-    assert_int_equal(bal, 90);
-    assert_int_equal(held, 0);
+    assert_balance(user, 90, 0);
     store_call_generation(&c, gen, user);
     assert_int_equal(run(&c), 0);
     assert_int_equal(c.res.generation.charged, 10);
@@ -437,46 +504,30 @@ static void test_settlements_happen_once(void **state)
     store_call_dispose(&c);
     /* Another user's generation does not exist for them. */
     store_call_generation(&c, gen, gen);
-    assert_int_equal(run(&c), GF_ENOTFOUND);
-    store_call_dispose(&c);
+    assert_int_equal(run_once(&c), GF_ENOTFOUND);
 }
 
 static void test_stale_fencing_token_is_refused(void **state)
 {
     (void)state;
     char user[37], gen[37];
-    new_id(user);
-    new_id(gen);
-    assert_int_equal(accept_on(sc, gen, user, 2, 10, NULL, NULL, 100), 0);
+    started(user, gen, 2, 10, 1);
     store_call_t c;
-    store_call_start(&c, gen, 1, "local");
-    assert_int_equal(run(&c), 0);
-    store_call_dispose(&c);
     /* The lease expired and another worker claimed the job with token 2. */
     store_call_start(&c, gen, 2, "local");
     assert_int_equal(run(&c), 0);
     assert_int_equal(c.res.start.attempts, 2);
     store_call_dispose(&c);
     store_call_image(&c, gen, 1, 0, 1, NULL);
-    assert_int_equal(run(&c), GF_ECONFLICT);
-    store_call_dispose(&c);
+    assert_int_equal(run_once(&c), GF_ECONFLICT);
     store_call_provider_request(&c, gen, 1, 0, "req-1");
-    assert_int_equal(run(&c), GF_ECONFLICT);
-    store_call_dispose(&c);
+    assert_int_equal(run_once(&c), GF_ECONFLICT);
     store_call_finish(&c, gen, 1, "auto", NULL);
-    assert_int_equal(run(&c), GF_ECONFLICT);
-    store_call_dispose(&c);
-    long long bal, held;
-    balance(user, &bal, &held);
-    assert_int_equal(bal, 100);
-    assert_int_equal(held, 20);
+    assert_int_equal(run_once(&c), GF_ECONFLICT);
+    assert_balance(user, 100, 20);
     store_call_image(&c, gen, 2, 0, 1, NULL);
-    assert_int_equal(run(&c), 0);
-    store_call_dispose(&c);
-    store_call_finish(&c, gen, 2, "auto", NULL);
-    assert_int_equal(run(&c), 0);
-    assert_string_equal(c.res.finish.status, "partial");
-    store_call_dispose(&c);
+    assert_int_equal(run_once(&c), 0);
+    assert_finishes(gen, 2, "auto", "partial");
     /* A late start after the finish is refused: the generation is over, and the
      * start says how it ended (the worker closes the queue's job with that). */
     store_call_start(&c, gen, 3, "local");
@@ -505,32 +556,21 @@ static void test_no_outputs_for_released_images_or_ended_generations(void **stat
 {
     (void)state;
     char user[37], gen[37];
-    new_id(user);
-    new_id(gen);
-    assert_int_equal(accept_on(sc, gen, user, 2, 10, NULL, NULL, 100), 0);
+    started(user, gen, 2, 10, 1);
     store_call_t c;
-    store_call_start(&c, gen, 1, "local");
-    assert_int_equal(run(&c), 0);
-    store_call_dispose(&c);
     /* Image 0 was released (its provider failed); a late done of it records nothing. */
     int applied;
     assert_int_equal(settle(gen, 1, 0, 0, &applied), 0);
     store_call_image_done(&c, gen, 1, 0, OUTPUT_JSON);
-    assert_int_equal(run(&c), GF_ECONFLICT);
-    store_call_dispose(&c);
+    assert_int_equal(run_once(&c), GF_ECONFLICT);
     assert_int_equal(outputs_of(gen, user), 0);
     /* The sweeper fails the generation (no token): that fences the worker still on it. */
     store_call_finish(&c, gen, -1, "failed", NULL);
-    assert_int_equal(run(&c), 0);
-    store_call_dispose(&c);
+    assert_int_equal(run_once(&c), 0);
     store_call_image_done(&c, gen, 1, 1, OUTPUT_JSON);
-    assert_int_equal(run(&c), GF_ECONFLICT);
-    store_call_dispose(&c);
+    assert_int_equal(run_once(&c), GF_ECONFLICT);
     assert_int_equal(outputs_of(gen, user), 0);
-    long long bal, held;
-    balance(user, &bal, &held);
-    assert_int_equal(bal, 100); /* nothing charged */
-    assert_int_equal(held, 0);
+    assert_balance(user, 100, 0); /* nothing charged */
 }
 
 /* What a settlement answers when it settles nothing, in the order of precedence. */
@@ -538,14 +578,8 @@ static void test_settlement_refusals(void **state)
 {
     (void)state;
     char user[37], gen[37], unknown[37];
-    new_id(user);
-    new_id(gen);
+    started(user, gen, 2, 10, 2);
     new_id(unknown);
-    assert_int_equal(accept_on(sc, gen, user, 2, 10, NULL, NULL, 100), 0);
-    store_call_t c;
-    store_call_start(&c, gen, 2, "local");
-    assert_int_equal(run(&c), 0);
-    store_call_dispose(&c);
     int applied = -1;
     assert_int_equal(settle(unknown, 2, 0, 1, &applied), GF_ENOTFOUND);
     assert_int_equal(settle(gen, 2, 2, 1, &applied), GF_EINVAL);
@@ -558,30 +592,19 @@ static void test_settlement_refusals(void **state)
     assert_int_equal(settle(gen, 1, 0, 1, &applied), GF_ECONFLICT);
     assert_int_equal(settle(gen, 2, 0, 0, &applied), 0);
     assert_int_equal(applied, 0);
-    long long bal, held;
-    balance(user, &bal, &held);
-    assert_int_equal(bal, 90);
-    assert_int_equal(held, 10);
+    assert_balance(user, 90, 10);
 }
 
 static void test_idempotency_key_returns_the_first_generation(void **state)
 {
     (void)state;
     char user[37], g1[37], g2[37], g3[37];
-    new_id(user);
-    new_id(g1);
-    new_id(g2);
-    new_id(g3);
+    new_ids(4, user, g1, g2, g3);
     assert_int_equal(accept_on(sc, g1, user, 1, 10, "key-1", "hash-a", 100), 0);
     store_call_t c;
-    store_accept_t a = {.id = g2,
-                        .user_id = user,
-                        .kind = "avatar",
-                        .images = 1,
-                        .unit_cost = 10,
-                        .welcome_credits = 100,
-                        .idempotency_key = "key-1",
-                        .request_hash = "hash-a"};
+    store_accept_t a = avatar(g2, user, 1, 10);
+    a.idempotency_key = "key-1";
+    a.request_hash = "hash-a";
     store_call_accept(&c, &a);
     assert_int_equal(run(&c), 0);
     assert_int_equal(c.res.accept.existing, 1);
@@ -589,16 +612,14 @@ static void test_idempotency_key_returns_the_first_generation(void **state)
     store_call_dispose(&c);
     a.request_hash = "hash-b";
     store_call_accept(&c, &a);
-    assert_int_equal(run(&c), GF_ECONFLICT);
-    store_call_dispose(&c);
+    assert_int_equal(run_once(&c), GF_ECONFLICT);
     long long bal, held;
     balance(user, &bal, &held);
     assert_int_equal(held, 10);
     /* A refused request does not burn its key: after a grant the same key works. */
     assert_int_equal(accept_on(sc, g3, user, 1, 500, "key-2", "h", 100), GF_ECREDITS);
     store_call_credit(&c, user, 1000, "top-up", 100);
-    assert_int_equal(run(&c), 0);
-    store_call_dispose(&c);
+    assert_int_equal(run_once(&c), 0);
     assert_int_equal(accept_on(sc, g3, user, 1, 500, "key-2", "h", 100), 0);
 }
 
@@ -606,56 +627,36 @@ static void test_cancel_and_expiry_release_everything(void **state)
 {
     (void)state;
     char user[37], q[37], r[37], e[37];
-    new_id(user);
-    new_id(q);
-    new_id(r);
-    new_id(e);
+    new_ids(4, user, q, r, e);
     assert_int_equal(accept_on(sc, q, user, 2, 10, NULL, NULL, 100), 0);
     assert_int_equal(accept_on(sc, r, user, 2, 10, NULL, NULL, 100), 0);
     store_call_t c;
     store_call_cancel(&c, q, r); /* not the owner: not found */
-    assert_int_equal(run(&c), GF_ENOTFOUND);
-    store_call_dispose(&c);
+    assert_int_equal(run_once(&c), GF_ENOTFOUND);
     store_call_cancel(&c, q, user);
     assert_int_equal(run(&c), 0);
     assert_int_equal(c.res.cancel.applied, 1);
     store_call_dispose(&c);
     store_call_cancel(&c, q, user);
-    assert_int_equal(run(&c), GF_ECONFLICT);
-    store_call_dispose(&c);
-    store_call_start(&c, r, 1, "local");
-    assert_int_equal(run(&c), 0);
-    store_call_dispose(&c);
+    assert_int_equal(run_once(&c), GF_ECONFLICT);
+    assert_int_equal(start(r, 1), 0);
     store_call_cancel(&c, r, user);
     assert_int_equal(run(&c), 0);
     assert_int_equal(c.res.cancel.applied, 0); /* the worker finishes it */
     store_call_dispose(&c);
     store_call_image(&c, r, 1, 0, 1, NULL);
-    assert_int_equal(run(&c), 0);
-    store_call_dispose(&c);
-    store_call_finish(&c, r, 1, "canceled", NULL);
-    assert_int_equal(run(&c), 0);
-    assert_string_equal(c.res.finish.status, "canceled");
-    store_call_dispose(&c);
+    assert_int_equal(run_once(&c), 0);
+    assert_finishes(r, 1, "canceled", "canceled");
     /* Expiry: only once the deadline has passed. */
-    store_accept_t a = {.id = e,
-                        .user_id = user,
-                        .kind = "avatar",
-                        .images = 1,
-                        .unit_cost = 10,
-                        .welcome_credits = 100,
-                        .deadline_unix_ms = 1000};
+    store_accept_t a = avatar(e, user, 1, 10);
+    a.deadline_unix_ms = 1000;
     store_call_accept(&c, &a);
-    assert_int_equal(run(&c), 0);
-    store_call_dispose(&c);
+    assert_int_equal(run_once(&c), 0);
     store_call_expire(&c, e);
     assert_int_equal(run(&c), 0);
     assert_int_equal(c.res.expire.applied, 1);
     store_call_dispose(&c);
-    long long bal, held;
-    balance(user, &bal, &held);
-    assert_int_equal(bal, 90);
-    assert_int_equal(held, 0);
+    assert_balance(user, 90, 0);
 }
 
 /* --- the random workload and reconcile ----------------------------------------------- */
@@ -713,8 +714,7 @@ static void test_random_workload_reconciles(void **state)
     for (int g = 0; g < ngens; g++) {
         store_call_t c;
         store_call_finish(&c, gens[g], -1, "auto", NULL);
-        assert_int_equal(run(&c), 0);
-        store_call_dispose(&c);
+        assert_int_equal(run_once(&c), 0);
     }
     gf_err_t err = {0};
     assert_int_equal(store_reconcile(sc, stderr, &err), 0);
@@ -723,8 +723,7 @@ static void test_random_workload_reconciles(void **state)
 static void test_corrupted_row_is_named_by_reconcile(void **state)
 {
     (void)state;
-    PGconn *c = PQconnectdb(ts_env("FARM_DATABASE_URL"));
-    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PGconn *c = pg_connect();
     /* The ledger refuses updates; a hand edit has to switch its triggers off. */
     PGresult *r =
         PQexec(c, "UPDATE credit_ledger SET amount = amount + 5 "
@@ -741,16 +740,8 @@ static void test_corrupted_row_is_named_by_reconcile(void **state)
     snprintf(needle, sizeof(needle), "ledger row %s:", PQgetvalue(r, 0, 0));
     PQclear(r);
     PQfinish(c);
-    char out[256];
-    snprintf(out, sizeof(out), "%s/reconcile.out", ts_env("FARM_TEST_TMPDIR"));
-    int status = ts_sh("'%s' reconcile > '%s' 2>&1", ts_env("FARM_TEST_CLI"), out);
-    assert_int_equal(status, 1);
-    FILE *f = fopen(out, "r");
-    assert_non_null(f);
     char text[8192];
-    size_t n = fread(text, 1, sizeof(text) - 1, f);
-    text[n] = '\0';
-    fclose(f);
+    reconcile_fails("reconcile.out", text, sizeof(text));
     assert_non_null(strstr(text, needle));
 }
 
@@ -759,8 +750,7 @@ static void test_corrupted_row_is_named_by_reconcile(void **state)
 static void test_dangling_ledger_rows_are_named_by_reconcile(void **state)
 {
     (void)state;
-    PGconn *c = PQconnectdb(ts_env("FARM_DATABASE_URL"));
-    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PGconn *c = pg_connect();
     PGresult *r =
         PQexec(c, "INSERT INTO credit_ledger (user_id, kind, amount, generation_id, image_index) "
                   "SELECT user_id, 'release', 1, gen_random_uuid(), 0 FROM credit_accounts LIMIT 1 "
@@ -788,15 +778,8 @@ static void test_dangling_ledger_rows_are_named_by_reconcile(void **state)
              PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
     PQclear(r);
     PQfinish(c);
-    char out[256];
-    snprintf(out, sizeof(out), "%s/reconcile-dangling.out", ts_env("FARM_TEST_TMPDIR"));
-    assert_int_equal(ts_sh("'%s' reconcile > '%s' 2>&1", ts_env("FARM_TEST_CLI"), out), 1);
-    FILE *f = fopen(out, "r");
-    assert_non_null(f);
     static char text[65536];
-    size_t n = fread(text, 1, sizeof(text) - 1, f);
-    text[n] = '\0';
-    fclose(f);
+    reconcile_fails("reconcile-dangling.out", text, sizeof(text));
     assert_non_null(strstr(text, want_gen));
     assert_non_null(strstr(text, want_user));
     assert_non_null(strstr(text, want_owner));

@@ -96,14 +96,8 @@ static double worker_metric(const char *series)
 {
     char url[128];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", metrics_port);
-    ts_http_t r = ts_http("GET", url, NULL, NULL, 0);
-    assert_int_equal(r.status, 200);
-    const char *at = strstr(r.body, series);
-    double v = at ? strtod(at + strlen(series), NULL) : -1;
-    ts_http_dispose(&r);
-    return v;
+    return au_metric(url, series, -1);
 }
-
 /* /v1/admin/stats: the free tier's ready jobs and the jobs running, from Redis. */
 static void queue_stats(long *free_depth, long *in_flight)
 {

@@ -218,14 +218,8 @@ static double worker_metric(int i, const char *series)
 {
     char url[128];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", metrics_port[i]);
-    ts_http_t r = ts_http("GET", url, NULL, NULL, 0);
-    assert_int_equal(r.status, 200);
-    const char *at = strstr(r.body, series);
-    double v = at ? strtod(at + strlen(series), NULL) : 0;
-    ts_http_dispose(&r);
-    return v;
+    return au_metric(url, series, 0);
 }
-
 /* The workers count what they settled: 2 avatars and 4 pose images, all captured. */
 static void test_workers_count_generations_and_images(void **state)
 {
@@ -341,14 +335,8 @@ static double api_metric(const char *series)
 {
     char url[128];
     snprintf(url, sizeof(url), "%s/metrics", au_base);
-    ts_http_t r = ts_http("GET", url, NULL, NULL, 0);
-    assert_int_equal(r.status, 200);
-    const char *at = strstr(r.body, series);
-    double v = at ? strtod(at + strlen(series), NULL) : -1;
-    ts_http_dispose(&r);
-    return v;
+    return au_metric(url, series, -1);
 }
-
 /* The api counts the farm's captured credits (the accounts' running totals), equal to the
  * ledger's captures; the workers show their breakers closed. */
 static void test_credits_captured_on_metrics(void **state)

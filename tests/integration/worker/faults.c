@@ -108,18 +108,12 @@ static void test_failed_image_of_a_generation_with_an_identity(void **state)
     (void)state;
     char upload[37];
     wf_upload_png(64, 64, upload);
-    char body[512], id[37];
-    snprintf(body, sizeof(body),
-             "{\"kind\":\"avatar\",\"prompt\":\"me [[validation_400*1]]\",\"count\":2,"
-             "\"width\":256,\"height\":256,\"identity\":{\"upload_id\":\"%s\"}}",
-             upload);
-    wf_create(body, id);
-    json_t *g = wf_wait_status(id, "succeeded|partial|failed", 30);
-    wf_assert_found(g);
+    json_t *g = wf_identity_avatar("me [[validation_400*1]]", 2, upload);
     assert_string_equal(json_string_value(json_object_get(g, "status")), "partial");
     assert_int_equal(json_integer_value(json_object_get(g, "charged")), 10);
     json_decref(g);
     /* The worker that ran it is still alive and well: the next generation runs too. */
+    char id[37];
     wf_create("{\"kind\":\"avatar\",\"prompt\":\"after\",\"width\":256,\"height\":256}", id);
     g = wf_wait_status(id, "succeeded", 30);
     wf_assert_found(g);
@@ -220,32 +214,46 @@ static void fake_config(const char *json)
     ts_http_dispose(&r);
 }
 
+/*
+ * Replaces the idle worker (killed: nothing of it to hand back) by one named
+ * `name` whose chain is `fallback` only, and resets the fake's log and jobs.
+ */
+static void worker_on(const char *name, const char *fallback)
+{
+    ts_stop(wf_worker_pid, SIGKILL, 10);
+    wf_worker_pid = wf_start_worker_with(name, fallback);
+    char url[256];
+    snprintf(url, sizeof(url), "%s/__fake/reset", strchr(wf_fake_env, '=') + 1);
+    ts_http_t r = ts_http("POST", url, NULL, "{}", 2);
+    ts_http_dispose(&r);
+}
+
+/* Waits up to 10 s until `n` running generations have provider requests matching `where`. */
+static int requests_persisted(const char *where, int n)
+{
+    int persisted = 0;
+    for (int t = 0; t < 200 && !persisted; t++) {
+        persisted = ts_sh("test \"$(psql -At \"$FARM_DATABASE_URL\" -c \"SELECT count(*) FROM "
+                          "generations WHERE status = 'running' AND %s\")\" -ge %d",
+                          where, n) == 0;
+        if (!persisted)
+            usleep(50000);
+    }
+    return persisted;
+}
+
 static void test_kill_9_resumes_persisted_requests_instead_of_paying_again(void **state)
 {
     (void)state;
     enum { N = 5 };
     /* Workers that use BFL (submit, then poll): its request is persisted before the wait. */
-    ts_stop(wf_worker_pid, SIGKILL, 10); /* idle: nothing of it to hand back */
-    wf_worker_pid = wf_start_worker_with("worker-bfl-1", "FARM_PROVIDER_FALLBACK=bfl");
-    char url[256];
-    snprintf(url, sizeof(url), "%s/__fake/reset", strchr(wf_fake_env, '=') + 1);
-    ts_http_t r = ts_http("POST", url, NULL, "{}", 2);
-    ts_http_dispose(&r);
+    worker_on("worker-bfl-1", "FARM_PROVIDER_FALLBACK=bfl");
     char ids[N][37];
     for (int i = 0; i < N; i++)
         wf_create("{\"kind\":\"avatar\",\"prompt\":\"a bfl fox\",\"width\":256,\"height\":256}",
                   ids[i]);
     /* Wait until every provider request is persisted, then kill the worker. */
-    int persisted = 0;
-    for (int t = 0; t < 200 && !persisted; t++) {
-        persisted = ts_sh("test \"$(psql -At \"$FARM_DATABASE_URL\" -c \"SELECT count(*) FROM "
-                          "generations WHERE status = 'running' AND provider_requests <> "
-                          "'{}'::jsonb\")\" -ge %d",
-                          N) == 0;
-        if (!persisted)
-            usleep(50000);
-    }
-    assert_true(persisted);
+    assert_true(requests_persisted("provider_requests <> '{}'::jsonb", N));
     assert_int_equal(wf_fake_count("bfl.submit"), N);
     assert_int_equal(ts_stop(wf_worker_pid, SIGKILL, 5), 128 + SIGKILL);
     wf_worker_pid = wf_start_worker_with("worker-bfl-2", "FARM_PROVIDER_FALLBACK=bfl");
@@ -270,28 +278,14 @@ static void test_kill_9_resumes_replicate_predictions_without_a_second_one(void 
 {
     (void)state;
     enum { N = 5 };
-    ts_stop(wf_worker_pid, SIGKILL, 10); /* idle: nothing of it to hand back */
-    wf_worker_pid = wf_start_worker_with("worker-rep-1", "FARM_PROVIDER_FALLBACK=replicate");
-    char url[256];
-    snprintf(url, sizeof(url), "%s/__fake/reset", strchr(wf_fake_env, '=') + 1);
-    ts_http_t r = ts_http("POST", url, NULL, "{}", 2);
-    ts_http_dispose(&r);
+    worker_on("worker-rep-1", "FARM_PROVIDER_FALLBACK=replicate");
     fake_config("{\"polls\":6}"); /* predictions that run for a few seconds of polls */
     char ids[N][37];
     for (int i = 0; i < N; i++)
         wf_create("{\"kind\":\"avatar\",\"prompt\":\"a replicate fox [[sync_timeout]]\","
                   "\"width\":256,\"height\":256}",
                   ids[i]);
-    int persisted = 0;
-    for (int t = 0; t < 200 && !persisted; t++) {
-        persisted = ts_sh("test \"$(psql -At \"$FARM_DATABASE_URL\" -c \"SELECT count(*) FROM "
-                          "generations WHERE status = 'running' AND provider_requests::text LIKE "
-                          "'%%replicate:%%'\")\" -ge %d",
-                          N) == 0;
-        if (!persisted)
-            usleep(50000);
-    }
-    assert_true(persisted);
+    assert_true(requests_persisted("provider_requests::text LIKE '%replicate:%'", N));
     assert_int_equal(wf_fake_count("replicate.submit"), N);
     assert_int_equal(ts_stop(wf_worker_pid, SIGKILL, 5), 128 + SIGKILL);
     long polls_at_kill = wf_fake_count("replicate.poll");

@@ -38,114 +38,40 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "api_harness.h"
-#include "support.h"
+#include "farm_fixture.h"
 
 #define S3_GRACE_S 30 /* FARM_SWEEP_LEFTOVER_GRACE_S on S3 */
 
-static int s3; /* 1: FARM_STORAGE=s3 on the fixture's S3 server */
-static char storage_dir[600];
-static char fake_env[128];
-static char s3_env[6][300];
-static char metrics_env[64];
-static int metrics_port;
-static pid_t api_pid, worker_pid, fake_pid;
-static char *tok;
-static char user[37];
-
 /* --- the farm ------------------------------------------------------------------ */
 
-static size_t common_env(char **env)
-{
-    size_t n = 0;
-    if (s3) {
-        for (size_t i = 0; i < 6; i++)
-            env[n++] = s3_env[i];
-    } else {
-        static char dir_env[700];
-        snprintf(dir_env, sizeof(dir_env), "FARM_STORAGE_DIR=%s", storage_dir);
-        env[n++] = dir_env;
-    }
-    env[n++] = "FARM_PROVIDER=fake";
-    env[n++] = "FARM_PROVIDER_FALLBACK=fal,bfl,replicate,hf";
-    env[n++] = "FARM_QUEUE_TIERS=pro:4:1000,free:1:3";
-    env[n++] = "FARM_QUEUE_LEASE_S=2";
-    return n;
-}
-
-static pid_t start_worker(void)
-{
-    char log_path[600];
-    snprintf(log_path, sizeof(log_path), "%s/worker.log", ts_env("FARM_TEST_TMPDIR"));
-    char *env[32];
-    size_t n = common_env(env);
-    env[n++] = fake_env;
-    env[n++] = "FARM_JWT_SECRET=" AU_SECRET;
-    env[n++] = "FARM_FILE_SECRET=test-file-secret-0123456789";
-    env[n++] = metrics_env;
-    env[n++] = "FARM_SWEEP_INTERVAL_S=1";
-    env[n++] = "FARM_SWEEP_BATCH=3";
-    env[n++] = "FARM_LOG_LEVEL=info";
-    if (s3)
-        env[n++] = "FARM_SWEEP_LEFTOVER_GRACE_S=30";
-    env[n] = NULL;
-    char *argv[] = {(char *)ts_env("FARM_TEST_WORKER_BIN"), NULL};
-    return ts_spawn(argv, env, log_path);
-}
+static const char *const both_env[] = {
+    "FARM_PROVIDER=fake", "FARM_PROVIDER_FALLBACK=fal,bfl,replicate,hf",
+    "FARM_QUEUE_TIERS=pro:4:1000,free:1:3", "FARM_QUEUE_LEASE_S=2", NULL};
+/* The last: the grace on S3, which cannot be backdated. */
+static const char *worker_env[] = {"FARM_SWEEP_INTERVAL_S=1", "FARM_SWEEP_BATCH=3",
+                                   "FARM_LOG_LEVEL=info", NULL, NULL};
+static const ff_farm_t farm = {.reason = "leftovers",
+                               .fake_latency_ms = 200,
+                               .s3_prefix = "left/",
+                               .metrics = 1,
+                               .both = both_env,
+                               .worker = worker_env};
 
 static int setup(void **state)
 {
     (void)state;
-    const char *endpoint = getenv("FARM_TEST_S3_ENDPOINT");
-    s3 = endpoint != NULL && endpoint[0] != '\0';
-    if (s3) {
-        snprintf(s3_env[0], sizeof(s3_env[0]), "FARM_STORAGE=s3");
-        snprintf(s3_env[1], sizeof(s3_env[1]), "FARM_S3_ENDPOINT=%s", endpoint);
-        snprintf(s3_env[2], sizeof(s3_env[2]), "FARM_S3_BUCKET=farm");
-        snprintf(s3_env[3], sizeof(s3_env[3]), "FARM_S3_PREFIX=left/");
-        snprintf(s3_env[4], sizeof(s3_env[4]), "FARM_S3_ACCESS_KEY_ID=S3RVER");
-        snprintf(s3_env[5], sizeof(s3_env[5]), "FARM_S3_SECRET_ACCESS_KEY=S3RVER");
-    }
-    snprintf(storage_dir, sizeof(storage_dir), "%s/storage", ts_env("FARM_TEST_TMPDIR"));
-    metrics_port = ts_free_port();
-    snprintf(metrics_env, sizeof(metrics_env), "FARM_WORKER_METRICS_PORT=%d", metrics_port);
-    fake_pid = ts_fake_start(200, fake_env);
-    if (fake_env[0] == '\0')
-        return -1;
-    const char *extra[24];
-    size_t n = common_env((char **)extra);
-    extra[n] = NULL;
-    api_pid = au_api_start(extra);
-    if (api_pid < 0)
-        return -1;
-    worker_pid = start_worker();
-    tok = au_token(NULL, "pro", NULL, user);
-    return au_grant(user, 10000, "leftovers") == 0 ? 0 : -1;
+    if (ff_wants_s3())
+        worker_env[3] = "FARM_SWEEP_LEFTOVER_GRACE_S=30";
+    return ff_setup(&farm);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    int bad = ts_stop_farm(worker_pid, api_pid, fake_pid);
-    free(tok);
-    return bad ? -1 : 0;
-}
-
-static void dump_logs(void)
-{
-    ts_sh("for f in \"$FARM_TEST_TMPDIR\"/*.log; do echo \"== $f\"; tail -n 30 \"$f\"; done >&2");
+    return ff_teardown();
 }
 
 /* --- objects, planted and checked with clients that are not ours ------------------ */
-
-static int interop(const char *op, const char *key, const char *arg)
-{
-    return ts_sh(
-        "cd '%s/tests/s3' && FARM_S3_ENDPOINT='%s' FARM_S3_BUCKET=farm FARM_S3_PREFIX=left/ "
-        "FARM_S3_ACCESS_KEY_ID=S3RVER FARM_S3_SECRET_ACCESS_KEY=S3RVER "
-        "node interop.js %s '%s' '%s' >&2",
-        ts_env("FARM_TEST_SOURCE_DIR"), ts_env("FARM_TEST_S3_ENDPOINT"), op, key, arg ? arg : "");
-}
 
 /* Stores `text` under `key` (locally backdated two hours when `old`); its SHA-256 into `sha`. */
 static void plant(const char *key, const char *text, int old, char sha[65])
@@ -159,45 +85,26 @@ static void plant(const char *key, const char *text, int old, char sha[65])
     assert_non_null(p);
     assert_non_null(fgets(sha, 65, p));
     pclose(p);
-    if (s3) {
-        assert_int_equal(interop("put", key, file), 0);
+    if (ff_s3) {
+        assert_int_equal(ff_interop("put", key, file), 0);
         return;
     }
-    assert_int_equal(ts_sh("mkdir -p \"$(dirname '%s/%s')\" && cp '%s' '%s/%s'", storage_dir, key,
-                           file, storage_dir, key),
+    assert_int_equal(ts_sh("mkdir -p \"$(dirname '%s/%s')\" && cp '%s' '%s/%s'", ff_storage_dir,
+                           key, file, ff_storage_dir, key),
                      0);
     if (old)
-        assert_int_equal(ts_sh("touch -d '2 hours ago' '%s/%s'", storage_dir, key), 0);
-}
-
-static int object_present(const char *key, const char *sha)
-{
-    if (s3)
-        return interop("get", key, sha) == 0;
-    return ts_sh("test \"$(sha256sum < '%s/%s' | cut -c1-64)\" = '%s'", storage_dir, key, sha) == 0;
+        assert_int_equal(ts_sh("touch -d '2 hours ago' '%s/%s'", ff_storage_dir, key), 0);
 }
 
 static int object_absent(const char *key)
 {
-    if (s3)
-        return interop("absent", key, NULL) == 0;
-    return ts_sh("! ls -a \"$(dirname '%s/%s')\" | grep -qxF \"$(basename '%s')\"", storage_dir,
+    if (ff_s3)
+        return ff_interop("absent", key, NULL) == 0;
+    return ts_sh("! ls -a \"$(dirname '%s/%s')\" | grep -qxF \"$(basename '%s')\"", ff_storage_dir,
                  key, key) == 0;
 }
 
 /* --- the farm's view ------------------------------------------------------------- */
-
-static double worker_metric(const char *series)
-{
-    char url[128];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", metrics_port);
-    ts_http_t r = ts_http("GET", url, NULL, NULL, 0);
-    assert_int_equal(r.status, 200);
-    const char *at = strstr(r.body, series);
-    double v = at ? strtod(at + strlen(series), NULL) : 0;
-    ts_http_dispose(&r);
-    return v;
-}
 
 static json_t *wait_generation(const char *id, double timeout_s)
 {
@@ -205,7 +112,7 @@ static json_t *wait_generation(const char *id, double timeout_s)
     snprintf(path, sizeof(path), "/v1/generations/%s", id);
     double end = ts_now() + timeout_s;
     do {
-        ts_http_t r = au_call("GET", path, tok, NULL, NULL);
+        ts_http_t r = au_call("GET", path, ff_tok, NULL, NULL);
         json_t *g = r.status == 200 ? json_loads(r.body, 0, NULL) : NULL;
         ts_http_dispose(&r);
         const char *st = json_string_value(json_object_get(g, "status"));
@@ -217,30 +124,19 @@ static json_t *wait_generation(const char *id, double timeout_s)
     return NULL;
 }
 
-/* An output's storage key: its signed URL's path after /v1/files/. */
-static void output_key(json_t *o, char key[300])
-{
-    const char *url = json_string_value(json_object_get(o, "url"));
-    assert_non_null(url);
-    const char *p = strstr(url, "/v1/files/");
-    assert_non_null(p);
-    p += strlen("/v1/files/");
-    snprintf(key, 300, "%.*s", (int)strcspn(p, "?"), p);
-}
-
 /* --- the test ---------------------------------------------------------------------- */
 
 static void test_the_sweeper_deletes_leftovers_and_nothing_else(void **state)
 {
     (void)state;
     char id[37];
-    au_create(tok,
+    au_create(ff_tok,
               "{\"kind\":\"avatar\",\"prompt\":\"leftovers\",\"count\":1,\"width\":256,"
               "\"height\":256}",
               id);
     json_t *g = wait_generation(id, 60);
     if (g == NULL)
-        dump_logs();
+        ff_dump_logs(30);
     assert_non_null(g);
     assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
     json_t *outputs = json_object_get(g, "outputs");
@@ -248,7 +144,7 @@ static void test_the_sweeper_deletes_leftovers_and_nothing_else(void **state)
     assert_true(n_out >= 4 && n_out <= 8);
     char out_keys[8][300];
     for (size_t i = 0; i < n_out; i++)
-        output_key(json_array_get(outputs, i), out_keys[i]);
+        ff_output_key(json_array_get(outputs, i), out_keys[i]);
     /* "{user}/{gen}/0-full.a{N}.webp" and its siblings: an attempt's names. */
     const char *slash = strrchr(out_keys[0], '/');
     assert_non_null(slash);
@@ -259,15 +155,16 @@ static void test_the_sweeper_deletes_leftovers_and_nothing_else(void **state)
     char stale_tmp[400], stale_attempt[400], upload[400], not_gen[400], young_tmp[400];
     snprintf(stale_tmp, sizeof(stale_tmp), "%s/.0-full.a999999.webp.tmp.Ab12Cd", dir);
     snprintf(stale_attempt, sizeof(stale_attempt), "%s/0-full.a999999.webp", dir);
-    snprintf(upload, sizeof(upload), "%s/uploads/0b9c5d2e-1f3a-4b5c-8d6e-7f8091a2b3c4.png", user);
-    snprintf(not_gen, sizeof(not_gen), "%s/not-a-generation/0-full.a1.webp", user);
+    snprintf(upload, sizeof(upload), "%s/uploads/0b9c5d2e-1f3a-4b5c-8d6e-7f8091a2b3c4.png",
+             ff_user);
+    snprintf(not_gen, sizeof(not_gen), "%s/not-a-generation/0-full.a1.webp", ff_user);
     snprintf(young_tmp, sizeof(young_tmp), "%s/.1-full.a999999.webp.tmp.Yo93ng", dir);
     char sha_stale_tmp[65], sha_stale_attempt[65], sha_upload[65], sha_not_gen[65], sha_young[65];
     plant(stale_tmp, "a temporary file of a killed writer", 1, sha_stale_tmp);
     plant(stale_attempt, "a file of a stale attempt", 1, sha_stale_attempt);
     plant(upload, "the file of an upload", 1, sha_upload);
     plant(not_gen, "not the file of a generation", 1, sha_not_gen);
-    if (s3)
+    if (ff_s3)
         sleep(S3_GRACE_S + 2); /* the grace runs out for what was planted so far */
     plant(young_tmp, "a put in flight", 0, sha_young);
     double planted_young = ts_now();
@@ -278,24 +175,26 @@ static void test_the_sweeper_deletes_leftovers_and_nothing_else(void **state)
         usleep(250000);
     int gone = object_absent(stale_tmp) && object_absent(stale_attempt);
     if (!gone)
-        dump_logs();
+        ff_dump_logs(30);
     assert_true(gone);
     /* A pass more: what stays has been seen again. The counts and the young file are read
      * while it is still young (on S3 the grace runs from its planting). */
     sleep(4);
-    double temps = worker_metric("farm_sweeper_leftover_files_deleted_total{kind=\"temp\"} ");
-    double attempts = worker_metric("farm_sweeper_leftover_files_deleted_total{kind=\"attempt\"} ");
-    assert_true(object_present(young_tmp, sha_young));
-    if (s3) /* the young file was younger than the grace all along, or this proves nothing */
+    double temps = ff_worker_metric("farm_sweeper_leftover_files_deleted_total{kind=\"temp\"} ");
+    double attempts =
+        ff_worker_metric("farm_sweeper_leftover_files_deleted_total{kind=\"attempt\"} ");
+    assert_true(ff_object_present(young_tmp, sha_young));
+    if (ff_s3) /* the young file was younger than the grace all along, or this proves nothing */
         assert_true(ts_now() - planted_young < S3_GRACE_S - 1);
     assert_int_equal((int)temps, 1);
     assert_int_equal((int)attempts, 1);
     /* Never the sweeper's, whatever their age. */
-    assert_true(object_present(upload, sha_upload));
-    assert_true(object_present(not_gen, sha_not_gen));
+    assert_true(ff_object_present(upload, sha_upload));
+    assert_true(ff_object_present(not_gen, sha_not_gen));
     for (size_t i = 0; i < n_out; i++) {
         json_t *o = json_array_get(outputs, i);
-        assert_true(object_present(out_keys[i], json_string_value(json_object_get(o, "sha256"))));
+        assert_true(
+            ff_object_present(out_keys[i], json_string_value(json_object_get(o, "sha256"))));
     }
     json_decref(g);
     /* GET still serves the same outputs. */

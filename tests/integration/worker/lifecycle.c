@@ -42,120 +42,62 @@
 #include <unistd.h>
 #include <vips/vips.h>
 
-#include "api_harness.h"
-#include "support.h"
+#include "farm_fixture.h"
 
 #define FAKE_LATENCY_MS 1000
 
-static int s3; /* 1: FARM_STORAGE=s3 on the fixture's S3 server */
-static char storage_dir[600];
-static char fake_env[128];
-static char s3_env[6][300];
-static pid_t api_pid, worker_pid, fake_pid;
-static char *tok, *other_tok;
-static char user[37], other[37];
+static char *other_tok;
+static char other[37];
 static PGconn *pg;
 
 /* --- the farm ------------------------------------------------------------------ */
 
-/* The storage settings (and the provider's, which api and worker share) into `env`. */
-static size_t common_env(char **env)
-{
-    size_t n = 0;
-    if (s3) {
-        for (size_t i = 0; i < 6; i++)
-            env[n++] = s3_env[i];
-    } else {
-        static char dir_env[700];
-        snprintf(dir_env, sizeof(dir_env), "FARM_STORAGE_DIR=%s", storage_dir);
-        env[n++] = dir_env;
-    }
-    env[n++] = "FARM_PROVIDER=fake";
-    env[n++] = "FARM_PROVIDER_FALLBACK=hf,fal,bfl,replicate";
-    env[n++] = "FARM_QUEUE_TIERS=pro:4:1000,free:1:3";
-    env[n++] = "FARM_QUEUE_LEASE_S=2";
-    env[n++] = "FARM_STORAGE_ATTEMPTS=2";
-    env[n++] = "FARM_STORAGE_BACKOFF_MS=100";
-    return n;
-}
-
-static pid_t start_worker(void)
-{
-    char log_path[600];
-    snprintf(log_path, sizeof(log_path), "%s/worker.log", ts_env("FARM_TEST_TMPDIR"));
-    char *env[32];
-    size_t n = common_env(env);
-    env[n++] = fake_env;
-    env[n++] = "FARM_JWT_SECRET=" AU_SECRET;
-    env[n++] = "FARM_FILE_SECRET=test-file-secret-0123456789";
-    env[n++] = "FARM_WORKER_METRICS_PORT=0";
-    env[n++] = "FARM_WORKER_CONCURRENCY=1";
-    env[n++] = "FARM_WORKER_IMAGES_PARALLEL=1";
-    env[n++] = "FARM_SWEEP_INTERVAL_S=1";
-    env[n++] = "FARM_SWEEP_STALE_S=30";
-    env[n++] = "FARM_SWEEP_BATCH=3";
-    env[n++] = "FARM_OUTPUT_RETENTION_DAYS=1";
-    env[n++] = "FARM_UPLOAD_RETENTION_DAYS=1";
-    env[n] = NULL;
-    char *argv[] = {(char *)ts_env("FARM_TEST_WORKER_BIN"), NULL};
-    return ts_spawn(argv, env, log_path);
-}
+static const char *const both_env[] = {"FARM_PROVIDER=fake",
+                                       "FARM_PROVIDER_FALLBACK=hf,fal,bfl,replicate",
+                                       "FARM_QUEUE_TIERS=pro:4:1000,free:1:3",
+                                       "FARM_QUEUE_LEASE_S=2",
+                                       "FARM_STORAGE_ATTEMPTS=2",
+                                       "FARM_STORAGE_BACKOFF_MS=100",
+                                       NULL};
+static const char *const api_env[] = {"FARM_RATE_LIMIT_BURST=1000", NULL};
+static const char *const worker_env[] = {
+    "FARM_WORKER_CONCURRENCY=1",    "FARM_WORKER_IMAGES_PARALLEL=1",
+    "FARM_SWEEP_INTERVAL_S=1",      "FARM_SWEEP_STALE_S=30",
+    "FARM_SWEEP_BATCH=3",           "FARM_OUTPUT_RETENTION_DAYS=1",
+    "FARM_UPLOAD_RETENTION_DAYS=1", NULL};
+static const ff_farm_t farm = {.reason = "lifecycle",
+                               .fake_latency_ms = FAKE_LATENCY_MS,
+                               .s3_prefix = "life/",
+                               .both = both_env,
+                               .api = api_env,
+                               .worker = worker_env};
 
 static int setup(void **state)
 {
     (void)state;
     if (VIPS_INIT("worker_lifecycle"))
         return -1;
-    const char *endpoint = getenv("FARM_TEST_S3_ENDPOINT");
-    s3 = endpoint != NULL && endpoint[0] != '\0';
-    if (s3) {
-        snprintf(s3_env[0], sizeof(s3_env[0]), "FARM_STORAGE=s3");
-        snprintf(s3_env[1], sizeof(s3_env[1]), "FARM_S3_ENDPOINT=%s", endpoint);
-        snprintf(s3_env[2], sizeof(s3_env[2]), "FARM_S3_BUCKET=farm");
-        snprintf(s3_env[3], sizeof(s3_env[3]), "FARM_S3_PREFIX=life/");
-        snprintf(s3_env[4], sizeof(s3_env[4]), "FARM_S3_ACCESS_KEY_ID=S3RVER");
-        snprintf(s3_env[5], sizeof(s3_env[5]), "FARM_S3_SECRET_ACCESS_KEY=S3RVER");
-    }
-    snprintf(storage_dir, sizeof(storage_dir), "%s/storage", ts_env("FARM_TEST_TMPDIR"));
-    fake_pid = ts_fake_start(FAKE_LATENCY_MS, fake_env);
-    if (fake_env[0] == '\0')
+    if (ff_setup(&farm) < 0)
         return -1;
-    const char *extra[24];
-    size_t n = common_env((char **)extra);
-    extra[n++] = "FARM_RATE_LIMIT_BURST=1000";
-    extra[n] = NULL;
-    api_pid = au_api_start(extra);
-    if (api_pid < 0)
-        return -1;
-    worker_pid = start_worker();
-    tok = au_token(NULL, "pro", NULL, user);
     other_tok = au_token(NULL, "pro", NULL, other);
     pg = PQconnectdb(ts_env("FARM_DATABASE_URL"));
-    if (PQstatus(pg) != CONNECTION_OK)
-        return -1;
-    return au_grant(user, 10000, "lifecycle") == 0 ? 0 : -1;
+    return PQstatus(pg) == CONNECTION_OK ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    int bad = ts_stop_farm(worker_pid, api_pid, fake_pid);
+    int bad = ff_teardown();
     PQfinish(pg);
-    free(tok);
     free(other_tok);
     vips_shutdown();
     return bad ? -1 : 0;
 }
 
-static void dump_logs(void)
-{
-    ts_sh("for f in \"$FARM_TEST_TMPDIR\"/*.log; do echo \"== $f\"; tail -n 25 \"$f\"; done >&2");
-}
-
 #define assert_or_logs(cond)                                                                       \
     do {                                                                                           \
         if (!(cond))                                                                               \
-            dump_logs();                                                                           \
+            ff_dump_logs(25);                                                                      \
         assert_true(cond);                                                                         \
     } while (0)
 
@@ -189,33 +131,15 @@ static int pg_wait(const char *sql, const char *arg, long long want, double time
 
 /* --- objects ---------------------------------------------------------------------- */
 
-static int interop(const char *op, const char *key, const char *arg)
-{
-    return ts_sh(
-        "cd '%s/tests/s3' && FARM_S3_ENDPOINT='%s' FARM_S3_BUCKET=farm FARM_S3_PREFIX=life/ "
-        "FARM_S3_ACCESS_KEY_ID=S3RVER FARM_S3_SECRET_ACCESS_KEY=S3RVER "
-        "node interop.js %s '%s' '%s' >&2",
-        ts_env("FARM_TEST_SOURCE_DIR"), ts_env("FARM_TEST_S3_ENDPOINT"), op, key, arg ? arg : "");
-}
-
-/* Whether the object of `key` is stored with the SHA-256 `sha` (checked by the AWS SDK on
- * S3, by sha256sum on local storage). */
-static int object_present(const char *key, const char *sha)
-{
-    if (s3)
-        return interop("get", key, sha) == 0;
-    return ts_sh("test \"$(sha256sum < '%s/%s' | cut -c1-64)\" = '%s'", storage_dir, key, sha) == 0;
-}
-
 /* Whether the object of `key` is gone (S3: the SDK's HEAD answers 404). */
 static int object_absent(const char *key)
 {
-    if (s3)
-        return interop("absent", key, NULL) == 0;
+    if (ff_s3)
+        return ff_interop("absent", key, NULL) == 0;
     char path[1200];
     struct stat st;
-    if (snprintf(path, sizeof(path), "%s/%s", storage_dir, key) >= (int)sizeof(path))
-        fail_msg("storage path too long: %s/%s", storage_dir, key);
+    if (snprintf(path, sizeof(path), "%s/%s", ff_storage_dir, key) >= (int)sizeof(path))
+        fail_msg("storage path too long: %s/%s", ff_storage_dir, key);
     return stat(path, &st) != 0;
 }
 
@@ -250,7 +174,7 @@ static json_t *wait_status(const char *id, const char *want, double timeout_s)
     snprintf(pattern, sizeof(pattern), "|%s|", want);
     double end = ts_now() + timeout_s;
     do {
-        json_t *g = api_json(path, tok);
+        json_t *g = api_json(path, ff_tok);
         const char *st = json_string_value(json_object_get(g, "status"));
         char needle[32];
         snprintf(needle, sizeof(needle), "|%s|", st ? st : "?");
@@ -270,47 +194,13 @@ static json_t *generation(int count, const char *more, char id[37])
              "{\"kind\":\"avatar\",\"prompt\":\"a lifecycle\",\"count\":%d,\"width\":256,"
              "\"height\":256%s}",
              count, more);
-    au_create(tok, body, id);
+    au_create(ff_tok, body, id);
     json_t *g = wait_status(id, "succeeded|partial|failed", 60);
     if (g == NULL)
-        dump_logs();
+        ff_dump_logs(25);
     assert_non_null(g);
     assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
     return g;
-}
-
-/* An output's storage key: its signed URL's path after /v1/files/ (the layout's key). */
-static void output_key(json_t *o, char key[300])
-{
-    const char *url = json_string_value(json_object_get(o, "url"));
-    assert_non_null(url);
-    const char *p = strstr(url, "/v1/files/");
-    assert_non_null(p);
-    p += strlen("/v1/files/");
-    snprintf(key, 300, "%.*s", (int)strcspn(p, "?"), p);
-}
-
-static void upload_png(const char *t, int w, int h, char id[37])
-{
-    VipsImage *img = NULL, *u8 = NULL;
-    void *png = NULL;
-    size_t len = 0;
-    assert_int_equal(vips_xyz(&img, w, h, NULL), 0);
-    assert_int_equal(vips_cast_uchar(img, &u8, NULL), 0);
-    assert_int_equal(vips_image_write_to_buffer(u8, ".png", &png, &len, NULL), 0);
-    g_object_unref(img);
-    g_object_unref(u8);
-    char url[256], auth[1024];
-    snprintf(url, sizeof(url), "%s/v1/uploads", au_base);
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", t);
-    const char *hd[] = {auth, "Content-Type: image/png", NULL};
-    ts_http_t r = ts_http("POST", url, hd, png, len);
-    g_free(png);
-    assert_int_equal(r.status, 201);
-    json_t *j = json_loads(r.body, 0, NULL);
-    snprintf(id, 37, "%s", json_string_value(json_object_get(j, "id")));
-    json_decref(j);
-    ts_http_dispose(&r);
 }
 
 /* An upload's storage key and the SHA-256 of its stored bytes, from Postgres. */
@@ -325,10 +215,10 @@ static void upload_key(const char *id, char key[300], char sha[65])
     PQclear(r);
 }
 
-/* Whether the list of the user's generations (the first 100) holds `id`. */
-static int listed(const char *id)
+/* Whether the first 100 items of the list at `path`, as `t` reads it, hold `id`. */
+static int in_list(const char *path, const char *t, const char *id)
 {
-    json_t *page = api_json("/v1/generations?limit=100", tok);
+    json_t *page = api_json(path, t);
     assert_non_null(page);
     int found = 0;
     size_t i;
@@ -339,17 +229,25 @@ static int listed(const char *id)
     return found;
 }
 
+/* Whether the list of the user's generations (the first 100) holds `id`. */
+static int listed(const char *id)
+{
+    return in_list("/v1/generations?limit=100", ff_tok, id);
+}
+
 static int uploads_listed(const char *t, const char *id)
 {
-    json_t *page = api_json("/v1/uploads?limit=100", t);
-    assert_non_null(page);
-    int found = 0;
-    size_t i;
-    json_t *it;
-    json_array_foreach(json_object_get(page, "items"), i, it) found |=
-        strcmp(json_string_value(json_object_get(it, "id")), id) == 0;
-    json_decref(page);
-    return found;
+    return in_list("/v1/uploads?limit=100", t, id);
+}
+
+/* The storage keys of g's outputs, the first `most`, into `keys`; how many outputs g has. */
+static size_t output_keys(json_t *g, char (*keys)[300], size_t most)
+{
+    json_t *outputs = json_object_get(g, "outputs");
+    size_t n = json_array_size(outputs);
+    for (size_t i = 0; i < n && i < most; i++)
+        ff_output_key(json_array_get(outputs, i), keys[i]);
+    return n;
 }
 
 #define LEDGER_OF  "SELECT count(*) FROM credit_ledger WHERE generation_id = $1::uuid"
@@ -367,15 +265,15 @@ static void test_delete_a_finished_generation(void **state)
     assert_true(n >= 8 && n <= 16); /* full, 512, 256, thumb of each image */
     for (size_t i = 0; i < n; i++) {
         json_t *o = json_array_get(outputs, i);
-        output_key(o, keys[i]);
-        assert_true(object_present(keys[i], json_string_value(json_object_get(o, "sha256"))));
+        ff_output_key(o, keys[i]);
+        assert_true(ff_object_present(keys[i], json_string_value(json_object_get(o, "sha256"))));
     }
     long long ledger = pg_num(LEDGER_OF, id);
     assert_int_equal(ledger, 3); /* hold and two captures */
     assert_true(listed(id));
 
     snprintf(path, sizeof(path), "/v1/generations/%s", id);
-    ts_http_t r = api("DELETE", path, tok);
+    ts_http_t r = api("DELETE", path, ff_tok);
     assert_int_equal(r.status, 204);
     assert_int_equal(r.body_len, 0);
     ts_http_dispose(&r);
@@ -387,18 +285,18 @@ static void test_delete_a_finished_generation(void **state)
                      1);
     for (size_t i = 0; i < n; i++)
         assert_true(object_absent(keys[i]));
-    assert_int_equal(api_status("GET", path, tok), 404);
+    assert_int_equal(api_status("GET", path, ff_tok), 404);
     assert_false(listed(id));
     assert_int_equal(pg_num(LEDGER_OF, id), ledger);
     assert_int_equal(pg_num(PENDING_OF, id), 0);
-    assert_int_equal(api_status("DELETE", path, tok), 404);
+    assert_int_equal(api_status("DELETE", path, ff_tok), 404);
     /* Its outputs are no identity for a new generation any more. */
     char body[300];
     snprintf(body, sizeof(body),
              "{\"kind\":\"avatar\",\"prompt\":\"p\",\"identity\":{\"generation_id\":\"%s\","
              "\"index\":0}}",
              id);
-    r = au_call("POST", "/v1/generations", tok, body, NULL);
+    r = au_call("POST", "/v1/generations", ff_tok, body, NULL);
     assert_int_equal(r.status, 404);
     ts_http_dispose(&r);
     assert_int_equal(ts_sh("'%s' reconcile >&2", ts_env("FARM_TEST_CLI")), 0);
@@ -409,19 +307,19 @@ static void test_delete_is_refused_while_running_and_for_others(void **state)
 {
     (void)state;
     char id[37], path[128];
-    au_create(tok,
+    au_create(ff_tok,
               "{\"kind\":\"avatar\",\"prompt\":\"slow\",\"count\":3,\"width\":256,"
               "\"height\":256}",
               id);
     snprintf(path, sizeof(path), "/v1/generations/%s", id);
-    ts_http_t r = api("DELETE", path, tok);
+    ts_http_t r = api("DELETE", path, ff_tok);
     assert_int_equal(r.status, 409);
     assert_non_null(strstr(r.body, "\"not_deletable\""));
     ts_http_dispose(&r);
     json_t *g = wait_status(id, "running", 30);
     assert_non_null(g);
     json_decref(g);
-    assert_int_equal(api_status("DELETE", path, tok), 409);
+    assert_int_equal(api_status("DELETE", path, ff_tok), 409);
     g = wait_status(id, "succeeded|partial|failed", 60);
     assert_non_null(g);
     json_decref(g);
@@ -430,13 +328,13 @@ static void test_delete_is_refused_while_running_and_for_others(void **state)
     assert_int_equal(r.status, 404);
     assert_non_null(strstr(r.body, "\"not_found\""));
     ts_http_dispose(&r);
-    assert_int_equal(api_status("GET", path, tok), 200);
+    assert_int_equal(api_status("GET", path, ff_tok), 200);
     assert_int_equal(
-        api_status("DELETE", "/v1/generations/00000000-0000-4000-8000-00000000beef", tok), 404);
-    assert_int_equal(api_status("DELETE", "/v1/generations/nope", tok), 404);
+        api_status("DELETE", "/v1/generations/00000000-0000-4000-8000-00000000beef", ff_tok), 404);
+    assert_int_equal(api_status("DELETE", "/v1/generations/nope", ff_tok), 404);
     assert_int_equal(api_status("DELETE", path, NULL), 401);
-    assert_int_equal(api_status("GET", path, tok), 200);
-    assert_int_equal(api_status("DELETE", path, tok), 204);
+    assert_int_equal(api_status("GET", path, ff_tok), 200);
+    assert_int_equal(api_status("DELETE", path, ff_tok), 204);
 }
 
 static void test_storage_failing_mid_delete(void **state)
@@ -444,17 +342,14 @@ static void test_storage_failing_mid_delete(void **state)
     (void)state;
     char id[37], path[128], keys[8][300];
     json_t *g = generation(1, "", id);
-    json_t *outputs = json_object_get(g, "outputs");
-    size_t n = json_array_size(outputs);
+    size_t n = output_keys(g, keys, 8);
     assert_true(n >= 4 && n <= 8);
-    for (size_t i = 0; i < n; i++)
-        output_key(json_array_get(outputs, i), keys[i]);
     long long ledger = pg_num(LEDGER_OF, id);
     assert_int_equal(ts_sh("sh -c \"$FARM_TEST_S3_STOP\""), 0);
     snprintf(path, sizeof(path), "/v1/generations/%s", id);
-    assert_int_equal(api_status("DELETE", path, tok), 204);
+    assert_int_equal(api_status("DELETE", path, ff_tok), 204);
     /* Hidden at once, whatever storage said. */
-    assert_int_equal(api_status("GET", path, tok), 404);
+    assert_int_equal(api_status("GET", path, ff_tok), 404);
     assert_false(listed(id));
     assert_int_equal(pg_num(LEDGER_OF, id), ledger);
     /* What storage refused waits; the sweeper tries it and fails. */
@@ -476,7 +371,7 @@ static void test_uploads_listed_newest_first_and_deleted(void **state)
     char *t = au_token(NULL, "pro", NULL, NULL);
     char ids[3][37], path[128], key[300], sha[65];
     for (int i = 0; i < 3; i++) {
-        upload_png(t, 40 + i, 30, ids[i]);
+        ff_upload_png(t, 40 + i, 30, ids[i]);
         usleep(20000);
     }
     json_t *page = api_json("/v1/uploads?limit=2", t);
@@ -510,9 +405,9 @@ static void test_uploads_listed_newest_first_and_deleted(void **state)
     assert_int_equal(api_status("GET", "/v1/uploads", NULL), 401);
 
     upload_key(ids[1], key, sha);
-    assert_true(object_present(key, sha));
+    assert_true(ff_object_present(key, sha));
     snprintf(path, sizeof(path), "/v1/uploads/%s", ids[1]);
-    assert_int_equal(api_status("DELETE", path, tok), 404); /* another user's */
+    assert_int_equal(api_status("DELETE", path, ff_tok), 404); /* another user's */
     assert_true(uploads_listed(t, ids[1]));
     assert_int_equal(api_status("DELETE", path, t), 204);
     assert_int_equal(pg_num("SELECT count(*) FROM audit_log WHERE action = 'upload.delete' AND "
@@ -540,10 +435,10 @@ static void test_an_upload_deleted_under_a_queued_generation(void **state)
 {
     (void)state;
     char upload[37], key[300], sha[65], busy[37], id[37], path[128], more[200];
-    upload_png(tok, 64, 48, upload);
+    ff_upload_png(ff_tok, 64, 48, upload);
     upload_key(upload, key, sha);
     /* The worker runs one generation at a time: this one holds it for a few seconds. */
-    au_create(tok,
+    au_create(ff_tok,
               "{\"kind\":\"avatar\",\"prompt\":\"busy\",\"count\":3,\"width\":256,"
               "\"height\":256}",
               busy);
@@ -556,25 +451,25 @@ static void test_an_upload_deleted_under_a_queued_generation(void **state)
              "{\"kind\":\"avatar\",\"prompt\":\"keep me\",\"count\":1,\"width\":256,"
              "\"height\":256%s}",
              more);
-    au_create(tok, body, id);
+    au_create(ff_tok, body, id);
     snprintf(path, sizeof(path), "/v1/generations/%s", id);
-    json_t *g = api_json(path, tok);
+    json_t *g = api_json(path, ff_tok);
     assert_string_equal(json_string_value(json_object_get(g, "status")), "queued");
     json_decref(g);
 
     snprintf(path, sizeof(path), "/v1/uploads/%s", upload);
-    assert_int_equal(api_status("DELETE", path, tok), 204);
-    assert_false(uploads_listed(tok, upload));
+    assert_int_equal(api_status("DELETE", path, ff_tok), 204);
+    assert_false(uploads_listed(ff_tok, upload));
     /* The queued generation still needs the file: it stays. */
-    assert_true(object_present(key, sha));
+    assert_true(ff_object_present(key, sha));
     g = wait_status(id, "succeeded|partial|failed", 60);
     assert_or_logs(g != NULL);
     assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
     assert_int_equal(json_integer_value(json_object_get(g, "images_done")), 1);
     json_t *o = json_array_get(json_object_get(g, "outputs"), 0);
     char okey[300];
-    output_key(o, okey);
-    assert_true(object_present(okey, json_string_value(json_object_get(o, "sha256"))));
+    ff_output_key(o, okey);
+    assert_true(ff_object_present(okey, json_string_value(json_object_get(o, "sha256"))));
     json_decref(g);
     /* Now nothing reads it: the sweeper deletes it. */
     assert_or_logs(pg_wait("SELECT count(*) FROM storage_deletions WHERE upload_id = $1::uuid",
@@ -596,11 +491,11 @@ static void test_a_generation_deleted_under_a_queued_generation(void **state)
                        o) if (strcmp(json_string_value(json_object_get(o, "variant")), "full") == 0)
         full = o;
     assert_non_null(full);
-    output_key(full, key);
+    ff_output_key(full, key);
     char sha[65];
     snprintf(sha, sizeof(sha), "%s", json_string_value(json_object_get(full, "sha256")));
     json_decref(g);
-    au_create(tok,
+    au_create(ff_tok,
               "{\"kind\":\"avatar\",\"prompt\":\"busy\",\"count\":3,\"width\":256,"
               "\"height\":256}",
               busy);
@@ -611,11 +506,11 @@ static void test_a_generation_deleted_under_a_queued_generation(void **state)
              "{\"kind\":\"avatar\",\"prompt\":\"keep me\",\"width\":256,\"height\":256,"
              "\"identity\":{\"generation_id\":\"%s\",\"index\":0}}",
              src);
-    au_create(tok, body, id);
+    au_create(ff_tok, body, id);
     snprintf(path, sizeof(path), "/v1/generations/%s", src);
-    assert_int_equal(api_status("DELETE", path, tok), 204);
-    assert_int_equal(api_status("GET", path, tok), 404);
-    assert_true(object_present(key, sha)); /* the queued one reads it when it starts */
+    assert_int_equal(api_status("DELETE", path, ff_tok), 204);
+    assert_int_equal(api_status("GET", path, ff_tok), 404);
+    assert_true(ff_object_present(key, sha)); /* the queued one reads it when it starts */
     g = wait_status(id, "succeeded|partial|failed", 60);
     assert_or_logs(g != NULL);
     assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
@@ -649,13 +544,10 @@ static void test_retention_deletes_old_outputs_and_uploads(void **state)
     (void)state;
     char id[37], path[128], keys[8][300], upload[37], ukey[300], sha[65];
     json_t *g = generation(1, "", id);
-    json_t *outputs = json_object_get(g, "outputs");
-    size_t n = json_array_size(outputs);
+    size_t n = output_keys(g, keys, 8);
     assert_true(n >= 4 && n <= 8);
-    for (size_t i = 0; i < n; i++)
-        output_key(json_array_get(outputs, i), keys[i]);
     json_decref(g);
-    upload_png(tok, 33, 33, upload);
+    ff_upload_png(ff_tok, 33, 33, upload);
     upload_key(upload, ukey, sha);
     long outputs_before = retention_logged("outputs");
     long uploads_before = retention_logged("uploads");
@@ -674,9 +566,9 @@ static void test_retention_deletes_old_outputs_and_uploads(void **state)
                            id, (long long)n, 30));
     assert_or_logs(pg_wait(PENDING_OF, id, 0, 30));
     snprintf(path, sizeof(path), "/v1/generations/%s", id);
-    g = api_json(path, tok);
+    g = api_json(path, ff_tok);
     assert_non_null(g);
-    outputs = json_object_get(g, "outputs");
+    json_t *outputs = json_object_get(g, "outputs");
     assert_int_equal(json_array_size(outputs), n); /* the entries stay */
     for (size_t i = 0; i < n; i++) {
         json_t *o = json_array_get(outputs, i);
@@ -689,7 +581,7 @@ static void test_retention_deletes_old_outputs_and_uploads(void **state)
     assert_true(listed(id)); /* the generation itself stays */
     assert_or_logs(pg_wait("SELECT count(*) FROM storage_deletions WHERE upload_id = $1::uuid",
                            upload, 0, 30));
-    assert_false(uploads_listed(tok, upload));
+    assert_false(uploads_listed(ff_tok, upload));
     assert_true(object_absent(ukey));
     /* In batches of FARM_SWEEP_BATCH (3): every tick's count was checked while summing. */
     assert_int_equal(retention_logged("outputs") - outputs_before, (long)n);
@@ -702,11 +594,11 @@ static void test_old_idempotency_keys_are_purged(void **state)
     char key_header[96], first[37], second[37];
     snprintf(key_header, sizeof(key_header), "Idempotency-Key: life-%ld", (long)getpid());
     const char *body = "{\"kind\":\"avatar\",\"prompt\":\"once\",\"width\":256,\"height\":256}";
-    ts_http_t r = au_call("POST", "/v1/generations", tok, body, key_header);
+    ts_http_t r = au_call("POST", "/v1/generations", ff_tok, body, key_header);
     assert_int_equal(r.status, 202);
     au_id_of(&r, first);
     ts_http_dispose(&r);
-    r = au_call("POST", "/v1/generations", tok, body, key_header);
+    r = au_call("POST", "/v1/generations", ff_tok, body, key_header);
     assert_int_equal(r.status, 200); /* within 24 h: the first one */
     au_id_of(&r, second);
     assert_string_equal(first, second);
@@ -717,7 +609,7 @@ static void test_old_idempotency_keys_are_purged(void **state)
                      1);
     assert_or_logs(pg_wait("SELECT count(*) FROM idempotency_keys WHERE generation_id = $1::uuid",
                            first, 0, 30));
-    r = au_call("POST", "/v1/generations", tok, body, key_header);
+    r = au_call("POST", "/v1/generations", ff_tok, body, key_header);
     assert_int_equal(r.status, 202);
     au_id_of(&r, second);
     assert_string_not_equal(first, second);
@@ -734,19 +626,16 @@ static void test_storage_hanging_mid_delete(void **state)
     (void)state;
     char id[37], path[128], keys[8][300];
     json_t *g = generation(1, "", id);
-    json_t *outputs = json_object_get(g, "outputs");
-    size_t n = json_array_size(outputs);
-    for (size_t i = 0; i < n && i < 8; i++)
-        output_key(json_array_get(outputs, i), keys[i]);
+    size_t n = output_keys(g, keys, 8);
     assert_int_equal(ts_sh("kill -STOP $(cat \"$FARM_TEST_TMPDIR/s3.pid\")"), 0);
     snprintf(path, sizeof(path), "/v1/generations/%s", id);
     double t0 = ts_now();
-    long st = api_status("DELETE", path, tok);
+    long st = api_status("DELETE", path, ff_tok);
     double waited = ts_now() - t0;
     assert_int_equal(ts_sh("kill -CONT $(cat \"$FARM_TEST_TMPDIR/s3.pid\")"), 0);
     assert_int_equal(st, 204);
     assert_true(waited < 20); /* the api's wait (5 s), far below 2 tries x 30 s */
-    assert_int_equal(api_status("GET", path, tok), 404);
+    assert_int_equal(api_status("GET", path, ff_tok), 404);
     assert_or_logs(pg_wait(PENDING_OF, id, 0, 90));
     for (size_t i = 0; i < n && i < 8; i++)
         assert_true(object_absent(keys[i]));

@@ -24,77 +24,36 @@
 #include <jansson.h>
 #include <unistd.h>
 
-#include "api_harness.h"
-#include "support.h"
+#include "farm_fixture.h"
 
 #define CALLS    "farm_worker_provider_calls_total{provider=\"fal\",resumed=\"false\"} "
 #define CAPTURED "farm_worker_images_total{outcome=\"captured\"} "
 
-static char storage_env[700];
-static char fake_env[128];
-static const char *fake_url; /* in fake_env, after '=' */
-static char metrics_env[64];
-static int metrics_port;
-static pid_t api_pid, worker_pid, fake_pid;
-static char *tok;
-static char user[37];
+static const char *fake_url; /* in ff_fake_env, after '=' */
+
+static const char *const both_env[] = {"FARM_PROVIDER=fake",
+                                       "FARM_PROVIDER_FALLBACK=fal,bfl,replicate,hf", NULL};
+static const char *const worker_env[] = {"FARM_PROVIDER_POLL_MIN_MS=100", NULL};
+static const ff_farm_t farm = {.reason = "provider-calls",
+                               .fake_latency_ms = 200,
+                               .s3_prefix = "calls/",
+                               .metrics = 1,
+                               .both = both_env,
+                               .worker = worker_env};
 
 static int setup(void **state)
 {
     (void)state;
-    snprintf(storage_env, sizeof(storage_env), "FARM_STORAGE_DIR=%s/storage",
-             ts_env("FARM_TEST_TMPDIR"));
-    metrics_port = ts_free_port();
-    snprintf(metrics_env, sizeof(metrics_env), "FARM_WORKER_METRICS_PORT=%d", metrics_port);
-    fake_pid = ts_fake_start(200, fake_env);
-    if (fake_env[0] == '\0')
+    if (ff_setup(&farm) < 0)
         return -1;
-    fake_url = strchr(fake_env, '=') + 1;
-    const char *extra[] = {storage_env, "FARM_PROVIDER=fake",
-                           "FARM_PROVIDER_FALLBACK=fal,bfl,replicate,hf", NULL};
-    api_pid = au_api_start(extra);
-    if (api_pid < 0)
-        return -1;
-    char log_path[600];
-    snprintf(log_path, sizeof(log_path), "%s/worker.log", ts_env("FARM_TEST_TMPDIR"));
-    char *env[] = {storage_env,
-                   fake_env,
-                   metrics_env,
-                   "FARM_PROVIDER=fake",
-                   "FARM_PROVIDER_FALLBACK=fal,bfl,replicate,hf",
-                   "FARM_JWT_SECRET=" AU_SECRET,
-                   "FARM_FILE_SECRET=test-file-secret-0123456789",
-                   "FARM_PROVIDER_POLL_MIN_MS=100",
-                   NULL};
-    char *argv[] = {(char *)ts_env("FARM_TEST_WORKER_BIN"), NULL};
-    worker_pid = ts_spawn(argv, env, log_path);
-    tok = au_token(NULL, "pro", NULL, user);
-    return au_grant(user, 10000, "provider-calls") == 0 ? 0 : -1;
+    fake_url = strchr(ff_fake_env, '=') + 1;
+    return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    int bad = ts_stop_farm(worker_pid, api_pid, fake_pid);
-    free(tok);
-    return bad ? -1 : 0;
-}
-
-static void dump_logs(void)
-{
-    ts_sh("for f in \"$FARM_TEST_TMPDIR\"/*.log; do echo \"== $f\"; tail -n 30 \"$f\"; done >&2");
-}
-
-static double worker_metric(const char *series)
-{
-    char url[128];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", metrics_port);
-    ts_http_t r = ts_http("GET", url, NULL, NULL, 0);
-    assert_int_equal(r.status, 200);
-    const char *at = strstr(r.body, series);
-    double v = at ? strtod(at + strlen(series), NULL) : 0;
-    ts_http_dispose(&r);
-    return v;
+    return ff_teardown();
 }
 
 /* The fake's count of requests to `endpoint` ("fal.submit"). */
@@ -120,7 +79,7 @@ static void generation_succeeds(int count)
              "{\"kind\":\"avatar\",\"prompt\":\"provider calls\",\"count\":%d,\"width\":256,"
              "\"height\":256}",
              count);
-    au_create(tok, body, id);
+    au_create(ff_tok, body, id);
     snprintf(path, sizeof(path), "/v1/generations/%s", id);
     const char *st = NULL;
     json_t *g = NULL;
@@ -128,14 +87,14 @@ static void generation_succeeds(int count)
     do {
         json_decref(g);
         usleep(100000);
-        ts_http_t r = au_call("GET", path, tok, NULL, NULL);
+        ts_http_t r = au_call("GET", path, ff_tok, NULL, NULL);
         g = r.status == 200 ? json_loads(r.body, 0, NULL) : NULL;
         ts_http_dispose(&r);
         st = json_string_value(json_object_get(g, "status"));
     } while ((st == NULL || strcmp(st, "queued") == 0 || strcmp(st, "running") == 0) &&
              ts_now() < end);
     if (st == NULL || strcmp(st, "succeeded") != 0)
-        dump_logs();
+        ff_dump_logs(30);
     assert_non_null(st);
     assert_string_equal(st, "succeeded");
     assert_int_equal(json_integer_value(json_object_get(g, "images_done")), count);
@@ -146,7 +105,7 @@ static void generation_succeeds(int count)
 static double metric_reaches(const char *series, double want)
 {
     double v, end = ts_now() + 5;
-    while ((v = worker_metric(series)) < want && ts_now() < end)
+    while ((v = ff_worker_metric(series)) < want && ts_now() < end)
         usleep(100000);
     return v;
 }
@@ -154,18 +113,18 @@ static double metric_reaches(const char *series, double want)
 static void test_one_call_per_image(void **state)
 {
     (void)state;
-    double calls0 = worker_metric(CALLS), captured0 = worker_metric(CAPTURED);
+    double calls0 = ff_worker_metric(CALLS), captured0 = ff_worker_metric(CAPTURED);
     long long submits0 = fake_count("fal.submit");
     generation_succeeds(2);
     assert_int_equal((int)metric_reaches(CAPTURED, captured0 + 2), (int)captured0 + 2);
-    assert_int_equal((int)worker_metric(CALLS), (int)calls0 + 2);
+    assert_int_equal((int)ff_worker_metric(CALLS), (int)calls0 + 2);
     assert_int_equal(fake_count("fal.submit"), submits0 + 2);
 }
 
 static void test_a_forced_retry_is_another_call(void **state)
 {
     (void)state;
-    double calls0 = worker_metric(CALLS), captured0 = worker_metric(CAPTURED);
+    double calls0 = ff_worker_metric(CALLS), captured0 = ff_worker_metric(CAPTURED);
     long long submits0 = fake_count("fal.submit");
     char url[200];
     snprintf(url, sizeof(url), "%s/__fake/faults", fake_url);
@@ -177,7 +136,7 @@ static void test_a_forced_retry_is_another_call(void **state)
     generation_succeeds(1);
     assert_int_equal((int)metric_reaches(CAPTURED, captured0 + 1), (int)captured0 + 1);
     /* the lost request and the one that delivered: 2 calls for 1 image */
-    assert_int_equal((int)worker_metric(CALLS), (int)calls0 + 2);
+    assert_int_equal((int)ff_worker_metric(CALLS), (int)calls0 + 2);
     assert_int_equal(fake_count("fal.submit"), submits0 + 2);
 }
 

@@ -28,16 +28,10 @@
 static void test_the_identity_image_reaches_the_provider(void **state)
 {
     (void)state;
-    char upload[37], body[512], id[37];
+    char upload[37];
     wf_upload_png(72, 40, upload); /* a size no preset or output has */
     long before = wf_fake_count("hf.submit");
-    snprintf(body, sizeof(body),
-             "{\"kind\":\"avatar\",\"prompt\":\"keep me\",\"width\":256,\"height\":256,"
-             "\"identity\":{\"upload_id\":\"%s\"}}",
-             upload);
-    wf_create(body, id);
-    json_t *g = wf_wait_status(id, "succeeded|partial|failed", 30);
-    wf_assert_found(g);
+    json_t *g = wf_identity_avatar("keep me", 0, upload);
     assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
     json_decref(g);
     assert_true(wf_fake_count("hf.submit") > before);
@@ -135,28 +129,10 @@ static void pose_reaches(const char *provider)
     json_decref(reqs);
 }
 
-static void test_pose_with_identity_reaches_hf(void **state)
+/* One case per adapter: the test's state is the provider's name (see main). */
+static void test_pose_with_identity_reaches(void **state)
 {
-    (void)state;
-    pose_reaches("hf");
-}
-
-static void test_pose_with_identity_reaches_fal(void **state)
-{
-    (void)state;
-    pose_reaches("fal");
-}
-
-static void test_pose_with_identity_reaches_bfl(void **state)
-{
-    (void)state;
-    pose_reaches("bfl");
-}
-
-static void test_pose_with_identity_reaches_replicate(void **state)
-{
-    (void)state;
-    pose_reaches("replicate");
+    pose_reaches(*state);
 }
 
 /*
@@ -277,19 +253,13 @@ static void test_unsupported_is_refused_before_any_hold(void **state)
 static void test_a_lost_identity_fails_and_charges_nothing(void **state)
 {
     (void)state;
-    char upload[37], body[512], id[37];
+    char upload[37];
     wf_upload_png(48, 48, upload);
     assert_int_equal(
         ts_sh("find '%s/storage' -name '*%s*' -type f -delete", ts_env("FARM_TEST_TMPDIR"), upload),
         0);
     long before = wf_fake_count("hf.submit");
-    snprintf(body, sizeof(body),
-             "{\"kind\":\"avatar\",\"prompt\":\"lost me\",\"count\":2,\"width\":256,"
-             "\"height\":256,\"identity\":{\"upload_id\":\"%s\"}}",
-             upload);
-    wf_create(body, id);
-    json_t *g = wf_wait_status(id, "succeeded|partial|failed", 30);
-    wf_assert_found(g);
+    json_t *g = wf_identity_avatar("lost me", 2, upload);
     assert_string_equal(json_string_value(json_object_get(g, "status")), "failed");
     assert_int_equal(json_integer_value(json_object_get(g, "charged")), 0);
     assert_int_equal(json_integer_value(json_object_get(g, "released")), 20); /* 2 x 10 */
@@ -305,10 +275,12 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_the_identity_image_reaches_the_provider),
         cmocka_unit_test(test_a_lost_identity_fails_and_charges_nothing),
-        cmocka_unit_test(test_pose_with_identity_reaches_hf),
-        cmocka_unit_test(test_pose_with_identity_reaches_fal),
-        cmocka_unit_test(test_pose_with_identity_reaches_bfl),
-        cmocka_unit_test(test_pose_with_identity_reaches_replicate),
+        /* cmocka_unit_test_prestate, under each case's own name */
+        {"test_pose_with_identity_reaches_hf", test_pose_with_identity_reaches, NULL, NULL, "hf"},
+        {"test_pose_with_identity_reaches_fal", test_pose_with_identity_reaches, NULL, NULL, "fal"},
+        {"test_pose_with_identity_reaches_bfl", test_pose_with_identity_reaches, NULL, NULL, "bfl"},
+        {"test_pose_with_identity_reaches_replicate", test_pose_with_identity_reaches, NULL, NULL,
+         "replicate"},
         cmocka_unit_test(test_hf_b64_json_answer_is_the_generations_image),
         cmocka_unit_test(test_unsupported_is_refused_before_any_hold),
     };

@@ -79,21 +79,30 @@ static const char *after(const char *hay, const char *from, const char *needle)
     return at + strlen(needle);
 }
 
-static void test_client_sees_every_stage(void **state)
+/*
+ * POSTs a 256 x 256 avatar of `prompt` (asserting 202): its GET path into
+ * `path` and its events_url into `events`.
+ */
+static void create_avatar(const char *prompt, char path[128], char events[160])
 {
-    (void)state;
-    ts_http_t r =
-        api("POST", "/v1/generations",
-            "{\"kind\":\"avatar\",\"prompt\":\"a slow fox\",\"width\":256,\"height\":256}");
+    char body[256];
+    snprintf(body, sizeof(body),
+             "{\"kind\":\"avatar\",\"prompt\":\"%s\",\"width\":256,\"height\":256}", prompt);
+    ts_http_t r = api("POST", "/v1/generations", body);
     assert_int_equal(r.status, 202);
     json_t *created = json_loads(r.body, 0, NULL);
     ts_http_dispose(&r);
-    char path[128], events[160];
-    snprintf(path, sizeof(path), "/v1/generations/%s",
-             json_string_value(json_object_get(created, "id")));
-    snprintf(events, sizeof(events), "%s",
-             json_string_value(json_object_get(created, "events_url")));
+    snprintf(path, 128, "/v1/generations/%s", json_string_value(json_object_get(created, "id")));
+    snprintf(events, 160, "%s", json_string_value(json_object_get(created, "events_url")));
     json_decref(created);
+}
+
+static void test_client_sees_every_stage(void **state)
+{
+    (void)state;
+    char path[128], events[160];
+    create_avatar("a slow fox", path, events);
+    ts_http_t r;
 
     /* GET while the provider call runs (LATENCY_MS): running, stage generating. */
     int seen_generating = 0;
@@ -200,18 +209,9 @@ static int event_ids(const char *buf, long *ids, int max)
 static void test_resuming_a_running_generation_at_or_past_its_end_waits(void **state)
 {
     (void)state;
-    ts_http_t r =
-        api("POST", "/v1/generations",
-            "{\"kind\":\"avatar\",\"prompt\":\"a resumed fox\",\"width\":256,\"height\":256}");
-    assert_int_equal(r.status, 202);
-    json_t *created = json_loads(r.body, 0, NULL);
-    ts_http_dispose(&r);
     char path[128], events[160];
-    snprintf(path, sizeof(path), "/v1/generations/%s",
-             json_string_value(json_object_get(created, "id")));
-    snprintf(events, sizeof(events), "%s",
-             json_string_value(json_object_get(created, "events_url")));
-    json_decref(created);
+    create_avatar("a resumed fox", path, events);
+    ts_http_t r;
 
     /* The events so far, while the provider call runs (LATENCY_MS): the latest is `last`. */
     raw_sse_t first;

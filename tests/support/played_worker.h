@@ -1,0 +1,45 @@
+/*
+ * tests/support/played_worker.h - a real farm-api process and no worker: the
+ * test plays the worker's part itself through the queue and store APIs
+ * (claims, starts, appends events, settles, finishes), so it decides when
+ * each thing happens. For the api's event tests.
+ */
+#ifndef PLAYED_WORKER_H
+#define PLAYED_WORKER_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "api_harness.h"
+#include "queue.h"
+#include "store.h"
+
+extern pid_t pw_api_pid;
+extern gf_config_t *pw_cfg; /* the environment's configuration */
+extern queue_sync_t *pw_qs; /* the worker's queue */
+extern store_conn_t *pw_sc; /* the worker's store */
+
+/* Starts farm-api with `api_extra` (au_api_start) and opens the queue and the store; 0 or -1. */
+int pw_setup(const char *const *api_extra);
+/* Closes them and stops the api; 0 when it exited 0 (no sanitizer report, no crash). */
+int pw_teardown(void);
+
+/* Claims until generation `id` comes up; its fencing token. */
+uint64_t pw_claim_token(const char *id);
+
+/* Claims generation `id` and starts it in the store (local provider); its fencing token. */
+uint64_t pw_start(const char *id);
+
+/*
+ * Settles the only image of `id` (`ok`: captured; else released with
+ * `error_json`) and finishes it ("auto": the store decides its status).
+ */
+void pw_settle_and_finish(const char *id, uint64_t tok, int ok, const char *error_json);
+
+/* A socket connected to the api started by au_api_start(), for raw requests. */
+int pw_connect(void);
+
+/* How many times `needle` stands in `hay` (NULL: none). */
+size_t pw_count_of(const char *hay, const char *needle);
+
+#endif
