@@ -46,11 +46,15 @@ BEGIN
             PERFORM 1 FROM credit_accounts a WHERE a.user_id = r.u FOR UPDATE;
         END IF;
         BEGIN
-            v_missing := farm_refs_check(r.u, (r.v->>'identity_upload')::uuid,
-                                         (r.v->>'identity_gen')::uuid,
-                                         (r.v->>'identity_index')::int,
-                                         ARRAY(SELECT jsonb_array_elements_text(
-                                                   coalesce(r.v->'poses', '[]'))::uuid));
+            v_missing := 'ok'; -- most requests refer to no file: no check to run
+            IF r.v->>'identity_upload' IS NOT NULL OR r.v->>'identity_gen' IS NOT NULL
+               OR jsonb_array_length(coalesce(r.v->'poses', '[]')) > 0 THEN
+                v_missing := farm_refs_check(r.u, (r.v->>'identity_upload')::uuid,
+                                             (r.v->>'identity_gen')::uuid,
+                                             (r.v->>'identity_index')::int,
+                                             ARRAY(SELECT jsonb_array_elements_text(
+                                                       coalesce(r.v->'poses', '[]'))::uuid));
+            END IF;
             IF v_missing <> 'ok' THEN
                 v_out[r.ord] := jsonb_build_object('outcome', 'missing', 'missing', v_missing);
             ELSE
