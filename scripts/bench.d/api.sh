@@ -76,7 +76,7 @@ LUA
     printf 'api_enqueue_baseline: %d req/s p50 %.2f ms p99 %.2f ms, non-2xx %d (FARM_API_ACCEPT_BATCH_MAX=1) | batched/baseline %.2fx\n' \
         "$brps" "$bp50" "$bp99" "$bbad" "$(awk -v a="$rps" -v b="$brps" 'BEGIN { print (b > 0 ? a / b : 0) }')"
     awk '/^farm_api_accept_batch_size_sum / { s = $2 } /^farm_api_accept_batch_size_count / { c = $2 }
-        END { printf "api_accept_batch: %.2f accepts per statement (mean, one api process)\n", c > 0 ? s / c : 0 }' <<<"$metrics"
+        END { printf "api_accept_batch: %.2f accepts per statement (mean, one api process)\n", (c > 0 ? s / c : 0) }' <<<"$metrics"
 }
 
 # bench_api_start LOG BATCH_MAX : starts farm-api (BATCH_MAX '' for the default) on a new
