@@ -59,7 +59,31 @@ struct api {
     size_t requeue_n, requeue_inflight;
     uv_timer_t requeue_timer;
     int requeue_on;
+    /* api/accept.c: accepts collected for the next batch, and batches in flight */
+    struct api_accept_batch *accept_head, *accept_tail;
+    long long accept_inflight;
+    uv_check_t accept_check;
+    uv_idle_t accept_idle;
+    int accept_on, accept_armed;
+    gf_metric_t *m_accept_batch; /* farm_api_accept_batch_size */
 };
+
+/*
+ * api/accept.c: group-committed accepts. The outcome of one request: `err`
+ * is its own (out: its outcome) or its batch's failure (out NULL: nothing of
+ * the batch was written).
+ */
+typedef void (*api_accept_cb)(api_t *api, const gf_err_t *err, const store_accept_outcome_t *out,
+                              void *data);
+/*
+ * Adds a request to the batch of this loop turn; `item`'s strings are
+ * borrowed until `cb` runs (on a later loop turn, exactly once). Returns 0,
+ * or GF_ECANCELED when the api is stopping (`cb` then never runs).
+ */
+int api__accept_add(api_t *api, const store_accept_item_t *item, api_accept_cb cb, void *data);
+void api__accept_start(api_t *api);
+/* Sends what is collected (before the store closes), and closes the handles. */
+void api__accept_stop(api_t *api);
 
 /* api/requeue.c: keeps an accepted generation the queue refused for want of Redis, and
  * enqueues it as soon as the queue is connected again. */

@@ -1,12 +1,14 @@
 /*
  * api/generations.c - POST /v1/generations, GET one, the list, and cancel.
  *
- * The order of an accept: validate -> hold in Postgres (with the
- * idempotency key) -> enqueue in Redis. When the enqueue fails after the
- * hold committed, the answer is still 202: the generation is accepted, its
- * credits are held, and the sweeper enqueues it (docs/api.md). When the
- * queue refuses it (the user's active cap), the generation is finished as
- * canceled, releasing the hold, and the answer is 429 too_many_active.
+ * The order of an accept: validate -> in Postgres, in one round trip
+ * shared with the other accepts of the loop turn (api/accept.c): the
+ * references' check, the idempotency key and the hold -> enqueue in Redis.
+ * When the enqueue fails after the hold committed, the answer is still 202:
+ * the generation is accepted, its credits are held, and the sweeper
+ * enqueues it (docs/api.md). When the queue refuses it (the user's active
+ * cap), the generation is finished as canceled, releasing the hold, and the
+ * answer is 429 too_many_active.
  */
 #include "api_int.h"
 #include "validate.h"
@@ -27,8 +29,9 @@ typedef struct {
     char idem_key[129];
     int has_idem_key;
     char hash[65];
-    json_t *gen;       /* a generation object being answered */
-    int answer_status; /* of the generation answer: 200, or 202 after a cancel */
+    const char **pose_uploads; /* accept: the uploads among the poses (into g.params) */
+    json_t *gen;               /* a generation object being answered */
+    int answer_status;         /* of the generation answer: 200, or 202 after a cancel */
 } gen_ctx_t;
 
 static gen_ctx_t *ctx_new(api_t *api, gf_http_req_t *req)
@@ -44,6 +47,7 @@ static void ctx_free(gen_ctx_t *c)
 {
     store_call_dispose(&c->call);
     api_gen_req_dispose(&c->g);
+    free(c->pose_uploads);
     json_decref(c->gen);
     free(c);
 }
@@ -138,33 +142,25 @@ static void answer_accepted(gen_ctx_t *c, int status, const queue_result_t *res)
     ctx_free(c);
 }
 
-static void on_existing(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
+/* The outcome of the accept (api/accept.c: one request of a group-committed batch). */
+static void on_accepted(api_t *api, const gf_err_t *err, const store_accept_outcome_t *out,
+                        void *data)
 {
-    (void)st;
-    gen_ctx_t *c = data;
-    if (err->code < 0) {
-        api__fail(c->req, err->code, err);
-    } else {
-        const store_generation_t *g = &call->res.generation;
-        api__json(
-            c->req, 200,
-            accepted_body(c->gen_id, g->kind, g->status, g->cost, g->images, NULL, g->created_at));
-    }
-    ctx_free(c);
-}
-
-static void on_accepted(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
-{
-    (void)st;
+    (void)api;
     gen_ctx_t *c = data;
     char msg[200];
     long long cost = (long long)c->g.params.images * c->g.unit_cost;
     switch (err->code) {
     case 0:
         break;
+    case GF_ENOTFOUND: /* a reference (out is set: only a request's own outcome says so) */
+        api__error(c->req, 404, "not_found", "no such upload or generation output for this user",
+                   out ? out->missing : NULL);
+        ctx_free(c);
+        return;
     case GF_ECREDITS:
         snprintf(msg, sizeof(msg), "this generation costs %lld credits; %lld available", cost,
-                 call->res.accept.available);
+                 out ? out->accept.available : 0);
         api__error(c->req, 402, "insufficient_credits", msg, NULL);
         ctx_free(c);
         return;
@@ -178,11 +174,18 @@ static void on_accepted(store_t *st, const gf_err_t *err, store_call_t *call, vo
         ctx_free(c);
         return;
     }
-    snprintf(c->gen_id, sizeof(c->gen_id), "%s", call->res.accept.generation_id);
-    if (call->res.accept.existing) {
-        store_call_dispose(&c->call);
-        store_call_generation(&c->call, c->gen_id, c->who.sub);
-        run(c, on_existing);
+    snprintf(c->gen_id, sizeof(c->gen_id), "%s", out->accept.generation_id);
+    if (out->accept.existing) {
+        if (!out->found) { /* deleted since: as GET answers it */
+            gf_err_t e = {0};
+            gf_err_set(&e, GF_ENOTFOUND, "api", "generation %s was deleted", c->gen_id);
+            api__fail(c->req, e.code, &e);
+        } else {
+            api__json(c->req, 200,
+                      accepted_body(c->gen_id, out->kind, out->status, out->cost, out->images, NULL,
+                                    out->created_at));
+        }
+        ctx_free(c);
         return;
     }
     queue_enqueue_req_t req = enqueue_req(c);
@@ -191,73 +194,52 @@ static void on_accepted(store_t *st, const gf_err_t *err, store_call_t *call, vo
         answer_accepted(c, rc, NULL);
 }
 
-/* Holds the credits (with the idempotency key) in Postgres. */
 /* webhook_events (IMG_WEBHOOK_* bits) as a Postgres array literal. */
 static const char *const webhook_events[4] = {NULL, "{started}", "{image}", "{started,image}"};
 
+/*
+ * Holds the credits (with the idempotency key), after checking that the
+ * files the generation refers to are the caller's own (API.md: 404
+ * otherwise): one request of the loop turn's batch, one round trip.
+ */
 static void gen_accept(gen_ctx_t *c)
 {
     api_t *api = c->api;
+    const img_params *p = &c->g.params;
     gf_uuid4(c->gen_id);
     int64_t now_ms = gf_clock_unix_ms();
     gf_clock_rfc3339(now_ms, c->created_at);
-    c->deadline_ms = c->g.params.deadline_s ? now_ms + c->g.params.deadline_s * 1000 : 0;
-    store_accept_t a = {.id = c->gen_id,
-                        .user_id = c->who.sub,
-                        .plan = c->who.plan,
-                        .kind = c->g.params.kind == IMG_KIND_POSE ? "pose" : "avatar",
-                        .images = c->g.params.images,
-                        .unit_cost = c->g.unit_cost,
-                        .welcome_credits = api->cfg->welcome_credits,
-                        .params_json = c->g.payload,
-                        .metadata_json = c->g.params.metadata,
-                        .deadline_unix_ms = c->deadline_ms,
-                        .idempotency_key = c->has_idem_key ? c->idem_key : NULL,
-                        .request_hash = c->hash,
-                        .webhook_url = c->g.params.webhook_url,
-                        .webhook_events = webhook_events[c->g.params.webhook_events & 3]};
-    store_call_accept(&c->call, &a);
-    run(c, on_accepted);
-}
-
-static void on_refs_checked(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
-{
-    (void)st;
-    gen_ctx_t *c = data;
-    if (err->code == GF_ENOTFOUND) {
-        api__error(c->req, 404, "not_found", "no such upload or generation output for this user",
-                   call->res.refs.missing);
-        ctx_free(c);
-        return;
-    }
-    if (err->code < 0) {
-        api__fail(c->req, err->code, err);
-        ctx_free(c);
-        return;
-    }
-    store_call_dispose(&c->call);
-    gen_accept(c);
-}
-
-/* Files a generation refers to must be the caller's own (API.md: 404 otherwise). */
-static void check_refs(gen_ctx_t *c)
-{
-    const img_params *p = &c->g.params;
-    const char *up = p->identity_upload[0] ? p->identity_upload : NULL;
-    const char *gen = p->identity_generation[0] ? p->identity_generation : NULL;
-    gf_buf_t poses = {0};
+    c->deadline_ms = p->deadline_s ? now_ms + p->deadline_s * 1000 : 0;
+    size_t nposes = 0;
+    c->pose_uploads = p->nposes ? gf_xcalloc((size_t)p->nposes, sizeof(*c->pose_uploads)) : NULL;
     for (int i = 0; i < p->nposes; i++)
         if (p->poses[i].upload_id[0])
-            gf_buf_printf(&poses, "%s%s", poses.len ? "," : "{", p->poses[i].upload_id);
-    if (poses.len)
-        gf_buf_puts(&poses, "}");
-    if (up == NULL && gen == NULL && poses.len == 0) {
-        gen_accept(c);
-        return;
+            c->pose_uploads[nposes++] = p->poses[i].upload_id;
+    store_accept_item_t it = {.accept = {.id = c->gen_id,
+                                         .user_id = c->who.sub,
+                                         .plan = c->who.plan,
+                                         .kind = p->kind == IMG_KIND_POSE ? "pose" : "avatar",
+                                         .images = p->images,
+                                         .unit_cost = c->g.unit_cost,
+                                         .welcome_credits = api->cfg->welcome_credits,
+                                         .params_json = c->g.payload,
+                                         .metadata_json = p->metadata,
+                                         .deadline_unix_ms = c->deadline_ms,
+                                         .idempotency_key = c->has_idem_key ? c->idem_key : NULL,
+                                         .request_hash = c->hash,
+                                         .webhook_url = p->webhook_url,
+                                         .webhook_events = webhook_events[p->webhook_events & 3]},
+                              .identity_upload = p->identity_upload[0] ? p->identity_upload : NULL,
+                              .identity_generation =
+                                  p->identity_generation[0] ? p->identity_generation : NULL,
+                              .identity_index = p->identity_index,
+                              .pose_uploads = c->pose_uploads,
+                              .n_pose_uploads = nposes};
+    int rc = api__accept_add(api, &it, on_accepted, c);
+    if (rc < 0) {
+        api__fail(c->req, rc, NULL);
+        ctx_free(c);
     }
-    store_call_refs(&c->call, c->who.sub, up, gen, p->identity_index, poses.len ? poses.p : NULL);
-    gf_buf_dispose(&poses);
-    run(c, on_refs_checked);
 }
 
 static void on_create(gf_http_req_t *req, void *data)
@@ -291,7 +273,7 @@ static void on_create(gf_http_req_t *req, void *data)
         c->has_idem_key = 1;
     }
     img_sha256_hex(body, len, c->hash);
-    check_refs(c); /* the rate limit was taken at the headers (api/gate.c) */
+    gen_accept(c); /* the rate limit was taken at the headers (api/gate.c) */
     return;
 done:
     ctx_free(c);

@@ -352,6 +352,10 @@ static const cfg_row cfg_table[] = {
      "capacity: a worker claims as many generations as its measured post-processing can "
      "finish behind its provider calls (farm_worker_claim_limit); ceiling: always up to "
      "FARM_WORKER_CONCURRENCY"},
+    /* accept (issue #22, docs/api.md "Group-committed accepts"): POST /v1/generations */
+    {"FARM_API_ACCEPT_BATCH_MAX", CFG_INT, OFF(api_accept_batch_max), "32", 1, 256, NULL, 0,
+     "most accepts of one loop turn sent to Postgres as one statement (one transaction); 1: "
+     "one statement per accept"},
 };
 
 #define CFG_ROWS (sizeof(cfg_table) / sizeof(cfg_table[0]))

@@ -6,6 +6,7 @@
 #include "store_int.h"
 
 #include <assert.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,6 +68,7 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
     [STORE_OP_AUDIT_PAGE] = {"SELECT farm_audit_page($1::int, $2::bigint)"},
     [STORE_OP_RECONCILE_COUNT] = {"SELECT farm_reconcile_count()"},
     [STORE_OP_UNREFERENCED] = {"SELECT farm_storage_unreferenced($1::text[])"},
+    [STORE_OP_ACCEPT_BATCH] = {"SELECT farm_accept_generations($1::jsonb)::text"},
 };
 
 /*
@@ -204,6 +206,55 @@ void store_call_accept(store_call_t *c, const store_accept_t *a)
     set_str(c, 11, a->idempotency_key ? a->request_hash : NULL);
     set_str(c, 12, a->webhook_url);
     set_str(c, 13, a->webhook_events);
+}
+
+/* A string member, or JSON null for NULL. */
+static json_t *jstr(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+/*
+ * The batch as farm_accept_generations reads it: one object per request,
+ * the user's JSON (params, metadata) as strings Postgres parses, so nothing
+ * here parses or rewrites it.
+ */
+int store_call_accept_batch(store_call_t *c, const store_accept_item_t *items, size_t n)
+{
+    call_init(c, STORE_OP_ACCEPT_BATCH, 1);
+    if (n < 1 || n > STORE_ACCEPT_BATCH_MAX)
+        return GF_EINVAL;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const store_accept_item_t *it = &items[i];
+        const store_accept_t *a = &it->accept;
+        json_t *poses = json_array();
+        for (size_t k = 0; k < it->n_pose_uploads; k++)
+            json_array_append_new(poses, jstr(it->pose_uploads[k]));
+        json_t *o = json_pack(
+            "{s:o, s:o, s:o, s:I, s:o, s:i, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, "
+            "s:o, s:o}",
+            "id", jstr(a->id), "user", jstr(a->user_id), "plan", jstr(a->plan), "welcome",
+            (json_int_t)a->welcome_credits, "kind", jstr(a->kind), "images", a->images, "unit_cost",
+            (json_int_t)a->unit_cost, "params", jstr(a->params_json ? a->params_json : "{}"),
+            "metadata", jstr(a->metadata_json), "deadline_ms",
+            a->deadline_unix_ms > 0 ? json_integer((json_int_t)a->deadline_unix_ms) : json_null(),
+            "idem_key", jstr(a->idempotency_key), "idem_hash",
+            jstr(a->idempotency_key ? a->request_hash : NULL), "webhook_url", jstr(a->webhook_url),
+            "webhook_events", jstr(a->webhook_events), "identity_upload", jstr(it->identity_upload),
+            "identity_gen", jstr(it->identity_generation), "identity_index",
+            it->identity_generation ? json_integer(it->identity_index) : json_null(), "poses",
+            poses);
+        if (o == NULL) { /* a string that is not UTF-8 */
+            json_decref(arr);
+            return GF_EINVAL;
+        }
+        json_array_append_new(arr, o);
+    }
+    c->_params[0] = json_dumps(arr, JSON_COMPACT);
+    c->_batch = n;
+    json_decref(arr);
+    return c->_params[0] ? 0 : GF_EINVAL;
 }
 
 void store_call_webhook_claim(store_call_t *c, int limit, int lease_s)
@@ -593,12 +644,13 @@ int store_conn_exec(store_conn_t *sc, store_call_t *c)
             /*
              * The server went away, perhaps after committing. Every worker-side
              * operation is idempotent, so those try once more on a new
-             * connection; accept and credit (not idempotent without a key) do not.
+             * connection; accepts and credit (not idempotent without a key) do not.
              */
             PQclear(res);
             PQfinish(sc->conn);
             sc->conn = NULL;
-            if (c->_op == STORE_OP_ACCEPT || c->_op == STORE_OP_CREDIT)
+            if (c->_op == STORE_OP_ACCEPT || c->_op == STORE_OP_ACCEPT_BATCH ||
+                c->_op == STORE_OP_CREDIT)
                 break;
             continue;
         }

@@ -8,8 +8,9 @@
  * - A result is either whole or empty: a shape that does not match fails
  *   the call with GF_EUNAVAIL ("malformed <function> result: <field>") and
  *   frees whatever was read, so callers never see half a result.
- * - jansson stays in this file: callers get C structs, and the user's own
- *   JSON (params, metadata, an error) as compact JSON text.
+ * - jansson stays in store/ (here, and call.c's accept batch): callers get
+ *   C structs, and the user's own JSON (params, metadata, an error) as
+ *   compact JSON text.
  */
 #include "store_int.h"
 
@@ -458,6 +459,80 @@ static void read_webhook_list(rd_t *r, json_t *a, store_webhook_list_result_t *l
     }
 }
 
+/*
+ * farm_accept_generations (store/sql/farm_accept_generations.sql): one
+ * outcome per request of the batch, in its order; a count that is not the
+ * batch's is a bad shape.
+ */
+static void read_accept_batch(rd_t *r, json_t *a, size_t want, store_accept_batch_result_t *b)
+{
+    if (json_array_size(a) != want) {
+        r->bad = "(not one outcome per request)";
+        return;
+    }
+    b->n = want;
+    b->items = gf_xcalloc(want, sizeof(*b->items));
+    for (size_t i = 0; i < want && !r->bad; i++) {
+        json_t *e = json_array_get(a, i);
+        store_accept_outcome_t *o = &b->items[i];
+        char outcome[16] = "";
+        if (!json_is_object(e)) {
+            r->bad = "(an outcome is not an object)";
+            return;
+        }
+        rd_word(r, e, "outcome", outcome, sizeof(outcome));
+        if (r->bad)
+            return;
+        if (strcmp(outcome, "missing") == 0) {
+            rd_word(r, e, "missing", o->missing, sizeof(o->missing));
+            gf_err_set(&o->err, GF_ENOTFOUND, "store", "a reference is not the user's (%s)",
+                       o->missing);
+            continue;
+        }
+        if (strcmp(outcome, "error") == 0) {
+            char state[8] = "";
+            char *msg = rd_str(r, e, "message", 1);
+            rd_word(r, e, "sqlstate", state, sizeof(state));
+            gf_err_set(&o->err, store__sqlstate_code(state), "store", "accept failed: %s",
+                       msg ? msg : state);
+            free(msg);
+            continue;
+        }
+        int null_available = 0;
+        json_t *id = rd_get(r, e, "generation_id"); /* null when refused for credits */
+        if (id != NULL && !json_is_null(id))
+            rd_word(r, e, "generation_id", o->accept.generation_id,
+                    sizeof(o->accept.generation_id));
+        o->accept.available = rd_int(r, e, "available", &null_available);
+        if (strcmp(outcome, "accepted") == 0)
+            continue;
+        if (strcmp(outcome, "insufficient") == 0) {
+            gf_err_set(&o->err, GF_ECREDITS, "store", "not enough credits (%lld available)",
+                       o->accept.available);
+            continue;
+        }
+        if (strcmp(outcome, "conflict") == 0) {
+            gf_err_set(&o->err, GF_ECONFLICT, "store",
+                       "idempotency key reused with another body (%s)", o->accept.generation_id);
+            continue;
+        }
+        if (strcmp(outcome, "existing") != 0) {
+            r->bad = "outcome";
+            return;
+        }
+        o->accept.existing = 1;
+        json_t *g = rd_get(r, e, "generation");
+        if (g == NULL || json_is_null(g))
+            continue;
+        o->found = 1;
+        rd_word(r, g, "kind", o->kind, sizeof(o->kind));
+        rd_word(r, g, "status", o->status, sizeof(o->status));
+        rd_word(r, g, "created_at", o->created_at, sizeof(o->created_at));
+        o->cost = rd_int(r, g, "cost", NULL);
+        o->images = (int)rd_int(r, g, "images", NULL);
+    }
+}
+
 /* The function whose JSON an operation reads (for error messages). */
 static const char *json_source(store_op_t op)
 {
@@ -488,6 +563,8 @@ static const char *json_source(store_op_t op)
         return "farm_storage_unreferenced";
     case STORE_OP_AUDIT_PAGE:
         return "farm_audit_page";
+    case STORE_OP_ACCEPT_BATCH:
+        return "farm_accept_generations";
     default:
         return "store";
     }
@@ -508,6 +585,11 @@ static void parse_json(store_call_t *c, const char *text)
     if (c->_op == STORE_OP_WEBHOOK_LIST) {
         if (json_is_array(root))
             read_webhook_list(&r, root, &c->res.webhook_list);
+        else
+            r.bad = "(not an array)";
+    } else if (c->_op == STORE_OP_ACCEPT_BATCH) {
+        if (json_is_array(root))
+            read_accept_batch(&r, root, c->_batch, &c->res.accept_batch);
         else
             r.bad = "(not an array)";
     } else if (!json_is_object(root))
@@ -658,6 +740,7 @@ void store__parse_row(store_call_t *c, const store_row_t *row)
     case STORE_OP_LIFECYCLE:
     case STORE_OP_UNREFERENCED:
     case STORE_OP_AUDIT_PAGE:
+    case STORE_OP_ACCEPT_BATCH:
         parse_json(c, row->v[0]);
         return;
     case STORE_OP_AUDIT:
@@ -759,6 +842,9 @@ void store__result_dispose(store_call_t *c)
         }
         free(c->res.audit.items);
         free(c->res.audit.next_cursor);
+        break;
+    case STORE_OP_ACCEPT_BATCH:
+        free(c->res.accept_batch.items);
         break;
     case STORE_OP_RESUME:
         free(c->res.resume.settled);

@@ -161,6 +161,8 @@ typedef struct gf_config {
     long long sweep_leftover_grace_s;
     /* claim (issue #22): 0 by measured capacity, 1 up to FARM_WORKER_CONCURRENCY */
     long long worker_claim;
+    /* accept (issue #22): group commit of POST /v1/generations */
+    long long api_accept_batch_max;
     /* Derived by the loader from the rows above (already validated). */
     struct gf_tier {
         char name[GF_TIER_NAME_MAX + 1];

@@ -3,12 +3,20 @@
 # scripts/bench.d/api.sh: `scripts/bench api`, POST /v1/generations through
 # wrk (-t2 -c64 -d10s; a Lua script rotates 100 pre-funded users' tokens; no
 # workers run, so every request is a full accept: rate limit, hold,
-# enqueue), then the same api's /healthz. Prints one line:
+# enqueue) against BENCH_API_PROCESSES (2) farm-api processes on one port,
+# twice in the same invocation: first the baseline, each accept its own
+# statement (FARM_API_ACCEPT_BATCH_MAX=1), then group-committed (the default
+# FARM_API_ACCEPT_BATCH_MAX), each against a fresh api on the same
+# database; then the second api's /healthz. Prints three lines:
 #
 #   api_enqueue: <N> req/s p50 <a> ms p99 <b> ms, non-2xx <k> | healthz <M> req/s
+#   api_enqueue_baseline: <N> req/s p50 <a> ms p99 <b> ms, non-2xx <k> (FARM_API_ACCEPT_BATCH_MAX=1) | batched/baseline <r>x
+#   api_accept_batch: <m> accepts per statement (mean, one api process)
 #
-# (N, k, M integers; a, b with 2 decimals.) Knobs: BENCH_DURATION (wrk's -d,
-# 10s), FARM_LOG_LEVEL (the api's, warn), FARM_BIN_DIR.
+# (N, k, M integers; a, b with 2 decimals; r, m with 2.) The baseline runs
+# first, so the batched run meets the larger tables. Knobs: BENCH_DURATION
+# (wrk's -d, 10s), BENCH_API_PROCESSES (2), FARM_LOG_LEVEL (the api's,
+# warn), FARM_BIN_DIR.
 #
 # scripts/bench sources this file in a subshell of its own and runs
 # bench_api; sourcing it defines functions and starts nothing.
@@ -23,18 +31,13 @@ bench_api() {
 
 # Runs inside tests/fixture/with-servers (bench_with_servers).
 bench_api_in_fixture() {
-    local tmp=$FARM_TEST_TMPDIR api_port i user tok
+    local tmp=$FARM_TEST_TMPDIR i user tok
     bench_clear_test_env
     export FARM_JWT_SECRET=bench-secret-0123456789 FARM_FILE_SECRET=bench-file-secret-0123456789 FARM_RATE_LIMIT_BURST=1000000 \
         FARM_RATE_LIMIT_PER_MIN=1000000 FARM_RATE_LIMITS=reads=1000000/1000000 FARM_QUEUE_TIERS=pro:4:1000000,free:1:3 \
-        FARM_API_PROCESSES=1 FARM_LOG_LEVEL=${FARM_LOG_LEVEL:-warn}
+        FARM_API_PROCESSES=${BENCH_API_PROCESSES:-2} FARM_LOG_LEVEL=${FARM_LOG_LEVEL:-warn}
     api_pid=''
     trap '[[ -n $api_pid ]] && gf_stop_pid "$api_pid" TERM 10; true' EXIT
-    api_port=$(gf_port_pick)
-    FARM_API_PORT=$api_port "$bin/farm-api" </dev/null >"$tmp/api.log" 2>&1 &
-    api_pid=$!
-    gf_wait_http "http://127.0.0.1:$api_port/readyz" 200 20 "$api_pid" ||
-        gf_die "farm-api did not become ready: $(tail -n 20 "$tmp/api.log")"
     gf_info "making 100 funded users"
     {
         echo 'tokens = {'
@@ -56,11 +59,37 @@ request = function()
 end
 LUA
     } >"$tmp/post.lua"
-    local post health rps p50 p99 bad hrps
-    post=$(wrk_full api "http://127.0.0.1:$api_port/v1/generations" "$tmp/post.lua")
+    local base batched health metrics rps p50 p99 bad brps bp50 bp99 bbad hrps
+    bench_api_start "$tmp/api-baseline.log" 1
+    base=$(wrk_full api "http://127.0.0.1:$api_port/v1/generations" "$tmp/post.lua")
+    gf_stop_pid "$api_pid" TERM 10
+    api_pid=''
+    bench_api_start "$tmp/api.log" ''
+    batched=$(wrk_full api "http://127.0.0.1:$api_port/v1/generations" "$tmp/post.lua")
+    metrics=$(curl -fsS "http://127.0.0.1:$api_port/metrics") || gf_die "no /metrics from farm-api"
     health=$(wrk_full healthz "http://127.0.0.1:$api_port/healthz")
-    read -r rps p50 p99 bad <<<"$post"
+    read -r rps p50 p99 bad <<<"$batched"
+    read -r brps bp50 bp99 bbad <<<"$base"
     read -r hrps _ <<<"$health"
     printf 'api_enqueue: %d req/s p50 %.2f ms p99 %.2f ms, non-2xx %d | healthz %d req/s\n' \
         "$rps" "$p50" "$p99" "$bad" "$hrps"
+    printf 'api_enqueue_baseline: %d req/s p50 %.2f ms p99 %.2f ms, non-2xx %d (FARM_API_ACCEPT_BATCH_MAX=1) | batched/baseline %.2fx\n' \
+        "$brps" "$bp50" "$bp99" "$bbad" "$(awk -v a="$rps" -v b="$brps" 'BEGIN { print (b > 0 ? a / b : 0) }')"
+    awk '/^farm_api_accept_batch_size_sum / { s = $2 } /^farm_api_accept_batch_size_count / { c = $2 }
+        END { printf "api_accept_batch: %.2f accepts per statement (mean, one api process)\n", (c > 0 ? s / c : 0) }' <<<"$metrics"
+}
+
+# bench_api_start LOG BATCH_MAX : starts farm-api (BATCH_MAX '' for the default) on a new
+# port, sets api_pid and api_port, and waits until it is ready.
+bench_api_start() {
+    local log=$1 batch=$2
+    api_port=$(gf_port_pick)
+    if [[ -n $batch ]]; then
+        FARM_API_ACCEPT_BATCH_MAX=$batch FARM_API_PORT=$api_port "$bin/farm-api" </dev/null >"$log" 2>&1 &
+    else
+        FARM_API_PORT=$api_port "$bin/farm-api" </dev/null >"$log" 2>&1 &
+    fi
+    api_pid=$!
+    gf_wait_http "http://127.0.0.1:$api_port/readyz" 200 20 "$api_pid" ||
+        gf_die "farm-api did not become ready: $(tail -n 20 "$log")"
 }

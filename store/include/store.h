@@ -78,6 +78,8 @@ typedef enum {
     STORE_OP_RECONCILE_COUNT,
     /* leftover files (docs/storage.md, "Leftover files") */
     STORE_OP_UNREFERENCED,
+    /* group-committed accepts (docs/credits.md "Group-committed accepts") */
+    STORE_OP_ACCEPT_BATCH,
     STORE_OP_COUNT_
 } store_op_t;
 
@@ -88,6 +90,31 @@ typedef struct {
     long long available;    /* after the hold; what was available on GF_ECREDITS */
     int existing;           /* 1: an idempotency key matched an earlier identical request */
 } store_accept_result_t;
+
+/*
+ * ACCEPT_BATCH: one request's outcome. err.code: GF_OK (accepted, or
+ * `accept.existing`), GF_ECREDITS (accept.available filled), GF_ECONFLICT
+ * (same idempotency key, another body), GF_ENOTFOUND (a reference is not
+ * the user's: `missing` names it, "identity" or "poses"), or this request's
+ * own Postgres error (store__sqlstate_code: GF_EINVAL, GF_EUNAVAIL); nothing
+ * of a request that failed was written.
+ */
+typedef struct {
+    gf_err_t err;
+    store_accept_result_t accept;
+    char missing[16];
+    /* existing: the first generation as a repeated request is answered; found = 0
+     * when it was deleted since */
+    int found;
+    char kind[8], status[16], created_at[32];
+    long long cost;
+    int images;
+} store_accept_outcome_t;
+
+typedef struct {
+    store_accept_outcome_t *items; /* in the order of the batch's requests */
+    size_t n;
+} store_accept_batch_result_t;
 
 typedef struct {
     int attempts;    /* this start included */
@@ -358,7 +385,8 @@ typedef struct {
     store_op_t _op;
     char *_params[STORE_MAX_PARAMS]; /* NULL is SQL NULL */
     int _nparams;
-    int _audited; /* store_call_set_audit: the last STORE_AUDIT_PARAMS params are the row's */
+    int _audited;  /* store_call_set_audit: the last STORE_AUDIT_PARAMS params are the row's */
+    size_t _batch; /* ACCEPT_BATCH: its number of requests */
     gf_err_t err;
     union {
         store_accept_result_t accept;
@@ -383,6 +411,7 @@ typedef struct {
         store_upload_result_t upload; /* UPLOAD_ADD and UPLOAD_USAGE */
         store_audit_result_t audit;   /* AUDIT and AUDIT_PAGE */
         store_reconcile_result_t reconcile;
+        store_accept_batch_result_t accept_batch;
     } res;
 } store_call_t;
 
@@ -405,6 +434,32 @@ typedef struct {
 } store_accept_t;
 
 void store_call_accept(store_call_t *c, const store_accept_t *a);
+
+/* One request of a group-committed accept: the accept and the references it makes. */
+typedef struct {
+    store_accept_t accept;
+    const char *identity_upload;     /* UUID; NULL: none */
+    const char *identity_generation; /* UUID; NULL: none */
+    int identity_index;              /* the output of identity_generation */
+    const char *const *pose_uploads; /* UUIDs of uploaded pose maps */
+    size_t n_pose_uploads;
+} store_accept_item_t;
+
+/* The most requests of one ACCEPT_BATCH (FARM_API_ACCEPT_BATCH_MAX is at most this). */
+#define STORE_ACCEPT_BATCH_MAX 256
+
+/*
+ * Group-committed accepts (store/sql/farm_accept_generations.sql): `n`
+ * requests (1..STORE_ACCEPT_BATCH_MAX; strings are copied) in one statement
+ * and one transaction, each with its own outcome (res.accept_batch.items[i]
+ * for items[i]): its reference check, then farm_accept_generation's
+ * idempotency key, hold and generation row. Requests of the same user see
+ * each other's holds. The call's own err.code fails every request at once
+ * (Postgres down or timed out: then nothing of the batch was written).
+ * Returns 0, or GF_EINVAL when n is out of range (the call is then empty:
+ * do not run it).
+ */
+int store_call_accept_batch(store_call_t *c, const store_accept_item_t *items, size_t n);
 void store_call_start(store_call_t *c, const char *gen_id, long long fence, const char *provider);
 void store_call_provider_request(store_call_t *c, const char *gen_id, long long fence, int index,
                                  const char *request_id);

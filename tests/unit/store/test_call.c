@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -174,6 +175,116 @@ static void test_dispose_frees_results_and_allows_a_rebuild(void **state)
     store_call_dispose(&c);
 }
 
+/* A string member of the batch's request `i` (NULL: JSON null; "(absent)" when missing). */
+static const char *member(json_t *batch, size_t i, const char *k)
+{
+    json_t *v = json_object_get(json_array_get(batch, i), k);
+    if (v == NULL)
+        return "(absent)";
+    return json_is_null(v) ? NULL : json_string_value(v);
+}
+
+static void test_accept_batch_is_one_json_array(void **state)
+{
+    (void)state;
+    char *up = strdup(GEN); /* copied: the caller may free its inputs at once */
+    const char *poses[] = {up, USR};
+    store_accept_item_t items[2] = {
+        {.accept = {.id = GEN,
+                    .user_id = USR,
+                    .plan = "pro",
+                    .kind = "pose",
+                    .images = 2,
+                    .unit_cost = 30,
+                    .welcome_credits = 100,
+                    .params_json = "{\"prompt\":\"a \\\"quoted\\\" fox\"}",
+                    .metadata_json = "{\"ref\":1}",
+                    .deadline_unix_ms = 1700000000123LL,
+                    .idempotency_key = "key-1",
+                    .request_hash = "h",
+                    .webhook_url = "https://example.com/hook",
+                    .webhook_events = "{started}"},
+         .identity_generation = USR,
+         .identity_index = 3,
+         .pose_uploads = poses,
+         .n_pose_uploads = 2},
+        {.accept = {.id = USR,
+                    .user_id = GEN,
+                    .kind = "avatar",
+                    .images = 1,
+                    .unit_cost = 10,
+                    .request_hash = "h2"},
+         .identity_upload = up},
+    };
+    store_call_t c;
+    assert_int_equal(store_call_accept_batch(&c, items, 2), 0);
+    free(up);
+    assert_int_equal(c._op, STORE_OP_ACCEPT_BATCH);
+    assert_int_equal(c._nparams, 1);
+    assert_int_equal(c._batch, 2);
+    json_error_t jerr;
+    json_t *b = json_loads(c._params[0], 0, &jerr);
+    assert_non_null(b);
+    assert_int_equal(json_array_size(b), 2);
+    assert_string_equal(member(b, 0, "id"), GEN);
+    assert_string_equal(member(b, 0, "user"), USR);
+    assert_string_equal(member(b, 0, "plan"), "pro");
+    assert_string_equal(member(b, 0, "kind"), "pose");
+    /* the user's JSON goes as text, byte for byte, for Postgres to parse */
+    assert_string_equal(member(b, 0, "params"), "{\"prompt\":\"a \\\"quoted\\\" fox\"}");
+    assert_string_equal(member(b, 0, "metadata"), "{\"ref\":1}");
+    assert_string_equal(member(b, 0, "idem_key"), "key-1");
+    assert_string_equal(member(b, 0, "idem_hash"), "h");
+    assert_string_equal(member(b, 0, "webhook_url"), "https://example.com/hook");
+    assert_string_equal(member(b, 0, "webhook_events"), "{started}");
+    assert_string_equal(member(b, 0, "identity_gen"), USR);
+    assert_null(member(b, 0, "identity_upload"));
+    json_t *o0 = json_array_get(b, 0);
+    assert_int_equal(json_integer_value(json_object_get(o0, "images")), 2);
+    assert_int_equal(json_integer_value(json_object_get(o0, "unit_cost")), 30);
+    assert_int_equal(json_integer_value(json_object_get(o0, "welcome")), 100);
+    assert_int_equal(json_integer_value(json_object_get(o0, "deadline_ms")), 1700000000123LL);
+    assert_int_equal(json_integer_value(json_object_get(o0, "identity_index")), 3);
+    json_t *ps = json_object_get(o0, "poses");
+    assert_int_equal(json_array_size(ps), 2);
+    assert_string_equal(json_string_value(json_array_get(ps, 0)), GEN);
+    assert_string_equal(json_string_value(json_array_get(ps, 1)), USR);
+    /* the second: absent inputs are null, no params is {}, no key means no hash */
+    assert_null(member(b, 1, "plan"));
+    assert_string_equal(member(b, 1, "params"), "{}");
+    assert_null(member(b, 1, "metadata"));
+    assert_null(member(b, 1, "idem_key"));
+    assert_null(member(b, 1, "idem_hash"));
+    assert_string_equal(member(b, 1, "identity_upload"), GEN);
+    assert_null(member(b, 1, "identity_gen"));
+    json_t *o1 = json_array_get(b, 1);
+    assert_true(json_is_null(json_object_get(o1, "deadline_ms")));
+    assert_true(json_is_null(json_object_get(o1, "identity_index"))); /* only with a generation */
+    assert_int_equal(json_array_size(json_object_get(o1, "poses")), 0);
+    json_decref(b);
+    store_call_dispose(&c);
+}
+
+static void test_accept_batch_refuses_bad_sizes_and_text(void **state)
+{
+    (void)state;
+    store_accept_item_t items[STORE_ACCEPT_BATCH_MAX + 1];
+    memset(items, 0, sizeof(items));
+    for (size_t i = 0; i < STORE_ACCEPT_BATCH_MAX + 1; i++)
+        items[i].accept = (store_accept_t){.id = GEN, .user_id = USR, .kind = "avatar"};
+    store_call_t c;
+    assert_int_equal(store_call_accept_batch(&c, items, 0), GF_EINVAL);
+    store_call_dispose(&c);
+    assert_int_equal(store_call_accept_batch(&c, items, STORE_ACCEPT_BATCH_MAX + 1), GF_EINVAL);
+    store_call_dispose(&c);
+    assert_int_equal(store_call_accept_batch(&c, items, STORE_ACCEPT_BATCH_MAX), 0);
+    assert_int_equal(c._batch, STORE_ACCEPT_BATCH_MAX);
+    store_call_dispose(&c);
+    items[1].accept.idempotency_key = "\xff\xfe"; /* not UTF-8 */
+    assert_int_equal(store_call_accept_batch(&c, items, 2), GF_EINVAL);
+    store_call_dispose(&c);
+}
+
 static void test_prepare_batch_names_every_operation(void **state)
 {
     (void)state;
@@ -195,6 +306,8 @@ int main(void)
         cmocka_unit_test(test_refs_index_only_with_a_generation),
         cmocka_unit_test(test_dispose_frees_results_and_allows_a_rebuild),
         cmocka_unit_test(test_prepare_batch_names_every_operation),
+        cmocka_unit_test(test_accept_batch_is_one_json_array),
+        cmocka_unit_test(test_accept_batch_refuses_bad_sizes_and_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -89,6 +89,96 @@ static void test_accept_outcomes(void **state)
     store_call_dispose(&c);
 }
 
+/* A batch of `n` minimal requests, to read a farm_accept_generations answer into. */
+static void batch_of(store_call_t *c, size_t n)
+{
+    store_accept_item_t items[4] = {0};
+    for (size_t i = 0; i < n; i++)
+        items[i].accept = (store_accept_t){.id = GEN, .user_id = USR, .kind = "avatar"};
+    assert_int_equal(store_call_accept_batch(c, items, n), 0);
+}
+
+static void test_accept_batch_outcomes_are_each_their_own(void **state)
+{
+    (void)state;
+    store_call_t c;
+    batch_of(&c, 4);
+    assert_int_equal(
+        parse(&c,
+              "[{\"outcome\": \"accepted\", \"available\": 90, \"generation\": null, "
+              "\"generation_id\": \"" GEN "\"}, "
+              "{\"outcome\": \"insufficient\", \"available\": 5, \"generation\": null, "
+              "\"generation_id\": null}, "
+              "{\"missing\": \"poses\", \"outcome\": \"missing\"}, "
+              "{\"outcome\": \"existing\", \"available\": null, \"generation\": "
+              "{\"cost\": 30, \"kind\": \"pose\", \"images\": 3, \"status\": \"succeeded\", "
+              "\"created_at\": \"2024-01-02T03:04:05.678Z\"}, \"generation_id\": \"" USR "\"}]"),
+        0); /* the call itself succeeded */
+    const store_accept_batch_result_t *r = &c.res.accept_batch;
+    assert_int_equal(r->n, 4);
+    assert_int_equal(r->items[0].err.code, 0);
+    assert_string_equal(r->items[0].accept.generation_id, GEN);
+    assert_int_equal(r->items[0].accept.available, 90);
+    assert_int_equal(r->items[0].accept.existing, 0);
+    assert_int_equal(r->items[1].err.code, GF_ECREDITS);
+    assert_int_equal(r->items[1].accept.available, 5);
+    assert_int_equal(r->items[2].err.code, GF_ENOTFOUND);
+    assert_string_equal(r->items[2].missing, "poses");
+    assert_int_equal(r->items[3].err.code, 0);
+    assert_int_equal(r->items[3].accept.existing, 1);
+    assert_int_equal(r->items[3].found, 1);
+    assert_string_equal(r->items[3].accept.generation_id, USR);
+    assert_string_equal(r->items[3].kind, "pose");
+    assert_string_equal(r->items[3].status, "succeeded");
+    assert_string_equal(r->items[3].created_at, "2024-01-02T03:04:05.678Z");
+    assert_int_equal(r->items[3].cost, 30);
+    assert_int_equal(r->items[3].images, 3);
+    store_call_dispose(&c);
+
+    batch_of(&c, 3);
+    assert_int_equal(parse(&c, "[{\"outcome\": \"conflict\", \"available\": null, \"generation\": "
+                               "null, \"generation_id\": \"" GEN "\"}, "
+                               "{\"outcome\": \"existing\", \"available\": null, "
+                               "\"generation\": null, \"generation_id\": \"" GEN "\"}, "
+                               "{\"outcome\": \"error\", \"message\": \"new row violates\", "
+                               "\"sqlstate\": \"23514\"}]"),
+                     0);
+    r = &c.res.accept_batch;
+    assert_int_equal(r->items[0].err.code, GF_ECONFLICT);
+    assert_string_equal(r->items[0].accept.generation_id, GEN);
+    assert_int_equal(r->items[1].err.code, 0);
+    assert_int_equal(r->items[1].accept.existing, 1);
+    assert_int_equal(r->items[1].found, 0); /* deleted since */
+    assert_int_equal(r->items[2].err.code, GF_EINVAL);
+    assert_non_null(strstr(r->items[2].err.msg, "new row violates"));
+    store_call_dispose(&c);
+}
+
+static void test_accept_batch_malformed(void **state)
+{
+    (void)state;
+    store_call_t c;
+    static const char *const bad[] = {
+        /* one outcome short of the batch */
+        "[{\"outcome\": \"accepted\", \"available\": 1, \"generation_id\": \"" GEN "\"}]",
+        /* a word no outcome has */
+        "[{\"outcome\": \"maybe\", \"available\": 1, \"generation_id\": \"" GEN "\"}, "
+        "{\"outcome\": \"accepted\", \"available\": 1, \"generation_id\": \"" GEN "\"}]",
+        /* an existing one without its generation member */
+        "[{\"outcome\": \"accepted\", \"available\": 1, \"generation_id\": \"" GEN "\"}, "
+        "{\"outcome\": \"existing\", \"available\": null, \"generation_id\": \"" GEN "\"}]",
+        "{\"outcome\": \"accepted\"}",
+        "[1, 2]",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        batch_of(&c, 2);
+        assert_int_equal(parse(&c, bad[i]), GF_EUNAVAIL);
+        assert_non_null(strstr(c.err.msg, "malformed farm_accept_generations result"));
+        assert_null(c.res.accept_batch.items); /* nothing half read (LSan: nothing leaked) */
+        store_call_dispose(&c);
+    }
+}
+
 static void test_worker_outcomes(void **state)
 {
     (void)state;
@@ -613,6 +703,8 @@ int main(void)
         cmocka_unit_test(test_sweep),
         cmocka_unit_test(test_resume),
         cmocka_unit_test(test_lifecycle_results),
+        cmocka_unit_test(test_accept_batch_outcomes_are_each_their_own),
+        cmocka_unit_test(test_accept_batch_malformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,342 @@
+/*
+ * tests/integration/store/accept_batch.c - group-committed accepts
+ * (store_call_accept_batch, store/sql/farm_accept_generations.sql) against
+ * the fixture's real Postgres, with the batch's contents fixed by the test:
+ * each request keeps its own outcome (a missing reference, an idempotent
+ * replay, a conflict, a 402, an error of its own) beside accepted ones;
+ * requests of one user see each other's holds; what a refused request
+ * would have written is not there; batches racing on the same users from
+ * several connections never overdraw nor deadlock.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store.h"
+#include "support.h"
+
+static store_conn_t *sc;
+
+static int setup(void **state)
+{
+    (void)state;
+    gf_err_t err = {0};
+    sc = store_conn_new(ts_env("FARM_DATABASE_URL"), &err);
+    if (sc == NULL)
+        fprintf(stderr, "%s\n", err.msg);
+    return sc ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    store_conn_free(sc);
+    return 0;
+}
+
+/* One request: its own generation id, an avatar of `images` at 10 credits each. */
+typedef struct {
+    char id[37];
+    store_accept_item_t it;
+} req_t;
+
+static void req_init(req_t *r, const char *user, int images, long long welcome)
+{
+    memset(r, 0, sizeof(*r));
+    gf_uuid4(r->id);
+    r->it.accept = (store_accept_t){.id = r->id,
+                                    .user_id = user,
+                                    .plan = "pro",
+                                    .kind = "avatar",
+                                    .images = images,
+                                    .unit_cost = 10,
+                                    .welcome_credits = welcome,
+                                    .params_json = "{\"prompt\":\"x\"}",
+                                    .request_hash = "h"};
+}
+
+/* Runs the batch of `n` requests on `conn`; the call's own status. */
+static int run_batch(store_conn_t *conn, req_t *reqs, size_t n, store_call_t *call)
+{
+    store_accept_item_t items[64];
+    for (size_t i = 0; i < n; i++)
+        items[i] = reqs[i].it;
+    assert_int_equal(store_call_accept_batch(call, items, n), 0);
+    return store_conn_exec(conn, call);
+}
+
+static void balance(const char *user, long long *bal, long long *held)
+{
+    store_call_t call;
+    store_call_balance(&call, user, 0);
+    assert_int_equal(store_conn_exec(sc, &call), 0);
+    *bal = call.res.balance.balance;
+    *held = call.res.balance.held;
+    store_call_dispose(&call);
+}
+
+/* Whether the generation exists for `user` (GET's read). */
+static int generation_exists(const char *id, const char *user)
+{
+    store_call_t call;
+    store_call_generation(&call, id, user);
+    int rc = store_conn_exec(sc, &call);
+    store_call_dispose(&call);
+    assert_true(rc == 0 || rc == GF_ENOTFOUND);
+    return rc == 0;
+}
+
+static void upload(const char *id, const char *user)
+{
+    store_call_t call;
+    char key[128];
+    snprintf(key, sizeof(key), "%s/uploads/%s.png", user, id);
+    store_call_upload_add(&call, id, user, 30, "png", 64, 64, 100, "ab", key, 0, 0);
+    assert_int_equal(store_conn_exec(sc, &call), 0);
+    store_call_dispose(&call);
+}
+
+static void test_each_request_keeps_its_own_outcome(void **state)
+{
+    (void)state;
+    char u1[37], u2[37], up2[37], up1[37], nowhere[37];
+    gf_uuid4(u1);
+    gf_uuid4(u2);
+    gf_uuid4(up1);
+    gf_uuid4(up2);
+    gf_uuid4(nowhere);
+    upload(up1, u1); /* both users are provisioned here with 30 welcome credits */
+    upload(up2, u2);
+    /* u2's first request with key "order-1", in a batch of its own before. */
+    req_t first;
+    req_init(&first, u2, 1, 100);
+    first.it.accept.idempotency_key = "order-1";
+    store_call_t call;
+    assert_int_equal(run_batch(sc, &first, 1, &call), 0);
+    assert_int_equal(call.res.accept_batch.items[0].err.code, 0);
+    store_call_dispose(&call);
+
+    enum { N = 9 };
+    req_t r[N];
+    req_init(&r[0], u1, 1, 30); /* u1 has 30 credits: three avatars */
+    req_init(&r[1], u2, 1, 100);
+    r[1].it.identity_upload = nowhere; /* 404: no such upload */
+    req_init(&r[2], u1, 1, 30);
+    req_init(&r[3], u2, 1, 100);
+    r[3].it.accept.idempotency_key = "order-1"; /* the replay: the first one, charged once */
+    req_init(&r[4], u1, 1, 30);
+    req_init(&r[5], u1, 1, 30); /* the fourth of u1: 402, its three before hold all 30 */
+    req_init(&r[6], u2, 1, 100);
+    r[6].it.accept.idempotency_key = "order-1";
+    r[6].it.accept.request_hash = "another body"; /* 409 */
+    req_init(&r[7], u2, 2, 100);
+    r[7].it.identity_upload = up2; /* its own upload: accepted, 20 credits */
+    const char *poses[] = {up2, up1};
+    req_init(&r[8], u2, 1, 100);
+    r[8].it.pose_uploads = poses; /* up1 is u1's: missing to u2 */
+    r[8].it.n_pose_uploads = 2;
+    assert_int_equal(run_batch(sc, r, N, &call), 0);
+    const store_accept_outcome_t *o = call.res.accept_batch.items;
+    assert_int_equal(call.res.accept_batch.n, N);
+    for (int i = 0; i < N; i++)
+        fprintf(stderr, "request %d: %s\n", i, gf_status_name(o[i].err.code));
+    assert_int_equal(o[0].err.code, 0);
+    assert_string_equal(o[0].accept.generation_id, r[0].id);
+    assert_int_equal(o[0].accept.available, 20);
+    assert_int_equal(o[1].err.code, GF_ENOTFOUND);
+    assert_string_equal(o[1].missing, "identity");
+    assert_int_equal(o[2].err.code, 0);
+    assert_int_equal(o[2].accept.available, 10); /* after r[0]'s hold: they see each other */
+    assert_int_equal(o[3].err.code, 0);
+    assert_int_equal(o[3].accept.existing, 1);
+    assert_string_equal(o[3].accept.generation_id, first.id);
+    assert_int_equal(o[3].found, 1);
+    assert_string_equal(o[3].kind, "avatar");
+    assert_string_equal(o[3].status, "queued");
+    assert_int_equal(o[3].cost, 10);
+    assert_int_equal(o[3].images, 1);
+    assert_int_equal(strlen(o[3].created_at), 24); /* 2026-12-05T15:00:00.000Z */
+    assert_int_equal(o[4].err.code, 0);
+    assert_int_equal(o[4].accept.available, 0);
+    assert_int_equal(o[5].err.code, GF_ECREDITS);
+    assert_int_equal(o[5].accept.available, 0);
+    assert_int_equal(o[6].err.code, GF_ECONFLICT);
+    assert_string_equal(o[6].accept.generation_id, first.id);
+    assert_int_equal(o[7].err.code, 0);
+    assert_int_equal(o[8].err.code, GF_ENOTFOUND);
+    assert_string_equal(o[8].missing, "poses");
+    store_call_dispose(&call);
+
+    long long bal, held;
+    balance(u1, &bal, &held);
+    assert_int_equal(bal, 30);
+    assert_int_equal(held, 30);
+    balance(u2, &bal, &held);
+    assert_int_equal(bal, 30);
+    assert_int_equal(held, 30); /* first (10) and r[7] (20); the replay charged nothing */
+    /* What was refused wrote nothing; what was accepted is there. */
+    static const int refused[] = {1, 3, 5, 6, 8};
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+        assert_false(generation_exists(r[refused[i]].id, r[refused[i]].it.accept.user_id));
+    static const int accepted[] = {0, 2, 4, 7};
+    for (size_t i = 0; i < sizeof(accepted) / sizeof(accepted[0]); i++)
+        assert_true(generation_exists(r[accepted[i]].id, r[accepted[i]].it.accept.user_id));
+}
+
+static void test_an_error_undoes_its_own_request_only(void **state)
+{
+    (void)state;
+    char u[37];
+    gf_uuid4(u);
+    req_t r[3];
+    req_init(&r[0], u, 1, 100);
+    req_init(&r[1], u, 2, 100);
+    r[1].it.accept.kind = "sculpture"; /* refused by the generations' kind domain */
+    r[1].it.accept.idempotency_key = "k-err";
+    req_init(&r[2], u, 1, 100);
+    store_call_t call;
+    assert_int_equal(run_batch(sc, r, 3, &call), 0);
+    const store_accept_outcome_t *o = call.res.accept_batch.items;
+    assert_int_equal(o[0].err.code, 0);
+    assert_int_equal(o[1].err.code, GF_EINVAL); /* class 23: bad input */
+    assert_int_equal(o[2].err.code, 0);
+    assert_int_equal(o[2].accept.available, 80); /* r[1]'s hold was undone before r[2] */
+    store_call_dispose(&call);
+    long long bal, held;
+    balance(u, &bal, &held);
+    assert_int_equal(held, 20);
+    assert_false(generation_exists(r[1].id, u));
+    /* Its idempotency key went with it: the same key is free for a good request. */
+    req_t again;
+    req_init(&again, u, 1, 100);
+    again.it.accept.idempotency_key = "k-err";
+    assert_int_equal(run_batch(sc, &again, 1, &call), 0);
+    assert_int_equal(call.res.accept_batch.items[0].err.code, 0);
+    assert_int_equal(call.res.accept_batch.items[0].accept.existing, 0);
+    store_call_dispose(&call);
+}
+
+static void test_one_key_twice_in_a_batch_is_one_generation(void **state)
+{
+    (void)state;
+    char u[37];
+    gf_uuid4(u);
+    req_t r[2];
+    req_init(&r[0], u, 1, 100);
+    req_init(&r[1], u, 1, 100);
+    r[0].it.accept.idempotency_key = r[1].it.accept.idempotency_key = "same";
+    store_call_t call;
+    assert_int_equal(run_batch(sc, r, 2, &call), 0);
+    const store_accept_outcome_t *o = call.res.accept_batch.items;
+    assert_int_equal(o[0].err.code, 0);
+    assert_int_equal(o[0].accept.existing, 0);
+    assert_int_equal(o[1].err.code, 0);
+    assert_int_equal(o[1].accept.existing, 1);
+    assert_string_equal(o[1].accept.generation_id, r[0].id);
+    assert_int_equal(o[1].found, 1);
+    store_call_dispose(&call);
+    long long bal, held;
+    balance(u, &bal, &held);
+    assert_int_equal(held, 10);
+}
+
+/*
+ * Batches on four connections at once, each holding requests of the same
+ * five users in a different order: the lock order (users by id) keeps them
+ * out of deadlocks (an aborted batch would fail whole), and no user is held
+ * more than they have.
+ */
+#define RACERS 4
+#define ROUNDS 10
+static char race_users[5][37];
+
+typedef struct {
+    int seed;
+    int accepted[5], refused, failed;
+} racer_t;
+
+static void *racer(void *arg)
+{
+    racer_t *rc = arg;
+    gf_err_t err = {0};
+    store_conn_t *conn = store_conn_new(ts_env("FARM_DATABASE_URL"), &err);
+    assert_non_null(conn);
+    unsigned s = (unsigned)rc->seed;
+    for (int round = 0; round < ROUNDS; round++) {
+        req_t r[10];
+        for (int i = 0; i < 10; i++)
+            req_init(&r[i], race_users[(i + (int)(rand_r(&s) % 5)) % 5], 1, 100);
+        store_call_t call;
+        if (run_batch(conn, r, 10, &call) != 0) {
+            fprintf(stderr, "batch failed: %s\n", call.err.msg);
+            rc->failed++;
+        } else {
+            for (int i = 0; i < 10; i++) {
+                int code = call.res.accept_batch.items[i].err.code;
+                int u = 0;
+                while (strcmp(race_users[u], r[i].it.accept.user_id) != 0)
+                    u++;
+                if (code == 0)
+                    rc->accepted[u]++;
+                else if (code == GF_ECREDITS)
+                    rc->refused++;
+                else
+                    rc->failed++;
+            }
+        }
+        store_call_dispose(&call);
+    }
+    store_conn_free(conn);
+    return NULL;
+}
+
+static void test_racing_batches_never_overdraw_nor_deadlock(void **state)
+{
+    (void)state;
+    for (int u = 0; u < 5; u++)
+        gf_uuid4(race_users[u]);
+    pthread_t th[RACERS];
+    racer_t rc[RACERS];
+    memset(rc, 0, sizeof(rc));
+    for (int i = 0; i < RACERS; i++) {
+        rc[i].seed = 17 + i;
+        pthread_create(&th[i], NULL, racer, &rc[i]);
+    }
+    for (int i = 0; i < RACERS; i++)
+        pthread_join(th[i], NULL);
+    int accepted = 0, refused = 0;
+    for (int i = 0; i < RACERS; i++) {
+        assert_int_equal(rc[i].failed, 0);
+        refused += rc[i].refused;
+    }
+    /* 400 requests for 5 users of 100 welcome credits: exactly 10 avatars each. */
+    for (int u = 0; u < 5; u++) {
+        int n = 0;
+        for (int i = 0; i < RACERS; i++)
+            n += rc[i].accepted[u];
+        assert_int_equal(n, 10);
+        accepted += n;
+        long long bal, held;
+        balance(race_users[u], &bal, &held);
+        assert_int_equal(bal, 100);
+        assert_int_equal(held, 100);
+    }
+    assert_int_equal(accepted + refused, RACERS * ROUNDS * 10);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_each_request_keeps_its_own_outcome),
+        cmocka_unit_test(test_an_error_undoes_its_own_request_only),
+        cmocka_unit_test(test_one_key_twice_in_a_batch_is_one_generation),
+        cmocka_unit_test(test_racing_batches_never_overdraw_nor_deadlock),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
