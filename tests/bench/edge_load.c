@@ -9,6 +9,8 @@
  *       COUNT connections at once each start an unauthenticated 10 MiB upload.
  *
  * Prints one line: "<mode> rss_growth_mib <N> normal_p99_ms <X> normal_requests <K> ...".
+ * With EDGE_TRACE set, also a timeline on stderr: each normal request's start (s from the
+ * beginning), path and latency (ms), when the uploads were all dialed, every 100th answer.
  */
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -28,6 +30,7 @@
 static int port;
 static const char *file_path;
 static atomic_int stop;
+static double t_start;
 
 static double now_s(void)
 {
@@ -129,7 +132,10 @@ static void *normal_client(void *arg)
     (void)arg;
     int fd = dial(0);
     for (int i = 0; !atomic_load(&stop); i++) {
+        double t = now_s();
         double ms = get(&fd, i % 2 ? file_path : "/healthz");
+        if (getenv("EDGE_TRACE"))
+            fprintf(stderr, "trace %.3f %s %.2f\n", t - t_start, i % 2 ? "file" : "healthz", ms);
         if (ms >= 0) {
             if (nlat == caplat) {
                 caplat = caplat ? caplat * 2 : 4096;
@@ -161,6 +167,7 @@ int main(int argc, char **argv)
     long n = atol(argv[4]);
     file_path = argv[5];
     long before = rss_kib(api), peak = before;
+    t_start = now_s();
     pthread_t normal;
     pthread_create(&normal, NULL, normal_client, NULL);
     long sent = 0, answered = 0;
@@ -199,6 +206,8 @@ int main(int argc, char **argv)
             send(fds[i], chunk, sizeof(chunk), MSG_NOSIGNAL);
             sent++;
         }
+        if (getenv("EDGE_TRACE"))
+            fprintf(stderr, "trace %.3f dialed all\n", now_s() - t_start);
         /* keep pushing body bytes where the server still takes them, and collect answers */
         double until = now_s() + 20;
         while (answered < n && now_s() < until) {
@@ -209,6 +218,8 @@ int main(int argc, char **argv)
                 ssize_t r = recv(fds[i], buf, sizeof(buf), 0);
                 if (r > 0 && strncmp(buf, "HTTP/1.1 4", 10) == 0) {
                     answered++;
+                    if (getenv("EDGE_TRACE") && answered % 100 == 0)
+                        fprintf(stderr, "trace %.3f answered %ld\n", now_s() - t_start, answered);
                     close(fds[i]);
                     fds[i] = -1;
                     continue;
