@@ -415,6 +415,13 @@ static int cmd_stats(int argc, char **argv)
         if (argc == 4 && option_ll("--watch", argv[3], 1, 3600, &every) < 0)
             return 2;
     }
+    if (every > 0) {
+        /* Before the connections, which may take seconds: a signal then is the stop too (and
+         * a SIGINT the parent left ignored is not lost while the handler is not yet set). */
+        struct sigaction sa = {.sa_handler = on_stats_signal};
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+    }
     gf_config_t *cfg = load_config();
     gf_err_t err = {0};
     queue_sync_t *qs = queue_sync_new(cfg, &err);
@@ -425,9 +432,6 @@ static int cmd_stats(int argc, char **argv)
     if (every == 0) {
         rc = stats_print(qs, sc);
     } else {
-        struct sigaction sa = {.sa_handler = on_stats_signal};
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
         while (!stats_stop) {
             printf("\033[H\033[2J"); /* home, clear the screen */
             stats_print(qs, sc);

@@ -230,7 +230,8 @@ static void test_farm_stats_shows_the_farm(void **state)
     assert_non_null(strstr(out, "CREDITS HELD 20\n"));
     /* --watch redraws until interrupted, then exits 0. */
     assert_int_equal(
-        farm_cli("timeout --preserve-status -s INT 6", "stats --watch 1", out, sizeof(out)), 0);
+        farm_cli("timeout -k 20 --preserve-status -s INT 6", "stats --watch 1", out, sizeof(out)),
+        0);
     const char *at = strstr(out, "CREDITS HELD 20\n");
     assert_non_null(at);
     assert_non_null(strstr(at + 1, "CREDITS HELD 20\n"));
