@@ -280,6 +280,17 @@ typedef struct {
     int accepted, refused, other;
 } race_t;
 
+/* Counts one accept's outcome. */
+static void tally(int rc, int *accepted, int *refused, int *other)
+{
+    if (rc == 0)
+        (*accepted)++;
+    else if (rc == GF_ECREDITS)
+        (*refused)++;
+    else
+        (*other)++;
+}
+
 static void *race_worker(void *arg)
 {
     race_t *r = arg;
@@ -289,13 +300,8 @@ static void *race_worker(void *arg)
     for (int i = 0; i < 25; i++) {
         char gen[37];
         new_id(gen);
-        int rc = accept_on(c, gen, r->user, 1, 10, NULL, NULL, 100);
-        if (rc == 0)
-            r->accepted++;
-        else if (rc == GF_ECREDITS)
-            r->refused++;
-        else
-            r->other++;
+        tally(accept_on(c, gen, r->user, 1, 10, NULL, NULL, 100), &r->accepted, &r->refused,
+              &r->other);
     }
     store_conn_free(c);
     return NULL;
@@ -348,13 +354,8 @@ static void *first_worker(void *arg)
         char gen[37];
         new_id(gen);
         pthread_barrier_wait(r->start);
-        int rc = accept_on(c, gen, r->users[u], 1, 10, NULL, NULL, 1000);
-        if (rc == 0)
-            r->accepted++;
-        else if (rc == GF_ECREDITS)
-            r->refused++;
-        else
-            r->other++;
+        tally(accept_on(c, gen, r->users[u], 1, 10, NULL, NULL, 1000), &r->accepted, &r->refused,
+              &r->other);
     }
     store_conn_free(c);
     return NULL;
