@@ -98,6 +98,13 @@ int ff_setup(const ff_farm_t *farm)
     if (ff_api_pid < 0)
         return -1;
     ff_worker_pid = start_worker();
+    if (ff_metrics_port > 0) {
+        /* The first reading of a worker metric must find the worker listening. */
+        char url[128];
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", ff_metrics_port);
+        if (!ts_wait_http(url, 200, NULL, 20))
+            return -1;
+    }
     ff_tok = au_token(NULL, "pro", NULL, ff_user);
     return au_grant(ff_user, 10000, farm->reason) == 0 ? 0 : -1;
 }

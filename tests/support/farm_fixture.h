@@ -38,7 +38,8 @@ extern char ff_user[37]; /* the user's id */
 /* Whether the fixture runs its S3 server (then ff_setup puts the farm's objects there). */
 int ff_wants_s3(void);
 
-/* Starts the farm (`farm` must outlive it); 0, or -1 when a part did not come up. */
+/* Starts the farm (`farm` must outlive it) and waits for the api to be ready and, with
+ * farm->metrics, for the worker's /metrics to answer; 0, or -1 when a part did not come up. */
 int ff_setup(const ff_farm_t *farm);
 /* Stops it (ts_stop_farm); 0 when the worker and the api exited 0. */
 int ff_teardown(void);
