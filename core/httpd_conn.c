@@ -652,34 +652,119 @@ static void linger_eof(httpd_conn_t *c)
     c->read_eof = 1;
 }
 
+/* Takes `c` off the list of connections waiting for a turn's drain budget. */
+static void drain_unlink(httpd_conn_t *c)
+{
+    gf_httpd_t *h = c->h;
+    if (!c->drain_waiting)
+        return;
+    c->drain_waiting = 0;
+    if (c->drain_prev)
+        c->drain_prev->drain_next = c->drain_next;
+    else
+        h->drain_waiting = c->drain_next;
+    if (c->drain_next)
+        c->drain_next->drain_prev = c->drain_prev;
+    else
+        h->drain_waiting_last = c->drain_prev;
+    c->drain_prev = c->drain_next = NULL;
+}
+
+/* `c` has more to drop than this turn's budget: it stops reading and waits for the next turn. */
+static void drain_wait(httpd_conn_t *c)
+{
+    gf_httpd_t *h = c->h;
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+    if (!c->drain_waiting) {
+        c->drain_waiting = 1;
+        c->drain_prev = h->drain_waiting_last;
+        if (h->drain_waiting_last)
+            h->drain_waiting_last->drain_next = c;
+        else
+            h->drain_waiting = c;
+        h->drain_waiting_last = c;
+    }
+    /* 1 ms, not 0: a later turn, as conn_turn_ok's timer (libuv runs a 0 ms timer
+     * started by a timer in the same pass). */
+    if (!uv_is_active((uv_handle_t *)&h->drain_timer))
+        uv_timer_start(&h->drain_timer, httpd__drain_turn, 1, 0);
+}
+
+/* This turn's drain budget left (HTTPD_TURN_DRAIN_BYTES at the start of a turn). */
+static size_t drain_budget(gf_httpd_t *h)
+{
+    uint64_t now = uv_now(h->loop);
+    if (h->drain_turn_ms != now) {
+        h->drain_turn_ms = now;
+        h->drain_left = HTTPD_TURN_DRAIN_BYTES;
+    }
+    return h->drain_left;
+}
+
+static void drain_spend(gf_httpd_t *h, size_t n)
+{
+    h->drain_left -= n < h->drain_left ? n : h->drain_left;
+}
+
 /*
  * Drops what a refused or lingering connection has queued without copying
  * it: with MSG_TRUNC, Linux frees a TCP socket's unread bytes in the
  * kernel. Hundreds of clients still sending refused 10 MiB bodies then cost
- * the loop a few syscalls each, not a copy of every byte, and other clients
- * are not kept waiting behind that (scripts/bench edge). Closes at the
+ * the loop a few syscalls each, not a copy of every byte. And all of them
+ * together drop at most HTTPD_TURN_DRAIN_BYTES in one loop turn: a
+ * connection with more waits, not reading, for a later turn (drain_wait), so
+ * other clients are not kept waiting behind the drops (scripts/bench edge);
+ * on loopback a drop also pays for the sender's next bytes. Closes at the
  * client's EOF once lingering (before, while the answer is still being
  * written, the EOF only ends reading: conn_end closes), or once more than
- * linger_max_bytes were dropped.
+ * linger_max_bytes were dropped. 0 when `c` reads on, -1 when it waits or
+ * is closed.
  */
-static void linger_drop(httpd_conn_t *c)
+static int linger_drop(httpd_conn_t *c)
 {
-    size_t max = c->h->opts.linger_max_bytes;
+    gf_httpd_t *h = c->h;
+    size_t max = h->opts.linger_max_bytes;
     uv_os_fd_t fd;
     if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) {
         while (c->linger_bytes <= max) {
-            ssize_t r = recv(fd, NULL, max - c->linger_bytes + 1, MSG_TRUNC | MSG_DONTWAIT);
+            size_t left = drain_budget(h), want = max - c->linger_bytes + 1;
+            if (left == 0) {
+                drain_wait(c);
+                return -1;
+            }
+            ssize_t r = recv(fd, NULL, want < left ? want : left, MSG_TRUNC | MSG_DONTWAIT);
             if (r == 0) {
                 linger_eof(c);
-                return;
+                return -1;
             }
             if (r < 0)
                 break; /* nothing more now; an error shows at libuv's next read */
             c->linger_bytes += (size_t)r;
+            drain_spend(h, (size_t)r);
         }
     }
-    if (c->linger_bytes > max)
+    if (c->linger_bytes > max) {
         httpd__conn_close(c, 1); /* enough dropped: the bound holds even for a fast sender */
+        return -1;
+    }
+    return 0;
+}
+
+/* The drain timer: a new turn's budget for the connections that waited, in arrival order. */
+void httpd__drain_turn(uv_timer_t *t)
+{
+    gf_httpd_t *h = t->data;
+    while (h->drain_waiting != NULL && drain_budget(h) > 0) {
+        httpd_conn_t *c = h->drain_waiting;
+        drain_unlink(c);
+        if (linger_drop(c) == 0 && !c->reading && !c->read_eof) {
+            c->reading = 1; /* all dropped: wait for more, or the EOF, with the loop */
+            uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+        }
+    }
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -691,6 +776,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             return;
         }
         c->linger_bytes += (size_t)nread;
+        drain_spend(c->h, (size_t)nread);
         linger_drop(c);
         return;
     }
@@ -714,6 +800,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (off < len && c->discarding && !c->closing) {
         c->linger_bytes += len - off; /* the body of a request refused at its headers */
+        drain_spend(c->h, len - off);
         linger_drop(c);
         return;
     }
@@ -760,7 +847,7 @@ static void conn_end(httpd_conn_t *c)
     }
     c->lingering = 1;
     conn_timer(c, c->h->opts.linger_ms);
-    if (!c->reading) {
+    if (!c->reading && !c->drain_waiting) { /* a waiting one reads again after its drop */
         c->reading = 1;
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
     }
@@ -831,6 +918,7 @@ void httpd__conn_close(httpd_conn_t *c, int notify)
         return;
     c->closing = 1;
     gf_httpd_t *h = c->h;
+    drain_unlink(c);
     if (c->prev)
         c->prev->next = c->next;
     else

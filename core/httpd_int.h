@@ -19,6 +19,10 @@
 /* Connections accepted in one loop turn at most: a burst of hundreds is taken over several
  * turns, so the requests of connections already open are not kept waiting behind it. */
 #define HTTPD_TURN_ACCEPTS 32
+/* Bytes that refused and lingering connections may drop, all together, in one loop turn
+ * (httpd_conn.c, linger_drop): the rest waits for the next turn, so clients that keep
+ * sending after their answer never hold the loop for long. */
+#define HTTPD_TURN_DRAIN_BYTES (1u << 20)
 
 typedef struct httpd_route {
     struct httpd_route *next;
@@ -97,8 +101,11 @@ struct httpd_conn {
     int lingering;       /* answered and half-closed: input is dropped until EOF or the timer */
     int discarding;      /* refused before its body: input is dropped, never kept */
     size_t linger_bytes; /* dropped so far while discarding or lingering */
-    size_t out_bytes;    /* bytes of writes not yet completed (this connection's output memory) */
-    uint64_t turn_ms;    /* the loop time of the turn turn_requests counts in */
+    /* Waiting for a turn's drain budget (gf_httpd.drain_waiting), not reading meanwhile. */
+    httpd_conn_t *drain_prev, *drain_next;
+    int drain_waiting;
+    size_t out_bytes; /* bytes of writes not yet completed (this connection's output memory) */
+    uint64_t turn_ms; /* the loop time of the turn turn_requests counts in */
     unsigned turn_requests;
     int resume_pending; /* its turn's budget is spent: the timer resumes it on the next turn */
     int out_held;       /* a request waits for this client to take its answers (out_bytes) */
@@ -121,6 +128,13 @@ struct gf_httpd {
     int listening;
     uv_idle_t accept_idle; /* the next turn's accepts, once HTTPD_TURN_ACCEPTS were taken */
     int turn_accepts;
+    /* Dropping refused and lingering input (HTTPD_TURN_DRAIN_BYTES a turn): the turn's
+     * loop time, what is left of its budget, the connections waiting for the next turn in
+     * arrival order, and the timer that drains them then. */
+    uint64_t drain_turn_ms;
+    size_t drain_left;
+    httpd_conn_t *drain_waiting, *drain_waiting_last;
+    uv_timer_t drain_timer;
     int port;
     httpd_route_t *routes, *routes_last;
     httpd_conn_t *conns;
@@ -177,6 +191,7 @@ void httpd__req_done(httpd_conn_t *c, int keep);
 void httpd__conn_accept(gf_httpd_t *h);
 void httpd__conn_stop(httpd_conn_t *c);
 void httpd__conn_close(httpd_conn_t *c, int notify);
+void httpd__drain_turn(uv_timer_t *t);
 void httpd__conn_checked(httpd_conn_t *c);
 
 #endif
