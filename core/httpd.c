@@ -389,8 +389,6 @@ int gf_httpd_listen(gf_httpd_t *h, gf_err_t *err)
     h->listener.data = h;
     uv_idle_init(h->loop, &h->accept_idle);
     h->accept_idle.data = h;
-    uv_timer_init(h->loop, &h->drain_timer);
-    h->drain_timer.data = h;
     h->listening = 1;
     int rc = uv_tcp_open(&h->listener, fd);
     if (rc == 0)
@@ -398,7 +396,6 @@ int gf_httpd_listen(gf_httpd_t *h, gf_err_t *err)
     if (rc < 0) {
         uv_close((uv_handle_t *)&h->listener, NULL);
         uv_close((uv_handle_t *)&h->accept_idle, NULL);
-        uv_close((uv_handle_t *)&h->drain_timer, NULL);
         h->listening = 0;
         return gf_err_setd(err, GF_EIO, "http", rc, "cannot listen on %s:%d: %s", h->host,
                            h->opts.port, uv_strerror(rc));
@@ -476,9 +473,13 @@ void gf_httpd_stop(gf_httpd_t *h, gf_httpd_stopped_cb cb, void *data)
     uv_timer_start(&h->stop_timer, on_stop_timeout, h->opts.shutdown_timeout_ms, 0);
     if (h->listening) {
         h->listening = 0;
-        h->stop_pending_closes += 3;
+        h->stop_pending_closes += 2;
         uv_close((uv_handle_t *)&h->listener, on_stop_handle_closed);
         uv_close((uv_handle_t *)&h->accept_idle, on_stop_handle_closed);
+    }
+    if (h->drain_timer_open) { /* no connection waits once stopping: they close */
+        h->drain_timer_open = 0;
+        h->stop_pending_closes++;
         uv_close((uv_handle_t *)&h->drain_timer, on_stop_handle_closed);
     }
     for (httpd_conn_t *c = h->conns; c;) {

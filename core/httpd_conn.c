@@ -640,18 +640,6 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(h->readbuf, n);
 }
 
-/* The client's EOF (or reset) on a connection whose input is dropped. */
-static void linger_eof(httpd_conn_t *c)
-{
-    if (c->lingering) {
-        httpd__conn_close(c, 1); /* the client read the answer and closed, or reset */
-        return;
-    }
-    uv_read_stop((uv_stream_t *)&c->tcp); /* the answer is still going out: conn_end closes */
-    c->reading = 0;
-    c->read_eof = 1;
-}
-
 /* Takes `c` off the list of connections waiting for a turn's drain budget. */
 static void drain_unlink(httpd_conn_t *c)
 {
@@ -674,6 +662,15 @@ static void drain_unlink(httpd_conn_t *c)
 static void drain_wait(httpd_conn_t *c)
 {
     gf_httpd_t *h = c->h;
+    if (h->stopping) {
+        httpd__conn_close(c, 1); /* a stopping server waits for nobody */
+        return;
+    }
+    if (!h->drain_timer_open) {
+        uv_timer_init(h->loop, &h->drain_timer);
+        h->drain_timer.data = h;
+        h->drain_timer_open = 1;
+    }
     if (c->reading) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = 0;
@@ -707,6 +704,40 @@ static size_t drain_budget(gf_httpd_t *h)
 static void drain_spend(gf_httpd_t *h, size_t n)
 {
     h->drain_left -= n < h->drain_left ? n : h->drain_left;
+}
+
+/* Whether one more connection may close in this loop turn (HTTPD_TURN_CLOSES). */
+static int close_budget(gf_httpd_t *h)
+{
+    uint64_t now = uv_now(h->loop);
+    if (h->close_turn_ms != now) {
+        h->close_turn_ms = now;
+        h->closes_left = HTTPD_TURN_CLOSES;
+    }
+    if (h->closes_left == 0)
+        return 0;
+    h->closes_left--;
+    return 1;
+}
+
+/*
+ * The client's EOF (or reset) on a connection whose input is dropped. A
+ * lingering one closes, or, past this turn's HTTPD_TURN_CLOSES, waits for
+ * a later turn with the connections waiting to drop input.
+ */
+static void linger_eof(httpd_conn_t *c)
+{
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+    c->read_eof = 1;
+    if (!c->lingering)
+        return; /* the answer is still going out: conn_end closes */
+    if (close_budget(c->h))
+        httpd__conn_close(c, 1); /* the client read the answer and closed, or reset */
+    else
+        drain_wait(c);
 }
 
 /*
@@ -757,14 +788,24 @@ static int linger_drop(httpd_conn_t *c)
 void httpd__drain_turn(uv_timer_t *t)
 {
     gf_httpd_t *h = t->data;
-    while (h->drain_waiting != NULL && drain_budget(h) > 0) {
+    while (h->drain_waiting != NULL) {
         httpd_conn_t *c = h->drain_waiting;
+        if (c->read_eof) { /* its EOF came in a turn that had closed enough */
+            if (!close_budget(h))
+                break;
+            httpd__conn_close(c, 1);
+            continue;
+        }
+        if (drain_budget(h) == 0)
+            break;
         drain_unlink(c);
         if (linger_drop(c) == 0 && !c->reading && !c->read_eof) {
             c->reading = 1; /* all dropped: wait for more, or the EOF, with the loop */
             uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
         }
     }
+    if (h->drain_waiting != NULL && !uv_is_active((uv_handle_t *)t))
+        uv_timer_start(t, httpd__drain_turn, 1, 0);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)

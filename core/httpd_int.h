@@ -23,6 +23,9 @@
  * (httpd_conn.c, linger_drop): the rest waits for the next turn, so clients that keep
  * sending after their answer never hold the loop for long. */
 #define HTTPD_TURN_DRAIN_BYTES (1u << 20)
+/* Lingering connections closed at their client's EOF in one loop turn at most: hundreds of
+ * clients closing at once are closed over several turns, as HTTPD_TURN_ACCEPTS. */
+#define HTTPD_TURN_CLOSES 32
 
 typedef struct httpd_route {
     struct httpd_route *next;
@@ -101,7 +104,8 @@ struct httpd_conn {
     int lingering;       /* answered and half-closed: input is dropped until EOF or the timer */
     int discarding;      /* refused before its body: input is dropped, never kept */
     size_t linger_bytes; /* dropped so far while discarding or lingering */
-    /* Waiting for a turn's drain budget (gf_httpd.drain_waiting), not reading meanwhile. */
+    /* Waiting, not reading, for a later turn's budget to drop input or, at EOF, to close
+     * (gf_httpd.drain_waiting). */
     httpd_conn_t *drain_prev, *drain_next;
     int drain_waiting;
     size_t out_bytes; /* bytes of writes not yet completed (this connection's output memory) */
@@ -128,13 +132,15 @@ struct gf_httpd {
     int listening;
     uv_idle_t accept_idle; /* the next turn's accepts, once HTTPD_TURN_ACCEPTS were taken */
     int turn_accepts;
-    /* Dropping refused and lingering input (HTTPD_TURN_DRAIN_BYTES a turn): the turn's
-     * loop time, what is left of its budget, the connections waiting for the next turn in
-     * arrival order, and the timer that drains them then. */
-    uint64_t drain_turn_ms;
+    /* Refused and lingering connections, a turn's budget each: the loop time of the turn
+     * the drop budget and the close budget count in, what is left of them, the connections
+     * waiting for a later turn in arrival order, and the timer that serves them then. */
+    uint64_t drain_turn_ms, close_turn_ms;
     size_t drain_left;
+    unsigned closes_left; /* HTTPD_TURN_CLOSES a turn */
     httpd_conn_t *drain_waiting, *drain_waiting_last;
     uv_timer_t drain_timer;
+    int drain_timer_open; /* initialized at the first wait, closed by gf_httpd_stop */
     int port;
     httpd_route_t *routes, *routes_last;
     httpd_conn_t *conns;
