@@ -4,11 +4,13 @@
  *
  * The provider's bytes are decoded exactly once into an sRGB memory image,
  * and every variant is cut from that copy: decoding per variant would double
- * the cost of the most expensive step. The 256 is cut from the 512 (already
- * a square attention crop, so it has the same framing at a quarter of the
- * work). A provider image is trusted no more than an upload: it must be
- * PNG/JPEG/WebP by its bytes, decode without error and have the size we
- * asked for, or the whole image fails as invalid_output.
+ * the cost of the most expensive step. The 512 is computed into memory once,
+ * the 256 is cut from it (already a square attention crop, so it has the
+ * same framing at a quarter of the work), and a square image's thumb from
+ * the 256 (see img_variants_make()). A provider image is trusted no more
+ * than an upload: it must be PNG/JPEG/WebP by its bytes, decode without
+ * error and have the size we asked for, or the whole image fails as
+ * invalid_output.
  */
 #include "imaging_int.h"
 
@@ -74,6 +76,52 @@ static int cover_crop(VipsImage *in, int w, int h, VipsImage **out)
         return vips_thumbnail_image(in, out, w, "height", h, "size", VIPS_SIZE_BOTH, NULL);
     return vips_thumbnail_image(in, out, w, "height", h, "crop", VIPS_INTERESTING_ATTENTION, "size",
                                 VIPS_SIZE_BOTH, NULL);
+}
+
+/* Replaces the pipeline *im by its pixels in memory (the old ref dropped):
+ * an image that is encoded and also resized again is then computed once,
+ * not once per reader. 0 or -1 (vips error set). */
+static int materialise(VipsImage **im)
+{
+    VipsImage *mem = vips_image_copy_memory(*im);
+
+    g_object_unref(*im);
+    *im = mem;
+    return mem != NULL ? 0 : -1;
+}
+
+/*
+ * The 512 square of `mem` (*out, a new ref), held in memory when the 256 is
+ * cut from it (`source`). A square `mem` is only scaled. Otherwise it is
+ * scaled to cover 512 x 512 first and that scaled image is held in memory
+ * while the attention search reads it and the crop is cut from it:
+ * vips_thumbnail_image with a crop would compute the resize twice (once for
+ * the search, once for the pixels cut out).
+ */
+static int square_512(VipsImage *mem, int source, VipsImage **out)
+{
+    VipsImage *scaled = NULL;
+    int rc;
+
+    *out = NULL;
+    if (mem->Xsize == mem->Ysize) {
+        if (cover_crop(mem, 512, 512, out) != 0)
+            return -1;
+        return source ? materialise(out) : 0;
+    }
+    /* Cover: the shorter side becomes 512; the longer side's bound is one no
+     * scale reaches, so the thumbnail fits the shorter side exactly. */
+    if (mem->Xsize < mem->Ysize)
+        rc = vips_thumbnail_image(mem, &scaled, 512, "height", VIPS_MAX_COORD, "size",
+                                  VIPS_SIZE_BOTH, NULL);
+    else
+        rc = vips_thumbnail_image(mem, &scaled, VIPS_MAX_COORD, "height", 512, "size",
+                                  VIPS_SIZE_BOTH, NULL);
+    if (rc != 0 || materialise(&scaled) != 0)
+        return -1;
+    rc = vips_smartcrop(scaled, out, 512, 512, "interesting", VIPS_INTERESTING_ATTENTION, NULL);
+    g_object_unref(scaled);
+    return rc;
 }
 
 static int check_opts(const img_post_opts *o, gf_err_t *err)
@@ -174,18 +222,42 @@ int img_variants_make(const void *data, size_t len, const img_post_opts *o, img_
     rc = add_variant(out, fixed_variants[0].name, mem, fixed_variants[0].fmt, FULL_QUALITY, err);
     if (rc < 0)
         goto fail;
-    /* The 256's source: the provider image when square and no wider than the 512. */
+    /*
+     * Each smaller square comes from the one above it, held in memory, so
+     * no resize runs twice and no attention search runs on a square. A
+     * square provider image of 512 or 256 is that variant itself (the same
+     * bytes as the full one); a square no wider than 512 gives its own 256
+     * (never the upscaled 512). The thumb of a square at least 256 wide is
+     * the 256 scaled once more (the same framing: nothing is cut from a
+     * square); any other image's thumb is the whole image fitted into 128.
+     */
     int square = mem->Xsize == mem->Ysize;
+    int own_512 = square && mem->Xsize == 512;
     int own_256 = square && mem->Xsize == 256;
-    VipsImage *src_256 = square && mem->Xsize <= 512 ? mem : NULL;
-    if (cover_crop(mem, 512, 512, &t[1]) != 0 ||
-        (!own_256 && cover_crop(src_256 ? src_256 : t[1], 256, 256, &t[2]) != 0) ||
-        vips_thumbnail_image(mem, &t[3], THUMB_SIZE, "height", THUMB_SIZE, NULL) != 0) {
-        rc = img__vips_fail(err, GF_EIO, IMG_REASON_NONE, "while resizing");
+    int src_256_is_mem = square && mem->Xsize <= 512;
+    int thumb_from_256 = square && mem->Xsize >= 256;
+    if (own_512)
+        t[1] = g_object_ref(mem);
+    else if (square_512(mem, !src_256_is_mem, &t[1]) != 0) {
+        rc = img__vips_fail(err, GF_EIO, IMG_REASON_NONE, "while resizing to 512");
         goto fail;
     }
-    if ((rc = add_variant(out, fixed_variants[1].name, t[1], fixed_variants[1].fmt, FULL_QUALITY,
-                          err)) < 0)
+    if (own_256)
+        t[2] = g_object_ref(mem);
+    else if (cover_crop(src_256_is_mem ? mem : t[1], 256, 256, &t[2]) != 0 ||
+             (thumb_from_256 && materialise(&t[2]) != 0)) {
+        rc = img__vips_fail(err, GF_EIO, IMG_REASON_NONE, "while resizing to 256");
+        goto fail;
+    }
+    if (vips_thumbnail_image(thumb_from_256 ? t[2] : mem, &t[3], THUMB_SIZE, "height", THUMB_SIZE,
+                             NULL) != 0) {
+        rc = img__vips_fail(err, GF_EIO, IMG_REASON_NONE, "while resizing to the thumb");
+        goto fail;
+    }
+    if (own_512)
+        add_copy(out, fixed_variants[1].name, 0);
+    else if ((rc = add_variant(out, fixed_variants[1].name, t[1], fixed_variants[1].fmt,
+                               FULL_QUALITY, err)) < 0)
         goto fail;
     if (own_256)
         add_copy(out, fixed_variants[2].name, 0);

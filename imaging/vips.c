@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <vips/vector.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -156,6 +157,24 @@ int img_init(const gf_config_t *cfg, gf_err_t *err)
     g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO,
                       on_vips_log, NULL);
     return 0;
+}
+
+void img_keep_heap(void)
+{
+    /*
+     * Each image allocates and frees blocks of megabytes (the decoded image,
+     * the resized squares, libwebp's encoder state). Under glibc's default
+     * adaptive limits the larger ones are mmapped and the freed top of a
+     * heap is given back, so every image faults its working set in afresh:
+     * page faults and clearing fresh pages took 15 % of a single-thread
+     * `scripts/bench imaging` (perf), 5 % with these limits. They are the
+     * ones glibc's adaptive rule ends at for big blocks (32 MiB, twice that
+     * kept free); set up front, each pool thread reuses the same memory
+     * image after image. Tuning only: a failure (ASan's allocator ignores
+     * mallopt) leaves the defaults.
+     */
+    (void)mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+    (void)mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
 }
 
 void img_shutdown(void)

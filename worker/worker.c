@@ -69,6 +69,7 @@ int worker_start(worker_t *w, gf_err_t *err)
     if (rc < 0)
         return rc;
     w->imaging_up = 1;
+    img_keep_heap();
     w->presets = img_presets_load(w->cfg->presets_dir, err);
     if (w->presets == NULL)
         return err ? err->code : GF_EINVAL;

@@ -71,6 +71,16 @@ img_reason img_err_reason(const gf_err_t *err);
  */
 int img_init(const gf_config_t *cfg, gf_err_t *err);
 
+/*
+ * For a process whose main work is post-processing (the worker): glibc's
+ * malloc keeps blocks up to 32 MiB on its heaps and up to 64 MiB free
+ * before trimming, so the megabyte buffers each image needs are reused by
+ * the next instead of being mapped and faulted in again. Process-wide
+ * (glibc's mallopt); call once at start. The api does not call it: its
+ * memory bound would count what malloc keeps.
+ */
+void img_keep_heap(void);
+
 /* Stops libvips and frees its global state. Call once at exit, after every
  * pipeline has returned. */
 void img_shutdown(void);

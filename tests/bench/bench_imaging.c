@@ -6,7 +6,8 @@
  * Runs the avatar post-process (img_variants_make: full + 512 + 256 + thumb)
  * on IMAGE over and over from THREADS threads for SECONDS, the way the
  * worker runs it on the libuv pool: one pipeline per thread, vips' own
- * concurrency from FARM_VIPS_CONCURRENCY (default 1). Prints one line,
+ * concurrency from FARM_VIPS_CONCURRENCY (default 1), malloc set up by
+ * img_keep_heap(). Prints one line,
  * "<images> <elapsed seconds>", on stdout; the script turns it into img/s.
  */
 #include <pthread.h>
@@ -98,6 +99,7 @@ int main(int argc, char **argv)
         return 1;
     }
     gf_cfg_free(cfg);
+    img_keep_heap(); /* as the worker does */
     b.data = data;
     b.width = info.width;
     b.height = info.height;

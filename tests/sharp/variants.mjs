@@ -4,7 +4,9 @@
 //   full   WebP Q85 effort 2, the whole image
 //   512    WebP Q85 effort 2, 512x512 attention-cropped cover
 //   256    WebP Q85 effort 2, cut from the 512
-//   thumb  JPEG Q80, fitting 128x128
+//   thumb  JPEG Q80, fitting 128x128, standard Huffman tables (libvips'
+//          jpegsave default, which the farm uses; sharp's own default
+//          optimises them, an extra pass, so it is set off here)
 // The PNG is decoded once per image into raw pixels, as the farm does.
 // Metadata is dropped (sharp's default). Prints "<images> <seconds>".
 //
@@ -42,7 +44,7 @@ async function once() {
     .toBuffer();
   const thumb = await (await fromRaw(raw, info))
     .resize(128, 128, { fit: "inside" })
-    .jpeg({ quality: 80 })
+    .jpeg({ quality: 80, optimiseCoding: false })
     .toBuffer();
   return { full, v512, v256, thumb };
 }

@@ -151,6 +151,105 @@ static void test_attention_crop_follows_the_subject(void **state)
     g_free(png);
 }
 
+/* Mean absolute difference per band value (0..255) between two images of
+ * the same size: an independent measure of how alike two results look. */
+static double mean_diff(VipsImage *a, VipsImage *b)
+{
+    VipsImage *d = NULL, *ad = NULL;
+    double avg = 1e9;
+    assert_int_equal(a->Xsize, b->Xsize);
+    assert_int_equal(a->Ysize, b->Ysize);
+    assert_int_equal(vips_subtract(a, b, &d, NULL), 0);
+    assert_int_equal(vips_abs(d, &ad, NULL), 0);
+    assert_int_equal(vips_avg(ad, &avg, NULL), 0);
+    g_object_unref(ad);
+    g_object_unref(d);
+    return avg;
+}
+
+/* The variant `i` of `v` against libvips' one-step thumbnail of the whole
+ * provider image `src` at w x h (attention-cropped when `crop`): what the
+ * user gets must look like that within `tol`, and the disc (the subject)
+ * must be in it. */
+static void compare_direct(const img_variants *v, size_t i, VipsImage *src, int w, int h, int crop,
+                           double tol)
+{
+    VipsImage *ref = NULL;
+    if (crop)
+        assert_int_equal(vips_thumbnail_image(src, &ref, w, "height", h, "crop",
+                                              VIPS_INTERESTING_ATTENTION, "size", VIPS_SIZE_BOTH,
+                                              NULL),
+                         0);
+    else
+        assert_int_equal(vips_thumbnail_image(src, &ref, w, "height", h, NULL), 0);
+    VipsImage *got = imgt_decode(v->items[i].data.data, v->items[i].data.len);
+    double d = mean_diff(got, ref), max = 0;
+    assert_true(d <= tol);
+    assert_int_equal(vips_max(got, &max, NULL), 0);
+    assert_true(max >= 235); /* the disc (250, 200, 40) is in view */
+    g_object_unref(got);
+    g_object_unref(ref);
+}
+
+/*
+ * The 512, 256 and thumb are derived one from the other (the 256 from the
+ * 512, a square's thumb from the 256, a crop's search on a scaled copy held
+ * in memory); each must look like libvips' own thumbnail of the provider
+ * image made in one step, with the same crop. The bounds sit above the lossy
+ * encoders' own error (about 1 here); a centred instead of an attention crop
+ * of the wide image differs by 14.
+ */
+static void test_derived_variants_match_one_step_thumbnails(void **state)
+{
+    (void)state;
+    const struct {
+        int w, h;
+        img_format fmt;
+    } cases[] = {{1024, 1024, IMG_FORMAT_PNG},
+                 {768, 1024, IMG_FORMAT_JPEG},
+                 {1536, 512, IMG_FORMAT_PNG},
+                 {1024, 640, IMG_FORMAT_WEBP}};
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        size_t n;
+        unsigned char *bytes = imgt_picture(cases[c].w, cases[c].h, cases[c].fmt, &n);
+        img_post_opts o = {.expect_width = cases[c].w, .expect_height = cases[c].h};
+        img_variants v;
+        gf_err_t err = {0};
+        assert_int_equal(img_variants_make(bytes, n, &o, &v, &err), 0);
+        VipsImage *src = imgt_decode(bytes, n);
+        compare_direct(&v, 1, src, 512, 512, 1, 2.0);
+        compare_direct(&v, 2, src, 256, 256, 1, 2.5);
+        compare_direct(&v, 3, src, 128, 128, 0, 3.0);
+        g_object_unref(src);
+        img_variants_dispose(&v);
+        g_free(bytes);
+    }
+}
+
+/* A 512 x 512 provider image is its own 512: the full variant's bytes. */
+static void test_512_square_is_its_own_512(void **state)
+{
+    (void)state;
+    size_t n;
+    unsigned char *png = imgt_picture(512, 512, IMG_FORMAT_PNG, &n);
+    img_post_opts o = {.expect_width = 512, .expect_height = 512};
+    img_variants v;
+    gf_err_t err = {0};
+    assert_int_equal(img_variants_make(png, n, &o, &v, &err), 0);
+    const expect_t want[] = {
+        {"full", IMG_FORMAT_WEBP, 512, 512},
+        {"512", IMG_FORMAT_WEBP, 512, 512},
+        {"256", IMG_FORMAT_WEBP, 256, 256},
+        {"thumb", IMG_FORMAT_JPEG, 128, 128},
+    };
+    check_variants(&v, want, 4);
+    assert_int_equal(v.items[1].data.len, v.items[0].data.len);
+    assert_memory_equal(v.items[1].data.data, v.items[0].data.data, v.items[0].data.len);
+    assert_ptr_not_equal(v.items[1].data.data, v.items[0].data.data);
+    img_variants_dispose(&v);
+    g_free(png);
+}
+
 static void test_alpha_input_flattened_for_jpeg(void **state)
 {
     (void)state;
@@ -228,6 +327,8 @@ int main(void)
         cmocka_unit_test(test_small_square_images),
         cmocka_unit_test(test_attention_crop_follows_the_subject),
         cmocka_unit_test(test_alpha_input_flattened_for_jpeg),
+        cmocka_unit_test(test_derived_variants_match_one_step_thumbnails),
+        cmocka_unit_test(test_512_square_is_its_own_512),
         cmocka_unit_test(test_wrong_size_or_undecodable_is_invalid_output),
         cmocka_unit_test(test_bad_options_refused),
     };
