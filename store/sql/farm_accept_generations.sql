@@ -31,14 +31,12 @@
 -- Two requests of the same user see each other's holds (one transaction;
 -- the hold is farm_accept_generation's conditional UPDATE).
 --
--- Lock order: the fast path's block first locks every existing account of
--- the batch (FOR UPDATE) in user id order, in one statement, before its
--- holds; then the one-by-one path takes its requests by user id, locking
--- each user's account (or provisioning a new user) before anything else of
--- that user. Two batches on two connections (or two api processes)
--- therefore take the accounts they share in the same order and never wait
--- on each other in a cycle. (Should the fast block fail, its locks go with
--- it and the one-by-one path takes them again in the same order.)
+-- Lock order: first every existing account of the batch is locked (FOR
+-- UPDATE) in user id order, in one statement; then the fast path takes
+-- its holds, and the one-by-one path takes its requests by user id,
+-- provisioning new users in that order. Two batches on two connections
+-- (or two api processes) therefore take the accounts they share in the
+-- same order and never wait on each other in a cycle.
 CREATE OR REPLACE FUNCTION farm_accept_generations(p_batch jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -51,12 +49,10 @@ DECLARE
     v_acc record;
     v_gen jsonb;
 BEGIN
+    PERFORM 1 FROM credit_accounts a
+        WHERE a.user_id IN (SELECT (e->>'user')::uuid FROM jsonb_array_elements(p_batch) e)
+        ORDER BY a.user_id FOR UPDATE;
     BEGIN
-        -- Locked in this block, where the holds are taken: a row locked and
-        -- updated by one (sub)transaction stays a plain lock, no MultiXact.
-        PERFORM 1 FROM credit_accounts a
-            WHERE a.user_id IN (SELECT (e->>'user')::uuid FROM jsonb_array_elements(p_batch) e)
-            ORDER BY a.user_id FOR UPDATE;
         WITH req AS (
             SELECT t.*, t.images::bigint * t.unit_cost AS cost,
                    bool_and(t.idem_key IS NULL AND t.identity_upload IS NULL
