@@ -43,9 +43,9 @@ struct queue__conn {
 
 #define QUEUE_WATCH_BUCKETS 1024
 
-/* batch.c: the enqueues or finishes of one loop iteration, sent as one call. */
+/* batch.c: the enqueues, finishes or rate limits of one loop iteration, sent as one call. */
 #define QUEUE_BATCH_MAX   64 /* calls per FCALL */
-#define QUEUE_BATCH_ARITY 5  /* the most arguments per call (enqueue takes 4, finish 5) */
+#define QUEUE_BATCH_ARITY 5  /* the most arguments per call (enqueue 5, finish 5, ratelimit 3) */
 /* One call waiting in a batch: whom to tell. */
 typedef struct {
     queue_result_cb cb;
@@ -61,7 +61,7 @@ typedef struct {
     size_t off[QUEUE_BATCH_MAX * QUEUE_BATCH_ARITY], len[QUEUE_BATCH_MAX * QUEUE_BATCH_ARITY];
     gf_buf_t args; /* the arguments' bytes, each NUL-terminated, at off[] */
 } queue__batch_t;
-enum { QUEUE_BATCH_ENQUEUE, QUEUE_BATCH_FINISH, QUEUE_BATCH__COUNT };
+enum { QUEUE_BATCH_ENQUEUE, QUEUE_BATCH_FINISH, QUEUE_BATCH_RATELIMIT, QUEUE_BATCH__COUNT };
 
 struct queue {
     uv_loop_t *loop;

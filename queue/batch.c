@@ -1,20 +1,21 @@
 /*
- * queue/batch.c - the async client's enqueues and finishes made during one
- * loop iteration go to Redis together, as one FCALL with one answer per call,
- * when the iteration ends (a uv_prepare handle runs just before the loop
- * waits for I/O). An api accepting many requests at once, or a worker ending
- * many jobs, then costs Redis one call's fixed price per iteration instead of
- * per job; a lone call goes out in the same iteration as before, so nothing
- * waits for company.
+ * queue/batch.c - the async client's enqueues, finishes and rate limits made
+ * during one loop iteration go to Redis together, each kind as one FCALL
+ * with one answer per call, when the iteration ends (a uv_prepare handle
+ * runs just before the loop waits for I/O). An api accepting many requests
+ * at once, or a worker ending many jobs, then costs Redis one call's fixed
+ * price per iteration instead of per job; a lone call goes out in the same
+ * iteration as before, so nothing waits for company.
  *
  * Invariants:
  * - Every call added runs its callback exactly once: with its own answer,
  *   with the batch's failure (connection lost, timeout), or with
  *   GF_ECANCELED when the queue closes before the batch is sent.
- * - No callback ever runs inside queue_enqueue, queue_finish or queue_close:
- *   a batch that cannot be sent (a full one is sent at once, from inside the
- *   64th call) waits in `fails` for the flusher's next run, and the watches'
- *   GF_ECANCELED of a close waits for its last run (queue.h's contract).
+ * - No callback ever runs inside queue_enqueue, queue_finish,
+ *   queue_ratelimit or queue_close: a batch that cannot be sent (a full one
+ *   is sent at once, from inside the 64th call) waits in `fails` for the
+ *   flusher's next run, and the watches' GF_ECANCELED of a close waits for
+ *   its last run (queue.h's contract).
  * - A batch is moved out of the queue before any callback runs, so a callback
  *   may add calls (they start the next batch) or close the queue.
  * - The flusher holds a reference on the loop while anything waits for it.
@@ -158,6 +159,9 @@ void queue__batch_init(queue_t *q)
     q->batch[QUEUE_BATCH_FINISH].script = QS_FINISH;
     q->batch[QUEUE_BATCH_FINISH].parse = queue__parse_finish;
     q->batch[QUEUE_BATCH_FINISH].arity = 5;
+    q->batch[QUEUE_BATCH_RATELIMIT].script = QS_RATELIMIT;
+    q->batch[QUEUE_BATCH_RATELIMIT].parse = queue__parse_ratelimit;
+    q->batch[QUEUE_BATCH_RATELIMIT].arity = 3;
     uv_prepare_init(q->loop, &q->flusher);
     q->flusher.data = q;
     uv_unref((uv_handle_t *)&q->flusher);

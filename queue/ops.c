@@ -196,7 +196,6 @@ RESULT_HANDLER(handle_heartbeat, queue__parse_heartbeat)
 RESULT_HANDLER(handle_cancel, queue__parse_cancel)
 RESULT_HANDLER(handle_event, queue__parse_event)
 RESULT_HANDLER(handle_position, queue__parse_position)
-RESULT_HANDLER(handle_ratelimit, queue__parse_ratelimit)
 
 static void handle_claim(queue__op_t *op, gf_err_t *err, redisReply *r)
 {
@@ -346,7 +345,7 @@ int queue_ratelimit(queue_t *q, const char *user_id, long per_minute, long burst
     queue__cmd_str(&cmd, user_id);
     queue__cmd_int(&cmd, per_minute);
     queue__cmd_int(&cmd, burst);
-    return queue__op_send(q, &cmd, op_timeout(q), handle_ratelimit, (void *)cb, data, NULL);
+    return queue__batch_add(q, QUEUE_BATCH_RATELIMIT, &cmd, cb, data);
 }
 
 int queue_stats(queue_t *q, queue_stats_cb cb, void *data)

@@ -263,7 +263,8 @@ int queue_stats(queue_t *q, queue_stats_cb cb, void *data);
 /*
  * Takes one token from the user's bucket (refilled at `per_minute`, holding
  * at most `burst`). res->created: 1 allowed, 0 refused; res->position: tokens
- * left; res->retry_in_ms: until the next token.
+ * left; res->retry_in_ms: until the next token. The takes of one loop
+ * iteration go to Redis as one call (queue/batch.c), in order.
  */
 int queue_ratelimit(queue_t *q, const char *user_id, long per_minute, long burst,
                     queue_result_cb cb, void *data);

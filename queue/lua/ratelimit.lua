@@ -1,25 +1,34 @@
--- ratelimit: ARGV[B+1] user id, ARGV[B+2] tokens per minute, ARGV[B+3] burst.
+-- ratelimit: ARGV is one or more takes of 3 arguments each: a user id (the
+-- bucket's name), tokens per minute, burst. The async client sends the
+-- takes of one loop iteration together; they are taken in order, so two
+-- of one bucket see each other.
 -- A token bucket per user: it refills at the rate, holds at most the burst,
 -- and each allowed request takes one token.
--- Returns {allowed (1|0), tokens left, ms until the next token}.
-local user, rate, burst = ARGV[B + 1], tonumber(ARGV[B + 2]), tonumber(ARGV[B + 3])
-local key = P .. 'rl:' .. user
-local f = redis.call('HMGET', key, 't', 'ts')
-local tokens, ts = tonumber(f[1]), tonumber(f[2])
-if tokens == nil then
-    tokens, ts = burst, NOW
+-- Returns one answer per take, in order: {allowed (1|0), tokens left, ms
+-- until the next token}.
+local out = {}
+for i = 0, #ARGV / 3 - 1 do
+    local a = B + i * 3
+    local user, rate, burst = ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+    local key = P .. 'rl:' .. user
+    local f = redis.call('HMGET', key, 't', 'ts')
+    local tokens, ts = tonumber(f[1]), tonumber(f[2])
+    if tokens == nil then
+        tokens, ts = burst, NOW
+    end
+    tokens = math.min(burst, tokens + (NOW - ts) * rate / 60000)
+    local allowed = 0
+    if tokens >= 1 then
+        tokens = tokens - 1
+        allowed = 1
+    end
+    local wait = 0
+    if tokens < 1 then
+        wait = math.ceil((1 - tokens) * 60000 / rate)
+    end
+    redis.call('HSET', key, 't', tostring(tokens), 'ts', NOWS)
+    -- The bucket is full again after burst / rate minutes: then it may as well not exist.
+    redis.call('PEXPIRE', key, math.ceil(burst * 60000 / rate) + 1000)
+    out[i + 1] = {allowed, math.floor(tokens), wait}
 end
-tokens = math.min(burst, tokens + (NOW - ts) * rate / 60000)
-local allowed = 0
-if tokens >= 1 then
-    tokens = tokens - 1
-    allowed = 1
-end
-local wait = 0
-if tokens < 1 then
-    wait = math.ceil((1 - tokens) * 60000 / rate)
-end
-redis.call('HSET', key, 't', tostring(tokens), 'ts', NOWS)
--- The bucket is full again after burst / rate minutes: then it may as well not exist.
-redis.call('PEXPIRE', key, math.ceil(burst * 60000 / rate) + 1000)
-return {allowed, math.floor(tokens), wait}
+return out

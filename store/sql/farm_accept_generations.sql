@@ -12,31 +12,102 @@
 --    generation: {kind, status, cost, images, created_at} of an existing one
 --                (null when it was deleted since)}
 --
--- Each request keeps its own outcome: its reference check and its accept
--- (farm_accept_generation, the idempotency key, the hold, the generation
--- row) run in a block of their own, a subtransaction, so an error of one
--- request undoes that request only and is answered as its own 'error'.
+-- Most requests of a batch of two or more go through one set-based
+-- statement (the fast path; a lone request costs less one by one): those
+-- of users that have an account, sent no Idempotency-Key and no reference
+-- in this batch, and whose available credits cover all their requests of
+-- the batch. For them the outcome cannot differ from the one the
+-- request-by-request path gives (every hold passes), so the statement
+-- takes each such user's holds as one UPDATE and inserts all their
+-- generations and hold entries at once: a few executor starts per batch
+-- instead of several per request. Everything else goes the
+-- request-by-request way below; should the fast statement fail, it is
+-- undone and every request goes that way.
+--
+-- Each request keeps its own outcome: on the one-by-one path its reference
+-- check and its accept (farm_accept_generation, the idempotency key, the
+-- hold, the generation row) run in a block of their own, a subtransaction,
+-- so an error of one request undoes that request only and is answered as
+-- its own 'error'.
 -- Two requests of the same user see each other's holds (one transaction;
 -- the hold is farm_accept_generation's conditional UPDATE).
 --
--- Lock order: the requests are taken by user id, and each user's account
--- row is locked (FOR UPDATE) before anything else of that user, so
--- two batches on two connections (or two api processes) take the accounts
--- they share in the same order and never wait on each other in a cycle.
+-- Lock order: in a batch of two or more, first every existing account of
+-- the batch is locked (FOR UPDATE) in user id order, in one statement;
+-- then the fast path takes its holds, and the one-by-one path takes its
+-- requests by user id, locking each user's account (or provisioning a new
+-- user) in that order. Two batches on two connections (or two api
+-- processes) therefore take the accounts they share in the same order and
+-- never wait on each other in a cycle.
 CREATE OR REPLACE FUNCTION farm_accept_generations(p_batch jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     v_n int := jsonb_array_length(p_batch);
     v_out jsonb[] := array_fill(NULL::jsonb, ARRAY[v_n]);
+    v_fast jsonb := '{}'; -- the fast path's outcomes, by position ("1", "2"...)
     r record;
     v_user uuid;
     v_missing text;
     v_acc record;
     v_gen jsonb;
 BEGIN
+    IF v_n > 1 THEN -- a lone request costs less one by one than set-based
+        PERFORM 1 FROM credit_accounts a
+            WHERE a.user_id IN (SELECT (e->>'user')::uuid FROM jsonb_array_elements(p_batch) e)
+            ORDER BY a.user_id FOR UPDATE;
+        BEGIN
+            WITH req AS (
+                SELECT t.*, t.images::bigint * t.unit_cost AS cost,
+                       bool_and(t.idem_key IS NULL AND t.identity_upload IS NULL
+                                AND t.identity_gen IS NULL
+                                AND jsonb_array_length(coalesce(t.poses, '[]')) = 0)
+                           OVER (PARTITION BY t."user") AS plain
+                FROM ROWS FROM (jsonb_to_recordset(p_batch) AS (
+                         id uuid, "user" uuid, plan text, kind text, images int, unit_cost bigint,
+                         params text, metadata text, deadline_ms double precision, idem_key text,
+                         identity_upload text, identity_gen text, poses jsonb, webhook_url text,
+                         webhook_events text)) WITH ORDINALITY AS t(
+                         id, "user", plan, kind, images, unit_cost, params, metadata, deadline_ms,
+                         idem_key, identity_upload, identity_gen, poses, webhook_url, webhook_events,
+                         ord)
+            ), mine AS (
+                SELECT * FROM req WHERE plain
+            ), held AS (
+                UPDATE credit_accounts a SET held = a.held + u.cost, updated_at = now()
+                    FROM (SELECT m."user", sum(m.cost) AS cost FROM mine m GROUP BY m."user") u
+                    WHERE a.user_id = u."user" AND a.balance - a.held >= u.cost
+                    RETURNING a.user_id, a.balance - a.held AS available
+            ), fast AS (
+                -- available: after this request's hold, as one hold at a time leaves it
+                SELECT m.*, h.available + coalesce(sum(m.cost) OVER (
+                           PARTITION BY m."user" ORDER BY m.ord
+                           ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING), 0) AS available
+                FROM mine m JOIN held h ON h.user_id = m."user"
+            ), gen AS (
+                INSERT INTO generations (id, user_id, kind, plan, params, metadata, images, unit_cost,
+                                         cost, deadline_at, webhook_url, webhook_events)
+                    SELECT f.id, f."user", f.kind, coalesce(f.plan, 'free'), f.params::jsonb,
+                           f.metadata::jsonb, f.images, f.unit_cost, f.cost,
+                           to_timestamp(f.deadline_ms / 1000), f.webhook_url,
+                           coalesce(f.webhook_events::text[], '{}')
+                    FROM fast f ORDER BY f.ord
+                    RETURNING id, user_id, cost
+            ), led AS (
+                INSERT INTO credit_ledger (user_id, kind, amount, generation_id)
+                    SELECT g.user_id, 'hold', g.cost, g.id FROM gen g
+            )
+            SELECT coalesce(jsonb_object_agg(f.ord::text, jsonb_build_object(
+                       'outcome', 'accepted', 'generation_id', f.id, 'available', f.available,
+                       'generation', NULL)), '{}')
+                INTO v_fast FROM fast f;
+        EXCEPTION WHEN OTHERS THEN
+            v_fast := '{}'; -- undone: every request goes one by one
+        END;
+    END IF;
     FOR r IN
         SELECT e.ord::int AS ord, e.v, (e.v->>'user')::uuid AS u
         FROM jsonb_array_elements(p_batch) WITH ORDINALITY AS e(v, ord)
+        WHERE NOT v_fast ? e.ord::text
         ORDER BY (e.v->>'user')::uuid, e.ord
     LOOP
         IF v_user IS DISTINCT FROM r.u THEN
@@ -85,5 +156,6 @@ BEGIN
                                                'message', SQLERRM);
         END;
     END LOOP;
-    RETURN coalesce(to_jsonb(v_out), '[]'::jsonb);
+    RETURN (SELECT coalesce(jsonb_agg(coalesce(v_fast->(i::text), v_out[i]) ORDER BY i), '[]')
+            FROM generate_series(1, v_n) i);
 END $$;

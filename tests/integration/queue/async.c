@@ -4,7 +4,8 @@
  * (one subscription, events in order without gaps), cancel of a running job
  * seen within 2 s through pub/sub, failing fast while Redis is down, and
  * reconnecting (watches resume) after it restarts, many calls of one loop
- * iteration sent as one batch with their own answers, a library lost to
+ * iteration sent as one batch with their own answers (enqueues, finishes,
+ * rate limit takes), a library lost to
  * FUNCTION FLUSH loaded again, channels subscribed only as needed, and a
  * subscriber connection that died silently found by the probe and replaced, the error
  * record every answer carries, and a close that ends its watches after it returned. Each
@@ -665,6 +666,38 @@ static void test_calls_of_one_iteration_each_get_their_own_answer(void **state)
     free(m);
 }
 
+/* Rate limit takes of one iteration: one call, in order, each its own answer. */
+static void test_rate_limit_takes_of_one_iteration_go_as_one_call(void **state)
+{
+    fx_t *fx = *state;
+    char a[64], b[64];
+    qt_id(a, sizeof(a), "rl-a");
+    qt_id(b, sizeof(b), "rl-b");
+    many_t *m = calloc(1, sizeof(*m));
+    long long before = fcalls();
+    /* a: 2 tokens, 1 a minute; b: 5 tokens. Interleaved: a, b, a, a. */
+    const char *bucket[] = {a, b, a, a};
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(queue_ratelimit(fx->q, bucket[i], 1, bucket[i] == a ? 2 : 5, on_many, m),
+                         0);
+    assert_int_equal(m->n, 0); /* no answer inside the calls */
+    double end = ts_now() + 10;
+    while (m->n < 4 && ts_now() < end)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(m->n, 4);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(m->status[i], 0);
+    static const int allowed[] = {1, 1, 1, 0}, left[] = {1, 4, 0, 0};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(m->res[i].created, allowed[i]);
+        assert_int_equal(m->res[i].position, left[i]);
+    }
+    /* a's third take waits for a token at 1 a minute. */
+    assert_true(m->res[3].retry_in_ms > 50000 && m->res[3].retry_in_ms <= 60000);
+    assert_int_equal(fcalls() - before, 1);
+    free(m);
+}
+
 static void test_a_flushed_function_library_is_loaded_again(void **state)
 {
     fx_t *fx = *state;
@@ -765,6 +798,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_fails_fast_while_down_and_reconnects, setup, teardown),
         cmocka_unit_test_setup_teardown(test_calls_of_one_iteration_each_get_their_own_answer,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rate_limit_takes_of_one_iteration_go_as_one_call,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_flushed_function_library_is_loaded_again, setup,
                                         teardown),

@@ -6,7 +6,9 @@
  * replay, a conflict, a 402, an error of its own) beside accepted ones;
  * requests of one user see each other's holds; what a refused request
  * would have written is not there; batches racing on the same users from
- * several connections never overdraw nor deadlock.
+ * several connections never overdraw nor deadlock. The set-based path
+ * (funded users without keys or references) gives the outcomes one hold
+ * at a time would, and gives way to that one when it fails.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -222,6 +224,129 @@ static void test_an_error_undoes_its_own_request_only(void **state)
     store_call_dispose(&call);
 }
 
+/* Provisions `user` (no welcome credits) and grants `amount`. */
+static void fund(const char *user, long long amount)
+{
+    store_call_t call;
+    store_call_credit(&call, user, amount, "test", 0);
+    assert_int_equal(store_conn_exec(sc, &call), 0);
+    store_call_dispose(&call);
+}
+
+/* The amount of the hold entry of generation `id` in `user`'s ledger; -1: none. */
+static long long hold_of(const char *user, const char *id)
+{
+    store_call_t call;
+    store_call_ledger(&call, user, 100, NULL);
+    assert_int_equal(store_conn_exec(sc, &call), 0);
+    long long amount = -1;
+    for (size_t i = 0; i < call.res.ledger.n; i++) {
+        const store_ledger_entry_t *e = &call.res.ledger.items[i];
+        if (strcmp(e->kind, "hold") == 0 && e->generation_id && strcmp(e->generation_id, id) == 0)
+            amount = e->amount;
+    }
+    store_call_dispose(&call);
+    return amount;
+}
+
+/*
+ * Users with an account, no key and no reference in the batch: the ones
+ * whose requests all fit are held in one statement (a running "available"
+ * per request, a hold entry each); one whose requests do not all fit is
+ * answered request by request in order (a 402 between two accepted); a
+ * user with a key beside a plain request, and a new user, as before.
+ */
+static void test_funded_users_get_one_hold_at_a_time_outcomes(void **state)
+{
+    (void)state;
+    char a[37], b[37], c[37], fresh[37];
+    gf_uuid4(a);
+    gf_uuid4(b);
+    gf_uuid4(c);
+    gf_uuid4(fresh);
+    fund(a, 100);
+    fund(b, 30);
+    fund(c, 50);
+    enum { N = 8 };
+    req_t r[N];
+    req_init(&r[0], a, 2, 0);      /* a: 20 of 100 -> 80 */
+    req_init(&r[1], b, 2, 0);      /* b: 20 of 30 -> 10 */
+    req_init(&r[2], a, 3, 0);      /* a: 30 -> 50 */
+    req_init(&r[3], b, 2, 0);      /* b: 20 > 10: 402 */
+    req_init(&r[4], c, 1, 0);      /* c: 10 of 50, with a key -> 40 */
+    req_init(&r[5], b, 1, 0);      /* b: 10 of 10 -> 0 */
+    req_init(&r[6], c, 1, 0);      /* c: 10 -> 30 */
+    req_init(&r[7], fresh, 1, 40); /* a new user: 40 welcome credits -> 30 */
+    r[4].it.accept.idempotency_key = "c-1";
+    store_call_t call;
+    assert_int_equal(run_batch(sc, r, N, &call), 0);
+    const store_accept_outcome_t *o = call.res.accept_batch.items;
+    static const int ok[N] = {1, 1, 1, 0, 1, 1, 1, 1};
+    static const long long avail[N] = {80, 10, 50, 10, 40, 0, 30, 30};
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(o[i].err.code, ok[i] ? 0 : GF_ECREDITS);
+        assert_int_equal(o[i].accept.available, avail[i]);
+        if (ok[i]) {
+            assert_string_equal(o[i].accept.generation_id, r[i].id);
+            assert_int_equal(o[i].accept.existing, 0);
+        }
+        const char *u = r[i].it.accept.user_id;
+        assert_int_equal(generation_exists(r[i].id, u), ok[i]);
+        assert_int_equal(hold_of(u, r[i].id), ok[i] ? r[i].it.accept.images * 10 : -1);
+    }
+    store_call_dispose(&call);
+    const char *users[] = {a, b, c, fresh};
+    static const long long bals[] = {100, 30, 50, 40}, helds[] = {50, 30, 20, 10};
+    for (int i = 0; i < 4; i++) {
+        long long bal, held;
+        balance(users[i], &bal, &held);
+        assert_int_equal(bal, bals[i]);
+        assert_int_equal(held, helds[i]);
+    }
+}
+
+/*
+ * A request that fails among funded users' plain requests: the set-based
+ * statement is undone whole, and every request is answered one by one,
+ * the bad one with its own error.
+ */
+static void test_a_bad_request_among_funded_ones_fails_alone(void **state)
+{
+    (void)state;
+    char a[37], b[37];
+    gf_uuid4(a);
+    gf_uuid4(b);
+    fund(a, 100);
+    fund(b, 100);
+    req_t r[4];
+    req_init(&r[0], a, 1, 0);
+    req_init(&r[1], b, 2, 0);
+    req_init(&r[2], a, 3, 0);
+    r[2].it.accept.kind = "sculpture"; /* refused by the generations' kind domain */
+    req_init(&r[3], a, 1, 0);
+    store_call_t call;
+    assert_int_equal(run_batch(sc, r, 4, &call), 0);
+    const store_accept_outcome_t *o = call.res.accept_batch.items;
+    assert_int_equal(o[0].err.code, 0);
+    assert_int_equal(o[0].accept.available, 90);
+    assert_int_equal(o[1].err.code, 0);
+    assert_int_equal(o[1].accept.available, 80);
+    assert_int_equal(o[2].err.code, GF_EINVAL);
+    assert_int_equal(o[3].err.code, 0);
+    assert_int_equal(o[3].accept.available, 80);
+    store_call_dispose(&call);
+    long long bal, held;
+    balance(a, &bal, &held);
+    assert_int_equal(held, 20);
+    balance(b, &bal, &held);
+    assert_int_equal(held, 20);
+    assert_false(generation_exists(r[2].id, a));
+    assert_int_equal(hold_of(a, r[2].id), -1);
+    for (int i = 0; i < 4; i++)
+        if (i != 2)
+            assert_int_equal(hold_of(r[i].it.accept.user_id, r[i].id), r[i].it.accept.images * 10);
+}
+
 static void test_one_key_twice_in_a_batch_is_one_generation(void **state)
 {
     (void)state;
@@ -336,6 +461,8 @@ int main(void)
         cmocka_unit_test(test_each_request_keeps_its_own_outcome),
         cmocka_unit_test(test_an_error_undoes_its_own_request_only),
         cmocka_unit_test(test_one_key_twice_in_a_batch_is_one_generation),
+        cmocka_unit_test(test_funded_users_get_one_hold_at_a_time_outcomes),
+        cmocka_unit_test(test_a_bad_request_among_funded_ones_fails_alone),
         cmocka_unit_test(test_racing_batches_never_overdraw_nor_deadlock),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
