@@ -185,19 +185,22 @@ void api__sse_terminal(api_sse_t *s, uint64_t id)
 }
 
 /*
- * One event for one stream, past the last one it wrote; `frame` holds the
+ * One event for one stream, past the last one it wrote; `terminal` is
+ * whether the event ends the generation (api__sse_is_terminal(ev->type),
+ * worked out once per event, not per listener) and `frame` holds the
  * event's frame once made (NULL until a stream needs it), so the streams
  * of a hub share one. Returns 0 to go on, 1 when the stream is done with
  * events (it reached the terminal event, or it ended).
  */
-static int sse_gen_event(api_sse_t *s, const queue_event_t *ev, gf_http_frame_t **frame)
+static int sse_gen_event(api_sse_t *s, const queue_event_t *ev, int terminal,
+                         gf_http_frame_t **frame)
 {
     if (ev->id <= s->last_id) {
         /* The terminal event at or before a client's Last-Event-ID: at it, the
          * client has everything; before it (a cursor past the end), the client
          * gets it once, under its own id. Either way the stream ends rather than
          * wait for an event that never comes. */
-        if (api__sse_is_terminal(ev->type) && ev->id <= s->after) {
+        if (terminal && ev->id <= s->after) {
             if (ev->id == s->after)
                 api__sse_finish(s);
             else
@@ -207,7 +210,7 @@ static int sse_gen_event(api_sse_t *s, const queue_event_t *ev, gf_http_frame_t 
         return 0;
     }
     s->last_id = ev->id;
-    if (api__sse_is_terminal(ev->type)) {
+    if (terminal) {
         api__sse_terminal(s, ev->id);
         return 1;
     }
@@ -221,7 +224,7 @@ static int sse_gen_events(api_sse_t *s, const queue_events_t *e)
 {
     for (size_t i = 0; i < e->n; i++) {
         gf_http_frame_t *frame = NULL;
-        int done = sse_gen_event(s, &e->ev[i], &frame);
+        int done = sse_gen_event(s, &e->ev[i], api__sse_is_terminal(e->ev[i].type), &frame);
         gf_http_frame_unref(frame);
         if (done)
             return 1;
@@ -243,15 +246,16 @@ static void on_hub_events(queue_watch_t *w, const gf_err_t *err, const queue_eve
     }
     for (size_t i = 0; err->code == 0 && i < e->n; i++) {
         const queue_event_t *ev = &e->ev[i];
+        int terminal = api__sse_is_terminal(ev->type);
         hub->last = ev->id;
         gf_http_frame_t *frame = NULL;
         for (api_sse_t *s = hub->head, *next; s; s = next) {
             next = s->hnext;
             if (!s->catching_up && !s->awaiting_terminal)
-                sse_gen_event(s, ev, &frame);
+                sse_gen_event(s, ev, terminal, &frame);
         }
         gf_http_frame_unref(frame);
-        if (api__sse_is_terminal(ev->type)) {
+        if (terminal) {
             if (hub->watch) {
                 queue_watch_stop(hub->watch); /* nothing comes after it */
                 hub->watch = NULL;

@@ -20,7 +20,9 @@
 #include "httpd_int.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,15 +151,35 @@ static void on_write(uv_write_t *w, int status)
  * when the socket is unusable: closing here would pull the request from
  * under a response in progress, so the connection is marked instead, and
  * httpd__req_done() closes it once the request is finished.
+ *
+ * It is uv_try_write()'s job done with sendmsg() on the socket instead of
+ * writev(): the socket call skips the file layer a write() goes through,
+ * which an SSE fan-out (one write per listener) pays once per listener.
+ * With nothing queued (writes_pending == 0, so libuv's write queue is
+ * empty too) libuv has nothing of its own to order these bytes behind.
  */
 static ssize_t conn_try_write(httpd_conn_t *c, const uv_buf_t *bufs, unsigned n)
 {
     if (c->writes_pending > 0)
         return 0; /* behind queued bytes: order first */
-    int rc = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+    uv_os_fd_t fd;
+    if (!uv_is_writable((uv_stream_t *)&c->tcp) || uv_fileno((uv_handle_t *)&c->tcp, &fd) < 0) {
+        c->close_after_write = 1;
+        return GF_EIO;
+    }
+    /* libuv's uv_buf_t is struct iovec's layout on Unix (uv/unix.h), as its own writev uses it. */
+    _Static_assert(sizeof(uv_buf_t) == sizeof(struct iovec) &&
+                       offsetof(uv_buf_t, base) == offsetof(struct iovec, iov_base) &&
+                       offsetof(uv_buf_t, len) == offsetof(struct iovec, iov_len),
+                   "uv_buf_t is not a struct iovec");
+    struct msghdr msg = {.msg_iov = (struct iovec *)bufs, .msg_iovlen = n};
+    ssize_t rc;
+    do
+        rc = sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (rc < 0 && errno == EINTR);
     if (rc >= 0)
         return rc;
-    if (rc == UV_EAGAIN)
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
         return 0;
     c->close_after_write = 1;
     return GF_EIO;

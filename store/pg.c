@@ -156,7 +156,8 @@ static void req_finish(store_req_t *rq, int status)
         return;
     rq->done = 1;
     store_t *st = rq->st;
-    queue_remove(st, rq);
+    if (rq->on == NULL)
+        queue_remove(st, rq); /* a sent request left the queue in conn_send */
     if (rq->on) {
         rq->on->cur = NULL;
         rq->on = NULL;

@@ -15,8 +15,9 @@
 # names its size instead. Needs BENCH_SSE_STREAMS + 1,024 open files in each
 # of the two processes: raises the soft limit to that (past the hard limit
 # only as root) and warns when it cannot. Warns on stderr when not every
-# stream got every event. Knobs: BENCH_SSE_STREAMS, FARM_LOG_LEVEL (the
-# api's, warn), FARM_BIN_DIR.
+# stream got every event, and (sse_fanout) when the api waited for a CPU
+# during a fan-out for over a tenth of the time it ran. Knobs:
+# BENCH_SSE_STREAMS, FARM_LOG_LEVEL (the api's, warn), FARM_BIN_DIR.
 #
 # scripts/bench sources this file in a subshell of its own and runs
 # bench_sse; sourcing it defines functions and starts nothing.

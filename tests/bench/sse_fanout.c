@@ -11,7 +11,9 @@
  * it: one group of CLIENTS). With FARM_REDIS_URL / FARM_DATABASE_URL of the
  * farm in the environment it: creates one generation per group (POST),
  * opens the CLIENTS event streams from one libuv loop (raw HTTP/1.1,
- * ?access_token=), measures the api's RSS before and after, claims the jobs
+ * ?access_token=), measures the api's RSS before and after (after: once every
+ * stream has its first event, so no stream is still being set up, neither
+ * in the RSS nor during the fan-outs), claims the jobs
  * as a worker would, then for each group in turn publishes one progress
  * event whose data carries the send time and waits until the group has it
  * (so one group's fan-out is measured alone), finishes every generation
@@ -21,9 +23,13 @@
  * (latencies over every client), followed, with GROUPS, by
  * " group<N>_p50_ms <x> group<N>_p99_ms <y>" for each group of N clients.
  * Exit status 0 when every client got the progress and the terminal event.
+ * Warns on stderr when a stream did not start, and when the api's loop waited
+ * for a CPU during a fan-out for more than a tenth of the time it ran (a busy
+ * machine: the latencies then measure the machine as much as the api).
  */
 #include <curl/curl.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +52,7 @@ typedef struct {
     size_t tail_len;
     int group;
     double latency; /* of its progress event, ms */
-    int connected, progress, terminal, closed;
+    int connected, ready, progress, terminal, closed;
 } client_t;
 
 /* One group of clients on a generation of its own. */
@@ -59,10 +65,21 @@ typedef struct {
 } group_t;
 
 static client_t *clients;
-static int nclients, nconnected, nprogress, nterminal, nclosed;
+static int nclients, nconnected, nready, nprogress, nterminal, nclosed;
 static group_t groups[MAX_GROUPS];
 static int ngroups;
 static struct sockaddr_in addr;
+/* Warnings for stderr, written after the result line (a caller may read the first line of both). */
+static char warnings[2048];
+
+static void warn(const char *fmt, ...)
+{
+    size_t used = strlen(warnings);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(warnings + used, sizeof(warnings) - used, fmt, ap);
+    va_end(ap);
+}
 
 static double now_ms(void)
 {
@@ -96,6 +113,10 @@ static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
 /* Looks at one complete line of the stream. */
 static void on_line(client_t *c, const char *line, size_t n)
 {
+    if (n > 7 && strncmp(line, "event: ", 7) == 0 && !c->ready) {
+        c->ready = 1; /* its first event (the replayed 'queued'): the stream is set up */
+        nready++;
+    }
     if (n > 6 && strncmp(line, "data: ", 6) == 0 && !c->progress) {
         const char *t = memmem(line, n, "\"t_ms\":", 7);
         if (t) {
@@ -178,6 +199,20 @@ static void run_until(uv_loop_t *loop, int *counter, int want, double timeout_s)
     double end = now_ms() + timeout_s * 1000;
     while (*counter < want && now_ms() < end)
         uv_run(loop, UV_RUN_NOWAIT), uv_sleep(1);
+}
+
+/* The time the api's main thread (its loop) has run, and waited for a CPU, in ns. */
+static void sched_ns(long pid, double *run, double *wait)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%ld/schedstat", pid);
+    FILE *f = fopen(path, "r");
+    *run = *wait = 0;
+    if (f) {
+        if (fscanf(f, "%lf %lf", run, wait) != 2)
+            *run = *wait = 0;
+        fclose(f);
+    }
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -305,9 +340,12 @@ int main(int argc, char **argv)
             uv_run(loop, UV_RUN_NOWAIT); /* let the api accept as we go */
     }
     run_until(loop, &nconnected, nclients, 60);
-    uv_sleep(1000);
+    /* Every stream set up (its 'queued' replay came), so no setup runs during the fan-outs. */
+    run_until(loop, &nready, nconnected, 60);
+    if (nready < nconnected)
+        warn("sse_fanout: %d of %d streams did not start\n", nconnected - nready, nconnected);
     for (int i = 0; i < 50; i++)
-        uv_run(loop, UV_RUN_NOWAIT), uv_sleep(20); /* the 'queued' replay reaches everyone */
+        uv_run(loop, UV_RUN_NOWAIT), uv_sleep(20); /* and the api is idle again */
     long rss_after = rss_kb(api_pid);
     /* The worker's part: claim every generation. */
     int claimed = 0;
@@ -341,8 +379,16 @@ int main(int argc, char **argv)
         char data[128];
         snprintf(data, sizeof(data), "{\"status\":\"running\",\"progress\":50,\"t_ms\":%.3f}",
                  now_ms());
+        double r0, w0, r1, w1;
+        sched_ns(api_pid, &r0, &w0);
         queue_sync_event_append(qs, gr->gen_id, gr->token, "progress", data, &qr, &err);
         run_until(loop, &gr->progress, want, 60);
+        sched_ns(api_pid, &r1, &w1);
+        if (w1 - w0 > (r1 - r0) / 10)
+            warn(
+                "sse_fanout: during the fan-out to %d the api ran %.1f ms and waited %.1f ms for a "
+                "CPU: the machine was busy\n",
+                gr->n, (r1 - r0) / 1e6, (w1 - w0) / 1e6);
     }
     for (int g = 0; g < ngroups; g++) {
         group_t *gr = &groups[g];
@@ -366,6 +412,8 @@ int main(int argc, char **argv)
         printf(" group%d_p50_ms %.2f group%d_p99_ms %.2f", groups[g].n, p50, groups[g].n, p99);
     }
     printf("\n");
+    fflush(stdout);
+    fputs(warnings, stderr);
     for (int i = 0; i < nclients; i++)
         client_close(&clients[i]);
     uv_run(loop, UV_RUN_DEFAULT);

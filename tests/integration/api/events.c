@@ -5,9 +5,10 @@
  * user stream's terminal events, a Last-Event-ID that is not ours (a 400
  * that costs Redis nothing: one such id used to keep Redis busy for good), a
  * terminal event larger than a stream's send-queue cap (the api runs with
- * the smallest cap, 4096 bytes), resuming after the terminal event, and the
- * streams while Postgres is down. The test plays the worker's part through
- * the queue and store APIs.
+ * the smallest cap, 4096 bytes), resuming after the terminal event, a
+ * listener that stops reading among ones that read (dropped at the cap, the
+ * others get everything), and the streams while Postgres is down. The test plays the worker's part
+ * through the queue and store APIs.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -428,6 +429,116 @@ static void test_a_terminal_event_made_after_expiry_is_not_made_again(void **sta
     ts_http_dispose(&r);
 }
 
+/* The largest send buffer the kernel grows a TCP socket to (tcp_wmem's max); 4 MiB if unknown. */
+static long tcp_wmem_max(void)
+{
+    long lo = 0, def = 0, max = 0;
+    FILE *f = fopen("/proc/sys/net/ipv4/tcp_wmem", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld %ld", &lo, &def, &max) != 3)
+            max = 0;
+        fclose(f);
+    }
+    return max > 0 ? max : 4L << 20;
+}
+
+/*
+ * One listener that stops reading among three that read: the api holds at
+ * most the cap (4 KiB here) of events for it beyond what the kernel buffers,
+ * then drops it; the readers still get every event, then the terminal one.
+ * The events published add up to more than the kernel can buffer for the
+ * stalled socket (its send buffer at the most, plus its peer's small
+ * receive buffer) and a megabyte more, so the api must either queue it all
+ * (unbounded) or drop the stream: the stalled listener, read once everything
+ * is over, ends without the last events and without the terminal event.
+ */
+static void test_a_stalled_listener_is_dropped_and_the_others_get_every_event(void **state)
+{
+    (void)state;
+    char *t = au_token(NULL, "pro", NULL, NULL), id[37];
+    au_create(t, AVATAR, id);
+    sse_client_t fast[3];
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++) {
+        fast[i] = (sse_client_t){.mu = PTHREAD_MUTEX_INITIALIZER, .timeout_s = 120};
+        snprintf(fast[i].url, sizeof(fast[i].url), "%s/v1/generations/%s/events", au_base, id);
+        snprintf(fast[i].auth, sizeof(fast[i].auth), "Authorization: Bearer %s", t);
+        pthread_create(&th[i], NULL, sse_run, &fast[i]);
+    }
+    /* The stalled one: a small receive buffer, read until its stream began, then never. */
+    int port = atoi(strrchr(au_base, ':') + 1), small = 4096;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    char req[2300];
+    int n = snprintf(req, sizeof(req),
+                     "GET /v1/generations/%s/events HTTP/1.1\r\nHost: t\r\n"
+                     "Authorization: Bearer %s\r\n\r\n",
+                     id, t);
+    assert_int_equal(write(fd, req, (size_t)n), n);
+    gf_buf_t slow = {0};
+    char buf[65536];
+    double end = ts_now() + 10;
+    while ((slow.p == NULL || strstr(slow.p, "event: queued\n") == NULL) && ts_now() < end) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (poll(&pf, 1, 100) == 1) {
+            ssize_t r = read(fd, buf, sizeof(buf));
+            assert_true(r > 0);
+            gf_buf_append(&slow, buf, (size_t)r);
+        }
+    }
+    assert_non_null(strstr(slow.p, "event: queued\n"));
+    for (int i = 0; i < 3; i++)
+        assert_true(wait_for(&fast[i], "event: queued\n", 10));
+
+    /* The worker publishes 16 KiB progress events, one at a time. */
+    size_t event_bytes = 16384;
+    int events = (int)((tcp_wmem_max() + (1L << 20)) / (long)event_bytes) + 1;
+    assert_true(events < 990); /* FARM_EVENTS_MAX_PER_GEN: 1,000 events a generation */
+    char *data = malloc(event_bytes + 64);
+    n = snprintf(data, event_bytes + 64, "{\"status\":\"running\",\"progress\":50,\"note\":\"");
+    memset(data + n, 'n', event_bytes);
+    snprintf(data + n + event_bytes, 64, "\"}");
+    gf_err_t err = {0};
+    queue_result_t qr = {0};
+    uint64_t tok = pw_start(id);
+    for (int i = 0; i < events; i++)
+        assert_int_equal(queue_sync_event_append(pw_qs, id, tok, "progress", data, &qr, &err), 0);
+    pw_settle_and_finish(id, tok, 1, NULL);
+    assert_int_equal(queue_sync_finish(pw_qs, id, tok, QUEUE_DONE, "{}", &qr, &err), 0);
+    for (int i = 0; i < 3; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(fast[i].status, 200);
+        assert_int_equal(pw_count_of(fast[i].got.p, "\nevent: progress\n"), (size_t)events);
+        assert_non_null(strstr(fast[i].got.p, "\nevent: succeeded\ndata: {"));
+    }
+
+    /* Now the stalled listener reads: what the kernel held for it, then the end. */
+    int ended = 0;
+    end = ts_now() + 30;
+    while (!ended && ts_now() < end) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (poll(&pf, 1, 100) == 1) {
+            ssize_t r = read(fd, buf, sizeof(buf));
+            if (r <= 0)
+                ended = 1;
+            else
+                gf_buf_append(&slow, buf, (size_t)r);
+        }
+    }
+    assert_true(ended);
+    assert_true(pw_count_of(slow.p, "\nevent: progress\n") < (size_t)events);
+    assert_null(strstr(slow.p, "event: succeeded\n"));
+    close(fd);
+    free(data);
+    gf_buf_dispose(&slow);
+    for (int i = 0; i < 3; i++)
+        gf_buf_dispose(&fast[i].got);
+    free(t);
+}
+
 /*
  * With Postgres down, a generation stream's owner check fails inside the
  * store call itself: the stream was answered 503 and freed there, and the
@@ -473,6 +584,7 @@ int main(void)
         cmocka_unit_test(test_a_terminal_event_larger_than_the_cap_is_delivered),
         cmocka_unit_test(test_resuming_after_the_terminal_event_gets_nothing_more),
         cmocka_unit_test(test_a_terminal_event_made_after_expiry_is_not_made_again),
+        cmocka_unit_test(test_a_stalled_listener_is_dropped_and_the_others_get_every_event),
         cmocka_unit_test(
             test_event_streams_while_postgres_is_down_are_503), /* last: stops Postgres */
     };
