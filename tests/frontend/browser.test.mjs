@@ -248,6 +248,8 @@ test('out of credits: the API\'s message is shown', async (t) => {
 test('upload an identity and generate with it', async (t) => {
   const { page, errors } = await openPage(t);
   await signIn(page, newUser().token);
+  // The picker's pose maps arrive with the presets, after sign-in: one of them is the upload.
+  await page.waitForFunction(() => document.querySelector('#pose-picker img') !== null);
   const png = await page.evaluate(async () => {
     const src = document.querySelector('#pose-picker img').src;
     const b = new Uint8Array(await (await fetch(src)).arrayBuffer());
