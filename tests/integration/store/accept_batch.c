@@ -21,26 +21,8 @@
 #include <string.h>
 
 #include "store.h"
+#include "store_util.h"
 #include "support.h"
-
-static store_conn_t *sc;
-
-static int setup(void **state)
-{
-    (void)state;
-    gf_err_t err = {0};
-    sc = store_conn_new(ts_env("FARM_DATABASE_URL"), &err);
-    if (sc == NULL)
-        fprintf(stderr, "%s\n", err.msg);
-    return sc ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    store_conn_free(sc);
-    return 0;
-}
 
 /* One request: its own generation id, an avatar of `images` at 10 credits each. */
 typedef struct {
@@ -73,22 +55,12 @@ static int run_batch(store_conn_t *conn, req_t *reqs, size_t n, store_call_t *ca
     return store_conn_exec(conn, call);
 }
 
-static void balance(const char *user, long long *bal, long long *held)
-{
-    store_call_t call;
-    store_call_balance(&call, user, 0);
-    assert_int_equal(store_conn_exec(sc, &call), 0);
-    *bal = call.res.balance.balance;
-    *held = call.res.balance.held;
-    store_call_dispose(&call);
-}
-
 /* Whether the generation exists for `user` (GET's read). */
 static int generation_exists(const char *id, const char *user)
 {
     store_call_t call;
     store_call_generation(&call, id, user);
-    int rc = store_conn_exec(sc, &call);
+    int rc = ts_store_run(&call);
     store_call_dispose(&call);
     assert_true(rc == 0 || rc == GF_ENOTFOUND);
     return rc == 0;
@@ -100,7 +72,7 @@ static void upload(const char *id, const char *user)
     char key[128];
     snprintf(key, sizeof(key), "%s/uploads/%s.png", user, id);
     store_call_upload_add(&call, id, user, 30, "png", 64, 64, 100, "ab", key, 0, 0);
-    assert_int_equal(store_conn_exec(sc, &call), 0);
+    assert_int_equal(ts_store_run(&call), 0);
     store_call_dispose(&call);
 }
 
@@ -120,7 +92,7 @@ static void test_each_request_keeps_its_own_outcome(void **state)
     req_init(&first, u2, 1, 100);
     first.it.accept.idempotency_key = "order-1";
     store_call_t call;
-    assert_int_equal(run_batch(sc, &first, 1, &call), 0);
+    assert_int_equal(run_batch(ts_sc, &first, 1, &call), 0);
     assert_int_equal(call.res.accept_batch.items[0].err.code, 0);
     store_call_dispose(&call);
 
@@ -143,7 +115,7 @@ static void test_each_request_keeps_its_own_outcome(void **state)
     req_init(&r[8], u2, 1, 100);
     r[8].it.pose_uploads = poses; /* up1 is u1's: missing to u2 */
     r[8].it.n_pose_uploads = 2;
-    assert_int_equal(run_batch(sc, r, N, &call), 0);
+    assert_int_equal(run_batch(ts_sc, r, N, &call), 0);
     const store_accept_outcome_t *o = call.res.accept_batch.items;
     assert_int_equal(call.res.accept_batch.n, N);
     for (int i = 0; i < N; i++)
@@ -176,10 +148,10 @@ static void test_each_request_keeps_its_own_outcome(void **state)
     store_call_dispose(&call);
 
     long long bal, held;
-    balance(u1, &bal, &held);
+    ts_store_balance(u1, 0, &bal, &held);
     assert_int_equal(bal, 30);
     assert_int_equal(held, 30);
-    balance(u2, &bal, &held);
+    ts_store_balance(u2, 0, &bal, &held);
     assert_int_equal(bal, 30);
     assert_int_equal(held, 30); /* first (10) and r[7] (20); the replay charged nothing */
     /* What was refused wrote nothing; what was accepted is there. */
@@ -203,7 +175,7 @@ static void test_an_error_undoes_its_own_request_only(void **state)
     r[1].it.accept.idempotency_key = "k-err";
     req_init(&r[2], u, 1, 100);
     store_call_t call;
-    assert_int_equal(run_batch(sc, r, 3, &call), 0);
+    assert_int_equal(run_batch(ts_sc, r, 3, &call), 0);
     const store_accept_outcome_t *o = call.res.accept_batch.items;
     assert_int_equal(o[0].err.code, 0);
     assert_int_equal(o[1].err.code, GF_EINVAL); /* class 23: bad input */
@@ -211,14 +183,14 @@ static void test_an_error_undoes_its_own_request_only(void **state)
     assert_int_equal(o[2].accept.available, 80); /* r[1]'s hold was undone before r[2] */
     store_call_dispose(&call);
     long long bal, held;
-    balance(u, &bal, &held);
+    ts_store_balance(u, 0, &bal, &held);
     assert_int_equal(held, 20);
     assert_false(generation_exists(r[1].id, u));
     /* Its idempotency key went with it: the same key is free for a good request. */
     req_t again;
     req_init(&again, u, 1, 100);
     again.it.accept.idempotency_key = "k-err";
-    assert_int_equal(run_batch(sc, &again, 1, &call), 0);
+    assert_int_equal(run_batch(ts_sc, &again, 1, &call), 0);
     assert_int_equal(call.res.accept_batch.items[0].err.code, 0);
     assert_int_equal(call.res.accept_batch.items[0].accept.existing, 0);
     store_call_dispose(&call);
@@ -229,7 +201,7 @@ static void fund(const char *user, long long amount)
 {
     store_call_t call;
     store_call_credit(&call, user, amount, "test", 0);
-    assert_int_equal(store_conn_exec(sc, &call), 0);
+    assert_int_equal(ts_store_run(&call), 0);
     store_call_dispose(&call);
 }
 
@@ -238,7 +210,7 @@ static long long hold_of(const char *user, const char *id)
 {
     store_call_t call;
     store_call_ledger(&call, user, 100, NULL);
-    assert_int_equal(store_conn_exec(sc, &call), 0);
+    assert_int_equal(ts_store_run(&call), 0);
     long long amount = -1;
     for (size_t i = 0; i < call.res.ledger.n; i++) {
         const store_ledger_entry_t *e = &call.res.ledger.items[i];
@@ -279,7 +251,7 @@ static void test_funded_users_get_one_hold_at_a_time_outcomes(void **state)
     req_init(&r[7], fresh, 1, 40); /* a new user: 40 welcome credits -> 30 */
     r[4].it.accept.idempotency_key = "c-1";
     store_call_t call;
-    assert_int_equal(run_batch(sc, r, N, &call), 0);
+    assert_int_equal(run_batch(ts_sc, r, N, &call), 0);
     const store_accept_outcome_t *o = call.res.accept_batch.items;
     static const int ok[N] = {1, 1, 1, 0, 1, 1, 1, 1};
     static const long long avail[N] = {80, 10, 50, 10, 40, 0, 30, 30};
@@ -299,7 +271,7 @@ static void test_funded_users_get_one_hold_at_a_time_outcomes(void **state)
     static const long long bals[] = {100, 30, 50, 40}, helds[] = {50, 30, 20, 10};
     for (int i = 0; i < 4; i++) {
         long long bal, held;
-        balance(users[i], &bal, &held);
+        ts_store_balance(users[i], 0, &bal, &held);
         assert_int_equal(bal, bals[i]);
         assert_int_equal(held, helds[i]);
     }
@@ -325,7 +297,7 @@ static void test_a_bad_request_among_funded_ones_fails_alone(void **state)
     r[2].it.accept.kind = "sculpture"; /* refused by the generations' kind domain */
     req_init(&r[3], a, 1, 0);
     store_call_t call;
-    assert_int_equal(run_batch(sc, r, 4, &call), 0);
+    assert_int_equal(run_batch(ts_sc, r, 4, &call), 0);
     const store_accept_outcome_t *o = call.res.accept_batch.items;
     assert_int_equal(o[0].err.code, 0);
     assert_int_equal(o[0].accept.available, 90);
@@ -336,9 +308,9 @@ static void test_a_bad_request_among_funded_ones_fails_alone(void **state)
     assert_int_equal(o[3].accept.available, 80);
     store_call_dispose(&call);
     long long bal, held;
-    balance(a, &bal, &held);
+    ts_store_balance(a, 0, &bal, &held);
     assert_int_equal(held, 20);
-    balance(b, &bal, &held);
+    ts_store_balance(b, 0, &bal, &held);
     assert_int_equal(held, 20);
     assert_false(generation_exists(r[2].id, a));
     assert_int_equal(hold_of(a, r[2].id), -1);
@@ -357,7 +329,7 @@ static void test_one_key_twice_in_a_batch_is_one_generation(void **state)
     req_init(&r[1], u, 1, 100);
     r[0].it.accept.idempotency_key = r[1].it.accept.idempotency_key = "same";
     store_call_t call;
-    assert_int_equal(run_batch(sc, r, 2, &call), 0);
+    assert_int_equal(run_batch(ts_sc, r, 2, &call), 0);
     const store_accept_outcome_t *o = call.res.accept_batch.items;
     assert_int_equal(o[0].err.code, 0);
     assert_int_equal(o[0].accept.existing, 0);
@@ -367,7 +339,7 @@ static void test_one_key_twice_in_a_batch_is_one_generation(void **state)
     assert_int_equal(o[1].found, 1);
     store_call_dispose(&call);
     long long bal, held;
-    balance(u, &bal, &held);
+    ts_store_balance(u, 0, &bal, &held);
     assert_int_equal(held, 10);
 }
 
@@ -448,7 +420,7 @@ static void test_racing_batches_never_overdraw_nor_deadlock(void **state)
         assert_int_equal(n, 10);
         accepted += n;
         long long bal, held;
-        balance(race_users[u], &bal, &held);
+        ts_store_balance(race_users[u], 0, &bal, &held);
         assert_int_equal(bal, 100);
         assert_int_equal(held, 100);
     }
@@ -465,5 +437,5 @@ int main(void)
         cmocka_unit_test(test_a_bad_request_among_funded_ones_fails_alone),
         cmocka_unit_test(test_racing_batches_never_overdraw_nor_deadlock),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, ts_store_setup, ts_store_teardown);
 }

@@ -1,10 +1,9 @@
 /*
  * tests/integration/store/ledger.c - the credit ledger against the fixture's
- * real Postgres: holds never overdraw under concurrency, settlements happen
- * once, stale fencing tokens are refused, idempotency keys, cancel and
- * expiry release, a random workload reconciles, a corrupted row is named,
- * a Postgres restart is a clear error followed by recovery, and the
- * constraints refuse hand-written rows that break a rule.
+ * real Postgres (its races are in races.c): settlements happen once, stale fencing tokens are
+ * refused, idempotency keys, cancel and expiry release, a random workload reconciles, a corrupted
+ * row is named, a Postgres restart is a clear error followed by recovery, and the constraints
+ * refuse hand-written rows that break a rule.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,32 +11,13 @@
 #include <cmocka.h>
 
 #include <libpq-fe.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "store.h"
+#include "store_util.h"
 #include "support.h"
-
-static store_conn_t *sc;
-
-static int setup(void **state)
-{
-    (void)state;
-    gf_err_t err = {0};
-    sc = store_conn_new(ts_env("FARM_DATABASE_URL"), &err);
-    if (sc == NULL)
-        fprintf(stderr, "%s\n", err.msg);
-    return sc ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    store_conn_free(sc);
-    return 0;
-}
 
 static void new_id(char out[37])
 {
@@ -54,71 +34,12 @@ static void new_ids(int n, ...)
     va_end(ap);
 }
 
-/* An avatar generation of `images` x `unit` credits; a new user gets 100 credits. */
-static store_accept_t avatar(const char *gen, const char *user, int images, long long unit)
-{
-    return (store_accept_t){.id = gen,
-                            .user_id = user,
-                            .kind = "avatar",
-                            .images = images,
-                            .unit_cost = unit,
-                            .welcome_credits = 100};
-}
-
-static int accept_on(store_conn_t *c, const char *gen, const char *user, int images, long long unit,
-                     const char *key, const char *hash, long long welcome)
-{
-    store_call_t call;
-    store_accept_t a = avatar(gen, user, images, unit);
-    a.welcome_credits = welcome;
-    a.params_json = "{\"prompt\":\"x\"}";
-    a.idempotency_key = key;
-    a.request_hash = hash;
-    store_call_accept(&call, &a);
-    int rc = store_conn_exec(c, &call);
-    store_call_dispose(&call);
-    return rc;
-}
-
-static void balance(const char *user, long long *bal, long long *held)
-{
-    store_call_t call;
-    store_call_balance(&call, user, 100);
-    assert_int_equal(store_conn_exec(sc, &call), 0);
-    *bal = call.res.balance.balance;
-    *held = call.res.balance.held;
-    store_call_dispose(&call);
-}
-
-/* `user`'s balance and held credits are `bal` and `held`. */
-static void assert_balance(const char *user, long long bal, long long held)
-{
-    long long b, h;
-    balance(user, &b, &h);
-    assert_int_equal(b, bal);
-    assert_int_equal(h, held);
-}
-
-static int run(store_call_t *call)
-{
-    int rc = store_conn_exec(sc, call);
-    return rc;
-}
-
-/* Runs `c`, then disposes of it; its status. */
-static int run_once(store_call_t *c)
-{
-    int rc = run(c);
-    store_call_dispose(c);
-    return rc;
-}
-
 /* Starts `gen` with fencing token `fence` on the local provider; the call's status. */
 static int start(const char *gen, long long fence)
 {
     store_call_t c;
     store_call_start(&c, gen, fence, "local");
-    return run_once(&c);
+    return ts_store_run_once(&c);
 }
 
 /*
@@ -129,7 +50,7 @@ static void started(char user[37], char gen[37], int images, long long unit, lon
 {
     new_id(user);
     new_id(gen);
-    assert_int_equal(accept_on(sc, gen, user, images, unit, NULL, NULL, 100), 0);
+    assert_int_equal(ts_store_accept(ts_sc, gen, user, images, unit, NULL, NULL, 100), 0);
     assert_int_equal(start(gen, fence), 0);
 }
 
@@ -138,17 +59,9 @@ static void assert_finishes(const char *gen, long long fence, const char *how, c
 {
     store_call_t c;
     store_call_finish(&c, gen, fence, how, NULL);
-    assert_int_equal(run(&c), 0);
+    assert_int_equal(ts_store_run(&c), 0);
     assert_string_equal(c.res.finish.status, status);
     store_call_dispose(&c);
-}
-
-/* A connection of our own to the fixture's Postgres, for hand-written SQL. */
-static PGconn *pg_connect(void)
-{
-    PGconn *pg = PQconnectdb(ts_env("FARM_DATABASE_URL"));
-    assert_int_equal(PQstatus(pg), CONNECTION_OK);
-    return pg;
 }
 
 /* Runs `farm reconcile` into $FARM_TEST_TMPDIR/`name`: it exits 1; its output into `text`. */
@@ -170,7 +83,7 @@ static int settle(const char *gen, long long fence, int index, int ok, int *appl
 {
     store_call_t c;
     store_call_image(&c, gen, fence, index, ok, NULL);
-    int rc = run(&c);
+    int rc = ts_store_run(&c);
     *applied = c.res.image.applied;
     store_call_dispose(&c);
     return rc;
@@ -199,8 +112,8 @@ static void test_constraints_refuse_bad_rows(void **state)
     started(user, gen, 2, 5, 1);
     store_call_t c;
     store_call_image(&c, gen, 1, 0, 1, NULL);
-    assert_int_equal(run_once(&c), 0);
-    PGconn *pg = pg_connect();
+    assert_int_equal(ts_store_run_once(&c), 0);
+    PGconn *pg = ts_pg_connect();
     /* A legal change goes through (so the refusals below are the constraints'). */
     snprintf(sql, sizeof(sql), "UPDATE generations SET progress = 50 WHERE id = '%s'", gen);
     PGresult *r = PQexec(pg, sql);
@@ -273,193 +186,6 @@ static void test_constraints_refuse_bad_rows(void **state)
     PQfinish(pg);
 }
 
-/* --- concurrency ------------------------------------------------------------------- */
-
-typedef struct {
-    const char *user;
-    int accepted, refused, other;
-} race_t;
-
-/* Counts one accept's outcome. */
-static void tally(int rc, int *accepted, int *refused, int *other)
-{
-    if (rc == 0)
-        (*accepted)++;
-    else if (rc == GF_ECREDITS)
-        (*refused)++;
-    else
-        (*other)++;
-}
-
-static void *race_worker(void *arg)
-{
-    race_t *r = arg;
-    gf_err_t err = {0};
-    store_conn_t *c = store_conn_new(ts_env("FARM_DATABASE_URL"), &err);
-    assert_non_null(c);
-    for (int i = 0; i < 25; i++) {
-        char gen[37];
-        new_id(gen);
-        tally(accept_on(c, gen, r->user, 1, 10, NULL, NULL, 100), &r->accepted, &r->refused,
-              &r->other);
-    }
-    store_conn_free(c);
-    return NULL;
-}
-
-static void test_concurrent_accepts_never_overdraw(void **state)
-{
-    (void)state;
-    char user[37];
-    new_id(user);
-    pthread_t th[8];
-    race_t r[8];
-    for (int i = 0; i < 8; i++) {
-        r[i] = (race_t){.user = user};
-        pthread_create(&th[i], NULL, race_worker, &r[i]);
-    }
-    int accepted = 0, refused = 0, other = 0;
-    for (int i = 0; i < 8; i++) {
-        pthread_join(th[i], NULL);
-        accepted += r[i].accepted;
-        refused += r[i].refused;
-        other += r[i].other;
-    }
-    assert_int_equal(other, 0);
-    assert_int_equal(accepted, 10);
-    assert_int_equal(refused, 190);
-    assert_balance(user, 100, 100);
-}
-
-/*
- * A new user's first requests at once: whichever provisions the account
- * (welcome grant), none of the others may see "no account yet" and then the
- * provisioned account and call it short of credits.
- */
-enum { FIRST_THREADS = 8, FIRST_USERS = 40 };
-
-typedef struct {
-    pthread_barrier_t *start;
-    char (*users)[37];
-    int accepted, refused, other;
-} first_race_t;
-
-static void *first_worker(void *arg)
-{
-    first_race_t *r = arg;
-    gf_err_t err = {0};
-    store_conn_t *c = store_conn_new(ts_env("FARM_DATABASE_URL"), &err);
-    assert_non_null(c);
-    for (int u = 0; u < FIRST_USERS; u++) {
-        char gen[37];
-        new_id(gen);
-        pthread_barrier_wait(r->start);
-        tally(accept_on(c, gen, r->users[u], 1, 10, NULL, NULL, 1000), &r->accepted, &r->refused,
-              &r->other);
-    }
-    store_conn_free(c);
-    return NULL;
-}
-
-static void test_new_users_first_accepts_at_once_all_pass(void **state)
-{
-    (void)state;
-    static char users[FIRST_USERS][37];
-    for (int u = 0; u < FIRST_USERS; u++)
-        new_id(users[u]);
-    pthread_barrier_t start;
-    pthread_barrier_init(&start, NULL, FIRST_THREADS);
-    pthread_t th[FIRST_THREADS];
-    first_race_t r[FIRST_THREADS];
-    for (int i = 0; i < FIRST_THREADS; i++) {
-        r[i] = (first_race_t){.start = &start, .users = users};
-        pthread_create(&th[i], NULL, first_worker, &r[i]);
-    }
-    int accepted = 0, refused = 0, other = 0;
-    for (int i = 0; i < FIRST_THREADS; i++) {
-        pthread_join(th[i], NULL);
-        accepted += r[i].accepted;
-        refused += r[i].refused;
-        other += r[i].other;
-    }
-    pthread_barrier_destroy(&start);
-    assert_int_equal(other, 0);
-    assert_int_equal(refused, 0);
-    assert_int_equal(accepted, FIRST_THREADS * FIRST_USERS);
-    for (int u = 0; u < FIRST_USERS; u++) {
-        long long bal, held;
-        balance(users[u], &bal, &held);
-        assert_int_equal(bal, 1000);
-        assert_int_equal(held, 10 * FIRST_THREADS);
-    }
-}
-
-/* The same race through the async pool on a libuv loop. */
-typedef struct {
-    int done, accepted, refused, other;
-    store_call_t calls[200];
-} async_race_t;
-
-static void on_async_accept(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
-{
-    (void)st;
-    (void)call;
-    async_race_t *ar = data;
-    ar->done++;
-    if (err->code == 0)
-        ar->accepted++;
-    else if (err->code == GF_ECREDITS)
-        ar->refused++;
-    else
-        ar->other++;
-}
-
-static void on_closed(void *data)
-{
-    *(int *)data = 1;
-}
-
-static void test_async_pool_accepts_never_overdraw(void **state)
-{
-    (void)state;
-    char user[37];
-    new_id(user);
-    extern char **environ;
-    gf_err_t err = {0};
-    setenv("FARM_DB_POOL_SIZE", "8", 1);
-    gf_config_t *cfg = gf_cfg_load(environ, &err);
-    assert_non_null(cfg);
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    store_t *st = store_new(&loop, cfg, &err);
-    async_race_t *ar = calloc(1, sizeof(*ar));
-    for (int i = 0; i < 200; i++) {
-        char gen[37];
-        new_id(gen);
-        store_accept_t a = avatar(gen, user, 1, 10);
-        a.params_json = "{}";
-        store_call_accept(&ar->calls[i], &a);
-        assert_int_equal(store_exec(st, &ar->calls[i], on_async_accept, ar), 0);
-    }
-    while (ar->done < 200)
-        uv_run(&loop, UV_RUN_ONCE);
-    assert_int_equal(ar->other, 0);
-    assert_int_equal(ar->accepted, 10);
-    assert_int_equal(ar->refused, 190);
-    int closed = 0;
-    store_close(st, on_closed, &closed);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_true(closed);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    for (int i = 0; i < 200; i++)
-        store_call_dispose(&ar->calls[i]);
-    free(ar);
-    gf_cfg_free(cfg);
-    long long bal, held;
-    balance(user, &bal, &held);
-    assert_int_equal(held, 100);
-}
-
 /* --- settlements ---------------------------------------------------------------------- */
 
 static void test_settlements_happen_once(void **state)
@@ -468,44 +194,44 @@ static void test_settlements_happen_once(void **state)
     char user[37], gen[37];
     new_id(user);
     new_id(gen);
-    assert_int_equal(accept_on(sc, gen, user, 3, 10, NULL, NULL, 100), 0);
+    assert_int_equal(ts_store_accept(ts_sc, gen, user, 3, 10, NULL, NULL, 100), 0);
     store_call_t c;
     store_call_start(&c, gen, 1, "local");
-    assert_int_equal(run(&c), 0);
+    assert_int_equal(ts_store_run(&c), 0);
     assert_int_equal(c.res.start.attempts, 1);
     store_call_dispose(&c);
     for (int rep = 0; rep < 2; rep++) {
         store_call_image(&c, gen, 1, 0, 1, NULL);
-        assert_int_equal(run(&c), 0);
+        assert_int_equal(ts_store_run(&c), 0);
         assert_int_equal(c.res.image.applied, rep == 0);
         store_call_dispose(&c);
         store_call_image(&c, gen, 1, 1, 0, "{\"code\":\"provider_error\"}");
-        assert_int_equal(run(&c), 0);
+        assert_int_equal(ts_store_run(&c), 0);
         assert_int_equal(c.res.image.applied, rep == 0);
         store_call_dispose(&c);
         /* An image already captured cannot be released, nor the other way round. */
         store_call_image(&c, gen, 1, 0, 0, NULL);
-        assert_int_equal(run(&c), 0);
+        assert_int_equal(ts_store_run(&c), 0);
         assert_int_equal(c.res.image.applied, 0);
         store_call_dispose(&c);
     }
     for (int rep = 0; rep < 2; rep++) {
         store_call_finish(&c, gen, 1, "auto", NULL);
-        assert_int_equal(run(&c), 0);
+        assert_int_equal(ts_store_run(&c), 0);
         assert_string_equal(c.res.finish.status, "partial");
         assert_int_equal(c.res.finish.applied, rep == 0);
         store_call_dispose(&c);
     }
-    assert_balance(user, 90, 0);
+    ts_assert_balance(user, 90, 0);
     store_call_generation(&c, gen, user);
-    assert_int_equal(run(&c), 0);
+    assert_int_equal(ts_store_run(&c), 0);
     assert_int_equal(c.res.generation.charged, 10);
     assert_int_equal(c.res.generation.released, 20);
     assert_string_equal(c.res.generation.status, "partial");
     store_call_dispose(&c);
     /* Another user's generation does not exist for them. */
     store_call_generation(&c, gen, gen);
-    assert_int_equal(run_once(&c), GF_ENOTFOUND);
+    assert_int_equal(ts_store_run_once(&c), GF_ENOTFOUND);
 }
 
 static void test_stale_fencing_token_is_refused(void **state)
@@ -516,23 +242,23 @@ static void test_stale_fencing_token_is_refused(void **state)
     store_call_t c;
     /* The lease expired and another worker claimed the job with token 2. */
     store_call_start(&c, gen, 2, "local");
-    assert_int_equal(run(&c), 0);
+    assert_int_equal(ts_store_run(&c), 0);
     assert_int_equal(c.res.start.attempts, 2);
     store_call_dispose(&c);
     store_call_image(&c, gen, 1, 0, 1, NULL);
-    assert_int_equal(run_once(&c), GF_ECONFLICT);
+    assert_int_equal(ts_store_run_once(&c), GF_ECONFLICT);
     store_call_provider_request(&c, gen, 1, 0, "req-1");
-    assert_int_equal(run_once(&c), GF_ECONFLICT);
+    assert_int_equal(ts_store_run_once(&c), GF_ECONFLICT);
     store_call_finish(&c, gen, 1, "auto", NULL);
-    assert_int_equal(run_once(&c), GF_ECONFLICT);
-    assert_balance(user, 100, 20);
+    assert_int_equal(ts_store_run_once(&c), GF_ECONFLICT);
+    ts_assert_balance(user, 100, 20);
     store_call_image(&c, gen, 2, 0, 1, NULL);
-    assert_int_equal(run_once(&c), 0);
+    assert_int_equal(ts_store_run_once(&c), 0);
     assert_finishes(gen, 2, "auto", "partial");
     /* A late start after the finish is refused: the generation is over, and the
      * start says how it ended (the worker closes the queue's job with that). */
     store_call_start(&c, gen, 3, "local");
-    assert_int_equal(run(&c), GF_ECANCELED);
+    assert_int_equal(ts_store_run(&c), GF_ECANCELED);
     assert_string_equal(c.res.start.status, "partial");
     store_call_dispose(&c);
 }
@@ -542,7 +268,7 @@ static size_t outputs_of(const char *gen, const char *user)
 {
     store_call_t c;
     store_call_generation(&c, gen, user);
-    assert_int_equal(run(&c), 0);
+    assert_int_equal(ts_store_run(&c), 0);
     size_t n = c.res.generation.n_outputs;
     store_call_dispose(&c);
     return n;
@@ -563,15 +289,15 @@ static void test_no_outputs_for_released_images_or_ended_generations(void **stat
     int applied;
     assert_int_equal(settle(gen, 1, 0, 0, &applied), 0);
     store_call_image_done(&c, gen, 1, 0, OUTPUT_JSON);
-    assert_int_equal(run_once(&c), GF_ECONFLICT);
+    assert_int_equal(ts_store_run_once(&c), GF_ECONFLICT);
     assert_int_equal(outputs_of(gen, user), 0);
     /* The sweeper fails the generation (no token): that fences the worker still on it. */
     store_call_finish(&c, gen, -1, "failed", NULL);
-    assert_int_equal(run_once(&c), 0);
+    assert_int_equal(ts_store_run_once(&c), 0);
     store_call_image_done(&c, gen, 1, 1, OUTPUT_JSON);
-    assert_int_equal(run_once(&c), GF_ECONFLICT);
+    assert_int_equal(ts_store_run_once(&c), GF_ECONFLICT);
     assert_int_equal(outputs_of(gen, user), 0);
-    assert_balance(user, 100, 0); /* nothing charged */
+    ts_assert_balance(user, 100, 0); /* nothing charged */
 }
 
 /* What a settlement answers when it settles nothing, in the order of precedence. */
@@ -593,7 +319,7 @@ static void test_settlement_refusals(void **state)
     assert_int_equal(settle(gen, 1, 0, 1, &applied), GF_ECONFLICT);
     assert_int_equal(settle(gen, 2, 0, 0, &applied), 0);
     assert_int_equal(applied, 0);
-    assert_balance(user, 90, 10);
+    ts_assert_balance(user, 90, 10);
 }
 
 static void test_idempotency_key_returns_the_first_generation(void **state)
@@ -601,27 +327,27 @@ static void test_idempotency_key_returns_the_first_generation(void **state)
     (void)state;
     char user[37], g1[37], g2[37], g3[37];
     new_ids(4, user, g1, g2, g3);
-    assert_int_equal(accept_on(sc, g1, user, 1, 10, "key-1", "hash-a", 100), 0);
+    assert_int_equal(ts_store_accept(ts_sc, g1, user, 1, 10, "key-1", "hash-a", 100), 0);
     store_call_t c;
-    store_accept_t a = avatar(g2, user, 1, 10);
+    store_accept_t a = ts_store_avatar(g2, user, 1, 10);
     a.idempotency_key = "key-1";
     a.request_hash = "hash-a";
     store_call_accept(&c, &a);
-    assert_int_equal(run(&c), 0);
+    assert_int_equal(ts_store_run(&c), 0);
     assert_int_equal(c.res.accept.existing, 1);
     assert_string_equal(c.res.accept.generation_id, g1);
     store_call_dispose(&c);
     a.request_hash = "hash-b";
     store_call_accept(&c, &a);
-    assert_int_equal(run_once(&c), GF_ECONFLICT);
+    assert_int_equal(ts_store_run_once(&c), GF_ECONFLICT);
     long long bal, held;
-    balance(user, &bal, &held);
+    ts_store_balance(user, 100, &bal, &held);
     assert_int_equal(held, 10);
     /* A refused request does not burn its key: after a grant the same key works. */
-    assert_int_equal(accept_on(sc, g3, user, 1, 500, "key-2", "h", 100), GF_ECREDITS);
+    assert_int_equal(ts_store_accept(ts_sc, g3, user, 1, 500, "key-2", "h", 100), GF_ECREDITS);
     store_call_credit(&c, user, 1000, "top-up", 100);
-    assert_int_equal(run_once(&c), 0);
-    assert_int_equal(accept_on(sc, g3, user, 1, 500, "key-2", "h", 100), 0);
+    assert_int_equal(ts_store_run_once(&c), 0);
+    assert_int_equal(ts_store_accept(ts_sc, g3, user, 1, 500, "key-2", "h", 100), 0);
 }
 
 static void test_cancel_and_expiry_release_everything(void **state)
@@ -629,35 +355,35 @@ static void test_cancel_and_expiry_release_everything(void **state)
     (void)state;
     char user[37], q[37], r[37], e[37];
     new_ids(4, user, q, r, e);
-    assert_int_equal(accept_on(sc, q, user, 2, 10, NULL, NULL, 100), 0);
-    assert_int_equal(accept_on(sc, r, user, 2, 10, NULL, NULL, 100), 0);
+    assert_int_equal(ts_store_accept(ts_sc, q, user, 2, 10, NULL, NULL, 100), 0);
+    assert_int_equal(ts_store_accept(ts_sc, r, user, 2, 10, NULL, NULL, 100), 0);
     store_call_t c;
     store_call_cancel(&c, q, r); /* not the owner: not found */
-    assert_int_equal(run_once(&c), GF_ENOTFOUND);
+    assert_int_equal(ts_store_run_once(&c), GF_ENOTFOUND);
     store_call_cancel(&c, q, user);
-    assert_int_equal(run(&c), 0);
+    assert_int_equal(ts_store_run(&c), 0);
     assert_int_equal(c.res.cancel.applied, 1);
     store_call_dispose(&c);
     store_call_cancel(&c, q, user);
-    assert_int_equal(run_once(&c), GF_ECONFLICT);
+    assert_int_equal(ts_store_run_once(&c), GF_ECONFLICT);
     assert_int_equal(start(r, 1), 0);
     store_call_cancel(&c, r, user);
-    assert_int_equal(run(&c), 0);
+    assert_int_equal(ts_store_run(&c), 0);
     assert_int_equal(c.res.cancel.applied, 0); /* the worker finishes it */
     store_call_dispose(&c);
     store_call_image(&c, r, 1, 0, 1, NULL);
-    assert_int_equal(run_once(&c), 0);
+    assert_int_equal(ts_store_run_once(&c), 0);
     assert_finishes(r, 1, "canceled", "canceled");
     /* Expiry: only once the deadline has passed. */
-    store_accept_t a = avatar(e, user, 1, 10);
+    store_accept_t a = ts_store_avatar(e, user, 1, 10);
     a.deadline_unix_ms = 1000;
     store_call_accept(&c, &a);
-    assert_int_equal(run_once(&c), 0);
+    assert_int_equal(ts_store_run_once(&c), 0);
     store_call_expire(&c, e);
-    assert_int_equal(run(&c), 0);
+    assert_int_equal(ts_store_run(&c), 0);
     assert_int_equal(c.res.expire.applied, 1);
     store_call_dispose(&c);
-    assert_balance(user, 90, 0);
+    ts_assert_balance(user, 90, 0);
 }
 
 /* --- the random workload and reconcile ----------------------------------------------- */
@@ -679,8 +405,8 @@ static void test_random_workload_reconciles(void **state)
         if (pick < 3 || ngens == 0) {
             new_id(gens[ngens]);
             images[ngens] = 1 + rand() % 4;
-            int rc = accept_on(sc, gens[ngens], users[rand() % USERS], images[ngens], 10, NULL,
-                               NULL, 100);
+            int rc = ts_store_accept(ts_sc, gens[ngens], users[rand() % USERS], images[ngens], 10,
+                                     NULL, NULL, 100);
             assert_true(rc == 0 || rc == GF_ECREDITS);
             if (rc == 0)
                 ngens++;
@@ -707,7 +433,7 @@ static void test_random_workload_reconciles(void **state)
             store_call_expire(&c, gens[g]);
             break;
         }
-        int rc = run(&c);
+        int rc = ts_store_run(&c);
         assert_true(rc == 0 || rc == GF_ECONFLICT || rc == GF_ECANCELED || rc == GF_ENOTFOUND);
         store_call_dispose(&c);
     }
@@ -715,16 +441,16 @@ static void test_random_workload_reconciles(void **state)
     for (int g = 0; g < ngens; g++) {
         store_call_t c;
         store_call_finish(&c, gens[g], -1, "auto", NULL);
-        assert_int_equal(run_once(&c), 0);
+        assert_int_equal(ts_store_run_once(&c), 0);
     }
     gf_err_t err = {0};
-    assert_int_equal(store_reconcile(sc, stderr, &err), 0);
+    assert_int_equal(store_reconcile(ts_sc, stderr, &err), 0);
 }
 
 static void test_corrupted_row_is_named_by_reconcile(void **state)
 {
     (void)state;
-    PGconn *c = pg_connect();
+    PGconn *c = ts_pg_connect();
     /* The ledger refuses updates; a hand edit has to switch its triggers off. */
     PGresult *r =
         PQexec(c, "UPDATE credit_ledger SET amount = amount + 5 "
@@ -751,7 +477,7 @@ static void test_corrupted_row_is_named_by_reconcile(void **state)
 static void test_dangling_ledger_rows_are_named_by_reconcile(void **state)
 {
     (void)state;
-    PGconn *c = pg_connect();
+    PGconn *c = ts_pg_connect();
     PGresult *r =
         PQexec(c, "INSERT INTO credit_ledger (user_id, kind, amount, generation_id, image_index) "
                   "SELECT user_id, 'release', 1, gen_random_uuid(), 0 FROM credit_accounts LIMIT 1 "
@@ -795,7 +521,7 @@ static void test_cli_refuses_sloppy_numbers(void **state)
     const char *cli = ts_env("FARM_TEST_CLI");
     assert_int_equal(ts_sh("'%s' grant --user %s --amount 5 >/dev/null", cli, user), 0);
     long long bal0, held0;
-    balance(user, &bal0, &held0);
+    ts_store_balance(user, 100, &bal0, &held0);
     static const char *const amounts[] = {"10abc",       "1e3", "99999999999999999999",
                                           "' 5'",        "+5",  "1000000001",
                                           "-1000000001", "''",  "0"};
@@ -806,7 +532,7 @@ static void test_cli_refuses_sloppy_numbers(void **state)
         assert_int_equal(st, 2);
     }
     long long bal1, held1;
-    balance(user, &bal1, &held1);
+    ts_store_balance(user, 100, &bal1, &held1);
     assert_int_equal(bal1, bal0);
     static const char *const ttls[] = {
         "99999999999999999999", "9223372036854775807", "' 5'", "0", "-1", "31708801"};
@@ -827,23 +553,20 @@ static void test_postgres_restart_is_a_clear_error_then_recovers(void **state)
     assert_int_equal(ts_sh("sh -c \"$FARM_TEST_PG_STOP\" >/dev/null 2>&1"), 0);
     store_call_t c;
     store_call_balance(&c, user, 100);
-    assert_int_equal(run(&c), GF_EUNAVAIL);
+    assert_int_equal(ts_store_run(&c), GF_EUNAVAIL);
     assert_non_null(strstr(c.err.msg, "postgres"));
     store_call_dispose(&c);
     assert_int_equal(ts_sh("sh -c \"$FARM_TEST_PG_START\" >/dev/null 2>&1"), 0);
     new_id(gen);
-    assert_int_equal(accept_on(sc, gen, user, 1, 10, NULL, NULL, 100), 0);
+    assert_int_equal(ts_store_accept(ts_sc, gen, user, 1, 10, NULL, NULL, 100), 0);
     long long bal, held;
-    balance(user, &bal, &held);
+    ts_store_balance(user, 100, &bal, &held);
     assert_int_equal(held, 10);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_concurrent_accepts_never_overdraw),
-        cmocka_unit_test(test_new_users_first_accepts_at_once_all_pass),
-        cmocka_unit_test(test_async_pool_accepts_never_overdraw),
         cmocka_unit_test(test_settlements_happen_once),
         cmocka_unit_test(test_stale_fencing_token_is_refused),
         cmocka_unit_test(test_no_outputs_for_released_images_or_ended_generations),
@@ -857,5 +580,5 @@ int main(void)
         cmocka_unit_test(test_cli_refuses_sloppy_numbers),
         cmocka_unit_test(test_constraints_refuse_bad_rows),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, ts_store_setup, ts_store_teardown);
 }
