@@ -65,7 +65,8 @@ struct api {
     uv_check_t accept_check;
     uv_idle_t accept_idle;
     int accept_on, accept_armed;
-    gf_metric_t *m_accept_batch; /* farm_api_accept_batch_size */
+    gf_metric_t *m_accept_batch;    /* farm_api_accept_batch_size */
+    struct api_token_cache *tokens; /* api/token_cache.c: verified bearer tokens */
 };
 
 /*
@@ -101,7 +102,24 @@ typedef struct {
     char sub[37];
     char plan[33];
     int admin;
+    long exp; /* the token's exp (unix seconds) */
 } api_principal_t;
+
+/*
+ * api/token_cache.c: the tokens this process verified, until their exp
+ * (API_TOKEN_CACHE_SLOTS of them, each at most API_TOKEN_CACHE_TOKEN_MAX
+ * bytes). api__token_cache_verify answers as api__token_verify does, at
+ * unix time `now`.
+ */
+#define API_TOKEN_CACHE_SLOTS     4096
+#define API_TOKEN_CACHE_TOKEN_MAX 1024
+typedef struct api_token_cache api_token_cache_t;
+api_token_cache_t *api__token_cache_new(size_t slots);
+void api__token_cache_free(api_token_cache_t *c);
+int api__token_cache_verify(api_token_cache_t *c, const char *secret, const char *token, long now,
+                            api_principal_t *p, gf_err_t *err);
+/* The api's bearer-token check: api__token_cache_verify on the api's cache at the current time. */
+int api__token_check(api_t *api, const char *token, api_principal_t *p, gf_err_t *err);
 
 /*
  * Authenticates `req` (Authorization: Bearer, or ?access_token= when

@@ -291,8 +291,7 @@ static void on_file(gf_http_req_t *req, void *data)
         api_principal_t who;
         gf_err_t err = {0};
         const char *h = gf_http_req_header(req, "authorization");
-        if (strncasecmp(h, "Bearer ", 7) == 0 &&
-            api__token_verify(api->cfg->jwt_secret, h + 7, &who, &err) == 0)
+        if (strncasecmp(h, "Bearer ", 7) == 0 && api__token_check(api, h + 7, &who, &err) == 0)
             allowed = strcmp(who.sub, a) == 0; /* keys start with their owner's id */
     }
     if (!allowed) {

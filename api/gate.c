@@ -343,7 +343,7 @@ static void on_check(gf_http_req_t *req, void *data)
     if (token == NULL || token[0] == '\0') {
         snprintf(g->why, sizeof(g->why), "no bearer token");
         free(u);
-    } else if (api__token_verify(api->cfg->jwt_secret, token, &u->who, &err) < 0) {
+    } else if (api__token_check(api, token, &u->who, &err) < 0) {
         snprintf(g->why, sizeof(g->why), "%s", err.msg);
         free(u);
     } else {

@@ -169,10 +169,17 @@ int api__token_verify(const char *secret, const char *token, api_principal_t *p,
     snprintf(p->sub, sizeof(p->sub), "%s", sub);
     snprintf(p->plan, sizeof(p->plan), "%s", plan);
     p->admin = role != NULL && strcmp(role, "admin") == 0;
+    p->exp = exp;
     rc = 0;
 out:
     jwt_free(jwt);
     return rc;
+}
+
+int api__token_check(api_t *api, const char *token, api_principal_t *p, gf_err_t *err)
+{
+    return api__token_cache_verify(api->tokens, api->cfg->jwt_secret, token, (long)time(NULL), p,
+                                   err);
 }
 
 int api__auth(api_t *api, gf_http_req_t *req, api_principal_t *p, int allow_query)
@@ -191,7 +198,7 @@ int api__auth(api_t *api, gf_http_req_t *req, api_principal_t *p, int allow_quer
     gf_err_t err = {0};
     if (token == NULL || token[0] == '\0') {
         gf_err_set(&err, GF_EINVAL, "auth", "no bearer token");
-    } else if (api__token_verify(api->cfg->jwt_secret, token, p, &err) == 0) {
+    } else if (api__token_check(api, token, p, &err) == 0) {
         gf_http_req_set_log_user(req, p->sub);
         return 0;
     }

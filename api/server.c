@@ -127,6 +127,7 @@ api_t *api_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)
     api->loop = loop;
     api->cfg = cfg;
     api->metrics = gf_metrics_new();
+    api->tokens = api__token_cache_new(API_TOKEN_CACHE_SLOTS);
     api->m_credits_held = gf_metric_with(
         gf_metrics_counter(api->metrics, "farm_credits_held_total",
                            "credits held by generations this process accepted", NULL),
@@ -264,6 +265,7 @@ void api_free(api_t *api)
     gf_slab_dispose(&api->sse_slab); /* api/events.c's streams */
     gf_metrics_free(api->metrics);
     api__files_free(api);
+    api__token_cache_free(api->tokens);
     img_presets_free(api->presets);
     if (api->imaging_up)
         img_shutdown();

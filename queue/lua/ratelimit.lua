@@ -27,8 +27,14 @@ for i = 0, #ARGV / 3 - 1 do
         wait = math.ceil((1 - tokens) * 60000 / rate)
     end
     redis.call('HSET', key, 't', tostring(tokens), 'ts', NOWS)
-    -- The bucket is full again after burst / rate minutes: then it may as well not exist.
-    redis.call('PEXPIRE', key, math.ceil(burst * 60000 / rate) + 1000)
+    -- The bucket is full again `full` ms after this take (burst / rate minutes,
+    -- and a second): from then on a missing bucket gives the same answers, so
+    -- it may as well not exist. It must outlive this take by `full` at least:
+    -- its expiry is pushed out (a write, and an AOF entry) only when less than
+    -- that is left, to twice that, which a busy bucket needs once per `full`
+    -- ms, not once per take. (PTTL is a read; a new bucket has none: -1.)
+    local full = math.ceil(burst * 60000 / rate) + 1000
+    if redis.call('PTTL', key) < full then redis.call('PEXPIRE', key, 2 * full) end
     out[i + 1] = {allowed, math.floor(tokens), wait}
 end
 return out

@@ -5,7 +5,7 @@
  * seen within 2 s through pub/sub, failing fast while Redis is down, and
  * reconnecting (watches resume) after it restarts, many calls of one loop
  * iteration sent as one batch with their own answers (enqueues, finishes,
- * rate limit takes), a library lost to
+ * rate limit takes), a rate limit bucket's expiry written once per refill, a library lost to
  * FUNCTION FLUSH loaded again, channels subscribed only as needed, and a
  * subscriber connection that died silently found by the probe and replaced, the error
  * record every answer carries, and a close that ends its watches after it returned. Each
@@ -698,6 +698,49 @@ static void test_rate_limit_takes_of_one_iteration_go_as_one_call(void **state)
     free(m);
 }
 
+/*
+ * A bucket's expiry: set by its first take, to twice its refill time (burst /
+ * rate minutes, and a second), and pushed out again only when less than that
+ * is left, so the takes in between write no PEXPIRE (nor its AOF entry).
+ */
+static void test_rate_limit_bucket_expiry_is_written_once_per_refill(void **state)
+{
+    fx_t *fx = *state;
+    char a[64], key[128], cmd[160];
+    qt_id(a, sizeof(a), "rl-ttl");
+    snprintf(key, sizeof(key), "{%s}:rl:%s", fx->cfg->queue_name, a);
+    snprintf(cmd, sizeof(cmd), "PTTL %s", key);
+    long long before = qt_redis_stat("pexpire");
+    many_t *m = calloc(1, sizeof(*m));
+    /* 60 a minute, burst 10: full again 10 s (and a second) after a take */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(queue_ratelimit(fx->q, a, 60, 10, on_many, m), 0);
+        double end = ts_now() + 10;
+        while (m->n < i + 1 && ts_now() < end)
+            uv_run(&fx->loop, UV_RUN_ONCE);
+        assert_int_equal(m->n, i + 1);
+        assert_int_equal(m->status[i], 0);
+        assert_int_equal(m->res[i].created, 1);
+        assert_int_equal(m->res[i].position, 9 - i); /* tokens left */
+        long long ttl = qt_redis_int(cmd);
+        assert_true(ttl > 11000 && ttl <= 22000);
+    }
+    assert_int_equal(qt_redis_stat("pexpire") - before, 1);
+    /* less than the refill time left: the next take pushes it out again */
+    snprintf(cmd, sizeof(cmd), "PEXPIRE %s 5000", key);
+    assert_int_equal(qt_redis_int(cmd), 1);
+    assert_int_equal(queue_ratelimit(fx->q, a, 60, 10, on_many, m), 0);
+    double end = ts_now() + 10;
+    while (m->n < 4 && ts_now() < end)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(m->n, 4);
+    assert_int_equal(m->res[3].position, 6);
+    snprintf(cmd, sizeof(cmd), "PTTL %s", key);
+    assert_true(qt_redis_int(cmd) > 20000);
+    assert_int_equal(qt_redis_stat("pexpire") - before, 3); /* ours, then the take's */
+    free(m);
+}
+
 static void test_a_flushed_function_library_is_loaded_again(void **state)
 {
     fx_t *fx = *state;
@@ -800,6 +843,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_calls_of_one_iteration_each_get_their_own_answer,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_rate_limit_takes_of_one_iteration_go_as_one_call,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rate_limit_bucket_expiry_is_written_once_per_refill,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_a_flushed_function_library_is_loaded_again, setup,
                                         teardown),

@@ -1,6 +1,7 @@
 /*
  * tests/unit/api/test_auth.c - api__token_verify() on tokens made by libjwt
- * directly (not by our own issuer): exp, nbf and iat, algorithms, claims.
+ * directly (not by our own issuer): exp, nbf and iat, algorithms, claims;
+ * and api__token_cache_verify, the verified tokens remembered until their exp.
  */
 #include "api_int.h"
 
@@ -99,6 +100,103 @@ static void test_nbf_of_wrong_type_is_refused(void **state)
     assert_true(verify(t, why) < 0);
 }
 
+/* api__token_cache_verify of `t` with `secret` at `now`: its result, the message in `why`. */
+static int cached(api_token_cache_t *c, const char *secret, const char *t, long now, char why[256])
+{
+    api_principal_t p;
+    gf_err_t err = {0};
+    int rc = api__token_cache_verify(c, secret, t, now, &p, &err);
+    snprintf(why, 256, "%s", err.msg);
+    if (rc == 0)
+        assert_string_equal(p.sub, SUB);
+    return rc;
+}
+
+/* A remembered token is answered without the secret: a wrong one shows the cache answered. */
+static void test_cache_answers_a_verified_token_again(void **state)
+{
+    (void)state;
+    api_token_cache_t *c = api__token_cache_new(16);
+    char *t = token(600, LONG_MIN, LONG_MIN), why[256];
+    long now = (long)time(NULL);
+    assert_int_equal(cached(c, SECRET, t, now, why), 0);
+    assert_int_equal(cached(c, "not-the-secret-0123456789", t, now, why), 0);
+    /* a refusal is not remembered: a bad signature is refused each time */
+    char *u = token(900, LONG_MIN, LONG_MIN);
+    assert_true(cached(c, "not-the-secret-0123456789", u, now, why) < 0);
+    assert_non_null(strstr(why, "signature"));
+    assert_int_equal(cached(c, SECRET, u, now, why), 0);
+    free(t);
+    free(u);
+    api__token_cache_free(c);
+}
+
+/* Only the whole text matches: one changed signature byte is verified, and refused. */
+static void test_cache_matches_the_whole_token(void **state)
+{
+    (void)state;
+    api_token_cache_t *c = api__token_cache_new(16);
+    char *t = token(600, LONG_MIN, LONG_MIN), why[256];
+    long now = (long)time(NULL);
+    assert_int_equal(cached(c, SECRET, t, now, why), 0);
+    size_t n = strlen(t);
+    t[n - 2] = t[n - 2] == 'A' ? 'B' : 'A';
+    assert_true(cached(c, SECRET, t, now, why) < 0);
+    t[n - 2] = '\0'; /* a prefix of a remembered token is not it either */
+    assert_true(cached(c, SECRET, t, now, why) < 0);
+    free(t);
+    api__token_cache_free(c);
+}
+
+/* At its exp a remembered token is refused as expired, and forgotten. */
+static void test_cache_refuses_at_exp(void **state)
+{
+    (void)state;
+    api_token_cache_t *c = api__token_cache_new(16);
+    char *t = token(600, LONG_MIN, LONG_MIN), why[256];
+    long now = (long)time(NULL);
+    assert_int_equal(cached(c, SECRET, t, now, why), 0);
+    assert_int_equal(cached(c, "not-the-secret-0123456789", t, now + 598, why), 0);
+    assert_true(cached(c, SECRET, t, now + 601, why) < 0);
+    assert_non_null(strstr(why, "expired"));
+    /* forgotten: the next check verifies it again (and a wrong secret fails it) */
+    assert_true(cached(c, "not-the-secret-0123456789", t, now, why) < 0);
+    free(t);
+    api__token_cache_free(c);
+}
+
+/* Bounded: a token takes its slot from another; one over the size limit is never kept. */
+static void test_cache_is_bounded(void **state)
+{
+    (void)state;
+    api_token_cache_t *c = api__token_cache_new(1);
+    char *a = token(600, LONG_MIN, LONG_MIN), *b = token(700, LONG_MIN, LONG_MIN), why[256];
+    long now = (long)time(NULL);
+    assert_int_equal(cached(c, SECRET, a, now, why), 0);
+    assert_int_equal(cached(c, SECRET, b, now, why), 0);
+    assert_true(cached(c, "not-the-secret-0123456789", a, now, why) < 0);
+    assert_int_equal(cached(c, "not-the-secret-0123456789", b, now, why), 0);
+    free(a);
+    free(b);
+    /* a token longer than API_TOKEN_CACHE_TOKEN_MAX */
+    jwt_t *jwt = NULL;
+    assert_int_equal(jwt_new(&jwt), 0);
+    jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)SECRET, strlen(SECRET));
+    jwt_add_grant(jwt, "sub", SUB);
+    jwt_add_grant_int(jwt, "exp", now + 600);
+    char pad[API_TOKEN_CACHE_TOKEN_MAX + 1];
+    memset(pad, 'x', sizeof(pad) - 1);
+    pad[sizeof(pad) - 1] = '\0';
+    jwt_add_grant(jwt, "pad", pad);
+    char *big = jwt_encode_str(jwt);
+    jwt_free(jwt);
+    assert_true(strlen(big) > API_TOKEN_CACHE_TOKEN_MAX);
+    assert_int_equal(cached(c, SECRET, big, now, why), 0);
+    assert_true(cached(c, "not-the-secret-0123456789", big, now, why) < 0);
+    free(big);
+    api__token_cache_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -107,6 +205,10 @@ int main(void)
         cmocka_unit_test(test_iat_in_the_future_is_refused),
         cmocka_unit_test(test_expired_is_refused),
         cmocka_unit_test(test_nbf_of_wrong_type_is_refused),
+        cmocka_unit_test(test_cache_answers_a_verified_token_again),
+        cmocka_unit_test(test_cache_matches_the_whole_token),
+        cmocka_unit_test(test_cache_refuses_at_exp),
+        cmocka_unit_test(test_cache_is_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

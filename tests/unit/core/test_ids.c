@@ -6,7 +6,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -24,6 +27,55 @@ static void test_uuid4_is_a_lowercase_version_4_uuid(void **state)
     assert_string_not_equal(a, b);
     assert_int_equal(a[14], '4');
     assert_non_null(strchr("89ab", a[19]));
+}
+
+static int cmp_ids(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+/* Many ids (the random pool refilled many times over) are valid v4 ids, all different. */
+static void test_uuid4_many_are_all_different(void **state)
+{
+    (void)state;
+    enum { N = 5000 };
+    char(*ids)[37] = calloc(N, sizeof(*ids));
+    for (int i = 0; i < N; i++) {
+        gf_uuid4(ids[i]);
+        assert_true(gf_uuid_is_valid(ids[i]));
+        assert_int_equal(ids[i][14], '4');
+        assert_non_null(strchr("89ab", ids[i][19]));
+    }
+    qsort(ids, N, sizeof(*ids), cmp_ids);
+    for (int i = 1; i < N; i++)
+        assert_string_not_equal(ids[i - 1], ids[i]);
+    free(ids);
+}
+
+/* A forked child does not hand out the parent's next id (their pools are not shared). */
+static void test_uuid4_differs_after_fork(void **state)
+{
+    (void)state;
+    char mine[37], theirs[37] = {0};
+    gf_uuid4(mine); /* the pool is filled before the fork */
+    int fd[2];
+    assert_int_equal(pipe(fd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char id[37];
+        gf_uuid4(id);
+        _exit(write(fd[1], id, sizeof(id)) == (ssize_t)sizeof(id) ? 0 : 1);
+    }
+    close(fd[1]);
+    assert_int_equal(read(fd[0], theirs, sizeof(theirs)), (ssize_t)sizeof(theirs));
+    close(fd[0]);
+    int st = 0;
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    gf_uuid4(mine);
+    assert_true(gf_uuid_is_valid(theirs));
+    assert_string_not_equal(mine, theirs);
 }
 
 static void test_uuid_check_refuses_what_is_not_a_lowercase_uuid(void **state)
@@ -66,6 +118,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_uuid4_is_a_lowercase_version_4_uuid),
+        cmocka_unit_test(test_uuid4_many_are_all_different),
+        cmocka_unit_test(test_uuid4_differs_after_fork),
         cmocka_unit_test(test_uuid_check_refuses_what_is_not_a_lowercase_uuid),
         cmocka_unit_test(test_rfc3339_has_milliseconds_in_utc),
         cmocka_unit_test(test_unix_ms_is_now),
