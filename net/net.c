@@ -159,6 +159,20 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 
 /* --- body and headers --------------------------------------------------------------- */
 
+/*
+ * The first allocation of a body: its Content-Length when the response gives
+ * one within max_bytes (a 1.5 MB image is then one allocation, not seven
+ * doublings and copies), else 16 KiB.
+ */
+static size_t first_cap(net_xfer_t *x)
+{
+    curl_off_t cl = -1;
+    if (curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) == CURLE_OK && cl > 0 &&
+        (size_t)cl <= x->max_bytes)
+        return (size_t)cl + 1;
+    return 16384;
+}
+
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userp)
 {
     net_xfer_t *x = userp;
@@ -168,7 +182,7 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userp)
         return 0; /* CURLE_WRITE_ERROR */
     }
     if (x->resp.len + n + 1 > x->cap) {
-        size_t cap = x->cap ? x->cap : 16384;
+        size_t cap = x->cap ? x->cap : first_cap(x);
         while (cap < x->resp.len + n + 1)
             cap *= 2;
         x->resp.body = gf_xrealloc(x->resp.body, cap);
@@ -515,8 +529,11 @@ net_t *net_new(uv_loop_t *loop, gf_err_t *err)
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
-    /* Keep a few connections per host open; hundreds of calls share them. */
-    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, 1024L);
+    /* CURLMOPT_MAXCONNECTS is left to curl: four times the transfers in
+     * the multi. A fixed cap below the transfers in flight (it was 1024)
+     * closed the connections of every finished transfer above it, so the
+     * next ones connected anew, and each return to a full cache scanned all
+     * connections for the oldest (docs/providers.md, "Calls in flight"). */
     return h;
 }
 
