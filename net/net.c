@@ -32,11 +32,17 @@ struct net {
     void *closed_data;
     net_xfer_t *xfers;      /* live transfers */
     struct poll_ctx *polls; /* watched sockets */
+    /* Transfers started but not yet in the multi, oldest first: the feeder
+     * adds NET_FEED_BATCH of them per loop turn (see net_start). */
+    net_xfer_t *queue_head, *queue_tail;
+    uv_idle_t feeder;
 };
 
 struct net_xfer {
     net_t *h;
     net_xfer_t *prev, *next;
+    net_xfer_t *queue_next;
+    int queued; /* in h's queue, not yet in the multi */
     CURL *easy;
     struct curl_slist *req_headers;
     char *body_out;
@@ -159,6 +165,20 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 
 /* --- body and headers --------------------------------------------------------------- */
 
+/*
+ * The first allocation of a body: its Content-Length when the response gives
+ * one within max_bytes (a 1.5 MB image is then one allocation, not seven
+ * doublings and copies), else 16 KiB.
+ */
+static size_t first_cap(net_xfer_t *x)
+{
+    curl_off_t cl = -1;
+    if (curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) == CURLE_OK && cl > 0 &&
+        (size_t)cl <= x->max_bytes)
+        return (size_t)cl + 1;
+    return 16384;
+}
+
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userp)
 {
     net_xfer_t *x = userp;
@@ -168,7 +188,7 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *userp)
         return 0; /* CURLE_WRITE_ERROR */
     }
     if (x->resp.len + n + 1 > x->cap) {
-        size_t cap = x->cap ? x->cap : 16384;
+        size_t cap = x->cap ? x->cap : first_cap(x);
         while (cap < x->resp.len + n + 1)
             cap *= 2;
         x->resp.body = gf_xrealloc(x->resp.body, cap);
@@ -379,9 +399,26 @@ int net_partial(int code)
 
 /* --- transfers ------------------------------------------------------------------- */
 
+static void queue_remove(net_xfer_t *x)
+{
+    net_t *h = x->h;
+    net_xfer_t **pp = &h->queue_head, *prev = NULL;
+    while (*pp && *pp != x)
+        prev = *pp, pp = &(*pp)->queue_next;
+    if (*pp == NULL)
+        return;
+    *pp = x->queue_next;
+    if (h->queue_tail == x)
+        h->queue_tail = prev;
+    x->queue_next = NULL;
+    x->queued = 0;
+}
+
 static void xfer_free(net_xfer_t *x)
 {
     net_t *h = x->h;
+    if (x->queued)
+        queue_remove(x);
     if (x->prev)
         x->prev->next = x->next;
     else
@@ -420,6 +457,41 @@ static void check_multi_info(net_t *h)
             x->cb(&x->resp, x->data);
         xfer_free(x);
     }
+}
+
+/*
+ * How queued transfers reach curl: NET_FEED_BATCH at a time, until one loop
+ * turn has spent NET_FEED_BUDGET_NS on them; the rest wait for the next turn.
+ * curl starts every transfer it is given in one curl_multi_socket_action(),
+ * so 2,000 calls started together were 2,000 connects in one turn and no
+ * request left before the last connect. Fed by time, the loop turns between
+ * the slices: the requests of the first are sent, and the server works on
+ * them, while the next ones connect; transfers that reuse a connection cost
+ * little, and many of them fit in one turn.
+ */
+#define NET_FEED_BATCH     16
+#define NET_FEED_BUDGET_NS 2000000
+
+static void on_feed(uv_idle_t *idle)
+{
+    net_t *h = idle->data;
+    uint64_t start = uv_hrtime();
+    do {
+        for (int i = 0; i < NET_FEED_BATCH && h->queue_head; i++) {
+            net_xfer_t *x = h->queue_head;
+            h->queue_head = x->queue_next;
+            if (h->queue_head == NULL)
+                h->queue_tail = NULL;
+            x->queue_next = NULL;
+            x->queued = 0;
+            curl_multi_add_handle(h->multi, x->easy);
+        }
+        int running;
+        curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        check_multi_info(h);
+    } while (h->queue_head && !h->closing && uv_hrtime() - start < NET_FEED_BUDGET_NS);
+    if (h->queue_head == NULL && !h->closing)
+        uv_idle_stop(&h->feeder);
 }
 
 net_xfer_t *net_start(net_t *h, const net_req_t *req, net_done_cb cb, void *data)
@@ -480,7 +552,13 @@ net_xfer_t *net_start(net_t *h, const net_req_t *req, net_done_cb cb, void *data
     if (h->xfers)
         h->xfers->prev = x;
     h->xfers = x;
-    curl_multi_add_handle(h->multi, e);
+    x->queued = 1;
+    if (h->queue_tail)
+        h->queue_tail->queue_next = x;
+    else
+        h->queue_head = x;
+    h->queue_tail = x;
+    uv_idle_start(&h->feeder, on_feed);
     return x;
 }
 
@@ -510,13 +588,18 @@ net_t *net_new(uv_loop_t *loop, gf_err_t *err)
     }
     uv_timer_init(loop, &h->timer);
     h->timer.data = h;
-    h->pending_closes = 1; /* the timer */
+    uv_idle_init(loop, &h->feeder);
+    h->feeder.data = h;
+    h->pending_closes = 2; /* the timer and the feeder */
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
-    /* Keep a few connections per host open; hundreds of calls share them. */
-    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, 1024L);
+    /* CURLMOPT_MAXCONNECTS is left to curl: four times the transfers in
+     * the multi. A fixed cap below the transfers in flight (it was 1024)
+     * closed the connections of every finished transfer above it, so the
+     * next ones connected anew, and each return to a full cache scanned all
+     * connections for the oldest (docs/providers.md, "Calls in flight"). */
     return h;
 }
 
@@ -545,6 +628,9 @@ void net_close(net_t *h, void (*cb)(void *data), void *data)
     h->closing = 1;
     h->closed_cb = cb;
     h->closed_data = data;
+    for (net_xfer_t *x = h->queue_head; x; x = x->queue_next)
+        x->queued = 0; /* freed below with the others, not one by one off the queue */
+    h->queue_head = h->queue_tail = NULL;
     while (h->xfers)
         xfer_free(h->xfers);
     /* Sockets curl still watches (kept-alive connections) are closed here. */
@@ -554,4 +640,5 @@ void net_close(net_t *h, void (*cb)(void *data), void *data)
     while (h->polls)
         poll_close(h->polls);
     uv_close((uv_handle_t *)&h->timer, on_timer_closed);
+    uv_close((uv_handle_t *)&h->feeder, on_timer_closed);
 }

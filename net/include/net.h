@@ -7,9 +7,10 @@
  * time, every address that is not public (see net_addr_is_public()).
  *
  * Contract: net_start() never fails and never runs its callback before it
- * returns; the callback runs once, from the loop, outside of any curl
- * callback, so it may start or abort transfers; net_abort() means the
- * callback never runs.
+ * returns; the transfer reaches curl from the loop (a later turn when many
+ * were started at once: net.c, on_feed); the callback runs once, from the
+ * loop, outside of any curl callback, so it may start or abort transfers;
+ * net_abort() means the callback never runs.
  */
 #ifndef NET_H
 #define NET_H

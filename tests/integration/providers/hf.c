@@ -114,6 +114,51 @@ static void test_hf_fault_rows_map_to_typed_errors(void **state)
     pt_close(&loop, p, cfg);
 }
 
+/*
+ * The reply's bound (FARM_PROVIDER_MAX_IMAGE_BYTES) is exact whether or not
+ * net/ sizes the body from Content-Length: an image of exactly the bound
+ * arrives whole, one byte more is too_big. The size is learnt from the fake
+ * (same prompt and seed: the same image) rather than assumed.
+ */
+static void test_hf_reply_bound_is_exact(void **state)
+{
+    (void)state;
+    gf_config_t *cfg = pt_config(&fake, "hf", NULL);
+    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
+    pt_result_t probe = {0};
+    provider_req_t q = pt_req("a bounded fox", 512, 512);
+    pt_run(&loop, p, &q, &probe);
+    assert_int_equal(probe.status, 0);
+    assert_true(probe.len > 1024);
+    pt_close(&loop, p, cfg);
+
+    char at[64], below[64];
+    snprintf(at, sizeof(at), "FARM_PROVIDER_MAX_IMAGE_BYTES=%zu", probe.len);
+    snprintf(below, sizeof(below), "FARM_PROVIDER_MAX_IMAGE_BYTES=%zu", probe.len - 1);
+    cfg = pt_config(&fake, "hf", (const char *const[]){at, NULL});
+    p = provider_new(&loop, cfg, NULL, NULL);
+    pt_result_t r = {0};
+    pt_run(&loop, p, &q, &r);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.len, probe.len);
+    assert_memory_equal(r.img, probe.img, probe.len);
+    pt_result_dispose(&r);
+    pt_close(&loop, p, cfg);
+
+    cfg = pt_config(&fake, "hf",
+                    (const char *const[]){below, "FARM_PROVIDER_BREAKER_FAILURES=1000", NULL});
+    p = provider_new(&loop, cfg, NULL, NULL);
+    memset(&r, 0, sizeof(r));
+    pt_run(&loop, p, &q, &r);
+    assert_true(r.status < 0);
+    assert_int_equal(r.err.code, PROVIDER_E_INVALID_OUTPUT);
+    assert_int_equal(r.err.fault, PROVIDER_F_TOO_BIG);
+    assert_int_equal(r.err.http_status, 200);
+    pt_result_dispose(&r);
+    pt_close(&loop, p, cfg);
+    pt_result_dispose(&probe);
+}
+
 static void test_hf_content_type_mismatch_is_sniffed(void **state)
 {
     (void)state;
@@ -306,6 +351,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_hf_success_returns_png_of_requested_size, reset),
         cmocka_unit_test_setup(test_hf_fault_rows_map_to_typed_errors, reset),
+        cmocka_unit_test_setup(test_hf_reply_bound_is_exact, reset),
         cmocka_unit_test_setup(test_hf_content_type_mismatch_is_sniffed, reset),
         cmocka_unit_test_setup(test_hf_b64_json_reply_is_the_image, reset),
         cmocka_unit_test_setup(test_hf_model_loading_waits_then_resends_with_wait_header, reset),
