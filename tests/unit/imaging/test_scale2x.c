@@ -1,9 +1,10 @@
 /*
- * tests/unit/imaging/test_double.c - imaging/double.c: img__double gives
- * byte for byte the pixels of libvips' own vips_resize(in, 2.0) (what
- * vips_thumbnail_image makes of an image without alpha), on noise that
- * overshoots and clips, at odd sizes and at the edges; anything but an
- * uncoded 8-bit image is refused.
+ * tests/unit/imaging/test_scale2x.c - imaging/scale2x.c: img__double and
+ * img__halve give byte for byte the pixels of libvips' own
+ * vips_resize(in, 2.0) and (in, 0.5) (what vips_thumbnail_image makes of an
+ * image without alpha), on noise that overshoots and clips, at odd and
+ * small sizes and at the edges; anything but an uncoded 8-bit image (and,
+ * to halve, one of odd sides) is refused.
  */
 #include "imaging_test.h"
 #include "imaging_int.h"
@@ -27,12 +28,13 @@ static VipsImage *noise(int w, int h, int bands, double sigma)
     return mem;
 }
 
-/* img__double(in) and libvips' vips_resize(in, 2.0) are the same image. */
-static void assert_same_as_vips(VipsImage *in)
+/* img__double(in) and vips_resize(in, 2.0), or img__halve(in) and
+ * vips_resize(in, 0.5), are the same image. */
+static void assert_same_as_vips(VipsImage *in, int halve)
 {
     VipsImage *ours = NULL, *resized = NULL;
-    assert_int_equal(img__double(in, &ours), 0);
-    assert_int_equal(vips_resize(in, &resized, 2.0, NULL), 0);
+    assert_int_equal(halve ? img__halve(in, &ours) : img__double(in, &ours), 0);
+    assert_int_equal(vips_resize(in, &resized, halve ? 0.5 : 2.0, NULL), 0);
     VipsImage *theirs = vips_image_copy_memory(resized);
     assert_non_null(theirs);
     assert_int_equal(ours->Xsize, theirs->Xsize);
@@ -48,7 +50,7 @@ static void assert_same_as_vips(VipsImage *in)
     g_object_unref(theirs);
 }
 
-static void test_same_pixels_as_vips_resize(void **state)
+static void test_double_same_pixels_as_vips_resize(void **state)
 {
     (void)state;
     const struct {
@@ -58,12 +60,27 @@ static void test_same_pixels_as_vips_resize(void **state)
                  {5, 4, 3, 120},    {2, 3, 1, 120},    {1, 1, 3, 90},   {300, 200, 2, 60}};
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         VipsImage *in = noise(cases[c].w, cases[c].h, cases[c].bands, cases[c].sigma);
-        assert_same_as_vips(in);
+        assert_same_as_vips(in, 0);
         g_object_unref(in);
     }
 }
 
-/* Hard edges: black and white stripes overshoot both ends (the clip). */
+static void test_halve_same_pixels_as_vips_resize(void **state)
+{
+    (void)state;
+    const struct {
+        int w, h, bands;
+        double sigma;
+    } cases[] = {{1024, 1024, 3, 90}, {512, 512, 3, 10}, {256, 256, 3, 120}, {64, 30, 1, 90},
+                 {22, 40, 2, 90},     {12, 12, 3, 120},  {4, 6, 3, 90},      {2, 2, 1, 90}};
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        VipsImage *in = noise(cases[c].w, cases[c].h, cases[c].bands, cases[c].sigma);
+        assert_same_as_vips(in, 1);
+        g_object_unref(in);
+    }
+}
+
+/* Hard edges: black, grey and white stripes overshoot both ends (the clip). */
 static void test_same_pixels_on_hard_edges(void **state)
 {
     (void)state;
@@ -77,13 +94,25 @@ static void test_same_pixels_on_hard_edges(void **state)
     assert_int_equal(vips_bandjoin(three, &rgb, 3, NULL), 0);
     VipsImage *mem = vips_image_copy_memory(rgb);
     assert_non_null(mem);
-    assert_same_as_vips(mem);
+    assert_same_as_vips(mem, 0);
+    assert_same_as_vips(mem, 1);
     g_object_unref(mem);
     g_object_unref(rgb);
     g_object_unref(bars);
     g_object_unref(odd);
     g_object_unref(x);
     g_object_unref(grey);
+}
+
+static void test_halve_refuses_odd_sides(void **state)
+{
+    (void)state;
+    VipsImage *in = noise(5, 4, 3, 10), *out = (VipsImage *)1;
+    assert_int_equal(img__halve(in, &out), -1);
+    assert_null(out);
+    assert_true(strstr(vips_error_buffer(), "even") != NULL);
+    vips_error_clear();
+    g_object_unref(in);
 }
 
 static void test_refuses_other_formats(void **state)
@@ -96,6 +125,10 @@ static void test_refuses_other_formats(void **state)
     assert_null(out);
     assert_true(strstr(vips_error_buffer(), "8-bit") != NULL);
     vips_error_clear();
+    assert_int_equal(img__halve(f, &out), -1);
+    assert_null(out);
+    assert_true(strstr(vips_error_buffer(), "8-bit") != NULL);
+    vips_error_clear();
     g_object_unref(f);
     g_object_unref(black);
 }
@@ -103,8 +136,10 @@ static void test_refuses_other_formats(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_same_pixels_as_vips_resize),
+        cmocka_unit_test(test_double_same_pixels_as_vips_resize),
+        cmocka_unit_test(test_halve_same_pixels_as_vips_resize),
         cmocka_unit_test(test_same_pixels_on_hard_edges),
+        cmocka_unit_test(test_halve_refuses_odd_sides),
         cmocka_unit_test(test_refuses_other_formats),
     };
     return cmocka_run_group_tests(tests, imgt_setup, imgt_teardown);
