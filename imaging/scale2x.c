@@ -72,13 +72,14 @@ static void down(const int16_t *restrict r2, const int16_t *restrict r1, const i
     }
 }
 
-/* A new memory image of w x h with the bands and interpretation of `in`,
- * ready to be written, or NULL (vips error set). */
-static VipsImage *new_like(VipsImage *in, int w, int h, double scale)
+/* A new memory image of w x h with the bands, interpretation and resolution
+ * of `in` (vips_thumbnail_image keeps the resolution too: the encoders write
+ * it), ready to be written, or NULL (vips error set). */
+static VipsImage *new_like(VipsImage *in, int w, int h)
 {
     VipsImage *im = vips_image_new_memory();
     vips_image_init_fields(im, w, h, in->Bands, VIPS_FORMAT_UCHAR, VIPS_CODING_NONE, in->Type,
-                           in->Xres * scale, in->Yres * scale);
+                           in->Xres, in->Yres);
     if (vips_image_write_prepare(im) != 0) {
         g_object_unref(im);
         return NULL;
@@ -105,7 +106,7 @@ int img__double(VipsImage *in, VipsImage **out)
         return -1;
     int w = in->Xsize, h = in->Ysize, bands = in->Bands;
     size_t row_len = (size_t)2 * w * bands;
-    VipsImage *im = new_like(in, 2 * w, 2 * h, 2.0);
+    VipsImage *im = new_like(in, 2 * w, 2 * h);
     if (im == NULL)
         return -1;
     /* The input rows enlarged across, four at a time: row i in slot i % 4.
@@ -178,7 +179,7 @@ int img__halve(VipsImage *in, VipsImage **out)
         vips_error(IMG_DOMAIN, "%s", "img__halve takes an image of even sides");
         return -1;
     }
-    VipsImage *im = new_like(in, w / 2, h / 2, 0.5);
+    VipsImage *im = new_like(in, w / 2, h / 2);
     if (im == NULL)
         return -1;
     size_t row_len = (size_t)w * in->Bands;

@@ -3,8 +3,9 @@
  * img__halve give byte for byte the pixels of libvips' own
  * vips_resize(in, 2.0) and (in, 0.5) (what vips_thumbnail_image makes of an
  * image without alpha), on noise that overshoots and clips, at odd and
- * small sizes and at the edges; anything but an uncoded 8-bit image (and,
- * to halve, one of odd sides) is refused.
+ * small sizes and at the edges, with the same resolution and
+ * interpretation; anything but an uncoded 8-bit image (and, to halve, one of
+ * odd sides) is refused.
  */
 #include "imaging_test.h"
 #include "imaging_int.h"
@@ -41,6 +42,9 @@ static void assert_same_as_vips(VipsImage *in, int halve)
     assert_int_equal(ours->Ysize, theirs->Ysize);
     assert_int_equal(ours->Bands, theirs->Bands);
     assert_int_equal(ours->BandFmt, VIPS_FORMAT_UCHAR);
+    /* The encoders write the resolution (WebP's EXIF): it must not move either. */
+    assert_true(ours->Xres == theirs->Xres && ours->Yres == theirs->Yres);
+    assert_int_equal(ours->Type, theirs->Type);
     size_t line = VIPS_IMAGE_SIZEOF_LINE(ours);
     assert_int_equal(line, VIPS_IMAGE_SIZEOF_LINE(theirs));
     for (int y = 0; y < ours->Ysize; y++)
