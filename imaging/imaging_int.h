@@ -38,6 +38,15 @@ VipsImage *img__to_srgb(VipsImage *in);
  */
 int img__encode(VipsImage *in, img_format fmt, int quality, img_buf *out);
 
+/*
+ * `in` (8-bit, uncoded; computed into memory if it is not) enlarged exactly
+ * twice, or reduced exactly twice (even sides only), into a new memory image
+ * *out, with the pixels of vips_resize(in, 2.0) or (in, 0.5), only faster
+ * (imaging/scale2x.c). Return 0 or -1 (vips error set).
+ */
+int img__double(VipsImage *in, VipsImage **out);
+int img__halve(VipsImage *in, VipsImage **out);
+
 /* Drops EXIF, XMP and ICCP chunks from an encoded WebP in place. 0 or -1. */
 int img__webp_strip(img_buf *b);
 

@@ -66,12 +66,34 @@ static void add_copy(img_variants *out, const char *name, size_t from)
     out->count++;
 }
 
+/*
+ * The square `in` scaled to side x side. Without an alpha band that is
+ * vips_resize at side / width: the pixels vips_thumbnail_image gives (it
+ * makes the same resize), without its set-up around it, which cost a
+ * 1024 -> 512 about 15 % more. An exact 2x enlargement (a 256 provider
+ * image's 512) is img__double's and an exact halving (1024 -> 512, 512 ->
+ * 256, 256 -> 128) img__halve's: the same pixels again, a fraction of the
+ * time. With alpha, thumbnail premultiplies first, so it stays.
+ */
+static int scale_square(VipsImage *in, int side, VipsImage **out)
+{
+    if (vips_image_hasalpha(in))
+        return vips_thumbnail_image(in, out, side, "height", side, "size", VIPS_SIZE_BOTH, NULL);
+    if (side == 2 * in->Xsize && in->BandFmt == VIPS_FORMAT_UCHAR)
+        return img__double(in, out);
+    if (2 * side == in->Xsize && in->BandFmt == VIPS_FORMAT_UCHAR)
+        return img__halve(in, out);
+    return vips_resize(in, out, (double)side / in->Xsize, NULL);
+}
+
 /* Scales `in` to cover w x h and cuts that out where vips' attention
  * heuristic (skin, saturation, edges) finds the subject. When `in` already
  * has the aspect of w x h nothing is cut, so the search is skipped: the
  * pixels are the same as with it. */
 static int cover_crop(VipsImage *in, int w, int h, VipsImage **out)
 {
+    if (in->Xsize == in->Ysize && w == h)
+        return scale_square(in, w, out);
     if ((long long)in->Xsize * h == (long long)in->Ysize * w)
         return vips_thumbnail_image(in, out, w, "height", h, "size", VIPS_SIZE_BOTH, NULL);
     return vips_thumbnail_image(in, out, w, "height", h, "crop", VIPS_INTERESTING_ATTENTION, "size",
@@ -249,8 +271,9 @@ int img_variants_make(const void *data, size_t len, const img_post_opts *o, img_
         rc = img__vips_fail(err, GF_EIO, IMG_REASON_NONE, "while resizing to 256");
         goto fail;
     }
-    if (vips_thumbnail_image(thumb_from_256 ? t[2] : mem, &t[3], THUMB_SIZE, "height", THUMB_SIZE,
-                             NULL) != 0) {
+    if ((thumb_from_256
+             ? scale_square(t[2], THUMB_SIZE, &t[3])
+             : vips_thumbnail_image(mem, &t[3], THUMB_SIZE, "height", THUMB_SIZE, NULL)) != 0) {
         rc = img__vips_fail(err, GF_EIO, IMG_REASON_NONE, "while resizing to the thumb");
         goto fail;
     }

@@ -45,9 +45,16 @@ static void *local_open(storage_t *s, const gf_config_t *cfg, gf_err_t *err)
     return l;
 }
 
-/* mkdir -p of `path` (modified in place, restored). */
+/* mkdir -p of `path` (modified in place, restored). The whole path is tried
+ * first: every output of a generation goes to one directory, which after
+ * its first put exists, so one call answers instead of one per component. */
 static int make_dirs(char *path, gf_err_t *err)
 {
+    if (mkdir(path, DIR_MODE) == 0 || errno == EEXIST)
+        return 0;
+    if (errno != ENOENT)
+        return gf_err_setd(err, GF_EIO, STORAGE_DOMAIN, errno, "mkdir %s: %s", path,
+                           strerror(errno));
     for (char *p = path + 1;; p++) {
         if (*p != '/' && *p != '\0')
             continue;
