@@ -139,6 +139,7 @@ api_t *api_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)
     o.host = cfg->api_host;
     o.port = (int)cfg->api_port;
     o.reuseport = 1;
+    o.write_threads = (int)cfg->sse_write_threads;
     api->httpd = gf_httpd_new(loop, &o, err);
     if (api->httpd == NULL)
         goto fail;

@@ -232,6 +232,39 @@ static int sse_gen_events(api_sse_t *s, const queue_events_t *e)
     return s->finished;
 }
 
+/*
+ * A non-terminal event to every stream of the hub that follows it and has
+ * not had it: one frame, written to all of them at once
+ * (gf_http_stream_write_frame_all, which may share a large fan-out's sends
+ * among threads); a stream whose write failed ends.
+ */
+static void hub_write_all(sse_hub_t *hub, const queue_event_t *ev)
+{
+    if (hub->n == 0)
+        return;
+    api_sse_t **to = gf_xmalloc(hub->n * sizeof(*to));
+    gf_http_req_t **reqs = gf_xmalloc(hub->n * sizeof(*reqs));
+    size_t k = 0;
+    for (api_sse_t *s = hub->head; s; s = s->hnext)
+        if (!s->catching_up && !s->awaiting_terminal && ev->id > s->last_id) {
+            s->last_id = ev->id;
+            to[k] = s;
+            reqs[k++] = s->req;
+        }
+    if (k > 0) {
+        int *rc = gf_xmalloc(k * sizeof(*rc));
+        gf_http_frame_t *frame = api__sse_gen_event_frame(hub->api, hub->gen_id, ev);
+        gf_http_stream_write_frame_all(reqs, k, frame, rc);
+        gf_http_frame_unref(frame);
+        for (size_t i = 0; i < k; i++)
+            if (rc[i] < 0)
+                api__sse_finish(to[i]); /* a client that cannot keep up is dropped */
+        free(rc);
+    }
+    free(reqs);
+    free(to);
+}
+
 /* The hub's watch: each event made once and written to every stream that follows the hub. */
 static void on_hub_events(queue_watch_t *w, const gf_err_t *err, const queue_events_t *e,
                           void *data)
@@ -248,6 +281,10 @@ static void on_hub_events(queue_watch_t *w, const gf_err_t *err, const queue_eve
         const queue_event_t *ev = &e->ev[i];
         int terminal = api__sse_is_terminal(ev->type);
         hub->last = ev->id;
+        if (!terminal) {
+            hub_write_all(hub, ev);
+            continue;
+        }
         gf_http_frame_t *frame = NULL;
         for (api_sse_t *s = hub->head, *next; s; s = next) {
             next = s->hnext;
@@ -255,13 +292,11 @@ static void on_hub_events(queue_watch_t *w, const gf_err_t *err, const queue_eve
                 sse_gen_event(s, ev, terminal, &frame);
         }
         gf_http_frame_unref(frame);
-        if (terminal) {
-            if (hub->watch) {
-                queue_watch_stop(hub->watch); /* nothing comes after it */
-                hub->watch = NULL;
-            }
-            break;
+        if (hub->watch) {
+            queue_watch_stop(hub->watch); /* nothing comes after it */
+            hub->watch = NULL;
         }
+        break;
     }
     hub->busy--;
     hub_free_maybe(hub);

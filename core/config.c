@@ -356,6 +356,10 @@ static const cfg_row cfg_table[] = {
     {"FARM_API_ACCEPT_BATCH_MAX", CFG_INT, OFF(api_accept_batch_max), "32", 1, 256, NULL, 0,
      "most accepts of one loop turn sent to Postgres as one statement (one transaction); 1: "
      "one statement per accept"},
+    /* sse (issue #22, docs/api.md "Event streams"): a large fan-out's sends */
+    {"FARM_SSE_WRITE_THREADS", CFG_INT, OFF(sse_write_threads), "1", 0, 16, NULL, 0,
+     "threads of each farm-api process that share with its loop the writes of one event to "
+     "128 or more streams (0: the loop writes every event alone)"},
 };
 
 #define CFG_ROWS (sizeof(cfg_table) / sizeof(cfg_table[0]))

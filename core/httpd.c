@@ -96,6 +96,7 @@ void gf_httpd_free(gf_httpd_t *h)
         route_free(rt);
         rt = next;
     }
+    httpd__writers_free(h->writers);
     free(h->host);
     free(h->name);
     gf_slab_dispose(&h->conn_slab);

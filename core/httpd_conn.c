@@ -145,6 +145,17 @@ static void on_write(uv_write_t *w, int status)
     }
 }
 
+int httpd__conn_direct_fd(httpd_conn_t *c, uv_os_fd_t *fd)
+{
+    if (c->writes_pending > 0)
+        return 0; /* behind queued bytes: order first */
+    if (!uv_is_writable((uv_stream_t *)&c->tcp) || uv_fileno((uv_handle_t *)&c->tcp, fd) < 0) {
+        c->close_after_write = 1;
+        return GF_EIO;
+    }
+    return 1;
+}
+
 /*
  * Writes what it can at once when nothing is queued before it (the common
  * case: one syscall, nothing allocated). Returns the bytes written, or < 0
@@ -153,34 +164,20 @@ static void on_write(uv_write_t *w, int status)
  * httpd__req_done() closes it once the request is finished.
  *
  * It is uv_try_write()'s job done with sendmsg() on the socket instead of
- * writev(): the socket call skips the file layer a write() goes through,
- * which an SSE fan-out (one write per listener) pays once per listener.
- * With nothing queued (writes_pending == 0, so libuv's write queue is
- * empty too) libuv has nothing of its own to order these bytes behind.
+ * writev() (httpd__send): the socket call skips the file layer a write()
+ * goes through, which an SSE fan-out (one write per listener) pays once per
+ * listener. With nothing queued (writes_pending == 0, so libuv's write queue
+ * is empty too) libuv has nothing of its own to order these bytes behind.
  */
 static ssize_t conn_try_write(httpd_conn_t *c, const uv_buf_t *bufs, unsigned n)
 {
-    if (c->writes_pending > 0)
-        return 0; /* behind queued bytes: order first */
     uv_os_fd_t fd;
-    if (!uv_is_writable((uv_stream_t *)&c->tcp) || uv_fileno((uv_handle_t *)&c->tcp, &fd) < 0) {
-        c->close_after_write = 1;
-        return GF_EIO;
-    }
-    /* libuv's uv_buf_t is struct iovec's layout on Unix (uv/unix.h), as its own writev uses it. */
-    _Static_assert(sizeof(uv_buf_t) == sizeof(struct iovec) &&
-                       offsetof(uv_buf_t, base) == offsetof(struct iovec, iov_base) &&
-                       offsetof(uv_buf_t, len) == offsetof(struct iovec, iov_len),
-                   "uv_buf_t is not a struct iovec");
-    struct msghdr msg = {.msg_iov = (struct iovec *)bufs, .msg_iovlen = n};
-    ssize_t rc;
-    do
-        rc = sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-    while (rc < 0 && errno == EINTR);
+    int direct = httpd__conn_direct_fd(c, &fd);
+    if (direct <= 0)
+        return direct;
+    ssize_t rc = httpd__send(fd, bufs, n);
     if (rc >= 0)
         return rc;
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
-        return 0;
     c->close_after_write = 1;
     return GF_EIO;
 }
@@ -245,9 +242,16 @@ int httpd__conn_write_frame(httpd_conn_t *c, gf_http_frame_t *f, const char *p, 
     if (c->closing)
         return GF_ECANCELED;
     uv_buf_t buf = uv_buf_init((char *)p, (unsigned int)len);
-    ssize_t done = conn_try_write(c, &buf, 1);
-    if (done < 0)
-        return (int)done;
+    return httpd__conn_frame_rest(c, f, p, len, conn_try_write(c, &buf, 1));
+}
+
+int httpd__conn_frame_rest(httpd_conn_t *c, gf_http_frame_t *f, const char *p, size_t len,
+                           ssize_t done)
+{
+    if (done < 0) {
+        c->close_after_write = 1; /* as in conn_try_write */
+        return GF_EIO;
+    }
     if ((size_t)done == len)
         return 0;
     /* The rest stays in the frame: the write holds a reference, not a copy. */

@@ -26,6 +26,20 @@
 /* Lingering connections closed at their client's EOF in one loop turn at most: hundreds of
  * clients closing at once are closed over several turns, as HTTPD_TURN_ACCEPTS. */
 #define HTTPD_TURN_CLOSES 32
+/* Listeners a stream fan-out needs before the write threads share its sends
+ * (gf_http_stream_write_frame_all): below it, waking them costs more than they save. */
+#define HTTPD_FANOUT_SPLIT 128
+
+/* One send of a fan-out (httpd_writers.c): `len` bytes at `p` to `fd` (-1: none, the
+ * bytes are queued instead); `sent` is what went out, or -1 when the socket failed. */
+typedef struct {
+    int fd;
+    const char *p;
+    size_t len;
+    ssize_t sent;
+} httpd_send_t;
+
+typedef struct httpd_writers httpd_writers_t;
 
 typedef struct httpd_route {
     struct httpd_route *next;
@@ -162,6 +176,8 @@ struct gf_httpd {
     gf_mfamily_t *m_requests, *m_duration;
     uint64_t sample_state; /* the access log's sampling draws (xorshift64) */
     gf_metric_t *m_connections, *m_streams, *m_rejected;
+    httpd_writers_t *writers; /* started by the first fan-out that needs them */
+    int writers_failed;       /* none could start: the loop thread sends alone */
 };
 
 /* httpd.c */
@@ -193,11 +209,28 @@ int httpd__conn_write(httpd_conn_t *c, const char *a, size_t alen, const char *b
 int httpd__conn_writev(httpd_conn_t *c, const uv_buf_t *bufs, unsigned n);
 /* Queues `len` bytes at `p` inside frame `f` (a reference is held while they wait). */
 int httpd__conn_write_frame(httpd_conn_t *c, gf_http_frame_t *f, const char *p, size_t len);
+/* The socket to send to directly: 1 with *fd set when nothing is queued before the bytes,
+ * 0 when they must be queued, < 0 when the socket is unusable (marked to close). */
+int httpd__conn_direct_fd(httpd_conn_t *c, uv_os_fd_t *fd);
+/* The end of a write of frame bytes of which `done` went out directly (< 0: the send
+ * failed): the rest queued, as httpd__conn_write_frame; 0 or < 0. */
+int httpd__conn_frame_rest(httpd_conn_t *c, gf_http_frame_t *f, const char *p, size_t len,
+                           ssize_t done);
 void httpd__req_done(httpd_conn_t *c, int keep);
 void httpd__conn_accept(gf_httpd_t *h);
 void httpd__conn_stop(httpd_conn_t *c);
 void httpd__conn_close(httpd_conn_t *c, int notify);
 void httpd__drain_turn(uv_timer_t *t);
+
+/* httpd_writers.c */
+/* One non-blocking sendmsg: the bytes sent, 0 when the socket is full, -1 when it failed.
+ * Touches nothing but the socket, so any thread may call it. */
+ssize_t httpd__send(int fd, const uv_buf_t *bufs, unsigned n);
+/* Sends `sends` from the loop thread and the write threads (started now when not yet);
+ * returns once every one is done, or -1 at once when no thread could start. */
+int httpd__writers_run(gf_httpd_t *h, httpd_send_t *sends, size_t n);
+/* Stops and joins the threads. */
+void httpd__writers_free(httpd_writers_t *w);
 void httpd__conn_checked(httpd_conn_t *c);
 
 #endif

@@ -338,6 +338,17 @@ const char *gf_http_frame_data(const gf_http_frame_t *f, size_t *len)
     return f->wire + f->off;
 }
 
+/* The bytes of `f` that stream `r` sends: chunked, or for HTTP/1.0 the data alone. */
+static const char *frame_bytes(const gf_http_req_t *r, gf_http_frame_t *f, size_t *len)
+{
+    if (r->http_minor == 0) { /* HTTP/1.0 has no chunks: the data, from inside the same frame */
+        *len = f->dlen;
+        return f->wire + f->off;
+    }
+    *len = f->len;
+    return f->wire;
+}
+
 int gf_http_stream_write_frame(gf_http_req_t *r, gf_http_frame_t *f)
 {
     if (f->dlen == 0)
@@ -346,10 +357,50 @@ int gf_http_stream_write_frame(gf_http_req_t *r, gf_http_frame_t *f)
     if (rc < 0)
         return rc;
     r->sent += f->dlen;
-    /* HTTP/1.0 has no chunks: the data alone, from inside the same frame. */
-    if (r->http_minor == 0)
-        return httpd__conn_write_frame(r->conn, f, f->wire + f->off, f->dlen);
-    return httpd__conn_write_frame(r->conn, f, f->wire, f->len);
+    size_t len;
+    const char *p = frame_bytes(r, f, &len);
+    return httpd__conn_write_frame(r->conn, f, p, len);
+}
+
+void gf_http_stream_write_frame_all(gf_http_req_t **reqs, size_t n, gf_http_frame_t *f, int *rc)
+{
+    gf_httpd_t *h = n > 0 ? reqs[0]->h : NULL;
+    if (n < HTTPD_FANOUT_SPLIT || f->dlen == 0 || h->opts.write_threads <= 0 || h->writers_failed) {
+        for (size_t i = 0; i < n; i++)
+            rc[i] = gf_http_stream_write_frame(reqs[i], f);
+        return;
+    }
+    /* The checks and the cap first, on the loop thread; then the sends, shared. */
+    httpd_send_t *sends = gf_xmalloc(n * sizeof(*sends));
+    for (size_t i = 0; i < n; i++) {
+        gf_http_req_t *r = reqs[i];
+        httpd_send_t *s = &sends[i];
+        s->fd = -1;
+        s->sent = 0;
+        s->p = frame_bytes(r, f, &s->len);
+        rc[i] = stream_writable(r, f->dlen);
+        if (rc[i] < 0)
+            continue;
+        r->sent += f->dlen;
+        uv_os_fd_t fd;
+        int direct = httpd__conn_direct_fd(r->conn, &fd);
+        if (direct < 0)
+            rc[i] = direct;
+        else if (direct > 0)
+            s->fd = fd;
+    }
+    if (httpd__writers_run(h, sends, n) < 0)
+        for (size_t i = 0; i < n; i++)
+            if (sends[i].fd >= 0) {
+                uv_buf_t b = uv_buf_init((char *)sends[i].p, (unsigned int)sends[i].len);
+                sends[i].sent = httpd__send(sends[i].fd, &b, 1);
+            }
+    /* What a socket did not take, queued in order; a failed one marked to close. */
+    for (size_t i = 0; i < n; i++)
+        if (rc[i] == 0)
+            rc[i] =
+                httpd__conn_frame_rest(reqs[i]->conn, f, sends[i].p, sends[i].len, sends[i].sent);
+    free(sends);
 }
 
 void gf_http_stream_end(gf_http_req_t *r)

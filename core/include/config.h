@@ -163,6 +163,8 @@ typedef struct gf_config {
     long long worker_claim;
     /* accept (issue #22): group commit of POST /v1/generations */
     long long api_accept_batch_max;
+    /* sse (issue #22) */
+    long long sse_write_threads;
     /* Derived by the loader from the rows above (already validated). */
     struct gf_tier {
         char name[GF_TIER_NAME_MAX + 1];

@@ -32,7 +32,9 @@
  * - gf_httpd_stop(): stop accepting, close idle connections, end streams, let
  *   in-flight requests finish, cut what is left after the shutdown timeout.
  *
- * Threading: everything runs on the loop thread of the server.
+ * Threading: everything runs on the loop thread of the server, but for the
+ * sends of a large fan-out (gf_http_stream_write_frame_all), which it may
+ * share with opts.write_threads threads while it waits for them.
  *
  * Request lifetime: a handler receives a gf_http_req_t and must finish it
  * exactly once, with gf_http_respond*() or, after gf_http_stream_start(), with
@@ -82,6 +84,9 @@ typedef struct {
      * requests answered below 500, `access_sample_pct` percent are logged (5xx always). */
     int access_log;
     int access_sample_pct;
+    /* Threads besides the loop's that share the sends of a large stream fan-out
+     * (gf_http_stream_write_frame_all); 0 (the default): the loop thread sends alone. */
+    int write_threads;
 } gf_httpd_opts_t;
 
 /* Fills `opts` with the defaults of core/config (16 KiB headers, 64 KiB body, ...). */
@@ -231,6 +236,15 @@ const char *gf_http_frame_data(const gf_http_frame_t *f, size_t *len);
  * queued holding a reference to the frame, not a copy.
  */
 int gf_http_stream_write_frame(gf_http_req_t *r, gf_http_frame_t *f);
+/*
+ * gf_http_stream_write_frame() of `f` to each of the `n` streams reqs[]
+ * (distinct requests of this server), rc[i] its answer. From
+ * HTTPD_FANOUT_SPLIT (128) streams on, with opts.write_threads, the loop
+ * thread shares the sends with the write threads and returns once all are
+ * done; what a socket did not take is queued by the loop thread, as
+ * gf_http_stream_write_frame() does, so each stream's bytes stay in order.
+ */
+void gf_http_stream_write_frame_all(gf_http_req_t **reqs, size_t n, gf_http_frame_t *f, int *rc);
 
 /* Ends a stream and finishes the request. */
 void gf_http_stream_end(gf_http_req_t *r);

@@ -5,8 +5,12 @@
 # 1,000 of them on one generation, 10,000 on another and the rest on a
 # third. Measures the api's RSS growth per stream once all are open and
 # idle, then publishes one progress event to the 1,000 and, after it, one
-# to the 10,000, each fan-out's delivery latency measured alone. Prints one
-# line:
+# to the 10,000, each fan-out's delivery latency measured alone: from the
+# publish to the kernel's receive time in each listener's socket
+# (SO_TIMESTAMPNS); the client reads the sockets once all of the group have
+# data waiting (or a check, each millisecond, finds none newly readable), so
+# its reads neither queue up in the figure nor take a core from the api
+# meanwhile (tests/bench/sse_fanout.c). Prints one line:
 #
 #   sse: <C> streams, <B> bytes/stream, fan-out to 1000: p50 <a> ms p99 <b> ms, to 10000: p50 <c> ms p99 <d> ms
 #
@@ -15,8 +19,8 @@
 # names its size instead. Needs BENCH_SSE_STREAMS + 1,024 open files in each
 # of the two processes: raises the soft limit to that (past the hard limit
 # only as root) and warns when it cannot. Warns on stderr when not every
-# stream got every event, and (sse_fanout) when the api waited for a CPU
-# during a fan-out for over a tenth of the time it ran. Knobs:
+# stream got every event, and (sse_fanout) when the api's threads waited
+# for a CPU during a fan-out for over a tenth of the time they ran. Knobs:
 # BENCH_SSE_STREAMS, FARM_LOG_LEVEL (the api's, warn), FARM_BIN_DIR.
 #
 # scripts/bench sources this file in a subshell of its own and runs

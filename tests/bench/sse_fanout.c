@@ -10,7 +10,7 @@
  * ("1000,10000,4000"); each group follows a generation of its own (without
  * it: one group of CLIENTS). With FARM_REDIS_URL / FARM_DATABASE_URL of the
  * farm in the environment it: creates one generation per group (POST),
- * opens the CLIENTS event streams from one libuv loop (raw HTTP/1.1,
+ * opens the CLIENTS event streams from one epoll loop (raw HTTP/1.1,
  * ?access_token=), measures the api's RSS before and after (after: once every
  * stream has its first event, so no stream is still being set up, neither
  * in the RSS nor during the fan-outs), claims the jobs
@@ -22,20 +22,39 @@
  *   clients <C> connected <K> progress <P> terminal <T> rss_per_stream <B> p50_ms <a> p99_ms <b>
  * (latencies over every client), followed, with GROUPS, by
  * " group<N>_p50_ms <x> group<N>_p99_ms <y>" for each group of N clients.
+ *
+ * A client's latency is from the publish to the moment its event arrived in
+ * its socket: the kernel's receive time (SO_TIMESTAMPNS), not the time this
+ * one process got round to reading that socket. Real listeners each read on
+ * a machine of their own; here one thread stands in for all of them on the
+ * api's 2 cores, and its reads (a few microseconds each) would otherwise
+ * add its own queue to the figure and take a core from the api while it
+ * writes. So while a group's fan-out is in flight the client only notes
+ * which sockets became readable (epoll, edge-triggered) and reads them once
+ * every one of the group has data waiting, or when a check (one each
+ * millisecond) finds none newly readable; each latency still ends where the
+ * listener had the event. It never blocks in epoll_wait (poll_once).
+ *
  * Exit status 0 when every client got the progress and the terminal event.
- * Warns on stderr when a stream did not start, and when the api's loop waited
- * for a CPU during a fan-out for more than a tenth of the time it ran (a busy
- * machine: the latencies then measure the machine as much as the api).
+ * Warns on stderr when a stream did not start, and when the api's threads
+ * waited for a CPU during a fan-out for more than a tenth of the time they ran
+ * (a busy machine: the latencies then measure the machine as much as the api).
  */
 #include <curl/curl.h>
+#include <dirent.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
-#include <uv.h>
+#include <unistd.h>
 
 #include "queue.h"
 #include "store.h"
@@ -45,17 +64,15 @@ extern char **environ;
 #define MAX_GROUPS 8
 
 typedef struct {
-    uv_tcp_t tcp;
-    uv_connect_t connect;
-    uv_write_t write;
+    int fd;
     char tail[512]; /* the unfinished last line */
     size_t tail_len;
     int group;
     double latency; /* of its progress event, ms */
     int connected, ready, progress, terminal, closed;
+    int waiting; /* readable, its read deferred (in `waiting`) */
 } client_t;
 
-/* One group of clients on a generation of its own. */
 typedef struct {
     int n, first; /* its clients: clients[first .. first + n) */
     char gen_id[37];
@@ -69,6 +86,9 @@ static int nclients, nconnected, nready, nprogress, nterminal, nclosed;
 static group_t groups[MAX_GROUPS];
 static int ngroups;
 static struct sockaddr_in addr;
+static int epfd;
+/* The readable clients whose reads wait until the fan-out in flight is over (poll_once). */
+static int *waiting, nwaiting;
 /* Warnings for stderr, written after the result line (a caller may read the first line of both). */
 static char warnings[2048];
 
@@ -88,30 +108,18 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static void on_closed(uv_handle_t *h)
-{
-    (void)h;
-    nclosed++;
-}
-
 static void client_close(client_t *c)
 {
     if (c->closed)
         return;
     c->closed = 1;
-    uv_close((uv_handle_t *)&c->tcp, on_closed);
+    if (c->fd >= 0)
+        close(c->fd); /* which takes it out of epfd */
+    nclosed++;
 }
 
-static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *buf)
-{
-    (void)h;
-    static char slab[65536];
-    (void)size;
-    *buf = uv_buf_init(slab, sizeof(slab));
-}
-
-/* Looks at one complete line of the stream. */
-static void on_line(client_t *c, const char *line, size_t n)
+/* Looks at one complete line of the stream; `at_ms`: when its bytes arrived. */
+static void on_line(client_t *c, const char *line, size_t n, double at_ms)
 {
     if (n > 7 && strncmp(line, "event: ", 7) == 0 && !c->ready) {
         c->ready = 1; /* its first event (the replayed 'queued'): the stream is set up */
@@ -121,7 +129,7 @@ static void on_line(client_t *c, const char *line, size_t n)
         const char *t = memmem(line, n, "\"t_ms\":", 7);
         if (t) {
             c->progress = 1;
-            c->latency = now_ms() - strtod(t + 7, NULL);
+            c->latency = at_ms - strtod(t + 7, NULL);
             nprogress++;
             groups[c->group].progress++;
         }
@@ -132,45 +140,111 @@ static void on_line(client_t *c, const char *line, size_t n)
     }
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* Reads what the client's socket holds, each read stamped with the kernel's receive time. */
+static void client_read(client_t *c)
 {
-    client_t *c = s->data;
-    if (nread < 0) {
-        client_close(c);
-        return;
-    }
-    for (ssize_t i = 0; i < nread; i++) {
-        char ch = buf->base[i];
-        if (ch == '\n') {
-            on_line(c, c->tail, c->tail_len);
-            c->tail_len = 0;
-        } else if (c->tail_len < sizeof(c->tail) - 1) {
-            c->tail[c->tail_len++] = ch;
+    static char slab[65536];
+    for (;;) {
+        char ctl[CMSG_SPACE(sizeof(struct timespec))];
+        struct iovec iov = {.iov_base = slab, .iov_len = sizeof(slab)};
+        struct msghdr msg = {
+            .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof(ctl)};
+        ssize_t nread = recvmsg(c->fd, &msg, MSG_DONTWAIT);
+        if (nread < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        if (nread <= 0) {
+            client_close(c);
+            return;
+        }
+        double at = now_ms(); /* without a stamp (none expected): now */
+        for (struct cmsghdr *h = CMSG_FIRSTHDR(&msg); h; h = CMSG_NXTHDR(&msg, h))
+            if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SO_TIMESTAMPNS) {
+                struct timespec ts;
+                memcpy(&ts, CMSG_DATA(h), sizeof(ts));
+                at = (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+            }
+        for (ssize_t i = 0; i < nread; i++) {
+            char ch = slab[i];
+            if (ch == '\n') {
+                on_line(c, c->tail, c->tail_len, at);
+                c->tail_len = 0;
+            } else if (c->tail_len < sizeof(c->tail) - 1) {
+                c->tail[c->tail_len++] = ch;
+            }
         }
     }
 }
 
-static void on_written(uv_write_t *w, int status)
+/* The client's connect finished: it sends its request (a few hundred bytes: one send). */
+static void client_connected(client_t *c)
 {
-    client_t *c = w->data;
-    if (status < 0)
-        client_close(c);
-}
-
-static void on_connect(uv_connect_t *req, int status)
-{
-    client_t *c = req->data;
-    if (status < 0) {
+    int soerr = 0;
+    socklen_t len = sizeof(soerr);
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0 || soerr != 0) {
         client_close(c);
         return;
     }
     c->connected = 1;
     nconnected++;
     const char *request = groups[c->group].request;
-    uv_buf_t b = uv_buf_init((char *)request, (unsigned int)strlen(request));
-    c->write.data = c;
-    uv_write(&c->write, (uv_stream_t *)&c->tcp, &b, 1, on_written);
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    size_t n = strlen(request);
+    if (send(c->fd, request, n, MSG_NOSIGNAL) != (ssize_t)n)
+        client_close(c);
+}
+
+static void client_open(client_t *c)
+{
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                             .data.u32 = (uint32_t)(c - clients)};
+    if (c->fd < 0 || setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) < 0 ||
+        (connect(c->fd, (const struct sockaddr *)&addr, sizeof(addr)) < 0 &&
+         errno != EINPROGRESS) ||
+        epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0)
+        client_close(c);
+}
+
+/*
+ * Takes the sockets that are ready, then, unless more are, sleeps `sleep_ms`.
+ * It never blocks in epoll_wait: a thread blocked there is woken by each
+ * event's arrival, and on loopback the api's send pays for that wake-up, so
+ * a fan-out would measure this client's wake-ups. With `defer`, a readable
+ * client is only noted; the noted ones are read when `defer` of them are
+ * waiting, or when none was ready (so no fan-out is in flight). Returns the
+ * number of sockets found ready.
+ */
+static int poll_once(int sleep_ms, int defer)
+{
+    struct epoll_event evs[1024];
+    int n = epoll_wait(epfd, evs, 1024, 0);
+    for (int i = 0; i < n; i++) {
+        client_t *c = &clients[evs[i].data.u32];
+        if (c->closed)
+            continue;
+        if (!c->connected && (evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+            client_connected(c);
+        if (c->closed || !(evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+            continue;
+        if (defer == 0)
+            client_read(c);
+        else if (!c->waiting) {
+            c->waiting = 1;
+            waiting[nwaiting++] = (int)(c - clients);
+        }
+    }
+    if (nwaiting > 0 && (n <= 0 || nwaiting >= defer)) {
+        for (int i = 0; i < nwaiting; i++) {
+            clients[waiting[i]].waiting = 0;
+            client_read(&clients[waiting[i]]);
+        }
+        nwaiting = 0;
+    }
+    if (n < 1024 && sleep_ms > 0) {
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = sleep_ms * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return n;
 }
 
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
@@ -194,25 +268,36 @@ static long rss_kb(long pid)
     return kb;
 }
 
-static void run_until(uv_loop_t *loop, int *counter, int want, double timeout_s)
+/* Serves the sockets until `*counter` reaches `want`; `defer` as poll_once's. */
+static void run_until(int *counter, int want, double timeout_s, int defer)
 {
     double end = now_ms() + timeout_s * 1000;
-    while (*counter < want && now_ms() < end)
-        uv_run(loop, UV_RUN_NOWAIT), uv_sleep(1);
+    while ((*counter < want || nwaiting > 0) && now_ms() < end)
+        poll_once(1, defer);
 }
 
-/* The time the api's main thread (its loop) has run, and waited for a CPU, in ns. */
+/* The time the api's threads (its loop and its write threads) have run, and waited for a CPU,
+ * in ns, together. */
 static void sched_ns(long pid, double *run, double *wait)
 {
     char path[64];
-    snprintf(path, sizeof(path), "/proc/%ld/schedstat", pid);
-    FILE *f = fopen(path, "r");
+    snprintf(path, sizeof(path), "/proc/%ld/task", pid);
     *run = *wait = 0;
-    if (f) {
-        if (fscanf(f, "%lf %lf", run, wait) != 2)
-            *run = *wait = 0;
-        fclose(f);
+    DIR *dir = opendir(path);
+    for (struct dirent *de; dir && (de = readdir(dir)) != NULL;) {
+        char stat[352];
+        double r, w;
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(stat, sizeof(stat), "%s/%s/schedstat", path, de->d_name);
+        FILE *f = fopen(stat, "r");
+        if (f && fscanf(f, "%lf %lf", &r, &w) == 2)
+            *run += r, *wait += w;
+        if (f)
+            fclose(f);
     }
+    if (dir)
+        closedir(dir);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -322,30 +407,31 @@ int main(int argc, char **argv)
                  gen, token, host);
     }
     /* The clients. */
-    uv_ip4_addr(host, port, &addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
+        fprintf(stderr, "sse_fanout: API_URL must name an IPv4 address\n");
+        return 2;
+    }
     clients = calloc((size_t)nclients, sizeof(client_t));
-    uv_loop_t *loop = uv_default_loop();
+    waiting = calloc((size_t)nclients, sizeof(int));
+    epfd = epoll_create1(EPOLL_CLOEXEC);
     long rss_before = rss_kb(api_pid);
     for (int g = 0; g < ngroups; g++)
         for (int i = groups[g].first; i < groups[g].first + groups[g].n; i++)
             clients[i].group = g;
     for (int i = 0; i < nclients; i++) {
-        client_t *c = &clients[i];
-        uv_tcp_init(loop, &c->tcp);
-        c->tcp.data = c;
-        c->connect.data = c;
-        if (uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&addr, on_connect) < 0)
-            client_close(c);
+        client_open(&clients[i]);
         if (i % 200 == 199)
-            uv_run(loop, UV_RUN_NOWAIT); /* let the api accept as we go */
+            poll_once(0, 0); /* let the api accept as we go */
     }
-    run_until(loop, &nconnected, nclients, 60);
+    run_until(&nconnected, nclients, 60, 0);
     /* Every stream set up (its 'queued' replay came), so no setup runs during the fan-outs. */
-    run_until(loop, &nready, nconnected, 60);
+    run_until(&nready, nconnected, 60, 0);
     if (nready < nconnected)
         warn("sse_fanout: %d of %d streams did not start\n", nconnected - nready, nconnected);
     for (int i = 0; i < 50; i++)
-        uv_run(loop, UV_RUN_NOWAIT), uv_sleep(20); /* and the api is idle again */
+        poll_once(20, 0); /* and the api is idle again */
     long rss_after = rss_kb(api_pid);
     /* The worker's part: claim every generation. */
     int claimed = 0;
@@ -382,13 +468,13 @@ int main(int argc, char **argv)
         double r0, w0, r1, w1;
         sched_ns(api_pid, &r0, &w0);
         queue_sync_event_append(qs, gr->gen_id, gr->token, "progress", data, &qr, &err);
-        run_until(loop, &gr->progress, want, 60);
+        run_until(&gr->progress, want, 60, want);
         sched_ns(api_pid, &r1, &w1);
         if (w1 - w0 > (r1 - r0) / 10)
-            warn(
-                "sse_fanout: during the fan-out to %d the api ran %.1f ms and waited %.1f ms for a "
-                "CPU: the machine was busy\n",
-                gr->n, (r1 - r0) / 1e6, (w1 - w0) / 1e6);
+            warn("sse_fanout: during the fan-out to %d the api's threads ran %.1f ms and waited "
+                 "%.1f "
+                 "ms for a CPU: the machine was busy\n",
+                 gr->n, (r1 - r0) / 1e6, (w1 - w0) / 1e6);
     }
     for (int g = 0; g < ngroups; g++) {
         group_t *gr = &groups[g];
@@ -400,7 +486,7 @@ int main(int argc, char **argv)
         store_call_dispose(&call);
         queue_sync_finish(qs, gr->gen_id, gr->token, QUEUE_DONE, "{}", &qr, &err);
     }
-    run_until(loop, &nterminal, nconnected, 60);
+    run_until(&nterminal, nconnected, 60, 0);
     double p50, p99;
     percentiles(0, nclients, &p50, &p99);
     long per = nconnected ? (rss_after - rss_before) * 1024 / nconnected : 0;
@@ -416,8 +502,8 @@ int main(int argc, char **argv)
     fputs(warnings, stderr);
     for (int i = 0; i < nclients; i++)
         client_close(&clients[i]);
-    uv_run(loop, UV_RUN_DEFAULT);
-    uv_loop_close(loop);
+    close(epfd);
+    free(waiting);
     free(clients);
     queue_sync_free(qs);
     store_conn_free(sc);

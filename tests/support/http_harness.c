@@ -40,6 +40,8 @@ struct srv {
     gf_http_req_t **parked;
     int nparked, gate_n;
     uv_timer_t gate_timer;
+    gf_http_req_t **fan; /* the open /fanout streams */
+    size_t nfan, fan_cap;
 };
 
 /* --- routes (loop thread) ---------------------------------------------------------- */
@@ -287,6 +289,79 @@ static void set_flag(srv_t *s, int *flag)
     uv_mutex_unlock(&s->mu);
 }
 
+/* --- /fanout: streams fed together (gf_http_stream_write_frame_all) ------------------ */
+
+static void fan_remove(srv_t *s, gf_http_req_t *r)
+{
+    for (size_t i = 0; i < s->nfan; i++)
+        if (s->fan[i] == r) {
+            s->fan[i] = s->fan[--s->nfan];
+            gf_http_stream_end(r);
+            atomic_fetch_sub(&s->stats.fan_open, 1);
+            return;
+        }
+}
+
+static void on_fan_gone(gf_http_req_t *r, void *data)
+{
+    fan_remove(data, r);
+}
+
+static void on_fanout(gf_http_req_t *r, void *data)
+{
+    srv_t *s = data;
+    if (gf_http_stream_start(r, 200, "text/event-stream") < 0) {
+        gf_http_stream_end(r);
+        return;
+    }
+    gf_http_req_on_close(r, on_fan_gone, s);
+    if (s->nfan == s->fan_cap) {
+        s->fan_cap = s->fan_cap ? 2 * s->fan_cap : 64;
+        s->fan = gf_xrealloc(s->fan, s->fan_cap * sizeof(*s->fan));
+    }
+    s->fan[s->nfan++] = r;
+    atomic_fetch_add(&s->stats.fan_open, 1);
+}
+
+size_t srv_fan_data(int i, size_t size, char *out)
+{
+    int n = snprintf(out, size + 1, "%d:", i);
+    for (size_t k = (size_t)n; k < size; k++)
+        out[k] = (char)('a' + i % 26);
+    return size;
+}
+
+typedef struct {
+    int first, frames;
+    size_t size;
+} fan_call_t;
+
+static void fan_write(srv_t *s, void *arg)
+{
+    fan_call_t *fc = arg;
+    char *data = gf_xmalloc(fc->size + 1);
+    int *rc = gf_xmalloc((s->nfan ? s->nfan : 1) * sizeof(*rc));
+    for (int i = fc->first; i < fc->first + fc->frames && s->nfan > 0; i++) {
+        gf_http_frame_t *f = gf_http_frame_new(data, srv_fan_data(i, fc->size, data));
+        size_t n = s->nfan;
+        gf_http_stream_write_frame_all(s->fan, n, f, rc);
+        gf_http_frame_unref(f);
+        for (size_t k = n; k-- > 0;) /* from the end: fan_remove moves the last into k */
+            if (rc[k] < 0) {
+                atomic_fetch_add(&s->stats.fan_failed, 1);
+                fan_remove(s, s->fan[k]);
+            }
+    }
+    free(rc);
+    free(data);
+}
+
+void srv_fanout(srv_t *s, int first, int frames, size_t size)
+{
+    fan_call_t fc = {first, frames, size};
+    srv_call(s, fan_write, &fc);
+}
+
 static int add_routes(srv_t *s)
 {
     gf_httpd_t *h = s->h;
@@ -297,6 +372,7 @@ static int add_routes(srv_t *s)
     rc |= gf_httpd_route(h, "GET", "/stream", 0, on_stream, s);
     rc |= gf_httpd_route(h, "GET", "/gate", 0, on_gate, s);
     rc |= gf_httpd_route(h, "GET", "/healthz", 0, on_healthz, s);
+    rc |= gf_httpd_route(h, "GET", "/fanout", 0, on_fanout, s);
     return rc;
 }
 
@@ -429,6 +505,8 @@ static void stats_copy(srv_stats_t *to, srv_stats_t *from)
     atomic_store(&to->stream_canceled, atomic_load(&from->stream_canceled));
     atomic_store(&to->gate_max, atomic_load(&from->gate_max));
     atomic_store(&to->stopped_cb, atomic_load(&from->stopped_cb));
+    atomic_store(&to->fan_open, atomic_load(&from->fan_open));
+    atomic_store(&to->fan_failed, atomic_load(&from->fan_failed));
 }
 
 int srv_join(srv_t *s, int timeout_ms, srv_stats_t *final)
@@ -452,6 +530,7 @@ int srv_join(srv_t *s, int timeout_ms, srv_stats_t *final)
     uv_mutex_destroy(&s->mu);
     uv_cond_destroy(&s->cv);
     free(s->parked);
+    free(s->fan);
     free(s);
     return rc;
 }

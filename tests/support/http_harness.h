@@ -32,6 +32,8 @@ typedef struct {
     atomic_int stream_canceled; /* gf_http_stream_write returned GF_ECANCELED */
     atomic_int gate_max;        /* most /gate requests parked at once */
     atomic_int stopped_cb;      /* the httpd's stopped callback ran */
+    atomic_int fan_open;        /* /fanout streams open */
+    atomic_int fan_failed;      /* /fanout writes that failed (their streams ended) */
 } srv_stats_t;
 
 typedef struct srv srv_t;
@@ -50,6 +52,8 @@ typedef struct srv srv_t;
  *   GET  /gate       parks requests until `gate_n` are parked, then answers all
  *                    (or all after 30 s)
  *   GET  /healthz    200 "ok\n"
+ *   GET  /fanout     a text/event-stream that srv_fanout() writes to, with every other
+ *                    /fanout stream, until the client or the server goes
  * Fails the test if the server cannot start.
  */
 srv_t *srv_start(const gf_httpd_opts_t *opts, int gate_n);
@@ -68,6 +72,15 @@ size_t srv_connections(srv_t *s);
 
 /* Answers every held /slow?hold=1 request now. */
 void srv_release_slow(srv_t *s);
+
+/*
+ * Writes frames first .. first + frames - 1, of `size` bytes each, to every open
+ * /fanout stream, each with gf_http_stream_write_frame_all, all in one loop turn;
+ * returns once they are written or queued. Frame i holds srv_fan_data(i, size).
+ */
+void srv_fanout(srv_t *s, int first, int frames, size_t size);
+/* Frame i's data: "i:" and then one letter ('a' + i % 26) up to `size` bytes, in out[size + 1]. */
+size_t srv_fan_data(int i, size_t size, char *out);
 
 /* Calls gf_httpd_stop on the loop (returns once it was called). */
 void srv_stop(srv_t *s);

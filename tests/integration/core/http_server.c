@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <cmocka.h>
 #include <curl/curl.h>
@@ -379,6 +380,73 @@ static void test_pipelined_requests_are_answered_in_order(void **state)
     rawc_close(&c);
 }
 
+/*
+ * One frame after another to 200 streams at once, each fan-out shared with
+ * two write threads: every client gets every frame, whole and in order,
+ * chunked for HTTP/1.1 and bare for HTTP/1.0, while it reads half a frame
+ * between two fan-outs (so each fan-out meets sockets still holding unread
+ * bytes). (On loopback the kernel takes these sends whole; the queueing of
+ * what a socket does not take is the single-stream path's, which the
+ * stream tests above exercise.)
+ */
+static void test_fanout_shared_with_threads_arrives_whole_and_in_order(void **state)
+{
+    (void)state;
+    enum { N = 200, FRAMES = 20, SIZE = 4000 };
+    gf_httpd_opts_t o = srv_opts();
+    o.write_threads = 2;
+    o.stream_max_queued_bytes = 4 << 20;
+    S = srv_start(&o, 0);
+    rawc_t *c = gf_xcalloc(N, sizeof(*c));
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(rawc_connect(&c[i], srv_port(S), 4096), 0);
+        assert_int_equal(rawc_sends(&c[i], i == 0 ? "GET /fanout HTTP/1.0\r\n\r\n"
+                                                  : "GET /fanout HTTP/1.1\r\nHost: t\r\n\r\n"),
+                         0);
+    }
+    WAIT_UNTIL(atomic_load(&srv_stats(S)->fan_open) == N, WAIT_MS);
+    assert_int_equal(atomic_load(&srv_stats(S)->fan_open), N);
+    for (int f = 0; f < FRAMES; f++) {
+        srv_fanout(S, f, 1, SIZE);
+        for (int i = 0; i < N; i++) { /* less than a frame: the clients fall behind */
+            static char part[SIZE / 2];
+            ssize_t n = recv(c[i].fd, part, sizeof(part), MSG_DONTWAIT);
+            if (n > 0)
+                gf_buf_append(&c[i].in, part, (size_t)n);
+        }
+    }
+    assert_int_equal(atomic_load(&srv_stats(S)->fan_failed), 0);
+    /* What each client must read after the head: HTTP/1.1 chunks, HTTP/1.0 the data alone. */
+    gf_buf_t chunked = {0}, bare = {0};
+    static char data[SIZE + 1];
+    for (int f = 0; f < FRAMES; f++) {
+        size_t n = srv_fan_data(f, SIZE, data);
+        gf_buf_printf(&chunked, "%zx\r\n", n);
+        gf_buf_append(&chunked, data, n);
+        gf_buf_append(&chunked, "\r\n", 2);
+        gf_buf_append(&bare, data, n);
+    }
+    for (int i = 0; i < N; i++) {
+        http_resp_t r;
+        assert_int_equal(rawc_head(&c[i], &r, WAIT_MS), 0);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.chunked, i != 0);
+        const gf_buf_t *want = i == 0 ? &bare : &chunked;
+        long long end = now_ms() + WAIT_MS;
+        while (c[i].in.len < want->len && now_ms() < end && rawc_fill(&c[i], WAIT_MS) > 0)
+            ;
+        assert_int_equal(c[i].in.len, want->len);
+        assert_memory_equal(c[i].in.p, want->p, want->len);
+        resp_dispose(&r);
+        rawc_close(&c[i]);
+    }
+    WAIT_UNTIL(atomic_load(&srv_stats(S)->fan_open) == 0, WAIT_MS);
+    assert_int_equal(atomic_load(&srv_stats(S)->fan_open), 0);
+    gf_buf_dispose(&chunked);
+    gf_buf_dispose(&bare);
+    free(c);
+}
+
 static void test_stream_handler_is_told_when_the_client_leaves(void **state)
 {
     (void)state;
@@ -422,6 +490,8 @@ int main(void)
         cmocka_unit_test_teardown(test_thousand_concurrent_connections_are_all_answered, teardown),
         cmocka_unit_test_teardown(test_pipelined_requests_are_answered_in_order, teardown),
         cmocka_unit_test_teardown(test_stream_handler_is_told_when_the_client_leaves, teardown),
+        cmocka_unit_test_teardown(test_fanout_shared_with_threads_arrives_whole_and_in_order,
+                                  teardown),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     http_test_cleanup();
