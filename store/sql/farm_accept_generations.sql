@@ -32,13 +32,20 @@
 -- Two requests of the same user see each other's holds (one transaction;
 -- the hold is farm_accept_generation's conditional UPDATE).
 --
--- Lock order: in a batch of two or more, first every existing account of
--- the batch is locked (FOR UPDATE) in user id order, in one statement;
--- then the fast path takes its holds, and the one-by-one path takes its
--- requests by user id, locking each user's account (or provisioning a new
--- user) in that order. Two batches on two connections (or two api
--- processes) therefore take the accounts they share in the same order and
--- never wait on each other in a cycle.
+-- Lock order: in a batch of two or more, first a transaction advisory lock
+-- on each user of the batch (class 71002, the hash of the user id), in the
+-- order of those keys, in one statement; then every existing account of the
+-- batch is locked (FOR UPDATE) in user id order; then the fast path takes
+-- its holds, and the one-by-one path takes its requests by user id, locking
+-- each user's account (or provisioning a new user) in that order. The
+-- advisory locks come first because a user seen for the first time has no
+-- account row to lock until the loop provisions it: without them, a batch
+-- could hold an existing account while it waits for another batch's
+-- provisioning of a new user, and that other batch wait for the same
+-- account (a deadlock that tests/integration/store/accept_batch.c's racing
+-- batches hit). Two batches on two connections (or two api processes)
+-- that share a user therefore run one after the other from their first
+-- shared user on, and never wait on each other in a cycle.
 CREATE OR REPLACE FUNCTION farm_accept_generations(p_batch jsonb) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -52,6 +59,9 @@ DECLARE
     v_gen jsonb;
 BEGIN
     IF v_n > 1 THEN -- a lone request costs less one by one than set-based
+        PERFORM pg_advisory_xact_lock(71002, s.k)
+            FROM (SELECT DISTINCT hashtext((e->>'user')::uuid::text) AS k
+                  FROM jsonb_array_elements(p_batch) e ORDER BY 1) s;
         PERFORM 1 FROM credit_accounts a
             WHERE a.user_id IN (SELECT (e->>'user')::uuid FROM jsonb_array_elements(p_batch) e)
             ORDER BY a.user_id FOR UPDATE;
