@@ -69,6 +69,27 @@ bench_clear_test_env() {
     done
 }
 
+# bench_cpu_ticks PID... : the CPU clock ticks (utime + stime) of each PID
+# and of its live descendants, summed (a process's threads included; every
+# Postgres backend under the postmaster).
+bench_cpu_ticks() {
+    local p sum=0 t
+    for p in "$@"; do
+        t=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null) || continue
+        # shellcheck disable=SC2046  # one word per child PID
+        sum=$((sum + ${t:-0} + $(bench_cpu_ticks $(pgrep -P "$p" || true))))
+    done
+    echo "$sum"
+}
+
+# bench_reaped_ticks : the CPU clock ticks of the shell's children that it
+# has waited for (cutime + cstime of $$, not of a subshell calling this),
+# which include what their own reaped children used: a command
+# substitution's wrk, for one.
+bench_reaped_ticks() {
+    awk '{print $16 + $17}' "/proc/$$/stat"
+}
+
 # wrk_run NAME URL : run wrk against URL and print "<req/s> <p99 ms>", the
 # req/s rounded to an integer and p99 with 2 decimals. Warns on stderr when
 # wrk saw errors or non-2xx answers (the numbers would flatter the server).

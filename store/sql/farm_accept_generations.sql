@@ -62,8 +62,12 @@ BEGIN
         PERFORM pg_advisory_xact_lock(71002, s.k)
             FROM (SELECT DISTINCT hashtext((e->>'user')::uuid::text) AS k
                   FROM jsonb_array_elements(p_batch) e ORDER BY 1) s;
+        -- = ANY of an array, not IN (a set-returning function): the planner
+        -- guesses 100 rows for the function and then prefers a hash join over
+        -- a scan of every account, whose cost grows with the user count.
         PERFORM 1 FROM credit_accounts a
-            WHERE a.user_id IN (SELECT (e->>'user')::uuid FROM jsonb_array_elements(p_batch) e)
+            WHERE a.user_id = ANY (ARRAY(SELECT DISTINCT (e->>'user')::uuid
+                                         FROM jsonb_array_elements(p_batch) e))
             ORDER BY a.user_id FOR UPDATE;
         BEGIN
             WITH req AS (

@@ -427,6 +427,67 @@ static void test_racing_batches_never_overdraw_nor_deadlock(void **state)
     assert_int_equal(accepted + refused, RACERS * ROUNDS * 10);
 }
 
+/* The one value of a one-row, one-column query on `pg`. */
+static long long pg_value(PGconn *pg, const char *sql)
+{
+    PGresult *res = PQexec(pg, sql);
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(res), 1);
+    long long v = atoll(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return v;
+}
+
+/*
+ * A batch reads the accounts of its own users only, however many other
+ * users the farm has: among 20,000 accounts, a batch of four accepts
+ * scans no table of accounts whole (the transaction's own statistics
+ * count every sequential scan), and still holds what it should.
+ */
+static void test_a_batch_reads_only_its_own_accounts(void **state)
+{
+    (void)state;
+    PGconn *pg = ts_pg_connect();
+    PQclear(PQexec(pg,
+                   "INSERT INTO users (id) SELECT gen_random_uuid() FROM generate_series(1, 20000);"
+                   "INSERT INTO credit_accounts (user_id) SELECT id FROM users"
+                   " ON CONFLICT DO NOTHING;"
+                   "ANALYZE users; ANALYZE credit_accounts;"));
+    assert_true(pg_value(pg, "SELECT count(*) FROM credit_accounts") >= 20000);
+    char a[37], b[37], batch[2048];
+    gf_uuid4(a);
+    gf_uuid4(b);
+    fund(a, 100);
+    fund(b, 100);
+    size_t len = 0;
+    for (int i = 0; i < 4; i++) {
+        char id[37];
+        gf_uuid4(id);
+        len +=
+            (size_t)snprintf(batch + len, sizeof(batch) - len,
+                             "%s{\"id\":\"%s\",\"user\":\"%s\",\"plan\":\"pro\",\"welcome\":0,"
+                             "\"kind\":\"avatar\",\"images\":1,\"unit_cost\":10,\"params\":\"{}\"}",
+                             i ? "," : "[", id, i % 2 ? b : a);
+        assert_true(len < sizeof(batch));
+    }
+    len += (size_t)snprintf(batch + len, sizeof(batch) - len, "]");
+    assert_true(len < sizeof(batch));
+    PQclear(PQexec(pg, "BEGIN"));
+    const char *params[] = {batch};
+    PGresult *res = PQexecParams(pg, "SELECT farm_accept_generations($1::jsonb)::text", 1, NULL,
+                                 params, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    assert_int_equal(strstr(PQgetvalue(res, 0, 0), "\"error\"") == NULL, 1);
+    PQclear(res);
+    assert_int_equal(pg_value(pg, "SELECT coalesce(sum(seq_scan), 0) FROM pg_stat_xact_user_tables"
+                                  " WHERE relname IN ('credit_accounts', 'users')"),
+                     0);
+    PQclear(PQexec(pg, "COMMIT"));
+    ts_assert_balance(a, 100, 20);
+    ts_assert_balance(b, 100, 20);
+    PQfinish(pg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -436,6 +497,7 @@ int main(void)
         cmocka_unit_test(test_funded_users_get_one_hold_at_a_time_outcomes),
         cmocka_unit_test(test_a_bad_request_among_funded_ones_fails_alone),
         cmocka_unit_test(test_racing_batches_never_overdraw_nor_deadlock),
+        cmocka_unit_test(test_a_batch_reads_only_its_own_accounts),
     };
     return cmocka_run_group_tests(tests, ts_store_setup, ts_store_teardown);
 }
