@@ -38,8 +38,9 @@ void store__generation_dispose(store_generation_t *g)
     memset(g, 0, sizeof(*g));
 }
 
-static void read_output(store_rd_t *r, json_t *o, store_output_t *out)
+static void read_output(store_rd_t *r, json_t *o, void *item)
 {
+    store_output_t *out = item;
     int null_seed;
     out->index = (int)store__rd_int(r, o, "index", NULL);
     out->pose = (int)store__rd_int(r, o, "pose", NULL);
@@ -87,27 +88,40 @@ void store__read_generation(store_rd_t *r, json_t *o, store_generation_t *g)
     /* Optional in the shape (farm_generation_json has it since migrations/0018): absent is null. */
     json_t *wh = json_object_get(o, "webhook");
     g->webhook = wh && !json_is_null(wh) ? json_dumps(wh, JSON_COMPACT) : NULL;
-    void *items;
-    json_t *a = store__rd_array(r, o, "outputs", sizeof(store_output_t), &items, &g->n_outputs);
-    g->outputs = items;
-    for (size_t i = 0; a && i < g->n_outputs && !r->bad; i++) {
-        json_t *e = json_array_get(a, i);
-        if (!json_is_object(e))
-            r->bad = "outputs";
-        else
-            read_output(r, e, &g->outputs[i]);
-    }
+    g->outputs = store__rd_items(r, o, "outputs", sizeof(*g->outputs), &g->n_outputs, read_output,
+                                 "outputs");
+}
+
+static void read_list_item(store_rd_t *r, json_t *e, void *item)
+{
+    store__read_generation(r, e, item);
 }
 
 /* farm_generations_page (migrations/0004). */
 void store__read_list(store_rd_t *r, json_t *o, store_list_result_t *l)
 {
-    void *items;
-    json_t *a = store__rd_array(r, o, "items", sizeof(store_generation_t), &items, &l->n);
-    l->items = items;
-    for (size_t i = 0; a && i < l->n && !r->bad; i++)
-        store__read_generation(r, json_array_get(a, i), &l->items[i]);
+    l->items = store__rd_items(r, o, "items", sizeof(*l->items), &l->n, read_list_item, NULL);
     l->next_cursor = store__rd_str(r, o, "next_cursor", 1);
+}
+
+static void read_expired(store_rd_t *r, json_t *e, void *item)
+{
+    store_sweep_expired_t *x = item;
+    store__rd_word(r, e, "id", x->id, sizeof(x->id));
+    store__rd_word(r, e, "user_id", x->user_id, sizeof(x->user_id));
+}
+
+static void read_candidate(store_rd_t *r, json_t *e, void *item)
+{
+    store_sweep_candidate_t *c = item;
+    int null_deadline;
+    store__rd_word(r, e, "id", c->id, sizeof(c->id));
+    store__rd_word(r, e, "user_id", c->user_id, sizeof(c->user_id));
+    c->plan = store__rd_str(r, e, "plan", 0);
+    c->status = store__rd_str(r, e, "status", 0);
+    c->params = store__rd_json(r, e, "params", 0);
+    c->deadline_ms = store__rd_int(r, e, "deadline_ms", &null_deadline);
+    c->fence = store__rd_int(r, e, "fence", NULL);
 }
 
 /* farm_sweep (migrations/0003). */
@@ -116,30 +130,10 @@ void store__read_sweep(store_rd_t *r, json_t *o, store_sweep_result_t *s)
     s->locked = store__rd_bool(r, o, "locked");
     if (!s->locked)
         return;
-    void *items;
-    json_t *a =
-        store__rd_array(r, o, "expired", sizeof(store_sweep_expired_t), &items, &s->n_expired);
-    s->expired = items;
-    for (size_t i = 0; a && i < s->n_expired && !r->bad; i++) {
-        json_t *e = json_array_get(a, i);
-        store__rd_word(r, e, "id", s->expired[i].id, sizeof(s->expired[i].id));
-        store__rd_word(r, e, "user_id", s->expired[i].user_id, sizeof(s->expired[i].user_id));
-    }
-    a = store__rd_array(r, o, "candidates", sizeof(store_sweep_candidate_t), &items,
-                        &s->n_candidates);
-    s->candidates = items;
-    for (size_t i = 0; a && i < s->n_candidates && !r->bad; i++) {
-        json_t *e = json_array_get(a, i);
-        store_sweep_candidate_t *c = &s->candidates[i];
-        int null_deadline;
-        store__rd_word(r, e, "id", c->id, sizeof(c->id));
-        store__rd_word(r, e, "user_id", c->user_id, sizeof(c->user_id));
-        c->plan = store__rd_str(r, e, "plan", 0);
-        c->status = store__rd_str(r, e, "status", 0);
-        c->params = store__rd_json(r, e, "params", 0);
-        c->deadline_ms = store__rd_int(r, e, "deadline_ms", &null_deadline);
-        c->fence = store__rd_int(r, e, "fence", NULL);
-    }
+    s->expired =
+        store__rd_items(r, o, "expired", sizeof(*s->expired), &s->n_expired, read_expired, NULL);
+    s->candidates = store__rd_items(r, o, "candidates", sizeof(*s->candidates), &s->n_candidates,
+                                    read_candidate, NULL);
 }
 
 /* farm_worker_resume (migrations/0008). */

@@ -36,6 +36,16 @@ char *store__rd_json(store_rd_t *r, json_t *o, const char *k, int nullable);
 /* An array: its size, and a zeroed vector of `size` bytes per element (NULL when empty). */
 json_t *store__rd_array(store_rd_t *r, json_t *o, const char *k, size_t size, void **items,
                         size_t *n);
+/* Reads one element of an array into `item`, a zeroed element of the vector. */
+typedef void (*store_rd_item_fn)(store_rd_t *r, json_t *e, void *item);
+/* The elements of array `a` read with `each` into a new zeroed vector of `size` bytes an
+ * element (NULL when empty), stopping at the first bad shape; *n is the array's size.
+ * `not_object` (when not NULL) is the field named bad when an element is not an object. */
+void *store__rd_each(store_rd_t *r, json_t *a, size_t size, size_t *n, store_rd_item_fn each,
+                     const char *not_object);
+/* Array field `k` of `o` read as store__rd_each does; not an array is a bad shape. */
+void *store__rd_items(store_rd_t *r, json_t *o, const char *k, size_t size, size_t *n,
+                      store_rd_item_fn each, const char *not_object);
 /* A JSON object's key that is a decimal index ("0", "12"); -1 when it is not one. */
 int store__key_index(const char *key);
 

@@ -72,21 +72,51 @@ char *store__rd_json(store_rd_t *r, json_t *o, const char *k, int nullable)
     return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
 }
 
+/* Field `k` of `o` when it is an array; NULL (a bad shape when present) otherwise. */
+static json_t *array_field(store_rd_t *r, json_t *o, const char *k)
+{
+    json_t *v = store__rd_get(r, o, k);
+    if (v != NULL && !json_is_array(v)) {
+        r->bad = k;
+        return NULL;
+    }
+    return v;
+}
+
 json_t *store__rd_array(store_rd_t *r, json_t *o, const char *k, size_t size, void **items,
                         size_t *n)
 {
-    json_t *v = store__rd_get(r, o, k);
+    json_t *v = array_field(r, o, k);
     *items = NULL;
     *n = 0;
     if (v == NULL)
         return NULL;
-    if (!json_is_array(v)) {
-        r->bad = k;
-        return NULL;
-    }
     *n = json_array_size(v);
     *items = *n ? gf_xcalloc(*n, size) : NULL;
     return v;
+}
+
+void *store__rd_each(store_rd_t *r, json_t *a, size_t size, size_t *n, store_rd_item_fn each,
+                     const char *not_object)
+{
+    *n = json_array_size(a);
+    char *items = *n ? gf_xcalloc(*n, size) : NULL;
+    for (size_t i = 0; i < *n && !r->bad; i++) {
+        json_t *e = json_array_get(a, i);
+        if (not_object && !json_is_object(e))
+            r->bad = not_object;
+        else
+            each(r, e, items + i * size);
+    }
+    return items;
+}
+
+void *store__rd_items(store_rd_t *r, json_t *o, const char *k, size_t size, size_t *n,
+                      store_rd_item_fn each, const char *not_object)
+{
+    json_t *a = array_field(r, o, k);
+    *n = 0;
+    return a ? store__rd_each(r, a, size, n, each, not_object) : NULL;
 }
 
 int store__key_index(const char *key)

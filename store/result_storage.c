@@ -28,22 +28,21 @@ void store__read_keys(store_rd_t *r, json_t *o, store_keys_result_t *k)
     k->idempotency_purged = store__rd_int(r, o, "idempotency_purged", NULL);
 }
 
+static void read_upload(store_rd_t *r, json_t *e, void *item)
+{
+    store_upload_t *u = item;
+    store__rd_word(r, e, "id", u->id, sizeof(u->id));
+    store__rd_word(r, e, "format", u->format, sizeof(u->format));
+    u->width = (int)store__rd_int(r, e, "width", NULL);
+    u->height = (int)store__rd_int(r, e, "height", NULL);
+    u->bytes = store__rd_int(r, e, "bytes", NULL);
+    u->created_at = store__rd_str(r, e, "created_at", 0);
+}
+
 /* farm_uploads_page (migrations/0019). */
 void store__read_uploads(store_rd_t *r, json_t *o, store_uploads_result_t *l)
 {
-    void *items;
-    json_t *a = store__rd_array(r, o, "items", sizeof(store_upload_t), &items, &l->n);
-    l->items = items;
-    for (size_t i = 0; a && i < l->n && !r->bad; i++) {
-        json_t *e = json_array_get(a, i);
-        store_upload_t *u = &l->items[i];
-        store__rd_word(r, e, "id", u->id, sizeof(u->id));
-        store__rd_word(r, e, "format", u->format, sizeof(u->format));
-        u->width = (int)store__rd_int(r, e, "width", NULL);
-        u->height = (int)store__rd_int(r, e, "height", NULL);
-        u->bytes = store__rd_int(r, e, "bytes", NULL);
-        u->created_at = store__rd_str(r, e, "created_at", 0);
-    }
+    l->items = store__rd_items(r, o, "items", sizeof(*l->items), &l->n, read_upload, NULL);
     l->next_cursor = store__rd_str(r, o, "next_cursor", 1);
 }
 
