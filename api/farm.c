@@ -153,6 +153,21 @@ static store_conn_t *connect_store(const gf_config_t *cfg)
     return sc;
 }
 
+/* A command's work on the configured database: its exit code. */
+typedef int (*store_cmd_fn)(const gf_config_t *cfg, store_conn_t *sc, const void *args);
+
+/* Runs `fn` with a connection to the configured database: its exit code, 1 when the
+ * database could not be reached (said on stderr). */
+static int with_store(store_cmd_fn fn, const void *args)
+{
+    gf_config_t *cfg = load_config();
+    store_conn_t *sc = connect_store(cfg);
+    int rc = sc != NULL ? fn(cfg, sc, args) : 1;
+    store_conn_free(sc);
+    gf_cfg_free(cfg);
+    return rc;
+}
+
 /*
  * The CLI's audit rows (docs/operations.md, "Audit trail"): actor "cli" and
  * a request id made for the command. cli_audit_set makes a built call write
@@ -190,24 +205,55 @@ static int cli_audit_write(store_conn_t *sc, const char *action, const char *tar
     return rc < 0 ? -1 : 0;
 }
 
+static int reconcile_run(const gf_config_t *cfg, store_conn_t *sc, const void *args)
+{
+    (void)cfg;
+    (void)args;
+    gf_err_t err = {0};
+    int n = store_reconcile(sc, stdout, &err);
+    if (n < 0)
+        fprintf(stderr, "farm reconcile: %s\n", err.msg);
+    else if (n > 0)
+        printf("reconcile: %d violation%s\n", n, n == 1 ? "" : "s");
+    else
+        printf("reconcile: ledger consistent (balances, holds and settlements match)\n");
+    return n == 0 ? 0 : 1;
+}
+
 static int cmd_reconcile(void)
 {
-    gf_config_t *cfg = load_config();
-    store_conn_t *sc = connect_store(cfg);
+    return with_store(reconcile_run, NULL);
+}
+
+typedef struct {
+    const char *user, *reason;
+    long long amount;
+} grant_args_t;
+
+static int grant_run(const gf_config_t *cfg, store_conn_t *sc, const void *args)
+{
+    const grant_args_t *g = args;
     int rc = 1;
-    if (sc != NULL) {
-        gf_err_t err = {0};
-        int n = store_reconcile(sc, stdout, &err);
-        if (n < 0)
-            fprintf(stderr, "farm reconcile: %s\n", err.msg);
-        else if (n > 0)
-            printf("reconcile: %d violation%s\n", n, n == 1 ? "" : "s");
-        else
-            printf("reconcile: ledger consistent (balances, holds and settlements match)\n");
-        rc = n == 0 ? 0 : 1;
+    store_call_t c;
+    store_call_credit(&c, g->user, g->amount, g->reason, cfg->welcome_credits);
+    json_t *detail = json_pack("{s:I, s:s}", "amount", (json_int_t)g->amount, "reason", g->reason);
+    char *detail_text = json_dumps(detail, JSON_COMPACT);
+    cli_audit_set(&c, "credits.grant", g->user, detail_text);
+    free(detail_text);
+    json_decref(detail);
+    if (store_conn_exec(sc, &c) < 0) {
+        fprintf(stderr, "farm grant: %s\n", c.err.msg);
+    } else {
+        store_call_dispose(&c);
+        store_call_balance(&c, g->user, cfg->welcome_credits);
+        if (store_conn_exec(sc, &c) == 0) {
+            const store_balance_result_t *b = &c.res.balance;
+            printf("user %s: balance %lld, held %lld, available %lld\n", g->user, b->balance,
+                   b->held, b->balance - b->held);
+            rc = 0;
+        }
     }
-    store_conn_free(sc);
-    gf_cfg_free(cfg);
+    store_call_dispose(&c);
     return rc;
 }
 
@@ -228,34 +274,8 @@ static int cmd_grant(int argc, char **argv)
     }
     if (!api_is_uuid(user) || amount == 0 || (argc % 2) != 0)
         return usage(stderr);
-    gf_config_t *cfg = load_config();
-    store_conn_t *sc = connect_store(cfg);
-    int rc = 1;
-    if (sc != NULL) {
-        store_call_t c;
-        store_call_credit(&c, user, amount, reason, cfg->welcome_credits);
-        json_t *detail = json_pack("{s:I, s:s}", "amount", (json_int_t)amount, "reason", reason);
-        char *detail_text = json_dumps(detail, JSON_COMPACT);
-        cli_audit_set(&c, "credits.grant", user, detail_text);
-        free(detail_text);
-        json_decref(detail);
-        if (store_conn_exec(sc, &c) < 0) {
-            fprintf(stderr, "farm grant: %s\n", c.err.msg);
-        } else {
-            store_call_dispose(&c);
-            store_call_balance(&c, user, cfg->welcome_credits);
-            if (store_conn_exec(sc, &c) == 0) {
-                const store_balance_result_t *b = &c.res.balance;
-                printf("user %s: balance %lld, held %lld, available %lld\n", user, b->balance,
-                       b->held, b->balance - b->held);
-                rc = 0;
-            }
-        }
-        store_call_dispose(&c);
-    }
-    store_conn_free(sc);
-    gf_cfg_free(cfg);
-    return rc;
+    grant_args_t g = {.user = user, .reason = reason, .amount = amount};
+    return with_store(grant_run, &g);
 }
 
 /*
@@ -465,6 +485,41 @@ static void print_webhook(const store_webhook_t *w)
     printf("\n");
 }
 
+typedef struct {
+    const char *action, *gen, *id;
+    int failed;
+} webhooks_args_t;
+
+static int webhooks_run(const gf_config_t *cfg, store_conn_t *sc, const void *args)
+{
+    (void)cfg;
+    const webhooks_args_t *w = args;
+    int rc = 1;
+    store_call_t c;
+    if (strcmp(w->action, "list") == 0)
+        store_call_webhook_list(&c, w->failed, w->gen, 100);
+    else {
+        store_call_webhook_retry(&c, w->id);
+        cli_audit_set(&c, "webhooks.retry", w->id ? w->id : "*", NULL);
+    }
+    if (store_conn_exec(sc, &c) < 0) {
+        fprintf(stderr, "farm webhooks %s: %s\n", w->action, c.err.msg);
+    } else if (strcmp(w->action, "list") == 0) {
+        for (size_t i = 0; i < c.res.webhook_list.n; i++)
+            print_webhook(&c.res.webhook_list.items[i]);
+        printf("%zu deliver%s\n", c.res.webhook_list.n, c.res.webhook_list.n == 1 ? "y" : "ies");
+        rc = 0;
+    } else {
+        printf("%zu failed deliver%s pending again\n", c.res.webhook_list.n,
+               c.res.webhook_list.n == 1 ? "y" : "ies");
+        rc = w->id != NULL && c.res.webhook_list.n == 0 ? 1 : 0;
+        if (rc)
+            fprintf(stderr, "farm webhooks retry: no failed delivery %s\n", w->id);
+    }
+    store_call_dispose(&c);
+    return rc;
+}
+
 /* farm webhooks: the outbox for on-call (docs/operations.md, a receiver is down for a day). */
 static int cmd_webhooks(int argc, char **argv)
 {
@@ -488,37 +543,8 @@ static int cmd_webhooks(int argc, char **argv)
     } else {
         return usage(stderr);
     }
-    gf_config_t *cfg = load_config();
-    store_conn_t *sc = connect_store(cfg);
-    int rc = 1;
-    if (sc != NULL) {
-        store_call_t c;
-        if (strcmp(action, "list") == 0)
-            store_call_webhook_list(&c, failed, gen, 100);
-        else {
-            store_call_webhook_retry(&c, id);
-            cli_audit_set(&c, "webhooks.retry", id ? id : "*", NULL);
-        }
-        if (store_conn_exec(sc, &c) < 0) {
-            fprintf(stderr, "farm webhooks %s: %s\n", action, c.err.msg);
-        } else if (strcmp(action, "list") == 0) {
-            for (size_t i = 0; i < c.res.webhook_list.n; i++)
-                print_webhook(&c.res.webhook_list.items[i]);
-            printf("%zu deliver%s\n", c.res.webhook_list.n,
-                   c.res.webhook_list.n == 1 ? "y" : "ies");
-            rc = 0;
-        } else {
-            printf("%zu failed deliver%s pending again\n", c.res.webhook_list.n,
-                   c.res.webhook_list.n == 1 ? "y" : "ies");
-            rc = id != NULL && c.res.webhook_list.n == 0 ? 1 : 0;
-            if (rc)
-                fprintf(stderr, "farm webhooks retry: no failed delivery %s\n", id);
-        }
-        store_call_dispose(&c);
-    }
-    store_conn_free(sc);
-    gf_cfg_free(cfg);
-    return rc;
+    webhooks_args_t w = {.action = action, .gen = gen, .id = id, .failed = failed};
+    return with_store(webhooks_run, &w);
 }
 
 int main(int argc, char **argv)

@@ -1,7 +1,7 @@
 /*
  * core/httpd_conn.c - one HTTP connection: reading, parsing with
  * libhttp-parser, handing requests to handlers one at a time, writing,
- * timeouts, back-pressure and closing.
+ * timeouts, back-pressure and closing (the lingering close is httpd_linger.c).
  *
  * Invariants:
  * - At most one request per connection is parsed or handled at a time; bytes
@@ -39,9 +39,7 @@ typedef struct {
 } wreq_t;
 
 static void conn_process(httpd_conn_t *c);
-static void conn_end(httpd_conn_t *c);
 static void on_timeout(uv_timer_t *t);
-static void conn_timer(httpd_conn_t *c, uint64_t ms);
 static void conn_fail(httpd_conn_t *c, int status, const char *code, const char *msg);
 
 /*
@@ -127,7 +125,7 @@ static void on_write(uv_write_t *w, int status)
     if (status < 0) {
         httpd__conn_close(c, 1);
     } else if (c->close_after_write && c->writes_pending == 0) {
-        conn_end(c);
+        httpd__conn_end(c);
     } else if (c->out_held && c->state == CONN_IDLE && !c->closing &&
                c->out_bytes < h->opts.max_queued_bytes) {
         c->out_held = 0;
@@ -275,7 +273,7 @@ static void on_timeout(uv_timer_t *t)
         c->resume_pending = 0;
         c->turn_requests = 0;
         c->turn_ms = uv_now(c->h->loop);
-        conn_timer(c, c->h->opts.idle_timeout_ms);
+        httpd__conn_timer(c, c->h->opts.idle_timeout_ms);
         conn_process(c);
         return;
     }
@@ -294,7 +292,7 @@ static void on_timeout(uv_timer_t *t)
     }
 }
 
-static void conn_timer(httpd_conn_t *c, uint64_t ms)
+void httpd__conn_timer(httpd_conn_t *c, uint64_t ms)
 {
     if (c->closing)
         return;
@@ -318,10 +316,10 @@ void httpd__req_done(httpd_conn_t *c, int keep)
             c->reading = 0;
         }
         if (c->writes_pending == 0)
-            conn_end(c);
+            httpd__conn_end(c);
         return;
     }
-    conn_timer(c, c->h->opts.idle_timeout_ms);
+    httpd__conn_timer(c, c->h->opts.idle_timeout_ms);
     if (!c->in_dispatch)
         conn_process(c);
 }
@@ -333,7 +331,7 @@ static void conn_fail(httpd_conn_t *c, int status, const char *code, const char 
         c->req = httpd__req_new(c);
     c->req->keep_alive = 0;
     c->state = CONN_HANDLING;
-    conn_timer(c, 0);
+    httpd__conn_timer(c, 0);
     gf_http_respond_error(c->req, status, code, msg, NULL);
 }
 
@@ -364,7 +362,7 @@ static int on_message_begin(http_parser *p)
     c->state = CONN_HEADERS;
     c->header_bytes = 0;
     /* The header timeout counts from the first byte, so a trickle cannot extend it. */
-    conn_timer(c, c->h->opts.header_timeout_ms);
+    httpd__conn_timer(c, c->h->opts.header_timeout_ms);
     return 0;
 }
 
@@ -445,7 +443,7 @@ static void conn_body_begin(httpd_conn_t *c)
         r->http_minor >= 1)
         httpd__conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25, NULL, 0);
     c->state = CONN_BODY;
-    conn_timer(c, c->h->opts.body_timeout_ms);
+    httpd__conn_timer(c, c->h->opts.body_timeout_ms);
 }
 
 static int on_headers_complete(http_parser *p)
@@ -517,7 +515,7 @@ static void conn_dispatch(httpd_conn_t *c)
 {
     gf_http_req_t *r = c->req;
     c->state = CONN_HANDLING;
-    conn_timer(c, 0);
+    httpd__conn_timer(c, 0);
     r->keep_alive = http_should_keep_alive(&c->parser) && !c->parser.upgrade;
     r->start_ns = uv_hrtime();
     httpd__req_ensure_id(r);
@@ -555,7 +553,7 @@ static void conn_refuse(httpd_conn_t *c, enum http_errno e)
 static void conn_check(httpd_conn_t *c)
 {
     gf_http_req_t *r = c->req;
-    conn_timer(c, 0);
+    httpd__conn_timer(c, 0);
     r->start_ns = uv_hrtime();
     httpd__req_ensure_id(r);
     c->in_dispatch = 1; /* an answer or a proceed from inside the hook must not re-enter parsing */
@@ -640,13 +638,11 @@ static void conn_process(httpd_conn_t *c)
     if (c->in_len == 0 && c->in != NULL)
         in_drop(c); /* emptied: a request whose bytes came in two reads no longer holds it */
     if (!c->reading && !c->closing && !c->close_after_write && !c->read_eof &&
-        c->state != CONN_CHECKING && c->in_len < conn_in_cap(c)) {
-        c->reading = 1;
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-    }
+        c->state != CONN_CHECKING && c->in_len < conn_in_cap(c))
+        httpd__conn_read_start(c);
 }
 
-/* What a lingering connection reads into the buffer; linger_drop() drops the rest. */
+/* What a lingering connection reads into the buffer; httpd_linger.c drops the rest. */
 #define LINGER_READ_BYTES 512
 
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
@@ -666,185 +662,20 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(h->readbuf, n);
 }
 
-/* Takes `c` off the list of connections waiting for a turn's drain budget. */
-static void drain_unlink(httpd_conn_t *c)
+void httpd__conn_read_start(httpd_conn_t *c)
 {
-    gf_httpd_t *h = c->h;
-    if (!c->drain_waiting)
-        return;
-    c->drain_waiting = 0;
-    if (c->drain_prev)
-        c->drain_prev->drain_next = c->drain_next;
-    else
-        h->drain_waiting = c->drain_next;
-    if (c->drain_next)
-        c->drain_next->drain_prev = c->drain_prev;
-    else
-        h->drain_waiting_last = c->drain_prev;
-    c->drain_prev = c->drain_next = NULL;
-}
-
-/* `c` has more to drop than this turn's budget: it stops reading and waits for the next turn. */
-static void drain_wait(httpd_conn_t *c)
-{
-    gf_httpd_t *h = c->h;
-    if (h->stopping) {
-        httpd__conn_close(c, 1); /* a stopping server waits for nobody */
-        return;
-    }
-    if (!h->drain_timer_open) {
-        uv_timer_init(h->loop, &h->drain_timer);
-        h->drain_timer.data = h;
-        h->drain_timer_open = 1;
-    }
-    if (c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->reading = 0;
-    }
-    if (!c->drain_waiting) {
-        c->drain_waiting = 1;
-        c->drain_prev = h->drain_waiting_last;
-        if (h->drain_waiting_last)
-            h->drain_waiting_last->drain_next = c;
-        else
-            h->drain_waiting = c;
-        h->drain_waiting_last = c;
-    }
-    /* 1 ms, not 0: a later turn, as conn_turn_ok's timer (libuv runs a 0 ms timer
-     * started by a timer in the same pass). */
-    if (!uv_is_active((uv_handle_t *)&h->drain_timer))
-        uv_timer_start(&h->drain_timer, httpd__drain_turn, 1, 0);
-}
-
-/* This turn's drain budget left (HTTPD_TURN_DRAIN_BYTES at the start of a turn). */
-static size_t drain_budget(gf_httpd_t *h)
-{
-    uint64_t now = uv_now(h->loop);
-    if (h->drain_turn_ms != now) {
-        h->drain_turn_ms = now;
-        h->drain_left = HTTPD_TURN_DRAIN_BYTES;
-    }
-    return h->drain_left;
-}
-
-static void drain_spend(gf_httpd_t *h, size_t n)
-{
-    h->drain_left -= n < h->drain_left ? n : h->drain_left;
-}
-
-/* Whether one more connection may close in this loop turn (HTTPD_TURN_CLOSES). */
-static int close_budget(gf_httpd_t *h)
-{
-    uint64_t now = uv_now(h->loop);
-    if (h->close_turn_ms != now) {
-        h->close_turn_ms = now;
-        h->closes_left = HTTPD_TURN_CLOSES;
-    }
-    if (h->closes_left == 0)
-        return 0;
-    h->closes_left--;
-    return 1;
-}
-
-/*
- * The client's EOF (or reset) on a connection whose input is dropped. A
- * lingering one closes, or, past this turn's HTTPD_TURN_CLOSES, waits for
- * a later turn with the connections waiting to drop input.
- */
-static void linger_eof(httpd_conn_t *c)
-{
-    if (c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->reading = 0;
-    }
-    c->read_eof = 1;
-    if (!c->lingering)
-        return; /* the answer is still going out: conn_end closes */
-    if (close_budget(c->h))
-        httpd__conn_close(c, 1); /* the client read the answer and closed, or reset */
-    else
-        drain_wait(c);
-}
-
-/*
- * Drops what a refused or lingering connection has queued without copying
- * it: with MSG_TRUNC, Linux frees a TCP socket's unread bytes in the
- * kernel. Hundreds of clients still sending refused 10 MiB bodies then cost
- * the loop a few syscalls each, not a copy of every byte. And all of them
- * together drop at most HTTPD_TURN_DRAIN_BYTES in one loop turn: a
- * connection with more waits, not reading, for a later turn (drain_wait), so
- * other clients are not kept waiting behind the drops (scripts/bench edge);
- * on loopback a drop also pays for the sender's next bytes. Closes at the
- * client's EOF once lingering (before, while the answer is still being
- * written, the EOF only ends reading: conn_end closes), or once more than
- * linger_max_bytes were dropped. 0 when `c` reads on, -1 when it waits or
- * is closed.
- */
-static int linger_drop(httpd_conn_t *c)
-{
-    gf_httpd_t *h = c->h;
-    size_t max = h->opts.linger_max_bytes;
-    uv_os_fd_t fd;
-    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) {
-        while (c->linger_bytes <= max) {
-            size_t left = drain_budget(h), want = max - c->linger_bytes + 1;
-            if (left == 0) {
-                drain_wait(c);
-                return -1;
-            }
-            ssize_t r = recv(fd, NULL, want < left ? want : left, MSG_TRUNC | MSG_DONTWAIT);
-            if (r == 0) {
-                linger_eof(c);
-                return -1;
-            }
-            if (r < 0)
-                break; /* nothing more now; an error shows at libuv's next read */
-            c->linger_bytes += (size_t)r;
-            drain_spend(h, (size_t)r);
-        }
-    }
-    if (c->linger_bytes > max) {
-        httpd__conn_close(c, 1); /* enough dropped: the bound holds even for a fast sender */
-        return -1;
-    }
-    return 0;
-}
-
-/* The drain timer: a new turn's budget for the connections that waited, in arrival order. */
-void httpd__drain_turn(uv_timer_t *t)
-{
-    gf_httpd_t *h = t->data;
-    while (h->drain_waiting != NULL) {
-        httpd_conn_t *c = h->drain_waiting;
-        if (c->read_eof) { /* its EOF came in a turn that had closed enough */
-            if (!close_budget(h))
-                break;
-            httpd__conn_close(c, 1);
-            continue;
-        }
-        if (drain_budget(h) == 0)
-            break;
-        drain_unlink(c);
-        if (linger_drop(c) == 0 && !c->reading && !c->read_eof) {
-            c->reading = 1; /* all dropped: wait for more, or the EOF, with the loop */
-            uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-        }
-    }
-    if (h->drain_waiting != NULL && !uv_is_active((uv_handle_t *)t))
-        uv_timer_start(t, httpd__drain_turn, 1, 0);
+    c->reading = 1;
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     httpd_conn_t *c = s->data;
     if (c->lingering || c->discarding) { /* input after a refusal or the answer: dropped */
-        if (nread < 0) {
-            linger_eof(c);
-            return;
-        }
-        c->linger_bytes += (size_t)nread;
-        drain_spend(c->h, (size_t)nread);
-        linger_drop(c);
+        if (nread < 0)
+            httpd__linger_eof(c);
+        else
+            httpd__linger_input(c, (size_t)nread);
         return;
     }
     if (nread < 0) {
@@ -866,9 +697,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             off += conn_parse(c, buf->base + off, len - off);
     }
     if (off < len && c->discarding && !c->closing) {
-        c->linger_bytes += len - off; /* the body of a request refused at its headers */
-        drain_spend(c->h, len - off);
-        linger_drop(c);
+        httpd__linger_input(c, len - off); /* the body of a request refused at its headers */
         return;
     }
     if (off < len && !c->closing && !c->close_after_write) {
@@ -882,43 +711,6 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 }
 
 /* --- accepting and closing ------------------------------------------------------------ */
-
-static void on_shutdown(uv_shutdown_t *req, int status)
-{
-    (void)status; /* a failed half-close ends with the close that follows */
-    free(req);    /* runs before the connection's close callback, even when canceled */
-}
-
-/*
- * The answer is out and the connection ends. A client may still be sending
- * (a body refused at its headers, a request pipelined behind the last one):
- * closing now, with its bytes unread, makes the kernel reset the
- * connection, and the client loses the answer it has not read yet. So, as
- * nginx's lingering close does, half-close (FIN after the answer), read and
- * drop what still comes for at most linger_ms, and close at its EOF or then.
- */
-static void conn_end(httpd_conn_t *c)
-{
-    if (c->closing || c->lingering)
-        return;
-    if (c->read_eof || c->h->opts.linger_ms == 0 || c->h->stopping) {
-        httpd__conn_close(c, 1);
-        return;
-    }
-    /* Allocated here, not in every connection: only an ending one needs it. */
-    uv_shutdown_t *sd = gf_xmalloc(sizeof(*sd));
-    if (uv_shutdown(sd, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
-        free(sd);
-        httpd__conn_close(c, 1);
-        return;
-    }
-    c->lingering = 1;
-    conn_timer(c, c->h->opts.linger_ms);
-    if (!c->reading && !c->drain_waiting) { /* a waiting one reads again after its drop */
-        c->reading = 1;
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-    }
-}
 
 static void on_handle_closed(uv_handle_t *handle)
 {
@@ -974,9 +766,8 @@ void httpd__conn_accept(gf_httpd_t *h)
         else
             uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof(c->peer));
     }
-    c->reading = 1;
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-    conn_timer(c, h->opts.header_timeout_ms);
+    httpd__conn_read_start(c);
+    httpd__conn_timer(c, h->opts.header_timeout_ms);
 }
 
 void httpd__conn_close(httpd_conn_t *c, int notify)
@@ -985,7 +776,7 @@ void httpd__conn_close(httpd_conn_t *c, int notify)
         return;
     c->closing = 1;
     gf_httpd_t *h = c->h;
-    drain_unlink(c);
+    httpd__drain_unlink(c);
     if (c->prev)
         c->prev->next = c->next;
     else

@@ -1,7 +1,8 @@
 /*
  * core/httpd_int.h - what httpd.c (the server: listener, routes, stop),
- * httpd_conn.c (a connection: reading, parsing, writing) and httpd_req.c (a
- * request: accessors, responses, streams) share.
+ * httpd_conn.c (a connection: reading, parsing, writing), httpd_linger.c (its
+ * lingering close and dropped input) and httpd_req.c (a request: accessors,
+ * responses, streams) share.
  */
 #ifndef GF_HTTPD_INT_H
 #define GF_HTTPD_INT_H
@@ -20,7 +21,7 @@
  * turns, so the requests of connections already open are not kept waiting behind it. */
 #define HTTPD_TURN_ACCEPTS 32
 /* Bytes that refused and lingering connections may drop, all together, in one loop turn
- * (httpd_conn.c, linger_drop): the rest waits for the next turn, so clients that keep
+ * (httpd_linger.c, linger_drop): the rest waits for the next turn, so clients that keep
  * sending after their answer never hold the loop for long. */
 #define HTTPD_TURN_DRAIN_BYTES (1u << 20)
 /* Lingering connections closed at their client's EOF in one loop turn at most: hundreds of
@@ -220,6 +221,21 @@ void httpd__req_done(httpd_conn_t *c, int keep);
 void httpd__conn_accept(gf_httpd_t *h);
 void httpd__conn_stop(httpd_conn_t *c);
 void httpd__conn_close(httpd_conn_t *c, int notify);
+/* Starts reading with the connection's alloc and read callbacks. */
+void httpd__conn_read_start(httpd_conn_t *c);
+/* (Re)arms the connection's one timer for `ms`; 0 stops it. */
+void httpd__conn_timer(httpd_conn_t *c, uint64_t ms);
+
+/* httpd_linger.c */
+/* The answer is out: closes now, or half-closes and drops input until EOF or linger_ms. */
+void httpd__conn_end(httpd_conn_t *c);
+/* `n` bytes read by a discarding or lingering connection: counted and dropped. */
+void httpd__linger_input(httpd_conn_t *c, size_t n);
+/* The client's EOF or reset on a connection whose input is dropped. */
+void httpd__linger_eof(httpd_conn_t *c);
+/* Takes `c` off the list of connections waiting for a turn's drain budget. */
+void httpd__drain_unlink(httpd_conn_t *c);
+/* The drain timer's callback: serves the waiting connections with a new turn's budget. */
 void httpd__drain_turn(uv_timer_t *t);
 
 /* httpd_writers.c */

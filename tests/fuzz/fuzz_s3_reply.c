@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_reply.h"
 #include "storage_int.h"
 
 static void die(const char *what)
@@ -87,33 +88,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     storage_op_kind kind = (storage_op_kind)(data[1] & 3);
     r.too_big = (data[1] >> 2) & 1;
     r.status = r.curl_code ? 0 : ((long)data[2] << 8 | data[3]) % 600;
-    /* A NUL-terminated copy of the rest, cut into header lines and the body, as net/ gives
-     * them: "name: value", lower-case names. */
-    size_t n = size - 4;
-    char *rest = malloc(n + 1);
-    memcpy(rest, data + 4, n);
-    rest[n] = '\0';
-    char *headers[16];
-    size_t nh = 0;
-    char *p = rest, *end = rest + n;
-    while (p < end && *p != '\n') {
-        char *nl = memchr(p, '\n', (size_t)(end - p));
-        char *line_end = nl ? nl : end;
-        *line_end = '\0';
-        if (strchr(p, ':') && nh < 16) {
-            for (char *c = p; *c != ':'; c++)
-                if (*c >= 'A' && *c <= 'Z')
-                    *c = (char)(*c - 'A' + 'a');
-            headers[nh++] = p;
-        }
-        p = nl ? nl + 1 : end;
-    }
-    if (p < end && *p == '\n')
-        p++;
-    r.headers = headers;
-    r.nheaders = nh;
-    r.body = p;
-    r.len = (size_t)(end - p);
+    /* The rest, cut into header lines and the body, as net/ gives them: lower-case names. */
+    fz_reply_t rest;
+    fz_reply_parse(&rest, data + 4, size - 4, 1);
+    r.headers = rest.headers;
+    r.nheaders = rest.nheaders;
+    r.body = rest.body;
+    r.len = rest.len;
     if (r.curl_code)
         snprintf(r.curl_msg, sizeof(r.curl_msg), "curl error %d", r.curl_code);
 
@@ -127,6 +108,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     snprintf(obj.etag, sizeof(obj.etag), "%s", etag ? etag : "");
     if (strnlen(obj.etag, sizeof(obj.etag)) == sizeof(obj.etag))
         die("the ETag is not NUL-terminated");
-    free(rest);
+    fz_reply_dispose(&rest);
     return 0;
 }

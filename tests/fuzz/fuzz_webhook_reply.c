@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_reply.h"
 #include "net.h"
 #include "webhooks.h"
 
@@ -58,30 +59,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int attempts = data[1];
     long status = no_answer || refused ? 0 : ((long)data[2] << 8 | data[3]) % 600;
     long long ago_ms = (((long long)data[4] << 8 | data[5]) % (48 * 60)) * 60000;
-    size_t n = size - 6;
-    char *rest = malloc(n + 1);
-    memcpy(rest, data + 6, n);
-    rest[n] = '\0';
-    char *headers[16];
-    size_t nh = 0;
-    char *p = rest, *end = rest + n;
-    while (p < end && *p != '\n') {
-        char *nl = memchr(p, '\n', (size_t)(end - p));
-        char *line_end = nl ? nl : end;
-        *line_end = '\0';
-        if (strchr(p, ':') && nh < 16)
-            headers[nh++] = p;
-        p = nl ? nl + 1 : end;
-    }
-    if (p < end && *p == '\n')
-        p++;
+    fz_reply_t rest;
+    fz_reply_parse(&rest, data + 6, size - 6, 0);
     net_resp_t r;
     memset(&r, 0, sizeof(r));
     r.status = status;
     r.refused = refused;
-    r.headers = headers;
-    r.nheaders = nh;
-    snprintf(r.curl_msg, sizeof(r.curl_msg), "%s", p);
+    r.headers = rest.headers;
+    r.nheaders = rest.nheaders;
+    snprintf(r.curl_msg, sizeof(r.curl_msg), "%s", rest.body);
 
     webhook_attempt_t a = {
         .attempts = attempts + 1,
@@ -134,6 +120,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     default:
         die("a verdict webhook_decide does not document");
     }
-    free(rest);
+    fz_reply_dispose(&rest);
     return 0;
 }

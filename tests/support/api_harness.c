@@ -85,6 +85,19 @@ void au_create(const char *tok, const char *body, char id[37])
     ts_http_dispose(&r);
 }
 
+long long au_credits_field(const char *tok, const char *field)
+{
+    ts_http_t r = au_call("GET", "/v1/credits", tok, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    char needle[32];
+    snprintf(needle, sizeof(needle), "\"%s\":", field);
+    const char *p = strstr(r.body, needle);
+    assert_non_null(p);
+    long long v = atoll(p + strlen(needle));
+    ts_http_dispose(&r);
+    return v;
+}
+
 double au_metric(const char *url, const char *series, double absent)
 {
     ts_http_t r = ts_http("GET", url, NULL, NULL, 0);

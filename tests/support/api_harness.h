@@ -42,6 +42,9 @@ void au_id_of(const ts_http_t *r, char out[37]);
 /* POSTs `body` to /v1/generations as `tok` and asserts it is accepted (202); its id in `id`. */
 void au_create(const char *tok, const char *body, char id[37]);
 
+/* GETs /v1/credits as `tok`, which must answer 200: its integer `field` ("held"...). */
+long long au_credits_field(const char *tok, const char *field);
+
 /*
  * GETs the /metrics page at `url`, which must answer 200: the value of
  * `series` (its name, labels and the space after them), or `absent`.

@@ -123,6 +123,21 @@ int ts_sh(const char *fmt, ...)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
+int ts_sh_number(long long *out, const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    FILE *p = popen(cmd, "r");
+    if (p == NULL)
+        return -1;
+    int n = fscanf(p, "%lld", out);
+    pclose(p);
+    return n == 1 ? 0 : -1;
+}
+
 typedef struct {
     char *p;
     size_t len;

@@ -59,6 +59,10 @@ int ts_stop_farm(pid_t worker, pid_t api, pid_t fake);
 /* Runs a shell command, returns its exit status. */
 int ts_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Runs a shell command and reads the integer its output starts with into *out:
+ * 0, or -1 when the command could not run or printed no number. */
+int ts_sh_number(long long *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* A blocking request; `body` may be NULL. `headers` is NULL-terminated "Name: value" or NULL. */
 ts_http_t ts_http(const char *method, const char *url, const char *const *headers, const char *body,
                   size_t body_len);

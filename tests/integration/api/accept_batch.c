@@ -63,19 +63,6 @@ static int teardown(void **state)
 
 static const char *AVATAR = "{\"kind\":\"avatar\",\"prompt\":\"a watercolor fox\"}";
 
-static long long credits_field(const char *tok, const char *field)
-{
-    ts_http_t r = au_call("GET", "/v1/credits", tok, NULL, NULL);
-    assert_int_equal(r.status, 200);
-    char needle[32];
-    snprintf(needle, sizeof(needle), "\"%s\":", field);
-    const char *p = strstr(r.body, needle);
-    assert_non_null(p);
-    long long v = atoll(p + strlen(needle));
-    ts_http_dispose(&r);
-    return v;
-}
-
 /* The number of the user's generations (at most 100) and their ids. */
 static int generations_of(const char *tok, char ids[][37], int max)
 {
@@ -158,7 +145,7 @@ static void test_a_burst_accepts_exactly_what_each_user_can_pay(void **state)
     char *tok[USERS], user[USERS][37];
     for (int u = 0; u < USERS; u++) {
         tok[u] = au_token(NULL, "pro", NULL, user[u]);
-        assert_int_equal(credits_field(tok[u], "balance"), 100); /* provisioned */
+        assert_int_equal(au_credits_field(tok[u], "balance"), 100); /* provisioned */
         if (u < 2)
             assert_int_equal(au_grant(user[u], 60, "burst"), 0);
     }
@@ -189,8 +176,8 @@ static void test_a_burst_accepts_exactly_what_each_user_can_pay(void **state)
     for (int u = 0; u < USERS; u++) {
         assert_int_equal(accepted[u], u < 2 ? 16 : 10);
         assert_int_equal(refused[u], u < 2 ? 0 : 6);
-        assert_int_equal(credits_field(tok[u], "held"), accepted[u] * 10);
-        assert_int_equal(credits_field(tok[u], "available"), 0);
+        assert_int_equal(au_credits_field(tok[u], "held"), accepted[u] * 10);
+        assert_int_equal(au_credits_field(tok[u], "available"), 0);
         assert_int_equal(generations_of(tok[u], NULL, 0), accepted[u]);
         free(tok[u]);
     }
@@ -252,10 +239,10 @@ static void test_each_request_of_a_burst_gets_its_own_answer(void **state)
     assert_int_equal(s[POOR].status, 402);
     assert_int_equal(s[NEW].status, 202);
     /* Charged: the first and the three good ones, nothing for the others. */
-    assert_int_equal(credits_field(tm, "held"), 40);
+    assert_int_equal(au_credits_field(tm, "held"), 40);
     assert_int_equal(generations_of(tm, NULL, 0), 4);
-    assert_int_equal(credits_field(tp, "held"), 100);
-    assert_int_equal(credits_field(tn, "held"), 10);
+    assert_int_equal(au_credits_field(tp, "held"), 100);
+    assert_int_equal(au_credits_field(tn, "held"), 10);
     free(tm);
     free(tp);
     free(tn);
@@ -339,7 +326,7 @@ static void test_clients_that_hang_up_during_a_batch(void **state)
     (void)state;
     char user[37];
     char *tok = au_token(NULL, "pro", NULL, user);
-    assert_int_equal(credits_field(tok, "balance"), 100);
+    assert_int_equal(au_credits_field(tok, "balance"), 100);
     PGconn *pg = lock_account(user);
     enum { N = 6 };
     hangup_t h[N];
@@ -365,7 +352,7 @@ static void test_clients_that_hang_up_during_a_batch(void **state)
     char ids[N][37];
     while (!coherent && ts_now() < end) {
         n = generations_of(tok, ids, N);
-        coherent = n >= 1 && n <= N && credits_field(tok, "held") == n * 10;
+        coherent = n >= 1 && n <= N && au_credits_field(tok, "held") == n * 10;
         for (int i = 0; coherent && i < n; i++) {
             queue_result_t res = {0};
             gf_err_t err = {0};
@@ -407,7 +394,7 @@ static void test_postgres_stopped_under_a_batch_charges_nothing(void **state)
     (void)state;
     char user[37];
     char *tok = au_token(NULL, "pro", NULL, user);
-    assert_int_equal(credits_field(tok, "balance"), 100);
+    assert_int_equal(au_credits_field(tok, "balance"), 100);
     PGconn *pg = lock_account(user);
     enum { N = 4 };
     waiting_t w[N];
@@ -442,8 +429,8 @@ static void test_postgres_stopped_under_a_batch_charges_nothing(void **state)
             usleep(200000);
     }
     assert_int_equal(status, 200);
-    assert_int_equal(credits_field(tok, "balance"), 100);
-    assert_int_equal(credits_field(tok, "held"), 0);
+    assert_int_equal(au_credits_field(tok, "balance"), 100);
+    assert_int_equal(au_credits_field(tok, "held"), 0);
     assert_int_equal(generations_of(tok, NULL, 0), 0);
     /* And accepts work again. */
     char id[37];

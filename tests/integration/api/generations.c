@@ -74,19 +74,6 @@ static void expect_error(ts_http_t *r, long status, const char *code, const char
     ts_http_dispose(r);
 }
 
-static long long credits_field(const char *tok, const char *field)
-{
-    ts_http_t r = au_call("GET", "/v1/credits", tok, NULL, NULL);
-    assert_int_equal(r.status, 200);
-    char needle[32];
-    snprintf(needle, sizeof(needle), "\"%s\":", field);
-    const char *p = strstr(r.body, needle);
-    assert_non_null(p);
-    long long v = atoll(p + strlen(needle));
-    ts_http_dispose(&r);
-    return v;
-}
-
 static const char *AVATAR = "{\"kind\":\"avatar\",\"prompt\":\"a watercolor fox\"}";
 
 /* --- authentication ---------------------------------------------------------------- */
@@ -174,7 +161,7 @@ static void test_bad_requests_name_their_field(void **state)
     r = au_call("DELETE", "/v1/credits", t, NULL, NULL);
     expect_error(&r, 405, "method_not_allowed", NULL);
     /* Nothing above was charged. */
-    assert_int_equal(credits_field(t, "held"), 0);
+    assert_int_equal(au_credits_field(t, "held"), 0);
     /* A media type with parameters is still JSON. */
     r = au_call("POST", "/v1/generations", t, AVATAR,
                 "Content-Type: application/json; charset=utf-8");
@@ -223,8 +210,8 @@ static void test_parallel_posts_never_overdraw(void **state)
     assert_int_equal(p.other, 0);
     assert_int_equal(p.accepted, 10);
     assert_int_equal(p.refused, 40);
-    assert_int_equal(credits_field(t, "held"), 100);
-    assert_int_equal(credits_field(t, "available"), 0);
+    assert_int_equal(au_credits_field(t, "held"), 100);
+    assert_int_equal(au_credits_field(t, "available"), 0);
     free(t);
 }
 
@@ -242,7 +229,7 @@ static void test_idempotency_key(void **state)
     assert_string_equal(ida, idb);
     ts_http_dispose(&a);
     ts_http_dispose(&b);
-    assert_int_equal(credits_field(t, "held"), 10);
+    assert_int_equal(au_credits_field(t, "held"), 10);
     ts_http_t c =
         au_call("POST", "/v1/generations", t, "{\"kind\":\"avatar\",\"prompt\":\"another\"}",
                 "Idempotency-Key: order-1");
@@ -265,7 +252,7 @@ static void test_active_cap_is_429_and_releases(void **state)
     ts_http_t r = au_call("POST", "/v1/generations", t, AVATAR, NULL);
     assert_non_null(strcasestr(r.headers, "Retry-After:"));
     expect_error(&r, 429, "too_many_active", NULL);
-    assert_int_equal(credits_field(t, "held"), 30);
+    assert_int_equal(au_credits_field(t, "held"), 30);
     /* Refused with an Idempotency-Key, then retried with it once there is room: a new
      * attempt, not a replay of the refusal (the key used to stay bound to it for 24 h). */
     r = au_call("POST", "/v1/generations", t, AVATAR, "Idempotency-Key: cap-retry-1");
@@ -282,7 +269,7 @@ static void test_active_cap_is_429_and_releases(void **state)
     r = au_call("POST", "/v1/generations", t, AVATAR, "Idempotency-Key: cap-retry-1");
     assert_int_equal(r.status, 200); /* and from now on the key replays that one */
     ts_http_dispose(&r);
-    assert_int_equal(credits_field(t, "held"), 30);
+    assert_int_equal(au_credits_field(t, "held"), 30);
     free(t);
 }
 
@@ -358,14 +345,14 @@ static void test_owner_only_and_cancel_releases(void **state)
     assert_non_null(strstr(r.body, "\"status\":\"queued\""));
     assert_non_null(strstr(r.body, "\"seed\":"));
     ts_http_dispose(&r);
-    assert_int_equal(credits_field(a, "held"), 10);
+    assert_int_equal(au_credits_field(a, "held"), 10);
     snprintf(path, sizeof(path), "/v1/generations/%s/cancel", id);
     r = au_call("POST", path, a, NULL, NULL);
     assert_int_equal(r.status, 202);
     assert_non_null(strstr(r.body, "\"status\":\"canceled\""));
     ts_http_dispose(&r);
-    assert_int_equal(credits_field(a, "held"), 0);
-    assert_int_equal(credits_field(a, "balance"), 100);
+    assert_int_equal(au_credits_field(a, "held"), 0);
+    assert_int_equal(au_credits_field(a, "balance"), 100);
     r = au_call("POST", path, a, NULL, NULL);
     expect_error(&r, 409, "not_cancelable", NULL);
     free(a);
@@ -429,7 +416,7 @@ static void test_admin_credits(void **state)
     r = au_call("POST", "/v1/admin/credits", admin, body, NULL);
     assert_int_equal(r.status, 201);
     ts_http_dispose(&r);
-    assert_int_equal(credits_field(t, "balance"), 600);
+    assert_int_equal(au_credits_field(t, "balance"), 600);
     r = au_call("POST", "/v1/admin/credits", admin, "{\"user_id\":\"x\",\"amount\":5}", NULL);
     expect_error(&r, 400, "invalid_request", "user_id");
     /* As for POST /v1/generations: JSON only, and a field we do not know is named. */

@@ -27,15 +27,12 @@ static const char *const env[] = {"FARM_QUEUE_TIERS=pro:4:100000,free:1:100000",
 
 static long long used_memory(void)
 {
-    char cmd[160];
-    snprintf(cmd, sizeof(cmd),
-             "redis-cli -p %s info memory | sed -n 's/^used_memory:\\([0-9]*\\).*/\\1/p'",
-             ts_env("FARM_TEST_REDIS_PORT"));
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
     long long v = -1;
-    assert_int_equal(fscanf(p, "%lld", &v), 1);
-    pclose(p);
+    assert_int_equal(
+        ts_sh_number(&v,
+                     "redis-cli -p %s info memory | sed -n 's/^used_memory:\\([0-9]*\\).*/\\1/p'",
+                     ts_env("FARM_TEST_REDIS_PORT")),
+        0);
     return v;
 }
 

@@ -39,14 +39,11 @@ static void test_killed_redis_keeps_every_accepted_job(void **state)
 
     /* The server's pid, from the server itself. */
     long long pid = -1;
-    char cmd[160];
-    snprintf(cmd, sizeof(cmd),
-             "redis-cli -p %s info server | sed -n 's/^process_id:\\([0-9]*\\).*/\\1/p'",
-             ts_env("FARM_TEST_REDIS_PORT"));
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    assert_int_equal(fscanf(p, "%lld", &pid), 1);
-    pclose(p);
+    assert_int_equal(
+        ts_sh_number(&pid,
+                     "redis-cli -p %s info server | sed -n 's/^process_id:\\([0-9]*\\).*/\\1/p'",
+                     ts_env("FARM_TEST_REDIS_PORT")),
+        0);
     assert_int_equal(kill((pid_t)pid, SIGKILL), 0);
     qt_sleep_ms(300);
     qt_redis_start();

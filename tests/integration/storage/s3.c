@@ -26,6 +26,7 @@
 #include "core.h"
 #include "s3_faults.h"
 #include "storage.h"
+#include "storage_util.h"
 #include "support.h"
 
 #define USER "0b7c0f4e-8a52-4a49-9d4e-3b1a5c6d7e8f"
@@ -91,38 +92,6 @@ static gf_config_t *faults_cfg(int attempts, int timeout_ms)
 
 /* --- one call run to its end -------------------------------------------------- */
 
-typedef struct {
-    int done, in_call;
-    gf_err_t err;
-    unsigned char *data;
-    size_t len;
-    char etag[80];
-} result_t;
-
-static void on_done(storage_t *s, const gf_err_t *err, void *data)
-{
-    (void)s;
-    result_t *r = data;
-    assert_false(r->in_call); /* never inside the call that started it */
-    r->err = *err;
-    r->done++;
-}
-
-static void on_got(storage_t *s, const gf_err_t *err, storage_object_t *obj, void *data)
-{
-    (void)s;
-    result_t *r = data;
-    assert_false(r->in_call);
-    r->err = *err;
-    r->done++;
-    if (err->code == 0) {
-        r->data = storage_object_take(obj, &r->len);
-        snprintf(r->etag, sizeof(r->etag), "%s", obj->etag);
-    } else {
-        assert_null(obj);
-    }
-}
-
 /* A loop and a storage_t on `cfg`, opened at the start of a test and closed at its end. */
 typedef struct {
     uv_loop_t loop;
@@ -180,44 +149,41 @@ static void fx_close(fx_t *f)
  * The end of a call started with `r` as its callback's data: the start
  * returned `rc` (must be 0), then the loop runs until the callback ran, once.
  */
-static result_t finish(fx_t *f, result_t *r, int rc)
+static su_result_t finish(fx_t *f, su_result_t *r, int rc)
 {
     assert_int_equal(rc, 0);
-    r->in_call = 0;
-    while (!r->done)
-        uv_run(&f->loop, UV_RUN_ONCE);
-    assert_int_equal(r->done, 1);
+    su_wait(&f->loop, r);
     return *r;
 }
 
-static result_t put(fx_t *f, const char *key, const void *d, size_t n)
+static su_result_t put(fx_t *f, const char *key, const void *d, size_t n)
 {
-    result_t r = {.in_call = 1};
-    return finish(f, &r, storage_put(f->s, key, d, n, "image/png", on_done, &r));
+    su_result_t r = {.in_call = 1};
+    return finish(f, &r, storage_put(f->s, key, d, n, "image/png", su_on_done, &r));
 }
 
-static result_t get(fx_t *f, const char *key)
+static su_result_t get(fx_t *f, const char *key)
 {
-    result_t r = {.in_call = 1};
-    return finish(f, &r, storage_get(f->s, key, on_got, &r));
+    su_result_t r = {.in_call = 1};
+    return finish(f, &r, storage_get(f->s, key, su_on_got, &r));
 }
 
-static result_t del(fx_t *f, const char *key)
+static su_result_t del(fx_t *f, const char *key)
 {
-    result_t r = {.in_call = 1};
-    return finish(f, &r, storage_delete(f->s, key, on_done, &r));
+    su_result_t r = {.in_call = 1};
+    return finish(f, &r, storage_delete(f->s, key, su_on_done, &r));
 }
 
-static result_t check(fx_t *f)
+static su_result_t check(fx_t *f)
 {
-    result_t r = {.in_call = 1};
-    return finish(f, &r, storage_check(f->s, 2000, on_done, &r));
+    su_result_t r = {.in_call = 1};
+    return finish(f, &r, storage_check(f->s, 2000, su_on_done, &r));
 }
 
 /* `key` reads back without error as exactly the `n` bytes of `b`. */
 static void assert_reads_back(fx_t *f, const char *key, const unsigned char *b, size_t n)
 {
-    result_t r = get(f, key);
+    su_result_t r = get(f, key);
     assert_int_equal(r.err.code, 0);
     assert_int_equal(r.len, n);
     assert_memory_equal(r.data, b, n);
@@ -278,7 +244,7 @@ static void test_put_get_delete_and_the_sdk_agrees(void **state)
     unsigned char *b = stored(&f, key, n, 1);
     /* The SDK reads exactly these bytes (under the prefix). */
     assert_the_sdk_reads(key, b, n);
-    result_t r = get(&f, key);
+    su_result_t r = get(&f, key);
     assert_int_equal(r.err.code, 0);
     assert_int_equal(r.len, n);
     assert_memory_equal(r.data, b, n);
@@ -371,7 +337,7 @@ static void test_virtual_hosted_addressing(void **state)
     unsigned char *b = stored(&f, key, 4096, 5);
     /* Path-style reads (the SDK's) find it in the same bucket. */
     assert_the_sdk_reads(key, b, 4096);
-    result_t r = get(&f, key);
+    su_result_t r = get(&f, key);
     assert_int_equal(r.err.code, 0);
     assert_memory_equal(r.data, b, 4096);
     free(r.data);
@@ -391,7 +357,7 @@ static void test_a_wrong_secret_is_refused_and_named(void **state)
     (void)state;
     fx_t f;
     fx_open(&f, s3_cfg("not-the-secret", "farm", 0));
-    result_t r = put(&f, USER "/" GEN "/0-full.png", "x", 1);
+    su_result_t r = put(&f, USER "/" GEN "/0-full.png", "x", 1);
     assert_int_equal(r.err.code, GF_EINVAL);
     assert_int_equal(r.err.detail, 403);
     assert_non_null(strstr(r.err.msg, "SignatureDoesNotMatch"));
@@ -410,7 +376,7 @@ static void test_a_missing_bucket_fails_the_check(void **state)
     (void)state;
     fx_t f;
     fx_open(&f, s3_cfg("S3RVER", "no-such-bucket", 0));
-    result_t r = check(&f);
+    su_result_t r = check(&f);
     assert_int_equal(r.err.code, GF_ENOTFOUND);
     assert_int_equal(r.err.detail, 404);
     fx_close(&f);
@@ -435,7 +401,7 @@ static void test_a_put_outlives_the_server_going_down(void **state)
     pthread_create(&t, NULL, restart_later, NULL);
     const char *key = USER "/" GEN "/3-full.png";
     unsigned char *b = body_of(20000, 6);
-    result_t r = put(&f, key, b, 20000);
+    su_result_t r = put(&f, key, b, 20000);
     pthread_join(t, NULL);
     assert_int_equal(r.err.code, 0);
     r = get(&f, key);
@@ -458,8 +424,8 @@ static void test_close_cancels_what_is_in_flight(void **state)
     (void)state;
     fx_t f;
     fx_open(&f, s3_cfg("S3RVER", "farm", 0));
-    result_t r = {.in_call = 1};
-    assert_int_equal(storage_get(f.s, USER "/" GEN "/0-full.png", on_got, &r), 0);
+    su_result_t r = {.in_call = 1};
+    assert_int_equal(storage_get(f.s, USER "/" GEN "/0-full.png", su_on_got, &r), 0);
     r.in_call = 0;
     closed = 0;
     storage_close(f.s, on_closed, NULL);
@@ -478,12 +444,12 @@ static void test_bad_keys_fail_at_once(void **state)
     (void)state;
     fx_t f;
     fx_open(&f, s3_cfg("S3RVER", "farm", 0));
-    result_t r = {0};
+    su_result_t r = {0};
     const char *bad[] = {"../etc/passwd", "a//b", "/abs", "a/.hidden", "A/b", "a b", ""};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        assert_int_equal(storage_put(f.s, bad[i], "x", 1, NULL, on_done, &r), GF_EINVAL);
-        assert_int_equal(storage_get(f.s, bad[i], on_got, &r), GF_EINVAL);
-        assert_int_equal(storage_delete(f.s, bad[i], on_done, &r), GF_EINVAL);
+        assert_int_equal(storage_put(f.s, bad[i], "x", 1, NULL, su_on_done, &r), GF_EINVAL);
+        assert_int_equal(storage_get(f.s, bad[i], su_on_got, &r), GF_EINVAL);
+        assert_int_equal(storage_delete(f.s, bad[i], su_on_done, &r), GF_EINVAL);
     }
     uv_run(&f.loop, UV_RUN_NOWAIT);
     assert_int_equal(r.done, 0);
@@ -548,7 +514,7 @@ static void test_5xx_and_429_on_a_put_are_retried_with_backoff(void **state)
     assert_int_equal(s3f_add("PUT", "/4-full.webp", 1, "status", 429, 0), 0);
     unsigned char *b = body_of(150000, 11);
     double t0 = ts_now();
-    result_t r = put(&f, key, b, 150000);
+    su_result_t r = put(&f, key, b, 150000);
     double took = ts_now() - t0;
     assert_int_equal(r.err.code, 0);
     /* three refused tries, then the fourth stored it */
@@ -582,7 +548,7 @@ static void test_a_stalled_put_times_out_and_is_retried(void **state)
     assert_int_equal(s3f_add("PUT", "/5-512.webp", 1, "stall", 0, 8000), 0);
     unsigned char *b = body_of(60000, 12);
     double t0 = ts_now();
-    result_t r = put(&f, key, b, 60000);
+    su_result_t r = put(&f, key, b, 60000);
     double took = ts_now() - t0;
     assert_int_equal(r.err.code, 0);
     assert_true(took >= 1.0 && took < 8.0); /* the timeout, not the stall, ended the first try */
@@ -608,7 +574,7 @@ static void test_a_put_cut_midway_never_leaves_part_of_an_object(void **state)
     /* Cut on every try: the put fails, and no reader finds anything under the key. */
     const char *lost = USER "/" GEN "/6-256.webp";
     assert_int_equal(s3f_add("PUT", "/6-256.webp", 3, "cut", 0, 0), 0);
-    result_t r = put(&f, lost, b, 300000);
+    su_result_t r = put(&f, lost, b, 300000);
     assert_int_equal(r.err.code, GF_EUNAVAIL);
     assert_int_equal(s3f_seen("PUT", "/6-256.webp", "cut"), 3);
     r = get(&f, lost);
@@ -642,7 +608,7 @@ static void test_a_get_cut_short_is_never_delivered(void **state)
     assert_int_equal(s3f_seen("GET", "/8-thumb.jpg", "pass"), 1);
     /* cut every time: an error, no bytes */
     assert_int_equal(s3f_add("GET", "/8-thumb.jpg", 3, "cut", 0, 0), 0);
-    result_t r = get(&f, key);
+    su_result_t r = get(&f, key);
     assert_int_equal(r.err.code, GF_EIO);
     assert_null(r.data);
     assert_int_equal(s3f_seen("GET", "/8-thumb.jpg", "cut"), 4);

@@ -298,14 +298,9 @@ static void assert_functions_are_store_sql(const char *db)
 
 static int count_files(const char *path, const char *pattern)
 {
-    char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "ls %s/%s | wc -l", path, pattern);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    int n = -1;
-    assert_int_equal(fscanf(p, "%d", &n), 1);
-    pclose(p);
-    return n;
+    long long n = -1;
+    assert_int_equal(ts_sh_number(&n, "ls %s/%s | wc -l", path, pattern), 0);
+    return (int)n;
 }
 
 /* store_migrate_sql, naming the error when there is one (the tests expect none). */

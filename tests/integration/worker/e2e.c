@@ -319,14 +319,8 @@ static void test_workers_time_postgres_and_redis(void **state)
 /* One number of a psql query. */
 static long long psql_num(const char *sql)
 {
-    char path[600];
-    snprintf(path, sizeof(path), "%s/psql.out", ts_env("FARM_TEST_TMPDIR"));
-    assert_int_equal(ts_sh("psql -X -At \"$FARM_DATABASE_URL\" -c \"%s\" > '%s'", sql, path), 0);
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
     long long v = -1;
-    assert_int_equal(fscanf(f, "%lld", &v), 1);
-    fclose(f);
+    assert_int_equal(ts_sh_number(&v, "psql -X -At \"$FARM_DATABASE_URL\" -c \"%s\"", sql), 0);
     return v;
 }
 

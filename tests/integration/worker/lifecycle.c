@@ -431,13 +431,10 @@ static void test_uploads_listed_newest_first_and_deleted(void **state)
     free(t);
 }
 
-static void test_an_upload_deleted_under_a_queued_generation(void **state)
+/* Starts a three-image avatar `busy` and waits until it runs: the worker runs one
+ * generation at a time, so this one holds it for a few seconds. */
+static void occupy_worker(char busy[37])
 {
-    (void)state;
-    char upload[37], key[300], sha[65], busy[37], id[37], path[128], more[200];
-    ff_upload_png(ff_tok, 64, 48, upload);
-    upload_key(upload, key, sha);
-    /* The worker runs one generation at a time: this one holds it for a few seconds. */
     au_create(ff_tok,
               "{\"kind\":\"avatar\",\"prompt\":\"busy\",\"count\":3,\"width\":256,"
               "\"height\":256}",
@@ -445,6 +442,15 @@ static void test_an_upload_deleted_under_a_queued_generation(void **state)
     json_t *b = wait_status(busy, "running", 30);
     assert_non_null(b);
     json_decref(b);
+}
+
+static void test_an_upload_deleted_under_a_queued_generation(void **state)
+{
+    (void)state;
+    char upload[37], key[300], sha[65], busy[37], id[37], path[128], more[200];
+    ff_upload_png(ff_tok, 64, 48, upload);
+    upload_key(upload, key, sha);
+    occupy_worker(busy);
     snprintf(more, sizeof(more), ",\"identity\":{\"upload_id\":\"%s\"}", upload);
     char body[600];
     snprintf(body, sizeof(body),
@@ -495,13 +501,7 @@ static void test_a_generation_deleted_under_a_queued_generation(void **state)
     char sha[65];
     snprintf(sha, sizeof(sha), "%s", json_string_value(json_object_get(full, "sha256")));
     json_decref(g);
-    au_create(ff_tok,
-              "{\"kind\":\"avatar\",\"prompt\":\"busy\",\"count\":3,\"width\":256,"
-              "\"height\":256}",
-              busy);
-    json_t *b = wait_status(busy, "running", 30);
-    assert_non_null(b);
-    json_decref(b);
+    occupy_worker(busy);
     snprintf(body, sizeof(body),
              "{\"kind\":\"avatar\",\"prompt\":\"keep me\",\"width\":256,\"height\":256,"
              "\"identity\":{\"generation_id\":\"%s\",\"index\":0}}",

@@ -22,45 +22,9 @@
 
 #include "local_fixture.h"
 #include "storage.h"
+#include "storage_util.h"
 
 #define KEY "0b7c0f4e-8a52-4a49-9d4e-3b1a5c6d7e8f/5f0e4a2b-1c3d-4e5f-8a9b-0c1d2e3f4a5b/0-full.webp"
-
-typedef struct {
-    int done, in_call;
-    gf_err_t err;
-    unsigned char *data;
-    size_t len;
-    char etag[80];
-} result_t;
-
-static void on_done(storage_t *s, const gf_err_t *err, void *data)
-{
-    (void)s;
-    result_t *r = data;
-    assert_false(r->in_call);
-    r->err = *err;
-    r->done++;
-}
-
-static void on_got(storage_t *s, const gf_err_t *err, storage_object_t *obj, void *data)
-{
-    (void)s;
-    result_t *r = data;
-    assert_false(r->in_call);
-    r->err = *err;
-    r->done++;
-    if (err->code == 0) {
-        r->data = storage_object_take(obj, &r->len);
-        snprintf(r->etag, sizeof(r->etag), "%s", obj->etag);
-    }
-}
-
-static void run(result_t *r)
-{
-    r->in_call = 0;
-    while (!r->done)
-        uv_run(&loop, UV_RUN_ONCE);
-}
 
 static int setup(void **state)
 {
@@ -74,19 +38,19 @@ static int teardown(void **state)
     return local_fixture_teardown();
 }
 
-static result_t put(const char *key, const char *s)
+static su_result_t put(const char *key, const char *s)
 {
-    result_t r = {.in_call = 1};
-    assert_int_equal(storage_put(st, key, s, strlen(s), "image/webp", on_done, &r), 0);
-    run(&r);
+    su_result_t r = {.in_call = 1};
+    assert_int_equal(storage_put(st, key, s, strlen(s), "image/webp", su_on_done, &r), 0);
+    su_wait(&loop, &r);
     return r;
 }
 
-static result_t get(const char *key)
+static su_result_t get(const char *key)
 {
-    result_t r = {.in_call = 1};
-    assert_int_equal(storage_get(st, key, on_got, &r), 0);
-    run(&r);
+    su_result_t r = {.in_call = 1};
+    assert_int_equal(storage_get(st, key, su_on_got, &r), 0);
+    su_wait(&loop, &r);
     return r;
 }
 
@@ -94,18 +58,18 @@ static void test_round_trip(void **state)
 {
     (void)state;
     assert_string_equal(storage_backend(st), "local");
-    result_t c = {.in_call = 1};
-    assert_int_equal(storage_check(st, 1000, on_done, &c), 0);
-    run(&c);
+    su_result_t c = {.in_call = 1};
+    assert_int_equal(storage_check(st, 1000, su_on_done, &c), 0);
+    su_wait(&loop, &c);
     assert_int_equal(c.err.code, 0);
     assert_int_equal(put(KEY, "first").err.code, 0);
-    result_t a = get(KEY);
+    su_result_t a = get(KEY);
     assert_int_equal(a.err.code, 0);
     assert_int_equal(a.len, 5);
     assert_memory_equal(a.data, "first", 5);
     usleep(10 * 1000);
     assert_int_equal(put(KEY, "second!").err.code, 0); /* a retried put replaces it */
-    result_t b = get(KEY);
+    su_result_t b = get(KEY);
     assert_int_equal(b.len, 7);
     assert_memory_equal(b.data, "second!", 7);
     assert_string_not_equal(a.etag, b.etag);
@@ -121,14 +85,14 @@ static void test_round_trip(void **state)
         n += e->d_name[0] != '.';
     closedir(d);
     assert_int_equal(n, 1);
-    result_t del = {.in_call = 1};
-    assert_int_equal(storage_delete(st, KEY, on_done, &del), 0);
-    run(&del);
+    su_result_t del = {.in_call = 1};
+    assert_int_equal(storage_delete(st, KEY, su_on_done, &del), 0);
+    su_wait(&loop, &del);
     assert_int_equal(del.err.code, 0);
     assert_int_equal(get(KEY).err.code, GF_ENOTFOUND);
-    result_t again = {.in_call = 1};
-    assert_int_equal(storage_delete(st, KEY, on_done, &again), 0);
-    run(&again);
+    su_result_t again = {.in_call = 1};
+    assert_int_equal(storage_delete(st, KEY, su_on_done, &again), 0);
+    su_wait(&loop, &again);
     assert_int_equal(again.err.code, 0);
 }
 
@@ -146,10 +110,10 @@ static void test_symlink_out_of_the_root_is_not_followed(void **state)
 static void test_bad_keys_and_no_urls(void **state)
 {
     (void)state;
-    result_t r = {0};
-    assert_int_equal(storage_get(st, "../etc/passwd", on_got, &r), GF_EINVAL);
-    assert_int_equal(storage_put(st, "a/../b", "x", 1, NULL, on_done, &r), GF_EINVAL);
-    assert_int_equal(storage_delete(st, "/etc/passwd", on_done, &r), GF_EINVAL);
+    su_result_t r = {0};
+    assert_int_equal(storage_get(st, "../etc/passwd", su_on_got, &r), GF_EINVAL);
+    assert_int_equal(storage_put(st, "a/../b", "x", 1, NULL, su_on_done, &r), GF_EINVAL);
+    assert_int_equal(storage_delete(st, "/etc/passwd", su_on_done, &r), GF_EINVAL);
     uv_run(&loop, UV_RUN_NOWAIT);
     assert_int_equal(r.done, 0);
     gf_err_t err = {0};
@@ -177,15 +141,15 @@ static void test_traversal_and_odd_keys_refused(void **state)
         "",
         NULL,
     };
-    result_t r = {0};
+    su_result_t r = {0};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        if (storage_get(st, bad[i], on_got, &r) != GF_EINVAL)
+        if (storage_get(st, bad[i], su_on_got, &r) != GF_EINVAL)
             fail_msg("get accepted '%s'", bad[i] ? bad[i] : "(null)");
-        if (storage_put(st, bad[i], "x", 1, NULL, on_done, &r) != GF_EINVAL)
+        if (storage_put(st, bad[i], "x", 1, NULL, su_on_done, &r) != GF_EINVAL)
             fail_msg("put accepted '%s'", bad[i] ? bad[i] : "(null)");
         /* A put's temp name is deletable: the sweeper removes leftovers storage_list() named. */
         int temp = bad[i] && strcmp(bad[i], "u/g/.0-full.webp.tmp.abcdef") == 0;
-        if (!temp && storage_delete(st, bad[i], on_done, &r) != GF_EINVAL)
+        if (!temp && storage_delete(st, bad[i], su_on_done, &r) != GF_EINVAL)
             fail_msg("delete accepted '%s'", bad[i] ? bad[i] : "(null)");
     }
     uv_run(&loop, UV_RUN_NOWAIT);
@@ -253,8 +217,8 @@ static void test_close_while_a_put_runs(void **state)
     gf_err_t err = {0};
     storage_t *s = storage_new(&loop, cfg, NULL, &err);
     assert_non_null(s);
-    result_t r = {.in_call = 1};
-    assert_int_equal(storage_put(s, KEY, "data", 4, NULL, on_done, &r), 0);
+    su_result_t r = {.in_call = 1};
+    assert_int_equal(storage_put(s, KEY, "data", 4, NULL, su_on_done, &r), 0);
     r.in_call = 0;
     int was_closed = 0;
     closed = 0;

@@ -56,15 +56,23 @@ static gf_config_t *unreachable_config(void)
     return cfg;
 }
 
+/* A loop and a store on it whose database cannot be reached; *cfg its configuration. */
+static store_t *unreachable_store(uv_loop_t *loop, gf_config_t **cfg)
+{
+    *cfg = unreachable_config();
+    uv_loop_init(loop);
+    gf_err_t err = {0};
+    store_t *st = store_new(loop, *cfg, &err);
+    assert_non_null(st);
+    return st;
+}
+
 static void test_failure_known_at_once_comes_on_a_later_turn(void **state)
 {
     (void)state;
-    gf_config_t *cfg = unreachable_config();
+    gf_config_t *cfg;
     uv_loop_t loop;
-    uv_loop_init(&loop);
-    gf_err_t err = {0};
-    store_t *st = store_new(&loop, cfg, &err);
-    assert_non_null(st);
+    store_t *st = unreachable_store(&loop, &cfg);
     probe_t p = {0};
     store_call_t calls[3];
     for (int i = 0; i < 3; i++) {
@@ -100,11 +108,9 @@ static void test_failure_known_at_once_comes_on_a_later_turn(void **state)
 static void test_close_delivers_what_waits_and_refuses_new_calls(void **state)
 {
     (void)state;
-    gf_config_t *cfg = unreachable_config();
+    gf_config_t *cfg;
     uv_loop_t loop;
-    uv_loop_init(&loop);
-    gf_err_t err = {0};
-    store_t *st = store_new(&loop, cfg, &err);
+    store_t *st = unreachable_store(&loop, &cfg);
     probe_t p = {0};
     store_call_t c, late;
     store_call_totals(&c);
