@@ -91,10 +91,74 @@ static void test_deleting_a_generation_reads_only_its_own_deletions(void **state
     PQfinish(pg);
 }
 
+/*
+ * `farm webhooks list` for one generation reads that generation's
+ * deliveries by index, and `--failed` the failed ones by theirs: among
+ * 20,000 deliveries, neither scans webhook_deliveries, and each lists
+ * what it should, newest first.
+ */
+static void test_listing_webhooks_of_a_generation_or_failed_reads_by_index(void **state)
+{
+    (void)state;
+    PGconn *pg = ts_pg_connect();
+    char user[37], gen[37], out[8192];
+    gf_uuid4(user);
+    gf_uuid4(gen);
+    assert_int_equal(ts_store_accept(ts_sc, gen, user, 1, 0, NULL, NULL, 0), 0);
+    /* 2,000 other generations of 10 delivered image events each. */
+    pg_run(pg, "CREATE TEMP TABLE others AS SELECT gen_random_uuid() AS id"
+               " FROM generate_series(1, 2000)");
+    const char *params[] = {user};
+    PGresult *res =
+        PQexecParams(pg,
+                     "INSERT INTO generations (id, user_id, kind, plan, params, images, unit_cost,"
+                     " cost) SELECT id, $1::uuid, 'avatar', 'free', '{}', 1, 0, 0 FROM others",
+                     1, NULL, params, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    pg_run(pg, "INSERT INTO webhook_deliveries (id, generation_id, kind, seq, event, url, status,"
+               " next_attempt_at, created_at)"
+               " SELECT gen_random_uuid(), o.id, 'image', s, 'image', 'https://example.com/h',"
+               " 'delivered', NULL, now() - interval '1 hour' + s * interval '1 second'"
+               " FROM others o, generate_series(0, 9) s;"
+               "ANALYZE webhook_deliveries");
+    /* Ours: an image event that failed, then the terminal one, still pending. */
+    const char *gp[] = {gen};
+    res =
+        PQexecParams(pg,
+                     "INSERT INTO webhook_deliveries (id, generation_id, kind, seq, event, url,"
+                     " status, next_attempt_at, created_at) VALUES"
+                     " (gen_random_uuid(), $1::uuid, 'image', 0, 'image', 'https://example.com/h',"
+                     "  'failed', NULL, now() - interval '2 seconds'),"
+                     " (gen_random_uuid(), $1::uuid, 'terminal', 0, 'failed',"
+                     "  'https://example.com/h', 'pending', now() + interval '1 hour', now())",
+                     1, NULL, gp, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+
+    pg_run(pg, "BEGIN");
+    pg_text(pg,
+            "SELECT (SELECT string_agg(e->>'status', ',' ORDER BY o) FROM jsonb_array_elements("
+            "farm_webhooks_list(false, $1::uuid, 100)) WITH ORDINALITY AS x(e, o))",
+            gen, out, sizeof(out));
+    assert_string_equal(out, "pending,failed");
+    pg_text(pg,
+            "SELECT string_agg(e->>'generation_id' || ' ' || (e->>'status'), ',')"
+            " FROM jsonb_array_elements(farm_webhooks_list(true, NULL::uuid, 100)) e",
+            NULL, out, sizeof(out));
+    char want[64];
+    snprintf(want, sizeof(want), "%s failed", gen);
+    assert_string_equal(out, want);
+    assert_int_equal(xact_seq_scans(pg, "webhook_deliveries"), 0);
+    pg_run(pg, "COMMIT");
+    PQfinish(pg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_deleting_a_generation_reads_only_its_own_deletions),
+        cmocka_unit_test(test_listing_webhooks_of_a_generation_or_failed_reads_by_index),
     };
     return cmocka_run_group_tests(tests, ts_store_setup, ts_store_teardown);
 }
