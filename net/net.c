@@ -460,6 +460,25 @@ static void check_multi_info(net_t *h)
 }
 
 /*
+ * A transfer curl refused to take (curl_multi_add_handle failed: out of
+ * memory, or the multi marked dead by a callback) ends here with
+ * CURLE_FAILED_INIT and curl's reason. This runs from the feeder, a later
+ * loop turn than its net_start() and outside of any curl callback, as every
+ * completion does.
+ */
+static void add_failed(net_xfer_t *x, CURLMcode mc)
+{
+    net_t *h = x->h;
+    x->resp.curl_code = CURLE_FAILED_INIT;
+    snprintf(x->resp.curl_msg, sizeof(x->resp.curl_msg), "curl_multi_add_handle: %s",
+             curl_multi_strerror(mc));
+    if (x->cb)
+        x->cb(&x->resp, x->data);
+    if (!h->closing)
+        xfer_free(x); /* else net_close() freed it with the others */
+}
+
+/*
  * How queued transfers reach curl: NET_FEED_BATCH at a time, until one loop
  * turn has spent NET_FEED_BUDGET_NS on them; the rest wait for the next turn.
  * curl starts every transfer it is given in one curl_multi_socket_action(),
@@ -484,8 +503,12 @@ static void on_feed(uv_idle_t *idle)
                 h->queue_tail = NULL;
             x->queue_next = NULL;
             x->queued = 0;
-            curl_multi_add_handle(h->multi, x->easy);
+            CURLMcode mc = curl_multi_add_handle(h->multi, x->easy);
+            if (mc != CURLM_OK)
+                add_failed(x, mc);
         }
+        if (h->closing)
+            break; /* a callback closed the engine */
         int running;
         curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
         check_multi_info(h);

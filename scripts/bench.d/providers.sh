@@ -10,8 +10,10 @@
 #
 # (added = a call's total time minus the fake's 2 s; rss = bench_providers'
 # peak; N an integer, a, b and R with 1 decimal.) Knobs:
-# BENCH_PROVIDER_CALLS, BENCH_PROVIDER_INFLIGHT, FARM_BIN_DIR. Goal (issue
-# #22): 2,000 in flight with p99 <= 100 ms and rss <= 200 MiB.
+# BENCH_PROVIDER_CALLS, BENCH_PROVIDER_INFLIGHT, FARM_BIN_DIR, and
+# BENCH_PROVIDER_TRACE=PATH (bench_providers writes each call's index, start
+# and added latency there, to see which calls are slow). Goal (issue #22):
+# 2,000 in flight with p99 <= 100 ms and rss <= 200 MiB.
 #
 # scripts/bench sources this file in a subshell of its own and runs
 # bench_providers; sourcing it defines functions and starts nothing.

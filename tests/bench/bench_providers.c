@@ -5,7 +5,9 @@
  * Sends CALLS calls through the hf adapter (one provider, one multi handle) to
  * a farm-fake-provider answering after DELAY_MS, keeping INFLIGHT in flight,
  * and prints one line: "<calls/s> <added p50 ms> <added p99 ms> <rss MiB> <failures>"
- * where added = a call's total time minus DELAY_MS.
+ * where added = a call's total time minus DELAY_MS. With BENCH_PROVIDER_TRACE=PATH
+ * it also writes one line per call to PATH: "<index> <start ms> <added ms>",
+ * the start counted from the first call's.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +110,12 @@ int main(int argc, char **argv)
     while (finished < total)
         uv_run(loop, UV_RUN_ONCE);
     double secs = (double)(uv_hrtime() - begin) / 1e9;
+    const char *trace = getenv("BENCH_PROVIDER_TRACE");
+    FILE *tf = trace ? fopen(trace, "w") : NULL;
+    for (int i = 0; tf && i < total; i++)
+        fprintf(tf, "%d %.1f %.1f\n", i, (double)(t0[i] - begin) / 1e6, lat[i] - delay);
+    if (tf)
+        fclose(tf);
     qsort(lat, (size_t)total, sizeof(double), cmp);
     double p50 = lat[total / 2] - delay, p99 = lat[(size_t)(total * 0.99)] - delay;
     printf("%.0f %.1f %.1f %.1f %d\n", total / secs, p50, p99, rss_kib() / 1024.0, failures);
