@@ -314,9 +314,10 @@ static void hold_measured(worker_runner_t *r, const job_t *j)
     long long par =
         j->images < r->cfg->worker_images_parallel ? j->images : r->cfg->worker_images_parallel;
     uint64_t wait = j->pool_wait_ns / (uint64_t)(par > 0 ? par : 1);
-    uint64_t held = uv_hrtime() - j->started_ns;
+    uint64_t now = uv_hrtime(), held = now - j->started_ns;
     if (held > wait)
-        claim_ctl_job(&r->ctl, (double)(held - wait) / 1e9, j->post_images, uv_hrtime());
+        claim_ctl_job(&r->ctl, (double)(held - wait) / 1e9, j->post_images, now);
+    claim_ctl_delay(&r->ctl, (double)held / 1e9, now);
 }
 
 void worker_runner__job_gone(worker_runner_t *r, job_t *j)
