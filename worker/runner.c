@@ -258,8 +258,9 @@ worker_runner_t *worker_runner_new(uv_loop_t *loop, const gf_config_t *cfg, queu
         r->m_claim_limit = gf_metric_with(
             gf_metrics_gauge(metrics, "farm_worker_claim_limit",
                              "generations this worker may hold now: by its measured capacity "
-                             "(provider calls enough to keep post-processing busy), within "
-                             "FARM_WORKER_CONCURRENCY (docs/queue.md \"Claiming by capacity\")",
+                             "(provider calls enough to keep post-processing busy, fewer while "
+                             "the jobs' delay grows), within FARM_WORKER_CONCURRENCY "
+                             "(docs/queue.md \"Claiming by capacity\")",
                              NULL),
             NULL, NULL, NULL);
         gf_metric_set(r->m_claim_limit, (double)claim_ctl_limit(&r->ctl));
