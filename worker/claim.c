@@ -38,7 +38,18 @@ static double ended_rate(const claim_ctl_t *c, uint64_t now_ns)
     return c->ended_rate * exp(-age / c->hold_s);
 }
 
-/* The limit: Little's, at most CLAIM_GROWTH times the jobs that ended within one hold. */
+/* The least the window goes down to: half of Little's, at least the start (within the model). */
+static double window_floor(const claim_ctl_t *c)
+{
+    double half = ceil((double)c->model / 2);
+    double start = start_limit(c) < c->model ? start_limit(c) : c->model;
+    return half > start ? half : start;
+}
+
+/*
+ * The limit: Little's, at most CLAIM_GROWTH times the jobs that ended within one hold,
+ * and at most the congestion window once it is set.
+ */
 static void bound(claim_ctl_t *c, uint64_t now_ns)
 {
     if (!c->by_capacity || c->rate <= 0) {
@@ -47,6 +58,8 @@ static void bound(claim_ctl_t *c, uint64_t now_ns)
     }
     double grown = ceil(CLAIM_GROWTH * ended_rate(c, now_ns) * c->hold_s - 1e-9);
     int most = grown > (double)c->model ? c->model : (int)grown;
+    if (c->window > 0 && c->window < (double)most)
+        most = (int)c->window;
     int least = start_limit(c) < c->model ? start_limit(c) : c->model;
     c->limit = most > least ? most : least;
 }
@@ -115,9 +128,69 @@ void claim_ctl_job(claim_ctl_t *c, double hold_s, int images, uint64_t now_ns)
     recompute(c, now_ns);
 }
 
+/* The least claim-to-end of this base period and the last (0: none yet). */
+static double base_of(const claim_ctl_t *c)
+{
+    if (c->base_prev_s > 0 && (c->base_s <= 0 || c->base_prev_s < c->base_s))
+        return c->base_prev_s;
+    return c->base_s;
+}
+
+void claim_ctl_delay(claim_ctl_t *c, double total_s, uint64_t now_ns)
+{
+    if (total_s <= 0 || !c->by_capacity)
+        return;
+    if (c->base_ns == 0 || now_ns - c->base_ns >= (uint64_t)CLAIM_BASE_S * 1000000000ULL) {
+        c->base_prev_s = c->base_s;
+        c->base_s = 0;
+        c->base_ns = now_ns;
+    }
+    if (c->base_s <= 0 || total_s < c->base_s)
+        c->base_s = total_s;
+    double base = base_of(c);
+    /* A job claimed before the window's last cut says what the window before it did. */
+    uint64_t took = (uint64_t)(total_s * 1e9);
+    if (c->cut_ns != 0 && (took > now_ns || now_ns - took < c->cut_ns))
+        return;
+    /* A mean of 0 is a mean here: the first sample starts it, not every zero. */
+    c->excess_s = c->delays++ == 0 ? total_s - base
+                                   : c->excess_s + CLAIM_EWMA * (total_s - base - c->excess_s);
+    /* One decision per hold: what a decision changes shows only in the jobs claimed after it. */
+    if (c->hold_s <= 0 || c->model < 1 ||
+        (c->round_ns != 0 && now_ns - c->round_ns < (uint64_t)(c->hold_s * 1e9)))
+        return;
+    c->round_ns = now_ns;
+    if (c->excess_s > CLAIM_TARGET_S) {
+        /* Down in proportion to the delay over its target (as Vegas), at most by half. */
+        double from = c->window > 0 ? c->window : (double)c->limit;
+        double f = (base + CLAIM_TARGET_S) / (base + c->excess_s);
+        c->window = floor(from * (f < 0.5 ? 0.5 : f));
+        if (c->window < window_floor(c))
+            c->window = window_floor(c);
+        c->cut_ns = now_ns;
+        c->delays = 0; /* the mean starts again on the jobs claimed from now on */
+    } else if (c->window > 0) {
+        c->window += 1; /* up by one a hold */
+        if (c->window > (double)c->model)
+            c->window = (double)c->model;
+    }
+    bound(c, now_ns);
+}
+
 int claim_ctl_limit(const claim_ctl_t *c)
 {
     return c->limit;
+}
+
+/*
+ * Claims per second: what keeps the limit held over a hold (Little's again, L / W), at
+ * most what post-processing finishes. Claims at the pace jobs end, not in bursts, so
+ * their provider answers do not come back together.
+ */
+static double pace(const claim_ctl_t *c)
+{
+    double sustain = c->hold_s > 0 ? (double)c->limit / c->hold_s : c->rate;
+    return sustain > 0 && sustain < c->rate ? sustain : c->rate;
 }
 
 int claim_ctl_room(claim_ctl_t *c, size_t held, uint64_t now_ns, uint64_t *retry_ms)
@@ -128,15 +201,16 @@ int claim_ctl_room(claim_ctl_t *c, size_t held, uint64_t now_ns, uint64_t *retry
     int n = c->limit - (int)held;
     if (c->rate <= 0)
         return n;
+    double rate = pace(c);
     if (c->refill_ns != 0 && now_ns > c->refill_ns) {
-        c->tokens += c->rate * (double)(now_ns - c->refill_ns) / 1e9;
+        c->tokens += rate * (double)(now_ns - c->refill_ns) / 1e9;
         if (c->tokens > burst(c))
             c->tokens = burst(c);
     }
     c->refill_ns = now_ns;
     if (c->tokens < 1) {
         if (retry_ms) {
-            double ms = ceil((1 - c->tokens) / c->rate * 1000);
+            double ms = ceil((1 - c->tokens) / rate * 1000);
             *retry_ms = ms < 1 ? 1 : (uint64_t)ms;
         }
         return 0;

@@ -39,9 +39,32 @@
  * small again. The provider's latency is the loop's delay: what a claim
  * does to post-processing shows only a hold later.
  *
- * Claims are also paced: a token bucket of `rate` jobs per second, holding
- * at most one pool's width of jobs, so a limit that grows does not send a
- * burst of provider calls whose images would all come back at once.
+ * Little's model sees only post-processing; the cores are shared by
+ * everything else (the loop reading the provider's answers, storage,
+ * Postgres, Redis, other workers on the box), so the model alone claims more
+ * than the box finishes, and the surplus waits inside the worker wherever
+ * the CPU is short, the provider stage included. A congestion window bounds
+ * the limit on what that does to the jobs (AIMD on the delay, as TCP Vegas):
+ *
+ *   base   = the shortest claim-to-end of the current and the last
+ *            CLAIM_BASE_S period (a provider slower for good becomes the base
+ *            within two periods)
+ *   excess = mean (weight CLAIM_EWMA) of claim-to-end less the base, over the
+ *            jobs claimed since the window's last cut
+ *   once a hold: excess > CLAIM_TARGET_S cuts the window to
+ *            window x (base + target) / (base + excess), by half at most and
+ *            never below max(half of Little's, the start); otherwise a window
+ *            that was cut grows by one, up to Little's.
+ *
+ * The window is unset (no bound) until the first cut: the slow start above
+ * ramps up, and the first delay over the target ends it. The jobs claimed
+ * before a cut still end late a hold after it; they are not samples, so one
+ * congestion cuts once.
+ *
+ * Claims are also paced: a token bucket at what keeps the limit held (limit
+ * / hold), at most `rate`, holding at most one pool's width of jobs, so
+ * claims follow the jobs' ends instead of going out in bursts whose provider
+ * answers and images would all come back at once.
  *
  * Before its first samples (a worker that has not finished a job yet) the
  * limit is min(ceiling, pool), so no image of the first claims waits to be
@@ -57,6 +80,8 @@
 #define CLAIM_EWMA      0.2  /* weight of a new sample in each mean */
 #define CLAIM_EWMA_DOWN 0.02 /* ... of a shorter post-processing time than the mean */
 #define CLAIM_GROWTH    4    /* the limit: at most this many times the jobs ended in one hold */
+#define CLAIM_TARGET_S  0.2  /* the window: the excess over the base a job may take, seconds */
+#define CLAIM_BASE_S    30   /* the base: the least claim-to-end of this and the last 30 s */
 
 typedef struct {
     /* settings */
@@ -70,6 +95,14 @@ typedef struct {
     double images;     /* images post-processed per job */
     double ended_rate; /* jobs ended per second, decayed from ended_ns */
     uint64_t ended_ns;
+    /* the congestion window (AIMD on the claim-to-end delay) */
+    double base_s, base_prev_s; /* least claim-to-end of this base period, of the last */
+    uint64_t base_ns;           /* when this base period began */
+    double excess_s;            /* mean claim-to-end less the base */
+    uint64_t delays;            /* samples of claim_ctl_delay */
+    double window;              /* 0: not set yet (no congestion seen) */
+    uint64_t round_ns;          /* the window's last decision */
+    uint64_t cut_ns;            /* its last cut: jobs claimed before it are not samples */
     /* the pacing bucket */
     double tokens;
     uint64_t refill_ns;
@@ -92,6 +125,13 @@ void claim_ctl_post(claim_ctl_t *c, double post_s, uint64_t now_ns);
  * finished) are not samples.
  */
 void claim_ctl_job(claim_ctl_t *c, double hold_s, int images, uint64_t now_ns);
+
+/*
+ * One job ended at `now_ns`, `total_s` after its claim (everything: its
+ * waits inside the worker and its provider calls included). Feeds the
+ * congestion window; any job that post-processed an image is a sample.
+ */
+void claim_ctl_delay(claim_ctl_t *c, double total_s, uint64_t now_ns);
 
 /* Generations the worker may hold now (as of the last sample or room). */
 int claim_ctl_limit(const claim_ctl_t *c);

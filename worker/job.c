@@ -303,6 +303,39 @@ static void job_count_finish(job_t *j, const char *status)
         gf_metric_observe(gf_metric_with(r->m_gen_duration, job_kind(j), NULL, NULL), age);
 }
 
+static double ms_between(uint64_t from, uint64_t to)
+{
+    return from && to >= from ? (double)(to - from) / 1e6 : -1;
+}
+
+/*
+ * Debug: where a finished job's time went after its claim, along the image
+ * that was recorded last (the one its finish waited for); -1 where a stage
+ * did not happen. "wait" is the image's wait for a post-processing slot.
+ */
+static void job_log_timing(const job_t *j)
+{
+    if (gf_log_min_level > GF_LOG_DEBUG || j->imgs == NULL)
+        return;
+    const job_image_t *last = NULL;
+    for (int i = 0; i < j->images; i++)
+        if (j->imgs[i].t_recorded && (!last || j->imgs[i].t_recorded > last->t_recorded))
+            last = &j->imgs[i];
+    if (last == NULL)
+        return;
+    uint64_t now = uv_hrtime();
+    gf_log_ctx ctx = job__log(j, NULL);
+    GF_LOG(GF_LOG_DEBUG, &ctx,
+           "timing: start %.1f provider %.1f wait %.1f post %.1f store %.1f finish %.1f total "
+           "%.1f ms; held %zu limit %d",
+           ms_between(j->started_ns, last->t_called),
+           ms_between(last->t_called, last->t_provider_done),
+           ms_between(last->t_pool_queued, last->t_pool_begun),
+           ms_between(last->t_pool_begun, last->t_pool_ended),
+           ms_between(last->t_pool_ended, last->t_recorded), ms_between(last->t_recorded, now),
+           ms_between(j->started_ns, now), j->r->njobs, claim_ctl_limit(&j->r->ctl));
+}
+
 /* What entering the job's new state (left `from` on `ev`) does. */
 static void job_enter(job_t *j, job_state_t from, job_event_t ev, const job_event_arg_t *arg)
 {
@@ -318,6 +351,7 @@ static void job_enter(job_t *j, job_state_t from, job_event_t ev, const job_even
         job__advance(j, JOB_EV_PUMP, NULL);
         return;
     case JOB_FINISHING:
+        j->finishing_ns = uv_hrtime();
         if (ev == JOB_EV_UNRUNNABLE)
             job_finish(j, gf_gen_status_name(GF_GEN_FAILED),
                        "{\"code\":\"internal\",\"message\":\"unreadable parameters\","
@@ -338,6 +372,7 @@ static void job_enter(job_t *j, job_state_t from, job_event_t ev, const job_even
             gf_log_ctx ctx = job__log(j, NULL);
             GF_LOG(GF_LOG_INFO, &ctx, "finished: %s (%d images, %.0f ms)", arg->status, j->images,
                    (double)(uv_hrtime() - j->started_ns) / 1e6);
+            job_log_timing(j);
             queue_end(j,
                       gf_gen_status_parse(arg->status) == GF_GEN_CANCELED ? QUEUE_CANCELED
                                                                           : QUEUE_DONE,

@@ -77,6 +77,7 @@ static void on_image_recorded(store_t *st, const gf_err_t *err, store_call_t *ca
         job__advance(j, JOB_EV_STORE_FAILED, NULL);
     } else if (captured) {
         job__stage_done(img, GF_STAGE_STORING);
+        img->t_recorded = uv_hrtime();
         j->delivered++;
         json_t *outputs = json_loads(img->outputs_json, 0, NULL);
         image_settled(img, json_pack("{s:o}", "outputs", outputs ? outputs : json_array()));
@@ -324,6 +325,7 @@ static void provider_done(job_image_t *img, const gf_err_t *err, const provider_
             gf_metric_with(j->r->m_provider_calls, who, img->resumed ? "true" : "false", NULL));
     }
     job__stage_done(img, GF_STAGE_GENERATING);
+    img->t_provider_done = uv_hrtime();
     if (!job_is_live(j))
         return;
     if (err->code == GF_OK) {
@@ -381,6 +383,8 @@ void job__image_start(job_image_t *img)
     img->attempts++;
     img->state = IMAGE_CALLING;
     img->t_stage = uv_hrtime();
+    if (img->t_called == 0)
+        img->t_called = img->t_stage;
     j->running++;
     provider_req_t req = {.prompt = j->prompt,
                           .width = j->params.width,

@@ -258,8 +258,9 @@ worker_runner_t *worker_runner_new(uv_loop_t *loop, const gf_config_t *cfg, queu
         r->m_claim_limit = gf_metric_with(
             gf_metrics_gauge(metrics, "farm_worker_claim_limit",
                              "generations this worker may hold now: by its measured capacity "
-                             "(provider calls enough to keep post-processing busy), within "
-                             "FARM_WORKER_CONCURRENCY (docs/queue.md \"Claiming by capacity\")",
+                             "(provider calls enough to keep post-processing busy, fewer while "
+                             "the jobs' delay grows), within FARM_WORKER_CONCURRENCY "
+                             "(docs/queue.md \"Claiming by capacity\")",
                              NULL),
             NULL, NULL, NULL);
         gf_metric_set(r->m_claim_limit, (double)claim_ctl_limit(&r->ctl));
@@ -314,9 +315,10 @@ static void hold_measured(worker_runner_t *r, const job_t *j)
     long long par =
         j->images < r->cfg->worker_images_parallel ? j->images : r->cfg->worker_images_parallel;
     uint64_t wait = j->pool_wait_ns / (uint64_t)(par > 0 ? par : 1);
-    uint64_t held = uv_hrtime() - j->started_ns;
+    uint64_t now = uv_hrtime(), held = now - j->started_ns;
     if (held > wait)
-        claim_ctl_job(&r->ctl, (double)(held - wait) / 1e9, j->post_images, uv_hrtime());
+        claim_ctl_job(&r->ctl, (double)(held - wait) / 1e9, j->post_images, now);
+    claim_ctl_delay(&r->ctl, (double)held / 1e9, now);
 }
 
 void worker_runner__job_gone(worker_runner_t *r, job_t *j)

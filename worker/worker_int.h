@@ -145,6 +145,7 @@ struct job_image {
     /* Post-processing (uv_hrtime): queued in the runner's FIFO, begun and ended on its pool
      * thread (read on the loop once the work is done). The claim controller's samples. */
     uint64_t t_pool_queued, t_pool_begun, t_pool_ended;
+    uint64_t t_called, t_provider_done, t_recorded; /* the debug timing line (job.c) */
     job_image_t *post_next; /* waiting for a post-processing slot (the runner's FIFO) */
     gf_err_t work_err;
 };
@@ -175,6 +176,7 @@ struct job {
     uint64_t started_ns;   /* its claim (uv_hrtime) */
     uint64_t pool_wait_ns; /* its images' waits to be post-processed (FIFO, pool), summed */
     int post_images;       /* its images post-processed */
+    uint64_t finishing_ns; /* when it entered FINISHING (the debug timing line) */
     /* CLOSING and HANDING_BACK: what the queue is told, kept to tell it again when
      * Redis did not answer (`queue_retry`: the runner's next tick sends it again). */
     queue_outcome_t queue_outcome;
