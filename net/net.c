@@ -455,6 +455,8 @@ static void check_multi_info(net_t *h)
         curl_multi_remove_handle(h->multi, x->easy);
         if (x->cb)
             x->cb(&x->resp, x->data);
+        if (h->closing)
+            return; /* net_close() in the callback freed x with the others, and the multi */
         xfer_free(x);
     }
 }

@@ -145,12 +145,65 @@ static void test_hf_call_whose_transfers_are_refused_fails(void **state)
     pt_close(&loop, p, cfg);
 }
 
+/* A completion that closes net/ from its callback (a process that stops once its last call has
+ * ended). */
+static net_t *closing_h;
+static int closed_in_cb, after_close;
+
+static void on_xfer_close(net_resp_t *resp, void *data)
+{
+    (void)resp;
+    (void)data;
+    if (closed_in_cb) {
+        after_close++;
+        return;
+    }
+    closed_in_cb = 1;
+    net_close(closing_h, on_net_closed, data);
+}
+
+/*
+ * net_close() from inside a completion's callback: the transfer being
+ * completed and the others still running are freed once (ASan would name
+ * a double free), no callback runs after the close, and the close
+ * completes.
+ */
+static void test_a_callback_may_close_net(void **state)
+{
+    (void)state;
+    gf_err_t err = {0};
+    closing_h = net_new(&loop, &err);
+    assert_non_null(closing_h);
+    closed_in_cb = after_close = 0;
+    char url[256];
+    snprintf(url, sizeof(url), "%s/hf/models/org/model", fake.base);
+    static const char body[] = "{\"inputs\":\"a fox\",\"parameters\":{\"width\":32,\"height\":16}}";
+    const char *headers[] = {"Authorization: Bearer hf_test", "Content-Type: application/json",
+                             NULL};
+    net_req_t req = {.method = "POST",
+                     .url = url,
+                     .headers = headers,
+                     .body = body,
+                     .body_len = strlen(body),
+                     .timeout_ms = 10000,
+                     .connect_timeout_ms = 5000};
+    int closed = 0;
+    for (int i = 0; i < 8; i++)
+        assert_non_null(net_start(closing_h, &req, on_xfer_close, &closed));
+    for (int spins = 0; spins < 100 && !closed; spins++)
+        pt_spin(&loop, 100);
+    assert_int_equal(closed_in_cb, 1);
+    assert_int_equal(closed, 1);
+    assert_int_equal(after_close, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_refused_transfer_ends_with_an_error_and_the_others_complete,
                                reset),
         cmocka_unit_test_setup(test_hf_call_whose_transfers_are_refused_fails, reset),
+        cmocka_unit_test_setup(test_a_callback_may_close_net, reset),
     };
     return cmocka_run_group_tests(tests, pt_suite_setup, pt_suite_teardown);
 }
