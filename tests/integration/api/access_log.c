@@ -159,7 +159,17 @@ static void test_sampling_keeps_every_5xx(void **state)
     assert_int_equal(r.status, 503);
     ts_http_dispose(&r);
     json_t *lines = stop_and_read(pid);
-    assert_int_equal(json_array_size(lines), 1);
+    /* The 503's line, and no other but a 503 of /readyz while the api was
+     * starting (every 5xx is kept: a slow start may answer one). */
+    size_t i, n = 0;
+    json_t *o;
+    json_array_foreach(lines, i, o)
+    {
+        if (line_of(lines, "al-503") == o)
+            continue;
+        assert_string_equal(str(o, "route"), "/readyz");
+        assert_int_equal(num(o, "status"), 503);
+    }
     json_t *l = line_of(lines, "al-503");
     assert_non_null(l);
     assert_string_equal(str(l, "level"), "warn");
@@ -175,8 +185,6 @@ static void test_sampling_keeps_every_5xx(void **state)
         ts_http_dispose(&r);
     }
     lines = stop_and_read(pid);
-    size_t i, n = 0;
-    json_t *o;
     json_array_foreach(lines, i, o) n += strcmp(str(o, "request_id"), "al-half") == 0;
     assert_true(n >= 60 && n <= 140);
     json_decref(lines);
