@@ -35,25 +35,13 @@ bench_webhooks() {
     bench_with_servers --migrate "${BASH_SOURCE[0]}" bench_webhooks_in_fixture
 }
 
-# webhooks_cpu_ticks PID... : the CPU clock ticks (utime + stime) of each
-# PID and of its descendants, summed.
-webhooks_cpu_ticks() {
-    local p sum=0 t
-    for p in "$@"; do
-        t=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null) || continue
-        # shellcheck disable=SC2046  # one word per child PID
-        sum=$((sum + ${t:-0} + $(webhooks_cpu_ticks $(pgrep -P "$p" || true))))
-    done
-    echo "$sum"
-}
-
 # webhooks_cpu_each GROUP... : one line per GROUP (a word list of PIDs):
-# webhooks_cpu_ticks of its PIDs.
+# bench_cpu_ticks of its PIDs.
 webhooks_cpu_each() {
     local g
     for g in "$@"; do
         # shellcheck disable=SC2086  # a group is split into its PIDs
-        webhooks_cpu_ticks $g
+        bench_cpu_ticks $g
     done
 }
 
