@@ -73,6 +73,24 @@ static void on_net_closed(void *data)
     *(int *)data = 1;
 }
 
+/* An hf submit of a 32x16 image to the fake, as the hf adapter sends it. */
+static char hf_url[256];
+static const char hf_body[] = "{\"inputs\":\"a fox\",\"parameters\":{\"width\":32,\"height\":16}}";
+static const char *hf_headers[] = {"Authorization: Bearer hf_test",
+                                   "Content-Type: application/json", NULL};
+
+static net_req_t hf_submit_req(void)
+{
+    snprintf(hf_url, sizeof(hf_url), "%s/hf/models/org/model", fake.base);
+    return (net_req_t){.method = "POST",
+                       .url = hf_url,
+                       .headers = hf_headers,
+                       .body = hf_body,
+                       .body_len = strlen(hf_body),
+                       .timeout_ms = 10000,
+                       .connect_timeout_ms = 5000};
+}
+
 static void test_refused_transfer_ends_with_an_error_and_the_others_complete(void **state)
 {
     (void)state;
@@ -80,18 +98,7 @@ static void test_refused_transfer_ends_with_an_error_and_the_others_complete(voi
     gf_err_t err = {0};
     net_t *h = net_new(&loop, &err);
     assert_non_null(h);
-    char url[256];
-    snprintf(url, sizeof(url), "%s/hf/models/org/model", fake.base);
-    static const char body[] = "{\"inputs\":\"a fox\",\"parameters\":{\"width\":32,\"height\":16}}";
-    const char *headers[] = {"Authorization: Bearer hf_test", "Content-Type: application/json",
-                             NULL};
-    net_req_t req = {.method = "POST",
-                     .url = url,
-                     .headers = headers,
-                     .body = body,
-                     .body_len = strlen(body),
-                     .timeout_ms = 10000,
-                     .connect_timeout_ms = 5000};
+    net_req_t req = hf_submit_req();
     xfer_result_t r[3] = {0};
     for (int i = 0; i < 3; i++) {
         in_start = 1;
@@ -175,18 +182,7 @@ static void test_a_callback_may_close_net(void **state)
     closing_h = net_new(&loop, &err);
     assert_non_null(closing_h);
     closed_in_cb = after_close = 0;
-    char url[256];
-    snprintf(url, sizeof(url), "%s/hf/models/org/model", fake.base);
-    static const char body[] = "{\"inputs\":\"a fox\",\"parameters\":{\"width\":32,\"height\":16}}";
-    const char *headers[] = {"Authorization: Bearer hf_test", "Content-Type: application/json",
-                             NULL};
-    net_req_t req = {.method = "POST",
-                     .url = url,
-                     .headers = headers,
-                     .body = body,
-                     .body_len = strlen(body),
-                     .timeout_ms = 10000,
-                     .connect_timeout_ms = 5000};
+    net_req_t req = hf_submit_req();
     int closed = 0;
     for (int i = 0; i < 8; i++)
         assert_non_null(net_start(closing_h, &req, on_xfer_close, &closed));
