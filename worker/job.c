@@ -351,7 +351,6 @@ static void job_enter(job_t *j, job_state_t from, job_event_t ev, const job_even
         job__advance(j, JOB_EV_PUMP, NULL);
         return;
     case JOB_FINISHING:
-        j->finishing_ns = uv_hrtime();
         if (ev == JOB_EV_UNRUNNABLE)
             job_finish(j, gf_gen_status_name(GF_GEN_FAILED),
                        "{\"code\":\"internal\",\"message\":\"unreadable parameters\","

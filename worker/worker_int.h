@@ -176,7 +176,6 @@ struct job {
     uint64_t started_ns;   /* its claim (uv_hrtime) */
     uint64_t pool_wait_ns; /* its images' waits to be post-processed (FIFO, pool), summed */
     int post_images;       /* its images post-processed */
-    uint64_t finishing_ns; /* when it entered FINISHING (the debug timing line) */
     /* CLOSING and HANDING_BACK: what the queue is told, kept to tell it again when
      * Redis did not answer (`queue_retry`: the runner's next tick sends it again). */
     queue_outcome_t queue_outcome;
