@@ -180,6 +180,12 @@ static void on_config(gf_http_req_t *r, void *data)
         f->retry_after = (int)json_integer_value(v);
     if ((v = json_object_get(root, "cdn_ttl_s")))
         f->cdn_ttl_s = (int)json_integer_value(v);
+    if ((v = json_object_get(root, "hf_format")) &&
+        fake_format_parse(json_is_string(v) ? json_string_value(v) : "", &f->hf_format) < 0) {
+        json_decref(root);
+        fake_json(r, 400, json_pack("{s:s}", "error", "hf_format: jpeg, png or webp"));
+        return;
+    }
     json_decref(root);
     fake_json(r, 200, json_pack("{s:b}", "ok", 1));
 }
@@ -279,6 +285,7 @@ int main(int argc, char **argv)
     uv_run(loop, UV_RUN_DEFAULT);
     gf_httpd_free(f.httpd);
     state_clear(&f);
+    fake_images_end();
     json_decref(f.log);
     json_decref(f.counts);
     json_decref(f.bodies);

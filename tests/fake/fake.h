@@ -24,6 +24,9 @@
 
 #include "core.h"
 
+/* The formats the fake's images come in (fake_image.c). */
+typedef enum { FAKE_JPEG, FAKE_PNG, FAKE_WEBP } fake_format_t;
+
 typedef struct fake_script {
     struct fake_script *next;
     char match[32], mode[32], arg[32];
@@ -45,6 +48,7 @@ typedef struct fake_job {
     char *faults; /* X-Fake-Fault of the submit, "" when none */
     int64_t seed;
     int width, height;
+    fake_format_t format; /* its output's, from the submit's output_format */
     int polls;
     int canceled;
     int64_t done_at; /* virtual epoch seconds when Ready/COMPLETED was first answered */
@@ -64,6 +68,7 @@ typedef struct {
     int polls;       /* polls before a job is done */
     int retry_after; /* BFL poll hint, seconds */
     int cdn_ttl_s;
+    fake_format_t hf_format; /* what the HF route answers: JPEG, as HF does */
     int64_t clock_offset;
     fake_script_t *script;
     fake_counter_t *counters;
@@ -108,13 +113,23 @@ int fake_generic(fake_t *f, gf_http_req_t *r, const char *provider, const fake_f
 /* Ends every pending delayed or stalled answer with a 503 (at shutdown). */
 void fake_answers_end(fake_t *f);
 
-/* fake_png.c */
-/* A deterministic PNG of w x h (stored deflate, CRC32, Adler-32). New buffer. */
-unsigned char *fake_png(int w, int h, uint64_t seed, size_t *len);
+/* fake_image.c */
 uint64_t fake_hash(const char *s, size_t n);
+/* "jpeg" or "jpg", "png", "webp": 0 and *out set; -1 for any other name. */
+int fake_format_parse(const char *name, fake_format_t *out);
+const char *fake_format_mime(fake_format_t fmt);
+const char *fake_format_ext(fake_format_t fmt); /* "jpeg", "png", "webp" */
+/*
+ * The image of w x h in `fmt` for `seed`: one of a few pictures per (format,
+ * size), encoded on first use and kept in a bounded pool. Borrowed: valid
+ * until the next call.
+ */
+const unsigned char *fake_image(fake_format_t fmt, int w, int h, uint64_t seed, size_t *len);
 /* Answers an image with the image faults of `ft` applied (corrupt, truncated...). */
-void fake_send_image(fake_t *f, gf_http_req_t *r, int w, int h, uint64_t seed,
-                     const char *content_type, const fake_fault_t *ft);
+void fake_send_image(fake_t *f, gf_http_req_t *r, int w, int h, uint64_t seed, fake_format_t fmt,
+                     const fake_fault_t *ft);
+/* Frees the pool (at exit). */
+void fake_images_end(void);
 
 /* fake_received.c */
 /*

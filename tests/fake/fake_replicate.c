@@ -12,8 +12,9 @@
  * after N s (at most 60) with `starting`, and says `Preference-Applied`.
  * `Cancel-After` (s, m, h, ms) is honoured on the virtual clock: a
  * prediction not done by then is `aborted` (never polled) or `canceled`.
- * Outputs are served from /cdn/replicate/{id}/out-0.png; `cdn_ttl_s` after
- * completion the prediction shows `data_removed: true` and `output: null`.
+ * Outputs are served from /cdn/replicate/{id}/out-0.{webp,jpg,png} (as
+ * input.output_format says, webp by default); `cdn_ttl_s` after completion
+ * the prediction shows `data_removed: true` and `output: null`.
  *
  * Faults (modes; their natural endpoint is replicate.submit unless said):
  * sync_timeout[:s] (the wait runs out: `starting` after s, 0 by default),
@@ -113,7 +114,9 @@ static json_t *rep_prediction(fake_t *f, fake_job_t *j)
     gf_buf_printf(&get, "%s", self.p);
     gf_buf_printf(&cancel, "%s/cancel", self.p);
     gf_buf_printf(&stream, "%s/replicate/stream/%s", f->base, j->id);
-    gf_buf_printf(&out, "%s/cdn/replicate/%s/out-0.png", f->base, j->id);
+    gf_buf_printf(&out, "%s/cdn/replicate/%s/out-0.%s", f->base, j->id,
+                  strcmp(fake_format_ext(j->format), "jpeg") == 0 ? "jpg"
+                                                                  : fake_format_ext(j->format));
     json_t *p = json_pack("{s:s,s:s,s:s,s:{s:s},s:s,s:s,s:b,s:{s:s,s:s,s:s}}", "id", j->id, "model",
                           j->app, "version", "fake", "input", "prompt", j->prompt, "logs", "",
                           "status", st, "data_removed", removed, "urls", "get", get.p, "cancel",
@@ -233,6 +236,16 @@ static void on_submit(gf_http_req_t *r, void *data)
                 "valid Prefer are required");
         return;
     }
+    /* Replicate's flux models: output_format webp (the default), jpg or png. */
+    json_t *of = json_object_get(in, "output_format");
+    const char *ofs = json_string_value(of);
+    fake_format_t fmt = FAKE_WEBP;
+    if (of && (ofs == NULL || strcmp(ofs, "jpeg") == 0 || fake_format_parse(ofs, &fmt) < 0)) {
+        json_decref(root);
+        problem(r, 422, "Input validation failed",
+                "input.output_format: must be one of webp, jpg, png");
+        return;
+    }
     static const char *const keys[] = {"input.input_images", "input.input_image",
                                        "input.control_image", NULL};
     fake_received(e, prompt, root, keys);
@@ -253,6 +266,7 @@ static void on_submit(gf_http_req_t *r, void *data)
     j->seed = json_integer_value(json_object_get(in, "seed"));
     j->width = w;
     j->height = h;
+    j->format = fmt;
     if (hit)
         snprintf(j->outcome, sizeof(j->outcome), "%s", ft.mode);
     json_decref(root);

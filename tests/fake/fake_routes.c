@@ -16,6 +16,7 @@
 typedef struct {
     int w, h;
     uint64_t seed;
+    fake_format_t fmt;
     fake_fault_t ft;
 } img_arg_t;
 
@@ -34,8 +35,26 @@ static int has_prefix(const char *s, const char *p)
 static void send_image_later(fake_t *f, gf_http_req_t *r, void *arg)
 {
     img_arg_t *a = arg;
-    fake_send_image(f, r, a->w, a->h, a->seed, "image/png", &a->ft);
+    fake_send_image(f, r, a->w, a->h, a->seed, a->fmt, &a->ft);
     free(a);
+}
+
+/*
+ * The output_format of a submit body (`names` are the ones the provider
+ * takes, NULL-terminated; absent: `def`). 0 and *out set, -1 for a name the
+ * provider does not take.
+ */
+static int output_format(json_t *root, const char *const *names, fake_format_t def,
+                         fake_format_t *out)
+{
+    json_t *v = json_object_get(root, "output_format");
+    *out = def;
+    if (v == NULL)
+        return 0;
+    for (size_t i = 0; names[i]; i++)
+        if (json_is_string(v) && strcmp(json_string_value(v), names[i]) == 0)
+            return fake_format_parse(names[i], out);
+    return -1;
 }
 
 /* --- Hugging Face router ------------------------------------------------------------ */
@@ -88,7 +107,9 @@ static void on_hf(gf_http_req_t *r, void *data)
     gf_http_set_header(r, "x-compute-time", "0.042");
     gf_http_set_header(r, "x-sha", "0ef5fff789c832c5c7f4e127f94c8b54bbcced44");
     img_arg_t *a = gf_xcalloc(1, sizeof(*a));
-    *a = (img_arg_t){.w = w, .h = h, .seed = hash, .ft = ft};
+    /* HF answers image/jpeg whatever the Accept (providers.md section 2). */
+    json_object_set_new(entry, "image_format", json_string(fake_format_ext(f->hf_format)));
+    *a = (img_arg_t){.w = w, .h = h, .seed = hash, .fmt = f->hf_format, .ft = ft};
     if (f->latency_ms > 0)
         fake_later(f, r, (uint64_t)f->latency_ms, send_image_later, a);
     else
@@ -138,6 +159,15 @@ static void on_bfl_submit(gf_http_req_t *r, void *data)
                             "field required", "type", "value_error.missing"));
         return;
     }
+    static const char *const bfl_formats[] = {"jpeg", "png", "webp", NULL};
+    fake_format_t fmt;
+    if (output_format(root, bfl_formats, FAKE_JPEG, &fmt) < 0) {
+        json_decref(root);
+        fake_json(r, 422,
+                  json_pack("{s:[{s:[s,s],s:s,s:s}]}", "detail", "loc", "body", "output_format",
+                            "msg", "Input should be 'jpeg', 'png' or 'webp'", "type", "enum"));
+        return;
+    }
     static const char *const bfl_keys[] = {"input_image",
                                            "input_image_2",
                                            "input_image_3",
@@ -166,6 +196,7 @@ static void on_bfl_submit(gf_http_req_t *r, void *data)
     j->seed = json_integer_value(json_object_get(root, "seed"));
     j->width = w;
     j->height = h;
+    j->format = fmt;
     json_decref(root);
     json_object_set_new(e, "job", json_string(j->id));
     gf_buf_t url = {0};
@@ -233,8 +264,8 @@ static void on_bfl_poll(gf_http_req_t *r, void *data)
         if (j->done_at == 0)
             j->done_at = fake_now(f);
         gf_buf_t url = {0};
-        gf_buf_printf(&url, "%s/cdn/bfl/%s/sample.jpeg?se=%lld&sp=r&sig=%016llx", f->base, j->id,
-                      (long long)(j->done_at + f->cdn_ttl_s),
+        gf_buf_printf(&url, "%s/cdn/bfl/%s/sample.%s?se=%lld&sp=r&sig=%016llx", f->base, j->id,
+                      fake_format_ext(j->format), (long long)(j->done_at + f->cdn_ttl_s),
                       (unsigned long long)fake_hash(j->id, strlen(j->id)));
         bfl_task(r, 200, j, "Ready",
                  json_pack("{s:s,s:s,s:I}", "sample", url.p, "prompt", j->prompt, "seed",
@@ -250,7 +281,7 @@ static void on_cdn(gf_http_req_t *r, void *data)
 {
     fake_t *f = data;
     fake_job_t *j = fake_job_find(f, gf_http_req_param(r, "id"));
-    fake_log(f, r, "cdn", j ? j->id : NULL);
+    json_t *entry = fake_log(f, r, "cdn", j ? j->id : NULL);
     int bfl = strcmp(gf_http_req_param(r, "prov"), "bfl") == 0;
     const char *se = gf_http_req_query(r, "se");
     fake_fault_t ft = {0};
@@ -270,7 +301,8 @@ static void on_cdn(gf_http_req_t *r, void *data)
     if (hit && fake_generic(f, r, j->provider, &ft))
         return;
     uint64_t seed = fake_hash(j->prompt, strlen(j->prompt)) ^ (uint64_t)j->seed;
-    fake_send_image(f, r, j->width, j->height, seed, "image/png", hit ? &ft : NULL);
+    json_object_set_new(entry, "image_format", json_string(fake_format_ext(j->format)));
+    fake_send_image(f, r, j->width, j->height, seed, j->format, hit ? &ft : NULL);
 }
 
 /* --- fal queue ------------------------------------------------------------------------- */
@@ -303,6 +335,15 @@ static void on_fal_submit(gf_http_req_t *r, void *data)
                             "field required", "type", "missing"));
         return;
     }
+    static const char *const fal_formats[] = {"jpeg", "png", NULL};
+    fake_format_t fmt;
+    if (output_format(root, fal_formats, FAKE_JPEG, &fmt) < 0) {
+        json_decref(root);
+        fake_json(r, 422,
+                  json_pack("{s:[{s:[s,s],s:s,s:s}]}", "detail", "loc", "body", "output_format",
+                            "msg", "Input should be 'jpeg' or 'png'", "type", "enum"));
+        return;
+    }
     static const char *const fal_keys[] = {"image_url", "image_urls", NULL};
     fake_received(e, prompt, root, fal_keys);
     fake_fault_t ft;
@@ -320,6 +361,7 @@ static void on_fal_submit(gf_http_req_t *r, void *data)
     j->seed = json_integer_value(json_object_get(root, "seed"));
     j->width = w;
     j->height = h;
+    j->format = fmt;
     json_decref(root);
     json_object_set_new(e, "job", json_string(j->id));
     gf_buf_t b = {0}, st = {0}, cn = {0};
@@ -407,8 +449,9 @@ static void on_fal_result(gf_http_req_t *r, void *data)
         return;
     int nsfw = hit && strcmp(ft.mode, "nsfw_flag") == 0;
     gf_buf_t url = {0};
-    gf_buf_printf(&url, "%s/cdn/fal/%s/image.png", f->base, j->id);
+    gf_buf_printf(&url, "%s/cdn/fal/%s/image.%s", f->base, j->id, fake_format_ext(j->format));
     gf_http_set_header(r, "x-fal-request-id", j->id);
+    /* content_type says image/jpeg whatever the file is: recorded for a PNG (providers.md 3). */
     fake_json(r, 200,
               json_pack("{s:[{s:s,s:i,s:i,s:s}],s:{s:f},s:I,s:[b],s:s}", "images", "url", url.p,
                         "width", j->width, "height", j->height, "content_type", "image/jpeg",

@@ -18,7 +18,13 @@
 
 static int reset(void **state)
 {
-    return pt_suite_reset(state, "{\"latency_ms\":0}");
+    return pt_suite_reset(state, "{\"latency_ms\":0,\"hf_format\":\"jpeg\"}");
+}
+
+/* HF answers JPEG; these tests read the PNG answer some of its backends send. */
+static int reset_png(void **state)
+{
+    return pt_suite_reset(state, "{\"latency_ms\":0,\"hf_format\":\"png\"}");
 }
 
 static void test_hf_success_returns_png_of_requested_size(void **state)
@@ -349,11 +355,11 @@ static void test_hf_callbacks_never_run_inside_submit_or_cancel(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup(test_hf_success_returns_png_of_requested_size, reset),
+        cmocka_unit_test_setup(test_hf_success_returns_png_of_requested_size, reset_png),
         cmocka_unit_test_setup(test_hf_fault_rows_map_to_typed_errors, reset),
         cmocka_unit_test_setup(test_hf_reply_bound_is_exact, reset),
         cmocka_unit_test_setup(test_hf_content_type_mismatch_is_sniffed, reset),
-        cmocka_unit_test_setup(test_hf_b64_json_reply_is_the_image, reset),
+        cmocka_unit_test_setup(test_hf_b64_json_reply_is_the_image, reset_png),
         cmocka_unit_test_setup(test_hf_model_loading_waits_then_resends_with_wait_header, reset),
         cmocka_unit_test_setup(test_hf_model_loading_past_deadline_is_a_timeout, reset),
         cmocka_unit_test_setup(test_hf_rate_limit_is_retried_then_succeeds, reset),

@@ -44,7 +44,8 @@ static int reset(void **state)
 {
     add_calls = 0;
     fail_from = fail_to = 0;
-    return pt_suite_reset(state, "{\"latency_ms\":0}");
+    /* The checks read a PNG: the fake's hf answers one instead of HF's JPEG. */
+    return pt_suite_reset(state, "{\"latency_ms\":0,\"hf_format\":\"png\"}");
 }
 
 typedef struct {

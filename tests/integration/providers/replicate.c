@@ -291,8 +291,9 @@ static void test_resume_polls_without_a_second_prediction(void **state)
              fake.base);
     static const char *const h[] = {"Authorization: Bearer r8_test_token_123",
                                     "Content-Type: application/json", NULL};
+    /* output_format png, as the adapter asks (Replicate's default is webp). */
     const char *body = "{\"input\":{\"prompt\":\"a resumed owl\",\"aspect_ratio\":\"custom\","
-                       "\"width\":64,\"height\":64}}";
+                       "\"width\":64,\"height\":64,\"output_format\":\"png\"}}";
     ts_http_t c = ts_http("POST", url, h, body, strlen(body));
     assert_int_equal(c.status, 201);
     json_t *pred = json_loads(c.body, 0, NULL);

@@ -1,0 +1,77 @@
+/*
+ * tests/integration/worker/fake_images.c - the worker's post-processing of
+ * the compressed image a real provider sends: a real farm-api and farm-worker
+ * on the fake provider's HF route, which answers a 1024 x 1024 JPEG as HF
+ * does. The generation succeeds and every variant the api lists is served,
+ * decodes, and has the size and format it claims.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "imaging.h"
+#include "worker_farm.h"
+
+static void test_a_jpeg_answer_becomes_every_variant(void **state)
+{
+    (void)state;
+    char id[37];
+    wf_create("{\"kind\":\"avatar\",\"prompt\":\"a fox in a jpeg\",\"width\":1024,"
+              "\"height\":1024,\"exports\":[\"instagram_story\"]}",
+              id);
+    json_t *g = wf_wait_status(id, "succeeded|partial|failed", 60);
+    wf_assert_found(g);
+    assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
+    /* The provider's answer was HF's JPEG. */
+    json_t *calls = wf_fake_requests("hf.submit");
+    assert_int_equal(json_array_size(calls), 1);
+    assert_string_equal(
+        json_string_value(json_object_get(json_array_get(calls, 0), "image_format")), "jpeg");
+    json_decref(calls);
+    json_t *outputs = json_object_get(g, "outputs"), *o;
+    assert_true(json_array_size(outputs) >= 3);
+    int thumb = 0, square = 0, story = 0;
+    size_t i;
+    json_array_foreach(outputs, i, o)
+    {
+        const char *url = json_string_value(json_object_get(o, "url"));
+        assert_non_null(url);
+        char full[1400];
+        snprintf(full, sizeof(full), "%s%s", au_base, url);
+        ts_http_t r = ts_http("GET", full, NULL, NULL, 0);
+        assert_int_equal(r.status, 200);
+        assert_int_equal((long long)r.body_len, json_integer_value(json_object_get(o, "bytes")));
+        img_limits lim = {.max_bytes = 50u << 20, .max_pixels = 40000000};
+        img_info info;
+        gf_err_t err = {0};
+        assert_int_equal(img_upload_probe(r.body, r.body_len, &lim, &info, &err), 0);
+        ts_http_dispose(&r);
+        assert_int_equal(info.width, json_integer_value(json_object_get(o, "width")));
+        assert_int_equal(info.height, json_integer_value(json_object_get(o, "height")));
+        assert_string_equal(img_format_name(info.format),
+                            json_string_value(json_object_get(o, "format")));
+        const char *variant = json_string_value(json_object_get(o, "variant"));
+        if (strcmp(variant, "thumb") == 0)
+            thumb = 1, assert_int_equal(info.width, 128);
+        else if (strcmp(variant, "512") == 0)
+            square = 1, assert_int_equal(info.width * 10000 + info.height, 512 * 10000 + 512);
+        else if (strcmp(variant, "instagram_story") == 0)
+            story = 1, assert_int_equal(info.width * 10000 + info.height, 1080 * 10000 + 1920);
+    }
+    assert_true(thumb && square && story);
+    json_decref(g);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_a_jpeg_answer_becomes_every_variant),
+    };
+    return cmocka_run_group_tests(tests, wf_setup, wf_teardown);
+}
