@@ -200,6 +200,36 @@ int api__body_is_json(gf_http_req_t *req);
 int api__parse_limit(const char *s);
 
 /*
+ * api/route.c: what a route that calls the store keeps. Its context begins
+ * with an api_route_t (its first member: a store callback's `data` is both);
+ * `dispose` releases what the context adds (NULL: nothing).
+ */
+typedef struct api_route api_route_t;
+struct api_route {
+    api_t *api;
+    gf_http_req_t *req;
+    api_principal_t who;
+    store_call_t call;
+    void (*dispose)(api_route_t *r);
+};
+/* A zeroed context of `size` bytes (at least an api_route_t). */
+void *api__route_new(api_t *api, gf_http_req_t *req, size_t size, void (*dispose)(api_route_t *r));
+/* Disposes the context's additions and its call, and frees it. */
+void api__route_free(api_route_t *r);
+/* Runs r->call with `cb` (data: r); when it cannot be sent, answers 503 and frees r. */
+void api__route_run(api_route_t *r, store_call_cb cb);
+/* In a store callback: when `err` is a failure answers it (api__fail, or
+ * api__fail_page for a list's page), frees r and returns 1; else 0. */
+int api__route_failed(api_route_t *r, const gf_err_t *err);
+int api__route_page_failed(api_route_t *r, const gf_err_t *err);
+
+/* api__auth, and 403 unless the caller is an admin. 0, or answered and < 0. */
+int api__auth_admin(api_t *api, gf_http_req_t *req, api_principal_t *p);
+
+/* ?limit= and a numeric ?cursor= (an id, at most 19 digits); 0, or answered 400 and -1. */
+int api__id_page_query(gf_http_req_t *req, int *limit, const char **cursor);
+
+/*
  * api/audit.c: makes `call` (built, not yet run) write its audit row in its
  * own transaction (store_call_set_audit): actor the caller's `sub`, the
  * request's X-Request-Id, `action` ("credits.grant"), `target` (NULL:

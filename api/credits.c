@@ -9,10 +9,7 @@
 #include <string.h>
 
 typedef struct {
-    api_t *api;
-    gf_http_req_t *req;
-    api_principal_t who;
-    store_call_t call;
+    api_route_t r;
     char user[37];
     int created; /* answer 201 (admin grant) instead of 200 */
     /* ledger: the page size, whether a cursor was given, whether an empty
@@ -22,53 +19,33 @@ typedef struct {
 
 static credit_ctx_t *ctx_new(api_t *api, gf_http_req_t *req)
 {
-    credit_ctx_t *c = gf_xcalloc(1, sizeof(*c));
-    c->api = api;
-    c->req = req;
-    return c;
-}
-
-static void ctx_free(credit_ctx_t *c)
-{
-    store_call_dispose(&c->call);
-    free(c);
-}
-
-static void run(credit_ctx_t *c, store_call_cb cb)
-{
-    if (store_exec(c->api->store, &c->call, cb, c) < 0) {
-        api__fail(c->req, GF_EUNAVAIL, NULL);
-        ctx_free(c);
-    }
+    return api__route_new(api, req, sizeof(credit_ctx_t), NULL);
 }
 
 static void on_balance(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
     credit_ctx_t *c = data;
-    if (err->code < 0) {
-        api__fail(c->req, err->code, err);
-    } else {
-        const store_balance_result_t *b = &call->res.balance;
-        json_t *body =
-            json_pack("{s:I, s:I, s:I}", "balance", (json_int_t)b->balance, "held",
-                      (json_int_t)b->held, "available", (json_int_t)(b->balance - b->held));
-        if (c->created)
-            json_object_set_new(body, "user_id", json_string(c->user));
-        api__json(c->req, c->created ? 201 : 200, body);
-    }
-    ctx_free(c);
+    if (api__route_failed(&c->r, err))
+        return;
+    const store_balance_result_t *b = &call->res.balance;
+    json_t *body = json_pack("{s:I, s:I, s:I}", "balance", (json_int_t)b->balance, "held",
+                             (json_int_t)b->held, "available", (json_int_t)(b->balance - b->held));
+    if (c->created)
+        json_object_set_new(body, "user_id", json_string(c->user));
+    api__json(c->r.req, c->created ? 201 : 200, body);
+    api__route_free(&c->r);
 }
 
 static void on_credits(gf_http_req_t *req, void *data)
 {
     credit_ctx_t *c = ctx_new(data, req);
-    if (api__auth(c->api, req, &c->who, 0) < 0) {
-        ctx_free(c);
+    if (api__auth(c->r.api, req, &c->r.who, 0) < 0) {
+        api__route_free(&c->r);
         return;
     }
-    store_call_balance(&c->call, c->who.sub, c->api->cfg->welcome_credits);
-    run(c, on_balance);
+    store_call_balance(&c->r.call, c->r.who.sub, c->r.api->cfg->welcome_credits);
+    api__route_run(&c->r, on_balance);
 }
 
 static void on_ledger_page(store_t *st, const gf_err_t *err, store_call_t *call, void *data);
@@ -79,32 +56,26 @@ static void on_ledger_provisioned(store_t *st, const gf_err_t *err, store_call_t
     (void)st;
     (void)call;
     credit_ctx_t *c = data;
-    if (err->code < 0) {
-        api__fail(c->req, err->code, err);
-        ctx_free(c);
+    if (api__route_failed(&c->r, err))
         return;
-    }
-    store_call_dispose(&c->call);
-    store_call_ledger(&c->call, c->who.sub, c->limit, NULL);
-    run(c, on_ledger_page);
+    store_call_dispose(&c->r.call);
+    store_call_ledger(&c->r.call, c->r.who.sub, c->limit, NULL);
+    api__route_run(&c->r, on_ledger_page);
 }
 
 static void on_ledger_page(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
     credit_ctx_t *c = data;
-    if (err->code < 0) {
-        api__fail_page(c->req, err);
-        ctx_free(c);
+    if (api__route_page_failed(&c->r, err))
         return;
-    }
     /* A user seen first here is provisioned first, as by every other route:
      * the ledger then starts with the welcome grant. */
     if (call->res.ledger.n == 0 && !c->first_page_read && !c->cursor) {
         c->first_page_read = 1;
-        store_call_dispose(&c->call);
-        store_call_balance(&c->call, c->who.sub, c->api->cfg->welcome_credits);
-        run(c, on_ledger_provisioned);
+        store_call_dispose(&c->r.call);
+        store_call_balance(&c->r.call, c->r.who.sub, c->r.api->cfg->welcome_credits);
+        api__route_run(&c->r, on_ledger_provisioned);
         return;
     }
     /* API.md's kinds are grant, hold, capture and release: an operator's
@@ -117,30 +88,27 @@ static void on_ledger_page(store_t *st, const gf_err_t *err, store_call_t *call,
         if (kind != NULL && strcmp(kind, "adjust") == 0)
             json_object_set_new(item, "kind", json_string("grant"));
     }
-    api__json(c->req, 200, page);
-    ctx_free(c);
+    api__json(c->r.req, 200, page);
+    api__route_free(&c->r);
 }
 
 static void on_ledger(gf_http_req_t *req, void *data)
 {
     credit_ctx_t *c = ctx_new(data, req);
-    if (api__auth(c->api, req, &c->who, 0) < 0) {
-        ctx_free(c);
+    if (api__auth(c->r.api, req, &c->r.who, 0) < 0) {
+        api__route_free(&c->r);
         return;
     }
-    int limit = api__parse_limit(api__query(req, "limit"));
-    const char *cursor = api__query(req, "cursor");
-    if (limit < 0 ||
-        (cursor && (strlen(cursor) > 19 || strspn(cursor, "0123456789") != strlen(cursor)))) {
-        api__error(req, 400, "invalid_request", "invalid query parameter",
-                   limit < 0 ? "limit" : "cursor");
-        ctx_free(c);
+    int limit;
+    const char *cursor;
+    if (api__id_page_query(req, &limit, &cursor) < 0) {
+        api__route_free(&c->r);
         return;
     }
     c->limit = limit;
     c->cursor = cursor != NULL;
-    store_call_ledger(&c->call, c->who.sub, limit, cursor);
-    run(c, on_ledger_page);
+    store_call_ledger(&c->r.call, c->r.who.sub, limit, cursor);
+    api__route_run(&c->r, on_ledger_page);
 }
 
 static void on_granted(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
@@ -148,43 +116,29 @@ static void on_granted(store_t *st, const gf_err_t *err, store_call_t *call, voi
     (void)call;
     credit_ctx_t *c = data;
     if (err->code == GF_ECREDITS) {
-        api__error(c->req, 402, "insufficient_credits",
+        api__error(c->r.req, 402, "insufficient_credits",
                    "the adjustment would leave less than the credits held", "amount");
-        ctx_free(c);
+        api__route_free(&c->r);
         return;
     }
-    if (err->code < 0) {
-        api__fail(c->req, err->code, err);
-        ctx_free(c);
+    if (api__route_failed(&c->r, err))
         return;
-    }
-    store_call_dispose(&c->call);
-    store_call_balance(&c->call, c->user, c->api->cfg->welcome_credits);
+    store_call_dispose(&c->r.call);
+    store_call_balance(&c->r.call, c->user, c->r.api->cfg->welcome_credits);
     c->created = 1;
     (void)st;
-    run(c, on_balance);
-}
-
-static int require_admin(credit_ctx_t *c)
-{
-    if (api__auth(c->api, c->req, &c->who, 0) < 0)
-        return -1;
-    if (!c->who.admin) {
-        api__error(c->req, 403, "forbidden", "this route needs the admin role", NULL);
-        return -1;
-    }
-    return 0;
+    api__route_run(&c->r, on_balance);
 }
 
 static void on_admin_credits(gf_http_req_t *req, void *data)
 {
     credit_ctx_t *c = ctx_new(data, req);
-    if (require_admin(c) < 0) {
-        ctx_free(c);
+    if (api__auth_admin(c->r.api, req, &c->r.who) < 0) {
+        api__route_free(&c->r);
         return;
     }
     if (!api__body_is_json(req)) {
-        ctx_free(c);
+        api__route_free(&c->r);
         return;
     }
     size_t len;
@@ -207,7 +161,7 @@ static void on_admin_credits(gf_http_req_t *req, void *data)
         snprintf(msg, sizeof(msg), "unknown field %.100s", unknown);
         api__error(req, 400, "invalid_request", msg, unknown);
         json_decref(root);
-        ctx_free(c);
+        api__route_free(&c->r);
         return;
     }
     const char *field = root == NULL || !json_is_object(root)                            ? NULL
@@ -227,27 +181,24 @@ static void on_admin_credits(gf_http_req_t *req, void *data)
                                    "required",
                    field);
         json_decref(root);
-        ctx_free(c);
+        api__route_free(&c->r);
         return;
     }
     snprintf(c->user, sizeof(c->user), "%s", json_string_value(user));
-    store_call_credit(&c->call, c->user, json_integer_value(amount), json_string_value(reason),
-                      c->api->cfg->welcome_credits);
-    api__audit_set(&c->call, req, &c->who, "credits.grant", c->user,
+    store_call_credit(&c->r.call, c->user, json_integer_value(amount), json_string_value(reason),
+                      c->r.api->cfg->welcome_credits);
+    api__audit_set(&c->r.call, req, &c->r.who, "credits.grant", c->user,
                    json_pack("{s:O, s:O}", "amount", amount, "reason", reason));
     json_decref(root);
-    run(c, on_granted);
+    api__route_run(&c->r, on_granted);
 }
 
 static void on_stats_ready(queue_t *q, const gf_err_t *err, const queue_stats_t *s, void *data)
 {
     (void)q;
     credit_ctx_t *c = data;
-    if (err->code < 0) {
-        api__fail(c->req, err->code, err);
-        ctx_free(c);
+    if (api__route_failed(&c->r, err))
         return;
-    }
     json_t *tiers = json_object();
     for (size_t i = 0; i < s->n_tiers; i++)
         json_object_set_new(tiers, s->tiers[i].name, json_integer(s->tiers[i].depth));
@@ -259,26 +210,26 @@ static void on_stats_ready(queue_t *q, const gf_err_t *err, const queue_stats_t 
                               json_pack("{s:s, s:I, s:s}", "id", s->live[i].id, "in_flight",
                                         (json_int_t)s->live[i].in_flight, "last_heartbeat", seen));
     }
-    api__json(c->req, 200,
+    api__json(c->r.req, 200,
               json_pack("{s:o, s:I, s:I, s:I, s:I, s:o, s:{s:I, s:I}}", "queued_by_tier", tiers,
                         "in_flight", (json_int_t)s->in_flight, "delayed", (json_int_t)s->delayed,
                         "dead_lettered", (json_int_t)s->dead, "live_workers",
                         (json_int_t)s->workers, "workers", workers, "last_minute", "completed",
                         (json_int_t)s->done_last_min, "failed", (json_int_t)s->failed_last_min));
-    ctx_free(c);
+    api__route_free(&c->r);
 }
 
 static void on_admin_stats(gf_http_req_t *req, void *data)
 {
     credit_ctx_t *c = ctx_new(data, req);
-    if (require_admin(c) < 0) {
-        ctx_free(c);
+    if (api__auth_admin(c->r.api, req, &c->r.who) < 0) {
+        api__route_free(&c->r);
         return;
     }
-    int rc = queue_stats(c->api->queue, on_stats_ready, c);
+    int rc = queue_stats(c->r.api->queue, on_stats_ready, c);
     if (rc < 0) {
         api__fail(req, rc, NULL);
-        ctx_free(c);
+        api__route_free(&c->r);
     }
 }
 

@@ -18,10 +18,7 @@
 #include <string.h>
 
 typedef struct {
-    api_t *api;
-    gf_http_req_t *req;
-    api_principal_t who;
-    store_call_t call;
+    api_route_t r;
     api_gen_req_t g;
     char gen_id[37];
     char created_at[32];
@@ -34,31 +31,24 @@ typedef struct {
     int answer_status;         /* of the generation answer: 200, or 202 after a cancel */
 } gen_ctx_t;
 
+static void ctx_dispose(api_route_t *r)
+{
+    gen_ctx_t *c = (gen_ctx_t *)r;
+    api_gen_req_dispose(&c->g);
+    free(c->pose_uploads);
+    json_decref(c->gen);
+}
+
 static gen_ctx_t *ctx_new(api_t *api, gf_http_req_t *req)
 {
-    gen_ctx_t *c = gf_xcalloc(1, sizeof(*c));
-    c->api = api;
-    c->req = req;
+    gen_ctx_t *c = api__route_new(api, req, sizeof(gen_ctx_t), ctx_dispose);
     c->answer_status = 200;
     return c;
 }
 
 static void ctx_free(gen_ctx_t *c)
 {
-    store_call_dispose(&c->call);
-    api_gen_req_dispose(&c->g);
-    free(c->pose_uploads);
-    json_decref(c->gen);
-    free(c);
-}
-
-/* Runs the context's store call; when it cannot be sent, answers 503 and frees the context. */
-static void run(gen_ctx_t *c, store_call_cb cb)
-{
-    if (store_exec(c->api->store, &c->call, cb, c) < 0) {
-        api__fail(c->req, GF_EUNAVAIL, NULL);
-        ctx_free(c);
-    }
+    api__route_free(&c->r);
 }
 
 /* The body of a 202 (and of the 200 of a repeated idempotent request). */
@@ -83,8 +73,8 @@ static void on_released(store_t *st, const gf_err_t *err, store_call_t *call, vo
     gen_ctx_t *c = data;
     if (err->code < 0)
         gf_log_err(GF_LOG_ERROR, &(gf_log_ctx){.component = "api"}, err);
-    gf_http_set_header(c->req, "Retry-After", "10");
-    api__error(c->req, 429, "too_many_active",
+    gf_http_set_header(c->r.req, "Retry-After", "10");
+    api__error(c->r.req, 429, "too_many_active",
                "too many queued and running generations; wait for one to finish", NULL);
     ctx_free(c);
 }
@@ -96,9 +86,10 @@ static void on_enqueued(queue_t *q, const gf_err_t *err, const queue_result_t *r
     (void)q;
     gen_ctx_t *c = data;
     if (err->code == GF_ETOOBIG) {
-        store_call_dispose(&c->call);
-        store_call_refuse(&c->call, c->gen_id, c->who.sub, c->has_idem_key ? c->idem_key : NULL);
-        run(c, on_released);
+        store_call_dispose(&c->r.call);
+        store_call_refuse(&c->r.call, c->gen_id, c->r.who.sub,
+                          c->has_idem_key ? c->idem_key : NULL);
+        api__route_run(&c->r, on_released);
         return;
     }
     answer_accepted(c, err->code, res);
@@ -107,8 +98,8 @@ static void on_enqueued(queue_t *q, const gf_err_t *err, const queue_result_t *r
 static queue_enqueue_req_t enqueue_req(const gen_ctx_t *c)
 {
     queue_enqueue_req_t req = {.gen_id = c->gen_id,
-                               .user_id = c->who.sub,
-                               .tier = queue_tier_of(c->api->cfg, c->who.plan),
+                               .user_id = c->r.who.sub,
+                               .tier = queue_tier_of(c->r.api->cfg, c->r.who.plan),
                                .payload = c->g.payload,
                                .deadline_ms = c->deadline_ms};
     return req;
@@ -123,19 +114,19 @@ static queue_enqueue_req_t enqueue_req(const gen_ctx_t *c)
 static void answer_accepted(gen_ctx_t *c, int status, const queue_result_t *res)
 {
     gf_log_ctx ctx = {.component = "api",
-                      .request_id = gf_http_req_id(c->req),
+                      .request_id = gf_http_req_id(c->r.req),
                       .generation_id = c->gen_id,
-                      .user_id = c->who.sub};
-    gf_metric_add(c->api->m_credits_held, (double)c->g.params.images * c->g.unit_cost);
+                      .user_id = c->r.who.sub};
+    gf_metric_add(c->r.api->m_credits_held, (double)c->g.params.images * c->g.unit_cost);
     json_t *position = NULL;
     if (status == 0) {
         position = json_integer(res->position);
     } else {
         GF_LOG(GF_LOG_WARN, &ctx, "accepted but not enqueued (%s)", gf_status_name(status));
         queue_enqueue_req_t req = enqueue_req(c);
-        api__requeue_add(c->api, &req);
+        api__requeue_add(c->r.api, &req);
     }
-    api__json(c->req, 202,
+    api__json(c->r.req, 202,
               accepted_body(c->gen_id, c->g.params.kind == IMG_KIND_POSE ? "pose" : "avatar",
                             "queued", (long long)c->g.params.images * c->g.unit_cost,
                             c->g.params.images, position, c->created_at));
@@ -154,23 +145,23 @@ static void on_accepted(api_t *api, const gf_err_t *err, const store_accept_outc
     case 0:
         break;
     case GF_ENOTFOUND: /* a reference (out is set: only a request's own outcome says so) */
-        api__error(c->req, 404, "not_found", "no such upload or generation output for this user",
+        api__error(c->r.req, 404, "not_found", "no such upload or generation output for this user",
                    out ? out->missing : NULL);
         ctx_free(c);
         return;
     case GF_ECREDITS:
         snprintf(msg, sizeof(msg), "this generation costs %lld credits; %lld available", cost,
                  out ? out->accept.available : 0);
-        api__error(c->req, 402, "insufficient_credits", msg, NULL);
+        api__error(c->r.req, 402, "insufficient_credits", msg, NULL);
         ctx_free(c);
         return;
     case GF_ECONFLICT:
-        api__error(c->req, 409, "idempotency_conflict",
+        api__error(c->r.req, 409, "idempotency_conflict",
                    "this Idempotency-Key was used with a different body", NULL);
         ctx_free(c);
         return;
     default:
-        api__fail(c->req, err->code, err);
+        api__fail(c->r.req, err->code, err);
         ctx_free(c);
         return;
     }
@@ -179,9 +170,9 @@ static void on_accepted(api_t *api, const gf_err_t *err, const store_accept_outc
         if (!out->found) { /* deleted since: as GET answers it */
             gf_err_t e = {0};
             gf_err_set(&e, GF_ENOTFOUND, "api", "generation %s was deleted", c->gen_id);
-            api__fail(c->req, e.code, &e);
+            api__fail(c->r.req, e.code, &e);
         } else {
-            api__json(c->req, 200,
+            api__json(c->r.req, 200,
                       accepted_body(c->gen_id, out->kind, out->status, out->cost, out->images, NULL,
                                     out->created_at));
         }
@@ -189,7 +180,7 @@ static void on_accepted(api_t *api, const gf_err_t *err, const store_accept_outc
         return;
     }
     queue_enqueue_req_t req = enqueue_req(c);
-    int rc = queue_enqueue(c->api->queue, &req, on_enqueued, c);
+    int rc = queue_enqueue(c->r.api->queue, &req, on_enqueued, c);
     if (rc < 0)
         answer_accepted(c, rc, NULL);
 }
@@ -204,7 +195,7 @@ static const char *const webhook_events[4] = {NULL, "{started}", "{image}", "{st
  */
 static void gen_accept(gen_ctx_t *c)
 {
-    api_t *api = c->api;
+    api_t *api = c->r.api;
     const img_params *p = &c->g.params;
     gf_uuid4(c->gen_id);
     int64_t now_ms = gf_clock_unix_ms();
@@ -216,8 +207,8 @@ static void gen_accept(gen_ctx_t *c)
         if (p->poses[i].upload_id[0])
             c->pose_uploads[nposes++] = p->poses[i].upload_id;
     store_accept_item_t it = {.accept = {.id = c->gen_id,
-                                         .user_id = c->who.sub,
-                                         .plan = c->who.plan,
+                                         .user_id = c->r.who.sub,
+                                         .plan = c->r.who.plan,
                                          .kind = p->kind == IMG_KIND_POSE ? "pose" : "avatar",
                                          .images = p->images,
                                          .unit_cost = c->g.unit_cost,
@@ -237,7 +228,7 @@ static void gen_accept(gen_ctx_t *c)
                               .n_pose_uploads = nposes};
     int rc = api__accept_add(api, &it, on_accepted, c);
     if (rc < 0) {
-        api__fail(c->req, rc, NULL);
+        api__fail(c->r.req, rc, NULL);
         ctx_free(c);
     }
 }
@@ -246,7 +237,7 @@ static void on_create(gf_http_req_t *req, void *data)
 {
     api_t *api = data;
     gen_ctx_t *c = ctx_new(api, req);
-    if (api__auth(api, req, &c->who, 0) < 0)
+    if (api__auth(api, req, &c->r.who, 0) < 0)
         goto done;
     if (!api__body_is_json(req))
         goto done;
@@ -295,7 +286,7 @@ static void on_position(queue_t *q, const gf_err_t *err, const queue_result_t *r
         json_object_set_new(c->gen, "queue_position", json_integer(res->position));
     if (err->code == GF_OK && running && gf_stage_parse(res->stage) >= 0)
         json_object_set_new(c->gen, "stage", json_string(res->stage));
-    api__json(c->req, c->answer_status, json_incref(c->gen));
+    api__json(c->r.req, c->answer_status, json_incref(c->gen));
     ctx_free(c);
 }
 
@@ -303,37 +294,34 @@ static void on_generation(store_t *st, const gf_err_t *err, store_call_t *call, 
 {
     (void)st;
     gen_ctx_t *c = data;
-    if (err->code < 0) {
-        api__fail(c->req, err->code, err);
-        ctx_free(c);
+    if (api__route_failed(&c->r, err))
         return;
-    }
     c->gen = api__generation_json(&call->res.generation);
-    api__sign_outputs(c->api, c->gen);
+    api__sign_outputs(c->r.api, c->gen);
     int status = gf_gen_status_parse(json_string_value(json_object_get(c->gen, "status")));
     if ((status == GF_GEN_QUEUED || status == GF_GEN_RUNNING) &&
-        queue_position(c->api->queue, c->gen_id, on_position, c) == 0)
+        queue_position(c->r.api->queue, c->gen_id, on_position, c) == 0)
         return;
-    api__json(c->req, c->answer_status, json_incref(c->gen));
+    api__json(c->r.req, c->answer_status, json_incref(c->gen));
     ctx_free(c);
 }
 
 /* Reads the generation and answers it (200; 202 after a cancel). */
 static void answer_generation(gen_ctx_t *c)
 {
-    store_call_dispose(&c->call);
-    store_call_generation(&c->call, c->gen_id, c->who.sub);
-    run(c, on_generation);
+    store_call_dispose(&c->r.call);
+    store_call_generation(&c->r.call, c->gen_id, c->r.who.sub);
+    api__route_run(&c->r, on_generation);
 }
 
 /* Authenticates and checks the :id of the path; 0 or answered. */
 static int gen_start(gen_ctx_t *c)
 {
-    if (api__auth(c->api, c->req, &c->who, 0) < 0)
+    if (api__auth(c->r.api, c->r.req, &c->r.who, 0) < 0)
         return -1;
-    const char *id = gf_http_req_param(c->req, "id");
+    const char *id = gf_http_req_param(c->r.req, "id");
     if (!api_is_uuid(id)) {
-        api__error(c->req, 404, "not_found", "no such generation", NULL);
+        api__error(c->r.req, 404, "not_found", "no such generation", NULL);
         return -1;
     }
     snprintf(c->gen_id, sizeof(c->gen_id), "%s", id);
@@ -376,17 +364,14 @@ static void on_canceled(store_t *st, const gf_err_t *err, store_call_t *call, vo
     (void)call;
     gen_ctx_t *c = data;
     if (err->code == GF_ECONFLICT) {
-        api__error(c->req, 409, "not_cancelable", "the generation is already finished", NULL);
+        api__error(c->r.req, 409, "not_cancelable", "the generation is already finished", NULL);
         ctx_free(c);
         return;
     }
-    if (err->code < 0) {
-        api__fail(c->req, err->code, err);
-        ctx_free(c);
+    if (api__route_failed(&c->r, err))
         return;
-    }
     /* Postgres decided; the queue drops a queued job or flags a running one for its worker. */
-    int rc = queue_cancel(c->api->queue, c->gen_id, on_queue_canceled, NULL);
+    int rc = queue_cancel(c->r.api->queue, c->gen_id, on_queue_canceled, NULL);
     if (rc < 0)
         log_cancel_not_passed(rc);
     c->answer_status = 202;
@@ -400,8 +385,8 @@ static void on_cancel(gf_http_req_t *req, void *data)
         ctx_free(c);
         return;
     }
-    store_call_cancel(&c->call, c->gen_id, c->who.sub);
-    run(c, on_canceled);
+    store_call_cancel(&c->r.call, c->gen_id, c->r.who.sub);
+    api__route_run(&c->r, on_canceled);
 }
 
 /* --- GET /v1/generations ------------------------------------------------------------ */
@@ -410,16 +395,13 @@ static void on_page(store_t *st, const gf_err_t *err, store_call_t *call, void *
 {
     (void)st;
     gen_ctx_t *c = data;
-    if (err->code < 0) {
-        api__fail_page(c->req, err);
-        ctx_free(c);
+    if (api__route_page_failed(&c->r, err))
         return;
-    }
     json_t *page = api__generation_page_json(&call->res.list);
     size_t i;
     json_t *item;
-    json_array_foreach(json_object_get(page, "items"), i, item) api__sign_outputs(c->api, item);
-    api__json(c->req, 200, page);
+    json_array_foreach(json_object_get(page, "items"), i, item) api__sign_outputs(c->r.api, item);
+    api__json(c->r.req, 200, page);
     ctx_free(c);
 }
 
@@ -436,7 +418,7 @@ int api__parse_limit(const char *s)
 static void on_list(gf_http_req_t *req, void *data)
 {
     gen_ctx_t *c = ctx_new(data, req);
-    if (api__auth(c->api, req, &c->who, 0) < 0) {
+    if (api__auth(c->r.api, req, &c->r.who, 0) < 0) {
         ctx_free(c);
         return;
     }
@@ -455,8 +437,8 @@ static void on_list(gf_http_req_t *req, void *data)
         ctx_free(c);
         return;
     }
-    store_call_list(&c->call, c->who.sub, status, kind, limit, cursor);
-    run(c, on_page);
+    store_call_list(&c->r.call, c->r.who.sub, status, kind, limit, cursor);
+    api__route_run(&c->r, on_page);
 }
 
 void api__generations_routes(api_t *api)

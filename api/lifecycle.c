@@ -22,29 +22,23 @@
 #define DELETE_ANSWER_WAIT_MS 5000
 
 typedef struct {
-    api_t *api;
-    gf_http_req_t *req; /* NULL once answered */
-    api_principal_t who;
+    api_route_t r; /* r.req: NULL once answered */
     char id[37];
     const char *what; /* "generation" | "upload" */
-    store_call_t call;
     uv_timer_t timer; /* DELETE_ANSWER_WAIT_MS, while the objects are deleted */
     int timer_init;
 } del_ctx_t;
 
 static del_ctx_t *ctx_new(api_t *api, gf_http_req_t *req, const char *what)
 {
-    del_ctx_t *c = gf_xcalloc(1, sizeof(*c));
-    c->api = api;
-    c->req = req;
+    del_ctx_t *c = api__route_new(api, req, sizeof(del_ctx_t), NULL);
     c->what = what;
     return c;
 }
 
 static void ctx_free(del_ctx_t *c)
 {
-    store_call_dispose(&c->call);
-    free(c);
+    api__route_free(&c->r);
 }
 
 static void on_timer_closed(uv_handle_t *h)
@@ -55,9 +49,9 @@ static void on_timer_closed(uv_handle_t *h)
 /* Answers 204 unless that was done, then frees the context (once its timer is closed). */
 static void answer_deleted(del_ctx_t *c)
 {
-    if (c->req)
-        gf_http_respond(c->req, 204, NULL, "", 0);
-    c->req = NULL;
+    if (c->r.req)
+        gf_http_respond(c->r.req, 204, NULL, "", 0);
+    c->r.req = NULL;
     if (c->timer_init)
         uv_close((uv_handle_t *)&c->timer, on_timer_closed);
     else
@@ -69,11 +63,11 @@ static void on_wait_over(uv_timer_t *t)
 {
     del_ctx_t *c = t->data;
     gf_log_ctx ctx = {
-        .component = "api", .request_id = gf_http_req_id(c->req), .user_id = c->who.sub};
+        .component = "api", .request_id = gf_http_req_id(c->r.req), .user_id = c->r.who.sub};
     GF_LOG(GF_LOG_WARN, &ctx, "%s %s: objects still being deleted after %d ms; answered", c->what,
            c->id, DELETE_ANSWER_WAIT_MS);
-    gf_http_respond(c->req, 204, NULL, "", 0);
-    c->req = NULL;
+    gf_http_respond(c->r.req, 204, NULL, "", 0);
+    c->r.req = NULL;
 }
 
 static void on_reported(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
@@ -82,7 +76,7 @@ static void on_reported(store_t *st, const gf_err_t *err, store_call_t *call, vo
     (void)call;
     del_ctx_t *c = data;
     if (err->code < 0) /* the rows stay: the sweeper deletes their (gone) objects again */
-        gf_log_err(GF_LOG_WARN, &(gf_log_ctx){.component = "api", .user_id = c->who.sub}, err);
+        gf_log_err(GF_LOG_WARN, &(gf_log_ctx){.component = "api", .user_id = c->r.who.sub}, err);
     answer_deleted(c);
 }
 
@@ -95,28 +89,28 @@ static void on_objects_deleted(storage_t *s, const gf_err_t *err, const char *co
     del_ctx_t *c = data;
     if (err->code < 0) {
         gf_log_ctx ctx = {.component = "api",
-                          .request_id = c->req ? gf_http_req_id(c->req) : NULL,
-                          .user_id = c->who.sub,
+                          .request_id = c->r.req ? gf_http_req_id(c->r.req) : NULL,
+                          .user_id = c->r.who.sub,
                           .action = "deleting objects (the sweeper retries)"};
         gf_log_err(GF_LOG_WARN, &ctx, err);
     }
-    store_call_dispose(&c->call);
+    store_call_dispose(&c->r.call);
     if (n_deleted == 0) {
         answer_deleted(c);
         return;
     }
-    store_call_storage_deleted(&c->call, deleted, n_deleted);
-    if (store_exec(c->api->store, &c->call, on_reported, c) < 0)
+    store_call_storage_deleted(&c->r.call, deleted, n_deleted);
+    if (store_exec(c->r.api->store, &c->r.call, on_reported, c) < 0)
         answer_deleted(c);
 }
 
 /* The delete is committed in Postgres: the one place a delete succeeds. */
 static void deleted(del_ctx_t *c)
 {
-    const store_keys_result_t *k = &c->call.res.keys;
+    const store_keys_result_t *k = &c->r.call.res.keys;
     gf_log_ctx ctx = {.component = "api",
-                      .request_id = gf_http_req_id(c->req),
-                      .user_id = c->who.sub,
+                      .request_id = gf_http_req_id(c->r.req),
+                      .user_id = c->r.who.sub,
                       .generation_id = strcmp(c->what, "generation") == 0 ? c->id : NULL};
     GF_LOG(GF_LOG_INFO, &ctx, "%s %s deleted by its owner: %zu object(s) to delete now", c->what,
            c->id, k->n);
@@ -124,10 +118,10 @@ static void deleted(del_ctx_t *c)
         answer_deleted(c);
         return;
     }
-    int rc = storage_delete_keys(c->api->storage, (const char *const *)k->keys, k->n,
+    int rc = storage_delete_keys(c->r.api->storage, (const char *const *)k->keys, k->n,
                                  on_objects_deleted, c);
     if (rc == 0) {
-        uv_timer_init(c->api->loop, &c->timer);
+        uv_timer_init(c->r.api->loop, &c->timer);
         c->timer.data = c;
         c->timer_init = 1;
         uv_timer_start(&c->timer, on_wait_over, DELETE_ANSWER_WAIT_MS, 0);
@@ -150,14 +144,14 @@ static void on_marked(store_t *st, const gf_err_t *err, store_call_t *call, void
         return;
     case GF_ENOTFOUND:
         snprintf(msg, sizeof(msg), "no such %s", c->what);
-        api__error(c->req, 404, "not_found", msg, NULL);
+        api__error(c->r.req, 404, "not_found", msg, NULL);
         break;
     case GF_ECONFLICT:
-        api__error(c->req, 409, "not_deletable",
+        api__error(c->r.req, 409, "not_deletable",
                    "the generation is still queued or running; cancel it first", NULL);
         break;
     default:
-        api__fail(c->req, err->code, err);
+        api__fail(c->r.req, err->code, err);
     }
     ctx_free(c);
 }
@@ -165,13 +159,13 @@ static void on_marked(store_t *st, const gf_err_t *err, store_call_t *call, void
 /* Authenticates and checks the :id; 0, or answered (and freed). */
 static int del_start(del_ctx_t *c)
 {
-    if (api__auth(c->api, c->req, &c->who, 0) < 0)
+    if (api__auth(c->r.api, c->r.req, &c->r.who, 0) < 0)
         goto fail;
-    const char *id = gf_http_req_param(c->req, "id");
+    const char *id = gf_http_req_param(c->r.req, "id");
     if (!api_is_uuid(id)) {
         char msg[64];
         snprintf(msg, sizeof(msg), "no such %s", c->what);
-        api__error(c->req, 404, "not_found", msg, NULL);
+        api__error(c->r.req, 404, "not_found", msg, NULL);
         goto fail;
     }
     snprintf(c->id, sizeof(c->id), "%s", id);
@@ -181,22 +175,14 @@ fail:
     return -1;
 }
 
-static void run(del_ctx_t *c, store_call_cb cb)
-{
-    if (store_exec(c->api->store, &c->call, cb, c) < 0) {
-        api__fail(c->req, GF_EUNAVAIL, NULL);
-        ctx_free(c);
-    }
-}
-
 static void on_delete_generation(gf_http_req_t *req, void *data)
 {
     del_ctx_t *c = ctx_new(data, req, "generation");
     if (del_start(c) < 0)
         return;
-    store_call_generation_delete(&c->call, c->id, c->who.sub);
-    api__audit_set(&c->call, req, &c->who, "generation.delete", c->id, NULL);
-    run(c, on_marked);
+    store_call_generation_delete(&c->r.call, c->id, c->r.who.sub);
+    api__audit_set(&c->r.call, req, &c->r.who, "generation.delete", c->id, NULL);
+    api__route_run(&c->r, on_marked);
 }
 
 static void on_delete_upload(gf_http_req_t *req, void *data)
@@ -204,9 +190,9 @@ static void on_delete_upload(gf_http_req_t *req, void *data)
     del_ctx_t *c = ctx_new(data, req, "upload");
     if (del_start(c) < 0)
         return;
-    store_call_upload_delete(&c->call, c->id, c->who.sub);
-    api__audit_set(&c->call, req, &c->who, "upload.delete", c->id, NULL);
-    run(c, on_marked);
+    store_call_upload_delete(&c->r.call, c->id, c->r.who.sub);
+    api__audit_set(&c->r.call, req, &c->r.who, "upload.delete", c->id, NULL);
+    api__route_run(&c->r, on_marked);
 }
 
 /* --- GET /v1/uploads ----------------------------------------------------------------- */
@@ -215,11 +201,8 @@ static void on_uploads_page(store_t *st, const gf_err_t *err, store_call_t *call
 {
     (void)st;
     del_ctx_t *c = data;
-    if (err->code < 0) {
-        api__fail_page(c->req, err);
-        ctx_free(c);
+    if (api__route_page_failed(&c->r, err))
         return;
-    }
     const store_uploads_result_t *l = &call->res.uploads;
     json_t *items = json_array();
     for (size_t i = 0; i < l->n; i++) {
@@ -229,7 +212,7 @@ static void on_uploads_page(store_t *st, const gf_err_t *err, store_call_t *call
                                         u->format, "width", u->width, "height", u->height, "bytes",
                                         (json_int_t)u->bytes, "created_at", u->created_at));
     }
-    api__json(c->req, 200,
+    api__json(c->r.req, 200,
               json_pack("{s:o, s:o}", "items", items, "next_cursor",
                         l->next_cursor ? json_string(l->next_cursor) : json_null()));
     ctx_free(c);
@@ -238,7 +221,7 @@ static void on_uploads_page(store_t *st, const gf_err_t *err, store_call_t *call
 static void on_list_uploads(gf_http_req_t *req, void *data)
 {
     del_ctx_t *c = ctx_new(data, req, "upload");
-    if (api__auth(c->api, req, &c->who, 0) < 0) {
+    if (api__auth(c->r.api, req, &c->r.who, 0) < 0) {
         ctx_free(c);
         return;
     }
@@ -252,8 +235,8 @@ static void on_list_uploads(gf_http_req_t *req, void *data)
         ctx_free(c);
         return;
     }
-    store_call_uploads(&c->call, c->who.sub, limit, cursor);
-    run(c, on_uploads_page);
+    store_call_uploads(&c->r.call, c->r.who.sub, limit, cursor);
+    api__route_run(&c->r, on_uploads_page);
 }
 
 void api__lifecycle_routes(api_t *api)
