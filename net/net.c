@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 struct net {
@@ -36,6 +37,8 @@ struct net {
      * adds NET_FEED_BATCH of them per loop turn (see net_start). */
     net_xfer_t *queue_head, *queue_tail;
     uv_idle_t feeder;
+    net_http2_t http2;
+    char *ca_file; /* net_set_ca_file, NULL: the system's */
 };
 
 struct net_xfer {
@@ -519,6 +522,67 @@ static void on_feed(uv_idle_t *idle)
         uv_idle_stop(&h->feeder);
 }
 
+void net_set_http2(net_t *h, net_http2_t mode, long max_host_connections)
+{
+    h->http2 = mode;
+    curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host_connections);
+}
+
+int net_http2_check(net_http2_t mode, char *why, size_t why_len)
+{
+    const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+    if (mode != NET_HTTP2_CURL && mode != NET_HTTP2_OFF && !(v->features & CURL_VERSION_HTTP2)) {
+        snprintf(why, why_len, "libcurl %s is built without HTTP/2", v->version);
+        return GF_EINVAL;
+    }
+    /* Before 8.0.0, libcurl set a second HTTP/2 layer on a reused h2c connection and
+     * every request after the first failed (curl issue 10634, fixed by pull 10643). */
+    if (mode == NET_HTTP2_PRIOR_KNOWLEDGE && v->version_num < 0x080000) {
+        snprintf(why, why_len,
+                 "libcurl %s fails h2c on a reused connection (curl issue 10634, fixed in "
+                 "8.0.0)",
+                 v->version);
+        return GF_EINVAL;
+    }
+    return 0;
+}
+
+void net_set_ca_file(net_t *h, const char *path)
+{
+    free(h->ca_file);
+    h->ca_file = path ? gf_xstrdup(path) : NULL;
+}
+
+/*
+ * The HTTP version and the wait to multiplex of one transfer (net.h,
+ * net_http2_t). Waiting (CURLOPT_PIPEWAIT) is asked only where the
+ * connection can be h2: on plain http in NET_HTTP2_AUTO the connection is
+ * HTTP/1.1, and waiting would only hold every transfer behind the first
+ * connect. The streams one connection carries are curl's default
+ * (CURLMOPT_MAX_CONCURRENT_STREAMS, 100) or fewer when the server says so;
+ * a transfer that finds every connection full opens another, within the
+ * engine's cap of connections per host (net_set_http2).
+ */
+static void http2_setopts(const net_t *h, CURL *e, const char *url)
+{
+    switch (h->http2) {
+    case NET_HTTP2_CURL:
+        break;
+    case NET_HTTP2_AUTO:
+        curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+        if (strncasecmp(url, "https://", 8) == 0)
+            curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+        break;
+    case NET_HTTP2_PRIOR_KNOWLEDGE:
+        curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+        curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+        break;
+    case NET_HTTP2_OFF:
+        curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+        break;
+    }
+}
+
 net_xfer_t *net_start(net_t *h, const net_req_t *req, net_done_cb cb, void *data)
 {
     net_xfer_t *x = gf_xcalloc(1, sizeof(*x));
@@ -549,6 +613,9 @@ net_xfer_t *net_start(net_t *h, const net_req_t *req, net_done_cb cb, void *data
         curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_public);
         curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x);
     }
+    http2_setopts(h, e, req->url);
+    if (h->ca_file)
+        curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file);
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)req->connect_timeout_ms);
@@ -634,6 +701,7 @@ static void maybe_free(net_t *h)
         return;
     void (*cb)(void *) = h->closed_cb;
     void *data = h->closed_data;
+    free(h->ca_file);
     free(h);
     if (cb)
         cb(data);
