@@ -37,6 +37,7 @@ struct net {
      * adds NET_FEED_BATCH of them per loop turn (see net_start). */
     net_xfer_t *queue_head, *queue_tail;
     uv_idle_t feeder;
+    uv_idle_t kick; /* curl's 0 ms timeouts, run on the next loop turn (on_curl_timer) */
     net_http2_t http2;
     char *ca_file; /* net_set_ca_file, NULL: the system's */
 };
@@ -153,16 +154,39 @@ static void on_timeout(uv_timer_t *t)
     check_multi_info(h);
 }
 
+static void on_kick(uv_idle_t *idle)
+{
+    net_t *h = idle->data;
+    uv_idle_stop(idle);
+    int running;
+    curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_multi_info(h);
+}
+
+/*
+ * A 0 ms timeout is run from the loop, not from inside curl: on the next
+ * loop turn, after its I/O (an idle handle), not after a 1 ms timer
+ * (multi-uv.c's trick). curl wakes the transfers that wait for a connection
+ * (CURLOPT_PIPEWAIT, a cap of connections per host) one at a time, each
+ * with a 0 ms timeout once the one before it has a connection: at 1 ms each,
+ * 2,000 of them took 2 s.
+ */
 static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 {
     (void)multi;
     net_t *h = userp;
     if (timeout_ms < 0) {
         uv_timer_stop(&h->timer);
+        uv_idle_stop(&h->kick);
         return 0;
     }
-    /* A 0 ms timeout is run from the loop, not from inside curl (multi-uv.c's 1 ms trick). */
-    uv_timer_start(&h->timer, on_timeout, timeout_ms == 0 ? 1 : (uint64_t)timeout_ms, 0);
+    if (timeout_ms == 0) {
+        uv_timer_stop(&h->timer);
+        uv_idle_start(&h->kick, on_kick);
+        return 0;
+    }
+    uv_idle_stop(&h->kick);
+    uv_timer_start(&h->timer, on_timeout, (uint64_t)timeout_ms, 0);
     return 0;
 }
 
@@ -682,7 +706,9 @@ net_t *net_new(uv_loop_t *loop, gf_err_t *err)
     h->timer.data = h;
     uv_idle_init(loop, &h->feeder);
     h->feeder.data = h;
-    h->pending_closes = 2; /* the timer and the feeder */
+    uv_idle_init(loop, &h->kick);
+    h->kick.data = h;
+    h->pending_closes = 3; /* the timer, the feeder and the kick */
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
@@ -734,4 +760,5 @@ void net_close(net_t *h, void (*cb)(void *data), void *data)
         poll_close(h->polls);
     uv_close((uv_handle_t *)&h->timer, on_timer_closed);
     uv_close((uv_handle_t *)&h->feeder, on_timer_closed);
+    uv_close((uv_handle_t *)&h->kick, on_timer_closed);
 }
