@@ -153,7 +153,8 @@ static const cfg_row cfg_table[] = {
     {"FARM_PROVIDER_HTTP2", CFG_ENUM, OFF(provider_http2), "auto", 0, 0, "auto|prior-knowledge|off",
      0,
      "HTTP/2 of provider requests: auto (h2 when TLS's ALPN agrees, calls wait to share a "
-     "connection), prior-knowledge (h2 without asking, on http too: h2c), off (HTTP/1.1)"},
+     "connection), prior-knowledge (h2 without asking, on http too: h2c; libcurl 8.0.0 or "
+     "later), off (HTTP/1.1)"},
     {"FARM_PROVIDER_CA_FILE", CFG_STR, OFF(provider_ca_file), "", 0, 4096, NULL, 0,
      "PEM file of the CA certificates provider requests trust instead of the system's "
      "(a private CA; empty: the system's)"},
