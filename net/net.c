@@ -555,13 +555,15 @@ void net_set_http2(net_t *h, net_http2_t mode, long max_host_connections)
 int net_http2_check(net_http2_t mode, char *why, size_t why_len)
 {
     const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
-    if (mode != NET_HTTP2_CURL && mode != NET_HTTP2_OFF && !(v->features & CURL_VERSION_HTTP2)) {
+    if (mode != NET_HTTP2_PRIOR_KNOWLEDGE)
+        return 0; /* the others fall back to HTTP/1.1 where h2 is not to be had */
+    if (!(v->features & CURL_VERSION_HTTP2)) {
         snprintf(why, why_len, "libcurl %s is built without HTTP/2", v->version);
         return GF_EINVAL;
     }
     /* Before 8.0.0, libcurl set a second HTTP/2 layer on a reused h2c connection and
      * every request after the first failed (curl issue 10634, fixed by pull 10643). */
-    if (mode == NET_HTTP2_PRIOR_KNOWLEDGE && v->version_num < 0x080000) {
+    if (v->version_num < 0x080000) {
         snprintf(why, why_len,
                  "libcurl %s fails h2c on a reused connection (curl issue 10634, fixed in "
                  "8.0.0)",

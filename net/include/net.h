@@ -82,7 +82,8 @@ typedef enum {
  * a cap makes them wait (docs/providers.md, "Calls in flight").
  */
 void net_set_http2(net_t *h, net_http2_t mode, long max_host_connections);
-/* Whether this libcurl can do `mode`: 0, or GF_EINVAL with the reason in `why`. */
+/* Whether this libcurl can do `mode` (only prior knowledge can fail: the others fall back
+ * to HTTP/1.1): 0, or GF_EINVAL with the reason in `why`. */
 int net_http2_check(net_http2_t mode, char *why, size_t why_len);
 /* The CA certificates (a PEM file, copied path) that https transfers trust instead of the
  * system's; NULL: the system's. */
