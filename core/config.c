@@ -150,6 +150,14 @@ static const cfg_row cfg_table[] = {
      "a provider call (polls and retries included) fails after this"},
     {"FARM_PROVIDER_CONNECT_TIMEOUT_MS", CFG_INT, OFF(provider_connect_timeout_ms), "10000", 10,
      600000, NULL, 0, "TCP+TLS connect timeout of provider requests"},
+    {"FARM_PROVIDER_HTTP2", CFG_ENUM, OFF(provider_http2), "auto", 0, 0, "auto|prior-knowledge|off",
+     0,
+     "HTTP/2 of provider requests: auto (h2 when TLS's ALPN agrees, calls wait to share a "
+     "connection), prior-knowledge (h2 without asking, on http too: h2c; libcurl 8.0.0 or "
+     "later), off (HTTP/1.1)"},
+    {"FARM_PROVIDER_CA_FILE", CFG_STR, OFF(provider_ca_file), "", 0, 4096, NULL, 0,
+     "PEM file of the CA certificates provider requests trust instead of the system's "
+     "(a private CA; empty: the system's)"},
     {"FARM_PROVIDER_SUBMIT_TIMEOUT_S", CFG_INT, OFF(provider_submit_timeout_s), "30", 1, 3600, NULL,
      0, "time allowed for a submit, status or cancel request"},
     {"FARM_PROVIDER_SYNC_TIMEOUT_S", CFG_INT, OFF(provider_sync_timeout_s), "300", 1, 3600, NULL, 0,

@@ -21,6 +21,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -409,7 +410,7 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
     return 0;
 }
 
-static int split_url(gf_http_req_t *r)
+int httpd__split_url(gf_http_req_t *r)
 {
     struct http_parser_url u;
     http_parser_url_init(&u);
@@ -458,7 +459,7 @@ static int on_headers_complete(http_parser *p)
     for (size_t i = 0; i < r->headers.n; i++)
         for (char *s = r->headers.items[i].name; *s; s++)
             *s = (char)tolower((unsigned char)*s);
-    if (split_url(r) < 0)
+    if (httpd__split_url(r) < 0)
         return refuse(r, 400, "invalid_request", "malformed request target");
     int method_allowed;
     r->route = httpd__route_match(c->h, r, &method_allowed);
@@ -668,6 +669,24 @@ void httpd__conn_read_start(httpd_conn_t *c)
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
+void httpd__set_h2c(gf_httpd_t *h, httpd_h2c_cb cb, void *data)
+{
+    h->h2c = cb;
+    h->h2c_data = data;
+}
+
+/* An h2c client (httpd__set_h2c): a duplicate of the socket goes to the hook, ours closes. */
+static void conn_hand_over(httpd_conn_t *c, const char *bytes, size_t len)
+{
+    uv_os_fd_t fd;
+    int dup_fd = -1;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+        dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dup_fd >= 0)
+        c->h->h2c(c->h, dup_fd, bytes, len, c->h->h2c_data);
+    httpd__conn_close(c, 0);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     httpd_conn_t *c = s->data;
@@ -690,6 +709,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (c->close_after_write)
         return; /* the connection is ending: input is ignored */
+    if (c->h->h2c && c->state == CONN_IDLE && c->in_len == 0 &&
+        (size_t)nread >= HTTPD_H2_PREFACE_LEN &&
+        memcmp(buf->base, HTTPD_H2_PREFACE, HTTPD_H2_PREFACE_LEN) == 0) {
+        conn_hand_over(c, buf->base, (size_t)nread);
+        return;
+    }
     size_t off = 0, len = (size_t)nread;
     if (c->in_len == 0) {
         /* The common case: parse straight from the read buffer, keep only leftovers. */

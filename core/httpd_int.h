@@ -67,6 +67,28 @@ typedef struct {
     char *name, *value;
 } httpd_kv_t;
 
+/*
+ * Where the answer of a request that no connection carries goes
+ * (httpd__req_detached; the fake provider's HTTP/2 streams): the status,
+ * the content type and the body of gf_http_respond() (no body for HEAD);
+ * the request's out_headers and id are readable during the call, which
+ * must not finish the request. Status 0: the handler ended a stream, which
+ * such a request is not given (gf_http_stream_start answers GF_ECANCELED).
+ */
+typedef void (*httpd_sink_cb)(gf_http_req_t *r, int status, const char *content_type,
+                              const char *body, size_t len, void *data);
+
+/*
+ * A connection whose first read begins with HTTP/2's client preface (h2 with
+ * prior knowledge) is handed over: `fd` is a duplicate of its socket (the
+ * callee's to close), `bytes` what was read (the preface first, borrowed for
+ * the call). The server then closes its own descriptor and forgets the
+ * connection (httpd__set_h2c).
+ */
+typedef void (*httpd_h2c_cb)(gf_httpd_t *h, int fd, const char *bytes, size_t len, void *data);
+#define HTTPD_H2_PREFACE     "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#define HTTPD_H2_PREFACE_LEN 24
+
 typedef struct {
     httpd_kv_t *items;
     size_t n, cap;
@@ -104,6 +126,9 @@ struct gf_http_req {
     unsigned long long sent; /* body bytes of a stream written so far */
     gf_http_close_cb on_close;
     void *on_close_data;
+    /* A detached request (httpd__req_detached): its answer's sink; NULL once the peer left. */
+    httpd_sink_cb sink;
+    void *sink_data;
 };
 
 struct httpd_conn {
@@ -171,6 +196,8 @@ struct gf_httpd {
     void *stop_data;
     gf_httpd_response_hook hook;
     void *hook_data;
+    httpd_h2c_cb h2c; /* httpd__set_h2c; NULL: the preface gets 505 like any HTTP/2 line */
+    void *h2c_data;
     char readbuf[HTTPD_READ_CHUNK];
     /* Connections and requests live in slabs: an open stream's stay packed (slab.h). */
     gf_slab_t conn_slab, req_slab;
@@ -195,6 +222,18 @@ gf_http_req_t *httpd__req_new(httpd_conn_t *c);
 void httpd__req_free(gf_http_req_t *r);
 void httpd__req_ensure_id(gf_http_req_t *r);
 char *httpd__pct_decode(const char *s, size_t n, int plus_space);
+/*
+ * A request that no connection carries, answered to `sink`: the caller adds
+ * its headers (httpd__kv_add to r->headers, lower-case names) and body
+ * (r->body), then runs it once with httpd__req_run(): the route's handler,
+ * or the server's 400, 404, 405 or 413, as a connection's request gets
+ * them. The server's check hook is not run for it: where one is set, it is
+ * answered 501. It is the handler's to finish, as any request; set
+ * r->sink = NULL when the peer leaves (the answer is then dropped).
+ */
+gf_http_req_t *httpd__req_detached(gf_httpd_t *h, const char *method, const char *target,
+                                   httpd_sink_cb sink, void *data);
+void httpd__req_run(gf_http_req_t *r);
 
 /* A shared stream message (httpd.h): "<hex>\r\n<data>\r\n", the data at `off`. */
 struct gf_http_frame {
@@ -219,6 +258,10 @@ int httpd__conn_frame_rest(httpd_conn_t *c, gf_http_frame_t *f, const char *p, s
                            ssize_t done);
 void httpd__req_done(httpd_conn_t *c, int keep);
 void httpd__conn_accept(gf_httpd_t *h);
+/* Hands connections that open with HTTP/2's preface to `cb` (httpd_h2c_cb); NULL: none. */
+void httpd__set_h2c(gf_httpd_t *h, httpd_h2c_cb cb, void *data);
+/* Splits r->url into r->path (decoded) and r->query_raw; < 0 when it is not a path. */
+int httpd__split_url(gf_http_req_t *r);
 void httpd__conn_stop(httpd_conn_t *c);
 void httpd__conn_close(httpd_conn_t *c, int notify);
 /* Starts reading with the connection's alloc and read callbacks. */

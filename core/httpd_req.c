@@ -151,6 +151,49 @@ char *httpd__pct_decode(const char *s, size_t n, int plus_space)
     return out;
 }
 
+gf_http_req_t *httpd__req_detached(gf_httpd_t *h, const char *method, const char *target,
+                                   httpd_sink_cb sink, void *data)
+{
+    gf_http_req_t *r = gf_slab_alloc(&h->req_slab);
+    r->h = h;
+    r->max_body = h->opts.max_body_bytes;
+    r->http_minor = 1;
+    r->keep_alive = 1;
+    snprintf(r->method, sizeof(r->method), "%s", method);
+    gf_buf_append(&r->url, target, strlen(target));
+    r->sink = sink;
+    r->sink_data = data;
+    return r;
+}
+
+void httpd__req_run(gf_http_req_t *r)
+{
+    r->start_ns = uv_hrtime();
+    httpd__req_ensure_id(r);
+    if (httpd__split_url(r) < 0) {
+        gf_http_respond_error(r, 400, "invalid_request", "malformed request target", NULL);
+        return;
+    }
+    int method_allowed;
+    r->route = httpd__route_match(r->h, r, &method_allowed);
+    if (r->route && r->route->max_body)
+        r->max_body = r->route->max_body;
+    if (r->route != NULL && r->h->check != NULL)
+        gf_http_respond_error(r, 501, "not_implemented",
+                              "this server checks requests only on its connections", NULL);
+    else if (r->body.len > r->max_body)
+        gf_http_respond_error(r, 413, "payload_too_large", "the request body exceeds the limit",
+                              NULL);
+    else if (r->route != NULL)
+        r->route->cb(r, r->route->data);
+    else if (!method_allowed) {
+        gf_http_set_header(r, "Allow", r->allow);
+        gf_http_respond_error(r, 405, "method_not_allowed", "this method is not allowed here",
+                              NULL);
+    } else
+        gf_http_respond_error(r, 404, "not_found", "no such route", NULL);
+}
+
 /* --- writing ---------------------------------------------------------------- */
 
 /* A HEAD request is answered with the head of what GET would send, and no body. */
@@ -203,6 +246,12 @@ void gf_http_respond(gf_http_req_t *r, int status, const char *content_type, con
     httpd__record(r->h, r, status, is_head(r) ? 0 : len);
     httpd_conn_t *c = r->conn;
     if (c == NULL) {
+        if (r->sink) {
+            if (r->h->hook)
+                r->h->hook(r, status, r->h->hook_data);
+            r->sink(r, status, content_type, is_head(r) ? NULL : body, is_head(r) ? 0 : len,
+                    r->sink_data);
+        }
         httpd__req_free(r);
         return;
     }
@@ -408,6 +457,8 @@ void gf_http_stream_end(gf_http_req_t *r)
     httpd__record(r->h, r, r->streaming ? r->streaming : 200, r->sent);
     httpd_conn_t *c = r->conn;
     if (c == NULL) {
+        if (r->sink)
+            r->sink(r, 0, NULL, NULL, 0, r->sink_data); /* no answer was sent */
         httpd__req_free(r);
         return;
     }

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 struct net {
@@ -36,6 +37,9 @@ struct net {
      * adds NET_FEED_BATCH of them per loop turn (see net_start). */
     net_xfer_t *queue_head, *queue_tail;
     uv_idle_t feeder;
+    uv_idle_t kick; /* curl's 0 ms timeouts, run on the next loop turn (on_curl_timer) */
+    net_http2_t http2;
+    char *ca_file; /* net_set_ca_file, NULL: the system's */
 };
 
 struct net_xfer {
@@ -150,16 +154,39 @@ static void on_timeout(uv_timer_t *t)
     check_multi_info(h);
 }
 
+static void on_kick(uv_idle_t *idle)
+{
+    net_t *h = idle->data;
+    uv_idle_stop(idle);
+    int running;
+    curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_multi_info(h);
+}
+
+/*
+ * A 0 ms timeout is run from the loop, not from inside curl: on the next
+ * loop turn, after its I/O (an idle handle), not after a 1 ms timer
+ * (multi-uv.c's trick). curl wakes the transfers that wait for a connection
+ * (CURLOPT_PIPEWAIT, a cap of connections per host) one at a time, each
+ * with a 0 ms timeout once the one before it has a connection: at 1 ms each,
+ * 2,000 of them took 2 s.
+ */
 static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 {
     (void)multi;
     net_t *h = userp;
     if (timeout_ms < 0) {
         uv_timer_stop(&h->timer);
+        uv_idle_stop(&h->kick);
         return 0;
     }
-    /* A 0 ms timeout is run from the loop, not from inside curl (multi-uv.c's 1 ms trick). */
-    uv_timer_start(&h->timer, on_timeout, timeout_ms == 0 ? 1 : (uint64_t)timeout_ms, 0);
+    if (timeout_ms == 0) {
+        uv_timer_stop(&h->timer);
+        uv_idle_start(&h->kick, on_kick);
+        return 0;
+    }
+    uv_idle_stop(&h->kick);
+    uv_timer_start(&h->timer, on_timeout, (uint64_t)timeout_ms, 0);
     return 0;
 }
 
@@ -519,6 +546,69 @@ static void on_feed(uv_idle_t *idle)
         uv_idle_stop(&h->feeder);
 }
 
+void net_set_http2(net_t *h, net_http2_t mode, long max_host_connections)
+{
+    h->http2 = mode;
+    curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host_connections);
+}
+
+int net_http2_check(net_http2_t mode, char *why, size_t why_len)
+{
+    const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+    if (mode != NET_HTTP2_PRIOR_KNOWLEDGE)
+        return 0; /* the others fall back to HTTP/1.1 where h2 is not to be had */
+    if (!(v->features & CURL_VERSION_HTTP2)) {
+        snprintf(why, why_len, "libcurl %s is built without HTTP/2", v->version);
+        return GF_EINVAL;
+    }
+    /* Before 8.0.0, libcurl set a second HTTP/2 layer on a reused h2c connection and
+     * every request after the first failed (curl issue 10634, fixed by pull 10643). */
+    if (v->version_num < 0x080000) {
+        snprintf(why, why_len,
+                 "libcurl %s fails h2c on a reused connection (curl issue 10634, fixed in "
+                 "8.0.0)",
+                 v->version);
+        return GF_EINVAL;
+    }
+    return 0;
+}
+
+void net_set_ca_file(net_t *h, const char *path)
+{
+    free(h->ca_file);
+    h->ca_file = path ? gf_xstrdup(path) : NULL;
+}
+
+/*
+ * The HTTP version and the wait to multiplex of one transfer (net.h,
+ * net_http2_t). Waiting (CURLOPT_PIPEWAIT) is asked only where the
+ * connection can be h2: on plain http in NET_HTTP2_AUTO the connection is
+ * HTTP/1.1, and waiting would only hold every transfer behind the first
+ * connect. The streams one connection carries are curl's default
+ * (CURLMOPT_MAX_CONCURRENT_STREAMS, 100) or fewer when the server says so;
+ * a transfer that finds every connection full opens another, within the
+ * engine's cap of connections per host (net_set_http2).
+ */
+static void http2_setopts(const net_t *h, CURL *e, const char *url)
+{
+    switch (h->http2) {
+    case NET_HTTP2_CURL:
+        break;
+    case NET_HTTP2_AUTO:
+        curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+        if (strncasecmp(url, "https://", 8) == 0)
+            curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+        break;
+    case NET_HTTP2_PRIOR_KNOWLEDGE:
+        curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+        curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+        break;
+    case NET_HTTP2_OFF:
+        curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+        break;
+    }
+}
+
 net_xfer_t *net_start(net_t *h, const net_req_t *req, net_done_cb cb, void *data)
 {
     net_xfer_t *x = gf_xcalloc(1, sizeof(*x));
@@ -549,6 +639,9 @@ net_xfer_t *net_start(net_t *h, const net_req_t *req, net_done_cb cb, void *data
         curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_public);
         curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x);
     }
+    http2_setopts(h, e, req->url);
+    if (h->ca_file)
+        curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file);
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)req->connect_timeout_ms);
@@ -615,7 +708,9 @@ net_t *net_new(uv_loop_t *loop, gf_err_t *err)
     h->timer.data = h;
     uv_idle_init(loop, &h->feeder);
     h->feeder.data = h;
-    h->pending_closes = 2; /* the timer and the feeder */
+    uv_idle_init(loop, &h->kick);
+    h->kick.data = h;
+    h->pending_closes = 3; /* the timer, the feeder and the kick */
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
     curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
     curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
@@ -634,6 +729,7 @@ static void maybe_free(net_t *h)
         return;
     void (*cb)(void *) = h->closed_cb;
     void *data = h->closed_data;
+    free(h->ca_file);
     free(h);
     if (cb)
         cb(data);
@@ -666,4 +762,5 @@ void net_close(net_t *h, void (*cb)(void *data), void *data)
         poll_close(h->polls);
     uv_close((uv_handle_t *)&h->timer, on_timer_closed);
     uv_close((uv_handle_t *)&h->feeder, on_timer_closed);
+    uv_close((uv_handle_t *)&h->kick, on_timer_closed);
 }

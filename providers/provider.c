@@ -5,8 +5,11 @@
  */
 #include "provider_int.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 /* --- adapters ------------------------------------------------------------------- */
 
@@ -123,6 +126,57 @@ static int chain_build(provider_t *p, const char *mode, gf_err_t *err)
     return 0;
 }
 
+/* FARM_PROVIDER_HTTP2's auto, prior-knowledge, off, in net_http2_t's order. */
+static net_http2_t http2_mode(const gf_config_t *cfg)
+{
+    return (net_http2_t)(NET_HTTP2_AUTO + cfg->provider_http2);
+}
+
+/* What FARM_PROVIDER_HTTP2 and FARM_PROVIDER_CA_FILE ask is possible here. */
+static int http_check(const gf_config_t *cfg, gf_err_t *err)
+{
+    char why[160];
+    if (net_http2_check(http2_mode(cfg), why, sizeof(why)) < 0) {
+        gf_err_set(err, GF_EINVAL, "provider", "FARM_PROVIDER_HTTP2=prior-knowledge: %s", why);
+        return GF_EINVAL;
+    }
+    const char *ca = cfg->provider_ca_file;
+    if (ca && *ca && access(ca, R_OK) != 0) {
+        gf_err_set(err, GF_EINVAL, "provider", "FARM_PROVIDER_CA_FILE=%s: %s", ca, strerror(errno));
+        return GF_EINVAL;
+    }
+    return 0;
+}
+
+/*
+ * The engine's HTTP/2: its mode, the CA file, and the cap of connections per
+ * host. Over h2 one connection carries 100 calls (curl's stream limit), so
+ * FARM_PROVIDER_CONCURRENCY calls (C) need ceil(C / 100) connections to a
+ * host; the cap leaves one more. Without a cap, libcurl 7.88 opens a
+ * connection for nearly every call beyond the first connection's 100, even
+ * when told to wait (CURLOPT_PIPEWAIT), and a cap of 100 was 2.5 to 3 times
+ * slower at 2,000 calls than this one (docs/providers.md, "Calls in
+ * flight"). A host that answers only HTTP/1.1 carries one call per
+ * connection, so the cap would hold it to that many calls: in auto it is set
+ * only when every adapter's base URL is https (plain http means HTTP/1.1
+ * there); off sets none, as before.
+ */
+static void http_setup(provider_t *p)
+{
+    const gf_config_t *cfg = p->cfg;
+    net_http2_t mode = http2_mode(cfg);
+    int all_https = 1;
+    for (int i = 0; i < p->nchain; i++)
+        if (strncasecmp(p->chain[i]->base_url, "http://", 7) == 0)
+            all_https = 0;
+    long cap = (long)(cfg->provider_concurrency + 99) / 100 + 1;
+    if (mode == NET_HTTP2_OFF || (mode == NET_HTTP2_AUTO && !all_https))
+        cap = 0;
+    net_set_http2(p->http, mode, cap);
+    if (cfg->provider_ca_file && *cfg->provider_ca_file)
+        net_set_ca_file(p->http, cfg->provider_ca_file);
+}
+
 provider_t *provider_new(uv_loop_t *loop, const gf_config_t *cfg, const char *name, gf_err_t *err)
 {
     provider_t *p = gf_xcalloc(1, sizeof(*p));
@@ -130,8 +184,13 @@ provider_t *provider_new(uv_loop_t *loop, const gf_config_t *cfg, const char *na
     p->cfg = cfg;
     int rc = chain_build(p, name ? name : gf_cfg_provider_mode(cfg), err);
     if (rc == 0) {
-        p->http = net_new(loop, err);
-        rc = p->http ? 0 : GF_EIO;
+        rc = http_check(cfg, err);
+        if (rc == 0) {
+            p->http = net_new(loop, err);
+            rc = p->http ? 0 : GF_EIO;
+        }
+        if (p->http)
+            http_setup(p);
     }
     if (rc < 0) {
         for (int i = 0; i < p->nchain; i++)

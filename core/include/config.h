@@ -72,6 +72,8 @@ typedef struct gf_config {
     long long provider_concurrency;
     long long provider_deadline_s;
     long long provider_connect_timeout_ms;
+    long long provider_http2; /* index in "auto|prior-knowledge|off" */
+    char *provider_ca_file;   /* "": the system's CAs */
     long long provider_submit_timeout_s;
     long long provider_sync_timeout_s;
     long long provider_download_timeout_s;

@@ -59,6 +59,35 @@ typedef struct {
 typedef void (*net_done_cb)(net_resp_t *resp, void *data);
 
 net_t *net_new(uv_loop_t *loop, gf_err_t *err);
+
+/*
+ * HTTP/2 of an engine's transfers. A new engine keeps curl's own default
+ * (NET_HTTP2_CURL: h2 when TLS's ALPN agrees, HTTP/1.1 on http, and a
+ * transfer that finds no free connection opens one). The others make
+ * transfers wait to multiplex (CURLOPT_PIPEWAIT) where h2 is possible:
+ * without it, transfers started together each open a connection before the
+ * first has said it can carry them all.
+ */
+typedef enum {
+    NET_HTTP2_CURL,            /* curl's default, no waiting (storage, webhooks) */
+    NET_HTTP2_AUTO,            /* h2 by ALPN on https, where transfers wait to multiplex */
+    NET_HTTP2_PRIOR_KNOWLEDGE, /* h2 without asking, on http too (h2c); all wait */
+    NET_HTTP2_OFF,             /* HTTP/1.1 only */
+} net_http2_t;
+/*
+ * Applies to the transfers started from now on. `max_host_connections`
+ * (CURLMOPT_MAX_HOST_CONNECTIONS, 0: no cap) bounds the connections to one
+ * host: with libcurl 7.88, transfers waiting to multiplex still open a
+ * connection each once the first connection's streams are taken, unless
+ * a cap makes them wait (docs/providers.md, "Calls in flight").
+ */
+void net_set_http2(net_t *h, net_http2_t mode, long max_host_connections);
+/* Whether this libcurl can do `mode` (only prior knowledge can fail: the others fall back
+ * to HTTP/1.1): 0, or GF_EINVAL with the reason in `why`. */
+int net_http2_check(net_http2_t mode, char *why, size_t why_len);
+/* The CA certificates (a PEM file, copied path) that https transfers trust instead of the
+ * system's; NULL: the system's. */
+void net_set_ca_file(net_t *h, const char *path);
 /* Starts a transfer; `cb` (NULL: fire and forget) runs once, from the loop. Never fails. */
 net_xfer_t *net_start(net_t *h, const net_req_t *req, net_done_cb cb, void *data);
 /* Aborts a transfer; its callback never runs. */

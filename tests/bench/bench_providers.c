@@ -4,14 +4,19 @@
  * Usage: bench_providers FAKE_URL CALLS INFLIGHT DELAY_MS
  * Sends CALLS calls through the hf adapter (one provider, one multi handle) to
  * a farm-fake-provider answering after DELAY_MS, keeping INFLIGHT in flight,
- * and prints one line: "<calls/s> <added p50 ms> <added p99 ms> <rss MiB> <failures>"
- * where added = a call's total time minus DELAY_MS. With BENCH_PROVIDER_TRACE=PATH
+ * and prints one line:
+ * "<calls/s> <added p50 ms> <added p99 ms> <rss MiB> <failures> <cpu ms>"
+ * where added = a call's total time minus DELAY_MS and cpu is the process's
+ * user + system time. FAKE_URL may be https (the fake's TLS port); then
+ * FARM_PROVIDER_CA_FILE names its certificate. FARM_PROVIDER_HTTP2, when set,
+ * is passed on (auto, prior-knowledge, off). With BENCH_PROVIDER_TRACE=PATH
  * it also writes one line per call to PATH: "<index> <start ms> <added ms>",
  * the start counted from the first call's.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "provider.h"
 
@@ -87,8 +92,18 @@ int main(int argc, char **argv)
     char base[256], conc[64];
     snprintf(base, sizeof(base), "FARM_HF_BASE_URL=%s/hf", argv[1]);
     snprintf(conc, sizeof(conc), "FARM_PROVIDER_CONCURRENCY=%d", inflight_max);
-    char *env[] = {base, conc, "FARM_HF_TOKEN=hf_bench", "FARM_PROVIDER=hf", "FARM_LOG_LEVEL=warn",
-                   NULL};
+    char *env[8] = {base, conc, "FARM_HF_TOKEN=hf_bench", "FARM_PROVIDER=hf",
+                    "FARM_LOG_LEVEL=warn"};
+    char http2[64], ca[1100];
+    int nenv = 5;
+    if (getenv("FARM_PROVIDER_HTTP2")) {
+        snprintf(http2, sizeof(http2), "FARM_PROVIDER_HTTP2=%s", getenv("FARM_PROVIDER_HTTP2"));
+        env[nenv++] = http2;
+    }
+    if (getenv("FARM_PROVIDER_CA_FILE")) {
+        snprintf(ca, sizeof(ca), "FARM_PROVIDER_CA_FILE=%s", getenv("FARM_PROVIDER_CA_FILE"));
+        env[nenv++] = ca;
+    }
     gf_err_t err = {0};
     gf_config_t *cfg = gf_cfg_load(env, &err);
     if (cfg == NULL) {
@@ -118,7 +133,12 @@ int main(int argc, char **argv)
         fclose(tf);
     qsort(lat, (size_t)total, sizeof(double), cmp);
     double p50 = lat[total / 2] - delay, p99 = lat[(size_t)(total * 0.99)] - delay;
-    printf("%.0f %.1f %.1f %.1f %d\n", total / secs, p50, p99, rss_kib() / 1024.0, failures);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu_ms = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+                    (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+    printf("%.0f %.1f %.1f %.1f %d %.0f\n", total / secs, p50, p99, rss_kib() / 1024.0, failures,
+           cpu_ms);
     provider_close(prov, NULL, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     gf_cfg_free(cfg);

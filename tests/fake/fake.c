@@ -6,7 +6,11 @@
  *
  * Usage: farm-fake-provider [--port N] [--port-file PATH] [--latency-ms N]
  *        [--polls N] [--retry-after S] [--cdn-ttl S]
+ *        [--tls-port-file PATH --tls-cert PATH]
  * It prints its port on stdout once listening (port 0 by default: any free).
+ * The port serves HTTP/1.1 and, to a client that opens with HTTP/2's preface
+ * (prior knowledge, h2c), HTTP/2 (fake_h2.c). With --tls-port-file it also
+ * serves h2 over TLS on a second port, its certificate written to --tls-cert.
  */
 #include "fake.h"
 
@@ -58,6 +62,7 @@ json_t *fake_log(fake_t *f, gf_http_req_t *r, const char *endpoint, const char *
     }
     json_int_t c = json_integer_value(json_object_get(f->counts, endpoint)) + 1;
     json_object_set_new(f->counts, endpoint, json_integer(c));
+    json_object_set_new(e, "protocol", json_string(fake_protocol(r)));
     json_array_append_new(f->log, e);
     return e;
 }
@@ -150,12 +155,15 @@ static void on_faults(gf_http_req_t *r, void *data)
 static void on_log(gf_http_req_t *r, void *data)
 {
     fake_t *f = data;
-    fake_json(r, 200, json_pack("{s:O,s:O}", "requests", f->log, "counts", f->counts));
+    fake_json(r, 200,
+              json_pack("{s:O,s:O,s:o}", "requests", f->log, "counts", f->counts, "h2",
+                        fake_h2_counts()));
 }
 
 static void on_reset(gf_http_req_t *r, void *data)
 {
     state_clear(data);
+    fake_h2_reset_counts();
     fake_json(r, 200, json_pack("{s:b}", "ok", 1));
 }
 
@@ -207,6 +215,7 @@ static void on_signal(uv_signal_t *s, int signum)
     (void)signum;
     fake_t *f = s->data;
     fake_answers_end(f); /* so the server can drain */
+    fake_h2_stop();
     uv_signal_stop(&sig_term);
     uv_signal_stop(&sig_int);
     gf_httpd_stop(f->httpd, on_stopped, f);
@@ -259,7 +268,7 @@ int main(int argc, char **argv)
         gf_httpd_route(f.httpd, "POST", "/__fake/reset", 0, on_reset, &f) < 0 ||
         gf_httpd_route(f.httpd, "POST", "/__fake/clock", 0, on_clock, &f) < 0 ||
         gf_httpd_route(f.httpd, "POST", "/__fake/config", 0, on_config, &f) < 0 ||
-        gf_httpd_listen(f.httpd, &err) < 0) {
+        (fake_h2_start(&f), 0) || gf_httpd_listen(f.httpd, &err) < 0) {
         fprintf(stderr, "farm-fake-provider: %s\n", err.msg);
         return 1;
     }
@@ -272,6 +281,20 @@ int main(int argc, char **argv)
         FILE *fp = fopen(tmp, "w");
         if (fp == NULL || fprintf(fp, "%d\n", port) < 0 || fclose(fp) != 0 || rename(tmp, pf)) {
             perror("farm-fake-provider: --port-file");
+            return 1;
+        }
+    }
+    const char *tls_pf = arg_str(argc, argv, "--tls-port-file");
+    if (tls_pf) {
+        const char *cert = arg_str(argc, argv, "--tls-cert");
+        int tls_port = 0;
+        FILE *fp = NULL;
+        char tmp[1024];
+        snprintf(tmp, sizeof(tmp), "%s.tmp", tls_pf);
+        if (cert == NULL || fake_h2_tls_listen(&f, cert, &tls_port) < 0 ||
+            (fp = fopen(tmp, "w")) == NULL || fprintf(fp, "%d\n", tls_port) < 0 ||
+            fclose(fp) != 0 || rename(tmp, tls_pf)) {
+            fprintf(stderr, "farm-fake-provider: --tls-port-file needs --tls-cert and a port\n");
             return 1;
         }
     }

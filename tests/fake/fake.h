@@ -148,4 +148,20 @@ void fake_replicate_routes(fake_t *f);
 /* The problem+json answers of Replicate's error statuses; 1 when `ft` is one. */
 int fake_replicate_problem(gf_http_req_t *r, const fake_fault_t *ft);
 
+/* fake_h2.c: HTTP/2 with prior knowledge (h2c) on the fake's port. */
+void fake_h2_start(fake_t *f);
+void fake_h2_stop(void); /* at shutdown: GOAWAY and close every h2 connection */
+/* Opens the h2-over-TLS port (any free one, into *port), its certificate written to
+ * `cert_path` as PEM. 0, or -1 with the reason on stderr. */
+int fake_h2_tls_listen(fake_t *f, const char *cert_path, int *port);
+/* Whether `r` came on an HTTP/2 stream. */
+int fake_h2_owns(const gf_http_req_t *r);
+/* Resets the stream of an h2 request and finishes it: 1, or 0 when `r` is not one. */
+int fake_h2_reset(gf_http_req_t *r);
+/* "h2", "http/1.1" or "http/1.0", for the log. */
+const char *fake_protocol(const gf_http_req_t *r);
+/* {"connections", "streams"} over h2 since the start or the last reset. New reference. */
+json_t *fake_h2_counts(void);
+void fake_h2_reset_counts(void);
+
 #endif

@@ -193,7 +193,8 @@ void fake_raw_close(gf_http_req_t *r, const char *bytes, size_t n)
 {
     httpd_conn_t *c = r->conn;
     if (c == NULL) {
-        gf_http_respond(r, 500, "text/plain", "", 0);
+        if (!fake_h2_reset(r)) /* HTTP/2 has no broken bytes: the stream is reset */
+            gf_http_respond(r, 500, "text/plain", "", 0);
         return;
     }
     gf_http_req_on_close(r, on_raw_closed, NULL);
@@ -207,7 +208,7 @@ void fake_raw_close(gf_http_req_t *r, const char *bytes, size_t n)
 void fake_raw_stall(fake_t *f, gf_http_req_t *r, const char *bytes, size_t n)
 {
     httpd_conn_t *c = r->conn;
-    if (c == NULL) {
+    if (c == NULL && !fake_h2_owns(r)) {
         gf_http_respond(r, 500, "text/plain", "", 0);
         return;
     }
@@ -222,7 +223,8 @@ void fake_raw_stall(fake_t *f, gf_http_req_t *r, const char *bytes, size_t n)
         f->delays->prev = d;
     f->delays = d;
     gf_http_req_on_close(r, on_raw_closed, d);
-    httpd__conn_write(c, bytes, n, NULL, 0);
+    if (c) /* over HTTP/2 nothing is sent until the client resets the stream */
+        httpd__conn_write(c, bytes, n, NULL, 0);
 }
 
 static void on_delay(uv_timer_t *t)

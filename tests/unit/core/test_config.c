@@ -212,6 +212,40 @@ static void test_unknown_log_level_is_refused(void **state)
     assert_non_null(strstr(err.msg, "FARM_LOG_LEVEL=INFO"));
 }
 
+static void test_provider_http2_takes_its_three_modes_only(void **state)
+{
+    (void)state;
+    static const char *const modes[] = {"auto", "prior-knowledge", "off"};
+    for (size_t i = 0; i < 3; i++) {
+        char var[64];
+        snprintf(var, sizeof(var), "FARM_PROVIDER_HTTP2=%s", modes[i]);
+        char *envp[] = {var, NULL};
+        gf_err_t err = {0};
+        gf_config_t *cfg = gf_cfg_load(envp, &err);
+        assert_non_null(cfg);
+        assert_int_equal(cfg->provider_http2, (long long)i);
+        gf_cfg_free(cfg);
+    }
+    char *none[] = {NULL};
+    gf_err_t err = {0};
+    gf_config_t *cfg = gf_cfg_load(none, &err);
+    assert_non_null(cfg);
+    assert_int_equal(cfg->provider_http2, 0); /* auto */
+    gf_cfg_free(cfg);
+    char *h2c[] = {"FARM_PROVIDER_HTTP2=h2c", NULL};
+    err = load_refused(h2c);
+    assert_string_equal(err.msg, "FARM_PROVIDER_HTTP2=h2c: unknown value; accepted: one of "
+                                 "auto|prior-knowledge|off");
+    static const char *const bad[] = {"FARM_PROVIDER_HTTP2=on", "FARM_PROVIDER_HTTP2=1",
+                                      "FARM_PROVIDER_HTTP2=", "FARM_PROVIDER_HTTP2=OFF",
+                                      "FARM_PROVIDER_HTTP2=prior_knowledge"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *envp[] = {(char *)bad[i], NULL};
+        err = load_refused(envp);
+        assert_non_null(strstr(err.msg, "accepted: one of auto|prior-knowledge|off"));
+    }
+}
+
 static void test_malformed_url_is_refused(void **state)
 {
     (void)state;
@@ -708,6 +742,7 @@ int main(void)
         cmocka_unit_test(test_provider_fallback_names_known_providers_once),
         cmocka_unit_test(test_strings_are_refused_with_control_characters_or_outside_their_class),
         cmocka_unit_test(test_retention_days_default_to_keep_and_are_checked),
+        cmocka_unit_test(test_provider_http2_takes_its_three_modes_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
