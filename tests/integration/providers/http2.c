@@ -63,7 +63,8 @@ static int reset(void **state)
 {
     (void)state;
     pt_fake_post(&fk, "reset", "{}");
-    pt_fake_post(&fk, "config", "{\"latency_ms\":200}");
+    /* PNGs, whose size the test reads without a codec (hf answers JPEG by default). */
+    pt_fake_post(&fk, "config", "{\"latency_ms\":200,\"hf_format\":\"png\"}");
     return 0;
 }
 
