@@ -55,7 +55,8 @@ static void image_settled(job_image_t *img, json_t *event)
     job__advance(j, JOB_EV_PUMP, NULL);
 }
 
-/* The image's outputs and capture (farm_image_done), or its release with op->error_json. */
+/* The image's outputs and capture (farm_image_done, with the generation's finish when
+ * op->finishes), or its release with op->error_json. */
 static void on_image_recorded(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
@@ -79,6 +80,8 @@ static void on_image_recorded(store_t *st, const gf_err_t *err, store_call_t *ca
         job__stage_done(img, GF_STAGE_STORING);
         img->t_recorded = uv_hrtime();
         j->delivered++;
+        if (op->finishes)
+            snprintf(j->finished_status, sizeof(j->finished_status), "%s", call->res.image.status);
         json_t *outputs = json_loads(img->outputs_json, 0, NULL);
         image_settled(img, json_pack("{s:o}", "outputs", outputs ? outputs : json_array()));
     } else {
@@ -179,8 +182,16 @@ static void outputs_stored(job_image_t *img)
     }
     img->state = IMAGE_STORING;
     job_op_t *op = job__op_new(j, img);
-    store_call_image_done(&op->call, j->qj.gen_id, (long long)j->qj.token, img->index,
-                          img->outputs_json);
+    /* The last image to settle of a generation that runs on (not canceling): its record
+     * and the generation's finish ("auto", as FINISHING would send it next) are one
+     * call, one round trip and one transaction instead of two. */
+    op->finishes = j->state == JOB_RUNNING && j->settled == j->images - 1;
+    if (op->finishes)
+        store_call_image_done_finish(&op->call, j->qj.gen_id, (long long)j->qj.token, img->index,
+                                     img->outputs_json);
+    else
+        store_call_image_done(&op->call, j->qj.gen_id, (long long)j->qj.token, img->index,
+                              img->outputs_json);
     job__op_exec(op, on_image_recorded);
 }
 

@@ -160,6 +160,9 @@ struct job {
     int nposes, images; /* poses (1 for an avatar) and images it runs, from params */
     job_image_t *imgs;
     int running, settled, delivered;
+    /* The status its last image's record finished it with (farm_image_done_finish);
+     * FINISHING then has nothing left to send. Empty until then. */
+    char finished_status[16];
     char *last_error; /* the error JSON of the last image that failed for good */
     /* Files the generation refers to: storage keys, then their bytes (thread pool). */
     char *identity_key;
@@ -242,6 +245,7 @@ typedef struct {
     job_image_t *img;
     store_call_t call;
     char *error_json; /* an image's release: the error it records (owned) */
+    int finishes;     /* an image_done that finishes the generation too */
 } job_op_t;
 
 gf_log_ctx job__log(const job_t *j, const char *action);
