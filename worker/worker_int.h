@@ -137,7 +137,6 @@ struct job_image {
     img_variants vars;         /* made on the thread pool, put in storage from the loop */
     char (*keys)[IMG_KEY_MAX]; /* the storage key of each of `vars` (this attempt's names) */
     size_t nkeys;              /* kept until the outputs are recorded, or their files dropped */
-    int puts_pending;          /* puts of `vars` in flight */
     gf_err_t put_err;          /* the first put that failed for good */
     char *resume;              /* "provider:token" an earlier attempt persisted, or NULL */
     int resumed;               /* the call in flight resumes `resume` (no new request) */
