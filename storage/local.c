@@ -6,7 +6,8 @@
  * Invariants:
  * - A reader never sees a partial file: a put writes a temp file in the
  *   target directory (a unique name per writer), fsyncs it, renames it over
- *   the final name and fsyncs the directory.
+ *   the final name and fsyncs the directory (once for all the objects of a
+ *   storage_put_many() in that directory, after their renames).
  * - Keys are checked by storage__key_ok() (no "..", no hidden names), and a
  *   read resolves only to a regular file whose real path lies under the
  *   real root, so no symlink leads out of it.
@@ -94,43 +95,89 @@ static int sync_dir(const char *dir)
     return rc;
 }
 
-static void do_put(local_t *l, storage_op_t *op)
+/*
+ * Writes `body` under `key`: a temp file in the key's directory (created
+ * when missing, unless it is `made`, one this job made or found already),
+ * fsynced, renamed over the key's name. Its directory (into `dir`) is not
+ * synced here: the caller syncs it once its renames are done.
+ */
+static int put_file(local_t *l, const char *key, const unsigned char *body, size_t len,
+                    const char *made, char dir[PATH_MAX], gf_err_t *err)
 {
-    char path[PATH_MAX], dir[PATH_MAX], tmp[PATH_MAX];
-    gf_err_t *err = &op->err;
-    if ((size_t)snprintf(path, sizeof(path), "%s/%s", l->root, op->key) >= sizeof(path)) {
-        gf_err_set(err, GF_EINVAL, STORAGE_DOMAIN, "storage path too long");
-        return;
-    }
+    char path[PATH_MAX], tmp[PATH_MAX];
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", l->root, key) >= sizeof(path))
+        return gf_err_set(err, GF_EINVAL, STORAGE_DOMAIN, "storage path too long");
     const char *slash = strrchr(path, '/');
-    snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
-    if (make_dirs(dir, err) < 0)
-        return;
+    snprintf(dir, PATH_MAX, "%.*s", (int)(slash - path), path);
+    if ((made == NULL || strcmp(made, dir) != 0) && make_dirs(dir, err) < 0)
+        return -1;
     /* A temp name per writer: two workers racing on one key never share it. */
-    if ((size_t)snprintf(tmp, sizeof(tmp), "%s/.%s.tmp.XXXXXX", dir, slash + 1) >= sizeof(tmp)) {
-        gf_err_set(err, GF_EINVAL, STORAGE_DOMAIN, "storage path too long");
-        return;
-    }
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s/.%s.tmp.XXXXXX", dir, slash + 1) >= sizeof(tmp))
+        return gf_err_set(err, GF_EINVAL, STORAGE_DOMAIN, "storage path too long");
     int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0) {
-        gf_err_setd(err, GF_EIO, STORAGE_DOMAIN, errno, "mkstemp in %s: %s", dir, strerror(errno));
-        return;
-    }
-    if (fchmod(fd, FILE_MODE) != 0 || write_all(fd, op->body, op->len) != 0 || fsync(fd) != 0) {
+    if (fd < 0)
+        return gf_err_setd(err, GF_EIO, STORAGE_DOMAIN, errno, "mkstemp in %s: %s", dir,
+                           strerror(errno));
+    if (fchmod(fd, FILE_MODE) != 0 || write_all(fd, body, len) != 0 || fsync(fd) != 0) {
         int e = errno;
         close(fd);
         unlink(tmp);
-        gf_err_setd(err, GF_EIO, STORAGE_DOMAIN, e, "writing %s: %s", tmp, strerror(e));
-        return;
+        return gf_err_setd(err, GF_EIO, STORAGE_DOMAIN, e, "writing %s: %s", tmp, strerror(e));
     }
     if (close(fd) != 0 || rename(tmp, path) != 0) {
         int e = errno;
         unlink(tmp);
-        gf_err_setd(err, GF_EIO, STORAGE_DOMAIN, e, "renaming to %s: %s", path, strerror(e));
-        return;
+        return gf_err_setd(err, GF_EIO, STORAGE_DOMAIN, e, "renaming to %s: %s", path, strerror(e));
     }
-    if (sync_dir(dir) != 0)
-        gf_err_setd(err, GF_EIO, STORAGE_DOMAIN, errno, "fsync %s: %s", dir, strerror(errno));
+    return 0;
+}
+
+static void do_put(local_t *l, storage_op_t *op)
+{
+    char dir[PATH_MAX];
+    if (put_file(l, op->key, op->body, op->len, NULL, dir, &op->err) == 0 && sync_dir(dir) != 0)
+        gf_err_setd(&op->err, GF_EIO, STORAGE_DOMAIN, errno, "fsync %s: %s", dir, strerror(errno));
+}
+
+/* Upper bound of the distinct directories one put_many syncs (more: synced at once). */
+#define PUT_MANY_DIRS 8
+
+/*
+ * storage_put_many(): every object as do_put writes it, each directory
+ * synced once after the renames into it (so when the callback runs, every
+ * object stored is as durable as after its own put). The first failure is
+ * the op's; the other objects are still written, as separate puts would be.
+ */
+static void do_put_many(local_t *l, storage_op_t *op)
+{
+    char dirs[PUT_MANY_DIRS][PATH_MAX], dir[PATH_MAX], made[PATH_MAX] = "";
+    size_t ndirs = 0;
+    for (size_t i = 0; i < op->n_items; i++) {
+        gf_err_t e = {0};
+        const storage_item_t *it = &op->items[i];
+        /* An image's objects share a directory: it is made (mkdir) once. */
+        if (put_file(l, it->key, it->body, it->len, made[0] ? made : NULL, dir, &e) < 0) {
+            if (op->err.code == 0)
+                op->err = e;
+            continue;
+        }
+        memcpy(made, dir, sizeof(made));
+        size_t k = 0;
+        while (k < ndirs && strcmp(dirs[k], dir) != 0)
+            k++;
+        if (k < ndirs)
+            continue; /* synced below with the others */
+        if (ndirs < PUT_MANY_DIRS) {
+            memcpy(dirs[ndirs++], dir, sizeof(dir));
+        } else if (sync_dir(dir) != 0 && op->err.code == 0) {
+            gf_err_setd(&op->err, GF_EIO, STORAGE_DOMAIN, errno, "fsync %s: %s", dir,
+                        strerror(errno));
+        }
+    }
+    for (size_t k = 0; k < ndirs; k++)
+        if (sync_dir(dirs[k]) != 0 && op->err.code == 0)
+            gf_err_setd(&op->err, GF_EIO, STORAGE_DOMAIN, errno, "fsync %s: %s", dirs[k],
+                        strerror(errno));
 }
 
 /* The real path of `key`'s file, when it is a regular file under the real root. */
@@ -297,7 +344,10 @@ static void on_work(uv_work_t *w)
     local_t *l = op->b;
     switch (op->kind) {
     case OP_PUT:
-        do_put(l, op);
+        if (op->n_items)
+            do_put_many(l, op);
+        else
+            do_put(l, op);
         break;
     case OP_GET:
         do_get(l, op);

@@ -220,6 +220,11 @@ static void op_free(storage_op_t *op)
         free((char *)op->entries[i].key);
     free(op->entries);
     free(op->next_cursor);
+    for (size_t i = 0; i < op->n_items; i++) {
+        free(op->items[i].key);
+        free(op->items[i].body);
+    }
+    free(op->items);
     free(op);
     s->nops--;
     maybe_closed(s);
@@ -261,7 +266,8 @@ void storage__finish(storage_op_t *op)
         op->next->prev = op->prev;
     if (s->closing && op->err.code == 0)
         gf_err_set(&op->err, GF_ECANCELED, STORAGE_DOMAIN, "storage closed");
-    if (s->m_requests) {
+    /* A storage_put_many() op counts as the puts it made. */
+    for (size_t i = 0; s->m_requests && i < (op->n_items ? op->n_items : 1); i++) {
         gf_metric_inc(
             gf_metric_with(s->m_requests, op_names[op->kind], outcome_of(op->err.code), NULL));
         gf_metric_observe(gf_metric_with(s->m_seconds, op_names[op->kind], NULL, NULL),
@@ -322,6 +328,83 @@ int storage_put(storage_t *s, const char *key, const void *data, size_t len,
         memcpy(op->body, data, len);
     op->len = len;
     op->ctype = gf_xstrdup(content_type ? content_type : "application/octet-stream");
+    s->be->start(s->b, op);
+    return 0;
+}
+
+/* storage_put_many() as n storage_put() calls (a backend whose ops are not
+ * thread-pool jobs): one callback once the last of them has answered. */
+typedef struct {
+    storage_done_cb cb;
+    void *data;
+    size_t left;
+    gf_err_t err; /* the first failure */
+} put_fanout_t;
+
+static void on_fanout_put(storage_t *s, const gf_err_t *err, void *data)
+{
+    put_fanout_t *f = data;
+    if (err->code != 0 && f->err.code == 0)
+        f->err = *err;
+    if (--f->left > 0)
+        return;
+    f->cb(s, &f->err, f->data);
+    free(f);
+}
+
+static int put_fanout(storage_t *s, const storage_put_t *puts, size_t n, storage_done_cb cb,
+                      void *cb_data)
+{
+    put_fanout_t *f = gf_xcalloc(1, sizeof(*f));
+    f->cb = cb;
+    f->data = cb_data;
+    f->left = n + 1; /* held until every put is started */
+    size_t started = 0;
+    for (size_t i = 0; i < n; i++) {
+        int rc = storage_put(s, puts[i].key, puts[i].data, puts[i].len, puts[i].content_type,
+                             on_fanout_put, f);
+        if (rc == 0) {
+            started++;
+            continue;
+        }
+        f->left--;
+        if (f->err.code == 0)
+            gf_err_set(&f->err, rc, STORAGE_DOMAIN, "storage refused the put of %s", puts[i].key);
+    }
+    if (started == 0) { /* nothing will call back: the failure is the call's */
+        int rc = f->err.code;
+        free(f);
+        return rc;
+    }
+    f->left--; /* the hold: a put's callback never runs inside storage_put() */
+    return 0;
+}
+
+int storage_put_many(storage_t *s, const storage_put_t *puts, size_t n, storage_done_cb cb,
+                     void *cb_data)
+{
+    if (cb == NULL || n == 0 || puts == NULL)
+        return GF_EINVAL;
+    if (s->closing)
+        return GF_ECANCELED;
+    for (size_t i = 0; i < n; i++)
+        if (!storage__key_ok(puts[i].key))
+            return GF_EINVAL;
+    if (!s->be->threaded)
+        return put_fanout(s, puts, n, cb, cb_data);
+    storage_op_t *op;
+    int rc = op_start(s, OP_PUT, puts[0].key, cb, NULL, cb_data, &op);
+    if (rc < 0)
+        return rc;
+    op->items = gf_xcalloc(n, sizeof(*op->items));
+    op->n_items = n;
+    for (size_t i = 0; i < n; i++) {
+        op->items[i].key = gf_xstrdup(puts[i].key);
+        op->items[i].body = gf_xmalloc(puts[i].len ? puts[i].len : 1);
+        if (puts[i].len)
+            memcpy(op->items[i].body, puts[i].data, puts[i].len);
+        op->items[i].len = puts[i].len;
+    }
     s->be->start(s->b, op);
     return 0;
 }

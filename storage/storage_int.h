@@ -18,6 +18,13 @@ typedef enum { OP_PUT, OP_GET, OP_DELETE, OP_CHECK, OP_LIST } storage_op_kind;
 /* The most objects one listing page holds (S3's own bound). */
 #define STORAGE_LIST_MAX 1000
 
+/* One object of a local storage_put_many() op (owned). */
+typedef struct {
+    char *key;
+    unsigned char *body;
+    size_t len;
+} storage_item_t;
+
 typedef struct storage_op storage_op_t;
 struct storage_op {
     storage_t *s;
@@ -38,6 +45,10 @@ struct storage_op {
     storage_entry_t *entries; /* their keys owned */
     size_t n_entries;
     char *next_cursor; /* NULL: the last page */
+    /* OP_PUT of storage_put_many() on a threaded backend: its objects (`key` is the
+     * first one's, `body` unused); counted as n_items puts in the metrics */
+    storage_item_t *items;
+    size_t n_items;
     uint64_t t0;
     uint64_t timeout_ms; /* OP_CHECK's; 0: FARM_STORAGE_TIMEOUT_MS */
     storage_op_t *prev, *next;

@@ -69,6 +69,8 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
     [STORE_OP_RECONCILE_COUNT] = {"SELECT farm_reconcile_count()"},
     [STORE_OP_UNREFERENCED] = {"SELECT farm_storage_unreferenced($1::text[])"},
     [STORE_OP_ACCEPT_BATCH] = {"SELECT farm_accept_generations($1::jsonb)::text"},
+    [STORE_OP_IMAGE_DONE_FINISH] = {"SELECT image, outcome, status FROM farm_image_done_finish("
+                                    "$1::uuid, $2::bigint, $3::int, $4::jsonb)"},
 };
 
 /*
@@ -446,6 +448,13 @@ void store_call_image_done(store_call_t *c, const char *gen_id, long long fence,
                            const char *outputs_json)
 {
     call_init_image(c, STORE_OP_IMAGE_DONE, 4, gen_id, fence, index);
+    set_str(c, 3, outputs_json);
+}
+
+void store_call_image_done_finish(store_call_t *c, const char *gen_id, long long fence, int index,
+                                  const char *outputs_json)
+{
+    call_init_image(c, STORE_OP_IMAGE_DONE_FINISH, 4, gen_id, fence, index);
     set_str(c, 3, outputs_json);
 }
 

@@ -184,6 +184,18 @@ void store__parse_row(store_call_t *c, const store_row_t *row)
         if (strcmp(v0, "duplicate") != 0)
             worker_outcome(c, v0);
         return;
+    case STORE_OP_IMAGE_DONE_FINISH:
+        c->res.image.applied = strcmp(v0, "settled") == 0;
+        if (strcmp(v0, "duplicate") != 0 && worker_outcome(c, v0) < 0)
+            return;
+        /* Settled: the finish ran (farm_finish's outcome and status). */
+        word(c->res.image.status, sizeof(c->res.image.status), col(row, 2));
+        c->res.image.finished = strcmp(col(row, 1), "finished") == 0;
+        if (strcmp(col(row, 1), "already") != 0)
+            worker_outcome(c, col(row, 1));
+        if (c->err.code == 0 && c->res.image.status[0] == '\0')
+            fail(c, GF_EUNAVAIL, "no status from farm_image_done_finish for %s", c->_params[0]);
+        return;
     case STORE_OP_FINISH:
         word(c->res.finish.status, sizeof(c->res.finish.status), col(row, 1));
         c->res.finish.applied = strcmp(v0, "finished") == 0;

@@ -351,7 +351,9 @@ static void job_enter(job_t *j, job_state_t from, job_event_t ev, const job_even
         job__advance(j, JOB_EV_PUMP, NULL);
         return;
     case JOB_FINISHING:
-        if (ev == JOB_EV_UNRUNNABLE)
+        if (j->finished_status[0]) /* its last image's record finished it already */
+            job__advance(j, JOB_EV_FINISHED, &(job_event_arg_t){.status = j->finished_status});
+        else if (ev == JOB_EV_UNRUNNABLE)
             job_finish(j, gf_gen_status_name(GF_GEN_FAILED),
                        "{\"code\":\"internal\",\"message\":\"unreadable parameters\","
                        "\"retryable\":false}");

@@ -55,7 +55,8 @@ static void image_settled(job_image_t *img, json_t *event)
     job__advance(j, JOB_EV_PUMP, NULL);
 }
 
-/* The image's outputs and capture (farm_image_done), or its release with op->error_json. */
+/* The image's outputs and capture (farm_image_done, with the generation's finish when
+ * op->finishes), or its release with op->error_json. */
 static void on_image_recorded(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
@@ -79,6 +80,8 @@ static void on_image_recorded(store_t *st, const gf_err_t *err, store_call_t *ca
         job__stage_done(img, GF_STAGE_STORING);
         img->t_recorded = uv_hrtime();
         j->delivered++;
+        if (op->finishes)
+            snprintf(j->finished_status, sizeof(j->finished_status), "%s", call->res.image.status);
         json_t *outputs = json_loads(img->outputs_json, 0, NULL);
         image_settled(img, json_pack("{s:o}", "outputs", outputs ? outputs : json_array()));
     } else {
@@ -179,44 +182,56 @@ static void outputs_stored(job_image_t *img)
     }
     img->state = IMAGE_STORING;
     job_op_t *op = job__op_new(j, img);
-    store_call_image_done(&op->call, j->qj.gen_id, (long long)j->qj.token, img->index,
-                          img->outputs_json);
+    /* The last image to settle of a generation that runs on (not canceling): its record
+     * and the generation's finish ("auto", as FINISHING would send it next) are one
+     * call, one round trip and one transaction instead of two. */
+    op->finishes = j->state == JOB_RUNNING && j->settled == j->images - 1;
+    if (op->finishes)
+        store_call_image_done_finish(&op->call, j->qj.gen_id, (long long)j->qj.token, img->index,
+                                     img->outputs_json);
+    else
+        store_call_image_done(&op->call, j->qj.gen_id, (long long)j->qj.token, img->index,
+                              img->outputs_json);
     job__op_exec(op, on_image_recorded);
 }
 
-static void on_output_stored(storage_t *st, const gf_err_t *err, void *data)
+static void on_outputs_stored(storage_t *st, const gf_err_t *err, void *data)
 {
     (void)st;
     job_image_t *img = data;
     job_t *j = img->job;
-    if (err->code != 0 && img->put_err.code == 0)
+    if (err->code != 0)
         img->put_err = *err;
-    if (--img->puts_pending == 0)
-        outputs_stored(img);
+    outputs_stored(img);
     job_unref(j);
 }
 
-/* Puts every variant in storage at once; outputs_stored() after the last. */
+/* Puts every variant in storage in one call (one directory sync for them all);
+ * outputs_stored() once they are. */
 static void outputs_put(job_image_t *img)
 {
     job_t *j = img->job;
-    img->puts_pending = 1; /* held until every put is started */
-    for (size_t i = 0; i < img->vars.count; i++) {
-        const img_variant *var = &img->vars.items[i];
-        img->puts_pending++;
-        j->pending++;
-        int rc = storage_put(j->r->storage, img->keys[i], var->data.data, var->data.len,
-                             img_format_mime(var->format), on_output_stored, img);
-        if (rc < 0) {
-            img->puts_pending--;
-            j->pending--;
-            if (img->put_err.code == 0)
-                gf_err_set(&img->put_err, rc, "storage", "storage refused the put of %s",
-                           img->keys[i]);
-        }
-    }
-    if (--img->puts_pending == 0)
+    size_t n = img->vars.count;
+    if (n == 0) {
         outputs_stored(img);
+        return;
+    }
+    storage_put_t *puts = gf_xcalloc(n, sizeof(*puts));
+    for (size_t i = 0; i < n; i++) {
+        const img_variant *var = &img->vars.items[i];
+        puts[i] = (storage_put_t){.key = img->keys[i],
+                                  .data = var->data.data,
+                                  .len = var->data.len,
+                                  .content_type = img_format_mime(var->format)};
+    }
+    int rc = storage_put_many(j->r->storage, puts, n, on_outputs_stored, img);
+    free(puts);
+    if (rc == 0) {
+        j->pending++;
+        return;
+    }
+    gf_err_set(&img->put_err, rc, "storage", "storage refused the puts of image %d", img->index);
+    outputs_stored(img);
 }
 
 static void post_pump(worker_runner_t *r);

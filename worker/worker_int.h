@@ -137,7 +137,6 @@ struct job_image {
     img_variants vars;         /* made on the thread pool, put in storage from the loop */
     char (*keys)[IMG_KEY_MAX]; /* the storage key of each of `vars` (this attempt's names) */
     size_t nkeys;              /* kept until the outputs are recorded, or their files dropped */
-    int puts_pending;          /* puts of `vars` in flight */
     gf_err_t put_err;          /* the first put that failed for good */
     char *resume;              /* "provider:token" an earlier attempt persisted, or NULL */
     int resumed;               /* the call in flight resumes `resume` (no new request) */
@@ -160,6 +159,9 @@ struct job {
     int nposes, images; /* poses (1 for an avatar) and images it runs, from params */
     job_image_t *imgs;
     int running, settled, delivered;
+    /* The status its last image's record finished it with (farm_image_done_finish);
+     * FINISHING then has nothing left to send. Empty until then. */
+    char finished_status[16];
     char *last_error; /* the error JSON of the last image that failed for good */
     /* Files the generation refers to: storage keys, then their bytes (thread pool). */
     char *identity_key;
@@ -242,6 +244,7 @@ typedef struct {
     job_image_t *img;
     store_call_t call;
     char *error_json; /* an image's release: the error it records (owned) */
+    int finishes;     /* an image_done that finishes the generation too */
 } job_op_t;
 
 gf_log_ctx job__log(const job_t *j, const char *action);

@@ -72,6 +72,23 @@ const char *storage_backend(const storage_t *s);
 /* Stores a copy of `len` bytes under `key`, replacing what was there. */
 int storage_put(storage_t *s, const char *key, const void *data, size_t len,
                 const char *content_type, storage_done_cb cb, void *cb_data);
+/* One object of storage_put_many(). */
+typedef struct {
+    const char *key;
+    const void *data;
+    size_t len;
+    const char *content_type;
+} storage_put_t;
+/*
+ * Stores `n` objects (n > 0; copied), as n storage_put() calls would, with
+ * one callback once each is stored or has failed (`err`: the first
+ * failure). Every key is checked before anything starts (GF_EINVAL, no
+ * callback). local: one thread-pool job writes them all and syncs each
+ * directory once, after the renames of its objects (the outputs of an image
+ * share one), where n puts would sync it n times; s3: n PUTs.
+ */
+int storage_put_many(storage_t *s, const storage_put_t *puts, size_t n, storage_done_cb cb,
+                     void *cb_data);
 /* Reads the object of `key` (at most FARM_STORAGE_MAX_OBJECT_BYTES). */
 int storage_get(storage_t *s, const char *key, storage_get_cb cb, void *cb_data);
 /* Deletes the object of `key` (or a temporary object storage_list() named); one that is

@@ -80,6 +80,8 @@ typedef enum {
     STORE_OP_UNREFERENCED,
     /* group-committed accepts (docs/credits.md "Group-committed accepts") */
     STORE_OP_ACCEPT_BATCH,
+    /* a generation's last image and its finish in one transaction */
+    STORE_OP_IMAGE_DONE_FINISH,
     STORE_OP_COUNT_
 } store_op_t;
 
@@ -121,10 +123,14 @@ typedef struct {
     char status[16]; /* GF_ECANCELED (finished already): the status Postgres recorded */
 } store_start_result_t;
 
-/* IMAGE and IMAGE_DONE: applied = 1 when this call settled the image, 0 when it was
- * settled before (the call is idempotent). */
+/* IMAGE, IMAGE_DONE and IMAGE_DONE_FINISH: applied = 1 when this call settled the
+ * image, 0 when it was settled before (the call is idempotent). IMAGE_DONE_FINISH
+ * also finished the generation: `status` is the status in force after it (the
+ * first finish wins), `finished` = 1 when this call set it. */
 typedef struct {
     int applied;
+    char status[16];
+    int finished;
 } store_image_result_t;
 
 typedef struct {
@@ -361,7 +367,8 @@ typedef struct {
  *               GF_ECONFLICT: same key, different body (generation_id: the first).
  *   START       GF_ECONFLICT stale token; GF_ECANCELED finished; GF_ENOTFOUND.
  *   PROVIDER_REQUEST  GF_ECONFLICT stale; GF_ECANCELED finished; GF_ENOTFOUND.
- *   IMAGE, IMAGE_DONE GF_ECONFLICT stale; GF_EINVAL bad index.
+ *   IMAGE, IMAGE_DONE, IMAGE_DONE_FINISH GF_ECONFLICT stale (or the image released);
+ *               GF_EINVAL bad index.
  *   FINISH      GF_ECONFLICT stale.
  *   CANCEL      GF_ECONFLICT not cancelable (finished); GF_ENOTFOUND (or not the owner's).
  *   CREDIT      GF_ECREDITS when an adjust would go below what is held.
@@ -511,6 +518,11 @@ void store_call_upload_usage(store_call_t *c, const char *user_id);
 /* outputs_json: [{variant, format, width, height, bytes, sha256, storage_key, pose, seed}]. */
 void store_call_image_done(store_call_t *c, const char *gen_id, long long fence, int index,
                            const char *outputs_json);
+/* image_done of the generation's last image to settle, then its finish with "auto"
+ * (farm_image_done_finish): what a worker would send as two calls in a row, in one
+ * transaction. res.image (status, finished) answers both. */
+void store_call_image_done_finish(store_call_t *c, const char *gen_id, long long fence, int index,
+                                  const char *outputs_json);
 
 /*
  * Webhook deliveries (docs/webhooks.md). CLAIM leases at most `limit` due

@@ -300,6 +300,37 @@ static void test_no_outputs_for_released_images_or_ended_generations(void **stat
     ts_assert_balance(user, 100, 0); /* nothing charged */
 }
 
+/* The last image's record and the finish in one call: both or, refused, neither. */
+static void test_image_done_finish_settles_and_finishes_at_once(void **state)
+{
+    (void)state;
+    char user[37], gen[37];
+    started(user, gen, 1, 10, 2);
+    store_call_t c;
+    /* A stale token: nothing recorded, nothing finished. */
+    store_call_image_done_finish(&c, gen, 1, 0, OUTPUT_JSON);
+    assert_int_equal(ts_store_run_once(&c), GF_ECONFLICT);
+    assert_int_equal(outputs_of(gen, user), 0);
+    ts_assert_balance(user, 100, 10); /* still held */
+    store_call_image_done_finish(&c, gen, 2, 0, OUTPUT_JSON);
+    assert_int_equal(ts_store_run(&c), 0);
+    assert_int_equal(c.res.image.applied, 1);
+    assert_int_equal(c.res.image.finished, 1);
+    assert_string_equal(c.res.image.status, "succeeded");
+    store_call_dispose(&c);
+    assert_int_equal(outputs_of(gen, user), 1);
+    ts_assert_balance(user, 90, 0); /* captured */
+    /* Repeated (an answer lost on the way): the same status, nothing more. */
+    store_call_image_done_finish(&c, gen, 2, 0, OUTPUT_JSON);
+    assert_int_equal(ts_store_run(&c), 0);
+    assert_int_equal(c.res.image.applied, 0);
+    assert_int_equal(c.res.image.finished, 0);
+    assert_string_equal(c.res.image.status, "succeeded");
+    store_call_dispose(&c);
+    assert_finishes(gen, 2, "auto", "succeeded");
+    ts_assert_balance(user, 90, 0);
+}
+
 /* What a settlement answers when it settles nothing, in the order of precedence. */
 static void test_settlement_refusals(void **state)
 {
@@ -571,6 +602,7 @@ int main(void)
         cmocka_unit_test(test_stale_fencing_token_is_refused),
         cmocka_unit_test(test_no_outputs_for_released_images_or_ended_generations),
         cmocka_unit_test(test_settlement_refusals),
+        cmocka_unit_test(test_image_done_finish_settles_and_finishes_at_once),
         cmocka_unit_test(test_idempotency_key_returns_the_first_generation),
         cmocka_unit_test(test_cancel_and_expiry_release_everything),
         cmocka_unit_test(test_random_workload_reconciles),

@@ -3,7 +3,8 @@
  * directory: put, get, delete, check; a retried put replaces the object and
  * its ETag; no temp file is left; a symlink out of the root is not followed;
  * keys that could leave the root are refused; a reader never sees a partial
- * object; the async contract (never inside the call, GF_ECANCELED after close).
+ * object; storage_put_many stores each of its objects; the async contract (never inside the call,
+ * GF_ECANCELED after close).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -202,6 +203,50 @@ static void test_puts_are_atomic_for_readers(void **state)
     free(b);
 }
 
+/* storage_put_many: every object stored (two directories here), one callback after the
+ * call, no temp file left; a bad key among them refuses the whole call at once. */
+static void test_put_many_stores_each(void **state)
+{
+    (void)state;
+    const char *k2 = "0b7c0f4e-8a52-4a49-9d4e-3b1a5c6d7e8f/5f0e4a2b-1c3d-4e5f-8a9b-0c1d2e3f4a5b/"
+                     "0-512.webp";
+    const char *k3 = "0b7c0f4e-8a52-4a49-9d4e-3b1a5c6d7e8f/uploads/other.png";
+    storage_put_t puts[] = {
+        {KEY, "full", 4, "image/webp"}, {k2, "five1", 5, "image/webp"}, {k3, "", 0, NULL}};
+    su_result_t r = {.in_call = 1};
+    assert_int_equal(storage_put_many(st, puts, 3, su_on_done, &r), 0);
+    su_wait(&loop, &r);
+    assert_int_equal(r.err.code, 0);
+    static const char *const want[] = {"full", "five1", ""};
+    for (int i = 0; i < 3; i++) {
+        su_result_t g = get(puts[i].key);
+        assert_int_equal(g.err.code, 0);
+        assert_int_equal(g.len, strlen(want[i]));
+        assert_memory_equal(g.data, want[i], g.len);
+        free(g.data);
+    }
+    char dir[600];
+    snprintf(dir, sizeof(dir), "%s/objects/%.*s", root, (int)(strrchr(KEY, '/') - KEY), KEY);
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    int n = 0, temp = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        n += e->d_name[0] != '.';
+        temp += strstr(e->d_name, ".tmp.") != NULL;
+    }
+    closedir(d);
+    assert_int_equal(n, 2);
+    assert_int_equal(temp, 0);
+    storage_put_t bad[] = {{k2, "x", 1, NULL}, {"a/../b", "x", 1, NULL}};
+    su_result_t b = {.in_call = 1};
+    assert_int_equal(storage_put_many(st, bad, 2, su_on_done, &b), GF_EINVAL);
+    assert_int_equal(b.done, 0);
+    assert_int_equal(storage_put_many(st, bad, 0, su_on_done, &b), GF_EINVAL);
+    su_result_t g = get(k2); /* nothing of the refused call was written */
+    assert_memory_equal(g.data, "five1", 5);
+    free(g.data);
+}
+
 static int closed;
 static void on_closed(void *data)
 {
@@ -244,6 +289,7 @@ int main(void)
         cmocka_unit_test(test_traversal_and_odd_keys_refused),
         cmocka_unit_test(test_puts_are_atomic_for_readers),
         cmocka_unit_test(test_close_while_a_put_runs),
+        cmocka_unit_test(test_put_many_stores_each),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

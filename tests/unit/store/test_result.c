@@ -224,6 +224,30 @@ static void test_worker_outcomes(void **state)
     assert_int_equal(parse3(&c, "stale", "running", NULL), GF_ECONFLICT);
     store_call_dispose(&c);
 
+    /* The last image and the finish in one call: the image's word, then the finish's. */
+    store_call_image_done_finish(&c, GEN, 4, 0, "[]");
+    assert_int_equal(parse3(&c, "settled", "finished", "succeeded"), 0);
+    assert_int_equal(c.res.image.applied, 1);
+    assert_int_equal(c.res.image.finished, 1);
+    assert_string_equal(c.res.image.status, "succeeded");
+    store_call_dispose(&c);
+    store_call_image_done_finish(&c, GEN, 4, 0, "[]");
+    assert_int_equal(parse3(&c, "duplicate", "already", "succeeded"), 0); /* a repeat */
+    assert_int_equal(c.res.image.applied, 0);
+    assert_int_equal(c.res.image.finished, 0);
+    assert_string_equal(c.res.image.status, "succeeded");
+    store_call_dispose(&c);
+    store_call_image_done_finish(&c, GEN, 4, 0, "[]");
+    assert_int_equal(parse3(&c, "stale", NULL, NULL), GF_ECONFLICT); /* nothing finished */
+    assert_non_null(strstr(c.err.msg, GEN));
+    store_call_dispose(&c);
+    store_call_image_done_finish(&c, GEN, 4, 0, "[]");
+    assert_int_equal(parse3(&c, "released", NULL, NULL), GF_ECONFLICT);
+    store_call_dispose(&c);
+    store_call_image_done_finish(&c, GEN, 4, 0, "[]");
+    assert_int_equal(parse3(&c, "settled", NULL, NULL), GF_EUNAVAIL); /* no finish: malformed */
+    store_call_dispose(&c);
+
     store_call_expire(&c, GEN);
     assert_int_equal(parse(&c, "expired"), 0);
     assert_int_equal(c.res.expire.applied, 1);

@@ -1,0 +1,25 @@
+-- The last image of a generation and the generation's finish in one call:
+-- farm_image_done, then, when the image is settled as captured (settled or
+-- duplicate), farm_finish with 'auto'. One round trip and one transaction
+-- where a worker would make two in a row; the outbox row of the terminal
+-- event is written by farm_finish, in this transaction. Repeating the call
+-- changes nothing (both parts are idempotent). A finish refused as stale
+-- cannot follow an image the same token just settled; should it, the whole
+-- call is undone (GF409) rather than leave the image recorded unfinished.
+-- image: farm_image_done's outcome; outcome, status: farm_finish's (NULL when
+-- the image was refused and nothing was finished).
+CREATE OR REPLACE FUNCTION farm_image_done_finish(p_id uuid, p_fence bigint, p_index int,
+                                                  p_outputs jsonb, OUT image text,
+                                                  OUT outcome text, OUT status text)
+LANGUAGE plpgsql AS $$
+BEGIN
+    image := farm_image_done(p_id, p_fence, p_index, p_outputs);
+    IF image NOT IN ('settled', 'duplicate') THEN
+        RETURN;
+    END IF;
+    SELECT f.outcome, f.status INTO outcome, status
+        FROM farm_finish(p_id, p_fence, 'auto', NULL) f;
+    IF outcome = 'stale' THEN
+        RAISE EXCEPTION 'stale fencing token' USING ERRCODE = 'GF409';
+    END IF;
+END $$;
