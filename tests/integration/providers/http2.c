@@ -265,7 +265,7 @@ static void test_the_fake_speaks_h2_to_curls_command_line(void **state)
                        "'%s' > '%s.v'",
                        mode[k], cert, out[k], url, out[k]);
         assert_int_equal(rc, 0);
-        char v[16] = "", vpath[320];
+        char v[16] = "", vpath[sizeof(out) + 8]; /* gcc bounds out[k] by the whole array */
         snprintf(vpath, sizeof(vpath), "%s.v", out[k]);
         FILE *fp = fopen(vpath, "r");
         assert_non_null(fp);
