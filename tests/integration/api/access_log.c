@@ -10,7 +10,6 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
-#include <curl/curl.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -208,13 +207,10 @@ static void test_off_writes_nothing(void **state)
 
 int main(void)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_line_per_request_with_its_route_pattern),
         cmocka_unit_test(test_sampling_keeps_every_5xx),
         cmocka_unit_test(test_off_writes_nothing),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    curl_global_cleanup();
-    return rc;
+    return ts_run_tests_with_curl(tests, NULL, NULL);
 }

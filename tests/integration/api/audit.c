@@ -10,7 +10,6 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
-#include <curl/curl.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -293,7 +292,6 @@ static void test_the_row_commits_with_its_action(void **state)
 
 int main(void)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_admin_grant_is_recorded_with_sub_and_request_id),
         cmocka_unit_test(test_cli_actions_are_recorded_as_cli),
@@ -302,7 +300,5 @@ int main(void)
         cmocka_unit_test(test_the_trail_is_append_only),
         cmocka_unit_test(test_the_row_commits_with_its_action),
     };
-    int rc = cmocka_run_group_tests(tests, setup, teardown);
-    curl_global_cleanup();
-    return rc;
+    return ts_run_tests_with_curl(tests, setup, teardown);
 }

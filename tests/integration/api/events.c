@@ -575,7 +575,6 @@ static void test_event_streams_while_postgres_is_down_are_503(void **state)
 
 int main(void)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_event_streams_are_limited_per_user),
         cmocka_unit_test(test_events_replay_and_resume_without_gaps),
@@ -588,7 +587,5 @@ int main(void)
         cmocka_unit_test(
             test_event_streams_while_postgres_is_down_are_503), /* last: stops Postgres */
     };
-    int rc = cmocka_run_group_tests(tests, setup, teardown);
-    curl_global_cleanup();
-    return rc;
+    return ts_run_tests_with_curl(tests, setup, teardown);
 }

@@ -9,7 +9,6 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include <curl/curl.h>
 #include <jansson.h>
 #include <jwt.h>
 #include <pthread.h>
@@ -530,7 +529,6 @@ static void test_admin_stats_lists_live_workers(void **state)
 
 int main(void)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_tokens_are_401),
         cmocka_unit_test(test_bad_requests_name_their_field),
@@ -546,7 +544,5 @@ int main(void)
         cmocka_unit_test(test_metadata_comes_back_as_sent),
         cmocka_unit_test(test_admin_stats_lists_live_workers),
     };
-    int rc = cmocka_run_group_tests(tests, setup, teardown);
-    curl_global_cleanup();
-    return rc;
+    return ts_run_tests_with_curl(tests, setup, teardown);
 }
