@@ -148,8 +148,7 @@ static void test_sampling_keeps_every_5xx(void **state)
     char *t = au_token(NULL, NULL, NULL, NULL);
     for (int i = 0; i < 10; i++) {
         ts_http_t r = au_call("GET", "/v1/credits", t, NULL, NULL);
-        assert_int_equal(r.status, 200);
-        ts_http_dispose(&r);
+        au_expect(&r, 200, NULL);
     }
     /* Postgres away: GET /v1/credits is 503, and its line is written (at warn). */
     assert_int_equal(ts_sh("sh -c \"$FARM_TEST_PG_STOP\" >/dev/null 2>&1"), 0);
@@ -180,8 +179,7 @@ static void test_sampling_keeps_every_5xx(void **state)
     pid = start(half);
     for (int i = 0; i < 200; i++) {
         r = au_call("GET", "/v1/credits", t, NULL, "X-Request-Id: al-half");
-        assert_int_equal(r.status, 200);
-        ts_http_dispose(&r);
+        au_expect(&r, 200, NULL);
     }
     lines = stop_and_read(pid);
     json_array_foreach(lines, i, o) n += strcmp(str(o, "request_id"), "al-half") == 0;
@@ -197,8 +195,7 @@ static void test_off_writes_nothing(void **state)
     pid_t pid = start(off);
     char *t = au_token(NULL, NULL, NULL, NULL);
     ts_http_t r = au_call("GET", "/v1/credits", t, NULL, NULL);
-    assert_int_equal(r.status, 200);
-    ts_http_dispose(&r);
+    au_expect(&r, 200, NULL);
     json_t *lines = stop_and_read(pid);
     assert_int_equal(json_array_size(lines), 0);
     json_decref(lines);

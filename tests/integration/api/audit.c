@@ -17,35 +17,20 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "api_harness.h"
+#include "played_worker.h"
 #include "core.h"
 #include "store.h"
-
-extern char **environ;
-
-static pid_t api_pid;
-static store_conn_t *sc;
-static gf_config_t *cfg;
 
 static int setup(void **state)
 {
     (void)state;
-    api_pid = au_api_start(NULL);
-    gf_err_t err = {0};
-    cfg = gf_cfg_load(environ, &err);
-    sc = cfg ? store_conn_new(cfg->database_url, &err) : NULL;
-    return api_pid > 0 && sc ? 0 : -1;
+    return pw_setup(NULL);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    if (api_pid > 0)
-        ts_stop(api_pid, SIGTERM, 10);
-    store_conn_free(sc);
-    gf_cfg_free(cfg);
-    gf_log_clear_secrets();
-    return 0;
+    return pw_teardown();
 }
 
 /* GET /v1/admin/audit?`query` as `tok`: the parsed 200 body. */
@@ -89,8 +74,7 @@ static void test_admin_grant_is_recorded_with_sub_and_request_id(void **state)
     snprintf(body, sizeof(body), "{\"user_id\":\"%s\",\"amount\":250,\"reason\":\"ticket 42\"}",
              user);
     ts_http_t r = au_call("POST", "/v1/admin/credits", admin, body, "X-Request-Id: audit-grant-1");
-    assert_int_equal(r.status, 201);
-    ts_http_dispose(&r);
+    au_expect(&r, 201, NULL);
     json_t *row = newest(admin);
     assert_string_equal(str(row, "actor"), admin_sub);
     assert_string_equal(str(row, "action"), "credits.grant");
@@ -107,8 +91,7 @@ static void test_admin_grant_is_recorded_with_sub_and_request_id(void **state)
     snprintf(body, sizeof(body), "{\"user_id\":\"%s\",\"amount\":-999999,\"reason\":\"oops\"}",
              user);
     r = au_call("POST", "/v1/admin/credits", admin, body, "X-Request-Id: audit-grant-2");
-    assert_int_equal(r.status, 402);
-    ts_http_dispose(&r);
+    au_expect(&r, 402, NULL);
     row = newest(admin);
     assert_string_equal(str(row, "request_id"), "audit-grant-2");
     assert_string_equal(
@@ -122,8 +105,7 @@ static void test_admin_grant_is_recorded_with_sub_and_request_id(void **state)
     before_id = json_integer_value(json_object_get(row, "id"));
     json_decref(row);
     r = au_call("POST", "/v1/admin/credits", admin, "{\"user_id\":\"x\",\"amount\":5}", NULL);
-    assert_int_equal(r.status, 400);
-    ts_http_dispose(&r);
+    au_expect(&r, 400, NULL);
     row = newest(admin);
     assert_int_equal(json_integer_value(json_object_get(row, "id")), before_id);
     json_decref(row);
@@ -201,11 +183,9 @@ static void test_pages_newest_first_with_a_cursor(void **state)
     assert_true(json_is_null(json_object_get(page, "next_cursor")));
     json_decref(page);
     ts_http_t r = au_call("GET", "/v1/admin/audit?cursor=abc", admin, NULL, NULL);
-    assert_int_equal(r.status, 400);
-    ts_http_dispose(&r);
+    au_expect(&r, 400, NULL);
     r = au_call("GET", "/v1/admin/audit?limit=0", admin, NULL, NULL);
-    assert_int_equal(r.status, 400);
-    ts_http_dispose(&r);
+    au_expect(&r, 400, NULL);
     free(t);
     free(admin);
 }
@@ -215,12 +195,9 @@ static void test_only_admins_read_the_trail(void **state)
     (void)state;
     char *t = au_token(NULL, NULL, NULL, NULL);
     ts_http_t r = au_call("GET", "/v1/admin/audit", t, NULL, NULL);
-    assert_int_equal(r.status, 403);
-    assert_non_null(strstr(r.body, "\"forbidden\""));
-    ts_http_dispose(&r);
+    au_expect(&r, 403, "\"forbidden\"");
     r = au_call("GET", "/v1/admin/audit", NULL, NULL, NULL);
-    assert_int_equal(r.status, 401);
-    ts_http_dispose(&r);
+    au_expect(&r, 401, NULL);
     free(t);
 }
 
@@ -258,10 +235,10 @@ static void test_the_row_commits_with_its_action(void **state)
                                               .action = "credits.grant",
                                               .target = user,
                                               .detail_json = "[1]"});
-    assert_int_equal(store_conn_exec(sc, &c), GF_EINVAL);
+    assert_int_equal(store_conn_exec(pw_sc, &c), GF_EINVAL);
     store_call_dispose(&c);
     store_call_balance(&c, user, 0);
-    assert_int_equal(store_conn_exec(sc, &c), 0);
+    assert_int_equal(store_conn_exec(pw_sc, &c), 0);
     assert_int_equal(c.res.balance.balance, 0);
     store_call_dispose(&c);
 
@@ -271,10 +248,10 @@ static void test_the_row_commits_with_its_action(void **state)
                                               .target = user,
                                               .request_id = "r-1",
                                               .detail_json = "{\"why\":\"test\"}"});
-    assert_int_equal(store_conn_exec(sc, &c), 0);
+    assert_int_equal(store_conn_exec(pw_sc, &c), 0);
     store_call_dispose(&c);
     store_call_balance(&c, user, 0);
-    assert_int_equal(store_conn_exec(sc, &c), 0);
+    assert_int_equal(store_conn_exec(pw_sc, &c), 0);
     assert_int_equal(c.res.balance.balance, 40);
     store_call_dispose(&c);
     assert_int_equal(ts_sh("test \"$(psql -X -At \"$FARM_DATABASE_URL\" -c \"SELECT "
@@ -285,7 +262,7 @@ static void test_the_row_commits_with_its_action(void **state)
 
     /* A row of its own (an action outside Postgres): its id comes back. */
     store_call_audit(&c, &(store_audit_t){.actor = "tester", .action = "dead_letter.purge"});
-    assert_int_equal(store_conn_exec(sc, &c), 0);
+    assert_int_equal(store_conn_exec(pw_sc, &c), 0);
     assert_true(c.res.audit.id > 0);
     store_call_dispose(&c);
 }
