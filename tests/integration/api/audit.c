@@ -63,6 +63,17 @@ static const char *str(json_t *o, const char *k)
     return v;
 }
 
+/* The newest row of the trail, which must be `action` on `target` by `actor` (a new reference). */
+static json_t *newest_is(const char *admin, const char *actor, const char *action,
+                         const char *target)
+{
+    json_t *row = newest(admin);
+    assert_string_equal(str(row, "actor"), actor);
+    assert_string_equal(str(row, "action"), action);
+    assert_string_equal(str(row, "target"), target);
+    return row;
+}
+
 static void test_admin_grant_is_recorded_with_sub_and_request_id(void **state)
 {
     (void)state;
@@ -75,10 +86,7 @@ static void test_admin_grant_is_recorded_with_sub_and_request_id(void **state)
              user);
     ts_http_t r = au_call("POST", "/v1/admin/credits", admin, body, "X-Request-Id: audit-grant-1");
     au_expect(&r, 201, NULL);
-    json_t *row = newest(admin);
-    assert_string_equal(str(row, "actor"), admin_sub);
-    assert_string_equal(str(row, "action"), "credits.grant");
-    assert_string_equal(str(row, "target"), user);
+    json_t *row = newest_is(admin, admin_sub, "credits.grant", user);
     assert_string_equal(str(row, "request_id"), "audit-grant-1");
     json_t *detail = json_object_get(row, "detail");
     assert_int_equal(json_integer_value(json_object_get(detail, "amount")), 250);
@@ -120,10 +128,7 @@ static void test_cli_actions_are_recorded_as_cli(void **state)
     char *t = au_token(NULL, NULL, NULL, user);
     char *admin = au_token(NULL, NULL, "admin", NULL);
     assert_int_equal(au_grant(user, 77, "from-the-cli"), 0);
-    json_t *row = newest(admin);
-    assert_string_equal(str(row, "actor"), "cli");
-    assert_string_equal(str(row, "action"), "credits.grant");
-    assert_string_equal(str(row, "target"), user);
+    json_t *row = newest_is(admin, "cli", "credits.grant", user);
     assert_true(gf_uuid_is_valid(str(row, "request_id")));
     assert_int_equal(json_integer_value(json_object_get(json_object_get(row, "detail"), "amount")),
                      77);
@@ -131,10 +136,7 @@ static void test_cli_actions_are_recorded_as_cli(void **state)
 
     /* farm webhooks retry --failed: one row, target "*", the count put back as its result. */
     assert_int_equal(ts_sh("\"$FARM_TEST_CLI\" webhooks retry --failed >/dev/null"), 0);
-    row = newest(admin);
-    assert_string_equal(str(row, "actor"), "cli");
-    assert_string_equal(str(row, "action"), "webhooks.retry");
-    assert_string_equal(str(row, "target"), "*");
+    row = newest_is(admin, "cli", "webhooks.retry", "*");
     assert_int_equal(
         json_integer_value(json_object_get(
             json_object_get(json_object_get(row, "detail"), "result"), "farm_webhook_retry")),

@@ -511,6 +511,20 @@ static long upload_behind_a_lock(const new_uploader_t *u, const char *statement_
 }
 
 /*
+ * A new uploader's upload behind a lock (upload_behind_a_lock): answered `status`, leaving
+ * `kept` files and upload rows.
+ */
+static void assert_upload_behind_a_lock(const char *statement_ms, int lock_s, long status, int kept)
+{
+    new_uploader_t u;
+    new_uploader(&u);
+    assert_int_equal(upload_behind_a_lock(&u, statement_ms, lock_s), status);
+    assert_int_equal(count_files(u.dir), kept);
+    assert_int_equal(count_upload_rows(u.user), kept);
+    new_uploader_dispose(&u);
+}
+
+/*
  * A statement already sent is not abandoned when the call's own timer runs
  * out: Postgres decides. Here the lock goes before Postgres' statement
  * timeout, so the upload is recorded and answered 201 - never a 503 for an
@@ -519,26 +533,14 @@ static long upload_behind_a_lock(const new_uploader_t *u, const char *statement_
 static void test_an_upload_whose_record_waits_is_recorded(void **state)
 {
     (void)state;
-    new_uploader_t u;
-    new_uploader(&u);
-    long status = upload_behind_a_lock(&u, "FARM_DB_STATEMENT_TIMEOUT_MS=5000", 2);
-    assert_int_equal(status, 201);
-    assert_int_equal(count_files(u.dir), 1);
-    assert_int_equal(count_upload_rows(u.user), 1);
-    new_uploader_dispose(&u);
+    assert_upload_behind_a_lock("FARM_DB_STATEMENT_TIMEOUT_MS=5000", 2, 201, 1);
 }
 
 /* Past Postgres' statement timeout the INSERT is rolled back: 503, and no row and no file. */
 static void test_an_upload_past_the_statement_timeout_leaves_nothing(void **state)
 {
     (void)state;
-    new_uploader_t u;
-    new_uploader(&u);
-    long status = upload_behind_a_lock(&u, "FARM_DB_STATEMENT_TIMEOUT_MS=1000", 3);
-    assert_int_equal(status, 503);
-    assert_int_equal(count_upload_rows(u.user), 0);
-    assert_int_equal(count_files(u.dir), 0);
-    new_uploader_dispose(&u);
+    assert_upload_behind_a_lock("FARM_DB_STATEMENT_TIMEOUT_MS=1000", 3, 503, 0);
 }
 
 int main(void)
