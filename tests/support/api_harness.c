@@ -95,6 +95,13 @@ void au_expect_error(ts_http_t *r, long status, const char *code, const char *fi
     ts_http_dispose(r);
 }
 
+const char *au_str(json_t *o, const char *key)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+    assert_non_null(v);
+    return v;
+}
+
 void au_id_of(const ts_http_t *r, char out[37])
 {
     const char *p = strstr(r->body, "\"id\":\"");

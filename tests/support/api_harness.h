@@ -6,6 +6,7 @@
 #ifndef API_HARNESS_H
 #define API_HARNESS_H
 
+#include <jansson.h>
 #include <sys/types.h>
 
 #include "support.h"
@@ -47,6 +48,9 @@ void au_expect(ts_http_t *r, long status, const char *needle);
  * (NULL: not checked), and disposes of it.
  */
 void au_expect_error(ts_http_t *r, long status, const char *code, const char *field);
+
+/* The string member `key` of `o`, which must be there (borrowed from `o`). */
+const char *au_str(json_t *o, const char *key);
 
 /* The "id" of a 202/200 answer. */
 void au_id_of(const ts_http_t *r, char out[37]);

@@ -74,13 +74,6 @@ static long long num(json_t *o, const char *k)
     return json_integer_value(v);
 }
 
-static const char *str(json_t *o, const char *k)
-{
-    const char *v = json_string_value(json_object_get(o, k));
-    assert_non_null(v);
-    return v;
-}
-
 static void test_one_line_per_request_with_its_route_pattern(void **state)
 {
     (void)state;
@@ -101,22 +94,22 @@ static void test_one_line_per_request_with_its_route_pattern(void **state)
 
     json_t *l = line_of(lines, "al-404");
     assert_non_null(l);
-    assert_string_equal(str(l, "level"), "info");
-    assert_string_equal(str(l, "component"), "api");
-    assert_string_equal(str(l, "method"), "GET");
-    assert_string_equal(str(l, "route"), "/v1/generations/:id");
+    assert_string_equal(au_str(l, "level"), "info");
+    assert_string_equal(au_str(l, "component"), "api");
+    assert_string_equal(au_str(l, "method"), "GET");
+    assert_string_equal(au_str(l, "route"), "/v1/generations/:id");
     assert_int_equal(num(l, "status"), 404);
     assert_int_equal(num(l, "bytes"), (long long)r404.body_len);
-    assert_string_equal(str(l, "user_id"), user);
+    assert_string_equal(au_str(l, "user_id"), user);
     json_t *d = json_object_get(l, "duration_ms");
     assert_true(json_is_number(d) && json_number_value(d) >= 0 && json_number_value(d) < 60000);
 
     l = line_of(lines, "al-200");
     assert_non_null(l);
-    assert_string_equal(str(l, "route"), "/v1/credits");
+    assert_string_equal(au_str(l, "route"), "/v1/credits");
     assert_int_equal(num(l, "status"), 200);
     assert_int_equal(num(l, "bytes"), (long long)r200.body_len);
-    assert_string_equal(str(l, "user_id"), user);
+    assert_string_equal(au_str(l, "user_id"), user);
 
     l = line_of(lines, "al-401"); /* no valid token: no user */
     assert_non_null(l);
@@ -125,7 +118,7 @@ static void test_one_line_per_request_with_its_route_pattern(void **state)
 
     l = line_of(lines, "al-none"); /* a path no route knows is not echoed */
     assert_non_null(l);
-    assert_string_equal(str(l, "route"), "unmatched");
+    assert_string_equal(au_str(l, "route"), "unmatched");
 
     /* The raw path with its id is on no access line. */
     char *all = json_dumps(lines, 0);
@@ -165,12 +158,12 @@ static void test_sampling_keeps_every_5xx(void **state)
     {
         if (line_of(lines, "al-503") == o)
             continue;
-        assert_string_equal(str(o, "route"), "/readyz");
+        assert_string_equal(au_str(o, "route"), "/readyz");
         assert_int_equal(num(o, "status"), 503);
     }
     json_t *l = line_of(lines, "al-503");
     assert_non_null(l);
-    assert_string_equal(str(l, "level"), "warn");
+    assert_string_equal(au_str(l, "level"), "warn");
     assert_int_equal(num(l, "status"), 503);
     json_decref(lines);
 
@@ -182,7 +175,7 @@ static void test_sampling_keeps_every_5xx(void **state)
         au_expect(&r, 200, NULL);
     }
     lines = stop_and_read(pid);
-    json_array_foreach(lines, i, o) n += strcmp(str(o, "request_id"), "al-half") == 0;
+    json_array_foreach(lines, i, o) n += strcmp(au_str(o, "request_id"), "al-half") == 0;
     assert_true(n >= 60 && n <= 140);
     json_decref(lines);
     free(t);

@@ -56,21 +56,14 @@ static json_t *newest(const char *admin)
     return row;
 }
 
-static const char *str(json_t *o, const char *k)
-{
-    const char *v = json_string_value(json_object_get(o, k));
-    assert_non_null(v);
-    return v;
-}
-
 /* The newest row of the trail, which must be `action` on `target` by `actor` (a new reference). */
 static json_t *newest_is(const char *admin, const char *actor, const char *action,
                          const char *target)
 {
     json_t *row = newest(admin);
-    assert_string_equal(str(row, "actor"), actor);
-    assert_string_equal(str(row, "action"), action);
-    assert_string_equal(str(row, "target"), target);
+    assert_string_equal(au_str(row, "actor"), actor);
+    assert_string_equal(au_str(row, "action"), action);
+    assert_string_equal(au_str(row, "target"), target);
     return row;
 }
 
@@ -87,11 +80,11 @@ static void test_admin_grant_is_recorded_with_sub_and_request_id(void **state)
     ts_http_t r = au_call("POST", "/v1/admin/credits", admin, body, "X-Request-Id: audit-grant-1");
     au_expect(&r, 201, NULL);
     json_t *row = newest_is(admin, admin_sub, "credits.grant", user);
-    assert_string_equal(str(row, "request_id"), "audit-grant-1");
+    assert_string_equal(au_str(row, "request_id"), "audit-grant-1");
     json_t *detail = json_object_get(row, "detail");
     assert_int_equal(json_integer_value(json_object_get(detail, "amount")), 250);
-    assert_string_equal(str(detail, "reason"), "ticket 42");
-    assert_string_equal(str(json_object_get(detail, "result"), "farm_credit"), "granted");
+    assert_string_equal(au_str(detail, "reason"), "ticket 42");
+    assert_string_equal(au_str(json_object_get(detail, "result"), "farm_credit"), "granted");
     assert_non_null(json_string_value(json_object_get(row, "at")));
     json_decref(row);
 
@@ -101,9 +94,9 @@ static void test_admin_grant_is_recorded_with_sub_and_request_id(void **state)
     r = au_call("POST", "/v1/admin/credits", admin, body, "X-Request-Id: audit-grant-2");
     au_expect(&r, 402, NULL);
     row = newest(admin);
-    assert_string_equal(str(row, "request_id"), "audit-grant-2");
+    assert_string_equal(au_str(row, "request_id"), "audit-grant-2");
     assert_string_equal(
-        str(json_object_get(json_object_get(row, "detail"), "result"), "farm_credit"),
+        au_str(json_object_get(json_object_get(row, "detail"), "result"), "farm_credit"),
         "insufficient");
     json_decref(row);
 
@@ -129,7 +122,7 @@ static void test_cli_actions_are_recorded_as_cli(void **state)
     char *admin = au_token(NULL, NULL, "admin", NULL);
     assert_int_equal(au_grant(user, 77, "from-the-cli"), 0);
     json_t *row = newest_is(admin, "cli", "credits.grant", user);
-    assert_true(gf_uuid_is_valid(str(row, "request_id")));
+    assert_true(gf_uuid_is_valid(au_str(row, "request_id")));
     assert_int_equal(json_integer_value(json_object_get(json_object_get(row, "detail"), "amount")),
                      77);
     json_decref(row);
@@ -172,7 +165,7 @@ static void test_pages_newest_first_with_a_cursor(void **state)
             last_id = id;
             char reason[32];
             snprintf(reason, sizeof(reason), "page-%d", want);
-            assert_string_equal(str(json_object_get(row, "detail"), "reason"), reason);
+            assert_string_equal(au_str(json_object_get(row, "detail"), "reason"), reason);
         }
         const char *next = json_string_value(json_object_get(page, "next_cursor"));
         assert_non_null(next);
