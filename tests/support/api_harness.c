@@ -70,6 +70,38 @@ ts_http_t au_call(const char *method, const char *path, const char *tok, const c
     return ts_http(method, url, headers, body, body ? strlen(body) : 0);
 }
 
+void au_expect(ts_http_t *r, long status, const char *needle)
+{
+    if (r->status != status || (needle && !strstr(r->body, needle)))
+        fprintf(stderr, "got %ld: %s\n", r->status, r->body);
+    assert_int_equal(r->status, status);
+    if (needle)
+        assert_non_null(strstr(r->body, needle));
+    ts_http_dispose(r);
+}
+
+void au_expect_error(ts_http_t *r, long status, const char *code, const char *field)
+{
+    if (r->status != status)
+        fprintf(stderr, "got %ld: %s\n", r->status, r->body);
+    assert_int_equal(r->status, status);
+    char needle[128];
+    snprintf(needle, sizeof(needle), "\"code\":\"%s\"", code);
+    assert_non_null(strstr(r->body, needle));
+    if (field) {
+        snprintf(needle, sizeof(needle), "\"field\":\"%s\"", field);
+        assert_non_null(strstr(r->body, needle));
+    }
+    ts_http_dispose(r);
+}
+
+const char *au_str(json_t *o, const char *key)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+    assert_non_null(v);
+    return v;
+}
+
 void au_id_of(const ts_http_t *r, char out[37])
 {
     const char *p = strstr(r->body, "\"id\":\"");

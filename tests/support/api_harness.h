@@ -6,6 +6,7 @@
 #ifndef API_HARNESS_H
 #define API_HARNESS_H
 
+#include <jansson.h>
 #include <sys/types.h>
 
 #include "support.h"
@@ -35,6 +36,21 @@ int au_grant(const char *user, long amount, const char *reason);
  */
 ts_http_t au_call(const char *method, const char *path, const char *tok, const char *body,
                   const char *extra_header);
+
+/*
+ * Asserts that `r` answered `status` with `needle` in its body (NULL: any
+ * body), printing the answer when not, and disposes of it.
+ */
+void au_expect(ts_http_t *r, long status, const char *needle);
+
+/*
+ * Asserts that `r` is API.md's error `code` with `status`, naming `field`
+ * (NULL: not checked), and disposes of it.
+ */
+void au_expect_error(ts_http_t *r, long status, const char *code, const char *field);
+
+/* The string member `key` of `o`, which must be there (borrowed from `o`). */
+const char *au_str(json_t *o, const char *key);
 
 /* The "id" of a 202/200 answer. */
 void au_id_of(const ts_http_t *r, char out[37]);

@@ -129,7 +129,7 @@ double ff_worker_metric(const char *series)
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", ff_metrics_port);
     return au_metric(url, series, 0);
 }
-void ff_upload_png(const char *tok, int w, int h, char id[37])
+ts_http_t ff_post_png(const char *tok, int w, int h)
 {
     VipsImage *img = NULL, *u8 = NULL;
     void *png = NULL;
@@ -145,6 +145,12 @@ void ff_upload_png(const char *tok, int w, int h, char id[37])
     const char *hd[] = {auth, "Content-Type: image/png", NULL};
     ts_http_t r = ts_http("POST", url, hd, png, len);
     g_free(png);
+    return r;
+}
+
+void ff_upload_png(const char *tok, int w, int h, char id[37])
+{
+    ts_http_t r = ff_post_png(tok, w, h);
     assert_int_equal(r.status, 201);
     au_id_of(&r, id);
     ts_http_dispose(&r);

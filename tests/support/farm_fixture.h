@@ -50,7 +50,11 @@ void ff_dump_logs(int lines);
 /* A series' value on the worker's /metrics (0 when it is not there). */
 double ff_worker_metric(const char *series);
 
-/* Uploads a w x h PNG gradient (libvips, initialised by the caller) as `tok`; its id into `id`. */
+/* POSTs a w x h PNG gradient (libvips, initialised by the caller) to au_base's /v1/uploads as
+ * `tok`: the answer, whatever it is (ts_http_dispose it). */
+ts_http_t ff_post_png(const char *tok, int w, int h);
+
+/* ff_post_png, which must be accepted (201); the upload's id into `id`. */
 void ff_upload_png(const char *tok, int w, int h, char id[37]);
 
 /* An output's storage key: its signed URL's path after /v1/files/ (the layout's key). */

@@ -58,6 +58,14 @@ void http_test_cleanup(void)
     curl_global_cleanup();
 }
 
+int http_run_group(const char *name, const struct CMUnitTest *tests, size_t n)
+{
+    http_test_init();
+    int failed = _cmocka_run_group_tests(name, tests, n, NULL, NULL);
+    http_test_cleanup();
+    return failed;
+}
+
 /* --- raw client ------------------------------------------------------------------------ */
 
 int rawc_connect(rawc_t *c, int port, int rcvbuf)

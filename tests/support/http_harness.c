@@ -566,3 +566,22 @@ int srv_finish(srv_t **sp)
         fprintf(stderr, "uv_loop_close() returned %d (-1: the server did not stop)\n", rc);
     return rc == 0 ? 0 : -1;
 }
+
+int srv_setup(void **state)
+{
+    *state = srv_start(NULL, 0);
+    return 0;
+}
+
+srv_t *srv_start_in(void **state, const gf_httpd_opts_t *opts, int gate_n)
+{
+    *state = srv_start(opts, gate_n);
+    return *state;
+}
+
+int srv_teardown(void **state)
+{
+    srv_t *s = *state;
+    *state = NULL;
+    return srv_finish(&s);
+}

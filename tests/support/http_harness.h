@@ -102,11 +102,29 @@ void srv_shutdown(srv_t *s);
  */
 int srv_finish(srv_t **sp);
 
+/*
+ * cmocka fixtures around a test's server in *state: srv_setup starts one with
+ * the defaults (srv_start(NULL, 0)); srv_teardown finishes whatever *state
+ * holds then (srv_finish). A test that needs other options starts its own
+ * server with srv_start_in() and takes srv_teardown only.
+ */
+int srv_setup(void **state);
+int srv_teardown(void **state);
+
+/* srv_start() for a test with srv_teardown: the server is also stored in *state. */
+srv_t *srv_start_in(void **state, const gf_httpd_opts_t *opts, int gate_n);
+
 /* --- the client side (http_client.c) ------------------------------------------ */
 
 /* For main(): raises RLIMIT_NOFILE to the hard limit, ignores SIGPIPE, inits libcurl. */
 void http_test_init(void);
 void http_test_cleanup(void);
+
+/* For main(): runs a cmocka group (no group fixtures) between http_test_init() and
+ * http_test_cleanup(); cmocka's count of failed tests. */
+struct CMUnitTest;
+int http_run_group(const char *name, const struct CMUnitTest *tests, size_t n);
+#define http_run_tests(tests) http_run_group(#tests, tests, sizeof(tests) / sizeof((tests)[0]))
 
 long long now_ms(void);
 void sleep_ms(int ms);

@@ -37,6 +37,7 @@ int pw_teardown(void)
     queue_sync_free(pw_qs);
     store_conn_free(pw_sc);
     gf_cfg_free(pw_cfg);
+    gf_log_clear_secrets();
     return pw_api_pid > 0 && ts_stop(pw_api_pid, SIGTERM, 10) == 0 ? 0 : -1;
 }
 

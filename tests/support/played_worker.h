@@ -2,7 +2,8 @@
  * tests/support/played_worker.h - a real farm-api process and no worker: the
  * test plays the worker's part itself through the queue and store APIs
  * (claims, starts, appends events, settles, finishes), so it decides when
- * each thing happens. For the api's event tests.
+ * each thing happens. For the api's event tests, and the api tests that
+ * read or change the queue and the store beside the api (pw_setup alone).
  */
 #ifndef PLAYED_WORKER_H
 #define PLAYED_WORKER_H
@@ -21,7 +22,8 @@ extern store_conn_t *pw_sc; /* the worker's store */
 
 /* Starts farm-api with `api_extra` (au_api_start) and opens the queue and the store; 0 or -1. */
 int pw_setup(const char *const *api_extra);
-/* Closes them and stops the api; 0 when it exited 0 (no sanitizer report, no crash). */
+/* Closes them, forgets the config's log secrets and stops the api; 0 when it exited 0 (no
+ * sanitizer report, no crash). */
 int pw_teardown(void);
 
 /* Claims until generation `id` comes up; its fencing token. */

@@ -200,6 +200,16 @@ void pt_run(uv_loop_t *loop, provider_t *p, const provider_req_t *req, pt_result
     assert_int_equal(res->done, 1);
 }
 
+void pt_run_one(const char *provider, const char *const *extra, const provider_req_t *req,
+                pt_result_t *res)
+{
+    gf_config_t *cfg = pt_config(&fake, provider, extra);
+    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
+    assert_non_null(p);
+    pt_run(&loop, p, req, res);
+    pt_close(&loop, p, cfg);
+}
+
 static void on_spin(uv_timer_t *t)
 {
     *(int *)t->data = 1;

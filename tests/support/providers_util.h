@@ -56,6 +56,14 @@ void pt_run(uv_loop_t *loop, provider_t *p, const provider_req_t *req, pt_result
  */
 void pt_run_resumed(provider_t *p, const char *prompt, const char *token, const char *provider,
                     pt_result_t *r);
+/*
+ * One call on the suite's fake and loop (below): a provider configured by
+ * pt_config(&fake, provider, extra) runs `req` to its end into `res`, then
+ * is closed (pt_close).
+ */
+void pt_run_one(const char *provider, const char *const *extra, const provider_req_t *req,
+                pt_result_t *res);
+
 /* Submits without running the loop (for concurrent calls). */
 void pt_submit(provider_t *p, const provider_req_t *req, pt_result_t *res);
 /* provider_submit() with the callbacks that fill `res`; its return value. */

@@ -212,3 +212,107 @@ int qt_farm_cli(char *out, size_t n, const char *args)
     int st = pclose(p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
+
+/* --- the async client's fixture --------------------------------------------- */
+
+static void on_tick(uv_timer_t *t)
+{
+    (void)t; /* keeps the loop turning so qt_run_until can look at the clock */
+}
+
+int qt_run_until(qt_async_fx_t *fx, const int *flag, double timeout_s)
+{
+    double end = ts_now() + timeout_s;
+    while (!*flag && ts_now() < end)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    return *flag;
+}
+
+int qt_async_connected(qt_async_fx_t *fx)
+{
+    double end = ts_now() + 10;
+    while (!queue_is_connected(fx->q) && ts_now() < end)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    return queue_is_connected(fx->q);
+}
+
+int qt_async_setup(void **state)
+{
+    static const char *const env[] = {"FARM_QUEUE_LEASE_S=5", "FARM_QUEUE_OP_TIMEOUT_MS=2000",
+                                      "FARM_REDIS_CONNECT_TIMEOUT_MS=300", NULL};
+    qt_async_fx_t *fx = calloc(1, sizeof(*fx));
+    qt_flush();
+    assert_int_equal(uv_loop_init(&fx->loop), 0);
+    uv_timer_init(&fx->loop, &fx->tick);
+    uv_timer_start(&fx->tick, on_tick, 10, 10);
+    fx->cfg = qt_cfg(env);
+    gf_err_t err = {0};
+    fx->q = queue_new(&fx->loop, fx->cfg, &err);
+    assert_non_null(fx->q);
+    fx->qs = queue_sync_new(fx->cfg, &err);
+    assert_non_null(fx->qs);
+    assert_true(qt_async_connected(fx));
+    *state = fx;
+    return 0;
+}
+
+static void on_closed(queue_t *q, void *data)
+{
+    (void)q;
+    ((qt_async_fx_t *)data)->closed = 1;
+}
+
+void qt_on_closed2(queue_t *q, void *data)
+{
+    (void)q;
+    ((qt_async_fx_t *)data)->closed2 = 1;
+}
+
+int qt_async_teardown(void **state)
+{
+    qt_async_fx_t *fx = *state;
+    queue_close(fx->q, on_closed, fx);
+    assert_true(qt_run_until(fx, &fx->closed, 10));
+    if (fx->q2) {
+        queue_close(fx->q2, qt_on_closed2, fx);
+        assert_true(qt_run_until(fx, &fx->closed2, 10));
+    }
+    if (fx->px)
+        qt_proxy_stop(fx->px);
+    gf_cfg_free(fx->cfg2);
+    uv_close((uv_handle_t *)&fx->tick, NULL);
+    uv_run(&fx->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&fx->loop), 0);
+    queue_sync_free(fx->qs);
+    gf_cfg_free(fx->cfg);
+    free(fx);
+    return 0;
+}
+
+void qt_on_result(queue_t *q, const gf_err_t *err, const queue_result_t *res, void *data)
+{
+    qt_async_fx_t *fx = data;
+    (void)q;
+    fx->status = err->code;
+    fx->err = *err;
+    fx->res = *res;
+    fx->done = 1;
+}
+
+void qt_on_claim(queue_t *q, const gf_err_t *err, queue_claim_t *c, void *data)
+{
+    qt_async_fx_t *fx = data;
+    (void)q;
+    fx->status = err->code;
+    fx->err = *err;
+    fx->claim = c;
+    fx->done = 1;
+}
+
+int qt_wait_op(qt_async_fx_t *fx, int rc)
+{
+    assert_int_equal(rc, 0);
+    assert_true(qt_run_until(fx, &fx->done, 10));
+    fx->done = 0;
+    return fx->status;
+}

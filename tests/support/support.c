@@ -7,8 +7,10 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <cmocka.h>
 
 extern char **environ;
 
@@ -255,4 +259,13 @@ int ts_wait_http(const char *url, long status, const char *needle, double timeou
         usleep(50000);
     } while (ts_now() < end);
     return 0;
+}
+
+int ts_run_group_with_curl(const char *name, const struct CMUnitTest *tests, size_t n,
+                           int (*setup)(void **state), int (*teardown)(void **state))
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    int failed = _cmocka_run_group_tests(name, tests, n, setup, teardown);
+    curl_global_cleanup();
+    return failed;
 }

@@ -2,7 +2,7 @@
  * tests/support/support.h - helpers for integration tests that drive real
  * processes over real HTTP: free ports, spawning and stopping programs
  * (farm-fake-provider among them), blocking HTTP requests through libcurl,
- * and waiting for a condition.
+ * waiting for a condition, and a cmocka group run with libcurl set up.
  */
 #ifndef TEST_SUPPORT_H
 #define TEST_SUPPORT_H
@@ -82,5 +82,16 @@ char **ts_environ_with(const char *const *overrides, const char *const *drop);
 
 /* Monotonic seconds. */
 double ts_now(void);
+
+/*
+ * For main(): runs a cmocka group with its group fixtures between
+ * curl_global_init() and curl_global_cleanup(), for tests whose requests go
+ * through ts_http(); cmocka's count of failed tests.
+ */
+struct CMUnitTest;
+int ts_run_group_with_curl(const char *name, const struct CMUnitTest *tests, size_t n,
+                           int (*setup)(void **state), int (*teardown)(void **state));
+#define ts_run_tests_with_curl(tests, setup, teardown)                                             \
+    ts_run_group_with_curl(#tests, tests, sizeof(tests) / sizeof((tests)[0]), setup, teardown)
 
 #endif

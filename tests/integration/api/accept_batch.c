@@ -441,7 +441,6 @@ static void test_postgres_stopped_under_a_batch_charges_nothing(void **state)
 
 int main(void)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_burst_accepts_exactly_what_each_user_can_pay),
         cmocka_unit_test(test_each_request_of_a_burst_gets_its_own_answer),
@@ -449,7 +448,5 @@ int main(void)
         /* last: stops Postgres */
         cmocka_unit_test(test_postgres_stopped_under_a_batch_charges_nothing),
     };
-    int rc = cmocka_run_group_tests(tests, setup, teardown);
-    curl_global_cleanup();
-    return rc;
+    return ts_run_tests_with_curl(tests, setup, teardown);
 }

@@ -10,7 +10,6 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
-#include <curl/curl.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -75,13 +74,6 @@ static long long num(json_t *o, const char *k)
     return json_integer_value(v);
 }
 
-static const char *str(json_t *o, const char *k)
-{
-    const char *v = json_string_value(json_object_get(o, k));
-    assert_non_null(v);
-    return v;
-}
-
 static void test_one_line_per_request_with_its_route_pattern(void **state)
 {
     (void)state;
@@ -102,22 +94,22 @@ static void test_one_line_per_request_with_its_route_pattern(void **state)
 
     json_t *l = line_of(lines, "al-404");
     assert_non_null(l);
-    assert_string_equal(str(l, "level"), "info");
-    assert_string_equal(str(l, "component"), "api");
-    assert_string_equal(str(l, "method"), "GET");
-    assert_string_equal(str(l, "route"), "/v1/generations/:id");
+    assert_string_equal(au_str(l, "level"), "info");
+    assert_string_equal(au_str(l, "component"), "api");
+    assert_string_equal(au_str(l, "method"), "GET");
+    assert_string_equal(au_str(l, "route"), "/v1/generations/:id");
     assert_int_equal(num(l, "status"), 404);
     assert_int_equal(num(l, "bytes"), (long long)r404.body_len);
-    assert_string_equal(str(l, "user_id"), user);
+    assert_string_equal(au_str(l, "user_id"), user);
     json_t *d = json_object_get(l, "duration_ms");
     assert_true(json_is_number(d) && json_number_value(d) >= 0 && json_number_value(d) < 60000);
 
     l = line_of(lines, "al-200");
     assert_non_null(l);
-    assert_string_equal(str(l, "route"), "/v1/credits");
+    assert_string_equal(au_str(l, "route"), "/v1/credits");
     assert_int_equal(num(l, "status"), 200);
     assert_int_equal(num(l, "bytes"), (long long)r200.body_len);
-    assert_string_equal(str(l, "user_id"), user);
+    assert_string_equal(au_str(l, "user_id"), user);
 
     l = line_of(lines, "al-401"); /* no valid token: no user */
     assert_non_null(l);
@@ -126,7 +118,7 @@ static void test_one_line_per_request_with_its_route_pattern(void **state)
 
     l = line_of(lines, "al-none"); /* a path no route knows is not echoed */
     assert_non_null(l);
-    assert_string_equal(str(l, "route"), "unmatched");
+    assert_string_equal(au_str(l, "route"), "unmatched");
 
     /* The raw path with its id is on no access line. */
     char *all = json_dumps(lines, 0);
@@ -149,8 +141,7 @@ static void test_sampling_keeps_every_5xx(void **state)
     char *t = au_token(NULL, NULL, NULL, NULL);
     for (int i = 0; i < 10; i++) {
         ts_http_t r = au_call("GET", "/v1/credits", t, NULL, NULL);
-        assert_int_equal(r.status, 200);
-        ts_http_dispose(&r);
+        au_expect(&r, 200, NULL);
     }
     /* Postgres away: GET /v1/credits is 503, and its line is written (at warn). */
     assert_int_equal(ts_sh("sh -c \"$FARM_TEST_PG_STOP\" >/dev/null 2>&1"), 0);
@@ -167,12 +158,12 @@ static void test_sampling_keeps_every_5xx(void **state)
     {
         if (line_of(lines, "al-503") == o)
             continue;
-        assert_string_equal(str(o, "route"), "/readyz");
+        assert_string_equal(au_str(o, "route"), "/readyz");
         assert_int_equal(num(o, "status"), 503);
     }
     json_t *l = line_of(lines, "al-503");
     assert_non_null(l);
-    assert_string_equal(str(l, "level"), "warn");
+    assert_string_equal(au_str(l, "level"), "warn");
     assert_int_equal(num(l, "status"), 503);
     json_decref(lines);
 
@@ -181,11 +172,10 @@ static void test_sampling_keeps_every_5xx(void **state)
     pid = start(half);
     for (int i = 0; i < 200; i++) {
         r = au_call("GET", "/v1/credits", t, NULL, "X-Request-Id: al-half");
-        assert_int_equal(r.status, 200);
-        ts_http_dispose(&r);
+        au_expect(&r, 200, NULL);
     }
     lines = stop_and_read(pid);
-    json_array_foreach(lines, i, o) n += strcmp(str(o, "request_id"), "al-half") == 0;
+    json_array_foreach(lines, i, o) n += strcmp(au_str(o, "request_id"), "al-half") == 0;
     assert_true(n >= 60 && n <= 140);
     json_decref(lines);
     free(t);
@@ -198,8 +188,7 @@ static void test_off_writes_nothing(void **state)
     pid_t pid = start(off);
     char *t = au_token(NULL, NULL, NULL, NULL);
     ts_http_t r = au_call("GET", "/v1/credits", t, NULL, NULL);
-    assert_int_equal(r.status, 200);
-    ts_http_dispose(&r);
+    au_expect(&r, 200, NULL);
     json_t *lines = stop_and_read(pid);
     assert_int_equal(json_array_size(lines), 0);
     json_decref(lines);
@@ -208,13 +197,10 @@ static void test_off_writes_nothing(void **state)
 
 int main(void)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_line_per_request_with_its_route_pattern),
         cmocka_unit_test(test_sampling_keeps_every_5xx),
         cmocka_unit_test(test_off_writes_nothing),
     };
-    int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    curl_global_cleanup();
-    return rc;
+    return ts_run_tests_with_curl(tests, NULL, NULL);
 }

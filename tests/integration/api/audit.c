@@ -10,7 +10,6 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
-#include <curl/curl.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,35 +17,20 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "api_harness.h"
+#include "played_worker.h"
 #include "core.h"
 #include "store.h"
-
-extern char **environ;
-
-static pid_t api_pid;
-static store_conn_t *sc;
-static gf_config_t *cfg;
 
 static int setup(void **state)
 {
     (void)state;
-    api_pid = au_api_start(NULL);
-    gf_err_t err = {0};
-    cfg = gf_cfg_load(environ, &err);
-    sc = cfg ? store_conn_new(cfg->database_url, &err) : NULL;
-    return api_pid > 0 && sc ? 0 : -1;
+    return pw_setup(NULL);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    if (api_pid > 0)
-        ts_stop(api_pid, SIGTERM, 10);
-    store_conn_free(sc);
-    gf_cfg_free(cfg);
-    gf_log_clear_secrets();
-    return 0;
+    return pw_teardown();
 }
 
 /* GET /v1/admin/audit?`query` as `tok`: the parsed 200 body. */
@@ -72,11 +56,15 @@ static json_t *newest(const char *admin)
     return row;
 }
 
-static const char *str(json_t *o, const char *k)
+/* The newest row of the trail, which must be `action` on `target` by `actor` (a new reference). */
+static json_t *newest_is(const char *admin, const char *actor, const char *action,
+                         const char *target)
 {
-    const char *v = json_string_value(json_object_get(o, k));
-    assert_non_null(v);
-    return v;
+    json_t *row = newest(admin);
+    assert_string_equal(au_str(row, "actor"), actor);
+    assert_string_equal(au_str(row, "action"), action);
+    assert_string_equal(au_str(row, "target"), target);
+    return row;
 }
 
 static void test_admin_grant_is_recorded_with_sub_and_request_id(void **state)
@@ -90,17 +78,13 @@ static void test_admin_grant_is_recorded_with_sub_and_request_id(void **state)
     snprintf(body, sizeof(body), "{\"user_id\":\"%s\",\"amount\":250,\"reason\":\"ticket 42\"}",
              user);
     ts_http_t r = au_call("POST", "/v1/admin/credits", admin, body, "X-Request-Id: audit-grant-1");
-    assert_int_equal(r.status, 201);
-    ts_http_dispose(&r);
-    json_t *row = newest(admin);
-    assert_string_equal(str(row, "actor"), admin_sub);
-    assert_string_equal(str(row, "action"), "credits.grant");
-    assert_string_equal(str(row, "target"), user);
-    assert_string_equal(str(row, "request_id"), "audit-grant-1");
+    au_expect(&r, 201, NULL);
+    json_t *row = newest_is(admin, admin_sub, "credits.grant", user);
+    assert_string_equal(au_str(row, "request_id"), "audit-grant-1");
     json_t *detail = json_object_get(row, "detail");
     assert_int_equal(json_integer_value(json_object_get(detail, "amount")), 250);
-    assert_string_equal(str(detail, "reason"), "ticket 42");
-    assert_string_equal(str(json_object_get(detail, "result"), "farm_credit"), "granted");
+    assert_string_equal(au_str(detail, "reason"), "ticket 42");
+    assert_string_equal(au_str(json_object_get(detail, "result"), "farm_credit"), "granted");
     assert_non_null(json_string_value(json_object_get(row, "at")));
     json_decref(row);
 
@@ -108,12 +92,11 @@ static void test_admin_grant_is_recorded_with_sub_and_request_id(void **state)
     snprintf(body, sizeof(body), "{\"user_id\":\"%s\",\"amount\":-999999,\"reason\":\"oops\"}",
              user);
     r = au_call("POST", "/v1/admin/credits", admin, body, "X-Request-Id: audit-grant-2");
-    assert_int_equal(r.status, 402);
-    ts_http_dispose(&r);
+    au_expect(&r, 402, NULL);
     row = newest(admin);
-    assert_string_equal(str(row, "request_id"), "audit-grant-2");
+    assert_string_equal(au_str(row, "request_id"), "audit-grant-2");
     assert_string_equal(
-        str(json_object_get(json_object_get(row, "detail"), "result"), "farm_credit"),
+        au_str(json_object_get(json_object_get(row, "detail"), "result"), "farm_credit"),
         "insufficient");
     json_decref(row);
 
@@ -123,8 +106,7 @@ static void test_admin_grant_is_recorded_with_sub_and_request_id(void **state)
     before_id = json_integer_value(json_object_get(row, "id"));
     json_decref(row);
     r = au_call("POST", "/v1/admin/credits", admin, "{\"user_id\":\"x\",\"amount\":5}", NULL);
-    assert_int_equal(r.status, 400);
-    ts_http_dispose(&r);
+    au_expect(&r, 400, NULL);
     row = newest(admin);
     assert_int_equal(json_integer_value(json_object_get(row, "id")), before_id);
     json_decref(row);
@@ -139,21 +121,15 @@ static void test_cli_actions_are_recorded_as_cli(void **state)
     char *t = au_token(NULL, NULL, NULL, user);
     char *admin = au_token(NULL, NULL, "admin", NULL);
     assert_int_equal(au_grant(user, 77, "from-the-cli"), 0);
-    json_t *row = newest(admin);
-    assert_string_equal(str(row, "actor"), "cli");
-    assert_string_equal(str(row, "action"), "credits.grant");
-    assert_string_equal(str(row, "target"), user);
-    assert_true(gf_uuid_is_valid(str(row, "request_id")));
+    json_t *row = newest_is(admin, "cli", "credits.grant", user);
+    assert_true(gf_uuid_is_valid(au_str(row, "request_id")));
     assert_int_equal(json_integer_value(json_object_get(json_object_get(row, "detail"), "amount")),
                      77);
     json_decref(row);
 
     /* farm webhooks retry --failed: one row, target "*", the count put back as its result. */
     assert_int_equal(ts_sh("\"$FARM_TEST_CLI\" webhooks retry --failed >/dev/null"), 0);
-    row = newest(admin);
-    assert_string_equal(str(row, "actor"), "cli");
-    assert_string_equal(str(row, "action"), "webhooks.retry");
-    assert_string_equal(str(row, "target"), "*");
+    row = newest_is(admin, "cli", "webhooks.retry", "*");
     assert_int_equal(
         json_integer_value(json_object_get(
             json_object_get(json_object_get(row, "detail"), "result"), "farm_webhook_retry")),
@@ -189,7 +165,7 @@ static void test_pages_newest_first_with_a_cursor(void **state)
             last_id = id;
             char reason[32];
             snprintf(reason, sizeof(reason), "page-%d", want);
-            assert_string_equal(str(json_object_get(row, "detail"), "reason"), reason);
+            assert_string_equal(au_str(json_object_get(row, "detail"), "reason"), reason);
         }
         const char *next = json_string_value(json_object_get(page, "next_cursor"));
         assert_non_null(next);
@@ -202,11 +178,9 @@ static void test_pages_newest_first_with_a_cursor(void **state)
     assert_true(json_is_null(json_object_get(page, "next_cursor")));
     json_decref(page);
     ts_http_t r = au_call("GET", "/v1/admin/audit?cursor=abc", admin, NULL, NULL);
-    assert_int_equal(r.status, 400);
-    ts_http_dispose(&r);
+    au_expect(&r, 400, NULL);
     r = au_call("GET", "/v1/admin/audit?limit=0", admin, NULL, NULL);
-    assert_int_equal(r.status, 400);
-    ts_http_dispose(&r);
+    au_expect(&r, 400, NULL);
     free(t);
     free(admin);
 }
@@ -216,12 +190,9 @@ static void test_only_admins_read_the_trail(void **state)
     (void)state;
     char *t = au_token(NULL, NULL, NULL, NULL);
     ts_http_t r = au_call("GET", "/v1/admin/audit", t, NULL, NULL);
-    assert_int_equal(r.status, 403);
-    assert_non_null(strstr(r.body, "\"forbidden\""));
-    ts_http_dispose(&r);
+    au_expect(&r, 403, "\"forbidden\"");
     r = au_call("GET", "/v1/admin/audit", NULL, NULL, NULL);
-    assert_int_equal(r.status, 401);
-    ts_http_dispose(&r);
+    au_expect(&r, 401, NULL);
     free(t);
 }
 
@@ -259,10 +230,10 @@ static void test_the_row_commits_with_its_action(void **state)
                                               .action = "credits.grant",
                                               .target = user,
                                               .detail_json = "[1]"});
-    assert_int_equal(store_conn_exec(sc, &c), GF_EINVAL);
+    assert_int_equal(store_conn_exec(pw_sc, &c), GF_EINVAL);
     store_call_dispose(&c);
     store_call_balance(&c, user, 0);
-    assert_int_equal(store_conn_exec(sc, &c), 0);
+    assert_int_equal(store_conn_exec(pw_sc, &c), 0);
     assert_int_equal(c.res.balance.balance, 0);
     store_call_dispose(&c);
 
@@ -272,10 +243,10 @@ static void test_the_row_commits_with_its_action(void **state)
                                               .target = user,
                                               .request_id = "r-1",
                                               .detail_json = "{\"why\":\"test\"}"});
-    assert_int_equal(store_conn_exec(sc, &c), 0);
+    assert_int_equal(store_conn_exec(pw_sc, &c), 0);
     store_call_dispose(&c);
     store_call_balance(&c, user, 0);
-    assert_int_equal(store_conn_exec(sc, &c), 0);
+    assert_int_equal(store_conn_exec(pw_sc, &c), 0);
     assert_int_equal(c.res.balance.balance, 40);
     store_call_dispose(&c);
     assert_int_equal(ts_sh("test \"$(psql -X -At \"$FARM_DATABASE_URL\" -c \"SELECT "
@@ -286,14 +257,13 @@ static void test_the_row_commits_with_its_action(void **state)
 
     /* A row of its own (an action outside Postgres): its id comes back. */
     store_call_audit(&c, &(store_audit_t){.actor = "tester", .action = "dead_letter.purge"});
-    assert_int_equal(store_conn_exec(sc, &c), 0);
+    assert_int_equal(store_conn_exec(pw_sc, &c), 0);
     assert_true(c.res.audit.id > 0);
     store_call_dispose(&c);
 }
 
 int main(void)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_admin_grant_is_recorded_with_sub_and_request_id),
         cmocka_unit_test(test_cli_actions_are_recorded_as_cli),
@@ -302,7 +272,5 @@ int main(void)
         cmocka_unit_test(test_the_trail_is_append_only),
         cmocka_unit_test(test_the_row_commits_with_its_action),
     };
-    int rc = cmocka_run_group_tests(tests, setup, teardown);
-    curl_global_cleanup();
-    return rc;
+    return ts_run_tests_with_curl(tests, setup, teardown);
 }

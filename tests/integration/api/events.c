@@ -270,8 +270,7 @@ static void create_canceled(const char *body, char id[37])
     char path[128];
     snprintf(path, sizeof(path), "/v1/generations/%s/cancel", id);
     ts_http_t r = au_call("POST", path, user_tok, NULL, NULL);
-    assert_int_equal(r.status, 202);
-    ts_http_dispose(&r);
+    au_expect(&r, 202, NULL);
 }
 
 static void test_a_foreign_last_event_id_is_400_and_redis_stays_free(void **state)
@@ -344,9 +343,7 @@ static void test_a_terminal_event_larger_than_the_cap_is_delivered(void **state)
     /* The process is fine and keeps serving (teardown checks it exits 0). */
     snprintf(path, sizeof(path), "/v1/generations/%s", id);
     r = au_call("GET", path, user_tok, NULL, NULL);
-    assert_int_equal(r.status, 200);
-    assert_non_null(strstr(r.body, "\"status\":\"canceled\""));
-    ts_http_dispose(&r);
+    au_expect(&r, 200, "\"status\":\"canceled\"");
 }
 
 /*
@@ -554,8 +551,7 @@ static void test_event_streams_while_postgres_is_down_are_503(void **state)
     assert_int_equal(ts_sh("sh -c \"$FARM_TEST_PG_STOP\" >/dev/null 2>&1"), 0);
     for (int i = 0; i < 3; i++) {
         ts_http_t r = au_call("GET", path, user_tok, NULL, NULL);
-        assert_int_equal(r.status, 503);
-        ts_http_dispose(&r);
+        au_expect(&r, 503, NULL);
     }
     assert_int_equal(ts_sh("sh -c \"$FARM_TEST_PG_START\" >/dev/null 2>&1"), 0);
     /* Back: the same stream replays and ends with the terminal event. */
@@ -575,7 +571,6 @@ static void test_event_streams_while_postgres_is_down_are_503(void **state)
 
 int main(void)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_event_streams_are_limited_per_user),
         cmocka_unit_test(test_events_replay_and_resume_without_gaps),
@@ -588,7 +583,5 @@ int main(void)
         cmocka_unit_test(
             test_event_streams_while_postgres_is_down_are_503), /* last: stops Postgres */
     };
-    int rc = cmocka_run_group_tests(tests, setup, teardown);
-    curl_global_cleanup();
-    return rc;
+    return ts_run_tests_with_curl(tests, setup, teardown);
 }

@@ -19,6 +19,7 @@
 #include <vips/vips.h>
 
 #include "api.h"
+#include "api_harness.h"
 #include "support.h"
 
 #define SECRET "files-jwt-secret-0123456789"
@@ -122,55 +123,45 @@ static void *make_image(int w, int h, const char *suffix, int orientation, size_
     return buf;
 }
 
-static void expect(ts_http_t *r, long status, const char *needle)
-{
-    if (r->status != status || (needle && !strstr(r->body, needle)))
-        fprintf(stderr, "got %ld: %s\n", r->status, r->body);
-    assert_int_equal(r->status, status);
-    if (needle)
-        assert_non_null(strstr(r->body, needle));
-    ts_http_dispose(r);
-}
-
 static void test_uploads_are_checked_by_their_bytes(void **state)
 {
     (void)state;
     size_t len;
     void *png = make_image(64, 48, ".png", 0, &len);
     ts_http_t r = post_image("image/png", png, len, tok);
-    expect(&r, 201, "\"format\":\"png\",\"width\":64,\"height\":48");
+    au_expect(&r, 201, "\"format\":\"png\",\"width\":64,\"height\":48");
     /* Truncated: the same PNG cut in half. */
     r = post_image("image/png", png, len / 2, tok);
-    expect(&r, 422, "\"code\":\"invalid_image\"");
+    au_expect(&r, 422, "\"code\":\"invalid_image\"");
     /* The media type's parameters do not matter. */
     r = post_image("image/png; foo=bar", png, len, tok);
-    expect(&r, 201, "\"format\":\"png\"");
+    au_expect(&r, 201, "\"format\":\"png\"");
     r = post_image("image/pngx", png, len, tok);
-    expect(&r, 415, "\"code\":\"unsupported_media_type\"");
+    au_expect(&r, 415, "\"code\":\"unsupported_media_type\"");
     /* A PNG declared as JPEG is judged by its bytes: accepted as what it is. */
     r = post_image("image/jpeg", png, len, tok);
-    expect(&r, 201, "\"format\":\"png\"");
+    au_expect(&r, 201, "\"format\":\"png\"");
     g_free(png);
     /* EXIF orientation 6 (rotate 90): a 40x20 JPEG is stored as 20x40. */
     void *jpg = make_image(40, 20, ".jpg[Q=90]", 6, &len);
     r = post_image("image/jpeg", jpg, len, tok);
-    expect(&r, 201, "\"format\":\"jpeg\",\"width\":20,\"height\":40");
+    au_expect(&r, 201, "\"format\":\"jpeg\",\"width\":20,\"height\":40");
     g_free(jpg);
     const char *text = "this is not an image at all, only text bytes";
     r = post_image("image/png", text, strlen(text), tok);
-    expect(&r, 415, "\"code\":\"unsupported_media_type\"");
+    au_expect(&r, 415, "\"code\":\"unsupported_media_type\"");
     r = post_image("text/plain", text, strlen(text), tok);
-    expect(&r, 415, "\"code\":\"unsupported_media_type\"");
+    au_expect(&r, 415, "\"code\":\"unsupported_media_type\"");
     /* A pixel bomb: a few KB declaring 4 MP, over FARM_UPLOAD_MAX_PIXELS (1 MP here). */
     void *bomb = make_image(2000, 2000, ".png", -1, &len);
     assert_true(len < 200000);
     r = post_image("image/png", bomb, len, tok);
-    expect(&r, 422, "\"code\":\"invalid_image\"");
+    au_expect(&r, 422, "\"code\":\"invalid_image\"");
     g_free(bomb);
     /* Over FARM_UPLOAD_MAX_BYTES (200 KB here). */
     char *huge = calloc(1, 300000);
     r = post_image("image/png", huge, 300000, tok);
-    expect(&r, 413, "\"code\":\"payload_too_large\"");
+    au_expect(&r, 413, "\"code\":\"payload_too_large\"");
     free(huge);
 }
 
@@ -216,20 +207,16 @@ static void test_presets_are_served(void **state)
     /* Unsigned, it takes a token, as every /v1 route (API.md); so does the list. */
     snprintf(url, sizeof(url), "%s/v1/presets/poses/%s.png", base, name);
     r = ts_http("GET", url, NULL, NULL, 0);
-    assert_int_equal(r.status, 401);
-    ts_http_dispose(&r);
+    au_expect(&r, 401, NULL);
     r = ts_http("GET", url, h, NULL, 0);
-    assert_int_equal(r.status, 200);
-    ts_http_dispose(&r);
+    au_expect(&r, 200, NULL);
     snprintf(url, sizeof(url), "%s/v1/presets/poses/%s.png?exp=99999999999&sig=%064d", base, name,
              0);
     r = ts_http("GET", url, NULL, NULL, 0);
-    assert_int_equal(r.status, 401);
-    ts_http_dispose(&r);
+    au_expect(&r, 401, NULL);
     snprintf(url, sizeof(url), "%s/v1/presets", base);
     r = ts_http("GET", url, NULL, NULL, 0);
-    assert_int_equal(r.status, 401);
-    ts_http_dispose(&r);
+    au_expect(&r, 401, NULL);
 }
 
 static void test_signed_urls_work_and_nothing_else_does(void **state)
@@ -282,16 +269,14 @@ static void test_signed_urls_work_and_nothing_else_does(void **state)
     for (int i = 0; i < 4; i++) {
         const char *hh[] = {inm[i], NULL};
         r = ts_http("GET", url, hh, NULL, 0);
-        assert_int_equal(r.status, 304);
-        ts_http_dispose(&r);
+        au_expect(&r, 304, NULL);
     }
     static const char *const stale[] = {"If-None-Match: \"other\"", "If-None-Match: **",
                                         "If-None-Match: \"x\", *zzz"};
     for (size_t i = 0; i < sizeof(stale) / sizeof(stale[0]); i++) {
         const char *hh[] = {stale[i], NULL};
         r = ts_http("GET", url, hh, NULL, 0);
-        assert_int_equal(r.status, 200);
-        ts_http_dispose(&r);
+        au_expect(&r, 200, NULL);
     }
     /* Tampered signature: 404. */
     char bad[1024];
@@ -299,28 +284,27 @@ static void test_signed_urls_work_and_nothing_else_does(void **state)
     char *sig = strstr(bad, "sig=") + 4;
     sig[0] = sig[0] == 'a' ? 'b' : 'a';
     r = ts_http("GET", bad, NULL, NULL, 0);
-    expect(&r, 404, "not_found");
+    au_expect(&r, 404, "not_found");
     /* Expired: 404. */
     snprintf(bad, sizeof(bad), "%s", url);
     char *exp = strstr(bad, "exp=") + 4;
     memcpy(exp, "1000000", 7);
     r = ts_http("GET", bad, NULL, NULL, 0);
-    expect(&r, 404, "not_found");
+    au_expect(&r, 404, "not_found");
     /* Without a signature: the owner's token works, another user's does not. */
     snprintf(bad, sizeof(bad), "%s", url);
     *strchr(bad, '?') = '\0';
     r = ts_http("GET", bad, h, NULL, 0);
-    assert_int_equal(r.status, 200);
-    ts_http_dispose(&r);
+    au_expect(&r, 200, NULL);
     char other_auth[1024];
     snprintf(other_auth, sizeof(other_auth), "Authorization: Bearer %s", other);
     const char *h2[] = {other_auth, NULL};
     r = ts_http("GET", bad, h2, NULL, 0);
-    expect(&r, 404, "not_found");
+    au_expect(&r, 404, "not_found");
     /* A path that leaves the storage root is never served. */
     snprintf(bad, sizeof(bad), "%s/v1/files/..%%2F..%%2Fetc/passwd/x?exp=9999999999&sig=0", base);
     r = ts_http("GET", bad, h, NULL, 0);
-    expect(&r, 404, "not_found");
+    au_expect(&r, 404, "not_found");
     json_decref(gen);
 }
 
@@ -462,7 +446,7 @@ static void test_an_upload_that_cannot_be_recorded_leaves_no_file(void **state)
     snprintf(url, sizeof(url), "%s/readyz", base);
     assert_true(ts_wait_http(url, 200, NULL, 20));
     r = post_image("image/png", png, len, t);
-    expect(&r, 201, "\"format\":\"png\"");
+    au_expect(&r, 201, "\"format\":\"png\"");
     assert_int_equal(count_files(dir), 1);
     new_uploader_dispose(&u);
 }
@@ -504,8 +488,7 @@ static long upload_behind_a_lock(const new_uploader_t *u, const char *statement_
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", u->token);
     const char *h[] = {auth, NULL};
     ts_http_t r = ts_http("GET", url, h, NULL, 0);
-    assert_int_equal(r.status, 200);
-    ts_http_dispose(&r);
+    au_expect(&r, 200, NULL);
     /* Another session holds the uploads table. */
     assert_int_equal(ts_sh("psql -X -q \"$FARM_DATABASE_URL\" -c 'BEGIN' "
                            "-c 'LOCK TABLE uploads IN ACCESS EXCLUSIVE MODE' "
@@ -528,6 +511,20 @@ static long upload_behind_a_lock(const new_uploader_t *u, const char *statement_
 }
 
 /*
+ * A new uploader's upload behind a lock (upload_behind_a_lock): answered `status`, leaving
+ * `kept` files and upload rows.
+ */
+static void assert_upload_behind_a_lock(const char *statement_ms, int lock_s, long status, int kept)
+{
+    new_uploader_t u;
+    new_uploader(&u);
+    assert_int_equal(upload_behind_a_lock(&u, statement_ms, lock_s), status);
+    assert_int_equal(count_files(u.dir), kept);
+    assert_int_equal(count_upload_rows(u.user), kept);
+    new_uploader_dispose(&u);
+}
+
+/*
  * A statement already sent is not abandoned when the call's own timer runs
  * out: Postgres decides. Here the lock goes before Postgres' statement
  * timeout, so the upload is recorded and answered 201 - never a 503 for an
@@ -536,26 +533,14 @@ static long upload_behind_a_lock(const new_uploader_t *u, const char *statement_
 static void test_an_upload_whose_record_waits_is_recorded(void **state)
 {
     (void)state;
-    new_uploader_t u;
-    new_uploader(&u);
-    long status = upload_behind_a_lock(&u, "FARM_DB_STATEMENT_TIMEOUT_MS=5000", 2);
-    assert_int_equal(status, 201);
-    assert_int_equal(count_files(u.dir), 1);
-    assert_int_equal(count_upload_rows(u.user), 1);
-    new_uploader_dispose(&u);
+    assert_upload_behind_a_lock("FARM_DB_STATEMENT_TIMEOUT_MS=5000", 2, 201, 1);
 }
 
 /* Past Postgres' statement timeout the INSERT is rolled back: 503, and no row and no file. */
 static void test_an_upload_past_the_statement_timeout_leaves_nothing(void **state)
 {
     (void)state;
-    new_uploader_t u;
-    new_uploader(&u);
-    long status = upload_behind_a_lock(&u, "FARM_DB_STATEMENT_TIMEOUT_MS=1000", 3);
-    assert_int_equal(status, 503);
-    assert_int_equal(count_upload_rows(u.user), 0);
-    assert_int_equal(count_files(u.dir), 0);
-    new_uploader_dispose(&u);
+    assert_upload_behind_a_lock("FARM_DB_STATEMENT_TIMEOUT_MS=1000", 3, 503, 0);
 }
 
 int main(void)

@@ -9,7 +9,6 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include <curl/curl.h>
 #include <jansson.h>
 #include <jwt.h>
 #include <pthread.h>
@@ -23,15 +22,8 @@
 #include "api.h"
 #include "queue.h"
 #include "store.h"
-#include "api_harness.h"
+#include "played_worker.h"
 #include "support.h"
-
-extern char **environ;
-
-static pid_t api_pid;
-static gf_config_t *cfg;
-static queue_sync_t *qs;
-static store_conn_t *sc;
 
 static int setup(void **state)
 {
@@ -39,39 +31,13 @@ static int setup(void **state)
     static const char *const extra[] = {"FARM_FILE_SECRET=file-secret-x-0123456789",
                                         "FARM_RATE_LIMIT_BURST=100", "FARM_RATE_LIMIT_PER_MIN=60",
                                         "FARM_CORS_ORIGINS=https://app.example", NULL};
-    api_pid = au_api_start(extra);
-    gf_err_t err = {0};
-    cfg = gf_cfg_load(environ, &err);
-    qs = cfg ? queue_sync_new(cfg, &err) : NULL;
-    sc = cfg ? store_conn_new(cfg->database_url, &err) : NULL;
-    return api_pid > 0 && qs && sc ? 0 : -1;
+    return pw_setup(extra);
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    if (api_pid > 0)
-        ts_stop(api_pid, SIGTERM, 10);
-    queue_sync_free(qs);
-    store_conn_free(sc);
-    gf_cfg_free(cfg);
-    gf_log_clear_secrets();
-    return 0;
-}
-
-static void expect_error(ts_http_t *r, long status, const char *code, const char *field)
-{
-    if (r->status != status)
-        fprintf(stderr, "got %ld: %s\n", r->status, r->body);
-    assert_int_equal(r->status, status);
-    char needle[128];
-    snprintf(needle, sizeof(needle), "\"code\":\"%s\"", code);
-    assert_non_null(strstr(r->body, needle));
-    if (field) {
-        snprintf(needle, sizeof(needle), "\"field\":\"%s\"", field);
-        assert_non_null(strstr(r->body, needle));
-    }
-    ts_http_dispose(r);
+    return pw_teardown();
 }
 
 static const char *AVATAR = "{\"kind\":\"avatar\",\"prompt\":\"a watercolor fox\"}";
@@ -105,7 +71,7 @@ static void test_bad_tokens_are_401(void **state)
     const char *cases[] = {NULL, "garbage.token.here", none, wrong, expired, nosub};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         ts_http_t r = au_call("GET", "/v1/credits", cases[i], NULL, NULL);
-        expect_error(&r, 401, "unauthorized", NULL);
+        au_expect_error(&r, 401, "unauthorized", NULL);
     }
     free(none);
     free(wrong);
@@ -138,28 +104,28 @@ static void test_bad_requests_name_their_field(void **state)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         ts_http_t r = au_call("POST", "/v1/generations", t, cases[i].body, NULL);
-        expect_error(&r, 400, "invalid_request", cases[i].field);
+        au_expect_error(&r, 400, "invalid_request", cases[i].field);
     }
     ts_http_t r = au_call("POST", "/v1/generations", t, "{not json", NULL);
-    expect_error(&r, 400, "invalid_request", NULL);
+    au_expect_error(&r, 400, "invalid_request", NULL);
     r = au_call("POST", "/v1/generations", t, AVATAR, "Content-Type: text/plain");
-    expect_error(&r, 415, "unsupported_media_type", NULL);
+    au_expect_error(&r, 415, "unsupported_media_type", NULL);
     r = au_call("POST", "/v1/generations", t, AVATAR, "Content-Type: application/jsonx");
-    expect_error(&r, 415, "unsupported_media_type", NULL);
+    au_expect_error(&r, 415, "unsupported_media_type", NULL);
     r = au_call("POST", "/v1/generations", t, AVATAR, "Idempotency-Key: caf\xc3\xa9");
-    expect_error(&r, 400, "invalid_request", "Idempotency-Key");
+    au_expect_error(&r, 400, "invalid_request", "Idempotency-Key");
     r = au_call("POST", "/v1/generations", t, AVATAR, "Idempotency-Key: a\tb");
-    expect_error(&r, 400, "invalid_request", "Idempotency-Key");
+    au_expect_error(&r, 400, "invalid_request", "Idempotency-Key");
     size_t big = 70 * 1024;
     char *huge = malloc(big + 64);
     snprintf(huge, big + 64, "{\"kind\":\"avatar\",\"prompt\":\"%0*d\"}", (int)big, 0);
     r = au_call("POST", "/v1/generations", t, huge, NULL);
-    expect_error(&r, 413, "payload_too_large", NULL);
+    au_expect_error(&r, 413, "payload_too_large", NULL);
     free(huge);
     r = au_call("GET", "/v1/nothing-here", t, NULL, NULL);
-    expect_error(&r, 404, "not_found", NULL);
+    au_expect_error(&r, 404, "not_found", NULL);
     r = au_call("DELETE", "/v1/credits", t, NULL, NULL);
-    expect_error(&r, 405, "method_not_allowed", NULL);
+    au_expect_error(&r, 405, "method_not_allowed", NULL);
     /* Nothing above was charged. */
     assert_int_equal(au_credits_field(t, "held"), 0);
     /* A media type with parameters is still JSON. */
@@ -233,7 +199,7 @@ static void test_idempotency_key(void **state)
     ts_http_t c =
         au_call("POST", "/v1/generations", t, "{\"kind\":\"avatar\",\"prompt\":\"another\"}",
                 "Idempotency-Key: order-1");
-    expect_error(&c, 409, "idempotency_conflict", NULL);
+    au_expect_error(&c, 409, "idempotency_conflict", NULL);
     free(t);
 }
 
@@ -251,21 +217,18 @@ static void test_active_cap_is_429_and_releases(void **state)
     }
     ts_http_t r = au_call("POST", "/v1/generations", t, AVATAR, NULL);
     assert_non_null(strcasestr(r.headers, "Retry-After:"));
-    expect_error(&r, 429, "too_many_active", NULL);
+    au_expect_error(&r, 429, "too_many_active", NULL);
     assert_int_equal(au_credits_field(t, "held"), 30);
     /* Refused with an Idempotency-Key, then retried with it once there is room: a new
      * attempt, not a replay of the refusal (the key used to stay bound to it for 24 h). */
     r = au_call("POST", "/v1/generations", t, AVATAR, "Idempotency-Key: cap-retry-1");
-    expect_error(&r, 429, "too_many_active", NULL);
+    au_expect_error(&r, 429, "too_many_active", NULL);
     char path[128];
     snprintf(path, sizeof(path), "/v1/generations/%s/cancel", first);
     r = au_call("POST", path, t, NULL, NULL);
-    assert_int_equal(r.status, 202);
-    ts_http_dispose(&r);
+    au_expect(&r, 202, NULL);
     r = au_call("POST", "/v1/generations", t, AVATAR, "Idempotency-Key: cap-retry-1");
-    assert_int_equal(r.status, 202);
-    assert_non_null(strstr(r.body, "\"status\":\"queued\""));
-    ts_http_dispose(&r);
+    au_expect(&r, 202, "\"status\":\"queued\"");
     r = au_call("POST", "/v1/generations", t, AVATAR, "Idempotency-Key: cap-retry-1");
     assert_int_equal(r.status, 200); /* and from now on the key replays that one */
     ts_http_dispose(&r);
@@ -292,7 +255,7 @@ static void test_rate_limit_is_429_with_retry_after(void **state)
     assert_true(before >= 100 && before <= 110);
     assert_non_null(strcasestr(r.headers, "Retry-After: "));
     assert_non_null(strcasestr(r.headers, "RateLimit-Remaining: 0"));
-    expect_error(&r, 429, "rate_limited", NULL);
+    au_expect_error(&r, 429, "rate_limited", NULL);
     free(t);
 }
 
@@ -332,13 +295,13 @@ static void test_owner_only_and_cancel_releases(void **state)
     ts_http_dispose(&r);
     snprintf(path, sizeof(path), "/v1/generations/%s", id);
     r = au_call("GET", path, b, NULL, NULL);
-    expect_error(&r, 404, "not_found", NULL);
+    au_expect_error(&r, 404, "not_found", NULL);
     snprintf(path, sizeof(path), "/v1/generations/%s/events", id);
     r = au_call("GET", path, b, NULL, NULL);
-    expect_error(&r, 404, "not_found", NULL);
+    au_expect_error(&r, 404, "not_found", NULL);
     snprintf(path, sizeof(path), "/v1/generations/%s/cancel", id);
     r = au_call("POST", path, b, NULL, NULL);
-    expect_error(&r, 404, "not_found", NULL);
+    au_expect_error(&r, 404, "not_found", NULL);
     snprintf(path, sizeof(path), "/v1/generations/%s", id);
     r = au_call("GET", path, a, NULL, NULL);
     assert_int_equal(r.status, 200);
@@ -348,13 +311,11 @@ static void test_owner_only_and_cancel_releases(void **state)
     assert_int_equal(au_credits_field(a, "held"), 10);
     snprintf(path, sizeof(path), "/v1/generations/%s/cancel", id);
     r = au_call("POST", path, a, NULL, NULL);
-    assert_int_equal(r.status, 202);
-    assert_non_null(strstr(r.body, "\"status\":\"canceled\""));
-    ts_http_dispose(&r);
+    au_expect(&r, 202, "\"status\":\"canceled\"");
     assert_int_equal(au_credits_field(a, "held"), 0);
     assert_int_equal(au_credits_field(a, "balance"), 100);
     r = au_call("POST", path, a, NULL, NULL);
-    expect_error(&r, 409, "not_cancelable", NULL);
+    au_expect_error(&r, 409, "not_cancelable", NULL);
     free(a);
     free(b);
 }
@@ -365,8 +326,7 @@ static void test_list_pages_with_a_cursor(void **state)
     char *t = au_token(NULL, "pro", NULL, NULL);
     for (int i = 0; i < 3; i++) {
         ts_http_t r = au_call("POST", "/v1/generations", t, AVATAR, NULL);
-        assert_int_equal(r.status, 202);
-        ts_http_dispose(&r);
+        au_expect(&r, 202, NULL);
     }
     ts_http_t r = au_call("GET", "/v1/generations?limit=2", t, NULL, NULL);
     assert_int_equal(r.status, 200);
@@ -386,19 +346,14 @@ static void test_list_pages_with_a_cursor(void **state)
     assert_int_equal(items, 1);
     ts_http_dispose(&r);
     r = au_call("GET", "/v1/generations?status=bogus", t, NULL, NULL);
-    expect_error(&r, 400, "invalid_request", "status");
+    au_expect_error(&r, 400, "invalid_request", "status");
     /* API.md writes the route as ?status=&kind=&limit=&cursor=: empty values are absent. */
     r = au_call("GET", "/v1/generations?status=&kind=&limit=&cursor=", t, NULL, NULL);
-    assert_int_equal(r.status, 200);
-    assert_non_null(strstr(r.body, "\"items\":[{"));
-    ts_http_dispose(&r);
+    au_expect(&r, 200, "\"items\":[{");
     r = au_call("GET", "/v1/credits/ledger?limit=&cursor=", t, NULL, NULL);
-    assert_int_equal(r.status, 200);
-    ts_http_dispose(&r);
+    au_expect(&r, 200, NULL);
     r = au_call("GET", "/v1/credits/ledger?limit=2", t, NULL, NULL);
-    assert_int_equal(r.status, 200);
-    assert_non_null(strstr(r.body, "\"kind\":\"hold\""));
-    ts_http_dispose(&r);
+    au_expect(&r, 200, "\"kind\":\"hold\"");
     free(t);
 }
 
@@ -412,29 +367,27 @@ static void test_admin_credits(void **state)
     snprintf(body, sizeof(body), "{\"user_id\":\"%s\",\"amount\":500,\"reason\":\"support\"}",
              user);
     ts_http_t r = au_call("POST", "/v1/admin/credits", t, body, NULL);
-    expect_error(&r, 403, "forbidden", NULL);
+    au_expect_error(&r, 403, "forbidden", NULL);
     r = au_call("POST", "/v1/admin/credits", admin, body, NULL);
-    assert_int_equal(r.status, 201);
-    ts_http_dispose(&r);
+    au_expect(&r, 201, NULL);
     assert_int_equal(au_credits_field(t, "balance"), 600);
     r = au_call("POST", "/v1/admin/credits", admin, "{\"user_id\":\"x\",\"amount\":5}", NULL);
-    expect_error(&r, 400, "invalid_request", "user_id");
+    au_expect_error(&r, 400, "invalid_request", "user_id");
     /* As for POST /v1/generations: JSON only, and a field we do not know is named. */
     r = au_call("POST", "/v1/admin/credits", admin, body, "Content-Type: text/plain");
-    expect_error(&r, 415, "unsupported_media_type", NULL);
+    au_expect_error(&r, 415, "unsupported_media_type", NULL);
     snprintf(body, sizeof(body), "{\"user_id\":\"%s\",\"amount\":5,\"reason\":\"x\",\"amuont\":7}",
              user);
     r = au_call("POST", "/v1/admin/credits", admin, body, NULL);
-    expect_error(&r, 400, "invalid_request", "amuont");
+    au_expect_error(&r, 400, "invalid_request", "amuont");
     /* Taking back more than is free is 402, as API.md lists insufficient_credits. */
     snprintf(body, sizeof(body), "{\"user_id\":\"%s\",\"amount\":-100000,\"reason\":\"x\"}", user);
     r = au_call("POST", "/v1/admin/credits", admin, body, NULL);
-    expect_error(&r, 402, "insufficient_credits", "amount");
+    au_expect_error(&r, 402, "insufficient_credits", "amount");
     /* A take-back is in the ledger as a grant of a negative amount (API.md's four kinds). */
     snprintf(body, sizeof(body), "{\"user_id\":\"%s\",\"amount\":-50,\"reason\":\"x\"}", user);
     r = au_call("POST", "/v1/admin/credits", admin, body, NULL);
-    assert_int_equal(r.status, 201);
-    ts_http_dispose(&r);
+    au_expect(&r, 201, NULL);
     r = au_call("GET", "/v1/credits/ledger?limit=1", t, NULL, NULL);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(r.body, "\"kind\":\"grant\""));
@@ -475,9 +428,7 @@ static void test_ledger_of_a_new_user_starts_with_the_welcome_grant(void **state
     (void)state;
     char *t = au_token(NULL, "pro", NULL, NULL);
     ts_http_t r = au_call("GET", "/v1/credits/ledger", t, NULL, NULL);
-    assert_int_equal(r.status, 200);
-    assert_non_null(strstr(r.body, "\"kind\":\"grant\""));
-    ts_http_dispose(&r);
+    au_expect(&r, 200, "\"kind\":\"grant\"");
     free(t);
 }
 
@@ -487,14 +438,13 @@ static void test_admin_stats_lists_live_workers(void **state)
     char *t = au_token(NULL, "pro", NULL, NULL);
     char *admin = au_token(NULL, "pro", "admin", NULL);
     ts_http_t r = au_call("GET", "/v1/admin/stats", t, NULL, NULL);
-    expect_error(&r, 403, "forbidden", NULL);
+    au_expect_error(&r, 403, "forbidden", NULL);
     /* A worker that holds one job shows with its count and its last heartbeat. */
     r = au_call("POST", "/v1/generations", t, "{\"kind\":\"avatar\",\"prompt\":\"stats\"}", NULL);
-    assert_int_equal(r.status, 202);
-    ts_http_dispose(&r);
+    au_expect(&r, 202, NULL);
     queue_claim_t claim;
     gf_err_t err = {0};
-    assert_int_equal(queue_sync_claim(qs, "stats-worker", 1, &claim, &err), 0);
+    assert_int_equal(queue_sync_claim(pw_qs, "stats-worker", 1, &claim, &err), 0);
     assert_int_equal(claim.n_jobs, 1);
     r = au_call("GET", "/v1/admin/stats", admin, NULL, NULL);
     assert_int_equal(r.status, 200);
@@ -520,8 +470,8 @@ static void test_admin_stats_lists_live_workers(void **state)
                      (json_int_t)json_array_size(workers));
     json_decref(body);
     ts_http_dispose(&r);
-    assert_int_equal(queue_sync_finish(qs, claim.jobs[0].gen_id, claim.jobs[0].token, QUEUE_FATAL,
-                                       "test over", NULL, &err),
+    assert_int_equal(queue_sync_finish(pw_qs, claim.jobs[0].gen_id, claim.jobs[0].token,
+                                       QUEUE_FATAL, "test over", NULL, &err),
                      0);
     queue_claim_dispose(&claim);
     free(t);
@@ -530,7 +480,6 @@ static void test_admin_stats_lists_live_workers(void **state)
 
 int main(void)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_tokens_are_401),
         cmocka_unit_test(test_bad_requests_name_their_field),
@@ -546,7 +495,5 @@ int main(void)
         cmocka_unit_test(test_metadata_comes_back_as_sent),
         cmocka_unit_test(test_admin_stats_lists_live_workers),
     };
-    int rc = cmocka_run_group_tests(tests, setup, teardown);
-    curl_global_cleanup();
-    return rc;
+    return ts_run_tests_with_curl(tests, setup, teardown);
 }

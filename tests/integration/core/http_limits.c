@@ -22,40 +22,30 @@
 
 #include "http_harness.h"
 
-static srv_t *S; /* the current test's server; teardown stops it */
-
-static int teardown(void **state)
-{
-    (void)state;
-    return srv_finish(&S);
-}
-
 static void test_garbage_gets_400_json_and_close(void **state)
 {
-    (void)state;
-    S = srv_start(NULL, 0);
+    srv_t *srv = *state;
     static const char garbage[] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 not http\r\n\r\n";
-    assert_refused(S, garbage, sizeof(garbage) - 1, 400, "invalid_request");
+    assert_refused(srv, garbage, sizeof(garbage) - 1, 400, "invalid_request");
     const char *no_colon = "GET /echo/1 HTTP/1.1\r\nHost t\r\n\r\n";
-    assert_refused(S, no_colon, strlen(no_colon), 400, "invalid_request");
+    assert_refused(srv, no_colon, strlen(no_colon), 400, "invalid_request");
     /* The server is still fine for others. */
     cresp_t r;
-    assert_int_equal(curl_get(S, "/healthz", NULL, &r), 200);
+    assert_int_equal(curl_get(srv, "/healthz", NULL, &r), 200);
     cresp_dispose(&r);
 }
 
 static void test_huge_headers_get_431(void **state)
 {
-    (void)state;
     gf_httpd_opts_t o = srv_opts();
     o.max_header_bytes = 4096;
-    S = srv_start(&o, 0);
+    srv_t *srv = srv_start_in(state, &o, 0);
     gf_buf_t req = {0};
     gf_buf_puts(&req, "GET /echo/1 HTTP/1.1\r\nHost: t\r\nX-Big: ");
     for (int i = 0; i < 6000; i++)
         gf_buf_puts(&req, "a");
     gf_buf_puts(&req, "\r\n\r\n");
-    assert_refused(S, req.p, req.len, 431, "headers_too_large");
+    assert_refused(srv, req.p, req.len, 431, "headers_too_large");
     gf_buf_dispose(&req);
 
     /* Many small headers count too, with their framing: 1,000 x "X: y" is 6 kB on the wire. */
@@ -63,13 +53,13 @@ static void test_huge_headers_get_431(void **state)
     for (int i = 0; i < 1000; i++)
         gf_buf_printf(&req, "X-H%d: v\r\n", i);
     gf_buf_puts(&req, "\r\n");
-    assert_refused(S, req.p, req.len, 431, "headers_too_large");
+    assert_refused(srv, req.p, req.len, 431, "headers_too_large");
     gf_buf_dispose(&req);
     gf_buf_puts(&req, "GET /echo/1 HTTP/1.1\r\nHost: t\r\n");
     for (int i = 0; i < 1000; i++)
         gf_buf_puts(&req, "X: y\r\n");
     gf_buf_puts(&req, "\r\n");
-    assert_refused(S, req.p, req.len, 431, "headers_too_large");
+    assert_refused(srv, req.p, req.len, 431, "headers_too_large");
     gf_buf_dispose(&req);
 
     /* Just under the limit is fine. */
@@ -78,7 +68,7 @@ static void test_huge_headers_get_431(void **state)
         gf_buf_puts(&req, "a");
     gf_buf_puts(&req, "\r\nConnection: close\r\n\r\n");
     rawc_t c;
-    assert_int_equal(rawc_connect(&c, srv_port(S), 0), 0);
+    assert_int_equal(rawc_connect(&c, srv_port(srv), 0), 0);
     assert_int_equal(rawc_send(&c, req.p, req.len), 0);
     http_resp_t r;
     assert_int_equal(rawc_response(&c, &r, WAIT_MS), 0);
@@ -90,19 +80,19 @@ static void test_huge_headers_get_431(void **state)
 
 static void test_oversized_content_length_gets_413_before_the_body(void **state)
 {
-    (void)state;
-    S = srv_start(NULL, 0);
+    srv_t *srv = *state;
     /* Only the head is sent: the refusal must come from Content-Length alone. */
     const char *req = "POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: 1025\r\n\r\n";
-    assert_refused(S, req, strlen(req), 413, "payload_too_large");
+    assert_refused(srv, req, strlen(req), 413, "payload_too_large");
 
     /* The server-wide default applies to routes without their own limit. */
     gf_httpd_opts_t o = srv_opts();
     o.max_body_bytes = 10;
-    srv_shutdown(S);
-    S = srv_start(&o, 0);
+    *state = NULL;
+    srv_shutdown(srv);
+    srv = srv_start_in(state, &o, 0);
     req = "GET /echo/1 HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\n\r\n";
-    assert_refused(S, req, strlen(req), 413, "payload_too_large");
+    assert_refused(srv, req, strlen(req), 413, "payload_too_large");
 }
 
 /*
@@ -113,12 +103,11 @@ static void test_oversized_content_length_gets_413_before_the_body(void **state)
  */
 static void test_413_reaches_a_client_still_sending_its_body(void **state)
 {
-    (void)state;
-    S = srv_start(NULL, 0);
+    srv_t *srv = *state;
     enum { BODY = 8 << 20, PIECE = 64 << 10 };
     for (int round = 0; round < 3; round++) {
         rawc_t c;
-        assert_int_equal(rawc_connect(&c, srv_port(S), 0), 0);
+        assert_int_equal(rawc_connect(&c, srv_port(srv), 0), 0);
         char head[128];
         snprintf(head, sizeof(head), "POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n",
                  BODY);
@@ -138,8 +127,7 @@ static void test_413_reaches_a_client_still_sending_its_body(void **state)
 
 static void test_oversized_chunked_body_gets_413(void **state)
 {
-    (void)state;
-    S = srv_start(NULL, 0);
+    srv_t *srv = *state;
     gf_buf_t req = {0};
     gf_buf_puts(&req, "POST /body HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
     for (int i = 0; i < 3; i++) { /* 3 x 400 bytes: over the route's 1024 */
@@ -149,12 +137,12 @@ static void test_oversized_chunked_body_gets_413(void **state)
         gf_buf_puts(&req, "\r\n");
     }
     gf_buf_puts(&req, "0\r\n\r\n");
-    assert_refused(S, req.p, req.len, 413, "payload_too_large");
+    assert_refused(srv, req.p, req.len, 413, "payload_too_large");
     gf_buf_dispose(&req);
 
     /* A chunked body under the limit is reassembled. */
     rawc_t c;
-    assert_int_equal(rawc_connect(&c, srv_port(S), 0), 0);
+    assert_int_equal(rawc_connect(&c, srv_port(srv), 0), 0);
     assert_int_equal(rawc_sends(&c,
                                 "POST /body HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
                                 "\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
@@ -170,21 +158,19 @@ static void test_oversized_chunked_body_gets_413(void **state)
 
 static void test_http2_request_line_gets_505(void **state)
 {
-    (void)state;
-    S = srv_start(NULL, 0);
+    srv_t *srv = *state;
     const char *req = "GET / HTTP/2.0\r\nHost: t\r\n\r\n";
-    assert_refused(S, req, strlen(req), 505, "http_version_not_supported");
+    assert_refused(srv, req, strlen(req), 505, "http_version_not_supported");
 }
 
 static void test_slowloris_gets_408_while_others_are_served(void **state)
 {
-    (void)state;
     gf_httpd_opts_t o = srv_opts();
     o.header_timeout_ms = 1000;
-    S = srv_start(&o, 0);
+    srv_t *srv = srv_start_in(state, &o, 0);
     rawc_t c;
     long long t0 = now_ms();
-    assert_int_equal(rawc_connect(&c, srv_port(S), 0), 0);
+    assert_int_equal(rawc_connect(&c, srv_port(srv), 0), 0);
     /*
      * The request line and a header name at once, then a header value one byte
      * every 200 ms: each byte reaches the parser, so a timeout that restarted
@@ -198,7 +184,8 @@ static void test_slowloris_gets_408_while_others_are_served(void **state)
             break;
         }
         cresp_t r;
-        assert_int_equal(curl_get(S, "/healthz", NULL, &r), 200); /* others are served meanwhile */
+        assert_int_equal(curl_get(srv, "/healthz", NULL, &r),
+                         200); /* others are served meanwhile */
         cresp_dispose(&r);
         served++;
         struct pollfd p = {.fd = c.fd, .events = POLLIN};
@@ -226,13 +213,12 @@ static void test_slowloris_gets_408_while_others_are_served(void **state)
 /* One event larger than the cap still reaches a client that reads. */
 static void test_an_event_larger_than_the_cap_reaches_a_reading_client(void **state)
 {
-    (void)state;
     gf_httpd_opts_t o = srv_opts();
     o.stream_max_queued_bytes = 4096;
-    S = srv_start(&o, 0);
-    srv_stats_t *st = srv_stats(S);
+    srv_t *srv = srv_start_in(state, &o, 0);
+    srv_stats_t *st = srv_stats(srv);
     rawc_t c;
-    assert_int_equal(rawc_connect(&c, srv_port(S), 0), 0);
+    assert_int_equal(rawc_connect(&c, srv_port(srv), 0), 0);
     assert_int_equal(
         rawc_sends(&c, "GET /stream?size=65536&every=50&burst=1 HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
     http_resp_t r;
@@ -249,13 +235,12 @@ static void test_an_event_larger_than_the_cap_reaches_a_reading_client(void **st
 
 static void test_stalled_stream_is_dropped_while_others_are_served(void **state)
 {
-    (void)state;
     gf_httpd_opts_t o = srv_opts();
     o.stream_max_queued_bytes = 64 * 1024;
-    S = srv_start(&o, 0);
-    srv_stats_t *st = srv_stats(S);
+    srv_t *srv = srv_start_in(state, &o, 0);
+    srv_stats_t *st = srv_stats(srv);
     rawc_t c;
-    assert_int_equal(rawc_connect(&c, srv_port(S), 4096), 0);
+    assert_int_equal(rawc_connect(&c, srv_port(srv), 4096), 0);
     assert_int_equal(
         rawc_sends(&c, "GET /stream?size=16384&every=1&burst=4 HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
     http_resp_t r;
@@ -269,7 +254,7 @@ static void test_stalled_stream_is_dropped_while_others_are_served(void **state)
     long long end = now_ms() + 30000;
     while (atomic_load(&st->stream_toobig) == 0 && now_ms() < end) {
         cresp_t cr;
-        assert_int_equal(curl_get(S, "/echo/9", NULL, &cr), 200);
+        assert_int_equal(curl_get(srv, "/echo/9", NULL, &cr), 200);
         cresp_dispose(&cr);
         served++;
         sleep_ms(20);
@@ -278,28 +263,27 @@ static void test_stalled_stream_is_dropped_while_others_are_served(void **state)
     assert_true(served >= 1);
     WAIT_UNTIL(atomic_load(&st->streams_open) == 0, WAIT_MS);
     assert_int_equal(atomic_load(&st->streams_open), 0);
-    WAIT_UNTIL(srv_connections(S) == 0, WAIT_MS);
-    assert_int_equal(srv_connections(S), 0);
+    WAIT_UNTIL(srv_connections(srv) == 0, WAIT_MS);
+    assert_int_equal(srv_connections(srv), 0);
     /* The dropped client reads what was sent and then finds the connection closed. */
     assert_true(rawc_wait_eof(&c, 30000));
     rawc_close(&c);
     cresp_t cr;
-    assert_int_equal(curl_get(S, "/echo/10", NULL, &cr), 200);
+    assert_int_equal(curl_get(srv, "/echo/10", NULL, &cr), 200);
     cresp_dispose(&cr);
 }
 
 static void test_connections_over_the_limit_are_closed_at_accept(void **state)
 {
-    (void)state;
     gf_httpd_opts_t o = srv_opts();
     o.max_connections = 2;
-    S = srv_start(&o, 0);
+    srv_t *srv = srv_start_in(state, &o, 0);
     rawc_t a, b, c;
-    assert_int_equal(rawc_connect(&a, srv_port(S), 0), 0);
-    assert_int_equal(rawc_connect(&b, srv_port(S), 0), 0);
-    WAIT_UNTIL(srv_connections(S) == 2, WAIT_MS);
-    assert_int_equal(srv_connections(S), 2);
-    assert_int_equal(rawc_connect(&c, srv_port(S), 0), 0);
+    assert_int_equal(rawc_connect(&a, srv_port(srv), 0), 0);
+    assert_int_equal(rawc_connect(&b, srv_port(srv), 0), 0);
+    WAIT_UNTIL(srv_connections(srv) == 2, WAIT_MS);
+    assert_int_equal(srv_connections(srv), 2);
+    assert_int_equal(rawc_connect(&c, srv_port(srv), 0), 0);
     assert_true(rawc_wait_eof(&c, WAIT_MS));
     rawc_close(&c);
     assert_int_equal(rawc_sends(&a, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
@@ -313,21 +297,24 @@ static void test_connections_over_the_limit_are_closed_at_accept(void **state)
 
 int main(void)
 {
-    http_test_init();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_garbage_gets_400_json_and_close, teardown),
-        cmocka_unit_test_teardown(test_huge_headers_get_431, teardown),
-        cmocka_unit_test_teardown(test_oversized_content_length_gets_413_before_the_body, teardown),
-        cmocka_unit_test_teardown(test_oversized_chunked_body_gets_413, teardown),
-        cmocka_unit_test_teardown(test_413_reaches_a_client_still_sending_its_body, teardown),
-        cmocka_unit_test_teardown(test_http2_request_line_gets_505, teardown),
-        cmocka_unit_test_teardown(test_slowloris_gets_408_while_others_are_served, teardown),
-        cmocka_unit_test_teardown(test_stalled_stream_is_dropped_while_others_are_served, teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_gets_400_json_and_close, srv_setup,
+                                        srv_teardown),
+        cmocka_unit_test_teardown(test_huge_headers_get_431, srv_teardown),
+        cmocka_unit_test_setup_teardown(test_oversized_content_length_gets_413_before_the_body,
+                                        srv_setup, srv_teardown),
+        cmocka_unit_test_setup_teardown(test_oversized_chunked_body_gets_413, srv_setup,
+                                        srv_teardown),
+        cmocka_unit_test_setup_teardown(test_413_reaches_a_client_still_sending_its_body, srv_setup,
+                                        srv_teardown),
+        cmocka_unit_test_setup_teardown(test_http2_request_line_gets_505, srv_setup, srv_teardown),
+        cmocka_unit_test_teardown(test_slowloris_gets_408_while_others_are_served, srv_teardown),
+        cmocka_unit_test_teardown(test_stalled_stream_is_dropped_while_others_are_served,
+                                  srv_teardown),
         cmocka_unit_test_teardown(test_an_event_larger_than_the_cap_reaches_a_reading_client,
-                                  teardown),
-        cmocka_unit_test_teardown(test_connections_over_the_limit_are_closed_at_accept, teardown),
+                                  srv_teardown),
+        cmocka_unit_test_teardown(test_connections_over_the_limit_are_closed_at_accept,
+                                  srv_teardown),
     };
-    int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    http_test_cleanup();
-    return failed;
+    return http_run_tests(tests);
 }

@@ -25,21 +25,12 @@
 
 #include "http_harness.h"
 
-static srv_t *S; /* the current test's server; teardown stops it */
-
-static int teardown(void **state)
-{
-    (void)state;
-    return srv_finish(&S);
-}
-
 static void test_route_sees_decoded_params_query_and_headers(void **state)
 {
-    (void)state;
-    S = srv_start(NULL, 0);
+    srv_t *srv = *state;
     struct curl_slist *h = curl_slist_append(NULL, "X-Test: hello there");
     cresp_t r;
-    assert_int_equal(curl_get(S, "/echo/a%20b?q=x+y%26z&other=1", h, &r), 200);
+    assert_int_equal(curl_get(srv, "/echo/a%20b?q=x+y%26z&other=1", h, &r), 200);
     assert_string_equal(r.body.p, "id=a b\nq=x y&z\nh=hello there\nmethod=GET\npath=/echo/a b\n"
                                   "route=/echo/:id\n");
     char ct[128];
@@ -47,31 +38,30 @@ static void test_route_sees_decoded_params_query_and_headers(void **state)
     cresp_dispose(&r);
     curl_slist_free_all(h);
 
-    assert_int_equal(curl_get(S, "/echo/7", NULL, &r), 200);
+    assert_int_equal(curl_get(srv, "/echo/7", NULL, &r), 200);
     assert_string_equal(r.body.p, "id=7\nq=-\nh=-\nmethod=GET\npath=/echo/7\nroute=/echo/:id\n");
     cresp_dispose(&r);
 }
 
 static void test_unknown_path_is_404_and_wrong_method_405_in_json(void **state)
 {
-    (void)state;
-    S = srv_start(NULL, 0);
+    srv_t *srv = *state;
     cresp_t r;
     char v[128];
-    assert_int_equal(curl_get(S, "/nope", NULL, &r), 404);
+    assert_int_equal(curl_get(srv, "/nope", NULL, &r), 404);
     assert_json_error(r.body.p, r.body.len, "not_found");
     assert_non_null(cresp_header(&r, "X-Request-Id", v, sizeof(v)));
     cresp_dispose(&r);
 
-    assert_int_equal(curl_get(S, "/echo", NULL, &r), 404); /* a missing segment is no match */
+    assert_int_equal(curl_get(srv, "/echo", NULL, &r), 404); /* a missing segment is no match */
     cresp_dispose(&r);
-    assert_int_equal(curl_get(S, "/echo/1/extra", NULL, &r), 404);
+    assert_int_equal(curl_get(srv, "/echo/1/extra", NULL, &r), 404);
     cresp_dispose(&r);
-    assert_int_equal(curl_get(S, "/echo/1/", NULL, &r), 404); /* one path, one resource */
+    assert_int_equal(curl_get(srv, "/echo/1/", NULL, &r), 404); /* one path, one resource */
     cresp_dispose(&r);
 
     CURL *e = curl_easy_init();
-    curl_setup(e, S, "/echo/1", &r, NULL);
+    curl_setup(e, srv, "/echo/1", &r, NULL);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, "x");
     curl_run(e, &r);
     assert_int_equal(r.status, 405);
@@ -85,32 +75,31 @@ static void test_unknown_path_is_404_and_wrong_method_405_in_json(void **state)
 
 static void test_keep_alive_reuses_one_connection(void **state)
 {
-    (void)state;
-    S = srv_start(NULL, 0);
+    srv_t *srv = *state;
     CURL *e = curl_easy_init();
     cresp_t r;
     long connects;
     for (int i = 0; i < 3; i++) {
         char path[32];
         snprintf(path, sizeof(path), "/echo/%d", i);
-        curl_setup(e, S, path, &r, NULL);
+        curl_setup(e, srv, path, &r, NULL);
         curl_run(e, &r);
         assert_int_equal(r.status, 200);
         curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &connects);
         assert_int_equal(connects, i == 0 ? 1 : 0); /* the 2nd and 3rd reuse the 1st */
         cresp_dispose(&r);
     }
-    assert_int_equal(srv_connections(S), 1);
+    assert_int_equal(srv_connections(srv), 1);
 
     /* "Connection: close" is honoured: the server closes, the next request reconnects. */
     struct curl_slist *h = curl_slist_append(NULL, "Connection: close");
-    curl_setup(e, S, "/echo/x", &r, h);
+    curl_setup(e, srv, "/echo/x", &r, h);
     curl_run(e, &r);
     char v[64];
     assert_string_equal(cresp_header(&r, "Connection", v, sizeof(v)), "close");
     cresp_dispose(&r);
     curl_slist_free_all(h);
-    curl_setup(e, S, "/echo/y", &r, NULL);
+    curl_setup(e, srv, "/echo/y", &r, NULL);
     curl_run(e, &r);
     curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &connects);
     assert_int_equal(connects, 1);
@@ -120,41 +109,39 @@ static void test_keep_alive_reuses_one_connection(void **state)
 
 static void test_idle_keep_alive_connection_is_closed(void **state)
 {
-    (void)state;
     gf_httpd_opts_t o = srv_opts();
     o.idle_timeout_ms = 300;
-    S = srv_start(&o, 0);
+    srv_t *srv = srv_start_in(state, &o, 0);
     CURL *e = curl_easy_init();
     cresp_t r;
-    curl_setup(e, S, "/healthz", &r, NULL);
+    curl_setup(e, srv, "/healthz", &r, NULL);
     curl_run(e, &r);
     assert_int_equal(r.status, 200);
     cresp_dispose(&r);
-    WAIT_UNTIL(srv_connections(S) == 0, WAIT_MS);
-    assert_int_equal(srv_connections(S), 0);
+    WAIT_UNTIL(srv_connections(srv) == 0, WAIT_MS);
+    assert_int_equal(srv_connections(srv), 0);
     curl_easy_cleanup(e);
 }
 
 static void test_request_id_is_echoed_when_sane_else_generated(void **state)
 {
-    (void)state;
-    S = srv_start(NULL, 0);
+    srv_t *srv = *state;
     cresp_t r;
     char v[256];
 
     struct curl_slist *h = curl_slist_append(NULL, "X-Request-Id: abc-123.XYz:9");
-    assert_int_equal(curl_get(S, "/echo/1", h, &r), 200);
+    assert_int_equal(curl_get(srv, "/echo/1", h, &r), 200);
     assert_string_equal(cresp_header(&r, "X-Request-Id", v, sizeof(v)), "abc-123.XYz:9");
     cresp_dispose(&r);
     curl_slist_free_all(h);
 
     h = curl_slist_append(NULL, "X-Request-Id: abc-123");
-    assert_int_equal(curl_get(S, "/missing", h, &r), 404); /* error answers carry it too */
+    assert_int_equal(curl_get(srv, "/missing", h, &r), 404); /* error answers carry it too */
     assert_string_equal(cresp_header(&r, "X-Request-Id", v, sizeof(v)), "abc-123");
     cresp_dispose(&r);
     curl_slist_free_all(h);
 
-    assert_int_equal(curl_get(S, "/echo/1", NULL, &r), 200);
+    assert_int_equal(curl_get(srv, "/echo/1", NULL, &r), 200);
     assert_true(is_uuid4(cresp_header(&r, "X-Request-Id", v, sizeof(v))));
     cresp_dispose(&r);
 
@@ -163,7 +150,7 @@ static void test_request_id_is_echoed_when_sane_else_generated(void **state)
     const char *const insane[] = {"X-Request-Id: has space", "X-Request-Id: semi;colon", longid};
     for (size_t i = 0; i < sizeof(insane) / sizeof(insane[0]); i++) {
         h = curl_slist_append(NULL, insane[i]);
-        assert_int_equal(curl_get(S, "/echo/1", h, &r), 200);
+        assert_int_equal(curl_get(srv, "/echo/1", h, &r), 200);
         assert_true(is_uuid4(cresp_header(&r, "X-Request-Id", v, sizeof(v))));
         cresp_dispose(&r);
         curl_slist_free_all(h);
@@ -172,14 +159,13 @@ static void test_request_id_is_echoed_when_sane_else_generated(void **state)
 
 static void test_post_body_is_echoed_up_to_its_route_limit(void **state)
 {
-    (void)state;
-    S = srv_start(NULL, 0);
+    srv_t *srv = *state;
     char body[1025];
     for (size_t i = 0; i < sizeof(body); i++)
         body[i] = (char)('a' + i % 26);
     CURL *e = curl_easy_init();
     cresp_t r;
-    curl_setup(e, S, "/body", &r, NULL);
+    curl_setup(e, srv, "/body", &r, NULL);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, 1024L); /* exactly the route's limit */
     curl_run(e, &r);
@@ -190,7 +176,7 @@ static void test_post_body_is_echoed_up_to_its_route_limit(void **state)
 
     /* A client that asks first is told to go on before it sends the body. */
     struct curl_slist *h = curl_slist_append(NULL, "Expect: 100-continue");
-    curl_setup(e, S, "/body", &r, h);
+    curl_setup(e, srv, "/body", &r, h);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, 10L);
     curl_run(e, &r);
     assert_int_equal(r.status, 200);
@@ -200,7 +186,7 @@ static void test_post_body_is_echoed_up_to_its_route_limit(void **state)
     curl_slist_free_all(h);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL); /* the list is freed: forget it */
 
-    curl_setup(e, S, "/body", &r, NULL);
+    curl_setup(e, srv, "/body", &r, NULL);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, 1025L);
     curl_run(e, &r);
     assert_int_equal(r.status, 413);
@@ -211,11 +197,10 @@ static void test_post_body_is_echoed_up_to_its_route_limit(void **state)
 
 static void test_head_is_answered_by_the_get_route_without_a_body(void **state)
 {
-    (void)state;
-    S = srv_start(NULL, 0);
+    srv_t *srv = *state;
     CURL *e = curl_easy_init();
     cresp_t r;
-    curl_setup(e, S, "/echo/1", &r, NULL);
+    curl_setup(e, srv, "/echo/1", &r, NULL);
     curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
     curl_run(e, &r);
     assert_int_equal(r.status, 200);
@@ -228,7 +213,7 @@ static void test_head_is_answered_by_the_get_route_without_a_body(void **state)
 
     /* No body bytes follow the head: the next answer on the connection starts right after it. */
     rawc_t c;
-    assert_int_equal(rawc_connect(&c, srv_port(S), 0), 0);
+    assert_int_equal(rawc_connect(&c, srv_port(srv), 0), 0);
     assert_int_equal(rawc_sends(&c, "HEAD /echo/1 HTTP/1.1\r\nHost: t\r\n\r\n"
                                     "GET /echo/2 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
                      0);
@@ -244,7 +229,7 @@ static void test_head_is_answered_by_the_get_route_without_a_body(void **state)
     rawc_close(&c);
 
     /* The same for a stream: its head, and the stream ends there (no chunk, no last chunk). */
-    assert_int_equal(rawc_connect(&c, srv_port(S), 0), 0);
+    assert_int_equal(rawc_connect(&c, srv_port(srv), 0), 0);
     assert_int_equal(rawc_sends(&c, "HEAD /stream?every=10 HTTP/1.1\r\nHost: t\r\n\r\n"
                                     "GET /echo/3 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
                      0);
@@ -261,21 +246,20 @@ static void test_head_is_answered_by_the_get_route_without_a_body(void **state)
 
 static void test_requests_are_counted_by_route_method_and_status(void **state)
 {
-    (void)state;
     gf_metrics_t *m = gf_metrics_new();
     gf_httpd_opts_t o = srv_opts();
     o.metrics = m;
-    S = srv_start(&o, 0);
+    srv_t *srv = srv_start_in(state, &o, 0);
     cresp_t r;
-    assert_int_equal(curl_get(S, "/echo/1", NULL, &r), 200);
+    assert_int_equal(curl_get(srv, "/echo/1", NULL, &r), 200);
     cresp_dispose(&r);
-    assert_int_equal(curl_get(S, "/echo/2", NULL, &r), 200);
+    assert_int_equal(curl_get(srv, "/echo/2", NULL, &r), 200);
     cresp_dispose(&r);
-    assert_int_equal(curl_get(S, "/nope", NULL, &r), 404);
+    assert_int_equal(curl_get(srv, "/nope", NULL, &r), 404);
     cresp_dispose(&r);
     /* The registry belongs to the loop thread: read it once the server is gone. */
-    srv_t *s = S;
-    S = NULL;
+    srv_t *s = srv;
+    *state = NULL; /* joined here, not by the teardown */
     srv_stop(s);
     assert_int_equal(srv_join(s, 30000, NULL), 0);
     char *text = gf_metrics_render(m);
@@ -300,14 +284,13 @@ static void test_requests_are_counted_by_route_method_and_status(void **state)
 
 static void test_thousand_concurrent_connections_are_all_answered(void **state)
 {
-    (void)state;
     enum { N = 1000 };
     /* The gate answers nobody until all N requests are parked at once. */
-    S = srv_start(NULL, N);
+    srv_t *srv = srv_start_in(state, NULL, N);
     CURLM *m = curl_multi_init();
     CURL **easy = calloc(N, sizeof(*easy));
     char url[128];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/gate", srv_port(S));
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/gate", srv_port(srv));
     static gf_buf_t sink[N];
     for (int i = 0; i < N; i++) {
         easy[i] = curl_easy_init();
@@ -350,15 +333,14 @@ static void test_thousand_concurrent_connections_are_all_answered(void **state)
     assert_int_equal(failed, 0);
     assert_int_equal(ok, N);
     assert_true(all_body_ok);
-    assert_int_equal(atomic_load(&srv_stats(S)->gate_max), N); /* all N were open at once */
+    assert_int_equal(atomic_load(&srv_stats(srv)->gate_max), N); /* all N were open at once */
 }
 
 static void test_pipelined_requests_are_answered_in_order(void **state)
 {
-    (void)state;
-    S = srv_start(NULL, 0);
+    srv_t *srv = *state;
     rawc_t c;
-    assert_int_equal(rawc_connect(&c, srv_port(S), 0), 0);
+    assert_int_equal(rawc_connect(&c, srv_port(srv), 0), 0);
     /* The first one is slow: the two behind it must wait for it, not overtake it. */
     assert_int_equal(rawc_sends(&c,
                                 "GET /slow?ms=300 HTTP/1.1\r\nHost: t\r\nX-Request-Id: p1\r\n\r\n"
@@ -391,23 +373,22 @@ static void test_pipelined_requests_are_answered_in_order(void **state)
  */
 static void test_fanout_shared_with_threads_arrives_whole_and_in_order(void **state)
 {
-    (void)state;
     enum { N = 200, FRAMES = 20, SIZE = 4000 };
     gf_httpd_opts_t o = srv_opts();
     o.write_threads = 2;
     o.stream_max_queued_bytes = 4 << 20;
-    S = srv_start(&o, 0);
+    srv_t *srv = srv_start_in(state, &o, 0);
     rawc_t *c = gf_xcalloc(N, sizeof(*c));
     for (int i = 0; i < N; i++) {
-        assert_int_equal(rawc_connect(&c[i], srv_port(S), 4096), 0);
+        assert_int_equal(rawc_connect(&c[i], srv_port(srv), 4096), 0);
         assert_int_equal(rawc_sends(&c[i], i == 0 ? "GET /fanout HTTP/1.0\r\n\r\n"
                                                   : "GET /fanout HTTP/1.1\r\nHost: t\r\n\r\n"),
                          0);
     }
-    WAIT_UNTIL(atomic_load(&srv_stats(S)->fan_open) == N, WAIT_MS);
-    assert_int_equal(atomic_load(&srv_stats(S)->fan_open), N);
+    WAIT_UNTIL(atomic_load(&srv_stats(srv)->fan_open) == N, WAIT_MS);
+    assert_int_equal(atomic_load(&srv_stats(srv)->fan_open), N);
     for (int f = 0; f < FRAMES; f++) {
-        srv_fanout(S, f, 1, SIZE);
+        srv_fanout(srv, f, 1, SIZE);
         for (int i = 0; i < N; i++) { /* less than a frame: the clients fall behind */
             static char part[SIZE / 2];
             ssize_t n = recv(c[i].fd, part, sizeof(part), MSG_DONTWAIT);
@@ -415,7 +396,7 @@ static void test_fanout_shared_with_threads_arrives_whole_and_in_order(void **st
                 gf_buf_append(&c[i].in, part, (size_t)n);
         }
     }
-    assert_int_equal(atomic_load(&srv_stats(S)->fan_failed), 0);
+    assert_int_equal(atomic_load(&srv_stats(srv)->fan_failed), 0);
     /* What each client must read after the head: HTTP/1.1 chunks, HTTP/1.0 the data alone. */
     gf_buf_t chunked = {0}, bare = {0};
     static char data[SIZE + 1];
@@ -440,8 +421,8 @@ static void test_fanout_shared_with_threads_arrives_whole_and_in_order(void **st
         resp_dispose(&r);
         rawc_close(&c[i]);
     }
-    WAIT_UNTIL(atomic_load(&srv_stats(S)->fan_open) == 0, WAIT_MS);
-    assert_int_equal(atomic_load(&srv_stats(S)->fan_open), 0);
+    WAIT_UNTIL(atomic_load(&srv_stats(srv)->fan_open) == 0, WAIT_MS);
+    assert_int_equal(atomic_load(&srv_stats(srv)->fan_open), 0);
     gf_buf_dispose(&chunked);
     gf_buf_dispose(&bare);
     free(c);
@@ -449,11 +430,10 @@ static void test_fanout_shared_with_threads_arrives_whole_and_in_order(void **st
 
 static void test_stream_handler_is_told_when_the_client_leaves(void **state)
 {
-    (void)state;
-    S = srv_start(NULL, 0);
-    srv_stats_t *st = srv_stats(S);
+    srv_t *srv = *state;
+    srv_stats_t *st = srv_stats(srv);
     rawc_t c;
-    assert_int_equal(rawc_connect(&c, srv_port(S), 0), 0);
+    assert_int_equal(rawc_connect(&c, srv_port(srv), 0), 0);
     assert_int_equal(rawc_sends(&c, "GET /stream HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
     http_resp_t r;
     assert_int_equal(rawc_head(&c, &r, WAIT_MS), 0);
@@ -477,23 +457,30 @@ static void test_stream_handler_is_told_when_the_client_leaves(void **state)
 
 int main(void)
 {
-    http_test_init();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_route_sees_decoded_params_query_and_headers, teardown),
-        cmocka_unit_test_teardown(test_unknown_path_is_404_and_wrong_method_405_in_json, teardown),
-        cmocka_unit_test_teardown(test_keep_alive_reuses_one_connection, teardown),
-        cmocka_unit_test_teardown(test_idle_keep_alive_connection_is_closed, teardown),
-        cmocka_unit_test_teardown(test_request_id_is_echoed_when_sane_else_generated, teardown),
-        cmocka_unit_test_teardown(test_post_body_is_echoed_up_to_its_route_limit, teardown),
-        cmocka_unit_test_teardown(test_head_is_answered_by_the_get_route_without_a_body, teardown),
-        cmocka_unit_test_teardown(test_requests_are_counted_by_route_method_and_status, teardown),
-        cmocka_unit_test_teardown(test_thousand_concurrent_connections_are_all_answered, teardown),
-        cmocka_unit_test_teardown(test_pipelined_requests_are_answered_in_order, teardown),
-        cmocka_unit_test_teardown(test_stream_handler_is_told_when_the_client_leaves, teardown),
+        cmocka_unit_test_setup_teardown(test_route_sees_decoded_params_query_and_headers, srv_setup,
+                                        srv_teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_path_is_404_and_wrong_method_405_in_json,
+                                        srv_setup, srv_teardown),
+        cmocka_unit_test_setup_teardown(test_keep_alive_reuses_one_connection, srv_setup,
+                                        srv_teardown),
+        cmocka_unit_test_teardown(test_idle_keep_alive_connection_is_closed, srv_teardown),
+        cmocka_unit_test_setup_teardown(test_request_id_is_echoed_when_sane_else_generated,
+                                        srv_setup, srv_teardown),
+        cmocka_unit_test_setup_teardown(test_post_body_is_echoed_up_to_its_route_limit, srv_setup,
+                                        srv_teardown),
+        cmocka_unit_test_setup_teardown(test_head_is_answered_by_the_get_route_without_a_body,
+                                        srv_setup, srv_teardown),
+        cmocka_unit_test_teardown(test_requests_are_counted_by_route_method_and_status,
+                                  srv_teardown),
+        cmocka_unit_test_teardown(test_thousand_concurrent_connections_are_all_answered,
+                                  srv_teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_requests_are_answered_in_order, srv_setup,
+                                        srv_teardown),
+        cmocka_unit_test_setup_teardown(test_stream_handler_is_told_when_the_client_leaves,
+                                        srv_setup, srv_teardown),
         cmocka_unit_test_teardown(test_fanout_shared_with_threads_arrives_whole_and_in_order,
-                                  teardown),
+                                  srv_teardown),
     };
-    int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    http_test_cleanup();
-    return failed;
+    return http_run_tests(tests);
 }

@@ -33,20 +33,11 @@
 
 extern char **environ;
 
-static srv_t *S; /* the current test's server; teardown stops it */
-
-static int teardown(void **state)
-{
-    (void)state;
-    return srv_finish(&S);
-}
-
 static void test_graceful_stop_answers_inflight_request_and_ends_streams(void **state)
 {
-    (void)state;
-    S = srv_start(NULL, 0);
-    srv_stats_t *st = srv_stats(S);
-    int port = srv_port(S);
+    srv_t *srv = *state;
+    srv_stats_t *st = srv_stats(srv);
+    int port = srv_port(srv);
 
     rawc_t stream;
     assert_int_equal(rawc_connect(&stream, port, 0), 0);
@@ -61,7 +52,7 @@ static void test_graceful_stop_answers_inflight_request_and_ends_streams(void **
     WAIT_UNTIL(atomic_load(&st->slow_started) == 1, WAIT_MS);
     assert_int_equal(atomic_load(&st->slow_started), 1);
 
-    srv_stop(S);
+    srv_stop(srv);
 
     /* No new connections. */
     rawc_t late;
@@ -81,7 +72,7 @@ static void test_graceful_stop_answers_inflight_request_and_ends_streams(void **
     sleep_ms(100);
     assert_int_equal(atomic_load(&st->stopped_cb), 0);
     assert_int_equal(atomic_load(&st->slow_answered), 0);
-    srv_release_slow(S);
+    srv_release_slow(srv);
     http_resp_t r;
     assert_int_equal(rawc_response(&slow, &r, WAIT_MS), 0);
     assert_int_equal(r.status, 200);
@@ -92,8 +83,8 @@ static void test_graceful_stop_answers_inflight_request_and_ends_streams(void **
     rawc_close(&slow);
 
     /* Then the stopped callback runs and the loop closes with nothing left open. */
-    srv_t *s = S;
-    S = NULL;
+    srv_t *s = srv;
+    *state = NULL; /* joined here, not by the teardown */
     srv_stats_t final;
     assert_int_equal(srv_join(s, 30000, &final), 0);
     assert_int_equal(atomic_load(&final.stopped_cb), 1);
@@ -102,17 +93,16 @@ static void test_graceful_stop_answers_inflight_request_and_ends_streams(void **
 
 static void test_stop_cuts_what_is_left_after_the_shutdown_timeout(void **state)
 {
-    (void)state;
     gf_httpd_opts_t o = srv_opts();
     o.shutdown_timeout_ms = 300;
-    S = srv_start(&o, 0);
-    srv_stats_t *st = srv_stats(S);
+    srv_t *srv = srv_start_in(state, &o, 0);
+    srv_stats_t *st = srv_stats(srv);
     rawc_t slow;
-    assert_int_equal(rawc_connect(&slow, srv_port(S), 0), 0);
+    assert_int_equal(rawc_connect(&slow, srv_port(srv), 0), 0);
     assert_int_equal(rawc_sends(&slow, "GET /slow?ms=5000 HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
     WAIT_UNTIL(atomic_load(&st->slow_started) == 1, WAIT_MS);
     assert_int_equal(atomic_load(&st->slow_started), 1);
-    srv_stop(S);
+    srv_stop(srv);
     /* The connection is cut after 300 ms, long before the 5 s handler answers: no response. */
     http_resp_t r;
     assert_int_equal(rawc_head(&slow, &r, WAIT_MS), -1);
@@ -122,8 +112,8 @@ static void test_stop_cuts_what_is_left_after_the_shutdown_timeout(void **state)
     WAIT_UNTIL(atomic_load(&st->stopped_cb) == 1, WAIT_MS);
     assert_int_equal(atomic_load(&st->stopped_cb), 1);
     /* The handler still finishes its (detached) request, then the loop closes empty. */
-    srv_t *s = S;
-    S = NULL;
+    srv_t *s = srv;
+    *state = NULL; /* joined here, not by the teardown */
     srv_stats_t final;
     assert_int_equal(srv_join(s, 30000, &final), 0);
     assert_int_equal(atomic_load(&final.slow_answered), 1);
@@ -217,14 +207,12 @@ static void test_sigterm_with_an_open_stream_exits_cleanly(void **state)
 
 int main(void)
 {
-    http_test_init();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_graceful_stop_answers_inflight_request_and_ends_streams,
-                                  teardown),
-        cmocka_unit_test_teardown(test_stop_cuts_what_is_left_after_the_shutdown_timeout, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_graceful_stop_answers_inflight_request_and_ends_streams, srv_setup, srv_teardown),
+        cmocka_unit_test_teardown(test_stop_cuts_what_is_left_after_the_shutdown_timeout,
+                                  srv_teardown),
         cmocka_unit_test(test_sigterm_with_an_open_stream_exits_cleanly),
     };
-    int failed = cmocka_run_group_tests(tests, NULL, NULL);
-    http_test_cleanup();
-    return failed;
+    return http_run_tests(tests);
 }

@@ -27,13 +27,9 @@ static const char *const no_breaker[] = {"FARM_PROVIDER_BREAKER_FAILURES=1000", 
 /* One call on a fresh provider `name`. */
 static void run1(const char *name, const char *prompt, uint64_t deadline_ms, pt_result_t *r)
 {
-    gf_config_t *cfg = pt_config(&fake, name, no_breaker);
-    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
-    assert_non_null(p);
     provider_req_t q = pt_req(prompt, 96, 64);
     q.deadline_ms = deadline_ms;
-    pt_run(&loop, p, &q, r);
-    pt_close(&loop, p, cfg);
+    pt_run_one(name, no_breaker, &q, r);
 }
 
 static void test_bfl_success_follows_the_regional_polling_url(void **state)

@@ -129,54 +129,42 @@ static void test_hf_fault_rows_map_to_typed_errors(void **state)
 static void test_hf_reply_bound_is_exact(void **state)
 {
     (void)state;
-    gf_config_t *cfg = pt_config(&fake, "hf", NULL);
-    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
     pt_result_t probe = {0};
     provider_req_t q = pt_req("a bounded fox", 512, 512);
-    pt_run(&loop, p, &q, &probe);
+    pt_run_one("hf", NULL, &q, &probe);
     assert_int_equal(probe.status, 0);
     assert_true(probe.len > 1024);
-    pt_close(&loop, p, cfg);
 
     char at[64], below[64];
     snprintf(at, sizeof(at), "FARM_PROVIDER_MAX_IMAGE_BYTES=%zu", probe.len);
     snprintf(below, sizeof(below), "FARM_PROVIDER_MAX_IMAGE_BYTES=%zu", probe.len - 1);
-    cfg = pt_config(&fake, "hf", (const char *const[]){at, NULL});
-    p = provider_new(&loop, cfg, NULL, NULL);
     pt_result_t r = {0};
-    pt_run(&loop, p, &q, &r);
+    pt_run_one("hf", (const char *const[]){at, NULL}, &q, &r);
     assert_int_equal(r.status, 0);
     assert_int_equal(r.len, probe.len);
     assert_memory_equal(r.img, probe.img, probe.len);
     pt_result_dispose(&r);
-    pt_close(&loop, p, cfg);
 
-    cfg = pt_config(&fake, "hf",
-                    (const char *const[]){below, "FARM_PROVIDER_BREAKER_FAILURES=1000", NULL});
-    p = provider_new(&loop, cfg, NULL, NULL);
     memset(&r, 0, sizeof(r));
-    pt_run(&loop, p, &q, &r);
+    pt_run_one("hf", (const char *const[]){below, "FARM_PROVIDER_BREAKER_FAILURES=1000", NULL}, &q,
+               &r);
     assert_true(r.status < 0);
     assert_int_equal(r.err.code, PROVIDER_E_INVALID_OUTPUT);
     assert_int_equal(r.err.fault, PROVIDER_F_TOO_BIG);
     assert_int_equal(r.err.http_status, 200);
     pt_result_dispose(&r);
-    pt_close(&loop, p, cfg);
     pt_result_dispose(&probe);
 }
 
 static void test_hf_content_type_mismatch_is_sniffed(void **state)
 {
     (void)state;
-    gf_config_t *cfg = pt_config(&fake, "hf", NULL);
-    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
     pt_result_t r = {0};
     provider_req_t q = pt_req("a cat [[content_type_mismatch]]", 64, 64);
-    pt_run(&loop, p, &q, &r);
+    pt_run_one("hf", NULL, &q, &r);
     assert_int_equal(r.status, 0);
     assert_string_equal(r.mime, "image/png"); /* labelled image/jpeg by the fake */
     pt_result_dispose(&r);
-    pt_close(&loop, p, cfg);
 }
 
 /*
@@ -222,13 +210,11 @@ static void test_hf_b64_json_reply_is_the_image(void **state)
 static void test_hf_model_loading_waits_then_resends_with_wait_header(void **state)
 {
     (void)state;
-    gf_config_t *cfg = pt_config(&fake, "hf", NULL);
-    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
     pt_fake_post(&fake, "faults",
                  "[{\"match\":\"hf.submit\",\"mode\":\"model_loading\",\"arg\":\"20.0\"}]");
     pt_result_t r = {0};
     provider_req_t q = pt_req("a loading cat", 64, 64);
-    pt_run(&loop, p, &q, &r);
+    pt_run_one("hf", NULL, &q, &r);
     assert_int_equal(r.status, 0);
     assert_int_equal(pt_fake_count(&fake, "hf.submit"), 2);
     char *log = pt_fake_log(&fake);
@@ -240,42 +226,35 @@ static void test_hf_model_loading_waits_then_resends_with_wait_header(void **sta
     assert_true(first < second);
     free(log);
     pt_result_dispose(&r);
-    pt_close(&loop, p, cfg);
 }
 
 static void test_hf_model_loading_past_deadline_is_a_timeout(void **state)
 {
     (void)state;
-    gf_config_t *cfg = pt_config(
-        &fake, "hf", (const char *const[]){"FARM_PROVIDER_LOADING_WAIT_CAP_MS=30000", NULL});
-    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
     pt_result_t r = {0};
     provider_req_t q = pt_req("a cat [[model_loading:600]]", 64, 64);
     q.deadline_ms = 3000;
-    pt_run(&loop, p, &q, &r);
+    pt_run_one("hf", (const char *const[]){"FARM_PROVIDER_LOADING_WAIT_CAP_MS=30000", NULL}, &q,
+               &r);
     assert_int_equal(r.status, GF_ETIMEDOUT);
     assert_int_equal(r.err.code, PROVIDER_E_TIMEOUT);
     assert_int_equal(r.err.fault, PROVIDER_F_MODEL_LOADING);
     assert_int_equal(pt_fake_count(&fake, "hf.submit"), 1); /* never spins */
     pt_result_dispose(&r);
-    pt_close(&loop, p, cfg);
 }
 
 static void test_hf_rate_limit_is_retried_then_succeeds(void **state)
 {
     (void)state;
-    gf_config_t *cfg = pt_config(&fake, "hf", NULL);
-    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
     pt_fake_post(&fake, "faults",
                  "[{\"match\":\"hf.submit\",\"mode\":\"rate_limit\","
                  "\"arg\":\"0\",\"times\":2}]");
     pt_result_t r = {0};
     provider_req_t q = pt_req("a throttled cat", 64, 64);
-    pt_run(&loop, p, &q, &r);
+    pt_run_one("hf", NULL, &q, &r);
     assert_int_equal(r.status, 0);
     assert_int_equal(pt_fake_count(&fake, "hf.submit"), 3);
     pt_result_dispose(&r);
-    pt_close(&loop, p, cfg);
 }
 
 static void test_hf_stalled_body_is_a_provider_timeout(void **state)

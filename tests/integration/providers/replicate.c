@@ -30,13 +30,9 @@ static const char *const no_breaker[] = {"FARM_PROVIDER_BREAKER_FAILURES=1000", 
 static void run_cfg(const char *const *extra, const char *prompt, uint64_t deadline_ms,
                     pt_result_t *r)
 {
-    gf_config_t *cfg = pt_config(&fake, "replicate", extra ? extra : no_breaker);
-    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
-    assert_non_null(p);
     provider_req_t q = pt_req(prompt, 96, 64);
     q.deadline_ms = deadline_ms;
-    pt_run(&loop, p, &q, r);
-    pt_close(&loop, p, cfg);
+    pt_run_one("replicate", extra ? extra : no_breaker, &q, r);
 }
 
 static void run1(const char *prompt, uint64_t deadline_ms, pt_result_t *r)

@@ -35,6 +35,22 @@ static void claim_one(queue_sync_t *qs, const char *worker, queue_claim_t *c)
     assert_int_equal(c->n_jobs, 1);
 }
 
+/* Enqueues a new job "<prefix>-..." for `user` on the pro tier (its id in `gen`), and claims it
+ * as `worker`: c->jobs[0]. */
+static void enqueue_and_claim(fx_t *fx, char gen[64], const char *prefix, const char *user,
+                              const char *worker, queue_claim_t *c)
+{
+    qt_enqueue(fx->qs, qt_id(gen, 64, prefix), user, "pro");
+    claim_one(fx->qs, worker, c);
+}
+
+/* Finishes `gen` as the holder of `token` with `outcome` and `detail`; the finish must succeed. */
+static void finish_ok(fx_t *fx, const char *gen, uint64_t token, queue_outcome_t outcome,
+                      const char *detail, queue_result_t *res)
+{
+    assert_int_equal(queue_sync_finish(fx->qs, gen, token, outcome, detail, res, NULL), 0);
+}
+
 static void test_enqueue_claim_complete(void **state)
 {
     fx_t *fx = *state;
@@ -180,8 +196,7 @@ static void test_expired_lease_is_reclaimed_and_old_holder_fenced(void **state)
         queue_sync_event_append(fx->qs, gen, a.jobs[0].token, "progress", "{}", &res, NULL),
         GF_ECONFLICT);
     assert_int_equal(queue_sync_heartbeat(fx->qs, "w2", gen, b.jobs[0].token, &res, NULL), 0);
-    assert_int_equal(queue_sync_finish(fx->qs, gen, b.jobs[0].token, QUEUE_DONE, NULL, &res, NULL),
-                     0);
+    finish_ok(fx, gen, b.jobs[0].token, QUEUE_DONE, NULL, &res);
     assert_int_equal(queue_sync_heartbeat(fx->qs, "w1", "no-such-gen", 1, &res, NULL),
                      GF_ENOTFOUND);
     queue_claim_dispose(&a);
@@ -192,9 +207,8 @@ static void test_poison_job_is_dead_lettered_after_max_reclaims(void **state)
 {
     fx_t *fx = *state;
     char gen[64];
-    qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "poison"), "u1", "pro");
     queue_claim_t c;
-    claim_one(fx->qs, "w1", &c); /* start */
+    enqueue_and_claim(fx, gen, "poison", "u1", "w1", &c); /* start */
     queue_claim_dispose(&c);
     qt_sleep_ms(1200);
     claim_one(fx->qs, "w2", &c); /* reclaim 1 (the limit) */
@@ -284,9 +298,7 @@ static void test_retry_backoff_is_within_bounds(void **state)
             assert_true(i < N);
             assert_int_equal(j->attempt, ++attempts[i]);
             queue_result_t res;
-            assert_int_equal(queue_sync_finish(fx->qs, j->gen_id, j->token, QUEUE_RETRY,
-                                               "provider 503", &res, NULL),
-                             0);
+            finish_ok(fx, j->gen_id, j->token, QUEUE_RETRY, "provider 503", &res);
             if (j->attempt == 3) {
                 assert_string_equal(res.state, "dead");
                 dead++;
@@ -330,9 +342,7 @@ static void test_handback_spends_no_attempt(void **state)
         assert_int_equal(c.n_jobs, 1);
         assert_int_equal(c.jobs[0].attempt, 1); /* never spent */
         queue_result_t res;
-        assert_int_equal(queue_sync_finish(fx->qs, gen, c.jobs[0].token, QUEUE_HANDBACK,
-                                           "postgres unavailable", &res, NULL),
-                         0);
+        finish_ok(fx, gen, c.jobs[0].token, QUEUE_HANDBACK, "postgres unavailable", &res);
         queue_claim_dispose(&c);
         if (hb == 5) {
             assert_string_equal(res.state, "dead");
@@ -358,13 +368,10 @@ static void test_fatal_failure_dead_letters_and_redrive_works(void **state)
 {
     fx_t *fx = *state;
     char gen[64];
-    qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "fatal"), "u1", "pro");
     queue_claim_t c;
-    claim_one(fx->qs, "w1", &c);
+    enqueue_and_claim(fx, gen, "fatal", "u1", "w1", &c);
     queue_result_t res;
-    assert_int_equal(queue_sync_finish(fx->qs, gen, c.jobs[0].token, QUEUE_FATAL,
-                                       "prompt refused by the provider", &res, NULL),
-                     0);
+    finish_ok(fx, gen, c.jobs[0].token, QUEUE_FATAL, "prompt refused by the provider", &res);
     assert_string_equal(res.state, "dead");
     queue_claim_dispose(&c);
 
@@ -379,16 +386,13 @@ static void test_fatal_failure_dead_letters_and_redrive_works(void **state)
     assert_string_equal(c.jobs[0].gen_id, gen);
     assert_int_equal(c.jobs[0].attempt, 1);
     assert_int_equal(c.jobs[0].token, 2);
-    assert_int_equal(queue_sync_finish(fx->qs, gen, c.jobs[0].token, QUEUE_DONE, NULL, &res, NULL),
-                     0);
+    finish_ok(fx, gen, c.jobs[0].token, QUEUE_DONE, NULL, &res);
     queue_claim_dispose(&c);
 
     /* Purge: a second dead job disappears with its events. */
     char gen2[64];
-    qt_enqueue(fx->qs, qt_id(gen2, sizeof(gen2), "fatal"), "u1", "pro");
-    claim_one(fx->qs, "w1", &c);
-    assert_int_equal(
-        queue_sync_finish(fx->qs, gen2, c.jobs[0].token, QUEUE_FATAL, "nope", &res, NULL), 0);
+    enqueue_and_claim(fx, gen2, "fatal", "u1", "w1", &c);
+    finish_ok(fx, gen2, c.jobs[0].token, QUEUE_FATAL, "nope", &res);
     queue_claim_dispose(&c);
     assert_int_equal(queue_sync_dead_purge(fx->qs, "*", NULL), 1);
     assert_int_equal(queue_sync_dead_list(fx->qs, 10, &d, NULL), 0);
@@ -424,9 +428,8 @@ static void test_cancel_running_is_seen_by_the_next_heartbeat(void **state)
 {
     fx_t *fx = *state;
     char gen[64];
-    qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "cr"), "u1", "pro");
     queue_claim_t c;
-    claim_one(fx->qs, "w", &c);
+    enqueue_and_claim(fx, gen, "cr", "u1", "w", &c);
     queue_result_t res;
     assert_int_equal(queue_sync_heartbeat(fx->qs, "w", gen, c.jobs[0].token, &res, NULL), 0);
     assert_int_equal(res.cancel, 0);
@@ -434,8 +437,7 @@ static void test_cancel_running_is_seen_by_the_next_heartbeat(void **state)
     assert_string_equal(res.state, "canceling");
     assert_int_equal(queue_sync_heartbeat(fx->qs, "w", gen, c.jobs[0].token, &res, NULL), 0);
     assert_int_equal(res.cancel, 1);
-    assert_int_equal(
-        queue_sync_finish(fx->qs, gen, c.jobs[0].token, QUEUE_CANCELED, NULL, &res, NULL), 0);
+    finish_ok(fx, gen, c.jobs[0].token, QUEUE_CANCELED, NULL, &res);
     assert_string_equal(res.state, "canceled");
     queue_claim_dispose(&c);
 }
@@ -507,9 +509,8 @@ static void test_events_are_numbered_and_resumable(void **state)
 {
     fx_t *fx = *state;
     char gen[64];
-    qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "ev"), "evuser", "pro");
     queue_claim_t c;
-    claim_one(fx->qs, "w", &c);
+    enqueue_and_claim(fx, gen, "ev", "evuser", "w", &c);
     queue_result_t res;
     for (int i = 0; i < 5; i++) {
         char data[32];
@@ -600,11 +601,9 @@ static void test_cli_dead_letter_list_retry_purge(void **state)
 {
     fx_t *fx = *state;
     char gen[64], out[4096], args[128];
-    qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "cli"), "u1", "pro");
     queue_claim_t c;
-    claim_one(fx->qs, "w", &c);
-    assert_int_equal(
-        queue_sync_finish(fx->qs, gen, c.jobs[0].token, QUEUE_FATAL, "bad input", NULL, NULL), 0);
+    enqueue_and_claim(fx, gen, "cli", "u1", "w", &c);
+    finish_ok(fx, gen, c.jobs[0].token, QUEUE_FATAL, "bad input", NULL);
     queue_claim_dispose(&c);
     assert_int_equal(qt_farm_cli(out, sizeof(out), "dead-letter list"), 0);
     assert_non_null(strstr(out, gen));
@@ -621,8 +620,7 @@ static void test_cli_dead_letter_list_retry_purge(void **state)
     assert_int_equal(qt_farm_cli(out, sizeof(out), args), 1); /* no longer dead */
     claim_one(fx->qs, "w", &c);
     assert_string_equal(c.jobs[0].gen_id, gen);
-    assert_int_equal(
-        queue_sync_finish(fx->qs, gen, c.jobs[0].token, QUEUE_FATAL, "again", NULL, NULL), 0);
+    finish_ok(fx, gen, c.jobs[0].token, QUEUE_FATAL, "again", NULL);
     queue_claim_dispose(&c);
     /* Sloppy arguments are refused before anything is touched: the job is still there. */
     static const char *const sloppy[] = {"dead-letter purge '*'",

@@ -151,6 +151,15 @@ static json_t *wait_done(const char *id, double timeout_s)
     return NULL;
 }
 
+/* The generation `id`, once it ended within 120 s, as `status`. */
+static json_t *ended_as(const char *id, const char *status)
+{
+    json_t *g = wait_done(id, 120);
+    assert_non_null(g);
+    assert_string_equal(json_string_value(json_object_get(g, "status")), status);
+    return g;
+}
+
 /* A header's value from a raw header block, into `out`. */
 static int header(const char *headers, const char *name, char *out, size_t n)
 {
@@ -240,9 +249,7 @@ static void test_identity_and_pose_generations_on_s3(void **state)
              "\"height\":256,\"identity\":{\"upload_id\":\"%s\"}}",
              identity);
     au_create(tok, body, id);
-    json_t *g = wait_done(id, 120);
-    assert_non_null(g);
-    assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
+    json_t *g = ended_as(id, "succeeded");
     check_outputs(g);
     json_decref(g);
     snprintf(body, sizeof(body),
@@ -251,9 +258,7 @@ static void test_identity_and_pose_generations_on_s3(void **state)
              "\"poses\":[{\"preset\":\"standing-arms-crossed\"},{\"upload_id\":\"%s\"}]}",
              identity, posemap);
     au_create(tok, body, id);
-    g = wait_done(id, 120);
-    assert_non_null(g);
-    assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
+    g = ended_as(id, "succeeded");
     assert_int_equal(json_integer_value(json_object_get(g, "released")), 0);
     check_outputs(g);
     json_t *o = json_array_get(json_object_get(g, "outputs"), 0);
@@ -286,8 +291,7 @@ static void test_proxy_mode_serves_with_etag(void **state)
     /* The redirecting api answers the same URL with 302, never the bytes. */
     snprintf(full, sizeof(full), "%s%s", au_base, last_output_url);
     r = ts_http("GET", full, NULL, NULL, 0);
-    assert_int_equal(r.status, 302);
-    ts_http_dispose(&r);
+    au_expect(&r, 302, NULL);
 }
 
 static void *restart_later(void *arg)
@@ -310,9 +314,7 @@ static void test_s3_down_while_storing(void **state)
     pthread_create(&t, NULL, restart_later, NULL);
     au_create(tok, body, id);
     pthread_join(t, NULL);
-    json_t *g = wait_done(id, 120);
-    assert_non_null(g);
-    assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
+    json_t *g = ended_as(id, "succeeded");
     check_outputs(g);
     json_decref(g);
 }
@@ -357,25 +359,10 @@ static void test_a_wrong_secret_is_reported(void **state)
     ts_http_t r = au_call("POST", "/v1/uploads", tok, "\x89PNG", "Content-Type: image/png");
     assert_true(r.status >= 400);
     ts_http_dispose(&r);
-    char one[37];
     /* A real image: refused by S3 at the put, answered 503. */
-    VipsImage *img = NULL, *u8 = NULL;
-    void *png = NULL;
-    size_t len = 0;
-    assert_int_equal(vips_xyz(&img, 32, 32, NULL), 0);
-    assert_int_equal(vips_cast_uchar(img, &u8, NULL), 0);
-    assert_int_equal(vips_image_write_to_buffer(u8, ".png", &png, &len, NULL), 0);
-    g_object_unref(img);
-    g_object_unref(u8);
-    char auth[1024], up[128];
-    snprintf(up, sizeof(up), "%s/v1/uploads", base);
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
-    const char *hd[] = {auth, "Content-Type: image/png", NULL};
-    r = ts_http("POST", up, hd, png, len);
-    g_free(png);
+    r = ff_post_png(tok, 32, 32);
     assert_int_equal(r.status, 503);
     ts_http_dispose(&r);
-    (void)one;
     snprintf(au_base, sizeof(au_base), "%s", save);
     assert_int_equal(ts_stop(p, SIGTERM, 15), 0);
     /* the first request's error names the cause and the variable, never the secret */
@@ -486,9 +473,7 @@ static void test_faults_during_puts_are_retried_then_delivered(void **state)
               "{\"kind\":\"avatar\",\"prompt\":\"a heron\",\"count\":1,\"width\":256,"
               "\"height\":256}",
               id);
-    json_t *g = wait_done(id, 120);
-    assert_non_null(g);
-    assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
+    json_t *g = ended_as(id, "succeeded");
     assert_int_equal(json_integer_value(json_object_get(g, "charged")), 10);
     assert_int_equal(json_array_size(json_object_get(g, "outputs")), 4);
     check_outputs(g); /* the cut one included: whole, decodes */
@@ -529,9 +514,7 @@ static void test_outputs_that_cannot_be_stored_are_released(void **state)
               "{\"kind\":\"avatar\",\"prompt\":\"two herons\",\"count\":2,\"width\":256,"
               "\"height\":256}",
               id);
-    json_t *g = wait_done(id, 120);
-    assert_non_null(g);
-    assert_string_equal(json_string_value(json_object_get(g, "status")), "partial");
+    json_t *g = ended_as(id, "partial");
     assert_int_equal(json_integer_value(json_object_get(g, "charged")), 10);
     assert_int_equal(json_integer_value(json_object_get(g, "released")), 10);
     assert_int_equal(json_integer_value(json_object_get(g, "images_failed")), 1);

@@ -137,12 +137,42 @@ static void fx_close(fx_t *f)
 {
     closed = 0;
     storage_close(f->s, on_closed, NULL);
+    f->s = NULL;
     assert_int_equal(closed, 0);
     while (!closed)
         uv_run(&f->loop, UV_RUN_ONCE);
     uv_run(&f->loop, UV_RUN_NOWAIT);
     gf_cfg_free(f->cfg);
     uv_loop_close(&f->loop);
+}
+
+/*
+ * cmocka fixtures: a test finds a zeroed fx_t in *state and opens it with its
+ * config (fx_setup), or finds it open on s3rver's bucket "farm", path-style,
+ * with the right secret (fx_setup_farm). It closes it itself; fx_teardown
+ * closes what a failed test left open, and frees it.
+ */
+static int fx_setup(void **state)
+{
+    *state = calloc(1, sizeof(fx_t));
+    return *state ? 0 : -1;
+}
+
+static int fx_setup_farm(void **state)
+{
+    if (fx_setup(state) < 0)
+        return -1;
+    fx_open(*state, s3_cfg("S3RVER", "farm", 0));
+    return 0;
+}
+
+static int fx_teardown(void **state)
+{
+    fx_t *f = *state;
+    if (f->s)
+        fx_close(f);
+    free(f);
+    return 0;
 }
 
 /*
@@ -188,6 +218,14 @@ static void assert_reads_back(fx_t *f, const char *key, const unsigned char *b, 
     assert_int_equal(r.len, n);
     assert_memory_equal(r.data, b, n);
     free(r.data);
+}
+
+/* A GET of the presigned `url` answers `status`. */
+static void assert_url_answers(const char *url, long status)
+{
+    ts_http_t h = ts_http("GET", url, NULL, NULL, 0);
+    assert_int_equal(h.status, status);
+    ts_http_dispose(&h);
 }
 
 static void sha_hex(const void *d, size_t n, char out[65])
@@ -236,15 +274,13 @@ static void assert_the_sdk_reads(const char *key, const void *b, size_t n)
 
 static void test_put_get_delete_and_the_sdk_agrees(void **state)
 {
-    (void)state;
-    fx_t f;
-    fx_open(&f, s3_cfg("S3RVER", "farm", 0));
+    fx_t *f = *state;
     const char *key = USER "/" GEN "/0-full.png";
     size_t n = 300 * 1024;
-    unsigned char *b = stored(&f, key, n, 1);
+    unsigned char *b = stored(f, key, n, 1);
     /* The SDK reads exactly these bytes (under the prefix). */
     assert_the_sdk_reads(key, b, n);
-    su_result_t r = get(&f, key);
+    su_result_t r = get(f, key);
     assert_int_equal(r.err.code, 0);
     assert_int_equal(r.len, n);
     assert_memory_equal(r.data, b, n);
@@ -252,25 +288,24 @@ static void test_put_get_delete_and_the_sdk_agrees(void **state)
     free(r.data);
     /* A retried put overwrites the same object. */
     unsigned char *b2 = body_of(n / 2, 2);
-    assert_int_equal(put(&f, key, b2, n / 2).err.code, 0);
-    r = get(&f, key);
+    assert_int_equal(put(f, key, b2, n / 2).err.code, 0);
+    r = get(f, key);
     assert_int_equal(r.len, n / 2);
     assert_memory_equal(r.data, b2, n / 2);
     free(r.data);
     /* Delete: gone for us and for the SDK; deleting again is no error. */
-    assert_int_equal(del(&f, key).err.code, 0);
-    assert_int_equal(get(&f, key).err.code, GF_ENOTFOUND);
+    assert_int_equal(del(f, key).err.code, 0);
+    assert_int_equal(get(f, key).err.code, GF_ENOTFOUND);
     assert_int_equal(interop("absent", key, NULL), 0);
-    assert_int_equal(del(&f, key).err.code, 0);
-    assert_int_equal(check(&f).err.code, 0);
+    assert_int_equal(del(f, key).err.code, 0);
+    assert_int_equal(check(f).err.code, 0);
     free(b);
     free(b2);
-    fx_close(&f);
+    fx_close(f);
 }
 
 static void test_the_farm_reads_what_the_sdk_stored(void **state)
 {
-    (void)state;
     char path[600];
     snprintf(path, sizeof(path), "%s/sdk-body", ts_env("FARM_TEST_TMPDIR"));
     size_t n = 70000;
@@ -281,23 +316,21 @@ static void test_the_farm_reads_what_the_sdk_stored(void **state)
     fclose(fp);
     const char *key = USER "/uploads/" GEN ".webp";
     assert_int_equal(interop("put", key, path), 0);
-    fx_t f;
-    fx_open(&f, s3_cfg("S3RVER", "farm", 0));
-    assert_reads_back(&f, key, b, n);
+    fx_t *f = *state;
+    fx_open(f, s3_cfg("S3RVER", "farm", 0));
+    assert_reads_back(f, key, b, n);
     free(b);
-    fx_close(&f);
+    fx_close(f);
 }
 
 static void test_presigned_urls_open_the_object_until_they_expire(void **state)
 {
-    (void)state;
-    fx_t f;
-    fx_open(&f, s3_cfg("S3RVER", "farm", 0));
+    fx_t *f = *state;
     const char *key = USER "/" GEN "/1-thumb.jpg";
-    unsigned char *b = stored(&f, key, 5000, 4);
+    unsigned char *b = stored(f, key, 5000, 4);
     gf_err_t err = {0};
     long long now = gf_clock_unix_ms() / 1000;
-    char *url = storage_read_url(f.s, key, now + 60, &err);
+    char *url = storage_read_url(f->s, key, now + 60, &err);
     assert_non_null(url);
     assert_non_null(strstr(url, "X-Amz-Expires=60&"));
     ts_http_t h = ts_http("GET", url, NULL, NULL, 0);
@@ -308,78 +341,66 @@ static void test_presigned_urls_open_the_object_until_they_expire(void **state)
     /* One character of the signature changed: refused. */
     char *sig = strstr(url, "X-Amz-Signature=") + 16;
     *sig = *sig == '0' ? '1' : '0';
-    h = ts_http("GET", url, NULL, NULL, 0);
-    assert_int_equal(h.status, 403);
-    ts_http_dispose(&h);
+    assert_url_answers(url, 403);
     free(url);
     /* An URL that would already be expired is not made; one of 2 s stops working. The clock
      * is read again: the requests above may have taken past `now + 1` on a loaded machine. */
     now = gf_clock_unix_ms() / 1000;
-    assert_null(storage_read_url(f.s, key, now - 1, &err));
+    assert_null(storage_read_url(f->s, key, now - 1, &err));
     assert_int_equal(err.code, GF_EINVAL);
-    url = storage_read_url(f.s, key, now + 2, &err);
+    url = storage_read_url(f->s, key, now + 2, &err);
     assert_non_null(url);
     sleep(4);
-    h = ts_http("GET", url, NULL, NULL, 0);
-    assert_int_equal(h.status, 403);
-    ts_http_dispose(&h);
+    assert_url_answers(url, 403);
     free(url);
     free(b);
-    fx_close(&f);
+    fx_close(f);
 }
 
 static void test_virtual_hosted_addressing(void **state)
 {
-    (void)state;
-    fx_t f;
-    fx_open(&f, s3_cfg("S3RVER", "farm", 1));
+    fx_t *f = *state;
+    fx_open(f, s3_cfg("S3RVER", "farm", 1));
     const char *key = USER "/" GEN "/2-full.webp";
-    unsigned char *b = stored(&f, key, 4096, 5);
+    unsigned char *b = stored(f, key, 4096, 5);
     /* Path-style reads (the SDK's) find it in the same bucket. */
     assert_the_sdk_reads(key, b, 4096);
-    su_result_t r = get(&f, key);
-    assert_int_equal(r.err.code, 0);
-    assert_memory_equal(r.data, b, 4096);
-    free(r.data);
+    assert_reads_back(f, key, b, 4096);
     gf_err_t err = {0};
-    char *url = storage_read_url(f.s, key, gf_clock_unix_ms() / 1000 + 30, &err);
+    char *url = storage_read_url(f->s, key, gf_clock_unix_ms() / 1000 + 30, &err);
     assert_non_null(strstr(url, "://farm.s3.localhost:"));
-    ts_http_t h = ts_http("GET", url, NULL, NULL, 0);
-    assert_int_equal(h.status, 200);
-    ts_http_dispose(&h);
+    assert_url_answers(url, 200);
     free(url);
     free(b);
-    fx_close(&f);
+    fx_close(f);
 }
 
 static void test_a_wrong_secret_is_refused_and_named(void **state)
 {
-    (void)state;
-    fx_t f;
-    fx_open(&f, s3_cfg("not-the-secret", "farm", 0));
-    su_result_t r = put(&f, USER "/" GEN "/0-full.png", "x", 1);
+    fx_t *f = *state;
+    fx_open(f, s3_cfg("not-the-secret", "farm", 0));
+    su_result_t r = put(f, USER "/" GEN "/0-full.png", "x", 1);
     assert_int_equal(r.err.code, GF_EINVAL);
     assert_int_equal(r.err.detail, 403);
     assert_non_null(strstr(r.err.msg, "SignatureDoesNotMatch"));
     assert_non_null(strstr(r.err.msg, "check FARM_S3_SECRET_ACCESS_KEY"));
     assert_null(strstr(r.err.msg, "not-the-secret"));
-    r = check(&f);
+    r = check(f);
     assert_int_equal(r.err.code, GF_EINVAL);
     /* a HEAD's 403 carries no S3 code: the variables to check are named all the same */
     assert_non_null(strstr(r.err.msg, "HTTP 403: access refused, check FARM_S3_ACCESS_KEY_ID"));
     assert_null(strstr(r.err.msg, "not-the-secret"));
-    fx_close(&f);
+    fx_close(f);
 }
 
 static void test_a_missing_bucket_fails_the_check(void **state)
 {
-    (void)state;
-    fx_t f;
-    fx_open(&f, s3_cfg("S3RVER", "no-such-bucket", 0));
-    su_result_t r = check(&f);
+    fx_t *f = *state;
+    fx_open(f, s3_cfg("S3RVER", "no-such-bucket", 0));
+    su_result_t r = check(f);
     assert_int_equal(r.err.code, GF_ENOTFOUND);
     assert_int_equal(r.err.detail, 404);
-    fx_close(&f);
+    fx_close(f);
 }
 
 static void *restart_later(void *arg)
@@ -393,67 +414,62 @@ static void *restart_later(void *arg)
 /* s3rver down when the PUT starts: retried with backoff, delivered once it is back. */
 static void test_a_put_outlives_the_server_going_down(void **state)
 {
-    (void)state;
-    fx_t f;
-    fx_open(&f, s3_cfg("S3RVER", "farm", 0));
+    fx_t *f = *state;
     assert_int_equal(ts_sh("sh -c \"$FARM_TEST_S3_STOP\""), 0);
     pthread_t t;
     pthread_create(&t, NULL, restart_later, NULL);
     const char *key = USER "/" GEN "/3-full.png";
     unsigned char *b = body_of(20000, 6);
-    su_result_t r = put(&f, key, b, 20000);
+    su_result_t r = put(f, key, b, 20000);
     pthread_join(t, NULL);
     assert_int_equal(r.err.code, 0);
-    r = get(&f, key);
+    r = get(f, key);
     assert_int_equal(r.err.code, 0);
     assert_memory_equal(r.data, b, 20000);
     free(r.data);
     /* Down for good: the error comes after the last attempt, not before. */
     assert_int_equal(ts_sh("sh -c \"$FARM_TEST_S3_STOP\""), 0);
     double t0 = ts_now();
-    r = put(&f, key, b, 20000);
+    r = put(f, key, b, 20000);
     assert_int_equal(r.err.code, GF_EUNAVAIL);
     assert_true(ts_now() - t0 > 0.1 * (1 + 2 + 4 + 8) * 0.7);
     assert_int_equal(ts_sh("sh -c \"$FARM_TEST_S3_START\""), 0);
     free(b);
-    fx_close(&f);
+    fx_close(f);
 }
 
 static void test_close_cancels_what_is_in_flight(void **state)
 {
-    (void)state;
-    fx_t f;
-    fx_open(&f, s3_cfg("S3RVER", "farm", 0));
+    fx_t *f = *state;
     su_result_t r = {.in_call = 1};
-    assert_int_equal(storage_get(f.s, USER "/" GEN "/0-full.png", su_on_got, &r), 0);
+    assert_int_equal(storage_get(f->s, USER "/" GEN "/0-full.png", su_on_got, &r), 0);
     r.in_call = 0;
     closed = 0;
-    storage_close(f.s, on_closed, NULL);
+    storage_close(f->s, on_closed, NULL);
+    f->s = NULL; /* closed here, not by the teardown */
     assert_int_equal(r.done, 1);
     assert_int_equal(r.err.code, GF_ECANCELED);
     while (!closed)
-        uv_run(&f.loop, UV_RUN_ONCE);
-    uv_run(&f.loop, UV_RUN_NOWAIT);
-    gf_cfg_free(f.cfg);
-    assert_int_equal(uv_loop_close(&f.loop), 0);
+        uv_run(&f->loop, UV_RUN_ONCE);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    gf_cfg_free(f->cfg);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
 }
 
 /* Keys outside the layout's alphabet are refused at the call, the callback never runs. */
 static void test_bad_keys_fail_at_once(void **state)
 {
-    (void)state;
-    fx_t f;
-    fx_open(&f, s3_cfg("S3RVER", "farm", 0));
+    fx_t *f = *state;
     su_result_t r = {0};
     const char *bad[] = {"../etc/passwd", "a//b", "/abs", "a/.hidden", "A/b", "a b", ""};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        assert_int_equal(storage_put(f.s, bad[i], "x", 1, NULL, su_on_done, &r), GF_EINVAL);
-        assert_int_equal(storage_get(f.s, bad[i], su_on_got, &r), GF_EINVAL);
-        assert_int_equal(storage_delete(f.s, bad[i], su_on_done, &r), GF_EINVAL);
+        assert_int_equal(storage_put(f->s, bad[i], "x", 1, NULL, su_on_done, &r), GF_EINVAL);
+        assert_int_equal(storage_get(f->s, bad[i], su_on_got, &r), GF_EINVAL);
+        assert_int_equal(storage_delete(f->s, bad[i], su_on_done, &r), GF_EINVAL);
     }
-    uv_run(&f.loop, UV_RUN_NOWAIT);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
     assert_int_equal(r.done, 0);
-    fx_close(&f);
+    fx_close(f);
 }
 
 static void refused(const char *const *o, const char *names)
@@ -505,16 +521,15 @@ static void test_bad_combinations_are_refused_naming_the_variable(void **state)
 /* 500, 503 and 429 answers to a PUT: retried with a growing backoff, then stored whole. */
 static void test_5xx_and_429_on_a_put_are_retried_with_backoff(void **state)
 {
-    (void)state;
-    fx_t f;
-    fx_open_faults(&f, 4, 5000);
+    fx_t *f = *state;
+    fx_open_faults(f, 4, 5000);
     const char *key = USER "/" GEN "/4-full.webp";
     assert_int_equal(s3f_add("PUT", "/4-full.webp", 1, "status", 500, 0), 0);
     assert_int_equal(s3f_add("PUT", "/4-full.webp", 1, "status", 503, 0), 0);
     assert_int_equal(s3f_add("PUT", "/4-full.webp", 1, "status", 429, 0), 0);
     unsigned char *b = body_of(150000, 11);
     double t0 = ts_now();
-    su_result_t r = put(&f, key, b, 150000);
+    su_result_t r = put(f, key, b, 150000);
     double took = ts_now() - t0;
     assert_int_equal(r.err.code, 0);
     /* three refused tries, then the fourth stored it */
@@ -528,92 +543,89 @@ static void test_5xx_and_429_on_a_put_are_retried_with_backoff(void **state)
     assert_the_sdk_reads(key, b, 150000);
     /* Faults that outlast the tries: the last error, after the last try. */
     assert_int_equal(s3f_add("PUT", "/4-full.webp", 4, "status", 503, 0), 0);
-    r = put(&f, key, b, 150000);
+    r = put(f, key, b, 150000);
     assert_int_equal(r.err.code, GF_EUNAVAIL);
     assert_int_equal(r.err.detail, 503);
     assert_non_null(strstr(r.err.msg, "SlowDown"));
     assert_int_equal(s3f_seen("PUT", "/4-full.webp", "status 503"), 5);
     assert_int_equal(s3f_rules_left(), 0);
     free(b);
-    fx_close(&f);
+    fx_close(f);
 }
 
 /* A PUT that gets no answer: timed out, tried again, stored. */
 static void test_a_stalled_put_times_out_and_is_retried(void **state)
 {
-    (void)state;
-    fx_t f;
-    fx_open_faults(&f, 3, 1000);
+    fx_t *f = *state;
+    fx_open_faults(f, 3, 1000);
     const char *key = USER "/" GEN "/5-512.webp";
     assert_int_equal(s3f_add("PUT", "/5-512.webp", 1, "stall", 0, 8000), 0);
     unsigned char *b = body_of(60000, 12);
     double t0 = ts_now();
-    su_result_t r = put(&f, key, b, 60000);
+    su_result_t r = put(f, key, b, 60000);
     double took = ts_now() - t0;
     assert_int_equal(r.err.code, 0);
     assert_true(took >= 1.0 && took < 8.0); /* the timeout, not the stall, ended the first try */
     assert_int_equal(s3f_seen("PUT", "/5-512.webp", "stall"), 1);
     assert_int_equal(s3f_seen("PUT", "/5-512.webp", "pass"), 1);
-    assert_reads_back(&f, key, b, 60000);
+    assert_reads_back(f, key, b, 60000);
     /* Stalled every time: GF_ETIMEDOUT after the last try. */
     assert_int_equal(s3f_add("PUT", "/5-512.webp", 3, "stall", 0, 8000), 0);
-    r = put(&f, key, b, 60000);
+    r = put(f, key, b, 60000);
     assert_int_equal(r.err.code, GF_ETIMEDOUT);
     assert_int_equal(s3f_rules_left(), 0);
     free(b);
-    fx_close(&f);
+    fx_close(f);
 }
 
 /* A PUT cut mid-body: nothing of it is ever readable; retried, the whole object. */
 static void test_a_put_cut_midway_never_leaves_part_of_an_object(void **state)
 {
-    (void)state;
-    fx_t f;
-    fx_open_faults(&f, 3, 5000);
+    fx_t *f = *state;
+    fx_open_faults(f, 3, 5000);
     unsigned char *b = body_of(300000, 13);
     /* Cut on every try: the put fails, and no reader finds anything under the key. */
     const char *lost = USER "/" GEN "/6-256.webp";
     assert_int_equal(s3f_add("PUT", "/6-256.webp", 3, "cut", 0, 0), 0);
-    su_result_t r = put(&f, lost, b, 300000);
+    su_result_t r = put(f, lost, b, 300000);
     assert_int_equal(r.err.code, GF_EUNAVAIL);
     assert_int_equal(s3f_seen("PUT", "/6-256.webp", "cut"), 3);
-    r = get(&f, lost);
+    r = get(f, lost);
     assert_int_equal(r.err.code, GF_ENOTFOUND);
     assert_int_equal(interop("absent", lost, NULL), 0);
     /* Cut once: the retry stores the whole body, as both clients read it. */
     const char *key = USER "/" GEN "/7-256.webp";
     assert_int_equal(s3f_add("PUT", "/7-256.webp", 1, "cut", 0, 0), 0);
-    r = put(&f, key, b, 300000);
+    r = put(f, key, b, 300000);
     assert_int_equal(r.err.code, 0);
     assert_int_equal(s3f_seen("PUT", "/7-256.webp", "cut"), 1);
     assert_int_equal(s3f_seen("PUT", "/7-256.webp", "pass"), 1);
-    assert_reads_back(&f, key, b, 300000);
+    assert_reads_back(f, key, b, 300000);
     assert_the_sdk_reads(key, b, 300000);
     free(b);
-    fx_close(&f);
+    fx_close(f);
 }
 
 /* A GET whose body arrives cut short yet framed as whole: never delivered. */
 static void test_a_get_cut_short_is_never_delivered(void **state)
 {
-    (void)state;
-    fx_t f;
-    fx_open_faults(&f, 3, 5000);
+    fx_t *f = *state;
+    fx_open_faults(f, 3, 5000);
     const char *key = USER "/" GEN "/8-thumb.jpg";
-    unsigned char *b = stored(&f, key, 80000, 14);
+    unsigned char *b = stored(f, key, 80000, 14);
     /* cut once: the retry reads it whole */
     assert_int_equal(s3f_add("GET", "/8-thumb.jpg", 1, "cut", 0, 0), 0);
-    assert_reads_back(&f, key, b, 80000);
+    assert_reads_back(f, key, b, 80000);
     assert_int_equal(s3f_seen("GET", "/8-thumb.jpg", "cut"), 1);
     assert_int_equal(s3f_seen("GET", "/8-thumb.jpg", "pass"), 1);
     /* cut every time: an error, no bytes */
     assert_int_equal(s3f_add("GET", "/8-thumb.jpg", 3, "cut", 0, 0), 0);
-    su_result_t r = get(&f, key);
+    su_result_t r = get(f, key);
     assert_int_equal(r.err.code, GF_EIO);
     assert_null(r.data);
     assert_int_equal(s3f_seen("GET", "/8-thumb.jpg", "cut"), 4);
     free(b);
-    fx_close(&f);
+    fx_close(f);
 }
 
 int main(void)
@@ -625,20 +637,31 @@ int main(void)
     snprintf(faults_env, sizeof(faults_env), "FARM_S3_ENDPOINT=%s",
              ts_env("FARM_TEST_S3_FAULTS_ENDPOINT"));
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_put_get_delete_and_the_sdk_agrees),
-        cmocka_unit_test(test_the_farm_reads_what_the_sdk_stored),
-        cmocka_unit_test(test_presigned_urls_open_the_object_until_they_expire),
-        cmocka_unit_test(test_virtual_hosted_addressing),
-        cmocka_unit_test(test_a_wrong_secret_is_refused_and_named),
-        cmocka_unit_test(test_a_missing_bucket_fails_the_check),
-        cmocka_unit_test(test_a_put_outlives_the_server_going_down),
-        cmocka_unit_test(test_close_cancels_what_is_in_flight),
-        cmocka_unit_test(test_bad_keys_fail_at_once),
+        cmocka_unit_test_setup_teardown(test_put_get_delete_and_the_sdk_agrees, fx_setup_farm,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_the_farm_reads_what_the_sdk_stored, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_presigned_urls_open_the_object_until_they_expire,
+                                        fx_setup_farm, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_virtual_hosted_addressing, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_a_wrong_secret_is_refused_and_named, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_a_missing_bucket_fails_the_check, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_a_put_outlives_the_server_going_down, fx_setup_farm,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_close_cancels_what_is_in_flight, fx_setup_farm,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_keys_fail_at_once, fx_setup_farm, fx_teardown),
         cmocka_unit_test(test_bad_combinations_are_refused_naming_the_variable),
-        cmocka_unit_test(test_5xx_and_429_on_a_put_are_retried_with_backoff),
-        cmocka_unit_test(test_a_stalled_put_times_out_and_is_retried),
-        cmocka_unit_test(test_a_put_cut_midway_never_leaves_part_of_an_object),
-        cmocka_unit_test(test_a_get_cut_short_is_never_delivered),
+        cmocka_unit_test_setup_teardown(test_5xx_and_429_on_a_put_are_retried_with_backoff,
+                                        fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_a_stalled_put_times_out_and_is_retried, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_a_put_cut_midway_never_leaves_part_of_an_object,
+                                        fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_a_get_cut_short_is_never_delivered, fx_setup,
+                                        fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

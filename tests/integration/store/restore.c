@@ -164,14 +164,7 @@ static void test_a_restored_farm_is_whole(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    int bad = 0;
-    if (worker_pid > 0)
-        bad |= ts_stop(worker_pid, SIGTERM, 40) != 0;
-    if (api_pid > 0)
-        bad |= ts_stop(api_pid, SIGTERM, 15) != 0;
-    if (fake_pid > 0)
-        ts_stop(fake_pid, SIGTERM, 10);
-    return bad ? -1 : 0;
+    return ts_stop_farm(worker_pid, api_pid, fake_pid);
 }
 
 int main(void)

@@ -18,6 +18,7 @@
 
 #define SECRET "unit-auth-secret-0123456789"
 #define SUB    "7d1b3c3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e"
+#define OTHER  "not-the-secret-0123456789" /* a wrong secret: only a remembered token passes */
 
 /* A token with exp = now+exp_in and, when `nbf_in` or `iat_in` is not LONG_MIN, those too. */
 static char *token(long exp_in, long nbf_in, long iat_in)
@@ -112,57 +113,73 @@ static int cached(api_token_cache_t *c, const char *secret, const char *t, long 
     return rc;
 }
 
+/*
+ * The fixture of the cache tests that start from one remembered token: a
+ * cache of 16 that has verified `t` (exp in 600 s) at `now`; in *state.
+ */
+typedef struct {
+    api_token_cache_t *c;
+    char *t;
+    long now;
+} remembered_t;
+
+static int remembered_setup(void **state)
+{
+    remembered_t *r = calloc(1, sizeof(*r));
+    char why[256];
+    r->c = api__token_cache_new(16);
+    r->t = token(600, LONG_MIN, LONG_MIN);
+    r->now = (long)time(NULL);
+    *state = r;
+    assert_int_equal(cached(r->c, SECRET, r->t, r->now, why), 0);
+    return 0;
+}
+
+static int remembered_teardown(void **state)
+{
+    remembered_t *r = *state;
+    free(r->t);
+    api__token_cache_free(r->c);
+    free(r);
+    return 0;
+}
+
 /* A remembered token is answered without the secret: a wrong one shows the cache answered. */
 static void test_cache_answers_a_verified_token_again(void **state)
 {
-    (void)state;
-    api_token_cache_t *c = api__token_cache_new(16);
-    char *t = token(600, LONG_MIN, LONG_MIN), why[256];
-    long now = (long)time(NULL);
-    assert_int_equal(cached(c, SECRET, t, now, why), 0);
-    assert_int_equal(cached(c, "not-the-secret-0123456789", t, now, why), 0);
+    remembered_t *r = *state;
+    char why[256];
+    assert_int_equal(cached(r->c, OTHER, r->t, r->now, why), 0);
     /* a refusal is not remembered: a bad signature is refused each time */
     char *u = token(900, LONG_MIN, LONG_MIN);
-    assert_true(cached(c, "not-the-secret-0123456789", u, now, why) < 0);
+    assert_true(cached(r->c, OTHER, u, r->now, why) < 0);
     assert_non_null(strstr(why, "signature"));
-    assert_int_equal(cached(c, SECRET, u, now, why), 0);
-    free(t);
+    assert_int_equal(cached(r->c, SECRET, u, r->now, why), 0);
     free(u);
-    api__token_cache_free(c);
 }
 
 /* Only the whole text matches: one changed signature byte is verified, and refused. */
 static void test_cache_matches_the_whole_token(void **state)
 {
-    (void)state;
-    api_token_cache_t *c = api__token_cache_new(16);
-    char *t = token(600, LONG_MIN, LONG_MIN), why[256];
-    long now = (long)time(NULL);
-    assert_int_equal(cached(c, SECRET, t, now, why), 0);
-    size_t n = strlen(t);
-    t[n - 2] = t[n - 2] == 'A' ? 'B' : 'A';
-    assert_true(cached(c, SECRET, t, now, why) < 0);
-    t[n - 2] = '\0'; /* a prefix of a remembered token is not it either */
-    assert_true(cached(c, SECRET, t, now, why) < 0);
-    free(t);
-    api__token_cache_free(c);
+    remembered_t *r = *state;
+    char why[256];
+    size_t n = strlen(r->t);
+    r->t[n - 2] = r->t[n - 2] == 'A' ? 'B' : 'A';
+    assert_true(cached(r->c, SECRET, r->t, r->now, why) < 0);
+    r->t[n - 2] = '\0'; /* a prefix of a remembered token is not it either */
+    assert_true(cached(r->c, SECRET, r->t, r->now, why) < 0);
 }
 
 /* At its exp a remembered token is refused as expired, and forgotten. */
 static void test_cache_refuses_at_exp(void **state)
 {
-    (void)state;
-    api_token_cache_t *c = api__token_cache_new(16);
-    char *t = token(600, LONG_MIN, LONG_MIN), why[256];
-    long now = (long)time(NULL);
-    assert_int_equal(cached(c, SECRET, t, now, why), 0);
-    assert_int_equal(cached(c, "not-the-secret-0123456789", t, now + 598, why), 0);
-    assert_true(cached(c, SECRET, t, now + 601, why) < 0);
+    remembered_t *r = *state;
+    char why[256];
+    assert_int_equal(cached(r->c, OTHER, r->t, r->now + 598, why), 0);
+    assert_true(cached(r->c, SECRET, r->t, r->now + 601, why) < 0);
     assert_non_null(strstr(why, "expired"));
     /* forgotten: the next check verifies it again (and a wrong secret fails it) */
-    assert_true(cached(c, "not-the-secret-0123456789", t, now, why) < 0);
-    free(t);
-    api__token_cache_free(c);
+    assert_true(cached(r->c, OTHER, r->t, r->now, why) < 0);
 }
 
 /* Bounded: a token takes its slot from another; one over the size limit is never kept. */
@@ -174,8 +191,8 @@ static void test_cache_is_bounded(void **state)
     long now = (long)time(NULL);
     assert_int_equal(cached(c, SECRET, a, now, why), 0);
     assert_int_equal(cached(c, SECRET, b, now, why), 0);
-    assert_true(cached(c, "not-the-secret-0123456789", a, now, why) < 0);
-    assert_int_equal(cached(c, "not-the-secret-0123456789", b, now, why), 0);
+    assert_true(cached(c, OTHER, a, now, why) < 0);
+    assert_int_equal(cached(c, OTHER, b, now, why), 0);
     free(a);
     free(b);
     /* a token longer than API_TOKEN_CACHE_TOKEN_MAX */
@@ -192,7 +209,7 @@ static void test_cache_is_bounded(void **state)
     jwt_free(jwt);
     assert_true(strlen(big) > API_TOKEN_CACHE_TOKEN_MAX);
     assert_int_equal(cached(c, SECRET, big, now, why), 0);
-    assert_true(cached(c, "not-the-secret-0123456789", big, now, why) < 0);
+    assert_true(cached(c, OTHER, big, now, why) < 0);
     free(big);
     api__token_cache_free(c);
 }
@@ -205,9 +222,12 @@ int main(void)
         cmocka_unit_test(test_iat_in_the_future_is_refused),
         cmocka_unit_test(test_expired_is_refused),
         cmocka_unit_test(test_nbf_of_wrong_type_is_refused),
-        cmocka_unit_test(test_cache_answers_a_verified_token_again),
-        cmocka_unit_test(test_cache_matches_the_whole_token),
-        cmocka_unit_test(test_cache_refuses_at_exp),
+        cmocka_unit_test_setup_teardown(test_cache_answers_a_verified_token_again, remembered_setup,
+                                        remembered_teardown),
+        cmocka_unit_test_setup_teardown(test_cache_matches_the_whole_token, remembered_setup,
+                                        remembered_teardown),
+        cmocka_unit_test_setup_teardown(test_cache_refuses_at_exp, remembered_setup,
+                                        remembered_teardown),
         cmocka_unit_test(test_cache_is_bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -44,17 +44,42 @@ static void check_variants(const img_variants *v, const expect_t *want, size_t n
     }
 }
 
+/* The variants of `bytes`, a w x h provider image, with `n_exports` export presets: made without
+ * error. */
+static void make_ok(const void *bytes, size_t n, int w, int h,
+                    const img_export_preset *const *exports, size_t n_exports, img_variants *v)
+{
+    img_post_opts o = {
+        .expect_width = w, .expect_height = h, .exports = exports, .n_exports = n_exports};
+    gf_err_t err = {0};
+    assert_int_equal(img_variants_make(bytes, n, &o, v, &err), 0);
+}
+
+/* The variants, without exports, of a w x h test picture (imgt_picture) in `fmt`. */
+static void variants_of_picture(int w, int h, img_format fmt, img_variants *v)
+{
+    size_t n;
+    unsigned char *bytes = imgt_picture(w, h, fmt, &n);
+    make_ok(bytes, n, w, h, NULL, 0, v);
+    g_free(bytes);
+}
+
+/* Variant `i` is the full variant's bytes, in a buffer of its own. */
+static void assert_bytes_of_full(const img_variants *v, size_t i)
+{
+    assert_int_equal(v->items[i].data.len, v->items[0].data.len);
+    assert_memory_equal(v->items[i].data.data, v->items[0].data.data, v->items[0].data.len);
+    assert_ptr_not_equal(v->items[i].data.data, v->items[0].data.data);
+}
+
 static void test_square_image_gives_every_variant(void **state)
 {
     (void)state;
     size_t n;
     unsigned char *png = imgt_picture(1024, 1024, IMG_FORMAT_PNG, &n);
     const img_export_preset *exports[] = {&story, &linkedin, &print, &banner};
-    img_post_opts o = {
-        .expect_width = 1024, .expect_height = 1024, .exports = exports, .n_exports = 4};
     img_variants v;
-    gf_err_t err = {0};
-    assert_int_equal(img_variants_make(png, n, &o, &v, &err), 0);
+    make_ok(png, n, 1024, 1024, exports, 4, &v);
     const expect_t want[] = {
         {"full", IMG_FORMAT_WEBP, 1024, 1024},
         {"512", IMG_FORMAT_WEBP, 512, 512},
@@ -75,12 +100,8 @@ static void test_square_image_gives_every_variant(void **state)
 static void test_portrait_image_jpeg_input(void **state)
 {
     (void)state;
-    size_t n;
-    unsigned char *jpg = imgt_picture(768, 1024, IMG_FORMAT_JPEG, &n);
-    img_post_opts o = {.expect_width = 768, .expect_height = 1024};
     img_variants v;
-    gf_err_t err = {0};
-    assert_int_equal(img_variants_make(jpg, n, &o, &v, &err), 0);
+    variants_of_picture(768, 1024, IMG_FORMAT_JPEG, &v);
     const expect_t want[] = {
         {"full", IMG_FORMAT_WEBP, 768, 1024},
         {"512", IMG_FORMAT_WEBP, 512, 512},
@@ -89,7 +110,6 @@ static void test_portrait_image_jpeg_input(void **state)
     };
     check_variants(&v, want, 4);
     img_variants_dispose(&v);
-    g_free(jpg);
 }
 
 /* The smallest size API.md allows: the 512 is an upscale, the 256 is the
@@ -110,25 +130,15 @@ static void test_small_square_images(void **state)
         {"256", IMG_FORMAT_WEBP, 256, 256},
         {"thumb", IMG_FORMAT_JPEG, 128, 128},
     };
-    size_t n;
-    unsigned char *png = imgt_picture(256, 256, IMG_FORMAT_PNG, &n);
-    img_post_opts o = {.expect_width = 256, .expect_height = 256};
     img_variants v;
-    gf_err_t err = {0};
-    assert_int_equal(img_variants_make(png, n, &o, &v, &err), 0);
+    variants_of_picture(256, 256, IMG_FORMAT_PNG, &v);
     check_variants(&v, want256, 4);
-    assert_int_equal(v.items[2].data.len, v.items[0].data.len);
-    assert_memory_equal(v.items[2].data.data, v.items[0].data.data, v.items[0].data.len);
-    assert_ptr_not_equal(v.items[2].data.data, v.items[0].data.data);
+    assert_bytes_of_full(&v, 2);
     img_variants_dispose(&v);
-    g_free(png);
 
-    png = imgt_picture(384, 384, IMG_FORMAT_PNG, &n);
-    o.expect_width = o.expect_height = 384;
-    assert_int_equal(img_variants_make(png, n, &o, &v, &err), 0);
+    variants_of_picture(384, 384, IMG_FORMAT_PNG, &v);
     check_variants(&v, want384, 4);
     img_variants_dispose(&v);
-    g_free(png);
 }
 
 /* The attention crop keeps the subject: the bright disc sits right of centre
@@ -136,19 +146,14 @@ static void test_small_square_images(void **state)
 static void test_attention_crop_follows_the_subject(void **state)
 {
     (void)state;
-    size_t n;
-    unsigned char *png = imgt_picture(1536, 512, IMG_FORMAT_PNG, &n);
-    img_post_opts o = {.expect_width = 1536, .expect_height = 512};
     img_variants v;
-    gf_err_t err = {0};
-    assert_int_equal(img_variants_make(png, n, &o, &v, &err), 0);
+    variants_of_picture(1536, 512, IMG_FORMAT_PNG, &v);
     VipsImage *sq = imgt_decode(v.items[1].data.data, v.items[1].data.len);
     double max = 0;
     assert_int_equal(vips_max(sq, &max, NULL), 0);
     assert_true(max >= 240); /* the disc (250, 200, 40) is in the crop */
     g_object_unref(sq);
     img_variants_dispose(&v);
-    g_free(png);
 }
 
 /* Mean absolute difference per band value (0..255) between two images of
@@ -213,10 +218,8 @@ static void test_derived_variants_match_one_step_thumbnails(void **state)
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         size_t n;
         unsigned char *bytes = imgt_picture(cases[c].w, cases[c].h, cases[c].fmt, &n);
-        img_post_opts o = {.expect_width = cases[c].w, .expect_height = cases[c].h};
         img_variants v;
-        gf_err_t err = {0};
-        assert_int_equal(img_variants_make(bytes, n, &o, &v, &err), 0);
+        make_ok(bytes, n, cases[c].w, cases[c].h, NULL, 0, &v);
         VipsImage *src = imgt_decode(bytes, n);
         compare_direct(&v, 1, src, 512, 512, 1, 2.0);
         compare_direct(&v, 2, src, 256, 256, 1, 2.5);
@@ -231,12 +234,8 @@ static void test_derived_variants_match_one_step_thumbnails(void **state)
 static void test_512_square_is_its_own_512(void **state)
 {
     (void)state;
-    size_t n;
-    unsigned char *png = imgt_picture(512, 512, IMG_FORMAT_PNG, &n);
-    img_post_opts o = {.expect_width = 512, .expect_height = 512};
     img_variants v;
-    gf_err_t err = {0};
-    assert_int_equal(img_variants_make(png, n, &o, &v, &err), 0);
+    variants_of_picture(512, 512, IMG_FORMAT_PNG, &v);
     const expect_t want[] = {
         {"full", IMG_FORMAT_WEBP, 512, 512},
         {"512", IMG_FORMAT_WEBP, 512, 512},
@@ -244,11 +243,8 @@ static void test_512_square_is_its_own_512(void **state)
         {"thumb", IMG_FORMAT_JPEG, 128, 128},
     };
     check_variants(&v, want, 4);
-    assert_int_equal(v.items[1].data.len, v.items[0].data.len);
-    assert_memory_equal(v.items[1].data.data, v.items[0].data.data, v.items[0].data.len);
-    assert_ptr_not_equal(v.items[1].data.data, v.items[0].data.data);
+    assert_bytes_of_full(&v, 1);
     img_variants_dispose(&v);
-    g_free(png);
 }
 
 static void test_alpha_input_flattened_for_jpeg(void **state)
@@ -262,10 +258,8 @@ static void test_alpha_input_flattened_for_jpeg(void **state)
     unsigned char *png = imgt_encode(rgba, IMG_FORMAT_PNG, &n);
     g_object_unref(black);
     g_object_unref(rgba);
-    img_post_opts o = {.expect_width = 256, .expect_height = 256};
     img_variants v;
-    gf_err_t err = {0};
-    assert_int_equal(img_variants_make(png, n, &o, &v, &err), 0);
+    make_ok(png, n, 256, 256, NULL, 0, &v);
     VipsImage *thumb = imgt_decode(v.items[3].data.data, v.items[3].data.len);
     unsigned char px[3];
     imgt_pixel(thumb, 64, 64, px); /* transparent became white */
