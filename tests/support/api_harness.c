@@ -139,3 +139,14 @@ double au_metric(const char *url, const char *series, double absent)
     ts_http_dispose(&r);
     return v;
 }
+
+ts_http_t au_get_output(json_t *output)
+{
+    const char *url = au_str(output, "url");
+    char full[1400];
+    snprintf(full, sizeof(full), "%s%s", au_base, url);
+    ts_http_t r = ts_http("GET", full, NULL, NULL, 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal((long long)r.body_len, json_integer_value(json_object_get(output, "bytes")));
+    return r;
+}

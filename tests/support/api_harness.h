@@ -52,6 +52,12 @@ void au_expect_error(ts_http_t *r, long status, const char *code, const char *fi
 /* The string member `key` of `o`, which must be there (borrowed from `o`). */
 const char *au_str(json_t *o, const char *key);
 
+/*
+ * GETs an output's signed `url` (an output object of API.md) from the api at
+ * au_base, asserting 200 and the `bytes` the output states; dispose of it.
+ */
+ts_http_t au_get_output(json_t *output);
+
 /* The "id" of a 202/200 answer. */
 void au_id_of(const ts_http_t *r, char out[37]);
 

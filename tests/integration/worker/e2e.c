@@ -153,13 +153,7 @@ static void check_image_event(const char *events)
     json_array_foreach(outputs, i, o)
     {
         assert_null(json_object_get(o, "storage_key"));
-        const char *url = json_string_value(json_object_get(o, "url"));
-        assert_non_null(url);
-        char full[1400];
-        snprintf(full, sizeof(full), "%s%s", au_base, url);
-        ts_http_t r = ts_http("GET", full, NULL, NULL, 0);
-        assert_int_equal(r.status, 200);
-        assert_int_equal((long long)r.body_len, json_integer_value(json_object_get(o, "bytes")));
+        ts_http_t r = au_get_output(o);
         ts_http_dispose(&r);
     }
     json_decref(ev);
