@@ -150,3 +150,13 @@ ts_http_t au_get_output(json_t *output)
     assert_int_equal((long long)r.body_len, json_integer_value(json_object_get(output, "bytes")));
     return r;
 }
+
+void au_assert_output_image(const void *data, size_t len, json_t *output, img_info *info)
+{
+    img_limits lim = {.max_bytes = 50u << 20, .max_pixels = 40000000};
+    gf_err_t err = {0};
+    assert_int_equal(img_upload_probe(data, len, &lim, info, &err), 0);
+    assert_int_equal(info->width, json_integer_value(json_object_get(output, "width")));
+    assert_int_equal(info->height, json_integer_value(json_object_get(output, "height")));
+    assert_string_equal(img_format_name(info->format), au_str(output, "format"));
+}

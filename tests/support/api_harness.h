@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <sys/types.h>
 
+#include "imaging.h"
 #include "support.h"
 
 #define AU_SECRET "test-jwt-secret-0123456789"
@@ -57,6 +58,13 @@ const char *au_str(json_t *o, const char *key);
  * au_base, asserting 200 and the `bytes` the output states; dispose of it.
  */
 ts_http_t au_get_output(json_t *output);
+
+/*
+ * Asserts that `data` is an image (img_upload_probe, up to 50 MiB and 40
+ * Mpx) of the width, height and format that `output` states; its info into
+ * `info`.
+ */
+void au_assert_output_image(const void *data, size_t len, json_t *output, img_info *info);
 
 /* The "id" of a 202/200 answer. */
 void au_id_of(const ts_http_t *r, char out[37]);
