@@ -260,14 +260,21 @@ void httpd__req_done(httpd_conn_t *c, int keep);
 void httpd__conn_accept(gf_httpd_t *h);
 /* Hands connections that open with HTTP/2's preface to `cb` (httpd_h2c_cb); NULL: none. */
 void httpd__set_h2c(gf_httpd_t *h, httpd_h2c_cb cb, void *data);
-/* Splits r->url into r->path (decoded) and r->query_raw; < 0 when it is not a path. */
-int httpd__split_url(gf_http_req_t *r);
 void httpd__conn_stop(httpd_conn_t *c);
 void httpd__conn_close(httpd_conn_t *c, int notify);
 /* Starts reading with the connection's alloc and read callbacks. */
 void httpd__conn_read_start(httpd_conn_t *c);
 /* (Re)arms the connection's one timer for `ms`; 0 stops it. */
 void httpd__conn_timer(httpd_conn_t *c, uint64_t ms);
+/* The headers are accepted: the body may come (100 Continue when asked for). */
+void httpd__conn_body_begin(httpd_conn_t *c);
+
+/* httpd_parse.c: libhttp-parser's callbacks (they record refusals, never answer). */
+extern const http_parser_settings httpd__parser_settings;
+/* Splits r->url into r->path (decoded) and r->query_raw; < 0 when it is not a path. */
+int httpd__split_url(gf_http_req_t *r);
+/* Whether the request announced a body (chunked, or a Content-Length above 0). */
+int httpd__req_has_body(const http_parser *p);
 
 /* httpd_linger.c */
 /* The answer is out: closes now, or half-closes and drops input until EOF or linger_ms. */
