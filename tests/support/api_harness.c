@@ -28,10 +28,8 @@ pid_t au_api_start(const char *const *extra)
     for (size_t i = 0; extra && extra[i] && n + 1 < sizeof(env) / sizeof(env[0]); i++)
         env[n++] = (char *)extra[i];
     env[n] = NULL;
-    char log_path[600], url[128];
-    snprintf(log_path, sizeof(log_path), "%s/api.log", ts_env("FARM_TEST_TMPDIR"));
-    char *argv[] = {(char *)ts_env("FARM_TEST_API_BIN"), NULL};
-    pid_t pid = ts_spawn(argv, env, log_path);
+    char url[128];
+    pid_t pid = ts_spawn_farm("FARM_TEST_API_BIN", env, "api.log");
     snprintf(url, sizeof(url), "%s/readyz", au_base);
     return pid > 0 && ts_wait_http(url, 200, NULL, 20) ? pid : -1;
 }

@@ -50,8 +50,6 @@ static size_t append(char **env, size_t n, const char *const *more)
 
 static pid_t start_worker(void)
 {
-    char log_path[600];
-    snprintf(log_path, sizeof(log_path), "%s/worker.log", ts_env("FARM_TEST_TMPDIR"));
     char *env[48];
     size_t n = common_env(env);
     env[n++] = ff_fake_env;
@@ -60,8 +58,7 @@ static pid_t start_worker(void)
     env[n++] = metrics_env;
     n = append(env, n, ff->worker);
     env[n] = NULL;
-    char *argv[] = {(char *)ts_env("FARM_TEST_WORKER_BIN"), NULL};
-    return ts_spawn(argv, env, log_path);
+    return ts_spawn_farm("FARM_TEST_WORKER_BIN", env, "worker.log");
 }
 
 int ff_wants_s3(void)

@@ -99,6 +99,18 @@ pid_t ts_spawn(char *const argv[], char *const extra[], const char *log_path)
     _exit(127);
 }
 
+pid_t ts_spawn_farm(const char *bin_env, char *const extra[], const char *log_fmt, ...)
+{
+    char name[256], log_path[800];
+    va_list ap;
+    va_start(ap, log_fmt);
+    vsnprintf(name, sizeof(name), log_fmt, ap);
+    va_end(ap);
+    snprintf(log_path, sizeof(log_path), "%s/%s", ts_env("FARM_TEST_TMPDIR"), name);
+    char *argv[] = {(char *)ts_env(bin_env), NULL};
+    return ts_spawn(argv, extra, log_path);
+}
+
 int ts_stop(pid_t pid, int sig, double timeout_s)
 {
     int status;

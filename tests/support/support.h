@@ -31,6 +31,14 @@ const char *ts_env(const char *name);
 pid_t ts_spawn(char *const argv[], char *const extra[], const char *log_path);
 
 /*
+ * Starts the program the fixture names in `bin_env` (FARM_TEST_API_BIN,
+ * FARM_TEST_WORKER_BIN) as ts_spawn does, its stderr in $FARM_TEST_TMPDIR/<log>,
+ * <log> formatted from `log_fmt` ("worker.log", "worker%d.log").
+ */
+pid_t ts_spawn_farm(const char *bin_env, char *const extra[], const char *log_fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/*
  * Waits up to `timeout_s` for a spawned program to write its port to `port_file`
  * (farm-fake-provider --port-file does once it listens); the port, or 0.
  */

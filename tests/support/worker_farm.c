@@ -30,9 +30,6 @@ char wf_user[37];
 pid_t wf_start_worker_more(const char *name, const char *fallback, const char *more,
                            const char *more2)
 {
-    char log_path[600];
-    snprintf(log_path, sizeof(log_path), "%s/%s.log", ts_env("FARM_TEST_TMPDIR"), name);
-    char *argv[] = {(char *)ts_env("FARM_TEST_WORKER_BIN"), NULL};
     char *extra[] = {wf_fake_env, wf_storage_env, "FARM_PROVIDER=fake",
                      "FARM_WORKER_METRICS_PORT=0", "FARM_QUEUE_LEASE_S=2",
                      "FARM_QUEUE_TIERS=pro:4:1000,free:1:3", "FARM_SWEEP_INTERVAL_S=1",
@@ -43,7 +40,7 @@ pid_t wf_start_worker_more(const char *name, const char *fallback, const char *m
                      "FARM_WORKER_CLAIM=ceiling",
                      (char *)(fallback ? fallback : "FARM_PROVIDER_FALLBACK=hf,fal,bfl,replicate"),
                      (char *)more, (char *)more2, NULL};
-    return ts_spawn(argv, extra, log_path);
+    return ts_spawn_farm("FARM_TEST_WORKER_BIN", extra, "%s.log", name);
 }
 
 pid_t wf_start_worker_with(const char *name, const char *fallback)

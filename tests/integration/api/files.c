@@ -44,7 +44,7 @@ static pid_t spawn(const char *bin_env, int port, const char *setting, const cha
 static pid_t spawn2(const char *bin_env, int port, const char *setting, const char *setting2,
                     const char *log_name)
 {
-    char port_env[64], storage_env[600], log_path[600];
+    char port_env[64], storage_env[600];
     snprintf(port_env, sizeof(port_env), "FARM_API_PORT=%d", port);
     snprintf(storage_env, sizeof(storage_env), "FARM_STORAGE_DIR=%s/storage",
              ts_env("FARM_TEST_TMPDIR"));
@@ -59,9 +59,7 @@ static pid_t spawn2(const char *bin_env, int port, const char *setting, const ch
                      (char *)setting,
                      (char *)setting2,
                      NULL};
-    char *argv[] = {(char *)ts_env(bin_env), NULL};
-    snprintf(log_path, sizeof(log_path), "%s/%s", ts_env("FARM_TEST_TMPDIR"), log_name);
-    return ts_spawn(argv, extra, log_path);
+    return ts_spawn_farm(bin_env, extra, "%s", log_name);
 }
 
 static int setup(void **state)

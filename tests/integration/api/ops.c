@@ -361,12 +361,9 @@ static void test_several_processes_share_the_port_and_stop_together(void **state
     static char port_env[64];
     int port = ts_free_port();
     snprintf(port_env, sizeof(port_env), "FARM_API_PORT=%d", port);
-    char out[512];
-    snprintf(out, sizeof(out), "%s/multi.log", ts_env("FARM_TEST_TMPDIR"));
-    char *argv[] = {(char *)ts_env("FARM_TEST_API_BIN"), NULL};
     char *extra[] = {port_env, "FARM_API_PROCESSES=2", "FARM_JWT_SECRET=ops-secret-0123456789",
                      "FARM_FILE_SECRET=ops-file-secret-0123456789", NULL};
-    pid_t pid = ts_spawn(argv, extra, out);
+    pid_t pid = ts_spawn_farm("FARM_TEST_API_BIN", extra, "multi.log");
     char url[128];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/healthz", port);
     assert_true(ts_wait_http(url, 200, "ok", 20));
@@ -387,14 +384,11 @@ static void test_sigterm_while_starting_stops_gracefully(void **state)
 {
     (void)state;
     static char port_env[64];
-    char out[512];
-    snprintf(out, sizeof(out), "%s/early-term.log", ts_env("FARM_TEST_TMPDIR"));
-    char *argv[] = {(char *)ts_env("FARM_TEST_API_BIN"), NULL};
     char *extra[] = {port_env, "FARM_API_PROCESSES=2", "FARM_JWT_SECRET=ops-secret-0123456789",
                      "FARM_FILE_SECRET=ops-file-secret-0123456789", NULL};
     for (int round = 0; round < 5; round++) {
         snprintf(port_env, sizeof(port_env), "FARM_API_PORT=%d", ts_free_port());
-        pid_t pid = ts_spawn(argv, extra, out);
+        pid_t pid = ts_spawn_farm("FARM_TEST_API_BIN", extra, "early-term.log");
         /* As soon as both children exist, before they serve. */
         assert_int_equal(ts_sh("for i in $(seq 200); do [ \"$(pgrep -c -P %d)\" -eq 2 ] && exit 0; "
                                "sleep 0.01; done; exit 1",

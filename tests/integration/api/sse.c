@@ -25,19 +25,13 @@ static void test_thousand_streams_all_get_the_terminal_event(void **state)
     static char port_env[64];
     int port = ts_free_port();
     snprintf(port_env, sizeof(port_env), "FARM_API_PORT=%d", port);
-    char log_path[600], out[600];
-    snprintf(log_path, sizeof(log_path), "%s/api.log", ts_env("FARM_TEST_TMPDIR"));
+    char out[600];
     snprintf(out, sizeof(out), "%s/fanout.out", ts_env("FARM_TEST_TMPDIR"));
-    char *argv[] = {(char *)ts_env("FARM_TEST_API_BIN"), NULL};
-    char *extra[] = {port_env,
-                     "FARM_JWT_SECRET=" SECRET,
-                     "FARM_FILE_SECRET=sse-file-secret-0123456789",
-                     "FARM_SSE_MAX_PER_USER=100000",
+    char *extra[] = {port_env, "FARM_JWT_SECRET=" SECRET,
+                     "FARM_FILE_SECRET=sse-file-secret-0123456789", "FARM_SSE_MAX_PER_USER=100000",
                      /* one user opens every stream: its reads are not what is measured */
-                     "FARM_RATE_LIMITS=reads=1000000/1000000",
-                     "FARM_LOG_LEVEL=warn",
-                     NULL};
-    pid_t api = ts_spawn(argv, extra, log_path);
+                     "FARM_RATE_LIMITS=reads=1000000/1000000", "FARM_LOG_LEVEL=warn", NULL};
+    pid_t api = ts_spawn_farm("FARM_TEST_API_BIN", extra, "api.log");
     char url[128];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/readyz", port);
     assert_true(ts_wait_http(url, 200, NULL, 20));

@@ -29,11 +29,8 @@ static pid_t fake_pid, api_pid, worker_pid;
 /* A worker on the fake provider; `db` NULL: the fixture's database. */
 static pid_t start_worker(const char *name, const char *db)
 {
-    char log_path[600];
     static char port_env[64];
-    snprintf(log_path, sizeof(log_path), "%s/%s.log", ts_env("FARM_TEST_TMPDIR"), name);
     snprintf(port_env, sizeof(port_env), "FARM_API_PORT=%s", strrchr(au_base, ':') + 1);
-    char *argv[] = {(char *)ts_env("FARM_TEST_WORKER_BIN"), NULL};
     char *extra[] = {fake_env,
                      storage_env,
                      port_env,
@@ -43,7 +40,7 @@ static pid_t start_worker(const char *name, const char *db)
                      "FARM_SWEEP_STALE_S=2",
                      (char *)db,
                      NULL};
-    return ts_spawn(argv, extra, log_path);
+    return ts_spawn_farm("FARM_TEST_WORKER_BIN", extra, "%s.log", name);
 }
 
 static json_t *get_generation(const char *tok, const char *id)

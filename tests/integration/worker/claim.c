@@ -55,9 +55,6 @@ static int setup(void **state)
     api_pid = au_api_start(api_extra);
     metrics_port = ts_free_port();
     snprintf(metrics_env, sizeof(metrics_env), "FARM_WORKER_METRICS_PORT=%d", metrics_port);
-    char log_path[600];
-    snprintf(log_path, sizeof(log_path), "%s/worker.log", ts_env("FARM_TEST_TMPDIR"));
-    char *worker_argv[] = {(char *)ts_env("FARM_TEST_WORKER_BIN"), NULL};
     char *worker_extra[] = {fake_env,
                             storage_env,
                             "FARM_PROVIDER=fake",
@@ -68,7 +65,7 @@ static int setup(void **state)
                             "FARM_PROVIDER_CONCURRENCY=100",
                             "FARM_WORKER_CLAIM_POLL_MS=50",
                             NULL};
-    worker_pid = ts_spawn(worker_argv, worker_extra, log_path);
+    worker_pid = ts_spawn_farm("FARM_TEST_WORKER_BIN", worker_extra, "worker.log");
     char url[128];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/healthz", metrics_port);
     if (api_pid < 0 || !ts_wait_http(url, 200, NULL, 30))

@@ -37,10 +37,7 @@ static int setup(void **state)
     const char *extra[] = {storage_env, "FARM_WORKER_METRICS_PORT=0", "FARM_PROVIDER=local", NULL};
     api_pid = au_api_start(extra);
     snprintf(port_env, sizeof(port_env), "FARM_API_PORT=%s", strrchr(au_base, ':') + 1);
-    char log_path[600];
-    char *worker_argv[] = {(char *)ts_env("FARM_TEST_WORKER_BIN"), NULL};
     for (int i = 0; i < 2; i++) {
-        snprintf(log_path, sizeof(log_path), "%s/worker%d.log", ts_env("FARM_TEST_TMPDIR"), i);
         metrics_port[i] = ts_free_port();
         snprintf(metrics_env[i], sizeof(metrics_env[i]), "FARM_WORKER_METRICS_PORT=%d",
                  metrics_port[i]);
@@ -50,7 +47,7 @@ static int setup(void **state)
                           metrics_env[i],
                           "FARM_RECONCILE_INTERVAL_S=1",
                           NULL};
-        workers[i] = ts_spawn(worker_argv, wextra, log_path);
+        workers[i] = ts_spawn_farm("FARM_TEST_WORKER_BIN", wextra, "worker%d.log", i);
     }
     char user[37];
     tok = au_token(NULL, "pro", NULL, user);

@@ -197,13 +197,11 @@ static void user_state(const char *at, long long *available, size_t *gens)
 static void test_unsupported_is_refused_before_any_hold(void **state)
 {
     (void)state;
-    char upload[37], body[512], port2[64], at[64], log_path[600];
+    char upload[37], body[512], port2[64], at[64];
     wf_upload_png(32, 32, upload);
     int port = ts_free_port();
     snprintf(port2, sizeof(port2), "FARM_API_PORT=%d", port);
     snprintf(at, sizeof(at), "http://127.0.0.1:%d", port);
-    snprintf(log_path, sizeof(log_path), "%s/api-unsupported.log", ts_env("FARM_TEST_TMPDIR"));
-    char *argv[] = {(char *)ts_env("FARM_TEST_API_BIN"), NULL};
     char *extra[] = {port2,
                      wf_storage_env,
                      "FARM_JWT_SECRET=" AU_SECRET,
@@ -214,7 +212,7 @@ static void test_unsupported_is_refused_before_any_hold(void **state)
                      "FARM_HF_POSE_MODEL=black-forest-labs/FLUX.1-Kontext-dev",
                      "FARM_BFL_POSE_MODEL=flux-dev",
                      NULL};
-    pid_t pid = ts_spawn(argv, extra, log_path);
+    pid_t pid = ts_spawn_farm("FARM_TEST_API_BIN", extra, "api-unsupported.log");
     char url[128];
     snprintf(url, sizeof(url), "%s/readyz", at);
     assert_true(ts_wait_http(url, 200, NULL, 20));

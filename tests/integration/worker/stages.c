@@ -36,7 +36,6 @@ static int setup(void **state)
 {
     (void)state;
     static char fake_env[128], storage_env[600];
-    char log_path[600];
     fake_pid = ts_fake_start(LATENCY_MS, fake_env);
     if (fake_env[0] == '\0')
         return -1;
@@ -44,15 +43,13 @@ static int setup(void **state)
              ts_env("FARM_TEST_TMPDIR"));
     const char *api_extra[] = {storage_env, "FARM_PROVIDER=fake", NULL};
     api_pid = au_api_start(api_extra);
-    snprintf(log_path, sizeof(log_path), "%s/worker.log", ts_env("FARM_TEST_TMPDIR"));
-    char *worker_argv[] = {(char *)ts_env("FARM_TEST_WORKER_BIN"), NULL};
     char *worker_extra[] = {fake_env,
                             storage_env,
                             "FARM_PROVIDER=fake",
                             "FARM_PROVIDER_FALLBACK=hf",
                             "FARM_WORKER_METRICS_PORT=0",
                             NULL};
-    worker_pid = ts_spawn(worker_argv, worker_extra, log_path);
+    worker_pid = ts_spawn_farm("FARM_TEST_WORKER_BIN", worker_extra, "worker.log");
     tok = au_token(NULL, "pro", NULL, NULL);
     return api_pid > 0 ? 0 : -1;
 }

@@ -39,12 +39,9 @@ static int setup(void **state)
         fprintf(stderr, "setup: %s\n", err.msg);
         return -1;
     }
-    char log_path[512];
-    snprintf(log_path, sizeof(log_path), "%s/worker.log", ts_env("FARM_TEST_TMPDIR"));
-    char *argv[] = {(char *)ts_env("FARM_TEST_WORKER_BIN"), NULL};
     char *extra[] = {"FARM_SWEEP_INTERVAL_S=1", "FARM_SWEEP_STALE_S=1",
                      "FARM_WORKER_METRICS_PORT=0", "FARM_WORKER_CONCURRENCY=0", NULL};
-    worker_pid = ts_spawn(argv, extra, log_path);
+    worker_pid = ts_spawn_farm("FARM_TEST_WORKER_BIN", extra, "worker.log");
     return 0;
 }
 
