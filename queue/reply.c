@@ -85,9 +85,17 @@ static void copy_state(char *dst, const redisReply *r)
     }
 }
 
-/* The {-1, state} and {-2} answers shared by the fenced scripts. */
-static int fenced(const redisReply *r, queue_result_t *res, const char *what, gf_err_t *err)
+/*
+ * The start shared by the fenced scripts' replies: `res` cleared, an array,
+ * the {-1, state} and {-2} answers, and for any other code at least `min`
+ * elements.
+ */
+static int fenced(const redisReply *r, queue_result_t *res, const char *what, size_t min,
+                  gf_err_t *err)
 {
+    memset(res, 0, sizeof(*res));
+    if (!is_arr(r, 1))
+        return BAD_REPLY(err, what);
     long long code = num(r->element[0]);
     if (code == -1) {
         copy_state(res->state, r->elements > 1 ? r->element[1] : NULL);
@@ -97,6 +105,8 @@ static int fenced(const redisReply *r, queue_result_t *res, const char *what, gf
     }
     if (code == -2)
         return gf_err_set(err, GF_ENOTFOUND, "queue", "%s: no such job", what);
+    if (r->elements < min)
+        return BAD_REPLY(err, what);
     return 0;
 }
 
@@ -215,14 +225,9 @@ int queue__parse_claim(const redisReply *r, queue_claim_t *out, gf_err_t *err)
 
 int queue__parse_heartbeat(const redisReply *r, queue_result_t *res, gf_err_t *err)
 {
-    memset(res, 0, sizeof(*res));
-    if (!is_arr(r, 1))
-        return BAD_REPLY(err, "heartbeat");
-    int rc = fenced(r, res, "heartbeat", err);
+    int rc = fenced(r, res, "heartbeat", 3, err);
     if (rc < 0)
         return rc;
-    if (r->elements < 3)
-        return BAD_REPLY(err, "heartbeat");
     res->cancel = num(r->element[1]) != 0;
     res->lease_until = num(r->element[2]);
     strcpy(res->state, "running");
@@ -231,14 +236,9 @@ int queue__parse_heartbeat(const redisReply *r, queue_result_t *res, gf_err_t *e
 
 int queue__parse_finish(const redisReply *r, queue_result_t *res, gf_err_t *err)
 {
-    memset(res, 0, sizeof(*res));
-    if (!is_arr(r, 1))
-        return BAD_REPLY(err, "finish");
-    int rc = fenced(r, res, "finish", err);
+    int rc = fenced(r, res, "finish", 3, err);
     if (rc < 0)
         return rc;
-    if (r->elements < 3)
-        return BAD_REPLY(err, "finish");
     copy_state(res->state, r->element[1]);
     res->retry_in_ms = num(r->element[2]);
     return 0;
@@ -259,10 +259,7 @@ int queue__parse_cancel(const redisReply *r, queue_result_t *res, gf_err_t *err)
 
 int queue__parse_event(const redisReply *r, queue_result_t *res, gf_err_t *err)
 {
-    memset(res, 0, sizeof(*res));
-    if (!is_arr(r, 1))
-        return BAD_REPLY(err, "event");
-    int rc = fenced(r, res, "event", err);
+    int rc = fenced(r, res, "event", 1, err);
     if (rc < 0)
         return rc;
     if (num(r->element[0]) == -3)
