@@ -84,7 +84,7 @@ static const gf_log_ctx log_ctx = {.component = "store"};
 
 static void pool_dispatch(store_t *st);
 static void on_idle(uv_idle_t *h);
-static void store_maybe_closed(store_t *st);
+static void store_release(store_t *st);
 static void conn_watch(pg_conn_t *pc, int events);
 
 /* --- requests ------------------------------------------------------------------ */
@@ -94,8 +94,7 @@ static void on_req_timer_closed(uv_handle_t *h)
     store_req_t *rq = h->data;
     store_t *st = rq->st;
     free(rq);
-    st->handles_open--;
-    store_maybe_closed(st);
+    store_release(st);
 }
 
 /* Sets the pool's gauges (store_metrics) from its state. */
@@ -201,8 +200,7 @@ static void on_poll_closed(uv_handle_t *h)
     pg_conn_t *pc = h->data;
     store_t *st = pc->st; /* conns live as long as the store */
     free(h);
-    st->handles_open--;
-    store_maybe_closed(st);
+    store_release(st);
 }
 
 static void conn_unwatch(pg_conn_t *pc)
@@ -596,13 +594,14 @@ int store_ping(store_t *st, uint64_t timeout_ms, store_ping_cb cb, void *data)
 static void on_idle_closed(uv_handle_t *h)
 {
     store_t *st = h->data;
-    st->handles_open--;
-    store_maybe_closed(st);
+    store_release(st);
 }
 
-static void store_maybe_closed(store_t *st)
+/* One of the store's handles (or store_close's hold) is gone: after the last one, a closing
+ * store is freed and its close callback runs. */
+static void store_release(store_t *st)
 {
-    if (!st->closing || st->handles_open > 0)
+    if (--st->handles_open > 0 || !st->closing)
         return;
     store_closed_cb cb = st->closed_cb;
     void *data = st->closed_data;
@@ -626,6 +625,5 @@ void store_close(store_t *st, store_closed_cb cb, void *data)
         conn_drop(&st->conns[i], GF_ECANCELED, "closing");
     on_idle(&st->idle); /* what ended inside a submit is delivered now, not after the close */
     uv_close((uv_handle_t *)&st->idle, on_idle_closed);
-    st->handles_open--;
-    store_maybe_closed(st);
+    store_release(st);
 }
