@@ -9,6 +9,7 @@
 
 #include <http_parser.h>
 
+#include "dueq.h"
 #include "httpd.h"
 #include "log.h"
 #include "slab.h"
@@ -144,10 +145,9 @@ struct httpd_conn {
     int lingering;       /* answered and half-closed: input is dropped until EOF or the timer */
     int discarding;      /* refused before its body: input is dropped, never kept */
     size_t linger_bytes; /* dropped so far while discarding or lingering */
-    /* Waiting, not reading, for a later turn's budget to drop input or, at EOF, to close
-     * (gf_httpd.drain_waiting). */
-    httpd_conn_t *drain_prev, *drain_next;
-    int drain_waiting;
+    /* Waiting, not reading, for a later turn's budget to drop input or, at EOF, to close:
+     * queued in gf_httpd.drain_waiting (drain.queued). */
+    gf_due_t drain;
     size_t out_bytes; /* bytes of writes not yet completed (this connection's output memory) */
     uint64_t turn_ms; /* the loop time of the turn turn_requests counts in */
     unsigned turn_requests;
@@ -177,8 +177,8 @@ struct gf_httpd {
      * waiting for a later turn in arrival order, and the timer that serves them then. */
     uint64_t drain_turn_ms, close_turn_ms;
     size_t drain_left;
-    unsigned closes_left; /* HTTPD_TURN_CLOSES a turn */
-    httpd_conn_t *drain_waiting, *drain_waiting_last;
+    unsigned closes_left;    /* HTTPD_TURN_CLOSES a turn */
+    gf_dueq_t drain_waiting; /* every node due at 0: a FIFO, in arrival order */
     uv_timer_t drain_timer;
     int drain_timer_open; /* initialized at the first wait, closed by gf_httpd_stop */
     int port;

@@ -11,25 +11,14 @@
  */
 #include "httpd_int.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 
 /* Takes `c` off the list of connections waiting for a turn's drain budget. */
 void httpd__drain_unlink(httpd_conn_t *c)
 {
-    gf_httpd_t *h = c->h;
-    if (!c->drain_waiting)
-        return;
-    c->drain_waiting = 0;
-    if (c->drain_prev)
-        c->drain_prev->drain_next = c->drain_next;
-    else
-        h->drain_waiting = c->drain_next;
-    if (c->drain_next)
-        c->drain_next->drain_prev = c->drain_prev;
-    else
-        h->drain_waiting_last = c->drain_prev;
-    c->drain_prev = c->drain_next = NULL;
+    gf_dueq_remove(&c->h->drain_waiting, &c->drain);
 }
 
 /* `c` has more to drop than this turn's budget: it stops reading and waits for the next turn. */
@@ -49,15 +38,8 @@ static void drain_wait(httpd_conn_t *c)
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = 0;
     }
-    if (!c->drain_waiting) {
-        c->drain_waiting = 1;
-        c->drain_prev = h->drain_waiting_last;
-        if (h->drain_waiting_last)
-            h->drain_waiting_last->drain_next = c;
-        else
-            h->drain_waiting = c;
-        h->drain_waiting_last = c;
-    }
+    if (!c->drain.queued)
+        gf_dueq_push(&h->drain_waiting, &c->drain, 0); /* all due at 0: after the last one */
     /* 1 ms, not 0: a later turn, as conn_turn_ok's timer (libuv runs a 0 ms timer
      * started by a timer in the same pass). */
     if (!uv_is_active((uv_handle_t *)&h->drain_timer))
@@ -170,8 +152,9 @@ void httpd__linger_input(httpd_conn_t *c, size_t n)
 void httpd__drain_turn(uv_timer_t *t)
 {
     gf_httpd_t *h = t->data;
-    while (h->drain_waiting != NULL) {
-        httpd_conn_t *c = h->drain_waiting;
+    while (h->drain_waiting.head != NULL) {
+        httpd_conn_t *c =
+            (httpd_conn_t *)((char *)h->drain_waiting.head - offsetof(httpd_conn_t, drain));
         if (c->read_eof) { /* its EOF came in a turn that had closed enough */
             if (!close_budget(h))
                 break;
@@ -184,7 +167,7 @@ void httpd__drain_turn(uv_timer_t *t)
         if (linger_drop(c) == 0 && !c->reading && !c->read_eof)
             httpd__conn_read_start(c); /* all dropped: wait for more, or the EOF, with the loop */
     }
-    if (h->drain_waiting != NULL && !uv_is_active((uv_handle_t *)t))
+    if (h->drain_waiting.head != NULL && !uv_is_active((uv_handle_t *)t))
         uv_timer_start(t, httpd__drain_turn, 1, 0);
 }
 
@@ -219,6 +202,6 @@ void httpd__conn_end(httpd_conn_t *c)
     }
     c->lingering = 1;
     httpd__conn_timer(c, c->h->opts.linger_ms);
-    if (!c->reading && !c->drain_waiting) /* a waiting one reads again after its drop */
+    if (!c->reading && !c->drain.queued) /* a waiting one reads again after its drop */
         httpd__conn_read_start(c);
 }
