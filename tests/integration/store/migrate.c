@@ -81,9 +81,18 @@ static char *scalar_in(const char *db, const char *sql)
     return v;
 }
 
-static char *scalar(const char *sql)
+/* The one value `sql` reads in `db` is `want`. */
+static void assert_scalar_in(const char *db, const char *sql, const char *want)
 {
-    return scalar_in(url, sql);
+    char *v = scalar_in(db, sql);
+    assert_non_null(v);
+    assert_string_equal(v, want);
+    free(v);
+}
+
+static void assert_scalar(const char *sql, const char *want)
+{
+    assert_scalar_in(url, sql, want);
 }
 
 static int migrate(gf_err_t *err)
@@ -102,14 +111,11 @@ static void test_applies_in_order_then_nothing_twice(void **state)
     write_file("README.txt", "not a migration");
     gf_err_t err = {0};
     assert_int_equal(migrate(&err), 2);
-    char *n = scalar("SELECT count(*) FROM schema_migrations");
-    assert_string_equal(n, "2");
-    free(n);
+    assert_scalar("SELECT count(*) FROM schema_migrations", "2");
     assert_int_equal(migrate(&err), 0);
-    char *cols = scalar("SELECT count(*) FROM information_schema.columns "
-                        "WHERE table_name = 't_first'");
-    assert_string_equal(cols, "2");
-    free(cols);
+    assert_scalar("SELECT count(*) FROM information_schema.columns "
+                  "WHERE table_name = 't_first'",
+                  "2");
 }
 
 static void test_failing_file_leaves_no_trace(void **state)
@@ -119,12 +125,8 @@ static void test_failing_file_leaves_no_trace(void **state)
     gf_err_t err = {0};
     assert_true(migrate(&err) < 0);
     assert_non_null(strstr(err.msg, "0003_broken.sql"));
-    char *t = scalar("SELECT count(*) FROM pg_tables WHERE tablename = 't_broken'");
-    assert_string_equal(t, "0");
-    free(t);
-    char *v = scalar("SELECT count(*) FROM schema_migrations WHERE version = 3");
-    assert_string_equal(v, "0");
-    free(v);
+    assert_scalar("SELECT count(*) FROM pg_tables WHERE tablename = 't_broken'", "0");
+    assert_scalar("SELECT count(*) FROM schema_migrations WHERE version = 3", "0");
     write_file("0003_broken.sql", "CREATE TABLE t_broken (a int);");
     gf_err_clear(&err);
     assert_int_equal(migrate(&err), 1);
@@ -139,9 +141,7 @@ static void test_changed_applied_file_is_refused(void **state)
     assert_int_equal(migrate(&err), GF_ECONFLICT);
     assert_non_null(strstr(err.msg, "0001_first.sql was changed"));
     /* Nothing after the refused file was applied. */
-    char *t = scalar("SELECT count(*) FROM pg_tables WHERE tablename = 't_after'");
-    assert_string_equal(t, "0");
-    free(t);
+    assert_scalar("SELECT count(*) FROM pg_tables WHERE tablename = 't_after'", "0");
     write_file("0001_first.sql", "CREATE TABLE t_first (a int);");
     gf_err_clear(&err);
     assert_int_equal(migrate(&err), 1);
@@ -362,10 +362,10 @@ static void test_database_of_numbered_files_upgrades_to_store_sql(void **state)
     assert_int_equal(store_migrate(upgraded_url, repo_migrations, NULL, &err), GF_ECONFLICT);
     free(scalar_in(upgraded_url, "UPDATE schema_migrations SET checksum = substr(checksum, 3) "
                                  "WHERE version = 2"));
-    char *renamed = scalar_in(upgraded_url, "SELECT count(*) FROM pg_proc "
-                                            "WHERE proname = 'farm_reconcile_0014'");
-    assert_string_equal(renamed, "1");
-    free(renamed);
+    assert_scalar_in(upgraded_url,
+                     "SELECT count(*) FROM pg_proc "
+                     "WHERE proname = 'farm_reconcile_0014'",
+                     "1");
 
     /* Today's `farm migrate`: the numbered files (those applied keep their checksums), then
      * store/sql. */
@@ -374,10 +374,10 @@ static void test_database_of_numbered_files_upgrades_to_store_sql(void **state)
     assert_int_equal(store_migrate(upgraded_url, repo_migrations, NULL, &err), numbered - 16);
     assert_int_equal(migrate_sql(upgraded_url, repo_migrations, NULL), live);
     assert_functions_are_store_sql(upgraded_url);
-    renamed = scalar_in(upgraded_url, "SELECT count(*) FROM pg_proc "
-                                      "WHERE proname = 'farm_reconcile_0014'");
-    assert_string_equal(renamed, "0");
-    free(renamed);
+    assert_scalar_in(upgraded_url,
+                     "SELECT count(*) FROM pg_proc "
+                     "WHERE proname = 'farm_reconcile_0014'",
+                     "0");
 
     /* Again: nothing to do. */
     assert_int_equal(store_migrate(upgraded_url, repo_migrations, NULL, &err), 0);
@@ -424,9 +424,7 @@ static void test_edited_sql_file_is_applied_again(void **state)
     fclose(log);
     assert_non_null(strstr(out, "applied store/sql/farm_ts.sql\n"));
     free(out);
-    char *ts = scalar_in(upgraded_url, "SELECT farm_ts(now())");
-    assert_string_equal(ts, "edited");
-    free(ts);
+    assert_scalar_in(upgraded_url, "SELECT farm_ts(now())", "edited");
     assert_int_equal(migrate_sql(upgraded_url, migrations, NULL), 0);
 
     /* A new return type: the file drops the old function first, in the same transaction. */
@@ -434,9 +432,8 @@ static void test_edited_sql_file_is_applied_again(void **state)
                                    "CREATE OR REPLACE FUNCTION farm_ts(t timestamptz) RETURNS int\n"
                                    "LANGUAGE sql IMMUTABLE AS $$ SELECT 7 $$;\n");
     assert_int_equal(migrate_sql(upgraded_url, migrations, NULL), 1);
-    ts = scalar_in(upgraded_url, "SELECT pg_typeof(farm_ts(now()))::text || farm_ts(now())");
-    assert_string_equal(ts, "integer7");
-    free(ts);
+    assert_scalar_in(upgraded_url, "SELECT pg_typeof(farm_ts(now()))::text || farm_ts(now())",
+                     "integer7");
 
     /* Back to text, dropping the int one first; then the repository's file as it is. */
     char path[1024];
