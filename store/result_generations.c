@@ -136,6 +136,53 @@ void store__read_sweep(store_rd_t *r, json_t *o, store_sweep_result_t *s)
                                     read_candidate, NULL);
 }
 
+/* One entry of an index-keyed object into `item`: its index, and its string (new). */
+typedef void (*index_put_fn)(void *item, int index, char *value);
+
+/*
+ * Object field `k` of `o` whose keys are decimal indexes and whose values are
+ * strings, into a new vector of `size` bytes an element (NULL when absent or
+ * empty) through `put`; *n entries. Any other shape is a bad shape named `k`.
+ */
+static void *read_index_map(store_rd_t *r, json_t *o, const char *k, size_t size, size_t *n,
+                            index_put_fn put)
+{
+    *n = 0;
+    json_t *m = store__rd_get(r, o, k);
+    if (m != NULL && !json_is_object(m))
+        r->bad = k;
+    if (r->bad || json_object_size(m) == 0)
+        return NULL;
+    char *items = gf_xcalloc(json_object_size(m), size);
+    const char *key;
+    json_t *v;
+    json_object_foreach(m, key, v)
+    {
+        int index = store__key_index(key);
+        if (index < 0 || !json_is_string(v)) {
+            r->bad = k;
+            break;
+        }
+        put(items + *n * size, index, gf_xstrdup(json_string_value(v)));
+        (*n)++;
+    }
+    return items;
+}
+
+static void put_request(void *item, int index, char *value)
+{
+    store_provider_request_t *p = item;
+    p->index = index;
+    p->token = value;
+}
+
+static void put_pose_key(void *item, int index, char *value)
+{
+    store_pose_key_t *p = item;
+    p->pose = index;
+    p->storage_key = value;
+}
+
 /* farm_worker_resume (migrations/0008). */
 void store__read_resume(store_rd_t *r, json_t *o, store_resume_result_t *s)
 {
@@ -148,39 +195,11 @@ void store__read_resume(store_rd_t *r, json_t *o, store_resume_result_t *s)
             r->bad = "settled";
         s->settled[i] = (int)json_integer_value(e);
     }
-    json_t *m = store__rd_get(r, o, "provider_requests");
-    if (m != NULL && !json_is_object(m))
-        r->bad = "provider_requests";
-    const char *key;
-    json_t *v;
-    if (!r->bad && json_object_size(m)) {
-        s->requests = gf_xcalloc(json_object_size(m), sizeof(*s->requests));
-        json_object_foreach(m, key, v)
-        {
-            if (store__key_index(key) < 0 || !json_is_string(v)) {
-                r->bad = "provider_requests";
-                break;
-            }
-            s->requests[s->n_requests].index = store__key_index(key);
-            s->requests[s->n_requests++].token = gf_xstrdup(json_string_value(v));
-        }
-    }
+    s->requests = read_index_map(r, o, "provider_requests", sizeof(*s->requests), &s->n_requests,
+                                 put_request);
     s->identity_key = store__rd_str(r, o, "identity_key", 1);
-    m = store__rd_get(r, o, "pose_keys");
-    if (m != NULL && !json_is_object(m))
-        r->bad = "pose_keys";
-    if (!r->bad && json_object_size(m)) {
-        s->pose_keys = gf_xcalloc(json_object_size(m), sizeof(*s->pose_keys));
-        json_object_foreach(m, key, v)
-        {
-            if (store__key_index(key) < 0 || !json_is_string(v)) {
-                r->bad = "pose_keys";
-                break;
-            }
-            s->pose_keys[s->n_pose_keys].pose = store__key_index(key);
-            s->pose_keys[s->n_pose_keys++].storage_key = gf_xstrdup(json_string_value(v));
-        }
-    }
+    s->pose_keys =
+        read_index_map(r, o, "pose_keys", sizeof(*s->pose_keys), &s->n_pose_keys, put_pose_key);
 }
 
 /*
