@@ -127,6 +127,19 @@ json_t *wf_wait_status(const char *id, const char *want, double timeout_s)
     return NULL;
 }
 
+json_t *wf_wait_end(const char *id, double timeout_s)
+{
+    json_t *g = wf_wait_status(id, "succeeded|partial|failed", timeout_s);
+    wf_assert_found(g);
+    return g;
+}
+
+json_t *wf_create_ended(const char *body, char id[37], double timeout_s)
+{
+    wf_create(body, id);
+    return wf_wait_end(id, timeout_s);
+}
+
 json_t *wf_identity_avatar(const char *prompt, int count, const char *upload)
 {
     char body[512], images[32] = "", id[37];
@@ -136,10 +149,7 @@ json_t *wf_identity_avatar(const char *prompt, int count, const char *upload)
              "{\"kind\":\"avatar\",\"prompt\":\"%s\",%s\"width\":256,\"height\":256,"
              "\"identity\":{\"upload_id\":\"%s\"}}",
              prompt, images, upload);
-    wf_create(body, id);
-    json_t *g = wf_wait_status(id, "succeeded|partial|failed", 30);
-    wf_assert_found(g);
-    return g;
+    return wf_create_ended(body, id, 30);
 }
 
 void wf_upload_png(int w, int h, char upload[37])

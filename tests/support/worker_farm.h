@@ -56,6 +56,11 @@ void wf_create(const char *body, char id[37]);
 json_t *wf_identity_avatar(const char *prompt, int count, const char *upload);
 /* Polls GET until the status is one of `want` ("a|b"); the generation (decref it), or NULL. */
 json_t *wf_wait_status(const char *id, const char *want, double timeout_s);
+/* Waits up to `timeout_s` for the generation to end (succeeded, partial or failed; asserted,
+ * the logs printed when it does not); the generation (decref it). */
+json_t *wf_wait_end(const char *id, double timeout_s);
+/* wf_create, then wf_wait_end. */
+json_t *wf_create_ended(const char *body, char id[37], double timeout_s);
 /* Uploads a w x h PNG gradient as the user; its upload id into `upload`. */
 void wf_upload_png(int w, int h, char upload[37]);
 /* The fake's count of requests to `endpoint` ("bfl.submit"). */

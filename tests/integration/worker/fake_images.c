@@ -22,11 +22,10 @@ static void test_a_jpeg_answer_becomes_every_variant(void **state)
 {
     (void)state;
     char id[37];
-    wf_create("{\"kind\":\"avatar\",\"prompt\":\"a fox in a jpeg\",\"width\":1024,"
-              "\"height\":1024,\"exports\":[\"instagram_story\"]}",
-              id);
-    json_t *g = wf_wait_status(id, "succeeded|partial|failed", 60);
-    wf_assert_found(g);
+    json_t *g =
+        wf_create_ended("{\"kind\":\"avatar\",\"prompt\":\"a fox in a jpeg\",\"width\":1024,"
+                        "\"height\":1024,\"exports\":[\"instagram_story\"]}",
+                        id, 60);
     assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
     /* The provider's answer was HF's JPEG. */
     json_t *calls = wf_fake_requests("hf.submit");

@@ -60,8 +60,7 @@ static void test_kill_9_loses_nothing_and_charges_once(void **state)
     assert_int_equal(ts_stop(wf_worker_pid, SIGKILL, 5), 128 + SIGKILL);
     wf_worker_pid = wf_start_worker("worker2");
     for (int i = 0; i < N; i++) {
-        g = wf_wait_status(ids[i], "succeeded|partial|failed", 60);
-        wf_assert_found(g);
+        g = wf_wait_end(ids[i], 60);
         assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
         assert_int_equal(json_integer_value(json_object_get(g, "charged")), 10);
         assert_true(json_integer_value(json_object_get(g, "attempts")) >= 2);
@@ -77,11 +76,10 @@ static void test_partial_success_charges_only_finished_images(void **state)
     (void)state;
     char id[37];
     /* The first provider call is refused as bad input (not retryable); the second works. */
-    wf_create("{\"kind\":\"avatar\",\"prompt\":\"a fox [[validation_400*1]]\",\"count\":2,"
-              "\"width\":256,\"height\":256}",
-              id);
-    json_t *g = wf_wait_status(id, "succeeded|partial|failed", 30);
-    wf_assert_found(g);
+    json_t *g = wf_create_ended(
+        "{\"kind\":\"avatar\",\"prompt\":\"a fox [[validation_400*1]]\",\"count\":2,"
+        "\"width\":256,\"height\":256}",
+        id, 30);
     assert_string_equal(json_string_value(json_object_get(g, "status")), "partial");
     assert_int_equal(json_integer_value(json_object_get(g, "charged")), 10);
     assert_int_equal(json_integer_value(json_object_get(g, "released")), 10);
@@ -124,11 +122,10 @@ static void test_every_image_failing_fails_with_its_error(void **state)
 {
     (void)state;
     char id[37];
-    wf_create("{\"kind\":\"avatar\",\"prompt\":\"a fox [[validation_422]]\",\"width\":256,"
-              "\"height\":256}",
-              id);
-    json_t *g = wf_wait_status(id, "succeeded|partial|failed", 30);
-    wf_assert_found(g);
+    json_t *g = wf_create_ended(
+        "{\"kind\":\"avatar\",\"prompt\":\"a fox [[validation_422]]\",\"width\":256,"
+        "\"height\":256}",
+        id, 30);
     assert_string_equal(json_string_value(json_object_get(g, "status")), "failed");
     assert_int_equal(json_integer_value(json_object_get(g, "charged")), 0);
     assert_int_equal(json_integer_value(json_object_get(g, "released")), 10);
@@ -258,8 +255,7 @@ static void test_kill_9_resumes_persisted_requests_instead_of_paying_again(void 
     assert_int_equal(ts_stop(wf_worker_pid, SIGKILL, 5), 128 + SIGKILL);
     wf_worker_pid = wf_start_worker_with("worker-bfl-2", "FARM_PROVIDER_FALLBACK=bfl");
     for (int i = 0; i < N; i++) {
-        json_t *g = wf_wait_status(ids[i], "succeeded|partial|failed", 60);
-        wf_assert_found(g);
+        json_t *g = wf_wait_end(ids[i], 60);
         assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
         assert_int_equal(json_integer_value(json_object_get(g, "charged")), 10);
         json_decref(g);
@@ -291,8 +287,7 @@ static void test_kill_9_resumes_replicate_predictions_without_a_second_one(void 
     long polls_at_kill = wf_fake_count("replicate.poll");
     wf_worker_pid = wf_start_worker_with("worker-rep-2", "FARM_PROVIDER_FALLBACK=replicate");
     for (int i = 0; i < N; i++) {
-        json_t *g = wf_wait_status(ids[i], "succeeded|partial|failed", 60);
-        wf_assert_found(g);
+        json_t *g = wf_wait_end(ids[i], 60);
         assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
         assert_string_equal(json_string_value(json_object_get(g, "provider")), "replicate");
         assert_int_equal(json_integer_value(json_object_get(g, "charged")), 10);

@@ -90,9 +90,7 @@ static void pose_reaches(const char *provider)
              "\"style\":\"watercolor\",\"provider\":\"%s\",\"identity\":{\"upload_id\":\"%s\"},"
              "\"poses\":[{\"preset\":\"standing-arms-crossed\"},{\"preset\":\"standing-wave\"}]}",
              tag, provider, upload);
-    wf_create(body, id);
-    json_t *g = wf_wait_status(id, "succeeded|partial|failed", 60);
-    wf_assert_found(g);
+    json_t *g = wf_create_ended(body, id, 60);
     assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
     json_decref(g);
     char want_id[65], want_pose[2][65];
@@ -144,11 +142,10 @@ static void test_hf_b64_json_answer_is_the_generations_image(void **state)
     (void)state;
     char id[37];
     long before = wf_fake_count("hf.submit");
-    wf_create("{\"kind\":\"avatar\",\"prompt\":\"an inline fox [[b64_json]]\",\"width\":320,"
-              "\"height\":256,\"provider\":\"hf\"}",
-              id);
-    json_t *g = wf_wait_status(id, "succeeded|partial|failed", 30);
-    wf_assert_found(g);
+    json_t *g = wf_create_ended(
+        "{\"kind\":\"avatar\",\"prompt\":\"an inline fox [[b64_json]]\",\"width\":320,"
+        "\"height\":256,\"provider\":\"hf\"}",
+        id, 30);
     assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
     assert_string_equal(json_string_value(json_object_get(g, "provider")), "hf");
     assert_int_equal(json_integer_value(json_object_get(g, "attempts")), 1);
