@@ -54,32 +54,36 @@ static void assert_same_as_vips(VipsImage *in, int halve)
     g_object_unref(theirs);
 }
 
-static void test_double_same_pixels_as_vips_resize(void **state)
-{
-    (void)state;
-    const struct {
-        int w, h, bands;
-        double sigma;
-    } cases[] = {{256, 256, 3, 90}, {256, 256, 3, 10}, {37, 64, 3, 90}, {64, 37, 1, 90},
-                 {5, 4, 3, 120},    {2, 3, 1, 120},    {1, 1, 3, 90},   {300, 200, 2, 60}};
-    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
-        VipsImage *in = noise(cases[c].w, cases[c].h, cases[c].bands, cases[c].sigma);
-        assert_same_as_vips(in, 0);
-        g_object_unref(in);
-    }
-}
+/* Noise images (see noise()) of each size, band count and spread, doubled or halved. */
+typedef struct {
+    int w, h, bands;
+    double sigma;
+} noise_case_t;
 
-static void test_halve_same_pixels_as_vips_resize(void **state)
+static const noise_case_t doubled[] = {{256, 256, 3, 90}, {256, 256, 3, 10}, {37, 64, 3, 90},
+                                       {64, 37, 1, 90},   {5, 4, 3, 120},    {2, 3, 1, 120},
+                                       {1, 1, 3, 90},     {300, 200, 2, 60}};
+static const noise_case_t halved[] = {{1024, 1024, 3, 90}, {512, 512, 3, 10}, {256, 256, 3, 120},
+                                      {64, 30, 1, 90},     {22, 40, 2, 90},   {12, 12, 3, 120},
+                                      {4, 6, 3, 90},       {2, 2, 1, 90}};
+
+typedef struct {
+    int halve;
+    const noise_case_t *cases;
+    size_t n;
+} noise_cases_t;
+
+static noise_cases_t doubling = {0, doubled, sizeof(doubled) / sizeof(doubled[0])};
+static noise_cases_t halving = {1, halved, sizeof(halved) / sizeof(halved[0])};
+
+/* Run once with `doubling` and once with `halving` as its state (see main). */
+static void test_same_pixels_as_vips_resize(void **state)
 {
-    (void)state;
-    const struct {
-        int w, h, bands;
-        double sigma;
-    } cases[] = {{1024, 1024, 3, 90}, {512, 512, 3, 10}, {256, 256, 3, 120}, {64, 30, 1, 90},
-                 {22, 40, 2, 90},     {12, 12, 3, 120},  {4, 6, 3, 90},      {2, 2, 1, 90}};
-    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
-        VipsImage *in = noise(cases[c].w, cases[c].h, cases[c].bands, cases[c].sigma);
-        assert_same_as_vips(in, 1);
+    const noise_cases_t *set = *state;
+    for (size_t c = 0; c < set->n; c++) {
+        const noise_case_t *k = &set->cases[c];
+        VipsImage *in = noise(k->w, k->h, k->bands, k->sigma);
+        assert_same_as_vips(in, set->halve);
         g_object_unref(in);
     }
 }
@@ -140,8 +144,10 @@ static void test_refuses_other_formats(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_double_same_pixels_as_vips_resize),
-        cmocka_unit_test(test_halve_same_pixels_as_vips_resize),
+        {"test_double_same_pixels_as_vips_resize", test_same_pixels_as_vips_resize, NULL, NULL,
+         &doubling},
+        {"test_halve_same_pixels_as_vips_resize", test_same_pixels_as_vips_resize, NULL, NULL,
+         &halving},
         cmocka_unit_test(test_same_pixels_on_hard_edges),
         cmocka_unit_test(test_halve_refuses_odd_sides),
         cmocka_unit_test(test_refuses_other_formats),
