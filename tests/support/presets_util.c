@@ -7,11 +7,16 @@
 
 img_presets_t *pu_presets;
 
+const char *pu_presets_dir(void)
+{
+    const char *dir = getenv("FARM_TEST_PRESETS_DIR");
+    return dir ? dir : "imaging/presets";
+}
+
 int pu_presets_setup(void **state)
 {
     (void)state;
-    const char *dir = getenv("FARM_TEST_PRESETS_DIR");
-    pu_presets = img_presets_load(dir ? dir : "imaging/presets", NULL);
+    pu_presets = img_presets_load(pu_presets_dir(), NULL);
     return pu_presets ? 0 : -1;
 }
 

@@ -9,10 +9,13 @@
 
 #include "imaging.h"
 
+/* The directory of the repository's presets: FARM_TEST_PRESETS_DIR, or imaging/presets. */
+const char *pu_presets_dir(void);
+
 /* The presets pu_presets_setup() loaded; NULL outside the group. */
 extern img_presets_t *pu_presets;
 
-/* Group setup and teardown for cmocka_run_group_tests: loads and frees pu_presets. */
+/* Setup and teardown for a cmocka group or test: loads and frees pu_presets. */
 int pu_presets_setup(void **state);
 int pu_presets_teardown(void **state);
 

@@ -5,6 +5,7 @@
  * sizes), every pose renders, and malformed files are refused by name.
  */
 #include "imaging_test.h"
+#include "presets_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,17 +13,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *presets_dir(void)
-{
-    const char *d = getenv("FARM_TEST_PRESETS_DIR");
-    return d ? d : "imaging/presets";
-}
-
 static void test_repo_presets_are_well_formed(void **state)
 {
     (void)state;
     gf_err_t err = {0};
-    img_presets_t *p = img_presets_load(presets_dir(), &err);
+    img_presets_t *p = img_presets_load(pu_presets_dir(), &err);
     if (p == NULL)
         fail_msg("load: %s", err.msg);
 
@@ -86,9 +81,7 @@ static void test_repo_presets_are_well_formed(void **state)
 static void test_reference_prompt_names_the_images(void **state)
 {
     (void)state;
-    gf_err_t err = {0};
-    img_presets_t *p = img_presets_load(presets_dir(), &err);
-    assert_non_null(p);
+    const img_presets_t *p = pu_presets;
     char *both = img_presets_reference_prompt(p, 1, 1, "a dancer, watercolor");
     assert_string_equal(both,
                         "the person in image 1, in the pose of image 2: a dancer, watercolor");
@@ -99,15 +92,13 @@ static void test_reference_prompt_names_the_images(void **state)
     free(both);
     free(none);
     free(pose);
-    img_presets_free(p);
 }
 
 static void test_every_pose_renders(void **state)
 {
     (void)state;
+    const img_presets_t *p = pu_presets;
     gf_err_t err = {0};
-    img_presets_t *p = img_presets_load(presets_dir(), &err);
-    assert_non_null(p);
     for (size_t i = 0; i < img_presets_pose_count(p); i++) {
         img_buf png;
         const img_pose_preset *pose = img_presets_pose(p, i);
@@ -120,7 +111,6 @@ static void test_every_pose_renders(void **state)
         g_object_unref(im);
         img_buf_dispose(&png);
     }
-    img_presets_free(p);
 }
 
 /* Writes the three files into a fresh temp dir, with `poses` as the pose list. */
@@ -240,8 +230,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_repo_presets_are_well_formed),
-        cmocka_unit_test(test_every_pose_renders),
-        cmocka_unit_test(test_reference_prompt_names_the_images),
+        cmocka_unit_test_setup_teardown(test_every_pose_renders, pu_presets_setup,
+                                        pu_presets_teardown),
+        cmocka_unit_test_setup_teardown(test_reference_prompt_names_the_images, pu_presets_setup,
+                                        pu_presets_teardown),
         cmocka_unit_test(test_malformed_files_refused),
         cmocka_unit_test(test_missing_dir_is_eio),
     };
