@@ -170,9 +170,10 @@ static const char *const short_times[] = {
 
 int qt_sync_setup(void **state)
 {
+    const char *const *settings = *state ? *state : short_times;
     qt_sync_fx_t *fx = calloc(1, sizeof(*fx));
     qt_flush();
-    fx->cfg = qt_cfg(short_times);
+    fx->cfg = qt_cfg(settings);
     gf_err_t err = {0};
     fx->qs = queue_sync_new(fx->cfg, &err);
     if (fx->qs == NULL)

@@ -57,7 +57,10 @@ void qt_sleep_ms(int ms);
  * The fixture of the blocking-client tests (basic, foreign): before each test
  * a flushed Redis and a sync client on short leases, retries and tiers
  * (lease 1 s, one reclaim, retries 200-400 ms, 3 attempts, pro:4:10,free:1:3,
- * events kept 60 s); in *state.
+ * events kept 60 s); in *state. A test given its own settings as its initial
+ * state (cmocka_unit_test_prestate_setup_teardown; "NAME=value",
+ * NULL-terminated) gets its client on those instead (fair, memory, race,
+ * restart).
  */
 typedef struct {
     gf_config_t *cfg;

@@ -54,11 +54,8 @@ static void test_one_users_flood_does_not_delay_another_user(void **state)
 
 static void test_tiers_share_claims_by_weight(void **state)
 {
-    (void)state;
-    qt_flush();
-    gf_config_t *cfg = qt_cfg(env);
-    queue_sync_t *qs = queue_sync_new(cfg, NULL);
-    assert_non_null(qs);
+    qt_sync_fx_t *fx = *state;
+    queue_sync_t *qs = fx->qs;
     char gen[64], user[32];
     for (int i = 0; i < 1000; i++) {
         snprintf(user, sizeof(user), "pro-%d", i % 50);
@@ -88,15 +85,14 @@ static void test_tiers_share_claims_by_weight(void **state)
     print_message("pro %d free %d ratio %.3f first free at %d\n", pro, free_, ratio, first_free);
     assert_true(ratio >= 3.6 && ratio <= 4.4);
     assert_true(first_free >= 0 && first_free < 5); /* the lower tier never waits long */
-    queue_sync_free(qs);
-    gf_cfg_free(cfg);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_users_flood_does_not_delay_another_user),
-        cmocka_unit_test(test_tiers_share_claims_by_weight),
+        cmocka_unit_test_prestate_setup_teardown(test_tiers_share_claims_by_weight, qt_sync_setup,
+                                                 qt_sync_teardown, (void *)env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -85,11 +85,8 @@ static void run_jobs(queue_sync_t *qs, int n)
 
 static void test_memory_is_bounded_after_10000_jobs(void **state)
 {
-    (void)state;
-    qt_flush();
-    gf_config_t *cfg = qt_cfg(env);
-    queue_sync_t *qs = queue_sync_new(cfg, NULL);
-    assert_non_null(qs);
+    qt_sync_fx_t *fx = *state;
+    queue_sync_t *qs = fx->qs;
 
     /* Warm up: the few fixed keys (sequence, WRR state, workers, stats) exist from now on. */
     run_jobs(qs, 200);
@@ -122,14 +119,13 @@ static void test_memory_is_bounded_after_10000_jobs(void **state)
     assert_true(keys1 <= keys0);
     /* 10,000 leaked jobs would be megabytes; allow allocator noise. */
     assert_true(mem1 < mem0 + 1024 * 1024);
-    queue_sync_free(qs);
-    gf_cfg_free(cfg);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_memory_is_bounded_after_10000_jobs),
+        cmocka_unit_test_prestate_setup_teardown(test_memory_is_bounded_after_10000_jobs,
+                                                 qt_sync_setup, qt_sync_teardown, (void *)env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -148,14 +148,13 @@ static size_t collect(const char *paths[2], const char *kind, char **out, size_t
     return n;
 }
 
+static const char *const env[] = {"FARM_QUEUE_TIERS=pro:4:100000,free:1:100000", NULL};
+
 static void test_two_processes_complete_each_job_exactly_once(void **state)
 {
-    (void)state;
-    static const char *const env[] = {"FARM_QUEUE_TIERS=pro:4:100000,free:1:100000", NULL};
-    qt_flush();
-    gf_config_t *cfg = qt_cfg(env);
-    queue_sync_t *qs = queue_sync_new(cfg, NULL);
-    assert_non_null(qs);
+    qt_sync_fx_t *fx = *state;
+    queue_sync_t *qs = fx->qs;
+    const gf_config_t *cfg = fx->cfg;
     char gen[64], user[32];
     for (int i = 0; i < JOBS; i++) {
         snprintf(user, sizeof(user), "race-user-%d", i % 37);
@@ -198,14 +197,13 @@ static void test_two_processes_complete_each_job_exactly_once(void **state)
     assert_int_equal(st.in_flight, 0);
     assert_int_equal(st.done_this_min + st.done_last_min, JOBS);
     queue_stats_dispose(&st);
-    queue_sync_free(qs);
-    gf_cfg_free(cfg);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_two_processes_complete_each_job_exactly_once),
+        cmocka_unit_test_prestate_setup_teardown(test_two_processes_complete_each_job_exactly_once,
+                                                 qt_sync_setup, qt_sync_teardown, (void *)env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,15 +19,13 @@
 
 enum { N = 300 };
 
+static const char *const env[] = {"FARM_QUEUE_TIERS=pro:4:1000,free:1:1000", "FARM_QUEUE_LEASE_S=2",
+                                  NULL};
+
 static void test_killed_redis_keeps_every_accepted_job(void **state)
 {
-    (void)state;
-    static const char *const env[] = {"FARM_QUEUE_TIERS=pro:4:1000,free:1:1000",
-                                      "FARM_QUEUE_LEASE_S=2", NULL};
-    qt_flush();
-    gf_config_t *cfg = qt_cfg(env);
-    queue_sync_t *qs = queue_sync_new(cfg, NULL);
-    assert_non_null(qs);
+    qt_sync_fx_t *fx = *state;
+    queue_sync_t *qs = fx->qs;
     static char gens[N][64];
     for (int i = 0; i < N; i++)
         qt_enqueue(qs, qt_id(gens[i], sizeof(gens[i]), "durable"), i % 2 ? "ua" : "ub",
@@ -87,14 +85,13 @@ static void test_killed_redis_keeps_every_accepted_job(void **state)
         queue_claim_dispose(&c);
     }
     assert_int_equal(done, N);
-    queue_sync_free(qs);
-    gf_cfg_free(cfg);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_killed_redis_keeps_every_accepted_job),
+        cmocka_unit_test_prestate_setup_teardown(test_killed_redis_keeps_every_accepted_job,
+                                                 qt_sync_setup, qt_sync_teardown, (void *)env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
