@@ -48,6 +48,17 @@ static int seen_at_least(fx_t *fx, int n, double timeout_s)
     return fx->n_seen >= n;
 }
 
+/* A watch of job `gen` on `q` from its start, once it delivered the job's first event (the
+ * 'queued' one that already exists; asserted). */
+static queue_watch_t *watch_from_start(fx_t *fx, queue_t *q, const char *gen)
+{
+    gf_err_t err = {0};
+    queue_watch_t *w = queue_watch_gen(q, gen, 0, on_watch, fx, &err);
+    assert_non_null(w);
+    assert_true(seen_at_least(fx, 1, 5));
+    return w;
+}
+
 static void test_async_lifecycle_with_live_wait(void **state)
 {
     fx_t *fx = *state;
@@ -57,10 +68,8 @@ static void test_async_lifecycle_with_live_wait(void **state)
     assert_int_equal(qt_wait_op(fx, queue_enqueue(fx->q, &req, qt_on_result, fx)), 0);
     assert_int_equal(fx->res.created, 1);
 
-    gf_err_t err = {0};
-    queue_watch_t *w = queue_watch_gen(fx->q, gen, 0, on_watch, fx, &err);
-    assert_non_null(w);
-    assert_true(seen_at_least(fx, 1, 5)); /* the 'queued' event that already existed */
+    /* the 'queued' event that already existed */
+    queue_watch_t *w = watch_from_start(fx, fx->q, gen);
 
     assert_int_equal(qt_wait_op(fx, queue_claim(fx->q, "wa", 8, qt_on_claim, fx)), 0);
     assert_int_equal(fx->claim->n_jobs, 1);
@@ -132,9 +141,7 @@ static void test_cancel_of_running_job_reaches_holder_within_2s(void **state)
     queue_claim_dispose(fx->claim);
     free(fx->claim);
     /* Let the subscription come up before the cancel (a real worker has it from the start). */
-    gf_err_t err = {0};
-    queue_watch_t *w = queue_watch_gen(fx->q, gen, 0, on_watch, fx, &err);
-    assert_true(seen_at_least(fx, 1, 5));
+    queue_watch_t *w = watch_from_start(fx, fx->q, gen);
     double t0 = ts_now();
     queue_result_t res;
     assert_int_equal(queue_sync_cancel(fx->qs, gen, &res, NULL), 0);
@@ -168,8 +175,7 @@ static void test_fails_fast_while_down_and_reconnects(void **state)
     char gen[64];
     qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "down"), "ud", "pro");
     gf_err_t err = {0};
-    queue_watch_t *w = queue_watch_gen(fx->q, gen, 0, on_watch, fx, &err);
-    assert_true(seen_at_least(fx, 1, 5));
+    queue_watch_t *w = watch_from_start(fx, fx->q, gen);
 
     qt_redis_stop();
     double end = ts_now() + 10;
@@ -232,6 +238,20 @@ static void test_channels_are_subscribed_as_needed(void **state)
     queue_on_cancel(fx->q, NULL, NULL);
 }
 
+/* fx->q2: a second queue on `cfg`, connected within `timeout_s` (asserted); the teardown
+ * closes it. */
+static queue_t *open_q2(fx_t *fx, const gf_config_t *cfg, double timeout_s)
+{
+    gf_err_t err = {0};
+    queue_t *q = fx->q2 = queue_new(&fx->loop, cfg, &err);
+    assert_non_null(q);
+    double end = ts_now() + timeout_s;
+    while (!queue_is_connected(q) && ts_now() < end)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_true(queue_is_connected(q));
+    return q;
+}
+
 static void test_a_deaf_subscription_is_found_and_replaced(void **state)
 {
     fx_t *fx = *state;
@@ -243,20 +263,12 @@ static void test_a_deaf_subscription_is_found_and_replaced(void **state)
     const char *const env[] = {url, "FARM_QUEUE_OP_TIMEOUT_MS=1000",
                                "FARM_REDIS_CONNECT_TIMEOUT_MS=300", NULL};
     fx->cfg2 = qt_cfg(env);
-    gf_err_t err = {0};
-    queue_t *q = fx->q2 = queue_new(&fx->loop, fx->cfg2, &err);
-    assert_non_null(q);
-    double end = ts_now() + 5;
-    while (!queue_is_connected(q) && ts_now() < end)
-        uv_run(&fx->loop, UV_RUN_ONCE);
-    assert_true(queue_is_connected(q));
+    queue_t *q = open_q2(fx, fx->cfg2, 5);
     assert_int_equal(qt_proxy_accepted(px), 1); /* the command connection */
 
     char gen[64];
     qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "deaf"), "udf", "pro");
-    queue_watch_t *w = queue_watch_gen(q, gen, 0, on_watch, fx, &err);
-    assert_non_null(w);
-    assert_true(seen_at_least(fx, 1, 5));
+    queue_watch_t *w = watch_from_start(fx, q, gen);
     assert_int_equal(numsub_reaches(fx, "{farm}:ev", 1), 1);
     /* An event through the live subscription, and a moment for the loop, so the
      * subscriber has surely taken its confirmations. */
@@ -295,13 +307,7 @@ static void test_a_connection_that_never_answers_its_setup_is_replaced(void **st
     snprintf(url, sizeof(url), "FARM_REDIS_URL=redis://127.0.0.1:%d/0", qt_proxy_port(px));
     const char *const env[] = {url, "FARM_QUEUE_OP_TIMEOUT_MS=500", NULL};
     fx->cfg2 = qt_cfg(env);
-    gf_err_t err = {0};
-    queue_t *q = fx->q2 = queue_new(&fx->loop, fx->cfg2, &err);
-    assert_non_null(q);
-    double end = ts_now() + 10;
-    while (!queue_is_connected(q) && ts_now() < end)
-        uv_run(&fx->loop, UV_RUN_ONCE);
-    assert_true(queue_is_connected(q));
+    queue_t *q = open_q2(fx, fx->cfg2, 10);
     assert_int_equal(qt_proxy_accepted(px), 2); /* the silent one, then its replacement */
 
     /* And it works: a job enqueued through it can be claimed. */
@@ -363,9 +369,7 @@ static void test_a_watch_read_that_failed_is_read_again(void **state)
     char gen[64];
     qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "retry"), "uretry", "pro");
     gf_err_t err = {0};
-    queue_watch_t *w = queue_watch_gen(fx->q, gen, 0, on_watch, fx, &err);
-    assert_non_null(w);
-    assert_true(seen_at_least(fx, 1, 5));
+    queue_watch_t *w = watch_from_start(fx, fx->q, gen);
     static const char *const other[] = {"FARM_QUEUE_TIERS=pro:4:11,free:1:3", NULL};
     fx->cfg2 = qt_cfg(other);
     queue_sync_t *qs2 = queue_sync_new(fx->cfg2, &err);
@@ -468,13 +472,8 @@ static void on_watch_closing(queue_watch_t *w, const gf_err_t *err, const queue_
 static void test_a_close_ends_its_watches_after_it_returned(void **state)
 {
     fx_t *fx = *state;
+    queue_t *q = open_q2(fx, fx->cfg, 5);
     gf_err_t err = {0};
-    queue_t *q = fx->q2 = queue_new(&fx->loop, fx->cfg, &err);
-    assert_non_null(q);
-    double end = ts_now() + 5;
-    while (!queue_is_connected(q) && ts_now() < end)
-        uv_run(&fx->loop, UV_RUN_ONCE);
-    assert_true(queue_is_connected(q));
     char gen[64];
     qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "closew"), "ucw", "pro");
     closing_watch_t cw = {0};
