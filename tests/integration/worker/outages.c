@@ -24,29 +24,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "queue_util.h"
 #include "worker_farm.h"
-
-static void redis_stop(void)
-{
-    const char *port = ts_env("FARM_TEST_REDIS_PORT");
-    (void)ts_sh("redis-cli -p %s shutdown >/dev/null 2>&1", port);
-    for (int i = 0; i < 100 && ts_sh("redis-cli -p %s ping >/dev/null 2>&1", port) == 0; i++)
-        usleep(100000);
-    assert_int_not_equal(ts_sh("redis-cli -p %s ping >/dev/null 2>&1", port), 0);
-}
-
-/* Starts the fixture's Redis again from its AOF. */
-static void redis_start(void)
-{
-    const char *port = ts_env("FARM_TEST_REDIS_PORT");
-    assert_int_equal(ts_sh("redis-server '%s' >/dev/null", ts_env("FARM_TEST_REDIS_CONF")), 0);
-    for (int i = 0; i < 200; i++) {
-        if (ts_sh("redis-cli -p %s ping 2>/dev/null | grep -q PONG", port) == 0)
-            return;
-        usleep(50000);
-    }
-    fail_msg("redis did not come back");
-}
 
 /* The queue's state word for the generation's job ("" when Redis has no job). */
 static void queue_state(const char *id, char out[32])
@@ -139,13 +118,13 @@ static void test_finish_while_redis_is_down_is_told_as_postgres_recorded(void **
     json_decref(g);
     /* Redis goes while the provider works: the worker records the image and the
      * finish in Postgres, and its finish in the queue cannot land. */
-    redis_stop();
+    qt_redis_stop();
     g = wf_wait_status(id, "succeeded|partial|failed|canceled", 30);
     wf_assert_found(g);
     assert_string_equal(status_of(g), "succeeded");
     json_decref(g);
     sleep(3); /* past the 2 s lease: Redis comes back with the job's lease expired */
-    redis_start();
+    qt_redis_start();
     char qs[32];
     wait_queue_final(id, qs, 30);
     assert_string_equal(qs, "done");
@@ -226,11 +205,11 @@ static void test_accepted_while_redis_is_down_is_enqueued_when_it_returns(void *
     /* A worker whose sweeper would enqueue it only after an hour: only the api can. */
     assert_int_equal(ts_stop(wf_worker_pid, SIGTERM, 40), 0);
     wf_worker_pid = wf_start_worker_more("worker-nosweep", NULL, "FARM_SWEEP_STALE_S=3600", NULL);
-    redis_stop();
+    qt_redis_stop();
     char id[37];
     wf_create("{\"kind\":\"avatar\",\"prompt\":\"a fox\",\"width\":256,\"height\":256}", id);
     sleep(2);
-    redis_start();
+    qt_redis_start();
     double back = ts_now();
     json_t *g = wf_wait_status(id, "running|succeeded", 15);
     wf_assert_found(g);
