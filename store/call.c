@@ -210,16 +210,57 @@ void store_call_accept(store_call_t *c, const store_accept_t *a)
     set_str(c, 13, a->webhook_events);
 }
 
-/* A string member, or JSON null for NULL. */
-static json_t *jstr(const char *s)
+/* Sets member `k` of `o` to the string `s`, or to null; fails on a string that is not UTF-8. */
+static int put_str(json_t *o, const char *k, const char *s)
 {
-    return s ? json_string(s) : json_null();
+    json_t *v = s ? json_string(s) : json_null();
+    return v ? json_object_set_new_nocheck(o, k, v) : -1;
+}
+
+static int put_int(json_t *o, const char *k, long long v)
+{
+    return json_object_set_new_nocheck(o, k, json_integer((json_int_t)v));
+}
+
+/* One request of the batch; NULL for a string that is not UTF-8. */
+static json_t *accept_item_json(const store_accept_item_t *it)
+{
+    const store_accept_t *a = &it->accept;
+    json_t *o = json_object();
+    int rc =
+        put_str(o, "id", a->id) | put_str(o, "user", a->user_id) | put_str(o, "plan", a->plan) |
+        put_int(o, "welcome", a->welcome_credits) | put_str(o, "kind", a->kind) |
+        put_int(o, "images", a->images) | put_int(o, "unit_cost", a->unit_cost) |
+        put_str(o, "params", a->params_json ? a->params_json : "{}") |
+        put_str(o, "metadata", a->metadata_json) |
+        (a->deadline_unix_ms > 0 ? put_int(o, "deadline_ms", a->deadline_unix_ms)
+                                 : json_object_set_new_nocheck(o, "deadline_ms", json_null())) |
+        put_str(o, "idem_key", a->idempotency_key) |
+        put_str(o, "idem_hash", a->idempotency_key ? a->request_hash : NULL) |
+        put_str(o, "webhook_url", a->webhook_url) |
+        put_str(o, "webhook_events", a->webhook_events) |
+        put_str(o, "identity_upload", it->identity_upload) |
+        put_str(o, "identity_gen", it->identity_generation) |
+        (it->identity_generation ? put_int(o, "identity_index", it->identity_index)
+                                 : json_object_set_new_nocheck(o, "identity_index", json_null()));
+    json_t *poses = json_array();
+    for (size_t k = 0; k < it->n_pose_uploads; k++) {
+        json_t *v = json_string(it->pose_uploads[k]);
+        rc |= v ? json_array_append_new(poses, v) : -1;
+    }
+    rc |= json_object_set_new_nocheck(o, "poses", poses);
+    if (rc != 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
 }
 
 /*
  * The batch as farm_accept_generations reads it: one object per request,
  * the user's JSON (params, metadata) as strings Postgres parses, so nothing
- * here parses or rewrites it.
+ * here parses or rewrites it. Built member by member (json_pack would
+ * parse its format string for every request of every batch).
  */
 int store_call_accept_batch(store_call_t *c, const store_accept_item_t *items, size_t n)
 {
@@ -228,25 +269,7 @@ int store_call_accept_batch(store_call_t *c, const store_accept_item_t *items, s
         return GF_EINVAL;
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
-        const store_accept_item_t *it = &items[i];
-        const store_accept_t *a = &it->accept;
-        json_t *poses = json_array();
-        for (size_t k = 0; k < it->n_pose_uploads; k++)
-            json_array_append_new(poses, jstr(it->pose_uploads[k]));
-        json_t *o = json_pack(
-            "{s:o, s:o, s:o, s:I, s:o, s:i, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, "
-            "s:o, s:o}",
-            "id", jstr(a->id), "user", jstr(a->user_id), "plan", jstr(a->plan), "welcome",
-            (json_int_t)a->welcome_credits, "kind", jstr(a->kind), "images", a->images, "unit_cost",
-            (json_int_t)a->unit_cost, "params", jstr(a->params_json ? a->params_json : "{}"),
-            "metadata", jstr(a->metadata_json), "deadline_ms",
-            a->deadline_unix_ms > 0 ? json_integer((json_int_t)a->deadline_unix_ms) : json_null(),
-            "idem_key", jstr(a->idempotency_key), "idem_hash",
-            jstr(a->idempotency_key ? a->request_hash : NULL), "webhook_url", jstr(a->webhook_url),
-            "webhook_events", jstr(a->webhook_events), "identity_upload", jstr(it->identity_upload),
-            "identity_gen", jstr(it->identity_generation), "identity_index",
-            it->identity_generation ? json_integer(it->identity_index) : json_null(), "poses",
-            poses);
+        json_t *o = accept_item_json(&items[i]);
         if (o == NULL) { /* a string that is not UTF-8 */
             json_decref(arr);
             return GF_EINVAL;
