@@ -217,7 +217,7 @@ static void gen_accept(gen_ctx_t *c)
                                          .metadata_json = p->metadata,
                                          .deadline_unix_ms = c->deadline_ms,
                                          .idempotency_key = c->has_idem_key ? c->idem_key : NULL,
-                                         .request_hash = c->hash,
+                                         .request_hash = c->has_idem_key ? c->hash : NULL,
                                          .webhook_url = p->webhook_url,
                                          .webhook_events = webhook_events[p->webhook_events & 3]},
                               .identity_upload = p->identity_upload[0] ? p->identity_upload : NULL,
@@ -262,8 +262,9 @@ static void on_create(gf_http_req_t *req, void *data)
     if (key != NULL) {
         snprintf(c->idem_key, sizeof(c->idem_key), "%s", key);
         c->has_idem_key = 1;
+        /* What a repeat of the key is compared with; without a key nothing reads it. */
+        img_sha256_hex(body, len, c->hash);
     }
-    img_sha256_hex(body, len, c->hash);
     gen_accept(c); /* the rate limit was taken at the headers (api/gate.c) */
     return;
 done:
