@@ -397,11 +397,10 @@ static void conn_check(httpd_conn_t *c)
     c->in_dispatch = 1; /* an answer or a proceed from inside the hook must not re-enter parsing */
     c->h->check(r, c->h->check_data);
     c->in_dispatch = 0;
-    /* No body byte is read while the hook decides (conn_process resumes reading). */
-    if (c->state == CONN_CHECKING && c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->reading = 0;
-    }
+    /* No body byte is read while the hook decides: reading stays on, but on_alloc
+     * lends no buffer meanwhile, and on_read stops reading only when bytes do come
+     * (conn_process resumes it). Stopping here and starting again after the hook
+     * would cost the loop two or three epoll_ctl calls per request. */
 }
 
 void httpd__conn_checked(httpd_conn_t *c)
@@ -492,6 +491,8 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     size_t n = sizeof(h->readbuf);
     if (c->lingering || c->discarding)
         n = LINGER_READ_BYTES;
+    else if (c->state == CONN_CHECKING)
+        n = 0; /* nothing is read while the check hook decides: on_read stops reading */
     else if (c->state <= CONN_HEADERS && h->opts.max_header_bytes < n)
         /* Until the check hook has decided, read no more than a request's headers: the
          * body bytes that come with them wait in c->in, so this bounds what a request
@@ -532,6 +533,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             httpd__linger_eof(c);
         else
             httpd__linger_input(c, (size_t)nread);
+        return;
+    }
+    if (nread == UV_ENOBUFS && c->state == CONN_CHECKING) {
+        uv_read_stop(s); /* bytes wait in the socket until the hook has decided */
+        c->reading = 0;
         return;
     }
     if (nread < 0) {

@@ -40,6 +40,7 @@ struct srv {
     gf_http_req_t **parked;
     int nparked, gate_n;
     uv_timer_t gate_timer;
+    int check_ms;        /* srv_check_after */
     gf_http_req_t **fan; /* the open /fanout streams */
     size_t nfan, fan_cap;
 };
@@ -461,6 +462,48 @@ static void do_count(srv_t *s, void *arg)
     *(size_t *)arg = gf_httpd_connections(s->h);
 }
 
+typedef struct {
+    uv_timer_t timer;
+    gf_http_req_t *req;
+    srv_t *srv;
+} check_wait_t;
+
+static void on_check_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void on_check_timer(uv_timer_t *t)
+{
+    check_wait_t *w = t->data;
+    atomic_fetch_add(&w->srv->stats.checked, 1);
+    gf_http_req_proceed(w->req);
+    uv_close((uv_handle_t *)&w->timer, on_check_closed);
+}
+
+static void on_check_hook(gf_http_req_t *r, void *data)
+{
+    srv_t *s = data;
+    check_wait_t *w = calloc(1, sizeof(*w));
+    assert_non_null(w);
+    w->req = r;
+    w->srv = s;
+    uv_timer_init(&s->loop, &w->timer);
+    w->timer.data = w;
+    uv_timer_start(&w->timer, on_check_timer, (uint64_t)s->check_ms, 0);
+}
+
+static void do_check_after(srv_t *s, void *arg)
+{
+    s->check_ms = *(int *)arg;
+    gf_httpd_set_check(s->h, on_check_hook, s);
+}
+
+void srv_check_after(srv_t *s, int ms)
+{
+    srv_call(s, do_check_after, &ms);
+}
+
 size_t srv_connections(srv_t *s)
 {
     size_t n = 0;
@@ -507,6 +550,7 @@ static void stats_copy(srv_stats_t *to, srv_stats_t *from)
     atomic_store(&to->stopped_cb, atomic_load(&from->stopped_cb));
     atomic_store(&to->fan_open, atomic_load(&from->fan_open));
     atomic_store(&to->fan_failed, atomic_load(&from->fan_failed));
+    atomic_store(&to->checked, atomic_load(&from->checked));
 }
 
 int srv_join(srv_t *s, int timeout_ms, srv_stats_t *final)

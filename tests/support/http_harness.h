@@ -34,6 +34,7 @@ typedef struct {
     atomic_int stopped_cb;      /* the httpd's stopped callback ran */
     atomic_int fan_open;        /* /fanout streams open */
     atomic_int fan_failed;      /* /fanout writes that failed (their streams ended) */
+    atomic_int checked;         /* requests the check hook of srv_check_after() let through */
 } srv_stats_t;
 
 typedef struct srv srv_t;
@@ -69,6 +70,13 @@ void srv_call(srv_t *s, void (*fn)(srv_t *s, void *arg), void *arg);
 
 /* Open connections, read on the loop. */
 size_t srv_connections(srv_t *s);
+
+/*
+ * Gives the server a check hook (gf_httpd_set_check) that lets each request
+ * through `ms` milliseconds after its headers, from a timer: the hook of a
+ * server that asks Redis, as farm-api's rate limit does.
+ */
+void srv_check_after(srv_t *s, int ms);
 
 /* Answers every held /slow?hold=1 request now. */
 void srv_release_slow(srv_t *s);

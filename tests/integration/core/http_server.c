@@ -363,6 +363,60 @@ static void test_pipelined_requests_are_answered_in_order(void **state)
 }
 
 /*
+ * A check hook that decides later (farm-api's rate limit asks Redis): bytes
+ * that arrive while it decides - the body, a pipelined request, the client's
+ * half-close - wait in the socket and are all read once it has decided.
+ * Three clients: the body in the same write as the headers, the body sent
+ * during the check with a second request behind it, and a request whose
+ * client shuts its side down during the check.
+ */
+static void test_bytes_sent_while_the_check_hook_decides_wait_for_it(void **state)
+{
+    srv_t *srv = *state;
+    srv_check_after(srv, 500);
+    rawc_t a, b, c;
+    assert_int_equal(rawc_connect(&a, srv_port(srv), 0), 0);
+    assert_int_equal(rawc_connect(&b, srv_port(srv), 0), 0);
+    assert_int_equal(rawc_connect(&c, srv_port(srv), 0), 0);
+    assert_int_equal(rawc_sends(&a, "POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n"
+                                    "first"),
+                     0);
+    assert_int_equal(rawc_sends(&b, "POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n"),
+                     0);
+    assert_int_equal(rawc_sends(&c, "GET /echo/9 HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    sleep_ms(50); /* the hook is deciding (most likely: no assertion rests on it) */
+    assert_int_equal(rawc_sends(&b, "0123456789"
+                                    "GET /echo/2 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+                     0);
+    assert_int_equal(shutdown(c.fd, SHUT_WR), 0);
+
+    http_resp_t r;
+    assert_int_equal(rawc_response(&a, &r, WAIT_MS), 0);
+    assert_int_equal(r.status, 200);
+    assert_memory_equal(r.body.p, "first", 5);
+    resp_dispose(&r);
+    assert_int_equal(rawc_response(&b, &r, WAIT_MS), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body.len, 10);
+    assert_memory_equal(r.body.p, "0123456789", 10);
+    resp_dispose(&r);
+    assert_int_equal(rawc_response(&b, &r, WAIT_MS), 0);
+    assert_int_equal(r.status, 200);
+    assert_memory_equal(r.body.p, "id=2\n", 5);
+    resp_dispose(&r);
+    assert_true(rawc_wait_eof(&b, WAIT_MS)); /* the second asked to close */
+    /* A client may half-close after its request and still read the answer. */
+    assert_int_equal(rawc_response(&c, &r, WAIT_MS), 0);
+    assert_int_equal(r.status, 200);
+    assert_memory_equal(r.body.p, "id=9\n", 5);
+    resp_dispose(&r);
+    assert_int_equal(atomic_load(&srv_stats(srv)->checked), 4);
+    rawc_close(&a);
+    rawc_close(&b);
+    rawc_close(&c);
+}
+
+/*
  * One frame after another to 200 streams at once, each fan-out shared with
  * two write threads: every client gets every frame, whole and in order,
  * chunked for HTTP/1.1 and bare for HTTP/1.0, while it reads half a frame
@@ -477,6 +531,8 @@ int main(void)
                                   srv_teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_requests_are_answered_in_order, srv_setup,
                                         srv_teardown),
+        cmocka_unit_test_setup_teardown(test_bytes_sent_while_the_check_hook_decides_wait_for_it,
+                                        srv_setup, srv_teardown),
         cmocka_unit_test_setup_teardown(test_stream_handler_is_told_when_the_client_leaves,
                                         srv_setup, srv_teardown),
         cmocka_unit_test_teardown(test_fanout_shared_with_threads_arrives_whole_and_in_order,
