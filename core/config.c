@@ -317,7 +317,8 @@ static const cfg_row cfg_table[] = {
      "a claimed delivery is another worker's to send after this long; more than "
      "FARM_WEBHOOK_TIMEOUT_S + 5"},
     {"FARM_WEBHOOK_POLL_MS", CFG_INT, OFF(webhook_poll_ms), "50", 10, 60000, NULL, 0,
-     "how often a worker looks for due webhook deliveries"},
+     "how often a worker looks for due webhook deliveries and records the attempts that "
+     "ended"},
     {"FARM_WEBHOOK_MAX_RESPONSE_BYTES", CFG_INT, OFF(webhook_max_response_bytes), "65536", 1024,
      16 * MIB, NULL, 0, "a receiver's answer body is read up to this size, then cut"},
     /* lifecycle: retention enforced by the sweeper (worker/sweeper.c, docs/storage.md) */

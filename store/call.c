@@ -53,7 +53,7 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
          "(SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::bigint "
          "FROM generations WHERE status IN ('queued', 'running') AND status = 'queued') "
          "FROM credit_accounts"},
-    [STORE_OP_WEBHOOK_CLAIM] = {"SELECT farm_webhook_claim($1::int, $2::int)::text"},
+    [STORE_OP_WEBHOOK_CLAIM] = {"SELECT farm_webhook_claim($1::int, $2::int, $3::jsonb)::text"},
     [STORE_OP_WEBHOOK_RESULT] = {"SELECT outcome, lag_s FROM farm_webhook_result($1::uuid, "
                                  "$2::bigint, $3::text, $4::int, $5::text, $6::bigint)"},
     [STORE_OP_WEBHOOK_RETRY] = {"SELECT farm_webhook_retry($1::uuid)"},
@@ -69,8 +69,9 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
     [STORE_OP_RECONCILE_COUNT] = {"SELECT farm_reconcile_count()"},
     [STORE_OP_UNREFERENCED] = {"SELECT farm_storage_unreferenced($1::text[])"},
     [STORE_OP_ACCEPT_BATCH] = {"SELECT farm_accept_generations($1::jsonb)::text"},
-    [STORE_OP_IMAGE_DONE_FINISH] = {"SELECT image, outcome, status FROM farm_image_done_finish("
-                                    "$1::uuid, $2::bigint, $3::int, $4::jsonb)"},
+    [STORE_OP_IMAGE_DONE_FINISH] = {"SELECT image, outcome, status, webhook::text FROM "
+                                    "farm_image_done_finish($1::uuid, $2::bigint, $3::int, "
+                                    "$4::jsonb, $5::int)"},
 };
 
 /*
@@ -284,9 +285,7 @@ int store_call_accept_batch(store_call_t *c, const store_accept_item_t *items, s
 
 void store_call_webhook_claim(store_call_t *c, int limit, int lease_s)
 {
-    call_init(c, STORE_OP_WEBHOOK_CLAIM, 2);
-    set_int(c, 0, limit);
-    set_int(c, 1, lease_s);
+    (void)store_call_webhook_claim_after(c, limit, lease_s, NULL, 0);
 }
 
 void store_call_webhook_result(store_call_t *c, const char *id, long long lease_token,
@@ -301,6 +300,36 @@ void store_call_webhook_result(store_call_t *c, const char *id, long long lease_
         set_int(c, 3, status_code);
     set_str(c, 4, error);
     set_int(c, 5, next_ms);
+}
+
+int store_call_webhook_claim_after(store_call_t *c, int limit, int lease_s,
+                                   const store_webhook_outcome_t *o, size_t n)
+{
+    call_init(c, STORE_OP_WEBHOOK_CLAIM, 3);
+    set_int(c, 0, limit);
+    set_int(c, 1, lease_s);
+    if (n > STORE_WEBHOOK_RESULTS_MAX)
+        return GF_EINVAL;
+    if (n == 0)
+        return 0; /* $3 NULL: nothing to record */
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_object();
+        json_array_append_new(arr, e);
+        if (put_str(e, "id", o[i].id) != 0 || put_int(e, "token", o[i].lease_token) != 0 ||
+            put_str(e, "outcome", o[i].outcome) != 0 ||
+            json_object_set_new_nocheck(e, "status_code",
+                                        o[i].status_code > 0 ? json_integer(o[i].status_code)
+                                                             : json_null()) != 0 ||
+            put_str(e, "error", o[i].error) != 0 || put_int(e, "next_ms", o[i].next_ms) != 0) {
+            json_decref(arr); /* a string that is not UTF-8 */
+            return GF_EINVAL;
+        }
+    }
+    c->_params[2] = json_dumps(arr, JSON_COMPACT);
+    c->_batch = n;
+    json_decref(arr);
+    return c->_params[2] ? 0 : GF_EINVAL;
 }
 
 void store_call_webhook_retry(store_call_t *c, const char *id)
@@ -475,10 +504,11 @@ void store_call_image_done(store_call_t *c, const char *gen_id, long long fence,
 }
 
 void store_call_image_done_finish(store_call_t *c, const char *gen_id, long long fence, int index,
-                                  const char *outputs_json)
+                                  const char *outputs_json, int webhook_lease_s)
 {
-    call_init_image(c, STORE_OP_IMAGE_DONE_FINISH, 4, gen_id, fence, index);
+    call_init_image(c, STORE_OP_IMAGE_DONE_FINISH, 5, gen_id, fence, index);
     set_str(c, 3, outputs_json);
+    set_int(c, 4, webhook_lease_s);
 }
 
 void store_call_resume(store_call_t *c, const char *gen_id)

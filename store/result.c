@@ -75,12 +75,15 @@ static const char *json_source(store_op_t op)
         return "farm_audit_page";
     case STORE_OP_ACCEPT_BATCH:
         return "farm_accept_generations";
+    case STORE_OP_IMAGE_DONE_FINISH:
+        return "farm_image_done_finish";
+
     default:
         return "store";
     }
 }
 
-/* Reads the JSON result of GENERATION, LIST, LEDGER, SWEEP or RESUME. */
+/* Reads the JSON result of an operation (json_source() names the function that made it). */
 static void parse_json(store_call_t *c, const char *text)
 {
     const char *what = json_source(c->_op);
@@ -105,7 +108,9 @@ static void parse_json(store_call_t *c, const char *text)
     } else if (!json_is_object(root))
         r.bad = "(not an object)";
     else if (c->_op == STORE_OP_WEBHOOK_CLAIM)
-        store__read_webhook_claim(&r, root, &c->res.webhook_claim);
+        store__read_webhook_claim(&r, root, c->_batch, &c->res.webhook_claim);
+    else if (c->_op == STORE_OP_IMAGE_DONE_FINISH)
+        store__read_webhook_claim(&r, root, 0, &c->res.image.webhook);
     else if (c->_op == STORE_OP_GENERATION)
         store__read_generation(&r, root, &c->res.generation);
     else if (c->_op == STORE_OP_LIST)
@@ -195,6 +200,8 @@ void store__parse_row(store_call_t *c, const store_row_t *row)
             worker_outcome(c, col(row, 1));
         if (c->err.code == 0 && c->res.image.status[0] == '\0')
             fail(c, GF_EUNAVAIL, "no status from farm_image_done_finish for %s", c->_params[0]);
+        else if (c->err.code == 0 && row->v[3] != NULL)
+            parse_json(c, row->v[3]); /* the terminal delivery it leased */
         return;
     case STORE_OP_FINISH:
         word(c->res.finish.status, sizeof(c->res.finish.status), col(row, 1));
@@ -303,6 +310,9 @@ void store__result_dispose(store_call_t *c)
     case STORE_OP_WEBHOOK_CLAIM:
         store__webhook_claim_dispose(&c->res.webhook_claim);
         break;
+    case STORE_OP_IMAGE_DONE_FINISH:
+        store__webhook_claim_dispose(&c->res.image.webhook);
+        break;
     case STORE_OP_WEBHOOK_LIST:
         store__webhook_list_dispose(&c->res.webhook_list);
         break;
@@ -321,6 +331,7 @@ void store__result_dispose(store_call_t *c)
     case STORE_OP_ACCEPT_BATCH:
         free(c->res.accept_batch.items);
         break;
+
     case STORE_OP_RESUME:
         store__resume_dispose(&c->res.resume);
         break;

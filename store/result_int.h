@@ -74,7 +74,9 @@ void store__keys_dispose(store_keys_result_t *k);
 void store__uploads_dispose(store_uploads_result_t *l);
 
 /* result_webhooks.c */
-void store__read_webhook_claim(store_rd_t *r, json_t *o, store_webhook_claim_result_t *w);
+/* `results`: how many attempts the claim recorded first (its `results` array). */
+void store__read_webhook_claim(store_rd_t *r, json_t *o, size_t results,
+                               store_webhook_claim_result_t *w);
 void store__read_webhook_list(store_rd_t *r, json_t *a, store_webhook_list_result_t *l);
 void store__webhook_claim_dispose(store_webhook_claim_result_t *w);
 void store__webhook_list_dispose(store_webhook_list_result_t *l);

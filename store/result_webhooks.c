@@ -22,11 +22,36 @@ static void read_claimed(store_rd_t *r, json_t *e, void *item)
     d->first_attempt_ms = store__rd_int(r, e, "first_attempt_ms", &null_first);
 }
 
-/* farm_webhook_claim (store/sql/farm_webhook_claim.sql). */
-void store__read_webhook_claim(store_rd_t *r, json_t *o, store_webhook_claim_result_t *w)
+/* One attempt recorded by the claim (farm_webhook_result's outcome and lag). */
+static void read_result(store_rd_t *r, json_t *e, void *item)
+{
+    store_webhook_result_t *res = item;
+    char outcome[16] = "";
+    store__rd_word(r, e, "outcome", outcome, sizeof(outcome));
+    json_t *lag = store__rd_get(r, e, "lag_s");
+    if (r->bad)
+        return;
+    if (strcmp(outcome, "recorded") != 0 && strcmp(outcome, "stale") != 0)
+        r->bad = "outcome";
+    else if (!json_is_null(lag) && !json_is_number(lag))
+        r->bad = "lag_s";
+    res->recorded = strcmp(outcome, "recorded") == 0;
+    res->lag_s = json_is_number(lag) ? json_number_value(lag) : -1;
+}
+
+/* farm_webhook_claim (store/sql/farm_webhook_claim.sql); farm_image_done_finish's lease has
+ * its shape, without results. */
+void store__read_webhook_claim(store_rd_t *r, json_t *o, size_t results,
+                               store_webhook_claim_result_t *w)
 {
     w->now_ms = store__rd_int(r, o, "now_ms", NULL);
     w->items = store__rd_items(r, o, "items", sizeof(*w->items), &w->n, read_claimed, NULL);
+    if (results == 0 || r->bad)
+        return;
+    w->results = store__rd_items(r, o, "results", sizeof(*w->results), &w->n_results, read_result,
+                                 "(a result is not an object)");
+    if (!r->bad && w->n_results != results)
+        r->bad = "(not one result per attempt)";
 }
 
 static void read_webhook(store_rd_t *r, json_t *e, void *item)
@@ -60,6 +85,7 @@ void store__webhook_claim_dispose(store_webhook_claim_result_t *w)
         free(w->items[i].data);
     }
     free(w->items);
+    free(w->results);
 }
 
 void store__webhook_list_dispose(store_webhook_list_result_t *l)

@@ -1,13 +1,19 @@
 /*
  * webhooks/deliver.c - the deliverer of a worker process: it claims due
- * deliveries (farm_webhook_claim, a lease token each), sends each as one
- * POST over net/, and records the attempt under that token
- * (farm_webhook_result), so an attempt is recorded once and a worker whose
- * lease ran out records nothing.
+ * deliveries (farm_webhook_claim, a lease token each; or the terminal
+ * delivery its own worker leased as it finished the generation:
+ * webhook_deliverer_reserve/adopt), sends each as one POST over net/, and
+ * records the attempt under that token with its next claim (one statement:
+ * farm_webhook_claim records first), so an attempt is recorded once and a
+ * worker whose lease ran out records nothing.
  *
  * Invariants:
  * - `held` counts deliveries claimed and not yet recorded (waiting, in
- *   flight, being recorded); a claim asks for at most concurrency - held.
+ *   flight, waiting to be recorded, being recorded) and reservations not yet
+ *   adopted; a claim asks for at most concurrency - held.
+ * - One claim in flight at most; `batch` holds the attempts it records. An
+ *   attempt waits for the next poll (FARM_WEBHOOK_POLL_MS) to be recorded,
+ *   or goes at once while closing.
  * - A delivery is sent only while its lease still covers the whole request
  *   (claimed less than lease - timeout - 5 s ago); one that waited longer
  *   behind its host's bound is released unsent, so no other worker can be
@@ -44,8 +50,11 @@ struct webhook_deliverer {
     store_call_t claim;
     int claiming;
     long long claim_limit; /* what the claim in flight asked for */
-    int held, calls, handles_open;
-    item_t *waiting, *waiting_tail; /* claimed, not yet sent, oldest first */
+    int held, handles_open;
+    item_t *waiting, *waiting_tail;           /* claimed, not yet sent, oldest first */
+    item_t *to_record, *to_record_tail;       /* attempts ended, for the next claim to record */
+    item_t *batch[STORE_WEBHOOK_RESULTS_MAX]; /* the attempts the claim in flight records */
+    size_t nbatch;
     host_t *hosts;
     int closing;
     void (*closed_cb)(void *data);
@@ -62,8 +71,11 @@ struct item {
     uint64_t claimed_at;       /* uv_now */
     long long clock_offset_ms; /* the database's clock minus ours, at the claim */
     net_xfer_t *xfer;
-    store_call_t result;
-    const char *outcome; /* what is being recorded */
+    /* What is being recorded (record()): */
+    const char *outcome;
+    int status_code;
+    char *error; /* owned; NULL: none */
+    long long next_ms;
 };
 
 static const gf_log_ctx log_ctx = {.component = "webhooks"};
@@ -75,7 +87,7 @@ static void claim(webhook_deliverer_t *d);
 
 static void maybe_free(webhook_deliverer_t *d)
 {
-    if (!d->closing || d->held > 0 || d->calls > 0 || d->claiming || d->handles_open > 0)
+    if (!d->closing || d->held > 0 || d->claiming || d->handles_open > 0)
         return;
     for (host_t *h = d->hosts, *next; h; h = next) {
         next = h->next;
@@ -122,57 +134,36 @@ static void item_free(item_t *it)
     free(it->w.url);
     free(it->w.event);
     free(it->w.data);
-    store_call_dispose(&it->result);
+    free(it->error);
     free(it);
     d->held--;
 }
 
-/* --- recording an attempt ------------------------------------------------------------ */
+/* --- recording attempts ------------------------------------------------------------ */
 
-static void on_recorded(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
-{
-    (void)st;
-    item_t *it = data;
-    webhook_deliverer_t *d = it->d;
-    d->calls--;
-    gf_log_ctx ctx = log_ctx;
-    ctx.generation_id = it->w.generation_id;
-    ctx.action = "recording a webhook attempt";
-    if (err->code < 0)
-        gf_log_err(GF_LOG_WARN, &ctx, err); /* its lease runs out: it is claimed again */
-    else if (!call->res.webhook_result.recorded)
-        GF_LOG(GF_LOG_INFO, &ctx, "delivery %s: lease lost, attempt not recorded", it->w.id);
-    else if (call->res.webhook_result.lag_s >= 0 && d->m_lag)
-        gf_metric_observe(d->m_lag, call->res.webhook_result.lag_s);
-    item_free(it);
-    if (d->closing)
-        maybe_close_handles(d);
-    else
-        pump(d);
-    maybe_free(d);
-}
-
-/* Records `outcome` for the item under its lease token; the item is freed once recorded. */
+/* Records `outcome` for the item under its lease token, with the next claim (at once when
+ * closing: no poll comes); the item is freed once recorded. */
 static void record(item_t *it, const char *outcome, int status, const char *error,
                    long long next_ms)
 {
     webhook_deliverer_t *d = it->d;
     it->outcome = outcome;
+    it->status_code = status;
+    it->error = error ? gf_xstrdup(error) : NULL;
+    it->next_ms = next_ms;
     if (d->m_outcomes && strcmp(outcome, "release") != 0)
         gf_metric_inc(gf_metric_with(
             d->m_outcomes, strcmp(outcome, "retry") == 0 ? "retried" : outcome, NULL, NULL));
-    store_call_webhook_result(&it->result, it->w.id, it->w.lease_token, outcome, status, error,
-                              next_ms);
-    if (store_exec(d->store, &it->result, on_recorded, it) == 0) {
-        d->calls++;
-        return;
+    it->next = NULL;
+    if (d->to_record_tail)
+        d->to_record_tail->next = it;
+    else
+        d->to_record = it;
+    d->to_record_tail = it;
+    if (d->closing) {
+        claim(d);
+        maybe_close_handles(d); /* a claim the store refused freed what it held */
     }
-    gf_log_ctx ctx = log_ctx;
-    ctx.generation_id = it->w.generation_id;
-    ctx.action = "recording a webhook attempt";
-    gf_log_err(GF_LOG_WARN, &ctx, &it->result.err);
-    item_free(it);
-    maybe_close_handles(d);
 }
 
 /* --- one request ----------------------------------------------------------------------- */
@@ -303,22 +294,10 @@ static void hosts_trim(webhook_deliverer_t *d)
     }
 }
 
-static void on_claimed(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
+/* Takes the leased deliveries of `r` over (their strings too), each held and waiting for its
+ * host, or failed at once when its URL is refused. */
+static void take_items(webhook_deliverer_t *d, store_webhook_claim_result_t *r)
 {
-    (void)st;
-    webhook_deliverer_t *d = data;
-    d->claiming = 0;
-    if (err->code < 0) {
-        if (!d->closing) {
-            gf_log_ctx ctx = log_ctx;
-            ctx.action = "claiming webhook deliveries";
-            gf_log_err(GF_LOG_WARN, &ctx, err);
-        }
-        store_call_dispose(call);
-        maybe_close_handles(d);
-        return;
-    }
-    store_webhook_claim_result_t *r = &call->res.webhook_claim;
     long long offset = r->now_ms - gf_clock_unix_ms();
     int allow = (int)d->cfg->webhook_allow_private;
     hosts_trim(d);
@@ -345,27 +324,99 @@ static void on_claimed(store_t *st, const gf_err_t *err, store_call_t *call, voi
             d->waiting = it;
         d->waiting_tail = it;
     }
-    int full = (long long)r->n == d->claim_limit;
-    store_call_dispose(call);
-    pump(d);
-    if (d->closing)
-        maybe_close_handles(d);
-    else if (full)
-        claim(d); /* more may be due: no need to wait for the timer */
 }
 
+/* The attempts the claim carried, recorded (or not: a stale lease, or the call failed and
+ * their leases run out, so they are claimed again), then freed. */
+static void batch_done(webhook_deliverer_t *d, const store_webhook_claim_result_t *r)
+{
+    gf_log_ctx ctx = log_ctx;
+    ctx.action = "recording a webhook attempt";
+    for (size_t i = 0; i < d->nbatch; i++) {
+        item_t *it = d->batch[i];
+        const store_webhook_result_t *res = r ? &r->results[i] : NULL;
+        ctx.generation_id = it->w.generation_id;
+        if (res && !res->recorded)
+            GF_LOG(GF_LOG_INFO, &ctx, "delivery %s: lease lost, attempt not recorded", it->w.id);
+        else if (res && res->lag_s >= 0 && d->m_lag)
+            gf_metric_observe(d->m_lag, res->lag_s);
+        item_free(it);
+    }
+    d->nbatch = 0;
+}
+
+static void on_claimed(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
+{
+    (void)st;
+    webhook_deliverer_t *d = data;
+    d->claiming = 0;
+    if (err->code < 0) {
+        if (!d->closing || d->nbatch > 0) {
+            gf_log_ctx ctx = log_ctx;
+            ctx.action = "claiming webhook deliveries";
+            gf_log_err(GF_LOG_WARN, &ctx, err);
+        }
+        batch_done(d, NULL);
+        store_call_dispose(call);
+        if (d->closing)
+            claim(d); /* what waits to be recorded: tried once more */
+        maybe_close_handles(d);
+        return;
+    }
+    store_webhook_claim_result_t *r = &call->res.webhook_claim;
+    batch_done(d, r);
+    take_items(d, r);
+    int full = d->claim_limit > 0 && (long long)r->n == d->claim_limit;
+    store_call_dispose(call);
+    pump(d);
+    if (d->closing || full)
+        claim(d); /* closing: what waits to be recorded; full: more may be due */
+    if (d->closing)
+        maybe_close_handles(d);
+}
+
+/*
+ * Claims what is due (at most concurrency - held; nothing once closing) and,
+ * in the same statement, records the attempts that ended since the last
+ * claim. One claim in flight at most.
+ */
 static void claim(webhook_deliverer_t *d)
 {
-    long long room = d->cfg->webhook_concurrency - d->held;
-    if (d->closing || d->claiming || room <= 0)
+    long long room = d->closing ? 0 : d->cfg->webhook_concurrency - d->held;
+    if (d->claiming || (room <= 0 && d->to_record == NULL))
         return;
+    if (room < 0)
+        room = 0;
+    store_webhook_outcome_t o[STORE_WEBHOOK_RESULTS_MAX];
+    d->nbatch = 0;
+    while (d->to_record && d->nbatch < STORE_WEBHOOK_RESULTS_MAX) {
+        item_t *it = d->to_record;
+        d->to_record = it->next;
+        it->next = NULL;
+        o[d->nbatch] = (store_webhook_outcome_t){.id = it->w.id,
+                                                 .lease_token = it->w.lease_token,
+                                                 .outcome = it->outcome,
+                                                 .status_code = it->status_code,
+                                                 .error = it->error,
+                                                 .next_ms = it->next_ms};
+        d->batch[d->nbatch++] = it;
+    }
+    if (d->to_record == NULL)
+        d->to_record_tail = NULL;
     d->claim_limit = room;
-    store_call_webhook_claim(&d->claim, (int)room, (int)d->cfg->webhook_lease_s);
-    if (store_exec(d->store, &d->claim, on_claimed, d) == 0) {
+    if (store_call_webhook_claim_after(&d->claim, (int)room, (int)d->cfg->webhook_lease_s, o,
+                                       d->nbatch) == 0 &&
+        store_exec(d->store, &d->claim, on_claimed, d) == 0) {
         d->claiming = 1;
         return;
     }
+    if (d->nbatch > 0) {
+        gf_log_ctx ctx = log_ctx;
+        ctx.action = "recording webhook attempts";
+        gf_log_err(GF_LOG_WARN, &ctx, &d->claim.err);
+    }
     store_call_dispose(&d->claim);
+    batch_done(d, NULL); /* their leases run out: they are claimed again */
 }
 
 static void on_tick(uv_timer_t *t)
@@ -431,12 +482,33 @@ void webhook_deliverer_start(webhook_deliverer_t *d)
         uv_timer_start(&d->timer, on_tick, 0, (uint64_t)d->cfg->webhook_poll_ms);
 }
 
+int webhook_deliverer_reserve(webhook_deliverer_t *d)
+{
+    if (d == NULL || !d->enabled || d->closing || d->held >= d->cfg->webhook_concurrency)
+        return 0;
+    d->held++; /* the reservation: claims leave room for it, and it keeps `d` alive */
+    return (int)d->cfg->webhook_lease_s;
+}
+
+void webhook_deliverer_adopt(webhook_deliverer_t *d, store_webhook_claim_result_t *r)
+{
+    d->held--;
+    if (r != NULL && r->n > 0) {
+        take_items(d, r);
+        pump(d); /* sends it now (or, closing, releases it) */
+    }
+    if (d->closing)
+        maybe_close_handles(d);
+    maybe_free(d);
+}
+
 void webhook_deliverer_close(webhook_deliverer_t *d, void (*cb)(void *data), void *data)
 {
     d->closing = 1;
     d->closed_cb = cb;
     d->closed_data = data;
     uv_timer_stop(&d->timer);
-    pump(d); /* releases what waits; what is in flight ends and is recorded */
+    pump(d);  /* releases what waits; what is in flight ends and is recorded */
+    claim(d); /* records what waited for the next poll */
     maybe_close_handles(d);
 }

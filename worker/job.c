@@ -11,6 +11,7 @@
  * when it fails for good or the generation ends without it.
  */
 #include "worker_int.h"
+#include "webhooks.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,6 +114,8 @@ void job__op_exec(job_op_t *op, store_call_cb cb)
 
 void job__op_free(job_op_t *op)
 {
+    if (op->webhook_reserved) /* its call never answered: the reservation goes back */
+        webhook_deliverer_adopt(op->job->r->webhooks, NULL);
     store_call_dispose(&op->call);
     free(op->error_json);
     free(op);

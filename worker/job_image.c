@@ -6,6 +6,7 @@
  * image whose outputs could not all be stored is released).
  */
 #include "worker_int.h"
+#include "webhooks.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +65,10 @@ static void on_image_recorded(store_t *st, const gf_err_t *err, store_call_t *ca
     job_t *j = op->job;
     job_image_t *img = op->img;
     int captured = op->error_json == NULL;
+    if (op->webhook_reserved) { /* the terminal webhook it leased goes out at once */
+        op->webhook_reserved = 0;
+        webhook_deliverer_adopt(j->r->webhooks, err->code == 0 ? &call->res.image.webhook : NULL);
+    }
     if (err->code == 0 && call->res.image.applied && j->r->m_images)
         gf_metric_inc(
             gf_metric_with(j->r->m_images, captured ? "captured" : "released", NULL, NULL));
@@ -184,11 +189,15 @@ static void outputs_stored(job_image_t *img)
     job_op_t *op = job__op_new(j, img);
     /* The last image to settle of a generation that runs on (not canceling): its record
      * and the generation's finish ("auto", as FINISHING would send it next) are one
-     * call, one round trip and one transaction instead of two. */
+     * call, one round trip and one transaction instead of two. In it this worker also
+     * leases the terminal webhook for its own deliverer, when that has room: sent as
+     * soon as the call answers, not at another worker's next poll. */
     op->finishes = j->state == JOB_RUNNING && j->settled == j->images - 1;
+    int lease_s = op->finishes ? webhook_deliverer_reserve(j->r->webhooks) : 0;
+    op->webhook_reserved = lease_s > 0;
     if (op->finishes)
         store_call_image_done_finish(&op->call, j->qj.gen_id, (long long)j->qj.token, img->index,
-                                     img->outputs_json);
+                                     img->outputs_json, lease_s);
     else
         store_call_image_done(&op->call, j->qj.gen_id, (long long)j->qj.token, img->index,
                               img->outputs_json);

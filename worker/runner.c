@@ -186,7 +186,8 @@ static int post_parallelism(void)
 
 worker_runner_t *worker_runner_new(uv_loop_t *loop, const gf_config_t *cfg, queue_t *queue,
                                    store_t *store, storage_t *storage, provider_t *provider,
-                                   const img_presets_t *presets, gf_metrics_t *metrics)
+                                   const img_presets_t *presets, webhook_deliverer_t *webhooks,
+                                   gf_metrics_t *metrics)
 {
     worker_runner_t *r = gf_xcalloc(1, sizeof(*r));
     r->loop = loop;
@@ -196,6 +197,7 @@ worker_runner_t *worker_runner_new(uv_loop_t *loop, const gf_config_t *cfg, queu
     r->storage = storage;
     r->provider = provider;
     r->presets = presets;
+    r->webhooks = webhooks;
     char host[64] = "host";
     gethostname(host, sizeof(host) - 1);
     char rnd[37];

@@ -92,7 +92,7 @@ int worker_start(worker_t *w, gf_err_t *err)
     w->sweeper = worker_sweeper_new(w->loop, w->cfg, w->store, w->queue, w->storage, w->metrics);
     worker_sweeper_start(w->sweeper);
     w->runner = worker_runner_new(w->loop, w->cfg, w->queue, w->store, w->storage, w->provider,
-                                  w->presets, w->metrics);
+                                  w->presets, w->webhooks, w->metrics);
     worker_runner_start(w->runner);
     GF_LOG(GF_LOG_INFO, &log_ctx, "metrics on http://%s:%d/metrics", w->cfg->worker_metrics_host,
            gf_httpd_port(w->httpd));

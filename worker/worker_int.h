@@ -40,13 +40,16 @@
 #include "storage.h"
 #include "store.h"
 
+typedef struct webhook_deliverer webhook_deliverer_t; /* webhooks.h */
+
 typedef struct worker_runner worker_runner_t;
 typedef void (*worker_runner_stopped_cb)(void *data);
 
 /* Everything is borrowed and must outlive the runner. */
 worker_runner_t *worker_runner_new(uv_loop_t *loop, const gf_config_t *cfg, queue_t *queue,
                                    store_t *store, storage_t *storage, provider_t *provider,
-                                   const img_presets_t *presets, gf_metrics_t *metrics);
+                                   const img_presets_t *presets, webhook_deliverer_t *webhooks,
+                                   gf_metrics_t *metrics);
 
 /* Starts claiming. */
 void worker_runner_start(worker_runner_t *r);
@@ -194,6 +197,7 @@ struct worker_runner {
     storage_t *storage;
     provider_t *provider;
     const img_presets_t *presets;
+    webhook_deliverer_t *webhooks; /* sends the terminal webhooks its jobs lease (may be NULL) */
     char worker_id[80];
     job_t *jobs;
     size_t njobs;
@@ -243,8 +247,9 @@ typedef struct {
     job_t *job;
     job_image_t *img;
     store_call_t call;
-    char *error_json; /* an image's release: the error it records (owned) */
-    int finishes;     /* an image_done that finishes the generation too */
+    char *error_json;     /* an image's release: the error it records (owned) */
+    int finishes;         /* an image_done that finishes the generation too */
+    int webhook_reserved; /* it leases the terminal webhook for r->webhooks (to adopt) */
 } job_op_t;
 
 gf_log_ctx job__log(const job_t *j, const char *action);

@@ -123,14 +123,55 @@ typedef struct {
     char status[16]; /* GF_ECANCELED (finished already): the status Postgres recorded */
 } store_start_result_t;
 
+/* One claimed webhook delivery (farm_webhook_claim). Strings are owned by the result. */
+typedef struct {
+    char id[37], generation_id[37]; /* id: the `webhook-id` */
+    char *url, *event;              /* event: the body's "type" */
+    char *data;                     /* the event's data, JSON text (outputs with storage keys) */
+    int attempts;                   /* made before this claim */
+    long long lease_token;
+    long long created_ms;       /* when the event happened, unix ms */
+    long long first_attempt_ms; /* 0: never attempted (or put back by `farm webhooks retry`) */
+} store_webhook_claimed_t;
+
+/* WEBHOOK_RESULT: recorded = 0 when the lease token was stale (nothing changed). */
+typedef struct {
+    int recorded;
+    double lag_s; /* terminal status to delivery; < 0 unless a terminal event was delivered */
+} store_webhook_result_t;
+
+/* WEBHOOK_CLAIM: the due deliveries now leased to the caller, and the database's clock;
+ * `results`: one per attempt the claim recorded first (store_call_webhook_claim_after), in
+ * their order. */
+typedef struct {
+    store_webhook_claimed_t *items;
+    size_t n;
+    long long now_ms;
+    store_webhook_result_t *results;
+    size_t n_results;
+} store_webhook_claim_result_t;
+
+/* One attempt's outcome for store_call_webhook_claim_after (store_call_webhook_result's
+ * arguments; the strings are copied). */
+typedef struct {
+    const char *id;
+    long long lease_token;
+    const char *outcome;
+    int status_code;   /* 0: no answer */
+    const char *error; /* NULL: none */
+    long long next_ms;
+} store_webhook_outcome_t;
+
 /* IMAGE, IMAGE_DONE and IMAGE_DONE_FINISH: applied = 1 when this call settled the
  * image, 0 when it was settled before (the call is idempotent). IMAGE_DONE_FINISH
  * also finished the generation: `status` is the status in force after it (the
- * first finish wins), `finished` = 1 when this call set it. */
+ * first finish wins), `finished` = 1 when this call set it; `webhook` holds the
+ * terminal delivery it leased when asked to (n = 0: none). */
 typedef struct {
     int applied;
     char status[16];
     int finished;
+    store_webhook_claim_result_t webhook;
 } store_image_result_t;
 
 typedef struct {
@@ -267,30 +308,6 @@ typedef struct {
     size_t n_pose_keys;
 } store_resume_result_t;
 
-/* One claimed webhook delivery (farm_webhook_claim). Strings are owned by the result. */
-typedef struct {
-    char id[37], generation_id[37]; /* id: the `webhook-id` */
-    char *url, *event;              /* event: the body's "type" */
-    char *data;                     /* the event's data, JSON text (outputs with storage keys) */
-    int attempts;                   /* made before this claim */
-    long long lease_token;
-    long long created_ms;       /* when the event happened, unix ms */
-    long long first_attempt_ms; /* 0: never attempted (or put back by `farm webhooks retry`) */
-} store_webhook_claimed_t;
-
-/* WEBHOOK_CLAIM: the due deliveries now leased to the caller, and the database's clock. */
-typedef struct {
-    store_webhook_claimed_t *items;
-    size_t n;
-    long long now_ms;
-} store_webhook_claim_result_t;
-
-/* WEBHOOK_RESULT: recorded = 0 when the lease token was stale (nothing changed). */
-typedef struct {
-    int recorded;
-    double lag_s; /* terminal status to delivery; < 0 unless a terminal event was delivered */
-} store_webhook_result_t;
-
 /* One delivery as `farm webhooks list` shows it. NULL strings are SQL NULL. */
 typedef struct {
     char id[37], generation_id[37];
@@ -377,7 +394,8 @@ typedef struct {
  *   RESUME      GF_ENOTFOUND when absent.
  *   REFS        GF_ENOTFOUND when a reference is not the user's (or does not
  *               exist); res.refs.missing then names it.
- *   WEBHOOK_RESULT  res.webhook_result.recorded = 0 for a stale lease token.
+ *   WEBHOOK_RESULT  res.webhook_result.recorded = 0 for a stale lease token (and each
+ *               res.webhook_claim.results[i] of WEBHOOK_CLAIM).
  *   GENERATION_DELETE GF_ENOTFOUND (absent, another user's, or deleted);
  *               GF_ECONFLICT while queued or running (not deletable).
  *   UPLOAD_DELETE GF_ENOTFOUND (absent, another user's, or deleted).
@@ -393,7 +411,7 @@ typedef struct {
     char *_params[STORE_MAX_PARAMS]; /* NULL is SQL NULL */
     int _nparams;
     int _audited;  /* store_call_set_audit: the last STORE_AUDIT_PARAMS params are the row's */
-    size_t _batch; /* ACCEPT_BATCH: its number of requests */
+    size_t _batch; /* ACCEPT_BATCH, WEBHOOK_CLAIM: its number of requests or attempts */
     gf_err_t err;
     union {
         store_accept_result_t accept;
@@ -520,9 +538,12 @@ void store_call_image_done(store_call_t *c, const char *gen_id, long long fence,
                            const char *outputs_json);
 /* image_done of the generation's last image to settle, then its finish with "auto"
  * (farm_image_done_finish): what a worker would send as two calls in a row, in one
- * transaction. res.image (status, finished) answers both. */
+ * transaction. res.image (status, finished) answers both. With `webhook_lease_s` > 0
+ * the caller also leases the generation's terminal webhook delivery for that long, in
+ * the same transaction and as WEBHOOK_CLAIM leases it (res.image.webhook: none, or
+ * that one delivery). */
 void store_call_image_done_finish(store_call_t *c, const char *gen_id, long long fence, int index,
-                                  const char *outputs_json);
+                                  const char *outputs_json, int webhook_lease_s);
 
 /*
  * Webhook deliveries (docs/webhooks.md). CLAIM leases at most `limit` due
@@ -537,6 +558,12 @@ void store_call_webhook_claim(store_call_t *c, int limit, int lease_s);
 void store_call_webhook_result(store_call_t *c, const char *id, long long lease_token,
                                const char *outcome, int status_code, const char *error,
                                long long next_ms);
+/* CLAIM that first records `n` attempts (0..STORE_WEBHOOK_RESULTS_MAX), each as RESULT
+ * would, in the same statement and transaction (res.webhook_claim.results); `limit` may be
+ * 0 (only record). GF_EINVAL: n out of range or a string that is not UTF-8. */
+#define STORE_WEBHOOK_RESULTS_MAX 256
+int store_call_webhook_claim_after(store_call_t *c, int limit, int lease_s,
+                                   const store_webhook_outcome_t *o, size_t n);
 void store_call_webhook_retry(store_call_t *c, const char *id);
 void store_call_webhook_list(store_call_t *c, int failed_only, const char *gen_id, int limit);
 

@@ -6,11 +6,17 @@
 -- changes nothing (both parts are idempotent). A finish refused as stale
 -- cannot follow an image the same token just settled; should it, the whole
 -- call is undone (GF409) rather than leave the image recorded unfinished.
+-- With p_webhook_lease_s > 0 the caller also claims the terminal event's
+-- delivery for itself (farm__webhook_lease_terminal: fenced as
+-- farm_webhook_claim fences), so its deliverer sends it at once.
 -- image: farm_image_done's outcome; outcome, status: farm_finish's (NULL when
--- the image was refused and nothing was finished).
+-- the image was refused and nothing was finished); webhook: the lease, in
+-- farm_webhook_claim's shape (NULL when none was asked for or nothing finished).
+DROP FUNCTION IF EXISTS farm_image_done_finish(uuid, bigint, int, jsonb);
 CREATE OR REPLACE FUNCTION farm_image_done_finish(p_id uuid, p_fence bigint, p_index int,
-                                                  p_outputs jsonb, OUT image text,
-                                                  OUT outcome text, OUT status text)
+                                                  p_outputs jsonb, p_webhook_lease_s int,
+                                                  OUT image text, OUT outcome text,
+                                                  OUT status text, OUT webhook jsonb)
 LANGUAGE plpgsql AS $$
 BEGIN
     image := farm_image_done(p_id, p_fence, p_index, p_outputs);
@@ -21,5 +27,8 @@ BEGIN
         FROM farm_finish(p_id, p_fence, 'auto', NULL) f;
     IF outcome = 'stale' THEN
         RAISE EXCEPTION 'stale fencing token' USING ERRCODE = 'GF409';
+    END IF;
+    IF p_webhook_lease_s > 0 THEN
+        webhook := farm__webhook_lease_terminal(p_id, p_webhook_lease_s);
     END IF;
 END $$;

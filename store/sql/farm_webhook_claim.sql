@@ -1,14 +1,23 @@
 -- A deliverer's claim of due webhook deliveries (docs/webhooks.md): at most
 -- p_limit pending rows whose time has come and whose lease (if any) ran
 -- out, each given a new lease token and a lease of p_lease_s. SKIP LOCKED:
--- concurrent claims never take the same row. The terminal event's data is
--- the generation as GET shows it, read now. `now_ms`: the database's clock,
--- which every retry decision is measured on.
-CREATE OR REPLACE FUNCTION farm_webhook_claim(p_limit int, p_lease_s int) RETURNS jsonb
+-- concurrent claims never take the same row. Each item is
+-- farm__webhook_item's. `now_ms`: the database's clock, which every retry
+-- decision is measured on. First it records the attempts of p_results that
+-- ended since the deliverer's last claim (farm_webhook_results; NULL: none),
+-- so a deliverer's poll and its attempts are one statement and one
+-- transaction; `results` answers them, in their order.
+DROP FUNCTION IF EXISTS farm_webhook_claim(int, int);
+CREATE OR REPLACE FUNCTION farm_webhook_claim(p_limit int, p_lease_s int, p_results jsonb)
+RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     v jsonb;
+    v_results jsonb := '[]'::jsonb;
 BEGIN
+    IF p_results IS NOT NULL THEN
+        v_results := farm_webhook_results(p_results);
+    END IF;
     WITH due AS (
         SELECT d.id FROM webhook_deliveries d
             WHERE d.status = 'pending' AND d.next_attempt_at <= now()
@@ -20,16 +29,10 @@ BEGIN
         UPDATE webhook_deliveries d SET lease_token = nextval('webhook_lease_seq'),
                 lease_until = now() + make_interval(secs => p_lease_s)
             FROM due WHERE d.id = due.id
-            RETURNING d.*)
+            RETURNING d)
     SELECT jsonb_build_object('now_ms', (extract(epoch FROM now()) * 1000)::bigint,
-        'items', coalesce(jsonb_agg(jsonb_build_object(
-            'id', c.id, 'generation_id', c.generation_id, 'url', c.url, 'event', c.event,
-            'data', coalesce(c.data, (SELECT farm_generation_json(g) FROM generations g
-                                      WHERE g.id = c.generation_id)),
-            'attempts', c.attempts, 'lease_token', c.lease_token,
-            'created_ms', (extract(epoch FROM c.created_at) * 1000)::bigint,
-            'first_attempt_ms', (extract(epoch FROM c.first_attempt_at) * 1000)::bigint)),
-            '[]'::jsonb))
+        'items', coalesce(jsonb_agg(farm__webhook_item(c.d)), '[]'::jsonb),
+        'results', v_results)
         INTO v FROM c;
     RETURN v;
 END $$;

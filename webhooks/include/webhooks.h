@@ -112,9 +112,23 @@ webhook_deliverer_t *webhook_deliverer_new(uv_loop_t *loop, const gf_config_t *c
 /* Starts claiming due deliveries every FARM_WEBHOOK_POLL_MS. */
 void webhook_deliverer_start(webhook_deliverer_t *d);
 /*
- * Stops claiming, aborts the requests in flight (their deliveries go back
- * to another worker when their lease runs out), waits for the store calls
- * in flight, closes its handles and frees it; `cb` runs once that is done.
+ * The deliveries a process leases for itself as it makes them due (the
+ * finishing worker's terminal delivery, store_call_image_done_finish):
+ * reserve() before the store call, and the lease seconds to ask for, 0 when
+ * this deliverer takes none now (no secret, FARM_WEBHOOK_CONCURRENCY=0,
+ * closing, or as many held as that allows). A reservation counts as a held
+ * delivery until adopt() gives it back, with the leased deliveries (NULL or
+ * none: the call failed or leased nothing), which it takes over (their
+ * strings too) and sends as if it had claimed them. Each reservation is
+ * adopted exactly once; until then the deliverer is not freed.
+ */
+int webhook_deliverer_reserve(webhook_deliverer_t *d);
+void webhook_deliverer_adopt(webhook_deliverer_t *d, store_webhook_claim_result_t *r);
+/*
+ * Stops claiming, records at once the attempts that ended (a running
+ * deliverer records them with its next poll), aborts the requests in flight (their deliveries go
+ * back to another worker when their lease runs out), waits for the store calls in flight, closes
+ * its handles and frees it; `cb` runs once that is done.
  */
 void webhook_deliverer_close(webhook_deliverer_t *d, void (*cb)(void *data), void *data);
 

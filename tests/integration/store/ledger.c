@@ -308,11 +308,11 @@ static void test_image_done_finish_settles_and_finishes_at_once(void **state)
     started(user, gen, 1, 10, 2);
     store_call_t c;
     /* A stale token: nothing recorded, nothing finished. */
-    store_call_image_done_finish(&c, gen, 1, 0, OUTPUT_JSON);
+    store_call_image_done_finish(&c, gen, 1, 0, OUTPUT_JSON, 0);
     assert_int_equal(ts_store_run_once(&c), GF_ECONFLICT);
     assert_int_equal(outputs_of(gen, user), 0);
     ts_assert_balance(user, 100, 10); /* still held */
-    store_call_image_done_finish(&c, gen, 2, 0, OUTPUT_JSON);
+    store_call_image_done_finish(&c, gen, 2, 0, OUTPUT_JSON, 0);
     assert_int_equal(ts_store_run(&c), 0);
     assert_int_equal(c.res.image.applied, 1);
     assert_int_equal(c.res.image.finished, 1);
@@ -321,7 +321,7 @@ static void test_image_done_finish_settles_and_finishes_at_once(void **state)
     assert_int_equal(outputs_of(gen, user), 1);
     ts_assert_balance(user, 90, 0); /* captured */
     /* Repeated (an answer lost on the way): the same status, nothing more. */
-    store_call_image_done_finish(&c, gen, 2, 0, OUTPUT_JSON);
+    store_call_image_done_finish(&c, gen, 2, 0, OUTPUT_JSON, 0);
     assert_int_equal(ts_store_run(&c), 0);
     assert_int_equal(c.res.image.applied, 0);
     assert_int_equal(c.res.image.finished, 0);
@@ -329,6 +329,118 @@ static void test_image_done_finish_settles_and_finishes_at_once(void **state)
     store_call_dispose(&c);
     assert_finishes(gen, 2, "auto", "succeeded");
     ts_assert_balance(user, 90, 0);
+}
+
+/* A new generation of a new user with a webhook_url, accepted and started with token 1. */
+static void started_with_webhook(char user[37], char gen[37])
+{
+    new_ids(2, user, gen);
+    store_accept_t a = ts_store_avatar(gen, user, 1, 10);
+    a.params_json = "{\"prompt\":\"x\"}";
+    a.webhook_url = "https://hooks.example.com/farm";
+    store_call_t c;
+    store_call_accept(&c, &a);
+    assert_int_equal(ts_store_run(&c), 0);
+    store_call_dispose(&c);
+    assert_int_equal(start(gen, 1), 0);
+}
+
+/* The terminal delivery's row, as "status attempts last_status_code". */
+static void delivery_row(const char *id, char *out, size_t n)
+{
+    char sql[200];
+    snprintf(sql, sizeof(sql),
+             "SELECT status || ' ' || attempts || ' ' || coalesce(last_status_code, 0) "
+             "FROM webhook_deliveries WHERE id = '%s'",
+             id);
+    PGconn *pg = ts_pg_connect();
+    PGresult *r = PQexec(pg, sql);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(r), 1);
+    snprintf(out, n, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    PQfinish(pg);
+}
+
+/*
+ * The finishing worker leases its generation's terminal webhook in the finish's
+ * transaction: fenced as a claim's lease is, so no claim (another worker's poll) takes
+ * the same attempt and only its own lease token records it, with a later claim.
+ */
+static void test_image_done_finish_leases_the_terminal_webhook(void **state)
+{
+    (void)state;
+    char user[37], gen[37], id[37], row[64];
+    started_with_webhook(user, gen);
+    store_call_t c;
+    store_call_image_done_finish(&c, gen, 1, 0, OUTPUT_JSON, 60);
+    assert_int_equal(ts_store_run(&c), 0);
+    assert_int_equal(c.res.image.finished, 1);
+    assert_int_equal(c.res.image.webhook.n, 1);
+    const store_webhook_claimed_t *w = &c.res.image.webhook.items[0];
+    assert_string_equal(w->generation_id, gen);
+    assert_string_equal(w->event, "succeeded");
+    assert_string_equal(w->url, "https://hooks.example.com/farm");
+    assert_non_null(strstr(w->data, "\"status\":\"succeeded\"")); /* GET's shape, read now */
+    assert_int_equal(w->attempts, 0);
+    assert_true(w->lease_token > 0);
+    snprintf(id, sizeof(id), "%s", w->id);
+    long long token = w->lease_token;
+    store_call_dispose(&c);
+
+    /* Another worker's poll does not take it: it is leased. */
+    store_call_webhook_claim(&c, 1000, 60);
+    assert_int_equal(ts_store_run(&c), 0);
+    for (size_t i = 0; i < c.res.webhook_claim.n; i++)
+        assert_string_not_equal(c.res.webhook_claim.items[i].id, id);
+    store_call_dispose(&c);
+    /* The same call again (an answer lost on the way) leases nothing more. */
+    store_call_image_done_finish(&c, gen, 1, 0, OUTPUT_JSON, 60);
+    assert_int_equal(ts_store_run(&c), 0);
+    assert_int_equal(c.res.image.webhook.n, 0);
+    store_call_dispose(&c);
+
+    /* An attempt under another token is stale; the lease's own is recorded. */
+    store_webhook_outcome_t o[2] = {
+        {.id = id, .lease_token = token + 1, .outcome = "failed", .status_code = 410},
+        {.id = id, .lease_token = token, .outcome = "delivered", .status_code = 204}};
+    assert_int_equal(store_call_webhook_claim_after(&c, 0, 60, o, 2), 0);
+    assert_int_equal(ts_store_run(&c), 0);
+    assert_int_equal(c.res.webhook_claim.n, 0); /* limit 0: it only records */
+    assert_int_equal(c.res.webhook_claim.n_results, 2);
+    assert_int_equal(c.res.webhook_claim.results[0].recorded, 0);
+    assert_int_equal(c.res.webhook_claim.results[1].recorded, 1);
+    assert_true(c.res.webhook_claim.results[1].lag_s >= 0); /* a terminal event delivered */
+    store_call_dispose(&c);
+    delivery_row(id, row, sizeof(row));
+    assert_string_equal(row, "delivered 1 204");
+    /* Recorded once: the same attempt again is stale and changes nothing. */
+    assert_int_equal(store_call_webhook_claim_after(&c, 0, 60, &o[1], 1), 0);
+    assert_int_equal(ts_store_run(&c), 0);
+    assert_int_equal(c.res.webhook_claim.results[0].recorded, 0);
+    store_call_dispose(&c);
+    delivery_row(id, row, sizeof(row));
+    assert_string_equal(row, "delivered 1 204");
+}
+
+/* Without a lease asked for, the terminal webhook is left to the claims. */
+static void test_image_done_finish_without_lease_leaves_it_to_claims(void **state)
+{
+    (void)state;
+    char user[37], gen[37];
+    started_with_webhook(user, gen);
+    store_call_t c;
+    store_call_image_done_finish(&c, gen, 1, 0, OUTPUT_JSON, 0);
+    assert_int_equal(ts_store_run(&c), 0);
+    assert_int_equal(c.res.image.webhook.n, 0);
+    store_call_dispose(&c);
+    store_call_webhook_claim(&c, 1000, 60);
+    assert_int_equal(ts_store_run(&c), 0);
+    int found = 0;
+    for (size_t i = 0; i < c.res.webhook_claim.n; i++)
+        found += strcmp(c.res.webhook_claim.items[i].generation_id, gen) == 0;
+    assert_int_equal(found, 1);
+    store_call_dispose(&c);
 }
 
 /* What a settlement answers when it settles nothing, in the order of precedence. */
@@ -603,6 +715,8 @@ int main(void)
         cmocka_unit_test(test_no_outputs_for_released_images_or_ended_generations),
         cmocka_unit_test(test_settlement_refusals),
         cmocka_unit_test(test_image_done_finish_settles_and_finishes_at_once),
+        cmocka_unit_test(test_image_done_finish_leases_the_terminal_webhook),
+        cmocka_unit_test(test_image_done_finish_without_lease_leaves_it_to_claims),
         cmocka_unit_test(test_idempotency_key_returns_the_first_generation),
         cmocka_unit_test(test_cancel_and_expiry_release_everything),
         cmocka_unit_test(test_random_workload_reconciles),

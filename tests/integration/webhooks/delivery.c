@@ -41,7 +41,8 @@ static char *tok;
         "FARM_RATE_LIMIT_BURST=100000", "FARM_RATE_LIMIT_PER_MIN=1000000",                         \
         "FARM_QUEUE_TIERS=pro:4:100000,free:1:3", "FARM_QUEUE_LEASE_S=2"
 
-static pid_t start_worker(const char *name, const char *allow_private)
+/* A worker with `allow_private` and `more` (either may be NULL) in its environment. */
+static pid_t start_worker_with(const char *name, const char *allow_private, const char *more)
 {
     char log_path[600];
     snprintf(log_path, sizeof(log_path), "%s/%s.log", ts_env("FARM_TEST_TMPDIR"), name);
@@ -51,9 +52,15 @@ static pid_t start_worker(const char *name, const char *allow_private)
                      "FARM_WORKER_METRICS_PORT=0",
                      "FARM_WEBHOOK_TIMEOUT_S=2",
                      "FARM_WEBHOOK_LEASE_S=10",
-                     (char *)allow_private,
+                     (char *)(allow_private ? allow_private : more),
+                     (char *)(allow_private ? more : NULL),
                      NULL};
     return ts_spawn(argv, extra, log_path);
+}
+
+static pid_t start_worker(const char *name, const char *allow_private)
+{
+    return start_worker_with(name, allow_private, NULL);
 }
 
 static int setup(void **state)
@@ -451,6 +458,40 @@ static void test_many_distinct_ids(void **state)
     free(ids);
 }
 
+/*
+ * The worker that finishes a generation sends its terminal webhook itself, leased in the
+ * finish's transaction: it arrives though that worker's next poll is a minute away. The
+ * lease fences it as a claim's does: another worker, polling every 50 ms, does not send
+ * the same attempt while it is held; the attempt is recorded once, by its holder.
+ */
+static void test_finishing_worker_sends_its_own(void **state)
+{
+    (void)state;
+    char id[37];
+    assert_int_equal(ts_stop(worker_pid, SIGTERM, 30), 0);
+    worker_pid = start_worker_with("worker-slow-poll", "FARM_WEBHOOK_ALLOW_PRIVATE=1",
+                                   "FARM_WEBHOOK_POLL_MS=60000");
+    create("200", "own", NULL, id);
+    json_decref(wait_received("own", 1, 30)); /* no poll took it: its poll is 60 s away */
+    pid_t other = start_worker("worker-polling", "FARM_WEBHOOK_ALLOW_PRIVATE=1");
+    usleep(3000000); /* 60 polls of the other worker, all within the holder's 10 s lease */
+    json_t *got = received("own");
+    assert_int_equal(json_array_size(got), 1);
+    json_decref(got);
+    /* The holder records what it delivered as it stops (no poll of its own came). */
+    int rc = ts_stop(worker_pid, SIGTERM, 30);
+    worker_pid = other;
+    assert_int_equal(rc, 0);
+    json_t *g = wait_webhook(id, "delivered", 1, 10);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(g, "webhook"), "attempts")),
+                     1);
+    json_decref(g);
+    got = received("own");
+    assert_int_equal(json_array_size(got), 1);
+    assert_signed(json_array_get(got, 0));
+    json_decref(got);
+}
+
 /* kill -9 of the worker whose request is in flight: another worker delivers, same webhook-id. */
 static void test_worker_killed_mid_request(void **state)
 {
@@ -534,6 +575,7 @@ int main(void)
         cmocka_unit_test(test_window_exhausted),
         cmocka_unit_test(test_redis_flushed),
         cmocka_unit_test(test_many_distinct_ids),
+        cmocka_unit_test(test_finishing_worker_sends_its_own),
         cmocka_unit_test(test_worker_killed_mid_request),
         cmocka_unit_test(test_ssrf_refused),
     };

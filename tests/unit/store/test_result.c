@@ -225,26 +225,26 @@ static void test_worker_outcomes(void **state)
     store_call_dispose(&c);
 
     /* The last image and the finish in one call: the image's word, then the finish's. */
-    store_call_image_done_finish(&c, GEN, 4, 0, "[]");
+    store_call_image_done_finish(&c, GEN, 4, 0, "[]", 0);
     assert_int_equal(parse3(&c, "settled", "finished", "succeeded"), 0);
     assert_int_equal(c.res.image.applied, 1);
     assert_int_equal(c.res.image.finished, 1);
     assert_string_equal(c.res.image.status, "succeeded");
     store_call_dispose(&c);
-    store_call_image_done_finish(&c, GEN, 4, 0, "[]");
+    store_call_image_done_finish(&c, GEN, 4, 0, "[]", 0);
     assert_int_equal(parse3(&c, "duplicate", "already", "succeeded"), 0); /* a repeat */
     assert_int_equal(c.res.image.applied, 0);
     assert_int_equal(c.res.image.finished, 0);
     assert_string_equal(c.res.image.status, "succeeded");
     store_call_dispose(&c);
-    store_call_image_done_finish(&c, GEN, 4, 0, "[]");
+    store_call_image_done_finish(&c, GEN, 4, 0, "[]", 0);
     assert_int_equal(parse3(&c, "stale", NULL, NULL), GF_ECONFLICT); /* nothing finished */
     assert_non_null(strstr(c.err.msg, GEN));
     store_call_dispose(&c);
-    store_call_image_done_finish(&c, GEN, 4, 0, "[]");
+    store_call_image_done_finish(&c, GEN, 4, 0, "[]", 0);
     assert_int_equal(parse3(&c, "released", NULL, NULL), GF_ECONFLICT);
     store_call_dispose(&c);
-    store_call_image_done_finish(&c, GEN, 4, 0, "[]");
+    store_call_image_done_finish(&c, GEN, 4, 0, "[]", 0);
     assert_int_equal(parse3(&c, "settled", NULL, NULL), GF_EUNAVAIL); /* no finish: malformed */
     store_call_dispose(&c);
 
@@ -393,6 +393,50 @@ static void test_webhook_results(void **state)
     store_call_webhook_claim(&c, 8, 60);
     assert_int_equal(parse(&c, "{\"items\": [{\"id\": 3}], \"now_ms\": 1}"), GF_EUNAVAIL);
     assert_non_null(strstr(c.err.msg, "farm_webhook_claim"));
+    store_call_dispose(&c);
+
+    /* A claim that records attempts first: they go as $3, one result each comes back. */
+    store_webhook_outcome_t o[2] = {
+        {.id = GEN, .lease_token = 41, .outcome = "delivered", .status_code = 200},
+        {.id = USR, .lease_token = 7, .outcome = "retry", .error = "timeout", .next_ms = 5000}};
+    assert_int_equal(store_call_webhook_claim_after(&c, 0, 60, o, 2), 0);
+    assert_non_null(strstr(c._params[2], "\"token\":41"));
+    assert_non_null(strstr(c._params[2], "\"status_code\":null"));
+    assert_int_equal(parse(&c, "{\"items\": [], \"now_ms\": 1, \"results\": [{\"lag_s\": "
+                               "0.5, \"outcome\": \"recorded\"}, {\"lag_s\": null, "
+                               "\"outcome\": \"stale\"}]}"),
+                     0);
+    assert_int_equal(c.res.webhook_claim.n, 0);
+    assert_int_equal(c.res.webhook_claim.n_results, 2);
+    assert_int_equal(c.res.webhook_claim.results[0].recorded, 1);
+    assert_true(c.res.webhook_claim.results[0].lag_s > 0.49);
+    assert_int_equal(c.res.webhook_claim.results[1].recorded, 0);
+    assert_true(c.res.webhook_claim.results[1].lag_s < 0);
+    store_call_dispose(&c);
+    /* Not one result per attempt: malformed, nothing left. */
+    assert_int_equal(store_call_webhook_claim_after(&c, 0, 60, o, 2), 0);
+    assert_int_equal(parse(&c, "{\"items\": [], \"now_ms\": 1, \"results\": [{\"lag_s\": "
+                               "null, \"outcome\": \"stale\"}]}"),
+                     GF_EUNAVAIL);
+    store_call_dispose(&c);
+    assert_int_equal(store_call_webhook_claim_after(&c, 0, 60, o, STORE_WEBHOOK_RESULTS_MAX + 1),
+                     GF_EINVAL);
+    store_call_dispose(&c);
+
+    /* The last image's finish with the terminal delivery it leased (4th column). */
+    store_call_image_done_finish(&c, GEN, 4, 0, "[]", 60);
+    assert_string_equal(c._params[4], "60");
+    store_row_t row = {{"settled", "finished", "succeeded",
+                        "{\"items\": [{\"id\": \"" GEN "\", \"url\": \"https://h/x\", "
+                        "\"data\": {}, \"event\": \"succeeded\", \"attempts\": 0, "
+                        "\"created_ms\": 1, \"lease_token\": 9, \"generation_id\": \"" USR
+                        "\", \"first_attempt_ms\": null}], \"now_ms\": 2}"}};
+    store__parse_row(&c, &row);
+    assert_int_equal(c.err.code, 0);
+    assert_int_equal(c.res.image.finished, 1);
+    assert_int_equal(c.res.image.webhook.n, 1);
+    assert_int_equal(c.res.image.webhook.items[0].lease_token, 9);
+    assert_int_equal(c.res.image.webhook.now_ms, 2);
     store_call_dispose(&c);
 
     store_call_webhook_result(&c, GEN, 41, "delivered", 200, NULL, 0);
