@@ -24,6 +24,16 @@
 #include <strings.h>
 #include <sys/socket.h>
 
+/*
+ * The idle easy handles an engine keeps. A new handle costs an allocation of
+ * curl's whole per-transfer state and, at its first transfer, of its
+ * download buffer (16 KiB); curl_easy_reset() keeps both and clears every
+ * option, so a reused handle starts as a new one does (net_start sets every
+ * option it uses). One loop turn's completions are handed to the next turn's
+ * starts; 256 idle handles hold about 6 MiB at most.
+ */
+#define NET_EASY_POOL_MAX 256
+
 struct net {
     uv_loop_t *loop;
     CURLM *multi;
@@ -40,6 +50,10 @@ struct net {
     uv_idle_t kick; /* curl's 0 ms timeouts, run on the next loop turn (on_curl_timer) */
     net_http2_t http2;
     char *ca_file; /* net_set_ca_file, NULL: the system's */
+    /* Easy handles of finished transfers, reset, for the next net_start()
+     * (easy_take, easy_give); at most NET_EASY_POOL_MAX. */
+    CURL *pool[NET_EASY_POOL_MAX];
+    int npool;
 };
 
 struct net_xfer {
@@ -441,6 +455,30 @@ static void queue_remove(net_xfer_t *x)
     x->queued = 0;
 }
 
+/* An easy handle for a new transfer: an idle one of the engine's, else a new one. */
+static CURL *easy_take(net_t *h)
+{
+    if (h->npool > 0)
+        return h->pool[--h->npool];
+    CURL *e = curl_easy_init();
+    if (e == NULL) {
+        fprintf(stderr, "curl_easy_init failed\n");
+        abort(); /* only on memory exhaustion */
+    }
+    return e;
+}
+
+/* Takes back the easy handle of a finished transfer (out of the multi). */
+static void easy_give(net_t *h, CURL *e)
+{
+    if (h->closing || h->npool == NET_EASY_POOL_MAX) {
+        curl_easy_cleanup(e);
+        return;
+    }
+    curl_easy_reset(e);
+    h->pool[h->npool++] = e;
+}
+
 static void xfer_free(net_xfer_t *x)
 {
     net_t *h = x->h;
@@ -453,7 +491,7 @@ static void xfer_free(net_xfer_t *x)
     if (x->next)
         x->next->prev = x->prev;
     curl_multi_remove_handle(h->multi, x->easy);
-    curl_easy_cleanup(x->easy);
+    easy_give(h, x->easy);
     curl_slist_free_all(x->req_headers);
     free(x->body_out);
     free(x->resp.body);
@@ -616,11 +654,7 @@ net_xfer_t *net_start(net_t *h, const net_req_t *req, net_done_cb cb, void *data
     x->cb = cb;
     x->data = data;
     x->max_bytes = req->max_bytes ? req->max_bytes : 64 * 1024 * 1024;
-    x->easy = curl_easy_init();
-    if (x->easy == NULL) {
-        fprintf(stderr, "curl_easy_init failed\n");
-        abort(); /* only on memory exhaustion */
-    }
+    x->easy = easy_take(h);
     CURL *e = x->easy;
     curl_easy_setopt(e, CURLOPT_URL, req->url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, x);
@@ -754,6 +788,8 @@ void net_close(net_t *h, void (*cb)(void *data), void *data)
     h->queue_head = h->queue_tail = NULL;
     while (h->xfers)
         xfer_free(h->xfers);
+    while (h->npool > 0)
+        curl_easy_cleanup(h->pool[--h->npool]);
     /* Sockets curl still watches (kept-alive connections) are closed here. */
     curl_multi_cleanup(h->multi);
     h->multi = NULL;
