@@ -14,12 +14,18 @@
 #   h1: plain http, HTTP/1.1 (FARM_PROVIDER_HTTP2=off): the figure before
 #       HTTP/2, for comparison.
 #
-# One line per protocol:
+# Two lines per protocol:
 #
 #   providers: <F> in flight, <N> calls/s, added latency p50 <a> ms p99 <b> ms, rss <R> MiB (<proto>; ...)
+#   providers_later: <F> in flight, calls <F+1>-<C> (after the first <F>), added latency p50 <a> ms p99 <b> ms (<proto>)
 #
 # (added = a call's total time minus the fake's 2 s; rss = bench_providers'
-# peak; N an integer, a, b and R with 1 decimal.) The parenthesis says the
+# peak; N an integer, a, b and R with 1 decimal.) The first line is the
+# goal's measure, over every call: its p99 is the first <F> calls, started
+# at once in a process that has no connection and no memory yet. The second
+# line is the same run's calls after those (each started when an earlier call
+# ended, <F> still in flight), what a worker that has ramped up sees; it is
+# printed only when CALLS > INFLIGHT. The parenthesis says the
 # protocol, the CPU per call of bench_providers and of the fake (user +
 # system over the run, divided by the calls) and, over h2, the connections
 # the fake accepted. Knobs: BENCH_PROVIDER_CALLS, BENCH_PROVIDER_INFLIGHT,
@@ -74,14 +80,18 @@ providers_run() {
     gf_stop_pid "$fake_pid" TERM 5
     fake_pid=''
     # The fifth field, the failed calls, is not part of the line (bench_providers fails on any).
-    local rate p50 p99 rss cpu_ms hz fake_us
-    read -r rate p50 p99 rss _ cpu_ms <<<"$out"
+    local rate p50 p99 rss cpu_ms hz fake_us later50 later99
+    read -r rate p50 p99 rss _ cpu_ms later50 later99 <<<"$out"
     hz=$(getconf CLK_TCK)
     fake_us=$(((fake_t1 - fake_t0) * 1000000 / hz / calls))
     local what="HTTP/1.1 over http"
     [[ $proto == h2 ]] && what="h2 over https (ALPN)"
     printf 'providers: %s in flight, %s calls/s, added latency p50 %s ms p99 %s ms, rss %s MiB (%s; cpu per call: bench %s us, fake %s us%s)\n' \
         "$inflight" "$rate" "$p50" "$p99" "$rss" "$what" "$((${cpu_ms%.*} * 1000 / calls))" "$fake_us" "$conns"
+    ((calls > inflight)) &&
+        printf 'providers_later: %s in flight, calls %s-%s (after the first %s), added latency p50 %s ms p99 %s ms (%s)\n' \
+            "$inflight" "$((inflight + 1))" "$calls" "$inflight" "$later50" "$later99" "$what"
+    return 0
 }
 
 bench_providers() {

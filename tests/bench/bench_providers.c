@@ -5,10 +5,13 @@
  * Sends CALLS calls through the hf adapter (one provider, one multi handle) to
  * a farm-fake-provider answering after DELAY_MS, keeping INFLIGHT in flight,
  * and prints one line:
- * "<calls/s> <added p50 ms> <added p99 ms> <rss MiB> <failures> <cpu ms>"
- * where added = a call's total time minus DELAY_MS and cpu is the process's
- * user + system time. FAKE_URL may be https (the fake's TLS port); then
- * FARM_PROVIDER_CA_FILE names its certificate. FARM_PROVIDER_HTTP2, when set,
+ * "<calls/s> <added p50 ms> <added p99 ms> <rss MiB> <failures> <cpu ms>
+ *  <later p50 ms> <later p99 ms>"
+ * where added = a call's total time minus DELAY_MS, cpu is the process's
+ * user + system time, and "later" are the calls after the first INFLIGHT
+ * (each started when an earlier one ended: the process warm, its
+ * connections open), -1 when there are none. FAKE_URL may be https (the
+ * fake's TLS port); then FARM_PROVIDER_CA_FILE names its certificate. FARM_PROVIDER_HTTP2, when set,
  * is passed on (auto, prior-knowledge, off). With BENCH_PROVIDER_TRACE=PATH
  * it also writes one line per call to PATH: "<index> <start ms> <added ms>",
  * the start counted from the first call's.
@@ -65,6 +68,13 @@ static int cmp(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
+}
+
+/* The p-quantile of the n latencies at v (sorted in place), as the line reports it. */
+static double quantile(double *v, size_t n, double p)
+{
+    qsort(v, n, sizeof(double), cmp);
+    return v[(size_t)((double)n * p)];
 }
 
 static long rss_kib(void)
@@ -131,14 +141,23 @@ int main(int argc, char **argv)
         fprintf(tf, "%d %.1f %.1f\n", i, (double)(t0[i] - begin) / 1e6, lat[i] - delay);
     if (tf)
         fclose(tf);
-    qsort(lat, (size_t)total, sizeof(double), cmp);
-    double p50 = lat[total / 2] - delay, p99 = lat[(size_t)(total * 0.99)] - delay;
+    double later50 = -1, later99 = -1;
+    if (total > inflight_max) {
+        size_t n = (size_t)(total - inflight_max);
+        double *later = malloc(n * sizeof(double));
+        memcpy(later, lat + inflight_max, n * sizeof(double));
+        later50 = quantile(later, n, 0.5) - delay;
+        later99 = quantile(later, n, 0.99) - delay;
+        free(later);
+    }
+    double p50 = quantile(lat, (size_t)total, 0.5) - delay;
+    double p99 = quantile(lat, (size_t)total, 0.99) - delay;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double cpu_ms = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
                     (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
-    printf("%.0f %.1f %.1f %.1f %d %.0f\n", total / secs, p50, p99, rss_kib() / 1024.0, failures,
-           cpu_ms);
+    printf("%.0f %.1f %.1f %.1f %d %.0f %.1f %.1f\n", total / secs, p50, p99, rss_kib() / 1024.0,
+           failures, cpu_ms, later50, later99);
     provider_close(prov, NULL, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     gf_cfg_free(cfg);
