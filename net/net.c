@@ -25,12 +25,13 @@
 #include <sys/socket.h>
 
 /*
- * The idle easy handles an engine keeps. A new handle costs an allocation of
- * curl's whole per-transfer state and, at its first transfer, of its
- * download buffer (16 KiB); curl_easy_reset() keeps both and clears every
- * option, so a reused handle starts as a new one does (net_start sets every
- * option it uses). One loop turn's completions are handed to the next turn's
- * starts; 256 idle handles hold about 6 MiB at most.
+ * The idle easy handles an engine keeps. A new handle costs curl_easy_init()'s
+ * allocation and set-up of curl's whole per-transfer state, and
+ * curl_easy_cleanup() its teardown; curl_easy_reset() clears every option and
+ * keeps the handle, so a reused handle starts as a new one does (net_start
+ * sets every option it uses). One loop turn's completions are handed to the
+ * next turn's starts. An idle handle holds a few KiB (curl 7.88 allocates its
+ * 16 KiB download buffer per transfer, reused handle or not).
  */
 #define NET_EASY_POOL_MAX 256
 
