@@ -315,7 +315,7 @@ static const cfg_row cfg_table[] = {
      "a webhook request unanswered this long is a failed attempt (retried)"},
     {"FARM_WEBHOOK_LEASE_S", CFG_INT, OFF(webhook_lease_s), "60", 10, 3600, NULL, 0,
      "a claimed delivery is another worker's to send after this long; more than "
-     "FARM_WEBHOOK_TIMEOUT_S + 5"},
+     "FARM_WEBHOOK_TIMEOUT_S + FARM_WEBHOOK_POLL_MS + 5 s"},
     {"FARM_WEBHOOK_POLL_MS", CFG_INT, OFF(webhook_poll_ms), "50", 10, 60000, NULL, 0,
      "how often a worker looks for due webhook deliveries and records the attempts that "
      "ended"},

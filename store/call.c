@@ -302,6 +302,23 @@ void store_call_webhook_result(store_call_t *c, const char *id, long long lease_
     set_int(c, 5, next_ms);
 }
 
+/*
+ * Sets member `k` of `o` to the text `s` of a failed attempt (curl's message, cut to its
+ * buffer), or to null: a multi-byte character cut at its end is dropped, and text that is
+ * still not UTF-8 becomes null, so one message never keeps a batch of outcomes from being
+ * recorded.
+ */
+static int put_text(json_t *o, const char *k, const char *s)
+{
+    if (s == NULL)
+        return json_object_set_new_nocheck(o, k, json_null());
+    size_t n = strlen(s);
+    json_t *v = json_stringn(s, n);
+    for (size_t cut = 1; v == NULL && cut < 4 && cut < n; cut++) /* a UTF-8 character: 2-4 */
+        v = json_stringn(s, n - cut);
+    return json_object_set_new_nocheck(o, k, v ? v : json_null());
+}
+
 int store_call_webhook_claim_after(store_call_t *c, int limit, int lease_s,
                                    const store_webhook_outcome_t *o, size_t n)
 {
@@ -321,8 +338,8 @@ int store_call_webhook_claim_after(store_call_t *c, int limit, int lease_s,
             json_object_set_new_nocheck(e, "status_code",
                                         o[i].status_code > 0 ? json_integer(o[i].status_code)
                                                              : json_null()) != 0 ||
-            put_str(e, "error", o[i].error) != 0 || put_int(e, "next_ms", o[i].next_ms) != 0) {
-            json_decref(arr); /* a string that is not UTF-8 */
+            put_text(e, "error", o[i].error) != 0 || put_int(e, "next_ms", o[i].next_ms) != 0) {
+            json_decref(arr); /* an id or outcome that is not UTF-8 */
             return GF_EINVAL;
         }
     }

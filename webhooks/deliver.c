@@ -236,12 +236,15 @@ static void send_item(item_t *it)
     free(body);
 }
 
-/* Starts what its host's bound allows, oldest first; releases what waited too long. */
+/* Starts what its host's bound allows, oldest first; releases what waited too long: a
+ * request started later could time out and then wait for the next poll to be recorded past
+ * its lease, when another worker may send it again. */
 static void pump(webhook_deliverer_t *d)
 {
     uint64_t now = uv_now(d->loop);
     uint64_t send_by = (uint64_t)d->cfg->webhook_lease_s * 1000 -
-                       (uint64_t)d->cfg->webhook_timeout_s * 1000 - LEASE_MARGIN_MS;
+                       (uint64_t)d->cfg->webhook_timeout_s * 1000 - LEASE_MARGIN_MS -
+                       (uint64_t)d->cfg->webhook_poll_ms;
     item_t **pp = &d->waiting, *prev = NULL;
     while (*pp) {
         item_t *it = *pp;
@@ -349,7 +352,8 @@ static void on_claimed(store_t *st, const gf_err_t *err, store_call_t *call, voi
 {
     (void)st;
     webhook_deliverer_t *d = data;
-    d->claiming = 0;
+    /* d->claiming stays set until `call` (d->claim) is disposed: a record() meanwhile (a
+     * refused URL in take_items) must not start the next claim in the call being read. */
     if (err->code < 0) {
         if (!d->closing || d->nbatch > 0) {
             gf_log_ctx ctx = log_ctx;
@@ -358,6 +362,7 @@ static void on_claimed(store_t *st, const gf_err_t *err, store_call_t *call, voi
         }
         batch_done(d, NULL);
         store_call_dispose(call);
+        d->claiming = 0;
         if (d->closing)
             claim(d); /* what waits to be recorded: tried once more */
         maybe_close_handles(d);
@@ -368,6 +373,7 @@ static void on_claimed(store_t *st, const gf_err_t *err, store_call_t *call, voi
     take_items(d, r);
     int full = d->claim_limit > 0 && (long long)r->n == d->claim_limit;
     store_call_dispose(call);
+    d->claiming = 0;
     pump(d);
     if (d->closing || full)
         claim(d); /* closing: what waits to be recorded; full: more may be due */
@@ -404,12 +410,14 @@ static void claim(webhook_deliverer_t *d)
     if (d->to_record == NULL)
         d->to_record_tail = NULL;
     d->claim_limit = room;
-    if (store_call_webhook_claim_after(&d->claim, (int)room, (int)d->cfg->webhook_lease_s, o,
-                                       d->nbatch) == 0 &&
-        store_exec(d->store, &d->claim, on_claimed, d) == 0) {
+    int rc = store_call_webhook_claim_after(&d->claim, (int)room, (int)d->cfg->webhook_lease_s, o,
+                                            d->nbatch);
+    if (rc == 0 && store_exec(d->store, &d->claim, on_claimed, d) == 0) {
         d->claiming = 1;
         return;
     }
+    if (rc != 0)
+        gf_err_set(&d->claim.err, rc, "webhooks", "an attempt's outcome could not be encoded");
     if (d->nbatch > 0) {
         gf_log_ctx ctx = log_ctx;
         ctx.action = "recording webhook attempts";
@@ -438,11 +446,13 @@ webhook_deliverer_t *webhook_deliverer_new(uv_loop_t *loop, const gf_config_t *c
     int has_secret = cfg->webhook_secret && cfg->webhook_secret[0];
     if (has_secret && webhook_key_decode(cfg->webhook_secret, d->key, &d->key_len, err) < 0)
         goto fail;
-    if (cfg->webhook_lease_s * 1000 <= cfg->webhook_timeout_s * 1000 + LEASE_MARGIN_MS) {
+    if (cfg->webhook_lease_s * 1000 <=
+        cfg->webhook_timeout_s * 1000 + LEASE_MARGIN_MS + cfg->webhook_poll_ms) {
         gf_err_set(err, GF_EINVAL, "webhooks",
-                   "FARM_WEBHOOK_LEASE_S=%lld must exceed FARM_WEBHOOK_TIMEOUT_S=%lld by more "
-                   "than 5 s",
-                   cfg->webhook_lease_s, cfg->webhook_timeout_s);
+                   "FARM_WEBHOOK_LEASE_S=%lld must exceed FARM_WEBHOOK_TIMEOUT_S=%lld plus "
+                   "FARM_WEBHOOK_POLL_MS=%lld plus 5 s (an attempt is recorded at the next poll, "
+                   "inside its lease)",
+                   cfg->webhook_lease_s, cfg->webhook_timeout_s, cfg->webhook_poll_ms);
         goto fail;
     }
     d->net = net_new(loop, err);
@@ -462,9 +472,11 @@ webhook_deliverer_t *webhook_deliverer_new(uv_loop_t *loop, const gf_config_t *c
         static const double lag_buckets[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5,  1,     2.5,  5,
                                              10,   30,    60,   300, 1800, 7200, 36000, 86400};
         d->m_lag = gf_metric_with(
-            gf_metrics_histogram(metrics, "farm_webhook_delivery_lag_seconds",
-                                 "from a generation's terminal status to its webhook's delivery",
-                                 NULL, lag_buckets, sizeof(lag_buckets) / sizeof(lag_buckets[0])),
+            gf_metrics_histogram(
+                metrics, "farm_webhook_delivery_lag_seconds",
+                "from a generation's terminal status to its webhook's delivery, as recorded (at "
+                "the poll after the receiver's answer)",
+                NULL, lag_buckets, sizeof(lag_buckets) / sizeof(lag_buckets[0])),
             NULL, NULL, NULL);
     }
     if (!d->enabled)
@@ -484,7 +496,9 @@ void webhook_deliverer_start(webhook_deliverer_t *d)
 
 int webhook_deliverer_reserve(webhook_deliverer_t *d)
 {
-    if (d == NULL || !d->enabled || d->closing || d->held >= d->cfg->webhook_concurrency)
+    /* The claim in flight may bring as many rows as it asked for (claim_limit). */
+    if (d == NULL || !d->enabled || d->closing ||
+        d->held + (d->claiming ? d->claim_limit : 0) >= d->cfg->webhook_concurrency)
         return 0;
     d->held++; /* the reservation: claims leave room for it, and it keeps `d` alive */
     return (int)d->cfg->webhook_lease_s;

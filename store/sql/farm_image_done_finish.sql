@@ -11,7 +11,8 @@
 -- farm_webhook_claim fences), so its deliverer sends it at once.
 -- image: farm_image_done's outcome; outcome, status: farm_finish's (NULL when
 -- the image was refused and nothing was finished); webhook: the lease, in
--- farm_webhook_claim's shape (NULL when none was asked for or nothing finished).
+-- farm_webhook_claim's shape (NULL when none was asked for or none was due and
+-- unleased: a repeated call after the finish may lease one a claim would).
 DROP FUNCTION IF EXISTS farm_image_done_finish(uuid, bigint, int, jsonb);
 CREATE OR REPLACE FUNCTION farm_image_done_finish(p_id uuid, p_fence bigint, p_index int,
                                                   p_outputs jsonb, p_webhook_lease_s int,

@@ -6,7 +6,10 @@
 -- decision is measured on. First it records the attempts of p_results that
 -- ended since the deliverer's last claim (farm_webhook_results; NULL: none),
 -- so a deliverer's poll and its attempts are one statement and one
--- transaction; `results` answers them, in their order.
+-- transaction; `results` answers them, in their order. A delivery those
+-- attempts name is not claimed again by the same statement: one this
+-- deliverer released (it waited too long behind its host) goes to another
+-- deliverer's claim, or to this one's next.
 DROP FUNCTION IF EXISTS farm_webhook_claim(int, int);
 CREATE OR REPLACE FUNCTION farm_webhook_claim(p_limit int, p_lease_s int, p_results jsonb)
 RETURNS jsonb
@@ -14,14 +17,17 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v jsonb;
     v_results jsonb := '[]'::jsonb;
+    v_recorded uuid[] := '{}';
 BEGIN
     IF p_results IS NOT NULL THEN
         v_results := farm_webhook_results(p_results);
+        v_recorded := ARRAY(SELECT (x->>'id')::uuid FROM jsonb_array_elements(p_results) x);
     END IF;
     WITH due AS (
         SELECT d.id FROM webhook_deliveries d
             WHERE d.status = 'pending' AND d.next_attempt_at <= now()
               AND (d.lease_until IS NULL OR d.lease_until < now())
+              AND d.id <> ALL (v_recorded)
             ORDER BY d.next_attempt_at
             LIMIT p_limit
             FOR UPDATE SKIP LOCKED),

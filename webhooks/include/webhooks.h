@@ -125,10 +125,10 @@ void webhook_deliverer_start(webhook_deliverer_t *d);
 int webhook_deliverer_reserve(webhook_deliverer_t *d);
 void webhook_deliverer_adopt(webhook_deliverer_t *d, store_webhook_claim_result_t *r);
 /*
- * Stops claiming, records at once the attempts that ended (a running
- * deliverer records them with its next poll), aborts the requests in flight (their deliveries go
- * back to another worker when their lease runs out), waits for the store calls in flight, closes
- * its handles and frees it; `cb` runs once that is done.
+ * Stops claiming, releases the deliveries not yet sent, lets the requests in flight end (at
+ * most FARM_WEBHOOK_TIMEOUT_S), records every attempt at once (a running deliverer records
+ * them with its next poll), waits for the store calls in flight, closes its handles and frees
+ * it; `cb` runs once that is done.
  */
 void webhook_deliverer_close(webhook_deliverer_t *d, void (*cb)(void *data), void *data);
 

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "api_harness.h"
@@ -41,8 +42,10 @@ static char *tok;
         "FARM_RATE_LIMIT_BURST=100000", "FARM_RATE_LIMIT_PER_MIN=1000000",                         \
         "FARM_QUEUE_TIERS=pro:4:100000,free:1:3", "FARM_QUEUE_LEASE_S=2"
 
-/* A worker with `allow_private` and `more` (either may be NULL) in its environment. */
-static pid_t start_worker_with(const char *name, const char *allow_private, const char *more)
+/* A worker with `allow_private` and `more` (either may be NULL) in its environment, and
+ * `lease` (NULL: FARM_WEBHOOK_LEASE_S=10). */
+static pid_t start_worker_lease(const char *name, const char *allow_private, const char *more,
+                                const char *lease)
 {
     char log_path[600];
     snprintf(log_path, sizeof(log_path), "%s/%s.log", ts_env("FARM_TEST_TMPDIR"), name);
@@ -51,7 +54,7 @@ static pid_t start_worker_with(const char *name, const char *allow_private, cons
                      FARM_ENV,
                      "FARM_WORKER_METRICS_PORT=0",
                      "FARM_WEBHOOK_TIMEOUT_S=2",
-                     "FARM_WEBHOOK_LEASE_S=10",
+                     (char *)(lease ? lease : "FARM_WEBHOOK_LEASE_S=10"),
                      (char *)(allow_private ? allow_private : more),
                      (char *)(allow_private ? more : NULL),
                      NULL};
@@ -60,7 +63,7 @@ static pid_t start_worker_with(const char *name, const char *allow_private, cons
 
 static pid_t start_worker(const char *name, const char *allow_private)
 {
-    return start_worker_with(name, allow_private, NULL);
+    return start_worker_lease(name, allow_private, NULL, NULL);
 }
 
 static int setup(void **state)
@@ -469,12 +472,13 @@ static void test_finishing_worker_sends_its_own(void **state)
     (void)state;
     char id[37];
     assert_int_equal(ts_stop(worker_pid, SIGTERM, 30), 0);
-    worker_pid = start_worker_with("worker-slow-poll", "FARM_WEBHOOK_ALLOW_PRIVATE=1",
-                                   "FARM_WEBHOOK_POLL_MS=60000");
+    /* A lease must outlast a request and the poll that records it: 2 s + 60 s + 5 s. */
+    worker_pid = start_worker_lease("worker-slow-poll", "FARM_WEBHOOK_ALLOW_PRIVATE=1",
+                                    "FARM_WEBHOOK_POLL_MS=60000", "FARM_WEBHOOK_LEASE_S=70");
     create("200", "own", NULL, id);
     json_decref(wait_received("own", 1, 30)); /* no poll took it: its poll is 60 s away */
     pid_t other = start_worker("worker-polling", "FARM_WEBHOOK_ALLOW_PRIVATE=1");
-    usleep(3000000); /* 60 polls of the other worker, all within the holder's 10 s lease */
+    usleep(3000000); /* 60 polls of the other worker, all within the holder's 70 s lease */
     json_t *got = received("own");
     assert_int_equal(json_array_size(got), 1);
     json_decref(got);
@@ -490,6 +494,33 @@ static void test_finishing_worker_sends_its_own(void **state)
     assert_int_equal(json_array_size(got), 1);
     assert_signed(json_array_get(got, 0));
     json_decref(got);
+}
+
+/*
+ * An attempt is recorded at the poll after its answer, inside its lease: a lease that cannot
+ * cover a request (2 s) and a poll (60 s) plus 5 s stops the worker at start, exit 2, saying
+ * so. It would let another worker send an attempt again while its holder still waits to
+ * record it.
+ */
+static void test_a_lease_shorter_than_request_and_poll_is_refused(void **state)
+{
+    (void)state;
+    pid_t p = start_worker_lease("worker-short-lease", "FARM_WEBHOOK_ALLOW_PRIVATE=1",
+                                 "FARM_WEBHOOK_POLL_MS=60000", NULL);
+    int status = 0;
+    pid_t got = 0;
+    double end = ts_now() + 20;
+    while (ts_now() < end && (got = waitpid(p, &status, WNOHANG)) == 0)
+        usleep(100 * 1000);
+    if (got == 0)
+        ts_stop(p, SIGKILL, 5);
+    assert_int_equal(got, p);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 2);
+    assert_int_equal(ts_sh("grep -q 'FARM_WEBHOOK_LEASE_S=10 must exceed "
+                           "FARM_WEBHOOK_TIMEOUT_S=2 plus FARM_WEBHOOK_POLL_MS=60000' '%s/%s.log'",
+                           ts_env("FARM_TEST_TMPDIR"), "worker-short-lease"),
+                     0);
 }
 
 /* kill -9 of the worker whose request is in flight: another worker delivers, same webhook-id. */
@@ -576,6 +607,7 @@ int main(void)
         cmocka_unit_test(test_redis_flushed),
         cmocka_unit_test(test_many_distinct_ids),
         cmocka_unit_test(test_finishing_worker_sends_its_own),
+        cmocka_unit_test(test_a_lease_shorter_than_request_and_poll_is_refused),
         cmocka_unit_test(test_worker_killed_mid_request),
         cmocka_unit_test(test_ssrf_refused),
     };

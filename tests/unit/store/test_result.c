@@ -422,6 +422,16 @@ static void test_webhook_results(void **state)
     assert_int_equal(store_call_webhook_claim_after(&c, 0, 60, o, STORE_WEBHOOK_RESULTS_MAX + 1),
                      GF_EINVAL);
     store_call_dispose(&c);
+    /* An attempt's error text cut inside a multi-byte character (curl's message in its
+     * buffer) loses that character; text that is not UTF-8 at all goes as null. Neither keeps
+     * the batch from being recorded. */
+    store_webhook_outcome_t bad[2] = {
+        {.id = GEN, .lease_token = 1, .outcome = "retry", .error = "host caf\xc3", .next_ms = 1},
+        {.id = USR, .lease_token = 2, .outcome = "retry", .error = "\xff\xfe", .next_ms = 1}};
+    assert_int_equal(store_call_webhook_claim_after(&c, 0, 60, bad, 2), 0);
+    assert_non_null(strstr(c._params[2], "\"error\":\"host caf\""));
+    assert_non_null(strstr(c._params[2], "\"error\":null"));
+    store_call_dispose(&c);
 
     /* The last image's finish with the terminal delivery it leased (4th column). */
     store_call_image_done_finish(&c, GEN, 4, 0, "[]", 60);
