@@ -67,11 +67,19 @@ json_t *fake_log(fake_t *f, gf_http_req_t *r, const char *endpoint, const char *
     return e;
 }
 
-fake_job_t *fake_job_new(fake_t *f, const char *provider)
+fake_job_t *fake_job_new(fake_t *f, gf_http_req_t *r, const char *provider, const char *prompt,
+                         int64_t seed, int width, int height, fake_format_t format)
 {
     fake_job_t *j = gf_xcalloc(1, sizeof(*j));
     gf_uuid4(j->id);
     snprintf(j->provider, sizeof(j->provider), "%s", provider);
+    j->prompt = gf_xstrdup(prompt);
+    const char *hdr = gf_http_req_header(r, "x-fake-fault");
+    j->faults = gf_xstrdup(hdr ? hdr : "");
+    j->seed = seed;
+    j->width = width;
+    j->height = height;
+    j->format = format;
     j->next = f->jobs;
     f->jobs = j;
     return j;

@@ -90,7 +90,9 @@ typedef struct {
 int64_t fake_now(const fake_t *f);
 /* Records a request in the log; returns the record (borrowed) to add fields. */
 json_t *fake_log(fake_t *f, gf_http_req_t *r, const char *endpoint, const char *job_id);
-fake_job_t *fake_job_new(fake_t *f, const char *provider);
+/* A job for an accepted submit `r` of `provider`: it keeps the submit's X-Fake-Fault. */
+fake_job_t *fake_job_new(fake_t *f, gf_http_req_t *r, const char *provider, const char *prompt,
+                         int64_t seed, int width, int height, fake_format_t format);
 fake_job_t *fake_job_find(fake_t *f, const char *id);
 
 /* fake_answers.c */

@@ -168,6 +168,21 @@ void fake_json(gf_http_req_t *r, int status, json_t *body)
     free(s);
 }
 
+/* A delay record for request `r`, its timer initialised, first in the fake's list. */
+static fake_delay_t *delay_new(fake_t *f, gf_http_req_t *r)
+{
+    fake_delay_t *d = gf_xcalloc(1, sizeof(*d));
+    d->f = f;
+    d->r = r;
+    uv_timer_init(f->loop, &d->timer);
+    d->timer.data = d;
+    d->next = f->delays;
+    if (f->delays)
+        f->delays->prev = d;
+    f->delays = d;
+    return d;
+}
+
 static void delay_unlink(fake_delay_t *d)
 {
     fake_t *f = d->f;
@@ -212,16 +227,8 @@ void fake_raw_stall(fake_t *f, gf_http_req_t *r, const char *bytes, size_t n)
         gf_http_respond(r, 500, "text/plain", "", 0);
         return;
     }
-    fake_delay_t *d = gf_xcalloc(1, sizeof(*d));
-    d->f = f;
-    d->r = r;
+    fake_delay_t *d = delay_new(f, r);
     d->stall = 1;
-    uv_timer_init(f->loop, &d->timer);
-    d->timer.data = d;
-    d->next = f->delays;
-    if (f->delays)
-        f->delays->prev = d;
-    f->delays = d;
     gf_http_req_on_close(r, on_raw_closed, d);
     if (c) /* over HTTP/2 nothing is sent until the client resets the stream */
         httpd__conn_write(c, bytes, n, NULL, 0);
@@ -238,17 +245,9 @@ static void on_delay(uv_timer_t *t)
 void fake_later(fake_t *f, gf_http_req_t *r, uint64_t ms,
                 void (*fn)(fake_t *f, gf_http_req_t *r, void *arg), void *arg)
 {
-    fake_delay_t *d = gf_xcalloc(1, sizeof(*d));
-    d->f = f;
-    d->r = r;
+    fake_delay_t *d = delay_new(f, r);
     d->fn = fn;
     d->arg = arg;
-    uv_timer_init(f->loop, &d->timer);
-    d->timer.data = d;
-    d->next = f->delays;
-    if (f->delays)
-        f->delays->prev = d;
-    f->delays = d;
     uv_timer_start(&d->timer, on_delay, ms, 0);
 }
 

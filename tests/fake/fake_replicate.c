@@ -255,18 +255,12 @@ static void on_submit(gf_http_req_t *r, void *data)
         json_decref(root);
         return;
     }
-    fake_job_t *j = fake_job_new(f, "replicate");
+    fake_job_t *j = fake_job_new(f, r, "replicate", prompt,
+                                 json_integer_value(json_object_get(in, "seed")), w, h, fmt);
     if (owner)
         snprintf(j->app, sizeof(j->app), "%s/%s", owner, gf_http_req_param(r, "name"));
     else
         snprintf(j->app, sizeof(j->app), "%s", version);
-    j->prompt = gf_xstrdup(prompt);
-    const char *hdr = gf_http_req_header(r, "x-fake-fault");
-    j->faults = gf_xstrdup(hdr ? hdr : "");
-    j->seed = json_integer_value(json_object_get(in, "seed"));
-    j->width = w;
-    j->height = h;
-    j->format = fmt;
     if (hit)
         snprintf(j->outcome, sizeof(j->outcome), "%s", ft.mode);
     json_decref(root);
@@ -295,15 +289,24 @@ static void on_submit(gf_http_req_t *r, void *data)
     }
 }
 
+/* The prediction of request `r` at `endpoint`, logged; NULL once a 404 is answered. */
+static fake_job_t *rep_job(fake_t *f, gf_http_req_t *r, const char *endpoint)
+{
+    fake_job_t *j = fake_job_find(f, gf_http_req_param(r, "id"));
+    fake_log(f, r, endpoint, j ? j->id : NULL);
+    if (j == NULL || strcmp(j->provider, "replicate") != 0) {
+        problem(r, 404, "Not found", "The requested resource could not be found.");
+        return NULL;
+    }
+    return j;
+}
+
 static void on_poll(gf_http_req_t *r, void *data)
 {
     fake_t *f = data;
-    fake_job_t *j = fake_job_find(f, gf_http_req_param(r, "id"));
-    fake_log(f, r, "replicate.poll", j ? j->id : NULL);
-    if (j == NULL || strcmp(j->provider, "replicate") != 0) {
-        problem(r, 404, "Not found", "The requested resource could not be found.");
+    fake_job_t *j = rep_job(f, r, "replicate.poll");
+    if (j == NULL)
         return;
-    }
     fake_fault_t ft;
     int hit = fake_fault(f, r, "replicate", "replicate.poll", j->prompt, j, &ft);
     if (hit && fake_generic(f, r, "replicate", &ft))
@@ -319,12 +322,9 @@ static void on_poll(gf_http_req_t *r, void *data)
 static void on_cancel(gf_http_req_t *r, void *data)
 {
     fake_t *f = data;
-    fake_job_t *j = fake_job_find(f, gf_http_req_param(r, "id"));
-    fake_log(f, r, "replicate.cancel", j ? j->id : NULL);
-    if (j == NULL || strcmp(j->provider, "replicate") != 0) {
-        problem(r, 404, "Not found", "The requested resource could not be found.");
+    fake_job_t *j = rep_job(f, r, "replicate.cancel");
+    if (j == NULL)
         return;
-    }
     const char *st = rep_status(f, j);
     if (strcmp(st, "starting") == 0 || strcmp(st, "processing") == 0)
         j->canceled = 1;

@@ -189,14 +189,8 @@ static void on_bfl_submit(gf_http_req_t *r, void *data)
     /* polling_elsewhere: a polling URL on a host that is not the provider's (the key must not go).
      */
     int elsewhere = hit && strcmp(ft.mode, "polling_elsewhere") == 0;
-    fake_job_t *j = fake_job_new(f, "bfl");
-    j->prompt = gf_xstrdup(prompt);
-    j->faults = gf_xstrdup(
-        gf_http_req_header(r, "x-fake-fault") ? gf_http_req_header(r, "x-fake-fault") : "");
-    j->seed = json_integer_value(json_object_get(root, "seed"));
-    j->width = w;
-    j->height = h;
-    j->format = fmt;
+    fake_job_t *j = fake_job_new(f, r, "bfl", prompt,
+                                 json_integer_value(json_object_get(root, "seed")), w, h, fmt);
     json_decref(root);
     json_object_set_new(e, "job", json_string(j->id));
     gf_buf_t url = {0};
@@ -352,16 +346,10 @@ static void on_fal_submit(gf_http_req_t *r, void *data)
         json_decref(root);
         return;
     }
-    fake_job_t *j = fake_job_new(f, "fal");
+    fake_job_t *j = fake_job_new(f, r, "fal", prompt,
+                                 json_integer_value(json_object_get(root, "seed")), w, h, fmt);
     snprintf(j->app, sizeof(j->app), "%s/%s", gf_http_req_param(r, "owner"),
              gf_http_req_param(r, "app"));
-    j->prompt = gf_xstrdup(prompt);
-    const char *hdr = gf_http_req_header(r, "x-fake-fault");
-    j->faults = gf_xstrdup(hdr ? hdr : "");
-    j->seed = json_integer_value(json_object_get(root, "seed"));
-    j->width = w;
-    j->height = h;
-    j->format = fmt;
     json_decref(root);
     json_object_set_new(e, "job", json_string(j->id));
     gf_buf_t b = {0}, st = {0}, cn = {0};
@@ -377,26 +365,33 @@ static void on_fal_submit(gf_http_req_t *r, void *data)
     gf_buf_dispose(&cn);
 }
 
-/* The job of a fal request URL, checking the app path (the subpath must be dropped). */
-static fake_job_t *fal_job(fake_t *f, gf_http_req_t *r)
+/*
+ * The job of a fal request URL at `endpoint`, checking the app path (the subpath must be
+ * dropped), logged; NULL once a 404 is answered with {key: value}.
+ */
+static fake_job_t *fal_job(fake_t *f, gf_http_req_t *r, const char *endpoint, const char *key,
+                           const char *value)
 {
     fake_job_t *j = fake_job_find(f, gf_http_req_param(r, "id"));
+    if (j) {
+        char app[160];
+        snprintf(app, sizeof(app), "%s/%s", gf_http_req_param(r, "owner"),
+                 gf_http_req_param(r, "app"));
+        if (strcmp(app, j->app) != 0)
+            j = NULL;
+    }
+    fake_log(f, r, endpoint, j ? j->id : NULL);
     if (j == NULL)
-        return NULL;
-    char app[160];
-    snprintf(app, sizeof(app), "%s/%s", gf_http_req_param(r, "owner"), gf_http_req_param(r, "app"));
-    return strcmp(app, j->app) == 0 ? j : NULL;
+        fake_json(r, 404, json_pack("{s:s}", key, value));
+    return j;
 }
 
 static void on_fal_status(gf_http_req_t *r, void *data)
 {
     fake_t *f = data;
-    fake_job_t *j = fal_job(f, r);
-    fake_log(f, r, "fal.status", j ? j->id : NULL);
-    if (j == NULL) {
-        fake_json(r, 404, json_pack("{s:s}", "status", "NOT_FOUND"));
+    fake_job_t *j = fal_job(f, r, "fal.status", "status", "NOT_FOUND");
+    if (j == NULL)
         return;
-    }
     fake_fault_t ft;
     int hit = fake_fault(f, r, "fal", "fal.status", j->prompt, j, &ft);
     if (hit && fake_generic(f, r, "fal", &ft))
@@ -423,12 +418,9 @@ static void on_fal_status(gf_http_req_t *r, void *data)
 static void on_fal_result(gf_http_req_t *r, void *data)
 {
     fake_t *f = data;
-    fake_job_t *j = fal_job(f, r);
-    fake_log(f, r, "fal.result", j ? j->id : NULL);
-    if (j == NULL) {
-        fake_json(r, 404, json_pack("{s:s}", "detail", "Request not found"));
+    fake_job_t *j = fal_job(f, r, "fal.result", "detail", "Request not found");
+    if (j == NULL)
         return;
-    }
     if (j->done_at == 0) {
         fake_json(r, 400, json_pack("{s:s}", "detail", "Request is still in progress"));
         return;
@@ -463,12 +455,9 @@ static void on_fal_result(gf_http_req_t *r, void *data)
 static void on_fal_cancel(gf_http_req_t *r, void *data)
 {
     fake_t *f = data;
-    fake_job_t *j = fal_job(f, r);
-    fake_log(f, r, "fal.cancel", j ? j->id : NULL);
-    if (j == NULL) {
-        fake_json(r, 404, json_pack("{s:s}", "status", "NOT_FOUND"));
+    fake_job_t *j = fal_job(f, r, "fal.cancel", "status", "NOT_FOUND");
+    if (j == NULL)
         return;
-    }
     fake_fault_t ft;
     int hit = fake_fault(f, r, "fal", "fal.cancel", j->prompt, j, &ft);
     if ((hit && strcmp(ft.mode, "cancel_already_completed") == 0) || j->done_at) {
