@@ -39,24 +39,27 @@ static void adapter_free(provider_adapter_t *a)
 /* Fills base URL, model and token of an adapter; `fake` points it at the fake server. */
 static void adapter_settings(provider_adapter_t *a, const gf_config_t *cfg, int fake)
 {
+    /* Each provider's settings; the fake serves each under /<name> and takes any token. */
+    const struct {
+        const char *name, *base, *model, *token, *fake_token;
+    } settings[] = {
+        {"hf", cfg->hf_base_url, cfg->hf_model, cfg->hf_token, "hf_fake"},
+        {"fal", cfg->fal_base_url, cfg->fal_model, cfg->fal_key, "fal_fake"},
+        {"bfl", cfg->bfl_base_url, cfg->bfl_model, cfg->bfl_key, "bfl_fake"},
+        {"replicate", cfg->replicate_base_url, cfg->replicate_model, cfg->replicate_token,
+         "r8_fake"},
+    };
     const char *base = "", *model = "", *token = "";
     gf_buf_t b = {0};
-    if (strcmp(a->name, "hf") == 0) {
-        base = cfg->hf_base_url, model = cfg->hf_model, token = cfg->hf_token;
-        if (fake)
-            gf_buf_printf(&b, "%s/hf", cfg->fake_provider_url), token = "hf_fake";
-    } else if (strcmp(a->name, "fal") == 0) {
-        base = cfg->fal_base_url, model = cfg->fal_model, token = cfg->fal_key;
-        if (fake)
-            gf_buf_printf(&b, "%s/fal", cfg->fake_provider_url), token = "fal_fake";
-    } else if (strcmp(a->name, "bfl") == 0) {
-        base = cfg->bfl_base_url, model = cfg->bfl_model, token = cfg->bfl_key;
-        if (fake)
-            gf_buf_printf(&b, "%s/bfl", cfg->fake_provider_url), token = "bfl_fake";
-    } else if (strcmp(a->name, "replicate") == 0) {
-        base = cfg->replicate_base_url, model = cfg->replicate_model, token = cfg->replicate_token;
-        if (fake)
-            gf_buf_printf(&b, "%s/replicate", cfg->fake_provider_url), token = "r8_fake";
+    for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {
+        if (strcmp(a->name, settings[i].name) != 0)
+            continue;
+        base = settings[i].base, model = settings[i].model, token = settings[i].token;
+        if (fake) {
+            gf_buf_printf(&b, "%s/%s", cfg->fake_provider_url, settings[i].name);
+            token = settings[i].fake_token;
+        }
+        break;
     }
     a->base_url = b.p ? b.p : gf_xstrdup(base ? base : "");
     /* A trailing slash would double in "{base}/models/...". */
