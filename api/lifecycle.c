@@ -175,24 +175,27 @@ fail:
     return -1;
 }
 
-static void on_delete_generation(gf_http_req_t *req, void *data)
+/* A DELETE of a `what`: `mark` is its store call, `action` its audit action. */
+static void delete_route(api_t *api, gf_http_req_t *req, const char *what,
+                         void (*mark)(store_call_t *c, const char *id, const char *user_id),
+                         const char *action)
 {
-    del_ctx_t *c = ctx_new(data, req, "generation");
+    del_ctx_t *c = ctx_new(api, req, what);
     if (del_start(c) < 0)
         return;
-    store_call_generation_delete(&c->r.call, c->id, c->r.who.sub);
-    api__audit_set(&c->r.call, req, &c->r.who, "generation.delete", c->id, NULL);
+    mark(&c->r.call, c->id, c->r.who.sub);
+    api__audit_set(&c->r.call, req, &c->r.who, action, c->id, NULL);
     api__route_run(&c->r, on_marked);
+}
+
+static void on_delete_generation(gf_http_req_t *req, void *data)
+{
+    delete_route(data, req, "generation", store_call_generation_delete, "generation.delete");
 }
 
 static void on_delete_upload(gf_http_req_t *req, void *data)
 {
-    del_ctx_t *c = ctx_new(data, req, "upload");
-    if (del_start(c) < 0)
-        return;
-    store_call_upload_delete(&c->r.call, c->id, c->r.who.sub);
-    api__audit_set(&c->r.call, req, &c->r.who, "upload.delete", c->id, NULL);
-    api__route_run(&c->r, on_marked);
+    delete_route(data, req, "upload", store_call_upload_delete, "upload.delete");
 }
 
 /* --- GET /v1/uploads ----------------------------------------------------------------- */
