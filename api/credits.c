@@ -17,9 +17,19 @@ typedef struct {
     int limit, cursor, first_page_read;
 } credit_ctx_t;
 
-static credit_ctx_t *ctx_new(api_t *api, gf_http_req_t *req)
+/*
+ * The context of a request whose caller is authenticated (an admin when `admin`); NULL once
+ * the request is refused.
+ */
+static credit_ctx_t *ctx_new(api_t *api, gf_http_req_t *req, int admin)
 {
-    return api__route_new(api, req, sizeof(credit_ctx_t), NULL);
+    credit_ctx_t *c = api__route_new(api, req, sizeof(credit_ctx_t), NULL);
+    int rc = admin ? api__auth_admin(api, req, &c->r.who) : api__auth(api, req, &c->r.who, 0);
+    if (rc < 0) {
+        api__route_free(&c->r);
+        return NULL;
+    }
+    return c;
 }
 
 static void on_balance(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
@@ -39,11 +49,9 @@ static void on_balance(store_t *st, const gf_err_t *err, store_call_t *call, voi
 
 static void on_credits(gf_http_req_t *req, void *data)
 {
-    credit_ctx_t *c = ctx_new(data, req);
-    if (api__auth(c->r.api, req, &c->r.who, 0) < 0) {
-        api__route_free(&c->r);
+    credit_ctx_t *c = ctx_new(data, req, 0);
+    if (c == NULL)
         return;
-    }
     store_call_balance(&c->r.call, c->r.who.sub, c->r.api->cfg->welcome_credits);
     api__route_run(&c->r, on_balance);
 }
@@ -94,11 +102,9 @@ static void on_ledger_page(store_t *st, const gf_err_t *err, store_call_t *call,
 
 static void on_ledger(gf_http_req_t *req, void *data)
 {
-    credit_ctx_t *c = ctx_new(data, req);
-    if (api__auth(c->r.api, req, &c->r.who, 0) < 0) {
-        api__route_free(&c->r);
+    credit_ctx_t *c = ctx_new(data, req, 0);
+    if (c == NULL)
         return;
-    }
     int limit;
     const char *cursor;
     if (api__id_page_query(req, &limit, &cursor) < 0) {
@@ -132,11 +138,9 @@ static void on_granted(store_t *st, const gf_err_t *err, store_call_t *call, voi
 
 static void on_admin_credits(gf_http_req_t *req, void *data)
 {
-    credit_ctx_t *c = ctx_new(data, req);
-    if (api__auth_admin(c->r.api, req, &c->r.who) < 0) {
-        api__route_free(&c->r);
+    credit_ctx_t *c = ctx_new(data, req, 1);
+    if (c == NULL)
         return;
-    }
     if (!api__body_is_json(req)) {
         api__route_free(&c->r);
         return;
@@ -221,11 +225,9 @@ static void on_stats_ready(queue_t *q, const gf_err_t *err, const queue_stats_t 
 
 static void on_admin_stats(gf_http_req_t *req, void *data)
 {
-    credit_ctx_t *c = ctx_new(data, req);
-    if (api__auth_admin(c->r.api, req, &c->r.who) < 0) {
-        api__route_free(&c->r);
+    credit_ctx_t *c = ctx_new(data, req, 1);
+    if (c == NULL)
         return;
-    }
     int rc = queue_stats(c->r.api->queue, on_stats_ready, c);
     if (rc < 0) {
         api__fail(req, rc, NULL);
