@@ -77,14 +77,8 @@ static char *fal_body(const provider_call_t *c)
 static void fal_submitted(net_resp_t *r, void *data)
 {
     provider_call_t *c = data;
-    c->xfer = NULL;
-    c->last_status = r->status;
-    provider_fault f = provider__classify(r->curl_code, r->status, r->body, r->len);
-    if (f != PROVIDER_F_NONE) {
-        if (!provider__call_retry_post(c, r, f, fal_post))
-            provider__call_fail_resp(c, r, f, "submit");
+    if (!provider__call_submit_answered(c, r, fal_post))
         return;
-    }
     json_t *root = provider__json_load(r->body, r->len);
     const char *id = json_string_value(json_object_get(root, "request_id"));
     const char *st = json_string_value(json_object_get(root, "status_url"));

@@ -1,7 +1,7 @@
 /*
  * providers/fetch.c - the steps every adapter shares: accepting an image from
  * a response, failing a call with what its response says, downloading a
- * result URL, and retrying a failed GET.
+ * result URL, taking a submit's answer, and retrying a failed GET or POST.
  *
  * The acceptance rule of providers.md: an image only after a 2xx, the whole
  * body (libcurl finished with no error) and PNG/JPEG/WEBP magic bytes; the
@@ -176,6 +176,19 @@ int provider__call_retry_post(provider_call_t *c, net_resp_t *r, provider_fault 
         return 0;
     provider__call_wait(c, ms, again);
     return 1;
+}
+
+int provider__call_submit_answered(provider_call_t *c, net_resp_t *r,
+                                   void (*again)(provider_call_t *c))
+{
+    c->xfer = NULL;
+    c->last_status = r->status;
+    provider_fault f = provider__classify(r->curl_code, r->status, r->body, r->len);
+    if (f == PROVIDER_F_NONE)
+        return 1;
+    if (!provider__call_retry_post(c, r, f, again))
+        provider__call_fail_resp(c, r, f, "submit");
+    return 0;
 }
 
 void provider__call_poll_later(provider_call_t *c, net_resp_t *r, void (*poll)(provider_call_t *c))

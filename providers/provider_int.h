@@ -268,6 +268,13 @@ void provider__call_fail_resp(provider_call_t *c, net_resp_t *r, provider_fault 
 int provider__call_retry_post(provider_call_t *c, net_resp_t *r, provider_fault f,
                               void (*again)(provider_call_t *c));
 /*
+ * Takes the answer `r` to a submit POST: records it on the call and, when it is a
+ * fault, retries it (`again`, as provider__call_retry_post) or fails the call.
+ * Returns 1 when `r` is a success for the adapter to read, else 0.
+ */
+int provider__call_submit_answered(provider_call_t *c, net_resp_t *r,
+                                   void (*again)(provider_call_t *c));
+/*
  * Schedules the next poll: the first from the provider's hint (Retry-After of
  * `r`, at least FARM_PROVIDER_POLL_MIN_MS), then x1.5 up to
  * FARM_PROVIDER_POLL_MAX_MS; the deadline bounds it.

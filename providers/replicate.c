@@ -210,14 +210,8 @@ static void rep_prediction(provider_call_t *c, net_resp_t *r, json_t *root)
 static void rep_submitted(net_resp_t *r, void *data)
 {
     provider_call_t *c = data;
-    c->xfer = NULL;
-    c->last_status = r->status;
-    provider_fault f = provider__classify(r->curl_code, r->status, r->body, r->len);
-    if (f != PROVIDER_F_NONE) {
-        if (!provider__call_retry_post(c, r, f, rep_post))
-            provider__call_fail_resp(c, r, f, "submit");
+    if (!provider__call_submit_answered(c, r, rep_post))
         return;
-    }
     json_t *root = provider__json_load(r->body, r->len);
     if (root == NULL) {
         provider__call_fail(c, PROVIDER_F_PROTOCOL, r->status, "submit answered no JSON");
