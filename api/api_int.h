@@ -198,6 +198,8 @@ int api__body_is_json(gf_http_req_t *req);
 
 /* Parses ?limit= (1..100, default 20 when NULL); -1 when malformed. */
 int api__parse_limit(const char *s);
+/* True when a generations or uploads ?cursor= is absent or well formed (<= 80 chars, a '.'). */
+int api__list_cursor_ok(const char *cursor);
 
 /*
  * api/route.c: what a route that calls the store keeps. Its context begins

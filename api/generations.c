@@ -416,6 +416,11 @@ int api__parse_limit(const char *s)
     return *s && *end == '\0' && v >= 1 && v <= 100 ? (int)v : -1;
 }
 
+int api__list_cursor_ok(const char *cursor)
+{
+    return cursor == NULL || (strlen(cursor) <= 80 && strchr(cursor, '.') != NULL);
+}
+
 static void on_list(gf_http_req_t *req, void *data)
 {
     gen_ctx_t *c = ctx_new(data, req);
@@ -431,7 +436,7 @@ static void on_list(gf_http_req_t *req, void *data)
     const char *bad = !status_ok                                                         ? "status"
                       : kind && strcmp(kind, "avatar") != 0 && strcmp(kind, "pose") != 0 ? "kind"
                       : limit < 0                                                        ? "limit"
-                      : cursor && (strlen(cursor) > 80 || !strchr(cursor, '.'))          ? "cursor"
+                      : !api__list_cursor_ok(cursor)                                     ? "cursor"
                                                                                          : NULL;
     if (bad != NULL) {
         api__error(req, 400, "invalid_request", "invalid query parameter", bad);

@@ -230,9 +230,7 @@ static void on_list_uploads(gf_http_req_t *req, void *data)
     }
     const char *cursor = api__query(req, "cursor");
     int limit = api__parse_limit(api__query(req, "limit"));
-    const char *bad = limit < 0                                                 ? "limit"
-                      : cursor && (strlen(cursor) > 80 || !strchr(cursor, '.')) ? "cursor"
-                                                                                : NULL;
+    const char *bad = limit < 0 ? "limit" : !api__list_cursor_ok(cursor) ? "cursor" : NULL;
     if (bad != NULL) {
         api__error(req, 400, "invalid_request", "invalid query parameter", bad);
         ctx_free(c);
