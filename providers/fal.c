@@ -235,21 +235,12 @@ static void fal_submit(provider_call_t *c)
         fal_post(c);
         return;
     }
-    char st[1024], rs[1024], cn[1024];
-    if (sscanf(c->req.resume, "%1023s %1023s %1023s", st, rs, cn) != 3) {
-        provider__call_fail(c, PROVIDER_F_PROTOCOL, 0, "a fal resume token is three URLs");
+    char u[3][1024]; /* status, result, cancel */
+    if (provider__call_resume_urls(c, "fal", 3, u) < 0)
         return;
-    }
-    const char *base = c->a->base_url;
-    if (!provider__url_allowed(base, st, 1) || !provider__url_allowed(base, rs, 1) ||
-        (strcmp(cn, "-") != 0 && !provider__url_allowed(base, cn, 1))) {
-        provider__call_fail(c, PROVIDER_F_PROTOCOL, 0,
-                            "a fal resume URL is off the provider's hosts");
-        return;
-    }
-    c->status_url = gf_xstrdup(st);
-    c->result_url = gf_xstrdup(rs);
-    c->cancel_url = strcmp(cn, "-") == 0 ? NULL : gf_xstrdup(cn);
+    c->status_url = gf_xstrdup(u[0]);
+    c->result_url = gf_xstrdup(u[1]);
+    c->cancel_url = strcmp(u[2], "-") == 0 ? NULL : gf_xstrdup(u[2]);
     fal_poll(c);
 }
 

@@ -33,6 +33,12 @@
  */
 int provider__url_allowed(const char *base, const char *url, int creds);
 /*
+ * Reads c->req.resume, `n` (2 or 3) space-separated URLs of adapter `name`, into
+ * `urls`; the last, the cancel URL, is "-" when there is none. Each other URL must
+ * be allowed with credentials. Otherwise fails the call and returns -1.
+ */
+int provider__call_resume_urls(provider_call_t *c, const char *name, int n, char (*urls)[1024]);
+/*
  * The body limit of JSON exchanges (submit, poll, result, errors): jansson
  * needs about 75 times its input in memory, and these replies are a few kB.
  */

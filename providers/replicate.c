@@ -286,20 +286,11 @@ static void rep_submit(provider_call_t *c)
         rep_post(c);
         return;
     }
-    char get[1024], cn[1024];
-    if (sscanf(c->req.resume, "%1023s %1023s", get, cn) != 2) {
-        provider__call_fail(c, PROVIDER_F_PROTOCOL, 0, "a replicate resume token is two URLs");
+    char u[2][1024]; /* the prediction's get URL, its cancel URL */
+    if (provider__call_resume_urls(c, "replicate", 2, u) < 0)
         return;
-    }
-    const char *base = c->a->base_url;
-    if (!provider__url_allowed(base, get, 1) ||
-        (strcmp(cn, "-") != 0 && !provider__url_allowed(base, cn, 1))) {
-        provider__call_fail(c, PROVIDER_F_PROTOCOL, 0,
-                            "a replicate resume URL is off the provider's hosts");
-        return;
-    }
-    c->status_url = gf_xstrdup(get);
-    c->cancel_url = strcmp(cn, "-") == 0 ? NULL : gf_xstrdup(cn);
+    c->status_url = gf_xstrdup(u[0]);
+    c->cancel_url = strcmp(u[1], "-") == 0 ? NULL : gf_xstrdup(u[1]);
     rep_poll(c);
 }
 

@@ -1,10 +1,12 @@
 /*
  * providers/url.c - which URLs from a provider's reply the adapters may
- * follow (provider__url_allowed(), provider_int.h).
+ * follow (provider__url_allowed(), provider_int.h), and the URLs of a resume
+ * token (provider__call_resume_urls()).
  */
 #include "provider_int.h"
 
 #include <curl/curl.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -64,4 +66,30 @@ out:
     curl_url_cleanup(b);
     curl_url_cleanup(u);
     return ok;
+}
+
+int provider__call_resume_urls(provider_call_t *c, const char *name, int n, char (*urls)[1024])
+{
+    static const char *const count[] = {"", "one", "two", "three"};
+    const char *p = c->req.resume;
+    for (int i = 0; i < n; i++) {
+        int used = 0;
+        if (sscanf(p, "%1023s%n", urls[i], &used) != 1) {
+            provider__call_fail(c, PROVIDER_F_PROTOCOL, 0, "a %s resume token is %s URLs", name,
+                                count[n]);
+            return -1;
+        }
+        p += used;
+    }
+    const char *base = c->a->base_url;
+    for (int i = 0; i < n; i++) {
+        if (i == n - 1 && strcmp(urls[i], "-") == 0)
+            break;
+        if (!provider__url_allowed(base, urls[i], 1)) {
+            provider__call_fail(c, PROVIDER_F_PROTOCOL, 0,
+                                "a %s resume URL is off the provider's hosts", name);
+            return -1;
+        }
+    }
+    return 0;
 }
