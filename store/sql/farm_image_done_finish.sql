@@ -13,7 +13,6 @@
 -- the image was refused and nothing was finished); webhook: the lease, in
 -- farm_webhook_claim's shape (NULL when none was asked for or none was due and
 -- unleased: a repeated call after the finish may lease one a claim would).
-DROP FUNCTION IF EXISTS farm_image_done_finish(uuid, bigint, int, jsonb);
 CREATE OR REPLACE FUNCTION farm_image_done_finish(p_id uuid, p_fence bigint, p_index int,
                                                   p_outputs jsonb, p_webhook_lease_s int,
                                                   OUT image text, OUT outcome text,
@@ -33,3 +32,12 @@ BEGIN
         webhook := farm__webhook_lease_terminal(p_id, p_webhook_lease_s);
     END IF;
 END $$;
+-- The call of the version before, with no lease: the processes of that
+-- version prepare it until a rolling deploy has replaced them all.
+CREATE OR REPLACE FUNCTION farm_image_done_finish(p_id uuid, p_fence bigint, p_index int,
+                                                  p_outputs jsonb, OUT image text,
+                                                  OUT outcome text, OUT status text)
+LANGUAGE sql AS $$
+    SELECT f.image, f.outcome, f.status FROM farm_image_done_finish(p_id, p_fence, p_index,
+                                                                    p_outputs, 0) f
+$$;

@@ -10,7 +10,6 @@
 -- attempts name is not claimed again by the same statement: one this
 -- deliverer released (it waited too long behind its host) goes to another
 -- deliverer's claim, or to this one's next.
-DROP FUNCTION IF EXISTS farm_webhook_claim(int, int);
 CREATE OR REPLACE FUNCTION farm_webhook_claim(p_limit int, p_lease_s int, p_results jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
@@ -42,3 +41,8 @@ BEGIN
         INTO v FROM c;
     RETURN v;
 END $$;
+-- The call of the version before, recording nothing: the processes of that
+-- version prepare it until a rolling deploy has replaced them all (they
+-- read `now_ms` and `items` and pass over `results`).
+CREATE OR REPLACE FUNCTION farm_webhook_claim(p_limit int, p_lease_s int) RETURNS jsonb
+LANGUAGE sql AS $$ SELECT farm_webhook_claim(p_limit, p_lease_s, NULL::jsonb) $$;

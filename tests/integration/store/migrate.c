@@ -399,6 +399,24 @@ static void test_fresh_database_has_the_functions_of_the_upgraded_one(void **sta
     free(upgraded);
 }
 
+/*
+ * During a rolling deploy the processes of the version before still run on the migrated
+ * database: their calls whose arguments changed since are still there, in their shapes.
+ */
+static void test_the_version_befores_calls_still_answer(void **state)
+{
+    (void)state;
+    /* farm_webhook_claim(limit, lease): now_ms and items, nothing recorded */
+    assert_scalar_in(fresh_url, "SELECT farm_webhook_claim(10, 60) ?& ARRAY['now_ms', 'items']",
+                     "t");
+    /* farm_image_done_finish(id, fence, index, outputs): image, outcome, status */
+    assert_scalar_in(fresh_url,
+                     "SELECT f.image || '/' || coalesce(f.outcome, '-') || '/' || "
+                     "coalesce(f.status, '-') FROM farm_image_done_finish("
+                     "'00000000-0000-4000-8000-00000000dead'::uuid, 1, 0, '[]'::jsonb) f",
+                     "not_found/-/-");
+}
+
 #define FARM_TS_EDITED                                                                             \
     "CREATE OR REPLACE FUNCTION farm_ts(t timestamptz) RETURNS text\n"                             \
     "LANGUAGE sql IMMUTABLE AS $$ SELECT 'edited' $$;\n"
@@ -577,6 +595,7 @@ int main(void)
         cmocka_unit_test(test_unreachable_database_is_a_clear_error),
         cmocka_unit_test(test_database_of_numbered_files_upgrades_to_store_sql),
         cmocka_unit_test(test_fresh_database_has_the_functions_of_the_upgraded_one),
+        cmocka_unit_test(test_the_version_befores_calls_still_answer),
         cmocka_unit_test(test_edited_sql_file_is_applied_again),
         cmocka_unit_test(test_broken_sql_file_applies_nothing),
         cmocka_unit_test(test_sql_file_missing_from_order_is_refused),
