@@ -13,7 +13,9 @@
 #     second time (backoff), the new worker answering /healthz, while the
 #     api stays ready;
 #   - stop the whole farm, exiting non-zero, when the api is killed, and
-#     leave no process behind (farm-api's children included).
+#     leave no process behind (farm-api's children included);
+#   - come up again from the same clone, on the cluster it moved (var/pg
+#     is a link by then), and stop with `scripts/up stop`.
 # Not root: the /root part cannot be set up, and the test fails saying so.
 
 set -euo pipefail
@@ -89,6 +91,7 @@ worker_pid() {
         printf '%s\n' "$pid"
 }
 new_worker() { [[ -n $(worker_pid) && $(worker_pid) != "$1" ]]; }
+up_gone() { ! gf_pid_alive "$up_pid"; }
 
 for round in 1 2; do
     old=$(worker_pid) || fail "worker-1 is not running"
@@ -114,7 +117,7 @@ redis_pid=$(gf_read_pidfile "$base/var/run/redis.pid")
 pg_pid=$(gf_read_pidfile "$pg_home/data/postmaster.pid")
 kill -KILL "$api_pid"
 rc=0
-wait_for 60 eval '! gf_pid_alive "$up_pid"' || fail "scripts/up still runs 60 s after the api died"
+wait_for 60 up_gone || fail "scripts/up still runs 60 s after the api died"
 wait "$up_pid" || rc=$?
 up_pid=
 ((rc != 0)) || fail "scripts/up exited 0 after the api died"
@@ -129,4 +132,22 @@ for p in /proc/[0-9]*; do
         fail "process ${p#/proc/} ($(gf_pid_cmdline "${p#/proc/}")) still runs in $base"
 done
 echo "up: api killed: scripts/up stopped Redis and Postgres and exited $rc"
+
+# Again, from the same clone: var/pg is a link to the cluster the first run
+# moved, and scripts/up starts on it.
+rm -f "$base/var/dev.env"
+: >"$out"
+FARM_BIN_DIR=$bin_dir FARM_LOG_LEVEL=warn "$base/scripts/up" >"$out" 2>&1 </dev/null &
+up_pid=$!
+up_ready_or_gone() { test -s "$base/var/dev.env" || up_gone; }
+wait_for 180 up_ready_or_gone
+[[ -s $base/var/dev.env ]] || fail "scripts/up did not come up again (it exited, or 180 s passed)"
+[[ $(readlink -f "$base/var/pg") == "$pg_home/data" ]] || fail "var/pg no longer links to $pg_home/data"
+# shellcheck disable=SC1091
+. "$base/var/ports.env"
+[[ $(gf_http_code "http://127.0.0.1:$API_PORT/readyz") == 200 ]] || fail "api not ready on the second start"
+"$base/scripts/up" stop >/dev/null 2>&1 || fail "scripts/up stop failed"
+wait_for 60 up_gone || fail "scripts/up still runs 60 s after scripts/up stop"
+up_pid=
+echo "up: started again on the moved cluster, ready, stopped"
 echo "up-resilience: passed"
