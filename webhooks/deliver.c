@@ -23,8 +23,10 @@
  *   flight and its handles (timer, net) are closed.
  */
 #include "webhooks.h"
+#include "dueq.h"
 #include "net.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,8 +53,8 @@ struct webhook_deliverer {
     int claiming;
     long long claim_limit; /* what the claim in flight asked for */
     int held, handles_open;
-    item_t *waiting, *waiting_tail;           /* claimed, not yet sent, oldest first */
-    item_t *to_record, *to_record_tail;       /* attempts ended, for the next claim to record */
+    item_t *waiting, *waiting_tail; /* claimed, not yet sent, oldest first */
+    gf_dueq_t to_record; /* attempts ended, for the next claim to record: all due at 0, a FIFO */
     item_t *batch[STORE_WEBHOOK_RESULTS_MAX]; /* the attempts the claim in flight records */
     size_t nbatch;
     host_t *hosts;
@@ -65,7 +67,8 @@ struct webhook_deliverer {
 
 struct item {
     webhook_deliverer_t *d;
-    item_t *next;
+    item_t *next;              /* in `waiting` */
+    gf_due_t rec;              /* in `to_record` */
     store_webhook_claimed_t w; /* its strings are owned by the item */
     host_t *host;
     uint64_t claimed_at;       /* uv_now */
@@ -154,12 +157,7 @@ static void record(item_t *it, const char *outcome, int status, const char *erro
     if (d->m_outcomes && strcmp(outcome, "release") != 0)
         gf_metric_inc(gf_metric_with(
             d->m_outcomes, strcmp(outcome, "retry") == 0 ? "retried" : outcome, NULL, NULL));
-    it->next = NULL;
-    if (d->to_record_tail)
-        d->to_record_tail->next = it;
-    else
-        d->to_record = it;
-    d->to_record_tail = it;
+    gf_dueq_push(&d->to_record, &it->rec, 0); /* all due at 0: after the last one */
     if (d->closing) {
         claim(d);
         maybe_close_handles(d); /* a claim the store refused freed what it held */
@@ -389,16 +387,15 @@ static void on_claimed(store_t *st, const gf_err_t *err, store_call_t *call, voi
 static void claim(webhook_deliverer_t *d)
 {
     long long room = d->closing ? 0 : d->cfg->webhook_concurrency - d->held;
-    if (d->claiming || (room <= 0 && d->to_record == NULL))
+    if (d->claiming || (room <= 0 && d->to_record.head == NULL))
         return;
     if (room < 0)
         room = 0;
     store_webhook_outcome_t o[STORE_WEBHOOK_RESULTS_MAX];
     d->nbatch = 0;
-    while (d->to_record && d->nbatch < STORE_WEBHOOK_RESULTS_MAX) {
-        item_t *it = d->to_record;
-        d->to_record = it->next;
-        it->next = NULL;
+    gf_due_t *n;
+    while (d->nbatch < STORE_WEBHOOK_RESULTS_MAX && (n = gf_dueq_pop_due(&d->to_record, 0))) {
+        item_t *it = (item_t *)((char *)n - offsetof(item_t, rec));
         o[d->nbatch] = (store_webhook_outcome_t){.id = it->w.id,
                                                  .lease_token = it->w.lease_token,
                                                  .outcome = it->outcome,
@@ -407,8 +404,6 @@ static void claim(webhook_deliverer_t *d)
                                                  .next_ms = it->next_ms};
         d->batch[d->nbatch++] = it;
     }
-    if (d->to_record == NULL)
-        d->to_record_tail = NULL;
     d->claim_limit = room;
     int rc = store_call_webhook_claim_after(&d->claim, (int)room, (int)d->cfg->webhook_lease_s, o,
                                             d->nbatch);
