@@ -19,6 +19,7 @@
  * whose `b64_json:garbage` is not base64.
  */
 #include "fake.h"
+#include "png_write.h"
 
 #include <jpeglib.h>
 #include <math.h>
@@ -167,25 +168,6 @@ static unsigned char *encode_jpeg(const unsigned char *rgb, int w, int h, size_t
     return out; /* malloc'd by libjpeg's memory destination */
 }
 
-static void put32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
-
-/* Appends a chunk (length, type, data, CRC over type and data) at `out`; returns its size. */
-static size_t chunk(unsigned char *out, const char *type, const unsigned char *data, size_t n)
-{
-    put32(out, (uint32_t)n);
-    memcpy(out + 4, type, 4);
-    if (n)
-        memmove(out + 8, data, n);
-    put32(out + 8 + n, (uint32_t)crc32(0, out + 4, (uInt)(n + 4)));
-    return n + 12;
-}
-
 static int paeth(int a, int b, int c)
 {
     int p = a + b - c, pa = abs(p - a), pb = abs(p - b), pc = abs(p - c);
@@ -230,22 +212,22 @@ static unsigned char *encode_png(const unsigned char *rgb, int w, int h, size_t 
     unsigned char *png = malloc(8 + 25 + 12 + bound + 12);
     memcpy(png, "\x89PNG\r\n\x1a\n", 8);
     unsigned char ihdr[13];
-    put32(ihdr, (uint32_t)w);
-    put32(ihdr + 4, (uint32_t)h);
+    png_put32(ihdr, (uint32_t)w);
+    png_put32(ihdr + 4, (uint32_t)h);
     ihdr[8] = 8;  /* bit depth */
     ihdr[9] = 2;  /* RGB */
     ihdr[10] = 0; /* deflate */
     ihdr[11] = 0; /* adaptive filtering */
     ihdr[12] = 0; /* no interlace */
-    size_t p = 8 + chunk(png + 8, "IHDR", ihdr, 13);
+    size_t p = 8 + png_put_chunk(png + 8, "IHDR", ihdr, 13);
     uLongf zlen = bound;
     if (compress2(png + p + 8, &zlen, raw, (uLong)raw_len, Z_DEFAULT_COMPRESSION) != Z_OK) {
         fprintf(stderr, "farm-fake-provider: zlib failed\n");
         abort();
     }
     free(raw);
-    p += chunk(png + p, "IDAT", png + p + 8, zlen);
-    p += chunk(png + p, "IEND", NULL, 0);
+    p += png_put_chunk(png + p, "IDAT", png + p + 8, zlen);
+    p += png_put_chunk(png + p, "IEND", NULL, 0);
     *len = p;
     return png;
 }

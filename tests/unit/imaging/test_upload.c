@@ -4,6 +4,7 @@
  * turned upright and stripped of every piece of metadata.
  */
 #include "imaging_test.h"
+#include "png_write.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -234,25 +235,6 @@ static void test_corrupt_uploads_refused(void **state)
     g_free(webp);
 }
 
-static void put32(unsigned char *p, uint32_t v)
-{
-    p[0] = (unsigned char)(v >> 24);
-    p[1] = (unsigned char)(v >> 16);
-    p[2] = (unsigned char)(v >> 8);
-    p[3] = (unsigned char)v;
-}
-
-/* Appends one PNG chunk with its CRC. */
-static size_t chunk(unsigned char *out, const char *type, const unsigned char *data, size_t len)
-{
-    put32(out, (uint32_t)len);
-    memcpy(out + 4, type, 4);
-    if (len)
-        memcpy(out + 8, data, len);
-    put32(out + 8 + len, (uint32_t)crc32(crc32(0, NULL, 0), out + 4, (uInt)(4 + len)));
-    return 12 + len;
-}
-
 /*
  * A 90-odd byte PNG whose header declares 30000 x 30000 RGB: 2.7 GB if
  * decoded. It must be refused on the header, as too many pixels - had it been
@@ -265,16 +247,16 @@ static void test_huge_dimensions_refused_before_decoding(void **state)
     size_t n = 0;
     memcpy(png, "\x89PNG\r\n\x1a\n", 8);
     n = 8;
-    put32(ihdr, 30000);
-    put32(ihdr + 4, 30000);
+    png_put32(ihdr, 30000);
+    png_put32(ihdr + 4, 30000);
     ihdr[8] = 8; /* bit depth */
     ihdr[9] = 2; /* RGB */
-    n += chunk(png + n, "IHDR", ihdr, sizeof(ihdr));
+    n += png_put_chunk(png + n, "IHDR", ihdr, sizeof(ihdr));
     unsigned char raw[8] = {0};
     uLongf zlen = sizeof(idat);
     assert_int_equal(compress(idat, &zlen, raw, sizeof(raw)), Z_OK);
-    n += chunk(png + n, "IDAT", idat, zlen);
-    n += chunk(png + n, "IEND", NULL, 0);
+    n += png_put_chunk(png + n, "IDAT", idat, zlen);
+    n += png_put_chunk(png + n, "IEND", NULL, 0);
     assert_true(n < 100);
 
     gf_err_t err = {0};
