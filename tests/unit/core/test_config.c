@@ -42,6 +42,42 @@ static gf_err_t load_refused(char *const *envp)
     return err;
 }
 
+/* Loads one variable; the config when accepted (free it), NULL with `err` otherwise. */
+static gf_config_t *load_one(const char *var, gf_err_t *err)
+{
+    char *envp[] = {(char *)var, NULL};
+    return gf_cfg_load(envp, err);
+}
+
+/* A single-variable environment is refused with a message holding `needle`. */
+static void refused(const char *var, const char *needle)
+{
+    char *envp[] = {(char *)var, NULL};
+    gf_err_t err = load_refused(envp);
+    if (strstr(err.msg, needle) == NULL)
+        fail_msg("%s: refused with \"%s\", which does not hold \"%s\"", var, err.msg, needle);
+}
+
+/* Each of `n` single-variable environments is refused with a message holding `needle`. */
+static void all_refused(const char *const *vars, size_t n, const char *needle)
+{
+    for (size_t i = 0; i < n; i++)
+        refused(vars[i], needle);
+}
+
+#define ALL_REFUSED(vars, needle) all_refused((vars), sizeof(vars) / sizeof((vars)[0]), (needle))
+
+/* A single-variable environment is accepted. */
+static void accepted(const char *var)
+{
+    gf_err_t err = {0};
+    gf_config_t *cfg = load_one(var, &err);
+    if (cfg == NULL)
+        fprintf(stderr, "%s: %s\n", var, err.msg);
+    assert_non_null(cfg);
+    gf_cfg_free(cfg);
+}
+
 /* Runs gf_cfg_print into a string; free with free(). */
 static char *print_to_string(const gf_config_t *cfg)
 {
@@ -207,9 +243,7 @@ static void test_unknown_log_level_is_refused(void **state)
     assert_string_equal(
         err.msg, "FARM_LOG_LEVEL=verbose: unknown value; accepted: one of debug|info|warn|error");
 
-    char *upper[] = {"FARM_LOG_LEVEL=INFO", NULL}; /* the names are exact */
-    err = load_refused(upper);
-    assert_non_null(strstr(err.msg, "FARM_LOG_LEVEL=INFO"));
+    refused("FARM_LOG_LEVEL=INFO", "FARM_LOG_LEVEL=INFO"); /* the names are exact */
 }
 
 static void test_provider_http2_takes_its_three_modes_only(void **state)
@@ -239,11 +273,7 @@ static void test_provider_http2_takes_its_three_modes_only(void **state)
     static const char *const bad[] = {"FARM_PROVIDER_HTTP2=on", "FARM_PROVIDER_HTTP2=1",
                                       "FARM_PROVIDER_HTTP2=", "FARM_PROVIDER_HTTP2=OFF",
                                       "FARM_PROVIDER_HTTP2=prior_knowledge"};
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        char *envp[] = {(char *)bad[i], NULL};
-        err = load_refused(envp);
-        assert_non_null(strstr(err.msg, "accepted: one of auto|prior-knowledge|off"));
-    }
+    ALL_REFUSED(bad, "accepted: one of auto|prior-knowledge|off");
 }
 
 static void test_malformed_url_is_refused(void **state)
@@ -399,38 +429,6 @@ static void test_markdown_lists_every_variable_with_its_range(void **state)
 
 /* --- structured values ------------------------------------------------------------ */
 
-/* Loads one variable; the config when accepted (free it), NULL with `err` otherwise. */
-static gf_config_t *load_one(const char *var, gf_err_t *err)
-{
-    char *envp[] = {(char *)var, NULL};
-    return gf_cfg_load(envp, err);
-}
-
-/* Each of `n` single-variable environments is refused with a message holding `needle`. */
-static void all_refused(const char *const *vars, size_t n, const char *needle)
-{
-    for (size_t i = 0; i < n; i++) {
-        char *envp[] = {(char *)vars[i], NULL};
-        gf_err_t err = load_refused(envp);
-        if (strstr(err.msg, needle) == NULL)
-            fprintf(stderr, "%s: %s\n", vars[i], err.msg);
-        assert_non_null(strstr(err.msg, needle));
-    }
-}
-
-/* A single-variable environment is accepted. */
-static void accepted(const char *var)
-{
-    gf_err_t err = {0};
-    gf_config_t *cfg = load_one(var, &err);
-    if (cfg == NULL)
-        fprintf(stderr, "%s: %s\n", var, err.msg);
-    assert_non_null(cfg);
-    gf_cfg_free(cfg);
-}
-
-#define ALL_REFUSED(vars, needle) all_refused((vars), sizeof(vars) / sizeof((vars)[0]), (needle))
-
 static void test_tiers_are_parsed_exactly(void **state)
 {
     (void)state;
@@ -460,9 +458,7 @@ static void test_tiers_are_parsed_exactly(void **state)
     };
     ALL_REFUSED(bad, "FARM_QUEUE_TIERS");
     /* A tier named twice would get the second's cap and both weights. */
-    char *dup[] = {"FARM_QUEUE_TIERS=pro:4:10,pro:1:1", NULL};
-    err = load_refused(dup);
-    assert_non_null(strstr(err.msg, "tier pro is named twice"));
+    refused("FARM_QUEUE_TIERS=pro:4:10,pro:1:1", "tier pro is named twice");
 }
 
 static void test_upload_quotas_per_plan(void **state)
@@ -503,9 +499,7 @@ static void test_upload_quotas_per_plan(void **state)
         "FARM_UPLOAD_QUOTAS=count=1;bytes=1",
     };
     ALL_REFUSED(bad, "FARM_UPLOAD_QUOTAS");
-    char *dup[] = {"FARM_UPLOAD_QUOTAS=pro.bytes=1,pro.bytes=2", NULL};
-    err = load_refused(dup);
-    assert_non_null(strstr(err.msg, "pro.bytes is named twice"));
+    refused("FARM_UPLOAD_QUOTAS=pro.bytes=1,pro.bytes=2", "pro.bytes is named twice");
 }
 
 static void test_queue_name_is_a_plain_name(void **state)
