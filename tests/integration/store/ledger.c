@@ -300,6 +300,20 @@ static void test_no_outputs_for_released_images_or_ended_generations(void **stat
     ts_assert_balance(user, 100, 0); /* nothing charged */
 }
 
+/* Records image 0 of `gen` done with the finish, under token `fence`; asserts whether it applied
+ * and finished, and the generation's status it answers. */
+static void done_finish(const char *gen, long long fence, int applied, int finished,
+                        const char *status)
+{
+    store_call_t c;
+    store_call_image_done_finish(&c, gen, fence, 0, OUTPUT_JSON, 0);
+    assert_int_equal(ts_store_run(&c), 0);
+    assert_int_equal(c.res.image.applied, applied);
+    assert_int_equal(c.res.image.finished, finished);
+    assert_string_equal(c.res.image.status, status);
+    store_call_dispose(&c);
+}
+
 /* The last image's record and the finish in one call: both or, refused, neither. */
 static void test_image_done_finish_settles_and_finishes_at_once(void **state)
 {
@@ -312,21 +326,11 @@ static void test_image_done_finish_settles_and_finishes_at_once(void **state)
     assert_int_equal(ts_store_run_once(&c), GF_ECONFLICT);
     assert_int_equal(outputs_of(gen, user), 0);
     ts_assert_balance(user, 100, 10); /* still held */
-    store_call_image_done_finish(&c, gen, 2, 0, OUTPUT_JSON, 0);
-    assert_int_equal(ts_store_run(&c), 0);
-    assert_int_equal(c.res.image.applied, 1);
-    assert_int_equal(c.res.image.finished, 1);
-    assert_string_equal(c.res.image.status, "succeeded");
-    store_call_dispose(&c);
+    done_finish(gen, 2, 1, 1, "succeeded");
     assert_int_equal(outputs_of(gen, user), 1);
     ts_assert_balance(user, 90, 0); /* captured */
     /* Repeated (an answer lost on the way): the same status, nothing more. */
-    store_call_image_done_finish(&c, gen, 2, 0, OUTPUT_JSON, 0);
-    assert_int_equal(ts_store_run(&c), 0);
-    assert_int_equal(c.res.image.applied, 0);
-    assert_int_equal(c.res.image.finished, 0);
-    assert_string_equal(c.res.image.status, "succeeded");
-    store_call_dispose(&c);
+    done_finish(gen, 2, 0, 0, "succeeded");
     assert_finishes(gen, 2, "auto", "succeeded");
     ts_assert_balance(user, 90, 0);
 }
