@@ -11,16 +11,16 @@
  * user + system time, and "later" are the calls after the first INFLIGHT
  * (each started when an earlier one ended: the process warm, its
  * connections open), -1 when there are none. FAKE_URL may be https (the
- * fake's TLS port); then FARM_PROVIDER_CA_FILE names its certificate. FARM_PROVIDER_HTTP2, when set,
- * is passed on (auto, prior-knowledge, off). With BENCH_PROVIDER_TRACE=PATH
- * it also writes one line per call to PATH: "<index> <start ms> <added ms>",
- * the start counted from the first call's.
+ * fake's TLS port); then FARM_PROVIDER_CA_FILE names its certificate. FARM_PROVIDER_HTTP2, when
+ * set, is passed on (auto, prior-knowledge, off). With BENCH_PROVIDER_TRACE=PATH it also writes one
+ * line per call to PATH: "<index> <start ms> <added ms>", the start counted from the first call's.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
+#include "proc_status.h"
 #include "provider.h"
 
 static provider_t *prov;
@@ -75,19 +75,6 @@ static double quantile(double *v, size_t n, double p)
 {
     qsort(v, n, sizeof(double), cmp);
     return v[(size_t)((double)n * p)];
-}
-
-static long rss_kib(void)
-{
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long v = 0;
-    while (f && fgets(line, sizeof(line), f))
-        if (strncmp(line, "VmHWM:", 6) == 0)
-            v = atol(line + 6);
-    if (f)
-        fclose(f);
-    return v;
 }
 
 int main(int argc, char **argv)
@@ -156,8 +143,8 @@ int main(int argc, char **argv)
     getrusage(RUSAGE_SELF, &ru);
     double cpu_ms = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
                     (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
-    printf("%.0f %.1f %.1f %.1f %d %.0f %.1f %.1f\n", total / secs, p50, p99, rss_kib() / 1024.0,
-           failures, cpu_ms, later50, later99);
+    printf("%.0f %.1f %.1f %.1f %d %.0f %.1f %.1f\n", total / secs, p50, p99,
+           proc_status_kib(0, "VmHWM") / 1024.0, failures, cpu_ms, later50, later99);
     provider_close(prov, NULL, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     gf_cfg_free(cfg);

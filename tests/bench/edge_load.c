@@ -27,6 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proc_status.h"
+
 static int port;
 static const char *file_path;
 static atomic_int stop;
@@ -57,20 +59,6 @@ static int dial(int nonblock)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     }
     return fd;
-}
-
-static long rss_kib(int pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%d/status", pid);
-    FILE *f = fopen(path, "r");
-    long kib = -1;
-    while (f && fgets(line, sizeof(line), f))
-        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return kib;
 }
 
 /* --- the normal client: one keep-alive connection, GETs one after another --- */
@@ -166,7 +154,7 @@ int main(int argc, char **argv)
     const char *mode = argv[3];
     long n = atol(argv[4]);
     file_path = argv[5];
-    long before = rss_kib(api), peak = before;
+    long before = proc_status_kib(api, "VmRSS"), peak = before;
     t_start = now_s();
     pthread_t normal;
     pthread_create(&normal, NULL, normal_client, NULL);
@@ -188,7 +176,7 @@ int main(int argc, char **argv)
                 if (w > 0)
                     sent += w / (ssize_t)one;
             }
-            long r = rss_kib(api);
+            long r = proc_status_kib(api, "VmRSS");
             peak = r > peak ? r : peak;
             usleep(20000);
         }
@@ -226,7 +214,7 @@ int main(int argc, char **argv)
                 }
                 send(fds[i], chunk, sizeof(chunk), MSG_NOSIGNAL);
             }
-            long r = rss_kib(api);
+            long r = proc_status_kib(api, "VmRSS");
             peak = r > peak ? r : peak;
             usleep(10000);
         }

@@ -56,6 +56,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proc_status.h"
 #include "queue.h"
 #include "store.h"
 
@@ -254,20 +255,6 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
     return size * n;
 }
 
-static long rss_kb(long pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof(path), "/proc/%ld/status", pid);
-    FILE *f = fopen(path, "r");
-    long kb = 0;
-    while (f && fgets(line, sizeof(line), f))
-        if (strncmp(line, "VmRSS:", 6) == 0)
-            kb = atol(line + 6);
-    if (f)
-        fclose(f);
-    return kb;
-}
-
 /* Serves the sockets until `*counter` reaches `want`; `defer` as poll_once's. */
 static void run_until(int *counter, int want, double timeout_s, int defer)
 {
@@ -416,7 +403,7 @@ int main(int argc, char **argv)
     clients = calloc((size_t)nclients, sizeof(client_t));
     waiting = calloc((size_t)nclients, sizeof(int));
     epfd = epoll_create1(EPOLL_CLOEXEC);
-    long rss_before = rss_kb(api_pid);
+    long rss_before = proc_status_kib(api_pid, "VmRSS");
     for (int g = 0; g < ngroups; g++)
         for (int i = groups[g].first; i < groups[g].first + groups[g].n; i++)
             clients[i].group = g;
@@ -432,7 +419,7 @@ int main(int argc, char **argv)
         warn("sse_fanout: %d of %d streams did not start\n", nconnected - nready, nconnected);
     for (int i = 0; i < 50; i++)
         poll_once(20, 0); /* and the api is idle again */
-    long rss_after = rss_kb(api_pid);
+    long rss_after = proc_status_kib(api_pid, "VmRSS");
     /* The worker's part: claim every generation. */
     int claimed = 0;
     for (int round = 0; round < 100 && claimed < ngroups; round++) {
