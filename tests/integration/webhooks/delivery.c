@@ -199,6 +199,34 @@ static const char *str(json_t *o, const char *k)
     return json_string_value(json_object_get(o, k));
 }
 
+/* Fails unless the delivery row of generation `id` satisfies `cond` (an SQL condition). */
+static void assert_delivery(const char *id, const char *cond)
+{
+    char q[512];
+    snprintf(q, sizeof(q),
+             "DO \\$\\$ BEGIN IF NOT EXISTS (SELECT 1 FROM webhook_deliveries WHERE "
+             "generation_id = '%s' AND %s) THEN RAISE 'no such delivery'; END IF; END \\$\\$",
+             id, cond);
+    if (sql(q) != 0)
+        fail_msg("the delivery of %s does not satisfy: %s", id, cond);
+}
+
+/* Sets `set` (an SQL SET list) on the delivery row of generation `id`. */
+static void update_delivery(const char *id, const char *set)
+{
+    char q[512];
+    snprintf(q, sizeof(q), "UPDATE webhook_deliveries SET %s WHERE generation_id = '%s'", set, id);
+    assert_int_equal(sql(q), 0);
+}
+
+/* Asserts the webhook GET shows in `g`: `attempts` made, the last answered `status`. */
+static void assert_webhook(json_t *g, long attempts, long status)
+{
+    json_t *w = json_object_get(g, "webhook");
+    assert_int_equal(json_integer_value(json_object_get(w, "attempts")), attempts);
+    assert_int_equal(json_integer_value(json_object_get(w, "last_status_code")), status);
+}
+
 static void assert_signed(json_t *req)
 {
     assert_true(json_is_true(json_object_get(req, "verified")));
@@ -213,10 +241,8 @@ static void test_terminal_event_delivered_and_verified(void **state)
     char id[37];
     create("200", "basic", NULL, id);
     json_t *g = wait_webhook(id, "delivered", 1, 60);
-    json_t *w = json_object_get(g, "webhook");
-    assert_int_equal(json_integer_value(json_object_get(w, "attempts")), 1);
-    assert_int_equal(json_integer_value(json_object_get(w, "last_status_code")), 200);
-    assert_true(json_is_null(json_object_get(w, "next_attempt_at")));
+    assert_webhook(g, 1, 200);
+    assert_true(json_is_null(json_object_get(json_object_get(g, "webhook"), "next_attempt_at")));
     json_t *got = wait_received("basic", 1, 10);
     assert_int_equal(json_array_size(got), 1);
     json_t *req = json_array_get(got, 0);
@@ -298,23 +324,12 @@ static void test_retried_until_delivered(void **state)
     /* The second, 5 s later: then about 5 min. */
     g = wait_webhook(id, "pending", 2, 30);
     json_decref(g);
-    char q[512];
-    snprintf(
-        q, sizeof(q),
-        "DO \\$\\$ BEGIN IF NOT EXISTS (SELECT 1 FROM webhook_deliveries WHERE generation_id = "
-        "'%s' AND next_attempt_at BETWEEN now() + interval '280 s' AND now() + interval "
-        "'300 s') THEN RAISE 'not 5 min'; END IF; END \\$\\$",
-        id);
-    assert_int_equal(sql(q), 0);
+    assert_delivery(id, "next_attempt_at BETWEEN now() + interval '280 s' AND now() + interval "
+                        "'300 s'");
     /* Skip the 5 minutes: the third attempt is due now. */
-    snprintf(q, sizeof(q),
-             "UPDATE webhook_deliveries SET next_attempt_at = now() WHERE generation_id = '%s'",
-             id);
-    assert_int_equal(sql(q), 0);
+    update_delivery(id, "next_attempt_at = now()");
     g = wait_webhook(id, "delivered", 3, 30);
-    json_t *w = json_object_get(g, "webhook");
-    assert_int_equal(json_integer_value(json_object_get(w, "attempts")), 3);
-    assert_int_equal(json_integer_value(json_object_get(w, "last_status_code")), 200);
+    assert_webhook(g, 3, 200);
     json_decref(g);
     json_t *got = received("retry");
     assert_int_equal(json_array_size(got), 3);
@@ -332,9 +347,7 @@ static void test_gone_stops_at_once(void **state)
     char id[37];
     create("410", "gone", NULL, id);
     json_t *g = wait_webhook(id, "failed", 1, 60);
-    json_t *w = json_object_get(g, "webhook");
-    assert_int_equal(json_integer_value(json_object_get(w, "attempts")), 1);
-    assert_int_equal(json_integer_value(json_object_get(w, "last_status_code")), 410);
+    assert_webhook(g, 1, 410);
     json_decref(g);
     sleep(6); /* past the first retry's time: none comes */
     json_t *got = received("gone");
@@ -372,17 +385,9 @@ static void test_timeouts_retried(void **state)
     assert_true(json_array_size(got) >= 2);
     assert_string_equal(str(json_array_get(got, 0), "id"), str(json_array_get(got, 1), "id"));
     json_decref(got);
-    char q[256];
-    snprintf(
-        q, sizeof(q),
-        "DO \\$\\$ BEGIN IF NOT EXISTS (SELECT 1 FROM webhook_deliveries WHERE generation_id = "
-        "'%s' AND last_error LIKE '%%timeout%%') THEN RAISE 'no timeout'; END IF; END \\$\\$",
-        id);
-    assert_int_equal(sql(q), 0);
+    assert_delivery(id, "last_error LIKE '%timeout%'");
     /* Its retries end here, so they cannot reach the tests that follow. */
-    snprintf(q, sizeof(q),
-             "UPDATE webhook_deliveries SET status = 'failed' WHERE generation_id = '%s'", id);
-    assert_int_equal(sql(q), 0);
+    update_delivery(id, "status = 'failed'");
 }
 
 /* 24 h after the first attempt (the delivery's clock moved back 25 h): the next failure is the
@@ -393,21 +398,11 @@ static void test_window_exhausted(void **state)
     char id[37];
     create("500", "window", NULL, id);
     json_decref(wait_webhook(id, "pending", 1, 60));
-    char q[512];
-    snprintf(q, sizeof(q),
-             "UPDATE webhook_deliveries SET first_attempt_at = first_attempt_at - interval '25 h', "
-             "created_at = created_at - interval '25 h', next_attempt_at = now() "
-             "WHERE generation_id = '%s'",
-             id);
-    assert_int_equal(sql(q), 0);
+    update_delivery(id, "first_attempt_at = first_attempt_at - interval '25 h', "
+                        "created_at = created_at - interval '25 h', next_attempt_at = now()");
     json_t *g = wait_webhook(id, "failed", 2, 30);
     json_decref(g);
-    snprintf(
-        q, sizeof(q),
-        "DO \\$\\$ BEGIN IF NOT EXISTS (SELECT 1 FROM webhook_deliveries WHERE generation_id = "
-        "'%s' AND last_error LIKE '%%24 h%%') THEN RAISE 'no reason'; END IF; END \\$\\$",
-        id);
-    assert_int_equal(sql(q), 0);
+    assert_delivery(id, "last_error LIKE '%24 h%'");
 }
 
 /* Redis flushed after the terminal status: the outbox is in Postgres, the webhook still goes. */
@@ -580,14 +575,7 @@ static void test_ssrf_refused(void **state)
     au_create(tok, body, id);
     json_t *g = wait_webhook(id, "failed", 1, 60);
     json_decref(g);
-    char q[512];
-    snprintf(
-        q, sizeof(q),
-        "DO \\$\\$ BEGIN IF NOT EXISTS (SELECT 1 FROM webhook_deliveries WHERE generation_id = "
-        "'%s' AND last_error LIKE '%%not a public address%%') THEN RAISE 'no reason'; END IF; "
-        "END \\$\\$",
-        id);
-    assert_int_equal(sql(q), 0);
+    assert_delivery(id, "last_error LIKE '%not a public address%'");
     json_t *got = received("ssrf");
     assert_int_equal(json_array_size(got), 0);
     json_decref(got);
