@@ -32,6 +32,15 @@ int ts_store_teardown(void **state)
     return 0;
 }
 
+store_conn_t *ts_store_connect(void)
+{
+    gf_err_t err = {0};
+    store_conn_t *conn = store_conn_new(ts_env("FARM_DATABASE_URL"), &err);
+    if (conn == NULL)
+        fail_msg("store_conn_new: %s", err.msg);
+    return conn;
+}
+
 int ts_store_run(store_call_t *call)
 {
     return store_conn_exec(ts_sc, call);

@@ -18,6 +18,10 @@ extern store_conn_t *ts_sc;
 int ts_store_setup(void **state);
 int ts_store_teardown(void **state);
 
+/* A new connection of the store's to $FARM_DATABASE_URL, for a thread of its own (free it);
+ * the test fails, naming the error, when it cannot connect. */
+store_conn_t *ts_store_connect(void);
+
 /* Runs `call` on ts_sc; its status. */
 int ts_store_run(store_call_t *call);
 

@@ -361,9 +361,7 @@ typedef struct {
 static void *racer(void *arg)
 {
     racer_t *rc = arg;
-    gf_err_t err = {0};
-    store_conn_t *conn = store_conn_new(ts_env("FARM_DATABASE_URL"), &err);
-    assert_non_null(conn);
+    store_conn_t *conn = ts_store_connect();
     unsigned s = (unsigned)rc->seed;
     for (int round = 0; round < ROUNDS; round++) {
         req_t r[10];

@@ -36,9 +36,7 @@ static void tally(int rc, int *accepted, int *refused, int *other)
 static void *race_worker(void *arg)
 {
     race_t *r = arg;
-    gf_err_t err = {0};
-    store_conn_t *c = store_conn_new(ts_env("FARM_DATABASE_URL"), &err);
-    assert_non_null(c);
+    store_conn_t *c = ts_store_connect();
     for (int i = 0; i < 25; i++) {
         char gen[37];
         gf_uuid4(gen);
@@ -89,9 +87,7 @@ typedef struct {
 static void *first_worker(void *arg)
 {
     first_race_t *r = arg;
-    gf_err_t err = {0};
-    store_conn_t *c = store_conn_new(ts_env("FARM_DATABASE_URL"), &err);
-    assert_non_null(c);
+    store_conn_t *c = ts_store_connect();
     for (int u = 0; u < FIRST_USERS; u++) {
         char gen[37];
         gf_uuid4(gen);
