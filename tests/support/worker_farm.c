@@ -127,6 +127,13 @@ json_t *wf_wait_status(const char *id, const char *want, double timeout_s)
     return NULL;
 }
 
+void wf_expect_status(const char *id, const char *want, double timeout_s)
+{
+    json_t *g = wf_wait_status(id, want, timeout_s);
+    wf_assert_found(g);
+    json_decref(g);
+}
+
 json_t *wf_wait_end(const char *id, double timeout_s)
 {
     json_t *g = wf_wait_status(id, "succeeded|partial|failed", timeout_s);

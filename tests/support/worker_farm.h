@@ -56,6 +56,9 @@ void wf_create(const char *body, char id[37]);
 json_t *wf_identity_avatar(const char *prompt, int count, const char *upload);
 /* Polls GET until the status is one of `want` ("a|b"); the generation (decref it), or NULL. */
 json_t *wf_wait_status(const char *id, const char *want, double timeout_s);
+/* Waits up to `timeout_s` for the status to be one of `want` (asserted, the logs printed when it
+ * is not), keeping nothing of the generation. */
+void wf_expect_status(const char *id, const char *want, double timeout_s);
 /* Waits up to `timeout_s` for the generation to end (succeeded, partial or failed; asserted,
  * the logs printed when it does not); the generation (decref it). */
 json_t *wf_wait_end(const char *id, double timeout_s);

@@ -28,16 +28,14 @@ static void test_running_generation_is_canceled_promptly(void **state)
     wf_create(
         "{\"kind\":\"avatar\",\"prompt\":\"slow fox\",\"count\":2,\"width\":256,\"height\":256}",
         id);
-    json_t *g = wf_wait_status(id, "running", 15);
-    wf_assert_found(g);
-    json_decref(g);
+    wf_expect_status(id, "running", 15);
     snprintf(path, sizeof(path), "/v1/generations/%s/cancel", id);
     double asked = ts_now();
     ts_http_t r = wf_api("POST", path, NULL);
     assert_int_equal(r.status, 202);
     ts_http_dispose(&r);
     /* The provider takes WF_LATENCY_MS per image: ending well before proves the abort. */
-    g = wf_wait_status(id, "canceled", 15);
+    json_t *g = wf_wait_status(id, "canceled", 15);
     wf_assert_found(g);
     assert_true(ts_now() - asked < WF_LATENCY_MS / 1000.0 - 1.0);
     assert_int_equal(json_integer_value(json_object_get(g, "charged")), 0);
@@ -54,13 +52,11 @@ static void test_kill_9_loses_nothing_and_charges_once(void **state)
         wf_create("{\"kind\":\"avatar\",\"prompt\":\"a fox\",\"width\":256,\"height\":256}",
                   ids[i]);
     /* Once the first worker holds them all, it dies without a word. */
-    json_t *g = wf_wait_status(ids[N - 1], "running", 15);
-    wf_assert_found(g);
-    json_decref(g);
+    wf_expect_status(ids[N - 1], "running", 15);
     assert_int_equal(ts_stop(wf_worker_pid, SIGKILL, 5), 128 + SIGKILL);
     wf_worker_pid = wf_start_worker("worker2");
     for (int i = 0; i < N; i++) {
-        g = wf_wait_end(ids[i], 60);
+        json_t *g = wf_wait_end(ids[i], 60);
         assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
         assert_int_equal(json_integer_value(json_object_get(g, "charged")), 10);
         assert_true(json_integer_value(json_object_get(g, "attempts")) >= 2);
@@ -113,9 +109,7 @@ static void test_failed_image_of_a_generation_with_an_identity(void **state)
     /* The worker that ran it is still alive and well: the next generation runs too. */
     char id[37];
     wf_create("{\"kind\":\"avatar\",\"prompt\":\"after\",\"width\":256,\"height\":256}", id);
-    g = wf_wait_status(id, "succeeded", 30);
-    wf_assert_found(g);
-    json_decref(g);
+    wf_expect_status(id, "succeeded", 30);
 }
 
 static void test_every_image_failing_fails_with_its_error(void **state)
@@ -185,20 +179,13 @@ static void test_sigterm_drains_running_generations(void **state)
     char a[37], b[37];
     wf_create("{\"kind\":\"avatar\",\"prompt\":\"fox a\",\"width\":256,\"height\":256}", a);
     wf_create("{\"kind\":\"avatar\",\"prompt\":\"fox b\",\"width\":256,\"height\":256}", b);
-    json_t *g = wf_wait_status(b, "running", 15);
-    wf_assert_found(g);
-    json_decref(g);
-    g = wf_wait_status(a, "running", 15);
-    wf_assert_found(g);
-    json_decref(g);
+    wf_expect_status(b, "running", 15);
+    wf_expect_status(a, "running", 15);
     /* Running generations finish within FARM_WORKER_DRAIN_S, then the worker exits 0. */
     assert_int_equal(ts_stop(wf_worker_pid, SIGTERM, 40), 0);
     wf_worker_pid = 0;
-    for (int i = 0; i < 2; i++) {
-        g = wf_wait_status(i ? b : a, "succeeded", 5);
-        wf_assert_found(g);
-        json_decref(g);
-    }
+    for (int i = 0; i < 2; i++)
+        wf_expect_status(i ? b : a, "succeeded", 5);
     wf_worker_pid = wf_start_worker("worker3");
 }
 
@@ -369,14 +356,12 @@ static void test_paused_worker_loses_its_lease_and_charges_nothing(void **state)
     (void)state;
     char id[37];
     wf_create("{\"kind\":\"avatar\",\"prompt\":\"paused fox\",\"width\":256,\"height\":256}", id);
-    json_t *g = wf_wait_status(id, "running", 15);
-    wf_assert_found(g);
-    json_decref(g);
+    wf_expect_status(id, "running", 15);
     /* Paused past its 2 s lease while the provider works; another worker takes over. */
     pid_t paused = wf_worker_pid;
     kill(paused, SIGSTOP);
     wf_worker_pid = wf_start_worker("worker-after-pause");
-    g = wf_wait_status(id, "succeeded|partial|failed", 30);
+    json_t *g = wf_wait_status(id, "succeeded|partial|failed", 30);
     kill(paused, SIGCONT);
     wf_assert_found(g);
     assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");

@@ -113,13 +113,11 @@ static void test_finish_while_redis_is_down_is_told_as_postgres_recorded(void **
     (void)state;
     char id[37];
     wf_create("{\"kind\":\"avatar\",\"prompt\":\"a fox\",\"width\":256,\"height\":256}", id);
-    json_t *g = wf_wait_status(id, "running", 15);
-    wf_assert_found(g);
-    json_decref(g);
+    wf_expect_status(id, "running", 15);
     /* Redis goes while the provider works: the worker records the image and the
      * finish in Postgres, and its finish in the queue cannot land. */
     qt_redis_stop();
-    g = wf_wait_status(id, "succeeded|partial|failed|canceled", 30);
+    json_t *g = wf_wait_status(id, "succeeded|partial|failed|canceled", 30);
     wf_assert_found(g);
     assert_string_equal(status_of(g), "succeeded");
     json_decref(g);
@@ -170,11 +168,8 @@ static void test_postgres_outage_fails_no_generation(void **state)
     for (int i = 0; i < N; i++)
         wf_create("{\"kind\":\"avatar\",\"prompt\":\"a fox\",\"width\":256,\"height\":256}",
                   ids[i]);
-    for (int i = 0; i < N; i++) {
-        json_t *g = wf_wait_status(ids[i], "running", 20);
-        wf_assert_found(g);
-        json_decref(g);
-    }
+    for (int i = 0; i < N; i++)
+        wf_expect_status(ids[i], "running", 20);
     /* Postgres goes while every generation waits on the provider, and stays away for
      * longer than the retry budget used to last (5 attempts, ~15 s of backoff). */
     assert_int_equal(ts_sh("sh -c \"$FARM_TEST_PG_STOP\" >/dev/null 2>&1"), 0);
