@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "api.h"
 #include "api_harness.h"
@@ -113,6 +114,27 @@ void au_create(const char *tok, const char *body, char id[37])
     assert_int_equal(r.status, 202);
     au_id_of(&r, id);
     ts_http_dispose(&r);
+}
+
+json_t *au_wait_status(const char *tok, const char *id, const char *want, double timeout_s)
+{
+    char path[128], pattern[64];
+    snprintf(path, sizeof(path), "/v1/generations/%.36s", id);
+    snprintf(pattern, sizeof(pattern), "|%s|", want);
+    double end = ts_now() + timeout_s;
+    do {
+        ts_http_t r = au_call("GET", path, tok, NULL, NULL);
+        json_t *g = r.status == 200 ? json_loadb(r.body, r.body_len, 0, NULL) : NULL;
+        ts_http_dispose(&r);
+        const char *st = json_string_value(json_object_get(g, "status"));
+        char needle[32];
+        snprintf(needle, sizeof(needle), "|%s|", st ? st : "?");
+        if (st && strstr(pattern, needle))
+            return g;
+        json_decref(g);
+        usleep(50000);
+    } while (ts_now() < end);
+    return NULL;
 }
 
 long long au_credits_field(const char *tok, const char *field)

@@ -72,6 +72,12 @@ void au_id_of(const ts_http_t *r, char out[37]);
 /* POSTs `body` to /v1/generations as `tok` and asserts it is accepted (202); its id in `id`. */
 void au_create(const char *tok, const char *body, char id[37]);
 
+/* Polls GET /v1/generations/<id> as `tok` until its status is one of `want` ("a|b"); the
+ * generation (decref it), or NULL when `timeout_s` passed first. AU_ENDED: every status after
+ * queued and running. */
+#define AU_ENDED "succeeded|partial|failed|canceled|expired"
+json_t *au_wait_status(const char *tok, const char *id, const char *want, double timeout_s);
+
 /* GETs /v1/credits as `tok`, which must answer 200: its integer `field` ("held"...). */
 long long au_credits_field(const char *tok, const char *field);
 

@@ -105,26 +105,7 @@ void wf_create(const char *body, char id[37])
 /* Polls GET until the generation's status is one of `want` ("a|b"); returns it, or NULL. */
 json_t *wf_wait_status(const char *id, const char *want, double timeout_s)
 {
-    char path[128];
-    snprintf(path, sizeof(path), "/v1/generations/%.36s", id);
-    double end = ts_now() + timeout_s;
-    do {
-        ts_http_t r = wf_api("GET", path, NULL);
-        json_t *g = json_loads(r.body, 0, NULL);
-        ts_http_dispose(&r);
-        const char *st = json_string_value(json_object_get(g, "status"));
-        if (st) {
-            char pattern[64];
-            snprintf(pattern, sizeof(pattern), "|%s|", want);
-            char needle[32];
-            snprintf(needle, sizeof(needle), "|%s|", st);
-            if (strstr(pattern, needle))
-                return g;
-        }
-        json_decref(g);
-        usleep(50000);
-    } while (ts_now() < end);
-    return NULL;
+    return au_wait_status(wf_tok, id, want, timeout_s);
 }
 
 void wf_expect_status(const char *id, const char *want, double timeout_s)

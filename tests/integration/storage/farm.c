@@ -133,28 +133,10 @@ static int teardown(void **state)
     return bad ? -1 : 0;
 }
 
-static json_t *wait_done(const char *id, double timeout_s)
-{
-    char path[128];
-    snprintf(path, sizeof(path), "/v1/generations/%s", id);
-    double end = ts_now() + timeout_s;
-    while (ts_now() < end) {
-        ts_http_t r = au_call("GET", path, tok, NULL, NULL);
-        json_t *g = json_loads(r.body ? r.body : "", 0, NULL);
-        ts_http_dispose(&r);
-        const char *st = json_string_value(json_object_get(g, "status"));
-        if (st && strcmp(st, "queued") != 0 && strcmp(st, "running") != 0)
-            return g;
-        json_decref(g);
-        usleep(200 * 1000);
-    }
-    return NULL;
-}
-
 /* The generation `id`, once it ended within 120 s, as `status`. */
 static json_t *ended_as(const char *id, const char *status)
 {
-    json_t *g = wait_done(id, 120);
+    json_t *g = au_wait_status(tok, id, AU_ENDED, 120);
     assert_non_null(g);
     assert_string_equal(json_string_value(json_object_get(g, "status")), status);
     return g;
@@ -334,7 +316,7 @@ static void test_s3_down_for_good_releases(void **state)
     au_create(tok,
               "{\"kind\":\"avatar\",\"prompt\":\"a cat\",\"count\":1,\"width\":256,\"height\":256}",
               id);
-    json_t *g = wait_done(id, 120);
+    json_t *g = au_wait_status(tok, id, AU_ENDED, 120);
     assert_int_equal(ts_sh("sh -c \"$FARM_TEST_S3_START\""), 0);
     assert_non_null(g);
     assert_string_equal(json_string_value(json_object_get(g, "status")), "failed");

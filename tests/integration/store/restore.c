@@ -56,15 +56,10 @@ static json_t *get_generation(const char *tok, const char *id)
 /* Polls until the generation's status is `want`; 1 when it was. */
 static int wait_status(const char *tok, const char *id, const char *want, double timeout_s)
 {
-    for (double end = ts_now() + timeout_s; ts_now() < end; usleep(200 * 1000)) {
-        json_t *g = get_generation(tok, id);
-        const char *st = json_string_value(json_object_get(g, "status"));
-        int ok = st && strcmp(st, want) == 0;
-        json_decref(g);
-        if (ok)
-            return 1;
-    }
-    return 0;
+    json_t *g = au_wait_status(tok, id, want, timeout_s);
+    int ok = g != NULL;
+    json_decref(g);
+    return ok;
 }
 
 /* Every output of the generation is served: 200 and an image's bytes. */

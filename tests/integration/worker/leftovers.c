@@ -104,26 +104,6 @@ static int object_absent(const char *key)
                  key, key) == 0;
 }
 
-/* --- the farm's view ------------------------------------------------------------- */
-
-static json_t *wait_generation(const char *id, double timeout_s)
-{
-    char path[128];
-    snprintf(path, sizeof(path), "/v1/generations/%s", id);
-    double end = ts_now() + timeout_s;
-    do {
-        ts_http_t r = au_call("GET", path, ff_tok, NULL, NULL);
-        json_t *g = r.status == 200 ? json_loads(r.body, 0, NULL) : NULL;
-        ts_http_dispose(&r);
-        const char *st = json_string_value(json_object_get(g, "status"));
-        if (st && strcmp(st, "queued") != 0 && strcmp(st, "running") != 0)
-            return g;
-        json_decref(g);
-        usleep(100000);
-    } while (ts_now() < end);
-    return NULL;
-}
-
 /* --- the test ---------------------------------------------------------------------- */
 
 static void test_the_sweeper_deletes_leftovers_and_nothing_else(void **state)
@@ -134,7 +114,7 @@ static void test_the_sweeper_deletes_leftovers_and_nothing_else(void **state)
               "{\"kind\":\"avatar\",\"prompt\":\"leftovers\",\"count\":1,\"width\":256,"
               "\"height\":256}",
               id);
-    json_t *g = wait_generation(id, 60);
+    json_t *g = au_wait_status(ff_tok, id, AU_ENDED, 60);
     if (g == NULL)
         ff_dump_logs(30);
     assert_non_null(g);
@@ -198,7 +178,7 @@ static void test_the_sweeper_deletes_leftovers_and_nothing_else(void **state)
     }
     json_decref(g);
     /* GET still serves the same outputs. */
-    g = wait_generation(id, 5);
+    g = au_wait_status(ff_tok, id, AU_ENDED, 5);
     assert_non_null(g);
     assert_int_equal(json_array_size(json_object_get(g, "outputs")), n_out);
     json_decref(g);

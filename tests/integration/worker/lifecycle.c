@@ -166,26 +166,6 @@ static json_t *api_json(const char *path, const char *t)
     return j;
 }
 
-/* Polls GET until the status is one of `want` ("a|b"); the generation, or NULL. */
-static json_t *wait_status(const char *id, const char *want, double timeout_s)
-{
-    char path[128], pattern[64];
-    snprintf(path, sizeof(path), "/v1/generations/%s", id);
-    snprintf(pattern, sizeof(pattern), "|%s|", want);
-    double end = ts_now() + timeout_s;
-    do {
-        json_t *g = api_json(path, ff_tok);
-        const char *st = json_string_value(json_object_get(g, "status"));
-        char needle[32];
-        snprintf(needle, sizeof(needle), "|%s|", st ? st : "?");
-        if (st && strstr(pattern, needle))
-            return g;
-        json_decref(g);
-        usleep(100000);
-    } while (ts_now() < end);
-    return NULL;
-}
-
 /* Creates an avatar (`count` images of 256 px, `more` JSON members or ""), waits for it. */
 static json_t *generation(int count, const char *more, char id[37])
 {
@@ -195,7 +175,7 @@ static json_t *generation(int count, const char *more, char id[37])
              "\"height\":256%s}",
              count, more);
     au_create(ff_tok, body, id);
-    json_t *g = wait_status(id, "succeeded|partial|failed", 60);
+    json_t *g = au_wait_status(ff_tok, id, "succeeded|partial|failed", 60);
     if (g == NULL)
         ff_dump_logs(25);
     assert_non_null(g);
@@ -316,11 +296,11 @@ static void test_delete_is_refused_while_running_and_for_others(void **state)
     assert_int_equal(r.status, 409);
     assert_non_null(strstr(r.body, "\"not_deletable\""));
     ts_http_dispose(&r);
-    json_t *g = wait_status(id, "running", 30);
+    json_t *g = au_wait_status(ff_tok, id, "running", 30);
     assert_non_null(g);
     json_decref(g);
     assert_int_equal(api_status("DELETE", path, ff_tok), 409);
-    g = wait_status(id, "succeeded|partial|failed", 60);
+    g = au_wait_status(ff_tok, id, "succeeded|partial|failed", 60);
     assert_non_null(g);
     json_decref(g);
     /* Another user's: 404, and it is still there for its owner. */
@@ -439,7 +419,7 @@ static void occupy_worker(char busy[37])
               "{\"kind\":\"avatar\",\"prompt\":\"busy\",\"count\":3,\"width\":256,"
               "\"height\":256}",
               busy);
-    json_t *b = wait_status(busy, "running", 30);
+    json_t *b = au_wait_status(ff_tok, busy, "running", 30);
     assert_non_null(b);
     json_decref(b);
 }
@@ -468,7 +448,7 @@ static void test_an_upload_deleted_under_a_queued_generation(void **state)
     assert_false(uploads_listed(ff_tok, upload));
     /* The queued generation still needs the file: it stays. */
     assert_true(ff_object_present(key, sha));
-    g = wait_status(id, "succeeded|partial|failed", 60);
+    g = au_wait_status(ff_tok, id, "succeeded|partial|failed", 60);
     assert_or_logs(g != NULL);
     assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
     assert_int_equal(json_integer_value(json_object_get(g, "images_done")), 1);
@@ -481,7 +461,7 @@ static void test_an_upload_deleted_under_a_queued_generation(void **state)
     assert_or_logs(pg_wait("SELECT count(*) FROM storage_deletions WHERE upload_id = $1::uuid",
                            upload, 0, 30));
     assert_true(object_absent(key));
-    g = wait_status(busy, "succeeded|partial|failed", 60);
+    g = au_wait_status(ff_tok, busy, "succeeded|partial|failed", 60);
     json_decref(g);
 }
 
@@ -511,13 +491,13 @@ static void test_a_generation_deleted_under_a_queued_generation(void **state)
     assert_int_equal(api_status("DELETE", path, ff_tok), 204);
     assert_int_equal(api_status("GET", path, ff_tok), 404);
     assert_true(ff_object_present(key, sha)); /* the queued one reads it when it starts */
-    g = wait_status(id, "succeeded|partial|failed", 60);
+    g = au_wait_status(ff_tok, id, "succeeded|partial|failed", 60);
     assert_or_logs(g != NULL);
     assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
     json_decref(g);
     assert_or_logs(pg_wait(PENDING_OF, src, 0, 30));
     assert_true(object_absent(key));
-    g = wait_status(busy, "succeeded|partial|failed", 60);
+    g = au_wait_status(ff_tok, busy, "succeeded|partial|failed", 60);
     json_decref(g);
 }
 
@@ -614,7 +594,7 @@ static void test_old_idempotency_keys_are_purged(void **state)
     au_id_of(&r, second);
     assert_string_not_equal(first, second);
     ts_http_dispose(&r);
-    json_t *g = wait_status(second, "succeeded|partial|failed", 60);
+    json_t *g = au_wait_status(ff_tok, second, "succeeded|partial|failed", 60);
     json_decref(g);
 }
 

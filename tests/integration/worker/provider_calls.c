@@ -74,25 +74,14 @@ static long long fake_count(const char *endpoint)
 /* Creates an avatar of `count` images and waits for it to succeed. */
 static void generation_succeeds(int count)
 {
-    char body[300], id[37], path[128];
+    char body[300], id[37];
     snprintf(body, sizeof(body),
              "{\"kind\":\"avatar\",\"prompt\":\"provider calls\",\"count\":%d,\"width\":256,"
              "\"height\":256}",
              count);
     au_create(ff_tok, body, id);
-    snprintf(path, sizeof(path), "/v1/generations/%s", id);
-    const char *st = NULL;
-    json_t *g = NULL;
-    double end = ts_now() + 60;
-    do {
-        json_decref(g);
-        usleep(100000);
-        ts_http_t r = au_call("GET", path, ff_tok, NULL, NULL);
-        g = r.status == 200 ? json_loads(r.body, 0, NULL) : NULL;
-        ts_http_dispose(&r);
-        st = json_string_value(json_object_get(g, "status"));
-    } while ((st == NULL || strcmp(st, "queued") == 0 || strcmp(st, "running") == 0) &&
-             ts_now() < end);
+    json_t *g = au_wait_status(ff_tok, id, AU_ENDED, 60);
+    const char *st = json_string_value(json_object_get(g, "status"));
     if (st == NULL || strcmp(st, "succeeded") != 0)
         ff_dump_logs(30);
     assert_non_null(st);
