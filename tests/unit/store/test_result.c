@@ -30,6 +30,16 @@ static int parse(store_call_t *c, const char *v0)
     return parse3(c, v0, NULL, NULL);
 }
 
+/* Parses `v0` as `c`'s result and asserts it is refused as malformed (GF_EUNAVAIL), the
+ * message naming `needle`. */
+static void assert_malformed(store_call_t *c, const char *v0, const char *needle)
+{
+    int rc = parse(c, v0);
+    if (rc != GF_EUNAVAIL || strstr(c->err.msg, needle) == NULL)
+        fail_msg("result %s: %s \"%s\"; wanted EUNAVAIL naming \"%s\"", v0, gf_status_name(rc),
+                 c->err.msg, needle);
+}
+
 /* A generation as farm_generation_json prints it (jsonb: keys by length). */
 static const char *const gen_json =
     "{\"id\": \"" GEN "\", \"cost\": 30, \"kind\": \"pose\", \"error\": null, "
@@ -172,8 +182,7 @@ static void test_accept_batch_malformed(void **state)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         batch_of(&c, 2);
-        assert_int_equal(parse(&c, bad[i]), GF_EUNAVAIL);
-        assert_non_null(strstr(c.err.msg, "malformed farm_accept_generations result"));
+        assert_malformed(&c, bad[i], "malformed farm_accept_generations result");
         assert_null(c.res.accept_batch.items); /* nothing half read (LSan: nothing leaked) */
         store_call_dispose(&c);
     }
@@ -391,8 +400,7 @@ static void test_webhook_results(void **state)
 
     /* A shape that does not match leaves nothing (LSan checks). */
     store_call_webhook_claim(&c, 8, 60);
-    assert_int_equal(parse(&c, "{\"items\": [{\"id\": 3}], \"now_ms\": 1}"), GF_EUNAVAIL);
-    assert_non_null(strstr(c.err.msg, "farm_webhook_claim"));
+    assert_malformed(&c, "{\"items\": [{\"id\": 3}], \"now_ms\": 1}", "farm_webhook_claim");
     store_call_dispose(&c);
 
     /* A claim that records attempts first: they go as $3, one result each comes back. */
@@ -492,8 +500,7 @@ static void test_generation_malformed_refused(void **state)
     store_call_t c;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         store_call_generation(&c, GEN, USR);
-        assert_int_equal(parse(&c, bad[i].json), GF_EUNAVAIL);
-        assert_non_null(strstr(c.err.msg, bad[i].field));
+        assert_malformed(&c, bad[i].json, bad[i].field);
         assert_null(c.res.generation.kind);
         store_call_dispose(&c);
     }
@@ -512,8 +519,7 @@ static void test_generation_malformed_refused(void **state)
         snprintf(text, sizeof(text), "%.*s%s%s", (int)(at - gen_json), gen_json, swaps[i][1],
                  at + strlen(swaps[i][0]));
         store_call_generation(&c, GEN, USR);
-        assert_int_equal(parse(&c, text), GF_EUNAVAIL);
-        assert_non_null(strstr(c.err.msg, "malformed farm_generation_json result"));
+        assert_malformed(&c, text, "malformed farm_generation_json result");
         assert_int_equal(c.res.generation.n_outputs, 0);
         assert_null(c.res.generation.outputs);
         store_call_dispose(&c);
@@ -543,14 +549,12 @@ static void test_list_page(void **state)
     /* The second item is broken: the first one read is freed too. */
     snprintf(text, sizeof(text), "{\"items\": [%s, {\"id\": 3}], \"next_cursor\": null}", gen_json);
     store_call_list(&c, USR, NULL, NULL, 2, NULL);
-    assert_int_equal(parse(&c, text), GF_EUNAVAIL);
-    assert_non_null(strstr(c.err.msg, "farm_generations_page"));
+    assert_malformed(&c, text, "farm_generations_page");
     assert_null(c.res.list.items);
     store_call_dispose(&c);
 
     store_call_list(&c, USR, NULL, NULL, 2, NULL);
-    assert_int_equal(parse(&c, "{\"items\": {}, \"next_cursor\": null}"), GF_EUNAVAIL);
-    assert_non_null(strstr(c.err.msg, "items"));
+    assert_malformed(&c, "{\"items\": {}, \"next_cursor\": null}", "items");
     store_call_dispose(&c);
 }
 
@@ -582,11 +586,11 @@ static void test_ledger_page(void **state)
     store_call_dispose(&c);
 
     store_call_ledger(&c, USR, 20, NULL);
-    assert_int_equal(parse(&c, "{\"items\": [{\"kind\": \"grant\", \"amount\": 1.5, "
-                               "\"reason\": null, \"created_at\": \"t\", \"image_index\": "
-                               "null, \"generation_id\": null}], \"next_cursor\": null}"),
-                     GF_EUNAVAIL);
-    assert_non_null(strstr(c.err.msg, "amount"));
+    assert_malformed(&c,
+                     "{\"items\": [{\"kind\": \"grant\", \"amount\": 1.5, "
+                     "\"reason\": null, \"created_at\": \"t\", \"image_index\": "
+                     "null, \"generation_id\": null}], \"next_cursor\": null}",
+                     "amount");
     assert_null(c.res.ledger.items);
     store_call_dispose(&c);
 }
@@ -626,16 +630,15 @@ static void test_sweep(void **state)
     store_call_dispose(&c);
 
     store_call_sweep(&c, 60, 100);
-    assert_int_equal(parse(&c, "{\"locked\": true, \"expired\": [], \"candidates\": [{\"id\": "
-                               "\"" GEN "\", \"plan\": \"pro\"}]}"),
-                     GF_EUNAVAIL);
-    assert_non_null(strstr(c.err.msg, "farm_sweep"));
+    assert_malformed(&c,
+                     "{\"locked\": true, \"expired\": [], \"candidates\": [{\"id\": "
+                     "\"" GEN "\", \"plan\": \"pro\"}]}",
+                     "farm_sweep");
     assert_null(c.res.sweep.candidates);
     store_call_dispose(&c);
 
     store_call_sweep(&c, 60, 100);
-    assert_int_equal(parse(&c, "{\"locked\": \"yes\"}"), GF_EUNAVAIL);
-    assert_non_null(strstr(c.err.msg, "locked"));
+    assert_malformed(&c, "{\"locked\": \"yes\"}", "locked");
     store_call_dispose(&c);
 }
 
@@ -685,8 +688,7 @@ static void test_resume(void **state)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         store_call_resume(&c, GEN);
-        assert_int_equal(parse(&c, bad[i]), GF_EUNAVAIL);
-        assert_non_null(strstr(c.err.msg, "malformed farm_worker_resume result"));
+        assert_malformed(&c, bad[i], "malformed farm_worker_resume result");
         assert_null(c.res.resume.settled);
         assert_null(c.res.resume.requests);
         assert_null(c.res.resume.identity_key);
