@@ -111,7 +111,10 @@ json_t *wf_wait_status(const char *id, const char *want, double timeout_s)
 void wf_expect_status(const char *id, const char *want, double timeout_s)
 {
     json_t *g = wf_wait_status(id, want, timeout_s);
-    wf_assert_found(g);
+    if (g == NULL) {
+        wf_dump_logs();
+        fail_msg("generation %s: not %s within %.0f s", id, want, timeout_s);
+    }
     json_decref(g);
 }
 

@@ -308,10 +308,14 @@ static void done_finish(const char *gen, long long fence, int applied, int finis
     store_call_t c;
     store_call_image_done_finish(&c, gen, fence, 0, OUTPUT_JSON, 0);
     assert_int_equal(ts_store_run(&c), 0);
-    assert_int_equal(c.res.image.applied, applied);
-    assert_int_equal(c.res.image.finished, finished);
-    assert_string_equal(c.res.image.status, status);
+    int got_applied = c.res.image.applied, got_finished = c.res.image.finished;
+    char got_status[sizeof(c.res.image.status)];
+    snprintf(got_status, sizeof(got_status), "%s", c.res.image.status);
     store_call_dispose(&c);
+    if (got_applied != applied || got_finished != finished || strcmp(got_status, status) != 0)
+        fail_msg("image done and finish under token %lld: applied %d, finished %d, %s; not %d, "
+                 "%d, %s",
+                 fence, got_applied, got_finished, got_status, applied, finished, status);
 }
 
 /* The last image's record and the finish in one call: both or, refused, neither. */

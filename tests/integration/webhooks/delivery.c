@@ -216,15 +216,21 @@ static void update_delivery(const char *id, const char *set)
 {
     char q[512];
     snprintf(q, sizeof(q), "UPDATE webhook_deliveries SET %s WHERE generation_id = '%s'", set, id);
-    assert_int_equal(sql(q), 0);
+    if (sql(q) != 0)
+        fail_msg("the delivery of %s was not updated: %s", id, set);
 }
 
 /* Asserts the webhook GET shows in `g`: `attempts` made, the last answered `status`. */
 static void assert_webhook(json_t *g, long attempts, long status)
 {
     json_t *w = json_object_get(g, "webhook");
-    assert_int_equal(json_integer_value(json_object_get(w, "attempts")), attempts);
-    assert_int_equal(json_integer_value(json_object_get(w, "last_status_code")), status);
+    if (json_integer_value(json_object_get(w, "attempts")) != attempts ||
+        json_integer_value(json_object_get(w, "last_status_code")) != status) {
+        char *text = json_dumps(w, 0), seen[512];
+        snprintf(seen, sizeof(seen), "%s", text ? text : "null");
+        free(text);
+        fail_msg("webhook %s, not %ld attempts the last answered %ld", seen, attempts, status);
+    }
 }
 
 static void assert_signed(json_t *req)
