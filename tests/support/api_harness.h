@@ -1,7 +1,8 @@
 /*
  * tests/support/api_harness.h - what the api integration tests share: a
  * real farm-api process on a free port with the tests' JWT secret, tokens
- * for it, credits granted through the farm CLI, and requests to it.
+ * for it, credits granted through the farm CLI, and requests to it (a
+ * generation's status among them, polled until it is one a test waits for).
  */
 #ifndef API_HARNESS_H
 #define API_HARNESS_H

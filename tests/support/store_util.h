@@ -2,7 +2,8 @@
  * tests/support/store_util.h - helpers shared by the store integration
  * tests (ledger, races, accept_batch): one blocking connection to the
  * fixture's Postgres opened by the group setup, accepts and balances read
- * through it, and a raw libpq connection for hand-written SQL.
+ * through it, connections of a thread's own, and a raw libpq connection for
+ * hand-written SQL.
  */
 #ifndef STORE_UTIL_H
 #define STORE_UTIL_H
