@@ -295,62 +295,6 @@ static int flatten_white(VipsImage *in, VipsImage **out)
     return rc;
 }
 
-static uint32_t le32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void put_le32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-/*
- * libwebp's method: 2 encodes the full-size variant about 30 % faster than
- * the default 4 for about the same size at q85 (scripts/bench imaging).
- */
-#define WEBP_EFFORT 2
-
-/* VP8X flag bits (WebP container spec). */
-#define WEBP_FLAG_ICC  0x20
-#define WEBP_FLAG_EXIF 0x08
-#define WEBP_FLAG_XMP  0x04
-
-/*
- * Removes the EXIF, XMP and ICCP chunks of a WebP file in place and clears
- * their VP8X flags. libvips 8.14.1's webpsave rebuilds and writes an EXIF
- * chunk even with strip set (orientation, resolution: harmless, but "metadata
- * stripped" must mean stripped), so we drop it from the container ourselves.
- * Returns -1 on a container we did not write (never expected).
- */
-int img__webp_strip(img_buf *b)
-{
-    unsigned char *p = b->data, *vp8x = NULL;
-    size_t in = 12, out = 12;
-
-    if (b->len < 12 || memcmp(p, "RIFF", 4) != 0 || memcmp(p + 8, "WEBP", 4) != 0)
-        return -1;
-    while (in + 8 <= b->len) {
-        size_t n = le32(p + in + 4), whole = 8 + n + (n & 1);
-        if (whole > b->len - in)
-            return -1;
-        if (memcmp(p + in, "EXIF", 4) != 0 && memcmp(p + in, "XMP ", 4) != 0 &&
-            memcmp(p + in, "ICCP", 4) != 0) {
-            memmove(p + out, p + in, whole);
-            if (memcmp(p + out, "VP8X", 4) == 0 && n >= 1)
-                vp8x = p + out;
-            out += whole;
-        }
-        in += whole;
-    }
-    if (vp8x != NULL)
-        vp8x[8] &= (unsigned char)~(WEBP_FLAG_ICC | WEBP_FLAG_EXIF | WEBP_FLAG_XMP);
-    put_le32(p + 4, (uint32_t)(out - 8));
-    b->len = out;
-    return 0;
-}
-
 int img__encode(VipsImage *in, img_format fmt, int quality, img_buf *out)
 {
     VipsImage *flat = NULL;
@@ -360,8 +304,10 @@ int img__encode(VipsImage *in, img_format fmt, int quality, img_buf *out)
 
     switch (fmt) {
     case IMG_FORMAT_WEBP:
+        if (img__webp_direct(in))
+            return img__webp_encode(in, quality, out);
         rc = vips_webpsave_buffer(in, &buf, &len, "Q", quality, "strip", TRUE, "effort",
-                                  WEBP_EFFORT, NULL);
+                                  IMG_WEBP_EFFORT, NULL);
         break;
     case IMG_FORMAT_JPEG:
         if (vips_image_hasalpha(in)) {
