@@ -11,7 +11,8 @@
  * integer first, then the column of the four results, rounded and clipped
  * to 0..255. vips_affine looks up a window and weights per output pixel
  * through an interpolator call; at exactly 2x both passes are plain loops
- * (an avatar's 256 -> 512 went from about 11 ms to about 1 ms).
+ * in 16-bit lanes the compiler vectorises (an avatar's 256 -> 512 went from
+ * about 11 ms to about 0.8 ms, then 0.4 ms in 16 bits).
  *
  * Reducing, libvips runs vips_reducev then vips_reduceh with its Lanczos-3
  * kernel: output y is the weighted sum of input rows 2y - 5 .. 2y + 6 (edges
@@ -28,10 +29,17 @@
 
 #include <stdint.h>
 
-/* The halfway weights over a, b, c, d, rounded: (-256, 2304, 2304, -256) / 4096. */
-static inline int halfway(int a, int b, int c, int d)
+/*
+ * The halfway weights over a, b, c, d, rounded: (-256, 2304, 2304, -256) /
+ * 4096 with 2048 added before the arithmetic shift by 12, which is the same
+ * as (-1, 9, 9, -1) / 16 with 8 added before a shift by 4 (every term is a
+ * multiple of 256). In that form every sum of the enlargement fits 16 bits:
+ * across, 0..255 gives -32..287, and down from those, -1150..5238; so the
+ * compiler can use 16-bit lanes, twice as many per vector as 32-bit ones.
+ */
+static inline int16_t halfway(int16_t a, int16_t b, int16_t c, int16_t d)
 {
-    return (2304 * (b + c) - 256 * (a + d) + 2048) >> 12;
+    return (int16_t)((int16_t)(9 * (b + c) - (a + d) + 8) >> 4);
 }
 
 static inline unsigned char clip(int v)
@@ -44,20 +52,44 @@ static inline int clamp_index(int i, int n)
     return i < 0 ? 0 : i >= n ? n - 1 : i;
 }
 
-/* The row `in` (w pixels of `bands` samples) enlarged across into `row` (2w pixels). */
-static void across(const unsigned char *restrict in, int w, int bands, int16_t *restrict row)
+/*
+ * The row `in` (w pixels of `bands` samples) enlarged across into `row` (2w
+ * pixels). Pixel 2x is halfway between input pixels x - 1 and x, pixel 2x + 1
+ * is input pixel x. The halfway samples are computed first, sample by sample
+ * into `mid` (w pixels): away from the edges that is one plain loop, since
+ * sample i's neighbours are i - 2 bands .. i + bands whatever its band. Then
+ * the two kinds are interleaved.
+ */
+static void across(const unsigned char *restrict in, int w, int bands, int16_t *restrict mid,
+                   int16_t *restrict row)
 {
+    size_t b = (size_t)bands, n = (size_t)w * b;
+    size_t lo = w > 2 ? 2 * b : n, hi = w > 2 ? n - b : n; /* [lo, hi) needs no clamp */
+    for (size_t i = lo; i < hi; i++)
+        mid[i] = halfway(in[i - 2 * b], in[i - b], in[i], in[i + b]);
     for (int x = 0; x < w; x++) {
-        const unsigned char *p2 = in + (size_t)clamp_index(x - 2, w) * bands;
-        const unsigned char *p1 = in + (size_t)clamp_index(x - 1, w) * bands;
-        const unsigned char *p0 = in + (size_t)x * bands;
-        const unsigned char *n1 = in + (size_t)clamp_index(x + 1, w) * bands;
-        int16_t *even = row + (size_t)(2 * x) * bands, *odd = even + bands;
-        for (int k = 0; k < bands; k++) {
-            even[k] = (int16_t)halfway(p2[k], p1[k], p0[k], n1[k]);
-            odd[k] = p0[k];
-        }
+        if (x >= 2 && x < w - 1)
+            continue;
+        const unsigned char *p2 = in + (size_t)clamp_index(x - 2, w) * b;
+        const unsigned char *p1 = in + (size_t)clamp_index(x - 1, w) * b;
+        const unsigned char *p0 = in + (size_t)x * b;
+        const unsigned char *n1 = in + (size_t)clamp_index(x + 1, w) * b;
+        for (size_t k = 0; k < b; k++)
+            mid[(size_t)x * b + k] = halfway(p2[k], p1[k], p0[k], n1[k]);
     }
+    if (bands == 3) { /* the usual case, with the sample count known */
+        for (size_t x = 0; x < (size_t)w; x++)
+            for (size_t k = 0; k < 3; k++) {
+                row[6 * x + k] = mid[3 * x + k];
+                row[6 * x + 3 + k] = in[3 * x + k];
+            }
+        return;
+    }
+    for (size_t x = 0; x < (size_t)w; x++)
+        for (size_t k = 0; k < b; k++) {
+            row[2 * x * b + k] = mid[x * b + k];
+            row[(2 * x + 1) * b + k] = in[x * b + k];
+        }
 }
 
 /* Two output rows from the four enlarged rows around them: `even` halfway
@@ -113,15 +145,18 @@ int img__double(VipsImage *in, VipsImage **out)
      * Output rows 2y and 2y + 1 read rows y - 2 .. y + 1 (edges repeated),
      * four rows in a row of input, so never two in one slot. */
     int16_t *ring = g_malloc(row_len * 4 * sizeof(*ring));
+    int16_t *mid = g_malloc(row_len / 2 * sizeof(*mid));
     int done = 0; /* rows 0 .. done - 1 were enlarged across */
     for (int y = 0; y < h; y++) {
         for (; done <= y + 1 && done < h; done++)
-            across(VIPS_IMAGE_ADDR(in, 0, done), w, bands, ring + row_len * (size_t)(done % 4));
+            across(VIPS_IMAGE_ADDR(in, 0, done), w, bands, mid,
+                   ring + row_len * (size_t)(done % 4));
 #define ROW(i) (ring + row_len * (size_t)(clamp_index((i), h) % 4))
         down(ROW(y - 2), ROW(y - 1), ROW(y), ROW(y + 1), VIPS_IMAGE_ADDR(im, 0, 2 * y),
              VIPS_IMAGE_ADDR(im, 0, 2 * y + 1), row_len);
 #undef ROW
     }
+    g_free(mid);
     g_free(ring);
     *out = im;
     return 0;
