@@ -68,4 +68,15 @@ int img__webp_direct(const VipsImage *in);
  */
 int img__webp_encode(VipsImage *in, int quality, img_buf *out);
 
+/* 1 when img__jpeg_encode() takes `in` at `quality`: uncoded 8-bit sRGB, 3
+ * bands, one page, quality 1..89 (jpegsave keeps chroma whole from 90). */
+int img__jpeg_direct(const VipsImage *in, int quality);
+
+/*
+ * `in` (img__jpeg_direct; computed into memory if it is not there) encoded
+ * by libjpeg at `quality` into `out` (g_malloc): the bytes of jpegsave with
+ * strip (imaging/jpeg.c). 0 or -1 (vips error set).
+ */
+int img__jpeg_encode(VipsImage *in, int quality, img_buf *out);
+
 #endif

@@ -315,6 +315,12 @@ int img__encode(VipsImage *in, img_format fmt, int quality, img_buf *out)
                 return -1;
             in = flat;
         }
+        if (img__jpeg_direct(in, quality)) {
+            rc = img__jpeg_encode(in, quality, out);
+            if (flat != NULL)
+                g_object_unref(flat);
+            return rc;
+        }
         rc = vips_jpegsave_buffer(in, &buf, &len, "Q", quality, "strip", TRUE, NULL);
         break;
     case IMG_FORMAT_PNG:

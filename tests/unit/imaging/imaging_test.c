@@ -94,3 +94,30 @@ void imgt_pixel(VipsImage *im, int x, int y, unsigned char rgb[3])
     for (int b = 0; b < 3; b++)
         rgb[b] = p[im->Bands >= 3 ? b : 0];
 }
+
+VipsImage *imgt_textured(int w, int h, int bands, int alpha)
+{
+    size_t n = (size_t)w * h * bands;
+    unsigned char *px = malloc(n);
+    unsigned s = 12345;
+
+    assert_non_null(px);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            unsigned char *p = px + ((size_t)y * w + x) * bands;
+            s = s * 1103515245u + 12345u;
+            int noise = (int)((s >> 16) % 24) - 12;
+            int disc = (x - w / 3) * (x - w / 3) + (y - h / 2) * (y - h / 2) < w * h / 16;
+            for (int k = 0; k < 3; k++) {
+                int v = (disc ? 220 - 60 * k : (x * (90 + 40 * k)) / w + (y * 70) / h) + noise;
+                p[k] = (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v);
+            }
+            if (bands == 4)
+                p[3] = alpha ? (unsigned char)(255 - (x * 255) / w) : 255;
+        }
+    VipsImage *im = vips_image_new_from_memory_copy(px, n, w, h, bands, VIPS_FORMAT_UCHAR);
+    free(px);
+    assert_non_null(im);
+    im->Type = VIPS_INTERPRETATION_sRGB;
+    return im;
+}

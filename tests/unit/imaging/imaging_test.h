@@ -27,6 +27,14 @@ int imgt_teardown(void **state);
  */
 unsigned char *imgt_picture(int w, int h, img_format fmt, size_t *len);
 
+/*
+ * A w x h sRGB image of `bands` (3 or 4) in memory: gradients, a disc and
+ * noise, so an encoder has detail to spend bits on. With 4 bands, `alpha`
+ * says how the alpha band goes (0: opaque everywhere, 1: a ramp down to
+ * transparent).
+ */
+VipsImage *imgt_textured(int w, int h, int bands, int alpha);
+
 /* Encodes `im` as `fmt` (no stripping: tests want metadata kept). */
 unsigned char *imgt_encode(VipsImage *im, img_format fmt, size_t *len);
 

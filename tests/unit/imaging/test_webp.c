@@ -7,39 +7,6 @@
 #include "imaging_test.h"
 #include "imaging_int.h"
 
-#include <stdlib.h>
-#include <string.h>
-
-/* A w x h image of `bands` (3 or 4) in memory: gradients, a disc and noise,
- * so the encoder has detail to spend bits on; with 4 bands, `alpha` is how
- * the alpha band goes (0: opaque everywhere, 1: a ramp down to transparent). */
-static VipsImage *textured(int w, int h, int bands, int alpha)
-{
-    size_t n = (size_t)w * h * bands;
-    unsigned char *px = malloc(n);
-    unsigned s = 12345;
-
-    assert_non_null(px);
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) {
-            unsigned char *p = px + ((size_t)y * w + x) * bands;
-            s = s * 1103515245u + 12345u;
-            int noise = (int)((s >> 16) % 24) - 12;
-            int disc = (x - w / 3) * (x - w / 3) + (y - h / 2) * (y - h / 2) < w * h / 16;
-            for (int k = 0; k < 3; k++) {
-                int v = (disc ? 220 - 60 * k : (x * (90 + 40 * k)) / w + (y * 70) / h) + noise;
-                p[k] = (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v);
-            }
-            if (bands == 4)
-                p[3] = alpha ? (unsigned char)(255 - (x * 255) / w) : 255;
-        }
-    VipsImage *im = vips_image_new_from_memory_copy(px, n, w, h, bands, VIPS_FORMAT_UCHAR);
-    free(px);
-    assert_non_null(im);
-    im->Type = VIPS_INTERPRETATION_sRGB;
-    return im;
-}
-
 /* What img__encode gave before webp.c: webpsave at our settings, stripped. */
 static void webpsave_stripped(VipsImage *im, int q, img_buf *out)
 {
@@ -73,7 +40,7 @@ static void test_rgb_is_webpsave_byte_for_byte(void **state)
     } cases[] = {{256, 256, 85}, {512, 512, 85}, {128, 128, 80},
                  {77, 41, 85},   {1, 1, 85},     {300, 200, 50}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        VipsImage *im = textured(cases[i].w, cases[i].h, 3, 0);
+        VipsImage *im = imgt_textured(cases[i].w, cases[i].h, 3, 0);
         assert_same_as_webpsave(im, cases[i].q);
         g_object_unref(im);
     }
@@ -83,7 +50,7 @@ static void test_rgba_is_webpsave_byte_for_byte(void **state)
 {
     (void)state;
     for (int alpha = 0; alpha <= 1; alpha++) {
-        VipsImage *im = textured(256, 192, 4, alpha);
+        VipsImage *im = imgt_textured(256, 192, 4, alpha);
         assert_same_as_webpsave(im, 85);
         g_object_unref(im);
     }
@@ -93,7 +60,7 @@ static void test_rgba_is_webpsave_byte_for_byte(void **state)
 static void test_lazy_image_is_computed_first(void **state)
 {
     (void)state;
-    VipsImage *im = textured(200, 160, 3, 0), *flipped = NULL;
+    VipsImage *im = imgt_textured(200, 160, 3, 0), *flipped = NULL;
     assert_int_equal(vips_flip(im, &flipped, VIPS_DIRECTION_HORIZONTAL, NULL), 0);
     flipped->Type = VIPS_INTERPRETATION_sRGB;
     assert_same_as_webpsave(flipped, 85);
@@ -106,7 +73,7 @@ static void test_lazy_image_is_computed_first(void **state)
 static void test_other_images_go_through_webpsave(void **state)
 {
     (void)state;
-    VipsImage *rgb = textured(64, 48, 3, 0), *grey = NULL;
+    VipsImage *rgb = imgt_textured(64, 48, 3, 0), *grey = NULL;
     assert_int_equal(vips_colourspace(rgb, &grey, VIPS_INTERPRETATION_B_W, NULL), 0);
     assert_false(img__webp_direct(grey));
     img_buf out = {0};

@@ -1,0 +1,90 @@
+/*
+ * tests/unit/imaging/test_jpeg.c - imaging/jpeg.c: an 8-bit sRGB image
+ * encoded by libjpeg straight from memory gives byte for byte the file of
+ * libvips' jpegsave with strip at the same quality; an image with alpha is
+ * flattened first, and what libjpeg is not handed straight (quality 90 and
+ * up, one band) still goes through jpegsave.
+ */
+#include "imaging_test.h"
+#include "imaging_int.h"
+
+/* img__encode's JPEG of `im` is jpegsave's of `ref` (im itself, or its flattening). */
+static void assert_same_as_jpegsave(VipsImage *im, VipsImage *ref, int q)
+{
+    img_buf ours = {0};
+    void *theirs = NULL;
+    size_t len = 0;
+    assert_int_equal(img__encode(im, IMG_FORMAT_JPEG, q, &ours), 0);
+    assert_int_equal(vips_jpegsave_buffer(ref, &theirs, &len, "Q", q, "strip", TRUE, NULL), 0);
+    assert_int_equal(ours.len, len);
+    assert_memory_equal(ours.data, theirs, len);
+    img_buf_dispose(&ours);
+    g_free(theirs);
+}
+
+static void test_rgb_is_jpegsave_byte_for_byte(void **state)
+{
+    (void)state;
+    const struct {
+        int w, h, q;
+    } cases[] = {{128, 128, 80}, {77, 41, 88}, {1, 1, 80},
+                 {300, 200, 50}, {64, 48, 89}, {1080, 1920, 88}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        VipsImage *im = imgt_textured(cases[i].w, cases[i].h, 3, 0);
+        assert_true(img__jpeg_direct(im, cases[i].q));
+        assert_same_as_jpegsave(im, im, cases[i].q);
+        g_object_unref(im);
+    }
+}
+
+/* Alpha is flattened on white, then the flattened pixels are encoded directly. */
+static void test_alpha_is_flattened_then_encoded(void **state)
+{
+    (void)state;
+    VipsImage *im = imgt_textured(120, 90, 4, 1), *flat = NULL;
+    VipsArrayDouble *white = vips_array_double_newv(3, 255.0, 255.0, 255.0);
+    assert_int_equal(vips_flatten(im, &flat, "background", white, NULL), 0);
+    vips_area_unref(VIPS_AREA(white));
+    assert_true(img__jpeg_direct(flat, 80));
+    assert_same_as_jpegsave(im, flat, 80);
+    g_object_unref(flat);
+    g_object_unref(im);
+}
+
+/* A pipeline not yet computed is computed, and encoded as jpegsave does. */
+static void test_lazy_image_is_computed_first(void **state)
+{
+    (void)state;
+    VipsImage *im = imgt_textured(200, 160, 3, 0), *flipped = NULL;
+    assert_int_equal(vips_flip(im, &flipped, VIPS_DIRECTION_VERTICAL, NULL), 0);
+    assert_true(img__jpeg_direct(flipped, 80));
+    assert_same_as_jpegsave(flipped, flipped, 80);
+    g_object_unref(flipped);
+    g_object_unref(im);
+}
+
+/* From quality 90 jpegsave keeps chroma whole, and one band is grey: both
+ * stay with jpegsave, which gives what it always gave. */
+static void test_other_images_go_through_jpegsave(void **state)
+{
+    (void)state;
+    VipsImage *rgb = imgt_textured(64, 48, 3, 0), *grey = NULL;
+    assert_false(img__jpeg_direct(rgb, 90));
+    assert_same_as_jpegsave(rgb, rgb, 92);
+    assert_int_equal(vips_colourspace(rgb, &grey, VIPS_INTERPRETATION_B_W, NULL), 0);
+    assert_false(img__jpeg_direct(grey, 80));
+    assert_same_as_jpegsave(grey, grey, 80);
+    g_object_unref(grey);
+    g_object_unref(rgb);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rgb_is_jpegsave_byte_for_byte),
+        cmocka_unit_test(test_alpha_is_flattened_then_encoded),
+        cmocka_unit_test(test_lazy_image_is_computed_first),
+        cmocka_unit_test(test_other_images_go_through_jpegsave),
+    };
+    return cmocka_run_group_tests(tests, imgt_setup, imgt_teardown);
+}
