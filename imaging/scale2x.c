@@ -182,24 +182,40 @@ static void reduce_down(const unsigned char *const r[12], unsigned char *restric
     }
 }
 
-/* The row `in` (w pixels of `bands` samples) reduced across into `out` (w / 2 pixels). */
+/*
+ * The row `in` (w pixels of `bands` samples) reduced across into `out` (w / 2
+ * pixels). Away from the edges each band is copied into a plane of its own
+ * first (`plane`, `sum`: w scratch samples each), so the weighted sums run
+ * over one plane with fixed strides, a loop the compiler vectorises; then
+ * they are put back in place.
+ */
 static void reduce_across(const unsigned char *restrict in, int w, int bands,
+                          unsigned char *restrict plane, unsigned char *restrict sum,
                           unsigned char *restrict out)
 {
     const int *c = LANCZOS3_HALF;
+    int lo = w >= 12 ? 3 : w / 2, hi = w >= 12 ? (w - 7) / 2 + 1 : w / 2; /* no clamp in [lo, hi) */
+    size_t b = (size_t)bands;
+    for (size_t k = 0; k < b; k++) {
+        for (size_t x = 0; x < (size_t)w; x++)
+            plane[x] = in[x * b + k];
+        for (int x = lo; x < hi; x++) {
+            const unsigned char *p = plane + 2 * x - 5;
+            int v = c[0] * (p[0] + p[11]) + c[1] * (p[1] + p[10]) + c[2] * (p[2] + p[9]) +
+                    c[3] * (p[3] + p[8]) + c[4] * (p[4] + p[7]) + c[5] * (p[5] + p[6]);
+            sum[x] = clip((v + 2048) >> 12);
+        }
+        for (int x = lo; x < hi; x++)
+            out[(size_t)x * b + k] = sum[x];
+    }
     for (int x = 0; x < w / 2; x++) {
-        int first = 2 * x - 5;
-        for (int k = 0; k < bands; k++) {
+        if (x >= lo && x < hi)
+            continue;
+        for (size_t k = 0; k < b; k++) {
             int s = 2048;
-            if (first >= 0 && first + 11 < w) {
-                const unsigned char *p = in + (size_t)first * bands + k;
-                for (int i = 0; i < 12; i++)
-                    s += c[i] * p[(size_t)i * bands];
-            } else {
-                for (int i = 0; i < 12; i++)
-                    s += c[i] * in[(size_t)clamp_index(first + i, w) * bands + k];
-            }
-            out[(size_t)x * bands + k] = clip(s >> 12);
+            for (int i = 0; i < 12; i++)
+                s += c[i] * in[(size_t)clamp_index(2 * x - 5 + i, w) * b + k];
+            out[(size_t)x * b + k] = clip(s >> 12);
         }
     }
 }
@@ -218,13 +234,14 @@ int img__halve(VipsImage *in, VipsImage **out)
     if (im == NULL)
         return -1;
     size_t row_len = (size_t)w * in->Bands;
-    unsigned char *down = g_malloc(row_len);
+    unsigned char *down = g_malloc(row_len + 2 * (size_t)w);
+    unsigned char *plane = down + row_len, *sum = plane + w;
     for (int y = 0; y < h / 2; y++) {
         const unsigned char *r[12];
         for (int i = 0; i < 12; i++)
             r[i] = VIPS_IMAGE_ADDR(in, 0, clamp_index(2 * y - 5 + i, h));
         reduce_down(r, down, row_len);
-        reduce_across(down, w, in->Bands, VIPS_IMAGE_ADDR(im, 0, y));
+        reduce_across(down, w, in->Bands, plane, sum, VIPS_IMAGE_ADDR(im, 0, y));
     }
     g_free(down);
     *out = im;
