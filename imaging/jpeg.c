@@ -116,10 +116,12 @@ static int compress(VipsImage *in, int quality, dest_t *d)
 
 int img__jpeg_encode(VipsImage *in, int quality, img_buf *out)
 {
-    if (!img__jpeg_direct(in, quality) || vips_image_wio_input(in) != 0) {
+    if (!img__jpeg_direct(in, quality)) {
         vips_error(IMG_DOMAIN, "%s", "img__jpeg_encode takes an 8-bit sRGB image");
         return -1;
     }
+    if (vips_image_wio_input(in) != 0) /* a decoder's failure surfaces here */
+        return -1;
     /* About a bit per pixel at these qualities: one growth at most, mostly none. */
     dest_t d = {.cap = 4096 + (size_t)in->Xsize * in->Ysize / 8};
     d.buf = g_malloc(d.cap);

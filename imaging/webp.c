@@ -115,10 +115,12 @@ int img__webp_encode(VipsImage *in, int quality, img_buf *out)
     WebPPicture pic;
     WebPMemoryWriter w;
 
-    if (!img__webp_direct(in) || vips_image_wio_input(in) != 0) {
+    if (!img__webp_direct(in)) {
         vips_error(IMG_DOMAIN, "%s", "img__webp_encode takes an 8-bit sRGB image");
         return -1;
     }
+    if (vips_image_wio_input(in) != 0) /* a decoder's failure surfaces here */
+        return -1;
     if (!WebPConfigPreset(&config, WEBP_PRESET_DEFAULT, (float)quality) || !WebPPictureInit(&pic)) {
         vips_error(IMG_DOMAIN, "%s", "libwebp: version mismatch");
         return -1;
