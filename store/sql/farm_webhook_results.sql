@@ -11,16 +11,14 @@ LANGUAGE plpgsql AS $$
 DECLARE
     e record;
     r record;
-    v jsonb := '{}'::jsonb;
+    v jsonb[] := array_fill(NULL::jsonb, ARRAY[jsonb_array_length(p_results)]);
 BEGIN
     FOR e IN SELECT x.value AS o, x.n FROM jsonb_array_elements(p_results) WITH ORDINALITY x(value, n)
              ORDER BY x.value->>'id', x.n LOOP
         SELECT * INTO r FROM farm_webhook_result((e.o->>'id')::uuid, (e.o->>'token')::bigint,
                                                  e.o->>'outcome', (e.o->>'status_code')::int,
                                                  e.o->>'error', (e.o->>'next_ms')::bigint);
-        v := v || jsonb_build_object(e.n::text,
-                                     jsonb_build_object('outcome', r.outcome, 'lag_s', r.lag_s));
+        v[e.n] := jsonb_build_object('outcome', r.outcome, 'lag_s', r.lag_s);
     END LOOP;
-    RETURN (SELECT coalesce(jsonb_agg(v -> i::text ORDER BY i), '[]'::jsonb)
-                FROM generate_series(1, jsonb_array_length(p_results)) i);
+    RETURN to_jsonb(v);
 END $$;
