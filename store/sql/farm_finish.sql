@@ -31,8 +31,12 @@ BEGIN
             error = coalesce(p_error, error), finished_at = now(), updated_at = now(),
             fence = CASE WHEN p_fence IS NULL THEN fence + 1 ELSE fence END
         WHERE id = p_id;
-    -- The terminal event's webhook, in this transaction (migrations/0018).
-    PERFORM farm__webhook_add(p_id, g.webhook_url, g.webhook_events, 'terminal', 0, v_status, NULL);
+    -- The terminal event's webhook, in this transaction (migrations/0018);
+    -- without a webhook_url no statement runs for it.
+    IF g.webhook_url IS NOT NULL THEN
+        PERFORM farm__webhook_add(p_id, g.webhook_url, g.webhook_events, 'terminal', 0, v_status,
+                                  NULL);
+    END IF;
     outcome := 'finished';
     status := v_status;
 END $$;

@@ -17,7 +17,12 @@ BEGIN
             attempts = CASE WHEN p_fence > g.fence THEN g.attempts + 1 ELSE g.attempts END,
             fence = p_fence, provider = coalesce(p_provider, provider), updated_at = now()
         WHERE id = p_id RETURNING generations.attempts INTO attempts;
-    PERFORM farm__webhook_add(p_id, g.webhook_url, g.webhook_events, 'started', 0, 'started',
-                              jsonb_build_object('id', p_id, 'status', 'running', 'stage', 'starting'));
+    -- Guarded here as farm_image_done guards its `image` event: a start that
+    -- asked for no `started` event runs no statement for it.
+    IF g.webhook_url IS NOT NULL AND 'started' = ANY (g.webhook_events) THEN
+        PERFORM farm__webhook_add(p_id, g.webhook_url, g.webhook_events, 'started', 0, 'started',
+                                  jsonb_build_object('id', p_id, 'status', 'running',
+                                                     'stage', 'starting'));
+    END IF;
     outcome := 'started';
 END $$;
