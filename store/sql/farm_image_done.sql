@@ -17,16 +17,20 @@ BEGIN
     IF v_outcome NOT IN ('settled', 'duplicate') THEN
         RETURN v_outcome;
     END IF;
-    IF v_outcome = 'duplicate' AND (
-        NOT EXISTS (SELECT 1 FROM credit_ledger
-                    WHERE generation_id = p_id AND image_index = p_index AND kind = 'capture')
-        OR NOT EXISTS (SELECT 1 FROM generations
-                       WHERE id = p_id AND status IN ('queued', 'running'))) THEN
-        -- Released, or settled before the generation ended: nothing more is recorded
-        -- (a repeated call of a capture that landed finds its outputs there already).
-        RETURN CASE WHEN EXISTS (SELECT 1 FROM credit_ledger WHERE generation_id = p_id
-                                 AND image_index = p_index AND kind = 'capture')
-                    THEN 'duplicate' ELSE 'released' END;
+    -- Two IFs, not one AND: the usual 'settled' then runs no query for the
+    -- duplicate's test (a condition Postgres would plan again on every call,
+    -- its custom plan folding to false).
+    IF v_outcome = 'duplicate' THEN
+        IF NOT EXISTS (SELECT 1 FROM credit_ledger
+                       WHERE generation_id = p_id AND image_index = p_index AND kind = 'capture')
+           OR NOT EXISTS (SELECT 1 FROM generations
+                          WHERE id = p_id AND status IN ('queued', 'running')) THEN
+            -- Released, or settled before the generation ended: nothing more is recorded
+            -- (a repeated call of a capture that landed finds its outputs there already).
+            RETURN CASE WHEN EXISTS (SELECT 1 FROM credit_ledger WHERE generation_id = p_id
+                                     AND image_index = p_index AND kind = 'capture')
+                        THEN 'duplicate' ELSE 'released' END;
+        END IF;
     END IF;
     INSERT INTO generation_outputs (generation_id, image_index, pose, variant, format, width,
                                     height, bytes, sha256, storage_key, seed)
