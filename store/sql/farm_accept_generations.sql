@@ -22,7 +22,9 @@
 -- generations and hold entries at once: a few executor starts per batch
 -- instead of several per request. Everything else goes the
 -- request-by-request way below; should the fast statement fail, it is
--- undone and every request goes that way.
+-- undone and every request goes that way. A batch that the fast path
+-- answers in full (the usual one) is answered from it at once, with no
+-- statement of the request-by-request path planned or run.
 --
 -- Each request keeps its own outcome: on the one-by-one path its reference
 -- check and its accept (farm_accept_generation, the idempotency key, the
@@ -51,7 +53,9 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_n int := jsonb_array_length(p_batch);
     v_out jsonb[] := array_fill(NULL::jsonb, ARRAY[v_n]);
-    v_fast jsonb := '{}'; -- the fast path's outcomes, by position ("1", "2"...)
+    v_fast jsonb := '[]'; -- the fast path's outcomes, in the order of their requests
+    v_fast_ord int[] := '{}'; -- the positions of those requests in the batch
+    v_fast_n int := 0;
     r record;
     v_user uuid;
     v_missing text;
@@ -110,18 +114,28 @@ BEGIN
                 INSERT INTO credit_ledger (user_id, kind, amount, generation_id)
                     SELECT g.user_id, 'hold', g.cost, g.id FROM gen g
             )
-            SELECT coalesce(jsonb_object_agg(f.ord::text, jsonb_build_object(
+            SELECT coalesce(jsonb_agg(jsonb_build_object(
                        'outcome', 'accepted', 'generation_id', f.id, 'available', f.available,
-                       'generation', NULL)), '{}')
-                INTO v_fast FROM fast f;
+                       'generation', NULL) ORDER BY f.ord), '[]'),
+                   coalesce(array_agg(f.ord::int ORDER BY f.ord), '{}'), count(*)
+                INTO v_fast, v_fast_ord, v_fast_n FROM fast f;
         EXCEPTION WHEN OTHERS THEN
-            v_fast := '{}'; -- undone: every request goes one by one
+            -- undone: every request goes one by one
+            v_fast := '[]';
+            v_fast_ord := '{}';
+            v_fast_n := 0;
         END;
     END IF;
+    IF v_fast_n = v_n THEN
+        RETURN v_fast; -- the usual batch: no request left for the one-by-one path
+    END IF;
+    FOR i IN 1 .. v_fast_n LOOP
+        v_out[v_fast_ord[i]] := v_fast -> (i - 1);
+    END LOOP;
     FOR r IN
         SELECT e.ord::int AS ord, e.v, (e.v->>'user')::uuid AS u
         FROM jsonb_array_elements(p_batch) WITH ORDINALITY AS e(v, ord)
-        WHERE NOT v_fast ? e.ord::text
+        WHERE v_out[e.ord::int] IS NULL -- not answered by the fast path
         ORDER BY (e.v->>'user')::uuid, e.ord
     LOOP
         IF v_user IS DISTINCT FROM r.u THEN
@@ -170,6 +184,5 @@ BEGIN
                                                'message', SQLERRM);
         END;
     END LOOP;
-    RETURN (SELECT coalesce(jsonb_agg(coalesce(v_fast->(i::text), v_out[i]) ORDER BY i), '[]')
-            FROM generate_series(1, v_n) i);
+    RETURN to_jsonb(v_out);
 END $$;
