@@ -11,7 +11,7 @@
  * and builds an operation object: for the 128x128 thumb that is most of the
  * call's CPU.
  * img__jpeg_encode() makes the same libjpeg calls on the pixels where they
- * lie: the same bytes (tests/unit/imaging/test_jpeg.c compares them).
+ * lie: the same bytes (tests/unit/imaging/test_encode.c compares them).
  */
 #include "imaging_int.h"
 

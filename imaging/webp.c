@@ -12,7 +12,7 @@
  * the file again with libwebpmux to add it, which img__webp_strip() then
  * drops. img__webp_encode() makes the same two libwebp calls on the pixels
  * where they lie and writes the container webpsave plus img__webp_strip()
- * give: the same bytes (tests/unit/imaging/test_webp.c compares them), for
+ * give: the same bytes (tests/unit/imaging/test_encode.c compares them), for
  * about 13 % less CPU on a 512 square and 20 % less on a 256 (one thread).
  */
 #include "imaging_int.h"
