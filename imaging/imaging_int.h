@@ -33,8 +33,8 @@ VipsImage *img__to_srgb(VipsImage *in);
 
 /*
  * Encodes `in` as `fmt` at `quality` with all metadata stripped into `out`
- * (bytes allocated with malloc). JPEG has no alpha: it is flattened on white.
- * Returns 0 or -1 (vips error set).
+ * (bytes allocated with g_malloc, img_buf_dispose() frees them). JPEG has no alpha: it is flattened
+ * on white. Returns 0 or -1 (vips error set).
  */
 int img__encode(VipsImage *in, img_format fmt, int quality, img_buf *out);
 
@@ -61,7 +61,8 @@ int img__webp_strip(img_buf *b);
 int img__webp_direct(const VipsImage *in);
 
 /*
- * `in` (img__webp_direct; computed into memory if it is not there) encoded
+ * `in` (img__webp_direct; when its pixels are not in memory, they are
+ * computed into a copy dropped afterwards, and `in` is left as it was) encoded
  * by libwebp at `quality` and IMG_WEBP_EFFORT into `out` (g_malloc): the
  * bytes of webpsave with strip, then img__webp_strip() (imaging/webp.c).
  * 0 or -1 (vips error set).
@@ -73,7 +74,8 @@ int img__webp_encode(VipsImage *in, int quality, img_buf *out);
 int img__jpeg_direct(const VipsImage *in, int quality);
 
 /*
- * `in` (img__jpeg_direct; computed into memory if it is not there) encoded
+ * `in` (img__jpeg_direct; when its pixels are not in memory, they are
+ * computed into a copy dropped afterwards, and `in` is left as it was) encoded
  * by libjpeg at `quality` into `out` (g_malloc): the bytes of jpegsave with
  * strip (imaging/jpeg.c). 0 or -1 (vips error set).
  */

@@ -48,6 +48,13 @@ static void on_jpeg_error(j_common_ptr c)
     longjmp(e->back, 1);
 }
 
+/* libjpeg's warnings and traces: compression warns of nothing the output
+ * depends on, and libjpeg would print them to stderr, outside the log. */
+static void on_jpeg_message(j_common_ptr c)
+{
+    (void)c;
+}
+
 /* libjpeg's output into a growing g_malloc buffer (img_buf's memory). */
 typedef struct {
     struct jpeg_destination_mgr pub;
@@ -86,8 +93,10 @@ static int compress(VipsImage *in, int quality, dest_t *d)
     struct jpeg_compress_struct c;
     jerr_t e;
 
+    memset(&c, 0, sizeof c); /* so that a failing create leaves nothing to misread */
     c.err = jpeg_std_error(&e.pub);
     e.pub.error_exit = on_jpeg_error;
+    e.pub.output_message = on_jpeg_message;
     if (setjmp(e.back)) {
         jpeg_destroy_compress(&c);
         return -1;
@@ -120,12 +129,19 @@ int img__jpeg_encode(VipsImage *in, int quality, img_buf *out)
         vips_error(IMG_DOMAIN, "%s", "img__jpeg_encode takes an 8-bit sRGB image");
         return -1;
     }
-    if (vips_image_wio_input(in) != 0) /* a decoder's failure surfaces here */
+    /* The pixels in memory: a reference to `in` when they are there already,
+     * else a copy computed from its pipeline (a decoder's failure surfaces
+     * here), dropped after the encode so that `in` stays as small as it was. */
+    VipsImage *m = vips_image_copy_memory(in);
+    if (m == NULL)
         return -1;
-    /* About a bit per pixel at these qualities: one growth at most, mostly none. */
-    dest_t d = {.cap = 4096 + (size_t)in->Xsize * in->Ysize / 8};
+    /* About a bit per pixel for smooth images at these qualities; a noisy
+     * one grows the buffer a few times (doubling). */
+    dest_t d = {.cap = 4096 + (size_t)m->Xsize * m->Ysize / 8};
     d.buf = g_malloc(d.cap);
-    if (compress(in, quality, &d) != 0) {
+    int rc = compress(m, quality, &d);
+    g_object_unref(m);
+    if (rc != 0) {
         g_free(d.buf);
         return -1;
     }

@@ -109,6 +109,26 @@ static int container(const unsigned char *enc, size_t len, int w, int h, img_buf
     return 0;
 }
 
+/* libwebp's encoder errors, in words. */
+static const char *webp_error_text(WebPEncodingError e)
+{
+    switch (e) {
+    case VP8_ENC_ERROR_OUT_OF_MEMORY:
+    case VP8_ENC_ERROR_BITSTREAM_OUT_OF_MEMORY:
+        return "out of memory";
+    case VP8_ENC_ERROR_BAD_DIMENSION:
+        return "a side is over WebP's 16383 pixels";
+    case VP8_ENC_ERROR_PARTITION0_OVERFLOW:
+    case VP8_ENC_ERROR_PARTITION_OVERFLOW:
+    case VP8_ENC_ERROR_FILE_TOO_BIG:
+        return "the encoded image would exceed WebP's size limits";
+    case VP8_ENC_ERROR_INVALID_CONFIGURATION:
+        return "libwebp refused its configuration";
+    default:
+        return "libwebp error";
+    }
+}
+
 int img__webp_encode(VipsImage *in, int quality, img_buf *out)
 {
     WebPConfig config;
@@ -119,31 +139,37 @@ int img__webp_encode(VipsImage *in, int quality, img_buf *out)
         vips_error(IMG_DOMAIN, "%s", "img__webp_encode takes an 8-bit sRGB image");
         return -1;
     }
-    if (vips_image_wio_input(in) != 0) /* a decoder's failure surfaces here */
+    if (quality < 0 || quality > 100) {
+        vips_error(IMG_DOMAIN, "WebP quality %d is outside 0..100", quality);
         return -1;
+    }
     if (!WebPConfigPreset(&config, WEBP_PRESET_DEFAULT, (float)quality) || !WebPPictureInit(&pic)) {
         vips_error(IMG_DOMAIN, "%s", "libwebp: version mismatch");
         return -1;
     }
     config.method = IMG_WEBP_EFFORT;
-    if (!WebPValidateConfig(&config)) {
-        vips_error(IMG_DOMAIN, "libwebp refused quality %d", quality);
+    /* The pixels in memory: a reference to `in` when they are there already,
+     * else a copy computed from its pipeline (a decoder's failure surfaces
+     * here), dropped after the encode so that `in` stays as small as it was. */
+    VipsImage *m = vips_image_copy_memory(in);
+    if (m == NULL)
         return -1;
-    }
-    pic.width = in->Xsize;
-    pic.height = in->Ysize;
-    const uint8_t *px = VIPS_IMAGE_ADDR(in, 0, 0);
-    int stride = (int)VIPS_IMAGE_SIZEOF_LINE(in);
+    pic.width = m->Xsize;
+    pic.height = m->Ysize;
+    const uint8_t *px = VIPS_IMAGE_ADDR(m, 0, 0);
+    int stride = (int)VIPS_IMAGE_SIZEOF_LINE(m);
     WebPMemoryWriterInit(&w);
     pic.writer = WebPMemoryWrite;
     pic.custom_ptr = &w;
-    int ok = (in->Bands == 4 ? WebPPictureImportRGBA(&pic, px, stride)
-                             : WebPPictureImportRGB(&pic, px, stride)) &&
+    int ok = (m->Bands == 4 ? WebPPictureImportRGBA(&pic, px, stride)
+                            : WebPPictureImportRGB(&pic, px, stride)) &&
              WebPEncode(&config, &pic);
-    int rc = ok ? container(w.mem, w.size, in->Xsize, in->Ysize, out) : -1;
+    int rc = ok ? container(w.mem, w.size, m->Xsize, m->Ysize, out) : -1;
     if (!ok)
-        vips_error(IMG_DOMAIN, "libwebp could not encode (error %d)", (int)pic.error_code);
+        vips_error(IMG_DOMAIN, "libwebp could not encode a %dx%d image: %s", m->Xsize, m->Ysize,
+                   webp_error_text(pic.error_code));
     WebPPictureFree(&pic);
     WebPMemoryWriterClear(&w);
+    g_object_unref(m);
     return rc;
 }

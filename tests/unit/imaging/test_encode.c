@@ -13,6 +13,8 @@
 #include "imaging_test.h"
 #include "imaging_int.h"
 
+#include <string.h>
+
 /* What img__encode gave before webp.c: webpsave at our settings, stripped. */
 static void webpsave_stripped(VipsImage *im, int q, img_buf *out)
 {
@@ -26,14 +28,25 @@ static void webpsave_stripped(VipsImage *im, int q, img_buf *out)
     assert_int_equal(img__webp_strip(out), 0);
 }
 
+/* `a` holds the same bytes as `b`. */
+static void assert_same_bytes(const img_buf *a, const img_buf *b)
+{
+    assert_int_equal(a->len, b->len);
+    assert_memory_equal(a->data, b->data, a->len);
+}
+
+/* libwebp's file of `im` (img__webp_encode itself, and img__encode, which
+ * must hand it over) is webpsave's, stripped. */
 static void assert_same_as_webpsave(VipsImage *im, int q)
 {
-    img_buf ours = {0}, theirs = {0};
+    img_buf direct = {0}, ours = {0}, theirs = {0};
     assert_true(img__webp_direct(im));
+    assert_int_equal(img__webp_encode(im, q, &direct), 0);
     assert_int_equal(img__encode(im, IMG_FORMAT_WEBP, q, &ours), 0);
     webpsave_stripped(im, q, &theirs);
-    assert_int_equal(ours.len, theirs.len);
-    assert_memory_equal(ours.data, theirs.data, ours.len);
+    assert_same_bytes(&direct, &theirs);
+    assert_same_bytes(&ours, &theirs);
+    img_buf_dispose(&direct);
     img_buf_dispose(&ours);
     img_buf_dispose(&theirs);
 }
@@ -85,15 +98,22 @@ static void test_other_images_go_through_webpsave(void **state)
 /* img__encode's JPEG of `im` is jpegsave's of `ref` (im itself, or its flattening). */
 static void assert_same_as_jpegsave(VipsImage *im, VipsImage *ref, int q)
 {
-    img_buf ours = {0};
-    void *theirs = NULL;
+    img_buf ours = {0}, theirs = {0};
+    void *buf = NULL;
     size_t len = 0;
     assert_int_equal(img__encode(im, IMG_FORMAT_JPEG, q, &ours), 0);
-    assert_int_equal(vips_jpegsave_buffer(ref, &theirs, &len, "Q", q, "strip", TRUE, NULL), 0);
-    assert_int_equal(ours.len, len);
-    assert_memory_equal(ours.data, theirs, len);
+    assert_int_equal(vips_jpegsave_buffer(ref, &buf, &len, "Q", q, "strip", TRUE, NULL), 0);
+    theirs.data = buf;
+    theirs.len = len;
+    assert_same_bytes(&ours, &theirs);
+    if (img__jpeg_direct(ref, q)) { /* and libjpeg's own, not a fall-back's */
+        img_buf direct = {0};
+        assert_int_equal(img__jpeg_encode(ref, q, &direct), 0);
+        assert_same_bytes(&direct, &theirs);
+        img_buf_dispose(&direct);
+    }
     img_buf_dispose(&ours);
-    g_free(theirs);
+    img_buf_dispose(&theirs);
 }
 
 static void test_rgb_is_jpegsave_byte_for_byte(void **state)
@@ -141,7 +161,8 @@ static void test_other_images_go_through_jpegsave(void **state)
 }
 
 /* A pipeline not yet computed is computed, and encoded as webpsave and
- * jpegsave do. */
+ * jpegsave do; the pipeline itself stays a pipeline (the pixels computed
+ * for the encode are not kept in it, an export's full frame among them). */
 static void test_lazy_image_is_computed_first(void **state)
 {
     (void)state;
@@ -149,12 +170,44 @@ static void test_lazy_image_is_computed_first(void **state)
     assert_int_equal(vips_flip(im, &flipped, VIPS_DIRECTION_HORIZONTAL, NULL), 0);
     flipped->Type = VIPS_INTERPRETATION_sRGB;
     assert_same_as_webpsave(flipped, 85);
+    assert_int_equal(flipped->dtype, VIPS_IMAGE_PARTIAL);
     g_object_unref(flipped);
     assert_int_equal(vips_flip(im, &flipped, VIPS_DIRECTION_VERTICAL, NULL), 0);
     assert_true(img__jpeg_direct(flipped, 80));
     assert_same_as_jpegsave(flipped, flipped, 80);
+    assert_int_equal(flipped->dtype, VIPS_IMAGE_PARTIAL);
     g_object_unref(flipped);
     g_object_unref(im);
+}
+
+/* What the encoders cannot write is refused with the reason, and nothing
+ * is handed back: WebP's side limit, libjpeg's (through its longjmp), a
+ * quality outside 0..100. */
+static void test_encoder_failures_say_why(void **state)
+{
+    (void)state;
+    img_buf out = {0};
+    VipsImage *wide = imgt_textured(16384, 4, 3, 0);
+    vips_error_clear();
+    assert_int_equal(img__webp_encode(wide, 85, &out), -1);
+    assert_null(out.data);
+    assert_non_null(strstr(vips_error_buffer(), "16383"));
+    g_object_unref(wide);
+
+    VipsImage *rgb = imgt_textured(8, 8, 3, 0);
+    vips_error_clear();
+    assert_int_equal(img__webp_encode(rgb, 101, &out), -1);
+    assert_null(out.data);
+    assert_non_null(strstr(vips_error_buffer(), "quality 101"));
+    g_object_unref(rgb);
+
+    VipsImage *too_wide = imgt_textured(65501, 2, 3, 0);
+    vips_error_clear();
+    assert_int_equal(img__jpeg_encode(too_wide, 80, &out), -1);
+    assert_null(out.data);
+    assert_non_null(strstr(vips_error_buffer(), "libjpeg"));
+    g_object_unref(too_wide);
+    vips_error_clear();
 }
 
 int main(void)
@@ -167,6 +220,7 @@ int main(void)
         cmocka_unit_test(test_alpha_is_flattened_then_encoded),
         cmocka_unit_test(test_other_images_go_through_jpegsave),
         cmocka_unit_test(test_lazy_image_is_computed_first),
+        cmocka_unit_test(test_encoder_failures_say_why),
     };
     return cmocka_run_group_tests(tests, imgt_setup, imgt_teardown);
 }
