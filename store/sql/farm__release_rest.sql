@@ -1,10 +1,10 @@
 -- Releases every image of `g` not settled yet; returns the amount released.
 -- `g` is the generation's row as locked by its caller. When its counts say
--- every image is settled (images_done + images_failed = images: each
--- settlement counts its image, farm_image_settle) there is nothing to
--- release and no statement runs: the usual finish, whose last image was just
--- captured. (The INSERT's plan depends on g.images, so Postgres plans it
--- again on each execution.)
+-- every image is settled (images_done + images_failed reaches images, where
+-- the CHECK caps it; each settlement counts its image, farm_image_settle)
+-- there is nothing to release and no statement runs: the usual finish,
+-- whose last image was just captured. (The INSERT's plan depends on
+-- g.images, so Postgres plans it again on each execution.)
 CREATE OR REPLACE FUNCTION farm__release_rest(g generations) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE

@@ -11,7 +11,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     e record;
     r record;
-    v jsonb[] := array_fill(NULL::jsonb, ARRAY[jsonb_array_length(p_results)]);
+    v jsonb[] := array_fill(NULL::jsonb, ARRAY[coalesce(jsonb_array_length(p_results), 0)]);
 BEGIN
     FOR e IN SELECT x.value AS o, x.n FROM jsonb_array_elements(p_results) WITH ORDINALITY x(value, n)
              ORDER BY x.value->>'id', x.n LOOP
