@@ -34,8 +34,9 @@
  * 4096 with 2048 added before the arithmetic shift by 12, which is the same
  * as (-1, 9, 9, -1) / 16 with 8 added before a shift by 4 (every term is a
  * multiple of 256). In that form every sum of the enlargement fits 16 bits:
- * across, 0..255 gives -32..287, and down from those, -1142..5238 with the 8 added; so the
- * compiler can use 16-bit lanes, twice as many per vector as 32-bit ones.
+ * across, 0..255 gives -32..287, and down from those, -1142..5238 with the
+ * 8 added; so the compiler can use 16-bit lanes, twice as many per vector as
+ * 32-bit ones.
  */
 static inline int16_t halfway(int16_t a, int16_t b, int16_t c, int16_t d)
 {
