@@ -26,6 +26,15 @@ int img__vips_fail(gf_err_t *err, gf_status code, img_reason reason, const char 
 VipsImage *img__load(const void *data, size_t len, img_format fmt, VipsAccess access);
 
 /*
+ * `in` with its pixels in memory, as vips_image_copy_memory(): a new reference
+ * when they are there already, else a memory image computed from its
+ * pipeline (a decoder's failure surfaces here). At FARM_VIPS_CONCURRENCY=1
+ * the pipeline runs on the calling thread, without vips' threads. Returns a
+ * new image or NULL (vips error set).
+ */
+VipsImage *img__copy_memory(VipsImage *in);
+
+/*
  * Converts to 8-bit sRGB (through an embedded ICC profile when present) with
  * at most one alpha band kept. Returns a new image or NULL (vips error set).
  */

@@ -132,7 +132,7 @@ int img__jpeg_encode(VipsImage *in, int quality, img_buf *out)
     /* The pixels in memory: a reference to `in` when they are there already,
      * else a copy computed from its pipeline (a decoder's failure surfaces
      * here), dropped after the encode so that `in` stays as small as it was. */
-    VipsImage *m = vips_image_copy_memory(in);
+    VipsImage *m = img__copy_memory(in);
     if (m == NULL)
         return -1;
     /* About a bit per pixel for smooth images at these qualities; a noisy

@@ -105,7 +105,7 @@ static int cover_crop(VipsImage *in, int w, int h, VipsImage **out)
  * not once per reader. 0 or -1 (vips error set). */
 static int materialise(VipsImage **im)
 {
-    VipsImage *mem = vips_image_copy_memory(*im);
+    VipsImage *mem = img__copy_memory(*im);
 
     g_object_unref(*im);
     *im = mem;
@@ -187,7 +187,7 @@ static int decode_checked(const void *data, size_t len, const img_post_opts *o, 
     }
     srgb = img__to_srgb(hdr);
     g_object_unref(hdr);
-    *out = srgb ? vips_image_copy_memory(srgb) : NULL;
+    *out = srgb ? img__copy_memory(srgb) : NULL;
     if (srgb != NULL)
         g_object_unref(srgb);
     if (*out == NULL)
