@@ -10,6 +10,9 @@
 // query answers the n-th entry of the comma-separated script (the last one
 // repeats): an HTTP status, or "hang" (never answers; the socket stays open).
 // GET /received: every request so far, oldest first, as JSON.
+// GET /wait?n=N&ms=T: the count of requests so far, as text, once it is at
+// least N or after T ms (at most 60,000), whichever comes first: a waiter
+// that costs nothing while it waits (scripts/bench webhooks).
 "use strict";
 const http = require("http");
 const fs = require("fs");
@@ -24,6 +27,17 @@ if (!portFile || !secret) {
 const wh = new Webhook(secret);
 const received = [];
 const seen = new Map(); // path+query -> requests so far
+const waiters = new Set(); // {n, res, timer} of GET /wait
+
+function answerWaiters() {
+  for (const w of waiters) {
+    if (received.length >= w.n) {
+      clearTimeout(w.timer);
+      waiters.delete(w);
+      w.res.end(String(received.length));
+    }
+  }
+}
 
 function verifies(body, headers) {
   try {
@@ -38,6 +52,25 @@ const server = http.createServer((req, res) => {
   if (req.method === "GET" && req.url === "/received") {
     res.setHeader("Content-Type", "application/json");
     res.end(JSON.stringify(received));
+    return;
+  }
+  if (req.method === "GET" && req.url.startsWith("/wait?")) {
+    const q = new URL(req.url, "http://receiver").searchParams;
+    const n = Number(q.get("n"));
+    const ms = Math.min(Number(q.get("ms")) || 0, 60000);
+    if (!Number.isInteger(n) || n < 0) {
+      res.statusCode = 400;
+      res.end("n must be a count");
+      return;
+    }
+    res.setHeader("Content-Type", "text/plain");
+    const w = { n, res, timer: null };
+    w.timer = setTimeout(() => {
+      waiters.delete(w);
+      res.end(String(received.length));
+    }, ms);
+    waiters.add(w);
+    answerWaiters();
     return;
   }
   const chunks = [];
@@ -74,6 +107,7 @@ const server = http.createServer((req, res) => {
       tampered_verified: verifies(tampered, headers),
       body: parsed,
     });
+    answerWaiters();
     if (step === "hang") return; // never answered
     res.statusCode = parseInt(step, 10) || 500;
     res.end("ok");
