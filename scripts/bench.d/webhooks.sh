@@ -3,7 +3,8 @@
 # scripts/bench.d/webhooks.sh: `scripts/bench webhooks`, webhook delivery
 # through the whole farm: farm-api, 2 farm-workers, the fake provider at
 # BENCH_WEBHOOKS_LATENCY_MS (20) per image, and the test receiver
-# (tests/webhooks/receiver.js, which verifies every signature) on loopback
+# (tests/webhooks/receiver.js, which verifies every signature; the tests'
+# tampered-body check is off: WH_TAMPER_CHECK=0) on loopback
 # (FARM_WEBHOOK_ALLOW_PRIVATE=1). BENCH_WEBHOOKS_JOBS (2,000) 256x256 avatar
 # generations with a webhook_url are POSTed as fast as the api accepts them,
 # then every webhook is waited for (up to 600 s). Prints two lines:
@@ -72,7 +73,7 @@ bench_webhooks_in_fixture() {
         --latency-ms "${BENCH_WEBHOOKS_LATENCY_MS:-20}" >"$tmp/fake.out" 2>"$tmp/fake.log" &
     webhooks_pids+=($!)
     local fake=$!
-    WH_SECRET=$secret node "$root/tests/webhooks/receiver.js" "$tmp/receiver.port" \
+    WH_SECRET=$secret WH_TAMPER_CHECK=0 node "$root/tests/webhooks/receiver.js" "$tmp/receiver.port" \
         >"$tmp/receiver.log" 2>&1 &
     webhooks_pids+=($!)
     local receiver=$!
