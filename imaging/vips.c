@@ -218,7 +218,8 @@ void img_sha256_hex(const void *data, size_t len, char hex[65])
  * Rows computed per request by img__copy_memory(). Of 16 to 128 rows, 32 to
  * 64 cost the least for a PNG or JPEG decode, at 256 and 1024 square (128,
  * the strip vips' own sink takes for a decode, costs a JPEG about 40 %
- * more); what is decoded is the same.
+ * more); what is decoded is the same. The loaders' own line caches turn any
+ * height into the rows they decode, so it does not need to match theirs.
  */
 #define COPY_ROWS 48
 
@@ -233,24 +234,29 @@ VipsImage *img__copy_memory(VipsImage *in)
      * strip, and the thread switches), which cost a 256 square PNG's
      * decode 30 % more CPU than computing the same strips here, in order,
      * which is all a sequential loader allows anyway.
+     *
+     * The header and metadata reach `out` through `hdr`, dropped at once:
+     * that unlinks `out` from `in` (vips_image_write does the same with a
+     * call it does not export), so invalidating `in` later does not reach
+     * pixels that no longer depend on it.
      */
+    VipsImage *hdr = vips_image_new();
     VipsImage *out = vips_image_new_memory();
-    if (vips_image_pio_input(in) != 0 ||
-        vips_image_pipelinev(out, VIPS_DEMAND_STYLE_THINSTRIP, in, NULL) != 0 ||
-        vips_image_write_prepare(out) != 0) {
-        g_object_unref(out);
-        return NULL;
-    }
-    VipsRegion *from = vips_region_new(in);
-    VipsRegion *to = vips_region_new(out);
+    int rc = vips_image_pio_input(in) != 0 ||
+             vips_image_pipelinev(hdr, VIPS_DEMAND_STYLE_THINSTRIP, in, NULL) != 0 ||
+             vips_image_pipelinev(out, VIPS_DEMAND_STYLE_THINSTRIP, hdr, NULL) != 0 ||
+             vips_image_write_prepare(out) != 0;
+    g_object_unref(hdr);
+    VipsRegion *from = rc == 0 ? vips_region_new(in) : NULL;
+    VipsRegion *to = from != NULL ? vips_region_new(out) : NULL;
     VipsRect all = {0, 0, out->Xsize, out->Ysize};
-    int rc = vips_region_image(to, &all);
+    rc = to == NULL || vips_region_image(to, &all) != 0;
     for (int y = 0; rc == 0 && y < out->Ysize; y += COPY_ROWS) {
         VipsRect rows = {0, y, out->Xsize, VIPS_MIN(COPY_ROWS, out->Ysize - y)};
         rc = vips_region_prepare_to(from, to, &rows, 0, y);
     }
-    g_object_unref(from);
-    g_object_unref(to);
+    VIPS_UNREF(from);
+    VIPS_UNREF(to);
     if (rc != 0) {
         g_object_unref(out);
         return NULL;
