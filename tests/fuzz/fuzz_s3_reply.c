@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fuzz_reply.h"
+#include "reply_cut.h"
 #include "storage_int.h"
 
 static void die(const char *what)

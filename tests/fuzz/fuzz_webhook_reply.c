@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fuzz_reply.h"
+#include "reply_cut.h"
 #include "net.h"
 #include "webhooks.h"
 

@@ -1,8 +1,8 @@
 /*
- * tests/fuzz/fuzz_reply.c - a fuzz input cut into a reply's header lines
- * and body (fuzz_reply.h).
+ * tests/fuzz/reply_cut.c - a fuzz input cut into a reply's header lines
+ * and body (reply_cut.h).
  */
-#include "fuzz_reply.h"
+#include "reply_cut.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,10 +1,10 @@
 /*
- * tests/fuzz/fuzz_reply.h - the part of a fuzz input that the reply fuzzers
+ * tests/fuzz/reply_cut.h - the part of a fuzz input that the reply fuzzers
  * (s3_reply, webhook_reply) read as an HTTP reply the way net/ hands one
  * over: header lines "name: value", then an empty line, then the body.
  */
-#ifndef GF_FUZZ_REPLY_H
-#define GF_FUZZ_REPLY_H
+#ifndef GF_FUZZ_REPLY_CUT_H
+#define GF_FUZZ_REPLY_CUT_H
 
 #include <stddef.h>
 #include <stdint.h>
