@@ -7,7 +7,8 @@
  * - A reader never sees a partial file: a put writes a temp file in the
  *   target directory (a unique name per writer), fsyncs it, renames it over
  *   the final name and fsyncs the directory (once for all the objects of a
- *   storage_put_many() in that directory, after their renames).
+ *   storage_put_many() in that directory, after their renames), and the
+ *   parent of each directory it created (write_objects()).
  * - Keys are checked by storage__key_ok() (no "..", no hidden names), and a
  *   read resolves only to a regular file whose real path lies under the
  *   real root, so no symlink leads out of it.
@@ -48,10 +49,18 @@ static void *local_open(storage_t *s, const gf_config_t *cfg, gf_err_t *err)
 
 /* mkdir -p of `path` (modified in place, restored). The whole path is tried
  * first: every output of a generation goes to one directory, which after
- * its first put exists, so one call answers instead of one per component. */
-static int make_dirs(char *path, gf_err_t *err)
+ * its first put exists, so one call answers instead of one per component.
+ * `top` gets the shallowest directory this call created ("" when none): the
+ * entries of the new directories live in their parents, which are synced
+ * for them (sync_new_dirs). */
+static int make_dirs(char *path, char top[PATH_MAX], gf_err_t *err)
 {
-    if (mkdir(path, DIR_MODE) == 0 || errno == EEXIST)
+    top[0] = '\0';
+    if (mkdir(path, DIR_MODE) == 0) {
+        memcpy(top, path, strlen(path) + 1);
+        return 0;
+    }
+    if (errno == EEXIST)
         return 0;
     if (errno != ENOENT)
         return gf_err_setd(err, GF_EIO, STORAGE_DOMAIN, errno, "mkdir %s: %s", path,
@@ -63,6 +72,8 @@ static int make_dirs(char *path, gf_err_t *err)
         *p = '\0';
         int rc = mkdir(path, DIR_MODE);
         int e = errno;
+        if (rc == 0 && top[0] == '\0')
+            memcpy(top, path, (size_t)(p - path) + 1);
         *p = c;
         if (rc != 0 && e != EEXIST)
             return gf_err_setd(err, GF_EIO, STORAGE_DOMAIN, e, "mkdir %s: %s", path, strerror(e));
@@ -95,89 +106,197 @@ static int sync_dir(const char *dir)
     return rc;
 }
 
-/*
- * Writes `body` under `key`: a temp file in the key's directory (created
- * when missing, unless it is `made`, one this job made or found already),
- * fsynced, renamed over the key's name. Its directory (into `dir`) is not
- * synced here: the caller syncs it once its renames are done.
- */
-static int put_file(local_t *l, const char *key, const unsigned char *body, size_t len,
-                    const char *made, char dir[PATH_MAX], gf_err_t *err)
+/* Syncs the parents of the directories make_dirs() created, from `dir`'s
+ * parent up to `top`'s parent (`dir` itself is synced by the caller): a new
+ * directory's entry is in its parent, and fsync of the directory alone does
+ * not make that entry durable on every filesystem (ext2, ext4 without a
+ * journal). */
+static int sync_new_dirs(const char *dir, const char *top)
 {
+    if (top[0] == '\0')
+        return 0;
+    char p[PATH_MAX];
+    snprintf(p, sizeof(p), "%s", dir);
+    size_t stop = strlen(top);
+    for (;;) {
+        char *slash = strrchr(p, '/');
+        if (slash == NULL)
+            return 0;
+        size_t len = (size_t)(slash - p);
+        *slash = '\0';
+        if (sync_dir(len ? p : "/") != 0)
+            return -1;
+        if (len < stop)
+            return 0; /* that was top's parent */
+    }
+}
+
+/* An object of a put as this job writes it. */
+typedef struct {
     char path[PATH_MAX], tmp[PATH_MAX];
-    if ((size_t)snprintf(path, sizeof(path), "%s/%s", l->root, key) >= sizeof(path))
-        return gf_err_set(err, GF_EINVAL, STORAGE_DOMAIN, "storage path too long");
-    const char *slash = strrchr(path, '/');
-    snprintf(dir, PATH_MAX, "%.*s", (int)(slash - path), path);
-    if ((made == NULL || strcmp(made, dir) != 0) && make_dirs(dir, err) < 0)
-        return -1;
-    /* A temp name per writer: two workers racing on one key never share it. */
-    if ((size_t)snprintf(tmp, sizeof(tmp), "%s/.%s.tmp.XXXXXX", dir, slash + 1) >= sizeof(tmp))
-        return gf_err_set(err, GF_EINVAL, STORAGE_DOMAIN, "storage path too long");
-    int fd = mkostemp(tmp, O_CLOEXEC);
-    if (fd < 0)
-        return gf_err_setd(err, GF_EIO, STORAGE_DOMAIN, errno, "mkstemp in %s: %s", dir,
-                           strerror(errno));
-    if (fchmod(fd, FILE_MODE) != 0 || write_all(fd, body, len) != 0 || fsync(fd) != 0) {
-        int e = errno;
-        close(fd);
-        unlink(tmp);
-        return gf_err_setd(err, GF_EIO, STORAGE_DOMAIN, e, "writing %s: %s", tmp, strerror(e));
+    size_t dir;  /* its directory, in the job's wdir_t array */
+    int fd;      /* its temp file, open until the rename; -1 when none is */
+    int same_as; /* -1, or the object whose temp file this one's is a link to */
+    int failed;
+} wfile_t;
+
+/* A directory a put writes into, and the shallowest one it had to create. */
+typedef struct {
+    char path[PATH_MAX], top[PATH_MAX];
+    int renamed; /* objects renamed into it: it is synced */
+} wdir_t;
+
+/* Records the first failure of the job in `err`: errno-based, naming what failed. */
+static void fail(gf_err_t *err, int e, const char *what, const char *path)
+{
+    if (err->code == 0)
+        gf_err_setd(err, GF_EIO, STORAGE_DOMAIN, e, "%s %s: %s", what, path, strerror(e));
+}
+
+/*
+ * The object `i` whose bytes are those of an earlier one in its directory,
+ * written already (an image's `256` that is its `full`): a hard link to that
+ * one's temp file, under a temp name with the same random suffix, so both
+ * names share one inode, written and synced once. 0 when linked; -1 when
+ * not (none is the same, or link() failed: a filesystem without hard links,
+ * or the name taken), and the object is written as usual.
+ */
+static int link_same(wfile_t *f, size_t i, const storage_item_t *items)
+{
+    for (size_t j = 0; j < i; j++) {
+        if (f[j].failed || f[j].same_as >= 0 || f[j].dir != f[i].dir ||
+            items[j].len != items[i].len ||
+            (items[i].len > 0 && memcmp(items[j].body, items[i].body, items[i].len) != 0))
+            continue;
+        const char *name = strrchr(f[i].path, '/') + 1, *suffix = strrchr(f[j].tmp, '.');
+        size_t dl = (size_t)(strrchr(f[i].path, '/') - f[i].path);
+        if ((size_t)snprintf(f[i].tmp, PATH_MAX, "%.*s/.%s.tmp%s", (int)dl, f[i].path, name,
+                             suffix) >= PATH_MAX ||
+            link(f[j].tmp, f[i].tmp) != 0) {
+            f[i].tmp[0] = '\0';
+            return -1;
+        }
+        f[i].same_as = (int)j;
+        return 0;
     }
-    if (close(fd) != 0 || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return gf_err_setd(err, GF_EIO, STORAGE_DOMAIN, e, "renaming to %s: %s", path, strerror(e));
+    return -1;
+}
+
+/*
+ * Writes the `n` objects of a put as files, in passes, so that their disk
+ * waits come together instead of one after another:
+ *   1. each into a temp file in its key's directory (a unique name per
+ *      writer; the directory made when missing), or as a link to an earlier
+ *      one with the same bytes (link_same);
+ *   2. each temp file fsynced (a linked one with the file it names);
+ *   3. each renamed over its key's name;
+ *   4. each directory synced once after its renames, and the parents of
+ *      the directories this job created (sync_new_dirs).
+ * So when the callback runs every object stored is as durable as after a
+ * put of its own, and a reader never sees a partial file. The first failure
+ * is the op's; the other objects are still written, as separate puts would
+ * be, and no temp file of a failed one is left.
+ */
+static void write_objects(local_t *l, const storage_item_t *items, size_t n, gf_err_t *err)
+{
+    wfile_t *f = gf_xcalloc(n, sizeof(*f));
+    wdir_t *d = gf_xcalloc(n, sizeof(*d));
+    size_t nd = 0;
+    for (size_t i = 0; i < n; i++) {
+        f[i].fd = -1;
+        f[i].same_as = -1;
+        if ((size_t)snprintf(f[i].path, PATH_MAX, "%s/%s", l->root, items[i].key) >= PATH_MAX) {
+            f[i].failed = 1;
+            if (err->code == 0)
+                gf_err_set(err, GF_EINVAL, STORAGE_DOMAIN, "storage path too long");
+            continue;
+        }
+        const char *slash = strrchr(f[i].path, '/');
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof(dir), "%.*s", (int)(slash - f[i].path), f[i].path);
+        size_t k = 0;
+        while (k < nd && strcmp(d[k].path, dir) != 0)
+            k++;
+        if (k == nd) {
+            gf_err_t e = {0};
+            memcpy(d[k].path, dir, sizeof(dir));
+            if (make_dirs(dir, d[k].top, &e) < 0) {
+                f[i].failed = 1;
+                if (err->code == 0)
+                    *err = e;
+                continue; /* the next object of this directory tries again */
+            }
+            nd++;
+        }
+        f[i].dir = k;
+        if (link_same(f, i, items) == 0)
+            continue;
+        if ((size_t)snprintf(f[i].tmp, PATH_MAX, "%s/.%s.tmp.XXXXXX", dir, slash + 1) >= PATH_MAX) {
+            f[i].tmp[0] = '\0';
+            f[i].failed = 1;
+            if (err->code == 0)
+                gf_err_set(err, GF_EINVAL, STORAGE_DOMAIN, "storage path too long");
+            continue;
+        }
+        f[i].fd = mkostemp(f[i].tmp, O_CLOEXEC);
+        if (f[i].fd < 0) {
+            f[i].failed = 1;
+            fail(err, errno, "mkstemp in", dir);
+            f[i].tmp[0] = '\0'; /* nothing was made under that name */
+            continue;
+        }
+        if (fchmod(f[i].fd, FILE_MODE) != 0 ||
+            write_all(f[i].fd, items[i].body, items[i].len) != 0) {
+            f[i].failed = 1;
+            fail(err, errno, "writing", f[i].tmp);
+        }
     }
-    return 0;
+    for (size_t i = 0; i < n; i++)
+        if (f[i].fd >= 0 && !f[i].failed && fsync(f[i].fd) != 0) {
+            f[i].failed = 1;
+            fail(err, errno, "fsync", f[i].tmp);
+        }
+    for (size_t i = 0; i < n; i++) {
+        if (f[i].same_as >= 0 && f[f[i].same_as].failed)
+            f[i].failed = 1; /* its bytes were never made durable */
+        if (f[i].fd >= 0 && close(f[i].fd) != 0 && !f[i].failed) {
+            f[i].failed = 1;
+            fail(err, errno, "closing", f[i].tmp);
+        }
+        f[i].fd = -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (f[i].tmp[0] == '\0')
+            continue; /* no temp file was made */
+        if (!f[i].failed && rename(f[i].tmp, f[i].path) == 0) {
+            d[f[i].dir].renamed++;
+            continue;
+        }
+        if (!f[i].failed) {
+            f[i].failed = 1;
+            fail(err, errno, "renaming to", f[i].path);
+        }
+        unlink(f[i].tmp);
+    }
+    for (size_t k = 0; k < nd; k++) {
+        if (d[k].renamed == 0)
+            continue;
+        if (sync_dir(d[k].path) != 0 || sync_new_dirs(d[k].path, d[k].top) != 0)
+            fail(err, errno, "fsync", d[k].path);
+    }
+    free(f);
+    free(d);
 }
 
 static void do_put(local_t *l, storage_op_t *op)
 {
-    char dir[PATH_MAX];
-    if (put_file(l, op->key, op->body, op->len, NULL, dir, &op->err) == 0 && sync_dir(dir) != 0)
-        gf_err_setd(&op->err, GF_EIO, STORAGE_DOMAIN, errno, "fsync %s: %s", dir, strerror(errno));
+    storage_item_t it = {.key = op->key, .body = op->body, .len = op->len};
+    write_objects(l, &it, 1, &op->err);
 }
 
-/* Upper bound of the distinct directories one put_many syncs (more: synced at once). */
-#define PUT_MANY_DIRS 8
-
-/*
- * storage_put_many(): every object as do_put writes it, each directory
- * synced once after the renames into it (so when the callback runs, every
- * object stored is as durable as after its own put). The first failure is
- * the op's; the other objects are still written, as separate puts would be.
- */
 static void do_put_many(local_t *l, storage_op_t *op)
 {
-    char dirs[PUT_MANY_DIRS][PATH_MAX], dir[PATH_MAX], made[PATH_MAX] = "";
-    size_t ndirs = 0;
-    for (size_t i = 0; i < op->n_items; i++) {
-        gf_err_t e = {0};
-        const storage_item_t *it = &op->items[i];
-        /* An image's objects share a directory: it is made (mkdir) once. */
-        if (put_file(l, it->key, it->body, it->len, made[0] ? made : NULL, dir, &e) < 0) {
-            if (op->err.code == 0)
-                op->err = e;
-            continue;
-        }
-        memcpy(made, dir, sizeof(made));
-        size_t k = 0;
-        while (k < ndirs && strcmp(dirs[k], dir) != 0)
-            k++;
-        if (k < ndirs)
-            continue; /* synced below with the others */
-        if (ndirs < PUT_MANY_DIRS) {
-            memcpy(dirs[ndirs++], dir, sizeof(dir));
-        } else if (sync_dir(dir) != 0 && op->err.code == 0) {
-            gf_err_setd(&op->err, GF_EIO, STORAGE_DOMAIN, errno, "fsync %s: %s", dir,
-                        strerror(errno));
-        }
-    }
-    for (size_t k = 0; k < ndirs; k++)
-        if (sync_dir(dirs[k]) != 0 && op->err.code == 0)
-            gf_err_setd(&op->err, GF_EIO, STORAGE_DOMAIN, errno, "fsync %s: %s", dirs[k],
-                        strerror(errno));
+    write_objects(l, op->items, op->n_items, &op->err);
 }
 
 /* The real path of `key`'s file, when it is a regular file under the real root. */
@@ -254,11 +373,16 @@ static void do_delete(local_t *l, storage_op_t *op)
 
 static void do_check(local_t *l, storage_op_t *op)
 {
-    char dir[PATH_MAX];
+    char dir[PATH_MAX], top[PATH_MAX];
     struct stat st;
     snprintf(dir, sizeof(dir), "%s", l->root);
-    if (make_dirs(dir, &op->err) < 0)
+    if (make_dirs(dir, top, &op->err) < 0)
         return;
+    /* A root made here is made durable, with its entry, before objects go in. */
+    if (top[0] != '\0' && (sync_dir(l->root) != 0 || sync_new_dirs(l->root, top) != 0)) {
+        fail(&op->err, errno, "fsync", l->root);
+        return;
+    }
     if (stat(l->root, &st) != 0 || !S_ISDIR(st.st_mode) || access(l->root, W_OK) != 0)
         gf_err_setd(&op->err, GF_EIO, STORAGE_DOMAIN, errno, "%s is not a writable directory",
                     l->root);

@@ -85,7 +85,8 @@ typedef struct {
  * failure). Every key is checked before anything starts (GF_EINVAL, no
  * callback). local: one thread-pool job writes them all and syncs each
  * directory once, after the renames of its objects (the outputs of an image
- * share one), where n puts would sync it n times; s3: n PUTs.
+ * share one), where n puts would sync it n times; objects with the same
+ * bytes in one directory are one file under two names; s3: n PUTs.
  */
 int storage_put_many(storage_t *s, const storage_put_t *puts, size_t n, storage_done_cb cb,
                      void *cb_data);

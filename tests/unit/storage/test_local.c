@@ -3,9 +3,11 @@
  * directory: put, get, delete, check; a retried put replaces the object and
  * its ETag; no temp file is left; a symlink out of the root is not followed;
  * keys that could leave the root are refused; a reader never sees a partial
- * object; storage_put_many stores each of its objects; the async contract (never inside the call,
+ * object; storage_put_many stores each of its objects, the same bytes in one directory as one
+ * file under two names, and the others when one fails; the async contract (never inside the call,
  * GF_ECANCELED after close).
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -247,6 +249,147 @@ static void test_put_many_stores_each(void **state)
     free(g.data);
 }
 
+/* The inode number and link count of `key`'s file. */
+static void file_id(const char *key, ino_t *ino, nlink_t *links)
+{
+    char path[700];
+    struct stat sb;
+    snprintf(path, sizeof(path), "%s/objects/%s", root, key);
+    assert_int_equal(stat(path, &sb), 0);
+    *ino = sb.st_ino;
+    *links = sb.st_nlink;
+}
+
+/* mkdir -p of `path` (modified and restored); 0 or -1. */
+static int gf_test_mkdirs(char *path)
+{
+    for (char *p = strchr(path + 1, '/');; p = strchr(p + 1, '/')) {
+        if (p)
+            *p = '\0';
+        int rc = mkdir(path, 0750);
+        if (p)
+            *p = '/';
+        if (rc != 0 && errno != EEXIST)
+            return -1;
+        if (!p)
+            return 0;
+    }
+}
+
+/* The names in `dir` (under objects/) that are not the objects' own: temp files. */
+static int temp_files(const char *dir)
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%s/objects/%s", root, dir);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    int temp = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        temp += strstr(e->d_name, ".tmp.") != NULL;
+    closedir(d);
+    return temp;
+}
+
+/* Two objects of one put_many with the same bytes in one directory (an
+ * image's `256` that is its `full`) are one file under two names, written
+ * once; each is still an object of its own: replacing or deleting one leaves
+ * the other as it was. The same bytes in another directory, or other bytes,
+ * are a file of their own. */
+static void test_put_many_same_bytes_written_once(void **state)
+{
+    (void)state;
+    static const char full[] = "u1/g1/0-full.webp", same[] = "u1/g1/0-256.webp",
+                      other[] = "u1/g1/0-512.webp", elsewhere[] = "u1/g2/0-full.webp";
+    storage_put_t puts[] = {{full, "webp bytes", 10, "image/webp"},
+                            {other, "webp bytez", 10, "image/webp"},
+                            {same, "webp bytes", 10, "image/webp"},
+                            {elsewhere, "webp bytes", 10, "image/webp"}};
+    su_result_t r = {.in_call = 1};
+    assert_int_equal(storage_put_many(st, puts, 4, su_on_done, &r), 0);
+    su_wait(&loop, &r);
+    assert_int_equal(r.err.code, 0);
+    for (int i = 0; i < 4; i++) {
+        su_result_t g = get(puts[i].key);
+        assert_int_equal(g.err.code, 0);
+        assert_int_equal(g.len, 10);
+        assert_memory_equal(g.data, puts[i].data, 10);
+        free(g.data);
+    }
+    ino_t a, b, c, e;
+    nlink_t na, nb, nc, ne;
+    file_id(full, &a, &na);
+    file_id(same, &b, &nb);
+    file_id(other, &c, &nc);
+    file_id(elsewhere, &e, &ne);
+    assert_true(a == b);
+    assert_int_equal(na, 2);
+    assert_true(c != a && e != a);
+    assert_int_equal(nc, 1);
+    assert_int_equal(ne, 1);
+    assert_int_equal(temp_files("u1/g1"), 0);
+    /* Replacing the one leaves the other's bytes. */
+    usleep(10 * 1000);
+    assert_int_equal(put(full, "new bytes").err.code, 0);
+    su_result_t g = get(same);
+    assert_int_equal(g.len, 10);
+    assert_memory_equal(g.data, "webp bytes", 10);
+    free(g.data);
+    /* Deleting the other leaves the one. */
+    su_result_t del = {.in_call = 1};
+    assert_int_equal(storage_delete(st, same, su_on_done, &del), 0);
+    su_wait(&loop, &del);
+    assert_int_equal(del.err.code, 0);
+    assert_int_equal(get(same).err.code, GF_ENOTFOUND);
+    g = get(full);
+    assert_int_equal(g.len, 9);
+    assert_memory_equal(g.data, "new bytes", 9);
+    free(g.data);
+}
+
+/* An object whose directory cannot be made (a file stands where it would
+ * be) fails the put_many with GF_EIO naming it, and so does one whose name
+ * a directory holds (its rename fails); the other objects are stored, and
+ * no temp file is left. */
+static void test_put_many_one_fails_the_others_stored(void **state)
+{
+    (void)state;
+    char path[600];
+    snprintf(path, sizeof(path), "%s/objects/u2", root);
+    assert_int_equal(mkdir(path, 0750), 0);
+    snprintf(path, sizeof(path), "%s/objects/u2/blocked", root);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+    snprintf(path, sizeof(path), "%s/objects/u2/g/0-512.webp/x", root);
+    assert_int_equal(gf_test_mkdirs(path), 0);
+    storage_put_t puts[] = {{"u2/g/0-full.webp", "same", 4, NULL},
+                            {"u2/blocked/0-full.webp", "same", 4, NULL},
+                            {"u2/g/0-256.webp", "same", 4, NULL},
+                            {"u2/g/0-512.webp", "other", 5, NULL}};
+    su_result_t r = {.in_call = 1};
+    assert_int_equal(storage_put_many(st, puts, 4, su_on_done, &r), 0);
+    su_wait(&loop, &r);
+    assert_int_equal(r.err.code, GF_EIO);
+    assert_non_null(strstr(r.err.msg, "u2/blocked"));
+    for (int i = 0; i < 3; i += 2) {
+        su_result_t g = get(puts[i].key);
+        assert_int_equal(g.err.code, 0);
+        assert_memory_equal(g.data, "same", 4);
+        free(g.data);
+    }
+    assert_int_equal(get(puts[1].key).err.code, GF_ENOTFOUND);
+    assert_int_equal(get(puts[3].key).err.code, GF_ENOTFOUND);
+    assert_int_equal(temp_files("u2/g"), 0);
+    /* Alone, the rename's failure is the put's. */
+    su_result_t one = {.in_call = 1};
+    assert_int_equal(storage_put_many(st, puts + 3, 1, su_on_done, &one), 0);
+    su_wait(&loop, &one);
+    assert_int_equal(one.err.code, GF_EIO);
+    assert_non_null(strstr(one.err.msg, "0-512.webp"));
+    assert_int_equal(temp_files("u2/g"), 0);
+    assert_int_equal(temp_files("u2"), 0);
+}
+
 static int closed;
 static void on_closed(void *data)
 {
@@ -290,6 +433,8 @@ int main(void)
         cmocka_unit_test(test_puts_are_atomic_for_readers),
         cmocka_unit_test(test_close_while_a_put_runs),
         cmocka_unit_test(test_put_many_stores_each),
+        cmocka_unit_test(test_put_many_same_bytes_written_once),
+        cmocka_unit_test(test_put_many_one_fails_the_others_stored),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
