@@ -8,7 +8,8 @@
  *   target directory (a unique name per writer), fsyncs it, renames it over
  *   the final name and fsyncs the directory (once for all the objects of a
  *   storage_put_many() in that directory, after their renames), and the
- *   parent of each directory it created (write_objects()).
+ *   parents up to the root of a directory not known durable yet
+ *   (sync_entries()).
  * - Keys are checked by storage__key_ok() (no "..", no hidden names), and a
  *   read resolves only to a regular file whose real path lies under the
  *   real root, so no symlink leads out of it.
@@ -28,10 +29,16 @@
 #define DIR_MODE  0750
 #define FILE_MODE 0640
 
+/* How many directories a process remembers as durable (sync_entries()). */
+#define DURABLE_MAX 64
+
 typedef struct {
     storage_t *s;
-    char *root;
+    char *root; /* without a trailing slash (but "/" itself) */
     size_t max_bytes;
+    uv_mutex_t lock;            /* the pool's threads share `durable` */
+    char *durable[DURABLE_MAX]; /* a ring of directories whose entries are durable */
+    size_t next;
 } local_t;
 
 static void *local_open(storage_t *s, const gf_config_t *cfg, gf_err_t *err)
@@ -43,7 +50,11 @@ static void *local_open(storage_t *s, const gf_config_t *cfg, gf_err_t *err)
     local_t *l = gf_xcalloc(1, sizeof(*l));
     l->s = s;
     l->root = gf_xstrdup(cfg->storage_dir);
+    for (size_t n = strlen(l->root); n > 1 && l->root[n - 1] == '/'; n--)
+        l->root[n - 1] = '\0';
     l->max_bytes = (size_t)cfg->storage_max_object_bytes;
+    if (uv_mutex_init(&l->lock) != 0)
+        abort();
     return l;
 }
 
@@ -52,7 +63,7 @@ static void *local_open(storage_t *s, const gf_config_t *cfg, gf_err_t *err)
  * its first put exists, so one call answers instead of one per component.
  * `top` gets the shallowest directory this call created ("" when none): the
  * entries of the new directories live in their parents, which are synced
- * for them (sync_new_dirs). */
+ * for them (sync_entries(), sync_new_dirs()). */
 static int make_dirs(char *path, char top[PATH_MAX], gf_err_t *err)
 {
     top[0] = '\0';
@@ -106,11 +117,29 @@ static int sync_dir(const char *dir)
     return rc;
 }
 
-/* Syncs the parents of the directories make_dirs() created, from `dir`'s
- * parent up to `top`'s parent (`dir` itself is synced by the caller): a new
- * directory's entry is in its parent, and fsync of the directory alone does
- * not make that entry durable on every filesystem (ext2, ext4 without a
- * journal). */
+/* `p` becomes its parent directory: "a/b" -> "a", "b" -> ".", "/b" -> "/".
+ * -1 (p unchanged) when it has none ("/", "."). */
+static int parent_of(char *p)
+{
+    char *slash = strrchr(p, '/');
+    if (slash == NULL) {
+        if (strcmp(p, ".") == 0)
+            return -1;
+        strcpy(p, ".");
+        return 0;
+    }
+    if (slash == p) {
+        if (p[1] == '\0')
+            return -1;
+        p[1] = '\0';
+        return 0;
+    }
+    *slash = '\0';
+    return 0;
+}
+
+/* Syncs the parents of the directories make_dirs() created for the root
+ * (do_check), from the root's parent up to `top`'s parent. */
 static int sync_new_dirs(const char *dir, const char *top)
 {
     if (top[0] == '\0')
@@ -118,17 +147,72 @@ static int sync_new_dirs(const char *dir, const char *top)
     char p[PATH_MAX];
     snprintf(p, sizeof(p), "%s", dir);
     size_t stop = strlen(top);
-    for (;;) {
-        char *slash = strrchr(p, '/');
-        if (slash == NULL)
-            return 0;
-        size_t len = (size_t)(slash - p);
-        *slash = '\0';
-        if (sync_dir(len ? p : "/") != 0)
+    while (parent_of(p) == 0) {
+        if (sync_dir(p) != 0)
             return -1;
-        if (len < stop)
+        if (strlen(p) < stop)
             return 0; /* that was top's parent */
     }
+    return 0;
+}
+
+static int is_durable(local_t *l, const char *dir)
+{
+    int found = 0;
+    uv_mutex_lock(&l->lock);
+    for (size_t i = 0; i < DURABLE_MAX && !found; i++)
+        found = l->durable[i] != NULL && strcmp(l->durable[i], dir) == 0;
+    uv_mutex_unlock(&l->lock);
+    return found;
+}
+
+static void remember_durable(local_t *l, const char *dir, size_t len)
+{
+    char *copy = gf_xmalloc(len + 1);
+    memcpy(copy, dir, len);
+    copy[len] = '\0';
+    uv_mutex_lock(&l->lock);
+    char *old = l->durable[l->next];
+    l->durable[l->next] = copy;
+    l->next = (l->next + 1) % DURABLE_MAX;
+    uv_mutex_unlock(&l->lock);
+    free(old);
+}
+
+/*
+ * Makes the entry of `dir` (a directory under the root) durable, and the
+ * entries of its parents up to the root's own: a directory's entry lives in
+ * its parent, and fsync of the directory does not sync it on every
+ * filesystem (ext2, ext4 without a journal). Walks up from `dir` syncing
+ * each parent, until a directory this process made sure of before, unless
+ * this put created it (`top`: the shallowest directory make_dirs() created,
+ * "" for none; it and those below it are new). A directory found existing
+ * is not trusted: another job, or process, may have made it and not synced
+ * its parent yet. What the walk made sure of is remembered (the last
+ * DURABLE_MAX), so an image's directory costs its parent's fsync once.
+ */
+static int sync_entries(local_t *l, const char *dir, const char *top)
+{
+    char p[PATH_MAX];
+    size_t made[16], n_made = 0, new_from = top[0] ? strlen(top) : (size_t)-1;
+    snprintf(p, sizeof(p), "%s", dir);
+    for (;;) {
+        size_t len = strlen(p);
+        if (len < new_from && is_durable(l, p))
+            break;
+        int is_root = strcmp(p, l->root) == 0;
+        if (parent_of(p) != 0)
+            break;
+        if (sync_dir(p) != 0)
+            return -1;
+        if (n_made < sizeof(made) / sizeof(made[0]))
+            made[n_made++] = len; /* the directory of `len` bytes: a prefix of `dir` */
+        if (is_root || strlen(p) < strlen(l->root))
+            break;
+    }
+    for (size_t i = 0; i < n_made; i++)
+        remember_durable(l, dir, made[i]);
+    return 0;
 }
 
 /* An object of a put as this job writes it. */
@@ -190,8 +274,8 @@ static int link_same(wfile_t *f, size_t i, const storage_item_t *items)
  *      one with the same bytes (link_same);
  *   2. each temp file fsynced (a linked one with the file it names);
  *   3. each renamed over its key's name;
- *   4. each directory synced once after its renames, and the parents of
- *      the directories this job created (sync_new_dirs).
+ *   4. each directory synced once after its renames, and its entry made
+ *      durable up to the root's (sync_entries).
  * So when the callback runs every object stored is as durable as after a
  * put of its own, and a reader never sees a partial file. The first failure
  * is the op's; the other objects are still written, as separate puts would
@@ -281,8 +365,10 @@ static void write_objects(local_t *l, const storage_item_t *items, size_t n, gf_
     for (size_t k = 0; k < nd; k++) {
         if (d[k].renamed == 0)
             continue;
-        if (sync_dir(d[k].path) != 0 || sync_new_dirs(d[k].path, d[k].top) != 0)
+        if (sync_dir(d[k].path) != 0)
             fail(err, errno, "fsync", d[k].path);
+        else if (sync_entries(l, d[k].path, d[k].top) != 0)
+            fail(err, errno, "fsync of a parent of", d[k].path);
     }
     free(f);
     free(d);
@@ -379,9 +465,12 @@ static void do_check(local_t *l, storage_op_t *op)
     if (make_dirs(dir, top, &op->err) < 0)
         return;
     /* A root made here is made durable, with its entry, before objects go in. */
-    if (top[0] != '\0' && (sync_dir(l->root) != 0 || sync_new_dirs(l->root, top) != 0)) {
-        fail(&op->err, errno, "fsync", l->root);
-        return;
+    if (top[0] != '\0') {
+        if (sync_dir(l->root) != 0 || sync_new_dirs(l->root, top) != 0) {
+            fail(&op->err, errno, "fsync", l->root);
+            return;
+        }
+        remember_durable(l, l->root, strlen(l->root));
     }
     if (stat(l->root, &st) != 0 || !S_ISDIR(st.st_mode) || access(l->root, W_OK) != 0)
         gf_err_setd(&op->err, GF_EIO, STORAGE_DOMAIN, errno, "%s is not a writable directory",
@@ -513,6 +602,9 @@ static void local_cancel(void *b, storage_op_t *op)
 static void local_close(void *b, void (*cb)(void *data), void *data)
 {
     local_t *l = b;
+    for (size_t i = 0; i < DURABLE_MAX; i++)
+        free(l->durable[i]);
+    uv_mutex_destroy(&l->lock);
     free(l->root);
     free(l);
     cb(data);

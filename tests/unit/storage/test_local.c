@@ -4,7 +4,8 @@
  * its ETag; no temp file is left; a symlink out of the root is not followed;
  * keys that could leave the root are refused; a reader never sees a partial
  * object; storage_put_many stores each of its objects, the same bytes in one directory as one
- * file under two names, and the others when one fails; the async contract (never inside the call,
+ * file under two names, and the others when one fails; a new directory's parents synced up to
+ * the root; the async contract (never inside the call,
  * GF_ECANCELED after close).
  */
 #include <errno.h>
@@ -18,6 +19,7 @@
 
 #include <cmocka.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
@@ -328,7 +330,6 @@ static void test_put_many_same_bytes_written_once(void **state)
     assert_int_equal(ne, 1);
     assert_int_equal(temp_files("u1/g1"), 0);
     /* Replacing the one leaves the other's bytes. */
-    usleep(10 * 1000);
     assert_int_equal(put(full, "new bytes").err.code, 0);
     su_result_t g = get(same);
     assert_int_equal(g.len, 10);
@@ -346,10 +347,10 @@ static void test_put_many_same_bytes_written_once(void **state)
     free(g.data);
 }
 
-/* An object whose directory cannot be made (a file stands where it would
- * be) fails the put_many with GF_EIO naming it, and so does one whose name
- * a directory holds (its rename fails); the other objects are stored, and
- * no temp file is left. */
+/* An object whose directory is a file (no temp file can be made in it)
+ * fails the put_many with GF_EIO naming it, and so does one whose name a
+ * directory holds (its rename fails); the other objects are stored, and no
+ * temp file is left. */
 static void test_put_many_one_fails_the_others_stored(void **state)
 {
     (void)state;
@@ -388,6 +389,78 @@ static void test_put_many_one_fails_the_others_stored(void **state)
     assert_non_null(strstr(one.err.msg, "0-512.webp"));
     assert_int_equal(temp_files("u2/g"), 0);
     assert_int_equal(temp_files("u2"), 0);
+}
+
+/*
+ * fsync as libc's, recording the directories it syncs (their paths, read
+ * back from /proc/self/fd): the storage under test calls this one, the
+ * disk is real.
+ */
+#define SYNCED_MAX 32
+static char synced[SYNCED_MAX][600];
+static int n_synced;
+static pthread_mutex_t synced_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int fsync(int fd)
+{
+    static int (*real)(int);
+    if (real == NULL)
+        *(void **)&real = dlsym(RTLD_NEXT, "fsync");
+    struct stat sb;
+    char link[64];
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    pthread_mutex_lock(&synced_lock);
+    if (fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode) && n_synced < SYNCED_MAX) {
+        ssize_t n = readlink(link, synced[n_synced], sizeof(synced[0]) - 1);
+        synced[n_synced][n > 0 ? n : 0] = '\0';
+        n_synced++;
+    }
+    pthread_mutex_unlock(&synced_lock);
+    return real(fd);
+}
+
+/* Whether the directory objects/`rel` ("" for objects itself) was synced since the last reset. */
+static int was_synced(const char *rel)
+{
+    char want[600];
+    snprintf(want, sizeof(want), "%s/objects%s%s", root, rel[0] ? "/" : "", rel);
+    for (int i = 0; i < n_synced; i++)
+        if (strcmp(synced[i], want) == 0)
+            return 1;
+    return 0;
+}
+
+static void put_one(const char *key)
+{
+    n_synced = 0;
+    storage_put_t one = {key, "x", 1, NULL};
+    su_result_t r = {.in_call = 1};
+    assert_int_equal(storage_put_many(st, &one, 1, su_on_done, &r), 0);
+    su_wait(&loop, &r);
+    assert_int_equal(r.err.code, 0);
+}
+
+/* A directory's entry lives in its parent: a put into new directories syncs
+ * each parent up to the root; a directory the storage made sure of costs no
+ * parent's sync again; one it finds made by someone else (another job or
+ * process, which may not have synced its parent yet) is not trusted. */
+static void test_put_syncs_the_parents_of_new_directories(void **state)
+{
+    (void)state;
+    put_one("u4/g1/0-full.webp");
+    assert_true(was_synced("u4/g1"));
+    assert_true(was_synced("u4"));
+    assert_true(was_synced("")); /* the root holds u4's entry */
+    put_one("u4/g1/0-512.webp");
+    assert_true(was_synced("u4/g1"));
+    assert_int_equal(n_synced, 1);
+    char path[600];
+    snprintf(path, sizeof(path), "%s/objects/u4/g2", root);
+    assert_int_equal(mkdir(path, 0750), 0);
+    put_one("u4/g2/0-full.webp");
+    assert_true(was_synced("u4/g2"));
+    assert_true(was_synced("u4"));
+    assert_false(was_synced("")); /* u4 was made sure of above */
 }
 
 static int closed;
@@ -435,6 +508,7 @@ int main(void)
         cmocka_unit_test(test_put_many_stores_each),
         cmocka_unit_test(test_put_many_same_bytes_written_once),
         cmocka_unit_test(test_put_many_one_fails_the_others_stored),
+        cmocka_unit_test(test_put_syncs_the_parents_of_new_directories),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
