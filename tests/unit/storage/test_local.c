@@ -470,6 +470,53 @@ static void on_closed(void *data)
     closed = 1;
 }
 
+/* A root given relative and with a trailing slash: the check that makes it
+ * syncs it and its parent, "."; a put under it then syncs the root's parent
+ * no more (the root was made sure of). */
+static void test_a_relative_root_is_made_durable(void **state)
+{
+    (void)state;
+    char cwd[600], env_dir[] = "FARM_STORAGE_DIR=rel/";
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    assert_int_equal(chdir(root), 0);
+    char *env[] = {env_dir, NULL};
+    gf_err_t err = {0};
+    gf_config_t *c = gf_cfg_load(env, &err);
+    assert_non_null(c);
+    storage_t *s = storage_new(&loop, c, NULL, &err);
+    assert_non_null(s);
+    n_synced = 0;
+    su_result_t r = {.in_call = 1};
+    assert_int_equal(storage_check(s, 1000, su_on_done, &r), 0);
+    su_wait(&loop, &r);
+    assert_int_equal(r.err.code, 0);
+    char want[2][700];
+    snprintf(want[0], sizeof(want[0]), "%s/rel", root);
+    snprintf(want[1], sizeof(want[1]), "%s", root); /* "." */
+    for (int k = 0; k < 2; k++) {
+        int found = 0;
+        for (int i = 0; i < n_synced; i++)
+            found |= strcmp(synced[i], want[k]) == 0;
+        if (!found)
+            fail_msg("%s was not synced", want[k]);
+    }
+    n_synced = 0;
+    storage_put_t one = {"u5/g/0-full.webp", "x", 1, NULL};
+    su_result_t p = {.in_call = 1};
+    assert_int_equal(storage_put_many(s, &one, 1, su_on_done, &p), 0);
+    su_wait(&loop, &p);
+    assert_int_equal(p.err.code, 0);
+    for (int i = 0; i < n_synced; i++)
+        if (strcmp(synced[i], want[1]) == 0)
+            fail_msg("the root's parent was synced again");
+    closed = 0;
+    storage_close(s, on_closed, NULL);
+    while (!closed)
+        uv_run(&loop, UV_RUN_ONCE);
+    gf_cfg_free(c);
+    assert_int_equal(chdir(cwd), 0);
+}
+
 /* Closing while a put runs on the thread pool: it is delivered canceled once
  * it returns, and the backend is freed only after that. */
 static void test_close_while_a_put_runs(void **state)
@@ -509,6 +556,7 @@ int main(void)
         cmocka_unit_test(test_put_many_same_bytes_written_once),
         cmocka_unit_test(test_put_many_one_fails_the_others_stored),
         cmocka_unit_test(test_put_syncs_the_parents_of_new_directories),
+        cmocka_unit_test(test_a_relative_root_is_made_durable),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
