@@ -93,12 +93,15 @@ static int make_dirs(char *path, char top[PATH_MAX], gf_err_t *err)
     }
 }
 
+/* 0, or -1 with errno set (EIO for a write that wrote nothing). */
 static int write_all(int fd, const unsigned char *p, size_t len)
 {
     while (len > 0) {
         ssize_t n = write(fd, p, len);
         if (n < 0 && errno == EINTR)
             continue;
+        if (n == 0)
+            errno = EIO;
         if (n <= 0)
             return -1;
         p += n;
@@ -107,13 +110,15 @@ static int write_all(int fd, const unsigned char *p, size_t len)
     return 0;
 }
 
+/* 0, or -1 with errno set by the open or the fsync that failed. */
 static int sync_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return -1;
-    int rc = fsync(fd);
+    int rc = fsync(fd), e = errno;
     close(fd);
+    errno = e;
     return rc;
 }
 

@@ -401,6 +401,8 @@ static char synced[SYNCED_MAX][600];
 static int n_synced;
 static pthread_mutex_t synced_lock = PTHREAD_MUTEX_INITIALIZER;
 
+static atomic_int dir_sync_fails; /* set: a directory's fsync fails with EIO, unsynced */
+
 int fsync(int fd)
 {
     static int (*real)(int);
@@ -409,13 +411,18 @@ int fsync(int fd)
     struct stat sb;
     char link[64];
     snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    int is_dir = fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode);
     pthread_mutex_lock(&synced_lock);
-    if (fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode) && n_synced < SYNCED_MAX) {
+    if (is_dir && n_synced < SYNCED_MAX) {
         ssize_t n = readlink(link, synced[n_synced], sizeof(synced[0]) - 1);
         synced[n_synced][n > 0 ? n : 0] = '\0';
         n_synced++;
     }
     pthread_mutex_unlock(&synced_lock);
+    if (is_dir && atomic_load(&dir_sync_fails)) {
+        errno = EIO;
+        return -1;
+    }
     return real(fd);
 }
 
@@ -468,6 +475,22 @@ static void on_closed(void *data)
 {
     (void)data;
     closed = 1;
+}
+
+/* A directory whose fsync fails fails the put with GF_EIO and the
+ * filesystem's own reason: the object is not reported stored. */
+static void test_a_failed_directory_sync_fails_the_put(void **state)
+{
+    (void)state;
+    atomic_store(&dir_sync_fails, 1);
+    storage_put_t one = {"u6/g/0-full.webp", "x", 1, NULL};
+    su_result_t r = {.in_call = 1};
+    assert_int_equal(storage_put_many(st, &one, 1, su_on_done, &r), 0);
+    su_wait(&loop, &r);
+    atomic_store(&dir_sync_fails, 0);
+    assert_int_equal(r.err.code, GF_EIO);
+    assert_non_null(strstr(r.err.msg, "fsync"));
+    assert_non_null(strstr(r.err.msg, strerror(EIO)));
 }
 
 /* A root given relative and with a trailing slash: the check that makes it
@@ -557,6 +580,7 @@ int main(void)
         cmocka_unit_test(test_put_many_one_fails_the_others_stored),
         cmocka_unit_test(test_put_syncs_the_parents_of_new_directories),
         cmocka_unit_test(test_a_relative_root_is_made_durable),
+        cmocka_unit_test(test_a_failed_directory_sync_fails_the_put),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
