@@ -29,16 +29,18 @@
 #define DIR_MODE  0750
 #define FILE_MODE 0640
 
-/* How many directories a process remembers as durable (sync_entries()). */
+/* How many directories a process remembers as durable (sync_entries()): the
+ * least recently found one is replaced. */
 #define DURABLE_MAX 64
 
 typedef struct {
     storage_t *s;
     char *root; /* without a trailing slash (but "/" itself) */
     size_t max_bytes;
-    uv_mutex_t lock;            /* the pool's threads share `durable` */
-    char *durable[DURABLE_MAX]; /* a ring of directories whose entries are durable */
-    size_t next;
+    uv_mutex_t lock;            /* the pool's threads share `durable` and `used` */
+    char *durable[DURABLE_MAX]; /* directories whose entries are durable */
+    uint64_t used[DURABLE_MAX]; /* when each was last found or added: the least is replaced */
+    uint64_t clock;
 } local_t;
 
 static void *local_open(storage_t *s, const gf_config_t *cfg, gf_err_t *err)
@@ -166,20 +168,36 @@ static int is_durable(local_t *l, const char *dir)
     int found = 0;
     uv_mutex_lock(&l->lock);
     for (size_t i = 0; i < DURABLE_MAX && !found; i++)
-        found = l->durable[i] != NULL && strcmp(l->durable[i], dir) == 0;
+        if (l->durable[i] != NULL && strcmp(l->durable[i], dir) == 0) {
+            l->used[i] = ++l->clock; /* the root and a user's directory stay */
+            found = 1;
+        }
     uv_mutex_unlock(&l->lock);
     return found;
 }
 
 static void remember_durable(local_t *l, const char *dir, size_t len)
 {
-    char *copy = gf_xmalloc(len + 1);
+    char *copy = gf_xmalloc(len + 1), *old = NULL;
     memcpy(copy, dir, len);
     copy[len] = '\0';
     uv_mutex_lock(&l->lock);
-    char *old = l->durable[l->next];
-    l->durable[l->next] = copy;
-    l->next = (l->next + 1) % DURABLE_MAX;
+    size_t k = 0;
+    for (size_t i = 0; i < DURABLE_MAX; i++) {
+        if (l->durable[i] != NULL && strcmp(l->durable[i], copy) == 0) {
+            k = i; /* already there (two jobs walked it at once): refreshed */
+            old = copy;
+            copy = NULL;
+            break;
+        }
+        if (l->used[i] < l->used[k])
+            k = i;
+    }
+    if (copy != NULL) {
+        old = l->durable[k];
+        l->durable[k] = copy;
+    }
+    l->used[k] = ++l->clock;
     uv_mutex_unlock(&l->lock);
     free(old);
 }
@@ -193,8 +211,11 @@ static void remember_durable(local_t *l, const char *dir, size_t len)
  * this put created it (`top`: the shallowest directory make_dirs() created,
  * "" for none; it and those below it are new). A directory found existing
  * is not trusted: another job, or process, may have made it and not synced
- * its parent yet. What the walk made sure of is remembered (the last
- * DURABLE_MAX), so an image's directory costs its parent's fsync once.
+ * its parent yet. What the walk made sure of is remembered (the
+ * DURABLE_MAX used most recently), so an image's directory costs its
+ * parent's fsync about once, and a busy user's directory the root's never
+ * again. Above the root the walk goes on while the directories are new: a
+ * worker's first put may make the root itself.
  */
 static int sync_entries(local_t *l, const char *dir, const char *top)
 {
@@ -212,7 +233,8 @@ static int sync_entries(local_t *l, const char *dir, const char *top)
             return -1;
         if (n_made < sizeof(made) / sizeof(made[0]))
             made[n_made++] = len; /* the directory of `len` bytes: a prefix of `dir` */
-        if (is_root || strlen(p) < strlen(l->root))
+        /* Past the root only while its parents are new: a put can make the root. */
+        if ((is_root || strlen(p) < strlen(l->root)) && strlen(p) < new_from)
             break;
     }
     for (size_t i = 0; i < n_made; i++)

@@ -403,11 +403,15 @@ static pthread_mutex_t synced_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static atomic_int dir_sync_fails; /* set: a directory's fsync fails with EIO, unsynced */
 
+static int (*real_fsync)(int);
+
+__attribute__((constructor)) static void find_real_fsync(void)
+{
+    *(void **)&real_fsync = dlsym(RTLD_NEXT, "fsync");
+}
+
 int fsync(int fd)
 {
-    static int (*real)(int);
-    if (real == NULL)
-        *(void **)&real = dlsym(RTLD_NEXT, "fsync");
     struct stat sb;
     char link[64];
     snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
@@ -423,7 +427,7 @@ int fsync(int fd)
         errno = EIO;
         return -1;
     }
-    return real(fd);
+    return real_fsync(fd);
 }
 
 /* Whether the directory objects/`rel` ("" for objects itself) was synced since the last reset. */
@@ -477,6 +481,42 @@ static void on_closed(void *data)
     closed = 1;
 }
 
+/* A worker runs no storage check on local storage, so its first put may
+ * make the root and the root's parents: their entries are synced too, up
+ * to the first directory that was there. */
+static void test_a_put_that_makes_the_root_syncs_its_parents(void **state)
+{
+    (void)state;
+    char env_dir[400], want[2][700];
+    snprintf(env_dir, sizeof(env_dir), "FARM_STORAGE_DIR=%s/missing/objects", root);
+    char *env[] = {env_dir, NULL};
+    gf_err_t err = {0};
+    gf_config_t *c = gf_cfg_load(env, &err);
+    assert_non_null(c);
+    storage_t *s = storage_new(&loop, c, NULL, &err);
+    assert_non_null(s);
+    n_synced = 0;
+    storage_put_t one = {"u7/g/0-full.webp", "x", 1, NULL};
+    su_result_t p = {.in_call = 1};
+    assert_int_equal(storage_put_many(s, &one, 1, su_on_done, &p), 0);
+    su_wait(&loop, &p);
+    assert_int_equal(p.err.code, 0);
+    snprintf(want[0], sizeof(want[0]), "%s/missing", root); /* holds objects' entry */
+    snprintf(want[1], sizeof(want[1]), "%s", root);         /* holds missing's */
+    for (int k = 0; k < 2; k++) {
+        int found = 0;
+        for (int i = 0; i < n_synced; i++)
+            found |= strcmp(synced[i], want[k]) == 0;
+        if (!found)
+            fail_msg("%s was not synced", want[k]);
+    }
+    closed = 0;
+    storage_close(s, on_closed, NULL);
+    while (!closed)
+        uv_run(&loop, UV_RUN_ONCE);
+    gf_cfg_free(c);
+}
+
 /* A directory whose fsync fails fails the put with GF_EIO and the
  * filesystem's own reason: the object is not reported stored. */
 static void test_a_failed_directory_sync_fails_the_put(void **state)
@@ -491,6 +531,24 @@ static void test_a_failed_directory_sync_fails_the_put(void **state)
     assert_int_equal(r.err.code, GF_EIO);
     assert_non_null(strstr(r.err.msg, "fsync"));
     assert_non_null(strstr(r.err.msg, strerror(EIO)));
+}
+
+/* The directories found durable stay remembered while they are used: each
+ * of a user's 100 generations syncs its own directory and the user's, and
+ * after the first never the root again. */
+static void test_a_busy_users_directory_stays_remembered(void **state)
+{
+    (void)state;
+    char key[96], dir[32];
+    for (int i = 0; i < 100; i++) {
+        snprintf(dir, sizeof(dir), "u8/g%d", i);
+        snprintf(key, sizeof(key), "%s/0-full.webp", dir);
+        put_one(key);
+        assert_true(was_synced(dir));
+        assert_true(was_synced("u8"));
+        if (i > 0 && n_synced != 2)
+            fail_msg("generation %d synced %d directories", i, n_synced);
+    }
 }
 
 /* A root given relative and with a trailing slash: the check that makes it
@@ -579,8 +637,10 @@ int main(void)
         cmocka_unit_test(test_put_many_same_bytes_written_once),
         cmocka_unit_test(test_put_many_one_fails_the_others_stored),
         cmocka_unit_test(test_put_syncs_the_parents_of_new_directories),
+        cmocka_unit_test(test_a_busy_users_directory_stays_remembered),
         cmocka_unit_test(test_a_relative_root_is_made_durable),
         cmocka_unit_test(test_a_failed_directory_sync_fails_the_put),
+        cmocka_unit_test(test_a_put_that_makes_the_root_syncs_its_parents),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
