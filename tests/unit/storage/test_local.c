@@ -430,25 +430,37 @@ int fsync(int fd)
     return real_fsync(fd);
 }
 
+/* Whether the directory at `path` was synced since the last reset. */
+static int synced_path(const char *path)
+{
+    for (int i = 0; i < n_synced; i++)
+        if (strcmp(synced[i], path) == 0)
+            return 1;
+    return 0;
+}
+
 /* Whether the directory objects/`rel` ("" for objects itself) was synced since the last reset. */
 static int was_synced(const char *rel)
 {
     char want[600];
     snprintf(want, sizeof(want), "%s/objects%s%s", root, rel[0] ? "/" : "", rel);
-    for (int i = 0; i < n_synced; i++)
-        if (strcmp(synced[i], want) == 0)
-            return 1;
-    return 0;
+    return synced_path(want);
 }
 
-static void put_one(const char *key)
+/* One object put into `s` under `key`, the synced directories recorded from nothing. */
+static void put_into(storage_t *s, const char *key)
 {
     n_synced = 0;
     storage_put_t one = {key, "x", 1, NULL};
     su_result_t r = {.in_call = 1};
-    assert_int_equal(storage_put_many(st, &one, 1, su_on_done, &r), 0);
+    assert_int_equal(storage_put_many(s, &one, 1, su_on_done, &r), 0);
     su_wait(&loop, &r);
     assert_int_equal(r.err.code, 0);
+}
+
+static void put_one(const char *key)
+{
+    put_into(st, key);
 }
 
 /* A directory's entry lives in its parent: a put into new directories syncs
@@ -481,40 +493,44 @@ static void on_closed(void *data)
     closed = 1;
 }
 
+/* A storage of its own on FARM_STORAGE_DIR=`dir`, and its config. */
+static storage_t *open_at(const char *dir, gf_config_t **c)
+{
+    char env_dir[600];
+    snprintf(env_dir, sizeof(env_dir), "FARM_STORAGE_DIR=%s", dir);
+    char *env[] = {env_dir, NULL};
+    gf_err_t err = {0};
+    *c = gf_cfg_load(env, &err);
+    assert_non_null(*c);
+    storage_t *s = storage_new(&loop, *c, NULL, &err);
+    assert_non_null(s);
+    return s;
+}
+
+static void close_at(storage_t *s, gf_config_t *c)
+{
+    closed = 0;
+    storage_close(s, on_closed, NULL);
+    while (!closed)
+        uv_run(&loop, UV_RUN_ONCE);
+    gf_cfg_free(c);
+}
+
 /* A worker runs no storage check on local storage, so its first put may
  * make the root and the root's parents: their entries are synced too, up
  * to the first directory that was there. */
 static void test_a_put_that_makes_the_root_syncs_its_parents(void **state)
 {
     (void)state;
-    char env_dir[400], want[2][700];
-    snprintf(env_dir, sizeof(env_dir), "FARM_STORAGE_DIR=%s/missing/objects", root);
-    char *env[] = {env_dir, NULL};
-    gf_err_t err = {0};
-    gf_config_t *c = gf_cfg_load(env, &err);
-    assert_non_null(c);
-    storage_t *s = storage_new(&loop, c, NULL, &err);
-    assert_non_null(s);
-    n_synced = 0;
-    storage_put_t one = {"u7/g/0-full.webp", "x", 1, NULL};
-    su_result_t p = {.in_call = 1};
-    assert_int_equal(storage_put_many(s, &one, 1, su_on_done, &p), 0);
-    su_wait(&loop, &p);
-    assert_int_equal(p.err.code, 0);
-    snprintf(want[0], sizeof(want[0]), "%s/missing", root); /* holds objects' entry */
-    snprintf(want[1], sizeof(want[1]), "%s", root);         /* holds missing's */
-    for (int k = 0; k < 2; k++) {
-        int found = 0;
-        for (int i = 0; i < n_synced; i++)
-            found |= strcmp(synced[i], want[k]) == 0;
-        if (!found)
-            fail_msg("%s was not synced", want[k]);
-    }
-    closed = 0;
-    storage_close(s, on_closed, NULL);
-    while (!closed)
-        uv_run(&loop, UV_RUN_ONCE);
-    gf_cfg_free(c);
+    char dir[420], parent[300];
+    snprintf(parent, sizeof(parent), "%s/missing", root); /* holds objects' entry */
+    snprintf(dir, sizeof(dir), "%s/objects", parent);
+    gf_config_t *c;
+    storage_t *s = open_at(dir, &c);
+    put_into(s, "u7/g/0-full.webp");
+    if (!synced_path(parent) || !synced_path(root)) /* root holds missing's entry */
+        fail_msg("%s or %s was not synced", parent, root);
+    close_at(s, c);
 }
 
 /* A directory whose fsync fails fails the put with GF_EIO and the
@@ -557,44 +573,23 @@ static void test_a_busy_users_directory_stays_remembered(void **state)
 static void test_a_relative_root_is_made_durable(void **state)
 {
     (void)state;
-    char cwd[600], env_dir[] = "FARM_STORAGE_DIR=rel/";
+    char cwd[600], rel[700];
     assert_non_null(getcwd(cwd, sizeof(cwd)));
     assert_int_equal(chdir(root), 0);
-    char *env[] = {env_dir, NULL};
-    gf_err_t err = {0};
-    gf_config_t *c = gf_cfg_load(env, &err);
-    assert_non_null(c);
-    storage_t *s = storage_new(&loop, c, NULL, &err);
-    assert_non_null(s);
+    gf_config_t *c;
+    storage_t *s = open_at("rel/", &c);
     n_synced = 0;
     su_result_t r = {.in_call = 1};
     assert_int_equal(storage_check(s, 1000, su_on_done, &r), 0);
     su_wait(&loop, &r);
     assert_int_equal(r.err.code, 0);
-    char want[2][700];
-    snprintf(want[0], sizeof(want[0]), "%s/rel", root);
-    snprintf(want[1], sizeof(want[1]), "%s", root); /* "." */
-    for (int k = 0; k < 2; k++) {
-        int found = 0;
-        for (int i = 0; i < n_synced; i++)
-            found |= strcmp(synced[i], want[k]) == 0;
-        if (!found)
-            fail_msg("%s was not synced", want[k]);
-    }
-    n_synced = 0;
-    storage_put_t one = {"u5/g/0-full.webp", "x", 1, NULL};
-    su_result_t p = {.in_call = 1};
-    assert_int_equal(storage_put_many(s, &one, 1, su_on_done, &p), 0);
-    su_wait(&loop, &p);
-    assert_int_equal(p.err.code, 0);
-    for (int i = 0; i < n_synced; i++)
-        if (strcmp(synced[i], want[1]) == 0)
-            fail_msg("the root's parent was synced again");
-    closed = 0;
-    storage_close(s, on_closed, NULL);
-    while (!closed)
-        uv_run(&loop, UV_RUN_ONCE);
-    gf_cfg_free(c);
+    snprintf(rel, sizeof(rel), "%s/rel", root);
+    if (!synced_path(rel) || !synced_path(root)) /* root is "." here */
+        fail_msg("%s or %s was not synced", rel, root);
+    put_into(s, "u5/g/0-full.webp");
+    if (synced_path(root))
+        fail_msg("the root's parent was synced again");
+    close_at(s, c);
     assert_int_equal(chdir(cwd), 0);
 }
 
