@@ -65,7 +65,7 @@ static void *local_open(storage_t *s, const gf_config_t *cfg, gf_err_t *err)
  * its first put exists, so one call answers instead of one per component.
  * `top` gets the shallowest directory this call created ("" when none): the
  * entries of the new directories live in their parents, which are synced
- * for them (sync_entries(), sync_new_dirs()). */
+ * for them (sync_entries()). */
 static int make_dirs(char *path, char top[PATH_MAX], gf_err_t *err)
 {
     top[0] = '\0';
@@ -145,24 +145,6 @@ static int parent_of(char *p)
     return 0;
 }
 
-/* Syncs the parents of the directories make_dirs() created for the root
- * (do_check), from the root's parent up to `top`'s parent. */
-static int sync_new_dirs(const char *dir, const char *top)
-{
-    if (top[0] == '\0')
-        return 0;
-    char p[PATH_MAX];
-    snprintf(p, sizeof(p), "%s", dir);
-    size_t stop = strlen(top);
-    while (parent_of(p) == 0) {
-        if (sync_dir(p) != 0)
-            return -1;
-        if (strlen(p) < stop)
-            return 0; /* that was top's parent */
-    }
-    return 0;
-}
-
 static int is_durable(local_t *l, const char *dir)
 {
     int found = 0;
@@ -203,7 +185,7 @@ static void remember_durable(local_t *l, const char *dir, size_t len)
 }
 
 /*
- * Makes the entry of `dir` (a directory under the root) durable, and the
+ * Makes the entry of `dir` (the root or a directory under it) durable, and the
  * entries of its parents up to the root's own: a directory's entry lives in
  * its parent, and fsync of the directory does not sync it on every
  * filesystem (ext2, ext4 without a journal). Walks up from `dir` syncing
@@ -493,11 +475,10 @@ static void do_check(local_t *l, storage_op_t *op)
         return;
     /* A root made here is made durable, with its entry, before objects go in. */
     if (top[0] != '\0') {
-        if (sync_dir(l->root) != 0 || sync_new_dirs(l->root, top) != 0) {
+        if (sync_dir(l->root) != 0 || sync_entries(l, l->root, top) != 0) {
             fail(&op->err, errno, "fsync", l->root);
             return;
         }
-        remember_durable(l, l->root, strlen(l->root));
     }
     if (stat(l->root, &st) != 0 || !S_ISDIR(st.st_mode) || access(l->root, W_OK) != 0)
         gf_err_setd(&op->err, GF_EIO, STORAGE_DOMAIN, errno, "%s is not a writable directory",
