@@ -17,6 +17,7 @@ static void read_claimed(store_rd_t *r, json_t *e, void *item)
     d->event = store__rd_str(r, e, "event", 0);
     d->data = store__rd_json(r, e, "data", 0);
     d->attempts = (int)store__rd_int(r, e, "attempts", NULL);
+    d->window_attempts = (int)store__rd_int(r, e, "window_attempts", NULL);
     d->lease_token = store__rd_int(r, e, "lease_token", NULL);
     d->created_ms = store__rd_int(r, e, "created_ms", NULL);
     d->first_attempt_ms = store__rd_int(r, e, "first_attempt_ms", &null_first);

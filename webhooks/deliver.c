@@ -172,7 +172,7 @@ static void on_response(net_resp_t *resp, void *data)
     it->xfer = NULL;
     it->host->inflight--;
     webhook_attempt_t a = {
-        .attempts = it->w.attempts + 1,
+        .attempts = it->w.window_attempts + 1,
         .now_ms = gf_clock_unix_ms() + it->clock_offset_ms,
         .status = resp->status,
         .timed_out = net_timed_out(resp->curl_code),
@@ -185,7 +185,7 @@ static void on_response(net_resp_t *resp, void *data)
     webhook_decide(&a, &dec);
     gf_log_ctx ctx = log_ctx;
     ctx.generation_id = it->w.generation_id;
-    ctx.attempt = a.attempts;
+    ctx.attempt = it->w.attempts + 1;
     if (dec.verdict != WEBHOOK_DELIVERED)
         GF_LOG(dec.verdict == WEBHOOK_FAILED ? GF_LOG_WARN : GF_LOG_INFO, &ctx,
                "webhook %s (%s) %s: %s", it->w.id, it->w.event,

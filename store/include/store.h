@@ -129,6 +129,7 @@ typedef struct {
     char *url, *event;              /* event: the body's "type" */
     char *data;                     /* the event's data, JSON text (outputs with storage keys) */
     int attempts;                   /* made before this claim */
+    int window_attempts;            /* of those, made since the last `farm webhooks retry` */
     long long lease_token;
     long long created_ms;       /* when the event happened, unix ms */
     long long first_attempt_ms; /* 0: never attempted (or put back by `farm webhooks retry`) */

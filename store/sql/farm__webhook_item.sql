@@ -10,7 +10,8 @@ BEGIN
         'event', d.event,
         'data', coalesce(d.data, (SELECT farm_generation_json(g) FROM generations g
                                   WHERE g.id = d.generation_id)),
-        'attempts', d.attempts, 'lease_token', d.lease_token,
+        'attempts', d.attempts, 'window_attempts', d.attempts - d.retried_attempts,
+        'lease_token', d.lease_token,
         'created_ms', (extract(epoch FROM d.created_at) * 1000)::bigint,
         'first_attempt_ms', (extract(epoch FROM d.first_attempt_at) * 1000)::bigint);
 END $$;

@@ -1,13 +1,14 @@
 -- `farm webhooks retry`: a failed delivery (p_id), or every failed one
--- (p_id NULL), pending again at once with a new 24 h window; its id, the
--- `webhook-id`, stays. Returns how many were put back.
+-- (p_id NULL), pending again at once with a new 24 h window whose backoff
+-- starts again at its first step; its id, the `webhook-id`, and its count of
+-- attempts stay. Returns how many were put back.
 CREATE OR REPLACE FUNCTION farm_webhook_retry(p_id uuid) RETURNS int
 LANGUAGE plpgsql AS $$
 DECLARE
     n int;
 BEGIN
     UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now(),
-            first_attempt_at = NULL, lease_token = NULL, lease_until = NULL
+            first_attempt_at = NULL, retried_attempts = attempts, lease_token = NULL, lease_until = NULL
         WHERE status = 'failed' AND (p_id IS NULL OR id = p_id);
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;

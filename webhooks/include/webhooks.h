@@ -61,8 +61,8 @@ typedef enum {
 
 /* What one attempt brought back. */
 typedef struct {
-    int attempts;               /* made, this one included */
-    long long first_attempt_ms; /* unix ms of the first (this one's for the first) */
+    int attempts;               /* made in this window, this one included */
+    long long first_attempt_ms; /* unix ms of the window's first (this one's for the first) */
     long long now_ms;
     long status;             /* HTTP status; 0: no answer */
     int timed_out;           /* no answer within the timeout */

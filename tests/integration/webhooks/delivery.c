@@ -377,6 +377,30 @@ static void test_gone_stops_at_once(void **state)
     json_decref(got);
 }
 
+/* A delivery that failed after a day of attempts, put back by `farm webhooks retry`: its
+ * retries start again at 5 s, not at the 10 h its attempt count had reached. */
+static void test_retry_starts_the_backoff_again(void **state)
+{
+    (void)state;
+    char id[37];
+    create("410,503,200", "again", NULL, id);
+    json_decref(wait_webhook(id, "failed", 1, 60));
+    update_delivery(id, "attempts = 9"); /* as after 24 h of a receiver down */
+    json_t *got = received("again");
+    const char *wid = str(json_array_get(got, 0), "id");
+    assert_int_equal(ts_sh("\"$FARM_TEST_CLI\" webhooks retry %s | grep -q '^1 failed delivery "
+                           "pending again'",
+                           wid),
+                     0);
+    json_t *g = wait_webhook(id, "delivered", 11, 30); /* 503, then 200 about 5 s later */
+    assert_webhook(g, 11, 200);
+    json_decref(g);
+    json_t *all = wait_received("again", 3, 5);
+    assert_string_equal(str(json_array_get(all, 2), "id"), wid);
+    json_decref(all);
+    json_decref(got);
+}
+
 /* A receiver that never answers: each attempt times out (2 s here) and is retried. */
 static void test_timeouts_retried(void **state)
 {
@@ -596,6 +620,7 @@ int main(void)
         cmocka_unit_test(test_started_and_image_events),
         cmocka_unit_test(test_retried_until_delivered),
         cmocka_unit_test(test_gone_stops_at_once),
+        cmocka_unit_test(test_retry_starts_the_backoff_again),
         cmocka_unit_test(test_timeouts_retried),
         cmocka_unit_test(test_window_exhausted),
         cmocka_unit_test(test_redis_flushed),

@@ -380,7 +380,8 @@ static void test_webhook_results(void **state)
     store_call_webhook_claim(&c, 8, 60);
     assert_int_equal(
         parse(&c, "{\"items\": [{\"id\": \"" GEN "\", \"url\": \"https://h/x\", \"data\": "
-                  "{\"id\": \"g\", \"outputs\": []}, \"event\": \"succeeded\", \"attempts\": 2, "
+                  "{\"id\": \"g\", \"outputs\": []}, \"event\": \"succeeded\", \"attempts\": 9, "
+                  "\"window_attempts\": 2, "
                   "\"created_ms\": 1700000000000, \"lease_token\": 41, \"generation_id\": \"" USR
                   "\", \"first_attempt_ms\": null}], \"now_ms\": 1700000000500}"),
         0);
@@ -392,7 +393,8 @@ static void test_webhook_results(void **state)
     assert_string_equal(w->url, "https://h/x");
     assert_string_equal(w->event, "succeeded");
     assert_string_equal(w->data, "{\"id\":\"g\",\"outputs\":[]}");
-    assert_int_equal(w->attempts, 2);
+    assert_int_equal(w->attempts, 9);
+    assert_int_equal(w->window_attempts, 2); /* since `farm webhooks retry` */
     assert_int_equal(w->lease_token, 41);
     assert_int_equal(w->created_ms, 1700000000000LL);
     assert_int_equal(w->first_attempt_ms, 0);
@@ -447,6 +449,7 @@ static void test_webhook_results(void **state)
     store_row_t row = {{"settled", "finished", "succeeded",
                         "{\"items\": [{\"id\": \"" GEN "\", \"url\": \"https://h/x\", "
                         "\"data\": {}, \"event\": \"succeeded\", \"attempts\": 0, "
+                        "\"window_attempts\": 0, "
                         "\"created_ms\": 1, \"lease_token\": 9, \"generation_id\": \"" USR
                         "\", \"first_attempt_ms\": null}], \"now_ms\": 2}"}};
     store__parse_row(&c, &row);
