@@ -29,25 +29,29 @@ typedef struct {
     gate_auth auth;
     int action; /* a gf_rl_action, or -1: not limited */
     gate_ctype ctype;
+    const char *query; /* the query parameters the route reads, space-separated */
 } gate_rule_t;
 
+#define PAGE   "limit cursor"
+#define EVENTS "access_token"
+
 static const gate_rule_t gate_rules[] = {
-    {"POST", "/v1/generations", GATE_USER, GF_RL_GENERATIONS, GATE_CT_JSON},
-    {"GET", "/v1/generations", GATE_USER, GF_RL_READS, GATE_CT_NONE},
-    {"GET", "/v1/generations/:id", GATE_USER, GF_RL_READS, GATE_CT_NONE},
-    {"POST", "/v1/generations/:id/cancel", GATE_USER, GF_RL_READS, GATE_CT_NONE},
-    {"GET", "/v1/generations/:id/events", GATE_USER_QUERY, GF_RL_READS, GATE_CT_NONE},
-    {"GET", "/v1/events", GATE_USER_QUERY, GF_RL_READS, GATE_CT_NONE},
-    {"GET", "/v1/credits", GATE_USER, GF_RL_READS, GATE_CT_NONE},
-    {"GET", "/v1/credits/ledger", GATE_USER, GF_RL_READS, GATE_CT_NONE},
-    {"POST", "/v1/uploads", GATE_USER, GF_RL_UPLOADS, GATE_CT_IMAGE},
+    {"POST", "/v1/generations", GATE_USER, GF_RL_GENERATIONS, GATE_CT_JSON, NULL},
+    {"GET", "/v1/generations", GATE_USER, GF_RL_READS, GATE_CT_NONE, "status kind " PAGE},
+    {"GET", "/v1/generations/:id", GATE_USER, GF_RL_READS, GATE_CT_NONE, NULL},
+    {"POST", "/v1/generations/:id/cancel", GATE_USER, GF_RL_READS, GATE_CT_NONE, NULL},
+    {"GET", "/v1/generations/:id/events", GATE_USER_QUERY, GF_RL_READS, GATE_CT_NONE, EVENTS},
+    {"GET", "/v1/events", GATE_USER_QUERY, GF_RL_READS, GATE_CT_NONE, EVENTS},
+    {"GET", "/v1/credits", GATE_USER, GF_RL_READS, GATE_CT_NONE, NULL},
+    {"GET", "/v1/credits/ledger", GATE_USER, GF_RL_READS, GATE_CT_NONE, PAGE},
+    {"POST", "/v1/uploads", GATE_USER, GF_RL_UPLOADS, GATE_CT_IMAGE, NULL},
     /* lifecycle (api/lifecycle.c) */
-    {"DELETE", "/v1/generations/:id", GATE_USER, GF_RL_GENERATIONS, GATE_CT_NONE},
-    {"GET", "/v1/uploads", GATE_USER, GF_RL_READS, GATE_CT_NONE},
-    {"DELETE", "/v1/uploads/:id", GATE_USER, GF_RL_UPLOADS, GATE_CT_NONE},
-    {"POST", "/v1/admin/credits", GATE_USER, -1, GATE_CT_JSON},
-    {"GET", "/v1/admin/stats", GATE_USER, -1, GATE_CT_NONE},
-    {"GET", "/v1/admin/audit", GATE_USER, -1, GATE_CT_NONE},
+    {"DELETE", "/v1/generations/:id", GATE_USER, GF_RL_GENERATIONS, GATE_CT_NONE, NULL},
+    {"GET", "/v1/uploads", GATE_USER, GF_RL_READS, GATE_CT_NONE, PAGE},
+    {"DELETE", "/v1/uploads/:id", GATE_USER, GF_RL_UPLOADS, GATE_CT_NONE, NULL},
+    {"POST", "/v1/admin/credits", GATE_USER, -1, GATE_CT_JSON, NULL},
+    {"GET", "/v1/admin/stats", GATE_USER, -1, GATE_CT_NONE, NULL},
+    {"GET", "/v1/admin/audit", GATE_USER, -1, GATE_CT_NONE, PAGE},
 };
 
 /* What the gate hands the handler: the caller, and the upload bytes it holds room for. */
@@ -116,6 +120,42 @@ static int ctype_ok(const gf_http_req_t *req, gate_ctype want)
                               ctype_is(ct, "image/webp"));
     }
     return 0;
+}
+
+/* Whether `name` is a word of the space-separated `words` (NULL: none). */
+static int is_word(const char *words, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *w = words; w != NULL && *w != '\0';) {
+        size_t len = strcspn(w, " ");
+        if (len == n && strncmp(w, name, n) == 0)
+            return 1;
+        w += len + (w[len] == ' ');
+    }
+    return 0;
+}
+
+/* What the request sends that its route would not act on, named for a 400
+ * (API.md: never accepted and dropped), NULL when nothing: a query parameter
+ * the route does not read, or an Idempotency-Key where only POST
+ * /v1/generations honours one. */
+static const char *unread_input(const gf_http_req_t *req, const gate_rule_t *rule, char *msg,
+                                size_t len)
+{
+    const char *name;
+    for (size_t i = 0; (name = gf_http_req_query_name(req, i)) != NULL; i++)
+        if (!is_word(rule->query, name)) {
+            snprintf(msg, len, "unknown query parameter %.64s%s%s", name,
+                     rule->query ? "; this route reads " : "; this route reads none",
+                     rule->query ? rule->query : "");
+            return name;
+        }
+    if (gf_http_req_header(req, "idempotency-key") != NULL &&
+        (strcmp(rule->method, "POST") != 0 || strcmp(rule->pattern, "/v1/generations") != 0)) {
+        snprintf(msg, len, "Idempotency-Key is honoured on POST /v1/generations only");
+        return "Idempotency-Key";
+    }
+    return NULL;
 }
 
 /* The body an upload announces: its Content-Length, or the limit when chunked. */
@@ -255,6 +295,8 @@ static void gate_quota(gate_check_t *g)
 
 static void gate_decide(gate_check_t *g)
 {
+    const char *unread;
+    char msg[200];
     if (g->user == NULL) {
         gf_log_ctx ctx = {.component = "api", .request_id = gf_http_req_id(g->req)};
         GF_LOG(GF_LOG_INFO, &ctx, "unauthorized: %s", g->why);
@@ -265,6 +307,10 @@ static void gate_decide(gate_check_t *g)
                     g->rule->ctype == GATE_CT_JSON
                         ? "send application/json"
                         : "send the image as image/png, image/jpeg or image/webp");
+    } else if ((unread = unread_input(g->req, g->rule, msg, sizeof(msg))) != NULL) {
+        gf_http_req_t *req = g->req;
+        check_free(g);
+        gf_http_req_refuse(req, 400, "invalid_request", msg, unread);
     } else if (g->rule->action == GF_RL_UPLOADS && g->rule->ctype == GATE_CT_IMAGE) {
         gate_quota(g); /* an upload's body (not DELETE /v1/uploads/:id): quota, then capacity */
     } else {

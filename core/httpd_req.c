@@ -520,7 +520,8 @@ const char *gf_http_req_header(const gf_http_req_t *r, const char *name)
     return kv_get(&r->headers, name);
 }
 
-const char *gf_http_req_query(const gf_http_req_t *r, const char *name)
+/* Splits the query into r->query, once, when a parameter is first asked for. */
+static void query_parse(const gf_http_req_t *r)
 {
     gf_http_req_t *w = (gf_http_req_t *)r;
     if (!w->query_parsed && w->query_raw) {
@@ -538,10 +539,21 @@ const char *gf_http_req_query(const gf_http_req_t *r, const char *name)
             p += n + (p[n] == '&');
         }
     }
+}
+
+const char *gf_http_req_query(const gf_http_req_t *r, const char *name)
+{
+    query_parse(r);
     for (size_t i = 0; i < r->query.n; i++)
         if (strcmp(r->query.items[i].name, name) == 0)
             return r->query.items[i].value;
     return NULL;
+}
+
+const char *gf_http_req_query_name(const gf_http_req_t *r, size_t i)
+{
+    query_parse(r);
+    return i < r->query.n ? r->query.items[i].name : NULL;
 }
 
 const char *gf_http_req_body(const gf_http_req_t *r, size_t *len)

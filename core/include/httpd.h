@@ -178,6 +178,8 @@ const char *gf_http_req_id(const gf_http_req_t *r);    /* the X-Request-Id answe
 const char *gf_http_req_param(const gf_http_req_t *r, const char *name);
 /* A query parameter, percent-decoded ('+' is a space); NULL when absent. */
 const char *gf_http_req_query(const gf_http_req_t *r, const char *name);
+/* The name of the i-th query parameter (0 first), NULL past the last. */
+const char *gf_http_req_query_name(const gf_http_req_t *r, size_t i);
 /* A header by case-insensitive name (the first one); NULL when absent. */
 const char *gf_http_req_header(const gf_http_req_t *r, const char *name);
 const char *gf_http_req_body(const gf_http_req_t *r, size_t *len);

@@ -397,6 +397,36 @@ static void test_admin_credits(void **state)
     free(admin);
 }
 
+/* What a route would not act on is refused, naming it, and changes nothing: a query parameter
+ * it does not read (a typo would otherwise list everything), an Idempotency-Key where no
+ * route would honour it (a retried grant would otherwise be applied twice). */
+static void test_unread_input_refused(void **state)
+{
+    (void)state;
+    char user[37];
+    char *t = au_token(NULL, "pro", NULL, user);
+    char *admin = au_token(NULL, "pro", "admin", NULL);
+    ts_http_t r = au_call("GET", "/v1/generations?stauts=failed", t, NULL, NULL);
+    au_expect_error(&r, 400, "invalid_request", "stauts");
+    r = au_call("GET", "/v1/generations?status=failed&limit=1&page=2", t, NULL, NULL);
+    au_expect_error(&r, 400, "invalid_request", "page");
+    r = au_call("GET", "/v1/credits?limit=2", t, NULL, NULL);
+    au_expect_error(&r, 400, "invalid_request", "limit");
+    r = au_call("GET", "/v1/credits/ledger?limit=1&user_id=x", t, NULL, NULL);
+    au_expect_error(&r, 400, "invalid_request", "user_id");
+    r = au_call("GET", "/v1/generations", t, NULL, "Idempotency-Key: k1");
+    au_expect_error(&r, 400, "invalid_request", "Idempotency-Key");
+    char body[256];
+    snprintf(body, sizeof(body), "{\"user_id\":\"%s\",\"amount\":500,\"reason\":\"x\"}", user);
+    r = au_call("POST", "/v1/admin/credits", admin, body, "Idempotency-Key: grant-1");
+    au_expect_error(&r, 400, "invalid_request", "Idempotency-Key");
+    assert_int_equal(au_credits_field(t, "balance"), 100);
+    r = au_call("GET", "/v1/credits/ledger?limit=1&cursor=", t, NULL, NULL);
+    au_expect(&r, 200, NULL);
+    free(t);
+    free(admin);
+}
+
 /* metadata comes back as sent, every digit of its numbers included. */
 static void test_metadata_comes_back_as_sent(void **state)
 {
@@ -490,6 +520,7 @@ int main(void)
         cmocka_unit_test(test_cors_for_configured_origins_only),
         cmocka_unit_test(test_owner_only_and_cancel_releases),
         cmocka_unit_test(test_list_pages_with_a_cursor),
+        cmocka_unit_test(test_unread_input_refused),
         cmocka_unit_test(test_admin_credits),
         cmocka_unit_test(test_ledger_of_a_new_user_starts_with_the_welcome_grant),
         cmocka_unit_test(test_metadata_comes_back_as_sent),
