@@ -309,7 +309,7 @@ void httpd__req_done(httpd_conn_t *c, int keep)
     httpd__req_free(r);
     c->header_bytes = 0;
     c->state = CONN_IDLE;
-    if (!keep || c->close_after_write) {
+    if (!keep || c->close_after_write || (c->read_eof && c->in_len == 0)) {
         c->close_after_write = 1;
         if (c->reading) {
             uv_read_stop((uv_stream_t *)&c->tcp);
@@ -474,6 +474,13 @@ static void conn_process(httpd_conn_t *c)
     }
     if (c->in_len == 0 && c->in != NULL)
         in_drop(c); /* emptied: a request whose bytes came in two reads no longer holds it */
+    if (c->read_eof && c->in_len == 0 && c->state <= CONN_BODY && !c->closing) {
+        /* The client's input is all answered (a request it cut short is dropped). */
+        c->close_after_write = 1;
+        if (c->writes_pending == 0)
+            httpd__conn_end(c);
+        return;
+    }
     if (!c->reading && !c->closing && !c->close_after_write && !c->read_eof &&
         c->state != CONN_CHECKING && c->in_len < conn_in_cap(c))
         httpd__conn_read_start(c);
@@ -525,6 +532,28 @@ static void conn_hand_over(httpd_conn_t *c, const char *bytes, size_t len)
     httpd__conn_close(c, 0);
 }
 
+/*
+ * At the end of the client's input: whether it is still owed answers (a
+ * request being checked or handled, pipelined ones buffered, an answer
+ * being written). The connection then ends after them: httpd__req_done()
+ * or conn_process() once nothing is left to parse (a request cut short is
+ * dropped), on_write() once the bytes are out. A request being received or
+ * a stream owes nothing more: the client is gone.
+ */
+static int conn_owes_answers(httpd_conn_t *c)
+{
+    if (c->state == CONN_CHECKING || c->state == CONN_HANDLING)
+        return 1;
+    if (c->state != CONN_IDLE)
+        return 0;
+    if (c->in_len > 0)
+        return 1;
+    if (c->writes_pending == 0)
+        return 0;
+    c->close_after_write = 1;
+    return 1;
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     httpd_conn_t *c = s->data;
@@ -544,8 +573,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         uv_read_stop(s);
         c->reading = 0;
         c->read_eof = 1;
-        /* A client may half-close after its request and still read the answer. */
-        if (nread == UV_EOF && c->state == CONN_HANDLING)
+        /* A client may half-close after its requests and still read the answers. */
+        if (nread == UV_EOF && conn_owes_answers(c))
             return;
         httpd__conn_close(c, 1);
         return;

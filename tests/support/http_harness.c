@@ -72,6 +72,20 @@ static void on_body(gf_http_req_t *r, void *data)
     gf_http_respond(r, 200, "application/octet-stream", body, len);
 }
 
+/* GET /big?bytes=N: N bytes of 'x' (at most 16 MiB), answered at once. */
+static void on_big(gf_http_req_t *r, void *data)
+{
+    (void)data;
+    const char *n_s = gf_http_req_query(r, "bytes");
+    size_t n = n_s ? strtoull(n_s, NULL, 10) : 0;
+    if (n > (16u << 20))
+        n = 16u << 20;
+    char *p = gf_xmalloc(n + 1);
+    memset(p, 'x', n);
+    gf_http_respond(r, 200, "text/plain", p, n);
+    free(p);
+}
+
 static void on_healthz(gf_http_req_t *r, void *data)
 {
     (void)data;
@@ -373,6 +387,7 @@ static int add_routes(srv_t *s)
     rc |= gf_httpd_route(h, "GET", "/stream", 0, on_stream, s);
     rc |= gf_httpd_route(h, "GET", "/gate", 0, on_gate, s);
     rc |= gf_httpd_route(h, "GET", "/healthz", 0, on_healthz, s);
+    rc |= gf_httpd_route(h, "GET", "/big", 0, on_big, s);
     rc |= gf_httpd_route(h, "GET", "/fanout", 0, on_fanout, s);
     return rc;
 }

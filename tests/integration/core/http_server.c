@@ -363,6 +363,58 @@ static void test_pipelined_requests_are_answered_in_order(void **state)
 }
 
 /*
+ * A client that half-closes after its requests still gets every answer, then
+ * the close: a large answer the socket takes in many writes (this client
+ * reads slowly), pipelined requests still buffered when the end of its
+ * input arrives, and one a handler answers later.
+ */
+static void test_a_client_that_half_closes_gets_every_answer(void **state)
+{
+    srv_t *srv = *state;
+    enum { BIG = 4 << 20, PIPELINED = 12 };
+    rawc_t a, b, c;
+    assert_int_equal(rawc_connect(&a, srv_port(srv), 4096), 0);
+    assert_int_equal(rawc_connect(&b, srv_port(srv), 0), 0);
+    assert_int_equal(rawc_connect(&c, srv_port(srv), 0), 0);
+    char req[64];
+    snprintf(req, sizeof(req), "GET /big?bytes=%d HTTP/1.1\r\nHost: t\r\n\r\n", BIG);
+    assert_int_equal(rawc_sends(&a, req), 0);
+    assert_int_equal(shutdown(a.fd, SHUT_WR), 0);
+    gf_buf_t many = {0};
+    for (int i = 0; i < PIPELINED; i++)
+        gf_buf_printf(&many, "GET /echo/%d HTTP/1.1\r\nHost: t\r\n\r\n", i);
+    assert_int_equal(rawc_sends(&b, many.p), 0);
+    gf_buf_dispose(&many);
+    assert_int_equal(shutdown(b.fd, SHUT_WR), 0);
+    assert_int_equal(rawc_sends(&c, "GET /slow?ms=200 HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    assert_int_equal(shutdown(c.fd, SHUT_WR), 0);
+    sleep_ms(200); /* the server has seen every end of input before this client reads */
+
+    http_resp_t r;
+    assert_int_equal(rawc_response(&a, &r, WAIT_MS), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body.len, BIG);
+    resp_dispose(&r);
+    assert_true(rawc_wait_eof(&a, WAIT_MS));
+    for (int i = 0; i < PIPELINED; i++) {
+        char want[16];
+        snprintf(want, sizeof(want), "id=%d\n", i);
+        assert_int_equal(rawc_response(&b, &r, WAIT_MS), 0);
+        assert_int_equal(r.status, 200);
+        assert_memory_equal(r.body.p, want, strlen(want));
+        resp_dispose(&r);
+    }
+    assert_true(rawc_wait_eof(&b, WAIT_MS));
+    assert_int_equal(rawc_response(&c, &r, WAIT_MS), 0);
+    assert_int_equal(r.status, 200);
+    resp_dispose(&r);
+    assert_true(rawc_wait_eof(&c, WAIT_MS)); /* closed once answered, not when idle */
+    rawc_close(&a);
+    rawc_close(&b);
+    rawc_close(&c);
+}
+
+/*
  * A check hook that decides later (farm-api's rate limit asks Redis): bytes
  * that arrive while it decides - the body, a pipelined request, the client's
  * half-close - wait in the socket and are all read once it has decided.
@@ -530,6 +582,8 @@ int main(void)
         cmocka_unit_test_teardown(test_thousand_concurrent_connections_are_all_answered,
                                   srv_teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_requests_are_answered_in_order, srv_setup,
+                                        srv_teardown),
+        cmocka_unit_test_setup_teardown(test_a_client_that_half_closes_gets_every_answer, srv_setup,
                                         srv_teardown),
         cmocka_unit_test_setup_teardown(test_bytes_sent_while_the_check_hook_decides_wait_for_it,
                                         srv_setup, srv_teardown),
