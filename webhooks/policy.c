@@ -135,7 +135,8 @@ void webhook_decide(const webhook_attempt_t *a, webhook_decision_t *d)
     d->next_ms = delay;
 }
 
-/* Each output's storage key becomes its signed URL, as GET /v1/generations/{id} shows it. */
+/* Each output's storage key becomes its signed URL, as GET /v1/generations/{id} shows it
+ * (api__sign_outputs()): null for an output whose file was deleted. */
 static void sign_outputs(json_t *data, const char *secret, long exp)
 {
     json_t *outputs = json_object_get(data, "outputs");
@@ -144,12 +145,14 @@ static void sign_outputs(json_t *data, const char *secret, long exp)
     json_array_foreach(outputs, i, o)
     {
         const char *key = json_string_value(json_object_get(o, "storage_key"));
+        json_t *url = json_null();
         if (key != NULL) {
-            char sig[65], url[1200];
+            char sig[65], text[1200];
             img_file_sig(secret, key, exp, sig);
-            snprintf(url, sizeof(url), "/v1/files/%s?exp=%ld&sig=%s", key, exp, sig);
-            json_object_set_new(o, "url", json_string(url));
+            snprintf(text, sizeof(text), "/v1/files/%s?exp=%ld&sig=%s", key, exp, sig);
+            url = json_string(text);
         }
+        json_object_set_new(o, "url", url);
         json_object_del(o, "storage_key");
     }
 }

@@ -194,6 +194,18 @@ static void test_body(void **state)
     assert_string_equal(json_string_value(json_object_get(o, "url")), want);
     json_decref(j);
     free(b);
+    /* An output whose file was deleted: "url": null, as GET shows it. */
+    b = webhook_body("succeeded", 0,
+                     "{\"outputs\":[{\"index\":0,\"storage_key\":null,\"deleted\":true}]}",
+                     "file-secret", 3600, 0);
+    assert_non_null(b);
+    j = json_loads(b, 0, NULL);
+    o = json_array_get(json_object_get(json_object_get(j, "data"), "outputs"), 0);
+    assert_true(json_is_null(json_object_get(o, "url")));
+    assert_true(json_is_true(json_object_get(o, "deleted")));
+    assert_null(json_object_get(o, "storage_key"));
+    json_decref(j);
+    free(b);
     assert_null(webhook_body("image", 0, "not json", "", 60, 0));
 }
 
