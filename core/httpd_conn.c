@@ -536,17 +536,18 @@ static void conn_hand_over(httpd_conn_t *c, const char *bytes, size_t len)
  * At the end of the client's input: whether it is still owed answers (a
  * request being checked or handled, pipelined ones buffered, an answer
  * being written). The connection then ends after them: httpd__req_done()
- * or conn_process() once nothing is left to parse (a request cut short is
- * dropped), on_write() once the bytes are out. A request being received or
- * a stream owes nothing more: the client is gone.
+ * or conn_process() once nothing is left to parse, on_write() once the
+ * bytes are out. A request being received is cut short: dropped, once what
+ * was answered before it is written. A stream owes nothing more: the
+ * client is gone.
  */
 static int conn_owes_answers(httpd_conn_t *c)
 {
     if (c->state == CONN_CHECKING || c->state == CONN_HANDLING)
         return 1;
-    if (c->state != CONN_IDLE)
+    if (c->state == CONN_STREAMING)
         return 0;
-    if (c->in_len > 0)
+    if (c->state == CONN_IDLE && c->in_len > 0)
         return 1;
     if (c->writes_pending == 0)
         return 0;

@@ -415,6 +415,36 @@ static void test_a_client_that_half_closes_gets_every_answer(void **state)
 }
 
 /*
+ * A large answer still being written, then a request the client's end of
+ * input cut short: the answer arrives whole, the cut request gets none.
+ * (Room for the whole answer in the client's queue, so the cut request is
+ * parsed, not held behind it.)
+ */
+static void test_a_request_cut_short_by_half_close_drops_only_itself(void **state)
+{
+    enum { BIG = 4 << 20 };
+    gf_httpd_opts_t o = srv_opts();
+    o.max_queued_bytes = 64 << 20;
+    srv_t *srv = srv_start_in(state, &o, 0);
+    rawc_t d;
+    assert_int_equal(rawc_connect(&d, srv_port(srv), 4096), 0);
+    char req[128];
+    snprintf(req, sizeof(req),
+             "GET /big?bytes=%d HTTP/1.1\r\nHost: t\r\n\r\nGET /echo/1 HTTP/1.1\r\n", BIG);
+    assert_int_equal(rawc_sends(&d, req), 0);
+    assert_int_equal(shutdown(d.fd, SHUT_WR), 0);
+    sleep_ms(200); /* the server has seen the end of input before this client reads */
+    http_resp_t r;
+    assert_int_equal(rawc_response(&d, &r, WAIT_MS), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body.len, BIG);
+    resp_dispose(&r);
+    assert_true(rawc_wait_eof(&d, WAIT_MS));
+    assert_int_equal(d.in.len, 0);
+    rawc_close(&d);
+}
+
+/*
  * A check hook that decides later (farm-api's rate limit asks Redis): bytes
  * that arrive while it decides - the body, a pipelined request, the client's
  * half-close - wait in the socket and are all read once it has decided.
@@ -585,6 +615,8 @@ int main(void)
                                         srv_teardown),
         cmocka_unit_test_setup_teardown(test_a_client_that_half_closes_gets_every_answer, srv_setup,
                                         srv_teardown),
+        cmocka_unit_test_teardown(test_a_request_cut_short_by_half_close_drops_only_itself,
+                                  srv_teardown),
         cmocka_unit_test_setup_teardown(test_bytes_sent_while_the_check_hook_decides_wait_for_it,
                                         srv_setup, srv_teardown),
         cmocka_unit_test_setup_teardown(test_stream_handler_is_told_when_the_client_leaves,
