@@ -135,27 +135,36 @@ static int is_word(const char *words, const char *name)
     return 0;
 }
 
-/* What the request sends that its route would not act on, named for a 400
- * (API.md: never accepted and dropped), NULL when nothing: a query parameter
- * the route does not read, or an Idempotency-Key where only POST
- * /v1/generations honours one. */
-static const char *unread_input(const gf_http_req_t *req, const gate_rule_t *rule, char *msg,
-                                size_t len)
+/* What the request sends that its route would not act on (API.md: never
+ * accepted and dropped), for a 400 naming it in `field` (NULL: a body): a
+ * query parameter the route does not read, an Idempotency-Key where only
+ * POST /v1/generations honours one, a body on a route that reads none.
+ * Returns 0 when there is nothing of the kind. */
+static int unread_input(const gf_http_req_t *req, const gate_rule_t *rule, char *msg, size_t len,
+                        const char **field)
 {
-    const char *name;
+    const char *name, *cl = gf_http_req_header(req, "content-length");
     for (size_t i = 0; (name = gf_http_req_query_name(req, i)) != NULL; i++)
         if (!is_word(rule->query, name)) {
             snprintf(msg, len, "unknown query parameter %.64s%s%s", name,
                      rule->query ? "; this route reads " : "; this route reads none",
                      rule->query ? rule->query : "");
-            return name;
+            *field = name;
+            return 1;
         }
     if (gf_http_req_header(req, "idempotency-key") != NULL &&
         (strcmp(rule->method, "POST") != 0 || strcmp(rule->pattern, "/v1/generations") != 0)) {
         snprintf(msg, len, "Idempotency-Key is honoured on POST /v1/generations only");
-        return "Idempotency-Key";
+        *field = "Idempotency-Key";
+        return 1;
     }
-    return NULL;
+    if (rule->ctype == GATE_CT_NONE && ((cl != NULL && strtoull(cl, NULL, 10) > 0) ||
+                                        gf_http_req_header(req, "transfer-encoding") != NULL)) {
+        snprintf(msg, len, "%s %s takes no request body", rule->method, rule->pattern);
+        *field = NULL;
+        return 1;
+    }
+    return 0;
 }
 
 /* The body an upload announces: its Content-Length, or the limit when chunked. */
@@ -307,7 +316,7 @@ static void gate_decide(gate_check_t *g)
                     g->rule->ctype == GATE_CT_JSON
                         ? "send application/json"
                         : "send the image as image/png, image/jpeg or image/webp");
-    } else if ((unread = unread_input(g->req, g->rule, msg, sizeof(msg))) != NULL) {
+    } else if (unread_input(g->req, g->rule, msg, sizeof(msg), &unread)) {
         gf_http_req_t *req = g->req;
         check_free(g);
         gf_http_req_refuse(req, 400, "invalid_request", msg, unread);

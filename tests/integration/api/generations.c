@@ -399,7 +399,8 @@ static void test_admin_credits(void **state)
 
 /* What a route would not act on is refused, naming it, and changes nothing: a query parameter
  * it does not read (a typo would otherwise list everything), an Idempotency-Key where no
- * route would honour it (a retried grant would otherwise be applied twice). */
+ * route would honour it (a retried grant would otherwise be applied twice), a body where it
+ * reads none. */
 static void test_unread_input_refused(void **state)
 {
     (void)state;
@@ -423,6 +424,17 @@ static void test_unread_input_refused(void **state)
     assert_int_equal(au_credits_field(t, "balance"), 100);
     r = au_call("GET", "/v1/credits/ledger?limit=1&cursor=", t, NULL, NULL);
     au_expect(&r, 200, NULL);
+    /* A body where the route reads none: refused, nothing canceled. */
+    char gen[37], path[128];
+    au_create(t, "{\"kind\":\"avatar\",\"prompt\":\"a fox\",\"width\":256,\"height\":256}", gen);
+    snprintf(path, sizeof(path), "/v1/generations/%s/cancel", gen);
+    r = au_call("POST", path, t, "{\"reason\":\"changed my mind\"}", NULL);
+    au_expect_error(&r, 400, "invalid_request", NULL);
+    snprintf(path, sizeof(path), "/v1/generations/%s", gen);
+    r = au_call("GET", path, t, NULL, NULL);
+    au_expect(&r, 200, "\"status\":\"queued\"");
+    r = au_call("GET", "/v1/credits", t, "{}", NULL);
+    au_expect_error(&r, 400, "invalid_request", NULL);
     free(t);
     free(admin);
 }
