@@ -21,18 +21,15 @@
 
 /* --- the api as the shell's service ---------------------------------------------- */
 
-/* The shortest secret accepted: a guessable one signs tokens and file URLs for anyone. */
-#define API_SECRET_MIN 16
-
 /* Without them farm-api would start and answer 401 to every request, or hand
  * out file URLs that nothing can verify. */
 static int api_check(const gf_config_t *cfg, gf_err_t *err)
 {
-    if (strlen(cfg->jwt_secret) < API_SECRET_MIN || strlen(cfg->file_secret) < API_SECRET_MIN)
+    if (strlen(cfg->jwt_secret) < GF_SECRET_MIN || strlen(cfg->file_secret) < GF_SECRET_MIN)
         return gf_err_set(err, GF_EINVAL, "config",
                           "FARM_JWT_SECRET and FARM_FILE_SECRET must be set, %d characters at "
                           "least",
-                          API_SECRET_MIN);
+                          GF_SECRET_MIN);
     return 0;
 }
 

@@ -5,6 +5,20 @@
  */
 #include "worker.h"
 
+#include <string.h>
+
+/* A webhook's data carries the outputs' file URLs, signed with FARM_FILE_SECRET as farm-api
+ * checks them: without it every URL a worker sent would be refused. */
+static int worker_check(const gf_config_t *cfg, gf_err_t *err)
+{
+    if (strlen(cfg->file_secret) < GF_SECRET_MIN)
+        return gf_err_set(err, GF_EINVAL, "config",
+                          "FARM_FILE_SECRET must be set, %d characters at least, the same as "
+                          "farm-api's (webhook bodies carry file URLs signed with it)",
+                          GF_SECRET_MIN);
+    return 0;
+}
+
 static void *worker_create(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)
 {
     return worker_new(loop, cfg, err);
@@ -35,6 +49,7 @@ static void worker_release(void *w)
 int main(void)
 {
     static const gf_proc_service_t worker_service = {.component = "worker",
+                                                     .check = worker_check,
                                                      .create = worker_create,
                                                      .start = worker_begin,
                                                      .stop = worker_halt,

@@ -21,6 +21,10 @@
 
 #define GF_UPLOAD_QUOTAS_MAX 32 /* FARM_UPLOAD_QUOTAS entries */
 
+/* The shortest secret farm-api and farm-worker accept: a guessable one signs tokens and file
+ * URLs for anyone. */
+#define GF_SECRET_MIN 16
+
 typedef struct gf_config {
     /* api */
     char *api_host;
@@ -123,8 +127,8 @@ typedef struct gf_config {
     long long worker_claim_poll_ms;
     long long worker_metrics_port;
     /* auth */
-    char *jwt_secret;
-    char *file_secret;
+    char *jwt_secret;  /* at least GF_SECRET_MIN characters (farm-api) */
+    char *file_secret; /* at least GF_SECRET_MIN characters (farm-api, farm-worker) */
     char *webhook_secret;
     /* logging */
     long long log_level; /* a gf_log_level */

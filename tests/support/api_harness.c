@@ -23,8 +23,7 @@ pid_t au_api_start(const char *const *extra)
     int port = ts_free_port();
     snprintf(port_env, sizeof(port_env), "FARM_API_PORT=%d", port);
     snprintf(au_base, sizeof(au_base), "http://127.0.0.1:%d", port);
-    char *env[32] = {port_env, "FARM_JWT_SECRET=" AU_SECRET,
-                     "FARM_FILE_SECRET=test-file-secret-0123456789"};
+    char *env[32] = {port_env, "FARM_JWT_SECRET=" AU_SECRET, AU_FILE_SECRET_ENV};
     size_t n = 3;
     for (size_t i = 0; extra && extra[i] && n + 1 < sizeof(env) / sizeof(env[0]); i++)
         env[n++] = (char *)extra[i];

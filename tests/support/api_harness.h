@@ -14,6 +14,8 @@
 #include "support.h"
 
 #define AU_SECRET "test-jwt-secret-0123456789"
+/* The FARM_FILE_SECRET of the api au_api_start() starts, which its workers share. */
+#define AU_FILE_SECRET_ENV "FARM_FILE_SECRET=test-file-secret-0123456789"
 
 /* "http://127.0.0.1:<port>" of the api au_api_start() started. */
 extern char au_base[64];

@@ -54,7 +54,7 @@ static pid_t start_worker(void)
     size_t n = common_env(env);
     env[n++] = ff_fake_env;
     env[n++] = "FARM_JWT_SECRET=" AU_SECRET;
-    env[n++] = "FARM_FILE_SECRET=test-file-secret-0123456789";
+    env[n++] = AU_FILE_SECRET_ENV;
     env[n++] = metrics_env;
     n = append(env, n, ff->worker);
     env[n] = NULL;

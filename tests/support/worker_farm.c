@@ -30,7 +30,7 @@ char wf_user[37];
 pid_t wf_start_worker_more(const char *name, const char *fallback, const char *more,
                            const char *more2)
 {
-    char *extra[] = {wf_fake_env, wf_storage_env, "FARM_PROVIDER=fake",
+    char *extra[] = {wf_fake_env, wf_storage_env, AU_FILE_SECRET_ENV, "FARM_PROVIDER=fake",
                      "FARM_WORKER_METRICS_PORT=0", "FARM_QUEUE_LEASE_S=2",
                      "FARM_QUEUE_TIERS=pro:4:1000,free:1:3", "FARM_SWEEP_INTERVAL_S=1",
                      "FARM_SWEEP_STALE_S=3",

@@ -64,7 +64,7 @@ static pid_t start_in(const char *bin, const char *name, const char *const *extr
     for (size_t i = 0; i < 6; i++)
         env[n++] = common[i];
     env[n++] = "FARM_JWT_SECRET=" AU_SECRET;
-    env[n++] = "FARM_FILE_SECRET=test-file-secret-0123456789";
+    env[n++] = AU_FILE_SECRET_ENV;
     env[n++] = "FARM_PROVIDER=local";
     env[n++] = "FARM_WORKER_METRICS_PORT=0";
     env[n++] = "FARM_STORAGE_BACKOFF_MS=200";

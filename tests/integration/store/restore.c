@@ -32,6 +32,7 @@ static pid_t start_worker(const char *name, const char *db)
     static char port_env[64];
     snprintf(port_env, sizeof(port_env), "FARM_API_PORT=%s", strrchr(au_base, ':') + 1);
     char *extra[] = {fake_env,
+                     AU_FILE_SECRET_ENV,
                      storage_env,
                      port_env,
                      "FARM_PROVIDER=fake",

@@ -401,6 +401,18 @@ static void test_retry_starts_the_backoff_again(void **state)
     json_decref(got);
 }
 
+/* A worker without the api's FARM_FILE_SECRET would sign every file URL it sends in a webhook
+ * with a key the api refuses: it does not start (status 2, naming the setting). */
+static void test_a_worker_without_the_file_secret_does_not_start(void **state)
+{
+    (void)state;
+    pid_t p = start_worker_lease("worker-no-file-secret", NULL, "FARM_FILE_SECRET=short", NULL);
+    assert_int_equal(ts_stop(p, 0, 20), 2);
+    assert_int_equal(ts_sh("grep -q 'FARM_FILE_SECRET must be set' "
+                           "\"$FARM_TEST_TMPDIR/worker-no-file-secret.log\""),
+                     0);
+}
+
 /* A receiver that never answers: each attempt times out (2 s here) and is retried. */
 static void test_timeouts_retried(void **state)
 {
@@ -629,6 +641,7 @@ int main(void)
         cmocka_unit_test(test_a_lease_shorter_than_request_and_poll_is_refused),
         cmocka_unit_test(test_worker_killed_mid_request),
         cmocka_unit_test(test_ssrf_refused),
+        cmocka_unit_test(test_a_worker_without_the_file_secret_does_not_start),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -56,6 +56,7 @@ static int setup(void **state)
     metrics_port = ts_free_port();
     snprintf(metrics_env, sizeof(metrics_env), "FARM_WORKER_METRICS_PORT=%d", metrics_port);
     char *worker_extra[] = {fake_env,
+                            AU_FILE_SECRET_ENV,
                             storage_env,
                             "FARM_PROVIDER=fake",
                             "FARM_PROVIDER_FALLBACK=hf",

@@ -33,7 +33,8 @@ static int setup(void **state)
     snprintf(port_env, sizeof(port_env), "FARM_API_PORT=%s", strrchr(au_base, ':') + 1);
     metrics_port = ts_free_port();
     snprintf(metrics_env, sizeof(metrics_env), "FARM_WORKER_METRICS_PORT=%d", metrics_port);
-    char *wextra[] = {port_env, storage_env, "FARM_PROVIDER=local", metrics_env, NULL};
+    char *wextra[] = {port_env,    storage_env, AU_FILE_SECRET_ENV, "FARM_PROVIDER=local",
+                      metrics_env, NULL};
     worker_pid = ts_spawn_farm("FARM_TEST_WORKER_BIN", wextra, "worker.log");
     char url[128], api_url[128];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", metrics_port);

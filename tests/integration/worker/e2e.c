@@ -42,6 +42,7 @@ static int setup(void **state)
         snprintf(metrics_env[i], sizeof(metrics_env[i]), "FARM_WORKER_METRICS_PORT=%d",
                  metrics_port[i]);
         char *wextra[] = {port_env,
+                          AU_FILE_SECRET_ENV,
                           storage_env,
                           "FARM_PROVIDER=local",
                           metrics_env[i],

@@ -202,7 +202,7 @@ static void test_unsupported_is_refused_before_any_hold(void **state)
     char *extra[] = {port2,
                      wf_storage_env,
                      "FARM_JWT_SECRET=" AU_SECRET,
-                     "FARM_FILE_SECRET=test-file-secret-0123456789",
+                     AU_FILE_SECRET_ENV,
                      "FARM_RATE_LIMIT_BURST=1000",
                      "FARM_PROVIDER=fake",
                      "FARM_PROVIDER_FALLBACK=hf,bfl",

@@ -44,6 +44,7 @@ static int setup(void **state)
     const char *api_extra[] = {storage_env, "FARM_PROVIDER=fake", NULL};
     api_pid = au_api_start(api_extra);
     char *worker_extra[] = {fake_env,
+                            AU_FILE_SECRET_ENV,
                             storage_env,
                             "FARM_PROVIDER=fake",
                             "FARM_PROVIDER_FALLBACK=hf",

@@ -39,8 +39,12 @@ static int setup(void **state)
         fprintf(stderr, "setup: %s\n", err.msg);
         return -1;
     }
-    char *extra[] = {"FARM_SWEEP_INTERVAL_S=1", "FARM_SWEEP_STALE_S=1",
-                     "FARM_WORKER_METRICS_PORT=0", "FARM_WORKER_CONCURRENCY=0", NULL};
+    char *extra[] = {"FARM_FILE_SECRET=sweeper-file-secret-0123",
+                     "FARM_SWEEP_INTERVAL_S=1",
+                     "FARM_SWEEP_STALE_S=1",
+                     "FARM_WORKER_METRICS_PORT=0",
+                     "FARM_WORKER_CONCURRENCY=0",
+                     NULL};
     worker_pid = ts_spawn_farm("FARM_TEST_WORKER_BIN", extra, "worker.log");
     return 0;
 }
