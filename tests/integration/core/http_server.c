@@ -362,6 +362,24 @@ static void test_pipelined_requests_are_answered_in_order(void **state)
     rawc_close(&c);
 }
 
+/* Sends `bytes` on `c` and shuts its sending side down: the end of its input. */
+static void send_then_half_close(rawc_t *c, const char *bytes)
+{
+    assert_int_equal(rawc_sends(c, bytes), 0);
+    assert_int_equal(shutdown(c->fd, SHUT_WR), 0);
+}
+
+/* Reads a 200 with a body of `len` bytes on `c`, then the server's close. */
+static void expect_whole_then_close(rawc_t *c, size_t len)
+{
+    http_resp_t r;
+    assert_int_equal(rawc_response(c, &r, WAIT_MS), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body.len, len);
+    resp_dispose(&r);
+    assert_true(rawc_wait_eof(c, WAIT_MS));
+}
+
 /*
  * A client that half-closes after its requests still gets every answer, then
  * the close: a large answer the socket takes in many writes (this client
@@ -378,24 +396,17 @@ static void test_a_client_that_half_closes_gets_every_answer(void **state)
     assert_int_equal(rawc_connect(&c, srv_port(srv), 0), 0);
     char req[64];
     snprintf(req, sizeof(req), "GET /big?bytes=%d HTTP/1.1\r\nHost: t\r\n\r\n", BIG);
-    assert_int_equal(rawc_sends(&a, req), 0);
-    assert_int_equal(shutdown(a.fd, SHUT_WR), 0);
+    send_then_half_close(&a, req);
     gf_buf_t many = {0};
     for (int i = 0; i < PIPELINED; i++)
         gf_buf_printf(&many, "GET /echo/%d HTTP/1.1\r\nHost: t\r\n\r\n", i);
-    assert_int_equal(rawc_sends(&b, many.p), 0);
+    send_then_half_close(&b, many.p);
     gf_buf_dispose(&many);
-    assert_int_equal(shutdown(b.fd, SHUT_WR), 0);
-    assert_int_equal(rawc_sends(&c, "GET /slow?ms=200 HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
-    assert_int_equal(shutdown(c.fd, SHUT_WR), 0);
+    send_then_half_close(&c, "GET /slow?ms=200 HTTP/1.1\r\nHost: t\r\n\r\n");
     sleep_ms(200); /* the server has seen every end of input before this client reads */
 
+    expect_whole_then_close(&a, BIG);
     http_resp_t r;
-    assert_int_equal(rawc_response(&a, &r, WAIT_MS), 0);
-    assert_int_equal(r.status, 200);
-    assert_int_equal(r.body.len, BIG);
-    resp_dispose(&r);
-    assert_true(rawc_wait_eof(&a, WAIT_MS));
     for (int i = 0; i < PIPELINED; i++) {
         char want[16];
         snprintf(want, sizeof(want), "id=%d\n", i);
@@ -405,10 +416,7 @@ static void test_a_client_that_half_closes_gets_every_answer(void **state)
         resp_dispose(&r);
     }
     assert_true(rawc_wait_eof(&b, WAIT_MS));
-    assert_int_equal(rawc_response(&c, &r, WAIT_MS), 0);
-    assert_int_equal(r.status, 200);
-    resp_dispose(&r);
-    assert_true(rawc_wait_eof(&c, WAIT_MS)); /* closed once answered, not when idle */
+    expect_whole_then_close(&c, 5); /* "slow\n", closed once answered, not when idle */
     rawc_close(&a);
     rawc_close(&b);
     rawc_close(&c);
@@ -431,16 +439,10 @@ static void test_a_request_cut_short_by_half_close_drops_only_itself(void **stat
     char req[128];
     snprintf(req, sizeof(req),
              "GET /big?bytes=%d HTTP/1.1\r\nHost: t\r\n\r\nGET /echo/1 HTTP/1.1\r\n", BIG);
-    assert_int_equal(rawc_sends(&d, req), 0);
-    assert_int_equal(shutdown(d.fd, SHUT_WR), 0);
+    send_then_half_close(&d, req);
     sleep_ms(200); /* the server has seen the end of input before this client reads */
-    http_resp_t r;
-    assert_int_equal(rawc_response(&d, &r, WAIT_MS), 0);
-    assert_int_equal(r.status, 200);
-    assert_int_equal(r.body.len, BIG);
-    resp_dispose(&r);
-    assert_true(rawc_wait_eof(&d, WAIT_MS));
-    assert_int_equal(d.in.len, 0);
+    expect_whole_then_close(&d, BIG);
+    assert_int_equal(d.in.len, 0); /* nothing for the request cut short */
     rawc_close(&d);
 }
 
