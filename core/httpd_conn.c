@@ -309,7 +309,7 @@ void httpd__req_done(httpd_conn_t *c, int keep)
     httpd__req_free(r);
     c->header_bytes = 0;
     c->state = CONN_IDLE;
-    if (!keep || c->close_after_write || (c->read_eof && c->in_len == 0)) {
+    if (!keep || c->close_after_write || httpd__input_done(c)) {
         c->close_after_write = 1;
         if (c->reading) {
             uv_read_stop((uv_stream_t *)&c->tcp);
@@ -474,7 +474,7 @@ static void conn_process(httpd_conn_t *c)
     }
     if (c->in_len == 0 && c->in != NULL)
         in_drop(c); /* emptied: a request whose bytes came in two reads no longer holds it */
-    if (c->read_eof && c->in_len == 0 && c->state <= CONN_BODY && !c->closing) {
+    if (httpd__input_done(c) && c->state <= CONN_BODY && !c->closing) {
         /* The client's input is all answered (a request it cut short is dropped). */
         c->close_after_write = 1;
         if (c->writes_pending == 0)

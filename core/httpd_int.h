@@ -279,6 +279,12 @@ int httpd__req_has_body(const http_parser *p);
 /* httpd_linger.c */
 /* The answer is out: closes now, or half-closes and drops input until EOF or linger_ms. */
 void httpd__conn_end(httpd_conn_t *c);
+/* Whether the client's input has ended and every byte of it was parsed: nothing more to
+ * answer after the request in hand (pipelined bytes count until their parse returns). */
+static inline int httpd__input_done(const httpd_conn_t *c)
+{
+    return c->read_eof && c->in_len == 0;
+}
 /* `n` bytes read by a discarding or lingering connection: counted and dropped. */
 void httpd__linger_input(httpd_conn_t *c, size_t n);
 /* The client's EOF or reset on a connection whose input is dropped. */

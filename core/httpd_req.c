@@ -227,13 +227,12 @@ static void build_head(gf_buf_t *b, gf_http_req_t *r, int status, const char *ct
 }
 
 /* Whether the answer says the connection stays open: not once the client's
- * input has ended with nothing of it left to answer (after pipelined
- * requests the connection still closes after the last answer, which may not
- * have said so: their bytes are counted until their parse returns). */
+ * input is done (after pipelined requests the connection still closes after
+ * the last answer, which may not have said so: httpd__input_done()). */
 static int req_keep_alive(const gf_http_req_t *r)
 {
     const httpd_conn_t *c = r->conn;
-    return r->keep_alive && !c->h->stopping && !(c->read_eof && c->in_len == 0);
+    return r->keep_alive && !c->h->stopping && !httpd__input_done(c);
 }
 
 void gf_http_set_header(gf_http_req_t *r, const char *name, const char *value)
