@@ -135,6 +135,14 @@ static int is_word(const char *words, const char *name)
     return 0;
 }
 
+/* The Content-Length a request announces; 0 when it has none or is chunked (an upload's
+ * size cannot be told yet). */
+static long long content_length(const gf_http_req_t *req)
+{
+    const char *cl = gf_http_req_header(req, "content-length");
+    return cl ? strtoll(cl, NULL, 10) : 0;
+}
+
 /* What the request sends that its route would not act on (API.md: never
  * accepted and dropped), for a 400 naming it in `field` (NULL: a body): a
  * query parameter the route does not read, an Idempotency-Key where only
@@ -143,7 +151,7 @@ static int is_word(const char *words, const char *name)
 static int unread_input(const gf_http_req_t *req, const gate_rule_t *rule, char *msg, size_t len,
                         const char **field)
 {
-    const char *name, *cl = gf_http_req_header(req, "content-length");
+    const char *name;
     for (size_t i = 0; (name = gf_http_req_query_name(req, i)) != NULL; i++)
         if (!is_word(rule->query, name)) {
             snprintf(msg, len, "unknown query parameter %.64s%s%s", name,
@@ -158,8 +166,8 @@ static int unread_input(const gf_http_req_t *req, const gate_rule_t *rule, char 
         *field = "Idempotency-Key";
         return 1;
     }
-    if (rule->ctype == GATE_CT_NONE && ((cl != NULL && strtoull(cl, NULL, 10) > 0) ||
-                                        gf_http_req_header(req, "transfer-encoding") != NULL)) {
+    if (rule->ctype == GATE_CT_NONE &&
+        (content_length(req) > 0 || gf_http_req_header(req, "transfer-encoding") != NULL)) {
         snprintf(msg, len, "%s %s takes no request body", rule->method, rule->pattern);
         *field = NULL;
         return 1;
@@ -244,13 +252,6 @@ void api__quota_refuse(api_t *api, gf_http_req_t *req, const char *plan, const c
         gf_http_req_refuse(req, 429, "rate_limited", msg, NULL);
     else
         api__error(req, 429, "rate_limited", msg, NULL);
-}
-
-/* The Content-Length an upload announces; 0 when chunked (it cannot be told yet). */
-static long long content_length(const gf_http_req_t *req)
-{
-    const char *cl = gf_http_req_header(req, "content-length");
-    return cl ? strtoll(cl, NULL, 10) : 0;
 }
 
 static void on_usage(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
