@@ -53,7 +53,8 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
          "(SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::bigint "
          "FROM generations WHERE status IN ('queued', 'running') AND status = 'queued') "
          "FROM credit_accounts"},
-    [STORE_OP_WEBHOOK_CLAIM] = {"SELECT farm_webhook_claim($1::int, $2::int, $3::jsonb)::text"},
+    [STORE_OP_WEBHOOK_CLAIM] = {"SELECT farm_webhook_claim($1::int, $2::int, $3::jsonb, $4::int, "
+                                "$5::jsonb)::text"},
     [STORE_OP_WEBHOOK_RESULT] = {"SELECT outcome, lag_s FROM farm_webhook_result($1::uuid, "
                                  "$2::bigint, $3::text, $4::int, $5::text, $6::bigint)"},
     [STORE_OP_WEBHOOK_RETRY] = {"SELECT farm_webhook_retry($1::uuid)"},
@@ -285,7 +286,8 @@ int store_call_accept_batch(store_call_t *c, const store_accept_item_t *items, s
 
 void store_call_webhook_claim(store_call_t *c, int limit, int lease_s)
 {
-    (void)store_call_webhook_claim_after(c, limit, lease_s, NULL, 0);
+    store_webhook_claim_req_t q = {.limit = limit, .lease_s = lease_s};
+    (void)store_call_webhook_claim_after(c, &q);
 }
 
 void store_call_webhook_result(store_call_t *c, const char *id, long long lease_token,
@@ -319,18 +321,35 @@ static int put_text(json_t *o, const char *k, const char *s)
     return json_object_set_new_nocheck(o, k, v ? v : json_null());
 }
 
-int store_call_webhook_claim_after(store_call_t *c, int limit, int lease_s,
-                                   const store_webhook_outcome_t *o, size_t n)
+/* The per-host bound's $4 and $5: {"host": held, ...}. */
+static int set_busy(store_call_t *c, const store_webhook_claim_req_t *q)
 {
-    call_init(c, STORE_OP_WEBHOOK_CLAIM, 3);
-    set_int(c, 0, limit);
-    set_int(c, 1, lease_s);
-    if (n > STORE_WEBHOOK_RESULTS_MAX)
+    set_int(c, 3, q->per_host > 0 ? q->per_host : (q->limit > 0 ? q->limit : 1));
+    if (q->nbusy == 0)
+        return 0; /* $5 NULL: none held */
+    json_t *o = json_object();
+    for (size_t i = 0; i < q->nbusy; i++)
+        if (json_object_set_new(o, q->busy[i].host, json_integer(q->busy[i].held)) != 0) {
+            json_decref(o); /* a host that is not UTF-8 */
+            return GF_EINVAL;
+        }
+    c->_params[4] = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return c->_params[4] ? 0 : GF_EINVAL;
+}
+
+int store_call_webhook_claim_after(store_call_t *c, const store_webhook_claim_req_t *q)
+{
+    call_init(c, STORE_OP_WEBHOOK_CLAIM, 5);
+    set_int(c, 0, q->limit);
+    set_int(c, 1, q->lease_s);
+    if (q->nresults > STORE_WEBHOOK_RESULTS_MAX || set_busy(c, q) != 0)
         return GF_EINVAL;
-    if (n == 0)
+    if (q->nresults == 0)
         return 0; /* $3 NULL: nothing to record */
+    const store_webhook_outcome_t *o = q->results;
     json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < q->nresults; i++) {
         json_t *e = json_object();
         json_array_append_new(arr, e);
         if (put_str(e, "id", o[i].id) != 0 || put_int(e, "token", o[i].lease_token) != 0 ||
@@ -344,7 +363,7 @@ int store_call_webhook_claim_after(store_call_t *c, int limit, int lease_s,
         }
     }
     c->_params[2] = json_dumps(arr, JSON_COMPACT);
-    c->_batch = n;
+    c->_batch = q->nresults;
     json_decref(arr);
     return c->_params[2] ? 0 : GF_EINVAL;
 }

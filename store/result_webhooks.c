@@ -14,6 +14,7 @@ static void read_claimed(store_rd_t *r, json_t *e, void *item)
     store__rd_word(r, e, "id", d->id, sizeof(d->id));
     store__rd_word(r, e, "generation_id", d->generation_id, sizeof(d->generation_id));
     d->url = store__rd_str(r, e, "url", 0);
+    d->host = store__rd_str(r, e, "host", 1);
     d->event = store__rd_str(r, e, "event", 0);
     d->data = store__rd_json(r, e, "data", 0);
     d->attempts = (int)store__rd_int(r, e, "attempts", NULL);
@@ -82,6 +83,7 @@ void store__webhook_claim_dispose(store_webhook_claim_result_t *w)
 {
     for (size_t i = 0; i < w->n; i++) {
         free(w->items[i].url);
+        free(w->items[i].host);
         free(w->items[i].event);
         free(w->items[i].data);
     }

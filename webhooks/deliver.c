@@ -18,7 +18,9 @@
  *   (claimed less than lease - timeout - 5 s ago); one that waited longer
  *   behind its host's bound is released unsent, so no other worker can be
  *   sending the same attempt.
- * - Requests in flight to one host never exceed FARM_WEBHOOK_PER_HOST.
+ * - Requests in flight to one host never exceed FARM_WEBHOOK_PER_HOST, and a
+ *   claim brings no host's deliveries beyond that bound with what is sent or
+ *   waiting of it: a receiver that hangs holds that many slots, not all.
  * - The deliverer is freed only when nothing is held, no store call is in
  *   flight and its handles (timer, net) are closed.
  */
@@ -36,8 +38,8 @@ typedef struct item item_t;
 
 typedef struct host {
     struct host *next;
-    int inflight;
-    char name[256];
+    int inflight, waiting; /* its items sent and not answered; claimed and not sent */
+    char name[];           /* the claim's: store_webhook_claimed_t.host ("": none) */
 } host_t;
 
 struct webhook_deliverer {
@@ -135,6 +137,7 @@ static void item_free(item_t *it)
 {
     webhook_deliverer_t *d = it->d;
     free(it->w.url);
+    free(it->w.host);
     free(it->w.event);
     free(it->w.data);
     free(it->error);
@@ -256,6 +259,7 @@ static void pump(webhook_deliverer_t *d)
         if (d->waiting_tail == it)
             d->waiting_tail = prev;
         it->next = NULL;
+        it->host->waiting--;
         if (d->closing || stale)
             record(it, "release", 0, NULL, 0);
         else
@@ -270,8 +274,9 @@ static host_t *host_get(webhook_deliverer_t *d, const char *name)
     for (host_t *h = d->hosts; h; h = h->next)
         if (strcmp(h->name, name) == 0)
             return h;
-    host_t *h = gf_xcalloc(1, sizeof(*h));
-    snprintf(h->name, sizeof(h->name), "%s", name);
+    size_t len = strlen(name);
+    host_t *h = gf_xcalloc(1, sizeof(*h) + len + 1);
+    memcpy(h->name, name, len);
     h->next = d->hosts;
     d->hosts = h;
     return h;
@@ -283,10 +288,7 @@ static void hosts_trim(webhook_deliverer_t *d)
     host_t **pp = &d->hosts;
     while (*pp) {
         host_t *h = *pp;
-        int used = h->inflight > 0;
-        for (item_t *it = d->waiting; it && !used; it = it->next)
-            used = it->host == h;
-        if (used) {
+        if (h->inflight > 0 || h->waiting > 0) {
             pp = &h->next;
         } else {
             *pp = h->next;
@@ -318,7 +320,8 @@ static void take_items(webhook_deliverer_t *d, store_webhook_claim_result_t *r)
             record(it, "failed", 0, why, 0);
             continue;
         }
-        it->host = host_get(d, host);
+        it->host = host_get(d, it->w.host ? it->w.host : "");
+        it->host->waiting++;
         if (d->waiting_tail)
             d->waiting_tail->next = it;
         else
@@ -405,8 +408,24 @@ static void claim(webhook_deliverer_t *d)
         d->batch[d->nbatch++] = it;
     }
     d->claim_limit = room;
-    int rc = store_call_webhook_claim_after(&d->claim, (int)room, (int)d->cfg->webhook_lease_s, o,
-                                            d->nbatch);
+    size_t nbusy = 0;
+    for (host_t *h = d->hosts; h; h = h->next)
+        nbusy += h->inflight + h->waiting > 0;
+    store_webhook_host_t *busy = gf_xcalloc(nbusy ? nbusy : 1, sizeof(*busy));
+    nbusy = 0;
+    for (host_t *h = d->hosts; h; h = h->next)
+        if (h->inflight + h->waiting > 0)
+            busy[nbusy++] =
+                (store_webhook_host_t){.host = h->name, .held = h->inflight + h->waiting};
+    store_webhook_claim_req_t q = {.limit = (int)room,
+                                   .lease_s = (int)d->cfg->webhook_lease_s,
+                                   .per_host = (int)d->cfg->webhook_per_host,
+                                   .busy = busy,
+                                   .nbusy = nbusy,
+                                   .results = o,
+                                   .nresults = d->nbatch};
+    int rc = store_call_webhook_claim_after(&d->claim, &q);
+    free(busy);
     if (rc == 0 && store_exec(d->store, &d->claim, on_claimed, d) == 0) {
         d->claiming = 1;
         return;

@@ -127,6 +127,7 @@ typedef struct {
 typedef struct {
     char id[37], generation_id[37]; /* id: the `webhook-id` */
     char *url, *event;              /* event: the body's "type" */
+    char *host;                     /* the URL's, lower-cased (the per-host bound's); NULL: none */
     char *data;                     /* the event's data, JSON text (outputs with storage keys) */
     int attempts;                   /* made before this claim */
     int window_attempts;            /* of those, made since the last `farm webhooks retry` */
@@ -559,12 +560,27 @@ void store_call_webhook_claim(store_call_t *c, int limit, int lease_s);
 void store_call_webhook_result(store_call_t *c, const char *id, long long lease_token,
                                const char *outcome, int status_code, const char *error,
                                long long next_ms);
-/* CLAIM that first records `n` attempts (0..STORE_WEBHOOK_RESULTS_MAX), each as RESULT
- * would, in the same statement and transaction (res.webhook_claim.results); `limit` may be
- * 0 (only record). GF_EINVAL: n out of range or a string that is not UTF-8. */
+/* A host a deliverer holds deliveries of, claimed and not yet answered. */
+typedef struct {
+    const char *host; /* store_webhook_claimed_t.host */
+    int held;
+} store_webhook_host_t;
+
+/* A deliverer's claim: at most `limit` (0: only record) due deliveries leased for
+ * `lease_s`, no host's beyond `per_host` with what `busy` says it holds (0: no per-host
+ * bound), after recording `nresults` attempts (0..STORE_WEBHOOK_RESULTS_MAX), each as
+ * RESULT would, in the same statement and transaction (res.webhook_claim.results). */
+typedef struct {
+    int limit, lease_s, per_host;
+    const store_webhook_host_t *busy;
+    size_t nbusy;
+    const store_webhook_outcome_t *results;
+    size_t nresults;
+} store_webhook_claim_req_t;
+
+/* CLAIM as `q` says. GF_EINVAL: nresults out of range or a string that is not UTF-8. */
 #define STORE_WEBHOOK_RESULTS_MAX 256
-int store_call_webhook_claim_after(store_call_t *c, int limit, int lease_s,
-                                   const store_webhook_outcome_t *o, size_t n);
+int store_call_webhook_claim_after(store_call_t *c, const store_webhook_claim_req_t *q);
 void store_call_webhook_retry(store_call_t *c, const char *id);
 void store_call_webhook_list(store_call_t *c, int failed_only, const char *gen_id, int limit);
 

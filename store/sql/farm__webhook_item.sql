@@ -7,7 +7,7 @@ CREATE OR REPLACE FUNCTION farm__webhook_item(d webhook_deliveries) RETURNS json
 LANGUAGE plpgsql AS $$
 BEGIN
     RETURN jsonb_build_object('id', d.id, 'generation_id', d.generation_id, 'url', d.url,
-        'event', d.event,
+        'host', d.host, 'event', d.event,
         'data', coalesce(d.data, (SELECT farm_generation_json(g) FROM generations g
                                   WHERE g.id = d.generation_id)),
         'attempts', d.attempts, 'window_attempts', d.attempts - d.retried_attempts,

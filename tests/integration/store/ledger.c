@@ -412,7 +412,10 @@ static void test_image_done_finish_leases_the_terminal_webhook(void **state)
     store_webhook_outcome_t o[2] = {
         {.id = id, .lease_token = token + 1, .outcome = "failed", .status_code = 410},
         {.id = id, .lease_token = token, .outcome = "delivered", .status_code = 204}};
-    assert_int_equal(store_call_webhook_claim_after(&c, 0, 60, o, 2), 0);
+    assert_int_equal(
+        store_call_webhook_claim_after(
+            &c, &(store_webhook_claim_req_t){.lease_s = 60, .results = o, .nresults = 2}),
+        0);
     assert_int_equal(ts_store_run(&c), 0);
     assert_int_equal(c.res.webhook_claim.n, 0); /* limit 0: it only records */
     assert_int_equal(c.res.webhook_claim.n_results, 2);
@@ -423,7 +426,10 @@ static void test_image_done_finish_leases_the_terminal_webhook(void **state)
     delivery_row(id, row, sizeof(row));
     assert_string_equal(row, "delivered 1 204");
     /* Recorded once: the same attempt again is stale and changes nothing. */
-    assert_int_equal(store_call_webhook_claim_after(&c, 0, 60, &o[1], 1), 0);
+    assert_int_equal(
+        store_call_webhook_claim_after(
+            &c, &(store_webhook_claim_req_t){.lease_s = 60, .results = &o[1], .nresults = 1}),
+        0);
     assert_int_equal(ts_store_run(&c), 0);
     assert_int_equal(c.res.webhook_claim.results[0].recorded, 0);
     store_call_dispose(&c);
@@ -449,6 +455,67 @@ static void test_image_done_finish_without_lease_leaves_it_to_claims(void **stat
         found += strcmp(c.res.webhook_claim.items[i].generation_id, gen) == 0;
     assert_int_equal(found, 1);
     store_call_dispose(&c);
+}
+
+/* How many of claim `c`'s items are generation `gen`'s deliveries to `host`. */
+static int claimed_of(const store_call_t *c, const char *gen, const char *host)
+{
+    int n = 0;
+    for (size_t i = 0; i < c->res.webhook_claim.n; i++) {
+        const store_webhook_claimed_t *w = &c->res.webhook_claim.items[i];
+        n += strcmp(w->generation_id, gen) == 0 && w->host && strcmp(w->host, host) == 0;
+    }
+    return n;
+}
+
+/*
+ * The claim's per-host bound: a host's deliveries come at most up to `per_host` with what
+ * the deliverer holds of it, oldest first, so a long backlog to one receiver (one that hangs)
+ * never keeps another host's due delivery from the claim. The host is the URL's, lower-cased,
+ * without user or port.
+ */
+static void test_webhook_claim_bounds_each_host(void **state)
+{
+    (void)state;
+    char user[37], gen[37], sql[1024];
+    started_with_webhook(user, gen);
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO webhook_deliveries (id, generation_id, kind, seq, event, url, data, "
+             "next_attempt_at) SELECT gen_random_uuid(), '%s', 'image', s, 'image', "
+             "CASE WHEN s = 6 THEN 'HTTPS://User@Hang.EXAMPLE:8443/x' WHEN s = 7 THEN "
+             "'https://ok.example/hook' ELSE 'https://hang.example/h?' || s END, '{}', "
+             "now() - make_interval(secs => 100 - s) FROM generate_series(1, 7) s",
+             gen);
+    PGconn *pg = ts_pg_connect();
+    PGresult *r = PQexec(pg, sql);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    PQfinish(pg);
+
+    store_call_t c;
+    store_webhook_host_t busy[] = {{.host = "hang.example", .held = 1}};
+    store_webhook_claim_req_t q = {
+        .limit = 1000, .lease_s = 60, .per_host = 2, .busy = busy, .nbusy = 1};
+    assert_int_equal(store_call_webhook_claim_after(&c, &q), 0);
+    assert_int_equal(ts_store_run(&c), 0);
+    assert_int_equal(claimed_of(&c, gen, "hang.example"), 1); /* 2 - the 1 held */
+    assert_int_equal(claimed_of(&c, gen, "ok.example"), 1);   /* past hang.example's older rows */
+    store_call_dispose(&c);
+    /* A host held up to the bound: none of it. */
+    busy[0].held = 2;
+    assert_int_equal(store_call_webhook_claim_after(&c, &q), 0);
+    assert_int_equal(ts_store_run(&c), 0);
+    assert_int_equal(claimed_of(&c, gen, "hang.example"), 0);
+    store_call_dispose(&c);
+    /* Nothing held: two, then two more, then the last (the one spelled with capitals). */
+    q.nbusy = 0;
+    static const int want[] = {2, 2, 1, 0};
+    for (size_t k = 0; k < sizeof(want) / sizeof(want[0]); k++) {
+        assert_int_equal(store_call_webhook_claim_after(&c, &q), 0);
+        assert_int_equal(ts_store_run(&c), 0);
+        assert_int_equal(claimed_of(&c, gen, "hang.example"), want[k]);
+        store_call_dispose(&c);
+    }
 }
 
 /* What a settlement answers when it settles nothing, in the order of precedence. */
@@ -733,6 +800,7 @@ int main(void)
         cmocka_unit_test(test_dangling_ledger_rows_are_named_by_reconcile),
         cmocka_unit_test(test_cli_refuses_sloppy_numbers),
         cmocka_unit_test(test_constraints_refuse_bad_rows),
+        cmocka_unit_test(test_webhook_claim_bounds_each_host),
     };
     return cmocka_run_group_tests(tests, ts_store_setup, ts_store_teardown);
 }

@@ -31,6 +31,8 @@
 #define AVATAR     "{\"kind\":\"avatar\",\"prompt\":\"a fox\",\"width\":256,\"height\":256,"
 #define LATENCY_MS 100
 
+#define ALLOW_PRIVATE "FARM_WEBHOOK_ALLOW_PRIVATE=1"
+
 static char fake_env[128], storage_env[600], hook_base[64];
 static pid_t api_pid, fake_pid, receiver_pid, worker_pid, lenient_api_pid;
 static char *tok;
@@ -42,28 +44,28 @@ static char *tok;
         "FARM_RATE_LIMIT_BURST=100000", "FARM_RATE_LIMIT_PER_MIN=1000000",                         \
         "FARM_QUEUE_TIERS=pro:4:100000,free:1:3", "FARM_QUEUE_LEASE_S=2"
 
-/* A worker with `allow_private` and `more` (either may be NULL) in its environment, and
- * `lease` (NULL: FARM_WEBHOOK_LEASE_S=10). */
-static pid_t start_worker_lease(const char *name, const char *allow_private, const char *more,
-                                const char *lease)
+/* A worker with the settings every one here has (2 s timeouts, 10 s leases), then `more`
+ * (NULL-terminated; a setting there overrides the same one before it). */
+static pid_t start_worker_env(const char *name, const char *const more[])
 {
     char log_path[600];
     snprintf(log_path, sizeof(log_path), "%s/%s.log", ts_env("FARM_TEST_TMPDIR"), name);
     char *argv[] = {(char *)ts_env("FARM_TEST_WORKER_BIN"), NULL};
-    char *extra[] = {fake_env,
-                     FARM_ENV,
-                     "FARM_WORKER_METRICS_PORT=0",
-                     "FARM_WEBHOOK_TIMEOUT_S=2",
-                     (char *)(lease ? lease : "FARM_WEBHOOK_LEASE_S=10"),
-                     (char *)(allow_private ? allow_private : more),
-                     (char *)(allow_private ? more : NULL),
-                     NULL};
+    char *extra[32] = {fake_env, FARM_ENV, "FARM_WORKER_METRICS_PORT=0", "FARM_WEBHOOK_TIMEOUT_S=2",
+                       "FARM_WEBHOOK_LEASE_S=10"};
+    size_t n = 0;
+    while (extra[n])
+        n++;
+    for (size_t i = 0; more[i] && n + 1 < sizeof(extra) / sizeof(extra[0]); i++)
+        extra[n++] = (char *)more[i];
     return ts_spawn(argv, extra, log_path);
 }
 
+/* A worker with `allow_private` (NULL: none): strict, or lenient as FARM_WEBHOOK_ALLOW_PRIVATE=1.
+ */
 static pid_t start_worker(const char *name, const char *allow_private)
 {
-    return start_worker_lease(name, allow_private, NULL, NULL);
+    return start_worker_env(name, (const char *[]){allow_private, NULL});
 }
 
 static int setup(void **state)
@@ -84,9 +86,9 @@ static int setup(void **state)
     if (port <= 0 || fake_env[0] == '\0')
         return -1;
     snprintf(hook_base, sizeof(hook_base), "http://127.0.0.1:%d", port);
-    const char *api_extra[] = {FARM_ENV, "FARM_WEBHOOK_ALLOW_PRIVATE=1", NULL};
+    const char *api_extra[] = {FARM_ENV, ALLOW_PRIVATE, NULL};
     api_pid = au_api_start(api_extra);
-    worker_pid = start_worker("worker1", "FARM_WEBHOOK_ALLOW_PRIVATE=1");
+    worker_pid = start_worker("worker1", ALLOW_PRIVATE);
     char user[37];
     tok = au_token(NULL, "pro", NULL, user);
     if (api_pid < 0)
@@ -406,7 +408,8 @@ static void test_retry_starts_the_backoff_again(void **state)
 static void test_a_worker_without_the_file_secret_does_not_start(void **state)
 {
     (void)state;
-    pid_t p = start_worker_lease("worker-no-file-secret", NULL, "FARM_FILE_SECRET=short", NULL);
+    pid_t p =
+        start_worker_env("worker-no-file-secret", (const char *[]){"FARM_FILE_SECRET=short", NULL});
     assert_int_equal(ts_stop(p, 0, 20), 2);
     assert_int_equal(ts_sh("grep -q 'FARM_FILE_SECRET must be set' "
                            "\"$FARM_TEST_TMPDIR/worker-no-file-secret.log\""),
@@ -499,6 +502,49 @@ static void test_many_distinct_ids(void **state)
 }
 
 /*
+ * One customer's receiver hangs with a long backlog of due deliveries: another host's
+ * delivery, due after all of them, still goes at once. A worker claims at most
+ * FARM_WEBHOOK_PER_HOST of one host's deliveries (2 here, of 8 slots), so the hanging host
+ * holds two slots while each attempt times out, not every slot for the minute its backlog
+ * takes to pass through them.
+ */
+static void test_a_hanging_receiver_holds_up_no_other_host(void **state)
+{
+    (void)state;
+    char id[37], q[1024];
+    create("200", "fair-base", NULL, id);
+    json_decref(wait_webhook(id, "delivered", 1, 60));
+    assert_int_equal(ts_stop(worker_pid, SIGTERM, 30), 0);
+    /* 60 image events to the hanging host (`localhost`), oldest first, then one to
+     * `127.0.0.1`: the same receiver, another host. */
+    snprintf(q, sizeof(q),
+             "INSERT INTO webhook_deliveries (id, generation_id, kind, seq, event, url, data, "
+             "next_attempt_at) SELECT gen_random_uuid(), '%s', 'image', s, 'image', "
+             "CASE WHEN s <= 60 THEN 'http://localhost:%s/hook/hang?t=fair-hang' "
+             "ELSE '%s/hook/200?t=fair-ok' END, '{}', now() - make_interval(secs => 100 - s) "
+             "FROM generate_series(1, 61) s",
+             id, strrchr(hook_base, ':') + 1, hook_base);
+    assert_int_equal(sql(q), 0);
+    worker_pid = start_worker_env("worker-fair",
+                                  (const char *[]){ALLOW_PRIVATE, "FARM_WEBHOOK_CONCURRENCY=8",
+                                                   "FARM_WEBHOOK_PER_HOST=2", NULL});
+    double t0 = ts_now();
+    json_decref(wait_received("fair-ok", 1, 60));
+    double waited = ts_now() - t0;
+    json_t *hung = received("fair-hang");
+    size_t n_hung = json_array_size(hung);
+    json_decref(hung);
+    /* Its backlog ends here, so it cannot reach the tests that follow. */
+    assert_int_equal(sql("UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL "
+                         "WHERE url LIKE '%fair-hang'"),
+                     0);
+    /* Before the bound: 2 s timeouts, 2 at a time through 60 rows, about 60 s. */
+    if (waited > 10)
+        fail_msg("the other host's delivery waited %.1f s behind the hanging host", waited);
+    assert_true(n_hung >= 1 && n_hung <= 4); /* two at a time, each 2 s, during that wait */
+}
+
+/*
  * The worker that finishes a generation sends its terminal webhook itself, leased in the
  * finish's transaction: it arrives though that worker's next poll is a minute away. The
  * lease fences it as a claim's does: another worker, polling every 50 ms, does not send
@@ -510,11 +556,12 @@ static void test_finishing_worker_sends_its_own(void **state)
     char id[37];
     assert_int_equal(ts_stop(worker_pid, SIGTERM, 30), 0);
     /* A lease must outlast a request and the poll that records it: 2 s + 60 s + 5 s. */
-    worker_pid = start_worker_lease("worker-slow-poll", "FARM_WEBHOOK_ALLOW_PRIVATE=1",
-                                    "FARM_WEBHOOK_POLL_MS=60000", "FARM_WEBHOOK_LEASE_S=70");
+    worker_pid = start_worker_env("worker-slow-poll",
+                                  (const char *[]){ALLOW_PRIVATE, "FARM_WEBHOOK_POLL_MS=60000",
+                                                   "FARM_WEBHOOK_LEASE_S=70", NULL});
     create("200", "own", NULL, id);
     json_decref(wait_received("own", 1, 30)); /* no poll took it: its poll is 60 s away */
-    pid_t other = start_worker("worker-polling", "FARM_WEBHOOK_ALLOW_PRIVATE=1");
+    pid_t other = start_worker("worker-polling", ALLOW_PRIVATE);
     usleep(3000000); /* 60 polls of the other worker, all within the holder's 70 s lease */
     json_t *got = received("own");
     assert_int_equal(json_array_size(got), 1);
@@ -542,8 +589,8 @@ static void test_finishing_worker_sends_its_own(void **state)
 static void test_a_lease_shorter_than_request_and_poll_is_refused(void **state)
 {
     (void)state;
-    pid_t p = start_worker_lease("worker-short-lease", "FARM_WEBHOOK_ALLOW_PRIVATE=1",
-                                 "FARM_WEBHOOK_POLL_MS=60000", NULL);
+    pid_t p = start_worker_env("worker-short-lease",
+                               (const char *[]){ALLOW_PRIVATE, "FARM_WEBHOOK_POLL_MS=60000", NULL});
     int status = 0;
     pid_t got = 0;
     double end = ts_now() + 20;
@@ -569,7 +616,7 @@ static void test_worker_killed_mid_request(void **state)
     json_decref(wait_received("kill", 1, 60)); /* worker1's request hangs at the receiver */
     kill(worker_pid, SIGKILL);
     ts_stop(worker_pid, SIGKILL, 10);
-    worker_pid = start_worker("worker2", "FARM_WEBHOOK_ALLOW_PRIVATE=1");
+    worker_pid = start_worker("worker2", ALLOW_PRIVATE);
     json_t *g = wait_webhook(id, "delivered", 1, 60); /* after worker1's lease (10 s) ran out */
     json_decref(g);
     json_t *got = received("kill");
@@ -637,6 +684,7 @@ int main(void)
         cmocka_unit_test(test_window_exhausted),
         cmocka_unit_test(test_redis_flushed),
         cmocka_unit_test(test_many_distinct_ids),
+        cmocka_unit_test(test_a_hanging_receiver_holds_up_no_other_host),
         cmocka_unit_test(test_finishing_worker_sends_its_own),
         cmocka_unit_test(test_a_lease_shorter_than_request_and_poll_is_refused),
         cmocka_unit_test(test_worker_killed_mid_request),
