@@ -15,11 +15,22 @@
  * batch holds at most FARM_API_ACCEPT_BATCH_MAX requests; a full one goes at
  * the end of the turn whatever is in flight.
  *
+ * A batch whose answer is lost (store_call_t.outcome_unknown: the
+ * connection dropped after it was sent, or Postgres said nothing past
+ * statement_timeout) may have committed. API.md promises that a 503 charged
+ * nothing, so the farm finds out before answering: store_call_accept_resolve
+ * ends the backend the batch ran on and reads which of its generations
+ * exist, asked again every RESOLVE_RETRY_MS until Postgres answers. A request
+ * whose generation exists was accepted (its callback gets the outcome
+ * "accepted", and it is enqueued as any other); the others committed nothing
+ * and get the batch's failure.
+ *
  * Invariants:
  * - Every request added gets its callback exactly once, never inside
  *   api__accept_add: with its own outcome, or with its batch's failure
  *   (Postgres down, timed out, the store closing), when nothing of the
- *   batch was written.
+ *   request was written. Only when the api stops before a lost batch is
+ *   resolved do its requests get GF_EIO (a 500, which promises nothing).
  * - A batch is off the list before it is sent, and its callbacks run after
  *   the store's call is done with it, so a callback may add requests.
  * - The handles run only while something waits to be sent (no idle spin).
@@ -39,11 +50,17 @@ struct api_accept_batch {
     struct api_accept_batch *next;
     api_t *api;
     store_call_t call;
+    /* resolving a lost batch: */
+    gf_err_t lost;    /* how its call failed */
+    int backend_pid;  /* the backend it ran on */
+    uv_timer_t retry; /* the pause before asking again */
     int n;
     pending_t items[];
 };
 
 typedef struct api_accept_batch batch_t;
+
+#define RESOLVE_RETRY_MS 500
 
 static void send_ready(api_t *api, int all);
 
@@ -84,6 +101,101 @@ static void fail_all(batch_t *b, const gf_err_t *err)
     free(b);
 }
 
+static void resolve(batch_t *b);
+
+static void on_retry_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* Ends a resolved (or abandoned) lost batch: off the list; its timer closes, then it is freed. */
+static void lost_free(batch_t *b)
+{
+    batch_t **pp = &b->api->accept_lost;
+    while (*pp != b)
+        pp = &(*pp)->next;
+    *pp = b->next;
+    store_call_dispose(&b->call);
+    uv_close((uv_handle_t *)&b->retry, on_retry_closed);
+}
+
+/* The api stops before it could learn whether the lost batch `b` committed. */
+static void give_up(batch_t *b)
+{
+    gf_err_t e = {0};
+    gf_err_set(&e, GF_EIO, "api", "the outcome of an accept batch is unknown (%s)", b->lost.msg);
+    for (int i = 0; i < b->n; i++)
+        b->items[i].cb(b->api, &e, NULL, b->items[i].data);
+    lost_free(b);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    resolve(t->data);
+}
+
+static void on_resolved(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
+{
+    (void)st;
+    batch_t *b = data;
+    api_t *api = b->api;
+    gf_log_ctx ctx = {.component = "api", .action = "resolving a lost accept batch"};
+    if (err->code < 0 && api->accept_on) {
+        gf_log_err(GF_LOG_WARN, &ctx, err);
+        store_call_dispose(call);
+        uv_timer_start(&b->retry, on_retry, RESOLVE_RETRY_MS, 0);
+        return;
+    }
+    if (err->code < 0) { /* the api stops */
+        give_up(b);
+        return;
+    }
+    int accepted = 0;
+    for (int i = 0; i < b->n; i++) {
+        if (!call->res.accept_resolve.accepted[i]) {
+            b->items[i].cb(api, &b->lost, NULL, b->items[i].data);
+            continue;
+        }
+        store_accept_outcome_t o = {0};
+        snprintf(o.accept.generation_id, sizeof(o.accept.generation_id), "%s",
+                 b->items[i].item.accept.id);
+        accepted++;
+        b->items[i].cb(api, &o.err, &o, b->items[i].data);
+    }
+    GF_LOG(GF_LOG_WARN, &ctx, "%d of %d accepts had committed", accepted, b->n);
+    lost_free(b);
+}
+
+/* Asks which accepts of the lost batch `b` committed (its call is disposed). */
+static void resolve(batch_t *b)
+{
+    const char *ids[STORE_ACCEPT_BATCH_MAX];
+    for (int i = 0; i < b->n; i++)
+        ids[i] = b->items[i].item.accept.id;
+    gf_err_t err = {0};
+    if (b->api->store != NULL &&
+        store_call_accept_resolve(&b->call, b->backend_pid, ids, (size_t)b->n) == 0 &&
+        store_exec(b->api->store, &b->call, on_resolved, b) == 0)
+        return;
+    err = b->call.err;
+    if (err.code == 0)
+        gf_err_set(&err, GF_ECANCELED, "api", "the store is closed");
+    on_resolved(b->api->store, &err, &b->call, b); /* asks again after a pause, or gives up */
+}
+
+/* The batch's call failed after it was sent: it is kept until its outcome is known. */
+static void lost(batch_t *b, const gf_err_t *err)
+{
+    b->lost = *err;
+    b->backend_pid = b->call.backend_pid;
+    b->next = b->api->accept_lost;
+    b->api->accept_lost = b;
+    store_call_dispose(&b->call);
+    uv_timer_init(b->api->loop, &b->retry);
+    b->retry.data = b;
+    resolve(b);
+}
+
 static void on_batch_done(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
@@ -92,7 +204,10 @@ static void on_batch_done(store_t *st, const gf_err_t *err, store_call_t *call, 
     api->accept_inflight--;
     if (err->code < 0) {
         gf_log_err(GF_LOG_WARN, &(gf_log_ctx){.component = "api", .action = "accepting"}, err);
-        fail_all(b, err);
+        if (call->outcome_unknown)
+            lost(b, err);
+        else
+            fail_all(b, err);
     } else {
         for (int i = 0; i < b->n; i++) {
             const store_accept_outcome_t *o = &call->res.accept_batch.items[i];
@@ -191,6 +306,14 @@ void api__accept_stop(api_t *api)
         return;
     send_ready(api, 1); /* before the store closes: they end with its GF_ECANCELED at worst */
     api->accept_on = 0;
+    /* Lost batches waiting to ask again give up now; one asking ends with the store's close. */
+    for (batch_t *b = api->accept_lost, *next; b; b = next) {
+        next = b->next;
+        if (uv_is_active((uv_handle_t *)&b->retry)) {
+            uv_timer_stop(&b->retry);
+            give_up(b);
+        }
+    }
     uv_close((uv_handle_t *)&api->accept_check, NULL);
     uv_close((uv_handle_t *)&api->accept_idle, NULL);
 }

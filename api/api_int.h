@@ -61,6 +61,7 @@ struct api {
     int requeue_on;
     /* api/accept.c: accepts collected for the next batch, and batches in flight */
     struct api_accept_batch *accept_head, *accept_tail;
+    struct api_accept_batch *accept_lost; /* batches whose answer was lost, being resolved */
     long long accept_inflight;
     uv_check_t accept_check;
     uv_idle_t accept_idle;

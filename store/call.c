@@ -73,6 +73,7 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
     [STORE_OP_IMAGE_DONE_FINISH] = {"SELECT image, outcome, status, webhook::text FROM "
                                     "farm_image_done_finish($1::uuid, $2::bigint, $3::int, "
                                     "$4::jsonb, $5::int)"},
+    [STORE_OP_ACCEPT_RESOLVE] = {"SELECT farm_accept_resolve($1::int, $2::uuid[])"},
 };
 
 /*
@@ -282,6 +283,27 @@ int store_call_accept_batch(store_call_t *c, const store_accept_item_t *items, s
     c->_batch = n;
     json_decref(arr);
     return c->_params[0] ? 0 : GF_EINVAL;
+}
+
+int store_call_accept_resolve(store_call_t *c, int backend_pid, const char *const ids[], size_t n)
+{
+    call_init(c, STORE_OP_ACCEPT_RESOLVE, 2);
+    if (n == 0 || n > STORE_ACCEPT_BATCH_MAX)
+        return GF_EINVAL;
+    if (backend_pid > 0)
+        set_int(c, 0, backend_pid);
+    gf_buf_t b = {0};
+    for (size_t i = 0; i < n; i++) {
+        if (strlen(ids[i]) != 36 || strspn(ids[i], "0123456789abcdefABCDEF-") != 36) {
+            gf_buf_dispose(&b);
+            return GF_EINVAL; /* not a UUID: an array literal's element needs no quoting */
+        }
+        gf_buf_printf(&b, "%s%s", i ? "," : "{", ids[i]);
+    }
+    gf_buf_printf(&b, "}");
+    c->_params[1] = b.p;
+    c->_batch = n;
+    return 0;
 }
 
 void store_call_webhook_claim(store_call_t *c, int limit, int lease_s)

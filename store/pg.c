@@ -15,7 +15,9 @@
  *   answers "nothing happened" for a statement that may still commit. Only
  *   when Postgres says nothing past that timeout (a dead peer) does a backstop
  *   fail it with GF_ETIMEDOUT and drop the connection: the outcome is then
- *   unknown. Either way the callback runs once.
+ *   unknown. Either way the callback runs once. A call that fails on the
+ *   pool's side after it was sent (that, or its connection lost) says so:
+ *   outcome_unknown, with the backend it ran on (store_call_accept_resolve).
  * - No callback runs inside store_exec() or store_ping(): a request that
  *   ends while one of them runs (a connect that fails at once fails every
  *   waiting request) waits on the `done` list, which an idle handle delivers
@@ -56,6 +58,7 @@ struct store_req {
     uv_timer_t timer;
     pg_conn_t *on;
     int backstop; /* on the wire when its timer fired: now waiting for Postgres' verdict */
+    int sent;     /* handed to libpq: a failure from here on leaves its outcome unknown */
     int done;
     int status;            /* of a request waiting on the done list */
     uint64_t submitted_ns; /* uv_hrtime() at submit: its wait for a connection */
@@ -162,8 +165,10 @@ static void req_finish(store_req_t *rq, int status)
         rq->on = NULL;
         pool_gauges(st);
     }
-    if (rq->call && status < 0)
+    if (rq->call && status < 0) {
         gf_err_set(&rq->call->err, status, "store", "%s", why_failed(status)); /* first wins */
+        rq->call->outcome_unknown = rq->sent; /* it may have committed */
+    }
     if (!st->submitting) {
         req_deliver(rq, status);
         return;
@@ -248,6 +253,9 @@ static void conn_send(pg_conn_t *pc, store_req_t *rq)
         return;
     }
     queue_remove(pc->st, rq);
+    rq->sent = 1;
+    if (rq->call)
+        rq->call->backend_pid = PQbackendPID(pc->conn);
     rq->on = pc;
     pc->cur = rq;
     if (pc->st->m_wait) {

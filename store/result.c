@@ -278,6 +278,15 @@ void store__parse_row(store_call_t *c, const store_row_t *row)
     case STORE_OP_RECONCILE_COUNT:
         c->res.reconcile.violations = atoll(v0);
         return;
+    case STORE_OP_ACCEPT_RESOLVE:
+        if (strlen(v0) != c->_batch || strspn(v0, "tf") != c->_batch) {
+            fail(c, GF_EUNAVAIL, "malformed farm_accept_resolve result: %.40s", v0);
+            return;
+        }
+        for (size_t i = 0; i < c->_batch; i++)
+            c->res.accept_resolve.accepted[i] = v0[i] == 't';
+        c->res.accept_resolve.n = c->_batch;
+        return;
     case STORE_OP_STORAGE_DELETED:
         return;
     case STORE_OP_WEBHOOK_RESULT:

@@ -82,6 +82,8 @@ typedef enum {
     STORE_OP_ACCEPT_BATCH,
     /* a generation's last image and its finish in one transaction */
     STORE_OP_IMAGE_DONE_FINISH,
+    /* the outcome of accepts whose answer was lost */
+    STORE_OP_ACCEPT_RESOLVE,
     STORE_OP_COUNT_
 } store_op_t;
 
@@ -117,6 +119,15 @@ typedef struct {
     store_accept_outcome_t *items; /* in the order of the batch's requests */
     size_t n;
 } store_accept_batch_result_t;
+
+/* The most requests of one ACCEPT_BATCH (FARM_API_ACCEPT_BATCH_MAX is at most this). */
+#define STORE_ACCEPT_BATCH_MAX 256
+
+/* ACCEPT_RESOLVE: accepted[i] = 1 when ids[i]'s generation exists (its accept committed). */
+typedef struct {
+    unsigned char accepted[STORE_ACCEPT_BATCH_MAX];
+    size_t n;
+} store_accept_resolve_result_t;
 
 typedef struct {
     int attempts;    /* this start included */
@@ -413,8 +424,13 @@ typedef struct {
     char *_params[STORE_MAX_PARAMS]; /* NULL is SQL NULL */
     int _nparams;
     int _audited;  /* store_call_set_audit: the last STORE_AUDIT_PARAMS params are the row's */
-    size_t _batch; /* ACCEPT_BATCH, WEBHOOK_CLAIM: its number of requests or attempts */
+    size_t _batch; /* ACCEPT_BATCH, WEBHOOK_CLAIM, ACCEPT_RESOLVE: its number of items */
     gf_err_t err;
+    /* Set when the call failed after it was sent (the connection dropped, or Postgres said
+     * nothing past statement_timeout): it may have committed. backend_pid: the Postgres
+     * backend it was sent to (0: unknown), the fence of store_call_accept_resolve. */
+    int outcome_unknown;
+    int backend_pid;
     union {
         store_accept_result_t accept;
         store_start_result_t start;
@@ -439,6 +455,7 @@ typedef struct {
         store_audit_result_t audit;   /* AUDIT and AUDIT_PAGE */
         store_reconcile_result_t reconcile;
         store_accept_batch_result_t accept_batch;
+        store_accept_resolve_result_t accept_resolve;
     } res;
 } store_call_t;
 
@@ -472,9 +489,6 @@ typedef struct {
     size_t n_pose_uploads;
 } store_accept_item_t;
 
-/* The most requests of one ACCEPT_BATCH (FARM_API_ACCEPT_BATCH_MAX is at most this). */
-#define STORE_ACCEPT_BATCH_MAX 256
-
 /*
  * Group-committed accepts (store/sql/farm_accept_generations.sql): `n`
  * requests (1..STORE_ACCEPT_BATCH_MAX; strings are copied) in one statement
@@ -487,6 +501,14 @@ typedef struct {
  * do not run it).
  */
 int store_call_accept_batch(store_call_t *c, const store_accept_item_t *items, size_t n);
+/*
+ * The outcome of accepts whose call failed with outcome_unknown (an ACCEPT_BATCH's): ends
+ * the backend it ran on (`backend_pid`, the failed call's; 0: none known) and waits until
+ * it has, so the transaction is settled for good, then answers for each of the `n`
+ * generation ids (1..STORE_ACCEPT_BATCH_MAX) whether it was accepted
+ * (res.accept_resolve). GF_EINVAL: n out of range (do not run the call).
+ */
+int store_call_accept_resolve(store_call_t *c, int backend_pid, const char *const ids[], size_t n);
 void store_call_start(store_call_t *c, const char *gen_id, long long fence, const char *provider);
 void store_call_provider_request(store_call_t *c, const char *gen_id, long long fence, int index,
                                  const char *request_id);

@@ -1,8 +1,10 @@
 /*
- * tests/support/qt_proxy.c - a TCP proxy to the fixture's Redis, run by
- * a thread, that can make one of its connections deaf: it stays open, and
- * what either side sends is read and dropped. That is a connection which died
- * without a word, the case a reader can only find out by probing.
+ * tests/support/qt_proxy.c - a TCP proxy to one of the fixture's servers
+ * (Redis, Postgres), run by a thread, that can make one of its connections
+ * deaf: it stays open, and what either side sends is read and dropped. That
+ * is a connection which died without a word, the case a reader can only
+ * find out by probing. Or only the server's side: the requests arrive and
+ * are carried out, and their answers are lost.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,7 +24,7 @@ struct qt_proxy {
     int lfd, port;
     int fds[PAIRS][2]; /* client, redis; -1 when closed */
     int n;             /* connections accepted so far (their index) */
-    int deaf[PAIRS];
+    int deaf[PAIRS];   /* 1: drops both ways; 2: drops what comes back only */
     int stop;
     pthread_mutex_t mu;
     pthread_t th;
@@ -103,7 +105,7 @@ static void *run(void *arg)
                 pair_close(p, i);
                 continue;
             }
-            if (p->deaf[i])
+            if (p->deaf[i] == 1 || (p->deaf[i] == 2 && k == 1))
                 continue; /* read and dropped */
             int to = p->fds[i][1 - k];
             for (ssize_t off = 0; to >= 0 && off < got;) {
@@ -157,12 +159,22 @@ int qt_proxy_accepted(qt_proxy_t *p)
     return n;
 }
 
-void qt_proxy_deafen(qt_proxy_t *p, int index)
+static void set_deaf(qt_proxy_t *p, int index, int how)
 {
     pthread_mutex_lock(&p->mu);
     if (index >= 0 && index < PAIRS)
-        p->deaf[index] = 1;
+        p->deaf[index] = how;
     pthread_mutex_unlock(&p->mu);
+}
+
+void qt_proxy_deafen(qt_proxy_t *p, int index)
+{
+    set_deaf(p, index, 1);
+}
+
+void qt_proxy_lose_answers(qt_proxy_t *p, int index)
+{
+    set_deaf(p, index, 2);
 }
 
 void qt_proxy_stop(qt_proxy_t *p)

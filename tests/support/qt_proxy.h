@@ -14,6 +14,8 @@ int qt_proxy_port(const qt_proxy_t *p);
 int qt_proxy_accepted(qt_proxy_t *p);
 /* From now on, connection `index` forwards nothing either way (it stays open). */
 void qt_proxy_deafen(qt_proxy_t *p, int index);
+/* From now on, connection `index` forwards what its client sends and drops every answer. */
+void qt_proxy_lose_answers(qt_proxy_t *p, int index);
 void qt_proxy_stop(qt_proxy_t *p);
 
 #endif

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -490,6 +491,84 @@ static void test_a_batch_reads_only_its_own_accounts(void **state)
     PQfinish(pg);
 }
 
+/*
+ * The outcome of a batch whose answer was lost (store_call_accept_resolve): the backend
+ * that ran it is ended first, so a transaction still open there can no longer commit after
+ * the answer; then each id says whether its generation exists. Here the batch runs on a
+ * connection of the test's own, left open (its transaction still running, as a backend
+ * whose client is gone would be) or committed.
+ */
+static void resolve_after(int commit)
+{
+    char user[37];
+    gf_uuid4(user);
+    req_t reqs[2];
+    req_init(&reqs[0], user, 1, 100);
+    req_init(&reqs[1], user, 1, 100);
+    store_call_t call;
+    store_accept_item_t items[2] = {reqs[0].it, reqs[1].it};
+    assert_int_equal(store_call_accept_batch(&call, items, 1), 0); /* only the first is sent */
+    PGconn *pg = ts_pg_connect();
+    PGresult *r = PQexec(pg, "BEGIN");
+    PQclear(r);
+    const char *params[] = {call._params[0]};
+    r = PQexecParams(pg, "SELECT farm_accept_generations($1::jsonb)", 1, NULL, params, NULL, NULL,
+                     0);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_non_null(strstr(PQgetvalue(r, 0, 0), "accepted"));
+    PQclear(r);
+    store_call_dispose(&call);
+    if (commit) {
+        r = PQexec(pg, "COMMIT");
+        assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+        PQclear(r);
+    }
+    const char *ids[] = {reqs[0].id, reqs[1].id};
+    assert_int_equal(store_call_accept_resolve(&call, PQbackendPID(pg), ids, 2), 0);
+    int rrc = ts_store_run(&call);
+    if (rrc != 0)
+        fail_msg("resolve: %s", call.err.msg);
+    assert_int_equal(call.res.accept_resolve.n, 2);
+    assert_int_equal(call.res.accept_resolve.accepted[0], commit);
+    assert_int_equal(call.res.accept_resolve.accepted[1], 0); /* never sent */
+    store_call_dispose(&call);
+    /* Its backend was ended: the open transaction can never commit now. */
+    r = PQexec(pg, "COMMIT");
+    assert_int_not_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    PQfinish(pg);
+    assert_int_equal(generation_exists(reqs[0].id, user), commit);
+    /* Asked again (its own answer lost): the same, the backend already gone. */
+    assert_int_equal(store_call_accept_resolve(&call, 0, ids, 2), 0);
+    assert_int_equal(ts_store_run(&call), 0);
+    assert_int_equal(call.res.accept_resolve.accepted[0], commit);
+    store_call_dispose(&call);
+}
+
+static void test_a_lost_batch_still_open_is_ended_and_not_accepted(void **state)
+{
+    (void)state;
+    resolve_after(0);
+}
+
+static void test_a_lost_batch_that_committed_is_accepted(void **state)
+{
+    (void)state;
+    resolve_after(1);
+}
+
+/* Ids that are not UUIDs, or none, or too many: refused before anything is sent. */
+static void test_resolve_refuses_what_is_not_a_batch(void **state)
+{
+    (void)state;
+    store_call_t call;
+    const char *bad[] = {"1}, {2"};
+    assert_int_equal(store_call_accept_resolve(&call, 0, bad, 1), GF_EINVAL);
+    store_call_dispose(&call);
+    assert_int_equal(store_call_accept_resolve(&call, 0, bad, 0), GF_EINVAL);
+    store_call_dispose(&call);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -500,6 +579,9 @@ int main(void)
         cmocka_unit_test(test_a_bad_request_among_funded_ones_fails_alone),
         cmocka_unit_test(test_racing_batches_never_overdraw_nor_deadlock),
         cmocka_unit_test(test_a_batch_reads_only_its_own_accounts),
+        cmocka_unit_test(test_a_lost_batch_still_open_is_ended_and_not_accepted),
+        cmocka_unit_test(test_a_lost_batch_that_committed_is_accepted),
+        cmocka_unit_test(test_resolve_refuses_what_is_not_a_batch),
     };
     return cmocka_run_group_tests(tests, ts_store_setup, ts_store_teardown);
 }

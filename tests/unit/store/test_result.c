@@ -108,6 +108,30 @@ static void batch_of(store_call_t *c, size_t n)
     assert_int_equal(store_call_accept_batch(c, items, n), 0);
 }
 
+/* farm_accept_resolve: one 't' or 'f' per id, in order; anything else is malformed. */
+static void test_accept_resolve(void **state)
+{
+    (void)state;
+    store_call_t c;
+    const char *ids[] = {GEN, USR};
+    assert_int_equal(store_call_accept_resolve(&c, 4242, ids, 2), 0);
+    assert_string_equal(c._params[0], "4242");
+    assert_string_equal(c._params[1], "{" GEN "," USR "}");
+    store_row_t row = {{"ft"}};
+    store__parse_row(&c, &row);
+    assert_int_equal(c.err.code, 0);
+    assert_int_equal(c.res.accept_resolve.n, 2);
+    assert_int_equal(c.res.accept_resolve.accepted[0], 0);
+    assert_int_equal(c.res.accept_resolve.accepted[1], 1);
+    store_call_dispose(&c);
+    assert_int_equal(store_call_accept_resolve(&c, 0, ids, 2), 0);
+    assert_null(c._params[0]); /* no backend known: none ended */
+    store_row_t bad = {{"t"}};
+    store__parse_row(&c, &bad);
+    assert_int_equal(c.err.code, GF_EUNAVAIL);
+    store_call_dispose(&c);
+}
+
 static void test_accept_batch_outcomes_are_each_their_own(void **state)
 {
     (void)state;
@@ -823,6 +847,7 @@ int main(void)
         cmocka_unit_test(test_resume),
         cmocka_unit_test(test_lifecycle_results),
         cmocka_unit_test(test_accept_batch_outcomes_are_each_their_own),
+        cmocka_unit_test(test_accept_resolve),
         cmocka_unit_test(test_accept_batch_malformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

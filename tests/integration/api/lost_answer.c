@@ -1,0 +1,150 @@
+/*
+ * tests/integration/api/lost_answer.c - POST /v1/generations when Postgres'
+ * answer to the accept is lost (API.md, 503: "this must be true even when
+ * Postgres answers late: if the outcome is unknown, the farm finds it out
+ * before answering"). A real farm-api whose one Postgres connection goes
+ * through a TCP proxy (tests/support/qt_proxy.c) in front of the fixture's
+ * Postgres: the proxy carries the accept to Postgres and drops its answer
+ * (it committed), or drops the accept itself (nothing happened). Either way
+ * the api hears nothing until its backstop (statement_timeout + 5 s), and
+ * must then answer what happened: 202 with the generation charged once and
+ * queued, or 503 with nothing charged.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api_harness.h"
+#include "qt_proxy.h"
+#include "queue.h"
+#include "support.h"
+
+extern char **environ;
+
+static pid_t api_pid;
+static qt_proxy_t *proxy;
+static gf_config_t *cfg;
+static queue_sync_t *qs;
+
+static const char *AVATAR = "{\"kind\":\"avatar\",\"prompt\":\"a watercolor fox\"}";
+
+static int setup(void **state)
+{
+    (void)state;
+    const char *url = ts_env("FARM_DATABASE_URL"); /* postgresql://farm@127.0.0.1:PORT/farm */
+    const char *colon = strrchr(url, ':');
+    proxy = colon ? qt_proxy_start(atoi(colon + 1)) : NULL;
+    if (proxy == NULL)
+        return -1;
+    static char db_env[160];
+    snprintf(db_env, sizeof(db_env), "FARM_DATABASE_URL=postgresql://farm@127.0.0.1:%d/farm",
+             qt_proxy_port(proxy));
+    /* One connection, so the proxy's connection that carries the accept is known; a call
+     * unanswered for 500 ms is then given Postgres' statement_timeout (500 ms) + 5 s. */
+    static const char *const extra[] = {db_env,
+                                        "FARM_DB_POOL_SIZE=1",
+                                        "FARM_DB_STATEMENT_TIMEOUT_MS=500",
+                                        "FARM_DB_CALL_TIMEOUT_MS=500",
+                                        "FARM_RATE_LIMIT_BURST=1000",
+                                        "FARM_RATE_LIMIT_PER_MIN=100000",
+                                        NULL};
+    api_pid = au_api_start(extra);
+    gf_err_t err = {0};
+    cfg = gf_cfg_load(environ, &err);
+    qs = cfg ? queue_sync_new(cfg, &err) : NULL;
+    return api_pid > 0 && qs ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    int rc = api_pid > 0 ? ts_stop(api_pid, SIGTERM, 10) : -1;
+    qt_proxy_stop(proxy);
+    queue_sync_free(qs);
+    gf_cfg_free(cfg);
+    if (rc != 0)
+        fprintf(stderr, "farm-api exited with %d\n", rc);
+    return rc == 0 ? 0 : -1; /* a crash or a sanitizer report fails the group */
+}
+
+/* The number of the user's generations. */
+static int generations_of(const char *tok)
+{
+    ts_http_t r = au_call("GET", "/v1/generations?limit=100", tok, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    int n = 0;
+    for (const char *p = r.body; (p = strstr(p, "\"id\":\"")) != NULL; p += 6)
+        n++;
+    ts_http_dispose(&r);
+    return n;
+}
+
+/* A user with 100 credits who has spent none, and the proxy's connection the api uses now. */
+static int fresh_user(char **tok)
+{
+    char user[37];
+    *tok = au_token(NULL, "free", NULL, user);
+    assert_int_equal(au_credits_field(*tok, "available"), 100); /* welcome credits */
+    assert_int_equal(generations_of(*tok), 0);
+    int live = qt_proxy_accepted(proxy) - 1; /* one connection at a time: the newest */
+    assert_true(live >= 0);
+    return live;
+}
+
+/* The accept reached Postgres and committed; its answer was lost. */
+static void test_a_committed_accept_whose_answer_is_lost_is_202(void **state)
+{
+    (void)state;
+    char *tok;
+    qt_proxy_lose_answers(proxy, fresh_user(&tok));
+    double t0 = ts_now();
+    ts_http_t r = au_call("POST", "/v1/generations", tok, AVATAR, NULL);
+    double waited = ts_now() - t0;
+    if (r.status != 202)
+        fail_msg("%ld after %.1f s: %s", r.status, waited, r.body);
+    assert_true(waited >= 5); /* the backstop: the api did wait for Postgres' verdict */
+    char id[37];
+    au_id_of(&r, id);
+    assert_null(strstr(r.body, "\"queue_position\":null")); /* enqueued, with its place */
+    ts_http_dispose(&r);
+    /* Charged once, listed, and in the queue for a worker. */
+    assert_int_equal(au_credits_field(tok, "held"), 10);
+    assert_int_equal(au_credits_field(tok, "available"), 90);
+    assert_int_equal(generations_of(tok), 1);
+    queue_result_t res = {0};
+    gf_err_t err = {0};
+    assert_int_equal(queue_sync_position(qs, id, &res, &err), 0);
+    assert_true(res.position >= 0);
+    free(tok);
+}
+
+/* The accept never reached Postgres: nothing happened, and 503 says so. */
+static void test_an_accept_lost_on_its_way_is_503_with_nothing_charged(void **state)
+{
+    (void)state;
+    char *tok;
+    qt_proxy_deafen(proxy, fresh_user(&tok));
+    ts_http_t r = au_call("POST", "/v1/generations", tok, AVATAR, NULL);
+    au_expect_error(&r, 503, "unavailable", NULL);
+    ts_http_dispose(&r);
+    assert_int_equal(au_credits_field(tok, "held"), 0);
+    assert_int_equal(au_credits_field(tok, "available"), 100);
+    assert_int_equal(generations_of(tok), 0);
+    free(tok);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_a_committed_accept_whose_answer_is_lost_is_202),
+        cmocka_unit_test(test_an_accept_lost_on_its_way_is_503_with_nothing_charged),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
