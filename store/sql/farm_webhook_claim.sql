@@ -17,7 +17,8 @@
 -- host it holds p_per_host of is passed over, so a receiver that hangs,
 -- however long its backlog, takes that many of the deliverer's slots and
 -- never holds up another host's deliveries for longer than a poll. The scan
--- reads at most 4 * p_limit due rows of the other hosts, oldest first.
+-- reads (and locks, for the statement) at most 4 * p_limit due rows of the
+-- other hosts, oldest first.
 CREATE OR REPLACE FUNCTION farm_webhook_claim(p_limit int, p_lease_s int, p_results jsonb,
                                               p_per_host int, p_busy jsonb)
 RETURNS jsonb
@@ -34,6 +35,9 @@ BEGIN
     END IF;
     v_full := ARRAY(SELECT b.key FROM jsonb_each_text(coalesce(p_busy, '{}')) b
                     WHERE b.value::int >= p_per_host);
+    -- Locked as scanned (SKIP LOCKED: a concurrent claim's rows are passed
+    -- over, and the scan goes on to others), so what is ranked is this
+    -- claim's to take.
     WITH scan AS (
         SELECT d.id, d.host, d.next_attempt_at FROM webhook_deliveries d
             WHERE d.status = 'pending' AND d.next_attempt_at <= now()
@@ -41,19 +45,16 @@ BEGIN
               AND d.id <> ALL (v_recorded)
               AND (d.host IS NULL OR d.host <> ALL (v_full))
             ORDER BY d.next_attempt_at
-            LIMIT 4 * greatest(p_limit, 0)),
+            LIMIT 4 * greatest(p_limit, 0)
+            FOR UPDATE SKIP LOCKED),
     ranked AS (
         SELECT s.id, s.next_attempt_at,
                row_number() OVER (PARTITION BY s.host ORDER BY s.next_attempt_at) AS nth,
                p_per_host - coalesce((p_busy ->> s.host)::int, 0) AS room
             FROM scan s),
     due AS (
-        SELECT d.id FROM webhook_deliveries d
-            WHERE d.id IN (SELECT r.id FROM ranked r WHERE r.nth <= r.room
-                           ORDER BY r.next_attempt_at LIMIT p_limit)
-              AND d.status = 'pending'
-              AND (d.lease_until IS NULL OR d.lease_until < now())
-            FOR UPDATE SKIP LOCKED),
+        SELECT r.id FROM ranked r WHERE r.nth <= r.room
+            ORDER BY r.next_attempt_at LIMIT p_limit),
     c AS (
         UPDATE webhook_deliveries d SET lease_token = nextval('webhook_lease_seq'),
                 lease_until = now() + make_interval(secs => p_lease_s)

@@ -483,7 +483,8 @@ static void test_webhook_claim_bounds_each_host(void **state)
              "INSERT INTO webhook_deliveries (id, generation_id, kind, seq, event, url, data, "
              "next_attempt_at) SELECT gen_random_uuid(), '%s', 'image', s, 'image', "
              "CASE WHEN s = 6 THEN 'HTTPS://User@Hang.EXAMPLE:8443/x' WHEN s = 7 THEN "
-             "'https://ok.example/hook' ELSE 'https://hang.example/h?' || s END, '{}', "
+             "'https://ok.example/hook' WHEN s = 5 THEN 'https:///hang.example/h5' ELSE "
+             "'https://hang.example/h?' || s END, '{}', "
              "now() - make_interval(secs => 100 - s) FROM generate_series(1, 7) s",
              gen);
     PGconn *pg = ts_pg_connect();
