@@ -222,6 +222,9 @@ gf_http_req_t *httpd__req_new(httpd_conn_t *c);
 void httpd__req_free(gf_http_req_t *r);
 void httpd__req_ensure_id(gf_http_req_t *r);
 char *httpd__pct_decode(const char *s, size_t n, int plus_space);
+/* Splits r->query_raw into r->query, once. < 0 when a parameter has no name, an escape that
+ * is not %XX, or one that decodes to a NUL: it could not be read as sent. */
+int httpd__query_parse(gf_http_req_t *r);
 /*
  * A request that no connection carries, answered to `sink`: the caller adds
  * its headers (httpd__kv_add to r->headers, lower-case names) and body

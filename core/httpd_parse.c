@@ -123,6 +123,10 @@ static int on_headers_complete(http_parser *p)
             *s = (char)tolower((unsigned char)*s);
     if (httpd__split_url(r) < 0)
         return refuse(r, 400, "invalid_request", "malformed request target");
+    if (httpd__query_parse(r) < 0)
+        return refuse(r, 400, "invalid_request",
+                      "malformed query string: a parameter without a name, a % not followed by "
+                      "two hex digits, or one that decodes to NUL");
     int method_allowed;
     r->route = httpd__route_match(c->h, r, &method_allowed);
     r->method_not_allowed = !method_allowed;

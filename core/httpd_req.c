@@ -523,25 +523,47 @@ const char *gf_http_req_header(const gf_http_req_t *r, const char *name)
     return kv_get(&r->headers, name);
 }
 
-/* Splits the query into r->query, once, when a parameter is first asked for. */
-static void query_parse(const gf_http_req_t *r)
+/* Whether s[0..n) escapes well: every '%' is followed by two hex digits. */
+static int pct_well_formed(const char *s, size_t n)
 {
-    gf_http_req_t *w = (gf_http_req_t *)r;
-    if (!w->query_parsed && w->query_raw) {
-        w->query_parsed = 1;
-        for (const char *p = w->query_raw; *p;) {
-            size_t n = strcspn(p, "&");
-            const char *eq = memchr(p, '=', n);
-            size_t kn = eq ? (size_t)(eq - p) : n;
-            char *k = httpd__pct_decode(p, kn, 1);
+    for (const char *p = memchr(s, '%', n); p; p = memchr(p + 3, '%', (size_t)(s + n - p - 3)))
+        if ((size_t)(p - s) + 2 >= n || !isxdigit((unsigned char)p[1]) ||
+            !isxdigit((unsigned char)p[2]))
+            return 0;
+    return 1;
+}
+
+int httpd__query_parse(gf_http_req_t *r)
+{
+    if (r->query_parsed || r->query_raw == NULL)
+        return 0;
+    r->query_parsed = 1;
+    for (const char *p = r->query_raw; *p;) {
+        size_t n = strcspn(p, "&");
+        const char *eq = memchr(p, '=', n);
+        size_t kn = eq ? (size_t)(eq - p) : n;
+        if (n > 0) { /* an empty one ("a=1&&b=2", a last '&') names nothing */
+            char *k = kn > 0 && pct_well_formed(p, n) ? httpd__pct_decode(p, kn, 1) : NULL;
             char *v = eq ? httpd__pct_decode(eq + 1, n - kn - 1, 1) : gf_xstrdup("");
-            if (k && v && kn > 0)
-                httpd__kv_add(&w->query, k, strlen(k), v, strlen(v));
+            if (k == NULL || v == NULL) {
+                free(k);
+                free(v);
+                return -1;
+            }
+            httpd__kv_add(&r->query, k, strlen(k), v, strlen(v));
             free(k);
             free(v);
-            p += n + (p[n] == '&');
         }
+        p += n + (p[n] == '&');
     }
+    return 0;
+}
+
+/* Splits the query into r->query, once, when a parameter is first asked for (a request
+ * whose query does not parse was refused before its route saw it). */
+static void query_parse(const gf_http_req_t *r)
+{
+    (void)httpd__query_parse((gf_http_req_t *)r);
 }
 
 const char *gf_http_req_query(const gf_http_req_t *r, const char *name)

@@ -43,6 +43,32 @@ static void test_route_sees_decoded_params_query_and_headers(void **state)
     cresp_dispose(&r);
 }
 
+/*
+ * A query string that cannot be read as sent is refused, 400, before any route sees it: a
+ * parameter without a name, a '%' without two hex digits, or one that decodes to NUL (which
+ * a route would otherwise never see, acting as if the parameter was not sent). Empty
+ * parameters name nothing and are fine; "%25" is a '%'.
+ */
+static void test_a_query_that_cannot_be_read_as_sent_is_refused(void **state)
+{
+    srv_t *srv = *state;
+    static const char *const bad[] = {
+        "/echo/1?q=a%00b", "/echo/1?=x", "/echo/1?q=%zz", "/echo/1?q=1%2", "/echo/1?%00=1",
+        "/echo/1?q=1&=",   NULL};
+    cresp_t r;
+    for (int i = 0; bad[i]; i++) {
+        long status = curl_get(srv, bad[i], NULL, &r);
+        if (status != 400)
+            fail_msg("%s: %ld %s", bad[i], status, r.body.p);
+        assert_json_error(r.body.p, r.body.len, "invalid_request");
+        assert_non_null(strstr(r.body.p, "malformed query string"));
+        cresp_dispose(&r);
+    }
+    assert_int_equal(curl_get(srv, "/echo/1?&other=1&&q=100%25&", NULL, &r), 200);
+    assert_non_null(strstr(r.body.p, "q=100%\n"));
+    cresp_dispose(&r);
+}
+
 static void test_unknown_path_is_404_and_wrong_method_405_in_json(void **state)
 {
     srv_t *srv = *state;
@@ -598,6 +624,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_route_sees_decoded_params_query_and_headers, srv_setup,
                                         srv_teardown),
+        cmocka_unit_test_setup_teardown(test_a_query_that_cannot_be_read_as_sent_is_refused,
+                                        srv_setup, srv_teardown),
         cmocka_unit_test_setup_teardown(test_unknown_path_is_404_and_wrong_method_405_in_json,
                                         srv_setup, srv_teardown),
         cmocka_unit_test_setup_teardown(test_keep_alive_reuses_one_connection, srv_setup,
