@@ -51,9 +51,9 @@ struct api_accept_batch {
     api_t *api;
     store_call_t call;
     /* resolving a lost batch: */
-    gf_err_t lost;    /* how its call failed */
-    int backend_pid;  /* the backend it ran on */
-    uv_timer_t retry; /* the pause before asking again */
+    gf_err_t lost;           /* how its call failed */
+    store_backend_t backend; /* the backend it ran on */
+    uv_timer_t retry;        /* the pause before asking again */
     int n;
     pending_t items[];
 };
@@ -174,7 +174,7 @@ static void resolve(batch_t *b)
         ids[i] = b->items[i].item.accept.id;
     gf_err_t err = {0};
     if (b->api->store != NULL &&
-        store_call_accept_resolve(&b->call, b->backend_pid, ids, (size_t)b->n) == 0 &&
+        store_call_accept_resolve(&b->call, &b->backend, ids, (size_t)b->n) == 0 &&
         store_exec(b->api->store, &b->call, on_resolved, b) == 0)
         return;
     err = b->call.err;
@@ -187,7 +187,7 @@ static void resolve(batch_t *b)
 static void lost(batch_t *b, const gf_err_t *err)
 {
     b->lost = *err;
-    b->backend_pid = b->call.backend_pid;
+    b->backend = b->call.backend;
     b->next = b->api->accept_lost;
     b->api->accept_lost = b;
     store_call_dispose(&b->call);

@@ -73,7 +73,7 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
     [STORE_OP_IMAGE_DONE_FINISH] = {"SELECT image, outcome, status, webhook::text FROM "
                                     "farm_image_done_finish($1::uuid, $2::bigint, $3::int, "
                                     "$4::jsonb, $5::int)"},
-    [STORE_OP_ACCEPT_RESOLVE] = {"SELECT farm_accept_resolve($1::int, $2::uuid[])"},
+    [STORE_OP_ACCEPT_RESOLVE] = {"SELECT farm_accept_resolve($1::int, $2::text, $3::uuid[])"},
 };
 
 /*
@@ -140,13 +140,14 @@ void store__pg_message(char *buf, size_t n, const char *msg)
     buf[strcspn(buf, "\r\n")] = '\0';
 }
 
-PGconn *store__connect_start(const char *url, long long statement_timeout_ms, int async)
+PGconn *store__connect_start(const char *url, long long statement_timeout_ms, const char *app,
+                             int async)
 {
     char options[64];
     snprintf(options, sizeof(options), "-c statement_timeout=%lld", statement_timeout_ms);
     /* expand_dbname: the URL's own fields apply, then these options. */
     const char *keys[] = {"dbname", "options", "connect_timeout", "application_name", NULL};
-    const char *vals[] = {url, options, "5", "genfarm", NULL};
+    const char *vals[] = {url, options, "5", app, NULL};
     return async ? PQconnectStartParams(keys, vals, 1) : PQconnectdbParams(keys, vals, 1);
 }
 
@@ -285,13 +286,16 @@ int store_call_accept_batch(store_call_t *c, const store_accept_item_t *items, s
     return c->_params[0] ? 0 : GF_EINVAL;
 }
 
-int store_call_accept_resolve(store_call_t *c, int backend_pid, const char *const ids[], size_t n)
+int store_call_accept_resolve(store_call_t *c, const store_backend_t *backend,
+                              const char *const ids[], size_t n)
 {
-    call_init(c, STORE_OP_ACCEPT_RESOLVE, 2);
+    call_init(c, STORE_OP_ACCEPT_RESOLVE, 3);
     if (n == 0 || n > STORE_ACCEPT_BATCH_MAX)
         return GF_EINVAL;
-    if (backend_pid > 0)
-        set_int(c, 0, backend_pid);
+    if (backend->pid > 0 && backend->app[0]) {
+        set_int(c, 0, backend->pid);
+        set_str(c, 1, backend->app);
+    }
     gf_buf_t b = {0};
     for (size_t i = 0; i < n; i++) {
         if (strlen(ids[i]) != 36 || strspn(ids[i], "0123456789abcdefABCDEF-") != 36) {
@@ -301,7 +305,7 @@ int store_call_accept_resolve(store_call_t *c, int backend_pid, const char *cons
         gf_buf_printf(&b, "%s%s", i ? "," : "{", ids[i]);
     }
     gf_buf_printf(&b, "}");
-    c->_params[1] = b.p;
+    c->_params[2] = b.p;
     c->_batch = n;
     return 0;
 }
@@ -710,7 +714,7 @@ struct store_conn {
 static int conn_open(store_conn_t *sc, gf_err_t *err)
 {
     char msg[200];
-    sc->conn = store__connect_start(sc->url, 60000, 0);
+    sc->conn = store__connect_start(sc->url, 60000, "genfarm", 0);
     if (PQstatus(sc->conn) != CONNECTION_OK)
         goto fail;
     PGresult *res = PQexec(sc->conn, store__prepare_sql());

@@ -25,6 +25,7 @@
  * - The store is freed only after every poll, timer and idle handle has closed.
  */
 #include "store_int.h"
+#include "ids.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +45,8 @@ typedef struct {
     uv_poll_t *poll;
     int poll_fd;
     store_req_t *cur;
-    int failed; /* the statement of `cur` failed: keep its first error */
+    int failed;   /* the statement of `cur` failed: keep its first error */
+    char app[48]; /* its application_name, new at each connect (store_backend_t) */
 } pg_conn_t;
 
 struct store_req {
@@ -254,8 +256,10 @@ static void conn_send(pg_conn_t *pc, store_req_t *rq)
     }
     queue_remove(pc->st, rq);
     rq->sent = 1;
-    if (rq->call)
-        rq->call->backend_pid = PQbackendPID(pc->conn);
+    if (rq->call) {
+        rq->call->backend.pid = PQbackendPID(pc->conn);
+        memcpy(rq->call->backend.app, pc->app, sizeof(pc->app));
+    }
     rq->on = pc;
     pc->cur = rq;
     if (pc->st->m_wait) {
@@ -315,8 +319,11 @@ static void on_pg_notice(void *arg, const PGresult *res)
 
 static void conn_connect(pg_conn_t *pc)
 {
-    pc->conn =
-        store__connect_start(pc->st->cfg->database_url, pc->st->cfg->db_statement_timeout_ms, 1);
+    char id[37];
+    gf_uuid4(id);
+    snprintf(pc->app, sizeof(pc->app), "genfarm %s", id);
+    pc->conn = store__connect_start(pc->st->cfg->database_url, pc->st->cfg->db_statement_timeout_ms,
+                                    pc->app, 1);
     if (pc->conn == NULL || PQstatus(pc->conn) == CONNECTION_BAD) {
         char why[240], m[200] = "out of memory";
         if (pc->conn != NULL)

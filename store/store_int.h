@@ -57,6 +57,7 @@ int store__sqlstate_code(const char *sqlstate);
 void store__pg_message(char *buf, size_t n, const char *msg);
 
 /* The connection string options every connection sets (statement timeout). */
-PGconn *store__connect_start(const char *url, long long statement_timeout_ms, int async);
+PGconn *store__connect_start(const char *url, long long statement_timeout_ms, const char *app,
+                             int async);
 
 #endif

@@ -123,6 +123,14 @@ typedef struct {
 /* The most requests of one ACCEPT_BATCH (FARM_API_ACCEPT_BATCH_MAX is at most this). */
 #define STORE_ACCEPT_BATCH_MAX 256
 
+/* A Postgres backend a connection of the pool talks to: its pid, and the application_name
+ * the connection gave it, unique to that connection (so a pid that a restarted Postgres
+ * gave another process names nothing). */
+typedef struct {
+    int pid;
+    char app[48];
+} store_backend_t;
+
 /* ACCEPT_RESOLVE: accepted[i] = 1 when ids[i]'s generation exists (its accept committed). */
 typedef struct {
     unsigned char accepted[STORE_ACCEPT_BATCH_MAX];
@@ -427,10 +435,10 @@ typedef struct {
     size_t _batch; /* ACCEPT_BATCH, WEBHOOK_CLAIM, ACCEPT_RESOLVE: its number of items */
     gf_err_t err;
     /* Set when the call failed after it was sent (the connection dropped, or Postgres said
-     * nothing past statement_timeout): it may have committed. backend_pid: the Postgres
-     * backend it was sent to (0: unknown), the fence of store_call_accept_resolve. */
+     * nothing past statement_timeout): it may have committed. `backend`: the Postgres
+     * backend it was sent to, the fence of store_call_accept_resolve. */
     int outcome_unknown;
-    int backend_pid;
+    store_backend_t backend;
     union {
         store_accept_result_t accept;
         store_start_result_t start;
@@ -503,12 +511,13 @@ typedef struct {
 int store_call_accept_batch(store_call_t *c, const store_accept_item_t *items, size_t n);
 /*
  * The outcome of accepts whose call failed with outcome_unknown (an ACCEPT_BATCH's): ends
- * the backend it ran on (`backend_pid`, the failed call's; 0: none known) and waits until
+ * the backend it ran on (`backend`, the failed call's; pid 0: none known) and waits until
  * it has, so the transaction is settled for good, then answers for each of the `n`
  * generation ids (1..STORE_ACCEPT_BATCH_MAX) whether it was accepted
  * (res.accept_resolve). GF_EINVAL: n out of range (do not run the call).
  */
-int store_call_accept_resolve(store_call_t *c, int backend_pid, const char *const ids[], size_t n);
+int store_call_accept_resolve(store_call_t *c, const store_backend_t *backend,
+                              const char *const ids[], size_t n);
 void store_call_start(store_call_t *c, const char *gen_id, long long fence, const char *provider);
 void store_call_provider_request(store_call_t *c, const char *gen_id, long long fence, int index,
                                  const char *request_id);

@@ -496,9 +496,11 @@ static void test_a_batch_reads_only_its_own_accounts(void **state)
  * that ran it is ended first, so a transaction still open there can no longer commit after
  * the answer; then each id says whether its generation exists. Here the batch runs on a
  * connection of the test's own, left open (its transaction still running, as a backend
- * whose client is gone would be) or committed.
+ * whose client is gone would be) or committed. `named`: the backend is named by its pid
+ * and its application_name; else by its pid only, as after a restart of Postgres that gave
+ * the pid to another process: that one is left alone.
  */
-static void resolve_after(int commit)
+static void resolve_after(int commit, int named)
 {
     char user[37];
     gf_uuid4(user);
@@ -509,7 +511,7 @@ static void resolve_after(int commit)
     store_accept_item_t items[2] = {reqs[0].it, reqs[1].it};
     assert_int_equal(store_call_accept_batch(&call, items, 1), 0); /* only the first is sent */
     PGconn *pg = ts_pg_connect();
-    PGresult *r = PQexec(pg, "BEGIN");
+    PGresult *r = PQexec(pg, "SET application_name = 'genfarm lost-batch'; BEGIN");
     PQclear(r);
     const char *params[] = {call._params[0]};
     r = PQexecParams(pg, "SELECT farm_accept_generations($1::jsonb)", 1, NULL, params, NULL, NULL,
@@ -523,38 +525,46 @@ static void resolve_after(int commit)
         assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
         PQclear(r);
     }
+    store_backend_t be = {.pid = PQbackendPID(pg)};
+    snprintf(be.app, sizeof(be.app), "%s", named ? "genfarm lost-batch" : "genfarm another");
     const char *ids[] = {reqs[0].id, reqs[1].id};
-    assert_int_equal(store_call_accept_resolve(&call, PQbackendPID(pg), ids, 2), 0);
-    int rrc = ts_store_run(&call);
-    if (rrc != 0)
+    assert_int_equal(store_call_accept_resolve(&call, &be, ids, 2), 0);
+    int rc = ts_store_run(&call);
+    if (rc != 0)
         fail_msg("resolve: %s", call.err.msg);
     assert_int_equal(call.res.accept_resolve.n, 2);
     assert_int_equal(call.res.accept_resolve.accepted[0], commit);
     assert_int_equal(call.res.accept_resolve.accepted[1], 0); /* never sent */
     store_call_dispose(&call);
-    /* Its backend was ended: the open transaction can never commit now. */
+    /* Ended when named: the open transaction can never commit now. Else untouched. */
     r = PQexec(pg, "COMMIT");
-    assert_int_not_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    assert_int_equal(PQresultStatus(r) == PGRES_COMMAND_OK, !named);
     PQclear(r);
     PQfinish(pg);
-    assert_int_equal(generation_exists(reqs[0].id, user), commit);
-    /* Asked again (its own answer lost): the same, the backend already gone. */
-    assert_int_equal(store_call_accept_resolve(&call, 0, ids, 2), 0);
+    assert_int_equal(generation_exists(reqs[0].id, user), commit || !named);
+    /* Asked again (its own answer lost): what is there now, the backend gone. */
+    assert_int_equal(store_call_accept_resolve(&call, &be, ids, 2), 0);
     assert_int_equal(ts_store_run(&call), 0);
-    assert_int_equal(call.res.accept_resolve.accepted[0], commit);
+    assert_int_equal(call.res.accept_resolve.accepted[0], commit || !named);
     store_call_dispose(&call);
 }
 
 static void test_a_lost_batch_still_open_is_ended_and_not_accepted(void **state)
 {
     (void)state;
-    resolve_after(0);
+    resolve_after(0, 1);
 }
 
 static void test_a_lost_batch_that_committed_is_accepted(void **state)
 {
     (void)state;
-    resolve_after(1);
+    resolve_after(1, 1);
+}
+
+static void test_a_pid_that_names_another_backend_is_left_alone(void **state)
+{
+    (void)state;
+    resolve_after(0, 0);
 }
 
 /* Ids that are not UUIDs, or none, or too many: refused before anything is sent. */
@@ -563,9 +573,10 @@ static void test_resolve_refuses_what_is_not_a_batch(void **state)
     (void)state;
     store_call_t call;
     const char *bad[] = {"1}, {2"};
-    assert_int_equal(store_call_accept_resolve(&call, 0, bad, 1), GF_EINVAL);
+    store_backend_t none = {0};
+    assert_int_equal(store_call_accept_resolve(&call, &none, bad, 1), GF_EINVAL);
     store_call_dispose(&call);
-    assert_int_equal(store_call_accept_resolve(&call, 0, bad, 0), GF_EINVAL);
+    assert_int_equal(store_call_accept_resolve(&call, &none, bad, 0), GF_EINVAL);
     store_call_dispose(&call);
 }
 
@@ -581,6 +592,7 @@ int main(void)
         cmocka_unit_test(test_a_batch_reads_only_its_own_accounts),
         cmocka_unit_test(test_a_lost_batch_still_open_is_ended_and_not_accepted),
         cmocka_unit_test(test_a_lost_batch_that_committed_is_accepted),
+        cmocka_unit_test(test_a_pid_that_names_another_backend_is_left_alone),
         cmocka_unit_test(test_resolve_refuses_what_is_not_a_batch),
     };
     return cmocka_run_group_tests(tests, ts_store_setup, ts_store_teardown);

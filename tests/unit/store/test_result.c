@@ -114,9 +114,11 @@ static void test_accept_resolve(void **state)
     (void)state;
     store_call_t c;
     const char *ids[] = {GEN, USR};
-    assert_int_equal(store_call_accept_resolve(&c, 4242, ids, 2), 0);
+    store_backend_t be = {.pid = 4242, .app = "genfarm x"};
+    assert_int_equal(store_call_accept_resolve(&c, &be, ids, 2), 0);
     assert_string_equal(c._params[0], "4242");
-    assert_string_equal(c._params[1], "{" GEN "," USR "}");
+    assert_string_equal(c._params[1], "genfarm x");
+    assert_string_equal(c._params[2], "{" GEN "," USR "}");
     store_row_t row = {{"ft"}};
     store__parse_row(&c, &row);
     assert_int_equal(c.err.code, 0);
@@ -124,8 +126,9 @@ static void test_accept_resolve(void **state)
     assert_int_equal(c.res.accept_resolve.accepted[0], 0);
     assert_int_equal(c.res.accept_resolve.accepted[1], 1);
     store_call_dispose(&c);
-    assert_int_equal(store_call_accept_resolve(&c, 0, ids, 2), 0);
+    assert_int_equal(store_call_accept_resolve(&c, &(store_backend_t){0}, ids, 2), 0);
     assert_null(c._params[0]); /* no backend known: none ended */
+    assert_null(c._params[1]);
     store_row_t bad = {{"t"}};
     store__parse_row(&c, &bad);
     assert_int_equal(c.err.code, GF_EUNAVAIL);
