@@ -70,6 +70,10 @@ struct api {
     struct api_token_cache *tokens; /* api/token_cache.c: verified bearer tokens */
 };
 
+/* The 429 of a user at the active generations cap (api/gate.c, api/generations.c). */
+#define API_TOO_MANY_ACTIVE_MSG   "too many queued and running generations; wait for one to finish"
+#define API_TOO_MANY_ACTIVE_RETRY "10"
+
 /*
  * api/accept.c: group-committed accepts. The outcome of one request: `err`
  * is its own (out: its outcome) or its batch's failure (out NULL: nothing of
@@ -133,6 +137,8 @@ int api__auth(api_t *api, gf_http_req_t *req, api_principal_t *p, int allow_quer
 void api__gate_install(api_t *api);
 /* The caller the gate authenticated for this request, or NULL. */
 const api_principal_t *api__gate_principal(const gf_http_req_t *req);
+/* POST /v1/generations: 1 when the gate found the caller at the active generations cap. */
+int api__gate_at_cap(const gf_http_req_t *req);
 
 /*
  * Answers 429 rate_limited for an upload over the caller's quota (`over`:

@@ -60,6 +60,7 @@ typedef struct {
     api_principal_t who;
     size_t upload_reserved;
     int upload_counted;
+    long long at_cap; /* POST /v1/generations: the tier's cap when the user was at it, else 0 */
 } gate_user_t;
 
 /* One check in flight (while Redis answers the rate limit). */
@@ -98,6 +99,12 @@ const api_principal_t *api__gate_principal(const gf_http_req_t *req)
 {
     const gate_user_t *u = gf_http_req_user(req);
     return u ? &u->who : NULL;
+}
+
+int api__gate_at_cap(const gf_http_req_t *req)
+{
+    const gate_user_t *u = gf_http_req_user(req);
+    return u && u->at_cap > 0;
 }
 
 /* The media type without its parameters, compared case-insensitively. */
@@ -333,6 +340,8 @@ static void on_limited(queue_t *q, const gf_err_t *err, const queue_result_t *re
     (void)q;
     gate_check_t *g = data;
     if (err->code == GF_OK) {
+        if (g->user)
+            g->user->at_cap = res->limit; /* the accept refuses what it would write */
         char v[32];
         long long per_min = 0, burst = 0;
         int action = g->user ? g->rule->action : GF_RL_ANONYMOUS;
@@ -372,7 +381,18 @@ static void gate_limit(gate_check_t *g)
         snprintf(key, sizeof(key), "%s:%s", g->user->who.sub, gf_rl_action_names[action]);
     else
         snprintf(key, sizeof(key), "ip:%s", gf_http_req_peer(g->req));
-    if (queue_ratelimit(api->queue, key, (long)per_min, (long)burst, on_limited, g) < 0)
+    /* POST /v1/generations also asks whether the user is at the active cap: then its
+     * accept refuses, with 429, what it would otherwise write only for the enqueue to
+     * refuse it (a replay, a conflict, a 402 or a 404 are answered as ever). Two at once
+     * may both pass the check: the enqueue refuses the second, as before. */
+    const char *cap_user = NULL, *cap_tier = NULL;
+    if (g->user && g->rule->action == GF_RL_GENERATIONS && strcmp(g->rule->method, "POST") == 0 &&
+        strcmp(g->rule->pattern, "/v1/generations") == 0) {
+        cap_user = g->user->who.sub;
+        cap_tier = queue_tier_of(api->cfg, g->user->who.plan);
+    }
+    if (queue_ratelimit(api->queue, key, (long)per_min, (long)burst, cap_user, cap_tier, on_limited,
+                        g) < 0)
         gate_decide(g);
 }
 

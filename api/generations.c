@@ -6,9 +6,11 @@
  * references' check, the idempotency key and the hold -> enqueue in Redis.
  * When the enqueue fails after the hold committed, the answer is still 202:
  * the generation is accepted, its credits are held, and the sweeper
- * enqueues it (docs/api.md). When the queue refuses it (the user's active
- * cap), the generation is finished as canceled, releasing the hold, and the
- * answer is 429 too_many_active.
+ * enqueues it (docs/api.md). A user already at the active cap (the gate asks
+ * the queue with the rate limit: api/gate.c) is refused 429 too_many_active by
+ * the accept itself, which writes nothing then; when the queue refuses one
+ * that got past that check (two at once), the generation is finished as
+ * canceled, releasing the hold, and the answer is the same 429.
  */
 #include "api_int.h"
 #include "validate.h"
@@ -73,9 +75,8 @@ static void on_released(store_t *st, const gf_err_t *err, store_call_t *call, vo
     gen_ctx_t *c = data;
     if (err->code < 0)
         gf_log_err(GF_LOG_ERROR, &(gf_log_ctx){.component = "api"}, err);
-    gf_http_set_header(c->r.req, "Retry-After", "10");
-    api__error(c->r.req, 429, "too_many_active",
-               "too many queued and running generations; wait for one to finish", NULL);
+    gf_http_set_header(c->r.req, "Retry-After", API_TOO_MANY_ACTIVE_RETRY);
+    api__error(c->r.req, 429, "too_many_active", API_TOO_MANY_ACTIVE_MSG, NULL);
     ctx_free(c);
 }
 
@@ -160,6 +161,11 @@ static void on_accepted(api_t *api, const gf_err_t *err, const store_accept_outc
                    "this Idempotency-Key was used with a different body", NULL);
         ctx_free(c);
         return;
+    case GF_ETOOBIG: /* at the active cap (api/gate.c): nothing was written */
+        gf_http_set_header(c->r.req, "Retry-After", API_TOO_MANY_ACTIVE_RETRY);
+        api__error(c->r.req, 429, "too_many_active", API_TOO_MANY_ACTIVE_MSG, NULL);
+        ctx_free(c);
+        return;
     default:
         api__fail(c->r.req, err->code, err);
         ctx_free(c);
@@ -225,7 +231,8 @@ static void gen_accept(gen_ctx_t *c)
                                   p->identity_generation[0] ? p->identity_generation : NULL,
                               .identity_index = p->identity_index,
                               .pose_uploads = c->pose_uploads,
-                              .n_pose_uploads = nposes};
+                              .n_pose_uploads = nposes,
+                              .at_cap = api__gate_at_cap(c->r.req)};
     int rc = api__accept_add(api, &it, on_accepted, c);
     if (rc < 0) {
         api__fail(c->r.req, rc, NULL);

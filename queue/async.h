@@ -45,7 +45,7 @@ struct queue__conn {
 
 /* batch.c: the enqueues, finishes or rate limits of one loop iteration, sent as one call. */
 #define QUEUE_BATCH_MAX   64 /* calls per FCALL */
-#define QUEUE_BATCH_ARITY 5  /* the most arguments per call (enqueue 5, finish 5, ratelimit 3) */
+#define QUEUE_BATCH_ARITY 5  /* the most arguments per call (enqueue 5, finish 5, ratelimit 5) */
 /* One call waiting in a batch: whom to tell. */
 typedef struct {
     queue_result_cb cb;

@@ -161,7 +161,7 @@ void queue__batch_init(queue_t *q)
     q->batch[QUEUE_BATCH_FINISH].arity = 5;
     q->batch[QUEUE_BATCH_RATELIMIT].script = QS_RATELIMIT;
     q->batch[QUEUE_BATCH_RATELIMIT].parse = queue__parse_ratelimit;
-    q->batch[QUEUE_BATCH_RATELIMIT].arity = 3;
+    q->batch[QUEUE_BATCH_RATELIMIT].arity = 5;
     uv_prepare_init(q->loop, &q->flusher);
     q->flusher.data = q;
     uv_unref((uv_handle_t *)&q->flusher);

@@ -335,16 +335,18 @@ int queue_position(queue_t *q, const char *gen_id, queue_result_cb cb, void *dat
     return queue__op_send(q, &cmd, op_timeout(q), handle_position, (void *)cb, data, NULL);
 }
 
-int queue_ratelimit(queue_t *q, const char *user_id, long per_minute, long burst,
-                    queue_result_cb cb, void *data)
+int queue_ratelimit(queue_t *q, const char *bucket, long per_minute, long burst,
+                    const char *cap_user, const char *cap_tier, queue_result_cb cb, void *data)
 {
-    if (per_minute < 1 || burst < 1)
+    if (per_minute < 1 || burst < 1 || (cap_user && cap_tier == NULL))
         return GF_EINVAL;
     queue__cmd_t cmd;
     queue__cmd_script(&cmd, &q->conf, QS_RATELIMIT);
-    queue__cmd_str(&cmd, user_id);
+    queue__cmd_str(&cmd, bucket);
     queue__cmd_int(&cmd, per_minute);
     queue__cmd_int(&cmd, burst);
+    queue__cmd_str(&cmd, cap_user ? cap_user : "");
+    queue__cmd_str(&cmd, cap_user ? cap_tier : "");
     return queue__batch_add(q, QUEUE_BATCH_RATELIMIT, &cmd, cb, data);
 }
 

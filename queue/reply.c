@@ -289,9 +289,10 @@ int queue__parse_position(const redisReply *r, queue_result_t *res, gf_err_t *er
 int queue__parse_ratelimit(const redisReply *r, queue_result_t *res, gf_err_t *err)
 {
     memset(res, 0, sizeof(*res));
-    if (!is_arr(r, 3))
+    if (!is_arr(r, 4))
         return BAD_REPLY(err, "ratelimit");
     res->created = num(r->element[0]) == 1;
+    res->limit = num(r->element[3]);
     res->position = num(r->element[1]);
     res->retry_in_ms = num(r->element[2]);
     return 0;

@@ -253,6 +253,8 @@ static json_t *accept_item_json(const store_accept_item_t *it)
         rc |= v ? json_array_append_new(poses, v) : -1;
     }
     rc |= json_object_set_new_nocheck(o, "poses", poses);
+    if (it->at_cap)
+        rc |= json_object_set_new_nocheck(o, "at_cap", json_true());
     if (rc != 0) {
         json_decref(o);
         return NULL;

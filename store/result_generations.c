@@ -254,6 +254,10 @@ void store__read_accept_batch(store_rd_t *r, json_t *a, size_t want, store_accep
                        o->accept.available);
             continue;
         }
+        if (strcmp(outcome, "at_cap") == 0) {
+            gf_err_set(&o->err, GF_ETOOBIG, "store", "the user is at the active generations cap");
+            continue;
+        }
         if (strcmp(outcome, "conflict") == 0) {
             gf_err_set(&o->err, GF_ECONFLICT, "store",
                        "idempotency key reused with another body (%s)", o->accept.generation_id);

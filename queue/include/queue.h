@@ -261,13 +261,15 @@ int queue_position(queue_t *q, const char *gen_id, queue_result_cb cb, void *dat
 int queue_stats(queue_t *q, queue_stats_cb cb, void *data);
 
 /*
- * Takes one token from the user's bucket (refilled at `per_minute`, holding
+ * Takes one token from the bucket `bucket` (refilled at `per_minute`, holding
  * at most `burst`). res->created: 1 allowed, 0 refused; res->position: tokens
- * left; res->retry_in_ms: until the next token. The takes of one loop
- * iteration go to Redis as one call (queue/batch.c), in order.
+ * left; res->retry_in_ms: until the next token. With `cap_user` (NULL: none),
+ * res->limit is the cap of tier `cap_tier` when that user already has that
+ * many active generations (enqueue would refuse the next), else 0. The takes
+ * of one loop iteration go to Redis as one call (queue/batch.c), in order.
  */
-int queue_ratelimit(queue_t *q, const char *user_id, long per_minute, long burst,
-                    queue_result_cb cb, void *data);
+int queue_ratelimit(queue_t *q, const char *bucket, long per_minute, long burst,
+                    const char *cap_user, const char *cap_tier, queue_result_cb cb, void *data);
 
 /*
  * Live wait. Delivers the events of a generation (or a user, with

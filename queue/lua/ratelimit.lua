@@ -1,16 +1,14 @@
--- ratelimit: ARGV is one or more takes of 3 arguments each: a user id (the
--- bucket's name), tokens per minute, burst. The async client sends the
--- takes of one loop iteration together; they are taken in order, so two
--- of one bucket see each other.
--- A token bucket per user: it refills at the rate, holds at most the burst,
+-- ratelimit: ARGV is one or more takes of 5 arguments each: the bucket's
+-- name, tokens per minute, burst, and a user id and its tier ('' and '':
+-- none). The async client sends the takes of one loop iteration together;
+-- they are taken in order, so two of one bucket see each other.
+-- A token bucket per name: it refills at the rate, holds at most the burst,
 -- and each allowed request takes one token.
 -- Returns one answer per take, in order: {allowed (1|0), tokens left, ms
--- until the next token}.
-local out = {}
-for i = 0, #ARGV / 3 - 1 do
-    local a = B + i * 3
-    local user, rate, burst = ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-    local key = P .. 'rl:' .. user
+-- until the next token, the tier's cap when the user already has that many
+-- active generations (enqueue would refuse the next one), else 0}.
+-- One take from the bucket `key`: {allowed, tokens left, ms until the next, 0}.
+local function take(key, rate, burst)
     local f = redis.call('HMGET', key, 't', 'ts')
     local tokens, ts = tonumber(f[1]), tonumber(f[2])
     if tokens == nil then
@@ -35,6 +33,17 @@ for i = 0, #ARGV / 3 - 1 do
     -- ms, not once per take. (PTTL is a read; a new bucket has none: -1.)
     local full = math.ceil(burst * 60000 / rate) + 1000
     if redis.call('PTTL', key) < full then redis.call('PEXPIRE', key, 2 * full) end
-    out[i + 1] = {allowed, math.floor(tokens), wait}
+    return {allowed, math.floor(tokens), wait, 0}
+end
+
+local out = {}
+for i = 0, #ARGV / 5 - 1 do
+    local a = B + i * 5
+    local name, rate, burst = ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+    local u, t = ARGV[a + 4], TIER[ARGV[a + 5]]
+    out[i + 1] = take(P .. 'rl:' .. name, rate, burst)
+    if u ~= '' and t and (tonumber(redis.call('GET', P .. 'a:' .. u)) or 0) >= t.cap then
+        out[i + 1][4] = t.cap
+    end
 end
 return out

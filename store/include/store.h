@@ -97,7 +97,8 @@ typedef struct {
 
 /*
  * ACCEPT_BATCH: one request's outcome. err.code: GF_OK (accepted, or
- * `accept.existing`), GF_ECREDITS (accept.available filled), GF_ECONFLICT
+ * `accept.existing`), GF_ECREDITS (accept.available filled), GF_ETOOBIG (it
+ * would have been accepted, but it was sent `at_cap`), GF_ECONFLICT
  * (same idempotency key, another body), GF_ENOTFOUND (a reference is not
  * the user's: `missing` names it, "identity" or "poses"), or this request's
  * own Postgres error (store__sqlstate_code: GF_EINVAL, GF_EUNAVAIL); nothing
@@ -495,6 +496,9 @@ typedef struct {
     int identity_index;              /* the output of identity_generation */
     const char *const *pose_uploads; /* UUIDs of uploaded pose maps */
     size_t n_pose_uploads;
+    /* The user is at the active generations cap (the queue said so at the rate limit): a
+     * request that would be accepted is refused instead, GF_ETOOBIG, writing nothing. */
+    int at_cap;
 } store_accept_item_t;
 
 /*

@@ -5,9 +5,12 @@
 --   {id, user, plan, welcome, kind, images, unit_cost, params (JSON text),
 --    metadata (JSON text | null), deadline_ms (| null), idem_key, idem_hash,
 --    webhook_url, webhook_events (array literal | null),
---    identity_upload, identity_gen, identity_index, poses (uuid array)}
+--    identity_upload, identity_gen, identity_index, poses (uuid array),
+--    at_cap (true | absent: the user is at the active generations cap, and
+--    a request that would be accepted is answered at_cap instead, writing
+--    nothing; it goes the request-by-request way)}
 -- The answer is a JSON array in the same order, one object per request:
---   {outcome: accepted | existing | conflict | insufficient | missing | error,
+--   {outcome: accepted | existing | conflict | insufficient | missing | at_cap | error,
 --    generation_id, available, missing ('identity' | 'poses'), sqlstate, message,
 --    generation: {kind, status, cost, images, created_at} of an existing one
 --                (null when it was deleted since)}
@@ -59,6 +62,7 @@ DECLARE
     r record;
     v_user uuid;
     v_missing text;
+    v_available bigint;
     v_acc record;
     v_gen jsonb;
 BEGIN
@@ -78,16 +82,17 @@ BEGIN
                 SELECT t.*, t.images::bigint * t.unit_cost AS cost,
                        bool_and(t.idem_key IS NULL AND t.identity_upload IS NULL
                                 AND t.identity_gen IS NULL
-                                AND jsonb_array_length(coalesce(t.poses, '[]')) = 0)
+                                AND jsonb_array_length(coalesce(t.poses, '[]')) = 0
+                                AND NOT coalesce(t.at_cap, false))
                            OVER (PARTITION BY t."user") AS plain
                 FROM ROWS FROM (jsonb_to_recordset(p_batch) AS (
                          id uuid, "user" uuid, plan text, kind text, images int, unit_cost bigint,
                          params text, metadata text, deadline_ms double precision, idem_key text,
                          identity_upload text, identity_gen text, poses jsonb, webhook_url text,
-                         webhook_events text)) WITH ORDINALITY AS t(
+                         webhook_events text, at_cap boolean)) WITH ORDINALITY AS t(
                          id, "user", plan, kind, images, unit_cost, params, metadata, deadline_ms,
                          idem_key, identity_upload, identity_gen, poses, webhook_url, webhook_events,
-                         ord)
+                         at_cap, ord)
             ), mine AS (
                 SELECT * FROM req WHERE plain
             ), held AS (
@@ -156,6 +161,20 @@ BEGIN
             END IF;
             IF v_missing <> 'ok' THEN
                 v_out[r.ord] := jsonb_build_object('outcome', 'missing', 'missing', v_missing);
+            ELSIF coalesce((r.v->>'at_cap')::boolean, false)
+                  AND NOT EXISTS (SELECT 1 FROM idempotency_keys k
+                                  WHERE k.user_id = r.u AND k.key = r.v->>'idem_key'
+                                    AND k.created_at > now() - interval '24 hours') THEN
+                -- At the active cap (the api asked the queue), and no live key to replay
+                -- or refuse: 'insufficient' when short of credits, as the accept would
+                -- answer, else 'at_cap'. Nothing is written either way.
+                SELECT a.balance - a.held INTO v_available FROM credit_accounts a
+                    WHERE a.user_id = r.u;
+                v_out[r.ord] := jsonb_build_object(
+                    'outcome', CASE WHEN v_available < (r.v->>'images')::bigint
+                                                       * (r.v->>'unit_cost')::bigint
+                                    THEN 'insufficient' ELSE 'at_cap' END,
+                    'generation_id', NULL, 'available', v_available, 'generation', NULL);
             ELSE
                 SELECT * INTO v_acc FROM farm_accept_generation(
                     (r.v->>'id')::uuid, r.u, r.v->>'plan', (r.v->>'welcome')::bigint,

@@ -203,6 +203,18 @@ static void test_idempotency_key(void **state)
     free(t);
 }
 
+/* How many times `needle` is in the body of GET `path`. */
+static int occurrences(const char *tok, const char *path, const char *needle)
+{
+    ts_http_t r = au_call("GET", path, tok, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    int n = 0;
+    for (const char *p = r.body; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    ts_http_dispose(&r);
+    return n;
+}
+
 static void test_active_cap_is_429_and_releases(void **state)
 {
     (void)state;
@@ -219,6 +231,10 @@ static void test_active_cap_is_429_and_releases(void **state)
     assert_non_null(strcasestr(r.headers, "Retry-After:"));
     au_expect_error(&r, 429, "too_many_active", NULL);
     assert_int_equal(au_credits_field(t, "held"), 30);
+    /* Refused before anything was written: no canceled generation, no hold and release. */
+    assert_int_equal(occurrences(t, "/v1/generations?limit=100", "\"images_done\""), 3);
+    assert_int_equal(occurrences(t, "/v1/credits/ledger?limit=100", "\"kind\":\"hold\""), 3);
+    assert_int_equal(occurrences(t, "/v1/credits/ledger?limit=100", "\"kind\":\"release\""), 0);
     /* Refused with an Idempotency-Key, then retried with it once there is room: a new
      * attempt, not a replay of the refusal (the key used to stay bound to it for 24 h). */
     r = au_call("POST", "/v1/generations", t, AVATAR, "Idempotency-Key: cap-retry-1");

@@ -128,8 +128,9 @@ static void test_rate_limit_takes_of_one_iteration_go_as_one_call(void **state)
     /* a: 2 tokens, 1 a minute; b: 5 tokens. Interleaved: a, b, a, a. */
     const char *bucket[] = {a, b, a, a};
     for (int i = 0; i < 4; i++)
-        assert_int_equal(queue_ratelimit(fx->q, bucket[i], 1, bucket[i] == a ? 2 : 5, on_many, m),
-                         0);
+        assert_int_equal(
+            queue_ratelimit(fx->q, bucket[i], 1, bucket[i] == a ? 2 : 5, NULL, NULL, on_many, m),
+            0);
     assert_int_equal(m->n, 0); /* no answer inside the calls */
     assert_int_equal(answers(fx, m, 4), 4);
     for (int i = 0; i < 4; i++)
@@ -161,7 +162,7 @@ static void test_rate_limit_bucket_expiry_is_written_once_per_refill(void **stat
     many_t *m = calloc(1, sizeof(*m));
     /* 60 a minute, burst 10: full again 10 s (and a second) after a take */
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(queue_ratelimit(fx->q, a, 60, 10, on_many, m), 0);
+        assert_int_equal(queue_ratelimit(fx->q, a, 60, 10, NULL, NULL, on_many, m), 0);
         assert_int_equal(answers(fx, m, i + 1), i + 1);
         assert_int_equal(m->status[i], 0);
         assert_int_equal(m->res[i].created, 1);
@@ -173,7 +174,7 @@ static void test_rate_limit_bucket_expiry_is_written_once_per_refill(void **stat
     /* less than the refill time left: the next take pushes it out again */
     snprintf(cmd, sizeof(cmd), "PEXPIRE %s 5000", key);
     assert_int_equal(qt_redis_int(cmd), 1);
-    assert_int_equal(queue_ratelimit(fx->q, a, 60, 10, on_many, m), 0);
+    assert_int_equal(queue_ratelimit(fx->q, a, 60, 10, NULL, NULL, on_many, m), 0);
     assert_int_equal(answers(fx, m, 4), 4);
     assert_int_equal(m->res[3].position, 6);
     snprintf(cmd, sizeof(cmd), "PTTL %s", key);

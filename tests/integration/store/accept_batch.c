@@ -492,6 +492,48 @@ static void test_a_batch_reads_only_its_own_accounts(void **state)
 }
 
 /*
+ * A request sent at the active cap (the api found the user at it) is answered as the
+ * accept would answer it, without writing: a live key's replay as ever, 402 when short of
+ * credits, else at_cap (GF_ETOOBIG). Beside it, the same user's request without the flag
+ * is accepted in the same batch.
+ */
+static void test_at_cap_writes_nothing(void **state)
+{
+    (void)state;
+    char user[37];
+    gf_uuid4(user);
+    req_t reqs[4];
+    for (int i = 0; i < 4; i++)
+        req_init(&reqs[i], user, 1, 100);
+    store_call_t call;
+    assert_int_equal(run_batch(ts_sc, reqs, 1, &call), 0); /* the user's account, 90 left */
+    store_call_dispose(&call);
+    reqs[1].it.at_cap = 1; /* would be accepted: at_cap */
+    reqs[2].it.at_cap = 1; /* 1000 credits: 402 first */
+    reqs[2].it.accept.images = 100;
+    reqs[3].it.accept.idempotency_key = "cap-key"; /* accepted, without the flag */
+    assert_int_equal(run_batch(ts_sc, &reqs[1], 3, &call), 0);
+    assert_int_equal(call.res.accept_batch.items[0].err.code, GF_ETOOBIG);
+    assert_int_equal(call.res.accept_batch.items[1].err.code, GF_ECREDITS);
+    assert_int_equal(call.res.accept_batch.items[2].err.code, 0);
+    store_call_dispose(&call);
+    assert_false(generation_exists(reqs[1].id, user));
+    assert_false(generation_exists(reqs[2].id, user));
+    ts_assert_balance(user, 100, 20); /* the two accepted holds, nothing else */
+    /* The keyed request again, at the cap now: its replay. */
+    req_t again = reqs[3];
+    gf_uuid4(again.id);
+    again.it.accept.id = again.id;
+    again.it.at_cap = 1;
+    assert_int_equal(run_batch(ts_sc, &again, 1, &call), 0);
+    assert_int_equal(call.res.accept_batch.items[0].err.code, 0);
+    assert_int_equal(call.res.accept_batch.items[0].accept.existing, 1);
+    assert_string_equal(call.res.accept_batch.items[0].accept.generation_id, reqs[3].id);
+    store_call_dispose(&call);
+    ts_assert_balance(user, 100, 20);
+}
+
+/*
  * The outcome of a batch whose answer was lost (store_call_accept_resolve): the backend
  * that ran it is ended first, so a transaction still open there can no longer commit after
  * the answer; then each id says whether its generation exists. Here the batch runs on a
@@ -590,6 +632,7 @@ int main(void)
         cmocka_unit_test(test_a_bad_request_among_funded_ones_fails_alone),
         cmocka_unit_test(test_racing_batches_never_overdraw_nor_deadlock),
         cmocka_unit_test(test_a_batch_reads_only_its_own_accounts),
+        cmocka_unit_test(test_at_cap_writes_nothing),
         cmocka_unit_test(test_a_lost_batch_still_open_is_ended_and_not_accepted),
         cmocka_unit_test(test_a_lost_batch_that_committed_is_accepted),
         cmocka_unit_test(test_a_pid_that_names_another_backend_is_left_alone),

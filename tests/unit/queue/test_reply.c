@@ -100,6 +100,29 @@ static void test_enqueue_answers(void **state)
     freeReplyObject(r);
 }
 
+/* ratelimit: allowed, tokens left, ms to the next, and the active cap the user is at (or 0). */
+static void test_ratelimit_answers(void **state)
+{
+    (void)state;
+    queue_result_t res;
+    gf_err_t err = {0};
+    redisReply *r = r_arr(4, r_int(1), r_int(9), r_int(0), r_int(0));
+    assert_int_equal(queue__parse_ratelimit(r, &res, &err), 0);
+    assert_int_equal(res.created, 1);
+    assert_int_equal(res.position, 9);
+    assert_int_equal(res.limit, 0);
+    freeReplyObject(r);
+    r = r_arr(4, r_int(0), r_int(0), r_int(600), r_int(3));
+    assert_int_equal(queue__parse_ratelimit(r, &res, &err), 0);
+    assert_int_equal(res.created, 0);
+    assert_int_equal(res.retry_in_ms, 600);
+    assert_int_equal(res.limit, 3);
+    freeReplyObject(r);
+    r = r_arr(3, r_int(1), r_int(9), r_int(0)); /* the version before: not this one's */
+    assert_int_equal(queue__parse_ratelimit(r, &res, &err), GF_EUNAVAIL);
+    freeReplyObject(r);
+}
+
 static void test_fenced_answers(void **state)
 {
     (void)state;
@@ -220,6 +243,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errors_translate_to_statuses),
         cmocka_unit_test(test_enqueue_answers),
+        cmocka_unit_test(test_ratelimit_answers),
         cmocka_unit_test(test_fenced_answers),
         cmocka_unit_test(test_claim_answer_and_malformed_claim),
         cmocka_unit_test(test_event_entries_split),
