@@ -124,9 +124,7 @@ static int on_headers_complete(http_parser *p)
     if (httpd__split_url(r) < 0)
         return refuse(r, 400, "invalid_request", "malformed request target");
     if (httpd__query_parse(r) < 0)
-        return refuse(r, 400, "invalid_request",
-                      "malformed query string: a parameter without a name, a % not followed by "
-                      "two hex digits, or one that decodes to NUL");
+        return refuse(r, 400, "invalid_request", HTTPD_BAD_QUERY);
     int method_allowed;
     r->route = httpd__route_match(c->h, r, &method_allowed);
     r->method_not_allowed = !method_allowed;

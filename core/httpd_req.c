@@ -174,6 +174,10 @@ void httpd__req_run(gf_http_req_t *r)
         gf_http_respond_error(r, 400, "invalid_request", "malformed request target", NULL);
         return;
     }
+    if (httpd__query_parse(r) < 0) {
+        gf_http_respond_error(r, 400, "invalid_request", HTTPD_BAD_QUERY, NULL);
+        return;
+    }
     int method_allowed;
     r->route = httpd__route_match(r->h, r, &method_allowed);
     if (r->route && r->route->max_body)

@@ -62,7 +62,6 @@ DECLARE
     r record;
     v_user uuid;
     v_missing text;
-    v_available bigint;
     v_acc record;
     v_gen jsonb;
 BEGIN
@@ -161,20 +160,6 @@ BEGIN
             END IF;
             IF v_missing <> 'ok' THEN
                 v_out[r.ord] := jsonb_build_object('outcome', 'missing', 'missing', v_missing);
-            ELSIF coalesce((r.v->>'at_cap')::boolean, false)
-                  AND NOT EXISTS (SELECT 1 FROM idempotency_keys k
-                                  WHERE k.user_id = r.u AND k.key = r.v->>'idem_key'
-                                    AND k.created_at > now() - interval '24 hours') THEN
-                -- At the active cap (the api asked the queue), and no live key to replay
-                -- or refuse: 'insufficient' when short of credits, as the accept would
-                -- answer, else 'at_cap'. Nothing is written either way.
-                SELECT a.balance - a.held INTO v_available FROM credit_accounts a
-                    WHERE a.user_id = r.u;
-                v_out[r.ord] := jsonb_build_object(
-                    'outcome', CASE WHEN v_available < (r.v->>'images')::bigint
-                                                       * (r.v->>'unit_cost')::bigint
-                                    THEN 'insufficient' ELSE 'at_cap' END,
-                    'generation_id', NULL, 'available', v_available, 'generation', NULL);
             ELSE
                 SELECT * INTO v_acc FROM farm_accept_generation(
                     (r.v->>'id')::uuid, r.u, r.v->>'plan', (r.v->>'welcome')::bigint,
@@ -183,6 +168,12 @@ BEGIN
                     to_timestamp((r.v->>'deadline_ms')::double precision / 1000),
                     r.v->>'idem_key', r.v->>'idem_hash', r.v->>'webhook_url',
                     (r.v->>'webhook_events')::text[]);
+                -- At the active cap (the api asked the queue): what would be accepted is
+                -- undone and answered at_cap, so the request writes nothing; every other
+                -- answer (a key's replay or conflict, waited for as ever, or 402) stands.
+                IF v_acc.outcome = 'accepted' AND coalesce((r.v->>'at_cap')::boolean, false) THEN
+                    RAISE EXCEPTION USING ERRCODE = 'GF429';
+                END IF;
                 v_gen := NULL;
                 IF v_acc.outcome = 'existing' THEN
                     SELECT jsonb_build_object('kind', g.kind, 'status', g.status, 'cost', g.cost,
@@ -198,9 +189,14 @@ BEGIN
                                                    'available', v_acc.available,
                                                    'generation', v_gen);
             END IF;
-        EXCEPTION WHEN OTHERS THEN
-            v_out[r.ord] := jsonb_build_object('outcome', 'error', 'sqlstate', SQLSTATE,
-                                               'message', SQLERRM);
+        EXCEPTION
+            WHEN SQLSTATE 'GF429' THEN -- its accept undone
+                v_out[r.ord] := jsonb_build_object('outcome', 'at_cap', 'generation_id', NULL,
+                                                   'available', v_acc.available,
+                                                   'generation', NULL);
+            WHEN OTHERS THEN
+                v_out[r.ord] := jsonb_build_object('outcome', 'error', 'sqlstate', SQLSTATE,
+                                                   'message', SQLERRM);
         END;
     END LOOP;
     RETURN to_jsonb(v_out);
