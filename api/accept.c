@@ -18,9 +18,7 @@
  * A batch whose answer is lost (store_call_t.outcome_unknown: the
  * connection dropped after it was sent, or Postgres said nothing past
  * statement_timeout) may have committed. API.md promises that a 503 charged
- * nothing, so the farm finds out before answering: store_call_accept_resolve
- * ends the backend the batch ran on and reads which of its generations
- * exist, asked again every RESOLVE_RETRY_MS until Postgres answers. A request
+ * nothing, so the farm finds out before answering (api/resolve.c). A request
  * whose generation exists was accepted (its callback gets the outcome
  * "accepted", and it is enqueued as any other); the others committed nothing
  * and get the batch's failure.
@@ -37,6 +35,7 @@
  */
 #include "api_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,17 +49,12 @@ struct api_accept_batch {
     struct api_accept_batch *next;
     api_t *api;
     store_call_t call;
-    /* resolving a lost batch: */
-    gf_err_t lost;           /* how its call failed */
-    store_backend_t backend; /* the backend it ran on */
-    uv_timer_t retry;        /* the pause before asking again */
+    gf_err_t lost; /* a lost batch: how its call failed */
     int n;
     pending_t items[];
 };
 
 typedef struct api_accept_batch batch_t;
-
-#define RESOLVE_RETRY_MS 500
 
 static void send_ready(api_t *api, int all);
 
@@ -101,24 +95,6 @@ static void fail_all(batch_t *b, const gf_err_t *err)
     free(b);
 }
 
-static void resolve(batch_t *b);
-
-static void on_retry_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-/* Ends a resolved (or abandoned) lost batch: off the list; its timer closes, then it is freed. */
-static void lost_free(batch_t *b)
-{
-    batch_t **pp = &b->api->accept_lost;
-    while (*pp != b)
-        pp = &(*pp)->next;
-    *pp = b->next;
-    store_call_dispose(&b->call);
-    uv_close((uv_handle_t *)&b->retry, on_retry_closed);
-}
-
 /* The api stops before it could learn whether the lost batch `b` committed. */
 static void give_up(batch_t *b)
 {
@@ -126,33 +102,21 @@ static void give_up(batch_t *b)
     gf_err_set(&e, GF_EIO, "api", "the outcome of an accept batch is unknown (%s)", b->lost.msg);
     for (int i = 0; i < b->n; i++)
         b->items[i].cb(b->api, &e, NULL, b->items[i].data);
-    lost_free(b);
+    free(b);
 }
 
-static void on_retry(uv_timer_t *t)
+static void on_resolved(api_t *api, const gf_err_t *err, const unsigned char *exists, size_t n,
+                        void *data)
 {
-    resolve(t->data);
-}
-
-static void on_resolved(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
-{
-    (void)st;
+    (void)n;
     batch_t *b = data;
-    api_t *api = b->api;
-    gf_log_ctx ctx = {.component = "api", .action = "resolving a lost accept batch"};
-    if (err->code < 0 && api->accept_on) {
-        gf_log_err(GF_LOG_WARN, &ctx, err);
-        store_call_dispose(call);
-        uv_timer_start(&b->retry, on_retry, RESOLVE_RETRY_MS, 0);
-        return;
-    }
     if (err->code < 0) { /* the api stops */
         give_up(b);
         return;
     }
     int accepted = 0;
     for (int i = 0; i < b->n; i++) {
-        if (!call->res.accept_resolve.accepted[i]) {
+        if (!exists[i]) {
             b->items[i].cb(api, &b->lost, NULL, b->items[i].data);
             continue;
         }
@@ -162,38 +126,23 @@ static void on_resolved(store_t *st, const gf_err_t *err, store_call_t *call, vo
         accepted++;
         b->items[i].cb(api, &o.err, &o, b->items[i].data);
     }
-    GF_LOG(GF_LOG_WARN, &ctx, "%d of %d accepts had committed", accepted, b->n);
-    lost_free(b);
-}
-
-/* Asks which accepts of the lost batch `b` committed (its call is disposed). */
-static void resolve(batch_t *b)
-{
-    const char *ids[STORE_ACCEPT_BATCH_MAX];
-    for (int i = 0; i < b->n; i++)
-        ids[i] = b->items[i].item.accept.id;
-    gf_err_t err = {0};
-    if (b->api->store != NULL &&
-        store_call_accept_resolve(&b->call, &b->backend, ids, (size_t)b->n) == 0 &&
-        store_exec(b->api->store, &b->call, on_resolved, b) == 0)
-        return;
-    err = b->call.err;
-    if (err.code == 0)
-        gf_err_set(&err, GF_ECANCELED, "api", "the store is closed");
-    on_resolved(b->api->store, &err, &b->call, b); /* asks again after a pause, or gives up */
+    gf_log_ctx ctx = {.component = "api", .action = "resolving a lost accept"};
+    GF_LOG(GF_LOG_WARN, &ctx, "%d of %d accepts of a batch whose answer was lost had committed",
+           accepted, b->n);
+    free(b);
 }
 
 /* The batch's call failed after it was sent: it is kept until its outcome is known. */
 static void lost(batch_t *b, const gf_err_t *err)
 {
+    const char *ids[STORE_ACCEPT_BATCH_MAX];
+    for (int i = 0; i < b->n; i++)
+        ids[i] = b->items[i].item.accept.id;
     b->lost = *err;
-    b->backend = b->call.backend;
-    b->next = b->api->accept_lost;
-    b->api->accept_lost = b;
+    store_backend_t backend = b->call.backend;
     store_call_dispose(&b->call);
-    uv_timer_init(b->api->loop, &b->retry);
-    b->retry.data = b;
-    resolve(b);
+    if (api__resolve(b->api, &backend, ids, (size_t)b->n, on_resolved, b) < 0)
+        give_up(b);
 }
 
 static void on_batch_done(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
@@ -306,14 +255,6 @@ void api__accept_stop(api_t *api)
         return;
     send_ready(api, 1); /* before the store closes: they end with its GF_ECANCELED at worst */
     api->accept_on = 0;
-    /* Lost batches waiting to ask again give up now; one asking ends with the store's close. */
-    for (batch_t *b = api->accept_lost, *next; b; b = next) {
-        next = b->next;
-        if (uv_is_active((uv_handle_t *)&b->retry)) {
-            uv_timer_stop(&b->retry);
-            give_up(b);
-        }
-    }
     uv_close((uv_handle_t *)&api->accept_check, NULL);
     uv_close((uv_handle_t *)&api->accept_idle, NULL);
 }

@@ -61,7 +61,9 @@ struct api {
     int requeue_on;
     /* api/accept.c: accepts collected for the next batch, and batches in flight */
     struct api_accept_batch *accept_head, *accept_tail;
-    struct api_accept_batch *accept_lost; /* batches whose answer was lost, being resolved */
+    /* api/resolve.c: writes whose answer was lost, being found out */
+    struct api_resolve *resolving;
+    int resolve_on;
     long long accept_inflight;
     uv_check_t accept_check;
     uv_idle_t accept_idle;
@@ -69,6 +71,21 @@ struct api {
     gf_metric_t *m_accept_batch;    /* farm_api_accept_batch_size */
     struct api_token_cache *tokens; /* api/token_cache.c: verified bearer tokens */
 };
+
+/*
+ * api/resolve.c: what became of a write whose answer was lost (its call's
+ * outcome_unknown). Ends `backend` (the call's), then answers, for each of the `n` ids
+ * (the new generations' or uploads'; the strings are the caller's until the callback),
+ * whether its row exists: `exists[i]`. `err` GF_ECANCELED (exists NULL): the api stopped
+ * before it could find out. Returns GF_ECANCELED when the api is stopping (no callback).
+ */
+typedef void (*api_resolve_cb)(api_t *api, const gf_err_t *err, const unsigned char *exists,
+                               size_t n, void *data);
+int api__resolve(api_t *api, const store_backend_t *backend, const char *const ids[], size_t n,
+                 api_resolve_cb cb, void *data);
+void api__resolve_start(api_t *api);
+/* Resolutions waiting to ask again end with GF_ECANCELED; one asking ends when the store closes. */
+void api__resolve_stop(api_t *api);
 
 /* The 429 of a user at the active generations cap (api/gate.c, api/generations.c). */
 #define API_TOO_MANY_ACTIVE_MSG   "too many queued and running generations; wait for one to finish"

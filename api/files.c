@@ -83,10 +83,40 @@ static void upload_remove(file_job_t *f)
         job_free(f);
 }
 
+static void answer_created(file_job_t *f)
+{
+    api__json(f->req, 201,
+              json_pack("{s:s, s:s, s:i, s:i, s:I}", "id", f->id, "format",
+                        img_format_name(f->info.format), "width", f->info.width, "height",
+                        f->info.height, "bytes", (json_int_t)f->info.bytes));
+    f->req = NULL;
+    job_free(f);
+}
+
+/* An upload whose record's answer was lost: 201 when it was recorded, else 503 as for any
+ * record that failed (its file goes). The api stopping first: 500, and the file stays (a
+ * row must not name a file that is gone; an orphan file is the lesser harm). */
+static void on_upload_resolved(api_t *api, const gf_err_t *err, const unsigned char *exists,
+                               size_t n, void *data)
+{
+    (void)api;
+    (void)n;
+    file_job_t *f = data;
+    if (err->code < 0) {
+        api__fail(f->req, GF_EIO, err);
+        job_free(f);
+    } else if (exists[0]) {
+        answer_created(f);
+    } else {
+        api__fail(f->req, f->err.code, &f->err);
+        f->req = NULL;
+        upload_remove(f);
+    }
+}
+
 static void on_upload_recorded(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
-    (void)call;
     file_job_t *f = data;
     if (err->code == GF_ETOOBIG) { /* over the quota: nothing was recorded */
         api__quota_refuse(f->api, f->req, f->who.plan, f->call.res.upload.over, 0);
@@ -94,22 +124,24 @@ static void on_upload_recorded(store_t *st, const gf_err_t *err, store_call_t *c
         upload_remove(f);
         return;
     }
-    if (err->code < 0) {
+    if (err->code < 0 && call->outcome_unknown) { /* it may have been recorded: find out */
+        const char *ids[] = {f->id};
+        f->err = *err;
+        store_backend_t backend = call->backend;
+        store_call_dispose(call);
+        if (api__resolve(f->api, &backend, ids, 1, on_upload_resolved, f) == 0)
+            return;
+        api__fail(f->req, GF_EIO, err); /* the api stops: unknown, and the file stays */
+        job_free(f);
+        return;
+    }
+    if (err->code < 0) { /* nothing was recorded */
         api__fail(f->req, err->code, err);
         f->req = NULL;
-        /* Not after a timeout: the INSERT may still commit, and a row must not
-         * name a file that is gone (an orphan file is the lesser harm). */
-        if (err->code != GF_ETIMEDOUT) {
-            upload_remove(f);
-            return;
-        }
-    } else {
-        api__json(f->req, 201,
-                  json_pack("{s:s, s:s, s:i, s:i, s:I}", "id", f->id, "format",
-                            img_format_name(f->info.format), "width", f->info.width, "height",
-                            f->info.height, "bytes", (json_int_t)f->info.bytes));
+        upload_remove(f);
+        return;
     }
-    job_free(f);
+    answer_created(f);
 }
 
 static void upload_work(uv_work_t *w)

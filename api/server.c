@@ -189,6 +189,7 @@ int api_start(api_t *api, gf_err_t *err)
     api__gauges_start(api);
     api__requeue_start(api);
     api__accept_start(api);
+    api__resolve_start(api);
     return 0;
 }
 
@@ -235,6 +236,7 @@ static void on_httpd_stopped(gf_httpd_t *h, void *data)
     api__gauges_stop(api);
     api__requeue_stop(api);
     api__accept_stop(api);
+    api__resolve_stop(api);
     api__events_close_all(api); /* their watches go before the queue does */
     if (api->queue) {
         api->closes_pending++;

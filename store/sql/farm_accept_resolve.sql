@@ -1,15 +1,17 @@
--- The outcome of accepts whose answer was lost (docs/api.md "An accept
--- whose answer is lost"): the connection that sent them dropped, or
--- Postgres said nothing past statement_timeout, so they may have committed
--- or not. First the fence: the backend that ran them (p_pid, libpq's
--- PQbackendPID, whose application_name is p_app, unique to the api's
--- connection; NULL: unknown) is terminated and waited for, so its
--- transaction has either committed or rolled back for good. A backend
--- already gone is fine, and a pid that names another process (a restarted
--- Postgres reuses them) is left alone: the name does not match. Then, for
--- each of p_ids (the new generations' ids, in the batch's order), whether
--- it was accepted: its row exists. Answers one character per id, 't' or
--- 'f'. Raises when the backend outlives the wait (the caller asks again).
+-- The outcome of accepts (of generations, or of uploads) whose answer was
+-- lost (docs/api.md "An accept whose answer is lost"; api/resolve.c): the
+-- connection that sent them dropped, or Postgres said nothing past
+-- statement_timeout, so they may have committed or not. First the fence:
+-- the backend that ran them (p_pid, libpq's PQbackendPID, whose
+-- application_name is p_app, unique to the api's connection; NULL: unknown)
+-- is terminated and waited for, so its transaction has either committed or
+-- rolled back for good. A backend already gone is fine, and a pid that
+-- names another process (a restarted Postgres reuses them) is left alone:
+-- the name does not match. Then, for each of p_ids (the new generations' or
+-- uploads' ids, in the caller's order; UUIDs, never the same in both),
+-- whether it was accepted: its row exists. Answers one character per id,
+-- 't' or 'f'. Raises when the backend outlives the wait (the caller asks
+-- again).
 --
 -- pg_terminate_backend needs the caller's role to be the backend's (or
 -- pg_signal_backend): every api process connects as the same role.
@@ -32,6 +34,7 @@ BEGIN
         END IF;
     END IF;
     RETURN (SELECT string_agg(CASE WHEN EXISTS (SELECT 1 FROM generations g WHERE g.id = x.id)
+                                     OR EXISTS (SELECT 1 FROM uploads u WHERE u.id = x.id)
                                    THEN 't' ELSE 'f' END, '' ORDER BY x.n)
             FROM unnest(p_ids) WITH ORDINALITY x(id, n));
 END $$;

@@ -8,7 +8,8 @@
  * (it committed), or drops the accept itself (nothing happened). Either way
  * the api hears nothing until its backstop (statement_timeout + 5 s), and
  * must then answer what happened: 202 with the generation charged once and
- * queued, or 503 with nothing charged.
+ * queued, or 503 with nothing charged; for an upload, 201 with the upload
+ * kept.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,6 +26,8 @@
 #include "qt_proxy.h"
 #include "queue.h"
 #include "support.h"
+
+#include <vips/vips.h>
 
 extern char **environ;
 
@@ -43,12 +46,17 @@ static int setup(void **state)
     proxy = colon ? qt_proxy_start(atoi(colon + 1)) : NULL;
     if (proxy == NULL)
         return -1;
-    static char db_env[160];
+    static char db_env[160], storage_env[700];
+    snprintf(storage_env, sizeof(storage_env), "FARM_STORAGE_DIR=%s/lost-storage",
+             ts_env("FARM_TEST_TMPDIR"));
     snprintf(db_env, sizeof(db_env), "FARM_DATABASE_URL=postgresql://farm@127.0.0.1:%d/farm",
              qt_proxy_port(proxy));
     /* One connection, so the proxy's connection that carries the accept is known; a call
      * unanswered for 500 ms is then given Postgres' statement_timeout (500 ms) + 5 s. */
+    /* No upload quota: an upload's first statement is then its record. */
     static const char *const extra[] = {db_env,
+                                        storage_env,
+                                        "FARM_UPLOAD_QUOTAS=count=0",
                                         "FARM_DB_POOL_SIZE=1",
                                         "FARM_DB_STATEMENT_TIMEOUT_MS=500",
                                         "FARM_DB_CALL_TIMEOUT_MS=500",
@@ -56,6 +64,8 @@ static int setup(void **state)
                                         "FARM_RATE_LIMIT_PER_MIN=100000",
                                         NULL};
     api_pid = au_api_start(extra);
+    if (VIPS_INIT("lost_answer") != 0)
+        return -1;
     gf_err_t err = {0};
     cfg = gf_cfg_load(environ, &err);
     qs = cfg ? queue_sync_new(cfg, &err) : NULL;
@@ -69,6 +79,7 @@ static int teardown(void **state)
     qt_proxy_stop(proxy);
     queue_sync_free(qs);
     gf_cfg_free(cfg);
+    vips_shutdown();
     if (rc != 0)
         fprintf(stderr, "farm-api exited with %d\n", rc);
     return rc == 0 ? 0 : -1; /* a crash or a sanitizer report fails the group */
@@ -140,11 +151,41 @@ static void test_an_accept_lost_on_its_way_is_503_with_nothing_charged(void **st
     free(tok);
 }
 
+/* The upload's record reached Postgres and committed; its answer was lost: 201, listed. */
+static void test_an_upload_whose_answer_is_lost_is_201(void **state)
+{
+    (void)state;
+    char *tok;
+    int live = fresh_user(&tok);
+    VipsImage *img = NULL;
+    void *png = NULL;
+    size_t len = 0;
+    assert_int_equal(vips_black(&img, 64, 48, NULL), 0);
+    assert_int_equal(vips_image_write_to_buffer(img, ".png", &png, &len, NULL), 0);
+    g_object_unref(img);
+    qt_proxy_lose_answers(proxy, live);
+    char url[128], auth[1024];
+    snprintf(url, sizeof(url), "%s/v1/uploads", au_base);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
+    const char *h[] = {auth, "Content-Type: image/png", NULL};
+    ts_http_t r = ts_http("POST", url, h, png, len);
+    g_free(png);
+    if (r.status != 201)
+        fail_msg("%ld: %s", r.status, r.body);
+    char id[37];
+    au_id_of(&r, id);
+    ts_http_dispose(&r);
+    r = au_call("GET", "/v1/uploads", tok, NULL, NULL);
+    au_expect(&r, 200, id);
+    free(tok);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_committed_accept_whose_answer_is_lost_is_202),
         cmocka_unit_test(test_an_accept_lost_on_its_way_is_503_with_nothing_charged),
+        cmocka_unit_test(test_an_upload_whose_answer_is_lost_is_201),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

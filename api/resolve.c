@@ -1,0 +1,150 @@
+/*
+ * api/resolve.c - what became of writes whose answer Postgres lost
+ * (store_call_t.outcome_unknown: the connection dropped after the call was
+ * sent, or Postgres said nothing past its statement_timeout + 5 s). A 503
+ * promises that nothing was written (API.md), so the api finds out before
+ * it answers: farm_accept_resolve ends the backend the call ran on and
+ * waits until it has (nothing of the call can commit afterwards), then says
+ * which of the call's new rows, generations or uploads by their ids, exist.
+ * Asked again every RESOLVE_RETRY_MS until Postgres answers.
+ *
+ * Invariants:
+ * - A resolution's callback runs exactly once, never inside api__resolve:
+ *   with the answer, or GF_ECANCELED when the api stops first.
+ * - A resolution is on api->resolving from api__resolve until its callback;
+ *   its timer is closed after that, and then it is freed.
+ */
+#include "api_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define RESOLVE_RETRY_MS 500
+
+struct api_resolve {
+    struct api_resolve *next;
+    api_t *api;
+    store_call_t call;
+    store_backend_t backend;
+    const char *ids[STORE_ACCEPT_BATCH_MAX]; /* the caller's, until the callback */
+    size_t n;
+    uv_timer_t retry; /* the pause before asking again */
+    api_resolve_cb cb;
+    void *data;
+};
+
+typedef struct api_resolve resolve_t;
+
+static void ask(resolve_t *r);
+
+static void on_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+/* Off the list, the callback, then the timer closes and `r` is freed. */
+static void finish(resolve_t *r, const gf_err_t *err, const unsigned char *exists)
+{
+    resolve_t **pp = &r->api->resolving;
+    while (*pp != r)
+        pp = &(*pp)->next;
+    *pp = r->next;
+    r->cb(r->api, err, exists, r->n, r->data);
+    store_call_dispose(&r->call);
+    uv_close((uv_handle_t *)&r->retry, on_closed);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    ask(t->data);
+}
+
+/* Asks again after a pause, or, when the api stops, gives up. */
+static void again(resolve_t *r, const gf_err_t *err)
+{
+    store_call_dispose(&r->call);
+    if (r->api->resolve_on) {
+        gf_log_err(GF_LOG_WARN,
+                   &(gf_log_ctx){.component = "api", .action = "resolving a lost write"}, err);
+        uv_timer_start(&r->retry, on_retry, RESOLVE_RETRY_MS, 0);
+        return;
+    }
+    gf_err_t e = {0};
+    gf_err_set(&e, GF_ECANCELED, "api", "the api stopped before it could learn the outcome");
+    finish(r, &e, NULL);
+}
+
+static void on_answer(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
+{
+    (void)st;
+    resolve_t *r = data;
+    if (err->code < 0) {
+        again(r, err);
+        return;
+    }
+    unsigned char exists[STORE_ACCEPT_BATCH_MAX];
+    memcpy(exists, call->res.accept_resolve.accepted, r->n);
+    finish(r, err, exists);
+}
+
+/* From the retry timer (so the callback may run here). */
+static void ask(resolve_t *r)
+{
+    gf_err_t err = {0};
+    if (r->api->store != NULL &&
+        store_call_accept_resolve(&r->call, &r->backend, r->ids, r->n) == 0 &&
+        store_exec(r->api->store, &r->call, on_answer, r) == 0)
+        return;
+    err = r->call.err;
+    if (err.code == 0)
+        gf_err_set(&err, GF_EUNAVAIL, "api", "the store is closed");
+    again(r, &err);
+}
+
+int api__resolve(api_t *api, const store_backend_t *backend, const char *const ids[], size_t n,
+                 api_resolve_cb cb, void *data)
+{
+    if (!api->resolve_on)
+        return GF_ECANCELED;
+    if (n == 0 || n > STORE_ACCEPT_BATCH_MAX)
+        return GF_EINVAL;
+    resolve_t *r = gf_xcalloc(1, sizeof(*r));
+    r->api = api;
+    r->backend = *backend;
+    memcpy(r->ids, ids, n * sizeof(ids[0]));
+    r->n = n;
+    r->cb = cb;
+    r->data = data;
+    uv_timer_init(api->loop, &r->retry);
+    r->retry.data = r;
+    r->next = api->resolving;
+    api->resolving = r;
+    /* The first ask goes now; should it fail at once, the next is a timer's. */
+    if (api->store == NULL || store_call_accept_resolve(&r->call, &r->backend, r->ids, n) != 0 ||
+        store_exec(api->store, &r->call, on_answer, r) != 0) {
+        store_call_dispose(&r->call);
+        uv_timer_start(&r->retry, on_retry, RESOLVE_RETRY_MS, 0);
+    }
+    return 0;
+}
+
+void api__resolve_start(api_t *api)
+{
+    api->resolve_on = 1;
+}
+
+void api__resolve_stop(api_t *api)
+{
+    api->resolve_on = 0;
+    /* Those waiting to ask again give up now; one asking ends with the store's close. */
+    for (resolve_t *r = api->resolving, *next; r; r = next) {
+        next = r->next;
+        if (uv_is_active((uv_handle_t *)&r->retry)) {
+            uv_timer_stop(&r->retry);
+            gf_err_t e = {0};
+            gf_err_set(&e, GF_ECANCELED, "api",
+                       "the api stopped before it could learn the outcome");
+            finish(r, &e, NULL);
+        }
+    }
+}
