@@ -9,8 +9,9 @@
  * Asked again every RESOLVE_RETRY_MS until Postgres answers.
  *
  * Invariants:
- * - A resolution's callback runs exactly once, never inside api__resolve:
- *   with the answer, or GF_ECANCELED when the api stops first.
+ * - A resolution's callback runs exactly once, never inside api__resolve
+ *   (every ask runs from its timer): with the answer, or GF_ECANCELED when
+ *   the api stops first.
  * - A resolution is on api->resolving from api__resolve until its callback;
  *   its timer is closed after that, and then it is freed.
  */
@@ -87,7 +88,8 @@ static void on_answer(store_t *st, const gf_err_t *err, store_call_t *call, void
     finish(r, err, exists);
 }
 
-/* From the retry timer (so the callback may run here). */
+/* From the timer: the first ask on the loop turn after api__resolve, the others after a
+ * pause. So the callback never runs inside api__resolve. */
 static void ask(resolve_t *r)
 {
     gf_err_t err = {0};
@@ -119,12 +121,7 @@ int api__resolve(api_t *api, const store_backend_t *backend, const char *const i
     r->retry.data = r;
     r->next = api->resolving;
     api->resolving = r;
-    /* The first ask goes now; should it fail at once, the next is a timer's. */
-    if (api->store == NULL || store_call_accept_resolve(&r->call, &r->backend, r->ids, n) != 0 ||
-        store_exec(api->store, &r->call, on_answer, r) != 0) {
-        store_call_dispose(&r->call);
-        uv_timer_start(&r->retry, on_retry, RESOLVE_RETRY_MS, 0);
-    }
+    uv_timer_start(&r->retry, on_retry, 0, 0);
     return 0;
 }
 
