@@ -60,7 +60,6 @@ struct store_req {
     uv_timer_t timer;
     pg_conn_t *on;
     int backstop; /* on the wire when its timer fired: now waiting for Postgres' verdict */
-    int sent;     /* handed to libpq: a failure from here on leaves its outcome unknown */
     int done;
     int status;            /* of a request waiting on the done list */
     uint64_t submitted_ns; /* uv_hrtime() at submit: its wait for a connection */
@@ -160,16 +159,17 @@ static void req_finish(store_req_t *rq, int status)
         return;
     rq->done = 1;
     store_t *st = rq->st;
-    if (rq->on == NULL)
+    int sent = rq->on != NULL; /* on a connection: a failure now leaves the outcome unknown */
+    if (!sent)
         queue_remove(st, rq); /* a sent request left the queue in conn_send */
-    if (rq->on) {
+    if (sent) {
         rq->on->cur = NULL;
         rq->on = NULL;
         pool_gauges(st);
     }
     if (rq->call && status < 0) {
         gf_err_set(&rq->call->err, status, "store", "%s", why_failed(status)); /* first wins */
-        rq->call->outcome_unknown = rq->sent; /* it may have committed */
+        rq->call->outcome_unknown = sent; /* it may have committed */
     }
     if (!st->submitting) {
         req_deliver(rq, status);
@@ -255,7 +255,6 @@ static void conn_send(pg_conn_t *pc, store_req_t *rq)
         return;
     }
     queue_remove(pc->st, rq);
-    rq->sent = 1;
     if (rq->call) {
         rq->call->backend.pid = PQbackendPID(pc->conn);
         memcpy(rq->call->backend.app, pc->app, sizeof(pc->app));
