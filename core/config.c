@@ -310,7 +310,8 @@ static const cfg_row cfg_table[] = {
     {"FARM_WEBHOOK_CONCURRENCY", CFG_INT, OFF(webhook_concurrency), "64", 0, 5000, NULL, 0,
      "webhook deliveries one worker process has claimed at once (0: it delivers none)"},
     {"FARM_WEBHOOK_PER_HOST", CFG_INT, OFF(webhook_per_host), "8", 1, 5000, NULL, 0,
-     "webhook deliveries to one destination host a worker process claims and sends at once"},
+     "webhook deliveries to one destination host the farm has leased at once, all workers "
+     "together"},
     {"FARM_WEBHOOK_TIMEOUT_S", CFG_INT, OFF(webhook_timeout_s), "15", 1, 60, NULL, 0,
      "a webhook request unanswered this long is a failed attempt (retried)"},
     {"FARM_WEBHOOK_LEASE_S", CFG_INT, OFF(webhook_lease_s), "60", 10, 3600, NULL, 0,

@@ -11,14 +11,22 @@
 -- deliverer released (it waited too long behind its host) goes to another
 -- deliverer's claim, or to this one's next.
 --
--- Per host (webhook_deliveries.host): the deliverer holds p_busy's count of
--- a host's deliveries unsent or in flight ({"host": n}, hosts with none
--- left out), and after the claim holds at most p_per_host of one host. A
--- host it holds p_per_host of is passed over, so a receiver that hangs,
--- however long its backlog, takes that many of the deliverer's slots and
--- never holds up another host's deliveries for longer than a poll. The scan
--- reads (and locks, for the statement) at most 4 * p_limit due rows of the
--- other hosts, oldest first.
+-- Per host (webhook_deliveries.host), across the whole farm: after the
+-- claim at most p_per_host of a host's deliveries are leased at once, by
+-- every deliverer together (its lease taken and not yet recorded:
+-- webhook_deliveries_leased), and never more than p_per_host less what
+-- this deliverer holds of it, unsent or in flight (p_busy, {"host": n},
+-- hosts with none left out). A full host is passed over, so a receiver
+-- that hangs, however long its backlog and however many workers run, takes
+-- that many slots of the farm and never holds up another host's deliveries
+-- for longer than a poll. The scan reads (and locks, for the statement) at
+-- most 4 * p_limit due rows of the other hosts, oldest first. A host's room
+-- is counted under a transaction-level advisory lock of that host, taken
+-- with pg_try_: two claims at once never both fill the same room (the
+-- second passes the host over until its next poll), and none waits.
+-- (The finishing worker's own terminal delivery, leased in the finish's
+-- transaction, is not held back by the bound; it counts against later
+-- claims like any lease.)
 CREATE OR REPLACE FUNCTION farm_webhook_claim(p_limit int, p_lease_s int, p_results jsonb,
                                               p_per_host int, p_busy jsonb)
 RETURNS jsonb
@@ -28,29 +36,58 @@ DECLARE
     v_results jsonb := '[]'::jsonb;
     v_recorded uuid[] := '{}';
     v_full text[];
+    v_ids uuid[];
+    v_hosts text[];
+    v_due timestamptz[];
+    v_room jsonb := '{}';
+    v_host text;
+    v_leased int;
 BEGIN
     IF p_results IS NOT NULL THEN
         v_results := farm_webhook_results(p_results);
         v_recorded := ARRAY(SELECT (x->>'id')::uuid FROM jsonb_array_elements(p_results) x);
     END IF;
+    -- Full already (by this deliverer's count, or the farm's as committed
+    -- now): not scanned, so the scan reaches past their backlogs.
     v_full := ARRAY(SELECT b.key FROM jsonb_each_text(coalesce(p_busy, '{}')) b
-                    WHERE b.value::int >= p_per_host);
+                    WHERE b.value::int >= p_per_host
+                    UNION
+                    SELECT d.host FROM webhook_deliveries d
+                    WHERE d.status = 'pending' AND d.lease_until IS NOT NULL
+                      AND d.lease_until >= now() AND d.host IS NOT NULL
+                    GROUP BY d.host HAVING count(*) >= p_per_host);
     -- Locked as scanned (SKIP LOCKED: a concurrent claim's rows are passed
     -- over, and the scan goes on to others), so what is ranked is this
     -- claim's to take.
+    SELECT array_agg(s.id ORDER BY s.next_attempt_at), array_agg(s.host ORDER BY s.next_attempt_at),
+           array_agg(s.next_attempt_at ORDER BY s.next_attempt_at)
+        INTO v_ids, v_hosts, v_due
+        FROM (SELECT d.id, d.host, d.next_attempt_at FROM webhook_deliveries d
+                  WHERE d.status = 'pending' AND d.next_attempt_at <= now()
+                    AND (d.lease_until IS NULL OR d.lease_until < now())
+                    AND d.id <> ALL (v_recorded)
+                    AND (d.host IS NULL OR d.host <> ALL (v_full))
+                  ORDER BY d.next_attempt_at
+                  LIMIT 4 * greatest(p_limit, 0)
+                  FOR UPDATE SKIP LOCKED) s;
+    -- Each scanned host's room, counted once its lock is this claim's: a
+    -- claim that held it has committed, and its leases are counted.
+    FOR v_host IN SELECT DISTINCT h FROM unnest(v_hosts) h WHERE h IS NOT NULL LOOP
+        IF pg_try_advisory_xact_lock(1734831471, hashtext(v_host)) THEN
+            SELECT count(*) INTO v_leased FROM webhook_deliveries d
+                WHERE d.status = 'pending' AND d.lease_until IS NOT NULL
+                  AND d.lease_until >= now() AND d.host = v_host;
+            v_room := v_room || jsonb_build_object(v_host,
+                p_per_host - greatest(v_leased, coalesce((p_busy ->> v_host)::int, 0)));
+        END IF;
+    END LOOP;
     WITH scan AS (
-        SELECT d.id, d.host, d.next_attempt_at FROM webhook_deliveries d
-            WHERE d.status = 'pending' AND d.next_attempt_at <= now()
-              AND (d.lease_until IS NULL OR d.lease_until < now())
-              AND d.id <> ALL (v_recorded)
-              AND (d.host IS NULL OR d.host <> ALL (v_full))
-            ORDER BY d.next_attempt_at
-            LIMIT 4 * greatest(p_limit, 0)
-            FOR UPDATE SKIP LOCKED),
+        SELECT * FROM unnest(v_ids, v_hosts, v_due) AS s(id, host, next_attempt_at)),
     ranked AS (
         SELECT s.id, s.next_attempt_at,
                row_number() OVER (PARTITION BY s.host ORDER BY s.next_attempt_at) AS nth,
-               p_per_host - coalesce((p_busy ->> s.host)::int, 0) AS room
+               CASE WHEN s.host IS NULL THEN p_per_host
+                    ELSE coalesce((v_room ->> s.host)::int, 0) END AS room
             FROM scan s),
     due AS (
         SELECT r.id FROM ranked r WHERE r.nth <= r.room

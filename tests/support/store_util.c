@@ -53,6 +53,22 @@ int ts_store_run_once(store_call_t *call)
     return rc;
 }
 
+void ts_new_ids(int n, ...)
+{
+    va_list ap;
+    va_start(ap, n);
+    for (int i = 0; i < n; i++)
+        gf_uuid4(va_arg(ap, char *));
+    va_end(ap);
+}
+
+int ts_store_start(const char *gen, long long fence)
+{
+    store_call_t c;
+    store_call_start(&c, gen, fence, "local");
+    return ts_store_run_once(&c);
+}
+
 store_accept_t ts_store_avatar(const char *gen, const char *user, int images, long long unit)
 {
     return (store_accept_t){.id = gen,

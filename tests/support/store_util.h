@@ -29,6 +29,12 @@ int ts_store_run(store_call_t *call);
 /* Runs `call` on ts_sc, then disposes of it; its status. */
 int ts_store_run_once(store_call_t *call);
 
+/* Fills each of the `n` char[37] buffers that follow with a new id. */
+void ts_new_ids(int n, ...);
+
+/* Starts `gen` with fencing token `fence` on the local provider; the call's status. */
+int ts_store_start(const char *gen, long long fence);
+
 /* An avatar generation of `images` x `unit` credits; a new user gets 100 credits. */
 store_accept_t ts_store_avatar(const char *gen, const char *user, int images, long long unit);
 

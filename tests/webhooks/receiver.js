@@ -13,7 +13,8 @@
 // POST /hook/<script>[?anything]: the n-th request to that exact path and
 // query answers the n-th entry of the comma-separated script (the last one
 // repeats): an HTTP status, or "hang" (never answers; the socket stays open).
-// GET /received: every request so far, oldest first, as JSON.
+// GET /received: every request so far, oldest first, as JSON (at_ms: when its body
+// was read; closed_ms: when its answer went or its client closed, null while open).
 // GET /wait?n=N&ms=T: the count of requests so far, as text, once it is at
 // least N or after T ms (at most 60,000), whichever comes first: a waiter
 // that costs nothing while it waits (scripts/bench webhooks).
@@ -97,7 +98,7 @@ const server = http.createServer((req, res) => {
     try {
       parsed = JSON.parse(body);
     } catch (e) {}
-    received.push({
+    const entry = {
       path: req.url,
       n: n + 1,
       answer: step,
@@ -111,6 +112,13 @@ const server = http.createServer((req, res) => {
       verified: verifies(body, headers),
       tampered_verified: tamperCheck ? verifies(tampered, headers) : null,
       body: parsed,
+      closed_ms: null,
+    };
+    received.push(entry);
+    // When the answer went or the client gave up (a "hang" whose socket the sender closed):
+    // with at_ms, how many requests a receiver had open at once.
+    res.on("close", () => {
+      entry.closed_ms = Date.now();
     });
     answerWaiters();
     if (step === "hang") return; // never answered

@@ -19,39 +19,16 @@
 #include "store_util.h"
 #include "support.h"
 
-static void new_id(char out[37])
-{
-    gf_uuid4(out);
-}
-
-/* Fills each of the `n` char[37] buffers that follow with a new id. */
-static void new_ids(int n, ...)
-{
-    va_list ap;
-    va_start(ap, n);
-    for (int i = 0; i < n; i++)
-        new_id(va_arg(ap, char *));
-    va_end(ap);
-}
-
-/* Starts `gen` with fencing token `fence` on the local provider; the call's status. */
-static int start(const char *gen, long long fence)
-{
-    store_call_t c;
-    store_call_start(&c, gen, fence, "local");
-    return ts_store_run_once(&c);
-}
-
 /*
  * A new user and a new generation of theirs, accepted (`images` x `unit`,
  * 100 welcome credits) and started with fencing token `fence`.
  */
 static void started(char user[37], char gen[37], int images, long long unit, long long fence)
 {
-    new_id(user);
-    new_id(gen);
+    gf_uuid4(user);
+    gf_uuid4(gen);
     assert_int_equal(ts_store_accept(ts_sc, gen, user, images, unit, NULL, NULL, 100), 0);
-    assert_int_equal(start(gen, fence), 0);
+    assert_int_equal(ts_store_start(gen, fence), 0);
 }
 
 /* Finishing `gen` as `how` with token `fence` succeeds and ends it `status`. */
@@ -192,8 +169,8 @@ static void test_settlements_happen_once(void **state)
 {
     (void)state;
     char user[37], gen[37];
-    new_id(user);
-    new_id(gen);
+    gf_uuid4(user);
+    gf_uuid4(gen);
     assert_int_equal(ts_store_accept(ts_sc, gen, user, 3, 10, NULL, NULL, 100), 0);
     store_call_t c;
     store_call_start(&c, gen, 1, "local");
@@ -339,193 +316,13 @@ static void test_image_done_finish_settles_and_finishes_at_once(void **state)
     ts_assert_balance(user, 90, 0);
 }
 
-/* A new generation of a new user with a webhook_url, accepted and started with token 1. */
-static void started_with_webhook(char user[37], char gen[37])
-{
-    new_ids(2, user, gen);
-    store_accept_t a = ts_store_avatar(gen, user, 1, 10);
-    a.params_json = "{\"prompt\":\"x\"}";
-    a.webhook_url = "https://hooks.example.com/farm";
-    store_call_t c;
-    store_call_accept(&c, &a);
-    assert_int_equal(ts_store_run(&c), 0);
-    store_call_dispose(&c);
-    assert_int_equal(start(gen, 1), 0);
-}
-
-/* The terminal delivery's row, as "status attempts last_status_code". */
-static void delivery_row(const char *id, char *out, size_t n)
-{
-    char sql[200];
-    snprintf(sql, sizeof(sql),
-             "SELECT status || ' ' || attempts || ' ' || coalesce(last_status_code, 0) "
-             "FROM webhook_deliveries WHERE id = '%s'",
-             id);
-    PGconn *pg = ts_pg_connect();
-    PGresult *r = PQexec(pg, sql);
-    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
-    assert_int_equal(PQntuples(r), 1);
-    snprintf(out, n, "%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
-    PQfinish(pg);
-}
-
-/*
- * The finishing worker leases its generation's terminal webhook in the finish's
- * transaction: fenced as a claim's lease is, so no claim (another worker's poll) takes
- * the same attempt and only its own lease token records it, with a later claim.
- */
-static void test_image_done_finish_leases_the_terminal_webhook(void **state)
-{
-    (void)state;
-    char user[37], gen[37], id[37], row[64];
-    started_with_webhook(user, gen);
-    store_call_t c;
-    store_call_image_done_finish(&c, gen, 1, 0, OUTPUT_JSON, 60);
-    assert_int_equal(ts_store_run(&c), 0);
-    assert_int_equal(c.res.image.finished, 1);
-    assert_int_equal(c.res.image.webhook.n, 1);
-    const store_webhook_claimed_t *w = &c.res.image.webhook.items[0];
-    assert_string_equal(w->generation_id, gen);
-    assert_string_equal(w->event, "succeeded");
-    assert_string_equal(w->url, "https://hooks.example.com/farm");
-    assert_non_null(strstr(w->data, "\"status\":\"succeeded\"")); /* GET's shape, read now */
-    assert_int_equal(w->attempts, 0);
-    assert_true(w->lease_token > 0);
-    snprintf(id, sizeof(id), "%s", w->id);
-    long long token = w->lease_token;
-    store_call_dispose(&c);
-
-    /* Another worker's poll does not take it: it is leased. */
-    store_call_webhook_claim(&c, 1000, 60);
-    assert_int_equal(ts_store_run(&c), 0);
-    for (size_t i = 0; i < c.res.webhook_claim.n; i++)
-        assert_string_not_equal(c.res.webhook_claim.items[i].id, id);
-    store_call_dispose(&c);
-    /* The same call again (an answer lost on the way) leases nothing more. */
-    store_call_image_done_finish(&c, gen, 1, 0, OUTPUT_JSON, 60);
-    assert_int_equal(ts_store_run(&c), 0);
-    assert_int_equal(c.res.image.webhook.n, 0);
-    store_call_dispose(&c);
-
-    /* An attempt under another token is stale; the lease's own is recorded. */
-    store_webhook_outcome_t o[2] = {
-        {.id = id, .lease_token = token + 1, .outcome = "failed", .status_code = 410},
-        {.id = id, .lease_token = token, .outcome = "delivered", .status_code = 204}};
-    assert_int_equal(
-        store_call_webhook_claim_after(
-            &c, &(store_webhook_claim_req_t){.lease_s = 60, .results = o, .nresults = 2}),
-        0);
-    assert_int_equal(ts_store_run(&c), 0);
-    assert_int_equal(c.res.webhook_claim.n, 0); /* limit 0: it only records */
-    assert_int_equal(c.res.webhook_claim.n_results, 2);
-    assert_int_equal(c.res.webhook_claim.results[0].recorded, 0);
-    assert_int_equal(c.res.webhook_claim.results[1].recorded, 1);
-    assert_true(c.res.webhook_claim.results[1].lag_s >= 0); /* a terminal event delivered */
-    store_call_dispose(&c);
-    delivery_row(id, row, sizeof(row));
-    assert_string_equal(row, "delivered 1 204");
-    /* Recorded once: the same attempt again is stale and changes nothing. */
-    assert_int_equal(
-        store_call_webhook_claim_after(
-            &c, &(store_webhook_claim_req_t){.lease_s = 60, .results = &o[1], .nresults = 1}),
-        0);
-    assert_int_equal(ts_store_run(&c), 0);
-    assert_int_equal(c.res.webhook_claim.results[0].recorded, 0);
-    store_call_dispose(&c);
-    delivery_row(id, row, sizeof(row));
-    assert_string_equal(row, "delivered 1 204");
-}
-
-/* Without a lease asked for, the terminal webhook is left to the claims. */
-static void test_image_done_finish_without_lease_leaves_it_to_claims(void **state)
-{
-    (void)state;
-    char user[37], gen[37];
-    started_with_webhook(user, gen);
-    store_call_t c;
-    store_call_image_done_finish(&c, gen, 1, 0, OUTPUT_JSON, 0);
-    assert_int_equal(ts_store_run(&c), 0);
-    assert_int_equal(c.res.image.webhook.n, 0);
-    store_call_dispose(&c);
-    store_call_webhook_claim(&c, 1000, 60);
-    assert_int_equal(ts_store_run(&c), 0);
-    int found = 0;
-    for (size_t i = 0; i < c.res.webhook_claim.n; i++)
-        found += strcmp(c.res.webhook_claim.items[i].generation_id, gen) == 0;
-    assert_int_equal(found, 1);
-    store_call_dispose(&c);
-}
-
-/* How many of claim `c`'s items are generation `gen`'s deliveries to `host`. */
-static int claimed_of(const store_call_t *c, const char *gen, const char *host)
-{
-    int n = 0;
-    for (size_t i = 0; i < c->res.webhook_claim.n; i++) {
-        const store_webhook_claimed_t *w = &c->res.webhook_claim.items[i];
-        n += strcmp(w->generation_id, gen) == 0 && w->host && strcmp(w->host, host) == 0;
-    }
-    return n;
-}
-
-/*
- * The claim's per-host bound: a host's deliveries come at most up to `per_host` with what
- * the deliverer holds of it, oldest first, so a long backlog to one receiver (one that hangs)
- * never keeps another host's due delivery from the claim. The host is the URL's, lower-cased,
- * without user or port.
- */
-static void test_webhook_claim_bounds_each_host(void **state)
-{
-    (void)state;
-    char user[37], gen[37], sql[1024];
-    started_with_webhook(user, gen);
-    snprintf(sql, sizeof(sql),
-             "INSERT INTO webhook_deliveries (id, generation_id, kind, seq, event, url, data, "
-             "next_attempt_at) SELECT gen_random_uuid(), '%s', 'image', s, 'image', "
-             "CASE WHEN s = 6 THEN 'HTTPS://User@Hang.EXAMPLE:8443/x' WHEN s = 7 THEN "
-             "'https://ok.example/hook' WHEN s = 5 THEN 'https:///hang.example/h5' ELSE "
-             "'https://hang.example/h?' || s END, '{}', "
-             "now() - make_interval(secs => 100 - s) FROM generate_series(1, 7) s",
-             gen);
-    PGconn *pg = ts_pg_connect();
-    PGresult *r = PQexec(pg, sql);
-    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
-    PQclear(r);
-    PQfinish(pg);
-
-    store_call_t c;
-    store_webhook_host_t busy[] = {{.host = "hang.example", .held = 1}};
-    store_webhook_claim_req_t q = {
-        .limit = 1000, .lease_s = 60, .per_host = 2, .busy = busy, .nbusy = 1};
-    assert_int_equal(store_call_webhook_claim_after(&c, &q), 0);
-    assert_int_equal(ts_store_run(&c), 0);
-    assert_int_equal(claimed_of(&c, gen, "hang.example"), 1); /* 2 - the 1 held */
-    assert_int_equal(claimed_of(&c, gen, "ok.example"), 1);   /* past hang.example's older rows */
-    store_call_dispose(&c);
-    /* A host held up to the bound: none of it. */
-    busy[0].held = 2;
-    assert_int_equal(store_call_webhook_claim_after(&c, &q), 0);
-    assert_int_equal(ts_store_run(&c), 0);
-    assert_int_equal(claimed_of(&c, gen, "hang.example"), 0);
-    store_call_dispose(&c);
-    /* Nothing held: two, then two more, then the last (the one spelled with capitals). */
-    q.nbusy = 0;
-    static const int want[] = {2, 2, 1, 0};
-    for (size_t k = 0; k < sizeof(want) / sizeof(want[0]); k++) {
-        assert_int_equal(store_call_webhook_claim_after(&c, &q), 0);
-        assert_int_equal(ts_store_run(&c), 0);
-        assert_int_equal(claimed_of(&c, gen, "hang.example"), want[k]);
-        store_call_dispose(&c);
-    }
-}
-
 /* What a settlement answers when it settles nothing, in the order of precedence. */
 static void test_settlement_refusals(void **state)
 {
     (void)state;
     char user[37], gen[37], unknown[37];
     started(user, gen, 2, 10, 2);
-    new_id(unknown);
+    gf_uuid4(unknown);
     int applied = -1;
     assert_int_equal(settle(unknown, 2, 0, 1, &applied), GF_ENOTFOUND);
     assert_int_equal(settle(gen, 2, 2, 1, &applied), GF_EINVAL);
@@ -545,7 +342,7 @@ static void test_idempotency_key_returns_the_first_generation(void **state)
 {
     (void)state;
     char user[37], g1[37], g2[37], g3[37];
-    new_ids(4, user, g1, g2, g3);
+    ts_new_ids(4, user, g1, g2, g3);
     assert_int_equal(ts_store_accept(ts_sc, g1, user, 1, 10, "key-1", "hash-a", 100), 0);
     store_call_t c;
     store_accept_t a = ts_store_avatar(g2, user, 1, 10);
@@ -573,7 +370,7 @@ static void test_cancel_and_expiry_release_everything(void **state)
 {
     (void)state;
     char user[37], q[37], r[37], e[37];
-    new_ids(4, user, q, r, e);
+    ts_new_ids(4, user, q, r, e);
     assert_int_equal(ts_store_accept(ts_sc, q, user, 2, 10, NULL, NULL, 100), 0);
     assert_int_equal(ts_store_accept(ts_sc, r, user, 2, 10, NULL, NULL, 100), 0);
     store_call_t c;
@@ -585,7 +382,7 @@ static void test_cancel_and_expiry_release_everything(void **state)
     store_call_dispose(&c);
     store_call_cancel(&c, q, user);
     assert_int_equal(ts_store_run_once(&c), GF_ECONFLICT);
-    assert_int_equal(start(r, 1), 0);
+    assert_int_equal(ts_store_start(r, 1), 0);
     store_call_cancel(&c, r, user);
     assert_int_equal(ts_store_run(&c), 0);
     assert_int_equal(c.res.cancel.applied, 0); /* the worker finishes it */
@@ -617,12 +414,12 @@ static void test_random_workload_reconciles(void **state)
     int ngens = 0;
     srand(42);
     for (int i = 0; i < USERS; i++)
-        new_id(users[i]);
+        gf_uuid4(users[i]);
     for (int op = 0; op < OPS; op++) {
         int pick = rand() % 10;
         store_call_t c;
         if (pick < 3 || ngens == 0) {
-            new_id(gens[ngens]);
+            gf_uuid4(gens[ngens]);
             images[ngens] = 1 + rand() % 4;
             int rc = ts_store_accept(ts_sc, gens[ngens], users[rand() % USERS], images[ngens], 10,
                                      NULL, NULL, 100);
@@ -736,7 +533,7 @@ static void test_cli_refuses_sloppy_numbers(void **state)
 {
     (void)state;
     char user[37];
-    new_id(user);
+    gf_uuid4(user);
     const char *cli = ts_env("FARM_TEST_CLI");
     assert_int_equal(ts_sh("'%s' grant --user %s --amount 5 >/dev/null", cli, user), 0);
     long long bal0, held0;
@@ -768,7 +565,7 @@ static void test_postgres_restart_is_a_clear_error_then_recovers(void **state)
 {
     (void)state;
     char user[37], gen[37];
-    new_id(user);
+    gf_uuid4(user);
     assert_int_equal(ts_sh("sh -c \"$FARM_TEST_PG_STOP\" >/dev/null 2>&1"), 0);
     store_call_t c;
     store_call_balance(&c, user, 100);
@@ -776,7 +573,7 @@ static void test_postgres_restart_is_a_clear_error_then_recovers(void **state)
     assert_non_null(strstr(c.err.msg, "postgres"));
     store_call_dispose(&c);
     assert_int_equal(ts_sh("sh -c \"$FARM_TEST_PG_START\" >/dev/null 2>&1"), 0);
-    new_id(gen);
+    gf_uuid4(gen);
     assert_int_equal(ts_store_accept(ts_sc, gen, user, 1, 10, NULL, NULL, 100), 0);
     long long bal, held;
     ts_store_balance(user, 100, &bal, &held);
@@ -791,8 +588,6 @@ int main(void)
         cmocka_unit_test(test_no_outputs_for_released_images_or_ended_generations),
         cmocka_unit_test(test_settlement_refusals),
         cmocka_unit_test(test_image_done_finish_settles_and_finishes_at_once),
-        cmocka_unit_test(test_image_done_finish_leases_the_terminal_webhook),
-        cmocka_unit_test(test_image_done_finish_without_lease_leaves_it_to_claims),
         cmocka_unit_test(test_idempotency_key_returns_the_first_generation),
         cmocka_unit_test(test_cancel_and_expiry_release_everything),
         cmocka_unit_test(test_random_workload_reconciles),
@@ -801,7 +596,6 @@ int main(void)
         cmocka_unit_test(test_dangling_ledger_rows_are_named_by_reconcile),
         cmocka_unit_test(test_cli_refuses_sloppy_numbers),
         cmocka_unit_test(test_constraints_refuse_bad_rows),
-        cmocka_unit_test(test_webhook_claim_bounds_each_host),
     };
     return cmocka_run_group_tests(tests, ts_store_setup, ts_store_teardown);
 }
