@@ -70,7 +70,8 @@ struct net_xfer {
     int header_reset;
     net_done_cb cb;
     void *data;
-    char refused[96]; /* set by open_public: why a public_only transfer did not connect */
+    char refused[96];  /* set by open_public: why a public_only transfer did not connect */
+    int opened_public; /* open_public opened a socket to a public address of the name */
 };
 
 typedef struct poll_ctx {
@@ -327,6 +328,7 @@ static curl_socket_t open_public(void *data, curlsocktype purpose, struct curl_s
                  ip);
         return CURL_SOCKET_BAD;
     }
+    x->opened_public = 1;
     return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
 }
 
@@ -419,7 +421,9 @@ static void check_multi_info(net_t *h)
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
         x->resp.curl_code = (int)msg->data.result;
         curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->resp.status);
-        if (x->resp.curl_code == CURLE_COULDNT_CONNECT && x->refused[0]) {
+        /* Refused only when every address curl tried was private: a name with a public
+         * address too that did not answer failed as any unreachable receiver does. */
+        if (x->resp.curl_code == CURLE_COULDNT_CONNECT && x->refused[0] && !x->opened_public) {
             snprintf(x->resp.curl_msg, sizeof(x->resp.curl_msg), "%s", x->refused);
             x->resp.refused = 1;
         } else if (x->resp.curl_code != CURLE_OK && x->resp.curl_msg[0] == '\0')
