@@ -73,7 +73,7 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
     [STORE_OP_ACCEPT_BATCH] = {"SELECT farm_accept_generations($1::jsonb)::text"},
     [STORE_OP_IMAGE_DONE_FINISH] = {"SELECT image, outcome, status, webhook::text FROM "
                                     "farm_image_done_finish($1::uuid, $2::bigint, $3::int, "
-                                    "$4::jsonb, $5::int)"},
+                                    "$4::jsonb, $5::int, $6::int)"},
     [STORE_OP_ACCEPT_RESOLVE] = {"SELECT farm_accept_resolve($1::int, $2::text, $3::uuid[])"},
 };
 
@@ -569,11 +569,16 @@ void store_call_image_done(store_call_t *c, const char *gen_id, long long fence,
 }
 
 void store_call_image_done_finish(store_call_t *c, const char *gen_id, long long fence, int index,
-                                  const char *outputs_json, int webhook_lease_s)
+                                  const char *outputs_json, int webhook_lease_s,
+                                  int webhook_per_host)
 {
-    call_init_image(c, STORE_OP_IMAGE_DONE_FINISH, 5, gen_id, fence, index);
+    call_init_image(c, STORE_OP_IMAGE_DONE_FINISH, 6, gen_id, fence, index);
     set_str(c, 3, outputs_json);
     set_int(c, 4, webhook_lease_s);
+    if (webhook_per_host > 0)
+        set_int(c, 5, webhook_per_host);
+    else
+        set_str(c, 5, NULL);
 }
 
 void store_call_resume(store_call_t *c, const char *gen_id)

@@ -197,7 +197,7 @@ static void outputs_stored(job_image_t *img)
     op->webhook_reserved = lease_s > 0;
     if (op->finishes)
         store_call_image_done_finish(&op->call, j->qj.gen_id, (long long)j->qj.token, img->index,
-                                     img->outputs_json, lease_s);
+                                     img->outputs_json, lease_s, (int)j->r->cfg->webhook_per_host);
     else
         store_call_image_done(&op->call, j->qj.gen_id, (long long)j->qj.token, img->index,
                               img->outputs_json);

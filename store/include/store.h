@@ -577,10 +577,12 @@ void store_call_image_done(store_call_t *c, const char *gen_id, long long fence,
  * (farm_image_done_finish): what a worker would send as two calls in a row, in one
  * transaction. res.image (status, finished) answers both. With `webhook_lease_s` > 0
  * the caller also leases the generation's terminal webhook delivery for that long, in
- * the same transaction and as WEBHOOK_CLAIM leases it (res.image.webhook: none, or
- * that one delivery). */
+ * the same transaction and as WEBHOOK_CLAIM leases it, within the farm's
+ * `webhook_per_host` of its host (0: no bound) (res.image.webhook: none, or that one
+ * delivery). */
 void store_call_image_done_finish(store_call_t *c, const char *gen_id, long long fence, int index,
-                                  const char *outputs_json, int webhook_lease_s);
+                                  const char *outputs_json, int webhook_lease_s,
+                                  int webhook_per_host);
 
 /*
  * Webhook deliveries (docs/webhooks.md). CLAIM leases at most `limit` due

@@ -3,13 +3,38 @@
 -- it is not left for the next poll of farm_webhook_claim. Leased exactly as
 -- that claim leases (docs/webhooks.md): only while pending, due and not
 -- leased, with a new lease token from webhook_lease_seq and a lease of
--- p_lease_s; the attempt is then recorded under that token alone. Answers
--- in farm_webhook_claim's shape: {now_ms, items} (no item: nothing to lease).
-CREATE OR REPLACE FUNCTION farm__webhook_lease_terminal(p_gen uuid, p_lease_s int) RETURNS jsonb
+-- p_lease_s; the attempt is then recorded under that token alone. With
+-- p_per_host (NULL: no bound, the callers of the version before), only
+-- while its host has room under the farm's bound, counted as the claim
+-- counts it, under the same advisory lock of the host (not waited for:
+-- held by a claim, the delivery is left to the claims). Answers in
+-- farm_webhook_claim's shape: {now_ms, items} (no item: nothing leased).
+CREATE OR REPLACE FUNCTION farm__webhook_lease_terminal(p_gen uuid, p_lease_s int,
+                                                        p_per_host int)
+RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     v jsonb;
+    v_host text;
+    v_leased int;
 BEGIN
+    IF p_per_host IS NOT NULL THEN
+        SELECT d.host INTO v_host FROM webhook_deliveries d
+            WHERE d.generation_id = p_gen AND d.kind = 'terminal' AND d.seq = 0;
+        IF v_host IS NOT NULL THEN
+            IF NOT pg_try_advisory_xact_lock(1734831471, hashtext(v_host)) THEN
+                RETURN jsonb_build_object('now_ms', (extract(epoch FROM now()) * 1000)::bigint,
+                                          'items', '[]'::jsonb);
+            END IF;
+            SELECT count(*) INTO v_leased FROM webhook_deliveries d
+                WHERE d.host = v_host AND d.status = 'pending' AND d.lease_until IS NOT NULL
+                  AND d.lease_until >= now();
+            IF v_leased >= p_per_host THEN
+                RETURN jsonb_build_object('now_ms', (extract(epoch FROM now()) * 1000)::bigint,
+                                          'items', '[]'::jsonb);
+            END IF;
+        END IF;
+    END IF;
     WITH c AS (
         UPDATE webhook_deliveries d SET lease_token = nextval('webhook_lease_seq'),
                 lease_until = now() + make_interval(secs => p_lease_s)
@@ -22,3 +47,7 @@ BEGIN
         INTO v FROM c;
     RETURN v;
 END $$;
+-- The version before, unbounded (the farm_image_done_finish of that version
+-- calls it until `farm migrate` has replaced that too).
+CREATE OR REPLACE FUNCTION farm__webhook_lease_terminal(p_gen uuid, p_lease_s int) RETURNS jsonb
+LANGUAGE sql AS $$ SELECT farm__webhook_lease_terminal(p_gen, p_lease_s, NULL::int) $$;

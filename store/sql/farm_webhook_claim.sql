@@ -20,13 +20,15 @@
 -- that hangs, however long its backlog and however many workers run, takes
 -- that many slots of the farm and never holds up another host's deliveries
 -- for longer than a poll. The scan reads (and locks, for the statement) at
--- most 4 * p_limit due rows of the other hosts, oldest first. A host's room
--- is counted under a transaction-level advisory lock of that host, taken
--- with pg_try_: two claims at once never both fill the same room (the
--- second passes the host over until its next poll), and none waits.
--- (The finishing worker's own terminal delivery, leased in the finish's
--- transaction, is not held back by the bound; it counts against later
--- claims like any lease.)
+-- most 4 * p_limit due rows of the other hosts, oldest first, and takes
+-- them in that order. A host's room is counted when the walk first meets
+-- it, under a transaction-level advisory lock of the host taken with
+-- pg_try_ (farm__webhook_lease_terminal takes the same): two claims at once
+-- never both fill the same room (the second passes the host over until its
+-- next poll), and none waits. At most 64 hosts are locked by one claim (the
+-- others' rows wait for the next poll), so a claim never fills Postgres's
+-- lock table. Hosts share a lock when their hashtext collides: one is then
+-- passed over while the other is being counted, for a poll.
 CREATE OR REPLACE FUNCTION farm_webhook_claim(p_limit int, p_lease_s int, p_results jsonb,
                                               p_per_host int, p_busy jsonb)
 RETURNS jsonb
@@ -36,12 +38,14 @@ DECLARE
     v_results jsonb := '[]'::jsonb;
     v_recorded uuid[] := '{}';
     v_full text[];
-    v_ids uuid[];
-    v_hosts text[];
-    v_due timestamptz[];
-    v_room jsonb := '{}';
-    v_host text;
+    r record;
+    v_hosts text[] := '{}';   -- the hosts met so far, with
+    v_rooms int[] := '{}';    -- what is left of each one's room
+    v_at int;
+    v_locked int := 0;
     v_leased int;
+    v_no_host int := p_per_host; -- the room of rows without a host
+    v_taken uuid[] := '{}';
 BEGIN
     IF p_results IS NOT NULL THEN
         v_results := farm_webhook_results(p_results);
@@ -57,45 +61,44 @@ BEGIN
                       AND d.lease_until >= now() AND d.host IS NOT NULL
                     GROUP BY d.host HAVING count(*) >= p_per_host);
     -- Locked as scanned (SKIP LOCKED: a concurrent claim's rows are passed
-    -- over, and the scan goes on to others), so what is ranked is this
+    -- over, and the scan goes on to others), so what is walked is this
     -- claim's to take.
-    SELECT array_agg(s.id ORDER BY s.next_attempt_at), array_agg(s.host ORDER BY s.next_attempt_at),
-           array_agg(s.next_attempt_at ORDER BY s.next_attempt_at)
-        INTO v_ids, v_hosts, v_due
-        FROM (SELECT d.id, d.host, d.next_attempt_at FROM webhook_deliveries d
-                  WHERE d.status = 'pending' AND d.next_attempt_at <= now()
-                    AND (d.lease_until IS NULL OR d.lease_until < now())
-                    AND d.id <> ALL (v_recorded)
-                    AND (d.host IS NULL OR d.host <> ALL (v_full))
-                  ORDER BY d.next_attempt_at
-                  LIMIT 4 * greatest(p_limit, 0)
-                  FOR UPDATE SKIP LOCKED) s;
-    -- Each scanned host's room, counted once its lock is this claim's: a
-    -- claim that held it has committed, and its leases are counted.
-    FOR v_host IN SELECT DISTINCT h FROM unnest(v_hosts) h WHERE h IS NOT NULL LOOP
-        IF pg_try_advisory_xact_lock(1734831471, hashtext(v_host)) THEN
-            SELECT count(*) INTO v_leased FROM webhook_deliveries d
-                WHERE d.status = 'pending' AND d.lease_until IS NOT NULL
-                  AND d.lease_until >= now() AND d.host = v_host;
-            v_room := v_room || jsonb_build_object(v_host,
-                p_per_host - greatest(v_leased, coalesce((p_busy ->> v_host)::int, 0)));
+    FOR r IN SELECT d.id, d.host FROM webhook_deliveries d
+                 WHERE d.status = 'pending' AND d.next_attempt_at <= now()
+                   AND (d.lease_until IS NULL OR d.lease_until < now())
+                   AND d.id <> ALL (v_recorded)
+                   AND (d.host IS NULL OR d.host <> ALL (v_full))
+                 ORDER BY d.next_attempt_at
+                 LIMIT 4 * greatest(p_limit, 0)
+                 FOR UPDATE SKIP LOCKED LOOP
+        EXIT WHEN cardinality(v_taken) >= p_limit;
+        IF r.host IS NULL THEN
+            CONTINUE WHEN v_no_host <= 0;
+            v_no_host := v_no_host - 1;
+        ELSE
+            v_at := array_position(v_hosts, r.host);
+            IF v_at IS NULL THEN
+                v_hosts := v_hosts || r.host;
+                v_at := cardinality(v_hosts);
+                v_rooms := v_rooms || 0;
+                IF v_locked < 64 AND pg_try_advisory_xact_lock(1734831471, hashtext(r.host)) THEN
+                    v_locked := v_locked + 1;
+                    SELECT count(*) INTO v_leased FROM webhook_deliveries d
+                        WHERE d.host = r.host AND d.status = 'pending'
+                          AND d.lease_until IS NOT NULL AND d.lease_until >= now();
+                    v_rooms[v_at] := p_per_host
+                        - greatest(v_leased, coalesce((p_busy ->> r.host)::int, 0));
+                END IF;
+            END IF;
+            CONTINUE WHEN v_rooms[v_at] <= 0;
+            v_rooms[v_at] := v_rooms[v_at] - 1;
         END IF;
+        v_taken := v_taken || r.id;
     END LOOP;
-    WITH scan AS (
-        SELECT * FROM unnest(v_ids, v_hosts, v_due) AS s(id, host, next_attempt_at)),
-    ranked AS (
-        SELECT s.id, s.next_attempt_at,
-               row_number() OVER (PARTITION BY s.host ORDER BY s.next_attempt_at) AS nth,
-               CASE WHEN s.host IS NULL THEN p_per_host
-                    ELSE coalesce((v_room ->> s.host)::int, 0) END AS room
-            FROM scan s),
-    due AS (
-        SELECT r.id FROM ranked r WHERE r.nth <= r.room
-            ORDER BY r.next_attempt_at LIMIT p_limit),
-    c AS (
+    WITH c AS (
         UPDATE webhook_deliveries d SET lease_token = nextval('webhook_lease_seq'),
                 lease_until = now() + make_interval(secs => p_lease_s)
-            FROM due WHERE d.id = due.id
+            WHERE d.id = ANY (v_taken)
             RETURNING d)
     SELECT jsonb_build_object('now_ms', (extract(epoch FROM now()) * 1000)::bigint,
         'items', coalesce(jsonb_agg(farm__webhook_item(c.d) ORDER BY (c.d).next_attempt_at),

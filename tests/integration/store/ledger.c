@@ -283,7 +283,7 @@ static void done_finish(const char *gen, long long fence, int applied, int finis
                         const char *status)
 {
     store_call_t c;
-    store_call_image_done_finish(&c, gen, fence, 0, OUTPUT_JSON, 0);
+    store_call_image_done_finish(&c, gen, fence, 0, OUTPUT_JSON, 0, 0);
     assert_int_equal(ts_store_run(&c), 0);
     int got_applied = c.res.image.applied, got_finished = c.res.image.finished;
     char got_status[sizeof(c.res.image.status)];
@@ -303,7 +303,7 @@ static void test_image_done_finish_settles_and_finishes_at_once(void **state)
     started(user, gen, 1, 10, 2);
     store_call_t c;
     /* A stale token: nothing recorded, nothing finished. */
-    store_call_image_done_finish(&c, gen, 1, 0, OUTPUT_JSON, 0);
+    store_call_image_done_finish(&c, gen, 1, 0, OUTPUT_JSON, 0, 0);
     assert_int_equal(ts_store_run_once(&c), GF_ECONFLICT);
     assert_int_equal(outputs_of(gen, user), 0);
     ts_assert_balance(user, 100, 10); /* still held */

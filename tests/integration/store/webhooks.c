@@ -21,18 +21,23 @@ static const char *const OUTPUT_JSON =
     "[{\"index\":0,\"pose\":0,\"variant\":\"original\",\"format\":\"png\",\"width\":8,"
     "\"height\":8,\"bytes\":10,\"sha256\":\"00\",\"storage_key\":\"k\",\"seed\":1}]";
 
-/* A new generation of a new user with a webhook_url, accepted and started with token 1. */
-static void started_with_webhook(char user[37], char gen[37])
+/* A new generation of a new user with webhook_url `url`, accepted and started with token 1. */
+static void started_with_webhook_to(char user[37], char gen[37], const char *url)
 {
     ts_new_ids(2, user, gen);
     store_accept_t a = ts_store_avatar(gen, user, 1, 10);
     a.params_json = "{\"prompt\":\"x\"}";
-    a.webhook_url = "https://hooks.example.com/farm";
+    a.webhook_url = url;
     store_call_t c;
     store_call_accept(&c, &a);
     assert_int_equal(ts_store_run(&c), 0);
     store_call_dispose(&c);
     assert_int_equal(ts_store_start(gen, 1), 0);
+}
+
+static void started_with_webhook(char user[37], char gen[37])
+{
+    started_with_webhook_to(user, gen, "https://hooks.example.com/farm");
 }
 
 /* The terminal delivery's row, as "status attempts last_status_code". */
@@ -63,7 +68,7 @@ static void test_image_done_finish_leases_the_terminal_webhook(void **state)
     char user[37], gen[37], id[37], row[64];
     started_with_webhook(user, gen);
     store_call_t c;
-    store_call_image_done_finish(&c, gen, 1, 0, OUTPUT_JSON, 60);
+    store_call_image_done_finish(&c, gen, 1, 0, OUTPUT_JSON, 60, 0);
     assert_int_equal(ts_store_run(&c), 0);
     assert_int_equal(c.res.image.finished, 1);
     assert_int_equal(c.res.image.webhook.n, 1);
@@ -85,7 +90,7 @@ static void test_image_done_finish_leases_the_terminal_webhook(void **state)
         assert_string_not_equal(c.res.webhook_claim.items[i].id, id);
     store_call_dispose(&c);
     /* The same call again (an answer lost on the way) leases nothing more. */
-    store_call_image_done_finish(&c, gen, 1, 0, OUTPUT_JSON, 60);
+    store_call_image_done_finish(&c, gen, 1, 0, OUTPUT_JSON, 60, 0);
     assert_int_equal(ts_store_run(&c), 0);
     assert_int_equal(c.res.image.webhook.n, 0);
     store_call_dispose(&c);
@@ -126,7 +131,7 @@ static void test_image_done_finish_without_lease_leaves_it_to_claims(void **stat
     char user[37], gen[37];
     started_with_webhook(user, gen);
     store_call_t c;
-    store_call_image_done_finish(&c, gen, 1, 0, OUTPUT_JSON, 0);
+    store_call_image_done_finish(&c, gen, 1, 0, OUTPUT_JSON, 0, 0);
     assert_int_equal(ts_store_run(&c), 0);
     assert_int_equal(c.res.image.webhook.n, 0);
     store_call_dispose(&c);
@@ -307,6 +312,77 @@ static void test_two_claims_at_once_never_both_fill_a_host(void **state)
     assert_int_equal(claim_of(&q, gen, "race.example", NULL, NULL, NULL, 0), 0);
 }
 
+/*
+ * The finishing worker's lease of its terminal delivery keeps the farm's bound of its host
+ * as a claim does: with the host's room leased by another deliverer it leases nothing (the
+ * delivery is left to the claims, pending and unleased); once that attempt is recorded,
+ * the next finish leases its own.
+ */
+static void test_the_finishing_lease_keeps_the_host_bound(void **state)
+{
+    (void)state;
+    char user[37], g1[37], g2[37], other[37];
+    started_with_webhook_to(user, g1, "https://bound.example/farm");
+    started_with_webhook_to(user, g2, "https://bound.example/farm");
+    started_with_webhook_to(user, other, "https://elsewhere.example/farm");
+    add_deliveries(other, (const char *const[]){"https://bound.example/image", NULL});
+    store_webhook_claim_req_t q = {.limit = 1000, .lease_s = 60, .per_host = 1};
+    store_webhook_outcome_t held[1];
+    char ids[1][37];
+    size_t n_held = 0;
+    assert_int_equal(claim_of(&q, other, "bound.example", held, ids, &n_held, 1), 1);
+
+    store_call_t c;
+    store_call_image_done_finish(&c, g1, 1, 0, OUTPUT_JSON, 60, 1);
+    assert_int_equal(ts_store_run(&c), 0);
+    assert_int_equal(c.res.image.finished, 1);
+    assert_int_equal(c.res.image.webhook.n, 0); /* the farm holds bound.example's 1 */
+    store_call_dispose(&c);
+    /* That attempt recorded (a claim of nothing that only records it): room again. The
+     * first finish's delivery waits for a claim; the next finish leases its own. */
+    q.limit = 0;
+    q.results = held;
+    q.nresults = n_held;
+    assert_int_equal(claim_of(&q, other, "bound.example", NULL, NULL, NULL, 0), 0);
+    store_call_image_done_finish(&c, g2, 1, 0, OUTPUT_JSON, 60, 1);
+    assert_int_equal(ts_store_run(&c), 0);
+    assert_int_equal(c.res.image.webhook.n, 1);
+    assert_string_equal(c.res.image.webhook.items[0].generation_id, g2);
+    store_call_dispose(&c);
+    q = (store_webhook_claim_req_t){.limit = 1000, .lease_s = 60, .per_host = 2};
+    assert_int_equal(claim_of(&q, g1, "bound.example", NULL, NULL, NULL, 0), 1);
+}
+
+/* One claim locks at most 64 hosts: 70 hosts' due deliveries (older than the others here) go
+ * 64, then the other 6. */
+static void test_a_claim_locks_at_most_64_hosts(void **state)
+{
+    (void)state;
+    char user[37], gen[37], sql[512];
+    started_with_webhook_to(user, gen, "https://many.example/farm");
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO webhook_deliveries (id, generation_id, kind, seq, event, url, data, "
+             "next_attempt_at) SELECT gen_random_uuid(), '%s', 'image', s, 'image', "
+             "'https://h' || s || '.many.example/x', '{}', now() - interval '1 hour' "
+             "FROM generate_series(1, 70) s",
+             gen);
+    exec_ok(sql);
+    static const size_t want[] = {64, 6, 0};
+    for (size_t k = 0; k < sizeof(want) / sizeof(want[0]); k++) {
+        store_call_t c;
+        assert_int_equal(
+            store_call_webhook_claim_after(
+                &c, &(store_webhook_claim_req_t){.limit = 1000, .lease_s = 60, .per_host = 8}),
+            0);
+        assert_int_equal(ts_store_run(&c), 0);
+        size_t n = 0;
+        for (size_t i = 0; i < c.res.webhook_claim.n; i++)
+            n += strcmp(c.res.webhook_claim.items[i].generation_id, gen) == 0;
+        store_call_dispose(&c);
+        assert_int_equal(n, want[k]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -314,6 +390,8 @@ int main(void)
         cmocka_unit_test(test_image_done_finish_without_lease_leaves_it_to_claims),
         cmocka_unit_test(test_webhook_claim_bounds_each_host),
         cmocka_unit_test(test_two_claims_at_once_never_both_fill_a_host),
+        cmocka_unit_test(test_the_finishing_lease_keeps_the_host_bound),
+        cmocka_unit_test(test_a_claim_locks_at_most_64_hosts),
     };
     return cmocka_run_group_tests(tests, ts_store_setup, ts_store_teardown);
 }

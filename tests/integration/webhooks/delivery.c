@@ -558,7 +558,9 @@ static void test_a_hanging_receiver_holds_up_no_other_host(void **state)
     double t0 = ts_now();
     json_decref(wait_received("fair-ok", 1, 60));
     double waited = ts_now() - t0;
-    usleep(1500000); /* 30 polls of each worker, within the first requests' 2 s */
+    /* 70 polls of each worker, past the first requests' 2 s timeouts: long enough for a
+     * worker slow to start (nothing says when its first poll is) to have claimed. */
+    usleep(3500000);
     json_t *hung = received("fair-hang");
     size_t n_hung = json_array_size(hung);
     int most = most_open_at_once(hung, 100);
