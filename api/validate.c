@@ -67,7 +67,8 @@ int api_gen_validate(const char *body, size_t len, const gf_config_t *cfg,
     provider_needs_t need = {.identity = p->identity_upload[0] || p->identity_generation[0],
                              .pose = p->kind == IMG_KIND_POSE,
                              .width = p->width,
-                             .height = p->height};
+                             .height = p->height,
+                             .negative = p->negative_prompt && p->negative_prompt[0]};
     const char *field = NULL;
     if (!provider_chain_can(cfg, NULL, p->provider, &need, &field)) {
         g->unsupported = 1;

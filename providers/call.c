@@ -127,7 +127,8 @@ int provider_submit(provider_t *p, const provider_req_t *req, const provider_cbs
     provider_needs_t n = {.identity = req->identity_image != NULL,
                           .pose = req->pose_image != NULL,
                           .width = req->width,
-                          .height = req->height};
+                          .height = req->height,
+                          .negative = req->negative_prompt && req->negative_prompt[0]};
     int fits = 0;
     const char *field = "provider";
     for (int i = 0; i < p->nchain && !fits; i++) {
@@ -197,7 +198,8 @@ void provider__call_needs(const provider_call_t *c, provider_needs_t *n)
     *n = (provider_needs_t){.identity = c->req.identity_image != NULL,
                             .pose = c->req.pose_image != NULL,
                             .width = c->req.width,
-                            .height = c->req.height};
+                            .height = c->req.height,
+                            .negative = c->req.negative_prompt && c->req.negative_prompt[0]};
 }
 
 /* Whether adapter `a` can take everything the request of `c` carries. */

@@ -15,6 +15,11 @@
  * canny/depth and HF ControlNets (a control image), anything else text only.
  * `local` draws the pose map into its preview and insets the identity, so it
  * takes both (honestly: it does not keep the person).
+ *
+ * A negative prompt: only hf sends one (its text-to-image and image-to-image
+ * parameters have `negative_prompt`); the FLUX APIs of fal, BFL and
+ * Replicate have no such input, and `local` draws no prompt. A request with
+ * one is for hf alone, never sent elsewhere without it.
  */
 #include "provider_int.h"
 
@@ -40,6 +45,7 @@ static void model_caps(const char *name, const char *model, provider_caps_t *c)
     memset(c, 0, sizeof(*c));
     c->model = model;
     c->max_side = 2048;
+    c->negative = strcmp(name, "hf") == 0;
     if (strcmp(name, "local") == 0) {
         c->refs = 2;
         c->control = 1;
@@ -87,6 +93,8 @@ int provider_caps_fit(const provider_caps_t *c, const provider_needs_t *n, const
         why = "width";
     else if (n->height > c->max_side)
         why = "height";
+    else if (n->negative && !c->negative)
+        why = "negative_prompt";
     if (field)
         *field = why;
     return why == NULL;
@@ -98,7 +106,7 @@ int provider_chain_can(const gf_config_t *cfg, const char *mode, const char *onl
     static const char *const names[] = {"hf", "fal", "bfl", "replicate", "local"};
     /* The field named is the one the most capable adapter still misses:
      * "identity" when some adapter takes the pose but not the person too. */
-    static const char *const order[] = {"height", "width", "identity", "poses"};
+    static const char *const order[] = {"negative_prompt", "height", "width", "identity", "poses"};
     int best = -1;
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (!provider_chain_has(cfg, mode, names[i]))
@@ -110,7 +118,7 @@ int provider_chain_can(const gf_config_t *cfg, const char *mode, const char *onl
         const char *why;
         if (provider_caps_fit(&c, n, &why))
             return 1;
-        for (int k = 0; k < 4; k++)
+        for (int k = 0; k < (int)(sizeof(order) / sizeof(order[0])); k++)
             if (strcmp(why, order[k]) == 0 && (best < 0 || k < best))
                 best = k;
     }

@@ -170,6 +170,7 @@ typedef struct {
     int refs;          /* reference images it takes: 0 (text only), 1, or several */
     int control;       /* takes a control image (a pose map as control) */
     int max_side;      /* the largest width or height it takes */
+    int negative;      /* takes a negative prompt (the adapter sends it) */
 } provider_caps_t;
 
 /* What a request carries. */
@@ -177,6 +178,7 @@ typedef struct {
     int identity; /* a person to keep (a reference image) */
     int pose;     /* a pose map (reference or control image) */
     int width, height;
+    int negative; /* a negative prompt */
 } provider_needs_t;
 
 /*

@@ -3,8 +3,8 @@
  * entry under "received": the prompt as the provider reads it, and every
  * image part (base64 or a data: URL) decoded: its key in the body, byte
  * count, width and height read from the header (PNG, JPEG, WEBP), and the
- * sha256 of the bytes. Tests compare these with what the farm sent, so a
- * lost person or a wrong pose map shows at the wire.
+ * sha256 of the bytes; and the negative prompt, where the body carries one. Tests compare these
+ * with what the farm sent, so a lost person or a wrong pose map shows at the wire.
  *
  * An image part that does not decode is recorded with "bytes": 0 (the
  * provider would refuse it; the test sees it did not get an image).
@@ -155,7 +155,15 @@ void fake_received(json_t *entry, const char *prompt, json_t *body, const char *
         if (x)
             collect(images, keys[k], x);
     }
+    /* A negative prompt where a provider's API takes one (HF's parameters), or anywhere
+     * else a client might put it: at the top, or in Replicate's input. */
+    json_t *neg = json_object_get(json_object_get(body, "parameters"), "negative_prompt");
+    if (neg == NULL)
+        neg = json_object_get(body, "negative_prompt");
+    if (neg == NULL)
+        neg = json_object_get(json_object_get(body, "input"), "negative_prompt");
     json_object_set_new(entry, "received",
-                        json_pack("{s:s?,s:I,s:o}", "prompt", prompt, "count",
+                        json_pack("{s:s?,s:s?,s:I,s:o}", "prompt", prompt, "negative_prompt",
+                                  json_string_value(neg), "count",
                                   (json_int_t)json_array_size(images), "images", images));
 }

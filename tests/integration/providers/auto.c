@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "providers_util.h"
 #include "support.h"
@@ -286,6 +287,61 @@ static void test_auto_routes_by_what_the_model_takes(void **state)
     free(pose);
 }
 
+/* The last `endpoint` request the fake recorded: what it "received" (a new reference). */
+static json_t *last_received(const char *endpoint)
+{
+    char *text = pt_fake_log(&fake);
+    json_t *root = json_loads(text, 0, NULL), *got = NULL, *e;
+    free(text);
+    size_t i;
+    json_array_foreach(json_object_get(root, "requests"), i, e)
+    {
+        if (strcmp(json_string_value(json_object_get(e, "endpoint")), endpoint) == 0)
+            got = json_object_get(e, "received");
+    }
+    json_incref(got);
+    json_decref(root);
+    return got;
+}
+
+/* A negative prompt goes only where the provider's API takes one (hf): auto with fal first
+ * passes fal over for such a call, and hf gets the negative prompt; a call without one goes
+ * to fal; asked of fal alone, it is refused at once, naming the field. */
+static void test_a_negative_prompt_goes_only_where_it_is_sent(void **state)
+{
+    (void)state;
+    gf_config_t *cfg =
+        pt_config(&fake, "auto", (const char *const[]){"FARM_PROVIDER_FALLBACK=fal,hf", NULL});
+    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
+    pt_result_t r = {0};
+    provider_req_t q = pt_req("a fox", 64, 64);
+    q.negative_prompt = "blurry";
+    pt_run(&loop, p, &q, &r);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.provider, "hf");
+    assert_int_equal(pt_fake_count(&fake, "fal.submit"), 0);
+    json_t *got = last_received("hf.submit");
+    assert_non_null(got);
+    assert_string_equal(json_string_value(json_object_get(got, "negative_prompt")), "blurry");
+    json_decref(got);
+    pt_result_dispose(&r);
+    r = (pt_result_t){0};
+    q = pt_req("a fox", 64, 64);
+    pt_run(&loop, p, &q, &r);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.provider, "fal");
+    pt_result_dispose(&r);
+    q.negative_prompt = "blurry";
+    q.only_provider = "fal";
+    gf_err_t err = {0};
+    r = (pt_result_t){0};
+    assert_int_equal(pt_try_submit(p, &q, &r, &err), GF_EINVAL);
+    assert_non_null(strstr(err.msg, "negative_prompt"));
+    pt_spin(&loop, 50);
+    assert_int_equal(r.done, 0);
+    pt_close(&loop, p, cfg);
+}
+
 /* What the chain can honour, as the api asks it before any hold. */
 static void test_chain_can_names_the_field_it_cannot_honour(void **state)
 {
@@ -306,6 +362,10 @@ static void test_chain_can_names_the_field_it_cannot_honour(void **state)
     provider_needs_t big = {.width = 1536, .height = 1024};
     assert_int_equal(provider_chain_can(cfg, NULL, "bfl", &big, &field), 0);
     assert_string_equal(field, "width");
+    provider_needs_t negative = {.width = 1024, .height = 1024, .negative = 1};
+    assert_int_equal(provider_chain_can(cfg, NULL, "bfl", &negative, &field), 0);
+    assert_string_equal(field, "negative_prompt");
+    assert_int_equal(provider_chain_can(cfg, NULL, NULL, &negative, &field), 1); /* hf */
     gf_cfg_free(cfg);
 }
 
@@ -320,6 +380,7 @@ int main(void)
         cmocka_unit_test_setup(test_concurrency_limit_queues_calls, reset),
         cmocka_unit_test_setup(test_close_cancels_calls_in_flight, reset),
         cmocka_unit_test_setup(test_auto_routes_by_what_the_model_takes, reset),
+        cmocka_unit_test_setup(test_a_negative_prompt_goes_only_where_it_is_sent, reset),
         cmocka_unit_test_setup(test_chain_can_names_the_field_it_cannot_honour, reset),
     };
     return cmocka_run_group_tests(tests, pt_suite_setup, pt_suite_teardown);

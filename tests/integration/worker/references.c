@@ -189,7 +189,8 @@ static void user_state(const char *at, long long *available, size_t *gens)
  * An api whose providers cannot honour the request: hf with Kontext (one
  * reference) for calls with references. A pose with an identity is 400
  * unsupported naming identity, a pose alone asked of a text-only bfl names
- * poses; nothing is held, nothing enqueued.
+ * poses, a negative prompt asked of bfl names negative_prompt; nothing is
+ * held, nothing enqueued.
  */
 static void test_unsupported_is_refused_before_any_hold(void **state)
 {
@@ -236,6 +237,15 @@ static void test_unsupported_is_refused_before_any_hold(void **state)
     assert_int_equal(r.status, 400);
     assert_non_null(strstr(r.body, "\"code\":\"unsupported\""));
     assert_non_null(strstr(r.body, "\"field\":\"poses\""));
+    ts_http_dispose(&r);
+    /* A negative prompt asked of bfl, whose FLUX API has none: refused, not dropped. */
+    snprintf(body, sizeof(body),
+             "{\"kind\":\"avatar\",\"prompt\":\"me\",\"provider\":\"bfl\","
+             "\"negative_prompt\":\"blurry\"}");
+    r = ts_http("POST", url, hd, body, strlen(body));
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(r.body, "\"code\":\"unsupported\""));
+    assert_non_null(strstr(r.body, "\"field\":\"negative_prompt\""));
     ts_http_dispose(&r);
     user_state(at, &avail1, &gens1);
     assert_int_equal(avail1, avail0);
