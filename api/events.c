@@ -241,19 +241,50 @@ static int sse_write(api_sse_t *s, const char *id, const char *name, const char 
 }
 
 /*
+ * The name clients see for a non-terminal queue event, API.md's: the
+ * queue's `retrying` (a lease ended by a retry or a hand-back, the job
+ * claimed again after its backoff) is a `progress` of the generation, which
+ * is still running (`*status`); `requeued` (a dead letter an operator
+ * re-drove) is `queued` again. Any other name is the queue's (*status NULL:
+ * the data says it).
+ */
+static const char *client_event(const char *type, const char **status)
+{
+    *status = NULL;
+    if (type && strcmp(type, gf_event_name(GF_EV_RETRYING)) == 0) {
+        *status = gf_gen_status_name(GF_GEN_RUNNING);
+        return gf_event_name(GF_EV_PROGRESS);
+    }
+    if (type && strcmp(type, gf_event_name(GF_EV_REQUEUED)) == 0) {
+        *status = gf_gen_status_name(GF_GEN_QUEUED);
+        return gf_event_name(GF_EV_QUEUED);
+    }
+    return type;
+}
+
+/*
  * The data of an event: its own JSON object, or a small object naming the
- * generation. An `image` event's outputs get their signed `url` (and lose
- * the storage key), as in GET.
+ * generation, with the status client_event() gives it (and a `queued`
+ * event's `queue_position`, null when the queue did not say). An `image`
+ * event's outputs get their signed `url` (and lose the storage key), as in
+ * GET.
  */
 static char *event_data(api_t *api, const char *gen_id, const queue_event_t *ev)
 {
+    const char *status;
+    const char *name = client_event(ev->type, &status);
     json_t *d = ev->data ? json_loads(ev->data, JSON_DECODE_ANY, NULL) : NULL;
     if (!json_is_object(d)) {
         json_decref(d);
-        d = json_pack("{s:s, s:s}", "id", gen_id, "status", ev->type);
+        d = json_pack("{s:s, s:s}", "id", gen_id, "status", status ? status : ev->type);
     } else if (json_object_get(d, "id") == NULL) {
         json_object_set_new(d, "id", json_string(gen_id));
     }
+    if (status)
+        json_object_set_new(d, "status", json_string(status));
+    if (name && strcmp(name, gf_event_name(GF_EV_QUEUED)) == 0 &&
+        !json_object_get(d, "queue_position"))
+        json_object_set_new(d, "queue_position", json_null());
     api__sign_outputs(api, d);
     char *text = json_dumps(d, JSON_COMPACT);
     json_decref(d);
@@ -266,7 +297,8 @@ gf_http_frame_t *api__sse_gen_event_frame(api_t *api, const char *gen_id, const 
     char id[24];
     snprintf(id, sizeof(id), "%" PRIu64, ev->id);
     char *text = event_data(api, gen_id, ev);
-    gf_http_frame_t *f = event_frame(id, ev->type, text ? text : "{}");
+    const char *status;
+    gf_http_frame_t *f = event_frame(id, client_event(ev->type, &status), text ? text : "{}");
     free(text);
     return f;
 }
@@ -320,7 +352,8 @@ static int user_write_head(api_sse_t *s, json_t *gen)
     } else {
         queue_event_t ev = {.type = e->type, .data = e->data};
         char *text = event_data(s->api, e->gen, &ev);
-        rc = sse_write(s, e->sid, e->type, text ? text : "{}");
+        const char *status;
+        rc = sse_write(s, e->sid, client_event(e->type, &status), text ? text : "{}");
         free(text);
     }
     user_ev_free(e);

@@ -263,6 +263,92 @@ static void test_user_stream_ends_each_generation_with_its_own_status(void **sta
     free(t);
 }
 
+/* The part of `got` from `event` (an "event: NAME\n" line) to the end of its data line, or
+ * NULL (a new string). */
+static char *event_block(const char *got, const char *event)
+{
+    const char *at = strstr(got, event);
+    if (at == NULL)
+        return NULL;
+    const char *data = strstr(at, "\ndata: ");
+    const char *end = data ? strchr(data + 1, '\n') : NULL;
+    return end ? strndup(at, (size_t)(end - at)) : NULL;
+}
+
+/*
+ * API.md's event names only: a retry the queue schedules (its own word
+ * `retrying`) reaches both streams as a `progress` of the generation, still
+ * running, with the backoff; a dead letter an operator re-drives (`requeued`)
+ * as `queued` again.
+ */
+static void test_queue_retries_reach_clients_by_api_names(void **state)
+{
+    (void)state;
+    char *t = au_token(NULL, "pro", NULL, NULL), id[37];
+    au_create(t, AVATAR, id);
+    gf_err_t err = {0};
+    queue_result_t qr = {0};
+    uint64_t tok = pw_start(id);
+    assert_int_equal(queue_sync_finish(pw_qs, id, tok, QUEUE_RETRY, "provider busy", &qr, &err), 0);
+    /* Claimed again once its backoff (under 1 s) is over, failed, and dead-lettered. */
+    tok = 0;
+    for (double end = ts_now() + 10; tok == 0 && ts_now() < end;) {
+        queue_claim_t claim = {0};
+        assert_int_equal(queue_sync_claim(pw_qs, "test-worker", 16, &claim, &err), 0);
+        for (size_t i = 0; i < claim.n_jobs; i++)
+            if (strcmp(claim.jobs[i].gen_id, id) == 0)
+                tok = claim.jobs[i].token;
+        queue_claim_dispose(&claim);
+        if (tok == 0)
+            usleep(100000);
+    }
+    assert_true(tok > 0);
+    pw_settle_and_finish(id, tok, 0,
+                         "{\"code\":\"provider_error\",\"message\":\"no\",\"retryable\":false}");
+    assert_int_equal(queue_sync_finish(pw_qs, id, tok, QUEUE_FATAL, "no more", &qr, &err), 0);
+    assert_int_equal(queue_sync_dead_retry(pw_qs, id, &err), 1); /* one re-driven */
+
+    sse_client_t g = {.mu = PTHREAD_MUTEX_INITIALIZER, .timeout_s = 3};
+    snprintf(g.url, sizeof(g.url), "%s/v1/generations/%s/events?access_token=%s", au_base, id, t);
+    snprintf(g.auth, sizeof(g.auth), "X-Client: retries");
+    sse_run(&g);
+    sse_client_t u = {.mu = PTHREAD_MUTEX_INITIALIZER, .timeout_s = 3};
+    snprintf(u.url, sizeof(u.url), "%s/v1/events", au_base);
+    snprintf(u.auth, sizeof(u.auth), "Authorization: Bearer %s", t);
+    sse_run(&u);
+    const char *const names[] = {"queued",  "started", "progress", "image",  "succeeded",
+                                 "partial", "failed",  "canceled", "expired"};
+    for (int k = 0; k < 2; k++) {
+        const char *got = k ? u.got.p : g.got.p;
+        for (const char *e = strstr(got, "\nevent: "); e; e = strstr(e + 1, "\nevent: ")) {
+            size_t n = strcspn(e + 8, "\n"), i = 0;
+            while (i < sizeof(names) / sizeof(names[0]) &&
+                   (strlen(names[i]) != n || strncmp(e + 8, names[i], n) != 0))
+                i++;
+            if (i == sizeof(names) / sizeof(names[0]))
+                fail_msg("%s stream: an event API.md does not name: %.*s",
+                         k ? "user" : "generation", (int)n, e + 8);
+        }
+        char *retry = event_block(got, "event: progress\n");
+        assert_non_null(retry);
+        assert_non_null(strstr(retry, "\"status\":\"running\""));
+        assert_non_null(strstr(retry, "\"in_ms\":"));
+        assert_non_null(strstr(retry, id));
+        free(retry);
+    }
+    /* The user stream goes on past the dead letter's `failed`: queued again, status queued. */
+    const char *after = strstr(u.got.p, "event: failed\n");
+    assert_non_null(after);
+    char *again = event_block(after, "event: queued\n");
+    assert_non_null(again);
+    assert_non_null(strstr(again, "\"status\":\"queued\""));
+    assert_non_null(strstr(again, "\"queue_position\":"));
+    free(again);
+    gf_buf_dispose(&g.got);
+    gf_buf_dispose(&u.got);
+    free(t);
+}
+
 /* A generation that is finished already: created, then canceled while queued. */
 static void create_canceled(const char *body, char id[37])
 {
@@ -328,8 +414,7 @@ static void test_a_terminal_event_larger_than_the_cap_is_delivered(void **state)
     memset(meta, 'm', 2000);
     meta[2000] = '\0';
     snprintf(body, sizeof(body),
-             "{\"kind\":\"avatar\",\"prompt\":\"%s\",\"metadata\":{\"m\":\"%s\"}}", prompt,
-             meta);
+             "{\"kind\":\"avatar\",\"prompt\":\"%s\",\"metadata\":{\"m\":\"%s\"}}", prompt, meta);
     create_canceled(body, id);
     /* The replay of a finished generation: its events, then the terminal one (over the cap). */
     snprintf(path, sizeof(path), "/v1/generations/%s/events", id);
@@ -575,6 +660,7 @@ int main(void)
         cmocka_unit_test(test_event_streams_are_limited_per_user),
         cmocka_unit_test(test_events_replay_and_resume_without_gaps),
         cmocka_unit_test(test_user_stream_ends_each_generation_with_its_own_status),
+        cmocka_unit_test(test_queue_retries_reach_clients_by_api_names),
         cmocka_unit_test(test_a_foreign_last_event_id_is_400_and_redis_stays_free),
         cmocka_unit_test(test_a_terminal_event_larger_than_the_cap_is_delivered),
         cmocka_unit_test(test_resuming_after_the_terminal_event_gets_nothing_more),
