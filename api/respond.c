@@ -70,6 +70,9 @@ void api__fail(gf_http_req_t *req, int status, const gf_err_t *err)
             continue;
         if (err && err->code && fail_table[i].http >= 500)
             gf_log_err(GF_LOG_WARN, &ctx, err);
+        /* Each 503 here is worth retrying (API.md: Retry-After where a retry makes sense). */
+        if (fail_table[i].http == 503)
+            gf_http_set_header(req, "Retry-After", "1");
         api__error(req, fail_table[i].http, fail_table[i].code, fail_table[i].message, NULL);
         return;
     }

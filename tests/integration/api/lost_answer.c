@@ -128,13 +128,14 @@ static void test_a_committed_accept_whose_answer_is_lost_is_202(void **state)
     free(tok);
 }
 
-/* The accept never reached Postgres: nothing happened, and 503 says so. */
+/* The accept never reached Postgres: nothing happened, and 503 says so (retry in 1 s). */
 static void test_an_accept_lost_on_its_way_is_503_with_nothing_charged(void **state)
 {
     (void)state;
     char *tok;
     qt_proxy_deafen(proxy, fresh_user(&tok));
     ts_http_t r = au_call("POST", "/v1/generations", tok, AVATAR, NULL);
+    assert_non_null(strstr(r.headers, "Retry-After: 1\r\n")); /* API.md: worth retrying */
     au_expect_error(&r, 503, "unavailable", NULL);
     ts_http_dispose(&r);
     assert_int_equal(au_credits_field(tok, "held"), 0);
