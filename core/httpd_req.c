@@ -549,7 +549,11 @@ int httpd__query_parse(gf_http_req_t *r)
         if (n > 0) { /* an empty one ("a=1&&b=2", a last '&') names nothing */
             char *k = kn > 0 && pct_well_formed(p, n) ? httpd__pct_decode(p, kn, 1) : NULL;
             char *v = eq ? httpd__pct_decode(eq + 1, n - kn - 1, 1) : gf_xstrdup("");
-            if (k == NULL || v == NULL) {
+            int repeated = 0;
+            for (size_t i = 0; k && i < r->query.n && !repeated; i++)
+                repeated = strcmp(r->query.items[i].name, k) == 0;
+            /* A name sent twice: a route reads one value, so the other would be dropped. */
+            if (k == NULL || v == NULL || repeated) {
                 free(k);
                 free(v);
                 return -1;
