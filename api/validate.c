@@ -2,8 +2,8 @@
  * api/validate.c - the body of POST /v1/generations checked against API.md
  * (img_params_parse, whose first problem found is answered, naming its
  * field), then checked against what the configured providers' models can
- * take (provider_chain_can: 400 unsupported naming identity, poses, width
- * or height), then completed as accepted: the seed drawn when none was given,
+ * take (provider_chain_can: 400 unsupported naming identity, poses, width,
+ * height or negative_prompt), then completed as accepted: the seed drawn when none was given,
  * the unit cost of its kind, the payload text.
  */
 #include "validate.h"

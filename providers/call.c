@@ -128,7 +128,9 @@ int provider_submit(provider_t *p, const provider_req_t *req, const provider_cbs
                           .pose = req->pose_image != NULL,
                           .width = req->width,
                           .height = req->height,
-                          .negative = req->negative_prompt && req->negative_prompt[0]};
+                          /* A resume only polls: the prompt is not sent again. */
+                          .negative =
+                              !req->resume && req->negative_prompt && req->negative_prompt[0]};
     int fits = 0;
     const char *field = "provider";
     for (int i = 0; i < p->nchain && !fits; i++) {
@@ -199,7 +201,8 @@ void provider__call_needs(const provider_call_t *c, provider_needs_t *n)
                             .pose = c->req.pose_image != NULL,
                             .width = c->req.width,
                             .height = c->req.height,
-                            .negative = c->req.negative_prompt && c->req.negative_prompt[0]};
+                            .negative = !c->req.resume && c->req.negative_prompt &&
+                                        c->req.negative_prompt[0]};
 }
 
 /* Whether adapter `a` can take everything the request of `c` carries. */
