@@ -328,8 +328,10 @@ static curl_socket_t open_public(void *data, curlsocktype purpose, struct curl_s
                  ip);
         return CURL_SOCKET_BAD;
     }
-    x->opened_public = 1;
-    return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+    curl_socket_t fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+    if (fd != CURL_SOCKET_BAD)
+        x->opened_public = 1; /* a family this host has no socket for was not tried */
+    return fd;
 }
 
 int net_not_sent(int code)
