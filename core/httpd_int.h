@@ -223,12 +223,13 @@ void httpd__req_free(gf_http_req_t *r);
 void httpd__req_ensure_id(gf_http_req_t *r);
 char *httpd__pct_decode(const char *s, size_t n, int plus_space);
 /* Splits r->query_raw into r->query, once. < 0 when a parameter has no name, an escape that
- * is not %XX, one that decodes to a NUL, or a name given twice: it could not be read as
- * sent (a route reads one value of a name). */
+ * is not %XX, one that decodes to a NUL, a name given twice (a route reads one value of a
+ * name), or more than HTTPD_QUERY_MAX parameters: it could not be read as sent. */
+#define HTTPD_QUERY_MAX 64
 int httpd__query_parse(gf_http_req_t *r);
 #define HTTPD_BAD_QUERY                                                                            \
-    "malformed query string: a parameter without a name or named twice, a % not followed by two "  \
-    "hex digits, or one that decodes to NUL"
+    "malformed query string: a parameter without a name or named twice, more than 64 "             \
+    "parameters, a % not followed by two hex digits, or one that decodes to NUL"
 /*
  * A request that no connection carries, answered to `sink`: the caller adds
  * its headers (httpd__kv_add to r->headers, lower-case names) and body

@@ -549,10 +549,12 @@ int httpd__query_parse(gf_http_req_t *r)
         if (n > 0) { /* an empty one ("a=1&&b=2", a last '&') names nothing */
             char *k = kn > 0 && pct_well_formed(p, n) ? httpd__pct_decode(p, kn, 1) : NULL;
             char *v = eq ? httpd__pct_decode(eq + 1, n - kn - 1, 1) : gf_xstrdup("");
-            int repeated = 0;
+            int repeated = r->query.n >= HTTPD_QUERY_MAX;
             for (size_t i = 0; k && i < r->query.n && !repeated; i++)
                 repeated = strcmp(r->query.items[i].name, k) == 0;
-            /* A name sent twice: a route reads one value, so the other would be dropped. */
+            /* A name sent twice: a route reads one value, so the other would be dropped.
+             * (More than HTTPD_QUERY_MAX: no route reads that many, and the check stays
+             * cheap at the headers, before any authentication.) */
             if (k == NULL || v == NULL || repeated) {
                 free(k);
                 free(v);

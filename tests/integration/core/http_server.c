@@ -47,7 +47,8 @@ static void test_route_sees_decoded_params_query_and_headers(void **state)
  * A query string that cannot be read as sent is refused, 400, before any route sees it: a
  * parameter without a name, a '%' without two hex digits, or one that decodes to NUL (which
  * a route would otherwise never see, acting as if the parameter was not sent), or a name
- * given twice, however spelled (a route reads one value; the other would be dropped).
+ * given twice, however spelled (a route reads one value; the other would be dropped), or
+ * more than 64 parameters.
  * Empty parameters name nothing and are fine; "%25" is a '%'.
  */
 static void test_a_query_that_cannot_be_read_as_sent_is_refused(void **state)
@@ -67,6 +68,18 @@ static void test_a_query_that_cannot_be_read_as_sent_is_refused(void **state)
     }
     assert_int_equal(curl_get(srv, "/echo/1?&other=1&&q=100%25&", NULL, &r), 200);
     assert_non_null(strstr(r.body.p, "q=100%\n"));
+    cresp_dispose(&r);
+    /* 64 parameters are read; a 65th is refused (no route reads that many). */
+    char many[1024] = "/echo/1?";
+    for (int i = 0; i < 65; i++) {
+        snprintf(many + strlen(many), sizeof(many) - strlen(many), "%sp%d=1", i ? "&" : "", i);
+        if (i == 63) {
+            assert_int_equal(curl_get(srv, many, NULL, &r), 200);
+            cresp_dispose(&r);
+        }
+    }
+    assert_int_equal(curl_get(srv, many, NULL, &r), 400);
+    assert_non_null(strstr(r.body.p, "malformed query string"));
     cresp_dispose(&r);
 }
 
