@@ -5,9 +5,9 @@
 -- leased, with a new lease token from webhook_lease_seq and a lease of
 -- p_lease_s; the attempt is then recorded under that token alone. With
 -- p_per_host (NULL: no bound, the callers of the version before), only
--- while its host has room under the farm's bound, counted as the claim
--- counts it, under the same advisory lock of the host (not waited for:
--- held by a claim, the delivery is left to the claims). Answers in
+-- while its host has room under the farm's bound (farm__webhook_host_room,
+-- as a claim counts it; a host another transaction is counting, or a full
+-- one, leaves the delivery to the claims). Answers in
 -- farm_webhook_claim's shape: {now_ms, items} (no item: nothing leased).
 CREATE OR REPLACE FUNCTION farm__webhook_lease_terminal(p_gen uuid, p_lease_s int,
                                                         p_per_host int)
@@ -16,31 +16,19 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v jsonb;
     v_host text;
-    v_leased int;
+    v_room boolean := true;
 BEGIN
     IF p_per_host IS NOT NULL THEN
         SELECT d.host INTO v_host FROM webhook_deliveries d
             WHERE d.generation_id = p_gen AND d.kind = 'terminal' AND d.seq = 0;
-        IF v_host IS NOT NULL THEN
-            IF NOT pg_try_advisory_xact_lock(1734831471, hashtext(v_host)) THEN
-                RETURN jsonb_build_object('now_ms', (extract(epoch FROM now()) * 1000)::bigint,
-                                          'items', '[]'::jsonb);
-            END IF;
-            SELECT count(*) INTO v_leased FROM webhook_deliveries d
-                WHERE d.host = v_host AND d.status = 'pending' AND d.lease_until IS NOT NULL
-                  AND d.lease_until >= now();
-            IF v_leased >= p_per_host THEN
-                RETURN jsonb_build_object('now_ms', (extract(epoch FROM now()) * 1000)::bigint,
-                                          'items', '[]'::jsonb);
-            END IF;
-        END IF;
+        v_room := v_host IS NULL OR coalesce(farm__webhook_host_room(v_host, p_per_host), 0) > 0;
     END IF;
     WITH c AS (
         UPDATE webhook_deliveries d SET lease_token = nextval('webhook_lease_seq'),
                 lease_until = now() + make_interval(secs => p_lease_s)
             WHERE d.generation_id = p_gen AND d.kind = 'terminal' AND d.seq = 0
               AND d.status = 'pending' AND d.next_attempt_at <= now()
-              AND (d.lease_until IS NULL OR d.lease_until < now())
+              AND (d.lease_until IS NULL OR d.lease_until < now()) AND v_room
             RETURNING d)
     SELECT jsonb_build_object('now_ms', (extract(epoch FROM now()) * 1000)::bigint,
         'items', coalesce(jsonb_agg(farm__webhook_item(c.d)), '[]'::jsonb))

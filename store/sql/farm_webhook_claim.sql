@@ -22,13 +22,12 @@
 -- for longer than a poll. The scan reads (and locks, for the statement) at
 -- most 4 * p_limit due rows of the other hosts, oldest first, and takes
 -- them in that order. A host's room is counted when the walk first meets
--- it, under a transaction-level advisory lock of the host taken with
--- pg_try_ (farm__webhook_lease_terminal takes the same): two claims at once
--- never both fill the same room (the second passes the host over until its
--- next poll), and none waits. At most 64 hosts are locked by one claim (the
+-- it (farm__webhook_host_room, under the host's advisory lock, as
+-- farm__webhook_lease_terminal counts it): two claims at once never both
+-- fill the same room (the second passes the host over until its next poll),
+-- and none waits. At most 64 hosts are counted, so locked, by one claim (the
 -- others' rows wait for the next poll), so a claim never fills Postgres's
--- lock table. Hosts share a lock when their hashtext collides: one is then
--- passed over while the other is being counted, for a poll.
+-- lock table.
 CREATE OR REPLACE FUNCTION farm_webhook_claim(p_limit int, p_lease_s int, p_results jsonb,
                                               p_per_host int, p_busy jsonb)
 RETURNS jsonb
@@ -43,7 +42,6 @@ DECLARE
     v_rooms int[] := '{}';    -- what is left of each one's room
     v_at int;
     v_locked int := 0;
-    v_leased int;
     v_no_host int := p_per_host; -- the room of rows without a host
     v_taken uuid[] := '{}';
 BEGIN
@@ -81,13 +79,10 @@ BEGIN
                 v_hosts := v_hosts || r.host;
                 v_at := cardinality(v_hosts);
                 v_rooms := v_rooms || 0;
-                IF v_locked < 64 AND pg_try_advisory_xact_lock(1734831471, hashtext(r.host)) THEN
+                IF v_locked < 64 THEN
                     v_locked := v_locked + 1;
-                    SELECT count(*) INTO v_leased FROM webhook_deliveries d
-                        WHERE d.host = r.host AND d.status = 'pending'
-                          AND d.lease_until IS NOT NULL AND d.lease_until >= now();
-                    v_rooms[v_at] := p_per_host
-                        - greatest(v_leased, coalesce((p_busy ->> r.host)::int, 0));
+                    v_rooms[v_at] := least(coalesce(farm__webhook_host_room(r.host, p_per_host), 0),
+                        p_per_host - coalesce((p_busy ->> r.host)::int, 0));
                 END IF;
             END IF;
             CONTINUE WHEN v_rooms[v_at] <= 0;
