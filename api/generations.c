@@ -172,6 +172,8 @@ static void on_accepted(api_t *api, const gf_err_t *err, const store_accept_outc
         return;
     }
     snprintf(c->gen_id, sizeof(c->gen_id), "%s", out->accept.generation_id);
+    /* Postgres's, as GET and a repeated request show it */
+    snprintf(c->created_at, sizeof(c->created_at), "%s", out->created_at);
     if (out->accept.existing) {
         if (!out->found) { /* deleted since: as GET answers it */
             gf_err_t e = {0};
@@ -180,7 +182,7 @@ static void on_accepted(api_t *api, const gf_err_t *err, const store_accept_outc
         } else {
             api__json(c->r.req, 200,
                       accepted_body(c->gen_id, out->kind, out->status, out->cost, out->images, NULL,
-                                    out->created_at));
+                                    c->created_at));
         }
         ctx_free(c);
         return;
@@ -205,7 +207,6 @@ static void gen_accept(gen_ctx_t *c)
     const img_params *p = &c->g.params;
     gf_uuid4(c->gen_id);
     int64_t now_ms = gf_clock_unix_ms();
-    gf_clock_rfc3339(now_ms, c->created_at);
     c->deadline_ms = p->deadline_s ? now_ms + p->deadline_s * 1000 : 0;
     size_t nposes = 0;
     c->pose_uploads = p->nposes ? gf_xcalloc((size_t)p->nposes, sizeof(*c->pose_uploads)) : NULL;

@@ -247,8 +247,10 @@ void store__read_accept_batch(store_rd_t *r, json_t *a, size_t want, store_accep
             store__rd_word(r, e, "generation_id", o->accept.generation_id,
                            sizeof(o->accept.generation_id));
         o->accept.available = store__rd_int(r, e, "available", &null_available);
-        if (strcmp(outcome, "accepted") == 0)
+        if (strcmp(outcome, "accepted") == 0) {
+            store__rd_word(r, e, "created_at", o->created_at, sizeof(o->created_at));
             continue;
+        }
         if (strcmp(outcome, "insufficient") == 0) {
             gf_err_set(&o->err, GF_ECREDITS, "store", "not enough credits (%lld available)",
                        o->accept.available);

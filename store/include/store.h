@@ -111,7 +111,8 @@ typedef struct {
     /* existing: the first generation as a repeated request is answered; found = 0
      * when it was deleted since */
     int found;
-    char kind[8], status[16], created_at[32];
+    char kind[8], status[16];
+    char created_at[32]; /* accepted: the new generation's; existing and found: the first's */
     long long cost;
     int images;
 } store_accept_outcome_t;

@@ -12,6 +12,8 @@
 -- The answer is a JSON array in the same order, one object per request:
 --   {outcome: accepted | existing | conflict | insufficient | missing | at_cap | error,
 --    generation_id, available, missing ('identity' | 'poses'), sqlstate, message,
+--    created_at (accepted: the new generation's, as GET shows it; every
+--                generation of the batch has the transaction's),
 --    generation: {kind, status, cost, images, created_at} of an existing one
 --                (null when it was deleted since)}
 --
@@ -64,6 +66,7 @@ DECLARE
     v_missing text;
     v_acc record;
     v_gen jsonb;
+    v_now text := farm_ts(now()); -- the created_at of every generation this accepts
 BEGIN
     IF v_n > 1 THEN -- a lone request costs less one by one than set-based
         PERFORM pg_advisory_xact_lock(71002, s.k)
@@ -120,7 +123,7 @@ BEGIN
             )
             SELECT coalesce(jsonb_agg(jsonb_build_object(
                        'outcome', 'accepted', 'generation_id', f.id, 'available', f.available,
-                       'generation', NULL) ORDER BY f.ord), '[]'),
+                       'created_at', v_now, 'generation', NULL) ORDER BY f.ord), '[]'),
                    coalesce(array_agg(f.ord::int ORDER BY f.ord), '{}'), count(*)
                 INTO v_fast, v_fast_ord, v_fast_n FROM fast f;
         EXCEPTION WHEN OTHERS THEN
@@ -187,6 +190,7 @@ BEGIN
                 v_out[r.ord] := jsonb_build_object('outcome', v_acc.outcome,
                                                    'generation_id', v_acc.generation_id,
                                                    'available', v_acc.available,
+                                                   'created_at', v_now,
                                                    'generation', v_gen);
             END IF;
         EXCEPTION

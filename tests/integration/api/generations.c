@@ -203,6 +203,43 @@ static void test_idempotency_key(void **state)
     free(t);
 }
 
+/* The created_at of answer `r` (200 or 202, asserted), into `out`; disposes of `r`. */
+static void created_at_of(ts_http_t *r, long status, char out[32])
+{
+    assert_int_equal(r->status, status);
+    json_t *j = json_loads(r->body, 0, NULL);
+    assert_non_null(j);
+    snprintf(out, 32, "%s", au_str(j, "created_at"));
+    json_decref(j);
+    ts_http_dispose(r);
+}
+
+/* The 202, a repeated request's 200 and GET give a generation the same created_at (the api's
+ * clock stamped the 202 and Postgres's the row: they differed by a few ms, more across hosts). */
+static void test_created_at_is_the_same_in_every_answer(void **state)
+{
+    (void)state;
+    char *t = au_token(NULL, "pro", NULL, NULL);
+    for (int i = 0; i < 20; i++) { /* a few, to catch a clock that differs by < 1 ms */
+        char key[64], path[96], first[32], again[32], got[32], id[37];
+        snprintf(key, sizeof(key), "Idempotency-Key: same-time-%d", i);
+        ts_http_t r = au_call("POST", "/v1/generations", t, AVATAR, key);
+        au_id_of(&r, id);
+        created_at_of(&r, 202, first);
+        r = au_call("POST", "/v1/generations", t, AVATAR, key);
+        created_at_of(&r, 200, again);
+        snprintf(path, sizeof(path), "/v1/generations/%s", id);
+        r = au_call("GET", path, t, NULL, NULL);
+        created_at_of(&r, 200, got);
+        if (strcmp(first, again) != 0 || strcmp(first, got) != 0)
+            fail_msg("created_at: 202 %s, repeated 200 %s, GET %s", first, again, got);
+        snprintf(path, sizeof(path), "/v1/generations/%s/cancel", id); /* credits, active cap */
+        r = au_call("POST", path, t, NULL, NULL);
+        au_expect(&r, 202, NULL);
+    }
+    free(t);
+}
+
 /* How many times `needle` is in the body of GET `path`. */
 static int occurrences(const char *tok, const char *path, const char *needle)
 {
@@ -543,6 +580,7 @@ int main(void)
         cmocka_unit_test(test_bad_requests_name_their_field),
         cmocka_unit_test(test_parallel_posts_never_overdraw),
         cmocka_unit_test(test_idempotency_key),
+        cmocka_unit_test(test_created_at_is_the_same_in_every_answer),
         cmocka_unit_test(test_active_cap_is_429_and_releases),
         cmocka_unit_test(test_rate_limit_is_429_with_retry_after),
         cmocka_unit_test(test_cors_for_configured_origins_only),

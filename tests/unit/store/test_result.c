@@ -120,7 +120,7 @@ static void test_accept_batch_outcomes_are_each_their_own(void **state)
     assert_int_equal(
         parse(&c,
               "[{\"outcome\": \"accepted\", \"available\": 90, \"generation\": null, "
-              "\"generation_id\": \"" GEN "\"}, "
+              "\"created_at\": \"2024-01-02T03:04:06.000Z\", \"generation_id\": \"" GEN "\"}, "
               "{\"outcome\": \"insufficient\", \"available\": 5, \"generation\": null, "
               "\"generation_id\": null}, "
               "{\"missing\": \"poses\", \"outcome\": \"missing\"}, "
@@ -134,6 +134,7 @@ static void test_accept_batch_outcomes_are_each_their_own(void **state)
     assert_string_equal(r->items[0].accept.generation_id, GEN);
     assert_int_equal(r->items[0].accept.available, 90);
     assert_int_equal(r->items[0].accept.existing, 0);
+    assert_string_equal(r->items[0].created_at, "2024-01-02T03:04:06.000Z");
     assert_int_equal(r->items[1].err.code, GF_ECREDITS);
     assert_int_equal(r->items[1].accept.available, 5);
     assert_int_equal(r->items[2].err.code, GF_ENOTFOUND);
@@ -172,18 +173,22 @@ static void test_accept_batch_malformed(void **state)
 {
     (void)state;
     store_call_t c;
+#define ACCEPTED "{\"outcome\": \"accepted\", \"available\": 1, \"generation_id\": \"" GEN "\", "
     static const char *const bad[] = {
         /* one outcome short of the batch */
-        "[{\"outcome\": \"accepted\", \"available\": 1, \"generation_id\": \"" GEN "\"}]",
+        "[" ACCEPTED "\"created_at\": \"t\"}]",
         /* a word no outcome has */
-        "[{\"outcome\": \"maybe\", \"available\": 1, \"generation_id\": \"" GEN "\"}, "
-        "{\"outcome\": \"accepted\", \"available\": 1, \"generation_id\": \"" GEN "\"}]",
+        "[{\"outcome\": \"maybe\", \"available\": 1, \"generation_id\": \"" GEN "\"}, " ACCEPTED
+        "\"created_at\": \"t\"}]",
         /* an existing one without its generation member */
-        "[{\"outcome\": \"accepted\", \"available\": 1, \"generation_id\": \"" GEN "\"}, "
+        "[" ACCEPTED "\"created_at\": \"t\"}, "
         "{\"outcome\": \"existing\", \"available\": null, \"generation_id\": \"" GEN "\"}]",
+        /* an accepted one without its created_at */
+        "[" ACCEPTED "\"created_at\": \"t\"}, " ACCEPTED "\"created_at\": null}]",
         "{\"outcome\": \"accepted\"}",
         "[1, 2]",
     };
+#undef ACCEPTED
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         batch_of(&c, 2);
         assert_malformed(&c, bad[i], "malformed farm_accept_generations result");
