@@ -105,10 +105,9 @@ static void give_up(batch_t *b)
     free(b);
 }
 
-static void on_resolved(api_t *api, const gf_err_t *err, const unsigned char *exists, size_t n,
+static void on_resolved(api_t *api, const gf_err_t *err, const store_accept_resolve_result_t *res,
                         void *data)
 {
-    (void)n;
     batch_t *b = data;
     if (err->code < 0) { /* the api stops */
         give_up(b);
@@ -116,13 +115,14 @@ static void on_resolved(api_t *api, const gf_err_t *err, const unsigned char *ex
     }
     int accepted = 0;
     for (int i = 0; i < b->n; i++) {
-        if (!exists[i]) {
+        if (!res->accepted[i]) {
             b->items[i].cb(api, &b->lost, NULL, b->items[i].data);
             continue;
         }
         store_accept_outcome_t o = {0};
         snprintf(o.accept.generation_id, sizeof(o.accept.generation_id), "%s",
                  b->items[i].item.accept.id);
+        snprintf(o.created_at, sizeof(o.created_at), "%s", res->created_at[i]);
         accepted++;
         b->items[i].cb(api, &o.err, &o, b->items[i].data);
     }

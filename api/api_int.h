@@ -76,11 +76,12 @@ struct api {
  * api/resolve.c: what became of a write whose answer was lost (its call's
  * outcome_unknown). Ends `backend` (the call's), then answers, for each of the `n` ids
  * (the new generations' or uploads'; the strings are the caller's until the callback),
- * whether its row exists: `exists[i]`. `err` GF_ECANCELED (exists NULL): the api stopped
- * before it could find out. Returns GF_ECANCELED when the api is stopping (no callback).
+ * whether its row exists: `res->accepted[i]`, and a generation's created_at. `err`
+ * GF_ECANCELED (res NULL): the api stopped before it could find out. Returns GF_ECANCELED
+ * when the api is stopping (no callback).
  */
-typedef void (*api_resolve_cb)(api_t *api, const gf_err_t *err, const unsigned char *exists,
-                               size_t n, void *data);
+typedef void (*api_resolve_cb)(api_t *api, const gf_err_t *err,
+                               const store_accept_resolve_result_t *res, void *data);
 int api__resolve(api_t *api, const store_backend_t *backend, const char *const ids[], size_t n,
                  api_resolve_cb cb, void *data);
 void api__resolve_start(api_t *api);

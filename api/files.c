@@ -96,16 +96,15 @@ static void answer_created(file_job_t *f)
 /* An upload whose record's answer was lost: 201 when it was recorded, else 503 as for any
  * record that failed (its file goes). The api stopping first: 500, and the file stays (a
  * row must not name a file that is gone; an orphan file is the lesser harm). */
-static void on_upload_resolved(api_t *api, const gf_err_t *err, const unsigned char *exists,
-                               size_t n, void *data)
+static void on_upload_resolved(api_t *api, const gf_err_t *err,
+                               const store_accept_resolve_result_t *res, void *data)
 {
     (void)api;
-    (void)n;
     file_job_t *f = data;
     if (err->code < 0) {
         api__fail(f->req, GF_EIO, err);
         job_free(f);
-    } else if (exists[0]) {
+    } else if (res->accepted[0]) {
         answer_created(f);
     } else {
         api__fail(f->req, f->err.code, &f->err);

@@ -44,13 +44,13 @@ static void on_closed(uv_handle_t *h)
 }
 
 /* Off the list, the callback, then the timer closes and `r` is freed. */
-static void finish(resolve_t *r, const gf_err_t *err, const unsigned char *exists)
+static void finish(resolve_t *r, const gf_err_t *err, const store_accept_resolve_result_t *res)
 {
     resolve_t **pp = &r->api->resolving;
     while (*pp != r)
         pp = &(*pp)->next;
     *pp = r->next;
-    r->cb(r->api, err, exists, r->n, r->data);
+    r->cb(r->api, err, res, r->data);
     store_call_dispose(&r->call);
     uv_close((uv_handle_t *)&r->retry, on_closed);
 }
@@ -83,9 +83,7 @@ static void on_answer(store_t *st, const gf_err_t *err, store_call_t *call, void
         again(r, err);
         return;
     }
-    unsigned char exists[STORE_ACCEPT_BATCH_MAX];
-    memcpy(exists, call->res.accept_resolve.accepted, r->n);
-    finish(r, err, exists);
+    finish(r, err, &call->res.accept_resolve);
 }
 
 /* From the timer: the first ask on the loop turn after api__resolve, the others after a

@@ -74,7 +74,8 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
     [STORE_OP_IMAGE_DONE_FINISH] = {"SELECT image, outcome, status, webhook::text FROM "
                                     "farm_image_done_finish($1::uuid, $2::bigint, $3::int, "
                                     "$4::jsonb, $5::int, $6::int)"},
-    [STORE_OP_ACCEPT_RESOLVE] = {"SELECT farm_accept_resolve($1::int, $2::text, $3::uuid[])"},
+    [STORE_OP_ACCEPT_RESOLVE] =
+        {"SELECT farm_accept_resolve_at($1::int, $2::text, $3::uuid[])::text"},
 };
 
 /*

@@ -75,6 +75,8 @@ static const char *json_source(store_op_t op)
         return "farm_audit_page";
     case STORE_OP_ACCEPT_BATCH:
         return "farm_accept_generations";
+    case STORE_OP_ACCEPT_RESOLVE:
+        return "farm_accept_resolve_at";
     case STORE_OP_IMAGE_DONE_FINISH:
         return "farm_image_done_finish";
 
@@ -103,6 +105,11 @@ static void parse_json(store_call_t *c, const char *text)
     } else if (c->_op == STORE_OP_ACCEPT_BATCH) {
         if (json_is_array(root))
             store__read_accept_batch(&r, root, c->_batch, &c->res.accept_batch);
+        else
+            r.bad = "(not an array)";
+    } else if (c->_op == STORE_OP_ACCEPT_RESOLVE) {
+        if (json_is_array(root))
+            store__read_accept_resolve(&r, root, c->_batch, &c->res.accept_resolve);
         else
             r.bad = "(not an array)";
     } else if (!json_is_object(root))
@@ -270,6 +277,7 @@ void store__parse_row(store_call_t *c, const store_row_t *row)
     case STORE_OP_UNREFERENCED:
     case STORE_OP_AUDIT_PAGE:
     case STORE_OP_ACCEPT_BATCH:
+    case STORE_OP_ACCEPT_RESOLVE:
         parse_json(c, row->v[0]);
         return;
     case STORE_OP_AUDIT:
@@ -277,15 +285,6 @@ void store__parse_row(store_call_t *c, const store_row_t *row)
         return;
     case STORE_OP_RECONCILE_COUNT:
         c->res.reconcile.violations = atoll(v0);
-        return;
-    case STORE_OP_ACCEPT_RESOLVE:
-        if (strlen(v0) != c->_batch || strspn(v0, "tf") != c->_batch) {
-            fail(c, GF_EUNAVAIL, "malformed farm_accept_resolve result: %.40s", v0);
-            return;
-        }
-        for (size_t i = 0; i < c->_batch; i++)
-            c->res.accept_resolve.accepted[i] = v0[i] == 't';
-        c->res.accept_resolve.n = c->_batch;
         return;
     case STORE_OP_STORAGE_DELETED:
         return;
@@ -339,6 +338,9 @@ void store__result_dispose(store_call_t *c)
         break;
     case STORE_OP_ACCEPT_BATCH:
         free(c->res.accept_batch.items);
+        break;
+    case STORE_OP_ACCEPT_RESOLVE:
+        free(c->res.accept_resolve.created_at);
         break;
 
     case STORE_OP_RESUME:

@@ -282,6 +282,28 @@ void store__read_accept_batch(store_rd_t *r, json_t *a, size_t want, store_accep
     }
 }
 
+void store__read_accept_resolve(store_rd_t *r, json_t *a, size_t want,
+                                store_accept_resolve_result_t *s)
+{
+    if (json_array_size(a) != want) {
+        r->bad = "(not one answer per id)";
+        return;
+    }
+    s->created_at = gf_xcalloc(want, sizeof(*s->created_at));
+    for (size_t i = 0; i < want && !r->bad; i++) {
+        json_t *e = json_array_get(a, i);
+        if (!json_is_object(e)) {
+            r->bad = "(an answer is not an object)";
+            break;
+        }
+        s->accepted[i] = (unsigned char)store__rd_bool(r, e, "accepted");
+        json_t *t = store__rd_get(r, e, "created_at");
+        if (t != NULL && !json_is_null(t))
+            store__rd_word(r, e, "created_at", s->created_at[i], sizeof(s->created_at[i]));
+    }
+    s->n = want;
+}
+
 void store__list_dispose(store_list_result_t *l)
 {
     for (size_t i = 0; i < l->n; i++)

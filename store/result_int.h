@@ -56,6 +56,8 @@ void store__read_sweep(store_rd_t *r, json_t *o, store_sweep_result_t *s);
 void store__read_resume(store_rd_t *r, json_t *o, store_resume_result_t *s);
 void store__read_accept_batch(store_rd_t *r, json_t *a, size_t want,
                               store_accept_batch_result_t *b);
+void store__read_accept_resolve(store_rd_t *r, json_t *a, size_t want,
+                                store_accept_resolve_result_t *s);
 void store__generation_dispose(store_generation_t *g);
 void store__list_dispose(store_list_result_t *l);
 void store__sweep_dispose(store_sweep_result_t *s);

@@ -133,9 +133,13 @@ typedef struct {
     char app[48];
 } store_backend_t;
 
-/* ACCEPT_RESOLVE: accepted[i] = 1 when ids[i]'s generation exists (its accept committed). */
+/*
+ * ACCEPT_RESOLVE: accepted[i] = 1 when ids[i]'s row exists (its accept committed);
+ * created_at[i] (n of them) is then a generation's created_at, "" for an upload.
+ */
 typedef struct {
     unsigned char accepted[STORE_ACCEPT_BATCH_MAX];
+    char (*created_at)[32];
     size_t n;
 } store_accept_resolve_result_t;
 

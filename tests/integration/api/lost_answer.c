@@ -86,6 +86,13 @@ static int generations_of(const char *tok)
     return n;
 }
 
+/* The created_at of the JSON answer `r` ("" when it has none as a string), into `out`. */
+static void created_at_in(const ts_http_t *r, char out[32])
+{
+    const char *p = strstr(r->body, "\"created_at\":\"");
+    snprintf(out, 32, "%.*s", p ? (int)strcspn(p + 14, "\"") : 0, p ? p + 14 : "");
+}
+
 /* A user with 100 credits who has spent none, and the proxy's connection the api uses now. */
 static int fresh_user(char **tok)
 {
@@ -110,8 +117,9 @@ static void test_a_committed_accept_whose_answer_is_lost_is_202(void **state)
     if (r.status != 202)
         fail_msg("%ld after %.1f s: %s", r.status, waited, r.body);
     assert_true(waited >= 5); /* the backstop: the api did wait for Postgres' verdict */
-    char id[37];
+    char id[37], created[32], shown[32];
     au_id_of(&r, id);
+    created_at_in(&r, created);
     assert_null(strstr(r.body, "\"queue_position\":null")); /* enqueued, with its place */
     ts_http_dispose(&r);
     /* Charged once, and in the queue for a worker (GET reads its place from the queue). */
@@ -124,7 +132,10 @@ static void test_a_committed_accept_whose_answer_is_lost_is_202(void **state)
     au_expect(&r, 200, "\"status\":\"queued\"");
     r = au_call("GET", path, tok, NULL, NULL);
     assert_null(strstr(r.body, "\"queue_position\":null"));
+    created_at_in(&r, shown);
     ts_http_dispose(&r);
+    if (strcmp(created, shown) != 0) /* the 202 says when, as GET does */
+        fail_msg("created_at: the 202 says \"%s\", GET \"%s\"", created, shown);
     free(tok);
 }
 

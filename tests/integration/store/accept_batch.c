@@ -67,6 +67,16 @@ static int generation_exists(const char *id, const char *user)
     return rc == 0;
 }
 
+/* The created_at GET shows for generation `id` of `user`, into `out` ("" when there is none). */
+static void created_at_of(const char *id, const char *user, char out[32])
+{
+    store_call_t call;
+    store_call_generation(&call, id, user);
+    int rc = ts_store_run(&call);
+    snprintf(out, 32, "%s", rc == 0 ? call.res.generation.created_at : "");
+    store_call_dispose(&call);
+}
+
 static void upload(const char *id, const char *user)
 {
     store_call_t call;
@@ -577,6 +587,11 @@ static void resolve_after(int commit, int named)
     assert_int_equal(call.res.accept_resolve.n, 2);
     assert_int_equal(call.res.accept_resolve.accepted[0], commit);
     assert_int_equal(call.res.accept_resolve.accepted[1], 0); /* never sent */
+    /* A committed one comes with the created_at GET shows (its 202 is answered with it). */
+    char want[32];
+    created_at_of(reqs[0].id, user, want);
+    assert_string_equal(call.res.accept_resolve.created_at[0], commit ? want : "");
+    assert_string_equal(call.res.accept_resolve.created_at[1], "");
     store_call_dispose(&call);
     /* Ended when named: the open transaction can never commit now. Else untouched. */
     r = PQexec(pg, "COMMIT");

@@ -85,7 +85,8 @@ static void batch_of(store_call_t *c, size_t n)
     assert_int_equal(store_call_accept_batch(c, items, n), 0);
 }
 
-/* farm_accept_resolve: one 't' or 'f' per id, in order; anything else is malformed. */
+/* farm_accept_resolve_at: one {accepted, created_at} per id, in order; anything else is
+ * malformed. */
 static void test_accept_resolve(void **state)
 {
     (void)state;
@@ -96,19 +97,32 @@ static void test_accept_resolve(void **state)
     assert_string_equal(c._params[0], "4242");
     assert_string_equal(c._params[1], "genfarm x");
     assert_string_equal(c._params[2], "{" GEN "," USR "}");
-    store_row_t row = {{"ft"}};
+    store_row_t row = {{"[{\"accepted\": false, \"created_at\": null}, "
+                        "{\"accepted\": true, \"created_at\": \"2024-01-02T03:04:05.678Z\"}]"}};
     store__parse_row(&c, &row);
     assert_int_equal(c.err.code, 0);
     assert_int_equal(c.res.accept_resolve.n, 2);
     assert_int_equal(c.res.accept_resolve.accepted[0], 0);
+    assert_string_equal(c.res.accept_resolve.created_at[0], "");
     assert_int_equal(c.res.accept_resolve.accepted[1], 1);
+    assert_string_equal(c.res.accept_resolve.created_at[1], "2024-01-02T03:04:05.678Z");
     store_call_dispose(&c);
     assert_int_equal(store_call_accept_resolve(&c, &(store_backend_t){0}, ids, 2), 0);
     assert_null(c._params[0]); /* no backend known: none ended */
     assert_null(c._params[1]);
-    store_row_t bad = {{"t"}};
-    store__parse_row(&c, &bad);
-    assert_int_equal(c.err.code, GF_EUNAVAIL);
+    static const char *const bad[] = {
+        "ft",                                           /* the old function's answer */
+        "[{\"accepted\": true, \"created_at\": null}]", /* one answer short */
+        "[{\"accepted\": true, \"created_at\": null}, {\"created_at\": null}]",
+        "[{\"accepted\": true, \"created_at\": null}, 1]",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        store_row_t row_bad = {{bad[i]}};
+        store__parse_row(&c, &row_bad);
+        assert_int_equal(c.err.code, GF_EUNAVAIL);
+        assert_null(c.res.accept_resolve.created_at); /* nothing half read (LSan) */
+        c.err.code = 0;
+    }
     store_call_dispose(&c);
 }
 
