@@ -286,7 +286,16 @@ static void test_started_and_image_events(void **state)
     (void)state;
     char id[37];
     create("200", "events", ",\"count\":2,\"webhook_events\":[\"started\",\"image\"]", id);
-    json_decref(wait_webhook(id, "delivered", 1, 60));
+    json_t *g = wait_webhook(id, "delivered", 1, 60);
+    /* GET's params are the request's as accepted, the webhook's among them. */
+    json_t *params = json_object_get(g, "params");
+    char want[256];
+    snprintf(want, sizeof(want), "%s/hook/200?t=events", hook_base);
+    assert_string_equal(str(params, "webhook_url"), want);
+    json_t *events = json_pack("[s, s]", "started", "image");
+    assert_true(json_equal(json_object_get(params, "webhook_events"), events));
+    json_decref(events);
+    json_decref(g);
     json_t *got = wait_received("events", 4, 20);
     assert_int_equal(json_array_size(got), 4);
     int started = 0, image = 0, terminal = 0;
