@@ -8,6 +8,7 @@
 #include "imaging.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -337,6 +338,49 @@ static int parse_fields(parse_t *c)
     return 0;
 }
 
+/* Whether `v` is, or holds, a number outside the range of a 64-bit integer (read as a real). */
+static int holds_too_big(json_t *v)
+{
+    const char *key;
+    size_t i;
+    json_t *m;
+    if (json_is_real(v))
+        return fabs(json_real_value(v)) >= 9223372036854775807.0;
+    json_object_foreach(v, key, m)
+    {
+        if (holds_too_big(m))
+            return 1;
+    }
+    json_array_foreach(v, i, m)
+    {
+        if (holds_too_big(m))
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * A body jansson refused for an integer beyond 64 bits is valid JSON with an out-of-range
+ * value: read again with integers as reals, the top-level field that holds it is named.
+ * GF_EINVAL then, or 0 when no field can be named (the caller's generic answer stands).
+ */
+static int out_of_range(parse_t *c, const char *json, size_t len)
+{
+    json_t *b = json_loadb(json, len, JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, NULL);
+    const char *key;
+    json_t *v;
+    int rc = 0;
+    json_object_foreach(b, key, v)
+    {
+        if (holds_too_big(v)) {
+            rc = bad(c, key, "%s is out of range", NULL);
+            break;
+        }
+    }
+    json_decref(b);
+    return rc;
+}
+
 int img_params_parse(const char *json, size_t len, const img_params_opts *o, img_params *out,
                      img_params_err *e)
 {
@@ -347,9 +391,13 @@ int img_params_parse(const char *json, size_t len, const img_params_opts *o, img
     if (e)
         e->field[0] = e->message[0] = '\0';
     parse_t c = {.o = o, .p = out, .e = e};
-    c.body = json_loadb(json, len, JSON_REJECT_DUPLICATES, NULL);
-    if (c.body == NULL)
+    json_error_t jerr;
+    c.body = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (c.body == NULL) {
+        if (json_error_code(&jerr) == json_error_numeric_overflow && out_of_range(&c, json, len))
+            return GF_EINVAL;
         return bad(&c, "", "the body is not valid JSON", NULL);
+    }
     int rc = parse_fields(&c);
     json_decref(c.body);
     return rc;

@@ -93,6 +93,7 @@ static void test_bad_requests_name_their_field(void **state)
         {"{\"kind\":\"avatar\",\"prompt\":\"x\",\"width\":1000}", "width"},
         {"{\"kind\":\"avatar\",\"prompt\":\"x\",\"count\":5}", "count"},
         {"{\"kind\":\"avatar\",\"prompt\":\"x\",\"seed\":-1}", "seed"},
+        {"{\"kind\":\"avatar\",\"prompt\":\"x\",\"seed\":18446744073709551616}", "seed"},
         {"{\"kind\":\"avatar\",\"prompt\":\"x\",\"guidance\":25}", "guidance"},
         {"{\"kind\":\"avatar\",\"prompt\":\"x\",\"exports\":[\"poster\"]}", "exports"},
         {"{\"kind\":\"pose\",\"prompt\":\"x\"}", "poses"},

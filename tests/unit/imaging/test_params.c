@@ -166,7 +166,15 @@ static void test_number_limits(void **state)
         bad_request(f, "{" AVATAR ",\"%s\":%lld}", f, ranges[i].lo - step);
         bad_request(f, "{" AVATAR ",\"%s\":%lld}", f, ranges[i].hi + step);
         bad_request(f, "{" AVATAR ",\"%s\":\"%lld\"}", f, ranges[i].lo);
+        /* Beyond 64 bits (jansson refuses the whole body): still the field, out of range. */
+        bad_request(f, "{" AVATAR ",\"%s\":18446744073709551616}", f);
+        bad_request(f, "{" AVATAR ",\"%s\":-99999999999999999999}", f);
     }
+    /* Nested: the top-level field that holds it. */
+    bad_request("identity", "{" AVATAR ",\"identity\":{\"generation_id\":\"x\","
+                            "\"index\":99999999999999999999}}");
+    bad_request("metadata", "{" AVATAR ",\"metadata\":{\"n\":[1,99999999999999999999]}}");
+    bad_request("", "{" AVATAR ",\"seed\":1e999}");      /* a real beyond a double: malformed */
     bad_request("width", "{" AVATAR ",\"width\":1000}"); /* not a multiple of 16 */
     bad_request("height", "{" AVATAR ",\"height\":1024.0}");
     bad_request("guidance", "{" AVATAR ",\"guidance\":20.5}");
