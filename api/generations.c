@@ -29,8 +29,9 @@ typedef struct {
     int has_idem_key;
     char hash[65];
     const char **pose_uploads; /* accept: the uploads among the poses (into g.params) */
-    json_t *gen;               /* a generation object being answered */
+    json_t *gen;               /* a generation object (or a page of them) being answered */
     int answer_status;         /* of the generation answer: 200, or 202 after a cancel */
+    int asking;                /* a page's items whose queue_position the queue still owes */
 } gen_ctx_t;
 
 static void ctx_dispose(api_route_t *r)
@@ -283,18 +284,31 @@ done:
 
 /*
  * The queue knows what Postgres does not: a queued generation's position, and
- * a running one's latest stage (the worker publishes each in an event).
+ * a running one's latest stage (the worker publishes each in an event). Into
+ * `gen` (GET's shape) when the queue answered.
  */
+static void queue_word(json_t *gen, const gf_err_t *err, const queue_result_t *res)
+{
+    int running =
+        gf_gen_status_parse(json_string_value(json_object_get(gen, "status"))) == GF_GEN_RUNNING;
+    if (err->code == GF_OK && res->position >= 0)
+        json_object_set_new(gen, "queue_position", json_integer(res->position));
+    if (err->code == GF_OK && running && gf_stage_parse(res->stage) >= 0)
+        json_object_set_new(gen, "stage", json_string(res->stage));
+}
+
+/* Whether the queue has a word for `gen`: it is queued or running. */
+static int in_queue(json_t *gen)
+{
+    int status = gf_gen_status_parse(json_string_value(json_object_get(gen, "status")));
+    return status == GF_GEN_QUEUED || status == GF_GEN_RUNNING;
+}
+
 static void on_position(queue_t *q, const gf_err_t *err, const queue_result_t *res, void *data)
 {
     (void)q;
     gen_ctx_t *c = data;
-    int running =
-        gf_gen_status_parse(json_string_value(json_object_get(c->gen, "status"))) == GF_GEN_RUNNING;
-    if (err->code == GF_OK && res->position >= 0)
-        json_object_set_new(c->gen, "queue_position", json_integer(res->position));
-    if (err->code == GF_OK && running && gf_stage_parse(res->stage) >= 0)
-        json_object_set_new(c->gen, "stage", json_string(res->stage));
+    queue_word(c->gen, err, res);
     api__json(c->r.req, c->answer_status, json_incref(c->gen));
     ctx_free(c);
 }
@@ -307,9 +321,7 @@ static void on_generation(store_t *st, const gf_err_t *err, store_call_t *call, 
         return;
     c->gen = api__generation_json(&call->res.generation);
     api__sign_outputs(c->r.api, c->gen);
-    int status = gf_gen_status_parse(json_string_value(json_object_get(c->gen, "status")));
-    if ((status == GF_GEN_QUEUED || status == GF_GEN_RUNNING) &&
-        queue_position(c->r.api->queue, c->gen_id, on_position, c) == 0)
+    if (in_queue(c->gen) && queue_position(c->r.api->queue, c->gen_id, on_position, c) == 0)
         return;
     api__json(c->r.req, c->answer_status, json_incref(c->gen));
     ctx_free(c);
@@ -400,18 +412,53 @@ static void on_cancel(gf_http_req_t *req, void *data)
 
 /* --- GET /v1/generations ------------------------------------------------------------ */
 
+/* A page's item that waits for the queue's word, as GET's answer does. */
+typedef struct {
+    gen_ctx_t *c;
+    json_t *item; /* borrowed from c->gen */
+} page_ask_t;
+
+static void on_item_position(queue_t *q, const gf_err_t *err, const queue_result_t *res, void *data)
+{
+    (void)q;
+    page_ask_t *a = data;
+    gen_ctx_t *c = a->c;
+    queue_word(a->item, err, res);
+    free(a);
+    if (--c->asking == 0) {
+        api__json(c->r.req, 200, json_incref(c->gen));
+        ctx_free(c);
+    }
+}
+
+/* The page, each queued or running item with its queue_position and stage as GET has them
+ * (the queue's answers come together: one write to Redis for the page). */
 static void on_page(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
     gen_ctx_t *c = data;
     if (api__route_page_failed(&c->r, err))
         return;
-    json_t *page = api__generation_page_json(&call->res.list);
+    c->gen = api__generation_page_json(&call->res.list);
     size_t i;
     json_t *item;
-    json_array_foreach(json_object_get(page, "items"), i, item) api__sign_outputs(c->r.api, item);
-    api__json(c->r.req, 200, page);
-    ctx_free(c);
+    json_array_foreach(json_object_get(c->gen, "items"), i, item)
+    {
+        api__sign_outputs(c->r.api, item);
+        const char *id = json_string_value(json_object_get(item, "id"));
+        if (id == NULL || !in_queue(item))
+            continue;
+        page_ask_t *a = gf_xmalloc(sizeof(*a));
+        *a = (page_ask_t){c, item};
+        if (queue_position(c->r.api->queue, id, on_item_position, a) == 0)
+            c->asking++;
+        else
+            free(a);
+    }
+    if (c->asking == 0) { /* no callback runs inside queue_position: none has yet */
+        api__json(c->r.req, 200, json_incref(c->gen));
+        ctx_free(c);
+    }
 }
 
 /* Parses ?limit= (1..100, default 20); -1 when malformed. */

@@ -349,6 +349,67 @@ static void test_queue_retries_reach_clients_by_api_names(void **state)
     free(t);
 }
 
+/* The item of generation `id` in the answer `list` of GET /v1/generations (borrowed). */
+static json_t *list_item(json_t *list, const char *id)
+{
+    size_t i;
+    json_t *item;
+    json_array_foreach(json_object_get(list, "items"), i, item)
+    {
+        if (strcmp(json_string_value(json_object_get(item, "id")) ?: "", id) == 0)
+            return item;
+    }
+    fail_msg("generation %s is not in the list", id);
+    return NULL;
+}
+
+/* GET `path` as `tok`, 200, parsed (decref it). */
+static json_t *get_json(const char *tok, const char *path)
+{
+    ts_http_t r = au_call("GET", path, tok, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    json_t *j = json_loads(r.body, 0, NULL);
+    assert_non_null(j);
+    ts_http_dispose(&r);
+    return j;
+}
+
+/* The list shows a queued item's queue_position and a running one's stage as GET does (it
+ * read both from Postgres: the position always null, the stage the one the start recorded). */
+static void test_the_list_shows_the_queues_word_as_get_does(void **state)
+{
+    (void)state;
+    char *t = au_token(NULL, "pro", NULL, NULL), run[37], wait[37], path[128];
+    au_create(t, AVATAR, run);
+    uint64_t tok = pw_start(run);
+    gf_err_t err = {0};
+    queue_result_t qr = {0};
+    const char *progress = "{\"status\":\"running\",\"stage\":\"generating\",\"progress\":40}";
+    assert_int_equal(queue_sync_event_append(pw_qs, run, tok, "progress", progress, &qr, &err), 0);
+    au_create(t, AVATAR, wait);
+    json_t *list = get_json(t, "/v1/generations");
+    snprintf(path, sizeof(path), "/v1/generations/%s", run);
+    json_t *g_run = get_json(t, path);
+    snprintf(path, sizeof(path), "/v1/generations/%s", wait);
+    json_t *g_wait = get_json(t, path);
+    json_t *i_run = list_item(list, run), *i_wait = list_item(list, wait);
+    assert_string_equal(json_string_value(json_object_get(g_run, "stage")), "generating");
+    assert_true(json_equal(json_object_get(i_run, "stage"), json_object_get(g_run, "stage")));
+    assert_true(json_is_integer(json_object_get(g_wait, "queue_position")));
+    assert_true(json_equal(json_object_get(i_wait, "queue_position"),
+                           json_object_get(g_wait, "queue_position")));
+    assert_true(json_is_null(json_object_get(i_run, "queue_position")));
+    json_decref(list);
+    json_decref(g_run);
+    json_decref(g_wait);
+    pw_settle_and_finish(run, tok, 1, NULL);
+    assert_int_equal(queue_sync_finish(pw_qs, run, tok, QUEUE_DONE, "{}", &qr, &err), 0);
+    snprintf(path, sizeof(path), "/v1/generations/%s/cancel", wait);
+    ts_http_t r = au_call("POST", path, t, NULL, NULL);
+    au_expect(&r, 202, NULL);
+    free(t);
+}
+
 /* A generation that is finished already: created, then canceled while queued. */
 static void create_canceled(const char *body, char id[37])
 {
@@ -659,6 +720,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_event_streams_are_limited_per_user),
         cmocka_unit_test(test_events_replay_and_resume_without_gaps),
+        cmocka_unit_test(test_the_list_shows_the_queues_word_as_get_does),
         cmocka_unit_test(test_user_stream_ends_each_generation_with_its_own_status),
         cmocka_unit_test(test_queue_retries_reach_clients_by_api_names),
         cmocka_unit_test(test_a_foreign_last_event_id_is_400_and_redis_stays_free),
