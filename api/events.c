@@ -338,14 +338,21 @@ int api__sse_write_terminal(api_sse_t *s, const char *id, json_t *gen)
 
 static void user_pump(api_sse_t *s);
 
-/* Writes the user-stream event at the head and drops it; `gen` is its generation, read
- * for a terminal event (NULL for any other event: written as the queue has it). */
-static int user_write_head(api_sse_t *s, json_t *gen)
+/* The user-stream event at the head, off the list (the caller frees it). */
+static user_ev_t *user_take_head(api_sse_t *s)
 {
     user_ev_t *e = s->pend_head;
     s->pend_head = e->next;
     if (s->pend_head == NULL)
         s->pend_tail = NULL;
+    return e;
+}
+
+/* Writes the user-stream event at the head and drops it; `gen` is its generation, read
+ * for a terminal event (NULL for any other event: written as the queue has it). */
+static int user_write_head(api_sse_t *s, json_t *gen)
+{
+    user_ev_t *e = user_take_head(s);
     int rc;
     if (gen != NULL) {
         rc = api__sse_write_terminal(s, e->sid, gen);
@@ -364,20 +371,26 @@ static int user_write_head(api_sse_t *s, json_t *gen)
  * A terminal event's generation, read: written under the status Postgres
  * recorded. Without one (Postgres unreadable, or the queue ended the job
  * before Postgres did) the stream ends before it: the client resumes from
- * the last event it has and meets this one again (on_hub_terminal).
+ * the last event it has and meets this one again (on_hub_terminal). A
+ * generation deleted since (only a finished one can be) has no record to
+ * send: its terminal event is skipped, and the stream goes on.
  */
 static void on_user_terminal(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
     api_sse_t *s = data;
     json_t *gen = err->code == 0 ? api__generation_json(&call->res.generation) : NULL;
-    sse_call_done(s);
+    int deleted = err->code == GF_ENOTFOUND;
+    sse_call_done(s); /* `err` and `call` are gone */
     s->user_fetching = 0;
     s->in_callback = 1; /* a stream ended here is freed below, not under us */
     if (!s->finished && s->pend_head) {
         if (gen != NULL && api__sse_final_status(gen) != NULL) {
             if (user_write_head(s, gen) == 0)
                 user_pump(s);
+        } else if (deleted) {
+            user_ev_free(user_take_head(s));
+            user_pump(s);
         } else {
             api__sse_finish(s);
         }

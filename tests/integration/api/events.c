@@ -263,6 +263,50 @@ static void test_user_stream_ends_each_generation_with_its_own_status(void **sta
     free(t);
 }
 
+/* Cancels the queued generation `id` of `tok` (202). */
+static void cancel_as(const char *tok, const char *id)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/generations/%s/cancel", id);
+    ts_http_t r = au_call("POST", path, tok, NULL, NULL);
+    au_expect(&r, 202, NULL);
+}
+
+/*
+ * /v1/events goes on past a generation deleted since it ended: its terminal event has no
+ * record to send (GET answers 404) and is skipped. The stream used to end there, and every
+ * reconnect with it, for as long as the queue kept the event (24 h by default).
+ */
+static void test_user_stream_goes_on_past_a_deleted_generation(void **state)
+{
+    (void)state;
+    char *t = au_token(NULL, "pro", NULL, NULL), gone[37], kept[37], path[128];
+    au_create(t, AVATAR, gone);
+    cancel_as(t, gone);
+    snprintf(path, sizeof(path), "/v1/generations/%s", gone);
+    ts_http_t r = au_call("DELETE", path, t, NULL, NULL);
+    au_expect(&r, 204, NULL);
+    au_create(t, AVATAR, kept);
+    cancel_as(t, kept);
+    sse_client_t u = {.mu = PTHREAD_MUTEX_INITIALIZER, .timeout_s = 5};
+    snprintf(u.url, sizeof(u.url), "%s/v1/events", au_base);
+    snprintf(u.auth, sizeof(u.auth), "Authorization: Bearer %s", t);
+    pthread_t th;
+    pthread_create(&th, NULL, sse_run, &u);
+    char want[128];
+    snprintf(want, sizeof(want), "\"id\":\"%s\"", kept);
+    int got_kept = wait_for(&u, want, 5);
+    pthread_join(th, NULL);
+    if (!got_kept)
+        fail_msg("/v1/events stopped before the generation after the deleted one:\n%s", u.got.p);
+    const char *term = strstr(u.got.p, "event: canceled\ndata: ");
+    assert_non_null(term);
+    assert_non_null(strstr(term, kept)); /* the first terminal event is the kept one's */
+    assert_null(strstr(term, gone));
+    gf_buf_dispose(&u.got);
+    free(t);
+}
+
 /* The part of `got` from `event` (an "event: NAME\n" line) to the end of its data line, or
  * NULL (a new string). */
 static char *event_block(const char *got, const char *event)
@@ -722,6 +766,7 @@ int main(void)
         cmocka_unit_test(test_events_replay_and_resume_without_gaps),
         cmocka_unit_test(test_the_list_shows_the_queues_word_as_get_does),
         cmocka_unit_test(test_user_stream_ends_each_generation_with_its_own_status),
+        cmocka_unit_test(test_user_stream_goes_on_past_a_deleted_generation),
         cmocka_unit_test(test_queue_retries_reach_clients_by_api_names),
         cmocka_unit_test(test_a_foreign_last_event_id_is_400_and_redis_stays_free),
         cmocka_unit_test(test_a_terminal_event_larger_than_the_cap_is_delivered),
