@@ -169,7 +169,12 @@ int api__gate_at_cap(const gf_http_req_t *req);
 void api__quota_refuse(api_t *api, gf_http_req_t *req, const char *plan, const char *over,
                        int at_headers);
 
-/* Verifies an HS256 token; fills `p`. GF_EINVAL with the reason in `err` (for logs only). */
+/*
+ * Verifies an HS256 token; fills `p`. GF_EINVAL with the reason in `err` (for logs only);
+ * err->detail is API_TOKEN_SIGNED when the signature was ours and a claim refused it
+ * (expired, say): the client is a user of this farm, who must be told 401 to refresh.
+ */
+#define API_TOKEN_SIGNED 1
 int api__token_verify(const char *secret, const char *token, api_principal_t *p, gf_err_t *err);
 
 /* Answers `body` (stolen: decref'd here) as JSON with the API's headers. */

@@ -422,6 +422,13 @@ static void on_check(gf_http_req_t *req, void *data)
     } else if (api__token_check(api, token, &u->who, &err) < 0) {
         snprintf(g->why, sizeof(g->why), "%s", err.msg);
         free(u);
+        /* A token of ours that a claim refuses (expired, say) is 401 at once, not charged
+         * to the address's anonymous bucket: behind a proxy every user shares that one, and
+         * a client told 429 would never refresh its token. Forging one takes the secret. */
+        if (err.detail == API_TOKEN_SIGNED) {
+            gate_decide(g);
+            return;
+        }
     } else {
         g->user = u;
         gf_http_req_set_log_user(req, u->who.sub);

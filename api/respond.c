@@ -111,7 +111,7 @@ static int claim_time(jwt_t *jwt, const char *name, long *out)
 int api__token_verify(const char *secret, const char *token, api_principal_t *p, gf_err_t *err)
 {
     jwt_t *jwt = NULL;
-    int rc = GF_EINVAL;
+    int rc = GF_EINVAL, signed_ok = 0;
     memset(p, 0, sizeof(*p));
     if (secret == NULL || secret[0] == '\0')
         return gf_err_set(err, GF_EINVAL, "auth", "FARM_JWT_SECRET is not set");
@@ -125,6 +125,7 @@ int api__token_verify(const char *secret, const char *token, api_principal_t *p,
         gf_err_set(err, GF_EINVAL, "auth", "algorithm %s refused", jwt_alg_str(jwt_get_alg(jwt)));
         goto out;
     }
+    signed_ok = 1; /* what refuses it from here is a claim of a token of ours */
     const char *sub = jwt_get_grant(jwt, "sub");
     if (!api_is_uuid(sub)) {
         gf_err_set(err, GF_EINVAL, "auth", "sub missing or not a lowercase UUID");
@@ -175,6 +176,8 @@ int api__token_verify(const char *secret, const char *token, api_principal_t *p,
     p->exp = exp;
     rc = 0;
 out:
+    if (rc < 0 && signed_ok && err != NULL)
+        err->detail = API_TOKEN_SIGNED;
     jwt_free(jwt);
     return rc;
 }

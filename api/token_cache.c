@@ -76,7 +76,10 @@ int api__token_cache_verify(api_token_cache_t *c, const char *secret, const char
         free(s->token);
         s->token = NULL;
         memset(p, 0, sizeof(*p));
-        return gf_err_set(err, GF_EINVAL, "auth", "token expired");
+        gf_err_set(err, GF_EINVAL, "auth", "token expired");
+        if (err != NULL)
+            err->detail = API_TOKEN_SIGNED;
+        return GF_EINVAL;
     }
     int rc = api__token_verify(secret, token, p, err);
     if (rc == 0 && s != NULL) {

@@ -51,7 +51,8 @@ static const cfg_row cfg_table[] = {
      0, 2048, NULL, 0,
      "token buckets per user and action, [plan.]action=per_min/burst comma-separated; actions: "
      "generations (else FARM_RATE_LIMIT_PER_MIN/BURST), uploads, reads, anonymous (per IP, "
-     "requests without a valid token); an action not listed is not limited"},
+     "requests without a token of ours; an expired one is 401 without it); an action not "
+     "listed is not limited"},
     {"FARM_UPLOAD_MAX_INFLIGHT_BYTES", CFG_INT, OFF(upload_max_inflight_bytes), "268435456", MIB,
      64LL * 1024 * MIB, NULL, 0,
      "upload bodies a process holds or decodes at once, by their Content-Length; more get 503"},

@@ -8,6 +8,7 @@
  * route. Memory is checked on
  * the api's RSS (/proc/PID/status), the bound the issue sets: 64 MiB.
  */
+#include "api.h"
 #include "api_harness.h"
 #include "proc_status.h"
 
@@ -268,6 +269,41 @@ static void test_rate_limits_per_plan_and_action(void **state)
     }
     free(free_tok);
     free(pro_tok);
+}
+
+/*
+ * An expired token of ours is 401 even when the address's anonymous bucket is empty: behind
+ * a proxy every user shares that bucket, and a client told 429 would never refresh its
+ * token. A token that is not ours still takes from the bucket.
+ */
+static void test_an_expired_token_is_401_when_the_anonymous_bucket_is_empty(void **state)
+{
+    (void)state;
+    static const char *const extra[] = {"FARM_RATE_LIMITS=anonymous=1/2", NULL};
+    api = au_api_start(extra);
+    assert_true(api > 0);
+    char user[37];
+    gf_uuid4(user);
+    api_claims_t c = {.sub = user, .ttl_s = 1};
+    char *expired = api_token_issue(AU_SECRET, &c, NULL),
+         *forged = api_token_issue("not-ours-0123456789", &c, NULL);
+    assert_non_null(expired);
+    assert_non_null(forged);
+    for (int i = 0; i < 3; i++) { /* the bucket of 2, then 429 */
+        ts_http_t r = au_call("GET", "/v1/credits", forged, NULL, NULL);
+        assert_int_equal(r.status, i < 2 ? 401 : 429);
+        ts_http_dispose(&r);
+    }
+    usleep(2100 * 1000); /* past its exp (whole seconds) */
+    for (int i = 0; i < 3; i++) {
+        ts_http_t r = au_call("GET", "/v1/credits", expired, NULL, NULL);
+        assert_non_null(strcasestr(r.headers, "WWW-Authenticate: Bearer"));
+        au_expect_error(&r, 401, "unauthorized", NULL);
+    }
+    ts_http_t r = au_call("GET", "/v1/credits", forged, NULL, NULL);
+    au_expect_error(&r, 429, "rate_limited", NULL);
+    free(expired);
+    free(forged);
 }
 
 static void test_uploads_in_flight_are_bounded(void **state)
@@ -575,6 +611,8 @@ int main(void)
                                   teardown),
         cmocka_unit_test_teardown(test_fetch_reads_the_refusal_of_an_upload, teardown),
         cmocka_unit_test_teardown(test_rate_limits_per_plan_and_action, teardown),
+        cmocka_unit_test_teardown(test_an_expired_token_is_401_when_the_anonymous_bucket_is_empty,
+                                  teardown),
         cmocka_unit_test_teardown(test_uploads_in_flight_are_bounded, teardown),
         cmocka_unit_test_teardown(test_a_body_for_no_route_is_not_read, teardown),
         cmocka_unit_test_teardown(test_upload_quota_by_count, teardown),
