@@ -351,9 +351,14 @@ static void on_limited(queue_t *q, const gf_err_t *err, const queue_result_t *re
         gf_http_set_header(g->req, "RateLimit-Limit", v);
         snprintf(v, sizeof(v), "%lld", (long long)res->position);
         gf_http_set_header(g->req, "RateLimit-Remaining", v);
-        snprintf(v, sizeof(v), "%lld", (long long)(res->retry_in_ms + 999) / 1000);
+        /* Reset: seconds until the bucket is whole again (from the whole tokens left: at
+         * most one token's interval late); Retry-After: until the next token. */
+        long long missing = burst - (long long)res->position;
+        long long full_s = per_min > 0 && missing > 0 ? (missing * 60 + per_min - 1) / per_min : 0;
+        snprintf(v, sizeof(v), "%lld", full_s);
         gf_http_set_header(g->req, "RateLimit-Reset", v);
         if (!res->created) {
+            snprintf(v, sizeof(v), "%lld", (long long)(res->retry_in_ms + 999) / 1000);
             gf_http_set_header(g->req, "Retry-After", v);
             char msg[160];
             snprintf(msg, sizeof(msg), "too many %s requests; retry after the Retry-After seconds",
