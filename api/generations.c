@@ -431,8 +431,12 @@ static void on_item_position(queue_t *q, const gf_err_t *err, const queue_result
     }
 }
 
-/* The page, each queued or running item with its queue_position and stage as GET has them
- * (the queue's answers come together: one write to Redis for the page). */
+/*
+ * The page, each running item with its stage as GET has it (the queue's answers come
+ * together: one write to Redis for the page). A queued item's queue_position stays null:
+ * the queue counts it by walking its tier's users, once per item, which a page of a
+ * user's queued generations would repeat up to a page's length (docs/api.md).
+ */
 static void on_page(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
@@ -446,7 +450,8 @@ static void on_page(store_t *st, const gf_err_t *err, store_call_t *call, void *
     {
         api__sign_outputs(c->r.api, item);
         const char *id = json_string_value(json_object_get(item, "id"));
-        if (id == NULL || !in_queue(item))
+        if (id == NULL || gf_gen_status_parse(json_string_value(json_object_get(item, "status"))) !=
+                              GF_GEN_RUNNING)
             continue;
         page_ask_t *a = gf_xmalloc(sizeof(*a));
         *a = (page_ask_t){c, item};

@@ -52,6 +52,7 @@ struct net {
     uv_idle_t kick; /* curl's 0 ms timeouts, run on the next loop turn (on_curl_timer) */
     net_http2_t http2;
     char *ca_file; /* net_set_ca_file, NULL: the system's */
+    int openssl;   /* libcurl's TLS is OpenSSL (tls_is_openssl) */
     /* Easy handles of finished transfers, reset, for the next net_start()
      * (easy_take, easy_give); at most NET_EASY_POOL_MAX. */
     CURL *pool[NET_EASY_POOL_MAX];
@@ -322,6 +323,14 @@ static int https_proxy_in_env(void)
  * flight: a quarter of the CPU of 2,000 h2 calls at once (scripts/bench
  * providers). Connections are few (curl's cache bounds the idle ones).
  */
+/* Whether libcurl's TLS is OpenSSL, whose SSL_CTX keep_tls_buffers() is given (with
+ * another backend the pointer is that library's). */
+static int tls_is_openssl(void)
+{
+    const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+    return v->ssl_version != NULL && strncmp(v->ssl_version, "OpenSSL/", 8) == 0;
+}
+
 static CURLcode keep_tls_buffers(CURL *e, void *ssl_ctx, void *data)
 {
     (void)e;
@@ -589,7 +598,8 @@ net_xfer_t *net_start(net_t *h, const net_req_t *req, net_done_cb cb, void *data
     x->easy = easy_take(h);
     CURL *e = x->easy;
     curl_easy_setopt(e, CURLOPT_URL, req->url);
-    curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, keep_tls_buffers);
+    if (h->openssl)
+        curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, keep_tls_buffers);
     curl_easy_setopt(e, CURLOPT_PRIVATE, x);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
@@ -665,6 +675,7 @@ net_t *net_new(uv_loop_t *loop, gf_err_t *err)
     }
     net_t *h = gf_xcalloc(1, sizeof(*h));
     h->loop = loop;
+    h->openssl = tls_is_openssl();
     h->multi = curl_multi_init();
     if (h->multi == NULL) {
         free(h);

@@ -190,7 +190,8 @@ BEGIN
                 v_out[r.ord] := jsonb_build_object('outcome', v_acc.outcome,
                                                    'generation_id', v_acc.generation_id,
                                                    'available', v_acc.available,
-                                                   'created_at', v_now,
+                                                   'created_at', CASE WHEN v_acc.outcome = 'accepted'
+                                                                      THEN v_now END,
                                                    'generation', v_gen);
             END IF;
         EXCEPTION
