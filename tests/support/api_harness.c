@@ -100,6 +100,18 @@ const char *au_str(json_t *o, const char *key)
     return v;
 }
 
+json_t *au_get_json(const char *tok, const char *path)
+{
+    ts_http_t r = au_call("GET", path, tok, NULL, NULL);
+    if (r.status != 200)
+        fail_msg("GET %s: %ld %s", path, r.status, r.body ? r.body : "");
+    json_t *j = json_loads(r.body, 0, NULL);
+    if (j == NULL)
+        fail_msg("GET %s: not JSON: %s", path, r.body);
+    ts_http_dispose(&r);
+    return j;
+}
+
 void au_id_of(const ts_http_t *r, char out[37])
 {
     const char *p = strstr(r->body, "\"id\":\"");

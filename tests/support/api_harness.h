@@ -69,6 +69,9 @@ ts_http_t au_get_output(json_t *output);
  */
 void au_assert_output_image(const void *data, size_t len, json_t *output, img_info *info);
 
+/* GETs `path` as `tok`, which must answer 200 with JSON: the body, parsed (decref it). */
+json_t *au_get_json(const char *tok, const char *path);
+
 /* The "id" of a 202/200 answer. */
 void au_id_of(const ts_http_t *r, char out[37]);
 

@@ -407,17 +407,6 @@ static json_t *list_item(json_t *list, const char *id)
     return NULL;
 }
 
-/* GET `path` as `tok`, 200, parsed (decref it). */
-static json_t *get_json(const char *tok, const char *path)
-{
-    ts_http_t r = au_call("GET", path, tok, NULL, NULL);
-    assert_int_equal(r.status, 200);
-    json_t *j = json_loads(r.body, 0, NULL);
-    assert_non_null(j);
-    ts_http_dispose(&r);
-    return j;
-}
-
 /* The list shows a running item's stage as GET does (it read it from Postgres: the one the
  * start recorded); a queued item's queue_position is null there (docs/api.md), GET has it. */
 static void test_the_list_shows_the_queues_word_as_get_does(void **state)
@@ -431,11 +420,11 @@ static void test_the_list_shows_the_queues_word_as_get_does(void **state)
     const char *progress = "{\"status\":\"running\",\"stage\":\"generating\",\"progress\":40}";
     assert_int_equal(queue_sync_event_append(pw_qs, run, tok, "progress", progress, &qr, &err), 0);
     au_create(t, AVATAR, wait);
-    json_t *list = get_json(t, "/v1/generations");
+    json_t *list = au_get_json(t, "/v1/generations");
     snprintf(path, sizeof(path), "/v1/generations/%s", run);
-    json_t *g_run = get_json(t, path);
+    json_t *g_run = au_get_json(t, path);
     snprintf(path, sizeof(path), "/v1/generations/%s", wait);
-    json_t *g_wait = get_json(t, path);
+    json_t *g_wait = au_get_json(t, path);
     json_t *i_run = list_item(list, run), *i_wait = list_item(list, wait);
     assert_string_equal(json_string_value(json_object_get(g_run, "stage")), "generating");
     assert_true(json_equal(json_object_get(i_run, "stage"), json_object_get(g_run, "stage")));
@@ -457,10 +446,7 @@ static void test_the_list_shows_the_queues_word_as_get_does(void **state)
 static void create_canceled(const char *body, char id[37])
 {
     au_create(user_tok, body, id);
-    char path[128];
-    snprintf(path, sizeof(path), "/v1/generations/%s/cancel", id);
-    ts_http_t r = au_call("POST", path, user_tok, NULL, NULL);
-    au_expect(&r, 202, NULL);
+    cancel_as(user_tok, id);
 }
 
 static void test_a_foreign_last_event_id_is_400_and_redis_stays_free(void **state)

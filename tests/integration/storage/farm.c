@@ -405,11 +405,7 @@ static void start_faulty_worker(void)
 /* A field of GET /v1/credits. */
 static long long credits(const char *field)
 {
-    ts_http_t r = au_call("GET", "/v1/credits", tok, NULL, NULL);
-    assert_int_equal(r.status, 200);
-    json_t *j = json_loads(r.body, 0, NULL);
-    ts_http_dispose(&r);
-    assert_non_null(j);
+    json_t *j = au_get_json(tok, "/v1/credits");
     long long v = json_integer_value(json_object_get(j, field));
     json_decref(j);
     return v;
@@ -418,11 +414,7 @@ static long long credits(const char *field)
 /* The sum of the caller's ledger entries of `kind` for generation `id`. */
 static long long ledger_sum(const char *id, const char *kind)
 {
-    ts_http_t r = au_call("GET", "/v1/credits/ledger?limit=100", tok, NULL, NULL);
-    assert_int_equal(r.status, 200);
-    json_t *j = json_loads(r.body, 0, NULL);
-    ts_http_dispose(&r);
-    assert_non_null(j);
+    json_t *j = au_get_json(tok, "/v1/credits/ledger?limit=100");
     long long sum = 0;
     size_t i;
     json_t *e;

@@ -125,12 +125,7 @@ static json_t *get_generation(const char *id)
 {
     char path[128];
     snprintf(path, sizeof(path), "/v1/generations/%s", id);
-    ts_http_t r = au_call("GET", path, tok, NULL, NULL);
-    assert_int_equal(r.status, 200);
-    json_t *g = json_loads(r.body, 0, NULL);
-    ts_http_dispose(&r);
-    assert_non_null(g);
-    return g;
+    return au_get_json(tok, path);
 }
 
 /* Polls GET until its webhook's status is `want` with at least `attempts`; the generation. */

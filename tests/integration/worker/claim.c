@@ -115,12 +115,7 @@ static json_t *generation(const char *tok, const char *id)
 {
     char path[96];
     snprintf(path, sizeof(path), "/v1/generations/%.36s", id);
-    ts_http_t r = au_call("GET", path, tok, NULL, NULL);
-    assert_int_equal(r.status, 200);
-    json_t *g = json_loads(r.body, 0, NULL);
-    assert_non_null(g);
-    ts_http_dispose(&r);
-    return g;
+    return au_get_json(tok, path);
 }
 
 static const char *field(json_t *g, const char *name)
