@@ -362,7 +362,10 @@ static int holds_too_big(json_t *v)
 /*
  * A body jansson refused for an integer beyond 64 bits is valid JSON with an out-of-range
  * value: read again with integers as reals, the top-level field that holds it is named.
- * GF_EINVAL then, or 0 when no field can be named (the caller's generic answer stands).
+ * Every field but `metadata` is a bounded number or holds one, so such a number in any of
+ * them is out of range whatever jansson tripped on; `metadata` (free JSON, whose reals may be
+ * that large) is named only when no other field is. GF_EINVAL then, or 0 when no field can be
+ * named (the caller's generic answer stands).
  */
 static int out_of_range(parse_t *c, const char *json, size_t len)
 {
@@ -370,11 +373,13 @@ static int out_of_range(parse_t *c, const char *json, size_t len)
     const char *key;
     json_t *v;
     int rc = 0;
-    json_object_foreach(b, key, v)
-    {
-        if (holds_too_big(v)) {
-            rc = bad(c, key, "%s is out of range", NULL);
-            break;
+    for (int metadata = 0; metadata < 2 && rc == 0; metadata++) {
+        json_object_foreach(b, key, v)
+        {
+            if ((strcmp(key, field_names[F_METADATA]) == 0) == metadata && holds_too_big(v)) {
+                rc = bad(c, key, "%s is out of range", NULL);
+                break;
+            }
         }
     }
     json_decref(b);

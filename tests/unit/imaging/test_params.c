@@ -174,6 +174,8 @@ static void test_number_limits(void **state)
     bad_request("identity", "{" AVATAR ",\"identity\":{\"generation_id\":\"x\","
                             "\"index\":99999999999999999999}}");
     bad_request("metadata", "{" AVATAR ",\"metadata\":{\"n\":[1,99999999999999999999]}}");
+    /* A large real is valid metadata: the field with the integer is named, not the first. */
+    bad_request("seed", "{" AVATAR ",\"metadata\":{\"v\":1e300},\"seed\":18446744073709551616}");
     bad_request("", "{" AVATAR ",\"seed\":1e999}");      /* a real beyond a double: malformed */
     bad_request("width", "{" AVATAR ",\"width\":1000}"); /* not a multiple of 16 */
     bad_request("height", "{" AVATAR ",\"height\":1024.0}");
