@@ -418,6 +418,12 @@ typedef struct {
     json_t *item; /* borrowed from c->gen */
 } page_ask_t;
 
+static void answer_page(gen_ctx_t *c)
+{
+    api__json(c->r.req, 200, json_incref(c->gen));
+    ctx_free(c);
+}
+
 static void on_item_position(queue_t *q, const gf_err_t *err, const queue_result_t *res, void *data)
 {
     (void)q;
@@ -425,10 +431,8 @@ static void on_item_position(queue_t *q, const gf_err_t *err, const queue_result
     gen_ctx_t *c = a->c;
     queue_word(a->item, err, res);
     free(a);
-    if (--c->asking == 0) {
-        api__json(c->r.req, 200, json_incref(c->gen));
-        ctx_free(c);
-    }
+    if (--c->asking == 0)
+        answer_page(c);
 }
 
 /*
@@ -460,10 +464,8 @@ static void on_page(store_t *st, const gf_err_t *err, store_call_t *call, void *
         else
             free(a);
     }
-    if (c->asking == 0) { /* no callback runs inside queue_position: none has yet */
-        api__json(c->r.req, 200, json_incref(c->gen));
-        ctx_free(c);
-    }
+    if (c->asking == 0) /* no callback runs inside queue_position: none has yet */
+        answer_page(c);
 }
 
 /* Parses ?limit= (1..100, default 20); -1 when malformed. */
