@@ -31,7 +31,7 @@ typedef struct {
     const char **pose_uploads; /* accept: the uploads among the poses (into g.params) */
     json_t *gen;               /* a generation object (or a page of them) being answered */
     int answer_status;         /* of the generation answer: 200, or 202 after a cancel */
-    int asking;                /* a page's items whose queue_position the queue still owes */
+    int asking;                /* a page's running items whose stage the queue still owes */
 } gen_ctx_t;
 
 static void ctx_dispose(api_route_t *r)
