@@ -31,7 +31,6 @@ typedef struct {
     const char **pose_uploads; /* accept: the uploads among the poses (into g.params) */
     json_t *gen;               /* a generation object (or a page of them) being answered */
     int answer_status;         /* of the generation answer: 200, or 202 after a cancel */
-    int asking;                /* a page's running items whose stage the queue still owes */
 } gen_ctx_t;
 
 static void ctx_dispose(api_route_t *r)
@@ -412,34 +411,47 @@ static void on_cancel(gf_http_req_t *req, void *data)
 
 /* --- GET /v1/generations ------------------------------------------------------------ */
 
-/* A page's item that waits for the queue's word, as GET's answer does. */
-typedef struct {
-    gen_ctx_t *c;
-    json_t *item; /* borrowed from c->gen */
-} page_ask_t;
-
 static void answer_page(gen_ctx_t *c)
 {
     api__json(c->r.req, 200, json_incref(c->gen));
     ctx_free(c);
 }
 
-static void on_item_position(queue_t *q, const gf_err_t *err, const queue_result_t *res, void *data)
+/* The page's items that are queued or running, at most QUEUE_POSITIONS_MAX (a page's
+ * limit is 100): their ids into `ids` and the items into `items`, borrowed. */
+static size_t in_queue_items(json_t *page, const char **ids, json_t **items)
+{
+    size_t i, n = 0;
+    json_t *item;
+    json_array_foreach(json_object_get(page, "items"), i, item)
+    {
+        const char *id = json_string_value(json_object_get(item, "id"));
+        if (id != NULL && in_queue(item) && n < QUEUE_POSITIONS_MAX) {
+            ids[n] = id;
+            items[n++] = item;
+        }
+    }
+    return n;
+}
+
+static void on_page_positions(queue_t *q, const gf_err_t *err, const queue_positions_t *p,
+                              void *data)
 {
     (void)q;
-    page_ask_t *a = data;
-    gen_ctx_t *c = a->c;
-    queue_word(a->item, err, res);
-    free(a);
-    if (--c->asking == 0)
-        answer_page(c);
+    gen_ctx_t *c = data;
+    const char *ids[QUEUE_POSITIONS_MAX];
+    json_t *items[QUEUE_POSITIONS_MAX];
+    size_t n = in_queue_items(c->gen, ids, items);
+    for (size_t i = 0; err->code == GF_OK && i < n && i < p->n; i++)
+        queue_word(items[i], err, &p->items[i]);
+    answer_page(c);
 }
 
 /*
- * The page, each running item with its stage as GET has it (the queue's answers come
- * together: one write to Redis for the page). A queued item's queue_position stays null:
- * the queue counts it by walking its tier's users, once per item, which a page of a
- * user's queued generations would repeat up to a page's length (docs/api.md).
+ * The page, each queued item with its queue_position and each running one with its stage,
+ * as GET has them: one question to the queue for the whole page, which walks a tier's
+ * users once for all of a user's queued items. Without the queue's answer the page goes
+ * out as Postgres has it.
  */
 static void on_page(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
@@ -450,22 +462,13 @@ static void on_page(store_t *st, const gf_err_t *err, store_call_t *call, void *
     c->gen = api__generation_page_json(&call->res.list);
     size_t i;
     json_t *item;
-    json_array_foreach(json_object_get(c->gen, "items"), i, item)
-    {
-        api__sign_outputs(c->r.api, item);
-        const char *id = json_string_value(json_object_get(item, "id"));
-        if (id == NULL || gf_gen_status_parse(json_string_value(json_object_get(item, "status"))) !=
-                              GF_GEN_RUNNING)
-            continue;
-        page_ask_t *a = gf_xmalloc(sizeof(*a));
-        *a = (page_ask_t){c, item};
-        if (queue_position(c->r.api->queue, id, on_item_position, a) == 0)
-            c->asking++;
-        else
-            free(a);
-    }
-    if (c->asking == 0) /* no callback runs inside queue_position: none has yet */
-        answer_page(c);
+    json_array_foreach(json_object_get(c->gen, "items"), i, item) api__sign_outputs(c->r.api, item);
+    const char *ids[QUEUE_POSITIONS_MAX];
+    json_t *items[QUEUE_POSITIONS_MAX];
+    size_t n = in_queue_items(c->gen, ids, items);
+    if (n > 0 && queue_positions(c->r.api->queue, ids, n, on_page_positions, c) == 0)
+        return;
+    answer_page(c);
 }
 
 /* Parses ?limit= (1..100, default 20); -1 when malformed. */

@@ -138,6 +138,7 @@ struct queue__op {
     void *cb;
     void *data;
     uint64_t after_id; /* gen event reads */
+    size_t n_ids;      /* positions: how many ids were asked */
     uint64_t sent_ns;  /* uv_hrtime() when first sent: its latency (queue_metrics) */
 };
 int queue__op_send(queue_t *q, queue__cmd_t *cmd, uint64_t timeout_ms, queue__op_handler handle,

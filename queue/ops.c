@@ -230,6 +230,15 @@ static void handle_stats(queue__op_t *op, gf_err_t *err, redisReply *r)
     queue_stats_dispose(&s);
 }
 
+static void handle_positions(queue__op_t *op, gf_err_t *err, redisReply *r)
+{
+    queue_positions_t p = {0};
+    if (err->code == GF_OK)
+        queue__parse_positions(r, op->n_ids, &p, err);
+    ((queue_positions_cb)op->cb)(op->q, err, err->code == GF_OK ? &p : NULL, op->data);
+    queue_positions_dispose(&p);
+}
+
 /* --- public operations ------------------------------------------------------ */
 
 static uint64_t op_timeout(const queue_t *q)
@@ -333,6 +342,21 @@ int queue_position(queue_t *q, const char *gen_id, queue_result_cb cb, void *dat
     queue__cmd_script(&cmd, &q->conf, QS_POSITION);
     queue__cmd_str(&cmd, gen_id);
     return queue__op_send(q, &cmd, op_timeout(q), handle_position, (void *)cb, data, NULL);
+}
+
+int queue_positions(queue_t *q, const char *const *gen_ids, size_t n, queue_positions_cb cb,
+                    void *data)
+{
+    queue__cmd_t cmd;
+    queue__op_t *op;
+    gf_buf_t ids = {0};
+    int rc = queue__cmd_positions(&cmd, &q->conf, gen_ids, n, &ids, NULL);
+    if (rc == 0) /* the op copies its arguments */
+        rc = queue__op_send(q, &cmd, op_timeout(q), handle_positions, (void *)cb, data, &op);
+    if (rc == 0)
+        op->n_ids = n;
+    gf_buf_dispose(&ids);
+    return rc;
 }
 
 int queue_ratelimit(queue_t *q, const char *bucket, long per_minute, long burst,

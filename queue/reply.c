@@ -286,6 +286,30 @@ int queue__parse_position(const redisReply *r, queue_result_t *res, gf_err_t *er
     return 0;
 }
 
+int queue__parse_positions(const redisReply *r, size_t n, queue_positions_t *out, gf_err_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (!is_arr(r, 3 * n) || r->elements != 3 * n)
+        return BAD_REPLY(err, "positions");
+    out->items = gf_xcalloc(n, sizeof(*out->items));
+    out->n = n;
+    for (size_t i = 0; i < n; i++) {
+        queue_result_t *res = &out->items[i];
+        copy_state(res->state, r->element[3 * i]);
+        res->position = num(r->element[3 * i + 1]);
+        copy_state(res->stage, r->element[3 * i + 2]);
+    }
+    return 0;
+}
+
+void queue_positions_dispose(queue_positions_t *p)
+{
+    if (p == NULL)
+        return;
+    GF_FREE(p->items);
+    p->n = 0;
+}
+
 int queue__parse_ratelimit(const redisReply *r, queue_result_t *res, gf_err_t *err)
 {
     memset(res, 0, sizeof(*res));

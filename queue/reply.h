@@ -47,6 +47,8 @@ int queue__parse_finish(const redisReply *r, queue_result_t *res, gf_err_t *err)
 int queue__parse_cancel(const redisReply *r, queue_result_t *res, gf_err_t *err);
 int queue__parse_event(const redisReply *r, queue_result_t *res, gf_err_t *err);
 int queue__parse_position(const redisReply *r, queue_result_t *res, gf_err_t *err);
+/* positions.lua's answer for `n` ids into `out` (dispose with queue_positions_dispose). */
+int queue__parse_positions(const redisReply *r, size_t n, queue_positions_t *out, gf_err_t *err);
 int queue__parse_ratelimit(const redisReply *r, queue_result_t *res, gf_err_t *err);
 int queue__parse_stats(const redisReply *r, queue_stats_t *out, gf_err_t *err);
 int queue__parse_gen_events(const redisReply *r, uint64_t after_id, queue_events_t *out,

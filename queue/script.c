@@ -84,7 +84,7 @@ int queue__conf_init(queue__conf_t *c, const gf_config_t *cfg, gf_err_t *err)
      * while the data is there to read.
      */
     for (int s = 0; s < QS__COUNT; s++) {
-        int ro = s == QS_EVENTS || s == QS_POSITION || s == QS_STATS;
+        int ro = s == QS_EVENTS || s == QS_POSITION || s == QS_POSITIONS || s == QS_STATS;
         gf_buf_printf(
             &lib,
             "\nlocal function op_%s(ARGV)\n%s\nend\n"
@@ -220,6 +220,24 @@ void queue__cmd_event(queue__cmd_t *cmd, const queue__conf_t *c, const char *gen
     queue__cmd_int(cmd, (long long)token);
     queue__cmd_str(cmd, type);
     queue__cmd_str(cmd, data_json ? data_json : "{}");
+}
+
+int queue__cmd_positions(queue__cmd_t *cmd, const queue__conf_t *c, const char *const *gen_ids,
+                         size_t n, gf_buf_t *ids, gf_err_t *err)
+{
+    if (n < 1 || n > QUEUE_POSITIONS_MAX)
+        return gf_err_set(err, GF_EINVAL, "queue", "positions: %zu ids (1 to %d)", n,
+                          QUEUE_POSITIONS_MAX);
+    for (size_t i = 0; i < n; i++) {
+        if (gen_ids[i] == NULL || gen_ids[i][0] == '\0' || strchr(gen_ids[i], '\n') != NULL)
+            return gf_err_set(err, GF_EINVAL, "queue",
+                              "positions: id %zu is empty or has a newline", i);
+        gf_buf_puts(ids, gen_ids[i]);
+        gf_buf_append(ids, "\n", 1);
+    }
+    queue__cmd_script(cmd, c, QS_POSITIONS);
+    queue__cmd_str(cmd, ids->p);
+    return 0;
 }
 
 void queue__cmd_gen_events(queue__cmd_t *cmd, const queue__conf_t *c, const char *gen_id,

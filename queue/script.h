@@ -19,6 +19,7 @@ typedef enum {
     QS_EVENT,
     QS_EVENTS,
     QS_POSITION,
+    QS_POSITIONS,
     QS_STATS,
     QS_DEAD,
     QS_RATELIMIT,
@@ -85,6 +86,14 @@ void queue__cmd_gen_events(queue__cmd_t *cmd, const queue__conf_t *c, const char
 void queue__cmd_user_events(queue__cmd_t *cmd, const queue__conf_t *c, const char *user_id,
                             const char *after, int max, char *keybuf, size_t keylen, char *startbuf,
                             size_t startlen);
+
+/*
+ * positions.lua's one argument: each of the `n` ids followed by a newline,
+ * into `ids` (the caller disposes of it). GF_EINVAL (in `err`) for n out of
+ * 1 .. QUEUE_POSITIONS_MAX, an empty id or one with a newline.
+ */
+int queue__cmd_positions(queue__cmd_t *cmd, const queue__conf_t *c, const char *const *gen_ids,
+                         size_t n, gf_buf_t *ids, gf_err_t *err);
 
 /* The outcome word finish.lua takes. */
 const char *queue__outcome_name(queue_outcome_t o);

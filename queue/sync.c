@@ -319,6 +319,24 @@ int queue_sync_user_events_read(queue_sync_t *qs, const char *user_id, const cha
     return rc;
 }
 
+int queue_sync_positions(queue_sync_t *qs, const char *const *gen_ids, size_t n,
+                         queue_positions_t *out, gf_err_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    queue__cmd_t cmd;
+    gf_buf_t ids = {0};
+    int rc = queue__cmd_positions(&cmd, &qs->conf, gen_ids, n, &ids, err);
+    if (rc == 0) {
+        redisReply *r = call(qs, &cmd, err);
+        rc = r == NULL ? GF_EUNAVAIL : queue__reply_check(r, err);
+        if (rc == 0)
+            rc = queue__parse_positions(r, n, out, err);
+        freeReplyObject(r);
+    }
+    gf_buf_dispose(&ids);
+    return rc;
+}
+
 int queue_sync_stats(queue_sync_t *qs, queue_stats_t *out, gf_err_t *err)
 {
     queue__cmd_t cmd;

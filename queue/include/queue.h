@@ -132,6 +132,17 @@ typedef struct {
     int64_t depth;
 } queue_tier_depth_t;
 
+/*
+ * The answer of queue_positions: one item per id asked, in that order, each
+ * with state, position and stage set as queue_position sets them; state ""
+ * for an id the queue does not know.
+ */
+#define QUEUE_POSITIONS_MAX 100
+typedef struct {
+    queue_result_t *items;
+    size_t n;
+} queue_positions_t;
+
 /* A live worker: its id, when it last claimed or heartbeat, and how many jobs it holds. */
 typedef struct {
     char *id;
@@ -194,6 +205,8 @@ typedef void (*queue_claim_cb)(queue_t *q, const gf_err_t *err, queue_claim_t *c
 typedef void (*queue_events_cb)(queue_t *q, const gf_err_t *err, const queue_events_t *e,
                                 void *data);
 typedef void (*queue_stats_cb)(queue_t *q, const gf_err_t *err, const queue_stats_t *s, void *data);
+typedef void (*queue_positions_cb)(queue_t *q, const gf_err_t *err, const queue_positions_t *p,
+                                   void *data);
 /*
  * A watch's callback: new events in order (err->code GF_OK), or a final
  * failure (err->code < 0, `e` NULL) after which it never runs again
@@ -257,6 +270,15 @@ int queue_user_events_read(queue_t *q, const char *user_id, const char *after, i
 
 /* The state and queue position of a generation, and a running one's stage. */
 int queue_position(queue_t *q, const char *gen_id, queue_result_cb cb, void *data);
+
+/*
+ * queue_position for `n` generations (1 .. QUEUE_POSITIONS_MAX) in one call:
+ * the queued ones of a user share one walk of their tier. GF_EINVAL for an
+ * empty id or one with a newline. `p` is valid during the callback only
+ * (NULL when err is set).
+ */
+int queue_positions(queue_t *q, const char *const *gen_ids, size_t n, queue_positions_cb cb,
+                    void *data);
 
 int queue_stats(queue_t *q, queue_stats_cb cb, void *data);
 
@@ -337,6 +359,10 @@ int queue_sync_events_read(queue_sync_t *qs, const char *gen_id, uint64_t after_
 int queue_sync_user_events_read(queue_sync_t *qs, const char *user_id, const char *after, int max,
                                 queue_events_t *out, gf_err_t *err);
 int queue_sync_position(queue_sync_t *qs, const char *gen_id, queue_result_t *res, gf_err_t *err);
+/* Dispose of `out` with queue_positions_dispose. */
+int queue_sync_positions(queue_sync_t *qs, const char *const *gen_ids, size_t n,
+                         queue_positions_t *out, gf_err_t *err);
+void queue_positions_dispose(queue_positions_t *p);
 int queue_sync_stats(queue_sync_t *qs, queue_stats_t *out, gf_err_t *err);
 
 /* Dead letters: newest first, up to `max`; re-drive or purge one id or "*" (all). */

@@ -245,20 +245,43 @@ local function dead_letter(g, jk, u, n, reason)
     FAILED = FAILED + 1
 end
 
--- Jobs that will start before a ready job, in O(users of its tier + its
--- user's ready jobs): the ring serves users in turn, so each other user
--- contributes at most one job per turn of ours (one more when it is ahead of
--- us in the ring).
-local function position(g, u, tier)
-    local mine = redis.call('LPOS', qkey(tier, u), g) or 0
-    local ahead, before = mine, true
+-- How many jobs start before the k-th ready job (k from 0) of user `u` in
+-- `tier`, counted in the tier: the ring serves users in turn, so each other
+-- user contributes at most one job per turn of ours, one more when it is
+-- ahead of us in the ring:
+--   ahead(k) = k + sum over users v ahead of u of min(ready of v, k + 1)
+--                + sum over users v behind u of min(ready of v, k).
+-- Returns ahead as a function of k for k = 0 .. kmax, from one walk of the
+-- ring: O(users of the tier + kmax), however many k are asked.
+local function ahead_in_tier(u, tier, kmax)
+    local hist = {{}, {}} -- [1] users ahead, [2] behind: how many have n ready (n capped)
+    local side = 1
     for _, v in ipairs(redis.call('LRANGE', rkey(tier), 0, -1)) do
         if v == u then
-            before = false
+            side = 2
         else
-            local turns = mine + (before and 1 or 0)
-            ahead = ahead + math.min(redis.call('LLEN', qkey(tier, v)), turns)
+            local n = math.min(redis.call('LLEN', qkey(tier, v)), kmax + 1)
+            hist[side][n] = (hist[side][n] or 0) + 1
         end
     end
-    return other_tiers(tier, ahead, depths())
+    -- sum[t] = sum over the side's users of min(ready, t) = sum over j = 1..t
+    -- of how many have at least j ready.
+    local sums = {}
+    for i = 1, 2 do
+        local h, at_least, sum = hist[i], {}, {[0] = 0}
+        local c = 0
+        for j = kmax + 1, 1, -1 do
+            c = c + (h[j] or 0)
+            at_least[j] = c
+        end
+        for j = 1, kmax + 1 do sum[j] = sum[j - 1] + at_least[j] end
+        sums[i] = sum
+    end
+    return function(k) return k + sums[1][k + 1] + sums[2][k] end
+end
+
+-- Jobs that will start before the ready job `g` of user `u` in `tier`.
+local function position(g, u, tier)
+    local mine = redis.call('LPOS', qkey(tier, u), g) or 0
+    return other_tiers(tier, ahead_in_tier(u, tier, mine)(mine), depths())
 end

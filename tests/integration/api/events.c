@@ -412,33 +412,43 @@ static json_t *list_item(json_t *list, const char *id)
 static void test_the_list_shows_the_queues_word_as_get_does(void **state)
 {
     (void)state;
-    char *t = au_token(NULL, "pro", NULL, NULL), run[37], wait[37], path[128];
+    char *t = au_token(NULL, "pro", NULL, NULL), run[37], wait[3][37], path[128];
     au_create(t, AVATAR, run);
     uint64_t tok = pw_start(run);
     gf_err_t err = {0};
     queue_result_t qr = {0};
     const char *progress = "{\"status\":\"running\",\"stage\":\"generating\",\"progress\":40}";
     assert_int_equal(queue_sync_event_append(pw_qs, run, tok, "progress", progress, &qr, &err), 0);
-    au_create(t, AVATAR, wait);
+    for (int i = 0; i < 3; i++)
+        au_create(t, AVATAR, wait[i]);
     json_t *list = au_get_json(t, "/v1/generations");
     snprintf(path, sizeof(path), "/v1/generations/%s", run);
     json_t *g_run = au_get_json(t, path);
-    snprintf(path, sizeof(path), "/v1/generations/%s", wait);
-    json_t *g_wait = au_get_json(t, path);
-    json_t *i_run = list_item(list, run), *i_wait = list_item(list, wait);
+    json_t *i_run = list_item(list, run);
     assert_string_equal(json_string_value(json_object_get(g_run, "stage")), "generating");
     assert_true(json_equal(json_object_get(i_run, "stage"), json_object_get(g_run, "stage")));
-    assert_true(json_is_integer(json_object_get(g_wait, "queue_position")));
-    assert_true(json_is_null(json_object_get(i_wait, "queue_position")));
     assert_true(json_is_null(json_object_get(i_run, "queue_position")));
+    /* Each queued item has GET's position; the user's later ones start later. */
+    json_int_t before = -1;
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof(path), "/v1/generations/%s", wait[i]);
+        json_t *g_wait = au_get_json(t, path);
+        json_t *pos = json_object_get(list_item(list, wait[i]), "queue_position");
+        assert_true(json_is_integer(pos));
+        assert_true(json_equal(pos, json_object_get(g_wait, "queue_position")));
+        assert_true(json_integer_value(pos) > before);
+        before = json_integer_value(pos);
+        json_decref(g_wait);
+    }
     json_decref(list);
     json_decref(g_run);
-    json_decref(g_wait);
     pw_settle_and_finish(run, tok, 1, NULL);
     assert_int_equal(queue_sync_finish(pw_qs, run, tok, QUEUE_DONE, "{}", &qr, &err), 0);
-    snprintf(path, sizeof(path), "/v1/generations/%s/cancel", wait);
-    ts_http_t r = au_call("POST", path, t, NULL, NULL);
-    au_expect(&r, 202, NULL);
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof(path), "/v1/generations/%s/cancel", wait[i]);
+        ts_http_t r = au_call("POST", path, t, NULL, NULL);
+        au_expect(&r, 202, NULL);
+    }
     free(t);
 }
 
