@@ -412,7 +412,7 @@ static json_t *list_item(json_t *list, const char *id)
 static void test_the_list_shows_the_queues_word_as_get_does(void **state)
 {
     (void)state;
-    char *t = au_token(NULL, "pro", NULL, NULL), run[37], wait[3][37], path[128];
+    char *t = au_token(NULL, "pro", NULL, NULL), run[37], wait[3][37], path[160];
     au_create(t, AVATAR, run);
     uint64_t tok = pw_start(run);
     gf_err_t err = {0};
