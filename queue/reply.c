@@ -185,10 +185,15 @@ int queue__parse_claim(const redisReply *r, queue_claim_t *out, gf_err_t *err)
         r->element[1]->type != REDIS_REPLY_ARRAY || r->element[2]->type != REDIS_REPLY_INTEGER)
         return BAD_REPLY(err, "claim");
     const redisReply *jobs = r->element[0], *exp = r->element[1];
-    if (jobs->elements % 4 != 0)
+    /* ended: from a library that reports it (claim.lua) */
+    const redisReply *ended = r->elements > 3 ? r->element[3] : NULL;
+    if (jobs->elements % 4 != 0 || (ended != NULL && ended->type != REDIS_REPLY_ARRAY))
         return BAD_REPLY(err, "claim");
     for (size_t i = 0; i < exp->elements; i++)
         if (!is_arr(exp->element[i], 2))
+            return BAD_REPLY(err, "claim");
+    for (size_t i = 0; ended != NULL && i < ended->elements; i++)
+        if (!is_arr(ended->element[i], 3))
             return BAD_REPLY(err, "claim");
     size_t n = jobs->elements / 4;
     if (n) {
@@ -219,6 +224,15 @@ int queue__parse_claim(const redisReply *r, queue_claim_t *out, gf_err_t *err)
             out->expired[i].user_id = dup_str(exp->element[i]->element[1]);
         }
         out->n_expired = exp->elements;
+    }
+    if (ended != NULL && ended->elements) {
+        out->ended = gf_xcalloc(ended->elements, sizeof(*out->ended));
+        for (size_t i = 0; i < ended->elements; i++) {
+            out->ended[i].gen_id = dup_str(ended->element[i]->element[0]);
+            out->ended[i].user_id = dup_str(ended->element[i]->element[1]);
+            copy_state(out->ended[i].state, ended->element[i]->element[2]);
+        }
+        out->n_ended = ended->elements;
     }
     return 0;
 }
@@ -476,9 +490,14 @@ void queue_claim_dispose(queue_claim_t *c)
         free(c->expired[i].gen_id);
         free(c->expired[i].user_id);
     }
+    for (size_t i = 0; i < c->n_ended; i++) {
+        free(c->ended[i].gen_id);
+        free(c->ended[i].user_id);
+    }
     GF_FREE(c->jobs);
     GF_FREE(c->expired);
-    c->n_jobs = c->n_expired = 0;
+    GF_FREE(c->ended);
+    c->n_jobs = c->n_expired = c->n_ended = 0;
 }
 
 void queue_events_dispose(queue_events_t *e)

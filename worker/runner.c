@@ -9,6 +9,7 @@
  * least every min(lease / 3, 1.5 s), so a cancel reaches its job within 2 s
  * even when the pub/sub message is lost.
  */
+#include "sweeper.h"
 #include "worker_int.h"
 
 #include <limits.h>
@@ -33,7 +34,7 @@ static void schedule_claim(worker_runner_t *r, uint64_t ms)
         uv_timer_start(&r->claim_timer, on_claim_timer, ms, 0);
 }
 
-static void on_expired_released(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
+static void on_queue_end_recorded(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
     (void)data;
@@ -57,7 +58,19 @@ static void on_claimed(queue_t *q, const gf_err_t *err, queue_claim_t *c, void *
     for (size_t i = 0; i < c->n_expired; i++) {
         store_call_t *call = gf_xcalloc(1, sizeof(*call));
         store_call_expire(call, c->expired[i].gen_id);
-        if (store_exec(r->store, call, on_expired_released, NULL) < 0) {
+        if (store_exec(r->store, call, on_queue_end_recorded, NULL) < 0) {
+            store_call_dispose(call);
+            free(call);
+        }
+    }
+    /* Jobs the claim ended (their holder never came back): record them now. */
+    for (size_t i = 0; i < c->n_ended; i++) {
+        gf_log_ctx ctx = {.component = "worker", .generation_id = c->ended[i].gen_id};
+        GF_LOG(GF_LOG_WARN, &ctx, "its holder never came back and the queue ended it (%s)",
+               c->ended[i].state);
+        store_call_t *call = gf_xcalloc(1, sizeof(*call));
+        worker_finish_from_queue(call, c->ended[i].gen_id, c->ended[i].state);
+        if (store_exec(r->store, call, on_queue_end_recorded, NULL) < 0) {
             store_call_dispose(call);
             free(call);
         }

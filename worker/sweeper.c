@@ -109,6 +109,16 @@ static const char *final_status(const char *queue_state)
     return gf_gen_status_name(st < 0 ? GF_GEN_FAILED : (gf_gen_status)st);
 }
 
+void worker_finish_from_queue(store_call_t *call, const char *gen_id, const char *queue_state)
+{
+    const char *st = final_status(queue_state);
+    const char *err = strcmp(st, gf_gen_status_name(GF_GEN_FAILED)) == 0
+                          ? "{\"code\":\"internal\",\"message\":\"the queue gave up on this "
+                            "generation\",\"retryable\":false}"
+                          : NULL;
+    store_call_finish(call, gen_id, -1, st, err);
+}
+
 static void on_enqueued(queue_t *q, const gf_err_t *qerr, const queue_result_t *res, void *data)
 {
     (void)q;
@@ -119,12 +129,7 @@ static void on_enqueued(queue_t *q, const gf_err_t *qerr, const queue_result_t *
     if (status == 0 && res->created) {
         GF_LOG(GF_LOG_WARN, &ctx, "the queue had lost it: enqueued again");
     } else if (status == 0 && queue_state_is_terminal(res->state) && !sw->closing) {
-        const char *st = final_status(res->state);
-        const char *err = strcmp(st, gf_gen_status_name(GF_GEN_FAILED)) == 0
-                              ? "{\"code\":\"internal\",\"message\":\"the queue gave up on this "
-                                "generation\",\"retryable\":false}"
-                              : NULL;
-        store_call_finish(&it->finish, it->gen_id, -1, st, err);
+        worker_finish_from_queue(&it->finish, it->gen_id, res->state);
         if (store_exec(sw->store, &it->finish, on_finished, it) == 0)
             return;
         store_call_dispose(&it->finish);

@@ -33,6 +33,16 @@
 #include "store.h"
 
 typedef struct worker_sweeper worker_sweeper_t;
+
+/*
+ * Fills `call` to finish in Postgres a generation whose job the queue holds
+ * in the final `queue_state` without a worker having recorded it (a poison
+ * job dead-lettered at a claim, one canceled after its holder died, or any
+ * the sweeper finds): done as Postgres's images decide, dead as failed with
+ * an internal error, the others as their status. The sweeper and a claimer
+ * that ended such a job both record it this way.
+ */
+void worker_finish_from_queue(store_call_t *call, const char *gen_id, const char *queue_state);
 typedef void (*worker_sweeper_closed_cb)(void *data);
 
 /* Returns a new sweeper; `store`, `queue`, `storage` and `metrics` are borrowed and must

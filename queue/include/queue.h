@@ -100,12 +100,20 @@ typedef struct {
     char *gen_id, *user_id;
 } queue_expired_t;
 
+/* A job whose holder never came back and that a claim ended instead of leasing it again. */
+typedef struct {
+    char *gen_id, *user_id;
+    char state[16]; /* dead (a poison job) or canceled (a cancel was asked) */
+} queue_ended_t;
+
 /* What a claim returns; free with queue_claim_dispose(). A worker may steal strings (set NULL). */
 typedef struct {
     queue_job_t *jobs;
     size_t n_jobs;
     queue_expired_t *expired;
     size_t n_expired;
+    queue_ended_t *ended; /* final in the queue now: the claimer records them in Postgres */
+    size_t n_ended;
 } queue_claim_t;
 
 /*

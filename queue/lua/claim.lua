@@ -1,10 +1,15 @@
 -- claim: ARGV[B+1] how many jobs (N), [B+2] worker id.
--- Returns {jobs, expired, lease_until}: jobs is flat, four entries per job:
--- gen, its 'd' field as stored (user, tier, deadline, creation time and
+-- Returns {jobs, expired, lease_until, ended}: jobs is flat, four entries per
+-- job: gen, its 'd' field as stored (user, tier, deadline, creation time and
 -- payload, one per line: the client splits it, which Redis then need not do),
 -- token, attempt; expired lists {gen, user} of jobs whose start deadline
 -- passed (terminal now, their credits to be released); lease_until (unix ms)
--- is every lease's end.
+-- is every lease's end; ended lists {gen, user, state} of jobs whose holder
+-- never came back and that this claim ended instead of leasing them again:
+-- 'dead' (a poison job) or 'canceled' (a cancel was asked). The claimer
+-- records them in Postgres at once, so a client's GET agrees with the
+-- terminal event it was sent (the sweeper would, but only a stale period
+-- later).
 --
 -- Order of service: leases that expired (a crashed or stalled holder) are
 -- handed out again first, at once; then retries whose backoff is over go back
@@ -16,7 +21,7 @@ local want, wid = tonumber(ARGV[B + 1]), ARGV[B + 2]
 -- 64 bytes, it keeps the sorted set out of Redis's listpack encoding, where
 -- every ZADD and ZREM scans all the leases: with a hundred jobs in flight
 -- that was the most expensive command of a claim.
-local jobs, expired, leases = {}, {}, {'inf', LEASES_SENTINEL}
+local jobs, expired, ended, leases = {}, {}, {}, {'inf', LEASES_SENTINEL}
 local got = 0 -- jobs leased (#jobs / 4)
 local lk = P .. 'leases'
 local until_ms = NOW + LEASE_MS
@@ -48,12 +53,16 @@ for _, g in ipairs(redis.call('ZRANGEBYSCORE', lk, '-inf', NOWS, 'LIMIT', 0, wan
         redis.call('DEL', jk)
     elseif f[4] == '1' then
         -- Its holder died after a cancel: nothing left to run.
+        local u = f[6] or (job_ut(jk))
         redis.call('ZREM', lk, g)
-        terminal(g, jk, f[6] or (job_ut(jk)), tonumber(f[5]), 'canceled', '{}')
+        terminal(g, jk, u, tonumber(f[5]), 'canceled', '{}')
+        ended[#ended + 1] = {g, u, 'canceled'}
     elseif rc > MAX_RECLAIMS then
+        local u = f[6] or (job_ut(jk))
         redis.call('ZREM', lk, g)
-        dead_letter(g, jk, f[6] or (job_ut(jk)), tonumber(f[5]),
+        dead_letter(g, jk, u, tonumber(f[5]),
             'lease expired ' .. rc .. ' times without a heartbeat (poison job)')
+        ended[#ended + 1] = {g, u, 'dead'}
     else
         redis.call('HSET', jk, 'lx', f[2] or '0')
         lease(g, jk, f[1], f[2], f[3])
@@ -172,4 +181,4 @@ redis.call('ZADD', P .. 'workers', NOWS, wid)
 -- Dead letters past their retention leave the index here too (their job
 -- hashes expire by themselves), so the index never outgrows the retention.
 redis.call('ZREMRANGEBYSCORE', P .. 'dead', '-inf', tostring(NOW - DEAD_RETENTION_MS))
-return {jobs, expired, until_ms}
+return {jobs, expired, until_ms, ended}

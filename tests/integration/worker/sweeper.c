@@ -3,7 +3,8 @@
  * the fixture's Redis and Postgres: a generation whose enqueue was lost is
  * enqueued again, one past its deadline is expired and released, one the
  * queue dead-lettered is failed and released, one the queue lost with its
- * lease tokens resumes above Postgres's fence; then SIGTERM exits 0.
+ * lease tokens resumes above Postgres's fence; then SIGTERM exits 0. Last,
+ * a poison job is failed by the live worker whose claim dead-letters it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "queue.h"
+#include "queue_util.h"
 #include "store.h"
 #include "support.h"
 
@@ -215,6 +217,50 @@ static void test_sigterm_exits_zero(void **state)
     worker_pid = 0;
 }
 
+/*
+ * A poison job: its holder never came back, and the next claim, by a live
+ * worker, dead-letters it. That worker fails the generation and releases its
+ * credits at once, as the failed event clients got says, not the sweeper a
+ * stale period (here an hour) later. After the sweeper worker has stopped.
+ */
+static void test_poison_job_is_failed_by_the_claimer_that_ends_it(void **state)
+{
+    (void)state;
+    static const char *const poison[] = {"FARM_QUEUE_LEASE_S=1", "FARM_QUEUE_MAX_RECLAIMS=0", NULL};
+    char gen[37], user[37];
+    gf_err_t err = {0};
+    qt_flush();
+    accept_gen(gen, user, 0);
+    gf_config_t *pcfg = qt_cfg(poison);
+    queue_sync_t *crashed = queue_sync_new(pcfg, &err);
+    assert_non_null(crashed);
+    queue_enqueue_req_t req = {.gen_id = gen, .user_id = user, .tier = "free", .payload = "{}"};
+    queue_result_t res = {0};
+    assert_int_equal(queue_sync_enqueue(crashed, &req, &res, &err), 0);
+    queue_claim_t claim = {0};
+    assert_int_equal(queue_sync_claim(crashed, "crashed-worker", 1, &claim, &err), 0);
+    assert_int_equal(claim.n_jobs, 1);
+    queue_claim_dispose(&claim);
+    usleep(1200 * 1000); /* its lease (1 s) runs out: the holder never comes back */
+    char *extra[] = {"FARM_FILE_SECRET=sweeper-file-secret-0123",
+                     "FARM_QUEUE_LEASE_S=1",
+                     "FARM_QUEUE_MAX_RECLAIMS=0",
+                     "FARM_SWEEP_INTERVAL_S=3600",
+                     "FARM_SWEEP_STALE_S=3600",
+                     "FARM_WORKER_METRICS_PORT=0",
+                     "FARM_WORKER_CONCURRENCY=1",
+                     NULL};
+    pid_t claimer = ts_spawn_farm("FARM_TEST_WORKER_BIN", extra, "worker-claimer.log");
+    int failed = wait_status(gen, user, "failed", 20);
+    assert_int_equal(queue_sync_position(crashed, gen, &res, &err), 0);
+    assert_string_equal(res.state, "dead");
+    assert_int_equal(ts_stop(claimer, SIGTERM, 15), 0);
+    queue_sync_free(crashed);
+    gf_cfg_free(pcfg);
+    assert_true(failed);
+    assert_int_equal(held(user), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -223,6 +269,7 @@ int main(void)
         cmocka_unit_test(test_dead_lettered_job_is_failed_and_released),
         cmocka_unit_test(test_job_the_queue_lost_resumes_above_the_fence),
         cmocka_unit_test(test_sigterm_exits_zero),
+        cmocka_unit_test(test_poison_job_is_failed_by_the_claimer_that_ends_it),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

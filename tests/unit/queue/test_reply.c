@@ -206,6 +206,25 @@ static void test_claim_answer_and_malformed_claim(void **state)
     r = r_arr(2, r_arr(0), r_arr(0));
     assert_int_equal(queue__parse_claim(r, &c, NULL), GF_EUNAVAIL);
     freeReplyObject(r);
+    /* The jobs the claim ended, which the claimer records: {gen, user, state} each. */
+    r = r_arr(4, r_arr(0), r_arr(0), r_int(99),
+              r_arr(2, r_arr(3, r_str("g4"), r_str("u4"), r_str("dead")),
+                    r_arr(3, r_str("g5"), r_str("u5"), r_str("canceled"))));
+    assert_int_equal(queue__parse_claim(r, &c, NULL), 0);
+    assert_int_equal(c.n_ended, 2);
+    assert_string_equal(c.ended[0].gen_id, "g4");
+    assert_string_equal(c.ended[0].user_id, "u4");
+    assert_string_equal(c.ended[0].state, "dead");
+    assert_string_equal(c.ended[1].state, "canceled");
+    queue_claim_dispose(&c);
+    freeReplyObject(r);
+    /* An ended entry short of its state, or ended not a list: the whole claim is refused. */
+    r = r_arr(4, r_arr(0), r_arr(0), r_int(99), r_arr(1, r_arr(2, r_str("g4"), r_str("u4"))));
+    assert_int_equal(queue__parse_claim(r, &c, NULL), GF_EUNAVAIL);
+    freeReplyObject(r);
+    r = r_arr(4, r_arr(0), r_arr(0), r_int(99), r_int(1));
+    assert_int_equal(queue__parse_claim(r, &c, NULL), GF_EUNAVAIL);
+    freeReplyObject(r);
 }
 
 static void test_event_entries_split(void **state)
