@@ -123,7 +123,7 @@ void api__gauges_stop(api_t *api);
 /* The authenticated caller of a request. */
 typedef struct {
     char sub[37];
-    char plan[33];
+    char plan[API_PLAN_MAX + 1];
     int admin;
     long exp; /* the token's exp (unix seconds) */
 } api_principal_t;

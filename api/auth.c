@@ -13,12 +13,26 @@ int api_is_uuid(const char *s)
     return gf_uuid_is_valid(s);
 }
 
+int api_plan_ok(const char *plan)
+{
+    size_t n = strlen(plan);
+    return n > 0 && n <= API_PLAN_MAX &&
+           strspn(plan, "abcdefghijklmnopqrstuvwxyz0123456789_-") == n;
+}
+
 char *api_token_issue(const char *secret, const api_claims_t *c, gf_err_t *err)
 {
     jwt_t *jwt = NULL;
     char *token = NULL;
     if (secret == NULL || secret[0] == '\0') {
         gf_err_set(err, GF_EINVAL, "api", "FARM_JWT_SECRET is not set");
+        return NULL;
+    }
+    if (strlen(secret) < GF_SECRET_MIN) {
+        gf_err_set(
+            err, GF_EINVAL, "api",
+            "FARM_JWT_SECRET is shorter than %d characters: farm-api would not start with it",
+            GF_SECRET_MIN);
         return NULL;
     }
     if (!api_is_uuid(c->sub)) {
@@ -32,6 +46,11 @@ char *api_token_issue(const char *secret, const api_claims_t *c, gf_err_t *err)
     const char *role = c->role ? c->role : "user";
     if (strcmp(role, "user") != 0 && strcmp(role, "admin") != 0) {
         gf_err_set(err, GF_EINVAL, "api", "role must be user or admin");
+        return NULL;
+    }
+    if (c->plan != NULL && !api_plan_ok(c->plan)) {
+        gf_err_set(err, GF_EINVAL, "api", "plan must be 1 to %d of a-z, 0-9, '_' and '-'",
+                   API_PLAN_MAX);
         return NULL;
     }
     if (jwt_new(&jwt) != 0)

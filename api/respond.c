@@ -165,8 +165,7 @@ int api__token_verify(const char *secret, const char *token, api_principal_t *p,
     const char *plan = jwt_get_grant(jwt, "plan");
     if (plan == NULL)
         plan = "free";
-    if (strlen(plan) == 0 || strlen(plan) >= sizeof(p->plan) ||
-        strspn(plan, "abcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(plan)) {
+    if (!api_plan_ok(plan)) {
         gf_err_set(err, GF_EINVAL, "auth", "malformed plan");
         goto out;
     }

@@ -253,9 +253,10 @@ static const cfg_row cfg_table[] = {
     {"FARM_WORKER_METRICS_PORT", CFG_INT, OFF(worker_metrics_port), "9100", 0, 65535, NULL, 0,
      "port of a worker's /healthz and /metrics (0: any free port)"},
     {"FARM_JWT_SECRET", CFG_STR, OFF(jwt_secret), "", 0, 0, NULL, 1,
-     "HS256 secret of the API's bearer tokens"},
+     "HS256 secret of the API's bearer tokens; 16 characters at least in farm-api and farm token"},
     {"FARM_FILE_SECRET", CFG_STR, OFF(file_secret), "", 0, 0, NULL, 1,
-     "HMAC-SHA256 secret of signed file URLs (API.md, files)"},
+     "HMAC-SHA256 secret of signed file URLs (API.md, files), the same in every api and worker; "
+     "16 characters at least in farm-api and farm-worker"},
     {"FARM_WEBHOOK_SECRET", CFG_STR, OFF(webhook_secret), "", 0, 0, NULL, 1,
      "HMAC-SHA256 secret of webhook signatures (API.md, webhooks)"},
     {"FARM_LOG_LEVEL", CFG_ENUM, OFF(log_level), "info", 0, 0, "debug|info|warn|error", 0,
@@ -280,8 +281,9 @@ static const cfg_row cfg_table[] = {
     /* storage (storage/, docs/storage.md) */
     {"FARM_STORAGE", CFG_ENUM, OFF(storage), "local", 0, 0, "local|s3", 0,
      "where images live: local (FARM_STORAGE_DIR) or s3 (FARM_S3_*, any S3-compatible service)"},
-    {"FARM_S3_ENDPOINT", CFG_STR, OFF(s3_endpoint), "", 0, 512, "token", 0,
-     "S3 endpoint, scheme://host[:port] (https://s3.eu-west-1.amazonaws.com); required with s3"},
+    {"FARM_S3_ENDPOINT", CFG_URL, OFF(s3_endpoint), "", 0, 512, "http|https", 0,
+     "S3 endpoint, scheme://host[:port] only: no credentials, no path "
+     "(https://s3.eu-west-1.amazonaws.com); required with s3"},
     {"FARM_S3_REGION", CFG_STR, OFF(s3_region), "us-east-1", 0, 64, "name", 0,
      "region the requests are signed for (SigV4)"},
     {"FARM_S3_BUCKET", CFG_STR, OFF(s3_bucket), "", 0, 63, "name", 0,
@@ -533,6 +535,8 @@ static int row_store(gf_config_t *cfg, const cfg_row *r, const char *v, const ch
     }
     case CFG_URL: {
         gf_url_t u;
+        if (*v == '\0' && r->def[0] == '\0') /* unset, where that means "not used" */
+            goto store;
         if (gf_url_parse(v, &u, &why) < 0)
             return gf_err_set(err, GF_EINVAL, "config", "%s=%s: %s; accepted: %s", r->name, shown,
                               why.msg, accepts);
@@ -543,7 +547,8 @@ static int row_store(gf_config_t *cfg, const cfg_row *r, const char *v, const ch
                               r->name, shown, accepts);
         __attribute__((fallthrough)); /* a valid URL is stored as a string */
     }
-    case CFG_STR: {
+    case CFG_STR:
+    store : {
         char **s = (char **)field;
         free(*s);
         *s = gf_xstrdup(v);

@@ -40,7 +40,7 @@ static int strict_number(const char **p, long long min, long long max, long long
 static int parse_tiers(gf_config_t *cfg, gf_err_t *err)
 {
     static const char name_chars[] =
-        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-";
+        "abcdefghijklmnopqrstuvwxyz0123456789_-"; /* a plan claim's (api_plan_ok) */
     const char *p = cfg->queue_tiers;
     cfg->n_tiers = 0;
     for (;;) {

@@ -64,7 +64,8 @@ static void *s3_open(storage_t *s, const gf_config_t *cfg, gf_err_t *err)
     else if (!cfg->s3_path_style && is_address(u.host))
         bad = "virtual-hosted addressing (FARM_S3_PATH_STYLE=0) needs a host name";
     if (bad) {
-        gf_err_set(err, GF_EINVAL, "config", "FARM_S3_ENDPOINT=%s: %s", cfg->s3_endpoint, bad);
+        /* Not echoed: it may hold the credentials it is refused for. */
+        gf_err_set(err, GF_EINVAL, "config", "FARM_S3_ENDPOINT: %s", bad);
         gf_url_dispose(&u);
         return NULL;
     }

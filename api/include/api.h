@@ -53,12 +53,18 @@ typedef struct {
 
 /*
  * Issues an HS256 JWT signed with `secret`. Returns a new string (free with
- * free()) or NULL with `err` (an empty secret, a sub that is not a lowercase
- * UUID, a ttl_s out of range, a role other than user or admin).
+ * free()) or NULL with `err` (a secret shorter than GF_SECRET_MIN, which
+ * farm-api refuses to start with; a sub that is not a lowercase UUID, a
+ * ttl_s out of range, a role other than user or admin, a plan farm-api
+ * refuses: see api_plan_ok).
  */
 char *api_token_issue(const char *secret, const api_claims_t *claims, gf_err_t *err);
 
 /* Whether `s` is a lowercase UUID string (API.md: IDs are lowercase UUIDs). */
 int api_is_uuid(const char *s);
+
+/* Whether `plan` is a plan claim farm-api accepts: 1 to API_PLAN_MAX of [a-z0-9_-]. */
+#define API_PLAN_MAX 32
+int api_plan_ok(const char *plan);
 
 #endif

@@ -484,6 +484,7 @@ static void refused(const char *const *o, const char *names)
     assert_int_equal(err.code, GF_EINVAL);
     if (strstr(err.msg, names) == NULL)
         fail_msg("expected %s in: %s", names, err.msg);
+    assert_null(strstr(err.msg, "S3CRET")); /* no credential is echoed */
     gf_cfg_free(cfg);
     uv_loop_close(&loop);
 }
@@ -502,6 +503,10 @@ static void test_bad_combinations_are_refused_naming_the_variable(void **state)
             "FARM_S3_ACCESS_KEY_ID");
     refused((const char *[]){"FARM_STORAGE=local", "FARM_S3_BUCKET=farm", NULL}, "FARM_S3_BUCKET");
     refused((const char *[]){"FARM_STORAGE=local", "FARM_S3_SERVE=proxy", NULL}, "FARM_S3_SERVE");
+    refused((const char *[]){"FARM_STORAGE=s3", "FARM_S3_ENDPOINT=http://key:S3CRET@127.0.0.1:1",
+                             "FARM_S3_BUCKET=farm", "FARM_S3_ACCESS_KEY_ID=a",
+                             "FARM_S3_SECRET_ACCESS_KEY=b", NULL},
+            "FARM_S3_ENDPOINT");
     refused((const char *[]){"FARM_STORAGE=s3", "FARM_S3_ENDPOINT=http://127.0.0.1:1/bucket",
                              "FARM_S3_BUCKET=farm", "FARM_S3_ACCESS_KEY_ID=a",
                              "FARM_S3_SECRET_ACCESS_KEY=b", NULL},

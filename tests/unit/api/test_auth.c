@@ -166,6 +166,42 @@ static int remembered_teardown(void **state)
 }
 
 /* A remembered token is answered without the secret: a wrong one shows the cache answered. */
+/* What `farm token` makes, farm-api takes: a plan it would refuse, or a secret it would not
+ * start with, is refused when issuing, not in every request that carries the token. */
+static void test_issue_refuses_what_the_api_would(void **state)
+{
+    (void)state;
+    gf_err_t err = {0};
+    api_claims_t c = {.sub = SUB, .plan = "pro", .ttl_s = 60};
+    char *t = api_token_issue(SECRET, &c, &err);
+    assert_non_null(t);
+    api_principal_t p;
+    assert_int_equal(api__token_verify(SECRET, t, &p, &err), 0);
+    assert_string_equal(p.plan, "pro");
+    free(t);
+    static const char *const bad_plans[] = {"Pro", "", "pro plan", "pro.x",
+                                            "abcdefghijklmnopqrstuvwxyz0123456"};
+    for (size_t i = 0; i < sizeof(bad_plans) / sizeof(bad_plans[0]); i++) {
+        c.plan = bad_plans[i];
+        err = (gf_err_t){0};
+        assert_null(api_token_issue(SECRET, &c, &err));
+        assert_int_equal(err.code, GF_EINVAL);
+        assert_non_null(strstr(err.msg, "plan"));
+    }
+    c.plan = "abcdefghijklmnopqrstuvwxyz012345"; /* 32: the longest */
+    t = api_token_issue(SECRET, &c, &err);
+    assert_non_null(t);
+    assert_int_equal(api__token_verify(SECRET, t, &p, &err), 0);
+    free(t);
+    c.plan = NULL;
+    err = (gf_err_t){0};
+    assert_null(api_token_issue("fifteen-chars-x", &c, &err));
+    assert_non_null(strstr(err.msg, "FARM_JWT_SECRET"));
+    t = api_token_issue("sixteen-chars-xy", &c, &err);
+    assert_non_null(t);
+    free(t);
+}
+
 static void test_cache_answers_a_verified_token_again(void **state)
 {
     remembered_t *r = *state;
@@ -247,6 +283,7 @@ int main(void)
         cmocka_unit_test(test_expired_is_refused),
         cmocka_unit_test(test_a_refused_token_of_ours_is_told_apart),
         cmocka_unit_test(test_nbf_of_wrong_type_is_refused),
+        cmocka_unit_test(test_issue_refuses_what_the_api_would),
         cmocka_unit_test_setup_teardown(test_cache_answers_a_verified_token_again, remembered_setup,
                                         remembered_teardown),
         cmocka_unit_test_setup_teardown(test_cache_matches_the_whole_token, remembered_setup,

@@ -90,6 +90,41 @@ static char *print_to_string(const gf_config_t *cfg)
     return out;
 }
 
+/* README's table of variables is the one `farm config --markdown` prints: row for row. */
+static void test_the_readme_table_is_the_printed_one(void **state)
+{
+    (void)state;
+    char *table = NULL, *readme = NULL;
+    size_t len = 0, rlen = 0;
+    FILE *f = open_memstream(&table, &len);
+    assert_non_null(f);
+    gf_cfg_print_markdown(f);
+    assert_int_equal(fclose(f), 0);
+    f = fopen(FARM_SOURCE_DIR "/README.md", "r");
+    assert_non_null(f);
+    FILE *m = open_memstream(&readme, &rlen);
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+        fwrite(buf, 1, n, m);
+    fclose(f);
+    assert_int_equal(fclose(m), 0);
+    int printed = 0, documented = 0;
+    for (char *line = strtok(table, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        if (strncmp(line, "| `FARM_", 8) != 0)
+            continue;
+        printed++;
+        if (strstr(readme, line) == NULL)
+            fail_msg("README.md lacks the row: %s", line);
+    }
+    for (const char *p = strstr(readme, "\n| `FARM_"); p != NULL; p = strstr(p + 1, "\n| `FARM_"))
+        documented++;
+    assert_true(printed > 50);
+    assert_int_equal(documented, printed);
+    free(table);
+    free(readme);
+}
+
 static void test_defaults_apply_with_an_empty_environment(void **state)
 {
     (void)state;
@@ -320,12 +355,17 @@ static void test_database_password_never_appears_in_errors(void **state)
         "FARM_DATABASE_URL=postgresql://farm:" DB_PASSWORD "@/farm",         /* no host */
         "FARM_DATABASE_URL=postgresql://farm:" DB_PASSWORD "@db:99999/farm", /* bad port */
         "FARM_REDIS_URL=redis://:" DB_PASSWORD "@cache:0",                   /* bad port, no user */
+        "FARM_S3_ENDPOINT=https://key:" DB_PASSWORD "@s3 host",              /* a space */
+        "FARM_S3_ENDPOINT=ftp://key:" DB_PASSWORD "@s3.example",             /* wrong scheme */
     };
+    static const char *const named[] = {
+        "FARM_DATABASE_URL=", "FARM_DATABASE_URL=", "FARM_DATABASE_URL=",
+        "FARM_REDIS_URL=",    "FARM_S3_ENDPOINT=",  "FARM_S3_ENDPOINT="};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char *envp[] = {(char *)bad[i], NULL};
         gf_err_t err = load_refused(envp);
         assert_null(strstr(err.msg, DB_PASSWORD));
-        assert_non_null(strstr(err.msg, i < 3 ? "FARM_DATABASE_URL=" : "FARM_REDIS_URL="));
+        assert_non_null(strstr(err.msg, named[i]));
         assert_non_null(strstr(err.msg, "[redacted]"));
     }
 }
@@ -334,7 +374,8 @@ static void test_secrets_never_appear_in_print(void **state)
 {
     (void)state;
     char *envp[] = {"FARM_JWT_SECRET=" JWT_SECRET,
-                    "FARM_DATABASE_URL=postgresql://farm:" DB_PASSWORD "@db:5432/farm", NULL};
+                    "FARM_DATABASE_URL=postgresql://farm:" DB_PASSWORD "@db:5432/farm",
+                    "FARM_S3_ENDPOINT=https://key:" DB_PASSWORD "@s3.example", NULL};
     gf_config_t *cfg = gf_cfg_load(envp, NULL);
     assert_non_null(cfg);
     assert_string_equal(cfg->jwt_secret, JWT_SECRET); /* the value itself is kept */
@@ -455,6 +496,8 @@ static void test_tiers_are_parsed_exactly(void **state)
         "FARM_QUEUE_TIERS=a:1:1,b:1:1,c:1:1,d:1:1,e:1:1,f:1:1,g:1:1,h:1:1,i:1:1",
         "FARM_QUEUE_TIERS=abcdefghijklmnopqrstuvwxyz0123456:1:1", /* 33 characters */
         "FARM_QUEUE_TIERS=p'r:1:1",
+        /* No token's plan could name it (plans are lowercase, API.md). */
+        "FARM_QUEUE_TIERS=Pro:4:10,free:1:3",
     };
     ALL_REFUSED(bad, "FARM_QUEUE_TIERS");
     /* A tier named twice would get the second's cap and both weights. */
@@ -709,6 +752,7 @@ static void test_url_without_scheme_is_refused(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_the_readme_table_is_the_printed_one, teardown),
         cmocka_unit_test_teardown(test_defaults_apply_with_an_empty_environment, teardown),
         cmocka_unit_test_teardown(test_environment_overrides_defaults, teardown),
         cmocka_unit_test_teardown(test_every_log_level_name_is_accepted, teardown),
