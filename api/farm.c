@@ -478,8 +478,21 @@ static void print_webhook(const store_webhook_t *w)
         printf(" next=%s", w->next_attempt_at);
     if (w->delivered_at)
         printf(" delivered=%s", w->delivered_at);
-    /* The URL's host and path only: a query may carry the receiver's token. */
-    printf(" url=%.*s", (int)strcspn(w->url, "?#"), w->url);
+    /* The URL's scheme, host and path only: userinfo, a query or a fragment may carry the
+     * receiver's credentials. */
+    size_t end = strcspn(w->url, "?#");
+    const char *auth = strstr(w->url, "://");
+    if (auth != NULL && (size_t)(auth - w->url) < end) {
+        auth += 3;
+        size_t alen = strcspn(auth, "/?#");
+        const char *host = auth;
+        for (size_t i = 0; i < alen; i++)
+            if (auth[i] == '@')
+                host = auth + i + 1;
+        printf(" url=%.*s%.*s", (int)(auth - w->url), w->url, (int)(w->url + end - host), host);
+    } else {
+        printf(" url=%.*s", (int)end, w->url);
+    }
     if (w->last_error)
         printf(" error=\"%s\"", w->last_error);
     printf("\n");

@@ -356,8 +356,12 @@ static void test_retried_until_delivered(void **state)
 static void test_gone_stops_at_once(void **state)
 {
     (void)state;
-    char id[37];
-    create("410", "gone", NULL, id);
+    char id[37], body[1024];
+    /* With credentials in the URL, which the CLI below must not print. */
+    snprintf(body, sizeof(body),
+             AVATAR "\"webhook_url\":\"http://hookuser:hookpass@%s/hook/410?t=gone\"}",
+             hook_base + strlen("http://"));
+    au_create(tok, body, id);
     json_t *g = wait_webhook(id, "failed", 1, 60);
     assert_webhook(g, 1, 410);
     json_decref(g);
@@ -370,6 +374,11 @@ static void test_gone_stops_at_once(void **state)
     assert_int_equal(ts_sh("\"$FARM_TEST_CLI\" webhooks list --failed --generation %s | grep -q "
                            "'^%s gen=%s event=succeeded status=failed attempts=1 last_status=410'",
                            id, wid, id),
+                     0);
+    assert_int_equal(ts_sh("out=$(\"$FARM_TEST_CLI\" webhooks list --generation %s) && "
+                           "echo \"$out\" | grep -q ' url=%s/hook/410' && "
+                           "! echo \"$out\" | grep -q 'hook[up]'",
+                           id, hook_base),
                      0);
     assert_int_equal(ts_sh("\"$FARM_TEST_CLI\" webhooks retry %s | grep -q '^1 failed delivery "
                            "pending again'",
