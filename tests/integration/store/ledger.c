@@ -528,7 +528,8 @@ static void test_dangling_ledger_rows_are_named_by_reconcile(void **state)
     assert_non_null(strstr(text, want_owner));
 }
 
-/* farm grant and farm token refuse sloppy numbers (exit 2) and change nothing. */
+/* farm grant and farm token refuse sloppy numbers (exit 2) and change nothing; nor does a
+ * refused grant. */
 static void test_cli_refuses_sloppy_numbers(void **state)
 {
     (void)state;
@@ -558,6 +559,17 @@ static void test_cli_refuses_sloppy_numbers(void **state)
     assert_int_equal(ts_sh("FARM_JWT_SECRET=0123456789abcdef '%s' token --sub %s --ttl 31536000 "
                            ">/dev/null",
                            cli, user),
+                     0);
+    /* An adjust below zero for an id never seen (a typo, say) is refused and provisions
+     * nobody: no user, no account, no welcome credits. */
+    char typo[37];
+    gf_uuid4(typo);
+    assert_int_equal(ts_sh("'%s' grant --user %s --amount -500 >/dev/null 2>&1", cli, typo), 1);
+    assert_int_equal(ts_sh("test \"$(psql -X -At \"$FARM_DATABASE_URL\" -c \"SELECT "
+                           "(SELECT count(*) FROM users WHERE id = '%s') + (SELECT count(*) FROM "
+                           "credit_accounts WHERE user_id = '%s') + (SELECT count(*) FROM "
+                           "credit_ledger WHERE user_id = '%s')\")\" = 0",
+                           typo, typo, typo),
                      0);
 }
 
