@@ -12,6 +12,8 @@ DECLARE
     v_outcome text;
     v_url text;
     v_events text[];
+    v_pose int;
+    v_progress int;
 BEGIN
     v_outcome := farm_image_settle(p_id, p_fence, p_index, true, NULL);
     IF v_outcome NOT IN ('settled', 'duplicate') THEN
@@ -42,12 +44,14 @@ BEGIN
     UPDATE generations SET progress = ((images_done + images_failed) * 100) / images,
             stage = 'storing', updated_at = now()
         WHERE id = p_id AND status = 'running'
-        RETURNING webhook_url, webhook_events INTO v_url, v_events;
+        RETURNING webhook_url, webhook_events, farm__image_pose(images, params, p_index), progress
+        INTO v_url, v_events, v_pose, v_progress;
     IF v_outcome = 'settled' AND v_url IS NOT NULL AND 'image' = ANY (v_events) THEN
         -- The `image` webhook: the image's outputs (their storage keys; the
         -- deliverer signs their URLs as GET does).
         PERFORM farm__webhook_add(p_id, v_url, v_events, 'image', p_index, 'image',
-            jsonb_build_object('id', p_id, 'index', p_index, 'status', 'running',
+            jsonb_build_object('id', p_id, 'index', p_index, 'pose', v_pose,
+                'status', 'running', 'progress', v_progress,
                 'outputs', coalesce((SELECT jsonb_agg(jsonb_build_object(
                     'index', o.image_index, 'pose', o.pose, 'variant', o.variant,
                     'format', o.format, 'width', o.width, 'height', o.height, 'bytes', o.bytes,

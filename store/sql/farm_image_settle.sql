@@ -17,6 +17,8 @@ DECLARE
     v_unit bigint;
     v_url text;
     v_events text[];
+    v_pose int;
+    v_progress int;
 BEGIN
     INSERT INTO credit_ledger (user_id, kind, amount, generation_id, image_index)
         SELECT x.user_id, CASE WHEN p_succeeded THEN 'capture' ELSE 'release' END, x.unit_cost,
@@ -42,7 +44,9 @@ BEGIN
                     jsonb_build_object('index', p_index, 'error', coalesce(p_error, 'null'::jsonb))),
                 updated_at = now()
             WHERE id = p_id AND fence <= p_fence
-            RETURNING webhook_url, webhook_events INTO v_url, v_events;
+            RETURNING webhook_url, webhook_events, farm__image_pose(images, params, p_index),
+                      ((images_done + images_failed) * 100) / images
+            INTO v_url, v_events, v_pose, v_progress;
     END IF;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'stale fencing token' USING ERRCODE = 'GF409';
@@ -50,7 +54,8 @@ BEGIN
     IF NOT p_succeeded THEN
         -- A failed image's `image` webhook; a captured one's is farm_image_done's.
         PERFORM farm__webhook_add(p_id, v_url, v_events, 'image', p_index, 'image',
-            jsonb_build_object('id', p_id, 'index', p_index, 'status', 'running',
+            jsonb_build_object('id', p_id, 'index', p_index, 'pose', v_pose,
+                               'status', 'running', 'progress', v_progress,
                                'error', coalesce(p_error, 'null'::jsonb)));
     END IF;
     UPDATE credit_accounts SET balance = balance - CASE WHEN p_succeeded THEN v_unit ELSE 0 END,

@@ -22,7 +22,8 @@ BEGIN
     IF g.webhook_url IS NOT NULL AND 'started' = ANY (g.webhook_events) THEN
         PERFORM farm__webhook_add(p_id, g.webhook_url, g.webhook_events, 'started', 0, 'started',
                                   jsonb_build_object('id', p_id, 'status', 'running',
-                                                     'stage', 'starting'));
+                                                     'stage', 'starting',
+                                                     'progress', g.progress));
     END IF;
     outcome := 'started';
 END $$;

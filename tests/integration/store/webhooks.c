@@ -57,6 +57,44 @@ static void delivery_row(const char *id, char *out, size_t n)
     PQfinish(pg);
 }
 
+/* The `image` webhooks of a pose generation (2 poses x 2 images) carry what the `image`
+ * event does: the image's pose as the worker numbers it, and the progress after it. */
+static void test_image_webhooks_carry_the_pose_and_progress(void **state)
+{
+    (void)state;
+    char user[37], gen[37];
+    ts_new_ids(2, user, gen);
+    store_accept_t a = ts_store_avatar(gen, user, 4, 10);
+    a.kind = "pose";
+    a.params_json =
+        "{\"prompt\":\"x\",\"count\":2,\"poses\":[{\"preset\":\"a\"},{\"preset\":\"b\"}]}";
+    a.webhook_url = "https://hooks.example.com/farm";
+    a.webhook_events = "{image}";
+    store_call_t c;
+    store_call_accept(&c, &a);
+    assert_int_equal(ts_store_run(&c), 0);
+    store_call_dispose(&c);
+    assert_int_equal(ts_store_start(gen, 1), 0);
+    store_call_image(&c, gen, 1, 3, 0, "{\"code\":\"provider_error\"}"); /* pose 1, failed */
+    assert_int_equal(ts_store_run(&c), 0);
+    store_call_dispose(&c);
+    store_call_image_done(&c, gen, 1, 1, OUTPUT_JSON); /* pose 0, its second image */
+    assert_int_equal(ts_store_run(&c), 0);
+    store_call_dispose(&c);
+    char sql[300];
+    snprintf(sql, sizeof(sql),
+             "SELECT string_agg((data->>'index') || ':' || (data->>'pose') || ':' || "
+             "(data->>'progress'), ' ' ORDER BY data->>'index') FROM webhook_deliveries "
+             "WHERE generation_id = '%s' AND event = 'image'",
+             gen);
+    PGconn *pg = ts_pg_connect();
+    PGresult *r = PQexec(pg, sql);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_string_equal(PQgetvalue(r, 0, 0), "1:0:50 3:1:25");
+    PQclear(r);
+    PQfinish(pg);
+}
+
 /*
  * The finishing worker leases its generation's terminal webhook in the finish's
  * transaction: fenced as a claim's lease is, so no claim (another worker's poll) takes
@@ -386,6 +424,7 @@ static void test_a_claim_locks_at_most_64_hosts(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_image_webhooks_carry_the_pose_and_progress),
         cmocka_unit_test(test_image_done_finish_leases_the_terminal_webhook),
         cmocka_unit_test(test_image_done_finish_without_lease_leaves_it_to_claims),
         cmocka_unit_test(test_webhook_claim_bounds_each_host),

@@ -305,12 +305,19 @@ static void test_started_and_image_events(void **state)
         assert_string_equal(str(data, "id"), id);
         for (size_t k = 0; k < i; k++)
             assert_string_not_equal(str(json_array_get(got, k), "id"), str(e, "id"));
-        if (strcmp(type, "started") == 0)
+        /* The data of the event as the event stream has it (API.md). */
+        if (strcmp(type, "started") == 0) {
             started++;
-        else if (strcmp(type, "image") == 0) {
+            assert_string_equal(str(data, "stage"), "starting");
+            assert_true(json_is_integer(json_object_get(data, "progress")));
+        } else if (strcmp(type, "image") == 0) {
             image++;
             json_t *o = json_array_get(json_object_get(data, "outputs"), 0);
             assert_true(strncmp(str(o, "url"), "/v1/files/", 10) == 0);
+            assert_true(json_is_integer(json_object_get(data, "index")));
+            assert_int_equal(json_integer_value(json_object_get(data, "pose")), 0);
+            json_int_t progress = json_integer_value(json_object_get(data, "progress"));
+            assert_true(progress == 50 || progress == 100);
         } else if (strcmp(type, "succeeded") == 0)
             terminal++;
     }
