@@ -276,6 +276,59 @@ static void test_terminal_event_delivered_and_verified(void **state)
 }
 
 /* webhook_events: started and image too, each its own webhook-id; the terminal one last. */
+/* The values api/openapi/openapi.json allows for a schema's property (its items' for an
+ * array); a new reference. */
+static json_t *openapi_enum(const char *schema, const char *property)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/api/openapi/openapi.json", ts_env("FARM_TEST_SOURCE_DIR"));
+    json_t *doc = json_load_file(path, 0, NULL);
+    assert_non_null(doc);
+    json_t *p = json_object_get(
+        json_object_get(
+            json_object_get(json_object_get(json_object_get(doc, "components"), "schemas"), schema),
+            "properties"),
+        property);
+    if (json_object_get(p, "items") != NULL)
+        p = json_object_get(p, "items");
+    json_t *values = json_incref(json_object_get(p, "enum"));
+    json_decref(doc);
+    assert_true(json_array_size(values) > 0);
+    return values;
+}
+
+static int in_enum(const json_t *values, const char *v)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(values, i, e) if (strcmp(json_string_value(e), v) == 0) return 1;
+    return 0;
+}
+
+/* What the document offers for webhook_events the api takes, and nothing else. */
+static void test_the_documents_webhook_events_are_taken(void **state)
+{
+    (void)state;
+    json_t *values = openapi_enum("GenerationRequest", "webhook_events");
+    static const char *const asked[] = {"started", "image", "queued", "progress", "succeeded"};
+    for (size_t i = 0; i < sizeof(asked) / sizeof(asked[0]); i++) {
+        char body[1024];
+        snprintf(body, sizeof(body),
+                 AVATAR "\"webhook_url\":\"%s/hook/200?t=doc\",\"webhook_events\":[\"%s\"]}",
+                 hook_base, asked[i]);
+        ts_http_t r = au_call("POST", "/v1/generations", tok, body, NULL);
+        int offered = in_enum(values, asked[i]);
+        if (r.status != (offered ? 202 : 400))
+            fprintf(stderr, "webhook_events [%s]: %ld %s\n", asked[i], r.status, r.body);
+        assert_int_equal(r.status, offered ? 202 : 400);
+        if (!offered)
+            assert_non_null(strstr(r.body, "\"field\":\"webhook_events\""));
+        ts_http_dispose(&r);
+    }
+    assert_true(in_enum(values, "started") && in_enum(values, "image"));
+    json_decref(values);
+}
+
 static void test_started_and_image_events(void **state)
 {
     (void)state;
@@ -295,12 +348,13 @@ static void test_started_and_image_events(void **state)
     assert_int_equal(json_array_size(got), 4);
     int started = 0, image = 0, terminal = 0;
     size_t i;
-    json_t *e;
+    json_t *e, *types = openapi_enum("WebhookPayload", "type");
     json_array_foreach(got, i, e)
     {
         assert_signed(e);
         json_t *body = json_object_get(e, "body");
         const char *type = str(body, "type");
+        assert_true(in_enum(types, type)); /* a type the document names */
         json_t *data = json_object_get(body, "data");
         assert_string_equal(str(data, "id"), id);
         for (size_t k = 0; k < i; k++)
@@ -324,6 +378,7 @@ static void test_started_and_image_events(void **state)
     assert_int_equal(started, 1);
     assert_int_equal(image, 2);
     assert_int_equal(terminal, 1);
+    json_decref(types);
     json_decref(got);
 }
 
@@ -732,6 +787,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_terminal_event_delivered_and_verified),
         cmocka_unit_test(test_started_and_image_events),
+        cmocka_unit_test(test_the_documents_webhook_events_are_taken),
         cmocka_unit_test(test_retried_until_delivered),
         cmocka_unit_test(test_gone_stops_at_once),
         cmocka_unit_test(test_retry_starts_the_backoff_again),
