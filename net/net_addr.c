@@ -45,6 +45,22 @@ int net_addr_is_public(const struct sockaddr *sa)
     if (b[0] == 0x20 && b[1] == 0x02)
         return v4_is_public((uint32_t)b[2] << 24 | (uint32_t)b[3] << 16 | (uint32_t)b[4] << 8 |
                             b[5]);
+    /* SIIT's IPv4-translated form (::ffff:0:a.b.c.d) carries one too. */
+    static const uint8_t translated[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0};
+    if (memcmp(b, translated, 12) == 0)
+        return v4_is_public((uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 |
+                            b[15]);
+    /* Prefixes that lead into someone's network, or nowhere public: local-use NAT64
+     * (64:ff9b:1::/48, RFC 8215, which a local gateway translates to any v4 address),
+     * Teredo (2001::/32, a tunnel to an obfuscated v4 address), documentation
+     * (2001:db8::/32) and discard-only (100::/64). */
+    static const uint8_t nat64_local[6] = {0x00, 0x64, 0xff, 0x9b, 0x00, 0x01};
+    static const uint8_t discard[8] = {0x01, 0x00};
+    if (memcmp(b, nat64_local, 6) == 0 ||
+        (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0 && b[3] == 0) ||
+        (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0d && b[3] == 0xb8) ||
+        memcmp(b, discard, 8) == 0)
+        return 0;
     return !(IN6_IS_ADDR_UNSPECIFIED(a) || IN6_IS_ADDR_LOOPBACK(a) || IN6_IS_ADDR_LINKLOCAL(a) ||
              IN6_IS_ADDR_SITELOCAL(a) || IN6_IS_ADDR_MULTICAST(a) ||
              (b[0] & 0xFE) == 0xFC); /* fc00::/7, unique local */

@@ -259,17 +259,23 @@ static void test_downloads_reach_public_addresses_only(void **state)
                                           "100.128.0.1", "169.253.1.1", "203.0.114.1"};
     for (size_t i = 0; i < sizeof(public4) / sizeof(public4[0]); i++)
         assert_true(v4(public4[i]));
-    static const char *const private6[] = {"::1", "::", "fe80::1", "fc00::1", "fd12:3456::1",
-                                           "ff02::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254",
-                                           "fec0::1",
-                                           /* NAT64 and 6to4 of private v4 addresses */
-                                           "64:ff9b::a9fe:a9fe", "2002:0a00:0001::1"};
+    static const char *const private6[] = {
+        "::1", "::", "fe80::1", "fc00::1", "fd12:3456::1", "ff02::1", "::ffff:127.0.0.1",
+        "::ffff:169.254.169.254", "fec0::1",
+        /* NAT64 and 6to4 of private v4 addresses */
+        "64:ff9b::a9fe:a9fe", "2002:0a00:0001::1",
+        /* SIIT-translated, local-use NAT64, Teredo,
+         * documentation, discard-only */
+        "::ffff:0:10.0.0.1", "64:ff9b:1::a00:1", "64:ff9b:1:ffff::808:808", "2001:0:4136:e378::1",
+        "2001:db8::1", "100::1"};
     for (size_t i = 0; i < sizeof(private6) / sizeof(private6[0]); i++)
         assert_false(v6(private6[i]));
     assert_true(v6("2606:4700:4700::1111"));
     assert_true(v6("::ffff:8.8.8.8"));
     assert_true(v6("64:ff9b::808:808"));
     assert_true(v6("2002:0808:0808::1"));
+    assert_true(v6("::ffff:0:8.8.8.8"));
+    assert_true(v6("2001:4860:4860::8888")); /* 2001::/16 is not all Teredo */
 }
 
 static void on_refused(net_resp_t *r, void *data)
