@@ -11,6 +11,7 @@
 
 #include <limits.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <string.h>
 
 /*
@@ -311,12 +312,49 @@ void gf_cfg_upload_quota(const gf_config_t *cfg, const char *plan, long long *co
     }
 }
 
+/*
+ * Settings that are each in range but contradict each other: refused rather
+ * than quietly bent (a minimum above its maximum used to be lowered to it),
+ * or, for the upload sizes, rather than answering every large upload 503 for
+ * ever.
+ */
+static int check_pairs(const gf_config_t *cfg, gf_err_t *err)
+{
+    static const struct {
+        const char *low, *high;
+        size_t lo, hi; /* offsets of two long long fields */
+    } pairs[] = {
+        {"FARM_QUEUE_RETRY_BASE_MS", "FARM_QUEUE_RETRY_CAP_MS",
+         offsetof(gf_config_t, queue_retry_base_ms), offsetof(gf_config_t, queue_retry_cap_ms)},
+        {"FARM_PROVIDER_BACKOFF_BASE_MS", "FARM_PROVIDER_BACKOFF_CAP_MS",
+         offsetof(gf_config_t, provider_backoff_base_ms),
+         offsetof(gf_config_t, provider_backoff_cap_ms)},
+        {"FARM_PROVIDER_POLL_MIN_MS", "FARM_PROVIDER_POLL_MAX_MS",
+         offsetof(gf_config_t, provider_poll_min_ms), offsetof(gf_config_t, provider_poll_max_ms)},
+        {"FARM_UPLOAD_MAX_BYTES", "FARM_UPLOAD_MAX_INFLIGHT_BYTES",
+         offsetof(gf_config_t, upload_max_bytes), offsetof(gf_config_t, upload_max_inflight_bytes)},
+    };
+    for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+        long long lo = *(const long long *)((const char *)cfg + pairs[i].lo);
+        long long hi = *(const long long *)((const char *)cfg + pairs[i].hi);
+        if (lo > hi)
+            return gf_err_set(err, GF_EINVAL, "config", "%s=%lld is more than %s=%lld",
+                              pairs[i].low, lo, pairs[i].high, hi);
+    }
+    if (cfg->api_processes > 1 && cfg->api_port == 0)
+        return gf_err_set(err, GF_EINVAL, "config",
+                          "FARM_API_PROCESSES=%lld needs a FARM_API_PORT: the processes share "
+                          "one port, and 0 gives each its own",
+                          cfg->api_processes);
+    return 0;
+}
+
 int gf_cfg__derive(gf_config_t *cfg, gf_err_t *err)
 {
     if (cfg->queue_name[0] == '\0')
         return gf_err_set(err, GF_EINVAL, "config", "FARM_QUEUE_NAME: must not be empty");
     if (parse_tiers(cfg, err) < 0 || parse_redis_db(cfg, err) < 0 || check_fallback(cfg, err) < 0 ||
-        parse_plan_lists(cfg, err) < 0)
+        parse_plan_lists(cfg, err) < 0 || check_pairs(cfg, err) < 0)
         return GF_EINVAL;
     return 0;
 }

@@ -504,6 +504,37 @@ static void test_tiers_are_parsed_exactly(void **state)
     refused("FARM_QUEUE_TIERS=pro:4:10,pro:1:1", "tier pro is named twice");
 }
 
+/* Settings in range each but contradicting each other are refused, naming both. */
+static void test_contradicting_settings_are_refused(void **state)
+{
+    (void)state;
+    static const char *const cases[][3] = {
+        {"FARM_QUEUE_RETRY_BASE_MS=5000", "FARM_QUEUE_RETRY_CAP_MS=1000",
+         "FARM_QUEUE_RETRY_CAP_MS"},
+        {"FARM_PROVIDER_BACKOFF_BASE_MS=5000", "FARM_PROVIDER_BACKOFF_CAP_MS=1000",
+         "FARM_PROVIDER_BACKOFF_CAP_MS"},
+        {"FARM_PROVIDER_POLL_MIN_MS=6000", "FARM_PROVIDER_POLL_MAX_MS=5000",
+         "FARM_PROVIDER_POLL_MAX_MS"},
+        {"FARM_UPLOAD_MAX_BYTES=268435456", "FARM_UPLOAD_MAX_INFLIGHT_BYTES=1048576",
+         "FARM_UPLOAD_MAX_INFLIGHT_BYTES"},
+        {"FARM_API_PROCESSES=4", "FARM_API_PORT=0", "FARM_API_PORT"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *envp[] = {(char *)cases[i][0], (char *)cases[i][1], NULL};
+        gf_err_t err = load_refused(envp);
+        char first[64];
+        snprintf(first, sizeof(first), "%.*s", (int)strcspn(cases[i][0], "="), cases[i][0]);
+        if (strstr(err.msg, first) == NULL || strstr(err.msg, cases[i][2]) == NULL)
+            fail_msg("%s %s: refused with \"%s\"", cases[i][0], cases[i][1], err.msg);
+    }
+    /* Equal is fine; so is one process on any port. */
+    char *equal[] = {"FARM_PROVIDER_POLL_MIN_MS=5000", "FARM_PROVIDER_POLL_MAX_MS=5000",
+                     "FARM_API_PROCESSES=1", "FARM_API_PORT=0", NULL};
+    gf_config_t *cfg = gf_cfg_load(equal, NULL);
+    assert_non_null(cfg);
+    gf_cfg_free(cfg);
+}
+
 static void test_upload_quotas_per_plan(void **state)
 {
     (void)state;
@@ -753,6 +784,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_the_readme_table_is_the_printed_one, teardown),
+        cmocka_unit_test_teardown(test_contradicting_settings_are_refused, teardown),
         cmocka_unit_test_teardown(test_defaults_apply_with_an_empty_environment, teardown),
         cmocka_unit_test_teardown(test_environment_overrides_defaults, teardown),
         cmocka_unit_test_teardown(test_every_log_level_name_is_accepted, teardown),
