@@ -312,6 +312,67 @@ void gf_cfg_upload_quota(const gf_config_t *cfg, const char *plan, long long *co
     }
 }
 
+/* Whether s[0..n) is an origin as a browser sends it: http or https, a lowercase host (a
+ * name, an IPv4 address or a bracketed IPv6 one), an optional port, nothing after. */
+static int is_origin(const char *s, size_t n)
+{
+    size_t i = n >= 8 && strncmp(s, "https://", 8) == 0  ? 8
+               : n >= 7 && strncmp(s, "http://", 7) == 0 ? 7
+                                                         : 0;
+    if (i == 0 || i == n)
+        return 0;
+    const char *chars = "abcdefghijklmnopqrstuvwxyz0123456789.-";
+    size_t end = n;
+    if (s[i] == '[') { /* [v6] */
+        const char *close = memchr(s + i, ']', n - i);
+        if (close == NULL || close == s + i + 1)
+            return 0;
+        for (const char *p = s + i + 1; p < close; p++)
+            if (strchr("0123456789abcdef:.", *p) == NULL)
+                return 0;
+        i = (size_t)(close - s) + 1;
+    } else {
+        size_t h = i;
+        while (i < n && s[i] != ':' && strchr(chars, s[i]) != NULL)
+            i++;
+        if (i == h)
+            return 0;
+    }
+    if (i < n && s[i] == ':') { /* a port: 1 to 5 digits */
+        size_t d = ++i;
+        while (i < n && s[i] >= '0' && s[i] <= '9')
+            i++;
+        if (i == d || i - d > 5)
+            return 0;
+    }
+    return i == end;
+}
+
+/* FARM_CORS_ORIGINS: "" (none), "*" (any), or origins, comma-separated (spaces around
+ * each are ignored): a browser's Origin header is compared with each as it is, so an entry
+ * with a path, a trailing slash, capitals or a '*' inside would never match. */
+static int check_cors(const gf_config_t *cfg, gf_err_t *err)
+{
+    const char *p = cfg->cors_origins;
+    if (p[0] == '\0' || strcmp(p, "*") == 0)
+        return 0;
+    for (;;) {
+        while (*p == ' ')
+            p++;
+        size_t len = strcspn(p, ","), n = len;
+        while (n > 0 && p[n - 1] == ' ')
+            n--;
+        if (!is_origin(p, n))
+            return gf_err_set(err, GF_EINVAL, "config",
+                              "FARM_CORS_ORIGINS: \"%.*s\" is not an origin as browsers send it "
+                              "(http[s]://host[:port] in lowercase, no path); or * alone for any",
+                              (int)(n > 200 ? 200 : n), p);
+        if (p[len] == '\0')
+            return 0;
+        p += len + 1;
+    }
+}
+
 /*
  * Settings that are each in range but contradict each other: refused rather
  * than quietly bent (a minimum above its maximum used to be lowered to it),
@@ -354,7 +415,7 @@ int gf_cfg__derive(gf_config_t *cfg, gf_err_t *err)
     if (cfg->queue_name[0] == '\0')
         return gf_err_set(err, GF_EINVAL, "config", "FARM_QUEUE_NAME: must not be empty");
     if (parse_tiers(cfg, err) < 0 || parse_redis_db(cfg, err) < 0 || check_fallback(cfg, err) < 0 ||
-        parse_plan_lists(cfg, err) < 0 || check_pairs(cfg, err) < 0)
+        parse_plan_lists(cfg, err) < 0 || check_pairs(cfg, err) < 0 || check_cors(cfg, err) < 0)
         return GF_EINVAL;
     return 0;
 }

@@ -535,6 +535,37 @@ static void test_contradicting_settings_are_refused(void **state)
     gf_cfg_free(cfg);
 }
 
+/* CORS origins are compared with the browser's Origin as they are: one that could never
+ * match is refused. */
+static void test_cors_origins_are_origins(void **state)
+{
+    (void)state;
+    static const char *const good[] = {
+        "FARM_CORS_ORIGINS=", "FARM_CORS_ORIGINS=*", "FARM_CORS_ORIGINS=https://app.example.com",
+        "FARM_CORS_ORIGINS=https://app.example.com, http://localhost:5173,http://[::1]:8080",
+        "FARM_CORS_ORIGINS=http://127.0.0.1:3000"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        gf_err_t err = {0};
+        gf_config_t *cfg = load_one(good[i], &err);
+        if (cfg == NULL)
+            fail_msg("%s: %s", good[i], err.msg);
+        gf_cfg_free(cfg);
+    }
+    static const char *const bad[] = {"FARM_CORS_ORIGINS=https://app.example.com/",
+                                      "FARM_CORS_ORIGINS=app.example.com",
+                                      "FARM_CORS_ORIGINS=https://App.example.com",
+                                      "FARM_CORS_ORIGINS=https://a.com, *",
+                                      "FARM_CORS_ORIGINS=https://*.example.com",
+                                      "FARM_CORS_ORIGINS=https://a.com/app",
+                                      "FARM_CORS_ORIGINS=ftp://a.com",
+                                      "FARM_CORS_ORIGINS=https://a.com:",
+                                      "FARM_CORS_ORIGINS=https://a.com:123456",
+                                      "FARM_CORS_ORIGINS=https://a.com,,",
+                                      "FARM_CORS_ORIGINS=https://[::1",
+                                      "FARM_CORS_ORIGINS=https://"};
+    ALL_REFUSED(bad, "FARM_CORS_ORIGINS");
+}
+
 static void test_upload_quotas_per_plan(void **state)
 {
     (void)state;
@@ -785,6 +816,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_the_readme_table_is_the_printed_one, teardown),
         cmocka_unit_test_teardown(test_contradicting_settings_are_refused, teardown),
+        cmocka_unit_test_teardown(test_cors_origins_are_origins, teardown),
         cmocka_unit_test_teardown(test_defaults_apply_with_an_empty_environment, teardown),
         cmocka_unit_test_teardown(test_environment_overrides_defaults, teardown),
         cmocka_unit_test_teardown(test_every_log_level_name_is_accepted, teardown),
