@@ -10,6 +10,7 @@
  * 2: a bad setting stays bad), and the parent exits once every child has.
  */
 #include "api.h"
+#include "webhooks.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -22,7 +23,8 @@
 /* --- the api as the shell's service ---------------------------------------------- */
 
 /* Without them farm-api would start and answer 401 to every request, or hand
- * out file URLs that nothing can verify. */
+ * out file URLs that nothing can verify; with a webhook secret no worker can
+ * use, it would take webhook_url and no webhook would ever be sent. */
 static int api_check(const gf_config_t *cfg, gf_err_t *err)
 {
     if (strlen(cfg->jwt_secret) < GF_SECRET_MIN || strlen(cfg->file_secret) < GF_SECRET_MIN)
@@ -30,7 +32,7 @@ static int api_check(const gf_config_t *cfg, gf_err_t *err)
                           "FARM_JWT_SECRET and FARM_FILE_SECRET must be set, %d characters at "
                           "least",
                           GF_SECRET_MIN);
-    return 0;
+    return webhook_config_check(cfg, err);
 }
 
 static void *api_create(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)

@@ -28,6 +28,7 @@
 #include "dueq.h"
 #include "net.h"
 
+#include <openssl/crypto.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -450,6 +451,24 @@ static void on_tick(uv_timer_t *t)
 
 /* --- public ---------------------------------------------------------------------------- */
 
+int webhook_config_check(const gf_config_t *cfg, gf_err_t *err)
+{
+    unsigned char key[WEBHOOK_KEY_MAX];
+    size_t len;
+    if (cfg->webhook_secret && cfg->webhook_secret[0] &&
+        webhook_key_decode(cfg->webhook_secret, key, &len, err) < 0)
+        return GF_EINVAL;
+    OPENSSL_cleanse(key, sizeof(key));
+    if (cfg->webhook_lease_s * 1000 <=
+        cfg->webhook_timeout_s * 1000 + LEASE_MARGIN_MS + cfg->webhook_poll_ms)
+        return gf_err_set(err, GF_EINVAL, "webhooks",
+                          "FARM_WEBHOOK_LEASE_S=%lld must exceed FARM_WEBHOOK_TIMEOUT_S=%lld plus "
+                          "FARM_WEBHOOK_POLL_MS=%lld plus 5 s (an attempt is recorded at the next "
+                          "poll, inside its lease)",
+                          cfg->webhook_lease_s, cfg->webhook_timeout_s, cfg->webhook_poll_ms);
+    return 0;
+}
+
 webhook_deliverer_t *webhook_deliverer_new(uv_loop_t *loop, const gf_config_t *cfg, store_t *store,
                                            gf_metrics_t *metrics, gf_err_t *err)
 {
@@ -458,17 +477,9 @@ webhook_deliverer_t *webhook_deliverer_new(uv_loop_t *loop, const gf_config_t *c
     d->cfg = cfg;
     d->store = store;
     int has_secret = cfg->webhook_secret && cfg->webhook_secret[0];
-    if (has_secret && webhook_key_decode(cfg->webhook_secret, d->key, &d->key_len, err) < 0)
+    if (webhook_config_check(cfg, err) < 0 ||
+        (has_secret && webhook_key_decode(cfg->webhook_secret, d->key, &d->key_len, err) < 0))
         goto fail;
-    if (cfg->webhook_lease_s * 1000 <=
-        cfg->webhook_timeout_s * 1000 + LEASE_MARGIN_MS + cfg->webhook_poll_ms) {
-        gf_err_set(err, GF_EINVAL, "webhooks",
-                   "FARM_WEBHOOK_LEASE_S=%lld must exceed FARM_WEBHOOK_TIMEOUT_S=%lld plus "
-                   "FARM_WEBHOOK_POLL_MS=%lld plus 5 s (an attempt is recorded at the next poll, "
-                   "inside its lease)",
-                   cfg->webhook_lease_s, cfg->webhook_timeout_s, cfg->webhook_poll_ms);
-        goto fail;
-    }
     d->net = net_new(loop, err);
     if (d->net == NULL)
         goto fail;

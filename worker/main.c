@@ -3,6 +3,7 @@
  * statuses there: 0 after a graceful stop, 1 when it cannot start, 2 on bad
  * configuration).
  */
+#include "webhooks.h"
 #include "worker.h"
 
 #include <string.h>
@@ -16,7 +17,7 @@ static int worker_check(const gf_config_t *cfg, gf_err_t *err)
                           "FARM_FILE_SECRET must be set, %d characters at least, the same as "
                           "farm-api's (webhook bodies carry file URLs signed with it)",
                           GF_SECRET_MIN);
-    return 0;
+    return webhook_config_check(cfg, err); /* before it connects to anything */
 }
 
 static void *worker_create(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)

@@ -107,6 +107,15 @@ typedef struct webhook_deliverer webhook_deliverer_t;
  * not longer than the timeout plus 5 s). Without FARM_WEBHOOK_SECRET, or
  * with FARM_WEBHOOK_CONCURRENCY=0, it claims nothing.
  */
+/*
+ * The webhook settings every process checks before it starts (farm-api takes
+ * webhook_url only when the workers can sign and record what it asks for):
+ * FARM_WEBHOOK_SECRET, when set, decodes (webhook_key_decode), and
+ * FARM_WEBHOOK_LEASE_S exceeds an attempt's time plus a poll plus 5 s.
+ * 0, or GF_EINVAL with `err` naming the variable.
+ */
+int webhook_config_check(const gf_config_t *cfg, gf_err_t *err);
+
 webhook_deliverer_t *webhook_deliverer_new(uv_loop_t *loop, const gf_config_t *cfg, store_t *store,
                                            gf_metrics_t *metrics, gf_err_t *err);
 /* Starts claiming due deliveries every FARM_WEBHOOK_POLL_MS. */
