@@ -136,7 +136,8 @@ void webhook_decide(const webhook_attempt_t *a, webhook_decision_t *d)
 }
 
 /* Each output's storage key becomes its signed URL, as GET /v1/generations/{id} shows it
- * (api__sign_outputs()): null for an output whose file was deleted. */
+ * (api__sign_outputs()): null for an output whose file was deleted, which alone keeps its
+ * "deleted": true. */
 static void sign_outputs(json_t *data, const char *secret, long exp)
 {
     json_t *outputs = json_object_get(data, "outputs");
@@ -154,6 +155,8 @@ static void sign_outputs(json_t *data, const char *secret, long exp)
         }
         json_object_set_new(o, "url", url);
         json_object_del(o, "storage_key");
+        if (json_is_false(json_object_get(o, "deleted"))) /* GET names only deleted ones */
+            json_object_del(o, "deleted");
     }
 }
 

@@ -177,7 +177,7 @@ static void test_body(void **state)
     (void)state;
     char *b = webhook_body("succeeded", 1700000000123LL,
                            "{\"id\":\"g\",\"status\":\"succeeded\",\"outputs\":[{\"index\":0,"
-                           "\"storage_key\":\"u/g/0/full.webp\"}]}",
+                           "\"storage_key\":\"u/g/0/full.webp\",\"deleted\":false}]}",
                            "file-secret", 3600, 1700000000000LL);
     assert_non_null(b);
     /* type, timestamp, data: in that order (API.md). */
@@ -188,6 +188,7 @@ static void test_body(void **state)
     json_t *j = json_loads(b, 0, NULL);
     json_t *o = json_array_get(json_object_get(json_object_get(j, "data"), "outputs"), 0);
     assert_null(json_object_get(o, "storage_key"));
+    assert_null(json_object_get(o, "deleted")); /* as GET: only a deleted one says so */
     char want[200], sig[65];
     img_file_sig("file-secret", "u/g/0/full.webp", 1700003600, sig);
     snprintf(want, sizeof(want), "/v1/files/u/g/0/full.webp?exp=1700003600&sig=%s", sig);
