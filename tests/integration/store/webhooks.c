@@ -40,14 +40,9 @@ static void started_with_webhook(char user[37], char gen[37])
     started_with_webhook_to(user, gen, "https://hooks.example.com/farm");
 }
 
-/* The terminal delivery's row, as "status attempts last_status_code". */
-static void delivery_row(const char *id, char *out, size_t n)
+/* The one value `sql` answers, as text, into out. */
+static void sql_value(const char *sql, char *out, size_t n)
 {
-    char sql[200];
-    snprintf(sql, sizeof(sql),
-             "SELECT status || ' ' || attempts || ' ' || coalesce(last_status_code, 0) "
-             "FROM webhook_deliveries WHERE id = '%s'",
-             id);
     PGconn *pg = ts_pg_connect();
     PGresult *r = PQexec(pg, sql);
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
@@ -55,6 +50,17 @@ static void delivery_row(const char *id, char *out, size_t n)
     snprintf(out, n, "%s", PQgetvalue(r, 0, 0));
     PQclear(r);
     PQfinish(pg);
+}
+
+/* The terminal delivery's row, as "status attempts last_status_code". */
+static void delivery_row(const char *id, char *out, size_t n)
+{
+    static const char query[] = "SELECT status || ' ' || attempts || ' ' || "
+                                "coalesce(last_status_code, 0) FROM webhook_deliveries "
+                                "WHERE id = '%s'";
+    char sql[sizeof(query) + 40];
+    snprintf(sql, sizeof(sql), query, id);
+    sql_value(sql, out, n);
 }
 
 /* The `image` webhooks of a pose generation (2 poses x 2 images) carry what the `image`
@@ -87,12 +93,9 @@ static void test_image_webhooks_carry_the_pose_and_progress(void **state)
              "(data->>'progress'), ' ' ORDER BY data->>'index') FROM webhook_deliveries "
              "WHERE generation_id = '%s' AND event = 'image'",
              gen);
-    PGconn *pg = ts_pg_connect();
-    PGresult *r = PQexec(pg, sql);
-    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
-    assert_string_equal(PQgetvalue(r, 0, 0), "1:0:50 3:1:25");
-    PQclear(r);
-    PQfinish(pg);
+    char got[64];
+    sql_value(sql, got, sizeof(got));
+    assert_string_equal(got, "1:0:50 3:1:25");
 }
 
 /*

@@ -211,11 +211,14 @@ static void test_claim_answer_and_malformed_claim(void **state)
               r_arr(2, r_arr(3, r_str("g4"), r_str("u4"), r_str("dead")),
                     r_arr(3, r_str("g5"), r_str("u5"), r_str("canceled"))));
     assert_int_equal(queue__parse_claim(r, &c, NULL), 0);
+    static const char *const ended[][3] = {{"g4", "u4", "dead"}, {"g5", "u5", "canceled"}};
     assert_int_equal(c.n_ended, 2);
-    assert_string_equal(c.ended[0].gen_id, "g4");
-    assert_string_equal(c.ended[0].user_id, "u4");
-    assert_string_equal(c.ended[0].state, "dead");
-    assert_string_equal(c.ended[1].state, "canceled");
+    for (size_t i = 0; i < 2; i++) {
+        const queue_ended_t *e = &c.ended[i];
+        const char *got[3] = {e->gen_id, e->user_id, e->state};
+        for (size_t k = 0; k < 3; k++)
+            assert_string_equal(got[k], ended[i][k]);
+    }
     queue_claim_dispose(&c);
     freeReplyObject(r);
     /* An ended entry short of its state, or ended not a list: the whole claim is refused. */
