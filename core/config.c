@@ -42,7 +42,8 @@ static const cfg_row cfg_table[] = {
     {"FARM_API_PORT", CFG_INT, OFF(api_port), "8080", 0, 65535, NULL, 0,
      "port farm-api listens on (0: any free port)"},
     {"FARM_CORS_ORIGINS", CFG_STR, OFF(cors_origins), "", 0, 0, NULL, 0,
-     "origins allowed to call the API from a browser, comma-separated (* for any)"},
+     "origins allowed to call the API from a browser, comma-separated, each as browsers send "
+     "it (scheme://host[:port] in lowercase, no path; or null); * alone for any"},
     {"FARM_RATE_LIMIT_PER_MIN", CFG_INT, OFF(rate_limit_per_min), "60", 1, 1000000, NULL, 0,
      "generations a user may create per minute, on average"},
     {"FARM_RATE_LIMIT_BURST", CFG_INT, OFF(rate_limit_burst), "20", 1, 1000000, NULL, 0,

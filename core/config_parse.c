@@ -11,6 +11,7 @@
 
 #include <limits.h>
 #include <stdio.h>
+#include <ctype.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -41,7 +42,7 @@ static int strict_number(const char **p, long long min, long long max, long long
 static int parse_tiers(gf_config_t *cfg, gf_err_t *err)
 {
     static const char name_chars[] =
-        "abcdefghijklmnopqrstuvwxyz0123456789_-"; /* a plan claim's (api_plan_ok) */
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-";
     const char *p = cfg->queue_tiers;
     cfg->n_tiers = 0;
     for (;;) {
@@ -312,17 +313,20 @@ void gf_cfg_upload_quota(const gf_config_t *cfg, const char *plan, long long *co
     }
 }
 
-/* Whether s[0..n) is an origin as a browser sends it: http or https, a lowercase host (a
- * name, an IPv4 address or a bracketed IPv6 one), an optional port, nothing after. */
+/* Whether s[0..n) is an origin as a browser sends it: "null", or a lowercase scheme, "://",
+ * a lowercase host (a name, an IPv4 address or a bracketed IPv6 one), an optional port,
+ * nothing after (apps' schemes such as capacitor:// and chrome-extension:// included). */
 static int is_origin(const char *s, size_t n)
 {
-    size_t i = n >= 8 && strncmp(s, "https://", 8) == 0  ? 8
-               : n >= 7 && strncmp(s, "http://", 7) == 0 ? 7
-                                                         : 0;
-    if (i == 0 || i == n)
+    if (n == 4 && strncmp(s, "null", 4) == 0)
+        return 1;
+    size_t i = 0;
+    while (i < n && (islower((unsigned char)s[i]) ||
+                     (i > 0 && (isdigit((unsigned char)s[i]) || strchr("+.-", s[i])))))
+        i++;
+    if (i == 0 || n - i < 4 || strncmp(s + i, "://", 3) != 0)
         return 0;
-    const char *chars = "abcdefghijklmnopqrstuvwxyz0123456789.-";
-    size_t end = n;
+    i += 3;
     if (s[i] == '[') { /* [v6] */
         const char *close = memchr(s + i, ']', n - i);
         if (close == NULL || close == s + i + 1)
@@ -333,24 +337,25 @@ static int is_origin(const char *s, size_t n)
         i = (size_t)(close - s) + 1;
     } else {
         size_t h = i;
-        while (i < n && s[i] != ':' && strchr(chars, s[i]) != NULL)
+        while (i < n && s[i] != ':' && strchr("abcdefghijklmnopqrstuvwxyz0123456789.-_", s[i]))
             i++;
         if (i == h)
             return 0;
     }
     if (i < n && s[i] == ':') { /* a port: 1 to 5 digits */
         size_t d = ++i;
-        while (i < n && s[i] >= '0' && s[i] <= '9')
+        while (i < n && isdigit((unsigned char)s[i]))
             i++;
         if (i == d || i - d > 5)
             return 0;
     }
-    return i == end;
+    return i == n;
 }
 
 /* FARM_CORS_ORIGINS: "" (none), "*" (any), or origins, comma-separated (spaces around
- * each are ignored): a browser's Origin header is compared with each as it is, so an entry
- * with a path, a trailing slash, capitals or a '*' inside would never match. */
+ * each, and empty entries, are ignored): a browser's Origin header is compared with each
+ * as it is, so an entry with a path, a trailing slash, capitals or a '*' inside would
+ * never match. */
 static int check_cors(const gf_config_t *cfg, gf_err_t *err)
 {
     const char *p = cfg->cors_origins;
@@ -362,10 +367,11 @@ static int check_cors(const gf_config_t *cfg, gf_err_t *err)
         size_t len = strcspn(p, ","), n = len;
         while (n > 0 && p[n - 1] == ' ')
             n--;
-        if (!is_origin(p, n))
+        if (n > 0 && !is_origin(p, n))
             return gf_err_set(err, GF_EINVAL, "config",
                               "FARM_CORS_ORIGINS: \"%.*s\" is not an origin as browsers send it "
-                              "(http[s]://host[:port] in lowercase, no path); or * alone for any",
+                              "(scheme://host[:port] in lowercase, no path, or null); or * alone "
+                              "for any",
                               (int)(n > 200 ? 200 : n), p);
         if (p[len] == '\0')
             return 0;

@@ -51,7 +51,7 @@ static void *s3_open(storage_t *s, const gf_config_t *cfg, gf_err_t *err)
     gf_url_t u;
     gf_err_t why = {0};
     if (gf_url_parse(cfg->s3_endpoint, &u, &why) < 0) {
-        gf_err_set(err, GF_EINVAL, "config", "FARM_S3_ENDPOINT=%s: %s", cfg->s3_endpoint, why.msg);
+        gf_err_set(err, GF_EINVAL, "config", "FARM_S3_ENDPOINT: %s", why.msg); /* not echoed */
         return NULL;
     }
     const char *bad = NULL;

@@ -455,10 +455,11 @@ int webhook_config_check(const gf_config_t *cfg, gf_err_t *err)
 {
     unsigned char key[WEBHOOK_KEY_MAX];
     size_t len;
-    if (cfg->webhook_secret && cfg->webhook_secret[0] &&
-        webhook_key_decode(cfg->webhook_secret, key, &len, err) < 0)
+    int bad = cfg->webhook_secret && cfg->webhook_secret[0] &&
+              webhook_key_decode(cfg->webhook_secret, key, &len, err) < 0;
+    OPENSSL_cleanse(key, sizeof(key)); /* decoded in part or whole: not left on the stack */
+    if (bad)
         return GF_EINVAL;
-    OPENSSL_cleanse(key, sizeof(key));
     if (cfg->webhook_lease_s * 1000 <=
         cfg->webhook_timeout_s * 1000 + LEASE_MARGIN_MS + cfg->webhook_poll_ms)
         return gf_err_set(err, GF_EINVAL, "webhooks",

@@ -34,7 +34,7 @@ static void schedule_claim(worker_runner_t *r, uint64_t ms)
         uv_timer_start(&r->claim_timer, on_claim_timer, ms, 0);
 }
 
-static void on_queue_end_recorded(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
+static void on_expired_released(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
     (void)data;
@@ -42,6 +42,30 @@ static void on_queue_end_recorded(store_t *st, const gf_err_t *err, store_call_t
         gf_log_err(GF_LOG_WARN, &log_ctx, err);
     store_call_dispose(call);
     free(call);
+}
+
+/* A job the claim ended, being recorded in Postgres (worker_finish_from_queue). */
+typedef struct {
+    store_call_t call;
+    char gen_id[64];
+    char state[16];
+} ended_rec_t;
+
+static void on_ended_recorded(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
+{
+    (void)st;
+    (void)call;
+    ended_rec_t *e = data;
+    gf_log_ctx ctx = {.component = "worker", .generation_id = e->gen_id};
+    if (err->code < 0)
+        gf_log_err(GF_LOG_WARN, &ctx, err); /* the sweeper records it later */
+    else if (e->call.res.finish.applied)
+        GF_LOG(GF_LOG_WARN, &ctx,
+               "its holder never came back and the queue ended it (%s): finished as %s, credits "
+               "released",
+               e->state, e->call.res.finish.status);
+    store_call_dispose(&e->call);
+    free(e);
 }
 
 static void on_claimed(queue_t *q, const gf_err_t *err, queue_claim_t *c, void *data)
@@ -58,21 +82,21 @@ static void on_claimed(queue_t *q, const gf_err_t *err, queue_claim_t *c, void *
     for (size_t i = 0; i < c->n_expired; i++) {
         store_call_t *call = gf_xcalloc(1, sizeof(*call));
         store_call_expire(call, c->expired[i].gen_id);
-        if (store_exec(r->store, call, on_queue_end_recorded, NULL) < 0) {
+        if (store_exec(r->store, call, on_expired_released, NULL) < 0) {
             store_call_dispose(call);
             free(call);
         }
     }
-    /* Jobs the claim ended (their holder never came back): record them now. */
+    /* Jobs the claim ended (their holder never came back): record them now, as the sweeper
+     * would a stale period later. One Postgres finished already stays as it is. */
     for (size_t i = 0; i < c->n_ended; i++) {
-        gf_log_ctx ctx = {.component = "worker", .generation_id = c->ended[i].gen_id};
-        GF_LOG(GF_LOG_WARN, &ctx, "its holder never came back and the queue ended it (%s)",
-               c->ended[i].state);
-        store_call_t *call = gf_xcalloc(1, sizeof(*call));
-        worker_finish_from_queue(call, c->ended[i].gen_id, c->ended[i].state);
-        if (store_exec(r->store, call, on_queue_end_recorded, NULL) < 0) {
-            store_call_dispose(call);
-            free(call);
+        ended_rec_t *e = gf_xcalloc(1, sizeof(*e));
+        snprintf(e->gen_id, sizeof(e->gen_id), "%s", c->ended[i].gen_id);
+        snprintf(e->state, sizeof(e->state), "%s", c->ended[i].state);
+        worker_finish_from_queue(&e->call, e->gen_id, e->state);
+        if (store_exec(r->store, &e->call, on_ended_recorded, e) < 0) {
+            store_call_dispose(&e->call);
+            free(e);
         }
     }
     size_t got = c->n_jobs;

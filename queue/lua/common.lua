@@ -255,29 +255,33 @@ end
 -- ring: O(users of the tier + kmax), however many k are asked.
 local function ahead_in_tier(u, tier, kmax)
     local hist = {{}, {}} -- [1] users ahead, [2] behind: how many have n ready (n capped)
-    local side = 1
+    local side, top = 1, 0
     for _, v in ipairs(redis.call('LRANGE', rkey(tier), 0, -1)) do
         if v == u then
             side = 2
         else
             local n = math.min(redis.call('LLEN', qkey(tier, v)), kmax + 1)
             hist[side][n] = (hist[side][n] or 0) + 1
+            if n > top then top = n end
         end
     end
     -- sum[t] = sum over the side's users of min(ready, t) = sum over j = 1..t
-    -- of how many have at least j ready.
+    -- of how many have at least j ready; constant from t = top on (no other
+    -- user has more), so the tables stop there, whatever kmax is.
     local sums = {}
     for i = 1, 2 do
         local h, at_least, sum = hist[i], {}, {[0] = 0}
         local c = 0
-        for j = kmax + 1, 1, -1 do
+        for j = top, 1, -1 do
             c = c + (h[j] or 0)
             at_least[j] = c
         end
-        for j = 1, kmax + 1 do sum[j] = sum[j - 1] + at_least[j] end
+        for j = 1, top do sum[j] = sum[j - 1] + at_least[j] end
         sums[i] = sum
     end
-    return function(k) return k + sums[1][k + 1] + sums[2][k] end
+    return function(k)
+        return k + sums[1][math.min(k + 1, top)] + sums[2][math.min(k, top)]
+    end
 end
 
 -- Jobs that will start before the ready job `g` of user `u` in `tier`.

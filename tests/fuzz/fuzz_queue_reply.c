@@ -48,6 +48,13 @@ static void parse_all(const redisReply *r)
     queue_claim_t claim = {0};
     if (queue__parse_claim(r, &claim, &err) == 0)
         queue_claim_dispose(&claim);
+    /* positions: as many ids as the answer has triples, and one off either way */
+    size_t n = r->type == REDIS_REPLY_ARRAY ? r->elements / 3 : 1;
+    for (size_t k = n > 0 ? n - 1 : 0; k <= n + 1; k++) {
+        queue_positions_t pos = {0};
+        if (k > 0 && queue__parse_positions(r, k, &pos, &err) == 0)
+            queue_positions_dispose(&pos);
+    }
     queue_stats_t stats = {0};
     if (queue__parse_stats(r, &stats, &err) == 0)
         queue_stats_dispose(&stats);

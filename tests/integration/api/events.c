@@ -407,8 +407,8 @@ static json_t *list_item(json_t *list, const char *id)
     return NULL;
 }
 
-/* The list shows a running item's stage as GET does (it read it from Postgres: the one the
- * start recorded); a queued item's queue_position is null there (docs/api.md), GET has it. */
+/* The list shows a running item's stage and each queued item's queue_position as GET does:
+ * from the queue, one question for the page. */
 static void test_the_list_shows_the_queues_word_as_get_does(void **state)
 {
     (void)state;

@@ -654,6 +654,18 @@ static void test_positions_answer_a_page_in_one_call(void **state)
     }
     queue_positions_dispose(&p);
 
+    /* Across tiers, counted by hand at pro:4 and free:1, ring order as enqueued: kim's
+     * first starts first; lee's after it (kim is ahead of lee in the ring: min(2, 0 + 1) =
+     * 1); kim's second after lee's (min(1, 1) = 1 more); max's free job after pro's share,
+     * four per free turn, of which there are 3. */
+    static const char *const small_users[] = {"kim", "lee", "kim", "max"};
+    static const char *const small_tiers[] = {"pro", "pro", "pro", "free"};
+    static const long long by_hand[] = {0, 1, 2, 3};
+    enqueue_and_ask(fx, 4, small_users, small_tiers, ids, "never-enqueued", &p);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(p.items[i].position, by_hand[i]);
+    queue_positions_dispose(&p);
+    /* Then more users' jobs, each as queue_position counts it alone. */
     static const char *const others[] = {"frank", "gina",  "frank", "hal",   "frank", "ivy", "gina",
                                          "hal",   "frank", "gina",  "frank", "ivy",   "hal"};
     enqueue_and_ask(fx, N, others, mixed, ids, "never-enqueued", &p);

@@ -275,7 +275,6 @@ static void test_terminal_event_delivered_and_verified(void **state)
     json_decref(g);
 }
 
-/* webhook_events: started and image too, each its own webhook-id; the terminal one last. */
 /* The values api/openapi/openapi.json allows for a schema's property (its items' for an
  * array); a new reference. */
 static json_t *openapi_enum(const char *schema, const char *property)
@@ -329,6 +328,7 @@ static void test_the_documents_webhook_events_are_taken(void **state)
     json_decref(values);
 }
 
+/* webhook_events: started and image too, each its own webhook-id; the terminal one last. */
 static void test_started_and_image_events(void **state)
 {
     (void)state;

@@ -165,7 +165,6 @@ static int remembered_teardown(void **state)
     return 0;
 }
 
-/* A remembered token is answered without the secret: a wrong one shows the cache answered. */
 /* What `farm token` makes, farm-api takes: a plan it would refuse, or a secret it would not
  * start with, is refused when issuing, not in every request that carries the token. */
 static void test_issue_refuses_what_the_api_would(void **state)
@@ -202,6 +201,7 @@ static void test_issue_refuses_what_the_api_would(void **state)
     free(t);
 }
 
+/* A remembered token is answered without the secret: a wrong one shows the cache answered. */
 static void test_cache_answers_a_verified_token_again(void **state)
 {
     remembered_t *r = *state;
