@@ -503,6 +503,10 @@ static void test_bad_combinations_are_refused_naming_the_variable(void **state)
             "FARM_S3_ACCESS_KEY_ID");
     refused((const char *[]){"FARM_STORAGE=local", "FARM_S3_BUCKET=farm", NULL}, "FARM_S3_BUCKET");
     refused((const char *[]){"FARM_STORAGE=local", "FARM_S3_SERVE=proxy", NULL}, "FARM_S3_SERVE");
+    refused((const char *[]){"FARM_STORAGE=local", "FARM_S3_REGION=eu-west-1", NULL},
+            "FARM_S3_REGION");
+    refused((const char *[]){"FARM_STORAGE=local", "FARM_S3_PATH_STYLE=0", NULL},
+            "FARM_S3_PATH_STYLE");
     refused((const char *[]){"FARM_STORAGE=s3", "FARM_S3_ENDPOINT=http://key:S3CRET@127.0.0.1:1",
                              "FARM_S3_BUCKET=farm", "FARM_S3_ACCESS_KEY_ID=a",
                              "FARM_S3_SECRET_ACCESS_KEY=b", NULL},
