@@ -462,7 +462,10 @@ static void on_page(store_t *st, const gf_err_t *err, store_call_t *call, void *
     c->gen = api__generation_page_json(&call->res.list);
     size_t i;
     json_t *item;
-    json_array_foreach(json_object_get(c->gen, "items"), i, item) api__sign_outputs(c->r.api, item);
+    json_array_foreach(json_object_get(c->gen, "items"), i, item)
+    {
+        api__sign_outputs(c->r.api, item);
+    }
     const char *ids[QUEUE_POSITIONS_MAX];
     json_t *items[QUEUE_POSITIONS_MAX];
     size_t n = in_queue_items(c->gen, ids, items);

@@ -300,7 +300,11 @@ static int in_enum(const json_t *values, const char *v)
 {
     size_t i;
     json_t *e;
-    json_array_foreach(values, i, e) if (strcmp(json_string_value(e), v) == 0) return 1;
+    json_array_foreach(values, i, e)
+    {
+        if (strcmp(json_string_value(e), v) == 0)
+            return 1;
+    }
     return 0;
 }
 
