@@ -53,18 +53,17 @@ typedef struct {
 
 static void on_ended_recorded(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
-    (void)st;
-    (void)call;
-    ended_rec_t *e = data;
+    ended_rec_t *e = data; /* call is &e->call */
     gf_log_ctx ctx = {.component = "worker", .generation_id = e->gen_id};
+    (void)st;
     if (err->code < 0)
         gf_log_err(GF_LOG_WARN, &ctx, err); /* the sweeper records it later */
-    else if (e->call.res.finish.applied)
+    else if (call->res.finish.applied)
         GF_LOG(GF_LOG_WARN, &ctx,
                "its holder never came back and the queue ended it (%s): finished as %s, credits "
                "released",
-               e->state, e->call.res.finish.status);
-    store_call_dispose(&e->call);
+               e->state, call->res.finish.status);
+    store_call_dispose(call);
     free(e);
 }
 
