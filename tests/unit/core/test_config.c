@@ -19,64 +19,11 @@
 #include "config.h"
 #include "log.h"
 #include "url.h"
+#include "config_util.h"
 #include "core_test.h"
 
 #define JWT_SECRET  "jwt-s3cret-Value-42"
 #define DB_PASSWORD "hunter2-Pass-99"
-
-static int teardown(void **state)
-{
-    (void)state;
-    gf_log_clear_secrets();
-    gf_log_set_fd(2);
-    return 0;
-}
-
-/* Loads a config that must be refused; returns the error message. */
-static gf_err_t load_refused(char *const *envp)
-{
-    gf_err_t err = {0};
-    gf_config_t *cfg = gf_cfg_load(envp, &err);
-    assert_null(cfg);
-    assert_int_equal(err.code, GF_EINVAL);
-    return err;
-}
-
-/* Loads one variable; the config when accepted (free it), NULL with `err` otherwise. */
-static gf_config_t *load_one(const char *var, gf_err_t *err)
-{
-    char *envp[] = {(char *)var, NULL};
-    return gf_cfg_load(envp, err);
-}
-
-/* A single-variable environment is refused with a message holding `needle`. */
-static void refused(const char *var, const char *needle)
-{
-    char *envp[] = {(char *)var, NULL};
-    gf_err_t err = load_refused(envp);
-    if (strstr(err.msg, needle) == NULL)
-        fail_msg("%s: refused with \"%s\", which does not hold \"%s\"", var, err.msg, needle);
-}
-
-/* Each of `n` single-variable environments is refused with a message holding `needle`. */
-static void all_refused(const char *const *vars, size_t n, const char *needle)
-{
-    for (size_t i = 0; i < n; i++)
-        refused(vars[i], needle);
-}
-
-#define ALL_REFUSED(vars, needle) all_refused((vars), sizeof(vars) / sizeof((vars)[0]), (needle))
-
-/* A single-variable environment is accepted. */
-static void accepted(const char *var)
-{
-    gf_err_t err = {0};
-    gf_config_t *cfg = load_one(var, &err);
-    if (cfg == NULL)
-        fprintf(stderr, "%s: %s\n", var, err.msg);
-    assert_non_null(cfg);
-    gf_cfg_free(cfg);
-}
 
 /* Runs gf_cfg_print into a string; free with free(). */
 static char *print_to_string(const gf_config_t *cfg)
@@ -199,12 +146,12 @@ static void test_port_out_of_range_is_refused(void **state)
 {
     (void)state;
     char *high[] = {"FARM_API_PORT=65536", NULL};
-    gf_err_t err = load_refused(high);
+    gf_err_t err = cu_load_refused(high);
     assert_string_equal(err.msg,
                         "FARM_API_PORT=65536: out of range; accepted: an integer 0..65535");
 
     char *neg[] = {"FARM_WORKER_METRICS_PORT=-1", NULL};
-    err = load_refused(neg);
+    err = cu_load_refused(neg);
     assert_non_null(strstr(err.msg, "FARM_WORKER_METRICS_PORT=-1"));
     assert_non_null(strstr(err.msg, "0..65535"));
 }
@@ -221,7 +168,7 @@ static void test_bounds_are_inclusive(void **state)
     gf_cfg_free(cfg);
 
     char *below[] = {"FARM_HTTP_MAX_HEADER_BYTES=1023", NULL};
-    gf_err_t err = load_refused(below);
+    gf_err_t err = cu_load_refused(below);
     assert_non_null(strstr(err.msg, "FARM_HTTP_MAX_HEADER_BYTES=1023"));
     assert_non_null(strstr(err.msg, "1024..1048576"));
 }
@@ -235,7 +182,7 @@ static void test_non_integer_is_refused(void **state)
         char var[64];
         snprintf(var, sizeof(var), "FARM_API_PORT=%s", bad[i]);
         char *envp[] = {var, NULL};
-        gf_err_t err = load_refused(envp);
+        gf_err_t err = cu_load_refused(envp);
         char want[128];
         snprintf(want, sizeof(want),
                  "FARM_API_PORT=%s: not an integer; accepted: an integer 0..65535", bad[i]);
@@ -261,11 +208,11 @@ static void test_retention_days_default_to_keep_and_are_checked(void **state)
     assert_int_equal(cfg->upload_retention_days, 7);
     gf_cfg_free(cfg);
     char *neg[] = {"FARM_OUTPUT_RETENTION_DAYS=-1", NULL};
-    gf_err_t err = load_refused(neg);
+    gf_err_t err = cu_load_refused(neg);
     assert_string_equal(err.msg, "FARM_OUTPUT_RETENTION_DAYS=-1: out of range; accepted: an "
                                  "integer 0..36500");
     char *word[] = {"FARM_UPLOAD_RETENTION_DAYS=week", NULL};
-    err = load_refused(word);
+    err = cu_load_refused(word);
     assert_string_equal(err.msg, "FARM_UPLOAD_RETENTION_DAYS=week: not an integer; accepted: an "
                                  "integer 0..36500");
 }
@@ -274,11 +221,11 @@ static void test_unknown_log_level_is_refused(void **state)
 {
     (void)state;
     char *envp[] = {"FARM_LOG_LEVEL=verbose", NULL};
-    gf_err_t err = load_refused(envp);
+    gf_err_t err = cu_load_refused(envp);
     assert_string_equal(
         err.msg, "FARM_LOG_LEVEL=verbose: unknown value; accepted: one of debug|info|warn|error");
 
-    refused("FARM_LOG_LEVEL=INFO", "FARM_LOG_LEVEL=INFO"); /* the names are exact */
+    cu_refused("FARM_LOG_LEVEL=INFO", "FARM_LOG_LEVEL=INFO"); /* the names are exact */
 }
 
 static void test_provider_http2_takes_its_three_modes_only(void **state)
@@ -302,7 +249,7 @@ static void test_provider_http2_takes_its_three_modes_only(void **state)
     assert_int_equal(cfg->provider_http2, 0); /* auto */
     gf_cfg_free(cfg);
     char *h2c[] = {"FARM_PROVIDER_HTTP2=h2c", NULL};
-    err = load_refused(h2c);
+    err = cu_load_refused(h2c);
     assert_string_equal(err.msg, "FARM_PROVIDER_HTTP2=h2c: unknown value; accepted: one of "
                                  "auto|prior-knowledge|off");
     static const char *const bad[] = {"FARM_PROVIDER_HTTP2=on", "FARM_PROVIDER_HTTP2=1",
@@ -315,18 +262,18 @@ static void test_malformed_url_is_refused(void **state)
 {
     (void)state;
     char *no_scheme[] = {"FARM_REDIS_URL=localhost:6379", NULL};
-    gf_err_t err = load_refused(no_scheme);
+    gf_err_t err = cu_load_refused(no_scheme);
     assert_non_null(strstr(err.msg, "FARM_REDIS_URL=localhost:6379"));
     assert_non_null(strstr(err.msg, "accepted: a URL redis://"));
 
     char *bad_port[] = {"FARM_REDIS_URL=redis://localhost:653790", NULL};
-    err = load_refused(bad_port);
+    err = cu_load_refused(bad_port);
     assert_non_null(strstr(err.msg, "FARM_REDIS_URL=redis://localhost:653790"));
     assert_non_null(strstr(err.msg, "port"));
     assert_non_null(strstr(err.msg, "accepted: a URL redis://"));
 
     char *no_host[] = {"FARM_DATABASE_URL=postgresql:///farm", NULL};
-    err = load_refused(no_host);
+    err = cu_load_refused(no_host);
     assert_non_null(strstr(err.msg, "FARM_DATABASE_URL=postgresql:///farm"));
     assert_non_null(strstr(err.msg, "host"));
     assert_non_null(strstr(err.msg, "postgresql|postgres"));
@@ -336,13 +283,13 @@ static void test_wrong_url_scheme_is_refused(void **state)
 {
     (void)state;
     char *envp[] = {"FARM_REDIS_URL=http://localhost:6379/0", NULL};
-    gf_err_t err = load_refused(envp);
+    gf_err_t err = cu_load_refused(envp);
     assert_string_equal(err.msg, "FARM_REDIS_URL=http://localhost:6379/0: unsupported scheme; "
                                  "accepted: a URL redis://[user[:password]@]host[:port][/path]");
 
     /* A refused URL with an '@' is not shown: a malformed one could hide a password anywhere. */
     char *db[] = {"FARM_DATABASE_URL=mysql://farm@db/farm", NULL};
-    err = load_refused(db);
+    err = cu_load_refused(db);
     assert_non_null(strstr(err.msg, "FARM_DATABASE_URL=[redacted]: unsupported scheme"));
     assert_non_null(strstr(err.msg, "postgresql|postgres"));
 }
@@ -363,7 +310,7 @@ static void test_database_password_never_appears_in_errors(void **state)
         "FARM_REDIS_URL=",    "FARM_S3_ENDPOINT=",  "FARM_S3_ENDPOINT="};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char *envp[] = {(char *)bad[i], NULL};
-        gf_err_t err = load_refused(envp);
+        gf_err_t err = cu_load_refused(envp);
         assert_null(strstr(err.msg, DB_PASSWORD));
         assert_non_null(strstr(err.msg, named[i]));
         assert_non_null(strstr(err.msg, "[redacted]"));
@@ -468,195 +415,6 @@ static void test_markdown_lists_every_variable_with_its_range(void **state)
     free(out);
 }
 
-/* --- structured values ------------------------------------------------------------ */
-
-static void test_tiers_are_parsed_exactly(void **state)
-{
-    (void)state;
-    gf_err_t err = {0};
-    gf_config_t *cfg = load_one("FARM_QUEUE_TIERS=pro:4:10,free_2:1:3,b-x:1000:1000000", &err);
-    assert_non_null(cfg);
-    assert_int_equal(cfg->n_tiers, 3);
-    assert_string_equal(cfg->tiers[1].name, "free_2");
-    assert_int_equal(cfg->tiers[2].weight, 1000);
-    assert_int_equal(cfg->tiers[2].cap, 1000000);
-    gf_cfg_free(cfg);
-    static const char *const bad[] = {
-        "FARM_QUEUE_TIERS=",
-        "FARM_QUEUE_TIERS=pro:4",
-        "FARM_QUEUE_TIERS=pro:0:10",
-        "FARM_QUEUE_TIERS=pro:4:x",
-        "FARM_QUEUE_TIERS=:1:1",
-        "FARM_QUEUE_TIERS=pro:4:10,",
-        "FARM_QUEUE_TIERS=pro: 4: +10",
-        "FARM_QUEUE_TIERS=pro:4:10;free:1:3",
-        "FARM_QUEUE_TIERS=pro:1001:1",
-        "FARM_QUEUE_TIERS=pro:1:1000001",
-        "FARM_QUEUE_TIERS=pro:99999999999999999999:1",
-        "FARM_QUEUE_TIERS=a:1:1,b:1:1,c:1:1,d:1:1,e:1:1,f:1:1,g:1:1,h:1:1,i:1:1",
-        "FARM_QUEUE_TIERS=abcdefghijklmnopqrstuvwxyz0123456:1:1", /* 33 characters */
-        "FARM_QUEUE_TIERS=p'r:1:1",
-    };
-    ALL_REFUSED(bad, "FARM_QUEUE_TIERS");
-    /* A tier named twice would get the second's cap and both weights. */
-    refused("FARM_QUEUE_TIERS=pro:4:10,pro:1:1", "tier pro is named twice");
-}
-
-/* Settings in range each but contradicting each other are refused, naming both. */
-static void test_contradicting_settings_are_refused(void **state)
-{
-    (void)state;
-    static const char *const cases[][3] = {
-        {"FARM_QUEUE_RETRY_BASE_MS=5000", "FARM_QUEUE_RETRY_CAP_MS=1000",
-         "FARM_QUEUE_RETRY_CAP_MS"},
-        {"FARM_PROVIDER_BACKOFF_BASE_MS=5000", "FARM_PROVIDER_BACKOFF_CAP_MS=1000",
-         "FARM_PROVIDER_BACKOFF_CAP_MS"},
-        {"FARM_PROVIDER_POLL_MIN_MS=6000", "FARM_PROVIDER_POLL_MAX_MS=5000",
-         "FARM_PROVIDER_POLL_MAX_MS"},
-        {"FARM_UPLOAD_MAX_BYTES=268435456", "FARM_UPLOAD_MAX_INFLIGHT_BYTES=1048576",
-         "FARM_UPLOAD_MAX_INFLIGHT_BYTES"},
-        {"FARM_API_PROCESSES=4", "FARM_API_PORT=0", "FARM_API_PORT"},
-    };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char *envp[] = {(char *)cases[i][0], (char *)cases[i][1], NULL};
-        gf_err_t err = load_refused(envp);
-        char first[64];
-        snprintf(first, sizeof(first), "%.*s", (int)strcspn(cases[i][0], "="), cases[i][0]);
-        if (strstr(err.msg, first) == NULL || strstr(err.msg, cases[i][2]) == NULL)
-            fail_msg("%s %s: refused with \"%s\"", cases[i][0], cases[i][1], err.msg);
-    }
-    /* Equal is fine; so is one process on any port. */
-    char *equal[] = {"FARM_PROVIDER_POLL_MIN_MS=5000", "FARM_PROVIDER_POLL_MAX_MS=5000",
-                     "FARM_API_PROCESSES=1", "FARM_API_PORT=0", NULL};
-    gf_config_t *cfg = gf_cfg_load(equal, NULL);
-    assert_non_null(cfg);
-    gf_cfg_free(cfg);
-}
-
-/* CORS origins are compared with the browser's Origin as they are: one that could never
- * match is refused. */
-static void test_cors_origins_are_origins(void **state)
-{
-    (void)state;
-    static const char *const good[] = {
-        "FARM_CORS_ORIGINS=",
-        "FARM_CORS_ORIGINS=*",
-        "FARM_CORS_ORIGINS=https://app.example.com",
-        "FARM_CORS_ORIGINS=https://app.example.com, http://localhost:5173,http://[::1]:8080",
-        "FARM_CORS_ORIGINS=http://127.0.0.1:3000",
-        "FARM_CORS_ORIGINS=capacitor://localhost,chrome-extension://abcdef,null",
-        "FARM_CORS_ORIGINS=https://my_app.example.com,",
-    };
-    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
-        gf_err_t err = {0};
-        gf_config_t *cfg = load_one(good[i], &err);
-        if (cfg == NULL)
-            fail_msg("%s: %s", good[i], err.msg);
-        gf_cfg_free(cfg);
-    }
-    static const char *const bad[] = {"FARM_CORS_ORIGINS=https://app.example.com/",
-                                      "FARM_CORS_ORIGINS=app.example.com",
-                                      "FARM_CORS_ORIGINS=https://App.example.com",
-                                      "FARM_CORS_ORIGINS=https://a.com, *",
-                                      "FARM_CORS_ORIGINS=https://*.example.com",
-                                      "FARM_CORS_ORIGINS=https://a.com/app",
-                                      "FARM_CORS_ORIGINS=HTTPS://a.com",
-                                      "FARM_CORS_ORIGINS=1http://a.com",
-                                      "FARM_CORS_ORIGINS=Null",
-                                      "FARM_CORS_ORIGINS=https://a.com:",
-                                      "FARM_CORS_ORIGINS=https://a.com:123456",
-                                      "FARM_CORS_ORIGINS=https://[::1",
-                                      "FARM_CORS_ORIGINS=https://"};
-    ALL_REFUSED(bad, "FARM_CORS_ORIGINS");
-}
-
-static void test_upload_quotas_per_plan(void **state)
-{
-    (void)state;
-    gf_err_t err = {0};
-    long long count, bytes;
-    /* the default: 500 uploads and 1 GiB for every plan */
-    gf_config_t *cfg = load_one("FARM_LOG_LEVEL=info", &err);
-    assert_non_null(cfg);
-    gf_cfg_upload_quota(cfg, "pro", &count, &bytes);
-    assert_int_equal(count, 500);
-    assert_int_equal(bytes, 1073741824LL);
-    gf_cfg_free(cfg);
-    cfg = load_one("FARM_UPLOAD_QUOTAS=count=20,bytes=1000,pro.count=0,pro.bytes=999999999999999",
-                   &err);
-    assert_non_null(cfg);
-    gf_cfg_upload_quota(cfg, "free", &count, &bytes);
-    assert_int_equal(count, 20);
-    assert_int_equal(bytes, 1000);
-    gf_cfg_upload_quota(cfg, "pro", &count, &bytes); /* 0 lifts the quota for the plan */
-    assert_int_equal(count, 0);
-    assert_int_equal(bytes, 999999999999999LL);
-    gf_cfg_free(cfg);
-    cfg = load_one("FARM_UPLOAD_QUOTAS=pro.count=3", &err); /* axes not listed: no quota */
-    assert_non_null(cfg);
-    gf_cfg_upload_quota(cfg, "free", &count, &bytes);
-    assert_int_equal(count, 0);
-    assert_int_equal(bytes, 0);
-    gf_cfg_upload_quota(cfg, "pro", &count, &bytes);
-    assert_int_equal(count, 3);
-    gf_cfg_free(cfg);
-    static const char *const bad[] = {
-        "FARM_UPLOAD_QUOTAS=count",           "FARM_UPLOAD_QUOTAS=count=",
-        "FARM_UPLOAD_QUOTAS=count=-1",        "FARM_UPLOAD_QUOTAS=bytes=1G",
-        "FARM_UPLOAD_QUOTAS=files=2",         "FARM_UPLOAD_QUOTAS=count=1,",
-        "FARM_UPLOAD_QUOTAS=gold.count=1",    "FARM_UPLOAD_QUOTAS=count=1000000000000000",
-        "FARM_UPLOAD_QUOTAS=count=1;bytes=1",
-    };
-    ALL_REFUSED(bad, "FARM_UPLOAD_QUOTAS");
-    refused("FARM_UPLOAD_QUOTAS=pro.bytes=1,pro.bytes=2", "pro.bytes is named twice");
-}
-
-static void test_queue_name_is_a_plain_name(void **state)
-{
-    (void)state;
-    accepted("FARM_QUEUE_NAME=farm.prod-1_a");
-    static const char *const bad[] = {
-        "FARM_QUEUE_NAME=", "FARM_QUEUE_NAME=bad{name}", "FARM_QUEUE_NAME=a:b",
-        "FARM_QUEUE_NAME=a b",
-        "FARM_QUEUE_NAME="
-        "qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq" /* 65 */};
-    ALL_REFUSED(bad, "FARM_QUEUE_NAME");
-}
-
-static void test_redis_database_is_0_to_15(void **state)
-{
-    (void)state;
-    static const struct {
-        const char *var;
-        int db;
-    } ok[] = {{"FARM_REDIS_URL=redis://h:1/15", 15},
-              {"FARM_REDIS_URL=redis://h:1/", 0},
-              {"FARM_REDIS_URL=redis://h:1", 0},
-              {"FARM_REDIS_URL=redis://h/3", 3}};
-    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-        gf_err_t err = {0};
-        gf_config_t *cfg = load_one(ok[i].var, &err);
-        assert_non_null(cfg);
-        assert_int_equal(cfg->redis_db, ok[i].db);
-        gf_cfg_free(cfg);
-    }
-    static const char *const bad[] = {
-        "FARM_REDIS_URL=redis://h/abc", "FARM_REDIS_URL=redis://h/-1",
-        "FARM_REDIS_URL=redis://h/3x",  "FARM_REDIS_URL=redis://h/1?x",
-        "FARM_REDIS_URL=redis://h/16",  "FARM_REDIS_URL=redis://h/99999999999"};
-    ALL_REFUSED(bad, "database number");
-}
-
-static void test_provider_fallback_names_known_providers_once(void **state)
-{
-    (void)state;
-    accepted("FARM_PROVIDER_FALLBACK=bfl,local");
-    static const char *const bad[] = {
-        "FARM_PROVIDER_FALLBACK=hf,fool", "FARM_PROVIDER_FALLBACK=hf, fal",
-        "FARM_PROVIDER_FALLBACK=hf,hf", "FARM_PROVIDER_FALLBACK=", "FARM_PROVIDER_FALLBACK=hf,"};
-    ALL_REFUSED(bad, "FARM_PROVIDER_FALLBACK");
-}
-
 /* A newline in a token went into the provider's request headers (a header injection). */
 static void test_strings_are_refused_with_control_characters_or_outside_their_class(void **state)
 {
@@ -675,14 +433,14 @@ static void test_strings_are_refused_with_control_characters_or_outside_their_cl
                                       "FARM_API_PORT=1\nfake: line"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char *envp[] = {(char *)bad[i], NULL};
-        gf_err_t err = load_refused(envp);
+        gf_err_t err = cu_load_refused(envp);
         assert_null(strchr(err.msg, '\n'));
         assert_null(strstr(err.msg, "abcd1234"));
         assert_null(strstr(err.msg, "with space"));
     }
-    accepted("FARM_HF_MODEL=black-forest-labs/FLUX.1-dev");
+    cu_accepted("FARM_HF_MODEL=black-forest-labs/FLUX.1-dev");
     char *body[] = {"FARM_HTTP_MAX_BODY_BYTES=0", NULL};
-    load_refused(body);
+    cu_load_refused(body);
 }
 
 /* --- gf_url_parse ----------------------------------------------------------------- */
@@ -818,34 +576,27 @@ static void test_url_without_scheme_is_refused(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_the_readme_table_is_the_printed_one, teardown),
-        cmocka_unit_test_teardown(test_contradicting_settings_are_refused, teardown),
-        cmocka_unit_test_teardown(test_cors_origins_are_origins, teardown),
-        cmocka_unit_test_teardown(test_defaults_apply_with_an_empty_environment, teardown),
-        cmocka_unit_test_teardown(test_environment_overrides_defaults, teardown),
-        cmocka_unit_test_teardown(test_every_log_level_name_is_accepted, teardown),
-        cmocka_unit_test_teardown(test_port_out_of_range_is_refused, teardown),
-        cmocka_unit_test_teardown(test_bounds_are_inclusive, teardown),
-        cmocka_unit_test_teardown(test_non_integer_is_refused, teardown),
-        cmocka_unit_test_teardown(test_unknown_log_level_is_refused, teardown),
-        cmocka_unit_test_teardown(test_malformed_url_is_refused, teardown),
-        cmocka_unit_test_teardown(test_wrong_url_scheme_is_refused, teardown),
-        cmocka_unit_test_teardown(test_database_password_never_appears_in_errors, teardown),
-        cmocka_unit_test_teardown(test_secrets_never_appear_in_print, teardown),
-        cmocka_unit_test_teardown(test_loaded_secrets_are_masked_in_log_lines, teardown),
-        cmocka_unit_test_teardown(test_unknown_farm_variable_is_warned_not_fatal, teardown),
-        cmocka_unit_test_teardown(test_markdown_lists_every_variable_with_its_range, teardown),
-        cmocka_unit_test(test_upload_quotas_per_plan),
+        cmocka_unit_test_teardown(test_the_readme_table_is_the_printed_one, cu_teardown),
+        cmocka_unit_test_teardown(test_defaults_apply_with_an_empty_environment, cu_teardown),
+        cmocka_unit_test_teardown(test_environment_overrides_defaults, cu_teardown),
+        cmocka_unit_test_teardown(test_every_log_level_name_is_accepted, cu_teardown),
+        cmocka_unit_test_teardown(test_port_out_of_range_is_refused, cu_teardown),
+        cmocka_unit_test_teardown(test_bounds_are_inclusive, cu_teardown),
+        cmocka_unit_test_teardown(test_non_integer_is_refused, cu_teardown),
+        cmocka_unit_test_teardown(test_unknown_log_level_is_refused, cu_teardown),
+        cmocka_unit_test_teardown(test_malformed_url_is_refused, cu_teardown),
+        cmocka_unit_test_teardown(test_wrong_url_scheme_is_refused, cu_teardown),
+        cmocka_unit_test_teardown(test_database_password_never_appears_in_errors, cu_teardown),
+        cmocka_unit_test_teardown(test_secrets_never_appear_in_print, cu_teardown),
+        cmocka_unit_test_teardown(test_loaded_secrets_are_masked_in_log_lines, cu_teardown),
+        cmocka_unit_test_teardown(test_unknown_farm_variable_is_warned_not_fatal, cu_teardown),
+        cmocka_unit_test_teardown(test_markdown_lists_every_variable_with_its_range, cu_teardown),
         cmocka_unit_test(test_url_with_user_password_host_port_path),
         cmocka_unit_test(test_url_without_user_info),
         cmocka_unit_test(test_url_with_ipv6_host),
         cmocka_unit_test(test_url_missing_host_is_refused),
         cmocka_unit_test(test_url_bad_port_is_refused),
         cmocka_unit_test(test_url_without_scheme_is_refused),
-        cmocka_unit_test(test_tiers_are_parsed_exactly),
-        cmocka_unit_test(test_queue_name_is_a_plain_name),
-        cmocka_unit_test(test_redis_database_is_0_to_15),
-        cmocka_unit_test(test_provider_fallback_names_known_providers_once),
         cmocka_unit_test(test_strings_are_refused_with_control_characters_or_outside_their_class),
         cmocka_unit_test(test_retention_days_default_to_keep_and_are_checked),
         cmocka_unit_test(test_provider_http2_takes_its_three_modes_only),
