@@ -644,6 +644,14 @@ void gf_cfg_print(const gf_config_t *cfg, FILE *out)
     }
 }
 
+const char *gf_cfg_default(const char *name)
+{
+    for (size_t i = 0; i < CFG_ROWS; i++)
+        if (strcmp(cfg_table[i].name, name) == 0)
+            return cfg_table[i].def;
+    return NULL;
+}
+
 void gf_cfg_print_markdown(FILE *out)
 {
     fprintf(out, "| variable | default | accepted | what it sets |\n|---|---|---|---|\n");

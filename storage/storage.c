@@ -132,11 +132,12 @@ static int check_config(const gf_config_t *cfg, gf_err_t *err)
                               "FARM_S3_SERVE=proxy needs FARM_STORAGE=s3 (local files are "
                               "always served by the api)");
         /* Those with a default: refused when set to anything else. */
-        if (strcmp(cfg->s3_region, "us-east-1") != 0 || cfg->s3_path_style != 1)
+        int style_set = cfg->s3_path_style != atoll(gf_cfg_default("FARM_S3_PATH_STYLE"));
+        if (style_set || strcmp(cfg->s3_region, gf_cfg_default("FARM_S3_REGION")) != 0)
             return gf_err_set(err, GF_EINVAL, "config",
                               "%s is set but FARM_STORAGE=local does not use it; set "
                               "FARM_STORAGE=s3 or unset it",
-                              cfg->s3_path_style != 1 ? "FARM_S3_PATH_STYLE" : "FARM_S3_REGION");
+                              style_set ? "FARM_S3_PATH_STYLE" : "FARM_S3_REGION");
         return 0;
     }
     static const struct {

@@ -239,6 +239,10 @@ void gf_cfg_print(const gf_config_t *cfg, FILE *out);
 /* Prints the table as Markdown (name, default, accepted, help) for the README. */
 void gf_cfg_print_markdown(FILE *out);
 
+/* The default of variable `name` as the table writes it ("" for none), or NULL for a name
+ * the table does not have. */
+const char *gf_cfg_default(const char *name);
+
 /* Logs the effective configuration once, secrets redacted. */
 void gf_cfg_log(const gf_config_t *cfg, const char *component);
 
