@@ -160,7 +160,7 @@ static void bfl_polled(net_resp_t *r, void *data)
     provider_call_t *c = data;
     c->xfer = NULL;
     c->last_status = r->status;
-    provider_fault f = provider__classify(r->curl_code, r->status, r->body, r->len);
+    provider_fault f = provider__resp_fault(r);
     /* The body first: a 422 (or a 404) may still carry a task object. */
     json_t *root = r->curl_code == 0 ? provider__json_load(r->body, r->len) : NULL;
     const char *st = json_string_value(json_object_get(root, "status"));

@@ -299,6 +299,12 @@ void provider__http_defaults(const provider_call_t *c, net_req_t *req, uint64_t 
     req->max_bytes = (size_t)cfg->provider_max_image_bytes;
 }
 
+void provider__http_silent(net_req_t *req, long silent_s)
+{
+    if (req->low_speed_time_s > 0)
+        req->low_speed_time_s += silent_s;
+}
+
 void provider__call_http(provider_call_t *c, net_req_t *req, net_done_cb cb)
 {
     if (c->canceled)

@@ -134,7 +134,7 @@ static void fal_status(net_resp_t *r, void *data)
     provider_call_t *c = data;
     c->xfer = NULL;
     c->last_status = r->status;
-    provider_fault f = provider__classify(r->curl_code, r->status, r->body, r->len);
+    provider_fault f = provider__resp_fault(r);
     json_t *root =
         f == PROVIDER_F_NONE || r->status == 404 ? provider__json_load(r->body, r->len) : NULL;
     const char *st = json_string_value(json_object_get(root, "status"));
@@ -187,7 +187,13 @@ static void fal_result_done(net_resp_t *r, void *data)
     provider_call_t *c = data;
     c->xfer = NULL;
     c->last_status = r->status;
-    provider_fault f = provider__classify(r->curl_code, r->status, r->body, r->len);
+    if (r->status == 404 && r->curl_code == 0) {
+        /* As on the status URL: fal no longer knows the request (only a
+         * submit's 404 means the model is not there). */
+        provider__call_fail(c, PROVIDER_F_LOST_JOB, r->status, "fal does not know the request");
+        return;
+    }
+    provider_fault f = provider__resp_fault(r);
     if (f != PROVIDER_F_NONE) {
         const char *retryable = net_header(r, "x-fal-retryable");
         const char *etype = net_header(r, "x-fal-error-type");

@@ -53,7 +53,11 @@ static const provider_fault_info_t fault_table[PROVIDER_F_COUNT] = {
     /* Resubmit the job; never re-poll for a new URL. */
     [PROVIDER_F_URL_EXPIRED] = {"url_expired", PROVIDER_E_PROVIDER_ERROR, GF_EPROVIDER, R, 0, 0},
     [PROVIDER_F_CANCELED] = {"canceled", PROVIDER_E_CANCELED, GF_ECANCELED, 0, 0, 0},
-    [PROVIDER_F_PROTOCOL] = {"protocol", PROVIDER_E_PROVIDER_ERROR, GF_EPROVIDER, R, F, B},
+    /* A reply that breaks the protocol after the provider took the job (no ids,
+     * URLs off its hosts, no image URL, a download refused for its address):
+     * the job may be paid for, so neither another provider nor a run of the
+     * job again, which would pay for the image a second time. */
+    [PROVIDER_F_PROTOCOL] = {"protocol", PROVIDER_E_PROVIDER_ERROR, GF_EPROVIDER, 0, 0, B},
     [PROVIDER_F_UNCONFIGURED] = {"unconfigured", PROVIDER_E_PROVIDER_ERROR, GF_EPROVIDER, 0, F, 0},
     [PROVIDER_F_BREAKER_OPEN] = {"breaker_open", PROVIDER_E_PROVIDER_ERROR, GF_EUNAVAIL, R, F, 0},
 };
@@ -87,6 +91,16 @@ const char *provider_error_code_name(provider_error_code code)
         return "canceled";
     }
     return "provider_error";
+}
+
+provider_fault provider__resp_fault(const net_resp_t *r)
+{
+    /* Not a broken body, which is retried: a 2xx submit cut off at the JSON
+     * bound (a prediction echoing its input images) made a job, and sending
+     * the POST again would pay for a second one. */
+    if (r->too_big)
+        return PROVIDER_F_TOO_BIG;
+    return provider__classify(r->curl_code, r->status, r->body, r->len);
 }
 
 provider_fault provider__classify(int curl_code, long status, const char *body, size_t len)

@@ -39,9 +39,11 @@ void provider__accept_image(provider_call_t *c, net_resp_t *r)
 
 void provider__call_fail_resp(provider_call_t *c, net_resp_t *r, provider_fault f, const char *what)
 {
-    char *text = provider__json_error_text(r->body, r->len);
+    char *text = r->too_big ? NULL : provider__json_error_text(r->body, r->len);
     char safe[160];
-    if (text == NULL && r->curl_code)
+    if (r->too_big)
+        snprintf(safe, sizeof(safe), "the reply is larger than its bound");
+    else if (text == NULL && r->curl_code)
         provider__sanitize(safe, sizeof(safe), r->curl_msg, strlen(r->curl_msg));
     else
         provider__sanitize(safe, sizeof(safe), text ? text : "", text ? strlen(text) : 0);
@@ -114,7 +116,7 @@ static void on_download(net_resp_t *r, void *data)
         provider__call_fail(c, PROVIDER_F_PROTOCOL, 0, "downloading the result: %s", r->curl_msg);
         return;
     }
-    provider_fault f = provider__classify(r->curl_code, r->status, r->body, r->len);
+    provider_fault f = provider__resp_fault(r);
     if (f == PROVIDER_F_NONE) {
         const char *mime = provider__sniff_image((const unsigned char *)r->body, r->len);
         if (mime == NULL &&
@@ -183,7 +185,7 @@ int provider__call_submit_answered(provider_call_t *c, net_resp_t *r,
 {
     c->xfer = NULL;
     c->last_status = r->status;
-    provider_fault f = provider__classify(r->curl_code, r->status, r->body, r->len);
+    provider_fault f = provider__resp_fault(r);
     if (f == PROVIDER_F_NONE)
         return 1;
     if (!provider__call_retry_post(c, r, f, again))

@@ -125,7 +125,7 @@ static void hf_done(net_resp_t *r, void *data)
                             c->p->cfg->provider_max_image_bytes);
         return;
     }
-    provider_fault f = provider__classify(r->curl_code, r->status, r->body, r->len);
+    provider_fault f = provider__resp_fault(r);
     if (f == PROVIDER_F_NONE) {
         if (provider__looks_json(r->body, r->len) && hf_json_success(c, r))
             return;
@@ -168,6 +168,9 @@ static void hf_send(provider_call_t *c)
     net_req_t req = {
         .method = "POST", .url = url, .headers = headers, .body = body, .body_len = strlen(body)};
     provider__http_defaults(c, &req, (uint64_t)c->p->cfg->provider_sync_timeout_s * 1000);
+    /* The image is the answer: nothing comes until it is made (or, with
+     * x-wait-for-model, the model has loaded), for up to the whole phase. */
+    provider__http_silent(&req, (long)c->p->cfg->provider_sync_timeout_s);
     c->submits++;
     provider__call_progress(c, -1, c->submits == 1 ? "running" : "retrying");
     provider__call_http(c, &req, hf_done);

@@ -64,6 +64,9 @@ const provider_fault_info_t *provider__fault_info(provider_fault f);
  * MODEL_LOADING). Returns PROVIDER_F_NONE for a 2xx with no transport error.
  */
 provider_fault provider__classify(int curl_code, long status, const char *body, size_t len);
+/* provider__classify() of a finished transfer; a reply cut off at its bound
+ * (net's too_big) is PROVIDER_F_TOO_BIG whatever its status. */
+provider_fault provider__resp_fault(const net_resp_t *r);
 /* Exponential backoff for attempt 1, 2...: base*2^(n-1) capped, then ±25% from `rnd`. */
 uint64_t provider__backoff_ms(int attempt, uint64_t base_ms, uint64_t cap_ms, uint32_t rnd);
 /*
@@ -249,6 +252,14 @@ uv_loop_t *provider__call_loop(provider_call_t *c);
 uint32_t provider__rand(void);
 /* Fills the phase timeouts of `req` from the configuration. */
 void provider__http_defaults(const provider_call_t *c, net_req_t *req, uint64_t phase_ms);
+/*
+ * For a request the provider answers only once its work is done (HF's
+ * synchronous POST, Replicate's submit with `Prefer: wait`): it may be silent
+ * for `silent_s` before the first byte. curl's low-speed check counts from the
+ * request's start, so without this it would take that silence for a stall,
+ * abort, and the POST would be sent, and paid for, again.
+ */
+void provider__http_silent(net_req_t *req, long silent_s);
 /*
  * Handles a failed GET of a poll/result/download (retry with backoff up to
  * FARM_PROVIDER_MAX_RETRIES consecutive failures, honouring Retry-After).

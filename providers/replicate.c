@@ -238,6 +238,7 @@ static void rep_post(provider_call_t *c)
     /* The answer may take the whole wait, then the submit's own time. */
     provider__http_defaults(
         c, &req, (uint64_t)(cfg->replicate_wait_s + cfg->provider_submit_timeout_s) * 1000);
+    provider__http_silent(&req, (long)cfg->replicate_wait_s);
     req.max_bytes = PROVIDER_JSON_MAX_BYTES;
     c->submits++;
     provider__call_progress(c, -1, c->submits == 1 ? "running" : "retrying");
@@ -255,7 +256,7 @@ static void rep_polled(net_resp_t *r, void *data)
                             "Replicate does not know the prediction");
         return;
     }
-    provider_fault f = provider__classify(r->curl_code, r->status, r->body, r->len);
+    provider_fault f = provider__resp_fault(r);
     json_t *root = f == PROVIDER_F_NONE ? provider__json_load(r->body, r->len) : NULL;
     if (root == NULL) {
         if (f == PROVIDER_F_NONE)

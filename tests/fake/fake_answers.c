@@ -313,6 +313,16 @@ int fake_generic(fake_t *f, gf_http_req_t *r, const char *provider, const fake_f
         fake_json(r, 503, json_pack("{s:s}", key, "Service Unavailable"));
     } else if (strcmp(m, "gateway_timeout_504") == 0) {
         answer_text(r, 504, "text/html", "<html><h1>504</h1></html>");
+    } else if (strcmp(m, "huge_json_201") == 0) {
+        /* A 201 whose JSON passes the farm's 256 KiB bound (a prediction that
+         * echoes its input images as data URLs): arg KiB of padding, 300. */
+        size_t n = (size_t)(atof(ft->arg[0] ? ft->arg : "300") * 1024);
+        char *body = gf_xmalloc(n + 16);
+        memcpy(body, "{\"pad\":\"", 8);
+        memset(body + 8, 'x', n);
+        memcpy(body + 8 + n, "\"}", 3);
+        gf_http_respond(r, 201, "application/json", body, n + 10);
+        free(body);
     } else if (strcmp(m, "reset") == 0) {
         fake_raw_close(r, NULL, 0);
     } else if (strcmp(m, "slow_headers") == 0) {

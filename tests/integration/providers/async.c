@@ -77,6 +77,7 @@ static const row_t rows[] = {
     {"fal", "expired_url", PROVIDER_E_PROVIDER_ERROR, PROVIDER_F_URL_EXPIRED, 1},
     {"fal", "auth_401", PROVIDER_E_PROVIDER_ERROR, PROVIDER_F_AUTH, 0},
     {"fal", "server_500@fal.status", PROVIDER_E_PROVIDER_ERROR, PROVIDER_F_SERVER, 1},
+    {"fal", "not_found_404@fal.result", PROVIDER_E_PROVIDER_ERROR, PROVIDER_F_LOST_JOB, 1},
 };
 
 static void test_async_fault_rows_map_to_typed_errors(void **state)
@@ -111,6 +112,16 @@ static void test_bfl_polling_url_elsewhere_gets_no_key(void **state)
     assert_int_equal(r.err.fault, PROVIDER_F_PROTOCOL);
     assert_int_equal(pt_fake_count(&fake, "bfl.submit"), 1);
     assert_int_equal(pt_fake_count(&fake, "bfl.poll"), 0);
+    pt_result_dispose(&r);
+    /* BFL took the task (and may charge for it): neither another provider nor
+     * a run of the job again may pay for the image a second time. */
+    r = (pt_result_t){0};
+    provider_req_t q = pt_req("a fox [[polling_elsewhere]]", 96, 64);
+    pt_run_one("auto", (const char *const[]){"FARM_PROVIDER_FALLBACK=bfl,fal", NULL}, &q, &r);
+    assert_int_equal(r.err.fault, PROVIDER_F_PROTOCOL);
+    assert_int_equal(r.err.retryable, 0);
+    assert_int_equal(pt_fake_count(&fake, "bfl.submit"), 2);
+    assert_int_equal(pt_fake_count(&fake, "fal.submit"), 0);
     pt_result_dispose(&r);
 }
 

@@ -280,6 +280,25 @@ static void test_hf_stalled_body_is_a_provider_timeout(void **state)
     pt_close(&loop, p, cfg);
 }
 
+/* HF's answer is the image: the POST is silent while the model works, here
+ * 8 s against a low-speed window of 2 s (curl averages over 5 s, so the
+ * request's own bytes carry it about that long). That is no stall: one
+ * request, paid once, and the image. */
+static void test_hf_a_generation_longer_than_the_low_speed_window_is_no_stall(void **state)
+{
+    (void)state;
+    pt_fake_post(&fake, "config", "{\"latency_ms\":8000}");
+    pt_result_t r = {0};
+    provider_req_t q = pt_req("a slow cat", 64, 64);
+    pt_run_one("hf", NULL, &q, &r);
+    assert_int_equal(r.status, 0);
+    int w, h;
+    pt_png_size(r.img, r.len, &w, &h);
+    assert_int_equal(w, 64);
+    assert_int_equal(pt_fake_count(&fake, "hf.submit"), 1);
+    pt_result_dispose(&r);
+}
+
 static void test_hf_cancel_mid_flight_aborts_the_transfer(void **state)
 {
     (void)state;
@@ -343,6 +362,8 @@ int main(void)
         cmocka_unit_test_setup(test_hf_model_loading_past_deadline_is_a_timeout, reset),
         cmocka_unit_test_setup(test_hf_rate_limit_is_retried_then_succeeds, reset),
         cmocka_unit_test_setup(test_hf_stalled_body_is_a_provider_timeout, reset),
+        cmocka_unit_test_setup(test_hf_a_generation_longer_than_the_low_speed_window_is_no_stall,
+                               reset_png),
         cmocka_unit_test_setup(test_hf_cancel_mid_flight_aborts_the_transfer, reset),
         cmocka_unit_test_setup(test_hf_callbacks_never_run_inside_submit_or_cancel, reset),
     };

@@ -111,6 +111,38 @@ static void test_a_prediction_past_the_wait_is_polled_through_urls_get(void **st
     pt_result_dispose(&r);
 }
 
+/* The submit's `Prefer: wait` is silence until the prediction is done or the
+ * wait runs out: longer than the low-speed window (2 s in these tests; curl
+ * averages over 5 s, so the request's own bytes carry it about that long),
+ * it is no stall, and the prediction is paid for once. */
+static void test_a_silent_wait_longer_than_the_low_speed_window_is_no_stall(void **state)
+{
+    (void)state;
+    pt_result_t r = {0};
+    double t0 = ts_now();
+    run1("a patient owl [[sync_timeout:10]]", 0, &r);
+    assert_int_equal(r.status, 0);
+    assert_true(ts_now() - t0 >= 10.0);
+    assert_png(&r, 96, 64);
+    assert_int_equal(pt_fake_count(&fake, "replicate.submit"), 1);
+    assert_int_equal(pt_fake_count(&fake, "replicate.poll"), 2);
+    pt_result_dispose(&r);
+}
+
+/* A 201 is a prediction made, however long its JSON: one above the bound is
+ * too big, and the POST is not sent (and paid for) again. */
+static void test_a_created_prediction_above_the_bound_is_not_sent_again(void **state)
+{
+    (void)state;
+    pt_result_t r = {0};
+    run1("a verbose owl [[huge_json_201]]", 0, &r);
+    assert_true(r.status < 0);
+    assert_int_equal(r.err.fault, PROVIDER_F_TOO_BIG);
+    assert_int_equal(r.err.retryable, 0);
+    assert_int_equal(pt_fake_count(&fake, "replicate.submit"), 1);
+    pt_result_dispose(&r);
+}
+
 static void test_a_pinned_version_goes_to_v1_predictions(void **state)
 {
     (void)state;
@@ -328,6 +360,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_a_prediction_done_within_the_wait_needs_no_poll, reset),
         cmocka_unit_test_setup(test_a_prediction_past_the_wait_is_polled_through_urls_get, reset),
+        cmocka_unit_test_setup(test_a_silent_wait_longer_than_the_low_speed_window_is_no_stall,
+                               reset),
+        cmocka_unit_test_setup(test_a_created_prediction_above_the_bound_is_not_sent_again, reset),
         cmocka_unit_test_setup(test_a_pinned_version_goes_to_v1_predictions, reset),
         cmocka_unit_test_setup(test_processing_with_output_is_taken, reset),
         cmocka_unit_test_setup(test_fault_rows_map_to_typed_errors, reset),

@@ -54,6 +54,10 @@ static void test_fault_table_retry_and_failover_decisions(void **state)
     assert_false(i->retryable);
     i = provider__fault_info(PROVIDER_F_MODERATION_OUTPUT);
     assert_true(i->retryable);
+    i = provider__fault_info(PROVIDER_F_PROTOCOL);
+    assert_false(i->retryable);
+    assert_false(i->failover);
+    assert_true(i->breaker);
     i = provider__fault_info(PROVIDER_F_BAD_BODY);
     assert_int_equal(i->code, PROVIDER_E_INVALID_OUTPUT);
     i = provider__fault_info(PROVIDER_F_STALLED);
