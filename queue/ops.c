@@ -302,6 +302,15 @@ int queue_cancel(queue_t *q, const char *gen_id, queue_result_cb cb, void *data)
     return queue__op_send(q, &cmd, op_timeout(q), handle_cancel, (void *)cb, data, NULL);
 }
 
+int queue_expire(queue_t *q, const char *gen_id, queue_result_cb cb, void *data)
+{
+    queue__cmd_t cmd;
+    queue__cmd_script(&cmd, &q->conf, QS_CANCEL);
+    queue__cmd_str(&cmd, gen_id);
+    queue__cmd_str(&cmd, "expired");
+    return queue__op_send(q, &cmd, op_timeout(q), handle_cancel, (void *)cb, data, NULL);
+}
+
 int queue_event_append(queue_t *q, const char *gen_id, uint64_t token, const char *type,
                        const char *data_json, queue_result_cb cb, void *data)
 {

@@ -134,6 +134,8 @@ void store__read_sweep(store_rd_t *r, json_t *o, store_sweep_result_t *s)
         store__rd_items(r, o, "expired", sizeof(*s->expired), &s->n_expired, read_expired, NULL);
     s->candidates = store__rd_items(r, o, "candidates", sizeof(*s->candidates), &s->n_candidates,
                                     read_candidate, NULL);
+    s->canceling = store__rd_items(r, o, "canceling", sizeof(*s->canceling), &s->n_canceling,
+                                   read_expired, NULL);
 }
 
 /* One entry of an index-keyed object into `item`: its index, and its string (new). */
@@ -321,6 +323,7 @@ void store__sweep_dispose(store_sweep_result_t *s)
     }
     free(s->candidates);
     free(s->expired);
+    free(s->canceling);
 }
 
 void store__resume_dispose(store_resume_result_t *s)

@@ -1,7 +1,8 @@
 /*
  * worker/sweeper.c - the sweeper's tick: one store call (farm_sweep), then
- * one queue call per generation it returned, then one store call per
- * generation the queue had given up on; beside it, the lifecycle step
+ * one queue call per generation it returned (enqueued again, or told of an
+ * expiry or a cancel), then one store call per generation the queue had
+ * given up on or ended; beside it, the lifecycle step
  * (docs/storage.md, "Lifecycle"): one store call (farm_lifecycle:
  * retention, the idempotency keys' purge, a batch of objects due for
  * deletion), the batch's deletes through storage/, and one store call that
@@ -49,6 +50,7 @@ struct worker_sweeper {
 typedef struct {
     worker_sweeper_t *sw;
     char gen_id[37];
+    int expiry; /* on_told: an expiry told to the queue, else a cancel */
     store_call_t finish;
 } sweep_item_t;
 
@@ -158,6 +160,46 @@ static void sweep_candidate(worker_sweeper_t *sw, const store_sweep_candidate_t 
         free(it);
 }
 
+/*
+ * The queue's answer to a word the sweep said again: an expiry (a queued job
+ * ends 'expired' now, its stream and its user's active count with it, not at
+ * the claim that would find it), or a cancel of a running generation that the
+ * api may not have passed on. The holder, told again, ends a running job; a
+ * job the queue held but no worker did (handed back) ends canceled in the
+ * queue here, and in Postgres at once.
+ */
+static void on_told(queue_t *q, const gf_err_t *qerr, const queue_result_t *res, void *data)
+{
+    (void)q;
+    sweep_item_t *it = data;
+    worker_sweeper_t *sw = it->sw;
+    int status = qerr->code;
+    if (status == 0 && !it->expiry && queue_state_is_terminal(res->state) && !sw->closing) {
+        worker_finish_from_queue(&it->finish, it->gen_id, res->state);
+        if (store_exec(sw->store, &it->finish, on_finished, it) == 0)
+            return;
+        store_call_dispose(&it->finish);
+    } else if (status < 0 && status != GF_ECANCELED && status != GF_ENOTFOUND) {
+        gf_log_ctx ctx = {.component = "sweeper", .generation_id = it->gen_id};
+        GF_LOG(GF_LOG_WARN, &ctx, "cannot tell the queue (%s): next tick", gf_status_name(status));
+    }
+    free(it);
+    sweeper_call_done(sw);
+}
+
+static void tell_queue(worker_sweeper_t *sw, const char *gen_id, int expiry)
+{
+    sweep_item_t *it = gf_xcalloc(1, sizeof(*it));
+    it->sw = sw;
+    it->expiry = expiry;
+    snprintf(it->gen_id, sizeof(it->gen_id), "%s", gen_id);
+    if ((expiry ? queue_expire(sw->queue, gen_id, on_told, it)
+                : queue_cancel(sw->queue, gen_id, on_told, it)) == 0)
+        sw->pending++;
+    else
+        free(it);
+}
+
 static void on_swept(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
@@ -171,9 +213,14 @@ static void on_swept(store_t *st, const gf_err_t *err, store_call_t *call, void 
             gf_log_ctx ctx = {.component = "sweeper", .generation_id = res->expired[i].id};
             GF_LOG(GF_LOG_INFO, &ctx, "expired before it started: credits released");
         }
-        if (queue_is_connected(sw->queue))
+        if (queue_is_connected(sw->queue)) {
             for (size_t i = 0; i < res->n_candidates; i++)
                 sweep_candidate(sw, &res->candidates[i]);
+            for (size_t i = 0; i < res->n_expired; i++)
+                tell_queue(sw, res->expired[i].id, 1);
+            for (size_t i = 0; i < res->n_canceling; i++)
+                tell_queue(sw, res->canceling[i].id, 0);
+        }
     }
     store_call_dispose(&sw->sweep);
     sweeper_call_done(sw);

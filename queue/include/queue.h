@@ -263,6 +263,9 @@ int queue_finish(queue_t *q, const char *gen_id, uint64_t token, queue_outcome_t
 
 /* Cancels: res->state 'canceled' (was queued/delayed), 'canceling' (running) or the final state. */
 int queue_cancel(queue_t *q, const char *gen_id, queue_result_cb cb, void *data);
+/* Ends a queued or delayed job as expired (Postgres expired its generation):
+ * res->state 'expired', or the state of a job that started or ended (left as it is). */
+int queue_expire(queue_t *q, const char *gen_id, queue_result_cb cb, void *data);
 
 /* Appends an event (token 0: not fenced); res->event_id. */
 int queue_event_append(queue_t *q, const char *gen_id, uint64_t token, const char *type,

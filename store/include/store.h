@@ -145,7 +145,8 @@ typedef struct {
 
 typedef struct {
     int attempts;    /* this start included */
-    char status[16]; /* GF_ECANCELED (finished already): the status Postgres recorded */
+    char status[16]; /* GF_ECANCELED (finished already, or canceled by this start: the
+                      * user asked while it was out of a worker's hands): its status */
 } store_start_result_t;
 
 /* One claimed webhook delivery (farm_webhook_claim). Strings are owned by the result. */
@@ -291,6 +292,7 @@ typedef struct {
     char *next_cursor; /* NULL on the last page */
 } store_ledger_result_t;
 
+/* A generation the sweep expired, or one it lists as canceling. */
 typedef struct {
     char id[37], user_id[37];
 } store_sweep_expired_t;
@@ -305,13 +307,16 @@ typedef struct {
 } store_sweep_candidate_t;
 
 /* SWEEP: locked = 0 when another sweeper holds the lock (then nothing else is filled).
- * Queued generations past their deadline were expired (and released). */
+ * Queued generations past their deadline were expired (and released); canceling:
+ * running generations whose user asked to cancel them (at least 2 s ago). */
 typedef struct {
     int locked;
     store_sweep_expired_t *expired;
     size_t n_expired;
     store_sweep_candidate_t *candidates;
     size_t n_candidates;
+    store_sweep_expired_t *canceling;
+    size_t n_canceling;
 } store_sweep_result_t;
 
 typedef struct {

@@ -2,7 +2,11 @@
 -- one attempt more when its fencing token is newer than the last one seen.
 -- Worker calls carry the queue's fencing token; an older token is refused.
 -- The `started` webhook (when asked for) is recorded once, on the first start.
--- started | stale | terminal | not_found
+-- A generation the user asked to cancel is not started again: it is finished
+-- canceled here (what was captured stays, the rest is released), so a cancel
+-- the queue never heard of (Redis failed over) or a job handed back while its
+-- worker was canceling it is not run on, and charged for, by the next worker.
+-- started | stale | canceled | terminal | not_found
 CREATE OR REPLACE FUNCTION farm_start(p_id uuid, p_fence bigint, p_provider text, OUT outcome text, OUT attempts int)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -12,6 +16,10 @@ BEGIN
     IF NOT FOUND THEN outcome := 'not_found'; RETURN; END IF;
     IF g.status NOT IN ('queued', 'running') THEN outcome := 'terminal'; attempts := g.attempts; RETURN; END IF;
     IF p_fence < g.fence THEN outcome := 'stale'; attempts := g.attempts; RETURN; END IF;
+    IF g.cancel_requested THEN
+        PERFORM farm_finish(p_id, NULL, 'canceled', NULL);
+        outcome := 'canceled'; attempts := g.attempts; RETURN;
+    END IF;
     UPDATE generations SET status = 'running', stage = 'starting',
             started_at = coalesce(started_at, now()),
             attempts = CASE WHEN p_fence > g.fence THEN g.attempts + 1 ELSE g.attempts END,

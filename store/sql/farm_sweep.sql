@@ -2,12 +2,15 @@
 -- One call per tick: under a transaction advisory lock (so only one sweeper
 -- in the whole farm works at a time), expire what missed its deadline and
 -- list what the queue should hold, for the caller to enqueue again
--- (idempotent in the queue) or, when the queue has given up on it, to fail.
+-- (idempotent in the queue) or, when the queue has given up on it, to fail;
+-- and what the queue should be told again: what this expired, and the
+-- cancels of running generations (`canceling`).
 CREATE OR REPLACE FUNCTION farm_sweep(p_stale_s int, p_limit int) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
     v_expired jsonb;
     v_candidates jsonb;
+    v_canceling jsonb;
 BEGIN
     IF NOT pg_try_advisory_xact_lock(7100202612) THEN
         RETURN jsonb_build_object('locked', false)::text;
@@ -28,5 +31,15 @@ BEGIN
         FROM (SELECT * FROM generations
               WHERE status IN ('queued', 'running') AND updated_at < now() - make_interval(secs => p_stale_s)
               ORDER BY created_at LIMIT p_limit) g;
-    RETURN jsonb_build_object('locked', true, 'expired', v_expired, 'candidates', v_candidates)::text;
+    -- Running generations the user asked to cancel, a moment ago or more: the
+    -- api's word to the queue may have been lost (Redis failing over), so the
+    -- caller says it again each tick until the generation ends.
+    SELECT coalesce(jsonb_agg(jsonb_build_object('id', g.id, 'user_id', g.user_id)), '[]')
+        INTO v_canceling
+        FROM (SELECT id, user_id FROM generations
+              WHERE status = 'running' AND cancel_requested
+                AND updated_at < now() - interval '2 seconds'
+              ORDER BY created_at LIMIT p_limit) g;
+    RETURN jsonb_build_object('locked', true, 'expired', v_expired, 'candidates', v_candidates,
+                              'canceling', v_canceling)::text;
 END $$;

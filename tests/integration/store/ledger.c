@@ -402,6 +402,32 @@ static void test_cancel_and_expiry_release_everything(void **state)
     ts_assert_balance(user, 90, 0);
 }
 
+/* A cancel Postgres took while a worker ran the generation, which the queue
+ * never passed on (Redis failed over) or whose worker handed the job back:
+ * the next start (a takeover, a newer token) does not run it again. It ends
+ * canceled there, the captured image charged, the rest released. */
+static void test_a_start_after_a_cancel_ends_it_canceled(void **state)
+{
+    (void)state;
+    char user[37], g[37];
+    ts_new_ids(2, user, g);
+    assert_int_equal(ts_store_accept(ts_sc, g, user, 3, 10, NULL, NULL, 100), 0);
+    assert_int_equal(ts_store_start(g, 1), 0);
+    store_call_t c;
+    store_call_image(&c, g, 1, 0, 1, NULL);
+    assert_int_equal(ts_store_run_once(&c), 0);
+    store_call_cancel(&c, g, user);
+    assert_int_equal(ts_store_run(&c), 0);
+    assert_int_equal(c.res.cancel.applied, 0); /* running: flagged for its worker */
+    store_call_dispose(&c);
+    store_call_start(&c, g, 2, "local");
+    assert_int_equal(ts_store_run(&c), GF_ECANCELED);
+    assert_string_equal(c.res.start.status, "canceled");
+    store_call_dispose(&c);
+    assert_finishes(g, 2, "auto", "canceled"); /* already: the status in force */
+    ts_assert_balance(user, 90, 0);
+}
+
 /* --- the random workload and reconcile ----------------------------------------------- */
 
 static void test_random_workload_reconciles(void **state)
@@ -602,6 +628,7 @@ int main(void)
         cmocka_unit_test(test_image_done_finish_settles_and_finishes_at_once),
         cmocka_unit_test(test_idempotency_key_returns_the_first_generation),
         cmocka_unit_test(test_cancel_and_expiry_release_everything),
+        cmocka_unit_test(test_a_start_after_a_cancel_ends_it_canceled),
         cmocka_unit_test(test_random_workload_reconciles),
         cmocka_unit_test(test_postgres_restart_is_a_clear_error_then_recovers),
         cmocka_unit_test(test_corrupted_row_is_named_by_reconcile),

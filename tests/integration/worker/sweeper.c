@@ -3,7 +3,8 @@
  * the fixture's Redis and Postgres: a generation whose enqueue was lost is
  * enqueued again, one past its deadline is expired and released, one the
  * queue dead-lettered is failed and released, one the queue lost with its
- * lease tokens resumes above Postgres's fence; then SIGTERM exits 0. Last,
+ * lease tokens resumes above Postgres's fence; an expiry and a cancel reach
+ * the queue although the api's word did not; then SIGTERM exits 0. Last,
  * a poison job is failed by the live worker whose claim dead-letters it.
  */
 #include <setjmp.h>
@@ -210,6 +211,120 @@ static void test_job_the_queue_lost_resumes_above_the_fence(void **state)
     store_call_dispose(&c);
 }
 
+/* Enqueues `gen` and claims it as "test-worker" (other jobs found are done): its token. */
+static uint64_t enqueue_and_claim(const char *gen, const char *user, long long deadline_ms)
+{
+    queue_enqueue_req_t req = {.gen_id = gen,
+                               .user_id = user,
+                               .tier = "free",
+                               .payload = "{}",
+                               .deadline_ms = deadline_ms};
+    queue_result_t res = {0};
+    gf_err_t err = {0};
+    assert_int_equal(queue_sync_enqueue(qs, &req, &res, &err), 0);
+    uint64_t token = 0;
+    for (double end = ts_now() + 10; token == 0 && ts_now() < end; usleep(50000)) {
+        queue_claim_t claim = {0};
+        assert_int_equal(queue_sync_claim(qs, "test-worker", 8, &claim, &err), 0);
+        for (size_t i = 0; i < claim.n_jobs; i++) {
+            if (strcmp(claim.jobs[i].gen_id, gen) == 0) {
+                token = claim.jobs[i].token;
+                continue;
+            }
+            queue_result_t fr = {0};
+            queue_sync_finish(qs, claim.jobs[i].gen_id, claim.jobs[i].token, QUEUE_DONE, NULL, &fr,
+                              &err);
+        }
+        queue_claim_dispose(&claim);
+    }
+    assert_true(token > 0);
+    return token;
+}
+
+static void cancel_in_postgres(const char *gen, const char *user)
+{
+    store_call_t c;
+    store_call_cancel(&c, gen, user);
+    assert_int_equal(store_conn_exec(sc, &c), 0);
+    assert_int_equal(c.res.cancel.applied, 0); /* running: flagged for its worker */
+    store_call_dispose(&c);
+}
+
+/* Postgres expires a queued generation whose start deadline passed; the queue
+ * is told at once, so its stream gets `expired` and the job is not left for a
+ * claim to find (no worker claims here). */
+static void test_an_expiry_reaches_the_queue(void **state)
+{
+    (void)state;
+    char gen[37], user[37];
+    long long deadline = now_ms() + 1500;
+    accept_gen(gen, user, deadline);
+    queue_enqueue_req_t req = {
+        .gen_id = gen, .user_id = user, .tier = "free", .payload = "{}", .deadline_ms = deadline};
+    queue_result_t res = {0};
+    gf_err_t err = {0};
+    assert_int_equal(queue_sync_enqueue(qs, &req, &res, &err), 0);
+    assert_true(wait_status(gen, user, "expired", 15));
+    char seen[16] = "";
+    for (double end = ts_now() + 5; strcmp(seen, "expired") != 0 && ts_now() < end;
+         usleep(100000)) {
+        if (queue_sync_position(qs, gen, &res, &err) == 0)
+            snprintf(seen, sizeof(seen), "%s", res.state);
+    }
+    assert_string_equal(seen, "expired");
+}
+
+/* A cancel Postgres took for a running generation whose word never reached
+ * the queue (the api's queue_cancel failed): the sweeper says it again, and
+ * the holder learns it from its next heartbeat. */
+static void test_a_cancel_the_queue_missed_reaches_the_holder(void **state)
+{
+    (void)state;
+    char gen[37], user[37];
+    accept_gen(gen, user, 0);
+    uint64_t token = enqueue_and_claim(gen, user, 0);
+    store_call_t c;
+    store_call_start(&c, gen, (long long)token, "fake");
+    assert_int_equal(store_conn_exec(sc, &c), 0);
+    store_call_dispose(&c);
+    cancel_in_postgres(gen, user);
+    int told = 0;
+    for (double end = ts_now() + 8; !told && ts_now() < end; usleep(200000)) {
+        queue_result_t res = {0};
+        gf_err_t err = {0};
+        assert_int_equal(queue_sync_heartbeat(qs, "test-worker", gen, token, &res, &err), 0);
+        told = res.cancel;
+    }
+    assert_true(told);
+    queue_result_t fr = {0};
+    gf_err_t err = {0};
+    queue_sync_finish(qs, gen, token, QUEUE_CANCELED, NULL, &fr, &err);
+}
+
+/* A cancel of a generation whose worker had handed the job back (Postgres:
+ * running; the queue: waiting, no holder to tell): it ends canceled in the
+ * queue and in Postgres within a sweep, its credits released, not after the
+ * stale period. */
+static void test_a_handed_back_generation_is_canceled_within_a_sweep(void **state)
+{
+    (void)state;
+    char gen[37], user[37];
+    accept_gen(gen, user, 0);
+    uint64_t token = enqueue_and_claim(gen, user, 0);
+    store_call_t c;
+    store_call_start(&c, gen, (long long)token, "fake");
+    assert_int_equal(store_conn_exec(sc, &c), 0);
+    store_call_dispose(&c);
+    queue_result_t res = {0};
+    gf_err_t err = {0};
+    assert_int_equal(queue_sync_finish(qs, gen, token, QUEUE_HANDBACK, NULL, &res, &err), 0);
+    cancel_in_postgres(gen, user);
+    assert_true(wait_status(gen, user, "canceled", 8));
+    assert_int_equal(held(user), 0);
+    assert_int_equal(queue_sync_position(qs, gen, &res, &err), 0);
+    assert_string_equal(res.state, "canceled");
+}
+
 static void test_sigterm_exits_zero(void **state)
 {
     (void)state;
@@ -268,6 +383,9 @@ int main(void)
         cmocka_unit_test(test_missed_deadline_is_expired_and_released),
         cmocka_unit_test(test_dead_lettered_job_is_failed_and_released),
         cmocka_unit_test(test_job_the_queue_lost_resumes_above_the_fence),
+        cmocka_unit_test(test_an_expiry_reaches_the_queue),
+        cmocka_unit_test(test_a_cancel_the_queue_missed_reaches_the_holder),
+        cmocka_unit_test(test_a_handed_back_generation_is_canceled_within_a_sweep),
         cmocka_unit_test(test_sigterm_exits_zero),
         cmocka_unit_test(test_poison_job_is_failed_by_the_claimer_that_ends_it),
     };

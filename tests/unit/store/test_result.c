@@ -522,7 +522,8 @@ static void test_sweep(void **state)
                   "{\"prompt\": \"a b\", \"count\": 1}, \"status\": \"queued\", \"user_id\": \"" USR
                   "\", \"deadline_ms\": 1700000000000, \"fence\": 0}, {\"id\": \"" GEN
                   "\", \"plan\": \"free\", \"params\": {}, \"status\": \"running\", "
-                  "\"user_id\": \"" USR "\", \"deadline_ms\": null, \"fence\": 3}]}"),
+                  "\"user_id\": \"" USR "\", \"deadline_ms\": null, \"fence\": 3}], "
+                  "\"canceling\": [{\"id\": \"" GEN "\", \"user_id\": \"" USR "\"}]}"),
         0);
     const store_sweep_result_t *s = &c.res.sweep;
     assert_int_equal(s->locked, 1);
@@ -537,6 +538,8 @@ static void test_sweep(void **state)
     assert_int_equal(s->candidates[1].deadline_ms, 0); /* none */
     assert_int_equal(s->candidates[0].fence, 0);
     assert_int_equal(s->candidates[1].fence, 3); /* the sweeper enqueues it above this */
+    assert_int_equal(s->n_canceling, 1);
+    assert_string_equal(s->canceling[0].id, GEN);
     store_call_dispose(&c);
 
     store_call_sweep(&c, 60, 100);
