@@ -3,7 +3,8 @@
  * the fixture's Redis and Postgres: a generation whose enqueue was lost is
  * enqueued again, one past its deadline is expired and released, one the
  * queue dead-lettered is failed and released, one the queue lost with its
- * lease tokens resumes above Postgres's fence; then SIGTERM exits 0. Last,
+ * lease tokens resumes above Postgres's fence, and is not expired by a start
+ * deadline that passed after it started; then SIGTERM exits 0. Last,
  * a poison job is failed by the live worker whose claim dead-letters it.
  */
 #include <setjmp.h>
@@ -172,21 +173,10 @@ static void test_dead_lettered_job_is_failed_and_released(void **state)
     assert_int_equal(held(user), 0);
 }
 
-/*
- * Redis restored empty (no AOF) loses every job with its lease tokens: the
- * sweeper enqueues a running generation again, and its next attempt must
- * lease with a token above the fence Postgres holds; a token from 1 again
- * is refused as stale at every start until the reclaims run out.
- */
-static void test_job_the_queue_lost_resumes_above_the_fence(void **state)
+/* Claims as "test-worker" until `gen` comes (within 20 s), finishing any other job it gets;
+ * returns its token, 0 when it never came. */
+static uint64_t claim_gen(const char *gen)
 {
-    (void)state;
-    char gen[37], user[37];
-    accept_gen(gen, user, 0);
-    store_call_t c;
-    store_call_start(&c, gen, 5, "fake"); /* its fifth attempt started, then Redis lost all */
-    assert_int_equal(store_conn_exec(sc, &c), 0);
-    store_call_dispose(&c);
     uint64_t token = 0;
     gf_err_t err = {0};
     for (double end = ts_now() + 20; token == 0 && ts_now() < end; usleep(100000)) {
@@ -203,10 +193,55 @@ static void test_job_the_queue_lost_resumes_above_the_fence(void **state)
         }
         queue_claim_dispose(&claim);
     }
+    return token;
+}
+
+/*
+ * Redis restored empty (no AOF) loses every job with its lease tokens: the
+ * sweeper enqueues a running generation again, and its next attempt must
+ * lease with a token above the fence Postgres holds; a token from 1 again
+ * is refused as stale at every start until the reclaims run out.
+ */
+static void test_job_the_queue_lost_resumes_above_the_fence(void **state)
+{
+    (void)state;
+    char gen[37], user[37];
+    accept_gen(gen, user, 0);
+    store_call_t c;
+    store_call_start(&c, gen, 5, "fake"); /* its fifth attempt started, then Redis lost all */
+    assert_int_equal(store_conn_exec(sc, &c), 0);
+    store_call_dispose(&c);
+    uint64_t token = claim_gen(gen);
     assert_true(token > 5);
     store_call_start(&c, gen, (long long)token, "fake"); /* the attempt is not stale */
     assert_int_equal(store_conn_exec(sc, &c), 0);
     assert_int_equal(c.res.start.attempts, 2);
+    store_call_dispose(&c);
+}
+
+/*
+ * The same, with a start deadline that passes after the start: the deadline
+ * bounds the wait for a start only, so the job the sweeper enqueues again is
+ * leased, not expired, and the generation keeps running.
+ */
+static void test_job_the_queue_lost_outlives_its_start_deadline(void **state)
+{
+    (void)state;
+    char gen[37], user[37];
+    accept_gen(gen, user, now_ms() + 1500);
+    store_call_t c;
+    store_call_start(&c, gen, 5, "fake"); /* started in time, then Redis lost all */
+    assert_int_equal(store_conn_exec(sc, &c), 0);
+    store_call_dispose(&c);
+    usleep(2000 * 1000); /* the deadline passes */
+    uint64_t token = claim_gen(gen);
+    assert_true(token > 5);
+    store_call_start(&c, gen, (long long)token, "fake"); /* the attempt is not stale */
+    assert_int_equal(store_conn_exec(sc, &c), 0);
+    store_call_dispose(&c);
+    store_call_generation(&c, gen, user);
+    assert_int_equal(store_conn_exec(sc, &c), 0);
+    assert_string_equal(c.res.generation.status, "running");
     store_call_dispose(&c);
 }
 
@@ -268,6 +303,7 @@ int main(void)
         cmocka_unit_test(test_missed_deadline_is_expired_and_released),
         cmocka_unit_test(test_dead_lettered_job_is_failed_and_released),
         cmocka_unit_test(test_job_the_queue_lost_resumes_above_the_fence),
+        cmocka_unit_test(test_job_the_queue_lost_outlives_its_start_deadline),
         cmocka_unit_test(test_sigterm_exits_zero),
         cmocka_unit_test(test_poison_job_is_failed_by_the_claimer_that_ends_it),
     };
