@@ -34,22 +34,28 @@ static void schedule_claim(worker_runner_t *r, uint64_t ms)
         uv_timer_start(&r->claim_timer, on_claim_timer, ms, 0);
 }
 
-static void on_expired_released(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
-{
-    (void)st;
-    (void)data;
-    if (err->code < 0)
-        gf_log_err(GF_LOG_WARN, &log_ctx, err);
-    store_call_dispose(call);
-    free(call);
-}
-
-/* A job the claim ended, being recorded in Postgres (worker_finish_from_queue). */
+/* A job the claim ended, being recorded in Postgres: expired (farm_expire), or ended because its
+ * holder never came back (worker_finish_from_queue). */
 typedef struct {
     store_call_t call;
     char gen_id[64];
     char state[16];
 } ended_rec_t;
+
+static void on_expired_released(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
+{
+    ended_rec_t *e = data; /* call is &e->call */
+    gf_log_ctx ctx = {.component = "worker", .generation_id = e->gen_id};
+    (void)st;
+    if (err->code < 0)
+        gf_log_err(GF_LOG_WARN, &ctx, err);
+    else if (!call->res.expire.applied) /* not_expired: Redis and Postgres disagree */
+        GF_LOG(GF_LOG_WARN, &ctx,
+               "the queue expired it but Postgres did not: not queued there, or not past its "
+               "deadline by Postgres's clock");
+    store_call_dispose(call);
+    free(e);
+}
 
 static void on_ended_recorded(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
@@ -79,11 +85,12 @@ static void on_claimed(queue_t *q, const gf_err_t *err, queue_claim_t *c, void *
     }
     /* Jobs whose start deadline passed were not leased: release their credits. */
     for (size_t i = 0; i < c->n_expired; i++) {
-        store_call_t *call = gf_xcalloc(1, sizeof(*call));
-        store_call_expire(call, c->expired[i].gen_id);
-        if (store_exec(r->store, call, on_expired_released, NULL) < 0) {
-            store_call_dispose(call);
-            free(call);
+        ended_rec_t *e = gf_xcalloc(1, sizeof(*e));
+        snprintf(e->gen_id, sizeof(e->gen_id), "%s", c->expired[i].gen_id);
+        store_call_expire(&e->call, e->gen_id);
+        if (store_exec(r->store, &e->call, on_expired_released, e) < 0) {
+            store_call_dispose(&e->call);
+            free(e);
         }
     }
     /* Jobs the claim ended (their holder never came back): record them now, as the sweeper

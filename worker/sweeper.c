@@ -148,11 +148,14 @@ static void sweep_candidate(worker_sweeper_t *sw, const store_sweep_candidate_t 
     sweep_item_t *it = gf_xcalloc(1, sizeof(*it));
     it->sw = sw;
     snprintf(it->gen_id, sizeof(it->gen_id), "%s", c->id);
+    /* The deadline is a start deadline (API.md): one that started keeps running past it, so its
+     * job goes back without one, lest the claim expire it. */
+    int started = gf_gen_status_parse(c->status) == GF_GEN_RUNNING;
     queue_enqueue_req_t req = {.gen_id = c->id,
                                .user_id = c->user_id,
                                .tier = queue_tier_of(sw->cfg, c->plan),
                                .payload = c->params,
-                               .deadline_ms = c->deadline_ms,
+                               .deadline_ms = started ? 0 : c->deadline_ms,
                                .token_floor = c->fence > 0 ? (uint64_t)c->fence : 0};
     if (queue_enqueue(sw->queue, &req, on_enqueued, it) == 0)
         sw->pending++;

@@ -155,7 +155,12 @@ if got < want then
             -- A user in the ring without a queue (its key deleted by hand;
             -- it leaves the ring above), or a queued job whose hash is gone
             -- (deleted by hand): nothing to run.
-        elseif dl > 0 and dl <= NOW and (tonumber(f[3]) or 0) == 0 then
+        elseif dl > 0 and dl <= NOW and (tonumber(f[2]) or 0) == 0 then
+            -- The deadline is a start deadline (API.md): it ends only a job
+            -- never leased. The token tells, not the attempts: a hand-back
+            -- gives its attempt back but never its token, and a job the
+            -- sweeper enqueued again after Postgres saw it start has a token
+            -- floor.
             terminal(g, jk, u, tonumber(f[4]), 'expired', cjson.encode({deadline_ms = dl}))
             expired[#expired + 1] = {g, u}
         else

@@ -28,7 +28,15 @@ BEGIN
             progress = CASE WHEN v_status IN ('succeeded', 'partial') THEN 100 ELSE progress END,
             released = released + v_released,
             images_failed = images - images_done,
-            error = coalesce(p_error, error), finished_at = now(), updated_at = now(),
+            -- A failed generation always carries an error (API.md). A finish
+            -- that brings none (a worker that took over after an earlier
+            -- attempt had settled every image, the sweeper's) takes the last
+            -- failed image's, as a worker's own finish does.
+            error = coalesce(p_error, error, CASE WHEN v_status = 'failed' THEN coalesce(
+                nullif(failures -> -1 -> 'error', 'null'),
+                '{"code": "internal", "message": "no image error was recorded", "retryable": false}')
+                END),
+            finished_at = now(), updated_at = now(),
             fence = CASE WHEN p_fence IS NULL THEN fence + 1 ELSE fence END
         WHERE id = p_id;
     -- The terminal event's webhook, in this transaction (migrations/0018);

@@ -506,6 +506,31 @@ static void test_deadline_passed_is_expired_not_handed_out(void **state)
     assert_string_equal(res.state, "expired");
 }
 
+/* The deadline is a start deadline: a job handed back after its start (which gives its attempt
+ * back) is leased again once its deadline has passed, not expired. */
+static void test_handed_back_job_outlives_its_start_deadline(void **state)
+{
+    fx_t *fx = *state;
+    char gen[64];
+    queue_enqueue_req_t req = {.gen_id = qt_id(gen, sizeof(gen), "dlhb"),
+                               .user_id = "u1",
+                               .tier = "pro",
+                               .deadline_ms = now_ms() + 300};
+    assert_int_equal(queue_sync_enqueue(fx->qs, &req, NULL, NULL), 0);
+    queue_claim_t c;
+    claim_one(fx->qs, "w", &c);
+    queue_result_t res;
+    finish_ok(fx, gen, c.jobs[0].token, QUEUE_HANDBACK, "postgres unavailable", &res);
+    assert_string_equal(res.state, "delayed");
+    queue_claim_dispose(&c);
+    qt_sleep_ms(600); /* past the deadline and the hand-back's wait (under 200 ms) */
+    assert_int_equal(queue_sync_claim(fx->qs, "w", 10, &c, NULL), 0);
+    assert_int_equal(c.n_expired, 0);
+    assert_int_equal(c.n_jobs, 1);
+    assert_string_equal(c.jobs[0].gen_id, gen);
+    queue_claim_dispose(&c);
+}
+
 static void test_events_are_numbered_and_resumable(void **state)
 {
     fx_t *fx = *state;
@@ -682,6 +707,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_expired_jobs_keep_the_ring_in_order, qt_sync_setup,
                                         qt_sync_teardown),
         cmocka_unit_test_setup_teardown(test_deadline_passed_is_expired_not_handed_out,
+                                        qt_sync_setup, qt_sync_teardown),
+        cmocka_unit_test_setup_teardown(test_handed_back_job_outlives_its_start_deadline,
                                         qt_sync_setup, qt_sync_teardown),
         cmocka_unit_test_setup_teardown(test_events_are_numbered_and_resumable, qt_sync_setup,
                                         qt_sync_teardown),

@@ -3,9 +3,11 @@
  * the fixture's Redis and Postgres: a generation whose enqueue was lost is
  * enqueued again, one past its deadline is expired and released, one the
  * queue dead-lettered is failed and released, one the queue lost with its
- * lease tokens resumes above Postgres's fence; an expiry and a cancel reach
- * the queue although the api's word did not; then SIGTERM exits 0. Last,
- * a poison job is failed by the live worker whose claim dead-letters it.
+ * lease tokens resumes above Postgres's fence, and is not expired by a start
+ * deadline that passed after it started; an expiry and a cancel reach the
+ * queue although the api's word did not; then SIGTERM exits 0. Last, a
+ * poison job is failed by the live worker whose claim dead-letters it, and
+ * a takeover that finds every image settled fails with the images' error.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -71,7 +73,8 @@ static long long now_ms(void)
     return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-static void accept_gen(char gen[37], char user[37], long long deadline_ms)
+/* Accepts a 2-image generation of a new user with `params` (JSON) as its parameters. */
+static void accept_gen_with(char gen[37], char user[37], long long deadline_ms, const char *params)
 {
     gf_uuid4(gen);
     gf_uuid4(user);
@@ -83,11 +86,16 @@ static void accept_gen(char gen[37], char user[37], long long deadline_ms)
                         .images = 2,
                         .unit_cost = 10,
                         .welcome_credits = 100,
-                        .params_json = "{\"prompt\":\"a red fox\"}",
+                        .params_json = params,
                         .deadline_unix_ms = deadline_ms};
     store_call_accept(&c, &a);
     assert_int_equal(store_conn_exec(sc, &c), 0);
     store_call_dispose(&c);
+}
+
+static void accept_gen(char gen[37], char user[37], long long deadline_ms)
+{
+    accept_gen_with(gen, user, deadline_ms, "{\"prompt\":\"a red fox\"}");
 }
 
 /* Waits until the generation's status is `status`. */
@@ -173,21 +181,10 @@ static void test_dead_lettered_job_is_failed_and_released(void **state)
     assert_int_equal(held(user), 0);
 }
 
-/*
- * Redis restored empty (no AOF) loses every job with its lease tokens: the
- * sweeper enqueues a running generation again, and its next attempt must
- * lease with a token above the fence Postgres holds; a token from 1 again
- * is refused as stale at every start until the reclaims run out.
- */
-static void test_job_the_queue_lost_resumes_above_the_fence(void **state)
+/* Claims as "test-worker" until `gen` comes (within 20 s), finishing any other job it gets;
+ * returns its token, 0 when it never came. */
+static uint64_t claim_gen(const char *gen)
 {
-    (void)state;
-    char gen[37], user[37];
-    accept_gen(gen, user, 0);
-    store_call_t c;
-    store_call_start(&c, gen, 5, "fake"); /* its fifth attempt started, then Redis lost all */
-    assert_int_equal(store_conn_exec(sc, &c), 0);
-    store_call_dispose(&c);
     uint64_t token = 0;
     gf_err_t err = {0};
     for (double end = ts_now() + 20; token == 0 && ts_now() < end; usleep(100000)) {
@@ -204,6 +201,25 @@ static void test_job_the_queue_lost_resumes_above_the_fence(void **state)
         }
         queue_claim_dispose(&claim);
     }
+    return token;
+}
+
+/*
+ * Redis restored empty (no AOF) loses every job with its lease tokens: the
+ * sweeper enqueues a running generation again, and its next attempt must
+ * lease with a token above the fence Postgres holds; a token from 1 again
+ * is refused as stale at every start until the reclaims run out.
+ */
+static void test_job_the_queue_lost_resumes_above_the_fence(void **state)
+{
+    (void)state;
+    char gen[37], user[37];
+    accept_gen(gen, user, 0);
+    store_call_t c;
+    store_call_start(&c, gen, 5, "fake"); /* its fifth attempt started, then Redis lost all */
+    assert_int_equal(store_conn_exec(sc, &c), 0);
+    store_call_dispose(&c);
+    uint64_t token = claim_gen(gen);
     assert_true(token > 5);
     store_call_start(&c, gen, (long long)token, "fake"); /* the attempt is not stale */
     assert_int_equal(store_conn_exec(sc, &c), 0);
@@ -211,7 +227,33 @@ static void test_job_the_queue_lost_resumes_above_the_fence(void **state)
     store_call_dispose(&c);
 }
 
-/* Enqueues `gen` and claims it as "test-worker" (other jobs found are done): its token. */
+/*
+ * The same, with a start deadline that passes after the start: the deadline
+ * bounds the wait for a start only, so the job the sweeper enqueues again is
+ * leased, not expired, and the generation keeps running.
+ */
+static void test_job_the_queue_lost_outlives_its_start_deadline(void **state)
+{
+    (void)state;
+    char gen[37], user[37];
+    accept_gen(gen, user, now_ms() + 1500);
+    store_call_t c;
+    store_call_start(&c, gen, 5, "fake"); /* started in time, then Redis lost all */
+    assert_int_equal(store_conn_exec(sc, &c), 0);
+    store_call_dispose(&c);
+    usleep(2000 * 1000); /* the deadline passes */
+    uint64_t token = claim_gen(gen);
+    assert_true(token > 5);
+    store_call_start(&c, gen, (long long)token, "fake"); /* the attempt is not stale */
+    assert_int_equal(store_conn_exec(sc, &c), 0);
+    store_call_dispose(&c);
+    store_call_generation(&c, gen, user);
+    assert_int_equal(store_conn_exec(sc, &c), 0);
+    assert_string_equal(c.res.generation.status, "running");
+    store_call_dispose(&c);
+}
+
+/* Enqueues `gen` and claims it as "test-worker" (claim_gen): its token. */
 static uint64_t enqueue_and_claim(const char *gen, const char *user, long long deadline_ms)
 {
     queue_enqueue_req_t req = {.gen_id = gen,
@@ -222,21 +264,7 @@ static uint64_t enqueue_and_claim(const char *gen, const char *user, long long d
     queue_result_t res = {0};
     gf_err_t err = {0};
     assert_int_equal(queue_sync_enqueue(qs, &req, &res, &err), 0);
-    uint64_t token = 0;
-    for (double end = ts_now() + 10; token == 0 && ts_now() < end; usleep(50000)) {
-        queue_claim_t claim = {0};
-        assert_int_equal(queue_sync_claim(qs, "test-worker", 8, &claim, &err), 0);
-        for (size_t i = 0; i < claim.n_jobs; i++) {
-            if (strcmp(claim.jobs[i].gen_id, gen) == 0) {
-                token = claim.jobs[i].token;
-                continue;
-            }
-            queue_result_t fr = {0};
-            queue_sync_finish(qs, claim.jobs[i].gen_id, claim.jobs[i].token, QUEUE_DONE, NULL, &fr,
-                              &err);
-        }
-        queue_claim_dispose(&claim);
-    }
+    uint64_t token = claim_gen(gen);
     assert_true(token > 0);
     return token;
 }
@@ -376,6 +404,55 @@ static void test_poison_job_is_failed_by_the_claimer_that_ends_it(void **state)
     assert_int_equal(held(user), 0);
 }
 
+/*
+ * A takeover that finds every image settled: an earlier attempt released
+ * both (the provider refused them), then died before its finish. The worker
+ * that takes it over finishes it failed, and a failed generation carries an
+ * error (API.md): the images' own, although this attempt saw none of them.
+ */
+static void test_takeover_of_settled_images_fails_with_their_error(void **state)
+{
+    (void)state;
+    static const char *const rejected =
+        "{\"code\":\"content_rejected\",\"message\":\"refused by the provider's "
+        "filter\",\"retryable\":false}";
+    static const char *const params = "{\"kind\":\"avatar\",\"prompt\":\"a red fox\",\"count\":2}";
+    char gen[37], user[37];
+    gf_err_t err = {0};
+    qt_flush();
+    accept_gen_with(gen, user, 0, params);
+    store_call_t c;
+    store_call_start(&c, gen, 1, "fake");
+    assert_int_equal(store_conn_exec(sc, &c), 0);
+    store_call_dispose(&c);
+    for (int i = 0; i < 2; i++) {
+        store_call_image(&c, gen, 1, i, 0, rejected);
+        assert_int_equal(store_conn_exec(sc, &c), 0);
+        store_call_dispose(&c);
+    }
+    /* Its job, as the earlier attempt (token 1) left it to the next. */
+    queue_enqueue_req_t req = {
+        .gen_id = gen, .user_id = user, .tier = "free", .payload = params, .token_floor = 1};
+    queue_result_t res = {0};
+    assert_int_equal(queue_sync_enqueue(qs, &req, &res, &err), 0);
+    char *extra[] = {"FARM_FILE_SECRET=sweeper-file-secret-0123",
+                     "FARM_SWEEP_INTERVAL_S=3600",
+                     "FARM_SWEEP_STALE_S=3600",
+                     "FARM_WORKER_METRICS_PORT=0",
+                     "FARM_WORKER_CONCURRENCY=1",
+                     NULL};
+    pid_t taker = ts_spawn_farm("FARM_TEST_WORKER_BIN", extra, "worker-taker.log");
+    int failed = wait_status(gen, user, "failed", 20);
+    assert_int_equal(ts_stop(taker, SIGTERM, 15), 0);
+    assert_true(failed);
+    store_call_generation(&c, gen, user);
+    assert_int_equal(store_conn_exec(sc, &c), 0);
+    assert_non_null(c.res.generation.error);
+    assert_non_null(strstr(c.res.generation.error, "content_rejected"));
+    store_call_dispose(&c);
+    assert_int_equal(held(user), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -383,11 +460,13 @@ int main(void)
         cmocka_unit_test(test_missed_deadline_is_expired_and_released),
         cmocka_unit_test(test_dead_lettered_job_is_failed_and_released),
         cmocka_unit_test(test_job_the_queue_lost_resumes_above_the_fence),
+        cmocka_unit_test(test_job_the_queue_lost_outlives_its_start_deadline),
         cmocka_unit_test(test_an_expiry_reaches_the_queue),
         cmocka_unit_test(test_a_cancel_the_queue_missed_reaches_the_holder),
         cmocka_unit_test(test_a_handed_back_generation_is_canceled_within_a_sweep),
         cmocka_unit_test(test_sigterm_exits_zero),
         cmocka_unit_test(test_poison_job_is_failed_by_the_claimer_that_ends_it),
+        cmocka_unit_test(test_takeover_of_settled_images_fails_with_their_error),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
