@@ -196,12 +196,14 @@ static int sse_gen_event(api_sse_t *s, const queue_event_t *ev, int terminal,
                          gf_http_frame_t **frame)
 {
     if (ev->id <= s->last_id) {
-        /* The terminal event at or before a client's Last-Event-ID: at it, the
-         * client has everything; before it (a cursor past the end), the client
-         * gets it once, under its own id. Either way the stream ends rather than
-         * wait for an event that never comes. */
-        if (terminal && ev->id <= s->after) {
-            if (ev->id == s->after)
+        /* The terminal event at or before what the client has: at the
+         * Last-Event-ID it came with, nothing sent since, the client has
+         * everything. Otherwise the client holds other events under those ids
+         * (a cursor past the end, or the queue's history went back after Redis
+         * lost writes) and gets it once, under its own id. Either way the
+         * stream ends rather than wait for an event that never comes. */
+        if (terminal) {
+            if (ev->id == s->after && s->last_id == s->after)
                 api__sse_finish(s);
             else
                 api__sse_terminal(s, ev->id);

@@ -393,6 +393,18 @@ int queue__parse_gen_events(const redisReply *r, uint64_t after_id, queue_events
         return BAD_REPLY(err, "events");
     if (r->elements == 0)
         return 0;
+    /* {id, event}: an ended job's terminal event, below the cursor (events.lua). */
+    if (r->elements == 2 && r->element[0]->type == REDIS_REPLY_INTEGER) {
+        const redisReply *e = r->element[1];
+        if (r->element[0]->integer < 1 || (uint64_t)r->element[0]->integer >= after_id ||
+            e->type != REDIS_REPLY_STRING)
+            return BAD_REPLY(err, "events");
+        out->ev = gf_xcalloc(1, sizeof(*out->ev));
+        out->n = 1;
+        out->ev[0].id = (uint64_t)r->element[0]->integer;
+        event_split(&out->ev[0], e->str, e->len);
+        return 0;
+    }
     out->ev = gf_xcalloc(r->elements, sizeof(*out->ev));
     for (size_t i = 0; i < r->elements; i++) {
         queue_event_t *ev = &out->ev[out->n++];

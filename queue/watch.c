@@ -214,11 +214,16 @@ void queue__watches_retry(queue_t *q)
             }
 }
 
-/* Wakes the watches of `key` of one kind; `n` > 0 skips generation watches already past it. */
+/*
+ * Wakes the watches of `key` of one kind (a user's: `n` is 0); a generation
+ * watch that read event `n` already is skipped. One whose cursor is past `n` reads: the job's
+ * history went back (Redis lost writes), and should that be its terminal
+ * event, the read answers it (events.lua), so the watch's readers end.
+ */
 static void notify(queue_t *q, int is_user, const char *key, uint64_t n)
 {
     for (queue_watch_t *w = q->watches[bucket_of(key)]; w; w = w->next)
-        if (w->is_user == is_user && strcmp(w->key, key) == 0 && (is_user || w->after < n))
+        if (w->is_user == is_user && strcmp(w->key, key) == 0 && (is_user || w->after != n))
             watch_read(w);
 }
 

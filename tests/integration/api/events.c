@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "played_worker.h"
+#include "queue_util.h"
 #include "support.h"
 
 static char *user_tok; /* one user for the tests that need no other */
@@ -228,6 +229,51 @@ static void test_events_replay_and_resume_without_gaps(void **state)
     gf_buf_dispose(&c1.got);
     gf_buf_dispose(&c2.got);
     gf_buf_dispose(&c3.got);
+    free(t);
+}
+
+/*
+ * Redis loses the job with its events (a restore without AOF, a failover to a
+ * replica that was behind) after a client saw event 4; the sweeper enqueues it
+ * again and its events count from 1 once more. The client, following live,
+ * still gets the terminal event (under its own, lower id) and its stream ends,
+ * instead of waiting for an id above 4 for ever.
+ */
+static void test_a_stream_ends_when_the_queues_history_went_back(void **state)
+{
+    (void)state;
+    char user[37], id[37], key[96];
+    char *t = au_token(NULL, "pro", NULL, user);
+    au_create(t, AVATAR, id);
+    sse_client_t c = {.mu = PTHREAD_MUTEX_INITIALIZER, .timeout_s = 40};
+    snprintf(c.url, sizeof(c.url), "%s/v1/generations/%s/events?access_token=%s", au_base, id, t);
+    snprintf(c.auth, sizeof(c.auth), "X-Client: rewound");
+    pthread_t th;
+    pthread_create(&th, NULL, sse_run, &c);
+    assert_true(wait_for(&c, "id: 1\nevent: queued\n", 10));
+    gf_err_t err = {0};
+    queue_result_t qr = {0};
+    uint64_t tok = pw_start(id);
+    const char *progress = "{\"status\":\"running\",\"stage\":\"generating\",\"progress\":40}";
+    assert_int_equal(queue_sync_event_append(pw_qs, id, tok, "started", NULL, &qr, &err), 0);
+    assert_int_equal(queue_sync_event_append(pw_qs, id, tok, "progress", progress, &qr, &err), 0);
+    assert_int_equal(queue_sync_event_append(pw_qs, id, tok, "progress", progress, &qr, &err), 0);
+    assert_true(wait_for(&c, "id: 4\nevent: progress\n", 10));
+    /* Redis loses the job; the sweeper's enqueue (above Postgres's fence) starts it anew. */
+    snprintf(key, sizeof(key), "{farm}:j:%s", id);
+    assert_true(qt_redis_argv((const char *const[]){"DEL", key, NULL}));
+    queue_enqueue_req_t req = {
+        .gen_id = id, .user_id = user, .tier = "pro", .payload = "{}", .token_floor = tok};
+    assert_int_equal(queue_sync_enqueue(pw_qs, &req, &qr, &err), 0);
+    uint64_t tok2 = pw_claim_token(id);
+    assert_true(tok2 > tok);
+    pw_settle_and_finish(id, tok2, 1, NULL);
+    assert_int_equal(queue_sync_finish(pw_qs, id, tok2, QUEUE_DONE, "{}", &qr, &err), 0);
+    double t0 = ts_now();
+    pthread_join(th, NULL);
+    assert_true(ts_now() - t0 < 15); /* the stream ended by itself */
+    assert_non_null(strstr(c.got.p, "id: 2\nevent: succeeded\ndata: {"));
+    gf_buf_dispose(&c.got);
     free(t);
 }
 
@@ -759,6 +805,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_event_streams_are_limited_per_user),
         cmocka_unit_test(test_events_replay_and_resume_without_gaps),
+        cmocka_unit_test(test_a_stream_ends_when_the_queues_history_went_back),
         cmocka_unit_test(test_the_list_shows_the_queues_word_as_get_does),
         cmocka_unit_test(test_user_stream_ends_each_generation_with_its_own_status),
         cmocka_unit_test(test_user_stream_goes_on_past_a_deleted_generation),

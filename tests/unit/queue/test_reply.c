@@ -245,6 +245,21 @@ static void test_event_entries_split(void **state)
     assert_string_equal(e.ev[1].type, "unknown");
     queue_events_dispose(&e);
     freeReplyObject(r);
+    /* An ended job's terminal event below the cursor (its history went back). */
+    r = r_arr(2, r_int(3), r_str("done\n1700000000000\n{}"));
+    assert_int_equal(queue__parse_gen_events(r, 12, &e, NULL), 0);
+    assert_int_equal(e.n, 1);
+    assert_int_equal(e.ev[0].id, 3);
+    assert_string_equal(e.ev[0].type, "done");
+    queue_events_dispose(&e);
+    assert_int_equal(queue__parse_gen_events(r, 3, &e, NULL), GF_EUNAVAIL); /* not below it */
+    freeReplyObject(r);
+    r = r_arr(2, r_int(0), r_str("done\n1\n{}"));
+    assert_int_equal(queue__parse_gen_events(r, 12, &e, NULL), GF_EUNAVAIL);
+    freeReplyObject(r);
+    r = r_arr(2, r_int(3), r_int(4));
+    assert_int_equal(queue__parse_gen_events(r, 12, &e, NULL), GF_EUNAVAIL);
+    freeReplyObject(r);
     r = r_arr(1, r_arr(2, r_str("1700000000123-4"),
                        r_arr(8, r_str("g"), r_str("gen"), r_str("n"), r_str("3"), r_str("t"),
                              r_str("done"), r_str("d"), r_str("{}"))));
