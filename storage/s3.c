@@ -1,8 +1,8 @@
 /*
  * storage/s3.c - the `s3` backend: one HTTP request per operation over
  * net/ (curl multi on the process's loop), signed with SigV4 (sigv4.c),
- * path-style or virtual-hosted, retried with backoff on 5xx, 429, timeouts
- * and broken connections.
+ * path-style or virtual-hosted, retried with backoff on 5xx, 429, S3's 400
+ * RequestTimeout, timeouts and broken connections.
  *
  * Every PUT carries its body's SHA-256, signed (x-amz-content-sha256) and as
  * x-amz-checksum-sha256 (S3 stores and checks it), and its MD5 (Content-MD5,
@@ -254,6 +254,15 @@ static const char *xml_text(const char *p, const char *end, const char *tag, siz
     return a;
 }
 
+/* Whether the reply is an S3 error document whose <Code> is `name` (read from the body, not
+ * from a caller's buffer, which may be too short to hold it). */
+static int s3_code_is(const net_resp_t *r, const char *name)
+{
+    size_t len = 0;
+    const char *c = r->body ? xml_text(r->body, r->body + r->len, "Code", &len) : NULL;
+    return c && len == strlen(name) && strncmp(c, name, len) == 0;
+}
+
 /* The <Code> of an S3 error document, for the log ("SignatureDoesNotMatch"); else the
  * status (an empty <Code> names nothing). */
 static void s3_code(const net_resp_t *r, char *out, size_t n)
@@ -368,7 +377,11 @@ int storage__s3_judge(const net_resp_t *r, storage_op_kind kind, int *retry, cha
     if (r->status == 404 && kind == OP_DELETE)
         return GF_OK; /* already gone */
     s3_code(r, code, n);
-    *retry = r->status >= 500 || r->status == 429;
+    /* S3 answers 400 RequestTimeout to a PUT whose body stalled on the way (about 20 s
+     * without a byte): the stall our own timeout would have retried, noticed first on
+     * its side, so as transient as a 5xx. Any other 400 is a request it refuses. */
+    *retry = r->status >= 500 || r->status == 429 ||
+             (r->status == 400 && s3_code_is(r, "RequestTimeout"));
     return *retry ? GF_EUNAVAIL : r->status == 404 ? GF_ENOTFOUND : GF_EINVAL;
 }
 

@@ -11,7 +11,7 @@
  *
  * What must hold, else abort: the verdict is one of the documented ones and
  * follows the status (a 2xx succeeds, a 404 is "not found" except to a
- * DELETE, only no answer, 5xx and 429 are retried); the code is
+ * DELETE, only no answer, 5xx, 429 and 400 RequestTimeout are retried); the code is
  * NUL-terminated inside its buffer, even a small one, and names an answered
  * failure.
  */
@@ -27,6 +27,14 @@ static void die(const char *what)
 {
     fprintf(stderr, "fuzz_s3_reply: %s\n", what);
     abort();
+}
+
+/* Whether the body's first <Code> is `name`, as S3 writes an error document. */
+static int code_is(const net_resp_t *r, const char *name)
+{
+    const char *c = r->body ? strstr(r->body, "<Code>") : NULL;
+    size_t n = strlen(name);
+    return c && strncmp(c + 6, name, n) == 0 && strncmp(c + 6 + n, "</Code>", 7) == 0;
 }
 
 /* Checks one verdict against the reply, with a code buffer of `n` bytes. */
@@ -67,9 +75,9 @@ static void judge(const net_resp_t *r, storage_op_kind kind, size_t n)
     default:
         die("a status storage__s3_judge does not document");
     }
-    int want_retry = r->too_big  ? 0
-                     : !answered ? 1
-                                 : (!ok2xx && !gone && (r->status >= 500 || r->status == 429));
+    int transient =
+        r->status >= 500 || r->status == 429 || (r->status == 400 && code_is(r, "RequestTimeout"));
+    int want_retry = r->too_big ? 0 : !answered ? 1 : (!ok2xx && !gone && transient);
     if (retry != want_retry)
         die("retry does not follow the reply");
     if (answered && st != GF_OK && n > 1 && code[0] == '\0')

@@ -6,9 +6,10 @@
  * farm reads. Also: presigned URLs fetched by libcurl, virtual-hosted
  * addressing, a wrong secret, a missing bucket, s3rver down during a PUT,
  * the async contract, and the configuration refused at start. Through the
- * fixture's fault proxy (tests/s3/faults.js): 500/503/429 and stalled PUTs
- * retried with backoff then delivered, a PUT cut mid-body never leaving part
- * of an object, a GET cut short never delivered.
+ * fixture's fault proxy (tests/s3/faults.js): 500/503/429, S3's 400
+ * RequestTimeout and stalled PUTs retried with backoff then delivered, a PUT
+ * cut mid-body never leaving part of an object, a GET cut short never
+ * delivered.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -562,6 +563,24 @@ static void test_5xx_and_429_on_a_put_are_retried_with_backoff(void **state)
     fx_close(f);
 }
 
+/* S3's 400 RequestTimeout (its answer to a PUT whose body stalled): retried like a 5xx, stored. */
+static void test_a_request_timeout_on_a_put_is_retried(void **state)
+{
+    fx_t *f = *state;
+    fx_open_faults(f, 3, 5000);
+    const char *key = USER "/" GEN "/9-full.webp";
+    assert_int_equal(s3f_add("PUT", "/9-full.webp", 1, "status", 400, 0), 0);
+    unsigned char *b = body_of(40000, 15);
+    su_result_t r = put(f, key, b, 40000);
+    assert_int_equal(r.err.code, 0);
+    assert_int_equal(s3f_seen("PUT", "/9-full.webp", "status 400"), 1);
+    assert_int_equal(s3f_seen("PUT", "/9-full.webp", "pass"), 1);
+    assert_int_equal(s3f_rules_left(), 0);
+    assert_reads_back(f, key, b, 40000);
+    free(b);
+    fx_close(f);
+}
+
 /* A PUT that gets no answer: timed out, tried again, stored. */
 static void test_a_stalled_put_times_out_and_is_retried(void **state)
 {
@@ -665,6 +684,8 @@ int main(void)
         cmocka_unit_test(test_bad_combinations_are_refused_naming_the_variable),
         cmocka_unit_test_setup_teardown(test_5xx_and_429_on_a_put_are_retried_with_backoff,
                                         fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_a_request_timeout_on_a_put_is_retried, fx_setup,
+                                        fx_teardown),
         cmocka_unit_test_setup_teardown(test_a_stalled_put_times_out_and_is_retried, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_a_put_cut_midway_never_leaves_part_of_an_object,
