@@ -263,6 +263,18 @@ static int s3_code_is(const net_resp_t *r, const char *name)
     return c && len == strlen(name) && strncmp(c, name, len) == 0;
 }
 
+/*
+ * Whether a 404 says the object itself is missing: S3's NoSuchKey, or no
+ * document at all (a HEAD's answer, or a server that sends none for a
+ * missing key). NoSuchBucket, or a page from something in front of S3 (a
+ * proxy during a reroute), says nothing of the object: taken for "gone", a
+ * delete would drop its storage_deletions row while the object stays.
+ */
+static int object_missing(const net_resp_t *r)
+{
+    return r->len == 0 || s3_code_is(r, "NoSuchKey");
+}
+
 /* The <Code> of an S3 error document, for the log ("SignatureDoesNotMatch"); else the
  * status (an empty <Code> names nothing). */
 static void s3_code(const net_resp_t *r, char *out, size_t n)
@@ -374,7 +386,7 @@ int storage__s3_judge(const net_resp_t *r, storage_op_kind kind, int *retry, cha
     }
     if (r->status >= 200 && r->status < 300)
         return GF_OK;
-    if (r->status == 404 && kind == OP_DELETE)
+    if (r->status == 404 && kind == OP_DELETE && object_missing(r))
         return GF_OK; /* already gone */
     s3_code(r, code, n);
     /* S3 answers 400 RequestTimeout to a PUT whose body stalled on the way (about 20 s
@@ -382,7 +394,11 @@ int storage__s3_judge(const net_resp_t *r, storage_op_kind kind, int *retry, cha
      * its side, so as transient as a 5xx. Any other 400 is a request it refuses. */
     *retry = r->status >= 500 || r->status == 429 ||
              (r->status == 400 && s3_code_is(r, "RequestTimeout"));
-    return *retry ? GF_EUNAVAIL : r->status == 404 ? GF_ENOTFOUND : GF_EINVAL;
+    if (*retry)
+        return GF_EUNAVAIL;
+    /* A check, a list or a put addresses the bucket: its 404 is no such bucket. */
+    int keyed = kind == OP_GET || kind == OP_DELETE;
+    return r->status == 404 && (!keyed || object_missing(r)) ? GF_ENOTFOUND : GF_EINVAL;
 }
 
 static void on_xfer(net_resp_t *resp, void *data)

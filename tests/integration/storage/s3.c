@@ -4,12 +4,13 @@
  * second client, the AWS SDK for JavaScript (tests/s3/interop.js): what the
  * farm stores, the SDK reads back byte for byte, and what the SDK stores, the
  * farm reads. Also: presigned URLs fetched by libcurl, virtual-hosted
- * addressing, a wrong secret, a missing bucket, s3rver down during a PUT,
- * the async contract, and the configuration refused at start. Through the
- * fixture's fault proxy (tests/s3/faults.js): 500/503/429, S3's 400
- * RequestTimeout and stalled PUTs retried with backoff then delivered, a PUT
- * cut mid-body never leaving part of an object, a GET cut short never
- * delivered.
+ * addressing, a wrong secret, a missing bucket (no key in it "already gone"
+ * nor "missing"), s3rver down during a PUT, the async contract, and the
+ * configuration refused at start. Through the fixture's fault proxy
+ * (tests/s3/faults.js): 500/503/429, S3's 400 RequestTimeout and stalled
+ * PUTs retried with backoff then delivered, a DELETE's 404 NoSuchKey taken
+ * for "already gone", a PUT cut mid-body never leaving part of an object, a
+ * GET cut short never delivered.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -404,6 +405,26 @@ static void test_a_missing_bucket_fails_the_check(void **state)
     fx_close(f);
 }
 
+/* In a bucket that does not exist no key is "already gone" nor "missing": S3's 404
+ * NoSuchBucket fails a delete (its deletion is kept, to be tried again) and a read. */
+static void test_a_missing_bucket_fails_deletes_and_reads(void **state)
+{
+    fx_t *f = *state;
+    fx_open(f, s3_cfg("S3RVER", "no-such-bucket", 0));
+    const char *key = USER "/" GEN "/0-full.webp";
+    su_result_t r = del(f, key);
+    assert_true(r.err.code < 0);
+    assert_int_equal(r.err.detail, 404);
+    assert_non_null(strstr(r.err.msg, "NoSuchBucket"));
+    r = get(f, key);
+    assert_true(r.err.code < 0);
+    assert_int_not_equal(r.err.code, GF_ENOTFOUND);
+    assert_int_equal(r.err.detail, 404);
+    assert_non_null(strstr(r.err.msg, "NoSuchBucket"));
+    assert_null(r.data);
+    fx_close(f);
+}
+
 static void *restart_later(void *arg)
 {
     (void)arg;
@@ -581,6 +602,19 @@ static void test_a_request_timeout_on_a_put_is_retried(void **state)
     fx_close(f);
 }
 
+/* A DELETE answered 404 NoSuchKey (as some servers answer for a key already gone): done. */
+static void test_a_delete_answered_no_such_key_succeeds(void **state)
+{
+    fx_t *f = *state;
+    fx_open_faults(f, 3, 5000);
+    assert_int_equal(s3f_add("DELETE", "/9-thumb.jpg", 1, "status", 404, 0), 0);
+    su_result_t r = del(f, USER "/" GEN "/9-thumb.jpg");
+    assert_int_equal(r.err.code, 0);
+    assert_int_equal(s3f_seen("DELETE", "/9-thumb.jpg", "status 404"), 1);
+    assert_int_equal(s3f_seen("DELETE", "/9-thumb.jpg", NULL), 1); /* not tried again */
+    fx_close(f);
+}
+
 /* A PUT that gets no answer: timed out, tried again, stored. */
 static void test_a_stalled_put_times_out_and_is_retried(void **state)
 {
@@ -676,6 +710,8 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_a_missing_bucket_fails_the_check, fx_setup,
                                         fx_teardown),
+        cmocka_unit_test_setup_teardown(test_a_missing_bucket_fails_deletes_and_reads, fx_setup,
+                                        fx_teardown),
         cmocka_unit_test_setup_teardown(test_a_put_outlives_the_server_going_down, fx_setup_farm,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_close_cancels_what_is_in_flight, fx_setup_farm,
@@ -685,6 +721,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_5xx_and_429_on_a_put_are_retried_with_backoff,
                                         fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_a_request_timeout_on_a_put_is_retried, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_a_delete_answered_no_such_key_succeeds, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_a_stalled_put_times_out_and_is_retried, fx_setup,
                                         fx_teardown),
