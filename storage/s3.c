@@ -36,7 +36,8 @@ typedef struct {
     net_t *net;
     sigv4_creds creds;
     char *scheme;
-    char *host; /* the Host header: host[:port], with the bucket in front when virtual-hosted */
+    char *host; /* the Host header: host[:port] (no default port), with the bucket in front
+                 * when virtual-hosted */
     int path_style;
     uint64_t rng;
 } s3_t;
@@ -86,7 +87,12 @@ static void *s3_open(storage_t *s, const gf_config_t *cfg, gf_err_t *err)
     if (!b->path_style)
         gf_buf_printf(&h, "%s.", cfg->s3_bucket);
     gf_buf_puts(&h, u.host);
-    if (u.port)
+    /* The scheme's default port is left out, of the URLs and of the Host we sign: a browser
+     * or curl leaves it out of the Host it sends, so a presigned URL signed for "host:443"
+     * would never match. */
+    int default_port = (strcmp(u.scheme, "http") == 0 && u.port == 80) ||
+                       (strcmp(u.scheme, "https") == 0 && u.port == 443);
+    if (u.port && !default_port)
         gf_buf_printf(&h, ":%d", u.port);
     b->host = h.p;
     b->rng = uv_hrtime() | 1;

@@ -3,7 +3,8 @@
  * SigV4 signature and presigned URL) that the fixture starts, and against a
  * second client, the AWS SDK for JavaScript (tests/s3/interop.js): what the
  * farm stores, the SDK reads back byte for byte, and what the SDK stores, the
- * farm reads. Also: presigned URLs fetched by libcurl, virtual-hosted
+ * farm reads. Also: presigned URLs fetched by libcurl (an endpoint's default
+ * port left out of them), virtual-hosted
  * addressing, a wrong secret, a missing bucket (no key in it "already gone"
  * nor "missing"), s3rver down during a PUT, the async contract, and the
  * configuration refused at start. Through the fixture's fault proxy
@@ -359,6 +360,61 @@ static void test_presigned_urls_open_the_object_until_they_expire(void **state)
     fx_close(f);
 }
 
+/* A presigned URL of `key` for 60 s, made by a storage_t on `endpoint` (which sends nothing). */
+static char *read_url_on(fx_t *f, const char *endpoint, const char *key)
+{
+    char endpoint_var[200];
+    snprintf(endpoint_var, sizeof(endpoint_var), "FARM_S3_ENDPOINT=%s", endpoint);
+    const char *o[] = {"FARM_STORAGE=s3",
+                       endpoint_var,
+                       "FARM_S3_BUCKET=farm",
+                       "FARM_S3_ACCESS_KEY_ID=S3RVER",
+                       "FARM_S3_SECRET_ACCESS_KEY=S3RVER",
+                       "FARM_S3_PREFIX=t/",
+                       NULL};
+    gf_err_t err = {0};
+    gf_config_t *cfg = cfg_with(o, &err);
+    assert_non_null(cfg);
+    storage_t *s = open_s3(&f->loop, cfg);
+    char *url = storage_read_url(s, key, gf_clock_unix_ms() / 1000 + 60, &err);
+    assert_non_null(url);
+    closed = 0;
+    storage_close(s, on_closed, NULL);
+    while (!closed)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    gf_cfg_free(cfg);
+    return url;
+}
+
+/*
+ * An endpoint written with its scheme's default port: left out of the presigned URL and of
+ * the Host it is signed for, since a browser sends "Host: 127.0.0.1" to port 80. The
+ * fixture's gateway, which checks presigned URLs with the AWS SDK's signer, is asked with
+ * that Host for the URL's path and query.
+ */
+static void test_a_default_port_is_left_out_of_presigned_urls(void **state)
+{
+    fx_t *f = *state;
+    const char *key = USER "/" GEN "/3-thumb.jpg";
+    unsigned char *b = stored(f, key, 3000, 16);
+    char *url = read_url_on(f, "http://127.0.0.1:80", key);
+    char there[1000];
+    snprintf(there, sizeof(there), "http://127.0.0.1:%s%s", ts_env("FARM_TEST_S3_PORT"),
+             strchr(url + strlen("http://"), '/'));
+    ts_http_t h = ts_http("GET", there, (const char *[]){"Host: 127.0.0.1", NULL}, NULL, 0);
+    assert_int_equal(h.status, 200);
+    assert_int_equal(h.body_len, 3000);
+    assert_memory_equal(h.body, b, 3000);
+    ts_http_dispose(&h);
+    assert_true(strncmp(url, "http://127.0.0.1/farm/t/", 24) == 0);
+    free(url);
+    url = read_url_on(f, "https://s3.example.com:443", key);
+    assert_true(strncmp(url, "https://s3.example.com/farm/t/", 30) == 0);
+    free(url);
+    free(b);
+    fx_close(f);
+}
+
 static void test_virtual_hosted_addressing(void **state)
 {
     fx_t *f = *state;
@@ -704,6 +760,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_the_farm_reads_what_the_sdk_stored, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_presigned_urls_open_the_object_until_they_expire,
+                                        fx_setup_farm, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_a_default_port_is_left_out_of_presigned_urls,
                                         fx_setup_farm, fx_teardown),
         cmocka_unit_test_setup_teardown(test_virtual_hosted_addressing, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_a_wrong_secret_is_refused_and_named, fx_setup,
