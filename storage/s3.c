@@ -42,9 +42,11 @@ typedef struct {
     uint64_t rng;
 } s3_t;
 
+/* Whether gf_url_parse's `host` is an IP address: an IPv6 literal (its brackets taken off,
+ * so a ':' is left) or dotted digits. */
 static int is_address(const char *host)
 {
-    return host[0] == '[' || strspn(host, "0123456789.") == strlen(host);
+    return strchr(host, ':') != NULL || strspn(host, "0123456789.") == strlen(host);
 }
 
 static void *s3_open(storage_t *s, const gf_config_t *cfg, gf_err_t *err)
@@ -86,7 +88,9 @@ static void *s3_open(storage_t *s, const gf_config_t *cfg, gf_err_t *err)
     gf_buf_t h = {0};
     if (!b->path_style)
         gf_buf_printf(&h, "%s.", cfg->s3_bucket);
-    gf_buf_puts(&h, u.host);
+    /* gf_url_parse takes an IPv6 literal's brackets off (libpq and hiredis want the bare
+     * address); a URL and a Host header need them back. */
+    gf_buf_printf(&h, strchr(u.host, ':') ? "[%s]" : "%s", u.host);
     /* The scheme's default port is left out, of the URLs and of the Host we sign: a browser
      * or curl leaves it out of the Host it sends, so a presigned URL signed for "host:443"
      * would never match. */

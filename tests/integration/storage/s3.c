@@ -4,7 +4,7 @@
  * second client, the AWS SDK for JavaScript (tests/s3/interop.js): what the
  * farm stores, the SDK reads back byte for byte, and what the SDK stores, the
  * farm reads. Also: presigned URLs fetched by libcurl (an endpoint's default
- * port left out of them), virtual-hosted
+ * port left out of them), an IPv6 literal endpoint, virtual-hosted
  * addressing, a wrong secret, a missing bucket (no key in it "already gone"
  * nor "missing"), s3rver down during a PUT, the async contract, and the
  * configuration refused at start. Through the fixture's fault proxy
@@ -567,6 +567,58 @@ static void refused(const char *const *o, const char *names)
     uv_loop_close(&loop);
 }
 
+/*
+ * An IPv6 literal endpoint: its brackets kept in every URL and in the Host it signs. The
+ * fixture's gateway listens on [::1] as well and checks each signature with the Host sent.
+ * Virtual-hosted addressing on it is refused, as on any address.
+ */
+static void test_an_ipv6_endpoint_is_reached_and_signed_for(void **state)
+{
+    fx_t *f = *state;
+    char base[100], endpoint_var[140];
+    snprintf(base, sizeof(base), "http://[::1]:%s", ts_env("FARM_TEST_S3_PORT"));
+    ts_http_t probe = ts_http("GET", base, NULL, NULL, 0);
+    int listening = probe.status != 0;
+    ts_http_dispose(&probe);
+    if (!listening)
+        skip(); /* no IPv6 on this machine: the gateway is not on [::1] */
+    snprintf(endpoint_var, sizeof(endpoint_var), "FARM_S3_ENDPOINT=%s", base);
+    refused((const char *[]){"FARM_STORAGE=s3", endpoint_var, "FARM_S3_BUCKET=farm",
+                             "FARM_S3_ACCESS_KEY_ID=a", "FARM_S3_SECRET_ACCESS_KEY=b",
+                             "FARM_S3_PATH_STYLE=0", NULL},
+            "FARM_S3_PATH_STYLE=0");
+    const char *o[] = {"FARM_STORAGE=s3",
+                       endpoint_var,
+                       "FARM_S3_BUCKET=farm",
+                       "FARM_S3_ACCESS_KEY_ID=S3RVER",
+                       "FARM_S3_SECRET_ACCESS_KEY=S3RVER",
+                       "FARM_S3_PREFIX=t/",
+                       "FARM_STORAGE_ATTEMPTS=2",
+                       "FARM_STORAGE_TIMEOUT_MS=5000",
+                       NULL};
+    gf_err_t err = {0};
+    gf_config_t *cfg = cfg_with(o, &err);
+    assert_non_null(cfg);
+    fx_open(f, cfg);
+    const char *key = USER "/" GEN "/4-thumb.jpg";
+    unsigned char *b = stored(f, key, 7000, 17);
+    assert_reads_back(f, key, b, 7000);
+    assert_the_sdk_reads(key, b, 7000);
+    char *url = storage_read_url(f->s, key, gf_clock_unix_ms() / 1000 + 60, &err);
+    assert_non_null(url);
+    assert_true(strncmp(url, base, strlen(base)) == 0 && url[strlen(base)] == '/');
+    ts_http_t h = ts_http("GET", url, NULL, NULL, 0);
+    assert_int_equal(h.status, 200);
+    assert_int_equal(h.body_len, 7000);
+    assert_memory_equal(h.body, b, 7000);
+    ts_http_dispose(&h);
+    free(url);
+    assert_int_equal(del(f, key).err.code, 0);
+    assert_int_equal(interop("absent", key, NULL), 0);
+    free(b);
+    fx_close(f);
+}
+
 static void test_bad_combinations_are_refused_naming_the_variable(void **state)
 {
     (void)state;
@@ -763,6 +815,8 @@ int main(void)
                                         fx_setup_farm, fx_teardown),
         cmocka_unit_test_setup_teardown(test_a_default_port_is_left_out_of_presigned_urls,
                                         fx_setup_farm, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_an_ipv6_endpoint_is_reached_and_signed_for, fx_setup,
+                                        fx_teardown),
         cmocka_unit_test_setup_teardown(test_virtual_hosted_addressing, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_a_wrong_secret_is_refused_and_named, fx_setup,
                                         fx_teardown),
