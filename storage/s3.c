@@ -1,8 +1,8 @@
 /*
  * storage/s3.c - the `s3` backend: one HTTP request per operation over
  * net/ (curl multi on the process's loop), signed with SigV4 (sigv4.c),
- * path-style or virtual-hosted, retried with backoff on 5xx, 429, timeouts
- * and broken connections.
+ * path-style or virtual-hosted, retried with backoff on 5xx, 429, S3's 400
+ * RequestTimeout, timeouts and broken connections.
  *
  * Every PUT carries its body's SHA-256, signed (x-amz-content-sha256) and as
  * x-amz-checksum-sha256 (S3 stores and checks it), and its MD5 (Content-MD5,
@@ -36,14 +36,17 @@ typedef struct {
     net_t *net;
     sigv4_creds creds;
     char *scheme;
-    char *host; /* the Host header: host[:port], with the bucket in front when virtual-hosted */
+    char *host; /* the Host header: host[:port] (no default port), with the bucket in front
+                 * when virtual-hosted */
     int path_style;
     uint64_t rng;
 } s3_t;
 
+/* Whether gf_url_parse's `host` is an IP address: an IPv6 literal (its brackets taken off,
+ * so a ':' is left) or dotted digits. */
 static int is_address(const char *host)
 {
-    return host[0] == '[' || strspn(host, "0123456789.") == strlen(host);
+    return strchr(host, ':') != NULL || strspn(host, "0123456789.") == strlen(host);
 }
 
 static void *s3_open(storage_t *s, const gf_config_t *cfg, gf_err_t *err)
@@ -85,8 +88,15 @@ static void *s3_open(storage_t *s, const gf_config_t *cfg, gf_err_t *err)
     gf_buf_t h = {0};
     if (!b->path_style)
         gf_buf_printf(&h, "%s.", cfg->s3_bucket);
-    gf_buf_puts(&h, u.host);
-    if (u.port)
+    /* gf_url_parse takes an IPv6 literal's brackets off (libpq and hiredis want the bare
+     * address); a URL and a Host header need them back. */
+    gf_buf_printf(&h, strchr(u.host, ':') ? "[%s]" : "%s", u.host);
+    /* The scheme's default port is left out, of the URLs and of the Host we sign: a browser
+     * or curl leaves it out of the Host it sends, so a presigned URL signed for "host:443"
+     * would never match. */
+    int default_port = (strcmp(u.scheme, "http") == 0 && u.port == 80) ||
+                       (strcmp(u.scheme, "https") == 0 && u.port == 443);
+    if (u.port && !default_port)
         gf_buf_printf(&h, ":%d", u.port);
     b->host = h.p;
     b->rng = uv_hrtime() | 1;
@@ -254,6 +264,27 @@ static const char *xml_text(const char *p, const char *end, const char *tag, siz
     return a;
 }
 
+/* Whether the reply is an S3 error document whose <Code> is `name` (read from the body, not
+ * from a caller's buffer, which may be too short to hold it). */
+static int s3_code_is(const net_resp_t *r, const char *name)
+{
+    size_t len = 0;
+    const char *c = r->body ? xml_text(r->body, r->body + r->len, "Code", &len) : NULL;
+    return c && len == strlen(name) && strncmp(c, name, len) == 0;
+}
+
+/*
+ * Whether a 404 says the object itself is missing: S3's NoSuchKey, or no
+ * document at all (a HEAD's answer, or a server that sends none for a
+ * missing key). NoSuchBucket, or a page from something in front of S3 (a
+ * proxy during a reroute), says nothing of the object: taken for "gone", a
+ * delete would drop its storage_deletions row while the object stays.
+ */
+static int object_missing(const net_resp_t *r)
+{
+    return r->len == 0 || s3_code_is(r, "NoSuchKey");
+}
+
 /* The <Code> of an S3 error document, for the log ("SignatureDoesNotMatch"); else the
  * status (an empty <Code> names nothing). */
 static void s3_code(const net_resp_t *r, char *out, size_t n)
@@ -365,11 +396,19 @@ int storage__s3_judge(const net_resp_t *r, storage_op_kind kind, int *retry, cha
     }
     if (r->status >= 200 && r->status < 300)
         return GF_OK;
-    if (r->status == 404 && kind == OP_DELETE)
+    if (r->status == 404 && kind == OP_DELETE && object_missing(r))
         return GF_OK; /* already gone */
     s3_code(r, code, n);
-    *retry = r->status >= 500 || r->status == 429;
-    return *retry ? GF_EUNAVAIL : r->status == 404 ? GF_ENOTFOUND : GF_EINVAL;
+    /* S3 answers 400 RequestTimeout to a PUT whose body stalled on the way (about 20 s
+     * without a byte): the stall our own timeout would have retried, noticed first on
+     * its side, so as transient as a 5xx. Any other 400 is a request it refuses. */
+    *retry = r->status >= 500 || r->status == 429 ||
+             (r->status == 400 && s3_code_is(r, "RequestTimeout"));
+    if (*retry)
+        return GF_EUNAVAIL;
+    /* A check, a list or a put addresses the bucket: its 404 is no such bucket. */
+    int keyed = kind == OP_GET || kind == OP_DELETE;
+    return r->status == 404 && (!keyed || object_missing(r)) ? GF_ENOTFOUND : GF_EINVAL;
 }
 
 static void on_xfer(net_resp_t *resp, void *data)

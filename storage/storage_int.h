@@ -86,10 +86,14 @@ void storage__finish(storage_op_t *op);
 /*
  * What an S3 reply to an operation of `kind` means, from the reply alone
  * (storage/s3.c; pure, fuzzed by tests/fuzz/fuzz_s3_reply.c): GF_OK for a
- * 2xx, and for a 404 to a DELETE (already gone); GF_ETOOBIG for a body over
- * the bound; GF_ETIMEDOUT or GF_EUNAVAIL when no answer came; else
- * GF_EUNAVAIL (5xx, 429), GF_ENOTFOUND (404) or GF_EINVAL. `retry`: whether
- * another attempt may succeed (no answer, 5xx, 429). `code` (`n` bytes):
+ * 2xx, and for a DELETE's 404 that says the key is missing (already gone);
+ * GF_ETOOBIG for a body over the bound; GF_ETIMEDOUT or GF_EUNAVAIL when no
+ * answer came; else GF_EUNAVAIL (5xx, 429, 400 RequestTimeout),
+ * GF_ENOTFOUND (a 404; to a GET, only one that says the key is missing) or
+ * GF_EINVAL. A 404 says the key is missing when its <Code> is NoSuchKey or
+ * it has no body; NoSuchBucket, or another server's page, does not.
+ * `retry`: whether another attempt may succeed (no answer, 5xx, 429, a 400
+ * whose <Code> is RequestTimeout). `code` (`n` bytes):
  * an answered failure's S3 error <Code> ("SignatureDoesNotMatch"), else
  * "HTTP <status>"; "" otherwise.
  */

@@ -15,8 +15,10 @@
  * returns 0 runs its callback exactly once, on the loop, never inside the
  * call; storage_close() delivers GF_ECANCELED to what is still in flight.
  * Every completion carries a `const gf_err_t *`: GF_ENOTFOUND (no such
- * object, or bucket), GF_EUNAVAIL (the service is down or answered 5xx/429
- * after every retry), GF_ETIMEDOUT, GF_EINVAL (a request the service
+ * object, or bucket; a get's names the object only: on s3, a 404 that does
+ * not say the key is missing, NoSuchBucket say, is GF_EINVAL), GF_EUNAVAIL
+ * (the service is down or answered 5xx/429 after every retry),
+ * GF_ETIMEDOUT, GF_EINVAL (a request the service
  * refused, a bad signature say; `err->detail` is the HTTP status),
  * GF_ETOOBIG, GF_EIO.
  * Calls are made on the loop's thread.
@@ -93,7 +95,8 @@ int storage_put_many(storage_t *s, const storage_put_t *puts, size_t n, storage_
 /* Reads the object of `key` (at most FARM_STORAGE_MAX_OBJECT_BYTES). */
 int storage_get(storage_t *s, const char *key, storage_get_cb cb, void *cb_data);
 /* Deletes the object of `key` (or a temporary object storage_list() named); one that is
- * already gone is a success. */
+ * already gone is a success (on s3: a 204, or a 404 saying NoSuchKey or with no body; a
+ * 404 saying anything else, NoSuchBucket say, is GF_EINVAL, detail 404). */
 int storage_delete(storage_t *s, const char *key, storage_done_cb cb, void *cb_data);
 /*
  * The result of storage_delete_keys(): `deleted` (valid during the call)

@@ -10,8 +10,10 @@
  * "name: value\n" up to an empty line, then the body.
  *
  * What must hold, else abort: the verdict is one of the documented ones and
- * follows the status (a 2xx succeeds, a 404 is "not found" except to a
- * DELETE, only no answer, 5xx and 429 are retried); the code is
+ * follows the status (a 2xx succeeds, a DELETE's 404 succeeds only when it
+ * says the key is missing, NoSuchKey or no body, and a GET's is "not found"
+ * only then; only no answer, 5xx, 429 and 400 RequestTimeout are retried);
+ * the code is
  * NUL-terminated inside its buffer, even a small one, and names an answered
  * failure.
  */
@@ -29,6 +31,14 @@ static void die(const char *what)
     abort();
 }
 
+/* Whether the body's first <Code> is `name`, as S3 writes an error document. */
+static int code_is(const net_resp_t *r, const char *name)
+{
+    const char *c = r->body ? strstr(r->body, "<Code>") : NULL;
+    size_t n = strlen(name);
+    return c && strncmp(c + 6, name, n) == 0 && strncmp(c + 6 + n, "</Code>", 7) == 0;
+}
+
 /* Checks one verdict against the reply, with a code buffer of `n` bytes. */
 static void judge(const net_resp_t *r, storage_op_kind kind, size_t n)
 {
@@ -42,11 +52,12 @@ static void judge(const net_resp_t *r, storage_op_kind kind, size_t n)
         die("retry is not a yes or a no");
     int answered = !r->too_big && r->curl_code == 0;
     int ok2xx = answered && r->status >= 200 && r->status < 300;
-    int gone = answered && r->status == 404 && kind == OP_DELETE;
+    int missing = r->len == 0 || code_is(r, "NoSuchKey");
+    int gone = answered && r->status == 404 && kind == OP_DELETE && missing;
     switch (st) {
     case GF_OK:
         if (!ok2xx && !gone)
-            die("GF_OK for a reply that is neither a 2xx nor a DELETE's 404");
+            die("GF_OK for a reply that is neither a 2xx nor a DELETE's NoSuchKey");
         break;
     case GF_ETOOBIG:
         if (!r->too_big)
@@ -63,13 +74,15 @@ static void judge(const net_resp_t *r, storage_op_kind kind, size_t n)
             die("a failure for a success");
         if (st == GF_ENOTFOUND && r->status != 404)
             die("GF_ENOTFOUND for a status other than 404");
+        if (st == GF_ENOTFOUND && (kind == OP_GET || kind == OP_DELETE) && !missing)
+            die("GF_ENOTFOUND for a 404 that does not say the key is missing");
         break;
     default:
         die("a status storage__s3_judge does not document");
     }
-    int want_retry = r->too_big  ? 0
-                     : !answered ? 1
-                                 : (!ok2xx && !gone && (r->status >= 500 || r->status == 429));
+    int transient =
+        r->status >= 500 || r->status == 429 || (r->status == 400 && code_is(r, "RequestTimeout"));
+    int want_retry = r->too_big ? 0 : !answered ? 1 : (!ok2xx && !gone && transient);
     if (retry != want_retry)
         die("retry does not follow the reply");
     if (answered && st != GF_OK && n > 1 && code[0] == '\0')

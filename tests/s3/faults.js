@@ -9,7 +9,9 @@
 //     adds a rule: the next N requests of that method (and path, when `match`
 //     is given) get the action; rules apply in the order they were added.
 //     - status: answered at once with that HTTP status and S3's error document
-//       (500 InternalError, 503 SlowDown, 429 TooManyRequests), nothing forwarded;
+//       (500 InternalError, 503 SlowDown, 429 TooManyRequests, 400
+//       RequestTimeout: S3's answer to a PUT whose body stalled, 404
+//       NoSuchKey), nothing forwarded;
 //     - stall: the request is read, then neither forwarded nor answered for
 //       `ms` (past the client's timeout); then the connection is dropped;
 //     - cut: a PUT's body is forwarded only in half, then both connections are
@@ -30,7 +32,7 @@ if (!port || !upstream) {
   process.exit(2);
 }
 
-const CODES = { 500: 'InternalError', 503: 'SlowDown', 429: 'TooManyRequests' };
+const CODES = { 500: 'InternalError', 503: 'SlowDown', 429: 'TooManyRequests', 400: 'RequestTimeout', 404: 'NoSuchKey' };
 let rules = [];
 let log = [];
 const held = new Set();
@@ -64,7 +66,7 @@ function control(req, res, body) {
   const unknown = Object.keys(rule).filter((k) => !known.includes(k));
   if (unknown.length) return reply(400, { error: `unknown fields: ${unknown.join(', ')}` });
   if (!['status', 'stall', 'cut'].includes(rule.action)) return reply(400, { error: 'bad action' });
-  if (rule.action === 'status' && !CODES[rule.status]) return reply(400, { error: 'status: 500, 503 or 429' });
+  if (rule.action === 'status' && !CODES[rule.status]) return reply(400, { error: 'status: 500, 503, 429, 400 or 404' });
   if (rule.action === 'stall' && !(rule.ms > 0)) return reply(400, { error: 'stall needs ms' });
   if (rule.action === 'cut' && !['PUT', 'GET'].includes(rule.method)) return reply(400, { error: 'cut: PUT or GET' });
   if (typeof rule.method !== 'string' || !(rule.count >= 1)) return reply(400, { error: 'method and count >= 1' });

@@ -12,7 +12,9 @@ int s3f_clear(void);
 
 /*
  * The next `count` requests of `method` whose path contains `match` (NULL:
- * any path) get `action`: "status" (answered `status`: 500, 503 or 429),
+ * any path) get `action`: "status" (answered `status`: 500, 503, 429, 400 or
+ * 404, with S3's error document: InternalError, SlowDown, TooManyRequests,
+ * RequestTimeout, NoSuchKey),
  * "stall" (neither forwarded nor answered for `ms`, then dropped) or "cut"
  * (a PUT's body forwarded in half then dropped; a GET's answer passed on
  * with half its body, framed as whole). 0, or -1 when the proxy refused it.

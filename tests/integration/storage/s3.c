@@ -3,12 +3,15 @@
  * SigV4 signature and presigned URL) that the fixture starts, and against a
  * second client, the AWS SDK for JavaScript (tests/s3/interop.js): what the
  * farm stores, the SDK reads back byte for byte, and what the SDK stores, the
- * farm reads. Also: presigned URLs fetched by libcurl, virtual-hosted
- * addressing, a wrong secret, a missing bucket, s3rver down during a PUT,
- * the async contract, and the configuration refused at start. Through the
- * fixture's fault proxy (tests/s3/faults.js): 500/503/429 and stalled PUTs
- * retried with backoff then delivered, a PUT cut mid-body never leaving part
- * of an object, a GET cut short never delivered.
+ * farm reads. Also: presigned URLs fetched by libcurl (an endpoint's default
+ * port left out of them), an IPv6 literal endpoint, virtual-hosted
+ * addressing, a wrong secret, a missing bucket (no key in it "already gone"
+ * nor "missing"), s3rver down during a PUT, the async contract, and the
+ * configuration refused at start. Through the fixture's fault proxy
+ * (tests/s3/faults.js): 500/503/429, S3's 400 RequestTimeout and stalled
+ * PUTs retried with backoff then delivered, a DELETE's 404 NoSuchKey taken
+ * for "already gone", a PUT cut mid-body never leaving part of an object, a
+ * GET cut short never delivered.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -357,6 +360,61 @@ static void test_presigned_urls_open_the_object_until_they_expire(void **state)
     fx_close(f);
 }
 
+/* A presigned URL of `key` for 60 s, made by a storage_t on `endpoint` (which sends nothing). */
+static char *read_url_on(fx_t *f, const char *endpoint, const char *key)
+{
+    char endpoint_var[200];
+    snprintf(endpoint_var, sizeof(endpoint_var), "FARM_S3_ENDPOINT=%s", endpoint);
+    const char *o[] = {"FARM_STORAGE=s3",
+                       endpoint_var,
+                       "FARM_S3_BUCKET=farm",
+                       "FARM_S3_ACCESS_KEY_ID=S3RVER",
+                       "FARM_S3_SECRET_ACCESS_KEY=S3RVER",
+                       "FARM_S3_PREFIX=t/",
+                       NULL};
+    gf_err_t err = {0};
+    gf_config_t *cfg = cfg_with(o, &err);
+    assert_non_null(cfg);
+    storage_t *s = open_s3(&f->loop, cfg);
+    char *url = storage_read_url(s, key, gf_clock_unix_ms() / 1000 + 60, &err);
+    assert_non_null(url);
+    closed = 0;
+    storage_close(s, on_closed, NULL);
+    while (!closed)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    gf_cfg_free(cfg);
+    return url;
+}
+
+/*
+ * An endpoint written with its scheme's default port: left out of the presigned URL and of
+ * the Host it is signed for, since a browser sends "Host: 127.0.0.1" to port 80. The
+ * fixture's gateway, which checks presigned URLs with the AWS SDK's signer, is asked with
+ * that Host for the URL's path and query.
+ */
+static void test_a_default_port_is_left_out_of_presigned_urls(void **state)
+{
+    fx_t *f = *state;
+    const char *key = USER "/" GEN "/3-thumb.jpg";
+    unsigned char *b = stored(f, key, 3000, 16);
+    char *url = read_url_on(f, "http://127.0.0.1:80", key);
+    char there[1000];
+    snprintf(there, sizeof(there), "http://127.0.0.1:%s%s", ts_env("FARM_TEST_S3_PORT"),
+             strchr(url + strlen("http://"), '/'));
+    ts_http_t h = ts_http("GET", there, (const char *[]){"Host: 127.0.0.1", NULL}, NULL, 0);
+    assert_int_equal(h.status, 200);
+    assert_int_equal(h.body_len, 3000);
+    assert_memory_equal(h.body, b, 3000);
+    ts_http_dispose(&h);
+    assert_true(strncmp(url, "http://127.0.0.1/farm/t/", 24) == 0);
+    free(url);
+    url = read_url_on(f, "https://s3.example.com:443", key);
+    assert_true(strncmp(url, "https://s3.example.com/farm/t/", 30) == 0);
+    free(url);
+    free(b);
+    fx_close(f);
+}
+
 static void test_virtual_hosted_addressing(void **state)
 {
     fx_t *f = *state;
@@ -400,6 +458,26 @@ static void test_a_missing_bucket_fails_the_check(void **state)
     su_result_t r = check(f);
     assert_int_equal(r.err.code, GF_ENOTFOUND);
     assert_int_equal(r.err.detail, 404);
+    fx_close(f);
+}
+
+/* In a bucket that does not exist no key is "already gone" nor "missing": S3's 404
+ * NoSuchBucket fails a delete (its deletion is kept, to be tried again) and a read. */
+static void test_a_missing_bucket_fails_deletes_and_reads(void **state)
+{
+    fx_t *f = *state;
+    fx_open(f, s3_cfg("S3RVER", "no-such-bucket", 0));
+    const char *key = USER "/" GEN "/0-full.webp";
+    su_result_t r = del(f, key);
+    assert_true(r.err.code < 0);
+    assert_int_equal(r.err.detail, 404);
+    assert_non_null(strstr(r.err.msg, "NoSuchBucket"));
+    r = get(f, key);
+    assert_true(r.err.code < 0);
+    assert_int_not_equal(r.err.code, GF_ENOTFOUND);
+    assert_int_equal(r.err.detail, 404);
+    assert_non_null(strstr(r.err.msg, "NoSuchBucket"));
+    assert_null(r.data);
     fx_close(f);
 }
 
@@ -489,6 +567,58 @@ static void refused(const char *const *o, const char *names)
     uv_loop_close(&loop);
 }
 
+/*
+ * An IPv6 literal endpoint: its brackets kept in every URL and in the Host it signs. The
+ * fixture's gateway listens on [::1] as well and checks each signature with the Host sent.
+ * Virtual-hosted addressing on it is refused, as on any address.
+ */
+static void test_an_ipv6_endpoint_is_reached_and_signed_for(void **state)
+{
+    fx_t *f = *state;
+    char base[100], endpoint_var[140];
+    snprintf(base, sizeof(base), "http://[::1]:%s", ts_env("FARM_TEST_S3_PORT"));
+    ts_http_t probe = ts_http("GET", base, NULL, NULL, 0);
+    int listening = probe.status != 0;
+    ts_http_dispose(&probe);
+    if (!listening)
+        skip(); /* no IPv6 on this machine: the gateway is not on [::1] */
+    snprintf(endpoint_var, sizeof(endpoint_var), "FARM_S3_ENDPOINT=%s", base);
+    refused((const char *[]){"FARM_STORAGE=s3", endpoint_var, "FARM_S3_BUCKET=farm",
+                             "FARM_S3_ACCESS_KEY_ID=a", "FARM_S3_SECRET_ACCESS_KEY=b",
+                             "FARM_S3_PATH_STYLE=0", NULL},
+            "FARM_S3_PATH_STYLE=0");
+    const char *o[] = {"FARM_STORAGE=s3",
+                       endpoint_var,
+                       "FARM_S3_BUCKET=farm",
+                       "FARM_S3_ACCESS_KEY_ID=S3RVER",
+                       "FARM_S3_SECRET_ACCESS_KEY=S3RVER",
+                       "FARM_S3_PREFIX=t/",
+                       "FARM_STORAGE_ATTEMPTS=2",
+                       "FARM_STORAGE_TIMEOUT_MS=5000",
+                       NULL};
+    gf_err_t err = {0};
+    gf_config_t *cfg = cfg_with(o, &err);
+    assert_non_null(cfg);
+    fx_open(f, cfg);
+    const char *key = USER "/" GEN "/4-thumb.jpg";
+    unsigned char *b = stored(f, key, 7000, 17);
+    assert_reads_back(f, key, b, 7000);
+    assert_the_sdk_reads(key, b, 7000);
+    char *url = storage_read_url(f->s, key, gf_clock_unix_ms() / 1000 + 60, &err);
+    assert_non_null(url);
+    assert_true(strncmp(url, base, strlen(base)) == 0 && url[strlen(base)] == '/');
+    ts_http_t h = ts_http("GET", url, NULL, NULL, 0);
+    assert_int_equal(h.status, 200);
+    assert_int_equal(h.body_len, 7000);
+    assert_memory_equal(h.body, b, 7000);
+    ts_http_dispose(&h);
+    free(url);
+    assert_int_equal(del(f, key).err.code, 0);
+    assert_int_equal(interop("absent", key, NULL), 0);
+    free(b);
+    fx_close(f);
+}
+
 static void test_bad_combinations_are_refused_naming_the_variable(void **state)
 {
     (void)state;
@@ -559,6 +689,37 @@ static void test_5xx_and_429_on_a_put_are_retried_with_backoff(void **state)
     assert_int_equal(s3f_seen("PUT", "/4-full.webp", "status 503"), 5);
     assert_int_equal(s3f_rules_left(), 0);
     free(b);
+    fx_close(f);
+}
+
+/* S3's 400 RequestTimeout (its answer to a PUT whose body stalled): retried like a 5xx, stored. */
+static void test_a_request_timeout_on_a_put_is_retried(void **state)
+{
+    fx_t *f = *state;
+    fx_open_faults(f, 3, 5000);
+    const char *key = USER "/" GEN "/9-full.webp";
+    assert_int_equal(s3f_add("PUT", "/9-full.webp", 1, "status", 400, 0), 0);
+    unsigned char *b = body_of(40000, 15);
+    su_result_t r = put(f, key, b, 40000);
+    assert_int_equal(r.err.code, 0);
+    assert_int_equal(s3f_seen("PUT", "/9-full.webp", "status 400"), 1);
+    assert_int_equal(s3f_seen("PUT", "/9-full.webp", "pass"), 1);
+    assert_int_equal(s3f_rules_left(), 0);
+    assert_reads_back(f, key, b, 40000);
+    free(b);
+    fx_close(f);
+}
+
+/* A DELETE answered 404 NoSuchKey (as some servers answer for a key already gone): done. */
+static void test_a_delete_answered_no_such_key_succeeds(void **state)
+{
+    fx_t *f = *state;
+    fx_open_faults(f, 3, 5000);
+    assert_int_equal(s3f_add("DELETE", "/9-thumb.jpg", 1, "status", 404, 0), 0);
+    su_result_t r = del(f, USER "/" GEN "/9-thumb.jpg");
+    assert_int_equal(r.err.code, 0);
+    assert_int_equal(s3f_seen("DELETE", "/9-thumb.jpg", "status 404"), 1);
+    assert_int_equal(s3f_seen("DELETE", "/9-thumb.jpg", NULL), 1); /* not tried again */
     fx_close(f);
 }
 
@@ -652,10 +813,16 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_presigned_urls_open_the_object_until_they_expire,
                                         fx_setup_farm, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_a_default_port_is_left_out_of_presigned_urls,
+                                        fx_setup_farm, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_an_ipv6_endpoint_is_reached_and_signed_for, fx_setup,
+                                        fx_teardown),
         cmocka_unit_test_setup_teardown(test_virtual_hosted_addressing, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_a_wrong_secret_is_refused_and_named, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_a_missing_bucket_fails_the_check, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_a_missing_bucket_fails_deletes_and_reads, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_a_put_outlives_the_server_going_down, fx_setup_farm,
                                         fx_teardown),
@@ -665,6 +832,10 @@ int main(void)
         cmocka_unit_test(test_bad_combinations_are_refused_naming_the_variable),
         cmocka_unit_test_setup_teardown(test_5xx_and_429_on_a_put_are_retried_with_backoff,
                                         fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_a_request_timeout_on_a_put_is_retried, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_a_delete_answered_no_such_key_succeeds, fx_setup,
+                                        fx_teardown),
         cmocka_unit_test_setup_teardown(test_a_stalled_put_times_out_and_is_retried, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_a_put_cut_midway_never_leaves_part_of_an_object,
