@@ -21,6 +21,7 @@ enum { CALL_NEW, CALL_WAIT_SLOT, CALL_RUNNING, CALL_FINISHING, CALL_CLOSING };
 
 static void call_start(provider_call_t *c);
 static void call_finish(provider_call_t *c);
+static void set_error(provider_call_t *c, provider_fault f, long http_status, const char *msg);
 
 static void on_call_timer(uv_timer_t *t);
 
@@ -65,6 +66,23 @@ static void wait_remove(provider_call_t *c)
     if (a->wait_tail == c)
         a->wait_tail = prev;
     c->wait_next = NULL;
+}
+
+/*
+ * The call's deadline passed while it waited for a slot (a slot frees only when
+ * a call in flight ends, which may take minutes): it ends here, never sent.
+ * Not the provider's failure, so the breaker does not count it.
+ */
+static void slot_wait_expired(provider_call_t *c)
+{
+    char msg[160];
+    wait_remove(c);
+    snprintf(msg, sizeof(msg),
+             "the call's deadline passed while it waited for one of %s's %d slots "
+             "(FARM_PROVIDER_CONCURRENCY)",
+             c->a->name, c->a->max_inflight);
+    set_error(c, PROVIDER_F_DEADLINE, 0, msg);
+    call_finish(c);
 }
 
 /* --- the call --------------------------------------------------------------------- */
@@ -262,6 +280,9 @@ static void call_start(provider_call_t *c)
         else
             a->wait_head = c;
         a->wait_tail = c;
+        /* Its deadline holds while it waits; a slot's hand-over restarts the timer. */
+        c->on_timer = slot_wait_expired;
+        uv_timer_start(&c->timer, on_call_timer, provider__call_remaining(c), 0);
         return;
     }
     a->inflight++;
@@ -455,6 +476,23 @@ void provider__call_succeed(provider_call_t *c, unsigned char *img, size_t len)
     call_finish(c);
 }
 
+/* The call's error and status (what `done` gets) for fault `f`. */
+static void set_error(provider_call_t *c, provider_fault f, long http_status, const char *msg)
+{
+    const provider_fault_info_t *fi = provider__fault_info(f);
+    provider_error_t *e = &c->perr;
+    memset(e, 0, sizeof(*e));
+    e->code = fi->code;
+    e->fault = f;
+    e->retryable = fi->retryable;
+    e->new_seed = f == PROVIDER_F_MODERATION_OUTPUT;
+    e->http_status = http_status;
+    snprintf(e->provider, sizeof(e->provider), "%s", c->a ? c->a->name : "");
+    snprintf(e->request_id, sizeof(e->request_id), "%s", c->request_id);
+    gf_err_setd(&e->err, fi->status, "provider", http_status, "%s: %s", e->provider, msg);
+    c->status = fi->status;
+}
+
 void provider__call_fail(provider_call_t *c, provider_fault f, long http_status, const char *fmt,
                          ...)
 {
@@ -468,22 +506,12 @@ void provider__call_fail(provider_call_t *c, provider_fault f, long http_status,
     if (f == PROVIDER_F_DEADLINE && c->a && c->a->ops->cancel && c->request_id[0])
         c->a->ops->cancel(c);
     const provider_fault_info_t *fi = provider__fault_info(f);
-    provider_error_t *e = &c->perr;
-    memset(e, 0, sizeof(*e));
-    e->code = fi->code;
-    e->fault = f;
-    e->retryable = fi->retryable;
-    e->new_seed = f == PROVIDER_F_MODERATION_OUTPUT;
-    e->http_status = http_status;
-    snprintf(e->provider, sizeof(e->provider), "%s", c->a ? c->a->name : "");
-    snprintf(e->request_id, sizeof(e->request_id), "%s", c->request_id);
     char msg[200];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    gf_err_setd(&e->err, fi->status, "provider", http_status, "%s: %s", e->provider, msg);
-    c->status = fi->status;
+    set_error(c, f, http_status, msg);
     if (c->a && f != PROVIDER_F_BREAKER_OPEN)
         breaker_verdict(c, 0);
     /* auto: a provider-side failure moves the call to the next healthy adapter. */

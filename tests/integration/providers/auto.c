@@ -205,6 +205,40 @@ static void test_concurrency_limit_queues_calls(void **state)
     pt_close(&loop, p, cfg);
 }
 
+/* A call waiting for a slot still ends at its deadline, never sent, and the
+ * provider's breaker does not count the wait against it. */
+static void test_a_call_waiting_for_a_slot_ends_at_its_deadline(void **state)
+{
+    (void)state;
+    gf_config_t *cfg = pt_config(&fake, "hf",
+                                 (const char *const[]){"FARM_PROVIDER_CONCURRENCY=1",
+                                                       "FARM_PROVIDER_BREAKER_FAILURES=1", NULL});
+    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
+    pt_fake_post(&fake, "config", "{\"latency_ms\":4000}");
+    pt_result_t a = {0}, b = {0};
+    provider_req_t qa = pt_req("a slow fox", 64, 64);
+    pt_submit(p, &qa, &a);
+    pt_spin(&loop, 100);
+    provider_req_t qb = pt_req("a hurried fox", 64, 64);
+    qb.deadline_ms = 1000;
+    double t0 = ts_now();
+    pt_submit(p, &qb, &b);
+    while (!b.done)
+        uv_run(&loop, UV_RUN_ONCE);
+    assert_true(ts_now() - t0 < 2.0);
+    assert_int_equal(b.err.fault, PROVIDER_F_DEADLINE);
+    assert_int_equal(b.err.code, PROVIDER_E_TIMEOUT);
+    assert_int_equal(a.done, 0);
+    assert_int_equal(pt_fake_count(&fake, "hf.submit"), 1);
+    assert_string_equal(provider_breaker_state(p, "hf"), "closed");
+    provider_cancel(a.call);
+    while (!a.done)
+        uv_run(&loop, UV_RUN_ONCE);
+    pt_result_dispose(&a);
+    pt_result_dispose(&b);
+    pt_close(&loop, p, cfg);
+}
+
 static void test_close_cancels_calls_in_flight(void **state)
 {
     (void)state;
@@ -378,6 +412,7 @@ int main(void)
         cmocka_unit_test_setup(test_local_renders_deterministic_distinct_images, reset),
         cmocka_unit_test_setup(test_300_concurrent_calls_through_one_multi, reset),
         cmocka_unit_test_setup(test_concurrency_limit_queues_calls, reset),
+        cmocka_unit_test_setup(test_a_call_waiting_for_a_slot_ends_at_its_deadline, reset),
         cmocka_unit_test_setup(test_close_cancels_calls_in_flight, reset),
         cmocka_unit_test_setup(test_auto_routes_by_what_the_model_takes, reset),
         cmocka_unit_test_setup(test_a_negative_prompt_goes_only_where_it_is_sent, reset),
