@@ -254,18 +254,26 @@ static void test_job_the_queue_lost_outlives_its_start_deadline(void **state)
 }
 
 /* Enqueues `gen` and claims it as "test-worker" (claim_gen): its token. */
-static uint64_t enqueue_and_claim(const char *gen, const char *user, long long deadline_ms)
+static uint64_t enqueue_and_claim(const char *gen, const char *user)
 {
-    queue_enqueue_req_t req = {.gen_id = gen,
-                               .user_id = user,
-                               .tier = "free",
-                               .payload = "{}",
-                               .deadline_ms = deadline_ms};
+    queue_enqueue_req_t req = {.gen_id = gen, .user_id = user, .tier = "free", .payload = "{}"};
     queue_result_t res = {0};
     gf_err_t err = {0};
     assert_int_equal(queue_sync_enqueue(qs, &req, &res, &err), 0);
     uint64_t token = claim_gen(gen);
     assert_true(token > 0);
+    return token;
+}
+
+/* A new generation, claimed as "test-worker" and started in Postgres: its token. */
+static uint64_t running_gen(char gen[37], char user[37])
+{
+    accept_gen(gen, user, 0);
+    uint64_t token = enqueue_and_claim(gen, user);
+    store_call_t c;
+    store_call_start(&c, gen, (long long)token, "fake");
+    assert_int_equal(store_conn_exec(sc, &c), 0);
+    store_call_dispose(&c);
     return token;
 }
 
@@ -309,12 +317,7 @@ static void test_a_cancel_the_queue_missed_reaches_the_holder(void **state)
 {
     (void)state;
     char gen[37], user[37];
-    accept_gen(gen, user, 0);
-    uint64_t token = enqueue_and_claim(gen, user, 0);
-    store_call_t c;
-    store_call_start(&c, gen, (long long)token, "fake");
-    assert_int_equal(store_conn_exec(sc, &c), 0);
-    store_call_dispose(&c);
+    uint64_t token = running_gen(gen, user);
     cancel_in_postgres(gen, user);
     int told = 0;
     for (double end = ts_now() + 8; !told && ts_now() < end; usleep(200000)) {
@@ -337,12 +340,7 @@ static void test_a_handed_back_generation_is_canceled_within_a_sweep(void **stat
 {
     (void)state;
     char gen[37], user[37];
-    accept_gen(gen, user, 0);
-    uint64_t token = enqueue_and_claim(gen, user, 0);
-    store_call_t c;
-    store_call_start(&c, gen, (long long)token, "fake");
-    assert_int_equal(store_conn_exec(sc, &c), 0);
-    store_call_dispose(&c);
+    uint64_t token = running_gen(gen, user);
     queue_result_t res = {0};
     gf_err_t err = {0};
     assert_int_equal(queue_sync_finish(qs, gen, token, QUEUE_HANDBACK, NULL, &res, &err), 0);
