@@ -23,7 +23,7 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
                          "$11::text, $12::text, $13::text, $14::text[])"},
     /* The status read with the statement's snapshot: what a 'terminal' outcome found. */
     [STORE_OP_START] = {"SELECT outcome, attempts, (SELECT status FROM generations WHERE id = "
-                        "$1::uuid) FROM farm_start($1::uuid, $2::bigint, $3::text)"},
+                        "$1::uuid) FROM farm_start($1::uuid, $2::bigint, $3::text, $4::text)"},
     [STORE_OP_PROVIDER_REQUEST] = {"SELECT farm_record_provider_request($1::uuid, $2::bigint, "
                                    "$3::int, $4::text)"},
     [STORE_OP_IMAGE] = {"SELECT farm_image_settle($1::uuid, $2::bigint, $3::int, $4::boolean, "
@@ -446,12 +446,14 @@ void store_call_reconcile_count(store_call_t *c)
     call_init(c, STORE_OP_RECONCILE_COUNT, 0);
 }
 
-void store_call_start(store_call_t *c, const char *gen_id, long long fence, const char *provider)
+void store_call_start(store_call_t *c, const char *gen_id, long long fence, const char *provider,
+                      const char *worker)
 {
-    call_init(c, STORE_OP_START, 3);
+    call_init(c, STORE_OP_START, 4);
     set_str(c, 0, gen_id);
     set_int(c, 1, fence);
     set_str(c, 2, provider);
+    set_str(c, 3, worker);
 }
 
 void store_call_provider_request(store_call_t *c, const char *gen_id, long long fence, int index,

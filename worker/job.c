@@ -769,6 +769,7 @@ void job_start(worker_runner_t *r, queue_job_t *qj)
         gf_metric_observe(gf_metric_with(r->m_queue_wait, job_kind(j), NULL, NULL), age);
     const char *named = j->params_ok ? j->params.provider : NULL;
     store_call_start(&op->call, j->qj.gen_id, (long long)j->qj.token,
-                     named && strcmp(named, "auto") != 0 ? named : provider_chain(r->provider));
+                     named && strcmp(named, "auto") != 0 ? named : provider_chain(r->provider),
+                     r->worker_id);
     job__op_exec(op, on_started);
 }

@@ -532,7 +532,10 @@ int store_call_accept_batch(store_call_t *c, const store_accept_item_t *items, s
  */
 int store_call_accept_resolve(store_call_t *c, const store_backend_t *backend,
                               const char *const ids[], size_t n);
-void store_call_start(store_call_t *c, const char *gen_id, long long fence, const char *provider);
+/* `worker` (NULL: not checked) names the starting worker: another worker's start under the
+ * same fence is stale (GF_ECONFLICT), as one under an older fence is. */
+void store_call_start(store_call_t *c, const char *gen_id, long long fence, const char *provider,
+                      const char *worker);
 void store_call_provider_request(store_call_t *c, const char *gen_id, long long fence, int index,
                                  const char *request_id);
 /* error_json: the image's error ({"code","message","retryable"}) when it failed; else NULL. */

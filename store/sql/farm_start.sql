@@ -6,8 +6,13 @@
 -- canceled here (what was captured stays, the rest is released), so a cancel
 -- the queue never heard of (Redis failed over) or a job handed back while its
 -- worker was canceling it is not run on, and charged for, by the next worker.
+-- p_worker names the starting worker: a start under the fence another worker
+-- started with is stale (Redis lost the claim that gave the token out and gave
+-- it again: migrations/0027). NULL: not checked (an earlier release's call).
 -- started | stale | canceled | terminal | not_found
-CREATE OR REPLACE FUNCTION farm_start(p_id uuid, p_fence bigint, p_provider text, OUT outcome text, OUT attempts int)
+CREATE OR REPLACE FUNCTION farm_start(p_id uuid, p_fence bigint, p_provider text,
+                                      p_worker text DEFAULT NULL, OUT outcome text,
+                                      OUT attempts int)
 LANGUAGE plpgsql AS $$
 DECLARE
     g generations;
@@ -15,7 +20,9 @@ BEGIN
     SELECT * INTO g FROM generations WHERE id = p_id FOR NO KEY UPDATE;
     IF NOT FOUND THEN outcome := 'not_found'; RETURN; END IF;
     IF g.status NOT IN ('queued', 'running') THEN outcome := 'terminal'; attempts := g.attempts; RETURN; END IF;
-    IF p_fence < g.fence THEN outcome := 'stale'; attempts := g.attempts; RETURN; END IF;
+    IF p_fence < g.fence OR (p_fence = g.fence AND p_worker <> g.fence_worker) THEN
+        outcome := 'stale'; attempts := g.attempts; RETURN;
+    END IF;
     IF g.cancel_requested THEN
         PERFORM farm_finish(p_id, NULL, 'canceled', NULL);
         outcome := 'canceled'; attempts := g.attempts; RETURN;
@@ -23,7 +30,9 @@ BEGIN
     UPDATE generations SET status = 'running', stage = 'starting',
             started_at = coalesce(started_at, now()),
             attempts = CASE WHEN p_fence > g.fence THEN g.attempts + 1 ELSE g.attempts END,
-            fence = p_fence, provider = coalesce(p_provider, provider), updated_at = now()
+            fence = p_fence, provider = coalesce(p_provider, provider), updated_at = now(),
+            fence_worker = CASE WHEN p_fence > g.fence THEN p_worker
+                                ELSE coalesce(g.fence_worker, p_worker) END
         WHERE id = p_id RETURNING generations.attempts INTO attempts;
     -- Guarded here as farm_image_done guards its `image` event: a start that
     -- asked for no `started` event runs no statement for it.

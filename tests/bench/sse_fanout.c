@@ -439,7 +439,7 @@ int main(int argc, char **argv)
     queue_result_t qr;
     for (int g = 0; g < ngroups; g++) {
         group_t *gr = &groups[g];
-        store_call_start(&call, gr->gen_id, (long long)gr->token, "fanout");
+        store_call_start(&call, gr->gen_id, (long long)gr->token, "fanout", NULL);
         store_conn_exec(sc, &call);
         store_call_dispose(&call);
     }

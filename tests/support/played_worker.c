@@ -68,7 +68,7 @@ uint64_t pw_start(const char *id)
 {
     uint64_t tok = pw_claim_token(id);
     store_call_t c;
-    store_call_start(&c, id, (long long)tok, "local");
+    store_call_start(&c, id, (long long)tok, "local", NULL);
     store_ok(&c);
     return tok;
 }

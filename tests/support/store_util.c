@@ -65,7 +65,7 @@ void ts_new_ids(int n, ...)
 int ts_store_start(const char *gen, long long fence)
 {
     store_call_t c;
-    store_call_start(&c, gen, fence, "local");
+    store_call_start(&c, gen, fence, "local", NULL);
     return ts_store_run_once(&c);
 }
 

@@ -173,7 +173,7 @@ static void test_settlements_happen_once(void **state)
     gf_uuid4(gen);
     assert_int_equal(ts_store_accept(ts_sc, gen, user, 3, 10, NULL, NULL, 100), 0);
     store_call_t c;
-    store_call_start(&c, gen, 1, "local");
+    store_call_start(&c, gen, 1, "local", NULL);
     assert_int_equal(ts_store_run(&c), 0);
     assert_int_equal(c.res.start.attempts, 1);
     store_call_dispose(&c);
@@ -218,7 +218,7 @@ static void test_stale_fencing_token_is_refused(void **state)
     started(user, gen, 2, 10, 1);
     store_call_t c;
     /* The lease expired and another worker claimed the job with token 2. */
-    store_call_start(&c, gen, 2, "local");
+    store_call_start(&c, gen, 2, "local", NULL);
     assert_int_equal(ts_store_run(&c), 0);
     assert_int_equal(c.res.start.attempts, 2);
     store_call_dispose(&c);
@@ -234,7 +234,7 @@ static void test_stale_fencing_token_is_refused(void **state)
     assert_finishes(gen, 2, "auto", "partial");
     /* A late start after the finish is refused: the generation is over, and the
      * start says how it ended (the worker closes the queue's job with that). */
-    store_call_start(&c, gen, 3, "local");
+    store_call_start(&c, gen, 3, "local", NULL);
     assert_int_equal(ts_store_run(&c), GF_ECANCELED);
     assert_string_equal(c.res.start.status, "partial");
     store_call_dispose(&c);
@@ -420,12 +420,35 @@ static void test_a_start_after_a_cancel_ends_it_canceled(void **state)
     assert_int_equal(ts_store_run(&c), 0);
     assert_int_equal(c.res.cancel.applied, 0); /* running: flagged for its worker */
     store_call_dispose(&c);
-    store_call_start(&c, g, 2, "local");
+    store_call_start(&c, g, 2, "local", NULL);
     assert_int_equal(ts_store_run(&c), GF_ECANCELED);
     assert_string_equal(c.res.start.status, "canceled");
     store_call_dispose(&c);
     assert_finishes(g, 2, "auto", "canceled"); /* already: the status in force */
     ts_assert_balance(user, 90, 0);
+}
+
+/* Redis lost the claim that gave token 1 out and gave it again: two workers hold
+ * the same token, and Postgres, which has the first start, refuses the second's. */
+static int start_as(const char *g, long long fence, const char *worker)
+{
+    store_call_t c;
+    store_call_start(&c, g, fence, "local", worker);
+    return ts_store_run_once(&c);
+}
+
+static void test_one_token_given_twice_starts_one_worker(void **state)
+{
+    (void)state;
+    char user[37], g[37];
+    ts_new_ids(2, user, g);
+    assert_int_equal(ts_store_accept(ts_sc, g, user, 1, 10, NULL, NULL, 100), 0);
+    assert_int_equal(start_as(g, 1, "worker-a"), 0);
+    assert_int_equal(start_as(g, 1, "worker-b"), GF_ECONFLICT); /* stale: not run twice */
+    assert_int_equal(start_as(g, 1, "worker-a"), 0);            /* its own start, again */
+    assert_int_equal(start_as(g, 2, "worker-b"), 0);            /* a newer token: a takeover */
+    assert_int_equal(start_as(g, 2, "worker-a"), GF_ECONFLICT);
+    assert_int_equal(start_as(g, 2, NULL), 0); /* an earlier release's call: not checked */
 }
 
 /* --- the random workload and reconcile ----------------------------------------------- */
@@ -458,7 +481,7 @@ static void test_random_workload_reconciles(void **state)
         long long fence = 1 + rand() % 3;
         switch (pick) {
         case 3:
-            store_call_start(&c, gens[g], fence, "local");
+            store_call_start(&c, gens[g], fence, "local", NULL);
             break;
         case 4:
         case 5:
@@ -629,6 +652,7 @@ int main(void)
         cmocka_unit_test(test_idempotency_key_returns_the_first_generation),
         cmocka_unit_test(test_cancel_and_expiry_release_everything),
         cmocka_unit_test(test_a_start_after_a_cancel_ends_it_canceled),
+        cmocka_unit_test(test_one_token_given_twice_starts_one_worker),
         cmocka_unit_test(test_random_workload_reconciles),
         cmocka_unit_test(test_postgres_restart_is_a_clear_error_then_recovers),
         cmocka_unit_test(test_corrupted_row_is_named_by_reconcile),

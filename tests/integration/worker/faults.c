@@ -155,6 +155,23 @@ static void test_a_named_provider_is_the_one_used(void **state)
     store_conn_free(sc);
 }
 
+/* The start names its worker in Postgres, which then refuses a start by another worker
+ * under the same token (one Redis gave twice after losing its last writes). */
+static void test_the_start_names_its_worker(void **state)
+{
+    (void)state;
+    char id[37];
+    wf_create("{\"kind\":\"avatar\",\"prompt\":\"named worker\",\"width\":256,\"height\":256}", id);
+    json_t *g = wf_wait_status(id, "succeeded", 30);
+    wf_assert_found(g);
+    json_decref(g);
+    /* runner.c's id: host-pid-random */
+    assert_int_equal(ts_sh("test \"$(psql \"$FARM_DATABASE_URL\" -tAc \"SELECT count(*) FROM "
+                           "generations WHERE id = '%s' AND fence_worker LIKE '%%-%d-%%'\")\" = 1",
+                           id, (int)wf_worker_pid),
+                     0);
+}
+
 static void test_deadline_passed_before_start_expires(void **state)
 {
     (void)state;
@@ -415,6 +432,7 @@ int main(void)
         cmocka_unit_test(test_every_image_failing_fails_with_its_error),
         cmocka_unit_test(test_every_fault_mode_ends_in_its_documented_error),
         cmocka_unit_test(test_a_named_provider_is_the_one_used),
+        cmocka_unit_test(test_the_start_names_its_worker),
         cmocka_unit_test(test_deadline_passed_before_start_expires),
         cmocka_unit_test(test_sigterm_drains_running_generations),
         /* Replicate's first: the BFL test leaves the BFL-only worker the tests after it use. */

@@ -216,12 +216,12 @@ static void test_job_the_queue_lost_resumes_above_the_fence(void **state)
     char gen[37], user[37];
     accept_gen(gen, user, 0);
     store_call_t c;
-    store_call_start(&c, gen, 5, "fake"); /* its fifth attempt started, then Redis lost all */
+    store_call_start(&c, gen, 5, "fake", NULL); /* its fifth attempt started, then Redis lost all */
     assert_int_equal(store_conn_exec(sc, &c), 0);
     store_call_dispose(&c);
     uint64_t token = claim_gen(gen);
     assert_true(token > 5);
-    store_call_start(&c, gen, (long long)token, "fake"); /* the attempt is not stale */
+    store_call_start(&c, gen, (long long)token, "fake", NULL); /* the attempt is not stale */
     assert_int_equal(store_conn_exec(sc, &c), 0);
     assert_int_equal(c.res.start.attempts, 2);
     store_call_dispose(&c);
@@ -238,13 +238,13 @@ static void test_job_the_queue_lost_outlives_its_start_deadline(void **state)
     char gen[37], user[37];
     accept_gen(gen, user, now_ms() + 1500);
     store_call_t c;
-    store_call_start(&c, gen, 5, "fake"); /* started in time, then Redis lost all */
+    store_call_start(&c, gen, 5, "fake", NULL); /* started in time, then Redis lost all */
     assert_int_equal(store_conn_exec(sc, &c), 0);
     store_call_dispose(&c);
     usleep(2000 * 1000); /* the deadline passes */
     uint64_t token = claim_gen(gen);
     assert_true(token > 5);
-    store_call_start(&c, gen, (long long)token, "fake"); /* the attempt is not stale */
+    store_call_start(&c, gen, (long long)token, "fake", NULL); /* the attempt is not stale */
     assert_int_equal(store_conn_exec(sc, &c), 0);
     store_call_dispose(&c);
     store_call_generation(&c, gen, user);
@@ -271,7 +271,7 @@ static uint64_t running_gen(char gen[37], char user[37])
     accept_gen(gen, user, 0);
     uint64_t token = enqueue_and_claim(gen, user);
     store_call_t c;
-    store_call_start(&c, gen, (long long)token, "fake");
+    store_call_start(&c, gen, (long long)token, "fake", NULL);
     assert_int_equal(store_conn_exec(sc, &c), 0);
     store_call_dispose(&c);
     return token;
@@ -420,7 +420,7 @@ static void test_takeover_of_settled_images_fails_with_their_error(void **state)
     qt_flush();
     accept_gen_with(gen, user, 0, params);
     store_call_t c;
-    store_call_start(&c, gen, 1, "fake");
+    store_call_start(&c, gen, 1, "fake", NULL);
     assert_int_equal(store_conn_exec(sc, &c), 0);
     store_call_dispose(&c);
     for (int i = 0; i < 2; i++) {

@@ -215,7 +215,7 @@ static void test_worker_outcomes(void **state)
 {
     (void)state;
     store_call_t c;
-    store_call_start(&c, GEN, 4, "local");
+    store_call_start(&c, GEN, 4, "local", NULL);
     assert_int_equal(parse3(&c, "started", "2", NULL), 0);
     assert_int_equal(c.res.start.attempts, 2);
     store_call_dispose(&c);
