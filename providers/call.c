@@ -82,6 +82,8 @@ static void slot_wait_expired(provider_call_t *c)
              "(FARM_PROVIDER_CONCURRENCY)",
              c->a->name, c->a->max_inflight);
     set_error(c, PROVIDER_F_DEADLINE, 0, msg);
+    if (c->probing) /* no verdict: the next call probes */
+        provider__breaker_release(&c->a->breaker);
     call_finish(c);
 }
 

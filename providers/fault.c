@@ -46,7 +46,9 @@ static const provider_fault_info_t fault_table[PROVIDER_F_COUNT] = {
     [PROVIDER_F_NETWORK] = {"network", PROVIDER_E_PROVIDER_ERROR, GF_EUNAVAIL, R, F, B},
     [PROVIDER_F_STALLED] = {"stalled", PROVIDER_E_TIMEOUT, GF_ETIMEDOUT, R, F, B},
     [PROVIDER_F_BAD_BODY] = {"bad_body", PROVIDER_E_INVALID_OUTPUT, GF_EPROVIDER, R, F, B},
-    [PROVIDER_F_TOO_BIG] = {"too_big", PROVIDER_E_INVALID_OUTPUT, GF_ETOOBIG, 0, F, B},
+    /* The provider made the job (a 2xx, or the image itself): another provider would
+     * be paid for it again. */
+    [PROVIDER_F_TOO_BIG] = {"too_big", PROVIDER_E_INVALID_OUTPUT, GF_ETOOBIG, 0, 0, B},
     [PROVIDER_F_DEADLINE] = {"deadline", PROVIDER_E_TIMEOUT, GF_ETIMEDOUT, R, 0, B},
     /* Resubmit at most once (the worker counts). */
     [PROVIDER_F_LOST_JOB] = {"lost_job", PROVIDER_E_PROVIDER_ERROR, GF_EPROVIDER, R, 0, 0},

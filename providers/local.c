@@ -226,7 +226,8 @@ static void on_after_work(uv_work_t *w, int status)
     if (status == UV_ECANCELED || c->canceled)
         provider__call_fail(c, PROVIDER_F_CANCELED, 0, "canceled");
     else if (j->png == NULL)
-        provider__call_fail(c, PROVIDER_F_PROTOCOL, 0, "rendering failed: %s", j->errmsg);
+        /* Offline and free: unlike a provider's broken reply, worth running again. */
+        provider__call_fail(c, PROVIDER_F_SERVER, 0, "rendering failed: %s", j->errmsg);
     else {
         unsigned char *png = j->png;
         j->png = NULL;
@@ -259,7 +260,7 @@ static void local_submit(provider_call_t *c)
         c->busy = 0;
         free(j->prompt);
         free(j);
-        provider__call_fail(c, PROVIDER_F_PROTOCOL, 0, "uv_queue_work: %s", uv_strerror(rc));
+        provider__call_fail(c, PROVIDER_F_SERVER, 0, "uv_queue_work: %s", uv_strerror(rc));
     }
 }
 

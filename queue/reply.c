@@ -393,10 +393,10 @@ int queue__parse_gen_events(const redisReply *r, uint64_t after_id, queue_events
         return BAD_REPLY(err, "events");
     if (r->elements == 0)
         return 0;
-    /* {id, event}: an ended job's terminal event, below the cursor (events.lua). */
+    /* {id, event}: an ended job's terminal event, at or below the cursor (events.lua). */
     if (r->elements == 2 && r->element[0]->type == REDIS_REPLY_INTEGER) {
         const redisReply *e = r->element[1];
-        if (r->element[0]->integer < 1 || (uint64_t)r->element[0]->integer >= after_id ||
+        if (r->element[0]->integer < 1 || (uint64_t)r->element[0]->integer > after_id ||
             e->type != REDIS_REPLY_STRING)
             return BAD_REPLY(err, "events");
         out->ev = gf_xcalloc(1, sizeof(*out->ev));

@@ -215,15 +215,17 @@ void queue__watches_retry(queue_t *q)
 }
 
 /*
- * Wakes the watches of `key` of one kind (a user's: `n` is 0); a generation
- * watch that read event `n` already is skipped. One whose cursor is past `n` reads: the job's
- * history went back (Redis lost writes), and should that be its terminal
- * event, the read answers it (events.lua), so the watch's readers end.
+ * Wakes the watches of `key` of one kind. A generation watch reads even when
+ * its cursor is at or past the event notified: usually that read answers
+ * nothing, but when the job's history went back (Redis lost writes) the
+ * event may be one it has not seen under an id it has, and should that be
+ * the terminal event, the read answers it (events.lua) and the watch's
+ * readers end.
  */
-static void notify(queue_t *q, int is_user, const char *key, uint64_t n)
+static void notify(queue_t *q, int is_user, const char *key)
 {
     for (queue_watch_t *w = q->watches[bucket_of(key)]; w; w = w->next)
-        if (w->is_user == is_user && strcmp(w->key, key) == 0 && (is_user || w->after != n))
+        if (w->is_user == is_user && strcmp(w->key, key) == 0)
             watch_read(w);
 }
 
@@ -237,8 +239,8 @@ static void on_line(queue_t *q, const char *msg, size_t len)
     memcpy(buf, msg, len);
     buf[len] = '\0';
     if (sscanf(buf, "e %159s %llu %159s %63s", gen, &n, user, sid) == 4) {
-        notify(q, 0, gen, n);
-        notify(q, 1, user, 0);
+        notify(q, 0, gen);
+        notify(q, 1, user);
     } else if (sscanf(buf, "c %159s", gen) == 1 && q->cancel_cb) {
         q->cancel_cb(q, gen, q->cancel_data);
     }

@@ -185,9 +185,13 @@ void store__parse_row(store_call_t *c, const store_row_t *row)
     case STORE_OP_START:
         c->res.start.attempts = atoi(col(row, 1));
         word(c->res.start.status, sizeof(c->res.start.status), col(row, 2));
-        if (strcmp(v0, "canceled") == 0) { /* ended by farm_start itself, after the snapshot */
-            word(c->res.start.status, sizeof(c->res.start.status), "canceled");
-            fail(c, GF_ECANCELED, "generation %s was canceled", c->_params[0]);
+        /* Ended by farm_start itself, after the statement's snapshot read the status. */
+        if (strcmp(v0, "canceled") == 0 || strcmp(v0, "expired") == 0) {
+            word(c->res.start.status, sizeof(c->res.start.status), v0);
+            fail(c, GF_ECANCELED,
+                 strcmp(v0, "canceled") == 0 ? "generation %s was canceled"
+                                             : "generation %s expired before it started",
+                 c->_params[0]);
             return;
         }
         worker_outcome(c, v0);

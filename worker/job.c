@@ -707,8 +707,9 @@ static void on_started(store_t *st, const gf_err_t *err, store_call_t *call, voi
         job__advance(j, JOB_EV_LEASE_LOST, NULL);
     } else if (err->code == GF_ECANCELED) {
         /* Postgres finished it already (canceled or expired while queued, or an earlier
-         * attempt finished it and its close did not reach the queue): the queue ends
-         * it with the status Postgres recorded, never another word. */
+         * attempt finished it and its close did not reach the queue), or this start did
+         * (its cancel was asked, or it was never started before its deadline): the
+         * queue ends it with the status Postgres recorded, never another word. */
         int st = gf_gen_status_parse(call->res.start.status);
         GF_LOG(GF_LOG_INFO, &ctx, "already %s in postgres: closing it in the queue",
                call->res.start.status);

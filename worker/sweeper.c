@@ -184,7 +184,8 @@ static void on_told(queue_t *q, const gf_err_t *qerr, const queue_result_t *res,
         store_call_dispose(&it->finish);
     } else if (status < 0 && status != GF_ECANCELED && status != GF_ENOTFOUND) {
         gf_log_ctx ctx = {.component = "sweeper", .generation_id = it->gen_id};
-        GF_LOG(GF_LOG_WARN, &ctx, "cannot tell the queue (%s): next tick", gf_status_name(status));
+        GF_LOG(GF_LOG_WARN, &ctx, "cannot tell the queue (%s): %s", gf_status_name(status),
+               it->expiry ? "the claim that reaches the job expires it" : "next tick");
     }
     free(it);
     sweeper_call_done(sw);

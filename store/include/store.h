@@ -145,8 +145,9 @@ typedef struct {
 
 typedef struct {
     int attempts;    /* this start included */
-    char status[16]; /* GF_ECANCELED (finished already, or canceled by this start: the
-                      * user asked while it was out of a worker's hands): its status */
+    char status[16]; /* GF_ECANCELED (finished already, or ended by this start: canceled,
+                      * the user asked while it was out of a worker's hands, or expired,
+                      * never started before its deadline): its status */
 } store_start_result_t;
 
 /* One claimed webhook delivery (farm_webhook_claim). Strings are owned by the result. */

@@ -8,8 +8,9 @@
 -- worker was canceling it is not run on, and charged for, by the next worker.
 -- p_worker names the starting worker: a start under the fence another worker
 -- started with is stale (Redis lost the claim that gave the token out and gave
--- it again: migrations/0027). NULL: not checked (an earlier release's call).
--- started | stale | canceled | terminal | not_found
+-- it again: migrations/0027_fence_worker_and_cancels.sql). NULL: not checked
+-- (an earlier release's call).
+-- started | stale | canceled | expired | terminal | not_found
 CREATE OR REPLACE FUNCTION farm_start(p_id uuid, p_fence bigint, p_provider text,
                                       p_worker text DEFAULT NULL, OUT outcome text,
                                       OUT attempts int)
@@ -26,6 +27,13 @@ BEGIN
     IF g.cancel_requested THEN
         PERFORM farm_finish(p_id, NULL, 'canceled', NULL);
         outcome := 'canceled'; attempts := g.attempts; RETURN;
+    END IF;
+    -- Never started, and past its start deadline (API.md: expired is "not started
+    -- within" it): a claim leased the job, its start failed, and the job came back
+    -- after the deadline. Expired here, not started now.
+    IF g.status = 'queued' AND g.deadline_at <= now() THEN
+        PERFORM farm_expire(p_id);
+        outcome := 'expired'; attempts := g.attempts; RETURN;
     END IF;
     UPDATE generations SET status = 'running', stage = 'starting',
             started_at = coalesce(started_at, now()),

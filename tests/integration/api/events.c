@@ -235,14 +235,14 @@ static void test_events_replay_and_resume_without_gaps(void **state)
 /*
  * Redis loses the job with its events (a restore without AOF, a failover to a
  * replica that was behind) after a client saw event 4; the sweeper enqueues it
- * again and its events count from 1 once more. The client, following live,
- * still gets the terminal event (under its own, lower id) and its stream ends,
- * instead of waiting for an id above 4 for ever.
+ * again and its events count from 1 once more, `again` of them before the
+ * terminal one. The client, following live, still gets the terminal event
+ * (under its own id, at or below 4) and its stream ends, instead of waiting
+ * for an id above 4 for ever.
  */
-static void test_a_stream_ends_when_the_queues_history_went_back(void **state)
+static void rewound_stream_ends(int again)
 {
-    (void)state;
-    char user[37], id[37], key[96];
+    char user[37], id[37], key[96], want[64];
     char *t = au_token(NULL, "pro", NULL, user);
     au_create(t, AVATAR, id);
     sse_client_t c = {.mu = PTHREAD_MUTEX_INITIALIZER, .timeout_s = 40};
@@ -267,14 +267,30 @@ static void test_a_stream_ends_when_the_queues_history_went_back(void **state)
     assert_int_equal(queue_sync_enqueue(pw_qs, &req, &qr, &err), 0);
     uint64_t tok2 = pw_claim_token(id);
     assert_true(tok2 > tok);
+    for (int i = 1; i < again; i++)
+        assert_int_equal(queue_sync_event_append(pw_qs, id, tok2, "progress", progress, &qr, &err),
+                         0);
     pw_settle_and_finish(id, tok2, 1, NULL);
     assert_int_equal(queue_sync_finish(pw_qs, id, tok2, QUEUE_DONE, "{}", &qr, &err), 0);
     double t0 = ts_now();
     pthread_join(th, NULL);
     assert_true(ts_now() - t0 < 15); /* the stream ended by itself */
-    assert_non_null(strstr(c.got.p, "id: 2\nevent: succeeded\ndata: {"));
+    snprintf(want, sizeof(want), "id: %d\nevent: succeeded\ndata: {", again + 1);
+    assert_non_null(strstr(c.got.p, want));
     gf_buf_dispose(&c.got);
     free(t);
+}
+
+static void test_a_stream_ends_when_the_queues_history_went_back(void **state)
+{
+    (void)state;
+    rewound_stream_ends(1); /* the terminal event at id 2, below the client's 4 */
+}
+
+static void test_a_stream_ends_when_the_history_went_back_to_its_own_id(void **state)
+{
+    (void)state;
+    rewound_stream_ends(3); /* at id 4: the id the client has, for another event */
 }
 
 /* /v1/events: a generation that failed ends with event 'failed' and its whole record. */
@@ -806,6 +822,7 @@ int main(void)
         cmocka_unit_test(test_event_streams_are_limited_per_user),
         cmocka_unit_test(test_events_replay_and_resume_without_gaps),
         cmocka_unit_test(test_a_stream_ends_when_the_queues_history_went_back),
+        cmocka_unit_test(test_a_stream_ends_when_the_history_went_back_to_its_own_id),
         cmocka_unit_test(test_the_list_shows_the_queues_word_as_get_does),
         cmocka_unit_test(test_user_stream_ends_each_generation_with_its_own_status),
         cmocka_unit_test(test_user_stream_goes_on_past_a_deleted_generation),

@@ -141,6 +141,14 @@ static void test_a_created_prediction_above_the_bound_is_not_sent_again(void **s
     assert_int_equal(r.err.retryable, 0);
     assert_int_equal(pt_fake_count(&fake, "replicate.submit"), 1);
     pt_result_dispose(&r);
+    /* Nor does another provider make (and charge for) the image again. */
+    r = (pt_result_t){0};
+    provider_req_t q = pt_req("a verbose owl [[huge_json_201]]", 96, 64);
+    pt_run_one("auto", (const char *const[]){"FARM_PROVIDER_FALLBACK=replicate,fal", NULL}, &q, &r);
+    assert_int_equal(r.err.fault, PROVIDER_F_TOO_BIG);
+    assert_int_equal(pt_fake_count(&fake, "replicate.submit"), 2);
+    assert_int_equal(pt_fake_count(&fake, "fal.submit"), 0);
+    pt_result_dispose(&r);
 }
 
 static void test_a_pinned_version_goes_to_v1_predictions(void **state)

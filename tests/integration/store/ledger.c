@@ -428,6 +428,25 @@ static void test_a_start_after_a_cancel_ends_it_canceled(void **state)
     ts_assert_balance(user, 90, 0);
 }
 
+/* A generation never started before its deadline is expired by a late start
+ * (its first start failed and the job came back after the deadline), not run. */
+static void test_a_start_past_the_deadline_expires_it(void **state)
+{
+    (void)state;
+    char user[37], g[37];
+    ts_new_ids(2, user, g);
+    store_accept_t a = ts_store_avatar(g, user, 1, 10);
+    a.deadline_unix_ms = 1000;
+    store_call_t c;
+    store_call_accept(&c, &a);
+    assert_int_equal(ts_store_run_once(&c), 0);
+    store_call_start(&c, g, 1, "local", NULL);
+    assert_int_equal(ts_store_run(&c), GF_ECANCELED);
+    assert_string_equal(c.res.start.status, "expired");
+    store_call_dispose(&c);
+    ts_assert_balance(user, 100, 0);
+}
+
 /* Redis lost the claim that gave token 1 out and gave it again: two workers hold
  * the same token, and Postgres, which has the first start, refuses the second's. */
 static int start_as(const char *g, long long fence, const char *worker)
@@ -653,6 +672,7 @@ int main(void)
         cmocka_unit_test(test_cancel_and_expiry_release_everything),
         cmocka_unit_test(test_a_start_after_a_cancel_ends_it_canceled),
         cmocka_unit_test(test_one_token_given_twice_starts_one_worker),
+        cmocka_unit_test(test_a_start_past_the_deadline_expires_it),
         cmocka_unit_test(test_random_workload_reconciles),
         cmocka_unit_test(test_postgres_restart_is_a_clear_error_then_recovers),
         cmocka_unit_test(test_corrupted_row_is_named_by_reconcile),

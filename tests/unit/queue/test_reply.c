@@ -245,14 +245,16 @@ static void test_event_entries_split(void **state)
     assert_string_equal(e.ev[1].type, "unknown");
     queue_events_dispose(&e);
     freeReplyObject(r);
-    /* An ended job's terminal event below the cursor (its history went back). */
+    /* An ended job's terminal event at or below the cursor (its history went back). */
     r = r_arr(2, r_int(3), r_str("done\n1700000000000\n{}"));
     assert_int_equal(queue__parse_gen_events(r, 12, &e, NULL), 0);
     assert_int_equal(e.n, 1);
     assert_int_equal(e.ev[0].id, 3);
     assert_string_equal(e.ev[0].type, "done");
     queue_events_dispose(&e);
-    assert_int_equal(queue__parse_gen_events(r, 3, &e, NULL), GF_EUNAVAIL); /* not below it */
+    assert_int_equal(queue__parse_gen_events(r, 3, &e, NULL), 0); /* at the cursor */
+    queue_events_dispose(&e);
+    assert_int_equal(queue__parse_gen_events(r, 2, &e, NULL), GF_EUNAVAIL); /* not past it */
     freeReplyObject(r);
     r = r_arr(2, r_int(0), r_str("done\n1\n{}"));
     assert_int_equal(queue__parse_gen_events(r, 12, &e, NULL), GF_EUNAVAIL);
