@@ -337,10 +337,12 @@ static void on_file(gf_http_req_t *req, void *data)
         return;
     }
     /* A signed URL with FARM_S3_SERVE=redirect: to the object itself, for no
-     * longer than the signed URL is valid. A token's request is served here
-     * (a client that follows a redirect may carry its Authorization along,
-     * which a presigned URL refuses). */
-    if (signed_ok && api->cfg->storage == 1 && api->cfg->s3_serve == 0) {
+     * longer than the signed URL is valid. A request that carries a token is
+     * served here even when its signature is valid: a client that follows a
+     * redirect may carry its Authorization along, which a presigned URL
+     * refuses ("only one auth mechanism"). */
+    if (signed_ok && !gf_http_req_header(req, "authorization") && api->cfg->storage == 1 &&
+        api->cfg->s3_serve == 0) {
         gf_err_t err = {0};
         char *url = storage_read_url(api->storage, f->key, time(NULL) + f->max_age, &err);
         if (url == NULL) {
