@@ -206,10 +206,12 @@ static void upload_done(uv_work_t *w, int status)
     }
     int rc = storage_put(f->api->storage, f->key, f->out.data, f->out.len,
                          img_format_mime(f->info.format), on_upload_stored, f);
-    if (rc < 0) {
+    if (rc == GF_ETOOBIG) /* normalised, it is over what storage serves back */
+        api__error(f->req, 413, "payload_too_large", "the upload is too large", NULL);
+    else if (rc < 0)
         api__fail(f->req, rc, NULL);
+    if (rc < 0)
         job_free(f);
-    }
 }
 
 static void on_upload(gf_http_req_t *req, void *data)
