@@ -84,6 +84,19 @@ typedef void (*api_resolve_cb)(api_t *api, const gf_err_t *err,
                                const store_accept_resolve_result_t *res, void *data);
 int api__resolve(api_t *api, const store_backend_t *backend, const char *const ids[], size_t n,
                  api_resolve_cb cb, void *data);
+/*
+ * The same for a delete (DELETE /v1/generations/{id}, /v1/uploads/{id}) whose answer was
+ * lost. `call` is the caller's (disposed already), kept until `done`: before each ask,
+ * `build` fills it with store_call_delete_resolve for `backend` (the failed call's), and
+ * may add its audit. `done` gets it as store_exec's callback would, with the delete's own
+ * outcome (GF_OK with res.keys, GF_ENOTFOUND, GF_ECONFLICT), or GF_ECANCELED when the api
+ * stopped before it could find out. Returns GF_ECANCELED when the api is stopping (no
+ * callback).
+ */
+typedef void (*api_resolve_delete_build_fn)(store_call_t *call, const store_backend_t *backend,
+                                            void *data);
+int api__resolve_delete(api_t *api, const store_backend_t *backend, store_call_t *call,
+                        api_resolve_delete_build_fn build, store_call_cb done, void *data);
 void api__resolve_start(api_t *api);
 /* Resolutions waiting to ask again end with GF_ECANCELED; one asking ends when the store closes. */
 void api__resolve_stop(api_t *api);

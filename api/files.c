@@ -206,10 +206,12 @@ static void upload_done(uv_work_t *w, int status)
     }
     int rc = storage_put(f->api->storage, f->key, f->out.data, f->out.len,
                          img_format_mime(f->info.format), on_upload_stored, f);
-    if (rc < 0) {
+    if (rc == GF_ETOOBIG) /* normalised, it is over what storage serves back */
+        api__error(f->req, 413, "payload_too_large", "the upload is too large", NULL);
+    else if (rc < 0)
         api__fail(f->req, rc, NULL);
+    if (rc < 0)
         job_free(f);
-    }
 }
 
 static void on_upload(gf_http_req_t *req, void *data)
@@ -337,10 +339,12 @@ static void on_file(gf_http_req_t *req, void *data)
         return;
     }
     /* A signed URL with FARM_S3_SERVE=redirect: to the object itself, for no
-     * longer than the signed URL is valid. A token's request is served here
-     * (a client that follows a redirect may carry its Authorization along,
-     * which a presigned URL refuses). */
-    if (signed_ok && api->cfg->storage == 1 && api->cfg->s3_serve == 0) {
+     * longer than the signed URL is valid. A request that carries a token is
+     * served here even when its signature is valid: a client that follows a
+     * redirect may carry its Authorization along, which a presigned URL
+     * refuses ("only one auth mechanism"). */
+    if (signed_ok && !gf_http_req_header(req, "authorization") && api->cfg->storage == 1 &&
+        api->cfg->s3_serve == 0) {
         gf_err_t err = {0};
         char *url = storage_read_url(api->storage, f->key, time(NULL) + f->max_age, &err);
         if (url == NULL) {

@@ -10,6 +10,9 @@
  * DELETE_ANSWER_WAIT_MS while storage is slow (the deletes go on); what
  * storage refused, and what an open generation still reads, the sweeper
  * deletes later. A delete that fails halfway never leaves a generation half-visible.
+ * A delete whose answer was lost (outcome_unknown) may have committed, and
+ * its retry would then be 404: the api finds out first (api__resolve_delete)
+ * and answers what the delete did, 204 with its objects deleted as here.
  *
  * deleted() is the one place where a delete has succeeded.
  */
@@ -24,7 +27,9 @@
 typedef struct {
     api_route_t r; /* r.req: NULL once answered */
     char id[37];
-    const char *what; /* "generation" | "upload" */
+    const char *what;   /* "generation" | "upload" */
+    const char *action; /* its audit action */
+    int resolving;      /* the answer was lost: api__resolve_delete is finding it out */
     uv_timer_t timer; /* DELETE_ANSWER_WAIT_MS, while the objects are deleted */
     int timer_init;
 } del_ctx_t;
@@ -132,6 +137,27 @@ static void deleted(del_ctx_t *c)
     answer_deleted(c);
 }
 
+static void on_marked(store_t *st, const gf_err_t *err, store_call_t *call, void *data);
+
+/* The call that resolves a lost delete, audited as the delete (it may be the one that
+ * deletes). */
+static void build_resolve(store_call_t *call, const store_backend_t *backend, void *data)
+{
+    del_ctx_t *c = data;
+    store_call_delete_resolve(call, backend, c->what, c->id, c->r.who.sub);
+    api__audit_set(call, c->r.req, &c->r.who, c->action, c->id, NULL);
+}
+
+/* The delete may have committed: a 503 would say it did not (API.md), so find out. 0, or
+ * the api is stopping. */
+static int resolve(del_ctx_t *c, store_call_t *call)
+{
+    store_backend_t backend = call->backend;
+    store_call_dispose(call);
+    c->resolving = 1;
+    return api__resolve_delete(c->r.api, &backend, &c->r.call, build_resolve, on_marked, c);
+}
+
 static void on_marked(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
@@ -151,7 +177,10 @@ static void on_marked(store_t *st, const gf_err_t *err, store_call_t *call, void
                    "the generation is still queued or running; cancel it first", NULL);
         break;
     default:
-        api__fail(c->r.req, err->code, err);
+        if (call->outcome_unknown && !c->resolving && resolve(c, call) == 0)
+            return;
+        /* Still unknown (the api stops first): a 500, which promises nothing. */
+        api__fail(c->r.req, c->resolving ? GF_EIO : err->code, err);
     }
     ctx_free(c);
 }
@@ -183,6 +212,7 @@ static void delete_route(api_t *api, gf_http_req_t *req, const char *what,
     del_ctx_t *c = ctx_new(api, req, what);
     if (del_start(c) < 0)
         return;
+    c->action = action;
     mark(&c->r.call, c->id, c->r.who.sub);
     api__audit_set(&c->r.call, req, &c->r.who, action, c->id, NULL);
     api__route_run(&c->r, on_marked);

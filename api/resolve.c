@@ -6,7 +6,10 @@
  * it answers: farm_accept_resolve ends the backend the call ran on and
  * waits until it has (nothing of the call can commit afterwards), then says
  * which of the call's new rows, generations or uploads by their ids, exist.
- * Asked again every RESOLVE_RETRY_MS until Postgres answers.
+ * A delete's (api__resolve_delete) is the same with farm_delete_resolve,
+ * which answers as the delete itself: the delete is idempotent, so when it
+ * did not commit it is run there and then. Asked again every
+ * RESOLVE_RETRY_MS until Postgres answers.
  *
  * Invariants:
  * - A resolution's callback runs exactly once, never inside api__resolve
@@ -25,12 +28,15 @@
 struct api_resolve {
     struct api_resolve *next;
     api_t *api;
-    store_call_t call;
+    store_call_t own;   /* an accept's resolution */
+    store_call_t *call; /* the one asked: &own, or a delete's (the caller's) */
     store_backend_t backend;
-    const char *ids[STORE_ACCEPT_BATCH_MAX]; /* the caller's, until the callback */
+    const char *ids[STORE_ACCEPT_BATCH_MAX]; /* an accept's: the caller's, until the callback */
     size_t n;
     uv_timer_t retry; /* the pause before asking again */
-    api_resolve_cb cb;
+    api_resolve_cb cb;                 /* an accept's */
+    api_resolve_delete_build_fn build; /* a delete's, and its callback: */
+    store_call_cb done;
     void *data;
 };
 
@@ -50,8 +56,12 @@ static void finish(resolve_t *r, const gf_err_t *err, const store_accept_resolve
     while (*pp != r)
         pp = &(*pp)->next;
     *pp = r->next;
-    r->cb(r->api, err, res, r->data);
-    store_call_dispose(&r->call);
+    if (r->build) { /* the call is the caller's: it may be gone once `done` returns */
+        r->done(r->api->store, err, r->call, r->data);
+    } else {
+        r->cb(r->api, err, res, r->data);
+        store_call_dispose(&r->own);
+    }
     uv_close((uv_handle_t *)&r->retry, on_closed);
 }
 
@@ -63,7 +73,7 @@ static void on_retry(uv_timer_t *t)
 /* Asks again after a pause, or, when the api stops, gives up. */
 static void again(resolve_t *r, const gf_err_t *err)
 {
-    store_call_dispose(&r->call);
+    store_call_dispose(r->call);
     if (r->api->resolve_on) {
         gf_log_err(GF_LOG_WARN,
                    &(gf_log_ctx){.component = "api", .action = "resolving a lost write"}, err);
@@ -79,26 +89,46 @@ static void on_answer(store_t *st, const gf_err_t *err, store_call_t *call, void
 {
     (void)st;
     resolve_t *r = data;
-    if (err->code < 0) {
+    /* A delete's not_found and not_deletable are its answer, not a failure to get one. */
+    int answered =
+        err->code == 0 || (r->build && (err->code == GF_ENOTFOUND || err->code == GF_ECONFLICT));
+    if (!answered) {
         again(r, err);
         return;
     }
-    finish(r, err, &call->res.accept_resolve);
+    finish(r, err, r->build ? NULL : &call->res.accept_resolve);
 }
 
-/* From the timer: the first ask on the loop turn after api__resolve, the others after a
- * pause. So the callback never runs inside api__resolve. */
+/* From the timer: the first ask on the loop turn after api__resolve(_delete), the others
+ * after a pause. So the callback never runs inside them. */
 static void ask(resolve_t *r)
 {
     gf_err_t err = {0};
-    if (r->api->store != NULL &&
-        store_call_accept_resolve(&r->call, &r->backend, r->ids, r->n) == 0 &&
-        store_exec(r->api->store, &r->call, on_answer, r) == 0)
+    if (r->build)
+        r->build(r->call, &r->backend, r->data);
+    int rc = r->build ? 0 : store_call_accept_resolve(r->call, &r->backend, r->ids, r->n);
+    if (r->api->store != NULL && rc == 0 && store_exec(r->api->store, r->call, on_answer, r) == 0)
         return;
-    err = r->call.err;
+    err = r->call->err;
     if (err.code == 0)
         gf_err_set(&err, GF_EUNAVAIL, "api", "the store is closed");
     again(r, &err);
+}
+
+/* A resolution on the list, its first ask due on the next loop turn. */
+static resolve_t *resolve_new(api_t *api, const store_backend_t *backend, void *data)
+{
+    resolve_t *r = gf_xcalloc(1, sizeof(*r));
+    r->api = api;
+    r->call = &r->own;
+    r->backend = *backend;
+    r->data = data;
+    uv_timer_init(api->loop, &r->retry);
+    r->retry.data = r;
+    r->next = api->resolving;
+    api->resolving = r;
+    uv_timer_start(&r->retry, on_retry, 0, 0);
+    return r;
 }
 
 int api__resolve(api_t *api, const store_backend_t *backend, const char *const ids[], size_t n,
@@ -108,18 +138,22 @@ int api__resolve(api_t *api, const store_backend_t *backend, const char *const i
         return GF_ECANCELED;
     if (n == 0 || n > STORE_ACCEPT_BATCH_MAX)
         return GF_EINVAL;
-    resolve_t *r = gf_xcalloc(1, sizeof(*r));
-    r->api = api;
-    r->backend = *backend;
+    resolve_t *r = resolve_new(api, backend, data);
     memcpy(r->ids, ids, n * sizeof(ids[0]));
     r->n = n;
     r->cb = cb;
-    r->data = data;
-    uv_timer_init(api->loop, &r->retry);
-    r->retry.data = r;
-    r->next = api->resolving;
-    api->resolving = r;
-    uv_timer_start(&r->retry, on_retry, 0, 0);
+    return 0;
+}
+
+int api__resolve_delete(api_t *api, const store_backend_t *backend, store_call_t *call,
+                        api_resolve_delete_build_fn build, store_call_cb done, void *data)
+{
+    if (!api->resolve_on)
+        return GF_ECANCELED;
+    resolve_t *r = resolve_new(api, backend, data);
+    r->call = call;
+    r->build = build;
+    r->done = done;
     return 0;
 }
 

@@ -306,7 +306,9 @@ static const cfg_row cfg_table[] = {
     {"FARM_STORAGE_BACKOFF_MS", CFG_INT, OFF(storage_backoff_ms), "200", 1, 60000, NULL, 0,
      "first storage retry backoff (doubles each retry, +-25% jitter)"},
     {"FARM_STORAGE_MAX_OBJECT_BYTES", CFG_INT, OFF(storage_max_object_bytes), "67108864", KIB,
-     1024 * MIB, NULL, 0, "largest object read back from storage"},
+     1024 * MIB, NULL, 0,
+     "largest object stored or read back (a larger normalised upload gets 413; a larger output "
+     "fails its image)"},
     /* webhooks (webhooks/, docs/webhooks.md) */
     {"FARM_WEBHOOK_ALLOW_PRIVATE", CFG_INT, OFF(webhook_allow_private), "0", 0, 1, NULL, 0,
      "1: webhooks may go to loopback, private and link-local addresses, and over http:// (test "

@@ -321,12 +321,22 @@ static int op_start(storage_t *s, storage_op_kind kind, const char *key, storage
     return 0;
 }
 
+/* Whether an object of `len` bytes could be read back: a read refuses more than
+ * FARM_STORAGE_MAX_OBJECT_BYTES, so storing it would keep (and charge for) a file that
+ * is never served. */
+static int len_ok(const storage_t *s, size_t len)
+{
+    return len <= (unsigned long long)s->cfg->storage_max_object_bytes;
+}
+
 int storage_put(storage_t *s, const char *key, const void *data, size_t len,
                 const char *content_type, storage_done_cb cb, void *cb_data)
 {
     storage_op_t *op;
     if (cb == NULL)
         return GF_EINVAL;
+    if (!len_ok(s, len))
+        return GF_ETOOBIG;
     int rc = op_start(s, OP_PUT, key, cb, NULL, cb_data, &op);
     if (rc < 0)
         return rc;
@@ -394,9 +404,12 @@ int storage_put_many(storage_t *s, const storage_put_t *puts, size_t n, storage_
         return GF_EINVAL;
     if (s->closing)
         return GF_ECANCELED;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         if (!storage__key_ok(puts[i].key))
             return GF_EINVAL;
+        if (!len_ok(s, puts[i].len)) /* checked first: none of them is stored */
+            return GF_ETOOBIG;
+    }
     if (!s->be->threaded)
         return put_fanout(s, puts, n, cb, cb_data);
     storage_op_t *op;

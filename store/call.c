@@ -76,6 +76,8 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
                                     "$4::jsonb, $5::int, $6::int)"},
     [STORE_OP_ACCEPT_RESOLVE] =
         {"SELECT farm_accept_resolve_at($1::int, $2::text, $3::uuid[])::text"},
+    [STORE_OP_DELETE_RESOLVE] = {"SELECT farm_delete_resolve($1::uuid, $2::uuid, $3::text, "
+                                 "$4::int, $5::text)"},
 };
 
 /*
@@ -639,6 +641,19 @@ void store_call_upload_delete(store_call_t *c, const char *upload_id, const char
     call_init(c, STORE_OP_UPLOAD_DELETE, 2);
     set_str(c, 0, upload_id);
     set_str(c, 1, user_id);
+}
+
+void store_call_delete_resolve(store_call_t *c, const store_backend_t *backend, const char *what,
+                               const char *id, const char *user_id)
+{
+    call_init(c, STORE_OP_DELETE_RESOLVE, 5);
+    set_str(c, 0, id);
+    set_str(c, 1, user_id);
+    set_str(c, 2, what);
+    if (backend->pid > 0 && backend->app[0]) {
+        set_int(c, 3, backend->pid);
+        set_str(c, 4, backend->app);
+    }
 }
 
 /* The cursor as for store_call_list: "<microseconds>.<uuid>". */

@@ -65,6 +65,8 @@ static const char *json_source(store_op_t op)
         return "farm_generation_delete";
     case STORE_OP_UPLOAD_DELETE:
         return "farm_upload_delete";
+    case STORE_OP_DELETE_RESOLVE:
+        return "farm_delete_resolve";
     case STORE_OP_UPLOADS:
         return "farm_uploads_page";
     case STORE_OP_LIFECYCLE:
@@ -129,13 +131,14 @@ static void parse_json(store_call_t *c, const char *text)
     else if (c->_op == STORE_OP_UPLOADS)
         store__read_uploads(&r, root, &c->res.uploads);
     else if (c->_op == STORE_OP_GENERATION_DELETE || c->_op == STORE_OP_UPLOAD_DELETE ||
-             c->_op == STORE_OP_LIFECYCLE || c->_op == STORE_OP_UNREFERENCED)
+             c->_op == STORE_OP_DELETE_RESOLVE || c->_op == STORE_OP_LIFECYCLE ||
+             c->_op == STORE_OP_UNREFERENCED)
         store__read_keys(&r, root, &c->res.keys);
     else if (c->_op == STORE_OP_AUDIT_PAGE)
         store__read_audit_page(&r, root, &c->res.audit);
     else
         store__read_resume(&r, root, &c->res.resume);
-    /* A delete's outcome (farm_generation_delete, farm_upload_delete). */
+    /* A delete's outcome (farm_generation_delete, farm_upload_delete, farm_delete_resolve). */
     const char *outcome = json_string_value(json_object_get(root, "outcome"));
     if (r.bad == NULL && outcome != NULL && strcmp(outcome, "not_found") == 0)
         fail(c, GF_ENOTFOUND, "nothing %s to delete for this user", c->_params[0]);
@@ -281,6 +284,7 @@ void store__parse_row(store_call_t *c, const store_row_t *row)
     case STORE_OP_WEBHOOK_LIST:
     case STORE_OP_GENERATION_DELETE:
     case STORE_OP_UPLOAD_DELETE:
+    case STORE_OP_DELETE_RESOLVE:
     case STORE_OP_UPLOADS:
     case STORE_OP_LIFECYCLE:
     case STORE_OP_UNREFERENCED:
@@ -335,6 +339,7 @@ void store__result_dispose(store_call_t *c)
         break;
     case STORE_OP_GENERATION_DELETE:
     case STORE_OP_UPLOAD_DELETE:
+    case STORE_OP_DELETE_RESOLVE:
     case STORE_OP_LIFECYCLE:
     case STORE_OP_UNREFERENCED:
         store__keys_dispose(&c->res.keys);

@@ -71,7 +71,11 @@ void storage_close(storage_t *s, void (*cb)(void *data), void *data);
 /* "local" or "s3". */
 const char *storage_backend(const storage_t *s);
 
-/* Stores a copy of `len` bytes under `key`, replacing what was there. */
+/*
+ * Stores a copy of `len` bytes under `key`, replacing what was there.
+ * GF_ETOOBIG (no callback): `len` is over FARM_STORAGE_MAX_OBJECT_BYTES, which
+ * bounds reads, so the object could never be read back.
+ */
 int storage_put(storage_t *s, const char *key, const void *data, size_t len,
                 const char *content_type, storage_done_cb cb, void *cb_data);
 /* One object of storage_put_many(). */
@@ -84,11 +88,11 @@ typedef struct {
 /*
  * Stores `n` objects (n > 0; copied), as n storage_put() calls would, with
  * one callback once each is stored or has failed (`err`: the first
- * failure). Every key is checked before anything starts (GF_EINVAL, no
- * callback). local: one thread-pool job writes them all and syncs each
- * directory once, after the renames of its objects (the outputs of an image
- * share one), where n puts would sync it n times; objects with the same
- * bytes in one directory are one file under two names; s3: n PUTs.
+ * failure). Every key and size is checked before anything starts (GF_EINVAL,
+ * GF_ETOOBIG as storage_put(); no callback). local: one thread-pool job writes them all and syncs
+ * each directory once, after the renames of its objects (the outputs of an image share one), where
+ * n puts would sync it n times; objects with the same bytes in one directory are one file under two
+ * names; s3: n PUTs.
  */
 int storage_put_many(storage_t *s, const storage_put_t *puts, size_t n, storage_done_cb cb,
                      void *cb_data);

@@ -84,6 +84,8 @@ typedef enum {
     STORE_OP_IMAGE_DONE_FINISH,
     /* the outcome of accepts whose answer was lost */
     STORE_OP_ACCEPT_RESOLVE,
+    /* the outcome of a delete whose answer was lost */
+    STORE_OP_DELETE_RESOLVE,
     STORE_OP_COUNT_
 } store_op_t;
 
@@ -377,7 +379,7 @@ typedef struct {
 } store_audit_result_t;
 
 /*
- * GENERATION_DELETE, UPLOAD_DELETE and LIFECYCLE: storage keys whose objects
+ * GENERATION_DELETE, UPLOAD_DELETE, DELETE_RESOLVE and LIFECYCLE: storage keys whose objects
  * the caller deletes now, then reports with store_call_storage_deleted().
  * LIFECYCLE also counts what retention marked and the idempotency keys it
  * purged. Strings are owned by the result.
@@ -432,6 +434,7 @@ typedef struct {
  *   GENERATION_DELETE GF_ENOTFOUND (absent, another user's, or deleted);
  *               GF_ECONFLICT while queued or running (not deletable).
  *   UPLOAD_DELETE GF_ENOTFOUND (absent, another user's, or deleted).
+ *   DELETE_RESOLVE as the delete it resolves.
  *   UPLOADS     GF_EINVAL for a malformed cursor.
  *   UPLOAD_ADD  GF_ETOOBIG: over the user's quota (res.upload.over names it); nothing added.
  * The result of the call's operation is the member of `res` named after it
@@ -469,7 +472,8 @@ typedef struct {
         store_webhook_claim_result_t webhook_claim;
         store_webhook_result_t webhook_result;
         store_webhook_list_result_t webhook_list; /* WEBHOOK_LIST and WEBHOOK_RETRY */
-        store_keys_result_t keys; /* GENERATION_DELETE, UPLOAD_DELETE, LIFECYCLE, UNREFERENCED */
+        /* GENERATION_DELETE, UPLOAD_DELETE, DELETE_RESOLVE, LIFECYCLE, UNREFERENCED */
+        store_keys_result_t keys;
         store_uploads_result_t uploads;
         store_upload_result_t upload; /* UPLOAD_ADD and UPLOAD_USAGE */
         store_audit_result_t audit;   /* AUDIT and AUDIT_PAGE */
@@ -648,6 +652,16 @@ void store_call_webhook_list(store_call_t *c, int failed_only, const char *gen_i
  */
 void store_call_generation_delete(store_call_t *c, const char *gen_id, const char *user_id);
 void store_call_upload_delete(store_call_t *c, const char *upload_id, const char *user_id);
+/*
+ * The outcome of a GENERATION_DELETE or UPLOAD_DELETE (`what`: "generation" |
+ * "upload") whose call failed with outcome_unknown: ends the backend it ran on
+ * (`backend`, the failed call's; pid 0: none known) as store_call_accept_resolve
+ * does, then answers as the delete: GF_OK with res.keys when the user's
+ * generation or upload is deleted (by the lost call or an earlier one), else
+ * the delete, run now, answers for itself (farm_delete_resolve).
+ */
+void store_call_delete_resolve(store_call_t *c, const store_backend_t *backend, const char *what,
+                               const char *id, const char *user_id);
 void store_call_uploads(store_call_t *c, const char *user_id, int limit, const char *cursor);
 void store_call_lifecycle(store_call_t *c, int limit, int output_days, int upload_days);
 void store_call_storage_deleted(store_call_t *c, const char *const *keys, size_t n);

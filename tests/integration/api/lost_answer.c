@@ -9,7 +9,8 @@
  * the api hears nothing until its backstop (statement_timeout + 5 s), and
  * must then answer what happened: 202 with the generation charged once and
  * queued, or 503 with nothing charged; for an upload, 201 with the upload
- * kept.
+ * kept. A DELETE whose answer is lost is 204 whether or not it had
+ * committed (it is run again when it had not), never 503 then 404.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -173,12 +174,78 @@ static void test_an_upload_whose_answer_is_lost_is_201(void **state)
     free(tok);
 }
 
+/* Whether the upload `id`'s file is in the api's storage. */
+static int upload_stored(const char *id)
+{
+    return ts_sh("test -n \"$(find '%s/lost-storage' -name '%s.*')\"", ts_env("FARM_TEST_TMPDIR"),
+                 id) == 0;
+}
+
+/* DELETE `path` while `lose` (qt_proxy_lose_answers or qt_proxy_deafen) holds the api's
+ * connection: 204, after the backstop, and a second DELETE is then 404. */
+static void delete_lost(const char *tok, const char *path, void (*lose)(qt_proxy_t *, int))
+{
+    lose(proxy, qt_proxy_accepted(proxy) - 1);
+    double t0 = ts_now();
+    ts_http_t r = au_call("DELETE", path, tok, NULL, NULL);
+    double waited = ts_now() - t0;
+    if (r.status != 204)
+        fail_msg("%ld after %.1f s: %s", r.status, waited, r.body);
+    assert_true(waited >= 5); /* the backstop: the answer was lost */
+    ts_http_dispose(&r);
+    r = au_call("DELETE", path, tok, NULL, NULL);
+    au_expect_error(&r, 404, "not_found", NULL);
+}
+
+/* The delete of a finished generation committed; its answer was lost: 204, and it is gone. */
+static void test_a_committed_delete_whose_answer_is_lost_is_204(void **state)
+{
+    (void)state;
+    char *tok, id[37], path[128];
+    (void)fresh_user(&tok);
+    au_create(tok, AVATAR, id);
+    snprintf(path, sizeof(path), "/v1/generations/%s/cancel", id);
+    ts_http_t r = au_call("POST", path, tok, NULL, NULL);
+    au_expect(&r, 202, NULL);
+    json_decref(au_wait_status(tok, id, "canceled", 10));
+    snprintf(path, sizeof(path), "/v1/generations/%s", id);
+    delete_lost(tok, path, qt_proxy_lose_answers);
+    r = au_call("GET", path, tok, NULL, NULL);
+    au_expect_error(&r, 404, "not_found", NULL);
+    assert_int_equal(generations_of(tok), 0);
+    free(tok);
+}
+
+/* An upload's delete, committed or lost on its way: 204, unlisted, and its file deleted. */
+static void test_an_upload_delete_whose_answer_is_lost_is_204(void **state)
+{
+    (void)state;
+    void (*lose[])(qt_proxy_t *, int) = {qt_proxy_lose_answers, qt_proxy_deafen};
+    char *tok;
+    (void)fresh_user(&tok);
+    for (size_t i = 0; i < 2; i++) {
+        char id[37], path[128];
+        ff_upload_png(tok, 64, 48, id);
+        assert_true(upload_stored(id));
+        snprintf(path, sizeof(path), "/v1/uploads/%s", id);
+        delete_lost(tok, path, lose[i]);
+        assert_false(upload_stored(id)); /* deleted before the answer, as on the normal path */
+        ts_http_t r = au_call("GET", "/v1/uploads", tok, NULL, NULL);
+        assert_int_equal(r.status, 200);
+        assert_null(strstr(r.body, id));
+        ts_http_dispose(&r);
+    }
+    free(tok);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_committed_accept_whose_answer_is_lost_is_202),
         cmocka_unit_test(test_an_accept_lost_on_its_way_is_503_with_nothing_charged),
         cmocka_unit_test(test_an_upload_whose_answer_is_lost_is_201),
+        cmocka_unit_test(test_a_committed_delete_whose_answer_is_lost_is_204),
+        cmocka_unit_test(test_an_upload_delete_whose_answer_is_lost_is_204),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -197,6 +197,16 @@ static void check_outputs(json_t *gen)
         for (int k = 0; k < 32; k++)
             sprintf(hex + 2 * k, "%02x", md[k]);
         assert_string_equal(hex, json_string_value(json_object_get(o, "sha256")));
+        /* The same URL with the owner's token is served by the api itself: a
+         * client following the redirect with its Authorization would be refused. */
+        char auth[1200];
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
+        const char *h[] = {auth, NULL};
+        ts_http_t t = ts_http("GET", full, h, NULL, 0);
+        assert_int_equal(t.status, 200);
+        assert_int_equal(t.body_len, r.body_len);
+        assert_memory_equal(t.body, r.body, r.body_len);
+        ts_http_dispose(&t);
         VipsImage *img = vips_image_new_from_buffer(r.body, r.body_len, "", "fail", TRUE, NULL);
         assert_non_null(img);
         double avg;

@@ -5,8 +5,8 @@
  * keys that could leave the root are refused; a reader never sees a partial
  * object; storage_put_many stores each of its objects, the same bytes in one directory as one
  * file under two names, and the others when one fails; a new directory's parents synced up to
- * the root; the async contract (never inside the call,
- * GF_ECANCELED after close).
+ * the root; a put over FARM_STORAGE_MAX_OBJECT_BYTES refused; the async
+ * contract (never inside the call, GF_ECANCELED after close).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -619,6 +619,37 @@ static void test_close_while_a_put_runs(void **state)
     closed = 0;
 }
 
+/* FARM_STORAGE_MAX_OBJECT_BYTES bounds reads: an object over it would never be read back,
+ * so its put is refused before anything is written (a put_many's others included). */
+static void test_a_put_over_the_object_bound_is_refused(void **state)
+{
+    (void)state;
+    const char *big_key = "0b7c0f4e-8a52-4a49-9d4e-3b1a5c6d7e8f/uploads/big.png";
+    const char *small_key = "0b7c0f4e-8a52-4a49-9d4e-3b1a5c6d7e8f/uploads/small.png";
+    static char big[1025];
+    memset(big, 'x', sizeof(big));
+    long long saved = cfg->storage_max_object_bytes;
+    cfg->storage_max_object_bytes = 1024;
+    su_result_t r = {0};
+    assert_int_equal(storage_put(st, big_key, big, sizeof(big), NULL, su_on_done, &r), GF_ETOOBIG);
+    storage_put_t puts[] = {{small_key, "ok", 2, NULL}, {big_key, big, sizeof(big), NULL}};
+    assert_int_equal(storage_put_many(st, puts, 2, su_on_done, &r), GF_ETOOBIG);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    assert_int_equal(r.done, 0);
+    assert_int_equal(get(big_key).err.code, GF_ENOTFOUND);
+    assert_int_equal(get(small_key).err.code, GF_ENOTFOUND);
+    /* At the bound it is stored and read back. */
+    su_result_t at = {.in_call = 1};
+    assert_int_equal(storage_put(st, big_key, big, 1024, NULL, su_on_done, &at), 0);
+    su_wait(&loop, &at);
+    cfg->storage_max_object_bytes = saved;
+    assert_int_equal(at.err.code, 0);
+    su_result_t g = get(big_key);
+    assert_int_equal(g.err.code, 0);
+    assert_int_equal(g.len, 1024);
+    free(g.data);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -636,6 +667,7 @@ int main(void)
         cmocka_unit_test(test_a_relative_root_is_made_durable),
         cmocka_unit_test(test_a_failed_directory_sync_fails_the_put),
         cmocka_unit_test(test_a_put_that_makes_the_root_syncs_its_parents),
+        cmocka_unit_test(test_a_put_over_the_object_bound_is_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
