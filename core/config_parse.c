@@ -400,6 +400,9 @@ static int check_pairs(const gf_config_t *cfg, gf_err_t *err)
          offsetof(gf_config_t, provider_poll_min_ms), offsetof(gf_config_t, provider_poll_max_ms)},
         {"FARM_UPLOAD_MAX_BYTES", "FARM_UPLOAD_MAX_INFLIGHT_BYTES",
          offsetof(gf_config_t, upload_max_bytes), offsetof(gf_config_t, upload_max_inflight_bytes)},
+        /* An upload the api takes must fit in storage (its normalised file may still not). */
+        {"FARM_UPLOAD_MAX_BYTES", "FARM_STORAGE_MAX_OBJECT_BYTES",
+         offsetof(gf_config_t, upload_max_bytes), offsetof(gf_config_t, storage_max_object_bytes)},
     };
     for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
         long long lo = *(const long long *)((const char *)cfg + pairs[i].lo);

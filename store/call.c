@@ -13,6 +13,9 @@
 
 typedef struct {
     const char *sql;
+    /* When audited: the condition on the statement's row (`act`) under which it writes
+     * its audit row; NULL: always. */
+    const char *audit_when;
 } stmt_t;
 
 /* Index = store_op_t. Types are cast in SQL so PREPARE can infer them. */
@@ -76,8 +79,12 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
                                     "$4::jsonb, $5::int, $6::int)"},
     [STORE_OP_ACCEPT_RESOLVE] =
         {"SELECT farm_accept_resolve_at($1::int, $2::text, $3::uuid[])::text"},
+    /* A delete found committed already wrote its audit row (or an earlier request's did):
+     * the resolution writes one only when it runs the delete itself. */
     [STORE_OP_DELETE_RESOLVE] = {"SELECT farm_delete_resolve($1::uuid, $2::uuid, $3::text, "
-                                 "$4::int, $5::text)"},
+                                 "$4::int, $5::text)",
+                                 "act.farm_delete_resolve::jsonb->>'resolved' IS DISTINCT FROM "
+                                 "'already'"},
 };
 
 /*
@@ -100,9 +107,10 @@ const char *store__audited_sql(store_op_t op, int first)
                       "SELECT $%d::text, $%d::text, $%d::text, $%d::text, "
                       "coalesce($%d::jsonb, '{}') || jsonb_build_object('result', "
                       "CASE WHEN octet_length(to_jsonb(act)::text) <= 4096 THEN to_jsonb(act) END) "
-                      "FROM act LIMIT 1) "
+                      "FROM act WHERE %s LIMIT 1) "
                       "SELECT * FROM act",
-                      stmts[op].sql, first, first + 1, first + 2, first + 3, first + 4);
+                      stmts[op].sql, first, first + 1, first + 2, first + 3, first + 4,
+                      stmts[op].audit_when ? stmts[op].audit_when : "true");
         audited_stmts[op] = b.p;
     }
     return audited_stmts[op];

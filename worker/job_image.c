@@ -182,7 +182,11 @@ static void outputs_stored(job_image_t *img)
         /* Never charged for what cannot be fetched: the outputs are not recorded. */
         gf_log_ctx ctx = job__log(j, "storing outputs");
         gf_log_err(GF_LOG_WARN, &ctx, &img->put_err);
-        image_fail(img, "internal", "the outputs could not be stored", 1);
+        if (img->put_err.code == GF_ETOOBIG) /* the same image is as large next time */
+            image_fail(img, "internal",
+                       "an output is larger than storage takes (FARM_STORAGE_MAX_OBJECT_BYTES)", 0);
+        else
+            image_fail(img, "internal", "the outputs could not be stored", 1);
         return;
     }
     img->state = IMAGE_STORING;

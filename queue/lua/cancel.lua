@@ -30,6 +30,9 @@ elseif s == 'running' then
 else
     return {0, s}
 end
-local st = why == 'expired' and 'expired' or 'canceled'
-terminal(g, jk, u, tonumber(f[3]), st, '{}')
-return {1, st}
+if why == 'expired' then
+    terminal(g, jk, u, tonumber(f[3]), 'expired', '{}')
+    return {1, 'expired'}
+end
+terminal(g, jk, u, tonumber(f[3]), 'canceled', '{}')
+return {1, 'canceled'}

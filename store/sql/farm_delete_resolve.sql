@@ -40,6 +40,10 @@ BEGIN
                 FROM storage_deletions d WHERE d.storage_key = v_key;
         END IF;
     END IF;
+    -- 'resolved': the deletion was there already, and so is its audit row (the
+    -- lost call's, committed with it, or an earlier request's): the audited
+    -- statement writes none for this one (store/call.c).
     RETURN jsonb_build_object('outcome', 'deleted',
-                              'keys', to_jsonb(coalesce(v_keys, '{}'::text[])))::text;
+                              'keys', to_jsonb(coalesce(v_keys, '{}'::text[])),
+                              'resolved', 'already')::text;
 END $$;

@@ -541,14 +541,15 @@ static void test_an_upload_past_the_statement_timeout_leaves_nothing(void **stat
     assert_upload_behind_a_lock("FARM_DB_STATEMENT_TIMEOUT_MS=1000", 3, 503, 0);
 }
 
-/* A noise PNG of w x h, which PNG cannot compress much (unlike make_image's gradient). */
-static void *make_noise(int w, int h, size_t *len)
+/* A noise JPEG of w x h at quality q: small at a low q, several times larger once the
+ * upload is normalised (re-encoded at the farm's quality). */
+static void *make_noise_jpeg(int w, int h, int q, size_t *len)
 {
     VipsImage *img = NULL, *u8 = NULL;
     void *buf = NULL;
     assert_int_equal(vips_gaussnoise(&img, w, h, "mean", 128.0, "sigma", 60.0, NULL), 0);
     assert_int_equal(vips_cast_uchar(img, &u8, NULL), 0);
-    assert_int_equal(vips_image_write_to_buffer(u8, ".png", &buf, len, NULL), 0);
+    assert_int_equal(vips_jpegsave_buffer(u8, &buf, len, "Q", q, NULL), 0);
     g_object_unref(img);
     g_object_unref(u8);
     return buf;
@@ -557,7 +558,9 @@ static void *make_noise(int w, int h, size_t *len)
 /*
  * FARM_STORAGE_MAX_OBJECT_BYTES bounds what storage reads back: an upload over it once
  * normalised is 413, with no file and no row, never a 201 whose file is never served. An
- * api of its own with the bound at 64 KiB.
+ * api of its own with the bound at 64 KiB, and uploads taken up to that (a larger upload
+ * limit is refused at start): a 400 x 400 noise JPEG at quality 20 (about 35 KB) is
+ * about 90 KB once normalised.
  */
 static void test_an_upload_over_the_storage_object_bound_is_refused(void **state)
 {
@@ -565,18 +568,18 @@ static void test_an_upload_over_the_storage_object_bound_is_refused(void **state
     new_uploader_t u;
     new_uploader(&u);
     size_t len;
-    void *noise = make_noise(300, 300, &len);
-    assert_true(len > 65536 && len < 200000);
+    void *noise = make_noise_jpeg(400, 400, 20, &len);
+    assert_true(len < 65536);
     char url[128], saved[64];
     int port = ts_free_port();
-    pid_t api2 = spawn("FARM_TEST_API_BIN", port, "FARM_STORAGE_MAX_OBJECT_BYTES=65536",
-                       "api-object-bound.log");
+    pid_t api2 = spawn2("FARM_TEST_API_BIN", port, "FARM_STORAGE_MAX_OBJECT_BYTES=65536",
+                        "FARM_UPLOAD_MAX_BYTES=65536", "api-object-bound.log");
     snprintf(saved, sizeof(saved), "%s", base);
     snprintf(base, sizeof(base), "http://127.0.0.1:%d", port);
     snprintf(url, sizeof(url), "%s/readyz", base);
     assert_true(ts_wait_http(url, 200, NULL, 20));
     ts_http_t small = post_image("image/png", u.png, u.len, u.token);
-    ts_http_t big = post_image("image/png", noise, len, u.token);
+    ts_http_t big = post_image("image/jpeg", noise, len, u.token);
     snprintf(base, sizeof(base), "%s", saved);
     assert_int_equal(ts_stop(api2, SIGTERM, 15), 0);
     au_expect(&small, 201, "\"format\":\"png\"");

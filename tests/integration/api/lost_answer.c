@@ -198,6 +198,20 @@ static void delete_lost(const char *tok, const char *path, void (*lose)(qt_proxy
 }
 
 /* The delete of a finished generation committed; its answer was lost: 204, and it is gone. */
+/* The audit rows of `action` on `target` that did it (a later DELETE's not_found has its
+ * own): one (docs/operations.md, "one row per action"). */
+static long long audit_rows(const char *action, const char *target)
+{
+    long long n = -1;
+    assert_int_equal(ts_sh_number(&n,
+                                  "psql -X -At \"$FARM_DATABASE_URL\" -c \"SELECT count(*) FROM "
+                                  "audit_log WHERE action = '%s' AND target = '%s' AND "
+                                  "detail::text NOT LIKE '%%not_found%%'\"",
+                                  action, target),
+                     0);
+    return n;
+}
+
 static void test_a_committed_delete_whose_answer_is_lost_is_204(void **state)
 {
     (void)state;
@@ -213,6 +227,7 @@ static void test_a_committed_delete_whose_answer_is_lost_is_204(void **state)
     r = au_call("GET", path, tok, NULL, NULL);
     au_expect_error(&r, 404, "not_found", NULL);
     assert_int_equal(generations_of(tok), 0);
+    assert_int_equal(audit_rows("generation.delete", id), 1); /* the lost call's, not two */
     free(tok);
 }
 
@@ -234,6 +249,7 @@ static void test_an_upload_delete_whose_answer_is_lost_is_204(void **state)
         assert_int_equal(r.status, 200);
         assert_null(strstr(r.body, id));
         ts_http_dispose(&r);
+        assert_int_equal(audit_rows("upload.delete", id), 1);
     }
     free(tok);
 }

@@ -61,6 +61,8 @@ static void test_contradicting_settings_are_refused(void **state)
          "FARM_PROVIDER_POLL_MAX_MS"},
         {"FARM_UPLOAD_MAX_BYTES=268435456", "FARM_UPLOAD_MAX_INFLIGHT_BYTES=1048576",
          "FARM_UPLOAD_MAX_INFLIGHT_BYTES"},
+        {"FARM_UPLOAD_MAX_BYTES=8388608", "FARM_STORAGE_MAX_OBJECT_BYTES=4194304",
+         "FARM_STORAGE_MAX_OBJECT_BYTES"},
         {"FARM_API_PROCESSES=4", "FARM_API_PORT=0", "FARM_API_PORT"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
