@@ -112,6 +112,25 @@ static int hf_json_success(provider_call_t *c, net_resp_t *r)
     return handled;
 }
 
+/*
+ * The reply's fault, as provider__resp_fault() reads it, but for the router's
+ * 400 naming a model no provider serves on this route ("Model not supported
+ * by provider together", "The requested model '...' is not supported by any
+ * provider you have enabled"): not the caller's input but the route's, so
+ * model_unavailable, which fails over (shared/reference/providers.md).
+ */
+static provider_fault hf_fault(const net_resp_t *r)
+{
+    provider_fault f = provider__resp_fault(r);
+    if (f != PROVIDER_F_BAD_INPUT || r->status != 400)
+        return f;
+    char *text = provider__json_error_text(r->body, r->len);
+    if (text && strcasestr(text, "not supported"))
+        f = PROVIDER_F_MODEL_UNAVAILABLE;
+    GF_FREE(text);
+    return f;
+}
+
 static void hf_done(net_resp_t *r, void *data)
 {
     provider_call_t *c = data;
@@ -125,7 +144,7 @@ static void hf_done(net_resp_t *r, void *data)
                             c->p->cfg->provider_max_image_bytes);
         return;
     }
-    provider_fault f = provider__resp_fault(r);
+    provider_fault f = hf_fault(r);
     if (f == PROVIDER_F_NONE) {
         if (provider__looks_json(r->body, r->len) && hf_json_success(c, r))
             return;

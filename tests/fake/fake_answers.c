@@ -299,6 +299,12 @@ int fake_generic(fake_t *f, gf_http_req_t *r, const char *provider, const fake_f
                             "https://api-inference.huggingface.co/ is no longer "
                             "supported. Please use https://router.huggingface.co/ "
                             "instead."));
+    } else if (strcmp(m, "not_supported_400") == 0) {
+        /* The HF router's answer for a model no provider serves on the route. */
+        fake_json(r, 400,
+                  json_pack("{s:s}", key,
+                            "Model black-forest-labs/FLUX.1-dev is not supported by "
+                            "provider hf-inference"));
     } else if (strcmp(m, "validation_400") == 0) {
         fake_json(r, 400, json_pack("{s:s}", key, "Bad request: width must be a multiple of 8"));
     } else if (strcmp(m, "validation_422") == 0) {

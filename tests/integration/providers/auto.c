@@ -49,6 +49,24 @@ static void test_auto_falls_back_to_the_next_provider(void **state)
     pt_close(&loop, p, cfg);
 }
 
+/* HF's router answers 400 for a model it does not serve on the route: the next one may. */
+static void test_a_model_hf_does_not_serve_fails_over(void **state)
+{
+    (void)state;
+    gf_config_t *cfg =
+        pt_config(&fake, "auto", (const char *const[]){"FARM_PROVIDER_FALLBACK=hf,bfl", NULL});
+    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
+    pt_result_t r = {0};
+    provider_req_t q = pt_req("a fox [[not_supported_400@hf.submit]]", 64, 64);
+    pt_run(&loop, p, &q, &r);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.provider, "bfl");
+    assert_int_equal(pt_fake_count(&fake, "hf.submit"), 1);
+    assert_int_equal(pt_fake_count(&fake, "bfl.submit"), 1);
+    pt_result_dispose(&r);
+    pt_close(&loop, p, cfg);
+}
+
 static void test_breaker_opens_fails_fast_and_recovers_after_probe(void **state)
 {
     (void)state;
@@ -407,6 +425,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_auto_falls_back_to_the_next_provider, reset),
+        cmocka_unit_test_setup(test_a_model_hf_does_not_serve_fails_over, reset),
         cmocka_unit_test_setup(test_breaker_opens_fails_fast_and_recovers_after_probe, reset),
         cmocka_unit_test_setup(test_auto_without_tokens_is_local, reset),
         cmocka_unit_test_setup(test_local_renders_deterministic_distinct_images, reset),
