@@ -1,7 +1,7 @@
 // web/app.js - the demo page: sign in, create generations, follow them live
 // over the user's event stream, see credits and the ledger. Static, no build
 // step; it uses the client of clients/js (served by farm-api as /client.js).
-import { Client, ApiError, TERMINAL_EVENTS } from '/client.js';
+import { Client, ApiError, TERMINAL_EVENTS, newIdempotencyKey } from '/client.js';
 
 const $ = (sel) => document.querySelector(sel);
 const TOKEN_KEY = 'genfarm.token';
@@ -31,9 +31,10 @@ function clearError() {
   $('#error').textContent = '';
 }
 
-// Runs an action of the user; its failure is shown, never thrown.
-async function act(fn) {
-  clearError();
+// Runs an action of the user; its failure is shown, never thrown. `quiet`:
+// not the user's (a read a stream event asked for): the error shown stays.
+async function act(fn, { quiet = false } = {}) {
+  if (!quiet) clearError();
   try {
     await fn();
   } catch (err) {
@@ -81,6 +82,8 @@ function signOut() {
   watching?.abort();
   watching = null;
   farm = null;
+  pending = null;
+  clearIdentity();
   sessionStorage.removeItem(TOKEN_KEY);
   cards.clear();
   $('#generations').replaceChildren();
@@ -186,20 +189,34 @@ async function uploadIdentity(file) {
 
 function clearIdentity() {
   identity = null;
+  if (identityPreview) URL.revokeObjectURL(identityPreview);
+  identityPreview = null;
   $('#identity-file').value = '';
   $('#identity-preview').hidden = true;
   $('#identity-clear').hidden = true;
   $('#identity-status').textContent = '';
 }
 
+// The Idempotency-Key of the form as last sent, kept while its outcome is
+// unknown (no answer, 5xx, 429): pressing Generate again for the same form
+// then holds credits once. A changed form is another request, another key.
+let pending = null;
+
 async function submit() {
   const button = $('#generate');
   button.disabled = true;
+  const params = formParams();
+  const body = JSON.stringify(params);
+  if (pending?.body !== body) pending = { body, key: newIdempotencyKey() };
   try {
-    const acc = await farm.createGeneration(formParams());
+    const acc = await farm.createGeneration(params, { idempotencyKey: pending.key });
+    pending = null;
     const gen = await farm.getGeneration(acc.id);
     render(gen);
     refreshAccountSoon();
+  } catch (err) {
+    if (err?.status >= 400 && err.status < 500 && err.status !== 429) pending = null;
+    throw err;
   } finally {
     button.disabled = false;
   }
@@ -331,7 +348,7 @@ function onEvent(ev) {
   if (!id) return;
   const c = cards.get(id);
   if (!c?.gen) {
-    act(() => readFresh(id));
+    act(() => readFresh(id), { quiet: true });
     return;
   }
   if (TERMINAL_EVENTS.includes(ev.type)) {
@@ -367,15 +384,23 @@ function onEvent(ev) {
   paint(c);
 }
 
-// One stream for every generation of the user (API.md, GET /v1/events).
+// One stream for every generation of the user (API.md, GET /v1/events). The
+// client waits out dropped connections, 429 and 503 itself; what it throws is
+// shown, and the stream starts again after a while, unless the token is no
+// longer good (401): then only signing in again helps.
 async function watch() {
   watching?.abort();
   const ctl = new AbortController();
   watching = ctl;
-  try {
-    for await (const ev of farm.watchAll({ signal: ctl.signal })) onEvent(ev);
-  } catch (err) {
-    if (!ctl.signal.aborted) showError(err);
+  for (let failures = 0; !ctl.signal.aborted; failures++) {
+    try {
+      for await (const ev of farm.watchAll({ signal: ctl.signal })) onEvent(ev);
+    } catch (err) {
+      if (ctl.signal.aborted) return;
+      showError(err);
+      if (err?.status === 401) return;
+    }
+    await new Promise((r) => setTimeout(r, Math.min(30000, 2000 * 2 ** Math.min(failures, 4))));
   }
 }
 

@@ -42,7 +42,7 @@ export interface Accepted {
 export interface GenerationError {
   code: string;
   message: string;
-  retryable?: boolean;
+  retryable: boolean;
 }
 
 export interface Output {
@@ -76,7 +76,8 @@ export interface Generation {
   attempts: number;
   provider: string | null;
   error: GenerationError | null;
-  failures?: GenerationError[] | null;
+  /** One entry per failed image (docs/api.md: besides API.md's fields). */
+  failures?: { index: number; error: GenerationError | null }[] | null;
   metadata: Record<string, unknown> | null;
   webhook?: { status: 'pending' | 'delivered' | 'failed'; attempts: number; last_status_code?: number | null; next_attempt_at?: string | null } | null;
   created_at: string;
@@ -96,6 +97,11 @@ export interface Upload {
   width: number;
   height: number;
   bytes: number;
+}
+
+/** An upload as GET /v1/uploads lists it. */
+export interface UploadItem extends Upload {
+  created_at: string;
 }
 
 export interface Credits {
@@ -139,8 +145,11 @@ export type StreamEvent =
 
 export declare const TERMINAL_EVENTS: readonly TerminalEventType[];
 
+/** A random UUID v4, as createGeneration makes its Idempotency-Key when none is given. */
+export declare function newIdempotencyKey(): string;
+
 export declare class ApiError extends Error {
-  constructor(e: { status: number; code: string; message: string; field?: string | null; retryAfter?: number | null; requestId?: string | null });
+  constructor(e: { status: number; code: string; message: string; field?: string | null; retryAfter?: number | null; requestId?: string | null; idempotencyKey?: string | null });
   /** HTTP status; 0 when no answer came. */
   status: number;
   /** API.md's machine code ("insufficient_credits", "rate_limited", ...); "network_error" when no answer came. */
@@ -149,6 +158,8 @@ export declare class ApiError extends Error {
   /** Seconds, from Retry-After. */
   retryAfter: number | null;
   requestId: string | null;
+  /** createGeneration's Idempotency-Key: retry with it to hold once. */
+  idempotencyKey: string | null;
 }
 
 export interface ClientOptions {
@@ -156,9 +167,17 @@ export interface ClientOptions {
   baseUrl?: string;
   /** The bearer JWT. */
   token?: string;
+  /** Asked for the token before every request (instead of `token`); again once after a stream's 401. */
+  getToken?: () => string | Promise<string>;
   fetch?: typeof fetch;
-  /** The wait before an event stream reconnects, until the server's retry: says otherwise (2000). */
+  /** The first wait before an event stream reconnects, until the server's retry: says otherwise (2000). */
   reconnectDelayMs?: number;
+  /** Failures in a row double the wait, with jitter, up to this (30000). */
+  maxReconnectDelayMs?: number;
+  /** createGeneration's resends with its key when no answer came or on 503 (2). */
+  createRetries?: number;
+  /** Told of each wait before a stream reconnects or a create is sent again, and why. */
+  onRetry?: (e: { error: ApiError; delayMs: number }) => void;
 }
 
 type Opts = { signal?: AbortSignal };
@@ -167,12 +186,15 @@ export declare class Client {
   constructor(options?: ClientOptions);
   baseUrl: string;
   token: string | undefined;
+  getToken: (() => string | Promise<string>) | undefined;
   createGeneration(params: GenerationRequest, options?: Opts & { idempotencyKey?: string }): Promise<Accepted>;
   getGeneration(id: string, options?: Opts): Promise<Generation>;
   list(options?: Opts & { status?: GenerationStatus; kind?: Kind; limit?: number; cursor?: string }): Promise<Page<Generation>>;
   cancel(id: string, options?: Opts): Promise<Generation>;
   remove(id: string, options?: Opts): Promise<null>;
   upload(fileOrBytes: Blob | Uint8Array | ArrayBuffer, options?: Opts & { type?: 'image/png' | 'image/jpeg' | 'image/webp' }): Promise<Upload>;
+  uploads(options?: Opts & { limit?: number; cursor?: string }): Promise<Page<UploadItem>>;
+  removeUpload(id: string, options?: Opts): Promise<null>;
   credits(options?: Opts): Promise<Credits>;
   ledger(options?: Opts & { limit?: number; cursor?: string }): Promise<Page<LedgerEntry>>;
   presets(options?: Opts): Promise<Presets>;

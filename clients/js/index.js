@@ -22,9 +22,10 @@ export const TERMINAL_EVENTS = Object.freeze(['succeeded', 'partial', 'failed', 
 export class ApiError extends Error {
   /**
    * @param {{status: number, code: string, message: string, field?: string|null,
-   *          retryAfter?: number|null, requestId?: string|null}} e
+   *          retryAfter?: number|null, requestId?: string|null,
+   *          idempotencyKey?: string|null}} e
    */
-  constructor({ status, code, message, field = null, retryAfter = null, requestId = null }) {
+  constructor({ status, code, message, field = null, retryAfter = null, requestId = null, idempotencyKey = null }) {
     super(message);
     this.name = 'ApiError';
     /** HTTP status; 0 when no answer came. */
@@ -37,11 +38,20 @@ export class ApiError extends Error {
     this.retryAfter = retryAfter;
     /** The X-Request-Id of the answer, for support. */
     this.requestId = requestId;
+    /**
+     * createGeneration's Idempotency-Key: a retry with it (after a network
+     * error, say, where the farm may have accepted the request) holds once.
+     */
+    this.idempotencyKey = idempotencyKey;
   }
 }
 
-/** A random UUID v4 (crypto.getRandomValues exists in browsers and Node alike). */
-function uuid4() {
+/**
+ * A random UUID v4, as createGeneration makes its Idempotency-Key
+ * (crypto.getRandomValues exists in browsers and Node alike, and in pages
+ * served over plain http, where crypto.randomUUID does not).
+ */
+export function newIdempotencyKey() {
   const b = crypto.getRandomValues(new Uint8Array(16));
   b[6] = (b[6] & 0x0f) | 0x40;
   b[8] = (b[8] & 0x3f) | 0x80;
@@ -106,7 +116,8 @@ async function* parseEventStream(body) {
       if (done) return;
       buf += decoder.decode(value, { stream: true });
       let nl;
-      while ((nl = buf.search(/\r\n|\r|\n/)) >= 0) {
+      // A CR at the end of what came may be the first half of a CRLF: wait for the rest.
+      while ((nl = buf.search(/\r\n|\r(?!$)|\n/)) >= 0) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + (buf.startsWith('\r\n', nl) ? 2 : 1));
         if (line === '') {
@@ -133,23 +144,58 @@ async function* parseEventStream(body) {
 
 export class Client {
   /**
-   * @param {{baseUrl?: string, token?: string, fetch?: typeof fetch,
-   *          reconnectDelayMs?: number}} options
+   * @param {{baseUrl?: string, token?: string, getToken?: () => (string|Promise<string>),
+   *          fetch?: typeof fetch, reconnectDelayMs?: number, maxReconnectDelayMs?: number,
+   *          createRetries?: number, onRetry?: (e: {error: ApiError, delayMs: number}) => void}} options
    *   baseUrl: the farm's origin ("" in a page the farm serves); token: the
-   *   bearer JWT; reconnectDelayMs: the wait before an event stream
-   *   reconnects until the server says otherwise (retry:).
+   *   bearer JWT; getToken: asked for the token before every request instead
+   *   (a fresh one after a 401 ends an event stream's wait); reconnectDelayMs:
+   *   the first wait before an event stream reconnects, until the server
+   *   says otherwise (retry:), doubled with jitter at each failure in a row
+   *   up to maxReconnectDelayMs; createRetries: how many times
+   *   createGeneration sends again, with its key, when no answer came or
+   *   the farm was unavailable (503); onRetry: told each wait before a
+   *   reconnect or a resend, with its cause.
    */
-  constructor({ baseUrl = '', token, fetch: fetchFn, reconnectDelayMs = 2000 } = {}) {
+  constructor({
+    baseUrl = '',
+    token,
+    getToken,
+    fetch: fetchFn,
+    reconnectDelayMs = 2000,
+    maxReconnectDelayMs = 30000,
+    createRetries = 2,
+    onRetry,
+  } = {}) {
     this.baseUrl = baseUrl.replace(/\/+$/, '');
     this.token = token;
+    this.getToken = getToken;
     this.reconnectDelayMs = reconnectDelayMs;
+    this.maxReconnectDelayMs = maxReconnectDelayMs;
+    this.createRetries = createRetries;
+    this.onRetry = onRetry;
     this._fetch = fetchFn ?? ((...a) => globalThis.fetch(...a));
   }
 
-  _headers(extra) {
+  async _headers(extra) {
     const h = { ...extra };
-    if (this.token) h.Authorization = `Bearer ${this.token}`;
+    const token = this.getToken ? await this.getToken() : this.token;
+    if (token) h.Authorization = `Bearer ${token}`;
     return h;
+  }
+
+  /** The wait after `failures` failures in a row from `base`: doubling, with jitter, capped. */
+  _backoff(base, failures) {
+    const d = Math.min(this.maxReconnectDelayMs, base * 2 ** Math.min(failures - 1, 16));
+    return Math.round(d / 2 + Math.random() * (d / 2));
+  }
+
+  _retrying(error, delayMs) {
+    try {
+      this.onRetry?.({ error, delayMs });
+    } catch {
+      // the caller's hook: its failure is not the request's
+    }
   }
 
   async _error(res) {
@@ -172,7 +218,7 @@ export class Client {
   }
 
   async _send(method, path, { body, type, headers, signal } = {}) {
-    const h = this._headers(headers);
+    const h = await this._headers(headers);
     if (body !== undefined) h['Content-Type'] = type ?? 'application/json';
     const payload = body === undefined || type ? body : JSON.stringify(body);
     let res;
@@ -200,11 +246,29 @@ export class Client {
   }
 
   /**
-   * POST /v1/generations. The Idempotency-Key is made here when not given,
-   * so a retry of this call (same key) never holds credits twice.
+   * POST /v1/generations. The Idempotency-Key is made here when not given.
+   * When no answer comes (the farm may have accepted it) or the farm is
+   * unavailable (503), the request is sent again with the same key, up to
+   * `createRetries` times, so it holds credits once; a failure that remains
+   * carries the key (err.idempotencyKey) for the caller's own retry.
    */
-  createGeneration(params, { idempotencyKey = uuid4(), signal } = {}) {
-    return this._json('POST', '/v1/generations', { body: params, headers: { 'Idempotency-Key': idempotencyKey }, signal });
+  async createGeneration(params, { idempotencyKey = newIdempotencyKey(), signal } = {}) {
+    for (let failures = 1; ; failures++) {
+      try {
+        return await this._json('POST', '/v1/generations', {
+          body: params,
+          headers: { 'Idempotency-Key': idempotencyKey },
+          signal,
+        });
+      } catch (err) {
+        if (!(err instanceof ApiError)) throw err;
+        err.idempotencyKey = idempotencyKey;
+        if ((err.status !== 0 && err.status !== 503) || failures > this.createRetries) throw err;
+        const delay = Math.max(this._backoff(500, failures), (err.retryAfter ?? 0) * 1000);
+        this._retrying(err, delay);
+        await sleep(delay, signal);
+      }
+    }
   }
 
   getGeneration(id, { signal } = {}) {
@@ -226,22 +290,33 @@ export class Client {
   }
 
   /**
-   * POST /v1/uploads of a File or Blob (its type is sent), or of bytes
-   * (Uint8Array, ArrayBuffer), whose type is read from their signature
-   * unless `type` says it.
+   * POST /v1/uploads of a File or Blob, or of bytes (Uint8Array,
+   * ArrayBuffer). The type sent is the one their signature shows (the farm
+   * checks the bytes, and a Blob's own type is often generic or "image/jpg"),
+   * else `type`, else a Blob's type.
    */
   async upload(fileOrBytes, { type, signal } = {}) {
     let body = fileOrBytes;
-    let t = type;
+    let t;
     if (typeof Blob !== 'undefined' && fileOrBytes instanceof Blob) {
-      t ??= fileOrBytes.type || sniffImageType(new Uint8Array(await fileOrBytes.slice(0, 16).arrayBuffer()));
+      t = sniffImageType(new Uint8Array(await fileOrBytes.slice(0, 16).arrayBuffer())) ?? type ?? (fileOrBytes.type || null);
     } else {
       body = fileOrBytes instanceof ArrayBuffer ? new Uint8Array(fileOrBytes) : fileOrBytes;
       if (!(body instanceof Uint8Array)) throw new TypeError('upload: expected a File, Blob, Uint8Array or ArrayBuffer');
-      t ??= sniffImageType(body);
+      t = sniffImageType(body) ?? type;
     }
     if (!t) throw new TypeError('upload: not a PNG, JPEG or WebP image, and no type given');
     return this._json('POST', '/v1/uploads', { body, type: t, signal });
+  }
+
+  /** GET /v1/uploads: {items, next_cursor}, newest first. */
+  uploads({ limit, cursor, signal } = {}) {
+    return this._json('GET', `/v1/uploads${this._query({ limit, cursor })}`, { signal });
+  }
+
+  /** DELETE /v1/uploads/{id}: resolves to null. */
+  removeUpload(id, { signal } = {}) {
+    return this._json('DELETE', `/v1/uploads/${encodeURIComponent(id)}`, { signal });
   }
 
   credits({ signal } = {}) {
@@ -260,20 +335,24 @@ export class Client {
   /**
    * A generation's events, as {id, type, data}, from the first (or after
    * `lastEventId`), ending after the terminal event. A dropped connection is
-   * resumed with Last-Event-ID; no event is yielded twice.
+   * resumed with Last-Event-ID; no event is yielded twice. Resumed at (or
+   * past) its terminal event, the watch ends without yielding. End a watch
+   * early with `signal` (or break out of the loop): the connection closes.
    */
   watch(id, { lastEventId, signal } = {}) {
-    return this._stream(`/v1/generations/${encodeURIComponent(id)}/events`, { lastEventId, signal, ends: true });
+    return this._stream(`/v1/generations/${encodeURIComponent(id)}/events`, { lastEventId, signal, gen: id });
   }
 
   /** Every event of every generation of the caller; never ends by itself (break or abort). */
   watchAll({ lastEventId, signal } = {}) {
-    return this._stream('/v1/events', { lastEventId, signal, ends: false });
+    return this._stream('/v1/events', { lastEventId, signal, gen: null });
   }
 
-  async *_stream(path, { lastEventId, signal, ends }) {
+  async *_stream(path, { lastEventId, signal, gen }) {
     let last = lastEventId ?? null;
-    let delay = this.reconnectDelayMs;
+    let base = this.reconnectDelayMs;
+    let failures = 0;
+    let authRetried = false;
     const ctl = new AbortController();
     const onAbort = () => ctl.abort(signal.reason);
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -281,27 +360,44 @@ export class Client {
     try {
       for (;;) {
         let res = null;
+        let cause = null;
+        let retryAfter = 0;
         try {
           res = await this._fetch(this.baseUrl + path, {
-            headers: this._headers({ Accept: 'text/event-stream', ...(last !== null ? { 'Last-Event-ID': last } : {}) }),
+            headers: await this._headers({ Accept: 'text/event-stream', ...(last !== null ? { 'Last-Event-ID': last } : {}) }),
             signal: ctl.signal,
           });
         } catch (err) {
           if (ctl.signal.aborted) throw err;
+          cause = new ApiError({ status: 0, code: 'network_error', message: String(err?.message ?? err) });
         }
         if (res && !res.ok) {
           const err = await this._error(res);
-          // Only an unavailable farm is waited for; anything else is the caller's to see.
-          if (res.status !== 503) throw err;
-          if (err.retryAfter !== null) delay = Math.max(delay, err.retryAfter * 1000);
+          if (res.status === 401 && this.getToken && !authRetried) {
+            authRetried = true; // once: getToken may have a fresh one now
+            continue;
+          }
+          // An unavailable farm, and the cap on a user's open streams (an old
+          // connection the server still counts), pass: they are waited out.
+          if (res.status !== 503 && res.status !== 429) throw err;
+          cause = err;
+          retryAfter = (err.retryAfter ?? 0) * 1000;
         } else if (res) {
+          authRetried = false;
+          failures = 0;
+          let ended = false;
+          let yielded = false;
           try {
             for await (const ev of parseEventStream(res.body)) {
               if (ev.retry !== undefined) {
-                delay = ev.retry;
+                base = ev.retry;
                 continue;
               }
-              if (ev.id !== null && last !== null && !idAfter(ev.id, last)) continue;
+              const terminal = gen !== null && TERMINAL_EVENTS.includes(ev.event);
+              // An id at or before the cursor was seen, unless it is the end: the
+              // farm sends a terminal event whose id it had used for another (its
+              // queue's history went back) once, and it is news.
+              if (ev.id !== null && last !== null && !idAfter(ev.id, last) && !(terminal && ev.id !== last)) continue;
               if (ev.id !== null) last = ev.id;
               let data;
               try {
@@ -309,14 +405,29 @@ export class Client {
               } catch {
                 data = ev.data;
               }
+              yielded = true;
               yield { id: ev.id, type: ev.event, data };
-              if (ends && TERMINAL_EVENTS.includes(ev.event)) return;
+              if (terminal) return;
             }
+            ended = true;
           } catch (err) {
             if (ctl.signal.aborted) throw err;
-            // the connection dropped: resume below
+            cause = new ApiError({ status: 0, code: 'network_error', message: String(err?.message ?? err) });
+          }
+          // A generation's stream that ended whole without its terminal event:
+          // ended already (the cursor was at its end), or the farm closed it
+          // to be resumed. GET tells which.
+          if (ended && gen !== null) {
+            const g = await this.getGeneration(gen, { signal: ctl.signal });
+            if (TERMINAL_EVENTS.includes(g.status)) {
+              if (yielded || lastEventId == null) yield { id: last, type: g.status, data: g };
+              return;
+            }
           }
         }
+        if (cause) failures++;
+        const delay = Math.max(failures ? this._backoff(base, failures) : base, retryAfter);
+        if (cause) this._retrying(cause, delay);
         await sleep(delay, ctl.signal);
       }
     } finally {

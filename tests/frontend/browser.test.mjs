@@ -245,6 +245,43 @@ test('out of credits: the API\'s message is shown', async (t) => {
   assert.deepEqual(errors.filter((e) => !/status of 402/.test(e)), []);
 });
 
+test('Generate pressed again after its answers were lost holds once', async (t) => {
+  const { page, errors } = await openPage(t);
+  const u = newUser();
+  await signIn(page, u.token);
+  // The farm gets every POST; the page gets none of the first three answers
+  // (the client's own resends included).
+  const keys = [];
+  let lose = 3;
+  await page.route('**/v1/generations', async (route) => {
+    if (route.request().method() !== 'POST') return route.continue();
+    keys.push(route.request().headers()['idempotency-key']);
+    const res = await route.fetch();
+    if (lose-- > 0) return route.abort('connectionreset');
+    return route.fulfill({ response: res });
+  });
+  await page.fill('#prompt', 'a portrait whose answers were lost');
+  await page.click('#generate');
+  await page.locator('#error', { hasText: 'network_error' }).waitFor();
+  assert.equal(keys.length, 3, 'the client sent it three times');
+  // (Its card may be shown already: the user stream has its events.)
+  await page.click('#generate');
+  await page.locator('#error').waitFor({ state: 'hidden' });
+  await page.waitForFunction(() => !document.querySelector('#generate').disabled);
+  assert.equal(keys.length, 4, `POSTs: ${keys.length}`);
+  assert.ok(keys[0] && keys.every((k) => k === keys[0]), `one key: ${keys}`);
+  const mine = await (await fetch(`${apiUrl}/v1/generations?limit=10`, { headers: { Authorization: `Bearer ${u.token}` } })).json();
+  assert.equal(mine.items.length, 1, 'one generation');
+  await page.locator(`.generation[data-id="${mine.items[0].id}"]`).waitFor();
+  // A changed form is another request, with another key.
+  await page.fill('#prompt', 'another portrait');
+  await generate(page);
+  assert.equal(keys.length, 5);
+  assert.notEqual(keys[4], keys[0]);
+  // The browser logs the aborted fetches; nothing else may be logged.
+  assert.deepEqual(errors.filter((e) => !/ERR_CONNECTION_RESET|Failed to load resource/.test(e)), []);
+});
+
 test('upload an identity and generate with it', async (t) => {
   const { page, errors } = await openPage(t);
   await signIn(page, newUser().token);

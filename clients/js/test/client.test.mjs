@@ -17,22 +17,40 @@ const rejectsWith = async (promise, status, code) => {
 };
 
 // A TCP proxy in front of the api whose connections can all be cut at once;
-// it keeps every request's head so a test can see the reconnects.
-function startProxy(target) {
+// it keeps every request's head so a test can see the reconnects. With
+// `loseAnswer` (a RegExp on the request line), the first request matching it
+// reaches the api, and the connection is cut as its answer comes back.
+function startProxy(target, { loseAnswer } = {}) {
+  let toLose = loseAnswer ?? null;
   const { hostname, port } = new URL(target);
   const sockets = new Set();
   const heads = [];
   const server = net.createServer((client) => {
     const upstream = net.connect(Number(port), hostname);
     sockets.add(client).add(upstream);
-    let head = '';
+    // Every request head on the connection (keep-alive carries several).
+    let seen = '';
+    let mine = 0;
+    let losing = false;
     client.on('data', (d) => {
-      if (head.length < 4096) {
-        head += d.toString('latin1');
-        if (head.includes('\r\n\r\n')) heads.push(head.slice(0, head.indexOf('\r\n\r\n')));
+      if (seen.length < (1 << 20)) seen += d.toString('latin1');
+      const re = /(?:GET|POST|PUT|DELETE|OPTIONS) \S+ HTTP\/1\.[01]\r\n[\s\S]*?\r\n\r\n/g;
+      const found = seen.match(re) ?? [];
+      for (const h of found.slice(mine)) {
+        heads.push(h.slice(0, -4));
+        mine++;
+        if (toLose && toLose.test(h.split('\r\n')[0])) {
+          toLose = null;
+          losing = true;
+        }
       }
     });
-    client.pipe(upstream).pipe(client);
+    client.pipe(upstream);
+    upstream.on('data', (d) => {
+      if (losing) return drop();
+      client.write(d);
+    });
+    upstream.on('end', () => client.end());
     const drop = () => {
       client.destroy();
       upstream.destroy();
@@ -83,7 +101,7 @@ test('every call of the client against the farm', async () => {
   const g = await farm.createGeneration(params);
   assert.equal(g.status, 'queued');
   assert.equal(g.cost, 10);
-  // The same key is the same generation, held once; the key the client made was a fresh one.
+  // The same key is the same generation, held once.
   const key = 'client-test-key';
   const first = await farm.createGeneration({ ...params, seed: 6 }, { idempotencyKey: key });
   const again = await farm.createGeneration({ ...params, seed: 6 }, { idempotencyKey: key });
@@ -218,4 +236,133 @@ test('other errors: their status, code and field', async () => {
   const it = new Client({ baseUrl: apiUrl, token: 'nope' }).watch('00000000-0000-4000-8000-00000000beef');
   await rejectsWith(it.next(), 401, 'unauthorized');
   await rejectsWith(new Client({ baseUrl: 'http://127.0.0.1:1', token: 'x' }).credits(), 0, 'network_error');
+});
+
+test('a create whose answer was lost is sent again with its key: one generation, held once', async () => {
+  const user = newUser();
+  const proxy = await startProxy(apiUrl, { loseAnswer: /^POST \/v1\/generations / });
+  try {
+    const retries = [];
+    const farm = new Client({ baseUrl: proxy.url, token: user.token, onRetry: (r) => retries.push(r) });
+    const g = await farm.createGeneration({ kind: 'avatar', prompt: 'an answer lost on the way', seed: 21 });
+    assert.equal(retries.length, 1, 'one resend');
+    assert.equal(retries[0].error.code, 'network_error');
+    const posts = proxy.heads.filter((h) => h.startsWith('POST /v1/generations '));
+    assert.equal(posts.length, 2, 'the farm was asked twice');
+    const keys = posts.map((h) => /\r\nIdempotency-Key: ([^\r]+)/i.exec(h)?.[1]);
+    assert.ok(keys[0], 'the client made a key');
+    assert.equal(keys[1], keys[0], 'and sent the same one again');
+    const mine = (await farm.list({ limit: 100 })).items;
+    assert.deepEqual(mine.map((i) => i.id), [g.id], 'one generation');
+    const holds = (await farm.ledger({ limit: 100 })).items.filter((e) => e.kind === 'hold');
+    assert.equal(holds.length, 1, 'held once');
+    // Without retries left, the failure carries the key for the caller's own retry.
+    const once = new Client({ baseUrl: 'http://127.0.0.1:1', token: user.token, createRetries: 0 });
+    await assert.rejects(once.createGeneration({ kind: 'avatar', prompt: 'p' }, { idempotencyKey: 'k-9' }),
+      (e) => e instanceof ApiError && e.status === 0 && e.idempotencyKey === 'k-9');
+  } finally {
+    proxy.cut();
+    await proxy.close();
+  }
+});
+
+test('a watch resumed at its terminal event ends; one resumed before it gets it', async () => {
+  const user = newUser();
+  const farm = new Client({ baseUrl: apiUrl, token: user.token });
+  const g = await farm.createGeneration({ kind: 'avatar', prompt: 'watched to the end' });
+  const events = [];
+  for await (const ev of farm.watch(g.id)) events.push(ev);
+  const end = events.at(-1);
+  assert.ok(TERMINAL_EVENTS.includes(end.type));
+  const again = [];
+  for await (const ev of farm.watch(g.id, { lastEventId: end.id, signal: AbortSignal.timeout(8000) })) again.push(ev);
+  assert.deepEqual(again, [], 'nothing after the end, and the watch ended');
+  const before = [];
+  for await (const ev of farm.watch(g.id, { lastEventId: events.at(-2).id, signal: AbortSignal.timeout(8000) })) before.push(ev);
+  assert.deepEqual(before.map((e) => [e.id, e.type]), [[end.id, end.type]]);
+});
+
+test('a stream refused for the per-user cap (429) is waited out, then follows', async () => {
+  const user = newUser();
+  const farm = new Client({ baseUrl: apiUrl, token: user.token });
+  const g = await farm.createGeneration({ kind: 'avatar', prompt: 'one stream too many' });
+  const holders = [];
+  const opened = [];
+  for (let i = 0; i < 20; i++) {
+    const ctl = new AbortController();
+    const it = farm.watchAll({ signal: ctl.signal });
+    // The first event (or the wait for one) means the server counts the stream.
+    opened.push(it.next().catch(() => {}));
+    holders.push({ ctl, it });
+  }
+  await Promise.race([Promise.all(opened), new Promise((r) => setTimeout(r, 2000))]);
+  const retries = [];
+  const late = new Client({ baseUrl: apiUrl, token: user.token, onRetry: (r) => retries.push(r) });
+  const got = [];
+  const watching = (async () => {
+    for await (const ev of late.watch(g.id, { signal: AbortSignal.timeout(30000) })) got.push(ev.type);
+  })();
+  const t0 = Date.now();
+  while (retries.length === 0 && Date.now() - t0 < 10000) await new Promise((r) => setTimeout(r, 50));
+  for (const h of holders) h.ctl.abort();
+  assert.equal(retries[0]?.error.status, 429, 'the cap refused it');
+  assert.equal(retries[0].error.code, 'rate_limited');
+  assert.ok(retries[0].delayMs >= 5000, `waited as Retry-After says: ${retries[0].delayMs} ms`);
+  await watching;
+  assert.ok(TERMINAL_EVENTS.includes(got.at(-1)), `then followed to the end: ${got}`);
+});
+
+test('upload() sends the type the bytes show, whatever the Blob says', async () => {
+  const user = newUser();
+  const farm = new Client({ baseUrl: apiUrl, token: user.token });
+  const png = await posePng(farm);
+  const up = await farm.upload(new Blob([png], { type: 'application/octet-stream' }));
+  assert.equal(up.format, 'png');
+  const listed = await farm.uploads({ limit: 10 });
+  assert.deepEqual(listed.items.map((i) => i.id), [up.id]);
+  assert.ok(listed.items[0].created_at);
+  assert.equal(await farm.removeUpload(up.id), null);
+  assert.deepEqual((await farm.uploads()).items, []);
+});
+
+// The stream parser and the resume rules on answers no live farm gives on cue:
+// a fetch that answers event-stream bodies in the chunks given.
+function scriptedFetch(...bodies) {
+  const asked = [];
+  const fetchFn = async (url, init) => {
+    asked.push(init.headers['Last-Event-ID'] ?? null);
+    const chunks = bodies.shift();
+    if (!chunks) throw new TypeError('no more answers');
+    const enc = new TextEncoder();
+    const body = new ReadableStream({
+      start(c) {
+        for (const ch of chunks) c.enqueue(enc.encode(ch));
+        c.close();
+      },
+    });
+    return new Response(body, { status: 200, headers: { 'Content-Type': 'text/event-stream' } });
+  };
+  return { fetchFn, asked };
+}
+
+test('a CRLF split between two reads ends one line, not two', async () => {
+  const { fetchFn } = scriptedFetch(['id: 1\r\nevent: succeeded\r', '\ndata: {"id":"g"}\r\n\r\n']);
+  const farm = new Client({ fetch: fetchFn });
+  const got = [];
+  for await (const ev of farm.watch('g', { signal: AbortSignal.timeout(5000) })) got.push([ev.id, ev.type]);
+  assert.deepEqual(got, [['1', 'succeeded']]);
+});
+
+test('events at or before the cursor are skipped, but a terminal one under an old id ends the watch', async () => {
+  const { fetchFn, asked } = scriptedFetch([
+    'id: 3\nevent: progress\ndata: {}\n\n',
+    'id: 4\nevent: image\ndata: {}\n\n',
+    'id: 5\nevent: progress\ndata: {}\n\n',
+    'id: 2\nevent: succeeded\ndata: {"id":"g"}\n\n',
+  ]);
+  const farm = new Client({ fetch: fetchFn });
+  const got = [];
+  for await (const ev of farm.watch('g', { lastEventId: '4', signal: AbortSignal.timeout(5000) })) got.push([ev.id, ev.type]);
+  assert.deepEqual(got, [['5', 'progress'], ['2', 'succeeded']]);
+  assert.deepEqual(asked, ['4']);
 });
