@@ -233,7 +233,7 @@ static const cfg_row cfg_table[] = {
      "(pipelining back-pressure)"},
     {"FARM_HTTP_MAX_QUEUED_TOTAL_BYTES", CFG_INT, OFF(http_max_queued_total_bytes), "67108864",
      64 * KIB, 64LL * 1024 * MIB, NULL, 0,
-     "answers queued over all connections of a process before only idle clients are served"},
+     "answers queued over all connections of a process past which requests wait and reads get 503"},
     {"FARM_HTTP_STREAM_MAX_QUEUED_BYTES", CFG_INT, OFF(http_stream_max_queued_bytes), "1048576",
      4 * KIB, 256 * MIB, NULL, 0,
      "bytes queued to a streaming client that stopped reading before it is dropped"},

@@ -43,23 +43,23 @@ static void on_timeout(uv_timer_t *t);
 static void conn_fail(httpd_conn_t *c, int status, const char *code, const char *msg);
 
 /*
- * Whether the answers already queued to this client leave room for another
- * request: over max_queued_bytes the next request waits, so a client that
+ * Whether the answers already queued leave room for another request: over
+ * max_queued_bytes to this client, its next request waits, so a client that
  * pipelines and never reads holds a bounded amount of memory; over
- * max_queued_total, only connections with nothing queued go on.
+ * max_queued_total to all clients, every connection's next request waits,
+ * a fresh one's too (else each of many connections that never read would
+ * hold one whole answer).
  */
 static int conn_output_ok(httpd_conn_t *c)
 {
     const gf_httpd_opts_t *o = &c->h->opts;
-    if (c->out_bytes == 0)
-        return 1;
-    if (c->out_bytes >= o->max_queued_bytes) {
-        c->out_held = 1;
-        return 0;
-    }
     if (c->h->out_total >= o->max_queued_total) {
         c->out_held = 1;
         c->h->out_blocked = 1;
+        return 0;
+    }
+    if (c->out_bytes >= o->max_queued_bytes) {
+        c->out_held = 1;
         return 0;
     }
     return 1;

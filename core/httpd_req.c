@@ -246,9 +246,35 @@ void gf_http_set_header(gf_http_req_t *r, const char *name, const char *value)
     gf_buf_printf(&r->out_headers, "%s: %s\r\n", name, value);
 }
 
+/*
+ * Whether the answer to a read must give way to the output bound: the
+ * answers queued to all clients are at max_queued_total already. Requests
+ * are not parsed past it (conn_output_ok), but those parsed before it was
+ * reached answer later (a file read from storage): each would add a whole
+ * answer. A read is refused instead (503); an answer to a request that
+ * changed something is sent (small, and a 503 would say nothing was done).
+ */
+static int over_output_bound(const gf_http_req_t *r)
+{
+    const httpd_conn_t *c = r->conn;
+    return (strcmp(r->method, "GET") == 0 || is_head(r)) &&
+           c->h->out_total >= c->h->opts.max_queued_total;
+}
+
+static void respond_over_bound(gf_http_req_t *r)
+{
+    gf_buf_dispose(&r->out_headers); /* the refused answer's own headers */
+    gf_http_set_header(r, "Retry-After", "1");
+    gf_http_respond_error(r, 503, "unavailable", "the server is at its output bound; retry", NULL);
+}
+
 void gf_http_respond(gf_http_req_t *r, int status, const char *content_type, const char *body,
                      size_t len)
 {
+    if (r->conn && status < 400 && over_output_bound(r)) {
+        respond_over_bound(r);
+        return;
+    }
     httpd__req_ensure_id(r); /* the access log names it */
     httpd__record(r->h, r, status, is_head(r) ? 0 : len);
     httpd_conn_t *c = r->conn;

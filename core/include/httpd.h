@@ -18,7 +18,9 @@
  *   not yet taken by its client (a pipelining client that never reads) has its
  *   next request left unparsed, and reading stops once its input buffer is
  *   full, until the client drains; past max_queued_total over all connections,
- *   only connections with nothing queued are served.
+ *   no connection's next request is parsed, and a GET or HEAD answered then
+ *   (parsed before) gets 503 unavailable with Retry-After: 1 instead of its
+ *   answer: the total exceeds the bound by at most one answer.
  * - An optional check hook decides each routed request when its headers are
  *   complete, before any body byte is read (authentication, rate limits,
  *   capacity): a refusal is answered at once, and a request with a body then

@@ -95,6 +95,7 @@ static void on_healthz(gf_http_req_t *r, void *data)
 struct slow {
     srv_t *s;
     gf_http_req_t *req;
+    size_t bytes; /* the answer: "slow\n", or this many 'x' */
     uv_timer_t timer;
     slow_t *next; /* in s->held */
 };
@@ -113,7 +114,14 @@ static void on_slow_timer(uv_timer_t *t)
             break;
         }
     atomic_fetch_add(&sl->s->stats.slow_answered, 1);
-    gf_http_respond(sl->req, 200, "text/plain", "slow\n", 5);
+    if (sl->bytes == 0) {
+        gf_http_respond(sl->req, 200, "text/plain", "slow\n", 5);
+    } else {
+        char *p = gf_xmalloc(sl->bytes);
+        memset(p, 'x', sl->bytes);
+        gf_http_respond(sl->req, 200, "text/plain", p, sl->bytes);
+        free(p);
+    }
     uv_close((uv_handle_t *)&sl->timer, on_slow_closed);
 }
 
@@ -127,6 +135,10 @@ static void on_slow(gf_http_req_t *r, void *data)
     sl->timer.data = sl;
     const char *ms = gf_http_req_query(r, "ms");
     uint64_t wait = ms ? strtoull(ms, NULL, 10) : 300;
+    const char *bytes = gf_http_req_query(r, "bytes");
+    sl->bytes = bytes ? strtoull(bytes, NULL, 10) : 0;
+    if (sl->bytes > (16u << 20))
+        sl->bytes = 16u << 20;
     if (gf_http_req_query(r, "hold") != NULL) {
         wait = 30000;
         sl->next = s->held;

@@ -45,8 +45,8 @@ typedef struct srv srv_t;
  *   GET  /echo/:id   200 text/plain: "id=..\nq=..\nh=..\nmethod=..\npath=..\nroute=..\n"
  *                    (q: query "q", h: header "X-Test", "-" when absent)
  *   POST /body       echoes the body; the route's own limit is 1024 bytes
- *   GET  /slow       answers "slow\n" after ?ms= (default 300), or with ?hold=1
- *                    when srv_release_slow() is called (or after 30 s)
+ *   GET  /slow       answers "slow\n" (or ?bytes= bytes of 'x') after ?ms= (default
+ *                    300), or with ?hold=1 when srv_release_slow() is called (or after 30 s)
  *   GET  /stream     chunked text/event-stream: every ?every= ms (default 20),
  *                    ?burst= writes (default 1) of ?size= bytes (default a
  *                    short "data: tick N\n\n"), until the client or the server goes

@@ -273,6 +273,79 @@ static void test_stalled_stream_is_dropped_while_others_are_served(void **state)
     cresp_dispose(&cr);
 }
 
+/*
+ * The answers queued to all clients are bounded (max_queued_total): past it,
+ * a fresh connection's request waits until clients drain, rather than
+ * adding one more whole answer per connection that never reads.
+ */
+static void test_past_the_total_output_bound_a_fresh_connection_waits(void **state)
+{
+    enum { BIG = 4 << 20, SMALL = 256 << 10 };
+    gf_httpd_opts_t o = srv_opts();
+    o.max_queued_total = 1 << 20;
+    srv_t *srv = srv_start_in(state, &o, 0);
+    rawc_t a, b;
+    assert_int_equal(rawc_connect(&a, srv_port(srv), 4096), 0);
+    char req[96];
+    snprintf(req, sizeof(req), "GET /big?bytes=%d HTTP/1.1\r\nHost: t\r\n\r\n", BIG);
+    assert_int_equal(rawc_sends(&a, req), 0);
+    sleep_ms(300); /* a's answer is queued: past the bound, a does not read */
+    assert_int_equal(rawc_connect(&b, srv_port(srv), 4096), 0);
+    snprintf(req, sizeof(req), "GET /big?bytes=%d HTTP/1.1\r\nHost: t\r\n\r\n", SMALL);
+    assert_int_equal(rawc_sends(&b, req), 0);
+    http_resp_t r;
+    assert_int_equal(rawc_head(&b, &r, 500), -1); /* held */
+    assert_int_equal(rawc_response(&a, &r, WAIT_MS), 0);
+    assert_int_equal(r.body.len, BIG);
+    resp_dispose(&r);
+    assert_int_equal(rawc_response(&b, &r, WAIT_MS), 0); /* and served once a drained */
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body.len, SMALL);
+    resp_dispose(&r);
+    rawc_close(&a);
+    rawc_close(&b);
+}
+
+/*
+ * Requests parsed before the bound was reached and answered after it (a file
+ * read from storage): the first answer is queued, the next read gets 503
+ * with Retry-After, so the total passes the bound by at most one answer.
+ */
+static void test_a_read_answered_past_the_total_output_bound_gets_503(void **state)
+{
+    enum { BIG = 4 << 20 };
+    gf_httpd_opts_t o = srv_opts();
+    o.max_queued_total = 1 << 20;
+    srv_t *srv = srv_start_in(state, &o, 0);
+    rawc_t c[2];
+    char req[96];
+    snprintf(req, sizeof(req), "GET /slow?ms=300&bytes=%d HTTP/1.1\r\nHost: t\r\n\r\n", BIG);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(rawc_connect(&c[i], srv_port(srv), 4096), 0);
+        assert_int_equal(rawc_sends(&c[i], req), 0);
+    }
+    WAIT_UNTIL(atomic_load(&srv_stats(srv)->slow_answered) == 2, WAIT_MS);
+    assert_int_equal(atomic_load(&srv_stats(srv)->slow_answered), 2);
+    int whole = 0, refused = 0;
+    for (int i = 0; i < 2; i++) {
+        http_resp_t r;
+        assert_int_equal(rawc_response(&c[i], &r, WAIT_MS), 0);
+        if (r.status == 200) {
+            assert_int_equal(r.body.len, BIG);
+            whole++;
+        } else {
+            assert_int_equal(r.status, 503);
+            assert_string_equal(resp_header(&r, "Retry-After"), "1");
+            assert_non_null(strstr(r.body.p, "\"code\":\"unavailable\""));
+            refused++;
+        }
+        resp_dispose(&r);
+        rawc_close(&c[i]);
+    }
+    assert_int_equal(whole, 1);
+    assert_int_equal(refused, 1);
+}
+
 static void test_connections_over_the_limit_are_closed_at_accept(void **state)
 {
     gf_httpd_opts_t o = srv_opts();
@@ -312,6 +385,10 @@ int main(void)
         cmocka_unit_test_teardown(test_stalled_stream_is_dropped_while_others_are_served,
                                   srv_teardown),
         cmocka_unit_test_teardown(test_an_event_larger_than_the_cap_reaches_a_reading_client,
+                                  srv_teardown),
+        cmocka_unit_test_teardown(test_past_the_total_output_bound_a_fresh_connection_waits,
+                                  srv_teardown),
+        cmocka_unit_test_teardown(test_a_read_answered_past_the_total_output_bound_gets_503,
                                   srv_teardown),
         cmocka_unit_test_teardown(test_connections_over_the_limit_are_closed_at_accept,
                                   srv_teardown),
