@@ -10,7 +10,8 @@
  * the queue with the rate limit: api/gate.c) is refused 429 too_many_active by
  * the accept itself, which writes nothing then; when the queue refuses one
  * that got past that check (two at once), the generation is finished as
- * canceled, releasing the hold, and the answer is the same 429.
+ * canceled, releasing the hold, and the answer is the same 429 (or 202, when
+ * Postgres could not record that: the generation then stands accepted).
  */
 #include "api_int.h"
 #include "validate.h"
@@ -68,19 +69,31 @@ static json_t *accepted_body(const char *id, const char *kind, const char *statu
 
 /* --- POST /v1/generations ------------------------------------------------------ */
 
+static void answer_accepted(gen_ctx_t *c, int status, const queue_result_t *res);
+
+/*
+ * The refusal of a generation the queue turned away at the cap. Only a
+ * refusal Postgres recorded (canceled, released) is answered 429; when it
+ * failed, the generation stands accepted with its credits held, and a 429
+ * (or a 503) would be a lie the client pays for when it retries: it is
+ * answered 202 like any accepted one the queue has not taken, enqueued
+ * again once the cap allows (api/requeue.c, then the sweeper).
+ */
 static void on_released(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
     (void)call;
     gen_ctx_t *c = data;
-    if (err->code < 0)
-        gf_log_err(GF_LOG_ERROR, &(gf_log_ctx){.component = "api"}, err);
+    if (err->code < 0) {
+        gf_log_err(GF_LOG_ERROR, &(gf_log_ctx){.component = "api", .generation_id = c->gen_id},
+                   err);
+        answer_accepted(c, GF_ETOOBIG, NULL);
+        return;
+    }
     gf_http_set_header(c->r.req, "Retry-After", API_TOO_MANY_ACTIVE_RETRY);
     api__error(c->r.req, 429, "too_many_active", API_TOO_MANY_ACTIVE_MSG, NULL);
     ctx_free(c);
 }
-
-static void answer_accepted(gen_ctx_t *c, int status, const queue_result_t *res);
 
 static void on_enqueued(queue_t *q, const gf_err_t *err, const queue_result_t *res, void *data)
 {
@@ -90,7 +103,11 @@ static void on_enqueued(queue_t *q, const gf_err_t *err, const queue_result_t *r
         store_call_dispose(&c->r.call);
         store_call_refuse(&c->r.call, c->gen_id, c->r.who.sub,
                           c->has_idem_key ? c->idem_key : NULL);
-        api__route_run(&c->r, on_released);
+        if (store_exec(c->r.api->store, &c->r.call, on_released, c) < 0) {
+            gf_err_t e = {0};
+            gf_err_set(&e, GF_EUNAVAIL, "store", "postgres is unreachable: not refused");
+            on_released(c->r.api->store, &e, &c->r.call, c);
+        }
         return;
     }
     answer_accepted(c, err->code, res);
