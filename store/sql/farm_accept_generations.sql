@@ -161,6 +161,15 @@ BEGIN
                                              ARRAY(SELECT jsonb_array_elements_text(
                                                        coalesce(r.v->'poses', '[]'))::uuid));
             END IF;
+            -- A key of the last 24 hours decides before the references do: its
+            -- replay (or conflict) is answered even when a file the first request
+            -- named was deleted since (farm_accept_generation writes nothing then).
+            IF v_missing <> 'ok' AND r.v->>'idem_key' IS NOT NULL AND EXISTS (
+                   SELECT 1 FROM idempotency_keys k
+                   WHERE k.user_id = r.u AND k.key = r.v->>'idem_key'
+                     AND k.created_at > now() - interval '24 hours') THEN
+                v_missing := 'ok';
+            END IF;
             IF v_missing <> 'ok' THEN
                 v_out[r.ord] := jsonb_build_object('outcome', 'missing', 'missing', v_missing);
             ELSE

@@ -336,6 +336,68 @@ static int ends_succeeded(const char *t, const char *id)
     return ok;
 }
 
+/* POSTs `body` as `t` with Idempotency-Key `key`; returns the status, `resp` the body. */
+static long post_keyed(const char *t, const char *key, const char *body, char *resp, size_t n)
+{
+    char url[256], auth[1024], idem[160];
+    snprintf(url, sizeof(url), "%s/v1/generations", base);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", t);
+    snprintf(idem, sizeof(idem), "Idempotency-Key: %s", key);
+    const char *h[] = {auth, idem, "Content-Type: application/json", NULL};
+    ts_http_t r = ts_http("POST", url, h, body, strlen(body));
+    long status = r.status;
+    snprintf(resp, n, "%s", r.body);
+    ts_http_dispose(&r);
+    return status;
+}
+
+/*
+ * The key decides before the references (API.md: the same key within 24 h
+ * answers the first generation, another body 409): an upload the first
+ * request named and that was deleted since does not turn its replay into 404.
+ */
+static void test_a_replay_outlives_the_upload_it_named(void **state)
+{
+    (void)state;
+    char sub[37];
+    gf_uuid4(sub);
+    api_claims_t claims = {.sub = sub, .plan = "pro", .ttl_s = 3600};
+    char *mine = api_token_issue(SECRET, &claims, NULL); /* a fresh upload quota */
+    size_t len;
+    void *png = make_image(64, 64, ".png", 0, &len);
+    ts_http_t r = post_image("image/png", png, len, mine);
+    g_free(png);
+    assert_int_equal(r.status, 201);
+    char upload[37], path[256], body[512], other_body[512], resp[4096], gen[37];
+    snprintf(upload, sizeof(upload), "%s", strstr(r.body, "\"id\":\"") + 6);
+    ts_http_dispose(&r);
+    snprintf(body, sizeof(body),
+             "{\"kind\":\"avatar\",\"prompt\":\"kept\",\"width\":256,\"height\":256,"
+             "\"identity\":{\"upload_id\":\"%s\"}}",
+             upload);
+    assert_int_equal(post_keyed(mine, "replay-after-delete", body, resp, sizeof(resp)), 202);
+    snprintf(gen, sizeof(gen), "%s", strstr(resp, "\"id\":\"") + 6);
+    char auth[1024];
+    snprintf(path, sizeof(path), "%s/v1/uploads/%s", base, upload);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", mine);
+    r = ts_http("DELETE", path, (const char *[]){auth, NULL}, NULL, 0);
+    assert_int_equal(r.status, 204);
+    ts_http_dispose(&r);
+    assert_int_equal(post_keyed(mine, "replay-after-delete", body, resp, sizeof(resp)), 200);
+    assert_non_null(strstr(resp, gen));
+    snprintf(other_body, sizeof(other_body),
+             "{\"kind\":\"avatar\",\"prompt\":\"changed\",\"width\":256,\"height\":256,"
+             "\"identity\":{\"upload_id\":\"%s\"}}",
+             upload);
+    assert_int_equal(post_keyed(mine, "replay-after-delete", other_body, resp, sizeof(resp)), 409);
+    assert_non_null(strstr(resp, "\"code\":\"idempotency_conflict\""));
+    /* A new key meets the deleted upload. */
+    assert_int_equal(post_keyed(mine, "new-after-delete", body, resp, sizeof(resp)), 404);
+    assert_non_null(strstr(resp, "\"field\":\"identity\""));
+    assert_true(ends_succeeded(mine, gen));
+    free(mine);
+}
+
 static void test_references_must_be_the_callers_own(void **state)
 {
     (void)state;
@@ -597,6 +659,7 @@ int main(void)
         cmocka_unit_test(test_presets_are_served),
         cmocka_unit_test(test_signed_urls_work_and_nothing_else_does),
         cmocka_unit_test(test_references_must_be_the_callers_own),
+        cmocka_unit_test(test_a_replay_outlives_the_upload_it_named),
         cmocka_unit_test(test_an_upload_that_cannot_be_recorded_leaves_no_file),
         cmocka_unit_test(test_an_upload_whose_record_waits_is_recorded),
         cmocka_unit_test(test_an_upload_past_the_statement_timeout_leaves_nothing),
