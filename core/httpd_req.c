@@ -216,7 +216,9 @@ static void build_head(gf_buf_t *b, gf_http_req_t *r, int status, const char *ct
                   httpd__status_text(status));
     if (ctype)
         gf_buf_printf(b, "Content-Type: %s\r\n", ctype);
-    if (content_length >= 0)
+    if (status == 204 || status == 304)
+        ; /* no body by definition, and no length (RFC 9110 8.6: a 304's would be the 200's) */
+    else if (content_length >= 0)
         gf_buf_printf(b, "Content-Length: %lld\r\n", content_length);
     else if (r->http_minor >= 1)
         gf_buf_puts(b, "Transfer-Encoding: chunked\r\n");
