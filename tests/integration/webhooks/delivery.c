@@ -5,7 +5,7 @@
  * A real farm-api and farm-workers on the fake provider, the fixture's Redis
  * and Postgres, and a receiver in node over real HTTP on loopback
  * (tests/support/webhooks_harness.c). FARM_WEBHOOK_ALLOW_PRIVATE=1 lets the
- * farm reach it, except in the SSRF test, which runs a farm without it.
+ * farm reach it, except in the SSRF tests, which run a farm without it.
  *
  * Where the schedule waits minutes or hours, the test moves the delivery's
  * own clock in Postgres (next_attempt_at, first_attempt_at) instead of
@@ -16,11 +16,15 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -430,6 +434,63 @@ static void test_ssrf_refused(void **state)
     wh_lenient_api_pid = 0;
 }
 
+/*
+ * SSRF behind a proxy: a strict worker whose environment names an https proxy
+ * (HTTPS_PROXY, which libcurl would follow) still checks the receiver's own
+ * address at connect time. A name that resolves to loopback is refused as not
+ * public, and the proxy (a listener here that only counts connections) is
+ * never dialed: through it, the check would have seen the proxy's address.
+ */
+static void test_ssrf_refused_behind_a_proxy(void **state)
+{
+    (void)state;
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    assert_true(lfd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(lfd, 16), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+    char proxy[64];
+    snprintf(proxy, sizeof(proxy), "HTTPS_PROXY=http://127.0.0.1:%d", ntohs(sa.sin_port));
+    /* Only strict processes since test_ssrf_refused; this one is behind the proxy. */
+    assert_int_equal(ts_stop(wh_worker_pid, SIGTERM, 40), 0);
+    wh_worker_pid = wh_start_worker_env("strict-worker-proxy", (const char *[]){proxy, NULL});
+    char body[512], id[37];
+    snprintf(body, sizeof(body),
+             AVATAR "\"webhook_url\":\"https://localhost:%s/hook/200?t=ssrf-proxy\"}",
+             strrchr(wh_hook_base, ':') + 1);
+    au_create(wh_tok, body, id);
+    int proxied = 0;
+    json_t *g = NULL;
+    double end = ts_now() + 60;
+    for (;;) {
+        struct pollfd p = {.fd = lfd, .events = POLLIN};
+        proxied = poll(&p, 1, 0) > 0;
+        json_decref(g);
+        g = wh_get_generation(id);
+        json_t *w = json_object_get(g, "webhook");
+        if (proxied || json_integer_value(json_object_get(w, "attempts")) >= 1 || ts_now() > end)
+            break;
+        usleep(100000);
+    }
+    close(lfd);
+    json_t *w = json_object_get(g, "webhook");
+    if (proxied || strcmp(wh_str(w, "status") ?: "", "failed") != 0) {
+        char *text = json_dumps(w, 0), seen[512];
+        snprintf(seen, sizeof(seen), "%s", text ? text : "null");
+        free(text);
+        json_decref(g);
+        wh_dump_logs();
+        fail_msg("the proxy was %sdialed; webhook %s, not failed", proxied ? "" : "not ", seen);
+    }
+    json_decref(g);
+    wh_assert_delivery(id, "last_error LIKE '%not a public address%'");
+    json_t *got = wh_received("ssrf-proxy");
+    assert_int_equal(json_array_size(got), 0);
+    json_decref(got);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -445,6 +506,7 @@ int main(void)
         cmocka_unit_test(test_a_lease_shorter_than_request_and_poll_is_refused),
         cmocka_unit_test(test_worker_killed_mid_request),
         cmocka_unit_test(test_ssrf_refused),
+        cmocka_unit_test(test_ssrf_refused_behind_a_proxy),
         cmocka_unit_test(test_a_worker_without_the_file_secret_does_not_start),
     };
     return cmocka_run_group_tests(tests, wh_setup, wh_teardown);
