@@ -388,6 +388,62 @@ static void test_worker_killed_mid_request(void **state)
     json_decref(got);
 }
 
+/* How many of generation `id`'s deliveries satisfy `cond` (an SQL condition); -1: unknown. */
+static long long deliveries_where(const char *id, const char *cond)
+{
+    long long n = -1;
+    if (ts_sh_number(&n,
+                     "psql -X -qtA \"$FARM_DATABASE_URL\" -c \"SELECT count(*) FROM "
+                     "webhook_deliveries WHERE generation_id = '%s' AND %s\"",
+                     id, cond) != 0)
+        return -1;
+    return n;
+}
+
+/*
+ * More attempts end between two polls than one claim records
+ * (STORE_WEBHOOK_RESULTS_MAX, 256): 600 due deliveries, a worker that sends
+ * all of them at once (concurrency 1000) to a receiver that answers at once,
+ * and a lease (13 s) under three polls (5 s). A claim that records a full
+ * batch is followed by another at once, so every attempt is recorded within
+ * its lease and none is sent twice; one batch per poll would record the last
+ * 88 at the third poll, past the lease, and another claim would send them
+ * again.
+ */
+static void test_more_attempts_than_a_batch_recorded_within_the_lease(void **state)
+{
+    (void)state;
+    enum { N = 600 };
+    char id[37], q[1024];
+    wh_create("200", "burst-gen", NULL, id);
+    json_decref(wh_wait_webhook(id, "delivered", 1, 60));
+    assert_int_equal(ts_stop(wh_worker_pid, SIGTERM, 40), 0);
+    wh_worker_pid = 0;
+    snprintf(q, sizeof(q),
+             "INSERT INTO webhook_deliveries (id, generation_id, kind, seq, event, url, data) "
+             "SELECT gen_random_uuid(), '%s', 'image', i, 'image', '%s/hook/200?t=burst', "
+             "jsonb_build_object('id', '%s', 'index', i) FROM generate_series(1, %d) i",
+             id, wh_hook_base, id, N);
+    assert_int_equal(wh_sql(q), 0);
+    double start = ts_now();
+    wh_worker_pid = wh_start_worker_env(
+        "worker-burst", (const char *[]){ALLOW_PRIVATE, "FARM_WEBHOOK_CONCURRENCY=1000",
+                                         "FARM_WEBHOOK_PER_HOST=1000", "FARM_WEBHOOK_POLL_MS=5000",
+                                         "FARM_WEBHOOK_LEASE_S=13", NULL});
+    long long done = 0;
+    while (ts_now() < start + 13 &&
+           (done = deliveries_where(id, "kind = 'image' AND status = 'delivered'")) < N)
+        usleep(200000);
+    if (done != N) {
+        wh_dump_logs();
+        fail_msg("%lld of %d attempts recorded within the 13 s lease", done, N);
+    }
+    assert_int_equal(deliveries_where(id, "kind = 'image' AND attempts <> 1"), 0);
+    json_t *got = wh_received("burst");
+    assert_int_equal(json_array_size(got), N);
+    json_decref(got);
+}
+
 /*
  * SSRF, on a farm without FARM_WEBHOOK_ALLOW_PRIVATE: what is knowable at submit is a 400
  * naming webhook_url; a name that resolves to loopback fails at connect with the reason
@@ -505,6 +561,7 @@ int main(void)
         cmocka_unit_test(test_finishing_worker_sends_its_own),
         cmocka_unit_test(test_a_lease_shorter_than_request_and_poll_is_refused),
         cmocka_unit_test(test_worker_killed_mid_request),
+        cmocka_unit_test(test_more_attempts_than_a_batch_recorded_within_the_lease),
         cmocka_unit_test(test_ssrf_refused),
         cmocka_unit_test(test_ssrf_refused_behind_a_proxy),
         cmocka_unit_test(test_a_worker_without_the_file_secret_does_not_start),
