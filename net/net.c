@@ -300,22 +300,6 @@ char *net_take_body(net_resp_t *r, size_t *len)
 }
 
 /*
- * Whether libcurl sends https through a proxy: it reads these itself (not
- * FARM_ settings). http_proxy does not count: libcurl never uses it for https.
- */
-static int https_proxy_in_env(void)
-{
-    static const char *const names[] = {"https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
-                                        NULL};
-    for (int i = 0; names[i]; i++) {
-        const char *v = getenv(names[i]);
-        if (v != NULL && *v != '\0')
-            return 1;
-    }
-    return 0;
-}
-
-/*
  * CURLOPT_SSL_CTX_FUNCTION: a TLS connection keeps its read and write buffers
  * (about 34 KiB) while it lives. curl sets SSL_MODE_RELEASE_BUFFERS, so
  * OpenSSL allocated and freed a 17 KiB buffer around every SSL_write and
@@ -610,9 +594,11 @@ net_xfer_t *net_start(net_t *h, const net_req_t *req, net_done_cb cb, void *data
     curl_easy_setopt(e, CURLOPT_FAILONERROR, 0L);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    if (req->public_only && https_proxy_in_env()) {
-        curl_easy_setopt(e, CURLOPT_NOPROXY, "");
-    } else if (req->public_only) {
+    if (req->public_only) {
+        /* No proxy, not even one from the environment (https_proxy, all_proxy):
+         * then the address open_public checks is the destination's own, and a
+         * proxy cannot carry the request to a private one. */
+        curl_easy_setopt(e, CURLOPT_PROXY, "");
         curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_public);
         curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, x);
     }

@@ -13,7 +13,11 @@
  *   adopted; a claim asks for at most concurrency - held.
  * - One claim in flight at most; `batch` holds the attempts it records. An
  *   attempt waits for the next poll (FARM_WEBHOOK_POLL_MS) to be recorded,
- *   or goes at once while closing.
+ *   or goes at once while closing. A claim that returns with attempts still
+ *   waiting behind a full batch, or after a poll came while it was in
+ *   flight, is followed by another at once: a poll records every attempt
+ *   that ended before it, however many, as the lease's budget of one poll
+ *   after the answer assumes.
  * - A delivery is sent only while its lease still covers the whole request
  *   (claimed less than lease - timeout - 5 s ago); one that waited longer
  *   behind its host's bound is released unsent, so no other worker can be
@@ -54,6 +58,7 @@ struct webhook_deliverer {
     uv_timer_t timer;
     store_call_t claim;
     int claiming;
+    int tick_missed; /* a poll came while the claim was in flight: claim again as it returns */
     long long claim_limit; /* what the claim in flight asked for */
     int held, handles_open;
     item_t *waiting, *waiting_tail; /* claimed, not yet sent, oldest first */
@@ -371,14 +376,19 @@ static void on_claimed(store_t *st, const gf_err_t *err, store_call_t *call, voi
         return;
     }
     store_webhook_claim_result_t *r = &call->res.webhook_claim;
+    int results_full = d->nbatch == STORE_WEBHOOK_RESULTS_MAX;
     batch_done(d, r);
     take_items(d, r);
     int full = d->claim_limit > 0 && (long long)r->n == d->claim_limit;
+    int missed = d->tick_missed;
+    d->tick_missed = 0;
     store_call_dispose(call);
     d->claiming = 0;
     pump(d);
-    if (d->closing || full)
-        claim(d); /* closing: what waits to be recorded; full: more may be due */
+    /* closing: what waits to be recorded; full: more may be due; a full batch
+     * of results: more attempts may wait; a missed poll: this is that poll. */
+    if (d->closing || full || missed || (results_full && d->to_record.head != NULL))
+        claim(d);
     if (d->closing)
         maybe_close_handles(d);
 }
@@ -446,6 +456,8 @@ static void on_tick(uv_timer_t *t)
 {
     webhook_deliverer_t *d = t->data;
     pump(d); /* a delivery waiting behind its host may have gone stale */
+    if (d->claiming)
+        d->tick_missed = 1;
     claim(d);
 }
 

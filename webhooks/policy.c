@@ -122,15 +122,10 @@ void webhook_decide(const webhook_attempt_t *a, webhook_decision_t *d)
     long long after = a->status > 0 ? webhook_retry_after_ms(a->retry_after, a->now_ms) : -1;
     if (after > delay)
         delay = after;
-    if (a->now_ms + delay > window_end) {
-        if (after > 0 && a->now_ms + after > window_end) {
-            size_t n = strlen(d->reason);
-            snprintf(d->reason + n, sizeof(d->reason) - n,
-                     "; its Retry-After falls after the 24 h window");
-            return;
-        }
-        delay = window_end - a->now_ms; /* the last attempt, at the window's end */
-    }
+    /* The last attempt is at the window's end, whether the backoff or a
+     * Retry-After points past it: API.md promises retries for 24 h. */
+    if (a->now_ms + delay > window_end)
+        delay = window_end - a->now_ms;
     d->verdict = WEBHOOK_RETRY;
     d->next_ms = delay;
 }

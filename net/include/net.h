@@ -36,10 +36,9 @@ typedef struct {
     long low_speed_time_s;       /* abort below 1 byte/s over this long */
     size_t max_bytes;            /* a longer body fails with too_big */
     /* Connect only to public addresses, checked on the address actually
-     * dialed (after DNS, so a rebinding name cannot get round it). Behind an
-     * https proxy (https_proxy or all_proxy, which libcurl follows) the proxy
-     * is dialed instead: then every such transfer goes through it (no_proxy
-     * is not honoured) and egress is the proxy's to control. */
+     * dialed (after DNS, so a rebinding name cannot get round it). Such a
+     * transfer never goes through a proxy: the environment's (https_proxy,
+     * all_proxy) is ignored, so the address checked is the destination's. */
     int public_only;
 } net_req_t;
 

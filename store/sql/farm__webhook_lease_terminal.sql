@@ -7,7 +7,11 @@
 -- p_per_host (NULL: no bound, the callers of the version before), only
 -- while its host has room under the farm's bound (farm__webhook_host_room,
 -- as a claim counts it; a host another transaction is counting, or a full
--- one, leaves the delivery to the claims). Answers in
+-- one, leaves the delivery to the claims). Not while a started or image
+-- delivery of the generation is pending and not yet attempted (the last
+-- image's, written in this same transaction, when the generation asked for
+-- `image` events): the claims send those first, and the terminal one after
+-- their first attempts, as farm_webhook_claim orders them. Answers in
 -- farm_webhook_claim's shape: {now_ms, items} (no item: nothing leased).
 CREATE OR REPLACE FUNCTION farm__webhook_lease_terminal(p_gen uuid, p_lease_s int,
                                                         p_per_host int)
@@ -29,6 +33,9 @@ BEGIN
             WHERE d.generation_id = p_gen AND d.kind = 'terminal' AND d.seq = 0
               AND d.status = 'pending' AND d.next_attempt_at <= now()
               AND (d.lease_until IS NULL OR d.lease_until < now()) AND v_room
+              AND NOT EXISTS (SELECT 1 FROM webhook_deliveries e
+                              WHERE e.generation_id = p_gen AND e.kind <> 'terminal'
+                                AND e.status = 'pending' AND e.attempts = 0)
             RETURNING d)
     SELECT jsonb_build_object('now_ms', (extract(epoch FROM now()) * 1000)::bigint,
         'items', coalesce(jsonb_agg(farm__webhook_item(c.d)), '[]'::jsonb))

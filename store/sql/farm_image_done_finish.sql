@@ -9,7 +9,9 @@
 -- With p_webhook_lease_s > 0 the caller also claims the terminal event's
 -- delivery for itself (farm__webhook_lease_terminal: fenced as
 -- farm_webhook_claim fences, and within the farm's p_webhook_per_host of
--- its host as a claim is; NULL: no bound), so its deliverer sends it at once.
+-- its host as a claim is; NULL: no bound; and not while one of the
+-- generation's started or image deliveries, this image's included, waits
+-- for its first attempt: those go first), so its deliverer sends it at once.
 -- image: farm_image_done's outcome; outcome, status: farm_finish's (NULL when
 -- the image was refused and nothing was finished); webhook: the lease, in
 -- farm_webhook_claim's shape (NULL when none was asked for or none was due and

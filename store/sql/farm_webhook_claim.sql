@@ -28,6 +28,14 @@
 -- and none waits. At most 64 hosts are counted, so locked, by one claim (the
 -- others' rows wait for the next poll), so a claim never fills Postgres's
 -- lock table.
+--
+-- A generation's terminal delivery waits while one of its started or image
+-- deliveries is pending and not yet attempted (due, or leased and in
+-- flight): those events happened first, and a receiver gets each one's
+-- first attempt answered before the terminal event, so it does not see
+-- `succeeded` before the last `image`. (Retries of a failing one do not
+-- hold the terminal event back.) farm__webhook_lease_terminal waits the
+-- same way.
 CREATE OR REPLACE FUNCTION farm_webhook_claim(p_limit int, p_lease_s int, p_results jsonb,
                                               p_per_host int, p_busy jsonb)
 RETURNS jsonb
@@ -66,6 +74,10 @@ BEGIN
                    AND (d.lease_until IS NULL OR d.lease_until < now())
                    AND d.id <> ALL (v_recorded)
                    AND (d.host IS NULL OR d.host <> ALL (v_full))
+                   AND (d.kind <> 'terminal' OR NOT EXISTS (
+                        SELECT 1 FROM webhook_deliveries e
+                        WHERE e.generation_id = d.generation_id AND e.kind <> 'terminal'
+                          AND e.status = 'pending' AND e.attempts = 0))
                  ORDER BY d.next_attempt_at
                  LIMIT 4 * greatest(p_limit, 0)
                  FOR UPDATE SKIP LOCKED LOOP

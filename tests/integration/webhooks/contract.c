@@ -173,11 +173,51 @@ static void test_started_and_image_events(void **state)
     json_decref(got);
 }
 
+/*
+ * webhook_events ["image"]: the receiver gets every image event before the terminal one,
+ * with one image (whose event is written in the finish's own transaction) and with two.
+ * Three generations of each, created together.
+ */
+static void test_image_events_arrive_before_the_terminal_one(void **state)
+{
+    (void)state;
+    enum { GENS = 3 };
+    for (int count = 1; count <= 2; count++) {
+        char ids[GENS][37], tag[GENS][16], more[96];
+        snprintf(more, sizeof(more), ",\"count\":%d,\"webhook_events\":[\"image\"]", count);
+        for (int k = 0; k < GENS; k++) {
+            snprintf(tag[k], sizeof(tag[k]), "order%d-%d", count, k);
+            wh_create("200", tag[k], more, ids[k]);
+        }
+        for (int k = 0; k < GENS; k++) {
+            json_decref(wh_wait_webhook(ids[k], "delivered", 1, 60));
+            json_t *got = wh_wait_received(tag[k], (size_t)count + 1, 20);
+            assert_int_equal(json_array_size(got), count + 1);
+            char order[64] = "", want[64] = "";
+            size_t i;
+            json_t *e;
+            json_array_foreach(got, i, e)
+            {
+                const char *type = wh_str(json_object_get(e, "body"), "type");
+                size_t n = strlen(order);
+                snprintf(order + n, sizeof(order) - n, "%s%s", i ? "," : "", type ? type : "?");
+            }
+            json_decref(got);
+            for (int n = 0; n < count; n++)
+                strcat(want, "image,");
+            strcat(want, "succeeded");
+            if (strcmp(order, want) != 0)
+                fail_msg("%s: the receiver got %s, not %s", ids[k], order, want);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_terminal_event_delivered_and_verified),
         cmocka_unit_test(test_started_and_image_events),
+        cmocka_unit_test(test_image_events_arrive_before_the_terminal_one),
         cmocka_unit_test(test_the_documents_webhook_events_are_taken),
     };
     return cmocka_run_group_tests(tests, wh_setup, wh_teardown);

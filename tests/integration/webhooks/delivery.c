@@ -5,7 +5,7 @@
  * A real farm-api and farm-workers on the fake provider, the fixture's Redis
  * and Postgres, and a receiver in node over real HTTP on loopback
  * (tests/support/webhooks_harness.c). FARM_WEBHOOK_ALLOW_PRIVATE=1 lets the
- * farm reach it, except in the SSRF test, which runs a farm without it.
+ * farm reach it, except in the SSRF tests, which run a farm without it.
  *
  * Where the schedule waits minutes or hours, the test moves the delivery's
  * own clock in Postgres (next_attempt_at, first_attempt_at) instead of
@@ -16,11 +16,15 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -384,6 +388,62 @@ static void test_worker_killed_mid_request(void **state)
     json_decref(got);
 }
 
+/* How many of generation `id`'s deliveries satisfy `cond` (an SQL condition); -1: unknown. */
+static long long deliveries_where(const char *id, const char *cond)
+{
+    long long n = -1;
+    if (ts_sh_number(&n,
+                     "psql -X -qtA \"$FARM_DATABASE_URL\" -c \"SELECT count(*) FROM "
+                     "webhook_deliveries WHERE generation_id = '%s' AND %s\"",
+                     id, cond) != 0)
+        return -1;
+    return n;
+}
+
+/*
+ * More attempts end between two polls than one claim records
+ * (STORE_WEBHOOK_RESULTS_MAX, 256): 600 due deliveries, a worker that sends
+ * all of them at once (concurrency 1000) to a receiver that answers at once,
+ * and a lease (13 s) under three polls (5 s). A claim that records a full
+ * batch is followed by another at once, so every attempt is recorded within
+ * its lease and none is sent twice; one batch per poll would record the last
+ * 88 at the third poll, past the lease, and another claim would send them
+ * again.
+ */
+static void test_more_attempts_than_a_batch_recorded_within_the_lease(void **state)
+{
+    (void)state;
+    enum { N = 600 };
+    char id[37], q[1024];
+    wh_create("200", "burst-gen", NULL, id);
+    json_decref(wh_wait_webhook(id, "delivered", 1, 60));
+    assert_int_equal(ts_stop(wh_worker_pid, SIGTERM, 40), 0);
+    wh_worker_pid = 0;
+    snprintf(q, sizeof(q),
+             "INSERT INTO webhook_deliveries (id, generation_id, kind, seq, event, url, data) "
+             "SELECT gen_random_uuid(), '%s', 'image', i, 'image', '%s/hook/200?t=burst', "
+             "jsonb_build_object('id', '%s', 'index', i) FROM generate_series(1, %d) i",
+             id, wh_hook_base, id, N);
+    assert_int_equal(wh_sql(q), 0);
+    double start = ts_now();
+    wh_worker_pid = wh_start_worker_env(
+        "worker-burst", (const char *[]){ALLOW_PRIVATE, "FARM_WEBHOOK_CONCURRENCY=1000",
+                                         "FARM_WEBHOOK_PER_HOST=1000", "FARM_WEBHOOK_POLL_MS=5000",
+                                         "FARM_WEBHOOK_LEASE_S=13", NULL});
+    long long done = 0;
+    while (ts_now() < start + 13 &&
+           (done = deliveries_where(id, "kind = 'image' AND status = 'delivered'")) < N)
+        usleep(200000);
+    if (done != N) {
+        wh_dump_logs();
+        fail_msg("%lld of %d attempts recorded within the 13 s lease", done, N);
+    }
+    assert_int_equal(deliveries_where(id, "kind = 'image' AND attempts <> 1"), 0);
+    json_t *got = wh_received("burst");
+    assert_int_equal(json_array_size(got), N);
+    json_decref(got);
+}
+
 /*
  * SSRF, on a farm without FARM_WEBHOOK_ALLOW_PRIVATE: what is knowable at submit is a 400
  * naming webhook_url; a name that resolves to loopback fails at connect with the reason
@@ -430,6 +490,63 @@ static void test_ssrf_refused(void **state)
     wh_lenient_api_pid = 0;
 }
 
+/*
+ * SSRF behind a proxy: a strict worker whose environment names an https proxy
+ * (HTTPS_PROXY, which libcurl would follow) still checks the receiver's own
+ * address at connect time. A name that resolves to loopback is refused as not
+ * public, and the proxy (a listener here that only counts connections) is
+ * never dialed: through it, the check would have seen the proxy's address.
+ */
+static void test_ssrf_refused_behind_a_proxy(void **state)
+{
+    (void)state;
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    assert_true(lfd >= 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(lfd, 16), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+    char proxy[64];
+    snprintf(proxy, sizeof(proxy), "HTTPS_PROXY=http://127.0.0.1:%d", ntohs(sa.sin_port));
+    /* Only strict processes since test_ssrf_refused; this one is behind the proxy. */
+    assert_int_equal(ts_stop(wh_worker_pid, SIGTERM, 40), 0);
+    wh_worker_pid = wh_start_worker_env("strict-worker-proxy", (const char *[]){proxy, NULL});
+    char body[512], id[37];
+    snprintf(body, sizeof(body),
+             AVATAR "\"webhook_url\":\"https://localhost:%s/hook/200?t=ssrf-proxy\"}",
+             strrchr(wh_hook_base, ':') + 1);
+    au_create(wh_tok, body, id);
+    int proxied = 0;
+    json_t *g = NULL;
+    double end = ts_now() + 60;
+    for (;;) {
+        struct pollfd p = {.fd = lfd, .events = POLLIN};
+        proxied = poll(&p, 1, 0) > 0;
+        json_decref(g);
+        g = wh_get_generation(id);
+        json_t *w = json_object_get(g, "webhook");
+        if (proxied || json_integer_value(json_object_get(w, "attempts")) >= 1 || ts_now() > end)
+            break;
+        usleep(100000);
+    }
+    close(lfd);
+    json_t *w = json_object_get(g, "webhook");
+    if (proxied || strcmp(wh_str(w, "status") ?: "", "failed") != 0) {
+        char *text = json_dumps(w, 0), seen[512];
+        snprintf(seen, sizeof(seen), "%s", text ? text : "null");
+        free(text);
+        json_decref(g);
+        wh_dump_logs();
+        fail_msg("the proxy was %sdialed; webhook %s, not failed", proxied ? "" : "not ", seen);
+    }
+    json_decref(g);
+    wh_assert_delivery(id, "last_error LIKE '%not a public address%'");
+    json_t *got = wh_received("ssrf-proxy");
+    assert_int_equal(json_array_size(got), 0);
+    json_decref(got);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -444,7 +561,9 @@ int main(void)
         cmocka_unit_test(test_finishing_worker_sends_its_own),
         cmocka_unit_test(test_a_lease_shorter_than_request_and_poll_is_refused),
         cmocka_unit_test(test_worker_killed_mid_request),
+        cmocka_unit_test(test_more_attempts_than_a_batch_recorded_within_the_lease),
         cmocka_unit_test(test_ssrf_refused),
+        cmocka_unit_test(test_ssrf_refused_behind_a_proxy),
         cmocka_unit_test(test_a_worker_without_the_file_secret_does_not_start),
     };
     return cmocka_run_group_tests(tests, wh_setup, wh_teardown);

@@ -126,10 +126,17 @@ static void test_verdicts(void **state)
     assert_int_equal(d.next_ms, 120 * S);
     d = decide(2, 5 * S, 503, "1");
     assert_int_equal(d.next_ms, 5 * 60 * S);
-    /* A Retry-After past the window's end: failed, saying so. */
+    /* A Retry-After past the window's end: the last attempt at the window's end, as
+     * without the header (API.md: retried for 24 h). */
     d = decide(2, 20 * H, 503, "86400");
-    assert_int_equal(d.verdict, WEBHOOK_FAILED);
-    assert_non_null(strstr(d.reason, "Retry-After"));
+    assert_int_equal(d.verdict, WEBHOOK_RETRY);
+    assert_int_equal(d.next_ms, 4 * H);
+    d = decide(6, 20 * H, 503, "86400"); /* the same as the 10 h backoff would */
+    assert_int_equal(d.verdict, WEBHOOK_RETRY);
+    assert_int_equal(d.next_ms, decide(6, 20 * H, 503, NULL).next_ms);
+    d = decide(2, 20 * H, 503, "Thu, 16 Nov 2023 22:13:20 GMT"); /* first + 48 h */
+    assert_int_equal(d.verdict, WEBHOOK_RETRY);
+    assert_int_equal(d.next_ms, 4 * H);
     /* 7 attempts made by 17 h 35 min: the 8th is at 24 h, not 10 h later. */
     d = decide(7, 17 * H + 35 * 60 * S, 500, NULL);
     assert_int_equal(d.verdict, WEBHOOK_RETRY);
