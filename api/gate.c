@@ -12,7 +12,8 @@
  * The principal found here travels to the handler with the request
  * (gf_http_req_set_user), so api__auth() does not verify the token twice.
  * Routes not in the table below pass untouched and do their own checks; a
- * new authenticated route gets its row here when it is registered.
+ * new /v1 route gets its row here when it is registered (a public one too:
+ * the query parameters, header and body it would not act on are refused).
  */
 #include "api_int.h"
 
@@ -34,6 +35,7 @@ typedef struct {
 
 #define PAGE   "limit cursor"
 #define EVENTS "access_token"
+#define SIGNED "exp sig"
 
 static const gate_rule_t gate_rules[] = {
     {"POST", "/v1/generations", GATE_USER, GF_RL_GENERATIONS, GATE_CT_JSON, NULL},
@@ -52,6 +54,11 @@ static const gate_rule_t gate_rules[] = {
     {"POST", "/v1/admin/credits", GATE_USER, -1, GATE_CT_JSON, NULL},
     {"GET", "/v1/admin/stats", GATE_USER, -1, GATE_CT_NONE, NULL},
     {"GET", "/v1/admin/audit", GATE_USER, -1, GATE_CT_NONE, PAGE},
+    /* public: no token, no limit; what they would not act on is refused all the same */
+    {"GET", "/v1/files/:a/:b/:c", GATE_PUBLIC, -1, GATE_CT_NONE, SIGNED},
+    {"GET", "/v1/presets", GATE_PUBLIC, -1, GATE_CT_NONE, NULL},
+    {"GET", "/v1/presets/poses/:file", GATE_PUBLIC, -1, GATE_CT_NONE, SIGNED},
+    {"GET", "/v1/openapi.json", GATE_PUBLIC, -1, GATE_CT_NONE, NULL},
 };
 
 /* What the gate hands the handler: the caller, and the upload bytes it holds room for. */
@@ -405,6 +412,13 @@ static void on_check(gf_http_req_t *req, void *data)
 {
     api_t *api = data;
     const gate_rule_t *rule = rule_find(req);
+    const char *unread;
+    char msg[200];
+    if (rule != NULL && rule->auth == GATE_PUBLIC &&
+        unread_input(req, rule, msg, sizeof(msg), &unread)) {
+        gf_http_req_refuse(req, 400, "invalid_request", msg, unread);
+        return;
+    }
     if (rule == NULL || rule->auth == GATE_PUBLIC) {
         gf_http_req_proceed(req);
         return;
@@ -414,6 +428,14 @@ static void on_check(gf_http_req_t *req, void *data)
     g->req = req;
     g->rule = rule;
     const char *token = NULL, *h = gf_http_req_header(req, "authorization");
+    if (h != NULL && rule->auth == GATE_USER_QUERY && gf_http_req_query(req, "access_token")) {
+        /* Two tokens: which one is meant? Refused, never one of them silently dropped. */
+        free(g);
+        gf_http_req_refuse(req, 400, "invalid_request",
+                           "send the token once: the Authorization header or access_token",
+                           "access_token");
+        return;
+    }
     if (h != NULL && strncasecmp(h, "Bearer ", 7) == 0)
         token = h + 7;
     else if (h == NULL && rule->auth == GATE_USER_QUERY)

@@ -479,7 +479,7 @@ static void test_unread_input_refused(void **state)
     r = au_call("GET", "/v1/credits/ledger?limit=1&cursor=", t, NULL, NULL);
     au_expect(&r, 200, NULL);
     /* A body where the route reads none: refused, nothing canceled. */
-    char gen[37], path[128];
+    char gen[37], path[1536];
     au_create(t, "{\"kind\":\"avatar\",\"prompt\":\"a fox\",\"width\":256,\"height\":256}", gen);
     snprintf(path, sizeof(path), "/v1/generations/%s/cancel", gen);
     r = au_call("POST", path, t, "{\"reason\":\"changed my mind\"}", NULL);
@@ -489,6 +489,19 @@ static void test_unread_input_refused(void **state)
     au_expect(&r, 200, "\"status\":\"queued\"");
     r = au_call("GET", "/v1/credits", t, "{}", NULL);
     au_expect_error(&r, 400, "invalid_request", NULL);
+    /* The public routes too: a filter /v1/presets does not have, a header it ignores. */
+    r = au_call("GET", "/v1/presets?style=watercolor", NULL, NULL, NULL);
+    au_expect_error(&r, 400, "invalid_request", "style");
+    r = au_call("GET", "/v1/openapi.json?v=2", NULL, NULL, NULL);
+    au_expect_error(&r, 400, "invalid_request", "v");
+    r = au_call("GET", "/v1/presets", NULL, NULL, "Idempotency-Key: k2");
+    au_expect_error(&r, 400, "invalid_request", "Idempotency-Key");
+    r = au_call("GET", "/v1/presets", NULL, NULL, NULL);
+    au_expect(&r, 200, "\"styles\"");
+    /* Two tokens on an event route: which one is meant? Neither is dropped silently. */
+    snprintf(path, sizeof(path), "/v1/generations/%s/events?access_token=%s", gen, t);
+    r = au_call("GET", path, t, NULL, NULL);
+    au_expect_error(&r, 400, "invalid_request", "access_token");
     free(t);
     free(admin);
 }
