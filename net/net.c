@@ -299,6 +299,18 @@ char *net_take_body(net_resp_t *r, size_t *len)
     return b;
 }
 
+const char *net_env_https_proxy(void)
+{
+    static const char *const names[] = {"https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+                                        NULL};
+    for (int i = 0; names[i]; i++) {
+        const char *v = getenv(names[i]);
+        if (v != NULL && *v != '\0')
+            return names[i];
+    }
+    return NULL;
+}
+
 /*
  * CURLOPT_SSL_CTX_FUNCTION: a TLS connection keeps its read and write buffers
  * (about 34 KiB) while it lives. curl sets SSL_MODE_RELEASE_BUFFERS, so

@@ -5,6 +5,7 @@
  */
 #include "worker.h"
 #include "imaging.h"
+#include "net.h"
 #include "provider.h"
 #include "queue.h"
 #include "storage.h"
@@ -96,6 +97,12 @@ int worker_start(worker_t *w, gf_err_t *err)
     worker_runner_start(w->runner);
     GF_LOG(GF_LOG_INFO, &log_ctx, "metrics on http://%s:%d/metrics", w->cfg->worker_metrics_host,
            gf_httpd_port(w->httpd));
+    const char *proxy = net_env_https_proxy();
+    if (proxy != NULL)
+        GF_LOG(GF_LOG_WARN, &log_ctx,
+               "%s is set: provider calls use it, but webhook deliveries and provider image "
+               "downloads do not (their addresses are checked where they connect)",
+               proxy);
     return 0;
 }
 

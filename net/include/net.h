@@ -122,4 +122,11 @@ int net_timed_out(int curl_code);
 /* Whether the CURLcode means a partial body (truncated, reset mid-body). */
 int net_partial(int curl_code);
 
+/*
+ * The proxy variable of the environment that libcurl would use for https
+ * (https_proxy, HTTPS_PROXY, all_proxy, ALL_PROXY), or NULL when none is
+ * set: `public_only` transfers ignore it, which a process says at start.
+ */
+const char *net_env_https_proxy(void);
+
 #endif

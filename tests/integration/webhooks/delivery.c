@@ -545,6 +545,10 @@ static void test_ssrf_refused_behind_a_proxy(void **state)
     json_t *got = wh_received("ssrf-proxy");
     assert_int_equal(json_array_size(got), 0);
     json_decref(got);
+    /* The operator is told at start that deliveries do not use the proxy. */
+    assert_int_equal(ts_sh("grep -q 'HTTPS_PROXY is set: provider calls use it, but webhook "
+                           "deliveries' \"$FARM_TEST_TMPDIR/strict-worker-proxy.log\""),
+                     0);
 }
 
 int main(void)
