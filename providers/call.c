@@ -550,7 +550,8 @@ static void cancel_now(provider_call_t *c)
     provider__call_fail(c, PROVIDER_F_CANCELED, 0, "canceled by the caller");
 }
 
-void provider_cancel(provider_call_t *c)
+/* Ends a call on a later turn; `tell`: the provider too, where its protocol can. */
+static void call_stop(provider_call_t *c, int tell)
 {
     if (c == NULL || c->canceled || c->state == CALL_CLOSING)
         return;
@@ -560,7 +561,7 @@ void provider_cancel(provider_call_t *c)
         c->xfer = NULL;
     }
     /* Tell the provider, where its protocol has a cancel (fal PUT, Replicate POST). */
-    if (c->state == CALL_RUNNING && c->a && c->a->ops->cancel)
+    if (tell && c->state == CALL_RUNNING && c->a && c->a->ops->cancel)
         c->a->ops->cancel(c);
     if (c->busy)
         return; /* the adapter's work finishes and sees `canceled` */
@@ -568,4 +569,14 @@ void provider_cancel(provider_call_t *c)
         wait_remove(c);
     c->on_timer = cancel_now;
     uv_timer_start(&c->timer, on_call_timer, 0, 0);
+}
+
+void provider_cancel(provider_call_t *c)
+{
+    call_stop(c, 1);
+}
+
+void provider_abandon(provider_call_t *c)
+{
+    call_stop(c, 0);
 }

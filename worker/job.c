@@ -239,6 +239,25 @@ static void cancel_calls(job_t *j)
             provider_cancel(j->imgs[i].call);
 }
 
+/*
+ * The job goes on elsewhere (handed back, or its lease taken): a request
+ * recorded in Postgres, or resumed from it, is left running at the provider
+ * for the next holder to resume (a cancel there would make it pay again);
+ * one not recorded is canceled, since nobody can ever collect it.
+ */
+static void leave_calls(job_t *j)
+{
+    for (int i = 0; j->imgs && i < j->images; i++) {
+        job_image_t *img = &j->imgs[i];
+        if (img->call == NULL)
+            continue;
+        if (img->request_recorded || img->resumed)
+            provider_abandon(img->call);
+        else
+            provider_cancel(img->call);
+    }
+}
+
 /* RUNNING: starts pending images, FARM_WORKER_IMAGES_PARALLEL at a time. */
 static void start_images(job_t *j)
 {
@@ -384,7 +403,7 @@ static void job_enter(job_t *j, job_state_t from, job_event_t ev, const job_even
         }
         return;
     case JOB_HANDING_BACK:
-        cancel_calls(j);
+        leave_calls(j);
         /* Not the job's fault: it waits for another worker without spending an attempt. */
         queue_end(j, QUEUE_HANDBACK,
                   "handed back by a worker that is stopping or could not reach postgres, redis "
@@ -394,7 +413,7 @@ static void job_enter(job_t *j, job_state_t from, job_event_t ev, const job_even
         gf_log_ctx ctx = job__log(j, NULL);
         GF_LOG(GF_LOG_WARN, &ctx, "lease lost while %s: aborting without writing anything",
                job__state_name(from));
-        cancel_calls(j);
+        leave_calls(j);
         job__check_end(j);
         return;
     }

@@ -315,6 +315,8 @@ static void on_request_recorded(store_t *st, const gf_err_t *err, store_call_t *
     (void)call;
     job_op_t *op = data;
     job_t *j = op->job;
+    if (err->code == GF_OK && op->img)
+        op->img->request_recorded = 1;
     if (err->code == GF_ECONFLICT)
         job__advance(j, JOB_EV_LEASE_LOST, NULL);
     job__op_free(op);
@@ -448,6 +450,7 @@ void job__image_start(job_image_t *img)
     /* A request an earlier attempt submitted is resumed, not paid for twice. */
     char resume_provider[16] = "";
     img->resumed = 0;
+    img->request_recorded = 0;
     if (img->resume && img->attempts == 1) {
         const char *colon = strchr(img->resume, ':');
         if (colon && (size_t)(colon - img->resume) < sizeof(resume_provider)) {

@@ -143,6 +143,7 @@ struct job_image {
     gf_err_t put_err;          /* the first put that failed for good */
     char *resume;              /* "provider:token" an earlier attempt persisted, or NULL */
     int resumed;               /* the call in flight resumes `resume` (no new request) */
+    int request_recorded;      /* the call in flight's request is in Postgres: resumable */
     uint64_t t_stage;          /* when the current stage began (uv_hrtime) */
     /* Post-processing (uv_hrtime): queued in the runner's FIFO, begun and ended on its pool
      * thread (read on the loop once the work is done). The claim controller's samples. */

@@ -224,6 +224,13 @@ int provider_submit(provider_t *p, const provider_req_t *req, const provider_cbs
  */
 void provider_cancel(provider_call_t *call);
 
+/*
+ * Stops waiting on a call, as provider_cancel() does, but leaves the
+ * provider's job running: for a request another worker will resume (its
+ * resume token is recorded), which a cancel at the provider would end.
+ */
+void provider_abandon(provider_call_t *call);
+
 /* Calls in flight (waiting for a slot included), for gauges and tests. */
 size_t provider_inflight(const provider_t *p);
 

@@ -306,6 +306,47 @@ static void test_kill_9_resumes_replicate_predictions_without_a_second_one(void 
     wf_worker_pid = wf_start_worker("worker-after-rep");
 }
 
+/*
+ * A worker that stops without waiting (FARM_WORKER_DRAIN_S=0) hands its
+ * running generations back; their Replicate predictions are recorded, so
+ * it leaves them running at Replicate, and the next worker resumes them: a
+ * cancel there would end each prediction and make the next worker pay for
+ * another.
+ */
+static void test_a_handed_back_prediction_is_left_running_for_the_next_worker(void **state)
+{
+    (void)state;
+    enum { N = 3 };
+    ts_stop(wf_worker_pid, SIGKILL, 10);
+    wf_worker_pid = wf_start_worker_more("worker-rep-drain-1", "FARM_PROVIDER_FALLBACK=replicate",
+                                         "FARM_WORKER_DRAIN_S=0", NULL);
+    char url[256];
+    snprintf(url, sizeof(url), "%s/__fake/reset", strchr(wf_fake_env, '=') + 1);
+    ts_http_t r = ts_http("POST", url, NULL, "{}", 2);
+    ts_http_dispose(&r);
+    fake_config("{\"polls\":6}");
+    char ids[N][37];
+    for (int i = 0; i < N; i++)
+        wf_create("{\"kind\":\"avatar\",\"prompt\":\"a handed back fox [[sync_timeout]]\","
+                  "\"width\":256,\"height\":256}",
+                  ids[i]);
+    assert_true(requests_persisted("provider_requests::text LIKE '%replicate:%'", N));
+    assert_int_equal(ts_stop(wf_worker_pid, SIGTERM, 40), 0);
+    assert_int_equal(wf_fake_count("replicate.cancel"), 0);
+    wf_worker_pid = wf_start_worker_with("worker-rep-drain-2", "FARM_PROVIDER_FALLBACK=replicate");
+    for (int i = 0; i < N; i++) {
+        json_t *g = wf_wait_end(ids[i], 60);
+        assert_string_equal(json_string_value(json_object_get(g, "status")), "succeeded");
+        assert_int_equal(json_integer_value(json_object_get(g, "charged")), 10);
+        json_decref(g);
+    }
+    fake_config("{\"polls\":2}");
+    assert_int_equal(wf_fake_count("replicate.submit"), N);
+    assert_int_equal(wf_fake_count("replicate.cancel"), 0);
+    ts_stop(wf_worker_pid, SIGTERM, 40);
+    wf_worker_pid = wf_start_worker("worker-after-rep-drain");
+}
+
 /* Each provider fault, on every adapter of the chain, ends as API.md documents it. */
 static void test_every_fault_mode_ends_in_its_documented_error(void **state)
 {
@@ -437,6 +478,7 @@ int main(void)
         cmocka_unit_test(test_sigterm_drains_running_generations),
         /* Replicate's first: the BFL test leaves the BFL-only worker the tests after it use. */
         cmocka_unit_test(test_kill_9_resumes_replicate_predictions_without_a_second_one),
+        cmocka_unit_test(test_a_handed_back_prediction_is_left_running_for_the_next_worker),
         cmocka_unit_test(test_kill_9_resumes_persisted_requests_instead_of_paying_again),
         cmocka_unit_test(test_paused_worker_loses_its_lease_and_charges_nothing),
         cmocka_unit_test(test_redis_restart_mid_run_loses_nothing),
