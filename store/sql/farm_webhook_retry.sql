@@ -2,6 +2,11 @@
 -- (p_id NULL), pending again at once with a new 24 h window whose backoff
 -- starts again at its first step; its id, the `webhook-id`, and its count of
 -- attempts stay. Returns how many were put back.
+--
+-- Every failed one leaves out those that did not fail for a receiver being
+-- down: a 410 (the receiver asked us to stop) and an address refused as not
+-- public (it would be refused again). Each of those goes back only by its id,
+-- when on-call means it.
 CREATE OR REPLACE FUNCTION farm_webhook_retry(p_id uuid) RETURNS int
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -9,7 +14,9 @@ DECLARE
 BEGIN
     UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = now(),
             first_attempt_at = NULL, retried_attempts = attempts, lease_token = NULL, lease_until = NULL
-        WHERE status = 'failed' AND (p_id IS NULL OR id = p_id);
+        WHERE status = 'failed'
+          AND (id = p_id OR (p_id IS NULL AND last_status_code IS DISTINCT FROM 410
+                             AND coalesce(last_error, '') NOT LIKE '%not a public address%'));
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END $$;
