@@ -18,6 +18,14 @@
  *   each file's checksum and the count of migrations then. All the files a run
  *   applies go in one transaction with their rows in schema_sql, so the
  *   functions move from one version to the next at once or not at all.
+ * - A database is never migrated back. A version schema_migrations records
+ *   with no file in this folder means a newer build migrated it (or a file
+ *   was deleted): both steps refuse it before writing anything, since this
+ *   build's store/sql would put older function bodies over the newer schema.
+ *   A store/sql file recorded in schema_sql that this build's ORDER does not
+ *   list is refused the same way, unless a numbered migration was applied
+ *   since it last was: only that (one dropping its function,
+ *   docs/credits.md) retires a file, and its row is then forgotten.
  * - Two runs at once serialize on a session advisory lock.
  */
 #include "store.h"
@@ -64,7 +72,8 @@ static int exec_ok(PGconn *conn, const char *sql, gf_err_t *err, const char *wha
     return 0;
 }
 
-static int list_files(const char *dir, mig_file_t **out, size_t *n, gf_err_t *err)
+/* The numbered files of `dir` in order; `warn` logs each .sql file it ignores. */
+static int list_files(const char *dir, int warn, mig_file_t **out, size_t *n, gf_err_t *err)
 {
     regex_t re;
     regcomp(&re, "^([0-9]{4})_[a-z0-9_]+\\.sql$", REG_EXTENDED);
@@ -80,7 +89,7 @@ static int list_files(const char *dir, mig_file_t **out, size_t *n, gf_err_t *er
     int rc = 0;
     while ((de = readdir(d)) != NULL) {
         if (regexec(&re, de->d_name, 0, NULL, 0) != 0) {
-            if (strstr(de->d_name, ".sql"))
+            if (warn && strstr(de->d_name, ".sql"))
                 GF_LOG(GF_LOG_WARN, &(gf_log_ctx){.component = "migrate"},
                        "ignoring %s: not named NNNN_name.sql", de->d_name);
             continue;
@@ -105,6 +114,13 @@ static int list_files(const char *dir, mig_file_t **out, size_t *n, gf_err_t *er
     *out = files;
     *n = count;
     return rc;
+}
+
+static void files_free(mig_file_t *files, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(files[i].name);
+    free(files);
 }
 
 static char *read_file(const char *dir, const char *name, gf_err_t *err)
@@ -169,6 +185,48 @@ static int migrate_connect(const char *url, PGconn **conn, gf_err_t *err)
     if (rc < 0)
         return rc;
     return exec_ok(*conn, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", err, "locking");
+}
+
+/*
+ * Refuses a database that records a migration `files` has no file for: a
+ * newer build's (or a deleted file). 0, or GF_ECONFLICT naming the highest
+ * such migration.
+ */
+static int refuse_newer(PGconn *conn, const char *dir, const mig_file_t *files, size_t n,
+                        gf_err_t *err)
+{
+    gf_buf_t versions = {0};
+    gf_buf_puts(&versions, "{");
+    for (size_t i = 0; i < n; i++) {
+        char v[16];
+        snprintf(v, sizeof(v), "%s%d", i ? "," : "", files[i].version);
+        gf_buf_puts(&versions, v);
+    }
+    gf_buf_puts(&versions, "}");
+    const char *params[1] = {versions.p};
+    PGresult *res = PQexecParams(conn,
+                                 "SELECT version, name FROM schema_migrations "
+                                 "WHERE version <> ALL ($1::int[]) ORDER BY version DESC LIMIT 1",
+                                 1, NULL, params, NULL, NULL, 0);
+    gf_buf_dispose(&versions);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return pg_fail(err, conn, res, "reading schema_migrations");
+    int rc = 0;
+    if (PQntuples(res) > 0) {
+        int version = atoi(PQgetvalue(res, 0, 0));
+        if (n == 0 || version > files[n - 1].version)
+            rc = gf_err_set(err, GF_ECONFLICT, "store",
+                            "the database was migrated by a newer build: migration %s has no "
+                            "file in %s; refusing to put this build's SQL back over it",
+                            PQgetvalue(res, 0, 1), dir);
+        else
+            rc = gf_err_set(err, GF_ECONFLICT, "store",
+                            "migration %s is recorded as applied but has no file in %s (a newer "
+                            "build's, or a deleted file); refusing to migrate",
+                            PQgetvalue(res, 0, 1), dir);
+    }
+    PQclear(res);
+    return rc;
 }
 
 /* Applies or checks one file; returns 1 if applied, 0 if already there, < 0 on error. */
@@ -245,7 +303,7 @@ int store_migrate(const char *url, const char *dir, FILE *out, gf_err_t *err)
 {
     mig_file_t *files = NULL;
     size_t nfiles = 0;
-    int rc = list_files(dir, &files, &nfiles, err);
+    int rc = list_files(dir, 1, &files, &nfiles, err);
     int applied = 0;
     PGconn *conn = NULL;
     if (rc < 0)
@@ -257,6 +315,8 @@ int store_migrate(const char *url, const char *dir, FILE *out, gf_err_t *err)
                  " version int PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
                  " applied_at timestamptz NOT NULL DEFAULT now())",
                  err, "creating schema_migrations");
+    if (rc == 0)
+        rc = refuse_newer(conn, dir, files, nfiles, err);
     for (size_t i = 0; rc >= 0 && i < nfiles; i++) {
         rc = migrate_one(conn, dir, &files[i], out, err);
         applied += rc > 0;
@@ -267,9 +327,7 @@ int store_migrate(const char *url, const char *dir, FILE *out, gf_err_t *err)
 done:
     if (conn)
         PQfinish(conn);
-    for (size_t i = 0; i < nfiles; i++)
-        free(files[i].name);
-    free(files);
+    files_free(files, nfiles);
     return rc < 0 ? rc : applied;
 }
 
@@ -365,10 +423,53 @@ static int sql_set_read(const char *dir, sql_set_t *set, gf_err_t *err)
     return rc;
 }
 
+/* The set's names as an array literal: they match [a-z0-9_.]+, so they go unquoted. */
+static void sql_set_names(const sql_set_t *set, gf_buf_t *names)
+{
+    gf_buf_puts(names, "{");
+    for (size_t i = 0; i < set->n; i++) {
+        gf_buf_puts(names, i ? "," : "");
+        gf_buf_puts(names, set->files[i].name);
+    }
+    gf_buf_puts(names, "}");
+}
+
+/*
+ * Refuses a file schema_sql records, that the set does not list, and that
+ * was applied with as many numbered migrations as the database has now: a
+ * build that has it (a newer one) ran last. One applied before a later
+ * migration is a file retired with that migration; sql_forget_unlisted
+ * forgets it.
+ */
+static int sql_refuse_unknown(PGconn *conn, const sql_set_t *set, const char *migrations,
+                              gf_err_t *err)
+{
+    gf_buf_t names = {0};
+    sql_set_names(set, &names);
+    const char *params[2] = {names.p, migrations};
+    PGresult *res = PQexecParams(conn,
+                                 "SELECT name FROM schema_sql WHERE name <> ALL ($1::text[]) "
+                                 "AND migrations >= $2::int ORDER BY name LIMIT 1",
+                                 2, NULL, params, NULL, NULL, 0);
+    gf_buf_dispose(&names);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        return pg_fail(err, conn, res, "reading schema_sql");
+    int rc = 0;
+    if (PQntuples(res) > 0)
+        rc = gf_err_set(err, GF_ECONFLICT, "store",
+                        "the database was migrated by a newer build: store/sql/%s is applied "
+                        "there and not in this build's ORDER (a file retired for good goes "
+                        "with a migration dropping its function)",
+                        PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return rc;
+}
+
 /*
  * Marks the files to apply: those never applied, changed since, or applied
  * before a numbered migration that came after them. Fills `migrations` with
- * how many numbered migrations the database has.
+ * how many numbered migrations the database has. Refuses a database a newer
+ * build's store/sql was applied to (sql_refuse_unknown).
  */
 static int sql_set_plan(PGconn *conn, sql_set_t *set, char *migrations, size_t size, gf_err_t *err)
 {
@@ -377,6 +478,9 @@ static int sql_set_plan(PGconn *conn, sql_set_t *set, char *migrations, size_t s
         return pg_fail(err, conn, res, "reading schema_migrations");
     snprintf(migrations, size, "%s", PQgetvalue(res, 0, 0));
     PQclear(res);
+    int rc = sql_refuse_unknown(conn, set, migrations, err);
+    if (rc < 0)
+        return rc;
     for (size_t i = 0; i < set->n; i++) {
         sql_file_t *f = &set->files[i];
         const char *params[2] = {f->name, f->text};
@@ -411,17 +515,11 @@ static int sql_record(PGconn *conn, const sql_file_t *f, const char *migrations,
     return 0;
 }
 
-/* Forgets the files ORDER no longer lists. */
+/* Forgets the files ORDER no longer lists (retired by a later migration: sql_refuse_unknown). */
 static int sql_forget_unlisted(PGconn *conn, const sql_set_t *set, gf_err_t *err)
 {
-    /* The names match [a-z0-9_.]+, so they go in an array literal unquoted. */
     gf_buf_t names = {0};
-    gf_buf_puts(&names, "{");
-    for (size_t i = 0; i < set->n; i++) {
-        gf_buf_puts(&names, i ? "," : "");
-        gf_buf_puts(&names, set->files[i].name);
-    }
-    gf_buf_puts(&names, "}");
+    sql_set_names(set, &names);
     const char *params[1] = {names.p};
     PGresult *res = PQexecParams(conn, "DELETE FROM schema_sql WHERE name <> ALL ($1::text[])", 1,
                                  NULL, params, NULL, NULL, 0);
@@ -470,17 +568,23 @@ int store_migrate_sql(const char *url, const char *dir, FILE *out, gf_err_t *err
     snprintf(sql_dir, sizeof(sql_dir), "%s/../store/sql", dir);
     sql_set_t set = {0};
     PGconn *conn = NULL;
+    mig_file_t *files = NULL; /* the numbered ones, to refuse a newer build's database */
+    size_t nfiles = 0;
     char migrations[32];
     int rc = sql_set_read(sql_dir, &set, err);
+    if (rc == 0)
+        rc = list_files(dir, 0, &files, &nfiles, err);
     if (rc < 0)
         goto done;
     if ((rc = migrate_connect(url, &conn, err)) < 0)
         goto done;
-    rc = exec_ok(conn,
-                 "CREATE TABLE IF NOT EXISTS schema_sql ("
-                 " name text PRIMARY KEY, checksum text NOT NULL, migrations int NOT NULL,"
-                 " applied_at timestamptz NOT NULL DEFAULT now())",
-                 err, "creating schema_sql");
+    rc = refuse_newer(conn, dir, files, nfiles, err);
+    if (rc == 0)
+        rc = exec_ok(conn,
+                     "CREATE TABLE IF NOT EXISTS schema_sql ("
+                     " name text PRIMARY KEY, checksum text NOT NULL, migrations int NOT NULL,"
+                     " applied_at timestamptz NOT NULL DEFAULT now())",
+                     err, "creating schema_sql");
     if (rc == 0)
         rc = sql_set_plan(conn, &set, migrations, sizeof(migrations), err);
     if (rc == 0)
@@ -495,6 +599,7 @@ int store_migrate_sql(const char *url, const char *dir, FILE *out, gf_err_t *err
 done:
     if (conn)
         PQfinish(conn);
+    files_free(files, nfiles);
     sql_set_dispose(&set);
     return rc;
 }

@@ -768,9 +768,17 @@ int store_conn_exec(store_conn_t *sc, store_call_t *call);
  */
 int store_reconcile(store_conn_t *sc, FILE *out, gf_err_t *err);
 
-/* See migrate.c: applies migrations/NNNN_name.sql in order. Returns the count applied, or < 0. */
+/*
+ * See migrate.c: applies migrations/NNNN_name.sql in order. Returns the count applied, or < 0:
+ * GF_ECONFLICT for a changed applied file, and for a database that records a migration `dir`
+ * has no file for (a newer build migrated it), which changes nothing.
+ */
 int store_migrate(const char *url, const char *dir, FILE *out, gf_err_t *err);
-/* Then the live SQL in dir/../store/sql (migrate.c). Returns the count applied, or < 0. */
+/*
+ * Then the live SQL in dir/../store/sql (migrate.c). Returns the count applied, or < 0:
+ * GF_ECONFLICT, changing nothing, for a database a newer build migrated (as store_migrate), or
+ * whose store/sql records a file this build does not have with no migration applied since.
+ */
 int store_migrate_sql(const char *url, const char *dir, FILE *out, gf_err_t *err);
 
 #endif

@@ -13,6 +13,9 @@
 //     real farm-api / farm-worker started here (with the fixture's Redis and
 //     Postgres);
 //   - grace periods exceed FARM_SHUTDOWN_S (+ preStop) and FARM_WORKER_DRAIN_S;
+//   - the api's FARM_UPLOAD_MAX_INFLIGHT_BYTES is at most half its memory
+//     limit, and farm-api and farm-worker, whose root is read-only, have an
+//     emptyDir with a sizeLimit at /tmp;
 //   - KEDA's target per worker is FARM_WORKER_CONCURRENCY, it scales to zero,
 //     and has a cooldown.
 // Prints one line per overlay and check; exits 1 on the first failure.
@@ -176,6 +179,13 @@ function render(overlay) {
   }
 }
 
+// A Kubernetes quantity of bytes ("256Mi", "1G", "512") as a number.
+function bytesOf(q) {
+  const m = /^([0-9.]+)([KMGT]i?)?$/.exec(String(q ?? ""));
+  if (!m) return NaN;
+  const unit = { K: 1e3, M: 1e6, G: 1e9, T: 1e12, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40 }[m[2]] ?? 1;
+  return Number(m[1]) * unit;
+}
 const get = (objs, kind, name) => objs.find((o) => o.kind === kind && (o.metadata.name === name || o.metadata.name.startsWith(name + "-")));
 const podSpecOf = (o) => (o.kind === "Job" ? o.spec.template.spec : o.spec?.template?.spec);
 const matches = (sel, labels) => Object.entries(sel || {}).every(([k, v]) => labels?.[k] === v);
@@ -286,6 +296,20 @@ for (const overlay of ["dev", "prod"]) {
         check(c.ports?.some((x) => x.containerPort === wantPort), `${overlay}: worker declares its metrics port ${wantPort}`);
       }
       check(c.resources?.requests?.cpu && c.resources?.requests?.memory && c.resources?.limits?.memory, `${overlay}: ${o.metadata.name} has requests and a memory limit`);
+      if (binary === "farm-api") {
+        // Upload bodies alone may reach FARM_UPLOAD_MAX_INFLIGHT_BYTES: half the
+        // limit at most, the rest for the process and the decodes.
+        const limit = bytesOf(c.resources?.limits?.memory);
+        const inflight = setting("FARM_UPLOAD_MAX_INFLIGHT_BYTES");
+        check(inflight <= limit / 2, `${overlay}: api FARM_UPLOAD_MAX_INFLIGHT_BYTES ${inflight} is at most half its memory limit ${c.resources?.limits?.memory}`);
+      }
+      // A read-only root: /tmp, where libvips writes its temporary files, is an
+      // emptyDir with a bound (farm migrate, above, runs no libvips).
+      if (c.securityContext?.readOnlyRootFilesystem) {
+        const mount = (c.volumeMounts || []).find((m) => m.mountPath === "/tmp");
+        const vol = mount && (spec.volumes || []).find((v) => v.name === mount.name);
+        check(vol?.emptyDir?.sizeLimit, `${overlay}: ${o.metadata.name} has a read-only root and /tmp is an emptyDir with a sizeLimit`);
+      }
     }
   }
 

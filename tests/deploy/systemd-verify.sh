@@ -9,7 +9,8 @@
 # etc/systemd/system and BIN_DIR's binaries in usr/local/bin. verify exits 0
 # even on unknown keys or bad values (it only warns), so any output fails.
 # Then, read from the files themselves:
-#   - Restart=on-failure, KillSignal=SIGTERM, an EnvironmentFile, and the
+#   - Restart=on-failure but not after exit 2 (RestartPreventExitStatus=2:
+#     a bad setting, core/proc.c), KillSignal=SIGTERM, an EnvironmentFile, and the
 #     sandbox (NoNewPrivileges, ProtectSystem=strict, ReadWritePaths holding
 #     farm.env.example's FARM_STORAGE_DIR) on every long-running unit;
 #   - TimeoutStopSec above FARM_SHUTDOWN_S (api) and FARM_WORKER_DRAIN_S
@@ -78,6 +79,8 @@ storage=$(setting FARM_STORAGE_DIR)
 for u in farm-api.service farm-worker@.service; do
     f=$units/$u
     [[ $(key "$f" Restart) == on-failure ]] || fail "$u: Restart is not on-failure"
+    key "$f" RestartPreventExitStatus | tr ' ' '\n' | grep -qx 2 ||
+        fail "$u: RestartPreventExitStatus does not hold 2 (a bad setting would restart forever)"
     [[ $(key "$f" KillSignal) == SIGTERM ]] || fail "$u: KillSignal is not SIGTERM"
     key "$f" EnvironmentFile | grep -qx /etc/genfarm/farm.env || fail "$u: no EnvironmentFile=/etc/genfarm/farm.env"
     [[ $(key "$f" NoNewPrivileges) == yes ]] || fail "$u: NoNewPrivileges is not yes"

@@ -6,7 +6,9 @@
 #   3. every alert has a case that fires it and one that does not
 #      (an empty exp_alerts);
 #   4. every runbook_url names a heading of docs/operations.md;
-#   5. every farm_* metric the rules read is one the farm's C code registers.
+#   5. every farm_* metric the rules read is one the farm's C code registers;
+#   6. every file of the repository the rules name exists, and every `farm
+#      COMMAND` the runbooks (docs/operations.md) name is one farm dispatches.
 # promtool comes from Debian's prometheus package (scripts/install-deps).
 
 set -euo pipefail
@@ -54,6 +56,16 @@ for m in $(grep -v '^ *#' "$rules" | grep -oP 'farm_[a-z0-9_]+(?![a-z0-9_*])' | 
     family=$(sed -E 's/_(bucket|sum|count)$//' <<<"$m")
     grep -rqF "\"$family\"" "$root"/{api,core,queue,store,worker,providers,webhooks,storage} --include='*.c' ||
         { echo "rules.sh: $m is not a metric the farm exports" >&2; fail=1; }
+done
+
+# Paths: scripts/, tests/, docs/ and deploy/ files named in the rules (comments too).
+for path in $(grep -oE '\b(scripts|tests|docs|deploy)/[A-Za-z0-9_./-]*[A-Za-z0-9_]' "$rules" | sort -u); do
+    [[ -e $root/$path ]] || { echo "rules.sh: $rules names $path, which does not exist" >&2; fail=1; }
+done
+# Commands: `farm WORD` in the runbooks against api/farm.c's dispatch.
+for cmd in $(grep -oE '`farm [a-z-]+' "$root/docs/operations.md" | sed 's/^`farm //' | sort -u); do
+    grep -qF "strcmp(argv[1], \"$cmd\")" "$root/api/farm.c" ||
+        { echo "rules.sh: docs/operations.md names \`farm $cmd\`, which farm does not know" >&2; fail=1; }
 done
 
 exit $fail

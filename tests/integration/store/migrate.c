@@ -5,7 +5,8 @@
  * Then the live SQL (store/sql): a database migrated by the numbered files
  * alone, as `farm migrate` did before store/sql, upgrades to exactly the
  * functions of store/sql and of a fresh database; an edited file is applied
- * again, a broken one not at all; concurrent full runs apply it once.
+ * again, a broken one not at all; concurrent full runs apply it once. An
+ * older build's `farm migrate` refuses a database a newer one migrated.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -542,6 +543,128 @@ static void test_new_migration_applies_store_sql_again(void **state)
     free(untouched);
 }
 
+/* `farm migrate` of the built CLI on `db` with `migrations`: its exit status; its output in
+ * `out` (a file). */
+static int farm_migrate(const char *db, const char *migrations, const char *out)
+{
+    return ts_sh("FARM_DATABASE_URL='%s' FARM_MIGRATIONS_DIR='%s' '%s' migrate >'%s' 2>&1", db,
+                 migrations, ts_env("FARM_TEST_CLI"), out);
+}
+
+/* A copy of the repository's two folders at FARM_TEST_TMPDIR/name; its migrations folder in
+ * `out`. */
+static void copy_tree(const char *name, char *out, size_t size)
+{
+    snprintf(out, size, "%s/%s", ts_env("FARM_TEST_TMPDIR"), name);
+    assert_int_equal(ts_sh("mkdir -p %s/store && cp -r %s %s/migrations && cp -r %s/../store/sql "
+                           "%s/store/sql",
+                           out, repo_migrations, out, repo_migrations, out),
+                     0);
+    size_t len = strlen(out);
+    snprintf(out + len, size - len, "/migrations");
+}
+
+/*
+ * A build older than the one that migrated the database (a host that boots
+ * before its upgrade, a rollback, an old Job) must not put its SQL back: B,
+ * newer, has a migration and a changed function more than A; after B
+ * migrated, A's `farm migrate` exits 1 and B's function stays.
+ */
+static void test_older_build_refuses_a_newer_database(void **state)
+{
+    (void)state;
+    char db[512], newer[600], log[700];
+    new_database("rollback", db, sizeof(db));
+    snprintf(log, sizeof(log), "%s/rollback.log", ts_env("FARM_TEST_TMPDIR"));
+    assert_int_equal(farm_migrate(db, repo_migrations, log), 0);
+
+    copy_tree("newer", newer, sizeof(newer));
+    char path[700];
+    snprintf(path, sizeof(path), "%s/9998_newer.sql", newer);
+    write_text(path, "CREATE TABLE t_newer (a int);\n");
+    snprintf(path, sizeof(path), "%s/../store/sql/farm_ts.sql", newer);
+    write_text(path, FARM_TS_EDITED);
+    assert_int_equal(farm_migrate(db, newer, log), 0);
+    assert_scalar_in(db, "SELECT farm_ts(now())", "edited");
+    char *recorded = scalar_in(db, "SELECT string_agg(name || checksum || migrations, ',' "
+                                   "ORDER BY name) FROM schema_sql");
+
+    /* A, older: refused, naming the migration it lacks; nothing changed. */
+    assert_int_equal(farm_migrate(db, repo_migrations, log), 1);
+    char *said = slurp(log);
+    assert_non_null(strstr(said, "the database was migrated by a newer build: migration "
+                                 "9998_newer.sql has no file in"));
+    free(said);
+    assert_scalar_in(db, "SELECT farm_ts(now())", "edited");
+    /* Each step refuses alone too. */
+    gf_err_t err = {0};
+    assert_int_equal(store_migrate(db, repo_migrations, NULL, &err), GF_ECONFLICT);
+    gf_err_clear(&err);
+    assert_int_equal(store_migrate_sql(db, repo_migrations, NULL, &err), GF_ECONFLICT);
+    assert_non_null(strstr(err.msg, "9998_newer.sql"));
+    assert_scalar_in(db, "SELECT farm_ts(now())", "edited");
+    char *after = scalar_in(db, "SELECT string_agg(name || checksum || migrations, ',' "
+                                "ORDER BY name) FROM schema_sql");
+    assert_string_equal(after, recorded);
+    free(after);
+    free(recorded);
+
+    /* A hole below the highest file (a deleted one) is refused as well. */
+    snprintf(path, sizeof(path), "%s/9998_newer.sql", newer);
+    assert_int_equal(ts_sh("mv %s %s/9999_renumbered.sql", path, newer), 0);
+    gf_err_clear(&err);
+    assert_int_equal(store_migrate(db, newer, NULL, &err), GF_ECONFLICT);
+    assert_non_null(strstr(err.msg, "migration 9998_newer.sql is recorded as applied but has no "
+                                    "file"));
+    assert_scalar_in(db, "SELECT count(*) FROM schema_migrations WHERE version = 9999", "0");
+}
+
+/*
+ * The same for store/sql alone: a newer build that added a function file
+ * without a numbered migration migrated the database; the older build does
+ * not forget the file nor put its own bodies back. A file retired with a
+ * migration (one dropping its function) is forgotten.
+ */
+static void test_unknown_store_sql_file_is_refused_unless_retired(void **state)
+{
+    (void)state;
+    char db[512], newer[600], log[700];
+    new_database("rollback_sql", db, sizeof(db));
+    snprintf(log, sizeof(log), "%s/rollback_sql.log", ts_env("FARM_TEST_TMPDIR"));
+    assert_int_equal(farm_migrate(db, repo_migrations, log), 0);
+
+    copy_tree("newer_sql", newer, sizeof(newer));
+    char path[700];
+    snprintf(path, sizeof(path), "%s/../store/sql/farm_added.sql", newer);
+    write_text(path, "CREATE OR REPLACE FUNCTION farm_added() RETURNS int LANGUAGE sql "
+                     "AS 'SELECT 1';\n");
+    snprintf(path, sizeof(path), "%s/../store/sql/ORDER", newer);
+    assert_int_equal(ts_sh("echo farm_added.sql >> %s", path), 0);
+    snprintf(path, sizeof(path), "%s/../store/sql/farm_ts.sql", newer);
+    write_text(path, FARM_TS_EDITED);
+    assert_int_equal(farm_migrate(db, newer, log), 0);
+    assert_scalar_in(db, "SELECT farm_added()", "1");
+
+    assert_int_equal(farm_migrate(db, repo_migrations, log), 1);
+    char *said = slurp(log);
+    assert_non_null(strstr(said, "the database was migrated by a newer build: "
+                                 "store/sql/farm_added.sql is applied there"));
+    free(said);
+    assert_scalar_in(db, "SELECT farm_ts(now())", "edited");
+    assert_scalar_in(db, "SELECT count(*) FROM schema_sql WHERE name = 'farm_added.sql'", "1");
+
+    /* Retired: a migration drops its function and the file is gone from ORDER. */
+    snprintf(path, sizeof(path), "%s/9997_retire_added.sql", newer);
+    write_text(path, "DROP FUNCTION farm_added();\n");
+    assert_int_equal(ts_sh("sed -i '/^farm_added.sql$/d' %s/../store/sql/ORDER && "
+                           "rm %s/../store/sql/farm_added.sql",
+                           newer, newer),
+                     0);
+    assert_int_equal(farm_migrate(db, newer, log), 0);
+    assert_scalar_in(db, "SELECT count(*) FROM schema_sql WHERE name = 'farm_added.sql'", "0");
+    assert_scalar_in(db, "SELECT farm_ts(now())", "edited");
+}
+
 typedef struct {
     const char *url;
     int numbered, live;
@@ -601,6 +724,8 @@ int main(void)
         cmocka_unit_test(test_sql_file_missing_from_order_is_refused),
         cmocka_unit_test(test_new_migration_applies_store_sql_again),
         cmocka_unit_test(test_concurrent_full_runs_apply_store_sql_once),
+        cmocka_unit_test(test_older_build_refuses_a_newer_database),
+        cmocka_unit_test(test_unknown_store_sql_file_is_refused_unless_retired),
     };
     return cmocka_run_group_tests(tests, make_database, NULL);
 }
