@@ -5,6 +5,10 @@ import { Client, ApiError, TERMINAL_EVENTS, newIdempotencyKey } from '/client.js
 
 const $ = (sel) => document.querySelector(sel);
 const TOKEN_KEY = 'genfarm.token';
+// The user stream's last event this tab applied: a reload resumes after it
+// instead of replaying the stream's whole history over the cards the list
+// has just drawn as they are now (a running card set back to queued).
+const EVENT_KEY = 'genfarm.lastEventId';
 
 let farm = null;
 let watching = null; // AbortController of the user stream
@@ -83,6 +87,7 @@ function signOut() {
   watching = null;
   farm = null;
   pending = null;
+  sessionStorage.removeItem(EVENT_KEY);
   clearIdentity();
   sessionStorage.removeItem(TOKEN_KEY);
   cards.clear();
@@ -394,7 +399,11 @@ async function watch() {
   watching = ctl;
   for (let failures = 0; !ctl.signal.aborted; failures++) {
     try {
-      for await (const ev of farm.watchAll({ signal: ctl.signal })) onEvent(ev);
+      const lastEventId = sessionStorage.getItem(EVENT_KEY) ?? undefined;
+      for await (const ev of farm.watchAll({ lastEventId, signal: ctl.signal })) {
+        onEvent(ev);
+        if (ev.id) sessionStorage.setItem(EVENT_KEY, ev.id);
+      }
     } catch (err) {
       if (ctl.signal.aborted) return;
       showError(err);

@@ -187,8 +187,10 @@ test('delete a finished generation: its card and its files are gone', async (t) 
   const auth = { Authorization: `Bearer ${user.token}` };
   assert.equal((await fetch(`${apiUrl}/v1/generations/${id}`, { headers: auth })).status, 404);
   assert.equal((await fetch(new URL(src, apiUrl))).status, 404, 'its signed file URL no longer serves');
-  // The user stream still replays the deleted generation's events: the page
-  // asks for it (404) and shows nothing.
+  // The user stream still replays the deleted generation's events to a tab
+  // that has seen none (a tab resumes after the last it saw): the page asks
+  // for it (404) and shows nothing.
+  await page.evaluate(() => sessionStorage.removeItem('genfarm.lastEventId'));
   const replayed = page.waitForResponse((r) => r.url().endsWith(`/v1/generations/${id}`) && r.status() === 404);
   await page.reload();
   await page.locator('#app').waitFor({ state: 'visible' });
@@ -204,6 +206,14 @@ test('a reload in the middle of a generation resumes it', async (t) => {
   await page.fill('#count', '4');
   const id = await generate(page);
   await page.waitForFunction((id) => document.querySelectorAll(`.generation[data-id="${id}"] img.output`).length >= 1, id);
+  // Every status the card shows after the reload, from the page's first script on.
+  await page.addInitScript((id) => {
+    window.statusTrail = [];
+    new MutationObserver(() => {
+      const s = document.querySelector(`.generation[data-id="${id}"]`)?.dataset.status;
+      if (s && s !== window.statusTrail.at(-1)) window.statusTrail.push(s);
+    }).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-status'] });
+  }, id);
   await page.reload();
   await page.locator('#app').waitFor({ state: 'visible' });
   const card = page.locator(`.generation[data-id="${id}"]`);
@@ -212,6 +222,9 @@ test('a reload in the middle of a generation resumes it', async (t) => {
   assert.ok(['queued', 'running'].includes(statusAfterReload), `still going after the reload: ${statusAfterReload}`);
   await waitStatus(page, id, 'succeeded');
   await waitImages(page, id, 4);
+  // The stream resumed where the tab was: no older event set the card back.
+  const trail = await page.evaluate(() => window.statusTrail);
+  assert.ok(!trail.slice(trail.indexOf('running')).includes('queued'), `statuses after the reload: ${trail}`);
   await shot(page, 'reload-resumed');
   assert.deepEqual(errors, []);
 });
