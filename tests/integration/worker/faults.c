@@ -217,16 +217,22 @@ static void fake_config(const char *json)
 
 /*
  * Replaces the idle worker (killed: nothing of it to hand back) by one named
- * `name` whose chain is `fallback` only, and resets the fake's log and jobs.
+ * `name` whose chain is `fallback` only (and `more`, a setting or NULL), and
+ * resets the fake's log and jobs.
  */
-static void worker_on(const char *name, const char *fallback)
+static void worker_on_more(const char *name, const char *fallback, const char *more)
 {
     ts_stop(wf_worker_pid, SIGKILL, 10);
-    wf_worker_pid = wf_start_worker_with(name, fallback);
+    wf_worker_pid = wf_start_worker_more(name, fallback, more, NULL);
     char url[256];
     snprintf(url, sizeof(url), "%s/__fake/reset", strchr(wf_fake_env, '=') + 1);
     ts_http_t r = ts_http("POST", url, NULL, "{}", 2);
     ts_http_dispose(&r);
+}
+
+static void worker_on(const char *name, const char *fallback)
+{
+    worker_on_more(name, fallback, NULL);
 }
 
 /* Waits up to 10 s until `n` running generations have provider requests matching `where`. */
@@ -317,13 +323,8 @@ static void test_a_handed_back_prediction_is_left_running_for_the_next_worker(vo
 {
     (void)state;
     enum { N = 3 };
-    ts_stop(wf_worker_pid, SIGKILL, 10);
-    wf_worker_pid = wf_start_worker_more("worker-rep-drain-1", "FARM_PROVIDER_FALLBACK=replicate",
-                                         "FARM_WORKER_DRAIN_S=0", NULL);
-    char url[256];
-    snprintf(url, sizeof(url), "%s/__fake/reset", strchr(wf_fake_env, '=') + 1);
-    ts_http_t r = ts_http("POST", url, NULL, "{}", 2);
-    ts_http_dispose(&r);
+    worker_on_more("worker-rep-drain-1", "FARM_PROVIDER_FALLBACK=replicate",
+                   "FARM_WORKER_DRAIN_S=0");
     fake_config("{\"polls\":6}");
     char ids[N][37];
     for (int i = 0; i < N; i++)
