@@ -82,10 +82,23 @@ end
 -- 3. Ready jobs. The weighted round robin state (nginx's smooth WRR) lives in
 -- one hash so every claimer continues the same sequence.
 if got < want then
-    -- Per tier, by its index in TIERS: the WRR weight, the ring's length,
+    -- The tiers served: the configured ones, then each other tier that still
+    -- has ready jobs (removed from or renamed in FARM_QUEUE_TIERS, or
+    -- configured only in other processes), at weight 1, so its jobs are not
+    -- stranded. The 'depth' hash has a field for every tier that had ready
+    -- jobs, and its counts say which still have some.
+    local tl, names = TIERS, TIER_NAMES
+    local dh = redis.call('HGETALL', P .. 'depth')
+    for k = 1, #dh, 2 do
+        if not TIER[dh[k]] and (tonumber(dh[k + 1]) or 0) > 0 then
+            if tl == TIERS then tl, names = {unpack(TIERS)}, {unpack(TIER_NAMES)} end
+            tl[#tl + 1], names[#names + 1] = {name = dh[k], weight = 1}, dh[k]
+        end
+    end
+    -- Per tier, by its index in tl: the WRR weight, the ring's length,
     -- jobs taken; the ring's key and the prefix of its users' queue keys.
     local wk = P .. 'wrr'
-    local nt = #TIERS
+    local nt = #tl
     local cur, len, popped, rks, qps = {}, {}, {}, {}, {}
     -- The rings are read once per claim and turned here, then written back
     -- with at most two commands each, instead of an LMOVE per job: ring[i]
@@ -109,9 +122,9 @@ if got < want then
         end
         ring[i] = nil
     end
-    local saved = redis.call('HMGET', wk, unpack(TIER_NAMES))
+    local saved = redis.call('HMGET', wk, unpack(names))
     for i = 1, nt do
-        local name = TIERS[i].name
+        local name = tl[i].name
         cur[i], popped[i] = tonumber(saved[i]) or 0, 0
         rks[i], qps[i] = rkey(name), qkey(name, '')
         len[i] = redis.call('LLEN', rks[i])
@@ -120,7 +133,7 @@ if got < want then
         local best, total = nil, 0
         for i = 1, nt do
             if len[i] > 0 then
-                local w = TIERS[i].weight
+                local w = tl[i].weight
                 cur[i] = cur[i] + w
                 total = total + w
                 if not best or cur[i] > cur[best] then best = i end
@@ -170,7 +183,7 @@ if got < want then
     local flat = {}
     for i = 1, nt do
         if ring[i] then ring_write(i) end
-        local name = TIERS[i].name
+        local name = tl[i].name
         if popped[i] > 0 then redis.call('HINCRBY', P .. 'depth', name, -popped[i]) end
         flat[2 * i - 1], flat[2 * i] = name, tostring(cur[i])
     end

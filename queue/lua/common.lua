@@ -188,9 +188,12 @@ local function depths()
 end
 
 -- Other tiers' share of the jobs that start before the in-tier position
--- `ahead`: the weights say how many of theirs go per one of ours.
+-- `ahead`: the weights say how many of theirs go per one of ours. A tier that
+-- is not configured (removed from or renamed in FARM_QUEUE_TIERS while it
+-- still had jobs) counts as weight 1, the weight the claim serves it at.
 local function other_tiers(tier, ahead, d)
-    local w = TIER[tier].weight
+    local t = TIER[tier]
+    local w = t and t.weight or 1
     local total = ahead
     for i = 1, #TIERS do
         local o = TIERS[i]
