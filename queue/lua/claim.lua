@@ -69,14 +69,19 @@ for _, g in ipairs(redis.call('ZRANGEBYSCORE', lk, '-inf', NOWS, 'LIMIT', 0, wan
     end
 end
 
--- 2. Retries whose backoff is over.
+-- 2. Retries whose backoff is over. An entry whose job is not delayed (its
+-- hash deleted by hand or evicted) only leaves the set: making it ready would
+-- make a hash without an expiry, or run a job that is queued, running or
+-- ended already a second time.
 local dk = P .. 'delayed'
 for _, g in ipairs(redis.call('ZRANGEBYSCORE', dk, '-inf', NOWS, 'LIMIT', 0, 256)) do
     redis.call('ZREM', dk, g)
     local jk = jkey(g)
-    local f = redis.call('HMGET', jk, 'u', 't')
-    redis.call('HSET', jk, 's', 'queued')
-    ready_again(g, job_ut(jk, f[1], f[2]))
+    local f = redis.call('HMGET', jk, 's', 'u', 't')
+    if f[1] == 'delayed' then
+        redis.call('HSET', jk, 's', 'queued')
+        ready_again(g, job_ut(jk, f[2], f[3]))
+    end
 end
 
 -- 3. Ready jobs. The weighted round robin state (nginx's smooth WRR) lives in

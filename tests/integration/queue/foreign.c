@@ -218,6 +218,53 @@ static void test_a_tier_no_longer_configured_is_answered_and_served(void **state
     gf_cfg_free(cfg2);
 }
 
+/*
+ * A delayed job whose hash was deleted by hand (or evicted): the claim that finds its backoff over
+ * drops it and serves the others, the reclaim before it included; it used to fail half-way, after
+ * making a hash without an expiry for the deleted job and leaving the reclaim without its lease.
+ */
+static void test_a_delayed_job_deleted_by_hand_is_dropped(void **state)
+{
+    fx_t *fx = *state;
+    char tag[80], gone[64], stalled[64], ready[64], key[160];
+    snprintf(tag, sizeof(tag), "{%s}", fx->cfg->queue_name);
+    queue_claim_t c;
+    queue_result_t res;
+    qt_enqueue(fx->qs, qt_id(gone, sizeof(gone), "delgone"), "delgone-a", "pro");
+    assert_int_equal(queue_sync_claim(fx->qs, "w", 1, &c, NULL), 0);
+    assert_int_equal(c.n_jobs, 1);
+    assert_int_equal(
+        queue_sync_finish(fx->qs, gone, c.jobs[0].token, QUEUE_RETRY, "provider 503", &res, NULL),
+        0);
+    assert_string_equal(res.state, "delayed");
+    queue_claim_dispose(&c);
+    qt_enqueue(fx->qs, qt_id(stalled, sizeof(stalled), "delgone"), "delgone-b", "pro");
+    assert_int_equal(queue_sync_claim(fx->qs, "w", 1, &c, NULL), 0);
+    assert_int_equal(c.n_jobs, 1);
+    assert_string_equal(c.jobs[0].gen_id, stalled);
+    queue_claim_dispose(&c);
+    qt_enqueue(fx->qs, qt_id(ready, sizeof(ready), "delgone"), "delgone-c", "pro");
+    snprintf(key, sizeof(key), "DEL %s:j:%s", tag, gone);
+    assert_int_equal(qt_redis_int(key), 1);
+    qt_sleep_ms(1200); /* the lease (1 s) and the backoff (under 200 ms) run out */
+
+    gf_err_t err = {0};
+    if (queue_sync_claim(fx->qs, "w2", 10, &c, &err) != 0)
+        fail_msg("claim: %s", err.msg);
+    assert_int_equal(c.n_jobs, 2);
+    assert_string_equal(c.jobs[0].gen_id, stalled); /* reclaimed */
+    assert_string_equal(c.jobs[1].gen_id, ready);
+    queue_claim_dispose(&c);
+    snprintf(key, sizeof(key), "ZRANK %s:leases %s", tag, stalled);
+    assert_true(qt_redis_int(key) >= 0);
+    snprintf(key, sizeof(key), "EXISTS %s:j:%s", tag, gone);
+    assert_int_equal(qt_redis_int(key), 0);
+    snprintf(key, sizeof(key), "ZCARD %s:delayed", tag);
+    assert_int_equal(qt_redis_int(key), 0);
+    snprintf(key, sizeof(key), "LLEN %s:t:pro:u:delgone-a", tag);
+    assert_int_equal(qt_redis_int(key), 0);
+}
+
 static int has_name(char **names, const char *want)
 {
     for (size_t i = 0; names && names[i]; i++)
@@ -281,6 +328,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_job_deleted_by_hand_is_skipped, qt_sync_setup,
                                         qt_sync_teardown),
         cmocka_unit_test_setup_teardown(test_a_tier_no_longer_configured_is_answered_and_served,
+                                        qt_sync_setup, qt_sync_teardown),
+        cmocka_unit_test_setup_teardown(test_a_delayed_job_deleted_by_hand_is_dropped,
                                         qt_sync_setup, qt_sync_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
