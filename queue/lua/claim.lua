@@ -3,7 +3,8 @@
 -- job: gen, its 'd' field as stored (user, tier, deadline, creation time and
 -- payload, one per line: the client splits it, which Redis then need not do),
 -- token, attempt; expired lists {gen, user} of jobs whose start deadline
--- passed (terminal now, their credits to be released); lease_until (unix ms)
+-- passed (terminal now, their credits to be released; at most EXPIRE_MAX
+-- per claim, later claims expire the rest); lease_until (unix ms)
 -- is every lease's end; ended lists {gen, user, state} of jobs whose holder
 -- never came back and that this claim ended instead of leasing them again:
 -- 'dead' (a poison job) or 'canceled' (a cancel was asked). The claimer
@@ -23,6 +24,12 @@ local want, wid = tonumber(ARGV[B + 1]), ARGV[B + 2]
 -- that was the most expensive command of a claim.
 local jobs, expired, ended, leases = {}, {}, {}, {'inf', LEASES_SENTINEL}
 local got = 0 -- jobs leased (#jobs / 4)
+-- Jobs that expire do not count toward `want`, so without a bound one claim
+-- behind a backlog past its deadlines would expire all of it: about eight
+-- commands each, one line each in the one PUBLISH, and a farm_expire call
+-- each that the claimer starts at once. The rest stay queued, in order, for
+-- the next claims.
+local EXPIRE_MAX = 256
 local lk = P .. 'leases'
 local until_ms = NOW + LEASE_MS
 local until_s = tostring(until_ms)
@@ -134,7 +141,7 @@ if got < want then
         rks[i], qps[i] = rkey(name), qkey(name, '')
         len[i] = redis.call('LLEN', rks[i])
     end
-    while got < want do
+    while got < want and #expired < EXPIRE_MAX do
         local best, total = nil, 0
         for i = 1, nt do
             if len[i] > 0 then
