@@ -3,7 +3,8 @@
 -- job: gen, its 'd' field as stored (user, tier, deadline, creation time and
 -- payload, one per line: the client splits it, which Redis then need not do),
 -- token, attempt; expired lists {gen, user} of jobs whose start deadline
--- passed (terminal now, their credits to be released); lease_until (unix ms)
+-- passed (terminal now, their credits to be released; at most EXPIRE_MAX
+-- per claim, later claims expire the rest); lease_until (unix ms)
 -- is every lease's end; ended lists {gen, user, state} of jobs whose holder
 -- never came back and that this claim ended instead of leasing them again:
 -- 'dead' (a poison job) or 'canceled' (a cancel was asked). The claimer
@@ -23,6 +24,12 @@ local want, wid = tonumber(ARGV[B + 1]), ARGV[B + 2]
 -- that was the most expensive command of a claim.
 local jobs, expired, ended, leases = {}, {}, {}, {'inf', LEASES_SENTINEL}
 local got = 0 -- jobs leased (#jobs / 4)
+-- Jobs that expire do not count toward `want`, so without a bound one claim
+-- behind a backlog past its deadlines would expire all of it: about eight
+-- commands each, one line each in the one PUBLISH, and a farm_expire call
+-- each that the claimer starts at once. The rest stay queued, in order, for
+-- the next claims.
+local EXPIRE_MAX = 256
 local lk = P .. 'leases'
 local until_ms = NOW + LEASE_MS
 local until_s = tostring(until_ms)
@@ -69,23 +76,41 @@ for _, g in ipairs(redis.call('ZRANGEBYSCORE', lk, '-inf', NOWS, 'LIMIT', 0, wan
     end
 end
 
--- 2. Retries whose backoff is over.
+-- 2. Retries whose backoff is over. An entry whose job is not delayed (its
+-- hash deleted by hand or evicted) only leaves the set: making it ready would
+-- make a hash without an expiry, or run a job that is queued, running or
+-- ended already a second time.
 local dk = P .. 'delayed'
 for _, g in ipairs(redis.call('ZRANGEBYSCORE', dk, '-inf', NOWS, 'LIMIT', 0, 256)) do
     redis.call('ZREM', dk, g)
     local jk = jkey(g)
-    local f = redis.call('HMGET', jk, 'u', 't')
-    redis.call('HSET', jk, 's', 'queued')
-    ready_again(g, job_ut(jk, f[1], f[2]))
+    local f = redis.call('HMGET', jk, 's', 'u', 't')
+    if f[1] == 'delayed' then
+        redis.call('HSET', jk, 's', 'queued')
+        ready_again(g, job_ut(jk, f[2], f[3]))
+    end
 end
 
 -- 3. Ready jobs. The weighted round robin state (nginx's smooth WRR) lives in
 -- one hash so every claimer continues the same sequence.
 if got < want then
-    -- Per tier, by its index in TIERS: the WRR weight, the ring's length,
+    -- The tiers served: the configured ones, then each other tier that still
+    -- has ready jobs (removed from or renamed in FARM_QUEUE_TIERS, or
+    -- configured only in other processes), at weight 1, so its jobs are not
+    -- stranded. The 'depth' hash has a field for every tier that had ready
+    -- jobs, and its counts say which still have some.
+    local tl, names = TIERS, TIER_NAMES
+    local dh = redis.call('HGETALL', P .. 'depth')
+    for k = 1, #dh, 2 do
+        if not TIER[dh[k]] and (tonumber(dh[k + 1]) or 0) > 0 then
+            if tl == TIERS then tl, names = {unpack(TIERS)}, {unpack(TIER_NAMES)} end
+            tl[#tl + 1], names[#names + 1] = {name = dh[k], weight = 1}, dh[k]
+        end
+    end
+    -- Per tier, by its index in tl: the WRR weight, the ring's length,
     -- jobs taken; the ring's key and the prefix of its users' queue keys.
     local wk = P .. 'wrr'
-    local nt = #TIERS
+    local nt = #tl
     local cur, len, popped, rks, qps = {}, {}, {}, {}, {}
     -- The rings are read once per claim and turned here, then written back
     -- with at most two commands each, instead of an LMOVE per job: ring[i]
@@ -109,18 +134,18 @@ if got < want then
         end
         ring[i] = nil
     end
-    local saved = redis.call('HMGET', wk, unpack(TIER_NAMES))
+    local saved = redis.call('HMGET', wk, unpack(names))
     for i = 1, nt do
-        local name = TIERS[i].name
+        local name = tl[i].name
         cur[i], popped[i] = tonumber(saved[i]) or 0, 0
         rks[i], qps[i] = rkey(name), qkey(name, '')
         len[i] = redis.call('LLEN', rks[i])
     end
-    while got < want do
+    while got < want and #expired < EXPIRE_MAX do
         local best, total = nil, 0
         for i = 1, nt do
             if len[i] > 0 then
-                local w = TIERS[i].weight
+                local w = tl[i].weight
                 cur[i] = cur[i] + w
                 total = total + w
                 if not best or cur[i] > cur[best] then best = i end
@@ -170,7 +195,7 @@ if got < want then
     local flat = {}
     for i = 1, nt do
         if ring[i] then ring_write(i) end
-        local name = TIERS[i].name
+        local name = tl[i].name
         if popped[i] > 0 then redis.call('HINCRBY', P .. 'depth', name, -popped[i]) end
         flat[2 * i - 1], flat[2 * i] = name, tostring(cur[i])
     end

@@ -70,11 +70,22 @@ local function begin(keys)
 end
 
 -- Per-minute outcome counters live in one hash, so the number of keys stays
--- fixed; fields older than an hour are dropped as new minutes start.
+-- fixed. A minute's first count of a kind ('d' or 'f') drops the fields of
+-- both kinds older than 61 minutes, however long ago they were written (a
+-- kind may go without outcomes for hours): a pass over the hash at most
+-- once a minute per kind, and the hash holds about the last hour's fields.
 local function stat_add(kind, k)
     local m = math.floor(NOW / 60000)
-    if redis.call('HINCRBY', P .. 'stats', kind .. ':' .. m, k) == k then
-        redis.call('HDEL', P .. 'stats', kind .. ':' .. (m - 61))
+    local sk = P .. 'stats'
+    if redis.call('HINCRBY', sk, kind .. ':' .. m, k) == k then
+        local old = {}
+        for _, f in ipairs(redis.call('HKEYS', sk)) do
+            local fm = tonumber(string.match(f, ':(%d+)$'))
+            if fm and fm <= m - 61 then old[#old + 1] = f end
+        end
+        for i = 1, #old, 512 do -- (unpack has a stack limit)
+            redis.call('HDEL', sk, unpack(old, i, math.min(i + 511, #old)))
+        end
     end
 end
 
@@ -188,9 +199,12 @@ local function depths()
 end
 
 -- Other tiers' share of the jobs that start before the in-tier position
--- `ahead`: the weights say how many of theirs go per one of ours.
+-- `ahead`: the weights say how many of theirs go per one of ours. A tier that
+-- is not configured (removed from or renamed in FARM_QUEUE_TIERS while it
+-- still had jobs) counts as weight 1, the weight the claim serves it at.
 local function other_tiers(tier, ahead, d)
-    local w = TIER[tier].weight
+    local t = TIER[tier]
+    local w = t and t.weight or 1
     local total = ahead
     for i = 1, #TIERS do
         local o = TIERS[i]

@@ -1,7 +1,7 @@
 -- positions: ARGV[B+1] generation ids, each followed by '\n' (at most 100).
 -- Returns, flat and in the order asked, {state, position, stage} for each id
 -- as position.lua answers for one, and {'', -1, ''} for an id the queue does
--- not know (position -1 too for a queued job of a tier no longer configured).
+-- not know.
 -- The queued jobs of one user and tier share one walk of the tier's ring.
 local ids, out, groups = {}, {}, {}
 for g in string.gmatch(ARGV[B + 1], '([^\n]+)\n') do ids[#ids + 1] = g end
@@ -26,15 +26,13 @@ for i, g in ipairs(ids) do
 end
 local d
 for _, grp in pairs(groups) do
-    if TIER[grp.t] then
-        local qk, mine, kmax = qkey(grp.t, grp.u), {}, 0
-        for _, i in ipairs(grp.at) do
-            mine[i] = redis.call('LPOS', qk, ids[i]) or 0
-            kmax = math.max(kmax, mine[i])
-        end
-        local ahead = ahead_in_tier(grp.u, grp.t, kmax)
-        d = d or depths()
-        for _, i in ipairs(grp.at) do out[3 * i - 1] = other_tiers(grp.t, ahead(mine[i]), d) end
+    local qk, mine, kmax = qkey(grp.t, grp.u), {}, 0
+    for _, i in ipairs(grp.at) do
+        mine[i] = redis.call('LPOS', qk, ids[i]) or 0
+        kmax = math.max(kmax, mine[i])
     end
+    local ahead = ahead_in_tier(grp.u, grp.t, kmax)
+    d = d or depths()
+    for _, i in ipairs(grp.at) do out[3 * i - 1] = other_tiers(grp.t, ahead(mine[i]), d) end
 end
 return out

@@ -480,6 +480,51 @@ static void test_expired_jobs_keep_the_ring_in_order(void **state)
     queue_claim_dispose(&c);
 }
 
+/* A backlog past its start deadlines is expired at most 256 jobs per claim (each costs the claimer
+ * a farm_expire call, started at once); the next claims expire the rest, none lost or twice. */
+static void test_a_claim_expires_at_most_256_jobs(void **state)
+{
+    fx_t *fx = *state;
+    enum { N = 300, CAP = 256 };
+    static char gens[N][64];
+    char user[32], live[64];
+    int seen[N] = {0};
+    queue_result_t res;
+    for (int i = 0; i < N; i++) {
+        snprintf(user, sizeof(user), "expcap-%d", i);
+        queue_enqueue_req_t req = {.gen_id = qt_id(gens[i], sizeof(gens[i]), "expcap"),
+                                   .user_id = user,
+                                   .tier = "pro",
+                                   .deadline_ms = 1};
+        assert_int_equal(queue_sync_enqueue(fx->qs, &req, &res, NULL), 0);
+    }
+    qt_enqueue(fx->qs, qt_id(live, sizeof(live), "expcap"), "expcap-live", "pro");
+    queue_claim_t c;
+    size_t got = 0, expired = 0;
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(queue_sync_claim(fx->qs, "w", 10, &c, NULL), 0);
+        assert_int_equal(c.n_expired, k == 0 ? CAP : N - CAP);
+        for (size_t e = 0; e < c.n_expired; e++) {
+            int i = 0;
+            while (i < N && strcmp(gens[i], c.expired[e].gen_id) != 0)
+                i++;
+            assert_true(i < N);
+            assert_int_equal(seen[i]++, 0);
+        }
+        expired += c.n_expired;
+        for (size_t j = 0; j < c.n_jobs; j++)
+            assert_string_equal(c.jobs[j].gen_id, live);
+        got += c.n_jobs;
+        queue_claim_dispose(&c);
+    }
+    assert_int_equal(expired, N);
+    assert_int_equal(got, 1);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(queue_sync_position(fx->qs, gens[i], &res, NULL), 0);
+        assert_string_equal(res.state, "expired");
+    }
+}
+
 static void test_deadline_passed_is_expired_not_handed_out(void **state)
 {
     fx_t *fx = *state;
@@ -705,6 +750,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel_running_is_seen_by_the_next_heartbeat,
                                         qt_sync_setup, qt_sync_teardown),
         cmocka_unit_test_setup_teardown(test_expired_jobs_keep_the_ring_in_order, qt_sync_setup,
+                                        qt_sync_teardown),
+        cmocka_unit_test_setup_teardown(test_a_claim_expires_at_most_256_jobs, qt_sync_setup,
                                         qt_sync_teardown),
         cmocka_unit_test_setup_teardown(test_deadline_passed_is_expired_not_handed_out,
                                         qt_sync_setup, qt_sync_teardown),

@@ -163,6 +163,108 @@ static void test_a_job_deleted_by_hand_is_skipped(void **state)
     assert_int_equal(qt_redis_int(key), -1); /* the user without a queue left the ring */
 }
 
+/*
+ * A tier removed from FARM_QUEUE_TIERS (free, here renamed basic) while it still had a job: the
+ * processes on the new settings answer that job's position and a repeated enqueue (they used to
+ * fail on the unknown tier), and their claims serve it, at weight 1 against pro's 4.
+ */
+static void test_a_tier_no_longer_configured_is_answered_and_served(void **state)
+{
+    fx_t *fx = *state;
+    char tag[80], gen[64], pro[64], cmd[160];
+    snprintf(tag, sizeof(tag), "{%s}", fx->cfg->queue_name);
+    assert_int_equal(qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "gone-tier"), "tier-a", "free"), 0);
+    static const char *const other_env[] = {"FARM_QUEUE_TIERS=pro:4:10,basic:1:3", NULL};
+    gf_config_t *cfg2 = qt_cfg(other_env);
+    gf_err_t err = {0};
+    queue_sync_t *qs2 = queue_sync_new(cfg2, &err);
+    assert_non_null(qs2);
+    qt_enqueue(qs2, qt_id(pro, sizeof(pro), "gone-tier"), "tier-b", "pro");
+
+    /* One pro job goes first (pro's 4 per free's 1, counted at weight 1). */
+    queue_result_t res;
+    assert_int_equal(queue_sync_position(qs2, gen, &res, &err), 0);
+    assert_string_equal(res.state, "queued");
+    assert_int_equal(res.position, 1);
+    queue_positions_t ps;
+    const char *ids[] = {gen};
+    assert_int_equal(queue_sync_positions(qs2, ids, 1, &ps, &err), 0);
+    assert_int_equal(ps.n, 1);
+    assert_string_equal(ps.items[0].state, "queued");
+    assert_int_equal(ps.items[0].position, 1);
+    queue_positions_dispose(&ps);
+    queue_enqueue_req_t req = {.gen_id = gen, .user_id = "tier-a", .tier = "free"};
+    assert_int_equal(queue_sync_enqueue(qs2, &req, &res, &err), 0);
+    assert_false(res.created);
+    assert_string_equal(res.state, "queued");
+    assert_int_equal(res.position, 1);
+    /* A new job of the unknown tier is still refused. */
+    char other[64];
+    req.gen_id = qt_id(other, sizeof(other), "gone-tier");
+    assert_int_equal(queue_sync_enqueue(qs2, &req, &res, &err), GF_EINVAL);
+
+    queue_claim_t c;
+    assert_int_equal(queue_sync_claim(qs2, "w", 10, &c, &err), 0);
+    assert_int_equal(c.n_jobs, 2);
+    assert_string_equal(c.jobs[0].gen_id, pro);
+    assert_string_equal(c.jobs[1].gen_id, gen);
+    assert_string_equal(c.jobs[1].tier, "free");
+    queue_claim_dispose(&c);
+    snprintf(cmd, sizeof(cmd), "HINCRBY %s:depth free 0", tag);
+    assert_int_equal(qt_redis_int(cmd), 0);
+    snprintf(cmd, sizeof(cmd), "EXISTS %s:t:free:ring", tag);
+    assert_int_equal(qt_redis_int(cmd), 0);
+    queue_sync_free(qs2);
+    gf_cfg_free(cfg2);
+}
+
+/*
+ * A delayed job whose hash was deleted by hand (or evicted): the claim that finds its backoff over
+ * drops it and serves the others, the reclaim before it included; it used to fail half-way, after
+ * making a hash without an expiry for the deleted job and leaving the reclaim without its lease.
+ */
+static void test_a_delayed_job_deleted_by_hand_is_dropped(void **state)
+{
+    fx_t *fx = *state;
+    char tag[80], gone[64], stalled[64], ready[64], key[160];
+    snprintf(tag, sizeof(tag), "{%s}", fx->cfg->queue_name);
+    queue_claim_t c;
+    queue_result_t res;
+    qt_enqueue(fx->qs, qt_id(gone, sizeof(gone), "delgone"), "delgone-a", "pro");
+    assert_int_equal(queue_sync_claim(fx->qs, "w", 1, &c, NULL), 0);
+    assert_int_equal(c.n_jobs, 1);
+    assert_int_equal(
+        queue_sync_finish(fx->qs, gone, c.jobs[0].token, QUEUE_RETRY, "provider 503", &res, NULL),
+        0);
+    assert_string_equal(res.state, "delayed");
+    queue_claim_dispose(&c);
+    qt_enqueue(fx->qs, qt_id(stalled, sizeof(stalled), "delgone"), "delgone-b", "pro");
+    assert_int_equal(queue_sync_claim(fx->qs, "w", 1, &c, NULL), 0);
+    assert_int_equal(c.n_jobs, 1);
+    assert_string_equal(c.jobs[0].gen_id, stalled);
+    queue_claim_dispose(&c);
+    qt_enqueue(fx->qs, qt_id(ready, sizeof(ready), "delgone"), "delgone-c", "pro");
+    snprintf(key, sizeof(key), "DEL %s:j:%s", tag, gone);
+    assert_int_equal(qt_redis_int(key), 1);
+    qt_sleep_ms(1200); /* the lease (1 s) and the backoff (under 200 ms) run out */
+
+    gf_err_t err = {0};
+    if (queue_sync_claim(fx->qs, "w2", 10, &c, &err) != 0)
+        fail_msg("claim: %s", err.msg);
+    assert_int_equal(c.n_jobs, 2);
+    assert_string_equal(c.jobs[0].gen_id, stalled); /* reclaimed */
+    assert_string_equal(c.jobs[1].gen_id, ready);
+    queue_claim_dispose(&c);
+    snprintf(key, sizeof(key), "ZRANK %s:leases %s", tag, stalled);
+    assert_true(qt_redis_int(key) >= 0);
+    snprintf(key, sizeof(key), "EXISTS %s:j:%s", tag, gone);
+    assert_int_equal(qt_redis_int(key), 0);
+    snprintf(key, sizeof(key), "ZCARD %s:delayed", tag);
+    assert_int_equal(qt_redis_int(key), 0);
+    snprintf(key, sizeof(key), "LLEN %s:t:pro:u:delgone-a", tag);
+    assert_int_equal(qt_redis_int(key), 0);
+}
+
 static int has_name(char **names, const char *want)
 {
     for (size_t i = 0; names && names[i]; i++)
@@ -225,6 +327,10 @@ int main(void)
                                         qt_sync_setup, qt_sync_teardown),
         cmocka_unit_test_setup_teardown(test_a_job_deleted_by_hand_is_skipped, qt_sync_setup,
                                         qt_sync_teardown),
+        cmocka_unit_test_setup_teardown(test_a_tier_no_longer_configured_is_answered_and_served,
+                                        qt_sync_setup, qt_sync_teardown),
+        cmocka_unit_test_setup_teardown(test_a_delayed_job_deleted_by_hand_is_dropped,
+                                        qt_sync_setup, qt_sync_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

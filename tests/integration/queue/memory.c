@@ -2,7 +2,7 @@
  * tests/integration/queue/memory.c - memory stays bounded: after a run of
  * 10,000 jobs (with progress events, retries and dead letters) and the
  * retention time, Redis holds no more keys than before the run and about
- * the same memory.
+ * the same memory; the per-minute counters keep about an hour's fields.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "queue_util.h"
 #include "support.h"
@@ -121,11 +122,68 @@ static void test_memory_is_bounded_after_10000_jobs(void **state)
     assert_true(mem1 < mem0 + 1024 * 1024);
 }
 
+/*
+ * The per-minute counters do not pile up: a minute's first outcome drops every field older than
+ * 61 minutes, of either kind and however old (failures may stop for hours; fields were dropped
+ * only when the same kind counted again exactly 61 minutes later). 9,000 of them, more than one
+ * Lua unpack takes.
+ */
+static void test_old_per_minute_counters_are_dropped(void **state)
+{
+    qt_sync_fx_t *fx = *state;
+    enum { OLD = 9000 };
+    char key[128], cmd[192], recent[32];
+    snprintf(key, sizeof(key), "{%s}:stats", fx->cfg->queue_name);
+    long m = (long)(time(NULL) / 60);
+    /* HSET key f:1 1 ... f:9000 1, then d:<m-62> and f:<m-5>, which stays. */
+    const char **argv = calloc(2 + 2 * (OLD + 2) + 1, sizeof(*argv));
+    char(*names)[24] = calloc(OLD + 1, sizeof(*names));
+    assert_non_null(argv);
+    assert_non_null(names);
+    int n = 0;
+    argv[n++] = "HSET";
+    argv[n++] = key;
+    for (int i = 0; i < OLD; i++) {
+        snprintf(names[i], sizeof(names[i]), "f:%d", i + 1);
+        argv[n++] = names[i];
+        argv[n++] = "1";
+    }
+    snprintf(names[OLD], sizeof(names[OLD]), "d:%ld", m - 62);
+    argv[n++] = names[OLD];
+    argv[n++] = "1";
+    snprintf(recent, sizeof(recent), "f:%ld", m - 5);
+    argv[n++] = recent;
+    argv[n++] = "1";
+    assert_true(qt_redis_argv(argv));
+    free(argv);
+    free(names);
+
+    char gen[64];
+    qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "stats"), "stats-user", "pro");
+    queue_claim_t c;
+    assert_int_equal(queue_sync_claim(fx->qs, "w", 1, &c, NULL), 0);
+    assert_int_equal(c.n_jobs, 1);
+    queue_result_t res;
+    assert_int_equal(queue_sync_finish(fx->qs, gen, c.jobs[0].token, QUEUE_DONE, "{}", &res, NULL),
+                     0);
+    queue_claim_dispose(&c);
+    snprintf(cmd, sizeof(cmd), "HEXISTS %s %s", key, recent);
+    assert_int_equal(qt_redis_int(cmd), 1);
+    snprintf(cmd, sizeof(cmd), "HLEN %s", key);
+    assert_int_equal(qt_redis_int(cmd), 2); /* f:<m-5> and this minute's d */
+    queue_stats_t st;
+    assert_int_equal(queue_sync_stats(fx->qs, &st, NULL), 0);
+    assert_int_equal(st.done_this_min + st.done_last_min, 1);
+    queue_stats_dispose(&st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_prestate_setup_teardown(test_memory_is_bounded_after_10000_jobs,
                                                  qt_sync_setup, qt_sync_teardown, (void *)env),
+        cmocka_unit_test_setup_teardown(test_old_per_minute_counters_are_dropped, qt_sync_setup,
+                                        qt_sync_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
