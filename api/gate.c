@@ -54,9 +54,10 @@ static const gate_rule_t gate_rules[] = {
     {"POST", "/v1/admin/credits", GATE_USER, -1, GATE_CT_JSON, NULL},
     {"GET", "/v1/admin/stats", GATE_USER, -1, GATE_CT_NONE, NULL},
     {"GET", "/v1/admin/audit", GATE_USER, -1, GATE_CT_NONE, PAGE},
-    /* public: no token, no limit; what they would not act on is refused all the same */
+    {"GET", "/v1/presets", GATE_USER, -1, GATE_CT_NONE, NULL},
+    /* public (a signature or a token, checked by the handler; or nothing): no limit, and
+     * what they would not act on is refused all the same */
     {"GET", "/v1/files/:a/:b/:c", GATE_PUBLIC, -1, GATE_CT_NONE, SIGNED},
-    {"GET", "/v1/presets", GATE_PUBLIC, -1, GATE_CT_NONE, NULL},
     {"GET", "/v1/presets/poses/:file", GATE_PUBLIC, -1, GATE_CT_NONE, SIGNED},
     {"GET", "/v1/openapi.json", GATE_PUBLIC, -1, GATE_CT_NONE, NULL},
 };

@@ -489,15 +489,20 @@ static void test_unread_input_refused(void **state)
     au_expect(&r, 200, "\"status\":\"queued\"");
     r = au_call("GET", "/v1/credits", t, "{}", NULL);
     au_expect_error(&r, 400, "invalid_request", NULL);
-    /* The public routes too: a filter /v1/presets does not have, a header it ignores. */
-    r = au_call("GET", "/v1/presets?style=watercolor", NULL, NULL, NULL);
+    /* The presets and the public routes too: a filter /v1/presets does not have, a header
+     * a file GET ignores. */
+    r = au_call("GET", "/v1/presets?style=watercolor", t, NULL, NULL);
     au_expect_error(&r, 400, "invalid_request", "style");
+    r = au_call("GET", "/v1/presets?style=watercolor", NULL, NULL, NULL);
+    au_expect_error(&r, 401, "unauthorized", NULL); /* who asks, first */
     r = au_call("GET", "/v1/openapi.json?v=2", NULL, NULL, NULL);
     au_expect_error(&r, 400, "invalid_request", "v");
-    r = au_call("GET", "/v1/presets", NULL, NULL, "Idempotency-Key: k2");
+    r = au_call("GET", "/v1/openapi.json", NULL, NULL, "Idempotency-Key: k2");
     au_expect_error(&r, 400, "invalid_request", "Idempotency-Key");
-    r = au_call("GET", "/v1/presets", NULL, NULL, NULL);
+    r = au_call("GET", "/v1/presets", t, NULL, NULL);
     au_expect(&r, 200, "\"styles\"");
+    r = au_call("GET", "/v1/openapi.json", NULL, NULL, NULL);
+    au_expect(&r, 200, "\"openapi\"");
     /* Two tokens on an event route: which one is meant? Neither is dropped silently. */
     snprintf(path, sizeof(path), "/v1/generations/%s/events?access_token=%s", gen, t);
     r = au_call("GET", path, t, NULL, NULL);
