@@ -35,6 +35,7 @@ typedef struct {
     httpd_conn_t *c;
     size_t len;
     gf_http_frame_t *frame; /* NULL: the bytes are in data[] */
+    int stream;             /* an event stream's bytes: not counted in out_total */
     char data[];
 } wreq_t;
 
@@ -118,7 +119,8 @@ static void on_write(uv_write_t *w, int status)
     httpd_conn_t *c = wr->c;
     gf_httpd_t *h = c->h;
     c->out_bytes -= wr->len;
-    h->out_total -= wr->len;
+    if (!wr->stream)
+        h->out_total -= wr->len;
     gf_http_frame_unref(wr->frame);
     free(wr);
     c->writes_pending--;
@@ -193,7 +195,12 @@ static int conn_queue(httpd_conn_t *c, wreq_t *wr, char *base)
     }
     c->writes_pending++;
     c->out_bytes += wr->len;
-    c->h->out_total += wr->len;
+    /* A stream's queue has its own bound (stream_max_queued_bytes, then it is
+     * dropped); counted here, a few slow readers of long-lived streams would
+     * hold every other client's requests. */
+    wr->stream = c->state == CONN_STREAMING;
+    if (!wr->stream)
+        c->h->out_total += wr->len;
     return 0;
 }
 

@@ -185,7 +185,7 @@ struct gf_httpd {
     httpd_route_t *routes, *routes_last;
     httpd_conn_t *conns;
     size_t nconns, nstreams;
-    size_t out_total; /* out_bytes of every connection */
+    size_t out_total; /* out_bytes of every connection, but for event streams' */
     int out_blocked;  /* a connection waits for out_total to fall under the bound */
     gf_httpd_check_cb check;
     void *check_data;

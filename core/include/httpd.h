@@ -20,7 +20,9 @@
  *   full, until the client drains; past max_queued_total over all connections,
  *   no connection's next request is parsed, and a GET or HEAD answered then
  *   (parsed before) gets 503 unavailable with Retry-After: 1 instead of its
- *   answer: the total exceeds the bound by at most one answer.
+ *   answer: the total exceeds the bound by at most one answer. Event streams'
+ *   queued bytes do not count toward it (each stream has its own bound), so
+ *   slow readers of streams never hold other clients' requests.
  * - An optional check hook decides each routed request when its headers are
  *   complete, before any body byte is read (authentication, rate limits,
  *   capacity): a refusal is answered at once, and a request with a body then

@@ -307,6 +307,36 @@ static void test_past_the_total_output_bound_a_fresh_connection_waits(void **sta
 }
 
 /*
+ * Bytes queued to a stream whose client stopped reading have the stream's own
+ * bound; they do not count toward the total, so fresh connections are served
+ * while such a stream holds more than the total bound.
+ */
+static void test_a_stalled_stream_does_not_hold_other_clients(void **state)
+{
+    gf_httpd_opts_t o = srv_opts();
+    o.max_queued_total = 64 << 10;
+    o.stream_max_queued_bytes = 64 << 20;
+    srv_t *srv = srv_start_in(state, &o, 0);
+    rawc_t c;
+    assert_int_equal(rawc_connect(&c, srv_port(srv), 4096), 0);
+    assert_int_equal(
+        rawc_sends(&c, "GET /stream?size=16384&every=20&burst=4 HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    http_resp_t r;
+    assert_int_equal(rawc_head(&c, &r, WAIT_MS), 0);
+    resp_dispose(&r);
+    sleep_ms(1000); /* c reads nothing: some 3 MiB are queued to it by now */
+    for (int i = 0; i < 3; i++) {
+        cresp_t cr;
+        long long t0 = now_ms();
+        assert_int_equal(curl_get(srv, "/echo/7", NULL, &cr), 200);
+        cresp_dispose(&cr);
+        /* at once, not when the stream is dropped at its own bound (seconds later) */
+        assert_true(now_ms() - t0 < 1000);
+    }
+    rawc_close(&c);
+}
+
+/*
  * Requests parsed before the bound was reached and answered after it (a file
  * read from storage): the first answer is queued, the next read gets 503
  * with Retry-After, so the total passes the bound by at most one answer.
@@ -390,6 +420,7 @@ int main(void)
                                   srv_teardown),
         cmocka_unit_test_teardown(test_a_read_answered_past_the_total_output_bound_gets_503,
                                   srv_teardown),
+        cmocka_unit_test_teardown(test_a_stalled_stream_does_not_hold_other_clients, srv_teardown),
         cmocka_unit_test_teardown(test_connections_over_the_limit_are_closed_at_accept,
                                   srv_teardown),
     };
