@@ -353,6 +353,7 @@ export class Client {
     let base = this.reconnectDelayMs;
     let failures = 0;
     let authRetried = false;
+    let yielded = false; // by any connection of this watch
     const ctl = new AbortController();
     const onAbort = () => ctl.abort(signal.reason);
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -386,7 +387,6 @@ export class Client {
           authRetried = false;
           failures = 0;
           let ended = false;
-          let yielded = false;
           try {
             for await (const ev of parseEventStream(res.body)) {
               if (ev.retry !== undefined) {
@@ -418,8 +418,16 @@ export class Client {
           // ended already (the cursor was at its end), or the farm closed it
           // to be resumed. GET tells which.
           if (ended && gen !== null) {
-            const g = await this.getGeneration(gen, { signal: ctl.signal });
-            if (TERMINAL_EVENTS.includes(g.status)) {
+            let g = null;
+            try {
+              g = await this.getGeneration(gen, { signal: ctl.signal });
+            } catch (err) {
+              if (ctl.signal.aborted || !(err instanceof ApiError)) throw err;
+              if (err.status !== 0 && err.status !== 503 && err.status !== 429) throw err;
+              cause = err; // the farm is restarting, say: waited out like the stream
+              retryAfter = (err.retryAfter ?? 0) * 1000;
+            }
+            if (g && TERMINAL_EVENTS.includes(g.status)) {
               if (yielded || lastEventId == null) yield { id: last, type: g.status, data: g };
               return;
             }

@@ -366,3 +366,57 @@ test('events at or before the cursor are skipped, but a terminal one under an ol
   assert.deepEqual(got, [['5', 'progress'], ['2', 'succeeded']]);
   assert.deepEqual(asked, ['4']);
 });
+
+// A fetch that answers from a list, in order: event-stream bodies for the
+// events URL, {status, json} for the generation's GET.
+function routedFetch(answers) {
+  const enc = new TextEncoder();
+  return async (url) => {
+    const a = answers.shift();
+    if (!a) throw new TypeError('no more answers');
+    if (url.endsWith('/events')) {
+      assert.ok(a.sse !== undefined, `an events request met ${JSON.stringify(a)}`);
+      const body = new ReadableStream({
+        start(c) {
+          c.enqueue(enc.encode(a.sse));
+          c.close();
+        },
+      });
+      return new Response(body, { status: 200, headers: { 'Content-Type': 'text/event-stream' } });
+    }
+    assert.ok(a.json !== undefined, `a GET met ${JSON.stringify(a)}`);
+    return new Response(JSON.stringify(a.json), { status: a.status ?? 200, headers: { 'Content-Type': 'application/json', ...(a.headers ?? {}) } });
+  };
+}
+
+test('a watch resumed by the caller yields the end it never saw, whichever connection saw the rest', async () => {
+  const farm = new Client({
+    reconnectDelayMs: 10,
+    fetch: routedFetch([
+      { sse: 'id: 4\nevent: progress\ndata: {}\n\n' },
+      { json: { id: 'g', status: 'running' } },
+      { sse: '' },
+      { json: { id: 'g', status: 'succeeded' } },
+    ]),
+  });
+  const got = [];
+  for await (const ev of farm.watch('g', { lastEventId: '3', signal: AbortSignal.timeout(5000) })) got.push([ev.id, ev.type]);
+  assert.deepEqual(got, [['4', 'progress'], ['4', 'succeeded']]);
+});
+
+test('a watch waits out a 503 from the GET after a stream that ended whole', async () => {
+  const retries = [];
+  const farm = new Client({
+    reconnectDelayMs: 10,
+    onRetry: (r) => retries.push(r.error.status),
+    fetch: routedFetch([
+      { sse: 'id: 1\nevent: progress\ndata: {}\n\n' },
+      { status: 503, json: { error: { code: 'unavailable', message: 'restarting', field: null } }, headers: { 'Retry-After': '0' } },
+      { sse: 'id: 2\nevent: succeeded\ndata: {"id":"g"}\n\n' },
+    ]),
+  });
+  const got = [];
+  for await (const ev of farm.watch('g', { signal: AbortSignal.timeout(5000) })) got.push([ev.id, ev.type]);
+  assert.deepEqual(got, [['1', 'progress'], ['2', 'succeeded']]);
+  assert.deepEqual(retries, [503]);
+});
