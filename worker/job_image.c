@@ -315,7 +315,9 @@ static void on_request_recorded(store_t *st, const gf_err_t *err, store_call_t *
     (void)call;
     job_op_t *op = data;
     job_t *j = op->job;
-    if (err->code == GF_OK && op->img)
+    /* Only the record of the request in flight now makes it resumable: one an earlier
+     * attempt, or a provider the call has failed over from, accepted says nothing of it. */
+    if (err->code == GF_OK && op->img && op->request_seq == op->img->request_seq)
         op->img->request_recorded = 1;
     if (err->code == GF_ECONFLICT)
         job__advance(j, JOB_EV_LEASE_LOST, NULL);
@@ -335,7 +337,9 @@ static void on_accepted(provider_call_t *call, const char *provider, const char 
     /* Persist before waiting on it, so a worker that takes over resumes, not resubmits. */
     char token[600];
     snprintf(token, sizeof(token), "%s:%s", provider, resume);
+    img->request_recorded = 0; /* a new request: not in Postgres until this record is */
     job_op_t *op = job__op_new(j, img);
+    op->request_seq = ++img->request_seq;
     store_call_provider_request(&op->call, j->qj.gen_id, (long long)j->qj.token, img->index, token);
     job__op_exec(op, on_request_recorded);
 }
@@ -451,6 +455,7 @@ void job__image_start(job_image_t *img)
     char resume_provider[16] = "";
     img->resumed = 0;
     img->request_recorded = 0;
+    img->request_seq++; /* a record still in flight for the last attempt is not this one's */
     if (img->resume && img->attempts == 1) {
         const char *colon = strchr(img->resume, ':');
         if (colon && (size_t)(colon - img->resume) < sizeof(resume_provider)) {

@@ -144,6 +144,7 @@ struct job_image {
     char *resume;              /* "provider:token" an earlier attempt persisted, or NULL */
     int resumed;               /* the call in flight resumes `resume` (no new request) */
     int request_recorded;      /* the call in flight's request is in Postgres: resumable */
+    unsigned request_seq;      /* bumped by each attempt and each request a provider accepts */
     uint64_t t_stage;          /* when the current stage began (uv_hrtime) */
     /* Post-processing (uv_hrtime): queued in the runner's FIFO, begun and ended on its pool
      * thread (read on the loop once the work is done). The claim controller's samples. */
@@ -251,6 +252,7 @@ typedef struct {
     char *error_json;     /* an image's release: the error it records (owned) */
     int finishes;         /* an image_done that finishes the generation too */
     int webhook_reserved; /* it leases the terminal webhook for r->webhooks (to adopt) */
+    unsigned request_seq; /* a provider request's record: the image's request_seq it is for */
 } job_op_t;
 
 gf_log_ctx job__log(const job_t *j, const char *action);
