@@ -107,6 +107,7 @@ static void protocol_reset(provider_call_t *c)
     c->phase = c->submits = c->get_failures = c->waits = c->wait_for_model = 0;
     c->poll_ms = 0;
     c->request_id[0] = '\0';
+    c->accepted = 0;
     c->last_status = 0;
 }
 
@@ -246,6 +247,14 @@ static provider_adapter_t *next_adapter(provider_call_t *c, int *pos)
             continue;
         if (!adapter_fits(a, c))
             continue; /* its model cannot take what the call carries */
+        /* A resume polls a job that is paid for already: an open breaker (this
+         * provider's new submits failing, or its credits gone) does not stop it,
+         * since the alternative is buying the image again. It is no probe. */
+        if (c->resume) {
+            c->probing = 0;
+            *pos = i;
+            return a;
+        }
         if (!provider__breaker_allow(&a->breaker, now))
             continue;
         c->probing = a->breaker.state == BREAKER_HALF_OPEN;
@@ -274,6 +283,7 @@ static void call_start(provider_call_t *c)
     c->a = a;
     c->chain_pos = pos;
     protocol_reset(c);
+    c->accepted = c->resume != NULL;
     memset(&c->perr, 0, sizeof(c->perr));
     if (a->inflight >= a->max_inflight) {
         c->state = CALL_WAIT_SLOT;
@@ -488,6 +498,11 @@ static void set_error(provider_call_t *c, provider_fault f, long http_status, co
     e->fault = f;
     e->retryable = fi->retryable;
     e->new_seed = f == PROVIDER_F_MODERATION_OUTPUT;
+    /* A transient failure of the polls or the download of a job the provider
+     * holds: the job is still there, and a run again collects it. */
+    e->resumable = c->accepted && fi->retryable &&
+                   (f == PROVIDER_F_SERVER || f == PROVIDER_F_NETWORK || f == PROVIDER_F_STALLED ||
+                    f == PROVIDER_F_BAD_BODY || f == PROVIDER_F_RATE_LIMIT);
     e->http_status = http_status;
     snprintf(e->provider, sizeof(e->provider), "%s", c->a ? c->a->name : "");
     snprintf(e->request_id, sizeof(e->request_id), "%s", c->request_id);
@@ -505,7 +520,7 @@ void provider__call_fail(provider_call_t *c, provider_fault f, long http_status,
              provider__call_remaining(c) == 0)
         f = PROVIDER_F_DEADLINE; /* the transfer was cut by the call's deadline */
     /* A job abandoned at its deadline is canceled where the protocol allows it. */
-    if (f == PROVIDER_F_DEADLINE && c->a && c->a->ops->cancel && c->request_id[0])
+    if (f == PROVIDER_F_DEADLINE && c->a && c->a->ops->cancel && c->accepted)
         c->a->ops->cancel(c);
     const provider_fault_info_t *fi = provider__fault_info(f);
     char msg[200];
@@ -517,7 +532,7 @@ void provider__call_fail(provider_call_t *c, provider_fault f, long http_status,
     if (c->a && f != PROVIDER_F_BREAKER_OPEN)
         breaker_verdict(c, 0);
     /* auto: a provider-side failure moves the call to the next healthy adapter. */
-    if (fi->failover && !c->canceled && !c->p->closing && c->a && c->resume == NULL &&
+    if (fi->failover && !c->canceled && !c->p->closing && c->a && !c->accepted &&
         f != PROVIDER_F_BREAKER_OPEN && c->chain_pos + 1 < c->p->nchain) {
         gf_log_ctx ctx = {
             .component = "provider", .provider = c->a->name, .generation_id = c->log_id};
@@ -535,6 +550,7 @@ void provider__call_fail(provider_call_t *c, provider_fault f, long http_status,
 void provider__call_accepted(provider_call_t *c, const char *request_id, const char *resume)
 {
     snprintf(c->request_id, sizeof(c->request_id), "%s", request_id ? request_id : "");
+    c->accepted = 1;
     if (c->cbs.accepted)
         c->cbs.accepted(c, c->a->name, c->request_id, resume, c->cbs.data);
 }

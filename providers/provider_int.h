@@ -209,6 +209,10 @@ struct provider_call {
     uint64_t poll_ms;
     char *status_url, *result_url, *cancel_url, *image_url;
     char request_id[128];
+    /* The provider holds a job for this call: it accepted one (a request id or a
+     * resume token came back), or the call resumes one. Such a call is never
+     * moved to another provider (that would pay for the image twice). */
+    int accepted;
     long last_status;
     /* outcome */
     unsigned char *img;

@@ -337,6 +337,9 @@ static void on_accepted(provider_call_t *call, const char *provider, const char 
     /* Persist before waiting on it, so a worker that takes over resumes, not resubmits. */
     char token[600];
     snprintf(token, sizeof(token), "%s:%s", provider, resume);
+    /* A retry after a failure the job outlives (its polls failing) resumes it. */
+    free(img->resume);
+    img->resume = gf_xstrdup(token);
     img->request_recorded = 0; /* a new request: not in Postgres until this record is */
     job_op_t *op = job__op_new(j, img);
     op->request_seq = ++img->request_seq;
@@ -385,9 +388,17 @@ static void provider_done(job_image_t *img, const gf_err_t *err, const provider_
     ctx.attempt = img->attempts;
     if (e)
         gf_log_err(GF_LOG_WARN, &ctx, &e->err);
-    if (e && e->retryable && img->attempts < j->r->cfg->worker_image_attempts) {
+    /* providers.md: an output moderation is retried once with a new seed, and a
+     * lost job resubmitted once; other retryable faults while attempts last. */
+    unsigned once = e && e->fault == PROVIDER_F_MODERATION_OUTPUT ? 1u
+                    : e && e->fault == PROVIDER_F_LOST_JOB        ? 2u
+                                                                  : 0u;
+    if (e && e->retryable && img->attempts < j->r->cfg->worker_image_attempts &&
+        !(img->retried_once & once)) {
+        img->retried_once |= once;
         if (e->new_seed)
             img->seed = (img->seed + 7919) & 0xffffffff;
+        img->resume_next = e->resumable; /* the provider still holds the job: collect it */
         j->running--;
         job__image_start(img);
         return;
@@ -453,10 +464,12 @@ void job__image_start(job_image_t *img)
     }
     /* A request an earlier attempt submitted is resumed, not paid for twice. */
     char resume_provider[16] = "";
+    int resume_next = img->resume_next;
+    img->resume_next = 0;
     img->resumed = 0;
     img->request_recorded = 0;
     img->request_seq++; /* a record still in flight for the last attempt is not this one's */
-    if (img->resume && img->attempts == 1) {
+    if (img->resume && (img->attempts == 1 || resume_next)) {
         const char *colon = strchr(img->resume, ':');
         if (colon && (size_t)(colon - img->resume) < sizeof(resume_provider)) {
             snprintf(resume_provider, sizeof(resume_provider), "%.*s", (int)(colon - img->resume),

@@ -141,8 +141,11 @@ struct job_image {
     char (*keys)[IMG_KEY_MAX]; /* the storage key of each of `vars` (this attempt's names) */
     size_t nkeys;              /* kept until the outputs are recorded, or their files dropped */
     gf_err_t put_err;          /* the first put that failed for good */
-    char *resume;              /* "provider:token" an earlier attempt persisted, or NULL */
+    char *resume;              /* "provider:token" of the last request a provider accepted (this
+                                * worker's, or one an earlier holder persisted), or NULL */
     int resumed;               /* the call in flight resumes `resume` (no new request) */
+    int resume_next;           /* the next attempt resumes `resume`: the last one's job lives */
+    unsigned retried_once;     /* faults retried already that are retried once (job_image.c) */
     int request_recorded;      /* the call in flight's request is in Postgres: resumable */
     unsigned request_seq;      /* bumped by each attempt and each request a provider accepts */
     uint64_t t_stage;          /* when the current stage began (uv_hrtime) */

@@ -79,6 +79,8 @@ typedef struct {
     provider_fault fault;
     int retryable;        /* the worker may run the job again (a new submit) */
     int new_seed;         /* ...and should change the seed first (output moderation) */
+    int resumable;        /* ...by resuming the job the provider holds (the token of
+                           * `accepted`, or the resumed one), not by a new submit */
     long http_status;     /* the last HTTP status seen, 0 when none */
     char provider[16];    /* "hf", "fal", "bfl", "replicate", "local" */
     char request_id[128]; /* the provider's request/task id, "" when unknown */

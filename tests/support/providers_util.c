@@ -166,6 +166,8 @@ static void on_accepted(provider_call_t *call, const char *provider, const char 
     snprintf(r->resume_provider, sizeof(r->resume_provider), "%s", provider);
     if (r->cancel_on_accept)
         provider_cancel(call);
+    else if (r->abandon_on_accept)
+        provider_abandon(call);
 }
 
 static void on_progress(provider_call_t *call, double p, const char *stage, void *data)

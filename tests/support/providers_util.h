@@ -45,6 +45,7 @@ typedef struct {
     double done_at; /* ts_now() when done ran */
     provider_call_t *call;
     int cancel_on_accept;
+    int abandon_on_accept; /* provider_abandon() as soon as accepted: the job runs on */
 } pt_result_t;
 
 provider_req_t pt_req(const char *prompt, int w, int h);

@@ -244,6 +244,32 @@ static void test_fal_unknown_request_is_a_lost_job(void **state)
     pt_close(&loop, p, cfg);
 }
 
+/* A job resumed by another call (a worker that took over) and never finishing is
+ * canceled at the deadline like the one that submitted it (providers.md 5, "Job never
+ * finishes"): the resume token carries the cancel URL. */
+static void test_a_resumed_job_is_canceled_at_its_deadline(void **state)
+{
+    (void)state;
+    gf_config_t *cfg = pt_config(&fake, "fal", no_breaker);
+    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
+    pt_result_t first = {.abandon_on_accept = 1};
+    provider_req_t q = pt_req("a stuck fox [[pending_forever]]", 64, 64);
+    pt_run(&loop, p, &q, &first);
+    assert_int_equal(first.status, GF_ECANCELED);
+    assert_true(first.resume[0] != '\0');
+    pt_result_t r = {0};
+    q.resume = first.resume;
+    q.resume_provider = first.resume_provider;
+    q.deadline_ms = 1500;
+    pt_run(&loop, p, &q, &r);
+    assert_int_equal(r.err.fault, PROVIDER_F_DEADLINE);
+    assert_int_equal(pt_fake_wait_one("fal.cancel"), 1); /* the abandon sent none */
+    assert_int_equal(pt_fake_count(&fake, "fal.submit"), 1);
+    pt_result_dispose(&first);
+    pt_result_dispose(&r);
+    pt_close(&loop, p, cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -257,6 +283,7 @@ int main(void)
         cmocka_unit_test_setup(test_fal_cancel_mid_flight_sends_put_cancel, reset),
         cmocka_unit_test_setup(test_resume_polls_without_a_second_submit, reset),
         cmocka_unit_test_setup(test_fal_unknown_request_is_a_lost_job, reset),
+        cmocka_unit_test_setup(test_a_resumed_job_is_canceled_at_its_deadline, reset),
     };
     return cmocka_run_group_tests(tests, pt_suite_setup, pt_suite_teardown);
 }

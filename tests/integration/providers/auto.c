@@ -394,6 +394,83 @@ static void test_a_negative_prompt_goes_only_where_it_is_sent(void **state)
     pt_close(&loop, p, cfg);
 }
 
+/* Once a provider has taken the job (fal answered its submit), a run of failing polls
+ * does not move the call to the next provider, which would make a second, paid job:
+ * the call fails as resumable, and a resume of its token collects the image. */
+static void test_a_job_the_provider_took_is_not_bought_elsewhere(void **state)
+{
+    (void)state;
+    gf_config_t *cfg = pt_config(
+        &fake, "auto",
+        (const char *const[]){"FARM_PROVIDER_FALLBACK=fal,bfl", "FARM_PROVIDER_MAX_RETRIES=1",
+                              "FARM_PROVIDER_BACKOFF_BASE_MS=20", "FARM_PROVIDER_BACKOFF_CAP_MS=50",
+                              "FARM_PROVIDER_BREAKER_FAILURES=1000", NULL});
+    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
+    pt_fake_post(&fake, "faults",
+                 "[{\"match\":\"fal.status\",\"mode\":\"bad_gateway_502\",\"times\":2}]");
+    pt_result_t r = {0};
+    provider_req_t q = pt_req("a fox behind a bad gateway", 64, 64);
+    pt_run(&loop, p, &q, &r);
+    assert_int_not_equal(r.status, 0);
+    assert_int_equal(r.err.fault, PROVIDER_F_SERVER);
+    assert_string_equal(r.err.provider, "fal");
+    assert_int_equal(r.err.retryable, 1);
+    assert_int_equal(r.err.resumable, 1);
+    assert_int_equal(pt_fake_count(&fake, "bfl.submit"), 0);
+    assert_true(r.resume[0] != '\0');
+    pt_result_t again = {0};
+    q.resume = r.resume;
+    q.resume_provider = r.resume_provider;
+    pt_run(&loop, p, &q, &again);
+    assert_int_equal(again.status, 0);
+    assert_string_equal(again.provider, "fal");
+    assert_int_equal(pt_fake_count(&fake, "fal.submit"), 1);
+    assert_int_equal(pt_fake_count(&fake, "bfl.submit"), 0);
+    pt_result_dispose(&r);
+    pt_result_dispose(&again);
+    pt_close(&loop, p, cfg);
+}
+
+/* A resume polls a job that is paid for: fal's breaker, opened by a failing submit,
+ * does not stop it (the alternative is a new job somewhere). */
+static void test_a_resume_passes_an_open_breaker(void **state)
+{
+    (void)state;
+    gf_config_t *cfg =
+        pt_config(&fake, "auto",
+                  (const char *const[]){"FARM_PROVIDER_FALLBACK=fal", "FARM_PROVIDER_MAX_RETRIES=0",
+                                        "FARM_PROVIDER_BREAKER_FAILURES=1",
+                                        "FARM_PROVIDER_BREAKER_COOLDOWN_S=600", NULL});
+    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
+    pt_result_t first = {.abandon_on_accept = 1};
+    provider_req_t q = pt_req("a fox paid for", 64, 64);
+    pt_run(&loop, p, &q, &first);
+    assert_int_equal(first.status, GF_ECANCELED);
+    assert_true(first.resume[0] != '\0');
+    pt_fake_post(&fake, "faults",
+                 "[{\"match\":\"fal.submit\",\"mode\":\"server_500\",\"times\":5}]");
+    pt_result_t bad = {0};
+    provider_req_t q2 = pt_req("a fox that opens the breaker", 64, 64);
+    pt_run(&loop, p, &q2, &bad);
+    assert_int_equal(bad.err.fault, PROVIDER_F_SERVER);
+    pt_result_t open = {0};
+    pt_run(&loop, p, &q2, &open);
+    assert_int_equal(open.err.fault, PROVIDER_F_BREAKER_OPEN); /* the breaker is open */
+    long submits = pt_fake_count(&fake, "fal.submit");
+    pt_result_t r = {0};
+    q.resume = first.resume;
+    q.resume_provider = first.resume_provider;
+    pt_run(&loop, p, &q, &r);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.provider, "fal");
+    assert_int_equal(pt_fake_count(&fake, "fal.submit"), submits);
+    pt_result_dispose(&first);
+    pt_result_dispose(&bad);
+    pt_result_dispose(&open);
+    pt_result_dispose(&r);
+    pt_close(&loop, p, cfg);
+}
+
 /* What the chain can honour, as the api asks it before any hold. */
 static void test_chain_can_names_the_field_it_cannot_honour(void **state)
 {
@@ -436,6 +513,8 @@ int main(void)
         cmocka_unit_test_setup(test_auto_routes_by_what_the_model_takes, reset),
         cmocka_unit_test_setup(test_a_negative_prompt_goes_only_where_it_is_sent, reset),
         cmocka_unit_test_setup(test_chain_can_names_the_field_it_cannot_honour, reset),
+        cmocka_unit_test_setup(test_a_job_the_provider_took_is_not_bought_elsewhere, reset),
+        cmocka_unit_test_setup(test_a_resume_passes_an_open_breaker, reset),
     };
     return cmocka_run_group_tests(tests, pt_suite_setup, pt_suite_teardown);
 }

@@ -28,12 +28,15 @@
 
 #define CALLS    "farm_worker_provider_calls_total{provider=\"fal\",resumed=\"false\"} "
 #define CAPTURED "farm_worker_images_total{outcome=\"captured\"} "
+#define RESUMED  "farm_worker_provider_calls_total{provider=\"fal\",resumed=\"true\"} "
 
 static const char *fake_url; /* in ff_fake_env, after '=' */
 
 static const char *const both_env[] = {"FARM_PROVIDER=fake",
                                        "FARM_PROVIDER_FALLBACK=fal,bfl,replicate,hf", NULL};
-static const char *const worker_env[] = {"FARM_PROVIDER_POLL_MIN_MS=100", NULL};
+static const char *const worker_env[] = {
+    "FARM_PROVIDER_POLL_MIN_MS=100", "FARM_PROVIDER_MAX_RETRIES=1",
+    "FARM_PROVIDER_BACKOFF_BASE_MS=50", "FARM_PROVIDER_BACKOFF_CAP_MS=100", NULL};
 static const ff_farm_t farm = {.reason = "provider-calls",
                                .fake_latency_ms = 200,
                                .s3_prefix = "calls/",
@@ -110,18 +113,23 @@ static void test_one_call_per_image(void **state)
     assert_int_equal(fake_count("fal.submit"), submits0 + 2);
 }
 
+/* Sets the fake's faults (a JSON array). */
+static void fake_faults(const char *fault)
+{
+    char url[200];
+    snprintf(url, sizeof(url), "%s/__fake/faults", fake_url);
+    const char *h[] = {"Content-Type: application/json", NULL};
+    ts_http_t r = ts_http("POST", url, h, fault, strlen(fault));
+    assert_int_equal(r.status, 200);
+    ts_http_dispose(&r);
+}
+
 static void test_a_forced_retry_is_another_call(void **state)
 {
     (void)state;
     double calls0 = ff_worker_metric(CALLS), captured0 = ff_worker_metric(CAPTURED);
     long long submits0 = fake_count("fal.submit");
-    char url[200];
-    snprintf(url, sizeof(url), "%s/__fake/faults", fake_url);
-    const char *h[] = {"Content-Type: application/json", NULL};
-    const char *fault = "[{\"match\":\"fal.status\",\"mode\":\"not_found_404\",\"times\":1}]";
-    ts_http_t r = ts_http("POST", url, h, fault, strlen(fault));
-    assert_int_equal(r.status, 200);
-    ts_http_dispose(&r);
+    fake_faults("[{\"match\":\"fal.status\",\"mode\":\"not_found_404\",\"times\":1}]");
     generation_succeeds(1);
     assert_int_equal((int)metric_reaches(CAPTURED, captured0 + 1), (int)captured0 + 1);
     /* the lost request and the one that delivered: 2 calls for 1 image */
@@ -129,11 +137,52 @@ static void test_a_forced_retry_is_another_call(void **state)
     assert_int_equal(fake_count("fal.submit"), submits0 + 2);
 }
 
+/*
+ * fal took the job, then its status URL failed past the poll retries (502
+ * twice, FARM_PROVIDER_MAX_RETRIES=1): the job is still fal's, so the
+ * worker's next attempt resumes it (resumed="true") rather than buying the
+ * image again from fal or from bfl, the next provider of the chain.
+ */
+static void test_a_job_whose_polls_fail_is_resumed_not_bought_again(void **state)
+{
+    (void)state;
+    double resumed0 = ff_worker_metric(RESUMED), captured0 = ff_worker_metric(CAPTURED);
+    long long fal0 = fake_count("fal.submit"), bfl0 = fake_count("bfl.submit");
+    fake_faults("[{\"match\":\"fal.status\",\"mode\":\"bad_gateway_502\",\"times\":2}]");
+    generation_succeeds(1);
+    assert_int_equal((int)metric_reaches(CAPTURED, captured0 + 1), (int)captured0 + 1);
+    assert_int_equal(fake_count("fal.submit"), fal0 + 1);
+    assert_int_equal(fake_count("bfl.submit"), bfl0);
+    assert_int_equal((int)ff_worker_metric(RESUMED), (int)resumed0 + 1);
+}
+
+/* providers.md 5: an image the provider's output moderation refused is tried once
+ * more with a new seed, then fails: 2 fal jobs, not one per attempt (3). */
+static void test_an_output_moderation_is_retried_once(void **state)
+{
+    (void)state;
+    long long submits0 = fake_count("fal.submit");
+    fake_faults("[{\"match\":\"fal.result\",\"mode\":\"nsfw_flag\",\"times\":3}]");
+    char id[37];
+    au_create(ff_tok, "{\"kind\":\"avatar\",\"prompt\":\"moderated\",\"width\":256,\"height\":256}",
+              id);
+    json_t *g = au_wait_status(ff_tok, id, AU_ENDED, 60);
+    assert_string_equal(json_string_value(json_object_get(g, "status")), "failed");
+    assert_int_equal(json_integer_value(json_object_get(g, "charged")), 0);
+    json_t *e = json_object_get(g, "error");
+    assert_string_equal(json_string_value(json_object_get(e, "code")), "content_rejected");
+    json_decref(g);
+    assert_int_equal(fake_count("fal.submit"), submits0 + 2);
+    fake_faults("[]");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_call_per_image),
         cmocka_unit_test(test_a_forced_retry_is_another_call),
+        cmocka_unit_test(test_a_job_whose_polls_fail_is_resumed_not_bought_again),
+        cmocka_unit_test(test_an_output_moderation_is_retried_once),
     };
     return cmocka_run_group_tests_name("worker_provider_calls", tests, setup, teardown);
 }
