@@ -116,8 +116,10 @@ static void test_replicate_joins_the_chain_with_its_token(void **state)
     provider_chain_plan_t plan;
     char names[64];
     assert_int_equal(plan_names(cfg, "auto", names, sizeof(names), &plan), 0);
-    assert_string_equal(names, "replicate,local"); /* the default list, those with a token */
+    assert_string_equal(names, "replicate"); /* the default list, those with a token */
     assert_true(provider_chain_has(cfg, NULL, "replicate"));
+    /* The placeholder is no fallback of a farm with a provider: it would be charged. */
+    assert_false(provider_chain_has(cfg, NULL, "local"));
     provider_caps_t text, pose;
     provider_caps(cfg, "replicate", 0, &text);
     provider_caps(cfg, "replicate", 1, &pose);
