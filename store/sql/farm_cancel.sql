@@ -13,7 +13,9 @@ BEGIN
         PERFORM farm_finish(p_id, NULL, 'canceled', NULL);
         RETURN 'canceled';
     ELSIF g.status = 'running' THEN
-        UPDATE generations SET cancel_requested = true, updated_at = now() WHERE id = p_id;
+        UPDATE generations SET cancel_requested = true, updated_at = now(),
+                cancel_requested_at = coalesce(cancel_requested_at, now())
+            WHERE id = p_id;
         RETURN 'cancel_requested';
     END IF;
     RETURN 'not_cancelable';

@@ -22,15 +22,25 @@ BEGIN
               WHERE g.status = 'queued' AND g.deadline_at < now()
               ORDER BY g.created_at LIMIT p_limit) e
         WHERE e.outcome = 'expired';
-    -- Open generations untouched for a while: the queue should have them.
+    -- Open generations untouched for a while: the queue should have them. The
+    -- least recently checked first (swept_at), stamped now, so the ticks go
+    -- round all of them rather than the same oldest p_limit every time. A row
+    -- a worker holds locked is being written: not stale, skipped.
+    WITH picked AS (
+        SELECT id FROM generations
+        WHERE status IN ('queued', 'running') AND updated_at < now() - make_interval(secs => p_stale_s)
+        ORDER BY swept_at NULLS FIRST, created_at LIMIT p_limit
+        FOR UPDATE SKIP LOCKED),
+    stamped AS (
+        UPDATE generations g SET swept_at = now() FROM picked WHERE g.id = picked.id
+        RETURNING g.*)
     SELECT coalesce(jsonb_agg(jsonb_build_object(
                'id', g.id, 'user_id', g.user_id, 'plan', g.plan, 'status', g.status,
                'params', g.params, 'fence', g.fence,
-               'deadline_ms', (extract(epoch FROM g.deadline_at) * 1000)::bigint)), '[]')
+               'deadline_ms', (extract(epoch FROM g.deadline_at) * 1000)::bigint)
+               ORDER BY g.created_at), '[]')
         INTO v_candidates
-        FROM (SELECT * FROM generations
-              WHERE status IN ('queued', 'running') AND updated_at < now() - make_interval(secs => p_stale_s)
-              ORDER BY created_at LIMIT p_limit) g;
+        FROM stamped g;
     -- Running generations the user asked to cancel, a moment ago or more: the
     -- api's word to the queue may have been lost (Redis failing over), so the
     -- caller says it again each tick until the generation ends.
@@ -38,7 +48,7 @@ BEGIN
         INTO v_canceling
         FROM (SELECT id, user_id FROM generations
               WHERE status = 'running' AND cancel_requested
-                AND updated_at < now() - interval '2 seconds'
+                AND cancel_requested_at < now() - interval '2 seconds'
               ORDER BY created_at LIMIT p_limit) g;
     RETURN jsonb_build_object('locked', true, 'expired', v_expired, 'candidates', v_candidates,
                               'canceling', v_canceling)::text;

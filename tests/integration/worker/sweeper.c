@@ -143,6 +143,37 @@ static void test_lost_enqueue_is_enqueued_again(void **state)
     assert_string_equal(seen, "queued");
 }
 
+/*
+ * The candidates rotate: each sweep takes the least recently checked open
+ * generations, so older ones the queue holds healthily (checked and left
+ * alone every tick) do not hide a newer one from a sweep of one at a time.
+ * Before, every sweep listed the oldest open generation again.
+ */
+static void test_sweep_candidates_rotate_past_older_ones(void **state)
+{
+    (void)state;
+    char a[37], ua[37], b[37], ub[37];
+    accept_gen(a, ua, 0);
+    accept_gen(b, ub, 0);
+    int seen_a = 0, seen_b = 0, sweeps = 0;
+    for (double end = ts_now() + 15; !(seen_a && seen_b) && sweeps < 200 && ts_now() < end;) {
+        store_call_t c;
+        store_call_sweep(&c, 0, 1);
+        assert_int_equal(store_conn_exec(sc, &c), 0);
+        const store_sweep_result_t *r = &c.res.sweep;
+        if (r->locked) { /* else the worker's sweeper held the lock: again */
+            sweeps++;
+            for (size_t i = 0; i < r->n_candidates; i++) {
+                seen_a |= strcmp(r->candidates[i].id, a) == 0;
+                seen_b |= strcmp(r->candidates[i].id, b) == 0;
+            }
+        }
+        store_call_dispose(&c);
+    }
+    assert_true(seen_a);
+    assert_true(seen_b);
+}
+
 static void test_missed_deadline_is_expired_and_released(void **state)
 {
     (void)state;
@@ -310,26 +341,53 @@ static void test_an_expiry_reaches_the_queue(void **state)
     assert_string_equal(seen, "expired");
 }
 
+/*
+ * A running generation canceled in Postgres only (the api's word to the
+ * queue lost): heartbeats it as its holder until the queue says cancel (8 s
+ * at most), with `keep_writing` recording a provider request before each, as
+ * a holder still at work does; then ends it. Whether the holder was told.
+ */
+static int holder_told_of_missed_cancel(int keep_writing)
+{
+    char gen[37], user[37];
+    uint64_t token = running_gen(gen, user);
+    cancel_in_postgres(gen, user);
+    int told = 0;
+    for (double end = ts_now() + 8; !told && ts_now() < end; usleep(200000)) {
+        if (keep_writing) {
+            store_call_t c;
+            store_call_provider_request(&c, gen, (long long)token, 0,
+                                        "fal:https://x/1 https://x/2 -");
+            assert_int_equal(store_conn_exec(sc, &c), 0);
+            store_call_dispose(&c);
+        }
+        queue_result_t res = {0};
+        gf_err_t err = {0};
+        assert_int_equal(queue_sync_heartbeat(qs, "test-worker", gen, token, &res, &err), 0);
+        told = res.cancel;
+    }
+    queue_result_t fr = {0};
+    gf_err_t err = {0};
+    queue_sync_finish(qs, gen, token, QUEUE_CANCELED, NULL, &fr, &err);
+    return told;
+}
+
 /* A cancel Postgres took for a running generation whose word never reached
  * the queue (the api's queue_cancel failed): the sweeper says it again, and
  * the holder learns it from its next heartbeat. */
 static void test_a_cancel_the_queue_missed_reaches_the_holder(void **state)
 {
     (void)state;
-    char gen[37], user[37];
-    uint64_t token = running_gen(gen, user);
-    cancel_in_postgres(gen, user);
-    int told = 0;
-    for (double end = ts_now() + 8; !told && ts_now() < end; usleep(200000)) {
-        queue_result_t res = {0};
-        gf_err_t err = {0};
-        assert_int_equal(queue_sync_heartbeat(qs, "test-worker", gen, token, &res, &err), 0);
-        told = res.cancel;
-    }
-    assert_true(told);
-    queue_result_t fr = {0};
-    gf_err_t err = {0};
-    queue_sync_finish(qs, gen, token, QUEUE_CANCELED, NULL, &fr, &err);
+    assert_true(holder_told_of_missed_cancel(0));
+}
+
+/* The same while its holder keeps writing (each write refreshes updated_at,
+ * which hid the cancel from the sweeper for as long as the writes came less
+ * than 2 s apart): the cancel's own time decides. */
+static void test_a_missed_cancel_reaches_a_holder_that_keeps_writing(void **state)
+{
+    (void)state;
+    assert_true(holder_told_of_missed_cancel(1));
 }
 
 /* A cancel of a generation whose worker had handed the job back (Postgres:
@@ -455,12 +513,14 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lost_enqueue_is_enqueued_again),
+        cmocka_unit_test(test_sweep_candidates_rotate_past_older_ones),
         cmocka_unit_test(test_missed_deadline_is_expired_and_released),
         cmocka_unit_test(test_dead_lettered_job_is_failed_and_released),
         cmocka_unit_test(test_job_the_queue_lost_resumes_above_the_fence),
         cmocka_unit_test(test_job_the_queue_lost_outlives_its_start_deadline),
         cmocka_unit_test(test_an_expiry_reaches_the_queue),
         cmocka_unit_test(test_a_cancel_the_queue_missed_reaches_the_holder),
+        cmocka_unit_test(test_a_missed_cancel_reaches_a_holder_that_keeps_writing),
         cmocka_unit_test(test_a_handed_back_generation_is_canceled_within_a_sweep),
         cmocka_unit_test(test_sigterm_exits_zero),
         cmocka_unit_test(test_poison_job_is_failed_by_the_claimer_that_ends_it),
