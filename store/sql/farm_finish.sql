@@ -23,6 +23,11 @@ BEGIN
         v_status := CASE WHEN g.images_done = g.images THEN 'succeeded'
                          WHEN g.images_done = 0 THEN 'failed'
                          ELSE 'partial' END;
+    ELSIF v_status = 'failed' AND g.images_done > 0 THEN
+        -- Failed with images delivered and charged (the queue giving up on a
+        -- job after some of its images were captured): API.md's partial, so
+        -- no client reads "failed" as "not charged".
+        v_status := 'partial';
     END IF;
     UPDATE generations SET status = v_status, stage = NULL,
             progress = CASE WHEN v_status IN ('succeeded', 'partial') THEN 100 ELSE progress END,

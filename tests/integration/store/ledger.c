@@ -165,6 +165,35 @@ static void test_constraints_refuse_bad_rows(void **state)
 
 /* --- settlements ---------------------------------------------------------------------- */
 
+/* A generation failed from outside (the queue gave up on its job: the sweeper's or the
+ * claimer's finish) after some of its images were captured ends partial, not failed:
+ * its charge stands, and "failed" would tell the client nothing was charged. */
+static void test_a_failed_finish_after_captures_is_partial(void **state)
+{
+    (void)state;
+    char user[37], gen[37];
+    started(user, gen, 4, 10, 1);
+    int applied;
+    assert_int_equal(settle(gen, 1, 0, 1, &applied), 0);
+    assert_true(applied);
+    store_call_t c;
+    store_call_finish(&c, gen, -1, "failed",
+                      "{\"code\":\"internal\",\"message\":\"the queue gave up on this "
+                      "generation\",\"retryable\":false}");
+    assert_int_equal(ts_store_run(&c), 0);
+    assert_string_equal(c.res.finish.status, "partial");
+    store_call_dispose(&c);
+    store_call_generation(&c, gen, user);
+    assert_int_equal(ts_store_run(&c), 0);
+    assert_string_equal(c.res.generation.status, "partial");
+    assert_int_equal(c.res.generation.charged, 10);
+    assert_int_equal(c.res.generation.released, 30);
+    store_call_dispose(&c);
+    /* With nothing captured it is failed, as asked. */
+    started(user, gen, 2, 10, 1);
+    assert_finishes(gen, -1, "failed", "failed");
+}
+
 static void test_settlements_happen_once(void **state)
 {
     (void)state;
@@ -664,6 +693,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_settlements_happen_once),
+        cmocka_unit_test(test_a_failed_finish_after_captures_is_partial),
         cmocka_unit_test(test_stale_fencing_token_is_refused),
         cmocka_unit_test(test_no_outputs_for_released_images_or_ended_generations),
         cmocka_unit_test(test_settlement_refusals),
