@@ -25,22 +25,30 @@ BEGIN
             PERFORM farm_user_ensure(p_user, p_plan, p_welcome);
         END IF;
         -- A concurrent request with the same key waits here for the first to commit.
-        INSERT INTO idempotency_keys (user_id, key, request_hash, generation_id)
-            VALUES (p_user, p_idem_key, p_idem_hash, p_id)
-            ON CONFLICT (user_id, key) DO NOTHING;
-        v_inserted_key := FOUND;
-        IF NOT v_inserted_key THEN
+        LOOP
+            INSERT INTO idempotency_keys (user_id, key, request_hash, generation_id)
+                VALUES (p_user, p_idem_key, p_idem_hash, p_id)
+                ON CONFLICT (user_id, key) DO NOTHING;
+            v_inserted_key := FOUND;
+            EXIT WHEN v_inserted_key;
             SELECT * INTO v_key FROM idempotency_keys k
                 WHERE k.user_id = p_user AND k.key = p_idem_key FOR UPDATE;
-            IF v_key.created_at > now() - interval '24 hours' THEN
-                outcome := CASE WHEN v_key.request_hash = p_idem_hash THEN 'existing' ELSE 'conflict' END;
-                generation_id := v_key.generation_id;
-                RETURN;
+            IF FOUND THEN
+                IF v_key.created_at > now() - interval '24 hours' THEN
+                    outcome := CASE WHEN v_key.request_hash = p_idem_hash THEN 'existing' ELSE 'conflict' END;
+                    generation_id := v_key.generation_id;
+                    RETURN;
+                END IF;
+                UPDATE idempotency_keys k SET request_hash = p_idem_hash, generation_id = p_id,
+                        created_at = now()
+                    WHERE k.user_id = p_user AND k.key = p_idem_key;
+                v_inserted_key := true;
+                EXIT;
             END IF;
-            UPDATE idempotency_keys k SET request_hash = p_idem_hash, generation_id = p_id, created_at = now()
-                WHERE k.user_id = p_user AND k.key = p_idem_key;
-            v_inserted_key := true;
-        END IF;
+            -- The key's old row went between the two statements (the sweeper's purge
+            -- of keys past 24 hours, or a request with it that was short of credits):
+            -- insert again, or this generation would be accepted with no key to replay.
+        END LOOP;
     END IF;
     -- The hold: one conditional UPDATE, so two requests can never both pass a check.
     UPDATE credit_accounts a SET held = a.held + v_cost, updated_at = now()

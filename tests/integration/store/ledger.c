@@ -395,6 +395,51 @@ static void test_idempotency_key_returns_the_first_generation(void **state)
     assert_int_equal(ts_store_accept(ts_sc, g3, user, 1, 500, "key-2", "h", 100), 0);
 }
 
+/*
+ * A key past its 24 hours whose old row goes while a request reuses it (the
+ * sweeper's purge, between the request's INSERT and its lock of the row) is
+ * written again, naming the new generation: a retry of that request replays
+ * it. Before, the generation was accepted with no key row, and the retry of
+ * a lost answer made, and held credits for, a second one.
+ */
+static void test_a_key_purged_while_it_is_reused_is_written_again(void **state)
+{
+    (void)state;
+    char user[37], g1[37], g2[37], g3[37];
+    ts_new_ids(4, user, g1, g2, g3);
+    assert_int_equal(ts_store_accept(ts_sc, g1, user, 1, 10, "key-old", "hash-a", 100), 0);
+    assert_int_equal(ts_sh("psql -X -q -v ON_ERROR_STOP=1 \"$FARM_DATABASE_URL\" -c \"UPDATE "
+                           "idempotency_keys SET created_at = now() - interval '25 hours' WHERE "
+                           "user_id = '%s'\" >/dev/null",
+                           user),
+                     0);
+    /* Another session locks the old row, then deletes it a second later, as the purge
+     * would; the request below finds the row there (its INSERT does nothing), waits for
+     * the lock, and then finds it gone. */
+    assert_int_equal(ts_sh("(psql -X -q \"$FARM_DATABASE_URL\" -c \"BEGIN; SELECT 1 FROM "
+                           "idempotency_keys WHERE user_id = '%s' FOR UPDATE; SELECT "
+                           "pg_sleep(1.5); DELETE FROM idempotency_keys WHERE user_id = '%s'; "
+                           "COMMIT;\" >/dev/null 2>&1 &)",
+                           user, user),
+                     0);
+    usleep(700000);
+    double t0 = ts_now();
+    assert_int_equal(ts_store_accept(ts_sc, g2, user, 1, 10, "key-old", "hash-b", 100), 0);
+    assert_true(ts_now() - t0 > 0.3); /* it did wait for the other session */
+    store_call_t c;
+    store_accept_t a = ts_store_avatar(g3, user, 1, 10);
+    a.idempotency_key = "key-old";
+    a.request_hash = "hash-b";
+    store_call_accept(&c, &a);
+    assert_int_equal(ts_store_run(&c), 0);
+    assert_int_equal(c.res.accept.existing, 1);
+    assert_string_equal(c.res.accept.generation_id, g2);
+    store_call_dispose(&c);
+    long long bal, held;
+    ts_store_balance(user, 100, &bal, &held);
+    assert_int_equal(held, 20); /* g1 and g2, not g3 */
+}
+
 static void test_cancel_and_expiry_release_everything(void **state)
 {
     (void)state;
@@ -699,6 +744,7 @@ int main(void)
         cmocka_unit_test(test_settlement_refusals),
         cmocka_unit_test(test_image_done_finish_settles_and_finishes_at_once),
         cmocka_unit_test(test_idempotency_key_returns_the_first_generation),
+        cmocka_unit_test(test_a_key_purged_while_it_is_reused_is_written_again),
         cmocka_unit_test(test_cancel_and_expiry_release_everything),
         cmocka_unit_test(test_a_start_after_a_cancel_ends_it_canceled),
         cmocka_unit_test(test_one_token_given_twice_starts_one_worker),
