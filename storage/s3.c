@@ -274,11 +274,11 @@ static int s3_code_is(const net_resp_t *r, const char *name)
 }
 
 /*
- * Whether a 404 says the object itself is missing: S3's NoSuchKey, or no
- * document at all (a HEAD's answer, or a server that sends none for a
- * missing key). NoSuchBucket, or a page from something in front of S3 (a
- * proxy during a reroute), says nothing of the object: taken for "gone", a
- * delete would drop its storage_deletions row while the object stays.
+ * Whether a 404 to a GET says the object itself is missing: S3's NoSuchKey,
+ * or no document at all (a server that sends none for a missing key).
+ * NoSuchBucket, or a page from something in front of S3 (a proxy during a
+ * reroute), says nothing of the object: taken for "missing", a worker's
+ * read would fail its image for good instead of handing the job back.
  */
 static int object_missing(const net_resp_t *r)
 {
@@ -396,8 +396,11 @@ int storage__s3_judge(const net_resp_t *r, storage_op_kind kind, int *retry, cha
     }
     if (r->status >= 200 && r->status < 300)
         return GF_OK;
-    if (r->status == 404 && kind == OP_DELETE && object_missing(r))
-        return GF_OK; /* already gone */
+    /* Already gone. S3 answers a delete of a missing key 204; a 404 counts only with
+     * its NoSuchKey, since a bodiless one is something in front of S3 (no route during
+     * a reroute), and taking it for "gone" would drop the deletion with the bytes kept. */
+    if (r->status == 404 && kind == OP_DELETE && s3_code_is(r, "NoSuchKey"))
+        return GF_OK;
     s3_code(r, code, n);
     /* S3 answers 400 RequestTimeout to a PUT whose body stalled on the way (about 20 s
      * without a byte): the stall our own timeout would have retried, noticed first on
@@ -407,8 +410,9 @@ int storage__s3_judge(const net_resp_t *r, storage_op_kind kind, int *retry, cha
     if (*retry)
         return GF_EUNAVAIL;
     /* A check, a list or a put addresses the bucket: its 404 is no such bucket. */
-    int keyed = kind == OP_GET || kind == OP_DELETE;
-    return r->status == 404 && (!keyed || object_missing(r)) ? GF_ENOTFOUND : GF_EINVAL;
+    if (kind == OP_DELETE)
+        return GF_EINVAL; /* its 404 meant something else than the key (above) */
+    return r->status == 404 && (kind != OP_GET || object_missing(r)) ? GF_ENOTFOUND : GF_EINVAL;
 }
 
 static void on_xfer(net_resp_t *resp, void *data)

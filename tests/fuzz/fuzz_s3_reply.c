@@ -52,8 +52,10 @@ static void judge(const net_resp_t *r, storage_op_kind kind, size_t n)
         die("retry is not a yes or a no");
     int answered = !r->too_big && r->curl_code == 0;
     int ok2xx = answered && r->status >= 200 && r->status < 300;
-    int missing = r->len == 0 || code_is(r, "NoSuchKey");
-    int gone = answered && r->status == 404 && kind == OP_DELETE && missing;
+    int missing = r->len == 0 || code_is(r, "NoSuchKey"); /* a GET's 404 */
+    /* A DELETE's 404 is "already gone" only with S3's NoSuchKey: a bodiless one is
+     * whatever stands in front of S3, never proof the key is gone. */
+    int gone = answered && r->status == 404 && kind == OP_DELETE && code_is(r, "NoSuchKey");
     switch (st) {
     case GF_OK:
         if (!ok2xx && !gone)
@@ -74,8 +76,10 @@ static void judge(const net_resp_t *r, storage_op_kind kind, size_t n)
             die("a failure for a success");
         if (st == GF_ENOTFOUND && r->status != 404)
             die("GF_ENOTFOUND for a status other than 404");
-        if (st == GF_ENOTFOUND && (kind == OP_GET || kind == OP_DELETE) && !missing)
+        if (st == GF_ENOTFOUND && kind == OP_GET && !missing)
             die("GF_ENOTFOUND for a 404 that does not say the key is missing");
+        if (st == GF_ENOTFOUND && kind == OP_DELETE)
+            die("GF_ENOTFOUND for a DELETE (gone is GF_OK; any other 404 a failure)");
         break;
     default:
         die("a status storage__s3_judge does not document");

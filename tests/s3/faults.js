@@ -5,13 +5,15 @@
 //
 // Control (paths no S3 bucket can have, as "_" is not allowed in its names):
 //   POST /_faults {"method": "PUT", "match": "substring of the path", "count": N,
-//                  "action": "status" | "stall" | "cut", "status": 503, "ms": 5000}
+//                  "action": "status" | "bare" | "stall" | "cut", "status": 503, "ms": 5000}
 //     adds a rule: the next N requests of that method (and path, when `match`
 //     is given) get the action; rules apply in the order they were added.
 //     - status: answered at once with that HTTP status and S3's error document
 //       (500 InternalError, 503 SlowDown, 429 TooManyRequests, 400
 //       RequestTimeout: S3's answer to a PUT whose body stalled, 404
 //       NoSuchKey), nothing forwarded;
+//     - bare: answered at once with that HTTP status and no body at all
+//       (Content-Length: 0), as a proxy or router in front of S3 may answer;
 //     - stall: the request is read, then neither forwarded nor answered for
 //       `ms` (past the client's timeout); then the connection is dropped;
 //     - cut: a PUT's body is forwarded only in half, then both connections are
@@ -65,8 +67,8 @@ function control(req, res, body) {
   const known = ['method', 'match', 'count', 'action', 'status', 'ms'];
   const unknown = Object.keys(rule).filter((k) => !known.includes(k));
   if (unknown.length) return reply(400, { error: `unknown fields: ${unknown.join(', ')}` });
-  if (!['status', 'stall', 'cut'].includes(rule.action)) return reply(400, { error: 'bad action' });
-  if (rule.action === 'status' && !CODES[rule.status]) return reply(400, { error: 'status: 500, 503, 429, 400 or 404' });
+  if (!['status', 'bare', 'stall', 'cut'].includes(rule.action)) return reply(400, { error: 'bad action' });
+  if (['status', 'bare'].includes(rule.action) && !CODES[rule.status]) return reply(400, { error: 'status: 500, 503, 429, 400 or 404' });
   if (rule.action === 'stall' && !(rule.ms > 0)) return reply(400, { error: 'stall needs ms' });
   if (rule.action === 'cut' && !['PUT', 'GET'].includes(rule.method)) return reply(400, { error: 'cut: PUT or GET' });
   if (typeof rule.method !== 'string' || !(rule.count >= 1)) return reply(400, { error: 'method and count >= 1' });
@@ -91,7 +93,11 @@ const server = http.createServer((req, res) => {
     if (req.url === '/_faults' || req.url.startsWith('/_faults?')) return control(req, res, body);
     const rule = takeRule(req);
     const action = rule ? rule.action : 'pass';
-    log.push({ method: req.method, path: req.url.split('?')[0], action: rule && rule.action === 'status' ? `status ${rule.status}` : action, ms: Date.now() });
+    log.push({ method: req.method, path: req.url.split('?')[0], action: rule && ['status', 'bare'].includes(rule.action) ? `${rule.action} ${rule.status}` : action, ms: Date.now() });
+    if (action === 'bare') {
+      res.writeHead(rule.status, { 'Content-Length': 0 });
+      return res.end();
+    }
     if (action === 'status') {
       const xml = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${CODES[rule.status]}</Code><Message>injected by the fault proxy</Message></Error>`;
       res.writeHead(rule.status, { 'Content-Type': 'application/xml', 'Content-Length': Buffer.byteLength(xml) });

@@ -723,6 +723,26 @@ static void test_a_delete_answered_no_such_key_succeeds(void **state)
     fx_close(f);
 }
 
+/* A DELETE answered 404 with no body at all is not S3's word on the key (S3 answers a
+ * delete of a missing key 204; this is a router in front of it, during a reroute): the
+ * delete fails, so its storage_deletions row stays, and the object is still there. */
+static void test_a_delete_answered_a_bare_404_fails(void **state)
+{
+    fx_t *f = *state;
+    fx_open_faults(f, 3, 5000);
+    const char *key = USER "/" GEN "/8-thumb.jpg";
+    unsigned char *b = body_of(3000, 16);
+    su_result_t r = put(f, key, b, 3000);
+    assert_int_equal(r.err.code, 0);
+    assert_int_equal(s3f_add("DELETE", "/8-thumb.jpg", 1, "bare", 404, 0), 0);
+    r = del(f, key);
+    assert_int_equal(r.err.code, GF_EINVAL);
+    assert_int_equal(s3f_seen("DELETE", "/8-thumb.jpg", "bare 404"), 1);
+    assert_reads_back(f, key, b, 3000);
+    free(b);
+    fx_close(f);
+}
+
 /* A PUT that gets no answer: timed out, tried again, stored. */
 static void test_a_stalled_put_times_out_and_is_retried(void **state)
 {
@@ -835,6 +855,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_request_timeout_on_a_put_is_retried, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_a_delete_answered_no_such_key_succeeds, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_a_delete_answered_a_bare_404_fails, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_a_stalled_put_times_out_and_is_retried, fx_setup,
                                         fx_teardown),
