@@ -401,8 +401,15 @@ static int resolve(local_t *l, const char *key, char real[PATH_MAX], gf_err_t *e
     struct stat st;
     if ((size_t)snprintf(joined, sizeof(joined), "%s/%s", l->root, key) >= sizeof(joined))
         return gf_err_set(err, GF_EINVAL, STORAGE_DOMAIN, "storage path too long");
-    if (realpath(l->root, real_root) == NULL || realpath(joined, real) == NULL)
-        return gf_err_setd(err, GF_ENOTFOUND, STORAGE_DOMAIN, errno, "no object %s", key);
+    if (realpath(l->root, real_root) == NULL || realpath(joined, real) == NULL) {
+        /* Only "no such file" says the object is missing: a delete takes that for done.
+         * Anything else (EACCES, EIO, ESTALE on NFS, ELOOP) is the disk's failure. */
+        int e = errno;
+        if (e == ENOENT || e == ENOTDIR)
+            return gf_err_setd(err, GF_ENOTFOUND, STORAGE_DOMAIN, e, "no object %s", key);
+        return gf_err_setd(err, GF_EIO, STORAGE_DOMAIN, e, "cannot resolve %s: %s", key,
+                           strerror(e));
+    }
     size_t rn = strlen(real_root);
     if (strncmp(real, real_root, rn) != 0 || real[rn] != '/' || stat(real, &st) != 0 ||
         !S_ISREG(st.st_mode))
@@ -461,9 +468,19 @@ static void do_delete(local_t *l, storage_op_t *op)
             gf_err_set(&op->err, e.code, STORAGE_DOMAIN, "%s", e.msg);
         return;
     }
-    if (unlink(real) != 0 && errno != ENOENT)
-        gf_err_setd(&op->err, GF_EIO, STORAGE_DOMAIN, errno, "cannot remove %s: %s", op->key,
-                    strerror(errno));
+    if (unlink(real) != 0) {
+        if (errno != ENOENT)
+            gf_err_setd(&op->err, GF_EIO, STORAGE_DOMAIN, errno, "cannot remove %s: %s", op->key,
+                        strerror(errno));
+        return;
+    }
+    /* The removal made durable before the caller drops its record of the deletion: a
+     * crash would otherwise bring the file back with nothing left to delete it. */
+    char *slash = strrchr(real, '/');
+    *slash = '\0';
+    if (sync_dir(real) != 0)
+        gf_err_setd(&op->err, GF_EIO, STORAGE_DOMAIN, errno, "fsync of the directory of %s: %s",
+                    op->key, strerror(errno));
 }
 
 static void do_check(local_t *l, storage_op_t *op)

@@ -112,6 +112,25 @@ static void test_symlink_out_of_the_root_is_not_followed(void **state)
     assert_int_equal(get("u/x.png").err.code, GF_ENOTFOUND);
 }
 
+/* A key whose path the disk cannot resolve for another reason than "no such file" (here a
+ * symlink loop; EACCES, EIO or NFS's ESTALE alike) is no missing object: its delete
+ * fails, so the caller keeps its record and tries again, and a read is an error. */
+static void test_an_unresolvable_path_is_no_missing_object(void **state)
+{
+    (void)state;
+    char dir[600], link[700];
+    snprintf(dir, sizeof(dir), "%s/objects/loop", root);
+    mkdir(dir, 0750);
+    snprintf(link, sizeof(link), "%s/a", dir);
+    assert_int_equal(symlink(link, link), 0); /* a/ -> a/: ELOOP */
+    su_result_t del = {.in_call = 1};
+    assert_int_equal(storage_delete(st, "loop/a/0-full.webp", su_on_done, &del), 0);
+    su_wait(&loop, &del);
+    assert_int_equal(del.err.code, GF_EIO);
+    assert_int_equal(get("loop/a/0-full.webp").err.code, GF_EIO);
+    assert_int_equal(get("loop/b/0-full.webp").err.code, GF_ENOTFOUND);
+}
+
 static void test_bad_keys_and_no_urls(void **state)
 {
     (void)state;
@@ -655,6 +674,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_symlink_out_of_the_root_is_not_followed),
+        cmocka_unit_test(test_an_unresolvable_path_is_no_missing_object),
         cmocka_unit_test(test_bad_keys_and_no_urls),
         cmocka_unit_test(test_traversal_and_odd_keys_refused),
         cmocka_unit_test(test_puts_are_atomic_for_readers),
