@@ -40,6 +40,29 @@ static int has_word(const char *model, const char *word)
     return 0;
 }
 
+int provider_ratio_size(int width, int height, const char **aspect, const char **megapixels)
+{
+    static const struct {
+        int w, h;
+        const char *ratio, *mp;
+    } sizes[] = {
+        {1024, 1024, "1:1", "1"}, {512, 512, "1:1", "0.25"}, {1344, 768, "16:9", "1"},
+        {768, 1344, "9:16", "1"}, {1536, 640, "21:9", "1"},  {640, 1536, "9:21", "1"},
+        {1216, 832, "3:2", "1"},  {832, 1216, "2:3", "1"},   {896, 1088, "4:5", "1"},
+        {1088, 896, "5:4", "1"},  {896, 1152, "3:4", "1"},   {1152, 896, "4:3", "1"},
+    };
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        if (sizes[i].w == width && sizes[i].h == height) {
+            if (aspect)
+                *aspect = sizes[i].ratio;
+            if (megapixels)
+                *megapixels = sizes[i].mp;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void model_caps(const char *name, const char *model, provider_caps_t *c)
 {
     memset(c, 0, sizeof(*c));
@@ -53,6 +76,11 @@ static void model_caps(const char *name, const char *model, provider_caps_t *c)
     }
     if (strcmp(name, "bfl") == 0)
         c->max_side = 1440; /* FLUX.1 on BFL: at most 1440 (FLUX.2: 4 MP) */
+    /* Replicate's FLUX.1 schnell and dev take an aspect ratio, no width or height
+     * (providers.md 4): only the sizes those make. */
+    if (strcmp(name, "replicate") == 0 &&
+        (has_word(model, "flux-schnell") || has_word(model, "flux-dev")))
+        c->ratio_sizes = 1;
     if (has_word(model, "flux.2") || has_word(model, "flux-2")) {
         c->refs = strcmp(name, "bfl") == 0 ? 8 : 4;
         c->max_side = 2048;
@@ -93,6 +121,8 @@ int provider_caps_fit(const provider_caps_t *c, const provider_needs_t *n, const
         why = "width";
     else if (n->height > c->max_side)
         why = "height";
+    else if (c->ratio_sizes && !provider_ratio_size(n->width, n->height, NULL, NULL))
+        why = "width";
     else if (n->negative && !c->negative)
         why = "negative_prompt";
     if (field)

@@ -53,12 +53,21 @@ static json_t *rep_input(const provider_call_t *c)
     const char *model = provider__call_model(c);
     json_t *in = json_object();
     json_object_set_new(in, "prompt", json_string(q->prompt));
-    /* The farm needs the exact size (it checks the output): a custom aspect
-     * ratio with width and height, FLUX 1.1 pro's form on Replicate (that
-     * every model takes it is unverified, docs/providers.md). */
-    json_object_set_new(in, "aspect_ratio", json_string("custom"));
-    json_object_set_new(in, "width", json_integer(q->width));
-    json_object_set_new(in, "height", json_integer(q->height));
+    /* The farm needs the exact size (it checks the output). FLUX.1 schnell and
+     * dev take no width or height, only an aspect ratio and megapixels, and
+     * make a fixed size for each (providers.md 4; the chain sends them only
+     * those sizes, caps.c). Other models: a custom aspect ratio with width and
+     * height, FLUX 1.1 pro's form on Replicate. */
+    const char *ratio, *mp;
+    if (provider__call_caps(c)->ratio_sizes &&
+        provider_ratio_size(q->width, q->height, &ratio, &mp)) {
+        json_object_set_new(in, "aspect_ratio", json_string(ratio));
+        json_object_set_new(in, "megapixels", json_string(mp));
+    } else {
+        json_object_set_new(in, "aspect_ratio", json_string("custom"));
+        json_object_set_new(in, "width", json_integer(q->width));
+        json_object_set_new(in, "height", json_integer(q->height));
+    }
     if (q->seed >= 0)
         json_object_set_new(in, "seed", json_integer(q->seed));
     if (q->steps > 0) {

@@ -173,7 +173,19 @@ typedef struct {
     int control;       /* takes a control image (a pose map as control) */
     int max_side;      /* the largest width or height it takes */
     int negative;      /* takes a negative prompt (the adapter sends it) */
+    int ratio_sizes;   /* takes no width/height, only an aspect ratio (and megapixels): the
+                        * sizes of provider_ratio_size() alone (Replicate's FLUX.1 models) */
 } provider_caps_t;
+
+/*
+ * For a model that takes an aspect ratio instead of a size: the `aspect_ratio`
+ * and `megapixels` inputs that make exactly width x height, or 0 when none
+ * does. Replicate's FLUX.1 predictors (cog-flux) make these sizes at
+ * megapixels "1": 1:1 1024x1024, 16:9 1344x768, 21:9 1536x640, 3:2
+ * 1216x832, 4:5 896x1088, 3:4 896x1152 (and each turned round); at "0.25",
+ * the square's half, 512x512.
+ */
+int provider_ratio_size(int width, int height, const char **aspect, const char **megapixels);
 
 /* What a request carries. */
 typedef struct {

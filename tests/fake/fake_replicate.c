@@ -195,10 +195,39 @@ static void answer_finished(fake_t *f, gf_http_req_t *r, void *arg)
     answer_created(f, r, arg);
 }
 
-/* Size from the input: width/height with a custom aspect ratio, else about 1 MP at the ratio. */
-static int rep_size(json_t *in, int *w, int *h)
+/*
+ * The size a FLUX.1 schnell or dev predictor (cog-flux) makes: its aspect
+ * ratio choices (providers.md 4; there is no "custom", no width or height) at
+ * megapixels "1", each side halved at "0.25". 0 for a ratio it refuses.
+ */
+static int cog_flux_size(const char *ar, const char *mp, int *w, int *h)
+{
+    static const struct {
+        const char *ratio;
+        int w, h;
+    } t[] = {{"1:1", 1024, 1024}, {"16:9", 1344, 768}, {"21:9", 1536, 640}, {"3:2", 1216, 832},
+             {"2:3", 832, 1216},  {"4:5", 896, 1088},  {"5:4", 1088, 896},  {"3:4", 896, 1152},
+             {"4:3", 1152, 896},  {"9:16", 768, 1344}, {"9:21", 640, 1536}};
+    int half = mp != NULL && strcmp(mp, "0.25") == 0;
+    if (mp != NULL && !half && strcmp(mp, "1") != 0)
+        return 0;
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        if (strcmp(t[i].ratio, ar ? ar : "1:1") == 0) {
+            *w = half ? t[i].w / 2 : t[i].w;
+            *h = half ? t[i].h / 2 : t[i].h;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Size from the input: width/height with a custom aspect ratio, else about 1 MP at the
+ * ratio; a FLUX.1 schnell/dev model (`cog_flux`) only by its own choices. */
+static int rep_size(json_t *in, int cog_flux, int *w, int *h)
 {
     const char *ar = json_string_value(json_object_get(in, "aspect_ratio"));
+    if (cog_flux)
+        return cog_flux_size(ar, json_string_value(json_object_get(in, "megapixels")), w, h);
     if (ar == NULL || strcmp(ar, "custom") == 0) {
         *w = (int)json_integer_value(json_object_get(in, "width"));
         *h = (int)json_integer_value(json_object_get(in, "height"));
@@ -228,12 +257,17 @@ static void on_submit(gf_http_req_t *r, void *data)
     const char *version = json_string_value(json_object_get(root, "version"));
     int w = 0, h = 0;
     int wait = prefer_wait(r);
-    if (prompt == NULL || (owner == NULL && version == NULL) || !rep_size(in, &w, &h) || w < 64 ||
-        h < 64 || w > 2048 || h > 2048 || wait < 0) {
+    const char *name = owner ? gf_http_req_param(r, "name") : NULL;
+    int cog_flux =
+        name && (strncmp(name, "flux-schnell", 12) == 0 || strncmp(name, "flux-dev", 8) == 0);
+    if (prompt == NULL || (owner == NULL && version == NULL) || !rep_size(in, cog_flux, &w, &h) ||
+        w < 64 || h < 64 || w > 2048 || h > 2048 || wait < 0) {
         json_decref(root);
         problem(r, 422, "Input validation failed",
-                "input: prompt, a size (aspect_ratio custom with width/height 64..2048) and a "
-                "valid Prefer are required");
+                cog_flux ? "input.aspect_ratio: must be one of 1:1, 16:9, 21:9, 3:2, 2:3, 4:5, "
+                           "5:4, 3:4, 4:3, 9:16, 9:21; input.megapixels: 1 or 0.25"
+                         : "input: prompt, a size (aspect_ratio custom with width/height "
+                           "64..2048) and a valid Prefer are required");
         return;
     }
     /* Replicate's flux models: output_format webp (the default), jpg or png. */

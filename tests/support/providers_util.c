@@ -85,29 +85,20 @@ gf_config_t *pt_config(const pt_fake_t *f, const char *provider, const char *con
              f ? f->base : "http://127.0.0.1:9");
     snprintf(fake, sizeof(fake), "FARM_FAKE_PROVIDER_URL=%s", f ? f->base : "http://127.0.0.1:9");
     snprintf(prov, sizeof(prov), "FARM_PROVIDER=%s", provider);
-    const char *env[64] = {hf,
-                           fal,
-                           bfl,
-                           rep,
-                           fake,
-                           prov,
-                           "FARM_HF_TOKEN=hf_test_token_123",
-                           "FARM_FAL_KEY=fal_test_key_123",
-                           "FARM_BFL_KEY=bfl_test_key_123",
-                           "FARM_REPLICATE_TOKEN=r8_test_token_123",
-                           "FARM_LOG_LEVEL=error",
-                           "FARM_PROVIDER_BACKOFF_BASE_MS=20",
-                           "FARM_PROVIDER_BACKOFF_CAP_MS=200",
-                           "FARM_PROVIDER_POLL_MIN_MS=20",
-                           "FARM_PROVIDER_POLL_MAX_MS=100",
-                           "FARM_PROVIDER_LOADING_WAIT_CAP_MS=100",
-                           "FARM_PROVIDER_MAX_RETRIES=3",
-                           "FARM_PROVIDER_DEADLINE_S=30",
-                           "FARM_PROVIDER_SUBMIT_TIMEOUT_S=10",
-                           "FARM_PROVIDER_SYNC_TIMEOUT_S=10",
-                           "FARM_PROVIDER_DOWNLOAD_TIMEOUT_S=10",
-                           "FARM_PROVIDER_LOW_SPEED_TIME_S=2",
-                           "FARM_PROVIDER_CONNECT_TIMEOUT_MS=2000"};
+    const char *env[64] = {
+        hf, fal, bfl, rep, fake, prov, "FARM_HF_TOKEN=hf_test_token_123",
+        "FARM_FAL_KEY=fal_test_key_123", "FARM_BFL_KEY=bfl_test_key_123",
+        "FARM_REPLICATE_TOKEN=r8_test_token_123",
+        /* A model that takes any size (custom width/height): the protocol
+         * tests ask small ones. FLUX.1 schnell, the default, makes only
+         * its aspect ratios' sizes; its own tests name it. */
+        "FARM_REPLICATE_MODEL=black-forest-labs/flux-1.1-pro", "FARM_LOG_LEVEL=error",
+        "FARM_PROVIDER_BACKOFF_BASE_MS=20", "FARM_PROVIDER_BACKOFF_CAP_MS=200",
+        "FARM_PROVIDER_POLL_MIN_MS=20", "FARM_PROVIDER_POLL_MAX_MS=100",
+        "FARM_PROVIDER_LOADING_WAIT_CAP_MS=100", "FARM_PROVIDER_MAX_RETRIES=3",
+        "FARM_PROVIDER_DEADLINE_S=30", "FARM_PROVIDER_SUBMIT_TIMEOUT_S=10",
+        "FARM_PROVIDER_SYNC_TIMEOUT_S=10", "FARM_PROVIDER_DOWNLOAD_TIMEOUT_S=10",
+        "FARM_PROVIDER_LOW_SPEED_TIME_S=2", "FARM_PROVIDER_CONNECT_TIMEOUT_MS=2000"};
     int n = 23;
     for (const char *const *e = extra; e && *e && n < 62; e++) {
         /* An override replaces an earlier row of the same name. */

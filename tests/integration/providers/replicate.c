@@ -83,7 +83,7 @@ static void test_a_prediction_done_within_the_wait_needs_no_poll(void **state)
     json_t *subs = entries("replicate.submit");
     json_t *e = json_array_get(subs, 0);
     assert_string_equal(json_string_value(json_object_get(e, "path")),
-                        "/replicate/v1/models/black-forest-labs/flux-schnell/predictions");
+                        "/replicate/v1/models/black-forest-labs/flux-1.1-pro/predictions");
     /* Cancel-After is what is left of the 30 s deadline. */
     const char *ca = json_string_value(json_object_get(e, "cancel_after"));
     assert_non_null(ca);
@@ -159,7 +159,8 @@ static void test_a_pinned_version_goes_to_v1_predictions(void **state)
         "5599ed30703defd1d160a25a63321b4dec97101d98b4674bcc56e41f62f35637",
         NULL};
     pt_result_t r = {0};
-    run_cfg(pinned, "a pinned owl", 0, &r);
+    provider_req_t q = pt_req("a pinned owl", 1024, 1024); /* schnell's 1:1 */
+    pt_run_one("replicate", pinned, &q, &r);
     assert_int_equal(r.status, 0);
     json_t *subs = entries("replicate.submit");
     assert_string_equal(json_string_value(json_object_get(json_array_get(subs, 0), "path")),
@@ -268,6 +269,39 @@ static void test_removed_output_is_an_expired_result(void **state)
     pt_result_dispose(&r);
 }
 
+/*
+ * FLUX.1 schnell (the default model) takes no width or height, only an aspect
+ * ratio and megapixels (providers.md 4; the fake refuses "custom" for it as
+ * Cog refuses a value off its choices): the adapter asks the ratio that
+ * makes the size, and gets that size.
+ */
+static void test_schnell_is_asked_by_aspect_ratio(void **state)
+{
+    (void)state;
+    static const char *const schnell[] = {"FARM_REPLICATE_MODEL=black-forest-labs/flux-schnell",
+                                          NULL};
+    const int sizes[][2] = {{1344, 768}, {832, 1216}, {512, 512}};
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        pt_result_t r = {0};
+        provider_req_t q = pt_req("a schnell owl", sizes[i][0], sizes[i][1]);
+        pt_run_one("replicate", schnell, &q, &r);
+        if (r.status != 0)
+            fail_msg("%dx%d: %s", sizes[i][0], sizes[i][1], r.err.err.msg);
+        assert_png(&r, sizes[i][0], sizes[i][1]);
+        pt_result_dispose(&r);
+    }
+    /* A size none of its ratios makes is refused before anything is sent, naming it. */
+    gf_config_t *cfg = pt_config(&fake, "replicate", schnell);
+    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
+    provider_req_t q = pt_req("a schnell owl", 96, 64);
+    pt_result_t r = {0};
+    gf_err_t err = {0};
+    assert_int_equal(pt_try_submit(p, &q, &r, &err), GF_EINVAL);
+    assert_non_null(strstr(err.msg, "width"));
+    pt_close(&loop, p, cfg);
+    assert_int_equal(pt_fake_count(&fake, "replicate.submit"), 3);
+}
+
 /* A prediction that never finishes: the deadline, and Replicate is told to cancel. */
 static void test_pending_forever_hits_the_deadline_and_cancels(void **state)
 {
@@ -323,7 +357,7 @@ static void test_resume_polls_without_a_second_prediction(void **state)
 {
     (void)state;
     char url[256];
-    snprintf(url, sizeof(url), "%s/replicate/v1/models/black-forest-labs/flux-schnell/predictions",
+    snprintf(url, sizeof(url), "%s/replicate/v1/models/black-forest-labs/flux-1.1-pro/predictions",
              fake.base);
     static const char *const h[] = {"Authorization: Bearer r8_test_token_123",
                                     "Content-Type: application/json", NULL};
@@ -372,6 +406,7 @@ int main(void)
                                reset),
         cmocka_unit_test_setup(test_a_created_prediction_above_the_bound_is_not_sent_again, reset),
         cmocka_unit_test_setup(test_a_pinned_version_goes_to_v1_predictions, reset),
+        cmocka_unit_test_setup(test_schnell_is_asked_by_aspect_ratio, reset),
         cmocka_unit_test_setup(test_processing_with_output_is_taken, reset),
         cmocka_unit_test_setup(test_fault_rows_map_to_typed_errors, reset),
         cmocka_unit_test_setup(test_problem_json_detail_reaches_the_error, reset),

@@ -124,11 +124,28 @@ static void test_replicate_joins_the_chain_with_its_token(void **state)
     provider_caps(cfg, "replicate", 0, &text);
     provider_caps(cfg, "replicate", 1, &pose);
     assert_string_equal(text.model, "black-forest-labs/flux-schnell");
+    /* schnell makes only its aspect ratios' sizes: the chain offers it no other. */
+    assert_true(text.ratio_sizes);
+    const char *field = NULL;
+    provider_needs_t small = {.width = 256, .height = 256};
+    assert_int_equal(provider_chain_can(cfg, NULL, "replicate", &small, &field), 0);
+    assert_string_equal(field, "width");
+    provider_needs_t square = {.width = 1024, .height = 1024},
+                     wide = {.width = 1344, .height = 768};
+    assert_int_equal(provider_chain_can(cfg, NULL, "replicate", &square, &field), 1);
+    assert_int_equal(provider_chain_can(cfg, NULL, "replicate", &wide, &field), 1);
+    const char *ratio = NULL, *mp = NULL;
+    assert_int_equal(provider_ratio_size(1344, 768, &ratio, &mp), 1);
+    assert_string_equal(ratio, "16:9");
+    assert_string_equal(mp, "1");
+    assert_int_equal(provider_ratio_size(512, 512, &ratio, &mp), 1);
+    assert_string_equal(ratio, "1:1");
+    assert_string_equal(mp, "0.25");
+    assert_int_equal(provider_ratio_size(768, 768, &ratio, &mp), 0);
     assert_int_equal(text.refs, 0);
     assert_string_equal(pose.model, "black-forest-labs/flux-2-dev");
     assert_true(pose.refs >= 2);
     provider_needs_t both = {.identity = 1, .pose = 1, .width = 1024, .height = 1024};
-    const char *field = NULL;
     assert_int_equal(provider_chain_can(cfg, NULL, "replicate", &both, &field), 1);
     gf_cfg_free(cfg);
     /* Kontext takes one reference: the pose, but not the person too. */
