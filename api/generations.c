@@ -385,14 +385,51 @@ static void log_cancel_not_passed(int status)
            gf_status_name(status));
 }
 
+/* A running generation's cancel on its way to the queue, then to Postgres. */
+typedef struct {
+    api_t *api;
+    char gen_id[37];
+    store_call_t finish;
+} cancel_pass_t;
+
+static void on_cancel_finished(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
+{
+    (void)st;
+    (void)call;
+    cancel_pass_t *p = data;
+    if (err->code < 0 && err->code != GF_ECANCELED) {
+        gf_log_ctx ctx = {.component = "api", .generation_id = p->gen_id};
+        GF_LOG(GF_LOG_WARN, &ctx, "cannot finish a canceled generation (%s): the sweeper does",
+               gf_status_name(err->code));
+    }
+    store_call_dispose(&p->finish);
+    free(p);
+}
+
+/*
+ * The queue's word on a cancel. For a generation Postgres had running, a
+ * job no worker held (handed back: waiting in the queue again) ends
+ * canceled in the queue at once; Postgres is finished the same way now,
+ * not at a sweep, so GET and the user's event stream (which waits for
+ * Postgres's terminal status) do not hang on it. A held job is its
+ * holder's to finish.
+ */
 static void on_queue_canceled(queue_t *q, const gf_err_t *err, const queue_result_t *res,
                               void *data)
 {
     (void)q;
-    (void)res;
-    (void)data;
+    cancel_pass_t *p = data;
     if (err->code < 0 && err->code != GF_ECANCELED)
         log_cancel_not_passed(err->code);
+    if (p == NULL)
+        return;
+    if (err->code == GF_OK && strcmp(res->state, "canceled") == 0) {
+        store_call_finish(&p->finish, p->gen_id, -1, "canceled", NULL);
+        if (store_exec(p->api->store, &p->finish, on_cancel_finished, p) == 0)
+            return;
+        store_call_dispose(&p->finish);
+    }
+    free(p);
 }
 
 static void on_canceled(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
@@ -408,9 +445,17 @@ static void on_canceled(store_t *st, const gf_err_t *err, store_call_t *call, vo
     if (api__route_failed(&c->r, err))
         return;
     /* Postgres decided; the queue drops a queued job or flags a running one for its worker. */
-    int rc = queue_cancel(c->r.api->queue, c->gen_id, on_queue_canceled, NULL);
-    if (rc < 0)
+    cancel_pass_t *p = NULL;
+    if (!c->r.call.res.cancel.applied) { /* running in Postgres: flagged */
+        p = gf_xcalloc(1, sizeof(*p));
+        p->api = c->r.api;
+        snprintf(p->gen_id, sizeof(p->gen_id), "%s", c->gen_id);
+    }
+    int rc = queue_cancel(c->r.api->queue, c->gen_id, on_queue_canceled, p);
+    if (rc < 0) {
         log_cancel_not_passed(rc);
+        free(p);
+    }
     c->answer_status = 202;
     answer_generation(c);
 }

@@ -374,6 +374,39 @@ static void test_owner_only_and_cancel_releases(void **state)
     free(b);
 }
 
+/*
+ * A cancel of a running generation whose worker had handed its job back
+ * (Postgres: running; the queue: waiting, no holder to tell): the queue
+ * ends the job canceled at once, and the api finishes it in Postgres too,
+ * with no sweeper: GET says canceled and the credits are back. Before, GET
+ * said running, and the user's event stream held every later event, until
+ * a sweep.
+ */
+static void test_a_cancel_of_a_handed_back_generation_ends_it_at_once(void **state)
+{
+    (void)state;
+    char *t = au_token(NULL, "pro", NULL, NULL), id[37], path[128];
+    au_create(t, AVATAR, id);
+    uint64_t tok = pw_start(id);
+    queue_result_t qr = {0};
+    gf_err_t err = {0};
+    assert_int_equal(queue_sync_finish(pw_qs, id, tok, QUEUE_HANDBACK, NULL, &qr, &err), 0);
+    snprintf(path, sizeof(path), "/v1/generations/%s/cancel", id);
+    ts_http_t r = au_call("POST", path, t, NULL, NULL);
+    assert_int_equal(r.status, 202);
+    ts_http_dispose(&r);
+    snprintf(path, sizeof(path), "/v1/generations/%s", id);
+    int canceled = 0;
+    for (double end = ts_now() + 5; !canceled && ts_now() < end; usleep(100000)) {
+        r = au_call("GET", path, t, NULL, NULL);
+        canceled = r.status == 200 && strstr(r.body, "\"status\":\"canceled\"") != NULL;
+        ts_http_dispose(&r);
+    }
+    assert_true(canceled);
+    assert_int_equal(au_credits_field(t, "held"), 0);
+    free(t);
+}
+
 static void test_list_pages_with_a_cursor(void **state)
 {
     (void)state;
@@ -604,6 +637,7 @@ int main(void)
         cmocka_unit_test(test_rate_limit_is_429_with_retry_after),
         cmocka_unit_test(test_cors_for_configured_origins_only),
         cmocka_unit_test(test_owner_only_and_cancel_releases),
+        cmocka_unit_test(test_a_cancel_of_a_handed_back_generation_ends_it_at_once),
         cmocka_unit_test(test_list_pages_with_a_cursor),
         cmocka_unit_test(test_unread_input_refused),
         cmocka_unit_test(test_admin_credits),
