@@ -437,7 +437,8 @@ void job__advance(job_t *j, job_event_t ev, const job_event_arg_t *arg)
     job_facts_t f = {.cancel_asked = j->cancel_asked,
                      .running = j->running,
                      .settled = j->settled,
-                     .images = j->images};
+                     .images = j->images,
+                     .finish_sent = j->finish_sent};
     job_state_t from = j->state;
     job_state_t to = job__next(from, ev, &f);
     if (to == from)

@@ -65,6 +65,8 @@ static void on_image_recorded(store_t *st, const gf_err_t *err, store_call_t *ca
     job_t *j = op->job;
     job_image_t *img = op->img;
     int captured = op->error_json == NULL;
+    if (op->finishes)
+        j->finish_sent = 0;
     if (op->webhook_reserved) { /* the terminal webhook it leased goes out at once */
         op->webhook_reserved = 0;
         webhook_deliverer_adopt(j->r->webhooks, err->code == 0 ? &call->res.image.webhook : NULL);
@@ -197,6 +199,7 @@ static void outputs_stored(job_image_t *img)
      * leases the terminal webhook for its own deliverer, when that has room: sent as
      * soon as the call answers, not at another worker's next poll. */
     op->finishes = j->state == JOB_RUNNING && j->settled == j->images - 1;
+    j->finish_sent = op->finishes;
     int lease_s = op->finishes ? webhook_deliverer_reserve(j->r->webhooks) : 0;
     op->webhook_reserved = lease_s > 0;
     if (op->finishes)

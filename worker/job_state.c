@@ -39,8 +39,10 @@ job_state_t job__next(job_state_t s, job_event_t ev, const job_facts_t *f)
     case JOB_EV_STORE_FAILED:
         return s <= JOB_FINISHING ? JOB_HANDING_BACK : s;
     case JOB_EV_DRAIN_TIMEOUT:
-        /* A finish already on its way to Postgres (or an end to the queue) is waited for. */
-        return s <= JOB_CANCELING ? JOB_HANDING_BACK : s;
+        /* A finish already on its way to Postgres (or an end to the queue) is waited for:
+         * FINISHING's, or the last image's record that carries it (sent while RUNNING).
+         * Handed back then, a generation Postgres has finished would run again. */
+        return s <= JOB_CANCELING && !f->finish_sent ? JOB_HANDING_BACK : s;
     case JOB_EV_LEASE_LOST:
         return s == JOB_HANDING_BACK || job__state_is_ended(s) ? s : JOB_LOST;
     }

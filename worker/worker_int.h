@@ -96,6 +96,7 @@ typedef enum {
 typedef struct {
     int cancel_asked;             /* a cancel came while STARTING */
     int running, settled, images; /* images in flight, settled, in all */
+    int finish_sent;              /* the last image's record, which finishes it, is in flight */
 } job_facts_t;
 
 /*
@@ -167,6 +168,7 @@ struct job {
     int nposes, images; /* poses (1 for an avatar) and images it runs, from params */
     job_image_t *imgs;
     int running, settled, delivered;
+    int finish_sent; /* the last image's record and the finish (one call) are in flight */
     /* The status its last image's record finished it with (farm_image_done_finish);
      * FINISHING then has nothing left to send. Empty until then. */
     char finished_status[16];

@@ -87,6 +87,10 @@ static void test_a_drain_timeout_waits_for_a_finish_on_its_way(void **state)
     assert_int_equal(next(JOB_RUNNING, JOB_EV_DRAIN_TIMEOUT, &busy), JOB_HANDING_BACK);
     assert_int_equal(next(JOB_CANCELING, JOB_EV_DRAIN_TIMEOUT, &busy), JOB_HANDING_BACK);
     assert_int_equal(next(JOB_FINISHING, JOB_EV_DRAIN_TIMEOUT, &busy), JOB_FINISHING);
+    /* The last image's record, which finishes the generation, on its way: waited for. */
+    job_facts_t sent = busy;
+    sent.finish_sent = 1;
+    assert_int_equal(next(JOB_RUNNING, JOB_EV_DRAIN_TIMEOUT, &sent), JOB_RUNNING);
     assert_int_equal(next(JOB_CLOSING, JOB_EV_DRAIN_TIMEOUT, &busy), JOB_CLOSING);
 }
 
