@@ -74,8 +74,10 @@ static void model_caps(const char *name, const char *model, provider_caps_t *c)
         c->control = 1;
         return;
     }
-    if (strcmp(name, "bfl") == 0)
-        c->max_side = 1440; /* FLUX.1 on BFL: at most 1440 (FLUX.2: 4 MP) */
+    if (strcmp(name, "bfl") == 0) {
+        c->max_side = 1440; /* FLUX.1 on BFL: at most 1440, in steps of 32 (FLUX.2: 4 MP, 16) */
+        c->step = 32;
+    }
     /* Replicate's FLUX.1 schnell and dev take an aspect ratio, no width or height
      * (providers.md 4): only the sizes those make. */
     if (strcmp(name, "replicate") == 0 &&
@@ -84,6 +86,7 @@ static void model_caps(const char *name, const char *model, provider_caps_t *c)
     if (has_word(model, "flux.2") || has_word(model, "flux-2")) {
         c->refs = strcmp(name, "bfl") == 0 ? 8 : 4;
         c->max_side = 2048;
+        c->step = 0;
     } else if (has_word(model, "kontext") || has_word(model, "image-to-image")) {
         c->refs = 1;
     } else if (has_word(model, "canny") || has_word(model, "depth") ||
@@ -123,6 +126,10 @@ int provider_caps_fit(const provider_caps_t *c, const provider_needs_t *n, const
         why = "height";
     else if (c->ratio_sizes && !provider_ratio_size(n->width, n->height, NULL, NULL))
         why = "width";
+    else if (c->step && n->width % c->step)
+        why = "width";
+    else if (c->step && n->height % c->step)
+        why = "height";
     else if (n->negative && !c->negative)
         why = "negative_prompt";
     if (field)

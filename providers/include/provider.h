@@ -172,6 +172,7 @@ typedef struct {
     int refs;          /* reference images it takes: 0 (text only), 1, or several */
     int control;       /* takes a control image (a pose map as control) */
     int max_side;      /* the largest width or height it takes */
+    int step;          /* width and height must be multiples of it (0: any the api takes) */
     int negative;      /* takes a negative prompt (the adapter sends it) */
     int ratio_sizes;   /* takes no width/height, only an aspect ratio (and megapixels): the
                         * sizes of provider_ratio_size() alone (Replicate's FLUX.1 models) */

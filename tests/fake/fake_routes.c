@@ -159,6 +159,17 @@ static void on_bfl_submit(gf_http_req_t *r, void *data)
                             "field required", "type", "value_error.missing"));
         return;
     }
+    /* FLUX.1 on BFL: sizes in steps of 32 (providers.md 2; FLUX.2: 16, checked above by
+     * nothing stricter than the api's own rule). */
+    const char *model = gf_http_req_param(r, "model");
+    if (model && strstr(model, "flux-2") == NULL && (w % 32 || h % 32)) {
+        json_decref(root);
+        fake_json(r, 422,
+                  json_pack("{s:[{s:[s,s],s:s,s:s}]}", "detail", "loc", "body",
+                            w % 32 ? "width" : "height", "msg", "Input should be a multiple of 32",
+                            "type", "multiple_of"));
+        return;
+    }
     static const char *const bfl_formats[] = {"jpeg", "png", "webp", NULL};
     fake_format_t fmt;
     if (output_format(root, bfl_formats, FAKE_JPEG, &fmt) < 0) {

@@ -109,6 +109,28 @@ static void test_a_named_provider_is_alone(void **state)
 }
 
 /* Replicate is a provider like the others: in the chain with its token, its models' caps. */
+/* FLUX.1 on BFL takes sizes in steps of 32 (providers.md 2), FLUX.2 in steps of 16: a
+ * 1040 px side the api accepts is for FLUX.2 only, refused for FLUX.1 naming it. */
+static void test_bfl_flux1_takes_steps_of_32(void **state)
+{
+    (void)state;
+    gf_config_t *cfg = config((const char *const[]){"FARM_BFL_KEY=b", "FARM_PROVIDER=bfl",
+                                                    "FARM_BFL_MODEL=flux-dev", NULL});
+    const char *field = NULL;
+    provider_needs_t odd = {.width = 1040, .height = 1024}, tall = {.width = 1024, .height = 1040},
+                     even = {.width = 1024, .height = 992};
+    assert_int_equal(provider_chain_can(cfg, NULL, "bfl", &odd, &field), 0);
+    assert_string_equal(field, "width");
+    assert_int_equal(provider_chain_can(cfg, NULL, "bfl", &tall, &field), 0);
+    assert_string_equal(field, "height");
+    assert_int_equal(provider_chain_can(cfg, NULL, "bfl", &even, &field), 1);
+    gf_cfg_free(cfg);
+    cfg = config((const char *const[]){"FARM_BFL_KEY=b", "FARM_PROVIDER=bfl",
+                                       "FARM_BFL_MODEL=flux-2-pro", NULL});
+    assert_int_equal(provider_chain_can(cfg, NULL, "bfl", &odd, &field), 1);
+    gf_cfg_free(cfg);
+}
+
 static void test_replicate_joins_the_chain_with_its_token(void **state)
 {
     (void)state;
@@ -168,6 +190,7 @@ int main(void)
         cmocka_unit_test(test_auto_with_tokens_none_listed_is_refused),
         cmocka_unit_test(test_fake_takes_the_remote_ones_of_the_list),
         cmocka_unit_test(test_a_named_provider_is_alone),
+        cmocka_unit_test(test_bfl_flux1_takes_steps_of_32),
         cmocka_unit_test(test_replicate_joins_the_chain_with_its_token),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
