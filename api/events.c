@@ -338,6 +338,15 @@ int api__sse_write_terminal(api_sse_t *s, const char *id, json_t *gen)
 
 static void user_pump(api_sse_t *s);
 
+/*
+ * The most user-stream events a stream keeps waiting: a stream that starts
+ * from the user's whole history (no Last-Event-ID) reads it in batches of
+ * 100 while each terminal event waits for its generation's read, so without
+ * a bound it would hold the whole history (up to FARM_EVENTS_USER_MAXLEN) at
+ * once. Past it the watch is held; below half of it, released.
+ */
+#define API_SSE_USER_PEND_MAX 256
+
 /* The user-stream event at the head, off the list (the caller frees it). */
 static user_ev_t *user_take_head(api_sse_t *s)
 {
@@ -345,6 +354,8 @@ static user_ev_t *user_take_head(api_sse_t *s)
     s->pend_head = e->next;
     if (s->pend_head == NULL)
         s->pend_tail = NULL;
+    if (--s->pend_n < API_SSE_USER_PEND_MAX / 2 && s->watch)
+        queue_watch_hold(s->watch, 0);
     return e;
 }
 
@@ -446,7 +457,10 @@ static void on_user_events(queue_watch_t *w, const gf_err_t *err, const queue_ev
         else
             s->pend_head = u;
         s->pend_tail = u;
+        s->pend_n++;
     }
+    if (s->pend_n >= API_SSE_USER_PEND_MAX)
+        queue_watch_hold(s->watch, 1);
     user_pump(s);
 }
 

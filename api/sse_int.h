@@ -34,6 +34,7 @@ typedef struct api_sse {
     /* The user stream's events not written yet: they wait behind a terminal
      * event while its generation is read (it is written whole, in order). */
     user_ev_t *pend_head, *pend_tail;
+    unsigned pend_n;  /* how many: past API_SSE_USER_PEND_MAX the watch is held */
     uint64_t after;   /* Last-Event-ID of a generation stream */
     uint64_t last_id; /* the last generation event written */
     char sub[37];

@@ -43,6 +43,7 @@ struct queue_watch {
     int again;
     int stopped;
     int failed; /* its last read failed: the next probe tick reads again */
+    int held;   /* queue_watch_hold(): no read until released (`again` remembers one) */
 };
 
 static unsigned bucket_of(const char *key)
@@ -117,7 +118,7 @@ static void on_watch_read(queue_t *q, const gf_err_t *err, const queue_events_t 
 
 static void watch_read(queue_watch_t *w)
 {
-    if (w->reading) {
+    if (w->reading || w->held) {
         w->again = 1;
         return;
     }
@@ -127,6 +128,17 @@ static void watch_read(queue_watch_t *w)
     if (rc == 0)
         w->reading = 1;
     /* Otherwise Redis is down: queue__cmd_on_ready re-reads once it is back. */
+}
+
+void queue_watch_hold(queue_watch_t *w, int hold)
+{
+    if (w == NULL || w->stopped)
+        return;
+    w->held = hold != 0;
+    if (!w->held && w->again && !w->reading) {
+        w->again = 0;
+        watch_read(w); /* its answer comes on a later turn */
+    }
 }
 
 static queue_watch_t *watch_new(queue_t *q, int is_user, const char *key, uint64_t after,

@@ -322,6 +322,15 @@ queue_watch_t *queue_watch_user(queue_t *q, const char *user_id, const char *aft
 void queue_watch_stop(queue_watch_t *w);
 
 /*
+ * Holds a watch (`hold` 1): it reads nothing more, and its callback does not
+ * run, until it is released (0); what came meanwhile is read then, in
+ * order. For a reader that cannot keep up (a stream that must wait before
+ * it writes what it has): what it holds in memory stays bounded. Safe
+ * inside the callback; a release never runs the callback inside it.
+ */
+void queue_watch_hold(queue_watch_t *w, int hold);
+
+/*
  * Registers the process's cancel listener (one; NULL unregisters). It runs
  * for every cancel of a running job anywhere; the worker ignores ids it does
  * not hold. The heartbeat answer remains the guarantee; this is the fast path.

@@ -325,6 +325,60 @@ static void test_user_stream_ends_each_generation_with_its_own_status(void **sta
     free(t);
 }
 
+/*
+ * /v1/events from the start of a long history: generation a's terminal event
+ * waits for its record while the stream reads on into b's 400 progress
+ * events, more than a stream keeps waiting (256): it holds its watch, goes
+ * on once it has written, and delivers every event once, in order.
+ */
+static void test_user_stream_replays_a_long_history_whole(void **state)
+{
+    (void)state;
+    char *t = au_token(NULL, "pro", NULL, NULL), a[37], b[37];
+    au_create(t, AVATAR, a);
+    gf_err_t err = {0};
+    queue_result_t qr = {0};
+    uint64_t ta = pw_start(a);
+    pw_settle_and_finish(a, ta, 1, NULL);
+    assert_int_equal(queue_sync_finish(pw_qs, a, ta, QUEUE_DONE, "{}", &qr, &err), 0);
+    au_create(t, AVATAR, b);
+    uint64_t tb = pw_start(b);
+    const char *progress = "{\"status\":\"running\",\"stage\":\"generating\",\"progress\":40}";
+    for (int i = 0; i < 400; i++)
+        assert_int_equal(queue_sync_event_append(pw_qs, b, tb, "progress", progress, &qr, &err), 0);
+    pw_settle_and_finish(b, tb, 1, NULL);
+    assert_int_equal(queue_sync_finish(pw_qs, b, tb, QUEUE_DONE, "{}", &qr, &err), 0);
+
+    /* a's record is read slowly (its table locked for 1.5 s by another session), so the
+     * stream reads on past the bound while it waits. */
+    assert_int_equal(ts_sh("(psql -X -q \"$FARM_DATABASE_URL\" -c \"BEGIN; LOCK TABLE "
+                           "generations IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(1.5); "
+                           "COMMIT;\" >/dev/null 2>&1 &)"),
+                     0);
+    usleep(300000);
+    sse_client_t u = {.mu = PTHREAD_MUTEX_INITIALIZER, .timeout_s = 8};
+    snprintf(u.url, sizeof(u.url), "%s/v1/events", au_base);
+    snprintf(u.auth, sizeof(u.auth), "Authorization: Bearer %s", t);
+    pthread_t th;
+    pthread_create(&th, NULL, sse_run, &u);
+    int both = 0;
+    for (double end = ts_now() + 8; !both && ts_now() < end; usleep(50000)) {
+        pthread_mutex_lock(&u.mu);
+        both = pw_count_of(u.got.p, "event: succeeded\n") == 2;
+        pthread_mutex_unlock(&u.mu);
+    }
+    pthread_join(th, NULL);
+    assert_true(both);
+    assert_int_equal(pw_count_of(u.got.p, "event: progress\n"), 400);
+    /* in order: a's end before b's first progress, b's last progress before its end */
+    const char *a_end = strstr(u.got.p, "event: succeeded\n");
+    assert_non_null(strstr(a_end, a));
+    assert_true(strstr(u.got.p, "event: progress\n") > a_end);
+    assert_null(strstr(strstr(a_end + 1, "event: succeeded\n"), "event: progress\n"));
+    gf_buf_dispose(&u.got);
+    free(t);
+}
+
 /* Cancels the queued generation `id` of `tok` (202). */
 static void cancel_as(const char *tok, const char *id)
 {
@@ -825,6 +879,7 @@ int main(void)
         cmocka_unit_test(test_a_stream_ends_when_the_history_went_back_to_its_own_id),
         cmocka_unit_test(test_the_list_shows_the_queues_word_as_get_does),
         cmocka_unit_test(test_user_stream_ends_each_generation_with_its_own_status),
+        cmocka_unit_test(test_user_stream_replays_a_long_history_whole),
         cmocka_unit_test(test_user_stream_goes_on_past_a_deleted_generation),
         cmocka_unit_test(test_queue_retries_reach_clients_by_api_names),
         cmocka_unit_test(test_a_foreign_last_event_id_is_400_and_redis_stays_free),

@@ -121,6 +121,49 @@ static void test_resumed_watch_starts_after_its_id(void **state)
     queue_watch_stop(uw);
 }
 
+/* A held user watch: the events it delivered, and how many it takes before it holds. */
+static int held_seen, held_after;
+
+static void on_held_watch(queue_watch_t *w, const gf_err_t *err, const queue_events_t *e,
+                          void *data)
+{
+    (void)data;
+    if (err->code < 0)
+        return;
+    held_seen += (int)e->n;
+    if (held_seen >= held_after)
+        queue_watch_hold(w, 1);
+}
+
+/* A reader that holds its watch (a stream waiting before it writes) gets nothing more
+ * while it holds it, whatever the history still to read; released, the rest in order. */
+static void test_a_held_watch_reads_nothing_until_released(void **state)
+{
+    fx_t *fx = *state;
+    char gen[64];
+    qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "held"), "uheld", "pro");
+    for (int i = 0; i < 250; i++)
+        assert_int_equal(queue_sync_event_append(fx->qs, gen, 0, "progress", "{}", NULL, NULL), 0);
+    held_seen = 0;
+    held_after = 100;
+    gf_err_t err = {0};
+    queue_watch_t *w = queue_watch_user(fx->q, "uheld", NULL, on_held_watch, fx, &err);
+    assert_non_null(w);
+    for (double end = ts_now() + 5; held_seen < 100 && ts_now() < end;)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(held_seen, 100); /* one batch, then held */
+    for (double end = ts_now() + 1; ts_now() < end;)
+        uv_run(&fx->loop, UV_RUN_NOWAIT);
+    assert_int_equal(held_seen, 100);
+    held_after = 1000;
+    queue_watch_hold(w, 0);
+    assert_int_equal(held_seen, 100); /* nothing inside the release */
+    for (double end = ts_now() + 5; held_seen < 251 && ts_now() < end;)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(held_seen, 251); /* queued, then the 250 */
+    queue_watch_stop(w);
+}
+
 static void on_cancel(queue_t *q, const char *gen_id, void *data)
 {
     fx_t *fx = data;
@@ -496,6 +539,8 @@ int main(void)
                                         qt_async_teardown),
         cmocka_unit_test_setup_teardown(test_resumed_watch_starts_after_its_id, qt_async_setup,
                                         qt_async_teardown),
+        cmocka_unit_test_setup_teardown(test_a_held_watch_reads_nothing_until_released,
+                                        qt_async_setup, qt_async_teardown),
         cmocka_unit_test_setup_teardown(test_cancel_of_running_job_reaches_holder_within_2s,
                                         qt_async_setup, qt_async_teardown),
         cmocka_unit_test_setup_teardown(test_fails_fast_while_down_and_reconnects, qt_async_setup,
