@@ -63,6 +63,18 @@ static int is_request(const parse_t *c)
     return c->o->mode == IMG_PARAMS_REQUEST;
 }
 
+/*
+ * Whether a preset name that is not among the presets must be refused: in a
+ * request always; in a payload when the presets are known (a worker), since
+ * a job run without its pose, style or export would be charged for what it
+ * was not made with. (A payload read without presets, as the CLI reads one,
+ * keeps the name.)
+ */
+static int refuse_unknown(const parse_t *c)
+{
+    return is_request(c) || c->o->presets != NULL;
+}
+
 /* The field's value; NULL when absent or null (a null one is remembered: it is echoed). */
 static json_t *get(parse_t *c, field f)
 {
@@ -184,7 +196,7 @@ static int check_poses(parse_t *c)
         }
         snprintf(pose->preset, sizeof(pose->preset), "%s", json_string_value(preset));
         pose->def = c->o->presets ? img_presets_pose_find(c->o->presets, pose->preset) : NULL;
-        if (pose->def == NULL && is_request(c))
+        if (pose->def == NULL && refuse_unknown(c))
             return bad(c, "poses", "unknown pose preset (see GET /v1/presets)", NULL);
     }
     return 0;
@@ -208,7 +220,7 @@ static int check_exports(parse_t *c)
             json_is_string(e) && c->o->presets
                 ? img_presets_export_find(c->o->presets, json_string_value(e))
                 : NULL;
-        if (!json_is_string(e) || (def == NULL && is_request(c)))
+        if (!json_is_string(e) || (def == NULL && refuse_unknown(c)))
             return bad(c, "exports", "unknown export preset (see GET /v1/presets)", NULL);
         /* API.md: a repeated export is refused (it would be rendered and stored twice). */
         for (int k = 0; is_request(c) && k < p->nexports; k++)
@@ -237,7 +249,7 @@ static int check_misc(parse_t *c)
         p->style_def = json_is_string(v) && c->o->presets
                            ? img_presets_style_find(c->o->presets, json_string_value(v))
                            : NULL;
-        if (!json_is_string(v) || (p->style_def == NULL && is_request(c)))
+        if (!json_is_string(v) || (p->style_def == NULL && refuse_unknown(c)))
             return bad(c, "style", "style must be a preset name (see GET /v1/presets)", NULL);
         p->style = gf_xstrdup(json_string_value(v));
     }

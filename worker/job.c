@@ -783,7 +783,12 @@ void job_start(worker_runner_t *r, queue_job_t *qj)
      * are refused once the start is recorded: job_parse.) */
     const char *payload = j->qj.payload ? j->qj.payload : "";
     img_params_opts o = {.mode = IMG_PARAMS_PAYLOAD, .presets = r->presets};
-    j->params_ok = img_params_parse(payload, strlen(payload), &o, &j->params, NULL) == 0;
+    img_params_err pe = {0};
+    j->params_ok = img_params_parse(payload, strlen(payload), &o, &j->params, &pe) == 0;
+    if (!j->params_ok) { /* e.g. a preset this worker's FARM_PRESETS_DIR does not have */
+        gf_log_ctx ctx = job__log(j, "reading its parameters");
+        GF_LOG(GF_LOG_ERROR, &ctx, "%s: %s", pe.field, pe.message);
+    }
     /* Queue wait: to the first start only (a retry's wait is its backoff). */
     double age = job_age_s(j);
     if (r->m_queue_wait && j->qj.attempt == 1 && age >= 0)
