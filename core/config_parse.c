@@ -41,8 +41,9 @@ static int strict_number(const char **p, long long min, long long max, long long
 /* FARM_QUEUE_TIERS: "name:weight:cap,..." exactly: no spaces, signs, empty items or repeats. */
 static int parse_tiers(gf_config_t *cfg, gf_err_t *err)
 {
-    static const char name_chars[] =
-        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-";
+    /* A tier is a token's plan, and a plan is lower case (api/auth.c): a tier named with
+     * capitals could never be reached. */
+    static const char name_chars[] = "abcdefghijklmnopqrstuvwxyz0123456789_-";
     const char *p = cfg->queue_tiers;
     cfg->n_tiers = 0;
     for (;;) {
@@ -73,8 +74,9 @@ static int parse_tiers(gf_config_t *cfg, gf_err_t *err)
         p++;
     }
     return gf_err_set(err, GF_EINVAL, "config",
-                      "FARM_QUEUE_TIERS=%s: expected name:weight:cap,... (a name of letters, "
-                      "digits, '_' and '-', up to %d; a weight 1-1000; a cap 1-1000000)",
+                      "FARM_QUEUE_TIERS=%s: expected name:weight:cap,... (a name of lower-case "
+                      "letters, digits, '_' and '-', up to %d, as a token's plan is; a weight "
+                      "1-1000; a cap 1-1000000)",
                       cfg->queue_tiers, GF_TIER_NAME_MAX);
 }
 

@@ -42,6 +42,7 @@ static void test_tiers_are_parsed_exactly(void **state)
         "FARM_QUEUE_TIERS=a:1:1,b:1:1,c:1:1,d:1:1,e:1:1,f:1:1,g:1:1,h:1:1,i:1:1",
         "FARM_QUEUE_TIERS=abcdefghijklmnopqrstuvwxyz0123456:1:1", /* 33 characters */
         "FARM_QUEUE_TIERS=p'r:1:1",
+        "FARM_QUEUE_TIERS=Pro:4:10,free:1:3", /* no token's plan is ever "Pro" */
     };
     ALL_REFUSED(bad, "FARM_QUEUE_TIERS");
     /* A tier named twice would get the second's cap and both weights. */
