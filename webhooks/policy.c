@@ -24,6 +24,11 @@ int webhook_key_decode(const char *secret, unsigned char key[WEBHOOK_KEY_MAX], s
         if (n > WEBHOOK_KEY_MAX)
             return gf_err_set(err, GF_EINVAL, "webhooks",
                               "FARM_WEBHOOK_SECRET is longer than %d bytes", WEBHOOK_KEY_MAX);
+        if (n < GF_SECRET_MIN)
+            return gf_err_set(err, GF_EINVAL, "webhooks",
+                              "FARM_WEBHOOK_SECRET is shorter than %d bytes: anyone could forge "
+                              "its signatures",
+                              GF_SECRET_MIN);
         memcpy(key, secret, n);
         *len = n;
         return 0;
@@ -41,6 +46,11 @@ int webhook_key_decode(const char *secret, unsigned char key[WEBHOOK_KEY_MAX], s
                           "FARM_WEBHOOK_SECRET: whsec_ must be followed by base64");
     size_t pad = (b64[b64_len - 1] == '=') + (b64[b64_len - 2] == '=');
     *len = (size_t)got - pad;
+    if (*len < GF_SECRET_MIN) /* Standard Webhooks' secrets are 24 to 64 bytes */
+        return gf_err_set(err, GF_EINVAL, "webhooks",
+                          "FARM_WEBHOOK_SECRET: a whsec_ key of %zu bytes, fewer than %d: anyone "
+                          "could forge its signatures",
+                          *len, GF_SECRET_MIN);
     return 0;
 }
 

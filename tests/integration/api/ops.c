@@ -359,7 +359,9 @@ static void test_bad_config_stops_at_start_naming_the_variable(void **state)
         {OPS_SECRETS, "FARM_DATABASE_URL=postgresql://farm@127.0.0.1:1/farm?colour=red",
          "FARM_DATABASE_URL: invalid URI query parameter"},
         /* No worker could sign with it: webhook_url would be taken and never sent. */
-        {OPS_SECRETS, "FARM_WEBHOOK_SECRET=whsec_!!not-base64", "FARM_WEBHOOK_SECRET"}};
+        {OPS_SECRETS, "FARM_WEBHOOK_SECRET=whsec_!!not-base64", "FARM_WEBHOOK_SECRET"},
+        /* A key anyone could guess: receivers would take forged events for the farm's. */
+        {OPS_SECRETS, "FARM_WEBHOOK_SECRET=whsec_YWJjZA==", "fewer than 16"}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *env[] = {(char *)cases[i][0], (char *)cases[i][1], (char *)cases[i][2], NULL};
         snprintf(out, sizeof(out), "%s/badcfg-%zu.log", ts_env("FARM_TEST_TMPDIR"), i);

@@ -39,12 +39,12 @@ static void test_signature_matches_the_spec(void **state)
               "{\"test\": 2432232314}", sig);
     assert_string_equal(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
     /* A secret without whsec_ is used as its bytes: what the npm package computes for
-     * new Webhook(base64("plain-secret")). */
-    sign_with("plain-secret", "id1", 1700000000, "{}", sig);
-    assert_string_equal(sig, "v1,kgaJhCJe4jpwq7JLSW8elj2j5d7sUjxvhJpxFexLqU8=");
+     * new Webhook(base64("plain-secret-0123456")). */
+    sign_with("plain-secret-0123456", "id1", 1700000000, "{}", sig);
+    assert_string_equal(sig, "v1,QPA5e7ImqYzqQZyrBMKkWwMNgnskZib3/ObtqHbN43A=");
     /* One byte of the body changed: another signature. */
-    sign_with("plain-secret", "id1", 1700000000, "{ }", sig);
-    assert_string_not_equal(sig, "v1,kgaJhCJe4jpwq7JLSW8elj2j5d7sUjxvhJpxFexLqU8=");
+    sign_with("plain-secret-0123456", "id1", 1700000000, "{ }", sig);
+    assert_string_not_equal(sig, "v1,QPA5e7ImqYzqQZyrBMKkWwMNgnskZib3/ObtqHbN43A=");
 }
 
 static void test_bad_secrets_refused(void **state)
@@ -57,9 +57,13 @@ static void test_bad_secrets_refused(void **state)
     assert_int_equal(webhook_key_decode("whsec_", key, &len, &err), GF_EINVAL);
     assert_int_equal(webhook_key_decode("whsec_abc", key, &len, &err), GF_EINVAL); /* not 4n */
     assert_int_equal(webhook_key_decode("whsec_ab!d", key, &len, &err), GF_EINVAL);
-    assert_int_equal(webhook_key_decode("whsec_YWJjZA==", key, &len, &err), 0);
-    assert_int_equal(len, 4);
-    assert_memory_equal(key, "abcd", 4);
+    /* A key anyone could guess: 4 bytes, or a plain secret of 12. */
+    assert_int_equal(webhook_key_decode("whsec_YWJjZA==", key, &len, &err), GF_EINVAL);
+    assert_int_equal(webhook_key_decode("plain-secret", key, &len, &err), GF_EINVAL);
+    /* base64("abcdefghijklmnop"): 16 bytes, the least taken. */
+    assert_int_equal(webhook_key_decode("whsec_YWJjZGVmZ2hpamtsbW5vcA==", key, &len, &err), 0);
+    assert_int_equal(len, 16);
+    assert_memory_equal(key, "abcdefghijklmnop", 16);
 }
 
 static void test_backoff_schedule(void **state)
