@@ -157,8 +157,13 @@ static json_t *load_list(const char *dir, const char *file, const char *key, jso
     snprintf(path, sizeof(path), "%s/%s", dir, file);
     *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
     if (*root == NULL) {
-        gf_err_set(err, jerr.line < 0 ? GF_EIO : GF_EINVAL, IMG_DOMAIN, "%s: %s (line %d)", path,
-                   jerr.text, jerr.line);
+        /* Missing or unreadable: FARM_PRESETS_DIR names the wrong place, a configuration
+         * error like a bad file (exit 2, so systemd does not restart it for ever). */
+        if (jerr.line < 0)
+            gf_err_set(err, GF_EINVAL, IMG_DOMAIN, "FARM_PRESETS_DIR=%s: cannot read %s: %s", dir,
+                       file, jerr.text);
+        else
+            gf_err_set(err, GF_EINVAL, IMG_DOMAIN, "%s: %s (line %d)", path, jerr.text, jerr.line);
         return NULL;
     }
     arr = json_object_get(*root, key);

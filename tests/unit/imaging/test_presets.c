@@ -217,12 +217,15 @@ static void test_malformed_files_refused(void **state)
                    "quality");
 }
 
-static void test_missing_dir_is_eio(void **state)
+/* A FARM_PRESETS_DIR that names no presets is a configuration error (the processes exit 2,
+ * which systemd does not restart), named in the message. */
+static void test_missing_dir_is_a_configuration_error(void **state)
 {
     (void)state;
     gf_err_t err = {0};
     assert_null(img_presets_load("/nonexistent/presets", &err));
-    assert_int_equal(err.code, GF_EIO);
+    assert_int_equal(err.code, GF_EINVAL);
+    assert_non_null(strstr(err.msg, "FARM_PRESETS_DIR=/nonexistent/presets"));
     assert_non_null(strstr(err.msg, "poses.json"));
 }
 
@@ -235,7 +238,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reference_prompt_names_the_images, pu_presets_setup,
                                         pu_presets_teardown),
         cmocka_unit_test(test_malformed_files_refused),
-        cmocka_unit_test(test_missing_dir_is_eio),
+        cmocka_unit_test(test_missing_dir_is_a_configuration_error),
     };
     return cmocka_run_group_tests(tests, imgt_setup, imgt_teardown);
 }
