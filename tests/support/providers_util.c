@@ -307,3 +307,13 @@ int pt_suite_reset(void **state, const char *config_json)
     pt_fake_post(&fake, "config", config_json);
     return 0;
 }
+
+void pt_run_to_acceptance(provider_t *p, provider_req_t *q, int abandon, pt_result_t *first)
+{
+    *first = (pt_result_t){.cancel_on_accept = !abandon, .abandon_on_accept = abandon};
+    pt_run(&loop, p, q, first);
+    assert_int_equal(first->status, GF_ECANCELED);
+    assert_true(first->resume[0] != '\0');
+    q->resume = first->resume;
+    q->resume_provider = first->resume_provider;
+}

@@ -65,6 +65,15 @@ void pt_run_resumed(provider_t *p, const char *prompt, const char *token, const 
 void pt_run_one(const char *provider, const char *const *extra, const provider_req_t *req,
                 pt_result_t *res);
 
+/*
+ * Runs `q` on `p` (the suite's loop) until the provider accepts it, and ends
+ * the call there: canceled (`abandon` 0: the provider is told too) or
+ * abandoned (1: its job runs on). Asserts it ended GF_ECANCELED with a resume
+ * token, and points q->resume and q->resume_provider at it, in `first`
+ * (reset first; the caller disposes of it).
+ */
+void pt_run_to_acceptance(provider_t *p, provider_req_t *q, int abandon, pt_result_t *first);
+
 /* Submits without running the loop (for concurrent calls). */
 void pt_submit(provider_t *p, const provider_req_t *req, pt_result_t *res);
 /* provider_submit() with the callbacks that fill `res`; its return value. */

@@ -204,14 +204,10 @@ static void test_resume_polls_without_a_second_submit(void **state)
         pt_fake_post(&fake, "reset", "{}");
         gf_config_t *cfg = pt_config(&fake, names[i], NULL);
         provider_t *p = provider_new(&loop, cfg, NULL, NULL);
-        pt_result_t first = {.cancel_on_accept = 1};
+        pt_result_t first;
         provider_req_t q = pt_req("a resumed fox", 64, 64);
-        pt_run(&loop, p, &q, &first);
-        assert_int_equal(first.status, GF_ECANCELED);
-        assert_true(first.resume[0] != '\0');
+        pt_run_to_acceptance(p, &q, 0, &first);
         pt_result_t r = {0};
-        q.resume = first.resume;
-        q.resume_provider = first.resume_provider;
         /* With a negative prompt (neither sends one; the request was made before a deploy
          * that refuses it for them): a resume only polls, so it resumes all the same. */
         q.negative_prompt = "blurry";
@@ -252,14 +248,10 @@ static void test_a_resumed_job_is_canceled_at_its_deadline(void **state)
     (void)state;
     gf_config_t *cfg = pt_config(&fake, "fal", no_breaker);
     provider_t *p = provider_new(&loop, cfg, NULL, NULL);
-    pt_result_t first = {.abandon_on_accept = 1};
+    pt_result_t first;
     provider_req_t q = pt_req("a stuck fox [[pending_forever]]", 64, 64);
-    pt_run(&loop, p, &q, &first);
-    assert_int_equal(first.status, GF_ECANCELED);
-    assert_true(first.resume[0] != '\0');
+    pt_run_to_acceptance(p, &q, 1, &first);
     pt_result_t r = {0};
-    q.resume = first.resume;
-    q.resume_provider = first.resume_provider;
     q.deadline_ms = 1500;
     pt_run(&loop, p, &q, &r);
     assert_int_equal(r.err.fault, PROVIDER_F_DEADLINE);
