@@ -586,6 +586,21 @@ gf_config_t *gf_cfg_load(char *const *envp, gf_err_t *err)
         gf_cfg_free(cfg);
         return NULL;
     }
+    /* FARM_RATE_LIMITS's generations entry for every plan wins over the two variables
+     * of the generations limit: set with it, they would be read and never applied. */
+    const char *rl_var = env_lookup(envp, "FARM_RATE_LIMIT_PER_MIN") ? "FARM_RATE_LIMIT_PER_MIN"
+                         : env_lookup(envp, "FARM_RATE_LIMIT_BURST") ? "FARM_RATE_LIMIT_BURST"
+                                                                     : NULL;
+    for (int i = 0; rl_var && i < cfg->n_rl; i++) {
+        if (cfg->rl[i].action == GF_RL_GENERATIONS && cfg->rl[i].plan[0] == '\0') {
+            gf_err_set(err, GF_EINVAL, "config",
+                       "%s and FARM_RATE_LIMITS's generations= both set the generations limit of "
+                       "every plan: set one of them",
+                       rl_var);
+            gf_cfg_free(cfg);
+            return NULL;
+        }
+    }
     /* A misspelt variable would otherwise be ignored in silence. */
     for (char *const *e = envp; e && *e; e++) {
         if (strncmp(*e, "FARM_", 5) != 0 || strncmp(*e, "FARM_TEST_", 10) == 0)

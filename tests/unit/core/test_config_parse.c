@@ -65,6 +65,10 @@ static void test_contradicting_settings_are_refused(void **state)
         {"FARM_UPLOAD_MAX_BYTES=8388608", "FARM_STORAGE_MAX_OBJECT_BYTES=4194304",
          "FARM_STORAGE_MAX_OBJECT_BYTES"},
         {"FARM_API_PROCESSES=4", "FARM_API_PORT=0", "FARM_API_PORT"},
+        /* Two settings of one limit: the list's would win, the other be dropped in silence. */
+        {"FARM_RATE_LIMIT_PER_MIN=5", "FARM_RATE_LIMITS=generations=600/100", "FARM_RATE_LIMITS"},
+        {"FARM_RATE_LIMIT_BURST=5", "FARM_RATE_LIMITS=uploads=30/10,generations=600/100",
+         "generations="},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *envp[] = {(char *)cases[i][0], (char *)cases[i][1], NULL};
@@ -78,6 +82,13 @@ static void test_contradicting_settings_are_refused(void **state)
     char *equal[] = {"FARM_PROVIDER_POLL_MIN_MS=5000", "FARM_PROVIDER_POLL_MAX_MS=5000",
                      "FARM_API_PROCESSES=1", "FARM_API_PORT=0", NULL};
     gf_config_t *cfg = gf_cfg_load(equal, NULL);
+    assert_non_null(cfg);
+    gf_cfg_free(cfg);
+    /* The generations limit of one plan in the list, the variables for the others: both
+     * act. */
+    char *one_plan[] = {"FARM_RATE_LIMIT_PER_MIN=5", "FARM_RATE_LIMITS=pro.generations=600/100",
+                        NULL};
+    cfg = gf_cfg_load(one_plan, NULL);
     assert_non_null(cfg);
     gf_cfg_free(cfg);
 }
