@@ -367,21 +367,32 @@ static void test_settlement_refusals(void **state)
     ts_assert_balance(user, 90, 10);
 }
 
+/* Accepting `gen` of `user` again with `key` and `hash` replays `first`: the store answers
+ * it as existing, creating nothing. */
+static void assert_replays(const char *gen, const char *user, const char *key, const char *hash,
+                           const char *first)
+{
+    store_call_t c;
+    store_accept_t a = ts_store_avatar(gen, user, 1, 10);
+    a.idempotency_key = key;
+    a.request_hash = hash;
+    store_call_accept(&c, &a);
+    assert_int_equal(ts_store_run(&c), 0);
+    assert_int_equal(c.res.accept.existing, 1);
+    assert_string_equal(c.res.accept.generation_id, first);
+    store_call_dispose(&c);
+}
+
 static void test_idempotency_key_returns_the_first_generation(void **state)
 {
     (void)state;
     char user[37], g1[37], g2[37], g3[37];
     ts_new_ids(4, user, g1, g2, g3);
     assert_int_equal(ts_store_accept(ts_sc, g1, user, 1, 10, "key-1", "hash-a", 100), 0);
+    assert_replays(g2, user, "key-1", "hash-a", g1);
     store_call_t c;
     store_accept_t a = ts_store_avatar(g2, user, 1, 10);
     a.idempotency_key = "key-1";
-    a.request_hash = "hash-a";
-    store_call_accept(&c, &a);
-    assert_int_equal(ts_store_run(&c), 0);
-    assert_int_equal(c.res.accept.existing, 1);
-    assert_string_equal(c.res.accept.generation_id, g1);
-    store_call_dispose(&c);
     a.request_hash = "hash-b";
     store_call_accept(&c, &a);
     assert_int_equal(ts_store_run_once(&c), GF_ECONFLICT);
@@ -426,15 +437,7 @@ static void test_a_key_purged_while_it_is_reused_is_written_again(void **state)
     double t0 = ts_now();
     assert_int_equal(ts_store_accept(ts_sc, g2, user, 1, 10, "key-old", "hash-b", 100), 0);
     assert_true(ts_now() - t0 > 0.3); /* it did wait for the other session */
-    store_call_t c;
-    store_accept_t a = ts_store_avatar(g3, user, 1, 10);
-    a.idempotency_key = "key-old";
-    a.request_hash = "hash-b";
-    store_call_accept(&c, &a);
-    assert_int_equal(ts_store_run(&c), 0);
-    assert_int_equal(c.res.accept.existing, 1);
-    assert_string_equal(c.res.accept.generation_id, g2);
-    store_call_dispose(&c);
+    assert_replays(g3, user, "key-old", "hash-b", g2);
     long long bal, held;
     ts_store_balance(user, 100, &bal, &held);
     assert_int_equal(held, 20); /* g1 and g2, not g3 */
