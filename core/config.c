@@ -117,7 +117,9 @@ static const cfg_row cfg_table[] = {
     {"FARM_PROVIDER", CFG_ENUM, OFF(provider), "auto", 0, 0, "auto|hf|fal|bfl|local|fake|replicate",
      0, "image provider; auto tries FARM_PROVIDER_FALLBACK (local alone when no token is set)"},
     {"FARM_PROVIDER_FALLBACK", CFG_STR, OFF(provider_fallback), "hf,fal,bfl,replicate", 0, 0, NULL,
-     0, "auto's ordered providers; those without a token are left out (local: only if listed)"},
+     0,
+     "auto's (and fake's) ordered providers; those without a token are left out (local: only if "
+     "listed); refused beside another FARM_PROVIDER"},
     {"FARM_HF_BASE_URL", CFG_URL, OFF(hf_base_url), "https://router.huggingface.co/hf-inference", 0,
      512, "http|https", 0, "Hugging Face router base; requests go to {base}/models/{model}"},
     {"FARM_HF_MODEL", CFG_STR, OFF(hf_model), "black-forest-labs/FLUX.1-dev", 0, 200, "path", 0,
@@ -600,6 +602,17 @@ gf_config_t *gf_cfg_load(char *const *envp, gf_err_t *err)
             gf_cfg_free(cfg);
             return NULL;
         }
+    }
+    /* A single provider is a chain of one: the fallback list would be read and never used. */
+    const char *mode = gf_cfg_provider_mode(cfg);
+    if (env_lookup(envp, "FARM_PROVIDER_FALLBACK") && strcmp(mode, "auto") != 0 &&
+        strcmp(mode, "fake") != 0) {
+        gf_err_set(err, GF_EINVAL, "config",
+                   "FARM_PROVIDER_FALLBACK is read only with FARM_PROVIDER=auto (or fake); "
+                   "FARM_PROVIDER=%s calls %s alone: unset one of them",
+                   mode, mode);
+        gf_cfg_free(cfg);
+        return NULL;
     }
     /* A misspelt variable would otherwise be ignored in silence. */
     for (char *const *e = envp; e && *e; e++) {

@@ -19,12 +19,12 @@
 #include "validate.h"
 #include "presets_util.h"
 
-static gf_config_t *config(const char *provider, const char *fallback)
+/* FARM_PROVIDER=provider alone: a single provider reads no fallback list (it is refused). */
+static gf_config_t *config(const char *provider)
 {
-    char p[64], f[64];
+    char p[64];
     snprintf(p, sizeof(p), "FARM_PROVIDER=%s", provider);
-    snprintf(f, sizeof(f), "FARM_PROVIDER_FALLBACK=%s", fallback);
-    char *env[] = {p, f, "FARM_COST_AVATAR=7", "FARM_COST_POSE=19", NULL};
+    char *env[] = {p, "FARM_COST_AVATAR=7", "FARM_COST_POSE=19", NULL};
     gf_err_t err = {0};
     gf_config_t *cfg = gf_cfg_load(env, &err);
     if (cfg == NULL)
@@ -40,7 +40,7 @@ static int validate(const gf_config_t *cfg, const char *body, api_gen_req_t *g)
 static void test_a_provider_outside_the_chain_is_refused(void **state)
 {
     (void)state;
-    gf_config_t *cfg = config("local", "local");
+    gf_config_t *cfg = config("local");
     api_gen_req_t g;
     assert_int_equal(
         validate(cfg, "{\"kind\":\"avatar\",\"prompt\":\"a cat\",\"provider\":\"hf\"}", &g),
@@ -60,7 +60,7 @@ static void test_a_provider_outside_the_chain_is_refused(void **state)
 static void test_a_seed_is_drawn_when_none_is_given_and_kept_when_one_is(void **state)
 {
     (void)state;
-    gf_config_t *cfg = config("local", "local");
+    gf_config_t *cfg = config("local");
     api_gen_req_t g;
     assert_int_equal(validate(cfg, "{\"kind\":\"avatar\",\"prompt\":\"a cat\"}", &g), 0);
     assert_true(g.params.seed >= 0 && g.params.seed <= 4294967295LL);
@@ -81,7 +81,7 @@ static void test_a_seed_is_drawn_when_none_is_given_and_kept_when_one_is(void **
 static void test_the_unit_cost_is_the_kinds(void **state)
 {
     (void)state;
-    gf_config_t *cfg = config("local", "local");
+    gf_config_t *cfg = config("local");
     api_gen_req_t g;
     assert_int_equal(validate(cfg, "{\"kind\":\"avatar\",\"prompt\":\"a cat\",\"count\":3}", &g),
                      0);
@@ -103,7 +103,7 @@ static void test_the_unit_cost_is_the_kinds(void **state)
 static void test_a_refused_body_names_its_field_and_builds_nothing(void **state)
 {
     (void)state;
-    gf_config_t *cfg = config("local", "local");
+    gf_config_t *cfg = config("local");
     api_gen_req_t g;
     assert_int_equal(validate(cfg, "{\"kind\":\"avatar\",\"prompt\":\"\"}", &g), GF_EINVAL);
     assert_string_equal(g.field, "prompt");

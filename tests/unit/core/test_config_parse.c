@@ -215,6 +215,25 @@ static void test_provider_fallback_names_known_providers_once(void **state)
         "FARM_PROVIDER_FALLBACK=hf,fool", "FARM_PROVIDER_FALLBACK=hf, fal",
         "FARM_PROVIDER_FALLBACK=hf,hf", "FARM_PROVIDER_FALLBACK=", "FARM_PROVIDER_FALLBACK=hf,"};
     ALL_REFUSED(bad, "FARM_PROVIDER_FALLBACK");
+    /* Only auto and fake read the list: beside a single provider it would be dropped. */
+    char *with_auto[] = {"FARM_PROVIDER=auto", "FARM_PROVIDER_FALLBACK=fal,hf", NULL};
+    char *with_fake[] = {"FARM_PROVIDER=fake", "FARM_PROVIDER_FALLBACK=fal,hf", NULL};
+    char *alone[] = {"FARM_PROVIDER=hf", NULL};
+    char *const *fine[] = {with_auto, with_fake, alone};
+    for (size_t i = 0; i < 3; i++) {
+        gf_config_t *cfg = gf_cfg_load(fine[i], NULL);
+        assert_non_null(cfg);
+        gf_cfg_free(cfg);
+    }
+    static const char *const single[] = {"hf", "fal", "bfl", "replicate", "local"};
+    for (size_t i = 0; i < 5; i++) {
+        char provider[64];
+        snprintf(provider, sizeof(provider), "FARM_PROVIDER=%s", single[i]);
+        char *envp[] = {provider, "FARM_PROVIDER_FALLBACK=fal,hf", NULL};
+        gf_err_t err = cu_load_refused(envp);
+        if (strstr(err.msg, "FARM_PROVIDER_FALLBACK") == NULL || strstr(err.msg, single[i]) == NULL)
+            fail_msg("%s: refused with \"%s\"", provider, err.msg);
+    }
 }
 
 int main(void)
