@@ -111,10 +111,18 @@ static int check_keypoints(const img_keypoint kp[IMG_POSE_KEYPOINTS], gf_err_t *
     return 0;
 }
 
+/*
+ * The keypoints are normalized in a square frame (a preset's map_url is
+ * square). A map of another shape gets that square whole, centered on the
+ * longer side (black bands beyond it), so the figure keeps its proportions
+ * and every keypoint stays in the frame: stretched to the map, a standing
+ * person on a 9:16 map would be drawn 1.8 times as tall for the width.
+ */
 static void draw(canvas *cv, const img_keypoint kp[IMG_POSE_KEYPOINTS])
 {
-    double scale = (cv->w < cv->h ? cv->w : cv->h) / BASE_SIZE;
-    double stick = BASE_STICK * scale < 1.5 ? 1.5 : BASE_STICK * scale;
+    double side = cv->w < cv->h ? cv->w : cv->h;
+    double ox = (cv->w - side) / 2, oy = (cv->h - side) / 2;
+    double stick = BASE_STICK * side / BASE_SIZE < 1.5 ? 1.5 : BASE_STICK * side / BASE_SIZE;
     unsigned char rgb[3];
 
     for (int i = 0; i < IMG_POSE_LIMBS; i++) {
@@ -122,11 +130,12 @@ static void draw(canvas *cv, const img_keypoint kp[IMG_POSE_KEYPOINTS])
         if (a->confidence <= 0 || b->confidence <= 0)
             continue;
         img_pose_limb_color(i, rgb);
-        fill_limb(cv, a->x * cv->w, a->y * cv->h, b->x * cv->w, b->y * cv->h, stick, rgb);
+        fill_limb(cv, ox + a->x * side, oy + a->y * side, ox + b->x * side, oy + b->y * side, stick,
+                  rgb);
     }
     for (int i = 0; i < IMG_POSE_KEYPOINTS; i++)
         if (kp[i].confidence > 0)
-            fill_disc(cv, kp[i].x * cv->w, kp[i].y * cv->h, stick, colors[i]);
+            fill_disc(cv, ox + kp[i].x * side, oy + kp[i].y * side, stick, colors[i]);
 }
 
 int img_pose_render(const img_keypoint kp[IMG_POSE_KEYPOINTS], int width, int height, img_buf *out,

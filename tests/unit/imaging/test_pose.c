@@ -46,10 +46,13 @@ static VipsImage *render(const img_keypoint *kp, int w, int h)
     return im;
 }
 
+/* The pixel of normalized (x, y): the keypoints' square, centered on a longer side. */
 static void expect_color(VipsImage *im, double x, double y, const unsigned char want[3])
 {
     unsigned char got[3];
-    imgt_pixel(im, (int)(x * im->Xsize), (int)(y * im->Ysize), got);
+    int side = im->Xsize < im->Ysize ? im->Xsize : im->Ysize;
+    imgt_pixel(im, (im->Xsize - side) / 2 + (int)(x * side),
+               (im->Ysize - side) / 2 + (int)(y * side), got);
     if (memcmp(got, want, 3) != 0)
         fail_msg("at (%.3f, %.3f): got %d,%d,%d want %d,%d,%d", x, y, got[0], got[1], got[2],
                  want[0], want[1], want[2]);
@@ -58,8 +61,8 @@ static void expect_color(VipsImage *im, double x, double y, const unsigned char 
 static void test_limbs_and_joints_where_keypoints_say(void **state)
 {
     (void)state;
-    int sizes[][2] = {{512, 512}, {768, 1024}};
-    for (size_t s = 0; s < 2; s++) {
+    int sizes[][2] = {{512, 512}, {768, 1024}, {1344, 768}};
+    for (size_t s = 0; s < 3; s++) {
         VipsImage *im = render(spread, sizes[s][0], sizes[s][1]);
         unsigned char rgb[3];
         for (int i = 0; i < IMG_POSE_LIMBS; i++) {
@@ -117,6 +120,43 @@ static void test_absent_keypoints_left_out(void **state)
     g_object_unref(im);
 }
 
+/*
+ * On a map that is not square the figure keeps its proportions: the bands
+ * beyond the keypoints' square stay black, and a wrist at the square's edge
+ * is drawn inside the map. Stretched, the right wrist (0.08, 0.18) would land
+ * on row 0.18 x 1024 of a 512 x 1024 map, inside the top band.
+ */
+static void test_a_map_of_another_shape_keeps_the_figure(void **state)
+{
+    (void)state;
+    static const unsigned char black[3] = {0, 0, 0};
+    unsigned char got[3], want[3];
+    VipsImage *tall = render(spread, 512, 1024);
+    img_pose_joint_color(4, want);
+    imgt_pixel(tall, (int)(0.08 * 512), 256 + (int)(0.18 * 512), got);
+    assert_memory_equal(got, want, 3);
+    imgt_pixel(tall, (int)(0.08 * 512), (int)(0.18 * 1024), got);
+    assert_memory_equal(got, black, 3);
+    for (int y = 0; y < 1024; y += 8) {
+        if (y >= 256 && y < 768)
+            continue; /* the keypoints' square */
+        for (int x = 0; x < 512; x += 8) {
+            imgt_pixel(tall, x, y, got);
+            if (memcmp(got, black, 3) != 0)
+                fail_msg("tall map: (%d, %d) is %d,%d,%d, outside the figure's square", x, y,
+                         got[0], got[1], got[2]);
+        }
+    }
+    g_object_unref(tall);
+    VipsImage *wide = render(spread, 1024, 512);
+    img_pose_joint_color(7, want); /* the left wrist, (0.92, 0.18) */
+    imgt_pixel(wide, 256 + (int)(0.92 * 512), (int)(0.18 * 512), got);
+    assert_memory_equal(got, want, 3);
+    imgt_pixel(wide, 40, 256, got);
+    assert_memory_equal(got, black, 3);
+    g_object_unref(wide);
+}
+
 static void test_bad_input_refused(void **state)
 {
     (void)state;
@@ -146,6 +186,7 @@ int main(void)
         cmocka_unit_test(test_limbs_and_joints_where_keypoints_say),
         cmocka_unit_test(test_standard_palette),
         cmocka_unit_test(test_absent_keypoints_left_out),
+        cmocka_unit_test(test_a_map_of_another_shape_keeps_the_figure),
         cmocka_unit_test(test_bad_input_refused),
     };
     return cmocka_run_group_tests(tests, imgt_setup, imgt_teardown);
