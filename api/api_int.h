@@ -53,6 +53,10 @@ struct api {
     int gauges_on, gauges_pending; /* pending: 1 queue stats, 2 credit totals */
     /* api/gate.c: uploads admitted and not yet finished, and their announced bytes */
     size_t upload_inflight, upload_inflight_bytes;
+    /* api/files.c: the memory of uploads decoding whole, and those waiting for room */
+    size_t upload_decode_bytes, decodes_waiting;
+    struct file_job *decode_wait_head, *decode_wait_tail;
+    gf_metric_t *m_decode_bytes, *m_decodes_waiting; /* the two above, on /metrics */
     gf_metric_t *m_credits_held; /* farm_credits_held_total: credits held by this process */
     /* api/requeue.c: accepted generations Redis could not take yet */
     struct api_requeue *requeue_head;

@@ -19,7 +19,7 @@
 #include <time.h>
 
 /* Work handed to the thread pool, and what it hands back. */
-typedef struct {
+typedef struct file_job {
     uv_work_t work;
     api_t *api;
     gf_http_req_t *req;
@@ -30,6 +30,8 @@ typedef struct {
     char id[37];
     char key[IMG_KEY_MAX];
     img_info info;
+    size_t decode_reserved;     /* of api->upload_decode_bytes, while it decodes */
+    struct file_job *wait_next; /* in api->decode_wait_head's list */
     /* file or pose map */
     img_buf out;
     img_format fmt;
@@ -152,6 +154,114 @@ static void upload_work(uv_work_t *w)
     img_storage_upload_key(f->who.sub, f->id, f->info.format, f->key, &f->err);
 }
 
+/* An upload refused by imaging/ (f->err): its documented answer. */
+static void answer_refused_image(file_job_t *f)
+{
+    switch (img_err_reason(&f->err)) {
+    case IMG_REASON_UNSUPPORTED:
+        api__error(f->req, 415, "unsupported_media_type",
+                   "the upload is not a PNG, JPEG or WebP image", NULL);
+        break;
+    case IMG_REASON_TOO_MANY_BYTES:
+        api__error(f->req, 413, "payload_too_large", "the upload is too large", NULL);
+        break;
+    case IMG_REASON_TOO_MANY_PIXELS:
+        api__error(f->req, 422, "invalid_image", "the image has too many pixels", NULL);
+        break;
+    case IMG_REASON_UNDECODABLE:
+        api__error(f->req, 422, "invalid_image", "the image does not decode", NULL);
+        break;
+    default:
+        api__fail(f->req, f->err.code, &f->err);
+    }
+}
+
+/*
+ * Decodes that hold a whole image (img_info.decode_bytes: WebP, or a turned
+ * image) share FARM_UPLOAD_MAX_INFLIGHT_BYTES, apart from the bodies the gate
+ * counts: a 2 KB lossless WebP of 6000 x 6000 pixels holds 300 MB while it
+ * decodes, so the bodies alone bound nothing. One such decode always runs,
+ * whatever its size (each is within FARM_UPLOAD_MAX_PIXELS); the others wait
+ * in arrival order, their bodies already admitted, and start as room frees.
+ * An upright PNG or JPEG streams and never waits.
+ */
+static int decode_fits(const api_t *api, size_t need)
+{
+    return api->upload_decode_bytes == 0 ||
+           api->upload_decode_bytes + need <= (size_t)api->cfg->upload_max_inflight_bytes;
+}
+
+static void upload_done(uv_work_t *w, int status);
+
+static void decode_gauges(api_t *api)
+{
+    gf_metric_set(api->m_decode_bytes, (double)api->upload_decode_bytes);
+    gf_metric_set(api->m_decodes_waiting, (double)api->decodes_waiting);
+}
+
+static void decode_start(file_job_t *f)
+{
+    f->decode_reserved = f->info.decode_bytes;
+    f->api->upload_decode_bytes += f->decode_reserved;
+    decode_gauges(f->api);
+    if (queue_work(f, upload_work, upload_done) == 0)
+        return;
+    f->api->upload_decode_bytes -= f->decode_reserved;
+    decode_gauges(f->api);
+    api__fail(f->req, GF_EUNAVAIL, NULL);
+    job_free(f);
+}
+
+/* A decode ended: its room goes to those waiting, in order. */
+static void decode_release(file_job_t *f)
+{
+    api_t *api = f->api;
+    api->upload_decode_bytes -= f->decode_reserved;
+    f->decode_reserved = 0;
+    while (api->decode_wait_head && decode_fits(api, api->decode_wait_head->info.decode_bytes)) {
+        file_job_t *next = api->decode_wait_head;
+        api->decode_wait_head = next->wait_next;
+        if (api->decode_wait_head == NULL)
+            api->decode_wait_tail = NULL;
+        next->wait_next = NULL;
+        api->decodes_waiting--;
+        decode_start(next);
+    }
+    decode_gauges(api);
+}
+
+/* The header passed: decode now, or wait for room. */
+static void probe_done(uv_work_t *w, int status)
+{
+    file_job_t *f = w->data;
+    api_t *api = f->api;
+    if (status < 0) {
+        api__fail(f->req, GF_ECANCELED, NULL);
+        job_free(f);
+    } else if (f->err.code != 0) {
+        answer_refused_image(f);
+        job_free(f);
+    } else if (f->info.decode_bytes == 0 ||
+               (api->decode_wait_head == NULL && decode_fits(api, f->info.decode_bytes))) {
+        decode_start(f);
+    } else {
+        if (api->decode_wait_tail)
+            api->decode_wait_tail->wait_next = f;
+        else
+            api->decode_wait_head = f;
+        api->decode_wait_tail = f;
+        api->decodes_waiting++;
+        decode_gauges(api);
+    }
+}
+
+static void probe_work(uv_work_t *w)
+{
+    file_job_t *f = w->data;
+    img_limits lim = img_limits_from_config(f->api->cfg);
+    img_upload_probe(f->in, f->in_len, &lim, &f->info, &f->err);
+}
+
 /* The normalized upload is in storage: record it (the id is given out only then). */
 static void on_upload_stored(storage_t *st, const gf_err_t *err, void *data)
 {
@@ -178,29 +288,14 @@ static void on_upload_stored(storage_t *st, const gf_err_t *err, void *data)
 static void upload_done(uv_work_t *w, int status)
 {
     file_job_t *f = w->data;
+    decode_release(f);
     if (status < 0) {
         api__fail(f->req, GF_ECANCELED, NULL);
         job_free(f);
         return;
     }
     if (f->err.code != 0) {
-        switch (img_err_reason(&f->err)) {
-        case IMG_REASON_UNSUPPORTED:
-            api__error(f->req, 415, "unsupported_media_type",
-                       "the upload is not a PNG, JPEG or WebP image", NULL);
-            break;
-        case IMG_REASON_TOO_MANY_BYTES:
-            api__error(f->req, 413, "payload_too_large", "the upload is too large", NULL);
-            break;
-        case IMG_REASON_TOO_MANY_PIXELS:
-            api__error(f->req, 422, "invalid_image", "the image has too many pixels", NULL);
-            break;
-        case IMG_REASON_UNDECODABLE:
-            api__error(f->req, 422, "invalid_image", "the image does not decode", NULL);
-            break;
-        default:
-            api__fail(f->req, f->err.code, &f->err);
-        }
+        answer_refused_image(f);
         job_free(f);
         return;
     }
@@ -238,7 +333,7 @@ static void on_upload(gf_http_req_t *req, void *data)
     f->in = gf_xmalloc(f->in_len);
     memcpy(f->in, body, f->in_len);
     gf_uuid4(f->id);
-    if (queue_work(f, upload_work, upload_done) == 0)
+    if (queue_work(f, probe_work, probe_done) == 0)
         return;
     api__fail(req, GF_EUNAVAIL, NULL);
 done:

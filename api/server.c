@@ -132,6 +132,16 @@ api_t *api_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)
         gf_metrics_counter(api->metrics, "farm_credits_held_total",
                            "credits held by generations this process accepted", NULL),
         NULL, NULL, NULL);
+    api->m_decode_bytes = gf_metric_with(
+        gf_metrics_gauge(api->metrics, "farm_upload_decode_bytes",
+                         "memory of the uploads this process decodes whole now (WebP, turned)",
+                         NULL),
+        NULL, NULL, NULL);
+    api->m_decodes_waiting = gf_metric_with(
+        gf_metrics_gauge(api->metrics, "farm_upload_decodes_waiting",
+                         "uploads waiting for room to decode (FARM_UPLOAD_MAX_INFLIGHT_BYTES)",
+                         NULL),
+        NULL, NULL, NULL);
     gf_httpd_opts_t o;
     gf_proc_httpd_opts(&o, cfg, "api", api->metrics);
     o.access_log = cfg->access_log == 1;

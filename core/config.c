@@ -56,7 +56,8 @@ static const cfg_row cfg_table[] = {
      "listed is not limited"},
     {"FARM_UPLOAD_MAX_INFLIGHT_BYTES", CFG_INT, OFF(upload_max_inflight_bytes), "268435456", MIB,
      64LL * 1024 * MIB, NULL, 0,
-     "upload bodies a process holds or decodes at once, by their Content-Length; more get 503"},
+     "upload bodies a process holds at once, by their Content-Length (more get 503); also the "
+     "memory of the uploads it decodes whole at once (WebP, EXIF-turned), beyond which they wait"},
     {"FARM_UPLOAD_MAX_INFLIGHT", CFG_INT, OFF(upload_max_inflight), "64", 1, 100000, NULL, 0,
      "uploads a process receives or decodes at once (bounds the queue of decodes); more get 503"},
     {"FARM_SSE_HEARTBEAT_S", CFG_INT, OFF(sse_heartbeat_s), "15", 1, 3600, NULL, 0,

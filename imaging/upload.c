@@ -23,6 +23,13 @@ img_limits img_limits_from_config(const gf_config_t *cfg)
 }
 
 /*
+ * What a whole decode holds per pixel (img_info.decode_bytes): measured with
+ * `vips copy` of a 6000 x 6000 lossless WebP to WebP at Q 92, 313 MB at its
+ * peak for 36 M pixels (8.7 bytes each).
+ */
+#define IMG_DECODE_BYTES_PER_PIXEL 9
+
+/*
  * The checks of img_upload_probe(); on success `*header` holds the image
  * opened lazily (header parsed, no pixels) for the caller to unref.
  */
@@ -59,6 +66,8 @@ static int probe(const void *data, size_t len, const img_limits *lim, img_info *
     info->width = vips_image_get_width(im);
     info->height = vips_image_get_height(im);
     info->bytes = len;
+    if (fmt == IMG_FORMAT_WEBP || vips_image_get_orientation(im) > 1)
+        info->decode_bytes = (size_t)pixels * IMG_DECODE_BYTES_PER_PIXEL;
     *header = im;
     return 0;
 }

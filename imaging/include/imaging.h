@@ -125,6 +125,11 @@ typedef struct {
     int width, height; /* after EXIF orientation */
     size_t bytes;      /* of the normalized image */
     char sha256[65];   /* of the normalized image */
+    /* img_upload_probe(): the memory its decode holds at once, beyond the body: the
+     * whole image for WebP (decoded, then imported by the encoder) or an image EXIF
+     * turns (decoded whole to rotate), about 9 bytes a pixel; 0 for an upright PNG or
+     * JPEG, which streams from decoder to encoder a few lines at a time. */
+    size_t decode_bytes;
 } img_info;
 
 /*

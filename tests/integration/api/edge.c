@@ -538,6 +538,15 @@ static void test_upload_quota_by_bytes_per_plan(void **state)
     free(tok2);
 }
 
+/* The head of a POST /v1/uploads of `len` bytes of `type` as `tok`; its length. */
+static int upload_head(char *head, size_t cap, const char *tok, const char *type, size_t len)
+{
+    return snprintf(head, cap,
+                    "POST /v1/uploads HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer %s\r\n"
+                    "Content-Type: %s\r\nContent-Length: %zu\r\n\r\n",
+                    tok, type, len);
+}
+
 /*
  * Uploads sent at once all pass the check at the headers (the user keeps
  * none yet); the one at insert, under the user's lock, lets exactly the
@@ -553,10 +562,7 @@ static void test_concurrent_uploads_cannot_share_the_last_place(void **state)
     char user[37];
     char *tok = au_token(NULL, NULL, NULL, user);
     char head[1024];
-    int hn = snprintf(head, sizeof(head),
-                      "POST /v1/uploads HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer %s\r\n"
-                      "Content-Type: image/png\r\nContent-Length: %zu\r\n\r\n",
-                      tok, len);
+    int hn = upload_head(head, sizeof(head), tok, "image/png", len);
     char *req = malloc((size_t)hn + len);
     memcpy(req, head, (size_t)hn);
     memcpy(req + hn, png, len);
@@ -592,6 +598,81 @@ static void test_concurrent_uploads_cannot_share_the_last_place(void **state)
     free(tok);
 }
 
+/*
+ * A 2 KB lossless WebP of 6000 x 6000 black pixels holds about 300 MB while
+ * it decodes: the bodies' bound says nothing of it. Three at once, with a
+ * budget of 16 MiB for whole decodes, go one at a time: each waits for the
+ * one before (farm_upload_decodes_waiting), no more than one decode's memory
+ * is held at any scrape, and none is refused or lost.
+ */
+static void test_uploads_decoded_whole_wait_for_room(void **state)
+{
+    (void)state;
+    static char storage[700];
+    snprintf(storage, sizeof(storage), "FARM_STORAGE_DIR=%s/quota-storage",
+             ts_env("FARM_TEST_TMPDIR"));
+    const char *const extra[] = {storage, "FARM_UPLOAD_MAX_INFLIGHT_BYTES=16777216",
+                                 "FARM_RATE_LIMITS=uploads=1000/1000", NULL};
+    api = au_api_start(extra);
+    assert_true(api > 0);
+    enum { N = 3, SIDE = 6000 };
+    VipsImage *black = NULL;
+    void *webp = NULL;
+    size_t len;
+    assert_int_equal(vips_black(&black, SIDE, SIDE, "bands", 3, NULL), 0);
+    assert_int_equal(vips_webpsave_buffer(black, &webp, &len, "lossless", TRUE, NULL), 0);
+    g_object_unref(black);
+    assert_true(len < 4096);
+    char user[37];
+    char *tok = au_token(NULL, NULL, NULL, user);
+    char head[1024];
+    int hn = upload_head(head, sizeof(head), tok, "image/webp", len);
+    int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = dial();
+        assert_int_equal(write_some(fds[i], head, (size_t)hn), (size_t)hn);
+        assert_int_equal(write_some(fds[i], (const char *)webp, len), len);
+    }
+    /* One decode's memory at most, and someone waiting, while they run. */
+    char metrics[256];
+    snprintf(metrics, sizeof(metrics), "%s/metrics", au_base);
+    const double one = (double)SIDE * SIDE * 9;
+    double most_held = 0, most_waiting = 0;
+    int created = 0, answered[N] = {0};
+    char answer[8192];
+    for (double until = ts_now() + 120; created < N && ts_now() < until;) {
+        double held = au_metric(metrics, "\nfarm_upload_decode_bytes ", -1);
+        double waiting = au_metric(metrics, "\nfarm_upload_decodes_waiting ", -1);
+        most_held = held > most_held ? held : most_held;
+        most_waiting = waiting > most_waiting ? waiting : most_waiting;
+        for (int i = 0; i < N; i++) {
+            struct pollfd p = {.fd = fds[i], .events = POLLIN};
+            if (answered[i] || poll(&p, 1, 0) <= 0)
+                continue;
+            answered[i] = read_status(fds[i], 5, answer, sizeof(answer));
+            if (answered[i] != 201)
+                fail_msg("upload %d: %d %s", i, answered[i], answer);
+            assert_non_null(strstr(answer, "\"width\":6000"));
+            created++;
+        }
+        usleep(50 * 1000);
+    }
+    print_message("%d WebP uploads of %dx%d: %d created; at most %.0f MB decoding, %.0f waiting; "
+                  "api VmHWM %ld MiB\n",
+                  N, SIDE, SIDE, created, most_held / 1e6, most_waiting,
+                  proc_status_kib(api, "VmHWM") / 1024);
+    assert_int_equal(created, N);
+    assert_true(most_held > 0 && most_held <= one); /* one at a time */
+    assert_true(most_waiting >= 1);
+    assert_int_equal(au_metric(metrics, "\nfarm_upload_decode_bytes ", -1), 0);
+    assert_int_equal(au_metric(metrics, "\nfarm_upload_decodes_waiting ", -1), 0);
+    assert_int_equal(upload_rows(user), N);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    g_free(webp);
+    free(tok);
+}
+
 static void test_bad_quotas_stop_the_api(void **state)
 {
     (void)state;
@@ -623,6 +704,7 @@ int main(void)
         cmocka_unit_test_teardown(test_upload_quota_by_count, teardown),
         cmocka_unit_test_teardown(test_upload_quota_by_bytes_per_plan, teardown),
         cmocka_unit_test_teardown(test_concurrent_uploads_cannot_share_the_last_place, teardown),
+        cmocka_unit_test_teardown(test_uploads_decoded_whole_wait_for_room, teardown),
         cmocka_unit_test(test_bad_quotas_stop_the_api),
     };
     if (VIPS_INIT("api_edge"))

@@ -140,6 +140,9 @@ static void test_exif_orientation_applied_and_metadata_gone(void **state)
     gf_err_t err = {0};
     img_buf out;
     img_info info;
+    /* turning needs the whole image: its decode's memory is counted */
+    assert_int_equal(img_upload_probe(jpg, m, &limits, &info, &err), 0);
+    assert_int_equal(info.decode_bytes, 200 * 100 * 9);
     assert_int_equal(img_upload_normalize(jpg, m, &limits, &out, &info, &err), 0);
     assert_int_equal(info.width, 100);
     assert_int_equal(info.height, 200);
@@ -296,6 +299,12 @@ static void test_pixel_limit_is_configurable(void **state)
     img_info info;
     assert_int_equal(img_upload_probe(in, n, &tight, &info, &err), 0);
     assert_int_equal(info.width * info.height, 10000);
+    assert_int_equal(info.decode_bytes, 0); /* an upright PNG streams */
+    g_free(in);
+    /* WebP decodes whole (libvips 8.14), and the encoder takes it whole */
+    in = imgt_picture(100, 100, IMG_FORMAT_WEBP, &n);
+    assert_int_equal(img_upload_probe(in, n, &tight, &info, &err), 0);
+    assert_int_equal(info.decode_bytes, 100 * 100 * 9);
     g_free(in);
 }
 
