@@ -56,6 +56,42 @@ static char *dup_text(json_t *obj, const char *key, const char *file, size_t i, 
     return gf_xstrdup(s);
 }
 
+/*
+ * Refuses a member of `o` that is not one of `keys` (NULL-terminated): a
+ * misspelt key ("qualty") would otherwise read as absent, and its default
+ * be used in silence. `where` names the object ("entry 3", "the file").
+ */
+static int known_keys_only(json_t *o, const char *const *keys, const char *file, const char *where,
+                           gf_err_t *err)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v)
+    {
+        size_t i = 0;
+        while (keys[i] && strcmp(keys[i], k) != 0)
+            i++;
+        if (keys[i] == NULL)
+            return gf_err_set(err, GF_EINVAL, IMG_DOMAIN, "%s: %s: unknown key \"%s\"", file, where,
+                              k);
+    }
+    return 0;
+}
+
+static int entry_keys_only(json_t *o, const char *const *keys, const char *file, size_t i,
+                           gf_err_t *err)
+{
+    char where[32];
+    snprintf(where, sizeof(where), "entry %zu", i);
+    return known_keys_only(o, keys, file, where, err);
+}
+
+/* The keypoints' order as poses.json's "keypoint_order" names it: COCO's, the one drawn. */
+static const char *const keypoint_names[IMG_POSE_KEYPOINTS] = {
+    "nose",       "neck",       "right_shoulder", "right_elbow", "right_wrist", "left_shoulder",
+    "left_elbow", "left_wrist", "right_hip",      "right_knee",  "right_ankle", "left_hip",
+    "left_knee",  "left_ankle", "right_eye",      "left_eye",    "right_ear",   "left_ear"};
+
 static int parse_keypoints(json_t *arr, img_keypoint kp[IMG_POSE_KEYPOINTS], const char *name,
                            gf_err_t *err)
 {
@@ -83,7 +119,10 @@ static int parse_keypoints(json_t *arr, img_keypoint kp[IMG_POSE_KEYPOINTS], con
 static int parse_pose(json_t *o, size_t i, void *entry, gf_err_t *err)
 {
     img_pose_preset *p = entry;
+    static const char *const keys[] = {"name", "category", "description", "keypoints", NULL};
 
+    if (entry_keys_only(o, keys, "poses.json", i, err) < 0)
+        return GF_EINVAL;
     if ((p->name = dup_text(o, "name", "poses.json", i, err)) == NULL ||
         (p->category = dup_text(o, "category", "poses.json", i, err)) == NULL ||
         (p->description = dup_text(o, "description", "poses.json", i, err)) == NULL)
@@ -98,7 +137,10 @@ static int parse_pose(json_t *o, size_t i, void *entry, gf_err_t *err)
 static int parse_style(json_t *o, size_t i, void *entry, gf_err_t *err)
 {
     img_style_preset *s = entry;
+    static const char *const keys[] = {"name", "description", "prompt_suffix", NULL};
 
+    if (entry_keys_only(o, keys, "styles.json", i, err) < 0)
+        return GF_EINVAL;
     if ((s->name = dup_text(o, "name", "styles.json", i, err)) == NULL ||
         (s->description = dup_text(o, "description", "styles.json", i, err)) == NULL ||
         (s->prompt_suffix = dup_text(o, "prompt_suffix", "styles.json", i, err)) == NULL)
@@ -120,7 +162,10 @@ static int parse_export(json_t *o, size_t i, void *entry, gf_err_t *err)
 {
     img_export_preset *e = entry;
     json_t *q = json_object_get(o, "quality");
+    static const char *const keys[] = {"name", "width", "height", "format", "quality", NULL};
 
+    if (entry_keys_only(o, keys, "exports.json", i, err) < 0)
+        return GF_EINVAL;
     if ((e->name = dup_text(o, "name", "exports.json", i, err)) == NULL)
         return GF_EINVAL;
     if (!name_ok(e->name, '_') || is_builtin_variant(e->name))
@@ -143,6 +188,37 @@ static int parse_export(json_t *o, size_t i, void *entry, gf_err_t *err)
     if (e->format != IMG_FORMAT_PNG && (e->quality < 1 || e->quality > 100))
         return gf_err_set(err, GF_EINVAL, IMG_DOMAIN, "exports.json: %s: quality must be in 1..100",
                           e->name);
+    return 0;
+}
+
+/*
+ * What a file may hold beside its list: "version", 1 (the format read
+ * here), and in poses.json "keypoint_order", which must be the order the
+ * keypoints are drawn in; each is optional.
+ */
+static int check_file(json_t *root, const char *file, const char *key, gf_err_t *err)
+{
+    const char *keys[] = {key, "version", NULL, NULL};
+    if (strcmp(file, "poses.json") == 0)
+        keys[2] = "keypoint_order";
+    else if (strcmp(file, "styles.json") == 0)
+        keys[2] = "reference_prompts";
+    if (known_keys_only(root, keys, file, "the file", err) < 0)
+        return GF_EINVAL;
+    json_t *v = json_object_get(root, "version");
+    if (v != NULL && !(json_is_integer(v) && json_integer_value(v) == 1))
+        return gf_err_set(err, GF_EINVAL, IMG_DOMAIN, "%s: \"version\" must be 1", file);
+    json_t *order = json_object_get(root, "keypoint_order");
+    int same = json_is_array(order) && json_array_size(order) == IMG_POSE_KEYPOINTS;
+    for (size_t i = 0; order && same && i < IMG_POSE_KEYPOINTS; i++) {
+        const char *name = json_string_value(json_array_get(order, i));
+        same = name && strcmp(name, keypoint_names[i]) == 0;
+    }
+    if (order != NULL && !same)
+        return gf_err_set(err, GF_EINVAL, IMG_DOMAIN,
+                          "%s: \"keypoint_order\" must be COCO's, as drawn: nose, neck, "
+                          "right_shoulder, ..., left_ear (docs/imaging.md)",
+                          file);
     return 0;
 }
 
@@ -171,6 +247,8 @@ static json_t *load_list(const char *dir, const char *file, const char *key, jso
         gf_err_set(err, GF_EINVAL, IMG_DOMAIN, "%s: \"%s\" must be a non-empty array", path, key);
         return NULL;
     }
+    if (check_file(*root, file, key, err) < 0)
+        return NULL;
     return arr;
 }
 
@@ -226,7 +304,9 @@ static int load_reference_prompts(const char *dir, img_presets_t *p, gf_err_t *e
     snprintf(path, sizeof(path), "%s/styles.json", dir);
     json_t *root = json_load_file(path, 0, &jerr);
     json_t *o = json_object_get(root, "reference_prompts");
-    int rc = 0;
+    static const char *const known[] = {"identity_and_pose", "identity", "pose", NULL};
+    int rc =
+        json_is_object(o) ? known_keys_only(o, known, "styles.json", "reference_prompts", err) : 0;
     for (int i = 0; i < 3 && rc == 0; i++) {
         const char *t = json_string_value(json_object_get(o, keys[i]));
         const char *at = t ? strstr(t, "{prompt}") : NULL;

@@ -215,6 +215,33 @@ static void test_malformed_files_refused(void **state)
                    "{\"exports\":[{\"name\":\"e\",\"width\":100,\"height\":100,"
                    "\"format\":\"jpeg\",\"quality\":0}]}",
                    "quality");
+    /* A key the loader does not read is refused, not passed over: "qualty" would
+     * leave the default quality in silence. */
+    expect_refused(good, STYLES,
+                   "{\"exports\":[{\"name\":\"e\",\"width\":100,\"height\":100,"
+                   "\"format\":\"jpeg\",\"qualty\":50}]}",
+                   "unknown key \"qualty\"");
+    expect_refused("{\"poses\":[" POSE("a", KP17 "," KP3) "],\"keypoints_order\":[]}", STYLES,
+                   EXPORTS, "unknown key \"keypoints_order\"");
+    expect_refused(good,
+                   "{" REFS ",\"styles\":[{\"name\":\"s\",\"description\":\"d\","
+                   "\"prompt_sufix\":\"p\",\"prompt_suffix\":\"p\"}]}",
+                   EXPORTS, "prompt_sufix");
+    expect_refused(good,
+                   "{\"reference_prompts\":{\"identity_and_pose\":\"1 2 {prompt}\","
+                   "\"identity\":\"1 {prompt}\",\"pose\":\"{prompt} 2\",\"poses\":\"x\"},"
+                   "\"styles\":[{\"name\":\"s\",\"description\":\"d\",\"prompt_suffix\":\"p\"}]}",
+                   EXPORTS, "unknown key \"poses\"");
+    expect_refused(good, STYLES, "{\"version\":2,\"exports\":[]}", "non-empty");
+    expect_refused(good, STYLES,
+                   "{\"version\":2,\"exports\":[{\"name\":\"e\",\"width\":100,"
+                   "\"height\":100,\"format\":\"png\"}]}",
+                   "\"version\" must be 1");
+    /* keypoint_order is the order drawn, or it is refused: an editor who reorders it
+     * expects the keypoints read that way, and they would not be. */
+    expect_refused(
+        "{\"keypoint_order\":[\"neck\",\"nose\"],\"poses\":[" POSE("a", KP17 "," KP3) "]}", STYLES,
+        EXPORTS, "keypoint_order");
 }
 
 /* A FARM_PRESETS_DIR that names no presets is a configuration error (the processes exit 2,
