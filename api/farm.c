@@ -1,7 +1,8 @@
 /*
  * api/farm.c - the `farm` command line: operator tasks that run once and exit.
  *
- *   farm config [--markdown]   the effective configuration, secrets masked
+ *   farm config [--markdown]   the effective configuration, secrets masked; exits 2
+ *                              on a setting farm-api or farm-worker refuses at start
  *   farm migrate               apply migrations/NNNN_*.sql, then store/sql/, to FARM_DATABASE_URL
  *   farm token --sub UUID [--role user|admin] [--plan NAME] [--ttl SECONDS]
  *   farm grant --user UUID --amount N [--reason TEXT]
@@ -14,7 +15,9 @@
  * Exit status: 0 done, 1 the task failed, 2 bad usage or configuration.
  */
 #include "api.h"
+#include "provider.h"
 #include "store.h"
+#include "webhooks.h"
 #include "queue.h"
 
 #include <jansson.h>
@@ -91,6 +94,15 @@ static int cmd_config(int argc, char **argv)
         return 0;
     }
     gf_config_t *cfg = load_config();
+    /* What farm-api and farm-worker would refuse at start, short of reaching a server:
+     * a configuration this passes is one they start with (tests/deploy/k8s-validate.mjs). */
+    gf_err_t err = {0};
+    if (api_config_check(cfg, &err) < 0 || webhook_config_check(cfg, &err) < 0 ||
+        provider_config_check(cfg, &err) < 0) {
+        fprintf(stderr, "farm config: %s\n", err.msg);
+        gf_cfg_free(cfg);
+        return 2;
+    }
     gf_cfg_print(cfg, stdout);
     gf_cfg_free(cfg);
     return 0;

@@ -22,16 +22,12 @@
 
 /* --- the api as the shell's service ---------------------------------------------- */
 
-/* Without them farm-api would start and answer 401 to every request, or hand
- * out file URLs that nothing can verify; with a webhook secret no worker can
- * use, it would take webhook_url and no webhook would ever be sent. */
+/* With a webhook secret no worker can use, farm-api would take webhook_url and no
+ * webhook would ever be sent. */
 static int api_check(const gf_config_t *cfg, gf_err_t *err)
 {
-    if (strlen(cfg->jwt_secret) < GF_SECRET_MIN || strlen(cfg->file_secret) < GF_SECRET_MIN)
-        return gf_err_set(err, GF_EINVAL, "config",
-                          "FARM_JWT_SECRET and FARM_FILE_SECRET must be set, %d characters at "
-                          "least",
-                          GF_SECRET_MIN);
+    if (api_config_check(cfg, err) < 0)
+        return GF_EINVAL;
     return webhook_config_check(cfg, err);
 }
 

@@ -170,6 +170,22 @@ fail:
     return NULL;
 }
 
+int api_config_check(const gf_config_t *cfg, gf_err_t *err)
+{
+    /* Without them farm-api would answer 401 to every request, or hand out file URLs
+     * that nothing can verify. */
+    if (strlen(cfg->jwt_secret) < GF_SECRET_MIN || strlen(cfg->file_secret) < GF_SECRET_MIN)
+        return gf_err_set(err, GF_EINVAL, "config",
+                          "FARM_JWT_SECRET and FARM_FILE_SECRET must be set, %d characters at "
+                          "least",
+                          GF_SECRET_MIN);
+    if (store_config_check(cfg, err) < 0 || storage_config_check(cfg, err) < 0)
+        return GF_EINVAL;
+    img_presets_t *presets = img_presets_load(cfg->presets_dir, err);
+    img_presets_free(presets);
+    return presets ? 0 : GF_EINVAL;
+}
+
 int api_start(api_t *api, gf_err_t *err)
 {
     if (img_init(api->cfg, err) < 0)

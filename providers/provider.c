@@ -204,6 +204,17 @@ provider_t *provider_new(uv_loop_t *loop, const gf_config_t *cfg, const char *na
     return p;
 }
 
+int provider_config_check(const gf_config_t *cfg, gf_err_t *err)
+{
+    provider_t p = {.cfg = cfg};
+    int rc = chain_build(&p, gf_cfg_provider_mode(cfg), err);
+    if (rc == 0)
+        rc = http_check(cfg, err);
+    for (int i = 0; i < p.nchain; i++)
+        adapter_free(p.chain[i]);
+    return rc < 0 ? GF_EINVAL : 0;
+}
+
 const char *provider_chain(const provider_t *p)
 {
     return p->chain_names;

@@ -106,7 +106,7 @@ void storage__list_add(storage_op_t *op, const char *key, long long mtime_unix_s
 }
 
 /* The settings of the other backend, when set, would be ignored: refused. */
-static int check_config(const gf_config_t *cfg, gf_err_t *err)
+int storage_config_check(const gf_config_t *cfg, gf_err_t *err)
 {
     if (cfg->storage == 0) {
         static const struct {
@@ -165,7 +165,7 @@ static int check_config(const gf_config_t *cfg, gf_err_t *err)
 storage_t *storage_new(uv_loop_t *loop, const gf_config_t *cfg, gf_metrics_t *metrics,
                        gf_err_t *err)
 {
-    if (check_config(cfg, err) < 0)
+    if (storage_config_check(cfg, err) < 0)
         return NULL;
     storage_t *s = gf_xcalloc(1, sizeof(*s));
     s->loop = loop;

@@ -516,8 +516,9 @@ static int one_of(const char *choices, const char *value)
     return 0;
 }
 
-static int url_check(const char *url, gf_err_t *err)
+int store_config_check(const gf_config_t *cfg, gf_err_t *err)
 {
+    const char *url = cfg->database_url;
     char *msg = NULL, why[200];
     PQconninfoOption *opts = PQconninfoParse(url, &msg);
     if (opts == NULL) {
@@ -544,7 +545,7 @@ static int url_check(const char *url, gf_err_t *err)
 
 store_t *store_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)
 {
-    if (url_check(cfg->database_url, err) < 0)
+    if (store_config_check(cfg, err) < 0)
         return NULL;
     store_t *st = gf_xcalloc(1, sizeof(*st));
     st->loop = loop;

@@ -20,6 +20,14 @@ typedef void (*api_stopped_cb)(api_t *api, void *data);
 api_t *api_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err);
 
 /*
+ * The settings farm-api refuses at start that need no server to check: the
+ * secrets, FARM_DATABASE_URL's parameters, the storage backend's variables,
+ * the presets of FARM_PRESETS_DIR. 0, or GF_EINVAL with `err`. (The webhook
+ * settings are webhooks/'s: webhook_config_check.)
+ */
+int api_config_check(const gf_config_t *cfg, gf_err_t *err);
+
+/*
  * Starts libvips, loads the presets, creates the Redis and Postgres clients
  * (they connect in the background), listens and starts the /metrics gauges.
  * 0, or a negative status with `err` (GF_EINVAL: a bad setting); an api

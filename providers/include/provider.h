@@ -153,6 +153,11 @@ typedef struct {
  */
 provider_t *provider_new(uv_loop_t *loop, const gf_config_t *cfg, const char *name, gf_err_t *err);
 
+/* The settings provider_new() would refuse for cfg's FARM_PROVIDER (its chain, each
+ * adapter's settings, FARM_PROVIDER_HTTP2 and FARM_PROVIDER_CA_FILE), without a loop
+ * and without I/O: 0, or GF_EINVAL with `err`. */
+int provider_config_check(const gf_config_t *cfg, gf_err_t *err);
+
 /* The adapter names in fallback order, comma-separated ("hf,local"); borrowed. */
 const char *provider_chain(const provider_t *p);
 

@@ -56,6 +56,10 @@ typedef void (*storage_get_cb)(storage_t *s, const gf_err_t *err, storage_object
  */
 storage_t *storage_new(uv_loop_t *loop, const gf_config_t *cfg, gf_metrics_t *metrics,
                        gf_err_t *err);
+/* The settings storage_new() refuses (FARM_STORAGE's backend and its variables), without
+ * I/O: 0, or GF_EINVAL with `err`. */
+int storage_config_check(const gf_config_t *cfg, gf_err_t *err);
+
 /*
  * At a process's start, blocking (on a private loop): with s3, one HEAD of
  * the bucket; GF_EINVAL (a bad setting) naming FARM_S3_BUCKET when it does

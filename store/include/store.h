@@ -726,6 +726,10 @@ typedef void (*store_closed_cb)(void *data);
 /* Returns a new pool for cfg->database_url (connections open on first use). `cfg` is borrowed. */
 store_t *store_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err);
 
+/* What store_new() refuses: a FARM_DATABASE_URL libpq would refuse at every connect (an
+ * unknown parameter, a bad sslmode). 0, or GF_EINVAL with `err`; no I/O. */
+int store_config_check(const gf_config_t *cfg, gf_err_t *err);
+
 /*
  * Runs `call`; its status and results are in `call` when `cb` runs (on a
  * later loop turn). Returns 0, or GF_ECANCELED when the store is closing

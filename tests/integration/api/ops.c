@@ -324,6 +324,27 @@ static void test_sigterm_exits_zero(void **state)
     assert_true(lines > 0);
 }
 
+/* Runs argv with env's three settings (NULL ends them early): it exits 2, and its output
+ * names `needle` (env[3]). */
+static void expect_exit_2_naming(char **argv, const char *const env4[4], const char *log, size_t i)
+{
+    char out[512];
+    char *env[] = {(char *)env4[0], (char *)env4[1], (char *)env4[2], NULL};
+    snprintf(out, sizeof(out), "%s/%s-%zu.log", ts_env("FARM_TEST_TMPDIR"), log, i);
+    pid_t pid = ts_spawn(argv, env, out);
+    assert_int_equal(ts_stop(pid, 0, 10), 2);
+    FILE *f = fopen(out, "r");
+    assert_non_null(f);
+    /* the whole log: the configuration line alone is longer than 4 KiB */
+    static char all[65536];
+    size_t n = fread(all, 1, sizeof(all) - 1, f);
+    all[n] = '\0';
+    fclose(f);
+    if (strstr(all, env4[3]) == NULL)
+        fprintf(stderr, "%s %s: %s", argv[0], env4[1], all);
+    assert_non_null(strstr(all, env4[3]));
+}
+
 static void test_bad_config_stops_at_start_naming_the_variable(void **state)
 {
     (void)state;
@@ -362,22 +383,25 @@ static void test_bad_config_stops_at_start_naming_the_variable(void **state)
         {OPS_SECRETS, "FARM_WEBHOOK_SECRET=whsec_!!not-base64", "FARM_WEBHOOK_SECRET"},
         /* A key anyone could guess: receivers would take forged events for the farm's. */
         {OPS_SECRETS, "FARM_WEBHOOK_SECRET=whsec_YWJjZA==", "fewer than 16"}};
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char *env[] = {(char *)cases[i][0], (char *)cases[i][1], (char *)cases[i][2], NULL};
-        snprintf(out, sizeof(out), "%s/badcfg-%zu.log", ts_env("FARM_TEST_TMPDIR"), i);
-        pid = ts_spawn(argv, env, out);
-        assert_int_equal(ts_stop(pid, 0, 10), 2);
-        f = fopen(out, "r");
-        assert_non_null(f);
-        /* the whole log: the configuration line alone is longer than 4 KiB */
-        static char all[65536];
-        size_t n = fread(all, 1, sizeof(all) - 1, f);
-        all[n] = '\0';
-        fclose(f);
-        if (strstr(all, cases[i][3]) == NULL)
-            fprintf(stderr, "%s", all);
-        assert_non_null(strstr(all, cases[i][3]));
-    }
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        expect_exit_2_naming(argv, cases[i], "badcfg", i);
+    /* `farm config` refuses each of them as well, and what only farm-worker refuses at
+     * start: the deploy check (tests/deploy/k8s-validate.mjs) runs it on the manifests. */
+    char *cli[] = {(char *)ts_env("FARM_TEST_CLI"), "config", NULL};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        expect_exit_2_naming(cli, cases[i], "badcli", i);
+    static const char *const worker_cases[][4] = {
+        /* libcurl 7.88 fails h2c on every reused connection */
+        {OPS_SECRETS, "FARM_PROVIDER_HTTP2=prior-knowledge", "FARM_PROVIDER_HTTP2"},
+        {OPS_SECRETS, "FARM_PROVIDER_CA_FILE=/nonexistent/ca.pem", "FARM_PROVIDER_CA_FILE"},
+        {OPS_SECRETS, "FARM_S3_BUCKET=farm", "FARM_S3_BUCKET is set but FARM_STORAGE=local"},
+        {OPS_SECRETS, "FARM_PRESETS_DIR=/nonexistent", "FARM_PRESETS_DIR"}};
+    for (size_t i = 0; i < sizeof(worker_cases) / sizeof(worker_cases[0]); i++)
+        expect_exit_2_naming(cli, worker_cases[i], "badcli-worker", i);
+    /* and a good configuration is printed, exit 0 */
+    char *good[] = {OPS_SECRETS, NULL};
+    snprintf(out, sizeof(out), "%s/goodcli.log", ts_env("FARM_TEST_TMPDIR"));
+    assert_int_equal(ts_stop(ts_spawn(cli, good, out), 0, 10), 0);
 }
 
 static void test_several_processes_share_the_port_and_stop_together(void **state)
