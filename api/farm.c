@@ -391,8 +391,10 @@ static int cmd_queue_libraries(int argc, char **argv)
 /*
  * One table of the farm's state: the queue's stats (one Redis call) and the credits held
  * (one Postgres call). Either source that cannot be read is shown as unavailable, not as
- * zeros. Returns 0 when both were read.
+ * zeros. Returns 0 when both were read, else STATS_QUEUE_DOWN and/or STATS_STORE_DOWN.
  */
+#define STATS_QUEUE_DOWN 1
+#define STATS_STORE_DOWN 2
 static int stats_print(queue_sync_t *qs, store_conn_t *sc)
 {
     gf_err_t err = {0};
@@ -401,7 +403,7 @@ static int stats_print(queue_sync_t *qs, store_conn_t *sc)
     int64_t now = gf_clock_unix_ms();
     if (qs == NULL || queue_sync_stats(qs, &st, &err) < 0) {
         printf("queue        unavailable: %s\n", qs ? err.msg : "no connection to Redis");
-        rc = 1;
+        rc = STATS_QUEUE_DOWN;
     } else {
         printf("%-24s %12s\n", "QUEUE", "JOBS");
         for (size_t i = 0; i < st.n_tiers; i++)
@@ -427,7 +429,7 @@ static int stats_print(queue_sync_t *qs, store_conn_t *sc)
     else
         printf("%-24s %12lld\n", "CREDITS HELD", c.res.balance.held);
     if (sc == NULL || c.err.code < 0)
-        rc = 1;
+        rc |= STATS_STORE_DOWN;
     store_call_dispose(&c);
     return rc;
 }
@@ -440,7 +442,9 @@ static void on_stats_signal(int sig)
     stats_stop = 1;
 }
 
-/* farm stats [--watch [SECONDS]]: once, or redrawn until SIGINT/SIGTERM (then exit 0). */
+/* farm stats [--watch [SECONDS]]: once, or redrawn until SIGINT/SIGTERM (then exit 0).
+ * A watch connects again, before the next frame, to a source it could not read: Redis
+ * or Postgres restarted, or down when the watch began, shows again once it is back. */
 static int cmd_stats(int argc, char **argv)
 {
     long long every = 0;
@@ -466,14 +470,23 @@ static int cmd_stats(int argc, char **argv)
     store_conn_t *sc = connect_store(cfg);
     int rc;
     if (every == 0) {
-        rc = stats_print(qs, sc);
+        rc = stats_print(qs, sc) ? 1 : 0;
     } else {
         while (!stats_stop) {
             printf("\033[H\033[2J"); /* home, clear the screen */
-            stats_print(qs, sc);
+            int down = stats_print(qs, sc);
             fflush(stdout);
             for (long long t = 0; t < every * 10 && !stats_stop; t++)
                 usleep(100 * 1000);
+            if ((down & STATS_QUEUE_DOWN) && !stats_stop) {
+                queue_sync_free(qs);
+                qs = queue_sync_new(cfg, &err); /* NULL again: the next frame says so */
+            }
+            if ((down & STATS_STORE_DOWN) && !stats_stop) {
+                store_conn_free(sc);
+                gf_err_t serr = {0};
+                sc = store_conn_new(cfg->database_url, &serr);
+            }
         }
         rc = 0;
     }

@@ -216,6 +216,66 @@ static int farm_cli(const char *env, const char *args, char *out, size_t cap)
     return rc;
 }
 
+/* Waits up to 30 s for the watch's output at `path` to hold `want` after its `after`-th
+ * byte; the offset just past it, or -1. */
+static long watch_shows(const char *path, long after, const char *want, char *out, size_t cap)
+{
+    for (double end = ts_now() + 30; ts_now() < end; usleep(100 * 1000)) {
+        if (read_squeezed(path, out, cap) < 0 || (long)strlen(out) <= after)
+            continue;
+        const char *at = strstr(out + after, want);
+        if (at != NULL)
+            return (long)(at - out) + (long)strlen(want);
+    }
+    return -1;
+}
+
+static void redis_on(int port, const char *dir)
+{
+    assert_int_equal(ts_sh("redis-server --port %d --bind 127.0.0.1 --daemonize yes --save '' "
+                           "--appendonly no --dir '%s' --pidfile '%s/watch-redis.pid' >/dev/null",
+                           port, dir, dir),
+                     0);
+}
+
+static void redis_off(const char *dir)
+{
+    ts_sh("kill $(cat '%s/watch-redis.pid'); for i in $(seq 50); do kill -0 $(cat "
+          "'%s/watch-redis.pid') 2>/dev/null || exit 0; sleep 0.1; done; exit 1",
+          dir, dir);
+}
+
+/* A watch begun while Redis is down shows the queue once Redis is up, and again after a
+ * restart: it connects anew instead of showing "unavailable" until interrupted. */
+static void watch_reconnects_to_redis(char *out, size_t cap)
+{
+    const char *dir = ts_env("FARM_TEST_TMPDIR");
+    int port = ts_free_port();
+    char path[600], cmd[1400];
+    snprintf(path, sizeof(path), "%s/farm-watch-redis.out", dir);
+    snprintf(cmd, sizeof(cmd),
+             "FARM_REDIS_URL=redis://127.0.0.1:%d FARM_REDIS_CONNECT_TIMEOUT_MS=300 exec '%s' "
+             "stats --watch 1 > '%s' 2>&1",
+             port, ts_env("FARM_TEST_CLI"), path);
+    char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+    pid_t watch = ts_spawn(argv, NULL, NULL);
+    long at = watch_shows(path, 0, "queue unavailable", out, cap);
+    redis_on(port, dir);
+    if (at >= 0)
+        at = watch_shows(path, at, " in flight 0\n", out, cap);
+    redis_off(dir);
+    if (at >= 0)
+        at = watch_shows(path, at, "queue unavailable", out, cap);
+    redis_on(port, dir);
+    if (at >= 0)
+        at = watch_shows(path, at, " in flight 0\n", out, cap);
+    redis_off(dir);
+    int st = ts_stop(watch, SIGINT, 30);
+    if (at < 0 || st != 0)
+        fail_msg("farm stats --watch across Redis down, up, restarted: exit %d, output:\n%s", st,
+                 out);
+}
+
 /* `farm stats` shows the state the test before left: one avatar of 2 images queued in
  * the pro tier (the test user's plan), nothing else, no worker, 20 credits held. */
 static void test_farm_stats_shows_the_farm(void **state)
@@ -257,6 +317,7 @@ static void test_farm_stats_shows_the_farm(void **state)
     if (frames < 2 || st != 0)
         fail_msg("farm stats --watch 1: %d frames, exit %d, output:\n%s", frames, st, out);
     assert_int_equal(farm_cli("", "stats --watch 0", out, sizeof(out)), 2);
+    watch_reconnects_to_redis(out, sizeof(out));
 }
 
 /* The farm's settled credits are counters on /metrics: a queued generation canceled gives its
