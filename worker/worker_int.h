@@ -275,6 +275,10 @@ void job__event(job_t *j, const char *type, json_t *data);
 void job__stage_done(job_image_t *img, gf_stage stage);
 /* An image began stage `s`: the generation's stage (API.md) is published when it changes. */
 void job__stage(job_t *j, gf_stage s);
+/* The kind label of the job's metrics: bounded to the kinds, "unknown" if unreadable. */
+const char *job__kind(const job_t *j);
+/* Seconds since the job was enqueued (its creation time, unix ms), or -1 when unknown. */
+double job__age_s(const job_t *j);
 /* Starts (or restarts) an image's provider call. */
 void job__image_start(job_image_t *img);
 
