@@ -127,6 +127,13 @@ void au_create(const char *tok, const char *body, char id[37])
     ts_http_dispose(&r);
 }
 
+ts_http_t au_cancel(const char *tok, const char *id)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/v1/generations/%s/cancel", id);
+    return au_call("POST", path, tok, NULL, NULL);
+}
+
 json_t *au_wait_status(const char *tok, const char *id, const char *want, double timeout_s)
 {
     char path[128], pattern[64];

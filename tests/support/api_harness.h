@@ -78,6 +78,9 @@ void au_id_of(const ts_http_t *r, char out[37]);
 /* POSTs `body` to /v1/generations as `tok` and asserts it is accepted (202); its id in `id`. */
 void au_create(const char *tok, const char *body, char id[37]);
 
+/* POST /v1/generations/{id}/cancel as `tok`; the answer (the caller disposes of it). */
+ts_http_t au_cancel(const char *tok, const char *id);
+
 /* Polls GET /v1/generations/<id> as `tok` until its status is one of `want` ("a|b"); the
  * generation (decref it), or NULL when `timeout_s` passed first. AU_ENDED: every status after
  * queued and running. */

@@ -6,12 +6,14 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <curl/curl.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "played_worker.h"
 
@@ -98,4 +100,57 @@ size_t pw_count_of(const char *hay, const char *needle)
     for (const char *p = hay; p && (p = strstr(p, needle)); p++)
         n++;
     return n;
+}
+
+/* --- an event stream ------------------------------------------------------------- */
+
+static size_t on_sse(char *p, size_t size, size_t n, void *ud)
+{
+    sse_client_t *c = ud;
+    pthread_mutex_lock(&c->mu);
+    gf_buf_append(&c->got, p, size * n);
+    pthread_mutex_unlock(&c->mu);
+    return size * n;
+}
+
+void *sse_run(void *arg)
+{
+    sse_client_t *c = arg;
+    CURL *e = curl_easy_init();
+    struct curl_slist *h = curl_slist_append(NULL, c->auth);
+    char last[64];
+    if (c->last_event_id) {
+        snprintf(last, sizeof(last), "Last-Event-ID: %s", c->last_event_id);
+        h = curl_slist_append(h, last);
+    }
+    curl_easy_setopt(e, CURLOPT_URL, c->url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_sse);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(c->timeout_s * 1000));
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_perform(e);
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &c->status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(e);
+    return NULL;
+}
+
+int sse_has(sse_client_t *c, const char *needle)
+{
+    pthread_mutex_lock(&c->mu);
+    int ok = c->got.p && strstr(c->got.p, needle) != NULL;
+    pthread_mutex_unlock(&c->mu);
+    return ok;
+}
+
+int sse_wait_for(sse_client_t *c, const char *needle, double timeout_s)
+{
+    double end = ts_now() + timeout_s;
+    while (ts_now() < end) {
+        if (sse_has(c, needle))
+            return 1;
+        usleep(20000);
+    }
+    return 0;
 }

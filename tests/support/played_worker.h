@@ -8,6 +8,7 @@
 #ifndef PLAYED_WORKER_H
 #define PLAYED_WORKER_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -43,5 +44,24 @@ int pw_connect(void);
 
 /* How many times `needle` stands in `hay` (NULL: none). */
 size_t pw_count_of(const char *hay, const char *needle);
+
+/* An event stream read by libcurl: the request (`url`, one `auth` header line, an optional
+ * Last-Event-ID) and what came, guarded by `mu` while sse_run() reads on a thread. */
+typedef struct {
+    char url[512];
+    char auth[2048];
+    const char *last_event_id;
+    gf_buf_t got;
+    pthread_mutex_t mu;
+    long status;
+    double timeout_s; /* the whole request's, after which it "disconnects" */
+} sse_client_t;
+
+/* Reads the stream until it ends or its timeout (a pthread start routine). */
+void *sse_run(void *arg);
+/* Whether `needle` has come. */
+int sse_has(sse_client_t *c, const char *needle);
+/* Waits up to `timeout_s` for `needle`; 1 when it came. */
+int sse_wait_for(sse_client_t *c, const char *needle, double timeout_s);
 
 #endif
