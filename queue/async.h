@@ -92,6 +92,11 @@ struct queue {
     /* queue_metrics(): farm_redis_command_seconds by operation; NULL until then. */
     gf_mfamily_t *m_cmd;
     gf_metric_t *m_cmd_script[QS__COUNT];
+    /* queue_claim(): the id of the last claim and its worker; asked again while
+     * claim_again says its answer did not come (queue/lua/claim.lua). */
+    char claim_id[37];
+    char claim_wid[128];
+    int claim_again;
 };
 
 /* redis.c */

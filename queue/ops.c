@@ -14,6 +14,7 @@
  *   re-entry into its read path.
  */
 #include "async.h"
+#include "ids.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -200,6 +201,9 @@ RESULT_HANDLER(handle_position, queue__parse_position)
 static void handle_claim(queue__op_t *op, gf_err_t *err, redisReply *r)
 {
     queue_claim_t *c = NULL;
+    /* No answer (a timeout, the connection lost): the claim may have run, so the next
+     * one asks under the same id for what it leased. */
+    op->q->claim_again = err->code == GF_ETIMEDOUT || err->code == GF_EUNAVAIL;
     if (err->code == GF_OK) {
         c = gf_xcalloc(1, sizeof(*c));
         if (queue__parse_claim(r, c, err) < 0)
@@ -268,10 +272,15 @@ int queue_claim(queue_t *q, const char *worker_id, int max, queue_claim_cb cb, v
 {
     if (max < 1 || worker_id == NULL)
         return GF_EINVAL;
+    if (!q->claim_again || strcmp(q->claim_wid, worker_id) != 0) {
+        gf_uuid4(q->claim_id);
+        snprintf(q->claim_wid, sizeof(q->claim_wid), "%s", worker_id);
+    }
     queue__cmd_t cmd;
     queue__cmd_script(&cmd, &q->conf, QS_CLAIM);
     queue__cmd_int(&cmd, max);
     queue__cmd_str(&cmd, worker_id);
+    queue__cmd_str(&cmd, q->claim_id);
     return queue__op_send(q, &cmd, op_timeout(q), handle_claim, (void *)cb, data, NULL);
 }
 

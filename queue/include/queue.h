@@ -246,7 +246,12 @@ int queue_ping(queue_t *q, uint64_t timeout_ms, queue_ping_cb cb, void *data);
 /* Enqueues (idempotent by gen_id); res->created, state, position; GF_ETOOBIG over the cap. */
 int queue_enqueue(queue_t *q, const queue_enqueue_req_t *req, queue_result_cb cb, void *data);
 
-/* Leases up to `max` jobs to `worker_id` (borrowed). */
+/*
+ * Leases up to `max` jobs to `worker_id` (borrowed). A claim that got no
+ * answer (GF_ETIMEDOUT, GF_EUNAVAIL) may have leased jobs: the next claim of
+ * the same worker asks again under its id, and gets those jobs (within a
+ * lease) instead of nothing, their leases left to expire.
+ */
 int queue_claim(queue_t *q, const char *worker_id, int max, queue_claim_cb cb, void *data);
 
 /* Extends a lease; res->cancel tells whether to stop. GF_ECONFLICT: the lease is lost. */

@@ -1,4 +1,9 @@
--- claim: ARGV[B+1] how many jobs (N), [B+2] worker id.
+-- claim: ARGV[B+1] how many jobs (N), [B+2] worker id, [B+3] the claim's id
+-- (optional). A claim whose answer was lost (a timeout, a dropped
+-- connection) is asked again under the same id: the answer it had is given
+-- again, kept for a lease when it leased or ended anything. Without that its
+-- jobs stayed leased to nobody until their leases ended, and each such loss
+-- counted toward the poison limit of jobs that never ran.
 -- Returns {jobs, expired, lease_until, ended}: jobs is flat, four entries per
 -- job: gen, its 'd' field as stored (user, tier, deadline, creation time and
 -- payload, one per line: the client splits it, which Redis then need not do),
@@ -16,7 +21,12 @@
 -- handed out again first, at once; then retries whose backoff is over go back
 -- to the front of their user queues; then ready jobs, tier by smooth weighted
 -- round robin and user by round robin within the tier.
-local want, wid = tonumber(ARGV[B + 1]), ARGV[B + 2]
+local want, wid, cid = tonumber(ARGV[B + 1]), ARGV[B + 2], ARGV[B + 3]
+local ck = cid and cid ~= '' and (P .. 'cl:' .. wid .. ':' .. cid) or nil
+if ck then
+    local kept = redis.call('GET', ck)
+    if kept then return cjson.decode(kept) end
+end
 -- The leases start with a sentinel (score +inf, so no claim ever sees it as
 -- expired; its name has spaces, which no generation id has). Longer than
 -- 64 bytes, it keeps the sorted set out of Redis's listpack encoding, where
@@ -211,4 +221,8 @@ redis.call('ZADD', P .. 'workers', NOWS, wid)
 -- Dead letters past their retention leave the index here too (their job
 -- hashes expire by themselves), so the index never outgrows the retention.
 redis.call('ZREMRANGEBYSCORE', P .. 'dead', '-inf', tostring(NOW - DEAD_RETENTION_MS))
-return {jobs, expired, until_ms, ended}
+local answer = {jobs, expired, until_ms, ended}
+if ck and (got > 0 or #expired > 0 or #ended > 0) then
+    redis.call('SET', ck, cjson.encode(answer), 'PX', LEASE_MS_S)
+end
+return answer

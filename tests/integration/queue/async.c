@@ -295,18 +295,25 @@ static queue_t *open_q2(fx_t *fx, const gf_config_t *cfg, double timeout_s)
     return q;
 }
 
+/* The second queue (fx->q2), connected through a new proxy (fx->px) to the fixture's Redis,
+ * with `op_timeout` (a FARM_QUEUE_OP_TIMEOUT_MS setting) and a 300 ms connect timeout. */
+static queue_t *q2_through_proxy(fx_t *fx, const char *op_timeout)
+{
+    qt_proxy_t *px = fx->px = qt_proxy_start(atoi(ts_env("FARM_TEST_REDIS_PORT")));
+    assert_non_null(px);
+    static char url[96];
+    snprintf(url, sizeof(url), "FARM_REDIS_URL=redis://127.0.0.1:%d/0", qt_proxy_port(px));
+    const char *const env[] = {url, op_timeout, "FARM_REDIS_CONNECT_TIMEOUT_MS=300", NULL};
+    fx->cfg2 = qt_cfg(env);
+    return open_q2(fx, fx->cfg2, 5);
+}
+
 static void test_a_deaf_subscription_is_found_and_replaced(void **state)
 {
     fx_t *fx = *state;
     /* A queue that reaches Redis through a proxy which can silence one connection. */
-    qt_proxy_t *px = fx->px = qt_proxy_start(atoi(ts_env("FARM_TEST_REDIS_PORT")));
-    assert_non_null(px);
-    char url[96];
-    snprintf(url, sizeof(url), "FARM_REDIS_URL=redis://127.0.0.1:%d/0", qt_proxy_port(px));
-    const char *const env[] = {url, "FARM_QUEUE_OP_TIMEOUT_MS=1000",
-                               "FARM_REDIS_CONNECT_TIMEOUT_MS=300", NULL};
-    fx->cfg2 = qt_cfg(env);
-    queue_t *q = open_q2(fx, fx->cfg2, 5);
+    queue_t *q = q2_through_proxy(fx, "FARM_QUEUE_OP_TIMEOUT_MS=1000");
+    qt_proxy_t *px = fx->px;
     assert_int_equal(qt_proxy_accepted(px), 1); /* the command connection */
 
     char gen[64];
@@ -362,6 +369,44 @@ static void test_a_connection_that_never_answers_its_setup_is_replaced(void **st
     assert_int_equal(qt_wait_op(fx, queue_claim(q, "wst", 8, qt_on_claim, fx)), 0);
     assert_int_equal(fx->claim->n_jobs, 1);
     assert_string_equal(fx->claim->jobs[0].gen_id, gen);
+    queue_claim_dispose(fx->claim);
+    free(fx->claim);
+}
+
+/*
+ * A claim whose answer is lost (the proxy forwards it and drops what Redis
+ * answers) times out; the next claim of the same worker is given the job the
+ * lost one leased, under the same token, instead of nothing while that lease
+ * runs out and then a reclaim counted toward the poison limit.
+ */
+static void test_a_claim_whose_answer_was_lost_is_asked_again(void **state)
+{
+    fx_t *fx = *state;
+    queue_t *q = q2_through_proxy(fx, "FARM_QUEUE_OP_TIMEOUT_MS=500");
+    qt_proxy_t *px = fx->px;
+    char gen[64];
+    qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "lostclaim"), "ulc", "pro");
+    qt_proxy_lose_answers(px, 0);
+    assert_int_equal(qt_wait_op(fx, queue_claim(q, "wlc", 1, qt_on_claim, fx)), GF_ETIMEDOUT);
+    /* It ran: the job is leased, to nobody that knows it. */
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd), "ZRANK {farm}:leases %s", gen);
+    assert_true(qt_redis_int(cmd) >= 0);
+    /* The timeout dropped the connection; a new one answers. */
+    double end = ts_now() + 10;
+    while ((!queue_is_connected(q) || qt_proxy_accepted(px) < 2) && ts_now() < end)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_true(queue_is_connected(q));
+    assert_int_equal(qt_wait_op(fx, queue_claim(q, "wlc", 1, qt_on_claim, fx)), 0);
+    assert_int_equal(fx->claim->n_jobs, 1);
+    assert_string_equal(fx->claim->jobs[0].gen_id, gen);
+    assert_int_equal(fx->claim->jobs[0].token, 1);
+    assert_int_equal(fx->claim->jobs[0].attempt, 1);
+    queue_claim_dispose(fx->claim);
+    free(fx->claim);
+    /* That claim was answered: the next one is new, and finds nothing more. */
+    assert_int_equal(qt_wait_op(fx, queue_claim(q, "wlc", 1, qt_on_claim, fx)), 0);
+    assert_int_equal(fx->claim->n_jobs, 0);
     queue_claim_dispose(fx->claim);
     free(fx->claim);
 }
@@ -556,6 +601,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_watch_read_that_failed_is_read_again, qt_async_setup,
                                         qt_async_teardown),
         cmocka_unit_test_setup_teardown(test_a_deaf_subscription_is_found_and_replaced,
+                                        qt_async_setup, qt_async_teardown),
+        cmocka_unit_test_setup_teardown(test_a_claim_whose_answer_was_lost_is_asked_again,
                                         qt_async_setup, qt_async_teardown),
         cmocka_unit_test_setup_teardown(test_a_close_ends_its_watches_after_it_returned,
                                         qt_async_setup, qt_async_teardown),
