@@ -139,8 +139,12 @@ provider_fault provider__classify(int curl_code, long status, const char *body, 
         return provider__hf_estimated_time(body, len) >= 0 ? PROVIDER_F_MODEL_LOADING
                                                            : PROVIDER_F_SERVER;
     default:
+        /* A redirect, never followed: the endpoint is not where it is configured (moved,
+         * retired, behind a login). Nothing was taken, so the next provider may serve;
+         * a protocol fault would stop the chain here. */
         return status >= 500   ? PROVIDER_F_SERVER
                : status >= 400 ? PROVIDER_F_BAD_INPUT
+               : status >= 300 ? PROVIDER_F_MODEL_UNAVAILABLE
                                : PROVIDER_F_PROTOCOL;
     }
 }

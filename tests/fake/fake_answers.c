@@ -293,6 +293,10 @@ int fake_generic(fake_t *f, gf_http_req_t *r, const char *provider, const fake_f
                             "credits."));
     } else if (strcmp(m, "not_found_404") == 0) {
         answer_text(r, 404, "text/plain", "Not Found");
+    } else if (strcmp(m, "moved_301") == 0) {
+        /* An endpoint that moved (a retired host, a login proxy in front of it). */
+        gf_http_set_header(r, "Location", "https://moved.example.invalid/v2/");
+        answer_text(r, 301, "text/html", "<html><h1>301 Moved Permanently</h1></html>");
     } else if (strcmp(m, "gone_410") == 0) {
         fake_json(r, 410,
                   json_pack("{s:s}", "error",

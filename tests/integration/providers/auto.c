@@ -49,15 +49,17 @@ static void test_auto_falls_back_to_the_next_provider(void **state)
     pt_close(&loop, p, cfg);
 }
 
-/* HF's router answers 400 for a model it does not serve on the route: the next one may. */
-static void test_a_model_hf_does_not_serve_fails_over(void **state)
+/* hf,bfl: hf's submit answered as `marker` says (a fault of the fake) is served by bfl,
+ * hf asked once. */
+static void hf_fault_served_by_bfl(const char *marker)
 {
-    (void)state;
     gf_config_t *cfg =
         pt_config(&fake, "auto", (const char *const[]){"FARM_PROVIDER_FALLBACK=hf,bfl", NULL});
     provider_t *p = provider_new(&loop, cfg, NULL, NULL);
     pt_result_t r = {0};
-    provider_req_t q = pt_req("a fox [[not_supported_400@hf.submit]]", 64, 64);
+    char prompt[96];
+    snprintf(prompt, sizeof(prompt), "a fox [[%s@hf.submit]]", marker);
+    provider_req_t q = pt_req(prompt, 64, 64);
     pt_run(&loop, p, &q, &r);
     assert_int_equal(r.status, 0);
     assert_string_equal(r.provider, "bfl");
@@ -65,6 +67,20 @@ static void test_a_model_hf_does_not_serve_fails_over(void **state)
     assert_int_equal(pt_fake_count(&fake, "bfl.submit"), 1);
     pt_result_dispose(&r);
     pt_close(&loop, p, cfg);
+}
+
+/* A submit redirected (never followed): nothing was taken, the next provider serves. */
+static void test_a_redirected_submit_fails_over(void **state)
+{
+    (void)state;
+    hf_fault_served_by_bfl("moved_301");
+}
+
+/* HF's router answers 400 for a model it does not serve on the route: the next one may. */
+static void test_a_model_hf_does_not_serve_fails_over(void **state)
+{
+    (void)state;
+    hf_fault_served_by_bfl("not_supported_400");
 }
 
 static void test_breaker_opens_fails_fast_and_recovers_after_probe(void **state)
@@ -498,6 +514,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_auto_falls_back_to_the_next_provider, reset),
+        cmocka_unit_test_setup(test_a_redirected_submit_fails_over, reset),
         cmocka_unit_test_setup(test_a_model_hf_does_not_serve_fails_over, reset),
         cmocka_unit_test_setup(test_breaker_opens_fails_fast_and_recovers_after_probe, reset),
         cmocka_unit_test_setup(test_auto_without_tokens_is_local, reset),

@@ -70,6 +70,8 @@ static const fault_row_t hf_rows[] = {
     {"validation_422", PROVIDER_E_PROVIDER_ERROR, PROVIDER_F_BAD_INPUT, 0, 422, 1},
     {"not_found_404", PROVIDER_E_PROVIDER_ERROR, PROVIDER_F_MODEL_UNAVAILABLE, 0, 404, 1},
     {"gone_410", PROVIDER_E_PROVIDER_ERROR, PROVIDER_F_MODEL_UNAVAILABLE, 0, 410, 1},
+    /* Redirects are not followed: the endpoint is not where it is configured. */
+    {"moved_301", PROVIDER_E_PROVIDER_ERROR, PROVIDER_F_MODEL_UNAVAILABLE, 0, 301, 1},
     /* The router's "model not supported by provider": the route's fault, not the input's. */
     {"not_supported_400", PROVIDER_E_PROVIDER_ERROR, PROVIDER_F_MODEL_UNAVAILABLE, 0, 400, 1},
     {"server_500", PROVIDER_E_PROVIDER_ERROR, PROVIDER_F_SERVER, 1, 500, 2},

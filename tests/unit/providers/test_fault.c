@@ -32,6 +32,9 @@ static void test_classify_maps_statuses_to_fault_rows(void **state)
     assert_int_equal(provider__classify(0, 422, "", 0), PROVIDER_F_BAD_INPUT);
     assert_int_equal(provider__classify(0, 404, "", 0), PROVIDER_F_MODEL_UNAVAILABLE);
     assert_int_equal(provider__classify(0, 410, "", 0), PROVIDER_F_MODEL_UNAVAILABLE);
+    /* redirects are not followed: the endpoint moved, and the next provider may serve */
+    assert_int_equal(provider__classify(0, 301, "", 0), PROVIDER_F_MODEL_UNAVAILABLE);
+    assert_int_equal(provider__classify(0, 307, "", 0), PROVIDER_F_MODEL_UNAVAILABLE);
     assert_int_equal(provider__classify(0, 502, "<h1>", 4), PROVIDER_F_SERVER);
     assert_int_equal(provider__classify(7 /* COULDNT_CONNECT */, 0, NULL, 0), PROVIDER_F_NETWORK);
     assert_int_equal(provider__classify(28 /* TIMEDOUT */, 0, NULL, 0), PROVIDER_F_STALLED);
