@@ -317,6 +317,16 @@ static int is_attempt_key(const char *key)
     return p[0] != '\0' && strspn(p, "abcdefghijklmnopqrstuvwxyz") == strlen(p);
 }
 
+/* "{user}/uploads/{id}.{ext}": an upload's file (img_storage_upload_key). */
+static int is_upload_key(const char *key)
+{
+    const char *slash = strchr(key, '/');
+    if (slash == NULL || slash == key || strncmp(slash, "/uploads/", 9) != 0)
+        return 0;
+    const char *name = slash + 9;
+    return *name != '\0' && *name != '.' && strchr(name, '/') == NULL && strchr(name, '.') != NULL;
+}
+
 static void left_free_keys(worker_sweeper_t *sw)
 {
     for (size_t i = 0; i < sw->n_left; i++)
@@ -332,23 +342,29 @@ static void on_left_deleted(storage_t *s, const gf_err_t *err, const char *const
     (void)s;
     worker_sweeper_t *sw = data;
     gf_log_ctx ctx = {.component = "sweeper", .action = "deleting leftover files"};
-    size_t temp = 0;
+    size_t temp = 0, uploads = 0;
     for (size_t i = 0; i < n_deleted; i++) {
         const char *name = strrchr(deleted[i], '/');
-        temp += (name ? name[1] : deleted[i][0]) == '.';
+        if ((name ? name[1] : deleted[i][0]) == '.')
+            temp++;
+        else
+            uploads += is_upload_key(deleted[i]);
     }
     if (temp > 0)
         gf_metric_add(gf_metric_with(sw->m_swept, "temp", NULL, NULL), (double)temp);
-    if (n_deleted > temp)
+    if (uploads > 0)
+        gf_metric_add(gf_metric_with(sw->m_swept, "upload", NULL, NULL), (double)uploads);
+    if (n_deleted > temp + uploads)
         gf_metric_add(gf_metric_with(sw->m_swept, "attempt", NULL, NULL),
-                      (double)(n_deleted - temp));
+                      (double)(n_deleted - temp - uploads));
     if (err->code < 0)
         GF_LOG(GF_LOG_WARN, &ctx, "%zu of %zu leftover files not deleted (%s: %s): next pass",
                sw->n_left - n_deleted, sw->n_left, gf_status_name(err->code), err->msg);
     else
         GF_LOG(GF_LOG_INFO, &ctx,
-               "%zu leftover files deleted (%zu temporary, %zu of stale attempts)", n_deleted, temp,
-               n_deleted - temp);
+               "%zu leftover files deleted (%zu temporary, %zu of stale attempts, %zu of uploads "
+               "never recorded)",
+               n_deleted, temp, n_deleted - temp - uploads, uploads);
     left_free_keys(sw);
     sweeper_call_done(sw);
 }
@@ -404,7 +420,7 @@ static void on_left_listed(storage_t *s, const gf_err_t *err, const storage_entr
             continue; /* young: a put or an attempt may still be writing it */
         if (entries[i].temp)
             sw->left_keys[sw->n_left++] = gf_xstrdup(entries[i].key);
-        else if (is_attempt_key(entries[i].key))
+        else if (is_attempt_key(entries[i].key) || is_upload_key(entries[i].key))
             ask[n_ask++] = entries[i].key;
     }
     if (n_ask > 0 && !sw->closing) {
@@ -508,8 +524,9 @@ worker_sweeper_t *worker_sweeper_new(uv_loop_t *loop, const gf_config_t *cfg, st
         NULL, NULL, NULL);
     sw->m_swept = gf_metrics_counter(metrics, "farm_sweeper_leftover_files_deleted_total",
                                      "leftover files the sweeper deleted: temp (a put's temporary "
-                                     "file left by a dead writer) or attempt (a stale attempt's "
-                                     "file that no output records)",
+                                     "file left by a dead writer), attempt (a stale attempt's "
+                                     "file that no output records) or upload (an upload's file "
+                                     "that no upload row records)",
                                      "kind");
     return sw;
 }

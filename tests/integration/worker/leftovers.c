@@ -11,12 +11,16 @@
  *   mid-put leaves) in the generation's folder;
  * - an attempt file of that generation that no output records (a stale
  *   attempt's, "{index}-{variant}.a{attempt}.{ext}");
- * - a file in an upload's place and an attempt-named file in a folder that
- *   is no generation (neither is ever the sweeper's);
- * and, young, another temporary file. Then: the old temporary file and the
- * stale attempt file are gone; every output, the upload's file, the
- * non-generation file and the young temporary file remain with their bytes
- * (sha256sum and ls locally, the AWS SDK on S3: clients that are not ours);
+ * - a file in an upload's place that no upload row records (an api stopped
+ *   between its put and its record), beside a real upload's file, made old
+ *   too;
+ * - an attempt-named file in a folder that is no generation (never the
+ *   sweeper's);
+ * and, young, another temporary file. Then: the old temporary file, the
+ * stale attempt file and the unrecorded upload's file are gone; every
+ * output, the recorded upload's file, the non-generation file and the young
+ * temporary file remain with their bytes (sha256sum and ls locally, the AWS
+ * SDK on S3: clients that are not ours);
  * farm_sweeper_leftover_files_deleted_total counts one of each kind, and
  * GET still serves every output.
  *
@@ -34,6 +38,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <vips/vips.h>
 #include <jansson.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -62,6 +67,8 @@ static int setup(void **state)
     (void)state;
     if (ff_wants_s3())
         worker_env[3] = "FARM_SWEEP_LEFTOVER_GRACE_S=30";
+    if (VIPS_INIT("worker_leftovers") != 0) /* the recorded upload's PNG */
+        return -1;
     return ff_setup(&farm);
 }
 
@@ -132,6 +139,21 @@ static void test_the_sweeper_deletes_leftovers_and_nothing_else(void **state)
     char dir[300];
     snprintf(dir, sizeof(dir), "%.*s", (int)(slash - out_keys[0]), out_keys[0]);
 
+    /* A recorded upload, its file made old like the planted ones. */
+    char up_id[37], recorded[400];
+    ff_upload_png(ff_tok, 32, 32, up_id);
+    snprintf(recorded, sizeof(recorded), "%s/uploads/%s.png", ff_user, up_id);
+    char sha_recorded[65] = "", cmd[300];
+    snprintf(cmd, sizeof(cmd),
+             "psql -XAt \"$FARM_DATABASE_URL\" -c \"SELECT sha256 FROM uploads WHERE id = '%s'\"",
+             up_id);
+    FILE *q = popen(cmd, "r");
+    assert_non_null(q);
+    assert_non_null(fgets(sha_recorded, sizeof(sha_recorded), q));
+    pclose(q);
+    assert_true(ff_object_present(recorded, sha_recorded));
+    if (!ff_s3)
+        assert_int_equal(ts_sh("touch -d '2 hours ago' '%s/%s'", ff_storage_dir, recorded), 0);
     char stale_tmp[400], stale_attempt[400], upload[400], not_gen[400], young_tmp[400];
     snprintf(stale_tmp, sizeof(stale_tmp), "%s/.0-full.a999999.webp.tmp.Ab12Cd", dir);
     snprintf(stale_attempt, sizeof(stale_attempt), "%s/0-full.a999999.webp", dir);
@@ -151,9 +173,10 @@ static void test_the_sweeper_deletes_leftovers_and_nothing_else(void **state)
 
     /* A pass over storage is a few pages of 3, one a second. */
     double end = ts_now() + 20;
-    while (!(object_absent(stale_tmp) && object_absent(stale_attempt)) && ts_now() < end)
+    while (!(object_absent(stale_tmp) && object_absent(stale_attempt) && object_absent(upload)) &&
+           ts_now() < end)
         usleep(250000);
-    int gone = object_absent(stale_tmp) && object_absent(stale_attempt);
+    int gone = object_absent(stale_tmp) && object_absent(stale_attempt) && object_absent(upload);
     if (!gone)
         ff_dump_logs(30);
     assert_true(gone);
@@ -163,13 +186,17 @@ static void test_the_sweeper_deletes_leftovers_and_nothing_else(void **state)
     double temps = ff_worker_metric("farm_sweeper_leftover_files_deleted_total{kind=\"temp\"} ");
     double attempts =
         ff_worker_metric("farm_sweeper_leftover_files_deleted_total{kind=\"attempt\"} ");
+    double uploads =
+        ff_worker_metric("farm_sweeper_leftover_files_deleted_total{kind=\"upload\"} ");
     assert_true(ff_object_present(young_tmp, sha_young));
     if (ff_s3) /* the young file was younger than the grace all along, or this proves nothing */
         assert_true(ts_now() - planted_young < S3_GRACE_S - 1);
     assert_int_equal((int)temps, 1);
     assert_int_equal((int)attempts, 1);
+    assert_int_equal((int)uploads, 1);
+    (void)sha_upload;
     /* Never the sweeper's, whatever their age. */
-    assert_true(ff_object_present(upload, sha_upload));
+    assert_true(ff_object_present(recorded, sha_recorded));
     assert_true(ff_object_present(not_gen, sha_not_gen));
     for (size_t i = 0; i < n_out; i++) {
         json_t *o = json_array_get(outputs, i);
