@@ -30,7 +30,8 @@ bin_dir=${1:?usage: up-resilience.sh BIN_DIR}
 base=$(mktemp -d /root/genfarm-up-test.XXXXXX)
 chmod 0700 /root "$base"
 mkdir -p "$base/scripts"
-cp "$src/scripts/up" "$src/scripts/lib.sh" "$src/scripts/install-deps" "$base/scripts/"
+cp "$src/scripts/up" "$src/scripts/workers" "$src/scripts/lib.sh" "$src/scripts/install-deps" \
+    "$base/scripts/"
 ln -s "$src/migrations" "$base/migrations"
 ln -s "$src/store" "$base/store"
 ln -s "$src/imaging" "$base/imaging"
@@ -66,7 +67,7 @@ wait_for() {
 
 # Only the clone's own environment: no FARM_* from ctest or the caller.
 unset "${!FARM_@}"
-FARM_BIN_DIR=$bin_dir FARM_LOG_LEVEL=warn "$base/scripts/up" >"$out" 2>&1 </dev/null &
+FARM_BIN_DIR=$bin_dir FARM_LOG_LEVEL=warn FARM_WORKER_DRAIN_S=7 "$base/scripts/up" >"$out" 2>&1 </dev/null &
 up_pid=$!
 
 wait_for 180 test -s "$base/var/dev.env" || fail "scripts/up did not come up within 180 s"
@@ -82,6 +83,21 @@ echo "up: Postgres's cluster is in $pg_home/data (var/pg links there)"
 # shellcheck disable=SC1091
 . "$base/var/ports.env"
 api=http://127.0.0.1:$API_PORT
+
+# scripts/workers from a shell without the farm's settings: its worker gets the
+# ones scripts/up started the farm's with (FARM_WORKER_DRAIN_S=7 above, the
+# secrets), from var/farm.env, which only its owner may read.
+[[ $(stat -c %a "$base/var/farm.env") == 600 ]] || fail "var/farm.env is not mode 600"
+env -i PATH="$PATH" HOME="$HOME" FARM_BIN_DIR="$bin_dir" "$base/scripts/workers" 1 >>"$out" 2>&1 ||
+    fail "scripts/workers 1 failed"
+xpid=$(gf_read_pidfile "$base/var/run/worker-x1.pid")
+xenv=$(tr '\0' '\n' <"/proc/$xpid/environ")
+grep -qx "FARM_WORKER_DRAIN_S=7" <<<"$xenv" || fail "the extra worker lacks the farm's FARM_WORKER_DRAIN_S"
+grep -q "^FARM_JWT_SECRET=." <<<"$xenv" || fail "the extra worker lacks the farm's secrets"
+env -i PATH="$PATH" HOME="$HOME" FARM_BIN_DIR="$bin_dir" "$base/scripts/workers" 0 >>"$out" 2>&1 ||
+    fail "scripts/workers 0 failed"
+! gf_pid_alive "$xpid" || fail "scripts/workers 0 left worker-x1 (pid $xpid) running"
+echo "up: scripts/workers 1 from an empty environment started a worker with the farm's settings"
 
 # worker_pid : worker-1's live pid, if it runs farm-worker.
 worker_pid() {
