@@ -267,7 +267,16 @@ end
 --                + sum over users v behind u of min(ready of v, k).
 -- Returns ahead as a function of k for k = 0 .. kmax, from one walk of the
 -- ring: O(users of the tier + kmax), however many k are asked.
+-- For kmax = 0 (each asked job is its user's first ready one: the usual
+-- case) every user in the ring has a job ready, so ahead(0) is the number of
+-- users ahead of u: one LPOS, which Redis answers without a command per
+-- user (a walk with LLEN per user cost a GET of a queued generation one
+-- command per user of the tier in a backlog).
 local function ahead_in_tier(u, tier, kmax)
+    if kmax == 0 then
+        local at = redis.call('LPOS', rkey(tier), u)
+        if at then return function() return at end end
+    end
     local hist = {{}, {}} -- [1] users ahead, [2] behind: how many have n ready (n capped)
     local side, top = 1, 0
     for _, v in ipairs(redis.call('LRANGE', rkey(tier), 0, -1)) do
