@@ -54,7 +54,7 @@ struct api {
     /* api/gate.c: uploads admitted and not yet finished, and their announced bytes */
     size_t upload_inflight, upload_inflight_bytes;
     /* api/files.c: the memory of uploads decoding whole, and those waiting for room */
-    size_t upload_decode_bytes, decodes_waiting;
+    size_t upload_decode_bytes, decodes_waiting, decodes_running;
     struct file_job *decode_wait_head, *decode_wait_tail;
     gf_metric_t *m_decode_bytes, *m_decodes_waiting; /* the two above, on /metrics */
     gf_metric_t *m_credits_held; /* farm_credits_held_total: credits held by this process */

@@ -31,6 +31,7 @@ typedef struct file_job {
     char key[IMG_KEY_MAX];
     img_info info;
     size_t decode_reserved;     /* of api->upload_decode_bytes, while it decodes */
+    int decoding;               /* counted in api->decodes_running */
     struct file_job *wait_next; /* in api->decode_wait_head's list */
     /* file or pose map */
     img_buf out;
@@ -183,11 +184,22 @@ static void answer_refused_image(file_job_t *f)
  * decodes, so the bodies alone bound nothing. One such decode always runs,
  * whatever its size (each is within FARM_UPLOAD_MAX_PIXELS); the others wait
  * in arrival order, their bodies already admitted, and start as room frees.
- * An upright PNG or JPEG streams and never waits.
+ * And every decode takes a thread of the libuv pool for as long as it runs,
+ * the pool that also reads local files for GET /v1/files and answers
+ * /readyz: decodes take at most all of it but one thread (at least one
+ * decode runs), so a burst of uploads never stalls those.
  */
+static int decode_slots(void)
+{
+    int n = gf_proc_pool_width() - 1;
+    return n > 0 ? n : 1;
+}
+
 static int decode_fits(const api_t *api, size_t need)
 {
-    return api->upload_decode_bytes == 0 ||
+    if (api->decodes_running >= (size_t)decode_slots())
+        return 0;
+    return need == 0 || api->upload_decode_bytes == 0 ||
            api->upload_decode_bytes + need <= (size_t)api->cfg->upload_max_inflight_bytes;
 }
 
@@ -202,32 +214,51 @@ static void decode_gauges(api_t *api)
 static void decode_start(file_job_t *f)
 {
     f->decode_reserved = f->info.decode_bytes;
+    f->decoding = 1;
     f->api->upload_decode_bytes += f->decode_reserved;
+    f->api->decodes_running++;
     decode_gauges(f->api);
     if (queue_work(f, upload_work, upload_done) == 0)
         return;
     f->api->upload_decode_bytes -= f->decode_reserved;
+    f->api->decodes_running--;
+    f->decoding = 0;
     decode_gauges(f->api);
     api__fail(f->req, GF_EUNAVAIL, NULL);
     job_free(f);
 }
 
-/* A decode ended: its room goes to those waiting, in order. */
+/* Starts the waiting decodes that fit, in arrival order; one that does not fit (its memory)
+ * lets those behind it that do go first, until the pool's slots are taken. */
+static void decode_pump(api_t *api)
+{
+    file_job_t **at = &api->decode_wait_head, *prev = NULL;
+    while (*at && api->decodes_running < (size_t)decode_slots()) {
+        file_job_t *f = *at;
+        if (!decode_fits(api, f->info.decode_bytes)) {
+            prev = f;
+            at = &f->wait_next;
+            continue;
+        }
+        *at = f->wait_next;
+        if (api->decode_wait_tail == f)
+            api->decode_wait_tail = prev;
+        f->wait_next = NULL;
+        api->decodes_waiting--;
+        decode_start(f);
+    }
+    decode_gauges(api);
+}
+
+/* A decode ended: its room goes to those waiting. */
 static void decode_release(file_job_t *f)
 {
     api_t *api = f->api;
     api->upload_decode_bytes -= f->decode_reserved;
     f->decode_reserved = 0;
-    while (api->decode_wait_head && decode_fits(api, api->decode_wait_head->info.decode_bytes)) {
-        file_job_t *next = api->decode_wait_head;
-        api->decode_wait_head = next->wait_next;
-        if (api->decode_wait_head == NULL)
-            api->decode_wait_tail = NULL;
-        next->wait_next = NULL;
-        api->decodes_waiting--;
-        decode_start(next);
-    }
-    decode_gauges(api);
+    api->decodes_running -= f->decoding;
+    f->decoding = 0;
+    decode_pump(api);
 }
 
 /* The header passed: decode now, or wait for room. */
@@ -241,9 +272,6 @@ static void probe_done(uv_work_t *w, int status)
     } else if (f->err.code != 0) {
         answer_refused_image(f);
         job_free(f);
-    } else if (f->info.decode_bytes == 0 ||
-               (api->decode_wait_head == NULL && decode_fits(api, f->info.decode_bytes))) {
-        decode_start(f);
     } else {
         if (api->decode_wait_tail)
             api->decode_wait_tail->wait_next = f;
@@ -251,7 +279,7 @@ static void probe_done(uv_work_t *w, int status)
             api->decode_wait_head = f;
         api->decode_wait_tail = f;
         api->decodes_waiting++;
-        decode_gauges(api);
+        decode_pump(api);
     }
 }
 

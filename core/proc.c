@@ -178,3 +178,12 @@ void gf_proc_httpd_opts(gf_httpd_opts_t *o, const gf_config_t *cfg, const char *
     o->max_queued_total = (size_t)cfg->http_max_queued_total_bytes;
     o->shutdown_timeout_ms = (uint64_t)cfg->shutdown_s * 1000;
 }
+
+int gf_proc_pool_width(void)
+{
+    const char *v = getenv("UV_THREADPOOL_SIZE");
+    long n = v ? strtol(v, NULL, 10) : 4;
+    if (n <= 0)
+        n = 1; /* libuv's reading of 0 (and of what is not a number) */
+    return n > 1024 ? 1024 : (int)n;
+}

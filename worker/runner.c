@@ -211,20 +211,14 @@ static void on_cancel_message(queue_t *q, const char *gen_id, void *data)
 }
 
 /*
- * Images post-processed at once: the libuv thread pool's width, read as libuv reads it
- * (UV_THREADPOOL_SIZE, default 4, at most 1024), at most the cores this process may use
- * (more images at once than cores only makes each slower).
+ * Images post-processed at once: the libuv thread pool's width, at most the cores this
+ * process may use (more images at once than cores only makes each slower).
  */
 static int post_parallelism(void)
 {
-    const char *v = getenv("UV_THREADPOOL_SIZE");
-    long n = v ? strtol(v, NULL, 10) : 4;
-    if (n <= 0)
-        n = 1; /* libuv's reading of 0 (and of what is not a number) */
-    if (n > 1024)
-        n = 1024;
+    int n = gf_proc_pool_width();
     unsigned cores = uv_available_parallelism();
-    return cores >= 1 && (long)cores < n ? (int)cores : (int)n;
+    return cores >= 1 && (int)cores < n ? (int)cores : n;
 }
 
 worker_runner_t *worker_runner_new(uv_loop_t *loop, const gf_config_t *cfg, queue_t *queue,

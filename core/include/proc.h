@@ -59,6 +59,10 @@ struct gf_proc_service {
  */
 int gf_proc_main(const gf_proc_service_t *svc);
 
+/* The libuv thread pool's width, read as libuv reads it: UV_THREADPOOL_SIZE,
+ * default 4, 0 or what is not a number as 1, at most 1024. */
+int gf_proc_pool_width(void);
+
 /* Loads the config from the environment or exits(2) printing why. Logs it once. */
 gf_config_t *gf_proc_init(const char *component);
 

@@ -599,20 +599,18 @@ static void test_concurrent_uploads_cannot_share_the_last_place(void **state)
 }
 
 /*
- * A 2 KB lossless WebP of 6000 x 6000 black pixels holds about 300 MB while
- * it decodes: the bodies' bound says nothing of it. Three at once, with a
- * budget of 16 MiB for whole decodes, go one at a time: each waits for the
- * one before (farm_upload_decodes_waiting), no more than one decode's memory
- * is held at any scrape, and none is refused or lost.
+ * Three 2 KB lossless WebPs of 6000 x 6000 black pixels sent at once to an
+ * api started with `budget` (FARM_UPLOAD_MAX_INFLIGHT_BYTES) and `more` (a
+ * setting or NULL), which let one decode run at a time: each
+ * waits for the one before (farm_upload_decodes_waiting), no more than one
+ * decode's memory is held at any scrape, and none is refused or lost.
  */
-static void test_uploads_decoded_whole_wait_for_room(void **state)
+static void three_webps_decode_one_at_a_time(const char *budget, const char *more)
 {
-    (void)state;
     static char storage[700];
     snprintf(storage, sizeof(storage), "FARM_STORAGE_DIR=%s/quota-storage",
              ts_env("FARM_TEST_TMPDIR"));
-    const char *const extra[] = {storage, "FARM_UPLOAD_MAX_INFLIGHT_BYTES=16777216",
-                                 "FARM_RATE_LIMITS=uploads=1000/1000", NULL};
+    const char *const extra[] = {storage, "FARM_RATE_LIMITS=uploads=1000/1000", budget, more, NULL};
     api = au_api_start(extra);
     assert_true(api > 0);
     enum { N = 3, SIDE = 6000 };
@@ -673,6 +671,23 @@ static void test_uploads_decoded_whole_wait_for_room(void **state)
     free(tok);
 }
 
+/* Each holds about 300 MB while it decodes, which the bodies' bound says nothing of: a
+ * budget of 16 MiB for whole decodes runs one at a time (one always runs). */
+static void test_uploads_decoded_whole_wait_for_room(void **state)
+{
+    (void)state;
+    three_webps_decode_one_at_a_time("FARM_UPLOAD_MAX_INFLIGHT_BYTES=16777216", NULL);
+}
+
+/* Whatever the memory allows, decodes leave one thread of the libuv pool to the reads of
+ * GET /v1/files and /readyz: a pool of 2 decodes one upload at a time. */
+static void test_uploads_leave_a_pool_thread_free(void **state)
+{
+    (void)state;
+    three_webps_decode_one_at_a_time("FARM_UPLOAD_MAX_INFLIGHT_BYTES=68719476736",
+                                     "UV_THREADPOOL_SIZE=2");
+}
+
 static void test_bad_quotas_stop_the_api(void **state)
 {
     (void)state;
@@ -705,6 +720,7 @@ int main(void)
         cmocka_unit_test_teardown(test_upload_quota_by_bytes_per_plan, teardown),
         cmocka_unit_test_teardown(test_concurrent_uploads_cannot_share_the_last_place, teardown),
         cmocka_unit_test_teardown(test_uploads_decoded_whole_wait_for_room, teardown),
+        cmocka_unit_test_teardown(test_uploads_leave_a_pool_thread_free, teardown),
         cmocka_unit_test(test_bad_quotas_stop_the_api),
     };
     if (VIPS_INIT("api_edge"))
