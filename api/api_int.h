@@ -55,6 +55,7 @@ struct api {
     size_t upload_inflight, upload_inflight_bytes;
     /* api/files.c: the memory of uploads decoding whole, and those waiting for room */
     size_t upload_decode_bytes, decodes_waiting, decodes_running;
+    size_t decode_slots; /* the libuv pool's width less one, at least 1 (read at start) */
     struct file_job *decode_wait_head, *decode_wait_tail;
     gf_metric_t *m_decode_bytes, *m_decodes_waiting; /* the two above, on /metrics */
     gf_metric_t *m_credits_held; /* farm_credits_held_total: credits held by this process */

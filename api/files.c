@@ -189,15 +189,9 @@ static void answer_refused_image(file_job_t *f)
  * /readyz: decodes take at most all of it but one thread (at least one
  * decode runs), so a burst of uploads never stalls those.
  */
-static int decode_slots(void)
-{
-    int n = gf_proc_pool_width() - 1;
-    return n > 0 ? n : 1;
-}
-
 static int decode_fits(const api_t *api, size_t need)
 {
-    if (api->decodes_running >= (size_t)decode_slots())
+    if (api->decodes_running >= api->decode_slots)
         return 0;
     return need == 0 || api->upload_decode_bytes == 0 ||
            api->upload_decode_bytes + need <= (size_t)api->cfg->upload_max_inflight_bytes;
@@ -233,7 +227,7 @@ static void decode_start(file_job_t *f)
 static void decode_pump(api_t *api)
 {
     file_job_t **at = &api->decode_wait_head, *prev = NULL;
-    while (*at && api->decodes_running < (size_t)decode_slots()) {
+    while (*at && api->decodes_running < api->decode_slots) {
         file_job_t *f = *at;
         if (!decode_fits(api, f->info.decode_bytes)) {
             prev = f;

@@ -132,6 +132,8 @@ api_t *api_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)
         gf_metrics_counter(api->metrics, "farm_credits_held_total",
                            "credits held by generations this process accepted", NULL),
         NULL, NULL, NULL);
+    int width = gf_proc_pool_width();
+    api->decode_slots = width > 1 ? (size_t)width - 1 : 1;
     api->m_decode_bytes = gf_metric_with(
         gf_metrics_gauge(api->metrics, "farm_upload_decode_bytes",
                          "memory of the uploads this process decodes whole now (WebP, turned)",
