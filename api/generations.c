@@ -329,13 +329,10 @@ static void on_position(queue_t *q, const gf_err_t *err, const queue_result_t *r
     ctx_free(c);
 }
 
-static void on_generation(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
+/* Answers `g` as GET shows it, with the queue's word when it is queued or running. */
+static void answer_read(gen_ctx_t *c, const store_generation_t *g)
 {
-    (void)st;
-    gen_ctx_t *c = data;
-    if (api__route_failed(&c->r, err))
-        return;
-    c->gen = api__generation_json(&call->res.generation);
+    c->gen = api__generation_json(g);
     api__sign_outputs(c->r.api, c->gen);
     if (in_queue(c->gen) && queue_position(c->r.api->queue, c->gen_id, on_position, c) == 0)
         return;
@@ -343,12 +340,13 @@ static void on_generation(store_t *st, const gf_err_t *err, store_call_t *call, 
     ctx_free(c);
 }
 
-/* Reads the generation and answers it (200; 202 after a cancel). */
-static void answer_generation(gen_ctx_t *c)
+static void on_generation(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
-    store_call_dispose(&c->r.call);
-    store_call_generation(&c->r.call, c->gen_id, c->r.who.sub);
-    api__route_run(&c->r, on_generation);
+    (void)st;
+    gen_ctx_t *c = data;
+    if (api__route_failed(&c->r, err))
+        return;
+    answer_read(c, &call->res.generation);
 }
 
 /* Authenticates and checks the :id of the path; 0 or answered. */
@@ -372,7 +370,8 @@ static void on_get(gf_http_req_t *req, void *data)
         ctx_free(c);
         return;
     }
-    answer_generation(c);
+    store_call_generation(&c->r.call, c->gen_id, c->r.who.sub);
+    api__route_run(&c->r, on_generation);
 }
 
 /* --- POST /v1/generations/:id/cancel ---------------------------------------------- */
@@ -456,8 +455,9 @@ static void on_canceled(store_t *st, const gf_err_t *err, store_call_t *call, vo
         log_cancel_not_passed(rc);
         free(p);
     }
+    /* The generation as the cancel left it, read in its transaction (farm_cancel_json). */
     c->answer_status = 202;
-    answer_generation(c);
+    answer_read(c, &c->r.call.res.cancel.generation);
 }
 
 static void on_cancel(gf_http_req_t *req, void *data)

@@ -33,7 +33,8 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
                         "$5::jsonb)"},
     [STORE_OP_FINISH] = {"SELECT outcome, status FROM farm_finish($1::uuid, $2::bigint, $3::text, "
                          "$4::jsonb)"},
-    [STORE_OP_CANCEL] = {"SELECT farm_cancel($1::uuid, $2::uuid)"},
+    [STORE_OP_CANCEL] =
+        {"SELECT outcome, generation::text FROM farm_cancel_json($1::uuid, $2::uuid)"},
     [STORE_OP_EXPIRE] = {"SELECT farm_expire($1::uuid)"},
     [STORE_OP_CREDIT] = {"SELECT farm_credit($1::uuid, NULL, $2::bigint, $3::bigint, $4::text)"},
     [STORE_OP_BALANCE] = {"SELECT balance, held FROM farm_balance($1::uuid, $2::bigint)"},

@@ -49,6 +49,8 @@ static const char *json_source(store_op_t op)
     switch (op) {
     case STORE_OP_GENERATION:
         return "farm_generation_json";
+    case STORE_OP_CANCEL:
+        return "farm_cancel_json";
     case STORE_OP_LIST:
         return "farm_generations_page";
     case STORE_OP_LEDGER:
@@ -122,6 +124,8 @@ static void parse_json(store_call_t *c, const char *text)
         store__read_webhook_claim(&r, root, 0, &c->res.image.webhook);
     else if (c->_op == STORE_OP_GENERATION)
         store__read_generation(&r, root, &c->res.generation);
+    else if (c->_op == STORE_OP_CANCEL)
+        store__read_generation(&r, root, &c->res.cancel.generation);
     else if (c->_op == STORE_OP_LIST)
         store__read_list(&r, root, &c->res.list);
     else if (c->_op == STORE_OP_LEDGER)
@@ -234,6 +238,8 @@ void store__parse_row(store_call_t *c, const store_row_t *row)
             fail(c, GF_ECONFLICT, "generation %s is finished", c->_params[0]);
         else if (strcmp(v0, "not_found") == 0)
             fail(c, GF_ENOTFOUND, "no generation %s for this user", c->_params[0]);
+        else
+            parse_json(c, row->v[1]); /* the generation after the cancel */
         return;
     case STORE_OP_EXPIRE:
         c->res.expire.applied = strcmp(v0, "expired") == 0;
@@ -318,6 +324,9 @@ void store__result_dispose(store_call_t *c)
     switch (c->_op) {
     case STORE_OP_GENERATION:
         store__generation_dispose(&c->res.generation);
+        break;
+    case STORE_OP_CANCEL:
+        store__generation_dispose(&c->res.cancel.generation);
         break;
     case STORE_OP_LIST:
         store__list_dispose(&c->res.list);

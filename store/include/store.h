@@ -211,10 +211,6 @@ typedef struct {
 } store_finish_result_t;
 
 typedef struct {
-    int applied; /* 1: canceled now; 0: cancel requested from the worker that runs it */
-} store_cancel_result_t;
-
-typedef struct {
     int applied; /* 1: this call expired it */
 } store_expire_result_t;
 
@@ -270,6 +266,12 @@ typedef struct {
     store_output_t *outputs;
     size_t n_outputs;
 } store_generation_t;
+
+/* CANCEL, when taken: the generation as the cancel left it (farm_cancel_json). */
+typedef struct {
+    int applied; /* 1: canceled now; 0: cancel requested from the worker that runs it */
+    store_generation_t generation; /* as GENERATION reads it, after the cancel */
+} store_cancel_result_t;
 
 /* LIST: a page of a user's generations, newest first. */
 typedef struct {

@@ -456,6 +456,11 @@ static void test_cancel_and_expiry_release_everything(void **state)
     store_call_cancel(&c, q, user);
     assert_int_equal(ts_store_run(&c), 0);
     assert_int_equal(c.res.cancel.applied, 1);
+    /* The answer is the generation as the cancel left it, read in the same call. */
+    assert_string_equal(c.res.cancel.generation.id, q);
+    assert_string_equal(c.res.cancel.generation.status, "canceled");
+    assert_int_equal(c.res.cancel.generation.released, 20);
+    assert_non_null(c.res.cancel.generation.finished_at);
     store_call_dispose(&c);
     store_call_cancel(&c, q, user);
     assert_int_equal(ts_store_run_once(&c), GF_ECONFLICT);
@@ -463,6 +468,8 @@ static void test_cancel_and_expiry_release_everything(void **state)
     store_call_cancel(&c, r, user);
     assert_int_equal(ts_store_run(&c), 0);
     assert_int_equal(c.res.cancel.applied, 0); /* the worker finishes it */
+    assert_string_equal(c.res.cancel.generation.status, "running");
+    assert_null(c.res.cancel.generation.finished_at);
     store_call_dispose(&c);
     store_call_image(&c, r, 1, 0, 1, NULL);
     assert_int_equal(ts_store_run_once(&c), 0);

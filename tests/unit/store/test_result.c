@@ -290,13 +290,19 @@ static void test_api_outcomes(void **state)
 {
     (void)state;
     store_call_t c;
+    /* A cancel taken answers the generation as it left it (farm_cancel_json). */
     store_call_cancel(&c, GEN, USR);
-    assert_int_equal(parse(&c, "canceled"), 0);
+    assert_int_equal(parse3(&c, "canceled", gen_json, NULL), 0);
     assert_int_equal(c.res.cancel.applied, 1);
+    assert_string_equal(c.res.cancel.generation.id, GEN);
+    assert_string_equal(c.res.cancel.generation.kind, "pose");
     store_call_dispose(&c);
     store_call_cancel(&c, GEN, USR);
-    assert_int_equal(parse(&c, "requested"), 0);
+    assert_int_equal(parse3(&c, "cancel_requested", gen_json, NULL), 0);
     assert_int_equal(c.res.cancel.applied, 0);
+    store_call_dispose(&c);
+    store_call_cancel(&c, GEN, USR);
+    assert_int_equal(parse(&c, "canceled"), GF_EUNAVAIL); /* taken, and no generation: malformed */
     store_call_dispose(&c);
     store_call_cancel(&c, GEN, USR);
     assert_int_equal(parse(&c, "not_cancelable"), GF_ECONFLICT);
