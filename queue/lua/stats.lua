@@ -5,11 +5,22 @@
 -- ms), jobs it holds, ...}. Workers are live when they claimed or heartbeat
 -- within two lease periods. O(tiers + workers + jobs in flight): meant for
 -- an operator's occasional look, not for a tight loop.
+-- The configured tiers, in their order, then every other tier the 'depth'
+-- hash has a count for (removed from or renamed in FARM_QUEUE_TIERS while it
+-- had ready jobs: the claim still serves them, at weight 1), zero included,
+-- so the gauges and the autoscaler see those jobs and see them drain.
 local tiers = {}
 local d = depths()
 for _, t in ipairs(TIERS) do
     tiers[#tiers + 1] = t.name
     tiers[#tiers + 1] = d[t.name]
+end
+local dh = redis.call('HGETALL', P .. 'depth')
+for k = 1, #dh, 2 do
+    if not TIER[dh[k]] then
+        tiers[#tiers + 1] = dh[k]
+        tiers[#tiers + 1] = tonumber(dh[k + 1]) or 0
+    end
 end
 local m = math.floor(NOW / 60000)
 local sk = P .. 'stats'

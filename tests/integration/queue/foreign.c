@@ -202,6 +202,18 @@ static void test_a_tier_no_longer_configured_is_answered_and_served(void **state
     char other[64];
     req.gen_id = qt_id(other, sizeof(other), "gone-tier");
     assert_int_equal(queue_sync_enqueue(qs2, &req, &res, &err), GF_EINVAL);
+    /* The stats (the depth gauges, the autoscaler's signal) count its job after the
+     * configured tiers, and count it gone once claimed. */
+    queue_stats_t st;
+    assert_int_equal(queue_sync_stats(qs2, &st, &err), 0);
+    assert_int_equal(st.n_tiers, 3);
+    assert_string_equal(st.tiers[0].name, "pro");
+    assert_int_equal(st.tiers[0].depth, 1);
+    assert_string_equal(st.tiers[1].name, "basic");
+    assert_int_equal(st.tiers[1].depth, 0);
+    assert_string_equal(st.tiers[2].name, "free");
+    assert_int_equal(st.tiers[2].depth, 1);
+    queue_stats_dispose(&st);
 
     queue_claim_t c;
     assert_int_equal(queue_sync_claim(qs2, "w", 10, &c, &err), 0);
@@ -212,6 +224,11 @@ static void test_a_tier_no_longer_configured_is_answered_and_served(void **state
     queue_claim_dispose(&c);
     snprintf(cmd, sizeof(cmd), "HINCRBY %s:depth free 0", tag);
     assert_int_equal(qt_redis_int(cmd), 0);
+    assert_int_equal(queue_sync_stats(qs2, &st, &err), 0);
+    assert_int_equal(st.n_tiers, 3);
+    assert_string_equal(st.tiers[2].name, "free");
+    assert_int_equal(st.tiers[2].depth, 0);
+    queue_stats_dispose(&st);
     snprintf(cmd, sizeof(cmd), "EXISTS %s:t:free:ring", tag);
     assert_int_equal(qt_redis_int(cmd), 0);
     queue_sync_free(qs2);
