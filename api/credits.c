@@ -204,8 +204,11 @@ static void on_stats_ready(queue_t *q, const gf_err_t *err, const queue_stats_t 
     if (api__route_failed(&c->r, err))
         return;
     json_t *tiers = json_object();
-    for (size_t i = 0; i < s->n_tiers; i++)
+    long long ready = 0;
+    for (size_t i = 0; i < s->n_tiers; i++) {
         json_object_set_new(tiers, s->tiers[i].name, json_integer(s->tiers[i].depth));
+        ready += s->tiers[i].depth;
+    }
     json_t *workers = json_array();
     for (size_t i = 0; i < s->n_live; i++) {
         char seen[32];
@@ -215,8 +218,9 @@ static void on_stats_ready(queue_t *q, const gf_err_t *err, const queue_stats_t 
                                         (json_int_t)s->live[i].in_flight, "last_heartbeat", seen));
     }
     api__json(c->r.req, 200,
-              json_pack("{s:o, s:I, s:I, s:I, s:I, s:o, s:{s:I, s:I}}", "queued_by_tier", tiers,
-                        "in_flight", (json_int_t)s->in_flight, "delayed", (json_int_t)s->delayed,
+              json_pack("{s:I, s:o, s:I, s:I, s:I, s:I, s:o, s:{s:I, s:I}}", "ready",
+                        (json_int_t)ready, "queued_by_tier", tiers, "in_flight",
+                        (json_int_t)s->in_flight, "delayed", (json_int_t)s->delayed,
                         "dead_lettered", (json_int_t)s->dead, "live_workers",
                         (json_int_t)s->workers, "workers", workers, "last_minute", "completed",
                         (json_int_t)s->done_last_min, "failed", (json_int_t)s->failed_last_min));

@@ -617,6 +617,28 @@ static void test_admin_stats_lists_live_workers(void **state)
                      (json_int_t)json_array_size(workers));
     json_decref(body);
     ts_http_dispose(&r);
+    /* `ready`, the one number an autoscaler reads: every tier's ready jobs. One more
+     * generation, of the other tier, waits unclaimed. */
+    char *free_user = au_token(NULL, "free", NULL, NULL);
+    r = au_call("POST", "/v1/generations", free_user, "{\"kind\":\"avatar\",\"prompt\":\"ready\"}",
+                NULL);
+    au_expect(&r, 202, NULL);
+    r = au_call("GET", "/v1/admin/stats", admin, NULL, NULL);
+    assert_int_equal(r.status, 200);
+    body = json_loads(r.body, 0, NULL);
+    assert_non_null(body);
+    json_int_t sum = 0;
+    const char *tier;
+    json_t *depth;
+    json_object_foreach(json_object_get(body, "queued_by_tier"), tier, depth) sum +=
+        json_integer_value(depth);
+    assert_true(json_is_integer(json_object_get(body, "ready")));
+    assert_int_equal(json_integer_value(json_object_get(body, "ready")), sum);
+    assert_true(
+        json_integer_value(json_object_get(json_object_get(body, "queued_by_tier"), "free")) >= 1);
+    json_decref(body);
+    ts_http_dispose(&r);
+    free(free_user);
     assert_int_equal(queue_sync_finish(pw_qs, claim.jobs[0].gen_id, claim.jobs[0].token,
                                        QUEUE_FATAL, "test over", NULL, &err),
                      0);
