@@ -30,16 +30,26 @@ char wf_user[37];
 pid_t wf_start_worker_more(const char *name, const char *fallback, const char *more,
                            const char *more2)
 {
-    char *extra[] = {wf_fake_env, wf_storage_env, AU_FILE_SECRET_ENV, "FARM_PROVIDER=fake",
-                     "FARM_WORKER_METRICS_PORT=0", "FARM_QUEUE_LEASE_S=2",
-                     "FARM_QUEUE_TIERS=pro:4:1000,free:1:3", "FARM_SWEEP_INTERVAL_S=1",
-                     "FARM_SWEEP_STALE_S=3",
-                     /* The fault tests hold a known set at once (a worker killed holding them
-                      * all, Postgres stopped under every one): up to the ceiling, as before
-                      * claims by capacity (tests/integration/worker/claim.c tests those). */
-                     "FARM_WORKER_CLAIM=ceiling",
-                     (char *)(fallback ? fallback : "FARM_PROVIDER_FALLBACK=hf,fal,bfl,replicate"),
-                     (char *)more, (char *)more2, NULL};
+    const char *const more_list[] = {more, more2, NULL};
+    return wf_start_worker_env(name, fallback, more_list);
+}
+
+pid_t wf_start_worker_env(const char *name, const char *fallback, const char *const more[])
+{
+    char *extra[32] = {
+        wf_fake_env, wf_storage_env, AU_FILE_SECRET_ENV, "FARM_PROVIDER=fake",
+        "FARM_WORKER_METRICS_PORT=0", "FARM_QUEUE_LEASE_S=2",
+        "FARM_QUEUE_TIERS=pro:4:1000,free:1:3", "FARM_SWEEP_INTERVAL_S=1", "FARM_SWEEP_STALE_S=3",
+        /* The fault tests hold a known set at once (a worker killed holding them
+         * all, Postgres stopped under every one): up to the ceiling, as before
+         * claims by capacity (tests/integration/worker/claim.c tests those). */
+        "FARM_WORKER_CLAIM=ceiling",
+        (char *)(fallback ? fallback : "FARM_PROVIDER_FALLBACK=hf,fal,bfl,replicate"), NULL};
+    size_t n = 0;
+    while (extra[n] != NULL)
+        n++;
+    for (size_t i = 0; more[i] != NULL && n + 1 < sizeof(extra) / sizeof(extra[0]); i++)
+        extra[n++] = (char *)more[i];
     return ts_spawn_farm("FARM_TEST_WORKER_BIN", extra, "%s.log", name);
 }
 

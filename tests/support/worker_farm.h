@@ -28,6 +28,8 @@ extern char wf_user[37]; /* the user's id */
  * or one more setting each. */
 pid_t wf_start_worker_more(const char *name, const char *fallback, const char *more,
                            const char *more2);
+/* The same with any number of more settings, `more` NULL-terminated. */
+pid_t wf_start_worker_env(const char *name, const char *fallback, const char *const more[]);
 pid_t wf_start_worker_with(const char *name, const char *fallback);
 pid_t wf_start_worker(const char *name);
 

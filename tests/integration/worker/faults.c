@@ -410,6 +410,69 @@ static void test_every_fault_mode_ends_in_its_documented_error(void **state)
         json_decref(got[i]);
 }
 
+/* Whether the worker's /metrics on `port` says hf's breaker gauge is `v`. */
+static int hf_breaker_gauge_is(int port, int v)
+{
+    char url[96], want[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
+    snprintf(want, sizeof(want), "\nfarm_provider_breaker_open{provider=\"hf\"} %d\n", v);
+    ts_http_t r = ts_http("GET", url, NULL, NULL, 0);
+    int yes = r.status == 200 && strstr(r.body, want) != NULL;
+    ts_http_dispose(&r);
+    return yes;
+}
+
+/*
+ * farm_provider_breaker_open reads 1 while a breaker is half-open too: its
+ * one probe is out and every other call is still refused. It read 0 from the
+ * end of the cooldown on, so a provider that stays down, probed at each
+ * cooldown by a call that hangs, showed 0 most of the time and the alert's
+ * 5 minutes never held.
+ */
+static void test_the_breaker_gauge_reads_1_while_a_probe_is_out(void **state)
+{
+    (void)state;
+    char metrics_env[64], id[37], probe[37];
+    int port = ts_free_port();
+    snprintf(metrics_env, sizeof(metrics_env), "FARM_WORKER_METRICS_PORT=%d", port);
+    ts_stop(wf_worker_pid, SIGKILL, 10); /* idle */
+    /* One failure opens hf's breaker; a 402's cooldown is 1 s here. */
+    const char *const more[] = {"FARM_PROVIDER_BREAKER_FAILURES=1",
+                                "FARM_PROVIDER_BREAKER_CREDITS_COOLDOWN_S=1", metrics_env, NULL};
+    wf_worker_pid = wf_start_worker_env("worker-breaker", "FARM_PROVIDER_FALLBACK=hf", more);
+    fake_config("{\"latency_ms\":0}");
+    json_t *g = wf_create_ended(
+        "{\"kind\":\"avatar\",\"prompt\":\"fox [[credits_402]]\",\"width\":256,\"height\":256}", id,
+        30);
+    json_decref(g);
+    int open_seen = 0;
+    for (double end = ts_now() + 5; !open_seen && ts_now() < end; usleep(100000))
+        open_seen = hf_breaker_gauge_is(port, 1);
+    assert_true(open_seen);
+    /* After the cooldown the next call is the probe, and it hangs (8 s). */
+    fake_config("{\"latency_ms\":8000}");
+    usleep(1500000);
+    wf_create("{\"kind\":\"avatar\",\"prompt\":\"probe fox\",\"width\":256,\"height\":256}", probe);
+    wf_expect_status(probe, "running", 10);
+    /* Two heartbeat ticks (2 s leases) later, and for 2 s more: 1 at every scrape. */
+    usleep(1500000);
+    int ones = 0, scrapes = 0;
+    for (double end = ts_now() + 2; ts_now() < end; usleep(200000), scrapes++)
+        ones += hf_breaker_gauge_is(port, 1);
+    fprintf(stderr, "breaker gauge while the probe is out: 1 in %d of %d scrapes\n", ones, scrapes);
+    assert_int_equal(ones, scrapes);
+    char latency[64];
+    snprintf(latency, sizeof(latency), "{\"latency_ms\":%d}", WF_LATENCY_MS);
+    fake_config(latency);
+    json_decref(wf_wait_end(probe, 30)); /* the probe succeeds: the breaker closes */
+    int closed_seen = 0;
+    for (double end = ts_now() + 5; !closed_seen && ts_now() < end; usleep(100000))
+        closed_seen = hf_breaker_gauge_is(port, 0);
+    assert_true(closed_seen);
+    ts_stop(wf_worker_pid, SIGTERM, 40);
+    wf_worker_pid = wf_start_worker("worker-after-breaker");
+}
+
 static void test_paused_worker_loses_its_lease_and_charges_nothing(void **state)
 {
     (void)state;
@@ -473,6 +536,7 @@ int main(void)
         cmocka_unit_test(test_failed_image_of_a_generation_with_an_identity),
         cmocka_unit_test(test_every_image_failing_fails_with_its_error),
         cmocka_unit_test(test_every_fault_mode_ends_in_its_documented_error),
+        cmocka_unit_test(test_the_breaker_gauge_reads_1_while_a_probe_is_out),
         cmocka_unit_test(test_a_named_provider_is_the_one_used),
         cmocka_unit_test(test_the_start_names_its_worker),
         cmocka_unit_test(test_deadline_passed_before_start_expires),
