@@ -31,14 +31,15 @@ static int check_webhook(const char *url, const gf_config_t *cfg, api_gen_req_t 
 {
     char reason[128];
     snprintf(g->field, sizeof(g->field), "webhook_url");
-    if (cfg->webhook_secret == NULL || cfg->webhook_secret[0] == '\0') {
-        snprintf(g->message, sizeof(g->message),
-                 "webhook_url cannot be honoured: this farm has no webhook secret configured");
-        return GF_EINVAL;
-    }
     int allow = (int)cfg->webhook_allow_private;
     if (net_url_check(url, allow, allow, NULL, 0, reason, sizeof(reason)) < 0) {
         snprintf(g->message, sizeof(g->message), "webhook_url %s", reason);
+        return GF_EINVAL;
+    }
+    if (cfg->webhook_secret == NULL || cfg->webhook_secret[0] == '\0') {
+        snprintf(g->message, sizeof(g->message),
+                 "webhook_url cannot be honoured: this farm has no webhook secret configured");
+        g->unsupported = 1; /* a valid URL the farm cannot honour (API.md: unsupported) */
         return GF_EINVAL;
     }
     g->field[0] = '\0';

@@ -57,6 +57,60 @@ static void test_a_provider_outside_the_chain_is_refused(void **state)
     gf_cfg_free(cfg);
 }
 
+/*
+ * A webhook_url on a farm that cannot sign webhooks (no FARM_WEBHOOK_SECRET) is
+ * a valid input the farm cannot honour: 400 unsupported naming it, not
+ * invalid_request, which tells the client to fix its input. A URL that is
+ * not acceptable is invalid_request either way.
+ */
+static void test_a_webhook_url_without_a_secret_is_unsupported(void **state)
+{
+    (void)state;
+    gf_config_t *cfg = config("local");
+    api_gen_req_t g;
+    assert_int_equal(validate(cfg,
+                              "{\"kind\":\"avatar\",\"prompt\":\"a cat\","
+                              "\"webhook_url\":\"https://hooks.example.com/genfarm\"}",
+                              &g),
+                     GF_EINVAL);
+    assert_string_equal(g.field, "webhook_url");
+    assert_true(g.unsupported);
+    assert_null(g.payload);
+    api_gen_req_dispose(&g);
+    /* A URL the farm refuses anyway is invalid_request, secret or none. */
+    const char *bad[] = {"https://", "https://10.0.0.1/hook", "http://hooks.example.com/x"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char body[160];
+        snprintf(body, sizeof(body),
+                 "{\"kind\":\"avatar\",\"prompt\":\"a cat\",\"webhook_url\":\"%s\"}", bad[i]);
+        assert_int_equal(validate(cfg, body, &g), GF_EINVAL);
+        assert_string_equal(g.field, "webhook_url");
+        assert_false(g.unsupported);
+        api_gen_req_dispose(&g);
+    }
+    gf_cfg_free(cfg);
+    char *env[] = {"FARM_PROVIDER=local",
+                   "FARM_WEBHOOK_SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", NULL};
+    gf_err_t err = {0};
+    cfg = gf_cfg_load(env, &err);
+    assert_non_null(cfg);
+    assert_int_equal(validate(cfg,
+                              "{\"kind\":\"avatar\",\"prompt\":\"a cat\","
+                              "\"webhook_url\":\"http://hooks.example.com/genfarm\"}",
+                              &g),
+                     GF_EINVAL);
+    assert_string_equal(g.field, "webhook_url");
+    assert_false(g.unsupported);
+    api_gen_req_dispose(&g);
+    assert_int_equal(validate(cfg,
+                              "{\"kind\":\"avatar\",\"prompt\":\"a cat\","
+                              "\"webhook_url\":\"https://hooks.example.com/genfarm\"}",
+                              &g),
+                     0);
+    api_gen_req_dispose(&g);
+    gf_cfg_free(cfg);
+}
+
 static void test_a_seed_is_drawn_when_none_is_given_and_kept_when_one_is(void **state)
 {
     (void)state;
@@ -120,6 +174,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_provider_outside_the_chain_is_refused),
+        cmocka_unit_test(test_a_webhook_url_without_a_secret_is_unsupported),
         cmocka_unit_test(test_a_seed_is_drawn_when_none_is_given_and_kept_when_one_is),
         cmocka_unit_test(test_the_unit_cost_is_the_kinds),
         cmocka_unit_test(test_a_refused_body_names_its_field_and_builds_nothing),
