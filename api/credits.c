@@ -117,9 +117,16 @@ static void on_ledger(gf_http_req_t *req, void *data)
     api__route_run(&c->r, on_ledger_page);
 }
 
+/*
+ * The grant's answer carries the account after it (farm_credit_balance), so
+ * nothing can fail between its commit and the 201. A grant whose answer
+ * Postgres lost may have committed: a 503 would promise it did not, and the
+ * admin's retry would grant twice, so it is a 500 that says so and names the
+ * request, whose audit row (GET /v1/admin/audit) exists when it committed.
+ */
 static void on_granted(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
-    (void)call;
+    (void)st;
     credit_ctx_t *c = data;
     if (err->code == GF_ECREDITS) {
         api__error(c->r.req, 402, "insufficient_credits",
@@ -127,13 +134,19 @@ static void on_granted(store_t *st, const gf_err_t *err, store_call_t *call, voi
         api__route_free(&c->r);
         return;
     }
-    if (api__route_failed(&c->r, err))
+    if (err->code < 0 && call->outcome_unknown) {
+        char msg[240];
+        gf_log_err(GF_LOG_ERROR, &(gf_log_ctx){.component = "api"}, err);
+        snprintf(msg, sizeof(msg),
+                 "the grant's outcome is unknown (Postgres lost its answer): look for request %s "
+                 "in GET /v1/admin/audit before granting again",
+                 gf_http_req_id(c->r.req));
+        api__error(c->r.req, 500, "internal", msg, NULL);
+        api__route_free(&c->r);
         return;
-    store_call_dispose(&c->r.call);
-    store_call_balance(&c->r.call, c->user, c->r.api->cfg->welcome_credits);
+    }
     c->created = 1;
-    (void)st;
-    api__route_run(&c->r, on_balance);
+    on_balance(st, err, call, c);
 }
 
 static void on_admin_credits(gf_http_req_t *req, void *data)

@@ -253,20 +253,18 @@ static int grant_run(const gf_config_t *cfg, store_conn_t *sc, const void *args)
     cli_audit_set(&c, "credits.grant", g->user, detail_text);
     free(detail_text);
     json_decref(detail);
-    if (store_conn_exec(sc, &c) < 0) {
+    if (store_conn_exec(sc, &c) < 0 && c.outcome_unknown) {
+        /* It may have committed: running the command again could grant twice. */
+        fprintf(stderr,
+                "farm grant: the outcome is unknown (%s): look for it in audit_log "
+                "(GET /v1/admin/audit) before granting again\n",
+                c.err.msg);
+    } else if (c.err.code < 0) {
         fprintf(stderr, "farm grant: %s\n", c.err.msg);
-    } else {
-        store_call_dispose(&c);
-        store_call_balance(&c, g->user, cfg->welcome_credits);
-        if (store_conn_exec(sc, &c) == 0) {
-            const store_balance_result_t *b = &c.res.balance;
-            printf("user %s: balance %lld, held %lld, available %lld\n", g->user, b->balance,
-                   b->held, b->balance - b->held);
-        } else { /* granted all the same: a retry would grant twice */
-            printf("user %s: granted %lld\n", g->user, g->amount);
-            fprintf(stderr, "farm grant: granted, but the balance could not be read: %s\n",
-                    c.err.msg);
-        }
+    } else { /* the account after the grant, read in its transaction */
+        const store_balance_result_t *b = &c.res.balance;
+        printf("user %s: balance %lld, held %lld, available %lld\n", g->user, b->balance, b->held,
+               b->balance - b->held);
         rc = 0;
     }
     store_call_dispose(&c);

@@ -36,7 +36,9 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
     [STORE_OP_CANCEL] =
         {"SELECT outcome, generation::text FROM farm_cancel_json($1::uuid, $2::uuid)"},
     [STORE_OP_EXPIRE] = {"SELECT farm_expire($1::uuid)"},
-    [STORE_OP_CREDIT] = {"SELECT farm_credit($1::uuid, NULL, $2::bigint, $3::bigint, $4::text)"},
+    [STORE_OP_CREDIT] =
+        {"SELECT farm_credit, balance, held FROM farm_credit_balance($1::uuid, NULL, "
+         "$2::bigint, $3::bigint, $4::text)"},
     [STORE_OP_BALANCE] = {"SELECT balance, held FROM farm_balance($1::uuid, $2::bigint)"},
     [STORE_OP_GENERATION] =
         {"SELECT farm_generation_json(g)::text FROM generations g "

@@ -77,8 +77,10 @@ int store_conn_exec(store_conn_t *sc, store_call_t *c)
             PQfinish(sc->conn);
             sc->conn = NULL;
             if (c->_op == STORE_OP_ACCEPT || c->_op == STORE_OP_ACCEPT_BATCH ||
-                c->_op == STORE_OP_CREDIT)
+                c->_op == STORE_OP_CREDIT) {
+                c->outcome_unknown = 1;
                 break;
+            }
             continue;
         }
         store__parse(c, res);

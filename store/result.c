@@ -266,6 +266,12 @@ void store__parse_row(store_call_t *c, const store_row_t *row)
     case STORE_OP_CREDIT:
         if (strcmp(v0, "insufficient") == 0)
             fail(c, GF_ECREDITS, "user %s would hold more than they have", c->_params[0]);
+        else if (strcmp(v0, "granted") != 0 || row->v[1] == NULL || row->v[2] == NULL)
+            fail(c, GF_EUNAVAIL, "farm_credit_balance answered %s without an account", v0);
+        else {
+            c->res.balance.balance = atoll(row->v[1]);
+            c->res.balance.held = atoll(row->v[2]);
+        }
         return;
     case STORE_OP_BALANCE:
     case STORE_OP_TOTALS:

@@ -441,8 +441,8 @@ typedef struct {
  *   UPLOAD_ADD  GF_ETOOBIG: over the user's quota (res.upload.over names it); nothing added.
  * The result of the call's operation is the member of `res` named after it
  * (res.accept, res.generation, ...; res.upload for UPLOAD_ADD and UPLOAD_USAGE);
- * PROVIDER_REQUEST and CREDIT have none. A result is filled only as said above or when err.code is
- * GF_OK.
+ * PROVIDER_REQUEST has none; CREDIT fills res.balance (the account after the grant). A result is
+ * filled only as said above or when err.code is GF_OK.
  */
 typedef struct {
     store_op_t _op;
@@ -463,7 +463,7 @@ typedef struct {
         store_finish_result_t finish;
         store_cancel_result_t cancel;
         store_expire_result_t expire;
-        store_balance_result_t balance; /* BALANCE and TOTALS */
+        store_balance_result_t balance; /* BALANCE, TOTALS and CREDIT */
         store_generation_t generation;
         store_sweep_result_t sweep;
         store_list_result_t list;

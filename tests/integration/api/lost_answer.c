@@ -231,6 +231,33 @@ static void test_a_committed_delete_whose_answer_is_lost_is_204(void **state)
     free(tok);
 }
 
+/*
+ * An admin grant that committed and whose answer was lost: not the 503 that
+ * promises nothing was written (the admin's retry would grant twice), but a
+ * 500 that says the outcome is unknown and names the request, whose audit
+ * row is there. The credits are granted once.
+ */
+static void test_a_grant_whose_answer_is_lost_is_not_503(void **state)
+{
+    (void)state;
+    char *tok, user[37], body[160];
+    tok = au_token(NULL, "free", NULL, user);
+    assert_int_equal(au_credits_field(tok, "available"), 100);
+    char *admin = au_token(NULL, "pro", "admin", NULL);
+    qt_proxy_lose_answers(proxy, qt_proxy_accepted(proxy) - 1);
+    snprintf(body, sizeof(body), "{\"user_id\":\"%s\",\"amount\":250,\"reason\":\"refund\"}", user);
+    ts_http_t r = au_call("POST", "/v1/admin/credits", admin, body, "X-Request-Id: lost-grant-1");
+    if (r.status == 503)
+        fail_msg("503 for a grant that may have committed: %s", r.body);
+    assert_non_null(strstr(r.body, "lost-grant-1"));
+    assert_non_null(strstr(r.body, "/v1/admin/audit"));
+    au_expect_error(&r, 500, "internal", NULL);
+    assert_int_equal(au_credits_field(tok, "available"), 350); /* granted, once */
+    assert_int_equal(audit_rows("credits.grant", user), 1);
+    free(admin);
+    free(tok);
+}
+
 /* An upload's delete, committed or lost on its way: 204, unlisted, and its file deleted. */
 static void test_an_upload_delete_whose_answer_is_lost_is_204(void **state)
 {
@@ -262,6 +289,7 @@ int main(void)
         cmocka_unit_test(test_an_upload_whose_answer_is_lost_is_201),
         cmocka_unit_test(test_a_committed_delete_whose_answer_is_lost_is_204),
         cmocka_unit_test(test_an_upload_delete_whose_answer_is_lost_is_204),
+        cmocka_unit_test(test_a_grant_whose_answer_is_lost_is_not_503),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -327,6 +327,15 @@ static void test_api_outcomes(void **state)
     store_call_credit(&c, USR, -50, "oops", 100);
     assert_int_equal(parse(&c, "insufficient"), GF_ECREDITS);
     store_call_dispose(&c);
+    /* A grant answers the account after it (farm_credit_balance), in the same call. */
+    store_call_credit(&c, USR, 50, "top-up", 100);
+    assert_int_equal(parse3(&c, "granted", "150", "30"), 0);
+    assert_int_equal(c.res.balance.balance, 150);
+    assert_int_equal(c.res.balance.held, 30);
+    store_call_dispose(&c);
+    store_call_credit(&c, USR, 50, "top-up", 100);
+    assert_int_equal(parse3(&c, "granted", NULL, NULL), GF_EUNAVAIL); /* no account: malformed */
+    store_call_dispose(&c);
 
     store_call_balance(&c, USR, 100);
     assert_int_equal(parse3(&c, "120", "30", NULL), 0);
