@@ -162,8 +162,21 @@ wait_for 180 up_ready_or_gone
 # shellcheck disable=SC1091
 . "$base/var/ports.env"
 [[ $(gf_http_code "http://127.0.0.1:$API_PORT/readyz") == 200 ]] || fail "api not ready on the second start"
+# scripts/up stop stops scripts/workers' extra workers too (they used to run on,
+# against the next start's Redis and Postgres, with the old binary and secrets).
+env -i PATH="$PATH" HOME="$HOME" FARM_BIN_DIR="$bin_dir" "$base/scripts/workers" 2 >>"$out" 2>&1 ||
+    fail "scripts/workers 2 failed"
+xpids=$(cat "$base"/var/run/worker-x*.pid)
+[[ $(wc -w <<<"$xpids") == 2 ]] || fail "scripts/workers 2 did not start two workers"
 "$base/scripts/up" stop >/dev/null 2>&1 || fail "scripts/up stop failed"
 wait_for 60 up_gone || fail "scripts/up still runs 60 s after scripts/up stop"
 up_pid=
-echo "up: started again on the moved cluster, ready, stopped"
+for p in $xpids; do
+    ! gf_pid_alive "$p" || fail "scripts/up stop left the extra worker pid $p running"
+done
+for p in /proc/[0-9]*; do
+    [[ $(readlink "$p/cwd" 2>/dev/null) == "$base"* ]] &&
+        fail "process ${p#/proc/} ($(gf_pid_cmdline "${p#/proc/}")) still runs in $base after stop"
+done
+echo "up: started again on the moved cluster, ready, two extra workers, all stopped"
 echo "up-resilience: passed"
