@@ -336,7 +336,8 @@ export class Client {
    * A generation's events, as {id, type, data}, from the first (or after
    * `lastEventId`), ending after the terminal event. A dropped connection is
    * resumed with Last-Event-ID; no event is yielded twice. Resumed at (or
-   * past) its terminal event, the watch ends without yielding. End a watch
+   * past) its terminal event, the watch ends without yielding (after asking
+   * once more, to tell that from a stream the farm closed early). End a watch
    * early with `signal` (or break out of the loop): the connection closes.
    */
   watch(id, { lastEventId, signal } = {}) {
@@ -354,6 +355,7 @@ export class Client {
     let failures = 0;
     let authRetried = false;
     let yielded = false; // by any connection of this watch
+    let confirmed = false; // a resumed watch that met a finished generation asked again
     const ctl = new AbortController();
     const onAbort = () => ctl.abort(signal.reason);
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -428,8 +430,18 @@ export class Client {
               retryAfter = (err.retryAfter ?? 0) * 1000;
             }
             if (g && TERMINAL_EVENTS.includes(g.status)) {
-              if (yielded || lastEventId == null) yield { id: last, type: g.status, data: g };
-              return;
+              if (yielded || lastEventId == null) {
+                yield { id: last, type: g.status, data: g };
+                return;
+              }
+              // Resumed by the caller and nothing came: the cursor may be at the
+              // terminal event (nothing more to say), or the farm closed the
+              // stream before Postgres had the end GET shows now (the queue ends
+              // some jobs first: an expiry, a dead letter). One more connection
+              // tells: the farm sends the terminal event unless the cursor is at it.
+              if (confirmed) return;
+              confirmed = true;
+              continue;
             }
           }
         }

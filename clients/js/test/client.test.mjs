@@ -404,6 +404,36 @@ test('a watch resumed by the caller yields the end it never saw, whichever conne
   assert.deepEqual(got, [['4', 'progress'], ['4', 'succeeded']]);
 });
 
+test('a resumed watch whose stream ends empty before Postgres has the end still yields it', async () => {
+  // The queue expired the job first: the farm ended the stream with nothing
+  // (Postgres had no final status yet), and GET then says expired.
+  const farm = new Client({
+    reconnectDelayMs: 10,
+    fetch: routedFetch([
+      { sse: '' },
+      { json: { id: 'g', status: 'expired' } },
+      { sse: 'id: 2\nevent: expired\ndata: {"id":"g","status":"expired"}\n\n' },
+    ]),
+  });
+  const got = [];
+  for await (const ev of farm.watch('g', { lastEventId: '1', signal: AbortSignal.timeout(5000) })) got.push([ev.id, ev.type, ev.data.status]);
+  assert.deepEqual(got, [['2', 'expired', 'expired']]);
+});
+
+test('a watch resumed at its terminal event asks once more, then ends without yielding', async () => {
+  const answers = [
+    { sse: '' },
+    { json: { id: 'g', status: 'succeeded' } },
+    { sse: '' },
+    { json: { id: 'g', status: 'succeeded' } },
+  ];
+  const farm = new Client({ reconnectDelayMs: 10, fetch: routedFetch(answers) });
+  const got = [];
+  for await (const ev of farm.watch('g', { lastEventId: '9', signal: AbortSignal.timeout(5000) })) got.push(ev);
+  assert.deepEqual(got, []);
+  assert.equal(answers.length, 0);
+});
+
 test('a watch waits out a 503 from the GET after a stream that ended whole', async () => {
   const retries = [];
   const farm = new Client({
