@@ -445,8 +445,13 @@ static void on_check(gf_http_req_t *req, void *data)
     u->api = api;
     gf_err_t err = {0};
     if (token == NULL || token[0] == '\0') {
+        /* No token: 401 at once, for nothing (no signature to check), and not charged to
+         * the address's anonymous bucket: a signed-out page told 429 instead would not
+         * send its user to sign in. */
         snprintf(g->why, sizeof(g->why), "no bearer token");
         free(u);
+        gate_decide(g);
+        return;
     } else if (api__token_check(api, token, &u->who, &err) < 0) {
         snprintf(g->why, sizeof(g->why), "%s", err.msg);
         free(u);

@@ -277,9 +277,10 @@ static void test_rate_limits_per_plan_and_action(void **state)
 }
 
 /*
- * An expired token of ours is 401 even when the address's anonymous bucket is empty: behind
- * a proxy every user shares that bucket, and a client told 429 would never refresh its
- * token. A token that is not ours still takes from the bucket.
+ * An expired token of ours, or none at all, is 401 even when the address's anonymous bucket
+ * is empty: behind a proxy every user shares that bucket, and a client told 429 would never
+ * refresh its token or send its user to sign in. A token that is not ours still takes from
+ * the bucket.
  */
 static void test_an_expired_token_is_401_when_the_anonymous_bucket_is_empty(void **state)
 {
@@ -303,6 +304,11 @@ static void test_an_expired_token_is_401_when_the_anonymous_bucket_is_empty(void
     for (int i = 0; i < 3; i++) {
         ts_http_t r = au_call("GET", "/v1/credits", expired, NULL, NULL);
         assert_non_null(strcasestr(r.headers, "WWW-Authenticate: Bearer"));
+        au_expect_error(&r, 401, "unauthorized", NULL);
+    }
+    /* No token at all: 401 too, for the signed-out page that must send its user to sign in. */
+    for (int i = 0; i < 3; i++) {
+        ts_http_t r = au_call("GET", "/v1/credits", NULL, NULL, NULL);
         au_expect_error(&r, 401, "unauthorized", NULL);
     }
     ts_http_t r = au_call("GET", "/v1/credits", forged, NULL, NULL);
