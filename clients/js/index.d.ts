@@ -3,7 +3,7 @@
 export type Kind = 'avatar' | 'pose';
 export type GenerationStatus = 'queued' | 'running' | 'succeeded' | 'partial' | 'failed' | 'canceled' | 'expired';
 export type Stage = 'starting' | 'generating' | 'postprocessing' | 'storing';
-export type Reference = { upload_id: string } | { generation_id: string; index?: number };
+export type Reference = { upload_id: string } | { generation_id: string; index: number };
 export type Pose = { preset: string } | { upload_id: string };
 
 export interface GenerationRequest {

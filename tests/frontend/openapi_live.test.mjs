@@ -171,6 +171,41 @@ test('credits, ledger, admin routes', async () => {
   await check('GET', '/v1/admin/stats', '/v1/admin/stats');
 });
 
+// What a client generated from the document sends: its examples are taken,
+// and what the server refuses the schemas refuse too (a client validating
+// against them learns it before sending).
+test('request bodies: the examples are accepted, the refusals are the schemas\' too', async () => {
+  const examples = doc.paths['/v1/generations'].post.requestBody.content['application/json'].examples;
+  const presets = await check('GET', '/v1/presets', '/v1/presets');
+  const map = await call('GET', presets.poses[0].map_url, { tok: null });
+  const rich = newUser();
+  const up = await check('POST', '/v1/uploads', '/v1/uploads', { tok: rich.token, body: new Uint8Array(await map.arrayBuffer()), type: 'image/png' });
+  await call('POST', '/v1/admin/credits', { tok: admin.token, body: { user_id: rich.sub, amount: 1000, reason: 'examples' } });
+  for (const [name, { value }] of Object.entries(examples)) {
+    const body = structuredClone(value);
+    if (body.identity?.upload_id) body.identity.upload_id = up.id;
+    c.assertSchema('GenerationRequest', body, `example ${name}`);
+    const res = await call('POST', '/v1/generations', { tok: rich.token, body });
+    const answer = await c.assertResponse('POST', '/v1/generations', res);
+    assert.equal(res.status, 202, `example ${name}: ${JSON.stringify(answer)}`);
+  }
+  const adminExample = doc.paths['/v1/admin/credits'].post.requestBody.content['application/json'].example;
+  c.assertSchema('AdminCreditsRequest', adminExample);
+  const refused = [
+    ['GenerationRequest', '/v1/generations', alice.token, { kind: 'avatar', prompt: 'p', identity: { generation_id: up.id } }],
+    ['GenerationRequest', '/v1/generations', alice.token, { kind: 'avatar', prompt: 'p', identity: { generation_id: up.id, index: 40 } }],
+    ['GenerationRequest', '/v1/generations', alice.token, { kind: 'avatar', prompt: 'p', deadline_s: 604801 }],
+    ['AdminCreditsRequest', '/v1/admin/credits', admin.token, { user_id: alice.sub, amount: 5 }],
+    ['AdminCreditsRequest', '/v1/admin/credits', admin.token, { user_id: alice.sub, amount: 0, reason: 'zero' }],
+  ];
+  for (const [schema, path, tok, body] of refused) {
+    const res = await call('POST', path, { tok, body });
+    const answer = await c.assertResponse('POST', path, res);
+    assert.equal(res.status, 400, `${JSON.stringify(body)}: ${res.status} ${JSON.stringify(answer)}`);
+    assert.equal(c.schema(schema)(body), false, `${schema} takes ${JSON.stringify(body)}, which the server refuses`);
+  }
+});
+
 test('402 and 429 as documented', async () => {
   const bob = newUser();
   const e402 = await check('POST', '/v1/generations', '/v1/generations', { tok: bob.token, body: { kind: 'pose', prompt: 'p', count: 4, poses: [{ preset: 'standing-arms-crossed' }] } });
