@@ -42,7 +42,9 @@ static int usage(FILE *out)
                  "                        grant (N > 0) or take back (N < 0) credits\n"
                  "  reconcile             check every ledger invariant\n"
                  "  dead-letter list [--max N] | retry ID|--all | purge ID|--all\n"
-                 "                        inspect, re-drive or drop dead-lettered jobs\n"
+                 "                        inspect, re-queue or drop dead-lettered jobs (a job\n"
+                 "                        whose generation Postgres has finished is closed\n"
+                 "                        by the worker at once: nothing runs again)\n"
                  "  queue-libraries [--prune]\n"
                  "                        list (or delete) the queue's Redis function libraries\n"
                  "                        of other code versions or settings\n"
@@ -294,8 +296,10 @@ static int cmd_grant(int argc, char **argv)
 
 /*
  * farm dead-letter: the queue's dead letters through the blocking client.
- * A re-driven job is queued again in Redis only; its credits are the
- * caller's business (the generation's hold was released when it failed).
+ * A re-driven job is queued again in Redis only: it runs again only while
+ * Postgres still has its generation open; one Postgres has finished (the
+ * usual dead letter) is closed by the worker at its start, nothing called
+ * or charged (docs/operations.md, "Dead letters").
  */
 static int cmd_dead_letter(int argc, char **argv)
 {
