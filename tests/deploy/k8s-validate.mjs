@@ -224,6 +224,14 @@ for (const overlay of ["dev", "prod"]) {
   if (overlay === "dev") must.push(["StatefulSet", "redis"], ["StatefulSet", "postgres"], ["StatefulSet", "minio"]);
   for (const [kind, name] of must) check(get(objs, kind, name), `${overlay}: has ${kind} ${name}`);
   check(!objs.some((o) => o.kind === "Service" && o.metadata.name.startsWith("genfarm-worker")), `${overlay}: no Service for workers`);
+  // Webhook receivers listen on any port (API.md takes any https URL): the
+  // workers' egress to public addresses may not be limited to 443, while the
+  // cluster's private ranges stay out.
+  const publicAnyPort = objs.filter((o) => o.kind === "NetworkPolicy" &&
+    o.spec.podSelector?.matchLabels?.["app.kubernetes.io/name"] === "genfarm-worker" &&
+    (o.spec.egress ?? []).some((e) => !e.ports && (e.to ?? []).some((t) => t.ipBlock?.cidr === "0.0.0.0/0" &&
+      ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"].every((r) => t.ipBlock.except?.includes(r)))));
+  check(publicAnyPort.length > 0, `${overlay}: workers reach public addresses on any port (webhooks), not the private ranges`);
 
   // 3. FARM_* keys and references
   const cm = get(objs, "ConfigMap", "genfarm-config");
