@@ -13,6 +13,10 @@
 
 /** The events that end a generation (and its stream). */
 export const TERMINAL_EVENTS = Object.freeze(['succeeded', 'partial', 'failed', 'canceled', 'expired']);
+// Refusals of a stream (or its GET) that are waited out, not thrown: the farm
+// unavailable (503; 502 and 504 from a proxy while its api restarts) and the
+// per-user stream cap (429).
+const WAITED_OUT = Object.freeze([429, 502, 503, 504]);
 
 /**
  * The one error of this client: an answer of the API that is not a success
@@ -380,15 +384,16 @@ export class Client {
             authRetried = true; // once: getToken may have a fresh one now
             continue;
           }
-          // An unavailable farm, and the cap on a user's open streams (an old
-          // connection the server still counts), pass: they are waited out.
-          if (res.status !== 503 && res.status !== 429) throw err;
+          // An unavailable farm (503, or 502 and 504 from a proxy in front of
+          // it while its api restarts), and the cap on a user's open streams
+          // (an old connection the server still counts), pass: they are waited out.
+          if (!WAITED_OUT.includes(res.status)) throw err;
           cause = err;
           retryAfter = (err.retryAfter ?? 0) * 1000;
         } else if (res) {
           authRetried = false;
-          failures = 0;
           let ended = false;
+          let got = false; // by this connection
           try {
             for await (const ev of parseEventStream(res.body)) {
               if (ev.retry !== undefined) {
@@ -407,7 +412,8 @@ export class Client {
               } catch {
                 data = ev.data;
               }
-              yielded = true;
+              yielded = got = true;
+              failures = 0; // a connection that delivers is not a failure, whatever came before
               yield { id: ev.id, type: ev.event, data };
               if (terminal) return;
             }
@@ -425,7 +431,7 @@ export class Client {
               g = await this.getGeneration(gen, { signal: ctl.signal });
             } catch (err) {
               if (ctl.signal.aborted || !(err instanceof ApiError)) throw err;
-              if (err.status !== 0 && err.status !== 503 && err.status !== 429) throw err;
+              if (err.status !== 0 && !WAITED_OUT.includes(err.status)) throw err;
               cause = err; // the farm is restarting, say: waited out like the stream
               retryAfter = (err.retryAfter ?? 0) * 1000;
             }
@@ -443,6 +449,12 @@ export class Client {
               confirmed = true;
               continue;
             }
+          }
+          // A stream the farm ended before any event (Redis down at its start,
+          // say) counts as a failure: clients back off, with jitter, instead
+          // of all reconnecting at the server's retry: in step.
+          if (ended && !got && !cause) {
+            cause = new ApiError({ status: 0, code: 'network_error', message: 'the event stream ended before any event' });
           }
         }
         if (cause) failures++;

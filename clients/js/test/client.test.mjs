@@ -434,6 +434,41 @@ test('a watch resumed at its terminal event asks once more, then ends without yi
   assert.equal(answers.length, 0);
 });
 
+test('a 502 or 504 from a proxy in front of a restarting api is waited out', async () => {
+  const enc = new TextEncoder();
+  const answers = [
+    new Response('<html>502 Bad Gateway</html>', { status: 502, headers: { 'Content-Type': 'text/html' } }),
+    new Response('<html>504 Gateway Timeout</html>', { status: 504, headers: { 'Content-Type': 'text/html' } }),
+    new Response(new ReadableStream({ start(c) { c.enqueue(enc.encode('id: 1\nevent: succeeded\ndata: {"id":"g"}\n\n')); c.close(); } }),
+      { status: 200, headers: { 'Content-Type': 'text/event-stream' } }),
+  ];
+  const retries = [];
+  const farm = new Client({ reconnectDelayMs: 10, onRetry: (r) => retries.push(r.error.status), fetch: async () => answers.shift() });
+  const got = [];
+  for await (const ev of farm.watch('g', { signal: AbortSignal.timeout(5000) })) got.push([ev.id, ev.type]);
+  assert.deepEqual(got, [['1', 'succeeded']]);
+  assert.deepEqual(retries, [502, 504]);
+});
+
+test('streams that end before any event back off, with jitter, until one delivers', async () => {
+  const running = { json: { id: 'g', status: 'running' } };
+  const retries = [];
+  const farm = new Client({
+    reconnectDelayMs: 40,
+    onRetry: (r) => retries.push([r.error.code, r.delayMs]),
+    fetch: routedFetch([
+      { sse: '' }, running, { sse: '' }, running, { sse: '' }, running,
+      { sse: 'id: 1\nevent: succeeded\ndata: {"id":"g"}\n\n' },
+    ]),
+  });
+  const got = [];
+  for await (const ev of farm.watch('g', { signal: AbortSignal.timeout(5000) })) got.push([ev.id, ev.type]);
+  assert.deepEqual(got, [['1', 'succeeded']]);
+  assert.deepEqual(retries.map(([code]) => code), ['network_error', 'network_error', 'network_error']);
+  const [a, b, c] = retries.map(([, ms]) => ms);
+  assert.ok(a >= 20 && a <= 40 && b >= 40 && b <= 80 && c >= 80 && c <= 160, `delays ${a}, ${b}, ${c}: doubling, each in [d/2, d]`);
+});
+
 test('a watch waits out a 503 from the GET after a stream that ended whole', async () => {
   const retries = [];
   const farm = new Client({
