@@ -311,6 +311,11 @@ static void queue_word(json_t *gen, const gf_err_t *err, const queue_result_t *r
         json_object_set_new(gen, "queue_position", json_integer(res->position));
     if (err->code == GF_OK && running && gf_stage_parse(res->stage) >= 0)
         json_object_set_new(gen, "stage", json_string(res->stage));
+    /* The worker's progress, which moves while an image is made (Postgres's moves as images
+     * settle): the larger, so GET never shows less than the images already done. */
+    if (err->code == GF_OK && running &&
+        res->progress > json_integer_value(json_object_get(gen, "progress")))
+        json_object_set_new(gen, "progress", json_integer(res->progress));
 }
 
 /* Whether the queue has a word for `gen`: it is queued or running. */

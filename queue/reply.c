@@ -284,6 +284,20 @@ int queue__parse_event(const redisReply *r, queue_result_t *res, gf_err_t *err)
     return 0;
 }
 
+/* A running job's progress as the queue kept it ("0".."100"), or -1: none, or not a percent. */
+static int progress_of(const redisReply *e)
+{
+    if (e == NULL || e->type != REDIS_REPLY_STRING || e->len < 1 || e->len > 3)
+        return -1;
+    int v = 0;
+    for (size_t i = 0; i < e->len; i++) {
+        if (e->str[i] < '0' || e->str[i] > '9')
+            return -1;
+        v = v * 10 + (e->str[i] - '0');
+    }
+    return v <= 100 ? v : -1;
+}
+
 int queue__parse_position(const redisReply *r, queue_result_t *res, gf_err_t *err)
 {
     memset(res, 0, sizeof(*res));
@@ -295,23 +309,27 @@ int queue__parse_position(const redisReply *r, queue_result_t *res, gf_err_t *er
         return BAD_REPLY(err, "position");
     copy_state(res->state, r->element[0]);
     res->position = num(r->element[1]);
+    res->progress = -1;
     if (r->elements > 2) /* the stage, from a library that reports it */
         copy_state(res->stage, r->element[2]);
+    if (r->elements > 3) /* and the progress */
+        res->progress = progress_of(r->element[3]);
     return 0;
 }
 
 int queue__parse_positions(const redisReply *r, size_t n, queue_positions_t *out, gf_err_t *err)
 {
     memset(out, 0, sizeof(*out));
-    if (!is_arr(r, 3 * n) || r->elements != 3 * n)
+    if (!is_arr(r, 4 * n) || r->elements != 4 * n)
         return BAD_REPLY(err, "positions");
     out->items = gf_xcalloc(n, sizeof(*out->items));
     out->n = n;
     for (size_t i = 0; i < n; i++) {
         queue_result_t *res = &out->items[i];
-        copy_state(res->state, r->element[3 * i]);
-        res->position = num(r->element[3 * i + 1]);
-        copy_state(res->stage, r->element[3 * i + 2]);
+        copy_state(res->state, r->element[4 * i]);
+        res->position = num(r->element[4 * i + 1]);
+        copy_state(res->stage, r->element[4 * i + 2]);
+        res->progress = progress_of(r->element[4 * i + 3]);
     }
     return 0;
 }

@@ -448,6 +448,47 @@ void job__advance(job_t *j, job_event_t ev, const job_event_arg_t *arg)
 }
 
 /*
+ * How far an image in `s` is, of its whole: the provider's call is most of
+ * an image's time, and a step counts once it began.
+ */
+static int image_share(image_state s)
+{
+    switch (s) {
+    case IMAGE_CALLING:
+        return 10;
+    case IMAGE_PROCESSING:
+        return 80;
+    case IMAGE_STORING:
+        return 95;
+    case IMAGE_SETTLED:
+        return 100;
+    case IMAGE_PENDING:
+    default:
+        return 0;
+    }
+}
+
+/*
+ * The generation's progress, 0..100 (API.md's `progress`: 40 while a lone
+ * image is generating): each image by how far it is, settled ones whole, so
+ * it moves while a single image is made, not only as each one ends. Below
+ * 100 until every image has settled, and never lower than it said before
+ * (an image tried again starts over; the generation does not go back).
+ */
+int job__progress(job_t *j)
+{
+    long sum = 0;
+    for (int i = 0; i < j->images; i++)
+        sum += image_share(j->imgs[i].state);
+    int p = j->images > 0 ? (int)(sum / j->images) : 0;
+    if (p >= 100 && j->settled < j->images)
+        p = 99;
+    if (p > j->progress)
+        j->progress = p;
+    return j->progress;
+}
+
+/*
  * The generation's stage is the one the latest step of any of its images
  * began: `started` says starting, a `progress` event each change after that.
  */
@@ -458,5 +499,5 @@ void job__stage(job_t *j, gf_stage s)
     j->stage = (int)s;
     job__event(j, gf_event_name(s == GF_STAGE_STARTING ? GF_EV_STARTED : GF_EV_PROGRESS),
                json_pack("{s:s, s:s, s:i}", "status", gf_gen_status_name(GF_GEN_RUNNING), "stage",
-                         gf_stage_name(s), "progress", j->settled * 100 / j->images));
+                         gf_stage_name(s), "progress", job__progress(j)));
 }

@@ -51,7 +51,7 @@ static void image_settled(job_image_t *img, json_t *event)
     json_object_set_new(event, "index", json_integer(img->index));
     json_object_set_new(event, "pose", json_integer(img->pose));
     json_object_set_new(event, "status", json_string(gf_gen_status_name(GF_GEN_RUNNING)));
-    json_object_set_new(event, "progress", json_integer(j->settled * 100 / j->images));
+    json_object_set_new(event, "progress", json_integer(job__progress(j)));
     job__event(j, gf_event_name(GF_EV_IMAGE), event);
     job__advance(j, JOB_EV_PUMP, NULL);
 }

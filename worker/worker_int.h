@@ -168,6 +168,7 @@ struct job {
     int nposes, images; /* poses (1 for an avatar) and images it runs, from params */
     job_image_t *imgs;
     int running, settled, delivered;
+    int progress;    /* the last progress its events said (job__progress: never lower) */
     int finish_sent; /* the last image's record and the finish (one call) are in flight */
     /* The status its last image's record finished it with (farm_image_done_finish);
      * FINISHING then has nothing left to send. Empty until then. */
@@ -273,6 +274,8 @@ void job__op_free(job_op_t *op);
 void job__event(job_t *j, const char *type, json_t *data);
 /* Ends the image's current stage in the stage histogram and starts the next. */
 void job__stage_done(job_image_t *img, gf_stage stage);
+/* The generation's progress, 0..100, for its events (job.c). */
+int job__progress(job_t *j);
 /* An image began stage `s`: the generation's stage (API.md) is published when it changes. */
 void job__stage(job_t *j, gf_stage s);
 /* The kind label of the job's metrics: bounded to the kinds, "unknown" if unreadable. */

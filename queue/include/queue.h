@@ -77,6 +77,7 @@ typedef struct {
     int created;         /* enqueue: 1 new job, 0 already known (nothing changed) */
     char state[16];      /* enqueue, finish, cancel, position; on ECONFLICT the state seen */
     char stage[16];      /* position of a running job: its stage (core/vocab.h), or "" */
+    int progress;        /* position of a running job: its worker's latest progress, or -1 */
     int64_t position;    /* enqueue, position: jobs that start before it; -1 when not queued */
     int cancel;          /* heartbeat: 1 once a cancel was requested */
     int64_t lease_until; /* heartbeat: the new lease end, unix ms (Redis's clock) */

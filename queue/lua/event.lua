@@ -6,7 +6,7 @@
 -- EV_MAX events.
 -- A 'started' or 'progress' event names the stage the generation entered
 -- (core/include/vocab.h); it is kept in the job's field 'sg' too, where position
--- reads it for GET.
+-- reads it for GET, and so is the progress it says, in 'pg'.
 local g, tok, typ, data = ARGV[B + 1], ARGV[B + 2], ARGV[B + 3], ARGV[B + 4]
 local jk = jkey(g)
 local f = redis.call('HMGET', jk, 's', 'tok', 'u', 'n')
@@ -19,5 +19,8 @@ local n = tonumber(f[4])
 if n >= EV_MAX then return {-3} end
 local u = f[3] or (job_ut(jk))
 local sg = (typ == 'started' or typ == 'progress') and string.match(data, '"stage":"(%l+)"')
+-- (Their data is flat: the progress is the top level's, never a nested one's.)
+local pg = sg and string.match(data, '^{[^{}]*"progress":(%d+)')
+if pg then return {0, ev_append(g, jk, u, n + 1, typ, data, false, 'sg', sg, 'pg', pg)} end
 if sg then return {0, ev_append(g, jk, u, n + 1, typ, data, false, 'sg', sg)} end
 return {0, ev_append(g, jk, u, n + 1, typ, data, false)}

@@ -102,8 +102,10 @@ static void test_client_sees_every_stage(void **state)
     create_avatar("a slow fox", path, events);
     ts_http_t r;
 
-    /* GET while the provider call runs (LATENCY_MS): running, stage generating. */
+    /* GET while the provider call runs (LATENCY_MS): running, stage generating, and a
+     * progress that has moved (API.md: 40 while a lone image is generating), short of 100. */
     int seen_generating = 0;
+    long long progress_generating = -1;
     for (double end = ts_now() + 20; !seen_generating && ts_now() < end; usleep(50000)) {
         r = api("GET", path, NULL);
         assert_int_equal(r.status, 200);
@@ -113,12 +115,16 @@ static void test_client_sees_every_stage(void **state)
         const char *stage = json_string_value(json_object_get(g, "stage"));
         seen_generating =
             status && strcmp(status, "running") == 0 && stage && strcmp(stage, "generating") == 0;
+        if (seen_generating)
+            progress_generating = json_integer_value(json_object_get(g, "progress"));
         int finished = status && strcmp(status, "queued") != 0 && strcmp(status, "running") != 0;
         json_decref(g);
         if (finished)
             break;
     }
     assert_true(seen_generating);
+    fprintf(stderr, "progress while generating: %lld\n", progress_generating);
+    assert_true(progress_generating > 0 && progress_generating < 100);
 
     /* The stream, replayed from its first event to its end. */
     r = api("GET", events, NULL);
@@ -135,6 +141,17 @@ static void test_client_sees_every_stage(void **state)
     p = after(b, p, "\"stage\":\"storing\"");
     p = after(b, p, "event: image\n");
     after(b, p, "event: succeeded\n");
+    /* Each event's progress, in order: it moves with the stages and never goes back. */
+    long long last = -1, n = 0, moved_before_image = 0;
+    const char *image_at = strstr(b, "event: image\n");
+    for (const char *q = b; (q = strstr(q, "\"progress\":")) != NULL; q += 11, n++) {
+        long long v = strtoll(q + 11, NULL, 10);
+        assert_true(v >= last);
+        moved_before_image |= q < image_at && v > 0;
+        last = v;
+    }
+    assert_true(n >= 4);
+    assert_true(moved_before_image);
     ts_http_dispose(&r);
 
     /* Finished: no stage any more. */

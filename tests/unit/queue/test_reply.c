@@ -230,6 +230,48 @@ static void test_claim_answer_and_malformed_claim(void **state)
     freeReplyObject(r);
 }
 
+/* A position answers the running job's stage and its worker's progress; a progress that is
+ * not a percent reads as none (-1), as does an answer from a library without it. */
+static void test_position_answers_stage_and_progress(void **state)
+{
+    (void)state;
+    gf_err_t err = {0};
+    queue_result_t res;
+    redisReply *r = r_arr(4, r_str("running"), r_int(-1), r_str("generating"), r_str("10"));
+    assert_int_equal(queue__parse_position(r, &res, &err), 0);
+    assert_string_equal(res.state, "running");
+    assert_string_equal(res.stage, "generating");
+    assert_int_equal(res.progress, 10);
+    freeReplyObject(r);
+    const char *bad[] = {"", "101", "-1", "1x", "1000"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        r = r_arr(4, r_str("running"), r_int(-1), r_str("generating"), r_str(bad[i]));
+        assert_int_equal(queue__parse_position(r, &res, &err), 0);
+        assert_int_equal(res.progress, -1);
+        freeReplyObject(r);
+    }
+    r = r_arr(3, r_str("queued"), r_int(4), r_str(""));
+    assert_int_equal(queue__parse_position(r, &res, &err), 0);
+    assert_int_equal(res.position, 4);
+    assert_int_equal(res.progress, -1);
+    freeReplyObject(r);
+    /* positions: four per id; three per id is malformed now. */
+    queue_positions_t ps;
+    r = r_arr(8, r_str("running"), r_int(-1), r_str("storing"), r_str("80"), r_str("queued"),
+              r_int(2), r_str(""), r_str(""));
+    assert_int_equal(queue__parse_positions(r, 2, &ps, &err), 0);
+    assert_int_equal(ps.items[0].progress, 80);
+    assert_string_equal(ps.items[0].stage, "storing");
+    assert_int_equal(ps.items[1].position, 2);
+    assert_int_equal(ps.items[1].progress, -1);
+    queue_positions_dispose(&ps);
+    freeReplyObject(r);
+    r = r_arr(6, r_str("running"), r_int(-1), r_str("storing"), r_str("queued"), r_int(2),
+              r_str(""));
+    assert_int_equal(queue__parse_positions(r, 2, &ps, &err), GF_EUNAVAIL);
+    freeReplyObject(r);
+}
+
 static void test_event_entries_split(void **state)
 {
     (void)state;
@@ -285,6 +327,7 @@ int main(void)
         cmocka_unit_test(test_ratelimit_answers),
         cmocka_unit_test(test_fenced_answers),
         cmocka_unit_test(test_claim_answer_and_malformed_claim),
+        cmocka_unit_test(test_position_answers_stage_and_progress),
         cmocka_unit_test(test_event_entries_split),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
