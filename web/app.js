@@ -268,6 +268,9 @@ function pick(outputs, index) {
 // Renders a whole generation (from GET, the list or a terminal event).
 function render(gen) {
   const c = card(gen.id);
+  // A generation read before it ended (a GET slower than its terminal event)
+  // does not undo the end.
+  if (TERMINAL_EVENTS.includes(c.gen?.status) && !TERMINAL_EVENTS.includes(gen.status)) return;
   c.gen = gen;
   for (const o of gen.outputs ?? []) {
     const best = pick(gen.outputs, o.index);
@@ -351,14 +354,16 @@ async function readFresh(id) {
 function onEvent(ev) {
   const id = ev.data?.id;
   if (!id) return;
-  const c = cards.get(id);
-  if (!c?.gen) {
-    act(() => readFresh(id), { quiet: true });
-    return;
-  }
+  // A terminal event's data is the whole generation: shown as it is, whether
+  // or not its card is there yet.
   if (TERMINAL_EVENTS.includes(ev.type)) {
     render(ev.data);
     refreshAccountSoon();
+    return;
+  }
+  const c = cards.get(id);
+  if (!c?.gen) {
+    act(() => readFresh(id), { quiet: true });
     return;
   }
   if (TERMINAL_EVENTS.includes(c.gen.status)) return; // a replay of an older event

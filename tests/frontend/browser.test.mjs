@@ -295,6 +295,32 @@ test('Generate pressed again after its answers were lost holds once', async (t) 
   assert.deepEqual(errors.filter((e) => !/ERR_CONNECTION_RESET|Failed to load resource/.test(e)), []);
 });
 
+test('a generation read before it ended does not undo its end', async (t) => {
+  const { page, errors } = await openPage(t);
+  await signIn(page, newUser().token);
+  // Every GET of one generation is answered as the farm had it when asked,
+  // but held back until the page has shown the end from its event stream:
+  // the slow answers then arrive after the terminal event.
+  const held = [];
+  await page.route(/\/v1\/generations\/[0-9a-f-]{36}$/, async (route) => {
+    if (route.request().method() !== 'GET') return route.continue();
+    held.push({ route, res: await route.fetch() });
+  });
+  await page.fill('#prompt', 'a portrait whose reads are slow');
+  await page.click('#generate');
+  await page.locator('.generation[data-status="succeeded"]').waitFor({ timeout: 30_000 });
+  const id = await page.$eval('.generation[data-status="succeeded"]', (e) => e.dataset.id);
+  await waitImages(page, id, 1);
+  assert.ok(held.length > 0, 'no GET was held');
+  const stale = await Promise.all(held.map(async ({ res }) => (await res.json()).status));
+  assert.ok(stale.some((s) => s !== 'succeeded'), `the held answers: ${stale}`);
+  for (const { route, res } of held) await route.fulfill({ response: res });
+  await page.waitForFunction(() => !document.querySelector('#generate').disabled);
+  await page.waitForTimeout(500);
+  assert.equal(await page.$eval(`.generation[data-id="${id}"]`, (e) => e.dataset.status), 'succeeded');
+  assert.deepEqual(errors, []);
+});
+
 test('upload an identity and generate with it', async (t) => {
   const { page, errors } = await openPage(t);
   await signIn(page, newUser().token);
