@@ -139,9 +139,13 @@ export interface ProgressEventData {
 
 export type TerminalEventType = 'succeeded' | 'partial' | 'failed' | 'canceled' | 'expired';
 
+/**
+ * `id` is null for an end the kit read with GET when the stream ended
+ * without it and no event had come before (there is no id to resume from).
+ */
 export type StreamEvent =
   | { id: string; type: 'queued' | 'started' | 'progress' | 'image'; data: ProgressEventData }
-  | { id: string; type: TerminalEventType; data: Generation };
+  | { id: string | null; type: TerminalEventType; data: Generation };
 
 export declare const TERMINAL_EVENTS: readonly TerminalEventType[];
 
