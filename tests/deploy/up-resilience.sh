@@ -179,4 +179,14 @@ for p in /proc/[0-9]*; do
         fail "process ${p#/proc/} ($(gf_pid_cmdline "${p#/proc/}")) still runs in $base after stop"
 done
 echo "up: started again on the moved cluster, ready, two extra workers, all stopped"
+
+# A stale var/run/up.pid whose PID another process now has, one with "up" in
+# its name: scripts/up stop leaves it alone, and status says nothing runs.
+bash -c 'exec -a backup-upkeep sleep 300' &
+stranger=$!
+echo "$stranger" >"$base/var/run/up.pid"
+"$base/scripts/up" stop >/dev/null 2>&1 || fail "scripts/up stop failed on a stale up.pid"
+gf_pid_alive "$stranger" || fail "scripts/up stop killed pid $stranger, which is not scripts/up"
+kill "$stranger"
+echo "up: a stale up.pid naming another process: left alone"
 echo "up-resilience: passed"
