@@ -60,6 +60,19 @@ void provider__breaker_release(provider_breaker_t *b)
         b->probe_out = 0;
 }
 
+int provider__breaker_refusing(const provider_breaker_t *b, uint64_t now_ms)
+{
+    switch (b->state) {
+    case BREAKER_OPEN:
+        return now_ms < b->open_until_ms; /* past it, the next call goes as the probe */
+    case BREAKER_HALF_OPEN:
+        return b->probe_out;
+    case BREAKER_CLOSED:
+    default:
+        return 0;
+    }
+}
+
 const char *provider__breaker_name(const provider_breaker_t *b, uint64_t now_ms)
 {
     switch (b->state) {

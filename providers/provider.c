@@ -233,6 +233,14 @@ const char *provider_breaker_state(const provider_t *p, const char *name)
     return NULL;
 }
 
+int provider_breaker_refusing(const provider_t *p, const char *name)
+{
+    for (int i = 0; i < p->nchain; i++)
+        if (strcmp(p->chain[i]->name, name) == 0)
+            return provider__breaker_refusing(&p->chain[i]->breaker, uv_now(p->loop));
+    return 0;
+}
+
 /* --- closing --------------------------------------------------------------------- */
 
 static void on_http_closed(void *data)

@@ -110,6 +110,9 @@ void provider__breaker_success(provider_breaker_t *b);
 void provider__breaker_failure(provider_breaker_t *b, uint64_t now_ms, uint64_t cooldown_ms);
 /* Releases a probe that ended without a verdict (canceled, caller's bad input). */
 void provider__breaker_release(provider_breaker_t *b);
+/* Whether the breaker refuses a call now: open within its cooldown, or half-open with its probe
+ * out. (Open past the cooldown, the next call would go: not refusing.) */
+int provider__breaker_refusing(const provider_breaker_t *b, uint64_t now_ms);
 const char *provider__breaker_name(const provider_breaker_t *b, uint64_t now_ms);
 
 /* --- adapters ------------------------------------------------------------------- */

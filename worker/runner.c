@@ -167,11 +167,12 @@ static void on_heartbeat(queue_t *q, const gf_err_t *err, const queue_result_t *
 }
 
 /*
- * 1 for each adapter of the chain whose breaker is not closed: open, or
- * half-open, where one probe goes and every other call is still refused
- * until it succeeds. (Reading 0 while half-open let a provider that stays
- * down, probed at each cooldown by a call that hangs, drop the gauge for
- * most of every cycle, and the alert's `for` never held.)
+ * 1 for each adapter of the chain whose breaker refuses calls now: open
+ * within its cooldown, or half-open with its probe out (reading 0 then let a
+ * provider that stays down, probed at each cooldown by a call that hangs,
+ * drop the gauge for most of every cycle, and the alert's `for` never held).
+ * Open past its cooldown with no probe sent, the next call would go: 0, or a
+ * fallback adapter nothing calls any more would read 1 for ever.
  */
 static void breaker_gauges(worker_runner_t *r)
 {
@@ -180,9 +181,8 @@ static void breaker_gauges(worker_runner_t *r)
         size_t n = strcspn(chain, ",");
         char name[32];
         snprintf(name, sizeof(name), "%.*s", (int)n, chain);
-        const char *state = provider_breaker_state(r->provider, name);
         gf_metric_set(gf_metric_with(r->m_breaker_open, name, NULL, NULL),
-                      state && strcmp(state, "closed") != 0);
+                      provider_breaker_refusing(r->provider, name));
         chain += n + (chain[n] == ',');
     }
 }
@@ -317,8 +317,8 @@ worker_runner_t *worker_runner_new(uv_loop_t *loop, const gf_config_t *cfg, queu
             NULL, NULL);
         r->m_breaker_open = gf_metrics_gauge(
             metrics, "farm_provider_breaker_open",
-            "1 while the provider's circuit breaker is open or half-open (calls but its probe "
-            "go elsewhere or fail)",
+            "1 while the provider's circuit breaker refuses calls (open, or its probe out: "
+            "calls go elsewhere or fail)",
             "provider");
         r->m_heartbeat_failures =
             gf_metric_with(gf_metrics_counter(metrics, "farm_worker_heartbeat_failures_total",

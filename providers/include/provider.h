@@ -261,6 +261,14 @@ size_t provider_inflight(const provider_t *p);
 const char *provider_breaker_state(const provider_t *p, const char *name);
 
 /*
+ * Whether an adapter's breaker refuses calls now: open within its cooldown,
+ * or half-open while its one probe is out. 0 when closed, when the cooldown
+ * is over and the next call would go as the probe, or for a name not in the
+ * chain.
+ */
+int provider_breaker_refusing(const provider_t *p, const char *name);
+
+/*
  * Cancels every call (their `done` runs with GF_ECANCELED), closes the libuv
  * handles and frees the provider; `cb` (may be NULL) runs once everything is
  * closed. After this the loop holds nothing of the provider.

@@ -423,11 +423,11 @@ static int hf_breaker_gauge_is(int port, int v)
 }
 
 /*
- * farm_provider_breaker_open reads 1 while a breaker is half-open too: its
- * one probe is out and every other call is still refused. It read 0 from the
- * end of the cooldown on, so a provider that stays down, probed at each
- * cooldown by a call that hangs, showed 0 most of the time and the alert's
- * 5 minutes never held.
+ * farm_provider_breaker_open reads 1 while a breaker refuses calls: open, and
+ * half-open while its one probe is out. It read 0 from the end of the
+ * cooldown on, so a provider that stays down, probed at each cooldown by a
+ * call that hangs, showed 0 most of the time and the alert's 5 minutes never
+ * held. Past the cooldown with no probe sent it reads 0: nothing is refused.
  */
 static void test_the_breaker_gauge_reads_1_while_a_probe_is_out(void **state)
 {
@@ -449,9 +449,15 @@ static void test_the_breaker_gauge_reads_1_while_a_probe_is_out(void **state)
     for (double end = ts_now() + 5; !open_seen && ts_now() < end; usleep(100000))
         open_seen = hf_breaker_gauge_is(port, 1);
     assert_true(open_seen);
-    /* After the cooldown the next call is the probe, and it hangs (8 s). */
+    /* After the cooldown, with no call sent, nothing is refused: 0 (a fallback adapter that
+     * nothing calls any more does not read 1 for ever). The next call is the probe, and it
+     * hangs (8 s). */
     fake_config("{\"latency_ms\":8000}");
     usleep(1500000);
+    int cooled_seen = 0;
+    for (double end = ts_now() + 5; !cooled_seen && ts_now() < end; usleep(100000))
+        cooled_seen = hf_breaker_gauge_is(port, 0);
+    assert_true(cooled_seen);
     wf_create("{\"kind\":\"avatar\",\"prompt\":\"probe fox\",\"width\":256,\"height\":256}", probe);
     wf_expect_status(probe, "running", 10);
     /* Two heartbeat ticks (2 s leases) later, and for 2 s more: 1 at every scrape. */

@@ -207,6 +207,30 @@ static void test_breaker_state_machine(void **state)
     assert_false(provider__breaker_allow(&b, 30000));
 }
 
+/*
+ * Whether a breaker refuses calls now (the farm_provider_breaker_open gauge): open within its
+ * cooldown, and half-open while its probe is out; not when the cooldown is over and no probe
+ * went (the next call goes: a fallback adapter nothing calls reads 0, not 1 for ever).
+ */
+static void test_breaker_refusing(void **state)
+{
+    (void)state;
+    provider_breaker_t b;
+    provider__breaker_init(&b, 1, 1000);
+    assert_false(provider__breaker_refusing(&b, 0));
+    provider__breaker_failure(&b, 100, 0);
+    assert_true(provider__breaker_refusing(&b, 500));
+    assert_false(provider__breaker_refusing(&b, 1100)); /* cooldown over, nothing sent */
+    assert_false(provider__breaker_refusing(&b, 99999));
+    assert_true(provider__breaker_allow(&b, 1100)); /* the probe goes */
+    assert_true(provider__breaker_refusing(&b, 1200));
+    provider__breaker_release(&b); /* no verdict: the next call probes */
+    assert_false(provider__breaker_refusing(&b, 1200));
+    assert_true(provider__breaker_allow(&b, 1200));
+    provider__breaker_success(&b);
+    assert_false(provider__breaker_refusing(&b, 1300));
+}
+
 /* URLs from a reply: where the adapter's key may go, and where an image may be fetched. */
 static void test_reply_urls_stay_on_the_providers_hosts(void **state)
 {
@@ -326,6 +350,7 @@ int main(void)
         cmocka_unit_test(test_base64_decode_bounds_and_refuses),
         cmocka_unit_test(test_inline_json_above_the_limit_needs_few_values),
         cmocka_unit_test(test_breaker_state_machine),
+        cmocka_unit_test(test_breaker_refusing),
         cmocka_unit_test(test_reply_urls_stay_on_the_providers_hosts),
         cmocka_unit_test(test_downloads_reach_public_addresses_only),
         cmocka_unit_test(test_a_public_only_transfer_refuses_a_private_address),
