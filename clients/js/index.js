@@ -394,6 +394,7 @@ export class Client {
           authRetried = false;
           let ended = false;
           let got = false; // by this connection
+          const opened = Date.now();
           try {
             for await (const ev of parseEventStream(res.body)) {
               if (ev.retry !== undefined) {
@@ -450,11 +451,17 @@ export class Client {
               continue;
             }
           }
-          // A stream the farm ended before any event (Redis down at its start,
-          // say) counts as a failure: clients back off, with jitter, instead
-          // of all reconnecting at the server's retry: in step.
+          // A stream the farm ended at once, before any event (Redis down at
+          // its start, say), counts as a failure: clients back off, with
+          // jitter, instead of all reconnecting at the server's retry: in
+          // step. One that stayed open longer than the longest wait (a quiet
+          // user's stream a proxy's idle timeout ended) is no failure.
           if (ended && !got && !cause) {
-            cause = new ApiError({ status: 0, code: 'network_error', message: 'the event stream ended before any event' });
+            if (Date.now() - opened < this.maxReconnectDelayMs) {
+              cause = new ApiError({ status: 0, code: 'network_error', message: 'the event stream ended before any event' });
+            } else {
+              failures = 0;
+            }
           }
         }
         if (cause) failures++;

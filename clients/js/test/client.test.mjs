@@ -469,6 +469,44 @@ test('streams that end before any event back off, with jitter, until one deliver
   assert.ok(a >= 20 && a <= 40 && b >= 40 && b <= 80 && c >= 80 && c <= 160, `delays ${a}, ${b}, ${c}: doubling, each in [d/2, d]`);
 });
 
+test('a quiet stream that stayed open and then ended is no failure', async () => {
+  // A user stream with nothing to say, ended after a while by a proxy's idle
+  // timeout: the kit reconnects at the base delay each time, and tells no
+  // one of a failure.
+  const enc = new TextEncoder();
+  let n = 0;
+  const retries = [];
+  const farm = new Client({
+    reconnectDelayMs: 10,
+    maxReconnectDelayMs: 50,
+    onRetry: (r) => retries.push(r.delayMs),
+    fetch: async () => {
+      n++;
+      const body = new ReadableStream({
+        start(c) {
+          if (n === 4) c.enqueue(enc.encode('id: 1-0\nevent: queued\ndata: {"id":"g"}\n\n'));
+          setTimeout(() => {
+            try {
+              c.close();
+            } catch {
+              // the watch ended first and cancelled this body
+            }
+          }, 80);
+        },
+      });
+      return new Response(body, { status: 200, headers: { 'Content-Type': 'text/event-stream' } });
+    },
+  });
+  const got = [];
+  for await (const ev of farm.watchAll({ signal: AbortSignal.timeout(5000) })) {
+    got.push(ev.type);
+    break;
+  }
+  assert.deepEqual(got, ['queued']);
+  assert.equal(n, 4);
+  assert.deepEqual(retries, []);
+});
+
 test('a watch waits out a 503 from the GET after a stream that ended whole', async () => {
   const retries = [];
   const farm = new Client({
