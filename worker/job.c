@@ -469,9 +469,10 @@ static int image_share(image_state s)
 }
 
 /*
- * The generation's progress, 0..100 (API.md's `progress`: 40 while a lone
- * image is generating): each image by how far it is, settled ones whole, so
- * it moves while a single image is made, not only as each one ends. Below
+ * The generation's progress, 0..100 (API.md's GET shows one that has moved
+ * while a lone image is generating): each image by how far it is, settled
+ * ones whole, so it moves while a single image is made, not only as each
+ * one ends (10 for a lone image while its provider call runs). Below
  * 100 until every image has settled, and never lower than it said before
  * (an image tried again starts over; the generation does not go back).
  */

@@ -48,11 +48,15 @@ static void image_settled(job_image_t *img, json_t *event)
     img->state = IMAGE_SETTLED;
     j->running--;
     j->settled++;
-    json_object_set_new(event, "index", json_integer(img->index));
-    json_object_set_new(event, "pose", json_integer(img->pose));
-    json_object_set_new(event, "status", json_string(gf_gen_status_name(GF_GEN_RUNNING)));
-    json_object_set_new(event, "progress", json_integer(job__progress(j)));
-    job__event(j, gf_event_name(GF_EV_IMAGE), event);
+    /* The progress first: the queue keeps the top level's for GET, read from the front
+     * (queue/lua/event.lua), before the outputs' nested objects. */
+    json_t *ordered = json_pack("{s:i}", "progress", job__progress(j));
+    json_object_update(ordered, event);
+    json_decref(event);
+    json_object_set_new(ordered, "index", json_integer(img->index));
+    json_object_set_new(ordered, "pose", json_integer(img->pose));
+    json_object_set_new(ordered, "status", json_string(gf_gen_status_name(GF_GEN_RUNNING)));
+    job__event(j, gf_event_name(GF_EV_IMAGE), ordered);
     job__advance(j, JOB_EV_PUMP, NULL);
 }
 

@@ -6,10 +6,10 @@
 -- EV_MAX events.
 -- A 'started' or 'progress' event names the stage the generation entered
 -- (core/include/vocab.h); it is kept in the job's field 'sg' too, where position
--- reads it for GET, and so is the progress it says, in 'pg'.
+-- reads it for GET, and so is its progress, in 'pg' (below).
 local g, tok, typ, data = ARGV[B + 1], ARGV[B + 2], ARGV[B + 3], ARGV[B + 4]
 local jk = jkey(g)
-local f = redis.call('HMGET', jk, 's', 'tok', 'u', 'n')
+local f = redis.call('HMGET', jk, 's', 'tok', 'u', 'n', 'pg')
 if not f[1] then return {-2} end
 if tok ~= '0' and (f[1] ~= 'running' or f[2] ~= tok) then return {-1, f[1]} end
 -- Nothing follows a terminal event: readers stop there.
@@ -19,8 +19,12 @@ local n = tonumber(f[4])
 if n >= EV_MAX then return {-3} end
 local u = f[3] or (job_ut(jk))
 local sg = (typ == 'started' or typ == 'progress') and string.match(data, '"stage":"(%l+)"')
--- (Their data is flat: the progress is the top level's, never a nested one's.)
-local pg = sg and string.match(data, '^{[^{}]*"progress":(%d+)')
-if pg then return {0, ev_append(g, jk, u, n + 1, typ, data, false, 'sg', sg, 'pg', pg)} end
+-- The progress of those and of an 'image' event, which the worker writes
+-- first (a nested object's cannot match), kept only when it is larger: GET
+-- never shows less than it did, when a job claimed again starts over.
+local pg = (sg or typ == 'image') and string.match(data, '^{[^{}]*"progress":(%d+)')
+if pg and f[5] and tonumber(f[5]) >= tonumber(pg) then pg = nil end
+if sg and pg then return {0, ev_append(g, jk, u, n + 1, typ, data, false, 'sg', sg, 'pg', pg)} end
 if sg then return {0, ev_append(g, jk, u, n + 1, typ, data, false, 'sg', sg)} end
+if pg then return {0, ev_append(g, jk, u, n + 1, typ, data, false, 'pg', pg)} end
 return {0, ev_append(g, jk, u, n + 1, typ, data, false)}

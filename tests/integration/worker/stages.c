@@ -103,7 +103,7 @@ static void test_client_sees_every_stage(void **state)
     ts_http_t r;
 
     /* GET while the provider call runs (LATENCY_MS): running, stage generating, and a
-     * progress that has moved (API.md: 40 while a lone image is generating), short of 100. */
+     * progress that has moved (API.md's example shows one), short of 100. */
     int seen_generating = 0;
     long long progress_generating = -1;
     for (double end = ts_now() + 20; !seen_generating && ts_now() < end; usleep(50000)) {

@@ -216,7 +216,12 @@ static void scan_events(const char *src, const char *file, lua_words_t *w)
         add(w->events, &w->nevents, a[4] + 1, l[4] - 2, file, 1);
         add(w->states, &w->nstates, a[4] + 1, l[4] - 2, file, 0); /* terminal() writes it as 's' */
     }
-    for (const char *p = strstr(src, "typ == '"); p; p = strstr(p + 1, "typ == '")) {
+    /* The events whose stage is kept: those the statement that reads 'sg' names (event.lua
+     * names others on other lines, for their progress). */
+    const char *sg = strstr(src, "local sg =");
+    const char *sg_end = sg ? sg + strcspn(sg, "\n") : NULL;
+    for (const char *p = sg ? strstr(sg, "typ == '") : NULL; p && p < sg_end;
+         p = strstr(p + 1, "typ == '")) {
         const char *word = p + 8;
         add(w->stage_events, &w->nstage_events, word, strcspn(word, "'"), file, 0);
     }
