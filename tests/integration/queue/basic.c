@@ -576,42 +576,6 @@ static void test_handed_back_job_outlives_its_start_deadline(void **state)
     queue_claim_dispose(&c);
 }
 
-/*
- * A running job's position answers its stage and its worker's progress (GET's), the top level's
- * only, and never less than it answered before: an attempt that starts over (a job claimed
- * again) does not take GET back.
- */
-static void test_position_answers_the_larger_progress(void **state)
-{
-    fx_t *fx = *state;
-    char gen[64];
-    queue_claim_t c;
-    enqueue_and_claim(fx, gen, "pg", "pguser", "w", &c);
-    uint64_t tok = c.jobs[0].token;
-    queue_claim_dispose(&c);
-    static const struct {
-        const char *type, *data, *stage;
-        int progress;
-    } steps[] = {
-        {"progress", "{\"status\":\"running\",\"stage\":\"postprocessing\",\"progress\":80}",
-         "postprocessing", 80},
-        {"image", "{\"progress\":95,\"outputs\":[{\"progress\":7}],\"index\":0}", "postprocessing",
-         95},
-        {"started", "{\"status\":\"running\",\"stage\":\"starting\",\"progress\":0}", "starting",
-         95},
-        {"image", "{\"outputs\":[{\"progress\":99}],\"progress\":98}", "starting", 95},
-    };
-    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
-        queue_result_t res;
-        assert_int_equal(
-            queue_sync_event_append(fx->qs, gen, tok, steps[i].type, steps[i].data, &res, NULL), 0);
-        assert_int_equal(queue_sync_position(fx->qs, gen, &res, NULL), 0);
-        assert_string_equal(res.state, "running");
-        assert_string_equal(res.stage, steps[i].stage);
-        assert_int_equal(res.progress, steps[i].progress);
-    }
-}
-
 static void test_events_are_numbered_and_resumable(void **state)
 {
     fx_t *fx = *state;
@@ -793,8 +757,6 @@ int main(void)
                                         qt_sync_setup, qt_sync_teardown),
         cmocka_unit_test_setup_teardown(test_handed_back_job_outlives_its_start_deadline,
                                         qt_sync_setup, qt_sync_teardown),
-        cmocka_unit_test_setup_teardown(test_position_answers_the_larger_progress, qt_sync_setup,
-                                        qt_sync_teardown),
         cmocka_unit_test_setup_teardown(test_events_are_numbered_and_resumable, qt_sync_setup,
                                         qt_sync_teardown),
         cmocka_unit_test_setup_teardown(test_cli_dead_letter_list_retry_purge, qt_sync_setup,

@@ -3,7 +3,7 @@
  * blocking client against the fixture's real Redis: queue_position for one
  * job, and queue_positions for a page of them (the list's), each checked
  * against the order the queue then hands the jobs out in, and by hand across
- * tiers.
+ * tiers; and what a running job's position answers (its stage and progress).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -142,12 +142,52 @@ static void test_positions_answer_a_page_in_one_call(void **state)
     queue_positions_dispose(&p);
 }
 
+/*
+ * A running job's position answers its stage and its worker's progress (GET's), the top level's
+ * only, and never less than it answered before: an attempt that starts over (a job claimed
+ * again) does not take GET back.
+ */
+static void test_position_answers_the_larger_progress(void **state)
+{
+    fx_t *fx = *state;
+    char gen[64];
+    qt_enqueue(fx->qs, qt_id(gen, sizeof(gen), "pg"), "pguser", "pro");
+    queue_claim_t c;
+    assert_int_equal(queue_sync_claim(fx->qs, "w", 1, &c, NULL), 0);
+    assert_int_equal(c.n_jobs, 1);
+    uint64_t tok = c.jobs[0].token;
+    queue_claim_dispose(&c);
+    static const struct {
+        const char *type, *data, *stage;
+        int progress;
+    } steps[] = {
+        {"progress", "{\"status\":\"running\",\"stage\":\"postprocessing\",\"progress\":80}",
+         "postprocessing", 80},
+        {"image", "{\"progress\":95,\"outputs\":[{\"progress\":7}],\"index\":0}", "postprocessing",
+         95},
+        {"started", "{\"status\":\"running\",\"stage\":\"starting\",\"progress\":0}", "starting",
+         95},
+        {"image", "{\"outputs\":[{\"progress\":99}],\"progress\":98}", "starting", 95},
+    };
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        queue_result_t res;
+        assert_int_equal(
+            queue_sync_event_append(fx->qs, gen, tok, steps[i].type, steps[i].data, &res, NULL), 0);
+        assert_int_equal(queue_sync_position(fx->qs, gen, &res, NULL), 0);
+        assert_string_equal(res.state, "running");
+        assert_string_equal(res.stage, steps[i].stage);
+        assert_int_equal(res.progress, steps[i].progress);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_position_counts_turns_across_users, qt_sync_setup,
                                         qt_sync_teardown),
         cmocka_unit_test_setup_teardown(test_positions_answer_a_page_in_one_call, qt_sync_setup,
+                                        qt_sync_teardown),
+        cmocka_unit_test_setup_teardown(test_position_answers_the_larger_progress, qt_sync_setup,
                                         qt_sync_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
