@@ -24,7 +24,7 @@ local sg = (typ == 'started' or typ == 'progress') and string.match(data, '"stag
 -- never shows less than it did, when a job claimed again starts over.
 local pg = (sg or typ == 'image') and string.match(data, '^{[^{}]*"progress":(%d+)')
 if pg and f[5] and tonumber(f[5]) >= tonumber(pg) then pg = nil end
-if sg and pg then return {0, ev_append(g, jk, u, n + 1, typ, data, false, 'sg', sg, 'pg', pg)} end
-if sg then return {0, ev_append(g, jk, u, n + 1, typ, data, false, 'sg', sg)} end
-if pg then return {0, ev_append(g, jk, u, n + 1, typ, data, false, 'pg', pg)} end
-return {0, ev_append(g, jk, u, n + 1, typ, data, false)}
+local kept = {}
+if sg then kept = {'sg', sg} end
+if pg then kept[#kept + 1] = 'pg'; kept[#kept + 1] = pg end
+return {0, ev_append(g, jk, u, n + 1, typ, data, false, unpack(kept))}
