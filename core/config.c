@@ -218,7 +218,7 @@ static const cfg_row cfg_table[] = {
     {"FARM_HTTP_MAX_BODY_BYTES", CFG_INT, OFF(http_max_body_bytes), "65536", KIB, 64 * MIB, NULL, 0,
      "request body limit for JSON routes; larger bodies get 413"},
     {"FARM_HTTP_MAX_CONNECTIONS", CFG_INT, OFF(http_max_connections), "10000", 1, 1000000, NULL, 0,
-     "open connections per process; more are closed at accept"},
+     "open connections per process; more are answered 503 and closed"},
     {"FARM_HTTP_IDLE_TIMEOUT_S", CFG_INT, OFF(http_idle_timeout_s), "60", 1, 3600, NULL, 0,
      "a keep-alive connection with no request is closed after this"},
     {"FARM_HTTP_HEADER_TIMEOUT_S", CFG_INT, OFF(http_header_timeout_s), "10", 1, 600, NULL, 0,

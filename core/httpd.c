@@ -65,7 +65,9 @@ gf_httpd_t *gf_httpd_new(uv_loop_t *loop, const gf_httpd_opts_t *opts, gf_err_t 
             NULL, NULL);
         h->m_rejected = gf_metric_with(
             gf_metrics_counter(m, "farm_http_connections_rejected_total",
-                               "connections closed at accept over FARM_HTTP_MAX_CONNECTIONS", NULL),
+                               "connections over FARM_HTTP_MAX_CONNECTIONS: answered 503 at "
+                               "accept, or closed there past 128 such answers going out",
+                               NULL),
             NULL, NULL, NULL);
     }
     return h;

@@ -623,6 +623,8 @@ static void on_handle_closed(uv_handle_t *handle)
     if (--c->open_handles > 0)
         return;
     gf_httpd_t *h = c->h;
+    if (c->refusing)
+        h->nrefusing--;
     free(c->in);
     gf_slab_free(&h->conn_slab, c);
     h->nconns--;
@@ -643,8 +645,11 @@ void httpd__conn_accept(gf_httpd_t *h)
     c->h = h;
     uv_tcp_init(h->loop, &c->tcp);
     c->tcp.data = c;
+    /* Over the cap a client is told so (API.md: 503 at a capacity bound), while fewer than
+     * HTTPD_REFUSING_MAX such answers are still going out; past that it is closed. */
+    int over = h->nconns - h->nrefusing >= h->opts.max_connections;
     if (uv_accept((uv_stream_t *)&h->listener, (uv_stream_t *)&c->tcp) < 0 || h->stopping ||
-        h->nconns >= h->opts.max_connections) {
+        (over && h->nrefusing >= HTTPD_REFUSING_MAX)) {
         if (h->m_rejected && !h->stopping)
             gf_metric_inc(h->m_rejected);
         uv_close((uv_handle_t *)&c->tcp, on_rejected_closed);
@@ -670,6 +675,21 @@ void httpd__conn_accept(gf_httpd_t *h)
             uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof(c->peer));
         else
             uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof(c->peer));
+    }
+    if (over) {
+        c->refusing = 1;
+        h->nrefusing++;
+        if (h->m_rejected)
+            gf_metric_inc(h->m_rejected);
+        /* Answered before its request is read; the request is dropped unread while the
+         * connection lingers (httpd__conn_end), so the client reads the 503, not a reset. */
+        c->req = httpd__req_new(c);
+        c->req->http_minor = 1; /* its version is unread: answered in HTTP/1.1, ours */
+        /* Not a request: no access-log line nor request metrics for each of a flood. */
+        c->req->refused_at_accept = 1;
+        gf_http_set_header(c->req, "Retry-After", "1");
+        conn_fail(c, 503, "unavailable", "the server is at its connection limit; retry");
+        return;
     }
     httpd__conn_read_start(c);
     httpd__conn_timer(c, h->opts.header_timeout_ms);

@@ -28,6 +28,10 @@
 /* Lingering connections closed at their client's EOF in one loop turn at most: hundreds of
  * clients closing at once are closed over several turns, as HTTPD_TURN_ACCEPTS. */
 #define HTTPD_TURN_CLOSES 32
+/* Connections over max_connections that are answered 503 at once (httpd__conn_accept)
+ * and still lingering, at most: past them a new one is closed at accept without an
+ * answer, so a flood of connections holds a bounded number of slots beyond the cap. */
+#define HTTPD_REFUSING_MAX 128
 /* Listeners a stream fan-out needs before the write threads share its sends
  * (gf_http_stream_write_frame_all): below it, waking them costs more than they save. */
 #define HTTPD_FANOUT_SPLIT 128
@@ -114,6 +118,7 @@ struct gf_http_req {
     int http_minor;
     int streaming; /* the status of a started stream, else 0 */
     int keep_alive;
+    int refused_at_accept; /* over max_connections: counted in m_rejected only, not logged */
     uint64_t start_ns;
     /* Set by parser callbacks that refuse a request, answered by the connection. */
     int error_status;
@@ -143,6 +148,7 @@ struct httpd_conn {
     int reading;
     int read_eof;
     int lingering;       /* answered and half-closed: input is dropped until EOF or the timer */
+    int refusing;        /* over max_connections: answered 503 at accept (gf_httpd.nrefusing) */
     int discarding;      /* refused before its body: input is dropped, never kept */
     size_t linger_bytes; /* dropped so far while discarding or lingering */
     /* Waiting, not reading, for a later turn's budget to drop input or, at EOF, to close:
@@ -185,6 +191,7 @@ struct gf_httpd {
     httpd_route_t *routes, *routes_last;
     httpd_conn_t *conns;
     size_t nconns, nstreams;
+    size_t nrefusing; /* of nconns, those over max_connections answered 503 (refusing) */
     size_t out_total; /* out_bytes of every connection, but for event streams' */
     int out_blocked;  /* a connection waits for out_total to fall under the bound */
     gf_httpd_check_cb check;

@@ -278,7 +278,8 @@ void gf_http_respond(gf_http_req_t *r, int status, const char *content_type, con
         return;
     }
     httpd__req_ensure_id(r); /* the access log names it */
-    httpd__record(r->h, r, status, is_head(r) ? 0 : len);
+    if (!r->refused_at_accept)
+        httpd__record(r->h, r, status, is_head(r) ? 0 : len);
     httpd_conn_t *c = r->conn;
     if (c == NULL) {
         if (r->sink) {

@@ -16,6 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "api_harness.h"
 #include "core.h"
 
@@ -181,6 +186,63 @@ static void test_sampling_keeps_every_5xx(void **state)
     free(t);
 }
 
+/* A TCP connection to the api started last (au_base). */
+static int connect_api(void)
+{
+    int port = atoi(strrchr(au_base, ':') + 1);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+/*
+ * A connection over FARM_HTTP_MAX_CONNECTIONS is answered 503 and counted in
+ * farm_http_connections_rejected_total, but it is not a request: no access
+ * line and no farm_http_requests_total sample, so a flood of them neither
+ * writes a log line each nor moves the 5xx ratio of the requests served.
+ */
+static void test_a_connection_refused_at_the_cap_is_not_a_request(void **state)
+{
+    (void)state;
+    static const char *const extra[] = {"FARM_HTTP_MAX_CONNECTIONS=1", "FARM_API_PROCESSES=1",
+                                        NULL};
+    pid_t pid = start(extra);
+    usleep(300 * 1000); /* the readiness check's connection is closed */
+    int held = connect_api();
+    usleep(300 * 1000);
+    int over = connect_api();
+    const char *get = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+    assert_true(send(over, get, strlen(get), MSG_NOSIGNAL) == (ssize_t)strlen(get));
+    char buf[4096];
+    size_t got = 0;
+    for (ssize_t n;
+         got + 1 < sizeof(buf) && (n = recv(over, buf + got, sizeof(buf) - 1 - got, 0)) > 0;)
+        got += (size_t)n;
+    buf[got] = '\0';
+    assert_non_null(strstr(buf, "HTTP/1.1 503 "));
+    close(over);
+    close(held);
+    usleep(300 * 1000);
+    ts_http_t m = au_call("GET", "/metrics", NULL, NULL, NULL);
+    assert_int_equal(m.status, 200);
+    assert_non_null(strstr(m.body, "\nfarm_http_connections_rejected_total 1\n"));
+    assert_null(strstr(m.body, "status=\"503\""));
+    ts_http_dispose(&m);
+    json_t *lines = stop_and_read(pid);
+    size_t i;
+    json_t *o;
+    json_array_foreach(lines, i, o)
+    {
+        if (json_integer_value(json_object_get(o, "status")) == 503)
+            fail_msg("an access line for the refused connection: %s",
+                     json_string_value(json_object_get(o, "route")));
+    }
+    json_decref(lines);
+}
+
 static void test_off_writes_nothing(void **state)
 {
     (void)state;
@@ -201,6 +263,7 @@ int main(void)
         cmocka_unit_test(test_one_line_per_request_with_its_route_pattern),
         cmocka_unit_test(test_sampling_keeps_every_5xx),
         cmocka_unit_test(test_off_writes_nothing),
+        cmocka_unit_test(test_a_connection_refused_at_the_cap_is_not_a_request),
     };
     return ts_run_tests_with_curl(tests, NULL, NULL);
 }

@@ -376,10 +376,27 @@ static void test_a_read_answered_past_the_total_output_bound_gets_503(void **sta
     assert_int_equal(refused, 1);
 }
 
-static void test_connections_over_the_limit_are_closed_at_accept(void **state)
+/* A connection over the cap: 503 unavailable with Retry-After, then the close. */
+static void expect_refused_at_accept(rawc_t *c)
+{
+    http_resp_t r;
+    assert_int_equal(rawc_response(c, &r, WAIT_MS), 0);
+    assert_int_equal(r.status, 503);
+    assert_string_equal(resp_header(&r, "Retry-After"), "1");
+    assert_string_equal(resp_header(&r, "Connection"), "close");
+    assert_non_null(strstr(r.body.p, "\"code\":\"unavailable\""));
+    resp_dispose(&r);
+}
+
+#define REFUSING_MAX 128 /* HTTPD_REFUSING_MAX */
+
+static void test_connections_over_the_limit_get_503(void **state)
 {
     gf_httpd_opts_t o = srv_opts();
     o.max_connections = 2;
+    o.linger_ms = 60000; /* answered connections stay until their client closes */
+    /* and a and b, which send nothing for a while, stay open however slow this machine is */
+    o.header_timeout_ms = o.idle_timeout_ms = 600000;
     srv_t *srv = srv_start_in(state, &o, 0);
     rawc_t a, b, c;
     assert_int_equal(rawc_connect(&a, srv_port(srv), 0), 0);
@@ -387,13 +404,35 @@ static void test_connections_over_the_limit_are_closed_at_accept(void **state)
     WAIT_UNTIL(srv_connections(srv) == 2, WAIT_MS);
     assert_int_equal(srv_connections(srv), 2);
     assert_int_equal(rawc_connect(&c, srv_port(srv), 0), 0);
-    assert_true(rawc_wait_eof(&c, WAIT_MS));
-    rawc_close(&c);
+    assert_int_equal(rawc_sends(&c, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
+    expect_refused_at_accept(&c);
+    rawc_close(&c); /* the server closes its side at this EOF */
     assert_int_equal(rawc_sends(&a, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"), 0);
     http_resp_t r;
     assert_int_equal(rawc_response(&a, &r, WAIT_MS), 0);
     assert_int_equal(r.status, 200);
     resp_dispose(&r);
+
+    /* Refusals still going out are bounded: past REFUSING_MAX clients that keep their
+     * connection open, a new one is closed without an answer, and is answered again once
+     * one of them leaves. */
+    WAIT_UNTIL(srv_connections(srv) == 2, WAIT_MS);
+    static rawc_t held[REFUSING_MAX];
+    for (int i = 0; i < REFUSING_MAX; i++) {
+        assert_int_equal(rawc_connect(&held[i], srv_port(srv), 0), 0);
+        expect_refused_at_accept(&held[i]);
+    }
+    assert_int_equal(rawc_connect(&c, srv_port(srv), 0), 0);
+    assert_int_equal(rawc_fill(&c, WAIT_MS), 0); /* the close, with no byte before it */
+    assert_int_equal(c.in.len, 0);
+    rawc_close(&c);
+    rawc_close(&held[0]);
+    WAIT_UNTIL(srv_connections(srv) == 2 + REFUSING_MAX - 1, WAIT_MS);
+    assert_int_equal(rawc_connect(&c, srv_port(srv), 0), 0);
+    expect_refused_at_accept(&c);
+    rawc_close(&c);
+    for (int i = 1; i < REFUSING_MAX; i++)
+        rawc_close(&held[i]);
     rawc_close(&a);
     rawc_close(&b);
 }
@@ -421,8 +460,7 @@ int main(void)
         cmocka_unit_test_teardown(test_a_read_answered_past_the_total_output_bound_gets_503,
                                   srv_teardown),
         cmocka_unit_test_teardown(test_a_stalled_stream_does_not_hold_other_clients, srv_teardown),
-        cmocka_unit_test_teardown(test_connections_over_the_limit_are_closed_at_accept,
-                                  srv_teardown),
+        cmocka_unit_test_teardown(test_connections_over_the_limit_get_503, srv_teardown),
     };
     return http_run_tests(tests);
 }
