@@ -1,5 +1,10 @@
 -- Sets the terminal status once, releasing what is not settled. 'auto'
--- derives succeeded / partial / failed from the images. A second finish
+-- derives succeeded / partial / failed from the images, or is canceled when
+-- the user's cancel was taken while it ran (cancel_requested: the client was
+-- answered 202, and API.md's running cancel ends canceled, keeping what was
+-- captured, even when its last image was being recorded as the cancel came).
+-- An error is kept for failed, canceled and expired only: API.md's `error`
+-- is there when failed, and succeeded or partial carry none. A second finish
 -- changes nothing and answers the first status. With a webhook_url, the
 -- terminal event's delivery is recorded in the same transaction. A finish
 -- without a fencing token (the sweeper's, an expiry) fences the generation:
@@ -19,7 +24,9 @@ BEGIN
     IF g.status NOT IN ('queued', 'running') THEN outcome := 'already'; status := g.status; RETURN; END IF;
     IF p_fence IS NOT NULL AND p_fence < g.fence THEN outcome := 'stale'; status := g.status; RETURN; END IF;
     v_released := farm__release_rest(g);
-    IF v_status = 'auto' THEN
+    IF v_status = 'auto' AND g.cancel_requested THEN
+        v_status := 'canceled';
+    ELSIF v_status = 'auto' THEN
         v_status := CASE WHEN g.images_done = g.images THEN 'succeeded'
                          WHEN g.images_done = 0 THEN 'failed'
                          ELSE 'partial' END;
@@ -37,10 +44,11 @@ BEGIN
             -- that brings none (a worker that took over after an earlier
             -- attempt had settled every image, the sweeper's) takes the last
             -- failed image's, as a worker's own finish does.
-            error = coalesce(p_error, error, CASE WHEN v_status = 'failed' THEN coalesce(
+            error = CASE WHEN v_status IN ('succeeded', 'partial') THEN NULL
+                         ELSE coalesce(p_error, error, CASE WHEN v_status = 'failed' THEN coalesce(
                 nullif(failures -> -1 -> 'error', 'null'),
                 '{"code": "internal", "message": "no image error was recorded", "retryable": false}')
-                END),
+                END) END,
             finished_at = now(), updated_at = now(),
             fence = CASE WHEN p_fence IS NULL THEN fence + 1 ELSE fence END
         WHERE id = p_id;

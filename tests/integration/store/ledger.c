@@ -188,6 +188,7 @@ static void test_a_failed_finish_after_captures_is_partial(void **state)
     assert_string_equal(c.res.generation.status, "partial");
     assert_int_equal(c.res.generation.charged, 10);
     assert_int_equal(c.res.generation.released, 30);
+    assert_null(c.res.generation.error); /* API.md: `error` when failed */
     store_call_dispose(&c);
     /* With nothing captured it is failed, as asked. */
     started(user, gen, 2, 10, 1);
@@ -343,6 +344,57 @@ static void test_image_done_finish_settles_and_finishes_at_once(void **state)
     done_finish(gen, 2, 0, 0, "succeeded");
     assert_finishes(gen, 2, "auto", "succeeded");
     ts_assert_balance(user, 90, 0);
+}
+
+/* A cancel taken (202) while the last image was being recorded: the record's finish
+ * ends it canceled, as the worker's own finish after the cancel would, with the
+ * captured images charged. Before, it ended succeeded, after the client's 202. */
+static void test_a_cancel_before_the_last_image_record_ends_it_canceled(void **state)
+{
+    (void)state;
+    char user[37], gen[37];
+    started(user, gen, 2, 10, 1);
+    int applied;
+    assert_int_equal(settle(gen, 1, 0, 1, &applied), 0);
+    store_call_t c;
+    store_call_cancel(&c, gen, user);
+    assert_int_equal(ts_store_run(&c), 0);
+    assert_int_equal(c.res.cancel.applied, 0); /* running: 202, the worker finishes it */
+    store_call_dispose(&c);
+    store_call_image_done_finish(&c, gen, 1, 1, OUTPUT_JSON, 0, 0);
+    assert_int_equal(ts_store_run(&c), 0);
+    assert_string_equal(c.res.image.status, "canceled");
+    store_call_dispose(&c);
+    store_call_generation(&c, gen, user);
+    assert_int_equal(ts_store_run(&c), 0);
+    assert_string_equal(c.res.generation.status, "canceled");
+    assert_int_equal(c.res.generation.charged, 20);
+    assert_int_equal(c.res.generation.released, 0);
+    store_call_dispose(&c);
+    ts_assert_balance(user, 80, 0);
+}
+
+/* A partial finish carries no top-level error, even when the worker sends its last
+ * failed image's (a takeover that delivered none of the captured images itself). */
+static void test_a_partial_finish_carries_no_error(void **state)
+{
+    (void)state;
+    char user[37], gen[37];
+    started(user, gen, 2, 10, 1);
+    int applied;
+    assert_int_equal(settle(gen, 1, 0, 1, &applied), 0);
+    assert_int_equal(settle(gen, 1, 1, 0, &applied), 0);
+    store_call_t c;
+    store_call_finish(&c, gen, 1, "auto",
+                      "{\"code\":\"content_rejected\",\"message\":\"x\",\"retryable\":false}");
+    assert_int_equal(ts_store_run(&c), 0);
+    assert_string_equal(c.res.finish.status, "partial");
+    store_call_dispose(&c);
+    store_call_generation(&c, gen, user);
+    assert_int_equal(ts_store_run(&c), 0);
+    assert_string_equal(c.res.generation.status, "partial");
+    assert_null(c.res.generation.error);
+    store_call_dispose(&c);
 }
 
 /* What a settlement answers when it settles nothing, in the order of precedence. */
@@ -751,6 +803,8 @@ int main(void)
         cmocka_unit_test(test_a_failed_finish_after_captures_is_partial),
         cmocka_unit_test(test_stale_fencing_token_is_refused),
         cmocka_unit_test(test_no_outputs_for_released_images_or_ended_generations),
+        cmocka_unit_test(test_a_cancel_before_the_last_image_record_ends_it_canceled),
+        cmocka_unit_test(test_a_partial_finish_carries_no_error),
         cmocka_unit_test(test_settlement_refusals),
         cmocka_unit_test(test_image_done_finish_settles_and_finishes_at_once),
         cmocka_unit_test(test_idempotency_key_returns_the_first_generation),
