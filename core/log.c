@@ -174,9 +174,11 @@ static int is_token_char(unsigned char c)
            c == '=' || c == '%';
 }
 
-/* Query or form keys whose values are secrets. */
+/* Query or form keys whose values are secrets ("sslpassword=": libpq's client key
+ * passphrase, which the boundary rule keeps "password=" from matching). */
 static const char *const secret_keys[] = {
-    "access_token=", "token=", "sig=", "password=", "secret=", "key=", "apikey=", "api_key=", NULL};
+    "access_token=", "token=",  "sig=",     "password=",    "secret=",
+    "key=",          "apikey=", "api_key=", "sslpassword=", NULL};
 
 static size_t match_secret_key(const char *s, const char *start)
 {

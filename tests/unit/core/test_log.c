@@ -238,6 +238,11 @@ static void test_secret_query_values_are_masked(void **state)
     assert_redacted("/x?token=t0k&password=pw&api_key=k1,next",
                     "/x?token=[redacted]&password=[redacted]&api_key=[redacted],next");
     assert_redacted("monkey=banana donkey=kong", "monkey=banana donkey=kong");
+    /* libpq's key passphrase, in a FARM_DATABASE_URL or a keyword/value string */
+    assert_redacted("postgresql://farm@db/farm?sslmode=verify-full&sslpassword=hunter2secret",
+                    "postgresql://farm@db/farm?sslmode=verify-full&sslpassword=[redacted]");
+    assert_redacted("host=db sslpassword=hunter2 user=farm",
+                    "host=db sslpassword=[redacted] user=farm");
 }
 
 static void test_registered_secrets_are_masked_everywhere(void **state)
