@@ -414,7 +414,7 @@ static int stats_print(queue_sync_t *qs, store_conn_t *sc)
         printf("  %-22s %12lld\n", "in flight", (long long)st.in_flight);
         printf("  %-22s %12lld\n", "dead letters", (long long)st.dead);
         printf("  %-22s %12lld\n", "completed, last minute", (long long)st.done_last_min);
-        printf("  %-22s %12lld\n", "failed, last minute", (long long)st.failed_last_min);
+        printf("  %-22s %12lld\n", "dead-lettered, last minute", (long long)st.failed_last_min);
         printf("%-24s %12lld\n", "WORKERS", (long long)st.workers);
         for (size_t i = 0; i < st.n_live; i++) {
             const queue_worker_t *w = &st.live[i];

@@ -44,10 +44,15 @@ static void on_stats(queue_t *q, const gf_err_t *err, const queue_stats_t *st, v
                (double)st->dead);
     gauges_set(api, "farm_queue_workers_live", "workers seen within two leases", NULL, NULL,
                (double)st->workers);
-    gauges_set(api, "farm_queue_completed_last_minute", "jobs completed in the last full minute",
+    gauges_set(api, "farm_queue_completed_last_minute",
+               "jobs a worker finished in the last full minute (their generations "
+               "succeeded, partial or failed; canceled ones are not counted)",
                NULL, NULL, (double)st->done_last_min);
-    gauges_set(api, "farm_queue_failed_last_minute", "jobs failed in the last full minute", NULL,
-               NULL, (double)st->failed_last_min);
+    gauges_set(api, "farm_queue_failed_last_minute",
+               "jobs dead-lettered in the last full minute (attempts run out, a non-retryable "
+               "error, or a poison job); a failed generation its worker finished counts as "
+               "completed: see farm_generation_outcomes_total",
+               NULL, NULL, (double)st->failed_last_min);
 }
 
 static void on_totals(store_t *s, const gf_err_t *err, store_call_t *call, void *data)

@@ -283,8 +283,8 @@ static void test_farm_stats_shows_the_farm(void **state)
     (void)state;
     static char out[1 << 16];
     assert_int_equal(farm_cli("", "stats", out, sizeof(out)), 0);
-    const char *want[] = {" ready pro 1\n",    " delayed (backoff) 0\n",   " in flight 0\n",
-                          " dead letters 0\n", " failed, last minute 0\n", "WORKERS 0\n",
+    const char *want[] = {" ready pro 1\n",    " delayed (backoff) 0\n",          " in flight 0\n",
+                          " dead letters 0\n", " dead-lettered, last minute 0\n", "WORKERS 0\n",
                           "CREDITS HELD 20\n"};
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
         if (strstr(out, want[i]) == NULL)
