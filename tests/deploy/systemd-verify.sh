@@ -15,7 +15,9 @@
 #     farm.env.example's FARM_STORAGE_DIR) on every long-running unit;
 #   - TimeoutStopSec above FARM_SHUTDOWN_S (api) and FARM_WORKER_DRAIN_S
 #     (worker), as farm.env.example sets them;
-#   - every FARM_* the units and farm.env.example set is in core/config.c.
+#   - every FARM_* the units and farm.env.example set is in core/config.c;
+#   - farm-migrate is a oneshot that does not remain active, which the api and
+#     the workers want and start after: each (re)start migrates first.
 
 set -euo pipefail
 
@@ -86,6 +88,16 @@ for u in farm-api.service farm-worker@.service; do
     [[ $(key "$f" NoNewPrivileges) == yes ]] || fail "$u: NoNewPrivileges is not yes"
     [[ $(key "$f" ProtectSystem) == strict ]] || fail "$u: ProtectSystem is not strict"
     key "$f" ReadWritePaths | grep -q -- "$storage" || fail "$u: ReadWritePaths does not hold $storage"
+done
+# An upgrade restarts the api and the workers: the migrations must run again first, which
+# an active (RemainAfterExit=yes) oneshot would not (systemd starts a wanted unit only
+# when it is not active).
+[[ $(key "$units/farm-migrate.service" Type) == oneshot ]] || fail "farm-migrate: Type is not oneshot"
+[[ $(key "$units/farm-migrate.service" RemainAfterExit) != yes ]] ||
+    fail "farm-migrate: RemainAfterExit=yes: a restart of farm-api or a worker would not migrate first"
+for u in farm-api.service farm-worker@.service; do
+    key "$units/$u" Wants | tr ' ' '\n' | grep -qx farm-migrate.service || fail "$u: does not want farm-migrate.service"
+    key "$units/$u" After | tr ' ' '\n' | grep -qx farm-migrate.service || fail "$u: does not start after farm-migrate.service"
 done
 stop_api=$(key "$units/farm-api.service" TimeoutStopSec)
 stop_worker=$(key "$units/farm-worker@.service" TimeoutStopSec)
