@@ -90,18 +90,19 @@ typedef void (*api_resolve_cb)(api_t *api, const gf_err_t *err,
 int api__resolve(api_t *api, const store_backend_t *backend, const char *const ids[], size_t n,
                  api_resolve_cb cb, void *data);
 /*
- * The same for a delete (DELETE /v1/generations/{id}, /v1/uploads/{id}) whose answer was
- * lost. `call` is the caller's (disposed already), kept until `done`: before each ask,
- * `build` fills it with store_call_delete_resolve for `backend` (the failed call's), and
- * may add its audit. `done` gets it as store_exec's callback would, with the delete's own
- * outcome (GF_OK with res.keys, GF_ENOTFOUND, GF_ECONFLICT), or GF_ECANCELED when the api
- * stopped before it could find out. Returns GF_ECANCELED when the api is stopping (no
- * callback).
+ * The same for a write that its resolution answers as itself: a delete (DELETE
+ * /v1/generations/{id}, /v1/uploads/{id}) or an admin grant whose answer was lost. `call`
+ * is the caller's (disposed already), kept until `done`: before each ask, `build` fills it
+ * with store_call_delete_resolve or store_call_credit_resolve for `backend` (the failed
+ * call's), and may add its audit. `done` gets it as store_exec's callback would, with the
+ * write's own outcome (a delete's GF_OK with res.keys, GF_ENOTFOUND, GF_ECONFLICT; a
+ * grant's GF_OK with res.balance, GF_ECREDITS), or GF_ECANCELED when the api stopped
+ * before it could find out. Returns GF_ECANCELED when the api is stopping (no callback).
  */
-typedef void (*api_resolve_delete_build_fn)(store_call_t *call, const store_backend_t *backend,
-                                            void *data);
-int api__resolve_delete(api_t *api, const store_backend_t *backend, store_call_t *call,
-                        api_resolve_delete_build_fn build, store_call_cb done, void *data);
+typedef void (*api_resolve_build_fn)(store_call_t *call, const store_backend_t *backend,
+                                     void *data);
+int api__resolve_write(api_t *api, const store_backend_t *backend, store_call_t *call,
+                       api_resolve_build_fn build, store_call_cb done, void *data);
 void api__resolve_start(api_t *api);
 /* Resolutions waiting to ask again end with GF_ECANCELED; one asking ends when the store closes. */
 void api__resolve_stop(api_t *api);

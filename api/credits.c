@@ -12,10 +12,22 @@ typedef struct {
     api_route_t r;
     char user[37];
     int created; /* answer 201 (admin grant) instead of 200 */
+    /* admin grant: its id (the audit row's detail.op), what it grants, and whether its
+     * lost answer is being found out (api__resolve_write) */
+    char op[37];
+    long long amount;
+    char *reason;
+    int resolving;
     /* ledger: the page size, whether a cursor was given, whether an empty
      * first page was read (then the user is provisioned and it is read again) */
     int limit, cursor, first_page_read;
 } credit_ctx_t;
+
+/* api__route_free's hook: what a grant's context holds besides the route. */
+static void ctx_dispose(api_route_t *r)
+{
+    free(((credit_ctx_t *)r)->reason);
+}
 
 /*
  * The context of a request whose caller is authenticated (an admin when `admin`); NULL once
@@ -23,7 +35,7 @@ typedef struct {
  */
 static credit_ctx_t *ctx_new(api_t *api, gf_http_req_t *req, int admin)
 {
-    credit_ctx_t *c = api__route_new(api, req, sizeof(credit_ctx_t), NULL);
+    credit_ctx_t *c = api__route_new(api, req, sizeof(credit_ctx_t), ctx_dispose);
     int rc = admin ? api__auth_admin(api, req, &c->r.who) : api__auth(api, req, &c->r.who, 0);
     if (rc < 0) {
         api__route_free(&c->r);
@@ -117,16 +129,29 @@ static void on_ledger(gf_http_req_t *req, void *data)
     api__route_run(&c->r, on_ledger_page);
 }
 
+/* The call that resolves a lost grant, audited as the grant (it may be the one that grants). */
+static void build_resolve(store_call_t *call, const store_backend_t *backend, void *data)
+{
+    credit_ctx_t *c = data;
+    store_call_credit_resolve(call, backend, c->op, c->user, c->amount, c->reason,
+                              c->r.api->cfg->welcome_credits);
+    api__audit_set(call, c->r.req, &c->r.who, "credits.grant", c->user,
+                   json_pack("{s:I, s:s, s:s}", "amount", (json_int_t)c->amount, "reason",
+                             c->reason, "op", c->op));
+}
+
+static void on_granted(store_t *st, const gf_err_t *err, store_call_t *call, void *data);
+
 /*
  * The grant's answer carries the account after it (farm_credit_balance), so
  * nothing can fail between its commit and the 201. A grant whose answer
  * Postgres lost may have committed: a 503 would promise it did not, and the
- * admin's retry would grant twice, so it is a 500 that says so and names the
- * request, whose audit row (GET /v1/admin/audit) exists when it committed.
+ * admin's retry would grant twice, so the api finds out first
+ * (farm_credit_resolve, by the id it gave the grant): the grant's own
+ * answer, or, when it had not committed, the grant run then.
  */
 static void on_granted(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
-    (void)st;
     credit_ctx_t *c = data;
     if (err->code == GF_ECREDITS) {
         api__error(c->r.req, 402, "insufficient_credits",
@@ -134,14 +159,16 @@ static void on_granted(store_t *st, const gf_err_t *err, store_call_t *call, voi
         api__route_free(&c->r);
         return;
     }
-    if (err->code < 0 && call->outcome_unknown) {
-        char msg[240];
-        gf_log_err(GF_LOG_ERROR, &(gf_log_ctx){.component = "api"}, err);
-        snprintf(msg, sizeof(msg),
-                 "the grant's outcome is unknown (Postgres lost its answer): look for request %s "
-                 "in GET /v1/admin/audit before granting again",
-                 gf_http_req_id(c->r.req));
-        api__error(c->r.req, 500, "internal", msg, NULL);
+    if (err->code < 0 && call->outcome_unknown && !c->resolving) {
+        store_backend_t backend = call->backend;
+        store_call_dispose(call);
+        c->resolving = 1;
+        if (api__resolve_write(c->r.api, &backend, &c->r.call, build_resolve, on_granted, c) == 0)
+            return;
+    }
+    if (err->code < 0 && c->resolving) {
+        /* Still unknown (the api stops first): a 500, which promises nothing. */
+        api__fail(c->r.req, GF_EIO, err);
         api__route_free(&c->r);
         return;
     }
@@ -202,10 +229,12 @@ static void on_admin_credits(gf_http_req_t *req, void *data)
         return;
     }
     snprintf(c->user, sizeof(c->user), "%s", json_string_value(user));
-    store_call_credit(&c->r.call, c->user, json_integer_value(amount), json_string_value(reason),
-                      c->r.api->cfg->welcome_credits);
+    gf_uuid4(c->op);
+    c->amount = json_integer_value(amount);
+    c->reason = gf_xstrdup(json_string_value(reason));
+    store_call_credit(&c->r.call, c->user, c->amount, c->reason, c->r.api->cfg->welcome_credits);
     api__audit_set(&c->r.call, req, &c->r.who, "credits.grant", c->user,
-                   json_pack("{s:O, s:O}", "amount", amount, "reason", reason));
+                   json_pack("{s:O, s:O, s:s}", "amount", amount, "reason", reason, "op", c->op));
     json_decref(root);
     api__route_run(&c->r, on_granted);
 }

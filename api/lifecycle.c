@@ -11,7 +11,7 @@
  * storage refused, and what an open generation still reads, the sweeper
  * deletes later. A delete that fails halfway never leaves a generation half-visible.
  * A delete whose answer was lost (outcome_unknown) may have committed, and
- * its retry would then be 404: the api finds out first (api__resolve_delete)
+ * its retry would then be 404: the api finds out first (api__resolve_write)
  * and answers what the delete did, 204 with its objects deleted as here.
  *
  * deleted() is the one place where a delete has succeeded.
@@ -29,8 +29,8 @@ typedef struct {
     char id[37];
     const char *what;   /* "generation" | "upload" */
     const char *action; /* its audit action */
-    int resolving;      /* the answer was lost: api__resolve_delete is finding it out */
-    uv_timer_t timer; /* DELETE_ANSWER_WAIT_MS, while the objects are deleted */
+    int resolving;      /* the answer was lost: api__resolve_write is finding it out */
+    uv_timer_t timer;   /* DELETE_ANSWER_WAIT_MS, while the objects are deleted */
     int timer_init;
 } del_ctx_t;
 
@@ -155,7 +155,7 @@ static int resolve(del_ctx_t *c, store_call_t *call)
     store_backend_t backend = call->backend;
     store_call_dispose(call);
     c->resolving = 1;
-    return api__resolve_delete(c->r.api, &backend, &c->r.call, build_resolve, on_marked, c);
+    return api__resolve_write(c->r.api, &backend, &c->r.call, build_resolve, on_marked, c);
 }
 
 static void on_marked(store_t *st, const gf_err_t *err, store_call_t *call, void *data)

@@ -6,9 +6,11 @@
  * it answers: farm_accept_resolve ends the backend the call ran on and
  * waits until it has (nothing of the call can commit afterwards), then says
  * which of the call's new rows, generations or uploads by their ids, exist.
- * A delete's (api__resolve_delete) is the same with farm_delete_resolve,
+ * A delete's (api__resolve_write) is the same with farm_delete_resolve,
  * which answers as the delete itself: the delete is idempotent, so when it
- * did not commit it is run there and then. Asked again every
+ * did not commit it is run there and then. An admin grant's, with
+ * farm_credit_resolve: found by the id the api gave it (its audit row's
+ * detail.op), else run there and then. Asked again every
  * RESOLVE_RETRY_MS until Postgres answers.
  *
  * Invariants:
@@ -33,9 +35,9 @@ struct api_resolve {
     store_backend_t backend;
     const char *ids[STORE_ACCEPT_BATCH_MAX]; /* an accept's: the caller's, until the callback */
     size_t n;
-    uv_timer_t retry; /* the pause before asking again */
-    api_resolve_cb cb;                 /* an accept's */
-    api_resolve_delete_build_fn build; /* a delete's, and its callback: */
+    uv_timer_t retry;           /* the pause before asking again */
+    api_resolve_cb cb;          /* an accept's */
+    api_resolve_build_fn build; /* a delete's or a grant's, and its callback: */
     store_call_cb done;
     void *data;
 };
@@ -89,9 +91,11 @@ static void on_answer(store_t *st, const gf_err_t *err, store_call_t *call, void
 {
     (void)st;
     resolve_t *r = data;
-    /* A delete's not_found and not_deletable are its answer, not a failure to get one. */
+    /* A delete's not_found and not_deletable, and a grant's insufficient credits, are its
+     * answer, not a failure to get one. */
     int answered =
-        err->code == 0 || (r->build && (err->code == GF_ENOTFOUND || err->code == GF_ECONFLICT));
+        err->code == 0 || (r->build && (err->code == GF_ENOTFOUND || err->code == GF_ECONFLICT ||
+                                        err->code == GF_ECREDITS));
     if (!answered) {
         again(r, err);
         return;
@@ -99,7 +103,7 @@ static void on_answer(store_t *st, const gf_err_t *err, store_call_t *call, void
     finish(r, err, r->build ? NULL : &call->res.accept_resolve);
 }
 
-/* From the timer: the first ask on the loop turn after api__resolve(_delete), the others
+/* From the timer: the first ask on the loop turn after api__resolve(_write), the others
  * after a pause. So the callback never runs inside them. */
 static void ask(resolve_t *r)
 {
@@ -145,8 +149,8 @@ int api__resolve(api_t *api, const store_backend_t *backend, const char *const i
     return 0;
 }
 
-int api__resolve_delete(api_t *api, const store_backend_t *backend, store_call_t *call,
-                        api_resolve_delete_build_fn build, store_call_cb done, void *data)
+int api__resolve_write(api_t *api, const store_backend_t *backend, store_call_t *call,
+                       api_resolve_build_fn build, store_call_cb done, void *data)
 {
     if (!api->resolve_on)
         return GF_ECANCELED;

@@ -88,6 +88,11 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
                                  "$4::int, $5::text)",
                                  "act.farm_delete_resolve::jsonb->>'resolved' IS DISTINCT FROM "
                                  "'already'"},
+    /* As a delete's: the grant found committed wrote its audit row already. */
+    [STORE_OP_CREDIT_RESOLVE] = {"SELECT farm_credit, balance, held, resolved FROM "
+                                 "farm_credit_resolve($1::text, $2::int, $3::text, $4::uuid, "
+                                 "$5::bigint, $6::bigint, $7::text)",
+                                 "act.resolved = 'ran'"},
 };
 
 /*
@@ -530,6 +535,22 @@ void store_call_credit(store_call_t *c, const char *user_id, long long amount, c
     set_int(c, 1, welcome_credits);
     set_int(c, 2, amount);
     set_str(c, 3, reason);
+}
+
+void store_call_credit_resolve(store_call_t *c, const store_backend_t *backend, const char *op,
+                               const char *user_id, long long amount, const char *reason,
+                               long long welcome_credits)
+{
+    call_init(c, STORE_OP_CREDIT_RESOLVE, 7);
+    set_str(c, 0, op);
+    if (backend->pid > 0 && backend->app[0]) {
+        set_int(c, 1, backend->pid);
+        set_str(c, 2, backend->app);
+    }
+    set_str(c, 3, user_id);
+    set_int(c, 4, welcome_credits);
+    set_int(c, 5, amount);
+    set_str(c, 6, reason);
 }
 
 void store_call_balance(store_call_t *c, const char *user_id, long long welcome_credits)

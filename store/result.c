@@ -69,6 +69,8 @@ static const char *json_source(store_op_t op)
         return "farm_upload_delete";
     case STORE_OP_DELETE_RESOLVE:
         return "farm_delete_resolve";
+    case STORE_OP_CREDIT_RESOLVE:
+        return "farm_credit_resolve";
     case STORE_OP_UPLOADS:
         return "farm_uploads_page";
     case STORE_OP_LIFECYCLE:
@@ -264,6 +266,7 @@ void store__parse_row(store_call_t *c, const store_row_t *row)
             fail(c, GF_ENOTFOUND, "a reference is not the user's (%s)", v0);
         return;
     case STORE_OP_CREDIT:
+    case STORE_OP_CREDIT_RESOLVE:
         if (strcmp(v0, "insufficient") == 0)
             fail(c, GF_ECREDITS, "user %s would hold more than they have", c->_params[0]);
         else if (strcmp(v0, "granted") != 0 || row->v[1] == NULL || row->v[2] == NULL)

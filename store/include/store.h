@@ -86,6 +86,8 @@ typedef enum {
     STORE_OP_ACCEPT_RESOLVE,
     /* the outcome of a delete whose answer was lost */
     STORE_OP_DELETE_RESOLVE,
+    /* the outcome of an admin grant whose answer was lost */
+    STORE_OP_CREDIT_RESOLVE,
     STORE_OP_COUNT_
 } store_op_t;
 
@@ -436,7 +438,7 @@ typedef struct {
  *   GENERATION_DELETE GF_ENOTFOUND (absent, another user's, or deleted);
  *               GF_ECONFLICT while queued or running (not deletable).
  *   UPLOAD_DELETE GF_ENOTFOUND (absent, another user's, or deleted).
- *   DELETE_RESOLVE as the delete it resolves.
+ *   DELETE_RESOLVE as the delete it resolves; CREDIT_RESOLVE as CREDIT.
  *   UPLOADS     GF_EINVAL for a malformed cursor.
  *   UPLOAD_ADD  GF_ETOOBIG: over the user's quota (res.upload.over names it); nothing added.
  * The result of the call's operation is the member of `res` named after it
@@ -563,6 +565,15 @@ void store_call_expire(store_call_t *c, const char *gen_id);
 /* amount > 0 grants, < 0 adjusts down; the user is provisioned first if new. */
 void store_call_credit(store_call_t *c, const char *user_id, long long amount, const char *reason,
                        long long welcome_credits);
+/*
+ * The outcome of a grant (store_call_credit, audited with detail.op = `op`, an id the
+ * caller made for it) whose answer was lost: found committed, its outcome as it gave it;
+ * else the grant runs now (audit it as the grant: its row is written only then). Answers
+ * as CREDIT (res.balance, GF_ECREDITS). `backend`: the lost call's (farm_credit_resolve).
+ */
+void store_call_credit_resolve(store_call_t *c, const store_backend_t *backend, const char *op,
+                               const char *user_id, long long amount, const char *reason,
+                               long long welcome_credits);
 /* Provisions the user on first sight (welcome credits), then reads the account. */
 void store_call_balance(store_call_t *c, const char *user_id, long long welcome_credits);
 void store_call_generation(store_call_t *c, const char *gen_id, const char *user_id);
