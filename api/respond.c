@@ -181,10 +181,20 @@ out:
     return rc;
 }
 
+/* A token whose signature the current secret refuses may be the previous one's, while the
+ * secret is rotated (FARM_JWT_SECRET_PREVIOUS); one that it verifies is judged by it alone. */
 int api__token_check(api_t *api, const char *token, api_principal_t *p, gf_err_t *err)
 {
-    return api__token_cache_verify(api->tokens, api->cfg->jwt_secret, token, (long)time(NULL), p,
-                                   err);
+    gf_err_t first = {0};
+    int rc = api__token_cache_verify(api->tokens, api->cfg->jwt_secret, token, (long)time(NULL), p,
+                                     &first);
+    const char *prev = api->cfg->jwt_secret_previous;
+    if (rc == 0 || first.detail == API_TOKEN_SIGNED || prev == NULL || prev[0] == '\0') {
+        if (err != NULL)
+            *err = first;
+        return rc;
+    }
+    return api__token_cache_verify(api->tokens, prev, token, (long)time(NULL), p, err);
 }
 
 int api__auth(api_t *api, gf_http_req_t *req, api_principal_t *p, int allow_query)
@@ -245,8 +255,16 @@ int api__signature_ok(api_t *api, gf_http_req_t *req, const char *key, long *sec
         return 0;
     char want[65] = "";
     api__file_sig(api->cfg->file_secret, key, exp, want);
-    if (CRYPTO_memcmp(want, sig, 64) != 0)
-        return 0;
+    const char *prev = api->cfg->file_secret_previous;
+    if (CRYPTO_memcmp(want, sig, 64) != 0) {
+        /* Signed before a rotation (FARM_FILE_SECRET_PREVIOUS), or by a process that still
+         * signs with the secret being replaced. */
+        if (prev == NULL || prev[0] == '\0')
+            return 0;
+        api__file_sig(prev, key, exp, want);
+        if (CRYPTO_memcmp(want, sig, 64) != 0)
+            return 0;
+    }
     if (seconds_left)
         *seconds_left = exp - (long)time(NULL);
     return 1;

@@ -181,6 +181,17 @@ int api_config_check(const gf_config_t *cfg, gf_err_t *err)
                           "FARM_JWT_SECRET and FARM_FILE_SECRET must be set, %d characters at "
                           "least",
                           GF_SECRET_MIN);
+    /* A second secret that could never verify anything the first does not is a mistake. */
+    const char *prev[][3] = {{cfg->jwt_secret_previous, cfg->jwt_secret, "FARM_JWT_SECRET"},
+                             {cfg->file_secret_previous, cfg->file_secret, "FARM_FILE_SECRET"}};
+    for (size_t i = 0; i < 2; i++) {
+        if (prev[i][0][0] == '\0')
+            continue;
+        if (strlen(prev[i][0]) < GF_SECRET_MIN || strcmp(prev[i][0], prev[i][1]) == 0)
+            return gf_err_set(err, GF_EINVAL, "config",
+                              "%s_PREVIOUS must be empty, or %d characters at least and not %s",
+                              prev[i][2], GF_SECRET_MIN, prev[i][2]);
+    }
     if (store_config_check(cfg, err) < 0 || storage_config_check(cfg, err) < 0)
         return GF_EINVAL;
     img_presets_t *presets = img_presets_load(cfg->presets_dir, err);

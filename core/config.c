@@ -261,6 +261,14 @@ static const cfg_row cfg_table[] = {
     {"FARM_FILE_SECRET", CFG_STR, OFF(file_secret), "", 0, 0, NULL, 1,
      "HMAC-SHA256 secret of signed file URLs (API.md, files), the same in every api and worker; "
      "16 characters at least in farm-api and farm-worker"},
+    {"FARM_JWT_SECRET_PREVIOUS", CFG_STR, OFF(jwt_secret_previous), "", 0, 0, NULL, 1,
+     "a second secret farm-api accepts bearer tokens signed with, while they are rotated "
+     "(docs/operations.md, \"Rotating secrets\"); empty: none; else 16 characters at least, "
+     "not FARM_JWT_SECRET"},
+    {"FARM_FILE_SECRET_PREVIOUS", CFG_STR, OFF(file_secret_previous), "", 0, 0, NULL, 1,
+     "a second secret farm-api accepts signed file URLs with, while they are rotated (URLs are "
+     "signed with FARM_FILE_SECRET only); empty: none; else 16 characters at least, not "
+     "FARM_FILE_SECRET"},
     {"FARM_WEBHOOK_SECRET", CFG_STR, OFF(webhook_secret), "", 0, 0, NULL, 1,
      "HMAC-SHA256 secret of webhook signatures (API.md, webhooks)"},
     {"FARM_LOG_LEVEL", CFG_ENUM, OFF(log_level), "info", 0, 0, "debug|info|warn|error", 0,

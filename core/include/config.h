@@ -129,6 +129,9 @@ typedef struct gf_config {
     /* auth */
     char *jwt_secret;  /* at least GF_SECRET_MIN characters (farm-api) */
     char *file_secret; /* at least GF_SECRET_MIN characters (farm-api, farm-worker) */
+    /* Accepted too while a secret is rotated (farm-api): "" none, else GF_SECRET_MIN
+     * characters at least and not the current one. */
+    char *jwt_secret_previous, *file_secret_previous;
     char *webhook_secret;
     /* logging */
     long long log_level; /* a gf_log_level */

@@ -22,7 +22,8 @@
 #include "api_harness.h"
 #include "support.h"
 
-#define SECRET "files-jwt-secret-0123456789"
+#define SECRET      "files-jwt-secret-0123456789"
+#define FILE_SECRET "file-secret-files-0123456789"
 
 static char base[64];
 static pid_t api_pid, worker_pid;
@@ -41,24 +42,35 @@ static pid_t spawn(const char *bin_env, int port, const char *setting, const cha
     return spawn2(bin_env, port, setting, NULL, log_name);
 }
 
+static pid_t spawn_with(const char *bin_env, int port, const char *const *settings,
+                        const char *log_name);
+
 static pid_t spawn2(const char *bin_env, int port, const char *setting, const char *setting2,
                     const char *log_name)
+{
+    const char *const settings[] = {setting, setting2, NULL};
+    return spawn_with(bin_env, port, setting ? settings : NULL, log_name);
+}
+
+/* As spawn, with `settings` (NULL-terminated; NULL: none) on top. */
+static pid_t spawn_with(const char *bin_env, int port, const char *const *settings,
+                        const char *log_name)
 {
     char port_env[64], storage_env[600];
     snprintf(port_env, sizeof(port_env), "FARM_API_PORT=%d", port);
     snprintf(storage_env, sizeof(storage_env), "FARM_STORAGE_DIR=%s/storage",
              ts_env("FARM_TEST_TMPDIR"));
-    char *extra[] = {port_env,
-                     storage_env,
-                     "FARM_JWT_SECRET=" SECRET,
-                     "FARM_FILE_SECRET=file-secret-files-0123456789",
-                     "FARM_UPLOAD_MAX_BYTES=200000",
-                     "FARM_UPLOAD_MAX_PIXELS=1000000",
-                     "FARM_WORKER_METRICS_PORT=0",
-                     "FARM_PROVIDER=local",
-                     (char *)setting,
-                     (char *)setting2,
-                     NULL};
+    char *extra[16] = {port_env,
+                       storage_env,
+                       "FARM_JWT_SECRET=" SECRET,
+                       "FARM_FILE_SECRET=" FILE_SECRET,
+                       "FARM_UPLOAD_MAX_BYTES=200000",
+                       "FARM_UPLOAD_MAX_PIXELS=1000000",
+                       "FARM_WORKER_METRICS_PORT=0",
+                       "FARM_PROVIDER=local"};
+    size_t n = 8;
+    for (size_t i = 0; settings && settings[i] && n + 1 < sizeof(extra) / sizeof(extra[0]); i++)
+        extra[n++] = (char *)settings[i];
     return ts_spawn_farm(bin_env, extra, "%s", log_name);
 }
 
@@ -336,6 +348,112 @@ static int ends_succeeded(const char *t, const char *id)
     int ok = strstr(r.body, "event: succeeded") != NULL;
     ts_http_dispose(&r);
     return ok;
+}
+
+/* GET `path` on the api at `at` ("http://127.0.0.1:PORT") with `t`'s token (NULL: none). */
+static long get_status(const char *at, const char *path, const char *t)
+{
+    char url[1400], auth[1024];
+    snprintf(url, sizeof(url), "%s%s", at, path);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", t ? t : "");
+    const char *h[] = {auth, NULL};
+    ts_http_t r = ts_http("GET", url, t ? h : NULL, NULL, 0);
+    long status = r.status;
+    ts_http_dispose(&r);
+    return status;
+}
+
+/* GET `path` on the api at `at` as `t`: 200 and its JSON body. */
+static json_t *get_json_at(const char *at, const char *t, const char *path)
+{
+    char url[1400], auth[1024];
+    snprintf(url, sizeof(url), "%s%s", at, path);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", t);
+    const char *h[] = {auth, NULL};
+    ts_http_t r = ts_http("GET", url, h, NULL, 0);
+    if (r.status != 200)
+        fail_msg("GET %s: %ld %s", url, r.status, r.body ? r.body : "");
+    json_t *j = json_loads(r.body, 0, NULL);
+    assert_non_null(j);
+    ts_http_dispose(&r);
+    return j;
+}
+
+/*
+ * Rotating FARM_JWT_SECRET and FARM_FILE_SECRET (docs/operations.md, "Rotating secrets"):
+ * an api given the new secrets and the old ones as *_PREVIOUS accepts tokens and file URLs
+ * signed with either, signs its own URLs with the new one only, and still refuses what
+ * neither signed. A *_PREVIOUS that is short or the current secret is refused at start.
+ */
+static void test_secrets_can_be_rotated(void **state)
+{
+    (void)state;
+    char id[37], resp[2048], path[1200];
+    const char *body = "{\"kind\":\"avatar\",\"prompt\":\"a fox\",\"width\":256,\"height\":256}";
+    assert_int_equal(post_generation(tok, body, id, resp, sizeof(resp)), 202);
+    assert_true(ends_succeeded(tok, id));
+    snprintf(path, sizeof(path), "/v1/generations/%s", id);
+    json_t *gen = get_json_at(base, tok, path);
+    char old_url[1024];
+    snprintf(old_url, sizeof(old_url), "%s",
+             json_string_value(
+                 json_object_get(json_array_get(json_object_get(gen, "outputs"), 0), "url")));
+    json_decref(gen);
+
+    const char *new_jwt = "files-jwt-secret-NEW-0123456789",
+               *new_file = "file-secret-NEW-0123456789";
+    char s1[96], s2[96], s3[96], s4[96];
+    snprintf(s1, sizeof(s1), "FARM_JWT_SECRET=%s", new_jwt);
+    snprintf(s2, sizeof(s2), "FARM_JWT_SECRET_PREVIOUS=%s", SECRET);
+    snprintf(s3, sizeof(s3), "FARM_FILE_SECRET=%s", new_file);
+    snprintf(s4, sizeof(s4), "FARM_FILE_SECRET_PREVIOUS=%s", FILE_SECRET);
+    int port = ts_free_port();
+    char rotated[64], url[128];
+    snprintf(rotated, sizeof(rotated), "http://127.0.0.1:%d", port);
+    const char *const both[] = {s1, s2, s3, s4, NULL};
+    pid_t api2 = spawn_with("FARM_TEST_API_BIN", port, both, "api-rotated.log");
+    snprintf(url, sizeof(url), "%s/readyz", rotated);
+    assert_true(ts_wait_http(url, 200, NULL, 20));
+
+    char user[37];
+    gf_uuid4(user);
+    api_claims_t c = {.sub = user, .plan = "pro", .ttl_s = 3600};
+    char *tok_new = api_token_issue(new_jwt, &c, NULL);
+    char *tok_other = api_token_issue("files-jwt-secret-OTHER-012345", &c, NULL);
+    assert_int_equal(get_status(rotated, "/v1/credits", tok), 200);       /* the old secret's */
+    assert_int_equal(get_status(rotated, "/v1/credits", tok_new), 200);   /* the new one's */
+    assert_int_equal(get_status(rotated, "/v1/credits", tok_other), 401); /* neither */
+    assert_int_equal(get_status(base, "/v1/credits", tok_new), 401);      /* not before */
+    /* A URL signed with the old file secret loads; one this api signs uses the new one. */
+    assert_int_equal(get_status(rotated, old_url, NULL), 200);
+    gen = get_json_at(rotated, tok, path);
+    const char *new_url = json_string_value(
+        json_object_get(json_array_get(json_object_get(gen, "outputs"), 0), "url"));
+    assert_non_null(new_url);
+    assert_int_equal(get_status(rotated, new_url, NULL), 200);
+    assert_int_equal(get_status(base, new_url, NULL), 404); /* the old api knows only the old */
+    /* Signed with neither: refused. */
+    char forged[1200], sig[65];
+    snprintf(forged, sizeof(forged), "%s", old_url);
+    char *q = strchr(forged, '?');
+    long exp = strtol(strstr(forged, "exp=") + 4, NULL, 10);
+    *q = '\0';
+    img_file_sig("file-secret-OTHER-0123456789", forged + strlen("/v1/files/"), exp, sig);
+    snprintf(q, sizeof(forged) - (size_t)(q - forged), "?exp=%ld&sig=%s", exp, sig);
+    assert_int_equal(get_status(rotated, forged, NULL), 404);
+    json_decref(gen);
+    free(tok_new);
+    free(tok_other);
+    assert_int_equal(ts_stop(api2, SIGTERM, 15), 0);
+
+    /* A second secret that is short, or the current one: exit 2 at start. */
+    const char *const bad[][3] = {
+        {s1, "FARM_JWT_SECRET_PREVIOUS=short", NULL},
+        {s3, "FARM_FILE_SECRET_PREVIOUS=file-secret-NEW-0123456789", NULL}};
+    for (int i = 0; i < 2; i++) {
+        pid_t p = spawn_with("FARM_TEST_API_BIN", ts_free_port(), bad[i], "api-bad-secret.log");
+        assert_int_equal(ts_stop(p, 0, 15), 2);
+    }
 }
 
 /* POSTs `body` as `t` with Idempotency-Key `key`; returns the status, `resp` the body. */
@@ -661,6 +779,7 @@ int main(void)
         cmocka_unit_test(test_uploads_are_checked_by_their_bytes),
         cmocka_unit_test(test_presets_are_served),
         cmocka_unit_test(test_signed_urls_work_and_nothing_else_does),
+        cmocka_unit_test(test_secrets_can_be_rotated),
         cmocka_unit_test(test_references_must_be_the_callers_own),
         cmocka_unit_test(test_a_replay_outlives_the_upload_it_named),
         cmocka_unit_test(test_an_upload_that_cannot_be_recorded_leaves_no_file),
