@@ -357,8 +357,9 @@ static const cfg_row cfg_table[] = {
     {"FARM_ACCESS_LOG_SAMPLE_PCT", CFG_INT, OFF(access_log_sample_pct), "100", 0, 100, NULL, 0,
      "percent of the requests answered below 500 that the access log writes (5xx: every one)"},
     {"FARM_RECONCILE_INTERVAL_S", CFG_INT, OFF(reconcile_interval_s), "900", 0, 86400, NULL, 0,
-     "how often the workers' sweeper runs `farm reconcile`'s check (one worker at a time) for "
-     "farm_reconcile_violations; 0: never"},
+     "how often the workers' sweepers run `farm reconcile`'s check for "
+     "farm_reconcile_violations (once an interval over the farm: each asks at every sweep "
+     "and takes a younger check's result); 0: never"},
     /* faults (issue #17, docs/queue.md "finish"): a job handed back because Redis, Postgres or
      * storage was unavailable, or its worker stopped, does not spend an attempt */
     {"FARM_QUEUE_HANDBACK_CAP_MS", CFG_INT, OFF(queue_handback_cap_ms), "10000", 100, 3600000, NULL,

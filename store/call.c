@@ -74,7 +74,8 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
     [STORE_OP_UPLOAD_USAGE] = {"SELECT uploads, bytes FROM farm_upload_usage($1::uuid)"},
     [STORE_OP_AUDIT] = {"SELECT farm_audit($1::text, $2::text, $3::text, $4::text, $5::jsonb)"},
     [STORE_OP_AUDIT_PAGE] = {"SELECT farm_audit_page($1::int, $2::bigint)"},
-    [STORE_OP_RECONCILE_COUNT] = {"SELECT farm_reconcile_count()"},
+    [STORE_OP_RECONCILE_CHECK] = {"SELECT violations, checked_at FROM "
+                                  "farm_reconcile_check($1::int)"},
     [STORE_OP_UNREFERENCED] = {"SELECT farm_storage_unreferenced($1::text[])"},
     [STORE_OP_ACCEPT_BATCH] = {"SELECT farm_accept_generations($1::jsonb)::text"},
     [STORE_OP_IMAGE_DONE_FINISH] = {"SELECT image, outcome, status, webhook::text FROM "
@@ -459,9 +460,10 @@ void store_call_audit_page(store_call_t *c, int limit, const char *cursor)
     set_str(c, 1, cursor);
 }
 
-void store_call_reconcile_count(store_call_t *c)
+void store_call_reconcile_check(store_call_t *c, int interval_s)
 {
-    call_init(c, STORE_OP_RECONCILE_COUNT, 0);
+    call_init(c, STORE_OP_RECONCILE_CHECK, 1);
+    set_int(c, 0, interval_s);
 }
 
 void store_call_start(store_call_t *c, const char *gen_id, long long fence, const char *provider,

@@ -92,7 +92,14 @@ int store_conn_exec(store_conn_t *sc, store_call_t *c)
 
 int store_reconcile(store_conn_t *sc, FILE *out, gf_err_t *err)
 {
-    PGresult *res = PQexec(sc->conn, "SELECT problem FROM farm_reconcile()");
+    /* Its count is the farm's last check too (farm_reconcile_check): after a fix, a clean
+     * run brings the workers' gauges back to 0 at their next ask. */
+    PGresult *res =
+        PQexec(sc->conn, "WITH p AS MATERIALIZED (SELECT problem FROM farm_reconcile()), "
+                         "s AS (INSERT INTO reconcile_state (checked_at, violations) "
+                         "SELECT now(), count(*) FROM p ON CONFLICT (one) DO UPDATE SET "
+                         "checked_at = EXCLUDED.checked_at, violations = EXCLUDED.violations) "
+                         "SELECT problem FROM p");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         char msg[200];
         store__pg_message(msg, sizeof(msg), PQresultErrorMessage(res));

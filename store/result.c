@@ -311,8 +311,9 @@ void store__parse_row(store_call_t *c, const store_row_t *row)
     case STORE_OP_AUDIT:
         c->res.audit.id = atoll(v0);
         return;
-    case STORE_OP_RECONCILE_COUNT:
+    case STORE_OP_RECONCILE_CHECK:
         c->res.reconcile.violations = atoll(v0);
+        c->res.reconcile.checked_at = row->v[1] ? atof(row->v[1]) : 0;
         return;
     case STORE_OP_STORAGE_DELETED:
         return;

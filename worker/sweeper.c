@@ -460,6 +460,18 @@ static void sweeper_tick(uv_timer_t *t)
 
 static void reconcile_tick(uv_timer_t *t);
 
+/* How often a worker asks for the farm's ledger check: every sweep, and at least once an
+ * interval. Asking costs a read of one row (reconcile_state) until the farm's last count
+ * is older than FARM_RECONCILE_INTERVAL_S, so the gauges follow a new count, or a clean
+ * `farm reconcile` after a fix, within a sweep interval. */
+static uint64_t reconcile_period_ms(const worker_sweeper_t *sw)
+{
+    int s = sw->cfg->sweep_interval_s < sw->cfg->reconcile_interval_s
+                ? sw->cfg->sweep_interval_s
+                : sw->cfg->reconcile_interval_s;
+    return (uint64_t)s * 1000;
+}
+
 static void on_reconciled(store_t *st, const gf_err_t *err, store_call_t *call, void *data)
 {
     (void)st;
@@ -470,9 +482,9 @@ static void on_reconciled(store_t *st, const gf_err_t *err, store_call_t *call, 
         gf_log_ctx ctx = {.component = "sweeper", .action = "checking the ledger"};
         gf_log_err(GF_LOG_WARN, &ctx, err);
     } else if (n >= 0) {
-        /* n < 0: another worker checked at this moment; its gauge says. */
+        /* n < 0: no check has finished yet (another worker's is running). */
         gf_metric_set(sw->m_violations, (double)n);
-        gf_metric_set(sw->m_last_run, (double)gf_clock_unix_ms() / 1000);
+        gf_metric_set(sw->m_last_run, call->res.reconcile.checked_at);
         if (n > 0) {
             gf_log_ctx ctx = {.component = "sweeper"};
             GF_LOG(GF_LOG_ERROR, &ctx,
@@ -483,21 +495,19 @@ static void on_reconciled(store_t *st, const gf_err_t *err, store_call_t *call, 
     if (sw->closing)
         sweeper_maybe_closed(sw);
     else
-        uv_timer_start(&sw->rc_timer, reconcile_tick,
-                       (uint64_t)sw->cfg->reconcile_interval_s * 1000, 0);
+        uv_timer_start(&sw->rc_timer, reconcile_tick, reconcile_period_ms(sw), 0);
 }
 
 static void reconcile_tick(uv_timer_t *t)
 {
     worker_sweeper_t *sw = t->data;
-    store_call_reconcile_count(&sw->rc_call);
+    store_call_reconcile_check(&sw->rc_call, sw->cfg->reconcile_interval_s);
     if (store_exec(sw->store, &sw->rc_call, on_reconciled, sw) == 0) {
         sw->rc_pending = 1;
         return;
     }
     store_call_dispose(&sw->rc_call);
-    uv_timer_start(&sw->rc_timer, reconcile_tick, (uint64_t)sw->cfg->reconcile_interval_s * 1000,
-                   0);
+    uv_timer_start(&sw->rc_timer, reconcile_tick, reconcile_period_ms(sw), 0);
 }
 
 worker_sweeper_t *worker_sweeper_new(uv_loop_t *loop, const gf_config_t *cfg, store_t *store,
@@ -515,12 +525,14 @@ worker_sweeper_t *worker_sweeper_new(uv_loop_t *loop, const gf_config_t *cfg, st
     sw->rc_timer.data = sw;
     sw->m_violations = gf_metric_with(
         gf_metrics_gauge(metrics, "farm_reconcile_violations",
-                         "violations of the ledger's invariants at the last check (farm reconcile)",
+                         "violations of the ledger's invariants at the farm's last check (farm "
+                         "reconcile; any worker's: farm_reconcile_check)",
                          NULL),
         NULL, NULL, NULL);
     sw->m_last_run = gf_metric_with(
         gf_metrics_gauge(metrics, "farm_reconcile_last_run_timestamp_seconds",
-                         "when this worker last checked the ledger (unix seconds; 0: never)", NULL),
+                         "when the ledger was last checked, by any worker (unix seconds; 0: never)",
+                         NULL),
         NULL, NULL, NULL);
     sw->m_swept = gf_metrics_counter(metrics, "farm_sweeper_leftover_files_deleted_total",
                                      "leftover files the sweeper deleted: temp (a put's temporary "

@@ -75,7 +75,7 @@ typedef enum {
     STORE_OP_UPLOAD_USAGE,
     STORE_OP_AUDIT,
     STORE_OP_AUDIT_PAGE,
-    STORE_OP_RECONCILE_COUNT,
+    STORE_OP_RECONCILE_CHECK,
     /* leftover files (docs/storage.md, "Leftover files") */
     STORE_OP_UNREFERENCED,
     /* group-committed accepts (docs/credits.md "Group-committed accepts") */
@@ -369,9 +369,11 @@ typedef struct {
     char *at;     /* RFC 3339 */
 } store_audit_entry_t;
 
-/* RECONCILE_COUNT: farm_reconcile's violations now; -1 when another process is checking. */
+/* RECONCILE_CHECK: farm_reconcile's violations at the farm's last check, and when that was
+ * (unix seconds); violations -1 (checked_at 0) when no check ever finished. */
 typedef struct {
     long long violations;
+    double checked_at;
 } store_reconcile_result_t;
 
 /* AUDIT_PAGE: a page of the audit trail, newest first. AUDIT: `id` of the row written. */
@@ -721,8 +723,9 @@ void store_call_audit(store_call_t *c, const store_audit_t *a);
 /* A page of the trail, newest first (limit 1..100); cursor: a page's next_cursor, NULL first. */
 void store_call_audit_page(store_call_t *c, int limit, const char *cursor);
 
-/* Counts farm_reconcile's violations (the whole ledger read), one process at a time. */
-void store_call_reconcile_count(store_call_t *c);
+/* farm_reconcile's violations: the farm's last check when it is younger than interval_s,
+ * else counted now (the whole ledger read), one process at a time (farm_reconcile_check). */
+void store_call_reconcile_check(store_call_t *c, int interval_s);
 
 /* Frees what the call holds (inputs and results); the struct can be built again. */
 void store_call_dispose(store_call_t *c);
@@ -781,7 +784,9 @@ int store_conn_exec(store_conn_t *sc, store_call_t *call);
 
 /*
  * Checks every ledger invariant (docs/credits.md); prints each violation to
- * `out`. Returns the number of violations, or < 0 when it could not check.
+ * `out`, and records the count as the farm's last check (reconcile_state, which
+ * the workers' gauges show). Returns the number of violations, or < 0 when it
+ * could not check.
  */
 int store_reconcile(store_conn_t *sc, FILE *out, gf_err_t *err);
 

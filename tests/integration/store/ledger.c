@@ -667,6 +667,55 @@ static void test_random_workload_reconciles(void **state)
     assert_int_equal(store_reconcile(ts_sc, stderr, &err), 0);
 }
 
+/* farm_reconcile_check(interval_s): the violations and when they were counted. */
+static long long check_ledger(int interval_s, double *checked_at)
+{
+    store_call_t c;
+    store_call_reconcile_check(&c, interval_s);
+    assert_int_equal(ts_store_run(&c), 0);
+    long long n = c.res.reconcile.violations;
+    *checked_at = c.res.reconcile.checked_at;
+    store_call_dispose(&c);
+    return n;
+}
+
+/* Runs `sql` as a hand edit (psql). */
+static void hand_edit(const char *sql)
+{
+    assert_int_equal(ts_sh("psql -X -q \"$FARM_DATABASE_URL\" -c \"%s\"", sql), 0);
+}
+
+/*
+ * The workers' periodic check reads the ledger once an interval between them all: a check
+ * within the interval of the farm's last one answers that one (same time, no new count),
+ * so a violation made since shows only once the interval has passed.
+ */
+static void test_the_ledger_check_is_shared_within_its_interval(void **state)
+{
+    (void)state;
+    double t1, t2, t3;
+    assert_int_equal(check_ledger(0, &t1), 0); /* counted now */
+    assert_true(t1 > 1.7e9);
+    const char *user = "(SELECT user_id FROM credit_accounts ORDER BY user_id LIMIT 1)";
+    char sql[256];
+    snprintf(sql, sizeof(sql),
+             "UPDATE credit_accounts SET captured = captured + 1 WHERE user_id = %s", user);
+    hand_edit(sql);
+    assert_int_equal(check_ledger(3600, &t2), 0); /* the last check's answer, not a new one */
+    assert_true(t2 == t1);
+    assert_int_equal(check_ledger(0, &t3), 1); /* past its interval: counted again */
+    assert_true(t3 > t1);
+    snprintf(sql, sizeof(sql),
+             "UPDATE credit_accounts SET captured = captured - 1 WHERE user_id = %s", user);
+    hand_edit(sql);
+    /* After the fix, a clean `farm reconcile` is the farm's last check: the workers'
+     * next ask answers 0 without waiting for the interval. */
+    assert_int_equal(ts_sh("'%s' reconcile > /dev/null", ts_env("FARM_TEST_CLI")), 0);
+    double t4;
+    assert_int_equal(check_ledger(3600, &t4), 0);
+    assert_true(t4 > t3);
+}
+
 static void test_corrupted_row_is_named_by_reconcile(void **state)
 {
     (void)state;
@@ -815,6 +864,7 @@ int main(void)
         cmocka_unit_test(test_a_start_past_the_deadline_expires_it),
         cmocka_unit_test(test_random_workload_reconciles),
         cmocka_unit_test(test_postgres_restart_is_a_clear_error_then_recovers),
+        cmocka_unit_test(test_the_ledger_check_is_shared_within_its_interval),
         cmocka_unit_test(test_corrupted_row_is_named_by_reconcile),
         cmocka_unit_test(test_dangling_ledger_rows_are_named_by_reconcile),
         cmocka_unit_test(test_cli_refuses_sloppy_numbers),
