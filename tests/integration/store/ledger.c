@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <jansson.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,6 +190,17 @@ static void test_a_failed_finish_after_captures_is_partial(void **state)
     assert_int_equal(c.res.generation.charged, 10);
     assert_int_equal(c.res.generation.released, 30);
     assert_null(c.res.generation.error); /* API.md: `error` when failed */
+    /* Each image the finish released is a failure, named in `failures` with its error. */
+    assert_int_equal(c.res.generation.images_failed, 3);
+    json_t *f = json_loads(c.res.generation.failures, 0, NULL);
+    assert_int_equal(json_array_size(f), 3);
+    for (size_t i = 0; i < 3; i++) {
+        json_t *e = json_array_get(f, i);
+        assert_int_equal(json_integer_value(json_object_get(e, "index")), (json_int_t)i + 1);
+        assert_string_equal(json_string_value(json_object_get(json_object_get(e, "error"), "code")),
+                            "internal");
+    }
+    json_decref(f);
     store_call_dispose(&c);
     /* With nothing captured it is failed, as asked. */
     started(user, gen, 2, 10, 1);
