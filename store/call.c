@@ -31,11 +31,17 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
                                    "$3::int, $4::text)"},
     [STORE_OP_IMAGE] = {"SELECT farm_image_settle($1::uuid, $2::bigint, $3::int, $4::boolean, "
                         "$5::jsonb)"},
-    [STORE_OP_FINISH] = {"SELECT outcome, status FROM farm_finish($1::uuid, $2::bigint, $3::text, "
-                         "$4::jsonb)"},
+    /* The kind: read by the statement's snapshot, before the finish; it never changes. */
+    [STORE_OP_FINISH] = {"SELECT f.outcome, f.status, (SELECT g.kind FROM generations g "
+                         "WHERE g.id = $1::uuid) FROM farm_finish($1::uuid, $2::bigint, "
+                         "$3::text, $4::jsonb) f"},
     [STORE_OP_CANCEL] =
         {"SELECT outcome, generation::text FROM farm_cancel_json($1::uuid, $2::uuid)"},
-    [STORE_OP_EXPIRE] = {"SELECT farm_expire($1::uuid)"},
+    /* The kind when this call expired it: read by the statement's snapshot, before the
+     * call, the generation was still queued (farm_expire answers expired for one expired
+     * already too). */
+    [STORE_OP_EXPIRE] = {"SELECT farm_expire($1::uuid), (SELECT g.kind FROM generations g "
+                         "WHERE g.id = $1::uuid AND g.status = 'queued')"},
     [STORE_OP_CREDIT] =
         {"SELECT farm_credit, balance, held FROM farm_credit_balance($1::uuid, NULL, "
          "$2::bigint, $3::bigint, $4::text)"},

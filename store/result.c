@@ -230,6 +230,7 @@ void store__parse_row(store_call_t *c, const store_row_t *row)
         return;
     case STORE_OP_FINISH:
         word(c->res.finish.status, sizeof(c->res.finish.status), col(row, 1));
+        word(c->res.finish.kind, sizeof(c->res.finish.kind), col(row, 2));
         c->res.finish.applied = strcmp(v0, "finished") == 0;
         if (strcmp(v0, "already") != 0)
             worker_outcome(c, v0);
@@ -245,6 +246,7 @@ void store__parse_row(store_call_t *c, const store_row_t *row)
         return;
     case STORE_OP_EXPIRE:
         c->res.expire.applied = strcmp(v0, "expired") == 0;
+        word(c->res.expire.kind, sizeof(c->res.expire.kind), col(row, 1));
         worker_outcome(c, v0);
         return;
     case STORE_OP_UPLOAD_ADD:

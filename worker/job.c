@@ -219,7 +219,9 @@ static void on_finished(store_t *st, const gf_err_t *err, store_call_t *call, vo
     else if (err->code < 0)
         job__advance(j, JOB_EV_STORE_FAILED, NULL);
     else
-        job__advance(j, JOB_EV_FINISHED, &(job_event_arg_t){.status = call->res.finish.status});
+        job__advance(j, JOB_EV_FINISHED,
+                     &(job_event_arg_t){.status = call->res.finish.status,
+                                        .applied = call->res.finish.applied});
     job__op_free(op);
     job_unref(j);
 }
@@ -374,7 +376,9 @@ static void job_enter(job_t *j, job_state_t from, job_event_t ev, const job_even
         return;
     case JOB_FINISHING:
         if (j->finished_status[0]) /* its last image's record finished it already */
-            job__advance(j, JOB_EV_FINISHED, &(job_event_arg_t){.status = j->finished_status});
+            job__advance(
+                j, JOB_EV_FINISHED,
+                &(job_event_arg_t){.status = j->finished_status, .applied = j->finished_applied});
         else if (ev == JOB_EV_UNRUNNABLE)
             job_finish(j, gf_gen_status_name(GF_GEN_FAILED),
                        "{\"code\":\"internal\",\"message\":\"unreadable parameters\","
@@ -389,9 +393,12 @@ static void job_enter(job_t *j, job_state_t from, job_event_t ev, const job_even
         if (ev == JOB_EV_CLOSE) {
             queue_end(j, arg->outcome, arg->detail);
         } else {
-            if (j->r->m_outcomes)
+            /* Counted by whoever set the status: a claim or the sweeper that finished it
+             * first counted it (worker_count_queue_finish). */
+            if (j->r->m_outcomes && arg->applied)
                 gf_metric_inc(gf_metric_with(j->r->m_outcomes, arg->status, NULL, NULL));
-            job_count_finish(j, arg->status);
+            if (arg->applied)
+                job_count_finish(j, arg->status);
             gf_log_ctx ctx = job__log(j, NULL);
             GF_LOG(GF_LOG_INFO, &ctx, "finished: %s (%d images, %.0f ms)", arg->status, j->images,
                    (double)(uv_hrtime() - j->started_ns) / 1e6);

@@ -91,8 +91,10 @@ static void on_image_recorded(store_t *st, const gf_err_t *err, store_call_t *ca
         job__stage_done(img, GF_STAGE_STORING);
         img->t_recorded = uv_hrtime();
         j->delivered++;
-        if (op->finishes)
+        if (op->finishes) {
             snprintf(j->finished_status, sizeof(j->finished_status), "%s", call->res.image.status);
+            j->finished_applied = call->res.image.finished;
+        }
         json_t *outputs = json_loads(img->outputs_json, 0, NULL);
         image_settled(img, json_pack("{s:o}", "outputs", outputs ? outputs : json_array()));
     } else {

@@ -38,6 +38,7 @@ static void schedule_claim(worker_runner_t *r, uint64_t ms)
  * holder never came back (worker_finish_from_queue). */
 typedef struct {
     store_call_t call;
+    gf_mfamily_t *outcomes; /* the runner's m_gen_outcomes (outlives the call: a metric family) */
     char gen_id[64];
     char state[16];
 } ended_rec_t;
@@ -49,7 +50,10 @@ static void on_expired_released(store_t *st, const gf_err_t *err, store_call_t *
     (void)st;
     if (err->code < 0)
         gf_log_err(GF_LOG_WARN, &ctx, err);
-    else if (!call->res.expire.applied) /* not_expired: Redis and Postgres disagree */
+    else if (call->res.expire.applied)
+        worker_count_queue_finish(e->outcomes, call->res.expire.kind,
+                                  gf_gen_status_name(GF_GEN_EXPIRED));
+    else /* not_expired: Redis and Postgres disagree */
         GF_LOG(GF_LOG_WARN, &ctx,
                "the queue expired it but Postgres did not: not queued there, or not past its "
                "deadline by Postgres's clock");
@@ -64,11 +68,13 @@ static void on_ended_recorded(store_t *st, const gf_err_t *err, store_call_t *ca
     (void)st;
     if (err->code < 0)
         gf_log_err(GF_LOG_WARN, &ctx, err); /* the sweeper records it later */
-    else if (call->res.finish.applied)
+    else if (call->res.finish.applied) {
         GF_LOG(GF_LOG_WARN, &ctx,
                "its holder never came back and the queue ended it (%s): finished as %s, credits "
                "released",
                e->state, call->res.finish.status);
+        worker_count_queue_finish(e->outcomes, call->res.finish.kind, call->res.finish.status);
+    }
     store_call_dispose(call);
     free(e);
 }
@@ -86,6 +92,7 @@ static void on_claimed(queue_t *q, const gf_err_t *err, queue_claim_t *c, void *
     /* Jobs whose start deadline passed were not leased: release their credits. */
     for (size_t i = 0; i < c->n_expired; i++) {
         ended_rec_t *e = gf_xcalloc(1, sizeof(*e));
+        e->outcomes = r->m_gen_outcomes;
         snprintf(e->gen_id, sizeof(e->gen_id), "%s", c->expired[i].gen_id);
         store_call_expire(&e->call, e->gen_id);
         if (store_exec(r->store, &e->call, on_expired_released, e) < 0) {
@@ -97,6 +104,7 @@ static void on_claimed(queue_t *q, const gf_err_t *err, queue_claim_t *c, void *
      * would a stale period later. One Postgres finished already stays as it is. */
     for (size_t i = 0; i < c->n_ended; i++) {
         ended_rec_t *e = gf_xcalloc(1, sizeof(*e));
+        e->outcomes = r->m_gen_outcomes;
         snprintf(e->gen_id, sizeof(e->gen_id), "%s", c->ended[i].gen_id);
         snprintf(e->state, sizeof(e->state), "%s", c->ended[i].state);
         worker_finish_from_queue(&e->call, e->gen_id, e->state);
@@ -281,11 +289,7 @@ worker_runner_t *worker_runner_new(uv_loop_t *loop, const gf_config_t *cfg, queu
         static const double gen_buckets[] = {0.1, 0.25, 0.5, 1,   2.5, 5,    10,  20,
                                              30,  60,   120, 300, 600, 1200, 3600};
         const size_t ngen = sizeof(gen_buckets) / sizeof(gen_buckets[0]);
-        r->m_gen_outcomes = gf_metrics_counter(
-            metrics, "farm_generation_outcomes_total",
-            "generations finished by this worker, by kind, status and error code (\"none\" "
-            "when nothing failed)",
-            "kind,status,code");
+        r->m_gen_outcomes = worker_outcomes_family(metrics);
         r->m_queue_wait =
             gf_metrics_histogram(metrics, "farm_generation_queue_wait_seconds",
                                  "time from a generation's enqueue to its first start, by kind",

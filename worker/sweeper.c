@@ -42,6 +42,7 @@ struct worker_sweeper {
     char **left_keys; /* due for deletion, the page's */
     size_t n_left, cap_left;
     gf_mfamily_t *m_swept;
+    gf_mfamily_t *m_outcomes; /* worker_outcomes_family */
     worker_sweeper_closed_cb closed_cb;
     void *closed_data;
 };
@@ -88,13 +89,36 @@ static void on_finished(store_t *st, const gf_err_t *err, store_call_t *call, vo
     gf_log_ctx ctx = {.component = "sweeper", .generation_id = it->gen_id};
     if (err->code < 0)
         gf_log_err(GF_LOG_WARN, &ctx, err);
-    else if (call->res.finish.applied)
+    else if (call->res.finish.applied) {
         GF_LOG(GF_LOG_WARN, &ctx, "the queue had given up on it: finished as %s, credits released",
                call->res.finish.status);
+        worker_count_queue_finish(it->sw->m_outcomes, call->res.finish.kind,
+                                  call->res.finish.status);
+    }
     store_call_dispose(&it->finish);
     worker_sweeper_t *sw = it->sw;
     free(it);
     sweeper_call_done(sw);
+}
+
+gf_mfamily_t *worker_outcomes_family(gf_metrics_t *metrics)
+{
+    return gf_metrics_counter(metrics, "farm_generation_outcomes_total",
+                              "generations finished by this worker (its jobs, its claims and its "
+                              "sweeper), by kind, status and error code (\"none\" when nothing "
+                              "failed)",
+                              "kind,status,code");
+}
+
+void worker_count_queue_finish(gf_mfamily_t *outcomes, const char *kind, const char *status)
+{
+    if (outcomes == NULL || kind == NULL || kind[0] == '\0')
+        return;
+    int st = gf_gen_status_parse(status);
+    const char *code = st == GF_GEN_FAILED || st == GF_GEN_PARTIAL ? "internal"
+                       : st == GF_GEN_EXPIRED                      ? "expired"
+                                                                   : "none";
+    gf_metric_inc(gf_metric_with(outcomes, kind, status, code));
 }
 
 /*
@@ -534,6 +558,7 @@ worker_sweeper_t *worker_sweeper_new(uv_loop_t *loop, const gf_config_t *cfg, st
                          "when the ledger was last checked, by any worker (unix seconds; 0: never)",
                          NULL),
         NULL, NULL, NULL);
+    sw->m_outcomes = worker_outcomes_family(metrics);
     sw->m_swept = gf_metrics_counter(metrics, "farm_sweeper_leftover_files_deleted_total",
                                      "leftover files the sweeper deleted: temp (a put's temporary "
                                      "file left by a dead writer), attempt (a stale attempt's "

@@ -43,6 +43,13 @@ typedef struct worker_sweeper worker_sweeper_t;
  * that ended such a job both record it this way.
  */
 void worker_finish_from_queue(store_call_t *call, const char *gen_id, const char *queue_state);
+/* farm_generation_outcomes_total{kind,status,code}: the family the jobs, the claim and the
+ * sweeper of a worker count the generations they finish in. */
+gf_mfamily_t *worker_outcomes_family(gf_metrics_t *metrics);
+/* Counts one generation a claim or the sweeper finished from the queue's state
+ * (worker_finish_from_queue) or expired: code internal when failed or partial (the queue
+ * gave up on it), expired when expired, else none. Nothing when `kind` is "". */
+void worker_count_queue_finish(gf_mfamily_t *outcomes, const char *kind, const char *status);
 typedef void (*worker_sweeper_closed_cb)(void *data);
 
 /* Returns a new sweeper; `store`, `queue`, `storage` and `metrics` are borrowed and must

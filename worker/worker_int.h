@@ -114,6 +114,7 @@ const char *job__state_name(job_state_t s);
 /* What an event carries, where it carries anything. */
 typedef struct {
     const char *status;      /* JOB_EV_FINISHED */
+    int applied;             /* JOB_EV_FINISHED: this job's record set the status (counted) */
     queue_outcome_t outcome; /* JOB_EV_CLOSE */
     const char *detail;      /* JOB_EV_CLOSE */
 } job_event_arg_t;
@@ -173,7 +174,8 @@ struct job {
     /* The status its last image's record finished it with (farm_image_done_finish);
      * FINISHING then has nothing left to send. Empty until then. */
     char finished_status[16];
-    char *last_error; /* the error JSON of the last image that failed for good */
+    int finished_applied; /* ...and that record set it (res.image.finished) */
+    char *last_error;     /* the error JSON of the last image that failed for good */
     /* Files the generation refers to: storage keys, then their bytes (thread pool). */
     char *identity_key;
     char **pose_keys; /* by pose index; NULL where the pose is a preset */

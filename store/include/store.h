@@ -210,10 +210,12 @@ typedef struct {
 typedef struct {
     char status[16]; /* the generation's status in force */
     int applied;     /* 0: it was already finished (the first finish wins) */
+    char kind[8];    /* the generation's ("" when not found) */
 } store_finish_result_t;
 
 typedef struct {
-    int applied; /* 1: this call expired it */
+    int applied;  /* 1: it is expired (by this call, or already) */
+    char kind[8]; /* the generation's when this call expired it, else "" */
 } store_expire_result_t;
 
 /* BALANCE (one account) and TOTALS (summed over every account). */

@@ -421,6 +421,8 @@ static void test_sigterm_exits_zero(void **state)
  * worker, dead-letters it. That worker fails the generation and releases its
  * credits at once, as the failed event clients got says, not the sweeper a
  * stale period (here an hour) later. After the sweeper worker has stopped.
+ * The generation counts in its farm_generation_outcomes_total, as a failure
+ * (FarmGenerationFailureRatioHigh reads it).
  */
 static void test_poison_job_is_failed_by_the_claimer_that_ends_it(void **state)
 {
@@ -441,22 +443,35 @@ static void test_poison_job_is_failed_by_the_claimer_that_ends_it(void **state)
     assert_int_equal(claim.n_jobs, 1);
     queue_claim_dispose(&claim);
     usleep(1200 * 1000); /* its lease (1 s) runs out: the holder never comes back */
+    char port_env[64], metrics_url[96];
+    int port = ts_free_port();
+    snprintf(port_env, sizeof(port_env), "FARM_WORKER_METRICS_PORT=%d", port);
+    snprintf(metrics_url, sizeof(metrics_url), "http://127.0.0.1:%d/metrics", port);
     char *extra[] = {"FARM_FILE_SECRET=sweeper-file-secret-0123",
                      "FARM_QUEUE_LEASE_S=1",
                      "FARM_QUEUE_MAX_RECLAIMS=0",
                      "FARM_SWEEP_INTERVAL_S=3600",
                      "FARM_SWEEP_STALE_S=3600",
-                     "FARM_WORKER_METRICS_PORT=0",
+                     port_env,
                      "FARM_WORKER_CONCURRENCY=1",
                      NULL};
     pid_t claimer = ts_spawn_farm("FARM_TEST_WORKER_BIN", extra, "worker-claimer.log");
     int failed = wait_status(gen, user, "failed", 20);
+    const char *counted = "\nfarm_generation_outcomes_total{kind=\"avatar\",status=\"failed\","
+                          "code=\"internal\"} 1\n";
+    int seen = 0;
+    for (double end = ts_now() + 10; !seen && ts_now() < end; usleep(100 * 1000)) {
+        ts_http_t m = ts_http("GET", metrics_url, NULL, NULL, 0);
+        seen = m.status == 200 && m.body && strstr(m.body, counted) != NULL;
+        ts_http_dispose(&m);
+    }
     assert_int_equal(queue_sync_position(crashed, gen, &res, &err), 0);
     assert_string_equal(res.state, "dead");
     assert_int_equal(ts_stop(claimer, SIGTERM, 15), 0);
     queue_sync_free(crashed);
     gf_cfg_free(pcfg);
     assert_true(failed);
+    assert_true(seen);
     assert_int_equal(held(user), 0);
 }
 
