@@ -92,14 +92,7 @@ int store_conn_exec(store_conn_t *sc, store_call_t *c)
 
 int store_reconcile(store_conn_t *sc, FILE *out, gf_err_t *err)
 {
-    /* Its count is the farm's last check too (farm_reconcile_check): after a fix, a clean
-     * run brings the workers' gauges back to 0 at their next ask. */
-    PGresult *res =
-        PQexec(sc->conn, "WITH p AS MATERIALIZED (SELECT problem FROM farm_reconcile()), "
-                         "s AS (INSERT INTO reconcile_state (checked_at, violations) "
-                         "SELECT now(), count(*) FROM p ON CONFLICT (one) DO UPDATE SET "
-                         "checked_at = EXCLUDED.checked_at, violations = EXCLUDED.violations) "
-                         "SELECT problem FROM p");
+    PGresult *res = PQexec(sc->conn, "SELECT problem FROM farm_reconcile()");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         char msg[200];
         store__pg_message(msg, sizeof(msg), PQresultErrorMessage(res));
@@ -109,6 +102,20 @@ int store_reconcile(store_conn_t *sc, FILE *out, gf_err_t *err)
     int n = PQntuples(res);
     for (int i = 0; out && i < n; i++)
         fprintf(out, "%s\n", PQgetvalue(res, i, 0));
+    PQclear(res);
+    /* The count is the farm's last check too (farm_reconcile_check): after a fix, a clean
+     * run brings the workers' gauges back to 0 at their next ask. */
+    char count[24];
+    snprintf(count, sizeof(count), "%d", n);
+    const char *params[] = {count};
+    res = PQexecParams(sc->conn, "SELECT farm__reconcile_record($1::bigint)", 1, NULL, params, NULL,
+                       NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        char msg[200];
+        store__pg_message(msg, sizeof(msg), PQresultErrorMessage(res));
+        PQclear(res);
+        return gf_err_set(err, GF_EUNAVAIL, "store", "reconcile: recording the count: %s", msg);
+    }
     PQclear(res);
     return n;
 }

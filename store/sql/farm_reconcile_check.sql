@@ -17,11 +17,7 @@ BEGIN
         -- Read after the lock: a check that committed as the lock was taken is seen.
         SELECT * INTO s FROM reconcile_state;
         IF s.checked_at IS NULL OR s.checked_at <= now() - make_interval(secs => p_interval_s) THEN
-            INSERT INTO reconcile_state (checked_at, violations)
-                VALUES (now(), (SELECT count(*) FROM farm_reconcile()))
-                ON CONFLICT (one) DO UPDATE SET checked_at = EXCLUDED.checked_at,
-                                                violations = EXCLUDED.violations
-                RETURNING * INTO s;
+            s := farm__reconcile_record((SELECT count(*) FROM farm_reconcile()));
         END IF;
     ELSE
         SELECT * INTO s FROM reconcile_state;
