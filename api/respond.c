@@ -242,6 +242,16 @@ json_t *api__signed_url(api_t *api, const char *prefix, const char *key)
     return json_string(url);
 }
 
+/* Whether `sig` is the signature of key and exp by `secret` (NULL or "": none). */
+static int sig_by(const char *secret, const char *key, long exp, const char *sig)
+{
+    char want[65] = "";
+    if (secret == NULL || secret[0] == '\0')
+        return 0;
+    api__file_sig(secret, key, exp, want);
+    return CRYPTO_memcmp(want, sig, 64) == 0;
+}
+
 int api__signature_ok(api_t *api, gf_http_req_t *req, const char *key, long *seconds_left)
 {
     const char *exp_s = gf_http_req_query(req, "exp"), *sig = gf_http_req_query(req, "sig");
@@ -253,18 +263,11 @@ int api__signature_ok(api_t *api, gf_http_req_t *req, const char *key, long *sec
     if (sig == NULL || exp <= (long)time(NULL) || strlen(sig) != 64 || !api->cfg->file_secret ||
         !api->cfg->file_secret[0])
         return 0;
-    char want[65] = "";
-    api__file_sig(api->cfg->file_secret, key, exp, want);
-    const char *prev = api->cfg->file_secret_previous;
-    if (CRYPTO_memcmp(want, sig, 64) != 0) {
-        /* Signed before a rotation (FARM_FILE_SECRET_PREVIOUS), or by a process that still
-         * signs with the secret being replaced. */
-        if (prev == NULL || prev[0] == '\0')
-            return 0;
-        api__file_sig(prev, key, exp, want);
-        if (CRYPTO_memcmp(want, sig, 64) != 0)
-            return 0;
-    }
+    /* Signed with FARM_FILE_SECRET, or with FARM_FILE_SECRET_PREVIOUS: before a rotation, or by a
+     * process that still signs with the secret being replaced. */
+    if (!sig_by(api->cfg->file_secret, key, exp, sig) &&
+        !sig_by(api->cfg->file_secret_previous, key, exp, sig))
+        return 0;
     if (seconds_left)
         *seconds_left = exp - (long)time(NULL);
     return 1;
