@@ -5,9 +5,11 @@
  *
  * With FARM_API_PROCESSES > 1 (0: one per core) the first process forks that
  * many children, each running the shell's gf_proc_serve() on its own loop on
- * the same port (SO_REUSEPORT), and supervises them: SIGTERM and SIGINT are
- * passed on, a child that dies on its own is started again (unless it exited
- * 2: a bad setting stays bad), and the parent exits once every child has.
+ * the same port (SO_REUSEPORT), and supervises them: its SIGTERM or SIGINT is
+ * passed on as SIGUSR2, which a child takes as a graceful stop that is never a
+ * "second signal" (it may have had the same SIGTERM directly), a child that dies on its own is
+ * started again (unless it exited 2: a bad setting stays bad), and the parent exits once every
+ * child has.
  */
 #include "api.h"
 #include "webhooks.h"
@@ -79,6 +81,7 @@ static pid_t spawn(const gf_proc_service_t *svc, gf_config_t *cfg)
     if (pid == 0) {
         signal(SIGTERM, SIG_DFL);
         signal(SIGINT, SIG_DFL);
+        signal(SIGUSR2, SIG_DFL);
         int status = gf_proc_serve(svc, cfg);
         gf_cfg_free(cfg);
         gf_log_clear_secrets();
@@ -95,6 +98,7 @@ static int supervise(const gf_proc_service_t *svc, gf_config_t *cfg, int n)
     struct sigaction sa = {.sa_handler = on_parent_signal};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGUSR2, &sa, NULL);
     /* gf_proc_main blocked them until a handler exists: these are the parent's. */
     gf_proc_stop_signals(SIG_UNBLOCK, NULL);
     GF_LOG(GF_LOG_INFO, &ctx, "starting %d api processes on port %lld", n, cfg->api_port);
@@ -106,7 +110,7 @@ static int supervise(const gf_proc_service_t *svc, gf_config_t *cfg, int n)
             forwarded = 1;
             for (int i = 0; i < n; i++)
                 if (kids[i] > 0)
-                    kill(kids[i], stop_signal);
+                    kill(kids[i], SIGUSR2);
         }
         int ws;
         pid_t pid = waitpid(-1, &ws, 0);

@@ -18,8 +18,8 @@
 
 extern char **environ;
 
-static uv_signal_t sig_term, sig_int;
-static int sig_started, sig_seen;
+static uv_signal_t sig_term, sig_int, sig_usr2;
+static int sig_started, sig_seen, sig_stopping;
 static const gf_proc_service_t *sig_svc;
 static void *sig_target;
 
@@ -45,6 +45,16 @@ gf_config_t *gf_proc_init(const char *component)
     return cfg;
 }
 
+static void stop_once(int signum)
+{
+    if (sig_stopping)
+        return;
+    sig_stopping = 1;
+    GF_LOG(GF_LOG_INFO, NULL, "signal %d: stopping gracefully", signum);
+    sig_svc->stop(sig_target);
+}
+
+/* SIGTERM or SIGINT: the first stops gracefully, a second of them exits now. */
 static void on_signal(uv_signal_t *s, int signum)
 {
     (void)s;
@@ -52,21 +62,34 @@ static void on_signal(uv_signal_t *s, int signum)
         GF_LOG(GF_LOG_WARN, NULL, "second signal %d: exiting now", signum);
         _exit(GF_EXIT_FAILURE);
     }
-    GF_LOG(GF_LOG_INFO, NULL, "signal %d: stopping gracefully", signum);
-    sig_svc->stop(sig_target);
+    stop_once(signum);
 }
 
-/* The first SIGTERM or SIGINT stops `target` gracefully. */
+/*
+ * SIGUSR2: farm-api's supervisor passing its stop on to a child (api/main.c).
+ * It stops gracefully and is never a second signal: the same stop often
+ * reaches a child directly as well (a terminal's Ctrl-C goes to the whole
+ * process group, systemd's KillMode=control-group to the whole cgroup).
+ */
+static void on_supervisor_signal(uv_signal_t *s, int signum)
+{
+    (void)s;
+    stop_once(signum);
+}
+
 static void signals_start(uv_loop_t *loop, const gf_proc_service_t *svc, void *target)
 {
     sig_svc = svc;
     sig_target = target;
     uv_signal_init(loop, &sig_term);
     uv_signal_init(loop, &sig_int);
+    uv_signal_init(loop, &sig_usr2);
     uv_signal_start(&sig_term, on_signal, SIGTERM);
     uv_signal_start(&sig_int, on_signal, SIGINT);
+    uv_signal_start(&sig_usr2, on_supervisor_signal, SIGUSR2);
     uv_unref((uv_handle_t *)&sig_term);
     uv_unref((uv_handle_t *)&sig_int);
+    uv_unref((uv_handle_t *)&sig_usr2);
     sig_started = 1;
 }
 
@@ -77,6 +100,10 @@ void gf_proc_stopped(void)
     sig_started = 0;
     uv_close((uv_handle_t *)&sig_term, NULL);
     uv_close((uv_handle_t *)&sig_int, NULL);
+    uv_close((uv_handle_t *)&sig_usr2, NULL);
+    /* Closed, libuv puts the default action back, which for SIGUSR2 is to die: the
+     * supervisor's stop may come after the child stopped on a SIGTERM of its own. */
+    signal(SIGUSR2, SIG_IGN);
 }
 
 void gf_proc_stop_signals(int how, sigset_t *old)
@@ -85,6 +112,7 @@ void gf_proc_stop_signals(int how, sigset_t *old)
     sigemptyset(&stop_set);
     sigaddset(&stop_set, SIGTERM);
     sigaddset(&stop_set, SIGINT);
+    sigaddset(&stop_set, SIGUSR2);
     sigprocmask(how, &stop_set, old);
 }
 

@@ -2,8 +2,9 @@
  * core/include/proc.h - the process shell of farm-api and farm-worker: load and
  * validate the configuration, set the log level, raise the open-files limit,
  * ignore SIGPIPE, create and start the process's service on the default
- * loop, turn SIGTERM/SIGINT into one graceful stop, run the loop until every
- * handle is closed and check that it closes empty.
+ * loop, turn SIGTERM/SIGINT into one graceful stop (SIGUSR2 too: the api
+ * supervisor's, which never counts as a second signal), run the loop until
+ * every handle is closed and check that it closes empty.
  *
  * Exit statuses, the same for every genfarm process:
  *   0  stopped gracefully (a signal, then a drained stop)
@@ -66,8 +67,8 @@ int gf_proc_pool_width(void);
 /* Loads the config from the environment or exits(2) printing why. Logs it once. */
 gf_config_t *gf_proc_init(const char *component);
 
-/* Blocks (SIG_BLOCK) or unblocks (SIG_UNBLOCK) SIGTERM and SIGINT for the
- * calling thread; the previous mask into `old` when not NULL. */
+/* Blocks (SIG_BLOCK) or unblocks (SIG_UNBLOCK) SIGTERM, SIGINT and SIGUSR2 for
+ * the calling thread; the previous mask into `old` when not NULL. */
 void gf_proc_stop_signals(int how, sigset_t *old);
 
 /*

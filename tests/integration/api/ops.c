@@ -486,6 +486,41 @@ static void test_several_processes_share_the_port_and_stop_together(void **state
 }
 
 /*
+ * One stop that reaches every process at once (systemd's KillMode=control-group,
+ * a terminal's Ctrl-C to the process group): each child has it directly and
+ * again from the supervisor, in either order, and still stops gracefully: the
+ * supervisor's is never a "second signal" that exits now.
+ */
+static void test_a_stop_sent_to_every_process_is_one_graceful_stop(void **state)
+{
+    (void)state;
+    static char port_env[64];
+    char *extra[] = {port_env, "FARM_API_PROCESSES=2", "FARM_JWT_SECRET=ops-secret-0123456789",
+                     "FARM_FILE_SECRET=ops-file-secret-0123456789", NULL};
+    /* The children first, then the parent; then the parent first. */
+    const char *orders[] = {
+        "k=$(pgrep -P %1$d); kill -TERM $k; kill -TERM %1$d",
+        "k=$(pgrep -P %1$d); kill -TERM %1$d; kill -TERM $k 2>/dev/null; exit 0"};
+    for (int round = 0; round < 2; round++) {
+        int port = ts_free_port();
+        snprintf(port_env, sizeof(port_env), "FARM_API_PORT=%d", port);
+        pid_t pid = ts_spawn_farm("FARM_TEST_API_BIN", extra, "group-stop-%d.log", round);
+        char url[128];
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d/healthz", port);
+        assert_true(ts_wait_http(url, 200, "ok", 20));
+        assert_int_equal(ts_sh("for i in $(seq 200); do [ \"$(pgrep -c -P %d)\" -eq 2 ] && exit 0; "
+                               "sleep 0.01; done; exit 1",
+                               (int)pid),
+                         0);
+        assert_int_equal(ts_sh(orders[round], (int)pid), 0);
+        assert_int_equal(ts_stop(pid, 0, 20), 0);
+        assert_int_equal(ts_sh("! grep -q 'second signal' '%s/group-stop-%d.log'",
+                               ts_env("FARM_TEST_TMPDIR"), round),
+                         0);
+    }
+}
+
+/*
  * SIGTERM while the children are still starting (the supervisor forwards it
  * at once): each child stops gracefully once its handlers exist, instead of
  * dying half-started with 143, and the parent exits 0.
@@ -523,6 +558,7 @@ int main(void)
         cmocka_unit_test(test_bad_config_stops_at_start_naming_the_variable),
         cmocka_unit_test(test_several_processes_share_the_port_and_stop_together),
         cmocka_unit_test(test_sigterm_while_starting_stops_gracefully),
+        cmocka_unit_test(test_a_stop_sent_to_every_process_is_one_graceful_stop),
     };
     return cmocka_run_group_tests(tests, start_api, stop_api);
 }
