@@ -187,7 +187,7 @@ static void send_batch(api_t *api, batch_t *b)
         fail_all(b, &err);
         return;
     }
-    if (store_exec(api->store, &b->call, on_batch_done, b) < 0) {
+    if (api__store_exec(api, &b->call, on_batch_done, b) < 0) {
         err = b->call.err;
         fail_all(b, &err);
         return;

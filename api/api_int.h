@@ -24,6 +24,8 @@ struct api {
     const gf_config_t *cfg;
     gf_metrics_t *metrics;
     gf_httpd_t *httpd;
+    /* NULL once closed (server.c): a completion that comes after that (a decode on
+     * the thread pool, a call a closing client answered) checks before it calls. */
     queue_t *queue;
     store_t *store;
     storage_t *storage;
@@ -118,6 +120,10 @@ void api__resolve_stop(api_t *api);
  */
 typedef void (*api_accept_cb)(api_t *api, const gf_err_t *err, const store_accept_outcome_t *out,
                               void *data);
+/* store_exec on the api's store, or GF_ECANCELED (in call->err, `cb` never runs)
+ * once it has closed. */
+int api__store_exec(api_t *api, store_call_t *call, store_call_cb cb, void *data);
+
 /*
  * Adds a request to the batch of this loop turn; `item`'s strings are
  * borrowed until `cb` runs (on a later loop turn, exactly once). Returns 0,

@@ -419,7 +419,7 @@ static void user_pump(api_sse_t *s)
         if (api__sse_is_terminal(e->type)) {
             store_call_t *call = sse_call(s);
             store_call_generation(call, e->gen, s->sub);
-            if (store_exec(s->api->store, call, on_user_terminal, s) == 0) {
+            if (api__store_exec(s->api, call, on_user_terminal, s) == 0) {
                 s->store_pending = 1;
                 s->user_fetching = 1;
                 if (s->api->m_sse_terminal_reads)
@@ -624,7 +624,7 @@ static void on_generation_stream(gf_http_req_t *req, void *data)
     /* Only its owner may follow a generation: 404 otherwise, as for GET. */
     store_call_t *call = sse_call(s);
     store_call_generation(call, s->gen_id, s->sub);
-    if (store_exec(api->store, call, on_owner_checked, s) == 0) {
+    if (api__store_exec(api, call, on_owner_checked, s) == 0) {
         s->store_pending = 1;
         return;
     }

@@ -82,7 +82,8 @@ static void on_upload_removed(storage_t *st, const gf_err_t *err, void *data)
 /* Removes the upload's object, then frees `f`. */
 static void upload_remove(file_job_t *f)
 {
-    if (storage_delete(f->api->storage, f->key, on_upload_removed, f) < 0)
+    if (f->api->storage == NULL ||
+        storage_delete(f->api->storage, f->key, on_upload_removed, f) < 0)
         job_free(f);
 }
 
@@ -300,7 +301,7 @@ static void on_upload_stored(storage_t *st, const gf_err_t *err, void *data)
     store_call_upload_add(&f->call, f->id, f->who.sub, f->api->cfg->welcome_credits,
                           img_format_name(f->info.format), f->info.width, f->info.height,
                           (long long)f->info.bytes, f->info.sha256, f->key, max_count, max_bytes);
-    if (store_exec(f->api->store, &f->call, on_upload_recorded, f) < 0) {
+    if (api__store_exec(f->api, &f->call, on_upload_recorded, f) < 0) {
         api__fail(f->req, GF_EUNAVAIL, NULL);
         f->req = NULL;
         upload_remove(f);
@@ -321,8 +322,10 @@ static void upload_done(uv_work_t *w, int status)
         job_free(f);
         return;
     }
-    int rc = storage_put(f->api->storage, f->key, f->out.data, f->out.len,
-                         img_format_mime(f->info.format), on_upload_stored, f);
+    int rc = f->api->storage == NULL
+                 ? GF_ECANCELED
+                 : storage_put(f->api->storage, f->key, f->out.data, f->out.len,
+                               img_format_mime(f->info.format), on_upload_stored, f);
     if (rc == GF_ETOOBIG) /* normalised, it is over what storage serves back */
         api__error(f->req, 413, "payload_too_large", "the upload is too large", NULL);
     else if (rc < 0)

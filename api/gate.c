@@ -312,7 +312,7 @@ static void gate_quota(gate_check_t *g)
         return;
     }
     store_call_upload_usage(&g->call, g->user->who.sub);
-    if (store_exec(g->api->store, &g->call, on_usage, g) < 0) {
+    if (api__store_exec(g->api, &g->call, on_usage, g) < 0) {
         gf_http_set_header(g->req, "Retry-After", "1");
         gate_refuse(g, 503, "unavailable", "the server is shutting down; retry");
     }

@@ -96,7 +96,7 @@ static void on_tick(uv_timer_t *t)
     }
     if (!(api->gauges_pending & 2) && api->store != NULL) {
         store_call_totals(&api->gauges_call);
-        if (store_exec(api->store, &api->gauges_call, on_totals, api) == 0) {
+        if (api__store_exec(api, &api->gauges_call, on_totals, api) == 0) {
             api->gauges_pending |= 2;
         } else {
             store_call_dispose(&api->gauges_call);

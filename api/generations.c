@@ -103,7 +103,7 @@ static void on_enqueued(queue_t *q, const gf_err_t *err, const queue_result_t *r
         store_call_dispose(&c->r.call);
         store_call_refuse(&c->r.call, c->gen_id, c->r.who.sub,
                           c->has_idem_key ? c->idem_key : NULL);
-        if (store_exec(c->r.api->store, &c->r.call, on_released, c) < 0) {
+        if (api__store_exec(c->r.api, &c->r.call, on_released, c) < 0) {
             gf_err_t e = {0};
             gf_err_set(&e, GF_EUNAVAIL, "store", "postgres is unreachable: not refused");
             on_released(c->r.api->store, &e, &c->r.call, c);
@@ -205,7 +205,8 @@ static void on_accepted(api_t *api, const gf_err_t *err, const store_accept_outc
         return;
     }
     queue_enqueue_req_t req = enqueue_req(c);
-    int rc = queue_enqueue(c->r.api->queue, &req, on_enqueued, c);
+    int rc = c->r.api->queue == NULL ? GF_ECANCELED
+                                     : queue_enqueue(c->r.api->queue, &req, on_enqueued, c);
     if (rc < 0)
         answer_accepted(c, rc, NULL);
 }
@@ -339,7 +340,8 @@ static void answer_read(gen_ctx_t *c, const store_generation_t *g)
 {
     c->gen = api__generation_json(g);
     api__sign_outputs(c->r.api, c->gen);
-    if (in_queue(c->gen) && queue_position(c->r.api->queue, c->gen_id, on_position, c) == 0)
+    if (in_queue(c->gen) && c->r.api->queue != NULL &&
+        queue_position(c->r.api->queue, c->gen_id, on_position, c) == 0)
         return;
     api__json(c->r.req, c->answer_status, json_incref(c->gen));
     ctx_free(c);
@@ -429,7 +431,7 @@ static void on_queue_canceled(queue_t *q, const gf_err_t *err, const queue_resul
         return;
     if (err->code == GF_OK && strcmp(res->state, "canceled") == 0) {
         store_call_finish(&p->finish, p->gen_id, -1, "canceled", NULL);
-        if (store_exec(p->api->store, &p->finish, on_cancel_finished, p) == 0)
+        if (api__store_exec(p->api, &p->finish, on_cancel_finished, p) == 0)
             return;
         store_call_dispose(&p->finish);
     }
@@ -455,7 +457,9 @@ static void on_canceled(store_t *st, const gf_err_t *err, store_call_t *call, vo
         p->api = c->r.api;
         snprintf(p->gen_id, sizeof(p->gen_id), "%s", c->gen_id);
     }
-    int rc = queue_cancel(c->r.api->queue, c->gen_id, on_queue_canceled, p);
+    int rc = c->r.api->queue == NULL
+                 ? GF_ECANCELED
+                 : queue_cancel(c->r.api->queue, c->gen_id, on_queue_canceled, p);
     if (rc < 0) {
         log_cancel_not_passed(rc);
         free(p);
@@ -536,7 +540,8 @@ static void on_page(store_t *st, const gf_err_t *err, store_call_t *call, void *
     const char *ids[QUEUE_POSITIONS_MAX];
     json_t *items[QUEUE_POSITIONS_MAX];
     size_t n = in_queue_items(c->gen, ids, items);
-    if (n > 0 && queue_positions(c->r.api->queue, ids, n, on_page_positions, c) == 0)
+    if (n > 0 && c->r.api->queue != NULL &&
+        queue_positions(c->r.api->queue, ids, n, on_page_positions, c) == 0)
         return;
     answer_page(c);
 }

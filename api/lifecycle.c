@@ -105,7 +105,7 @@ static void on_objects_deleted(storage_t *s, const gf_err_t *err, const char *co
         return;
     }
     store_call_storage_deleted(&c->r.call, deleted, n_deleted);
-    if (store_exec(c->r.api->store, &c->r.call, on_reported, c) < 0)
+    if (api__store_exec(c->r.api, &c->r.call, on_reported, c) < 0)
         answer_deleted(c);
 }
 
@@ -123,8 +123,10 @@ static void deleted(del_ctx_t *c)
         answer_deleted(c);
         return;
     }
-    int rc = storage_delete_keys(c->r.api->storage, (const char *const *)k->keys, k->n,
-                                 on_objects_deleted, c);
+    int rc = c->r.api->storage == NULL
+                 ? GF_ECANCELED
+                 : storage_delete_keys(c->r.api->storage, (const char *const *)k->keys, k->n,
+                                       on_objects_deleted, c);
     if (rc == 0) {
         uv_timer_init(c->r.api->loop, &c->timer);
         c->timer.data = c;

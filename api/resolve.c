@@ -111,7 +111,7 @@ static void ask(resolve_t *r)
     if (r->build)
         r->build(r->call, &r->backend, r->data);
     int rc = r->build ? 0 : store_call_accept_resolve(r->call, &r->backend, r->ids, r->n);
-    if (r->api->store != NULL && rc == 0 && store_exec(r->api->store, r->call, on_answer, r) == 0)
+    if (r->api->store != NULL && rc == 0 && api__store_exec(r->api, r->call, on_answer, r) == 0)
         return;
     err = r->call->err;
     if (err.code == 0)

@@ -28,7 +28,7 @@ void api__route_free(api_route_t *r)
 
 void api__route_run(api_route_t *r, store_call_cb cb)
 {
-    if (store_exec(r->api->store, &r->call, cb, r) < 0) {
+    if (api__store_exec(r->api, &r->call, cb, r) < 0) {
         api__fail(r->req, GF_EUNAVAIL, NULL);
         api__route_free(r);
     }

@@ -253,6 +253,13 @@ static void on_queue_closed(queue_t *q, void *data)
     api_maybe_stopped(api);
 }
 
+int api__store_exec(api_t *api, store_call_t *call, store_call_cb cb, void *data)
+{
+    if (api->store == NULL)
+        return gf_err_set(&call->err, GF_ECANCELED, "store", "the store is closed");
+    return store_exec(api->store, call, cb, data);
+}
+
 static void on_store_closed(void *data)
 {
     api_t *api = data;

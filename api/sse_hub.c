@@ -140,7 +140,7 @@ static void hub_terminal(sse_hub_t *hub, api_sse_t *s, uint64_t id)
     if (hub->term == TERM_NONE) {
         hub->term_id = id;
         store_call_generation(&hub->call, hub->gen_id, hub->sub);
-        if (store_exec(hub->api->store, &hub->call, on_hub_terminal, hub) == 0) {
+        if (api__store_exec(hub->api, &hub->call, on_hub_terminal, hub) == 0) {
             hub->store_pending = 1;
             hub->term = TERM_FETCHING;
             if (hub->api->m_sse_terminal_reads)

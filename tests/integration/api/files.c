@@ -773,6 +773,45 @@ static void test_an_upload_over_the_storage_object_bound_is_refused(void **state
     new_uploader_dispose(&u);
 }
 
+/*
+ * SIGTERM while uploads are still being decoded on the thread pool: the api
+ * stops (FARM_SHUTDOWN_S=0 cuts their connections at once) and exits 0. A decode
+ * that finishes after storage has closed answers nothing and stores nothing;
+ * it must not reach the closed client (it did: a segfault, 139).
+ */
+static void test_sigterm_while_uploads_decode_exits_cleanly(void **state)
+{
+    (void)state;
+    new_uploader_t u;
+    new_uploader(&u);
+    size_t len;
+    void *noise = make_noise_jpeg(600, 600, 20, &len);
+    char path[700];
+    snprintf(path, sizeof(path), "%s/decode-at-stop.jpg", ts_env("FARM_TEST_TMPDIR"));
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(noise, 1, len, fp), len);
+    fclose(fp);
+    const char *settings[] = {"FARM_SHUTDOWN_S=0", "UV_THREADPOOL_SIZE=2", NULL};
+    int port = ts_free_port();
+    pid_t api2 = spawn_with("FARM_TEST_API_BIN", port, settings, "api-decode-at-stop.log");
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/readyz", port);
+    assert_true(ts_wait_http(url, 200, NULL, 20));
+    /* 30 uploads at once: one decodes at a time, the rest wait for it. */
+    assert_int_equal(ts_sh("for i in $(seq 30); do curl -s -o /dev/null -m 20 "
+                           "-H 'Authorization: Bearer %s' -H 'Content-Type: image/jpeg' "
+                           "--data-binary @'%s' http://127.0.0.1:%d/v1/uploads & done; "
+                           "sleep 0.3",
+                           u.token, path, port),
+                     0);
+    assert_int_equal(ts_stop(api2, SIGTERM, 15), 0);
+    ts_sh("wait; sleep 0.2");
+    unlink(path);
+    g_free(noise);
+    new_uploader_dispose(&u);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -786,6 +825,7 @@ int main(void)
         cmocka_unit_test(test_an_upload_whose_record_waits_is_recorded),
         cmocka_unit_test(test_an_upload_past_the_statement_timeout_leaves_nothing),
         cmocka_unit_test(test_an_upload_over_the_storage_object_bound_is_refused),
+        cmocka_unit_test(test_sigterm_while_uploads_decode_exits_cleanly),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
