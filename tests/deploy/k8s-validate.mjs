@@ -161,6 +161,14 @@ const worker = await startFarm(
   `http://127.0.0.1:${workerPort}/healthz`,
 );
 const live = { "farm-api": apiPort, "farm-worker": workerPort };
+// And an api whose Redis is away (nothing listens on its port): what its
+// readiness probe answers is what every pod answers in a Redis outage.
+const noRedisPort = await freePort();
+const apiNoRedis = await startFarm(
+  process.env.FARM_TEST_API_BIN,
+  { ...secrets, FARM_API_HOST: "127.0.0.1", FARM_API_PORT: String(noRedisPort), FARM_API_PROCESSES: "1", FARM_REDIS_URL: `redis://127.0.0.1:${await freePort()}/0` },
+  `http://127.0.0.1:${noRedisPort}/healthz`,
+);
 
 // --- each overlay --------------------------------------------------------------
 
@@ -310,7 +318,12 @@ for (const overlay of ["dev", "prod"]) {
         check(code === 200, `${overlay}: ${o.metadata.name} ${p} ${hg.path} answers 200 on a real ${binary} (got ${code})`);
       }
       if (binary === "farm-api") {
-        check(c.readinessProbe?.httpGet?.path === "/readyz" && c.livenessProbe?.httpGet?.path === "/healthz", `${overlay}: api readiness /readyz, liveness /healthz`);
+        check(c.livenessProbe?.httpGet?.path === "/healthz", `${overlay}: api liveness /healthz`);
+        // A Redis outage must not empty the Service: the api serves through it.
+        const ready = c.readinessProbe?.httpGet?.path;
+        const outage = await status(`http://127.0.0.1:${noRedisPort}${ready}`);
+        const readyz = await status(`http://127.0.0.1:${noRedisPort}/readyz`);
+        check(outage === 200 && readyz === 503, `${overlay}: api readiness ${ready} answers 200 with Redis down (got ${outage}; /readyz ${readyz})`);
         const pre = c.lifecycle?.preStop?.exec?.command;
         const preS = pre && pre[0] === "sleep" ? Number(pre[1]) : 0;
         const grace = spec.terminationGracePeriodSeconds ?? 30;
@@ -341,6 +354,10 @@ for (const overlay of ["dev", "prod"]) {
   // 5. autoscaling
   const hpa = get(objs, "HorizontalPodAutoscaler", "genfarm-api");
   check(hpa.spec.scaleTargetRef.name === "genfarm-api" && hpa.spec.metrics.some((m) => m.resource?.name === "cpu"), `${overlay}: the api's HPA scales genfarm-api on CPU`);
+  // A node drain at the fewest api pods must be able to evict one.
+  const pdb = get(objs, "PodDisruptionBudget", "genfarm-api").spec;
+  const evictable = pdb.maxUnavailable !== undefined ? Number(pdb.maxUnavailable) >= 1 : Number(pdb.minAvailable) < hpa.spec.minReplicas;
+  check(evictable, `${overlay}: the api's PodDisruptionBudget lets a drain evict a pod at minReplicas ${hpa.spec.minReplicas} (${JSON.stringify(pdb)})`);
   const so = get(objs, "ScaledObject", "genfarm-worker");
   check(names.has(`Deployment/${so.spec.scaleTargetRef.name}`), `${overlay}: the ScaledObject targets Deployment ${so.spec.scaleTargetRef.name}`);
   check(so.spec.minReplicaCount === 0 && so.spec.cooldownPeriod > 0, `${overlay}: workers scale to zero after a cooldown (${so.spec.cooldownPeriod} s)`);
@@ -354,6 +371,7 @@ for (const overlay of ["dev", "prod"]) {
 
 await stopFarm(worker);
 await stopFarm(api);
+await stopFarm(apiNoRedis);
 if (failures) {
   console.error(`k8s-validate: ${failures} check(s) failed`);
   process.exit(1);
