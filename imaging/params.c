@@ -233,6 +233,27 @@ static int check_exports(parse_t *c)
     return 0;
 }
 
+/* Whether `v` is, or holds, a number outside the range of a 64-bit integer (read as a real). */
+static int holds_too_big(json_t *v)
+{
+    const char *key;
+    size_t i;
+    json_t *m;
+    if (json_is_real(v))
+        return fabs(json_real_value(v)) >= 9223372036854775807.0;
+    json_object_foreach(v, key, m)
+    {
+        if (holds_too_big(m))
+            return 1;
+    }
+    json_array_foreach(v, i, m)
+    {
+        if (holds_too_big(m))
+            return 1;
+    }
+    return 0;
+}
+
 static int check_misc(parse_t *c)
 {
     img_params *p = c->p;
@@ -305,6 +326,12 @@ static int check_misc(parse_t *c)
             free(text);
             return bad(c, "metadata", "metadata must be an object of at most 2 KiB", NULL);
         }
+        /* Postgres keeps 1e19 as 10000000000000000000, which would come back an
+         * integer no reader of 64 bits takes: GET and the webhook would fail. */
+        if (holds_too_big(v)) {
+            free(text);
+            return bad(c, "metadata", "%s is out of range: a number beyond 64-bit integers", NULL);
+        }
         p->metadata = text;
     }
     return 0;
@@ -350,34 +377,13 @@ static int parse_fields(parse_t *c)
     return 0;
 }
 
-/* Whether `v` is, or holds, a number outside the range of a 64-bit integer (read as a real). */
-static int holds_too_big(json_t *v)
-{
-    const char *key;
-    size_t i;
-    json_t *m;
-    if (json_is_real(v))
-        return fabs(json_real_value(v)) >= 9223372036854775807.0;
-    json_object_foreach(v, key, m)
-    {
-        if (holds_too_big(m))
-            return 1;
-    }
-    json_array_foreach(v, i, m)
-    {
-        if (holds_too_big(m))
-            return 1;
-    }
-    return 0;
-}
-
 /*
  * A body jansson refused for an integer beyond 64 bits is valid JSON with an out-of-range
  * value: read again with integers as reals, the top-level field that holds it is named.
  * Every field but `metadata` is a bounded number or holds one, so such a number in any of
- * them is out of range whatever jansson tripped on; `metadata` (free JSON, whose reals may be
- * that large) is named only when no other field is. GF_EINVAL then, or 0 when no field can be
- * named (the caller's generic answer stands).
+ * them is out of range whatever jansson tripped on; `metadata` (free JSON: check_misc refuses
+ * its reals that large too) is named only when no other field is. GF_EINVAL then, or 0 when no
+ * field can be named (the caller's generic answer stands).
  */
 static int out_of_range(parse_t *c, const char *json, size_t len)
 {
