@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* The fields of a request, in the order they are checked and written. */
 typedef enum {
@@ -290,8 +291,8 @@ static int check_misc(parse_t *c)
     v = get(c, F_WEBHOOK_URL);
     if (v != NULL &&
         (!json_is_string(v) ||
-         (strncmp(json_string_value(v), "https://", 8) != 0 &&
-          !(c->o->webhook_allow_http && strncmp(json_string_value(v), "http://", 7) == 0)) ||
+         (strncasecmp(json_string_value(v), "https://", 8) != 0 && /* schemes ignore case */
+          !(c->o->webhook_allow_http && strncasecmp(json_string_value(v), "http://", 7) == 0)) ||
          json_string_length(v) > IMG_PARAMS_WEBHOOK_URL_MAX))
         return bad(c, "webhook_url", "webhook_url must be an https URL", NULL);
     if (v != NULL)

@@ -285,6 +285,9 @@ static void test_webhook_and_metadata(void **state)
     img_params_dispose(&p);
     bad_request("webhook_url", "{" AVATAR ",\"webhook_url\":\"https://%s\"}", rep("w", 2041));
     bad_request("webhook_url", "{" AVATAR ",\"webhook_url\":\"http://example.com\"}");
+    ok_request(&p, "{" AVATAR ",\"webhook_url\":\"HTTPS://h/\"}"); /* a scheme ignores case */
+    img_params_dispose(&p);
+    bad_request("webhook_url", "{" AVATAR ",\"webhook_url\":\"HTTP://example.com\"}");
     /* webhook_events: started and image, each once, with a webhook_url. */
     ok_request(&p, "{" AVATAR ",\"webhook_url\":\"https://h/\",\"webhook_events\":[\"image\","
                    "\"started\"]}");
