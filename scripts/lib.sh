@@ -60,6 +60,21 @@ gf_wait_gone() {
     ! gf_pid_alive "$pid"
 }
 
+# gf_env_number FILE NAME DEFAULT : NAME's value in FILE (a file of
+# NAME=value lines, read by bash alone, whatever FARM_* this shell has), if a
+# number, else DEFAULT.
+gf_env_number() {
+    local v=''
+    [[ -r $1 ]] && v=$(
+        unset "${!FARM_@}"
+        # shellcheck disable=SC1090
+        . "$1"
+        printf '%s' "${!2:-}"
+    )
+    [[ $v =~ ^[0-9]+$ ]] || v=$3
+    printf '%s\n' "$v"
+}
+
 # gf_stop_pid PID [SIGNAL] [SECONDS] : send SIGNAL (default TERM), wait up to
 # SECONDS (default 5) for the process to exit, then SIGKILL it.
 gf_stop_pid() {
