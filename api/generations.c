@@ -308,7 +308,9 @@ static void queue_word(json_t *gen, const gf_err_t *err, const queue_result_t *r
 {
     int running =
         gf_gen_status_parse(json_string_value(json_object_get(gen, "status"))) == GF_GEN_RUNNING;
-    if (err->code == GF_OK && res->position >= 0)
+    /* Only while Postgres says queued: a running one the queue holds again (handed back,
+     * re-driven) is still running for its client, as API.md has it. */
+    if (err->code == GF_OK && !running && res->position >= 0)
         json_object_set_new(gen, "queue_position", json_integer(res->position));
     if (err->code == GF_OK && running && gf_stage_parse(res->stage) >= 0)
         json_object_set_new(gen, "stage", json_string(res->stage));

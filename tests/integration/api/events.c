@@ -277,6 +277,36 @@ static json_t *list_item(json_t *list, const char *id)
     return NULL;
 }
 
+/*
+ * A running generation back in the queue while Postgres still says running
+ * (a dead letter an operator re-drives; a hand-back once its delay is over):
+ * GET and the list show it running with no queue_position (API.md: a position
+ * only while queued).
+ */
+static void test_a_running_generation_back_in_the_queue_has_no_position(void **state)
+{
+    (void)state;
+    char *t = au_token(NULL, "pro", NULL, NULL), id[37], path[160];
+    au_create(t, AVATAR, id);
+    uint64_t tok = pw_start(id);
+    gf_err_t err = {0};
+    queue_result_t qr = {0};
+    assert_int_equal(queue_sync_finish(pw_qs, id, tok, QUEUE_FATAL, "no more", &qr, &err), 0);
+    assert_int_equal(queue_sync_dead_retry(pw_qs, id, &err), 1);
+    assert_int_equal(queue_sync_position(pw_qs, id, &qr, &err), 0);
+    assert_string_equal(qr.state, "queued");
+    assert_true(qr.position >= 0);
+    snprintf(path, sizeof(path), "/v1/generations/%s", id);
+    json_t *g = au_get_json(t, path);
+    assert_string_equal(json_string_value(json_object_get(g, "status")), "running");
+    assert_true(json_is_null(json_object_get(g, "queue_position")));
+    json_t *list = au_get_json(t, "/v1/generations");
+    assert_true(json_is_null(json_object_get(list_item(list, id), "queue_position")));
+    json_decref(list);
+    json_decref(g);
+    free(t);
+}
+
 /* The list shows a running item's stage and each queued item's queue_position as GET does:
  * from the queue, one question for the page. */
 static void test_the_list_shows_the_queues_word_as_get_does(void **state)
@@ -638,6 +668,7 @@ int main(void)
         cmocka_unit_test(test_resuming_after_the_terminal_event_gets_nothing_more),
         cmocka_unit_test(test_a_terminal_event_made_after_expiry_is_not_made_again),
         cmocka_unit_test(test_a_stalled_listener_is_dropped_and_the_others_get_every_event),
+        cmocka_unit_test(test_a_running_generation_back_in_the_queue_has_no_position),
         cmocka_unit_test(
             test_event_streams_while_postgres_is_down_are_503), /* last: stops Postgres */
     };
