@@ -204,6 +204,33 @@ static void test_idempotency_key(void **state)
     free(t);
 }
 
+/* A repeated request is answered the first answer's body (API.md): a generation still
+ * queued keeps its queue_position, not null. */
+static void test_a_replay_of_a_queued_generation_has_its_position(void **state)
+{
+    (void)state;
+    char *t = au_token(NULL, "pro", NULL, NULL);
+    ts_http_t a = au_call("POST", "/v1/generations", t, AVATAR, "Idempotency-Key: place-1");
+    ts_http_t b = au_call("POST", "/v1/generations", t, AVATAR, "Idempotency-Key: place-1");
+    assert_int_equal(a.status, 202);
+    assert_int_equal(b.status, 200);
+    json_t *ja = json_loads(a.body, 0, NULL), *jb = json_loads(b.body, 0, NULL);
+    assert_true(json_is_integer(json_object_get(ja, "queue_position")));
+    assert_true(json_is_integer(json_object_get(jb, "queue_position")));
+    assert_true(
+        json_equal(json_object_get(ja, "queue_position"), json_object_get(jb, "queue_position")));
+    json_decref(ja);
+    json_decref(jb);
+    char id[37], path[128];
+    au_id_of(&a, id);
+    snprintf(path, sizeof(path), "/v1/generations/%s/cancel", id); /* credits, active cap */
+    ts_http_t r = au_call("POST", path, t, NULL, NULL);
+    au_expect(&r, 202, NULL);
+    ts_http_dispose(&a);
+    ts_http_dispose(&b);
+    free(t);
+}
+
 /* The created_at of answer `r` (200 or 202, asserted), into `out`; disposes of `r`. */
 static void created_at_of(ts_http_t *r, long status, char out[32])
 {
@@ -654,6 +681,7 @@ int main(void)
         cmocka_unit_test(test_bad_requests_name_their_field),
         cmocka_unit_test(test_parallel_posts_never_overdraw),
         cmocka_unit_test(test_idempotency_key),
+        cmocka_unit_test(test_a_replay_of_a_queued_generation_has_its_position),
         cmocka_unit_test(test_created_at_is_the_same_in_every_answer),
         cmocka_unit_test(test_active_cap_is_429_and_releases),
         cmocka_unit_test(test_rate_limit_is_429_with_retry_after),
