@@ -354,6 +354,21 @@ void provider__call_http(provider_call_t *c, net_req_t *req, net_done_cb cb)
     c->xfer = net_start(c->p->http, req, cb, c);
 }
 
+static void on_cancel_sent(net_resp_t *resp, void *data)
+{
+    (void)resp;
+    provider_t *p = data;
+    p->ncancels--;
+    provider__close_when_idle(p);
+}
+
+void provider__send_cancel(provider_call_t *c, const net_req_t *req)
+{
+    provider_t *p = c->p;
+    p->ncancels++;
+    net_start(p->http, req, on_cancel_sent, p);
+}
+
 net_t *provider__call_engine(provider_call_t *c)
 {
     return c->p->http;
@@ -427,8 +442,7 @@ static void on_call_closed(uv_handle_t *h)
     free(c->img);
     free(c);
     p->ncalls--;
-    if (p->closing && p->ncalls == 0)
-        provider__close_http(p);
+    provider__close_when_idle(p);
 }
 
 /* Runs `done` and frees the call. */

@@ -255,9 +255,10 @@ static void on_http_closed(void *data)
         cb(NULL, cb_data);
 }
 
-void provider__close_http(provider_t *p)
+void provider__close_when_idle(provider_t *p)
 {
-    net_close(p->http, on_http_closed, p);
+    if (p->closing && p->ncalls == 0 && p->ncancels == 0)
+        net_close(p->http, on_http_closed, p);
 }
 
 void provider_close(provider_t *p, provider_closed_cb cb, void *data)
@@ -269,6 +270,5 @@ void provider_close(provider_t *p, provider_closed_cb cb, void *data)
     p->closed_data = data;
     for (provider_call_t *c = p->calls; c; c = c->next)
         provider_cancel(c);
-    if (p->ncalls == 0)
-        provider__close_http(p);
+    provider__close_when_idle(p);
 }

@@ -181,6 +181,7 @@ struct provider {
     char chain_names[64];
     provider_call_t *calls;
     size_t ncalls;
+    size_t ncancels; /* provider__send_cancel()s not yet ended: the engine closes after them */
     int closing;
     provider_closed_cb closed_cb;
     void *closed_data;
@@ -232,8 +233,16 @@ const provider_caps_t *provider__call_caps(const provider_call_t *c);
 /* What the request of `c` carries. */
 void provider__call_needs(const provider_call_t *c, provider_needs_t *n);
 
-/* Closes the shared HTTP engine, then frees the provider (call.c, when its last call is gone). */
-void provider__close_http(provider_t *p);
+/* Once closing and nothing is left (no call, no cancel on the wire): closes the shared HTTP
+ * engine, then frees the provider. */
+void provider__close_when_idle(provider_t *p);
+
+/*
+ * Sends `req`, the cancel of the job `c` submitted, which nothing waits for: it
+ * outlives `c` (the call ends at once), and the provider's close waits for it,
+ * bounded by its timeout. Freed unsent, the job would run on, billed.
+ */
+void provider__send_cancel(provider_call_t *c, const net_req_t *req);
 
 /* --- helpers adapters use (call.c, fetch.c) ---------------------------------------- */
 

@@ -314,8 +314,7 @@ static void rep_cancel(provider_call_t *c)
     net_req_t req = {.method = "POST", .url = c->cancel_url, .headers = h};
     provider__http_defaults(c, &req, (uint64_t)c->p->cfg->provider_submit_timeout_s * 1000);
     req.max_bytes = PROVIDER_JSON_MAX_BYTES;
-    /* Fire and forget: the call ends now; the cancel outlives it on the engine. */
-    net_start(provider__call_engine(c), &req, NULL, NULL);
+    provider__send_cancel(c, &req); /* the call ends now; the cancel outlives it */
 }
 
 const provider_ops provider_replicate_ops = {

@@ -27,6 +27,7 @@
  * validation_422; the generic ones (server_500, reset...) too.
  */
 #include "fake.h"
+#include "httpd_int.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -181,6 +182,10 @@ static void answer_created(fake_t *f, gf_http_req_t *r, void *arg)
     if (j == NULL) {
         problem(r, 404, "Not found", "The prediction is gone (reset)");
     } else {
+        /* [[close]] in the prompt: the connection closes after this answer, so the
+         * client's next request (a cancel) needs a connection of its own. */
+        if (strstr(j->prompt, "[[close]]") && r->conn)
+            r->keep_alive = 0;
         fake_json(r, 201, rep_prediction(f, j));
     }
     free(a);

@@ -148,6 +148,8 @@ static void on_done(provider_call_t *call, const gf_err_t *err, const provider_r
     }
 }
 
+static void on_closed(provider_t *p, void *data);
+
 static void on_accepted(provider_call_t *call, const char *provider, const char *id,
                         const char *resume, void *data)
 {
@@ -155,9 +157,11 @@ static void on_accepted(provider_call_t *call, const char *provider, const char 
     snprintf(r->accepted_id, sizeof(r->accepted_id), "%s", id);
     snprintf(r->resume, sizeof(r->resume), "%s", resume ? resume : "");
     snprintf(r->resume_provider, sizeof(r->resume_provider), "%s", provider);
-    if (r->cancel_on_accept)
+    if (r->cancel_on_accept) {
         provider_cancel(call);
-    else if (r->abandon_on_accept)
+        if (r->close_after_cancel)
+            provider_close(r->close_after_cancel, on_closed, &r->closed);
+    } else if (r->abandon_on_accept)
         provider_abandon(call);
 }
 

@@ -46,6 +46,10 @@ typedef struct {
     provider_call_t *call;
     int cancel_on_accept;
     int abandon_on_accept; /* provider_abandon() as soon as accepted: the job runs on */
+    /* With cancel_on_accept: provider_close() of this right after the cancel, in the same
+     * loop turn (`closed` set once it has closed). */
+    provider_t *close_after_cancel;
+    int closed;
 } pt_result_t;
 
 provider_req_t pt_req(const char *prompt, int w, int h);

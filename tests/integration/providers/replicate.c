@@ -321,6 +321,31 @@ static void test_pending_forever_hits_the_deadline_and_cancels(void **state)
     pt_close(&loop, p, cfg);
 }
 
+/*
+ * A worker closes its provider as soon as its last call ends (a drain, a cancel
+ * at shutdown): the fire-and-forget POST cancel of that call is still sent, and
+ * the close waits for it, instead of freeing it unsent while the prediction runs
+ * on and is billed. The fake closes the connection after the create ([[close]]):
+ * the cancel needs a connection of its own, not open yet when the close comes
+ * (the window a real TLS connect leaves).
+ */
+static void test_a_cancel_outlives_the_providers_close(void **state)
+{
+    (void)state;
+    gf_config_t *cfg = pt_config(&fake, "replicate", no_breaker);
+    provider_t *p = provider_new(&loop, cfg, NULL, NULL);
+    /* Closed in the loop turn of the cancel. */
+    pt_result_t r = {.cancel_on_accept = 1, .close_after_cancel = p};
+    provider_req_t q = pt_req("an owl canceled at shutdown [[close]]", 64, 64);
+    pt_run(&loop, p, &q, &r);
+    assert_int_equal(r.err.code, PROVIDER_E_CANCELED);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(r.closed, 1);
+    gf_cfg_free(cfg);
+    assert_int_equal(pt_fake_wait_one("replicate.cancel"), 1);
+    pt_result_dispose(&r);
+}
+
 /* GET of a prediction URL straight from the fake (the state it holds). */
 static json_t *fake_prediction(const char *get_url)
 {
@@ -414,6 +439,7 @@ int main(void)
         cmocka_unit_test_setup(test_removed_output_is_an_expired_result, reset),
         cmocka_unit_test_setup(test_pending_forever_hits_the_deadline_and_cancels, reset),
         cmocka_unit_test_setup(test_cancel_mid_flight_cancels_the_prediction, reset),
+        cmocka_unit_test_setup(test_a_cancel_outlives_the_providers_close, reset),
         cmocka_unit_test_setup(test_resume_polls_without_a_second_prediction, reset),
     };
     return cmocka_run_group_tests(tests, pt_suite_setup, pt_suite_teardown);
