@@ -69,7 +69,8 @@ static void on_op_timeout(uv_timer_t *t)
      * the command: hiredis 0.14's libuv adapter drops poll errors, so after a
      * Redis restart a context can stay "connected" while nothing it sends is
      * ever answered. Dropping it fails what waits on it (EUNAVAIL, which every
-     * caller retries) and reconnects.
+     * caller retries) and reconnects. A closing queue's connection is left to
+     * the close's own bound (redis.c), which drops it as well.
      */
     if (q->cmd.ac != NULL && q->cmd.connected && !q->closing) {
         GF_LOG(GF_LOG_WARN, &log_ctx, "redis did not answer in time: reconnecting");

@@ -17,6 +17,13 @@
  *   Redis shuts down can be accepted by the kernel and then never answered.
  *   Without the setup timeout such a connection stayed "connected" and never
  *   ready, and every operation failed fast, without a timeout to notice.)
+ * - From queue_close on, `reconnect` bounds the close instead: hiredis
+ *   disconnects only once every pending reply is in (an operation's, a setup
+ *   command's, the probe's PUBLISH), so a connection still waiting for one
+ *   FARM_QUEUE_OP_TIMEOUT_MS after the close began is dropped, and what
+ *   still waited on it ends with GF_ECANCELED. The timer is closed when the
+ *   connection is gone. (A Redis that went silent with the TCP connection up
+ *   otherwise held a stopping process until it was killed.)
  * - `ready` is set only when the setup commands queued at connect have all
  *   answered (function library loaded; SUBSCRIBE confirmed), so an operation
  *   never reaches a Redis that lacks our library except after a FUNCTION
@@ -105,6 +112,19 @@ static void on_connect(const redisAsyncContext *ac, int status)
     c->down_logged = 0;
 }
 
+static void on_reconnect_closed(uv_handle_t *h)
+{
+    queue__conn_t *c = h->data;
+    c->timer_open = 0;
+    queue__maybe_closed(c->q);
+}
+
+static void conn_timer_close(queue__conn_t *c)
+{
+    if (c->timer_open && !uv_is_closing((uv_handle_t *)&c->reconnect))
+        uv_close((uv_handle_t *)&c->reconnect, on_reconnect_closed);
+}
+
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
     queue__conn_t *c = ac->data;
@@ -115,6 +135,8 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
         GF_LOG(GF_LOG_WARN, &log_ctx, "lost redis connection (%s)%s%s (reconnecting)", c->name,
                status == REDIS_OK ? "" : ": ", status == REDIS_OK ? "" : ac->errstr);
         schedule_reconnect(c);
+    } else {
+        conn_timer_close(c); /* the close's bound, no longer needed */
     }
     queue__maybe_closed(c->q);
 }
@@ -366,25 +388,30 @@ int queue__conn_closed(const queue__conn_t *c)
     return c->ac == NULL && !c->timer_open;
 }
 
-static void on_reconnect_closed(uv_handle_t *h)
+static void on_close_timeout(uv_timer_t *t)
 {
-    queue__conn_t *c = h->data;
-    c->timer_open = 0;
-    queue__maybe_closed(c->q);
+    queue__conn_t *c = t->data;
+    GF_LOG(GF_LOG_WARN, &log_ctx, "redis did not answer before the close (%s): dropping it",
+           c->name);
+    conn_drop(c); /* every reply still awaited gets NULL, then on_disconnect */
 }
 
 void queue__conn_close(queue__conn_t *c)
 {
-    if (c->timer_open && !uv_is_closing((uv_handle_t *)&c->reconnect))
-        uv_close((uv_handle_t *)&c->reconnect, on_reconnect_closed);
     if (c->ac != NULL && c->connected) {
+        /* Armed first: with nothing pending, on_disconnect runs inside the
+         * disconnect and closes it. */
+        uv_timer_start(&c->reconnect, on_close_timeout, (uint64_t)c->q->conf.op_timeout_ms, 0);
         redisAsyncDisconnect(c->ac); /* pending replies first, then on_disconnect */
-    } else if (c->ac != NULL) {
+        return;
+    }
+    if (c->ac != NULL) {
         /* Still connecting: hiredis would never call on_disconnect, so free it now. */
         redisAsyncContext *ac = c->ac;
         c->ac = NULL;
         redisAsyncFree(ac);
     }
+    conn_timer_close(c);
 }
 
 queue_t *queue_new(uv_loop_t *loop, const gf_config_t *cfg, gf_err_t *err)

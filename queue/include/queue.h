@@ -352,11 +352,13 @@ void queue_on_cancel(queue_t *q, queue_cancel_cb cb, void *data);
 void queue_metrics(queue_t *q, gf_metrics_t *m);
 
 /*
- * Disconnects (pending operations finish with their reply or GF_ECANCELED,
- * watches not stopped with GF_ECANCELED; none of them inside this call),
- * stops reconnecting, and frees the queue; `cb` runs once everything is
- * closed. The queue must not be used after this call, except to stop a
- * watch whose final callback has not run yet.
+ * Disconnects (pending operations finish with their reply, their
+ * GF_ETIMEDOUT or GF_ECANCELED, watches not stopped with GF_ECANCELED; none
+ * of them inside this call), stops reconnecting, and frees the queue; `cb`
+ * runs once everything is closed. Replies are awaited for at most
+ * FARM_QUEUE_OP_TIMEOUT_MS from this call: a connection still waiting then is
+ * dropped, so a silent Redis cannot hold the close. The queue must not be used after this
+ * call, except to stop a watch whose final callback has not run yet.
  */
 void queue_close(queue_t *q, queue_closed_cb cb, void *data);
 

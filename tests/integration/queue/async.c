@@ -7,7 +7,8 @@
  * as needed, a subscriber connection that died silently (or never answered
  * its setup) found and replaced, a new process reading from a full Redis, a
  * failed watch read read again, no callback inside a call, and a close that
- * ends its watches after it returned. What the client sends to Redis (batches, rate limit
+ * ends its watches after it returned, and within the operation timeout while
+ * Redis is silent. What the client sends to Redis (batches, rate limit
  * takes, the function library, error records) is in batch.c. Each test
  * closes the queue and checks that the loop closes empty (qt_async_teardown).
  */
@@ -153,7 +154,7 @@ static void test_a_held_watch_reads_nothing_until_released(void **state)
         uv_run(&fx->loop, UV_RUN_ONCE);
     assert_int_equal(held_seen, 100); /* one batch, then held */
     for (double end = ts_now() + 1; ts_now() < end;)
-        uv_run(&fx->loop, UV_RUN_NOWAIT);
+        uv_run(&fx->loop, UV_RUN_ONCE);
     assert_int_equal(held_seen, 100);
     held_after = 1000;
     queue_watch_hold(w, 0);
@@ -347,16 +348,23 @@ static void test_a_deaf_subscription_is_found_and_replaced(void **state)
  * that lands while Redis shuts down): without a setup timeout the queue stayed
  * "connected", never ready, and failed every call fast, for ever.
  */
+/* fx->cfg2: Redis through fx->px, whose first connection is open and silent, and `setting`. */
+static qt_proxy_t *cfg2_with_a_silent_first_connection(fx_t *fx, const char *setting)
+{
+    qt_proxy_t *px = fx->px = qt_proxy_start(atoi(ts_env("FARM_TEST_REDIS_PORT")));
+    assert_non_null(px);
+    qt_proxy_deafen(px, 0);
+    char url[96];
+    snprintf(url, sizeof(url), "FARM_REDIS_URL=redis://127.0.0.1:%d/0", qt_proxy_port(px));
+    const char *const env[] = {url, setting, NULL};
+    fx->cfg2 = qt_cfg(env);
+    return px;
+}
+
 static void test_a_connection_that_never_answers_its_setup_is_replaced(void **state)
 {
     fx_t *fx = *state;
-    qt_proxy_t *px = fx->px = qt_proxy_start(atoi(ts_env("FARM_TEST_REDIS_PORT")));
-    assert_non_null(px);
-    qt_proxy_deafen(px, 0); /* the first connection: open, and silent */
-    char url[96];
-    snprintf(url, sizeof(url), "FARM_REDIS_URL=redis://127.0.0.1:%d/0", qt_proxy_port(px));
-    const char *const env[] = {url, "FARM_QUEUE_OP_TIMEOUT_MS=500", NULL};
-    fx->cfg2 = qt_cfg(env);
+    qt_proxy_t *px = cfg2_with_a_silent_first_connection(fx, "FARM_QUEUE_OP_TIMEOUT_MS=500");
     queue_t *q = open_q2(fx, fx->cfg2, 10);
     assert_int_equal(qt_proxy_accepted(px), 2); /* the silent one, then its replacement */
 
@@ -577,6 +585,77 @@ static void test_a_close_ends_its_watches_after_it_returned(void **state)
     assert_string_equal(cw.final.domain, "queue");
 }
 
+/* A stats answer: how many times it came, the last status, and whether inside queue_close. */
+typedef struct {
+    int calls, in_close, ran_inside;
+    gf_err_t err;
+} closing_stats_t;
+
+static void on_stats_closing(queue_t *q, const gf_err_t *err, const queue_stats_t *s, void *data)
+{
+    closing_stats_t *cs = data;
+    (void)q;
+    (void)s;
+    cs->calls++;
+    cs->ran_inside += cs->in_close;
+    cs->err = *err;
+}
+
+/* Closes fx->q2 and runs the loop until it closed or `timeout_s` passed; whether it closed. */
+static int close_q2_within(fx_t *fx, closing_stats_t *cs, double timeout_s)
+{
+    cs->in_close = 1;
+    queue_close(fx->q2, qt_on_closed2, fx);
+    cs->in_close = 0;
+    fx->q2 = NULL; /* closing: the teardown must not close it again (stopping the proxy ends it) */
+    return qt_run_until(fx, &fx->closed2, timeout_s);
+}
+
+/*
+ * Redis goes silent with the TCP connection up (SIGSTOP, a VM pause) while an
+ * operation waits for its answer, and the process stops: hiredis disconnects
+ * only once every reply is in, so the close waited forever, till SIGKILL. It
+ * ends within the operation timeout, the operation with its error, once.
+ */
+static void test_a_close_ends_while_redis_is_silent(void **state)
+{
+    fx_t *fx = *state;
+    queue_t *q = q2_through_proxy(fx, "FARM_QUEUE_OP_TIMEOUT_MS=500");
+    qt_proxy_deafen(fx->px, 0); /* the command connection */
+    closing_stats_t cs = {0};
+    assert_int_equal(queue_stats(q, on_stats_closing, &cs), 0);
+    assert_true(close_q2_within(fx, &cs, 5));
+    assert_int_equal(cs.ran_inside, 0);
+    assert_int_equal(cs.calls, 1);
+    assert_true(cs.err.code == GF_ECANCELED || cs.err.code == GF_ETIMEDOUT);
+    double end = ts_now() + 0.3; /* and never again */
+    while (ts_now() < end)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(cs.calls, 1);
+}
+
+/* The same while the connection's setup (FUNCTION LOAD) waits for its answer. */
+static void test_a_close_ends_while_the_setup_is_unanswered(void **state)
+{
+    fx_t *fx = *state;
+    qt_proxy_t *px = cfg2_with_a_silent_first_connection(fx, "FARM_QUEUE_OP_TIMEOUT_MS=1000");
+    gf_err_t err = {0};
+    fx->q2 = queue_new(&fx->loop, fx->cfg2, &err);
+    assert_non_null(fx->q2);
+    /* Connected and its setup sent, well inside the 1 s setup timeout. */
+    double end = ts_now() + 5;
+    while (qt_proxy_accepted(px) < 1 && ts_now() < end)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    end = ts_now() + 0.3;
+    while (ts_now() < end)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_int_equal(qt_proxy_accepted(px), 1);
+    assert_false(queue_is_connected(fx->q2));
+    closing_stats_t cs = {0};
+    assert_true(close_q2_within(fx, &cs, 5));
+    assert_int_equal(qt_proxy_accepted(px), 1); /* and it did not connect again */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -605,6 +684,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_a_claim_whose_answer_was_lost_is_asked_again,
                                         qt_async_setup, qt_async_teardown),
         cmocka_unit_test_setup_teardown(test_a_close_ends_its_watches_after_it_returned,
+                                        qt_async_setup, qt_async_teardown),
+        cmocka_unit_test_setup_teardown(test_a_close_ends_while_redis_is_silent, qt_async_setup,
+                                        qt_async_teardown),
+        cmocka_unit_test_setup_teardown(test_a_close_ends_while_the_setup_is_unanswered,
                                         qt_async_setup, qt_async_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
