@@ -10,7 +10,7 @@
  *   farm dead-letter list [--max N] | retry ID|--all | purge ID|--all
  *   farm queue-libraries [--prune]
  *   farm stats [--watch [SECONDS]]  the farm at a glance, from Redis and Postgres
- *   farm webhooks list [--failed] [--generation ID] | retry ID|--failed
+ *   farm webhooks list [--failed] [--generation ID] | retry ID|--failed [--host HOST]
  *
  * Exit status: 0 done, 1 the task failed, 2 bad usage or configuration.
  */
@@ -33,26 +33,28 @@ extern char **environ;
 
 static int usage(FILE *out)
 {
-    fprintf(out, "usage: farm <command> [options]\n"
-                 "  config [--markdown]   print the effective configuration (secrets masked)\n"
-                 "  migrate               apply FARM_MIGRATIONS_DIR, then store/sql beside it\n"
-                 "  token --sub UUID [--role user|admin] [--plan NAME] [--ttl SECONDS]\n"
-                 "                        print a signed bearer token (FARM_JWT_SECRET)\n"
-                 "  grant --user UUID --amount N [--reason TEXT]\n"
-                 "                        grant (N > 0) or take back (N < 0) credits\n"
-                 "  reconcile             check every ledger invariant\n"
-                 "  dead-letter list [--max N] | retry ID|--all | purge ID|--all\n"
-                 "                        inspect, re-queue or drop dead-lettered jobs (a job\n"
-                 "                        whose generation Postgres has finished is closed\n"
-                 "                        by the worker at once: nothing runs again)\n"
-                 "  queue-libraries [--prune]\n"
-                 "                        list (or delete) the queue's Redis function libraries\n"
-                 "                        of other code versions or settings\n"
-                 "  stats [--watch [SECONDS]]\n"
-                 "                        the farm at a glance (queue, workers, credits held);\n"
-                 "                        --watch redraws it every SECONDS (2) until interrupted\n"
-                 "  webhooks list [--failed] [--generation ID] | retry ID|--failed\n"
-                 "                        webhook deliveries (newest 100); put failed ones back\n");
+    fprintf(out,
+            "usage: farm <command> [options]\n"
+            "  config [--markdown]   print the effective configuration (secrets masked)\n"
+            "  migrate               apply FARM_MIGRATIONS_DIR, then store/sql beside it\n"
+            "  token --sub UUID [--role user|admin] [--plan NAME] [--ttl SECONDS]\n"
+            "                        print a signed bearer token (FARM_JWT_SECRET)\n"
+            "  grant --user UUID --amount N [--reason TEXT]\n"
+            "                        grant (N > 0) or take back (N < 0) credits\n"
+            "  reconcile             check every ledger invariant\n"
+            "  dead-letter list [--max N] | retry ID|--all | purge ID|--all\n"
+            "                        inspect, re-queue or drop dead-lettered jobs (a job\n"
+            "                        whose generation Postgres has finished is closed\n"
+            "                        by the worker at once: nothing runs again)\n"
+            "  queue-libraries [--prune]\n"
+            "                        list (or delete) the queue's Redis function libraries\n"
+            "                        of other code versions or settings\n"
+            "  stats [--watch [SECONDS]]\n"
+            "                        the farm at a glance (queue, workers, credits held);\n"
+            "                        --watch redraws it every SECONDS (2) until interrupted\n"
+            "  webhooks list [--failed] [--generation ID] | retry ID|--failed [--host HOST]\n"
+            "                        webhook deliveries (newest 100); put failed ones back\n"
+            "                        (--host: only those to HOST, the receiver that is back)\n");
     return out == stdout ? 0 : 2;
 }
 
@@ -530,7 +532,7 @@ static void print_webhook(const store_webhook_t *w)
 }
 
 typedef struct {
-    const char *action, *gen, *id;
+    const char *action, *gen, *id, *host;
     int failed;
 } webhooks_args_t;
 
@@ -543,8 +545,13 @@ static int webhooks_run(const gf_config_t *cfg, store_conn_t *sc, const void *ar
     if (strcmp(w->action, "list") == 0)
         store_call_webhook_list(&c, w->failed, w->gen, 100);
     else {
-        store_call_webhook_retry(&c, w->id);
-        cli_audit_set(&c, "webhooks.retry", w->id ? w->id : "*", NULL);
+        char target[300];
+        snprintf(target, sizeof(target), "%s%s", w->host ? "host:" : "",
+                 w->id     ? w->id
+                 : w->host ? w->host
+                           : "*");
+        store_call_webhook_retry(&c, w->id, w->host);
+        cli_audit_set(&c, "webhooks.retry", target, NULL);
     }
     if (store_conn_exec(sc, &c) < 0) {
         fprintf(stderr, "farm webhooks %s: %s\n", w->action, c.err.msg);
@@ -569,7 +576,7 @@ static int cmd_webhooks(int argc, char **argv)
 {
     const char *action = argc > 2 ? argv[2] : "";
     int failed = 0;
-    const char *gen = NULL, *id = NULL;
+    const char *gen = NULL, *id = NULL, *host = NULL;
     if (strcmp(action, "list") == 0) {
         for (int i = 3; i < argc; i++) {
             if (strcmp(argv[i], "--failed") == 0)
@@ -580,14 +587,24 @@ static int cmd_webhooks(int argc, char **argv)
             else
                 return usage(stderr);
         }
-    } else if (strcmp(action, "retry") == 0 && argc == 4) {
-        if (strcmp(argv[3], "--failed") != 0 && !api_is_uuid(argv[3]))
+    } else if (strcmp(action, "retry") == 0 && argc == 4 && api_is_uuid(argv[3])) {
+        id = argv[3];
+    } else if (strcmp(action, "retry") == 0 && (argc == 4 || argc == 6) &&
+               strcmp(argv[3], "--failed") == 0) {
+        if (argc == 6 && strcmp(argv[4], "--host") != 0)
             return usage(stderr);
-        id = strcmp(argv[3], "--failed") == 0 ? NULL : argv[3];
+        /* The receiver that is back, as the outbox keeps it: a name or an address, no port. */
+        host = argc == 6 ? argv[5] : NULL;
+        if (host && (host[0] == '\0' || strlen(host) > 253 || strpbrk(host, "/?#@ ") ||
+                     (host[0] != '[' && strchr(host, ':')))) {
+            fprintf(stderr, "farm webhooks retry: --host takes a host name or address "
+                            "(an IPv6 one in brackets), without a port or path\n");
+            return 2;
+        }
     } else {
         return usage(stderr);
     }
-    webhooks_args_t w = {.action = action, .gen = gen, .id = id, .failed = failed};
+    webhooks_args_t w = {.action = action, .gen = gen, .id = id, .host = host, .failed = failed};
     return with_store(webhooks_run, &w);
 }
 

@@ -70,7 +70,7 @@ static const stmt_t stmts[STORE_OP_COUNT_] = {
                                 "$5::jsonb)::text"},
     [STORE_OP_WEBHOOK_RESULT] = {"SELECT outcome, lag_s FROM farm_webhook_result($1::uuid, "
                                  "$2::bigint, $3::text, $4::int, $5::text, $6::bigint)"},
-    [STORE_OP_WEBHOOK_RETRY] = {"SELECT farm_webhook_retry($1::uuid)"},
+    [STORE_OP_WEBHOOK_RETRY] = {"SELECT farm_webhook_retry($1::uuid, $2)"},
     [STORE_OP_WEBHOOK_LIST] = {"SELECT farm_webhooks_list($1::boolean, $2::uuid, $3::int)::text"},
     [STORE_OP_GENERATION_DELETE] = {"SELECT farm_generation_delete($1::uuid, $2::uuid)"},
     [STORE_OP_UPLOAD_DELETE] = {"SELECT farm_upload_delete($1::uuid, $2::uuid)"},
@@ -423,10 +423,11 @@ int store_call_webhook_claim_after(store_call_t *c, const store_webhook_claim_re
     return c->_params[2] ? 0 : GF_EINVAL;
 }
 
-void store_call_webhook_retry(store_call_t *c, const char *id)
+void store_call_webhook_retry(store_call_t *c, const char *id, const char *host)
 {
-    call_init(c, STORE_OP_WEBHOOK_RETRY, 1);
+    call_init(c, STORE_OP_WEBHOOK_RETRY, 2);
     set_str(c, 0, id);
+    set_str(c, 1, host);
 }
 
 void store_call_webhook_list(store_call_t *c, int failed_only, const char *gen_id, int limit)

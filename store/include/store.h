@@ -653,7 +653,9 @@ typedef struct {
 /* CLAIM as `q` says. GF_EINVAL: nresults out of range or a string that is not UTF-8. */
 #define STORE_WEBHOOK_RESULTS_MAX 256
 int store_call_webhook_claim_after(store_call_t *c, const store_webhook_claim_req_t *q);
-void store_call_webhook_retry(store_call_t *c, const char *id);
+/* RETRY the failed delivery `id`, or (id NULL) every failed one, of `host` only when not NULL
+ * (the host as the outbox keeps it: lower-case, no port). */
+void store_call_webhook_retry(store_call_t *c, const char *id, const char *host);
 void store_call_webhook_list(store_call_t *c, int failed_only, const char *gen_id, int limit);
 
 /*

@@ -416,6 +416,9 @@ static void test_the_version_befores_calls_still_answer(void **state)
                      "coalesce(f.status, '-') FROM farm_image_done_finish("
                      "'00000000-0000-4000-8000-00000000dead'::uuid, 1, 0, '[]'::jsonb) f",
                      "not_found/-/-");
+    /* farm_webhook_retry(id): how many were put back */
+    assert_scalar_in(
+        fresh_url, "SELECT farm_webhook_retry('00000000-0000-4000-8000-00000000dead'::uuid)", "0");
 }
 
 #define FARM_TS_EDITED                                                                             \

@@ -136,6 +136,36 @@ static void test_retry_starts_the_backoff_again(void **state)
     json_decref(got);
 }
 
+/*
+ * One receiver back after an outage: `retry --failed --host` puts back its failed deliveries
+ * only; another customer's old failures stay failed (`--failed` alone would send them all
+ * again, each with a new day of retries).
+ */
+static void test_retry_of_one_host_leaves_the_others_failed(void **state)
+{
+    (void)state;
+    char back[37], other[37];
+    wh_create("503", "host-back", NULL, back);
+    wh_create("503", "host-other", NULL, other);
+    json_decref(wh_wait_webhook(back, "pending", 1, 60));
+    json_decref(wh_wait_webhook(other, "pending", 1, 60));
+    /* As after a day of 503s; the first one's receiver named another way (its own host). */
+    wh_update_delivery(back,
+                       "status = 'failed', url = replace(url, '//127.0.0.1:', '//localhost:')");
+    wh_update_delivery(other, "status = 'failed'");
+    assert_int_equal(ts_sh("\"$FARM_TEST_CLI\" webhooks retry --failed --host LocalHost | "
+                           "grep -q '^1 failed delivery pending again'"),
+                     0);
+    wh_assert_delivery(back, "status = 'pending'");
+    wh_assert_delivery(other, "status = 'failed'");
+    /* A port or a path would match nothing: refused, naming what --host takes. */
+    assert_int_equal(ts_sh("out=$(\"$FARM_TEST_CLI\" webhooks retry --failed --host "
+                           "localhost:8443 2>&1); test $? -eq 2 && echo \"$out\" | "
+                           "grep -q 'without a port'"),
+                     0);
+    wh_assert_delivery(other, "status = 'failed'");
+}
+
 /* A worker without the api's FARM_FILE_SECRET would sign every file URL it sends in a webhook
  * with a key the api refuses: it does not start (status 2, naming the setting). */
 static void test_a_worker_without_the_file_secret_does_not_start(void **state)
@@ -564,6 +594,7 @@ int main(void)
         cmocka_unit_test(test_retried_until_delivered),
         cmocka_unit_test(test_gone_stops_at_once),
         cmocka_unit_test(test_retry_starts_the_backoff_again),
+        cmocka_unit_test(test_retry_of_one_host_leaves_the_others_failed),
         cmocka_unit_test(test_timeouts_retried),
         cmocka_unit_test(test_window_exhausted),
         cmocka_unit_test(test_redis_flushed),
