@@ -309,6 +309,13 @@ for (const overlay of ["dev", "prod"]) {
       const wantPort = binary === "farm-api" ? setting("FARM_API_PORT") : setting("FARM_WORKER_METRICS_PORT");
       const probes = ["readinessProbe", "livenessProbe", "startupProbe"].filter((p) => c[p]);
       check(c.readinessProbe && c.livenessProbe, `${overlay}: ${o.metadata.name} has readiness and liveness probes`);
+      // Start checks the bucket once before it listens, for up to FARM_STORAGE_TIMEOUT_MS:
+      // the time the kubelet gives it to answer must be longer, or an S3 that drops
+      // packets restarts the pod before it logs why (and KEDA cannot scale up from zero).
+      const first = c.startupProbe ?? c.livenessProbe;
+      const budget = ((first.initialDelaySeconds ?? 0) + (first.periodSeconds ?? 10) * (first.failureThreshold ?? 3)) * 1000;
+      const storageMs = setting("FARM_STORAGE_TIMEOUT_MS");
+      check(budget >= storageMs + 10000, `${overlay}: ${o.metadata.name} has ${budget / 1000} s to start, FARM_STORAGE_TIMEOUT_MS ${storageMs} ms and 10 s more`);
       for (const p of probes) {
         const hg = c[p].httpGet;
         if (!check(hg, `${overlay}: ${o.metadata.name} ${p} is an HTTP GET`)) continue;
