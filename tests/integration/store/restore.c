@@ -160,10 +160,38 @@ static int teardown(void **state)
     return ts_stop_farm(worker_pid, api_pid, fake_pid);
 }
 
+/*
+ * The database URL's password never reaches pg_dump's command line, which any local user
+ * reads (ps, /proc/PID/cmdline): it goes in PGPASSWORD, percent-decoded. A pg_dump of our
+ * own, first on PATH, records what it was given.
+ */
+static void test_the_backup_keeps_the_password_off_the_command_line(void **state)
+{
+    (void)state;
+    const char *tmp = ts_env("FARM_TEST_TMPDIR");
+    assert_int_equal(ts_sh("mkdir -p '%s/bin' && printf '%%s\\n' '#!/bin/sh' "
+                           "'printf \"%%s\\\\n\" \"$@\" > \"$(dirname \"$0\")/args\"' "
+                           "'printf %%s \"${PGPASSWORD-unset}\" > \"$(dirname \"$0\")/pw\"' "
+                           "'for a; do case $a in --file=*) : > \"${a#--file=}\";; esac; done' "
+                           "> '%s/bin/pg_dump' && chmod +x '%s/bin/pg_dump'",
+                           tmp, tmp, tmp),
+                     0);
+    assert_int_equal(ts_sh("PATH='%s/bin':$PATH FARM_DATABASE_URL='postgresql://farm:s%%40cr%%3At@"
+                           "127.0.0.1:1/farm' '%s/scripts/backup' '%s/pw.dump' >/dev/null",
+                           tmp, ts_env("FARM_TEST_SOURCE_DIR"), tmp),
+                     0);
+    assert_int_equal(ts_sh("grep -qx -- '--dbname=postgresql://farm@127.0.0.1:1/farm' '%s/bin/args'"
+                           " && ! grep -q 'cr' '%s/bin/args'",
+                           tmp, tmp),
+                     0);
+    assert_int_equal(ts_sh("test \"$(cat '%s/bin/pw')\" = 's@cr:t'", tmp), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_a_restored_farm_is_whole, teardown),
+        cmocka_unit_test(test_the_backup_keeps_the_password_off_the_command_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
