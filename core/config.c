@@ -84,11 +84,8 @@ static const cfg_row cfg_table[] = {
     {"FARM_QUEUE_MAX_RECLAIMS", CFG_INT, OFF(queue_max_reclaims), "3", 0, 1000, NULL, 0,
      "a job whose lease expires more often than this is dead-lettered as poison"},
     {"FARM_QUEUE_RETRY_BASE_MS", CFG_INT, OFF(queue_retry_base_ms), "1000", 1, 3600000, NULL, 0,
-     "retry backoff: uniform in [0, min(cap, base * 2^(attempt-1)))"},
-    {"FARM_QUEUE_RETRY_CAP_MS", CFG_INT, OFF(queue_retry_cap_ms), "60000", 1, 86400000, NULL, 0,
-     "upper bound of one retry backoff"},
-    {"FARM_QUEUE_MAX_ATTEMPTS", CFG_INT, OFF(queue_max_attempts), "5", 1, 1000, NULL, 0,
-     "attempts before a retryable failure is dead-lettered"},
+     "hand-back backoff: the n-th waits [w/2, w), w = min(FARM_QUEUE_HANDBACK_CAP_MS, "
+     "base * 2^(n-1))"},
     {"FARM_QUEUE_DEAD_RETENTION_S", CFG_INT, OFF(queue_dead_retention_s), "604800", 1, 31536000,
      NULL, 0, "how long dead-lettered jobs are kept for farm dead-letter"},
     {"FARM_QUEUE_DEAD_MAX", CFG_INT, OFF(queue_dead_max), "10000", 1, 10000000, NULL, 0,

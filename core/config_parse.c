@@ -393,8 +393,6 @@ static int check_pairs(const gf_config_t *cfg, gf_err_t *err)
         const char *low, *high;
         size_t lo, hi; /* offsets of two long long fields */
     } pairs[] = {
-        {"FARM_QUEUE_RETRY_BASE_MS", "FARM_QUEUE_RETRY_CAP_MS",
-         offsetof(gf_config_t, queue_retry_base_ms), offsetof(gf_config_t, queue_retry_cap_ms)},
         {"FARM_PROVIDER_BACKOFF_BASE_MS", "FARM_PROVIDER_BACKOFF_CAP_MS",
          offsetof(gf_config_t, provider_backoff_base_ms),
          offsetof(gf_config_t, provider_backoff_cap_ms)},

@@ -50,8 +50,7 @@ int queue__conf_init(queue__conf_t *c, const gf_config_t *cfg, gf_err_t *err)
     gf_buf_printf(
         &pre,
         "-- settings of this process (queue/script.c)\n"
-        "local LEASE_MS, MAX_RECLAIMS, BASE_MS, CAP_MS, MAX_ATTEMPTS = "
-        "%lld, %lld, %lld, %lld, %lld\n"
+        "local LEASE_MS, MAX_RECLAIMS, BASE_MS = %lld, %lld, %lld\n"
         "local RETENTION_MS, DEAD_RETENTION_MS, DEAD_MAX = %lld, %lld, %lld\n"
         "local EV_MAX, USER_MAXLEN, USER_AGE_MS = %lld, %lld, %lld\n"
         "local RETENTION_MS_S, DEAD_RETENTION_MS_S = '%lld', '%lld'\n"
@@ -59,7 +58,7 @@ int queue__conf_init(queue__conf_t *c, const gf_config_t *cfg, gf_err_t *err)
         "local USER_MAXLEN_S, USER_AGE_MS2_S = '%lld', '%lld'\n"
         "local HANDBACK_CAP_MS, HANDBACK_MAX = %lld, %lld\n",
         cfg->queue_lease_s * 1000, cfg->queue_max_reclaims, cfg->queue_retry_base_ms,
-        cfg->queue_retry_cap_ms, cfg->queue_max_attempts, cfg->events_retention_s * 1000,
+        cfg->events_retention_s * 1000,
         cfg->queue_dead_retention_s * 1000, cfg->queue_dead_max, cfg->events_max_per_gen,
         cfg->events_user_maxlen, cfg->events_user_max_age_s * 1000, cfg->events_retention_s * 1000,
         cfg->queue_dead_retention_s * 1000, cfg->queue_lease_s * 1000, cfg->events_user_maxlen,
@@ -272,8 +271,6 @@ const char *queue__outcome_name(queue_outcome_t o)
     switch (o) {
     case QUEUE_DONE:
         return "done";
-    case QUEUE_RETRY:
-        return "retry";
     case QUEUE_CANCELED:
         return "canceled";
     case QUEUE_HANDBACK:

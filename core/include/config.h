@@ -49,8 +49,6 @@ typedef struct gf_config {
     long long queue_lease_s;
     long long queue_max_reclaims;
     long long queue_retry_base_ms;
-    long long queue_retry_cap_ms;
-    long long queue_max_attempts;
     long long queue_dead_retention_s;
     long long queue_dead_max;
     long long queue_op_timeout_ms;

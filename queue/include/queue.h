@@ -60,8 +60,8 @@ typedef struct {
 /* How a leased job ends (queue_finish). */
 typedef enum {
     QUEUE_DONE = 0,     /* succeeded: terminal 'done' */
-    QUEUE_RETRY = 1,    /* failed, may succeed later: backoff, or dead letter when exhausted */
-    QUEUE_FATAL = 2,    /* failed for good: dead letter */
+    QUEUE_FATAL = 2,    /* failed for good: dead letter (1 was a retry with backoff, which no
+                         * worker sent: a provider's retries happen inside its call) */
     QUEUE_CANCELED = 3, /* the holder stopped after seeing the cancel flag */
     QUEUE_HANDBACK = 4, /* not the job's fault (Redis, Postgres or storage unavailable, the worker
                          * stopping): backoff without spending an attempt; dead letter only after
@@ -81,7 +81,7 @@ typedef struct {
     int64_t position;    /* enqueue, position: jobs that start before it; -1 when not queued */
     int cancel;          /* heartbeat: 1 once a cancel was requested */
     int64_t lease_until; /* heartbeat: the new lease end, unix ms (Redis's clock) */
-    int64_t retry_in_ms; /* finish(QUEUE_RETRY) that was rescheduled: the backoff */
+    int64_t retry_in_ms; /* finish(QUEUE_HANDBACK) that was rescheduled: the wait */
     uint64_t event_id;   /* event_append: the new event's id */
     int64_t limit;       /* enqueue refused with GF_ETOOBIG: the cap */
 } queue_result_t;
@@ -90,7 +90,7 @@ typedef struct {
 typedef struct {
     char *gen_id, *user_id, *tier, *payload;
     uint64_t token;      /* fencing token: present it to heartbeat, finish, events */
-    int attempt;         /* 1 on the first start, counting reclaims and retries */
+    int attempt;         /* 1 on the first start, counting reclaims (a hand-back gives its own back) */
     int64_t deadline_ms; /* 0: none */
     int64_t lease_until; /* unix ms, Redis's clock */
     int64_t created_ms;  /* unix ms the enqueuer's clock gave at enqueue; 0: unknown */

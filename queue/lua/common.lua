@@ -2,8 +2,8 @@
 -- library. queue/script.c builds the library once per process:
 --
 --   #!lua name=<lib>             (lib = "farm_" .. a hash of the text)
---   the settings, as constants:  LEASE_MS, MAX_RECLAIMS, BASE_MS, CAP_MS,
---                                MAX_ATTEMPTS, RETENTION_MS, DEAD_RETENTION_MS,
+--   the settings, as constants:  LEASE_MS, MAX_RECLAIMS, BASE_MS,
+--                                RETENTION_MS, DEAD_RETENTION_MS,
 --                                DEAD_MAX, EV_MAX, USER_MAXLEN, USER_AGE_MS (and
 --                                *_S: some as strings, for redis.call;
 --                                USER_AGE_MS2_S is twice USER_AGE_MS),

@@ -1,14 +1,14 @@
 -- finish: ARGV is one or more leases to end, 5 arguments each: generation id,
--- fencing token, outcome ('done' | 'retry' | 'fatal' | 'canceled' | 'handback'), reason /
--- result JSON, a random fraction in [0, 1) for the backoff's full jitter. The
+-- fencing token, outcome ('done' | 'fatal' | 'canceled' | 'handback'), reason /
+-- result JSON, a random fraction in [0, 1) for the hand-back's jitter. The
 -- async client sends the finishes of one loop iteration together.
 -- Returns one answer per lease, in order: {0, state, retry_in_ms}: state is
--- 'done', 'canceled', 'dead' or 'delayed' (then retry_in_ms is the backoff
+-- 'done', 'canceled', 'dead' or 'delayed' (then retry_in_ms is the wait
 -- chosen); 'handback' is a retry that is not the job's fault (Redis, Postgres
 -- or storage unavailable, its worker stopping): the attempt is given back and
 -- the wait is between half and all of min(HANDBACK_CAP_MS, BASE_MS *
--- 2^(hand-backs - 1)), so waits grow past an outage without ever spending the
--- job's retry budget; only after HANDBACK_MAX hand-backs is it dead-lettered.
+-- 2^(hand-backs - 1)), so waits grow past an outage; only after HANDBACK_MAX
+-- hand-backs is it dead-lettered.
 -- {-1, state} when the token is not the current one (the caller lost
 -- its lease: it must not report or charge anything; being alive, its lost
 -- lease no longer counts toward poison); {-2} when the job is
@@ -45,16 +45,7 @@ for i = 0, #ARGV / 5 - 1 do
                 cjson.encode({reason = reason, attempt = att, in_ms = d, handed_back = hb}), false,
                 's', 'delayed', 'r', reason, 'att', num(att - 1))
             out[i + 1] = {0, 'delayed', d}
-        elseif outcome == 'retry' and att < MAX_ATTEMPTS then
-            -- Exponential backoff with full jitter: uniform in [0, min(cap, base * 2^(n-1))).
-            local d = math.floor(tonumber(ARGV[a + 5]) * math.min(CAP_MS, BASE_MS * 2 ^ (att - 1)))
-            redis.call('ZADD', P .. 'delayed', NOW + d, g)
-            ev_append(g, jk, u, n + 1, 'retrying',
-                cjson.encode({reason = reason, attempt = att, in_ms = d}), false,
-                's', 'delayed', 'r', reason)
-            out[i + 1] = {0, 'delayed', d}
         else
-            if outcome == 'retry' then reason = reason .. ' (after ' .. att .. ' attempts)' end
             if outcome == 'handback' then
                 reason = reason .. ' (handed back ' .. HANDBACK_MAX .. ' times)'
             end

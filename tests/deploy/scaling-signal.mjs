@@ -135,11 +135,11 @@ const farmEnv = {
   // one user reads its 500 generations: reads are not what is measured
   FARM_RATE_LIMITS: "reads=1000000/1000000",
   FARM_WELCOME_CREDITS: "1000000",
-  // A handed-back job waits out a backoff drawn in [0, 1 h): and since only
-  // a claim moves a due retry back to ready, none does here while no worker
-  // has a free slot.
+  // A handed-back job waits between half an hour and an hour (min of the
+  // hand-back cap and the base, then [w/2, w)): and since only a claim moves a
+  // due one back to ready, none does here while no worker has a free slot.
   FARM_QUEUE_RETRY_BASE_MS: "3600000",
-  FARM_QUEUE_RETRY_CAP_MS: "3600000",
+  FARM_QUEUE_HANDBACK_CAP_MS: "3600000",
 };
 mkdirSync(farmEnv.FARM_STORAGE_DIR, { recursive: true });
 

@@ -163,8 +163,7 @@ void qt_redis_restart(void)
 
 static const char *const short_times[] = {
     "FARM_QUEUE_LEASE_S=1",         "FARM_QUEUE_MAX_RECLAIMS=1",
-    "FARM_QUEUE_RETRY_BASE_MS=200", "FARM_QUEUE_RETRY_CAP_MS=400",
-    "FARM_QUEUE_MAX_ATTEMPTS=3",    "FARM_QUEUE_TIERS=pro:4:10,free:1:3",
+    "FARM_QUEUE_RETRY_BASE_MS=200", "FARM_QUEUE_TIERS=pro:4:10,free:1:3",
     "FARM_EVENTS_RETENTION_S=60",   "FARM_QUEUE_HANDBACK_CAP_MS=400",
     "FARM_QUEUE_HANDBACK_MAX=4",    NULL};
 

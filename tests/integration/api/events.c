@@ -190,12 +190,12 @@ static char *event_block(const char *got, const char *event)
 }
 
 /*
- * API.md's event names only: a retry the queue schedules (its own word
+ * API.md's event names only: a hand-back the queue schedules (its own word
  * `retrying`) reaches both streams as a `progress` of the generation, still
  * running, with the backoff; a dead letter an operator re-drives (`requeued`)
  * as `queued` again.
  */
-static void test_queue_retries_reach_clients_by_api_names(void **state)
+static void test_queue_hand_backs_reach_clients_by_api_names(void **state)
 {
     (void)state;
     char *t = au_token(NULL, "pro", NULL, NULL), id[37];
@@ -203,7 +203,7 @@ static void test_queue_retries_reach_clients_by_api_names(void **state)
     gf_err_t err = {0};
     queue_result_t qr = {0};
     uint64_t tok = pw_start(id);
-    assert_int_equal(queue_sync_finish(pw_qs, id, tok, QUEUE_RETRY, "provider busy", &qr, &err), 0);
+    assert_int_equal(queue_sync_finish(pw_qs, id, tok, QUEUE_HANDBACK, "worker stopping", &qr, &err), 0);
     /* Claimed again once its backoff (under 1 s) is over, failed, and dead-lettered. */
     tok = 0;
     for (double end = ts_now() + 10; tok == 0 && ts_now() < end;) {
@@ -662,7 +662,7 @@ int main(void)
         cmocka_unit_test(test_a_stream_ends_when_the_queues_history_went_back),
         cmocka_unit_test(test_a_stream_ends_when_the_history_went_back_to_its_own_id),
         cmocka_unit_test(test_the_list_shows_the_queues_word_as_get_does),
-        cmocka_unit_test(test_queue_retries_reach_clients_by_api_names),
+        cmocka_unit_test(test_queue_hand_backs_reach_clients_by_api_names),
         cmocka_unit_test(test_a_foreign_last_event_id_is_400_and_redis_stays_free),
         cmocka_unit_test(test_a_terminal_event_larger_than_the_cap_is_delivered),
         cmocka_unit_test(test_resuming_after_the_terminal_event_gets_nothing_more),

@@ -274,55 +274,6 @@ static void test_reclaim_from_a_holder_that_comes_back_is_not_poison(void **stat
     queue_claim_dispose(&c);
 }
 
-static void test_retry_backoff_is_within_bounds(void **state)
-{
-    fx_t *fx = *state;
-    enum { N = 40 };
-    char gens[N][64], user[32];
-    int attempts[N] = {0};
-    for (int i = 0; i < N; i++) {
-        snprintf(user, sizeof(user), "retrier-%d", i);
-        qt_enqueue(fx->qs, qt_id(gens[i], sizeof(gens[i]), "retry"), user, "pro");
-    }
-    /* Base 200 ms, cap 400 ms, 3 attempts: backoff in [0,200), then [0,400), then dead. */
-    int dead = 0;
-    int64_t min_seen = 1000000, max_seen = -1;
-    double deadline = ts_now() + 10;
-    while (dead < N && ts_now() < deadline) {
-        queue_claim_t c;
-        assert_int_equal(queue_sync_claim(fx->qs, "w", N, &c, NULL), 0);
-        for (size_t k = 0; k < c.n_jobs; k++) {
-            queue_job_t *j = &c.jobs[k];
-            int i = 0;
-            while (i < N && strcmp(gens[i], j->gen_id) != 0)
-                i++;
-            assert_true(i < N);
-            assert_int_equal(j->attempt, ++attempts[i]);
-            queue_result_t res;
-            finish_ok(fx, j->gen_id, j->token, QUEUE_RETRY, "provider 503", &res);
-            if (j->attempt == 3) {
-                assert_string_equal(res.state, "dead");
-                dead++;
-                continue;
-            }
-            assert_string_equal(res.state, "delayed");
-            int64_t bound = j->attempt == 1 ? 200 : 400;
-            assert_true(res.retry_in_ms >= 0 && res.retry_in_ms < bound);
-            max_seen = res.retry_in_ms > max_seen ? res.retry_in_ms : max_seen;
-            min_seen = res.retry_in_ms < min_seen ? res.retry_in_ms : min_seen;
-        }
-        queue_claim_dispose(&c);
-        qt_sleep_ms(20);
-    }
-    assert_int_equal(dead, N);
-    assert_true(max_seen > min_seen); /* jittered, not one fixed delay */
-    queue_dead_list_t d;
-    assert_int_equal(queue_sync_dead_list(fx->qs, 100, &d, NULL), 0);
-    assert_int_equal(d.n, N);
-    assert_non_null(strstr(d.items[0].reason, "after 3 attempts"));
-    queue_dead_list_dispose(&d);
-}
-
 /* A hand-back (issue #17) spends no attempt and waits [w/2, w), w = min(cap, base * 2^(hb-1));
  * only past FARM_QUEUE_HANDBACK_MAX (4 here) is the job dead-lettered. */
 static void test_handback_spends_no_attempt(void **state)
@@ -740,8 +691,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reclaim_from_a_holder_that_comes_back_is_not_poison,
                                         qt_sync_setup, qt_sync_teardown),
         cmocka_unit_test_setup_teardown(test_handback_spends_no_attempt, qt_sync_setup,
-                                        qt_sync_teardown),
-        cmocka_unit_test_setup_teardown(test_retry_backoff_is_within_bounds, qt_sync_setup,
                                         qt_sync_teardown),
         cmocka_unit_test_setup_teardown(test_fatal_failure_dead_letters_and_redrive_works,
                                         qt_sync_setup, qt_sync_teardown),

@@ -251,7 +251,7 @@ static void test_a_delayed_job_deleted_by_hand_is_dropped(void **state)
     assert_int_equal(queue_sync_claim(fx->qs, "w", 1, &c, NULL), 0);
     assert_int_equal(c.n_jobs, 1);
     assert_int_equal(
-        queue_sync_finish(fx->qs, gone, c.jobs[0].token, QUEUE_RETRY, "provider 503", &res, NULL),
+        queue_sync_finish(fx->qs, gone, c.jobs[0].token, QUEUE_HANDBACK, "worker stopping", &res, NULL),
         0);
     assert_string_equal(res.state, "delayed");
     queue_claim_dispose(&c);

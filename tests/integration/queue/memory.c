@@ -23,7 +23,7 @@ static const char *const env[] = {"FARM_QUEUE_TIERS=pro:4:100000,free:1:100000",
                                   "FARM_EVENTS_USER_MAX_AGE_S=2",
                                   "FARM_QUEUE_DEAD_RETENTION_S=2",
                                   "FARM_QUEUE_RETRY_BASE_MS=1",
-                                  "FARM_QUEUE_RETRY_CAP_MS=5",
+                                  "FARM_QUEUE_HANDBACK_CAP_MS=100",
                                   NULL};
 
 static long long used_memory(void)
@@ -69,12 +69,12 @@ static void run_jobs(queue_sync_t *qs, int n)
                              0);
             unsigned h = (unsigned)strlen(j->gen_id) + (unsigned)j->gen_id[strlen(j->gen_id) - 1];
             queue_outcome_t o = QUEUE_DONE;
-            if (j->attempt == 1 && h % 10 == 0)
-                o = QUEUE_RETRY;
+            if (j->token == 1 && h % 10 == 0) /* once: a hand-back gives its attempt back */
+                o = QUEUE_HANDBACK;
             else if (h % 100 == 1)
                 o = QUEUE_FATAL;
             assert_int_equal(queue_sync_finish(qs, j->gen_id, j->token, o, NULL, &res, NULL), 0);
-            if (o != QUEUE_RETRY)
+            if (o != QUEUE_HANDBACK)
                 finished++;
         }
         if (c.n_jobs == 0)

@@ -54,8 +54,6 @@ static void test_contradicting_settings_are_refused(void **state)
 {
     (void)state;
     static const char *const cases[][3] = {
-        {"FARM_QUEUE_RETRY_BASE_MS=5000", "FARM_QUEUE_RETRY_CAP_MS=1000",
-         "FARM_QUEUE_RETRY_CAP_MS"},
         {"FARM_PROVIDER_BACKOFF_BASE_MS=5000", "FARM_PROVIDER_BACKOFF_CAP_MS=1000",
          "FARM_PROVIDER_BACKOFF_CAP_MS"},
         {"FARM_PROVIDER_POLL_MIN_MS=6000", "FARM_PROVIDER_POLL_MAX_MS=5000",

@@ -61,7 +61,7 @@ static void test_script_argv_layout(void **state)
     assert_non_null(strstr(c.lib, queue__lua_body[QS_CANCEL]));
     assert_non_null(strstr(c.lib, queue__lua_common));
     /* The settings are compiled into the text. */
-    assert_non_null(strstr(c.lib, "= 30000, 3, 1000, 60000, 5"));
+    assert_non_null(strstr(c.lib, "= 30000, 3, 1000\n"));
     assert_non_null(strstr(c.lib, "{name = 'pro', weight = 4, cap = 10}"));
     /* Other settings are another library, with other function names. */
     gf_config_t *cfg2 = cfg_with("pro:4:11,free:1:3", "farm");
