@@ -2,7 +2,7 @@
  * tests/integration/store/webhooks.c - the webhook outbox's statements against the fixture's
  * real Postgres: the finishing worker's lease of its terminal delivery, claims fenced by
  * lease tokens, and the claim's per-host bound, which holds across deliverers (workers) and
- * across two claims at once.
+ * across two claims at once, and passes over a full host's backlog without reading it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +11,7 @@
 
 #include <libpq-fe.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "store.h"
@@ -306,8 +307,8 @@ static void test_webhook_claim_bounds_each_host(void **state)
 
 /*
  * Two claims at once: the first, uncommitted, has leased one of a host's 6 due deliveries
- * (a claim of 1, whose scan locks the 4 oldest). The second neither waits for it nor takes
- * the host's two unlocked ones (3 leased of a room of 2), and takes another host's (due
+ * (a claim of 1, whose scan locks the oldest). The second neither waits for it nor takes
+ * two of the host's unlocked ones (3 leased of a room of 2), and takes another host's (due
  * since). Once the first commits, the farm holds 1 of the host: a claim takes 1 more.
  */
 static void test_two_claims_at_once_never_both_fill_a_host(void **state)
@@ -424,6 +425,87 @@ static void test_a_claim_locks_at_most_64_hosts(void **state)
     }
 }
 
+/* Runs `sql` on `pg`; it must succeed. */
+static void pg_run(PGconn *pg, const char *sql)
+{
+    PGresult *r = PQexec(pg, sql);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(pg));
+    PQclear(r);
+}
+
+/* The rows of webhook_deliveries that `pg`'s backend has read since its stats were last
+ * flushed, by any scan (pg_stat_xact_user_tables: its own, no other backend's). */
+static long long deliveries_read(PGconn *pg)
+{
+    PGresult *r = PQexec(pg, "SELECT seq_tup_read + idx_tup_fetch FROM pg_stat_xact_user_tables "
+                             "WHERE relname = 'webhook_deliveries'");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(r), 1);
+    long long n = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return n;
+}
+
+/*
+ * A host at its bound with a long due backlog (a receiver that hangs, whose day of
+ * deliveries `farm webhooks retry` made due at once) does not make every claim read that
+ * backlog: a claim takes another host's delivery, due after all 20,000 of them, and reads
+ * less than a tenth of the backlog for it (the window of due rows before it walks host by
+ * host; the rows the farm has leased).
+ */
+static void test_a_full_hosts_backlog_is_not_read_by_claims(void **state)
+{
+    (void)state;
+    char user[37], hang[37], ok[37], sql[1024];
+    started_with_webhook_to(user, hang, "https://hang.example/farm");
+    started_with_webhook_to(user, ok, "https://ok.example/farm");
+    PGconn *pg = ts_pg_connect();
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO webhook_deliveries (id, generation_id, kind, seq, event, url, data, "
+             "next_attempt_at) SELECT gen_random_uuid(), '%s', 'image', s, 'image', "
+             "'https://hang.example/farm', '{}', now() - interval '1 hour' + s * interval '1 ms' "
+             "FROM generate_series(1, 20000) s",
+             hang);
+    pg_run(pg, sql);
+    /* Its bound of 2, leased by other deliverers. */
+    pg_run(pg, "UPDATE webhook_deliveries SET lease_token = nextval('webhook_lease_seq'), "
+               "lease_until = now() + interval '10 minutes' WHERE id IN (SELECT id FROM "
+               "webhook_deliveries WHERE host = 'hang.example' AND status = 'pending' "
+               "ORDER BY next_attempt_at LIMIT 2)");
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO webhook_deliveries (id, generation_id, kind, seq, event, url, data, "
+             "next_attempt_at) VALUES (gen_random_uuid(), '%s', 'image', 1, 'image', "
+             "'https://ok.example/farm', '{}', now() - interval '1 second')",
+             ok);
+    pg_run(pg, sql);
+    pg_run(pg, "ANALYZE webhook_deliveries");
+
+    pg_run(pg, "BEGIN");
+    long long before = deliveries_read(pg);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FILTER (WHERE i->>'generation_id' = '%s'), count(*) FILTER "
+             "(WHERE i->>'host' = 'hang.example') FROM jsonb_array_elements(farm_webhook_claim("
+             "64, 60, NULL, 2, NULL)->'items') i",
+             ok);
+    PGresult *r = PQexec(pg, sql);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_string_equal(PQgetvalue(r, 0, 0), "1"); /* ok.example's, past the backlog */
+    assert_string_equal(PQgetvalue(r, 0, 1), "0"); /* hang.example is full */
+    PQclear(r);
+    long long read = deliveries_read(pg) - before;
+    pg_run(pg, "ROLLBACK");
+    snprintf(
+        sql, sizeof(sql),
+        "DELETE FROM webhook_deliveries WHERE generation_id IN ('%s', '%s') AND kind = 'image'",
+        hang, ok);
+    pg_run(pg, sql);
+    PQfinish(pg);
+    if (read >= 2000)
+        fail_msg("the claim read %lld rows of webhook_deliveries for 1 delivery", read);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -434,6 +516,7 @@ int main(void)
         cmocka_unit_test(test_two_claims_at_once_never_both_fill_a_host),
         cmocka_unit_test(test_the_finishing_lease_keeps_the_host_bound),
         cmocka_unit_test(test_a_claim_locks_at_most_64_hosts),
+        cmocka_unit_test(test_a_full_hosts_backlog_is_not_read_by_claims),
     };
     return cmocka_run_group_tests(tests, ts_store_setup, ts_store_teardown);
 }
