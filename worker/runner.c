@@ -22,6 +22,7 @@ static const gf_log_ctx log_ctx = {.component = "worker"};
 
 static void runner_claim(worker_runner_t *r);
 static void runner_maybe_stopped(worker_runner_t *r);
+static void hand_back_all(worker_runner_t *r);
 
 static void on_claim_timer(uv_timer_t *t)
 {
@@ -123,7 +124,11 @@ static void on_claimed(queue_t *q, const gf_err_t *err, queue_claim_t *c, void *
     queue_claim_dispose(c);
     free(c);
     if (r->draining) {
-        /* Claimed while a drain began: they start and finish like the others. */
+        /* Claimed while a drain began: they start and finish like the others, or, answered
+         * after the drain's time ran out, go back at once as the others did (else they ran
+         * on past it, and the worker was killed holding them). */
+        if (r->drain_over)
+            hand_back_all(r);
         runner_maybe_stopped(r);
         return;
     }
@@ -411,12 +416,9 @@ static void runner_maybe_stopped(worker_runner_t *r)
     uv_close((uv_handle_t *)&r->drain_timer, on_timer_closed);
 }
 
-static void on_drain_timeout(uv_timer_t *t)
+/* Every job not finishing already goes back to the queue (a job handed back is left as it is). */
+static void hand_back_all(worker_runner_t *r)
 {
-    worker_runner_t *r = t->data;
-    GF_LOG(GF_LOG_WARN, &log_ctx, "drain timeout: handing %zu generations back to the queue",
-           r->njobs);
-    r->drain_over = 1; /* from now on a queue end that fails is given up: the lease expires */
     for (job_t *j = r->jobs; j;) {
         job_t *next = j->next;
         job__advance(j, JOB_EV_DRAIN_TIMEOUT, NULL);
@@ -427,6 +429,15 @@ static void on_drain_timeout(uv_timer_t *t)
         job_queue_retry(j);
         j = next;
     }
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+    worker_runner_t *r = t->data;
+    GF_LOG(GF_LOG_WARN, &log_ctx, "drain timeout: handing %zu generations back to the queue",
+           r->njobs);
+    r->drain_over = 1; /* from now on a queue end that fails is given up: the lease expires */
+    hand_back_all(r);
 }
 
 void worker_runner_drain(worker_runner_t *r, worker_runner_stopped_cb cb, void *data)
