@@ -20,86 +20,99 @@ typedef struct {
 
 /* Index = store_op_t. Types are cast in SQL so PREPARE can infer them. */
 static const stmt_t stmts[STORE_OP_COUNT_] = {
-    [STORE_OP_ACCEPT] = {"SELECT outcome, generation_id, available FROM farm_accept_generation("
-                         "$1::uuid, $2::uuid, $3::text, $4::bigint, $5::text, $6::int, $7::bigint, "
-                         "$8::jsonb, $9::jsonb, to_timestamp($10::double precision / 1000), "
-                         "$11::text, $12::text, $13::text, $14::text[])"},
+    [STORE_OP_ACCEPT] =
+        {.sql = "SELECT outcome, generation_id, available FROM farm_accept_generation("
+                "$1::uuid, $2::uuid, $3::text, $4::bigint, $5::text, $6::int, $7::bigint, "
+                "$8::jsonb, $9::jsonb, to_timestamp($10::double precision / 1000), "
+                "$11::text, $12::text, $13::text, $14::text[])"},
     /* The status read with the statement's snapshot: what a 'terminal' outcome found. */
-    [STORE_OP_START] = {"SELECT outcome, attempts, (SELECT status FROM generations WHERE id = "
-                        "$1::uuid) FROM farm_start($1::uuid, $2::bigint, $3::text, $4::text)"},
-    [STORE_OP_PROVIDER_REQUEST] = {"SELECT farm_record_provider_request($1::uuid, $2::bigint, "
-                                   "$3::int, $4::text)"},
-    [STORE_OP_IMAGE] = {"SELECT farm_image_settle($1::uuid, $2::bigint, $3::int, $4::boolean, "
-                        "$5::jsonb)"},
+    [STORE_OP_START] = {.sql =
+                            "SELECT outcome, attempts, (SELECT status FROM generations WHERE id = "
+                            "$1::uuid) FROM farm_start($1::uuid, $2::bigint, $3::text, $4::text)"},
+    [STORE_OP_PROVIDER_REQUEST] = {.sql =
+                                       "SELECT farm_record_provider_request($1::uuid, $2::bigint, "
+                                       "$3::int, $4::text)"},
+    [STORE_OP_IMAGE] = {.sql =
+                            "SELECT farm_image_settle($1::uuid, $2::bigint, $3::int, $4::boolean, "
+                            "$5::jsonb)"},
     /* The kind: read by the statement's snapshot, before the finish; it never changes. */
-    [STORE_OP_FINISH] = {"SELECT f.outcome, f.status, (SELECT g.kind FROM generations g "
-                         "WHERE g.id = $1::uuid) FROM farm_finish($1::uuid, $2::bigint, "
-                         "$3::text, $4::jsonb) f"},
+    [STORE_OP_FINISH] = {.sql = "SELECT f.outcome, f.status, (SELECT g.kind FROM generations g "
+                                "WHERE g.id = $1::uuid) FROM farm_finish($1::uuid, $2::bigint, "
+                                "$3::text, $4::jsonb) f"},
     [STORE_OP_CANCEL] =
-        {"SELECT outcome, generation::text FROM farm_cancel_json($1::uuid, $2::uuid)"},
+        {.sql = "SELECT outcome, generation::text FROM farm_cancel_json($1::uuid, $2::uuid)"},
     /* The kind when this call expired it: read by the statement's snapshot, before the
      * call, the generation was still queued (farm_expire answers expired for one expired
      * already too). */
-    [STORE_OP_EXPIRE] = {"SELECT farm_expire($1::uuid), (SELECT g.kind FROM generations g "
-                         "WHERE g.id = $1::uuid AND g.status = 'queued')"},
+    [STORE_OP_EXPIRE] = {.sql = "SELECT farm_expire($1::uuid), (SELECT g.kind FROM generations g "
+                                "WHERE g.id = $1::uuid AND g.status = 'queued')"},
     [STORE_OP_CREDIT] =
-        {"SELECT farm_credit, balance, held FROM farm_credit_balance($1::uuid, NULL, "
-         "$2::bigint, $3::bigint, $4::text)"},
-    [STORE_OP_BALANCE] = {"SELECT balance, held FROM farm_balance($1::uuid, $2::bigint)"},
+        {.sql = "SELECT farm_credit, balance, held FROM farm_credit_balance($1::uuid, NULL, "
+                "$2::bigint, $3::bigint, $4::text)"},
+    [STORE_OP_BALANCE] = {.sql = "SELECT balance, held FROM farm_balance($1::uuid, $2::bigint)"},
     [STORE_OP_GENERATION] =
-        {"SELECT farm_generation_json(g)::text FROM generations g "
-         "WHERE g.id = $1::uuid AND g.user_id = $2::uuid AND g.deleted_at IS NULL"},
-    [STORE_OP_SWEEP] = {"SELECT farm_sweep($1::int, $2::int)"},
-    [STORE_OP_LIST] = {"SELECT farm_generations_page($1::uuid, $2::text, $3::text, $4::int, "
-                       "$5::bigint, $6::uuid)"},
-    [STORE_OP_LEDGER] = {"SELECT farm_ledger_page($1::uuid, $2::int, $3::bigint)"},
-    [STORE_OP_RESUME] = {"SELECT farm_worker_resume($1::uuid)"},
-    [STORE_OP_REFS] = {"SELECT farm_refs_check($1::uuid, $2::uuid, $3::uuid, $4::int, $5::uuid[])"},
-    [STORE_OP_UPLOAD_ADD] = {"SELECT farm_upload_add($1::uuid, $2::uuid, $3::bigint, $4::text, "
-                             "$5::int, $6::int, $7::bigint, $8::text, $9::text, $10::bigint, "
-                             "$11::bigint)"},
-    [STORE_OP_IMAGE_DONE] = {"SELECT farm_image_done($1::uuid, $2::bigint, $3::int, $4::jsonb)"},
-    [STORE_OP_REFUSE] = {"SELECT farm_refuse($1::uuid, $2::uuid, $3::text)"},
+        {.sql = "SELECT farm_generation_json(g)::text FROM generations g "
+                "WHERE g.id = $1::uuid AND g.user_id = $2::uuid AND g.deleted_at IS NULL"},
+    [STORE_OP_SWEEP] = {.sql = "SELECT farm_sweep($1::int, $2::int)"},
+    [STORE_OP_LIST] = {.sql = "SELECT farm_generations_page($1::uuid, $2::text, $3::text, $4::int, "
+                              "$5::bigint, $6::uuid)"},
+    [STORE_OP_LEDGER] = {.sql = "SELECT farm_ledger_page($1::uuid, $2::int, $3::bigint)"},
+    [STORE_OP_RESUME] = {.sql = "SELECT farm_worker_resume($1::uuid)"},
+    [STORE_OP_REFS] =
+        {.sql = "SELECT farm_refs_check($1::uuid, $2::uuid, $3::uuid, $4::int, $5::uuid[])"},
+    [STORE_OP_UPLOAD_ADD] = {.sql =
+                                 "SELECT farm_upload_add($1::uuid, $2::uuid, $3::bigint, $4::text, "
+                                 "$5::int, $6::int, $7::bigint, $8::text, $9::text, $10::bigint, "
+                                 "$11::bigint)"},
+    [STORE_OP_IMAGE_DONE] =
+        {.sql = "SELECT farm_image_done($1::uuid, $2::bigint, $3::int, $4::jsonb)"},
+    [STORE_OP_REFUSE] = {.sql = "SELECT farm_refuse($1::uuid, $2::uuid, $3::text)"},
     [STORE_OP_TOTALS] =
-        {"SELECT coalesce(sum(balance), 0)::bigint, coalesce(sum(held), 0)::bigint, "
-         "coalesce(sum(captured), 0)::bigint, coalesce(sum(released), 0)::bigint, "
-         "(SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::bigint "
-         "FROM generations WHERE status IN ('queued', 'running') AND status = 'queued') "
-         "FROM credit_accounts"},
-    [STORE_OP_WEBHOOK_CLAIM] = {"SELECT farm_webhook_claim($1::int, $2::int, $3::jsonb, $4::int, "
-                                "$5::jsonb)::text"},
-    [STORE_OP_WEBHOOK_RESULT] = {"SELECT outcome, lag_s FROM farm_webhook_result($1::uuid, "
-                                 "$2::bigint, $3::text, $4::int, $5::text, $6::bigint)"},
-    [STORE_OP_WEBHOOK_RETRY] = {"SELECT farm_webhook_retry($1::uuid, $2)"},
-    [STORE_OP_WEBHOOK_LIST] = {"SELECT farm_webhooks_list($1::boolean, $2::uuid, $3::int)::text"},
-    [STORE_OP_GENERATION_DELETE] = {"SELECT farm_generation_delete($1::uuid, $2::uuid)"},
-    [STORE_OP_UPLOAD_DELETE] = {"SELECT farm_upload_delete($1::uuid, $2::uuid)"},
-    [STORE_OP_UPLOADS] = {"SELECT farm_uploads_page($1::uuid, $2::int, $3::bigint, $4::uuid)"},
-    [STORE_OP_LIFECYCLE] = {"SELECT farm_lifecycle($1::int, $2::int, $3::int)"},
-    [STORE_OP_STORAGE_DELETED] = {"SELECT farm_storage_deleted($1::text[])"},
-    [STORE_OP_UPLOAD_USAGE] = {"SELECT uploads, bytes FROM farm_upload_usage($1::uuid)"},
-    [STORE_OP_AUDIT] = {"SELECT farm_audit($1::text, $2::text, $3::text, $4::text, $5::jsonb)"},
-    [STORE_OP_AUDIT_PAGE] = {"SELECT farm_audit_page($1::int, $2::bigint)"},
-    [STORE_OP_RECONCILE_CHECK] = {"SELECT violations, checked_at FROM "
-                                  "farm_reconcile_check($1::int)"},
-    [STORE_OP_UNREFERENCED] = {"SELECT farm_storage_unreferenced($1::text[])"},
-    [STORE_OP_ACCEPT_BATCH] = {"SELECT farm_accept_generations($1::jsonb)::text"},
-    [STORE_OP_IMAGE_DONE_FINISH] = {"SELECT image, outcome, status, webhook::text FROM "
-                                    "farm_image_done_finish($1::uuid, $2::bigint, $3::int, "
-                                    "$4::jsonb, $5::int, $6::int)"},
+        {.sql = "SELECT coalesce(sum(balance), 0)::bigint, coalesce(sum(held), 0)::bigint, "
+                "coalesce(sum(captured), 0)::bigint, coalesce(sum(released), 0)::bigint, "
+                "(SELECT coalesce(extract(epoch FROM now() - min(created_at)), 0)::bigint "
+                "FROM generations WHERE status IN ('queued', 'running') AND status = 'queued') "
+                "FROM credit_accounts"},
+    [STORE_OP_WEBHOOK_CLAIM] =
+        {.sql = "SELECT farm_webhook_claim($1::int, $2::int, $3::jsonb, $4::int, "
+                "$5::jsonb)::text"},
+    [STORE_OP_WEBHOOK_RESULT] = {.sql = "SELECT outcome, lag_s FROM farm_webhook_result($1::uuid, "
+                                        "$2::bigint, $3::text, $4::int, $5::text, $6::bigint)"},
+    [STORE_OP_WEBHOOK_RETRY] = {.sql = "SELECT farm_webhook_retry($1::uuid, $2)"},
+    [STORE_OP_WEBHOOK_LIST] =
+        {.sql = "SELECT farm_webhooks_list($1::boolean, $2::uuid, $3::int)::text"},
+    [STORE_OP_GENERATION_DELETE] = {.sql = "SELECT farm_generation_delete($1::uuid, $2::uuid)"},
+    [STORE_OP_UPLOAD_DELETE] = {.sql = "SELECT farm_upload_delete($1::uuid, $2::uuid)"},
+    [STORE_OP_UPLOADS] = {.sql =
+                              "SELECT farm_uploads_page($1::uuid, $2::int, $3::bigint, $4::uuid)"},
+    [STORE_OP_LIFECYCLE] = {.sql = "SELECT farm_lifecycle($1::int, $2::int, $3::int)"},
+    [STORE_OP_STORAGE_DELETED] = {.sql = "SELECT farm_storage_deleted($1::text[])"},
+    [STORE_OP_UPLOAD_USAGE] = {.sql = "SELECT uploads, bytes FROM farm_upload_usage($1::uuid)"},
+    [STORE_OP_AUDIT] = {.sql =
+                            "SELECT farm_audit($1::text, $2::text, $3::text, $4::text, $5::jsonb)"},
+    [STORE_OP_AUDIT_PAGE] = {.sql = "SELECT farm_audit_page($1::int, $2::bigint)"},
+    [STORE_OP_RECONCILE_CHECK] = {.sql = "SELECT violations, checked_at FROM "
+                                         "farm_reconcile_check($1::int)"},
+    [STORE_OP_UNREFERENCED] = {.sql = "SELECT farm_storage_unreferenced($1::text[])"},
+    [STORE_OP_ACCEPT_BATCH] = {.sql = "SELECT farm_accept_generations($1::jsonb)::text"},
+    [STORE_OP_IMAGE_DONE_FINISH] = {.sql = "SELECT image, outcome, status, webhook::text FROM "
+                                           "farm_image_done_finish($1::uuid, $2::bigint, $3::int, "
+                                           "$4::jsonb, $5::int, $6::int)"},
     [STORE_OP_ACCEPT_RESOLVE] =
-        {"SELECT farm_accept_resolve_at($1::int, $2::text, $3::uuid[])::text"},
+        {.sql = "SELECT farm_accept_resolve_at($1::int, $2::text, $3::uuid[])::text"},
     /* A delete found committed already wrote its audit row (or an earlier request's did):
      * the resolution writes one only when it runs the delete itself. */
-    [STORE_OP_DELETE_RESOLVE] = {"SELECT farm_delete_resolve($1::uuid, $2::uuid, $3::text, "
-                                 "$4::int, $5::text)",
-                                 "act.farm_delete_resolve::jsonb->>'resolved' IS DISTINCT FROM "
-                                 "'already'"},
+    [STORE_OP_DELETE_RESOLVE] = {.sql = "SELECT farm_delete_resolve($1::uuid, $2::uuid, $3::text, "
+                                        "$4::int, $5::text)",
+                                 .audit_when =
+                                     "act.farm_delete_resolve::jsonb->>'resolved' IS DISTINCT FROM "
+                                     "'already'"},
     /* As a delete's: the grant found committed wrote its audit row already. */
-    [STORE_OP_CREDIT_RESOLVE] = {"SELECT farm_credit, balance, held, resolved FROM "
-                                 "farm_credit_resolve($1::text, $2::int, $3::text, $4::uuid, "
-                                 "$5::bigint, $6::bigint, $7::text)",
-                                 "act.resolved = 'ran'"},
+    [STORE_OP_CREDIT_RESOLVE] = {.sql =
+                                     "SELECT farm_credit, balance, held, resolved FROM "
+                                     "farm_credit_resolve($1::text, $2::int, $3::text, $4::uuid, "
+                                     "$5::bigint, $6::bigint, $7::text)",
+                                 .audit_when = "act.resolved = 'ran'"},
 };
 
 /*
