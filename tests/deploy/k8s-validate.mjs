@@ -161,6 +161,18 @@ const worker = await startFarm(
   `http://127.0.0.1:${workerPort}/healthz`,
 );
 const live = { "farm-api": apiPort, "farm-worker": workerPort };
+// An api on a database no `farm migrate` has reached (a new release's pod before
+// its migrate Job): what its startup probe answers decides whether the rollout
+// waits for the Job or replaces the old pods with ones that answer 503.
+const unmigrated = `k8s_unmigrated_${process.pid}`;
+const psql = (sql) => execFileSync("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", process.env.FARM_DATABASE_URL, "-c", sql], { stdio: "ignore" });
+psql(`CREATE DATABASE ${unmigrated}`);
+const unmigratedPort = await freePort();
+const apiUnmigrated = await startFarm(
+  process.env.FARM_TEST_API_BIN,
+  { ...secrets, FARM_API_HOST: "127.0.0.1", FARM_API_PORT: String(unmigratedPort), FARM_API_PROCESSES: "1", FARM_DATABASE_URL: process.env.FARM_DATABASE_URL.replace(/\/[^/?]*(\?|$)/, `/${unmigrated}$1`) },
+  `http://127.0.0.1:${unmigratedPort}/healthz`,
+);
 // And an api whose Redis is away (nothing listens on its port): what its
 // readiness probe answers is what every pod answers in a Redis outage.
 const noRedisPort = await freePort();
@@ -331,6 +343,10 @@ for (const overlay of ["dev", "prod"]) {
         const outage = await status(`http://127.0.0.1:${noRedisPort}${ready}`);
         const readyz = await status(`http://127.0.0.1:${noRedisPort}/readyz`);
         check(outage === 200 && readyz === 503, `${overlay}: api readiness ${ready} answers 200 with Redis down (got ${outage}; /readyz ${readyz})`);
+        // ...but a new pod is not started (never Ready) before its database is migrated.
+        const start = c.startupProbe?.httpGet?.path;
+        const early = await status(`http://127.0.0.1:${unmigratedPort}${start}`);
+        check(start && early === 503, `${overlay}: api startup ${start} answers 503 on a database not migrated (got ${early})`);
         const pre = c.lifecycle?.preStop?.exec?.command;
         const preS = pre && pre[0] === "sleep" ? Number(pre[1]) : 0;
         const grace = spec.terminationGracePeriodSeconds ?? 30;
@@ -379,6 +395,8 @@ for (const overlay of ["dev", "prod"]) {
 await stopFarm(worker);
 await stopFarm(api);
 await stopFarm(apiNoRedis);
+await stopFarm(apiUnmigrated);
+psql(`DROP DATABASE ${unmigrated}`);
 if (failures) {
   console.error(`k8s-validate: ${failures} check(s) failed`);
   process.exit(1);
