@@ -148,6 +148,13 @@ BEGIN
                           AND d.status = 'pending'
                           AND (d.lease_until IS NULL OR d.lease_until < now())
                           AND d.id <> ALL (v_recorded) AND d.id <> ALL (v_taken)
+                          -- a held-back terminal row is no candidate: it would take
+                          -- the place of a row the host may have
+                          AND (d.kind <> 'terminal' OR (SELECT 1 FROM webhook_deliveries t
+                                                        WHERE t.generation_id = d.generation_id
+                                                          AND t.kind <> 'terminal'
+                                                          AND t.status = 'pending'
+                                                          AND t.attempts = 0 LIMIT 1) IS NULL)
                         ORDER BY d.host, d.next_attempt_at
                         LIMIT greatest(least(v_limit, p_per_host
                                              - coalesce((p_busy ->> h.host)::int, 0)), 0)) c

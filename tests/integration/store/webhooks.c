@@ -482,13 +482,20 @@ static void test_a_full_hosts_backlog_is_not_read_by_claims(void **state)
     pg_run(pg, sql);
     pg_run(pg, "ANALYZE webhook_deliveries");
 
-    pg_run(pg, "BEGIN");
-    long long before = deliveries_read(pg);
     snprintf(sql, sizeof(sql),
              "SELECT count(*) FILTER (WHERE i->>'generation_id' = '%s'), count(*) FILTER "
              "(WHERE i->>'host' = 'hang.example') FROM jsonb_array_elements(farm_webhook_claim("
              "64, 60, NULL, 2, NULL)->'items') i",
              ok);
+    /* A deliverer's session claims every poll: past five runs plpgsql may plan its
+     * statements once for any values. The seventh run is the one measured. */
+    for (int warm = 0; warm < 6; warm++) {
+        pg_run(pg, "BEGIN");
+        PQclear(PQexec(pg, sql));
+        pg_run(pg, "ROLLBACK");
+    }
+    pg_run(pg, "BEGIN");
+    long long before = deliveries_read(pg);
     PGresult *r = PQexec(pg, sql);
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
     assert_string_equal(PQgetvalue(r, 0, 0), "1"); /* ok.example's, past the backlog */
