@@ -182,11 +182,6 @@ static void send_batch(api_t *api, batch_t *b)
         fail_all(b, &err);
         return;
     }
-    if (api->store == NULL) {
-        gf_err_set(&err, GF_ECANCELED, "api", "the store is closed");
-        fail_all(b, &err);
-        return;
-    }
     if (api__store_exec(api, &b->call, on_batch_done, b) < 0) {
         err = b->call.err;
         fail_all(b, &err);

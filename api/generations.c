@@ -151,17 +151,7 @@ static void answer_accepted(gen_ctx_t *c, int status, const queue_result_t *res)
     ctx_free(c);
 }
 
-/* A repeated request's 200 for a queued generation, with its queue_position. */
-static void on_replay_position(queue_t *q, const gf_err_t *err, const queue_result_t *res,
-                               void *data)
-{
-    (void)q;
-    gen_ctx_t *c = data;
-    if (err->code == GF_OK && strcmp(res->state, "queued") == 0 && res->position >= 0)
-        json_object_set_new(c->gen, "queue_position", json_integer(res->position));
-    api__json(c->r.req, 200, json_incref(c->gen));
-    ctx_free(c);
-}
+static void on_position(queue_t *q, const gf_err_t *err, const queue_result_t *res, void *data);
 
 /* The outcome of the accept (api/accept.c: one request of a group-committed batch). */
 static void on_accepted(api_t *api, const gf_err_t *err, const store_accept_outcome_t *out,
@@ -211,11 +201,12 @@ static void on_accepted(api_t *api, const gf_err_t *err, const store_accept_outc
             ctx_free(c);
             return;
         }
-        /* The first answer's body: a queued one's place from the queue, as the 202 had it. */
+        /* The first answer's body (answered 200): a queued one's place from the queue, as
+         * the 202 had it and as GET shows it. */
         c->gen = accepted_body(c->gen_id, out->kind, out->status, out->cost, out->images, NULL,
                                c->created_at);
         if (strcmp(out->status, "queued") == 0 && c->r.api->queue != NULL &&
-            queue_position(c->r.api->queue, c->gen_id, on_replay_position, c) == 0)
+            queue_position(c->r.api->queue, c->gen_id, on_position, c) == 0)
             return;
         api__json(c->r.req, 200, json_incref(c->gen));
         ctx_free(c);
